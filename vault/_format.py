@@ -1,0 +1,54 @@
+"""Format constants: the single home of version bytes, labels, sizes and KDF floors.
+
+A second implementation of the vault needs exactly this file plus docs/format.md.
+Changing any value here changes bytes on disk: bump ``FORMAT_VERSION`` and add
+vectors under tests/vectors/ when you do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Byte 0 of every blob. A reader refuses versions it does not know rather than guessing.
+FORMAT_VERSION = 1
+
+# Byte 1 of every blob names its kind, so a blob copied into the wrong column fails
+# loudly (and the kind is covered by the AEAD associated data).
+KIND_FIELD = b"F"  # one field value, encrypted under a record's class DEK
+KIND_DEK = b"D"  # a record's class DEK, wrapped under a class key
+KIND_KEYRING = b"K"  # the set of class keys a slot opens, encrypted under the slot secret
+KIND_PASSPHRASE_SLOT = b"P"  # slot secret wrapped under an Argon2id-derived key
+KIND_SCHEMA_MAC = b"S"  # HMAC over the stored schema
+
+KEY_LEN = 32  # AES-256 keys, slot secrets, DEKs, class keys
+NONCE_LEN = 12  # AES-GCM 96-bit nonces, always fresh from the OS CSPRNG
+TAG_LEN = 16  # AES-GCM tag
+KID_LEN = 8  # key ids: random, public, only used to find the right key
+ID_LEN = 16  # vault ids and record ids: random 128-bit, never derived from identity
+SALT_LEN = 16  # Argon2id salt
+SLOT_CHECKSUM_LEN = 8  # unkeyed SHA-256 prefix on passphrase slots (corruption vs wrong passphrase)
+PAD_BLOCK = 32  # ISO/IEC 7816-4 padding bucket: a value's length leaks only its 32-byte bucket
+MAX_VALUE_BYTES = 1 << 20  # 1 MiB per field value, far above any registration form answer
+
+# Labels (HKDF info strings, MAC prefixes). Never reuse one for two purposes.
+LABEL_SCHEMA_MAC = b"dvault/v1/schema-mac"
+
+
+@dataclass(frozen=True)
+class KdfParams:
+    """Argon2id cost: t passes, m KiB of memory, p lanes."""
+
+    t: int
+    m_kib: int
+    p: int
+
+
+# RFC 9106 section 4, second recommended option: t=3, m=64 MiB, p=4. This is both the
+# default and the floor; a stored slot below it is refused (no silent downgrade).
+KDF_DEFAULT = KdfParams(t=3, m_kib=64 * 1024, p=4)
+KDF_FLOOR = KdfParams(t=3, m_kib=64 * 1024, p=4)
+# A ceiling stops a database writer from turning an unlock into a memory bomb.
+KDF_CEILING = KdfParams(t=64, m_kib=4 * 1024 * 1024, p=64)
+
+# The relational schema version; see vault/migrations.py.
+DB_SCHEMA_VERSION = 1

@@ -1,0 +1,380 @@
+"""Envelope encryption of one record: per-class DEKs and per-field ciphertexts.
+
+Layouts are specified byte by byte in docs/format.md; this module and
+:mod:`vault.keys` are the only writers and readers of those bytes.
+
+Per record and class there is one *envelope*: a wrapped DEK plus a *cell
+container* of field ciphertexts. The DEK wrap's associated data covers the sorted
+list of field names present, so dropping or adding a cell is detected, and every
+update draws a fresh DEK, so replaying an older cell of the same record fails.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from . import _crypto as C
+from . import _format as F
+
+_V = bytes([F.FORMAT_VERSION])
+FIELD_HEADER_LEN = 2 + F.KID_LEN  # version, kind, dek id
+DEK_HEADER_LEN = 2 + 2 * F.KID_LEN  # version, kind, class key id, dek id
+DEK_BLOB_LEN = DEK_HEADER_LEN + F.NONCE_LEN + F.KEY_LEN + F.TAG_LEN
+
+
+class Malformed(Exception):
+    """A blob cannot be parsed (wrong size, version or kind). Carries no data."""
+
+
+def _lp8(b: bytes) -> bytes:
+    if len(b) > 255:
+        raise ValueError("name too long")
+    return bytes([len(b)]) + b
+
+
+# -- padding (ISO/IEC 7816-4) -----------------------------------------------------------
+def pad(data: bytes) -> bytes:
+    """Append 0x80 then zeros up to a multiple of PAD_BLOCK (always at least one byte)."""
+    n = len(data) + 1
+    return data + b"\x80" + b"\x00" * (-n % F.PAD_BLOCK)
+
+
+def unpad(data: bytes) -> bytes:
+    if not data or len(data) % F.PAD_BLOCK:
+        raise Malformed()
+    stripped = data.rstrip(b"\x00")
+    if not stripped or stripped[-1] != 0x80:
+        raise Malformed()
+    return stripped[:-1]
+
+
+# -- field ciphertexts ------------------------------------------------------------------
+def field_aad(header: bytes, vault_id: bytes, record_id: bytes, field: str) -> bytes:
+    return header + vault_id + record_id + _lp8(field.encode("ascii"))
+
+
+def seal_field(dek: C.Aead, dek_id: bytes, vault_id: bytes, record_id: bytes, field: str,
+               plaintext: bytes, nonce: bytes | None = None) -> bytes:
+    header = _V + F.KIND_FIELD + dek_id
+    nonce = C.random_bytes(F.NONCE_LEN) if nonce is None else nonce
+    ct = dek.seal(nonce, pad(plaintext), field_aad(header, vault_id, record_id, field))
+    return header + nonce + ct
+
+
+def field_dek_id(blob: bytes) -> bytes:
+    if len(blob) < FIELD_HEADER_LEN + F.NONCE_LEN + F.TAG_LEN + F.PAD_BLOCK:
+        raise Malformed()
+    if blob[0] != F.FORMAT_VERSION or blob[1:2] != F.KIND_FIELD:
+        raise Malformed()
+    return blob[2:FIELD_HEADER_LEN]
+
+
+def open_field(dek: C.Aead, vault_id: bytes, record_id: bytes, field: str, blob: bytes) -> bytes:
+    """Decrypt one cell. Raises Malformed or C.AuthFailure."""
+    field_dek_id(blob)
+    header = blob[:FIELD_HEADER_LEN]
+    nonce = blob[FIELD_HEADER_LEN:FIELD_HEADER_LEN + F.NONCE_LEN]
+    pt = dek.open(nonce, blob[FIELD_HEADER_LEN + F.NONCE_LEN:], field_aad(header, vault_id, record_id, field))
+    return unpad(pt)
+
+
+# -- wrapped DEKs -----------------------------------------------------------------------
+def manifest(field_names: list[str] | tuple[str, ...]) -> bytes:
+    """Canonical encoding of the set of fields present in an envelope."""
+    names = sorted(field_names)
+    return struct.pack(">H", len(names)) + b"".join(_lp8(n.encode("ascii")) for n in names)
+
+
+def dek_aad(header: bytes, vault_id: bytes, record_id: bytes, cls: str, class_version: int,
+            fields_present: list[str] | tuple[str, ...]) -> bytes:
+    return (header + vault_id + record_id + _lp8(cls.encode("ascii"))
+            + struct.pack(">I", class_version) + manifest(fields_present))
+
+
+def wrap_dek(class_key: C.Aead, class_kid: bytes, class_version: int, dek_id: bytes, dek: bytes,
+             vault_id: bytes, record_id: bytes, cls: str, fields_present: list[str] | tuple[str, ...],
+             nonce: bytes | None = None) -> bytes:
+    header = _V + F.KIND_DEK + class_kid + dek_id
+    nonce = C.random_bytes(F.NONCE_LEN) if nonce is None else nonce
+    aad = dek_aad(header, vault_id, record_id, cls, class_version, fields_present)
+    return header + nonce + class_key.seal(nonce, dek, aad)
+
+
+@dataclass(frozen=True)
+class DekHeader:
+    class_kid: bytes
+    dek_id: bytes
+
+
+def parse_dek_header(blob: bytes) -> DekHeader:
+    if len(blob) != DEK_BLOB_LEN or blob[0] != F.FORMAT_VERSION or blob[1:2] != F.KIND_DEK:
+        raise Malformed()
+    return DekHeader(blob[2:2 + F.KID_LEN], blob[2 + F.KID_LEN:DEK_HEADER_LEN])
+
+
+def unwrap_dek(class_key: C.Aead, class_version: int, vault_id: bytes, record_id: bytes, cls: str,
+               fields_present: list[str] | tuple[str, ...], blob: bytes) -> bytes:
+    parse_dek_header(blob)
+    header = blob[:DEK_HEADER_LEN]
+    nonce = blob[DEK_HEADER_LEN:DEK_HEADER_LEN + F.NONCE_LEN]
+    aad = dek_aad(header, vault_id, record_id, cls, class_version, fields_present)
+    return class_key.open(nonce, blob[DEK_HEADER_LEN + F.NONCE_LEN:], aad)
+
+
+# -- cell containers --------------------------------------------------------------------
+def pack_cells(cells: dict[str, bytes]) -> bytes:
+    """Field name -> field blob, sorted by name: u16 count, then (u8 len, name, u32 len, blob)*."""
+    out = [struct.pack(">H", len(cells))]
+    for name in sorted(cells):
+        blob = cells[name]
+        out.append(_lp8(name.encode("ascii")))
+        out.append(struct.pack(">I", len(blob)))
+        out.append(blob)
+    return b"".join(out)
+
+
+def unpack_cells(data: bytes) -> dict[str, bytes]:
+    try:
+        (count,) = struct.unpack_from(">H", data, 0)
+        pos = 2
+        cells: dict[str, bytes] = {}
+        prev = ""
+        for _ in range(count):
+            n = data[pos]
+            name = data[pos + 1:pos + 1 + n].decode("ascii")
+            pos += 1 + n
+            (size,) = struct.unpack_from(">I", data, pos)
+            pos += 4
+            blob = data[pos:pos + size]
+            if len(blob) != size or (cells and name <= prev) or not name:
+                raise Malformed()
+            pos += size
+            cells[name] = blob
+            prev = name
+    except (struct.error, IndexError, UnicodeDecodeError):
+        raise Malformed() from None
+    if pos != len(data):
+        raise Malformed()
+    return cells
+
+
+# -- record rows: every class envelope of one record, framed -----------------------------
+def pack_record(envs: list[tuple[str, bytes, bytes]]) -> bytes:
+    """u8 count, then per class: u8 len, class, wrapped DEK (78 bytes), u32 len, cells."""
+    out = [bytes([len(envs)])]
+    for cls, dek, cells in envs:
+        if len(dek) != DEK_BLOB_LEN:
+            raise ValueError("bad DEK blob length")
+        out.append(_lp8(cls.encode("ascii")))
+        out.append(dek)
+        out.append(struct.pack(">I", len(cells)))
+        out.append(cells)
+    return b"".join(out)
+
+
+def unpack_record(data: bytes) -> dict[str, tuple[bytes, bytes]]:
+    try:
+        count = data[0]
+        pos = 1
+        envs: dict[str, tuple[bytes, bytes]] = {}
+        for _ in range(count):
+            n = data[pos]
+            cls = data[pos + 1:pos + 1 + n].decode("ascii")
+            pos += 1 + n
+            dek = data[pos:pos + DEK_BLOB_LEN]
+            pos += DEK_BLOB_LEN
+            (size,) = struct.unpack_from(">I", data, pos)
+            pos += 4
+            cells = data[pos:pos + size]
+            if len(cells) != size or len(dek) != DEK_BLOB_LEN or cls in envs:
+                raise Malformed()
+            pos += size
+            envs[cls] = (dek, cells)
+    except (struct.error, IndexError, UnicodeDecodeError):
+        raise Malformed() from None
+    if pos != len(data):
+        raise Malformed()
+    return envs
+
+
+def class_randomness(n_fields: int) -> int:
+    """Bytes of CSPRNG output one class envelope consumes: DEK, DEK id, wrap nonce, field nonces."""
+    return F.KEY_LEN + F.KID_LEN + F.NONCE_LEN + F.NONCE_LEN * n_fields
+
+
+class Codec:
+    """The hot path: seal/open a class envelope with per-vault precomputed encodings.
+
+    Produces exactly the bytes of :func:`seal_field` / :func:`wrap_dek` (the vectors
+    check both). ``rnd`` is the CSPRNG output to use, injectable for known-answer tests.
+    """
+
+    def __init__(self, vault_id: bytes) -> None:
+        self.vid = vault_id
+        self._lp: dict[str, bytes] = {}
+        self._manifests: dict[tuple[str, ...], bytes] = {}
+
+    def _name(self, name: str) -> bytes:
+        lp = self._lp.get(name)
+        if lp is None:
+            lp = self._lp[name] = _lp8(name.encode("ascii"))
+        return lp
+
+    def _manifest(self, names: tuple[str, ...]) -> bytes:
+        m = self._manifests.get(names)
+        if m is None:
+            m = manifest(names)
+            if len(self._manifests) < 4096:
+                self._manifests[names] = m
+        return m
+
+    def seal_record(self, record_id: bytes,
+                    envs: list[tuple[str, bytes, int, C.Aead, list[tuple[str, bytes]]]],
+                    rnd: bytes) -> bytes:
+        """Seal every class envelope of one record and frame them into a row (write hot path).
+
+        envs: (class, class key id, class version, class key, [(field, plaintext)] sorted by
+        field name). ``rnd`` holds class_randomness(n) bytes per class, in order; it is
+        injectable so that known-answer vectors pin every byte.
+        """
+        lps = self._lp
+        tail = self.vid + record_id
+        out = [bytes([len(envs)])]
+        pos = 0
+        for cls, class_kid, class_version, class_key, items in envs:
+            dek = rnd[pos:pos + 32]
+            dek_id = rnd[pos + 32:pos + 40]
+            wrap_nonce = rnd[pos + 40:pos + 52]
+            pos += 52
+            enc = C.Aead(dek).encrypt
+            fhead = _FIELD_PREFIX + dek_id
+            prefix = fhead + tail
+            cells = [_U16[len(items)] if len(items) < 256 else struct.pack(">H", len(items))]
+            for name, pt in items:
+                lp = lps.get(name) or self._name(name)
+                nonce = rnd[pos:pos + 12]
+                pos += 12
+                ct = enc(nonce, pt + _PAD[(-len(pt) - 1) % 32], prefix + lp)
+                cells.append(lp + _pack_u32(22 + len(ct)) + fhead + nonce + ct)
+            dhead = _DEK_PREFIX + class_kid + dek_id
+            clp = lps.get(cls) or self._name(cls)
+            aad = dhead + tail + clp + _pack_u32(class_version) + self._manifest(tuple([n for n, _ in items]))
+            cell_bytes = b"".join(cells)
+            out.append(clp + dhead + wrap_nonce + class_key.encrypt(wrap_nonce, dek, aad)
+                       + _pack_u32(len(cell_bytes)) + cell_bytes)
+        if pos != len(rnd):
+            raise ValueError("randomness length does not match the envelopes")
+        return b"".join(out)
+
+    def open_record(self, data: bytes, record_id: bytes, keys: dict[bytes, tuple[str, int, C.Aead]],
+                    classes: dict[str, list[str] | None], field_class: dict[str, str]) -> dict[str, bytes]:
+        """Parse a record row and decrypt the wanted cells in one pass (the read hot path).
+
+        ``keys``: class key id -> (class, version, Aead). ``classes``: class -> wanted field
+        names (None = all) for the classes to open. ``field_class``: schema field -> class.
+        Every class envelope's framing is checked, only wanted classes are decrypted.
+        Raises Malformed, EnvelopeFailure(cls) or FieldFailure(name).
+        """
+        lps = self._lp
+        tail = self.vid + record_id
+        unpack = _unpack_u32
+        out: dict[str, bytes] = {}
+        seen = set()
+        try:
+            count = data[0]
+            pos = 1
+            for _ in range(count):
+                n = data[pos]
+                cls = data[pos + 1:pos + 1 + n].decode("ascii")
+                pos += 1 + n
+                dek_blob = data[pos:pos + DEK_BLOB_LEN]
+                pos += DEK_BLOB_LEN
+                (size,) = unpack(data, pos)
+                pos += 4
+                end = pos + size
+                if end > len(data) or cls in seen or len(dek_blob) != DEK_BLOB_LEN:
+                    raise Malformed()
+                seen.add(cls)
+                if cls not in classes:
+                    pos = end
+                    continue
+                # cells: u16 count, then (u8 len, name, u32 len, blob)*, names strictly ascending
+                (ncells,) = _unpack_u16(data, pos)
+                pos += 2
+                names, blobs = [], []
+                prev = ""
+                for _ in range(ncells):
+                    ln = data[pos]
+                    name = data[pos + 1:pos + 1 + ln].decode("ascii")
+                    pos += 1 + ln
+                    (bl,) = unpack(data, pos)
+                    pos += 4
+                    if name <= prev or field_class.get(name) != cls:
+                        raise EnvelopeFailure(cls)
+                    names.append(name)
+                    blobs.append(data[pos:pos + bl])
+                    pos += bl
+                    prev = name
+                if pos != end:
+                    raise Malformed()
+                entry = keys.get(dek_blob[2:10])
+                if dek_blob[:2] != _DEK_PREFIX or entry is None or entry[0] != cls:
+                    raise EnvelopeFailure(cls)
+                aad = (dek_blob[:18] + tail + (lps.get(cls) or self._name(cls)) + _pack_u32(entry[1])
+                       + self._manifest(tuple(names)))
+                try:
+                    dek = entry[2].decrypt(dek_blob[18:30], dek_blob[30:], aad)
+                except C.AEAD_FAILURES:
+                    raise EnvelopeFailure(cls) from None
+                dec = C.Aead(dek).decrypt
+                fhead = _FIELD_PREFIX + dek_blob[10:18]
+                want = classes[cls]
+                for name, blob in zip(names, blobs):
+                    if want is not None and name not in want:
+                        continue
+                    try:
+                        if blob[:10] != fhead or len(blob) < 70:
+                            raise Malformed()
+                        pt = dec(blob[10:22], blob[22:], fhead + tail + (lps.get(name) or self._name(name)))
+                        stripped = pt.rstrip(b"\x00")
+                        if not stripped or stripped[-1] != 0x80 or len(pt) % 32:
+                            raise Malformed()
+                        out[name] = stripped[:-1]
+                    except (Malformed,) + C.AEAD_FAILURES:
+                        raise FieldFailure(name) from None
+            if pos != len(data):
+                raise Malformed()
+        except (IndexError, struct.error, UnicodeDecodeError):
+            raise Malformed() from None
+        missing = [c for c in classes if c not in seen]
+        if missing:
+            raise EnvelopeFailure(missing[0])
+        return out
+
+
+class EnvelopeFailure(Exception):
+    """A class envelope failed (unknown key, foreign field, bad DEK tag). Names the class only."""
+
+    def __init__(self, cls: str) -> None:
+        super().__init__(cls)
+        self.cls = cls
+
+
+_FIELD_PREFIX = _V + F.KIND_FIELD
+_DEK_PREFIX = _V + F.KIND_DEK
+_PAD = [b"\x80" + b"\x00" * i for i in range(32)]
+_PAD = [_PAD[i] for i in range(32)]
+_pack_u32 = struct.Struct(">I").pack
+_unpack_u32 = struct.Struct(">I").unpack_from
+_unpack_u16 = struct.Struct(">H").unpack_from
+_U16 = [struct.pack(">H", i) for i in range(256)]
+assert F.PAD_BLOCK == 32 and F.NONCE_LEN == 12 and F.KID_LEN == 8 and FIELD_HEADER_LEN == 10
+
+
+class FieldFailure(Exception):
+    """One cell failed to decrypt; carries the field name only."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name

@@ -1,0 +1,71 @@
+"""One exception hierarchy, rooted in :class:`VaultError`.
+
+Messages name records, fields and classes, never values: an exception may end up
+in a log, a crash report or a terminal someone is filming.
+"""
+
+from __future__ import annotations
+
+
+class VaultError(Exception):
+    """Base of every error the vault raises on purpose."""
+
+
+class WrongPassphrase(VaultError):
+    """The passphrase (or identity) opens no key slot of this vault."""
+
+    def __init__(self, message: str = "wrong passphrase") -> None:
+        super().__init__(message)
+
+
+class IntegrityError(VaultError):
+    """Stored data failed authentication: tampering, corruption or a swapped blob."""
+
+    def __init__(self, what: str, *, record_id: str | None = None, field: str | None = None) -> None:
+        self.record_id = record_id
+        self.field = field
+        where = []
+        if record_id is not None:
+            where.append(f"record {record_id}")
+        if field is not None:
+            where.append(f"field {field!r}")
+        super().__init__(f"{what}" + (f" ({', '.join(where)})" if where else ""))
+
+
+class KdfTooWeak(IntegrityError):
+    """A stored Argon2id cost is below the floor: a downgrade we refuse to follow."""
+
+
+class UnsupportedVersion(VaultError):
+    """The vault was written by a newer release than this one."""
+
+
+class SchemaError(VaultError):
+    """A schema definition is malformed or unsafe."""
+
+
+class ValidationError(VaultError, ValueError):
+    """A value does not fit its field. Names the field and the rule, never the value."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+class NotFound(VaultError, KeyError):
+    """No such record (or vault)."""
+
+    def __str__(self) -> str:  # KeyError would add quotes
+        return str(self.args[0]) if self.args else "not found"
+
+
+class VaultExists(VaultError):
+    """Refusing to create a vault over an existing one."""
+
+
+class AccessDenied(VaultError):
+    """The caller's keys do not open this field class."""
+
+
+class VaultClosed(VaultError):
+    """The vault was closed; its key references are gone."""

@@ -1,0 +1,224 @@
+"""Key hierarchy above the records: keyrings, key slots and the schema MAC.
+
+    passphrase --Argon2id--> KEK --AEAD--> slot secret --AEAD--> keyring
+                                                              (class keys, meta key)
+    class key --AEAD--> per-record class DEK --AEAD--> field values   (vault.envelope)
+
+A slot wraps a random *slot secret*, and the keyring is encrypted under that
+secret. Rotation can therefore rewrite every slot's keyring without knowing any
+passphrase, and a passphrase change rewraps 32 bytes and touches nothing else.
+Later issues add public-key slots that seal a slot secret to a user's X25519 key
+and hold only their role's classes.
+"""
+
+from __future__ import annotations
+
+import struct
+import unicodedata
+from dataclasses import dataclass, field
+
+from . import _crypto as C
+from . import _format as F
+from .envelope import Malformed, _lp8
+from .errors import IntegrityError, KdfTooWeak, ValidationError, WrongPassphrase
+
+_V = bytes([F.FORMAT_VERSION])
+KIND_CLASS_KEY = 1
+KIND_META_KEY = 2
+
+PASS_SLOT_LEN = 2 + F.KID_LEN + 12 + F.SALT_LEN + F.NONCE_LEN + F.KEY_LEN + F.TAG_LEN + F.SLOT_CHECKSUM_LEN
+
+
+@dataclass(frozen=True, repr=False)
+class Key:
+    """One versioned key. ``repr`` shows the id, never the key."""
+
+    kind: int
+    name: str
+    version: int
+    kid: bytes
+    secret: bytes
+
+    def __repr__(self) -> str:
+        return f"<Key {self.name or 'meta'} v{self.version} kid={self.kid.hex()}>"
+
+
+@dataclass(repr=False)
+class Keyring:
+    """The keys one slot opens. Holds secrets: never log, pickle or print it."""
+
+    keys: list[Key] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        return f"<Keyring {len(self.keys)} keys>"
+
+    @classmethod
+    def generate(cls, classes: tuple[str, ...] | list[str]) -> "Keyring":
+        ring = cls()
+        ring.keys.append(_new_key(KIND_META_KEY, "", 1))
+        for name in classes:
+            ring.keys.append(_new_key(KIND_CLASS_KEY, name, 1))
+        return ring
+
+    def by_kid(self, kid: bytes) -> Key | None:
+        for k in self.keys:
+            if k.kid == kid:
+                return k
+        return None
+
+    def current(self, kind: int, name: str = "") -> Key:
+        best = None
+        for k in self.keys:
+            if k.kind == kind and k.name == name and (best is None or k.version > best.version):
+                best = k
+        if best is None:
+            raise KeyError(name)
+        return best
+
+    def classes(self) -> set[str]:
+        return {k.name for k in self.keys if k.kind == KIND_CLASS_KEY}
+
+    # -- encoding: u16 count, then (u8 kind, u8 len, name, u32 version, kid, key)* --------------
+    def to_bytes(self) -> bytes:
+        out = [struct.pack(">H", len(self.keys))]
+        for k in self.keys:
+            out.append(bytes([k.kind]) + _lp8(k.name.encode("ascii")) + struct.pack(">I", k.version)
+                       + k.kid + k.secret)
+        return b"".join(out)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "Keyring":
+        try:
+            (count,) = struct.unpack_from(">H", data, 0)
+            pos, keys = 2, []
+            for _ in range(count):
+                kind, n = data[pos], data[pos + 1]
+                name = data[pos + 2:pos + 2 + n].decode("ascii")
+                pos += 2 + n
+                (version,) = struct.unpack_from(">I", data, pos)
+                pos += 4
+                kid = data[pos:pos + F.KID_LEN]
+                secret = data[pos + F.KID_LEN:pos + F.KID_LEN + F.KEY_LEN]
+                pos += F.KID_LEN + F.KEY_LEN
+                if len(secret) != F.KEY_LEN or kind not in (KIND_CLASS_KEY, KIND_META_KEY):
+                    raise Malformed()
+                keys.append(Key(kind, name, version, kid, secret))
+        except (struct.error, IndexError, UnicodeDecodeError):
+            raise Malformed() from None
+        if pos != len(data):
+            raise Malformed()
+        return cls(keys)
+
+
+def _new_key(kind: int, name: str, version: int) -> Key:
+    return Key(kind, name, version, C.random_bytes(F.KID_LEN), C.random_bytes(F.KEY_LEN))
+
+
+# -- keyring blobs ----------------------------------------------------------------------------
+def seal_keyring(slot_secret: bytes, slot_kid: bytes, vault_id: bytes, ring: Keyring,
+                 nonce: bytes | None = None) -> bytes:
+    header = _V + F.KIND_KEYRING + slot_kid
+    nonce = C.random_bytes(F.NONCE_LEN) if nonce is None else nonce
+    return header + nonce + C.aead_seal(slot_secret, nonce, ring.to_bytes(), header + vault_id)
+
+
+def open_keyring(slot_secret: bytes, vault_id: bytes, blob: bytes) -> Keyring:
+    hl = 2 + F.KID_LEN
+    if len(blob) < hl + F.NONCE_LEN + F.TAG_LEN or blob[0] != F.FORMAT_VERSION or blob[1:2] != F.KIND_KEYRING:
+        raise IntegrityError("key slot keyring is malformed")
+    try:
+        pt = C.aead_open(slot_secret, blob[hl:hl + F.NONCE_LEN], blob[hl + F.NONCE_LEN:], blob[:hl] + vault_id)
+        return Keyring.from_bytes(pt)
+    except (C.AuthFailure, Malformed):
+        raise IntegrityError("key slot keyring failed authentication") from None
+
+
+# -- passphrase slots -------------------------------------------------------------------------
+def passphrase_bytes(passphrase: str) -> bytes:
+    """NFC-normalised UTF-8, so the same passphrase typed on two keyboards unlocks."""
+    if not isinstance(passphrase, str) or not passphrase:
+        raise ValidationError("passphrase must be a non-empty string")
+    return unicodedata.normalize("NFC", passphrase).encode("utf-8")
+
+
+def check_kdf(params: F.KdfParams) -> None:
+    floor, ceil = F.KDF_FLOOR, F.KDF_CEILING
+    if params.t < floor.t or params.m_kib < floor.m_kib or params.p < floor.p:
+        raise KdfTooWeak(
+            f"Argon2id parameters t={params.t} m={params.m_kib}KiB p={params.p} are below the floor "
+            f"t={floor.t} m={floor.m_kib}KiB p={floor.p}"
+        )
+    if params.t > ceil.t or params.m_kib > ceil.m_kib or params.p > ceil.p:
+        raise IntegrityError("Argon2id parameters are above the ceiling (corrupt or hostile slot)")
+
+
+def seal_passphrase_slot(passphrase: str, slot_secret: bytes, slot_kid: bytes, vault_id: bytes,
+                         params: F.KdfParams, *, salt: bytes | None = None,
+                         nonce: bytes | None = None) -> bytes:
+    check_kdf(params)
+    salt = C.random_bytes(F.SALT_LEN) if salt is None else salt
+    nonce = C.random_bytes(F.NONCE_LEN) if nonce is None else nonce
+    header = _V + F.KIND_PASSPHRASE_SLOT + slot_kid + struct.pack(">III", params.t, params.m_kib, params.p) + salt
+    kek = C.argon2id(passphrase_bytes(passphrase), salt, params.t, params.m_kib, params.p)
+    body = header + nonce + C.aead_seal(kek, nonce, slot_secret, header + vault_id)
+    return body + C.sha256(body)[: F.SLOT_CHECKSUM_LEN]
+
+
+def passphrase_slot_params(blob: bytes) -> F.KdfParams:
+    _check_slot_framing(blob)
+    t, m, p = struct.unpack_from(">III", blob, 2 + F.KID_LEN)
+    return F.KdfParams(t, m, p)
+
+
+def _check_slot_framing(blob: bytes) -> None:
+    if len(blob) != PASS_SLOT_LEN:
+        raise IntegrityError("passphrase slot is malformed")
+    body, checksum = blob[: -F.SLOT_CHECKSUM_LEN], blob[-F.SLOT_CHECKSUM_LEN:]
+    # The checksum is unkeyed (as in LUKS2 headers): it tells corruption apart from a wrong
+    # passphrase. An attacker can recompute it, but then the AEAD below still fails.
+    if not C.mac_equal(C.sha256(body)[: F.SLOT_CHECKSUM_LEN], checksum):
+        raise IntegrityError("passphrase slot checksum mismatch (corrupted slot)")
+    if blob[0] != F.FORMAT_VERSION or blob[1:2] != F.KIND_PASSPHRASE_SLOT:
+        raise IntegrityError("passphrase slot has an unknown version or kind")
+
+
+def open_passphrase_slot(blob: bytes, passphrase: str, vault_id: bytes) -> bytes:
+    """Return the slot secret; the floor is checked *before* spending any Argon2 work."""
+    params = passphrase_slot_params(blob)
+    check_kdf(params)
+    hl = 2 + F.KID_LEN + 12 + F.SALT_LEN
+    header, salt = blob[:hl], blob[hl - F.SALT_LEN:hl]
+    nonce = blob[hl:hl + F.NONCE_LEN]
+    ct = blob[hl + F.NONCE_LEN: -F.SLOT_CHECKSUM_LEN]
+    kek = C.argon2id(passphrase_bytes(passphrase), salt, params.t, params.m_kib, params.p)
+    try:
+        return C.aead_open(kek, nonce, ct, header + vault_id)
+    except C.AuthFailure:
+        raise WrongPassphrase() from None
+
+
+def slot_kid(blob: bytes) -> bytes:
+    return blob[2:2 + F.KID_LEN]
+
+
+# -- schema authentication --------------------------------------------------------------------
+def _schema_msg(header: bytes, vault_id: bytes, schema_text: str) -> bytes:
+    return F.LABEL_SCHEMA_MAC + header + vault_id + C.sha256(schema_text.encode("utf-8"))
+
+
+def mac_schema(meta: Key, vault_id: bytes, schema_text: str) -> bytes:
+    header = _V + F.KIND_SCHEMA_MAC + meta.kid
+    return header + C.hmac_sha256(meta.secret, _schema_msg(header, vault_id, schema_text))
+
+
+def verify_schema(ring: Keyring, vault_id: bytes, schema_text: str, blob: bytes) -> None:
+    hl = 2 + F.KID_LEN
+    if len(blob) != hl + 32 or blob[0] != F.FORMAT_VERSION or blob[1:2] != F.KIND_SCHEMA_MAC:
+        raise IntegrityError("stored schema MAC is malformed")
+    meta = ring.by_kid(blob[2:hl])
+    if meta is None or meta.kind != KIND_META_KEY:
+        raise IntegrityError("stored schema is signed by an unknown key")
+    try:
+        C.verify_hmac_sha256(meta.secret, _schema_msg(blob[:hl], vault_id, schema_text), blob[hl:])
+    except C.AuthFailure:
+        raise IntegrityError("stored schema failed authentication (modified in the database?)") from None

@@ -1,0 +1,238 @@
+"""Vault schemas: which fields exist, their types, classes and search rules.
+
+A schema is TOML. The text as given is stored in the vault and authenticated
+(see :mod:`vault.keys`), so a database writer cannot move a field into a weaker
+class or add or drop one unnoticed. The rules here also refuse designs that would
+de-anonymise a small population (a blind index on nationality, say).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Mapping
+
+from . import _format as F
+from .errors import SchemaError, ValidationError
+
+TYPES = ("text", "date", "enum", "bool", "integer")
+SEARCH_MODES = ("none", "exact")
+NORMALIZERS = ("none", "text", "name", "email", "phone", "compact")
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    type: str
+    cls: str
+    search: str = "none"
+    normalize: str = "text"
+    values: tuple[str, ...] = ()
+    tokens: bool = False
+    low_cardinality: bool = False
+    allow_low_cardinality: bool = False
+    required: bool = False
+
+    # -- value codec -------------------------------------------------------------
+    def encode(self, value: Any) -> bytes:
+        """Canonical bytes for a Python value; raises ValidationError naming only the field."""
+        t = self.type
+        if t == "text":
+            if not isinstance(value, str):
+                raise ValidationError(f"field {self.name!r} expects text", field=self.name)
+            try:
+                data = value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValidationError(
+                    f"field {self.name!r} contains characters that are not valid Unicode text",
+                    field=self.name,
+                ) from None
+        elif t == "date":
+            if isinstance(value, _dt.datetime) or not isinstance(value, (_dt.date, str)):
+                raise ValidationError(f"field {self.name!r} expects a date (YYYY-MM-DD)", field=self.name)
+            if isinstance(value, str):
+                value = parse_date(value, self.name)
+            data = value.isoformat().encode("ascii")
+        elif t == "enum":
+            if not isinstance(value, str) or value not in self.values:
+                raise ValidationError(
+                    f"field {self.name!r} expects one of: {', '.join(self.values)}", field=self.name
+                )
+            data = value.encode("utf-8")
+        elif t == "bool":
+            if not isinstance(value, bool):
+                raise ValidationError(f"field {self.name!r} expects true or false", field=self.name)
+            data = b"\x01" if value else b"\x00"
+        else:  # integer
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValidationError(f"field {self.name!r} expects an integer", field=self.name)
+            if not _INT_MIN <= value <= _INT_MAX:
+                raise ValidationError(f"field {self.name!r} is out of the 64-bit range", field=self.name)
+            data = str(value).encode("ascii")
+        if len(data) > F.MAX_VALUE_BYTES:
+            raise ValidationError(f"field {self.name!r} is longer than 1 MiB", field=self.name)
+        return data
+
+    def decode(self, data: bytes) -> Any:
+        t = self.type
+        if t in ("text", "enum"):
+            return data.decode("utf-8")
+        if t == "date":
+            return _dt.date.fromisoformat(data.decode("ascii"))
+        if t == "bool":
+            if data not in (b"\x00", b"\x01"):
+                raise ValueError("bad bool encoding")
+            return data == b"\x01"
+        return int(data.decode("ascii"))
+
+
+def parse_date(text: str, name: str) -> _dt.date:
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            raise ValueError
+        return _dt.date.fromisoformat(text)
+    except ValueError:
+        raise ValidationError(f"field {name!r} expects a date (YYYY-MM-DD)", field=name) from None
+
+
+@dataclass(frozen=True)
+class Schema:
+    name: str
+    version: int
+    classes: tuple[str, ...]
+    purposes: tuple[str, ...]
+    fields: Mapping[str, Field]
+    expected_population: int = 1000
+    k_anonymity: int = 4
+    source: str = field(default="", repr=False, compare=False)
+
+    def fields_of(self, cls: str) -> list[Field]:
+        return [f for f in self.fields.values() if f.cls == cls]
+
+    def field(self, name: str) -> Field:
+        try:
+            return self.fields[name]
+        except KeyError:
+            raise ValidationError(f"unknown field {name!r}", field=name) from None
+
+    def warnings(self) -> list[str]:
+        """Risks the schema owner accepted explicitly (shown by ``status``)."""
+        return [
+            f"field {f.name!r} has a blind index although it is low-cardinality "
+            "(allow_low_cardinality = true): its index can single people out in a small vault"
+            for f in self.fields.values()
+            if f.search == "exact" and f.allow_low_cardinality
+        ]
+
+
+def default_schema_text() -> str:
+    return resources.files("vault.schemas").joinpath("participant.toml").read_text("utf-8")
+
+
+def load(text: str | None = None) -> Schema:
+    """Parse and check a schema TOML; ``None`` gives the default participant schema."""
+    if text is None:
+        text = default_schema_text()
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise SchemaError(f"schema is not valid TOML: {e}") from None
+    head = doc.get("schema")
+    if not isinstance(head, dict):
+        raise SchemaError("schema needs a [schema] table")
+    name = _get(head, "name", str, "schema")
+    version = _get(head, "version", int, "schema")
+    classes = tuple(_get(head, "classes", list, "schema"))
+    purposes = tuple(head.get("purposes", ["badge", "travel", "sessions", "audit"]))
+    population = head.get("expected_population", 1000)
+    k = head.get("k_anonymity", 4)
+    if not isinstance(population, int) or isinstance(population, bool) or population < 1:
+        raise SchemaError("schema.expected_population must be a positive integer")
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise SchemaError("schema.k_anonymity must be a positive integer")
+    for kind, names in (("class", classes), ("purpose", purposes)):
+        if not names:
+            raise SchemaError(f"schema needs at least one {kind}")
+        for n in names:
+            if not isinstance(n, str) or not _NAME_RE.match(n):
+                raise SchemaError(f"bad {kind} name {n!r}: use lower-case letters, digits and _")
+        if len(set(names)) != len(names):
+            raise SchemaError(f"duplicate {kind} name in schema")
+    unknown = set(doc) - {"schema", "fields"}
+    if unknown:
+        raise SchemaError(f"unknown schema section(s): {', '.join(sorted(unknown))}")
+    raw_fields = doc.get("fields")
+    if not isinstance(raw_fields, dict) or not raw_fields:
+        raise SchemaError("schema needs at least one [fields.NAME] table")
+    fields: dict[str, Field] = {}
+    for fname, spec in raw_fields.items():
+        fields[fname] = _field(fname, spec, classes)
+    return Schema(
+        name=name, version=version, classes=classes, purposes=purposes, fields=fields,
+        expected_population=population, k_anonymity=k, source=text,
+    )
+
+
+_FIELD_KEYS = {"type", "class", "search", "normalize", "values", "tokens", "low_cardinality",
+               "allow_low_cardinality", "required"}
+
+
+def _field(name: str, spec: Any, classes: tuple[str, ...]) -> Field:
+    if not _NAME_RE.match(name):
+        raise SchemaError(f"bad field name {name!r}: use lower-case letters, digits and _")
+    if not isinstance(spec, dict):
+        raise SchemaError(f"field {name!r} must be a table")
+    unknown = set(spec) - _FIELD_KEYS
+    if unknown:
+        raise SchemaError(f"field {name!r}: unknown key(s) {', '.join(sorted(unknown))}")
+    ftype = spec.get("type")
+    if ftype not in TYPES:
+        raise SchemaError(f"field {name!r}: type must be one of {', '.join(TYPES)}")
+    cls = spec.get("class")
+    if cls not in classes:
+        raise SchemaError(f"field {name!r}: class {cls!r} is not declared in schema.classes")
+    search = spec.get("search", "none")
+    if search not in SEARCH_MODES:
+        raise SchemaError(f"field {name!r}: search must be 'none' or 'exact'")
+    normalize = spec.get("normalize", "text" if ftype == "text" else "none")
+    if normalize not in NORMALIZERS:
+        raise SchemaError(f"field {name!r}: normalize must be one of {', '.join(NORMALIZERS)}")
+    values = spec.get("values", [])
+    if ftype == "enum":
+        if not values or not all(isinstance(v, str) for v in values) or len(set(values)) != len(values):
+            raise SchemaError(f"field {name!r}: an enum needs a list of distinct string values")
+    elif values:
+        raise SchemaError(f"field {name!r}: only enum fields take values")
+    flags = {}
+    for key in ("tokens", "low_cardinality", "allow_low_cardinality", "required"):
+        v = spec.get(key, False)
+        if not isinstance(v, bool):
+            raise SchemaError(f"field {name!r}: {key} must be true or false")
+        flags[key] = v
+    if flags["tokens"] and (ftype != "text" or search != "exact"):
+        raise SchemaError(f"field {name!r}: tokens = true needs a text field with search = 'exact'")
+    # Small populations: an index on a field with few distinct values splits ~150 people into
+    # a handful of buckets and singles out the rare ones. Refuse unless explicitly accepted.
+    low = flags["low_cardinality"] or ftype in ("enum", "bool", "date")
+    if search == "exact" and low and not flags["allow_low_cardinality"]:
+        raise SchemaError(
+            f"field {name!r}: refusing a blind index on a low-cardinality field "
+            "(set allow_low_cardinality = true to accept the risk)"
+        )
+    return Field(
+        name=name, type=ftype, cls=cls, search=search, normalize=normalize, values=tuple(values),
+        tokens=flags["tokens"], low_cardinality=low, allow_low_cardinality=flags["allow_low_cardinality"],
+        required=flags["required"],
+    )
+
+
+def _get(table: dict, key: str, typ: type, where: str) -> Any:
+    v = table.get(key)
+    if not isinstance(v, typ) or isinstance(v, bool):
+        raise SchemaError(f"{where}.{key} is missing or not a {typ.__name__}")
+    return v

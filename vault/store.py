@@ -1,0 +1,198 @@
+"""Storage through SQLAlchemy Core. This module only ever sees ciphertext.
+
+SQLite is the embedded default (file created 0600, WAL, secure_delete, foreign
+keys, busy timeout); PostgreSQL (``postgresql+psycopg://``) is the shared backend.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from typing import Iterable, Iterator
+
+from sqlalchemy import (Column, LargeBinary, MetaData, String, Table, create_engine, delete, event,
+                        func, inspect, select, update)
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+
+from . import _format as F
+from .errors import NotFound, UnsupportedVersion, VaultError, VaultExists
+
+metadata = MetaData()
+
+# name -> opaque bytes: vault id, versions, schema text and its MAC.
+meta = Table("dv_meta", metadata,
+             Column("name", String(64), primary_key=True),
+             Column("value", LargeBinary, nullable=False))
+# One row per key slot. kind: "passphrase" (this release), public-key kinds later.
+slots = Table("dv_slots", metadata,
+              Column("slot_id", String(32), primary_key=True),
+              Column("kind", String(32), nullable=False),
+              Column("unlock", LargeBinary, nullable=False),
+              Column("keyring", LargeBinary, nullable=False))
+# One row per record: a random 128-bit id and the framed class envelopes (each a wrapped
+# DEK plus a container of field ciphertexts; docs/format.md). No timestamps, no plaintext.
+records = Table("dv_records", metadata,
+                Column("id", LargeBinary(16), primary_key=True),
+                Column("data", LargeBinary, nullable=False))
+
+
+class StoreError(VaultError):
+    """The database could not be reached or used."""
+
+
+def _sqlite_path(url: str) -> str | None:
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite":
+        return None
+    if not u.database or u.database == ":memory:":
+        raise StoreError("an in-memory SQLite vault cannot be persisted; give a file path")
+    return u.database
+
+
+def _install_sqlite_pragmas(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (atomic read-modify-write)
+        cur = dbapi_conn.cursor()
+        for pragma in ("journal_mode=WAL", "secure_delete=ON", "foreign_keys=ON",
+                       "busy_timeout=5000", "temp_store=MEMORY", "synchronous=FULL"):
+            cur.execute(f"PRAGMA {pragma}")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):  # type: ignore[no-untyped-def]
+        conn.exec_driver_sql("BEGIN")
+
+
+class Store:
+    """A handle on the vault's tables; every method takes/uses explicit transactions."""
+
+    def __init__(self, url: str, *, create: bool) -> None:
+        self.url = url
+        try:
+            path = _sqlite_path(url)
+        except ArgumentError:
+            raise StoreError("not a database URL (expected sqlite:///PATH or postgresql+psycopg://...)") from None
+        self.sqlite_path = path
+        if path is not None:
+            if create:
+                try:
+                    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+                except FileExistsError:
+                    raise VaultExists(f"refusing to overwrite existing file {path}") from None
+                except OSError as e:
+                    raise StoreError(f"cannot create {path}: {e.strerror}") from None
+                os.close(fd)
+            elif not os.path.isfile(path):
+                raise NotFound(f"no vault at {path}")
+        try:
+            self.engine = create_engine(url, future=True)
+        except (ArgumentError, ImportError, SQLAlchemyError) as e:
+            raise StoreError(f"cannot use database URL: {type(e).__name__}") from None
+        if path is not None:
+            _install_sqlite_pragmas(self.engine)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.sqlite_path is not None
+
+    @contextmanager
+    def tx(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except OperationalError as e:
+            raise StoreError(f"database error: {e.orig.__class__.__name__}") from None
+
+    def has_vault(self) -> bool:
+        try:
+            return inspect(self.engine).has_table("dv_meta")
+        except OperationalError as e:
+            raise StoreError(f"cannot connect to database: {e.orig.__class__.__name__}") from None
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- meta -----------------------------------------------------------------------------
+    @staticmethod
+    def get_meta(conn: Connection) -> dict[str, bytes]:
+        return {r.name: bytes(r.value) for r in conn.execute(select(meta.c.name, meta.c.value))}
+
+    @staticmethod
+    def put_meta(conn: Connection, values: dict[str, bytes]) -> None:
+        for name, value in values.items():
+            res = conn.execute(update(meta).where(meta.c.name == name).values(value=value))
+            if res.rowcount == 0:
+                conn.execute(meta.insert().values(name=name, value=value))
+
+    # -- slots ----------------------------------------------------------------------------
+    @staticmethod
+    def get_slots(conn: Connection) -> list[tuple[str, str, bytes, bytes]]:
+        rows = conn.execute(select(slots.c.slot_id, slots.c.kind, slots.c.unlock, slots.c.keyring)
+                            .order_by(slots.c.slot_id))
+        return [(r.slot_id, r.kind, bytes(r.unlock), bytes(r.keyring)) for r in rows]
+
+    @staticmethod
+    def put_slot(conn: Connection, slot_id: str, kind: str, unlock: bytes, keyring: bytes) -> None:
+        conn.execute(delete(slots).where(slots.c.slot_id == slot_id))
+        conn.execute(slots.insert().values(slot_id=slot_id, kind=kind, unlock=unlock, keyring=keyring))
+
+    # -- records --------------------------------------------------------------------------
+    @staticmethod
+    def insert_records(conn: Connection, rows: list[tuple[bytes, bytes]]) -> None:
+        if rows:
+            conn.execute(records.insert(), [{"id": rid, "data": data} for rid, data in rows])
+
+    @staticmethod
+    def get_record(conn: Connection, rid: bytes) -> bytes | None:
+        row = conn.execute(select(records.c.data).where(records.c.id == rid)).first()
+        return None if row is None else bytes(row[0])
+
+    @staticmethod
+    def put_record(conn: Connection, rid: bytes, data: bytes) -> None:
+        if conn.execute(update(records).where(records.c.id == rid).values(data=data)).rowcount != 1:
+            raise StoreError("record row vanished during update")
+
+    @staticmethod
+    def record_exists(conn: Connection, rid: bytes) -> bool:
+        return conn.execute(select(records.c.id).where(records.c.id == rid)).first() is not None
+
+    @staticmethod
+    def delete_record(conn: Connection, rid: bytes) -> bool:
+        # Overwrite first, so that a backend without secure_delete (PostgreSQL keeps dead
+        # tuples until VACUUM) holds zeros in the newest row version, then delete.
+        res = conn.execute(update(records).where(records.c.id == rid).values(data=b""))
+        if res.rowcount != 1:
+            return False
+        conn.execute(delete(records).where(records.c.id == rid))
+        return True
+
+    def iter_records(self, batch: int = 2000) -> Iterator[tuple[bytes, bytes]]:
+        """(record id, data) ordered by id, streamed."""
+        q = select(records.c.id, records.c.data).order_by(records.c.id)
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=batch).execute(q)
+            for rid, data in result:
+                yield bytes(rid), bytes(data)
+
+    def ids(self) -> list[bytes]:
+        with self.tx() as conn:
+            return [bytes(r[0]) for r in conn.execute(select(records.c.id).order_by(records.c.id))]
+
+    @staticmethod
+    def count_records(conn: Connection) -> int:
+        return int(conn.execute(select(func.count()).select_from(records)).scalar_one())
+
+    def checkpoint(self) -> None:
+        """SQLite: fold the WAL into the file and truncate it, so shredded pages leave the WAL."""
+        if self.is_sqlite:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def check_db_version(stored: int) -> None:
+    if stored > F.DB_SCHEMA_VERSION:
+        raise UnsupportedVersion(
+            f"this vault uses database schema v{stored}; this release reads up to v{F.DB_SCHEMA_VERSION}: upgrade defenders-vault"
+        )
