@@ -210,8 +210,9 @@ class Codec:
     check both). ``rnd`` is the CSPRNG output to use, injectable for known-answer tests.
     """
 
-    def __init__(self, vault_id: bytes) -> None:
+    def __init__(self, vault_id: bytes, classes: tuple[str, ...]) -> None:
         self.vid = vault_id
+        self.classes = frozenset(classes)
         self._lp: dict[str, bytes] = {}
         self._manifests: dict[tuple[str, ...], bytes] = {}
 
@@ -347,9 +348,9 @@ class Codec:
                 raise Malformed()
         except (IndexError, struct.error, UnicodeDecodeError):
             raise Malformed() from None
-        missing = [c for c in classes if c not in seen]
-        if missing:
-            raise EnvelopeFailure(missing[0])
+        if seen != self.classes:  # a row must hold exactly the schema's class envelopes
+            odd = sorted(self.classes.symmetric_difference(seen))
+            raise EnvelopeFailure(odd[0])
         return out
 
 

@@ -161,29 +161,36 @@ def seal_passphrase_slot(passphrase: str, slot_secret: bytes, slot_kid: bytes, v
     header = _V + F.KIND_PASSPHRASE_SLOT + slot_kid + struct.pack(">III", params.t, params.m_kib, params.p) + salt
     kek = C.argon2id(passphrase_bytes(passphrase), salt, params.t, params.m_kib, params.p)
     body = header + nonce + C.aead_seal(kek, nonce, slot_secret, header + vault_id)
-    return body + C.sha256(body)[: F.SLOT_CHECKSUM_LEN]
+    return body + _slot_checksum(body, vault_id)
+
+
+def _slot_checksum(body: bytes, vault_id: bytes) -> bytes:
+    # Unkeyed (as in LUKS2 headers): it tells corruption, or a slot pasted from another vault,
+    # apart from a wrong passphrase. An attacker can recompute it; the AEAD still fails then.
+    return C.sha256(body + vault_id)[: F.SLOT_CHECKSUM_LEN]
 
 
 def passphrase_slot_params(blob: bytes) -> F.KdfParams:
-    _check_slot_framing(blob)
+    """Cost parameters as stored (for status output); no integrity check."""
+    if len(blob) != PASS_SLOT_LEN:
+        raise IntegrityError("passphrase slot is malformed")
     t, m, p = struct.unpack_from(">III", blob, 2 + F.KID_LEN)
     return F.KdfParams(t, m, p)
 
 
-def _check_slot_framing(blob: bytes) -> None:
+def _check_slot_framing(blob: bytes, vault_id: bytes) -> None:
     if len(blob) != PASS_SLOT_LEN:
         raise IntegrityError("passphrase slot is malformed")
     body, checksum = blob[: -F.SLOT_CHECKSUM_LEN], blob[-F.SLOT_CHECKSUM_LEN:]
-    # The checksum is unkeyed (as in LUKS2 headers): it tells corruption apart from a wrong
-    # passphrase. An attacker can recompute it, but then the AEAD below still fails.
-    if not C.mac_equal(C.sha256(body)[: F.SLOT_CHECKSUM_LEN], checksum):
-        raise IntegrityError("passphrase slot checksum mismatch (corrupted slot)")
+    if not C.mac_equal(_slot_checksum(body, vault_id), checksum):
+        raise IntegrityError("passphrase slot checksum mismatch (corrupted, or from another vault)")
     if blob[0] != F.FORMAT_VERSION or blob[1:2] != F.KIND_PASSPHRASE_SLOT:
         raise IntegrityError("passphrase slot has an unknown version or kind")
 
 
 def open_passphrase_slot(blob: bytes, passphrase: str, vault_id: bytes) -> bytes:
     """Return the slot secret; the floor is checked *before* spending any Argon2 work."""
+    _check_slot_framing(blob, vault_id)
     params = passphrase_slot_params(blob)
     check_kdf(params)
     hl = 2 + F.KID_LEN + 12 + F.SALT_LEN

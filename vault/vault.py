@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
@@ -32,7 +33,7 @@ def _schema_text(schema: str | os.PathLike[str] | None) -> str:
         return S.default_schema_text()
     if isinstance(schema, os.PathLike):
         try:
-            with open(schema, encoding="utf-8") as fh:
+            with builtins.open(schema, encoding="utf-8") as fh:
                 return fh.read()
         except (OSError, UnicodeDecodeError) as e:
             raise SchemaError(f"cannot read schema file: {e.__class__.__name__}") from None
@@ -175,7 +176,7 @@ class Vault:
         self._slot_secret: bytes | None = slot_secret
         self._by_kid: dict[bytes, _ClassKey] = {
             k.kid: _ClassKey(k) for k in ring.keys if k.kind == K.KIND_CLASS_KEY}
-        self._codec = E.Codec(vault_id)
+        self._codec = E.Codec(vault_id, schema.classes)
         self._keys = {kid: (ck.key.name, ck.key.version, ck.aead) for kid, ck in self._by_kid.items()}
         self._field_class = {f.name: f.cls for f in schema.fields.values()}
         self._decoders = {f.name: (bytes.decode if f.type in ("text", "enum") else f.decode)

@@ -1,0 +1,74 @@
+"""What an attacker with write access to the database can do: raw rows, no keys."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from vault import envelope as E
+
+
+class RawDB:
+    def __init__(self, url: str) -> None:
+        self.engine = sa.create_engine(url)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def row(self, rid: str) -> bytes:
+        with self.engine.begin() as c:
+            return bytes(c.execute(sa.text("SELECT data FROM dv_records WHERE id = :i"),
+                                   {"i": bytes.fromhex(rid)}).scalar_one())
+
+    def set_row(self, rid: str, data: bytes) -> None:
+        with self.engine.begin() as c:
+            n = c.execute(sa.text("UPDATE dv_records SET data = :d WHERE id = :i"),
+                          {"d": data, "i": bytes.fromhex(rid)}).rowcount
+            assert n == 1
+
+    def envs(self, rid: str) -> dict[str, tuple[bytes, bytes]]:
+        return E.unpack_record(self.row(rid))
+
+    def set_envs(self, rid: str, envs: dict[str, tuple[bytes, bytes]]) -> None:
+        self.set_row(rid, E.pack_record([(c, d, cells) for c, (d, cells) in envs.items()]))
+
+    def cells(self, rid: str, cls: str) -> dict[str, bytes]:
+        return E.unpack_cells(self.envs(rid)[cls][1])
+
+    def set_cells(self, rid: str, cls: str, cells: dict[str, bytes]) -> None:
+        envs = self.envs(rid)
+        envs[cls] = (envs[cls][0], E.pack_cells(cells))
+        self.set_envs(rid, envs)
+
+    def meta(self, name: str) -> bytes:
+        with self.engine.begin() as c:
+            return bytes(c.execute(sa.text("SELECT value FROM dv_meta WHERE name = :n"), {"n": name}).scalar_one())
+
+    def set_meta(self, name: str, value: bytes) -> None:
+        with self.engine.begin() as c:
+            c.execute(sa.text("UPDATE dv_meta SET value = :v WHERE name = :n"), {"v": value, "n": name})
+
+    def slot(self) -> tuple[str, bytes, bytes]:
+        with self.engine.begin() as c:
+            r = c.execute(sa.text("SELECT slot_id, unlock, keyring FROM dv_slots")).one()
+            return r[0], bytes(r[1]), bytes(r[2])
+
+    def set_slot(self, slot_id: str, unlock: bytes, keyring: bytes) -> None:
+        with self.engine.begin() as c:
+            c.execute(sa.text("UPDATE dv_slots SET unlock = :u, keyring = :k WHERE slot_id = :s"),
+                      {"u": unlock, "k": keyring, "s": slot_id})
+
+    def dump(self) -> bytes:
+        """Every byte of every vault table as a database administrator would see it."""
+        out = []
+        with self.engine.begin() as c:
+            for table in ("dv_meta", "dv_slots", "dv_records"):
+                for row in c.execute(sa.text(f"SELECT * FROM {table}")):
+                    for v in row:
+                        out.append(bytes(v) if isinstance(v, (bytes, memoryview)) else str(v).encode())
+        return b"\x00".join(out)
+
+
+def flip(data: bytes, bit: int) -> bytes:
+    b = bytearray(data)
+    b[bit // 8] ^= 1 << (bit % 8)
+    return bytes(b)

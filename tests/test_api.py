@@ -1,0 +1,175 @@
+"""The public API's shape and behaviour as other tools rely on it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+import vault
+from conftest import PASSPHRASE
+
+
+def test_readme_shape(url: str) -> None:
+    with vault.create(url, passphrase=PASSPHRASE) as v:
+        rid = v.add({"legal_name": "Amira Haddad", "email": "amira@example.org"})
+        rec = v.get(rid)
+        assert rec.id == rid and dict(rec) == {"legal_name": "Amira Haddad", "email": "amira@example.org"}
+        assert dict(v.get(rid, fields=["email"])) == {"email": "amira@example.org"}
+        v.update(rid, {"email": "a.haddad@example.org"})
+        assert v.get(rid)["email"] == "a.haddad@example.org"
+        ids = v.add_many([{"badge_name": f"P{i}"} for i in range(5)])
+        assert len(ids) == 5 and len(set(ids)) == 5
+        assert sorted(r["badge_name"] for r in v.records(fields=["badge_name"]) if r) == [f"P{i}" for i in range(5)]
+        v.delete(rid)
+        with pytest.raises(vault.NotFound):
+            v.get(rid)
+        assert v.count() == 5
+    with vault.open(url, passphrase=PASSPHRASE) as v:
+        assert sorted(v.ids()) == sorted(ids)
+
+
+def test_record_ids_are_random_128_bit(v: vault.Vault) -> None:
+    ids = v.add_many([{"legal_name": "Same Name"}] * 50)
+    assert len(set(ids)) == 50
+    assert all(len(bytes.fromhex(i)) == 16 for i in ids)
+
+
+def test_types_round_trip(v: vault.Vault) -> None:
+    rid = v.add({"arrival": dt.date(2026, 11, 8), "departure": "2026-11-15", "photo_consent": False,
+                 "risk_level": "critical", "sessions": ""})
+    rec = v.get(rid)
+    assert rec["arrival"] == dt.date(2026, 11, 8)
+    assert rec["departure"] == dt.date(2026, 11, 15)
+    assert rec["photo_consent"] is False
+    assert rec["risk_level"] == "critical"
+    assert rec["sessions"] == ""
+
+
+def test_update_none_removes_and_fields_are_optional(v: vault.Vault) -> None:
+    rid = v.add({"legal_name": "X Y", "phone": "+1 555"})
+    v.update(rid, {"phone": None})
+    assert dict(v.get(rid)) == {"legal_name": "X Y"}
+    v.update(rid, {})
+    assert dict(v.get(rid)) == {"legal_name": "X Y"}
+
+
+@pytest.mark.parametrize("bad,exc", [
+    ({"no_such_field": "x"}, vault.ValidationError),
+    ({"arrival": "08/11/2026"}, vault.ValidationError),
+    ({"arrival": dt.datetime(2026, 1, 1)}, vault.ValidationError),
+    ({"risk_level": "extreme"}, vault.ValidationError),
+    ({"photo_consent": "yes"}, vault.ValidationError),
+    ({"legal_name": 42}, vault.ValidationError),
+    ({"legal_name": "bad \ud800 surrogate"}, vault.ValidationError),
+])
+def test_validation_errors_name_field_not_value(v: vault.Vault, bad: dict, exc: type) -> None:
+    with pytest.raises(exc) as info:
+        v.add(bad)
+    for value in bad.values():
+        if isinstance(value, str) and len(value) >= 3:
+            assert value not in str(info.value)
+    assert v.count() == 0
+
+
+def test_add_many_is_all_or_nothing(v: vault.Vault) -> None:
+    rows = [{"legal_name": "Ok One"}, {"legal_name": "Ok Two"}, {"arrival": "not a date"}]
+    with pytest.raises(vault.ValidationError, match="row 3"):
+        v.add_many(rows)
+    assert v.count() == 0
+
+
+def test_repr_and_str_never_show_values(v: vault.Vault) -> None:
+    secret = "Zyxwvut Secretname"
+    rid = v.add({"legal_name": secret, "risk_notes": "followed by police"})
+    rec = v.get(rid)
+    for text in (repr(rec), str(rec), repr(v), repr(rec.items()), repr(rec.keys())):
+        assert secret not in text and "police" not in text
+    assert "legal_name" in repr(rec)
+    with pytest.raises(TypeError):
+        import pickle
+        pickle.dumps(rec)
+
+
+def test_not_found_and_malformed_ids(v: vault.Vault) -> None:
+    with pytest.raises(vault.NotFound):
+        v.get("00" * 16)
+    with pytest.raises(vault.NotFound):
+        v.update("00" * 16, {"legal_name": "x"})
+    with pytest.raises(vault.NotFound):
+        v.delete("00" * 16)
+    with pytest.raises(vault.ValidationError):
+        v.get("not-an-id")
+    with pytest.raises(vault.ValidationError):
+        v.get(v.add({}), fields=["nope"])
+
+
+def test_close_drops_keys(url: str) -> None:
+    v = vault.create(url, PASSPHRASE)
+    v.close()
+    with pytest.raises(vault.VaultClosed):
+        v.add({})
+    assert v._ring is None and v._slot_secret is None and not v._keys
+
+
+def test_create_refuses_existing(url: str) -> None:
+    vault.create(url, PASSPHRASE).close()
+    with pytest.raises(vault.VaultExists):
+        vault.create(url, PASSPHRASE)
+    with vault.open(url, PASSPHRASE) as v:  # still intact
+        assert v.count() == 0
+
+
+def test_open_missing_vault(tmp_path: Path) -> None:
+    with pytest.raises(vault.NotFound):
+        vault.open(tmp_path / "nothing.vault", PASSPHRASE)
+    assert not (tmp_path / "nothing.vault").exists()
+
+
+def test_sqlite_file_mode_and_pragmas(tmp_path: Path) -> None:
+    path = tmp_path / "m.vault"
+    with vault.create(path, PASSPHRASE) as v:
+        v.add({"legal_name": "A B"})
+        with v._store.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA secure_delete").scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
+        for f in tmp_path.iterdir():
+            assert stat.S_IMODE(os.stat(f).st_mode) == 0o600, f
+
+
+def test_custom_schema(tmp_path: Path) -> None:
+    toml = """
+[schema]
+name = "visitors"
+version = 2
+classes = ["open", "secret"]
+[fields.nick]
+type = "text"
+class = "open"
+[fields.age]
+type = "integer"
+class = "secret"
+required = true
+"""
+    with vault.create(tmp_path / "c.vault", PASSPHRASE, schema=toml) as v:
+        rid = v.add({"nick": "zed", "age": 41})
+        with pytest.raises(vault.ValidationError, match="required"):
+            v.add({"nick": "no age"})
+    with vault.open(tmp_path / "c.vault", PASSPHRASE) as v:
+        assert v.schema.name == "visitors"
+        assert dict(v.get(rid)) == {"nick": "zed", "age": 41}
+    p = tmp_path / "s.toml"
+    p.write_text(toml)
+    with vault.create(tmp_path / "d.vault", PASSPHRASE, schema=p) as v:
+        assert v.schema.classes == ("open", "secret")
+
+
+def test_status_has_no_secrets(v: vault.Vault) -> None:
+    v.add({"legal_name": "Hidden Person"})
+    st = v.status()
+    assert st["records"] == 1 and "Hidden" not in repr(st)

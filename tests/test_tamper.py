@@ -1,0 +1,233 @@
+"""Attacks by someone who can write the database but holds no keys.
+
+Moving ciphertexts between fields, records or classes, replaying older cells and
+flipping any bit must all end in IntegrityError, never in wrong plaintext.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+import vault
+from conftest import PASSPHRASE
+from rawdb import RawDB, flip
+from vault import keys as K
+
+FULL = {"legal_name": "Amira Haddad", "organisation": "Free Press Network", "nationality": "Syria",
+        "email": "amira@example.org", "phone": "+961 1 234 567", "badge_name": "Amira",
+        "risk_level": "high", "risk_notes": "Followed after the 2025 trial.", "dietary": "vegan",
+        "arrival": "2026-11-08"}
+OTHER = {"legal_name": "Kofi Mensah", "organisation": "Land Rights Watch", "nationality": "Ghana",
+         "email": "kofi@example.org", "phone": "+233 20 000 0000", "badge_name": "Kofi",
+         "risk_level": "low", "risk_notes": "None known.", "dietary": "none", "arrival": "2026-11-09"}
+
+
+@pytest.fixture
+def two(url: str):  # type: ignore[no-untyped-def]
+    v = vault.create(url, PASSPHRASE)
+    a, b = v.add(FULL), v.add(OTHER)
+    raw = RawDB(url)
+    yield v, raw, a, b
+    raw.close()
+    v.close()
+
+
+def _fails(v: vault.Vault, rid: str, **kw: object) -> vault.IntegrityError:
+    with pytest.raises(vault.IntegrityError) as info:
+        v.get(rid, **kw)  # type: ignore[arg-type]
+    msg = str(info.value)
+    for value in list(FULL.values()) + list(OTHER.values()):
+        assert value not in msg
+    return info.value
+
+
+def test_swap_two_fields_in_one_record(two) -> None:  # type: ignore[no-untyped-def]
+    v, raw, a, _ = two
+    cells = raw.cells(a, "identity")
+    cells["legal_name"], cells["organisation"] = cells["organisation"], cells["legal_name"]
+    raw.set_cells(a, "identity", cells)
+    err = _fails(v, a)
+    assert err.record_id == a and err.field in ("legal_name", "organisation")
+    _fails(v, a, fields=["legal_name"])
+
+
+def test_move_field_into_absent_field(two) -> None:  # type: ignore[no-untyped-def]
+    v, raw, a, _ = two
+    cells = raw.cells(a, "identity")
+    cells["passport_number"] = cells.pop("legal_name")
+    raw.set_cells(a, "identity", cells)
+    _fails(v, a)
+
+
+def test_drop_a_field(two) -> None:  # type: ignore[no-untyped-def]
+    v, raw, a, _ = two
+    cells = raw.cells(a, "risk")
+    del cells["risk_notes"]
+    raw.set_cells(a, "risk", cells)
+    _fails(v, a)
+    _fails(v, a, fields=["risk_level"])
+
+
+def test_field_from_another_record(two) -> None:  # type: ignore[no-untyped-def]
+    v, raw, a, b = two
+    cells = raw.cells(b, "identity")
+    cells["legal_name"] = raw.cells(a, "identity")["legal_name"]
+    raw.set_cells(b, "identity", cells)
+    err = _fails(v, b)
+    assert err.field == "legal_name"
+
+
+def test_field_into_another_class(two) -> None:  # type: ignore[no-untyped-def]
+    v, raw, a, _ = two
+    cells = raw.cells(a, "public")
+    cells["legal_name"] = raw.cells(a, "identity")["legal_name"]
+    raw.set_cells(a, "public", cells)
+    _fails(v, a, fields=["badge_name"])
+
+
+@pytest.mark.parametrize("whole_envelope", [False, True])
+def test_dek_from_another_record(two, whole_envelope: bool) -> None:  # type: ignore[no-untyped-def]
+    v, raw, a, b = two
+    envs_a, envs_b = raw.envs(a), raw.envs(b)
+    envs_b["identity"] = envs_a["identity"] if whole_envelope else (envs_a["identity"][0], envs_b["identity"][1])
+    raw.set_envs(b, envs_b)
+    _fails(v, b)
+    _fails(v, b, fields=["legal_name"])
+    assert v.get(b, fields=["email"])["email"] == OTHER["email"]  # other classes unaffected
+
+
+def test_dek_swapped_between_classes(two) -> None:  # type: ignore[no-untyped-def]
+    v, raw, a, _ = two
+    envs = raw.envs(a)
+    envs["identity"], envs["contact"] = (envs["contact"][0], envs["identity"][1]), (envs["identity"][0], envs["contact"][1])
+    raw.set_envs(a, envs)
+    _fails(v, a, fields=["legal_name"])
+    _fails(v, a, fields=["email"])
+
+
+def test_whole_rows_swapped_between_records(two) -> None:  # type: ignore[no-untyped-def]
+    v, raw, a, b = two
+    ra, rb = raw.row(a), raw.row(b)
+    raw.set_row(a, rb)
+    raw.set_row(b, ra)
+    _fails(v, a)
+    _fails(v, b)
+    with pytest.raises(vault.IntegrityError):
+        list(v.records())
+
+
+def test_envelope_removed_from_row(two) -> None:  # type: ignore[no-untyped-def]
+    v, raw, a, _ = two
+    envs = raw.envs(a)
+    del envs["risk"]
+    raw.set_envs(a, envs)
+    _fails(v, a)
+    _fails(v, a, fields=["email"])  # the row no longer has the shape the schema demands
+
+
+def test_replay_of_older_cell_after_update(two) -> None:  # type: ignore[no-untyped-def]
+    v, raw, a, _ = two
+    old = raw.cells(a, "contact")["email"]
+    v.update(a, {"email": "new@example.org"})
+    cells = raw.cells(a, "contact")
+    cells["email"] = old
+    raw.set_cells(a, "contact", cells)
+    _fails(v, a, fields=["email"])
+
+
+def test_every_bit_of_a_record_row(two) -> None:  # type: ignore[no-untyped-def]
+    """Flip each bit of a whole row (every envelope, header, nonce, tag, framing byte).
+
+    Every bit goes through the row decoder that get()/records() use; a sample of bits
+    (first and last bytes included) also goes through the database end to end.
+    """
+    v, raw, a, _ = two
+    row = raw.row(a)
+    rid = bytes.fromhex(a)
+    every_class = v._plan(None)
+    for bit in range(len(row) * 8):
+        with pytest.raises(vault.IntegrityError):
+            v._decode_row(rid, flip(row, bit), every_class)
+    rng = random.Random(7)
+    n = len(row) * 8
+    for bit in sorted({0, 1, 8, n - 1, n - 8} | set(rng.sample(range(n), 40))):
+        raw.set_row(a, flip(row, bit))
+        with pytest.raises(vault.IntegrityError):
+            v.get(a)
+    raw.set_row(a, row)
+    assert v.get(a)["legal_name"] == FULL["legal_name"]  # intact again
+
+
+def _reopen_fails(url: str) -> None:
+    with pytest.raises(vault.IntegrityError):
+        vault.open(url, PASSPHRASE).close()
+
+
+def test_schema_tampering_detected(url: str) -> None:
+    vault.create(url, PASSPHRASE).close()
+    raw = RawDB(url)
+    text = raw.meta("schema").decode()
+    weaker = text.replace('[fields.risk_notes]\ntype = "text"\nclass = "risk"',
+                          '[fields.risk_notes]\ntype = "text"\nclass = "public"')
+    assert weaker != text
+    for tampered in (weaker, text + '\n[fields.extra]\ntype = "text"\nclass = "public"\n',
+                     text.replace('[fields.sessions]\ntype = "text"\nclass = "public"\n', "")):
+        raw.set_meta("schema", tampered.encode())
+        _reopen_fails(url)
+    raw.set_meta("schema", text.encode())
+    vault.open(url, PASSPHRASE).close()
+    raw.close()
+
+
+def test_stored_blobs_every_bit(url: str) -> None:
+    """Slot, keyring and schema MAC: every bit at the format level, a sample end to end."""
+    vault.create(url, PASSPHRASE).close()
+    raw = RawDB(url)
+    slot_id, unlock, keyring = raw.slot()
+    vid, mac, text = raw.meta("vault_id"), raw.meta("schema_mac"), raw.meta("schema").decode()
+    secret = K.open_passphrase_slot(unlock, PASSPHRASE, vid)
+    ring = K.open_keyring(secret, vid, keyring)
+    for bit in range(len(unlock) * 8):
+        with pytest.raises(vault.IntegrityError):
+            K.open_passphrase_slot(flip(unlock, bit), PASSPHRASE, vid)
+    for bit in range(len(keyring) * 8):
+        with pytest.raises(vault.IntegrityError):
+            K.open_keyring(secret, vid, flip(keyring, bit))
+    for bit in range(len(mac) * 8):
+        with pytest.raises(vault.IntegrityError):
+            K.verify_schema(ring, vid, text, flip(mac, bit))
+    for bit in range(len(vid) * 8):
+        with pytest.raises(vault.IntegrityError):
+            K.open_keyring(secret, flip(vid, bit), keyring)
+    rng = random.Random(3)
+    for bit in [0, 7, len(unlock) * 8 - 1] + rng.sample(range(len(unlock) * 8), 5):
+        raw.set_slot(slot_id, flip(unlock, bit), keyring)
+        _reopen_fails(url)
+    for bit in [0, 9 * 8, len(keyring) * 8 - 1] + rng.sample(range(len(keyring) * 8), 5):
+        raw.set_slot(slot_id, unlock, flip(keyring, bit))
+        _reopen_fails(url)
+    raw.set_slot(slot_id, unlock, keyring)
+    for bit in (0, 100, len(mac) * 8 - 1):
+        raw.set_meta("schema_mac", flip(mac, bit))
+        _reopen_fails(url)
+    raw.set_meta("schema_mac", mac)
+    raw.set_meta("vault_id", flip(vid, 5))
+    _reopen_fails(url)
+    raw.set_meta("vault_id", vid)
+    vault.open(url, PASSPHRASE).close()
+    raw.close()
+
+
+def test_foreign_vault_rows_do_not_decrypt(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A row copied from another vault (other keys, other vault id) fails."""
+    u1, u2 = f"sqlite:///{tmp_path / 'a.vault'}", f"sqlite:///{tmp_path / 'b.vault'}"
+    with vault.create(u1, PASSPHRASE) as v1, vault.create(u2, PASSPHRASE) as v2:
+        a = v1.add(FULL)
+        b = v2.add(OTHER)
+        r1, r2 = RawDB(u1), RawDB(u2)
+        r2.set_row(b, r1.row(a))
+        _fails(v2, b)
+        r1.close()
+        r2.close()

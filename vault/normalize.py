@@ -1,0 +1,171 @@
+"""Canonical forms of field values, computed before a blind index is taken.
+
+A blind index is a keyed hash of a value, so it only finds a record when the
+query hashes to the same bytes as the stored value. Field-workers type names,
+numbers and addresses on every kind of keyboard, copy them out of PDFs and
+messengers and dictate them over bad lines; this module makes the equal-meaning
+spellings of one value byte-equal, and nothing more. It never transliterates
+between scripts (that would guess, and merge different people), and every kind is
+idempotent, so normalising a stored value again never changes its index.
+
+The output of a kind is part of the on-disk format: changing it orphans existing
+blind indexes, so treat an edit here like a format change.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+__all__ = ["KINDS", "normalize", "tokens"]
+
+#: The normalisation kinds a schema field may name (mirrors ``vault.schema.NORMALIZERS``).
+KINDS: tuple[str, ...] = ("none", "text", "name", "email", "phone", "compact")
+
+# Dashes people (and word processors) type between name parts. Fold to one ASCII
+# hyphen so "Al-Haddad" typed on a phone and pasted from a PDF match.
+_DASHES = str.maketrans({c: "-" for c in "\u2010\u2011\u2012\u2013\u2014\u2015\u2212"}
+                        | {"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'",
+                           "\u00ad": None})  # soft hyphen: an invisible line-break hint
+
+# Scripts whose combining marks are accents on a letter that people routinely omit
+# or cannot type ("Muller" for "Müller", "Elena" for "Ελένη", "Семен" for "Семён").
+_FOLDED_SCRIPTS = ("LATIN ", "GREEK ", "CYRILLIC ")
+
+# Separators inside identifiers such as passport numbers.
+_COMPACT_DROP = re.compile(r"[\s\-\u2010-\u2015\u2212.\u00ad]+")
+
+
+def normalize(kind: str, value: str) -> str:
+    """Return the canonical form of ``value`` under ``kind`` (one of :data:`KINDS`).
+
+    Raises ValueError for an unknown kind rather than falling back to "none": a
+    silently unnormalised index would just never match, which looks like "not
+    registered" to someone searching for a person.
+    """
+    if kind == "none":
+        return value
+    if kind == "text":
+        return _text(value)
+    if kind == "name":
+        return _name(value)
+    if kind == "email":
+        return _email(value)
+    if kind == "phone":
+        return _phone(value)
+    if kind == "compact":
+        return _compact(value)
+    raise ValueError(f"unknown normalisation kind {kind!r} (expected one of {', '.join(KINDS)})")
+
+
+def tokens(value: str) -> list[str]:
+    """Split a "name"-normalised value into the parts a search may match on.
+
+    People are searched for by any of their names ("Haddad", "Amira"), so each part
+    gets its own index entry. One-character parts (initials, the "y" in Spanish
+    names) are dropped: their index entries would each be shared by a large part
+    of the population, matching everyone and leaking frequency. Note this also drops
+    single-ideograph parts of CJK names; index the full name for those. Duplicates
+    are dropped, preserving order, so a repeated part is not counted twice.
+    """
+    seen: dict[str, None] = {}
+    for part in re.split(r"[ \-]+", value):
+        if len(part) > 1:
+            seen.setdefault(part, None)
+    return list(seen)
+
+
+def _fold_case(value: str) -> str:
+    """NFKC, case-fold, NFKC again: case-folding can produce unnormalised text
+    (e.g. "İ" folds to "i" + combining dot), so the second NFKC restores a
+    canonical form and makes the result idempotent."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", value).casefold())
+
+
+def _collapse_space(value: str) -> str:
+    """Whitespace (NBSP, tabs, newlines, ideographic space...) is never part of a
+    name's identity, only of how it was typed or pasted."""
+    return " ".join(value.split())
+
+
+def _text(value: str) -> str:
+    return _collapse_space(_fold_case(value))
+
+
+def _name(value: str) -> str:
+    """Text normalisation plus dash/apostrophe unification and accent folding.
+
+    Accents are dropped only from Latin, Greek and Cyrillic letters, where they are
+    diacritics people routinely omit. In other scripts combining marks are part of
+    the spelling: Devanagari viramas and nuktas, Thai tone marks and Arabic hamza
+    are combining characters too, and dropping them would turn a name into a
+    different (or unreadable) one and merge unrelated people.
+    """
+    folded = _fold_case(value).translate(_DASHES)
+    out: list[str] = []
+    base = ""
+    for ch in unicodedata.normalize("NFKD", folded):
+        if unicodedata.combining(ch):
+            if base.startswith(_FOLDED_SCRIPTS):
+                continue
+        else:
+            base = unicodedata.name(ch, "")
+        out.append(ch)
+    return _collapse_space(unicodedata.normalize("NFC", "".join(out)))
+
+
+def _email(value: str) -> str:
+    """Whole-address lower-casing; no provider-specific rewriting.
+
+    Local parts are treated as case-insensitive, as virtually every provider does;
+    a registration form is no place to insist on RFC 5321's letter. Dots and
+    "+tags" are kept: ignoring them is Gmail's rule, not the internet's, and
+    applying it elsewhere would merge two different people's addresses.
+    """
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", value).strip().lower())
+
+
+# After reduction to digits, "T" marks a literal "(0)" trunk prefix.
+_TRUNK_AFTER_CC = re.compile(r"^(\d{1,3})T")
+
+
+def _phone(value: str) -> str:
+    """Digits only, with "+" for international numbers ("+441234567890").
+
+    A number is international if a "+" comes before its first digit or its digits
+    start with the "00" international prefix (replaced by "+"). The "(0)" that
+    British and German writing puts after the country code ("+44 (0)20 ...") is a
+    trunk prefix that is not dialled internationally, so it is dropped there and
+    kept as a digit anywhere else. Any Unicode decimal digit counts (NFKC does not
+    map Arabic-Indic or Devanagari digits to ASCII). A value with no digits
+    normalises to "" rather than to a lone "+" every such junk value would share.
+    """
+    text = "".join(
+        str(d) if (d := unicodedata.decimal(ch, None)) is not None else ch
+        for ch in unicodedata.normalize("NFKC", value)
+    )
+    first = re.search(r"[\d+]", text)
+    plus = first is not None and first.group() == "+"
+    kept = re.sub(r"[^\dT]", "", re.sub(r"\(0\)", "T", re.sub(r"[^\d()]", "", text)))
+    if not plus:
+        zeros = kept.replace("T", "0")
+        if zeros.startswith("00"):
+            plus = True
+            kept = kept[2:] if kept.startswith("00") else zeros[2:]
+    if plus:
+        kept = _TRUNK_AFTER_CC.sub(r"\1", kept)
+    digits = kept.replace("T", "0")
+    if not digits:
+        return ""
+    return ("+" if plus else "") + digits
+
+
+def _compact(value: str) -> str:
+    """Upper-case identifier with its separators removed ("P83526008").
+
+    Document numbers are printed, read out and retyped with arbitrary grouping;
+    the grouping is never significant. Casefold-then-upper maps every case variant
+    (including "ß" -> "SS") to one spelling.
+    """
+    folded = unicodedata.normalize("NFKC", _fold_case(value).upper())
+    return _COMPACT_DROP.sub("", folded)
