@@ -1,0 +1,212 @@
+#!/usr/bin/env python3
+"""Regenerate the known-answer vectors in this directory from docs/format.md alone.
+
+This is deliberately a second, independent implementation of the on-disk format: it
+imports nothing from ``vault`` and builds every byte with `cryptography` and
+`argon2-cffi` directly, following the spec. tests/test_vectors.py checks that the
+library produces and accepts exactly these bytes, and that this script reproduces the
+committed files. All "random" inputs are SHA-256 of a fixed label, so runs are identical.
+
+    python tests/vectors/generate.py          # rewrite the JSON files
+    python tests/vectors/generate.py --check  # exit 1 if they differ
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import struct
+import sys
+from pathlib import Path
+
+from argon2.low_level import Type, hash_secret_raw
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+HERE = Path(__file__).resolve().parent
+VERSION = 1
+
+
+def det(label: str, n: int) -> bytes:
+    """Deterministic stand-in for CSPRNG output."""
+    out = b""
+    i = 0
+    while len(out) < n:
+        out += hashlib.sha256(f"dvault-vectors/{label}/{i}".encode()).digest()
+        i += 1
+    return out[:n]
+
+
+def lp8(b: bytes) -> bytes:
+    return bytes([len(b)]) + b
+
+
+def pad(pt: bytes) -> bytes:
+    return pt + b"\x80" + b"\x00" * (-(len(pt) + 1) % 32)
+
+
+def field_blob(dek: bytes, dek_id: bytes, vid: bytes, rid: bytes, name: str, pt: bytes, nonce: bytes) -> bytes:
+    header = bytes([VERSION]) + b"F" + dek_id
+    aad = header + vid + rid + lp8(name.encode())
+    return header + nonce + AESGCM(dek).encrypt(nonce, pad(pt), aad)
+
+
+def manifest(names: list[str]) -> bytes:
+    return struct.pack(">H", len(names)) + b"".join(lp8(n.encode()) for n in sorted(names))
+
+
+def dek_blob(ckey: bytes, ckid: bytes, cver: int, dek_id: bytes, dek: bytes, vid: bytes, rid: bytes,
+             cls: str, names: list[str], nonce: bytes) -> bytes:
+    header = bytes([VERSION]) + b"D" + ckid + dek_id
+    aad = header + vid + rid + lp8(cls.encode()) + struct.pack(">I", cver) + manifest(names)
+    return header + nonce + AESGCM(ckey).encrypt(nonce, dek, aad)
+
+
+def cells(blobs: dict[str, bytes]) -> bytes:
+    out = struct.pack(">H", len(blobs))
+    for name in sorted(blobs):
+        out += lp8(name.encode()) + struct.pack(">I", len(blobs[name])) + blobs[name]
+    return out
+
+
+def record_row(envs: list[tuple[str, bytes, bytes]]) -> bytes:
+    out = bytes([len(envs)])
+    for cls, dek, cell_bytes in envs:
+        out += lp8(cls.encode()) + dek + struct.pack(">I", len(cell_bytes)) + cell_bytes
+    return out
+
+
+def keyring_plain(keys: list[tuple[int, str, int, bytes, bytes]]) -> bytes:
+    out = struct.pack(">H", len(keys))
+    for kind, name, version, kid, key in keys:
+        out += bytes([kind]) + lp8(name.encode()) + struct.pack(">I", version) + kid + key
+    return out
+
+
+def h(b: bytes) -> str:
+    return b.hex()
+
+
+def build() -> dict[str, dict]:
+    files: dict[str, dict] = {}
+    vid, rid = det("vault-id", 16), det("record-id", 16)
+
+    # -- padding ---------------------------------------------------------------------------
+    files["padding.json"] = {
+        "expect": "success",
+        "description": "ISO/IEC 7816-4 padding to a multiple of 32 bytes",
+        "cases": [{"plaintext": h(b"a" * n), "padded": h(pad(b"a" * n))} for n in (0, 1, 30, 31, 32, 33, 64)],
+    }
+
+    # -- one field -------------------------------------------------------------------------
+    dek, dek_id, nonce = det("dek", 32), det("dek-id", 8), det("field-nonce", 12)
+    pt = "Amira Haddad — أميرة".encode()
+    blob = field_blob(dek, dek_id, vid, rid, "legal_name", pt, nonce)
+    base = {"dek": h(dek), "dek_id": h(dek_id), "vault_id": h(vid), "record_id": h(rid),
+            "field": "legal_name", "nonce": h(nonce), "plaintext": h(pt)}
+    files["field_v1.json"] = {"expect": "success", "description": "field ciphertext, kind F", **base, "blob": h(blob)}
+    bad = bytearray(blob)
+    bad[-1] ^= 1
+    files["field_v1_bad_tag.json"] = {"expect": "auth_failure", "description": "last tag bit flipped",
+                                      **base, "blob": h(bytes(bad))}
+    files["field_v1_wrong_field.json"] = {"expect": "auth_failure",
+                                          "description": "valid blob of legal_name presented as organisation",
+                                          **{**base, "field": "organisation"}, "blob": h(blob)}
+
+    # -- one wrapped DEK -------------------------------------------------------------------
+    ckey, ckid, wnonce = det("class-key-identity", 32), det("class-kid-identity", 8), det("dek-nonce", 12)
+    names = ["legal_name", "organisation"]
+    dblob = dek_blob(ckey, ckid, 1, dek_id, dek, vid, rid, "identity", names, wnonce)
+    dbase = {"class_key": h(ckey), "class_kid": h(ckid), "class_version": 1, "dek_id": h(dek_id), "dek": h(dek),
+             "vault_id": h(vid), "record_id": h(rid), "class": "identity", "fields_present": names,
+             "nonce": h(wnonce)}
+    files["dek_v1.json"] = {"expect": "success", "description": "wrapped DEK, kind D", **dbase, "blob": h(dblob)}
+    files["dek_v1_wrong_manifest.json"] = {"expect": "auth_failure",
+                                           "description": "same blob, one field dropped from the envelope",
+                                           **{**dbase, "fields_present": ["legal_name"]}, "blob": h(dblob)}
+
+    # -- a whole record row (two classes, one empty) ---------------------------------------
+    classes = [("public", {"badge_name": "Amira".encode()}), ("identity", {"legal_name": pt, "organisation": b"Free Press"}),
+               ("risk", {})]
+    envs, rnd_log, keys = [], [], []
+    for cls, values in classes:
+        k, kid = det(f"class-key-{cls}", 32), det(f"class-kid-{cls}", 8)
+        keys.append({"class": cls, "version": 1, "kid": h(kid), "key": h(k)})
+        d, did, wn = det(f"row-dek-{cls}", 32), det(f"row-dek-id-{cls}", 8), det(f"row-wrap-nonce-{cls}", 12)
+        rnd = d + did + wn
+        fblobs = {}
+        for name in sorted(values):
+            n = det(f"row-nonce-{cls}-{name}", 12)
+            rnd += n
+            fblobs[name] = field_blob(d, did, vid, rid, name, values[name], n)
+        envs.append((cls, dek_blob(k, kid, 1, did, d, vid, rid, cls, list(values), wn), cells(fblobs)))
+        rnd_log.append(h(rnd))
+    files["record_v1.json"] = {
+        "expect": "success",
+        "description": "a record row: framed class envelopes; randomness per class = DEK||DEK id||wrap nonce||field nonces (sorted by field)",
+        "vault_id": h(vid), "record_id": h(rid), "class_keys": keys,
+        "values": {cls: {n: h(v) for n, v in vals.items()} for cls, vals in classes},
+        "randomness": rnd_log, "row": h(record_row(envs)),
+    }
+
+    # -- keyring and passphrase slot -------------------------------------------------------
+    secret, skid, knonce = det("slot-secret", 32), det("slot-kid", 8), det("keyring-nonce", 12)
+    ring = [(2, "", 1, det("meta-kid", 8), det("meta-key", 32))] + [
+        (1, c, 1, det(f"class-kid-{c}", 8), det(f"class-key-{c}", 32)) for c in ("public", "identity")]
+    kheader = bytes([VERSION]) + b"K" + skid
+    kblob = kheader + knonce + AESGCM(secret).encrypt(knonce, keyring_plain(ring), kheader + vid)
+    files["keyring_v1.json"] = {
+        "expect": "success", "description": "keyring blob, kind K",
+        "slot_secret": h(secret), "slot_kid": h(skid), "vault_id": h(vid), "nonce": h(knonce),
+        "keys": [{"kind": k, "name": n, "version": v, "kid": h(i), "key": h(s)} for k, n, v, i, s in ring],
+        "plaintext": h(keyring_plain(ring)), "blob": h(kblob),
+    }
+    passphrase = "correct horse battery staple ünïcode"
+    salt, pnonce = det("slot-salt", 16), det("slot-nonce", 12)
+    t, m, p = 3, 65536, 4
+    kek = hash_secret_raw(passphrase.encode(), salt, t, m, p, 32, Type.ID, 19)
+    pheader = bytes([VERSION]) + b"P" + skid + struct.pack(">III", t, m, p) + salt
+    body = pheader + pnonce + AESGCM(kek).encrypt(pnonce, secret, pheader + vid)
+    pblob = body + hashlib.sha256(body + vid).digest()[:8]
+    files["passphrase_slot_v1.json"] = {
+        "expect": "success", "description": "passphrase slot, kind P (Argon2id t=3 m=64MiB p=4)",
+        "passphrase": passphrase, "salt": h(salt), "t": t, "m_kib": m, "p": p, "kek": h(kek),
+        "slot_secret": h(secret), "slot_kid": h(skid), "vault_id": h(vid), "nonce": h(pnonce), "blob": h(pblob),
+    }
+    files["passphrase_slot_v1_wrong.json"] = {
+        **files["passphrase_slot_v1.json"], "passphrase": "correct horse battery stapler",
+        "expect": "wrong_passphrase", "description": "same slot, another passphrase",
+    }
+
+    # -- schema MAC --------------------------------------------------------------------------
+    meta_kid, meta_key = ring[0][3], ring[0][4]
+    schema = '[schema]\nname = "mini"\nversion = 1\nclasses = ["public"]\n\n[fields.badge_name]\ntype = "text"\nclass = "public"\n'
+    sheader = bytes([VERSION]) + b"S" + meta_kid
+    mac = hmac.new(meta_key, b"dvault/v1/schema-mac" + sheader + vid + hashlib.sha256(schema.encode()).digest(),
+                   hashlib.sha256).digest()
+    files["schema_mac_v1.json"] = {
+        "expect": "success", "description": "schema MAC blob, kind S",
+        "meta_kid": h(meta_kid), "meta_key": h(meta_key), "vault_id": h(vid), "schema": schema,
+        "blob": h(sheader + mac),
+    }
+    return files
+
+
+def render(doc: dict) -> str:
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+def main() -> int:
+    files = build()
+    if "--check" in sys.argv:
+        bad = [n for n, d in files.items() if (HERE / n).read_text("utf-8") != render(d)]
+        print("differ: " + ", ".join(bad) if bad else "vectors up to date")
+        return 1 if bad else 0
+    for name, doc in files.items():
+        (HERE / name).write_text(render(doc), "utf-8")
+    print(f"wrote {len(files)} vector files")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
