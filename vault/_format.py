@@ -47,8 +47,9 @@ class KdfParams:
 # default and the floor; a stored slot below it is refused (no silent downgrade).
 KDF_DEFAULT = KdfParams(t=3, m_kib=64 * 1024, p=4)
 KDF_FLOOR = KdfParams(t=3, m_kib=64 * 1024, p=4)
-# A ceiling stops a database writer from turning an unlock into a memory bomb.
-KDF_CEILING = KdfParams(t=64, m_kib=4 * 1024 * 1024, p=64)
+# A ceiling stops a database writer from turning an unlock into a memory bomb or a
+# minutes-long stall: 1 GiB and t=16 is ~16x the default on this project's 2-core laptops.
+KDF_CEILING = KdfParams(t=16, m_kib=1024 * 1024, p=16)
 
 # The relational schema version; see vault/migrations.py.
 DB_SCHEMA_VERSION = 1

@@ -6,7 +6,10 @@ Layouts are specified byte by byte in docs/format.md; this module and
 Per record and class there is one *envelope*: a wrapped DEK plus a *cell
 container* of field ciphertexts. The DEK wrap's associated data covers the sorted
 list of field names present, so dropping or adding a cell is detected, and every
-update draws a fresh DEK, so replaying an older cell of the same record fails.
+update draws a fresh DEK, so replaying an older *cell* of the same record fails.
+Replaying a whole older *envelope* (DEK and cells together) of the same record and
+class is not detected: nothing outside the envelope remembers its version, and a
+role holding one class cannot rewrap the others (docs/threat-model.md).
 """
 
 from __future__ import annotations

@@ -160,17 +160,13 @@ class Store:
 
     @staticmethod
     def delete_record(conn: Connection, rid: bytes) -> bool:
-        # Overwrite first, so that a backend without secure_delete (PostgreSQL keeps dead
-        # tuples until VACUUM) holds zeros in the newest row version, then delete.
-        res = conn.execute(update(records).where(records.c.id == rid).values(data=b""))
-        if res.rowcount != 1:
-            return False
-        conn.execute(delete(records).where(records.c.id == rid))
-        return True
+        # SQLite's secure_delete zeroes the freed cells. PostgreSQL keeps the dead tuple
+        # (ciphertext included) until VACUUM reuses the space; see docs/threat-model.md.
+        return conn.execute(delete(records).where(records.c.id == rid)).rowcount == 1
 
     def iter_records(self, batch: int = 2000) -> Iterator[tuple[bytes, bytes]]:
-        """(record id, data) ordered by id, streamed."""
-        q = select(records.c.id, records.c.data).order_by(records.c.id)
+        """(record id, data) in storage order (unspecified), streamed."""
+        q = select(records.c.id, records.c.data)  # physical order: no index walk
         with self.engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=batch).execute(q)
             for rid, data in result:
@@ -184,11 +180,17 @@ class Store:
     def count_records(conn: Connection) -> int:
         return int(conn.execute(select(func.count()).select_from(records)).scalar_one())
 
-    def checkpoint(self) -> None:
-        """SQLite: fold the WAL into the file and truncate it, so shredded pages leave the WAL."""
-        if self.is_sqlite:
-            with self.engine.connect() as conn:
-                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    def checkpoint(self) -> bool:
+        """SQLite: fold the WAL into the file and truncate it, so shredded pages leave the WAL.
+
+        Returns False when another connection's reader kept the checkpoint from finishing
+        (old pages then stay in the WAL until a later checkpoint).
+        """
+        if not self.is_sqlite:
+            return True
+        with self.engine.connect() as conn:
+            busy = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").first()
+        return busy is not None and busy[0] == 0
 
 
 def check_db_version(stored: int) -> None:

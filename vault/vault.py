@@ -251,8 +251,9 @@ class Vault:
 
     def _seal_record(self, rid: bytes, by_class: dict[str, dict[str, bytes]],
                      rnd: bytes | None = None) -> bytes:
-        """Every class gets an envelope, even an empty one, so the row does not reveal which
-        classes a record fills (its length still reveals roughly how much; see threat model)."""
+        """Every class gets an envelope, even an empty one, so every row has the schema's shape
+        and every class has a DEK to rewrap. This hides nothing about content: the field
+        names present and their 32-byte length buckets are visible (docs/threat-model.md)."""
         envs = []
         need = 0
         for cls in self.schema.classes:

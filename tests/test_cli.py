@@ -1,0 +1,36 @@
+"""The dvault front end: demo runs end to end; errors are one line with a documented code."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from vault_cli.main import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_demo_runs_end_to_end() -> None:
+    res = CliRunner().invoke(cli, ["demo", "-n", "40"])
+    assert res.exit_code == 0, res.output
+    assert "first 20 records decrypt to exactly what was stored: True" in res.output
+    assert "FOUND" not in res.output
+    assert res.output.count("not found") == 4
+    assert "39 records remain" in res.output
+
+
+def test_every_command_has_help_with_example() -> None:
+    for name, cmd in cli.commands.items():
+        res = CliRunner().invoke(cli, [name, "--help"])
+        assert res.exit_code == 0 and "Example" in res.output, name
+
+
+def test_usage_error_is_one_line_exit_1() -> None:
+    res = subprocess.run([sys.executable, "-m", "vault_cli.main", "demo", "-n", "0"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 1
+    assert res.stderr.strip().count("\n") == 0 and res.stderr.startswith("dvault: error:")
+    assert "Traceback" not in res.stderr
