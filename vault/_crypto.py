@@ -87,6 +87,24 @@ def hmac_sha256(key: bytes, message: bytes) -> bytes:
     return hmac.new(key, message, hashlib.sha256).digest()
 
 
+class Prf:
+    """HMAC-SHA256 under a fixed key, keyed once and copied per message (about 3x cheaper
+    than re-keying; same output as :func:`hmac_sha256`)."""
+
+    __slots__ = ("_base",)
+
+    def __init__(self, key: bytes) -> None:
+        self._base = hmac.new(key, digestmod=hashlib.sha256)
+
+    def __repr__(self) -> str:
+        return "<Prf HMAC-SHA256>"
+
+    def __call__(self, message: bytes) -> bytes:
+        h = self._base.copy()
+        h.update(message)
+        return h.digest()
+
+
 def mac_equal(a: bytes, b: bytes) -> bool:
     """Constant-time comparison; never compare MACs with ``==``."""
     return hmac.compare_digest(a, b)

@@ -19,6 +19,8 @@ KIND_DEK = b"D"  # a record's class DEK, wrapped under a class key
 KIND_KEYRING = b"K"  # the set of class keys a slot opens, encrypted under the slot secret
 KIND_PASSPHRASE_SLOT = b"P"  # slot secret wrapped under an Argon2id-derived key
 KIND_SCHEMA_MAC = b"S"  # HMAC over the stored schema
+KIND_PSEUDONYM_REF = b"N"  # record id encrypted under a purpose's lookup key
+KIND_PLAN_MAC = b"I"  # HMAC over the stored blind-index plan
 
 KEY_LEN = 32  # AES-256 keys, slot secrets, DEKs, class keys
 NONCE_LEN = 12  # AES-GCM 96-bit nonces, always fresh from the OS CSPRNG
@@ -32,6 +34,17 @@ MAX_VALUE_BYTES = 1 << 20  # 1 MiB per field value, far above any registration f
 
 # Labels (HKDF info strings, MAC prefixes). Never reuse one for two purposes.
 LABEL_SCHEMA_MAC = b"dvault/v1/schema-mac"
+LABEL_PLAN_MAC = b"dvault/v1/index-plan-mac"
+LABEL_BLIND_INDEX = b"dvault/v1/blind-index"  # || lp8(field) || lp8("exact" | "token")
+LABEL_PSEUDONYM = b"dvault/v1/pseudonym"  # PRF key: record id -> 50-bit pseudonym
+LABEL_PSEUDONYM_TAG = b"dvault/v1/pseudonym-tag"  # lookup tag key: pseudonym -> row
+LABEL_PSEUDONYM_REF = b"dvault/v1/pseudonym-ref"  # AEAD key: encrypts the record id in the row
+
+# Blind indexes: truncated to b bits where 2^b * k <= expected population (CipherSweet's
+# planner), so every index value is expected to be shared by >= k records.
+INDEX_MAX_BITS = 32
+PSEUDONYM_BITS = 50  # 10 Crockford base32 characters
+PSEUDONYM_TAG_LEN = 16
 
 
 @dataclass(frozen=True)

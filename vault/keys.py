@@ -25,6 +25,7 @@ from .errors import IntegrityError, KdfTooWeak, ValidationError, WrongPassphrase
 _V = bytes([F.FORMAT_VERSION])
 KIND_CLASS_KEY = 1
 KIND_META_KEY = 2
+KIND_PURPOSE_KEY = 3  # per-purpose pseudonym key (badge, travel, ...)
 
 PASS_SLOT_LEN = 2 + F.KID_LEN + 12 + F.SALT_LEN + F.NONCE_LEN + F.KEY_LEN + F.TAG_LEN + F.SLOT_CHECKSUM_LEN
 
@@ -53,11 +54,14 @@ class Keyring:
         return f"<Keyring {len(self.keys)} keys>"
 
     @classmethod
-    def generate(cls, classes: tuple[str, ...] | list[str]) -> "Keyring":
+    def generate(cls, classes: tuple[str, ...] | list[str],
+                 purposes: tuple[str, ...] | list[str] = ()) -> "Keyring":
         ring = cls()
         ring.keys.append(_new_key(KIND_META_KEY, "", 1))
         for name in classes:
             ring.keys.append(_new_key(KIND_CLASS_KEY, name, 1))
+        for name in purposes:
+            ring.keys.append(_new_key(KIND_PURPOSE_KEY, name, 1))
         return ring
 
     def by_kid(self, kid: bytes) -> Key | None:
@@ -100,7 +104,7 @@ class Keyring:
                 kid = data[pos:pos + F.KID_LEN]
                 secret = data[pos + F.KID_LEN:pos + F.KID_LEN + F.KEY_LEN]
                 pos += F.KID_LEN + F.KEY_LEN
-                if len(secret) != F.KEY_LEN or kind not in (KIND_CLASS_KEY, KIND_META_KEY):
+                if len(secret) != F.KEY_LEN or kind not in (KIND_CLASS_KEY, KIND_META_KEY, KIND_PURPOSE_KEY):
                     raise Malformed()
                 keys.append(Key(kind, name, version, kid, secret))
         except (struct.error, IndexError, UnicodeDecodeError):
@@ -208,24 +212,41 @@ def slot_kid(blob: bytes) -> bytes:
     return blob[2:2 + F.KID_LEN]
 
 
-# -- schema authentication --------------------------------------------------------------------
-def _schema_msg(header: bytes, vault_id: bytes, schema_text: str) -> bytes:
-    return F.LABEL_SCHEMA_MAC + header + vault_id + C.sha256(schema_text.encode("utf-8"))
+# -- schema and index-plan authentication -------------------------------------------------
+def _meta_msg(label: bytes, header: bytes, vault_id: bytes, text: str) -> bytes:
+    return label + header + vault_id + C.sha256(text.encode("utf-8"))
+
+
+def _mac_meta(kind: bytes, label: bytes, meta: Key, vault_id: bytes, text: str) -> bytes:
+    header = _V + kind + meta.kid
+    return header + C.hmac_sha256(meta.secret, _meta_msg(label, header, vault_id, text))
+
+
+def _verify_meta(kind: bytes, label: bytes, what: str, ring: Keyring, vault_id: bytes, text: str,
+                 blob: bytes) -> None:
+    hl = 2 + F.KID_LEN
+    if len(blob) != hl + 32 or blob[0] != F.FORMAT_VERSION or blob[1:2] != kind:
+        raise IntegrityError(f"stored {what} MAC is malformed")
+    meta = ring.by_kid(blob[2:hl])
+    if meta is None or meta.kind != KIND_META_KEY:
+        raise IntegrityError(f"stored {what} is signed by an unknown key")
+    try:
+        C.verify_hmac_sha256(meta.secret, _meta_msg(label, blob[:hl], vault_id, text), blob[hl:])
+    except C.AuthFailure:
+        raise IntegrityError(f"stored {what} failed authentication (modified in the database?)") from None
 
 
 def mac_schema(meta: Key, vault_id: bytes, schema_text: str) -> bytes:
-    header = _V + F.KIND_SCHEMA_MAC + meta.kid
-    return header + C.hmac_sha256(meta.secret, _schema_msg(header, vault_id, schema_text))
+    return _mac_meta(F.KIND_SCHEMA_MAC, F.LABEL_SCHEMA_MAC, meta, vault_id, schema_text)
 
 
 def verify_schema(ring: Keyring, vault_id: bytes, schema_text: str, blob: bytes) -> None:
-    hl = 2 + F.KID_LEN
-    if len(blob) != hl + 32 or blob[0] != F.FORMAT_VERSION or blob[1:2] != F.KIND_SCHEMA_MAC:
-        raise IntegrityError("stored schema MAC is malformed")
-    meta = ring.by_kid(blob[2:hl])
-    if meta is None or meta.kind != KIND_META_KEY:
-        raise IntegrityError("stored schema is signed by an unknown key")
-    try:
-        C.verify_hmac_sha256(meta.secret, _schema_msg(blob[:hl], vault_id, schema_text), blob[hl:])
-    except C.AuthFailure:
-        raise IntegrityError("stored schema failed authentication (modified in the database?)") from None
+    _verify_meta(F.KIND_SCHEMA_MAC, F.LABEL_SCHEMA_MAC, "schema", ring, vault_id, schema_text, blob)
+
+
+def mac_plan(meta: Key, vault_id: bytes, plan_text: str) -> bytes:
+    return _mac_meta(F.KIND_PLAN_MAC, F.LABEL_PLAN_MAC, meta, vault_id, plan_text)
+
+
+def verify_plan(ring: Keyring, vault_id: bytes, plan_text: str, blob: bytes) -> None:
+    _verify_meta(F.KIND_PLAN_MAC, F.LABEL_PLAN_MAC, "index plan", ring, vault_id, plan_text, blob)

@@ -22,11 +22,11 @@ __all__ = ["KINDS", "normalize", "tokens"]
 #: The normalisation kinds a schema field may name (mirrors ``vault.schema.NORMALIZERS``).
 KINDS: tuple[str, ...] = ("none", "text", "name", "email", "phone", "compact")
 
-# Dashes people (and word processors) type between name parts. Fold to one ASCII
-# hyphen so "Al-Haddad" typed on a phone and pasted from a PDF match.
-_DASHES = str.maketrans({c: "-" for c in "\u2010\u2011\u2012\u2013\u2014\u2015\u2212"}
-                        | {"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'",
-                           "\u00ad": None})  # soft hyphen: an invisible line-break hint
+# Dashes and apostrophes people (and word processors) type inside names. Fold to ASCII
+# so "Al-Haddad" and "O'Brien" typed on a phone and pasted from a PDF match.
+_NAME_PUNCT = str.maketrans({c: "-" for c in "\u2010\u2011\u2012\u2013\u2014\u2015\u2212"}
+                            | {"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'",
+                               "\u00ad": None})  # soft hyphen: an invisible line-break hint
 
 # Scripts whose combining marks are accents on a letter that people routinely omit
 # or cannot type ("Muller" for "Müller", "Elena" for "Ελένη", "Семен" for "Семён").
@@ -62,15 +62,16 @@ def tokens(value: str) -> list[str]:
     """Split a "name"-normalised value into the parts a search may match on.
 
     People are searched for by any of their names ("Haddad", "Amira"), so each part
-    gets its own index entry. One-character parts (initials, the "y" in Spanish
-    names) are dropped: their index entries would each be shared by a large part
-    of the population, matching everyone and leaking frequency. Note this also drops
-    single-ideograph parts of CJK names; index the full name for those. Duplicates
-    are dropped, preserving order, so a repeated part is not counted twice.
+    gets its own index entry. One-character parts (initials, also when written
+    "j.", and the "y" in Spanish names) are dropped: their index entries would each
+    be shared by a large part of the population, matching everyone and leaking
+    frequency. Note this also drops single-ideograph parts of CJK names; index the
+    full name for those. Duplicates are dropped, preserving order, so a repeated
+    part is not counted twice.
     """
     seen: dict[str, None] = {}
     for part in re.split(r"[ \-]+", value):
-        if len(part) > 1:
+        if len(part.rstrip(".")) > 1:
             seen.setdefault(part, None)
     return list(seen)
 
@@ -101,7 +102,7 @@ def _name(value: str) -> str:
     are combining characters too, and dropping them would turn a name into a
     different (or unreadable) one and merge unrelated people.
     """
-    folded = _fold_case(value).translate(_DASHES)
+    folded = _fold_case(value).translate(_NAME_PUNCT)
     out: list[str] = []
     base = ""
     for ch in unicodedata.normalize("NFKD", folded):
@@ -140,10 +141,13 @@ def _phone(value: str) -> str:
     map Arabic-Indic or Devanagari digits to ASCII). A value with no digits
     normalises to "" rather than to a lone "+" every such junk value would share.
     """
-    text = "".join(
-        str(d) if (d := unicodedata.decimal(ch, None)) is not None else ch
-        for ch in unicodedata.normalize("NFKC", value)
-    )
+    if value.isascii():  # fast path: NFKC and the digit mapping are the identity on ASCII
+        text = value
+    else:
+        text = "".join(
+            str(d) if (d := unicodedata.decimal(ch, None)) is not None else ch
+            for ch in unicodedata.normalize("NFKC", value)
+        )
     first = re.search(r"[\d+]", text)
     plus = first is not None and first.group() == "+"
     kept = re.sub(r"[^\dT]", "", re.sub(r"\(0\)", "T", re.sub(r"[^\d()]", "", text)))
@@ -165,7 +169,8 @@ def _compact(value: str) -> str:
 
     Document numbers are printed, read out and retyped with arbitrary grouping;
     the grouping is never significant. Casefold-then-upper maps every case variant
-    (including "ß" -> "SS") to one spelling.
+    (including "ß" -> "SS") to one spelling. The last NFKC is there because removing
+    a separator can bring a letter and a stray combining mark together.
     """
     folded = unicodedata.normalize("NFKC", _fold_case(value).upper())
-    return _COMPACT_DROP.sub("", folded)
+    return unicodedata.normalize("NFKC", _COMPACT_DROP.sub("", folded))

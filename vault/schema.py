@@ -163,6 +163,11 @@ def load(text: str | None = None) -> Schema:
                 raise SchemaError(f"bad {kind} name {n!r}: use lower-case letters, digits and _")
         if len(set(names)) != len(names):
             raise SchemaError(f"duplicate {kind} name in schema")
+    prefixes = [p[:2].upper() for p in purposes]
+    if len(set(prefixes)) != len(prefixes):
+        raise SchemaError("purposes must differ in their first two letters (they prefix pseudonyms)")
+    if any(len(p) < 2 for p in purposes):
+        raise SchemaError("purpose names need at least two letters")
     unknown = set(doc) - {"schema", "fields"}
     if unknown:
         raise SchemaError(f"unknown schema section(s): {', '.join(sorted(unknown))}")

@@ -9,9 +9,12 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 from . import _crypto as C
 from . import _format as F
 from . import envelope as E
+from . import index as I
 from . import keys as K
 from . import migrations
+from . import pseudonym as P
 from . import schema as S
+from .normalize import normalize, tokens
 from .errors import (IntegrityError, NotFound, SchemaError, ValidationError, VaultClosed, VaultError,
                      VaultExists, WrongPassphrase)
 from .record import Record
@@ -43,14 +46,21 @@ def _schema_text(schema: str | os.PathLike[str] | None) -> str:
 
 
 def create(url: str | os.PathLike[str], passphrase: str, *, schema: str | os.PathLike[str] | None = None,
-           kdf: F.KdfParams | None = None) -> "Vault":
+           kdf: F.KdfParams | None = None, population: int | None = None, k: int | None = None) -> "Vault":
     """Create a new vault (refusing to overwrite one) and return it open.
 
     ``schema`` is TOML text or a path (``pathlib.Path``) to a TOML file; the default is
-    the participant schema shipped in ``vault/schemas/participant.toml``.
+    the participant schema shipped in ``vault/schemas/participant.toml``. ``population``
+    (expected number of records) and ``k`` (records expected to share each blind-index
+    value) size the indexes; they default to the schema's ``expected_population`` and
+    ``k_anonymity``. Re-plan later with :meth:`Vault.reindex`.
     """
     text = _schema_text(schema)
     parsed = S.load(text)
+    population = parsed.expected_population if population is None else population
+    k = parsed.k_anonymity if k is None else k
+    if not isinstance(population, int) or population < 1 or not isinstance(k, int) or k < 1:
+        raise ValidationError("population and k must be positive integers")
     params = kdf or F.KDF_DEFAULT
     K.check_kdf(params)
     K.passphrase_bytes(passphrase)
@@ -60,7 +70,10 @@ def create(url: str | os.PathLike[str], passphrase: str, *, schema: str | os.Pat
         if store.has_vault():
             raise VaultExists("a vault already exists in this database")
         vault_id = C.random_bytes(F.ID_LEN)
-        ring = K.Keyring.generate(parsed.classes)
+        ring = K.Keyring.generate(parsed.classes, parsed.purposes)
+        plan = I.Plan(1, I.plan_bits(population, k), population, k,
+                      {c: 1 for c in parsed.classes})
+        plan_text = plan.to_text()
         slot_secret = C.random_bytes(F.KEY_LEN)
         slot_kid = C.random_bytes(F.KID_LEN)
         unlock = K.seal_passphrase_slot(passphrase, slot_secret, slot_kid, vault_id, params)
@@ -74,6 +87,8 @@ def create(url: str | os.PathLike[str], passphrase: str, *, schema: str | os.Pat
                 "db_schema_version": str(version).encode(),
                 "schema": text.encode("utf-8"),
                 "schema_mac": mac,
+                "index_plan": plan_text.encode(),
+                "index_plan_mac": K.mac_plan(ring.current(K.KIND_META_KEY), vault_id, plan_text),
             })
             store.put_slot(conn, slot_kid.hex(), _PASSPHRASE, unlock, keyring)
     except BaseException:
@@ -85,7 +100,7 @@ def create(url: str | os.PathLike[str], passphrase: str, *, schema: str | os.Pat
                 except FileNotFoundError:
                     pass
         raise
-    return Vault(store, vault_id, parsed, ring, slot_kid, slot_secret)
+    return Vault(store, vault_id, parsed, ring, slot_kid, slot_secret, plan, None)
 
 
 def open(url: str | os.PathLike[str], passphrase: str) -> "Vault":  # noqa: A001 - mirrors builtins by design
@@ -120,6 +135,10 @@ def open(url: str | os.PathLike[str], passphrase: str) -> "Vault":  # noqa: A001
             parsed = S.load(text)
         except SchemaError:
             raise IntegrityError("stored schema is authenticated but unparsable by this release") from None
+        plan = _verified_plan(meta, "index_plan", ring, vault_id)
+        if plan is None:
+            raise IntegrityError("index plan is missing")
+        pending = _verified_plan(meta, "index_next", ring, vault_id)
         if stored_version < F.DB_SCHEMA_VERSION:
             with store.tx() as conn:
                 new = migrations.upgrade(conn, stored_version)
@@ -127,7 +146,21 @@ def open(url: str | os.PathLike[str], passphrase: str) -> "Vault":  # noqa: A001
     except BaseException:
         store.dispose()
         raise
-    return Vault(store, vault_id, parsed, ring, slot_kid, slot_secret)
+    return Vault(store, vault_id, parsed, ring, slot_kid, slot_secret, plan, pending)
+
+
+def _verified_plan(meta: dict[str, bytes], name: str, ring: K.Keyring, vault_id: bytes) -> I.Plan | None:
+    if name not in meta or not meta[name]:
+        return None
+    try:
+        text = meta[name].decode("utf-8")
+    except UnicodeDecodeError:
+        raise IntegrityError("index plan is malformed") from None
+    K.verify_plan(ring, vault_id, text, meta.get(name + "_mac", b""))
+    try:
+        return I.Plan.from_text(text)
+    except (ValueError, KeyError, TypeError):
+        raise IntegrityError("index plan is authenticated but unparsable") from None
 
 
 def _unlock_passphrase(slot_rows: list[tuple[str, str, bytes, bytes]], passphrase: str,
@@ -167,7 +200,7 @@ class Vault:
     """
 
     def __init__(self, store: Store, vault_id: bytes, schema: S.Schema, ring: K.Keyring,
-                 slot_kid: bytes, slot_secret: bytes) -> None:
+                 slot_kid: bytes, slot_secret: bytes, plan: I.Plan, pending: I.Plan | None) -> None:
         self._store: Store | None = store
         self._vid = vault_id
         self.schema = schema
@@ -187,6 +220,39 @@ class Vault:
                 self._current[cls] = self._by_kid[ring.current(K.KIND_CLASS_KEY, cls).kid]
             except KeyError:
                 raise IntegrityError(f"keyring lacks a key for class {cls!r}") from None
+        self._plan_active = plan
+        self._plan_pending = pending
+        self._indexers = self._make_indexers()
+        self._purposes: dict[str, I.PurposeKeys] = {}
+        for k in ring.keys:
+            if k.kind == K.KIND_PURPOSE_KEY and k.name in schema.purposes:
+                cur = ring.current(K.KIND_PURPOSE_KEY, k.name)
+                self._purposes[k.name] = I.PurposeKeys(k.name, cur.kid, cur.secret)
+        self._prefixes = {I.purpose_prefix(p): p for p in schema.purposes}
+
+    def _make_indexers(self) -> list[tuple[int, I.Indexer]]:
+        """Indexers for the live plan and, during a re-index, the pending one."""
+        assert self._ring is not None
+        class_keys = {c: ck.key.secret for c, ck in self._current.items()}
+        out = [(self._plan_active.gen, I.Indexer(self.schema, class_keys, self._plan_active.bits))]
+        if self._plan_pending is not None:
+            out.append((self._plan_pending.gen, I.Indexer(self.schema, class_keys, self._plan_pending.bits)))
+        return out
+        self._current: dict[str, _ClassKey] = {}
+        for cls in schema.classes:
+            try:
+                self._current[cls] = self._by_kid[ring.current(K.KIND_CLASS_KEY, cls).kid]
+            except KeyError:
+                raise IntegrityError(f"keyring lacks a key for class {cls!r}") from None
+        self._plan_active = plan
+        self._plan_pending = pending
+        self._indexers = self._make_indexers()
+        self._purposes: dict[str, I.PurposeKeys] = {}
+        for k in ring.keys:
+            if k.kind == K.KIND_PURPOSE_KEY and k.name in schema.purposes:
+                cur = ring.current(K.KIND_PURPOSE_KEY, k.name)
+                self._purposes[k.name] = I.PurposeKeys(k.name, cur.kid, cur.secret)
+        self._prefixes = {I.purpose_prefix(p): p for p in schema.purposes}
 
     # -- lifecycle ------------------------------------------------------------------------
     @property
@@ -212,6 +278,8 @@ class Vault:
         self._by_kid = {}
         self._current = {}
         self._keys = {}
+        self._indexers = []
+        self._purposes = {}
 
     def _s(self) -> Store:
         if self._store is None:
@@ -310,15 +378,21 @@ class Vault:
     def add_many(self, rows: Iterable[Mapping[str, Any]]) -> list[str]:
         """Validate every row first, then store them all in one transaction (all or nothing)."""
         store = self._s()
+        rows = list(rows)
         encoded = [self._encode(r, f"row {i + 1}: ") for i, r in enumerate(rows)]
-        out, batch = [], []
-        for by_class in encoded:
+        out, batch, terms = [], [], []
+        for row, by_class in zip(rows, encoded):
             rid = C.random_bytes(F.ID_LEN)
             batch.append((rid, self._seal_record(rid, by_class)))
+            terms.extend(self._index_rows(rid, row))
             out.append(rid.hex())
         with store.tx() as conn:
             store.insert_records(conn, batch)
+            store.insert_index(conn, terms)
         return out
+
+    def _index_rows(self, rid: bytes, values: Mapping[str, Any]) -> list[tuple[int, str, int, bytes]]:
+        return [(gen, name, value, rid) for gen, ix in self._indexers for name, value in ix.terms(values)]
 
     def get(self, record_id: str, fields: Sequence[str] | None = None) -> Record:
         """Decrypt one record, or only the named fields of it."""
@@ -363,18 +437,28 @@ class Vault:
                     raise IntegrityError(f"class {cls!r} envelope is missing", record_id=record_id)
                 merged.append((cls, env[0], env[1]))
             store.put_record(conn, rid, E.pack_record(merged))
+            # Blind-index terms of the touched classes: old ones out (computed from the values
+            # we just decrypted), new ones in.
+            if any(f.search == "exact" and f.cls in touched for f in fields.values()):
+                def searchable(src: Mapping[str, bytes]) -> dict[str, Any]:
+                    return {n: fields[n].decode(pt) for n, pt in src.items() if fields[n].search == "exact"}
+                store.delete_index_terms(conn, self._index_rows(rid, searchable(plain)))
+                new_values = searchable({n: pt for cls in touched for n, pt in by_class[cls].items()})
+                store.insert_index(conn, self._index_rows(rid, new_values))
 
     def delete(self, record_id: str) -> None:
-        """Crypto-shred: the record's wrapped DEKs and ciphertexts are overwritten and deleted.
-
-        On SQLite, secure_delete zeroes the freed pages and the WAL is checkpointed and
-        truncated. Copies in older backups stay readable until the class keys rotate.
-        """
+        """Crypto-shred: the record's row, its blind-index entries and its issued pseudonyms
+        are deleted; on SQLite secure_delete zeroes the freed pages and the WAL is
+        checkpointed and truncated. Copies in older backups stay readable until the class
+        keys rotate (docs/threat-model.md)."""
         store = self._s()
         rid = self._rid(record_id)
         with store.tx() as conn:
             if not store.delete_record(conn, rid):
                 raise NotFound(f"no record {record_id}")
+            store.delete_index(conn, rid)
+            for keys in self._purposes.values():
+                store.delete_pseudonym(conn, keys.purpose, keys.tag(keys.value(rid)))
         store.checkpoint()
 
     def records(self, fields: Sequence[str] | None = None) -> Iterator[Record]:
@@ -383,6 +467,198 @@ class Vault:
         classes = self._plan(fields)
         for rid, data in store.iter_records():
             yield self._decode_row(rid, data, classes)
+
+    # -- search ---------------------------------------------------------------------------
+    def _search_field(self, name: str) -> S.Field:
+        f = self.schema.field(name)
+        if f.search != "exact":
+            raise ValidationError(f"field {name!r} has no blind index (search = 'none')", field=name)
+        return f
+
+    def _candidates(self, terms: list[tuple[str, int]]) -> list[bytes]:
+        store = self._s()
+        gen = self._plan_active.gen
+        with store.tx() as conn:
+            return store.lookup_index(conn, gen, terms)
+
+    def _fetch(self, ids: list[bytes], need: list[str], fields: Sequence[str] | None):
+        """Decrypt candidates with the fields needed to filter them plus those asked for."""
+        store = self._s()
+        wanted = list(dict.fromkeys(need + (list(self.schema.fields) if fields is None else list(fields))))
+        classes = self._plan(wanted)
+        with store.tx() as conn:
+            rows = [(rid, store.get_record(conn, rid)) for rid in ids]
+        for rid, data in rows:
+            if data is not None:
+                yield self._decode_row(rid, data, classes)
+
+    @staticmethod
+    def _project(rec: Record, fields: Sequence[str] | None) -> Record:
+        if fields is None:
+            return rec
+        return Record(rec.id, {n: rec[n] for n in fields if n in rec})
+
+    def find(self, fields: Sequence[str] | None = None, **criteria: str) -> list[Record]:
+        """Records whose fields equal all the given values (after normalisation).
+
+        Uses the truncated blind indexes to pick candidates, decrypts them and drops the
+        false positives, so the result is exact. ``fields`` limits what is returned.
+        Example: ``v.find(legal_name="Amira Haddad", email="amira@example.org")``.
+        """
+        if not criteria:
+            raise ValidationError("find() needs at least one field=value")
+        if fields is not None:
+            self._plan(fields)  # validates names
+        ix = self._indexers[0][1]
+        terms, wanted = [], {}
+        for name, value in criteria.items():
+            f = self._search_field(name)
+            if not isinstance(value, str):
+                raise ValidationError(f"search value for {name!r} must be text", field=name)
+            terms.append(ix.exact_term(f, value))
+            wanted[name] = I.normal_form(f, value)
+        out = []
+        for rec in self._fetch(self._candidates(terms), list(criteria), fields):
+            if all(n in rec and I.normal_form(self.schema.fields[n], rec[n]) == v for n, v in wanted.items()):
+                out.append(self._project(rec, fields))
+        return out
+
+    def find_tokens(self, fields: Sequence[str] | None = None, **criteria: str) -> list[Record]:
+        """Records whose name fields contain every given token: "Haddad" finds "Amira Haddad".
+
+        Only fields declared with ``tokens = true`` can be searched this way.
+        """
+        if not criteria:
+            raise ValidationError("find_tokens() needs at least one field=value")
+        if fields is not None:
+            self._plan(fields)
+        ix = self._indexers[0][1]
+        terms, wanted = [], {}
+        for name, value in criteria.items():
+            f = self._search_field(name)
+            if not f.tokens:
+                raise ValidationError(f"field {name!r} has no token index (tokens = false)", field=name)
+            if not isinstance(value, str):
+                raise ValidationError(f"search value for {name!r} must be text", field=name)
+            query = ix.token_terms(f, value)
+            if not query:
+                raise ValidationError(f"search for {name!r} needs a token of two or more characters", field=name)
+            terms.extend(query)
+            wanted[name] = set(tokens(normalize("name", value)))
+        out = []
+        for rec in self._fetch(self._candidates(terms), list(criteria), fields):
+            if all(n in rec and v <= set(tokens(normalize("name", rec[n]))) for n, v in wanted.items()):
+                out.append(self._project(rec, fields))
+        return out
+
+    # -- pseudonyms -----------------------------------------------------------------------
+    def pseudonym(self, record_id: str, purpose: str) -> str:
+        """The record's stable pseudonym for one purpose (badge, travel, ...), e.g.
+        ``BA-7KQ4-M2XP-9AW``; issuing one stores what :meth:`resolve` needs."""
+        store = self._s()
+        rid = self._rid(record_id)
+        keys = self._purpose_keys(purpose)
+        value = keys.value(rid)
+        tag = keys.tag(value)
+        with store.tx() as conn:
+            if not store.record_exists(conn, rid):
+                raise NotFound(f"no record {record_id}")
+            if store.get_pseudonym(conn, purpose, tag) is None:
+                store.put_pseudonym(conn, purpose, tag, keys.seal_ref(tag, rid))
+        return P.format(value, I.purpose_prefix(purpose))
+
+    def _purpose_keys(self, purpose: str) -> I.PurposeKeys:
+        if purpose not in self.schema.purposes:
+            raise ValidationError(f"unknown purpose {purpose!r} (known: {', '.join(self.schema.purposes)})")
+        keys = self._purposes.get(purpose)
+        if keys is None:
+            from .errors import AccessDenied
+            raise AccessDenied(f"no key for purpose {purpose!r}")
+        return keys
+
+    def resolve(self, pseudonym: str, fields: Sequence[str] | None = None) -> Record:
+        """The record a pseudonym of any purpose names. A mistyped pseudonym is refused by
+        its check character (PseudonymError); an unknown one raises NotFound."""
+        if not isinstance(pseudonym, str):
+            raise P.PseudonymError("a pseudonym is text")
+        head = pseudonym.strip()[:2].upper()
+        purpose = self._prefixes.get(head)
+        if purpose is None:
+            raise P.PseudonymError(f"unknown pseudonym prefix (this vault uses {', '.join(sorted(self._prefixes))})")
+        value = P.parse(pseudonym, head)
+        keys = self._purpose_keys(purpose)
+        tag = keys.tag(value)
+        store = self._s()
+        with store.tx() as conn:
+            ref = store.get_pseudonym(conn, purpose, tag)
+        if ref is None:
+            raise NotFound("no record has this pseudonym")
+        try:
+            rid = keys.open_ref(tag, ref)
+        except C.AuthFailure:
+            raise IntegrityError(f"{purpose} pseudonym entry failed authentication") from None
+        if keys.value(rid) != value:
+            raise IntegrityError(f"{purpose} pseudonym entry points at the wrong record")
+        return self.get(rid.hex(), fields)
+
+    # -- re-indexing ----------------------------------------------------------------------
+    def reindex(self, *, population: int | None = None, k: int | None = None, batch: int = 500) -> int:
+        """Rebuild every blind index (new key derivation or new truncation) as a resumable
+        batch job; returns the number of records indexed by this call.
+
+        A new generation is built beside the live one (searches keep working), one batch
+        per transaction with a cursor; after a crash, calling reindex() again resumes.
+        When done, the new plan is switched in and the old generation deleted atomically.
+        """
+        store = self._s()
+        assert self._ring is not None
+        meta_key = self._ring.current(K.KIND_META_KEY)
+        if self._plan_pending is None:
+            cur = self._plan_active
+            population = cur.population if population is None else population
+            k = cur.k if k is None else k
+            if not isinstance(population, int) or population < 1 or not isinstance(k, int) or k < 1:
+                raise ValidationError("population and k must be positive integers")
+            nxt = I.Plan(cur.gen + 1, I.plan_bits(population, k), population, k,
+                         {c: ck.key.version for c, ck in self._current.items()})
+            text = nxt.to_text()
+            with store.tx() as conn:
+                store.put_meta(conn, {"index_next": text.encode(),
+                                      "index_next_mac": K.mac_plan(meta_key, self._vid, text),
+                                      "index_cursor": b""})
+            self._plan_pending = nxt
+            self._indexers = self._make_indexers()
+        pending = self._plan_pending
+        gen, ix = self._indexers[-1]
+        assert gen == pending.gen
+        searchable = [f.name for f in self.schema.fields.values() if f.search == "exact"]
+        classes = self._plan(searchable)
+        done = 0
+        while True:
+            with store.tx() as conn:
+                cursor = store.get_meta(conn).get("index_cursor", b"")
+            ids = store.ids_after(cursor, batch)
+            if not ids:
+                break
+            with store.tx() as conn:
+                for rid in ids:
+                    data = store.get_record(conn, rid)
+                    if data is None:
+                        continue
+                    rec = self._decode_row(rid, data, classes)
+                    store.delete_index(conn, rid, gen=gen)
+                    store.insert_index(conn, [(gen, n, v, rid) for n, v in ix.terms(dict(rec))])
+                    done += 1
+                store.put_meta(conn, {"index_cursor": ids[-1]})
+        text = pending.to_text()
+        with store.tx() as conn:
+            store.put_meta(conn, {"index_plan": text.encode(),
+                                  "index_plan_mac": K.mac_plan(meta_key, self._vid, text),
+                                  "index_next": b"", "index_next_mac": b"", "index_cursor": b""})
+            store.delete_index_gen(conn, keep=pending.gen)
+        self._plan_active, self._plan_pending = pending, None
+        self._indexers = self._make_indexers()
+        return done
 
     def ids(self) -> list[str]:
         """All record ids (random; they reveal nothing but the count)."""
@@ -426,6 +702,11 @@ class Vault:
             "classes": list(self.schema.classes),
             "slots": len(slots),
             "kdf": [f"argon2id t={p.t} m={p.m_kib}KiB p={p.p}" for p in kdf],
+            "index": {"bits": self._plan_active.bits, "population": self._plan_active.population,
+                      "k": self._plan_active.k,
+                      "expected_false_positives": round(I.expected_false_positives(
+                          max(n, 1), self._plan_active.bits), 2),
+                      "reindex_pending": self._plan_pending is not None},
             "warnings": self.schema.warnings(),
         }
 

@@ -1,0 +1,305 @@
+"""Blind-index search and per-purpose pseudonyms (issue 3)."""
+
+from __future__ import annotations
+
+import random
+import string
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import vault
+from conftest import PASSPHRASE
+from rawdb import RawDB
+from vault import envelope as E
+from vault import index as I
+from vault.pseudonym import PseudonymError
+
+
+@pytest.fixture
+def people(url: str):  # type: ignore[no-untyped-def]
+    with vault.create(url, PASSPHRASE, population=150) as v:
+        ids = v.add_many([
+            {"legal_name": "Amira Haddad", "email": "Amira@Example.org", "phone": "+44 (0)20 7946 0000",
+             "passport_number": "P 835-260.08", "badge_name": "Amira"},
+            {"legal_name": "Jürgen Müller", "email": "jm@example.org", "phone": "0049 30 1234567"},
+            {"legal_name": "Amira Al-Haddad", "email": "aah@example.org"},
+            {"legal_name": "Kofi Mensah", "email": "kofi@example.org"},
+        ])
+        yield v, ids, url
+
+
+def _ids(recs: list[vault.Record]) -> set[str]:
+    return {r.id for r in recs}
+
+
+def test_normalisation_variants_match(people) -> None:  # type: ignore[no-untyped-def]
+    v, ids, _ = people
+    amira, jurgen = ids[0], ids[1]
+    for name in ("Jürgen Müller", "JÜRGEN MÜLLER", "Ju\u0308rgen Mu\u0308ller", "  jurgen   muller ", "Jurgen Muller"):
+        assert _ids(v.find(legal_name=name)) == {jurgen}, name
+    for email in ("amira@example.org", "AMIRA@EXAMPLE.ORG", " Amira@example.org "):
+        assert _ids(v.find(email=email)) == {amira}
+    for phone in ("+442079460000", "00 44 20 7946 0000", "+44 20 7946 0000", "+44-20-7946-0000"):
+        assert _ids(v.find(phone=phone)) == {amira}, phone
+    for passport in ("P83526008", "p 835 260 08", "P-835-260-08"):
+        assert _ids(v.find(passport_number=passport)) == {amira}
+    assert _ids(v.find(phone="+49 30 1234567")) == {jurgen}
+
+
+def test_compound_and_projection(people) -> None:  # type: ignore[no-untyped-def]
+    v, ids, _ = people
+    hit = v.find(legal_name="amira haddad", email="amira@example.org", fields=["badge_name"])
+    assert [dict(r) for r in hit] == [{"badge_name": "Amira"}] and hit[0].id == ids[0]
+    assert v.find(legal_name="Amira Haddad", email="kofi@example.org") == []
+    assert v.find(email="nobody@example.org") == []
+
+
+def test_token_search(people) -> None:  # type: ignore[no-untyped-def]
+    v, ids, _ = people
+    assert _ids(v.find_tokens(legal_name="Haddad")) == {ids[0], ids[2]}
+    assert _ids(v.find_tokens(legal_name="haddad amira")) == {ids[0], ids[2]}
+    assert _ids(v.find_tokens(legal_name="Al Haddad")) == {ids[2]}
+    assert _ids(v.find_tokens(legal_name="MULLER")) == {ids[1]}
+    assert v.find_tokens(legal_name="Nobody") == []
+    with pytest.raises(vault.ValidationError):
+        v.find_tokens(email="x@example.org")  # no token index
+    with pytest.raises(vault.ValidationError):
+        v.find_tokens(legal_name="A")  # too short to be a token
+
+
+def test_bad_searches(people) -> None:  # type: ignore[no-untyped-def]
+    v, _, _ = people
+    with pytest.raises(vault.ValidationError):
+        v.find(nationality="Syria")  # not indexed, by design
+    with pytest.raises(vault.ValidationError):
+        v.find(no_such="x")
+    with pytest.raises(vault.ValidationError):
+        v.find()
+    with pytest.raises(vault.ValidationError):
+        v.find(email="a@b.c", fields=["nope"])
+
+
+def test_update_and_delete_maintain_indexes(people) -> None:  # type: ignore[no-untyped-def]
+    v, ids, url = people
+    v.update(ids[3], {"email": "k.mensah@example.org", "legal_name": None})
+    assert v.find(email="kofi@example.org") == []
+    assert _ids(v.find(email="k.mensah@example.org")) == {ids[3]}
+    assert v.find(legal_name="Kofi Mensah") == []
+    v.update(ids[3], {"dietary": "vegan"})  # other class: index untouched
+    assert _ids(v.find(email="k.mensah@example.org")) == {ids[3]}
+    badge = v.pseudonym(ids[0], "badge")
+    v.delete(ids[0])
+    assert v.find(email="amira@example.org") == []
+    with pytest.raises(vault.NotFound):
+        v.resolve(badge)
+    raw = RawDB(url)
+    with raw.engine.begin() as c:
+        left = c.exec_driver_sql("SELECT count(*) FROM dv_index WHERE record_id = %s" % (
+            "?" if url.startswith("sqlite") else "%s"), (bytes.fromhex(ids[0]),)).scalar()
+        assert left == 0
+        assert c.exec_driver_sql("SELECT count(*) FROM dv_pseudonyms").scalar() == 0
+    raw.close()
+
+
+@settings(max_examples=40, deadline=None)
+@given(a=st.text(min_size=1, max_size=12), b=st.text(min_size=1, max_size=12))
+def test_different_values_never_match(tmp_path_factory, a: str, b: str) -> None:  # type: ignore[no-untyped-def]
+    """With 2-bit indexes (population 16, k 4) collisions are constant; filtering removes them."""
+    path = tmp_path_factory.mktemp("h") / "h.vault"
+    with vault.create(path, PASSPHRASE, population=16) as v:
+        assert v.status()["index"]["bits"] == 2
+        filler = v.add_many([{"messenger_handle": f"@{i}", "email": f"x{i}@example.org"} for i in range(12)])
+        ra, rb = v.add({"email": a}), v.add({"email": b})
+        same = I.normal_form(v.schema.fields["email"], a) == I.normal_form(v.schema.fields["email"], b)
+        assert _ids(v.find(email=a)) == ({ra, rb} if same else {ra})
+        assert not set(filler) & _ids(v.find(email=b))
+
+
+def test_equal_values_share_nothing_but_the_truncated_index(url: str) -> None:
+    same = {"legal_name": "Amira Haddad", "email": "amira@example.org", "phone": "+961 1 234 567",
+            "passport_number": "P83526008", "nationality": "Syria", "risk_notes": "identical note"}
+    with vault.create(url, PASSPHRASE) as v:
+        a, b = v.add(same), v.add(same)
+    raw = RawDB(url)
+    ea, eb = raw.envs(a), raw.envs(b)
+    for cls in ea:
+        assert ea[cls][0][2:] != eb[cls][0][2:]  # wrapped DEKs: ids, nonces, ciphertexts differ
+        ca, cb = E.unpack_cells(ea[cls][1]), E.unpack_cells(eb[cls][1])
+        assert ca.keys() == cb.keys()
+        for name in ca:
+            x, y = ca[name][2:], cb[name][2:]
+            assert not any(x[i:i + 8] in y for i in range(0, len(x) - 8)), name
+    with raw.engine.begin() as c:
+        rows = c.exec_driver_sql("SELECT name, value, record_id FROM dv_index").all()
+    by_rec: dict[bytes, set] = {}
+    for name, value, rid in rows:
+        by_rec.setdefault(bytes(rid), set()).add((name, value))
+    assert by_rec[bytes.fromhex(a)] == by_rec[bytes.fromhex(b)]  # only the index is equal
+    raw.close()
+
+
+def test_false_positive_rate_matches_documentation() -> None:
+    """100k synthetic e-mails, index planned for 100k records with k=4: the measured mean
+    number of other records sharing a record's bucket is within 20% of (N-1)/2^b."""
+    n, k = 100_000, 4
+    bits = I.plan_bits(n, k)
+    assert bits == 14
+    schema = vault.load_schema()
+    ix = I.Indexer(schema, {c: bytes([i]) * 32 for i, c in enumerate(schema.classes)}, bits)
+    f = schema.fields["email"]
+    rng = random.Random(5)
+    buckets: dict[int, int] = {}
+    values = {"".join(rng.choices(string.ascii_lowercase, k=12)) + "@example.org" for _ in range(n)}
+    for value in values:
+        b = ix.exact_term(f, value)[1]
+        buckets[b] = buckets.get(b, 0) + 1
+    measured = sum(c * (c - 1) for c in buckets.values()) / len(values)
+    expected = I.expected_false_positives(len(values), bits)
+    assert abs(measured - expected) / expected < 0.20, (measured, expected)
+    assert len(buckets) > 0.99 * 2**bits  # all but ~e^-6 of the buckets are in use
+
+
+def test_population_plans_truncation() -> None:
+    assert I.plan_bits(150, 4) == 5          # 32 buckets: ~4.7 people each
+    assert I.plan_bits(1000, 4) == 7
+    assert I.plan_bits(100_000, 4) == 14
+    assert I.plan_bits(1_000_000, 4) == 17
+    assert I.plan_bits(3, 4) == 0            # too small to index at all: every search decrypts all
+    for n in (150, 1000, 10**5, 10**6):
+        b = I.plan_bits(n, 4)
+        assert n / 2**b >= 4 > n / 2 ** (b + 1) / 2
+
+
+def test_small_vault_search_decrypts_a_handful(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from cli.synth import participants  # type: ignore[import-not-found]
+
+    with vault.create(tmp_path / "s.vault", PASSPHRASE, population=150) as v:
+        rows = participants(150)
+        v.add_many(rows)
+        ix = v._indexers[0][1]
+        sizes = [len(v._candidates([ix.exact_term(v.schema.fields["email"], r["email"])])) for r in rows]
+        assert max(sizes) <= 16 and 3 <= sum(sizes) / len(sizes) <= 8
+        assert all(len(v.find(email=r["email"])) == 1 for r in rows[:30])
+
+
+def test_low_cardinality_indexes_refused() -> None:
+    base = '[schema]\nname="t"\nversion=1\nclasses=["a"]\n'
+    for spec in ('type="enum"\nvalues=["x","y"]', 'type="bool"', 'type="date"', 'type="text"\nlow_cardinality=true'):
+        with pytest.raises(vault.SchemaError, match="low-cardinality"):
+            vault.load_schema(base + f'[fields.f]\nclass="a"\nsearch="exact"\n{spec}\n')
+    ok = vault.load_schema(base + '[fields.f]\nclass="a"\nsearch="exact"\ntype="text"\n'
+                           'low_cardinality=true\nallow_low_cardinality=true\n')
+    assert ok.warnings() and "f" in ok.warnings()[0]
+
+
+def test_low_cardinality_warning_in_status(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    schema = ('[schema]\nname="t"\nversion=1\nclasses=["a"]\n[fields.country]\nclass="a"\nsearch="exact"\n'
+              'type="text"\nlow_cardinality=true\nallow_low_cardinality=true\n')
+    with vault.create(tmp_path / "w.vault", PASSPHRASE, schema=schema) as v:
+        assert any("country" in w for w in v.status()["warnings"])
+
+
+# -- pseudonyms ---------------------------------------------------------------------------
+def test_pseudonyms_resolve_and_are_stable(people) -> None:  # type: ignore[no-untyped-def]
+    v, ids, url = people
+    p = {purpose: v.pseudonym(ids[0], purpose) for purpose in ("badge", "travel", "sessions", "audit")}
+    assert [x[:2] for x in p.values()] == ["BA", "TR", "SE", "AU"]
+    assert len(set(x[3:] for x in p.values())) == 4
+    for x in p.values():
+        assert v.resolve(x).id == ids[0]
+        assert v.resolve(x.lower().replace("-", " ")).id == ids[0]
+    assert v.pseudonym(ids[0], "badge") == p["badge"]  # stable, issued once
+    assert dict(v.resolve(p["badge"], fields=["badge_name"])) == {"badge_name": "Amira"}
+    v.close()
+    with vault.open(url, PASSPHRASE) as again:
+        assert again.pseudonym(ids[0], "badge") == p["badge"]
+        assert again.resolve(p["travel"]).id == ids[0]
+
+
+def test_mistyped_and_unknown_pseudonyms(people) -> None:  # type: ignore[no-untyped-def]
+    v, ids, _ = people
+    good = v.pseudonym(ids[1], "badge")
+    chars = list(good)
+    pos = 4
+    chars[pos] = "7" if chars[pos] != "7" else "8"
+    with pytest.raises(PseudonymError, match="mistyped"):
+        v.resolve("".join(chars))
+    with pytest.raises(PseudonymError):
+        v.resolve("ZZ" + good[2:])
+    with pytest.raises(vault.NotFound):
+        v.resolve(v.pseudonym(ids[2], "travel").replace("TR", "BA", 1))  # valid spelling, never issued
+    with pytest.raises(vault.ValidationError):
+        v.pseudonym(ids[1], "marketing")
+    with pytest.raises(vault.NotFound):
+        v.pseudonym("00" * 16, "badge")
+
+
+def test_database_cannot_link_purposes(url: str) -> None:
+    with vault.create(url, PASSPHRASE) as v:
+        ids = v.add_many([{"badge_name": f"B{i}"} for i in range(300)])
+        issued = {(rid, p): v.pseudonym(rid, p) for rid in ids for p in ("badge", "travel")}
+        vals = {key: int.from_bytes(bytes(8), "big") for key in issued}
+        from vault import pseudonym as P
+        vals = {key: P.parse(text, text[:2]) for key, text in issued.items()}
+    raw = RawDB(url)
+    dump = raw.dump()
+    with raw.engine.begin() as c:
+        rows = c.exec_driver_sql("SELECT purpose, tag, ref FROM dv_pseudonyms").all()
+    raw.close()
+    # No pseudonym, in any spelling or as an integer, and no record id sits in the lookup table.
+    for (rid, _p), text in issued.items():
+        assert text.encode() not in dump and text.replace("-", "").encode() not in dump
+        assert vals[(rid, _p)].to_bytes(8, "big")[1:] not in dump
+    refs = b"".join(bytes(r[2]) for r in rows) + b"".join(bytes(r[1]) for r in rows)
+    assert not any(bytes.fromhex(rid) in refs for rid in ids)
+    # Badge and travel values of the same record are unrelated: bitwise agreement ~ 50%.
+    agree = sum(50 - bin(vals[(r, "badge")] ^ vals[(r, "travel")]).count("1") for r in ids)
+    assert 0.45 < agree / (50 * len(ids)) < 0.55
+
+
+def test_reindex_is_resumable(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "r.vault"
+    with vault.create(path, PASSPHRASE, population=100) as v:
+        rows = [{"email": f"p{i}@example.org", "legal_name": f"Person Number{i}"} for i in range(120)]
+        ids = v.add_many(rows)
+        calls = {"n": 0}
+        real = v._s().ids_after
+
+        def crash_after_two_batches(after: bytes, limit: int) -> list[bytes]:
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise KeyboardInterrupt("simulated crash")
+            return real(after, limit)
+
+        monkeypatch.setattr(v._s(), "ids_after", crash_after_two_batches)
+        with pytest.raises(KeyboardInterrupt):
+            v.reindex(population=100_000, batch=25)
+        assert v.status()["index"]["reindex_pending"]
+        assert _ids(v.find(email="p7@example.org")) == {ids[7]}  # old generation still serves
+        late = v.add({"email": "late@example.org"})                 # indexed in both generations
+    with vault.open(path, PASSPHRASE) as v:
+        assert v.status()["index"]["reindex_pending"]
+        assert v.reindex(batch=25) > 0
+        st = v.status()["index"]
+        assert st["bits"] == 14 and not st["reindex_pending"]
+        for i in range(0, 120, 7):
+            assert _ids(v.find(email=f"p{i}@example.org")) == {ids[i]}
+            assert ids[i] in _ids(v.find_tokens(legal_name=f"number{i}"))
+        assert _ids(v.find(email="late@example.org")) == {late}
+        with v._s().tx() as c:
+            gens = {g for (g,) in c.exec_driver_sql("SELECT DISTINCT gen FROM dv_index")}
+        assert gens == {2}
+
+
+def test_index_plan_is_authenticated(url: str) -> None:
+    vault.create(url, PASSPHRASE).close()
+    raw = RawDB(url)
+    plan = raw.meta("index_plan")
+    raw.set_meta("index_plan", plan.replace(b'"bits":7', b'"bits":1'))
+    with pytest.raises(vault.IntegrityError):
+        vault.open(url, PASSPHRASE)
+    raw.set_meta("index_plan", plan)
+    vault.open(url, PASSPHRASE).close()
+    raw.close()
