@@ -120,6 +120,49 @@ def test_schema_mac() -> None:
         K.verify_schema(K.Keyring([meta]), b(v["vault_id"]), v["schema"] + " ", b(v["blob"]))
 
 
+def test_blind_index() -> None:
+    from vault import index as I
+    from vault.schema import Field
+
+    v = load("blind_index_v1.json")
+    ck = b(v["class_key"])
+    for case in v["cases"]:
+        assert I.derive_index_key(ck, case["field"], case["kind"]) == b(case["index_key"])
+        f = Field(case["field"], "text", "identity", search="exact", normalize="none", tokens=True)
+        schema = vault.load_schema('[schema]\nname="x"\nversion=1\nclasses=["identity"]\n'
+                                   f'[fields.{case["field"]}]\ntype="text"\nclass="identity"\nsearch="exact"\n'
+                                   'normalize="none"\ntokens=true\n')
+        ix = I.Indexer(schema, {"identity": ck}, case["bits"])
+        name = case["field"] if case["kind"] == "exact" else case["field"] + "#tokens"
+        assert ix._value(name, case["normalised"]) == case["value"]
+        if case["kind"] == "exact":
+            assert ix.exact_term(f, case["normalised"]) == (case["field"], case["value"])
+
+
+def test_pseudonym() -> None:
+    from vault import index as I
+    from vault import pseudonym as P
+
+    v = load("pseudonym_v1.json")
+    keys = I.PurposeKeys(v["purpose"], b(v["purpose_kid"]), b(v["purpose_key"]))
+    rid = b(v["record_id"])
+    assert keys.value(rid) == v["value"]
+    assert P.format(v["value"], I.purpose_prefix(v["purpose"])) == v["pseudonym"]
+    assert P.parse(v["pseudonym"], "BA") == v["value"]
+    assert keys.tag(v["value"]) == b(v["tag"])
+    assert keys.seal_ref(b(v["tag"]), rid, nonce=b(v["nonce"])) == b(v["ref"])
+    assert keys.open_ref(b(v["tag"]), b(v["ref"])) == rid
+    with pytest.raises(C.AuthFailure):
+        keys.open_ref(bytes(16), b(v["ref"]))
+
+
+def test_index_plan_mac() -> None:
+    v = load("index_plan_mac_v1.json")
+    meta = K.Key(K.KIND_META_KEY, "", 1, b(v["meta_kid"]), b(v["meta_key"]))
+    assert K.mac_plan(meta, b(v["vault_id"]), v["plan"]) == b(v["blob"])
+    K.verify_plan(K.Keyring([meta]), b(v["vault_id"]), v["plan"], b(v["blob"]))
+
+
 def test_generator_reproduces_committed_vectors() -> None:
     """The independent spec implementation in generate.py still agrees with the files."""
     res = subprocess.run([sys.executable, str(VEC / "generate.py"), "--check"], capture_output=True, text=True)

@@ -21,7 +21,9 @@ import sys
 from pathlib import Path
 
 from argon2.low_level import Type, hash_secret_raw
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 HERE = Path(__file__).resolve().parent
 VERSION = 1
@@ -85,6 +87,32 @@ def keyring_plain(keys: list[tuple[int, str, int, bytes, bytes]]) -> bytes:
 
 def h(b: bytes) -> str:
     return b.hex()
+
+
+def hkdf(key: bytes, info: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(key)
+
+
+def hmac256(key: bytes, msg: bytes) -> bytes:
+    return hmac.new(key, msg, hashlib.sha256).digest()
+
+
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def gf32_times2(x: int) -> int:
+    x <<= 1
+    return x ^ 0b100101 if x & 0b100000 else x  # reduce by x^5 + x^2 + 1
+
+
+def spell(value: int, prefix: str) -> str:
+    """Crockford base32, 10 characters, plus Damm check over x*y = 2x + y in GF(32)."""
+    digits = [(value >> (5 * (9 - i))) & 31 for i in range(10)]
+    interim = 0
+    for d in digits:
+        interim = gf32_times2(interim) ^ d
+    body = "".join(CROCKFORD[d] for d in digits) + CROCKFORD[gf32_times2(interim)]
+    return f"{prefix}-{body[0:4]}-{body[4:8]}-{body[8:11]}"
 
 
 def build() -> dict[str, dict]:
@@ -152,7 +180,8 @@ def build() -> dict[str, dict]:
     # -- keyring and passphrase slot -------------------------------------------------------
     secret, skid, knonce = det("slot-secret", 32), det("slot-kid", 8), det("keyring-nonce", 12)
     ring = [(2, "", 1, det("meta-kid", 8), det("meta-key", 32))] + [
-        (1, c, 1, det(f"class-kid-{c}", 8), det(f"class-key-{c}", 32)) for c in ("public", "identity")]
+        (1, c, 1, det(f"class-kid-{c}", 8), det(f"class-key-{c}", 32)) for c in ("public", "identity")] + [
+        (3, "badge", 1, det("purpose-kid-badge", 8), det("purpose-key-badge", 32))]
     kheader = bytes([VERSION]) + b"K" + skid
     kblob = kheader + knonce + AESGCM(secret).encrypt(knonce, keyring_plain(ring), kheader + vid)
     files["keyring_v1.json"] = {
@@ -188,6 +217,52 @@ def build() -> dict[str, dict]:
         "expect": "success", "description": "schema MAC blob, kind S",
         "meta_kid": h(meta_kid), "meta_key": h(meta_key), "vault_id": h(vid), "schema": schema,
         "blob": h(sheader + mac),
+    }
+    # -- blind index -------------------------------------------------------------------------
+    ckey = det("class-key-identity", 32)
+    cases = []
+    for field, kind, normalised, bits in [("legal_name", "exact", "jurgen muller", 5),
+                                          ("legal_name", "token", "muller", 5),
+                                          ("email", "exact", "amira@example.org", 14),
+                                          ("passport_number", "exact", "P83526008", 17),
+                                          ("email", "exact", "amira@example.org", 0)]:
+        ikey = hkdf(ckey, b"dvault/v1/blind-index" + lp8(field.encode()) + lp8(kind.encode()))
+        digest = hmac256(ikey, normalised.encode())
+        value = int.from_bytes(digest[:4], "big") >> (32 - bits) if bits else 0
+        cases.append({"field": field, "kind": kind, "normalised": normalised, "bits": bits,
+                      "index_key": h(ikey), "value": value})
+    files["blind_index_v1.json"] = {
+        "expect": "success",
+        "description": "index key = HKDF-SHA256(class key, label || lp8(field) || lp8(kind)); "
+                       "value = first 4 bytes of HMAC-SHA256(index key, normalised UTF-8) >> (32 - bits)",
+        "class_key": h(ckey), "cases": cases,
+    }
+
+    # -- pseudonym ---------------------------------------------------------------------------
+    pkey, pkid, rnonce = det("purpose-key-badge", 32), det("purpose-kid-badge", 8), det("pseudonym-ref-nonce", 12)
+    prf_key = hkdf(pkey, b"dvault/v1/pseudonym")
+    tag_key = hkdf(pkey, b"dvault/v1/pseudonym-tag")
+    ref_key = hkdf(pkey, b"dvault/v1/pseudonym-ref")
+    value = int.from_bytes(hmac256(prf_key, rid)[:8], "big") >> 14
+    tag = hmac256(tag_key, struct.pack(">Q", value))[:16]
+    rheader = bytes([VERSION]) + b"N" + pkid
+    ref = rheader + rnonce + AESGCM(ref_key).encrypt(rnonce, rid, rheader + lp8(b"badge") + tag)
+    files["pseudonym_v1.json"] = {
+        "expect": "success",
+        "description": "badge pseudonym of a record: value, spelling (prefix BA), lookup tag and ref blob (kind N)",
+        "purpose": "badge", "purpose_key": h(pkey), "purpose_kid": h(pkid), "record_id": h(rid),
+        "value": value, "pseudonym": spell(value, "BA"), "tag": h(tag), "nonce": h(rnonce), "ref": h(ref),
+    }
+
+    # -- index plan MAC ------------------------------------------------------------------------
+    plan = '{"bits":5,"class_versions":{"identity":1,"public":1},"gen":1,"k":4,"population":150}'
+    iheader = bytes([VERSION]) + b"I" + meta_kid
+    imac = hmac.new(meta_key, b"dvault/v1/index-plan-mac" + iheader + vid + hashlib.sha256(plan.encode()).digest(),
+                    hashlib.sha256).digest()
+    files["index_plan_mac_v1.json"] = {
+        "expect": "success", "description": "index plan MAC blob, kind I",
+        "meta_kid": h(meta_kid), "meta_key": h(meta_key), "vault_id": h(vid), "plan": plan,
+        "blob": h(iheader + imac),
     }
     return files
 
