@@ -207,52 +207,53 @@ class Vault:
         self._ring: K.Keyring | None = ring
         self._slot_kid = slot_kid
         self._slot_secret: bytes | None = slot_secret
-        self._by_kid: dict[bytes, _ClassKey] = {
-            k.kid: _ClassKey(k) for k in ring.keys if k.kind == K.KIND_CLASS_KEY}
         self._codec = E.Codec(vault_id, schema.classes)
-        self._keys = {kid: (ck.key.name, ck.key.version, ck.aead) for kid, ck in self._by_kid.items()}
         self._field_class = {f.name: f.cls for f in schema.fields.values()}
         self._decoders = {f.name: (bytes.decode if f.type in ("text", "enum") else f.decode)
                           for f in schema.fields.values()}
+        self._prefixes = {I.purpose_prefix(p): p for p in schema.purposes}
+        self._plan_active = plan
+        self._plan_pending = pending
+        self._load_ring(ring)
+
+    def _load_ring(self, ring: K.Keyring) -> None:
+        """(Re)build every key lookup from a keyring: after open, rotation or key destruction."""
+        self._ring = ring
+        self._by_kid: dict[bytes, _ClassKey] = {
+            k.kid: _ClassKey(k) for k in ring.keys if k.kind == K.KIND_CLASS_KEY}
+        self._keys = {kid: (ck.key.name, ck.key.version, ck.aead) for kid, ck in self._by_kid.items()}
         self._current: dict[str, _ClassKey] = {}
-        for cls in schema.classes:
+        for cls in self.schema.classes:
             try:
                 self._current[cls] = self._by_kid[ring.current(K.KIND_CLASS_KEY, cls).kid]
             except KeyError:
                 raise IntegrityError(f"keyring lacks a key for class {cls!r}") from None
-        self._plan_active = plan
-        self._plan_pending = pending
-        self._indexers = self._make_indexers()
         self._purposes: dict[str, I.PurposeKeys] = {}
-        for k in ring.keys:
-            if k.kind == K.KIND_PURPOSE_KEY and k.name in schema.purposes:
-                cur = ring.current(K.KIND_PURPOSE_KEY, k.name)
-                self._purposes[k.name] = I.PurposeKeys(k.name, cur.kid, cur.secret)
-        self._prefixes = {I.purpose_prefix(p): p for p in schema.purposes}
+        for name in self.schema.purposes:
+            try:
+                cur = ring.current(K.KIND_PURPOSE_KEY, name)
+            except KeyError:
+                continue
+            self._purposes[name] = I.PurposeKeys(name, cur.kid, cur.secret)
+        self._indexers = self._make_indexers()
+
+    def _class_key(self, cls: str, version: int) -> bytes:
+        assert self._ring is not None
+        for k in self._ring.keys:
+            if k.kind == K.KIND_CLASS_KEY and k.name == cls and k.version == version:
+                return k.secret
+        raise IntegrityError(f"index plan refers to a destroyed key ({cls} v{version}); run reindex")
 
     def _make_indexers(self) -> list[tuple[int, I.Indexer]]:
-        """Indexers for the live plan and, during a re-index, the pending one."""
-        assert self._ring is not None
-        class_keys = {c: ck.key.secret for c, ck in self._current.items()}
-        out = [(self._plan_active.gen, I.Indexer(self.schema, class_keys, self._plan_active.bits))]
-        if self._plan_pending is not None:
-            out.append((self._plan_pending.gen, I.Indexer(self.schema, class_keys, self._plan_pending.bits)))
+        """Indexers for the live plan and, during a re-index, the pending one, each with the
+        class key versions its plan was built with (rotation switches them via reindex)."""
+        out = []
+        for plan in (self._plan_active, self._plan_pending):
+            if plan is None:
+                continue
+            keys = {c: self._class_key(c, v) for c, v in plan.class_versions.items() if c in self._current}
+            out.append((plan.gen, I.Indexer(self.schema, keys, plan.bits)))
         return out
-        self._current: dict[str, _ClassKey] = {}
-        for cls in schema.classes:
-            try:
-                self._current[cls] = self._by_kid[ring.current(K.KIND_CLASS_KEY, cls).kid]
-            except KeyError:
-                raise IntegrityError(f"keyring lacks a key for class {cls!r}") from None
-        self._plan_active = plan
-        self._plan_pending = pending
-        self._indexers = self._make_indexers()
-        self._purposes: dict[str, I.PurposeKeys] = {}
-        for k in ring.keys:
-            if k.kind == K.KIND_PURPOSE_KEY and k.name in schema.purposes:
-                cur = ring.current(K.KIND_PURPOSE_KEY, k.name)
-                self._purposes[k.name] = I.PurposeKeys(k.name, cur.kid, cur.secret)
-        self._prefixes = {I.purpose_prefix(p): p for p in schema.purposes}
 
     # -- lifecycle ------------------------------------------------------------------------
     @property
@@ -660,6 +661,21 @@ class Vault:
         self._indexers = self._make_indexers()
         return done
 
+    # -- key rotation ---------------------------------------------------------------------
+    def rotate(self, classes: Sequence[str] | None = None, *, reencrypt: bool = False,
+               batch: int = 500) -> dict[str, int]:
+        """Rotate class keys (default: all classes): new key versions, every DEK rewrapped
+        (cheap) or, with ``reencrypt=True``, every field re-encrypted under fresh DEKs;
+        blind indexes rebuilt; old versions destroyed once nothing references them.
+
+        Resumable and crash-safe: after an interruption (even SIGKILL) the vault opens
+        and reads every record, and calling rotate() again finishes the pending rotation
+        (its original classes and mode win over the arguments). See vault/rotation.py.
+        """
+        from . import rotation
+
+        return rotation.rotate(self, classes, reencrypt=reencrypt, batch=batch)
+
     def ids(self) -> list[str]:
         """All record ids (random; they reveal nothing but the count)."""
         return [rid.hex() for rid in self._s().ids()]
@@ -694,6 +710,7 @@ class Vault:
         with store.tx() as conn:
             n = store.count_records(conn)
             slots = store.get_slots(conn)
+            meta = store.get_meta(conn)
         kdf = [K.passphrase_slot_params(s[2]) for s in slots if s[1] == _PASSPHRASE]
         return {
             "vault_id": self.id,
@@ -707,6 +724,7 @@ class Vault:
                       "expected_false_positives": round(I.expected_false_positives(
                           max(n, 1), self._plan_active.bits), 2),
                       "reindex_pending": self._plan_pending is not None},
+            "rotation_pending": bool(meta.get("rotation")),
             "warnings": self.schema.warnings(),
         }
 
