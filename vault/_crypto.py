@@ -133,3 +133,62 @@ def argon2id(secret: bytes, salt: bytes, t: int, m_kib: int, p: int) -> bytes:
 
 def sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
+
+
+# -- public-key primitives (PyNaCl / libsodium) ---------------------------------------------
+# X25519 sealed boxes carry keys to a user's identity; Ed25519 signs what the lead decides
+# (who is enrolled, with which role and slot). Both are libsodium's, through PyNaCl.
+from nacl.exceptions import BadSignatureError, CryptoError  # noqa: E402
+from nacl.public import PrivateKey as _X25519Private  # noqa: E402
+from nacl.public import PublicKey as _X25519Public  # noqa: E402
+from nacl.public import SealedBox as _SealedBox  # noqa: E402
+from nacl.signing import SigningKey as _SigningKey  # noqa: E402
+from nacl.signing import VerifyKey as _VerifyKey  # noqa: E402
+
+X25519_LEN = 32
+ED25519_SEED_LEN = 32
+ED25519_SIG_LEN = 64
+SEALED_OVERHEAD = 48  # ephemeral public key (32) + Poly1305 tag (16)
+
+
+def x25519_generate() -> tuple[bytes, bytes]:
+    """(private, public) X25519 key pair from libsodium's CSPRNG."""
+    sk = _X25519Private.generate()
+    return bytes(sk), bytes(sk.public_key)
+
+
+def x25519_public(private: bytes) -> bytes:
+    return bytes(_X25519Private(private).public_key)
+
+
+def seal_to(public: bytes, plaintext: bytes) -> bytes:
+    """libsodium sealed box: anonymous sender, so callers bind context inside the plaintext."""
+    return _SealedBox(_X25519Public(public)).encrypt(plaintext)
+
+
+def unseal(private: bytes, ciphertext: bytes) -> bytes:
+    try:
+        return _SealedBox(_X25519Private(private)).decrypt(ciphertext)
+    except (CryptoError, ValueError, TypeError):
+        raise AuthFailure() from None
+
+
+def ed25519_generate() -> tuple[bytes, bytes]:
+    """(seed, verify key) Ed25519 pair."""
+    sk = _SigningKey.generate()
+    return bytes(sk), bytes(sk.verify_key)
+
+
+def ed25519_public(seed: bytes) -> bytes:
+    return bytes(_SigningKey(seed).verify_key)
+
+
+def ed25519_sign(seed: bytes, message: bytes) -> bytes:
+    return _SigningKey(seed).sign(message).signature
+
+
+def ed25519_verify(public: bytes, message: bytes, signature: bytes) -> None:
+    try:
+        _VerifyKey(public).verify(message, signature)
+    except (BadSignatureError, CryptoError, ValueError, TypeError):
+        raise AuthFailure() from None

@@ -26,6 +26,9 @@ _V = bytes([F.FORMAT_VERSION])
 KIND_CLASS_KEY = 1
 KIND_META_KEY = 2
 KIND_PURPOSE_KEY = 3  # per-purpose pseudonym key (badge, travel, ...)
+KIND_LEAD_VK = 4  # the security lead's Ed25519 verify key (public; here so it is authenticated)
+KIND_SLOT_SECRET = 5  # a passphrase slot's secret, in the lead's keyring (name = slot id), so
+#                       the lead can re-seal the recovery slot after a rotation
 
 PASS_SLOT_LEN = 2 + F.KID_LEN + 12 + F.SALT_LEN + F.NONCE_LEN + F.KEY_LEN + F.TAG_LEN + F.SLOT_CHECKSUM_LEN
 
@@ -104,7 +107,8 @@ class Keyring:
                 kid = data[pos:pos + F.KID_LEN]
                 secret = data[pos + F.KID_LEN:pos + F.KID_LEN + F.KEY_LEN]
                 pos += F.KID_LEN + F.KEY_LEN
-                if len(secret) != F.KEY_LEN or kind not in (KIND_CLASS_KEY, KIND_META_KEY, KIND_PURPOSE_KEY):
+                if len(secret) != F.KEY_LEN or kind not in (KIND_CLASS_KEY, KIND_META_KEY, KIND_PURPOSE_KEY,
+                                                            KIND_LEAD_VK, KIND_SLOT_SECRET):
                     raise Malformed()
                 keys.append(Key(kind, name, version, kid, secret))
         except (struct.error, IndexError, UnicodeDecodeError):

@@ -103,6 +103,8 @@ def _name(value: str) -> str:
     different (or unreadable) one and merge unrelated people.
     """
     folded = _fold_case(value).translate(_NAME_PUNCT)
+    if folded.isascii():  # fast path: no combining marks, NFKD and NFC are the identity
+        return _collapse_space(folded)
     out: list[str] = []
     base = ""
     for ch in unicodedata.normalize("NFKD", folded):

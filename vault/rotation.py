@@ -92,16 +92,11 @@ def _start(v: "Vault", classes: list[str], reencrypt: bool) -> dict:
 
 
 def _save_ring(v: "Vault", ring: K.Keyring, meta: dict[str, bytes]) -> None:
-    """Re-seal this slot's keyring (same slot secret) together with a meta update."""
+    """Re-seal every slot's keyring (user slots get their role's subset) with a meta update,
+    in one transaction."""
     store = v._s()
-    assert v._slot_secret is not None
-    blob = K.seal_keyring(v._slot_secret, v._slot_kid, v._vid, ring)
     with store.tx() as conn:
-        rows = {r[0]: r for r in store.get_slots(conn)}
-        row = rows.get(v._slot_kid.hex())
-        if row is None:
-            raise IntegrityError("this vault's key slot disappeared during rotation")
-        store.put_slot(conn, row[0], row[1], row[2], blob)
+        v._reseal_slots(conn, ring)
         store.put_meta(conn, meta)
     v._load_ring(ring)
 
@@ -133,7 +128,7 @@ def _refresh(v: "Vault", conn, rid: bytes, classes: list[str], reencrypt: bool) 
         by_class: dict[str, dict[str, bytes]] = {c: {} for c in todo}
         for name, pt in plain.items():
             by_class[v.schema.fields[name].cls][name] = pt
-        fresh = E.unpack_record(v._seal_record(rid, by_class))
+        fresh = E.unpack_record(v._seal_record(rid, by_class, only=todo))
         for c in todo:
             envs[c] = fresh[c]
     else:

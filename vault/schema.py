@@ -101,6 +101,16 @@ def parse_date(text: str, name: str) -> _dt.date:
 
 
 @dataclass(frozen=True)
+class Role:
+    """What a role's members hold: the keys of whole classes and purposes."""
+
+    name: str
+    classes: tuple[str, ...]
+    purposes: tuple[str, ...]
+    manage: bool = False  # may enrol/remove users, rotate keys, approve break-glass
+
+
+@dataclass(frozen=True)
 class Schema:
     name: str
     version: int
@@ -109,7 +119,14 @@ class Schema:
     fields: Mapping[str, Field]
     expected_population: int = 1000
     k_anonymity: int = 4
+    roles: Mapping[str, Role] = field(default_factory=dict)
     source: str = field(default="", repr=False, compare=False)
+
+    def role(self, name: str) -> Role:
+        try:
+            return self.roles[name]
+        except KeyError:
+            raise ValidationError(f"unknown role {name!r} (known: {', '.join(self.roles)})") from None
 
     def fields_of(self, cls: str) -> list[Field]:
         return [f for f in self.fields.values() if f.cls == cls]
@@ -168,7 +185,7 @@ def load(text: str | None = None) -> Schema:
         raise SchemaError("purposes must differ in their first two letters (they prefix pseudonyms)")
     if any(len(p) < 2 for p in purposes):
         raise SchemaError("purpose names need at least two letters")
-    unknown = set(doc) - {"schema", "fields"}
+    unknown = set(doc) - {"schema", "fields", "roles"}
     if unknown:
         raise SchemaError(f"unknown schema section(s): {', '.join(sorted(unknown))}")
     raw_fields = doc.get("fields")
@@ -177,10 +194,46 @@ def load(text: str | None = None) -> Schema:
     fields: dict[str, Field] = {}
     for fname, spec in raw_fields.items():
         fields[fname] = _field(fname, spec, classes)
+    roles = _roles(doc.get("roles"), classes, purposes)
     return Schema(
         name=name, version=version, classes=classes, purposes=purposes, fields=fields,
-        expected_population=population, k_anonymity=k, source=text,
+        expected_population=population, k_anonymity=k, roles=roles, source=text,
     )
+
+
+def _roles(raw: Any, classes: tuple[str, ...], purposes: tuple[str, ...]) -> dict[str, Role]:
+    """Roles from [roles.NAME]; without a [roles] table: lead (everything), staff (public,
+    logistics, contact where they exist) and tool (public where it exists)."""
+    if raw is None:
+        roles = {"lead": Role("lead", classes, purposes, manage=True)}
+        staff = tuple(c for c in ("public", "logistics", "contact") if c in classes)
+        if staff:
+            roles["staff"] = Role("staff", staff, purposes)
+        if "public" in classes:
+            roles["tool"] = Role("tool", ("public",), tuple(p for p in ("badge",) if p in purposes))
+        return roles
+    if not isinstance(raw, dict) or not raw:
+        raise SchemaError("[roles] must define at least one role")
+    out: dict[str, Role] = {}
+    for rname, spec in raw.items():
+        if not _NAME_RE.match(rname) or not isinstance(spec, dict):
+            raise SchemaError(f"bad role {rname!r}")
+        unknown = set(spec) - {"classes", "purposes", "manage"}
+        if unknown:
+            raise SchemaError(f"role {rname!r}: unknown key(s) {', '.join(sorted(unknown))}")
+        rc, rp, manage = spec.get("classes", []), spec.get("purposes", []), spec.get("manage", False)
+        if not isinstance(rc, list) or any(c not in classes for c in rc):
+            raise SchemaError(f"role {rname!r}: classes must be a list of declared classes")
+        if not isinstance(rp, list) or any(p not in purposes for p in rp):
+            raise SchemaError(f"role {rname!r}: purposes must be a list of declared purposes")
+        if not isinstance(manage, bool):
+            raise SchemaError(f"role {rname!r}: manage must be true or false")
+        if manage and (set(rc) != set(classes) or set(rp) != set(purposes)):
+            raise SchemaError(f"role {rname!r}: a managing role must hold every class and purpose")
+        out[rname] = Role(rname, tuple(rc), tuple(rp), manage)
+    if not any(r.manage for r in out.values()):
+        raise SchemaError("one role must have manage = true (the security lead)")
+    return out
 
 
 _FIELD_KEYS = {"type", "class", "search", "normalize", "values", "tokens", "low_cardinality",

@@ -55,6 +55,15 @@ pseudonyms = Table("dv_pseudonyms", metadata,
                    sqlite_with_rowid=False)
 
 
+# Enrolled users; the whole table is signed by the security lead (meta "roster_sig").
+users = Table("dv_users", metadata,
+              Column("user_id", String(32), primary_key=True),
+              Column("name", String(200), nullable=False),
+              Column("role", String(64), nullable=False),
+              Column("public", LargeBinary(64), nullable=False),
+              Column("slot_id", String(32), nullable=False))
+
+
 class StoreError(VaultError):
     """The database could not be reached or used."""
 
@@ -158,6 +167,25 @@ class Store:
     def put_slot(conn: Connection, slot_id: str, kind: str, unlock: bytes, keyring: bytes) -> None:
         conn.execute(delete(slots).where(slots.c.slot_id == slot_id))
         conn.execute(slots.insert().values(slot_id=slot_id, kind=kind, unlock=unlock, keyring=keyring))
+
+    @staticmethod
+    def delete_slot(conn: Connection, slot_id: str) -> None:
+        conn.execute(delete(slots).where(slots.c.slot_id == slot_id))
+
+    # -- users ----------------------------------------------------------------------------
+    @staticmethod
+    def get_users(conn: Connection) -> list[tuple[str, str, str, bytes, str]]:
+        rows = conn.execute(select(users.c.user_id, users.c.name, users.c.role, users.c.public,
+                                   users.c.slot_id).order_by(users.c.user_id))
+        return [(r[0], r[1], r[2], bytes(r[3]), r[4]) for r in rows]
+
+    @staticmethod
+    def put_user(conn: Connection, user_id: str, name: str, role: str, public: bytes, slot_id: str) -> None:
+        conn.execute(users.insert().values(user_id=user_id, name=name, role=role, public=public, slot_id=slot_id))
+
+    @staticmethod
+    def delete_user(conn: Connection, user_id: str) -> bool:
+        return conn.execute(delete(users).where(users.c.user_id == user_id)).rowcount == 1
 
     # -- records --------------------------------------------------------------------------
     def insert_records(self, conn: Connection, rows: list[tuple[bytes, bytes]]) -> None:

@@ -14,6 +14,9 @@ from . import keys as K
 from . import migrations
 from . import pseudonym as P
 from . import schema as S
+from . import users as U
+from .errors import AccessDenied
+from .identity import Identity, PublicIdentity
 from .normalize import normalize, tokens
 from .errors import (IntegrityError, NotFound, SchemaError, ValidationError, VaultClosed, VaultError,
                      VaultExists, WrongPassphrase)
@@ -46,14 +49,17 @@ def _schema_text(schema: str | os.PathLike[str] | None) -> str:
 
 
 def create(url: str | os.PathLike[str], passphrase: str, *, schema: str | os.PathLike[str] | None = None,
-           kdf: F.KdfParams | None = None, population: int | None = None, k: int | None = None) -> "Vault":
+           kdf: F.KdfParams | None = None, population: int | None = None, k: int | None = None,
+           lead: Identity | None = None, lead_name: str = "lead") -> "Vault":
     """Create a new vault (refusing to overwrite one) and return it open.
 
     ``schema`` is TOML text or a path (``pathlib.Path``) to a TOML file; the default is
     the participant schema shipped in ``vault/schemas/participant.toml``. ``population``
     (expected number of records) and ``k`` (records expected to share each blind-index
     value) size the indexes; they default to the schema's ``expected_population`` and
-    ``k_anonymity``. Re-plan later with :meth:`Vault.reindex`.
+    ``k_anonymity``. Re-plan later with :meth:`Vault.reindex`. ``lead`` enrols the
+    security lead's identity (who signs the user table and can enrol others); the
+    passphrase then serves as the recovery key.
     """
     text = _schema_text(schema)
     parsed = S.load(text)
@@ -76,6 +82,9 @@ def create(url: str | os.PathLike[str], passphrase: str, *, schema: str | os.Pat
         plan_text = plan.to_text()
         slot_secret = C.random_bytes(F.KEY_LEN)
         slot_kid = C.random_bytes(F.KID_LEN)
+        if lead is not None:
+            ring.keys.append(K.Key(K.KIND_LEAD_VK, "lead", 1, bytes(F.KID_LEN), lead.public.ed25519))
+            ring.keys.append(K.Key(K.KIND_SLOT_SECRET, slot_kid.hex(), 1, bytes(F.KID_LEN), slot_secret))
         unlock = K.seal_passphrase_slot(passphrase, slot_secret, slot_kid, vault_id, params)
         keyring = K.seal_keyring(slot_secret, slot_kid, vault_id, ring)
         mac = K.mac_schema(ring.current(K.KIND_META_KEY), vault_id, text)
@@ -91,6 +100,10 @@ def create(url: str | os.PathLike[str], passphrase: str, *, schema: str | os.Pat
                 "index_plan_mac": K.mac_plan(ring.current(K.KIND_META_KEY), vault_id, plan_text),
             })
             store.put_slot(conn, slot_kid.hex(), _PASSPHRASE, unlock, keyring)
+        v = Vault(store, vault_id, parsed, ring, slot_kid, slot_secret, plan, None)
+        if lead is not None:
+            v._identity = lead
+            v.add_user(lead.public, lead_name, next(r.name for r in parsed.roles.values() if r.manage))
     except BaseException:
         store.dispose()
         if store.sqlite_path is not None:  # no half-made vault left behind
@@ -100,12 +113,17 @@ def create(url: str | os.PathLike[str], passphrase: str, *, schema: str | os.Pat
                 except FileNotFoundError:
                     pass
         raise
-    return Vault(store, vault_id, parsed, ring, slot_kid, slot_secret, plan, None)
+    return v
 
 
-def open(url: str | os.PathLike[str], passphrase: str) -> "Vault":  # noqa: A001 - mirrors builtins by design
-    """Open an existing vault with a passphrase; raises WrongPassphrase, NotFound, IntegrityError."""
-    K.passphrase_bytes(passphrase)
+def open(url: str | os.PathLike[str], passphrase: str | None = None, *,  # noqa: A001 - mirrors builtins
+         identity: Identity | None = None) -> "Vault":
+    """Open an existing vault with the passphrase (all keys) or a user's identity (their
+    role's keys); raises WrongPassphrase, AccessDenied, NotFound, IntegrityError."""
+    if (passphrase is None) == (identity is None):
+        raise ValidationError("open a vault with either a passphrase or an identity")
+    if passphrase is not None:
+        K.passphrase_bytes(passphrase)
     store = Store(_normalise_url(url), create=False)
     try:
         if not store.has_vault():
@@ -113,6 +131,7 @@ def open(url: str | os.PathLike[str], passphrase: str) -> "Vault":  # noqa: A001
         with store.tx() as conn:
             meta = store.get_meta(conn)
             slot_rows = store.get_slots(conn)
+            user_rows = store.get_users(conn)
         try:
             vault_id = meta["vault_id"]
             stored_version = int(meta["db_schema_version"])
@@ -127,14 +146,28 @@ def open(url: str | os.PathLike[str], passphrase: str) -> "Vault":  # noqa: A001
             raise IntegrityError("vault id is malformed")
         from .store import check_db_version
         check_db_version(stored_version)
-        slot_kid, slot_secret = _unlock_passphrase(slot_rows, passphrase, vault_id)
-        keyring_blob = next(r[3] for r in slot_rows if r[0] == slot_kid.hex())
+        me: U.User | None = None
+        if identity is not None:
+            me = next((u for u in _users(user_rows) if u.user_id == identity.public.user_id), None)
+            if me is None:
+                raise AccessDenied("this identity is not enrolled in this vault (never, or revoked)")
+            row = next((r for r in slot_rows if r[0] == me.slot_id and r[1] == U.KIND_X25519), None)
+            if row is None:
+                raise IntegrityError("the user's key slot is missing")
+            slot_kid = bytes.fromhex(row[0])
+            slot_secret = U.open_user_slot(row[2], identity, vault_id)
+            keyring_blob = row[3]
+        else:
+            assert passphrase is not None
+            slot_kid, slot_secret = _unlock_passphrase(slot_rows, passphrase, vault_id)
+            keyring_blob = next(r[3] for r in slot_rows if r[0] == slot_kid.hex())
         ring = K.open_keyring(slot_secret, vault_id, keyring_blob)
         K.verify_schema(ring, vault_id, text, mac)
         try:
             parsed = S.load(text)
         except SchemaError:
             raise IntegrityError("stored schema is authenticated but unparsable by this release") from None
+        _verify_users(parsed, ring, meta, vault_id, user_rows, slot_rows, me)
         plan = _verified_plan(meta, "index_plan", ring, vault_id)
         if plan is None:
             raise IntegrityError("index plan is missing")
@@ -146,7 +179,44 @@ def open(url: str | os.PathLike[str], passphrase: str) -> "Vault":  # noqa: A001
     except BaseException:
         store.dispose()
         raise
-    return Vault(store, vault_id, parsed, ring, slot_kid, slot_secret, plan, pending)
+    v = Vault(store, vault_id, parsed, ring, slot_kid, slot_secret, plan, pending, user=me)
+    v._identity = identity
+    return v
+
+
+def _users(rows: list[tuple[str, str, str, bytes, str]]) -> list[U.User]:
+    out = []
+    for uid, name, role, public, slot_id in rows:
+        if len(public) != 64:
+            raise IntegrityError("user table holds a malformed public key")
+        out.append(U.User(uid, name, role, PublicIdentity(public[:32], public[32:]), slot_id))
+    return out
+
+
+def _verify_users(schema: S.Schema, ring: K.Keyring, meta: dict[str, bytes], vault_id: bytes,
+                  user_rows: list, slot_rows: list, me: U.User | None) -> None:
+    """The user table must carry the lead's signature, every public-key slot must belong to
+    a signed user, and an opener's keyring must not exceed their role."""
+    users = _users(user_rows)
+    x_slots = {r[0] for r in slot_rows if r[1] == U.KIND_X25519}
+    if not users and not x_slots:
+        return
+    lead_vk = U.lead_vk_of(ring)
+    if lead_vk is None or meta.get("lead_vk") != lead_vk:
+        raise IntegrityError("the lead's verify key in the database does not match the keyring")
+    U.verify_roster(lead_vk, vault_id, users, meta.get("roster_sig", b""))
+    if x_slots != {u.slot_id for u in users}:
+        raise IntegrityError("a public-key slot is not in the signed user table")
+    for u in users:
+        if u.user_id != u.public.user_id:
+            raise IntegrityError("a user id does not match its public key")
+        if u.role not in schema.roles:
+            raise IntegrityError(f"user {u.user_id} has an unknown role")
+    if me is not None:
+        role = schema.roles[me.role]
+        held = {k.name for k in ring.keys if k.kind == K.KIND_CLASS_KEY}
+        if not held <= set(role.classes):
+            raise IntegrityError("this user's keyring holds more classes than their role")
 
 
 def _verified_plan(meta: dict[str, bytes], name: str, ring: K.Keyring, vault_id: bytes) -> I.Plan | None:
@@ -200,8 +270,13 @@ class Vault:
     """
 
     def __init__(self, store: Store, vault_id: bytes, schema: S.Schema, ring: K.Keyring,
-                 slot_kid: bytes, slot_secret: bytes, plan: I.Plan, pending: I.Plan | None) -> None:
+                 slot_kid: bytes, slot_secret: bytes, plan: I.Plan, pending: I.Plan | None,
+                 user: U.User | None = None) -> None:
         self._store: Store | None = store
+        self.user = user
+        self.role: S.Role = (schema.roles[user.role] if user is not None
+                             else next(r for r in schema.roles.values() if r.manage))
+        self._identity: Identity | None = None
         self._vid = vault_id
         self.schema = schema
         self._ring: K.Keyring | None = ring
@@ -227,7 +302,9 @@ class Vault:
             try:
                 self._current[cls] = self._by_kid[ring.current(K.KIND_CLASS_KEY, cls).kid]
             except KeyError:
-                raise IntegrityError(f"keyring lacks a key for class {cls!r}") from None
+                if self.user is None or cls in self.role.classes:
+                    raise IntegrityError(f"keyring lacks a key for class {cls!r}") from None
+        self._lead_vk = U.lead_vk_of(ring)
         self._purposes: dict[str, I.PurposeKeys] = {}
         for name in self.schema.purposes:
             try:
@@ -319,13 +396,14 @@ class Vault:
         return by_class
 
     def _seal_record(self, rid: bytes, by_class: dict[str, dict[str, bytes]],
-                     rnd: bytes | None = None) -> bytes:
+                     rnd: bytes | None = None, only: Iterable[str] | None = None) -> bytes:
         """Every class gets an envelope, even an empty one, so every row has the schema's shape
         and every class has a DEK to rewrap. This hides nothing about content: the field
         names present and their 32-byte length buckets are visible (docs/threat-model.md)."""
         envs = []
         need = 0
-        for cls in self.schema.classes:
+        chosen = self.schema.classes if only is None else [c for c in self.schema.classes if c in set(only)]
+        for cls in chosen:
             ck = self._current[cls]
             items = sorted(by_class[cls].items()) if cls in by_class else []
             envs.append((cls, ck.key.kid, ck.key.version, ck.aead, items))
@@ -346,19 +424,33 @@ class Vault:
             raise IntegrityError("record row is malformed", record_id=rid.hex()) from None
 
     def _plan(self, fields: Sequence[str] | None) -> dict[str, list[str] | None]:
-        """Which classes to open, and which fields of each to decrypt (None = all)."""
+        """Which classes to open, and which fields of each to decrypt (None = all).
+
+        Without ``fields``: every class this opener holds. Asking for a field of a class
+        the opener's role does not hold is refused here, before any database work (and
+        would fail anyway: the key is not in memory)."""
         if fields is None:
-            return {c: None for c in self.schema.classes}
+            return {c: None for c in self.schema.classes if c in self._current}
         if isinstance(fields, str):
             raise ValidationError("fields must be a list of field names, not a string")
         want: dict[str, list[str] | None] = {}
         for name in fields:
             f = self.schema.field(name)
+            self._need_class(f.cls, f"field {name!r}")
             lst = want.setdefault(f.cls, [])
             assert lst is not None
             if name not in lst:
                 lst.append(name)
         return want
+
+    def _need_class(self, cls: str, what: str) -> None:
+        if cls not in self._current:
+            raise AccessDenied(f"{what} is in class {cls!r}, which role {self.role.name!r} does not hold")
+
+    def _need_all_classes(self, action: str) -> None:
+        missing = [c for c in self.schema.classes if c not in self._current]
+        if missing:
+            raise AccessDenied(f"{action} needs every class key; role {self.role.name!r} lacks {', '.join(missing)}")
 
     def _decode_row(self, rid: bytes, data: bytes, classes: dict[str, list[str] | None]) -> Record:
         plain = self._open_row(rid, data, classes)
@@ -379,6 +471,7 @@ class Vault:
     def add_many(self, rows: Iterable[Mapping[str, Any]]) -> list[str]:
         """Validate every row first, then store them all in one transaction (all or nothing)."""
         store = self._s()
+        self._need_all_classes("adding records")
         rows = list(rows)
         encoded = [self._encode(r, f"row {i + 1}: ") for i, r in enumerate(rows)]
         out, batch, terms = [], [], []
@@ -415,6 +508,8 @@ class Vault:
         fields = self.schema.fields
         removed = {n for n, v in values.items() if v is None}
         touched = {c for c in self.schema.classes if changes[c]} | {fields[n].cls for n in removed}
+        for name in values:
+            self._need_class(fields[name].cls, f"field {name!r}")
         with store.tx() as conn:
             data = store.get_record(conn, rid)
             if data is None:
@@ -430,7 +525,7 @@ class Vault:
                 for n in removed:
                     by_class[cls].pop(n, None)
                 by_class[cls].update(changes[cls])
-            fresh = E.unpack_record(self._seal_record(rid, by_class))
+            fresh = E.unpack_record(self._seal_record(rid, by_class, only=touched))
             merged = []
             for cls in self.schema.classes:
                 env = fresh[cls] if cls in touched else envs.get(cls)
@@ -472,6 +567,7 @@ class Vault:
     # -- search ---------------------------------------------------------------------------
     def _search_field(self, name: str) -> S.Field:
         f = self.schema.field(name)
+        self._need_class(f.cls, f"field {name!r}")
         if f.search != "exact":
             raise ValidationError(f"field {name!r} has no blind index (search = 'none')", field=name)
         return f
@@ -485,7 +581,8 @@ class Vault:
     def _fetch(self, ids: list[bytes], need: list[str], fields: Sequence[str] | None):
         """Decrypt candidates with the fields needed to filter them plus those asked for."""
         store = self._s()
-        wanted = list(dict.fromkeys(need + (list(self.schema.fields) if fields is None else list(fields))))
+        visible = [n for n, f in self.schema.fields.items() if f.cls in self._current]
+        wanted = list(dict.fromkeys(need + (visible if fields is None else list(fields))))
         classes = self._plan(wanted)
         with store.tx() as conn:
             rows = [(rid, store.get_record(conn, rid)) for rid in ids]
@@ -612,6 +709,7 @@ class Vault:
         When done, the new plan is switched in and the old generation deleted atomically.
         """
         store = self._s()
+        self._need_all_classes("re-indexing")
         assert self._ring is not None
         meta_key = self._ring.current(K.KIND_META_KEY)
         if self._plan_pending is None:
@@ -674,7 +772,95 @@ class Vault:
         """
         from . import rotation
 
+        self._need_all_classes("key rotation")
         return rotation.rotate(self, classes, reencrypt=reencrypt, batch=batch)
+
+    # -- users ----------------------------------------------------------------------------
+    def users(self) -> list[U.User]:
+        """Enrolled users (ids, names, roles, public keys); verified against the lead's
+        signature when the vault was opened."""
+        with self._s().tx() as conn:
+            return _users(self._s().get_users(conn))
+
+    def _need_lead(self, action: str) -> Identity:
+        if not self.role.manage or self._identity is None or self._lead_vk is None \
+                or self._identity.public.ed25519 != self._lead_vk:
+            raise AccessDenied(f"{action} needs the security lead's identity")
+        return self._identity
+
+    def _sign_roster(self, conn, users: list[U.User]) -> None:  # type: ignore[no-untyped-def]
+        lead = self._need_lead("changing users")
+        self._s().put_meta(conn, {"roster_sig": lead.sign(U.roster_bytes(self._vid, users)),
+                                  "lead_vk": lead.public.ed25519})
+
+    def add_user(self, public: PublicIdentity | str, name: str, role: str) -> U.User:
+        """Enrol a user: seal their role's keys to their public key and sign the user table.
+
+        Confirm the fingerprint (``PublicIdentity.fingerprint()``) with the person by voice
+        before enrolling a public key that arrived over e-mail or chat."""
+        self._need_lead("enrolling users")
+        self._need_all_classes("enrolling users")
+        pub = PublicIdentity.from_line(public) if isinstance(public, str) else public
+        r = self.schema.role(role)
+        if not isinstance(name, str) or not name.strip() or len(name) > 200:
+            raise ValidationError("a user needs a short name or handle (1-200 characters)")
+        store = self._s()
+        assert self._ring is not None and self._lead_vk is not None
+        slot_kid = C.random_bytes(F.KID_LEN)
+        secret = C.random_bytes(F.KEY_LEN)
+        unlock = U.seal_user_slot(pub, secret, slot_kid, self._vid)
+        keyring = K.seal_keyring(secret, slot_kid, self._vid, U.role_keyring(self._ring, r, self._lead_vk))
+        user = U.User(pub.user_id, name.strip(), r.name, pub, slot_kid.hex())
+        with store.tx() as conn:
+            current = _users(store.get_users(conn))
+            if any(u.user_id == user.user_id for u in current):
+                raise ValidationError(f"user {user.user_id} is already enrolled")
+            store.put_slot(conn, user.slot_id, U.KIND_X25519, unlock, keyring)
+            store.put_user(conn, user.user_id, user.name, user.role, pub.raw, user.slot_id)
+            self._sign_roster(conn, current + [user])
+        return user
+
+    def remove_user(self, user_id: str, *, rotate: bool = True) -> None:
+        """Revoke a user: delete their slot and row, re-sign the user table, then rotate every
+        class they held, so their old identity plus any keys they copied open nothing
+        written or rewrapped afterwards (docs/threat-model.md says what they keep)."""
+        lead = self._need_lead("removing users")
+        store = self._s()
+        with store.tx() as conn:
+            current = _users(store.get_users(conn))
+            gone = next((u for u in current if u.user_id == user_id), None)
+            if gone is None:
+                raise NotFound(f"no user {user_id}")
+            if gone.user_id == lead.public.user_id:
+                raise ValidationError("the security lead cannot remove their own enrolment")
+            store.delete_slot(conn, gone.slot_id)
+            store.delete_user(conn, gone.user_id)
+            self._sign_roster(conn, [u for u in current if u.user_id != user_id])
+        if rotate:
+            self.rotate(list(self.schema.role(gone.role).classes))
+
+    def _reseal_slots(self, conn, ring: K.Keyring) -> None:  # type: ignore[no-untyped-def]
+        """Write ``ring`` (or each user's role subset of it) into every slot: after a rotation
+        step every holder must get the new key versions, and lose destroyed ones."""
+        store = self._s()
+        users = {u.slot_id: u for u in _users(store.get_users(conn))}
+        secrets = {k.name: k.secret for k in ring.keys if k.kind == K.KIND_SLOT_SECRET}
+        for slot_id, kind, unlock, _old in store.get_slots(conn):
+            if kind == _PASSPHRASE:
+                secret = self._slot_secret if slot_id == self._slot_kid.hex() else secrets.get(slot_id)
+                if secret is None:
+                    raise AccessDenied("cannot re-seal a passphrase slot whose secret this opener lacks")
+                store.put_slot(conn, slot_id, kind, unlock, K.seal_keyring(secret, bytes.fromhex(slot_id), self._vid, ring))
+                continue
+            u = users.get(slot_id)
+            if u is None or self._lead_vk is None:
+                raise IntegrityError("a public-key slot is not in the signed user table")
+            secret = C.random_bytes(F.KEY_LEN)
+            sub = U.role_keyring(ring, self.schema.role(u.role), self._lead_vk)
+            store.put_slot(conn, slot_id, kind, U.seal_user_slot(u.public, secret, bytes.fromhex(slot_id), self._vid),
+                           K.seal_keyring(secret, bytes.fromhex(slot_id), self._vid, sub))
+            if slot_id == self._slot_kid.hex():
+                self._slot_secret = secret
 
     def ids(self) -> list[str]:
         """All record ids (random; they reveal nothing but the count)."""
@@ -694,6 +880,8 @@ class Vault:
         Record data, DEKs and the keyring are untouched: only the 106-byte slot changes.
         """
         store = self._s()
+        if self.user is not None:
+            raise AccessDenied("opened with an identity: change the identity file's passphrase instead")
         params = kdf or F.KDF_DEFAULT
         assert self._slot_secret is not None
         unlock = K.seal_passphrase_slot(new_passphrase, self._slot_secret, self._slot_kid, self._vid, params)
@@ -714,6 +902,8 @@ class Vault:
         kdf = [K.passphrase_slot_params(s[2]) for s in slots if s[1] == _PASSPHRASE]
         return {
             "vault_id": self.id,
+            "opened_as": (f"user {self.user.user_id} ({self.user.name})" if self.user else "passphrase"),
+            "role": self.role.name,
             "schema": f"{self.schema.name} v{self.schema.version}",
             "records": n,
             "classes": list(self.schema.classes),

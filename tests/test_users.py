@@ -1,0 +1,223 @@
+"""Identities, enrolment, roles enforced by keys, roster signatures, revocation (issue 4)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+import vault
+from conftest import PASSPHRASE
+from rawdb import RawDB
+from vault import envelope as E
+from vault import keys as K
+from vault import users as U
+from vault._crypto import AuthFailure
+from vault.identity import Identity, IdentityError, PublicIdentity
+
+STAFF_FIELDS = {"badge_name", "pronouns", "email", "phone", "dietary"}
+PERSON = {"legal_name": "Amira Haddad", "passport_number": "P83526008", "risk_level": "high",
+          "risk_notes": "followed", "badge_name": "Amira", "email": "amira@example.org",
+          "phone": "+961 1 234 567", "dietary": "vegan", "pronouns": "she/her"}
+
+
+@pytest.fixture
+def team(url: str):  # type: ignore[no-untyped-def]
+    lead, staff, tool = Identity.generate(), Identity.generate(), Identity.generate()
+    with vault.create(url, PASSPHRASE, lead=lead) as v:
+        v.add_user(staff.public.to_line(), "sam", "staff")
+        v.add_user(staff.public if False else tool.public, "badge-printer", "tool")
+        rid = v.add(PERSON)
+    return url, lead, staff, tool, rid
+
+
+def test_identity_file_round_trip(tmp_path: Path) -> None:
+    ident = Identity.generate()
+    path = ident.save(tmp_path / "id" / "me.dvid", "identity pass")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    with pytest.raises(vault.VaultError):
+        ident.save(path, "again")
+    back = Identity.load(path, "identity pass")
+    assert back.public == ident.public
+    with pytest.raises(vault.WrongPassphrase):
+        Identity.load(path, "wrong")
+    text = path.read_text()
+    assert ident.public.to_line() in text and "PRIVATE" in text
+    assert ident.public.fingerprint() in repr(ident) and "identity pass" not in repr(ident)
+    with pytest.raises(TypeError):
+        import pickle
+        pickle.dumps(ident)
+
+
+def test_public_line_checks() -> None:
+    pub = Identity.generate().public
+    line = pub.to_line()
+    assert PublicIdentity.from_line(line) == pub and PublicIdentity.from_line(line.upper()) == pub
+    typo = line[:20] + ("a" if line[20] != "a" else "b") + line[21:]
+    with pytest.raises(IdentityError, match="checksum|garbled"):
+        PublicIdentity.from_line(typo)
+    with pytest.raises(IdentityError):
+        PublicIdentity.from_line(line[:-3])
+    with pytest.raises(IdentityError):
+        PublicIdentity.from_line("ssh-ed25519 AAAA")
+    assert len(pub.fingerprint().split()) == 5
+
+
+def test_roles_see_only_their_classes(team) -> None:  # type: ignore[no-untyped-def]
+    url, lead, staff, tool, rid = team
+    with vault.open(url, identity=lead) as v:
+        assert dict(v.get(rid)) == PERSON
+        assert v.role.name == "lead"
+    with vault.open(url, identity=staff) as v:
+        assert v.role.name == "staff"
+        assert set(v.get(rid)) == STAFF_FIELDS
+        assert [set(r) for r in v.records()] == [STAFF_FIELDS]
+        assert v.find(email="amira@example.org")[0].id == rid
+        assert v.resolve(v.pseudonym(rid, "travel")).id == rid
+        v.update(rid, {"dietary": "halal"})
+        for call in (lambda: v.get(rid, fields=["legal_name"]), lambda: v.find(legal_name="Amira Haddad"),
+                     lambda: v.find_tokens(legal_name="Haddad"), lambda: v.update(rid, {"risk_notes": "x"}),
+                     lambda: v.add({"badge_name": "x"}), lambda: v.rotate(), lambda: v.reindex(),
+                     lambda: v.add_user(Identity.generate().public, "eve", "lead"),
+                     lambda: list(v.records(fields=["risk_level"]))):
+            with pytest.raises(vault.AccessDenied):
+                call()
+    with vault.open(url, identity=tool) as v:
+        assert dict(v.get(rid)) == {"badge_name": "Amira", "pronouns": "she/her"}
+        badge = v.pseudonym(rid, "badge")
+        assert v.resolve(badge, fields=["badge_name"])["badge_name"] == "Amira"
+        with pytest.raises(vault.AccessDenied):
+            v.pseudonym(rid, "travel")
+        with pytest.raises(vault.AccessDenied):
+            v.get(rid, fields=["email"])
+    with vault.open(url, PASSPHRASE) as v:  # recovery passphrase: everything
+        assert v.get(rid)["dietary"] == "halal" and v.get(rid)["legal_name"] == "Amira Haddad"
+
+
+def _keyring_of(url: str, ident: Identity) -> K.Keyring:
+    """What a staff member can extract with their identity and raw database access."""
+    raw = RawDB(url)
+    vid = raw.meta("vault_id")
+    with raw.engine.begin() as c:
+        uid = ident.public.user_id
+        slot_id = c.execute(sa.text("SELECT slot_id FROM dv_users WHERE user_id = :u"), {"u": uid}).scalar_one()
+        unlock, ring = c.execute(sa.text("SELECT unlock, keyring FROM dv_slots WHERE slot_id = :s"),
+                                 {"s": slot_id}).one()
+    raw.close()
+    secret = U.open_user_slot(bytes(unlock), ident, vid)
+    return K.open_keyring(secret, vid, bytes(ring))
+
+
+def _try_all_keys(url: str, rid: str, cls: str, ring: K.Keyring) -> bool:
+    """True if any key in ``ring`` unwraps the record's DEK for ``cls``."""
+    from vault import _crypto as C
+    raw = RawDB(url)
+    vid = raw.meta("vault_id")
+    dek, cells = raw.envs(rid)[cls]
+    raw.close()
+    names = list(E.unpack_cells(cells))
+    for k in ring.keys:
+        if k.kind != K.KIND_CLASS_KEY:
+            continue
+        try:
+            E.unwrap_dek(C.Aead(k.secret), k.version, vid, bytes.fromhex(rid), cls, names, dek)
+            return True
+        except AuthFailure:
+            pass
+    return False
+
+
+def test_staff_keys_cannot_decrypt_identity_or_risk_from_raw_db(team) -> None:  # type: ignore[no-untyped-def]
+    url, lead, staff, tool, rid = team
+    staff_ring = _keyring_of(url, staff)
+    assert {k.name for k in staff_ring.keys if k.kind == K.KIND_CLASS_KEY} == {"public", "logistics", "contact"}
+    for cls in ("identity", "risk"):
+        assert not _try_all_keys(url, rid, cls, staff_ring)
+    assert _try_all_keys(url, rid, "contact", staff_ring)  # the check itself can succeed
+    tool_ring = _keyring_of(url, tool)
+    for cls in ("logistics", "contact", "identity", "risk"):
+        assert not _try_all_keys(url, rid, cls, tool_ring)
+
+
+def test_revocation(team) -> None:  # type: ignore[no-untyped-def]
+    url, lead, staff, tool, rid = team
+    old_ring = _keyring_of(url, staff)
+    with vault.open(url, identity=lead) as v:
+        v.remove_user(staff.public.user_id)
+        assert {u.name for u in v.users()} == {"lead", "badge-printer"}
+        rid2 = v.add({"email": "after@example.org", "badge_name": "After"})
+    with pytest.raises(vault.AccessDenied):
+        vault.open(url, identity=staff)
+    for r in (rid, rid2):  # rewrapped and new DEKs: the old staff keys open none
+        for cls in ("public", "logistics", "contact"):
+            assert not _try_all_keys(url, r, cls, old_ring)
+    with vault.open(url, identity=tool) as v:  # others keep working with re-sealed slots
+        assert v.get(rid2)["badge_name"] == "After"
+    with vault.open(url, PASSPHRASE) as v:
+        assert v.get(rid)["legal_name"] == "Amira Haddad"
+
+
+def _sql(url: str, query: str, **params: object) -> None:
+    raw = RawDB(url)
+    with raw.engine.begin() as c:
+        c.execute(sa.text(query), params)
+    raw.close()
+
+
+@pytest.mark.parametrize("attack", ["raise_role", "self_enrol", "extra_slot", "swap_lead_key", "drop_sig"])
+def test_user_table_tampering_detected(team, attack: str) -> None:  # type: ignore[no-untyped-def]
+    url, lead, staff, tool, rid = team
+    eve = Identity.generate()
+    if attack == "raise_role":
+        _sql(url, "UPDATE dv_users SET role = 'lead' WHERE user_id = :u", u=staff.public.user_id)
+    elif attack == "self_enrol":
+        _sql(url, "INSERT INTO dv_users VALUES (:u, 'eve', 'staff', :p, 'ffffffffffffffff')",
+             u=eve.public.user_id, p=eve.public.raw)
+    elif attack == "extra_slot":
+        raw = RawDB(url)
+        with raw.engine.begin() as c:
+            row = c.execute(sa.text("SELECT unlock, keyring FROM dv_slots WHERE kind = 'x25519'")).first()
+            c.execute(sa.text("INSERT INTO dv_slots VALUES ('aaaaaaaaaaaaaaaa', 'x25519', :u, :k)"),
+                      {"u": bytes(row[0]), "k": bytes(row[1])})
+        raw.close()
+    elif attack == "swap_lead_key":
+        _sql(url, "UPDATE dv_meta SET value = :v WHERE name = 'lead_vk'", v=eve.public.ed25519)
+    else:
+        _sql(url, "UPDATE dv_meta SET value = :v WHERE name = 'roster_sig'", v=bytes(64))
+    for opener in ({"identity": lead}, {"identity": tool}, {"passphrase": PASSPHRASE}):
+        with pytest.raises(vault.IntegrityError):
+            vault.open(url, **opener)  # type: ignore[arg-type]
+
+
+def test_rotation_keeps_every_role_working(team) -> None:  # type: ignore[no-untyped-def]
+    url, lead, staff, tool, rid = team
+    with vault.open(url, identity=lead) as v:
+        v.rotate(reencrypt=True)
+    with vault.open(url, identity=staff) as v:
+        assert v.get(rid)["email"] == "amira@example.org"
+        assert {k.version for k in v._ring.keys if k.kind == K.KIND_CLASS_KEY} == {2}
+    with vault.open(url, PASSPHRASE) as v:
+        assert v.get(rid)["risk_notes"] == "followed"
+
+
+def test_only_the_lead_manages(team) -> None:  # type: ignore[no-untyped-def]
+    url, lead, staff, tool, rid = team
+    with vault.open(url, PASSPHRASE) as v:  # recovery passphrase holds keys but cannot sign
+        with pytest.raises(vault.AccessDenied):
+            v.add_user(Identity.generate().public, "x", "staff")
+    with vault.open(url, identity=lead) as v:
+        with pytest.raises(vault.ValidationError):
+            v.add_user(staff.public, "dup", "staff")
+        with pytest.raises(vault.ValidationError):
+            v.add_user(Identity.generate().public, "x", "superuser")
+        with pytest.raises(vault.ValidationError):
+            v.remove_user(lead.public.user_id)
+        with pytest.raises(vault.NotFound):
+            v.remove_user("00" * 8)
+    with pytest.raises(vault.AccessDenied):
+        vault.open(url, identity=Identity.generate())
+    with pytest.raises(vault.ValidationError):
+        vault.open(url)

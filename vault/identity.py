@@ -1,0 +1,190 @@
+"""User identities: an X25519 key pair to receive keys and an Ed25519 pair to sign.
+
+The private halves live in a file on the user's own machine, encrypted under their
+passphrase with Argon2id (same floor as vault slots), created 0600 and never
+overwritten. The public half is one line (``dvault1...``) that can travel by any
+channel; its fingerprint is short enough to confirm by voice, which is what makes
+sending it over an untrusted channel safe.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import _crypto as C
+from . import _format as F
+from .errors import IntegrityError, ValidationError, VaultError, WrongPassphrase
+from .keys import check_kdf, passphrase_bytes
+
+PUBLIC_PREFIX = "dvault1"
+FILE_HEADER = "# defenders-vault identity: PRIVATE, keep it on this machine"
+_V = bytes([F.FORMAT_VERSION])
+_HEADER_LEN = 2 + F.KID_LEN + 12 + F.SALT_LEN
+
+
+class IdentityError(VaultError, ValueError):
+    """A public identity line or identity file cannot be read."""
+
+
+def default_path() -> Path:
+    """Where ``dvault keygen`` puts an identity: the platform's per-user data directory."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("defenders-vault", appauthor=False)) / "identity.dvid"
+
+
+@dataclass(frozen=True)
+class PublicIdentity:
+    x25519: bytes
+    ed25519: bytes
+
+    @property
+    def raw(self) -> bytes:
+        return self.x25519 + self.ed25519
+
+    @property
+    def user_id(self) -> str:
+        """A short stable id (hex of 8 bytes of SHA-256): how the vault names a user."""
+        return C.sha256(b"dvault-user-id" + self.raw)[:8].hex()
+
+    def fingerprint(self) -> str:
+        """20 hex digits in five groups, to read aloud when enrolling someone."""
+        h = C.sha256(b"dvault-fingerprint" + self.raw)[:10].hex()
+        return " ".join(h[i:i + 4] for i in range(0, 20, 4))
+
+    def to_line(self) -> str:
+        check = C.sha256(b"dvault-public" + self.raw)[:4]
+        return PUBLIC_PREFIX + base64.b32encode(self.raw + check).decode().rstrip("=").lower()
+
+    @classmethod
+    def from_line(cls, line: str) -> "PublicIdentity":
+        text = line.strip()
+        if not text.lower().startswith(PUBLIC_PREFIX):
+            raise IdentityError(f"not a public identity (expected a line starting with {PUBLIC_PREFIX})")
+        body = text[len(PUBLIC_PREFIX):].upper()
+        try:
+            raw = base64.b32decode(body + "=" * (-len(body) % 8))
+        except ValueError:
+            raise IdentityError("public identity is garbled (not base32)") from None
+        if len(raw) != 68:
+            raise IdentityError("public identity has the wrong length (truncated when copied?)")
+        if not C.mac_equal(C.sha256(b"dvault-public" + raw[:64])[:4], raw[64:]):
+            raise IdentityError("public identity checksum does not match (mistyped or altered)")
+        return cls(raw[:32], raw[32:64])
+
+    def __str__(self) -> str:
+        return self.to_line()
+
+
+class Identity:
+    """A user's private keys, in memory. ``repr`` shows the public fingerprint only."""
+
+    __slots__ = ("_x", "_ed", "public")
+
+    def __init__(self, x25519_private: bytes, ed25519_seed: bytes) -> None:
+        self._x = x25519_private
+        self._ed = ed25519_seed
+        self.public = PublicIdentity(C.x25519_public(x25519_private), C.ed25519_public(ed25519_seed))
+
+    def __repr__(self) -> str:
+        return f"<Identity {self.public.user_id} fingerprint {self.public.fingerprint()}>"
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        raise TypeError("identities hold private keys and are not picklable")
+
+    @classmethod
+    def generate(cls) -> "Identity":
+        x, _ = C.x25519_generate()
+        seed, _ = C.ed25519_generate()
+        return cls(x, seed)
+
+    # Callers inside the library use these; nothing prints them.
+    def unseal(self, ciphertext: bytes) -> bytes:
+        return C.unseal(self._x, ciphertext)
+
+    def sign(self, message: bytes) -> bytes:
+        return C.ed25519_sign(self._ed, message)
+
+    # -- file -----------------------------------------------------------------------------
+    def to_file_bytes(self, passphrase: str, kdf: F.KdfParams | None = None, *,
+                      salt: bytes | None = None, nonce: bytes | None = None) -> bytes:
+        params = kdf or F.KDF_DEFAULT
+        check_kdf(params)
+        salt = C.random_bytes(F.SALT_LEN) if salt is None else salt
+        nonce = C.random_bytes(F.NONCE_LEN) if nonce is None else nonce
+        header = (_V + b"U" + bytes.fromhex(self.public.user_id)
+                  + struct.pack(">III", params.t, params.m_kib, params.p) + salt)
+        kek = C.argon2id(passphrase_bytes(passphrase), salt, params.t, params.m_kib, params.p)
+        body = header + nonce + C.aead_seal(kek, nonce, self._x + self._ed, header)
+        blob = body + C.sha256(body)[: F.SLOT_CHECKSUM_LEN]
+        text = (f"{FILE_HEADER}\n# public: {self.public.to_line()}\n"
+                f"{base64.b64encode(blob).decode()}\n")
+        return text.encode()
+
+    def save(self, path: str | os.PathLike[str], passphrase: str, kdf: F.KdfParams | None = None) -> Path:
+        """Write the encrypted identity with mode 0600; refuses to overwrite anything."""
+        p = Path(path)
+        data = self.to_file_bytes(passphrase, kdf)
+        p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            fd = os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            raise VaultError(f"refusing to overwrite existing identity {p}") from None
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        return p
+
+    @classmethod
+    def from_file_bytes(cls, data: bytes, passphrase: str) -> "Identity":
+        try:
+            lines = [ln for ln in data.decode("ascii").splitlines() if ln and not ln.startswith("#")]
+            blob = base64.b64decode(lines[-1], validate=True)
+        except (UnicodeDecodeError, IndexError, ValueError):
+            raise IdentityError("not a defenders-vault identity file") from None
+        if len(blob) != _HEADER_LEN + F.NONCE_LEN + 64 + F.TAG_LEN + F.SLOT_CHECKSUM_LEN:
+            raise IdentityError("identity file is truncated or not an identity")
+        body, checksum = blob[: -F.SLOT_CHECKSUM_LEN], blob[-F.SLOT_CHECKSUM_LEN:]
+        if not C.mac_equal(C.sha256(body)[: F.SLOT_CHECKSUM_LEN], checksum):
+            raise IntegrityError("identity file is corrupted (checksum mismatch)")
+        if body[0] != F.FORMAT_VERSION or body[1:2] != b"U":
+            raise IdentityError("identity file has an unknown version")
+        t, m, p = struct.unpack_from(">III", body, 2 + F.KID_LEN)
+        params = F.KdfParams(t, m, p)
+        check_kdf(params)
+        header, salt = body[:_HEADER_LEN], body[_HEADER_LEN - F.SALT_LEN:_HEADER_LEN]
+        kek = C.argon2id(passphrase_bytes(passphrase), salt, t, m, p)
+        try:
+            secret = C.aead_open(kek, body[_HEADER_LEN:_HEADER_LEN + F.NONCE_LEN],
+                                 body[_HEADER_LEN + F.NONCE_LEN:], header)
+        except C.AuthFailure:
+            raise WrongPassphrase("wrong passphrase for this identity") from None
+        ident = cls(secret[:32], secret[32:])
+        if ident.public.user_id != body[2:2 + F.KID_LEN].hex():
+            raise IntegrityError("identity file does not match its own id")
+        return ident
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], passphrase: str) -> "Identity":
+        p = Path(path)
+        try:
+            data = p.read_bytes()
+        except FileNotFoundError:
+            from .errors import NotFound
+            raise NotFound(f"no identity file at {p}") from None
+        except OSError as e:
+            raise IdentityError(f"cannot read identity file {p}: {e.strerror}") from None
+        return cls.from_file_bytes(data, passphrase)
+
+
+def check_public(text: str) -> PublicIdentity:
+    """Parse a public identity line, raising ValidationError-compatible IdentityError."""
+    try:
+        return PublicIdentity.from_line(text)
+    except IdentityError:
+        raise
+    except Exception:  # pragma: no cover - defensive: any parse failure is an input error
+        raise ValidationError("not a public identity") from None
