@@ -221,3 +221,59 @@ def test_only_the_lead_manages(team) -> None:  # type: ignore[no-untyped-def]
         vault.open(url, identity=Identity.generate())
     with pytest.raises(vault.ValidationError):
         vault.open(url)
+
+
+def test_break_glass(team) -> None:  # type: ignore[no-untyped-def]
+    url, lead, staff, tool, rid = team
+    reason = "Hospital needs the legal name of Amira for admission"
+    with vault.open(url, identity=staff) as v:
+        with pytest.raises(vault.ValidationError):
+            v.request_reveal(rid, "email", "already mine")
+        with pytest.raises(vault.ValidationError):
+            v.request_reveal(rid, "legal_name", "")
+        req = v.request_reveal(rid, "legal_name", reason)
+        with pytest.raises(vault.AccessDenied):
+            v.reveal(req)  # not approved yet
+        assert [r.reason for r in v.reveal_requests()] == [None]  # staff cannot read reasons
+    raw = RawDB(url)
+    assert reason.encode() not in raw.engine.connect().exec_driver_sql("SELECT reason FROM dv_reveals").scalar()
+    raw.close()
+    with vault.open(url, identity=tool) as v:
+        with pytest.raises(vault.AccessDenied):
+            v.approve_reveal(req)
+    with vault.open(url, identity=lead) as v:
+        (r,) = v.reveal_requests()
+        assert r.reason == reason and r.field == "legal_name" and not r.approved
+        v.approve_reveal(req, ttl_seconds=3600)
+    with vault.open(url, identity=tool) as v:
+        with pytest.raises(vault.NotFound):
+            v.reveal(req)  # someone else's grant
+    with vault.open(url, identity=staff) as v:
+        assert v.reveal(req) == "Amira Haddad"
+        with pytest.raises(vault.NotFound):
+            v.reveal(req)  # one time only
+        req2 = v.request_reveal(rid, "risk_level", "Security briefing for the travel agent")
+    with vault.open(url, identity=lead) as v:
+        v.approve_reveal(req2, ttl_seconds=-1)  # already expired
+    with vault.open(url, identity=staff) as v:
+        with pytest.raises(vault.AccessDenied, match="expired"):
+            v.reveal(req2)
+
+
+def test_break_glass_forged_grant_rejected(team) -> None:  # type: ignore[no-untyped-def]
+    """A database writer cannot approve a request: the grant must carry the lead's signature."""
+    from vault import _crypto as C
+    url, lead, staff, tool, rid = team
+    with vault.open(url, identity=staff) as v:
+        req = v.request_reveal(rid, "legal_name", "need it for the visa letter")
+    forged_payload = b'{"value": "Someone Else"}'
+    raw = RawDB(url)
+    vid = raw.meta("vault_id")
+    sealed = C.seal_to(staff.public.x25519, vid + bytes.fromhex(req) + forged_payload)
+    grant = (2**40).to_bytes(8, "big") + bytes(64) + sealed
+    with raw.engine.begin() as c:
+        c.execute(sa.text("UPDATE dv_reveals SET \"grant\" = :g WHERE req_id = :r"), {"g": grant, "r": req})
+    raw.close()
+    with vault.open(url, identity=staff) as v:
+        with pytest.raises(vault.IntegrityError):
+            v.reveal(req)

@@ -17,7 +17,9 @@ from . import store as S
 
 
 def _v1(conn: Connection) -> None:
-    S.metadata.create_all(conn, tables=[S.meta, S.slots, S.records, S.blind, S.pseudonyms, S.users])
+    from .breakglass import reveals
+
+    S.metadata.create_all(conn, tables=[S.meta, S.slots, S.records, S.blind, S.pseudonyms, S.users, reveals])
 
 
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1}

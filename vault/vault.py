@@ -839,6 +839,27 @@ class Vault:
         if rotate:
             self.rotate(list(self.schema.role(gone.role).classes))
 
+    # -- break-glass ----------------------------------------------------------------------
+    def request_reveal(self, record_id: str, field: str, reason: str) -> str:
+        """Ask the lead for a one-time look at one field outside your role; returns a request id."""
+        from . import breakglass
+        return breakglass.request(self, record_id, field, reason)
+
+    def reveal_requests(self) -> list:
+        """Pending and approved requests (the lead also sees the reasons)."""
+        from . import breakglass
+        return breakglass.pending(self)
+
+    def approve_reveal(self, req_id: str, ttl_seconds: int = 24 * 3600) -> None:
+        """Lead: seal that one field's value to the requester, signed, valid for ``ttl_seconds``."""
+        from . import breakglass
+        breakglass.approve(self, req_id, ttl_seconds)
+
+    def reveal(self, req_id: str) -> Any:
+        """Requester: the approved value, once (the grant is deleted as it is read)."""
+        from . import breakglass
+        return breakglass.reveal(self, req_id)
+
     def _reseal_slots(self, conn, ring: K.Keyring) -> None:  # type: ignore[no-untyped-def]
         """Write ``ring`` (or each user's role subset of it) into every slot: after a rotation
         step every holder must get the new key versions, and lose destroyed ones."""

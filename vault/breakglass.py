@@ -1,0 +1,169 @@
+"""Break-glass: a one-time, time-limited reveal of one restricted field to one user.
+
+A staff member asks, with a reason, to see one field of one record outside their role
+(say a participant's legal name for a hospital). The reason is sealed to the security
+lead, since reasons often name people. The lead approves by sealing *that field's value*
+(not the class key, not even the record's data key: least privilege) to the requester's
+X25519 key, with an expiry, and signs the grant. The requester's client checks the
+signature and the expiry, shows the value once and deletes the grant.
+
+Honest limits: expiry and one-time use are enforced by an honest client; a modified
+client can keep the value it was shown. What it cannot do is reveal anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Column, Integer, LargeBinary, String, Table, delete, select, update
+
+from . import _crypto as C
+from .errors import AccessDenied, IntegrityError, NotFound, ValidationError
+from .store import metadata
+
+if TYPE_CHECKING:
+    from .vault import Vault
+
+reveals = Table("dv_reveals", metadata,
+                Column("req_id", String(32), primary_key=True),
+                Column("requester", String(32), nullable=False),
+                Column("record_id", LargeBinary(16), nullable=False),
+                Column("field", String(64), nullable=False),
+                Column("reason", LargeBinary, nullable=False),  # sealed to the lead
+                Column("grant", LargeBinary, nullable=True),  # sealed to the requester, signed
+                Column("created", Integer, nullable=False))
+
+LABEL = b"dvault/v1/break-glass"
+
+
+@dataclass(frozen=True)
+class RevealRequest:
+    req_id: str
+    requester: str
+    record_id: str
+    field: str
+    reason: str | None  # plaintext only for the lead
+    approved: bool
+
+    def __repr__(self) -> str:
+        return f"<RevealRequest {self.req_id} by {self.requester} for field {self.field!r}>"
+
+
+def _lead_x25519(v: "Vault") -> bytes:
+    lead = next((u for u in v.users() if v.schema.roles[u.role].manage
+                 and u.public.ed25519 == v._lead_vk), None)
+    if lead is None:
+        raise AccessDenied("this vault has no enrolled security lead to approve requests")
+    return lead.public.x25519
+
+
+def request(v: "Vault", record_id: str, field: str, reason: str) -> str:
+    if v.user is None or v._identity is None:
+        raise AccessDenied("break-glass requests are made with a user identity")
+    f = v.schema.field(field)
+    if f.cls in v._current:
+        raise ValidationError(f"your role already holds field {field!r}; no break-glass needed")
+    if not isinstance(reason, str) or len(reason.strip()) < 5:
+        raise ValidationError("a break-glass request needs a reason (at least 5 characters)")
+    rid = v._rid(record_id)
+    store = v._s()
+    req_id = C.random_bytes(8).hex()
+    sealed_reason = C.seal_to(_lead_x25519(v), v._vid + bytes.fromhex(req_id) + reason.encode("utf-8"))
+    with store.tx() as conn:
+        if not store.record_exists(conn, rid):
+            raise NotFound(f"no record {record_id}")
+        conn.execute(reveals.insert().values(req_id=req_id, requester=v.user.user_id, record_id=rid,
+                                             field=field, reason=sealed_reason, grant=None,
+                                             created=int(time.time())))
+    return req_id
+
+
+def pending(v: "Vault") -> list[RevealRequest]:
+    """All requests; reasons are decrypted for the lead only."""
+    store = v._s()
+    with store.tx() as conn:
+        rows = conn.execute(select(reveals).order_by(reveals.c.created, reveals.c.req_id)).all()
+    lead = v._identity if (v.role.manage and v._identity is not None) else None
+    out = []
+    for r in rows:
+        reason = None
+        if lead is not None:
+            try:
+                plain = lead.unseal(bytes(r.reason))
+                if plain[:16] == v._vid and plain[16:24] == bytes.fromhex(r.req_id):
+                    reason = plain[24:].decode("utf-8")
+            except C.AuthFailure:
+                reason = None
+        out.append(RevealRequest(r.req_id, r.requester, bytes(r.record_id).hex(), r.field, reason,
+                                 r.grant is not None))
+    return out
+
+
+def _grant_message(vault_id: bytes, req_id: str, requester: str, rid: bytes, field: str,
+                   expires: int, sealed: bytes) -> bytes:
+    return (LABEL + vault_id + bytes.fromhex(req_id) + bytes.fromhex(requester) + rid
+            + field.encode("ascii") + b"\x00" + struct.pack(">Q", expires) + sealed)
+
+
+def approve(v: "Vault", req_id: str, ttl_seconds: int = 24 * 3600) -> None:
+    lead = v._need_lead("approving break-glass requests")
+    store = v._s()
+    with store.tx() as conn:
+        r = conn.execute(select(reveals).where(reveals.c.req_id == req_id)).first()
+    if r is None:
+        raise NotFound(f"no break-glass request {req_id}")
+    requester = next((u for u in v.users() if u.user_id == r.requester), None)
+    if requester is None:
+        raise NotFound("the requester is no longer enrolled")
+    rid = bytes(r.record_id)
+    rec = v.get(rid.hex(), fields=[r.field])
+    expires = int(time.time()) + int(ttl_seconds)
+    payload = json.dumps({"value": _jsonable(rec.get(r.field))}).encode("utf-8")
+    sealed = C.seal_to(requester.public.x25519, v._vid + bytes.fromhex(req_id) + payload)
+    sig = lead.sign(_grant_message(v._vid, req_id, requester.user_id, rid, r.field, expires, sealed))
+    grant = struct.pack(">Q", expires) + sig + sealed
+    with store.tx() as conn:
+        conn.execute(update(reveals).where(reveals.c.req_id == req_id).values(grant=grant))
+
+
+def _jsonable(value: Any) -> Any:
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+def reveal(v: "Vault", req_id: str, now: float | None = None) -> Any:
+    """Show the approved value once; the grant row is deleted whether or not it expired."""
+    if v.user is None or v._identity is None or v._lead_vk is None:
+        raise AccessDenied("break-glass reveals need the requester's identity")
+    store = v._s()
+    with store.tx() as conn:
+        r = conn.execute(select(reveals).where(reveals.c.req_id == req_id)).first()
+        if r is None or r.requester != v.user.user_id:
+            raise NotFound(f"no break-glass request {req_id} of yours")
+        if r.grant is None:
+            raise AccessDenied("this request has not been approved (yet)")
+        conn.execute(delete(reveals).where(reveals.c.req_id == req_id))
+    grant = bytes(r.grant)
+    expires, sig, sealed = struct.unpack(">Q", grant[:8])[0], grant[8:72], grant[72:]
+    try:
+        C.ed25519_verify(v._lead_vk, _grant_message(v._vid, req_id, r.requester, bytes(r.record_id), r.field,
+                                                    expires, sealed), sig)
+    except C.AuthFailure:
+        raise IntegrityError("break-glass grant is not signed by the security lead") from None
+    if (time.time() if now is None else now) > expires:
+        raise AccessDenied("this break-glass grant has expired")
+    try:
+        plain = v._identity.unseal(sealed)
+    except C.AuthFailure:
+        raise IntegrityError("break-glass grant cannot be opened with this identity") from None
+    if plain[:16] != v._vid or plain[16:24] != bytes.fromhex(req_id):
+        raise IntegrityError("break-glass grant belongs to another request")
+    value = json.loads(plain[24:])["value"]
+    f = v.schema.fields[r.field]
+    if f.type == "date" and value is not None:
+        import datetime as dt
+        value = dt.date.fromisoformat(value)
+    return value
