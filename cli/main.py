@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -37,6 +38,34 @@ def demo(participants: int) -> None:
     if not 1 <= participants <= 100_000:
         raise click.UsageError("--participants must be between 1 and 100000")
     run_demo(participants)
+
+
+@cli.command()
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Identity file to create (default: the per-user data directory).")
+@click.option("--passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Read the new passphrase from this file instead of prompting.")
+def keygen(out: Path | None, passphrase_file: Path | None) -> None:
+    """Create your identity: keys to receive vault access, encrypted under a passphrase.
+
+    Prints the public line to send to the security lead and the fingerprint to read
+    to them by voice. The file is created 0600 and never overwritten.
+
+    Example: dvault keygen -o ~/.local/share/defenders-vault/identity.dvid
+    """
+    from vault.identity import Identity, default_path
+
+    from .secrets_input import read_passphrase
+
+    path = out or default_path()
+    if path.exists():
+        raise click.UsageError(f"{path} already exists; refusing to overwrite an identity")
+    pw = read_passphrase(passphrase_file, "Passphrase for the new identity", confirm=True)
+    ident = Identity.generate()
+    ident.save(path, pw)
+    click.echo(f"identity: {path}")
+    click.echo(f"public:   {ident.public.to_line()}")
+    click.echo(f"fingerprint (read it to the lead): {ident.public.fingerprint()}")
 
 
 def main() -> None:

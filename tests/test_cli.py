@@ -34,3 +34,28 @@ def test_usage_error_is_one_line_exit_1() -> None:
     assert res.returncode == 1
     assert res.stderr.strip().count("\n") == 0 and res.stderr.startswith("dvault: error:")
     assert "Traceback" not in res.stderr
+
+
+def test_keygen_prompts_never_argv(tmp_path: Path) -> None:
+    out = tmp_path / "me.dvid"
+    res = CliRunner().invoke(cli, ["keygen", "-o", str(out)], input="s3cret pass\ns3cret pass\n")
+    assert res.exit_code == 0, res.output
+    assert "dvault1" in res.output and "fingerprint" in res.output and "s3cret" not in res.output
+    from vault.identity import Identity
+    ident = Identity.load(out, "s3cret pass")
+    assert ident.public.to_line() in res.output
+    again = CliRunner().invoke(cli, ["keygen", "-o", str(out)], input="x\nx\n")
+    assert again.exit_code != 0
+
+
+def test_identity_passphrase_change(tmp_path: Path) -> None:
+    from vault.identity import Identity
+    import vault
+    ident = Identity.generate()
+    p = ident.save(tmp_path / "i.dvid", "old one")
+    Identity.change_passphrase(p, "old one", "new one")
+    assert Identity.load(p, "new one").public == ident.public
+    import pytest
+    with pytest.raises(vault.WrongPassphrase):
+        Identity.load(p, "old one")
+    assert [f.name for f in tmp_path.iterdir()] == ["i.dvid"]

@@ -139,6 +139,31 @@ class Identity:
         return p
 
     @classmethod
+    def change_passphrase(cls, path: str | os.PathLike[str], old: str, new: str,
+                          kdf: F.KdfParams | None = None) -> "Identity":
+        """Re-encrypt an identity file under a new passphrase and/or stronger Argon2id cost.
+
+        The keys do not change, so nothing in any vault changes. Written to a temporary
+        file (0600) in the same directory and renamed over the old one: a crash leaves
+        either the old file or the new one, never half of each.
+        """
+        p = Path(path)
+        ident = cls.load(p, old)
+        data = ident.to_file_bytes(new, kdf)
+        tmp = p.with_name(p.name + ".tmp-" + C.random_bytes(4).hex())
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, p)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return ident
+
+    @classmethod
     def from_file_bytes(cls, data: bytes, passphrase: str) -> "Identity":
         try:
             lines = [ln for ln in data.decode("ascii").splitlines() if ln and not ln.startswith("#")]
