@@ -57,12 +57,14 @@ class RawDB:
             c.execute(sa.text("UPDATE dv_slots SET unlock = :u, keyring = :k WHERE slot_id = :s"),
                       {"u": unlock, "k": keyring, "s": slot_id})
 
-    def dump(self) -> bytes:
+    TABLES = ("dv_meta", "dv_slots", "dv_records", "dv_index", "dv_pseudonyms", "dv_users", "dv_reveals", "dv_audit")
+
+    def dump(self, exclude: tuple[str, ...] = ()) -> bytes:
         """Every byte of every vault table as a database administrator would see it."""
         out = []
         with self.engine.begin() as c:
-            for table in ("dv_meta", "dv_slots", "dv_records"):
-                for row in c.execute(sa.text(f"SELECT * FROM {table}")):
+            for table in (t for t in self.TABLES if t not in exclude):
+                for row in c.execute(sa.text(f"SELECT * FROM {table} ORDER BY 1")):
                     for v in row:
                         out.append(bytes(v) if isinstance(v, (bytes, memoryview)) else str(v).encode())
         return b"\x00".join(out)
@@ -72,3 +74,11 @@ def flip(data: bytes, bit: int) -> bytes:
     b = bytearray(data)
     b[bit // 8] ^= 1 << (bit % 8)
     return bytes(b)
+
+
+def audit_actions(url: str) -> list[str]:
+    raw = RawDB(url)
+    with raw.engine.begin() as c:
+        out = [r[0] for r in c.execute(sa.text("SELECT action FROM dv_audit ORDER BY seq"))]
+    raw.close()
+    return out

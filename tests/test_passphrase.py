@@ -9,7 +9,7 @@ import pytest
 
 import vault
 from conftest import FAST_KDF, PASSPHRASE
-from rawdb import RawDB
+from rawdb import RawDB, audit_actions
 from vault import _format as F
 from vault import keys as K
 
@@ -19,15 +19,20 @@ def _digest(path: Path) -> str:
 
 
 def test_wrong_passphrase_changes_nothing(tmp_path: Path) -> None:
+    """Nothing changes but the audit log, which records each failed unlock (issue 5)."""
     path = tmp_path / "w.vault"
+    url = f"sqlite:///{path}"
     with vault.create(path, PASSPHRASE) as v:
         rid = v.add({"legal_name": "Nadia Quispe"})
-        v._s().checkpoint()
-    before = _digest(path)
+    raw = RawDB(url)
+    before = raw.dump(exclude=("dv_audit",))
+    n_before = len(audit_actions(url))
     for wrong in ("", "correct horse battery stapler", PASSPHRASE.upper(), PASSPHRASE + " "):
         with pytest.raises((vault.WrongPassphrase, vault.ValidationError)):
             vault.open(path, wrong)
-    assert _digest(path) == before
+    assert raw.dump(exclude=("dv_audit",)) == before
+    assert audit_actions(url)[n_before:] == ["unlock_failed"] * 3  # "" is refused before any lookup
+    raw.close()
     with vault.open(path, PASSPHRASE) as v:
         assert v.get(rid)["legal_name"] == "Nadia Quispe"
 
@@ -35,10 +40,11 @@ def test_wrong_passphrase_changes_nothing(tmp_path: Path) -> None:
 def test_wrong_passphrase_postgres_too(url: str) -> None:
     vault.create(url, PASSPHRASE).close()
     raw = RawDB(url)
-    before = raw.dump()
+    before = raw.dump(exclude=("dv_audit",))
     with pytest.raises(vault.WrongPassphrase):
         vault.open(url, "not it")
-    assert raw.dump() == before
+    assert raw.dump(exclude=("dv_audit",)) == before
+    assert audit_actions(url)[-1] == "unlock_failed"
     raw.close()
 
 

@@ -39,6 +39,8 @@ LABEL_BLIND_INDEX = b"dvault/v1/blind-index"  # || lp8(field) || lp8("exact" | "
 LABEL_PSEUDONYM = b"dvault/v1/pseudonym"  # PRF key: record id -> 50-bit pseudonym
 LABEL_PSEUDONYM_TAG = b"dvault/v1/pseudonym-tag"  # lookup tag key: pseudonym -> row
 LABEL_PSEUDONYM_REF = b"dvault/v1/pseudonym-ref"  # AEAD key: encrypts the record id in the row
+LABEL_RECOVERY_SIGN = b"dvault/v1/recovery-signing"  # Ed25519 seed of the recovery (passphrase) actor
+LABEL_RECOVERY_BOX = b"dvault/v1/recovery-box"  # X25519 secret: reasons sealed when no lead exists
 
 # Blind indexes: truncated to b bits where 2^b * k <= expected population (CipherSweet's
 # planner), so every index value is expected to be shared by >= k records.

@@ -17,9 +17,11 @@ from . import store as S
 
 
 def _v1(conn: Connection) -> None:
+    from .audit import audit
     from .breakglass import reveals
 
-    S.metadata.create_all(conn, tables=[S.meta, S.slots, S.records, S.blind, S.pseudonyms, S.users, reveals])
+    S.metadata.create_all(conn, tables=[S.meta, S.slots, S.records, S.blind, S.pseudonyms, S.users, reveals,
+                                        audit])
 
 
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1}

@@ -184,6 +184,10 @@ class Store:
         conn.execute(users.insert().values(user_id=user_id, name=name, role=role, public=public, slot_id=slot_id))
 
     @staticmethod
+    def set_role(conn: Connection, user_id: str, role: str) -> None:
+        conn.execute(update(users).where(users.c.user_id == user_id).values(role=role))
+
+    @staticmethod
     def delete_user(conn: Connection, user_id: str) -> bool:
         return conn.execute(delete(users).where(users.c.user_id == user_id)).rowcount == 1
 

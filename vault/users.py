@@ -27,6 +27,7 @@ from .schema import Role
 _V = bytes([F.FORMAT_VERSION])
 KIND_USER_SLOT = b"X"
 KIND_X25519 = "x25519"  # dv_slots.kind of a user slot
+REVOKED = "revoked"  # role of a removed user: kept (signed) so their audit entries still verify
 ROSTER_LABEL = b"dvault/v1/roster"
 
 

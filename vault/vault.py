@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import builtins
 import os
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+import json
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from . import _crypto as C
 from . import _format as F
@@ -96,11 +97,14 @@ def create(url: str | os.PathLike[str], passphrase: str, *, schema: str | os.Pat
                 "db_schema_version": str(version).encode(),
                 "schema": text.encode("utf-8"),
                 "schema_mac": mac,
+                "recovery_pub": C.x25519_public(C.hkdf_sha256(slot_secret, F.LABEL_RECOVERY_BOX))
+                                + C.ed25519_public(C.hkdf_sha256(slot_secret, F.LABEL_RECOVERY_SIGN)),
                 "index_plan": plan_text.encode(),
                 "index_plan_mac": K.mac_plan(ring.current(K.KIND_META_KEY), vault_id, plan_text),
             })
             store.put_slot(conn, slot_kid.hex(), _PASSPHRASE, unlock, keyring)
         v = Vault(store, vault_id, parsed, ring, slot_kid, slot_secret, plan, None)
+        v._audit("create", "", {"schema": parsed.name, "population": population, "k": k})
         if lead is not None:
             v._identity = lead
             v.add_user(lead.public, lead_name, next(r.name for r in parsed.roles.values() if r.manage))
@@ -149,7 +153,8 @@ def open(url: str | os.PathLike[str], passphrase: str | None = None, *,  # noqa:
         me: U.User | None = None
         if identity is not None:
             me = next((u for u in _users(user_rows) if u.user_id == identity.public.user_id), None)
-            if me is None:
+            if me is None or me.role == U.REVOKED:
+                _unlock_failed(store, identity)
                 raise AccessDenied("this identity is not enrolled in this vault (never, or revoked)")
             row = next((r for r in slot_rows if r[0] == me.slot_id and r[1] == U.KIND_X25519), None)
             if row is None:
@@ -159,7 +164,11 @@ def open(url: str | os.PathLike[str], passphrase: str | None = None, *,  # noqa:
             keyring_blob = row[3]
         else:
             assert passphrase is not None
-            slot_kid, slot_secret = _unlock_passphrase(slot_rows, passphrase, vault_id)
+            try:
+                slot_kid, slot_secret = _unlock_passphrase(slot_rows, passphrase, vault_id)
+            except WrongPassphrase:
+                _unlock_failed(store, None)
+                raise
             keyring_blob = next(r[3] for r in slot_rows if r[0] == slot_kid.hex())
         ring = K.open_keyring(slot_secret, vault_id, keyring_blob)
         K.verify_schema(ring, vault_id, text, mac)
@@ -179,9 +188,21 @@ def open(url: str | os.PathLike[str], passphrase: str | None = None, *,  # noqa:
     except BaseException:
         store.dispose()
         raise
-    v = Vault(store, vault_id, parsed, ring, slot_kid, slot_secret, plan, pending, user=me)
-    v._identity = identity
+    v = Vault(store, vault_id, parsed, ring, slot_kid, slot_secret, plan, pending, user=me, identity=identity)
+    try:
+        v._audit("open", "", {"as": "identity" if identity else "passphrase"})
+    except BaseException:
+        v.close()
+        raise
     return v
+
+
+def _unlock_failed(store: Store, identity: Identity | None) -> None:
+    """Failed unlocks are logged too; there is no key to sign with, so the entry is only chained."""
+    from .audit import Auditor
+    actor = identity.public.raw if identity is not None else bytes(64)
+    Auditor(actor, None, None).append(store, "unlock_failed", "", {"with": "identity" if identity else "passphrase"},
+                                      unsigned=True)
 
 
 def _users(rows: list[tuple[str, str, str, bytes, str]]) -> list[U.User]:
@@ -205,12 +226,12 @@ def _verify_users(schema: S.Schema, ring: K.Keyring, meta: dict[str, bytes], vau
     if lead_vk is None or meta.get("lead_vk") != lead_vk:
         raise IntegrityError("the lead's verify key in the database does not match the keyring")
     U.verify_roster(lead_vk, vault_id, users, meta.get("roster_sig", b""))
-    if x_slots != {u.slot_id for u in users}:
+    if x_slots != {u.slot_id for u in users if u.role != U.REVOKED}:
         raise IntegrityError("a public-key slot is not in the signed user table")
     for u in users:
         if u.user_id != u.public.user_id:
             raise IntegrityError("a user id does not match its public key")
-        if u.role not in schema.roles:
+        if u.role not in schema.roles and u.role != U.REVOKED:
             raise IntegrityError(f"user {u.user_id} has an unknown role")
     if me is not None:
         role = schema.roles[me.role]
@@ -271,12 +292,12 @@ class Vault:
 
     def __init__(self, store: Store, vault_id: bytes, schema: S.Schema, ring: K.Keyring,
                  slot_kid: bytes, slot_secret: bytes, plan: I.Plan, pending: I.Plan | None,
-                 user: U.User | None = None) -> None:
+                 user: U.User | None = None, identity: Identity | None = None) -> None:
         self._store: Store | None = store
         self.user = user
         self.role: S.Role = (schema.roles[user.role] if user is not None
                              else next(r for r in schema.roles.values() if r.manage))
-        self._identity: Identity | None = None
+        self._identity: Identity | None = identity
         self._vid = vault_id
         self.schema = schema
         self._ring: K.Keyring | None = ring
@@ -290,6 +311,37 @@ class Vault:
         self._plan_active = plan
         self._plan_pending = pending
         self._load_ring(ring)
+        self._setup_auditor()
+
+    def _recovery_keys(self) -> tuple[bytes, bytes] | None:
+        """(X25519 secret, Ed25519 seed) of the recovery actor, derived from the passphrase
+        slot's secret: the passphrase holder has it, and so does the lead (keyring kind 5)."""
+        secret = self._slot_secret if self.user is None else None
+        if secret is None and self._ring is not None:
+            secret = next((k.secret for k in self._ring.keys if k.kind == K.KIND_SLOT_SECRET), None)
+        if secret is None:
+            return None
+        return C.hkdf_sha256(secret, F.LABEL_RECOVERY_BOX), C.hkdf_sha256(secret, F.LABEL_RECOVERY_SIGN)
+
+    def _setup_auditor(self) -> None:
+        from .audit import Auditor
+        rec = self._recovery_keys()
+        if self.user is not None and self._identity is not None:
+            actor, self._signer = self._identity.public.raw, self._identity.sign
+        else:
+            assert rec is not None
+            actor = C.x25519_public(rec[0]) + C.ed25519_public(rec[1])
+            seed = rec[1]
+            self._signer = lambda m: C.ed25519_sign(seed, m)
+        self._recovery_unseal = (lambda c: C.unseal(rec[0], c)) if rec else (lambda c: b"")
+        store = self._s()
+        with store.tx() as conn:
+            rows = store.get_users(conn)
+            meta = store.get_meta(conn)
+        lead = next((r for r in rows if self._lead_vk is not None and r[3][32:] == self._lead_vk
+                     and r[2] in self.schema.roles and self.schema.roles[r[2]].manage), None)
+        reason_to = lead[3][:32] if lead else (meta.get("recovery_pub", b"")[:32] or None)
+        self._auditor = Auditor(actor, self._signer, reason_to)
 
     def _load_ring(self, ring: K.Keyring) -> None:
         """(Re)build every key lookup from a keyring: after open, rotation or key destruction."""
@@ -468,7 +520,7 @@ class Vault:
         """Encrypt and store one record; returns its random id (32 hex characters)."""
         return self.add_many([values])[0]
 
-    def add_many(self, rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    def _add_many_impl(self, rows: Iterable[Mapping[str, Any]]) -> list[str]:
         """Validate every row first, then store them all in one transaction (all or nothing)."""
         store = self._s()
         self._need_all_classes("adding records")
@@ -488,7 +540,7 @@ class Vault:
     def _index_rows(self, rid: bytes, values: Mapping[str, Any]) -> list[tuple[int, str, int, bytes]]:
         return [(gen, name, value, rid) for gen, ix in self._indexers for name, value in ix.terms(values)]
 
-    def get(self, record_id: str, fields: Sequence[str] | None = None) -> Record:
+    def _get_impl(self, record_id: str, fields: Sequence[str] | None = None) -> Record:
         """Decrypt one record, or only the named fields of it."""
         store = self._s()
         rid = self._rid(record_id)
@@ -499,7 +551,7 @@ class Vault:
             raise NotFound(f"no record {record_id}")
         return self._decode_row(rid, data, classes)
 
-    def update(self, record_id: str, values: Mapping[str, Any]) -> None:
+    def _update_impl(self, record_id: str, values: Mapping[str, Any]) -> None:
         """Change fields (None removes one). Each touched class gets a fresh DEK and fresh
         ciphertexts for all its fields, so an older cell replayed into the row fails."""
         store = self._s()
@@ -542,7 +594,7 @@ class Vault:
                 new_values = searchable({n: pt for cls in touched for n, pt in by_class[cls].items()})
                 store.insert_index(conn, self._index_rows(rid, new_values))
 
-    def delete(self, record_id: str) -> None:
+    def _delete_impl(self, record_id: str) -> None:
         """Crypto-shred: the record's row, its blind-index entries and its issued pseudonyms
         are deleted; on SQLite secure_delete zeroes the freed pages and the WAL is
         checkpointed and truncated. Copies in older backups stay readable until the class
@@ -557,7 +609,7 @@ class Vault:
                 store.delete_pseudonym(conn, keys.purpose, keys.tag(keys.value(rid)))
         store.checkpoint()
 
-    def records(self, fields: Sequence[str] | None = None) -> Iterator[Record]:
+    def _records_impl(self, fields: Sequence[str] | None = None) -> Iterator[Record]:
         """Stream every record (or only some fields of each), decrypting as it goes."""
         store = self._s()
         classes = self._plan(fields)
@@ -596,7 +648,7 @@ class Vault:
             return rec
         return Record(rec.id, {n: rec[n] for n in fields if n in rec})
 
-    def find(self, fields: Sequence[str] | None = None, **criteria: str) -> list[Record]:
+    def _find_impl(self, fields: Sequence[str] | None = None, **criteria: str) -> list[Record]:
         """Records whose fields equal all the given values (after normalisation).
 
         Uses the truncated blind indexes to pick candidates, decrypts them and drops the
@@ -621,7 +673,7 @@ class Vault:
                 out.append(self._project(rec, fields))
         return out
 
-    def find_tokens(self, fields: Sequence[str] | None = None, **criteria: str) -> list[Record]:
+    def _find_tokens_impl(self, fields: Sequence[str] | None = None, **criteria: str) -> list[Record]:
         """Records whose name fields contain every given token: "Haddad" finds "Amira Haddad".
 
         Only fields declared with ``tokens = true`` can be searched this way.
@@ -650,7 +702,7 @@ class Vault:
         return out
 
     # -- pseudonyms -----------------------------------------------------------------------
-    def pseudonym(self, record_id: str, purpose: str) -> str:
+    def _pseudonym_impl(self, record_id: str, purpose: str) -> str:
         """The record's stable pseudonym for one purpose (badge, travel, ...), e.g.
         ``BA-7KQ4-M2XP-9AW``; issuing one stores what :meth:`resolve` needs."""
         store = self._s()
@@ -674,7 +726,7 @@ class Vault:
             raise AccessDenied(f"no key for purpose {purpose!r}")
         return keys
 
-    def resolve(self, pseudonym: str, fields: Sequence[str] | None = None) -> Record:
+    def _resolve_impl(self, pseudonym: str, fields: Sequence[str] | None = None) -> Record:
         """The record a pseudonym of any purpose names. A mistyped pseudonym is refused by
         its check character (PseudonymError); an unknown one raises NotFound."""
         if not isinstance(pseudonym, str):
@@ -697,10 +749,10 @@ class Vault:
             raise IntegrityError(f"{purpose} pseudonym entry failed authentication") from None
         if keys.value(rid) != value:
             raise IntegrityError(f"{purpose} pseudonym entry points at the wrong record")
-        return self.get(rid.hex(), fields)
+        return self._get_impl(rid.hex(), fields)
 
     # -- re-indexing ----------------------------------------------------------------------
-    def reindex(self, *, population: int | None = None, k: int | None = None, batch: int = 500) -> int:
+    def _reindex_impl(self, *, population: int | None = None, k: int | None = None, batch: int = 500) -> int:
         """Rebuild every blind index (new key derivation or new truncation) as a resumable
         batch job; returns the number of records indexed by this call.
 
@@ -760,7 +812,7 @@ class Vault:
         return done
 
     # -- key rotation ---------------------------------------------------------------------
-    def rotate(self, classes: Sequence[str] | None = None, *, reencrypt: bool = False,
+    def _rotate_impl(self, classes: Sequence[str] | None = None, *, reencrypt: bool = False,
                batch: int = 500) -> dict[str, int]:
         """Rotate class keys (default: all classes): new key versions, every DEK rewrapped
         (cheap) or, with ``reencrypt=True``, every field re-encrypted under fresh DEKs;
@@ -776,11 +828,11 @@ class Vault:
         return rotation.rotate(self, classes, reencrypt=reencrypt, batch=batch)
 
     # -- users ----------------------------------------------------------------------------
-    def users(self) -> list[U.User]:
+    def users(self, include_revoked: bool = False) -> list[U.User]:
         """Enrolled users (ids, names, roles, public keys); verified against the lead's
         signature when the vault was opened."""
         with self._s().tx() as conn:
-            return _users(self._s().get_users(conn))
+            return [u for u in _users(self._s().get_users(conn)) if include_revoked or u.role != U.REVOKED]
 
     def _need_lead(self, action: str) -> Identity:
         if not self.role.manage or self._identity is None or self._lead_vk is None \
@@ -793,7 +845,7 @@ class Vault:
         self._s().put_meta(conn, {"roster_sig": lead.sign(U.roster_bytes(self._vid, users)),
                                   "lead_vk": lead.public.ed25519})
 
-    def add_user(self, public: PublicIdentity | str, name: str, role: str) -> U.User:
+    def _add_user_impl(self, public: PublicIdentity | str, name: str, role: str) -> U.User:
         """Enrol a user: seal their role's keys to their public key and sign the user table.
 
         Confirm the fingerprint (``PublicIdentity.fingerprint()``) with the person by voice
@@ -814,13 +866,13 @@ class Vault:
         with store.tx() as conn:
             current = _users(store.get_users(conn))
             if any(u.user_id == user.user_id for u in current):
-                raise ValidationError(f"user {user.user_id} is already enrolled")
+                raise ValidationError(f"user {user.user_id} is already enrolled (or was revoked: use a new identity)")
             store.put_slot(conn, user.slot_id, U.KIND_X25519, unlock, keyring)
             store.put_user(conn, user.user_id, user.name, user.role, pub.raw, user.slot_id)
             self._sign_roster(conn, current + [user])
         return user
 
-    def remove_user(self, user_id: str, *, rotate: bool = True) -> None:
+    def _remove_user_impl(self, user_id: str, *, rotate: bool = True) -> None:
         """Revoke a user: delete their slot and row, re-sign the user table, then rotate every
         class they held, so their old identity plus any keys they copied open nothing
         written or rewrapped afterwards (docs/threat-model.md says what they keep)."""
@@ -828,19 +880,22 @@ class Vault:
         store = self._s()
         with store.tx() as conn:
             current = _users(store.get_users(conn))
-            gone = next((u for u in current if u.user_id == user_id), None)
+            gone = next((u for u in current if u.user_id == user_id and u.role != U.REVOKED), None)
             if gone is None:
                 raise NotFound(f"no user {user_id}")
             if gone.user_id == lead.public.user_id:
                 raise ValidationError("the security lead cannot remove their own enrolment")
             store.delete_slot(conn, gone.slot_id)
-            store.delete_user(conn, gone.user_id)
-            self._sign_roster(conn, [u for u in current if u.user_id != user_id])
+            # The row stays, marked revoked: its public key still verifies the user's past
+            # audit entries, and the id can never be enrolled again.
+            store.set_role(conn, gone.user_id, U.REVOKED)
+            self._sign_roster(conn, [u if u.user_id != user_id else U.User(u.user_id, u.name, U.REVOKED, u.public,
+                                                                           u.slot_id) for u in current])
         if rotate:
             self.rotate(list(self.schema.role(gone.role).classes))
 
     # -- break-glass ----------------------------------------------------------------------
-    def request_reveal(self, record_id: str, field: str, reason: str) -> str:
+    def _request_reveal_impl(self, record_id: str, field: str, reason: str) -> str:
         """Ask the lead for a one-time look at one field outside your role; returns a request id."""
         from . import breakglass
         return breakglass.request(self, record_id, field, reason)
@@ -850,12 +905,12 @@ class Vault:
         from . import breakglass
         return breakglass.pending(self)
 
-    def approve_reveal(self, req_id: str, ttl_seconds: int = 24 * 3600) -> None:
+    def _approve_reveal_impl(self, req_id: str, ttl_seconds: int = 24 * 3600) -> None:
         """Lead: seal that one field's value to the requester, signed, valid for ``ttl_seconds``."""
         from . import breakglass
         breakglass.approve(self, req_id, ttl_seconds)
 
-    def reveal(self, req_id: str) -> Any:
+    def _reveal_impl(self, req_id: str) -> Any:
         """Requester: the approved value, once (the grant is deleted as it is read)."""
         from . import breakglass
         return breakglass.reveal(self, req_id)
@@ -864,7 +919,7 @@ class Vault:
         """Write ``ring`` (or each user's role subset of it) into every slot: after a rotation
         step every holder must get the new key versions, and lose destroyed ones."""
         store = self._s()
-        users = {u.slot_id: u for u in _users(store.get_users(conn))}
+        users = {u.slot_id: u for u in _users(store.get_users(conn)) if u.role != U.REVOKED}
         secrets = {k.name: k.secret for k in ring.keys if k.kind == K.KIND_SLOT_SECRET}
         for slot_id, kind, unlock, _old in store.get_slots(conn):
             if kind == _PASSPHRASE:
@@ -883,6 +938,273 @@ class Vault:
             if slot_id == self._slot_kid.hex():
                 self._slot_secret = secret
 
+    # -- audited public API: every call is logged before data is returned ------------------
+    def _audit(self, action: str, target: str = "", detail: dict | None = None) -> None:
+        self._auditor.append(self._s(), action, target, detail)
+
+    def _target(self, record_id: str) -> str:
+        """The record's audit pseudonym (never its id or a name); issued on first use."""
+        if "audit" not in self._purposes:
+            return ""
+        try:
+            return self._pseudonym_impl(record_id, "audit")
+        except NotFound:
+            return ""
+
+    def _guard(self, op: str, call: Callable[[], Any]) -> Any:
+        """Run ``call``; an AccessDenied is itself audited ('denied') before it propagates."""
+        try:
+            return call()
+        except AccessDenied as e:
+            self._audit("denied", "", {"op": op, "why": str(e)})
+            raise
+
+    def set_reason(self, reason: str | None) -> None:
+        """The reason attached (sealed to the lead) to every following audit entry."""
+        if reason is not None and (not isinstance(reason, str) or not reason.strip()):
+            raise ValidationError("a reason must be non-empty text")
+        self._auditor.reason = reason
+
+    def add_many(self, rows: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Validate every row first, then store them all in one transaction (all or nothing)."""
+        rows = list(rows)
+        self._guard("add", lambda: self._need_all_classes("adding records"))
+        self._audit("add", "", {"count": len(rows)})
+        ids = self._add_many_impl(rows)
+        self._alarm_if_canary(ids, "add")
+        return ids
+
+    def get(self, record_id: str, fields: Sequence[str] | None = None) -> Record:
+        """Decrypt one record, or only the named fields of it."""
+        rec = self._guard("read", lambda: self._get_impl(record_id, fields))
+        self._audit("read", self._target(record_id), {"fields": sorted(rec)})
+        self._alarm_if_canary([record_id], "read")
+        return rec
+
+    def update(self, record_id: str, values: Mapping[str, Any]) -> None:
+        """Change fields (None removes one); touched classes get fresh DEKs and ciphertexts."""
+        if isinstance(values, Mapping):
+            self._guard("update", lambda: [self._need_class(self.schema.field(n).cls, f"field {n!r}") for n in values])
+        self._audit("update", self._target(record_id) if self._exists(record_id) else "",
+                    {"fields": sorted(map(str, values)) if isinstance(values, Mapping) else []})
+        self._update_impl(record_id, values)
+
+    def delete(self, record_id: str) -> None:
+        """Crypto-shred one record (see :meth:`_delete_impl`)."""
+        self._audit("shred", self._target(record_id) if self._exists(record_id) else "")
+        self._delete_impl(record_id)
+
+    def records(self, fields: Sequence[str] | None = None) -> Iterator[Record]:
+        """Stream every record (or only some fields of each), decrypting as it goes."""
+        classes = self._guard("read_all", lambda: self._plan(fields))
+        shown = sorted(fields) if fields is not None else sorted(
+            n for n, f in self.schema.fields.items() if f.cls in classes)
+        self._audit("read_all", "", {"fields": shown, "count": self.count()})
+        canaries = self._canaries()
+        for rec in self._records_impl(fields):
+            if rec.id in canaries:
+                self._alarm(rec.id, "read_all")
+            yield rec
+
+    def find(self, fields: Sequence[str] | None = None, **criteria: str) -> list[Record]:
+        """Exact search over blind indexes (see :meth:`_find_impl`); the search term is never logged."""
+        out = self._guard("search", lambda: self._find_impl(fields, **criteria))
+        self._audit("search", "", {"fields": sorted(criteria), "results": len(out)})
+        self._alarm_if_canary([r.id for r in out], "search")
+        return out
+
+    def find_tokens(self, fields: Sequence[str] | None = None, **criteria: str) -> list[Record]:
+        """Token search (see :meth:`_find_tokens_impl`); the search term is never logged."""
+        out = self._guard("search", lambda: self._find_tokens_impl(fields, **criteria))
+        self._audit("search", "", {"fields": sorted(criteria), "results": len(out), "tokens": True})
+        self._alarm_if_canary([r.id for r in out], "search")
+        return out
+
+    def pseudonym(self, record_id: str, purpose: str) -> str:
+        """The record's stable pseudonym for one purpose (see :meth:`_pseudonym_impl`)."""
+        p = self._guard("pseudonym", lambda: self._pseudonym_impl(record_id, purpose))
+        self._audit("pseudonym", self._target(record_id), {"purpose": purpose})
+        return p
+
+    def resolve(self, pseudonym: str, fields: Sequence[str] | None = None) -> Record:
+        """The record a pseudonym names (see :meth:`_resolve_impl`)."""
+        rec = self._guard("read", lambda: self._resolve_impl(pseudonym, fields))
+        self._audit("read", self._target(rec.id), {"fields": sorted(rec), "via": "pseudonym"})
+        self._alarm_if_canary([rec.id], "read")
+        return rec
+
+    def reindex(self, *, population: int | None = None, k: int | None = None, batch: int = 500) -> int:
+        """Rebuild blind indexes as a resumable batch (see :meth:`_reindex_impl`)."""
+        self._guard("reindex", lambda: self._need_all_classes("re-indexing"))
+        self._audit("reindex", "", {"population": population, "k": k})
+        return self._reindex_impl(population=population, k=k, batch=batch)
+
+    def rotate(self, classes: Sequence[str] | None = None, *, reencrypt: bool = False,
+               batch: int = 500) -> dict[str, int]:
+        """Rotate class keys (see :meth:`_rotate_impl`)."""
+        self._guard("rotate", lambda: self._need_all_classes("key rotation"))
+        self._audit("rotate", "", {"classes": sorted(classes) if classes else "all", "reencrypt": reencrypt})
+        return self._rotate_impl(classes, reencrypt=reencrypt, batch=batch)
+
+    def add_user(self, public: PublicIdentity | str, name: str, role: str) -> U.User:
+        """Enrol a user (see :meth:`_add_user_impl`)."""
+        self._guard("add_user", lambda: self._need_lead("enrolling users"))
+        self._audit("add_user", "", {"role": role})
+        user = self._add_user_impl(public, name, role)
+        self._audit("user_added", "", {"user": user.user_id, "role": role})
+        return user
+
+    def remove_user(self, user_id: str, *, rotate: bool = True) -> None:
+        """Revoke a user and rotate their classes (see :meth:`_remove_user_impl`)."""
+        self._guard("remove_user", lambda: self._need_lead("removing users"))
+        self._audit("remove_user", "", {"user": str(user_id)})
+        self._remove_user_impl(user_id, rotate=rotate)
+
+    def request_reveal(self, record_id: str, field: str, reason: str) -> str:
+        """Break-glass request (see :meth:`_request_reveal_impl`); logged with its (sealed) reason."""
+        saved = self._auditor.reason
+        self._auditor.reason = reason if isinstance(reason, str) and reason.strip() else saved
+        try:
+            req = self._request_reveal_impl(record_id, field, reason)
+            self._audit("reveal_request", self._target(record_id), {"field": field, "request": req})
+        finally:
+            self._auditor.reason = saved
+        return req
+
+    def approve_reveal(self, req_id: str, ttl_seconds: int = 24 * 3600) -> None:
+        """Break-glass approval by the lead (see :meth:`_approve_reveal_impl`)."""
+        self._guard("reveal_approve", lambda: self._need_lead("approving break-glass requests"))
+        self._audit("reveal_approve", "", {"request": str(req_id), "ttl_seconds": int(ttl_seconds)})
+        self._approve_reveal_impl(req_id, ttl_seconds)
+
+    def reveal(self, req_id: str) -> Any:
+        """The approved value, once (see :meth:`_reveal_impl`)."""
+        value = self._guard("reveal", lambda: self._reveal_impl(req_id))
+        self._audit("reveal", "", {"request": str(req_id)})
+        return value
+
+    def change_passphrase(self, new_passphrase: str, *, kdf: F.KdfParams | None = None) -> None:
+        """Rewrap the recovery slot (see :meth:`_change_passphrase_impl`)."""
+        self._audit("change_passphrase", "", {})
+        self._change_passphrase_impl(new_passphrase, kdf=kdf)
+
+    def _exists(self, record_id: str) -> bool:
+        rid = self._rid(record_id)
+        with self._s().tx() as conn:
+            return self._s().record_exists(conn, rid)
+
+    # -- audit log ------------------------------------------------------------------------
+    def audit_entries(self, *, actor: str | None = None, action: str | None = None,
+                      since_ms: int | None = None, until_ms: int | None = None,
+                      target: str | None = None) -> list[dict[str, Any]]:
+        """Read the log (filtered); reasons are decrypted for the lead. Reading is audited."""
+        from . import audit as A
+        self._audit("audit_read", "", {"filters": [x for x, v in (("actor", actor), ("action", action),
+                                                                   ("since", since_ms), ("until", until_ms),
+                                                                   ("target", target)) if v is not None]})
+        out = []
+        for e in A.read_entries(self._s()):
+            aid = A.actor_id(e.actor)
+            if (actor and aid != actor) or (action and e.action != action) or (target and e.target != target) \
+                    or (since_ms is not None and e.at < since_ms) or (until_ms is not None and e.at > until_ms):
+                continue
+            out.append({"seq": e.seq, "at": e.at, "actor": aid, "action": e.action, "target": e.target,
+                        "detail": json.loads(e.detail), "reason": self._open_reason(e.reason)})
+        return out
+
+    def _open_reason(self, sealed: bytes) -> str | None:
+        if not sealed or not self.role.manage:
+            return None
+        opener = self._identity.unseal if self._identity is not None else self._recovery_unseal
+        try:
+            return opener(sealed).decode("utf-8")
+        except (C.AuthFailure, UnicodeDecodeError, TypeError):
+            return None
+
+    def audit_verify(self, against: str | None = None) -> Any:
+        """Check the whole chain (and a checkpoint, if given); returns a Verdict naming the
+        first bad entry."""
+        from . import audit as A
+        cp = A.Checkpoint.parse(against) if against else None
+        self._audit("audit_verify", "", {"checkpoint": cp.seq if cp else None})
+        return A.verify(A.read_entries(self._s()), self._known_actors(), cp)
+
+    def audit_checkpoint(self) -> str:
+        """A signed head of the log: write it down or send it elsewhere; verify against it later."""
+        from . import audit as A
+        self._audit("audit_checkpoint", "", {})
+        seq, h = A.head(self._s())
+        return str(A.make_checkpoint(seq, h, self._auditor.actor, self._signer))
+
+    def _known_actors(self) -> set[bytes]:
+        with self._s().tx() as conn:
+            rows = self._s().get_users(conn)
+            rec = self._s().get_meta(conn).get("recovery_pub", b"")
+        return {r[3] for r in rows} | ({rec} if rec else set())
+
+    # -- tripwires ------------------------------------------------------------------------
+    def plant_canary(self, values: Mapping[str, Any]) -> str:
+        """Lead: add a decoy participant. Any read, search hit or export touching it writes an
+        ``alarm`` entry; its row is indistinguishable from a real one on disk."""
+        self._guard("plant_canary", lambda: self._need_all_classes("planting canaries"))
+        if not self.role.manage:
+            self._audit("denied", "", {"op": "plant_canary"})
+            raise AccessDenied("only the security lead plants canaries")
+        self._audit("add", "", {"count": 1})
+        rid = self._add_many_impl([values])[0]
+        tags = sorted(self._canary_tags() | {self._canary_tag(rid)})
+        self._store_canaries(tags)
+        return rid
+
+    def _canary_key(self) -> C.Aead:
+        assert self._ring is not None
+        return C.Aead(C.hkdf_sha256(self._ring.current(K.KIND_META_KEY).secret, b"dvault/v1/canaries"))
+
+    def _canary_tag(self, record_id: str) -> str:
+        assert self._ring is not None
+        key = C.hkdf_sha256(self._ring.current(K.KIND_META_KEY).secret, b"dvault/v1/canary-tag")
+        return C.hmac_sha256(key, bytes.fromhex(record_id))[:16].hex()
+
+    def _canary_tags(self) -> set[str]:
+        with self._s().tx() as conn:
+            blob = self._s().get_meta(conn).get("canaries", b"")
+        if not blob:
+            return set()
+        try:
+            return set(json.loads(self._canary_key().open(blob[:12], blob[12:], self._vid)))
+        except (C.AuthFailure, ValueError):
+            raise IntegrityError("canary list failed authentication") from None
+
+    def _store_canaries(self, tags: list[str]) -> None:
+        nonce = C.random_bytes(F.NONCE_LEN)
+        blob = nonce + self._canary_key().seal(nonce, json.dumps(tags).encode(), self._vid)
+        with self._s().tx() as conn:
+            self._s().put_meta(conn, {"canaries": blob})
+
+    def _canaries(self) -> set[str]:
+        """Record ids (hex) of canaries among all records (computed from tags; cached per call)."""
+        tags = self._canary_tags()
+        if not tags:
+            return set()
+        return {rid for rid in self.ids() if self._canary_tag(rid) in tags}
+
+    def _alarm_if_canary(self, record_ids: Iterable[str], op: str) -> None:
+        tags = self._canary_tags()
+        if not tags:
+            return
+        for rid in record_ids:
+            if self._canary_tag(rid) in tags:
+                self._alarm(rid, op)
+
+    def _alarm(self, record_id: str, op: str) -> None:
+        self._audit("alarm", self._target(record_id), {"op": op, "canary": True})
+
+    def alarms(self) -> list[dict[str, Any]]:
+        """Canary alarms in the log, for the lead's status screen (not itself logged)."""
+        from . import audit as A
+        return [{"seq": e.seq, "at": e.at, "actor": A.actor_id(e.actor), "detail": json.loads(e.detail)}
+                for e in A.read_entries(self._s()) if e.action == "alarm"]
+
     def ids(self) -> list[str]:
         """All record ids (random; they reveal nothing but the count)."""
         return [rid.hex() for rid in self._s().ids()]
@@ -895,7 +1217,7 @@ class Vault:
     def __len__(self) -> int:
         return self.count()
 
-    def change_passphrase(self, new_passphrase: str, *, kdf: F.KdfParams | None = None) -> None:
+    def _change_passphrase_impl(self, new_passphrase: str, *, kdf: F.KdfParams | None = None) -> None:
         """Rewrap the slot secret under a new passphrase and/or stronger Argon2id cost.
 
         Record data, DEKs and the keyring are untouched: only the 106-byte slot changes.

@@ -1,0 +1,253 @@
+"""Tamper-evident, fail-closed audit log that names no one.
+
+Every entry is ``(seq, prev, at, actor, action, target, detail, reason, hash, sig)``:
+
+* ``hash = SHA-256(label || seq || prev || at || actor || action || target || detail || reason)``
+  and ``prev`` is the previous entry's hash: a hash chain;
+* ``sig`` is the actor's Ed25519 signature over ``hash``: nobody can write an entry in
+  someone else's name, and changing any entry breaks every later signature;
+* ``target`` is the record's *audit-purpose pseudonym*, never its id or a name; ``detail``
+  holds field names and counts, never values or search terms; ``reason`` (which may
+  name people) is sealed to the security lead.
+
+A *checkpoint* is the signed head (seq, hash); kept on paper or on another system it
+proves the log up to there, so truncation and rewriting are detected by ``verify``.
+The vault writes the entry *before* it returns any data and fails the operation if the
+entry cannot be written (fail-closed).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from sqlalchemy import BigInteger, Column, LargeBinary, String, Table, Text, func, select
+
+from . import _crypto as C
+from .envelope import _lp8
+from .errors import VaultError
+from .store import metadata
+
+audit = Table("dv_audit", metadata,
+              Column("seq", BigInteger, primary_key=True, autoincrement=False),
+              Column("prev", LargeBinary(32), nullable=False),
+              Column("at", BigInteger, nullable=False),
+              Column("actor", LargeBinary(64), nullable=False),
+              Column("action", String(40), nullable=False),
+              Column("target", String(40), nullable=False),
+              Column("detail", Text, nullable=False),
+              Column("reason", LargeBinary, nullable=False),
+              Column("hash", LargeBinary(32), nullable=False),
+              Column("sig", LargeBinary(64), nullable=False))
+
+LABEL = b"dvault/v1/audit"
+CHECKPOINT_PREFIX = "dvcp1"
+GENESIS = bytes(32)
+UNSIGNED_ACTIONS = frozenset({"unlock_failed"})  # no key to sign with: chained, not signed
+
+
+class AuditError(VaultError):
+    """The audit entry could not be written, so the operation did not happen."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    seq: int
+    prev: bytes
+    at: int
+    actor: bytes
+    action: str
+    target: str
+    detail: str
+    reason: bytes
+    hash: bytes
+    sig: bytes
+
+    def __repr__(self) -> str:
+        return f"<Entry {self.seq} {self.action} {self.target}>"
+
+
+def entry_hash(seq: int, prev: bytes, at: int, actor: bytes, action: str, target: str, detail: str,
+               reason: bytes) -> bytes:
+    return C.sha256(LABEL + struct.pack(">QQ", seq, at) + prev + actor + _lp8(action.encode())
+                    + _lp8(target.encode()) + struct.pack(">I", len(detail.encode())) + detail.encode()
+                    + struct.pack(">I", len(reason)) + reason)
+
+
+def actor_id(actor: bytes) -> str:
+    from .identity import PublicIdentity
+    return PublicIdentity(actor[:32], actor[32:]).user_id if len(actor) == 64 else "unknown"
+
+
+class Auditor:
+    """Appends entries for one opener (their public key and signing function)."""
+
+    def __init__(self, actor: bytes, sign: Callable[[bytes], bytes] | None,
+                 reason_to: bytes | None) -> None:
+        self.actor = actor
+        self._sign = sign
+        self._reason_to = reason_to
+        self.reason: str | None = None
+        self.disabled_for_benchmark = False  # only bench/ flips this, to measure the cost
+
+    def __repr__(self) -> str:
+        return f"<Auditor actor={actor_id(self.actor)}>"
+
+    def append(self, store: Any, action: str, target: str = "", detail: dict | None = None,
+               *, unsigned: bool = False) -> None:
+        if self.disabled_for_benchmark:
+            return
+        text = json.dumps(detail or {}, sort_keys=True, separators=(",", ":"), default=str)
+        reason = b""
+        if self.reason and self._reason_to is not None:
+            reason = C.seal_to(self._reason_to, self.reason.encode("utf-8"))
+        last_error: Exception | None = None
+        for _ in range(5):  # concurrent appenders race for the next seq; the loser retries
+            try:
+                with store.tx() as conn:
+                    row = conn.execute(select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)).first()
+                    seq, prev = (1, GENESIS) if row is None else (int(row[0]) + 1, bytes(row[1]))
+                    at = int(time.time() * 1000)
+                    h = entry_hash(seq, prev, at, self.actor, action, target, text, reason)
+                    if unsigned or self._sign is None:
+                        sig = bytes(64)
+                    else:
+                        sig = self._sign(h)
+                    conn.execute(audit.insert().values(seq=seq, prev=prev, at=at, actor=self.actor, action=action,
+                                                       target=target, detail=text, reason=reason, hash=h, sig=sig))
+                return
+            except Exception as e:  # noqa: BLE001 - any failure means: not audited, so refuse
+                last_error = e
+        raise AuditError(f"audit log write failed ({type(last_error).__name__}); operation refused")
+
+
+def read_entries(store: Any, after: int = 0) -> list[Entry]:
+    with store.tx() as conn:
+        rows = conn.execute(select(audit).where(audit.c.seq > after).order_by(audit.c.seq)).all()
+    return [Entry(int(r.seq), bytes(r.prev), int(r.at), bytes(r.actor), r.action, r.target, r.detail,
+                  bytes(r.reason), bytes(r.hash), bytes(r.sig)) for r in rows]
+
+
+def head(store: Any) -> tuple[int, bytes]:
+    with store.tx() as conn:
+        row = conn.execute(select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)).first()
+    return (0, GENESIS) if row is None else (int(row[0]), bytes(row[1]))
+
+
+def count(store: Any) -> int:
+    with store.tx() as conn:
+        return int(conn.execute(select(func.count()).select_from(audit)).scalar_one())
+
+
+# -- verification ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    entries: int
+    first_bad: int | None = None
+    problem: str = ""
+
+    def __str__(self) -> str:
+        if self.ok:
+            return f"audit log verified: {self.entries} entries"
+        return f"audit log damaged at entry {self.first_bad}: {self.problem}"
+
+
+def verify(entries: Iterable[Entry], known_actors: set[bytes], checkpoint: "Checkpoint | None" = None) -> Verdict:
+    """Walk the chain; report the first entry that is not what its predecessors promise."""
+    prev, expected, n = GENESIS, 1, 0
+    cp_seen = checkpoint is None or checkpoint.seq == 0
+    for e in entries:
+        n += 1
+        if e.seq != expected:
+            what = "an entry is missing (deleted)" if e.seq > expected else "entries are out of order or duplicated"
+            return Verdict(False, n, expected, what)
+        if e.prev != prev:
+            return Verdict(False, n, e.seq, "chain broken: an earlier entry was changed, removed or reordered")
+        if entry_hash(e.seq, e.prev, e.at, e.actor, e.action, e.target, e.detail, e.reason) != e.hash:
+            return Verdict(False, n, e.seq, "entry edited (its hash does not match its content)")
+        if e.action in UNSIGNED_ACTIONS and e.sig == bytes(64):
+            pass
+        else:
+            if e.actor not in known_actors:
+                return Verdict(False, n, e.seq, "entry written by an unknown actor (inserted)")
+            try:
+                C.ed25519_verify(e.actor[32:], e.hash, e.sig)
+            except C.AuthFailure:
+                return Verdict(False, n, e.seq, "forged or broken signature")
+        if checkpoint is not None and e.seq == checkpoint.seq:
+            if not checkpoint.matches(e.hash):
+                return Verdict(False, n, e.seq, "log differs from the checkpoint (rewritten)")
+            cp_seen = True
+        prev, expected = e.hash, e.seq + 1
+    if not cp_seen:
+        assert checkpoint is not None
+        return Verdict(False, n, expected, f"log truncated: checkpoint is at entry {checkpoint.seq} "
+                                           f"but the log ends at {expected - 1}")
+    return Verdict(True, n)
+
+
+# -- checkpoints --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Checkpoint:
+    """``dvcp1:SEQ:HASH`` (20 bytes of the head hash, base32) -- short enough for paper --
+    optionally ``:SIGNER:SIG`` for a copy sent to another system."""
+
+    seq: int
+    hash_prefix: bytes
+    signer: bytes = b""
+    sig: bytes = b""
+
+    def matches(self, full_hash: bytes) -> bool:
+        return C.mac_equal(full_hash[: len(self.hash_prefix)], self.hash_prefix)
+
+    @property
+    def short(self) -> str:
+        return f"{CHECKPOINT_PREFIX}:{self.seq}:{_b32(self.hash_prefix)}"
+
+    def __str__(self) -> str:
+        if not self.sig:
+            return self.short
+        return f"{self.short}:{_b32(self.signer)}:{_b32(self.sig)}"
+
+    @classmethod
+    def parse(cls, text: str) -> "Checkpoint":
+        parts = text.strip().split(":")
+        try:
+            if parts[0] != CHECKPOINT_PREFIX or len(parts) not in (3, 5):
+                raise ValueError
+            cp = cls(int(parts[1]), _unb32(parts[2]), *(map(_unb32, parts[3:5]) if len(parts) == 5 else ()))
+            if len(cp.hash_prefix) < 16 or cp.seq < 0:
+                raise ValueError
+        except (ValueError, IndexError):
+            raise AuditError("not a checkpoint (expected dvcp1:SEQ:HASH[:SIGNER:SIG])") from None
+        if cp.sig:
+            try:
+                C.ed25519_verify(cp.signer[32:], cls._message(cp.seq, cp.hash_prefix), cp.sig)
+            except C.AuthFailure:
+                raise AuditError("checkpoint signature does not verify") from None
+        return cp
+
+    @staticmethod
+    def _message(seq: int, prefix: bytes) -> bytes:
+        return b"dvault/v1/checkpoint" + struct.pack(">Q", seq) + prefix
+
+
+def make_checkpoint(seq: int, head_hash: bytes, signer: bytes, sign: Callable[[bytes], bytes] | None) -> Checkpoint:
+    prefix = head_hash[:20]
+    if sign is None:
+        return Checkpoint(seq, prefix)
+    return Checkpoint(seq, prefix, signer, sign(Checkpoint._message(seq, prefix)))
+
+
+def _b32(b: bytes) -> str:
+    return base64.b32encode(b).decode().rstrip("=").lower()
+
+
+def _unb32(s: str) -> bytes:
+    s = s.upper()
+    return base64.b32decode(s + "=" * (-len(s) % 8))
