@@ -310,3 +310,23 @@ def check_db_version(stored: int) -> None:
         raise UnsupportedVersion(
             f"this vault uses database schema v{stored}; this release reads up to v{F.DB_SCHEMA_VERSION}: upgrade defenders-vault"
         )
+
+
+def restrict_audit_role(url: str, role: str) -> None:
+    """PostgreSQL: let the application's database role append to and read the audit log,
+    never change or delete it (``REVOKE UPDATE, DELETE, TRUNCATE``). Run as the owner."""
+    import re as _re
+
+    if not _re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", role):
+        raise VaultError("database role names are lower-case letters, digits and _")
+    if make_url(url).get_backend_name() != "postgresql":
+        raise VaultError("audit role restriction applies to PostgreSQL; SQLite has no roles")
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"REVOKE UPDATE, DELETE, TRUNCATE ON dv_audit FROM {role}")
+            conn.exec_driver_sql(f"GRANT SELECT, INSERT ON dv_audit TO {role}")
+            for table in ("dv_meta", "dv_slots", "dv_records", "dv_index", "dv_pseudonyms", "dv_users", "dv_reveals"):
+                conn.exec_driver_sql(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {role}")
+    finally:
+        engine.dispose()

@@ -1,0 +1,271 @@
+"""The audit log: tamper evidence, fail-closed reads, no names, exact sequences (issue 5)."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+import sqlalchemy as sa
+
+import vault
+from conftest import PASSPHRASE, PG_URL
+from rawdb import RawDB
+from vault import audit as A
+from vault.identity import Identity
+
+SECRET_NAME = "Zainab Okonkwo-Rahimi"
+REASON = "Checking Zainab's visa letter for the embassy"
+
+
+@pytest.fixture
+def logged(url: str):  # type: ignore[no-untyped-def]
+    lead, staff = Identity.generate(), Identity.generate()
+    with vault.create(url, PASSPHRASE, lead=lead) as v:
+        v.add_user(staff.public, "sam", "staff")
+        ids = v.add_many([{"legal_name": SECRET_NAME, "email": "z@example.org", "badge_name": "Zainab"},
+                          {"legal_name": "Kofi Mensah", "email": "k@example.org"}])
+    with vault.open(url, identity=staff) as v:
+        v.set_reason(REASON)
+        for rid in ids:
+            v.get(rid)
+        v.find(email="z@example.org")
+        v.update(ids[0], {"dietary": "vegan"})
+    return url, lead, staff, ids
+
+
+def _rows(url: str) -> list[tuple]:
+    raw = RawDB(url)
+    with raw.engine.begin() as c:
+        rows = [tuple(r) for r in c.execute(sa.text("SELECT * FROM dv_audit ORDER BY seq"))]
+    raw.close()
+    return rows
+
+
+def _exec(url: str, sql: str, **params: object) -> None:
+    raw = RawDB(url)
+    with raw.engine.begin() as c:
+        c.execute(sa.text(sql), params)
+    raw.close()
+
+
+def _verify(url: str, lead: Identity, against: str | None = None) -> A.Verdict:
+    # verify reads the log before it appends its own entry, so the verdict is about the tampered log
+    with vault.open(url, identity=lead) as v:
+        return v.audit_verify(against)
+
+
+def test_clean_log_verifies(logged) -> None:  # type: ignore[no-untyped-def]
+    url, lead, staff, ids = logged
+    verdict = _verify(url, lead)
+    assert verdict.ok, str(verdict)
+
+
+def _n(url: str) -> int:
+    return len(_rows(url))
+
+
+@pytest.mark.parametrize("attack", ["edit", "delete", "swap", "insert", "forge", "reorder_seq"])
+def test_tampering_is_detected_and_located(logged, attack: str) -> None:  # type: ignore[no-untyped-def]
+    url, lead, staff, ids = logged
+    n = _n(url)
+    k = n // 2
+    if attack == "edit":
+        _exec(url, "UPDATE dv_audit SET detail = :d WHERE seq = :s", d='{"fields":[]}', s=k)
+        expect = k
+    elif attack == "delete":
+        _exec(url, "DELETE FROM dv_audit WHERE seq = :s", s=k)
+        expect = k
+    elif attack == "swap":  # swap the contents of two rows, keeping their seq numbers
+        rows = {r[0]: r for r in _rows(url)}
+        a, b = rows[k], rows[k + 1]
+        for dst, src in ((k, b), (k + 1, a)):
+            _exec(url, "UPDATE dv_audit SET prev=:p, at=:t, actor=:ac, action=:an, target=:tg, detail=:d, "
+                       "reason=:r, hash=:h, sig=:g WHERE seq=:s", p=src[1], t=src[2], ac=src[3], an=src[4],
+                  tg=src[5], d=src[6], r=src[7], h=src[8], g=src[9], s=dst)
+        expect = k
+    elif attack == "insert":  # a database writer appends an entry signed with their own key
+        eve = Identity.generate()
+        last = _rows(url)[-1]
+        h = A.entry_hash(n + 1, bytes(last[8]), 0, eve.public.raw, "read", "", "{}", b"")
+        _exec(url, "INSERT INTO dv_audit VALUES (:s,:p,0,:a,'read','','{}',:r,:h,:g)", s=n + 1,
+              p=bytes(last[8]), a=eve.public.raw, r=b"", h=h, g=eve.sign(h))
+        expect = n + 1
+    elif attack == "forge":  # rewrite an entry consistently, but without its actor's key
+        row = _rows(url)[k - 1]
+        h = A.entry_hash(k, bytes(row[1]), row[2], bytes(row[3]), "read", row[5], '{"fields":[]}', bytes(row[7]))
+        _exec(url, "UPDATE dv_audit SET action='read', detail='{\"fields\":[]}', hash=:h WHERE seq=:s", h=h, s=k)
+        expect = k
+    else:
+        _exec(url, "UPDATE dv_audit SET seq = :big WHERE seq = :s", big=n + 50, s=k)
+        expect = k
+    verdict = _verify(url, lead)
+    assert not verdict.ok and verdict.first_bad == expect, str(verdict)
+
+
+def test_truncation_after_checkpoint(logged) -> None:  # type: ignore[no-untyped-def]
+    url, lead, staff, ids = logged
+    with vault.open(url, identity=lead) as v:
+        cp = v.audit_checkpoint()
+    assert cp.startswith("dvcp1:")
+    short = ":".join(cp.split(":")[:3])
+    assert len(short) < 50  # fits on paper
+    assert _verify(url, lead, cp).ok and _verify(url, lead, short).ok
+    seq = int(cp.split(":")[1])
+    _exec(url, "DELETE FROM dv_audit WHERE seq >= :s", s=seq - 2)
+    verdict = _verify(url, lead, cp)
+    assert not verdict.ok and "truncated" in verdict.problem
+    assert _verify(url, lead).ok  # without the checkpoint a clean truncation is invisible: keep checkpoints
+
+
+def test_rewritten_log_differs_from_checkpoint(logged) -> None:  # type: ignore[no-untyped-def]
+    """Even a consistently re-chained log (all hashes recomputed) fails against a checkpoint."""
+    url, lead, staff, ids = logged
+    with vault.open(url, identity=lead) as v:
+        cp = v.audit_checkpoint()
+    with pytest.raises(A.AuditError):
+        A.Checkpoint.parse(cp[:-4] + "aaaa")  # the signed form's signature is checked
+    seq = int(cp.split(":")[1])
+    rows = _rows(url)
+    row = rows[seq - 1]
+    # change the checkpointed entry's timestamp and recompute its hash (signature now wrong too)
+    h = A.entry_hash(seq, bytes(row[1]), row[2] + 1, bytes(row[3]), row[4], row[5], row[6], bytes(row[7]))
+    _exec(url, "UPDATE dv_audit SET at = :t, hash = :h WHERE seq = :s", t=row[2] + 1, h=h, s=seq)
+    verdict = _verify(url, lead, cp)
+    assert not verdict.ok and verdict.first_bad == seq
+
+
+def test_fail_closed_when_audit_cannot_be_written(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with vault.create(url, PASSPHRASE) as v:
+        rid = v.add({"legal_name": SECRET_NAME})
+        if url.startswith("sqlite"):
+            with v._s().engine.begin() as c:
+                c.exec_driver_sql("CREATE TRIGGER ro BEFORE INSERT ON dv_audit BEGIN SELECT RAISE(ABORT, 'read-only'); END")
+        else:
+            real = A.Auditor.append
+
+            def broken(self, store, action, *a, **kw):  # type: ignore[no-untyped-def]
+                raise A.AuditError("audit log write failed (injected); operation refused")
+            monkeypatch.setattr(A.Auditor, "append", broken)
+        for call in (lambda: v.get(rid), lambda: v.find(legal_name=SECRET_NAME), lambda: list(v.records()),
+                     lambda: v.resolve(v._pseudonym_impl(rid, "badge")), lambda: v.add({"badge_name": "x"})):
+            with pytest.raises(A.AuditError) as info:
+                call()
+            assert SECRET_NAME not in str(info.value)
+        assert v.count() == 1  # the refused add wrote nothing
+
+
+def test_no_names_or_reasons_in_audit_tables(logged) -> None:  # type: ignore[no-untyped-def]
+    url, lead, staff, ids = logged
+    raw = RawDB(url)
+    dump = b"".join(bytes(x) if isinstance(x, (bytes, memoryview)) else str(x).encode()
+                    for r in _rows(url) for x in r)
+    raw.close()
+    for needle in (SECRET_NAME, "Zainab", "Kofi Mensah", "z@example.org", REASON, "visa"):
+        for enc in ("utf-8", "utf-16-le"):
+            assert needle.encode(enc) not in dump, needle
+    assert not any(bytes.fromhex(rid) in dump or rid.encode() in dump for rid in ids)
+    with vault.open(url, identity=lead) as v:
+        reads = v.audit_entries(action="read")
+        assert {e["reason"] for e in reads} == {REASON}
+        assert all(e["target"].startswith("AU-") for e in reads)
+    with vault.open(url, identity=staff) as v:
+        assert {e["reason"] for e in v.audit_entries(action="read")} == {None}
+
+
+def test_exact_sequence_for_fifty_operations(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path / 'seq.vault'}"
+    expected: list[str] = []
+    with vault.create(url, PASSPHRASE) as v:
+        expected.append("create")
+        ids = []
+        for i in range(50):
+            op = i % 5
+            if op == 0:
+                ids.append(v.add({"legal_name": f"Person {i}", "email": f"p{i}@example.org"}))
+                expected.append("add")
+            elif op == 1:
+                v.get(ids[-1], fields=["email"])
+                expected.append("read")
+            elif op == 2:
+                v.find(email=f"p{i - 2}@example.org")
+                expected.append("search")
+            elif op == 3:
+                v.update(ids[-1], {"phone": "+1 555 0100"})
+                expected.append("update")
+            else:
+                with pytest.raises(vault.ValidationError):
+                    v.find(nationality="x")  # refused by validation: not an access, not logged
+                list(v.records(fields=["badge_name"]))
+                expected.append("read_all")
+        v.delete(ids[0])
+        expected.append("shred")
+    with pytest.raises(vault.WrongPassphrase):
+        vault.open(url, "nope")
+    expected.append("unlock_failed")
+    raw = RawDB(url)
+    with raw.engine.begin() as c:
+        actions = [r[0] for r in c.execute(sa.text("SELECT action FROM dv_audit ORDER BY seq"))]
+        details = [r[0] for r in c.execute(sa.text("SELECT detail FROM dv_audit WHERE action='search'"))]
+    raw.close()
+    assert actions == expected
+    assert all('"results":1' in d and "example.org" not in d for d in details)
+
+
+def test_denied_access_is_logged(logged) -> None:  # type: ignore[no-untyped-def]
+    url, lead, staff, ids = logged
+    with vault.open(url, identity=staff) as v:
+        with pytest.raises(vault.AccessDenied):
+            v.get(ids[0], fields=["legal_name"])
+        last = v.audit_entries(action="denied")
+    assert last and last[-1]["detail"]["op"] == "read"
+
+
+def test_canary_tripwire(logged) -> None:  # type: ignore[no-untyped-def]
+    url, lead, staff, ids = logged
+    with vault.open(url, identity=lead) as v:
+        canary = v.plant_canary({"legal_name": "Decoy Person", "email": "decoy@example.org", "badge_name": "D"})
+        assert not v.alarms()
+    raw = RawDB(url)
+    assert len(raw.envs(canary)) == 5  # same row shape as any record
+    raw.close()
+    with vault.open(url, identity=staff) as v:
+        v.find(email="decoy@example.org")
+        list(v.records(fields=["badge_name"]))
+        v.get(ids[1])
+    with vault.open(url, identity=lead) as v:
+        alarms = v.alarms()
+        assert [a["detail"]["op"] for a in alarms] == ["search", "read_all"]
+        assert all(a["actor"] == staff.public.user_id for a in alarms)
+    with vault.open(url, identity=staff) as v:
+        with pytest.raises(vault.AccessDenied):
+            v.plant_canary({"badge_name": "x"})
+
+
+@pytest.mark.skipif(not PG_URL, reason="PostgreSQL tests need DVAULT_TEST_PG_URL")
+def test_postgres_app_role_cannot_edit_audit(url: str) -> None:
+    if not url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only")
+    vault.create(url, PASSPHRASE).close()
+    role = "dvault_app_" + secrets.token_hex(4)
+    admin = sa.create_engine(url)
+    with admin.begin() as c:
+        c.exec_driver_sql(f"CREATE ROLE {role}")
+        schema = c.exec_driver_sql("SELECT current_schema()").scalar()
+        c.exec_driver_sql(f"GRANT USAGE ON SCHEMA {schema} TO {role}")
+    try:
+        from vault.store import restrict_audit_role
+        restrict_audit_role(url, role)
+        with admin.connect() as c:
+            c.exec_driver_sql(f"SET ROLE {role}")
+            assert c.exec_driver_sql("SELECT count(*) FROM dv_audit").scalar() >= 1
+            for sql in ("UPDATE dv_audit SET detail = '{}'", "DELETE FROM dv_audit"):
+                with pytest.raises(sa.exc.ProgrammingError):
+                    c.exec_driver_sql(sql)
+                c.rollback()
+                c.exec_driver_sql(f"SET ROLE {role}")
+    finally:
+        with admin.begin() as c:
+            c.exec_driver_sql("RESET ROLE")
+            c.exec_driver_sql(f"DROP OWNED BY {role}")
+            c.exec_driver_sql(f"DROP ROLE {role}")
+        admin.dispose()
