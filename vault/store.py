@@ -202,6 +202,11 @@ class Store:
         return None if row is None else bytes(row[0])
 
     @staticmethod
+    def get_records(conn: Connection, ids: list[bytes]) -> list[tuple[bytes, bytes]]:
+        rows = conn.execute(select(records.c.id, records.c.data).where(records.c.id.in_(ids)).order_by(records.c.id))
+        return [(bytes(r[0]), bytes(r[1])) for r in rows]
+
+    @staticmethod
     def put_record(conn: Connection, rid: bytes, data: bytes) -> None:
         if conn.execute(update(records).where(records.c.id == rid).values(data=data)).rowcount != 1:
             raise StoreError("record row vanished during update")

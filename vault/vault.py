@@ -630,23 +630,23 @@ class Vault:
         with store.tx() as conn:
             return store.lookup_index(conn, gen, terms)
 
-    def _fetch(self, ids: list[bytes], need: list[str], fields: Sequence[str] | None):
-        """Decrypt candidates with the fields needed to filter them plus those asked for."""
+    def _matches(self, ids: list[bytes], need: list[str], fields: Sequence[str] | None,
+                 keep: Callable[[Record], bool]) -> list[Record]:
+        """One query for all candidates; decrypt only the searched fields to drop the false
+        positives, then the requested fields of the true matches only."""
+        if not ids:
+            return []
         store = self._s()
-        visible = [n for n, f in self.schema.fields.items() if f.cls in self._current]
-        wanted = list(dict.fromkeys(need + (visible if fields is None else list(fields))))
-        classes = self._plan(wanted)
         with store.tx() as conn:
-            rows = [(rid, store.get_record(conn, rid)) for rid in ids]
+            rows = store.get_records(conn, ids)
+        probe = self._plan(need)
+        visible = [n for n, f in self.schema.fields.items() if f.cls in self._current]
+        full = self._plan(visible if fields is None else list(fields))
+        out = []
         for rid, data in rows:
-            if data is not None:
-                yield self._decode_row(rid, data, classes)
-
-    @staticmethod
-    def _project(rec: Record, fields: Sequence[str] | None) -> Record:
-        if fields is None:
-            return rec
-        return Record(rec.id, {n: rec[n] for n in fields if n in rec})
+            if keep(self._decode_row(rid, data, probe)):
+                out.append(self._decode_row(rid, data, full))
+        return out
 
     def _find_impl(self, fields: Sequence[str] | None = None, **criteria: str) -> list[Record]:
         """Records whose fields equal all the given values (after normalisation).
@@ -667,11 +667,9 @@ class Vault:
                 raise ValidationError(f"search value for {name!r} must be text", field=name)
             terms.append(ix.exact_term(f, value))
             wanted[name] = I.normal_form(f, value)
-        out = []
-        for rec in self._fetch(self._candidates(terms), list(criteria), fields):
-            if all(n in rec and I.normal_form(self.schema.fields[n], rec[n]) == v for n, v in wanted.items()):
-                out.append(self._project(rec, fields))
-        return out
+        def keep(rec: Record) -> bool:
+            return all(n in rec and I.normal_form(self.schema.fields[n], rec[n]) == v for n, v in wanted.items())
+        return self._matches(self._candidates(terms), list(criteria), fields, keep)
 
     def _find_tokens_impl(self, fields: Sequence[str] | None = None, **criteria: str) -> list[Record]:
         """Records whose name fields contain every given token: "Haddad" finds "Amira Haddad".
@@ -695,11 +693,9 @@ class Vault:
                 raise ValidationError(f"search for {name!r} needs a token of two or more characters", field=name)
             terms.extend(query)
             wanted[name] = set(tokens(normalize("name", value)))
-        out = []
-        for rec in self._fetch(self._candidates(terms), list(criteria), fields):
-            if all(n in rec and v <= set(tokens(normalize("name", rec[n]))) for n, v in wanted.items()):
-                out.append(self._project(rec, fields))
-        return out
+        def keep(rec: Record) -> bool:
+            return all(n in rec and v <= set(tokens(normalize("name", rec[n]))) for n, v in wanted.items())
+        return self._matches(self._candidates(terms), list(criteria), fields, keep)
 
     # -- pseudonyms -----------------------------------------------------------------------
     def _pseudonym_impl(self, record_id: str, purpose: str) -> str:
