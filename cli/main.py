@@ -68,6 +68,109 @@ def keygen(out: Path | None, passphrase_file: Path | None) -> None:
     click.echo(f"fingerprint (read it to the lead): {ident.public.fingerprint()}")
 
 
+def _open_vault(vault_url: str | None, identity: Path | None, passphrase_file: Path | None) -> vault.Vault:
+    """--vault/DVAULT_URL, then --identity/DVAULT_IDENTITY (passphrase prompted) or the
+    recovery passphrase (prompt, --passphrase-file or DVAULT_PASSPHRASE)."""
+    import os
+
+    from vault.identity import Identity
+
+    from .secrets_input import read_passphrase
+
+    url = vault_url or os.environ.get("DVAULT_URL")
+    if not url:
+        raise click.UsageError("no vault given: use --vault URL or set DVAULT_URL")
+    ident_path = identity or (Path(os.environ["DVAULT_IDENTITY"]) if os.environ.get("DVAULT_IDENTITY") else None)
+    if ident_path is not None:
+        pw = read_passphrase(passphrase_file, "Identity passphrase")
+        return vault.open(url, identity=Identity.load(ident_path, pw))
+    return vault.open(url, read_passphrase(passphrase_file, "Vault passphrase"))
+
+
+_vault_opts = [
+    click.option("--vault", "vault_url", help="Vault URL or SQLite path (or DVAULT_URL)."),
+    click.option("--identity", type=click.Path(dir_okay=False, path_type=Path),
+                 help="Your identity file (or DVAULT_IDENTITY); without it, the recovery passphrase."),
+    click.option("--passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                 help="Read the passphrase from this file instead of prompting."),
+]
+
+
+def vault_options(f):  # type: ignore[no-untyped-def]
+    for opt in reversed(_vault_opts):
+        f = opt(f)
+    return f
+
+
+@cli.group()
+def audit() -> None:
+    """Read, verify and checkpoint the audit log.
+
+    Example: dvault audit verify --vault dd2026.vault --identity lead.dvid
+    """
+
+
+@audit.command("show")
+@vault_options
+@click.option("--actor", help="Only this user id.")
+@click.option("--action", help="Only this action (read, search, update, alarm, ...).")
+@click.option("--target", help="Only entries about this audit pseudonym (AU-...).")
+@click.option("--since-days", type=float, help="Only the last N days.")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
+@click.option("--summary", is_flag=True, help="Who accessed which classes how often.")
+def audit_show(vault_url, identity, passphrase_file, actor, action, target, since_days, as_json, summary):  # type: ignore[no-untyped-def]
+    """Show audit entries (reasons only for the lead).
+
+    Example: dvault audit show --vault dd2026.vault --identity lead.dvid --since-days 7 --summary
+    """
+    import json as _json
+    import time as _time
+
+    from vault import audit as A
+
+    since = int((_time.time() - since_days * 86400) * 1000) if since_days else None
+    with _open_vault(vault_url, identity, passphrase_file) as v:
+        entries = v.audit_entries(actor=actor, action=action, target=target, since_ms=since)
+        if summary:
+            classes = {n: f.cls for n, f in v.schema.fields.items()}
+            click.echo(_json.dumps(A.summary(entries, classes), indent=2, sort_keys=True))
+        elif as_json:
+            click.echo(A.as_jsonl(entries), nl=False)
+        else:
+            click.echo(A.as_table(entries), nl=False)
+        alarms = v.alarms()
+        if alarms and v.role.manage:
+            click.echo(f"dvault: warning: {len(alarms)} canary alarm(s) in the log", err=True)
+
+
+@audit.command("verify")
+@vault_options
+@click.option("--against", "checkpoint", help="A checkpoint (dvcp1:...) taken earlier.")
+def audit_verify(vault_url, identity, passphrase_file, checkpoint):  # type: ignore[no-untyped-def]
+    """Verify the hash chain and signatures; name the first bad entry. Exit 5 if damaged.
+
+    Example: dvault audit verify --vault dd2026.vault --against dvcp1:120:abcd...
+    """
+    with _open_vault(vault_url, identity, passphrase_file) as v:
+        verdict = v.audit_verify(checkpoint)
+    if not verdict.ok:
+        raise vault.IntegrityError(str(verdict))
+    click.echo(str(verdict))
+
+
+@audit.command("checkpoint")
+@vault_options
+def audit_checkpoint(vault_url, identity, passphrase_file):  # type: ignore[no-untyped-def]
+    """Print a signed head of the log; keep the short form on paper, send the long one away.
+
+    Example: dvault audit checkpoint --vault dd2026.vault --identity lead.dvid
+    """
+    with _open_vault(vault_url, identity, passphrase_file) as v:
+        cp = v.audit_checkpoint()
+    click.echo(f"short (paper): {':'.join(cp.split(':')[:3])}")
+    click.echo(f"signed:        {cp}")
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False)

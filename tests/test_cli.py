@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -59,3 +60,47 @@ def test_identity_passphrase_change(tmp_path: Path) -> None:
     with pytest.raises(vault.WrongPassphrase):
         Identity.load(p, "old one")
     assert [f.name for f in tmp_path.iterdir()] == ["i.dvid"]
+
+
+def test_audit_commands(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import vault
+    path = tmp_path / "a.vault"
+    with vault.create(path, "recovery pass phrase") as v:
+        rid = v.add({"legal_name": "Hidden Name", "email": "h@example.org"})
+        v.get(rid)
+    monkeypatch.setenv("DVAULT_PASSPHRASE", "recovery pass phrase")
+    r = CliRunner().invoke(cli, ["audit", "show", "--vault", str(path)])
+    assert r.exit_code == 0 and "read" in r.output and "Hidden" not in r.output
+    r = CliRunner().invoke(cli, ["audit", "show", "--vault", str(path), "--json", "--action", "read"])
+    assert r.exit_code == 0 and all(json.loads(line)["action"] == "read" for line in r.output.splitlines())
+    r = CliRunner().invoke(cli, ["audit", "show", "--vault", str(path), "--summary"])
+    assert r.exit_code == 0 and "identity" in r.output
+    r = CliRunner().invoke(cli, ["audit", "checkpoint", "--vault", str(path)])
+    assert r.exit_code == 0
+    cp = r.output.splitlines()[1].split()[-1]
+    r = CliRunner().invoke(cli, ["audit", "verify", "--vault", str(path), "--against", cp])
+    assert r.exit_code == 0 and "verified" in r.output
+
+
+def test_audit_verify_exit_code_on_damage(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    import sqlite3
+
+    import pytest
+
+    import vault
+    from vault_cli.main import main
+    path = tmp_path / "d.vault"
+    with vault.create(path, "recovery pass phrase") as v:
+        v.get(v.add({"badge_name": "x"}))
+    con = sqlite3.connect(path)
+    con.execute("UPDATE dv_audit SET detail = '{}' WHERE seq = 2")
+    con.commit()
+    con.close()
+    pw = tmp_path / "pw"
+    pw.write_text("recovery pass phrase\n")
+    monkeypatch.setattr(sys, "argv", ["dvault", "audit", "verify", "--vault", str(path), "--passphrase-file", str(pw)])
+    with pytest.raises(SystemExit) as info:
+        main()
+    err = capsys.readouterr().err
+    assert info.value.code == 5
+    assert err.startswith("dvault: error: audit log damaged at entry 2") and err.count("\n") == 1
