@@ -1093,14 +1093,18 @@ class Vault:
     def audit_entries(self, *, actor: str | None = None, action: str | None = None,
                       since_ms: int | None = None, until_ms: int | None = None,
                       target: str | None = None) -> list[dict[str, Any]]:
-        """Read the log (filtered); reasons are decrypted for the lead. Reading is audited."""
+        """Read the log (filtered). The lead sees every entry and its reason; other roles see
+        only their own entries, without reasons. Reading is itself audited."""
         from . import audit as A
         self._audit("audit_read", "", {"filters": [x for x, v in (("actor", actor), ("action", action),
                                                                    ("since", since_ms), ("until", until_ms),
                                                                    ("target", target)) if v is not None]})
         out = []
+        me = A.actor_id(self._auditor.actor)
         for e in A.read_entries(self._s()):
             aid = A.actor_id(e.actor)
+            if not self.role.manage and aid != me:
+                continue  # staff and tools see their own entries; the lead sees everyone's
             if (actor and aid != actor) or (action and e.action != action) or (target and e.target != target) \
                     or (since_ms is not None and e.at < since_ms) or (until_ms is not None and e.at > until_ms):
                 continue
