@@ -67,6 +67,20 @@ def test_dek(name: str) -> None:
             E.unwrap_dek(ck, v["class_version"], *ctx, b(v["blob"]))
 
 
+def test_sealed_dek() -> None:
+    v = load("sealed_dek_v1.json")
+    box = E.class_box_secret(b(v["class_key"]))
+    assert C.x25519_public(box) == b(v["class_box_public"])
+    ctx = (b(v["vault_id"]), b(v["record_id"]), v["class"], v["fields_present"])
+    assert E.unseal_dek(box, v["class_version"], *ctx, b(v["blob"])) == b(v["dek"])
+    with pytest.raises(C.AuthFailure):
+        E.unseal_dek(box, v["class_version"], ctx[0], ctx[1], ctx[2], ["legal_name"], b(v["blob"]))
+    mine = E.seal_dek_to_class(C.x25519_public(box), b(v["class_kid"]), v["class_version"], b(v["dek_id"]),
+                               b(v["dek"]), *ctx)
+    assert mine[:18] == b(v["blob"])[:18] and len(mine) == len(b(v["blob"]))  # sealing is randomised
+    assert E.unseal_dek(box, v["class_version"], *ctx, mine) == b(v["dek"])
+
+
 def test_record_row_hot_path() -> None:
     """The Codec used by add()/get()/records() produces and reads the exact row bytes."""
     v = load("record_v1.json")

@@ -16,6 +16,7 @@ FORMAT_VERSION = 1
 # loudly (and the kind is covered by the AEAD associated data).
 KIND_FIELD = b"F"  # one field value, encrypted under a record's class DEK
 KIND_DEK = b"D"  # a record's class DEK, wrapped under a class key
+KIND_DEK_SEALED = b"E"  # a class DEK sealed to the class's public key by a writer without the class
 KIND_KEYRING = b"K"  # the set of class keys a slot opens, encrypted under the slot secret
 KIND_PASSPHRASE_SLOT = b"P"  # slot secret wrapped under an Argon2id-derived key
 KIND_SCHEMA_MAC = b"S"  # HMAC over the stored schema
@@ -39,6 +40,7 @@ LABEL_BLIND_INDEX = b"dvault/v1/blind-index"  # || lp8(field) || lp8("exact" | "
 LABEL_PSEUDONYM = b"dvault/v1/pseudonym"  # PRF key: record id -> 50-bit pseudonym
 LABEL_PSEUDONYM_TAG = b"dvault/v1/pseudonym-tag"  # lookup tag key: pseudonym -> row
 LABEL_PSEUDONYM_REF = b"dvault/v1/pseudonym-ref"  # AEAD key: encrypts the record id in the row
+LABEL_CLASS_BOX = b"dvault/v1/class-box"  # X25519 secret of a class, derived from its key
 LABEL_RECOVERY_SIGN = b"dvault/v1/recovery-signing"  # Ed25519 seed of the recovery (passphrase) actor
 LABEL_RECOVERY_BOX = b"dvault/v1/recovery-box"  # X25519 secret: reasons sealed when no lead exists
 

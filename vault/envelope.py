@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 from . import _crypto as C
 from . import _format as F
@@ -108,17 +109,50 @@ def wrap_dek(class_key: C.Aead, class_kid: bytes, class_version: int, dek_id: by
 class DekHeader:
     class_kid: bytes
     dek_id: bytes
+    sealed: bool = False  # kind E: sealed to the class's public key by a writer without the class key
+
+
+SEALED_DEK_LEN = DEK_HEADER_LEN + C.SEALED_OVERHEAD + F.KEY_LEN + 32
 
 
 def parse_dek_header(blob: bytes) -> DekHeader:
-    if len(blob) != DEK_BLOB_LEN or blob[0] != F.FORMAT_VERSION or blob[1:2] != F.KIND_DEK:
+    if len(blob) == DEK_BLOB_LEN and blob[:2] == _DEK_PREFIX:
+        return DekHeader(blob[2:2 + F.KID_LEN], blob[2 + F.KID_LEN:DEK_HEADER_LEN])
+    if len(blob) == SEALED_DEK_LEN and blob[:2] == _SEALED_PREFIX:
+        return DekHeader(blob[2:2 + F.KID_LEN], blob[2 + F.KID_LEN:DEK_HEADER_LEN], True)
+    raise Malformed()
+
+
+def class_box_secret(class_key: bytes) -> bytes:
+    """The class's X25519 secret, derived from its key: holders of the class can open DEKs that
+    writers *without* the class sealed to its public key."""
+    return C.hkdf_sha256(class_key, F.LABEL_CLASS_BOX)
+
+
+def seal_dek_to_class(class_public: bytes, class_kid: bytes, class_version: int, dek_id: bytes, dek: bytes,
+                      vault_id: bytes, record_id: bytes, cls: str, fields_present: list[str] | tuple[str, ...]) -> bytes:
+    """Kind E: a sealed box has no associated data, so the context is hashed into the plaintext."""
+    header = _SEALED_PREFIX + class_kid + dek_id
+    context = C.sha256(dek_aad(header, vault_id, record_id, cls, class_version, fields_present))
+    return header + C.seal_to(class_public, dek + context)
+
+
+def unseal_dek(box_secret: bytes, class_version: int, vault_id: bytes, record_id: bytes, cls: str,
+               fields_present: list[str] | tuple[str, ...], blob: bytes) -> bytes:
+    hdr = parse_dek_header(blob)
+    if not hdr.sealed:
         raise Malformed()
-    return DekHeader(blob[2:2 + F.KID_LEN], blob[2 + F.KID_LEN:DEK_HEADER_LEN])
+    plain = C.unseal(box_secret, blob[DEK_HEADER_LEN:])
+    context = C.sha256(dek_aad(blob[:DEK_HEADER_LEN], vault_id, record_id, cls, class_version, fields_present))
+    if len(plain) != F.KEY_LEN + 32 or not C.mac_equal(plain[F.KEY_LEN:], context):
+        raise C.AuthFailure()
+    return plain[:F.KEY_LEN]
 
 
 def unwrap_dek(class_key: C.Aead, class_version: int, vault_id: bytes, record_id: bytes, cls: str,
                fields_present: list[str] | tuple[str, ...], blob: bytes) -> bytes:
-    parse_dek_header(blob)
+    if parse_dek_header(blob).sealed:
+        raise Malformed()
     header = blob[:DEK_HEADER_LEN]
     nonce = blob[DEK_HEADER_LEN:DEK_HEADER_LEN + F.NONCE_LEN]
     aad = dek_aad(header, vault_id, record_id, cls, class_version, fields_present)
@@ -164,12 +198,13 @@ def unpack_cells(data: bytes) -> dict[str, bytes]:
 
 # -- record rows: every class envelope of one record, framed -----------------------------
 def pack_record(envs: list[tuple[str, bytes, bytes]]) -> bytes:
-    """u8 count, then per class: u8 len, class, wrapped DEK (78 bytes), u32 len, cells."""
+    """u8 count, then per class: u8 len, class, u16 len, wrapped DEK, u32 len, cells."""
     out = [bytes([len(envs)])]
     for cls, dek, cells in envs:
-        if len(dek) != DEK_BLOB_LEN:
+        if len(dek) not in (DEK_BLOB_LEN, SEALED_DEK_LEN):
             raise ValueError("bad DEK blob length")
         out.append(_lp8(cls.encode("ascii")))
+        out.append(struct.pack(">H", len(dek)))
         out.append(dek)
         out.append(struct.pack(">I", len(cells)))
         out.append(cells)
@@ -185,12 +220,13 @@ def unpack_record(data: bytes) -> dict[str, tuple[bytes, bytes]]:
             n = data[pos]
             cls = data[pos + 1:pos + 1 + n].decode("ascii")
             pos += 1 + n
-            dek = data[pos:pos + DEK_BLOB_LEN]
-            pos += DEK_BLOB_LEN
+            (dl,) = struct.unpack_from(">H", data, pos)
+            dek = data[pos + 2:pos + 2 + dl]
+            pos += 2 + dl
             (size,) = struct.unpack_from(">I", data, pos)
             pos += 4
             cells = data[pos:pos + size]
-            if len(cells) != size or len(dek) != DEK_BLOB_LEN or cls in envs:
+            if len(cells) != size or len(dek) != dl or dl not in (DEK_BLOB_LEN, SEALED_DEK_LEN) or cls in envs:
                 raise Malformed()
             pos += size
             envs[cls] = (dek, cells)
@@ -234,7 +270,7 @@ class Codec:
         return m
 
     def seal_record(self, record_id: bytes,
-                    envs: list[tuple[str, bytes, int, C.Aead, list[tuple[str, bytes]]]],
+                    envs: list[tuple[str, bytes, int, Any, list[tuple[str, bytes]]]],
                     rnd: bytes) -> bytes:
         """Seal every class envelope of one record and frame them into a row (write hot path).
 
@@ -261,21 +297,25 @@ class Codec:
                 pos += 12
                 ct = enc(nonce, pt + _PAD[(-len(pt) - 1) % 32], prefix + lp)
                 cells.append(lp + _pack_u32(22 + len(ct)) + fhead + nonce + ct)
-            dhead = _DEK_PREFIX + class_kid + dek_id
             clp = lps.get(cls) or self._name(cls)
-            aad = dhead + tail + clp + _pack_u32(class_version) + self._manifest(tuple([n for n, _ in items]))
             cell_bytes = b"".join(cells)
-            out.append(clp + dhead + wrap_nonce + class_key.encrypt(wrap_nonce, dek, aad)
-                       + _pack_u32(len(cell_bytes)) + cell_bytes)
+            if isinstance(class_key, bytes):  # the writer lacks this class: seal to its public key
+                wrapped = seal_dek_to_class(class_key, class_kid, class_version, dek_id, dek, self.vid,
+                                            record_id, cls, [n for n, _ in items])
+            else:
+                dhead = _DEK_PREFIX + class_kid + dek_id
+                aad = dhead + tail + clp + _pack_u32(class_version) + self._manifest(tuple([n for n, _ in items]))
+                wrapped = dhead + wrap_nonce + class_key.encrypt(wrap_nonce, dek, aad)
+            out.append(clp + _U16[len(wrapped)] + wrapped + _pack_u32(len(cell_bytes)) + cell_bytes)
         if pos != len(rnd):
             raise ValueError("randomness length does not match the envelopes")
         return b"".join(out)
 
-    def open_record(self, data: bytes, record_id: bytes, keys: dict[bytes, tuple[str, int, C.Aead]],
+    def open_record(self, data: bytes, record_id: bytes, keys: dict[bytes, tuple[str, int, C.Aead, bytes]],
                     classes: dict[str, list[str] | None], field_class: dict[str, str]) -> dict[str, bytes]:
         """Parse a record row and decrypt the wanted cells in one pass (the read hot path).
 
-        ``keys``: class key id -> (class, version, Aead). ``classes``: class -> wanted field
+        ``keys``: class key id -> (class, version, Aead, box secret). ``classes``: class -> wanted field
         names (None = all) for the classes to open. ``field_class``: schema field -> class.
         Every class envelope's framing is checked, only wanted classes are decrypted.
         Raises Malformed, EnvelopeFailure(cls) or FieldFailure(name).
@@ -292,12 +332,13 @@ class Codec:
                 n = data[pos]
                 cls = data[pos + 1:pos + 1 + n].decode("ascii")
                 pos += 1 + n
-                dek_blob = data[pos:pos + DEK_BLOB_LEN]
-                pos += DEK_BLOB_LEN
+                (dl,) = _unpack_u16(data, pos)
+                dek_blob = data[pos + 2:pos + 2 + dl]
+                pos += 2 + dl
                 (size,) = unpack(data, pos)
                 pos += 4
                 end = pos + size
-                if end > len(data) or cls in seen or len(dek_blob) != DEK_BLOB_LEN:
+                if end > len(data) or cls in seen or len(dek_blob) != dl:
                     raise Malformed()
                 seen.add(cls)
                 if cls not in classes:
@@ -323,14 +364,22 @@ class Codec:
                 if pos != end:
                     raise Malformed()
                 entry = keys.get(dek_blob[2:10])
-                if dek_blob[:2] != _DEK_PREFIX or entry is None or entry[0] != cls:
+                if entry is None or entry[0] != cls:
                     raise EnvelopeFailure(cls)
-                aad = (dek_blob[:18] + tail + (lps.get(cls) or self._name(cls)) + _pack_u32(entry[1])
-                       + self._manifest(tuple(names)))
-                try:
-                    dek = entry[2].decrypt(dek_blob[18:30], dek_blob[30:], aad)
-                except C.AEAD_FAILURES:
-                    raise EnvelopeFailure(cls) from None
+                if dek_blob[:2] == _DEK_PREFIX and dl == DEK_BLOB_LEN:
+                    aad = (dek_blob[:18] + tail + (lps.get(cls) or self._name(cls)) + _pack_u32(entry[1])
+                           + self._manifest(tuple(names)))
+                    try:
+                        dek = entry[2].decrypt(dek_blob[18:30], dek_blob[30:], aad)
+                    except C.AEAD_FAILURES:
+                        raise EnvelopeFailure(cls) from None
+                elif dek_blob[:2] == _SEALED_PREFIX and dl == SEALED_DEK_LEN:
+                    try:
+                        dek = unseal_dek(entry[3], entry[1], self.vid, record_id, cls, names, dek_blob)
+                    except (C.AuthFailure, Malformed):
+                        raise EnvelopeFailure(cls) from None
+                else:
+                    raise EnvelopeFailure(cls)
                 dec = C.Aead(dek).decrypt
                 fhead = _FIELD_PREFIX + dek_blob[10:18]
                 want = classes[cls]
@@ -373,6 +422,7 @@ _pack_u32 = struct.Struct(">I").pack
 _unpack_u32 = struct.Struct(">I").unpack_from
 _unpack_u16 = struct.Struct(">H").unpack_from
 _U16 = [struct.pack(">H", i) for i in range(256)]
+_SEALED_PREFIX = _V + F.KIND_DEK_SEALED
 assert F.PAD_BLOCK == 32 and F.NONCE_LEN == 12 and F.KID_LEN == 8 and FIELD_HEADER_LEN == 10
 
 

@@ -27,6 +27,8 @@ KIND_CLASS_KEY = 1
 KIND_META_KEY = 2
 KIND_PURPOSE_KEY = 3  # per-purpose pseudonym key (badge, travel, ...)
 KIND_LEAD_VK = 4  # the security lead's Ed25519 verify key (public; here so it is authenticated)
+KIND_CLASS_PUBLIC = 6  # a class's X25519 public key (name = class), for roles that may write
+#                        the class but not read it
 KIND_SLOT_SECRET = 5  # a passphrase slot's secret, in the lead's keyring (name = slot id), so
 #                       the lead can re-seal the recovery slot after a rotation
 
@@ -108,7 +110,7 @@ class Keyring:
                 secret = data[pos + F.KID_LEN:pos + F.KID_LEN + F.KEY_LEN]
                 pos += F.KID_LEN + F.KEY_LEN
                 if len(secret) != F.KEY_LEN or kind not in (KIND_CLASS_KEY, KIND_META_KEY, KIND_PURPOSE_KEY,
-                                                            KIND_LEAD_VK, KIND_SLOT_SECRET):
+                                                            KIND_LEAD_VK, KIND_SLOT_SECRET, KIND_CLASS_PUBLIC):
                     raise Malformed()
                 keys.append(Key(kind, name, version, kid, secret))
         except (struct.error, IndexError, UnicodeDecodeError):

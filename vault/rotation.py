@@ -104,7 +104,8 @@ def _save_ring(v: "Vault", ring: K.Keyring, meta: dict[str, bytes]) -> None:
 def _stale(data: bytes, classes: list[str], current: set[bytes]) -> bool:
     try:
         envs = E.unpack_record(data)
-        return any(E.parse_dek_header(envs[c][0]).class_kid not in current for c in classes if c in envs)
+        return any((h := E.parse_dek_header(envs[c][0])).sealed or h.class_kid not in current
+                   for c in classes if c in envs)
     except (E.Malformed, KeyError):
         return True  # let _refresh raise the precise IntegrityError
 
@@ -119,8 +120,15 @@ def _refresh(v: "Vault", conn, rid: bytes, classes: list[str], reencrypt: bool) 
         envs = E.unpack_record(data)
     except E.Malformed:
         raise IntegrityError("record row is malformed", record_id=rid.hex()) from None
-    todo = [c for c in classes
-            if c in envs and E.parse_dek_header(envs[c][0]).class_kid != v._current[c].key.kid]
+    todo = []
+    for c in classes:
+        if c in envs:
+            try:
+                h = E.parse_dek_header(envs[c][0])
+            except E.Malformed:
+                raise IntegrityError(f"class {c!r} envelope is malformed", record_id=rid.hex()) from None
+            if h.sealed or h.class_kid != v._current[c].key.kid:
+                todo.append(c)
     if not todo:
         return 0
     if reencrypt:
@@ -139,8 +147,12 @@ def _refresh(v: "Vault", conn, rid: bytes, classes: list[str], reencrypt: bool) 
             old = v._by_kid[hdr.class_kid]
             names = list(E.unpack_cells(cells_blob))
             try:
-                dek = E.unwrap_dek(old.aead, old.key.version, v._vid, rid, c, names, dek_blob)
-            except C.AuthFailure:
+                if hdr.sealed:  # written by a role without the class: adopt it into a normal wrap
+                    dek = E.unseal_dek(E.class_box_secret(old.key.secret), old.key.version, v._vid, rid, c,
+                                       names, dek_blob)
+                else:
+                    dek = E.unwrap_dek(old.aead, old.key.version, v._vid, rid, c, names, dek_blob)
+            except (C.AuthFailure, E.Malformed):
                 raise IntegrityError(f"class {c!r} data key failed authentication", record_id=rid.hex()) from None
             new = v._current[c]
             envs[c] = (E.wrap_dek(new.aead, new.key.kid, new.key.version, hdr.dek_id, dek, v._vid, rid, c, names),

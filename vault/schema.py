@@ -108,6 +108,7 @@ class Role:
     classes: tuple[str, ...]
     purposes: tuple[str, ...]
     manage: bool = False  # may enrol/remove users, rotate keys, approve break-glass
+    write_only: tuple[str, ...] = ()  # classes it may fill in (sealed to the class) but not read
 
 
 @dataclass(frozen=True)
@@ -208,7 +209,7 @@ def _roles(raw: Any, classes: tuple[str, ...], purposes: tuple[str, ...]) -> dic
         roles = {"lead": Role("lead", classes, purposes, manage=True)}
         staff = tuple(c for c in ("public", "logistics", "contact") if c in classes)
         if staff:
-            roles["staff"] = Role("staff", staff, purposes)
+            roles["staff"] = Role("staff", staff, purposes, write_only=tuple(c for c in classes if c not in staff))
         if "public" in classes:
             roles["tool"] = Role("tool", ("public",), tuple(p for p in ("badge",) if p in purposes))
         return roles
@@ -218,7 +219,7 @@ def _roles(raw: Any, classes: tuple[str, ...], purposes: tuple[str, ...]) -> dic
     for rname, spec in raw.items():
         if not _NAME_RE.match(rname) or not isinstance(spec, dict):
             raise SchemaError(f"bad role {rname!r}")
-        unknown = set(spec) - {"classes", "purposes", "manage"}
+        unknown = set(spec) - {"classes", "purposes", "manage", "write_only"}
         if unknown:
             raise SchemaError(f"role {rname!r}: unknown key(s) {', '.join(sorted(unknown))}")
         rc, rp, manage = spec.get("classes", []), spec.get("purposes", []), spec.get("manage", False)
@@ -228,9 +229,12 @@ def _roles(raw: Any, classes: tuple[str, ...], purposes: tuple[str, ...]) -> dic
             raise SchemaError(f"role {rname!r}: purposes must be a list of declared purposes")
         if not isinstance(manage, bool):
             raise SchemaError(f"role {rname!r}: manage must be true or false")
+        wo = spec.get("write_only", [])
+        if not isinstance(wo, list) or any(c not in classes or c in rc for c in wo):
+            raise SchemaError(f"role {rname!r}: write_only must list declared classes the role does not read")
         if manage and (set(rc) != set(classes) or set(rp) != set(purposes)):
             raise SchemaError(f"role {rname!r}: a managing role must hold every class and purpose")
-        out[rname] = Role(rname, tuple(rc), tuple(rp), manage)
+        out[rname] = Role(rname, tuple(rc), tuple(rp), manage, tuple(wo))
     if not any(r.manage for r in out.values()):
         raise SchemaError("one role must have manage = true (the security lead)")
     return out

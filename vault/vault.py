@@ -348,7 +348,13 @@ class Vault:
         self._ring = ring
         self._by_kid: dict[bytes, _ClassKey] = {
             k.kid: _ClassKey(k) for k in ring.keys if k.kind == K.KIND_CLASS_KEY}
-        self._keys = {kid: (ck.key.name, ck.key.version, ck.aead) for kid, ck in self._by_kid.items()}
+        self._keys = {kid: (ck.key.name, ck.key.version, ck.aead, E.class_box_secret(ck.key.secret))
+                      for kid, ck in self._by_kid.items()}
+        self._class_pub: dict[str, K.Key] = {}
+        for k in ring.keys:
+            if k.kind == K.KIND_CLASS_PUBLIC and (k.name not in self._class_pub
+                                                   or k.version > self._class_pub[k.name].version):
+                self._class_pub[k.name] = k
         self._current: dict[str, _ClassKey] = {}
         for cls in self.schema.classes:
             try:
@@ -456,9 +462,15 @@ class Vault:
         need = 0
         chosen = self.schema.classes if only is None else [c for c in self.schema.classes if c in set(only)]
         for cls in chosen:
-            ck = self._current[cls]
             items = sorted(by_class[cls].items()) if cls in by_class else []
-            envs.append((cls, ck.key.kid, ck.key.version, ck.aead, items))
+            ck = self._current.get(cls)
+            if ck is not None:
+                envs.append((cls, ck.key.kid, ck.key.version, ck.aead, items))
+            else:  # write-only class: the DEK is sealed to the class's public key
+                pub = self._class_pub.get(cls)
+                if pub is None:
+                    raise AccessDenied(f"role {self.role.name!r} can neither read nor write class {cls!r}")
+                envs.append((cls, pub.kid, pub.version, pub.secret, items))
             need += 52 + 12 * len(items)
         if rnd is None:  # one CSPRNG call per record: cheaper than one per nonce, same source
             rnd = C.random_bytes(need)
@@ -499,6 +511,12 @@ class Vault:
         if cls not in self._current:
             raise AccessDenied(f"{what} is in class {cls!r}, which role {self.role.name!r} does not hold")
 
+    def _need_writable(self, action: str) -> None:
+        """Adding a record needs, for every class, its key or at least its public key."""
+        missing = [c for c in self.schema.classes if c not in self._current and c not in self._class_pub]
+        if missing:
+            raise AccessDenied(f"{action} needs every class; role {self.role.name!r} cannot write {', '.join(missing)}")
+
     def _need_all_classes(self, action: str) -> None:
         missing = [c for c in self.schema.classes if c not in self._current]
         if missing:
@@ -523,7 +541,7 @@ class Vault:
     def _add_many_impl(self, rows: Iterable[Mapping[str, Any]]) -> list[str]:
         """Validate every row first, then store them all in one transaction (all or nothing)."""
         store = self._s()
-        self._need_all_classes("adding records")
+        self._need_writable("adding records")
         rows = list(rows)
         encoded = [self._encode(r, f"row {i + 1}: ") for i, r in enumerate(rows)]
         out, batch, terms = [], [], []
@@ -964,7 +982,7 @@ class Vault:
     def add_many(self, rows: Iterable[Mapping[str, Any]]) -> list[str]:
         """Validate every row first, then store them all in one transaction (all or nothing)."""
         rows = list(rows)
-        self._guard("add", lambda: self._need_all_classes("adding records"))
+        self._guard("add", lambda: self._need_writable("adding records"))
         self._audit("add", "", {"count": len(rows)})
         ids = self._add_many_impl(rows)
         self._alarm_if_canary(ids, "add")

@@ -74,7 +74,7 @@ def cells(blobs: dict[str, bytes]) -> bytes:
 def record_row(envs: list[tuple[str, bytes, bytes]]) -> bytes:
     out = bytes([len(envs)])
     for cls, dek, cell_bytes in envs:
-        out += lp8(cls.encode()) + dek + struct.pack(">I", len(cell_bytes)) + cell_bytes
+        out += lp8(cls.encode()) + struct.pack(">H", len(dek)) + dek + struct.pack(">I", len(cell_bytes)) + cell_bytes
     return out
 
 
@@ -175,6 +175,25 @@ def build() -> dict[str, dict]:
         "vault_id": h(vid), "record_id": h(rid), "class_keys": keys,
         "values": {cls: {n: h(v) for n, v in vals.items()} for cls, vals in classes},
         "randomness": rnd_log, "row": h(record_row(envs)),
+    }
+
+    # -- a DEK sealed to a class's public key (kind E), by a writer without the class key ------
+    # crypto_box_seal made deterministic by fixing the ephemeral key: nonce = BLAKE2b-192(epk || pk).
+    from nacl.bindings import crypto_box, crypto_scalarmult_base
+    box_sk = hkdf(ckey, b"dvault/v1/class-box")
+    box_pk = crypto_scalarmult_base(box_sk)
+    esk = det("ephemeral-x25519", 32)
+    epk = crypto_scalarmult_base(esk)
+    sheader = bytes([VERSION]) + b"E" + ckid + dek_id
+    context = hashlib.sha256(sheader + vid + rid + lp8(b"identity") + struct.pack(">I", 1) + manifest(names)).digest()
+    nonce24 = hashlib.blake2b(epk + box_pk, digest_size=24).digest()
+    sealed_dek = sheader + epk + crypto_box(dek + context, nonce24, box_pk, esk)
+    files["sealed_dek_v1.json"] = {
+        "expect": "success",
+        "description": "kind E: DEK || SHA-256(D-style AAD with this header) sealed to X25519(HKDF(class key, class-box))",
+        "class_key": h(ckey), "class_kid": h(ckid), "class_version": 1, "dek_id": h(dek_id), "dek": h(dek),
+        "vault_id": h(vid), "record_id": h(rid), "class": "identity", "fields_present": names,
+        "class_box_public": h(box_pk), "blob": h(sealed_dek),
     }
 
     # -- keyring and passphrase slot -------------------------------------------------------
