@@ -1102,6 +1102,38 @@ class Vault:
         self._audit("change_passphrase", "", {})
         self._change_passphrase_impl(new_passphrase, kdf=kdf)
 
+    def export(self, fields: Sequence[str], purpose: str | None = None) -> list[dict[str, Any]]:
+        """Rows of the given fields for every record, for handing to someone outside the vault.
+
+        With ``purpose`` each row carries that purpose's pseudonym (``pseudonym`` column)
+        and nothing else identifies it; without one, rows carry no identifier at all.
+        Logged as an ``export`` with the fields and the row count.
+        """
+        if isinstance(fields, str) or not fields:
+            raise ValidationError("export needs a list of fields")
+        self._guard("export", lambda: self._plan(fields))
+        if purpose is not None:
+            self._guard("export", lambda: self._purpose_keys(purpose))
+        self._audit("export", "", {"fields": sorted(fields), "purpose": purpose, "count": self.count()})
+        canaries = self._canaries()
+        out = []
+        for rec in self._records_impl(fields):
+            row: dict[str, Any] = {}
+            if purpose is not None:
+                row["pseudonym"] = self._pseudonym_impl(rec.id, purpose)
+            row.update({f: rec.get(f) for f in fields})
+            if rec.id in canaries:
+                self._alarm(rec.id, "export")
+            out.append(row)
+        return sorted(out, key=lambda r: r.get("pseudonym") or "")
+
+    def import_rows(self, rows: Iterable[Mapping[str, Any]]) -> list[str]:
+        """add_many for bulk imports (validated first, one transaction), logged as ``import``."""
+        rows = list(rows)
+        self._guard("import", lambda: self._need_writable("importing records"))
+        self._audit("import", "", {"count": len(rows)})
+        return self._add_many_impl(rows)
+
     def _exists(self, record_id: str) -> bool:
         rid = self._rid(record_id)
         with self._s().tx() as conn:

@@ -1,0 +1,64 @@
+"""Exports: pseudonymous rows, role limits, 0600 files, sealed exports, CSV injection."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+import vault
+from conftest import PASSPHRASE
+from rawdb import audit_actions
+from vault import exporter as X
+from vault.identity import Identity
+
+
+def test_export_rows_and_audit(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'e.vault'}"
+    with vault.create(url, PASSPHRASE) as v:
+        ids = v.import_rows([{"badge_name": "Amira", "email": "a@example.org"}, {"badge_name": "Kofi"}])
+        rows = v.export(["badge_name"], purpose="badge")
+        assert sorted(r["badge_name"] for r in rows) == ["Amira", "Kofi"]
+        assert all(set(r) == {"pseudonym", "badge_name"} and r["pseudonym"].startswith("BA-") for r in rows)
+        assert {v.resolve(r["pseudonym"]).id for r in rows} == set(ids)
+        plain = v.export(["email"])
+        assert plain and "pseudonym" not in plain[0]
+        with pytest.raises(vault.ValidationError):
+            v.export([])
+    acts = audit_actions(url)
+    assert "import" in acts and acts.count("export") == 2
+
+
+def test_export_respects_roles(tmp_path: Path) -> None:
+    lead, tool = Identity.generate(), Identity.generate()
+    url = f"sqlite:///{tmp_path / 'r.vault'}"
+    with vault.create(url, PASSPHRASE, lead=lead) as v:
+        v.add_user(tool.public, "printer", "tool")
+        v.add({"badge_name": "Amira", "legal_name": "Amira Haddad"})
+    with vault.open(url, identity=tool) as v:
+        assert v.export(["badge_name"], purpose="badge")[0]["badge_name"] == "Amira"
+        with pytest.raises(vault.AccessDenied):
+            v.export(["legal_name"])
+        with pytest.raises(vault.AccessDenied):
+            v.export(["badge_name"], purpose="travel")
+
+
+def test_private_files_and_sealing(tmp_path: Path) -> None:
+    p = X.write_private(tmp_path / "out.csv", b"x")
+    assert stat.S_IMODE(os.stat(p).st_mode) == 0o600
+    with pytest.raises(vault.VaultExists):
+        X.write_private(p, b"y")
+    assert p.read_bytes() == b"x"
+    alice, eve = Identity.generate(), Identity.generate()
+    blob = X.seal(b"name,phone\nAmira,+961\n", alice.public)
+    assert b"Amira" not in blob
+    assert X.open_sealed(blob, alice) == b"name,phone\nAmira,+961\n"
+    with pytest.raises(vault.IntegrityError):
+        X.open_sealed(blob, eve)
+
+
+def test_csv_injection_defused() -> None:
+    text = X.to_csv([{"a": "=HYPERLINK(\"x\")", "b": "-3", "c": "+44 20"}], ["a", "b", "c"])
+    assert "'=HYPERLINK" in text and ",-3," in text and "'+44 20" in text
