@@ -10,6 +10,8 @@ import click
 
 import vault
 
+from .common import unlock, vault_options
+
 EXIT = {vault.NotFound: 2, vault.AccessDenied: 3, vault.WrongPassphrase: 4, vault.IntegrityError: 5}
 
 
@@ -22,8 +24,17 @@ def _exit_code(err: vault.VaultError) -> int:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(vault.__version__, prog_name="dvault")
-def cli() -> None:
-    """defenders-vault: an encrypted, audited store for participant records."""
+@click.option("--debug", is_flag=True, help="Show tracebacks (never needed in normal use).")
+@click.option("--quiet", "-q", is_flag=True, help="Only print results, no progress or notes.")
+def cli(debug: bool, quiet: bool) -> None:
+    """defenders-vault: an encrypted, audited store for participant records.
+
+    Exit codes: 0 ok, 1 usage or invalid input, 2 not found, 3 access denied,
+    4 wrong passphrase, 5 integrity failure. Shell completion for bash:
+    eval "$(_DVAULT_COMPLETE=bash_source dvault)".
+
+    Example: dvault find --email --reason "is she registered?"
+    """
 
 
 @cli.command()
@@ -68,40 +79,6 @@ def keygen(out: Path | None, passphrase_file: Path | None) -> None:
     click.echo(f"fingerprint (read it to the lead): {ident.public.fingerprint()}")
 
 
-def _open_vault(vault_url: str | None, identity: Path | None, passphrase_file: Path | None) -> vault.Vault:
-    """--vault/DVAULT_URL, then --identity/DVAULT_IDENTITY (passphrase prompted) or the
-    recovery passphrase (prompt, --passphrase-file or DVAULT_PASSPHRASE)."""
-    import os
-
-    from vault.identity import Identity
-
-    from .secrets_input import read_passphrase
-
-    url = vault_url or os.environ.get("DVAULT_URL")
-    if not url:
-        raise click.UsageError("no vault given: use --vault URL or set DVAULT_URL")
-    ident_path = identity or (Path(os.environ["DVAULT_IDENTITY"]) if os.environ.get("DVAULT_IDENTITY") else None)
-    if ident_path is not None:
-        pw = read_passphrase(passphrase_file, "Identity passphrase")
-        return vault.open(url, identity=Identity.load(ident_path, pw))
-    return vault.open(url, read_passphrase(passphrase_file, "Vault passphrase"))
-
-
-_vault_opts = [
-    click.option("--vault", "vault_url", help="Vault URL or SQLite path (or DVAULT_URL)."),
-    click.option("--identity", type=click.Path(dir_okay=False, path_type=Path),
-                 help="Your identity file (or DVAULT_IDENTITY); without it, the recovery passphrase."),
-    click.option("--passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                 help="Read the passphrase from this file instead of prompting."),
-]
-
-
-def vault_options(f):  # type: ignore[no-untyped-def]
-    for opt in reversed(_vault_opts):
-        f = opt(f)
-    return f
-
-
 @cli.group()
 def audit() -> None:
     """Read, verify and checkpoint the audit log.
@@ -118,7 +95,7 @@ def audit() -> None:
 @click.option("--since-days", type=float, help="Only the last N days.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
 @click.option("--summary", is_flag=True, help="Who accessed which classes how often.")
-def audit_show(vault_url, identity, passphrase_file, actor, action, target, since_days, as_json, summary):  # type: ignore[no-untyped-def]
+def audit_show(actor, action, target, since_days, as_json, summary, **kw):  # type: ignore[no-untyped-def]
     """Show audit entries (reasons only for the lead).
 
     Example: dvault audit show --vault dd2026.vault --identity lead.dvid --since-days 7 --summary
@@ -129,7 +106,7 @@ def audit_show(vault_url, identity, passphrase_file, actor, action, target, sinc
     from vault import audit as A
 
     since = int((_time.time() - since_days * 86400) * 1000) if since_days else None
-    with _open_vault(vault_url, identity, passphrase_file) as v:
+    with unlock(kw) as v:
         entries = v.audit_entries(actor=actor, action=action, target=target, since_ms=since)
         if summary:
             classes = {n: f.cls for n, f in v.schema.fields.items()}
@@ -146,12 +123,12 @@ def audit_show(vault_url, identity, passphrase_file, actor, action, target, sinc
 @audit.command("verify")
 @vault_options
 @click.option("--against", "checkpoint", help="A checkpoint (dvcp1:...) taken earlier.")
-def audit_verify(vault_url, identity, passphrase_file, checkpoint):  # type: ignore[no-untyped-def]
+def audit_verify(checkpoint, **kw):  # type: ignore[no-untyped-def]
     """Verify the hash chain and signatures; name the first bad entry. Exit 5 if damaged.
 
     Example: dvault audit verify --vault dd2026.vault --against dvcp1:120:abcd...
     """
-    with _open_vault(vault_url, identity, passphrase_file) as v:
+    with unlock(kw) as v:
         verdict = v.audit_verify(checkpoint)
     if not verdict.ok:
         raise vault.IntegrityError(str(verdict))
@@ -160,18 +137,29 @@ def audit_verify(vault_url, identity, passphrase_file, checkpoint):  # type: ign
 
 @audit.command("checkpoint")
 @vault_options
-def audit_checkpoint(vault_url, identity, passphrase_file):  # type: ignore[no-untyped-def]
+def audit_checkpoint(**kw):  # type: ignore[no-untyped-def]
     """Print a signed head of the log; keep the short form on paper, send the long one away.
 
     Example: dvault audit checkpoint --vault dd2026.vault --identity lead.dvid
     """
-    with _open_vault(vault_url, identity, passphrase_file) as v:
+    with unlock(kw) as v:
         cp = v.audit_checkpoint()
     click.echo(f"short (paper): {':'.join(cp.split(':')[:3])}")
     click.echo(f"signed:        {cp}")
 
 
+def _register() -> None:
+    from . import admin, data, records, shell
+    for mod in (admin, records, data, shell):
+        for cmd in mod.COMMANDS:
+            cli.add_command(cmd)
+
+
+_register()
+
+
 def main() -> None:
+    debug = "--debug" in sys.argv[1:]
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
@@ -181,8 +169,15 @@ def main() -> None:
         click.echo(f"dvault: error: {e.format_message()}", err=True)
         sys.exit(1)  # usage errors are 1 here (click uses 2, which we reserve for not found)
     except vault.VaultError as e:
+        if debug:
+            raise
         click.echo(f"dvault: error: {e}", err=True)
         sys.exit(_exit_code(e))
+    except OSError as e:
+        if debug:
+            raise
+        click.echo(f"dvault: error: {e.strerror or e.__class__.__name__}", err=True)
+        sys.exit(1)
     except KeyboardInterrupt:
         click.echo("dvault: error: interrupted", err=True)
         sys.exit(130)

@@ -390,6 +390,22 @@ class Vault:
             out.append((plan.gen, I.Indexer(self.schema, keys, plan.bits)))
         return out
 
+    # -- what this opener may do (for front ends) -------------------------------------------
+    @property
+    def readable_fields(self) -> list[str]:
+        """Fields whose class key this opener holds."""
+        return [n for n, f in self.schema.fields.items() if f.cls in self._current]
+
+    @property
+    def writable_fields(self) -> list[str]:
+        """Fields this opener may fill in on a new record (readable or write-only classes)."""
+        return [n for n, f in self.schema.fields.items() if f.cls in self._current or f.cls in self._class_pub]
+
+    @property
+    def purposes(self) -> list[str]:
+        """Pseudonym purposes this opener holds keys for."""
+        return [p for p in self.schema.purposes if p in self._purposes]
+
     # -- lifecycle ------------------------------------------------------------------------
     @property
     def id(self) -> str:
@@ -1109,12 +1125,19 @@ class Vault:
         and nothing else identifies it; without one, rows carry no identifier at all.
         Logged as an ``export`` with the fields and the row count.
         """
+        return self._rows(fields, purpose, "export")
+
+    def rows(self, fields: Sequence[str], purpose: str | None = None) -> list[dict[str, Any]]:
+        """Like :meth:`export`, for showing on screen (logged as ``read_all``)."""
+        return self._rows(fields, purpose, "read_all")
+
+    def _rows(self, fields: Sequence[str], purpose: str | None, action: str) -> list[dict[str, Any]]:
         if isinstance(fields, str) or not fields:
-            raise ValidationError("export needs a list of fields")
-        self._guard("export", lambda: self._plan(fields))
+            raise ValidationError(f"{action} needs a list of fields")
+        self._guard(action, lambda: self._plan(fields))
         if purpose is not None:
-            self._guard("export", lambda: self._purpose_keys(purpose))
-        self._audit("export", "", {"fields": sorted(fields), "purpose": purpose, "count": self.count()})
+            self._guard(action, lambda: self._purpose_keys(purpose))
+        self._audit(action, "", {"fields": sorted(fields), "purpose": purpose, "count": self.count()})
         canaries = self._canaries()
         out = []
         for rec in self._records_impl(fields):
@@ -1123,7 +1146,7 @@ class Vault:
                 row["pseudonym"] = self._pseudonym_impl(rec.id, purpose)
             row.update({f: rec.get(f) for f in fields})
             if rec.id in canaries:
-                self._alarm(rec.id, "export")
+                self._alarm(rec.id, action)
             out.append(row)
         return sorted(out, key=lambda r: r.get("pseudonym") or "")
 

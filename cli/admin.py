@@ -1,0 +1,208 @@
+"""Security-lead commands: init, users, roles, rotation, break-glass approval, status."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+import vault
+from vault.identity import Identity, PublicIdentity, default_path
+
+from .common import emit, unlock, vault_options
+from .secrets_input import read_passphrase
+
+RECOVERY_ADVICE = """\
+Recovery advice (read this once, carefully):
+  - The recovery passphrase opens every key in this vault. Write it on paper, seal it,
+    and keep it offline with a second trusted person. Do not store it on this laptop.
+  - Your identity file is your daily key; its passphrase protects it if the laptop is
+    seized. Back it up encrypted; if it is lost, enrol a new one with the recovery passphrase.
+  - Take an audit checkpoint at the end of every day: dvault audit checkpoint"""
+
+
+@click.command()
+@click.option("--vault", "vault_url", required=True, metavar="URL", help="Where to create the vault (SQLite path or URL).")
+@click.option("--identity", type=click.Path(dir_okay=False, path_type=Path),
+              help="Your (the lead's) identity file; created if it does not exist.")
+@click.option("--schema", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A custom schema TOML (default: the participant schema).")
+@click.option("--population", type=click.IntRange(1, 10_000_000), help="Expected number of records.")
+@click.option("--name", default="lead", show_default=True, help="Your name or handle in the user table.")
+@click.option("--passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Recovery passphrase from this file (else DVAULT_PASSPHRASE, else a prompt).")
+@click.option("--identity-passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Identity passphrase from this file (else DVAULT_IDENTITY_PASSPHRASE, else a prompt).")
+def init(vault_url: str, identity: Path | None, schema: Path | None, population: int | None, name: str,
+         passphrase_file: Path | None, identity_passphrase_file: Path | None) -> None:
+    """Create a vault and enrol you as its security lead.
+
+    Example: dvault init --vault dd2026.vault --identity ~/lead.dvid --population 150
+    """
+    ident_path = identity or default_path()
+    id_pw = read_passphrase(identity_passphrase_file, "Passphrase for your identity",
+                            confirm=not ident_path.exists(), env="DVAULT_IDENTITY_PASSPHRASE")
+    if ident_path.exists():
+        lead = Identity.load(ident_path, id_pw)
+    else:
+        lead = Identity.generate()
+        lead.save(ident_path, id_pw)
+        click.echo(f"created identity {ident_path}", err=True)
+    recovery = read_passphrase(passphrase_file, "Recovery passphrase for the new vault", confirm=True)
+    with vault.create(vault_url, recovery, schema=schema, population=population, lead=lead, lead_name=name) as v:
+        click.echo(f"vault {v.id} created at {vault_url}")
+        click.echo(f"your identity: {ident_path}  fingerprint {lead.public.fingerprint()}")
+    click.echo(RECOVERY_ADVICE, err=True)
+
+
+@click.group()
+def user() -> None:
+    """Enrol, list and revoke users (security lead).
+
+    Example: dvault user add dvault1... --name sam --role staff
+    """
+
+
+@user.command("add")
+@click.argument("public")
+@click.option("--name", required=True, help="A short name or handle for the user table.")
+@click.option("--role", required=True, help="staff, tool, lead or a custom role from the schema.")
+@click.option("--yes", is_flag=True, help="Skip the fingerprint confirmation (only in scripts).")
+@vault_options
+def user_add(public: str, name: str, role: str, yes: bool, **kw: Any) -> None:
+    """Enrol someone from their public line, after confirming the fingerprint by voice.
+
+    Example: dvault user add dvault1abc... --name sam --role staff
+    """
+    pub = PublicIdentity.from_line(public)
+    if not yes:
+        click.echo(f"fingerprint: {pub.fingerprint()}", err=True)
+        if not click.confirm(f"Did {name} read you exactly this fingerprint?", default=False, err=True):
+            raise click.Abort()
+    with unlock(kw) as v:
+        u = v.add_user(pub, name, role)
+        click.echo(f"enrolled {u.name} ({u.user_id}) as {u.role}")
+
+
+@user.command("list")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines.")
+@click.option("--all", "show_all", is_flag=True, help="Include revoked users.")
+@vault_options
+def user_list(as_json: bool, show_all: bool, **kw: Any) -> None:
+    """List enrolled users and their roles.
+
+    Example: dvault user list --all
+    """
+    with unlock(kw) as v:
+        rows = [{"id": u.user_id, "name": u.name, "role": u.role, "fingerprint": u.public.fingerprint()}
+                for u in v.users(include_revoked=show_all)]
+    emit(rows, ["id", "name", "role", "fingerprint"], as_json)
+
+
+@user.command("remove")
+@click.argument("user_id")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@vault_options
+def user_remove(user_id: str, yes: bool, **kw: Any) -> None:
+    """Revoke a user (lost laptop, someone leaving) and rotate every class they held.
+
+    Example: dvault user remove 3f2a9c1e00aa11bb
+    """
+    if not yes and not click.confirm(f"Revoke {user_id} and rotate their keys now?", default=False, err=True):
+        raise click.Abort()
+    with unlock(kw) as v:
+        v.remove_user(user_id)
+        click.echo(f"revoked {user_id}; keys rotated", err=True)
+
+
+@click.group()
+def role() -> None:
+    """Roles and the classes they hold.
+
+    Example: dvault role list
+    """
+
+
+@role.command("list")
+@click.option("--vault", "vault_url", metavar="URL", help="Show the vault's schema roles (default: the built-in schema).")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines.")
+def role_list(vault_url: str | None, as_json: bool) -> None:
+    """List roles: classes they read, classes they may only write, pseudonym purposes.
+
+    Example: dvault role list
+    """
+    schema = vault.load_schema()
+    rows = [{"role": r.name, "reads": ",".join(r.classes), "writes only": ",".join(r.write_only) or "-",
+             "purposes": ",".join(r.purposes), "manages": r.manage} for r in schema.roles.values()]
+    emit(rows, ["role", "reads", "writes only", "purposes", "manages"], as_json)
+
+
+@click.command()
+@click.option("--class", "classes", multiple=True, help="Rotate only this class (repeatable).")
+@click.option("--reencrypt", is_flag=True, help="Also re-encrypt every field under fresh data keys.")
+@vault_options
+def rotate(classes: tuple[str, ...], reencrypt: bool, **kw: Any) -> None:
+    """Rotate class keys; resumable: if interrupted, run it again.
+
+    Example: dvault rotate --reencrypt
+    """
+    with unlock(kw) as v:
+        stats = v.rotate(list(classes) or None, reencrypt=reencrypt)
+    click.echo(", ".join(f"{k} {n}" for k, n in stats.items()))
+
+
+@click.command()
+@vault_options
+def requests(**kw: Any) -> None:
+    """List break-glass requests (the lead sees their reasons).
+
+    Example: dvault requests
+    """
+    with unlock(kw) as v:
+        rows = [{"request": r.req_id, "by": r.requester, "field": r.field, "approved": r.approved,
+                 "reason": r.reason or ""} for r in v.reveal_requests()]
+    emit(rows, ["request", "by", "field", "approved", "reason"], False)
+
+
+@click.command()
+@click.argument("request_id")
+@click.option("--hours", type=click.FloatRange(0.01, 24 * 14), default=24, show_default=True,
+              help="How long the grant stays valid.")
+@vault_options
+def approve(request_id: str, hours: float, **kw: Any) -> None:
+    """Approve a break-glass request: that one field, for that person, for a limited time.
+
+    Example: dvault approve 3f2a9c1e00aa11bb --hours 2
+    """
+    with unlock(kw) as v:
+        v.approve_reveal(request_id, int(hours * 3600))
+    click.echo(f"approved {request_id} for {hours:g} h", err=True)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="JSON.")
+@vault_options
+def status(as_json: bool, **kw: Any) -> None:
+    """Vault facts, accepted schema risks and canary alarms (for the lead).
+
+    Example: dvault status
+    """
+    import json as _json
+    with unlock(kw) as v:
+        st = v.status()
+        alarms = v.alarms() if v.role.manage else []
+    st["alarms"] = len(alarms)
+    if as_json:
+        click.echo(_json.dumps(st, sort_keys=True, default=str))
+        return
+    for k, val in st.items():
+        click.echo(f"{k:18} {val}")
+    for w in st["warnings"]:
+        click.echo(f"dvault: warning: {w}", err=True)
+    if alarms:
+        click.echo(click.style(f"dvault: ALARM: {len(alarms)} canary record access(es); see dvault audit show "
+                               "--action alarm", fg="red"), err=True)
+
+
+COMMANDS = [init, user, role, rotate, requests, approve, status]

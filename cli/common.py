@@ -1,0 +1,141 @@
+"""Shared plumbing for dvault commands: finding the vault and identity, unlocking,
+reasons, and output. No crypto and no record logic here: that is the library's."""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import click
+
+import vault
+from vault.identity import Identity
+
+from .secrets_input import read_passphrase
+
+
+def config_path() -> Path:
+    if os.environ.get("DVAULT_CONFIG"):
+        return Path(os.environ["DVAULT_CONFIG"])
+    import platformdirs
+    return Path(platformdirs.user_config_dir("defenders-vault", appauthor=False)) / "config.toml"
+
+
+def config() -> dict[str, Any]:
+    """``vault = "..."`` and ``identity = "..."`` from the user's config file, if any."""
+    p = config_path()
+    if not p.is_file():
+        return {}
+    try:
+        data = tomllib.loads(p.read_text("utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        raise click.UsageError(f"cannot read config file {p}") from None
+    return {k: v for k, v in data.items() if k in ("vault", "identity") and isinstance(v, str)}
+
+
+def vault_url(given: str | None) -> str:
+    url = given or os.environ.get("DVAULT_URL") or config().get("vault")
+    if not url:
+        raise click.UsageError("no vault given: use --vault URL, set DVAULT_URL, or put vault = \"...\" in "
+                               f"{config_path()}")
+    return url
+
+
+def identity_path(given: Path | None) -> Path | None:
+    if given is not None:
+        return given
+    if os.environ.get("DVAULT_IDENTITY"):
+        return Path(os.environ["DVAULT_IDENTITY"])
+    if config().get("identity"):
+        return Path(config()["identity"]).expanduser()
+    return None
+
+
+def open_vault(url: str | None, identity: Path | None, passphrase_file: Path | None,
+               recovery: bool = False) -> vault.Vault:
+    """Unlock with the user's identity (its passphrase is prompted), or with the recovery
+    passphrase when no identity is configured or ``--recovery`` is given."""
+    target = vault_url(url)
+    ident_path = None if recovery else identity_path(identity)
+    if ident_path is not None:
+        pw = read_passphrase(passphrase_file, f"Passphrase for identity {ident_path.name}")
+        return vault.open(target, identity=Identity.load(ident_path, pw))
+    return vault.open(target, read_passphrase(passphrase_file, "Vault recovery passphrase"))
+
+
+_VAULT_OPTS = [
+    click.option("--vault", "vault_url", metavar="URL", help="Vault: SQLite path or database URL (or DVAULT_URL)."),
+    click.option("--identity", type=click.Path(dir_okay=False, path_type=Path),
+                 help="Your identity file (or DVAULT_IDENTITY, or the config file)."),
+    click.option("--recovery", is_flag=True, help="Unlock with the recovery passphrase instead of an identity."),
+    click.option("--passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                 help="Read the passphrase from this file (else DVAULT_PASSPHRASE, else a prompt)."),
+]
+
+
+def vault_options(f: Callable) -> Callable:
+    for opt in reversed(_VAULT_OPTS):
+        f = opt(f)
+    return f
+
+
+def unlock(kw: dict[str, Any]) -> vault.Vault:
+    return open_vault(kw.pop("vault_url"), kw.pop("identity"), kw.pop("passphrase_file"), kw.pop("recovery"))
+
+
+def reason_option(f: Callable) -> Callable:
+    return click.option("--reason", help="Why you need this access (recorded, sealed to the lead). "
+                                         "Prompted if missing.")(f)
+
+
+def set_reason(v: vault.Vault, reason: str | None) -> None:
+    """Every access needs a reason: from --reason or a prompt, recorded in the audit log."""
+    text = reason if reason and reason.strip() else click.prompt("Reason for this access", err=True)
+    if not text.strip():
+        raise click.UsageError("a reason is required")
+    v.set_reason(text.strip())
+
+
+def fields_arg(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise click.UsageError("--fields needs at least one field name")
+    return names
+
+
+def cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def table(rows: Iterable[dict[str, Any]], columns: list[str]) -> str:
+    """A plain aligned table: readable on any terminal, no colour codes when piped."""
+    data = [[c for c in columns]] + [[cell(r.get(c)).replace("\n", " ") for c in columns] for r in rows]
+    widths = [min(40, max(len(row[i]) for row in data)) for i in range(len(columns))]
+    lines = []
+    for n, row in enumerate(data):
+        line = "  ".join((c if len(c) <= w else c[: w - 1] + "…").ljust(w) for c, w in zip(row, widths)).rstrip()
+        lines.append(click.style(line, bold=True) if n == 0 else line)
+    return "\n".join(lines)
+
+
+def _jsonable(value: Any) -> Any:
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+def emit(rows: list[dict[str, Any]], columns: list[str], as_json: bool, quiet: bool = False) -> None:
+    if as_json:
+        for r in rows:
+            click.echo(json.dumps({c: _jsonable(r.get(c)) for c in columns}, ensure_ascii=False))
+    elif rows:
+        click.echo(table(rows, columns))
+    elif not quiet:
+        click.echo("no records", err=True)

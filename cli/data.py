@@ -1,0 +1,107 @@
+"""Import and export: the two places where plaintext crosses the vault's boundary."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from vault import exporter as X
+from vault.identity import Identity, PublicIdentity
+
+from .common import reason_option, set_reason, unlock, vault_options
+from .secrets_input import read_passphrase
+
+
+@click.command(name="import")
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--mapping", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="TOML mapping of CSV columns to schema fields.")
+@click.option("--dry-run", is_flag=True, help="Check every row and report; import nothing.")
+@click.option("--skip-bad", is_flag=True, help="Import the good rows even if some are bad.")
+@vault_options
+@reason_option
+def import_(csv_file: Path, mapping: Path, dry_run: bool, skip_bad: bool, **kw: Any) -> None:
+    """Import a registration form export (KoboToolbox, CiviCRM...: UTF-8, ';' or ',').
+
+    Every bad row is reported with its line number; nothing is imported until all are
+    fixed or --skip-bad is given. Then all good rows go in one transaction.
+
+    Example: dvault import kobo.csv --mapping kobo.toml --dry-run
+    """
+    from vault.importer import load_mapping, plan_import
+
+    with unlock(kw) as v:
+        set_reason(v, kw["reason"])
+        plan = plan_import(csv_file.read_bytes(), load_mapping(mapping.read_text("utf-8"), v.schema), v.schema)
+        for err in plan.errors:
+            click.echo(f"dvault: {csv_file.name}: {err}", err=True)
+        click.echo(f"{len(plan.rows)} good row(s), {len(plan.errors)} problem(s)", err=True)
+        if dry_run:
+            if plan.errors:
+                sys.exit(1)
+            return
+        if plan.errors and not skip_bad:
+            raise click.UsageError("nothing imported: fix the rows above or use --skip-bad")
+        if not plan.rows:
+            raise click.UsageError("no rows to import")
+        with click.progressbar(length=len(plan.rows), label="importing", file=sys.stderr) as bar:
+            ids = v.import_rows([values for _line, values in plan.rows])
+            bar.update(len(ids))
+        click.echo(f"imported {len(ids)} participant(s)")
+
+
+@click.command()
+@click.option("--fields", required=True, help="Comma-separated fields (only classes your role holds).")
+@click.option("--purpose", help="Add this purpose's pseudonym to each row (badge, travel, ...).")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write to this new file (mode 0600, never overwritten) instead of stdout.")
+@click.option("--to", "recipient", help="Seal the export to this public identity (dvault1...).")
+@vault_options
+@reason_option
+def export(fields: str, purpose: str | None, fmt: str, out: Path | None, recipient: str | None, **kw: Any) -> None:
+    """Export some fields of every participant, for a badge printer or a travel agent.
+
+    Example: dvault export --fields badge_name,pronouns --purpose badge --out badges.csv
+    """
+    from .common import fields_arg
+
+    names = fields_arg(fields)
+    assert names is not None
+    to = PublicIdentity.from_line(recipient) if recipient else None
+    with unlock(kw) as v:
+        set_reason(v, kw["reason"])
+        rows = v.export(names, purpose=purpose)
+    columns = (["pseudonym"] if purpose else []) + names
+    data = (X.to_csv(rows, columns) if fmt == "csv" else X.to_json(rows)).encode("utf-8")
+    if to is not None:
+        data = X.seal(data, to)
+    if out is not None:
+        X.write_private(out, data)
+        click.echo(f"wrote {len(rows)} row(s) to {out}{' (sealed)' if to else ''}", err=True)
+    else:
+        click.get_binary_stream("stdout").write(data)
+
+
+@click.command(name="open-export")
+@click.argument("sealed_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--identity", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="New file (0600) instead of stdout.")
+@click.option("--passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def open_export(sealed_file: Path, identity: Path, out: Path | None, passphrase_file: Path | None) -> None:
+    """Open an export that was sealed to your identity.
+
+    Example: dvault open-export badges.sealed --identity ~/me.dvid --out badges.csv
+    """
+    ident = Identity.load(identity, read_passphrase(passphrase_file, "Identity passphrase"))
+    data = X.open_sealed(sealed_file.read_bytes(), ident)
+    if out is not None:
+        X.write_private(out, data)
+    else:
+        click.get_binary_stream("stdout").write(data)
+
+
+COMMANDS = [import_, export, open_export]

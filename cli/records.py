@@ -1,0 +1,258 @@
+"""Staff commands: add, show, find, list, edit, shred, reveal. Each is one library call."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import click
+
+import vault
+from vault.schema import Field
+
+from .common import emit, fields_arg, reason_option, set_reason, unlock, vault_options
+
+HANDLE = "badge"  # the pseudonym staff use to name a participant in the CLI
+
+
+def _handle(v: vault.Vault, rid: str) -> str:
+    purpose = HANDLE if HANDLE in v.purposes else next(iter(v.purposes), None)
+    return v.pseudonym(rid, purpose) if purpose else "-"
+
+
+def _parse(f: Field, text: str) -> Any:
+    """Turn typed text into the field's value; the library validates it afterwards."""
+    t = text.strip()
+    if f.type == "bool":
+        low = t.lower()
+        if low in ("y", "yes", "true", "1"):
+            return True
+        if low in ("n", "no", "false", "0"):
+            return False
+        raise vault.ValidationError(f"field {f.name!r} expects yes or no", field=f.name)
+    if f.type == "integer":
+        try:
+            return int(t)
+        except ValueError:
+            raise vault.ValidationError(f"field {f.name!r} expects an integer", field=f.name) from None
+    if f.type == "date":
+        from vault.schema import parse_date
+        return parse_date(t, f.name)
+    return t
+
+
+def _hint(f: Field) -> str:
+    if f.type == "enum":
+        return "/".join(f.values)
+    return {"date": "YYYY-MM-DD", "bool": "yes/no", "integer": "number"}.get(f.type, "")
+
+
+def _ask(f: Field, current: Any = None, editing: bool = False) -> Any:
+    """Prompt until the value is valid. Empty keeps (or skips); '-' clears when editing."""
+    label = f.name + (f" [{_hint(f)}]" if _hint(f) else "")
+    if editing and current is not None:
+        label += f" (now: {current})"
+    while True:
+        text = click.prompt(label, default="", show_default=False, err=True)
+        if not text.strip():
+            return ... if editing else None
+        if editing and text.strip() == "-":
+            return None
+        try:
+            value = _parse(f, text)
+            f.encode(value)
+            return value
+        except vault.ValidationError as e:
+            click.echo(f"dvault: error: {e}", err=True)
+
+
+@click.command()
+@vault_options
+@reason_option
+def add(**kw: Any) -> None:
+    """Register a participant, field by field (empty answer = skip). Fields your role may
+    write but not read (staff: identity, risk) are sealed to the lead.
+
+    Example: dvault add --reason "registration desk"
+    """
+    with unlock(kw) as v:
+        set_reason(v, kw["reason"])
+        writable = [v.schema.fields[n] for n in v.writable_fields]
+        values = {}
+        for f in writable:
+            value = _ask(f)
+            if value is not None:
+                values[f.name] = value
+        if not values:
+            raise click.UsageError("nothing entered; no record added")
+        if not click.confirm(f"Add this participant ({len(values)} fields)?", default=True, err=True):
+            raise click.Abort()
+        rid = v.add(values)
+        click.echo(_handle(v, rid))
+
+
+@click.command()
+@click.argument("pseudonym")
+@click.option("--fields", help="Comma-separated fields to show (default: all you may read).")
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
+@vault_options
+@reason_option
+def show(pseudonym: str, fields: str | None, as_json: bool, **kw: Any) -> None:
+    """Show one participant by pseudonym (any purpose you hold).
+
+    Example: dvault show BA-7KQ4-M2XP-9AW --fields badge_name,email --reason "badge reprint"
+    """
+    with unlock(kw) as v:
+        set_reason(v, kw["reason"])
+        rec = v.resolve(pseudonym, fields_arg(fields))
+        rows = [{"field": n, "value": rec[n]} for n in v.schema.fields if n in rec]
+        if as_json:
+            emit([{**{n: rec[n] for n in rec}}], list(rec), True)
+        else:
+            emit(rows, ["field", "value"], False)
+
+
+def _maybe_prompt(name: str, value: str | None) -> str | None:
+    """``--name`` with no value prompts, keeping the term out of shell history."""
+    if value == "?":
+        return click.prompt(f"{name}", err=True)
+    return value
+
+
+@click.command()
+@click.option("--name", "legal_name", is_flag=False, flag_value="?", help="Legal name (exact, normalised).")
+@click.option("--email", is_flag=False, flag_value="?", help="E-mail address.")
+@click.option("--phone", is_flag=False, flag_value="?", help="Phone number (any formatting).")
+@click.option("--passport", "passport_number", is_flag=False, flag_value="?", help="Passport number.")
+@click.option("--tokens", is_flag=True, help="Match name parts: --name Haddad finds Amira Haddad.")
+@click.option("--fields", help="Comma-separated fields to show.")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
+@vault_options
+@reason_option
+def find(legal_name, email, phone, passport_number, tokens, fields, as_json, **kw):  # type: ignore[no-untyped-def]
+    """Find participants by exact field values (AND). Give an option without a value to be
+    prompted for it, which keeps the term out of your shell history.
+
+    Example: dvault find --email --reason "is she registered?"
+    """
+    criteria = {k: _maybe_prompt(k, v) for k, v in (("legal_name", legal_name), ("email", email), ("phone", phone),
+                                                      ("passport_number", passport_number)) if v is not None}
+    if not criteria:
+        raise click.UsageError("give at least one of --name, --email, --phone, --passport")
+    with unlock(kw) as v:
+        set_reason(v, kw["reason"])
+        shown = fields_arg(fields) or [n for n in ("badge_name", "legal_name", "email", "phone")
+                                       if n in v.readable_fields]
+        if tokens:
+            if set(criteria) != {"legal_name"}:
+                raise click.UsageError("--tokens works with --name only")
+            recs = v.find_tokens(fields=shown, **criteria)
+        else:
+            recs = v.find(fields=shown, **criteria)
+        rows = [{"pseudonym": _handle(v, r.id), **dict(r)} for r in recs]
+        emit(rows, ["pseudonym"] + shown, as_json, kw.get("quiet", False))
+
+
+@click.command(name="list")
+@click.option("--fields", required=True, help="Comma-separated fields to list.")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
+@vault_options
+@reason_option
+def list_(fields: str, as_json: bool, **kw: Any) -> None:
+    """List every participant (only the fields you ask for).
+
+    Example: dvault list --fields badge_name,dietary --reason "catering numbers"
+    """
+    names = fields_arg(fields)
+    assert names is not None
+    with unlock(kw) as v:
+        set_reason(v, kw["reason"])
+        purpose = HANDLE if HANDLE in v.purposes else None
+        emit(v.rows(names, purpose=purpose), (["pseudonym"] if purpose else []) + names, as_json)
+
+
+@click.command()
+@click.argument("pseudonym")
+@click.option("--field", "only", multiple=True, help="Edit only this field (repeatable).")
+@vault_options
+@reason_option
+def edit(pseudonym: str, only: tuple[str, ...], **kw: Any) -> None:
+    """Change a participant's fields interactively (Enter keeps, '-' clears).
+
+    Example: dvault edit BA-7KQ4-M2XP-9AW --field dietary --reason "dietary update by e-mail"
+    """
+    with unlock(kw) as v:
+        set_reason(v, kw["reason"])
+        names = list(only) or v.readable_fields
+        rec = v.resolve(pseudonym, names)
+        changes: dict[str, Any] = {}
+        for n in names:
+            value = _ask(v.schema.field(n), rec.get(n), editing=True)
+            if value is not ...:
+                changes[n] = value
+        if not changes:
+            click.echo("nothing changed", err=True)
+            return
+        v.update(rec.id, changes)
+        click.echo(f"updated {len(changes)} field(s)", err=True)
+
+
+@click.command()
+@click.argument("pseudonym")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@vault_options
+@reason_option
+def shred(pseudonym: str, yes: bool, **kw: Any) -> None:
+    """Crypto-shred one participant's record (cannot be undone).
+
+    Example: dvault shred BA-7KQ4-M2XP-9AW --reason "retention period over"
+    """
+    with unlock(kw) as v:
+        set_reason(v, kw["reason"])
+        rec = v.resolve(pseudonym, [])
+        if not yes:
+            typed = click.prompt("Type the pseudonym again to shred this record", err=True)
+            if typed.replace(" ", "").upper() != pseudonym.replace(" ", "").upper():
+                raise click.UsageError("pseudonym did not match; nothing shredded")
+        v.delete(rec.id)
+        click.echo("shredded", err=True)
+
+
+@click.group()
+def reveal() -> None:
+    """Break-glass: ask the lead for one field outside your role, then read it once.
+
+    Example: dvault reveal request BA-7KQ4-M2XP-9AW legal_name --reason "hospital admission"
+    """
+
+
+@reveal.command("request")
+@click.argument("pseudonym")
+@click.argument("field")
+@vault_options
+@reason_option
+def reveal_request(pseudonym: str, field: str, **kw: Any) -> None:
+    """Ask for one field of one participant; the reason goes to the lead only.
+
+    Example: dvault reveal request BA-7KQ4-M2XP-9AW legal_name --reason "visa letter"
+    """
+    with unlock(kw) as v:
+        reason = kw["reason"] or click.prompt("Reason (the lead will read it)", err=True)
+        rec = v.resolve(pseudonym, [])
+        click.echo(v.request_reveal(rec.id, field, reason))
+
+
+@reveal.command("show")
+@click.argument("request_id")
+@vault_options
+def reveal_show(request_id: str, **kw: Any) -> None:
+    """Show an approved field once (the grant is destroyed as it is read).
+
+    Example: dvault reveal show 3f2a9c1e00aa11bb
+    """
+    with unlock(kw) as v:
+        value = v.reveal(request_id)
+        click.echo(value.isoformat() if isinstance(value, dt.date) else value)
+
+
+COMMANDS = [add, show, find, list_, edit, shred, reveal]

@@ -1,0 +1,94 @@
+"""``dvault shell``: one unlock, many lookups, for a long day at the registration desk."""
+
+from __future__ import annotations
+
+import cmd
+import shlex
+from typing import Any
+
+import click
+
+import vault
+
+from .common import emit, set_reason, unlock, vault_options
+
+
+class VaultShell(cmd.Cmd):
+    intro = "dvault shell: find NAME|EMAIL|PHONE|PASSPORT VALUE, show PSEUDONYM, list FIELDS, reason TEXT, quit"
+    prompt = "dvault> "
+
+    def __init__(self, v: vault.Vault) -> None:
+        super().__init__()
+        self.v = v
+
+    def _run(self, fn: Any) -> None:
+        try:
+            fn()
+        except vault.VaultError as e:
+            click.echo(f"dvault: error: {e}", err=True)
+
+    def do_find(self, arg: str) -> None:
+        """find email|name|phone|passport VALUE   (exact match)"""
+        parts = shlex.split(arg) if arg else []
+        keys = {"email": "email", "name": "legal_name", "phone": "phone", "passport": "passport_number"}
+        if len(parts) < 2 or parts[0] not in keys:
+            click.echo("usage: find email|name|phone|passport VALUE", err=True)
+            return
+        field, value = keys[parts[0]], " ".join(parts[1:])
+        shown = [n for n in ("badge_name", "legal_name", "email", "phone") if n in self.v.readable_fields]
+
+        def go() -> None:
+            recs = self.v.find(fields=shown, **{field: value})
+            purpose = "badge" if "badge" in self.v.purposes else None
+            rows = [{"pseudonym": self.v.pseudonym(r.id, purpose) if purpose else "-", **dict(r)} for r in recs]
+            emit(rows, ["pseudonym"] + shown, False)
+        self._run(go)
+
+    def do_show(self, arg: str) -> None:
+        """show PSEUDONYM"""
+        def go() -> None:
+            rec = self.v.resolve(arg.strip())
+            emit([{"field": n, "value": rec[n]} for n in rec], ["field", "value"], False)
+        self._run(go)
+
+    def do_list(self, arg: str) -> None:
+        """list FIELD[,FIELD...]"""
+        names = [n for n in arg.replace(",", " ").split() if n]
+        if not names:
+            click.echo("usage: list FIELD[,FIELD...]", err=True)
+            return
+        def go() -> None:
+            purpose = "badge" if "badge" in self.v.purposes else None
+            emit(self.v.rows(names, purpose=purpose), (["pseudonym"] if purpose else []) + names, False)
+        self._run(go)
+
+    def do_reason(self, arg: str) -> None:
+        """reason TEXT   (recorded with every following access)"""
+        self._run(lambda: self.v.set_reason(arg.strip() or None))
+
+    def do_quit(self, _arg: str) -> bool:
+        """quit"""
+        return True
+
+    do_exit = do_quit
+    do_EOF = do_quit
+
+    def emptyline(self) -> bool:
+        return False
+
+
+@click.command()
+@vault_options
+@click.option("--reason", help="Reason recorded for this session's accesses (prompted if missing).")
+def shell(**kw: Any) -> None:
+    """Unlock once, then look people up all day (find, show, list; 'quit' to lock).
+
+    Example: dvault shell --reason "registration desk, day 1"
+    """
+    reason = kw.pop("reason")
+    with unlock(kw) as v:
+        set_reason(v, reason)
+        VaultShell(v).cmdloop()
+
+
+COMMANDS = [shell]
