@@ -105,15 +105,21 @@ def user_list(as_json: bool, show_all: bool, **kw: Any) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @vault_options
 def user_remove(user_id: str, yes: bool, **kw: Any) -> None:
-    """Revoke a user (lost laptop, someone leaving) and rotate every class they held.
+    """Revoke a user (by id or name: lost laptop, someone leaving) and rotate every class
+    they held.
 
-    Example: dvault user remove 3f2a9c1e00aa11bb
+    Example: dvault user remove noor
     """
-    if not yes and not click.confirm(f"Revoke {user_id} and rotate their keys now?", default=False, err=True):
-        raise click.Abort()
     with unlock(kw) as v:
-        v.remove_user(user_id)
-        click.echo(f"revoked {user_id}; keys rotated", err=True)
+        matches = [u for u in v.users() if user_id in (u.user_id, u.name)]
+        if len(matches) != 1:
+            raise vault.NotFound(f"no single enrolled user with id or name {user_id!r}")
+        u = matches[0]
+        if not yes and not click.confirm(f"Revoke {u.name} ({u.user_id}) and rotate their keys now?",
+                                         default=False, err=True):
+            raise click.Abort()
+        v.remove_user(u.user_id)
+        click.echo(f"revoked {u.name} ({u.user_id}); keys rotated", err=True)
 
 
 @click.group()

@@ -104,4 +104,37 @@ def open_export(sealed_file: Path, identity: Path, out: Path | None, passphrase_
         click.get_binary_stream("stdout").write(data)
 
 
-COMMANDS = [import_, export, open_export]
+@click.command(name="sample-csv")
+@click.option("--rows", type=click.IntRange(1, 100_000), default=150, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="New file (0600) for the synthetic Kobo-style export.")
+def sample_csv(rows: int, out: Path) -> None:
+    """Write a synthetic KoboToolbox-style registration export (invented people) for
+    trying import, e.g. with docs/kobo-mapping.toml.
+
+    Example: dvault sample-csv --rows 150 --out registrations.csv
+    """
+    import csv
+    import io
+
+    from .synth import participants
+
+    header = ["personal/full_name", "personal/badge_name", "personal/pronouns", "personal/date_of_birth",
+              "personal/nationality", "personal/residence", "personal/passport_no", "contact/email",
+              "contact/phone", "contact/signal", "contact/emergency_contact", "work/organisation", "work/field",
+              "travel/arrival", "travel/departure", "travel/hotel_needed", "needs/dietary", "needs/accessibility",
+              "consent/photo", "_id"]
+    buf = io.StringIO()
+    w = csv.writer(buf, delimiter=";", lineterminator="\r\n")
+    w.writerow(header)
+    for i, p in enumerate(participants(rows)):
+        w.writerow([p["legal_name"], p["badge_name"], p["pronouns"], p["date_of_birth"].isoformat(),
+                    p["nationality"], p["country_of_residence"], p["passport_number"], p["email"], p["phone"],
+                    "no", "Next of kin, +41 00 000 0000", p["organisation"], p["field_of_work"],
+                    p["arrival"].isoformat(), p["departure"].isoformat(), "yes", p["dietary"], "",
+                    "yes" if p["photo_consent"] else "no", str(410000000 + i)])
+    X.write_private(out, ("\ufeff" + buf.getvalue()).encode("utf-8"))
+    click.echo(f"wrote {rows} synthetic registrations to {out}", err=True)
+
+
+COMMANDS = [import_, export, open_export, sample_csv]

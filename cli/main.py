@@ -59,8 +59,9 @@ def demo(participants: int) -> None:
 def keygen(out: Path | None, passphrase_file: Path | None) -> None:
     """Create your identity: keys to receive vault access, encrypted under a passphrase.
 
-    Prints the public line to send to the security lead and the fingerprint to read
-    to them by voice. The file is created 0600 and never overwritten.
+    Prints the public line to send to the security lead (on stdout, so it can be
+    captured) and the fingerprint to read to them by voice. The file is created 0600
+    and never overwritten.
 
     Example: dvault keygen -o ~/.local/share/defenders-vault/identity.dvid
     """
@@ -74,9 +75,10 @@ def keygen(out: Path | None, passphrase_file: Path | None) -> None:
     pw = read_passphrase(passphrase_file, "Passphrase for the new identity", confirm=True)
     ident = Identity.generate()
     ident.save(path, pw)
-    click.echo(f"identity: {path}")
-    click.echo(f"public:   {ident.public.to_line()}")
-    click.echo(f"fingerprint (read it to the lead): {ident.public.fingerprint()}")
+    click.echo(f"identity: {path}", err=True)
+    click.echo(f"fingerprint (read it to the lead): {ident.public.fingerprint()}", err=True)
+    click.echo("public line to send to the lead:", err=True)
+    click.echo(ident.public.to_line())
 
 
 @cli.group()

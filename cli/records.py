@@ -127,9 +127,10 @@ def _maybe_prompt(name: str, value: str | None) -> str | None:
 @click.option("--tokens", is_flag=True, help="Match name parts: --name Haddad finds Amira Haddad.")
 @click.option("--fields", help="Comma-separated fields to show.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
+@click.option("--pseudonyms-only", is_flag=True, help="Print only the matches' pseudonyms, one per line.")
 @vault_options
 @reason_option
-def find(legal_name, email, phone, passport_number, tokens, fields, as_json, **kw):  # type: ignore[no-untyped-def]
+def find(legal_name, email, phone, passport_number, tokens, fields, as_json, pseudonyms_only, **kw):  # type: ignore[no-untyped-def]
     """Find participants by exact field values (AND). Give an option without a value to be
     prompted for it, which keeps the term out of your shell history.
 
@@ -150,7 +151,13 @@ def find(legal_name, email, phone, passport_number, tokens, fields, as_json, **k
         else:
             recs = v.find(fields=shown, **criteria)
         rows = [{"pseudonym": _handle(v, r.id), **dict(r)} for r in recs]
-        emit(rows, ["pseudonym"] + shown, as_json, kw.get("quiet", False))
+        if pseudonyms_only:
+            for r in rows:
+                click.echo(r["pseudonym"])
+            if not rows:
+                raise vault.NotFound("no matching participant")
+            return
+        emit(rows, ["pseudonym"] + shown, as_json)
 
 
 @click.command(name="list")
