@@ -83,12 +83,13 @@ class PublicIdentity:
 class Identity:
     """A user's private keys, in memory. ``repr`` shows the public fingerprint only."""
 
-    __slots__ = ("_x", "_ed", "public")
+    __slots__ = ("_x", "_ed", "public", "_signer")
 
     def __init__(self, x25519_private: bytes, ed25519_seed: bytes) -> None:
         self._x = x25519_private
         self._ed = ed25519_seed
         self.public = PublicIdentity(C.x25519_public(x25519_private), C.ed25519_public(ed25519_seed))
+        self._signer = C.Signer(ed25519_seed)
 
     def __repr__(self) -> str:
         return f"<Identity {self.public.user_id} fingerprint {self.public.fingerprint()}>"
@@ -107,7 +108,7 @@ class Identity:
         return C.unseal(self._x, ciphertext)
 
     def sign(self, message: bytes) -> bytes:
-        return C.ed25519_sign(self._ed, message)
+        return self._signer(message)
 
     # -- file -----------------------------------------------------------------------------
     def to_file_bytes(self, passphrase: str, kdf: F.KdfParams | None = None, *,

@@ -310,6 +310,7 @@ class Vault:
         self._prefixes = {I.purpose_prefix(p): p for p in schema.purposes}
         self._plan_active = plan
         self._plan_pending = pending
+        self._issued: set[tuple[str, bytes]] = set()  # pseudonyms known to be stored
         self._load_ring(ring)
         self._setup_auditor()
 
@@ -331,8 +332,7 @@ class Vault:
         else:
             assert rec is not None
             actor = C.x25519_public(rec[0]) + C.ed25519_public(rec[1])
-            seed = rec[1]
-            self._signer = lambda m: C.ed25519_sign(seed, m)
+            self._signer = C.Signer(rec[1])
         self._recovery_unseal = (lambda c: C.unseal(rec[0], c)) if rec else (lambda c: b"")
         store = self._s()
         with store.tx() as conn:
@@ -640,7 +640,9 @@ class Vault:
                 raise NotFound(f"no record {record_id}")
             store.delete_index(conn, rid)
             for keys in self._purposes.values():
-                store.delete_pseudonym(conn, keys.purpose, keys.tag(keys.value(rid)))
+                tag = keys.tag(keys.value(rid))
+                store.delete_pseudonym(conn, keys.purpose, tag)
+                self._issued.discard((keys.purpose, tag))
         store.checkpoint()
 
     def _records_impl(self, fields: Sequence[str] | None = None) -> Iterator[Record]:
@@ -740,12 +742,16 @@ class Vault:
         keys = self._purpose_keys(purpose)
         value = keys.value(rid)
         tag = keys.tag(value)
+        text = P.format(value, I.purpose_prefix(purpose))
+        if (purpose, tag) in self._issued:  # issued earlier in this session: nothing to write
+            return text
         with store.tx() as conn:
             if not store.record_exists(conn, rid):
                 raise NotFound(f"no record {record_id}")
             if store.get_pseudonym(conn, purpose, tag) is None:
                 store.put_pseudonym(conn, purpose, tag, keys.seal_ref(tag, rid))
-        return P.format(value, I.purpose_prefix(purpose))
+        self._issued.add((purpose, tag))
+        return text
 
     def _purpose_keys(self, purpose: str) -> I.PurposeKeys:
         if purpose not in self.schema.purposes:
