@@ -1,0 +1,156 @@
+"""Every bad input: its documented exit code, one line on stderr, nothing written; and
+nothing secret in argv of spawned processes or in stray files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import vault
+from vault.identity import Identity
+from vault_cli.main import main
+
+LEAD_PW, STAFF_PW, RECOVERY = "lead pass words", "staff pass words", "recovery pass words"
+SECRET_VALUES = ("Amira Haddad", "amira@example.org", "P83526008", "Hospital visit for Amira")
+
+
+@pytest.fixture
+def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    lead, staff = Identity.generate(), Identity.generate()
+    lead.save(tmp_path / "lead.dvid", LEAD_PW)
+    staff.save(tmp_path / "staff.dvid", STAFF_PW)
+    (tmp_path / "lead.pass").write_text(LEAD_PW + "\n")
+    (tmp_path / "staff.pass").write_text(STAFF_PW + "\n")
+    url = str(tmp_path / "v.vault")
+    with vault.create(url, RECOVERY, lead=lead) as v:
+        v.add_user(staff.public, "sam", "staff")
+        rid = v.add({"legal_name": "Amira Haddad", "email": "amira@example.org", "passport_number": "P83526008",
+                     "badge_name": "Amira"})
+        badge = v._pseudonym_impl(rid, "badge")
+    for k in [k for k in os.environ if k.startswith("DVAULT_")]:
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("DVAULT_URL", url)
+    monkeypatch.setenv("DVAULT_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path, url, badge
+
+
+def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["dvault", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _count(url: str) -> int:
+    with vault.open(url, RECOVERY) as v:
+        return v.count()
+
+
+STAFF = ("--identity", "staff.dvid", "--passphrase-file", "staff.pass", "--reason", "desk work")
+LEAD = ("--identity", "lead.dvid", "--passphrase-file", "lead.pass", "--reason", "lead work")
+
+
+@pytest.mark.parametrize("case", ["wrong_passphrase", "missing_vault", "unknown_field", "outside_role",
+                                  "mistyped_pseudonym", "unknown_pseudonym"])
+def test_bad_inputs(setup, monkeypatch, capsys, case: str) -> None:  # type: ignore[no-untyped-def]
+    tmp, url, badge = setup
+    before = _count(url)
+    if case == "wrong_passphrase":
+        (tmp / "bad.pass").write_text("not it\n")
+        code, out, err = run(monkeypatch, capsys, "list", "--fields", "badge_name", "--identity", "staff.dvid",
+                             "--passphrase-file", "bad.pass", "--reason", "x")
+        want = 4
+    elif case == "missing_vault":
+        code, out, err = run(monkeypatch, capsys, "list", "--fields", "badge_name", "--vault", str(tmp / "nope.vault"),
+                             *STAFF)
+        want = 2
+    elif case == "unknown_field":
+        code, out, err = run(monkeypatch, capsys, "list", "--fields", "badge_name,shoe_size", *STAFF)
+        want = 1
+    elif case == "outside_role":
+        code, out, err = run(monkeypatch, capsys, "show", badge, "--fields", "legal_name", *STAFF)
+        want = 3
+    elif case == "mistyped_pseudonym":
+        typo = badge[:4] + ("7" if badge[4] != "7" else "8") + badge[5:]
+        code, out, err = run(monkeypatch, capsys, "show", typo, *STAFF)
+        want = 1
+    else:
+        code, out, err = run(monkeypatch, capsys, "show", "BA-0000-0000-000", *STAFF)
+        want = 1 if "mistyped" in err else 2
+    assert code == want, err
+    assert err.startswith("dvault: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert not any(s in err for s in SECRET_VALUES)
+    assert _count(url) == before and not out
+
+
+CSV_HEADER = "personal/full_name;personal/badge_name;personal/date_of_birth;contact/email\n"
+
+
+@pytest.mark.parametrize("problem", ["bad_encoding", "missing_column", "bad_date", "duplicate_row"])
+def test_malformed_csv_imports_nothing(setup, monkeypatch, capsys, problem: str) -> None:  # type: ignore[no-untyped-def]
+    tmp, url, _ = setup
+    (tmp / "map.toml").write_text('[columns]\n"personal/full_name" = "legal_name"\n"personal/badge_name" = "badge_name"\n'
+                                  '"personal/date_of_birth" = "date_of_birth"\n"contact/email" = "email"\n')
+    rows = ["Zainab Okonkwo;Zainab;1980-02-03;z@example.org\n", "Kofi Mensah;Kofi;1975-06-07;k@example.org\n"]
+    if problem == "bad_encoding":
+        data = (CSV_HEADER + "Jürgen Müller;J;1970-01-01;j@example.org\n").encode("latin-1")
+    elif problem == "missing_column":
+        data = ("personal/full_name;personal/badge_name;contact/email\n" + "A B;A;a@example.org\n").encode()
+    elif problem == "bad_date":
+        data = (CSV_HEADER + rows[0] + "Kofi Mensah;Kofi;07/06/1975;k@example.org\n").encode()
+    else:
+        data = (CSV_HEADER + rows[0] + rows[1] + rows[0]).encode()
+    (tmp / "in.csv").write_bytes(data)
+    before = _count(url)
+    code, out, err = run(monkeypatch, capsys, "import", "in.csv", "--mapping", "map.toml", *LEAD)
+    assert code == 1
+    assert _count(url) == before
+    lines = err.strip().splitlines()
+    assert all(line.startswith("dvault:") or "good row" in line for line in lines), err
+    assert "Traceback" not in err and "Zainab" not in err and "Kofi" not in err
+    if problem in ("bad_date", "duplicate_row"):
+        assert "line 3" in err or "line 4" in err
+    code, out, err = run(monkeypatch, capsys, "import", "in.csv", "--mapping", "map.toml", "--dry-run", *LEAD)
+    assert code == 1 and _count(url) == before
+
+
+def test_no_secrets_in_spawned_argv_or_stray_files(setup, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    tmp, url, badge = setup
+    spawned: list[object] = []
+    real_popen = subprocess.Popen
+
+    def spy(*a, **kw):  # type: ignore[no-untyped-def]
+        spawned.append(a[0] if a else kw.get("args"))
+        return real_popen(*a, **kw)
+    monkeypatch.setattr(subprocess, "Popen", spy)
+    monkeypatch.setattr(os, "execv", lambda *a: spawned.append(a))
+    monkeypatch.setattr(os, "execve", lambda *a: spawned.append(a))
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    reason = "Hospital visit for Amira"
+    calls = [("find", "--email", "amira@example.org", "--identity", "staff.dvid", "--passphrase-file", "staff.pass",
+              "--reason", reason),
+             ("show", badge, *STAFF),
+             ("export", "--fields", "badge_name,email", "--purpose", "badge", "--out", "export.csv", *STAFF),
+             ("audit", "show", "--identity", "lead.dvid", "--passphrase-file", "lead.pass")]
+    for args in calls:
+        code, out, err = run(monkeypatch, capsys, *args)
+        assert code == 0, err
+    assert spawned == []  # the CLI starts no processes, so no argv can carry a secret
+    allowed = {"v.vault", "v.vault-wal", "v.vault-shm", "export.csv"}
+    for f in tmp.rglob("*"):
+        if f.is_file() and f.name not in allowed:
+            data = f.read_bytes()
+            for s in SECRET_VALUES + (LEAD_PW, STAFF_PW, RECOVERY, reason):
+                if f.name.endswith(".pass") and s in (LEAD_PW, STAFF_PW):
+                    continue  # the passphrase files this test itself wrote
+                assert s.encode() not in data and s.encode("utf-16-le") not in data, (f.name, s)
+    assert "amira@example.org" in (tmp / "export.csv").read_text()

@@ -1,0 +1,70 @@
+"""Real terminal sessions (pexpect): `dvault init` and `dvault add` prompts, no echo of
+passphrases, validation re-prompts, and nothing secret on the command line."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+pexpect = pytest.importorskip("pexpect", reason="pexpect is in the [test] extra")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _spawn(args: list[str], cwd: Path) -> "pexpect.spawn":
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DVAULT_")}
+    env.update({"PYTHONPATH": str(ROOT), "DVAULT_CONFIG": str(cwd / "none.toml"), "HOME": str(cwd), "TERM": "dumb"})
+    return pexpect.spawn(sys.executable, ["-m", "vault_cli.main", *args], cwd=str(cwd), env=env,
+                         encoding="utf-8", timeout=60)
+
+
+def test_init_and_add_prompts(tmp_path: Path) -> None:
+    lead_pw, recovery_pw = "lead secret words here", "recovery secret words here"
+    child = _spawn(["init", "--vault", "t.vault", "--identity", "lead.dvid", "--population", "150"], tmp_path)
+    child.expect("Passphrase for your identity")
+    child.sendline(lead_pw)
+    child.expect("Repeat for confirmation")
+    child.sendline(lead_pw)
+    child.expect("Recovery passphrase for the new vault")
+    child.sendline(recovery_pw)
+    child.expect("Repeat for confirmation")
+    child.sendline(recovery_pw)
+    child.expect("Recovery advice")
+    child.expect(pexpect.EOF)
+    transcript = child.before or ""
+    child.close()
+    assert child.exitstatus == 0
+    assert lead_pw not in transcript and recovery_pw not in transcript  # no echo
+
+    child = _spawn(["add", "--vault", "t.vault", "--identity", "lead.dvid", "--reason", "desk"], tmp_path)
+    child.expect("Passphrase for identity")
+    child.sendline(lead_pw)
+    answers = {"badge_name": "Amira", "photo_consent": "maybe", "arrival": "08/11/2026", "email": "amira@example.org",
+               "legal_name": "Amira Haddad", "risk_level": "extreme"}
+    retries = {"photo_consent": "yes", "arrival": "2026-11-08", "risk_level": "high"}
+    errors, last, retry = 0, "", False
+    while True:
+        i = child.expect([r"dvault: error: ([^\r\n]*)", r"\n(?!dvault)(\w+)(?: \[[^\]]*\])?: ",
+                          r"Add this participant.*\? \[Y/n\]: "])
+        if i == 0:
+            errors += 1
+            assert "Amira" not in child.match.group(1) and "maybe" not in child.match.group(1)
+            retry = True
+        elif i == 1:
+            field = child.match.group(1)
+            if retry and field == last:
+                child.sendline(retries.pop(field))
+            else:
+                child.sendline(answers.get(field, ""))
+            last, retry = field, False
+        else:
+            child.sendline("y")
+            break
+    child.expect(r"BA-[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{3}")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert errors == 3  # bad bool, bad date, bad enum were each refused and asked again
