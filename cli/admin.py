@@ -10,7 +10,7 @@ import click
 import vault
 from vault.identity import Identity, PublicIdentity, default_path
 
-from .common import emit, unlock, vault_options
+from .common import emit, unlock, vault_options, note
 from .secrets_input import read_passphrase
 
 RECOVERY_ADVICE = """\
@@ -48,12 +48,12 @@ def init(vault_url: str, identity: Path | None, schema: Path | None, population:
     else:
         lead = Identity.generate()
         lead.save(ident_path, id_pw)
-        click.echo(f"created identity {ident_path}", err=True)
+        note(f"created identity {ident_path}")
     recovery = read_passphrase(passphrase_file, "Recovery passphrase for the new vault", confirm=True)
     with vault.create(vault_url, recovery, schema=schema, population=population, lead=lead, lead_name=name) as v:
         click.echo(f"vault {v.id} created at {vault_url}")
         click.echo(f"your identity: {ident_path}  fingerprint {lead.public.fingerprint()}")
-    click.echo(RECOVERY_ADVICE, err=True)
+    note(RECOVERY_ADVICE)
 
 
 @click.group()
@@ -119,7 +119,7 @@ def user_remove(user_id: str, yes: bool, **kw: Any) -> None:
                                          default=False, err=True):
             raise click.Abort()
         v.remove_user(u.user_id)
-        click.echo(f"revoked {u.name} ({u.user_id}); keys rotated", err=True)
+        note(f"revoked {u.name} ({u.user_id}); keys rotated")
 
 
 @click.group()
@@ -131,14 +131,19 @@ def role() -> None:
 
 
 @role.command("list")
-@click.option("--vault", "vault_url", metavar="URL", help="Show the vault's schema roles (default: the built-in schema).")
+@click.option("--builtin", is_flag=True, help="Show the built-in participant schema's roles; no vault needed.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines.")
-def role_list(vault_url: str | None, as_json: bool) -> None:
+@vault_options
+def role_list(builtin: bool, as_json: bool, **kw: Any) -> None:
     """List roles: classes they read, classes they may only write, pseudonym purposes.
 
-    Example: dvault role list
+    Example: dvault role list --builtin
     """
-    schema = vault.load_schema()
+    if builtin:
+        schema = vault.load_schema()
+    else:
+        with unlock(kw) as v:
+            schema = v.schema
     rows = [{"role": r.name, "reads": ",".join(r.classes), "writes only": ",".join(r.write_only) or "-",
              "purposes": ",".join(r.purposes), "manages": r.manage} for r in schema.roles.values()]
     emit(rows, ["role", "reads", "writes only", "purposes", "manages"], as_json)
@@ -153,8 +158,20 @@ def rotate(classes: tuple[str, ...], reencrypt: bool, **kw: Any) -> None:
 
     Example: dvault rotate --reencrypt
     """
+    from .common import progress
+
     with unlock(kw) as v:
-        stats = v.rotate(list(classes) or None, reencrypt=reencrypt)
+        bar = progress("rotating", v.count())
+        if bar is None:
+            stats = v.rotate(list(classes) or None, reencrypt=reencrypt)
+        else:
+            with bar:
+                seen = [0]
+
+                def step(done: int, _total: int) -> None:
+                    bar.update(done - seen[0])
+                    seen[0] = done
+                stats = v.rotate(list(classes) or None, reencrypt=reencrypt, progress=step)
     click.echo(", ".join(f"{k} {n}" for k, n in stats.items()))
 
 
@@ -183,7 +200,7 @@ def approve(request_id: str, hours: float, **kw: Any) -> None:
     """
     with unlock(kw) as v:
         v.approve_reveal(request_id, int(hours * 3600))
-    click.echo(f"approved {request_id} for {hours:g} h", err=True)
+    note(f"approved {request_id} for {hours:g} h")
 
 
 @click.command()

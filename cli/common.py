@@ -86,6 +86,26 @@ def unlock(kw: dict[str, Any]) -> vault.Vault:
     return open_vault(kw.pop("vault_url"), kw.pop("identity"), kw.pop("passphrase_file"), kw.pop("recovery"))
 
 
+def quiet() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.find_root().params.get("quiet"))
+
+
+def note(message: str) -> None:
+    """Progress and confirmations on stderr; silenced by ``dvault --quiet``."""
+    if not quiet():
+        click.echo(message, err=True)
+
+
+def progress(label: str, total: int):  # type: ignore[no-untyped-def]
+    """A progress bar on stderr for long jobs, only on a terminal and without --quiet."""
+    import sys
+
+    if quiet() or not sys.stderr.isatty() or total <= 0:
+        return None
+    return click.progressbar(length=total, label=label, file=sys.stderr)
+
+
 def reason_option(f: Callable) -> Callable:
     return click.option("--reason", help="Why you need this access (recorded, sealed to the lead). "
                                          "Prompted if missing.")(f)
@@ -131,11 +151,11 @@ def _jsonable(value: Any) -> Any:
     return value.isoformat() if hasattr(value, "isoformat") else value
 
 
-def emit(rows: list[dict[str, Any]], columns: list[str], as_json: bool, quiet: bool = False) -> None:
+def emit(rows: list[dict[str, Any]], columns: list[str], as_json: bool, quiet_: bool = False) -> None:
     if as_json:
         for r in rows:
             click.echo(json.dumps({c: _jsonable(r.get(c)) for c in columns}, ensure_ascii=False))
     elif rows:
         click.echo(table(rows, columns))
-    elif not quiet:
-        click.echo("no records", err=True)
+    elif not quiet_:
+        note("no records")

@@ -11,7 +11,7 @@ import click
 from vault import exporter as X
 from vault.identity import Identity, PublicIdentity
 
-from .common import reason_option, set_reason, unlock, vault_options
+from .common import reason_option, set_reason, unlock, vault_options, note
 from .secrets_input import read_passphrase
 
 
@@ -38,7 +38,7 @@ def import_(csv_file: Path, mapping: Path, dry_run: bool, skip_bad: bool, **kw: 
         plan = plan_import(csv_file.read_bytes(), load_mapping(mapping.read_text("utf-8"), v.schema), v.schema)
         for err in plan.errors:
             click.echo(f"dvault: {csv_file.name}: {err}", err=True)
-        click.echo(f"{len(plan.rows)} good row(s), {len(plan.errors)} problem(s)", err=True)
+        note(f"{len(plan.rows)} good row(s), {len(plan.errors)} problem(s)")
         if dry_run:
             if plan.errors:
                 sys.exit(1)
@@ -47,9 +47,8 @@ def import_(csv_file: Path, mapping: Path, dry_run: bool, skip_bad: bool, **kw: 
             raise click.UsageError("nothing imported: fix the rows above or use --skip-bad")
         if not plan.rows:
             raise click.UsageError("no rows to import")
-        with click.progressbar(length=len(plan.rows), label="importing", file=sys.stderr) as bar:
-            ids = v.import_rows([values for _line, values in plan.rows])
-            bar.update(len(ids))
+        note(f"importing {len(plan.rows)} row(s) in one transaction ...")
+        ids = v.import_rows([values for _line, values in plan.rows])
         click.echo(f"imported {len(ids)} participant(s)")
 
 
@@ -81,7 +80,7 @@ def export(fields: str, purpose: str | None, fmt: str, out: Path | None, recipie
         data = X.seal(data, to)
     if out is not None:
         X.write_private(out, data)
-        click.echo(f"wrote {len(rows)} row(s) to {out}{' (sealed)' if to else ''}", err=True)
+        note(f"wrote {len(rows)} row(s) to {out}{' (sealed)' if to else ''}")
     else:
         click.get_binary_stream("stdout").write(data)
 
@@ -134,7 +133,7 @@ def sample_csv(rows: int, out: Path) -> None:
                     p["arrival"].isoformat(), p["departure"].isoformat(), "yes", p["dietary"], "",
                     "yes" if p["photo_consent"] else "no", str(410000000 + i)])
     X.write_private(out, ("\ufeff" + buf.getvalue()).encode("utf-8"))
-    click.echo(f"wrote {rows} synthetic registrations to {out}", err=True)
+    note(f"wrote {rows} synthetic registrations to {out}")
 
 
 COMMANDS = [import_, export, open_export, sample_csv]

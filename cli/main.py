@@ -10,7 +10,7 @@ import click
 
 import vault
 
-from .common import unlock, vault_options
+from .common import unlock, vault_options, note
 
 EXIT = {vault.NotFound: 2, vault.AccessDenied: 3, vault.WrongPassphrase: 4, vault.IntegrityError: 5}
 
@@ -75,9 +75,9 @@ def keygen(out: Path | None, passphrase_file: Path | None) -> None:
     pw = read_passphrase(passphrase_file, "Passphrase for the new identity", confirm=True)
     ident = Identity.generate()
     ident.save(path, pw)
-    click.echo(f"identity: {path}", err=True)
-    click.echo(f"fingerprint (read it to the lead): {ident.public.fingerprint()}", err=True)
-    click.echo("public line to send to the lead:", err=True)
+    note(f"identity: {path}")
+    note(f"fingerprint (read it to the lead): {ident.public.fingerprint()}")
+    note("public line to send to the lead:")
     click.echo(ident.public.to_line())
 
 

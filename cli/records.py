@@ -10,7 +10,7 @@ import click
 import vault
 from vault.schema import Field
 
-from .common import emit, fields_arg, reason_option, set_reason, unlock, vault_options
+from .common import emit, fields_arg, reason_option, set_reason, unlock, vault_options, note
 
 HANDLE = "badge"  # the pseudonym staff use to name a participant in the CLI
 
@@ -198,10 +198,10 @@ def edit(pseudonym: str, only: tuple[str, ...], **kw: Any) -> None:
             if value is not ...:
                 changes[n] = value
         if not changes:
-            click.echo("nothing changed", err=True)
+            note("nothing changed")
             return
         v.update(rec.id, changes)
-        click.echo(f"updated {len(changes)} field(s)", err=True)
+        note(f"updated {len(changes)} field(s)")
 
 
 @click.command()
@@ -222,7 +222,7 @@ def shred(pseudonym: str, yes: bool, **kw: Any) -> None:
             if typed.replace(" ", "").upper() != pseudonym.replace(" ", "").upper():
                 raise click.UsageError("pseudonym did not match; nothing shredded")
         v.delete(rec.id)
-        click.echo("shredded", err=True)
+        note("shredded")
 
 
 @click.group()

@@ -104,3 +104,28 @@ def test_audit_verify_exit_code_on_damage(tmp_path: Path, monkeypatch, capsys) -
     err = capsys.readouterr().err
     assert info.value.code == 5
     assert err.startswith("dvault: error: audit log damaged at entry 2") and err.count("\n") == 1
+
+
+def test_quiet_completion_and_role_list(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    r = CliRunner().invoke(cli, ["role", "list", "--builtin"])
+    assert r.exit_code == 0 and "staff" in r.output and "identity,risk" in r.output
+    r = CliRunner(env={"_DVAULT_COMPLETE": "bash_source"}).invoke(cli, [], prog_name="dvault")
+    assert "complete" in r.output.lower()
+    r = CliRunner().invoke(cli, ["--quiet", "sample-csv", "--rows", "3", "--out", str(tmp_path / "s.csv")])
+    assert r.exit_code == 0 and "wrote" not in r.output
+
+
+def test_shell_session(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import io
+
+    import vault
+    from vault_cli.shell import VaultShell
+    with vault.create(tmp_path / "s.vault", "pass phrase words") as v:
+        v.add({"badge_name": "Amira", "email": "amira@example.org"})
+        v.set_reason("desk")
+        sh = VaultShell(v)
+        sh.use_rawinput = False
+        sh.stdin = io.StringIO("find email AMIRA@example.org\nlist badge_name\nfind nothing\nquit\n")
+        sh.cmdloop()
+        actions = [e["action"] for e in v.audit_entries()]
+    assert actions.count("search") == 1 and "read_all" in actions

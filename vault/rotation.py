@@ -22,7 +22,7 @@ versions are in the keyring until step 5 commits); running rotate() again finish
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from . import _crypto as C
 from . import _format as F
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 
 def rotate(v: "Vault", classes: Iterable[str] | None = None, *, reencrypt: bool = False,
-           batch: int = 500) -> dict[str, int]:
+           batch: int = 500, progress: "Callable[[int, int], None] | None" = None) -> dict[str, int]:
     store = v._s()
     with store.tx() as conn:
         state_raw = store.get_meta(conn).get("rotation", b"")
@@ -49,6 +49,7 @@ def rotate(v: "Vault", classes: Iterable[str] | None = None, *, reencrypt: bool 
         state = _start(v, chosen, reencrypt)
     rotating = list(state["classes"])
     stats = {"rewrapped": 0, "reencrypted": 0, "swept": 0}
+    total, done = (v.count() if progress else 0), 0
     # -- 2. rewrap in batches ------------------------------------------------------------------
     while True:
         with store.tx() as conn:
@@ -61,6 +62,9 @@ def rotate(v: "Vault", classes: Iterable[str] | None = None, *, reencrypt: bool 
                 stats["reencrypted" if state["reencrypt"] else "rewrapped"] += _refresh(
                     v, conn, rid, rotating, state["reencrypt"])
             store.put_meta(conn, {"rotation_cursor": ids[-1]})
+        done += len(ids)
+        if progress:
+            progress(min(done, total), total)
     # -- 3. sweep --------------------------------------------------------------------------------
     current = {v._current[c].key.kid for c in rotating}
     stale = [rid for rid, data in store.iter_records() if _stale(data, rotating, current)]

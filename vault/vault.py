@@ -849,7 +849,7 @@ class Vault:
 
     # -- key rotation ---------------------------------------------------------------------
     def _rotate_impl(self, classes: Sequence[str] | None = None, *, reencrypt: bool = False,
-               batch: int = 500) -> dict[str, int]:
+                     batch: int = 500, progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
         """Rotate class keys (default: all classes): new key versions, every DEK rewrapped
         (cheap) or, with ``reencrypt=True``, every field re-encrypted under fresh DEKs;
         blind indexes rebuilt; old versions destroyed once nothing references them.
@@ -861,7 +861,7 @@ class Vault:
         from . import rotation
 
         self._need_all_classes("key rotation")
-        return rotation.rotate(self, classes, reencrypt=reencrypt, batch=batch)
+        return rotation.rotate(self, classes, reencrypt=reencrypt, batch=batch, progress=progress)
 
     # -- users ----------------------------------------------------------------------------
     def users(self, include_revoked: bool = False) -> list[U.User]:
@@ -1076,11 +1076,11 @@ class Vault:
         return self._reindex_impl(population=population, k=k, batch=batch)
 
     def rotate(self, classes: Sequence[str] | None = None, *, reencrypt: bool = False,
-               batch: int = 500) -> dict[str, int]:
-        """Rotate class keys (see :meth:`_rotate_impl`)."""
+               batch: int = 500, progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
+        """Rotate class keys (see :meth:`_rotate_impl`); ``progress(done, total)`` after each batch."""
         self._guard("rotate", lambda: self._need_all_classes("key rotation"))
         self._audit("rotate", "", {"classes": sorted(classes) if classes else "all", "reencrypt": reencrypt})
-        return self._rotate_impl(classes, reencrypt=reencrypt, batch=batch)
+        return self._rotate_impl(classes, reencrypt=reencrypt, batch=batch, progress=progress)
 
     def add_user(self, public: PublicIdentity | str, name: str, role: str) -> U.User:
         """Enrol a user (see :meth:`_add_user_impl`)."""
