@@ -566,6 +566,7 @@ class Vault:
             batch.append((rid, self._seal_record(rid, by_class)))
             terms.extend(self._index_rows(rid, row))
             out.append(rid.hex())
+        terms.sort()  # key order: B-tree appends instead of random page splits
         with store.tx() as conn:
             store.insert_records(conn, batch)
             store.insert_index(conn, terms)
