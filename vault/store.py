@@ -101,6 +101,8 @@ class Store:
 
     def __init__(self, url: str, *, create: bool) -> None:
         self.url = url
+        self._conn: Connection | None = None
+        self._depth = 0
         try:
             path = _sqlite_path(url)
         except ArgumentError:
@@ -133,11 +135,37 @@ class Store:
 
     @contextmanager
     def tx(self) -> Iterator[Connection]:
+        """One transaction on this handle's own connection (kept open: a pool checkout per
+        transaction cost more than the audit entry it carried). A nested call joins the
+        outer transaction."""
+        if self._depth:
+            self._depth += 1
+            try:
+                assert self._conn is not None
+                yield self._conn
+            finally:
+                self._depth -= 1
+            return
         try:
-            with self.engine.begin() as conn:
-                yield conn
+            if self._conn is None or self._conn.closed:
+                self._conn = self.engine.connect()
+            self._depth = 1
+            try:
+                with self._conn.begin():
+                    yield self._conn
+            finally:
+                self._depth = 0
         except OperationalError as e:
+            self._drop_conn()
             raise StoreError(f"database error: {e.orig.__class__.__name__}") from None
+
+    def _drop_conn(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except SQLAlchemyError:
+                pass
+        self._conn = None
 
     def has_vault(self) -> bool:
         try:
@@ -146,6 +174,7 @@ class Store:
             raise StoreError(f"cannot connect to database: {e.orig.__class__.__name__}") from None
 
     def dispose(self) -> None:
+        self._drop_conn()
         self.engine.dispose()
 
     # -- meta -----------------------------------------------------------------------------
