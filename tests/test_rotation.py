@@ -92,14 +92,14 @@ def _kill_trial(tmp: Path, seed: int, mode: str) -> bool:
     rng = random.Random(seed)
     path = tmp / f"kill{seed}.vault"
     with vault.create(path, PASSPHRASE) as v:
-        v.add_many(_rows(60))
+        v.add_many(_rows(300))
         before = _snapshot(v)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     child = subprocess.Popen([sys.executable, str(CHILD), str(path), PASSPHRASE, mode], env=env,
                              stdout=subprocess.PIPE, text=True)
     assert child.stdout is not None
     assert child.stdout.readline().strip() == "started"
-    time.sleep(rng.uniform(0, 0.35))
+    time.sleep(rng.uniform(0, 0.25))
     child.send_signal(signal.SIGKILL)
     child.wait()
     with vault.open(path, PASSPHRASE) as v:  # opens and reads every record, whatever the moment

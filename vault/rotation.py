@@ -58,9 +58,13 @@ def rotate(v: "Vault", classes: Iterable[str] | None = None, *, reencrypt: bool 
         if not ids:
             break
         with store.tx() as conn:
-            for rid in ids:
-                stats["reencrypted" if state["reencrypt"] else "rewrapped"] += _refresh(
-                    v, conn, rid, rotating, state["reencrypt"])
+            updates = []
+            for rid, data in store.get_records(conn, ids):
+                new = _refreshed(v, rid, data, rotating, state["reencrypt"])
+                if new is not None:
+                    updates.append((new, rid))
+                    stats["reencrypted" if state["reencrypt"] else "rewrapped"] += 1
+            store.put_records(conn, updates)
             store.put_meta(conn, {"rotation_cursor": ids[-1]})
         done += len(ids)
         if progress:
@@ -70,8 +74,10 @@ def rotate(v: "Vault", classes: Iterable[str] | None = None, *, reencrypt: bool 
     stale = [rid for rid, data in store.iter_records() if _stale(data, rotating, current)]
     for i in range(0, len(stale), batch):
         with store.tx() as conn:
-            for rid in stale[i:i + batch]:
-                stats["swept"] += _refresh(v, conn, rid, rotating, state["reencrypt"])
+            updates = [(new, rid) for rid, data in store.get_records(conn, stale[i:i + batch])
+                       if (new := _refreshed(v, rid, data, rotating, state["reencrypt"])) is not None]
+            store.put_records(conn, updates)
+            stats["swept"] += len(updates)
     # -- 4. reindex ------------------------------------------------------------------------------
     want = {c: ck.key.version for c, ck in v._current.items()}
     if v._plan_pending is not None or v._plan_active.class_versions != want:
@@ -114,12 +120,9 @@ def _stale(data: bytes, classes: list[str], current: set[bytes]) -> bool:
         return True  # let _refresh raise the precise IntegrityError
 
 
-def _refresh(v: "Vault", conn, rid: bytes, classes: list[str], reencrypt: bool) -> int:  # type: ignore[no-untyped-def]
-    """Move one record's envelopes of ``classes`` to the current key versions; 1 if changed."""
-    store = v._s()
-    data = store.get_record(conn, rid)
-    if data is None:
-        return 0  # deleted meanwhile
+def _refreshed(v: "Vault", rid: bytes, data: bytes, classes: list[str], reencrypt: bool) -> bytes | None:
+    """The record row with its envelopes of ``classes`` moved to the current key versions,
+    or None if nothing needed moving."""
     try:
         envs = E.unpack_record(data)
     except E.Malformed:
@@ -134,7 +137,7 @@ def _refresh(v: "Vault", conn, rid: bytes, classes: list[str], reencrypt: bool) 
             if h.sealed or h.class_kid != v._current[c].key.kid:
                 todo.append(c)
     if not todo:
-        return 0
+        return None
     if reencrypt:
         plain = v._open_row(rid, data, {c: None for c in todo})
         by_class: dict[str, dict[str, bytes]] = {c: {} for c in todo}
@@ -144,13 +147,16 @@ def _refresh(v: "Vault", conn, rid: bytes, classes: list[str], reencrypt: bool) 
         for c in todo:
             envs[c] = fresh[c]
     else:
-        v._open_row(rid, data, {c: [] for c in todo})  # authenticate before rewrapping
+        # Unwrapping authenticates the DEK together with the envelope's set of fields, so a
+        # tampered envelope fails here instead of being laundered into a fresh wrap.
         for c in todo:
             dek_blob, cells_blob = envs[c]
             hdr = E.parse_dek_header(dek_blob)
-            old = v._by_kid[hdr.class_kid]
-            names = list(E.unpack_cells(cells_blob))
+            old = v._by_kid.get(hdr.class_kid)
             try:
+                if old is None or old.key.name != c:
+                    raise E.Malformed()
+                names = list(E.unpack_cells(cells_blob))
                 if hdr.sealed:  # written by a role without the class: adopt it into a normal wrap
                     dek = E.unseal_dek(E.class_box_secret(old.key.secret), old.key.version, v._vid, rid, c,
                                        names, dek_blob)
@@ -161,8 +167,7 @@ def _refresh(v: "Vault", conn, rid: bytes, classes: list[str], reencrypt: bool) 
             new = v._current[c]
             envs[c] = (E.wrap_dek(new.aead, new.key.kid, new.key.version, hdr.dek_id, dek, v._vid, rid, c, names),
                        cells_blob)
-    store.put_record(conn, rid, E.pack_record([(c, envs[c][0], envs[c][1]) for c in v.schema.classes]))
-    return 1
+    return E.pack_record([(c, envs[c][0], envs[c][1]) for c in v.schema.classes])
 
 
 def _finish(v: "Vault") -> None:

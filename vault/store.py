@@ -126,6 +126,9 @@ class Store:
         if path is not None:
             _install_sqlite_pragmas(self.engine)
         ph = "?" if path is not None else "%s"  # sqlite3 is qmark, psycopg is format style
+        self._delete_index_sql = (f"DELETE FROM dv_index WHERE gen = {ph} AND name = {ph} AND value = {ph} "
+                                  f"AND record_id = {ph}")
+        self._update_record_sql = f"UPDATE dv_records SET data = {ph} WHERE id = {ph}"
         self._insert_record_sql = f"INSERT INTO dv_records (id, data) VALUES ({ph}, {ph})"
         self._insert_index_sql = f"INSERT INTO dv_index (gen, name, value, record_id) VALUES ({ph}, {ph}, {ph}, {ph})"
 
@@ -244,6 +247,11 @@ class Store:
         if conn.execute(update(records).where(records.c.id == rid).values(data=data)).rowcount != 1:
             raise StoreError("record row vanished during update")
 
+    def put_records(self, conn: Connection, rows: list[tuple[bytes, bytes]]) -> None:
+        """(data, id) pairs: one executemany UPDATE."""
+        if rows:
+            conn.exec_driver_sql(self._update_record_sql, rows)
+
     @staticmethod
     def record_exists(conn: Connection, rid: bytes) -> bool:
         return conn.execute(select(records.c.id).where(records.c.id == rid)).first() is not None
@@ -260,11 +268,10 @@ class Store:
         if rows:
             conn.exec_driver_sql(self._insert_index_sql, rows)
 
-    @staticmethod
-    def delete_index_terms(conn: Connection, rows: list[tuple[int, str, int, bytes]]) -> None:
-        for g, n, v, r in rows:
-            conn.execute(delete(blind).where(blind.c.gen == g, blind.c.name == n, blind.c.value == v,
-                                             blind.c.record_id == r))
+    def delete_index_terms(self, conn: Connection, rows: list[tuple[int, str, int, bytes]]) -> None:
+        """Delete exact index rows by primary key (executemany; no per-row statement building)."""
+        if rows:
+            conn.exec_driver_sql(self._delete_index_sql, rows)
 
     @staticmethod
     def delete_index(conn: Connection, rid: bytes, names: Iterable[str] | None = None,

@@ -830,13 +830,13 @@ class Vault:
             if not ids:
                 break
             with store.tx() as conn:
-                for rid in ids:
-                    data = store.get_record(conn, rid)
-                    if data is None:
-                        continue
+                for rid, data in store.get_records(conn, ids):
                     rec = self._decode_row(rid, data, classes)
-                    store.delete_index(conn, rid, gen=gen)
-                    store.insert_index(conn, [(gen, n, v, rid) for n, v in ix.terms(dict(rec))])
+                    rows = [(gen, n, v, rid) for n, v in ix.terms(dict(rec))]
+                    # Exact-key deletes (the table has no record_id index, on purpose): a record
+                    # added during the re-index already has its new-generation rows.
+                    store.delete_index_terms(conn, rows)
+                    store.insert_index(conn, rows)
                     done += 1
                 store.put_meta(conn, {"index_cursor": ids[-1]})
         text = pending.to_text()
