@@ -239,7 +239,8 @@ def test_break_glass(team) -> None:  # type: ignore[no-untyped-def]
             v.reveal(req)  # not approved yet
         assert [r.reason for r in v.reveal_requests()] == [None]  # staff cannot read reasons
     raw = RawDB(url)
-    assert reason.encode() not in raw.engine.connect().exec_driver_sql("SELECT reason FROM dv_reveals").scalar()
+    with raw.engine.connect() as c:
+        assert reason.encode() not in bytes(c.exec_driver_sql("SELECT reason FROM dv_reveals").scalar())
     raw.close()
     with vault.open(url, identity=tool) as v:
         with pytest.raises(vault.AccessDenied):
