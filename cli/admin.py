@@ -18,7 +18,8 @@ Recovery advice (read this once, carefully):
   - The recovery passphrase opens every key in this vault. Write it on paper, seal it,
     and keep it offline with a second trusted person. Do not store it on this laptop.
   - Your identity file is your daily key; its passphrase protects it if the laptop is
-    seized. Back it up encrypted; if it is lost, enrol a new one with the recovery passphrase.
+    seized. Keep an encrypted backup of it: the recovery passphrase reads and rotates
+    everything, but only the lead's identity can enrol or revoke users.
   - Take an audit checkpoint at the end of every day: dvault audit checkpoint"""
 
 

@@ -49,7 +49,7 @@ class RawDB:
 
     def slot(self) -> tuple[str, bytes, bytes]:
         with self.engine.begin() as c:
-            r = c.execute(sa.text("SELECT slot_id, unlock, keyring FROM dv_slots")).one()
+            r = c.execute(sa.text("SELECT slot_id, unlock, keyring FROM dv_slots WHERE kind = 'passphrase'")).one()
             return r[0], bytes(r[1]), bytes(r[2])
 
     def set_slot(self, slot_id: str, unlock: bytes, keyring: bytes) -> None:

@@ -312,3 +312,72 @@ def test_staff_can_write_what_they_cannot_read(team) -> None:  # type: ignore[no
     raw.close()
     with vault.open(url, PASSPHRASE) as v:
         assert dict(v.get(new)) == person
+
+
+def _remac_schema(url: str, staff: Identity, new_text: str) -> None:
+    """What a staff member with database write access can do with the meta key they hold."""
+    ring = _keyring_of(url, staff)
+    raw = RawDB(url)
+    vid = raw.meta("vault_id")
+    raw.set_meta("schema", new_text.encode())
+    raw.set_meta("schema_mac", K.mac_schema(ring.current(K.KIND_META_KEY), vid, new_text))
+    raw.close()
+
+
+def test_staff_cannot_rewrite_roles_with_the_meta_key(team) -> None:  # type: ignore[no-untyped-def]
+    url, lead, staff, tool, rid = team
+    raw = RawDB(url)
+    text = raw.meta("schema").decode()
+    raw.close()
+    escalated = text.replace('classes = ["public", "logistics", "contact"]\npurposes',
+                             'classes = ["public", "logistics", "contact", "identity", "risk"]\npurposes')
+    assert escalated != text
+    _remac_schema(url, staff, escalated)
+    for opener in ({"identity": lead}, {"identity": staff}, {"passphrase": PASSPHRASE}):
+        with pytest.raises(vault.IntegrityError, match="signature"):
+            vault.open(url, **opener)  # type: ignore[arg-type]
+
+
+def test_staff_cannot_rewrite_the_index_plan(team) -> None:  # type: ignore[no-untyped-def]
+    url, lead, staff, tool, rid = team
+    ring = _keyring_of(url, staff)
+    raw = RawDB(url)
+    vid, plan = raw.meta("vault_id"), raw.meta("index_plan").decode()
+    wider = plan.replace('"bits":7', '"bits":20')
+    raw.set_meta("index_plan", wider.encode())
+    raw.set_meta("index_plan_mac", K.mac_plan(ring.current(K.KIND_META_KEY), vid, wider))
+    raw.close()
+    with pytest.raises(vault.IntegrityError, match="signature"):
+        vault.open(url, identity=lead)
+
+
+def test_tools_cannot_shred(team) -> None:  # type: ignore[no-untyped-def]
+    url, lead, staff, tool, rid = team
+    with vault.open(url, identity=tool) as v:
+        with pytest.raises(vault.AccessDenied):
+            v.delete(rid)
+    with vault.open(url, identity=staff) as v:
+        v.delete(rid)
+        assert v.count() == 0
+
+
+def test_passphrase_change_replaces_the_slot_secret(team) -> None:  # type: ignore[no-untyped-def]
+    url, lead, staff, tool, rid = team
+    raw = RawDB(url)
+    vid = raw.meta("vault_id")
+    old_slot_id, old_unlock, _ = raw.slot()
+    raw.close()
+    with vault.open(url, PASSPHRASE) as v:
+        v.change_passphrase("a brand new recovery passphrase")
+    raw = RawDB(url)
+    slot_id, unlock, keyring = raw.slot()
+    raw.close()
+    old_secret = K.open_passphrase_slot(old_unlock, PASSPHRASE, vid)  # an old copy of the slot
+    with pytest.raises(vault.IntegrityError):
+        K.open_keyring(old_secret, vid, keyring)  # no longer opens the live keyring
+    with vault.open(url, "a brand new recovery passphrase") as v:
+        assert v.get(rid)["legal_name"] == "Amira Haddad"
+    with vault.open(url, identity=lead) as v:  # the lead's copy of the recovery secret was updated
+        v.rotate(["risk"])
+    with vault.open(url, "a brand new recovery passphrase") as v:
+        assert v.get(rid)["risk_notes"] == "followed"

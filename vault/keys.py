@@ -29,6 +29,10 @@ KIND_PURPOSE_KEY = 3  # per-purpose pseudonym key (badge, travel, ...)
 KIND_LEAD_VK = 4  # the security lead's Ed25519 verify key (public; here so it is authenticated)
 KIND_CLASS_PUBLIC = 6  # a class's X25519 public key (name = class), for roles that may write
 #                        the class but not read it
+KIND_RECOVERY_SEED = 8  # the recovery actor's secret seed (full keyring only): signs and opens
+#                         reasons for passphrase openers, stable across passphrase changes
+KIND_RECOVERY_VK = 7  # the recovery actor's Ed25519 public key (every keyring: authenticated)
+KIND_RECOVERY_BOX = 9  # the recovery actor's X25519 public key (every keyring)
 KIND_SLOT_SECRET = 5  # a passphrase slot's secret, in the lead's keyring (name = slot id), so
 #                       the lead can re-seal the recovery slot after a rotation
 
@@ -110,7 +114,8 @@ class Keyring:
                 secret = data[pos + F.KID_LEN:pos + F.KID_LEN + F.KEY_LEN]
                 pos += F.KID_LEN + F.KEY_LEN
                 if len(secret) != F.KEY_LEN or kind not in (KIND_CLASS_KEY, KIND_META_KEY, KIND_PURPOSE_KEY,
-                                                            KIND_LEAD_VK, KIND_SLOT_SECRET, KIND_CLASS_PUBLIC):
+                                                            KIND_LEAD_VK, KIND_SLOT_SECRET, KIND_CLASS_PUBLIC,
+                                                            KIND_RECOVERY_SEED, KIND_RECOVERY_VK, KIND_RECOVERY_BOX):
                     raise Malformed()
                 keys.append(Key(kind, name, version, kid, secret))
         except (struct.error, IndexError, UnicodeDecodeError):
@@ -256,3 +261,37 @@ def mac_plan(meta: Key, vault_id: bytes, plan_text: str) -> bytes:
 
 def verify_plan(ring: Keyring, vault_id: bytes, plan_text: str, blob: bytes) -> None:
     _verify_meta(F.KIND_PLAN_MAC, F.LABEL_PLAN_MAC, "index plan", ring, vault_id, plan_text, blob)
+
+
+
+# -- signatures over the schema and the index plan -------------------------------------------
+# Every role holds the meta key, so a MAC alone cannot stop an enrolled user with database
+# write access from rewriting the roles. The schema and the index plan are therefore also
+# signed by the security lead or the recovery actor, whose public keys each opener finds in
+# its own (authenticated) keyring.
+SIG_LABELS = {"schema": b"dvault/v1/schema-sig", "plan": b"dvault/v1/index-plan-sig"}
+
+
+def signers(ring: Keyring) -> dict[bytes, bytes]:
+    """Allowed signer -> Ed25519 public key: b"L" the lead, b"R" the recovery actor."""
+    out = {}
+    for k in ring.keys:
+        if k.kind == KIND_LEAD_VK:
+            out[b"L"] = k.secret
+        elif k.kind == KIND_RECOVERY_VK:
+            out[b"R"] = k.secret
+    return out
+
+
+def sign_text(what: str, vault_id: bytes, text: str, who: bytes, sign) -> bytes:  # type: ignore[no-untyped-def]
+    return who + sign(SIG_LABELS[what] + vault_id + C.sha256(text.encode("utf-8")))
+
+
+def verify_text(what: str, ring: Keyring, vault_id: bytes, text: str, blob: bytes) -> None:
+    allowed = signers(ring)
+    if len(blob) != 1 + C.ED25519_SIG_LEN or blob[:1] not in allowed:
+        raise IntegrityError(f"stored {what} carries no valid signature of the lead or the recovery key")
+    try:
+        C.ed25519_verify(allowed[blob[:1]], SIG_LABELS[what] + vault_id + C.sha256(text.encode("utf-8")), blob[1:])
+    except C.AuthFailure:
+        raise IntegrityError(f"stored {what} failed the lead's signature (edited in the database?)") from None

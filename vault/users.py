@@ -68,6 +68,7 @@ def role_keyring(full: K.Keyring, role: Role, lead_vk: bytes) -> K.Keyring:
     keys += [k for k in full.keys if k.kind == K.KIND_CLASS_KEY and k.name in role.classes]
     keys += [full.current(K.KIND_PURPOSE_KEY, p) for p in role.purposes]
     keys.append(K.Key(K.KIND_LEAD_VK, "lead", 1, bytes(F.KID_LEN), lead_vk))
+    keys += [k for k in full.keys if k.kind in (K.KIND_RECOVERY_VK, K.KIND_RECOVERY_BOX)]
     # Classes the role may write but not read: only their public keys (kind E envelopes).
     from .envelope import class_box_secret
     for k in full.keys:
@@ -75,8 +76,8 @@ def role_keyring(full: K.Keyring, role: Role, lead_vk: bytes) -> K.Keyring:
                 and k.version == full.current(K.KIND_CLASS_KEY, k.name).version:
             keys.append(K.Key(K.KIND_CLASS_PUBLIC, k.name, k.version, k.kid,
                               C.x25519_public(class_box_secret(k.secret))))
-    if role.manage:  # the lead can re-seal recovery (passphrase) slots after rotations
-        keys += [k for k in full.keys if k.kind == K.KIND_SLOT_SECRET]
+    if role.manage:  # the lead holds the full keyring: it re-seals the recovery slot after rotations
+        keys += [k for k in full.keys if k.kind in (K.KIND_SLOT_SECRET, K.KIND_RECOVERY_SEED)]
     return K.Keyring(keys)
 
 

@@ -83,9 +83,18 @@ def create(url: str | os.PathLike[str], passphrase: str, *, schema: str | os.Pat
         plan_text = plan.to_text()
         slot_secret = C.random_bytes(F.KEY_LEN)
         slot_kid = C.random_bytes(F.KID_LEN)
+        seed = C.random_bytes(F.KEY_LEN)
+        rec_sign = C.Signer(C.hkdf_sha256(seed, F.LABEL_RECOVERY_SIGN))
+        rec_box = C.x25519_public(C.hkdf_sha256(seed, F.LABEL_RECOVERY_BOX))
+        rec_vk = C.ed25519_public(C.hkdf_sha256(seed, F.LABEL_RECOVERY_SIGN))
+        zero = bytes(F.KID_LEN)
+        ring.keys += [K.Key(K.KIND_RECOVERY_SEED, "recovery", 1, zero, seed),
+                      K.Key(K.KIND_RECOVERY_VK, "recovery", 1, zero, rec_vk),
+                      K.Key(K.KIND_RECOVERY_BOX, "recovery", 1, zero, rec_box)]
         if lead is not None:
-            ring.keys.append(K.Key(K.KIND_LEAD_VK, "lead", 1, bytes(F.KID_LEN), lead.public.ed25519))
-            ring.keys.append(K.Key(K.KIND_SLOT_SECRET, slot_kid.hex(), 1, bytes(F.KID_LEN), slot_secret))
+            ring.keys.append(K.Key(K.KIND_LEAD_VK, "lead", 1, zero, lead.public.ed25519))
+            ring.keys.append(K.Key(K.KIND_SLOT_SECRET, slot_kid.hex(), 1, zero, slot_secret))
+        who, sign = (b"L", lead.sign) if lead is not None else (b"R", rec_sign)
         unlock = K.seal_passphrase_slot(passphrase, slot_secret, slot_kid, vault_id, params)
         keyring = K.seal_keyring(slot_secret, slot_kid, vault_id, ring)
         mac = K.mac_schema(ring.current(K.KIND_META_KEY), vault_id, text)
@@ -97,8 +106,9 @@ def create(url: str | os.PathLike[str], passphrase: str, *, schema: str | os.Pat
                 "db_schema_version": str(version).encode(),
                 "schema": text.encode("utf-8"),
                 "schema_mac": mac,
-                "recovery_pub": C.x25519_public(C.hkdf_sha256(slot_secret, F.LABEL_RECOVERY_BOX))
-                                + C.ed25519_public(C.hkdf_sha256(slot_secret, F.LABEL_RECOVERY_SIGN)),
+                "recovery_pub": rec_box + rec_vk,
+                "schema_sig": K.sign_text("schema", vault_id, text, who, sign),
+                "index_plan_sig": K.sign_text("plan", vault_id, plan_text, who, sign),
                 "index_plan": plan_text.encode(),
                 "index_plan_mac": K.mac_plan(ring.current(K.KIND_META_KEY), vault_id, plan_text),
             })
@@ -172,6 +182,7 @@ def open(url: str | os.PathLike[str], passphrase: str | None = None, *,  # noqa:
             keyring_blob = next(r[3] for r in slot_rows if r[0] == slot_kid.hex())
         ring = K.open_keyring(slot_secret, vault_id, keyring_blob)
         K.verify_schema(ring, vault_id, text, mac)
+        K.verify_text("schema", ring, vault_id, text, meta.get("schema_sig", b""))
         try:
             parsed = S.load(text)
         except SchemaError:
@@ -248,6 +259,7 @@ def _verified_plan(meta: dict[str, bytes], name: str, ring: K.Keyring, vault_id:
     except UnicodeDecodeError:
         raise IntegrityError("index plan is malformed") from None
     K.verify_plan(ring, vault_id, text, meta.get(name + "_mac", b""))
+    K.verify_text("plan", ring, vault_id, text, meta.get(name + "_sig", b""))
     try:
         return I.Plan.from_text(text)
     except (ValueError, KeyError, TypeError):
@@ -316,14 +328,31 @@ class Vault:
         self._setup_auditor()
 
     def _recovery_keys(self) -> tuple[bytes, bytes] | None:
-        """(X25519 secret, Ed25519 seed) of the recovery actor, derived from the passphrase
-        slot's secret: the passphrase holder has it, and so does the lead (keyring kind 5)."""
-        secret = self._slot_secret if self.user is None else None
-        if secret is None and self._ring is not None:
-            secret = next((k.secret for k in self._ring.keys if k.kind == K.KIND_SLOT_SECRET), None)
-        if secret is None:
+        """(X25519 secret, Ed25519 seed) of the recovery actor, from the seed in the full
+        keyring (passphrase openers); None for identity openers."""
+        if self._ring is None:
             return None
-        return C.hkdf_sha256(secret, F.LABEL_RECOVERY_BOX), C.hkdf_sha256(secret, F.LABEL_RECOVERY_SIGN)
+        seed = next((k.secret for k in self._ring.keys if k.kind == K.KIND_RECOVERY_SEED), None)
+        if seed is None:
+            return None
+        return C.hkdf_sha256(seed, F.LABEL_RECOVERY_BOX), C.hkdf_sha256(seed, F.LABEL_RECOVERY_SIGN)
+
+    def _recovery_public(self) -> bytes:
+        """The recovery actor's public identity (X25519 || Ed25519), from this keyring."""
+        assert self._ring is not None
+        box = next((k.secret for k in self._ring.keys if k.kind == K.KIND_RECOVERY_BOX), b"")
+        vk = next((k.secret for k in self._ring.keys if k.kind == K.KIND_RECOVERY_VK), b"")
+        return box + vk
+
+    def _plan_signer(self) -> tuple[bytes, Callable[[bytes], bytes]]:
+        """Who signs schema/plan changes: the lead (by identity) or the recovery actor."""
+        if self.user is None:
+            rec = self._recovery_keys()
+            assert rec is not None
+            return b"R", C.Signer(rec[1])
+        if self._identity is not None and self._lead_vk is not None and self._identity.public.ed25519 == self._lead_vk:
+            return b"L", self._identity.sign
+        raise AccessDenied("only the security lead or the recovery passphrase can change the index plan")
 
     def _setup_auditor(self) -> None:
         from .audit import Auditor
@@ -331,7 +360,8 @@ class Vault:
         if self.user is not None and self._identity is not None:
             actor, self._signer = self._identity.public.raw, self._identity.sign
         else:
-            assert rec is not None
+            if rec is None:
+                raise IntegrityError("the recovery keyring lacks the recovery actor's seed")
             actor = C.x25519_public(rec[0]) + C.ed25519_public(rec[1])
             self._signer = C.Signer(rec[1])
         self._recovery_unseal = (lambda c: C.unseal(rec[0], c)) if rec else (lambda c: b"")
@@ -341,7 +371,8 @@ class Vault:
             meta = store.get_meta(conn)
         lead = next((r for r in rows if self._lead_vk is not None and r[3][32:] == self._lead_vk
                      and r[2] in self.schema.roles and self.schema.roles[r[2]].manage), None)
-        reason_to = lead[3][:32] if lead else (meta.get("recovery_pub", b"")[:32] or None)
+        # Reasons go to the lead, or (no lead) to the recovery key from the authenticated keyring.
+        reason_to = lead[3][:32] if lead else (self._recovery_public()[:32] or None)
         self._auditor = Auditor(actor, self._signer, reason_to)
 
     def _load_ring(self, ring: K.Keyring) -> None:
@@ -811,9 +842,11 @@ class Vault:
             nxt = I.Plan(cur.gen + 1, I.plan_bits(population, k), population, k,
                          {c: ck.key.version for c, ck in self._current.items()})
             text = nxt.to_text()
+            who, sign = self._plan_signer()
             with store.tx() as conn:
                 store.put_meta(conn, {"index_next": text.encode(),
                                       "index_next_mac": K.mac_plan(meta_key, self._vid, text),
+                                      "index_next_sig": K.sign_text("plan", self._vid, text, who, sign),
                                       "index_cursor": b""})
             self._plan_pending = nxt
             self._indexers = self._make_indexers()
@@ -840,10 +873,13 @@ class Vault:
                     done += 1
                 store.put_meta(conn, {"index_cursor": ids[-1]})
         text = pending.to_text()
+        who, sign = self._plan_signer()
         with store.tx() as conn:
             store.put_meta(conn, {"index_plan": text.encode(),
                                   "index_plan_mac": K.mac_plan(meta_key, self._vid, text),
-                                  "index_next": b"", "index_next_mac": b"", "index_cursor": b""})
+                                  "index_plan_sig": K.sign_text("plan", self._vid, text, who, sign),
+                                  "index_next": b"", "index_next_mac": b"", "index_next_sig": b"",
+                                  "index_cursor": b""})
             store.delete_index_gen(conn, keep=pending.gen)
         self._plan_active, self._plan_pending = pending, None
         self._indexers = self._make_indexers()
@@ -1028,7 +1064,8 @@ class Vault:
         self._update_impl(record_id, values)
 
     def delete(self, record_id: str) -> None:
-        """Crypto-shred one record (see :meth:`_delete_impl`)."""
+        """Crypto-shred one record (see :meth:`_delete_impl`); needs write access to every class."""
+        self._guard("shred", lambda: self._need_writable("shredding records"))
         self._audit("shred", self._target(record_id) if self._exists(record_id) else "")
         self._delete_impl(record_id)
 
@@ -1220,8 +1257,8 @@ class Vault:
     def _known_actors(self) -> set[bytes]:
         with self._s().tx() as conn:
             rows = self._s().get_users(conn)
-            rec = self._s().get_meta(conn).get("recovery_pub", b"")
-        return {r[3] for r in rows} | ({rec} if rec else set())
+        rec = self._recovery_public()
+        return {r[3] for r in rows} | ({rec} if len(rec) == 64 else set())
 
     # -- tripwires ------------------------------------------------------------------------
     def plant_canary(self, values: Mapping[str, Any]) -> str:
@@ -1306,22 +1343,29 @@ class Vault:
         return self.count()
 
     def _change_passphrase_impl(self, new_passphrase: str, *, kdf: F.KdfParams | None = None) -> None:
-        """Rewrap the slot secret under a new passphrase and/or stronger Argon2id cost.
+        """A new recovery passphrase and/or stronger Argon2id cost, with a *new* slot secret.
 
-        Record data, DEKs and the keyring are untouched: only the 106-byte slot changes.
+        Record data and DEKs are untouched. The slot secret changes too, so an old copy of
+        the slot plus the old passphrase no longer opens the keyring in the live database
+        (it still opens old copies of the database, which hold their own old keyring).
         """
         store = self._s()
         if self.user is not None:
             raise AccessDenied("opened with an identity: change the identity file's passphrase instead")
         params = kdf or F.KDF_DEFAULT
-        assert self._slot_secret is not None
-        unlock = K.seal_passphrase_slot(new_passphrase, self._slot_secret, self._slot_kid, self._vid, params)
+        assert self._ring is not None
+        secret = C.random_bytes(F.KEY_LEN)
+        unlock = K.seal_passphrase_slot(new_passphrase, secret, self._slot_kid, self._vid, params)
+        slot_id = self._slot_kid.hex()
+        ring = K.Keyring([k if not (k.kind == K.KIND_SLOT_SECRET and k.name == slot_id)
+                          else K.Key(k.kind, k.name, k.version, k.kid, secret) for k in self._ring.keys])
         with store.tx() as conn:
-            rows = {r[0]: r for r in store.get_slots(conn)}
-            row = rows.get(self._slot_kid.hex())
-            if row is None:
+            if slot_id not in {r[0] for r in store.get_slots(conn)}:
                 raise VaultError("this vault's passphrase slot disappeared")
-            store.put_slot(conn, row[0], row[1], unlock, row[3])
+            store.put_slot(conn, slot_id, _PASSPHRASE, unlock, K.seal_keyring(secret, self._slot_kid, self._vid, ring))
+            self._slot_secret = secret
+            self._reseal_slots(conn, ring)  # the lead's keyring carries the recovery slot's secret
+        self._load_ring(ring)
 
     def status(self) -> dict[str, Any]:
         """Non-secret facts for operators: ids, sizes, KDF cost, accepted schema risks."""
