@@ -15,6 +15,22 @@ from .common import reason_option, set_reason, unlock, vault_options, note
 from .secrets_input import read_passphrase
 
 
+def _with_bar(label: str, total: int, run):  # type: ignore[no-untyped-def]
+    """Run ``run(progress_callback)`` under a progress bar (only on a terminal, not --quiet)."""
+    from .common import progress
+
+    bar = progress(label, total)
+    if bar is None:
+        return run(None)
+    with bar:
+        seen = [0]
+
+        def step(done: int, _total: int) -> None:
+            bar.update(done - seen[0])
+            seen[0] = done
+        return run(step)
+
+
 @click.command(name="import")
 @click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--mapping", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -47,8 +63,8 @@ def import_(csv_file: Path, mapping: Path, dry_run: bool, skip_bad: bool, **kw: 
             raise click.UsageError("nothing imported: fix the rows above or use --skip-bad")
         if not plan.rows:
             raise click.UsageError("no rows to import")
-        note(f"importing {len(plan.rows)} row(s) in one transaction ...")
-        ids = v.import_rows([values for _line, values in plan.rows])
+        ids = _with_bar("importing", len(plan.rows),
+                        lambda step: v.import_rows([values for _line, values in plan.rows], progress=step))
         click.echo(f"imported {len(ids)} participant(s)")
 
 
@@ -73,7 +89,7 @@ def export(fields: str, purpose: str | None, fmt: str, out: Path | None, recipie
     to = PublicIdentity.from_line(recipient) if recipient else None
     with unlock(kw) as v:
         set_reason(v, kw["reason"])
-        rows = v.export(names, purpose=purpose)
+        rows = _with_bar("exporting", v.count(), lambda step: v.export(names, purpose=purpose, progress=step))
     columns = (["pseudonym"] if purpose else []) + names
     data = (X.to_csv(rows, columns) if fmt == "csv" else X.to_json(rows)).encode("utf-8")
     if to is not None:

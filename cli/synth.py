@@ -41,7 +41,9 @@ def participants(n: int, seed: int = 2026) -> list[dict[str, Any]]:
             "dietary": rng.choice(DIET),
             "email": f"{rng.getrandbits(40):010x}@example.org",
             "phone": f"+{rng.randint(20, 99)} {rng.randint(100, 999)} {rng.randint(1000000, 9999999)}",
-            "date_of_birth": dt.date(1955, 1, 1) + dt.timedelta(days=rng.randint(0, 17000)),
+            # (name, birth date) pairs must not repeat, or the importer rightly flags duplicates:
+            # 7919 is prime, so i -> i * 7919 mod 20000 is a bijection on the first 20,000 rows.
+            "date_of_birth": dt.date(1952, 1, 1) + dt.timedelta(days=(i * 7919) % 20000),
             "nationality": rng.choice(COUNTRIES),
             "country_of_residence": rng.choice(COUNTRIES),
             "passport_number": f"{rng.choice('ABCPX')}{rng.randint(10_000_000, 99_999_999)}",

@@ -50,25 +50,32 @@ def rotate(v: "Vault", classes: Iterable[str] | None = None, *, reencrypt: bool 
     rotating = list(state["classes"])
     stats = {"rewrapped": 0, "reencrypted": 0, "swept": 0}
     total, done = (v.count() if progress else 0), 0
-    # -- 2. rewrap in batches ------------------------------------------------------------------
+    # -- 2. rewrap in batches, building the next index generation in the same pass --------------
+    want = {c: ck.key.version for c, ck in v._current.items()}
+    if v._plan_pending is None and v._plan_active.class_versions != want:
+        v._begin_reindex()
+    fused = v._plan_pending is not None and v._plan_pending.class_versions == want
     while True:
         with store.tx() as conn:
-            cursor = store.get_meta(conn).get("rotation_cursor", b"")
+            meta = store.get_meta(conn)
+        cursor = meta.get("rotation_cursor", b"")
         ids = store.ids_after(cursor, batch)
         if not ids:
             break
         with store.tx() as conn:
-            updates = []
+            updates, rows = [], []
             for rid, data in store.get_records(conn, ids):
                 new = _refreshed(v, rid, data, rotating, state["reencrypt"])
                 if new is not None:
                     updates.append((new, rid))
                     stats["reencrypted" if state["reencrypt"] else "rewrapped"] += 1
+                rows.append((rid, new if new is not None else data))
             store.put_records(conn, updates)
-            store.put_meta(conn, {"rotation_cursor": ids[-1]})
-        done += len(ids)
-        if progress:
-            progress(min(done, total), total)
+            progress_meta = {"rotation_cursor": ids[-1]}
+            if fused and meta.get("index_cursor", b"") == cursor:  # the index job is in step with us
+                v._index_batch(conn, rows)
+                progress_meta["index_cursor"] = ids[-1]
+            store.put_meta(conn, progress_meta)
     # -- 3. sweep --------------------------------------------------------------------------------
     current = {v._current[c].key.kid for c in rotating}
     stale = [rid for rid, data in store.iter_records() if _stale(data, rotating, current)]
@@ -78,8 +85,7 @@ def rotate(v: "Vault", classes: Iterable[str] | None = None, *, reencrypt: bool 
                        if (new := _refreshed(v, rid, data, rotating, state["reencrypt"])) is not None]
             store.put_records(conn, updates)
             stats["swept"] += len(updates)
-    # -- 4. reindex ------------------------------------------------------------------------------
-    want = {c: ck.key.version for c, ck in v._current.items()}
+    # -- 4. finish the index generation (only the records the fused pass did not cover) -----------
     if v._plan_pending is not None or v._plan_active.class_versions != want:
         v.reindex(batch=batch)
     # -- 5. destroy old versions ----------------------------------------------------------------

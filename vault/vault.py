@@ -586,18 +586,21 @@ class Vault:
         """Encrypt and store one record; returns its random id (32 hex characters)."""
         return self.add_many([values])[0]
 
-    def _add_many_impl(self, rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    def _add_many_impl(self, rows: Iterable[Mapping[str, Any]],
+                       progress: Callable[[int, int], None] | None = None) -> list[str]:
         """Validate every row first, then store them all in one transaction (all or nothing)."""
         store = self._s()
         self._need_writable("adding records")
         rows = list(rows)
         encoded = [self._encode(r, f"row {i + 1}: ") for i, r in enumerate(rows)]
         out, batch, terms = [], [], []
-        for row, by_class in zip(rows, encoded):
+        for i, (row, by_class) in enumerate(zip(rows, encoded), 1):
             rid = C.random_bytes(F.ID_LEN)
             batch.append((rid, self._seal_record(rid, by_class)))
             terms.extend(self._index_rows(rid, row))
             out.append(rid.hex())
+            if progress is not None and (i % 500 == 0 or i == len(rows)):
+                progress(i, len(rows))
         terms.sort()  # key order: B-tree appends instead of random page splits
         with store.tx() as conn:
             store.insert_records(conn, batch)
@@ -834,27 +837,9 @@ class Vault:
         assert self._ring is not None
         meta_key = self._ring.current(K.KIND_META_KEY)
         if self._plan_pending is None:
-            cur = self._plan_active
-            population = cur.population if population is None else population
-            k = cur.k if k is None else k
-            if not isinstance(population, int) or population < 1 or not isinstance(k, int) or k < 1:
-                raise ValidationError("population and k must be positive integers")
-            nxt = I.Plan(cur.gen + 1, I.plan_bits(population, k), population, k,
-                         {c: ck.key.version for c, ck in self._current.items()})
-            text = nxt.to_text()
-            who, sign = self._plan_signer()
-            with store.tx() as conn:
-                store.put_meta(conn, {"index_next": text.encode(),
-                                      "index_next_mac": K.mac_plan(meta_key, self._vid, text),
-                                      "index_next_sig": K.sign_text("plan", self._vid, text, who, sign),
-                                      "index_cursor": b""})
-            self._plan_pending = nxt
-            self._indexers = self._make_indexers()
+            self._begin_reindex(population, k)
         pending = self._plan_pending
-        gen, ix = self._indexers[-1]
-        assert gen == pending.gen
-        searchable = [f.name for f in self.schema.fields.values() if f.search == "exact"]
-        classes = self._plan(searchable)
+        assert pending is not None
         done = 0
         while True:
             with store.tx() as conn:
@@ -863,14 +848,7 @@ class Vault:
             if not ids:
                 break
             with store.tx() as conn:
-                for rid, data in store.get_records(conn, ids):
-                    rec = self._decode_row(rid, data, classes)
-                    rows = [(gen, n, v, rid) for n, v in ix.terms(dict(rec))]
-                    # Exact-key deletes (the table has no record_id index, on purpose): a record
-                    # added during the re-index already has its new-generation rows.
-                    store.delete_index_terms(conn, rows)
-                    store.insert_index(conn, rows)
-                    done += 1
+                done += self._index_batch(conn, store.get_records(conn, ids))
                 store.put_meta(conn, {"index_cursor": ids[-1]})
         text = pending.to_text()
         who, sign = self._plan_signer()
@@ -884,6 +862,46 @@ class Vault:
         self._plan_active, self._plan_pending = pending, None
         self._indexers = self._make_indexers()
         return done
+
+    def _begin_reindex(self, population: int | None = None, k: int | None = None) -> None:
+        """Record (signed) the next index plan, built with the current class key versions."""
+        store = self._s()
+        assert self._ring is not None
+        meta_key = self._ring.current(K.KIND_META_KEY)
+        cur = self._plan_active
+        population = cur.population if population is None else population
+        k = cur.k if k is None else k
+        if not isinstance(population, int) or population < 1 or not isinstance(k, int) or k < 1:
+            raise ValidationError("population and k must be positive integers")
+        nxt = I.Plan(cur.gen + 1, I.plan_bits(population, k), population, k,
+                     {c: ck.key.version for c, ck in self._current.items()})
+        text = nxt.to_text()
+        who, sign = self._plan_signer()
+        with store.tx() as conn:
+            store.put_meta(conn, {"index_next": text.encode(),
+                                  "index_next_mac": K.mac_plan(meta_key, self._vid, text),
+                                  "index_next_sig": K.sign_text("plan", self._vid, text, who, sign),
+                                  "index_cursor": b""})
+        self._plan_pending = nxt
+        self._indexers = self._make_indexers()
+
+    def _index_batch(self, conn, rows: list[tuple[bytes, bytes]]) -> int:  # type: ignore[no-untyped-def]
+        """Write the pending generation's index rows for these (id, row) pairs."""
+        gen, ix = self._indexers[-1]
+        assert self._plan_pending is not None and gen == self._plan_pending.gen
+        searchable = [f.name for f in self.schema.fields.values() if f.search == "exact"]
+        classes = self._plan(searchable)
+        store = self._s()
+        n = 0
+        for rid, data in rows:
+            rec = self._decode_row(rid, data, classes)
+            terms = [(gen, name, value, rid) for name, value in ix.terms(dict(rec))]
+            # Exact-key deletes (the table has no record_id index, on purpose): a record added
+            # during the re-index already has its new-generation rows.
+            store.delete_index_terms(conn, terms)
+            store.insert_index(conn, terms)
+            n += 1
+        return n
 
     # -- key rotation ---------------------------------------------------------------------
     def _rotate_impl(self, classes: Sequence[str] | None = None, *, reencrypt: bool = False,
@@ -1163,29 +1181,34 @@ class Vault:
         self._audit("change_passphrase", "", {})
         self._change_passphrase_impl(new_passphrase, kdf=kdf)
 
-    def export(self, fields: Sequence[str], purpose: str | None = None) -> list[dict[str, Any]]:
+    def export(self, fields: Sequence[str], purpose: str | None = None,
+               progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
         """Rows of the given fields for every record, for handing to someone outside the vault.
 
         With ``purpose`` each row carries that purpose's pseudonym (``pseudonym`` column)
         and nothing else identifies it; without one, rows carry no identifier at all.
         Logged as an ``export`` with the fields and the row count.
         """
-        return self._rows(fields, purpose, "export")
+        return self._rows(fields, purpose, "export", progress)
 
     def rows(self, fields: Sequence[str], purpose: str | None = None) -> list[dict[str, Any]]:
         """Like :meth:`export`, for showing on screen (logged as ``read_all``)."""
         return self._rows(fields, purpose, "read_all")
 
-    def _rows(self, fields: Sequence[str], purpose: str | None, action: str) -> list[dict[str, Any]]:
+    def _rows(self, fields: Sequence[str], purpose: str | None, action: str,
+              progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
         if isinstance(fields, str) or not fields:
             raise ValidationError(f"{action} needs a list of fields")
         self._guard(action, lambda: self._plan(fields))
         if purpose is not None:
             self._guard(action, lambda: self._purpose_keys(purpose))
-        self._audit(action, "", {"fields": sorted(fields), "purpose": purpose, "count": self.count()})
+        total = self.count()
+        self._audit(action, "", {"fields": sorted(fields), "purpose": purpose, "count": total})
         canaries = self._canaries()
         out = []
-        for rec in self._records_impl(fields):
+        for n, rec in enumerate(self._records_impl(fields), 1):
+            if progress is not None and (n % 500 == 0 or n == total):
+                progress(n, total)
             row: dict[str, Any] = {}
             if purpose is not None:
                 row["pseudonym"] = self._pseudonym_impl(rec.id, purpose)
@@ -1195,12 +1218,14 @@ class Vault:
             out.append(row)
         return sorted(out, key=lambda r: r.get("pseudonym") or "")
 
-    def import_rows(self, rows: Iterable[Mapping[str, Any]]) -> list[str]:
-        """add_many for bulk imports (validated first, one transaction), logged as ``import``."""
+    def import_rows(self, rows: Iterable[Mapping[str, Any]],
+                    progress: Callable[[int, int], None] | None = None) -> list[str]:
+        """add_many for bulk imports (validated first, one transaction), logged as ``import``;
+        ``progress(done, total)`` as rows are encrypted."""
         rows = list(rows)
         self._guard("import", lambda: self._need_writable("importing records"))
         self._audit("import", "", {"count": len(rows)})
-        return self._add_many_impl(rows)
+        return self._add_many_impl(rows, progress)
 
     def _exists(self, record_id: str) -> bool:
         rid = self._rid(record_id)
