@@ -126,6 +126,8 @@ class Store:
         if path is not None:
             _install_sqlite_pragmas(self.engine)
         ph = "?" if path is not None else "%s"  # sqlite3 is qmark, psycopg is format style
+        self._ph = ph
+        self._lookup_sql = f"SELECT record_id FROM dv_index WHERE gen = {ph} AND name = {ph} AND value = {ph}"
         self._delete_index_sql = (f"DELETE FROM dv_index WHERE gen = {ph} AND name = {ph} AND value = {ph} "
                                   f"AND record_id = {ph}")
         self._update_record_sql = f"UPDATE dv_records SET data = {ph} WHERE id = {ph}"
@@ -237,10 +239,14 @@ class Store:
         row = conn.execute(select(records.c.data).where(records.c.id == rid)).first()
         return None if row is None else bytes(row[0])
 
-    @staticmethod
-    def get_records(conn: Connection, ids: list[bytes]) -> list[tuple[bytes, bytes]]:
-        rows = conn.execute(select(records.c.id, records.c.data).where(records.c.id.in_(ids)).order_by(records.c.id))
-        return [(bytes(r[0]), bytes(r[1])) for r in rows]
+    def get_records(self, conn: Connection, ids: list[bytes]) -> list[tuple[bytes, bytes]]:
+        out: list[tuple[bytes, bytes]] = []
+        for i in range(0, len(ids), 500):  # bounded parameter lists
+            chunk = ids[i:i + 500]
+            ph = ", ".join([self._ph] * len(chunk))
+            rows = conn.exec_driver_sql(f"SELECT id, data FROM dv_records WHERE id IN ({ph})", tuple(chunk))
+            out += [(bytes(r[0]), bytes(r[1])) for r in rows]
+        return sorted(out)
 
     @staticmethod
     def put_record(conn: Connection, rid: bytes, data: bytes) -> None:
@@ -287,13 +293,11 @@ class Store:
     def delete_index_gen(conn: Connection, keep: int) -> None:
         conn.execute(delete(blind).where(blind.c.gen != keep))
 
-    @staticmethod
-    def lookup_index(conn: Connection, gen: int, terms: list[tuple[str, int]]) -> list[bytes]:
+    def lookup_index(self, conn: Connection, gen: int, terms: list[tuple[str, int]]) -> list[bytes]:
         """Record ids matching every (index name, value) term: an AND of blind indexes."""
         ids: set[bytes] | None = None
         for name, value in terms:
-            rows = conn.execute(select(blind.c.record_id).where(
-                and_(blind.c.gen == gen, blind.c.name == name, blind.c.value == value)))
+            rows = conn.exec_driver_sql(self._lookup_sql, (gen, name, value))
             found = {bytes(r[0]) for r in rows}
             ids = found if ids is None else ids & found
             if not ids:

@@ -698,9 +698,8 @@ class Vault:
 
     def _candidates(self, terms: list[tuple[str, int]]) -> list[bytes]:
         store = self._s()
-        gen = self._plan_active.gen
         with store.tx() as conn:
-            return store.lookup_index(conn, gen, terms)
+            return store.lookup_index(conn, self._plan_active.gen, terms)
 
     def _matches(self, ids: list[bytes], need: list[str], fields: Sequence[str] | None,
                  keep: Callable[[Record], bool]) -> list[Record]:
