@@ -24,9 +24,19 @@ def test_demo_runs_end_to_end() -> None:
 
 
 def test_every_command_has_help_with_example() -> None:
-    for name, cmd in cli.commands.items():
-        res = CliRunner().invoke(cli, [name, "--help"])
-        assert res.exit_code == 0 and "Example" in res.output, name
+    import click
+
+    def walk(group: click.Group, path: list[str]):  # type: ignore[no-untyped-def]
+        for name, cmd in group.commands.items():
+            yield path + [name]
+            if isinstance(cmd, click.Group):
+                yield from walk(cmd, path + [name])
+
+    paths = list(walk(cli, []))
+    assert len(paths) > 25
+    for path in paths:
+        res = CliRunner().invoke(cli, [*path, "--help"])
+        assert res.exit_code == 0 and "Example" in res.output, path
 
 
 def test_usage_error_is_one_line_exit_1() -> None:
