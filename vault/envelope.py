@@ -311,6 +311,23 @@ class Codec:
             raise ValueError("randomness length does not match the envelopes")
         return b"".join(out)
 
+    def rewrap(self, old: C.Aead, old_version: int, new: C.Aead, new_kid: bytes, new_version: int,
+               record_id: bytes, cls: str, names: tuple[str, ...], blob: bytes) -> bytes:
+        """Move a kind-D DEK blob to another class key version (same DEK and DEK id), in one
+        unwrap and one wrap with the cached encodings. Raises C.AuthFailure / Malformed."""
+        if len(blob) != DEK_BLOB_LEN or blob[:2] != _DEK_PREFIX:
+            raise Malformed()
+        tail = self.vid + record_id
+        clp = self._lp.get(cls) or self._name(cls)
+        m = self._manifest(names)
+        try:
+            dek = old.decrypt(blob[18:30], blob[30:], blob[:18] + tail + clp + _pack_u32(old_version) + m)
+        except C.AEAD_FAILURES:
+            raise C.AuthFailure() from None
+        head = _DEK_PREFIX + new_kid + blob[10:18]
+        nonce = C.random_bytes(F.NONCE_LEN)
+        return head + nonce + new.encrypt(nonce, dek, head + tail + clp + _pack_u32(new_version) + m)
+
     def open_record(self, data: bytes, record_id: bytes, keys: dict[bytes, tuple[str, int, C.Aead, bytes]],
                     classes: dict[str, list[str] | None], field_class: dict[str, str]) -> dict[str, bytes]:
         """Parse a record row and decrypt the wanted cells in one pass (the read hot path).

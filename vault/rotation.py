@@ -162,17 +162,19 @@ def _refreshed(v: "Vault", rid: bytes, data: bytes, classes: list[str], reencryp
             try:
                 if old is None or old.key.name != c:
                     raise E.Malformed()
-                names = list(E.unpack_cells(cells_blob))
+                names = tuple(E.unpack_cells(cells_blob))
+                new = v._current[c]
                 if hdr.sealed:  # written by a role without the class: adopt it into a normal wrap
                     dek = E.unseal_dek(E.class_box_secret(old.key.secret), old.key.version, v._vid, rid, c,
                                        names, dek_blob)
+                    wrapped = E.wrap_dek(new.aead, new.key.kid, new.key.version, hdr.dek_id, dek, v._vid, rid, c,
+                                         names)
                 else:
-                    dek = E.unwrap_dek(old.aead, old.key.version, v._vid, rid, c, names, dek_blob)
+                    wrapped = v._codec.rewrap(old.aead, old.key.version, new.aead, new.key.kid, new.key.version,
+                                              rid, c, names, dek_blob)
             except (C.AuthFailure, E.Malformed):
                 raise IntegrityError(f"class {c!r} data key failed authentication", record_id=rid.hex()) from None
-            new = v._current[c]
-            envs[c] = (E.wrap_dek(new.aead, new.key.kid, new.key.version, hdr.dek_id, dek, v._vid, rid, c, names),
-                       cells_blob)
+            envs[c] = (wrapped, cells_blob)
     return E.pack_record([(c, envs[c][0], envs[c][1]) for c in v.schema.classes])
 
 

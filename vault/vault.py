@@ -891,16 +891,16 @@ class Vault:
         searchable = [f.name for f in self.schema.fields.values() if f.search == "exact"]
         classes = self._plan(searchable)
         store = self._s()
-        n = 0
+        terms = []
         for rid, data in rows:
             rec = self._decode_row(rid, data, classes)
-            terms = [(gen, name, value, rid) for name, value in ix.terms(dict(rec))]
-            # Exact-key deletes (the table has no record_id index, on purpose): a record added
-            # during the re-index already has its new-generation rows.
-            store.delete_index_terms(conn, terms)
-            store.insert_index(conn, terms)
-            n += 1
-        return n
+            terms += [(gen, name, value, rid) for name, value in ix.terms(dict(rec))]
+        terms.sort()
+        # Exact-key deletes (the table has no record_id index, on purpose): a record added
+        # during the re-index already has its new-generation rows.
+        store.delete_index_terms(conn, terms)
+        store.insert_index(conn, terms)
+        return len(rows)
 
     # -- key rotation ---------------------------------------------------------------------
     def _rotate_impl(self, classes: Sequence[str] | None = None, *, reencrypt: bool = False,
