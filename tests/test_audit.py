@@ -271,3 +271,18 @@ def test_postgres_app_role_cannot_edit_audit(url: str) -> None:
             c.exec_driver_sql(f"DROP OWNED BY {role}")
             c.exec_driver_sql(f"DROP ROLE {role}")
         admin.dispose()
+
+
+def test_two_writers_interleave_without_forking_the_chain(url: str) -> None:
+    """Each handle caches the chain head; a stale cache collides on seq and re-reads."""
+    with vault.create(url, PASSPHRASE) as a:
+        rid = a.add({"badge_name": "X"})
+        with vault.open(url, PASSPHRASE) as b:
+            for _ in range(10):
+                a.get(rid)
+                b.get(rid)
+                b.get(rid)
+                a.get(rid)
+            verdict = b.audit_verify()
+    assert verdict.ok, str(verdict)
+    assert verdict.entries >= 43

@@ -92,6 +92,7 @@ class Auditor:
         self._sign = sign
         self._reason_to = reason_to
         self.reason: str | None = None
+        self._head: tuple[int, bytes] | None = None  # (seq, hash) of the last entry we know of
         self.disabled_for_benchmark = False  # only bench/ flips this, to measure the cost
 
     def __repr__(self) -> str:
@@ -112,14 +113,21 @@ class Auditor:
         for _ in range(5):  # concurrent appenders race for the next seq; the loser retries
             try:
                 with store.tx() as conn:
-                    row = conn.exec_driver_sql("SELECT seq, hash FROM dv_audit ORDER BY seq DESC LIMIT 1").first()
-                    seq, prev = (1, GENESIS) if row is None else (int(row[0]) + 1, bytes(row[1]))
+                    # The head of the chain is cached between appends: if another writer got
+                    # there first, our INSERT collides on the primary key (seq), the cache is
+                    # dropped and the loop re-reads the head. The chain can never fork.
+                    if self._head is None:
+                        row = conn.exec_driver_sql("SELECT seq, hash FROM dv_audit ORDER BY seq DESC LIMIT 1").first()
+                        self._head = (0, GENESIS) if row is None else (int(row[0]), bytes(row[1]))
+                    seq, prev = self._head[0] + 1, self._head[1]
                     at = int(time.time() * 1000)
                     h = entry_hash(seq, prev, at, self.actor, action, target, text, reason)
                     sig = bytes(64) if (unsigned or self._sign is None) else self._sign(h)
                     conn.exec_driver_sql(insert, (seq, prev, at, self.actor, action, target, text, reason, h, sig))
+                self._head = (seq, h)
                 return
             except Exception as e:  # noqa: BLE001 - any failure means: not audited, so refuse
+                self._head = None
                 last_error = e
         raise AuditError(f"audit log write failed ({type(last_error).__name__}); operation refused")
 
@@ -165,9 +173,14 @@ def verify(entries: Iterable[Entry], known_actors: set[bytes], checkpoint: "Chec
     Structure and hashes are checked in one pass; signatures (the expensive part) are
     checked afterwards, in parallel on large logs, and the earliest failure of either
     kind is reported."""
+    entries = list(entries)
+    # Signature checks (the expensive part) start in worker processes first, on every entry
+    # that claims a known signer; the structural walk below runs meanwhile.
+    pending = _start_signature_checks([(e.seq, e.actor[32:], e.hash, e.sig) for e in entries
+                                       if not (e.action in UNSIGNED_ACTIONS and e.sig == bytes(64))
+                                       and e.actor in known_actors])
     prev, expected, n = GENESIS, 1, 0
     cp_seen = checkpoint is None or checkpoint.seq == 0
-    jobs: list[tuple[int, bytes, bytes, bytes]] = []
     structural: Verdict | None = None
     for e in entries:
         n += 1
@@ -181,18 +194,16 @@ def verify(entries: Iterable[Entry], known_actors: set[bytes], checkpoint: "Chec
         if entry_hash(e.seq, e.prev, e.at, e.actor, e.action, e.target, e.detail, e.reason) != e.hash:
             structural = Verdict(False, n, e.seq, "entry edited (its hash does not match its content)")
             break
-        if not (e.action in UNSIGNED_ACTIONS and e.sig == bytes(64)):
-            if e.actor not in known_actors:
-                structural = Verdict(False, n, e.seq, "entry written by an unknown actor (inserted)")
-                break
-            jobs.append((e.seq, e.actor[32:], e.hash, e.sig))
+        if not (e.action in UNSIGNED_ACTIONS and e.sig == bytes(64)) and e.actor not in known_actors:
+            structural = Verdict(False, n, e.seq, "entry written by an unknown actor (inserted)")
+            break
         if checkpoint is not None and e.seq == checkpoint.seq:
             if not checkpoint.matches(e.hash):
                 structural = Verdict(False, n, e.seq, "log differs from the checkpoint (rewritten)")
                 break
             cp_seen = True
         prev, expected = e.hash, e.seq + 1
-    bad_sig = _first_bad_signature(jobs)
+    bad_sig = pending()
     if bad_sig is not None and (structural is None or bad_sig <= (structural.first_bad or 0)):
         return Verdict(False, n, bad_sig, "forged or broken signature")
     if structural is not None:
@@ -213,23 +224,30 @@ def _check_chunk(jobs: list[tuple[int, bytes, bytes, bytes]]) -> int | None:
     return None
 
 
-def _first_bad_signature(jobs: list[tuple[int, bytes, bytes, bytes]]) -> int | None:
-    """Ed25519 checks dominate verification (~60 us each); on large logs they are spread
-    over the machine's cores with forked workers (pure computation, no database)."""
+def _start_signature_checks(jobs: list[tuple[int, bytes, bytes, bytes]]):  # type: ignore[no-untyped-def]
+    """Start checking Ed25519 signatures (~60 us each) and return a function that waits and
+    gives the lowest bad seq (or None). Large logs are spread over forked workers."""
     import os
     workers = min(os.cpu_count() or 1, 8)
     if len(jobs) < 20_000 or workers < 2:
-        return _check_chunk(jobs)
+        return lambda: _check_chunk(jobs)
     import multiprocessing
     size = -(-len(jobs) // (workers * 4))
     chunks = [jobs[i:i + size] for i in range(0, len(jobs), size)]
     try:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            results = pool.map(_check_chunk, chunks)
+        pool = multiprocessing.get_context("fork").Pool(workers)
     except (OSError, ValueError):  # no fork here: do it in-process
-        return _check_chunk(jobs)
-    bad = [r for r in results if r is not None]
-    return min(bad) if bad else None
+        return lambda: _check_chunk(jobs)
+    result = pool.map_async(_check_chunk, chunks)
+
+    def wait() -> int | None:
+        try:
+            bad = [r for r in result.get() if r is not None]
+        finally:
+            pool.close()
+            pool.join()
+        return min(bad) if bad else None
+    return wait
 
 
 # -- checkpoints --------------------------------------------------------------------------------
