@@ -269,10 +269,12 @@ class Store:
         return conn.execute(delete(records).where(records.c.id == rid)).rowcount == 1
 
     # -- blind indexes ----------------------------------------------------------------------
-    def insert_index(self, conn: Connection, rows: list[tuple[int, str, int, bytes]]) -> None:
+    def insert_index(self, conn: Connection, rows: list[tuple[int, str, int, bytes]],
+                     *, skip_existing: bool = False) -> None:
         # Straight to the DB-API executemany with tuples: the ORM-free hot path of add_many.
         if rows:
-            conn.exec_driver_sql(self._insert_index_sql, rows)
+            sql = self._insert_index_sql + (" ON CONFLICT DO NOTHING" if skip_existing else "")
+            conn.exec_driver_sql(sql, rows)
 
     def delete_index_terms(self, conn: Connection, rows: list[tuple[int, str, int, bytes]]) -> None:
         """Delete exact index rows by primary key (executemany; no per-row statement building)."""

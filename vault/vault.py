@@ -896,10 +896,9 @@ class Vault:
             rec = self._decode_row(rid, data, classes)
             terms += [(gen, name, value, rid) for name, value in ix.terms(dict(rec))]
         terms.sort()
-        # Exact-key deletes (the table has no record_id index, on purpose): a record added
-        # during the re-index already has its new-generation rows.
-        store.delete_index_terms(conn, terms)
-        store.insert_index(conn, terms)
+        # A record added during the re-index already has its new-generation rows: skip those
+        # (rows are fully determined by the record, so an existing row is the same row).
+        store.insert_index(conn, terms, skip_existing=True)
         return len(rows)
 
     # -- key rotation ---------------------------------------------------------------------
