@@ -833,8 +833,6 @@ class Vault:
         """
         store = self._s()
         self._need_all_classes("re-indexing")
-        assert self._ring is not None
-        meta_key = self._ring.current(K.KIND_META_KEY)
         if self._plan_pending is None:
             self._begin_reindex(population, k)
         pending = self._plan_pending
@@ -849,12 +847,8 @@ class Vault:
             with store.tx() as conn:
                 done += self._index_batch(conn, store.get_records(conn, ids))
                 store.put_meta(conn, {"index_cursor": ids[-1]})
-        text = pending.to_text()
-        who, sign = self._plan_signer()
         with store.tx() as conn:
-            store.put_meta(conn, {"index_plan": text.encode(),
-                                  "index_plan_mac": K.mac_plan(meta_key, self._vid, text),
-                                  "index_plan_sig": K.sign_text("plan", self._vid, text, who, sign),
+            store.put_meta(conn, {**self._plan_meta("index_plan", pending),
                                   "index_next": b"", "index_next_mac": b"", "index_next_sig": b"",
                                   "index_cursor": b""})
             store.delete_index_gen(conn, keep=pending.gen)
@@ -865,8 +859,6 @@ class Vault:
     def _begin_reindex(self, population: int | None = None, k: int | None = None) -> None:
         """Record (signed) the next index plan, built with the current class key versions."""
         store = self._s()
-        assert self._ring is not None
-        meta_key = self._ring.current(K.KIND_META_KEY)
         cur = self._plan_active
         population = cur.population if population is None else population
         k = cur.k if k is None else k
@@ -874,15 +866,19 @@ class Vault:
             raise ValidationError("population and k must be positive integers")
         nxt = I.Plan(cur.gen + 1, I.plan_bits(population, k), population, k,
                      {c: ck.key.version for c, ck in self._current.items()})
-        text = nxt.to_text()
-        who, sign = self._plan_signer()
         with store.tx() as conn:
-            store.put_meta(conn, {"index_next": text.encode(),
-                                  "index_next_mac": K.mac_plan(meta_key, self._vid, text),
-                                  "index_next_sig": K.sign_text("plan", self._vid, text, who, sign),
-                                  "index_cursor": b""})
+            store.put_meta(conn, {**self._plan_meta("index_next", nxt), "index_cursor": b""})
         self._plan_pending = nxt
         self._indexers = self._make_indexers()
+
+    def _plan_meta(self, name: str, plan: I.Plan) -> dict[str, bytes]:
+        """A plan as stored: its canonical text, MAC (meta key) and signature (lead/recovery)."""
+        assert self._ring is not None
+        text = plan.to_text()
+        who, sign = self._plan_signer()
+        return {name: text.encode(),
+                name + "_mac": K.mac_plan(self._ring.current(K.KIND_META_KEY), self._vid, text),
+                name + "_sig": K.sign_text("plan", self._vid, text, who, sign)}
 
     def _index_batch(self, conn, rows: list[tuple[bytes, bytes]]) -> int:  # type: ignore[no-untyped-def]
         """Write the pending generation's index rows for these (id, row) pairs."""
