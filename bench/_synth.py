@@ -135,3 +135,34 @@ if __name__ == "__main__":  # a quick look at the data
         print()
     s, nt = mean_lengths(sample)
     print(f"mean short text value: {s:.1f} chars, mean risk_notes: {nt:.1f} chars")
+
+
+# -- helpers shared by the benchmark scripts ---------------------------------------------------
+def timed(fn):  # type: ignore[no-untyped-def]
+    """(seconds, result) of fn(); garbage left by the previous step is collected first."""
+    import gc
+    import time
+
+    gc.collect()
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def file_size(path: str) -> int:
+    """Main database file plus any WAL / journal / shared-memory file beside it."""
+    import os
+
+    total = 0
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        try:
+            total += os.path.getsize(path + suffix)
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def check(ok: bool, what: str) -> None:
+    """Benchmarks verify what they read back; a mismatch stops the run."""
+    if not ok:
+        raise SystemExit(f"CHECK FAILED: {what}")

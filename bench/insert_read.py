@@ -52,6 +52,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import _synth  # noqa: E402
+from _synth import check as _check, file_size as _file_size, timed as _timed  # noqa: E402
 from _synth import DATE_FIELDS, FIELDS  # noqa: E402
 
 import vault  # noqa: E402
@@ -101,27 +102,10 @@ class Result:
         return self.n / min(self.read_s)
 
 
-def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    gc.collect()  # garbage left by the previous phase is not charged to this one
-    t0 = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t0, out
 
 
-def _file_size(path: str) -> int:
-    """Main database file plus any WAL / journal left beside it."""
-    total = 0
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        try:
-            total += os.path.getsize(path + suffix)
-        except FileNotFoundError:
-            pass
-    return total
 
 
-def _check(ok: bool, what: str) -> None:
-    if not ok:
-        raise SystemExit(f"READ-BACK MISMATCH: {what}")
 
 
 # -- (a) floor: plaintext SQLAlchemy Core -------------------------------------------------

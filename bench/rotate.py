@@ -61,6 +61,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import _synth  # noqa: E402
+from _synth import check as _check, file_size as _file_size, timed as _timed  # noqa: E402
 from _synth import FIELDS  # noqa: E402
 
 import vault  # noqa: E402
@@ -79,26 +80,10 @@ PASSPHRASE = "correct horse battery staple, benchmark only"
 STAFF_PASSPHRASE = "staff identity passphrase, benchmark only"
 
 
-def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    gc.collect()  # garbage left by the previous step is not charged to this one
-    t0 = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t0, out
 
 
-def _file_size(path: str) -> int:
-    total = 0
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        try:
-            total += os.path.getsize(path + suffix)
-        except FileNotFoundError:
-            pass
-    return total
 
 
-def _check(ok: bool, what: str) -> None:
-    if not ok:
-        raise SystemExit(f"CHECK FAILED: {what}")
 
 
 class PhaseTimer:

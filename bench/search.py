@@ -73,6 +73,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import _synth  # noqa: E402
+from _synth import check as _check, file_size as _file_size, timed as _timed  # noqa: E402
 from _synth import FIELDS  # noqa: E402
 
 import vault  # noqa: E402
@@ -121,19 +122,8 @@ def pct(xs: list[float], p: float) -> float:
     return s[k]
 
 
-def _file_size(path: str) -> int:
-    total = 0
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        try:
-            total += os.path.getsize(path + suffix)
-        except FileNotFoundError:
-            pass
-    return total
 
 
-def _check(ok: bool, what: str) -> None:
-    if not ok:
-        raise SystemExit(f"SEARCH MISMATCH: {what}")
 
 
 def audit_bench_run(v: Any, rids: list[str], args: argparse.Namespace) -> dict[str, Any]:
