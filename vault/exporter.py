@@ -12,12 +12,11 @@ import csv
 import datetime as dt
 import io
 import json
-import os
-from pathlib import Path
 from typing import Any, Iterable
 
 from . import _crypto as C
-from .errors import IntegrityError, VaultError, VaultExists
+from ._files import write_private  # noqa: F401 - part of this module's API (used by the CLI)
+from .errors import IntegrityError, VaultError
 from .identity import Identity, PublicIdentity
 
 ARMOR = "-----BEGIN DVAULT SEALED EXPORT-----"
@@ -78,21 +77,3 @@ def open_sealed(blob: bytes, identity: Identity) -> bytes:
     if not plain.startswith(b"dvault-export-v1\n"):
         raise IntegrityError("sealed export has an unknown format")
     return plain[len(b"dvault-export-v1\n"):]
-
-
-def write_private(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Create ``path`` with mode 0600; refuse to overwrite (no silent clobbering)."""
-    p = Path(path)
-    try:
-        fd = os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    except FileExistsError:
-        raise VaultExists(f"refusing to overwrite {p}") from None
-    except OSError as e:
-        raise VaultError(f"cannot create {p}: {e.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-    except BaseException:
-        p.unlink(missing_ok=True)
-        raise
-    return p

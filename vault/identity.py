@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import _crypto as C
 from . import _format as F
+from ._files import write_private
 from .errors import IntegrityError, ValidationError, VaultError, WrongPassphrase
 from .keys import check_kdf, passphrase_bytes
 
@@ -131,13 +132,7 @@ class Identity:
         p = Path(path)
         data = self.to_file_bytes(passphrase, kdf)
         p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        try:
-            fd = os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        except FileExistsError:
-            raise VaultError(f"refusing to overwrite existing identity {p}") from None
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        return p
+        return write_private(p, data)
 
     @classmethod
     def change_passphrase(cls, path: str | os.PathLike[str], old: str, new: str,
