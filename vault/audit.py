@@ -23,7 +23,7 @@ import json
 import struct
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, NamedTuple
 
 from sqlalchemy import BigInteger, Column, LargeBinary, String, Table, Text, func, select
 
@@ -47,6 +47,7 @@ audit = Table("dv_audit", metadata,
 LABEL = b"dvault/v1/audit"
 CHECKPOINT_PREFIX = "dvcp1"
 GENESIS = bytes(32)
+PG_APPEND_LOCK = 0x6476_6175_6c74_0001  # "dvault" + 1: the advisory lock key serialising appends
 UNSIGNED_ACTIONS = frozenset({"unlock_failed"})  # no key to sign with: chained, not signed
 
 
@@ -54,8 +55,9 @@ class AuditError(VaultError):
     """The audit entry could not be written, so the operation did not happen."""
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
+    """One log row (a tuple: a million of them are built by every verify)."""
+
     seq: int
     prev: bytes
     at: int
@@ -100,9 +102,23 @@ class Auditor:
 
     def append(self, store: Any, action: str, target: str = "", detail: dict | None = None,
                *, unsigned: bool = False) -> None:
+        """Write one entry in its own transaction; AuditError if it cannot be written."""
+        self.append_after(store, action, None, target, detail, unsigned=unsigned)
+
+    def append_after(self, store: Any, action: str, work: "Callable[[], tuple[Any, str, dict]] | None",
+                     target: str = "", detail: dict | None = None, *, unsigned: bool = False) -> Any:
+        """Run ``work`` and write its entry in one write transaction, and return its result.
+
+        ``work()`` returns ``(result, target, detail)``. Why one transaction: an audited read
+        then costs one commit instead of two, and the read and its entry stand or fall
+        together, so a read whose entry cannot be written returns nothing (fail-closed).
+        Exceptions raised by ``work`` propagate unchanged; a failed write (a concurrent
+        appender took our seq) reruns ``work`` and the write, up to five times."""
         if self.disabled_for_benchmark:
-            return
-        text = json.dumps(detail or {}, sort_keys=True, separators=(",", ":"), default=str)
+            if work is None:
+                return None
+            with store.tx() as conn:
+                return work()[0]
         reason = b""
         if self.reason and self._reason_to is not None:
             reason = C.seal_to(self._reason_to, self.reason.encode("utf-8"))
@@ -110,23 +126,37 @@ class Auditor:
         ph = "?" if store.is_sqlite else "%s"
         insert = f"INSERT INTO dv_audit (seq, prev, at, actor, action, target, detail, reason, hash, sig) " \
                  f"VALUES ({', '.join([ph] * 10)})"
+        result: Any = None
         for _ in range(5):  # concurrent appenders race for the next seq; the loser retries
+            in_work = False
             try:
-                with store.tx() as conn:
-                    # The head of the chain is cached between appends: if another writer got
-                    # there first, our INSERT collides on the primary key (seq), the cache is
+                with store.tx(write=True) as conn:
+                    if work is not None:
+                        in_work = True
+                        result, target, detail = work()
+                        in_work = False
+                    text = json.dumps(detail or {}, sort_keys=True, separators=(",", ":"), default=str)
+                    # SQLite: the head of the chain is cached between appends; if another writer
+                    # got there first, our INSERT collides on the primary key (seq), the cache is
                     # dropped and the loop re-reads the head. The chain can never fork.
+                    if not store.is_sqlite:
+                        # PostgreSQL has no BEGIN IMMEDIATE: appenders queue on a transaction-scoped
+                        # advisory lock (no table privilege needed) and read the head under it.
+                        store.raw(conn, "SELECT pg_advisory_xact_lock(%s)", (PG_APPEND_LOCK,))
+                        self._head = None
                     if self._head is None:
-                        row = conn.exec_driver_sql("SELECT seq, hash FROM dv_audit ORDER BY seq DESC LIMIT 1").first()
+                        row = store.raw(conn, "SELECT seq, hash FROM dv_audit ORDER BY seq DESC LIMIT 1").fetchone()
                         self._head = (0, GENESIS) if row is None else (int(row[0]), bytes(row[1]))
                     seq, prev = self._head[0] + 1, self._head[1]
                     at = int(time.time() * 1000)
                     h = entry_hash(seq, prev, at, self.actor, action, target, text, reason)
                     sig = bytes(64) if (unsigned or self._sign is None) else self._sign(h)
-                    conn.exec_driver_sql(insert, (seq, prev, at, self.actor, action, target, text, reason, h, sig))
+                    store.raw(conn, insert, (seq, prev, at, self.actor, action, target, text, reason, h, sig))
                 self._head = (seq, h)
-                return
+                return result
             except Exception as e:  # noqa: BLE001 - any failure means: not audited, so refuse
+                if in_work:
+                    raise
                 self._head = None
                 last_error = e
         raise AuditError(f"audit log write failed ({type(last_error).__name__}); operation refused")
@@ -135,9 +165,10 @@ class Auditor:
 def read_entries(store: Any, after: int = 0) -> list[Entry]:
     ph = "?" if store.is_sqlite else "%s"
     with store.tx() as conn:
-        rows = conn.exec_driver_sql(
-            "SELECT seq, prev, at, actor, action, target, detail, reason, hash, sig FROM dv_audit "
-            f"WHERE seq > {ph} ORDER BY seq", (after,)).fetchall()
+        rows = store.raw(conn, "SELECT seq, prev, at, actor, action, target, detail, reason, hash, sig "
+                               f"FROM dv_audit WHERE seq > {ph} ORDER BY seq", (after,)).fetchall()
+    if store.is_sqlite:  # sqlite3 already returns int/bytes/str
+        return [Entry._make(r) for r in rows]
     return [Entry(int(r[0]), bytes(r[1]), int(r[2]), bytes(r[3]), r[4], r[5], r[6], bytes(r[7]), bytes(r[8]),
                   bytes(r[9])) for r in rows]
 
@@ -170,84 +201,115 @@ class Verdict:
 def verify(entries: Iterable[Entry], known_actors: set[bytes], checkpoint: "Checkpoint | None" = None) -> Verdict:
     """Walk the chain; report the first entry that is not what its predecessors promise.
 
-    Structure and hashes are checked in one pass; signatures (the expensive part) are
-    checked afterwards, in parallel on large logs, and the earliest failure of either
-    kind is reported."""
+    Per entry, in this order: sequence, link to the previous hash, its own hash, a known
+    actor, the checkpoint; then signatures. The per-entry work that costs (SHA-256 and
+    Ed25519 verification, ~60 us an entry) runs in parallel on large logs while this
+    process walks the links, and the earliest failure of any kind is reported."""
     entries = list(entries)
-    # Signature checks (the expensive part) start in worker processes first, on every entry
-    # that claims a known signer; the structural walk below runs meanwhile.
-    pending = _start_signature_checks([(e.seq, e.actor[32:], e.hash, e.sig) for e in entries
-                                       if not (e.action in UNSIGNED_ACTIONS and e.sig == bytes(64))
-                                       and e.actor in known_actors])
-    prev, expected, n = GENESIS, 1, 0
+    pending = _start_entry_checks(entries, known_actors)
+    prev, expected = GENESIS, 1
     cp_seen = checkpoint is None or checkpoint.seq == 0
-    structural: Verdict | None = None
-    for e in entries:
-        n += 1
+    # (index, verdict, comes_before_the_hash_check) of the first structural failure
+    structural: tuple[int, Verdict, bool] | None = None
+    for i, e in enumerate(entries):
         if e.seq != expected:
             what = "an entry is missing (deleted)" if e.seq > expected else "entries are out of order or duplicated"
-            structural = Verdict(False, n, expected, what)
+            structural = (i, Verdict(False, i + 1, expected, what), True)
             break
         if e.prev != prev:
-            structural = Verdict(False, n, e.seq, "chain broken: an earlier entry was changed, removed or reordered")
-            break
-        if entry_hash(e.seq, e.prev, e.at, e.actor, e.action, e.target, e.detail, e.reason) != e.hash:
-            structural = Verdict(False, n, e.seq, "entry edited (its hash does not match its content)")
+            structural = (i, Verdict(False, i + 1, e.seq, "chain broken: an earlier entry was changed, removed or "
+                                                          "reordered"), True)
             break
         if not (e.action in UNSIGNED_ACTIONS and e.sig == bytes(64)) and e.actor not in known_actors:
-            structural = Verdict(False, n, e.seq, "entry written by an unknown actor (inserted)")
+            structural = (i, Verdict(False, i + 1, e.seq, "entry written by an unknown actor (inserted)"), False)
             break
         if checkpoint is not None and e.seq == checkpoint.seq:
             if not checkpoint.matches(e.hash):
-                structural = Verdict(False, n, e.seq, "log differs from the checkpoint (rewritten)")
+                structural = (i, Verdict(False, i + 1, e.seq, "log differs from the checkpoint (rewritten)"), False)
                 break
             cp_seen = True
         prev, expected = e.hash, e.seq + 1
-    bad_sig = pending()
-    if bad_sig is not None and (structural is None or bad_sig <= (structural.first_bad or 0)):
+    bad_hash, bad_sig = pending()
+    first: Verdict | None = structural[1] if structural else None
+    if bad_hash is not None and (structural is None or bad_hash < structural[0]
+                                 or (bad_hash == structural[0] and not structural[2])):
+        first = Verdict(False, bad_hash + 1, entries[bad_hash].seq, "entry edited (its hash does not match its content)")
+    if bad_sig is not None and (first is None or bad_sig <= (first.first_bad or 0)):
+        n = first.entries if first is not None else len(entries)
         return Verdict(False, n, bad_sig, "forged or broken signature")
-    if structural is not None:
-        return structural
+    if first is not None:
+        return first
     if not cp_seen:
         assert checkpoint is not None
-        return Verdict(False, n, expected, f"log truncated: checkpoint is at entry {checkpoint.seq} "
-                                           f"but the log ends at {expected - 1}")
-    return Verdict(True, n)
+        return Verdict(False, len(entries), expected, f"log truncated: checkpoint is at entry {checkpoint.seq} "
+                                                      f"but the log ends at {expected - 1}")
+    return Verdict(True, len(entries))
 
 
-def _check_chunk(jobs: list[tuple[int, bytes, bytes, bytes]]) -> int | None:
-    for seq, vk, h, sig in jobs:
-        try:
-            C.ed25519_verify(vk, h, sig)
-        except C.AuthFailure:
-            return seq
-    return None
+# What forked checkers inherit instead of receiving it pickled: (entries, known actors).
+# Set only around the fork; the children keep their copy.
+_SHARED: tuple[list[Entry], set[bytes]] = ([], set())
 
 
-def _start_signature_checks(jobs: list[tuple[int, bytes, bytes, bytes]]):  # type: ignore[no-untyped-def]
-    """Start checking Ed25519 signatures (~60 us each) and return a function that waits and
-    gives the lowest bad seq (or None). Large logs are spread over forked workers."""
+def _check_shared(bounds: tuple[int, int]) -> tuple[int | None, int | None]:
+    return _check_range(_SHARED[0], _SHARED[1], *bounds)
+
+
+def _check_range(entries: list[Entry], known: set[bytes], lo: int, hi: int) -> tuple[int | None, int | None]:
+    """(first index whose hash is wrong, seq of the first bad signature) in entries[lo:hi]."""
+    bad_hash = bad_sig = None
+    zero = bytes(64)
+    for i in range(lo, hi):
+        e = entries[i]
+        if bad_hash is None and entry_hash(e.seq, e.prev, e.at, e.actor, e.action, e.target, e.detail,
+                                           e.reason) != e.hash:
+            bad_hash = i
+        if bad_sig is None and e.actor in known and not (e.action in UNSIGNED_ACTIONS and e.sig == zero):
+            try:
+                C.ed25519_verify(e.actor[32:], e.hash, e.sig)
+            except C.AuthFailure:
+                bad_sig = e.seq
+        if bad_hash is not None and bad_sig is not None:
+            break
+    return bad_hash, bad_sig
+
+
+def _start_entry_checks(entries: list[Entry], known: set[bytes]):  # type: ignore[no-untyped-def]
+    """Start the hash and signature checks and return a function that waits for them and
+    gives (lowest bad-hash index, bad-signature seq). Large logs are split over forked
+    workers, which inherit the entries rather than having them pickled."""
     import os
+    global _SHARED
     workers = min(os.cpu_count() or 1, 8)
-    if len(jobs) < 20_000 or workers < 2:
-        return lambda: _check_chunk(jobs)
+    if len(entries) < 20_000 or workers < 2:
+        return lambda: _finish([_check_range(entries, known, 0, len(entries))])
     import multiprocessing
-    size = -(-len(jobs) // (workers * 4))
-    chunks = [jobs[i:i + size] for i in range(0, len(jobs), size)]
+    size = -(-len(entries) // (workers * 4))
+    chunks = [(lo, min(lo + size, len(entries))) for lo in range(0, len(entries), size)]
+    _SHARED = (entries, known)
     try:
         pool = multiprocessing.get_context("fork").Pool(workers)
     except (OSError, ValueError):  # no fork here: do it in-process
-        return lambda: _check_chunk(jobs)
-    result = pool.map_async(_check_chunk, chunks)
+        return lambda: _finish([_check_range(entries, known, 0, len(entries))])
+    finally:
+        _SHARED = ([], set())
+    result = pool.map_async(_check_shared, chunks)
 
-    def wait() -> int | None:
+    def wait() -> tuple[int | None, int | None]:
         try:
-            bad = [r for r in result.get() if r is not None]
+            return _finish(result.get())
         finally:
             pool.close()
             pool.join()
-        return min(bad) if bad else None
     return wait
+
+
+def _finish(parts: list[tuple[int | None, int | None]]) -> tuple[int | None, int | None]:
+    """Chunks are in index order: the first chunk with a bad hash has the lowest index; a bad
+    signature is the lowest seq among each chunk's first failure."""
+    hashes = [h for h, _ in parts if h is not None]
+    sigs = [s for _, s in parts if s is not None]
+    return (hashes[0] if hashes else None), (min(sigs) if sigs else None)
 
 
 # -- checkpoints --------------------------------------------------------------------------------

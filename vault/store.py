@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from sqlalchemy import (BigInteger, Column, Integer, LargeBinary, MetaData, String, Table,
                         and_, create_engine, delete, event, func, inspect, select, update)
@@ -93,7 +93,10 @@ def _install_sqlite_pragmas(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):  # type: ignore[no-untyped-def]
-        conn.exec_driver_sql("BEGIN")
+        # The DB-API directly (see Store.raw). IMMEDIATE takes the write lock up front for a
+        # transaction that reads and then writes (an audited read): a deferred one would fail
+        # with SQLITE_BUSY_SNAPSHOT if another writer committed between its read and its write.
+        conn.connection.driver_connection.execute("BEGIN IMMEDIATE" if conn.info.get("dv_write") else "BEGIN")
 
 
 class Store:
@@ -125,24 +128,39 @@ class Store:
             raise StoreError(f"cannot use database URL: {type(e).__name__}") from None
         if path is not None:
             _install_sqlite_pragmas(self.engine)
+        self._dbapi = self.engine.dialect.loaded_dbapi
         ph = "?" if path is not None else "%s"  # sqlite3 is qmark, psycopg is format style
         self._ph = ph
         self._lookup_sql = f"SELECT record_id FROM dv_index WHERE gen = {ph} AND name = {ph} AND value = {ph}"
         self._delete_index_sql = (f"DELETE FROM dv_index WHERE gen = {ph} AND name = {ph} AND value = {ph} "
                                   f"AND record_id = {ph}")
+        self._get_record_sql = f"SELECT data FROM dv_records WHERE id = {ph}"
         self._update_record_sql = f"UPDATE dv_records SET data = {ph} WHERE id = {ph}"
         self._insert_record_sql = f"INSERT INTO dv_records (id, data) VALUES ({ph}, {ph})"
         self._insert_index_sql = f"INSERT INTO dv_index (gen, name, value, record_id) VALUES ({ph}, {ph}, {ph}, {ph})"
+
+    def raw(self, conn: Connection, sql: str, params: tuple = ()) -> Any:
+        """Run one statement on the DB-API cursor of ``conn`` (inside its transaction).
+
+        Why: on a small statement SQLAlchemy's execution context and events cost several
+        times what SQLite itself does, and every audited read pays two of them. DB-API
+        errors are mapped to StoreError like those that come through SQLAlchemy."""
+        try:
+            cur = conn.connection.cursor()
+            cur.execute(sql, params)
+            return cur
+        except self._dbapi.Error as e:
+            raise StoreError(f"database error: {type(e).__name__}") from None
 
     @property
     def is_sqlite(self) -> bool:
         return self.sqlite_path is not None
 
     @contextmanager
-    def tx(self) -> Iterator[Connection]:
+    def tx(self, *, write: bool = False) -> Iterator[Connection]:
         """One transaction on this handle's own connection (kept open: a pool checkout per
         transaction cost more than the audit entry it carried). A nested call joins the
-        outer transaction."""
+        outer transaction. ``write``: it will read and then write (SQLite: BEGIN IMMEDIATE)."""
         if self._depth:
             self._depth += 1
             try:
@@ -155,6 +173,7 @@ class Store:
             if self._conn is None or self._conn.closed:
                 self._conn = self.engine.connect()
             self._depth = 1
+            self._conn.info["dv_write"] = write
             try:
                 with self._conn.begin():
                     yield self._conn
@@ -234,9 +253,8 @@ class Store:
         if rows:
             conn.exec_driver_sql(self._insert_record_sql, rows)
 
-    @staticmethod
-    def get_record(conn: Connection, rid: bytes) -> bytes | None:
-        row = conn.execute(select(records.c.data).where(records.c.id == rid)).first()
+    def get_record(self, conn: Connection, rid: bytes) -> bytes | None:
+        row = self.raw(conn, self._get_record_sql, (rid,)).fetchone()
         return None if row is None else bytes(row[0])
 
     def get_records(self, conn: Connection, ids: list[bytes]) -> list[tuple[bytes, bytes]]:
@@ -307,15 +325,17 @@ class Store:
         return sorted(ids or ())
 
     # -- pseudonyms -------------------------------------------------------------------------
-    @staticmethod
-    def get_pseudonym(conn: Connection, purpose: str, tag: bytes) -> bytes | None:
-        row = conn.execute(select(pseudonyms.c.ref).where(
-            pseudonyms.c.purpose == purpose, pseudonyms.c.tag == tag)).first()
+    def get_pseudonym(self, conn: Connection, purpose: str, tag: bytes) -> bytes | None:
+        row = self.raw(conn, f"SELECT ref FROM dv_pseudonyms WHERE purpose = {self._ph} AND tag = {self._ph}",
+                       (purpose, tag)).fetchone()
         return None if row is None else bytes(row[0])
 
-    @staticmethod
-    def put_pseudonym(conn: Connection, purpose: str, tag: bytes, ref: bytes) -> None:
-        conn.execute(pseudonyms.insert().values(purpose=purpose, tag=tag, ref=ref))
+    def put_pseudonym(self, conn: Connection, purpose: str, tag: bytes, ref: bytes) -> None:
+        """Issue one. Two sessions may issue the same pseudonym at once (it is a function of
+        the record id): the second insert does nothing, and either stored ref resolves."""
+        ph = self._ph
+        self.raw(conn, f"INSERT INTO dv_pseudonyms (purpose, tag, ref) VALUES ({ph}, {ph}, {ph}) "
+                       "ON CONFLICT DO NOTHING", (purpose, tag, ref))
 
     @staticmethod
     def delete_pseudonym(conn: Connection, purpose: str, tag: bytes) -> None:

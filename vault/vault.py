@@ -1028,6 +1028,10 @@ class Vault:
     def _audit(self, action: str, target: str = "", detail: dict | None = None) -> None:
         self._auditor.append(self._s(), action, target, detail)
 
+    def _audited(self, action: str, work: Callable[[], tuple[Any, str, dict]]) -> Any:
+        """Run a read and write its entry in one transaction (see Auditor.append_after)."""
+        return self._auditor.append_after(self._s(), action, work)
+
     def _target(self, record_id: str) -> str:
         """The record's audit pseudonym (never its id or a name); issued on first use."""
         if "audit" not in self._purposes:
@@ -1062,8 +1066,10 @@ class Vault:
 
     def get(self, record_id: str, fields: Sequence[str] | None = None) -> Record:
         """Decrypt one record, or only the named fields of it."""
-        rec = self._guard("read", lambda: self._get_impl(record_id, fields))
-        self._audit("read", self._target(record_id), {"fields": sorted(rec)})
+        def work() -> tuple[Record, str, dict]:
+            rec = self._get_impl(record_id, fields)
+            return rec, self._target(record_id), {"fields": sorted(rec)}
+        rec = self._guard("read", lambda: self._audited("read", work))
         self._alarm_if_canary([record_id], "read")
         return rec
 
@@ -1095,15 +1101,19 @@ class Vault:
 
     def find(self, fields: Sequence[str] | None = None, **criteria: str) -> list[Record]:
         """Exact search over blind indexes (see :meth:`_find_impl`); the search term is never logged."""
-        out = self._guard("search", lambda: self._find_impl(fields, **criteria))
-        self._audit("search", "", {"fields": sorted(criteria), "results": len(out)})
+        def work() -> tuple[list[Record], str, dict]:
+            out = self._find_impl(fields, **criteria)
+            return out, "", {"fields": sorted(criteria), "results": len(out)}
+        out = self._guard("search", lambda: self._audited("search", work))
         self._alarm_if_canary([r.id for r in out], "search")
         return out
 
     def find_tokens(self, fields: Sequence[str] | None = None, **criteria: str) -> list[Record]:
         """Token search (see :meth:`_find_tokens_impl`); the search term is never logged."""
-        out = self._guard("search", lambda: self._find_tokens_impl(fields, **criteria))
-        self._audit("search", "", {"fields": sorted(criteria), "results": len(out), "tokens": True})
+        def work() -> tuple[list[Record], str, dict]:
+            out = self._find_tokens_impl(fields, **criteria)
+            return out, "", {"fields": sorted(criteria), "results": len(out), "tokens": True}
+        out = self._guard("search", lambda: self._audited("search", work))
         self._alarm_if_canary([r.id for r in out], "search")
         return out
 
@@ -1115,8 +1125,10 @@ class Vault:
 
     def resolve(self, pseudonym: str, fields: Sequence[str] | None = None) -> Record:
         """The record a pseudonym names (see :meth:`_resolve_impl`)."""
-        rec = self._guard("read", lambda: self._resolve_impl(pseudonym, fields))
-        self._audit("read", self._target(rec.id), {"fields": sorted(rec), "via": "pseudonym"})
+        def work() -> tuple[Record, str, dict]:
+            rec = self._resolve_impl(pseudonym, fields)
+            return rec, self._target(rec.id), {"fields": sorted(rec), "via": "pseudonym"}
+        rec = self._guard("read", lambda: self._audited("read", work))
         self._alarm_if_canary([rec.id], "read")
         return rec
 
