@@ -90,6 +90,8 @@ def _collapse_space(value: str) -> str:
 
 
 def _text(value: str) -> str:
+    if value.isascii():  # NFKC is the identity on ASCII and casefold() is lower()
+        return " ".join(value.lower().split())
     return _collapse_space(_fold_case(value))
 
 
@@ -101,10 +103,37 @@ def _name(value: str) -> str:
     the spelling: Devanagari viramas and nuktas, Thai tone marks and Arabic hamza
     are combining characters too, and dropping them would turn a name into a
     different (or unreadable) one and merge unrelated people.
+
+    Two fast paths give exactly :func:`_name_general`'s output (a property test checks
+    it): ASCII input, and input whose decomposition is ASCII plus the combining
+    diacritics block, the common accented Latin name.
     """
+    if value.isascii():  # NFKC is the identity on ASCII, casefold() is lower()
+        return " ".join(value.lower().translate(_NAME_PUNCT).split())
     folded = _fold_case(value).translate(_NAME_PUNCT)
-    if folded.isascii():  # fast path: no combining marks, NFKD and NFC are the identity
+    if folded.isascii():  # no combining marks: NFKD and NFC are the identity
         return _collapse_space(folded)
+    decomposed = unicodedata.normalize("NFKD", folded)
+    if _FAST_NAME.fullmatch(decomposed):
+        # ASCII letters are all LATIN: marks after one go; marks after anything else stay
+        return _collapse_space(unicodedata.normalize("NFC", _LATIN_MARKS.sub("", decomposed)))
+    return _name_general(value)
+
+
+# The fast path's alphabet: ASCII, the Latin letters of U+00C0-U+024F that have no
+# decomposition (o-slash, l-stroke, ...), and U+0300-U+036F except U+034F (COMBINING
+# GRAPHEME JOINER, combining class 0). Every letter in it is LATIN, so a mark after one goes.
+_MARKS = "\u0300-\u034e\u0350-\u036f"
+_LATIN = "A-Za-z" + "".join(chr(c) for c in range(0xC0, 0x250)
+                            if unicodedata.name(chr(c), "").startswith("LATIN ") and not unicodedata.combining(chr(c)))
+_FAST_NAME = re.compile(f"[\\x00-\\x7f{_LATIN[6:]}{_MARKS}]*")
+_LATIN_MARKS = re.compile(f"(?<=[{_LATIN}])[{_MARKS}]+")
+
+
+def _name_general(value: str) -> str:
+    """:func:`_name` for any input: drop each combining mark whose base letter is Latin,
+    Greek or Cyrillic."""
+    folded = _fold_case(value).translate(_NAME_PUNCT)
     out: list[str] = []
     base = ""
     for ch in unicodedata.normalize("NFKD", folded):
@@ -125,10 +154,16 @@ def _email(value: str) -> str:
     "+tags" are kept: ignoring them is Gmail's rule, not the internet's, and
     applying it elsewhere would merge two different people's addresses.
     """
+    if value.isascii():  # NFKC is the identity on ASCII
+        return value.strip().lower()
     return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", value).strip().lower())
 
 
 # After reduction to digits, "T" marks a literal "(0)" trunk prefix.
+_DIGIT_OR_PLUS = re.compile(r"[\d+]")
+# On ASCII text, str.translate does what the general path's three re.sub calls do.
+_ASCII_DIGITS_PARENS = {c: None for c in range(128) if chr(c) not in "0123456789()"}
+_NO_PARENS = {ord("("): None, ord(")"): None}
 _TRUNK_AFTER_CC = re.compile(r"^(\d{1,3})T")
 
 
@@ -145,14 +180,15 @@ def _phone(value: str) -> str:
     """
     if value.isascii():  # fast path: NFKC and the digit mapping are the identity on ASCII
         text = value
+        kept = value.translate(_ASCII_DIGITS_PARENS).replace("(0)", "T").translate(_NO_PARENS)
     else:
         text = "".join(
             str(d) if (d := unicodedata.decimal(ch, None)) is not None else ch
             for ch in unicodedata.normalize("NFKC", value)
         )
-    first = re.search(r"[\d+]", text)
+        kept = re.sub(r"[^\dT]", "", re.sub(r"\(0\)", "T", re.sub(r"[^\d()]", "", text)))
+    first = _DIGIT_OR_PLUS.search(text)
     plus = first is not None and first.group() == "+"
-    kept = re.sub(r"[^\dT]", "", re.sub(r"\(0\)", "T", re.sub(r"[^\d()]", "", text)))
     if not plus:
         zeros = kept.replace("T", "0")
         if zeros.startswith("00"):
@@ -174,5 +210,7 @@ def _compact(value: str) -> str:
     (including "ß" -> "SS") to one spelling. The last NFKC is there because removing
     a separator can bring a letter and a stray combining mark together.
     """
+    if value.isascii():  # NFKC is the identity on ASCII; lower-then-upper is upper()
+        return _COMPACT_DROP.sub("", value.upper())
     folded = unicodedata.normalize("NFKC", _fold_case(value).upper())
     return unicodedata.normalize("NFKC", _COMPACT_DROP.sub("", folded))

@@ -1,0 +1,77 @@
+"""Bulk work on several cores (vault._parallel): same results as in-process, same
+all-or-nothing behaviour, nothing but ciphertext and index terms crossing processes."""
+
+from __future__ import annotations
+
+import pytest
+
+import vault
+from conftest import PASSPHRASE
+from vault import _parallel as PAR
+
+
+def _rows(n: int) -> list[dict]:
+    return [{"legal_name": f"Amira Haddad {i}", "email": f"amira{i}@example.org", "phone": f"+44 20 7946 {i:04d}",
+             "badge_name": f"A{i}", "risk_notes": "x" * (i % 50)} for i in range(n)]
+
+
+@pytest.fixture
+def forked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Force the forked path on small batches, in several chunks, with two workers."""
+    if PAR.worker_count() < 2:
+        monkeypatch.setattr(PAR, "worker_count", lambda: 2)
+    monkeypatch.setattr(PAR, "MIN_ITEMS", 0)
+    monkeypatch.setattr(PAR, "CHUNK", 7)
+
+
+def test_forked_add_many_matches_in_process(url: str, forked: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = _rows(40)
+    seen: list[tuple[int, int]] = []
+    with vault.create(url, PASSPHRASE) as v:
+        ids = v._add_many_impl(rows, lambda done, total: seen.append((done, total)))
+        assert len(set(ids)) == 40
+        assert seen[-1] == (40, 40) and [d for d, _ in seen] == sorted(d for d, _ in seen)
+        for rid, row in zip(ids, rows):  # ids come back in row order, each record is its row
+            rec = v.get(rid)
+            assert {k: rec[k] for k in row} == row
+        assert [r.id for r in v.find(email="amira17@example.org")] == [ids[17]]
+        assert [r.id for r in v.find_tokens(legal_name="haddad 23")] == [ids[23]]
+        monkeypatch.setattr(PAR, "MIN_ITEMS", 10**9)  # the same rows in-process: same searches
+        more = v.add_many(_rows(3))
+        assert {r.id for r in v.find(email="amira2@example.org")} == {ids[2], more[2]}
+
+
+def test_forked_add_many_is_all_or_nothing(url: str, forked: None) -> None:
+    rows = _rows(30)
+    rows[25]["date_of_birth"] = "not a date"
+    rows[26]["no_such_field"] = "x"
+    with vault.create(url, PASSPHRASE) as v:
+        with pytest.raises(vault.ValidationError, match=r"^row 26: .*date_of_birth"):
+            v.add_many(rows)
+        assert v.count() == 0
+        assert v.find(email="amira1@example.org") == []
+
+
+def test_workers_really_fork(url: str, forked: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chunks are sealed in other processes (so the parallel path is what ran)."""
+    import os
+    pids: set[int] = set()
+    with vault.create(url, PASSPHRASE) as v:
+        real = v._seal_record
+
+        def spy(rid, by_class, *a, **kw):  # type: ignore[no-untyped-def]
+            if os.getpid() == parent:
+                pids.add(os.getpid())
+            return real(rid, by_class, *a, **kw)
+        parent = os.getpid()
+        monkeypatch.setattr(v, "_seal_record", spy)
+        v.add_many(_rows(21))
+        assert pids == set()  # no row was sealed in this process
+        assert v.count() == 21
+
+
+def test_one_core_means_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(PAR.os, "sched_getaffinity", lambda _pid: {0})
+    assert PAR.worker_count() == 1
+    with PAR.pool(lambda x: x * 2) as p:
+        assert isinstance(p, PAR.InProcess) and list(p.imap([1, 2])) == [2, 4]
