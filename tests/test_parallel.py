@@ -75,3 +75,33 @@ def test_one_core_means_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
     assert PAR.worker_count() == 1
     with PAR.pool(lambda x: x * 2) as p:
         assert isinstance(p, PAR.InProcess) and list(p.imap([1, 2])) == [2, 4]
+
+
+@pytest.mark.parametrize("reencrypt", [False, True])
+def test_forked_rotation_and_reindex(url: str, forked: None, reencrypt: bool) -> None:
+    rows = _rows(30)
+    with vault.create(url, PASSPHRASE) as v:
+        ids = v.add_many(rows)
+        stats = v.rotate(reencrypt=reencrypt, batch=11)  # batches split over two workers
+        assert stats["reencrypted" if reencrypt else "rewrapped"] == 30
+        for rid, row in zip(ids, rows):
+            rec = v.get(rid)
+            assert {k: rec[k] for k in row} == row
+        assert [r.id for r in v.find(phone="+442079460012")] == [ids[12]]
+        assert v.reindex(population=1000, batch=4) == 30
+        assert [r.id for r in v.find_tokens(legal_name="Haddad 29")] == [ids[29]]
+
+
+def test_forked_rotation_refuses_a_tampered_record(url: str, forked: None) -> None:
+    """A worker's authentication failure is raised by the parent, naming the record."""
+    from rawdb import RawDB
+    with vault.create(url, PASSPHRASE) as v:
+        ids = v.add_many(_rows(20))
+        raw = RawDB(url)
+        envs_a, envs_b = raw.envs(ids[3]), raw.envs(ids[17])
+        envs_b["identity"] = envs_a["identity"]
+        raw.set_envs(ids[17], envs_b)
+        raw.close()
+        with pytest.raises(vault.IntegrityError) as info:
+            v.rotate(batch=20)
+        assert info.value.record_id == ids[17]

@@ -35,6 +35,12 @@ def _run(arg: Any) -> Any:
     return _TASK(arg)
 
 
+def split(items: list[T], parts: int) -> list[list[T]]:
+    """``items`` in at most ``parts`` contiguous, non-empty, near-equal slices (in order)."""
+    step = max(1, -(-len(items) // max(1, parts)))
+    return [items[i:i + step] for i in range(0, len(items), step)]
+
+
 def worker_count() -> int:
     """How many workers a batch is worth: the cores we may use, capped at 4; 1 = in-process."""
     try:
@@ -49,6 +55,8 @@ def worker_count() -> int:
 class InProcess:
     """The pool interface, run here (one core, or no fork on this platform)."""
 
+    size = 1
+
     def __init__(self, task: Callable[[Any], Any]) -> None:
         self._task = task
 
@@ -57,8 +65,9 @@ class InProcess:
 
 
 class Forked:
-    def __init__(self, pool: Any) -> None:
+    def __init__(self, pool: Any, size: int) -> None:
         self._pool = pool
+        self.size = size
 
     def imap(self, args: Any) -> Iterator[Any]:
         return self._pool.imap(_run, args)
@@ -86,7 +95,7 @@ def pool(task: Callable[[Any], T], workers: int | None = None) -> Iterator[InPro
         yield InProcess(task)
         return
     try:
-        yield Forked(p)
+        yield Forked(p, n)
     finally:
         p.terminate()  # results are all in (or we are unwinding an error): stop the workers now
         p.join()

@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 from . import _crypto as C
 from . import _format as F
+from . import _parallel as PAR
 from . import envelope as E
 from . import keys as K
-from .errors import IntegrityError, ValidationError
+from .errors import IntegrityError, ValidationError, VaultError
 
 if TYPE_CHECKING:
     from .vault import Vault
@@ -55,27 +56,63 @@ def rotate(v: "Vault", classes: Iterable[str] | None = None, *, reencrypt: bool 
     if v._plan_pending is None and v._plan_active.class_versions != want:
         v._begin_reindex()
     fused = v._plan_pending is not None and v._plan_pending.class_versions == want
-    while True:
-        with store.tx() as conn:
-            meta = store.get_meta(conn)
-        cursor = meta.get("rotation_cursor", b"")
-        ids = store.ids_after(cursor, batch)
-        if not ids:
-            break
-        with store.tx() as conn:
-            updates, rows = [], []
-            for rid, data in store.get_records(conn, ids):
-                new = _refreshed(v, rid, data, rotating, state["reencrypt"])
-                if new is not None:
-                    updates.append((new, rid))
-                    stats["reencrypted" if state["reencrypt"] else "rewrapped"] += 1
-                rows.append((rid, new if new is not None else data))
-            store.put_records(conn, updates)
-            progress_meta = {"rotation_cursor": ids[-1]}
-            if fused and meta.get("index_cursor", b"") == cursor:  # the index job is in step with us
-                v._index_batch(conn, rows)
-                progress_meta["index_cursor"] = ids[-1]
-            store.put_meta(conn, progress_meta)
+    reencrypt = bool(state["reencrypt"])
+
+    def part(job: tuple[list[tuple[bytes, bytes]], bool]) -> tuple[str, list, list, bytes]:
+        """A worker's share of a batch: ("ok", updates, index terms, b"") or ("bad", [], [],
+        record id) -- errors are re-raised by the parent, exceptions do not cross processes."""
+        recs, with_terms = job
+        updates, rows = [], []
+        for rid, data in recs:
+            try:
+                new = _refreshed(v, rid, data, rotating, reencrypt)
+            except VaultError:
+                return "bad", [], [], rid
+            if new is not None:
+                updates.append((new, rid))
+            rows.append((rid, new if new is not None else data))
+        terms: list = []
+        if with_terms:
+            got, bad = v._index_terms_part(rows)
+            if got is None:
+                return "bad", [], [], bad
+            terms = got
+        return "ok", updates, terms, b""
+
+    # The rewrap and index work of a batch is spread over forked workers (vault._parallel);
+    # each batch still reads, rewrites and moves its cursor in one transaction.
+    workers = None if v.count() >= PAR.MIN_ITEMS else 1
+    with PAR.pool(part, workers) as pool:
+        while True:
+            with store.tx() as conn:
+                meta = store.get_meta(conn)
+            cursor = meta.get("rotation_cursor", b"")
+            ids = store.ids_after(cursor, batch)
+            if not ids:
+                break
+            with store.tx() as conn:
+                recs = store.get_records(conn, ids)
+                with_terms = fused and meta.get("index_cursor", b"") == cursor  # the index job is in step
+                updates, terms = [], []
+                for status, upd, tms, bad in pool.imap([(p, with_terms) for p in PAR.split(recs, pool.size)]):
+                    if status != "ok":  # redo that record here, where its error can be raised
+                        data = dict(recs)[bad]
+                        new = _refreshed(v, bad, data, rotating, reencrypt)
+                        v._index_terms([(bad, new if new is not None else data)])
+                        raise IntegrityError("rotation failed in a worker", record_id=bad.hex())
+                    updates += upd
+                    terms += tms
+                stats["reencrypted" if reencrypt else "rewrapped"] += len(updates)
+                store.put_records(conn, updates)
+                progress_meta = {"rotation_cursor": ids[-1]}
+                if with_terms:
+                    terms.sort()
+                    v._index_batch(conn, recs, terms)
+                    progress_meta["index_cursor"] = ids[-1]
+                store.put_meta(conn, progress_meta)
+            done += len(ids)
+            if progress is not None:
+                progress(min(done, total), total)
     # -- 3. sweep --------------------------------------------------------------------------------
     current = {v._current[c].key.kid for c in rotating}
     stale = [rid for rid, data in store.iter_records() if _stale(data, rotating, current)]

@@ -860,15 +860,25 @@ class Vault:
         pending = self._plan_pending
         assert pending is not None
         done = 0
-        while True:
-            with store.tx() as conn:
-                cursor = store.get_meta(conn).get("index_cursor", b"")
-            ids = store.ids_after(cursor, batch)
-            if not ids:
-                break
-            with store.tx() as conn:
-                done += self._index_batch(conn, store.get_records(conn, ids))
-                store.put_meta(conn, {"index_cursor": ids[-1]})
+        workers = None if self.count() >= PAR.MIN_ITEMS else 1
+        with PAR.pool(self._index_terms_part, workers) as pool:
+            while True:
+                with store.tx() as conn:
+                    cursor = store.get_meta(conn).get("index_cursor", b"")
+                ids = store.ids_after(cursor, batch)
+                if not ids:
+                    break
+                with store.tx() as conn:
+                    rows = store.get_records(conn, ids)
+                    terms: list[tuple[int, str, int, bytes]] = []
+                    for part, bad in pool.imap(PAR.split(rows, pool.size)):
+                        if part is None:  # raise the worker's error here, where it can be raised
+                            self._index_terms([r for r in rows if r[0] == bad])
+                            raise IntegrityError("re-index failed in a worker", record_id=bad.hex())
+                        terms += part
+                    terms.sort()
+                    done += self._index_batch(conn, rows, terms)
+                    store.put_meta(conn, {"index_cursor": ids[-1]})
         with store.tx() as conn:
             store.put_meta(conn, {**self._plan_meta("index_plan", pending),
                                   "index_next": b"", "index_next_mac": b"", "index_next_sig": b"",
@@ -902,22 +912,43 @@ class Vault:
                 name + "_mac": K.mac_plan(self._ring.current(K.KIND_META_KEY), self._vid, text),
                 name + "_sig": K.sign_text("plan", self._vid, text, who, sign)}
 
-    def _index_batch(self, conn, rows: list[tuple[bytes, bytes]]) -> int:  # type: ignore[no-untyped-def]
-        """Write the pending generation's index rows for these (id, row) pairs."""
+    def _index_terms(self, rows: list[tuple[bytes, bytes]]) -> list[tuple[int, str, int, bytes]]:
+        """The pending generation's index rows for these (id, row) pairs, in key order."""
         gen, ix = self._indexers[-1]
         assert self._plan_pending is not None and gen == self._plan_pending.gen
         searchable = [f.name for f in self.schema.fields.values() if f.search == "exact"]
         classes = self._plan(searchable)
-        store = self._s()
         terms = []
         for rid, data in rows:
             rec = self._decode_row(rid, data, classes)
             terms += [(gen, name, value, rid) for name, value in ix.terms(dict(rec))]
         terms.sort()
+        return terms
+
+    def _index_batch(self, conn, rows: list[tuple[bytes, bytes]],  # type: ignore[no-untyped-def]
+                     terms: list[tuple[int, str, int, bytes]] | None = None) -> int:
+        """Write the pending generation's index rows for these (id, row) pairs (``terms``:
+        already computed, e.g. by a worker)."""
+        if terms is None:
+            terms = self._index_terms(rows)
         # A record added during the re-index already has its new-generation rows: skip those
         # (rows are fully determined by the record, so an existing row is the same row).
-        store.insert_index(conn, terms, skip_existing=True)
+        self._s().insert_index(conn, terms, skip_existing=True)
         return len(rows)
+
+    def _index_terms_part(self, rows: list[tuple[bytes, bytes]]) -> tuple[list[tuple[int, str, int, bytes]] | None,
+                                                                          bytes]:
+        """A worker's share of a re-index batch: (terms, b"") or (None, id of the record
+        that failed), so that the parent raises the precise error itself."""
+        try:
+            return self._index_terms(rows), b""
+        except VaultError:
+            for rid, data in rows:
+                try:
+                    self._index_terms([(rid, data)])
+                except VaultError:
+                    return None, rid
+            return None, rows[0][0] if rows else b""
 
     # -- key rotation ---------------------------------------------------------------------
     def _rotate_impl(self, classes: Sequence[str] | None = None, *, reencrypt: bool = False,
