@@ -6,7 +6,7 @@ was asked for (and that absent values find nobody).
 
     cd /work/main && /tmp/venv/bin/python bench/search.py [--sizes 100000,1000000]
         [--queries 300] [--absent 50] [--scan-queries 3] [--batch 50000] [--seed 1]
-        [--audit-bench [--audit-reads 2000] [--audit-gen-seconds 60]]
+        [--audit-bench [--audit-reads 2000] [--audit-entries 1000000]]
 
 For each size N (SQLite, a fresh file in a temporary directory):
 
@@ -44,7 +44,7 @@ figures are informational and show what the audit costs). The stub only skips
 ``v.get(rid)`` over ``--audit-reads`` (2,000) random records, audit on vs stubbed,
 interleaved (after one untimed pass that issues the records' audit pseudonyms); target:
 the audit costs < 30% of read throughput. Then audit entries are generated with
-``v._auditor.append(...)`` for ``--audit-gen-seconds`` (60) and ``v.audit_verify()`` is
+``v._auditor.append(...)`` until the log holds ``--audit-entries`` (1,000,000) and ``v.audit_verify()`` is
 timed over the whole log; target >= 20,000 entries/s.
 
 Argon2id cost: the benchmark lowers vault._format.KDF_FLOOR and KDF_DEFAULT to
@@ -162,15 +162,16 @@ def audit_bench_run(v: Any, rids: list[str], args: argparse.Namespace) -> dict[s
 
     from vault import audit as A
     start = A.count(v._s())
-    print(f"    audit bench: generating audit entries for {args.audit_gen_seconds:g} s "
+    want = max(0, args.audit_entries - start)
+    print(f"    audit bench: appending {want:,} audit entries so that the log holds {args.audit_entries:,} "
           f"(log has {start:,}) ...", flush=True)
     store = v._s()
     t0 = time.perf_counter()
     made = 0
-    while time.perf_counter() - t0 < args.audit_gen_seconds:
-        for _ in range(100):
+    while made < want:
+        for _ in range(min(1000, want - made)):
             auditor.append(store, "read", "", {"fields": ["email"]})
-        made += 100
+        made += min(1000, want - made)
     out["gen_s"] = time.perf_counter() - t0
     out["gen_made"] = made
     print(f"    audit bench: {made:,} appended in {out['gen_s']:.1f} s; timing v.audit_verify() ...", flush=True)
@@ -372,7 +373,7 @@ def report(results: list[SizeResult], args: argparse.Namespace) -> None:
         print(f"    audit costs {a['overhead'] * 100:.1f}% of read throughput "
               f"(stubbed / on = {a['stub_rate'] / a['on_rate']:.2f}x)")
         print(f"  audit entries: {a['gen_made']:,} appended in {a['gen_s']:.1f} s "
-              f"({a['gen_made'] / a['gen_s']:,.0f} appends/s via v._auditor.append)")
+              f"({a['gen_made'] / max(a['gen_s'], 1e-9):,.0f} appends/s via v._auditor.append)")
         print(f"  v.audit_verify(): {a['verify_entries']:,} entries in {a['verify_s']:.2f} s = "
               f"{a['verify_rate']:,.0f} entries/s  (of which read_entries alone ~{a['read_entries_s']:.2f} s)")
 
@@ -428,8 +429,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="also run the issue-5 audit benchmark (get() audit on vs stubbed; audit_verify speed) "
                          "at the smallest size")
     ap.add_argument("--audit-reads", type=int, default=2000, help="records read by --audit-bench (default 2000)")
-    ap.add_argument("--audit-gen-seconds", type=float, default=60.0,
-                    help="seconds spent appending audit entries before timing audit_verify (default 60)")
+    ap.add_argument("--audit-entries", type=int, default=1_000_000,
+                    help="entries the audit log holds when audit_verify is timed (default 1000000)")
     ap.add_argument("--tmpdir", default=None, help="where the temporary vaults go (default: system temp)")
     args = ap.parse_args(argv)
     try:
@@ -437,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         ap.error("--sizes takes comma-separated integers")
     if not sizes or min(sizes) < 1 or args.queries < 1 or args.absent < 0 or args.warmup < 0 \
-            or args.scan_queries < 0 or args.batch < 1 or args.audit_reads < 1 or args.audit_gen_seconds < 0:
+            or args.scan_queries < 0 or args.batch < 1 or args.audit_reads < 1 or args.audit_entries < 0:
         ap.error("sizes, --queries and --batch must be positive; the other counts non-negative")
     if args.queries + args.warmup > min(sizes):
         ap.error("--queries + --warmup must not exceed the smallest size")

@@ -9,7 +9,9 @@ between scripts (that would guess, and merge different people), and every kind i
 idempotent, so normalising a stored value again never changes its index.
 
 The output of a kind is part of the on-disk format: changing it orphans existing
-blind indexes, so treat an edit here like a format change.
+blind indexes, so treat an edit here like a format change. Each kind has fast paths
+for the common inputs (ASCII, accented Latin names); ``_fast=False`` runs the general
+path alone, and a property test checks that both give the same bytes for any text.
 """
 
 from __future__ import annotations
@@ -89,13 +91,13 @@ def _collapse_space(value: str) -> str:
     return " ".join(value.split())
 
 
-def _text(value: str) -> str:
-    if value.isascii():  # NFKC is the identity on ASCII and casefold() is lower()
+def _text(value: str, _fast: bool = True) -> str:
+    if _fast and value.isascii():  # NFKC is the identity on ASCII and casefold() is lower()
         return " ".join(value.lower().split())
     return _collapse_space(_fold_case(value))
 
 
-def _name(value: str) -> str:
+def _name(value: str, _fast: bool = True) -> str:
     """Text normalisation plus dash/apostrophe unification and accent folding.
 
     Accents are dropped only from Latin, Greek and Cyrillic letters, where they are
@@ -108,6 +110,8 @@ def _name(value: str) -> str:
     it): ASCII input, and input whose decomposition is ASCII plus the combining
     diacritics block, the common accented Latin name.
     """
+    if not _fast:
+        return _name_general(value)
     if value.isascii():  # NFKC is the identity on ASCII, casefold() is lower()
         return " ".join(value.lower().translate(_NAME_PUNCT).split())
     folded = _fold_case(value).translate(_NAME_PUNCT)
@@ -146,7 +150,7 @@ def _name_general(value: str) -> str:
     return _collapse_space(unicodedata.normalize("NFC", "".join(out)))
 
 
-def _email(value: str) -> str:
+def _email(value: str, _fast: bool = True) -> str:
     """Whole-address lower-casing; no provider-specific rewriting.
 
     Local parts are treated as case-insensitive, as virtually every provider does;
@@ -154,7 +158,7 @@ def _email(value: str) -> str:
     "+tags" are kept: ignoring them is Gmail's rule, not the internet's, and
     applying it elsewhere would merge two different people's addresses.
     """
-    if value.isascii():  # NFKC is the identity on ASCII
+    if _fast and value.isascii():  # NFKC is the identity on ASCII
         return value.strip().lower()
     return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", value).strip().lower())
 
@@ -167,7 +171,7 @@ _NO_PARENS = {ord("("): None, ord(")"): None}
 _TRUNK_AFTER_CC = re.compile(r"^(\d{1,3})T")
 
 
-def _phone(value: str) -> str:
+def _phone(value: str, _fast: bool = True) -> str:
     """Digits only, with "+" for international numbers ("+441234567890").
 
     A number is international if a "+" comes before its first digit or its digits
@@ -178,7 +182,7 @@ def _phone(value: str) -> str:
     map Arabic-Indic or Devanagari digits to ASCII). A value with no digits
     normalises to "" rather than to a lone "+" every such junk value would share.
     """
-    if value.isascii():  # fast path: NFKC and the digit mapping are the identity on ASCII
+    if _fast and value.isascii():  # fast path: NFKC and the digit mapping are the identity on ASCII
         text = value
         kept = value.translate(_ASCII_DIGITS_PARENS).replace("(0)", "T").translate(_NO_PARENS)
     else:
@@ -202,7 +206,7 @@ def _phone(value: str) -> str:
     return ("+" if plus else "") + digits
 
 
-def _compact(value: str) -> str:
+def _compact(value: str, _fast: bool = True) -> str:
     """Upper-case identifier with its separators removed ("P83526008").
 
     Document numbers are printed, read out and retyped with arbitrary grouping;
@@ -210,7 +214,7 @@ def _compact(value: str) -> str:
     (including "ß" -> "SS") to one spelling. The last NFKC is there because removing
     a separator can bring a letter and a stray combining mark together.
     """
-    if value.isascii():  # NFKC is the identity on ASCII; lower-then-upper is upper()
+    if _fast and value.isascii():  # NFKC is the identity on ASCII; lower-then-upper is upper()
         return _COMPACT_DROP.sub("", value.upper())
     folded = unicodedata.normalize("NFKC", _fold_case(value).upper())
     return unicodedata.normalize("NFKC", _COMPACT_DROP.sub("", folded))
