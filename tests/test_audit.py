@@ -327,3 +327,33 @@ def test_concurrent_processes_keep_one_chain(url: str) -> None:
         assert sum(e["action"] == "read" for e in entries) == n * rounds
         assert sum(e["action"] == "search" for e in entries) == n * len(range(0, rounds, 4))
         assert v.count() == 10 + n * len(range(0, rounds, 7))
+
+
+def test_forked_verify_locates_the_same_damage(logged, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """Large logs are checked by forked workers: they must name the same first bad entry."""
+    import os
+    url, lead, staff, ids = logged
+    with vault.open(url, identity=lead) as v:
+        for _ in range(40):
+            v.get(ids[0])
+    monkeypatch.setattr(A, "PARALLEL_VERIFY_MIN", 0)
+    parent, calls = os.getpid(), []
+    real = A._check_range
+
+    def spy(*a, **kw):  # type: ignore[no-untyped-def]
+        if os.getpid() == parent:
+            calls.append(1)
+        return real(*a, **kw)
+    monkeypatch.setattr(A, "_check_range", spy)
+    assert _verify(url, lead).ok
+    assert calls == []  # every hash and signature was checked in a worker
+    rows = _rows(url)
+    _exec(url, "UPDATE dv_audit SET detail = :d WHERE seq = :s", d='{"fields":["x"]}', s=30)
+    verdict = _verify(url, lead)
+    assert not verdict.ok and verdict.first_bad == 30 and "edited" in verdict.problem
+    _exec(url, "UPDATE dv_audit SET detail = :d WHERE seq = :s", d=rows[29][6], s=30)
+    sig = bytearray(bytes(rows[19][9]))
+    sig[5] ^= 1
+    _exec(url, "UPDATE dv_audit SET sig = :g WHERE seq = :s", g=bytes(sig), s=20)
+    verdict = _verify(url, lead)
+    assert not verdict.ok and verdict.first_bad == 20 and "signature" in verdict.problem

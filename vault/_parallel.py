@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, TypeVar
 
@@ -26,8 +27,10 @@ MIN_ITEMS = 4000
 #: Rows (or records) per work item handed to a worker.
 CHUNK = 1000
 
-# The task a worker runs; set only around the fork, the children keep their copy.
+# The task a worker runs; set only around the fork (under the lock, so two threads
+# opening pools at once cannot hand each other's task to their workers).
 _TASK: Callable[[Any], Any] | None = None
+_FORK_LOCK = threading.Lock()
 
 
 def _run(arg: Any) -> Any:
@@ -84,13 +87,14 @@ def pool(task: Callable[[Any], T], workers: int | None = None) -> Iterator[InPro
     if n < 2:
         yield InProcess(task)
         return
-    _TASK = task
-    try:
-        p = multiprocessing.get_context("fork").Pool(n)
-    except (OSError, ValueError):
-        p = None
-    finally:
-        _TASK = None
+    with _FORK_LOCK:
+        _TASK = task
+        try:
+            p = multiprocessing.get_context("fork").Pool(n)
+        except (OSError, ValueError):
+            p = None
+        finally:
+            _TASK = None
     if p is None:
         yield InProcess(task)
         return

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import json
 import struct
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, NamedTuple
@@ -249,6 +250,9 @@ def verify(entries: Iterable[Entry], known_actors: set[bytes], checkpoint: "Chec
 # What forked checkers inherit instead of receiving it pickled: (entries, known actors).
 # Set only around the fork; the children keep their copy.
 _SHARED: tuple[list[Entry], set[bytes]] = ([], set())
+_FORK_LOCK = threading.Lock()
+#: Logs at least this long are checked by forked workers (tests lower it).
+PARALLEL_VERIFY_MIN = 20_000
 
 
 def _check_shared(bounds: tuple[int, int]) -> tuple[int | None, int | None]:
@@ -281,18 +285,19 @@ def _start_entry_checks(entries: list[Entry], known: set[bytes]):  # type: ignor
     import os
     global _SHARED
     workers = min(os.cpu_count() or 1, 8)
-    if len(entries) < 20_000 or workers < 2:
+    if len(entries) < PARALLEL_VERIFY_MIN or workers < 2:
         return lambda: _finish([_check_range(entries, known, 0, len(entries))])
     import multiprocessing
     size = -(-len(entries) // (workers * 4))
     chunks = [(lo, min(lo + size, len(entries))) for lo in range(0, len(entries), size)]
-    _SHARED = (entries, known)
-    try:
-        pool = multiprocessing.get_context("fork").Pool(workers)
-    except (OSError, ValueError):  # no fork here: do it in-process
-        return lambda: _finish([_check_range(entries, known, 0, len(entries))])
-    finally:
-        _SHARED = ([], set())
+    with _FORK_LOCK:  # two threads verifying at once must not hand each other their entries
+        _SHARED = (entries, known)
+        try:
+            pool = multiprocessing.get_context("fork").Pool(workers)
+        except (OSError, ValueError):  # no fork here: do it in-process
+            return lambda: _finish([_check_range(entries, known, 0, len(entries))])
+        finally:
+            _SHARED = ([], set())
     result = pool.map_async(_check_shared, chunks)
 
     def wait() -> tuple[int | None, int | None]:
