@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import json
 import struct
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, NamedTuple
@@ -247,16 +246,8 @@ def verify(entries: Iterable[Entry], known_actors: set[bytes], checkpoint: "Chec
     return Verdict(True, len(entries))
 
 
-# What forked checkers inherit instead of receiving it pickled: (entries, known actors).
-# Set only around the fork; the children keep their copy.
-_SHARED: tuple[list[Entry], set[bytes]] = ([], set())
-_FORK_LOCK = threading.Lock()
 #: Logs at least this long are checked by forked workers (tests lower it).
 PARALLEL_VERIFY_MIN = 20_000
-
-
-def _check_shared(bounds: tuple[int, int]) -> tuple[int | None, int | None]:
-    return _check_range(_SHARED[0], _SHARED[1], *bounds)
 
 
 def _check_range(entries: list[Entry], known: set[bytes], lo: int, hi: int) -> tuple[int | None, int | None]:
@@ -281,31 +272,19 @@ def _check_range(entries: list[Entry], known: set[bytes], lo: int, hi: int) -> t
 def _start_entry_checks(entries: list[Entry], known: set[bytes]):  # type: ignore[no-untyped-def]
     """Start the hash and signature checks and return a function that waits for them and
     gives (lowest bad-hash index, bad-signature seq). Large logs are split over forked
-    workers, which inherit the entries rather than having them pickled."""
-    import os
-    global _SHARED
-    workers = min(os.cpu_count() or 1, 8)
-    if len(entries) < PARALLEL_VERIFY_MIN or workers < 2:
-        return lambda: _finish([_check_range(entries, known, 0, len(entries))])
-    import multiprocessing
-    size = -(-len(entries) // (workers * 4))
-    chunks = [(lo, min(lo + size, len(entries))) for lo in range(0, len(entries), size)]
-    with _FORK_LOCK:  # two threads verifying at once must not hand each other their entries
-        _SHARED = (entries, known)
-        try:
-            pool = multiprocessing.get_context("fork").Pool(workers)
-        except (OSError, ValueError):  # no fork here: do it in-process
-            return lambda: _finish([_check_range(entries, known, 0, len(entries))])
-        finally:
-            _SHARED = ([], set())
-    result = pool.map_async(_check_shared, chunks)
+    workers (vault._parallel), which inherit the entries rather than having them pickled."""
+    from . import _parallel as PAR
+    workers = None if len(entries) >= PARALLEL_VERIFY_MIN else 1
+    ctx = PAR.pool(lambda bounds: _check_range(entries, known, *bounds), workers)
+    pool = ctx.__enter__()
+    size = -(-len(entries) // (pool.size * 4)) or 1
+    results = pool.imap([(lo, min(lo + size, len(entries))) for lo in range(0, len(entries), size)])
 
     def wait() -> tuple[int | None, int | None]:
         try:
-            return _finish(result.get())
+            return _finish(list(results))
         finally:
-            pool.close()
-            pool.join()
+            ctx.__exit__(None, None, None)
     return wait
 
 
