@@ -73,15 +73,28 @@ def test_workers_really_fork(url: str, forked: None, monkeypatch: pytest.MonkeyP
 def test_one_core_means_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(PAR.os, "sched_getaffinity", lambda _pid: {0})
     assert PAR.worker_count() == 1
-    with PAR.pool(lambda x: x * 2) as p:
+    with PAR.pool(lambda x: x * 2, items=10**9) as p:
         assert isinstance(p, PAR.InProcess) and list(p.imap([1, 2])) == [2, 4]
 
 
 @pytest.mark.parametrize("reencrypt", [False, True])
-def test_forked_rotation_and_reindex(url: str, forked: None, reencrypt: bool) -> None:
+def test_forked_rotation_and_reindex(url: str, forked: None, reencrypt: bool,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    from vault import rotation
     rows = _rows(30)
+    parent, in_parent = os.getpid(), []
+
+    def here(fn):  # type: ignore[no-untyped-def]
+        def spy(*a, **kw):  # type: ignore[no-untyped-def]
+            if os.getpid() == parent:
+                in_parent.append(fn.__name__)
+            return fn(*a, **kw)
+        return spy
     with vault.create(url, PASSPHRASE) as v:
         ids = v.add_many(rows)
+        monkeypatch.setattr(rotation, "_refreshed", here(rotation._refreshed))
+        monkeypatch.setattr(v, "_index_terms", here(v._index_terms))
         stats = v.rotate(reencrypt=reencrypt, batch=11)  # batches split over two workers
         assert stats["reencrypted" if reencrypt else "rewrapped"] == 30
         for rid, row in zip(ids, rows):
@@ -90,6 +103,7 @@ def test_forked_rotation_and_reindex(url: str, forked: None, reencrypt: bool) ->
         assert [r.id for r in v.find(phone="+442079460012")] == [ids[12]]
         assert v.reindex(population=1000, batch=4) == 30
         assert [r.id for r in v.find_tokens(legal_name="Haddad 29")] == [ids[29]]
+        assert in_parent == []  # every rewrap and every index term was computed in a worker
 
 
 def test_forked_rotation_refuses_a_tampered_record(url: str, forked: None) -> None:
@@ -105,3 +119,32 @@ def test_forked_rotation_refuses_a_tampered_record(url: str, forked: None) -> No
         with pytest.raises(vault.IntegrityError) as info:
             v.rotate(batch=20)
         assert info.value.record_id == ids[17]
+
+
+def test_a_failed_task_is_rerun_in_the_parent(forked: None) -> None:
+    """A worker's failure never crosses the pipe: the parent runs that arg itself, so a
+    deterministic error is raised here as it would be without workers, and a failure
+    that only happens over there (say, memory) costs a re-run, not the job."""
+    import os
+    parent = os.getpid()
+
+    def flaky(x: int) -> int:
+        if os.getpid() != parent and x % 3 == 0:
+            raise MemoryError("worker only")
+        return x * 10
+
+    with PAR.pool(flaky, items=10) as p:
+        assert isinstance(p, PAR.Forked)
+        assert list(p.imap(range(10))) == [x * 10 for x in range(10)]
+
+    raised_here: list[int] = []  # a worker's appends stay in the worker's copy of this list
+
+    def bad(x: int) -> int:
+        if x == 4:
+            raised_here.append(os.getpid())
+            raise vault.ValidationError("row 5: field 'age' is not an integer")
+        return x
+
+    with PAR.pool(bad, items=10) as p, pytest.raises(vault.ValidationError, match="^row 5: "):
+        list(p.imap(range(10)))
+    assert raised_here == [parent]  # raised by the parent's re-run, not sent back through the pipe

@@ -7,8 +7,14 @@ keyed index terms or verdicts. Children never touch the parent's database connec
 and leave with ``os._exit`` (multiprocessing's fork start method), so nothing the
 parent owns is closed or flushed twice.
 
-Used for big batches only (``add_many``, rotation batches); below ``MIN_ITEMS`` the
-fork costs more than it saves, and where fork is unavailable everything runs in-process.
+Used for big batches only (``add_many``, rotation and re-index batches, audit verify);
+below ``MIN_ITEMS`` the fork costs more than it saves, and where fork is unavailable
+everything runs in-process.
+
+A task that fails in a worker is run again here, in the parent, where its exception is
+raised as it would be without workers (and where a transient failure simply succeeds).
+Exceptions are never sent back through the pipe: they need not pickle, and their
+messages never leave the process that made them.
 """
 
 from __future__ import annotations
@@ -33,9 +39,17 @@ _TASK: Callable[[Any], Any] | None = None
 _FORK_LOCK = threading.Lock()
 
 
-def _run(arg: Any) -> Any:
+def _run(arg: Any) -> tuple[bool, Any]:
     assert _TASK is not None
-    return _TASK(arg)
+    try:
+        return True, _TASK(arg)
+    except Exception:  # noqa: BLE001 - the parent re-runs this arg and raises the real error
+        return False, None
+
+
+def ranges(n: int, size: int) -> list[tuple[int, int]]:
+    """``[(lo, hi), ...]`` covering ``range(n)`` in order, ``size`` at a time."""
+    return [(lo, min(lo + size, n)) for lo in range(0, n, max(1, size))]
 
 
 def split(items: list[T], parts: int) -> list[list[T]]:
@@ -68,22 +82,32 @@ class InProcess:
 
 
 class Forked:
-    def __init__(self, pool: Any, size: int) -> None:
+    """The pool interface over forked workers; ``imap`` submits every arg at once."""
+
+    def __init__(self, pool: Any, size: int, task: Callable[[Any], Any]) -> None:
         self._pool = pool
+        self._task = task
         self.size = size
 
     def imap(self, args: Any) -> Iterator[Any]:
-        return self._pool.imap(_run, args)
+        args = list(args)
+        return self._collect(args, self._pool.imap(_run, args))
+
+    def _collect(self, args: list[Any], results: Iterator[tuple[bool, Any]]) -> Iterator[Any]:
+        for arg, (ok, result) in zip(args, results):
+            yield result if ok else self._task(arg)  # failed over there: raise (or succeed) here
 
 
 @contextmanager
-def pool(task: Callable[[Any], T], workers: int | None = None) -> Iterator[InProcess | Forked]:
-    """A pool whose ``imap(args)`` yields ``task(arg)`` in order.
+def pool(task: Callable[[Any], T], items: int, *, min_items: int | None = None) -> Iterator[InProcess | Forked]:
+    """A pool whose ``imap(args)`` yields ``task(arg)`` in order: forked workers for a job of
+    ``items`` work items if it has at least ``min_items`` (default :data:`MIN_ITEMS`) and
+    this machine has two cores, else this process.
 
     ``task`` and everything it refers to are captured at the fork: later changes in the
     parent (new keys, say) are not seen by the workers, so open the pool after them."""
     global _TASK
-    n = worker_count() if workers is None else workers
+    n = worker_count() if items >= (MIN_ITEMS if min_items is None else min_items) else 1
     if n < 2:
         yield InProcess(task)
         return
@@ -99,7 +123,10 @@ def pool(task: Callable[[Any], T], workers: int | None = None) -> Iterator[InPro
         yield InProcess(task)
         return
     try:
-        yield Forked(p, n)
-    finally:
-        p.terminate()  # results are all in (or we are unwinding an error): stop the workers now
+        yield Forked(p, n, task)
+    except BaseException:
+        p.terminate()  # unwinding an error: stop the workers, whatever they are doing
         p.join()
+        raise
+    p.close()  # every result is in: let the idle workers exit
+    p.join()

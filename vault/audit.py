@@ -203,33 +203,16 @@ def verify(entries: Iterable[Entry], known_actors: set[bytes], checkpoint: "Chec
 
     Per entry, in this order: sequence, link to the previous hash, its own hash, a known
     actor, the checkpoint; then signatures. The per-entry work that costs (SHA-256 and
-    Ed25519 verification, ~60 us an entry) runs in parallel on large logs while this
-    process walks the links, and the earliest failure of any kind is reported."""
+    Ed25519 verification, ~60 us an entry) runs on forked workers for large logs while this
+    process walks the links (vault._parallel: the workers inherit the entries), and the
+    earliest failure of any kind is reported."""
+    from . import _parallel as PAR
     entries = list(entries)
-    pending = _start_entry_checks(entries, known_actors)
-    prev, expected = GENESIS, 1
-    cp_seen = checkpoint is None or checkpoint.seq == 0
-    # (index, verdict, comes_before_the_hash_check) of the first structural failure
-    structural: tuple[int, Verdict, bool] | None = None
-    for i, e in enumerate(entries):
-        if e.seq != expected:
-            what = "an entry is missing (deleted)" if e.seq > expected else "entries are out of order or duplicated"
-            structural = (i, Verdict(False, i + 1, expected, what), True)
-            break
-        if e.prev != prev:
-            structural = (i, Verdict(False, i + 1, e.seq, "chain broken: an earlier entry was changed, removed or "
-                                                          "reordered"), True)
-            break
-        if not (e.action in UNSIGNED_ACTIONS and e.sig == bytes(64)) and e.actor not in known_actors:
-            structural = (i, Verdict(False, i + 1, e.seq, "entry written by an unknown actor (inserted)"), False)
-            break
-        if checkpoint is not None and e.seq == checkpoint.seq:
-            if not checkpoint.matches(e.hash):
-                structural = (i, Verdict(False, i + 1, e.seq, "log differs from the checkpoint (rewritten)"), False)
-                break
-            cp_seen = True
-        prev, expected = e.hash, e.seq + 1
-    bad_hash, bad_sig = pending()
+    with PAR.pool(lambda bounds: _check_range(entries, known_actors, *bounds), len(entries),
+                  min_items=PARALLEL_VERIFY_MIN) as pool:
+        checks = pool.imap(PAR.ranges(len(entries), -(-len(entries) // (pool.size * 4))))
+        structural, cp_seen, expected = _walk(entries, known_actors, checkpoint)
+        bad_hash, bad_sig = _first_failures(list(checks))
     first: Verdict | None = structural[1] if structural else None
     if bad_hash is not None and (structural is None or bad_hash < structural[0]
                                  or (bad_hash == structural[0] and not structural[2])):
@@ -244,6 +227,31 @@ def verify(entries: Iterable[Entry], known_actors: set[bytes], checkpoint: "Chec
         return Verdict(False, len(entries), expected, f"log truncated: checkpoint is at entry {checkpoint.seq} "
                                                       f"but the log ends at {expected - 1}")
     return Verdict(True, len(entries))
+
+
+def _walk(entries: list[Entry], known_actors: set[bytes],
+          checkpoint: "Checkpoint | None") -> tuple[tuple[int, Verdict, bool] | None, bool, int]:
+    """The cheap checks, in order: (first structural failure as (index, verdict, whether it
+    comes before the hash check), checkpoint seen, next expected seq)."""
+    prev, expected = GENESIS, 1
+    cp_seen = checkpoint is None or checkpoint.seq == 0
+    for i, e in enumerate(entries):
+        if e.seq != expected:
+            what = "an entry is missing (deleted)" if e.seq > expected else "entries are out of order or duplicated"
+            return (i, Verdict(False, i + 1, expected, what), True), cp_seen, expected
+        if e.prev != prev:
+            return (i, Verdict(False, i + 1, e.seq, "chain broken: an earlier entry was changed, removed or "
+                                                    "reordered"), True), cp_seen, expected
+        if not (e.action in UNSIGNED_ACTIONS and e.sig == bytes(64)) and e.actor not in known_actors:
+            return (i, Verdict(False, i + 1, e.seq, "entry written by an unknown actor (inserted)"), False), \
+                cp_seen, expected
+        if checkpoint is not None and e.seq == checkpoint.seq:
+            if not checkpoint.matches(e.hash):
+                return (i, Verdict(False, i + 1, e.seq, "log differs from the checkpoint (rewritten)"), False), \
+                    cp_seen, expected
+            cp_seen = True
+        prev, expected = e.hash, e.seq + 1
+    return None, cp_seen, expected
 
 
 #: Logs at least this long are checked by forked workers (tests lower it).
@@ -269,26 +277,7 @@ def _check_range(entries: list[Entry], known: set[bytes], lo: int, hi: int) -> t
     return bad_hash, bad_sig
 
 
-def _start_entry_checks(entries: list[Entry], known: set[bytes]):  # type: ignore[no-untyped-def]
-    """Start the hash and signature checks and return a function that waits for them and
-    gives (lowest bad-hash index, bad-signature seq). Large logs are split over forked
-    workers (vault._parallel), which inherit the entries rather than having them pickled."""
-    from . import _parallel as PAR
-    workers = None if len(entries) >= PARALLEL_VERIFY_MIN else 1
-    ctx = PAR.pool(lambda bounds: _check_range(entries, known, *bounds), workers)
-    pool = ctx.__enter__()
-    size = -(-len(entries) // (pool.size * 4)) or 1
-    results = pool.imap([(lo, min(lo + size, len(entries))) for lo in range(0, len(entries), size)])
-
-    def wait() -> tuple[int | None, int | None]:
-        try:
-            return _finish(list(results))
-        finally:
-            ctx.__exit__(None, None, None)
-    return wait
-
-
-def _finish(parts: list[tuple[int | None, int | None]]) -> tuple[int | None, int | None]:
+def _first_failures(parts: list[tuple[int | None, int | None]]) -> tuple[int | None, int | None]:
     """Chunks are in index order: the first chunk with a bad hash has the lowest index; a bad
     signature is the lowest seq among each chunk's first failure."""
     hashes = [h for h, _ in parts if h is not None]

@@ -29,7 +29,7 @@ from . import _format as F
 from . import _parallel as PAR
 from . import envelope as E
 from . import keys as K
-from .errors import IntegrityError, ValidationError, VaultError
+from .errors import IntegrityError, ValidationError
 
 if TYPE_CHECKING:
     from .vault import Vault
@@ -58,31 +58,20 @@ def rotate(v: "Vault", classes: Iterable[str] | None = None, *, reencrypt: bool 
     fused = v._plan_pending is not None and v._plan_pending.class_versions == want
     reencrypt = bool(state["reencrypt"])
 
-    def part(job: tuple[list[tuple[bytes, bytes]], bool]) -> tuple[str, list, list, bytes]:
-        """A worker's share of a batch: ("ok", updates, index terms, b"") or ("bad", [], [],
-        record id) -- errors are re-raised by the parent, exceptions do not cross processes."""
+    def part(job: tuple[list[tuple[bytes, bytes]], bool]) -> tuple[list, list]:
+        """A share of a batch: (rewritten rows, index terms of the batch's records)."""
         recs, with_terms = job
         updates, rows = [], []
         for rid, data in recs:
-            try:
-                new = _refreshed(v, rid, data, rotating, reencrypt)
-            except VaultError:
-                return "bad", [], [], rid
+            new = _refreshed(v, rid, data, rotating, reencrypt)
             if new is not None:
                 updates.append((new, rid))
             rows.append((rid, new if new is not None else data))
-        terms: list = []
-        if with_terms:
-            got, bad = v._index_terms_part(rows)
-            if got is None:
-                return "bad", [], [], bad
-            terms = got
-        return "ok", updates, terms, b""
+        return updates, (v._index_terms(rows) if with_terms else [])
 
     # The rewrap and index work of a batch is spread over forked workers (vault._parallel);
     # each batch still reads, rewrites and moves its cursor in one transaction.
-    workers = None if v.count() >= PAR.MIN_ITEMS else 1
-    with PAR.pool(part, workers) as pool:
+    with PAR.pool(part, v.count()) as pool:
         while True:
             with store.tx() as conn:
                 meta = store.get_meta(conn)
@@ -94,12 +83,7 @@ def rotate(v: "Vault", classes: Iterable[str] | None = None, *, reencrypt: bool 
                 recs = store.get_records(conn, ids)
                 with_terms = fused and meta.get("index_cursor", b"") == cursor  # the index job is in step
                 updates, terms = [], []
-                for status, upd, tms, bad in pool.imap([(p, with_terms) for p in PAR.split(recs, pool.size)]):
-                    if status != "ok":  # redo that record here, where its error can be raised
-                        data = dict(recs)[bad]
-                        new = _refreshed(v, bad, data, rotating, reencrypt)
-                        v._index_terms([(bad, new if new is not None else data)])
-                        raise IntegrityError("rotation failed in a worker", record_id=bad.hex())
+                for upd, tms in pool.imap([(p, with_terms) for p in PAR.split(recs, pool.size)]):
                     updates += upd
                     terms += tms
                 stats["reencrypted" if reencrypt else "rewrapped"] += len(updates)

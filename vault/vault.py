@@ -599,29 +599,19 @@ class Vault:
         self._need_writable("adding records")
         rows = list(rows)
 
-        def seal(bounds: tuple[int, int]) -> tuple[list[tuple[bytes, bytes]], list[tuple[int, str, int, bytes]], int]:
+        def seal(bounds: tuple[int, int]) -> tuple[list[tuple[bytes, bytes]], list[tuple[int, str, int, bytes]]]:
             batch, terms = [], []
             for i in range(*bounds):
-                row = rows[i]
-                try:
-                    by_class = self._encode(row)
-                except ValidationError:
-                    return [], [], i  # the parent re-raises it: exceptions do not cross processes
+                by_class = self._encode(rows[i], f"row {i + 1}: ")
                 rid = C.random_bytes(F.ID_LEN)
                 batch.append((rid, self._seal_record(rid, by_class)))
-                terms.extend(self._index_rows(rid, row))
+                terms.extend(self._index_rows(rid, rows[i]))
             terms.sort()  # key order: B-tree appends instead of random page splits
-            return batch, terms, -1
+            return batch, terms
 
-        chunk = PAR.CHUNK
-        bounds = [(lo, min(lo + chunk, len(rows))) for lo in range(0, len(rows), chunk)]
-        workers = None if len(rows) >= PAR.MIN_ITEMS else 1
         out: list[str] = []
-        with PAR.pool(seal, workers) as pool, store.tx() as conn:
-            for batch, terms, bad in pool.imap(bounds):
-                if bad >= 0:
-                    self._encode(rows[bad], f"row {bad + 1}: ")
-                    raise IntegrityError("a row failed validation in a worker but not here")  # pragma: no cover
+        with PAR.pool(seal, len(rows)) as pool, store.tx() as conn:
+            for batch, terms in pool.imap(PAR.ranges(len(rows), PAR.CHUNK)):
                 store.insert_records(conn, batch)
                 store.insert_index(conn, terms)
                 out += [rid.hex() for rid, _ in batch]
@@ -860,8 +850,7 @@ class Vault:
         pending = self._plan_pending
         assert pending is not None
         done = 0
-        workers = None if self.count() >= PAR.MIN_ITEMS else 1
-        with PAR.pool(self._index_terms_part, workers) as pool:
+        with PAR.pool(self._index_terms, self.count()) as pool:
             while True:
                 with store.tx() as conn:
                     cursor = store.get_meta(conn).get("index_cursor", b"")
@@ -871,10 +860,7 @@ class Vault:
                 with store.tx() as conn:
                     rows = store.get_records(conn, ids)
                     terms: list[tuple[int, str, int, bytes]] = []
-                    for part, bad in pool.imap(PAR.split(rows, pool.size)):
-                        if part is None:  # raise the worker's error here, where it can be raised
-                            self._index_terms([r for r in rows if r[0] == bad])
-                            raise IntegrityError("re-index failed in a worker", record_id=bad.hex())
+                    for part in pool.imap(PAR.split(rows, pool.size)):
                         terms += part
                     terms.sort()
                     done += self._index_batch(conn, rows, terms)
@@ -935,20 +921,6 @@ class Vault:
         # (rows are fully determined by the record, so an existing row is the same row).
         self._s().insert_index(conn, terms, skip_existing=True)
         return len(rows)
-
-    def _index_terms_part(self, rows: list[tuple[bytes, bytes]]) -> tuple[list[tuple[int, str, int, bytes]] | None,
-                                                                          bytes]:
-        """A worker's share of a re-index batch: (terms, b"") or (None, id of the record
-        that failed), so that the parent raises the precise error itself."""
-        try:
-            return self._index_terms(rows), b""
-        except VaultError:
-            for rid, data in rows:
-                try:
-                    self._index_terms([(rid, data)])
-                except VaultError:
-                    return None, rid
-            return None, rows[0][0] if rows else b""
 
     # -- key rotation ---------------------------------------------------------------------
     def _rotate_impl(self, classes: Sequence[str] | None = None, *, reencrypt: bool = False,
