@@ -102,28 +102,19 @@ class Result:
         return self.n / min(self.read_s)
 
 
-
-
-
-
-
-
-# -- (a) floor: plaintext SQLAlchemy Core -------------------------------------------------
-def _plain_table(md: sa.MetaData) -> sa.Table:
-    cols = [sa.Column(f, sa.Date if f in DATE_FIELDS else sa.Text) for f in FIELDS]
-    return sa.Table("participants", md, sa.Column("id", sa.Integer, primary_key=True), *cols)
-
-
-def run_floor(rows: list[dict[str, Any]], tmp: str, rep: int, res: Result) -> None:
-    path = os.path.join(tmp, f"floor-{rep}.sqlite")
+# -- (a) floor and (b) peer: the same Core insert and select, different column types --------
+def _run_core(name: str, path: str, columns: list[sa.Column],
+              params: list[dict[str, Any]] | Callable[[], list[dict[str, Any]]],
+              want: list[tuple[Any, ...]], res: Result) -> None:
+    """One executemany in one transaction, one full select; every row read back is checked."""
     engine = sa.create_engine(f"sqlite:///{path}")
     md = sa.MetaData()
-    t = _plain_table(md)
+    t = sa.Table("participants", md, sa.Column("id", sa.Integer, primary_key=True), *columns)
     md.create_all(engine)
 
     def insert() -> None:
         with engine.begin() as conn:
-            conn.execute(t.insert(), rows)
+            conn.execute(t.insert(), params() if callable(params) else params)
 
     def read() -> list[Any]:
         with engine.connect() as conn:
@@ -132,54 +123,36 @@ def run_floor(rows: list[dict[str, Any]], tmp: str, rep: int, res: Result) -> No
     dt_ins, _ = _timed(insert)
     dt_read, got = _timed(read)
     engine.dispose()
-    _check(len(got) == len(rows), f"floor read {len(got)} rows, wrote {len(rows)}")
-    for r, g in zip(rows, got):
-        _check(tuple(g[1:]) == tuple(r[f] for f in FIELDS), "floor row differs")
+    _check(len(got) == len(want), f"{name} read {len(got)} rows, wrote {len(want)}")
+    for w, g in zip(want, got):
+        _check(tuple(g[1:]) == w, f"{name} row differs")
     res.insert_s.append(dt_ins)
     res.read_s.append(dt_read)
     res.size_bytes = _file_size(path)
 
 
-# -- (b) peer: sqlalchemy-utils StringEncryptedType + AesGcmEngine -------------------------
+def run_floor(rows: list[dict[str, Any]], tmp: str, rep: int, res: Result) -> None:
+    """(a) plaintext columns."""
+    cols = [sa.Column(f, sa.Date if f in DATE_FIELDS else sa.Text) for f in FIELDS]
+    _run_core("floor", os.path.join(tmp, f"floor-{rep}.sqlite"), cols, rows,
+              [tuple(r[f] for f in FIELDS) for r in rows], res)
+
+
 def run_peer(rows: list[dict[str, Any]], tmp: str, rep: int, res: Result) -> None:
+    """(b) sqlalchemy-utils StringEncryptedType + AesGcmEngine on every column."""
     from sqlalchemy_utils import StringEncryptedType
     from sqlalchemy_utils.types.encrypted.encrypted_type import AesGcmEngine
 
     key = secrets.token_hex(32)
-    path = os.path.join(tmp, f"peer-{rep}.sqlite")
-    engine = sa.create_engine(f"sqlite:///{path}")
-    md = sa.MetaData()
     cols = [sa.Column(f, StringEncryptedType(sa.Unicode, key, AesGcmEngine)) for f in FIELDS]
-    t = sa.Table("participants", md, sa.Column("id", sa.Integer, primary_key=True), *cols)
-    md.create_all(engine)
-    dates = [f for f in FIELDS if f in DATE_FIELDS]
 
-    def insert() -> None:
+    def params() -> list[dict[str, Any]]:
         # The peer has no date type: dates go in as ISO strings (converted inside the timing,
         # as the vault and the floor also encode dates inside theirs).
-        params = []
-        for r in rows:
-            p = dict(r)
-            for f in dates:
-                p[f] = p[f].isoformat()
-            params.append(p)
-        with engine.begin() as conn:
-            conn.execute(t.insert(), params)
+        return [{f: r[f].isoformat() if f in DATE_FIELDS else r[f] for f in FIELDS} for r in rows]
 
-    def read() -> list[Any]:
-        with engine.connect() as conn:
-            return conn.execute(sa.select(t)).all()
-
-    dt_ins, _ = _timed(insert)
-    dt_read, got = _timed(read)
-    engine.dispose()
-    _check(len(got) == len(rows), f"peer read {len(got)} rows, wrote {len(rows)}")
-    for r, g in zip(rows, got):
-        want = tuple(r[f].isoformat() if f in DATE_FIELDS else r[f] for f in FIELDS)
-        _check(tuple(g[1:]) == want, "peer row differs")
-    res.insert_s.append(dt_ins)
-    res.read_s.append(dt_read)
-    res.size_bytes = _file_size(path)
+    want = [tuple(r[f].isoformat() if f in DATE_FIELDS else r[f] for f in FIELDS) for r in rows]
+    _run_core("peer", os.path.join(tmp, f"peer-{rep}.sqlite"), cols, params, want, res)
 
 
 # -- (c) the vault -------------------------------------------------------------------------

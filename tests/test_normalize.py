@@ -261,6 +261,9 @@ _TRICKY = st.sampled_from(list("aAbZ -'`.()+0123456789T\t") + [
 @example("Ana Øvergård-Łukasz")
 @example("1\u0301 a\u0301\u0302 \u034f\u0301")
 @example("+44 (0)20 7946 0018")
+@example("a\u034f\u0301")  # U+034F after a letter: combining class 0, so the next mark stays
+@example("\u00a0")  # non-ASCII that folds to ASCII: the whitespace collapse of that branch
+@example("\uff21\tb")
 def test_fast_paths_equal_the_general_path(value: str) -> None:
     """The fast paths are an optimisation of a format: they must give the general path's
     bytes for every input, or a stored index would stop matching."""

@@ -16,7 +16,8 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from . import _format as F
-from .errors import NotFound, UnsupportedVersion, VaultError, VaultExists
+from ._files import write_private
+from .errors import NotFound, UnsupportedVersion, VaultError
 
 metadata = MetaData()
 
@@ -113,13 +114,7 @@ class Store:
         self.sqlite_path = path
         if path is not None:
             if create:
-                try:
-                    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-                except FileExistsError:
-                    raise VaultExists(f"refusing to overwrite existing file {path}") from None
-                except OSError as e:
-                    raise StoreError(f"cannot create {path}: {e.strerror}") from None
-                os.close(fd)
+                write_private(path, b"", error=StoreError)  # an empty 0600 file SQLite then fills
             elif not os.path.isfile(path):
                 raise NotFound(f"no vault at {path}")
         try:
