@@ -10,7 +10,7 @@ import click
 import vault
 from vault.identity import Identity, PublicIdentity, default_path
 
-from .common import emit, unlock, vault_options, note
+from .common import emit, note, shown_url, unlock, vault_options
 from .secrets_input import read_passphrase
 
 RECOVERY_ADVICE = """\
@@ -24,7 +24,8 @@ Recovery advice (read this once, carefully):
 
 
 @click.command()
-@click.option("--vault", "vault_url", required=True, metavar="URL", help="Where to create the vault (SQLite path or URL).")
+@click.option("--vault", "vault_url", required=True, metavar="URL",
+              help="Where to create the vault (SQLite path or URL; a URL's password is never printed).")
 @click.option("--identity", type=click.Path(dir_okay=False, path_type=Path),
               help="Your (the lead's) identity file; created if it does not exist.")
 @click.option("--schema", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -42,18 +43,24 @@ def init(vault_url: str, identity: Path | None, schema: Path | None, population:
     Example: dvault init --vault dd2026.vault --identity ~/lead.dvid --population 150
     """
     ident_path = identity or default_path()
+    new_identity = not ident_path.exists()
     id_pw = read_passphrase(identity_passphrase_file, "Passphrase for your identity",
-                            confirm=not ident_path.exists(), env="DVAULT_IDENTITY_PASSPHRASE")
-    if ident_path.exists():
-        lead = Identity.load(ident_path, id_pw)
-    else:
-        lead = Identity.generate()
-        lead.save(ident_path, id_pw)
-        note(f"created identity {ident_path}")
+                            confirm=new_identity, env="DVAULT_IDENTITY_PASSPHRASE")
+    lead = Identity.generate() if new_identity else Identity.load(ident_path, id_pw)
     recovery = read_passphrase(passphrase_file, "Recovery passphrase for the new vault", confirm=True)
-    with vault.create(vault_url, recovery, schema=schema, population=population, lead=lead, lead_name=name) as v:
-        click.echo(f"vault {v.id} created at {vault_url}")
-        click.echo(f"your identity: {ident_path}  fingerprint {lead.public.fingerprint()}")
+    if new_identity:
+        lead.save(ident_path, id_pw)
+    try:
+        with vault.create(vault_url, recovery, schema=schema, population=population, lead=lead,
+                          lead_name=name) as v:
+            click.echo(f"vault {v.id} created at {shown_url(vault_url)}")
+    except BaseException:  # no vault: an identity made for it would only be a stray key file
+        if new_identity:
+            ident_path.unlink(missing_ok=True)
+        raise
+    if new_identity:
+        note(f"created identity {ident_path}")
+    click.echo(f"your identity: {ident_path}  fingerprint {lead.public.fingerprint()}")
     note(RECOVERY_ADVICE)
 
 

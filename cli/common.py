@@ -44,6 +44,17 @@ def vault_url(given: str | None) -> str:
     return url
 
 
+def shown_url(url: str) -> str:
+    """A vault location fit to print: a database URL loses its password."""
+    if "://" not in url:
+        return url
+    try:
+        from sqlalchemy.engine import make_url
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - unparsable: show nothing of it rather than a secret
+        return "(database URL)"
+
+
 def identity_path(given: Path | None) -> Path | None:
     if given is not None:
         return given
@@ -108,7 +119,8 @@ def progress(label: str, total: int):  # type: ignore[no-untyped-def]
 
 def reason_option(f: Callable) -> Callable:
     return click.option("--reason", help="Why you need this access (recorded, sealed to the lead). "
-                                         "Prompted if missing.")(f)
+                                         "Prompted if missing; use the prompt when the reason names "
+                                         "someone, since options stay in shell history.")(f)
 
 
 def set_reason(v: vault.Vault, reason: str | None) -> None:

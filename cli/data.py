@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+import vault
 from vault import exporter as X
 from vault.identity import Identity, PublicIdentity
 
@@ -47,11 +48,15 @@ def import_(csv_file: Path, mapping: Path, dry_run: bool, skip_bad: bool, **kw: 
 
     Example: dvault import kobo.csv --mapping kobo.toml --dry-run
     """
-    from vault.importer import load_mapping, plan_import
+    from vault.importer import MappingError, load_mapping, plan_import
 
+    try:
+        mapping_text = mapping.read_text("utf-8")
+    except UnicodeDecodeError:
+        raise MappingError("mapping file is not UTF-8 text") from None
     with unlock(kw) as v:
         set_reason(v, kw["reason"])
-        plan = plan_import(csv_file.read_bytes(), load_mapping(mapping.read_text("utf-8"), v.schema), v.schema)
+        plan = plan_import(csv_file.read_bytes(), load_mapping(mapping_text, v.schema), v.schema)
         for err in plan.errors:
             click.echo(f"dvault: {csv_file.name}: {err}", err=True)
         note(f"{len(plan.rows)} good row(s), {len(plan.errors)} problem(s)")
@@ -87,6 +92,8 @@ def export(fields: str, purpose: str | None, fmt: str, out: Path | None, recipie
     names = fields_arg(fields)
     assert names is not None
     to = PublicIdentity.from_line(recipient) if recipient else None
+    if out is not None and (out.exists() or out.is_symlink()):  # write_private refuses it too, but late:
+        raise vault.VaultExists(f"refusing to overwrite {out}")  # after decrypting and auditing everything
     with unlock(kw) as v:
         set_reason(v, kw["reason"])
         rows = _with_bar("exporting", v.count(), lambda step: v.export(names, purpose=purpose, progress=step))

@@ -168,7 +168,7 @@ def main() -> None:
         click.echo("dvault: error: aborted", err=True)
         sys.exit(1)
     except click.ClickException as e:
-        click.echo(f"dvault: error: {e.format_message()}", err=True)
+        click.echo(f"dvault: error: {_usage_message(e)}", err=True)
         sys.exit(1)  # usage errors are 1 here (click uses 2, which we reserve for not found)
     except vault.VaultError as e:
         if debug:
@@ -183,6 +183,21 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("dvault: error: interrupted", err=True)
         sys.exit(130)
+    except Exception as e:  # noqa: BLE001 - a bug or an unmapped library error: its text may hold data
+        if debug:
+            raise
+        click.echo(f"dvault: error: internal error ({type(e).__name__}); rerun with --debug for details",
+                   err=True)
+        sys.exit(1)
+
+
+def _usage_message(e: click.ClickException) -> str:
+    """click's message, except where it would repeat words the user typed as values: an
+    unquoted name ("--name Nadia Abdi") surfaces as an unexpected extra argument."""
+    msg = e.format_message()
+    if isinstance(e, click.UsageError) and msg.startswith("Got unexpected extra argument"):
+        return "unexpected extra arguments (quote values that contain spaces; they are not repeated here)"
+    return msg
 
 
 if __name__ == "__main__":

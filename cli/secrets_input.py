@@ -16,6 +16,8 @@ def read_passphrase(file: Path | None, prompt: str, *, confirm: bool = False,
             text = file.read_text("utf-8")
         except OSError as e:
             raise click.UsageError(f"cannot read passphrase file: {e.strerror}") from None
+        except UnicodeDecodeError:  # its message would quote the passphrase's bytes
+            raise click.UsageError("passphrase file is not UTF-8 text") from None
         value = text.rstrip("\r\n")
     elif os.environ.get(env):
         value = os.environ[env]

@@ -21,11 +21,18 @@ class VaultShell(cmd.Cmd):
         super().__init__()
         self.v = v
 
-    def _run(self, fn: Any) -> None:
+    def onecmd(self, line: str) -> bool:
+        """Every line's errors end here, as one line, and the session (and its unlock) goes on.
+        Only a VaultError's own message is shown: others may quote what was typed."""
         try:
-            fn()
+            return super().onecmd(line)
         except vault.VaultError as e:
             click.echo(f"dvault: error: {e}", err=True)
+        except ValueError:  # shlex: unbalanced quotes
+            click.echo("dvault: error: cannot parse that line (unbalanced quotes?)", err=True)
+        except Exception as e:  # noqa: BLE001 - keep the session; say what kind of failure only
+            click.echo(f"dvault: error: internal error ({type(e).__name__})", err=True)
+        return False
 
     def do_find(self, arg: str) -> None:
         """find email|name|phone|passport VALUE   (exact match)"""
@@ -36,20 +43,15 @@ class VaultShell(cmd.Cmd):
             return
         field, value = keys[parts[0]], " ".join(parts[1:])
         shown = [n for n in ("badge_name", "legal_name", "email", "phone") if n in self.v.readable_fields]
-
-        def go() -> None:
-            recs = self.v.find(fields=shown, **{field: value})
-            purpose = "badge" if "badge" in self.v.purposes else None
-            rows = [{"pseudonym": self.v.pseudonym(r.id, purpose) if purpose else "-", **dict(r)} for r in recs]
-            emit(rows, ["pseudonym"] + shown, False)
-        self._run(go)
+        recs = self.v.find(fields=shown, **{field: value})
+        purpose = "badge" if "badge" in self.v.purposes else None
+        rows = [{"pseudonym": self.v.pseudonym(r.id, purpose) if purpose else "-", **dict(r)} for r in recs]
+        emit(rows, ["pseudonym"] + shown, False)
 
     def do_show(self, arg: str) -> None:
         """show PSEUDONYM"""
-        def go() -> None:
-            rec = self.v.resolve(arg.strip())
-            emit([{"field": n, "value": rec[n]} for n in rec], ["field", "value"], False)
-        self._run(go)
+        rec = self.v.resolve(arg.strip())
+        emit([{"field": n, "value": rec[n]} for n in rec], ["field", "value"], False)
 
     def do_list(self, arg: str) -> None:
         """list FIELD[,FIELD...]"""
@@ -57,14 +59,12 @@ class VaultShell(cmd.Cmd):
         if not names:
             click.echo("usage: list FIELD[,FIELD...]", err=True)
             return
-        def go() -> None:
-            purpose = "badge" if "badge" in self.v.purposes else None
-            emit(self.v.rows(names, purpose=purpose), (["pseudonym"] if purpose else []) + names, False)
-        self._run(go)
+        purpose = "badge" if "badge" in self.v.purposes else None
+        emit(self.v.rows(names, purpose=purpose), (["pseudonym"] if purpose else []) + names, False)
 
     def do_reason(self, arg: str) -> None:
         """reason TEXT   (recorded with every following access)"""
-        self._run(lambda: self.v.set_reason(arg.strip() or None))
+        self.v.set_reason(arg.strip() or None)
 
     def do_quit(self, _arg: str) -> bool:
         """quit"""

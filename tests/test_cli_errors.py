@@ -55,12 +55,19 @@ def _count(url: str) -> int:
         return v.count()
 
 
+def _audited(url: str, action: str) -> int:
+    with vault.open(url, RECOVERY) as v:
+        return len(v.audit_entries(action=action))
+
+
 STAFF = ("--identity", "staff.dvid", "--passphrase-file", "staff.pass", "--reason", "desk work")
 LEAD = ("--identity", "lead.dvid", "--passphrase-file", "lead.pass", "--reason", "lead work")
+CSV_HEADER = "personal/full_name;personal/badge_name;personal/date_of_birth;contact/email\n"
 
 
 @pytest.mark.parametrize("case", ["wrong_passphrase", "missing_vault", "unknown_field", "outside_role",
-                                  "mistyped_pseudonym", "unknown_pseudonym"])
+                                  "mistyped_pseudonym", "unknown_pseudonym", "passphrase_not_utf8",
+                                  "mapping_not_utf8", "not_a_database", "export_over_a_file", "unquoted_name"])
 def test_bad_inputs(setup, monkeypatch, capsys, case: str) -> None:  # type: ignore[no-untyped-def]
     tmp, url, badge = setup
     before = _count(url)
@@ -83,16 +90,38 @@ def test_bad_inputs(setup, monkeypatch, capsys, case: str) -> None:  # type: ign
         typo = badge[:4] + ("7" if badge[4] != "7" else "8") + badge[5:]
         code, out, err = run(monkeypatch, capsys, "show", typo, *STAFF)
         want = 1
-    else:
+    elif case == "unknown_pseudonym":  # a well-formed pseudonym (valid check character) nobody holds
         code, out, err = run(monkeypatch, capsys, "show", "BA-0000-0000-000", *STAFF)
-        want = 1 if "mistyped" in err else 2
+        want = 2
+    elif case == "passphrase_not_utf8":  # the decoder's message would quote the passphrase's bytes
+        (tmp / "bad.pass").write_bytes(b"staff pass \xe9ords\n")
+        code, out, err = run(monkeypatch, capsys, "list", "--fields", "badge_name", "--identity", "staff.dvid",
+                             "--passphrase-file", "bad.pass", "--reason", "x")
+        want = 1
+        assert "xe9" not in err and "ords" not in err
+    elif case == "mapping_not_utf8":
+        (tmp / "in.csv").write_text(CSV_HEADER)
+        (tmp / "map.toml").write_bytes(b'[columns]\n"personal/full_name" = "legal_\xffname"\n')
+        code, out, err = run(monkeypatch, capsys, "import", "in.csv", "--mapping", "map.toml", "--dry-run", *LEAD)
+        want = 1
+    elif case == "not_a_database":
+        (tmp / "in.csv").write_text(CSV_HEADER + "Amira Haddad;Amira;1980-02-03;amira@example.org\n")
+        code, out, err = run(monkeypatch, capsys, "list", "--fields", "badge_name", "--vault", "in.csv", *STAFF)
+        want = 1
+    elif case == "export_over_a_file":  # refused before anything is decrypted or audited
+        (tmp / "out.csv").write_text("keep me\n")
+        exports = _audited(url, "export")
+        code, out, err = run(monkeypatch, capsys, "export", "--fields", "badge_name", "--out", "out.csv", *STAFF)
+        want = 1
+        assert (tmp / "out.csv").read_text() == "keep me\n" and _audited(url, "export") == exports
+    else:  # an unquoted value: click would repeat its second word
+        code, out, err = run(monkeypatch, capsys, "find", "--name", "Amira", "Haddad", *STAFF)
+        want = 1
+        assert "Haddad" not in err
     assert code == want, err
     assert err.startswith("dvault: error: ") and err.count("\n") == 1 and "Traceback" not in err
     assert not any(s in err for s in SECRET_VALUES)
     assert _count(url) == before and not out
-
-
-CSV_HEADER = "personal/full_name;personal/badge_name;personal/date_of_birth;contact/email\n"
 
 
 @pytest.mark.parametrize("problem", ["bad_encoding", "missing_column", "bad_date", "duplicate_row"])
@@ -154,3 +183,38 @@ def test_no_secrets_in_spawned_argv_or_stray_files(setup, monkeypatch, capsys) -
                     continue  # the passphrase files this test itself wrote
                 assert s.encode() not in data and s.encode("utf-16-le") not in data, (f.name, s)
     assert "amira@example.org" in (tmp / "export.csv").read_text()
+
+
+@pytest.mark.parametrize("problem", ["vault_exists", "empty_recovery"])
+def test_failed_init_leaves_no_identity(tmp_path: Path, monkeypatch, capsys, problem: str) -> None:  # type: ignore[no-untyped-def]
+    """init makes the lead's identity for the new vault; if the vault is not made, neither is it."""
+    for k in [k for k in os.environ if k.startswith("DVAULT_")]:
+        monkeypatch.delenv(k)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "id.pass").write_text(LEAD_PW + "\n")
+    (tmp_path / "rec.pass").write_text("" if problem == "empty_recovery" else RECOVERY + "\n")
+    if problem == "vault_exists":
+        (tmp_path / "v.vault").write_bytes(b"someone else's file")
+    code, out, err = run(monkeypatch, capsys, "init", "--vault", "v.vault", "--identity", "lead.dvid",
+                         "--identity-passphrase-file", "id.pass", "--passphrase-file", "rec.pass")
+    assert code == 1 and err.startswith("dvault: error: ") and err.count("\n") == 1, err
+    assert not (tmp_path / "lead.dvid").exists()
+    if problem == "vault_exists":
+        assert (tmp_path / "v.vault").read_bytes() == b"someone else's file"
+
+
+def test_shell_survives_a_bad_line(setup, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """An unbalanced quote or a failing lookup costs one error line, not the unlocked session."""
+    import io
+    monkeypatch.setattr(sys, "stdin", io.StringIO('find name "Amira\nfind email amira@example.org\nquit\n'))
+    code, out, err = run(monkeypatch, capsys, "shell", *STAFF)
+    assert code == 0, err
+    assert err.count("dvault: error: cannot parse that line") == 1 and "Traceback" not in err
+    assert "amira@example.org" in out  # the next line still ran, in the same session
+
+
+def test_database_urls_are_shown_without_password() -> None:
+    from vault_cli.common import shown_url
+    assert shown_url("postgresql+psycopg://dv:s3cret-pw@db.example.org/vault") == \
+        "postgresql+psycopg://dv:***@db.example.org/vault"
+    assert shown_url("dd2026.vault") == "dd2026.vault"

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Iterator
 from sqlalchemy import (BigInteger, Column, Integer, LargeBinary, MetaData, String, Table,
                         and_, create_engine, delete, event, func, inspect, select, update)
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from . import _format as F
 from ._files import write_private
@@ -67,6 +67,11 @@ users = Table("dv_users", metadata,
 
 class StoreError(VaultError):
     """The database could not be reached or used."""
+
+
+def _cause(e: SQLAlchemyError) -> str:
+    """The DB-API error's class name (SQLAlchemy's own class if there is none)."""
+    return type(getattr(e, "orig", None) or e).__name__
 
 
 def _sqlite_path(url: str) -> str | None:
@@ -174,9 +179,9 @@ class Store:
                     yield self._conn
             finally:
                 self._depth = 0
-        except OperationalError as e:
+        except SQLAlchemyError as e:  # never its text: it can carry the statement's parameters
             self._drop_conn()
-            raise StoreError(f"database error: {e.orig.__class__.__name__}") from None
+            raise StoreError(f"database error: {_cause(e)}") from None
 
     def _drop_conn(self) -> None:
         if self._conn is not None:
@@ -189,8 +194,8 @@ class Store:
     def has_vault(self) -> bool:
         try:
             return inspect(self.engine).has_table("dv_meta")
-        except OperationalError as e:
-            raise StoreError(f"cannot connect to database: {e.orig.__class__.__name__}") from None
+        except SQLAlchemyError as e:  # e.g. "file is not a database"
+            raise StoreError(f"cannot open database: {_cause(e)}") from None
 
     def dispose(self) -> None:
         self._drop_conn()
