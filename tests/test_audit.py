@@ -118,20 +118,30 @@ def test_truncation_after_checkpoint(logged) -> None:  # type: ignore[no-untyped
 
 
 def test_rewritten_log_differs_from_checkpoint(logged) -> None:  # type: ignore[no-untyped-def]
-    """Even a consistently re-chained log (all hashes recomputed) fails against a checkpoint."""
+    """A consistently re-chained log (every later hash recomputed and re-signed, as someone
+    holding the signing keys could) verifies on its own; only the checkpoint catches it."""
     url, lead, staff, ids = logged
     with vault.open(url, identity=lead) as v:
         cp = v.audit_checkpoint()
     with pytest.raises(A.AuditError):
         A.Checkpoint.parse(cp[:-4] + "aaaa")  # the signed form's signature is checked
     seq = int(cp.split(":")[1])
-    rows = _rows(url)
-    row = rows[seq - 1]
-    # change the checkpointed entry's timestamp and recompute its hash (signature now wrong too)
-    h = A.entry_hash(seq, bytes(row[1]), row[2] + 1, bytes(row[3]), row[4], row[5], row[6], bytes(row[7]))
-    _exec(url, "UPDATE dv_audit SET at = :t, hash = :h WHERE seq = :s", t=row[2] + 1, h=h, s=seq)
+    by_actor = {ident.public.raw: ident for ident in (lead, staff)}  # every actor in this log
+    prev = None
+    for row in _rows(url):
+        s, at, actor = row[0], row[2], bytes(row[3])
+        if s < seq:
+            prev = bytes(row[8])
+            continue
+        at = at + 1 if s == seq else at  # the rewrite: the checkpointed entry's time changes
+        h = A.entry_hash(s, prev, at, actor, row[4], row[5], row[6], bytes(row[7]))
+        sig = by_actor[actor].sign(h) if row[9] != bytes(64) else bytes(row[9])  # unlock_failed: unsigned
+        _exec(url, "UPDATE dv_audit SET prev = :p, at = :t, hash = :h, sig = :g WHERE seq = :s",
+              p=prev, t=at, h=h, g=sig, s=s)
+        prev = h
+    assert _verify(url, lead).ok  # consistent: without the checkpoint nothing is wrong
     verdict = _verify(url, lead, cp)
-    assert not verdict.ok and verdict.first_bad == seq
+    assert not verdict.ok and verdict.first_bad == seq and "differs from the checkpoint" in verdict.problem
 
 
 def test_fail_closed_when_audit_cannot_be_written(url: str) -> None:
@@ -158,7 +168,7 @@ def test_no_names_or_reasons_in_audit_tables(logged) -> None:  # type: ignore[no
     dump = b"".join(bytes(x) if isinstance(x, (bytes, memoryview)) else str(x).encode()
                     for r in _rows(url) for x in r)
     raw.close()
-    for needle in (SECRET_NAME, "Zainab", "Kofi Mensah", "z@example.org", REASON, "visa"):
+    for needle in (SECRET_NAME, "Zainab", "Kofi Mensah", "z@example.org", "vegan", REASON, "visa"):
         for enc in ("utf-8", "utf-16-le"):
             assert needle.encode(enc) not in dump, needle
     assert not any(bytes.fromhex(rid) in dump or rid.encode() in dump for rid in ids)

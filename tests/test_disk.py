@@ -107,9 +107,11 @@ def test_no_plaintext_in_database_tables(url: str) -> None:
     with vault.create(url, PASSPHRASE) as v:
         rows = [_record(rng) for _ in range(300)]
         ids = v.add_many(rows)
-        for rid in ids[:30]:
-            v.update(rid, {"legal_name": _value(rng)})
+        updated = [_value(rng) for _ in ids[:30]]
+        for rid, name in zip(ids, updated):
+            v.update(rid, {"legal_name": name})
         values = [x if isinstance(x, str) else x.isoformat() for r in rows for k, x in r.items() if k != "risk_level"]
+        values += updated
     raw = RawDB(url)
     dump = raw.dump()
     raw.close()

@@ -115,10 +115,11 @@ def test_forked_rotation_refuses_a_tampered_record(url: str, forked: None) -> No
         envs_a, envs_b = raw.envs(ids[3]), raw.envs(ids[17])
         envs_b["identity"] = envs_a["identity"]
         raw.set_envs(ids[17], envs_b)
-        raw.close()
-        with pytest.raises(vault.IntegrityError) as info:
+        with pytest.raises(vault.IntegrityError, match="data key failed authentication") as info:
             v.rotate(batch=20)
         assert info.value.record_id == ids[17]
+        assert raw.envs(ids[17]) == envs_b  # not laundered into a fresh wrap
+        raw.close()
 
 
 def test_a_failed_task_is_rerun_in_the_parent(forked: None) -> None:
