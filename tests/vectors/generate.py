@@ -228,15 +228,16 @@ def build() -> dict[str, dict]:
 
     # -- schema MAC --------------------------------------------------------------------------
     meta_kid, meta_key = ring[0][3], ring[0][4]
+
+    def meta_mac(kind: bytes, label: bytes, name: str, text: str, description: str) -> dict:
+        """A text MAC'd under the meta key: kind byte, label, SHA-256 of the text (format.md)."""
+        header = bytes([VERSION]) + kind + meta_kid
+        mac = hmac.new(meta_key, label + header + vid + hashlib.sha256(text.encode()).digest(), hashlib.sha256)
+        return {"expect": "success", "description": description, "meta_kid": h(meta_kid), "meta_key": h(meta_key),
+                "vault_id": h(vid), name: text, "blob": h(header + mac.digest())}
+
     schema = '[schema]\nname = "mini"\nversion = 1\nclasses = ["public"]\n\n[fields.badge_name]\ntype = "text"\nclass = "public"\n'
-    sheader = bytes([VERSION]) + b"S" + meta_kid
-    mac = hmac.new(meta_key, b"dvault/v1/schema-mac" + sheader + vid + hashlib.sha256(schema.encode()).digest(),
-                   hashlib.sha256).digest()
-    files["schema_mac_v1.json"] = {
-        "expect": "success", "description": "schema MAC blob, kind S",
-        "meta_kid": h(meta_kid), "meta_key": h(meta_key), "vault_id": h(vid), "schema": schema,
-        "blob": h(sheader + mac),
-    }
+    files["schema_mac_v1.json"] = meta_mac(b"S", b"dvault/v1/schema-mac", "schema", schema, "schema MAC blob, kind S")
     # -- blind index -------------------------------------------------------------------------
     ckey = det("class-key-identity", 32)
     cases = []
@@ -275,14 +276,8 @@ def build() -> dict[str, dict]:
 
     # -- index plan MAC ------------------------------------------------------------------------
     plan = '{"bits":5,"class_versions":{"identity":1,"public":1},"gen":1,"k":4,"population":150}'
-    iheader = bytes([VERSION]) + b"I" + meta_kid
-    imac = hmac.new(meta_key, b"dvault/v1/index-plan-mac" + iheader + vid + hashlib.sha256(plan.encode()).digest(),
-                    hashlib.sha256).digest()
-    files["index_plan_mac_v1.json"] = {
-        "expect": "success", "description": "index plan MAC blob, kind I",
-        "meta_kid": h(meta_kid), "meta_key": h(meta_key), "vault_id": h(vid), "plan": plan,
-        "blob": h(iheader + imac),
-    }
+    files["index_plan_mac_v1.json"] = meta_mac(b"I", b"dvault/v1/index-plan-mac", "plan", plan,
+                                               "index plan MAC blob, kind I")
     return files
 
 
