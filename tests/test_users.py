@@ -29,7 +29,7 @@ def team(url: str):  # type: ignore[no-untyped-def]
     lead, staff, tool = Identity.generate(), Identity.generate(), Identity.generate()
     with vault.create(url, PASSPHRASE, lead=lead) as v:
         v.add_user(staff.public.to_line(), "sam", "staff")
-        v.add_user(staff.public if False else tool.public, "badge-printer", "tool")
+        v.add_user(tool.public, "badge-printer", "tool")
         rid = v.add(PERSON)
     return url, lead, staff, tool, rid
 
@@ -195,6 +195,35 @@ def test_user_table_tampering_detected(team, attack: str) -> None:  # type: igno
             vault.open(url, **opener)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("use", ["approve", "rotate", "add_user", "audit_verify", "users"])
+def test_user_rows_edited_after_open_are_refused(team, use: str) -> None:  # type: ignore[no-untyped-def]
+    """The user table is checked on every read, not only at open: a database writer who swaps
+    sam's public key for theirs while the lead has the vault open gets no break-glass value,
+    no keyring, no re-signed table and no standing as a known audit actor."""
+    url, lead, staff, tool, rid = team
+    with vault.open(url, identity=staff) as v:
+        req = v.request_reveal(rid, "legal_name", "hospital admission")
+    eve = Identity.generate()
+    with vault.open(url, identity=lead) as v:
+        _sql(url, "UPDATE dv_users SET public = :p WHERE user_id = :u", p=eve.public.raw, u=staff.public.user_id)
+        with pytest.raises(vault.IntegrityError, match="user table"):
+            if use == "approve":
+                v.approve_reveal(req, ttl_seconds=3600)
+            elif use == "rotate":
+                v.rotate()
+            elif use == "add_user":
+                v.add_user(Identity.generate().public, "newcomer", "staff")
+            elif use == "audit_verify":
+                v.audit_verify()
+            else:
+                v.users()
+        _sql(url, "UPDATE dv_users SET public = :p WHERE user_id = :u", p=staff.public.raw, u=staff.public.user_id)
+        assert not any(r.approved for r in v.reveal_requests())  # nothing was sealed to anyone
+        assert sorted(u.name for u in v.users()) == ["badge-printer", "lead", "sam"]
+    with vault.open(url, identity=staff) as v:  # sam's slot was not re-sealed to eve
+        assert v.get(rid)["email"] == PERSON["email"]
+
+
 def test_rotation_keeps_every_role_working(team) -> None:  # type: ignore[no-untyped-def]
     url, lead, staff, tool, rid = team
     with vault.open(url, identity=lead) as v:
@@ -280,6 +309,17 @@ def test_break_glass_forged_grant_rejected(team) -> None:  # type: ignore[no-unt
     raw.close()
     with vault.open(url, identity=staff) as v:
         with pytest.raises(vault.IntegrityError):
+            v.reveal(req)
+
+
+def test_break_glass_malformed_grant_is_one_error(team) -> None:  # type: ignore[no-untyped-def]
+    """A grant cut short in the database is an integrity error, not a crash in the parser."""
+    url, lead, staff, tool, rid = team
+    with vault.open(url, identity=staff) as v:
+        req = v.request_reveal(rid, "legal_name", "need it for the visa letter")
+    _sql(url, 'UPDATE dv_reveals SET "grant" = :g WHERE req_id = :r', g=b"\x00\x01", r=req)
+    with vault.open(url, identity=staff) as v:
+        with pytest.raises(vault.IntegrityError, match="malformed"):
             v.reveal(req)
 
 

@@ -20,7 +20,7 @@ from . import _crypto as C
 from . import _format as F
 from . import keys as K
 from .envelope import _lp8
-from .errors import AccessDenied, IntegrityError
+from .errors import AccessDenied, IntegrityError, ValidationError
 from .identity import Identity, PublicIdentity
 from .schema import Role
 
@@ -41,6 +41,13 @@ class User:
 
     def __repr__(self) -> str:
         return f"<User {self.user_id} {self.name!r} role={self.role}>"
+
+
+def check_name(name: object) -> str:
+    """A user's name or handle as the user table keeps it (stripped, 1-200 characters)."""
+    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        raise ValidationError("a user needs a short name or handle (1-200 characters)")
+    return name.strip()
 
 
 def seal_user_slot(public: PublicIdentity, slot_secret: bytes, slot_kid: bytes, vault_id: bytes) -> bytes:

@@ -72,6 +72,8 @@ def create(url: str | os.PathLike[str], passphrase: str, *, schema: str | os.Pat
     params = kdf or F.KDF_DEFAULT
     K.check_kdf(params)
     K.passphrase_bytes(passphrase)
+    if lead is not None:
+        U.check_name(lead_name)  # before anything is written: a failure after it would leave a half vault
     url = _normalise_url(url)
     store = Store(url, create=True)
     try:
@@ -320,7 +322,7 @@ class Vault:
         self._field_class = {f.name: f.cls for f in schema.fields.values()}
         self._decoders = {f.name: (bytes.decode if f.type in ("text", "enum") else f.decode)
                           for f in schema.fields.values()}
-        self._prefixes = {I.purpose_prefix(p): p for p in schema.purposes}
+        self._prefixes = {P.purpose_prefix(p): p for p in schema.purposes}
         self._plan_active = plan
         self._plan_pending = pending
         self._issued: set[tuple[str, bytes]] = set()  # pseudonyms known to be stored
@@ -366,14 +368,12 @@ class Vault:
             actor = C.x25519_public(rec[0]) + C.ed25519_public(rec[1])
             self._signer = C.Signer(rec[1])
         self._recovery_unseal = (lambda c: C.unseal(rec[0], c)) if rec else (lambda c: b"")
-        store = self._s()
-        with store.tx() as conn:
-            rows = store.get_users(conn)
-            meta = store.get_meta(conn)
-        lead = next((r for r in rows if self._lead_vk is not None and r[3][32:] == self._lead_vk
-                     and r[2] in self.schema.roles and self.schema.roles[r[2]].manage), None)
+        with self._s().tx() as conn:
+            users = self._verified_users(conn)
+        lead = next((u for u in users if self._lead_vk is not None and u.public.ed25519 == self._lead_vk
+                     and u.role in self.schema.roles and self.schema.roles[u.role].manage), None)
         # Reasons go to the lead, or (no lead) to the recovery key from the authenticated keyring.
-        reason_to = lead[3][:32] if lead else (self._recovery_public()[:32] or None)
+        reason_to = lead.public.x25519 if lead else (self._recovery_public()[:32] or None)
         self._auditor = Auditor(actor, self._signer, reason_to)
 
     def _load_ring(self, ring: K.Keyring) -> None:
@@ -520,7 +520,7 @@ class Vault:
                 if pub is None:
                     raise AccessDenied(f"role {self.role.name!r} can neither read nor write class {cls!r}")
                 envs.append((cls, pub.kid, pub.version, pub.secret, items))
-            need += 52 + 12 * len(items)
+            need += E.class_randomness(len(items))
         if rnd is None:  # one CSPRNG call per record: cheaper than one per nonce, same source
             rnd = C.random_bytes(need)
         return self._codec.seal_record(rid, envs, rnd)
@@ -789,7 +789,7 @@ class Vault:
         keys = self._purpose_keys(purpose)
         value = keys.value(rid)
         tag = keys.tag(value)
-        text = P.format(value, I.purpose_prefix(purpose))
+        text = P.format(value, P.purpose_prefix(purpose))
         if (purpose, tag) in self._issued:  # issued earlier in this session: nothing to write
             return text
         with store.tx() as conn:
@@ -940,10 +940,22 @@ class Vault:
 
     # -- users ----------------------------------------------------------------------------
     def users(self, include_revoked: bool = False) -> list[U.User]:
-        """Enrolled users (ids, names, roles, public keys); verified against the lead's
-        signature when the vault was opened."""
+        """Enrolled users (ids, names, roles, public keys), checked against the lead's signature."""
         with self._s().tx() as conn:
-            return [u for u in _users(self._s().get_users(conn)) if include_revoked or u.role != U.REVOKED]
+            return [u for u in self._verified_users(conn) if include_revoked or u.role != U.REVOKED]
+
+    def _verified_users(self, conn) -> list[U.User]:  # type: ignore[no-untyped-def]
+        """The user table as the lead signed it, checked on every read and not only at open:
+        whoever can write the database could have edited a row since, and a public key read
+        from it decides who gets a keyring, a break-glass value or a sealed reason, whose
+        audit entries count as genuine, and what the lead signs next."""
+        store = self._s()
+        users = _users(store.get_users(conn))
+        if users:
+            if self._lead_vk is None:
+                raise IntegrityError("the user table has rows but the keyring has no lead key")
+            U.verify_roster(self._lead_vk, self._vid, users, store.get_meta(conn).get("roster_sig", b""))
+        return users
 
     def _need_lead(self, action: str) -> Identity:
         if not self.role.manage or self._identity is None or self._lead_vk is None \
@@ -965,17 +977,16 @@ class Vault:
         self._need_all_classes("enrolling users")
         pub = PublicIdentity.from_line(public) if isinstance(public, str) else public
         r = self.schema.role(role)
-        if not isinstance(name, str) or not name.strip() or len(name) > 200:
-            raise ValidationError("a user needs a short name or handle (1-200 characters)")
+        name = U.check_name(name)
         store = self._s()
         assert self._ring is not None and self._lead_vk is not None
         slot_kid = C.random_bytes(F.KID_LEN)
         secret = C.random_bytes(F.KEY_LEN)
         unlock = U.seal_user_slot(pub, secret, slot_kid, self._vid)
         keyring = K.seal_keyring(secret, slot_kid, self._vid, U.role_keyring(self._ring, r, self._lead_vk))
-        user = U.User(pub.user_id, name.strip(), r.name, pub, slot_kid.hex())
+        user = U.User(pub.user_id, name, r.name, pub, slot_kid.hex())
         with store.tx() as conn:
-            current = _users(store.get_users(conn))
+            current = self._verified_users(conn)
             if any(u.user_id == user.user_id for u in current):
                 raise ValidationError(f"user {user.user_id} is already enrolled (or was revoked: use a new identity)")
             store.put_slot(conn, user.slot_id, U.KIND_X25519, unlock, keyring)
@@ -990,7 +1001,7 @@ class Vault:
         lead = self._need_lead("removing users")
         store = self._s()
         with store.tx() as conn:
-            current = _users(store.get_users(conn))
+            current = self._verified_users(conn)
             gone = next((u for u in current if u.user_id == user_id and u.role != U.REVOKED), None)
             if gone is None:
                 raise NotFound(f"no user {user_id}")
@@ -1030,7 +1041,7 @@ class Vault:
         """Write ``ring`` (or each user's role subset of it) into every slot: after a rotation
         step every holder must get the new key versions, and lose destroyed ones."""
         store = self._s()
-        users = {u.slot_id: u for u in _users(store.get_users(conn)) if u.role != U.REVOKED}
+        users = {u.slot_id: u for u in self._verified_users(conn) if u.role != U.REVOKED}
         secrets = {k.name: k.secret for k in ring.keys if k.kind == K.KIND_SLOT_SECRET}
         for slot_id, kind, unlock, _old in store.get_slots(conn):
             if kind == _PASSPHRASE:
@@ -1188,12 +1199,13 @@ class Vault:
         """Break-glass request (see :meth:`_request_reveal_impl`); logged with its (sealed) reason."""
         saved = self._auditor.reason
         self._auditor.reason = reason if isinstance(reason, str) and reason.strip() else saved
-        try:
+        def work() -> tuple[str, str, dict]:
             req = self._request_reveal_impl(record_id, field, reason)
-            self._audit("reveal_request", self._target(record_id), {"field": field, "request": req})
+            return req, self._target(record_id), {"field": field, "request": req}
+        try:
+            return self._audited("reveal_request", work)  # the request row stands or falls with its entry
         finally:
             self._auditor.reason = saved
-        return req
 
     def approve_reveal(self, req_id: str, ttl_seconds: int = 24 * 3600) -> None:
         """Break-glass approval by the lead (see :meth:`_approve_reveal_impl`)."""
@@ -1312,9 +1324,9 @@ class Vault:
 
     def _known_actors(self) -> set[bytes]:
         with self._s().tx() as conn:
-            rows = self._s().get_users(conn)
+            users = self._verified_users(conn)  # an inserted row must not vouch for forged entries
         rec = self._recovery_public()
-        return {r[3] for r in rows} | ({rec} if len(rec) == 64 else set())
+        return {u.public.raw for u in users} | ({rec} if len(rec) == 64 else set())
 
     # -- tripwires ------------------------------------------------------------------------
     def plant_canary(self, values: Mapping[str, Any]) -> str:
