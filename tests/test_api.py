@@ -173,3 +173,13 @@ def test_status_has_no_secrets(v: vault.Vault) -> None:
     v.add({"legal_name": "Hidden Person"})
     st = v.status()
     assert st["records"] == 1 and "Hidden" not in repr(st)
+
+
+def test_bad_lead_name_writes_nothing(url: str) -> None:
+    """create() checks the lead's name before it writes: on PostgreSQL nothing would delete
+    a half-made vault (on SQLite the file would go)."""
+    from vault.identity import Identity
+    with pytest.raises(vault.ValidationError, match="name"):
+        vault.create(url, passphrase=PASSPHRASE, lead=Identity.generate(), lead_name=" ")
+    with vault.create(url, passphrase=PASSPHRASE) as v:  # the database is still free for a vault
+        assert v.count() == 0

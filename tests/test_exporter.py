@@ -62,3 +62,5 @@ def test_private_files_and_sealing(tmp_path: Path) -> None:
 def test_csv_injection_defused() -> None:
     text = X.to_csv([{"a": "=HYPERLINK(\"x\")", "b": "-3", "c": "+44 20"}], ["a", "b", "c"])
     assert "'=HYPERLINK" in text and ",-3," in text and "'+44 20" in text
+    text = X.to_csv([{"a": "\t=1+2", "b": "\r=1+2"}], ["a", "b"])
+    assert text == "a,b\n'\t=1+2,'\r=1+2\n"

@@ -209,3 +209,14 @@ def test_errors_do_not_echo_input() -> None:
             parse(text, "DD")
         assert "amira" not in str(info.value).lower()
         assert "7KQ4" not in str(info.value)
+
+
+def test_schema_purposes_must_spell_a_prefix() -> None:
+    """A purpose's first two letters prefix its pseudonyms: checked when the schema loads,
+    not at the first pseudonym (an 'a1udit' purpose would otherwise fail every audited read)."""
+    import vault
+    base = '[schema]\nname="t"\nversion=1\nclasses=["a"]\npurposes=[{}]\n[fields.f]\nclass="a"\ntype="text"\n'
+    for bad in ('"a1udit"', '"x"', '"badge", "bag"'):
+        with pytest.raises(vault.SchemaError, match="two letters"):
+            vault.load_schema(base.format(bad))
+    assert list(vault.load_schema(base.format('"badge", "audit"')).purposes) == ["badge", "audit"]

@@ -161,7 +161,7 @@ def test_pseudonym() -> None:
     keys = I.PurposeKeys(v["purpose"], b(v["purpose_kid"]), b(v["purpose_key"]))
     rid = b(v["record_id"])
     assert keys.value(rid) == v["value"]
-    assert P.format(v["value"], I.purpose_prefix(v["purpose"])) == v["pseudonym"]
+    assert P.format(v["value"], P.purpose_prefix(v["purpose"])) == v["pseudonym"]
     assert P.parse(v["pseudonym"], "BA") == v["value"]
     assert keys.tag(v["value"]) == b(v["tag"])
     assert keys.seal_ref(b(v["tag"]), rid, nonce=b(v["nonce"])) == b(v["ref"])

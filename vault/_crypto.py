@@ -198,10 +198,6 @@ class Signer:
         return self._sk.sign(message).signature
 
 
-def ed25519_sign(seed: bytes, message: bytes) -> bytes:
-    return _SigningKey(seed).sign(message).signature
-
-
 def ed25519_verify(public: bytes, message: bytes, signature: bytes) -> None:
     """libsodium's crypto_sign_open on signature || message (what VerifyKey.verify does,
     minus the object construction, which matters when checking a million log entries)."""

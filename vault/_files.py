@@ -22,6 +22,8 @@ def write_private(path: str | os.PathLike[str], data: bytes, *, error: type[Vaul
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())  # an export or identity file that a power cut leaves empty is lost
     except BaseException:
         p.unlink(missing_ok=True)
         raise

@@ -147,6 +147,8 @@ def reveal(v: "Vault", req_id: str, now: float | None = None) -> Any:
             raise AccessDenied("this request has not been approved (yet)")
         conn.execute(delete(reveals).where(reveals.c.req_id == req_id))
     grant = bytes(r.grant)
+    if len(grant) < 72:
+        raise IntegrityError("break-glass grant is malformed")
     expires, sig, sealed = struct.unpack(">Q", grant[:8])[0], grant[8:72], grant[72:]
     try:
         C.ed25519_verify(v._lead_vk, _grant_message(v._vid, req_id, r.requester, bytes(r.record_id), r.field,
@@ -161,9 +163,11 @@ def reveal(v: "Vault", req_id: str, now: float | None = None) -> Any:
         raise IntegrityError("break-glass grant cannot be opened with this identity") from None
     if plain[:16] != v._vid or plain[16:24] != bytes.fromhex(req_id):
         raise IntegrityError("break-glass grant belongs to another request")
-    value = json.loads(plain[24:])["value"]
-    f = v.schema.fields[r.field]
-    if f.type == "date" and value is not None:
-        import datetime as dt
-        value = dt.date.fromisoformat(value)
+    try:  # signed by the lead, but never let a parser quote the value in an error
+        value = json.loads(plain[24:])["value"]
+        if v.schema.fields[r.field].type == "date" and value is not None:
+            import datetime as dt
+            value = dt.date.fromisoformat(value)
+    except (ValueError, KeyError, TypeError):
+        raise IntegrityError("break-glass grant holds a malformed value") from None
     return value

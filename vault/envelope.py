@@ -434,7 +434,6 @@ class EnvelopeFailure(Exception):
 _FIELD_PREFIX = _V + F.KIND_FIELD
 _DEK_PREFIX = _V + F.KIND_DEK
 _PAD = [b"\x80" + b"\x00" * i for i in range(32)]
-_PAD = [_PAD[i] for i in range(32)]
 _pack_u32 = struct.Struct(">I").pack
 _unpack_u32 = struct.Struct(">I").unpack_from
 _unpack_u16 = struct.Struct(">H").unpack_from

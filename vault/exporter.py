@@ -38,8 +38,9 @@ def to_csv(rows: Iterable[dict[str, Any]], columns: list[str]) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(columns)
     for r in rows:
-        # A leading =, +, - or @ would make spreadsheets evaluate the cell (CSV injection).
-        w.writerow([("'" + c) if c[:1] in ("=", "+", "-", "@") and not _is_number(c) else c
+        # A leading =, +, -, @, tab or carriage return would make spreadsheets evaluate the
+        # cell (CSV injection, as OWASP lists it).
+        w.writerow([("'" + c) if c[:1] in ("=", "+", "-", "@", "\t", "\r") and not _is_number(c) else c
                     for c in (_cell(r.get(col)) for col in columns)])
     return buf.getvalue()
 

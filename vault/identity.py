@@ -18,7 +18,7 @@ from pathlib import Path
 from . import _crypto as C
 from . import _format as F
 from ._files import write_private
-from .errors import IntegrityError, ValidationError, VaultError, WrongPassphrase
+from .errors import IntegrityError, VaultError, WrongPassphrase
 from .keys import check_kdf, passphrase_bytes
 
 PUBLIC_PREFIX = "dvault1"
@@ -199,13 +199,3 @@ class Identity:
         except OSError as e:
             raise IdentityError(f"cannot read identity file {p}: {e.strerror}") from None
         return cls.from_file_bytes(data, passphrase)
-
-
-def check_public(text: str) -> PublicIdentity:
-    """Parse a public identity line, raising ValidationError-compatible IdentityError."""
-    try:
-        return PublicIdentity.from_line(text)
-    except IdentityError:
-        raise
-    except Exception:  # pragma: no cover - defensive: any parse failure is an input error
-        raise ValidationError("not a public identity") from None

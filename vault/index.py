@@ -166,8 +166,3 @@ class PurposeKeys:
             raise C.AuthFailure()
         aad = blob[:hl] + _lp8(self.purpose.encode("ascii")) + tag
         return self._ref.open(blob[hl:hl + F.NONCE_LEN], blob[hl + F.NONCE_LEN:], aad)
-
-
-def purpose_prefix(purpose: str) -> str:
-    """The two letters printed in front of a purpose's pseudonyms (badge -> BA)."""
-    return purpose[:2].upper()

@@ -35,7 +35,7 @@ import unicodedata
 
 from .errors import VaultError
 
-__all__ = ["ALPHABET", "BITS", "PseudonymError", "format", "parse"]
+__all__ = ["ALPHABET", "BITS", "PseudonymError", "format", "parse", "purpose_prefix"]
 
 #: Crockford base32 symbols, value = index.
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -93,8 +93,17 @@ def _damm(values: list[int]) -> int:
 
 def _check_prefix(prefix: str) -> None:
     """Prefixes come from configuration; a bad one is a caller bug, reported loudly."""
-    if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
+    if not valid_prefix(prefix):
         raise PseudonymError("pseudonym prefix must be two uppercase ASCII letters (A-Z)")
+
+
+def purpose_prefix(purpose: str) -> str:
+    """The two letters printed in front of a purpose's pseudonyms (badge -> BA)."""
+    return purpose[:2].upper()
+
+
+def valid_prefix(prefix: str) -> bool:
+    return isinstance(prefix, str) and _PREFIX.fullmatch(prefix) is not None
 
 
 def format(value: int, prefix: str) -> str:  # noqa: A001 - the module's verb, as in str.format

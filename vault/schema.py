@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 from . import _format as F
 from .errors import SchemaError, ValidationError
+from .pseudonym import purpose_prefix, valid_prefix
 
 TYPES = ("text", "date", "enum", "bool", "integer")
 SEARCH_MODES = ("none", "exact")
@@ -181,11 +182,11 @@ def load(text: str | None = None) -> Schema:
                 raise SchemaError(f"bad {kind} name {n!r}: use lower-case letters, digits and _")
         if len(set(names)) != len(names):
             raise SchemaError(f"duplicate {kind} name in schema")
-    prefixes = [p[:2].upper() for p in purposes]
+    prefixes = [purpose_prefix(p) for p in purposes]
+    if not all(valid_prefix(x) for x in prefixes):
+        raise SchemaError("purpose names must start with two letters (they prefix pseudonyms)")
     if len(set(prefixes)) != len(prefixes):
         raise SchemaError("purposes must differ in their first two letters (they prefix pseudonyms)")
-    if any(len(p) < 2 for p in purposes):
-        raise SchemaError("purpose names need at least two letters")
     unknown = set(doc) - {"schema", "fields", "roles"}
     if unknown:
         raise SchemaError(f"unknown schema section(s): {', '.join(sorted(unknown))}")

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import Any, Iterable, Iterator
 
 from sqlalchemy import (BigInteger, Column, Integer, LargeBinary, MetaData, String, Table,
-                        and_, create_engine, delete, event, func, inspect, select, update)
+                        create_engine, delete, event, func, inspect, select, update)
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
