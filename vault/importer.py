@@ -78,7 +78,7 @@ from typing import Any, Iterator
 
 from .errors import ValidationError
 from .normalize import normalize
-from .schema import Field, Schema
+from .schema import Field, Schema, parse_date
 
 __all__ = ["MappingError", "RowError", "Mapping", "ImportPlan", "RowValues",
            "load_mapping", "plan_import"]
@@ -288,11 +288,10 @@ def _value_table(f: Field, table: dict) -> dict[str, object]:
         if isinstance(value, _dt.datetime) or isinstance(value, (dict, list)):
             raise MappingError(f"{where}: not a value for a {f.type} field")
         if f.type == "date" and isinstance(value, str):
-            m = re.fullmatch(r"\d{4}-\d{2}-\d{2}", value)
             try:
-                value = _dt.date.fromisoformat(value) if m else value
-            except ValueError:
-                pass
+                value = parse_date(value, f.name)
+            except ValidationError:
+                pass  # left as text: f.encode below says what a date must look like
         try:
             f.encode(value)
         except ValidationError as e:

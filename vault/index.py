@@ -101,9 +101,10 @@ class Indexer:
     def exact_term(self, f: Field, value: Any) -> tuple[str, int]:
         return f.name, self._value(f.name, normal_form(f, value))
 
-    def token_terms(self, f: Field, value: str) -> list[tuple[str, int]]:
+    def token_terms(self, f: Field, value: str, named: str | None = None) -> list[tuple[str, int]]:
+        """Terms of the value's name tokens (``named``: the value already "name"-normalised)."""
         name = f"{f.name}#tokens"
-        return [(name, self._value(name, t)) for t in tokens(normalize("name", value))]
+        return [(name, self._value(name, t)) for t in tokens(normalize("name", value) if named is None else named)]
 
     def terms(self, values: Mapping[str, Any]) -> list[tuple[str, int]]:
         """All index terms of one record's (plaintext) values, for the fields we hold."""
@@ -116,9 +117,7 @@ class Indexer:
             norm = normal_form(f, v)
             out.append((f.name, self._value(f.name, norm)))
             if f.tokens:
-                name = f.name + "#tokens"
-                parts = tokens(norm if f.normalize == "name" else normalize("name", v))
-                out.extend(sorted({(name, self._value(name, t)) for t in parts}))
+                out.extend(sorted(set(self.token_terms(f, v, norm if f.normalize == "name" else None))))
         return out
 
 

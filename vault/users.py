@@ -102,10 +102,3 @@ def verify_roster(lead_vk: bytes, vault_id: bytes, users: list[User], signature:
         C.ed25519_verify(lead_vk, roster_bytes(vault_id, users), signature)
     except C.AuthFailure:
         raise IntegrityError("user table failed the lead's signature (users, roles or slots edited)") from None
-
-
-def lead_vk_of(ring: K.Keyring) -> bytes | None:
-    for k in ring.keys:
-        if k.kind == K.KIND_LEAD_VK:
-            return k.secret
-    return None

@@ -236,7 +236,7 @@ def _verify_users(schema: S.Schema, ring: K.Keyring, meta: dict[str, bytes], vau
     x_slots = {r[0] for r in slot_rows if r[1] == U.KIND_X25519}
     if not users and not x_slots:
         return
-    lead_vk = U.lead_vk_of(ring)
+    lead_vk = K.signers(ring).get(b"L")
     if lead_vk is None or meta.get("lead_vk") != lead_vk:
         raise IntegrityError("the lead's verify key in the database does not match the keyring")
     U.verify_roster(lead_vk, vault_id, users, meta.get("roster_sig", b""))
@@ -395,7 +395,7 @@ class Vault:
             except KeyError:
                 if self.user is None or cls in self.role.classes:
                     raise IntegrityError(f"keyring lacks a key for class {cls!r}") from None
-        self._lead_vk = U.lead_vk_of(ring)
+        self._lead_vk = K.signers(ring).get(b"L")
         self._purposes: dict[str, I.PurposeKeys] = {}
         for name in self.schema.purposes:
             try:
