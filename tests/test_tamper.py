@@ -160,6 +160,37 @@ def test_every_bit_of_a_record_row(two) -> None:  # type: ignore[no-untyped-def]
     assert v.get(a)["legal_name"] == FULL["legal_name"]  # intact again
 
 
+@pytest.mark.parametrize("name", ["nickname", "LEGAL_NAME", "", "email"])
+def test_cell_under_a_name_the_schema_lacks(two, name: str) -> None:  # type: ignore[no-untyped-def]
+    v, raw, a, _ = two
+    cells = raw.cells(a, "identity")
+    cells[name] = cells.pop("organisation")
+    raw.set_cells(a, "identity", cells)
+    _fails(v, a)
+    _fails(v, a, fields=["legal_name"])
+
+
+@pytest.mark.parametrize("field,bad", [("legal_name", b"\xff\xfeA"), ("arrival", b"2026-13-45"),
+                                       ("photo_consent", b"\x02"), ("arrival", b"\xc3\xa9")])
+def test_authentic_cell_with_an_invalid_encoding(url: str, monkeypatch, field: str,  # type: ignore[no-untyped-def]
+                                                  bad: bytes) -> None:
+    """A key holder's bug (or a modified client) stores bytes that are not a value of the
+    field's type: the read refuses with IntegrityError naming the field, not a decoder error."""
+    from vault import schema as S
+    real = S.Field.encode
+    monkeypatch.setattr(S.Field, "encode", lambda self, value: bad if self.name == field else real(self, value))
+    with vault.create(url, PASSPHRASE) as v:
+        rid = v.add(dict(FULL, photo_consent=True))
+        monkeypatch.setattr(S.Field, "encode", real)
+        with pytest.raises(vault.IntegrityError, match="invalid encoding") as info:
+            v.get(rid)
+        assert info.value.field == field and info.value.record_id == rid
+        with pytest.raises(vault.IntegrityError, match="invalid encoding"):
+            list(v.records())
+        other = "email" if field != "email" else "phone"
+        assert v.get(rid, fields=[other])[other] == FULL[other]
+
+
 def _reopen_fails(url: str) -> None:
     with pytest.raises(vault.IntegrityError):
         vault.open(url, PASSPHRASE).close()

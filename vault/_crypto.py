@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from typing import Callable
 
 from argon2.low_level import Type, hash_secret_raw
 from cryptography.exceptions import InvalidTag
@@ -71,6 +72,14 @@ class Aead:
             return self._aead.decrypt(nonce, ciphertext, aad)
         except InvalidTag:
             raise AuthFailure() from None
+
+
+def aead_decryptor(key: bytes) -> Callable[[bytes, bytes, bytes], bytes]:
+    """The raw AES-256-GCM decrypt of a fresh 32-byte key, for the read hot path (one
+    object fewer than ``Aead(key).decrypt``); failures raise one of AEAD_FAILURES."""
+    if len(key) != F.KEY_LEN:
+        raise ValueError("AES-256-GCM key must be 32 bytes")
+    return AESGCM(key).decrypt
 
 
 def aead_seal(key: bytes, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:

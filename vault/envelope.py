@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from . import _crypto as C
 from . import _format as F
@@ -252,8 +252,11 @@ class Codec:
     def __init__(self, vault_id: bytes, classes: tuple[str, ...]) -> None:
         self.vid = vault_id
         self.classes = frozenset(classes)
+        self._class_names = {c.encode("ascii"): c for c in classes}
         self._lp: dict[str, bytes] = {}
         self._manifests: dict[tuple[str, ...], bytes] = {}
+        self._cells: dict[bytes, tuple[str, str, bytes]] = {}
+        self._cells_for: dict[str, str] | None = None
 
     def _name(self, name: str) -> bytes:
         lp = self._lp.get(name)
@@ -328,18 +331,30 @@ class Codec:
         nonce = C.random_bytes(F.NONCE_LEN)
         return head + nonce + new.encrypt(nonce, dek, head + tail + clp + _pack_u32(new_version) + m)
 
+    def _cell_table(self, field_class: dict[str, str]) -> dict[bytes, tuple[str, str, bytes]]:
+        """Raw cell-name bytes -> (field, class, length-prefixed name), for the read hot path:
+        one dict lookup both decodes a cell's name and rejects one the schema does not know."""
+        if self._cells_for is not field_class:
+            self._cells = {n.encode("ascii"): (n, c, self._name(n)) for n, c in field_class.items()}
+            self._cells_for = field_class
+        return self._cells
+
     def open_record(self, data: bytes, record_id: bytes, keys: dict[bytes, tuple[str, int, C.Aead, bytes]],
-                    classes: dict[str, list[str] | None], field_class: dict[str, str]) -> dict[str, bytes]:
+                    classes: dict[str, list[str] | None], field_class: dict[str, str],
+                    decoders: dict[str, Callable[[bytes], Any]] | None = None) -> dict[str, Any]:
         """Parse a record row and decrypt the wanted cells in one pass (the read hot path).
 
         ``keys``: class key id -> (class, version, Aead, box secret). ``classes``: class -> wanted field
         names (None = all) for the classes to open. ``field_class``: schema field -> class.
-        Every class envelope's framing is checked, only wanted classes are decrypted.
-        Raises Malformed, EnvelopeFailure(cls) or FieldFailure(name).
+        ``decoders``: field -> bytes-to-value function applied to each plaintext (None: return the
+        encoded bytes). Every class envelope's framing is checked, only wanted classes are decrypted.
+        Raises Malformed, EnvelopeFailure(cls), FieldFailure(name) or FieldEncoding(name).
         """
-        lps = self._lp
+        known = self._cell_table(field_class)
+        class_names = self._class_names
         tail = self.vid + record_id
         unpack = _unpack_u32
+        decryptor = C.aead_decryptor
         out: dict[str, bytes] = {}
         seen = set()
         try:
@@ -347,7 +362,8 @@ class Codec:
             pos = 1
             for _ in range(count):
                 n = data[pos]
-                cls = data[pos + 1:pos + 1 + n].decode("ascii")
+                raw = data[pos + 1:pos + 1 + n]
+                cls = class_names.get(raw) or raw.decode("ascii")
                 pos += 1 + n
                 (dl,) = _unpack_u16(data, pos)
                 dek_blob = data[pos + 2:pos + 2 + dl]
@@ -364,28 +380,27 @@ class Codec:
                 # cells: u16 count, then (u8 len, name, u32 len, blob)*, names strictly ascending
                 (ncells,) = _unpack_u16(data, pos)
                 pos += 2
-                names, blobs = [], []
-                prev = ""
+                cells = []
+                prev = b""
                 for _ in range(ncells):
                     ln = data[pos]
-                    name = data[pos + 1:pos + 1 + ln].decode("ascii")
-                    pos += 1 + ln
-                    (bl,) = unpack(data, pos)
-                    pos += 4
-                    if name <= prev or field_class.get(name) != cls:
+                    raw = data[pos + 1:pos + 1 + ln]
+                    cell = known.get(raw)
+                    if cell is None or cell[1] != cls or raw <= prev:
                         raise EnvelopeFailure(cls)
-                    names.append(name)
-                    blobs.append(data[pos:pos + bl])
+                    (bl,) = unpack(data, pos + 1 + ln)
+                    pos += 5 + ln
+                    cells.append((cell, data[pos:pos + bl]))
                     pos += bl
-                    prev = name
+                    prev = raw
                 if pos != end:
                     raise Malformed()
                 entry = keys.get(dek_blob[2:10])
                 if entry is None or entry[0] != cls:
                     raise EnvelopeFailure(cls)
+                names = tuple([c[0] for c, _ in cells])
                 if dek_blob[:2] == _DEK_PREFIX and dl == DEK_BLOB_LEN:
-                    aad = (dek_blob[:18] + tail + (lps.get(cls) or self._name(cls)) + _pack_u32(entry[1])
-                           + self._manifest(tuple(names)))
+                    aad = dek_blob[:18] + tail + self._name(cls) + _pack_u32(entry[1]) + self._manifest(names)
                     try:
                         dek = entry[2].decrypt(dek_blob[18:30], dek_blob[30:], aad)
                     except C.AEAD_FAILURES:
@@ -397,22 +412,29 @@ class Codec:
                         raise EnvelopeFailure(cls) from None
                 else:
                     raise EnvelopeFailure(cls)
-                dec = C.Aead(dek).decrypt
+                dec = decryptor(dek)
                 fhead = _FIELD_PREFIX + dek_blob[10:18]
+                prefix = fhead + tail
                 want = classes[cls]
-                for name, blob in zip(names, blobs):
+                for (name, _, lp), blob in cells:
                     if want is not None and name not in want:
                         continue
                     try:
                         if blob[:10] != fhead or len(blob) < 70:
                             raise Malformed()
-                        pt = dec(blob[10:22], blob[22:], fhead + tail + (lps.get(name) or self._name(name)))
+                        pt = dec(blob[10:22], blob[22:], prefix + lp)
                         stripped = pt.rstrip(b"\x00")
                         if not stripped or stripped[-1] != 0x80 or len(pt) % 32:
                             raise Malformed()
-                        out[name] = stripped[:-1]
                     except (Malformed,) + C.AEAD_FAILURES:
                         raise FieldFailure(name) from None
+                    if decoders is None:
+                        out[name] = stripped[:-1]
+                        continue
+                    try:
+                        out[name] = decoders[name](stripped[:-1])
+                    except ValueError:  # UnicodeDecodeError included
+                        raise FieldEncoding(name) from None
             if pos != len(data):
                 raise Malformed()
         except (IndexError, struct.error, UnicodeDecodeError):
@@ -421,6 +443,14 @@ class Codec:
             odd = sorted(self.classes.symmetric_difference(seen))
             raise EnvelopeFailure(odd[0])
         return out
+
+
+class FieldEncoding(Exception):
+    """An authentic plaintext that is not a valid value of its field's type. Names the field only."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
 
 
 class EnvelopeFailure(Exception):

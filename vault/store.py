@@ -152,6 +152,12 @@ class Store:
         except self._dbapi.Error as e:
             raise StoreError(f"database error: {type(e).__name__}") from None
 
+    def _fetch(self, cur: Any, n: int) -> list:
+        try:
+            return cur.fetchmany(n)
+        except self._dbapi.Error as e:
+            raise StoreError(f"database error: {type(e).__name__}") from None
+
     @property
     def is_sqlite(self) -> bool:
         return self.sqlite_path is not None
@@ -350,7 +356,14 @@ class Store:
     def iter_records(self, batch: int = 2000) -> Iterator[tuple[bytes, bytes]]:
         """(record id, data) in storage order (unspecified), streamed."""
         q = select(records.c.id, records.c.data)  # physical order: no index walk
+        # Its own connection, not tx()'s: the caller may read or write (audited) between rows.
         with self.engine.connect() as conn:
+            if self.is_sqlite:  # sqlite3 streams by itself and returns bytes: skip the Result layer
+                with conn.begin():
+                    cur = self.raw(conn, "SELECT id, data FROM dv_records")
+                    while rows := self._fetch(cur, batch):
+                        yield from rows
+                return
             result = conn.execution_options(stream_results=True, yield_per=batch).execute(q)
             for rid, data in result:
                 yield bytes(rid), bytes(data)

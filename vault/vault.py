@@ -525,12 +525,16 @@ class Vault:
             rnd = C.random_bytes(need)
         return self._codec.seal_record(rid, envs, rnd)
 
-    def _open_row(self, rid: bytes, data: bytes, classes: dict[str, list[str] | None]) -> dict[str, bytes]:
-        """Authenticate a record row and return the wanted plaintexts (encoded bytes)."""
+    def _open_row(self, rid: bytes, data: bytes, classes: dict[str, list[str] | None],
+                  decoders: dict[str, Callable[[bytes], Any]] | None = None) -> dict[str, Any]:
+        """Authenticate a record row and return the wanted plaintexts: encoded bytes, or
+        values if ``decoders`` is given."""
         try:
-            return self._codec.open_record(data, rid, self._keys, classes, self._field_class)
+            return self._codec.open_record(data, rid, self._keys, classes, self._field_class, decoders)
         except E.FieldFailure as e:
             raise IntegrityError("field failed authentication", record_id=rid.hex(), field=e.name) from None
+        except E.FieldEncoding as e:
+            raise IntegrityError("field holds an invalid encoding", record_id=rid.hex(), field=e.name) from None
         except E.EnvelopeFailure as e:
             raise IntegrityError(f"class {e.cls!r} envelope failed authentication", record_id=rid.hex()) from None
         except E.Malformed:
@@ -572,15 +576,7 @@ class Vault:
             raise AccessDenied(f"{action} needs every class key; role {self.role.name!r} lacks {', '.join(missing)}")
 
     def _decode_row(self, rid: bytes, data: bytes, classes: dict[str, list[str] | None]) -> Record:
-        plain = self._open_row(rid, data, classes)
-        decoders = self._decoders
-        values: dict[str, Any] = {}
-        try:
-            for name, pt in plain.items():
-                values[name] = decoders[name](pt)
-        except (ValueError, UnicodeDecodeError):
-            raise IntegrityError("field holds an invalid encoding", record_id=rid.hex(), field=name) from None
-        return Record(rid.hex(), values)
+        return Record(rid.hex(), self._open_row(rid, data, classes, self._decoders))
 
     # -- public API -----------------------------------------------------------------------
     def add(self, values: Mapping[str, Any]) -> str:
