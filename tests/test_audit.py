@@ -182,6 +182,20 @@ def test_no_names_or_reasons_in_audit_tables(logged) -> None:  # type: ignore[no
         assert {e["actor"] for e in mine} == {staff.public.user_id}  # only their own entries
 
 
+def test_reasons_are_kind_r_notes_to_the_lead(logged) -> None:  # type: ignore[no-untyped-def]
+    """A sealed reason starts with version, kind R and the lead's user id; the lead also
+    reads a headerless reason of before 2026-11-26 and refuses an edited header."""
+    from vault import _crypto as C
+    url, lead, staff, ids = logged
+    reasons = [bytes(r[7]) for r in _rows(url) if r[7]]
+    assert reasons and all(r[:10] == b"\x01R" + bytes.fromhex(lead.public.user_id) for r in reasons)
+    with vault.open(url, identity=lead) as v:
+        assert v._open_reason(reasons[0]) == REASON
+        assert v._open_reason(C.seal_to(lead.public.x25519, b"an older reason")) == "an older reason"
+        assert v._open_reason(b"\x01R" + bytes(8) + reasons[0][10:]) is None  # header no longer matches
+        assert v._open_reason(reasons[0][:-1]) is None
+
+
 def test_exact_sequence_for_fifty_operations(tmp_path) -> None:  # type: ignore[no-untyped-def]
     url = f"sqlite:///{tmp_path / 'seq.vault'}"
     expected: list[str] = []

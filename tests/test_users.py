@@ -421,3 +421,86 @@ def test_passphrase_change_replaces_the_slot_secret(team) -> None:  # type: igno
         v.rotate(["risk"])
     with vault.open(url, "a brand new recovery passphrase") as v:
         assert v.get(rid)["risk_notes"] == "followed"
+
+
+def _grant(url: str, req: str) -> bytes:
+    raw = RawDB(url)
+    with raw.engine.connect() as c:
+        g = bytes(c.execute(sa.text('SELECT "grant" FROM dv_reveals WHERE req_id = :r'), {"r": req}).scalar())
+    raw.close()
+    return g
+
+
+def test_break_glass_blobs_carry_version_and_recipient(team) -> None:  # type: ignore[no-untyped-def]
+    """Grant (kind G) and reason (kind R) start with version, kind and the recipient's id;
+    an edited header does not open (docs/format.md, section 8b)."""
+    url, lead, staff, tool, rid = team
+    with vault.open(url, identity=staff) as v:
+        reqs = [v.request_reveal(rid, "legal_name", f"visa letter number {i}") for i in range(3)]
+    raw = RawDB(url)
+    with raw.engine.connect() as c:
+        reason = bytes(c.execute(sa.text("SELECT reason FROM dv_reveals WHERE req_id = :r"), {"r": reqs[0]}).scalar())
+    raw.close()
+    assert reason[:10] == b"\x01R" + bytes.fromhex(lead.public.user_id)
+    with vault.open(url, identity=lead) as v:
+        for req in reqs:
+            v.approve_reveal(req, ttl_seconds=3600)
+    grant = _grant(url, reqs[0])
+    assert grant[:10] == b"\x01G" + bytes.fromhex(staff.public.user_id)
+    with vault.open(url, identity=staff) as v:
+        assert v.reveal(reqs[0]) == "Amira Haddad"
+    # another recipient id in the header, and an unknown kind byte: refused, and gone
+    for req, head in ((reqs[1], b"\x01G" + bytes.fromhex(tool.public.user_id)), (reqs[2], b"\x01Q" + grant[2:10])):
+        _sql(url, 'UPDATE dv_reveals SET "grant" = :g WHERE req_id = :r', g=head + _grant(url, req)[10:], r=req)
+        with vault.open(url, identity=staff) as v:
+            with pytest.raises(vault.IntegrityError):
+                v.reveal(req)
+            with pytest.raises(vault.NotFound):
+                v.reveal(req)  # taken: a refused grant is not offered twice
+
+
+def test_break_glass_headerless_blobs_of_before_still_open(team) -> None:  # type: ignore[no-untyped-def]
+    """Grants and reasons written before the header existed (bare sealed boxes) still work."""
+    import struct
+    from vault import _crypto as C
+    from vault import breakglass as B
+    url, lead, staff, tool, rid = team
+    with vault.open(url, identity=staff) as v:
+        req = v.request_reveal(rid, "legal_name", "need it for the visa letter")
+        vid = v._vid
+    old_reason = C.seal_to(lead.public.x25519, vid + bytes.fromhex(req) + b"written before the header")
+    expires = 2**40
+    sealed = C.seal_to(staff.public.x25519, vid + bytes.fromhex(req) + b'{"value": "Amira Haddad"}')
+    sig = lead.sign(B._grant_message(vid, req, staff.public.user_id, bytes.fromhex(rid), "legal_name", expires, sealed))
+    _sql(url, 'UPDATE dv_reveals SET "grant" = :g, reason = :s WHERE req_id = :r',
+         g=struct.pack(">Q", expires) + sig + sealed, s=old_reason, r=req)
+    with vault.open(url, identity=lead) as v:
+        assert [r.reason for r in v.reveal_requests()] == ["written before the header"]
+    with vault.open(url, identity=staff) as v:
+        assert v.reveal(req) == "Amira Haddad"
+
+
+def test_reveal_keeps_its_grant_when_the_audit_write_fails(team) -> None:  # type: ignore[no-untyped-def]
+    """The grant's deletion commits with the reveal's audit entry: fail-closed, and the
+    requester can try again once the log is writable."""
+    url, lead, staff, tool, rid = team
+    with vault.open(url, identity=staff) as v:
+        req = v.request_reveal(rid, "legal_name", "need it for the visa letter")
+    with vault.open(url, identity=lead) as v:
+        v.approve_reveal(req, ttl_seconds=3600)
+    with vault.open(url, identity=staff) as v:
+        with v._s().engine.begin() as c:
+            if url.startswith("sqlite"):
+                c.exec_driver_sql("CREATE TRIGGER ro BEFORE INSERT ON dv_audit BEGIN SELECT RAISE(ABORT, 'ro'); END")
+            else:
+                c.exec_driver_sql("CREATE FUNCTION ro() RETURNS trigger LANGUAGE plpgsql AS "
+                                  "$$ BEGIN RAISE EXCEPTION 'ro'; END $$")
+                c.exec_driver_sql("CREATE TRIGGER ro BEFORE INSERT ON dv_audit FOR EACH ROW EXECUTE FUNCTION ro()")
+        from vault.audit import AuditError
+        with pytest.raises(AuditError):
+            v.reveal(req)
+        with v._s().engine.begin() as c:
+            c.exec_driver_sql("DROP TRIGGER ro" if url.startswith("sqlite") else "DROP TRIGGER ro ON dv_audit")
+        assert v.reveal(req) == "Amira Haddad"
+        entries = v.audit_entries(action="reveal")
+    assert [e["detail"] for e in entries] == [{"request": req, "shown": True}]

@@ -187,3 +187,34 @@ def test_format_constants_match_vectors() -> None:
     assert F.FORMAT_VERSION == 1 and F.PAD_BLOCK == 32 and F.NONCE_LEN == 12 and F.KID_LEN == 8
     assert b(load("field_v1.json")["blob"])[:2] == b"\x01F"
     assert b(load("dek_v1.json")["blob"])[:2] == b"\x01D"
+
+
+def test_reason_note() -> None:
+    from vault import notes as N
+    v = load("reason_note_v1.json")
+    x_sk, blob = b(v["recipient_x25519_secret"]), b(v["blob"])
+    x_pk, ed_pk = C.x25519_public(x_sk), C.ed25519_public(b(v["recipient_ed25519_seed"]))
+    assert N.recipient_id(x_pk + ed_pk) == b(v["recipient_id"]) == blob[2:10]
+    unseal = lambda c: C.unseal(x_sk, c)  # noqa: E731
+    assert N.open_note(F.KIND_REASON, blob, unseal) == b(v["body"])
+    mine = N.seal_note(F.KIND_REASON, x_pk, b(v["recipient_id"]), b(v["body"]))
+    assert mine[:10] == blob[:10] and len(mine) == len(blob)  # sealing is randomised
+    assert N.open_note(F.KIND_REASON, mine, unseal) == b(v["body"])
+    for bad in (blob[:2] + bytes(8) + blob[10:], blob[:-1], b"\x01G" + blob[2:]):
+        with pytest.raises(C.AuthFailure):
+            N.open_note(F.KIND_REASON, bad, unseal)
+
+
+def test_break_glass_grant() -> None:
+    from vault import breakglass as B
+    v = load("grant_v1.json")
+    head, expires, sig, sealed = B._parse_grant(b(v["blob"]))
+    assert head == b"\x01G" + b(v["requester_id"]) and expires == v["expires"]
+    message = B._grant_message(b(v["vault_id"]), v["req_id"], v["requester_id"], b(v["record_id"]), v["field"],
+                               expires, sealed, head)
+    assert message == b(v["signed_message"])
+    C.ed25519_verify(C.ed25519_public(b(v["lead_ed25519_seed"])), message, sig)
+    plain = C.unseal(b(v["requester_x25519_secret"]), sealed)
+    assert plain == head + b(v["vault_id"]) + b(v["req_id"]) + b'{"value": "' + v["value"].encode() + b'"}'
+    with pytest.raises(C.AuthFailure):
+        C.ed25519_verify(C.ed25519_public(b(v["lead_ed25519_seed"])), message.replace(head, b"\x01G" + bytes(8)), sig)

@@ -22,6 +22,8 @@ KIND_PASSPHRASE_SLOT = b"P"  # slot secret wrapped under an Argon2id-derived key
 KIND_SCHEMA_MAC = b"S"  # HMAC over the stored schema
 KIND_PSEUDONYM_REF = b"N"  # record id encrypted under a purpose's lookup key
 KIND_PLAN_MAC = b"I"  # HMAC over the stored blind-index plan
+KIND_REASON = b"R"  # a reason text sealed to the security lead (or the recovery key)
+KIND_GRANT = b"G"  # a break-glass grant: one value sealed to its requester, signed by the lead
 
 KEY_LEN = 32  # AES-256 keys, slot secrets, DEKs, class keys
 NONCE_LEN = 12  # AES-GCM 96-bit nonces, always fresh from the OS CSPRNG
@@ -43,6 +45,7 @@ LABEL_PSEUDONYM_REF = b"dvault/v1/pseudonym-ref"  # AEAD key: encrypts the recor
 LABEL_CLASS_BOX = b"dvault/v1/class-box"  # X25519 secret of a class, derived from its key
 LABEL_RECOVERY_SIGN = b"dvault/v1/recovery-signing"  # Ed25519 seed of the recovery (passphrase) actor
 LABEL_RECOVERY_BOX = b"dvault/v1/recovery-box"  # X25519 secret: reasons sealed when no lead exists
+LABEL_USER_ID = b"dvault-user-id"  # user id = SHA-256(label || x25519 pub || ed25519 pub)[0:8]
 
 # Blind indexes: truncated to b bits where 2^b * k <= expected population (CipherSweet's
 # planner), so every index value is expected to be shared by >= k records.

@@ -28,6 +28,8 @@ from typing import Any, Callable, Iterable, NamedTuple
 from sqlalchemy import BigInteger, Column, LargeBinary, String, Table, Text, func, select
 
 from . import _crypto as C
+from . import _format as F
+from . import notes as N
 from .envelope import _lp8
 from .errors import VaultError
 from .store import metadata
@@ -89,7 +91,8 @@ class Auditor:
     """Appends entries for one opener (their public key and signing function)."""
 
     def __init__(self, actor: bytes, sign: Callable[[bytes], bytes] | None,
-                 reason_to: bytes | None) -> None:
+                 reason_to: tuple[bytes, bytes] | None) -> None:
+        """``reason_to``: (X25519 public key, recipient id) that reasons are sealed to."""
         self.actor = actor
         self._sign = sign
         self._reason_to = reason_to
@@ -121,7 +124,7 @@ class Auditor:
                 return work()[0]
         reason = b""
         if self.reason and self._reason_to is not None:
-            reason = C.seal_to(self._reason_to, self.reason.encode("utf-8"))
+            reason = N.seal_note(F.KIND_REASON, self._reason_to[0], self._reason_to[1], self.reason.encode("utf-8"))
         last_error: Exception | None = None
         ph = "?" if store.is_sqlite else "%s"
         insert = f"INSERT INTO dv_audit (seq, prev, at, actor, action, target, detail, reason, hash, sig) " \

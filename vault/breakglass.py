@@ -22,10 +22,13 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Column, Integer, LargeBinary, String, Table, delete, select, update
 
 from . import _crypto as C
+from . import _format as F
+from . import notes as N
 from .errors import AccessDenied, IntegrityError, NotFound, ValidationError
 from .store import metadata
 
 if TYPE_CHECKING:
+    from .identity import PublicIdentity
     from .vault import Vault
 
 reveals = Table("dv_reveals", metadata,
@@ -53,12 +56,12 @@ class RevealRequest:
         return f"<RevealRequest {self.req_id} by {self.requester} for field {self.field!r}>"
 
 
-def _lead_x25519(v: "Vault") -> bytes:
+def _lead(v: "Vault") -> "PublicIdentity":
     lead = next((u for u in v.users() if v.schema.roles[u.role].manage
                  and u.public.ed25519 == v._lead_vk), None)
     if lead is None:
         raise AccessDenied("this vault has no enrolled security lead to approve requests")
-    return lead.public.x25519
+    return lead.public
 
 
 def request(v: "Vault", record_id: str, field: str, reason: str) -> str:
@@ -72,7 +75,9 @@ def request(v: "Vault", record_id: str, field: str, reason: str) -> str:
     rid = v._rid(record_id)
     store = v._s()
     req_id = C.random_bytes(8).hex()
-    sealed_reason = C.seal_to(_lead_x25519(v), v._vid + bytes.fromhex(req_id) + reason.encode("utf-8"))
+    lead = _lead(v)
+    sealed_reason = N.seal_note(F.KIND_REASON, lead.x25519, N.recipient_id(lead.raw),
+                                v._vid + bytes.fromhex(req_id) + reason.encode("utf-8"))
     with store.tx() as conn:
         if not store.record_exists(conn, rid):
             raise NotFound(f"no record {record_id}")
@@ -93,7 +98,7 @@ def pending(v: "Vault") -> list[RevealRequest]:
         reason = None
         if lead is not None:
             try:
-                plain = lead.unseal(bytes(r.reason))
+                plain = N.open_note(F.KIND_REASON, bytes(r.reason), lead.unseal)
                 if plain[:16] == v._vid and plain[16:24] == bytes.fromhex(r.req_id):
                     reason = plain[24:].decode("utf-8")
             except C.AuthFailure:
@@ -104,9 +109,23 @@ def pending(v: "Vault") -> list[RevealRequest]:
 
 
 def _grant_message(vault_id: bytes, req_id: str, requester: str, rid: bytes, field: str,
-                   expires: int, sealed: bytes) -> bytes:
-    return (LABEL + vault_id + bytes.fromhex(req_id) + bytes.fromhex(requester) + rid
+                   expires: int, sealed: bytes, head: bytes = b"") -> bytes:
+    """What the lead signs. ``head`` is the grant's blob header (empty for a headerless grant
+    of before 2026-11-26)."""
+    return (LABEL + head + vault_id + bytes.fromhex(req_id) + bytes.fromhex(requester) + rid
             + field.encode("ascii") + b"\x00" + struct.pack(">Q", expires) + sealed)
+
+
+def _parse_grant(grant: bytes) -> tuple[bytes, int, bytes, bytes]:
+    """(header, expires, signature, sealed box) of a grant; header b"" for the headerless form."""
+    head = b""
+    if grant[:2] == bytes([F.FORMAT_VERSION]) + F.KIND_GRANT:
+        head, grant = grant[:N.HEADER_LEN], grant[N.HEADER_LEN:]
+    elif grant[:1] != b"\x00":  # headerless grants begin with a u64 expiry (high byte 0)
+        raise IntegrityError("break-glass grant has an unknown format version")
+    if len(grant) < 72 + C.SEALED_OVERHEAD:
+        raise IntegrityError("break-glass grant is malformed")
+    return head, struct.unpack(">Q", grant[:8])[0], grant[8:72], grant[72:]
 
 
 def approve(v: "Vault", req_id: str, ttl_seconds: int = 24 * 3600) -> None:
@@ -123,9 +142,10 @@ def approve(v: "Vault", req_id: str, ttl_seconds: int = 24 * 3600) -> None:
     rec = v.get(rid.hex(), fields=[r.field])
     expires = int(time.time()) + int(ttl_seconds)
     payload = json.dumps({"value": _jsonable(rec.get(r.field))}).encode("utf-8")
-    sealed = C.seal_to(requester.public.x25519, v._vid + bytes.fromhex(req_id) + payload)
-    sig = lead.sign(_grant_message(v._vid, req_id, requester.user_id, rid, r.field, expires, sealed))
-    grant = struct.pack(">Q", expires) + sig + sealed
+    head = N.header(F.KIND_GRANT, bytes.fromhex(requester.user_id))
+    sealed = C.seal_to(requester.public.x25519, head + v._vid + bytes.fromhex(req_id) + payload)
+    sig = lead.sign(_grant_message(v._vid, req_id, requester.user_id, rid, r.field, expires, sealed, head))
+    grant = head + struct.pack(">Q", expires) + sig + sealed
     with store.tx() as conn:
         conn.execute(update(reveals).where(reveals.c.req_id == req_id).values(grant=grant))
 
@@ -134,8 +154,13 @@ def _jsonable(value: Any) -> Any:
     return value.isoformat() if hasattr(value, "isoformat") else value
 
 
-def reveal(v: "Vault", req_id: str, now: float | None = None) -> Any:
-    """Show the approved value once; the grant row is deleted whether or not it expired."""
+def reveal(v: "Vault", req_id: str, now: float | None = None) -> tuple[Any, Exception | None]:
+    """Take the approved grant (its row is deleted, expired or not) and open it.
+
+    Returns ``(value, None)``, or ``(None, error)`` when the grant was taken but cannot be
+    shown (expired, forged, sealed to someone else): the caller commits the deletion with
+    its audit entry and then raises the error. A missing or unapproved request raises
+    here, before anything is deleted. Runs inside the caller's transaction, if any."""
     if v.user is None or v._identity is None or v._lead_vk is None:
         raise AccessDenied("break-glass reveals need the requester's identity")
     store = v._s()
@@ -146,21 +171,31 @@ def reveal(v: "Vault", req_id: str, now: float | None = None) -> Any:
         if r.grant is None:
             raise AccessDenied("this request has not been approved (yet)")
         conn.execute(delete(reveals).where(reveals.c.req_id == req_id))
-    grant = bytes(r.grant)
-    if len(grant) < 72:
-        raise IntegrityError("break-glass grant is malformed")
-    expires, sig, sealed = struct.unpack(">Q", grant[:8])[0], grant[8:72], grant[72:]
+    try:
+        return _open_grant(v, r, req_id, now), None
+    except (AccessDenied, IntegrityError) as e:
+        return None, e
+
+
+def _open_grant(v: "Vault", r: Any, req_id: str, now: float | None) -> Any:
+    assert v.user is not None and v._identity is not None and v._lead_vk is not None
+    head, expires, sig, sealed = _parse_grant(bytes(r.grant))
     try:
         C.ed25519_verify(v._lead_vk, _grant_message(v._vid, req_id, r.requester, bytes(r.record_id), r.field,
-                                                    expires, sealed), sig)
+                                                    expires, sealed, head), sig)
     except C.AuthFailure:
         raise IntegrityError("break-glass grant is not signed by the security lead") from None
     if (time.time() if now is None else now) > expires:
         raise AccessDenied("this break-glass grant has expired")
+    if head and head[2:] != bytes.fromhex(v.user.user_id):
+        raise IntegrityError("break-glass grant is sealed to another identity")
     try:
         plain = v._identity.unseal(sealed)
     except C.AuthFailure:
         raise IntegrityError("break-glass grant cannot be opened with this identity") from None
+    if plain[:len(head)] != head:
+        raise IntegrityError("break-glass grant header does not match its sealed copy")
+    plain = plain[len(head):]
     if plain[:16] != v._vid or plain[16:24] != bytes.fromhex(req_id):
         raise IntegrityError("break-glass grant belongs to another request")
     try:  # signed by the lead, but never let a parser quote the value in an error

@@ -20,6 +20,7 @@ from . import _format as F
 from ._files import write_private
 from .errors import IntegrityError, VaultError, WrongPassphrase
 from .keys import check_kdf, passphrase_bytes
+from .notes import recipient_id
 
 PUBLIC_PREFIX = "dvault1"
 FILE_HEADER = "# defenders-vault identity: PRIVATE, keep it on this machine"
@@ -50,7 +51,7 @@ class PublicIdentity:
     @property
     def user_id(self) -> str:
         """A short stable id (hex of 8 bytes of SHA-256): how the vault names a user."""
-        return C.sha256(b"dvault-user-id" + self.raw)[:8].hex()
+        return recipient_id(self.raw).hex()
 
     def fingerprint(self) -> str:
         """20 hex digits in five groups, to read aloud when enrolling someone."""

@@ -14,6 +14,7 @@ from . import envelope as E
 from . import index as I
 from . import keys as K
 from . import migrations
+from . import notes as N
 from . import pseudonym as P
 from . import schema as S
 from . import users as U
@@ -298,6 +299,10 @@ class _ClassKey:
         self.aead = C.Aead(key.secret)
 
 
+
+def _cannot_unseal(_: bytes) -> bytes:
+    raise C.AuthFailure()
+
 class Vault:
     """An open vault. Use as a context manager; ``close()`` drops key references.
 
@@ -367,13 +372,15 @@ class Vault:
                 raise IntegrityError("the recovery keyring lacks the recovery actor's seed")
             actor = C.x25519_public(rec[0]) + C.ed25519_public(rec[1])
             self._signer = C.Signer(rec[1])
-        self._recovery_unseal = (lambda c: C.unseal(rec[0], c)) if rec else (lambda c: b"")
+        self._recovery_unseal = (lambda c: C.unseal(rec[0], c)) if rec else _cannot_unseal
         with self._s().tx() as conn:
             users = self._verified_users(conn)
         lead = next((u for u in users if self._lead_vk is not None and u.public.ed25519 == self._lead_vk
                      and u.role in self.schema.roles and self.schema.roles[u.role].manage), None)
         # Reasons go to the lead, or (no lead) to the recovery key from the authenticated keyring.
-        reason_to = lead.public.x25519 if lead else (self._recovery_public()[:32] or None)
+        rec_pub = self._recovery_public()
+        reason_to = ((lead.public.x25519, N.recipient_id(lead.public.raw)) if lead
+                     else (rec_pub[:32], N.recipient_id(rec_pub)) if rec_pub else None)
         self._auditor = Auditor(actor, self._signer, reason_to)
 
     def _load_ring(self, ring: K.Keyring) -> None:
@@ -1028,8 +1035,9 @@ class Vault:
         from . import breakglass
         breakglass.approve(self, req_id, ttl_seconds)
 
-    def _reveal_impl(self, req_id: str) -> Any:
-        """Requester: the approved value, once (the grant is deleted as it is read)."""
+    def _reveal_impl(self, req_id: str) -> tuple[Any, Exception | None]:
+        """Requester: the approved value, once (the grant is deleted as it is read); see
+        breakglass.reveal for the (value, error) pair."""
         from . import breakglass
         return breakglass.reveal(self, req_id)
 
@@ -1210,9 +1218,15 @@ class Vault:
         self._approve_reveal_impl(req_id, ttl_seconds)
 
     def reveal(self, req_id: str) -> Any:
-        """The approved value, once (see :meth:`_reveal_impl`)."""
-        value = self._guard("reveal", lambda: self._reveal_impl(req_id))
-        self._audit("reveal", "", {"request": str(req_id)})
+        """The approved value, once (see :meth:`_reveal_impl`). The grant's deletion commits
+        with the audit entry: if the entry cannot be written the grant stays, unshown; a
+        grant taken but refused (expired, forged) is gone, its entry says so, then we raise."""
+        def work() -> tuple[tuple[Any, Exception | None], str, dict]:
+            value, err = self._reveal_impl(req_id)
+            return (value, err), "", {"request": str(req_id), "shown": err is None}
+        value, err = self._guard("reveal", lambda: self._audited("reveal", work))
+        if err is not None:
+            raise err
         return value
 
     def change_passphrase(self, new_passphrase: str, *, kdf: F.KdfParams | None = None) -> None:
@@ -1299,7 +1313,7 @@ class Vault:
             return None
         opener = self._identity.unseal if self._identity is not None else self._recovery_unseal
         try:
-            return opener(sealed).decode("utf-8")
+            return N.open_note(F.KIND_REASON, sealed, opener).decode("utf-8")
         except (C.AuthFailure, UnicodeDecodeError, TypeError):
             return None
 

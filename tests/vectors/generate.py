@@ -196,6 +196,48 @@ def build() -> dict[str, dict]:
         "class_box_public": h(box_pk), "blob": h(sealed_dek),
     }
 
+    # -- sealed notes: a reason (kind R) and a break-glass grant (kind G), format.md 8b --------
+    from nacl.bindings import crypto_sign, crypto_sign_seed_keypair
+
+    def sealed_box(pk: bytes, label: str, plaintext: bytes) -> bytes:
+        e_sk = det(label, 32)
+        e_pk = crypto_scalarmult_base(e_sk)
+        return e_pk + crypto_box(plaintext, hashlib.blake2b(e_pk + pk, digest_size=24).digest(), pk, e_sk)
+
+    def person(label: str) -> tuple[bytes, bytes, bytes, bytes]:
+        """(x25519 secret, x25519 public, ed25519 seed, user id)."""
+        x_sk, seed = det(f"{label}-x25519", 32), det(f"{label}-ed25519", 32)
+        x_pk, ed_pk = crypto_scalarmult_base(x_sk), crypto_sign_seed_keypair(seed)[0]
+        return x_sk, x_pk, seed, hashlib.sha256(b"dvault-user-id" + x_pk + ed_pk).digest()[:8]
+
+    lead_x, lead_pk, lead_seed, lead_id = person("lead")
+    req_x, req_pk, _, req_id_user = person("requester")
+    req_id = det("request-id", 8)
+    rhead = bytes([VERSION]) + b"R" + lead_id
+    body = vid + req_id + "Hospital admission for the participant".encode()
+    reason_blob = rhead + sealed_box(lead_pk, "ephemeral-reason", rhead + body)
+    files["reason_note_v1.json"] = {
+        "expect": "success",
+        "description": "kind R: header || sealed_box(lead, header || vault_id || req_id || UTF-8 reason) (dv_reveals)",
+        "recipient_x25519_secret": h(lead_x), "recipient_ed25519_seed": h(lead_seed), "recipient_id": h(lead_id),
+        "body": h(body), "blob": h(reason_blob),
+    }
+    expires = 1_795_000_000
+    ghead = bytes([VERSION]) + b"G" + req_id_user
+    gsealed = sealed_box(req_pk, "ephemeral-grant", ghead + vid + req_id + b'{"value": "Amira Haddad"}')
+    message = (b"dvault/v1/break-glass" + ghead + vid + req_id + req_id_user + rid + b"legal_name" + b"\x00"
+               + struct.pack(">Q", expires) + gsealed)
+    gsig = crypto_sign(message, crypto_sign_seed_keypair(lead_seed)[1])[:64]
+    files["grant_v1.json"] = {
+        "expect": "success",
+        "description": "kind G: header || u64 expires || Ed25519(lead, label || header || vault_id || req_id || "
+                       "requester id || record_id || field || 0x00 || u64 expires || sealed) || sealed",
+        "lead_ed25519_seed": h(lead_seed), "requester_x25519_secret": h(req_x), "requester_id": h(req_id_user),
+        "vault_id": h(vid), "req_id": h(req_id), "record_id": h(rid), "field": "legal_name", "expires": expires,
+        "value": "Amira Haddad", "signed_message": h(message),
+        "blob": h(ghead + struct.pack(">Q", expires) + gsig + gsealed),
+    }
+
     # -- keyring and passphrase slot -------------------------------------------------------
     secret, skid, knonce = det("slot-secret", 32), det("slot-kid", 8), det("keyring-nonce", 12)
     ring = [(2, "", 1, det("meta-kid", 8), det("meta-key", 32))] + [
