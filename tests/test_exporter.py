@@ -63,4 +63,13 @@ def test_csv_injection_defused() -> None:
     text = X.to_csv([{"a": "=HYPERLINK(\"x\")", "b": "-3", "c": "+44 20"}], ["a", "b", "c"])
     assert "'=HYPERLINK" in text and ",-3," in text and "'+44 20" in text
     text = X.to_csv([{"a": "\t=1+2", "b": "\r=1+2"}], ["a", "b"])
-    assert text == "a,b\n'\t=1+2,'\r=1+2\n"
+    assert text == "a,b\r\n'\t=1+2,\"'\r=1+2\"\r\n"
+
+
+@pytest.mark.parametrize("value", ["line\rbreak", "line\nbreak", "a\r\nb", "x\r", 'quote " and, comma'])
+def test_csv_values_with_line_breaks_stay_one_row(value: str) -> None:
+    """Whatever a value holds, a CSV reader (or a spreadsheet) gets the same rows back."""
+    import csv
+    import io
+    text = X.to_csv([{"a": value, "b": "next"}, {"a": "x", "b": "y"}], ["a", "b"])
+    assert list(csv.reader(io.StringIO(text, newline=""))) == [["a", "b"], [value, "next"], ["x", "y"]]

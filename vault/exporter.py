@@ -35,7 +35,9 @@ def _cell(v: Any) -> str:
 
 def to_csv(rows: Iterable[dict[str, Any]], columns: list[str]) -> str:
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    # CRLF (RFC 4180): the writer quotes any value holding a character of the line
+    # terminator, so a lone carriage return inside a value cannot start a new row.
+    w = csv.writer(buf, lineterminator="\r\n")
     w.writerow(columns)
     for r in rows:
         # A leading =, +, -, @, tab or carriage return would make spreadsheets evaluate the
