@@ -381,3 +381,24 @@ def test_forked_verify_locates_the_same_damage(logged, monkeypatch: pytest.Monke
     _exec(url, "UPDATE dv_audit SET sig = :g WHERE seq = :s", g=bytes(sig), s=20)
     verdict = _verify(url, lead)
     assert not verdict.ok and verdict.first_bad == 20 and "signature" in verdict.problem
+
+
+def test_update_and_shred_targets(url: str) -> None:
+    """The entry names the record's audit pseudonym; an unknown id is logged with no target
+    (then NotFound), and a malformed id is refused before anything is logged."""
+    with vault.create(url, PASSPHRASE) as v:
+        rid = v.add({"legal_name": SECRET_NAME})
+        target = v._target(rid)
+        v.update(rid, {"dietary": "vegan"})
+        v.delete(rid)
+        for call in (lambda: v.update(rid, {"dietary": "none"}), lambda: v.delete("ab" * 16)):
+            with pytest.raises(vault.NotFound):
+                call()
+        before = A.count(v._s())
+        for call in (lambda: v.update("not-an-id", {"dietary": "x"}), lambda: v.delete("zz" * 16)):
+            with pytest.raises(vault.ValidationError):
+                call()
+        assert A.count(v._s()) == before
+        got = [(e.action, e.target) for e in A.read_entries(v._s()) if e.action in ("update", "shred")]
+    assert got[:2] == [("update", target), ("shred", target)] and target.startswith("AU-")
+    assert got[2][0] == "update" and got[3] == ("shred", "")

@@ -1117,14 +1117,17 @@ class Vault:
         """Change fields (None removes one); touched classes get fresh DEKs and ciphertexts."""
         if isinstance(values, Mapping):
             self._guard("update", lambda: [self._need_class(self.schema.field(n).cls, f"field {n!r}") for n in values])
-        self._audit("update", self._target(record_id) if self._exists(record_id) else "",
+        self._rid(record_id)  # a malformed id is refused before anything is logged
+        # _target is "" for a record that does not exist (NotFound is raised by the update)
+        self._audit("update", self._target(record_id),
                     {"fields": sorted(map(str, values)) if isinstance(values, Mapping) else []})
         self._update_impl(record_id, values)
 
     def delete(self, record_id: str) -> None:
         """Crypto-shred one record (see :meth:`_delete_impl`); needs write access to every class."""
         self._guard("shred", lambda: self._need_writable("shredding records"))
-        self._audit("shred", self._target(record_id) if self._exists(record_id) else "")
+        self._rid(record_id)
+        self._audit("shred", self._target(record_id))
         self._delete_impl(record_id)
 
     def records(self, fields: Sequence[str] | None = None) -> Iterator[Record]:
@@ -1279,11 +1282,6 @@ class Vault:
         self._guard("import", lambda: self._need_writable("importing records"))
         self._audit("import", "", {"count": len(rows)})
         return self._add_many_impl(rows, progress)
-
-    def _exists(self, record_id: str) -> bool:
-        rid = self._rid(record_id)
-        with self._s().tx() as conn:
-            return self._s().record_exists(conn, rid)
 
     # -- audit log ------------------------------------------------------------------------
     def audit_entries(self, *, actor: str | None = None, action: str | None = None,
