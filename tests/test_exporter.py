@@ -73,3 +73,23 @@ def test_csv_values_with_line_breaks_stay_one_row(value: str) -> None:
     import io
     text = X.to_csv([{"a": value, "b": "next"}, {"a": "x", "b": "y"}], ["a", "b"])
     assert list(csv.reader(io.StringIO(text, newline=""))) == [["a", "b"], [value, "next"], ["x", "y"]]
+
+
+def test_replace_private_is_atomic(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """An identity file re-encrypted under a new passphrase replaces the old one whole: 0600,
+    no temporary file left, and the old file intact if the rename fails."""
+    import os
+    import stat
+    from vault import _files
+    p = tmp_path / "id.dvid"
+    p.write_bytes(b"old")
+    _files.replace_private(p, b"new")
+    assert p.read_bytes() == b"new" and stat.S_IMODE(p.stat().st_mode) == 0o600
+    assert [f.name for f in tmp_path.iterdir()] == ["id.dvid"]
+
+    def broken(src, dst):  # type: ignore[no-untyped-def]
+        raise OSError("disk gone")
+    monkeypatch.setattr(os, "replace", broken)
+    with pytest.raises(OSError):
+        _files.replace_private(p, b"newer")
+    assert p.read_bytes() == b"new" and [f.name for f in tmp_path.iterdir()] == ["id.dvid"]

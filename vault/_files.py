@@ -27,4 +27,36 @@ def write_private(path: str | os.PathLike[str], data: bytes, *, error: type[Vaul
     except BaseException:
         p.unlink(missing_ok=True)
         raise
+    _fsync_dir(p.parent)
     return p
+
+
+def replace_private(path: str | os.PathLike[str], data: bytes, *, error: type[VaultError] = VaultError) -> Path:
+    """Replace ``path`` with ``data`` atomically: a 0600 temporary file beside it, fsynced,
+    renamed over it, and the directory fsynced, so a crash or power cut leaves either the
+    old file or the new one, never half of each and never neither."""
+    p = Path(path)
+    tmp = p.with_name(f"{p.name}.tmp-{os.urandom(4).hex()}")
+    write_private(tmp, data, error=error)
+    try:
+        os.replace(tmp, p)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(p.parent)
+    return p
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a created or renamed directory entry durable (POSIX; a no-op where a directory
+    cannot be opened, e.g. on Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

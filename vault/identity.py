@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import _crypto as C
 from . import _format as F
-from ._files import write_private
+from ._files import replace_private, write_private
 from .errors import IntegrityError, VaultError, WrongPassphrase
 from .keys import check_kdf, passphrase_bytes
 from .notes import recipient_id
@@ -146,18 +146,7 @@ class Identity:
         """
         p = Path(path)
         ident = cls.load(p, old)
-        data = ident.to_file_bytes(new, kdf)
-        tmp = p.with_name(p.name + ".tmp-" + C.random_bytes(4).hex())
-        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, p)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        replace_private(p, ident.to_file_bytes(new, kdf), error=IdentityError)
         return ident
 
     @classmethod
