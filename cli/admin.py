@@ -11,7 +11,7 @@ import vault
 from vault.identity import Identity, PublicIdentity, default_path
 
 from .common import emit, note, shown_url, unlock, vault_options
-from .secrets_input import read_passphrase
+from .secrets_input import IDENTITY_ENV, RECOVERY_ENV, read_passphrase
 
 RECOVERY_ADVICE = """\
 Recovery advice (read this once, carefully):
@@ -33,7 +33,8 @@ Recovery advice (read this once, carefully):
 @click.option("--population", type=click.IntRange(1, 10_000_000), help="Expected number of records.")
 @click.option("--name", default="lead", show_default=True, help="Your name or handle in the user table.")
 @click.option("--passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Recovery passphrase from this file (else DVAULT_PASSPHRASE, else a prompt).")
+              help="Recovery passphrase from this file (else DVAULT_RECOVERY_PASSPHRASE or "
+                   "DVAULT_PASSPHRASE, else a prompt).")
 @click.option("--identity-passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Identity passphrase from this file (else DVAULT_IDENTITY_PASSPHRASE, else a prompt).")
 def init(vault_url: str, identity: Path | None, schema: Path | None, population: int | None, name: str,
@@ -45,9 +46,10 @@ def init(vault_url: str, identity: Path | None, schema: Path | None, population:
     ident_path = identity or default_path()
     new_identity = not ident_path.exists()
     id_pw = read_passphrase(identity_passphrase_file, "Passphrase for your identity",
-                            confirm=new_identity, env="DVAULT_IDENTITY_PASSPHRASE")
+                            confirm=new_identity, env=IDENTITY_ENV[:1])
     lead = Identity.generate() if new_identity else Identity.load(ident_path, id_pw)
-    recovery = read_passphrase(passphrase_file, "Recovery passphrase for the new vault", confirm=True)
+    recovery = read_passphrase(passphrase_file, "Recovery passphrase for the new vault", confirm=True,
+                               env=RECOVERY_ENV)
     if new_identity:
         lead.save(ident_path, id_pw)
     try:

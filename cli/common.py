@@ -14,7 +14,7 @@ import click
 import vault
 from vault.identity import Identity
 
-from .secrets_input import read_passphrase
+from .secrets_input import IDENTITY_ENV, RECOVERY_ENV, read_passphrase
 
 
 def config_path() -> Path:
@@ -72,9 +72,9 @@ def open_vault(url: str | None, identity: Path | None, passphrase_file: Path | N
     target = vault_url(url)
     ident_path = None if recovery else identity_path(identity)
     if ident_path is not None:
-        pw = read_passphrase(passphrase_file, f"Passphrase for identity {ident_path.name}")
+        pw = read_passphrase(passphrase_file, f"Passphrase for identity {ident_path.name}", env=IDENTITY_ENV)
         return vault.open(target, identity=Identity.load(ident_path, pw))
-    return vault.open(target, read_passphrase(passphrase_file, "Vault recovery passphrase"))
+    return vault.open(target, read_passphrase(passphrase_file, "Vault recovery passphrase", env=RECOVERY_ENV))
 
 
 _VAULT_OPTS = [
@@ -83,7 +83,8 @@ _VAULT_OPTS = [
                  help="Your identity file (or DVAULT_IDENTITY, or the config file)."),
     click.option("--recovery", is_flag=True, help="Unlock with the recovery passphrase instead of an identity."),
     click.option("--passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                 help="Read the passphrase from this file (else DVAULT_PASSPHRASE, else a prompt)."),
+                 help="Read the passphrase from this file (else DVAULT_IDENTITY_PASSPHRASE, or with "
+                      "--recovery DVAULT_RECOVERY_PASSPHRASE; else DVAULT_PASSPHRASE; else a prompt)."),
 ]
 
 

@@ -13,7 +13,7 @@ from vault import exporter as X
 from vault.identity import Identity, PublicIdentity
 
 from .common import reason_option, set_reason, unlock, vault_options, note
-from .secrets_input import read_passphrase
+from .secrets_input import IDENTITY_ENV, read_passphrase
 
 
 def _with_bar(label: str, total: int, run):  # type: ignore[no-untyped-def]
@@ -118,7 +118,7 @@ def open_export(sealed_file: Path, identity: Path, out: Path | None, passphrase_
 
     Example: dvault open-export badges.sealed --identity ~/me.dvid --out badges.csv
     """
-    ident = Identity.load(identity, read_passphrase(passphrase_file, "Identity passphrase"))
+    ident = Identity.load(identity, read_passphrase(passphrase_file, "Identity passphrase", env=IDENTITY_ENV))
     data = X.open_sealed(sealed_file.read_bytes(), ident)
     if out is not None:
         X.write_private(out, data)

@@ -67,12 +67,12 @@ def keygen(out: Path | None, passphrase_file: Path | None) -> None:
     """
     from vault.identity import Identity, default_path
 
-    from .secrets_input import read_passphrase
+    from .secrets_input import IDENTITY_ENV, read_passphrase
 
     path = out or default_path()
     if path.exists():
         raise click.UsageError(f"{path} already exists; refusing to overwrite an identity")
-    pw = read_passphrase(passphrase_file, "Passphrase for the new identity", confirm=True)
+    pw = read_passphrase(passphrase_file, "Passphrase for the new identity", confirm=True, env=IDENTITY_ENV)
     ident = Identity.generate()
     ident.save(path, pw)
     note(f"identity: {path}")

@@ -1,5 +1,10 @@
-"""Where passphrases come from: a no-echo prompt, --passphrase-file, or DVAULT_PASSPHRASE.
-Never argv (it shows in `ps` and shell history)."""
+"""Where passphrases come from: --passphrase-file, an environment variable, or a no-echo
+prompt. Never argv (it shows in `ps` and shell history).
+
+The variables name the secret, so one script can hold both without confusion:
+DVAULT_IDENTITY_PASSPHRASE for identity files, DVAULT_RECOVERY_PASSPHRASE for a vault's
+recovery passphrase; DVAULT_PASSPHRASE is the fallback for either (what the command at
+hand asks for)."""
 
 from __future__ import annotations
 
@@ -9,8 +14,14 @@ from pathlib import Path
 import click
 
 
+IDENTITY_ENV = ("DVAULT_IDENTITY_PASSPHRASE", "DVAULT_PASSPHRASE")
+RECOVERY_ENV = ("DVAULT_RECOVERY_PASSPHRASE", "DVAULT_PASSPHRASE")
+
+
 def read_passphrase(file: Path | None, prompt: str, *, confirm: bool = False,
-                    env: str = "DVAULT_PASSPHRASE") -> str:
+                    env: tuple[str, ...]) -> str:
+    """The passphrase from ``file``, else the first of the ``env`` variables that is set,
+    else a prompt."""
     if file is not None:
         try:
             text = file.read_text("utf-8")
@@ -19,8 +30,8 @@ def read_passphrase(file: Path | None, prompt: str, *, confirm: bool = False,
         except UnicodeDecodeError:  # its message would quote the passphrase's bytes
             raise click.UsageError("passphrase file is not UTF-8 text") from None
         value = text.rstrip("\r\n")
-    elif os.environ.get(env):
-        value = os.environ[env]
+    elif any(os.environ.get(name) for name in env):
+        value = next(os.environ[name] for name in env if os.environ.get(name))
     else:
         value = click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True)
     if not value:

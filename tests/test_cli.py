@@ -139,3 +139,33 @@ def test_shell_session(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-
         sh.cmdloop()
         actions = [e["action"] for e in v.audit_entries()]
     assert actions.count("search") == 1 and "read_all" in actions
+
+
+def test_passphrase_variables_name_their_secret(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """DVAULT_IDENTITY_PASSPHRASE and DVAULT_RECOVERY_PASSPHRASE each mean one secret, for
+    every command; DVAULT_PASSPHRASE is the fallback for whichever the command asks for."""
+    import vault
+    from vault.identity import Identity
+    for name in ("DVAULT_PASSPHRASE", "DVAULT_IDENTITY", "DVAULT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DVAULT_CONFIG", str(tmp_path / "no-config.toml"))
+    monkeypatch.setenv("DVAULT_IDENTITY_PASSPHRASE", "identity pass")
+    monkeypatch.setenv("DVAULT_RECOVERY_PASSPHRASE", "recovery pass")
+    ident, url = tmp_path / "lead.dvid", tmp_path / "v.vault"
+    r = CliRunner().invoke(cli, ["init", "--vault", str(url), "--identity", str(ident)])
+    assert r.exit_code == 0, r.output
+    Identity.load(ident, "identity pass")
+    vault.open(url, "recovery pass").close()
+    as_lead = ["status", "--vault", str(url), "--identity", str(ident)]
+    as_recovery = ["status", "--vault", str(url), "--recovery"]
+    for args in (as_lead, as_recovery):
+        assert CliRunner().invoke(cli, args).exit_code == 0
+    monkeypatch.setenv("DVAULT_PASSPHRASE", "neither of them")  # the named variables win
+    for args in (as_lead, as_recovery):
+        assert CliRunner().invoke(cli, args).exit_code == 0
+    monkeypatch.delenv("DVAULT_IDENTITY_PASSPHRASE")
+    monkeypatch.delenv("DVAULT_RECOVERY_PASSPHRASE")
+    for secret, args in (("identity pass", as_lead), ("recovery pass", as_recovery)):
+        monkeypatch.setenv("DVAULT_PASSPHRASE", secret)  # the fallback, for what is asked
+        assert CliRunner().invoke(cli, args).exit_code == 0
+    assert CliRunner().invoke(cli, as_lead).exit_code != 0  # recovery pass is not the identity's
