@@ -17,6 +17,7 @@ from typing import Callable
 from argon2.low_level import Type, hash_secret_raw
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.hmac import HMAC as _HMAC
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -74,6 +75,14 @@ class Aead:
             raise AuthFailure() from None
 
 
+def aead_encryptor(key: bytes) -> Callable[[bytes, bytes, bytes], bytes]:
+    """The raw AES-256-GCM encrypt of a fresh 32-byte key (nonce, plaintext, aad), for the
+    write hot path; the caller supplies a fresh 12-byte nonce."""
+    if len(key) != F.KEY_LEN:
+        raise ValueError("AES-256-GCM key must be 32 bytes")
+    return AESGCM(key).encrypt
+
+
 def aead_decryptor(key: bytes) -> Callable[[bytes, bytes, bytes], bytes]:
     """The raw AES-256-GCM decrypt of a fresh 32-byte key, for the read hot path (one
     object fewer than ``Aead(key).decrypt``); failures raise one of AEAD_FAILURES."""
@@ -97,13 +106,14 @@ def hmac_sha256(key: bytes, message: bytes) -> bytes:
 
 
 class Prf:
-    """HMAC-SHA256 under a fixed key, keyed once and copied per message (about 3x cheaper
-    than re-keying; same output as :func:`hmac_sha256`)."""
+    """HMAC-SHA256 under a fixed key, keyed once and copied per message: cryptography's
+    HMAC, whose copy() is about 2x cheaper than the standard library's (same output as
+    :func:`hmac_sha256`; the vectors check both)."""
 
     __slots__ = ("_base",)
 
     def __init__(self, key: bytes) -> None:
-        self._base = hmac.new(key, digestmod=hashlib.sha256)
+        self._base = _HMAC(key, hashes.SHA256())
 
     def __repr__(self) -> str:
         return "<Prf HMAC-SHA256>"
@@ -111,7 +121,7 @@ class Prf:
     def __call__(self, message: bytes) -> bytes:
         h = self._base.copy()
         h.update(message)
-        return h.digest()
+        return h.finalize()
 
 
 def mac_equal(a: bytes, b: bytes) -> bool:

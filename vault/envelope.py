@@ -290,7 +290,7 @@ class Codec:
             dek_id = rnd[pos + 32:pos + 40]
             wrap_nonce = rnd[pos + 40:pos + 52]
             pos += 52
-            enc = C.Aead(dek).encrypt
+            enc = C.aead_encryptor(dek)
             fhead = _FIELD_PREFIX + dek_id
             prefix = fhead + tail
             cells = [_U16[len(items)] if len(items) < 256 else struct.pack(">H", len(items))]
