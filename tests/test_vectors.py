@@ -218,3 +218,19 @@ def test_break_glass_grant() -> None:
     assert plain == head + b(v["vault_id"]) + b(v["req_id"]) + b'{"value": "' + v["value"].encode() + b'"}'
     with pytest.raises(C.AuthFailure):
         C.ed25519_verify(C.ed25519_public(b(v["lead_ed25519_seed"])), message.replace(head, b"\x01G" + bytes(8)), sig)
+
+
+def test_identity_file() -> None:
+    """Kind U shares the passphrase box with kind P (keys.seal_passphrase_box), bound to nothing."""
+    import base64
+    from vault.identity import Identity
+    v = load("identity_v1.json")
+    blob = b(v["blob"])
+    params = F.KdfParams(v["t"], v["m_kib"], v["p"])
+    ident = Identity.from_file_bytes(base64.b64encode(blob) + b"\n", v["passphrase"])
+    assert ident.public.user_id == v["user_id"]
+    mine = Identity(b(v["x25519_secret"]), b(v["ed25519_seed"])).to_file_bytes(
+        v["passphrase"], params, salt=b(v["salt"]), nonce=b(v["nonce"]))
+    assert base64.b64encode(blob) in mine
+    with pytest.raises(vault.WrongPassphrase):
+        Identity.from_file_bytes(base64.b64encode(blob), v["passphrase"] + "!")

@@ -22,6 +22,7 @@ KIND_PASSPHRASE_SLOT = b"P"  # slot secret wrapped under an Argon2id-derived key
 KIND_SCHEMA_MAC = b"S"  # HMAC over the stored schema
 KIND_PSEUDONYM_REF = b"N"  # record id encrypted under a purpose's lookup key
 KIND_PLAN_MAC = b"I"  # HMAC over the stored blind-index plan
+KIND_IDENTITY = b"U"  # an identity file's secret keys under Argon2id(passphrase) (layout of kind P)
 KIND_REASON = b"R"  # a reason text sealed to the security lead (or the recovery key)
 KIND_GRANT = b"G"  # a break-glass grant: one value sealed to its requester, signed by the lead
 

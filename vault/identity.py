@@ -11,21 +11,19 @@ from __future__ import annotations
 
 import base64
 import os
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import _crypto as C
 from . import _format as F
 from ._files import replace_private, write_private
-from .errors import IntegrityError, VaultError, WrongPassphrase
-from .keys import check_kdf, passphrase_bytes
+from .errors import IntegrityError, VaultError
+from .keys import open_passphrase_box, seal_passphrase_box
 from .notes import recipient_id
 
 PUBLIC_PREFIX = "dvault1"
 FILE_HEADER = "# defenders-vault identity: PRIVATE, keep it on this machine"
 _V = bytes([F.FORMAT_VERSION])
-_HEADER_LEN = 2 + F.KID_LEN + 12 + F.SALT_LEN
 
 
 class IdentityError(VaultError, ValueError):
@@ -115,15 +113,10 @@ class Identity:
     # -- file -----------------------------------------------------------------------------
     def to_file_bytes(self, passphrase: str, kdf: F.KdfParams | None = None, *,
                       salt: bytes | None = None, nonce: bytes | None = None) -> bytes:
-        params = kdf or F.KDF_DEFAULT
-        check_kdf(params)
-        salt = C.random_bytes(F.SALT_LEN) if salt is None else salt
-        nonce = C.random_bytes(F.NONCE_LEN) if nonce is None else nonce
-        header = (_V + b"U" + bytes.fromhex(self.public.user_id)
-                  + struct.pack(">III", params.t, params.m_kib, params.p) + salt)
-        kek = C.argon2id(passphrase_bytes(passphrase), salt, params.t, params.m_kib, params.p)
-        body = header + nonce + C.aead_seal(kek, nonce, self._x + self._ed, header)
-        blob = body + C.sha256(body)[: F.SLOT_CHECKSUM_LEN]
+        """The identity file: a kind U passphrase box (the layout of a passphrase slot, bound
+        to nothing) holding both secret keys, base64 under a comment header."""
+        blob = seal_passphrase_box(F.KIND_IDENTITY, bytes.fromhex(self.public.user_id), passphrase, self._x + self._ed, b"",
+                                   kdf or F.KDF_DEFAULT, salt=salt, nonce=nonce)
         text = (f"{FILE_HEADER}\n# public: {self.public.to_line()}\n"
                 f"{base64.b64encode(blob).decode()}\n")
         return text.encode()
@@ -156,25 +149,10 @@ class Identity:
             blob = base64.b64decode(lines[-1], validate=True)
         except (UnicodeDecodeError, IndexError, ValueError):
             raise IdentityError("not a defenders-vault identity file") from None
-        if len(blob) != _HEADER_LEN + F.NONCE_LEN + 64 + F.TAG_LEN + F.SLOT_CHECKSUM_LEN:
-            raise IdentityError("identity file is truncated or not an identity")
-        body, checksum = blob[: -F.SLOT_CHECKSUM_LEN], blob[-F.SLOT_CHECKSUM_LEN:]
-        if not C.mac_equal(C.sha256(body)[: F.SLOT_CHECKSUM_LEN], checksum):
-            raise IntegrityError("identity file is corrupted (checksum mismatch)")
-        if body[0] != F.FORMAT_VERSION or body[1:2] != b"U":
-            raise IdentityError("identity file has an unknown version")
-        t, m, p = struct.unpack_from(">III", body, 2 + F.KID_LEN)
-        params = F.KdfParams(t, m, p)
-        check_kdf(params)
-        header, salt = body[:_HEADER_LEN], body[_HEADER_LEN - F.SALT_LEN:_HEADER_LEN]
-        kek = C.argon2id(passphrase_bytes(passphrase), salt, t, m, p)
-        try:
-            secret = C.aead_open(kek, body[_HEADER_LEN:_HEADER_LEN + F.NONCE_LEN],
-                                 body[_HEADER_LEN + F.NONCE_LEN:], header)
-        except C.AuthFailure:
-            raise WrongPassphrase("wrong passphrase for this identity") from None
+        secret = open_passphrase_box(F.KIND_IDENTITY, blob, passphrase, b"", 64, what="identity file",
+                                     malformed=IdentityError, wrong="wrong passphrase for this identity")
         ident = cls(secret[:32], secret[32:])
-        if ident.public.user_id != body[2:2 + F.KID_LEN].hex():
+        if ident.public.user_id != blob[2:2 + F.KID_LEN].hex():
             raise IntegrityError("identity file does not match its own id")
         return ident
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from . import _crypto as C
 from . import _format as F
 from .envelope import Malformed, _lp8
-from .errors import IntegrityError, KdfTooWeak, ValidationError, WrongPassphrase
+from .errors import IntegrityError, KdfTooWeak, ValidationError, VaultError, WrongPassphrase
 
 _V = bytes([F.FORMAT_VERSION])
 KIND_CLASS_KEY = 1
@@ -167,56 +167,77 @@ def check_kdf(params: F.KdfParams) -> None:
         raise IntegrityError("Argon2id parameters are above the ceiling (corrupt or hostile slot)")
 
 
-def seal_passphrase_slot(passphrase: str, slot_secret: bytes, slot_kid: bytes, vault_id: bytes,
-                         params: F.KdfParams, *, salt: bytes | None = None,
-                         nonce: bytes | None = None) -> bytes:
+# -- passphrase boxes: a secret under Argon2id(passphrase), as a slot or an identity file ----
+_BOX_HEADER_LEN = 2 + F.KID_LEN + 12 + F.SALT_LEN
+
+
+def seal_passphrase_box(kind: bytes, kid: bytes, passphrase: str, secret: bytes, bind: bytes,
+                        params: F.KdfParams, *, salt: bytes | None = None, nonce: bytes | None = None) -> bytes:
+    """``header || nonce || AEAD(Argon2id(passphrase), secret, header || bind) || checksum``,
+    header = version, kind, key id, t, m, p, salt. ``bind`` (the vault id for a slot, empty
+    for an identity file) is authenticated but not stored. The layout of kinds P and U."""
     check_kdf(params)
     salt = C.random_bytes(F.SALT_LEN) if salt is None else salt
     nonce = C.random_bytes(F.NONCE_LEN) if nonce is None else nonce
-    header = _V + F.KIND_PASSPHRASE_SLOT + slot_kid + struct.pack(">III", params.t, params.m_kib, params.p) + salt
+    header = _V + kind + kid + struct.pack(">III", params.t, params.m_kib, params.p) + salt
     kek = C.argon2id(passphrase_bytes(passphrase), salt, params.t, params.m_kib, params.p)
-    body = header + nonce + C.aead_seal(kek, nonce, slot_secret, header + vault_id)
-    return body + _slot_checksum(body, vault_id)
+    body = header + nonce + C.aead_seal(kek, nonce, secret, header + bind)
+    return body + _box_checksum(body, bind)
 
 
-def _slot_checksum(body: bytes, vault_id: bytes) -> bytes:
+def _box_checksum(body: bytes, bind: bytes) -> bytes:
     # Unkeyed (as in LUKS2 headers): it tells corruption, or a slot pasted from another vault,
     # apart from a wrong passphrase. An attacker can recompute it; the AEAD still fails then.
-    return C.sha256(body + vault_id)[: F.SLOT_CHECKSUM_LEN]
+    return C.sha256(body + bind)[: F.SLOT_CHECKSUM_LEN]
 
 
-def passphrase_slot_params(blob: bytes) -> F.KdfParams:
+def box_params(blob: bytes) -> F.KdfParams:
     """Cost parameters as stored (for status output); no integrity check."""
-    if len(blob) != PASS_SLOT_LEN:
-        raise IntegrityError("passphrase slot is malformed")
     t, m, p = struct.unpack_from(">III", blob, 2 + F.KID_LEN)
     return F.KdfParams(t, m, p)
 
 
-def _check_slot_framing(blob: bytes, vault_id: bytes) -> None:
+def open_passphrase_box(kind: bytes, blob: bytes, passphrase: str, bind: bytes, secret_len: int, *,
+                        what: str, malformed: type[VaultError] = IntegrityError,
+                        wrong: str = "wrong passphrase") -> bytes:
+    """The secret of a passphrase box. Framing, checksum, version and kind, then the KDF
+    floor and ceiling are checked *before* any Argon2 work. ``what`` names the box in errors;
+    ``malformed`` is raised for a wrong size, version or kind."""
+    if len(blob) != _BOX_HEADER_LEN + F.NONCE_LEN + secret_len + F.TAG_LEN + F.SLOT_CHECKSUM_LEN:
+        raise malformed(f"{what} is malformed or truncated")
+    body, checksum = blob[: -F.SLOT_CHECKSUM_LEN], blob[-F.SLOT_CHECKSUM_LEN:]
+    if not C.mac_equal(_box_checksum(body, bind), checksum):
+        raise IntegrityError(f"{what} checksum mismatch (corrupted{', or from another vault' if bind else ''})")
+    if blob[0] != F.FORMAT_VERSION or blob[1:2] != kind:
+        raise malformed(f"{what} has an unknown version or kind")
+    params = box_params(blob)
+    check_kdf(params)
+    header, salt = blob[:_BOX_HEADER_LEN], blob[_BOX_HEADER_LEN - F.SALT_LEN:_BOX_HEADER_LEN]
+    nonce = blob[_BOX_HEADER_LEN:_BOX_HEADER_LEN + F.NONCE_LEN]
+    kek = C.argon2id(passphrase_bytes(passphrase), salt, params.t, params.m_kib, params.p)
+    try:
+        return C.aead_open(kek, nonce, body[_BOX_HEADER_LEN + F.NONCE_LEN:], header + bind)
+    except C.AuthFailure:
+        raise WrongPassphrase(wrong) from None
+
+
+def seal_passphrase_slot(passphrase: str, slot_secret: bytes, slot_kid: bytes, vault_id: bytes,
+                         params: F.KdfParams, *, salt: bytes | None = None,
+                         nonce: bytes | None = None) -> bytes:
+    return seal_passphrase_box(F.KIND_PASSPHRASE_SLOT, slot_kid, passphrase, slot_secret, vault_id, params,
+                               salt=salt, nonce=nonce)
+
+
+def passphrase_slot_params(blob: bytes) -> F.KdfParams:
     if len(blob) != PASS_SLOT_LEN:
         raise IntegrityError("passphrase slot is malformed")
-    body, checksum = blob[: -F.SLOT_CHECKSUM_LEN], blob[-F.SLOT_CHECKSUM_LEN:]
-    if not C.mac_equal(_slot_checksum(body, vault_id), checksum):
-        raise IntegrityError("passphrase slot checksum mismatch (corrupted, or from another vault)")
-    if blob[0] != F.FORMAT_VERSION or blob[1:2] != F.KIND_PASSPHRASE_SLOT:
-        raise IntegrityError("passphrase slot has an unknown version or kind")
+    return box_params(blob)
 
 
 def open_passphrase_slot(blob: bytes, passphrase: str, vault_id: bytes) -> bytes:
-    """Return the slot secret; the floor is checked *before* spending any Argon2 work."""
-    _check_slot_framing(blob, vault_id)
-    params = passphrase_slot_params(blob)
-    check_kdf(params)
-    hl = 2 + F.KID_LEN + 12 + F.SALT_LEN
-    header, salt = blob[:hl], blob[hl - F.SALT_LEN:hl]
-    nonce = blob[hl:hl + F.NONCE_LEN]
-    ct = blob[hl + F.NONCE_LEN: -F.SLOT_CHECKSUM_LEN]
-    kek = C.argon2id(passphrase_bytes(passphrase), salt, params.t, params.m_kib, params.p)
-    try:
-        return C.aead_open(kek, nonce, ct, header + vault_id)
-    except C.AuthFailure:
-        raise WrongPassphrase() from None
+    """Return the slot secret (see :func:`open_passphrase_box`)."""
+    return open_passphrase_box(F.KIND_PASSPHRASE_SLOT, blob, passphrase, vault_id, F.KEY_LEN,
+                               what="passphrase slot")
 
 
 def slot_kid(blob: bytes) -> bytes:

@@ -268,6 +268,22 @@ def build() -> dict[str, dict]:
         "expect": "wrong_passphrase", "description": "same slot, another passphrase",
     }
 
+    # -- identity file (kind U): the passphrase-slot layout, bound to nothing (format.md 8a) --
+    id_x, id_seed = det("identity-x25519", 32), det("identity-ed25519", 32)
+    id_raw = crypto_scalarmult_base(id_x) + crypto_sign_seed_keypair(id_seed)[0]
+    uid = hashlib.sha256(b"dvault-user-id" + id_raw).digest()[:8]
+    isalt, inonce = det("identity-salt", 16), det("identity-nonce", 12)
+    ikek = hash_secret_raw(passphrase.encode(), isalt, t, m, p, 32, Type.ID, 19)
+    iheader = bytes([VERSION]) + b"U" + uid + struct.pack(">III", t, m, p) + isalt
+    ibody = iheader + inonce + AESGCM(ikek).encrypt(inonce, id_x + id_seed, iheader)
+    files["identity_v1.json"] = {
+        "expect": "success",
+        "description": "identity file blob (the base64 line), kind U: AAD = header, checksum = SHA-256(body)[0:8]",
+        "passphrase": passphrase, "x25519_secret": h(id_x), "ed25519_seed": h(id_seed), "user_id": h(uid),
+        "salt": h(isalt), "nonce": h(inonce), "t": t, "m_kib": m, "p": p,
+        "blob": h(ibody + hashlib.sha256(ibody).digest()[:8]),
+    }
+
     # -- schema MAC --------------------------------------------------------------------------
     meta_kid, meta_key = ring[0][3], ring[0][4]
 
