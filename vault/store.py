@@ -359,6 +359,7 @@ class Store:
         # Its own connection, not tx()'s: the caller may read or write (audited) between rows.
         with self.engine.connect() as conn:
             if self.is_sqlite:  # sqlite3 streams by itself and returns bytes: skip the Result layer
+                conn.info["dv_write"] = False  # a plain BEGIN: a long scan must not hold the write lock
                 with conn.begin():
                     cur = self.raw(conn, "SELECT id, data FROM dv_records")
                     while rows := self._fetch(cur, batch):

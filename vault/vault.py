@@ -299,9 +299,9 @@ class _ClassKey:
         self.aead = C.Aead(key.secret)
 
 
-
 def _cannot_unseal(_: bytes) -> bytes:
     raise C.AuthFailure()
+
 
 class Vault:
     """An open vault. Use as a context manager; ``close()`` drops key references.
