@@ -95,7 +95,7 @@ def test_record_row_hot_path() -> None:
         envs.append((cls, b(k["kid"]), k["version"], C.Aead(b(k["key"])), items))
     row = codec.seal_record(rid, envs, b"".join(b(r) for r in v["randomness"]))
     assert row == b(v["row"])
-    lookup = {b(k["kid"]): (k["class"], k["version"], C.Aead(b(k["key"]))) for k in v["class_keys"]}
+    lookup = {b(k["kid"]): codec.key_entry(k["class"], k["version"], C.Aead(b(k["key"]))) for k in v["class_keys"]}
     field_class = {n: cls for cls, vals in v["values"].items() for n in vals}
     plain = codec.open_record(b(v["row"]), rid, lookup, {c: None for c in classes}, field_class)
     assert plain == {n: b(x) for vals in v["values"].values() for n, x in vals.items()}

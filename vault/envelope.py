@@ -331,6 +331,11 @@ class Codec:
         nonce = C.random_bytes(F.NONCE_LEN)
         return head + nonce + new.encrypt(nonce, dek, head + tail + clp + _pack_u32(new_version) + m)
 
+    def key_entry(self, cls: str, version: int, aead: Any, box_secret: bytes = b"") -> tuple:
+        """What :meth:`open_record`'s ``keys`` maps a class key id to: (class, version, Aead,
+        box secret, the DEK AAD's class-and-version bytes, computed once here)."""
+        return (cls, version, aead, box_secret, self._name(cls) + _pack_u32(version))
+
     def _cell_table(self, field_class: dict[str, str]) -> dict[bytes, tuple[str, str, bytes]]:
         """Raw cell-name bytes -> (field, class, length-prefixed name), for the read hot path:
         one dict lookup both decodes a cell's name and rejects one the schema does not know."""
@@ -339,18 +344,19 @@ class Codec:
             self._cells_for = field_class
         return self._cells
 
-    def open_record(self, data: bytes, record_id: bytes, keys: dict[bytes, tuple[str, int, C.Aead, bytes]],
+    def open_record(self, data: bytes, record_id: bytes, keys: dict[bytes, tuple],
                     classes: dict[str, list[str] | None], field_class: dict[str, str],
                     decoders: dict[str, Callable[[bytes], Any]] | None = None) -> dict[str, Any]:
         """Parse a record row and decrypt the wanted cells in one pass (the read hot path).
 
-        ``keys``: class key id -> (class, version, Aead, box secret). ``classes``: class -> wanted field
+        ``keys``: class key id -> :meth:`key_entry`. ``classes``: class -> wanted field
         names (None = all) for the classes to open. ``field_class``: schema field -> class.
         ``decoders``: field -> bytes-to-value function applied to each plaintext (None: return the
         encoded bytes). Every class envelope's framing is checked, only wanted classes are decrypted.
         Raises Malformed, EnvelopeFailure(cls), FieldFailure(name) or FieldEncoding(name).
         """
         known = self._cell_table(field_class)
+        manifests = self._manifests
         class_names = self._class_names
         tail = self.vid + record_id
         unpack = _unpack_u32
@@ -380,7 +386,7 @@ class Codec:
                 # cells: u16 count, then (u8 len, name, u32 len, blob)*, names strictly ascending
                 (ncells,) = _unpack_u16(data, pos)
                 pos += 2
-                cells = []
+                cells, present = [], []
                 prev = b""
                 for _ in range(ncells):
                     ln = data[pos]
@@ -391,6 +397,7 @@ class Codec:
                     (bl,) = unpack(data, pos + 1 + ln)
                     pos += 5 + ln
                     cells.append((cell, data[pos:pos + bl]))
+                    present.append(cell[0])
                     pos += bl
                     prev = raw
                 if pos != end:
@@ -398,9 +405,9 @@ class Codec:
                 entry = keys.get(dek_blob[2:10])
                 if entry is None or entry[0] != cls:
                     raise EnvelopeFailure(cls)
-                names = tuple([c[0] for c, _ in cells])
+                names = tuple(present)
                 if dek_blob[:2] == _DEK_PREFIX and dl == DEK_BLOB_LEN:
-                    aad = dek_blob[:18] + tail + self._name(cls) + _pack_u32(entry[1]) + self._manifest(names)
+                    aad = dek_blob[:18] + tail + entry[4] + (manifests.get(names) or self._manifest(names))
                     try:
                         dek = entry[2].decrypt(dek_blob[18:30], dek_blob[30:], aad)
                     except C.AEAD_FAILURES:

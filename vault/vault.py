@@ -388,7 +388,8 @@ class Vault:
         self._ring = ring
         self._by_kid: dict[bytes, _ClassKey] = {
             k.kid: _ClassKey(k) for k in ring.keys if k.kind == K.KIND_CLASS_KEY}
-        self._keys = {kid: (ck.key.name, ck.key.version, ck.aead, E.class_box_secret(ck.key.secret))
+        self._keys = {kid: self._codec.key_entry(ck.key.name, ck.key.version, ck.aead,
+                                                 E.class_box_secret(ck.key.secret))
                       for kid, ck in self._by_kid.items()}
         self._class_pub: dict[str, K.Key] = {}
         for k in ring.keys:
