@@ -110,8 +110,30 @@ def test_rotation_rewrap_authenticates_first(url: str) -> None:
         raw.close()
 
 
+_ROTATION_SECONDS: dict[str, float] = {}
+
+
+def _rotation_seconds(tmp: Path, mode: str) -> float:
+    """How long the child's whole rotation takes on this machine (measured once per mode), so
+    that the kills are spread over the rotation itself however fast the machine is."""
+    if mode not in _ROTATION_SECONDS:
+        path = tmp / f"calibrate-{mode}.vault"
+        with vault.create(path, PASSPHRASE) as v:
+            v.add_many(_rows(300))
+        child = subprocess.Popen([sys.executable, str(CHILD), str(path), PASSPHRASE, mode],
+                                 env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE, text=True)
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "started"
+        t0 = time.perf_counter()
+        assert child.stdout.readline().strip() == "finished"
+        _ROTATION_SECONDS[mode] = time.perf_counter() - t0
+        child.wait()
+    return _ROTATION_SECONDS[mode]
+
+
 def _kill_trial(tmp: Path, seed: int, mode: str) -> bool:
     rng = random.Random(seed)
+    window = _rotation_seconds(tmp, mode)
     path = tmp / f"kill{seed}.vault"
     with vault.create(path, PASSPHRASE) as v:
         v.add_many(_rows(300))
@@ -121,7 +143,7 @@ def _kill_trial(tmp: Path, seed: int, mode: str) -> bool:
                              stdout=subprocess.PIPE, text=True)
     assert child.stdout is not None
     assert child.stdout.readline().strip() == "started"
-    time.sleep(rng.uniform(0, 0.25))
+    time.sleep(rng.uniform(0, window))  # some land after the end: the test checks those too
     child.send_signal(signal.SIGKILL)
     child.wait()
     with vault.open(path, PASSPHRASE) as v:  # opens and reads every record, whatever the moment
