@@ -112,7 +112,9 @@ def export(fields: str, purpose: str | None, fmt: str, out: Path | None, recipie
 @click.argument("sealed_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--identity", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="New file (0600) instead of stdout.")
-@click.option("--passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Identity passphrase from this file (else DVAULT_IDENTITY_PASSPHRASE or "
+                   "DVAULT_PASSPHRASE, else a prompt).")
 def open_export(sealed_file: Path, identity: Path, out: Path | None, passphrase_file: Path | None) -> None:
     """Open an export that was sealed to your identity.
 

@@ -55,7 +55,8 @@ def demo(participants: int) -> None:
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Identity file to create (default: the per-user data directory).")
 @click.option("--passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Read the new passphrase from this file instead of prompting.")
+              help="Read the new passphrase from this file (else DVAULT_IDENTITY_PASSPHRASE or "
+                   "DVAULT_PASSPHRASE, else a prompt).")
 def keygen(out: Path | None, passphrase_file: Path | None) -> None:
     """Create your identity: keys to receive vault access, encrypted under a passphrase.
 
