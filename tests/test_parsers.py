@@ -138,3 +138,68 @@ def test_text_parsers() -> None:
             pass
     checkpoints()
     pseudonyms()
+
+
+def test_keyring_and_user_slot_parsers() -> None:
+    """The keyring plaintext parser runs only on authentic bytes, but a key holder's bug
+    or a hostile client could still write odd ones; user slots are public bytes."""
+    from vault import users as U
+    from vault.envelope import Malformed
+    ring = K.Keyring.generate(("public", "identity"), ("badge", "audit"))
+    plain = ring.to_bytes()
+    vid = b"v" * 16
+    me = Identity.generate()
+    slot = U.seal_user_slot(me.public, b"s" * 32, b"k" * 8, vid)
+
+    @FUZZ
+    @given(blob=mutated(plain))
+    def rings(blob: bytes) -> None:
+        try:
+            K.Keyring.from_bytes(blob)
+        except Malformed:
+            pass
+
+    @FUZZ
+    @given(blob=mutated(slot))
+    def user_slots(blob: bytes) -> None:
+        try:
+            U.open_user_slot(blob, me, vid)
+        except (vault.IntegrityError, vault.AccessDenied):
+            pass
+    rings()
+    user_slots()
+
+
+def test_schema_and_mapping_parsers() -> None:
+    """A custom schema or an import mapping is TOML a person wrote: any text gets a
+    SchemaError or a mapping error, never a parser's traceback."""
+    from vault import importer as IM
+    from vault import schema as S
+    schema_text = S.default_schema_text()
+    mapping_text = '[columns]\n"name" = "legal_name"\n"dob" = "date_of_birth"\n[values.risk_level]\n"H" = "high"\n'
+    default = S.load()
+
+    def edits(text: str) -> st.SearchStrategy[str]:
+        n = len(text)
+        return st.one_of(st.integers(0, n).map(lambda i: text[:i]),
+                         st.tuples(st.integers(0, n), st.text(max_size=12)).map(
+                             lambda t: text[:t[0]] + t[1] + text[t[0] + len(t[1]):]),
+                         st.text(max_size=200))
+
+    @FUZZ
+    @given(text=edits(schema_text))
+    def schemas(text: str) -> None:
+        try:
+            S.load(text)
+        except vault.SchemaError:
+            pass
+
+    @FUZZ
+    @given(text=edits(mapping_text))
+    def mappings(text: str) -> None:
+        try:
+            IM.load_mapping(text, default)
+        except vault.ValidationError:
+            pass
+    schemas()
+    mappings()
