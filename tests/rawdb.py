@@ -82,3 +82,19 @@ def audit_actions(url: str) -> list[str]:
         out = [r[0] for r in c.execute(sa.text("SELECT action FROM dv_audit ORDER BY seq"))]
     raw.close()
     return out
+
+
+def freeze_audit(engine: sa.engine.Engine, url: str) -> None:
+    """Make dv_audit refuse every insert (a trigger), as a full disk or a revoked grant would."""
+    with engine.begin() as c:
+        if url.startswith("sqlite"):
+            c.exec_driver_sql("CREATE TRIGGER ro BEFORE INSERT ON dv_audit BEGIN SELECT RAISE(ABORT, 'read-only'); END")
+        else:
+            c.exec_driver_sql("CREATE FUNCTION ro() RETURNS trigger LANGUAGE plpgsql AS "
+                              "$$ BEGIN RAISE EXCEPTION 'read-only'; END $$")
+            c.exec_driver_sql("CREATE TRIGGER ro BEFORE INSERT ON dv_audit FOR EACH ROW EXECUTE FUNCTION ro()")
+
+
+def thaw_audit(engine: sa.engine.Engine, url: str) -> None:
+    with engine.begin() as c:
+        c.exec_driver_sql("DROP TRIGGER ro" if url.startswith("sqlite") else "DROP TRIGGER ro ON dv_audit")

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 import vault
 from conftest import PASSPHRASE, PG_URL
-from rawdb import RawDB
+from rawdb import RawDB, freeze_audit
 from vault import audit as A
 from vault.identity import Identity
 
@@ -147,13 +147,7 @@ def test_rewritten_log_differs_from_checkpoint(logged) -> None:  # type: ignore[
 def test_fail_closed_when_audit_cannot_be_written(url: str) -> None:
     with vault.create(url, PASSPHRASE) as v:
         rid = v.add({"legal_name": SECRET_NAME})
-        with v._s().engine.begin() as c:  # the audit table turns read-only under the open vault
-            if url.startswith("sqlite"):
-                c.exec_driver_sql("CREATE TRIGGER ro BEFORE INSERT ON dv_audit BEGIN SELECT RAISE(ABORT, 'read-only'); END")
-            else:
-                c.exec_driver_sql("CREATE FUNCTION ro() RETURNS trigger LANGUAGE plpgsql AS "
-                                  "$$ BEGIN RAISE EXCEPTION 'read-only'; END $$")
-                c.exec_driver_sql("CREATE TRIGGER ro BEFORE INSERT ON dv_audit FOR EACH ROW EXECUTE FUNCTION ro()")
+        freeze_audit(v._s().engine, url)  # the audit table turns read-only under the open vault
         for call in (lambda: v.get(rid), lambda: v.find(legal_name=SECRET_NAME), lambda: list(v.records()),
                      lambda: v.resolve(v._pseudonym_impl(rid, "badge")), lambda: v.add({"badge_name": "x"})):
             with pytest.raises(A.AuditError) as info:

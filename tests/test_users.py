@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 import vault
 from conftest import PASSPHRASE
-from rawdb import RawDB
+from rawdb import RawDB, freeze_audit, thaw_audit
 from vault import envelope as E
 from vault import keys as K
 from vault import users as U
@@ -489,18 +489,11 @@ def test_reveal_keeps_its_grant_when_the_audit_write_fails(team) -> None:  # typ
     with vault.open(url, identity=lead) as v:
         v.approve_reveal(req, ttl_seconds=3600)
     with vault.open(url, identity=staff) as v:
-        with v._s().engine.begin() as c:
-            if url.startswith("sqlite"):
-                c.exec_driver_sql("CREATE TRIGGER ro BEFORE INSERT ON dv_audit BEGIN SELECT RAISE(ABORT, 'ro'); END")
-            else:
-                c.exec_driver_sql("CREATE FUNCTION ro() RETURNS trigger LANGUAGE plpgsql AS "
-                                  "$$ BEGIN RAISE EXCEPTION 'ro'; END $$")
-                c.exec_driver_sql("CREATE TRIGGER ro BEFORE INSERT ON dv_audit FOR EACH ROW EXECUTE FUNCTION ro()")
+        freeze_audit(v._s().engine, url)
         from vault.audit import AuditError
         with pytest.raises(AuditError):
             v.reveal(req)
-        with v._s().engine.begin() as c:
-            c.exec_driver_sql("DROP TRIGGER ro" if url.startswith("sqlite") else "DROP TRIGGER ro ON dv_audit")
+        thaw_audit(v._s().engine, url)
         assert v.reveal(req) == "Amira Haddad"
         entries = v.audit_entries(action="reveal")
     assert [e["detail"] for e in entries] == [{"request": req, "shown": True}]
