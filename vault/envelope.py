@@ -282,34 +282,42 @@ class Codec:
         injectable so that known-answer vectors pin every byte.
         """
         lps = self._lp
+        manifests = self._manifests
         tail = self.vid + record_id
-        out = [bytes([len(envs)])]
+        encryptor = C.aead_encryptor
+        out = [bytes([len(envs)])]  # parts of the row, joined once at the end
         pos = 0
         for cls, class_kid, class_version, class_key, items in envs:
             dek = rnd[pos:pos + 32]
             dek_id = rnd[pos + 32:pos + 40]
             wrap_nonce = rnd[pos + 40:pos + 52]
             pos += 52
-            enc = C.aead_encryptor(dek)
+            enc = encryptor(dek)
             fhead = _FIELD_PREFIX + dek_id
             prefix = fhead + tail
             cells = [_U16[len(items)] if len(items) < 256 else struct.pack(">H", len(items))]
+            size = 2
+            names = []
             for name, pt in items:
                 lp = lps.get(name) or self._name(name)
                 nonce = rnd[pos:pos + 12]
                 pos += 12
                 ct = enc(nonce, pt + _PAD[(-len(pt) - 1) % 32], prefix + lp)
-                cells.append(lp + _pack_u32(22 + len(ct)) + fhead + nonce + ct)
+                cells += (lp, _pack_u32(22 + len(ct)), fhead, nonce, ct)
+                size += len(lp) + 26 + len(ct)
+                names.append(name)
             clp = lps.get(cls) or self._name(cls)
-            cell_bytes = b"".join(cells)
             if isinstance(class_key, bytes):  # the writer lacks this class: seal to its public key
                 wrapped = seal_dek_to_class(class_key, class_kid, class_version, dek_id, dek, self.vid,
-                                            record_id, cls, [n for n, _ in items])
+                                            record_id, cls, names)
             else:
+                key_names = tuple(names)
                 dhead = _DEK_PREFIX + class_kid + dek_id
-                aad = dhead + tail + clp + _pack_u32(class_version) + self._manifest(tuple([n for n, _ in items]))
+                aad = (dhead + tail + clp + _pack_u32(class_version)
+                       + (manifests.get(key_names) or self._manifest(key_names)))
                 wrapped = dhead + wrap_nonce + class_key.encrypt(wrap_nonce, dek, aad)
-            out.append(clp + _U16[len(wrapped)] + wrapped + _pack_u32(len(cell_bytes)) + cell_bytes)
+            out += (clp, _U16[len(wrapped)], wrapped, _pack_u32(size))
+            out += cells
         if pos != len(rnd):
             raise ValueError("randomness length does not match the envelopes")
         return b"".join(out)
