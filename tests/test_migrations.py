@@ -22,19 +22,20 @@ def test_newer_vault_is_refused_cleanly(url: str) -> None:
 
 
 def test_older_vault_is_migrated_on_open(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Simulate the next release: a step 2 adds a table; a v1 vault opens and is upgraded."""
+    """Simulate the next release: a new step adds a table; a vault of today opens and is upgraded."""
     with vault.create(url, PASSPHRASE) as v:
         rid = v.add({"legal_name": "Ana Lúcia Morales"})
 
-    def step2(conn: sa.Connection) -> None:
+    def step_next(conn: sa.Connection) -> None:
         conn.exec_driver_sql("CREATE TABLE dv_future (x INTEGER)")
 
-    monkeypatch.setattr(F, "DB_SCHEMA_VERSION", 2)
-    monkeypatch.setitem(migrations.MIGRATIONS, 2, step2)
+    nxt = F.DB_SCHEMA_VERSION + 1
+    monkeypatch.setattr(F, "DB_SCHEMA_VERSION", nxt)
+    monkeypatch.setitem(migrations.MIGRATIONS, nxt, step_next)
     with vault.open(url, PASSPHRASE) as v:
         assert v.get(rid)["legal_name"] == "Ana Lúcia Morales"
     raw = RawDB(url)
-    assert raw.meta("db_schema_version") == b"2"
+    assert raw.meta("db_schema_version") == str(nxt).encode()
     with raw.engine.begin() as c:
         assert c.exec_driver_sql("SELECT count(*) FROM dv_future").scalar() == 0
     raw.close()
@@ -42,3 +43,51 @@ def test_older_vault_is_migrated_on_open(url: str, monkeypatch: pytest.MonkeyPat
 
 def test_migration_steps_are_contiguous() -> None:
     assert sorted(migrations.MIGRATIONS) == list(range(1, F.DB_SCHEMA_VERSION + 1))
+
+
+def test_v1_audit_table_becomes_a_rowid_table(url: str) -> None:
+    """Step 2: on SQLite dv_audit.seq turns INTEGER PRIMARY KEY (one B-tree per append); the
+    rows move unchanged, so the chain verifies and a checkpoint taken before still holds.
+    On PostgreSQL nothing changes."""
+    with vault.create(url, PASSPHRASE) as v:
+        for i in range(5):
+            v.add({"legal_name": f"Person {i}"})
+        checkpoint = v.audit_checkpoint()
+        before = [tuple(r) for r in _audit_rows(url)]
+    raw = RawDB(url)
+    with raw.engine.begin() as c:  # what version 1 of the schema made on SQLite
+        if url.startswith("sqlite"):
+            c.exec_driver_sql("CREATE TABLE old_audit AS SELECT * FROM dv_audit")
+            c.exec_driver_sql("DROP TABLE dv_audit")
+            c.exec_driver_sql(
+                "CREATE TABLE dv_audit (seq BIGINT NOT NULL, prev BLOB NOT NULL, at BIGINT NOT NULL, "
+                "actor BLOB NOT NULL, action VARCHAR(40) NOT NULL, target VARCHAR(40) NOT NULL, detail TEXT NOT NULL, "
+                "reason BLOB NOT NULL, hash BLOB NOT NULL, sig BLOB NOT NULL, PRIMARY KEY (seq))")
+            c.exec_driver_sql("INSERT INTO dv_audit SELECT * FROM old_audit")
+            c.exec_driver_sql("DROP TABLE old_audit")
+    raw.set_meta("db_schema_version", b"1")
+    raw.close()
+    with vault.open(url, PASSPHRASE) as v:
+        assert v.audit_verify(checkpoint).ok
+        v.add({"legal_name": "After the upgrade"})
+        assert v.audit_verify().ok
+    raw = RawDB(url)
+    assert raw.meta("db_schema_version") == str(F.DB_SCHEMA_VERSION).encode()
+    with raw.engine.begin() as c:
+        if url.startswith("sqlite"):
+            cols = {r[1]: r[2] for r in c.exec_driver_sql("PRAGMA table_info(dv_audit)")}
+            assert cols["seq"] == "INTEGER"
+            indexes = c.exec_driver_sql("SELECT name FROM sqlite_master WHERE tbl_name = 'dv_audit' "
+                                        "AND type = 'index'").all()
+            assert indexes == []  # the rowid is the key: no separate index to write
+    raw.close()
+    assert [tuple(r) for r in _audit_rows(url)][:len(before)] == before
+
+
+def _audit_rows(url: str) -> list:
+    raw = RawDB(url)
+    with raw.engine.begin() as c:
+        rows = c.exec_driver_sql("SELECT seq, prev, at, actor, action, target, detail, reason, hash, sig "
+                                 "FROM dv_audit ORDER BY seq").all()
+    raw.close()
+    return [tuple(bytes(x) if isinstance(x, memoryview) else x for x in r) for r in rows]
