@@ -162,6 +162,8 @@ from nacl.public import PrivateKey as _X25519Private  # noqa: E402
 from nacl.public import PublicKey as _X25519Public  # noqa: E402
 from nacl.public import SealedBox as _SealedBox  # noqa: E402
 from nacl.signing import SigningKey as _SigningKey  # noqa: E402
+from nacl.bindings import crypto_sign as _crypto_sign  # noqa: E402
+from nacl.bindings import crypto_sign_seed_keypair as _sign_seed_keypair  # noqa: E402
 from nacl.bindings import crypto_sign_open as _sign_open  # noqa: E402
 
 X25519_LEN = 32
@@ -203,18 +205,20 @@ def ed25519_public(seed: bytes) -> bytes:
 
 
 class Signer:
-    """An Ed25519 signing key expanded once (expansion costs as much as a signature)."""
+    """An Ed25519 signing key expanded once (expansion costs as much as a signature); signs
+    with libsodium's crypto_sign directly, skipping PyNaCl's SignedMessage object (one per
+    audit entry). Same signatures: Ed25519 is deterministic, the vectors check it."""
 
     __slots__ = ("_sk",)
 
     def __init__(self, seed: bytes) -> None:
-        self._sk = _SigningKey(seed)
+        self._sk = _sign_seed_keypair(seed)[1]  # seed || public key, libsodium's secret-key form
 
     def __repr__(self) -> str:
         return "<Signer Ed25519>"
 
     def __call__(self, message: bytes) -> bytes:
-        return self._sk.sign(message).signature
+        return _crypto_sign(message, self._sk)[:ED25519_SIG_LEN]
 
 
 def ed25519_verify(public: bytes, message: bytes, signature: bytes) -> None:

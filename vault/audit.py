@@ -53,6 +53,13 @@ PG_APPEND_LOCK = 0x6476_6175_6c74_0001  # "dvault" + 1: the advisory lock key se
 UNSIGNED_ACTIONS = frozenset({"unlock_failed"})  # no key to sign with: chained, not signed
 
 
+# Canonical JSON of an entry's detail (sorted keys, no spaces): one encoder for every entry.
+_DETAIL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
+_INSERT = "INSERT INTO dv_audit (seq, prev, at, actor, action, target, detail, reason, hash, sig) VALUES ({})"
+_INSERT_SQLITE = _INSERT.format(", ".join(["?"] * 10))
+_INSERT_PG = _INSERT.format(", ".join(["%s"] * 10))
+
+
 class AuditError(VaultError):
     """The audit entry could not be written, so the operation did not happen."""
 
@@ -126,9 +133,7 @@ class Auditor:
         if self.reason and self._reason_to is not None:
             reason = N.seal_note(F.KIND_REASON, self._reason_to[0], self._reason_to[1], self.reason.encode("utf-8"))
         last_error: Exception | None = None
-        ph = "?" if store.is_sqlite else "%s"
-        insert = f"INSERT INTO dv_audit (seq, prev, at, actor, action, target, detail, reason, hash, sig) " \
-                 f"VALUES ({', '.join([ph] * 10)})"
+        insert = _INSERT_SQLITE if store.is_sqlite else _INSERT_PG
         result: Any = None
         for _ in range(5):  # concurrent appenders race for the next seq; the loser retries
             in_work = False
@@ -138,7 +143,7 @@ class Auditor:
                         in_work = True
                         result, target, detail = work()
                         in_work = False
-                    text = json.dumps(detail or {}, sort_keys=True, separators=(",", ":"), default=str)
+                    text = _DETAIL_JSON(detail or {})
                     # SQLite: the head of the chain is cached between appends; if another writer
                     # got there first, our INSERT collides on the primary key (seq), the cache is
                     # dropped and the loop re-reads the head. The chain can never fork.
