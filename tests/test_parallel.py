@@ -149,3 +149,20 @@ def test_a_failed_task_is_rerun_in_the_parent(forked: None) -> None:
     with PAR.pool(bad, items=10) as p, pytest.raises(vault.ValidationError, match="^row 5: "):
         list(p.imap(range(10)))
     assert raised_here == [parent]  # raised by the parent's re-run, not sent back through the pipe
+
+
+def test_a_multithreaded_process_never_forks(forked: None) -> None:
+    """Another thread could hold a lock at the moment of a fork, and the child would then
+    wait on it forever: with other threads running, the work stays in this process."""
+    import threading
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        with PAR.pool(lambda x: x * 2, items=10**6) as p:
+            assert isinstance(p, PAR.InProcess) and list(p.imap([1, 2])) == [2, 4]
+    finally:
+        release.set()
+        other.join()
+    with PAR.pool(lambda x: x * 2, items=10**6) as p:  # alone again: forks
+        assert isinstance(p, PAR.Forked) and list(p.imap([1, 2])) == [2, 4]

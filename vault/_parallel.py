@@ -9,7 +9,9 @@ parent owns is closed or flushed twice.
 
 Used for big batches only (``add_many``, rotation and re-index batches, audit verify);
 below ``MIN_ITEMS`` the fork costs more than it saves, and where fork is unavailable
-everything runs in-process.
+everything runs in-process. So does a process in which other threads are running (a web
+application importing the library, say): a fork copies only the calling thread, and a
+lock another thread held at that moment would stay locked forever in the child.
 
 A task that fails in a worker is run again here, in the parent, where its exception is
 raised as it would be without workers (and where a transient failure simply succeeds).
@@ -108,7 +110,7 @@ def pool(task: Callable[[Any], T], items: int, *, min_items: int | None = None) 
     parent (new keys, say) are not seen by the workers, so open the pool after them."""
     global _TASK
     n = worker_count() if items >= (MIN_ITEMS if min_items is None else min_items) else 1
-    if n < 2:
+    if n < 2 or threading.active_count() > 1:
         yield InProcess(task)
         return
     with _FORK_LOCK:
