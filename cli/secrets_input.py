@@ -30,10 +30,9 @@ def read_passphrase(file: Path | None, prompt: str, *, confirm: bool = False,
         except UnicodeDecodeError:  # its message would quote the passphrase's bytes
             raise click.UsageError("passphrase file is not UTF-8 text") from None
         value = text.rstrip("\r\n")
-    elif any(os.environ.get(name) for name in env):
-        value = next(os.environ[name] for name in env if os.environ.get(name))
     else:
-        value = click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True)
+        value = next((os.environ[name] for name in env if os.environ.get(name)), "") or \
+            click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True)
     if not value:
         raise click.UsageError("the passphrase is empty")
     return value

@@ -23,7 +23,6 @@ from .notes import recipient_id
 
 PUBLIC_PREFIX = "dvault1"
 FILE_HEADER = "# defenders-vault identity: PRIVATE, keep it on this machine"
-_V = bytes([F.FORMAT_VERSION])
 
 
 class IdentityError(VaultError, ValueError):
