@@ -10,7 +10,7 @@ import click
 import vault
 from vault.identity import Identity, PublicIdentity, default_path
 
-from .common import emit, note, shown_url, unlock, vault_options
+from .common import emit, note, pins_path, shown_url, unlock, vault_options
 from .secrets_input import IDENTITY_ENV, RECOVERY_ENV, read_passphrase
 
 RECOVERY_ADVICE = """\
@@ -55,6 +55,7 @@ def init(vault_url: str, identity: Path | None, schema: Path | None, population:
     try:
         with vault.create(vault_url, recovery, schema=schema, population=population, lead=lead,
                           lead_name=name) as v:
+            v.pin(pins_path(ident_path))
             click.echo(f"vault {v.id} created at {shown_url(vault_url)}")
     except BaseException:  # no vault: an identity made for it would only be a stray key file
         if new_identity:

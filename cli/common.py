@@ -65,6 +65,12 @@ def identity_path(given: Path | None) -> Path | None:
     return None
 
 
+def pins_path(ident_path: Path) -> Path:
+    """The known-vaults file of an identity: beside it, so each person's pins travel with
+    their identity (vault.pins)."""
+    return ident_path.with_name(ident_path.name + ".vaults")
+
+
 def open_vault(url: str | None, identity: Path | None, passphrase_file: Path | None,
                recovery: bool = False) -> vault.Vault:
     """Unlock with the user's identity (its passphrase is prompted), or with the recovery
@@ -73,7 +79,7 @@ def open_vault(url: str | None, identity: Path | None, passphrase_file: Path | N
     ident_path = None if recovery else identity_path(identity)
     if ident_path is not None:
         pw = read_passphrase(passphrase_file, f"Passphrase for identity {ident_path.name}", env=IDENTITY_ENV)
-        return vault.open(target, identity=Identity.load(ident_path, pw))
+        return vault.open(target, identity=Identity.load(ident_path, pw), pins=pins_path(ident_path))
     return vault.open(target, read_passphrase(passphrase_file, "Vault recovery passphrase", env=RECOVERY_ENV))
 
 

@@ -169,3 +169,28 @@ def test_passphrase_variables_name_their_secret(tmp_path: Path, monkeypatch) -> 
         monkeypatch.setenv("DVAULT_PASSPHRASE", secret)  # the fallback, for what is asked
         assert CliRunner().invoke(cli, args).exit_code == 0
     assert CliRunner().invoke(cli, as_lead).exit_code != 0  # recovery pass is not the identity's
+
+
+def test_cli_pins_each_vault_beside_the_identity(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """init records the new vault in <identity>.vaults (0600, no secret); later commands
+    check it, so a vault whose keys changed under the same id is refused with one line."""
+    import stat
+    import vault
+    for name in ("DVAULT_PASSPHRASE", "DVAULT_IDENTITY", "DVAULT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DVAULT_CONFIG", str(tmp_path / "no-config.toml"))
+    monkeypatch.setenv("DVAULT_IDENTITY_PASSPHRASE", "identity pass")
+    monkeypatch.setenv("DVAULT_RECOVERY_PASSPHRASE", "recovery pass")
+    ident, url = tmp_path / "lead.dvid", tmp_path / "v.vault"
+    assert CliRunner().invoke(cli, ["init", "--vault", str(url), "--identity", str(ident)]).exit_code == 0
+    pins = tmp_path / "lead.dvid.vaults"
+    with vault.open(url, "recovery pass") as v:
+        vid = v.id
+    lines = [ln for ln in pins.read_text().splitlines() if not ln.startswith("#")]
+    assert len(lines) == 1 and lines[0].startswith(vid + " ") and stat.S_IMODE(pins.stat().st_mode) == 0o600
+    status = ["status", "--vault", str(url), "--identity", str(ident)]
+    assert CliRunner().invoke(cli, status).exit_code == 0
+    pins.write_text(f"{vid} {'0' * 32}\n")  # as if the vault's keys were not those first seen
+    from test_cli_errors import run
+    code, out, err = run(monkeypatch, capsys, *status)
+    assert code == 5 and "keys differ" in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err

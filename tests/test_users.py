@@ -497,3 +497,82 @@ def test_reveal_keeps_its_grant_when_the_audit_write_fails(team) -> None:  # typ
         assert v.reveal(req) == "Amira Haddad"
         entries = v.audit_entries(action="reveal")
     assert [e["detail"] for e in entries] == [{"request": req, "shown": True}]
+
+
+def test_slot_confusion_is_caught_at_the_next_honest_open(team) -> None:  # type: ignore[no-untyped-def]
+    """The known limit (docs/threat-model.md, section 9), shown end to end. A database
+    writer replaces a staff member's slot with one sealed to them but holding keys the
+    writer made, and re-MACs the schema and index plan with its own meta key. The staff
+    member's client opens that substitute and encrypts what they add under the writer's
+    keys. What catches it: the next open by anyone holding the real keys fails."""
+    url, lead, staff, tool, rid = team
+    fake_full = _substitute_staff_slot(url, staff)
+    with vault.open(url, identity=staff) as v:  # the substitute opens...
+        with pytest.raises(vault.IntegrityError):
+            v.get(rid)  # ...but no existing record does
+        new = v.add({"badge_name": "Tenzin", "email": "tenzin@example.org"})
+    # the writer reads what staff added, with the keys it made
+    raw = RawDB(url)
+    envs = raw.envs(new)
+    raw.close()
+    contact_key = fake_full.current(K.KIND_CLASS_KEY, "contact")
+    assert E.parse_dek_header(envs["contact"][0]).class_kid == contact_key.kid
+    with pytest.raises(vault.IntegrityError):  # anyone with the real keys is refused
+        vault.open(url, identity=lead)
+    with pytest.raises(vault.IntegrityError):
+        vault.open(url, PASSPHRASE)
+
+
+def _substitute_staff_slot(url: str, staff: Identity) -> K.Keyring:
+    """The database writer's move: the staff member's slot now opens a keyring of the
+    writer's making (the real, public lead key kept), schema and plan re-MACed to match."""
+    from vault import _crypto as C
+    raw = RawDB(url)
+    vid, lead_vk = raw.meta("vault_id"), raw.meta("lead_vk")
+    schema = vault.schema.load(raw.meta("schema").decode())
+    fake_full = K.Keyring.generate(schema.classes, schema.purposes)
+    fake = U.role_keyring(fake_full, schema.roles["staff"], lead_vk)
+    meta_key = fake.current(K.KIND_META_KEY)
+    with raw.engine.begin() as c:
+        slot_id, slot_kid = next((u.slot_id, bytes.fromhex(u.slot_id)) for u in _users_of(c) if u.user_id == staff.public.user_id)
+        secret = C.random_bytes(32)
+        c.execute(sa.text("UPDATE dv_slots SET unlock = :u, keyring = :k WHERE slot_id = :s"),
+                  {"u": U.seal_user_slot(staff.public, secret, slot_kid, vid),
+                   "k": K.seal_keyring(secret, slot_kid, vid, fake), "s": slot_id})
+    raw.set_meta("schema_mac", K.mac_schema(meta_key, vid, raw.meta("schema").decode()))
+    raw.set_meta("index_plan_mac", K.mac_plan(meta_key, vid, raw.meta("index_plan").decode()))
+    raw.close()
+    return fake_full
+
+
+def _users_of(c: sa.Connection) -> list:
+    from vault.vault import _users
+    return _users(c.exec_driver_sql("SELECT user_id, name, role, public, slot_id FROM dv_users").all())
+
+
+def test_pinned_client_refuses_a_substituted_slot(team, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """With a known-vaults file (the CLI keeps one beside each identity), the first open
+    records the vault's key fingerprint; after the slot swap of the test above, the next
+    open is refused before anything can be added, and the file holds no secret."""
+    from vault import pins as PN
+    url, lead, staff, tool, rid = team
+    pins = tmp_path / "staff.dvid.vaults"
+    with vault.open(url, identity=staff, pins=pins) as v:
+        assert v.get(rid)["email"] == PERSON["email"]
+        vid = v._vid
+    line = [ln for ln in pins.read_text().splitlines() if not ln.startswith("#")]
+    assert line == [f"{vid.hex()} {line[0].split()[1]}"] and stat.S_IMODE(pins.stat().st_mode) == 0o600
+    with vault.open(url, identity=staff, pins=pins) as v:  # same keys: fine, file unchanged
+        pass
+    assert len([ln for ln in pins.read_text().splitlines() if not ln.startswith("#")]) == 1
+    with vault.open(url, identity=lead) as v:  # a rotation does not change the pinned key
+        v.rotate()
+    with vault.open(url, identity=staff, pins=pins):
+        pass
+    _substitute_staff_slot(url, staff)
+    with pytest.raises(vault.IntegrityError, match="keys differ"):
+        vault.open(url, identity=staff, pins=pins)
+    pins.write_text("# known vaults\nnot a line\n")
+    with pytest.raises(vault.VaultError, match="malformed"):
+        vault.open(url, identity=staff, pins=pins)
+    assert PN.fingerprint(vid, b"k" * 32) != PN.fingerprint(bytes(16), b"k" * 32)

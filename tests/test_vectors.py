@@ -234,3 +234,15 @@ def test_identity_file() -> None:
     assert base64.b64encode(blob) in mine
     with pytest.raises(vault.WrongPassphrase):
         Identity.from_file_bytes(base64.b64encode(blob), v["passphrase"] + "!")
+
+
+def test_keyring_pin(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from vault import pins as PN
+    v = load("keyring_pin_v1.json")
+    vid, key = b(v["vault_id"]), b(v["meta_key"])
+    assert f"{vid.hex()} {PN.fingerprint(vid, key)}" == v["line"]
+    path = tmp_path / "known.vaults"
+    PN.check(path, vid, key)
+    assert v["line"] in path.read_text().splitlines()
+    with pytest.raises(vault.IntegrityError):
+        PN.check(path, vid, bytes(32))

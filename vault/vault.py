@@ -135,9 +135,13 @@ def create(url: str | os.PathLike[str], passphrase: str, *, schema: str | os.Pat
 
 
 def open(url: str | os.PathLike[str], passphrase: str | None = None, *,  # noqa: A001 - mirrors builtins
-         identity: Identity | None = None) -> "Vault":
+         identity: Identity | None = None, pins: str | os.PathLike[str] | None = None) -> "Vault":
     """Open an existing vault with the passphrase (all keys) or a user's identity (their
-    role's keys); raises WrongPassphrase, AccessDenied, NotFound, IntegrityError."""
+    role's keys); raises WrongPassphrase, AccessDenied, NotFound, IntegrityError.
+
+    ``pins``: a known-vaults file (see vault.pins). With an identity, the first open
+    records the vault's key fingerprint there and later opens refuse different keys, which
+    is what a replaced key slot would give. The CLI keeps one next to each identity file."""
     if (passphrase is None) == (identity is None):
         raise ValidationError("open a vault with either a passphrase or an identity")
     if passphrase is not None:
@@ -196,6 +200,9 @@ def open(url: str | os.PathLike[str], passphrase: str | None = None, *,  # noqa:
         if plan is None:
             raise IntegrityError("index plan is missing")
         pending = _verified_plan(meta, "index_next", ring, vault_id)
+        if pins is not None and identity is not None:
+            from .pins import check as check_pin
+            check_pin(pins, vault_id, ring.current(K.KIND_META_KEY).secret)
         if stored_version < F.DB_SCHEMA_VERSION:
             with store.tx() as conn:
                 new = migrations.upgrade(conn, stored_version)
@@ -1089,6 +1096,14 @@ class Vault:
         except AccessDenied as e:
             self._audit("denied", "", {"op": op, "why": str(e)})
             raise
+
+    def pin(self, path: str | os.PathLike[str]) -> None:
+        """Record this vault's key fingerprint in a known-vaults file, or check it against
+        the one recorded (vault.pins); the CLI's ``init`` pins the vault it creates."""
+        from .pins import check as check_pin
+        self._s()  # VaultClosed on a closed vault
+        assert self._ring is not None
+        check_pin(path, self._vid, self._ring.current(K.KIND_META_KEY).secret)
 
     def set_reason(self, reason: str | None) -> None:
         """The reason attached (sealed to the lead) to every following audit entry."""

@@ -296,6 +296,12 @@ def build() -> dict[str, dict]:
 
     schema = '[schema]\nname = "mini"\nversion = 1\nclasses = ["public"]\n\n[fields.badge_name]\ntype = "text"\nclass = "public"\n'
     files["schema_mac_v1.json"] = meta_mac(b"S", b"dvault/v1/schema-mac", "schema", schema, "schema MAC blob, kind S")
+    # -- a client's pin of a vault (known-vaults file, format.md 8c) ---------------------------
+    pin = hmac.new(meta_key, b"dvault/v1/keyring-pin" + vid, hashlib.sha256).digest()[:16]
+    files["keyring_pin_v1.json"] = {
+        "expect": "success", "description": "known-vaults line: hex(vault_id) SP hex(HMAC-SHA256(meta key, label || vault_id)[0:16])",
+        "meta_key": h(meta_key), "vault_id": h(vid), "line": f"{h(vid)} {h(pin)}",
+    }
     # -- blind index -------------------------------------------------------------------------
     ckey = det("class-key-identity", 32)
     cases = []

@@ -1,0 +1,68 @@
+"""Known vaults: a user's client remembers each vault's keys, as SSH remembers host keys.
+
+Why: a user's key slot is a sealed box, which anyone can make. Someone who can write the
+database can replace a staff member's slot with one sealed to them but holding keys of
+the writer's making (and re-MAC the schema with them). Everything in the database then
+checks out for that user, and what they *add* is encrypted under the writer's keys
+(tests/test_users.py shows it). A pin closes this after the first open: the client keeps,
+per vault id, a fingerprint of the vault's meta key, which no rotation changes and which
+nobody without the real key can reproduce, and refuses a vault whose keys differ.
+
+The fingerprint is ``HMAC-SHA256(meta key, "dvault/v1/keyring-pin" || vault id)[0:16]``:
+a MAC, so the file says nothing about the key. The file is text, one ``vault-id
+fingerprint`` line (both hex) per vault, after ``#`` comment lines (docs/format.md 8c).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from . import _crypto as C
+from . import _format as F
+from ._files import replace_private, write_private
+from .errors import IntegrityError, VaultError
+
+HEADER = "# defenders-vault known vaults: vault id, then a fingerprint of its keys (no secret)\n"
+
+
+def fingerprint(vault_id: bytes, meta_key: bytes) -> str:
+    return C.hmac_sha256(meta_key, F.LABEL_KEYRING_PIN + vault_id)[:16].hex()
+
+
+def _read(path: Path) -> dict[str, str]:
+    try:
+        text = path.read_text("ascii")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError):
+        raise VaultError(f"cannot read the known-vaults file {path}") from None
+    pins: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = line.split()
+        if len(parts) != 2 or len(parts[0]) != 2 * F.ID_LEN or len(parts[1]) != 32:
+            raise VaultError(f"the known-vaults file {path} is malformed; restore or remove it")
+        pins[parts[0]] = parts[1]
+    return pins
+
+
+def check(path: str | os.PathLike[str], vault_id: bytes, meta_key: bytes) -> None:
+    """Record the vault on first sight; refuse it if its keys differ from those recorded."""
+    p = Path(path)
+    pins = _read(p)
+    mine = fingerprint(vault_id, meta_key)
+    known = pins.get(vault_id.hex())
+    if known is not None:
+        if not C.mac_equal(known.encode(), mine.encode()):
+            raise IntegrityError("this vault's keys differ from those you opened it with before: "
+                                 "your key slot may have been replaced; do not add records, tell the lead")
+        return
+    pins[vault_id.hex()] = mine
+    data = (HEADER + "".join(f"{vid} {fp}\n" for vid, fp in sorted(pins.items()))).encode("ascii")
+    if p.exists():
+        replace_private(p, data)
+    else:
+        p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_private(p, data)
