@@ -73,7 +73,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import _synth  # noqa: E402
-from _synth import check as _check, file_size as _file_size, timed as _timed  # noqa: E402
+from _synth import check as _check, file_size as _file_size  # noqa: E402
 from _synth import FIELDS  # noqa: E402
 
 import vault  # noqa: E402
