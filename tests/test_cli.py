@@ -141,11 +141,9 @@ def test_shell_session(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-
     assert actions.count("search") == 1 and "read_all" in actions
 
 
-def test_passphrase_variables_name_their_secret(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """DVAULT_IDENTITY_PASSPHRASE and DVAULT_RECOVERY_PASSPHRASE each mean one secret, for
-    every command; DVAULT_PASSPHRASE is the fallback for whichever the command asks for."""
-    import vault
-    from vault.identity import Identity
+def _init_with_named_variables(tmp_path: Path, monkeypatch) -> tuple[Path, Path]:  # type: ignore[no-untyped-def]
+    """A clean environment (no config, no fallback variable), both named passphrase
+    variables set, and `dvault init` of a vault with a new lead identity."""
     for name in ("DVAULT_PASSPHRASE", "DVAULT_IDENTITY", "DVAULT_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DVAULT_CONFIG", str(tmp_path / "no-config.toml"))
@@ -154,6 +152,15 @@ def test_passphrase_variables_name_their_secret(tmp_path: Path, monkeypatch) -> 
     ident, url = tmp_path / "lead.dvid", tmp_path / "v.vault"
     r = CliRunner().invoke(cli, ["init", "--vault", str(url), "--identity", str(ident)])
     assert r.exit_code == 0, r.output
+    return ident, url
+
+
+def test_passphrase_variables_name_their_secret(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """DVAULT_IDENTITY_PASSPHRASE and DVAULT_RECOVERY_PASSPHRASE each mean one secret, for
+    every command; DVAULT_PASSPHRASE is the fallback for whichever the command asks for."""
+    import vault
+    from vault.identity import Identity
+    ident, url = _init_with_named_variables(tmp_path, monkeypatch)
     Identity.load(ident, "identity pass")
     vault.open(url, "recovery pass").close()
     as_lead = ["status", "--vault", str(url), "--identity", str(ident)]
@@ -176,13 +183,7 @@ def test_cli_pins_each_vault_beside_the_identity(tmp_path: Path, monkeypatch, ca
     check it, so a vault whose keys changed under the same id is refused with one line."""
     import stat
     import vault
-    for name in ("DVAULT_PASSPHRASE", "DVAULT_IDENTITY", "DVAULT_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("DVAULT_CONFIG", str(tmp_path / "no-config.toml"))
-    monkeypatch.setenv("DVAULT_IDENTITY_PASSPHRASE", "identity pass")
-    monkeypatch.setenv("DVAULT_RECOVERY_PASSPHRASE", "recovery pass")
-    ident, url = tmp_path / "lead.dvid", tmp_path / "v.vault"
-    assert CliRunner().invoke(cli, ["init", "--vault", str(url), "--identity", str(ident)]).exit_code == 0
+    ident, url = _init_with_named_variables(tmp_path, monkeypatch)
     pins = tmp_path / "lead.dvid.vaults"
     with vault.open(url, "recovery pass") as v:
         vid = v.id
