@@ -90,6 +90,21 @@ def test_replace_private_is_atomic(tmp_path, monkeypatch) -> None:  # type: igno
     def broken(src, dst):  # type: ignore[no-untyped-def]
         raise OSError("disk gone")
     monkeypatch.setattr(os, "replace", broken)
-    with pytest.raises(OSError):
+    with pytest.raises(vault.VaultError, match=r"^cannot replace .*id\.dvid") as e:
         _files.replace_private(p, b"newer")
+    assert not isinstance(e.value, OSError) and e.value.__cause__ is None
     assert p.read_bytes() == b"new" and [f.name for f in tmp_path.iterdir()] == ["id.dvid"]
+
+
+def test_write_private_failure_is_one_error_and_no_file(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A full disk while writing an export or identity file: a VaultError (the caller's
+    class) naming the file, and no half-written file left behind."""
+    from vault import _files
+    from vault.identity import IdentityError
+
+    def full(fd):  # type: ignore[no-untyped-def]
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(_files.os, "fsync", full)
+    with pytest.raises(IdentityError, match=r"^cannot write .*out\.dvid: No space left on device$"):
+        _files.write_private(tmp_path / "out.dvid", b"secret", error=IdentityError)
+    assert list(tmp_path.iterdir()) == []

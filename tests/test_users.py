@@ -576,3 +576,24 @@ def test_pinned_client_refuses_a_substituted_slot(team, tmp_path: Path) -> None:
     with pytest.raises(vault.VaultError, match="malformed"):
         vault.open(url, identity=staff, pins=pins)
     assert PN.fingerprint(vid, b"k" * 32) != PN.fingerprint(bytes(16), b"k" * 32)
+
+
+def test_unwritable_known_vaults_file_is_one_error(team, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A known-vaults file that cannot be read (its folder is a file) or whose folder cannot
+    be made refuses the open with one VaultError naming the file, not a raw OSError."""
+    url, lead, staff, tool, rid = team
+    home = tmp_path / "home"
+    home.mkdir()
+    blocker = home / "not-a-folder"
+    blocker.write_bytes(b"")
+    with pytest.raises(vault.VaultError, match="known-vaults file") as e:
+        vault.open(url, identity=staff, pins=blocker / "staff.dvid.vaults")
+    assert not isinstance(e.value, OSError)
+
+    def denied(self, *a, **k):  # type: ignore[no-untyped-def]
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(Path, "mkdir", denied)
+    with pytest.raises(vault.VaultError, match="folder of the known-vaults file .*Permission denied") as e:
+        vault.open(url, identity=staff, pins=home / "new" / "staff.dvid.vaults")
+    assert not isinstance(e.value, OSError)
+    assert [p.name for p in home.iterdir()] == ["not-a-folder"]

@@ -24,8 +24,10 @@ def write_private(path: str | os.PathLike[str], data: bytes, *, error: type[Vaul
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())  # an export or identity file that a power cut leaves empty is lost
-    except BaseException:
+    except BaseException as e:
         p.unlink(missing_ok=True)
+        if isinstance(e, OSError):  # a full disk or an I/O error: one line, no half file
+            raise error(f"cannot write {p}: {e.strerror}") from None
         raise
     _fsync_dir(p.parent)
     return p
@@ -40,8 +42,10 @@ def replace_private(path: str | os.PathLike[str], data: bytes, *, error: type[Va
     write_private(tmp, data, error=error)
     try:
         os.replace(tmp, p)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise error(f"cannot replace {p}: {e.strerror}") from None
         raise
     _fsync_dir(p.parent)
     return p

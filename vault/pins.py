@@ -64,5 +64,8 @@ def check(path: str | os.PathLike[str], vault_id: bytes, meta_key: bytes) -> Non
     if p.exists():
         replace_private(p, data)
     else:
-        p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as e:
+            raise VaultError(f"cannot create the folder of the known-vaults file {p}: {e.strerror}") from None
         write_private(p, data)
