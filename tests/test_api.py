@@ -183,3 +183,22 @@ def test_bad_lead_name_writes_nothing(url: str) -> None:
         vault.create(url, passphrase=PASSPHRASE, lead=Identity.generate(), lead_name=" ")
     with vault.create(url, passphrase=PASSPHRASE) as v:  # the database is still free for a vault
         assert v.count() == 0
+
+
+def test_a_paused_records_scan_blocks_no_writer(url: str) -> None:
+    """records() reads inside a plain (shared) read transaction, even on a pooled connection
+    that last wrote: while the caller pauses mid-scan, another client and the caller itself
+    can still write (no 'database is locked' after the busy timeout), and the scan yields
+    the records as they were when it began."""
+    with vault.create(url, PASSPHRASE) as v:
+        before = set(v.add_many([{"badge_name": f"p{i}"} for i in range(5)]))
+        v.update(sorted(before)[0], {"badge_name": "p0b"})  # the pool now holds connections that wrote
+        seen, added = [], []
+        with vault.open(url, PASSPHRASE) as other:
+            for rec in v.records(fields=["badge_name"]):
+                if not seen:
+                    added.append(other.add({"badge_name": "from another client"}))
+                    added.append(v.add({"badge_name": "from the scanning caller"}))
+                seen.append(rec.id)
+        assert set(seen) == before and len(seen) == 5
+        assert {r.id for r in v.records(fields=["badge_name"])} == before | set(added)
