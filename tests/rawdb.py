@@ -39,6 +39,19 @@ class RawDB:
         envs[cls] = (envs[cls][0], E.pack_cells(cells))
         self.set_envs(rid, envs)
 
+    def index_terms(self) -> list[tuple[int, str, int, bytes]]:
+        """Every blind-index term (gen, name, value, record id) spelled out of the bucket rows,
+        with duplicates (a record in two chunks of one bucket) kept."""
+        with self.engine.begin() as c:
+            rows = c.exec_driver_sql("SELECT gen, name, value, ids FROM dv_index").all()
+        out = []
+        for gen, name, value, ids in rows:
+            ids = bytes(ids)
+            assert ids and len(ids) % 16 == 0
+            assert [ids[i:i + 16] for i in range(0, len(ids), 16)] == sorted({ids[i:i + 16] for i in range(0, len(ids), 16)})
+            out += [(int(gen), str(name), int(value), ids[i:i + 16]) for i in range(0, len(ids), 16)]
+        return out
+
     def meta(self, name: str) -> bytes:
         with self.engine.begin() as c:
             return bytes(c.execute(sa.text("SELECT value FROM dv_meta WHERE name = :n"), {"n": name}).scalar_one())

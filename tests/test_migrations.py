@@ -91,3 +91,63 @@ def _audit_rows(url: str) -> list:
                                  "FROM dv_audit ORDER BY seq").all()
     raw.close()
     return [tuple(bytes(x) if isinstance(x, memoryview) else x for x in r) for r in rows]
+
+
+def test_v2_index_rows_become_bucket_rows(url: str) -> None:
+    """Step 3: the one-row-per-term dv_index of schema v2 becomes bucket rows (format §10):
+    every term survives, searches find the same records, new writes use the new rows, and
+    on PostgreSQL a role's grants on the old table carry over to the new one."""
+    import secrets as _secrets
+
+    people = [{"legal_name": f"Amira Haddad {i}", "email": f"p{i}@example.org", "phone": f"+961 1 555 {i:03d}"}
+              for i in range(40)]
+    with vault.create(url, PASSPHRASE) as v:
+        ids = v.add_many(people)
+    raw = RawDB(url)
+    terms = sorted(raw.index_terms())
+    assert len(terms) >= 40 * 4
+    pg = not url.startswith("sqlite")
+    role = "dvt_role_" + _secrets.token_hex(4)
+    blob = "BYTEA" if pg else "BLOB"
+    with raw.engine.begin() as c:  # what version 2 of the schema made, with the same terms
+        c.exec_driver_sql("DROP TABLE dv_index")
+        c.exec_driver_sql(f"CREATE TABLE dv_index (gen INTEGER NOT NULL, name VARCHAR(80) NOT NULL, "
+                          f"value BIGINT NOT NULL, record_id {blob} NOT NULL, "
+                          f"PRIMARY KEY (gen, name, value, record_id)){'' if pg else ' WITHOUT ROWID'}")
+        ph = "%s" if pg else "?"
+        c.exec_driver_sql(f"INSERT INTO dv_index VALUES ({ph}, {ph}, {ph}, {ph})", terms)
+        if pg:
+            c.exec_driver_sql(f"CREATE ROLE {role}")
+            c.exec_driver_sql(f"GRANT SELECT, INSERT ON dv_index TO {role}")
+    raw.set_meta("db_schema_version", b"2")
+    raw.close()
+    try:
+        with vault.open(url, PASSPHRASE) as v:
+            assert {r.id for r in v.find(email="p7@example.org")} == {ids[7]}
+            assert {r.id for r in v.find_tokens(legal_name="haddad")} == set(ids)
+            late = v.add({"legal_name": "Late Arrival", "email": "p7@example.org"})
+            assert {r.id for r in v.find(email="p7@example.org")} == {ids[7], late}
+            v.delete(ids[7])
+            assert {r.id for r in v.find(email="p7@example.org")} == {late}
+        raw = RawDB(url)
+        assert raw.meta("db_schema_version") == str(F.DB_SCHEMA_VERSION).encode()
+        after = raw.index_terms()
+        gone = {t for t in terms if t[3] == bytes.fromhex(ids[7])}
+        assert gone and set(terms) - gone <= set(after)
+        assert len(after) == len(set(after))  # no term stored twice
+        with raw.engine.begin() as c:
+            cols = {col["name"] for col in sa.inspect(c).get_columns("dv_index")}
+            assert cols == {"gen", "name", "value", "chunk", "ids"}
+            if pg:
+                grants = {p for (p,) in c.exec_driver_sql(
+                    "SELECT privilege_type FROM information_schema.role_table_grants "
+                    "WHERE table_schema = current_schema() AND table_name = 'dv_index' AND grantee = %s", (role,))}
+                assert grants == {"SELECT", "INSERT"}
+        raw.close()
+    finally:
+        if pg:
+            raw = RawDB(url)
+            with raw.engine.begin() as c:
+                c.exec_driver_sql(f"DROP OWNED BY {role}")
+                c.exec_driver_sql(f"DROP ROLE {role}")
+            raw.close()

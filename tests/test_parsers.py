@@ -203,3 +203,22 @@ def test_schema_and_mapping_parsers() -> None:
             pass
     schemas()
     mappings()
+
+
+def test_index_row_parser() -> None:
+    """dv_index ``ids``: whole 16-byte ids come back as they are, anything else is an
+    IntegrityError; the membership test used by deletes only matches aligned ids."""
+    from vault import store as S
+
+    @FUZZ
+    @given(blob=st.binary(max_size=80), rid=st.binary(min_size=16, max_size=16))
+    def parse(blob: bytes, rid: bytes) -> None:
+        try:
+            ids = S.split_ids(blob)
+        except vault.IntegrityError:
+            assert len(blob) % 16 or not blob
+            return
+        assert b"".join(ids) == blob and all(len(i) == 16 for i in ids)
+        assert S._holds(blob, rid) == (rid in ids)
+    parse()
+    assert not S._holds(b"\x00" + b"a" * 16 + b"\x00" * 15, b"a" * 16)  # unaligned match

@@ -52,6 +52,10 @@ LABEL_USER_ID = b"dvault-user-id"  # user id = SHA-256(label || x25519 pub || ed
 # Blind indexes: truncated to b bits where 2^b * k <= expected population (CipherSweet's
 # planner), so every index value is expected to be shared by >= k records.
 INDEX_MAX_BITS = 32
+# A blind-index row holds the ascending ids of up to this many records of one bucket, under
+# a random 8-byte chunk id (docs/format.md 10b); one row per bucket per write, not per term.
+INDEX_CHUNK_IDS = 256
+INDEX_CHUNK_ID_LEN = 8
 PSEUDONYM_BITS = 50  # 10 Crockford base32 characters
 PSEUDONYM_TAG_LEN = 16
 
@@ -74,4 +78,4 @@ KDF_FLOOR = KdfParams(t=3, m_kib=64 * 1024, p=4)
 KDF_CEILING = KdfParams(t=16, m_kib=1024 * 1024, p=16)
 
 # The relational schema version; see vault/migrations.py.
-DB_SCHEMA_VERSION = 2
+DB_SCHEMA_VERSION = 3

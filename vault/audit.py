@@ -172,7 +172,7 @@ class Auditor:
 
 def read_entries(store: Any, after: int = 0) -> list[Entry]:
     ph = "?" if store.is_sqlite else "%s"
-    with store.tx() as conn:
+    with store.tx(write=False) as conn:
         rows = store.raw(conn, "SELECT seq, prev, at, actor, action, target, detail, reason, hash, sig "
                                f"FROM dv_audit WHERE seq > {ph} ORDER BY seq", (after,)).fetchall()
     if store.is_sqlite:  # sqlite3 already returns int/bytes/str
@@ -182,13 +182,13 @@ def read_entries(store: Any, after: int = 0) -> list[Entry]:
 
 
 def head(store: Any) -> tuple[int, bytes]:
-    with store.tx() as conn:
+    with store.tx(write=False) as conn:
         row = conn.execute(select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)).first()
     return (0, GENESIS) if row is None else (int(row[0]), bytes(row[1]))
 
 
 def count(store: Any) -> int:
-    with store.tx() as conn:
+    with store.tx(write=False) as conn:
         return int(conn.execute(select(func.count()).select_from(audit)).scalar_one())
 
 

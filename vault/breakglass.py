@@ -90,7 +90,7 @@ def request(v: "Vault", record_id: str, field: str, reason: str) -> str:
 def pending(v: "Vault") -> list[RevealRequest]:
     """All requests; reasons are decrypted for the lead only."""
     store = v._s()
-    with store.tx() as conn:
+    with store.tx(write=False) as conn:
         rows = conn.execute(select(reveals).order_by(reveals.c.created, reveals.c.req_id)).all()
     lead = v._identity if (v.role.manage and v._identity is not None) else None
     out = []
@@ -131,7 +131,7 @@ def _parse_grant(grant: bytes) -> tuple[bytes, int, bytes, bytes]:
 def approve(v: "Vault", req_id: str, ttl_seconds: int = 24 * 3600) -> None:
     lead = v._need_lead("approving break-glass requests")
     store = v._s()
-    with store.tx() as conn:
+    with store.tx(write=False) as conn:
         r = conn.execute(select(reveals).where(reveals.c.req_id == req_id)).first()
     if r is None:
         raise NotFound(f"no break-glass request {req_id}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
 from . import _format as F
@@ -45,7 +46,36 @@ def _v2(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE dv_audit_v2 RENAME TO dv_audit")
 
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2}
+_PRIVILEGES = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER"})
+
+
+def _v3(conn: Connection) -> None:
+    """``dv_index`` holds one row per bucket and write (``chunk``, ``ids``) instead of one
+    row per (term, record): a bulk import writes each bucket once (docs/format.md 10b). The
+    terms move unchanged (same gen, name, value, record ids). On PostgreSQL the grants other
+    roles had on the old table (restrict_audit_role) are given on the new one."""
+    columns = {c["name"] for c in inspect(conn).get_columns("dv_index")}
+    if "chunk" in columns:
+        return  # made by step 1 of this release, or already upgraded
+    terms = [(int(g), str(n), int(v), bytes(r)) for g, n, v, r in
+             conn.exec_driver_sql("SELECT gen, name, value, record_id FROM dv_index")]
+    grants: list[tuple[str, str]] = []
+    if conn.dialect.name == "postgresql":
+        grants = [(str(who), str(what)) for who, what in conn.exec_driver_sql(
+            "SELECT grantee, privilege_type FROM information_schema.role_table_grants "
+            "WHERE table_schema = current_schema() AND table_name = 'dv_index' AND grantee <> current_user")]
+    conn.exec_driver_sql("DROP TABLE dv_index")
+    S.blind.create(conn)
+    rows = S.pack_index({key: (ids,) for key, ids in S.group_terms(terms).items()})
+    if rows:
+        conn.execute(S.blind.insert(), [dict(zip(("gen", "name", "value", "chunk", "ids"), r)) for r in rows])
+    quote = conn.dialect.identifier_preparer.quote
+    for who, what in grants:
+        if what in _PRIVILEGES:
+            conn.exec_driver_sql(f"GRANT {what} ON dv_index TO {quote(who)}")
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2, 3: _v3}
 assert max(MIGRATIONS) == F.DB_SCHEMA_VERSION
 
 

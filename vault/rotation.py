@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 def rotate(v: "Vault", classes: Iterable[str] | None = None, *, reencrypt: bool = False,
            batch: int = 500, progress: "Callable[[int, int], None] | None" = None) -> dict[str, int]:
     store = v._s()
-    with store.tx() as conn:
+    with store.tx(write=False) as conn:
         state_raw = store.get_meta(conn).get("rotation", b"")
     if state_raw:
         state = json.loads(state_raw)
@@ -73,7 +73,7 @@ def rotate(v: "Vault", classes: Iterable[str] | None = None, *, reencrypt: bool 
     # each batch still reads, rewrites and moves its cursor in one transaction.
     with PAR.pool(part, v.count()) as pool:
         while True:
-            with store.tx() as conn:
+            with store.tx(write=False) as conn:
                 meta = store.get_meta(conn)
             cursor = meta.get("rotation_cursor", b"")
             ids = store.ids_after(cursor, batch)
@@ -90,7 +90,6 @@ def rotate(v: "Vault", classes: Iterable[str] | None = None, *, reencrypt: bool 
                 store.put_records(conn, updates)
                 progress_meta = {"rotation_cursor": ids[-1]}
                 if with_terms:
-                    terms.sort()
                     v._index_batch(conn, recs, terms)
                     progress_meta["index_cursor"] = ids[-1]
                 store.put_meta(conn, progress_meta)

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 from sqlalchemy import (BigInteger, Column, Integer, LargeBinary, MetaData, String, Table,
                         create_engine, delete, event, func, inspect, select, update)
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from . import _crypto as C
 from . import _format as F
 from ._files import write_private
-from .errors import NotFound, UnsupportedVersion, VaultError
+from .errors import IntegrityError, NotFound, UnsupportedVersion, VaultError
 
 metadata = MetaData()
 
@@ -38,16 +39,20 @@ records = Table("dv_records", metadata,
                 Column("data", LargeBinary, nullable=False))
 
 
-# Blind indexes: (generation, index name, truncated keyed hash, record id). WITHOUT ROWID,
-# so the physical order is the key order and reveals nothing about insertion order.
+# Blind indexes: one row per (generation, index name, bucket value) and write, holding the
+# ascending 16-byte ids of that write's records in the bucket (at most F.INDEX_CHUNK_IDS)
+# under a random chunk id. WITHOUT ROWID, so the physical order is the key order and says
+# nothing about when a row was written. A bulk import writes each bucket once instead of
+# one B-tree row per term (docs/format.md 10b). A record id may sit in more than one row of
+# a bucket (a record added while a re-index runs): readers take the union.
 blind = Table("dv_index", metadata,
               Column("gen", Integer, primary_key=True, autoincrement=False),
               Column("name", String(80), primary_key=True),
               Column("value", BigInteger, primary_key=True, autoincrement=False),
-              Column("record_id", LargeBinary(16), primary_key=True),
+              Column("chunk", LargeBinary(F.INDEX_CHUNK_ID_LEN), primary_key=True),
+              Column("ids", LargeBinary, nullable=False),
               sqlite_with_rowid=False)
-# No index on record_id on purpose: random 16-byte keys made every insert 2.5x dearer;
-# deletes scan instead (rare, and bounded by the vault's size).
+# Deleting a record scans the index for its id (rare, and bounded by the vault's size).
 # Issued pseudonyms: keyed lookup tag -> encrypted record id. Nothing links two purposes.
 pseudonyms = Table("dv_pseudonyms", metadata,
                    Column("purpose", String(64), primary_key=True),
@@ -67,6 +72,57 @@ users = Table("dv_users", metadata,
 
 class StoreError(VaultError):
     """The database could not be reached or used."""
+
+
+ID_BYTES = F.ID_LEN
+
+
+Bucket = tuple[int, str, int]  # (gen, index name, value)
+
+
+def group_terms(terms: Iterable[tuple[int, str, int, bytes]]) -> dict[Bucket, bytes]:
+    """Index terms (gen, name, value, record id) as bucket -> concatenated ids: the compact
+    form a worker sends back (a few hundred buckets instead of thousands of tuples)."""
+    buckets: dict[Bucket, list[bytes]] = {}
+    for gen, name, value, rid in terms:
+        got = buckets.get((gen, name, value))
+        if got is None:
+            buckets[(gen, name, value)] = [rid]
+        else:
+            got.append(rid)
+    return {key: b"".join(ids) for key, ids in buckets.items()}
+
+
+def pack_index(groups: Mapping[Bucket, Iterable[bytes]]) -> list[tuple[int, str, int, bytes, bytes]]:
+    """dv_index rows (gen, name, value, chunk, ids) for bucket -> concatenated-id parts:
+    per bucket the distinct ids in ascending order, F.INDEX_CHUNK_IDS to a row, each row
+    under a fresh random chunk id; rows in key order (B-tree appends)."""
+    out = []
+    cap, n = F.INDEX_CHUNK_IDS, ID_BYTES
+    for (gen, name, value), parts in groups.items():
+        blob = b"".join(parts)
+        ids = sorted({blob[i:i + n] for i in range(0, len(blob), n)})
+        for i in range(0, len(ids), cap):
+            out.append((gen, name, value, C.random_bytes(F.INDEX_CHUNK_ID_LEN), b"".join(ids[i:i + cap])))
+    out.sort()
+    return out
+
+
+def split_ids(blob: bytes) -> list[bytes]:
+    """The record ids of one dv_index row; a row that is not whole ids has been tampered with."""
+    if not blob or len(blob) % ID_BYTES:
+        raise IntegrityError("the blind index holds a malformed row (tampering?): rebuild it with reindex()")
+    return [blob[i:i + ID_BYTES] for i in range(0, len(blob), ID_BYTES)]
+
+
+def _holds(blob: bytes, rid: bytes) -> bool:
+    """Is ``rid`` one of the (aligned) ids in ``blob``? bytes.find, then an alignment check."""
+    at = blob.find(rid)
+    while at >= 0:
+        if at % ID_BYTES == 0:
+            return True
+        at = blob.find(rid, at + 1)
+    return False
 
 
 def _cause(e: SQLAlchemyError) -> str:
@@ -131,13 +187,16 @@ class Store:
         self._dbapi = self.engine.dialect.loaded_dbapi
         ph = "?" if path is not None else "%s"  # sqlite3 is qmark, psycopg is format style
         self._ph = ph
-        self._lookup_sql = f"SELECT record_id FROM dv_index WHERE gen = {ph} AND name = {ph} AND value = {ph}"
-        self._delete_index_sql = (f"DELETE FROM dv_index WHERE gen = {ph} AND name = {ph} AND value = {ph} "
-                                  f"AND record_id = {ph}")
+        bucket = f"gen = {ph} AND name = {ph} AND value = {ph}"
+        self._lookup_sql = f"SELECT ids FROM dv_index WHERE {bucket}"
+        self._bucket_sql = f"SELECT chunk, ids FROM dv_index WHERE {bucket}"
+        # compare-and-set on the chunk's ids: a concurrent writer (PostgreSQL) makes it miss
+        self._set_chunk_sql = f"UPDATE dv_index SET ids = {ph} WHERE {bucket} AND chunk = {ph} AND ids = {ph}"
+        self._drop_chunk_sql = f"DELETE FROM dv_index WHERE {bucket} AND chunk = {ph} AND ids = {ph}"
         self._get_record_sql = f"SELECT data FROM dv_records WHERE id = {ph}"
         self._update_record_sql = f"UPDATE dv_records SET data = {ph} WHERE id = {ph}"
         self._insert_record_sql = f"INSERT INTO dv_records (id, data) VALUES ({ph}, {ph})"
-        self._insert_index_sql = f"INSERT INTO dv_index (gen, name, value, record_id) VALUES ({ph}, {ph}, {ph}, {ph})"
+        self._insert_index_sql = f"INSERT INTO dv_index (gen, name, value, chunk, ids) VALUES ({ph}, {ph}, {ph}, {ph}, {ph})"
 
     def raw(self, conn: Connection, sql: str, params: tuple = ()) -> Any:
         """Run one statement on the DB-API cursor of ``conn`` (inside its transaction).
@@ -163,10 +222,13 @@ class Store:
         return self.sqlite_path is not None
 
     @contextmanager
-    def tx(self, *, write: bool = False) -> Iterator[Connection]:
+    def tx(self, *, write: bool = True) -> Iterator[Connection]:
         """One transaction on this handle's own connection (kept open: a pool checkout per
         transaction cost more than the audit entry it carried). A nested call joins the
-        outer transaction. ``write``: it will read and then write (SQLite: BEGIN IMMEDIATE)."""
+        outer transaction. ``write`` (the default): it may write, so on SQLite it begins
+        IMMEDIATE, taking the write lock up front; a deferred transaction that read and then
+        wrote would fail at once (SQLITE_BUSY_SNAPSHOT) whenever another client committed in
+        between. Pass ``write=False`` only for a transaction that never writes."""
         if self._depth:
             self._depth += 1
             try:
@@ -293,27 +355,56 @@ class Store:
         return conn.execute(delete(records).where(records.c.id == rid)).rowcount == 1
 
     # -- blind indexes ----------------------------------------------------------------------
-    def insert_index(self, conn: Connection, rows: list[tuple[int, str, int, bytes]],
-                     *, skip_existing: bool = False) -> None:
-        # Straight to the DB-API executemany with tuples: the ORM-free hot path of add_many.
+    def insert_index(self, conn: Connection, rows: list[tuple[int, str, int, bytes]]) -> None:
+        """Store index terms (gen, name, value, record id): one row per bucket touched."""
         if rows:
-            sql = self._insert_index_sql + (" ON CONFLICT DO NOTHING" if skip_existing else "")
-            conn.exec_driver_sql(sql, rows)
+            self.insert_index_groups(conn, {k: (ids,) for k, ids in group_terms(rows).items()})
+
+    def insert_index_groups(self, conn: Connection, groups: Mapping[Bucket, Iterable[bytes]]) -> None:
+        """Store bucket -> concatenated-id parts (see group_terms), each bucket as few rows
+        as it takes; a caller writing many records passes them all at once (add_many does)."""
+        if groups:
+            conn.exec_driver_sql(self._insert_index_sql, pack_index(groups))
 
     def delete_index_terms(self, conn: Connection, rows: list[tuple[int, str, int, bytes]]) -> None:
-        """Delete exact index rows by primary key (executemany; no per-row statement building)."""
-        if rows:
-            conn.exec_driver_sql(self._delete_index_sql, rows)
+        """Remove these (gen, name, value, record id) terms: only their buckets are read."""
+        gone: dict[tuple[int, str, int], set[bytes]] = {}
+        for gen, name, value, rid in rows:
+            gone.setdefault((gen, name, value), set()).add(rid)
+        for key, rids in gone.items():
+            self._remove_ids(conn, key, rids)
 
-    @staticmethod
-    def delete_index(conn: Connection, rid: bytes, names: Iterable[str] | None = None,
+    def delete_index(self, conn: Connection, rid: bytes, names: Iterable[str] | None = None,
                      gen: int | None = None) -> None:
-        q = delete(blind).where(blind.c.record_id == rid)
+        """Remove one record from every bucket (optionally of some indexes / one generation),
+        wherever it is: the index is scanned, since its terms need the record's plaintext."""
+        q = select(blind.c.gen, blind.c.name, blind.c.value, blind.c.ids)
         if names is not None:
             q = q.where(blind.c.name.in_(list(names)))
         if gen is not None:
             q = q.where(blind.c.gen == gen)
-        conn.execute(q)
+        hits = {(int(g), str(n), int(v)) for g, n, v, ids in conn.execute(q) if _holds(bytes(ids), rid)}
+        for key in sorted(hits):
+            self._remove_ids(conn, key, {rid})
+
+    def _remove_ids(self, conn: Connection, key: tuple[int, str, int], rids: set[bytes]) -> None:
+        """Rewrite (or drop) each chunk of one bucket that holds any of ``rids``; a chunk that
+        changed under us (another writer, PostgreSQL) is re-read and tried again."""
+        for _ in range(100):
+            missed = False
+            for chunk, ids in self.raw(conn, self._bucket_sql, key).fetchall():
+                chunk, ids = bytes(chunk), bytes(ids)
+                kept = [i for i in split_ids(ids) if i not in rids]
+                if len(kept) * ID_BYTES == len(ids):
+                    continue
+                if kept:
+                    n = self.raw(conn, self._set_chunk_sql, (b"".join(kept), *key, chunk, ids)).rowcount
+                else:
+                    n = self.raw(conn, self._drop_chunk_sql, (*key, chunk, ids)).rowcount
+                missed |= n != 1
+            if not missed:
+                return
+        raise StoreError("the blind index keeps changing under this write; try again")
 
     @staticmethod
     def delete_index_gen(conn: Connection, keep: int) -> None:
@@ -323,8 +414,9 @@ class Store:
         """Record ids matching every (index name, value) term: an AND of blind indexes."""
         ids: set[bytes] | None = None
         for name, value in terms:
-            rows = conn.exec_driver_sql(self._lookup_sql, (gen, name, value))
-            found = {bytes(r[0]) for r in rows}
+            found: set[bytes] = set()
+            for (blob,) in self.raw(conn, self._lookup_sql, (gen, name, value)).fetchall():
+                found.update(split_ids(bytes(blob)))
             ids = found if ids is None else ids & found
             if not ids:
                 return []
@@ -348,7 +440,7 @@ class Store:
         conn.execute(delete(pseudonyms).where(pseudonyms.c.purpose == purpose, pseudonyms.c.tag == tag))
 
     def ids_after(self, after: bytes, limit: int) -> list[bytes]:
-        with self.tx() as conn:
+        with self.tx(write=False) as conn:
             rows = conn.execute(select(records.c.id).where(records.c.id > after)
                                 .order_by(records.c.id).limit(limit))
             return [bytes(r[0]) for r in rows]
@@ -370,7 +462,7 @@ class Store:
                 yield bytes(rid), bytes(data)
 
     def ids(self) -> list[bytes]:
-        with self.tx() as conn:
+        with self.tx(write=False) as conn:
             return [bytes(r[0]) for r in conn.execute(select(records.c.id).order_by(records.c.id))]
 
     @staticmethod

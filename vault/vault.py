@@ -24,7 +24,7 @@ from .normalize import normalize, tokens
 from .errors import (IntegrityError, NotFound, SchemaError, ValidationError, VaultClosed, VaultError,
                      VaultExists, WrongPassphrase)
 from .record import Record
-from .store import Store, StoreError
+from .store import Bucket, Store, StoreError, group_terms
 
 _PASSPHRASE = "passphrase"
 
@@ -150,7 +150,7 @@ def open(url: str | os.PathLike[str], passphrase: str | None = None, *,  # noqa:
     try:
         if not store.has_vault():
             raise NotFound("no vault in this database")
-        with store.tx() as conn:
+        with store.tx(write=False) as conn:
             meta = store.get_meta(conn)
             slot_rows = store.get_slots(conn)
             user_rows = store.get_users(conn)
@@ -380,7 +380,7 @@ class Vault:
             actor = C.x25519_public(rec[0]) + C.ed25519_public(rec[1])
             self._signer = C.Signer(rec[1])
         self._recovery_unseal = (lambda c: C.unseal(rec[0], c)) if rec else _cannot_unseal
-        with self._s().tx() as conn:
+        with self._s().tx(write=False) as conn:
             users = self._verified_users(conn)
         lead = next((u for u in users if self._lead_vk is not None and u.public.ed25519 == self._lead_vk
                      and u.role in self.schema.roles and self.schema.roles[u.role].manage), None)
@@ -610,24 +610,30 @@ class Vault:
         self._need_writable("adding records")
         rows = list(rows)
 
-        def seal(bounds: tuple[int, int]) -> tuple[list[tuple[bytes, bytes]], list[tuple[int, str, int, bytes]]]:
+        def seal(bounds: tuple[int, int]) -> tuple[list[tuple[bytes, bytes]], dict[Bucket, bytes]]:
             batch, terms = [], []
             for i in range(*bounds):
                 by_class = self._encode(rows[i], f"row {i + 1}: ")
                 rid = C.random_bytes(F.ID_LEN)
                 batch.append((rid, self._seal_record(rid, by_class)))
                 terms.extend(self._index_rows(rid, rows[i]))
-            terms.sort()  # key order: B-tree appends instead of random page splits
-            return batch, terms
+            return batch, group_terms(terms)
 
         out: list[str] = []
+        buckets: dict[Bucket, list[bytes]] = {}
         with PAR.pool(seal, len(rows)) as pool, store.tx() as conn:
-            for batch, terms in pool.imap(PAR.ranges(len(rows), PAR.CHUNK)):
+            for batch, groups in pool.imap(PAR.ranges(len(rows), PAR.CHUNK)):
                 store.insert_records(conn, batch)
-                store.insert_index(conn, terms)
+                for key, ids in groups.items():
+                    got = buckets.get(key)
+                    if got is None:
+                        buckets[key] = [ids]
+                    else:
+                        got.append(ids)
                 out += [rid.hex() for rid, _ in batch]
                 if progress is not None:
                     progress(len(out), len(rows))
+            store.insert_index_groups(conn, buckets)  # all at once: each bucket is written once
         return out
 
     def _index_rows(self, rid: bytes, values: Mapping[str, Any]) -> list[tuple[int, str, int, bytes]]:
@@ -638,7 +644,7 @@ class Vault:
         store = self._s()
         rid = self._rid(record_id)
         classes = self._plan(fields)
-        with store.tx() as conn:
+        with store.tx(write=False) as conn:
             data = store.get_record(conn, rid)
         if data is None:
             raise NotFound(f"no record {record_id}")
@@ -721,7 +727,7 @@ class Vault:
 
     def _candidates(self, terms: list[tuple[str, int]]) -> list[bytes]:
         store = self._s()
-        with store.tx() as conn:
+        with store.tx(write=False) as conn:
             return store.lookup_index(conn, self._plan_active.gen, terms)
 
     def _matches(self, ids: list[bytes], need: list[str], fields: Sequence[str] | None,
@@ -731,7 +737,7 @@ class Vault:
         if not ids:
             return []
         store = self._s()
-        with store.tx() as conn:
+        with store.tx(write=False) as conn:
             rows = store.get_records(conn, ids)
         probe = self._plan(need)
         visible = [n for n, f in self.schema.fields.items() if f.cls in self._current]
@@ -833,7 +839,7 @@ class Vault:
         keys = self._purpose_keys(purpose)
         tag = keys.tag(value)
         store = self._s()
-        with store.tx() as conn:
+        with store.tx(write=False) as conn:
             ref = store.get_pseudonym(conn, purpose, tag)
         if ref is None:
             raise NotFound("no record has this pseudonym")
@@ -863,7 +869,7 @@ class Vault:
         done = 0
         with PAR.pool(self._index_terms, self.count()) as pool:
             while True:
-                with store.tx() as conn:
+                with store.tx(write=False) as conn:
                     cursor = store.get_meta(conn).get("index_cursor", b"")
                 ids = store.ids_after(cursor, batch)
                 if not ids:
@@ -873,7 +879,6 @@ class Vault:
                     terms: list[tuple[int, str, int, bytes]] = []
                     for part in pool.imap(PAR.split(rows, pool.size)):
                         terms += part
-                    terms.sort()
                     done += self._index_batch(conn, rows, terms)
                     store.put_meta(conn, {"index_cursor": ids[-1]})
         with store.tx() as conn:
@@ -910,7 +915,7 @@ class Vault:
                 name + "_sig": K.sign_text("plan", self._vid, text, who, sign)}
 
     def _index_terms(self, rows: list[tuple[bytes, bytes]]) -> list[tuple[int, str, int, bytes]]:
-        """The pending generation's index rows for these (id, row) pairs, in key order."""
+        """The pending generation's index terms for these (id, row) pairs."""
         gen, ix = self._indexers[-1]
         assert self._plan_pending is not None and gen == self._plan_pending.gen
         searchable = [f.name for f in self.schema.fields.values() if f.search == "exact"]
@@ -919,7 +924,6 @@ class Vault:
         for rid, data in rows:
             rec = self._decode_row(rid, data, classes)
             terms += [(gen, name, value, rid) for name, value in ix.terms(dict(rec))]
-        terms.sort()
         return terms
 
     def _index_batch(self, conn, rows: list[tuple[bytes, bytes]],  # type: ignore[no-untyped-def]
@@ -928,9 +932,9 @@ class Vault:
         already computed, e.g. by a worker)."""
         if terms is None:
             terms = self._index_terms(rows)
-        # A record added during the re-index already has its new-generation rows: skip those
-        # (rows are fully determined by the record, so an existing row is the same row).
-        self._s().insert_index(conn, terms, skip_existing=True)
+        # A record added during the re-index already has new-generation terms; it is then in
+        # two chunks of a bucket, which readers (and deletes) handle as one.
+        self._s().insert_index(conn, terms)
         return len(rows)
 
     # -- key rotation ---------------------------------------------------------------------
@@ -952,7 +956,7 @@ class Vault:
     # -- users ----------------------------------------------------------------------------
     def users(self, include_revoked: bool = False) -> list[U.User]:
         """Enrolled users (ids, names, roles, public keys), checked against the lead's signature."""
-        with self._s().tx() as conn:
+        with self._s().tx(write=False) as conn:
             return [u for u in self._verified_users(conn) if include_revoked or u.role != U.REVOKED]
 
     def _verified_users(self, conn) -> list[U.User]:  # type: ignore[no-untyped-def]
@@ -1347,7 +1351,7 @@ class Vault:
         return str(A.make_checkpoint(seq, h, self._auditor.actor, self._signer))
 
     def _known_actors(self) -> set[bytes]:
-        with self._s().tx() as conn:
+        with self._s().tx(write=False) as conn:
             users = self._verified_users(conn)  # an inserted row must not vouch for forged entries
         rec = self._recovery_public()
         return {u.public.raw for u in users} | ({rec} if len(rec) == 64 else set())
@@ -1380,7 +1384,7 @@ class Vault:
         the next open): one less database round trip on every audited read."""
         if self._canary_cache is not None:
             return self._canary_cache
-        with self._s().tx() as conn:
+        with self._s().tx(write=False) as conn:
             blob = self._s().get_meta(conn).get("canaries", b"")
         if not blob:
             self._canary_cache = set()
@@ -1428,7 +1432,7 @@ class Vault:
 
     def count(self) -> int:
         store = self._s()
-        with store.tx() as conn:
+        with store.tx(write=False) as conn:
             return store.count_records(conn)
 
     def __len__(self) -> int:
@@ -1462,7 +1466,7 @@ class Vault:
     def status(self) -> dict[str, Any]:
         """Non-secret facts for operators: ids, sizes, KDF cost, accepted schema risks."""
         store = self._s()
-        with store.tx() as conn:
+        with store.tx(write=False) as conn:
             n = store.count_records(conn)
             slots = store.get_slots(conn)
             meta = store.get_meta(conn)
