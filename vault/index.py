@@ -23,7 +23,7 @@ from typing import Any, Mapping
 from . import _crypto as C
 from . import _format as F
 from .envelope import _lp8
-from .normalize import normalize, tokens
+from .normalize import normalize, normalizer, tokens
 from .schema import Field, Schema
 
 
@@ -85,6 +85,12 @@ class Indexer:
             self._prf[f.name] = C.Prf(derive_index_key(key, f.name, "exact"))
             if f.tokens:
                 self._prf[f"{f.name}#tokens"] = C.Prf(derive_index_key(key, f.name, "token"))
+        # terms()'s loop, resolved once: (field, its normaliser, exact PRF, token index name
+        # and PRF or None, whether the exact form is already the "name" form tokens need)
+        self._plan = [(f.name, normalizer(f.normalize), self._prf[f.name],
+                       f"{f.name}#tokens" if f.tokens else None, self._prf.get(f"{f.name}#tokens"),
+                       f.normalize == "name")
+                      for f in self.fields if f.name in self._prf]
 
     def __repr__(self) -> str:
         return f"<Indexer bits={self.bits} indexes={sorted(self._prf)}>"
@@ -107,17 +113,22 @@ class Indexer:
         return [(name, self._value(name, t)) for t in tokens(normalize("name", value) if named is None else named)]
 
     def terms(self, values: Mapping[str, Any]) -> list[tuple[str, int]]:
-        """All index terms of one record's (plaintext) values, for the fields we hold."""
+        """All index terms of one record's (plaintext) values, for the fields we hold (the
+        write hot path: the same terms as exact_term and token_terms, without their lookups)."""
         out: list[tuple[str, int]] = []
-        prf = self._prf
-        for f in self.fields:
-            v = values.get(f.name)
-            if v is None or f.name not in prf:
+        shift = 32 - self.bits
+        zero = self.bits == 0
+        for name, norm_fn, prf, tok_name, tok_prf, named in self._plan:
+            v = values.get(name)
+            if v is None:
                 continue
-            norm = normal_form(f, v)
-            out.append((f.name, self._value(f.name, norm)))
-            if f.tokens:
-                out.extend(sorted(set(self.token_terms(f, v, norm if f.normalize == "name" else None))))
+            if not isinstance(v, str):
+                raise TypeError("only text fields are indexed")
+            norm = norm_fn(v)
+            out.append((name, 0 if zero else int.from_bytes(prf(norm.encode("utf-8"))[:4], "big") >> shift))
+            if tok_prf is not None:
+                for t in tokens(norm if named else normalize("name", v)):  # tokens() drops repeats
+                    out.append((tok_name, 0 if zero else int.from_bytes(tok_prf(t.encode("utf-8"))[:4], "big") >> shift))
         return out
 
 
