@@ -124,10 +124,10 @@ class Auditor:
         together, so a read whose entry cannot be written returns nothing (fail-closed).
         Exceptions raised by ``work`` propagate unchanged; a failed write (a concurrent
         appender took our seq) reruns ``work`` and the write, up to five times."""
-        if self.disabled_for_benchmark:
+        if self.disabled_for_benchmark:  # what the read costs without its entry: a read-only transaction
             if work is None:
                 return None
-            with store.tx() as conn:
+            with store.tx(write=False):
                 return work()[0]
         reason = b""
         if self.reason and self._reason_to is not None:
