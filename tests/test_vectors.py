@@ -246,3 +246,27 @@ def test_keyring_pin(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert v["line"] in path.read_text().splitlines()
     with pytest.raises(vault.IntegrityError):
         PN.check(path, vid, bytes(32))
+
+
+def test_index_rows() -> None:
+    """format.md 10 "Stored rows": the library's terms for these records, packed as one
+    write, are exactly these bucket rows; each row's ids read back as the records."""
+    from vault import index as I
+    from vault import store as S
+
+    v = load("index_rows_v1.json")
+    schema = vault.load_schema('[schema]\nname="x"\nversion=1\nclasses=["contact"]\n'
+                               '[fields.email]\ntype="text"\nclass="contact"\nsearch="exact"\nnormalize="email"\n')
+    ix = I.Indexer(schema, {"contact": b(v["class_key"])}, v["bits"])
+    terms = [(v["gen"], name, value, b(r["record_id"])) for r in v["records"]
+             for name, value in ix.terms({"email": r["email"]})]
+    rows = S.pack_index({k: (ids,) for k, ids in S.group_terms(terms).items()})
+    assert [(g, n, val, ids.hex()) for g, n, val, _chunk, ids in rows] == \
+        [(v["gen"], r["name"], r["value"], r["ids"]) for r in v["rows"]]
+    assert all(len(chunk) == 8 for *_k, chunk, _ids in rows)
+    for r in v["rows"]:
+        assert {i.hex() for i in S.split_ids(b(r["ids"]))} == \
+            {x["record_id"] for x in v["records"] if ix.terms({"email": x["email"]})[0][1] == r["value"]}
+    many = [b(x) for x in v["many"]["ids_in_write_order"]]
+    rows = S.pack_index({k: (ids,) for k, ids in S.group_terms((1, "email", 0, rid) for rid in many).items()})
+    assert [ids.hex() for ids in sorted(ids for *_k, ids in rows)] == v["many"]["rows"]  # row order is the random chunk id's

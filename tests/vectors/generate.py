@@ -322,6 +322,27 @@ def build() -> dict[str, dict]:
         "class_key": h(ckey), "cases": cases,
     }
 
+    # -- blind-index rows (format.md 10, "Stored rows") ----------------------------------------
+    rkey = det("index-rows-class-key", 32)
+    ekey = hkdf(rkey, b"dvault/v1/blind-index" + lp8(b"email") + lp8(b"exact"))
+    people = [(det(f"index-rows-record-{i}", 16), f"p{i % 3}@example.org") for i in range(7)]
+    buckets: dict[int, set[bytes]] = {}
+    for rid_i, email in people:
+        buckets.setdefault(int.from_bytes(hmac256(ekey, email.encode())[:4], "big") >> (32 - 2), set()).add(rid_i)
+    many = [det(f"index-rows-many-{i}", 16) for i in range(300)]
+    ordered = sorted(many)
+    files["index_rows_v1.json"] = {
+        "expect": "success",
+        "description": "dv_index rows of one write: per (gen, name, value) bucket the distinct record ids, "
+                       "ascending, concatenated, at most 256 to a row (the 8-byte chunk id is random and not pinned)",
+        "class_key": h(rkey), "gen": 1, "bits": 2,
+        "records": [{"record_id": h(r), "email": e} for r, e in people],
+        "rows": [{"name": "email", "value": v, "ids": h(b"".join(sorted(ids)))} for v, ids in sorted(buckets.items())],
+        "many": {"description": "300 ids written at once into one bucket (bits 0, value 0)",
+                 "ids_in_write_order": [h(x) for x in many],
+                 "rows": [h(b"".join(ordered[:256])), h(b"".join(ordered[256:]))]},
+    }
+
     # -- pseudonym ---------------------------------------------------------------------------
     pkey, pkid, rnonce = det("purpose-key-badge", 32), det("purpose-kid-badge", 8), det("pseudonym-ref-nonce", 12)
     prf_key = hkdf(pkey, b"dvault/v1/pseudonym")
