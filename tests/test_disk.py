@@ -116,3 +116,32 @@ def test_no_plaintext_in_database_tables(url: str) -> None:
     dump = raw.dump()
     raw.close()
     assert not _find_any(dump, _needles(values))
+
+
+def test_shred_truncates_the_wal_and_waits_only_briefly(tmp_path: Path) -> None:
+    """After a shred the WAL is checkpointed and truncated, so the old row's frames leave
+    it. When another client's open read keeps the checkpoint from finishing, the shred
+    still succeeds after a short bounded wait (Store.CHECKPOINT_WAIT_MS, not the 5 s busy
+    timeout, during which the checkpoint would hold every other client's writes), and the
+    next shred truncates the WAL."""
+    import sqlite3
+    import time as _time
+    path = tmp_path / "w.vault"
+    wal = Path(str(path) + "-wal")
+    with vault.create(path, PASSPHRASE) as v:
+        ids = v.add_many([{"email": f"p{i}@example.org"} for i in range(20)])
+        v.delete(ids[0])
+        assert wal.stat().st_size == 0
+        reader = sqlite3.connect(path, isolation_level=None)
+        v.add({"email": "late@example.org"})
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT count(*) FROM dv_records").fetchone() == (20,)
+        t0 = _time.perf_counter()
+        v.delete(ids[1])
+        assert _time.perf_counter() - t0 < 2.5
+        assert wal.stat().st_size > 0  # the reader's snapshot keeps the frames for now
+        reader.execute("ROLLBACK")
+        reader.close()
+        v.delete(ids[2])
+        assert wal.stat().st_size == 0
+        assert v.count() == 18

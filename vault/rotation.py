@@ -59,7 +59,7 @@ def rotate(v: "Vault", classes: Iterable[str] | None = None, *, reencrypt: bool 
     reencrypt = bool(state["reencrypt"])
 
     def part(job: tuple[list[tuple[bytes, bytes]], bool]) -> tuple[list, list]:
-        """A share of a batch: (rewritten rows, index terms of the batch's records)."""
+        """A share of a batch: (rewritten rows, dv_index rows of its records, ready to write)."""
         recs, with_terms = job
         updates, rows = [], []
         for rid, data in recs:
@@ -67,7 +67,7 @@ def rotate(v: "Vault", classes: Iterable[str] | None = None, *, reencrypt: bool 
             if new is not None:
                 updates.append((new, rid))
             rows.append((rid, new if new is not None else data))
-        return updates, (v._index_terms(rows) if with_terms else [])
+        return updates, (v._index_rows_of(rows) if with_terms else [])
 
     # The rewrap and index work of a batch is spread over forked workers (vault._parallel);
     # each batch still reads, rewrites and moves its cursor in one transaction.
@@ -82,15 +82,15 @@ def rotate(v: "Vault", classes: Iterable[str] | None = None, *, reencrypt: bool 
             with store.tx() as conn:
                 recs = store.get_records(conn, ids)
                 with_terms = fused and meta.get("index_cursor", b"") == cursor  # the index job is in step
-                updates, terms = [], []
-                for upd, tms in pool.imap([(p, with_terms) for p in PAR.split(recs, pool.size)]):
+                updates, packed = [], []
+                for upd, rows in pool.imap([(p, with_terms) for p in PAR.split(recs, pool.size)]):
                     updates += upd
-                    terms += tms
+                    packed += rows
                 stats["reencrypted" if reencrypt else "rewrapped"] += len(updates)
                 store.put_records(conn, updates)
                 progress_meta = {"rotation_cursor": ids[-1]}
                 if with_terms:
-                    v._index_batch(conn, recs, terms)
+                    v._index_batch(conn, recs, packed)
                     progress_meta["index_cursor"] = ids[-1]
                 store.put_meta(conn, progress_meta)
             done += len(ids)

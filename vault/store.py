@@ -97,13 +97,19 @@ def pack_index(groups: Mapping[Bucket, Iterable[bytes]]) -> list[tuple[int, str,
     """dv_index rows (gen, name, value, chunk, ids) for bucket -> concatenated-id parts:
     per bucket the distinct ids in ascending order, F.INDEX_CHUNK_IDS to a row, each row
     under a fresh random chunk id; rows in key order (B-tree appends)."""
-    out = []
+    rows = []
     cap, n = F.INDEX_CHUNK_IDS, ID_BYTES
     for (gen, name, value), parts in groups.items():
         blob = b"".join(parts)
+        if len(blob) == n:  # one id (a single add, or a sparse bucket of a batch)
+            rows.append((gen, name, value, blob))
+            continue
         ids = sorted({blob[i:i + n] for i in range(0, len(blob), n)})
         for i in range(0, len(ids), cap):
-            out.append((gen, name, value, C.random_bytes(F.INDEX_CHUNK_ID_LEN), b"".join(ids[i:i + cap])))
+            rows.append((gen, name, value, b"".join(ids[i:i + cap])))
+    k = F.INDEX_CHUNK_ID_LEN
+    chunks = C.random_bytes(k * len(rows))  # one CSPRNG call for every row's chunk id
+    out = [(gen, name, value, chunks[j * k:j * k + k], ids) for j, (gen, name, value, ids) in enumerate(rows)]
     out.sort()
     return out
 
@@ -139,6 +145,12 @@ def _sqlite_path(url: str) -> str | None:
     return u.database
 
 
+#: How long a SQLite statement waits for another client's lock before failing.
+BUSY_TIMEOUT_MS = 5000
+#: How long the checkpoint after a delete waits for other clients (see Store.checkpoint).
+CHECKPOINT_WAIT_MS = 200
+
+
 def _install_sqlite_pragmas(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
@@ -148,7 +160,7 @@ def _install_sqlite_pragmas(engine: Engine) -> None:
         # FULL would fsync on every commit, i.e. on every audited read (docs/threat-model.md).
         cur = dbapi_conn.cursor()
         for pragma in ("journal_mode=WAL", "secure_delete=ON", "foreign_keys=ON",
-                       "busy_timeout=5000", "temp_store=MEMORY", "synchronous=NORMAL",
+                       f"busy_timeout={BUSY_TIMEOUT_MS}", "temp_store=MEMORY", "synchronous=NORMAL",
                        "cache_size=-65536"):  # 64 MiB page cache: index inserts stay in memory
             cur.execute(f"PRAGMA {pragma}")
         cur.close()
@@ -247,7 +259,9 @@ class Store:
                     yield self._conn
             finally:
                 self._depth = 0
-        except SQLAlchemyError as e:  # never its text: it can carry the statement's parameters
+        except (SQLAlchemyError, self._dbapi.Error) as e:  # never its text: it can carry parameters
+            # (a DB-API error comes straight from the BEGIN our begin hook issues, e.g. a lock
+            # still held by another client when the busy timeout runs out)
             self._drop_conn()
             raise StoreError(f"database error: {_cause(e)}") from None
 
@@ -363,8 +377,12 @@ class Store:
     def insert_index_groups(self, conn: Connection, groups: Mapping[Bucket, Iterable[bytes]]) -> None:
         """Store bucket -> concatenated-id parts (see group_terms), each bucket as few rows
         as it takes; a caller writing many records passes them all at once (add_many does)."""
-        if groups:
-            conn.exec_driver_sql(self._insert_index_sql, pack_index(groups))
+        self.insert_index_rows(conn, pack_index(groups))
+
+    def insert_index_rows(self, conn: Connection, rows: list[tuple[int, str, int, bytes, bytes]]) -> None:
+        """Store dv_index rows already built by :func:`pack_index` (e.g. by workers)."""
+        if rows:
+            conn.exec_driver_sql(self._insert_index_sql, rows)
 
     def delete_index_terms(self, conn: Connection, rows: list[tuple[int, str, int, bytes]]) -> None:
         """Remove these (gen, name, value, record id) terms: only their buckets are read."""
@@ -472,14 +490,30 @@ class Store:
     def checkpoint(self) -> bool:
         """SQLite: fold the WAL into the file and truncate it, so shredded pages leave the WAL.
 
-        Returns False when another connection's reader kept the checkpoint from finishing
-        (old pages then stay in the WAL until a later checkpoint).
+        Returns False when another client's reader or writer kept the checkpoint from
+        finishing (old pages then stay in the WAL until a later checkpoint). It waits at most
+        CHECKPOINT_WAIT_MS for them: a TRUNCATE checkpoint holds the write lock while it
+        waits for readers, so a long wait stalls every other client's writes, and one whose
+        own reader it waits for deadlocks with it until a busy timeout runs out.
         """
         if not self.is_sqlite:
             return True
-        with self.engine.connect() as conn:
-            busy = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").first()
-        return busy is not None and busy[0] == 0
+        if self._depth:
+            return False  # inside a transaction: a checkpoint could not truncate the WAL
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = self.engine.connect()
+            # on the DB-API connection, outside any transaction: SQLAlchemy would open one
+            # first (autobegin), and a checkpoint run inside a transaction cannot finish
+            raw = self._conn.connection.driver_connection
+            raw.execute(f"PRAGMA busy_timeout={CHECKPOINT_WAIT_MS}")
+            try:
+                busy = raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            finally:
+                raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        except (SQLAlchemyError, self._dbapi.Error):
+            return False
+        return bool(busy) and busy[0][0] == 0
 
 
 def check_db_version(stored: int) -> None:

@@ -24,7 +24,7 @@ from .normalize import normalize, tokens
 from .errors import (IntegrityError, NotFound, SchemaError, ValidationError, VaultClosed, VaultError,
                      VaultExists, WrongPassphrase)
 from .record import Record
-from .store import Bucket, Store, StoreError, group_terms
+from .store import Bucket, Store, StoreError, group_terms, pack_index
 
 _PASSPHRASE = "passphrase"
 
@@ -867,7 +867,7 @@ class Vault:
         pending = self._plan_pending
         assert pending is not None
         done = 0
-        with PAR.pool(self._index_terms, self.count()) as pool:
+        with PAR.pool(self._index_rows_of, self.count()) as pool:
             while True:
                 with store.tx(write=False) as conn:
                     cursor = store.get_meta(conn).get("index_cursor", b"")
@@ -876,10 +876,10 @@ class Vault:
                     break
                 with store.tx() as conn:
                     rows = store.get_records(conn, ids)
-                    terms: list[tuple[int, str, int, bytes]] = []
+                    packed: list[tuple[int, str, int, bytes, bytes]] = []
                     for part in pool.imap(PAR.split(rows, pool.size)):
-                        terms += part
-                    done += self._index_batch(conn, rows, terms)
+                        packed += part
+                    done += self._index_batch(conn, rows, packed)
                     store.put_meta(conn, {"index_cursor": ids[-1]})
         with store.tx() as conn:
             store.put_meta(conn, {**self._plan_meta("index_plan", pending),
@@ -926,15 +926,18 @@ class Vault:
             terms += [(gen, name, value, rid) for name, value in ix.terms(dict(rec))]
         return terms
 
+    def _index_rows_of(self, rows: list[tuple[bytes, bytes]]) -> list[tuple[int, str, int, bytes, bytes]]:
+        """The pending generation's dv_index rows for these (id, row) pairs, ready to write:
+        a worker's share of a batch (two shares may each hold a row of one bucket)."""
+        return pack_index({key: (ids,) for key, ids in group_terms(self._index_terms(rows)).items()})
+
     def _index_batch(self, conn, rows: list[tuple[bytes, bytes]],  # type: ignore[no-untyped-def]
-                     terms: list[tuple[int, str, int, bytes]] | None = None) -> int:
-        """Write the pending generation's index rows for these (id, row) pairs (``terms``:
-        already computed, e.g. by a worker)."""
-        if terms is None:
-            terms = self._index_terms(rows)
+                     packed: list[tuple[int, str, int, bytes, bytes]] | None = None) -> int:
+        """Write the pending generation's index rows for these (id, row) pairs (``packed``:
+        already built, e.g. by workers, with :meth:`_index_rows_of`)."""
         # A record added during the re-index already has new-generation terms; it is then in
         # two chunks of a bucket, which readers (and deletes) handle as one.
-        self._s().insert_index(conn, terms)
+        self._s().insert_index_rows(conn, self._index_rows_of(rows) if packed is None else packed)
         return len(rows)
 
     # -- key rotation ---------------------------------------------------------------------
