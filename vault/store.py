@@ -386,7 +386,7 @@ class Store:
 
     def delete_index_terms(self, conn: Connection, rows: list[tuple[int, str, int, bytes]]) -> None:
         """Remove these (gen, name, value, record id) terms: only their buckets are read."""
-        gone: dict[tuple[int, str, int], set[bytes]] = {}
+        gone: dict[Bucket, set[bytes]] = {}
         for gen, name, value, rid in rows:
             gone.setdefault((gen, name, value), set()).add(rid)
         for key, rids in gone.items():
@@ -405,7 +405,7 @@ class Store:
         for key in sorted(hits):
             self._remove_ids(conn, key, {rid})
 
-    def _remove_ids(self, conn: Connection, key: tuple[int, str, int], rids: set[bytes]) -> None:
+    def _remove_ids(self, conn: Connection, key: Bucket, rids: set[bytes]) -> None:
         """Rewrite (or drop) each chunk of one bucket that holds any of ``rids``; a chunk that
         changed under us (another writer, PostgreSQL) is re-read and tried again."""
         for _ in range(100):
