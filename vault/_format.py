@@ -53,7 +53,7 @@ LABEL_USER_ID = b"dvault-user-id"  # user id = SHA-256(label || x25519 pub || ed
 # planner), so every index value is expected to be shared by >= k records.
 INDEX_MAX_BITS = 32
 # A blind-index row holds the ascending ids of up to this many records of one bucket, under
-# a random 8-byte chunk id (docs/format.md 10b); one row per bucket per write, not per term.
+# a random 8-byte chunk id (docs/format.md §10 "Stored rows"); one row per bucket per write, not per term.
 INDEX_CHUNK_IDS = 256
 INDEX_CHUNK_ID_LEN = 8
 PSEUDONYM_BITS = 50  # 10 Crockford base32 characters

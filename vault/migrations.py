@@ -51,7 +51,7 @@ _PRIVILEGES = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "RE
 
 def _v3(conn: Connection) -> None:
     """``dv_index`` holds one row per bucket and write (``chunk``, ``ids``) instead of one
-    row per (term, record): a bulk import writes each bucket once (docs/format.md 10b). The
+    row per (term, record): a bulk import writes each bucket once (docs/format.md §10 "Stored rows"). The
     terms move unchanged (same gen, name, value, record ids). On PostgreSQL the grants other
     roles had on the old table (restrict_audit_role) are given on the new one."""
     columns = {c["name"] for c in inspect(conn).get_columns("dv_index")}
@@ -66,7 +66,7 @@ def _v3(conn: Connection) -> None:
             "WHERE table_schema = current_schema() AND table_name = 'dv_index' AND grantee <> current_user")]
     conn.exec_driver_sql("DROP TABLE dv_index")
     S.blind.create(conn)
-    rows = S.pack_index({key: (ids,) for key, ids in S.group_terms(terms).items()})
+    rows = S.pack_terms(terms)
     if rows:
         conn.execute(S.blind.insert(), [dict(zip(("gen", "name", "value", "chunk", "ids"), r)) for r in rows])
     quote = conn.dialect.identifier_preparer.quote

@@ -46,27 +46,15 @@ def normalize(kind: str, value: str) -> str:
     silently unnormalised index would just never match, which looks like "not
     registered" to someone searching for a person.
     """
-    if kind == "none":
-        return value
-    if kind == "text":
-        return _text(value)
-    if kind == "name":
-        return _name(value)
-    if kind == "email":
-        return _email(value)
-    if kind == "phone":
-        return _phone(value)
-    if kind == "compact":
-        return _compact(value)
-    raise ValueError(f"unknown normalisation kind {kind!r} (expected one of {', '.join(KINDS)})")
+    return normalizer(kind)(value)
 
 
 def normalizer(kind: str) -> Callable[[str], str]:
     """The function :func:`normalize` applies for ``kind`` (looked up once, for hot loops)."""
     fn = _KINDS_FN.get(kind)
     if fn is None:
-        normalize(kind, "")  # raises the documented ValueError
-    return fn  # type: ignore[return-value]
+        raise ValueError(f"unknown normalisation kind {kind!r} (expected one of {', '.join(KINDS)})")
+    return fn
 
 
 def tokens(value: str) -> list[str]:

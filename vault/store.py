@@ -43,7 +43,7 @@ records = Table("dv_records", metadata,
 # ascending 16-byte ids of that write's records in the bucket (at most F.INDEX_CHUNK_IDS)
 # under a random chunk id. WITHOUT ROWID, so the physical order is the key order and says
 # nothing about when a row was written. A bulk import writes each bucket once instead of
-# one B-tree row per term (docs/format.md 10b). A record id may sit in more than one row of
+# one B-tree row per term (docs/format.md §10 "Stored rows"). A record id may sit in more than one row of
 # a bucket (a record added while a re-index runs): readers take the union.
 blind = Table("dv_index", metadata,
               Column("gen", Integer, primary_key=True, autoincrement=False),
@@ -112,6 +112,12 @@ def pack_index(groups: Mapping[Bucket, Iterable[bytes]]) -> list[tuple[int, str,
     out = [(gen, name, value, chunks[j * k:j * k + k], ids) for j, (gen, name, value, ids) in enumerate(rows)]
     out.sort()
     return out
+
+
+def pack_terms(terms: Iterable[tuple[int, str, int, bytes]]) -> list[tuple[int, str, int, bytes, bytes]]:
+    """Index terms (gen, name, value, record id) as dv_index rows: :func:`pack_index` of
+    :func:`group_terms`."""
+    return pack_index({key: (ids,) for key, ids in group_terms(terms).items()})
 
 
 def split_ids(blob: bytes) -> list[bytes]:
@@ -371,8 +377,7 @@ class Store:
     # -- blind indexes ----------------------------------------------------------------------
     def insert_index(self, conn: Connection, rows: list[tuple[int, str, int, bytes]]) -> None:
         """Store index terms (gen, name, value, record id): one row per bucket touched."""
-        if rows:
-            self.insert_index_groups(conn, {k: (ids,) for k, ids in group_terms(rows).items()})
+        self.insert_index_rows(conn, pack_terms(rows))
 
     def insert_index_groups(self, conn: Connection, groups: Mapping[Bucket, Iterable[bytes]]) -> None:
         """Store bucket -> concatenated-id parts (see group_terms), each bucket as few rows

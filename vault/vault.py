@@ -24,7 +24,7 @@ from .normalize import normalize, tokens
 from .errors import (IntegrityError, NotFound, SchemaError, ValidationError, VaultClosed, VaultError,
                      VaultExists, WrongPassphrase)
 from .record import Record
-from .store import Bucket, Store, StoreError, group_terms, pack_index
+from .store import Bucket, Store, StoreError, group_terms, pack_terms
 
 _PASSPHRASE = "passphrase"
 
@@ -625,11 +625,7 @@ class Vault:
             for batch, groups in pool.imap(PAR.ranges(len(rows), PAR.CHUNK)):
                 store.insert_records(conn, batch)
                 for key, ids in groups.items():
-                    got = buckets.get(key)
-                    if got is None:
-                        buckets[key] = [ids]
-                    else:
-                        got.append(ids)
+                    buckets.setdefault(key, []).append(ids)
                 out += [rid.hex() for rid, _ in batch]
                 if progress is not None:
                     progress(len(out), len(rows))
@@ -929,7 +925,7 @@ class Vault:
     def _index_rows_of(self, rows: list[tuple[bytes, bytes]]) -> list[tuple[int, str, int, bytes, bytes]]:
         """The pending generation's dv_index rows for these (id, row) pairs, ready to write:
         a worker's share of a batch (two shares may each hold a row of one bucket)."""
-        return pack_index({key: (ids,) for key, ids in group_terms(self._index_terms(rows)).items()})
+        return pack_terms(self._index_terms(rows))
 
     def _index_batch(self, conn, rows: list[tuple[bytes, bytes]],  # type: ignore[no-untyped-def]
                      packed: list[tuple[int, str, int, bytes, bytes]] | None = None) -> int:
