@@ -250,13 +250,33 @@ def test_canary_tripwire(logged) -> None:  # type: ignore[no-untyped-def]
         v.find(email="decoy@example.org")
         list(v.records(fields=["badge_name"]))
         v.get(ids[1])
+        v.get(canary)
+        v.get(canary)  # the second read uses the cached tag key: still an alarm
     with vault.open(url, identity=lead) as v:
         alarms = v.alarms()
-        assert [a["detail"]["op"] for a in alarms] == ["search", "read_all"]
+        assert [a["detail"]["op"] for a in alarms] == ["search", "read_all", "read", "read"]
         assert all(a["actor"] == staff.public.user_id for a in alarms)
     with vault.open(url, identity=staff) as v:
         with pytest.raises(vault.AccessDenied):
             v.plant_canary({"badge_name": "x"})
+
+
+def test_benchmark_stub_skips_the_whole_entry(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench/search.py compares reads against this stub: it must skip every part of the
+    entry, its description (the audit pseudonym) included, or the audit's cost is understated."""
+    with vault.create(url, PASSPHRASE) as v:
+        rid = v.add({"legal_name": SECRET_NAME, "email": "z@example.org"})
+        def no_target(record_id: str) -> str:
+            raise RuntimeError("describe ran")
+        monkeypatch.setattr(v, "_target", no_target)
+        entries = A.count(v._s())
+        v._auditor.disabled_for_benchmark = True
+        assert v.get(rid)["legal_name"] == SECRET_NAME
+        v._auditor.disabled_for_benchmark = False
+        assert A.count(v._s()) == entries
+        with pytest.raises(RuntimeError, match="describe ran"):  # audited: described, so refused
+            v.get(rid)
+        assert A.count(v._s()) == entries
 
 
 @pytest.mark.skipif(not PG_URL, reason="PostgreSQL tests need DVAULT_TEST_PG_URL")

@@ -113,22 +113,24 @@ class Auditor:
     def append(self, store: Any, action: str, target: str = "", detail: dict | None = None,
                *, unsigned: bool = False) -> None:
         """Write one entry in its own transaction; AuditError if it cannot be written."""
-        self.append_after(store, action, None, target, detail, unsigned=unsigned)
+        self.append_after(store, action, None, lambda _: (target, detail), unsigned=unsigned)
 
-    def append_after(self, store: Any, action: str, work: "Callable[[], tuple[Any, str, dict]] | None",
-                     target: str = "", detail: dict | None = None, *, unsigned: bool = False) -> Any:
+    def append_after(self, store: Any, action: str, work: "Callable[[], Any] | None",
+                     describe: "Callable[[Any], tuple[str, dict | None]]", *, unsigned: bool = False) -> Any:
         """Run ``work`` and write its entry in one write transaction, and return its result.
 
-        ``work()`` returns ``(result, target, detail)``. Why one transaction: an audited read
-        then costs one commit instead of two, and the read and its entry stand or fall
-        together, so a read whose entry cannot be written returns nothing (fail-closed).
-        Exceptions raised by ``work`` propagate unchanged; a failed write (a concurrent
-        appender took our seq) reruns ``work`` and the write, up to five times."""
-        if self.disabled_for_benchmark:  # what the read costs without its entry: a read-only transaction
+        ``describe(result)`` gives the entry's ``(target, detail)``. Why one transaction: an
+        audited read then costs one commit instead of two, and the read and its entry stand
+        or fall together, so a read whose entry cannot be written returns nothing
+        (fail-closed). Exceptions raised by ``work`` or ``describe`` propagate unchanged; a
+        failed write (a concurrent appender took our seq) reruns both and the write, up to
+        five times. ``describe`` is apart from ``work`` so that the benchmark's stub skips
+        every part of the audit (the target pseudonym too), not only the write."""
+        if self.disabled_for_benchmark:  # what the read costs without auditing: a read-only transaction
             if work is None:
                 return None
             with store.tx(write=False):
-                return work()[0]
+                return work()
         reason = b""
         if self.reason and self._reason_to is not None:
             reason = N.seal_note(F.KIND_REASON, self._reason_to[0], self._reason_to[1], self.reason.encode("utf-8"))
@@ -139,10 +141,11 @@ class Auditor:
             in_work = False
             try:
                 with store.tx(write=True) as conn:
+                    in_work = True
                     if work is not None:
-                        in_work = True
-                        result, target, detail = work()
-                        in_work = False
+                        result = work()
+                    target, detail = describe(result)
+                    in_work = False
                     text = _DETAIL_JSON(detail or {})
                     # SQLite: the head of the chain is cached between appends; if another writer
                     # got there first, our INSERT collides on the primary key (seq), the cache is

@@ -339,6 +339,7 @@ class Vault:
         self._plan_pending = pending
         self._issued: set[tuple[str, bytes]] = set()  # pseudonyms known to be stored
         self._canary_cache: set[str] | None = None
+        self._canary_tag_key: tuple[bytes, bytes] | None = None  # (meta key secret, tag key)
         self._load_ring(ring)
         self._setup_auditor()
 
@@ -480,6 +481,7 @@ class Vault:
         self._keys = {}
         self._indexers = []
         self._purposes = {}
+        self._canary_tag_key = None
 
     def _s(self) -> Store:
         if self._store is None:
@@ -1079,9 +1081,10 @@ class Vault:
     def _audit(self, action: str, target: str = "", detail: dict | None = None) -> None:
         self._auditor.append(self._s(), action, target, detail)
 
-    def _audited(self, action: str, work: Callable[[], tuple[Any, str, dict]]) -> Any:
-        """Run a read and write its entry in one transaction (see Auditor.append_after)."""
-        return self._auditor.append_after(self._s(), action, work)
+    def _audited(self, action: str, work: Callable[[], Any], describe: Callable[[Any], tuple[str, dict]]) -> Any:
+        """Run a read and write its entry, ``describe(result)``, in one transaction (see
+        Auditor.append_after)."""
+        return self._auditor.append_after(self._s(), action, work, describe)
 
     def _target(self, record_id: str) -> str:
         """The record's audit pseudonym (never its id or a name); issued on first use."""
@@ -1125,10 +1128,9 @@ class Vault:
 
     def get(self, record_id: str, fields: Sequence[str] | None = None) -> Record:
         """Decrypt one record, or only the named fields of it."""
-        def work() -> tuple[Record, str, dict]:
-            rec = self._get_impl(record_id, fields)
-            return rec, self._target(record_id), {"fields": sorted(rec)}
-        rec = self._guard("read", lambda: self._audited("read", work))
+        def describe(rec: Record) -> tuple[str, dict]:
+            return self._target(record_id), {"fields": sorted(rec)}
+        rec = self._guard("read", lambda: self._audited("read", lambda: self._get_impl(record_id, fields), describe))
         self._alarm_if_canary([record_id], "read")
         return rec
 
@@ -1163,19 +1165,19 @@ class Vault:
 
     def find(self, fields: Sequence[str] | None = None, **criteria: str) -> list[Record]:
         """Exact search over blind indexes (see :meth:`_find_impl`); the search term is never logged."""
-        def work() -> tuple[list[Record], str, dict]:
-            out = self._find_impl(fields, **criteria)
-            return out, "", {"fields": sorted(criteria), "results": len(out)}
-        out = self._guard("search", lambda: self._audited("search", work))
+        def describe(out: list[Record]) -> tuple[str, dict]:
+            return "", {"fields": sorted(criteria), "results": len(out)}
+        out = self._guard("search", lambda: self._audited("search", lambda: self._find_impl(fields, **criteria),
+                                                          describe))
         self._alarm_if_canary([r.id for r in out], "search")
         return out
 
     def find_tokens(self, fields: Sequence[str] | None = None, **criteria: str) -> list[Record]:
         """Token search (see :meth:`_find_tokens_impl`); the search term is never logged."""
-        def work() -> tuple[list[Record], str, dict]:
-            out = self._find_tokens_impl(fields, **criteria)
-            return out, "", {"fields": sorted(criteria), "results": len(out), "tokens": True}
-        out = self._guard("search", lambda: self._audited("search", work))
+        def describe(out: list[Record]) -> tuple[str, dict]:
+            return "", {"fields": sorted(criteria), "results": len(out), "tokens": True}
+        out = self._guard("search", lambda: self._audited(
+            "search", lambda: self._find_tokens_impl(fields, **criteria), describe))
         self._alarm_if_canary([r.id for r in out], "search")
         return out
 
@@ -1187,10 +1189,9 @@ class Vault:
 
     def resolve(self, pseudonym: str, fields: Sequence[str] | None = None) -> Record:
         """The record a pseudonym names (see :meth:`_resolve_impl`)."""
-        def work() -> tuple[Record, str, dict]:
-            rec = self._resolve_impl(pseudonym, fields)
-            return rec, self._target(rec.id), {"fields": sorted(rec), "via": "pseudonym"}
-        rec = self._guard("read", lambda: self._audited("read", work))
+        def describe(rec: Record) -> tuple[str, dict]:
+            return self._target(rec.id), {"fields": sorted(rec), "via": "pseudonym"}
+        rec = self._guard("read", lambda: self._audited("read", lambda: self._resolve_impl(pseudonym, fields), describe))
         self._alarm_if_canary([rec.id], "read")
         return rec
 
@@ -1225,11 +1226,11 @@ class Vault:
         """Break-glass request (see :meth:`_request_reveal_impl`); logged with its (sealed) reason."""
         saved = self._auditor.reason
         self._auditor.reason = reason if isinstance(reason, str) and reason.strip() else saved
-        def work() -> tuple[str, str, dict]:
-            req = self._request_reveal_impl(record_id, field, reason)
-            return req, self._target(record_id), {"field": field, "request": req}
-        try:
-            return self._audited("reveal_request", work)  # the request row stands or falls with its entry
+        def describe(req: str) -> tuple[str, dict]:
+            return self._target(record_id), {"field": field, "request": req}
+        try:  # the request row stands or falls with its entry
+            return self._audited("reveal_request", lambda: self._request_reveal_impl(record_id, field, reason),
+                                 describe)
         finally:
             self._auditor.reason = saved
 
@@ -1243,10 +1244,9 @@ class Vault:
         """The approved value, once (see :meth:`_reveal_impl`). The grant's deletion commits
         with the audit entry: if the entry cannot be written the grant stays, unshown; a
         grant taken but refused (expired, forged) is gone, its entry says so, then we raise."""
-        def work() -> tuple[tuple[Any, Exception | None], str, dict]:
-            value, err = self._reveal_impl(req_id)
-            return (value, err), "", {"request": str(req_id), "shown": err is None}
-        value, err = self._guard("reveal", lambda: self._audited("reveal", work))
+        def describe(out: tuple[Any, Exception | None]) -> tuple[str, dict]:
+            return "", {"request": str(req_id), "shown": out[1] is None}
+        value, err = self._guard("reveal", lambda: self._audited("reveal", lambda: self._reveal_impl(req_id), describe))
         if err is not None:
             raise err
         return value
@@ -1374,9 +1374,12 @@ class Vault:
         return C.Aead(C.hkdf_sha256(self._ring.current(K.KIND_META_KEY).secret, b"dvault/v1/canaries"))
 
     def _canary_tag(self, record_id: str) -> str:
+        """Derived once per meta key (every audited read of a vault with canaries asks)."""
         assert self._ring is not None
-        key = C.hkdf_sha256(self._ring.current(K.KIND_META_KEY).secret, b"dvault/v1/canary-tag")
-        return C.hmac_sha256(key, bytes.fromhex(record_id))[:16].hex()
+        secret = self._ring.current(K.KIND_META_KEY).secret
+        if self._canary_tag_key is None or self._canary_tag_key[0] is not secret:
+            self._canary_tag_key = (secret, C.hkdf_sha256(secret, b"dvault/v1/canary-tag"))
+        return C.hmac_sha256(self._canary_tag_key[1], bytes.fromhex(record_id))[:16].hex()
 
     def _canary_tags(self) -> set[str]:
         """Read once per session (a canary planted meanwhile by someone else is noticed at
