@@ -394,6 +394,32 @@ def test_concurrent_deleters_of_one_bucket_lose_nothing(url: str) -> None:
         assert {r.id for r in v.find(email="p35@example.org")} == {ids[35]}
 
 
+def test_shred_finds_the_id_in_any_row_and_only_where_aligned(url: str) -> None:
+    """A shred searches the whole index for the record's id (in the database), so it also
+    leaves rows its current terms would not name (here: another generation's), and it
+    touches no row where those 16 bytes only occur across two other ids."""
+    import os
+    ids = _one_bucket_vault(url, 3)
+    rid = bytes.fromhex(ids[0])
+    other = bytes.fromhex(ids[1])
+    straddle = os.urandom(8) + rid[:8] + rid[8:] + os.urandom(8)  # rid spans two (fake) ids
+    ph = "?" if url.startswith("sqlite") else "%s"
+    raw = RawDB(url)
+    with raw.engine.begin() as c:
+        c.exec_driver_sql(f"INSERT INTO dv_index (gen, name, value, chunk, ids) VALUES ({ph}, {ph}, {ph}, {ph}, {ph})",
+                          [(99, "email", 7, b"\x01" * 8, min(rid, other) + max(rid, other)),
+                           (99, "email", 8, b"\x02" * 8, straddle)])
+    with vault.open(url, PASSPHRASE) as v:
+        v.delete(ids[0])
+    with raw.engine.begin() as c:
+        rows = {(int(g), int(val)): bytes(i) for g, val, i in
+                c.exec_driver_sql("SELECT gen, value, ids FROM dv_index WHERE gen = 99").all()}
+    left = {t[3] for t in raw.index_terms() if t[0] == 1}
+    raw.close()
+    assert rows == {(99, 7): other, (99, 8): straddle}
+    assert left == {bytes.fromhex(ids[1]), bytes.fromhex(ids[2])}
+
+
 def test_malformed_index_row_is_refused(url: str) -> None:
     """An index row whose ids are not whole 16-byte ids (a database writer's doing) makes a
     search fail with IntegrityError naming the fix, never return a wrong record."""

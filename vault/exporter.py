@@ -15,9 +15,11 @@ import json
 from typing import Any, Iterable
 
 from . import _crypto as C
-from ._files import write_private  # noqa: F401 - part of this module's API (used by the CLI)
+from ._files import write_private
 from .errors import IntegrityError, VaultError
 from .identity import Identity, PublicIdentity
+
+__all__ = ["ARMOR", "ARMOR_END", "open_sealed", "seal", "to_csv", "to_json", "write_private"]
 
 ARMOR = "-----BEGIN DVAULT SEALED EXPORT-----"
 ARMOR_END = "-----END DVAULT SEALED EXPORT-----"
