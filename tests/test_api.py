@@ -202,3 +202,44 @@ def test_a_paused_records_scan_blocks_no_writer(url: str) -> None:
                 seen.append(rec.id)
         assert set(seen) == before and len(seen) == 5
         assert {r.id for r in v.records(fields=["badge_name"])} == before | set(added)
+
+
+def test_garbage_collection_never_waits_on_another_handles_lock(tmp_path: Path) -> None:
+    """Two handles in one process, one per thread (SQLite). A failed statement must not
+    linger in cyclic garbage: whichever thread's collector frees it resets it, which needs
+    its connection's mutex, and that connection may be waiting (mutex held) for the write
+    lock the collecting thread holds: a deadlock until the 5 s busy timeout. The failure
+    staged here is the usual one: an append that lost its audit seq to the other handle."""
+    import gc
+    import threading
+    import time as _time
+    path = tmp_path / "gc.vault"
+    with vault.create(path, PASSPHRASE) as v:
+        rid = v.add({"badge_name": "p"})
+    a, b = vault.open(path, PASSPHRASE), vault.open(path, PASSPHRASE)
+    errors: list[BaseException] = []
+
+    def read_in_b() -> None:
+        try:
+            b.get(rid)
+        except BaseException as e:  # noqa: BLE001 - reported by the test
+            errors.append(e)
+    gc.disable()
+    try:
+        b.get(rid)  # b caches the log's head ...
+        a.get(rid)  # ... which a moves on
+        b.get(rid)  # b's append collides on the seq and is retried
+        with a._s().tx():  # a holds the write lock ...
+            t = threading.Thread(target=read_in_b)  # ... that b now waits for
+            t.start()
+            _time.sleep(0.3)
+            t0 = _time.monotonic()
+            gc.collect()
+            collected_in = _time.monotonic() - t0
+        t.join(timeout=30)
+    finally:
+        gc.enable()
+        a.close()
+        b.close()
+    assert not errors, errors
+    assert collected_in < 2.0

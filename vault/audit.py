@@ -134,7 +134,7 @@ class Auditor:
         reason = b""
         if self.reason and self._reason_to is not None:
             reason = N.seal_note(F.KIND_REASON, self._reason_to[0], self._reason_to[1], self.reason.encode("utf-8"))
-        last_error: Exception | None = None
+        last_error = ""  # its type name only: the exception itself would tie a reference cycle
         insert = _INSERT_SQLITE if store.is_sqlite else _INSERT_PG
         result: Any = None
         for _ in range(5):  # concurrent appenders race for the next seq; the loser retries
@@ -169,8 +169,8 @@ class Auditor:
                 if in_work:
                     raise
                 self._head = None
-                last_error = e
-        raise AuditError(f"audit log write failed ({type(last_error).__name__}); operation refused")
+                last_error = type(e).__name__
+        raise AuditError(f"audit log write failed ({last_error}); operation refused")
 
 
 def read_entries(store: Any, after: int = 0) -> list[Entry]:

@@ -127,6 +127,13 @@ def split_ids(blob: bytes) -> list[bytes]:
     return [blob[i:i + ID_BYTES] for i in range(0, len(blob), ID_BYTES)]
 
 
+def _close_quietly(cur: Any) -> None:
+    try:
+        cur.close()
+    except Exception:  # noqa: BLE001 - already failing; the first error is the one reported
+        pass
+
+
 def _holds(blob: bytes, rid: bytes) -> bool:
     """Is ``rid`` one of the (aligned) ids in ``blob``? bytes.find, then an alignment check."""
     at = blob.find(rid)
@@ -225,19 +232,29 @@ class Store:
 
         Why: on a small statement SQLAlchemy's execution context and events cost several
         times what SQLite itself does, and every audited read pays two of them. DB-API
-        errors are mapped to StoreError like those that come through SQLAlchemy."""
+        errors are mapped to StoreError like those that come through SQLAlchemy.
+
+        A failed statement is reset here, in this thread (the cursor is closed): left for
+        the garbage collector (the error's traceback holds the cursor), it could be reset
+        by another thread that holds the write lock this connection is waiting for, and
+        the reset needs this connection's mutex, which the waiting holds: a deadlock until
+        the busy timeout."""
+        cur = conn.connection.cursor()
         try:
-            cur = conn.connection.cursor()
             cur.execute(sql, params)
             return cur
         except self._dbapi.Error as e:
-            raise StoreError(f"database error: {type(e).__name__}") from None
+            name = type(e).__name__
+        _close_quietly(cur)
+        raise StoreError(f"database error: {name}")
 
     def _fetch(self, cur: Any, n: int) -> list:
         try:
             return cur.fetchmany(n)
         except self._dbapi.Error as e:
-            raise StoreError(f"database error: {type(e).__name__}") from None
+            name = type(e).__name__
+        _close_quietly(cur)  # as in raw()
+        raise StoreError(f"database error: {name}")
 
     @property
     def is_sqlite(self) -> bool:
