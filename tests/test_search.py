@@ -431,3 +431,22 @@ def test_malformed_index_row_is_refused(url: str) -> None:
     with vault.open(url, PASSPHRASE) as v:
         with pytest.raises(vault.IntegrityError, match="blind index holds a malformed row.*reindex"):
             v.find(email="p1@example.org")
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.dictionaries(st.sampled_from(["legal_name", "email", "phone", "passport_number", "badge_name"]),
+                              st.text(max_size=40), max_size=5),
+       bits=st.sampled_from([0, 1, 7, 12, 20]))
+def test_write_terms_are_the_search_terms(values: dict[str, str], bits: int) -> None:
+    """Indexer.terms (the write hot path, with the truncation inlined) gives for every
+    value exactly the terms a search hashes with exact_term and token_terms."""
+    from vault import index as I
+    schema = vault.load_schema(None)
+    ix = I.Indexer(schema, {c: bytes([i + 1]) * 32 for i, c in enumerate(schema.classes)}, bits)
+    want = []
+    for f in ix.fields:
+        if f.name in values:
+            want.append(ix.exact_term(f, values[f.name]))
+            if f.tokens:
+                want += ix.token_terms(f, values[f.name])
+    assert ix.terms(values) == want
