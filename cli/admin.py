@@ -10,8 +10,9 @@ import click
 import vault
 from vault.identity import Identity, PublicIdentity, default_path
 
-from .common import emit, note, pins_path, shown_url, unlock, vault_options
-from .secrets_input import IDENTITY_ENV, RECOVERY_ENV, read_passphrase
+from .common import emit, identity_path, note, pins_path, shown_url, unlock, vault_options
+from .common import vault_url as resolve_vault_url
+from .secrets_input import IDENTITY_ENV, NEW_ENV, RECOVERY_ENV, read_passphrase
 
 RECOVERY_ADVICE = """\
 Recovery advice (read this once, carefully):
@@ -239,4 +240,71 @@ def status(as_json: bool, **kw: Any) -> None:
                                "--action alarm", fg="red"), err=True)
 
 
-COMMANDS = [init, user, role, rotate, requests, approve, status]
+@click.group()
+def passphrase() -> None:
+    """Change a passphrase: your identity file's, or the vault's recovery passphrase.
+
+    Example: dvault passphrase identity --identity ~/sam.dvid
+    """
+
+
+_NEW_PASSPHRASE_FILE = click.option(
+    "--new-passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The new passphrase from this file (else DVAULT_NEW_PASSPHRASE, else a prompt, asked twice).")
+
+
+def _new_passphrase(file: Path | None, old: str, prompt: str) -> str:
+    new = read_passphrase(file, prompt, confirm=True, env=NEW_ENV)
+    if new == old:
+        raise click.UsageError("the new passphrase is the same as the current one")
+    return new
+
+
+@passphrase.command("identity")
+@click.option("--identity", type=click.Path(dir_okay=False, path_type=Path),
+              help="The identity file (or DVAULT_IDENTITY, or the config file, or the default place).")
+@click.option("--passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The current passphrase from this file (else DVAULT_IDENTITY_PASSPHRASE or "
+                   "DVAULT_PASSPHRASE, else a prompt).")
+@_NEW_PASSPHRASE_FILE
+def passphrase_identity(identity: Path | None, passphrase_file: Path | None, new_passphrase_file: Path | None) -> None:
+    """Re-encrypt your identity file under a new passphrase. Its keys stay the same, so no
+    vault changes and the lead has nothing to do. The file is replaced atomically.
+
+    Example: dvault passphrase identity --identity ~/sam.dvid
+    """
+    path = identity_path(identity) or default_path()
+    if not path.exists():
+        raise vault.NotFound(f"no identity file at {path}")
+    old = read_passphrase(passphrase_file, f"Current passphrase for identity {path.name}", env=IDENTITY_ENV)
+    Identity.load(path, old)  # a wrong passphrase fails before the new one is asked for
+    new = _new_passphrase(new_passphrase_file, old, "New passphrase for the identity")
+    Identity.change_passphrase(path, old, new)
+    click.echo(f"identity {path}: passphrase changed")
+
+
+@passphrase.command("recovery")
+@click.option("--vault", "vault_url", metavar="URL", help="Vault: SQLite path or database URL (or DVAULT_URL).")
+@click.option("--passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The current recovery passphrase from this file (else DVAULT_RECOVERY_PASSPHRASE or "
+                   "DVAULT_PASSPHRASE, else a prompt).")
+@_NEW_PASSPHRASE_FILE
+def passphrase_recovery(vault_url: str | None, passphrase_file: Path | None, new_passphrase_file: Path | None) -> None:
+    """Set a new recovery passphrase for the vault (it needs the current one). The
+    recovery slot also gets a new secret, so the old passphrase no longer opens this
+    database; copies and backups made before still open with it. Logged as
+    change_passphrase.
+
+    Example: dvault passphrase recovery --vault dd2026.vault
+    """
+    url = resolve_vault_url(vault_url)
+    old = read_passphrase(passphrase_file, "Current vault recovery passphrase", env=RECOVERY_ENV)
+    with vault.open(url, old) as v:  # a wrong passphrase fails before the new one is asked for
+        new = _new_passphrase(new_passphrase_file, old, "New recovery passphrase")
+        v.change_passphrase(new)
+    click.echo("recovery passphrase changed")
+    note("Backups made before this still open with the old passphrase: destroy them or keep them "
+         "as safe as the new one.")
+
+
+COMMANDS = [init, user, role, rotate, requests, approve, status, passphrase]

@@ -4,7 +4,7 @@ prompt. Never argv (it shows in `ps` and shell history).
 The variables name the secret, so one script can hold both without confusion:
 DVAULT_IDENTITY_PASSPHRASE for identity files, DVAULT_RECOVERY_PASSPHRASE for a vault's
 recovery passphrase; DVAULT_PASSPHRASE is the fallback for either (what the command at
-hand asks for)."""
+hand asks for). DVAULT_NEW_PASSPHRASE is the new one when a passphrase is changed."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import click
 
 IDENTITY_ENV = ("DVAULT_IDENTITY_PASSPHRASE", "DVAULT_PASSPHRASE")
 RECOVERY_ENV = ("DVAULT_RECOVERY_PASSPHRASE", "DVAULT_PASSPHRASE")
+NEW_ENV = ("DVAULT_NEW_PASSPHRASE",)  # `dvault passphrase`: the one being set
 
 
 def read_passphrase(file: Path | None, prompt: str, *, confirm: bool = False,

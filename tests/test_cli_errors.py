@@ -218,3 +218,53 @@ def test_database_urls_are_shown_without_password() -> None:
     assert shown_url("postgresql+psycopg://dv:s3cret-pw@db.example.org/vault") == \
         "postgresql+psycopg://dv:***@db.example.org/vault"
     assert shown_url("dd2026.vault") == "dd2026.vault"
+
+
+def test_passphrase_recovery_changes_it_and_refuses_bad_input(setup, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    tmp, url, _badge = setup
+    (tmp / "recovery.pass").write_text(RECOVERY + "\n")
+    (tmp / "new.pass").write_text("a brand new recovery phrase\n")
+    (tmp / "wrong.pass").write_text("not the recovery phrase\n")
+    code, _out, err = run(monkeypatch, capsys, "passphrase", "recovery", "--passphrase-file", "wrong.pass",
+                          "--new-passphrase-file", "new.pass")
+    assert code == 4 and err.strip() == "dvault: error: wrong passphrase"
+    code, _out, err = run(monkeypatch, capsys, "passphrase", "recovery", "--passphrase-file", "recovery.pass",
+                          "--new-passphrase-file", "recovery.pass")
+    assert code == 1 and err.strip() == "dvault: error: the new passphrase is the same as the current one"
+    with vault.open(url, RECOVERY) as v:  # both refusals changed nothing
+        assert not v.audit_entries(action="change_passphrase")
+    code, out, err = run(monkeypatch, capsys, "passphrase", "recovery", "--passphrase-file", "recovery.pass",
+                         "--new-passphrase-file", "new.pass")
+    assert code == 0 and "recovery passphrase changed" in out, err
+    assert "brand new" not in out + err
+    with pytest.raises(vault.WrongPassphrase):
+        vault.open(url, RECOVERY)
+    with vault.open(url, "a brand new recovery phrase") as v:
+        assert len(v.audit_entries(action="change_passphrase")) == 1
+        assert v.count() == 1
+    with vault.open(url, identity=Identity.load(tmp / "lead.dvid", LEAD_PW)) as v:  # the lead's slot still opens
+        assert v.count() == 1
+
+
+def test_passphrase_identity_rewraps_the_file(setup, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    tmp, url, _badge = setup
+    (tmp / "new.pass").write_text("staff has a new phrase\n")
+    before = Identity.load(tmp / "staff.dvid", STAFF_PW).public.to_line()
+    code, _out, err = run(monkeypatch, capsys, "passphrase", "identity", "--identity", "staff.dvid",
+                          "--passphrase-file", "lead.pass", "--new-passphrase-file", "new.pass")
+    assert code == 4 and "wrong passphrase" in err
+    assert Identity.load(tmp / "staff.dvid", STAFF_PW).public.to_line() == before  # untouched
+    code, _out, err = run(monkeypatch, capsys, "passphrase", "identity", "--identity", "missing.dvid",
+                          "--passphrase-file", "staff.pass", "--new-passphrase-file", "new.pass")
+    assert code == 2 and err.strip() == "dvault: error: no identity file at missing.dvid"
+    code, out, err = run(monkeypatch, capsys, "passphrase", "identity", "--identity", "staff.dvid",
+                         "--passphrase-file", "staff.pass", "--new-passphrase-file", "new.pass")
+    assert code == 0 and "passphrase changed" in out, err
+    assert oct((tmp / "staff.dvid").stat().st_mode & 0o777) == "0o600"
+    with pytest.raises(vault.WrongPassphrase):
+        Identity.load(tmp / "staff.dvid", STAFF_PW)
+    staff = Identity.load(tmp / "staff.dvid", "staff has a new phrase")
+    assert staff.public.to_line() == before
+    with vault.open(url, identity=staff) as v:  # same keys: the vault needs no change
+        assert v.count() == 1
+    assert sorted(p.name for p in tmp.iterdir() if p.name.startswith("staff")) == ["staff.dvid", "staff.pass"]

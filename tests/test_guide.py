@@ -33,7 +33,8 @@ def guide_script() -> str:
 def test_guide_has_every_step() -> None:
     text = guide_script()
     for needle in ("dvault init", "dvault user add", "dvault import", "dvault find", "dvault export",
-                   "dvault user remove", "dvault shred", "dvault audit verify", "keygen"):
+                   "dvault user remove", "dvault shred", "dvault audit verify", "keygen",
+                   "dvault passphrase identity", "dvault passphrase recovery"):
         assert needle in text, needle
 
 
