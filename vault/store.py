@@ -221,7 +221,7 @@ class Store:
         # rows whose ids may hold a record: a byte search in the database, not a row-by-row
         # scan in Python (unaligned hits are weeded out by _holds)
         contains = f"instr(ids, {ph}) > 0" if path is not None else f"position({ph}::bytea in ids) > 0"
-        self._holding_sql = f"SELECT DISTINCT gen, name, value, ids FROM dv_index WHERE {contains}"
+        self._holding_sql = f"SELECT gen, name, value, ids FROM dv_index WHERE {contains}"
         self._get_record_sql = f"SELECT data FROM dv_records WHERE id = {ph}"
         self._update_record_sql = f"UPDATE dv_records SET data = {ph} WHERE id = {ph}"
         self._insert_record_sql = f"INSERT INTO dv_records (id, data) VALUES ({ph}, {ph})"
