@@ -236,7 +236,7 @@ def test_passphrase_recovery_changes_it_and_refuses_bad_input(setup, monkeypatch
     code, out, err = run(monkeypatch, capsys, "passphrase", "recovery", "--passphrase-file", "recovery.pass",
                          "--new-passphrase-file", "new.pass")
     assert code == 0 and "recovery passphrase changed" in out, err
-    assert "brand new" not in out + err
+    assert "brand new" not in out + err and RECOVERY not in out + err
     with pytest.raises(vault.WrongPassphrase):
         vault.open(url, RECOVERY)
     with vault.open(url, "a brand new recovery phrase") as v:
@@ -260,6 +260,7 @@ def test_passphrase_identity_rewraps_the_file(setup, monkeypatch, capsys) -> Non
     code, out, err = run(monkeypatch, capsys, "passphrase", "identity", "--identity", "staff.dvid",
                          "--passphrase-file", "staff.pass", "--new-passphrase-file", "new.pass")
     assert code == 0 and "passphrase changed" in out, err
+    assert "new phrase" not in out + err and STAFF_PW not in out + err
     assert oct((tmp / "staff.dvid").stat().st_mode & 0o777) == "0o600"
     with pytest.raises(vault.WrongPassphrase):
         Identity.load(tmp / "staff.dvid", STAFF_PW)
