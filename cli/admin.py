@@ -277,9 +277,8 @@ def passphrase_identity(identity: Path | None, passphrase_file: Path | None, new
     if not path.exists():
         raise vault.NotFound(f"no identity file at {path}")
     old = read_passphrase(passphrase_file, f"Current passphrase for identity {path.name}", env=IDENTITY_ENV)
-    Identity.load(path, old)  # a wrong passphrase fails before the new one is asked for
-    new = _new_passphrase(new_passphrase_file, old, "New passphrase for the identity")
-    Identity.change_passphrase(path, old, new)
+    ident = Identity.load(path, old)  # a wrong passphrase fails before the new one is asked for
+    ident.replace_file(path, _new_passphrase(new_passphrase_file, old, "New passphrase for the identity"))
     click.echo(f"identity {path}: passphrase changed")
 
 

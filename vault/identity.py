@@ -136,10 +136,14 @@ class Identity:
         file (0600) in the same directory and renamed over the old one: a crash leaves
         either the old file or the new one, never half of each.
         """
-        p = Path(path)
-        ident = cls.load(p, old)
-        replace_private(p, ident.to_file_bytes(new, kdf), error=IdentityError)
+        ident = cls.load(path, old)
+        ident.replace_file(path, new, kdf)
         return ident
+
+    def replace_file(self, path: str | os.PathLike[str], passphrase: str, kdf: F.KdfParams | None = None) -> None:
+        """Write this identity over its existing file, atomically (see change_passphrase),
+        for a caller that has already loaded it: one Argon2id derivation fewer."""
+        replace_private(Path(path), self.to_file_bytes(passphrase, kdf), error=IdentityError)
 
     @classmethod
     def from_file_bytes(cls, data: bytes, passphrase: str) -> "Identity":
