@@ -7,6 +7,7 @@ PostgreSQL cases are skipped with a visible reason.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import urllib.parse
@@ -45,6 +46,23 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         return
     if not PG_URL:
         pytest.skip("PostgreSQL tests need DVAULT_TEST_PG_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
+    with _pg_schema() as fresh:
+        yield fresh
+
+
+@pytest.fixture
+def url2(url: str, tmp_path: Path) -> Iterator[str]:
+    """A second empty place on the same backend as ``url`` (where a vault is moved to)."""
+    if url.startswith("sqlite"):
+        yield f"sqlite:///{tmp_path / 'second.vault'}"
+        return
+    with _pg_schema() as fresh:
+        yield fresh
+
+
+@contextlib.contextmanager
+def _pg_schema() -> Iterator[str]:
+    """A fresh PostgreSQL schema, dropped afterwards, and the URL that works in it."""
     import sqlalchemy as sa
 
     schema = "dvt_" + secrets.token_hex(6)

@@ -12,6 +12,7 @@ from ._format import KDF_DEFAULT, KDF_FLOOR, KdfParams
 from .errors import (AccessDenied, IntegrityError, KdfTooWeak, NotFound, SchemaError,
                      UnsupportedVersion, ValidationError, VaultClosed, VaultError, VaultExists,
                      WrongPassphrase)
+from .move import Moved, move
 from .record import Record
 from .schema import Field, Schema
 from .schema import load as load_schema
@@ -21,7 +22,7 @@ from .vault import Vault, create, open
 __version__ = "0.1.0"
 
 __all__ = [
-    "create", "open", "Vault", "Record", "Schema", "Field", "load_schema", "KdfParams",
+    "create", "open", "move", "Moved", "Vault", "Record", "Schema", "Field", "load_schema", "KdfParams",
     "KDF_DEFAULT", "KDF_FLOOR",
     "VaultError", "WrongPassphrase", "IntegrityError", "KdfTooWeak", "SchemaError", "ValidationError",
     "NotFound", "VaultExists", "AccessDenied", "VaultClosed", "UnsupportedVersion", "StoreError",

@@ -310,6 +310,18 @@ class Store:
         self._drop_conn()
         self.engine.dispose()
 
+    def drop_tables(self) -> bool:
+        """Drop every vault table (reflected, so none is missed); only for removing a vault
+        this process has just made and failed to fill. False if that failed too."""
+        self._drop_conn()
+        try:
+            found = MetaData()
+            found.reflect(self.engine, only=lambda name, _meta: name.startswith("dv_"))
+            found.drop_all(self.engine)
+        except SQLAlchemyError:
+            return False
+        return True
+
     # -- meta -----------------------------------------------------------------------------
     @staticmethod
     def get_meta(conn: Connection) -> dict[str, bytes]:

@@ -77,9 +77,11 @@ def create(url: str | os.PathLike[str], passphrase: str, *, schema: str | os.Pat
         U.check_name(lead_name)  # before anything is written: a failure after it would leave a half vault
     url = _normalise_url(url)
     store = Store(url, create=True)
+    made = False
     try:
         if store.has_vault():
             raise VaultExists("a vault already exists in this database")
+        made = True
         vault_id = C.random_bytes(F.ID_LEN)
         ring = K.Keyring.generate(parsed.classes, parsed.purposes)
         plan = I.Plan(1, I.plan_bits(population, k), population, k,
@@ -123,15 +125,31 @@ def create(url: str | os.PathLike[str], passphrase: str, *, schema: str | os.Pat
             v._identity = lead
             v.add_user(lead.public, lead_name, next(r.name for r in parsed.roles.values() if r.manage))
     except BaseException:
-        store.dispose()
-        if store.sqlite_path is not None:  # no half-made vault left behind
-            for suffix in ("", "-wal", "-shm", "-journal"):
-                try:
-                    os.unlink(store.sqlite_path + suffix)
-                except FileNotFoundError:
-                    pass
+        _discard(store, made)  # no half-made vault left behind
         raise
     return v
+
+
+def _discard(store: Store, made: bool) -> None:
+    """Remove a vault this process has just made: SQLite's files (``Store(create=True)``
+    refused an existing file, so they are ours even before ``made``), or on PostgreSQL
+    the vault's tables once ``made`` (before that they may be someone else's vault)."""
+    if store.sqlite_path is None and made:
+        store.drop_tables()
+    store.dispose()
+    if store.sqlite_path is not None:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            try:
+                os.unlink(store.sqlite_path + suffix)
+            except FileNotFoundError:
+                pass
+
+
+def discard_new(v: "Vault") -> None:
+    """Close and remove a vault made moments ago whose filling failed (vault.move)."""
+    store = v._s()
+    v.close()
+    _discard(store, True)
 
 
 def open(url: str | os.PathLike[str], passphrase: str | None = None, *,  # noqa: A001 - mirrors builtins

@@ -1,0 +1,167 @@
+"""vault.move: every record into a new vault under a new lead (threat model 6.6, step 5)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import pytest
+import sqlalchemy as sa
+
+import vault
+from conftest import PASSPHRASE
+from rawdb import RawDB
+from vault.identity import Identity
+
+NEW_PASSPHRASE = "a new recovery passphrase for the new vault"
+PEOPLE = [
+    {"legal_name": "Amira Haddad", "passport_number": "P83526008", "risk_level": "high",
+     "risk_notes": "followed in 2025", "email": "amira@example.org", "date_of_birth": dt.date(1984, 2, 29)},
+    {"legal_name": "Tomás Quispe", "email": "tq@example.net", "phone": "+51 1 555 0101", "dietary": "vegan"},
+    {"badge_name": "R.", "pronouns": "they/them"},
+]
+DECOY = {"legal_name": "Lena Vogt", "email": "lena.vogt@example.com"}
+
+
+@pytest.fixture
+def old(url: str):  # type: ignore[no-untyped-def]
+    lead, staff = Identity.generate(), Identity.generate()
+    with vault.create(url, PASSPHRASE, lead=lead, population=500) as v:
+        v.add_user(staff.public, "sam", "staff")
+        ids = v.add_many(PEOPLE)
+        decoy = v.plant_canary(DECOY)
+    return url, lead, staff, ids, decoy
+
+
+def _values(v: vault.Vault) -> list[dict]:
+    return sorted((dict(r) for r in v.records()), key=repr)
+
+
+def _tables(url: str) -> set[str]:
+    """The vault tables at ``url``; for SQLite, first that no file at all was left."""
+    if url.startswith("sqlite"):
+        path = url.removeprefix("sqlite:///")
+        left = [p for p in os.listdir(os.path.dirname(path)) if p.startswith(os.path.basename(path))]
+        return {f"file {p}" for p in left}
+    engine = sa.create_engine(url)
+    try:
+        return {t for t in sa.inspect(engine).get_table_names() if t.startswith("dv_")}
+    finally:
+        engine.dispose()
+
+
+def test_move_carries_records_and_canaries_and_nothing_else(old, url2: str) -> None:  # type: ignore[no-untyped-def]
+    url, old_lead, staff, ids, decoy = old
+    new_lead = Identity.generate()
+    with vault.open(url, PASSPHRASE) as src:
+        before = _values(src)
+        moved = vault.move(src, url2, NEW_PASSPHRASE, lead=new_lead, lead_name="nadia")
+        moved.vault.close()
+        assert moved.records == 4 and moved.canaries == 1
+        old_badges = {src.pseudonym(i, "badge") for i in ids}
+    with vault.open(url2, identity=new_lead) as dst:
+        assert dst.role.manage and dst.schema.source == src.schema.source
+        assert dst.status()["index"]["population"] == 500
+        assert _values(dst) == before  # every value, dates typed as before
+        new_ids = set(dst.ids())
+        assert not new_ids & (set(ids) | {decoy})  # fresh record ids: no row links to the old one
+        assert not {dst.pseudonym(i, "badge") for i in new_ids} & old_badges
+        assert [u.name for u in dst.users()] == ["nadia"]  # users are re-enrolled, not carried
+        assert dst.alarms()  # the records() above touched the decoy: still a canary here
+        moved_in = [e for e in dst.audit_entries() if e["action"] == "import"]
+        assert moved_in[0]["detail"] == {"count": 4, "op": "move", "from": src.id}
+        assert "canar" not in repr(moved_in)  # how many decoys there are is not in the log
+        assert dst.audit_verify().ok
+    with vault.open(url2, NEW_PASSPHRASE) as dst:
+        assert len(dst) == 4
+    for wrong in (PASSPHRASE,):
+        with pytest.raises(vault.WrongPassphrase):
+            vault.open(url2, wrong)
+    for ident in (old_lead, staff):  # neither the old lead nor old users open the new vault
+        with pytest.raises((vault.AccessDenied, vault.WrongPassphrase)):
+            vault.open(url2, identity=ident)
+    with vault.open(url, identity=old_lead) as src:  # the old vault is left as it was, plus its log
+        assert len(src) == 4
+        log = src.audit_entries()
+        start = next(n for n, e in enumerate(log) if e["action"] == "export")
+        out = [e for e in log[start:] if e["action"] in ("export", "alarm")]
+        assert out[0]["detail"] == {"fields": sorted(src.readable_fields), "purpose": None,
+                                    "count": 4, "op": "move"}
+        assert [e["detail"]["op"] for e in out[1:]] == ["move"]  # the decoy alarmed, as any export
+
+
+def test_move_by_the_old_lead_identity_works(old, url2: str) -> None:  # type: ignore[no-untyped-def]
+    url, old_lead, _staff, _ids, _decoy = old
+    with vault.open(url, identity=old_lead) as src:
+        with vault.move(src, url2, NEW_PASSPHRASE, lead=Identity.generate()).vault as dst:
+            assert len(dst) == 4
+
+
+def test_move_refusals_write_nothing(old, url2: str) -> None:  # type: ignore[no-untyped-def]
+    url, old_lead, staff, _ids, _decoy = old
+    with vault.open(url, identity=staff) as src:
+        with pytest.raises(vault.AccessDenied, match="every class key"):
+            vault.move(src, url2, NEW_PASSPHRASE, lead=Identity.generate())
+    with vault.open(url, PASSPHRASE) as src:
+        with pytest.raises(vault.ValidationError, match="new lead identity"):
+            vault.move(src, url2, NEW_PASSPHRASE, lead=old_lead)
+        assert _tables(url2) == set()
+        assert [e["detail"]["op"] for e in src.audit_entries(action="denied")] == ["move"]
+        with pytest.raises(vault.VaultExists):  # never into an existing vault
+            vault.move(src, url, NEW_PASSPHRASE, lead=Identity.generate())
+    with vault.open(url, PASSPHRASE) as src:
+        assert len(src) == 4
+
+
+def test_move_into_a_non_empty_place_leaves_that_vault_alone(old, url2: str) -> None:  # type: ignore[no-untyped-def]
+    url, *_ = old
+    with vault.create(url2, NEW_PASSPHRASE) as there:
+        there.add({"badge_name": "already here"})
+    with vault.open(url, PASSPHRASE) as src, pytest.raises(vault.VaultExists):
+        vault.move(src, url2, NEW_PASSPHRASE, lead=Identity.generate())
+    with vault.open(url2, NEW_PASSPHRASE) as there:
+        assert [dict(r) for r in there.records()] == [{"badge_name": "already here"}]
+
+
+def test_a_move_that_fails_half_way_leaves_no_vault(old, url2: str, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    url, *_ = old
+    real = vault.Vault._store_canaries
+
+    def fail(self: vault.Vault, tags: list[str]) -> None:
+        if self.id != src.id:
+            raise OSError("disk full")
+        real(self, tags)
+
+    monkeypatch.setattr(vault.Vault, "_store_canaries", fail)
+    with vault.open(url, PASSPHRASE) as src:
+        with pytest.raises(OSError):  # after the records went in: they must go again
+            vault.move(src, url2, NEW_PASSPHRASE, lead=Identity.generate())
+    assert _tables(url2) == set()
+
+
+def test_a_tampered_source_record_stops_the_move_before_anything_is_made(old, url2: str) -> None:  # type: ignore[no-untyped-def]
+    url, _lead, _staff, ids, _decoy = old
+    db = RawDB(url)
+    try:
+        data = bytearray(db.row(ids[1]))
+        data[-3] ^= 1
+        db.set_row(ids[1], bytes(data))
+    finally:
+        db.close()
+    with vault.open(url, PASSPHRASE) as src, pytest.raises(vault.IntegrityError):
+        vault.move(src, url2, NEW_PASSPHRASE, lead=Identity.generate())
+    assert _tables(url2) == set()
+
+
+def test_a_create_that_fails_after_its_tables_leaves_no_vault(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same clean-up serves create(): on PostgreSQL too, not only SQLite's files."""
+    def fail(*_a: object, **_k: object) -> None:
+        raise OSError("connection lost")
+
+    monkeypatch.setattr(vault.Vault, "add_user", fail)
+    with pytest.raises(OSError):
+        vault.create(url, PASSPHRASE, lead=Identity.generate())
+    assert _tables(url) == set()
+    monkeypatch.undo()
+    with vault.create(url, PASSPHRASE) as v:  # the place is usable again
+        assert len(v) == 0

@@ -1,0 +1,87 @@
+"""Moving every record into a new vault under a new lead (docs/threat-model.md 6.6).
+
+Why a new vault rather than a new lead in place: whoever holds the old lead's identity,
+or the recovery passphrase, holds the meta and purpose keys, which never rotate (section
+8), and the old lead could go on signing the schema, index plan and user table. A fresh
+vault draws every key anew: class, meta and purpose keys, record ids, DEKs and the
+recovery passphrase's slot. Nothing in it is linkable to the old rows without reading
+both with their own keys; pseudonyms change.
+
+What is carried: every record's values (with every class opened, so the mover must hold
+every class key) and which records are canaries. What is not: users (the old user table
+is signed by the key that may be in other hands: the new lead re-enrols each user after
+checking their fingerprint), break-glass requests and grants, and the audit log (it stays
+with the old vault, which is evidence: keep it until the log has been read).
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+from . import _format as F
+from . import keys as K
+from .errors import AccessDenied, ValidationError
+from .identity import Identity
+from .vault import Vault, create, discard_new
+
+
+@dataclass(frozen=True)
+class Moved:
+    """The new vault (open, as its lead) and what went into it."""
+
+    vault: Vault
+    records: int
+    canaries: int
+
+    def __repr__(self) -> str:
+        return f"<Moved {self.records} records into vault {self.vault.id}>"
+
+
+def move(src: Vault, url: str | os.PathLike[str], passphrase: str, *, lead: Identity,
+         lead_name: str = "lead", kdf: F.KdfParams | None = None,
+         progress: Callable[[int, int], None] | None = None) -> Moved:
+    """Copy every record of ``src`` into a new vault at ``url`` led by ``lead``, whose
+    recovery passphrase is ``passphrase``; returns it open.
+
+    ``src`` must be opened with every class key and a managing role (the recovery
+    passphrase or the lead's identity). The new vault gets the same schema text and index
+    sizing. All or nothing: if anything fails after the new vault was created, it is
+    removed again. Audited on both sides: the source logs an ``export`` of every field
+    (and an ``alarm`` per canary, as any export does), the new vault an ``import``."""
+    def check() -> None:
+        src._need_all_classes("moving the vault")
+        if not src.role.manage:
+            raise AccessDenied("only the security lead or the recovery passphrase moves a vault")
+    src._guard("move", check)
+    assert src._ring is not None
+    old_lead = next((k.secret for k in src._ring.keys if k.kind == K.KIND_LEAD_VK), b"")
+    if hmac.compare_digest(old_lead, lead.public.ed25519):
+        raise ValidationError("the new vault needs a new lead identity: this one leads the old vault")
+    fields = sorted(src.readable_fields)
+    total = src.count()
+    src._audit("export", "", {"fields": fields, "purpose": None, "count": total, "op": "move"})
+    canaries = src._canaries()
+    rows, marked = [], []
+    for rec in src._records_impl():
+        if rec.id in canaries:
+            src._alarm(rec.id, "move")
+            marked.append(len(rows))
+        rows.append(dict(rec))
+    plan = src._plan_active
+    dest = create(url, passphrase, schema=src.schema.source, kdf=kdf, population=plan.population,
+                  k=plan.k, lead=lead, lead_name=lead_name)
+    try:
+        dest._audit("import", "", {"count": len(rows), "op": "move", "from": src.id})
+        ids = dest._add_many_impl(rows, progress)
+        if marked:
+            dest._store_canaries(sorted(dest._canary_tag(ids[i]) for i in marked))
+    except BaseException:
+        discard_new(dest)
+        raise
+    return Moved(dest, len(ids), len(marked))
+
+
+__all__ = ["move", "Moved"]
