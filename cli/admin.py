@@ -10,7 +10,7 @@ import click
 import vault
 from vault.identity import Identity, PublicIdentity, default_path
 
-from .common import emit, identity_path, note, pins_path, shown_url, unlock, vault_options
+from .common import emit, identity_path, note, pins_path, shown_url, unlock, vault_options, with_progress
 from .common import vault_url as resolve_vault_url
 from .secrets_input import IDENTITY_ENV, NEW_ENV, RECOVERY_ENV, read_passphrase
 
@@ -170,20 +170,9 @@ def rotate(classes: tuple[str, ...], reencrypt: bool, **kw: Any) -> None:
 
     Example: dvault rotate --reencrypt
     """
-    from .common import progress
-
     with unlock(kw) as v:
-        bar = progress("rotating", v.count())
-        if bar is None:
-            stats = v.rotate(list(classes) or None, reencrypt=reencrypt)
-        else:
-            with bar:
-                seen = [0]
-
-                def step(done: int, _total: int) -> None:
-                    bar.update(done - seen[0])
-                    seen[0] = done
-                stats = v.rotate(list(classes) or None, reencrypt=reencrypt, progress=step)
+        stats = with_progress("rotating", v.count(),
+                              lambda step: v.rotate(list(classes) or None, reencrypt=reencrypt, progress=step))
     click.echo(", ".join(f"{k} {n}" for k, n in stats.items()))
 
 

@@ -124,6 +124,21 @@ def progress(label: str, total: int):  # type: ignore[no-untyped-def]
     return click.progressbar(length=total, label=label, file=sys.stderr)
 
 
+def with_progress(label: str, total: int, job: Callable[[Callable[[int, int], None] | None], Any]) -> Any:
+    """Run ``job(step)`` with a progress bar fed by ``step(done, total)`` (``None`` when no
+    bar is shown: see :func:`progress`); returns what the job returns."""
+    bar = progress(label, total)
+    if bar is None:
+        return job(None)
+    seen = [0]
+
+    def step(done: int, _total: int) -> None:
+        bar.update(done - seen[0])
+        seen[0] = done
+    with bar:
+        return job(step)
+
+
 def reason_option(f: Callable) -> Callable:
     return click.option("--reason", help="Why you need this access (recorded, sealed to the lead). "
                                          "Prompted if missing; use the prompt when the reason names "

@@ -12,24 +12,8 @@ import vault
 from vault import exporter as X
 from vault.identity import Identity, PublicIdentity
 
-from .common import reason_option, set_reason, unlock, vault_options, note
+from .common import note, reason_option, set_reason, unlock, vault_options, with_progress
 from .secrets_input import IDENTITY_ENV, read_passphrase
-
-
-def _with_bar(label: str, total: int, run):  # type: ignore[no-untyped-def]
-    """Run ``run(progress_callback)`` under a progress bar (only on a terminal, not --quiet)."""
-    from .common import progress
-
-    bar = progress(label, total)
-    if bar is None:
-        return run(None)
-    with bar:
-        seen = [0]
-
-        def step(done: int, _total: int) -> None:
-            bar.update(done - seen[0])
-            seen[0] = done
-        return run(step)
 
 
 @click.command(name="import")
@@ -68,7 +52,7 @@ def import_(csv_file: Path, mapping: Path, dry_run: bool, skip_bad: bool, **kw: 
             raise click.UsageError("nothing imported: fix the rows above or use --skip-bad")
         if not plan.rows:
             raise click.UsageError("no rows to import")
-        ids = _with_bar("importing", len(plan.rows),
+        ids = with_progress("importing", len(plan.rows),
                         lambda step: v.import_rows([values for _line, values in plan.rows], progress=step))
         click.echo(f"imported {len(ids)} participant(s)")
 
@@ -96,7 +80,7 @@ def export(fields: str, purpose: str | None, fmt: str, out: Path | None, recipie
         raise vault.VaultExists(f"refusing to overwrite {out}")  # after decrypting and auditing everything
     with unlock(kw) as v:
         set_reason(v, kw["reason"])
-        rows = _with_bar("exporting", v.count(), lambda step: v.export(names, purpose=purpose, progress=step))
+        rows = with_progress("exporting", v.count(), lambda step: v.export(names, purpose=purpose, progress=step))
     columns = (["pseudonym"] if purpose else []) + names
     data = (X.to_csv(rows, columns) if fmt == "csv" else X.to_json(rows)).encode("utf-8")
     if to is not None:

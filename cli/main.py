@@ -152,8 +152,8 @@ def audit_checkpoint(**kw):  # type: ignore[no-untyped-def]
 
 
 def _register() -> None:
-    from . import admin, data, records, shell
-    for mod in (admin, records, data, shell):
+    from . import admin, data, move, records, shell
+    for mod in (admin, records, data, shell, move):
         for cmd in mod.COMMANDS:
             cli.add_command(cmd)
 

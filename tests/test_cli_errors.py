@@ -269,3 +269,48 @@ def test_passphrase_identity_rewraps_the_file(setup, monkeypatch, capsys) -> Non
     with vault.open(url, identity=staff) as v:  # same keys: the vault needs no change
         assert v.count() == 1
     assert sorted(p.name for p in tmp.iterdir() if p.name.startswith("staff")) == ["staff.dvid", "staff.pass"]
+
+
+def test_move_into_a_new_vault_under_a_new_lead(setup, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    tmp, url, badge = setup
+    (tmp / "recovery.pass").write_text(RECOVERY + "\n")
+    (tmp / "new.pass").write_text("a brand new recovery phrase\n")
+    (tmp / "nadia.pass").write_text("nadia's identity phrase\n")
+    base = ("move", "--passphrase-file", "recovery.pass", "--identity-passphrase-file", "nadia.pass",
+            "--reason", "the lead's laptop was seized")
+    refusals = [  # (args, exit code, message): each leaves neither a vault nor an identity behind
+        (("--to", "new.vault", "--identity", "nadia.dvid", "--new-passphrase-file", "recovery.pass"),
+         1, "the new vault needs a new recovery passphrase, not the old one"),
+        (("--to", "new.vault", "--identity", "lead.dvid", "--new-passphrase-file", "new.pass",
+          "--identity-passphrase-file", "lead.pass"),
+         1, "the new vault needs a new lead identity: this one leads the old vault"),
+        (("--to", "v.vault", "--identity", "nadia.dvid", "--new-passphrase-file", "new.pass"),
+         1, f"refusing to overwrite {url}"),
+    ]
+    for args, want_code, message in refusals:
+        code, out, err = run(monkeypatch, capsys, *base, *args)
+        assert (code, err.strip()) == (want_code, f"dvault: error: {message}"), err
+        assert not (tmp / "new.vault").exists() and not (tmp / "nadia.dvid").exists()
+    (tmp / "wrong.pass").write_text("not the recovery phrase\n")
+    code, _out, err = run(monkeypatch, capsys, "move", "--passphrase-file", "wrong.pass", "--to", "new.vault",
+                          "--identity", "nadia.dvid", "--new-passphrase-file", "new.pass", "--reason", "x")
+    assert code == 4 and err.strip() == "dvault: error: wrong passphrase"
+
+    code, out, err = run(monkeypatch, capsys, *base, "--to", "new.vault", "--identity", "nadia.dvid",
+                         "--new-passphrase-file", "new.pass", "--name", "nadia")
+    assert code == 0 and out.startswith("moved 1 participants into vault "), err
+    staff = Identity.load(tmp / "staff.dvid", STAFF_PW)
+    assert f"dvault user add {staff.public.to_line()} --name sam --role staff" in err  # re-enrol, by hand
+    assert not any(s in out + err for s in (*SECRET_VALUES, RECOVERY, "brand new", "nadia's identity"))
+    nadia = Identity.load(tmp / "nadia.dvid", "nadia's identity phrase")
+    assert (tmp / "nadia.dvid.vaults").exists()  # the new vault is pinned for its lead
+    with vault.open(tmp / "new.vault", identity=nadia, pins=tmp / "nadia.dvid.vaults") as v:
+        rec = next(iter(v.records()))
+        assert rec["legal_name"] == "Amira Haddad" and rec["passport_number"] == "P83526008"
+        assert [u.name for u in v.users()] == ["nadia"]
+        assert [e["reason"] for e in v.audit_entries(action="import")] == ["the lead's laptop was seized"]
+        with pytest.raises(vault.NotFound):
+            v.resolve(badge)  # pseudonyms changed with the purpose keys
+    with pytest.raises(vault.WrongPassphrase):
+        vault.open(tmp / "new.vault", RECOVERY)
+    assert _count(url) == 1 and _audited(url, "export") == 1  # the old vault: as it was, plus its log

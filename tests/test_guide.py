@@ -34,7 +34,7 @@ def test_guide_has_every_step() -> None:
     text = guide_script()
     for needle in ("dvault init", "dvault user add", "dvault import", "dvault find", "dvault export",
                    "dvault user remove", "dvault shred", "dvault audit verify", "keygen",
-                   "dvault passphrase identity", "dvault passphrase recovery"):
+                   "dvault passphrase identity", "dvault passphrase recovery", "dvault move"):
         assert needle in text, needle
 
 
@@ -49,6 +49,7 @@ def test_guide_runs_end_to_end(url: str, tmp_path: Path) -> None:
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "imported 150 participant(s)" in res.stdout
     assert "audit log verified" in res.stdout
+    assert "moved 149 participants into vault" in res.stdout  # 150 imported, one shredded
     badges = (tmp_path / "badges.csv").read_text("utf-8").splitlines()
     assert badges[0] == "pseudonym,badge_name,pronouns" and len(badges) == 151
     assert (tmp_path / "badges.csv").stat().st_mode & 0o777 == 0o600

@@ -165,3 +165,13 @@ def test_a_create_that_fails_after_its_tables_leaves_no_vault(url: str, monkeypa
     monkeypatch.undo()
     with vault.create(url, PASSPHRASE) as v:  # the place is usable again
         assert len(v) == 0
+
+
+def test_reasons_given_on_the_handle_create_returns_are_sealed_to_the_lead(url: str) -> None:
+    """vault.move writes its import entry on that handle: its reason is for the new lead."""
+    lead = Identity.generate()
+    with vault.create(url, PASSPHRASE, lead=lead) as v:
+        v.set_reason("first registrations")
+        v.add({"badge_name": "A."})
+    with vault.open(url, identity=lead) as v:
+        assert [e["reason"] for e in v.audit_entries(action="add")] == ["first registrations"]

@@ -49,7 +49,8 @@ def move(src: Vault, url: str | os.PathLike[str], passphrase: str, *, lead: Iden
     ``src`` must be opened with every class key and a managing role (the recovery
     passphrase or the lead's identity). The new vault gets the same schema text and index
     sizing. All or nothing: if anything fails after the new vault was created, it is
-    removed again. Audited on both sides: the source logs an ``export`` of every field
+    removed again (the new vault is made first, so a refused destination costs no read
+    of the source). Audited on both sides: the source logs an ``export`` of every field
     (and an ``alarm`` per canary, as any export does), the new vault an ``import``."""
     def check() -> None:
         src._need_all_classes("moving the vault")
@@ -60,20 +61,21 @@ def move(src: Vault, url: str | os.PathLike[str], passphrase: str, *, lead: Iden
     old_lead = next((k.secret for k in src._ring.keys if k.kind == K.KIND_LEAD_VK), b"")
     if hmac.compare_digest(old_lead, lead.public.ed25519):
         raise ValidationError("the new vault needs a new lead identity: this one leads the old vault")
-    fields = sorted(src.readable_fields)
-    total = src.count()
-    src._audit("export", "", {"fields": fields, "purpose": None, "count": total, "op": "move"})
-    canaries = src._canaries()
-    rows, marked = [], []
-    for rec in src._records_impl():
-        if rec.id in canaries:
-            src._alarm(rec.id, "move")
-            marked.append(len(rows))
-        rows.append(dict(rec))
     plan = src._plan_active
+    # made first: a refused destination (a vault already there) costs no read of the source
     dest = create(url, passphrase, schema=src.schema.source, kdf=kdf, population=plan.population,
                   k=plan.k, lead=lead, lead_name=lead_name)
     try:
+        src._audit("export", "", {"fields": sorted(src.readable_fields), "purpose": None,
+                                  "count": src.count(), "op": "move"})
+        canaries = src._canaries()
+        rows, marked = [], []
+        for rec in src._records_impl():
+            if rec.id in canaries:
+                src._alarm(rec.id, "move")
+                marked.append(len(rows))
+            rows.append(dict(rec))
+        dest.set_reason(src._auditor.reason)  # sealed, in the new log, to the new lead
         dest._audit("import", "", {"count": len(rows), "op": "move", "from": src.id})
         ids = dest._add_many_impl(rows, progress)
         if marked:

@@ -124,6 +124,7 @@ def create(url: str | os.PathLike[str], passphrase: str, *, schema: str | os.Pat
         if lead is not None:
             v._identity = lead
             v.add_user(lead.public, lead_name, next(r.name for r in parsed.roles.values() if r.manage))
+            v._setup_auditor()  # reasons from now on are sealed to the lead, as after any open
     except BaseException:
         _discard(store, made)  # no half-made vault left behind
         raise

@@ -1,0 +1,88 @@
+"""`dvault move`: the way back after the lead's identity is lost or seized (threat model 6.6)."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import click
+
+import vault
+from vault.identity import Identity
+
+from .admin import RECOVERY_ADVICE
+from .common import note, pins_path, set_reason, shown_url, with_progress
+from .common import vault_url as resolve_vault_url
+from .secrets_input import IDENTITY_ENV, NEW_ENV, RECOVERY_ENV, read_passphrase
+
+
+@click.command()
+@click.option("--vault", "vault_url", metavar="URL", help="The old vault: SQLite path or URL (or DVAULT_URL).")
+@click.option("--to", "to_url", required=True, metavar="URL", help="Where to create the new vault.")
+@click.option("--identity", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The new lead's identity file; created if it does not exist. Not the old lead's.")
+@click.option("--name", default="lead", show_default=True, help="The new lead's name or handle.")
+@click.option("--passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The old vault's recovery passphrase from this file (else DVAULT_RECOVERY_PASSPHRASE "
+                   "or DVAULT_PASSPHRASE, else a prompt).")
+@click.option("--new-passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The new vault's recovery passphrase from this file (else DVAULT_NEW_PASSPHRASE, "
+                   "else a prompt, asked twice).")
+@click.option("--identity-passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The new identity's passphrase from this file (else DVAULT_IDENTITY_PASSPHRASE, "
+                   "else a prompt).")
+@click.option("--reason", help="Why (recorded in both logs, sealed to each vault's lead).")
+def move(vault_url: str | None, to_url: str, identity: Path, name: str, passphrase_file: Path | None,
+         new_passphrase_file: Path | None, identity_passphrase_file: Path | None, reason: str | None) -> None:
+    """Copy every participant into a new vault with new keys, a new lead and a new
+    recovery passphrase, opening the old one with its recovery passphrase. For when the
+    lead's identity is lost or may be in other hands: the old keys open nothing in the
+    new vault. Users are not carried over (the old user table was signed by that lead):
+    re-enrol each one after checking their fingerprint. Pseudonyms change. The old vault
+    is left as it is, with its audit log.
+
+    Example: dvault move --vault dd2026.vault --to dd2026-new.vault --identity ~/nadia.dvid
+    """
+    url = resolve_vault_url(vault_url)
+    old = read_passphrase(passphrase_file, "Recovery passphrase of the old vault", env=RECOVERY_ENV)
+    with vault.open(url, old) as src:  # a wrong passphrase fails before anything else is asked
+        set_reason(src, reason)
+        new_identity = not identity.exists()
+        id_pw = read_passphrase(identity_passphrase_file, "Passphrase for the new lead's identity",
+                                confirm=new_identity, env=IDENTITY_ENV[:1])
+        lead = Identity.generate() if new_identity else Identity.load(identity, id_pw)
+        new = read_passphrase(new_passphrase_file, "Recovery passphrase for the new vault", confirm=True,
+                              env=NEW_ENV)
+        if new == old:
+            raise click.UsageError("the new vault needs a new recovery passphrase, not the old one")
+        manage = {r.name for r in src.schema.roles.values() if r.manage}
+        users = [u for u in src.users() if u.role not in manage]
+        if new_identity:
+            lead.save(identity, id_pw)
+        try:
+            moved = with_progress("moving", src.count(), lambda step: vault.move(
+                src, to_url, new, lead=lead, lead_name=name, progress=step))
+        except BaseException:  # no vault: an identity made for it would only be a stray key file
+            if new_identity:
+                identity.unlink(missing_ok=True)
+            raise
+        src_id = src.id
+    with moved.vault as dest:
+        click.echo(f"moved {moved.records} participants into vault {dest.id} at {shown_url(to_url)}")
+        dest.pin(pins_path(identity))
+    if new_identity:
+        note(f"created identity {identity}")
+    note(f"the new lead's identity: {identity}  fingerprint {lead.public.fingerprint()}")
+    note(f"The old vault {src_id} at {shown_url(url)} is unchanged. Keep it, as safe as before, until its "
+         "audit log has been read (dvault audit show / verify on it); then destroy it and every backup "
+         "of it. Pseudonyms changed: reissue badges and other exports from the new vault.")
+    if users:
+        note("Users are not carried over. Re-enrol each one only after checking their fingerprint with "
+             "them by voice (the old user table was signed by the lost lead key):")
+        for u in users:
+            note(f"  dvault user add {u.public.to_line()} --name {shlex.quote(u.name)} --role {u.role}"
+                 f"   # fingerprint {u.public.fingerprint()}")
+    note(RECOVERY_ADVICE)
+
+
+COMMANDS = [move]
