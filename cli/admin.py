@@ -9,6 +9,8 @@ import click
 
 import vault
 from vault.identity import Identity, PublicIdentity, default_path
+from vault.store import check_app_roles, restrict_audit_role
+from vault.vault import discard_new
 
 from .common import emit, identity_path, note, pins_path, shown_url, unlock, vault_options, with_progress
 from .common import vault_url as resolve_vault_url
@@ -38,12 +40,19 @@ Recovery advice (read this once, carefully):
                    "DVAULT_PASSPHRASE, else a prompt).")
 @click.option("--identity-passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Identity passphrase from this file (else DVAULT_IDENTITY_PASSPHRASE, else a prompt).")
+@click.option("--app-role", "app_roles", multiple=True, metavar="ROLE",
+              help="PostgreSQL: a database role the staff clients log in as (repeatable; it must exist). "
+                   "It may use every table but only append to and read the audit log.")
 def init(vault_url: str, identity: Path | None, schema: Path | None, population: int | None, name: str,
-         passphrase_file: Path | None, identity_passphrase_file: Path | None) -> None:
-    """Create a vault and enrol you as its security lead.
+         passphrase_file: Path | None, identity_passphrase_file: Path | None, app_roles: tuple[str, ...]) -> None:
+    """Create a vault and enrol you as its security lead. On PostgreSQL, run it as the
+    database owner and name the role(s) staff clients use with --app-role: they get no
+    UPDATE, DELETE or TRUNCATE on the audit log.
 
     Example: dvault init --vault dd2026.vault --identity ~/lead.dvid --population 150
     """
+    if app_roles:
+        check_app_roles(vault_url, app_roles)  # before anything is asked or written
     ident_path = identity or default_path()
     new_identity = not ident_path.exists()
     id_pw = read_passphrase(identity_passphrase_file, "Passphrase for your identity",
@@ -54,14 +63,22 @@ def init(vault_url: str, identity: Path | None, schema: Path | None, population:
     if new_identity:
         lead.save(ident_path, id_pw)
     try:
-        with vault.create(vault_url, recovery, schema=schema, population=population, lead=lead,
-                          lead_name=name) as v:
+        v = vault.create(vault_url, recovery, schema=schema, population=population, lead=lead, lead_name=name)
+        try:
+            for role in app_roles:
+                restrict_audit_role(vault_url, role)
             v.pin(pins_path(ident_path))
+        except BaseException:  # all or nothing: no vault whose set-up was left half done
+            discard_new(v)
+            raise
+        with v:
             click.echo(f"vault {v.id} created at {shown_url(vault_url)}")
     except BaseException:  # no vault: an identity made for it would only be a stray key file
         if new_identity:
             ident_path.unlink(missing_ok=True)
         raise
+    for role in app_roles:
+        note(f"database role {role}: every table, but the audit log only SELECT and INSERT")
     if new_identity:
         note(f"created identity {ident_path}")
     click.echo(f"your identity: {ident_path}  fingerprint {lead.public.fingerprint()}")

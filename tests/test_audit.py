@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 
 import pytest
@@ -304,6 +305,63 @@ def test_postgres_app_role_cannot_edit_audit(url: str) -> None:
     finally:
         with admin.begin() as c:
             c.exec_driver_sql("RESET ROLE")
+            c.exec_driver_sql(f"DROP OWNED BY {role}")
+            c.exec_driver_sql(f"DROP ROLE {role}")
+        admin.dispose()
+
+
+def test_init_app_role_uses_the_vault_but_cannot_edit_its_log(url: str, tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Issue 5: `dvault init --app-role` sets up the role staff clients log in as."""
+    from test_cli_errors import run
+
+    for k in [k for k in os.environ if k.startswith("DVAULT_")]:
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("DVAULT_CONFIG", str(tmp_path / "none.toml"))
+    (tmp_path / "lead.pass").write_text("lead pass words\n")
+    (tmp_path / "recovery.pass").write_text(PASSPHRASE + "\n")
+    ident = str(tmp_path / "lead.dvid")
+    init = ("init", "--vault", url, "--identity", ident, "--passphrase-file", str(tmp_path / "recovery.pass"),
+            "--identity-passphrase-file", str(tmp_path / "lead.pass"))
+    if not url.startswith("postgresql"):
+        code, _out, err = run(monkeypatch, capsys, *init, "--app-role", "dvault_app")
+        assert (code, err.strip()) == (1, "dvault: error: database roles apply to PostgreSQL; SQLite has none")
+        assert not os.path.exists(url.removeprefix("sqlite:///")) and not os.path.exists(ident)
+        return
+    role = "dvault_app_" + secrets.token_hex(4)
+    for bad, message in ((role, f"no database role {role} (create it first, as the database owner)"),
+                         ("App-Role", "database role names are lower-case letters, digits and _")):
+        code, _out, err = run(monkeypatch, capsys, *init, "--app-role", bad)
+        assert (code, err.strip()) == (1, f"dvault: error: {message}")
+        assert not os.path.exists(ident)
+        with pytest.raises(vault.NotFound):
+            vault.open(url, PASSPHRASE)
+    admin = sa.create_engine(url)
+    with admin.begin() as c:
+        c.exec_driver_sql(f"CREATE ROLE {role} LOGIN")
+    try:
+        code, _out, err = run(monkeypatch, capsys, *init, "--app-role", role)
+        assert code == 0, err
+        assert f"database role {role}: every table, but the audit log only SELECT and INSERT" in err
+        as_app = sa.engine.make_url(url).set(username=role).render_as_string(hide_password=False)
+        with vault.open(as_app, PASSPHRASE) as v:  # everything a client does works as that role
+            rid = v.add({"legal_name": "Amira Haddad", "badge_name": "Amira"})
+            v.update(rid, {"badge_name": "A."})
+            assert v.get(rid)["badge_name"] == "A." and v.find(legal_name="amira haddad")
+            v.delete(rid)
+            v.rotate()
+            assert v.audit_verify().ok
+        app = sa.create_engine(as_app)
+        try:
+            with app.connect() as c:
+                assert c.exec_driver_sql("SELECT count(*) FROM dv_audit").scalar() >= 6
+                for sql in ("UPDATE dv_audit SET detail = '{}'", "DELETE FROM dv_audit", "TRUNCATE dv_audit"):
+                    with pytest.raises(sa.exc.ProgrammingError):
+                        c.exec_driver_sql(sql)
+                    c.rollback()
+        finally:
+            app.dispose()
+    finally:
+        with admin.begin() as c:
             c.exec_driver_sql(f"DROP OWNED BY {role}")
             c.exec_driver_sql(f"DROP ROLE {role}")
         admin.dispose()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from sqlalchemy import (BigInteger, Column, Integer, LargeBinary, MetaData, String, Table,
                         create_engine, delete, event, func, inspect, select, update)
@@ -558,21 +558,57 @@ def check_db_version(stored: int) -> None:
         )
 
 
-def restrict_audit_role(url: str, role: str) -> None:
-    """PostgreSQL: let the application's database role append to and read the audit log,
-    never change or delete it (``REVOKE UPDATE, DELETE, TRUNCATE``). Run as the owner."""
+#: What an application role may do: everything a client does on every table, except that
+#: the audit log is append-only (no UPDATE, DELETE or TRUNCATE).
+APP_TABLES = ("dv_meta", "dv_slots", "dv_records", "dv_index", "dv_pseudonyms", "dv_users", "dv_reveals")
+
+
+def check_app_roles(url: str, roles: Sequence[str]) -> None:
+    """Refuse, before anything is written, role names that are not plain identifiers,
+    roles that do not exist, and a backend that has no roles (SQLite)."""
     import re as _re
 
-    if not _re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", role):
-        raise VaultError("database role names are lower-case letters, digits and _")
-    if make_url(url).get_backend_name() != "postgresql":
-        raise VaultError("audit role restriction applies to PostgreSQL; SQLite has no roles")
+    for role in roles:
+        if not _re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", role):
+            raise VaultError("database role names are lower-case letters, digits and _")
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError:  # a plain path: SQLite
+        backend = "sqlite"
+    if backend != "postgresql":
+        raise VaultError("database roles apply to PostgreSQL; SQLite has none")
+    if not roles:
+        return
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            known = {r[0] for r in conn.exec_driver_sql(
+                "SELECT rolname FROM pg_roles WHERE rolname = ANY(%(r)s)", {"r": list(roles)})}
+    except SQLAlchemyError as e:
+        raise StoreError(f"database error: {_cause(e)}") from None
+    finally:
+        engine.dispose()
+    missing = [r for r in roles if r not in known]
+    if missing:
+        raise VaultError(f"no database role {missing[0]} (create it first, as the database owner)")
+
+
+def restrict_audit_role(url: str, role: str) -> None:
+    """PostgreSQL: let the application's database role use the vault (its schema and every
+    table) but only append to and read the audit log, never change or delete it
+    (``REVOKE UPDATE, DELETE, TRUNCATE``). Run as the owner; ``dvault init --app-role``
+    runs it for each role it is given."""
+    check_app_roles(url, [role])
     engine = create_engine(url)
     try:
         with engine.begin() as conn:
+            schema = conn.exec_driver_sql("SELECT current_schema()").scalar_one()
+            conn.exec_driver_sql(f"GRANT USAGE ON SCHEMA {conn.dialect.identifier_preparer.quote(schema)} TO {role}")
             conn.exec_driver_sql(f"REVOKE UPDATE, DELETE, TRUNCATE ON dv_audit FROM {role}")
             conn.exec_driver_sql(f"GRANT SELECT, INSERT ON dv_audit TO {role}")
-            for table in ("dv_meta", "dv_slots", "dv_records", "dv_index", "dv_pseudonyms", "dv_users", "dv_reveals"):
+            for table in APP_TABLES:
                 conn.exec_driver_sql(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {role}")
+    except SQLAlchemyError as e:
+        raise StoreError(f"database error: {_cause(e)}") from None
     finally:
         engine.dispose()
