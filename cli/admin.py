@@ -12,7 +12,8 @@ from vault.identity import Identity, PublicIdentity, default_path
 from vault.store import check_app_roles, restrict_audit_role
 from vault.vault import discard_new
 
-from .common import emit, identity_path, note, pins_path, shown_url, unlock, vault_options, with_progress
+from .common import (emit, identity_path, note, pins_path, printable, shown_url, unlock, vault_options,
+                     with_progress)
 from .common import vault_url as resolve_vault_url
 from .secrets_input import IDENTITY_ENV, NEW_ENV, RECOVERY_ENV, read_passphrase
 
@@ -111,7 +112,7 @@ def user_add(public: str, name: str, role: str, yes: bool, **kw: Any) -> None:
             raise click.Abort()
     with unlock(kw) as v:
         u = v.add_user(pub, name, role)
-        click.echo(f"enrolled {u.name} ({u.user_id}) as {u.role}")
+        click.echo(f"enrolled {printable(u.name)} ({u.user_id}) as {u.role}")
 
 
 @user.command("list")
@@ -144,11 +145,11 @@ def user_remove(user_id: str, yes: bool, **kw: Any) -> None:
         if len(matches) != 1:
             raise vault.NotFound(f"no single enrolled user with id or name {user_id!r}")
         u = matches[0]
-        if not yes and not click.confirm(f"Revoke {u.name} ({u.user_id}) and rotate their keys now?",
+        if not yes and not click.confirm(f"Revoke {printable(u.name)} ({u.user_id}) and rotate their keys now?",
                                          default=False, err=True):
             raise click.Abort()
         v.remove_user(u.user_id)
-        note(f"revoked {u.name} ({u.user_id}); keys rotated")
+        note(f"revoked {printable(u.name)} ({u.user_id}); keys rotated")
 
 
 @click.group()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -162,6 +163,31 @@ def fields_arg(text: str | None) -> list[str] | None:
     return names
 
 
+#: What a terminal acts on instead of showing: C0 and C1 controls and DEL (escape
+#: sequences move the cursor, rewrite lines, set titles, write the clipboard), and the
+#: bidirectional embeddings, overrides and isolates, which reorder the text around them.
+_UNSHOWABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str, *, lines: bool = False) -> str:
+    """``text`` as a terminal may safely show it. Why: field values come from registration
+    forms, that is from anyone, including whoever wants to hide a row from a staff
+    member's screen or spoof another; reasons come from every user. Each such character
+    is shown as an escape (``\\x1b``, ``\\u202e``); with ``lines``, newlines and tabs stay."""
+    def escape(m: re.Match[str]) -> str:
+        ch = m.group()
+        if lines and ch in "\n\t":
+            return ch
+        return f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
+    return _UNSHOWABLE.sub(escape, text)
+
+
+def json_line(obj: Any, **kw: Any) -> str:
+    """JSON for the terminal or a pipe: the same characters escaped, as JSON escapes
+    (json.dumps already escapes C0 controls; not DEL, C1 or the bidi controls)."""
+    return _UNSHOWABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(obj, ensure_ascii=False, **kw))
+
+
 def cell(value: Any) -> str:
     if value is None:
         return ""
@@ -172,7 +198,7 @@ def cell(value: Any) -> str:
 
 def table(rows: Iterable[dict[str, Any]], columns: list[str]) -> str:
     """A plain aligned table: readable on any terminal, no colour codes when piped."""
-    data = [[c for c in columns]] + [[cell(r.get(c)).replace("\n", " ") for c in columns] for r in rows]
+    data = [[c for c in columns]] + [[printable(cell(r.get(c)).replace("\n", " ")) for c in columns] for r in rows]
     widths = [min(40, max(len(row[i]) for row in data)) for i in range(len(columns))]
     lines = []
     for n, row in enumerate(data):
@@ -188,7 +214,7 @@ def _jsonable(value: Any) -> Any:
 def emit(rows: list[dict[str, Any]], columns: list[str], as_json: bool, quiet_: bool = False) -> None:
     if as_json:
         for r in rows:
-            click.echo(json.dumps({c: _jsonable(r.get(c)) for c in columns}, ensure_ascii=False))
+            click.echo(json_line({c: _jsonable(r.get(c)) for c in columns}))
     elif rows:
         click.echo(table(rows, columns))
     elif not quiet_:

@@ -10,7 +10,7 @@ import click
 
 import vault
 
-from .common import unlock, vault_options, note
+from .common import json_line, note, table, unlock, vault_options
 
 EXIT = {vault.NotFound: 2, vault.AccessDenied: 3, vault.WrongPassphrase: 4, vault.IntegrityError: 5}
 
@@ -94,11 +94,15 @@ def audit() -> None:
 @vault_options
 @click.option("--actor", help="Only this user id.")
 @click.option("--action", help="Only this action (read, search, update, alarm, ...).")
-@click.option("--target", help="Only entries about this audit pseudonym (AU-...).")
-@click.option("--since-days", type=float, help="Only the last N days.")
+@click.option("--target", metavar="PSEUDONYM",
+              help="Only entries about this participant: any pseudonym you hold (BA-..., AU-...). "
+                   "Look one up first with: dvault find --email --pseudonyms-only")
+@click.option("--since-days", type=click.FloatRange(min=0, min_open=True), help="Only the last N days.")
+@click.option("--since", "since_text", metavar="WHEN", help="Only from this UTC date or time (2026-11-20, 2026-11-20T14:30).")
+@click.option("--until", "until_text", metavar="WHEN", help="Only up to this UTC date (the whole day) or time.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
 @click.option("--summary", is_flag=True, help="Who accessed which classes how often.")
-def audit_show(actor, action, target, since_days, as_json, summary, **kw):  # type: ignore[no-untyped-def]
+def audit_show(actor, action, target, since_days, since_text, until_text, as_json, summary, **kw):  # type: ignore[no-untyped-def]
     """Show audit entries (reasons only for the lead).
 
     Example: dvault audit show --vault dd2026.vault --identity lead.dvid --since-days 7 --summary
@@ -108,19 +112,64 @@ def audit_show(actor, action, target, since_days, as_json, summary, **kw):  # ty
 
     from vault import audit as A
 
-    since = int((_time.time() - since_days * 86400) * 1000) if since_days else None
+    if since_days and since_text:
+        raise click.UsageError("give --since or --since-days, not both")
+    since = int((_time.time() - since_days * 86400) * 1000) if since_days else _utc_ms("--since", since_text)
+    until = _utc_ms("--until", until_text, end_of_day=True)
+    if since is not None and until is not None and until < since:
+        raise click.UsageError("--until is before --since")
     with unlock(kw) as v:
-        entries = v.audit_entries(actor=actor, action=action, target=target, since_ms=since)
+        entries = v.audit_entries(actor=actor, action=action, target=target, since_ms=since, until_ms=until)
         if summary:
             classes = {n: f.cls for n, f in v.schema.fields.items()}
             click.echo(_json.dumps(A.summary(entries, classes), indent=2, sort_keys=True))
         elif as_json:
-            click.echo(A.as_jsonl(entries), nl=False)
+            for e in entries:
+                click.echo(json_line(e, sort_keys=True))
         else:
-            click.echo(A.as_table(entries), nl=False)
+            _audit_table(entries)
         alarms = v.alarms()
         if alarms and v.role.manage:
             click.echo(f"dvault: warning: {len(alarms)} canary alarm(s) in the log", err=True)
+
+
+def _audit_table(entries: list[dict]) -> None:
+    """One line per entry; the reason column only for the lead, who alone can open reasons
+    (they are free text from every user: shown through printable(), as every value is)."""
+    import json as _json
+    import time as _time
+
+    rows = [{"seq": e["seq"], "time (UTC)": _time.strftime("%Y-%m-%d %H:%M:%S", _time.gmtime(e["at"] / 1000)),
+             "actor": e["actor"], "action": e["action"], "target": e["target"] or "-",
+             "detail": _json.dumps(e["detail"], sort_keys=True, separators=(",", ":")), "reason": e["reason"]}
+            for e in entries]
+    columns = ["seq", "time (UTC)", "actor", "action", "target", "detail"]
+    if rows:
+        click.echo(table(rows, columns + (["reason"] if any(e["reason"] for e in entries) else [])))
+    else:
+        note("no entries")
+
+
+def _utc_ms(option: str, text: str | None, *, end_of_day: bool = False) -> int | None:
+    """Milliseconds since the epoch of a UTC date (its first or, for --until, its last
+    millisecond) or date and time; the log's clock is UTC."""
+    import datetime as _dt
+
+    if text is None:
+        return None
+    try:
+        if len(text.strip()) == 10:
+            day = _dt.date.fromisoformat(text.strip())
+            when = _dt.datetime(day.year, day.month, day.day, tzinfo=_dt.timezone.utc)
+            if end_of_day:
+                return int(when.timestamp() * 1000) + 86_400_000 - 1
+        else:
+            when = _dt.datetime.fromisoformat(text.strip())
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=_dt.timezone.utc)
+    except ValueError:
+        raise click.UsageError(f"{option}: expected a UTC date or time like 2026-11-20 or 2026-11-20T14:30") from None
+    return int(when.timestamp() * 1000)
 
 
 @audit.command("verify")

@@ -11,7 +11,7 @@ import vault
 from vault.identity import Identity
 
 from .admin import RECOVERY_ADVICE
-from .common import note, pins_path, set_reason, shown_url, with_progress
+from .common import note, pins_path, printable, set_reason, shown_url, with_progress
 from .common import vault_url as resolve_vault_url
 from .secrets_input import IDENTITY_ENV, NEW_ENV, RECOVERY_ENV, read_passphrase
 
@@ -80,7 +80,7 @@ def move(vault_url: str | None, to_url: str, identity: Path, name: str, passphra
         note("Users are not carried over. Re-enrol each one only after checking their fingerprint with "
              "them by voice (the old user table was signed by the lost lead key):")
         for u in users:
-            note(f"  dvault user add {u.public.to_line()} --name {shlex.quote(u.name)} --role {u.role}"
+            note(f"  dvault user add {u.public.to_line()} --name {shlex.quote(printable(u.name))} --role {u.role}"
                  f"   # fingerprint {u.public.fingerprint()}")
     note(RECOVERY_ADVICE)
 

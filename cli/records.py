@@ -10,7 +10,7 @@ import click
 import vault
 from vault.schema import Field
 
-from .common import emit, fields_arg, reason_option, set_reason, unlock, vault_options, note
+from .common import cell, emit, fields_arg, note, printable, reason_option, set_reason, unlock, vault_options
 
 HANDLE = "badge"  # the pseudonym staff use to name a participant in the CLI
 
@@ -51,7 +51,7 @@ def _ask(f: Field, current: Any = None, editing: bool = False) -> Any:
     """Prompt until the value is valid. Empty keeps (or skips); '-' clears when editing."""
     label = f.name + (f" [{_hint(f)}]" if _hint(f) else "")
     if editing and current is not None:
-        label += f" (now: {current})"
+        label += f" (now: {printable(cell(current))})"
     while True:
         text = click.prompt(label, default="", show_default=False, err=True)
         if not text.strip():
@@ -259,7 +259,7 @@ def reveal_show(request_id: str, **kw: Any) -> None:
     """
     with unlock(kw) as v:
         value = v.reveal(request_id)
-        click.echo(value.isoformat() if isinstance(value, dt.date) else value)
+        click.echo(value.isoformat() if isinstance(value, dt.date) else printable(str(value), lines=True))
 
 
 COMMANDS = [add, show, find, list_, edit, shred, reveal]

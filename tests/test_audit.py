@@ -474,3 +474,30 @@ def test_update_and_shred_targets(url: str) -> None:
         got = [(e.action, e.target) for e in A.read_entries(v._s()) if e.action in ("update", "shred")]
     assert got[:2] == [("update", target), ("shred", target)] and target.startswith("AU-")
     assert got[2][0] == "update" and got[3] == ("shred", "")
+
+
+def test_entries_about_a_record_by_any_of_its_pseudonyms(url: str) -> None:
+    """Issue 5 item 4: the lead filters by record through any pseudonym (or a lookup that
+    yields one); an audit pseudonym still finds a shredded record's entries."""
+    with vault.create(url, PASSPHRASE) as v:
+        rid, other = v.add({"legal_name": SECRET_NAME}), v.add({"legal_name": "Someone Else"})
+        v.get(rid)
+        v.get(other)
+        v.update(rid, {"dietary": "vegan"})
+        au, badge = v.pseudonym(rid, "audit"), v.pseudonym(rid, "badge")
+        found = v.find(legal_name=SECRET_NAME)[0].id  # looking the record up first
+        travel = v.pseudonym(found, "travel")
+        by_audit = v.audit_entries(target=au)
+        assert [e["action"] for e in by_audit] == ["read", "update", "pseudonym", "pseudonym", "pseudonym"]
+        assert {e["target"] for e in by_audit} == {au}
+        for spelled in (badge, badge.lower(), au.lower().replace("-", " "), travel):
+            assert v.audit_entries(target=spelled) == by_audit
+        v.delete(rid)
+        assert [e["action"] for e in v.audit_entries(target=au)][-1] == "shred"
+        with pytest.raises(vault.NotFound):
+            v.audit_entries(target=badge)  # its badge pseudonym went with it
+        before = A.count(v._s())
+        mistyped = badge[:-1] + ("A" if badge[-1] != "A" else "B")
+        with pytest.raises(vault.VaultError, match="check"):
+            v.audit_entries(target=mistyped)
+        assert A.count(v._s()) == before  # refused before anything was logged

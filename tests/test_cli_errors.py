@@ -314,3 +314,76 @@ def test_move_into_a_new_vault_under_a_new_lead(setup, monkeypatch, capsys) -> N
     with pytest.raises(vault.WrongPassphrase):
         vault.open(tmp / "new.vault", RECOVERY)
     assert _count(url) == 1 and _audited(url, "export") == 1  # the old vault: as it was, plus its log
+
+
+def test_audit_show_by_record_and_time_range(setup, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    import datetime as dt
+    import json
+
+    tmp, url, badge = setup
+    lead = ("--identity", "lead.dvid", "--passphrase-file", "lead.pass")
+    code, _out, err = run(monkeypatch, capsys, "show", badge, *LEAD)
+    assert code == 0, err
+    code, out, err = run(monkeypatch, capsys, "audit", "show", "--target", badge.lower(), "--json", *lead)
+    assert code == 0, err
+    entries = [json.loads(line) for line in out.splitlines()]
+    assert [e["action"] for e in entries] == ["read"] and entries[0]["target"].startswith("AU-")
+    assert entries[0]["reason"] == "lead work"
+    today = dt.datetime.now(dt.timezone.utc).date()
+    windows = {(str(today), str(today)): True, ("2000-01-01", "2000-01-02"): False,
+               (f"{today}T00:00", None): True, (None, str(today - dt.timedelta(days=1))): False}
+    for (since, until), any_entry in windows.items():
+        args = [*(("--since", since) if since else ()), *(("--until", until) if until else ())]
+        code, out, err = run(monkeypatch, capsys, "audit", "show", "--json", "--action", "read", *args, *lead)
+        assert code == 0 and bool(out.strip()) == any_entry, (since, until, err)
+    for args, message in ((("--since", "last tuesday"), "--since: expected a UTC date or time like 2026-11-20 or 2026-11-20T14:30"),
+                          (("--since", "2026-11-20", "--until", "2026-11-19"), "--until is before --since"),
+                          (("--since", "2026-11-20", "--since-days", "3"), "give --since or --since-days, not both"),
+                          (("--target", badge[:-1] + ("A" if badge[-1] != "A" else "B")), "mistyped pseudonym: check character does not match")):
+        code, out, err = run(monkeypatch, capsys, "audit", "show", *args, *lead)
+        assert (code, err.strip()) == (1, f"dvault: error: {message}"), err
+
+
+HOSTILE = "Ali\x1b]52;c;ZWNobyBwd25lZA==\x07\x1b[2K\r\u202eecnaliavrus\x9b31m\x7f"
+
+
+@pytest.mark.parametrize("command", ["list", "list-json", "show", "find-json", "audit-table", "audit-json", "shell"])
+def test_no_terminal_control_reaches_the_screen(setup, monkeypatch, capsys, command: str) -> None:  # type: ignore[no-untyped-def]
+    """A registration form is filled in by anyone: a value (or a reason) must not move the
+    cursor, rewrite a line, write the clipboard or reorder text on a staff member's screen."""
+    tmp, url, _badge = setup
+    with vault.open(url, RECOVERY) as v:
+        rid = v.add({"legal_name": HOSTILE, "badge_name": HOSTILE, "email": "x@example.org"})
+        badge = v._pseudonym_impl(rid, "badge")
+    hostile_reason = ("--reason", "checking\x1b[1A\x1b[2K" + "\u2066")
+    args = {"list": ("list", "--fields", "badge_name", *LEAD),
+            "list-json": ("list", "--fields", "badge_name", "--json", *LEAD),
+            "show": ("show", badge, *LEAD),
+            "find-json": ("find", "--email", "x@example.org", "--json", *LEAD),
+            "audit-table": ("audit", "show", "--identity", "lead.dvid", "--passphrase-file", "lead.pass"),
+            "audit-json": ("audit", "show", "--json", "--identity", "lead.dvid", "--passphrase-file", "lead.pass"),
+            "shell": ("shell", "--identity", "lead.dvid", "--passphrase-file", "lead.pass")}[command]
+    if command.startswith("audit"):
+        code, _out, err = run(monkeypatch, capsys, "show", badge, *LEAD[:4], *hostile_reason)
+        assert code == 0, err
+    if command == "shell":
+        monkeypatch.setattr(sys, "stdin", __import__("io").StringIO(f"show {badge}\nfind email x@example.org\n"))
+    code, out, err = run(monkeypatch, capsys, *args)
+    assert code == 0, err
+    for ch in ("\x1b", "\x07", "\r", "\x9b", "\x7f", "\u202e", "\u2066"):
+        assert ch not in out + err, (command, repr(ch))
+    assert "\\x1b" in out or "\\u001b" in out  # shown, escaped, not dropped
+    if command.endswith("json"):  # and JSON decodes back to the exact text
+        import json
+        key, want = ("reason", hostile_reason[1]) if command.startswith("audit") else ("badge_name", HOSTILE)
+        assert want in [json.loads(line).get(key) for line in out.splitlines()]
+
+
+def test_printable_escapes_controls_but_keeps_every_script() -> None:
+    from vault_cli.common import printable
+
+    for name in ("Nasrin Sotoudeh", "نسرین ستوده", "می‌خواهم", "Zoë Ñúñez", "👩‍⚖️ advocate", "José\u00a0María"):
+        assert printable(name) == name  # ZWNJ, ZWJ, no-break space: parts of real names
+    assert printable("a\x1b[2Kb\rc\u202ed\x9b") == "a\\x1b[2Kb\\x0dc\\u202ed\\x9b"
+    assert printable("line one\n\tline two\x07", lines=True) == "line one\n\tline two\\x07"  # reveal show
+    assert printable("line one\nline two") == "line one\\x0aline two"

@@ -34,7 +34,8 @@ def test_guide_has_every_step() -> None:
     text = guide_script()
     for needle in ("dvault init", "dvault user add", "dvault import", "dvault find", "dvault export",
                    "dvault user remove", "dvault shred", "dvault audit verify", "keygen",
-                   "dvault passphrase identity", "dvault passphrase recovery", "dvault move"):
+                   "dvault passphrase identity", "dvault passphrase recovery", "dvault move",
+                   "dvault audit show --target"):
         assert needle in text, needle
 
 
@@ -50,6 +51,7 @@ def test_guide_runs_end_to_end(url: str, tmp_path: Path) -> None:
     assert "imported 150 participant(s)" in res.stdout
     assert "audit log verified" in res.stdout
     assert "moved 149 participants into vault" in res.stdout  # 150 imported, one shredded
+    assert "dietary question at lunch" in res.stdout  # the lead's audit show of "$P": reasons
     badges = (tmp_path / "badges.csv").read_text("utf-8").splitlines()
     assert badges[0] == "pseudonym,badge_name,pronouns" and len(badges) == 151
     assert (tmp_path / "badges.csv").stat().st_mode & 0o777 == 0o600

@@ -370,17 +370,3 @@ def summary(entries: list[dict[str, Any]], classes_of: dict[str, str]) -> dict[s
         for cls in sorted({classes_of[f] for f in fields if f in classes_of}):
             per[cls] = per.get(cls, 0) + 1
     return out
-
-
-def as_jsonl(entries: list[dict[str, Any]]) -> str:
-    return "".join(json.dumps(e, sort_keys=True, ensure_ascii=False) + "\n" for e in entries)
-
-
-def as_table(entries: list[dict[str, Any]]) -> str:
-    rows = [("seq", "time (UTC)", "actor", "action", "target", "detail")]
-    for e in entries:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e["at"] / 1000))
-        rows.append((str(e["seq"]), when, e["actor"], e["action"], e["target"] or "-",
-                     json.dumps(e["detail"], sort_keys=True, separators=(",", ":"))[:60]))
-    widths = [max(len(r[i]) for r in rows) for i in range(6)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows) + "\n"

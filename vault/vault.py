@@ -846,13 +846,20 @@ class Vault:
     def _resolve_impl(self, pseudonym: str, fields: Sequence[str] | None = None) -> Record:
         """The record a pseudonym of any purpose names. A mistyped pseudonym is refused by
         its check character (PseudonymError); an unknown one raises NotFound."""
+        purpose, value = self._parse_pseudonym(pseudonym)
+        return self._get_impl(self._resolve_id(purpose, value).hex(), fields)
+
+    def _parse_pseudonym(self, pseudonym: str) -> tuple[str, int]:
+        """(purpose, value) of a pseudonym as typed: its check character is verified."""
         if not isinstance(pseudonym, str):
             raise P.PseudonymError("a pseudonym is text")
         head = pseudonym.strip()[:2].upper()
         purpose = self._prefixes.get(head)
         if purpose is None:
             raise P.PseudonymError(f"unknown pseudonym prefix (this vault uses {', '.join(sorted(self._prefixes))})")
-        value = P.parse(pseudonym, head)
+        return purpose, P.parse(pseudonym, head)
+
+    def _resolve_id(self, purpose: str, value: int) -> bytes:
         keys = self._purpose_keys(purpose)
         tag = keys.tag(value)
         store = self._s()
@@ -866,7 +873,16 @@ class Vault:
             raise IntegrityError(f"{purpose} pseudonym entry failed authentication") from None
         if keys.value(rid) != value:
             raise IntegrityError(f"{purpose} pseudonym entry points at the wrong record")
-        return self._get_impl(rid.hex(), fields)
+        return rid
+
+    def _audit_target_of(self, pseudonym: str) -> str:
+        """The audit pseudonym (the log's target) of the record any pseudonym names. An
+        audit pseudonym is taken as it is (spelled canonically), so the entries of a shredded
+        record, whose pseudonyms no longer resolve, can still be found by it."""
+        purpose, value = self._parse_pseudonym(pseudonym)
+        if purpose == "audit":
+            return P.format(value, P.purpose_prefix(purpose))
+        return self._target(self._resolve_id(purpose, value).hex())
 
     # -- re-indexing ----------------------------------------------------------------------
     def _reindex_impl(self, *, population: int | None = None, k: int | None = None, batch: int = 500) -> int:
@@ -1326,8 +1342,12 @@ class Vault:
                       since_ms: int | None = None, until_ms: int | None = None,
                       target: str | None = None) -> list[dict[str, Any]]:
         """Read the log (filtered). The lead sees every entry and its reason; other roles see
-        only their own entries, without reasons. Reading is itself audited."""
+        only their own entries, without reasons. Reading is itself audited. ``target`` is
+        a pseudonym of any purpose the caller holds (badge, travel, ...): the entries about
+        that record, whose target is its audit pseudonym, are kept."""
         from . import audit as A
+        if target is not None:
+            target = self._audit_target_of(target)  # before the entry: a bad one is one error
         self._audit("audit_read", "", {"filters": [x for x, v in (("actor", actor), ("action", action),
                                                                    ("since", since_ms), ("until", until_ms),
                                                                    ("target", target)) if v is not None]})
