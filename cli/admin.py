@@ -27,6 +27,15 @@ Recovery advice (read this once, carefully):
   - Take an audit checkpoint at the end of every day: dvault audit checkpoint"""
 
 
+def lead_identity(path: Path, passphrase_file: Path | None, prompt: str) -> tuple[Identity, str, bool]:
+    """The lead's identity for a vault about to be made: loaded from ``path``, or, if
+    there is no file there, a new one (its passphrase asked twice; the caller saves it
+    once the vault is made). Returns (identity, its passphrase, whether it is new)."""
+    new = not path.exists()
+    passphrase = read_passphrase(passphrase_file, prompt, confirm=new, env=IDENTITY_ENV[:1])
+    return (Identity.generate() if new else Identity.load(path, passphrase)), passphrase, new
+
+
 @click.command()
 @click.option("--vault", "vault_url", required=True, metavar="URL",
               help="Where to create the vault (SQLite path or URL; a URL's password is never printed).")
@@ -55,10 +64,7 @@ def init(vault_url: str, identity: Path | None, schema: Path | None, population:
     if app_roles:
         check_app_roles(vault_url, app_roles)  # before anything is asked or written
     ident_path = identity or default_path()
-    new_identity = not ident_path.exists()
-    id_pw = read_passphrase(identity_passphrase_file, "Passphrase for your identity",
-                            confirm=new_identity, env=IDENTITY_ENV[:1])
-    lead = Identity.generate() if new_identity else Identity.load(ident_path, id_pw)
+    lead, id_pw, new_identity = lead_identity(ident_path, identity_passphrase_file, "Passphrase for your identity")
     recovery = read_passphrase(passphrase_file, "Recovery passphrase for the new vault", confirm=True,
                                env=RECOVERY_ENV)
     if new_identity:

@@ -8,12 +8,11 @@ from pathlib import Path
 import click
 
 import vault
-from vault.identity import Identity
 
-from .admin import RECOVERY_ADVICE
+from .admin import RECOVERY_ADVICE, lead_identity
 from .common import note, pins_path, printable, set_reason, shown_url, with_progress
 from .common import vault_url as resolve_vault_url
-from .secrets_input import IDENTITY_ENV, NEW_ENV, RECOVERY_ENV, read_passphrase
+from .secrets_input import NEW_ENV, RECOVERY_ENV, read_passphrase
 
 
 @click.command()
@@ -47,10 +46,8 @@ def move(vault_url: str | None, to_url: str, identity: Path, name: str, passphra
     old = read_passphrase(passphrase_file, "Recovery passphrase of the old vault", env=RECOVERY_ENV)
     with vault.open(url, old) as src:  # a wrong passphrase fails before anything else is asked
         set_reason(src, reason)
-        new_identity = not identity.exists()
-        id_pw = read_passphrase(identity_passphrase_file, "Passphrase for the new lead's identity",
-                                confirm=new_identity, env=IDENTITY_ENV[:1])
-        lead = Identity.generate() if new_identity else Identity.load(identity, id_pw)
+        lead, id_pw, new_identity = lead_identity(identity, identity_passphrase_file,
+                                                  "Passphrase for the new lead's identity")
         new = read_passphrase(new_passphrase_file, "Recovery passphrase for the new vault", confirm=True,
                               env=NEW_ENV)
         if new == old:
