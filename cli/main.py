@@ -92,7 +92,7 @@ def audit() -> None:
 
 @audit.command("show")
 @vault_options
-@click.option("--actor", help="Only this user id.")
+@click.option("--actor", help="Only this user (id or name; see dvault user list --all).")
 @click.option("--action", help="Only this action (read, search, update, alarm, ...).")
 @click.option("--target", metavar="PSEUDONYM",
               help="Only entries about this participant: any pseudonym you hold (BA-..., AU-...). "
@@ -119,10 +119,21 @@ def audit_show(actor, action, target, since_days, since_text, until_text, as_jso
     if since is not None and until is not None and until < since:
         raise click.UsageError("--until is before --since")
     with unlock(kw) as v:
+        names = {u.user_id: u.name for u in v.users(include_revoked=True)}
+        if actor is not None and actor not in names:
+            by_name = [i for i, n in names.items() if n == actor]
+            actor = by_name[0] if len(by_name) == 1 else actor  # else an id outside the table (recovery)
         entries = v.audit_entries(actor=actor, action=action, target=target, since_ms=since, until_ms=until)
         if summary:
-            classes = {n: f.cls for n, f in v.schema.fields.items()}
-            click.echo(_json.dumps(A.summary(entries, classes), indent=2, sort_keys=True))
+            counts = A.summary(entries, {n: f.cls for n, f in v.schema.fields.items()})
+            if as_json:
+                click.echo(_json.dumps(counts, indent=2, sort_keys=True))
+            elif counts:
+                rows = [{"actor": who, "name": names.get(who, "(recovery passphrase)" if who == v.recovery_actor_id
+                                                          else ""), **per} for who, per in sorted(counts.items())]
+                click.echo(table(rows, ["actor", "name", *v.schema.classes]))
+            else:
+                note("no reads in this range")
         elif as_json:
             for e in entries:
                 click.echo(json_line(e, sort_keys=True))

@@ -387,3 +387,32 @@ def test_printable_escapes_controls_but_keeps_every_script() -> None:
     assert printable("a\x1b[2Kb\rc\u202ed\x9b") == "a\\x1b[2Kb\\x0dc\\u202ed\\x9b"
     assert printable("line one\n\tline two\x07", lines=True) == "line one\n\tline two\\x07"  # reveal show
     assert printable("line one\nline two") == "line one\\x0aline two"
+
+
+def test_audit_summary_names_users_and_actor_takes_a_name(setup, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    tmp, url, badge = setup
+    lead = ("--identity", "lead.dvid", "--passphrase-file", "lead.pass")
+    for who in (STAFF, STAFF, LEAD):
+        code, _out, err = run(monkeypatch, capsys, "show", badge, *who)
+        assert code == 0, err
+    (tmp / "recovery.pass").write_text(RECOVERY + "\n")
+    code, _out, err = run(monkeypatch, capsys, "list", "--fields", "passport_number", "--recovery",
+                          "--passphrase-file", "recovery.pass", "--reason", "audit of passports")
+    assert code == 0, err
+    code, out, err = run(monkeypatch, capsys, "audit", "show", "--summary", *lead)
+    assert code == 0, err
+    rows = {line.split()[1]: line.split()[2:] for line in out.splitlines()[1:]}
+    header = out.splitlines()[0].split()
+    assert header == ["actor", "name", "public", "logistics", "contact", "identity", "risk"]
+    assert rows["sam"] == ["2", "2"]  # public and contact, twice each (staff read no identity)
+    assert rows["(recovery"] == ["passphrase)", "1"]  # the recovery actor, named as such: identity 1
+    code, out, err = run(monkeypatch, capsys, "audit", "show", "--summary", "--json", *lead)
+    counts = json.loads(out)
+    sam = Identity.load(tmp / "staff.dvid", STAFF_PW).public.user_id
+    assert counts[sam] == {"public": 2, "contact": 2}
+    with vault.open(url, RECOVERY) as v:
+        assert counts[v.recovery_actor_id] == {"identity": 1}
+    code, out, err = run(monkeypatch, capsys, "audit", "show", "--actor", "sam", "--json", *lead)
+    assert code == 0 and {json.loads(line)["actor"] for line in out.splitlines()} == {sam}

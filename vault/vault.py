@@ -379,6 +379,13 @@ class Vault:
         vk = next((k.secret for k in self._ring.keys if k.kind == K.KIND_RECOVERY_VK), b"")
         return box + vk
 
+    @property
+    def recovery_actor_id(self) -> str:
+        """The audit log's actor id for whoever opens the vault with the recovery passphrase
+        (one actor for all of them: the passphrase names no one)."""
+        from .audit import actor_id
+        return actor_id(self._recovery_public())
+
     def _plan_signer(self) -> tuple[bytes, Callable[[bytes], bytes]]:
         """Who signs schema/plan changes: the lead (by identity) or the recovery actor."""
         if self.user is None:
