@@ -212,8 +212,8 @@ def audit_checkpoint(**kw):  # type: ignore[no-untyped-def]
 
 
 def _register() -> None:
-    from . import admin, data, move, records, shell
-    for mod in (admin, records, data, shell, move):
+    from . import admin, data, move, pins, records, shell
+    for mod in (admin, records, data, shell, move, pins):
         for cmd in mod.COMMANDS:
             cli.add_command(cmd)
 

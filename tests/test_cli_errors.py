@@ -416,3 +416,27 @@ def test_audit_summary_names_users_and_actor_takes_a_name(setup, monkeypatch, ca
         assert counts[v.recovery_actor_id] == {"identity": 1}
     code, out, err = run(monkeypatch, capsys, "audit", "show", "--actor", "sam", "--json", *lead)
     assert code == 0 and {json.loads(line)["actor"] for line in out.splitlines()} == {sam}
+
+
+def test_pin_show_and_add_before_the_first_open(setup, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    tmp, url, badge = setup
+    code, line, err = run(monkeypatch, capsys, "pin", "show", "--identity", "lead.dvid", "--passphrase-file", "lead.pass")
+    assert code == 0 and len(line.split()) == 2, err
+    vid, fp = line.split()
+    wrong = ("0" if fp[0] != "0" else "1") + fp[1:]
+    for args, want_code, message in (
+            ((vid, "nothex"), 1, "a pin is the vault id and its fingerprint: 32 and 32 hex digits"),
+            ((vid, fp), 0, None),
+            ((vid, wrong), 5, "this vault's keys differ from those you opened it with before: your key slot "
+                              "may have been replaced; do not add records, tell the lead")):
+        code, out, err = run(monkeypatch, capsys, "pin", "add", *args, "--identity", "staff.dvid")
+        if message is None:
+            assert code == 0 and out.strip() == f"vault {vid} pinned in staff.dvid.vaults", err
+        else:
+            assert (code, err.strip()) == (want_code, f"dvault: error: {message}")
+    assert (tmp / "staff.dvid.vaults").read_text().splitlines()[1:] == [f"{vid} {fp}"]
+    code, out, err = run(monkeypatch, capsys, "show", badge, *STAFF)  # the pinned vault opens as before
+    assert code == 0, err
+    code, out, err = run(monkeypatch, capsys, "user", "add", Identity.generate().public.to_line(), "--name", "kim",
+                         "--role", "tool", "--yes", *LEAD[:4])
+    assert code == 0 and f"dvault pin add {vid} {fp}" in err  # the lead is told to send the pin line

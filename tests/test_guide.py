@@ -35,7 +35,7 @@ def test_guide_has_every_step() -> None:
     for needle in ("dvault init", "dvault user add", "dvault import", "dvault find", "dvault export",
                    "dvault user remove", "dvault shred", "dvault audit verify", "keygen",
                    "dvault passphrase identity", "dvault passphrase recovery", "dvault move",
-                   "dvault audit show --target"):
+                   "dvault audit show --target", "dvault pin add"):
         assert needle in text, needle
 
 

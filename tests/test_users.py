@@ -597,3 +597,34 @@ def test_unwritable_known_vaults_file_is_one_error(team, tmp_path: Path, monkeyp
         vault.open(url, identity=staff, pins=home / "new" / "staff.dvid.vaults")
     assert not isinstance(e.value, OSError)
     assert [p.name for p in home.iterdir()] == ["not-a-folder"]
+
+
+def test_a_pin_sent_by_the_lead_checks_the_first_open_too(team, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Trust on first use is the gap the pin leaves: a slot substituted before a user's
+    first open is accepted and pinned. A pin line sent by the lead and recorded first
+    closes it: that first open is refused."""
+    from vault import pins as PN
+    url, lead, staff, tool, rid = team
+    with vault.open(url, identity=lead) as v:
+        line = v.pin_line
+    vid, fp = line.split()
+    assert vid == v.id and len(fp) == 32  # an HMAC of the meta key (format 8c): no secret
+    seeded = tmp_path / "seeded.vaults"
+    PN.add(seeded, line)
+    PN.add(seeded, line.upper())  # the same pin again, in capitals: nothing changes
+    assert [ln for ln in seeded.read_text().splitlines() if not ln.startswith("#")] == [line]
+    with vault.open(url, identity=staff, pins=seeded) as v:  # the genuine vault matches it
+        assert v.get(rid)["email"] == PERSON["email"]
+    _substitute_staff_slot(url, staff)
+    with vault.open(url, identity=staff, pins=tmp_path / "fresh.vaults"):
+        pass  # the gap: a first open without a pin trusts the substitute
+    with pytest.raises(vault.IntegrityError, match="keys differ"):
+        vault.open(url, identity=staff, pins=seeded)
+    other = tmp_path / "other.vaults"
+    PN.add(other, line)
+    with pytest.raises(vault.IntegrityError, match="keys differ"):
+        PN.add(other, f"{vid} {'0' * 32}")  # a second, different pin for the same vault
+    for bad in ("", vid, f"{vid} {fp} extra", f"{vid[:-1]}g {fp}", f"{vid} {fp[:-2]}", None):
+        with pytest.raises(vault.VaultError, match="vault id and its fingerprint"):
+            PN.add(tmp_path / "bad.vaults", bad)  # type: ignore[arg-type]
+    assert not (tmp_path / "bad.vaults").exists()

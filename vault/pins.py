@@ -50,17 +50,34 @@ def _read(path: Path) -> dict[str, str]:
 
 def check(path: str | os.PathLike[str], vault_id: bytes, meta_key: bytes) -> None:
     """Record the vault on first sight; refuse it if its keys differ from those recorded."""
-    p = Path(path)
+    _record(Path(path), vault_id.hex(), fingerprint(vault_id, meta_key))
+
+
+def add(path: str | os.PathLike[str], line: str) -> None:
+    """Record a vault before its first open, from the ``vault-id fingerprint`` line its lead
+    sent (``Vault.pin_line``): that first open is then checked too, not trusted. Why: the
+    slot substitution above works on a client that has never seen the vault; a line that
+    came by another channel than the database leaves the substitute nothing to match."""
+    parts = line.split() if isinstance(line, str) else []
+    if len(parts) != 2 or not all(_is_hex(x, n) for x, n in zip(parts, (2 * F.ID_LEN, 32))):
+        raise VaultError("a pin is the vault id and its fingerprint: 32 and 32 hex digits")
+    _record(Path(path), parts[0].lower(), parts[1].lower())
+
+
+def _is_hex(text: str, length: int) -> bool:
+    return len(text) == length and all(c in "0123456789abcdefABCDEF" for c in text)
+
+
+def _record(p: Path, vid: str, mine: str) -> None:
     pins = _read(p)
-    mine = fingerprint(vault_id, meta_key)
-    known = pins.get(vault_id.hex())
+    known = pins.get(vid)
     if known is not None:
         if not C.mac_equal(known.encode(), mine.encode()):
             raise IntegrityError("this vault's keys differ from those you opened it with before: "
                                  "your key slot may have been replaced; do not add records, tell the lead")
         return
-    pins[vault_id.hex()] = mine
-    data = (HEADER + "".join(f"{vid} {fp}\n" for vid, fp in sorted(pins.items()))).encode("ascii")
+    pins[vid] = mine
+    data = (HEADER + "".join(f"{v} {fp}\n" for v, fp in sorted(pins.items()))).encode("ascii")
     if p.exists():
         replace_private(p, data)
     else:

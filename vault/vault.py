@@ -1153,6 +1153,16 @@ class Vault:
         assert self._ring is not None
         check_pin(path, self._vid, self._ring.current(K.KIND_META_KEY).secret)
 
+    @property
+    def pin_line(self) -> str:
+        """``vault-id fingerprint`` of this vault's keys (no secret): the lead sends it with
+        an enrolment, and the user records it (vault.pins.add, ``dvault pin add``) before
+        their first open, which is then checked rather than trusted."""
+        from .pins import fingerprint
+        self._s()  # VaultClosed on a closed vault
+        assert self._ring is not None
+        return f"{self.id} {fingerprint(self._vid, self._ring.current(K.KIND_META_KEY).secret)}"
+
     def set_reason(self, reason: str | None) -> None:
         """The reason attached (sealed to the lead) to every following audit entry."""
         if reason is not None and (not isinstance(reason, str) or not reason.strip()):
