@@ -499,28 +499,78 @@ def test_reveal_keeps_its_grant_when_the_audit_write_fails(team) -> None:  # typ
     assert [e["detail"] for e in entries] == [{"request": req, "shown": True}]
 
 
-def test_slot_confusion_is_caught_at_the_next_honest_open(team) -> None:  # type: ignore[no-untyped-def]
-    """The known limit (docs/threat-model.md, section 9), shown end to end. A database
-    writer replaces a staff member's slot with one sealed to them but holding keys the
-    writer made, and re-MACs the schema and index plan with its own meta key. The staff
-    member's client opens that substitute and encrypts what they add under the writer's
-    keys. What catches it: the next open by anyone holding the real keys fails."""
+def test_slot_confusion_is_refused_at_the_victims_own_open(team) -> None:  # type: ignore[no-untyped-def]
+    """A database writer replaces a staff member's slot with one sealed to them but holding
+    keys the writer made, and re-MACs the schema and index plan with its own meta key.
+    Until 2026-11-27 the staff member's client opened that substitute (on a machine with no
+    pin) and encrypted what they added under the writer's keys. The signed key statement
+    (docs/format.md 9b) now refuses it at that open, pin or no pin; the next open by anyone
+    holding the real keys fails too."""
     url, lead, staff, tool, rid = team
-    fake_full = _substitute_staff_slot(url, staff)
-    with vault.open(url, identity=staff) as v:  # the substitute opens...
-        with pytest.raises(vault.IntegrityError):
-            v.get(rid)  # ...but no existing record does
-        new = v.add({"badge_name": "Tenzin", "email": "tenzin@example.org"})
-    # the writer reads what staff added, with the keys it made
-    raw = RawDB(url)
-    envs = raw.envs(new)
-    raw.close()
-    contact_key = fake_full.current(K.KIND_CLASS_KEY, "contact")
-    assert E.parse_dek_header(envs["contact"][0]).class_kid == contact_key.kid
+    _substitute_staff_slot(url, staff)
+    with pytest.raises(vault.IntegrityError, match="meta key is not the one the lead signed"):
+        vault.open(url, identity=staff)
     with pytest.raises(vault.IntegrityError):  # anyone with the real keys is refused
         vault.open(url, identity=lead)
     with pytest.raises(vault.IntegrityError):
         vault.open(url, PASSPHRASE)
+
+
+def test_an_insider_cannot_redirect_a_colleagues_write_only_classes(team, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The attack the pin cannot see (threat model 9): an enrolled user who can write the
+    database rebuilds a colleague's slot around the *real* meta, purpose and class keys
+    they hold, with identity and risk public keys of their own. Schema MAC, signatures and
+    pin all match; only the lead's signed key statement does not."""
+    from vault import _crypto as C
+    from vault.envelope import class_box_secret
+    url, lead, staff, tool, rid = team
+    colleague = Identity.generate()
+    pins = tmp_path / "colleague.vaults"
+    with vault.open(url, identity=lead) as v:
+        v.add_user(colleague.public, "noor", "staff")
+        line = v.pin_line
+    from vault import pins as PN
+    PN.add(pins, line)
+    real = _keyring_of(url, staff)  # the insider's own keyring: staff, like the colleague's
+    mine = {c: C.random_bytes(32) for c in ("identity", "risk")}  # secrets only the insider has
+    forged = K.Keyring([k if k.kind != K.KIND_CLASS_PUBLIC else
+                        K.Key(k.kind, k.name, k.version, k.kid, C.x25519_public(class_box_secret(mine[k.name])))
+                        for k in real.keys])
+    raw = RawDB(url)
+    vid = raw.meta("vault_id")
+    with raw.engine.begin() as c:
+        slot_id = next(u.slot_id for u in _users_of(c) if u.user_id == colleague.public.user_id)
+        secret = C.random_bytes(32)
+        c.execute(sa.text("UPDATE dv_slots SET unlock = :u, keyring = :k WHERE slot_id = :s"),
+                  {"u": U.seal_user_slot(colleague.public, secret, bytes.fromhex(slot_id), vid),
+                   "k": K.seal_keyring(secret, bytes.fromhex(slot_id), vid, forged), "s": slot_id})
+    raw.close()
+    with pytest.raises(vault.IntegrityError, match="keys for class identity are not the ones the lead signed"):
+        vault.open(url, identity=colleague, pins=pins)  # pinned, and still the pin matches
+    with vault.open(url, identity=lead) as v:  # everyone else is unaffected
+        assert v.get(rid)["legal_name"] == PERSON["legal_name"]
+    with vault.open(url, identity=staff) as v:
+        v.add({"badge_name": "Ok"})
+
+
+def test_a_removed_key_statement_stops_users_until_the_lead_signs_again(team) -> None:  # type: ignore[no-untyped-def]
+    """Older vaults have no statement, and a database writer can delete it: then no user
+    but the lead (or a recovery opener) may open, and the lead's open signs it again."""
+    url, lead, staff, tool, rid = team
+    raw = RawDB(url)
+    with raw.engine.begin() as c:
+        assert c.execute(sa.text("DELETE FROM dv_meta WHERE name IN ('keys_stmt', 'keys_stmt_sig')")).rowcount == 2
+    raw.close()
+    for who in (staff, tool):
+        with pytest.raises(vault.IntegrityError, match="keys are not signed: the lead must open it once"):
+            vault.open(url, identity=who)
+    vault.open(url, identity=lead).close()
+    with vault.open(url, identity=staff) as v:
+        assert v.get(rid)["email"] == PERSON["email"]
+    raw = RawDB(url)
+    text = raw.meta("keys_stmt").decode()
+    raw.close()
+    assert text.startswith("dvault keys v1\nmeta ") and text.count("\nclass ") == 5
 
 
 def _substitute_staff_slot(url: str, staff: Identity) -> K.Keyring:
@@ -600,9 +650,8 @@ def test_unwritable_known_vaults_file_is_one_error(team, tmp_path: Path, monkeyp
 
 
 def test_a_pin_sent_by_the_lead_checks_the_first_open_too(team, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """Trust on first use is the gap the pin leaves: a slot substituted before a user's
-    first open is accepted and pinned. A pin line sent by the lead and recorded first
-    closes it: that first open is refused."""
+    """A pin line sent by the lead and recorded before the first open checks that open
+    too; a refused open pins nothing."""
     from vault import pins as PN
     url, lead, staff, tool, rid = team
     with vault.open(url, identity=lead) as v:
@@ -616,10 +665,12 @@ def test_a_pin_sent_by_the_lead_checks_the_first_open_too(team, tmp_path: Path) 
     with vault.open(url, identity=staff, pins=seeded) as v:  # the genuine vault matches it
         assert v.get(rid)["email"] == PERSON["email"]
     _substitute_staff_slot(url, staff)
-    with vault.open(url, identity=staff, pins=tmp_path / "fresh.vaults"):
-        pass  # the gap: a first open without a pin trusts the substitute
     with pytest.raises(vault.IntegrityError, match="keys differ"):
         vault.open(url, identity=staff, pins=seeded)
+    fresh = tmp_path / "fresh.vaults"  # no pin yet: the lead's signed key statement refuses it
+    with pytest.raises(vault.IntegrityError, match="meta key is not the one the lead signed"):
+        vault.open(url, identity=staff, pins=fresh)
+    assert not fresh.exists()  # and the refused keys were not pinned
     other = tmp_path / "other.vaults"
     PN.add(other, line)
     with pytest.raises(vault.IntegrityError, match="keys differ"):

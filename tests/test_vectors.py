@@ -270,3 +270,37 @@ def test_index_rows() -> None:
     many = [b(x) for x in v["many"]["ids_in_write_order"]]
     rows = S.pack_index({k: (ids,) for k, ids in S.group_terms((1, "email", 0, rid) for rid in many).items()})
     assert [ids.hex() for ids in sorted(ids for *_k, ids in rows)] == v["many"]["rows"]  # row order is the random chunk id's
+
+
+def test_key_statement() -> None:
+    """format.md 9b: the library writes exactly the generator's text and signature, accepts
+    them for a full keyring and for a write-only one, and refuses any other key."""
+    from vault.envelope import class_box_secret
+    v = load("key_statement_v1.json")
+    vid, zero = b(v["vault_id"]), bytes(8)
+    lead = C.Signer(b(v["lead_ed25519_seed"]))
+    base = [K.Key(K.KIND_META_KEY, "", 1, zero, b(v["meta_key"])),
+            K.Key(K.KIND_LEAD_VK, "lead", 1, zero, b(v["lead_ed25519_public"]))]
+    classes = [K.Key(K.KIND_CLASS_KEY, c["name"], c["version"], b(c["kid"]), b(c["key"])) for c in v["classes"]]
+    full = K.Keyring(base + classes)
+    assert K.key_statement(full, vid) == v["statement"]
+    assert K.sign_text("keys", vid, v["statement"], b"L", lead) == b(v["signature"])
+    K.check_key_statement(full, vid, v["statement"], b(v["signature"]))
+    writer = K.Keyring(base + [k if k.name != "identity" else
+                               K.Key(K.KIND_CLASS_PUBLIC, k.name, k.version, k.kid, C.x25519_public(class_box_secret(k.secret)))
+                               for k in classes])
+    K.check_key_statement(writer, vid, v["statement"], b(v["signature"]))  # a write-only class: its public key
+    forged = K.Keyring(base + [k if k.name != "identity" else K.Key(K.KIND_CLASS_PUBLIC, k.name, k.version, k.kid,
+                                                                      C.x25519_public(bytes(31) + b"\x01"))
+                               for k in classes])
+    with pytest.raises(vault.IntegrityError, match="class identity"):
+        K.check_key_statement(forged, vid, v["statement"], b(v["signature"]))
+    other_meta = K.Keyring([K.Key(K.KIND_META_KEY, "", 1, zero, bytes(32)), *base[1:], *classes])
+    with pytest.raises(vault.IntegrityError, match="meta key"):
+        K.check_key_statement(other_meta, vid, v["statement"], b(v["signature"]))
+    edited = v["statement"].replace("class risk 3", "class risk 4")
+    with pytest.raises(vault.IntegrityError, match="signature"):
+        K.check_key_statement(full, vid, edited, b(v["signature"]))
+    for bad in ("dvault keys v1\n", v["statement"] + "class x\n", v["statement"].rstrip("\n")):
+        with pytest.raises(vault.IntegrityError):
+            K.check_key_statement(full, vid, bad, K.sign_text("keys", vid, bad, b"L", lead))

@@ -290,7 +290,7 @@ def verify_plan(ring: Keyring, vault_id: bytes, plan_text: str, blob: bytes) -> 
 # write access from rewriting the roles. The schema and the index plan are therefore also
 # signed by the security lead or the recovery actor, whose public keys each opener finds in
 # its own (authenticated) keyring.
-SIG_LABELS = {"schema": b"dvault/v1/schema-sig", "plan": b"dvault/v1/index-plan-sig"}
+SIG_LABELS = {"schema": b"dvault/v1/schema-sig", "plan": b"dvault/v1/index-plan-sig", "keys": F.LABEL_KEYS_SIG}
 
 
 def signers(ring: Keyring) -> dict[bytes, bytes]:
@@ -316,3 +316,50 @@ def verify_text(what: str, ring: Keyring, vault_id: bytes, text: str, blob: byte
         C.ed25519_verify(allowed[blob[:1]], SIG_LABELS[what] + vault_id + C.sha256(text.encode("utf-8")), blob[1:])
     except C.AuthFailure:
         raise IntegrityError(f"stored {what} failed the lead's signature (edited in the database?)") from None
+
+
+def key_statement(ring: Keyring, vault_id: bytes) -> str:
+    """The text the lead (or recovery actor) signs about the vault's keys: the meta key's
+    fingerprint (the pin's, vault.pins) and, per class, the current version, key id and
+    X25519 public key (docs/format.md 9b). Why: a key slot is a sealed box anyone can
+    make, and every enrolled user holds the meta key, so nothing but a signature tells a
+    user that the class public keys they seal identity and risk data to are the lead's.
+    Only a holder of every class key can write it."""
+    from .envelope import class_box_secret
+    from .pins import fingerprint
+    lines = [F.KEYS_STATEMENT_HEADER, f"meta {fingerprint(vault_id, ring.current(KIND_META_KEY).secret)}"]
+    for name in sorted(ring.classes()):
+        k = ring.current(KIND_CLASS_KEY, name)
+        lines.append(f"class {name} {k.version} {k.kid.hex()} {C.x25519_public(class_box_secret(k.secret)).hex()}")
+    return "\n".join(lines) + "\n"
+
+
+def check_key_statement(ring: Keyring, vault_id: bytes, text: str, signature: bytes) -> None:
+    """Refuse a keyring whose meta key or whose current key (or public key) of any class
+    is not the one in the signed statement: a substituted key slot (threat model 9)."""
+    from .envelope import class_box_secret
+    from .pins import fingerprint
+    verify_text("keys", ring, vault_id, text, signature)
+    lines = text.split("\n")
+    if len(lines) < 3 or lines[0] != F.KEYS_STATEMENT_HEADER or lines[-1] != "" or not lines[1].startswith("meta "):
+        raise IntegrityError("the signed key statement is malformed")
+    claims: dict[str, str] = {}
+    for line in lines[2:-1]:
+        parts = line.split(" ")
+        if len(parts) != 5 or parts[0] != "class" or parts[1] in claims:
+            raise IntegrityError("the signed key statement is malformed")
+        claims[parts[1]] = " ".join(parts[2:])
+    if not C.mac_equal(lines[1][5:].encode(), fingerprint(vault_id, ring.current(KIND_META_KEY).secret).encode()):
+        raise IntegrityError("your meta key is not the one the lead signed: your key slot may have been "
+                             "replaced; do not add records, tell the lead")
+    mine: dict[str, str] = {}
+    for k in ring.keys:  # the current key of each class held, else its newest public key
+        if k.kind == KIND_CLASS_KEY and k.version == ring.current(KIND_CLASS_KEY, k.name).version:
+            mine[k.name] = f"{k.version} {k.kid.hex()} {C.x25519_public(class_box_secret(k.secret)).hex()}"
+    for k in ring.keys:
+        if k.kind == KIND_CLASS_PUBLIC and k.name not in mine and k.version == ring.current(KIND_CLASS_PUBLIC, k.name).version:
+            mine[k.name] = f"{k.version} {k.kid.hex()} {k.secret.hex()}"
+    for name, held in sorted(mine.items()):
+        if claims.get(name) != held:
+            raise IntegrityError(f"your keys for class {name} are not the ones the lead signed: your key slot "
+                                 "may have been replaced; do not add records, tell the lead")

@@ -48,9 +48,10 @@ def _read(path: Path) -> dict[str, str]:
     return pins
 
 
-def check(path: str | os.PathLike[str], vault_id: bytes, meta_key: bytes) -> None:
-    """Record the vault on first sight; refuse it if its keys differ from those recorded."""
-    _record(Path(path), vault_id.hex(), fingerprint(vault_id, meta_key))
+def check(path: str | os.PathLike[str], vault_id: bytes, meta_key: bytes, *, record: bool = True) -> None:
+    """Refuse the vault if its keys differ from those recorded; record it on first sight
+    unless ``record`` is false (vault.open records only once every other check passed)."""
+    _record(Path(path), vault_id.hex(), fingerprint(vault_id, meta_key), write=record)
 
 
 def add(path: str | os.PathLike[str], line: str) -> None:
@@ -68,13 +69,15 @@ def _is_hex(text: str, length: int) -> bool:
     return len(text) == length and all(c in "0123456789abcdefABCDEF" for c in text)
 
 
-def _record(p: Path, vid: str, mine: str) -> None:
+def _record(p: Path, vid: str, mine: str, *, write: bool = True) -> None:
     pins = _read(p)
     known = pins.get(vid)
     if known is not None:
         if not C.mac_equal(known.encode(), mine.encode()):
             raise IntegrityError("this vault's keys differ from those you opened it with before: "
                                  "your key slot may have been replaced; do not add records, tell the lead")
+        return
+    if not write:
         return
     pins[vid] = mine
     data = (HEADER + "".join(f"{v} {fp}\n" for v, fp in sorted(pins.items()))).encode("ascii")

@@ -117,6 +117,7 @@ def create(url: str | os.PathLike[str], passphrase: str, *, schema: str | os.Pat
                 "index_plan_sig": K.sign_text("plan", vault_id, plan_text, who, sign),
                 "index_plan": plan_text.encode(),
                 "index_plan_mac": K.mac_plan(ring.current(K.KIND_META_KEY), vault_id, plan_text),
+                **_keys_meta(ring, vault_id, who, sign),
             })
             store.put_slot(conn, slot_kid.hex(), _PASSPHRASE, unlock, keyring)
         v = Vault(store, vault_id, parsed, ring, slot_kid, slot_secret, plan, None)
@@ -219,8 +220,20 @@ def open(url: str | os.PathLike[str], passphrase: str | None = None, *,  # noqa:
         if plan is None:
             raise IntegrityError("index plan is missing")
         pending = _verified_plan(meta, "index_next", ring, vault_id)
-        if pins is not None and identity is not None:
+        if pins is not None and identity is not None:  # compare first (its message is the plainest)
             from .pins import check as check_pin
+            check_pin(pins, vault_id, ring.current(K.KIND_META_KEY).secret, record=False)
+        signer = identity is None or identity.public.ed25519 == K.signers(ring).get(b"L")
+        if meta.get("keys_stmt"):
+            try:
+                stmt = meta["keys_stmt"].decode("ascii")
+            except UnicodeDecodeError:
+                raise IntegrityError("the signed key statement is malformed") from None
+            K.check_key_statement(ring, vault_id, stmt, meta.get("keys_stmt_sig", b""))
+        elif not signer:  # made by an older release, or removed: only the lead's open (re)signs it
+            raise IntegrityError("this vault's keys are not signed: the lead must open it once with this "
+                                 "release before anyone else can (if the lead did, the database was edited)")
+        if pins is not None and identity is not None:  # record only keys that passed every check
             check_pin(pins, vault_id, ring.current(K.KIND_META_KEY).secret)
         if stored_version < F.DB_SCHEMA_VERSION:
             with store.tx() as conn:
@@ -231,11 +244,20 @@ def open(url: str | os.PathLike[str], passphrase: str | None = None, *,  # noqa:
         raise
     v = Vault(store, vault_id, parsed, ring, slot_kid, slot_secret, plan, pending, user=me, identity=identity)
     try:
+        if not meta.get("keys_stmt"):  # the lead or the recovery passphrase: sign the keys now
+            with store.tx() as conn:
+                store.put_meta(conn, _keys_meta(ring, vault_id, *v._plan_signer()))
         v._audit("open", "", {"as": "identity" if identity else "passphrase"})
     except BaseException:
         v.close()
         raise
     return v
+
+
+def _keys_meta(ring: K.Keyring, vault_id: bytes, who: bytes, sign: Callable[[bytes], bytes]) -> dict[str, bytes]:
+    """The signed key statement (docs/format.md 9b), as dv_meta stores it."""
+    text = K.key_statement(ring, vault_id)
+    return {"keys_stmt": text.encode("ascii"), "keys_stmt_sig": K.sign_text("keys", vault_id, text, who, sign)}
 
 
 def _unlock_failed(store: Store, identity: Identity | None) -> None:
@@ -1118,6 +1140,7 @@ class Vault:
                            K.seal_keyring(secret, bytes.fromhex(slot_id), self._vid, sub))
             if slot_id == self._slot_kid.hex():
                 self._slot_secret = secret
+        store.put_meta(conn, _keys_meta(ring, self._vid, *self._plan_signer()))  # the keys slots now hold
 
     # -- audited public API: every call is logged before data is returned ------------------
     def _audit(self, action: str, target: str = "", detail: dict | None = None) -> None:

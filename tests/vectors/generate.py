@@ -302,6 +302,26 @@ def build() -> dict[str, dict]:
         "expect": "success", "description": "known-vaults line: hex(vault_id) SP hex(HMAC-SHA256(meta key, label || vault_id)[0:16])",
         "meta_key": h(meta_key), "vault_id": h(vid), "line": f"{h(vid)} {h(pin)}",
     }
+    # -- the signed key statement (format.md 9b) ----------------------------------------------
+    classes = {name: (det(f"statement-{name}-key", 32), det(f"statement-{name}-kid", 8), ver)
+               for name, ver in (("risk", 3), ("contact", 1), ("identity", 2))}
+    lines = ["dvault keys v1", f"meta {h(pin)}"]
+    for name in sorted(classes):
+        key, kid, ver = classes[name]
+        lines.append(f"class {name} {ver} {h(kid)} {h(crypto_scalarmult_base(hkdf(key, b'dvault/v1/class-box')))}")
+    statement = "\n".join(lines) + "\n"
+    signer_seed = det("statement-lead-ed25519", 32)
+    signer_pk, signer_sk = crypto_sign_seed_keypair(signer_seed)
+    signed = b"dvault/v1/keys-sig" + vid + hashlib.sha256(statement.encode("ascii")).digest()
+    files["key_statement_v1.json"] = {
+        "expect": "success",
+        "description": "ASCII lines: header, meta pin, class NAME VERSION kid X25519(HKDF(class key, class-box)) "
+                       "sorted by name; sig = who || Ed25519(label || vault_id || SHA-256(text))",
+        "vault_id": h(vid), "meta_key": h(meta_key),
+        "classes": [{"name": n, "version": v, "kid": h(k), "key": h(key)} for n, (key, k, v) in sorted(classes.items())],
+        "lead_ed25519_seed": h(signer_seed), "lead_ed25519_public": h(signer_pk),
+        "statement": statement, "signature": h(b"L" + crypto_sign(signed, signer_sk)[:64]),
+    }
     # -- blind index -------------------------------------------------------------------------
     ckey = det("class-key-identity", 32)
     cases = []
