@@ -421,22 +421,22 @@ def test_audit_summary_names_users_and_actor_takes_a_name(setup, monkeypatch, ca
 def test_pin_show_and_add_before_the_first_open(setup, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     tmp, url, badge = setup
     code, line, err = run(monkeypatch, capsys, "pin", "show", "--identity", "lead.dvid", "--passphrase-file", "lead.pass")
-    assert code == 0 and len(line.split()) == 2, err
-    vid, fp = line.split()
+    assert code == 0 and len(line.split()) == 3, err
+    vid, fp, signers = line.split()
     wrong = ("0" if fp[0] != "0" else "1") + fp[1:]
     for args, want_code, message in (
-            ((vid, "nothex"), 1, "a pin is the vault id and its fingerprint: 32 and 32 hex digits"),
-            ((vid, fp), 0, None),
-            ((vid, wrong), 5, "this vault's keys differ from those you opened it with before: your key slot "
-                              "may have been replaced; do not add records, tell the lead")):
+            ((vid, "nothex"), 1, "a pin is the vault id, its fingerprint and its signers: 32, 32 and 32 hex digits"),
+            ((vid, fp, signers), 0, None),
+            ((vid, wrong, signers), 5, "this vault's keys differ from those you opened it with before: your key slot "
+                                       "may have been replaced; do not add records, tell the lead")):
         code, out, err = run(monkeypatch, capsys, "pin", "add", *args, "--identity", "staff.dvid")
         if message is None:
             assert code == 0 and out.strip() == f"vault {vid} pinned in staff.dvid.vaults", err
         else:
             assert (code, err.strip()) == (want_code, f"dvault: error: {message}")
-    assert (tmp / "staff.dvid.vaults").read_text().splitlines()[1:] == [f"{vid} {fp}"]
+    assert (tmp / "staff.dvid.vaults").read_text().splitlines()[1:] == [f"{vid} {fp} {signers}"]
     code, out, err = run(monkeypatch, capsys, "show", badge, *STAFF)  # the pinned vault opens as before
     assert code == 0, err
     code, out, err = run(monkeypatch, capsys, "user", "add", Identity.generate().public.to_line(), "--name", "kim",
                          "--role", "tool", "--yes", *LEAD[:4])
-    assert code == 0 and f"dvault pin add {vid} {fp}" in err  # the lead is told to send the pin line
+    assert code == 0 and f"dvault pin add {vid} {fp} {signers}" in err  # the lead is told to send the pin line

@@ -611,7 +611,8 @@ def test_pinned_client_refuses_a_substituted_slot(team, tmp_path: Path) -> None:
         assert v.get(rid)["email"] == PERSON["email"]
         vid = v._vid
     line = [ln for ln in pins.read_text().splitlines() if not ln.startswith("#")]
-    assert line == [f"{vid.hex()} {line[0].split()[1]}"] and stat.S_IMODE(pins.stat().st_mode) == 0o600
+    with vault.open(url, identity=lead) as v:
+        assert line == [v.pin_line] and stat.S_IMODE(pins.stat().st_mode) == 0o600
     with vault.open(url, identity=staff, pins=pins) as v:  # same keys: fine, file unchanged
         pass
     assert len([ln for ln in pins.read_text().splitlines() if not ln.startswith("#")]) == 1
@@ -656,8 +657,8 @@ def test_a_pin_sent_by_the_lead_checks_the_first_open_too(team, tmp_path: Path) 
     url, lead, staff, tool, rid = team
     with vault.open(url, identity=lead) as v:
         line = v.pin_line
-    vid, fp = line.split()
-    assert vid == v.id and len(fp) == 32  # an HMAC of the meta key (format 8c): no secret
+    vid, fp, signers = line.split()
+    assert vid == v.id and len(fp) == len(signers) == 32  # an HMAC of the meta key, a hash of public keys
     seeded = tmp_path / "seeded.vaults"
     PN.add(seeded, line)
     PN.add(seeded, line.upper())  # the same pin again, in capitals: nothing changes
@@ -675,7 +676,31 @@ def test_a_pin_sent_by_the_lead_checks_the_first_open_too(team, tmp_path: Path) 
     PN.add(other, line)
     with pytest.raises(vault.IntegrityError, match="keys differ"):
         PN.add(other, f"{vid} {'0' * 32}")  # a second, different pin for the same vault
-    for bad in ("", vid, f"{vid} {fp} extra", f"{vid[:-1]}g {fp}", f"{vid} {fp[:-2]}", None):
-        with pytest.raises(vault.VaultError, match="vault id and its fingerprint"):
+    with pytest.raises(vault.IntegrityError, match="keys differ"):
+        PN.add(other, f"{vid} {fp} {'0' * 32}")  # the same keys, other signers
+    for bad in ("", vid, f"{vid} {fp} {signers} extra", f"{vid[:-1]}g {fp}", f"{vid} {fp[:-2]}", None):
+        with pytest.raises(vault.VaultError, match="vault id, its fingerprint and its signers"):
             PN.add(tmp_path / "bad.vaults", bad)  # type: ignore[arg-type]
     assert not (tmp_path / "bad.vaults").exists()
+
+
+def test_the_pin_also_holds_the_signers(team, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Every user holds the meta key, so the pin also names the keys that sign the key
+    statement: a keyring naming another recovery signer (what a writer who rebuilt every
+    non-lead slot would hand out) is refused by a pinned client. Two-field lines written
+    before gain the signers at the next open."""
+    from vault import pins as PN
+    url, lead, staff, tool, rid = team
+    with vault.open(url, identity=lead) as v:
+        vid, fp, signers = v.pin_line.split()
+    old = tmp_path / "old.vaults"
+    old.write_text(f"# written by an earlier release\n{vid} {fp}\n")
+    with vault.open(url, identity=staff, pins=old):
+        pass
+    assert old.read_text().splitlines()[1:] == [f"{vid} {fp} {signers}"]
+    other = PN.signers_hash(b"", bytes(32))
+    assert other != signers
+    forged = tmp_path / "forged.vaults"
+    forged.write_text(f"{vid} {fp} {other}\n")
+    with pytest.raises(vault.IntegrityError, match="keys differ"):
+        vault.open(url, identity=staff, pins=forged)

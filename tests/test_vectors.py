@@ -242,10 +242,24 @@ def test_keyring_pin(tmp_path) -> None:  # type: ignore[no-untyped-def]
     vid, key = b(v["vault_id"]), b(v["meta_key"])
     assert f"{vid.hex()} {PN.fingerprint(vid, key)}" == v["line"]
     path = tmp_path / "known.vaults"
-    PN.check(path, vid, key)
+    path.write_text(v["line"] + "\n")  # a line of the first form still checks
+    PN.check(path, vid, key, "ab" * 16, record=False)
+    with pytest.raises(vault.IntegrityError):
+        PN.check(path, vid, bytes(32), "ab" * 16)
+
+
+def test_keyring_pin_with_signers(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from vault import pins as PN
+    v = load("keyring_pin_v2.json")
+    vid, key = b(v["vault_id"]), b(v["meta_key"])
+    lead, rec = b(v["lead_ed25519_public"]), b(v["recovery_ed25519_public"])
+    assert f"{vid.hex()} {PN.fingerprint(vid, key)} {PN.signers_hash(lead, rec)}" == v["line"]
+    assert f"{vid.hex()} {PN.fingerprint(vid, key)} {PN.signers_hash(b'', rec)}" == v["line_without_lead"]
+    path = tmp_path / "known.vaults"
+    PN.check(path, vid, key, PN.signers_hash(lead, rec))
     assert v["line"] in path.read_text().splitlines()
     with pytest.raises(vault.IntegrityError):
-        PN.check(path, vid, bytes(32))
+        PN.check(path, vid, key, PN.signers_hash(b"", rec))
 
 
 def test_index_rows() -> None:

@@ -47,6 +47,7 @@ LABEL_CLASS_BOX = b"dvault/v1/class-box"  # X25519 secret of a class, derived fr
 LABEL_RECOVERY_SIGN = b"dvault/v1/recovery-signing"  # Ed25519 seed of the recovery (passphrase) actor
 LABEL_RECOVERY_BOX = b"dvault/v1/recovery-box"  # X25519 secret: reasons sealed when no lead exists
 LABEL_KEYRING_PIN = b"dvault/v1/keyring-pin"  # a client's fingerprint of a vault's meta key (pins.py)
+LABEL_PIN_SIGNERS = b"dvault/v1/pin-signers"  # the known-vaults file's hash of a vault's signer keys (pins.py)
 LABEL_KEYS_SIG = b"dvault/v1/keys-sig"  # the lead's (or recovery actor's) signature over the key statement
 KEYS_STATEMENT_HEADER = "dvault keys v1"  # first line of the signed key statement (docs/format.md 9b)
 LABEL_USER_ID = b"dvault-user-id"  # user id = SHA-256(label || x25519 pub || ed25519 pub)[0:8]

@@ -222,7 +222,7 @@ def open(url: str | os.PathLike[str], passphrase: str | None = None, *,  # noqa:
         pending = _verified_plan(meta, "index_next", ring, vault_id)
         if pins is not None and identity is not None:  # compare first (its message is the plainest)
             from .pins import check as check_pin
-            check_pin(pins, vault_id, ring.current(K.KIND_META_KEY).secret, record=False)
+            check_pin(pins, vault_id, ring.current(K.KIND_META_KEY).secret, _pin_signers(ring), record=False)
         signer = identity is None or identity.public.ed25519 == K.signers(ring).get(b"L")
         if meta.get("keys_stmt"):
             try:
@@ -234,7 +234,7 @@ def open(url: str | os.PathLike[str], passphrase: str | None = None, *,  # noqa:
             raise IntegrityError("this vault's keys are not signed: the lead must open it once with this "
                                  "release before anyone else can (if the lead did, the database was edited)")
         if pins is not None and identity is not None:  # record only keys that passed every check
-            check_pin(pins, vault_id, ring.current(K.KIND_META_KEY).secret)
+            check_pin(pins, vault_id, ring.current(K.KIND_META_KEY).secret, _pin_signers(ring))
         if stored_version < F.DB_SCHEMA_VERSION:
             with store.tx() as conn:
                 new = migrations.upgrade(conn, stored_version)
@@ -252,6 +252,13 @@ def open(url: str | os.PathLike[str], passphrase: str | None = None, *,  # noqa:
         v.close()
         raise
     return v
+
+
+def _pin_signers(ring: K.Keyring) -> str:
+    """The pin's hash of who signs for the vault, from the opener's keyring (vault.pins)."""
+    from .pins import signers_hash
+    who = K.signers(ring)
+    return signers_hash(who.get(b"L", b""), who.get(b"R", b""))
 
 
 def _keys_meta(ring: K.Keyring, vault_id: bytes, who: bytes, sign: Callable[[bytes], bytes]) -> dict[str, bytes]:
@@ -1174,17 +1181,18 @@ class Vault:
         from .pins import check as check_pin
         self._s()  # VaultClosed on a closed vault
         assert self._ring is not None
-        check_pin(path, self._vid, self._ring.current(K.KIND_META_KEY).secret)
+        check_pin(path, self._vid, self._ring.current(K.KIND_META_KEY).secret, _pin_signers(self._ring))
 
     @property
     def pin_line(self) -> str:
-        """``vault-id fingerprint`` of this vault's keys (no secret): the lead sends it with
+        """``vault-id fingerprint signers`` of this vault's keys (no secret): the lead sends it with
         an enrolment, and the user records it (vault.pins.add, ``dvault pin add``) before
         their first open, which is then checked rather than trusted."""
         from .pins import fingerprint
         self._s()  # VaultClosed on a closed vault
         assert self._ring is not None
-        return f"{self.id} {fingerprint(self._vid, self._ring.current(K.KIND_META_KEY).secret)}"
+        return (f"{self.id} {fingerprint(self._vid, self._ring.current(K.KIND_META_KEY).secret)} "
+                f"{_pin_signers(self._ring)}")
 
     def set_reason(self, reason: str | None) -> None:
         """The reason attached (sealed to the lead) to every following audit entry."""

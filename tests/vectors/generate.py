@@ -313,6 +313,18 @@ def build() -> dict[str, dict]:
     signer_seed = det("statement-lead-ed25519", 32)
     signer_pk, signer_sk = crypto_sign_seed_keypair(signer_seed)
     signed = b"dvault/v1/keys-sig" + vid + hashlib.sha256(statement.encode("ascii")).digest()
+    rec_vk = crypto_sign_seed_keypair(det("statement-recovery-ed25519", 32))[0]
+    signers = hashlib.sha256(b"dvault/v1/pin-signers" + bytes([len(signer_pk)]) + signer_pk
+                             + bytes([len(rec_vk)]) + rec_vk).digest()[:16]
+    no_lead = hashlib.sha256(b"dvault/v1/pin-signers" + bytes([0]) + bytes([len(rec_vk)]) + rec_vk).digest()[:16]
+    files["keyring_pin_v2.json"] = {
+        "expect": "success",
+        "description": "known-vaults line with signers: hex(vault_id) SP pin SP hex(SHA-256(label || "
+                       "u8 len || lead Ed25519 || u8 len || recovery Ed25519)[0:16]); no lead: length 0",
+        "meta_key": h(meta_key), "vault_id": h(vid), "lead_ed25519_public": h(signer_pk),
+        "recovery_ed25519_public": h(rec_vk), "line": f"{h(vid)} {h(pin)} {h(signers)}",
+        "line_without_lead": f"{h(vid)} {h(pin)} {h(no_lead)}",
+    }
     files["key_statement_v1.json"] = {
         "expect": "success",
         "description": "ASCII lines: header, meta pin, class NAME VERSION kid X25519(HKDF(class key, class-box)) "
