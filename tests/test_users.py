@@ -554,12 +554,16 @@ def test_an_insider_cannot_redirect_a_colleagues_write_only_classes(team, tmp_pa
 
 
 def test_a_removed_key_statement_stops_users_until_the_lead_signs_again(team) -> None:  # type: ignore[no-untyped-def]
-    """Older vaults have no statement, and a database writer can delete it: then no user
-    but the lead (or a recovery opener) may open, and the lead's open signs it again."""
+    """Older vaults (database schema v3) have no statement, and a database writer can
+    delete it: then no user but the lead (or a recovery opener) may open, and the lead's
+    open signs it again and moves the vault to v4, which releases that do not know the
+    statement refuse to open."""
+    from vault import _format as F
     url, lead, staff, tool, rid = team
     raw = RawDB(url)
     with raw.engine.begin() as c:
         assert c.execute(sa.text("DELETE FROM dv_meta WHERE name IN ('keys_stmt', 'keys_stmt_sig')")).rowcount == 2
+    raw.set_meta("db_schema_version", b"3")
     raw.close()
     for who in (staff, tool):
         with pytest.raises(vault.IntegrityError, match="keys are not signed: the lead must open it once"):
@@ -571,6 +575,15 @@ def test_a_removed_key_statement_stops_users_until_the_lead_signs_again(team) ->
     text = raw.meta("keys_stmt").decode()
     raw.close()
     assert text.startswith("dvault keys v1\nmeta ") and text.count("\nclass ") == 5
+    assert F.DB_SCHEMA_VERSION == 4 and raw_meta(url, "db_schema_version") == b"4"
+
+
+def raw_meta(url: str, name: str) -> bytes:
+    raw = RawDB(url)
+    try:
+        return raw.meta(name)
+    finally:
+        raw.close()
 
 
 def _substitute_staff_slot(url: str, staff: Identity) -> K.Keyring:

@@ -75,7 +75,15 @@ def _v3(conn: Connection) -> None:
             conn.exec_driver_sql(f"GRANT {what} ON dv_index TO {quote(who)}")
 
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2, 3: _v3}
+def _v4(conn: Connection) -> None:
+    """No table changes. Version 4 marks a vault whose keys carry the signed key statement
+    (docs/format.md 9b): releases before it refuse a newer database schema, so none of them
+    can rotate or re-seal keys without re-signing the statement, which would leave every
+    later open refused. The statement itself is written by the lead's (or a recovery
+    opener's) first open with this release; nobody else's open gets this far without it."""
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4}
 assert max(MIGRATIONS) == F.DB_SCHEMA_VERSION
 
 
