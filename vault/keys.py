@@ -325,19 +325,29 @@ def key_statement(ring: Keyring, vault_id: bytes) -> str:
     make, and every enrolled user holds the meta key, so nothing but a signature tells a
     user that the class public keys they seal identity and risk data to are the lead's.
     Only a holder of every class key can write it."""
-    from .envelope import class_box_secret
     from .pins import fingerprint
     lines = [F.KEYS_STATEMENT_HEADER, f"meta {fingerprint(vault_id, ring.current(KIND_META_KEY).secret)}"]
-    for name in sorted(ring.classes()):
-        k = ring.current(KIND_CLASS_KEY, name)
-        lines.append(f"class {name} {k.version} {k.kid.hex()} {C.x25519_public(class_box_secret(k.secret)).hex()}")
+    lines += [f"class {name} {claim}" for name, claim in sorted(_class_claims(ring).items())]
     return "\n".join(lines) + "\n"
+
+
+def _class_claims(ring: Keyring) -> dict[str, str]:
+    """Class -> "version kid public-key" of the current key of each class held, else of
+    its newest public key (a write-only class), as the key statement lists them."""
+    from .envelope import class_box_secret
+    out = {}
+    for name in ring.classes():
+        k = ring.current(KIND_CLASS_KEY, name)
+        out[name] = f"{k.version} {k.kid.hex()} {C.x25519_public(class_box_secret(k.secret)).hex()}"
+    for name in {k.name for k in ring.keys if k.kind == KIND_CLASS_PUBLIC} - out.keys():
+        k = ring.current(KIND_CLASS_PUBLIC, name)
+        out[name] = f"{k.version} {k.kid.hex()} {k.secret.hex()}"
+    return out
 
 
 def check_key_statement(ring: Keyring, vault_id: bytes, text: str, signature: bytes) -> None:
     """Refuse a keyring whose meta key or whose current key (or public key) of any class
     is not the one in the signed statement: a substituted key slot (threat model 9)."""
-    from .envelope import class_box_secret
     from .pins import fingerprint
     verify_text("keys", ring, vault_id, text, signature)
     lines = text.split("\n")
@@ -352,14 +362,7 @@ def check_key_statement(ring: Keyring, vault_id: bytes, text: str, signature: by
     if not C.mac_equal(lines[1][5:].encode(), fingerprint(vault_id, ring.current(KIND_META_KEY).secret).encode()):
         raise IntegrityError("your meta key is not the one the lead signed: your key slot may have been "
                              "replaced; do not add records, tell the lead")
-    mine: dict[str, str] = {}
-    for k in ring.keys:  # the current key of each class held, else its newest public key
-        if k.kind == KIND_CLASS_KEY and k.version == ring.current(KIND_CLASS_KEY, k.name).version:
-            mine[k.name] = f"{k.version} {k.kid.hex()} {C.x25519_public(class_box_secret(k.secret)).hex()}"
-    for k in ring.keys:
-        if k.kind == KIND_CLASS_PUBLIC and k.name not in mine and k.version == ring.current(KIND_CLASS_PUBLIC, k.name).version:
-            mine[k.name] = f"{k.version} {k.kid.hex()} {k.secret.hex()}"
-    for name, held in sorted(mine.items()):
+    for name, held in sorted(_class_claims(ring).items()):
         if claims.get(name) != held:
             raise IntegrityError(f"your keys for class {name} are not the ones the lead signed: your key slot "
                                  "may have been replaced; do not add records, tell the lead")
