@@ -556,8 +556,8 @@ def test_an_insider_cannot_redirect_a_colleagues_write_only_classes(team, tmp_pa
 def test_a_removed_key_statement_stops_users_until_the_lead_signs_again(team) -> None:  # type: ignore[no-untyped-def]
     """Older vaults (database schema v3) have no statement, and a database writer can
     delete it: then no user but the lead (or a recovery opener) may open, and the lead's
-    open signs it again and moves the vault to v4, which releases that do not know the
-    statement refuse to open."""
+    open signs it again and moves the vault to v4 or later, which releases that do not know
+    the statement refuse to open."""
     from vault import _format as F
     url, lead, staff, tool, rid = team
     raw = RawDB(url)
@@ -575,7 +575,7 @@ def test_a_removed_key_statement_stops_users_until_the_lead_signs_again(team) ->
     text = raw.meta("keys_stmt").decode()
     raw.close()
     assert text.startswith("dvault keys v1\nmeta ") and text.count("\nclass ") == 5
-    assert F.DB_SCHEMA_VERSION == 4 and raw_meta(url, "db_schema_version") == b"4"
+    assert F.DB_SCHEMA_VERSION >= 4 and raw_meta(url, "db_schema_version") == str(F.DB_SCHEMA_VERSION).encode()
 
 
 def raw_meta(url: str, name: str) -> bytes:
@@ -717,3 +717,135 @@ def test_the_pin_also_holds_the_signers(team, tmp_path: Path) -> None:  # type: 
     forged.write_text(f"{vid} {fp} {other}\n")
     with pytest.raises(vault.IntegrityError, match="keys differ"):
         vault.open(url, identity=staff, pins=forged)
+
+
+# -- sealed registrations are signed by their writer (kind W, database schema v5) -----------------
+def _seal_as(url: str, rid: str, cls: str, values: dict[str, str], writer: Identity | None = None,
+             claim: Identity | None = None) -> None:
+    """Replace a record's ``cls`` envelope with one built from public data only: the class's
+    X25519 key as the key statement in dv_meta lists it, a fresh DEK, cells for ``values``.
+    ``writer`` signs it (kind W, under ``claim``'s user id if given); without one it is the
+    unsigned kind E that releases before schema v5 wrote."""
+    from vault import _crypto as C
+    raw = RawDB(url)
+    vid, r = raw.meta("vault_id"), bytes.fromhex(rid)
+    line = next(x for x in raw.meta("keys_stmt").decode().splitlines() if x.startswith(f"class {cls} "))
+    _, _, version, kid, pub = line.split()
+    dek, dek_id = os.urandom(32), os.urandom(8)
+    cells = {n: E.seal_field(C.Aead(dek), dek_id, vid, r, n, v.encode()) for n, v in values.items()}
+    if writer is None:
+        header = b"\x01E" + bytes.fromhex(kid) + dek_id
+        context = C.sha256(E.dek_aad(header, vid, r, cls, int(version), list(values)))
+        blob = header + C.seal_to(bytes.fromhex(pub), dek + context)
+    else:
+        who = bytes.fromhex((claim or writer).public.user_id)
+        blob = E.seal_dek_to_class(bytes.fromhex(pub), bytes.fromhex(kid), int(version), dek_id, dek, vid, r, cls,
+                                   list(values), who, writer.sign)
+    envs = raw.envs(rid)
+    envs[cls] = (blob, E.pack_cells(cells))
+    raw.set_envs(rid, envs)
+    raw.close()
+
+
+def test_a_database_writer_cannot_forge_a_sealed_registration(team) -> None:  # type: ignore[no-untyped-def]
+    """The key statement lists every class's X25519 public key in clear, so anyone who could
+    write the database could seal an identity or risk envelope of their own making, and the
+    lead read it as what staff registered. A sealed DEK now carries its writer's signature,
+    checked against the signed user table: unsigned, unknown signer, a signer whose role may
+    not fill in the class, or a colleague's id under another key: all refused, by a read and
+    by the rotation that would otherwise adopt (launder) it into an ordinary wrap."""
+    url, lead, staff, tool, rid = team
+    with vault.open(url, identity=staff) as v:
+        new = v.add(PERSON)
+    raw = RawDB(url)
+    genuine = raw.envs(new)
+    raw.close()
+    assert genuine["identity"][0][1:2] == b"W" and genuine["risk"][0][1:2] == b"W"
+    outsider = Identity.generate()
+    forged = {"legal_name": "Someone Else", "passport_number": "X0000000"}
+    for writer, claim in ((None, None), (outsider, None), (tool, None), (outsider, staff), (lead, staff)):
+        _seal_as(url, new, "identity", forged, writer, claim)
+        with vault.open(url, identity=lead) as v:
+            with pytest.raises(vault.IntegrityError, match="'identity' envelope failed"):
+                v.get(new)
+            assert v.get(new, fields=["email"])["email"] == PERSON["email"]  # other classes still read
+            with pytest.raises(vault.IntegrityError):
+                v.rotate(["identity"])
+        raw = RawDB(url)
+        raw.set_meta("rotation", b"")
+        raw.set_envs(new, genuine)
+        raw.close()
+    _seal_as(url, new, "identity", forged, staff)  # the writer themselves: accepted, and names them
+    with vault.open(url, identity=lead) as v:
+        assert v.get(new)["legal_name"] == "Someone Else"
+    raw = RawDB(url)
+    assert E.parse_dek_header(raw.envs(new)["identity"][0]).writer == bytes.fromhex(staff.public.user_id)
+    raw.close()
+
+
+def test_revoking_a_writer_adopts_what_they_sealed(team) -> None:  # type: ignore[no-untyped-def]
+    """What a staff member registered stays readable after they leave (adopted into ordinary
+    wraps while their signature still counts); what they seal afterwards, with the identity
+    and class public key they kept, is refused."""
+    url, lead, staff, tool, rid = team
+    with vault.open(url, identity=staff) as v:
+        new = v.add(PERSON)
+    with vault.open(url, identity=lead) as v:
+        v.remove_user(staff.public.user_id, rotate=False)  # keep the class keys: only the signature decides
+        assert dict(v.get(new)) == PERSON
+    raw = RawDB(url)
+    assert {c: d[1:2] for c, (d, _) in raw.envs(new).items()} == {c: b"D" for c in raw.envs(new)}
+    raw.close()
+    _seal_as(url, new, "risk", {"risk_level": "low"}, staff)
+    with vault.open(url, identity=lead) as v:
+        with pytest.raises(vault.IntegrityError, match="'risk' envelope failed"):
+            v.get(new)
+
+
+def test_a_writer_enrolled_after_a_handle_opened_is_recognised(team) -> None:  # type: ignore[no-untyped-def]
+    url, lead, staff, tool, rid = team
+    late = Identity.generate()
+    with vault.open(url, identity=lead) as first, vault.open(url, identity=lead) as second:
+        second.add_user(late.public, "late", "staff")
+        with vault.open(url, identity=late) as v:
+            new = v.add(PERSON)
+        assert dict(first.get(new)) == PERSON  # looked up again, against the lead's signature
+
+
+def test_the_upgrade_adopts_unsigned_sealed_envelopes_atomically(team) -> None:  # type: ignore[no-untyped-def]
+    """Releases before database schema v5 wrote unsigned sealed DEKs (kind E). Only an opener
+    holding the class can adopt them; until then staff are refused. A vault the adoption
+    cannot finish stays as it was."""
+    from vault import _format as F
+    url, lead, staff, tool, rid = team
+    with vault.open(url, identity=staff) as v:
+        a, b = v.add(PERSON), v.add(PERSON)
+    _seal_as(url, a, "identity", {"legal_name": "Amira Haddad", "passport_number": "P83526008"})
+    _seal_as(url, b, "risk", {"risk_level": "high"})
+    raw = RawDB(url)
+    raw.set_meta("db_schema_version", b"4")
+    good_b = raw.envs(b)
+    bad_b = dict(good_b)
+    bad_b["risk"] = (good_b["risk"][0][:-1] + bytes([good_b["risk"][0][-1] ^ 1]), good_b["risk"][1])
+    raw.set_envs(b, bad_b)
+    raw.close()
+    with pytest.raises(vault.IntegrityError, match="the security lead must open this vault first"):
+        vault.open(url, identity=staff)
+    with pytest.raises(vault.IntegrityError, match="'risk' data key failed"):
+        vault.open(url, identity=lead)
+    raw = RawDB(url)
+    assert raw.meta("db_schema_version") == b"4" and raw.envs(a)["identity"][0][1:2] == b"E"  # nothing half done
+    raw.set_envs(b, good_b)
+    raw.close()
+    with vault.open(url, identity=lead) as v:
+        assert v.get(a)["legal_name"] == "Amira Haddad" and v.get(b)["risk_level"] == "high"
+    raw = RawDB(url)
+    assert raw.meta("db_schema_version") == str(F.DB_SCHEMA_VERSION).encode()
+    assert raw.envs(a)["identity"][0][1:2] == b"D" and raw.envs(b)["risk"][0][1:2] == b"D"
+    raw.close()
+    with vault.open(url, identity=staff) as v:
+        assert v.get(a)["email"] == PERSON["email"]
+    _seal_as(url, a, "identity", {"legal_name": "Someone Else", "passport_number": "X0000000"})
+    with vault.open(url, identity=lead) as v:  # at v5 an unsigned one is a forgery
+        with pytest.raises(vault.IntegrityError, match="'identity' envelope failed"):
+            v.get(a)

@@ -68,17 +68,48 @@ def test_dek(name: str) -> None:
 
 
 def test_sealed_dek() -> None:
+    """Kind E (unsigned, written before database schema v5): opened only to adopt it."""
     v = load("sealed_dek_v1.json")
     box = E.class_box_secret(b(v["class_key"]))
     assert C.x25519_public(box) == b(v["class_box_public"])
     ctx = (b(v["vault_id"]), b(v["record_id"]), v["class"], v["fields_present"])
-    assert E.unseal_dek(box, v["class_version"], *ctx, b(v["blob"])) == b(v["dek"])
+    assert E.unseal_dek(box, v["class_version"], *ctx, b(v["blob"]), legacy=True) == b(v["dek"])
+    with pytest.raises(C.AuthFailure):  # readers refuse it: anyone with the public key could have made it
+        E.unseal_dek(box, v["class_version"], *ctx, b(v["blob"]))
     with pytest.raises(C.AuthFailure):
-        E.unseal_dek(box, v["class_version"], ctx[0], ctx[1], ctx[2], ["legal_name"], b(v["blob"]))
+        E.unseal_dek(box, v["class_version"], ctx[0], ctx[1], ctx[2], ["legal_name"], b(v["blob"]), legacy=True)
+
+
+def test_signed_sealed_dek() -> None:
+    """Kind W: what the library seals is the vector's layout and is read back; the vector opens
+    only with its writer's key, and not at another record, field set or for another writer."""
+    v = load("sealed_dek_signed_v1.json")
+    box = E.class_box_secret(b(v["class_key"]))
+    ctx = (b(v["vault_id"]), b(v["record_id"]), v["class"], v["fields_present"])
+    blob, wid, vk = b(v["blob"]), b(v["writer_id"]), b(v["writer_ed25519_public"])
+    writers = {(wid, v["class"]): vk}.get
+
+    def lookup(writer: bytes, cls: str) -> bytes | None:
+        return writers((writer, cls))
+    assert len(blob) == E.SIGNED_DEK_LEN and E.parse_dek_header(blob).writer == wid
+    assert E.unseal_dek(box, v["class_version"], *ctx, blob, lookup) == b(v["dek"])
+    assert C.Signer(b(v["writer_ed25519_seed"]))(b(v["signed_message"])) == blob[-64:]
+    for bad in (dict(writers=None), dict(writers=lambda w, c: None),
+                dict(writers=lambda w, c: C.ed25519_public(bytes(32)))):
+        with pytest.raises(C.AuthFailure):
+            E.unseal_dek(box, v["class_version"], *ctx, blob, bad["writers"])
+    with pytest.raises(C.AuthFailure):  # another record
+        E.unseal_dek(box, v["class_version"], ctx[0], bytes(16), ctx[2], ctx[3], blob, lookup)
+    with pytest.raises(C.AuthFailure):  # a dropped cell
+        E.unseal_dek(box, v["class_version"], ctx[0], ctx[1], ctx[2], ["legal_name"], blob, lookup)
+    flipped = bytearray(blob)
+    flipped[40] ^= 1  # inside the box: the signature covers it
+    with pytest.raises(C.AuthFailure):
+        E.unseal_dek(box, v["class_version"], *ctx, bytes(flipped), lookup)
     mine = E.seal_dek_to_class(C.x25519_public(box), b(v["class_kid"]), v["class_version"], b(v["dek_id"]),
-                               b(v["dek"]), *ctx)
-    assert mine[:18] == b(v["blob"])[:18] and len(mine) == len(b(v["blob"]))  # sealing is randomised
-    assert E.unseal_dek(box, v["class_version"], *ctx, mine) == b(v["dek"])
+                               b(v["dek"]), *ctx, wid, C.Signer(b(v["writer_ed25519_seed"])))
+    assert mine[:26] == blob[:26] and len(mine) == len(blob)  # sealing is randomised
+    assert E.unseal_dek(box, v["class_version"], *ctx, mine, lookup) == b(v["dek"])
 
 
 def test_record_row_hot_path() -> None:

@@ -16,7 +16,8 @@ FORMAT_VERSION = 1
 # loudly (and the kind is covered by the AEAD associated data).
 KIND_FIELD = b"F"  # one field value, encrypted under a record's class DEK
 KIND_DEK = b"D"  # a record's class DEK, wrapped under a class key
-KIND_DEK_SEALED = b"E"  # a class DEK sealed to the class's public key by a writer without the class
+KIND_DEK_SEALED = b"E"  # a class DEK sealed to the class's public key, unsigned (before schema v5; adopted on upgrade)
+KIND_DEK_SIGNED = b"W"  # a class DEK sealed to the class's public key and signed by its writer (a user without the class)
 KIND_KEYRING = b"K"  # the set of class keys a slot opens, encrypted under the slot secret
 KIND_PASSPHRASE_SLOT = b"P"  # slot secret wrapped under an Argon2id-derived key
 KIND_SCHEMA_MAC = b"S"  # HMAC over the stored schema
@@ -49,6 +50,7 @@ LABEL_RECOVERY_BOX = b"dvault/v1/recovery-box"  # X25519 secret: reasons sealed 
 LABEL_KEYRING_PIN = b"dvault/v1/keyring-pin"  # a client's fingerprint of a vault's meta key (pins.py)
 LABEL_PIN_SIGNERS = b"dvault/v1/pin-signers"  # the known-vaults file's hash of a vault's signer keys (pins.py)
 LABEL_KEYS_SIG = b"dvault/v1/keys-sig"  # the lead's (or recovery actor's) signature over the key statement
+LABEL_SEALED_SIG = b"dvault/v1/sealed-dek-sig"  # a writer's signature over a sealed DEK (kind W)
 KEYS_STATEMENT_HEADER = "dvault keys v1"  # first line of the signed key statement (docs/format.md 9b)
 LABEL_USER_ID = b"dvault-user-id"  # user id = SHA-256(label || x25519 pub || ed25519 pub)[0:8]
 
@@ -81,4 +83,4 @@ KDF_FLOOR = KdfParams(t=3, m_kib=64 * 1024, p=4)
 KDF_CEILING = KdfParams(t=16, m_kib=1024 * 1024, p=16)
 
 # The relational schema version; see vault/migrations.py.
-DB_SCHEMA_VERSION = 4
+DB_SCHEMA_VERSION = 5

@@ -109,15 +109,26 @@ def wrap_dek(class_key: C.Aead, class_kid: bytes, class_version: int, dek_id: by
 class DekHeader:
     class_kid: bytes
     dek_id: bytes
-    sealed: bool = False  # kind E: sealed to the class's public key by a writer without the class key
+    sealed: bool = False  # kind E or W: sealed to the class's public key by a writer without the class key
+    writer: bytes = b""  # kind W: the 8-byte user id whose Ed25519 key signed it (b"" for D and E)
 
 
-SEALED_DEK_LEN = DEK_HEADER_LEN + C.SEALED_OVERHEAD + F.KEY_LEN + 32
+SEALED_DEK_LEN = DEK_HEADER_LEN + C.SEALED_OVERHEAD + F.KEY_LEN + 32  # kind E (unsigned, legacy)
+SIGNED_HEADER_LEN = DEK_HEADER_LEN + F.KID_LEN  # version, kind, class key id, dek id, writer id
+SIGNED_DEK_LEN = SIGNED_HEADER_LEN + C.SEALED_OVERHEAD + F.KEY_LEN + 32 + C.ED25519_SIG_LEN  # kind W
+DEK_LENS = (DEK_BLOB_LEN, SEALED_DEK_LEN, SIGNED_DEK_LEN)
+
+# (writer id, class) -> the Ed25519 verify key of an enrolled, unrevoked user whose role may
+# fill in that class, or None: how a reader decides whose kind-W signature counts.
+WriterKeys = Callable[[bytes, str], "bytes | None"]
 
 
 def parse_dek_header(blob: bytes) -> DekHeader:
     if len(blob) == DEK_BLOB_LEN and blob[:2] == _DEK_PREFIX:
         return DekHeader(blob[2:2 + F.KID_LEN], blob[2 + F.KID_LEN:DEK_HEADER_LEN])
+    if len(blob) == SIGNED_DEK_LEN and blob[:2] == _SIGNED_PREFIX:
+        return DekHeader(blob[2:2 + F.KID_LEN], blob[2 + F.KID_LEN:DEK_HEADER_LEN], True,
+                         blob[DEK_HEADER_LEN:SIGNED_HEADER_LEN])
     if len(blob) == SEALED_DEK_LEN and blob[:2] == _SEALED_PREFIX:
         return DekHeader(blob[2:2 + F.KID_LEN], blob[2 + F.KID_LEN:DEK_HEADER_LEN], True)
     raise Malformed()
@@ -129,21 +140,48 @@ def class_box_secret(class_key: bytes) -> bytes:
     return C.hkdf_sha256(class_key, F.LABEL_CLASS_BOX)
 
 
+def sealed_sig_message(header: bytes, box: bytes, context: bytes) -> bytes:
+    """What a kind-W writer signs: the blob's header and box, and the hashed context that binds
+    them to vault, record, class, key version and field set (so a signed blob cannot move)."""
+    return F.LABEL_SEALED_SIG + header + box + context
+
+
 def seal_dek_to_class(class_public: bytes, class_kid: bytes, class_version: int, dek_id: bytes, dek: bytes,
-                      vault_id: bytes, record_id: bytes, cls: str, fields_present: list[str] | tuple[str, ...]) -> bytes:
-    """Kind E: a sealed box has no associated data, so the context is hashed into the plaintext."""
-    header = _SEALED_PREFIX + class_kid + dek_id
+                      vault_id: bytes, record_id: bytes, cls: str, fields_present: list[str] | tuple[str, ...],
+                      writer: bytes, sign: Callable[[bytes], bytes]) -> bytes:
+    """Kind W. A sealed box has no associated data, so the context is hashed into the plaintext;
+    and anyone holding the public key can make one, so the writer signs it: a reader accepts
+    it only from a user the signed user table allows to fill in the class."""
+    if len(writer) != F.KID_LEN:
+        raise ValueError("writer id must be 8 bytes")
+    header = _SIGNED_PREFIX + class_kid + dek_id + writer
     context = C.sha256(dek_aad(header, vault_id, record_id, cls, class_version, fields_present))
-    return header + C.seal_to(class_public, dek + context)
+    box = C.seal_to(class_public, dek + context)
+    return header + box + sign(sealed_sig_message(header, box, context))
 
 
 def unseal_dek(box_secret: bytes, class_version: int, vault_id: bytes, record_id: bytes, cls: str,
-               fields_present: list[str] | tuple[str, ...], blob: bytes) -> bytes:
+               fields_present: list[str] | tuple[str, ...], blob: bytes,
+               writers: WriterKeys | None = None, *, legacy: bool = False) -> bytes:
+    """Open a sealed DEK. Kind W: the writer's signature is checked (``writers``) before the box
+    is opened. Kind E carries no signature and is refused unless ``legacy`` (only the upgrade
+    to database schema v5 passes it, to adopt what older releases wrote)."""
     hdr = parse_dek_header(blob)
     if not hdr.sealed:
         raise Malformed()
-    plain = C.unseal(box_secret, blob[DEK_HEADER_LEN:])
-    context = C.sha256(dek_aad(blob[:DEK_HEADER_LEN], vault_id, record_id, cls, class_version, fields_present))
+    if hdr.writer:
+        header, box, sig = blob[:SIGNED_HEADER_LEN], blob[SIGNED_HEADER_LEN:-C.ED25519_SIG_LEN], blob[-C.ED25519_SIG_LEN:]
+    elif legacy:
+        header, box, sig = blob[:DEK_HEADER_LEN], blob[DEK_HEADER_LEN:], b""
+    else:
+        raise C.AuthFailure()
+    context = C.sha256(dek_aad(header, vault_id, record_id, cls, class_version, fields_present))
+    if hdr.writer:
+        vk = writers(hdr.writer, cls) if writers is not None else None
+        if vk is None:
+            raise C.AuthFailure()
+        C.ed25519_verify(vk, sealed_sig_message(header, box, context), sig)
+    plain = C.unseal(box_secret, box)
     if len(plain) != F.KEY_LEN + 32 or not C.mac_equal(plain[F.KEY_LEN:], context):
         raise C.AuthFailure()
     return plain[:F.KEY_LEN]
@@ -201,7 +239,7 @@ def pack_record(envs: list[tuple[str, bytes, bytes]]) -> bytes:
     """u8 count, then per class: u8 len, class, u16 len, wrapped DEK, u32 len, cells."""
     out = [bytes([len(envs)])]
     for cls, dek, cells in envs:
-        if len(dek) not in (DEK_BLOB_LEN, SEALED_DEK_LEN):
+        if len(dek) not in DEK_LENS:
             raise ValueError("bad DEK blob length")
         out.append(_lp8(cls.encode("ascii")))
         out.append(struct.pack(">H", len(dek)))
@@ -226,7 +264,7 @@ def unpack_record(data: bytes) -> dict[str, tuple[bytes, bytes]]:
             (size,) = struct.unpack_from(">I", data, pos)
             pos += 4
             cells = data[pos:pos + size]
-            if len(cells) != size or len(dek) != dl or dl not in (DEK_BLOB_LEN, SEALED_DEK_LEN) or cls in envs:
+            if len(cells) != size or len(dek) != dl or dl not in DEK_LENS or cls in envs:
                 raise Malformed()
             pos += size
             envs[cls] = (dek, cells)
@@ -274,12 +312,13 @@ class Codec:
 
     def seal_record(self, record_id: bytes,
                     envs: list[tuple[str, bytes, int, Any, list[tuple[str, bytes]]]],
-                    rnd: bytes) -> bytes:
+                    rnd: bytes, writer: tuple[bytes, Callable[[bytes], bytes]] | None = None) -> bytes:
         """Seal every class envelope of one record and frame them into a row (write hot path).
 
         envs: (class, class key id, class version, class key, [(field, plaintext)] sorted by
         field name). ``rnd`` holds class_randomness(n) bytes per class, in order; it is
-        injectable so that known-answer vectors pin every byte.
+        injectable so that known-answer vectors pin every byte. ``writer``: (user id, sign) of a
+        writer without some class, whose DEKs are then sealed to that class and signed (kind W).
         """
         lps = self._lp
         manifests = self._manifests
@@ -308,8 +347,10 @@ class Codec:
                 names.append(name)
             clp = lps.get(cls) or self._name(cls)
             if isinstance(class_key, bytes):  # the writer lacks this class: seal to its public key
+                if writer is None:
+                    raise ValueError("sealing to a class's public key needs the writer's signing key")
                 wrapped = seal_dek_to_class(class_key, class_kid, class_version, dek_id, dek, self.vid,
-                                            record_id, cls, names)
+                                            record_id, cls, names, *writer)
             else:
                 key_names = tuple(names)
                 dhead = _DEK_PREFIX + class_kid + dek_id
@@ -354,13 +395,15 @@ class Codec:
 
     def open_record(self, data: bytes, record_id: bytes, keys: dict[bytes, tuple],
                     classes: dict[str, list[str] | None], field_class: dict[str, str],
-                    decoders: dict[str, Callable[[bytes], Any]] | None = None) -> dict[str, Any]:
+                    decoders: dict[str, Callable[[bytes], Any]] | None = None,
+                    writers: WriterKeys | None = None) -> dict[str, Any]:
         """Parse a record row and decrypt the wanted cells in one pass (the read hot path).
 
         ``keys``: class key id -> :meth:`key_entry`. ``classes``: class -> wanted field
         names (None = all) for the classes to open. ``field_class``: schema field -> class.
         ``decoders``: field -> bytes-to-value function applied to each plaintext (None: return the
-        encoded bytes). Every class envelope's framing is checked, only wanted classes are decrypted.
+        encoded bytes). ``writers``: whose signature a sealed (kind W) DEK may carry. Every class
+        envelope's framing is checked, only wanted classes are decrypted.
         Raises Malformed, EnvelopeFailure(cls), FieldFailure(name) or FieldEncoding(name).
         """
         known = self._cell_table(field_class)
@@ -420,9 +463,9 @@ class Codec:
                         dek = entry[2].decrypt(dek_blob[18:30], dek_blob[30:], aad)
                     except C.AEAD_FAILURES:
                         raise EnvelopeFailure(cls) from None
-                elif dek_blob[:2] == _SEALED_PREFIX and dl == SEALED_DEK_LEN:
+                elif dek_blob[:2] == _SIGNED_PREFIX and dl == SIGNED_DEK_LEN:
                     try:
-                        dek = unseal_dek(entry[3], entry[1], self.vid, record_id, cls, names, dek_blob)
+                        dek = unseal_dek(entry[3], entry[1], self.vid, record_id, cls, names, dek_blob, writers)
                     except (C.AuthFailure, Malformed):
                         raise EnvelopeFailure(cls) from None
                 else:
@@ -484,6 +527,7 @@ _unpack_u32 = struct.Struct(">I").unpack_from
 _unpack_u16 = struct.Struct(">H").unpack_from
 _U16 = [struct.pack(">H", i) for i in range(256)]
 _SEALED_PREFIX = _V + F.KIND_DEK_SEALED
+_SIGNED_PREFIX = _V + F.KIND_DEK_SIGNED
 assert F.PAD_BLOCK == 32 and F.NONCE_LEN == 12 and F.KID_LEN == 8 and FIELD_HEADER_LEN == 10
 
 

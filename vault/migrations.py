@@ -83,7 +83,15 @@ def _v4(conn: Connection) -> None:
     opener's) first open with this release; nobody else's open gets this far without it."""
 
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4}
+def _v5(conn: Connection) -> None:
+    """No table changes. From version 5 on, a DEK sealed to a class's public key must carry its
+    writer's signature (kind W, docs/format.md 5a) and readers refuse the unsigned kind E. The
+    unsigned DEKs older releases wrote are adopted into ordinary wraps in the same transaction
+    by vault.open (rotation.adopt_sealed), which needs the class keys: only the lead's or a
+    recovery opener's open can take a vault holding any of them past this step."""
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5}
 assert max(MIGRATIONS) == F.DB_SCHEMA_VERSION
 
 

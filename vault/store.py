@@ -388,6 +388,13 @@ class Store:
         return sorted(out)
 
     @staticmethod
+    def scan_records(conn: Connection) -> Iterator[tuple[bytes, bytes]]:
+        """(record id, data) of every row, inside the caller's transaction (a one-off sweep;
+        the caller writes only after the scan ends)."""
+        for rid, data in conn.execute(select(records.c.id, records.c.data)):
+            yield bytes(rid), bytes(data)
+
+    @staticmethod
     def put_record(conn: Connection, rid: bytes, data: bytes) -> None:
         if conn.execute(update(records).where(records.c.id == rid).values(data=data)).rowcount != 1:
             raise StoreError("record row vanished during update")

@@ -238,6 +238,10 @@ def open(url: str | os.PathLike[str], passphrase: str | None = None, *,  # noqa:
         if stored_version < F.DB_SCHEMA_VERSION:
             with store.tx() as conn:
                 new = migrations.upgrade(conn, stored_version)
+                if stored_version < 5:  # from v5 on readers refuse unsigned sealed DEKs: adopt them, atomically
+                    from .rotation import adopt_sealed
+                    adopt_sealed(store, conn, vault_id, {k.kid: k for k in ring.keys if k.kind == K.KIND_CLASS_KEY},
+                                 lambda h: not h.writer)
                 store.put_meta(conn, {"db_schema_version": str(new).encode()})
     except BaseException:
         store.dispose()
@@ -388,6 +392,8 @@ class Vault:
         self._issued: set[tuple[str, bytes]] = set()  # pseudonyms known to be stored
         self._canary_cache: set[str] | None = None
         self._canary_tag_key: tuple[bytes, bytes] | None = None  # (meta key secret, tag key)
+        self._pid = os.getpid()
+        self._writers: dict[bytes, tuple[bytes, frozenset[str]]] = {}
         self._load_ring(ring)
         self._setup_auditor()
 
@@ -438,6 +444,7 @@ class Vault:
         self._recovery_unseal = (lambda c: C.unseal(rec[0], c)) if rec else _cannot_unseal
         with self._s().tx(write=False) as conn:
             users = self._verified_users(conn)
+        self._writers = self._writer_table(users)
         lead = next((u for u in users if self._lead_vk is not None and u.public.ed25519 == self._lead_vk
                      and u.role in self.schema.roles and self.schema.roles[u.role].manage), None)
         # Reasons go to the lead, or (no lead) to the recovery key from the authenticated keyring.
@@ -445,6 +452,35 @@ class Vault:
         reason_to = ((lead.public.x25519, N.recipient_id(lead.public.raw)) if lead
                      else (rec_pub[:32], N.recipient_id(rec_pub)) if rec_pub else None)
         self._auditor = Auditor(actor, self._signer, reason_to)
+
+    def _writer_table(self, users: list[U.User]) -> dict[bytes, tuple[bytes, frozenset[str]]]:
+        """User id -> (Ed25519 verify key, classes their role may fill in unread), from the
+        signed user table: whose signature a sealed (kind W) envelope may carry."""
+        out = {}
+        for u in users:
+            role = self.schema.roles.get(u.role)
+            if role is not None and role.write_only:
+                out[bytes.fromhex(u.user_id)] = (u.public.ed25519, frozenset(role.write_only))
+        return out
+
+    def _writer_key(self, writer: bytes, cls: str) -> bytes | None:
+        """E.WriterKeys for this vault. A writer enrolled after this handle read the user table
+        is looked up again (checked against the lead's signature); a revoked one is refused."""
+        entry = self._writers.get(writer)
+        if entry is None and os.getpid() == self._pid:  # a forked worker never touches the parent's connection
+            self._refresh_writers()
+            entry = self._writers.get(writer)
+        return entry[0] if entry is not None and cls in entry[1] else None
+
+    def _refresh_writers(self) -> None:
+        with self._s().tx(write=False) as conn:
+            self._writers = self._writer_table(self._verified_users(conn))
+
+    def _sealing_writer(self) -> tuple[bytes, Callable[[bytes], bytes]] | None:
+        """(user id, sign) that signs the DEKs this opener seals to write-only classes."""
+        if self.user is None or self._identity is None:
+            return None
+        return bytes.fromhex(self.user.user_id), self._signer
 
     def _load_ring(self, ring: K.Keyring) -> None:
         """(Re)build every key lookup from a keyring: after open, rotation or key destruction."""
@@ -595,14 +631,15 @@ class Vault:
             need += E.class_randomness(len(items))
         if rnd is None:  # one CSPRNG call per record: cheaper than one per nonce, same source
             rnd = C.random_bytes(need)
-        return self._codec.seal_record(rid, envs, rnd)
+        return self._codec.seal_record(rid, envs, rnd, self._sealing_writer())
 
     def _open_row(self, rid: bytes, data: bytes, classes: dict[str, list[str] | None],
                   decoders: dict[str, Callable[[bytes], Any]] | None = None) -> dict[str, Any]:
         """Authenticate a record row and return the wanted plaintexts: encoded bytes, or
         values if ``decoders`` is given."""
         try:
-            return self._codec.open_record(data, rid, self._keys, classes, self._field_class, decoders)
+            return self._codec.open_record(data, rid, self._keys, classes, self._field_class, decoders,
+                                           self._writer_key)
         except E.FieldFailure as e:
             raise IntegrityError("field failed authentication", record_id=rid.hex(), field=e.name) from None
         except E.FieldEncoding as e:
@@ -1094,12 +1131,18 @@ class Vault:
                 raise NotFound(f"no user {user_id}")
             if gone.user_id == lead.public.user_id:
                 raise ValidationError("the security lead cannot remove their own enrolment")
+            # What they sealed to write-only classes is adopted into ordinary wraps while their
+            # signature still counts: from now on readers refuse any envelope they sign.
+            from .rotation import adopt_sealed
+            adopt_sealed(store, conn, self._vid, {kid: ck.key for kid, ck in self._by_kid.items()},
+                         lambda h: h.writer == bytes.fromhex(gone.user_id), self._writer_key)
             store.delete_slot(conn, gone.slot_id)
             # The row stays, marked revoked: its public key still verifies the user's past
             # audit entries, and the id can never be enrolled again.
             store.set_role(conn, gone.user_id, U.REVOKED)
             self._sign_roster(conn, [u if u.user_id != user_id else U.User(u.user_id, u.name, U.REVOKED, u.public,
                                                                            u.slot_id) for u in current])
+        self._refresh_writers()
         if rotate:
             self.rotate(list(self.schema.role(gone.role).classes))
 

@@ -238,6 +238,24 @@ def build() -> dict[str, dict]:
         "blob": h(ghead + struct.pack(">Q", expires) + gsig + gsealed),
     }
 
+    # -- a sealed DEK signed by its writer (kind W, since database schema v5), format.md 5a ----
+    w_x, w_pk, w_seed, w_id = person("writer")
+    wheader = bytes([VERSION]) + b"W" + ckid + dek_id + w_id
+    wcontext = hashlib.sha256(wheader + vid + rid + lp8(b"identity") + struct.pack(">I", 1) + manifest(names)).digest()
+    wbox = sealed_box(box_pk, "ephemeral-writer", dek + wcontext)
+    wmessage = b"dvault/v1/sealed-dek-sig" + wheader + wbox + wcontext
+    wsig = crypto_sign(wmessage, crypto_sign_seed_keypair(w_seed)[1])[:64]
+    files["sealed_dek_signed_v1.json"] = {
+        "expect": "success",
+        "description": "kind W: header(version, W, class kid, dek id, writer id) || sealed_box(class box public, "
+                       "DEK || context) || Ed25519(writer, label || header || box || context)",
+        "class_key": h(ckey), "class_kid": h(ckid), "class_version": 1, "dek_id": h(dek_id), "dek": h(dek),
+        "vault_id": h(vid), "record_id": h(rid), "class": "identity", "fields_present": names,
+        "writer_id": h(w_id), "writer_ed25519_seed": h(w_seed),
+        "writer_ed25519_public": h(crypto_sign_seed_keypair(w_seed)[0]), "context": h(wcontext),
+        "signed_message": h(wmessage), "blob": h(wheader + wbox + wsig),
+    }
+
     # -- keyring and passphrase slot -------------------------------------------------------
     secret, skid, knonce = det("slot-secret", 32), det("slot-kid", 8), det("keyring-nonce", 12)
     ring = [(2, "", 1, det("meta-kid", 8), det("meta-key", 32))] + [
