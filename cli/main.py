@@ -152,13 +152,22 @@ def _audit_table(entries: list[dict]) -> None:
 
     rows = [{"seq": e["seq"], "time (UTC)": _time.strftime("%Y-%m-%d %H:%M:%S", _time.gmtime(e["at"] / 1000)),
              "actor": e["actor"], "action": e["action"], "target": e["target"] or "-",
-             "detail": _json.dumps(e["detail"], sort_keys=True, separators=(",", ":")), "reason": e["reason"]}
+             "detail": _json.dumps(_brief(e["detail"]), sort_keys=True, separators=(",", ":")), "reason": e["reason"]}
             for e in entries]
     columns = ["seq", "time (UTC)", "actor", "action", "target", "detail"]
     if rows:
         click.echo(table(rows, columns + (["reason"] if any(e["reason"] for e in entries) else [])))
     else:
         note("no entries")
+
+
+def _brief(detail: dict) -> dict:
+    """A detail for one table line: record states (docs/format.md 13a) as counts, since an
+    import's list holds one token per row; --json prints them whole."""
+    state = detail.get("state")
+    if not isinstance(state, dict):
+        return detail
+    return {**detail, "state": {k: len(v) for k, v in state.items() if isinstance(v, list)}}
 
 
 def _utc_ms(option: str, text: str | None, *, end_of_day: bool = False) -> int | None:
@@ -186,16 +195,33 @@ def _utc_ms(option: str, text: str | None, *, end_of_day: bool = False) -> int |
 @audit.command("verify")
 @vault_options
 @click.option("--against", "checkpoint", help="A checkpoint (dvcp1:...) taken earlier.")
-def audit_verify(checkpoint, **kw):  # type: ignore[no-untyped-def]
+@click.option("--records", is_flag=True,
+              help="Lead: also check every record row against the state the log gives it (rollback, deletion).")
+def audit_verify(checkpoint, records, **kw):  # type: ignore[no-untyped-def]
     """Verify the hash chain and signatures; name the first bad entry. Exit 5 if damaged.
 
-    Example: dvault audit verify --vault dd2026.vault --against dvcp1:120:abcd...
+    With --records, also find rows put back to an older version, rows no entry wrote and
+    records deleted without an entry (exit 5 if any).
+
+    Example: dvault audit verify --vault dd2026.vault --against dvcp1:120:abcd... --records
     """
     with unlock(kw) as v:
         verdict = v.audit_verify(checkpoint)
+        check = v.check_records() if records and verdict.ok else None
     if not verdict.ok:
         raise vault.IntegrityError(str(verdict))
     click.echo(str(verdict))
+    if check is None:
+        return
+    for rid in check.rolled_back:
+        click.echo(f"rolled back:  record {rid} holds a state that a later entry replaced or shredded")
+    for rid in check.unlogged:
+        click.echo(f"never logged: record {rid} holds a state no entry wrote")
+    for seq in check.missing:
+        click.echo(f"missing:      the state entry {seq} wrote is in no row")
+    if not check.ok:
+        raise vault.IntegrityError(str(check))
+    click.echo(str(check))
 
 
 @audit.command("checkpoint")

@@ -195,3 +195,36 @@ def test_cli_pins_each_vault_beside_the_identity(tmp_path: Path, monkeypatch, ca
     from test_cli_errors import run
     code, out, err = run(monkeypatch, capsys, *status)
     assert code == 5 and "keys differ" in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_audit_verify_records(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """--records: exit 0 and one line when the rows match the log; after a record is put
+    back to an older version behind the vault's back, exit 5, naming the record."""
+    import sqlite3
+
+    import pytest
+
+    import vault
+    from vault_cli.main import main
+    path = tmp_path / "r.vault"
+    with vault.create(path, "recovery pass phrase") as v:
+        rid = v.add({"badge_name": "x", "risk_level": "high"})
+        con = sqlite3.connect(path)
+        (old,) = con.execute("SELECT data FROM dv_records").fetchone()
+        v.update(rid, {"risk_level": "low"})
+    pw = tmp_path / "pw"
+    pw.write_text("recovery pass phrase\n")
+    argv = ["dvault", "audit", "verify", "--records", "--vault", str(path), "--passphrase-file", str(pw)]
+    monkeypatch.setattr(sys, "argv", argv)
+    main()  # returns normally: exit 0
+    out = capsys.readouterr().out
+    assert "records match the audit log: 1 rows" in out
+    con.execute("UPDATE dv_records SET data = ?", (old,))
+    con.commit()
+    con.close()
+    with pytest.raises(SystemExit) as info:
+        main()
+    got = capsys.readouterr()
+    assert info.value.code == 5
+    assert f"rolled back:  record {rid}" in got.out and "missing:" in got.out
+    assert got.err.startswith("dvault: error: records differ from the audit log: 1 rolled back") and got.err.count("\n") == 1

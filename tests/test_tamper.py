@@ -13,6 +13,7 @@ import pytest
 import vault
 from conftest import PASSPHRASE
 from rawdb import RawDB, flip
+from vault import envelope as E
 from vault import keys as K
 
 FULL = {"legal_name": "Amira Haddad", "organisation": "Free Press Network", "nationality": "Syria",
@@ -262,3 +263,121 @@ def test_foreign_vault_rows_do_not_decrypt(tmp_path) -> None:  # type: ignore[no
         _fails(v2, b)
         r1.close()
         r2.close()
+
+
+# -- record states in the audit log (docs/format.md 13a): rollback, deletion, resurrection --------
+def _insert_row(url: str, rid: str, data: bytes) -> None:
+    import sqlalchemy as sa
+    raw = RawDB(url)
+    with raw.engine.begin() as c:
+        c.execute(sa.text("INSERT INTO dv_records (id, data) VALUES (:i, :d)"), {"i": bytes.fromhex(rid), "d": data})
+    raw.close()
+
+
+def _delete_row(url: str, rid: str) -> None:
+    import sqlalchemy as sa
+    raw = RawDB(url)
+    with raw.engine.begin() as c:
+        assert c.execute(sa.text("DELETE FROM dv_records WHERE id = :i"), {"i": bytes.fromhex(rid)}).rowcount == 1
+    raw.close()
+
+
+def test_check_records_finds_rollback_deletion_and_resurrection(url: str) -> None:
+    """Every row is self-consistent, so a read cannot tell an older version of a record, or
+    a shredded one put back, from the real thing; the entries' record states can. Each
+    attack is undone before the next, and each is found and named."""
+    with vault.create(url, PASSPHRASE) as v:
+        a, b, c = v.add_many([FULL, OTHER, OTHER])
+        raw = RawDB(url)
+        old_a, old_c = raw.row(a), raw.row(c)
+        v.update(a, {"risk_level": "low", "dietary": "none"})  # two classes: risk and logistics
+        v.delete(c)
+        new_a, row_b = raw.row(a), raw.row(b)
+        assert v.check_records().ok and str(v.check_records()) == "records match the audit log: 2 rows"
+
+        raw.set_row(a, old_a)  # the whole record back to before the update: reads fine
+        assert v.get(a)["risk_level"] == "high"
+        got = v.check_records()
+        assert got.rolled_back == (a,) and not got.unlogged and len(got.missing) == 1 and not got.ok
+
+        envs = E.unpack_record(old_a)  # only the risk envelope put back: a mix no entry wrote
+        mixed = E.unpack_record(new_a)
+        mixed["risk"] = envs["risk"]
+        raw.set_envs(a, mixed)
+        assert v.get(a)["risk_level"] == "high"
+        got = v.check_records()
+        assert got.unlogged == (a,) and len(got.missing) == 1
+        raw.set_row(a, new_a)
+
+        _delete_row(url, b)  # gone without a shred entry
+        got = v.check_records()
+        assert got.missing and not got.rolled_back and not got.unlogged and got.rows == 1
+        _insert_row(url, b, row_b)
+
+        _insert_row(url, c, old_c)  # a shredded record resurrected from a backup
+        assert v.get(c)["legal_name"] == "Kofi Mensah"
+        got = v.check_records()
+        assert got.rolled_back == (c,) and not got.missing
+        _delete_row(url, c)
+        assert v.check_records().ok
+        raw.close()
+        actions = [e["action"] for e in v.audit_entries()]
+        assert actions.count("check_records") == 7
+
+
+def test_rotation_keeps_the_records_checkable(url: str) -> None:
+    """A rewrap keeps the DEKs (and the states); a re-encryption logs its new states per
+    batch, and the pre-rotation row is then a state that entry dropped."""
+    with vault.create(url, PASSPHRASE) as v:
+        ids = v.add_many([FULL, OTHER] * 3)
+        raw = RawDB(url)
+        before = raw.row(ids[0])
+        v.rotate()
+        assert v.check_records().ok
+        v.rotate(reencrypt=True, batch=4)
+        assert v.check_records().ok
+        assert len([e for e in v.audit_entries() if e["action"] == "reencrypt"]) == 2
+        raw.set_row(ids[0], before)
+        assert v.check_records().rolled_back == (ids[0],)
+        raw.close()
+
+
+def test_check_records_needs_the_lead_and_a_sound_log(url: str) -> None:
+    from vault.identity import Identity
+    lead, staff = Identity.generate(), Identity.generate()
+    with vault.create(url, PASSPHRASE, lead=lead) as v:
+        v.add_user(staff.public, "sam", "staff")
+        v.add(FULL)
+    with vault.open(url, identity=staff) as v:
+        with pytest.raises(vault.AccessDenied, match="security lead"):
+            v.check_records()
+        assert v.audit_entries(action="denied")
+    import sqlalchemy as sa
+    raw = RawDB(url)
+    with raw.engine.begin() as c:
+        c.execute(sa.text("UPDATE dv_audit SET detail = '{}' WHERE seq = 3"))
+    raw.close()
+    with vault.open(url, identity=lead) as v:
+        with pytest.raises(vault.IntegrityError, match="audit log damaged at entry 3.*cannot be checked"):
+            v.check_records()
+
+
+def test_the_upgrade_takes_the_rows_present_as_its_baseline(url: str) -> None:
+    """Rows written before database schema v6 have no logged state; the upgrade logs one
+    ``restate`` entry with the states of every row there (taken as they are)."""
+    from vault import _format as F
+    with vault.create(url, PASSPHRASE) as v:
+        a = v.add(FULL)
+    raw = RawDB(url)
+    copy = "ab" * 16
+    _insert_row(url, copy, raw.row(a))  # stands for a row an older release wrote without a state
+    with vault.open(url, PASSPHRASE) as v:
+        assert v.check_records().unlogged == (copy,)
+    raw.set_meta("db_schema_version", b"5")
+    raw.close()
+    with vault.open(url, PASSPHRASE) as v:
+        baseline = v.audit_entries(action="restate")
+        assert len(baseline) == 1 and baseline[0]["detail"]["baseline"] is True
+        assert len(baseline[0]["detail"]["state"]["put"]) == 2
+        assert v.check_records().ok
+    assert RawDB(url).meta("db_schema_version") == str(F.DB_SCHEMA_VERSION).encode()

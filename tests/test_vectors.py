@@ -112,6 +112,18 @@ def test_signed_sealed_dek() -> None:
     assert E.unseal_dek(box, v["class_version"], *ctx, mine, lookup) == b(v["dek"])
 
 
+def test_record_state() -> None:
+    """The token an audit entry names a record row's state by (format.md 13a)."""
+    from vault import audit as A
+    v = load("record_state_v1.json")
+    row = b(v["row"])
+    assert E.dek_ids(row) == b(v["dek_ids"])
+    key = A.state_key(b(v["meta_key"]))
+    assert A.record_state(key, b(v["vault_id"]), b(v["record_id"]), row) == v["token"]
+    with pytest.raises(E.Malformed):
+        E.dek_ids(row[:-1])
+
+
 def test_record_row_hot_path() -> None:
     """The Codec used by add()/get()/records() produces and reads the exact row bytes."""
     v = load("record_v1.json")

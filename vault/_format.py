@@ -50,6 +50,7 @@ LABEL_RECOVERY_BOX = b"dvault/v1/recovery-box"  # X25519 secret: reasons sealed 
 LABEL_KEYRING_PIN = b"dvault/v1/keyring-pin"  # a client's fingerprint of a vault's meta key (pins.py)
 LABEL_PIN_SIGNERS = b"dvault/v1/pin-signers"  # the known-vaults file's hash of a vault's signer keys (pins.py)
 LABEL_KEYS_SIG = b"dvault/v1/keys-sig"  # the lead's (or recovery actor's) signature over the key statement
+LABEL_RECORD_STATE = b"dvault/v1/record-state"  # HKDF info: the key of the record-state tokens in the audit log
 LABEL_SEALED_SIG = b"dvault/v1/sealed-dek-sig"  # a writer's signature over a sealed DEK (kind W)
 KEYS_STATEMENT_HEADER = "dvault keys v1"  # first line of the signed key statement (docs/format.md 9b)
 LABEL_USER_ID = b"dvault-user-id"  # user id = SHA-256(label || x25519 pub || ed25519 pub)[0:8]
@@ -83,4 +84,4 @@ KDF_FLOOR = KdfParams(t=3, m_kib=64 * 1024, p=4)
 KDF_CEILING = KdfParams(t=16, m_kib=1024 * 1024, p=16)
 
 # The relational schema version; see vault/migrations.py.
-DB_SCHEMA_VERSION = 5
+DB_SCHEMA_VERSION = 6

@@ -13,7 +13,9 @@ Every entry is ``(seq, prev, at, actor, action, target, detail, reason, hash, si
 A *checkpoint* is the signed head (seq, hash); kept on paper or on another system it
 proves the log up to there, so truncation and rewriting are detected by ``verify``.
 The vault writes the entry *before* it returns any data and fails the operation if the
-entry cannot be written (fail-closed).
+entry cannot be written (fail-closed). An entry that writes record rows commits with
+them and carries their keyed states (:func:`record_state`), so that the rows themselves
+can be checked against the log (``Vault.check_records``).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from sqlalchemy import BigInteger, Column, LargeBinary, String, Table, Text, fun
 from . import _crypto as C
 from . import _format as F
 from . import notes as N
-from .envelope import _lp8
+from .envelope import _lp8, dek_ids
 from .errors import VaultError
 from .store import metadata
 
@@ -92,6 +94,18 @@ def entry_hash(seq: int, prev: bytes, at: int, actor: bytes, action: str, target
 def actor_id(actor: bytes) -> str:
     from .identity import PublicIdentity
     return PublicIdentity(actor[:32], actor[32:]).user_id if len(actor) == 64 else "unknown"
+
+
+def state_key(meta_key: bytes) -> bytes:
+    """The key of the record-state tokens (docs/format.md 13a "Record states")."""
+    return C.hkdf_sha256(meta_key, F.LABEL_RECORD_STATE)
+
+
+def record_state(key: bytes, vault_id: bytes, record_id: bytes, row: bytes) -> str:
+    """A record row's state as entries name it: keyed, so the log cannot be matched to rows
+    without the meta key; over the DEK ids, so a rewrap keeps it and any change of content
+    (or the replay of an older row) does not. Raises envelope.Malformed."""
+    return C.hmac_sha256(key, vault_id + record_id + dek_ids(row))[:12].hex()
 
 
 class Auditor:

@@ -8,8 +8,9 @@ container* of field ciphertexts. The DEK wrap's associated data covers the sorte
 list of field names present, so dropping or adding a cell is detected, and every
 update draws a fresh DEK, so replaying an older *cell* of the same record fails.
 Replaying a whole older *envelope* (DEK and cells together) of the same record and
-class is not detected: nothing outside the envelope remembers its version, and a
-role holding one class cannot rewrap the others (docs/threat-model.md).
+class is not detected by a read: nothing in the row remembers its version, and a role
+holding one class cannot rewrap the others. The audit log's record states (over the
+row's DEK ids, :func:`dek_ids`) let the lead's record check find it (docs/threat-model.md).
 """
 
 from __future__ import annotations
@@ -273,6 +274,27 @@ def unpack_record(data: bytes) -> dict[str, tuple[bytes, bytes]]:
     if pos != len(data):
         raise Malformed()
     return envs
+
+
+def dek_ids(data: bytes) -> bytes:
+    """The DEK ids of a row's envelopes, in row order: what a record's logged state names.
+    A rewrap keeps them (same DEK); an update or re-encryption draws new ones. Framing only,
+    nothing is decrypted. Raises Malformed."""
+    out = []
+    try:
+        pos = 1
+        for _ in range(data[0]):
+            pos += 1 + data[pos]
+            (dl,) = _unpack_u16(data, pos)
+            out.append(data[pos + 2 + DEK_HEADER_LEN - F.KID_LEN:pos + 2 + DEK_HEADER_LEN])
+            pos += 2 + dl
+            (size,) = _unpack_u32(data, pos)
+            pos += 4 + size
+    except (IndexError, struct.error):
+        raise Malformed() from None
+    if pos != len(data) or any(len(i) != F.KID_LEN for i in out):
+        raise Malformed()
+    return b"".join(out)
 
 
 def class_randomness(n_fields: int) -> int:

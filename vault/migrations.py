@@ -91,7 +91,15 @@ def _v5(conn: Connection) -> None:
     recovery opener's open can take a vault holding any of them past this step."""
 
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5}
+def _v6(conn: Connection) -> None:
+    """No table changes. From version 6 on, every entry that writes record rows names the
+    states it drops and puts (docs/format.md 13a, "Record states"), so the lead can check
+    the rows against the log; releases before it would write rows without, which the check
+    would report as tampering. vault.open logs the states of the rows present (a baseline)
+    in the same transaction."""
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6}
 assert max(MIGRATIONS) == F.DB_SCHEMA_VERSION
 
 

@@ -76,8 +76,7 @@ def move(src: Vault, url: str | os.PathLike[str], passphrase: str, *, lead: Iden
                 marked.append(len(rows))
             rows.append(dict(rec))
         dest.set_reason(src._auditor.reason)  # sealed, in the new log, to the new lead
-        dest._audit("import", "", {"count": len(rows), "op": "move", "from": src.id})
-        ids = dest._add_many_impl(rows, progress)
+        ids = dest._add_many_impl(rows, progress, entry=("import", {"op": "move", "from": src.id}))
         if marked:
             dest._store_canaries(sorted(dest._canary_tag(ids[i]) for i in marked))
     except BaseException:

@@ -89,6 +89,8 @@ def rotate(v: "Vault", classes: Iterable[str] | None = None, *, reencrypt: bool 
                     packed += rows
                 stats["reencrypted" if reencrypt else "rewrapped"] += len(updates)
                 store.put_records(conn, updates)
+                if reencrypt:
+                    _log_states(v, recs, updates)
                 progress_meta = {"rotation_cursor": ids[-1]}
                 if with_terms:
                     v._index_batch(conn, recs, packed)
@@ -102,9 +104,12 @@ def rotate(v: "Vault", classes: Iterable[str] | None = None, *, reencrypt: bool 
     stale = [rid for rid, data in store.iter_records() if _stale(data, rotating, current)]
     for i in range(0, len(stale), batch):
         with store.tx() as conn:
-            updates = [(new, rid) for rid, data in store.get_records(conn, stale[i:i + batch])
+            recs = store.get_records(conn, stale[i:i + batch])
+            updates = [(new, rid) for rid, data in recs
                        if (new := _refreshed(v, rid, data, rotating, state["reencrypt"])) is not None]
             store.put_records(conn, updates)
+            if state["reencrypt"]:
+                _log_states(v, recs, updates)
             stats["swept"] += len(updates)
     # -- 4. finish the index generation (only the records the fused pass did not cover) -----------
     if v._plan_pending is not None or v._plan_active.class_versions != want:
@@ -112,6 +117,16 @@ def rotate(v: "Vault", classes: Iterable[str] | None = None, *, reencrypt: bool 
     # -- 5. destroy old versions ----------------------------------------------------------------
     _finish(v)
     return stats
+
+
+def _log_states(v: "Vault", recs: list[tuple[bytes, bytes]], updates: list[tuple[bytes, bytes]]) -> None:
+    """A re-encryption draws new DEKs, so the rows' logged states change: one ``reencrypt``
+    entry per batch, in the batch's transaction (a rewrap keeps the DEKs and the states)."""
+    if not updates:
+        return
+    old = dict(recs)
+    v._audit("reencrypt", "", {"count": len(updates), **v._states(
+        [v._state_token(rid, old[rid]) for _, rid in updates], [v._state_token(rid, new) for new, rid in updates])})
 
 
 def _start(v: "Vault", classes: list[str], reencrypt: bool) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import os
 import json
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from . import _crypto as C
@@ -235,19 +236,13 @@ def open(url: str | os.PathLike[str], passphrase: str | None = None, *,  # noqa:
                                  "release before anyone else can (if the lead did, the database was edited)")
         if pins is not None and identity is not None:  # record only keys that passed every check
             check_pin(pins, vault_id, ring.current(K.KIND_META_KEY).secret, _pin_signers(ring))
-        if stored_version < F.DB_SCHEMA_VERSION:
-            with store.tx() as conn:
-                new = migrations.upgrade(conn, stored_version)
-                if stored_version < 5:  # from v5 on readers refuse unsigned sealed DEKs: adopt them, atomically
-                    from .rotation import adopt_sealed
-                    adopt_sealed(store, conn, vault_id, {k.kid: k for k in ring.keys if k.kind == K.KIND_CLASS_KEY},
-                                 lambda h: not h.writer)
-                store.put_meta(conn, {"db_schema_version": str(new).encode()})
     except BaseException:
         store.dispose()
         raise
     v = Vault(store, vault_id, parsed, ring, slot_kid, slot_secret, plan, pending, user=me, identity=identity)
     try:
+        if stored_version < F.DB_SCHEMA_VERSION:
+            v._upgrade(stored_version)
         if not meta.get("keys_stmt"):  # the lead or the recovery passphrase: sign the keys now
             with store.tx() as conn:
                 store.put_meta(conn, _keys_meta(ring, vault_id, *v._plan_signer()))
@@ -362,6 +357,26 @@ def _cannot_unseal(_: bytes) -> bytes:
     raise C.AuthFailure()
 
 
+@dataclass(frozen=True)
+class RecordCheck:
+    """What :meth:`Vault.check_records` found: record ids (hex) and entry numbers, no values."""
+
+    rows: int
+    rolled_back: tuple[str, ...]  # rows holding a state that a later entry replaced or shredded
+    unlogged: tuple[str, ...]  # rows holding a state that no entry put
+    missing: tuple[int, ...]  # entries whose state no row holds (one per state)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.rolled_back or self.unlogged or self.missing)
+
+    def __str__(self) -> str:
+        if self.ok:
+            return f"records match the audit log: {self.rows} rows"
+        return (f"records differ from the audit log: {len(self.rolled_back)} rolled back, "
+                f"{len(self.unlogged)} never logged, {len(self.missing)} logged but missing (of {self.rows} rows)")
+
+
 class Vault:
     """An open vault. Use as a context manager; ``close()`` drops key references.
 
@@ -393,6 +408,7 @@ class Vault:
         self._canary_cache: set[str] | None = None
         self._canary_tag_key: tuple[bytes, bytes] | None = None  # (meta key secret, tag key)
         self._pid = os.getpid()
+        self._state_key: tuple[bytes, bytes] | None = None  # (meta key secret, record-state key)
         self._writers: dict[bytes, tuple[bytes, frozenset[str]]] = {}
         self._load_ring(ring)
         self._setup_auditor()
@@ -452,6 +468,28 @@ class Vault:
         reason_to = ((lead.public.x25519, N.recipient_id(lead.public.raw)) if lead
                      else (rec_pub[:32], N.recipient_id(rec_pub)) if rec_pub else None)
         self._auditor = Auditor(actor, self._signer, reason_to)
+
+    def _upgrade(self, stored: int) -> None:
+        """Bring the database to this release's schema version in one transaction: the table
+        migrations; from before v5, the adoption of unsigned sealed DEKs (readers refuse them
+        from v5 on; it needs the class keys); from before v6, a ``restate`` entry with the
+        states of every row present, the baseline the record check starts from (what is
+        there at the upgrade is taken as it is)."""
+        from .rotation import adopt_sealed
+        store = self._s()
+
+        def work() -> list[str]:
+            with store.tx() as conn:
+                new = migrations.upgrade(conn, stored)
+                if stored < 5:
+                    adopt_sealed(store, conn, self._vid, {kid: ck.key for kid, ck in self._by_kid.items()},
+                                 lambda h: not h.writer)
+                store.put_meta(conn, {"db_schema_version": str(new).encode()})
+                return [self._state_token(rid, data) for rid, data in store.scan_records(conn)] if stored < 6 else []
+        if stored >= 6:
+            work()
+            return
+        self._audited("restate", work, lambda put: ("", {"baseline": True, "count": len(put), **self._states(put=put)}))
 
     def _writer_table(self, users: list[U.User]) -> dict[bytes, tuple[bytes, frozenset[str]]]:
         """User id -> (Ed25519 verify key, classes their role may fill in unread), from the
@@ -693,37 +731,45 @@ class Vault:
         return self.add_many([values])[0]
 
     def _add_many_impl(self, rows: Iterable[Mapping[str, Any]],
-                       progress: Callable[[int, int], None] | None = None) -> list[str]:
+                       progress: Callable[[int, int], None] | None = None, *,
+                       entry: tuple[str, dict[str, Any]] = ("add", {})) -> list[str]:
         """Validate, seal and store every row in one transaction: all or nothing.
 
         Rows are validated, sealed and indexed in chunks, on every core for a big batch
         (vault._parallel: forked workers inherit the rows and keys; only ciphertext and
         index terms come back), while this process writes the finished chunks. A bad row
-        rolls the whole transaction back; the error names the first bad row."""
+        rolls the whole transaction back; the error names the first bad row. ``entry``
+        (action, detail) is appended in the same transaction, with the new rows' states."""
         store = self._s()
         self._need_writable("adding records")
         rows = list(rows)
 
-        def seal(bounds: tuple[int, int]) -> tuple[list[tuple[bytes, bytes]], dict[Bucket, bytes]]:
-            batch, terms = [], []
+        def seal(bounds: tuple[int, int]) -> tuple[list[tuple[bytes, bytes]], dict[Bucket, bytes], list[str]]:
+            batch, terms, states = [], [], []
             for i in range(*bounds):
                 by_class = self._encode(rows[i], f"row {i + 1}: ")
                 rid = C.random_bytes(F.ID_LEN)
-                batch.append((rid, self._seal_record(rid, by_class)))
+                data = self._seal_record(rid, by_class)
+                batch.append((rid, data))
+                states.append(self._state_token(rid, data))
                 terms.extend(self._index_rows(rid, rows[i]))
-            return batch, group_terms(terms)
+            return batch, group_terms(terms), states
 
         out: list[str] = []
+        put: list[str] = []
         buckets: dict[Bucket, list[bytes]] = {}
         with PAR.pool(seal, len(rows)) as pool, store.tx() as conn:
-            for batch, groups in pool.imap(PAR.ranges(len(rows), PAR.CHUNK)):
+            for batch, groups, states in pool.imap(PAR.ranges(len(rows), PAR.CHUNK)):
                 store.insert_records(conn, batch)
                 for key, ids in groups.items():
                     buckets.setdefault(key, []).append(ids)
                 out += [rid.hex() for rid, _ in batch]
+                put += states
                 if progress is not None:
                     progress(len(out), len(rows))
             store.insert_index_groups(conn, buckets)  # all at once: each bucket is written once
+            # in the same transaction: no row without its logged state, no state without its row
+            self._audit(entry[0], "", {**entry[1], "count": len(out), **self._states(put=put)})
         return out
 
     def _index_rows(self, rid: bytes, values: Mapping[str, Any]) -> list[tuple[int, str, int, bytes]]:
@@ -751,11 +797,13 @@ class Vault:
         touched = {c for c in self.schema.classes if changes[c]} | {fields[n].cls for n in removed}
         for name in values:
             self._need_class(fields[name].cls, f"field {name!r}")
-        with store.tx() as conn:
+        detail: dict[str, Any] = {"fields": sorted(map(str, values))}
+        with store.tx() as conn:  # the row, its index terms and its entry (with the states) commit together
             data = store.get_record(conn, rid)
             if data is None:
                 raise NotFound(f"no record {record_id}")
             if not touched:
+                self._audit("update", self._target(record_id), detail)
                 return
             plain = self._open_row(rid, data, {c: None for c in touched})
             envs = E.unpack_record(data)  # framing already verified by _open_row
@@ -773,7 +821,8 @@ class Vault:
                 if env is None:
                     raise IntegrityError(f"class {cls!r} envelope is missing", record_id=record_id)
                 merged.append((cls, env[0], env[1]))
-            store.put_record(conn, rid, E.pack_record(merged))
+            row = E.pack_record(merged)
+            store.put_record(conn, rid, row)
             # Blind-index terms of the touched classes: old ones out (computed from the values
             # we just decrypted), new ones in.
             if any(f.search == "exact" and f.cls in touched for f in fields.values()):
@@ -782,6 +831,8 @@ class Vault:
                 store.delete_index_terms(conn, self._index_rows(rid, searchable(plain)))
                 new_values = searchable({n: pt for cls in touched for n, pt in by_class[cls].items()})
                 store.insert_index(conn, self._index_rows(rid, new_values))
+            self._audit("update", self._target(record_id),
+                        {**detail, **self._states([self._state_token(rid, data)], [self._state_token(rid, row)])})
 
     def _delete_impl(self, record_id: str) -> None:
         """Crypto-shred: the record's row, its blind-index entries and its issued pseudonyms
@@ -790,7 +841,11 @@ class Vault:
         keys rotate (docs/threat-model.md)."""
         store = self._s()
         rid = self._rid(record_id)
-        with store.tx() as conn:
+        with store.tx() as conn:  # the deletion and its entry (with the dropped state) commit together
+            data = store.get_record(conn, rid)
+            if data is None:
+                raise NotFound(f"no record {record_id}")
+            self._audit("shred", self._target(record_id), self._states([self._state_token(rid, data)]))
             if not store.delete_record(conn, rid):
                 raise NotFound(f"no record {record_id}")
             store.delete_index(conn, rid)
@@ -1247,8 +1302,7 @@ class Vault:
         """Validate every row first, then store them all in one transaction (all or nothing)."""
         rows = list(rows)
         self._guard("add", lambda: self._need_writable("adding records"))
-        self._audit("add", "", {"count": len(rows)})
-        ids = self._add_many_impl(rows)
+        ids = self._add_many_impl(rows)  # its "add" entry commits with the rows
         self._alarm_if_canary(ids, "add")
         return ids
 
@@ -1265,17 +1319,22 @@ class Vault:
         if isinstance(values, Mapping):
             self._guard("update", lambda: [self._need_class(self.schema.field(n).cls, f"field {n!r}") for n in values])
         self._rid(record_id)  # a malformed id is refused before anything is logged
-        # _target is "" for a record that does not exist (NotFound is raised by the update)
-        self._audit("update", self._target(record_id),
-                    {"fields": sorted(map(str, values)) if isinstance(values, Mapping) else []})
-        self._update_impl(record_id, values)
+        try:
+            self._update_impl(record_id, values)  # its entry commits with the new row
+        except (NotFound, ValidationError, IntegrityError):  # an attempt that changed nothing is logged too
+            self._audit("update", self._target(record_id),
+                        {"fields": sorted(map(str, values)) if isinstance(values, Mapping) else []})
+            raise
 
     def delete(self, record_id: str) -> None:
         """Crypto-shred one record (see :meth:`_delete_impl`); needs write access to every class."""
         self._guard("shred", lambda: self._need_writable("shredding records"))
         self._rid(record_id)
-        self._audit("shred", self._target(record_id))
-        self._delete_impl(record_id)
+        try:
+            self._delete_impl(record_id)  # its entry commits with the deletion
+        except (NotFound, IntegrityError):  # an attempt that changed nothing is logged too
+            self._audit("shred", self._target(record_id))
+            raise
 
     def records(self, fields: Sequence[str] | None = None) -> Iterator[Record]:
         """Stream every record (or only some fields of each), decrypting as it goes."""
@@ -1425,8 +1484,7 @@ class Vault:
         ``progress(done, total)`` as rows are encrypted."""
         rows = list(rows)
         self._guard("import", lambda: self._need_writable("importing records"))
-        self._audit("import", "", {"count": len(rows)})
-        return self._add_many_impl(rows, progress)
+        return self._add_many_impl(rows, progress, entry=("import", {}))
 
     # -- audit log ------------------------------------------------------------------------
     def audit_entries(self, *, actor: str | None = None, action: str | None = None,
@@ -1472,6 +1530,57 @@ class Vault:
         self._audit("audit_verify", "", {"checkpoint": cp.seq if cp else None})
         return A.verify(A.read_entries(self._s()), self._known_actors(), cp)
 
+    def check_records(self) -> "RecordCheck":
+        """Lead: compare every record row with the state the audit log says it has, which
+        the log alone cannot show (docs/format.md 13a, "Record states"). Finds a row put
+        back to an older version of itself (a state an entry dropped), a row no entry put
+        (inserted behind the vault's back, or resurrected after a shred) and a logged state
+        no row has (a record deleted, or rolled back, without an entry). The log is verified
+        first: a log that fails verification proves nothing about the rows."""
+        from . import audit as A
+        self._guard("check_records", lambda: self._need_manage("checking records against the log"))
+        store = self._s()
+        known = self._known_actors()
+        with store.tx(write=False) as conn:
+            if not store.is_sqlite:  # one snapshot for the log and the rows
+                store.raw(conn, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            entries = A.read_entries(store)
+            rows = [(rid, self._state_token(rid, data)) for rid, data in store.scan_records(conn)]
+        verdict = A.verify(entries, known)
+        if not verdict.ok:
+            self._audit("check_records", "", {"log_ok": False})
+            raise IntegrityError(f"{verdict}; the rows cannot be checked against a damaged log")
+        live: dict[str, int] = {}
+        dropped: set[str] = set()
+        for e in entries:
+            if '"state"' not in e.detail:
+                continue
+            try:
+                state = json.loads(e.detail)["state"]
+                drop, put = list(state.get("drop", [])), list(state.get("put", []))
+                if not all(isinstance(t, str) for t in drop + put):
+                    raise TypeError()
+            except (ValueError, KeyError, TypeError, AttributeError):  # signed by a known actor, yet malformed
+                raise IntegrityError(f"audit entry {e.seq} holds a malformed record state") from None
+            for t in drop:
+                live.pop(t, None)
+                dropped.add(t)
+            for t in put:
+                live[t] = e.seq
+        rolled_back, unlogged = [], []
+        for rid, token in rows:
+            if live.pop(token, None) is not None:
+                continue
+            (rolled_back if token in dropped else unlogged).append(rid.hex())
+        out = RecordCheck(len(rows), tuple(sorted(rolled_back)), tuple(sorted(unlogged)), tuple(sorted(live.values())))
+        self._audit("check_records", "", {"rows": out.rows, "rolled_back": len(out.rolled_back),
+                                          "unlogged": len(out.unlogged), "missing": len(out.missing)})
+        return out
+
+    def _need_manage(self, action: str) -> None:
+        if not self.role.manage:
+            raise AccessDenied(f"{action} is for the security lead (or the recovery passphrase)")
+
     def audit_checkpoint(self) -> str:
         """A signed head of the log: write it down or send it elsewhere; verify against it later."""
         from . import audit as A
@@ -1493,7 +1602,6 @@ class Vault:
         if not self.role.manage:
             self._audit("denied", "", {"op": "plant_canary"})
             raise AccessDenied("only the security lead plants canaries")
-        self._audit("add", "", {"count": 1})
         rid = self._add_many_impl([values])[0]
         tags = sorted(self._canary_tags() | {self._canary_tag(rid)})
         self._store_canaries(tags)
@@ -1510,6 +1618,24 @@ class Vault:
         if self._canary_tag_key is None or self._canary_tag_key[0] is not secret:
             self._canary_tag_key = (secret, C.hkdf_sha256(secret, b"dvault/v1/canary-tag"))
         return C.hmac_sha256(self._canary_tag_key[1], bytes.fromhex(record_id))[:16].hex()
+
+    def _state_token(self, rid: bytes, data: bytes) -> str:
+        """The row's state as the audit log names it (audit.record_state); key derived once."""
+        from .audit import record_state, state_key
+        assert self._ring is not None
+        secret = self._ring.current(K.KIND_META_KEY).secret
+        if self._state_key is None or self._state_key[0] is not secret:
+            self._state_key = (secret, state_key(secret))
+        try:
+            return record_state(self._state_key[1], self._vid, rid, data)
+        except E.Malformed:
+            raise IntegrityError("record row is malformed", record_id=rid.hex()) from None
+
+    @staticmethod
+    def _states(drop: Iterable[str] = (), put: Iterable[str] = ()) -> dict[str, Any]:
+        """The ``state`` member of an entry's detail: tokens sorted, empty lists left out."""
+        out = {k: sorted(v) for k, v in (("drop", drop), ("put", put)) if v}
+        return {"state": out} if out else {}
 
     def _canary_tags(self) -> set[str]:
         """Read once per session (a canary planted meanwhile by someone else is noticed at

@@ -176,6 +176,7 @@ def build() -> dict[str, dict]:
         "values": {cls: {n: h(v) for n, v in vals.items()} for cls, vals in classes},
         "randomness": rnd_log, "row": h(record_row(envs)),
     }
+    record_envs = list(envs)
 
     # -- a DEK sealed to a class's public key (kind E), by a writer without the class key ------
     # crypto_box_seal made deterministic by fixing the ephemeral key: nonce = BLAKE2b-192(epk || pk).
@@ -319,6 +320,16 @@ def build() -> dict[str, dict]:
     files["keyring_pin_v1.json"] = {
         "expect": "success", "description": "known-vaults line: hex(vault_id) SP hex(HMAC-SHA256(meta key, label || vault_id)[0:16])",
         "meta_key": h(meta_key), "vault_id": h(vid), "line": f"{h(vid)} {h(pin)}",
+    }
+    # -- a record row's state as the audit log names it (format.md 13a "Record states") ------
+    state_key = hkdf(meta_key, b"dvault/v1/record-state")
+    row_dek_ids = b"".join(dek[10:18] for _, dek, _ in record_envs)
+    files["record_state_v1.json"] = {
+        "expect": "success",
+        "description": "hex(HMAC-SHA256(HKDF(meta key, record-state), vault_id || record_id || DEK ids in row order)[0:12]) "
+                       "of record_v1.json's row",
+        "meta_key": h(meta_key), "vault_id": h(vid), "record_id": h(rid), "row": h(record_row(record_envs)),
+        "dek_ids": h(row_dek_ids), "token": hmac256(state_key, vid + rid + row_dek_ids)[:12].hex(),
     }
     # -- the signed key statement (format.md 9b) ----------------------------------------------
     classes = {name: (det(f"statement-{name}-key", 32), det(f"statement-{name}-kid", 8), ver)
