@@ -105,7 +105,12 @@ def record_state(key: bytes, vault_id: bytes, record_id: bytes, row: bytes) -> s
     """A record row's state as entries name it: keyed, so the log cannot be matched to rows
     without the meta key; over the DEK ids, so a rewrap keeps it and any change of content
     (or the replay of an older row) does not. Raises envelope.Malformed."""
-    return C.hmac_sha256(key, vault_id + record_id + dek_ids(row))[:12].hex()
+    return state_of(key, vault_id, record_id, dek_ids(row))
+
+
+def state_of(key: bytes, vault_id: bytes, record_id: bytes, ids: bytes) -> str:
+    """:func:`record_state` from the row's DEK ids (a writer that just drew them)."""
+    return C.hmac_sha256(key, vault_id + record_id + ids)[:12].hex()
 
 
 class Auditor:

@@ -408,7 +408,6 @@ class Vault:
         self._canary_cache: set[str] | None = None
         self._canary_tag_key: tuple[bytes, bytes] | None = None  # (meta key secret, tag key)
         self._pid = os.getpid()
-        self._state_key: tuple[bytes, bytes] | None = None  # (meta key secret, record-state key)
         self._writers: dict[bytes, tuple[bytes, frozenset[str]]] = {}
         self._load_ring(ring)
         self._setup_auditor()
@@ -541,6 +540,8 @@ class Vault:
                 if self.user is None or cls in self.role.classes:
                     raise IntegrityError(f"keyring lacks a key for class {cls!r}") from None
         self._lead_vk = K.signers(ring).get(b"L")
+        from .audit import state_key
+        self._state_key = state_key(ring.current(K.KIND_META_KEY).secret)  # record states (format.md 13a)
         self._purposes: dict[str, I.PurposeKeys] = {}
         for name in self.schema.purposes:
             try:
@@ -611,6 +612,7 @@ class Vault:
         self._indexers = []
         self._purposes = {}
         self._canary_tag_key = None
+        self._state_key = b""
 
     def _s(self) -> Store:
         if self._store is None:
@@ -649,7 +651,8 @@ class Vault:
         return by_class
 
     def _seal_record(self, rid: bytes, by_class: dict[str, dict[str, bytes]],
-                     rnd: bytes | None = None, only: Iterable[str] | None = None) -> bytes:
+                     rnd: bytes | None = None, only: Iterable[str] | None = None,
+                     ids: list[bytes] | None = None) -> bytes:
         """Every class gets an envelope, even an empty one, so every row has the schema's shape
         and every class has a DEK to rewrap. This hides nothing about content: the field
         names present and their 32-byte length buckets are visible (docs/threat-model.md)."""
@@ -669,6 +672,11 @@ class Vault:
             need += E.class_randomness(len(items))
         if rnd is None:  # one CSPRNG call per record: cheaper than one per nonce, same source
             rnd = C.random_bytes(need)
+        if ids is not None:  # each class's DEK id, in row order, from where seal_record takes it
+            pos = 0
+            for env in envs:
+                ids.append(rnd[pos + F.KEY_LEN:pos + F.KEY_LEN + F.KID_LEN])
+                pos += E.class_randomness(len(env[4]))
         return self._codec.seal_record(rid, envs, rnd, self._sealing_writer())
 
     def _open_row(self, rid: bytes, data: bytes, classes: dict[str, list[str] | None],
@@ -749,9 +757,10 @@ class Vault:
             for i in range(*bounds):
                 by_class = self._encode(rows[i], f"row {i + 1}: ")
                 rid = C.random_bytes(F.ID_LEN)
-                data = self._seal_record(rid, by_class)
+                ids: list[bytes] = []
+                data = self._seal_record(rid, by_class, ids=ids)
                 batch.append((rid, data))
-                states.append(self._state_token(rid, data))
+                states.append(self._state_token(rid, data, b"".join(ids)))
                 terms.extend(self._index_rows(rid, rows[i]))
             return batch, group_terms(terms), states
 
@@ -1619,15 +1628,12 @@ class Vault:
             self._canary_tag_key = (secret, C.hkdf_sha256(secret, b"dvault/v1/canary-tag"))
         return C.hmac_sha256(self._canary_tag_key[1], bytes.fromhex(record_id))[:16].hex()
 
-    def _state_token(self, rid: bytes, data: bytes) -> str:
-        """The row's state as the audit log names it (audit.record_state); key derived once."""
-        from .audit import record_state, state_key
-        assert self._ring is not None
-        secret = self._ring.current(K.KIND_META_KEY).secret
-        if self._state_key is None or self._state_key[0] is not secret:
-            self._state_key = (secret, state_key(secret))
+    def _state_token(self, rid: bytes, data: bytes, ids: bytes | None = None) -> str:
+        """The row's state as the audit log names it (audit.record_state), or from the DEK ids
+        a writer just drew (``ids``: no parsing on the bulk insert path)."""
+        from .audit import state_of
         try:
-            return record_state(self._state_key[1], self._vid, rid, data)
+            return state_of(self._state_key, self._vid, rid, E.dek_ids(data) if ids is None else ids)
         except E.Malformed:
             raise IntegrityError("record row is malformed", record_id=rid.hex()) from None
 
