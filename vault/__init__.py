@@ -17,12 +17,12 @@ from .record import Record
 from .schema import Field, Schema
 from .schema import load as load_schema
 from .store import StoreError
-from .vault import Vault, create, open
+from .vault import RecordCheck, Vault, create, open
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "create", "open", "move", "Moved", "Vault", "Record", "Schema", "Field", "load_schema", "KdfParams",
+    "create", "open", "move", "Moved", "Vault", "RecordCheck", "Record", "Schema", "Field", "load_schema", "KdfParams",
     "KDF_DEFAULT", "KDF_FLOOR",
     "VaultError", "WrongPassphrase", "IntegrityError", "KdfTooWeak", "SchemaError", "ValidationError",
     "NotFound", "VaultExists", "AccessDenied", "VaultClosed", "UnsupportedVersion", "StoreError",

@@ -280,21 +280,7 @@ def dek_ids(data: bytes) -> bytes:
     """The DEK ids of a row's envelopes, in row order: what a record's logged state names.
     A rewrap keeps them (same DEK); an update or re-encryption draws new ones. Framing only,
     nothing is decrypted. Raises Malformed."""
-    out = []
-    try:
-        pos = 1
-        for _ in range(data[0]):
-            pos += 1 + data[pos]
-            (dl,) = _unpack_u16(data, pos)
-            out.append(data[pos + 2 + DEK_HEADER_LEN - F.KID_LEN:pos + 2 + DEK_HEADER_LEN])
-            pos += 2 + dl
-            (size,) = _unpack_u32(data, pos)
-            pos += 4 + size
-    except (IndexError, struct.error):
-        raise Malformed() from None
-    if pos != len(data) or any(len(i) != F.KID_LEN for i in out):
-        raise Malformed()
-    return b"".join(out)
+    return b"".join(parse_dek_header(dek).dek_id for dek, _ in unpack_record(data).values())
 
 
 def class_randomness(n_fields: int) -> int:
