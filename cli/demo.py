@@ -39,6 +39,11 @@ def run_demo(n: int, echo=click.echo) -> None:  # type: ignore[no-untyped-def]
                 echo(f"     {name:22} {rec[name]}")
             ok = all(dict(v.get(i)) == row for i, row in zip(ids[:20], rows[:20]))
             echo(f"   first 20 records decrypt to exactly what was stored: {ok}")
+            import sqlite3
+
+            con = sqlite3.connect(path)
+            (before,) = con.execute("SELECT data FROM dv_records WHERE id = ?", (bytes.fromhex(ids[1]),)).fetchone()
+            con.close()
             v.update(ids[1], {"email": "new-address@example.org"})
             v.delete(ids[2])
             echo(f"   updated one e-mail, crypto-shredded one record; {v.count()} records remain")
@@ -61,4 +66,15 @@ def run_demo(n: int, echo=click.echo) -> None:  # type: ignore[no-untyped-def]
         rid, data = con.execute("SELECT id, data FROM dv_records LIMIT 1").fetchone()
         con.close()
         echo(f"     a raw row: id={bytes(rid).hex()} data[:48]={bytes(data)[:48].hex()}... ({len(data)} bytes)")
+        echo("6. Someone with the database file puts the updated record's older row back ...")
+        con = sqlite3.connect(path)
+        con.execute("UPDATE dv_records SET data = ? WHERE id = ?", (before, bytes.fromhex(ids[1])))
+        con.commit()
+        con.close()
+        with vault.open(path, passphrase) as v:
+            old = v.get(ids[1], fields=["email"])["email"] != "new-address@example.org"
+            echo(f"   it decrypts and authenticates like any row (the old e-mail is back: {old}),")
+            check = v.check_records()
+            echo(f"   but the record check against the audit log names it: {check}")
+            echo(f"     rolled back: {', '.join(check.rolled_back)}")
     echo("Done. The temporary vault has been deleted.")

@@ -21,6 +21,8 @@ def test_demo_runs_end_to_end() -> None:
     assert "FOUND" not in res.output
     assert res.output.count("not found") == 4
     assert "39 records remain" in res.output
+    assert "the old e-mail is back: True" in res.output  # a rolled-back row reads as genuine ...
+    assert "names it: records differ from the audit log: 1 rolled back" in res.output  # ... the check finds it
 
 
 def test_every_command_has_help_with_example() -> None:
@@ -40,11 +42,12 @@ def test_every_command_has_help_with_example() -> None:
 
 
 def test_usage_error_is_one_line_exit_1() -> None:
-    res = subprocess.run([sys.executable, "-m", "vault_cli.main", "demo", "-n", "0"],
-                         capture_output=True, text=True, cwd=ROOT)
-    assert res.returncode == 1
-    assert res.stderr.strip().count("\n") == 0 and res.stderr.startswith("dvault: error:")
-    assert "Traceback" not in res.stderr
+    for n in ("0", "2"):  # 1 and 2 once ended in an internal error: the demo updates one record, shreds another
+        res = subprocess.run([sys.executable, "-m", "vault_cli.main", "demo", "-n", n],
+                             capture_output=True, text=True, cwd=ROOT)
+        assert res.returncode == 1
+        assert res.stderr.strip().count("\n") == 0 and res.stderr.startswith("dvault: error:")
+        assert "between 3 and" in res.stderr and "Traceback" not in res.stderr
 
 
 def test_keygen_prompts_never_argv(tmp_path: Path) -> None:
