@@ -197,17 +197,22 @@ def _utc_ms(option: str, text: str | None, *, end_of_day: bool = False) -> int |
 @click.option("--against", "checkpoint", help="A checkpoint (dvcp1:...) taken earlier.")
 @click.option("--records", is_flag=True,
               help="Lead: also check every record row against the state the log gives it (rollback, deletion).")
-def audit_verify(checkpoint, records, **kw):  # type: ignore[no-untyped-def]
+@click.option("--accept", is_flag=True,
+              help="With --records, after a deliberate restore: log the rows as they are now as their states.")
+def audit_verify(checkpoint, records, accept, **kw):  # type: ignore[no-untyped-def]
     """Verify the hash chain and signatures; name the first bad entry. Exit 5 if damaged.
 
     With --records, also find rows put back to an older version, rows no entry wrote and
-    records deleted without an entry (exit 5 if any).
+    records deleted without an entry (exit 5 if any). With --accept as well, the rows as
+    they are now become the log's record states (one signed entry) and the exit is 0.
 
     Example: dvault audit verify --vault dd2026.vault --against dvcp1:120:abcd... --records
     """
+    if accept and not records:
+        raise click.UsageError("--accept goes with --records")
     with unlock(kw) as v:
         verdict = v.audit_verify(checkpoint)
-        check = v.check_records() if records and verdict.ok else None
+        check = v.check_records(accept=accept) if records and verdict.ok else None
     if not verdict.ok:
         raise vault.IntegrityError(str(verdict))
     click.echo(str(verdict))
@@ -219,9 +224,11 @@ def audit_verify(checkpoint, records, **kw):  # type: ignore[no-untyped-def]
         click.echo(f"never logged: record {rid} holds a state no entry wrote")
     for seq in check.missing:
         click.echo(f"missing:      the state entry {seq} wrote is in no row")
-    if not check.ok:
+    if not check.ok and not accept:
         raise vault.IntegrityError(str(check))
     click.echo(str(check))
+    if accept and not check.ok:
+        click.echo("accepted: these rows are the log's record states from now on")
 
 
 @audit.command("checkpoint")

@@ -231,3 +231,13 @@ def test_audit_verify_records(tmp_path: Path, monkeypatch, capsys) -> None:  # t
     assert info.value.code == 5
     assert f"rolled back:  record {rid}" in got.out and "missing:" in got.out
     assert got.err.startswith("dvault: error: records differ from the audit log: 1 rolled back") and got.err.count("\n") == 1
+    monkeypatch.setattr(sys, "argv", argv + ["--accept"])  # a deliberate restore: taken as it is, once
+    main()
+    assert "accepted: these rows are the log's record states from now on" in capsys.readouterr().out
+    monkeypatch.setattr(sys, "argv", argv)
+    main()
+    assert "records match the audit log: 1 rows" in capsys.readouterr().out
+    monkeypatch.setattr(sys, "argv", [a for a in argv if a != "--records"] + ["--accept"])
+    with pytest.raises(SystemExit) as info:
+        main()
+    assert info.value.code == 1 and "--accept goes with --records" in capsys.readouterr().err

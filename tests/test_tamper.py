@@ -325,6 +325,35 @@ def test_check_records_finds_rollback_deletion_and_resurrection(url: str) -> Non
         assert actions.count("check_records") == 7
 
 
+def test_a_deliberate_restore_can_be_accepted(url: str) -> None:
+    """After investigating, the lead takes the rows as they are: one signed ``restate``
+    entry; the next check is clean, and a later rollback is found again."""
+    from vault.identity import Identity
+    lead, staff = Identity.generate(), Identity.generate()
+    with vault.create(url, PASSPHRASE, lead=lead) as v:
+        v.add_user(staff.public, "sam", "staff")
+        a, b = v.add_many([FULL, OTHER])
+        raw = RawDB(url)
+        old_a = raw.row(a)
+        v.update(a, {"dietary": "none"})
+        new_a = raw.row(a)
+        raw.set_row(a, old_a)
+        _delete_row(url, b)
+    with vault.open(url, identity=staff) as v:
+        with pytest.raises(vault.AccessDenied):
+            v.check_records(accept=True)
+    with vault.open(url, identity=lead) as v:
+        found = v.check_records(accept=True)
+        assert found.rolled_back == (a,) and len(found.missing) == 2 and not found.ok
+        entry = v.audit_entries(action="restate")[-1]
+        assert entry["detail"]["accepted"] is True and entry["detail"]["missing"] == 2
+        assert len(entry["detail"]["state"]["drop"]) == 2 and len(entry["detail"]["state"]["put"]) == 1
+        assert v.check_records().ok
+        raw.set_row(a, new_a)  # the newer row back: its state was dropped by the acceptance
+        assert v.check_records().rolled_back == (a,)
+        raw.close()
+
+
 def test_rotation_keeps_the_records_checkable(url: str) -> None:
     """A rewrap keeps the DEKs (and the states); a re-encryption logs its new states per
     batch, and the pre-rotation row is then a state that entry dropped."""

@@ -370,11 +370,51 @@ class RecordCheck:
     def ok(self) -> bool:
         return not (self.rolled_back or self.unlogged or self.missing)
 
+    def counts(self) -> dict[str, int]:
+        """What an audit entry records of a check: counts, never ids."""
+        return {"rows": self.rows, "rolled_back": len(self.rolled_back), "unlogged": len(self.unlogged),
+                "missing": len(self.missing)}
+
     def __str__(self) -> str:
         if self.ok:
             return f"records match the audit log: {self.rows} rows"
         return (f"records differ from the audit log: {len(self.rolled_back)} rolled back, "
                 f"{len(self.unlogged)} never logged, {len(self.missing)} logged but missing (of {self.rows} rows)")
+
+
+def _compare_states(entries: list, known: set[bytes], rows: list[tuple[bytes, str]]
+                    ) -> tuple[RecordCheck, list[str], list[str]]:
+    """Vault.check_records' comparison: (what differs, the logged states no row holds, the
+    states of the rows that differ). Raises IntegrityError for a log that fails verification."""
+    from . import audit as A
+    verdict = A.verify(entries, known)
+    if not verdict.ok:
+        raise IntegrityError(f"{verdict}; the rows cannot be checked against a damaged log")
+    live: dict[str, int] = {}
+    dropped: set[str] = set()
+    for e in entries:
+        if '"state"' not in e.detail:
+            continue
+        try:
+            state = json.loads(e.detail)["state"]
+            drop, put = list(state.get("drop", [])), list(state.get("put", []))
+            if not all(isinstance(t, str) for t in drop + put):
+                raise TypeError()
+        except (ValueError, KeyError, TypeError, AttributeError):  # signed by a known actor, yet malformed
+            raise IntegrityError(f"audit entry {e.seq} holds a malformed record state") from None
+        for t in drop:
+            live.pop(t, None)
+            dropped.add(t)
+        for t in put:
+            live[t] = e.seq
+    rolled_back, unlogged, differing = [], [], []
+    for rid, token in rows:
+        if live.pop(token, None) is not None:
+            continue
+        (rolled_back if token in dropped else unlogged).append(rid.hex())
+        differing.append(token)
+    out = RecordCheck(len(rows), tuple(sorted(rolled_back)), tuple(sorted(unlogged)), tuple(sorted(live.values())))
+    return out, list(live), differing
 
 
 class Vault:
@@ -1539,51 +1579,42 @@ class Vault:
         self._audit("audit_verify", "", {"checkpoint": cp.seq if cp else None})
         return A.verify(A.read_entries(self._s()), self._known_actors(), cp)
 
-    def check_records(self) -> "RecordCheck":
+    def check_records(self, *, accept: bool = False) -> "RecordCheck":
         """Lead: compare every record row with the state the audit log says it has, which
         the log alone cannot show (docs/format.md 13a, "Record states"). Finds a row put
         back to an older version of itself (a state an entry dropped), a row no entry put
         (inserted behind the vault's back, or resurrected after a shred) and a logged state
         no row has (a record deleted, or rolled back, without an entry). The log is verified
-        first: a log that fails verification proves nothing about the rows."""
+        first: a log that fails verification proves nothing about the rows.
+
+        ``accept``: after a deliberate restore, take the rows as they are from here on: one
+        ``restate`` entry, signed by whoever accepts, drops the states no row has and puts
+        those of the rows that differed. Returns what was found before accepting."""
         from . import audit as A
         self._guard("check_records", lambda: self._need_manage("checking records against the log"))
         store = self._s()
         known = self._known_actors()
-        with store.tx(write=False) as conn:
-            if not store.is_sqlite:  # one snapshot for the log and the rows
-                store.raw(conn, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            entries = A.read_entries(store)
-            rows = [(rid, self._state_token(rid, data)) for rid, data in store.scan_records(conn)]
-        verdict = A.verify(entries, known)
-        if not verdict.ok:
+
+        def compare() -> tuple[RecordCheck, list[str], list[str]]:
+            with store.tx(write=accept) as conn:
+                if not store.is_sqlite and accept:  # no append can land between our reads and our entry
+                    store.raw(conn, "SELECT pg_advisory_xact_lock(%s)", (A.PG_APPEND_LOCK,))
+                elif not store.is_sqlite:  # one snapshot for the log and the rows
+                    store.raw(conn, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                entries = A.read_entries(store)
+                rows = [(rid, self._state_token(rid, data)) for rid, data in store.scan_records(conn)]
+                return _compare_states(entries, known, rows)
+        try:
+            if accept:
+                out, drop, put = self._audited("restate", compare, lambda r: ("", {
+                    "accepted": True, **r[0].counts(), **self._states(r[1], r[2])}))
+            else:
+                out, _, _ = compare()
+        except IntegrityError:
             self._audit("check_records", "", {"log_ok": False})
-            raise IntegrityError(f"{verdict}; the rows cannot be checked against a damaged log")
-        live: dict[str, int] = {}
-        dropped: set[str] = set()
-        for e in entries:
-            if '"state"' not in e.detail:
-                continue
-            try:
-                state = json.loads(e.detail)["state"]
-                drop, put = list(state.get("drop", [])), list(state.get("put", []))
-                if not all(isinstance(t, str) for t in drop + put):
-                    raise TypeError()
-            except (ValueError, KeyError, TypeError, AttributeError):  # signed by a known actor, yet malformed
-                raise IntegrityError(f"audit entry {e.seq} holds a malformed record state") from None
-            for t in drop:
-                live.pop(t, None)
-                dropped.add(t)
-            for t in put:
-                live[t] = e.seq
-        rolled_back, unlogged = [], []
-        for rid, token in rows:
-            if live.pop(token, None) is not None:
-                continue
-            (rolled_back if token in dropped else unlogged).append(rid.hex())
-        out = RecordCheck(len(rows), tuple(sorted(rolled_back)), tuple(sorted(unlogged)), tuple(sorted(live.values())))
-        self._audit("check_records", "", {"rows": out.rows, "rolled_back": len(out.rolled_back),
-                                          "unlogged": len(out.unlogged), "missing": len(out.missing)})
+            raise
+        if not accept:
+            self._audit("check_records", "", out.counts())
         return out
 
     def _need_manage(self, action: str) -> None:
