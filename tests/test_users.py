@@ -793,6 +793,7 @@ def test_revoking_a_writer_adopts_what_they_sealed(team) -> None:  # type: ignor
     with vault.open(url, identity=lead) as v:
         v.remove_user(staff.public.user_id, rotate=False)  # keep the class keys: only the signature decides
         assert dict(v.get(new)) == PERSON
+        assert v.check_records().ok  # adoption keeps every DEK id, so every logged record state
     raw = RawDB(url)
     assert {c: d[1:2] for c, (d, _) in raw.envs(new).items()} == {c: b"D" for c in raw.envs(new)}
     raw.close()
@@ -839,6 +840,8 @@ def test_the_upgrade_adopts_unsigned_sealed_envelopes_atomically(team) -> None: 
     raw.close()
     with vault.open(url, identity=lead) as v:
         assert v.get(a)["legal_name"] == "Amira Haddad" and v.get(b)["risk_level"] == "high"
+        got = v.check_records()  # the upgrade's baseline holds the rows as adopted; the add entry's
+        assert not got.unlogged and not got.rolled_back and len(got.missing) == 2  # states were replaced behind it
     raw = RawDB(url)
     assert raw.meta("db_schema_version") == str(F.DB_SCHEMA_VERSION).encode()
     assert raw.envs(a)["identity"][0][1:2] == b"D" and raw.envs(b)["risk"][0][1:2] == b"D"
