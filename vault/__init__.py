@@ -17,7 +17,8 @@ from .record import Record
 from .schema import Field, Schema
 from .schema import load as load_schema
 from .store import StoreError
-from .vault import RecordCheck, Vault, create, open
+from .audit import RecordCheck
+from .vault import Vault, create, open
 
 __version__ = "0.1.0"
 

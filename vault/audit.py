@@ -33,7 +33,7 @@ from . import _crypto as C
 from . import _format as F
 from . import notes as N
 from .envelope import _lp8, dek_ids
-from .errors import VaultError
+from .errors import IntegrityError, VaultError
 from .store import metadata
 
 audit = Table("dv_audit", metadata,
@@ -94,23 +94,6 @@ def entry_hash(seq: int, prev: bytes, at: int, actor: bytes, action: str, target
 def actor_id(actor: bytes) -> str:
     from .identity import PublicIdentity
     return PublicIdentity(actor[:32], actor[32:]).user_id if len(actor) == 64 else "unknown"
-
-
-def state_key(meta_key: bytes) -> bytes:
-    """The key of the record-state tokens (docs/format.md 13a "Record states")."""
-    return C.hkdf_sha256(meta_key, F.LABEL_RECORD_STATE)
-
-
-def record_state(key: bytes, vault_id: bytes, record_id: bytes, row: bytes) -> str:
-    """A record row's state as entries name it: keyed, so the log cannot be matched to rows
-    without the meta key; over the DEK ids, so a rewrap keeps it and any change of content
-    (or the replay of an older row) does not. Raises envelope.Malformed."""
-    return state_of(key, vault_id, record_id, dek_ids(row))
-
-
-def state_of(key: bytes, vault_id: bytes, record_id: bytes, ids: bytes) -> str:
-    """:func:`record_state` from the row's DEK ids (a writer that just drew them)."""
-    return C.hmac_sha256(key, vault_id + record_id + ids)[:12].hex()
 
 
 class Auditor:
@@ -378,6 +361,83 @@ def _unb32(s: str) -> bytes:
 
 
 # -- presentation -------------------------------------------------------------------------------
+# -- record states (docs/format.md 13a) ------------------------------------------------------
+def state_key(meta_key: bytes) -> bytes:
+    """The key of the record-state tokens (docs/format.md 13a "Record states")."""
+    return C.hkdf_sha256(meta_key, F.LABEL_RECORD_STATE)
+
+
+def record_state(key: bytes, vault_id: bytes, record_id: bytes, row: bytes) -> str:
+    """A record row's state as entries name it: keyed, so the log cannot be matched to rows
+    without the meta key; over the DEK ids, so a rewrap keeps it and any change of content
+    (or the replay of an older row) does not. Raises envelope.Malformed."""
+    return state_of(key, vault_id, record_id, dek_ids(row))
+
+
+def state_of(key: bytes, vault_id: bytes, record_id: bytes, ids: bytes) -> str:
+    """:func:`record_state` from the row's DEK ids (a writer that just drew them)."""
+    return C.hmac_sha256(key, vault_id + record_id + ids)[:12].hex()
+
+
+@dataclass(frozen=True)
+class RecordCheck:
+    """What :meth:`Vault.check_records` found: record ids (hex) and entry numbers, no values."""
+
+    rows: int
+    rolled_back: tuple[str, ...]  # rows holding a state that a later entry replaced or shredded
+    unlogged: tuple[str, ...]  # rows holding a state that no entry put
+    missing: tuple[int, ...]  # entries whose state no row holds (one per state)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.rolled_back or self.unlogged or self.missing)
+
+    def counts(self) -> dict[str, int]:
+        """What an audit entry records of a check: counts, never ids."""
+        return {"rows": self.rows, "rolled_back": len(self.rolled_back), "unlogged": len(self.unlogged),
+                "missing": len(self.missing)}
+
+    def __str__(self) -> str:
+        if self.ok:
+            return f"records match the audit log: {self.rows} rows"
+        return (f"records differ from the audit log: {len(self.rolled_back)} rolled back, "
+                f"{len(self.unlogged)} never logged, {len(self.missing)} logged but missing (of {self.rows} rows)")
+
+
+def compare_states(entries: list[Entry], known: set[bytes], rows: list[tuple[bytes, str]]
+                   ) -> tuple[RecordCheck, list[str], list[str]]:
+    """Vault.check_records' comparison of rows (record id, state token) with the log: (what differs, the logged states no row holds, the
+    states of the rows that differ). Raises IntegrityError for a log that fails verification."""
+    verdict = verify(entries, known)
+    if not verdict.ok:
+        raise IntegrityError(f"{verdict}; the rows cannot be checked against a damaged log")
+    live: dict[str, int] = {}
+    dropped: set[str] = set()
+    for e in entries:
+        if '"state"' not in e.detail:
+            continue
+        try:
+            state = json.loads(e.detail)["state"]
+            drop, put = list(state.get("drop", [])), list(state.get("put", []))
+            if not all(isinstance(t, str) for t in drop + put):
+                raise TypeError()
+        except (ValueError, KeyError, TypeError, AttributeError):  # signed by a known actor, yet malformed
+            raise IntegrityError(f"audit entry {e.seq} holds a malformed record state") from None
+        for t in drop:
+            live.pop(t, None)
+            dropped.add(t)
+        for t in put:
+            live[t] = e.seq
+    rolled_back, unlogged, differing = [], [], []
+    for rid, token in rows:
+        if live.pop(token, None) is not None:
+            continue
+        (rolled_back if token in dropped else unlogged).append(rid.hex())
+        differing.append(token)
+    out = RecordCheck(len(rows), tuple(sorted(rolled_back)), tuple(sorted(unlogged)), tuple(sorted(live.values())))
+    return out, list(live), differing
+
+
 def summary(entries: list[dict[str, Any]], classes_of: dict[str, str]) -> dict[str, dict[str, int]]:
     """Who accessed which classes how often: actor -> class -> number of entries touching it."""
     out: dict[str, dict[str, int]] = {}

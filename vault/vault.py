@@ -5,7 +5,6 @@ from __future__ import annotations
 import builtins
 import os
 import json
-from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from . import _crypto as C
@@ -24,6 +23,7 @@ from .identity import Identity, PublicIdentity
 from .normalize import normalize, tokens
 from .errors import (IntegrityError, NotFound, SchemaError, ValidationError, VaultClosed, VaultError,
                      VaultExists, WrongPassphrase)
+from .audit import RecordCheck
 from .record import Record
 from .store import Bucket, Store, StoreError, group_terms, pack_terms
 
@@ -355,66 +355,6 @@ class _ClassKey:
 
 def _cannot_unseal(_: bytes) -> bytes:
     raise C.AuthFailure()
-
-
-@dataclass(frozen=True)
-class RecordCheck:
-    """What :meth:`Vault.check_records` found: record ids (hex) and entry numbers, no values."""
-
-    rows: int
-    rolled_back: tuple[str, ...]  # rows holding a state that a later entry replaced or shredded
-    unlogged: tuple[str, ...]  # rows holding a state that no entry put
-    missing: tuple[int, ...]  # entries whose state no row holds (one per state)
-
-    @property
-    def ok(self) -> bool:
-        return not (self.rolled_back or self.unlogged or self.missing)
-
-    def counts(self) -> dict[str, int]:
-        """What an audit entry records of a check: counts, never ids."""
-        return {"rows": self.rows, "rolled_back": len(self.rolled_back), "unlogged": len(self.unlogged),
-                "missing": len(self.missing)}
-
-    def __str__(self) -> str:
-        if self.ok:
-            return f"records match the audit log: {self.rows} rows"
-        return (f"records differ from the audit log: {len(self.rolled_back)} rolled back, "
-                f"{len(self.unlogged)} never logged, {len(self.missing)} logged but missing (of {self.rows} rows)")
-
-
-def _compare_states(entries: list, known: set[bytes], rows: list[tuple[bytes, str]]
-                    ) -> tuple[RecordCheck, list[str], list[str]]:
-    """Vault.check_records' comparison: (what differs, the logged states no row holds, the
-    states of the rows that differ). Raises IntegrityError for a log that fails verification."""
-    from . import audit as A
-    verdict = A.verify(entries, known)
-    if not verdict.ok:
-        raise IntegrityError(f"{verdict}; the rows cannot be checked against a damaged log")
-    live: dict[str, int] = {}
-    dropped: set[str] = set()
-    for e in entries:
-        if '"state"' not in e.detail:
-            continue
-        try:
-            state = json.loads(e.detail)["state"]
-            drop, put = list(state.get("drop", [])), list(state.get("put", []))
-            if not all(isinstance(t, str) for t in drop + put):
-                raise TypeError()
-        except (ValueError, KeyError, TypeError, AttributeError):  # signed by a known actor, yet malformed
-            raise IntegrityError(f"audit entry {e.seq} holds a malformed record state") from None
-        for t in drop:
-            live.pop(t, None)
-            dropped.add(t)
-        for t in put:
-            live[t] = e.seq
-    rolled_back, unlogged, differing = [], [], []
-    for rid, token in rows:
-        if live.pop(token, None) is not None:
-            continue
-        (rolled_back if token in dropped else unlogged).append(rid.hex())
-        differing.append(token)
-    out = RecordCheck(len(rows), tuple(sorted(rolled_back)), tuple(sorted(unlogged)), tuple(sorted(live.values())))
-    return out, list(live), differing
 
 
 class Vault:
@@ -1579,7 +1519,7 @@ class Vault:
         self._audit("audit_verify", "", {"checkpoint": cp.seq if cp else None})
         return A.verify(A.read_entries(self._s()), self._known_actors(), cp)
 
-    def check_records(self, *, accept: bool = False) -> "RecordCheck":
+    def check_records(self, *, accept: bool = False) -> RecordCheck:
         """Lead: compare every record row with the state the audit log says it has, which
         the log alone cannot show (docs/format.md 13a, "Record states"). Finds a row put
         back to an older version of itself (a state an entry dropped), a row no entry put
@@ -1603,7 +1543,7 @@ class Vault:
                     store.raw(conn, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 entries = A.read_entries(store)
                 rows = [(rid, self._state_token(rid, data)) for rid, data in store.scan_records(conn)]
-                return _compare_states(entries, known, rows)
+                return A.compare_states(entries, known, rows)
         try:
             if accept:
                 out, drop, put = self._audited("restate", compare, lambda r: ("", {
