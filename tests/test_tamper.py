@@ -391,17 +391,18 @@ def test_check_records_needs_the_lead_and_a_sound_log(url: str) -> None:
             v.check_records()
 
 
-def test_the_upgrade_takes_the_rows_present_as_its_baseline(url: str) -> None:
+def test_the_upgrade_takes_the_rows_present_as_its_baseline(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Rows written before database schema v6 have no logged state; the upgrade logs one
     ``restate`` entry with the states of every row there (taken as they are)."""
     from vault import _format as F
-    with vault.create(url, PASSPHRASE) as v:
-        a = v.add(FULL)
+    with monkeypatch.context() as m:  # what a release before v6 wrote: entries without states
+        m.setattr(vault.Vault, "_states", staticmethod(lambda drop=(), put=(): {}))
+        with vault.create(url, PASSPHRASE) as v:
+            a = v.add(FULL)
+            v.update(a, {"dietary": "none"})
     raw = RawDB(url)
     copy = "ab" * 16
     _insert_row(url, copy, raw.row(a))  # stands for a row an older release wrote without a state
-    with vault.open(url, PASSPHRASE) as v:
-        assert v.check_records().unlogged == (copy,)
     raw.set_meta("db_schema_version", b"5")
     raw.close()
     with vault.open(url, PASSPHRASE) as v:
@@ -410,3 +411,20 @@ def test_the_upgrade_takes_the_rows_present_as_its_baseline(url: str) -> None:
         assert len(baseline[0]["detail"]["state"]["put"]) == 2
         assert v.check_records().ok
     assert RawDB(url).meta("db_schema_version") == str(F.DB_SCHEMA_VERSION).encode()
+
+
+def test_a_lowered_schema_version_does_not_launder_a_restored_record(url: str) -> None:
+    """db_schema_version is not authenticated: set back below 6, the next open would log a
+    new baseline, taking a shredded record put back from a backup as genuine. A log that
+    already holds record states gets no baseline."""
+    with vault.create(url, PASSPHRASE) as v:
+        a, b = v.add_many([FULL, OTHER])
+        raw = RawDB(url)
+        row_b = raw.row(b)
+        v.delete(b)
+    _insert_row(url, b, row_b)
+    raw.set_meta("db_schema_version", b"5")
+    raw.close()
+    with vault.open(url, PASSPHRASE) as v:
+        assert not v.audit_entries(action="restate")
+        assert v.check_records().rolled_back == (b,)

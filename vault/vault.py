@@ -453,9 +453,12 @@ class Vault:
         migrations; from before v5, the adoption of unsigned sealed DEKs (readers refuse them
         from v5 on; it needs the class keys); from before v6, a ``restate`` entry with the
         states of every row present, the baseline the record check starts from (what is
-        there at the upgrade is taken as it is)."""
+        there at the upgrade is taken as it is). Not if the log already holds record states:
+        then the stored version was lowered by hand, and a baseline would launder whatever
+        rows were put back before (a shredded record restored, say)."""
         from .rotation import adopt_sealed
         store = self._s()
+        baseline = stored < 6 and not self._log_has_states()
 
         def work() -> list[str]:
             with store.tx() as conn:
@@ -464,11 +467,18 @@ class Vault:
                     adopt_sealed(store, conn, self._vid, {kid: ck.key for kid, ck in self._by_kid.items()},
                                  lambda h: not h.writer)
                 store.put_meta(conn, {"db_schema_version": str(new).encode()})
-                return [self._state_token(rid, data) for rid, data in store.scan_records(conn)] if stored < 6 else []
-        if stored >= 6:
+                return [self._state_token(rid, data) for rid, data in store.scan_records(conn)] if baseline else []
+        if not baseline:
             work()
             return
         self._audited("restate", work, lambda put: ("", {"baseline": True, "count": len(put), **self._states(put=put)}))
+
+    def _log_has_states(self) -> bool:
+        store = self._s()
+        ph = "?" if store.is_sqlite else "%s"
+        with store.tx(write=False) as conn:
+            return store.raw(conn, f"SELECT 1 FROM dv_audit WHERE detail LIKE {ph} LIMIT 1",
+                             ('%"state":%',)).fetchone() is not None
 
     def _writer_table(self, users: list[U.User]) -> dict[bytes, tuple[bytes, frozenset[str]]]:
         """User id -> (Ed25519 verify key, classes their role may fill in unread), from the
