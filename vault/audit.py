@@ -379,6 +379,14 @@ def state_of(key: bytes, vault_id: bytes, record_id: bytes, ids: bytes) -> str:
     return C.hmac_sha256(key, vault_id + record_id + ids)[:12].hex()
 
 
+def has_states(store: Any) -> bool:
+    """Whether any entry carries record states (a vault at database schema v6 or later)."""
+    ph = "?" if store.is_sqlite else "%s"
+    with store.tx(write=False) as conn:
+        return store.raw(conn, f"SELECT 1 FROM dv_audit WHERE detail LIKE {ph} LIMIT 1",
+                         ('%"state":%',)).fetchone() is not None
+
+
 @dataclass(frozen=True)
 class RecordCheck:
     """What :meth:`Vault.check_records` found: record ids (hex) and entry numbers, no values."""

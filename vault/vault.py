@@ -23,7 +23,7 @@ from .identity import Identity, PublicIdentity
 from .normalize import normalize, tokens
 from .errors import (IntegrityError, NotFound, SchemaError, ValidationError, VaultClosed, VaultError,
                      VaultExists, WrongPassphrase)
-from .audit import RecordCheck
+from .audit import RecordCheck, has_states, state_key, state_of
 from .record import Record
 from .store import Bucket, Store, StoreError, group_terms, pack_terms
 
@@ -458,7 +458,7 @@ class Vault:
         rows were put back before (a shredded record restored, say)."""
         from .rotation import adopt_sealed
         store = self._s()
-        baseline = stored < 6 and not self._log_has_states()
+        baseline = stored < 6 and not has_states(store)
 
         def work() -> list[str]:
             with store.tx() as conn:
@@ -472,13 +472,6 @@ class Vault:
             work()
             return
         self._audited("restate", work, lambda put: ("", {"baseline": True, "count": len(put), **self._states(put=put)}))
-
-    def _log_has_states(self) -> bool:
-        store = self._s()
-        ph = "?" if store.is_sqlite else "%s"
-        with store.tx(write=False) as conn:
-            return store.raw(conn, f"SELECT 1 FROM dv_audit WHERE detail LIKE {ph} LIMIT 1",
-                             ('%"state":%',)).fetchone() is not None
 
     def _writer_table(self, users: list[U.User]) -> dict[bytes, tuple[bytes, frozenset[str]]]:
         """User id -> (Ed25519 verify key, classes their role may fill in unread), from the
@@ -530,7 +523,6 @@ class Vault:
                 if self.user is None or cls in self.role.classes:
                     raise IntegrityError(f"keyring lacks a key for class {cls!r}") from None
         self._lead_vk = K.signers(ring).get(b"L")
-        from .audit import state_key
         self._state_key = state_key(ring.current(K.KIND_META_KEY).secret)  # record states (format.md 13a)
         self._purposes: dict[str, I.PurposeKeys] = {}
         for name in self.schema.purposes:
@@ -1612,7 +1604,6 @@ class Vault:
     def _state_token(self, rid: bytes, data: bytes, ids: bytes | None = None) -> str:
         """The row's state as the audit log names it (audit.record_state), or from the DEK ids
         a writer just drew (``ids``: no parsing on the bulk insert path)."""
-        from .audit import state_of
         try:
             return state_of(self._state_key, self._vid, rid, E.dek_ids(data) if ids is None else ids)
         except E.Malformed:
