@@ -163,6 +163,10 @@ required = true
     with vault.open(tmp_path / "c.vault", PASSPHRASE) as v:
         assert v.schema.name == "visitors"
         assert dict(v.get(rid)) == {"nick": "zed", "age": 41}
+        v.update(rid, {"nick": "zora"})  # an update may leave a required field out...
+        with pytest.raises(vault.ValidationError, match="'age' is required"):
+            v.update(rid, {"age": None})  # ...but not remove it
+        assert dict(v.get(rid)) == {"nick": "zora", "age": 41}
     p = tmp_path / "s.toml"
     p.write_text(toml)
     with vault.create(tmp_path / "d.vault", PASSPHRASE, schema=p) as v:

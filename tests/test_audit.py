@@ -262,6 +262,41 @@ def test_canary_tripwire(logged) -> None:  # type: ignore[no-untyped-def]
             v.plant_canary({"badge_name": "x"})
 
 
+def test_only_the_lead_plants_canaries(url: str) -> None:
+    """A role holding every class key but not ``manage`` is still refused, and the refusal is
+    logged like any other denial (op and why)."""
+    toml = """[schema]
+name = "two"
+version = 1
+classes = ["a", "b"]
+purposes = ["audit"]
+[roles.lead]
+classes = ["a", "b"]
+purposes = ["audit"]
+manage = true
+[roles.desk]
+classes = ["a", "b"]
+purposes = ["audit"]
+[fields.x]
+type = "text"
+class = "a"
+[fields.y]
+type = "text"
+class = "b"
+"""
+    lead, desk = Identity.generate(), Identity.generate()
+    with vault.create(url, PASSPHRASE, lead=lead, schema=toml) as v:
+        v.add_user(desk.public, "dee", "desk")
+    with vault.open(url, identity=desk) as v:
+        before = v.count()
+        with pytest.raises(vault.AccessDenied, match="security lead"):
+            v.plant_canary({"x": "decoy"})
+        assert v.count() == before
+    with vault.open(url, identity=lead) as v:
+        denied = v.audit_entries(action="denied")
+    assert denied[-1]["detail"]["op"] == "plant_canary" and "security lead" in denied[-1]["detail"]["why"]
+
+
 def test_benchmark_stub_skips_the_whole_entry(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """bench/search.py compares reads against this stub: it must skip every part of the
     entry, its description (the audit pseudonym) included, or the audit's cost is understated."""

@@ -611,8 +611,10 @@ class Vault:
         except ValueError:
             raise ValidationError("malformed record id (expected 32 hex characters)") from None
 
-    def _encode(self, values: Mapping[str, Any], where: str = "") -> dict[str, dict[str, bytes]]:
-        """Validate a whole record before any crypto or database work; group by class."""
+    def _encode(self, values: Mapping[str, Any], where: str = "", *,
+                partial: bool = False) -> dict[str, dict[str, bytes]]:
+        """Validate a whole record (or, ``partial``, an update's changes) before any crypto or
+        database work; group by class. An update may leave a required field out, not remove it."""
         if not isinstance(values, Mapping):
             raise ValidationError(f"{where}a record must be a mapping of field -> value")
         by_class: dict[str, dict[str, bytes]] = {c: {} for c in self.schema.classes}
@@ -628,7 +630,7 @@ class Vault:
             except ValidationError as e:
                 raise ValidationError(f"{where}{e}", field=name) from None
         for f in fields.values():
-            if f.required and f.name not in by_class[f.cls]:
+            if f.required and f.name not in by_class[f.cls] and (not partial or f.name in values):
                 raise ValidationError(f"{where}field {f.name!r} is required", field=f.name)
         return by_class
 
@@ -782,12 +784,10 @@ class Vault:
         ciphertexts for all its fields, so an older cell replayed into the row fails."""
         store = self._s()
         rid = self._rid(record_id)
-        changes = self._encode(values)
+        changes = self._encode(values, partial=True)  # update() has checked the classes
         fields = self.schema.fields
         removed = {n for n, v in values.items() if v is None}
         touched = {c for c in self.schema.classes if changes[c]} | {fields[n].cls for n in removed}
-        for name in values:
-            self._need_class(fields[name].cls, f"field {name!r}")
         detail: dict[str, Any] = {"fields": sorted(map(str, values))}
         with store.tx() as conn:  # the row, its index terms and its entry (with the states) commit together
             data = store.get_record(conn, rid)
@@ -1580,10 +1580,8 @@ class Vault:
     def plant_canary(self, values: Mapping[str, Any]) -> str:
         """Lead: add a decoy participant. Any read, search hit or export touching it writes an
         ``alarm`` entry; its row is indistinguishable from a real one on disk."""
-        self._guard("plant_canary", lambda: self._need_all_classes("planting canaries"))
-        if not self.role.manage:
-            self._audit("denied", "", {"op": "plant_canary"})
-            raise AccessDenied("only the security lead plants canaries")
+        self._guard("plant_canary", lambda: (self._need_all_classes("planting canaries"),
+                                             self._need_manage("planting canaries")))
         rid = self._add_many_impl([values])[0]
         tags = sorted(self._canary_tags() | {self._canary_tag(rid)})
         self._store_canaries(tags)
