@@ -20,27 +20,6 @@ def _handle(v: vault.Vault, rid: str) -> str:
     return v.pseudonym(rid, purpose) if purpose else "-"
 
 
-def _parse(f: Field, text: str) -> Any:
-    """Turn typed text into the field's value; the library validates it afterwards."""
-    t = text.strip()
-    if f.type == "bool":
-        low = t.lower()
-        if low in ("y", "yes", "true", "1"):
-            return True
-        if low in ("n", "no", "false", "0"):
-            return False
-        raise vault.ValidationError(f"field {f.name!r} expects yes or no", field=f.name)
-    if f.type == "integer":
-        try:
-            return int(t)
-        except ValueError:
-            raise vault.ValidationError(f"field {f.name!r} expects an integer", field=f.name) from None
-    if f.type == "date":
-        from vault.schema import parse_date
-        return parse_date(t, f.name)
-    return t
-
-
 def _hint(f: Field) -> str:
     if f.type == "enum":
         return "/".join(f.values)
@@ -59,7 +38,7 @@ def _ask(f: Field, current: Any = None, editing: bool = False) -> Any:
         if editing and text.strip() == "-":
             return None
         try:
-            value = _parse(f, text)
+            value = f.parse_text(text)
             f.encode(value)
             return value
         except vault.ValidationError as e:

@@ -450,3 +450,67 @@ def test_write_terms_are_the_search_terms(values: dict[str, str], bits: int) -> 
             if f.tokens:
                 want += ix.token_terms(f, values[f.name])
     assert ix.terms(values) == want
+
+
+TYPED = """[schema]
+name = "typed"
+version = 1
+classes = ["a"]
+expected_population = 64
+k_anonymity = 1
+[fields.nick]
+type = "text"
+class = "a"
+[fields.year]
+type = "integer"
+class = "a"
+search = "exact"
+[fields.arrival]
+type = "date"
+class = "a"
+search = "exact"
+allow_low_cardinality = true
+[fields.room]
+type = "enum"
+class = "a"
+values = ["north", "south"]
+search = "exact"
+allow_low_cardinality = true
+[fields.fee_waived]
+type = "bool"
+class = "a"
+search = "exact"
+allow_low_cardinality = true
+"""
+
+
+def test_typed_fields_are_searchable(url: str) -> None:
+    """An integer, date, enum or bool field with search = "exact" is indexed by its value
+    encoding (format.md §10): add/add_many/update/reindex keep it findable, by the typed value
+    or by the text a CLI user types. (Until 2026-11-27 the first add raised a bare TypeError.)"""
+    import datetime as dt
+    with vault.create(url, PASSPHRASE, schema=TYPED) as v:
+        a = v.add({"nick": "a", "year": 1981, "arrival": dt.date(2026, 11, 30), "room": "north", "fee_waived": True})
+        b, c = v.add_many([{"nick": "b", "year": -7, "arrival": "2026-12-01", "room": "south", "fee_waived": False},
+                           {"nick": "c", "year": 1981, "room": "south"}])
+        def ids(**kw: object) -> set[str]:
+            return {r.id for r in v.find(**kw)}
+        assert ids(year=1981) == ids(year="1981") == ids(year=" +1981 ") == {a, c}
+        assert ids(year=-7) == {b} and ids(year=7) == set()
+        assert ids(arrival=dt.date(2026, 11, 30)) == ids(arrival="2026-11-30") == {a}
+        assert ids(room="south") == {b, c} and ids(fee_waived=True) == ids(fee_waived="yes") == {a}
+        assert ids(fee_waived=False) == {b}
+        assert ids(year=1981, room="south") == {c}
+        v.update(a, {"year": 1982, "fee_waived": None})
+        assert ids(year=1981) == {c} and ids(year=1982) == {a} and ids(fee_waived=True) == set()
+        v.reindex()
+        assert ids(year=1982) == {a} and ids(room="north") == {a}
+        for bad in ({"year": "nineteen"}, {"year": 1.5}, {"arrival": "30/11/2026"}, {"fee_waived": "maybe"},
+                    {"room": "east"}, {"year": "1" * 20}):
+            with pytest.raises(vault.ValidationError):
+                v.find(**bad)
+
+
+def test_normalize_is_for_text_fields_only() -> None:
+    with pytest.raises(vault.SchemaError, match="text fields only"):
+        vault.load_schema(TYPED.replace('type = "integer"', 'type = "integer"\nnormalize = "compact"'))

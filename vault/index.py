@@ -86,10 +86,11 @@ class Indexer:
             if f.tokens:
                 self._prf[f"{f.name}#tokens"] = C.Prf(derive_index_key(key, f.name, "token"))
         # terms()'s loop, resolved once: (field, its normaliser, exact PRF, token index name
-        # and PRF or None, whether the exact form is already the "name" form tokens need)
+        # and PRF or None, whether the exact form is already the "name" form tokens need, and
+        # for a typed field its encoder instead of a normaliser)
         self._plan = [(f.name, normalizer(f.normalize), self._prf[f.name],
                        f"{f.name}#tokens" if f.tokens else None, self._prf.get(f"{f.name}#tokens"),
-                       f.normalize == "name")
+                       f.normalize == "name", None if f.type == "text" else f.encode)
                       for f in self.fields if f.name in self._prf]
 
     def __repr__(self) -> str:
@@ -98,10 +99,10 @@ class Indexer:
     def can_search(self, name: str) -> bool:
         return name in self._prf
 
-    def _value(self, name: str, normalised: str) -> int:
+    def _value(self, name: str, normalised: bytes) -> int:
         if self.bits == 0:
             return 0
-        digest = self._prf[name](normalised.encode("utf-8"))
+        digest = self._prf[name](normalised)
         return int.from_bytes(digest[:4], "big") >> (32 - self.bits)
 
     def exact_term(self, f: Field, value: Any) -> tuple[str, int]:
@@ -110,7 +111,8 @@ class Indexer:
     def token_terms(self, f: Field, value: str, named: str | None = None) -> list[tuple[str, int]]:
         """Terms of the value's name tokens (``named``: the value already "name"-normalised)."""
         name = f"{f.name}#tokens"
-        return [(name, self._value(name, t)) for t in tokens(normalize("name", value) if named is None else named)]
+        return [(name, self._value(name, t.encode("utf-8")))
+                for t in tokens(normalize("name", value) if named is None else named)]
 
     def terms(self, values: Mapping[str, Any]) -> list[tuple[str, int]]:
         """All index terms of one record's (plaintext) values, for the fields we hold (the
@@ -118,12 +120,15 @@ class Indexer:
         out: list[tuple[str, int]] = []
         shift = 32 - self.bits
         zero = self.bits == 0
-        for name, norm_fn, prf, tok_name, tok_prf, named in self._plan:
+        for name, norm_fn, prf, tok_name, tok_prf, named, enc in self._plan:
             v = values.get(name)
             if v is None:
                 continue
+            if enc is not None:  # a typed field: its canonical encoding, no tokens
+                out.append((name, 0 if zero else int.from_bytes(prf(enc(v))[:4], "big") >> shift))
+                continue
             if not isinstance(v, str):
-                raise TypeError("only text fields are indexed")
+                raise TypeError("a text field's value must be str")
             norm = norm_fn(v)
             out.append((name, 0 if zero else int.from_bytes(prf(norm.encode("utf-8"))[:4], "big") >> shift))
             if tok_prf is not None:
@@ -132,11 +137,14 @@ class Indexer:
         return out
 
 
-def normal_form(f: Field, value: Any) -> str:
-    """What the exact index hashes: the field's normalisation of its canonical text."""
+def normal_form(f: Field, value: Any) -> bytes:
+    """What the exact index hashes: a text field's normalised UTF-8, a typed field's value
+    encoding (an integer, date, enum or bool has one spelling already)."""
+    if f.type != "text":
+        return f.encode(value)
     if not isinstance(value, str):
-        raise TypeError("only text fields are indexed")
-    return normalize(f.normalize, value)
+        raise TypeError("a text field's value must be str")
+    return normalize(f.normalize, value).encode("utf-8")
 
 
 def derive_index_key(class_key: bytes, field: str, kind: str) -> bytes:

@@ -884,7 +884,7 @@ class Vault:
                 out.append(self._decode_row(rid, data, full))
         return out
 
-    def _find_impl(self, fields: Sequence[str] | None = None, **criteria: str) -> list[Record]:
+    def _find_impl(self, fields: Sequence[str] | None = None, **criteria: Any) -> list[Record]:
         """Records whose fields equal all the given values (after normalisation).
 
         Uses the truncated blind indexes to pick candidates, decrypts them and drops the
@@ -899,7 +899,9 @@ class Vault:
         terms, wanted = [], {}
         for name, value in criteria.items():
             f = self._search_field(name)
-            if not isinstance(value, str):
+            if f.type != "text" and isinstance(value, str):
+                value = f.parse_text(value)  # "41", "2026-11-27", "yes": as the CLI types them
+            elif f.type == "text" and not isinstance(value, str):
                 raise ValidationError(f"search value for {name!r} must be text", field=name)
             terms.append(ix.exact_term(f, value))
             wanted[name] = I.normal_form(f, value)
@@ -1339,7 +1341,7 @@ class Vault:
                 self._alarm(rec.id, "read_all")
             yield rec
 
-    def find(self, fields: Sequence[str] | None = None, **criteria: str) -> list[Record]:
+    def find(self, fields: Sequence[str] | None = None, **criteria: Any) -> list[Record]:
         """Exact search over blind indexes (see :meth:`_find_impl`); the search term is never logged."""
         def describe(out: list[Record]) -> tuple[str, dict]:
             return "", {"fields": sorted(criteria), "results": len(out)}
