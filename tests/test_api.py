@@ -247,3 +247,159 @@ def test_garbage_collection_never_waits_on_another_handles_lock(tmp_path: Path) 
         b.close()
     assert not errors, errors
     assert collected_in < 2.0
+
+
+# -- edges found by a bug hunt over the public API (2026-11-27); each failed before its fix --
+EDGE = """[schema]
+name = "edge"
+version = 1
+classes = ["public", "secret"]
+purposes = ["badge", "travel", "audit"]
+[fields.p]
+type = "text"
+class = "public"
+search = "exact"
+normalize = "phone"
+[fields.s]
+type = "text"
+class = "secret"
+required = true
+[roles.lead]
+classes = ["public", "secret"]
+purposes = ["badge", "travel", "audit"]
+manage = true
+[roles.clerk]
+classes = ["public"]
+purposes = ["badge"]
+write_only = ["secret"]
+"""
+
+
+def test_required_text_may_not_be_blank(tmp_path: Path) -> None:
+    with vault.create(tmp_path / "e.vault", PASSPHRASE, schema=EDGE) as v:
+        for blank in ("", "   ", "\t\n"):
+            with pytest.raises(vault.ValidationError, match="'s' is required"):
+                v.add({"s": blank})
+        rid = v.add({"s": "x"})
+        with pytest.raises(vault.ValidationError, match="'s' is required"):
+            v.update(rid, {"s": " "})
+        assert v.get(rid)["s"] == "x" and v.count() == 1
+
+
+def test_a_search_term_that_normalises_to_nothing_is_refused(tmp_path: Path) -> None:
+    """"zzz" as a phone number is "" once normalised, as is a stored "n/a": it must not match."""
+    with vault.create(tmp_path / "e.vault", PASSPHRASE, schema=EDGE) as v:
+        v.add({"p": "n/a", "s": "x"})
+        with pytest.raises(vault.ValidationError, match="empty once normalised"):
+            v.find(p="zzz")
+
+
+def test_shred_needs_every_purpose_and_resolve_hides_the_id(tmp_path: Path) -> None:
+    """A role without some purpose keys cannot find those pseudonyms' rows, so it may not
+    shred (the rows would outlive the record); a pseudonym whose record is gone says so
+    without naming the record's id."""
+    from vault.identity import Identity
+    lead, clerk = Identity.generate(), Identity.generate()
+    url = tmp_path / "e.vault"
+    with vault.create(url, PASSPHRASE, schema=EDGE, lead=lead) as v:
+        v.add_user(clerk.public, "cleo", "clerk")
+        rid = v.add({"p": "+44 20 7946 0000", "s": "x"})
+        travel = v.pseudonym(rid, "travel")
+    with vault.open(url, identity=clerk) as v:
+        with pytest.raises(vault.AccessDenied, match="every purpose key"):
+            v.delete(rid)
+    with vault.open(url, identity=lead) as v:
+        assert v.count() == 1 and v.resolve(travel).id == rid
+        # a leftover entry (as an older release's partial shred left them) resolves to nothing
+        store = v._s()
+        with store.tx() as conn:
+            store.delete_record(conn, bytes.fromhex(rid))
+        with pytest.raises(vault.NotFound) as e:
+            v.resolve(travel)
+        assert rid not in str(e.value) and "pseudonym" in str(e.value)
+
+
+def test_audit_filter_by_record_needs_the_audit_purpose(tmp_path: Path) -> None:
+    """Without the audit purpose a record's audit pseudonym cannot be derived; the filter
+    used to become "" and return the whole (own) log."""
+    from vault.identity import Identity
+    lead, clerk = Identity.generate(), Identity.generate()
+    url = tmp_path / "e.vault"
+    with vault.create(url, PASSPHRASE, schema=EDGE, lead=lead) as v:
+        v.add_user(clerk.public, "cleo", "clerk")
+        a, b = v.add({"s": "x"}), v.add({"s": "y"})
+        badge = v.pseudonym(a, "badge")
+    with vault.open(url, identity=clerk) as v:
+        v.get(b)
+        with pytest.raises(vault.AccessDenied, match="audit purpose"):
+            v.audit_entries(target=badge)
+    with vault.open(url, identity=lead) as v:
+        assert all(e["target"] == v.pseudonym(a, "audit") for e in v.audit_entries(target=badge))
+        assert v.audit_entries(target=badge)
+
+
+def test_pseudonym_of_a_record_shredded_by_another_handle(tmp_path: Path) -> None:
+    url = tmp_path / "e.vault"
+    with vault.create(url, PASSPHRASE, schema=EDGE) as v:
+        rid = v.add({"s": "x"})
+        v.pseudonym(rid, "badge")  # cached as issued in this handle
+        with vault.open(url, PASSPHRASE) as other:
+            other.delete(rid)
+        with pytest.raises(vault.NotFound):
+            v.pseudonym(rid, "badge")
+
+
+def test_batch_and_rotation_arguments_are_checked_before_any_write(tmp_path: Path) -> None:
+    with vault.create(tmp_path / "e.vault", PASSPHRASE, schema=EDGE) as v:
+        v.add({"p": "555 0100", "s": "x"})
+        for bad in (0, -1, 2.5, True):
+            with pytest.raises(vault.ValidationError, match="batch"):
+                v.reindex(batch=bad)  # type: ignore[arg-type]
+            with pytest.raises(vault.ValidationError, match="batch"):
+                v.rotate(batch=bad)  # type: ignore[arg-type]
+        with pytest.raises(vault.ValidationError, match="at least one class"):
+            v.rotate([])
+        with pytest.raises(vault.ValidationError, match="not a string"):
+            v.rotate("secret")  # type: ignore[arg-type]
+        assert len(v.find(p="5550100")) == 1  # the index is intact
+        assert not any(e["action"] == "rotate" for e in v.audit_entries())
+        v.rotate(["secret"])
+        assert [e["detail"]["classes"] for e in v.audit_entries(action="rotate")] == [["secret"]]
+
+
+@pytest.mark.parametrize("call", [
+    lambda v, rid: v.get(rid, fields=5),
+    lambda v, rid: list(v.records(fields=5)),
+    lambda v, rid: v.get(rid, fields=[1]),
+    lambda v, rid: v.audit_entries(since_ms="5"),
+    lambda v, rid: v.audit_entries(until_ms=1.5),
+    lambda v, rid: v.add_many(None),
+    lambda v, rid: v.add_many({"s": "x"}),
+])
+def test_bad_arguments_raise_validation_errors(tmp_path: Path, call) -> None:  # type: ignore[no-untyped-def]
+    with vault.create(tmp_path / "e.vault", PASSPHRASE, schema=EDGE) as v:
+        rid = v.add({"s": "x"})
+        with pytest.raises(vault.ValidationError):
+            call(v, rid)
+        assert v.count() == 1
+
+
+@pytest.mark.parametrize("where", [None, 5, b"x.vault", ""])
+def test_open_with_no_location_is_a_validation_error(where) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(vault.ValidationError, match="vault location"):
+        vault.open(where, PASSPHRASE)
+
+
+def test_fields_given_as_a_generator_are_read_once(tmp_path: Path) -> None:
+    with vault.create(tmp_path / "e.vault", PASSPHRASE, schema=EDGE) as v:
+        rid = v.add({"p": "1", "s": "x"})
+        assert dict(v.get(rid, fields=(f for f in ["s"]))) == {"s": "x"}
+        assert [dict(r) for r in v.records(fields=(f for f in ["s"]))] == [{"s": "x"}]
+        assert v.export(f for f in ["s"]) == [{"s": "x"}]
+
+
+def test_a_field_named_self_can_be_searched(tmp_path: Path) -> None:
+    schema = EDGE.replace("[fields.p]", "[fields.self]")
+    with vault.create(tmp_path / "e.vault", PASSPHRASE, schema=schema) as v:
+        rid = v.add({"self": "+1 555 0100", "s": "x"})
+        assert [r.id for r in v.find(self="+15550100")] == [rid]

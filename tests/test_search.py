@@ -511,6 +511,20 @@ def test_typed_fields_are_searchable(url: str) -> None:
                 v.find(**bad)
 
 
-def test_normalize_is_for_text_fields_only() -> None:
-    with pytest.raises(vault.SchemaError, match="text fields only"):
-        vault.load_schema(TYPED.replace('type = "integer"', 'type = "integer"\nnormalize = "compact"'))
+def test_normalize_on_a_typed_field_is_a_warning_not_an_error() -> None:
+    """It does nothing (a typed value is indexed in its encoding); refusing it would make
+    vaults created with such a schema unopenable, since the stored schema must parse."""
+    schema = vault.load_schema(TYPED.replace('type = "integer"', 'type = "integer"\nnormalize = "compact"'))
+    assert any("'year': normalize has no effect" in w for w in schema.warnings())
+
+
+@pytest.mark.parametrize("bad", ['purposes = 5', 'purposes = "audit"'])
+def test_schema_purposes_must_be_a_list(bad: str) -> None:
+    with pytest.raises(vault.SchemaError, match="purposes must be a list"):
+        vault.load_schema(TYPED.replace('classes = ["a"]', f'classes = ["a"]\n{bad}'))
+
+
+@pytest.mark.parametrize("bad", ['values = 5', 'values = "ns"'])
+def test_enum_values_must_be_a_list(bad: str) -> None:
+    with pytest.raises(vault.SchemaError, match="values must be a list"):
+        vault.load_schema(TYPED.replace('values = ["north", "south"]', bad))

@@ -255,7 +255,7 @@ def test_only_the_lead_manages(team) -> None:  # type: ignore[no-untyped-def]
         vault.open(url)
 
 
-def test_break_glass(team) -> None:  # type: ignore[no-untyped-def]
+def test_break_glass(team, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     url, lead, staff, tool, rid = team
     reason = "Hospital needs the legal name of Amira for admission"
     with vault.open(url, identity=staff) as v:
@@ -287,7 +287,14 @@ def test_break_glass(team) -> None:  # type: ignore[no-untyped-def]
             v.reveal(req)  # one time only
         req2 = v.request_reveal(rid, "risk_level", "Security briefing for the travel agent")
     with vault.open(url, identity=lead) as v:
-        v.approve_reveal(req2, ttl_seconds=-1)  # already expired
+        for bad in (0, -1, 1.5, "3600", True, 31 * 86400):
+            with pytest.raises(vault.ValidationError, match="ttl_seconds"):
+                v.approve_reveal(req2, ttl_seconds=bad)  # type: ignore[arg-type]
+        v.approve_reveal(req2, ttl_seconds=60)
+    import time as _time
+    from vault import breakglass
+    later = _time.time() + 120
+    monkeypatch.setattr(breakglass.time, "time", lambda: later)  # two minutes on: expired
     with vault.open(url, identity=staff) as v:
         with pytest.raises(vault.AccessDenied, match="expired"):
             v.reveal(req2)

@@ -159,13 +159,21 @@ class Schema:
             raise ValidationError(f"unknown field {name!r}", field=name) from None
 
     def warnings(self) -> list[str]:
-        """Risks the schema owner accepted explicitly (shown by ``status``)."""
-        return [
+        """Risks the schema owner accepted explicitly, and settings that do nothing (shown by
+        ``status``). Why warnings and not errors for the latter: a schema stored in a vault
+        must keep parsing, or the vault would no longer open."""
+        out = [
             f"field {f.name!r} has a blind index although it is low-cardinality "
             "(allow_low_cardinality = true): its index can single people out in a small vault"
             for f in self.fields.values()
             if f.search == "exact" and f.allow_low_cardinality
         ]
+        out += [f"field {f.name!r}: normalize has no effect on a {f.type} field (its value has one spelling)"
+                for f in self.fields.values() if f.type != "text" and f.normalize != "none"]
+        if "fields" in self.fields and self.fields["fields"].search == "exact":
+            out.append("field 'fields' cannot be searched with find(), whose fields= names the fields "
+                       "to return; rename it")
+        return out
 
 
 def default_schema_text() -> str:
@@ -186,7 +194,10 @@ def load(text: str | None = None) -> Schema:
     name = _get(head, "name", str, "schema")
     version = _get(head, "version", int, "schema")
     classes = tuple(_get(head, "classes", list, "schema"))
-    purposes = tuple(head.get("purposes", ["badge", "travel", "sessions", "audit"]))
+    purposes = head.get("purposes", ["badge", "travel", "sessions", "audit"])
+    if not isinstance(purposes, list):
+        raise SchemaError("schema.purposes must be a list of names")
+    purposes = tuple(purposes)
     population = head.get("expected_population", 1000)
     k = head.get("k_anonymity", 4)
     if not isinstance(population, int) or isinstance(population, bool) or population < 1:
@@ -284,9 +295,9 @@ def _field(name: str, spec: Any, classes: tuple[str, ...]) -> Field:
     normalize = spec.get("normalize", "text" if ftype == "text" else "none")
     if normalize not in NORMALIZERS:
         raise SchemaError(f"field {name!r}: normalize must be one of {', '.join(NORMALIZERS)}")
-    if ftype != "text" and normalize != "none":  # a typed value is indexed in its canonical encoding
-        raise SchemaError(f"field {name!r}: normalize applies to text fields only")
     values = spec.get("values", [])
+    if not isinstance(values, list):
+        raise SchemaError(f"field {name!r}: values must be a list of strings")
     if ftype == "enum":
         if not values or not all(isinstance(v, str) for v in values) or len(set(values)) != len(values):
             raise SchemaError(f"field {name!r}: an enum needs a list of distinct string values")

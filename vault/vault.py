@@ -32,7 +32,12 @@ _PASSPHRASE = "passphrase"
 
 def _normalise_url(url: str | os.PathLike[str]) -> str:
     """Accept a SQLAlchemy URL, or a bare file path meaning the embedded SQLite default."""
-    text = os.fspath(url)
+    try:
+        text = os.fspath(url)
+    except TypeError:
+        raise ValidationError("a vault location is a URL or a file path") from None
+    if isinstance(text, bytes) or not text:
+        raise ValidationError("a vault location is a URL or a file path")
     if "://" in text:
         return text
     return "sqlite:///" + os.path.abspath(text)
@@ -264,6 +269,29 @@ def _keys_meta(ring: K.Keyring, vault_id: bytes, who: bytes, sign: Callable[[byt
     """The signed key statement (docs/format.md 9b), as dv_meta stores it."""
     text = K.key_statement(ring, vault_id)
     return {"keys_stmt": text.encode("ascii"), "keys_stmt_sig": K.sign_text("keys", vault_id, text, who, sign)}
+
+
+def _check_batch(batch: Any) -> None:
+    """A batch of 0 would switch in an empty index generation (reindex) or stop a rotation
+    halfway; refuse it before anything is written."""
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValidationError("batch must be a positive integer")
+
+
+def _field_names(fields: Any) -> list[str] | None:
+    """A ``fields`` argument as a list, read once: validation and the work both walk it,
+    and a generator would be spent by the first."""
+    if fields is None:
+        return None
+    if isinstance(fields, (str, bytes)):
+        raise ValidationError("fields must be a list of field names, not a string")
+    try:
+        out = list(fields)
+    except TypeError:
+        raise ValidationError("fields must be a list of field names") from None
+    if not all(isinstance(n, str) for n in out):
+        raise ValidationError("fields must be a list of field names")
+    return out
 
 
 def _unlock_failed(store: Store, identity: Identity | None) -> None:
@@ -630,7 +658,10 @@ class Vault:
             except ValidationError as e:
                 raise ValidationError(f"{where}{e}", field=name) from None
         for f in fields.values():
-            if f.required and f.name not in by_class[f.cls] and (not partial or f.name in values):
+            if not f.required or (partial and f.name not in values):
+                continue
+            value = values.get(f.name)
+            if value is None or (isinstance(value, str) and not value.strip()):  # blank is not given
                 raise ValidationError(f"{where}field {f.name!r} is required", field=f.name)
         return by_class
 
@@ -708,6 +739,13 @@ class Vault:
         missing = [c for c in self.schema.classes if c not in self._current and c not in self._class_pub]
         if missing:
             raise AccessDenied(f"{action} needs every class; role {self.role.name!r} cannot write {', '.join(missing)}")
+
+    def _need_all_purposes(self, action: str) -> None:
+        """A shred deletes every issued pseudonym of the record, found only through the
+        purpose keys; without one, its rows would outlive the record."""
+        missing = [p for p in self.schema.purposes if p not in self._purposes]
+        if missing:
+            raise AccessDenied(f"{action} needs every purpose key; role {self.role.name!r} lacks {', '.join(missing)}")
 
     def _need_all_classes(self, action: str) -> None:
         missing = [c for c in self.schema.classes if c not in self._current]
@@ -884,7 +922,7 @@ class Vault:
                 out.append(self._decode_row(rid, data, full))
         return out
 
-    def _find_impl(self, fields: Sequence[str] | None = None, **criteria: Any) -> list[Record]:
+    def _find_impl(self, /, fields: Sequence[str] | None = None, **criteria: Any) -> list[Record]:
         """Records whose fields equal all the given values (after normalisation).
 
         Uses the truncated blind indexes to pick candidates, decrypts them and drops the
@@ -903,13 +941,16 @@ class Vault:
                 value = f.parse_text(value)  # "41", "2026-11-27", "yes": as the CLI types them
             elif f.type == "text" and not isinstance(value, str):
                 raise ValidationError(f"search value for {name!r} must be text", field=name)
-            terms.append(ix.exact_term(f, value))
+            term = ix.exact_term(f, value)
             wanted[name] = I.normal_form(f, value)
+            if not wanted[name]:  # e.g. "n/a" as a phone: it would match every value that is no number
+                raise ValidationError(f"search value for {name!r} is empty once normalised", field=name)
+            terms.append(term)
         def keep(rec: Record) -> bool:
             return all(n in rec and I.normal_form(self.schema.fields[n], rec[n]) == v for n, v in wanted.items())
         return self._matches(self._candidates(terms), list(criteria), fields, keep)
 
-    def _find_tokens_impl(self, fields: Sequence[str] | None = None, **criteria: str) -> list[Record]:
+    def _find_tokens_impl(self, /, fields: Sequence[str] | None = None, **criteria: str) -> list[Record]:
         """Records whose name fields contain every given token: "Haddad" finds "Amira Haddad".
 
         Only fields declared with ``tokens = true`` can be searched this way.
@@ -936,9 +977,11 @@ class Vault:
         return self._matches(self._candidates(terms), list(criteria), fields, keep)
 
     # -- pseudonyms -----------------------------------------------------------------------
-    def _pseudonym_impl(self, record_id: str, purpose: str) -> str:
+    def _pseudonym_impl(self, record_id: str, purpose: str, *, known_live: bool = False) -> str:
         """The record's stable pseudonym for one purpose (badge, travel, ...), e.g.
-        ``BA-7KQ4-M2XP-9AW``; issuing one stores what :meth:`resolve` needs."""
+        ``BA-7KQ4-M2XP-9AW``; issuing one stores what :meth:`resolve` needs. Issued earlier
+        in this session, it costs no write; the record's existence is still checked (another
+        handle may have shredded it) unless the caller has just read it (``known_live``)."""
         store = self._s()
         rid = self._rid(record_id)
         keys = self._purpose_keys(purpose)
@@ -946,6 +989,10 @@ class Vault:
         tag = keys.tag(value)
         text = P.format(value, P.purpose_prefix(purpose))
         if (purpose, tag) in self._issued:  # issued earlier in this session: nothing to write
+            if not known_live:
+                with store.tx(write=False) as conn:
+                    if not store.record_exists(conn, rid):
+                        raise NotFound(f"no record {record_id}")
             return text
         with store.tx() as conn:
             if not store.record_exists(conn, rid):
@@ -968,7 +1015,11 @@ class Vault:
         """The record a pseudonym of any purpose names. A mistyped pseudonym is refused by
         its check character (PseudonymError); an unknown one raises NotFound."""
         purpose, value = self._parse_pseudonym(pseudonym)
-        return self._get_impl(self._resolve_id(purpose, value).hex(), fields)
+        rid = self._resolve_id(purpose, value)
+        try:
+            return self._get_impl(rid.hex(), fields)
+        except NotFound:  # an entry left by a shred: the record's id is not the caller's business
+            raise NotFound("no record has this pseudonym") from None
 
     def _parse_pseudonym(self, pseudonym: str) -> tuple[str, int]:
         """(purpose, value) of a pseudonym as typed: its check character is verified."""
@@ -1003,7 +1054,13 @@ class Vault:
         purpose, value = self._parse_pseudonym(pseudonym)
         if purpose == "audit":
             return P.format(value, P.purpose_prefix(purpose))
-        return self._target(self._resolve_id(purpose, value).hex())
+        rid = self._resolve_id(purpose, value)
+        if "audit" not in self._purposes:  # without it "" would filter nothing out
+            raise AccessDenied("finding a record's entries needs the audit purpose key; give its audit pseudonym")
+        target = self._target(rid.hex())
+        if not target:
+            raise NotFound("no record has this pseudonym")
+        return target
 
     # -- re-indexing ----------------------------------------------------------------------
     def _reindex_impl(self, *, population: int | None = None, k: int | None = None, batch: int = 500) -> int:
@@ -1191,7 +1248,7 @@ class Vault:
             self._sign_roster(conn, [u if u.user_id != user_id else U.User(u.user_id, u.name, U.REVOKED, u.public,
                                                                            u.slot_id) for u in current])
         self._refresh_writers()
-        if rotate:
+        if rotate and self.schema.role(gone.role).classes:  # a write-only role held no class key
             self.rotate(list(self.schema.role(gone.role).classes))
 
     # -- break-glass ----------------------------------------------------------------------
@@ -1253,8 +1310,8 @@ class Vault:
         """The record's audit pseudonym (never its id or a name); issued on first use."""
         if "audit" not in self._purposes:
             return ""
-        try:
-            return self._pseudonym_impl(record_id, "audit")
+        try:  # callers name a record they have just read (or log an attempt on one)
+            return self._pseudonym_impl(record_id, "audit", known_live=True)
         except NotFound:
             return ""
 
@@ -1293,7 +1350,12 @@ class Vault:
 
     def add_many(self, rows: Iterable[Mapping[str, Any]]) -> list[str]:
         """Validate every row first, then store them all in one transaction (all or nothing)."""
-        rows = list(rows)
+        if isinstance(rows, (str, bytes, Mapping)):
+            raise ValidationError("add_many() takes a list of records (use add() for one)")
+        try:
+            rows = list(rows)
+        except TypeError:
+            raise ValidationError("add_many() takes a list of records") from None
         self._guard("add", lambda: self._need_writable("adding records"))
         ids = self._add_many_impl(rows)  # its "add" entry commits with the rows
         self._alarm_if_canary(ids, "add")
@@ -1301,6 +1363,7 @@ class Vault:
 
     def get(self, record_id: str, fields: Sequence[str] | None = None) -> Record:
         """Decrypt one record, or only the named fields of it."""
+        fields = _field_names(fields)
         def describe(rec: Record) -> tuple[str, dict]:
             return self._target(record_id), {"fields": sorted(rec)}
         rec = self._guard("read", lambda: self._audited("read", lambda: self._get_impl(record_id, fields), describe))
@@ -1321,7 +1384,8 @@ class Vault:
 
     def delete(self, record_id: str) -> None:
         """Crypto-shred one record (see :meth:`_delete_impl`); needs write access to every class."""
-        self._guard("shred", lambda: self._need_writable("shredding records"))
+        self._guard("shred", lambda: (self._need_writable("shredding records"),
+                                      self._need_all_purposes("shredding records")))
         self._rid(record_id)
         try:
             self._delete_impl(record_id)  # its entry commits with the deletion
@@ -1331,6 +1395,7 @@ class Vault:
 
     def records(self, fields: Sequence[str] | None = None) -> Iterator[Record]:
         """Stream every record (or only some fields of each), decrypting as it goes."""
+        fields = _field_names(fields)
         classes = self._guard("read_all", lambda: self._plan(fields))
         shown = sorted(fields) if fields is not None else sorted(
             n for n, f in self.schema.fields.items() if f.cls in classes)
@@ -1341,8 +1406,9 @@ class Vault:
                 self._alarm(rec.id, "read_all")
             yield rec
 
-    def find(self, fields: Sequence[str] | None = None, **criteria: Any) -> list[Record]:
+    def find(self, /, fields: Sequence[str] | None = None, **criteria: Any) -> list[Record]:
         """Exact search over blind indexes (see :meth:`_find_impl`); the search term is never logged."""
+        fields = _field_names(fields)
         def describe(out: list[Record]) -> tuple[str, dict]:
             return "", {"fields": sorted(criteria), "results": len(out)}
         out = self._guard("search", lambda: self._audited("search", lambda: self._find_impl(fields, **criteria),
@@ -1350,8 +1416,9 @@ class Vault:
         self._alarm_if_canary([r.id for r in out], "search")
         return out
 
-    def find_tokens(self, fields: Sequence[str] | None = None, **criteria: str) -> list[Record]:
+    def find_tokens(self, /, fields: Sequence[str] | None = None, **criteria: str) -> list[Record]:
         """Token search (see :meth:`_find_tokens_impl`); the search term is never logged."""
+        fields = _field_names(fields)
         def describe(out: list[Record]) -> tuple[str, dict]:
             return "", {"fields": sorted(criteria), "results": len(out), "tokens": True}
         out = self._guard("search", lambda: self._audited(
@@ -1367,6 +1434,7 @@ class Vault:
 
     def resolve(self, pseudonym: str, fields: Sequence[str] | None = None) -> Record:
         """The record a pseudonym names (see :meth:`_resolve_impl`)."""
+        fields = _field_names(fields)
         def describe(rec: Record) -> tuple[str, dict]:
             return self._target(rec.id), {"fields": sorted(rec), "via": "pseudonym"}
         rec = self._guard("read", lambda: self._audited("read", lambda: self._resolve_impl(pseudonym, fields), describe))
@@ -1376,6 +1444,7 @@ class Vault:
     def reindex(self, *, population: int | None = None, k: int | None = None, batch: int = 500) -> int:
         """Rebuild blind indexes as a resumable batch (see :meth:`_reindex_impl`)."""
         self._guard("reindex", lambda: self._need_all_classes("re-indexing"))
+        _check_batch(batch)
         self._audit("reindex", "", {"population": population, "k": k})
         return self._reindex_impl(population=population, k=k, batch=batch)
 
@@ -1383,7 +1452,15 @@ class Vault:
                batch: int = 500, progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
         """Rotate class keys (see :meth:`_rotate_impl`); ``progress(done, total)`` after each batch."""
         self._guard("rotate", lambda: self._need_all_classes("key rotation"))
-        self._audit("rotate", "", {"classes": sorted(classes) if classes else "all", "reencrypt": reencrypt})
+        _check_batch(batch)
+        if classes is not None:
+            if isinstance(classes, str):
+                raise ValidationError("classes must be a list of class names, not a string")
+            classes = list(classes)
+            if not classes:
+                raise ValidationError("rotate() needs at least one class (or none given: every class)")
+        self._audit("rotate", "", {"classes": sorted(classes) if classes is not None else "all",
+                                   "reencrypt": reencrypt})
         return self._rotate_impl(classes, reencrypt=reencrypt, batch=batch, progress=progress)
 
     def add_user(self, public: PublicIdentity | str, name: str, role: str) -> U.User:
@@ -1415,7 +1492,9 @@ class Vault:
     def approve_reveal(self, req_id: str, ttl_seconds: int = 24 * 3600) -> None:
         """Break-glass approval by the lead (see :meth:`_approve_reveal_impl`)."""
         self._guard("reveal_approve", lambda: self._need_lead("approving break-glass requests"))
-        self._audit("reveal_approve", "", {"request": str(req_id), "ttl_seconds": int(ttl_seconds)})
+        if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int) or not 0 < ttl_seconds <= 30 * 86400:
+            raise ValidationError("ttl_seconds must be a whole number of seconds, 1 to 30 days")
+        self._audit("reveal_approve", "", {"request": str(req_id), "ttl_seconds": ttl_seconds})
         self._approve_reveal_impl(req_id, ttl_seconds)
 
     def reveal(self, req_id: str) -> Any:
@@ -1442,10 +1521,12 @@ class Vault:
         and nothing else identifies it; without one, rows carry no identifier at all.
         Logged as an ``export`` with the fields and the row count.
         """
+        fields = _field_names(fields)
         return self._rows(fields, purpose, "export", progress)
 
     def rows(self, fields: Sequence[str], purpose: str | None = None) -> list[dict[str, Any]]:
         """Like :meth:`export`, for showing on screen (logged as ``read_all``)."""
+        fields = _field_names(fields)
         return self._rows(fields, purpose, "read_all")
 
     def _rows(self, fields: Sequence[str], purpose: str | None, action: str,
@@ -1464,7 +1545,7 @@ class Vault:
                 progress(n, total)
             row: dict[str, Any] = {}
             if purpose is not None:
-                row["pseudonym"] = self._pseudonym_impl(rec.id, purpose)
+                row["pseudonym"] = self._pseudonym_impl(rec.id, purpose, known_live=True)
             row.update({f: rec.get(f) for f in fields})
             if rec.id in canaries:
                 self._alarm(rec.id, action)
@@ -1488,6 +1569,9 @@ class Vault:
         a pseudonym of any purpose the caller holds (badge, travel, ...): the entries about
         that record, whose target is its audit pseudonym, are kept."""
         from . import audit as A
+        for label, ms in (("since_ms", since_ms), ("until_ms", until_ms)):
+            if ms is not None and (isinstance(ms, bool) or not isinstance(ms, int)):
+                raise ValidationError(f"{label} must be Unix time in milliseconds (an integer)")
         if target is not None:
             target = self._audit_target_of(target)  # before the entry: a bad one is one error
         self._audit("audit_read", "", {"filters": [x for x, v in (("actor", actor), ("action", action),
