@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import vault
 from vault import _crypto as C
@@ -361,3 +363,42 @@ def test_key_statement() -> None:
     for bad in ("dvault keys v1\n", v["statement"] + "class x\n", v["statement"].rstrip("\n")):
         with pytest.raises(vault.IntegrityError):
             K.check_key_statement(full, vid, bad, K.sign_text("keys", vid, bad, b"L", lead))
+
+
+def test_normalize() -> None:
+    """The library's normalisers give the spec's outputs (computed by normref.py, a second
+    implementation written from format.md §10 alone) on the hard cases."""
+    from vault.normalize import normalize, tokens
+    doc = load("normalize_v1.json")
+    assert len(doc["cases"]) >= 250
+    for case in doc["cases"]:
+        x = case["input"]
+        for kind in ("text", "name", "email", "phone", "compact"):
+            assert normalize(kind, x) == case[kind], (kind, x)
+        assert tokens(normalize("name", x)) == case["tokens"], x
+
+
+def _normref():  # type: ignore[no-untyped-def]
+    sys.path.insert(0, str(VEC))
+    try:
+        import normref
+    finally:
+        sys.path.remove(str(VEC))
+    return normref
+
+
+_NORM_ALPHABET = st.one_of(
+    st.characters(codec="utf-8"),  # anything
+    st.sampled_from("0123456789()+ -.'`\u00a0\u00ad\u2010\u2013\u2212\u2019\u02bc\u0301\u0308\u0306\u0327"
+                    "İıßΣσςЙЁ٤٢۰९ＡＢ０１ﬁ"),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(_NORM_ALPHABET, max_size=24))
+def test_normalisers_agree_with_the_spec_only_implementation(x: str) -> None:
+    from vault.normalize import normalize, tokens
+    ref = _normref()
+    for kind in ref.KINDS:
+        assert normalize(kind, x) == ref.normalize_ref(kind, x), kind
+    assert tokens(normalize("name", x)) == ref.tokens_ref(normalize("name", x))

@@ -424,7 +424,70 @@ def build() -> dict[str, dict]:
     plan = '{"bits":5,"class_versions":{"identity":1,"public":1},"gen":1,"k":4,"population":150}'
     files["index_plan_mac_v1.json"] = meta_mac(b"I", b"dvault/v1/index-plan-mac", "plan", plan,
                                                "index plan MAC blob, kind I")
+    files["normalize_v1.json"] = normalize_vectors()
     return files
+
+
+NORMALIZE_INPUTS = [  # hard cases for the normalisers (§10), from a spec-only review
+ # Latin accented
+ "José", "JOSÉ", "Jose\u0301", "Müller", "MÜLLER", "Mu\u0308ller", "Françoise", "Ångström", "Øyvind", "ØRJAN",
+ "Łukasz", "ŁÓDŹ", "Æsir", "ÆTHELRED", "æ", "Đorđe", "ĐORĐE", "Þórr", "þorn", "Straße", "STRASSE", "ß", "ẞ",
+ "Ðað", "Œuvre", "ﬁnance", "ﬀ", "ﬃ", "Ĳssel", "ǅ", "Ǆ", "ŉ", "ſ", "K\u212a", "Å", "Å",
+ # Greek
+ "Ελληνικά", "ΆΈΉΊΌΎΏ", "ΐΰ", "Σωκράτης", "ΟΔΥΣΣΕΥΣ", "σοφός", "ς", "Σ", "ΣΑΣ ΣΑΣ", "ϐϑϕϖ", "ΐ", "ᾼ", "ᾳ", "Ὀδυσσεύς",
+ # Cyrillic
+ "Йошкар-Ола", "ЙОГУРТ", "Ёлка", "ёж", "Ї", "Ў", "Ќ", "й", "и\u0306", "ЁЁ",
+ # Turkish
+ "İstanbul", "ISTANBUL", "ıİiI", "İ", "ı", "I\u0307",
+ # Vietnamese
+ "Nguyễn", "Trần Thị Ánh", "Phạm Ngọc Thạch", "Đặng", "ỆỖỰ", "Ư\u031b", "e\u0302\u0301",
+ # Arabic
+ "محمد", "أحمد", "إبراهيم", "مُحَمَّد", "ؤ ئ ء", "ٱ", "ﷲ", "ﻻ", "عَبْدُ ٱللَّٰه",
+ # Devanagari
+ "हिन्दी", "क़", "क\u093c", "ज़िन्दगी", "नमस्ते", "ऩ", "क्ष",
+ # Thai, CJK, Hangul
+ "ภาษาไทย", "กำ", "ก\u0e4d\u0e32", "日本語", "中文 名字", "한국어", "한", "\u1100\u1161", "ｶﾀｶﾅ", "ガ", "カ\u3099",
+ # fullwidth
+ "ＡＢＣ１２３", "Ｊｏｈｎ　Ｓｍｉｔｈ", "０１２３", "＋４４", "ｊｏｈｎ＠ｅｘａｍｐｌｅ．ｃｏｍ",
+ # whitespace
+ "a\u00a0b", "a\u3000b", "a\tb\nc", "  lead trail  ", "a\u2028b", "a\u2029b", "a\x1cb\x1fc", "a\u200bb", "a\u180eb",
+ "\u00a0\u00a0", "", " ", "\t\n\r\x0b\x0c", "a\u0085b", "a\u202fb", "a\u205fb", "a\u2007b", "a\ufeffb",
+ # soft hyphen, dashes, minus, apostrophes
+ "Ma\u00adria", "\u00ad", "Jean\u2010Paul", "Jean\u2011Paul", "Jean\u2012Paul", "Jean\u2013Paul", "Jean\u2014Paul",
+ "Jean\u2015Paul", "Jean\u2212Paul", "O\u2018Brien", "O\u2019Brien", "O\u02bcBrien", "O`Brien", "O'Brien", "D\uff07Arcy",
+ "a\ufe63b", "a\uff0db", "a\u2e3ab", "a\u2053b", "a\u058ab", "a\u301cb", "a\u2032b", "a\u00b4b", "a\u02b9b",
+ "- - -", "--a--", "a - b", "a.b.", "j. r. r. tolkien", "J.R.R.", "van der Berg", "jean-jean jean",
+ # emails
+ "John.Smith@Example.COM", "  ÜSER@bücher.de ", "用户@例子.广告", "İnfo@TÜRK.com", "ΣΟΦΙΑ@ΕΛ.gr", "user+tag@ｅｘ.com",
+ "Ǳ@x", "ß@STRASSE.de", "\u00a0a@b\u3000",
+ # phones
+ "+44 (0)20 7946 0958", "0044 20 7946 0958", "0044 (0)20 7946 0958", "00 (0)20 1234", "(0)0 44 20", "(0)044 20",
+ "+1 (555) 123-4567", "(555) 123-4567", "+33 (0)1 23 45 67 89", "01 23 45 67 89", "+49 (0)30 123456", "030/123456",
+ "+81-3-1234-5678", "+86 10 1234 5678", "+91 98765 43210", "+7 (495) 123-45-67", "8 (495) 123-45-67",
+ "+٤٤ ٢٠ ٧٩٤٦", "٠٠٤٤ ٢٠", "۰۰۹۸ ۲۱", "+९१ ९८७६५", "๐๘๑", "１２３－４５６", "+1 800 FLOWERS", "555-1234 x123",
+ "555-1234 ext. 99", "", "+", "++", "(0)", "(0)(0)", "((0))", "(00)", "+(0)", "+44(0)(0)20", "+1234(0)5",
+ "+123(0)45", "+12(0)(0)3", "0(0)44", "T", "tel:+44-20", "+ 44 0 20", "0 0 44", "(0) (0) 44", "+(0)44", "x+1",
+ "1+2", "𝟘𝟘𝟜𝟜", "①②③", "⑴⑵", "²³", "00", "0", "000", "0000(0)1",
+ # passports / compact
+ "AB 123.456-7", "ab-12.34 56", "X\u2010Y\u2011Z\u2012", "A\u2212B", "p\u00adq", "ﬁ-12", "ß12", "Straße 1", "ǆ-1",
+ "ı-1", "ŉ", "ΐ.1", "a\u3000b.c", "Ａ－１．２", "№ 123", "ℕ", "Ⅻ", "㎏", "µ", "ﬅ", "ꭰ", "Ꭰ", "ᏸ",
+ # combining-only
+ "\u0301", "\u0301\u0308", "\u0301abc", "\u0308\u0301 x", "\u0670", "\u093c", "\u0e31", " \u0301", "\u0301 \u0301",
+ "1\u0301", "-\u0301", "'\u0301", "a\u0301\u0327", "\u0345", "\u0344", "\u0f73", "\u0f77", "ᾀ", "\u1dc0a",
+ # controls / unassigned / PUA / surrogate-free odd
+ "a\u0000b", "\u0378", "\ue000\u0301", "\ufffe", "\U0001F600\u0301", "\U0001D400", "𝐀𝐁", "Ａ\u0301",
+]
+
+
+def normalize_vectors() -> dict:
+    """§10's normalisers, computed by normref.py (written from the spec alone, like this file)."""
+    import unicodedata
+    sys.path.insert(0, str(HERE))
+    from normref import KINDS, normalize_ref, tokens_ref
+    cases = [{"input": x, **{k: normalize_ref(k, x) for k in KINDS if k != "none"},
+              "tokens": tokens_ref(normalize_ref("name", x))} for x in NORMALIZE_INPUTS]
+    return {"description": "normalisers of docs/format.md §10: each kind's output, and tokens(name(input))",
+            "unicode": unicodedata.unidata_version, "cases": cases}
 
 
 def render(doc: dict) -> str:

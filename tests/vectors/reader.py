@@ -1,0 +1,801 @@
+#!/usr/bin/env python3
+"""A second implementation that reads a whole SQLite vault, written from docs/format.md.
+
+It was written (2026-11-27) by someone who read only the spec and the vectors, never the
+library; what it had to guess was then written into format.md. It imports nothing from
+``vault`` (its normalisers are normref.py's, also spec-only), so
+tests/test_independent_reader.py, which runs it over vaults the library built, checks
+that the spec is enough to read a vault: unlock, every MAC and signature, every record,
+the audit chain and record states, pseudonyms and blind-index terms. Usage:
+
+    reader.py VAULT.sqlite --passphrase-file F       (recovery passphrase slot)
+    reader.py VAULT.sqlite --identity F --identity-passphrase-file F2
+    [--expected expected.json]   compare with library output (records + badge pseudonyms)
+"""
+import argparse
+import base64
+import hashlib
+import hmac
+import json
+import sqlite3
+import struct
+import sys
+import tomllib
+import unicodedata
+
+from argon2.low_level import Type, hash_secret_raw
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.exceptions import InvalidSignature, InvalidTag
+import nacl.public
+
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
+from normref import normalize_ref, tokens_ref  # noqa: E402  (the spec-only normalisers beside this file)
+
+VERSION = 1
+
+
+class FormatError(Exception):
+    pass
+
+
+# ---------------------------------------------------------------- primitives
+def u8(n): return struct.pack(">B", n)
+def u16(n): return struct.pack(">H", n)
+def u32(n): return struct.pack(">I", n)
+def u64(n): return struct.pack(">Q", n)
+
+
+def lp8(x):
+    if isinstance(x, str):
+        x = x.encode()
+    assert len(x) <= 255
+    return u8(len(x)) + x
+
+
+def sha256(b): return hashlib.sha256(b).digest()
+
+
+def hkdf(ikm, info, length=32):
+    # spec: HKDF-SHA256, salt none (RFC 5869: zero-filled), length assumed 32
+    if isinstance(info, str):
+        info = info.encode()
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=info).derive(ikm)
+
+
+def aead_open(key, nonce, ct, aad):
+    return AESGCM(key).decrypt(nonce, ct, aad)
+
+
+def hmac256(key, msg): return hmac.new(key, msg, hashlib.sha256).digest()
+
+
+def ed_verify(pub, sig, msg):
+    try:
+        Ed25519PublicKey.from_public_bytes(pub).verify(sig, msg)
+        return True
+    except InvalidSignature:
+        return False
+
+
+def ed_pub_from_seed(seed):
+    return Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def x_pub_from_secret(sec):
+    return X25519PrivateKey.from_private_bytes(sec).public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def seal_open(x_secret, box):
+    return nacl.public.SealedBox(nacl.public.PrivateKey(x_secret)).decrypt(box)
+
+
+def unpad(x):
+    i = len(x)
+    while i > 0 and x[i - 1] == 0:
+        i -= 1
+    if i == 0 or x[i - 1] != 0x80:
+        raise FormatError("bad padding")
+    return x[:i - 1]
+
+
+def argon2id(passphrase, salt, t, m, p):
+    pw = unicodedata.normalize("NFC", passphrase).encode()
+    if not pw:
+        raise FormatError("empty passphrase refused")
+    return hash_secret_raw(pw, salt, time_cost=t, memory_cost=m, parallelism=p,
+                           hash_len=32, type=Type.ID, version=19)
+
+
+class R:
+    """byte reader"""
+    def __init__(self, b):
+        self.b, self.i = b, 0
+
+    def take(self, n):
+        if self.i + n > len(self.b):
+            raise FormatError("truncated")
+        v = self.b[self.i:self.i + n]
+        self.i += n
+        return v
+
+    def u8(self): return self.take(1)[0]
+    def u16(self): return struct.unpack(">H", self.take(2))[0]
+    def u32(self): return struct.unpack(">I", self.take(4))[0]
+    def lp8(self): return self.take(self.u8())
+    def done(self): return self.i == len(self.b)
+
+
+def check_header(blob, kind):
+    if len(blob) < 2 or blob[0] != VERSION:
+        raise FormatError(f"unknown version in {kind!r} blob")
+    if blob[1:2] != kind.encode():
+        raise FormatError(f"expected kind {kind!r}, got {blob[1:2]!r}")
+
+
+# ---------------------------------------------------------------- §8 passphrase slot
+KDF_FLOOR = (3, 65536, 4)
+KDF_CEIL = (16, 1 << 20, 16)
+
+
+def open_passphrase_box(blob, passphrase, kind, bind, floor=KDF_FLOOR):
+    """§8 (kind P, bind = vault_id) and §8a identity file (kind U, bind = b'')."""
+    secret_len = 32 if kind == "P" else 64
+    want = 38 + 12 + secret_len + 16 + 8
+    if len(blob) != want:
+        raise FormatError(f"{kind}: length {len(blob)} != {want}")
+    body, chk = blob[:-8], blob[-8:]
+    if sha256(body + bind)[:8] != chk:
+        raise FormatError(f"{kind}: checksum mismatch (corrupt or other vault)")
+    check_header(blob, kind)
+    header = body[:38]
+    t, m, p = struct.unpack(">III", header[10:22])
+    salt = header[22:38]
+    for v, lo, hi in zip((t, m, p), floor, KDF_CEIL):
+        if not lo <= v <= hi:
+            raise FormatError(f"{kind}: KDF parameters out of range {t, m, p}")
+    kek = argon2id(passphrase, salt, t, m, p)
+    nonce, ct = body[38:50], body[50:]
+    try:
+        return header[2:10], aead_open(kek, nonce, ct, header + bind)
+    except InvalidTag:
+        raise FormatError("wrong passphrase") from None
+
+
+# ---------------------------------------------------------------- §7 keyring
+def open_keyring(blob, slot_secret, vault_id, slot_kid=None):
+    check_header(blob, "K")
+    header = blob[:10]
+    if slot_kid is not None and header[2:10] != slot_kid:
+        raise FormatError("keyring names another slot")
+    plain = aead_open(slot_secret, blob[10:22], blob[22:], header + vault_id)
+    r = R(plain)
+    keys = []
+    for _ in range(r.u16()):
+        kind = r.u8()
+        name = r.lp8().decode()
+        version = r.u32()
+        kid = r.take(8)
+        key = r.take(32)
+        keys.append(dict(kind=kind, name=name, version=version, kid=kid, key=key))
+    if not r.done():
+        raise FormatError("keyring trailing bytes")
+    return keys
+
+
+class Keyring:
+    def __init__(self, keys):
+        self.keys = keys
+
+    def of(self, kind, name=None):
+        return [k for k in self.keys if k["kind"] == kind and (name is None or k["name"] == name)]
+
+    def one(self, kind, name=None):
+        ks = self.of(kind, name)
+        return ks[0] if ks else None
+
+    def current(self, kind, name):
+        ks = self.of(kind, name)
+        return max(ks, key=lambda k: k["version"]) if ks else None
+
+    def by_kid(self, kind, kid):
+        for k in self.keys:
+            if k["kind"] == kind and k["kid"] == kid:
+                return k
+        return None
+
+    @property
+    def meta(self):
+        return self.one(2)
+
+
+# ---------------------------------------------------------------- §8a/§8b ids
+def user_id_of(x_pub, ed_pub):
+    return sha256(b"dvault-user-id" + x_pub + ed_pub)[:8]
+
+
+def recovery_actor(kr):
+    seed = kr.one(8)
+    ed_pub = kr.one(7)["key"] if kr.one(7) else None
+    x_pub = kr.one(9)["key"] if kr.one(9) else None
+    out = dict(ed_pub=ed_pub, x_pub=x_pub)
+    if seed:
+        s = seed["key"]
+        ed_seed = hkdf(s, "dvault/v1/recovery-signing")
+        x_sec = hkdf(s, "dvault/v1/recovery-box")
+        out.update(ed_seed=ed_seed, x_sec=x_sec,
+                   ed_pub_derived=ed_pub_from_seed(ed_seed), x_pub_derived=x_pub_from_secret(x_sec))
+    return out
+
+
+def load_identity_file(path, passphrase, floor=KDF_FLOOR):
+    text = open(path, "r", encoding="ascii").read()
+    lines = [ln.strip() for ln in text.splitlines()]
+    b64 = "".join(ln for ln in lines if ln and not ln.startswith("#"))
+    blob = base64.b64decode(b64, validate=True)
+    uid, secret = open_passphrase_box(blob, passphrase, "U", b"", floor)
+    x_sec, ed_seed = secret[:32], secret[32:]
+    x_pub, ed_pub = x_pub_from_secret(x_sec), ed_pub_from_seed(ed_seed)
+    if user_id_of(x_pub, ed_pub) != uid:
+        raise FormatError("identity file user id does not match its keys")
+    return dict(user_id=uid, x_sec=x_sec, ed_seed=ed_seed, x_pub=x_pub, ed_pub=ed_pub)
+
+
+# ---------------------------------------------------------------- §3 values
+def decode_value(ftype, raw):
+    if ftype == "bool":
+        if raw not in (b"\x00", b"\x01"):
+            raise FormatError("bad bool")
+        return raw == b"\x01"
+    if ftype == "integer":
+        return int(raw.decode("ascii"))
+    return raw.decode("utf-8")  # text, enum, date
+
+
+# ---------------------------------------------------------------- §4 §5 §5a §6
+def manifest(names):
+    names = sorted(n.encode() for n in names)
+    return u16(len(names)) + b"".join(lp8(n) for n in names)
+
+
+def dek_context_aad(header, vault_id, rid, cls, cls_version, names):
+    return header + vault_id + rid + lp8(cls) + u32(cls_version) + manifest(names)
+
+
+def parse_row(data):
+    r = R(data)
+    envs = []
+    for _ in range(r.u8()):
+        cls = r.lp8().decode()
+        dek = r.take(r.u16())
+        cells_b = r.take(r.u32())
+        c = R(cells_b)
+        cells = []
+        for _ in range(c.u16()):
+            name = c.lp8().decode()
+            blob = c.take(c.u32())
+            cells.append((name, blob))
+        if not c.done():
+            raise FormatError("cells trailing bytes")
+        envs.append((cls, dek, cells))
+    if not r.done():
+        raise FormatError("row trailing bytes")
+    return envs
+
+
+class Reader:
+    def __init__(self, path, floor=KDF_FLOOR):
+        self.floor = floor  # the tests lower the Argon2id floor, as they do for the library
+        self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        self.meta = {n: bytes(v) if v is not None else b"" for n, v in
+                     self.db.execute("select name, value from dv_meta")}
+        if self.meta.get("format_version") != b"1":
+            raise FormatError("unknown format_version")
+        self.vault_id = self.meta["vault_id"]
+        self.report = {}
+        self.unreadable = {}
+        self.sealed_fields = {}
+        self.users = {}
+        for uid, name, role, public, slot_id in self.db.execute(
+                "select user_id, name, role, public, slot_id from dv_users"):
+            self.users[uid] = dict(user_id=uid, name=name, role=role, public=bytes(public), slot_id=slot_id)
+
+    # -- unlocking
+    def unlock_passphrase(self, passphrase):
+        errs = []
+        for slot_id, unlock, keyring in self.db.execute(
+                "select slot_id, unlock, keyring from dv_slots where kind = 'passphrase'"):
+            try:
+                kid, secret = open_passphrase_box(bytes(unlock), passphrase, "P", self.vault_id, self.floor)
+                if kid.hex() != slot_id:
+                    raise FormatError("slot id mismatch")
+                self.kr = Keyring(open_keyring(bytes(keyring), secret, self.vault_id, kid))
+                self.opener = "passphrase"
+                return
+            except FormatError as e:
+                errs.append(str(e))
+        raise FormatError("no passphrase slot opens: " + "; ".join(errs))
+
+    def unlock_identity(self, path, passphrase):
+        ident = load_identity_file(path, passphrase, self.floor)
+        uid = ident["user_id"].hex()
+        user = self.users.get(uid)
+        if not user:
+            raise FormatError("identity is not a user of this vault")
+        unlock, keyring = self.db.execute("select unlock, keyring from dv_slots where slot_id = ?",
+                                          (user["slot_id"],)).fetchone()
+        unlock = bytes(unlock)
+        check_header(unlock, "X")
+        inner = seal_open(ident["x_sec"], unlock[10:])
+        if inner[:16] != self.vault_id:
+            raise FormatError("X slot for another vault")
+        self.kr = Keyring(open_keyring(bytes(keyring), inner[16:48], self.vault_id, unlock[2:10]))
+        self.opener = "identity"
+        self.identity = ident
+
+    # -- §9, §9a, §9b, §8a, §10 plan MAC
+    def check_meta(self):
+        res = {}
+        meta = self.kr.meta
+        vid = self.vault_id
+        schema = self.meta["schema"]
+        blob = self.meta["schema_mac"]
+        check_header(blob, "S")
+        hdr = blob[:10]
+        res["schema_mac"] = (hdr[2:10] == meta["kid"] and len(blob) == 42 and hmac.compare_digest(
+            blob[10:], hmac256(meta["key"], b"dvault/v1/schema-mac" + hdr + vid + sha256(schema))))
+        plan = self.meta["index_plan"]
+        blob = self.meta["index_plan_mac"]
+        check_header(blob, "I")
+        hdr = blob[:10]
+        res["index_plan_mac"] = hdr[2:10] == meta["kid"] and hmac.compare_digest(
+            blob[10:], hmac256(meta["key"], b"dvault/v1/index-plan-mac" + hdr + vid + sha256(plan)))
+        lead = self.kr.one(4)
+        rec = recovery_actor(self.kr)
+        signers = {b"L": lead["key"] if lead else None, b"R": rec["ed_pub"]}
+
+        def who_sig(val, label, text):
+            if len(val) != 65 or signers.get(val[:1]) is None:
+                return False
+            return ed_verify(signers[val[:1]], val[1:], label + vid + sha256(text))
+        res["schema_sig"] = who_sig(self.meta.get("schema_sig", b""), b"dvault/v1/schema-sig", schema)
+        res["index_plan_sig"] = who_sig(self.meta.get("index_plan_sig", b""), b"dvault/v1/index-plan-sig", plan)
+        if self.meta.get("index_next"):
+            res["index_next_sig"] = who_sig(self.meta["index_next_sig"], b"dvault/v1/index-plan-sig",
+                                            self.meta["index_next"])
+        if "recovery_pub" in self.meta and rec["ed_pub"]:
+            res["recovery_pub_matches_keyring"] = self.meta["recovery_pub"] == rec["x_pub"] + rec["ed_pub"]
+        if "ed_pub_derived" in rec:
+            res["recovery_seed_matches_kind7_9"] = (rec["ed_pub_derived"] == rec["ed_pub"]
+                                                    and rec["x_pub_derived"] == rec["x_pub"])
+        # §8a roster
+        if lead:
+            res["lead_vk_matches_keyring"] = self.meta.get("lead_vk") == lead["key"]
+            rows = sorted(self.users.values(), key=lambda u: u["user_id"].encode())
+            roster = b"dvault/v1/roster" + vid + u32(len(rows)) + b"".join(
+                lp8(u["user_id"]) + lp8(u["name"]) + lp8(u["role"]) + u["public"] + lp8(u["slot_id"])
+                for u in rows)
+            res["roster_sig"] = ed_verify(lead["key"], self.meta.get("roster_sig", b""), roster)
+            res["user_ids"] = all(user_id_of(u["public"][:32], u["public"][32:]).hex() == u["user_id"]
+                                  for u in rows)
+            slot_ids = {u["slot_id"] for u in rows}
+            res["x25519_slots_signed"] = all(
+                s in slot_ids for (s,) in self.db.execute("select slot_id from dv_slots where kind='x25519'"))
+        # §9b key statement
+        stmt = self.meta.get("keys_stmt")
+        if stmt:
+            res["keys_stmt_sig"] = who_sig(self.meta.get("keys_stmt_sig", b""), b"dvault/v1/keys-sig", stmt)
+            want = self.key_statement_lines()
+            lines = stmt.decode("ascii").split("\n")
+            assert lines[-1] == ""
+            lines = lines[:-1]
+            res["keys_stmt_header"] = lines[0] == "dvault keys v1"
+            res["keys_stmt_meta"] = lines[1] == want[0]
+            got = {ln.split(" ")[1]: ln for ln in lines[2:]}
+            res["keys_stmt_classes"] = all(got.get(ln.split(" ")[1]) == ln for ln in want[1:])
+            for n in sorted({k["name"] for k in self.kr.of(6)} - {k["name"] for k in self.kr.of(1)}):
+                k6 = max(self.kr.of(6, n), key=lambda k: k["version"])
+                res[f"keys_stmt_write_only_{n}"] = got.get(n) == f"class {n} {k6['version']} {k6['kid'].hex()} {k6['key'].hex()}"
+            # a full keyring should reproduce the statement exactly
+            if self.opener == "passphrase":
+                res["keys_stmt_exact"] = lines[1:] == want
+        if self.meta.get("canaries"):
+            c = self.meta["canaries"]
+            key = hkdf(meta["key"], "dvault/v1/canaries")
+            tags = json.loads(aead_open(key, c[:12], c[12:], vid))
+            self.canary_tags = set(tags)
+            res["canaries_decrypt"] = isinstance(tags, list)
+        self.report["meta_checks"] = res
+        return res
+
+    def canary_tag(self, rid):
+        return hmac256(hkdf(self.kr.meta["key"], "dvault/v1/canary-tag"), rid)[:16].hex()
+
+    def reason_secret(self):
+        """X25519 secret able to open kind R notes: the lead's (identity opener) or recovery's."""
+        if getattr(self, "identity", None):
+            return self.identity["x_sec"], self.identity["user_id"]
+        rec = recovery_actor(self.kr)
+        if "x_sec" in rec:
+            return rec["x_sec"], user_id_of(rec["x_pub"], rec["ed_pub"])
+        return None, None
+
+    def open_reason(self, blob):
+        sec, uid = self.reason_secret()
+        if not blob or sec is None:
+            return None
+        if blob[:2] == bytes([VERSION]) + b"R":
+            if blob[2:10] != uid:
+                return None  # sealed to someone else
+            inner = seal_open(sec, blob[10:])
+            if inner[:10] != blob[:10]:
+                raise FormatError("reason: inner header differs")
+            return inner[10:].decode()
+        return seal_open(sec, blob).decode()  # headerless legacy form
+
+    def pin(self):
+        return hmac256(self.kr.meta["key"], b"dvault/v1/keyring-pin" + self.vault_id)[:16].hex()
+
+    def key_statement_lines(self):
+        out = [f"meta {self.pin()}"]
+        names = sorted({k["name"] for k in self.kr.of(1)})
+        for n in names:
+            k = self.kr.current(1, n)
+            pub = x_pub_from_secret(hkdf(k["key"], "dvault/v1/class-box"))
+            out.append(f"class {n} {k['version']} {k['kid'].hex()} {pub.hex()}")
+        return out
+
+    # -- schema
+    def load_schema(self):
+        self.schema = tomllib.loads(self.meta["schema"].decode("utf-8"))
+        self.classes = self.schema["schema"]["classes"]
+        self.fields = self.schema["fields"]
+
+    # -- records
+    def open_dek(self, rid, cls, dek, names):
+        vid = self.vault_id
+        kind = dek[1:2]
+        check_header(dek, kind.decode())
+        if kind == b"D":
+            if len(dek) != 78:
+                raise FormatError("D length")
+            hdr = dek[:18]
+            ck = self.kr.by_kid(1, hdr[2:10])
+            if ck is None or ck["name"] != cls:
+                raise FormatError(f"class key {hdr[2:10].hex()} unknown or not of class {cls}")
+            aad = dek_context_aad(hdr, vid, rid, cls, ck["version"], names)
+            return hdr[10:18], aead_open(ck["key"], dek[18:30], dek[30:], aad), "D"
+        if kind == b"W":
+            if len(dek) != 202:
+                raise FormatError("W length")
+            hdr, box, sig = dek[:26], dek[26:138], dek[138:]
+            ck = self.kr.by_kid(1, hdr[2:10])
+            if ck is None or ck["name"] != cls:
+                raise FormatError("W: class key unknown")
+            ctx = sha256(dek_context_aad(hdr, vid, rid, cls, ck["version"], names))
+            writer = self.users.get(hdr[18:26].hex())
+            if writer is None:
+                raise FormatError("W: writer not in signed user table")
+            role = self.schema.get("roles", {}).get(writer["role"], {})
+            if cls not in role.get("write_only", []):
+                raise FormatError("W: writer's role may not fill this class")
+            if not ed_verify(writer["public"][32:], sig, b"dvault/v1/sealed-dek-sig" + hdr + box + ctx):
+                raise FormatError("W: bad signature")
+            inner = seal_open(hkdf(ck["key"], "dvault/v1/class-box"), box)
+            if inner[32:] != ctx:
+                raise FormatError("W: context mismatch")
+            return hdr[10:18], inner[:32], "W"
+        if kind == b"E":
+            if int(self.meta.get("db_schema_version", b"0")) >= 5:
+                raise FormatError("kind E refused from schema v5")
+            hdr, box = dek[:18], dek[18:]
+            ck = self.kr.by_kid(1, hdr[2:10])
+            ctx = sha256(dek_context_aad(hdr, vid, rid, cls, ck["version"], names))
+            inner = seal_open(hkdf(ck["key"], "dvault/v1/class-box"), box)
+            if inner[32:] != ctx:
+                raise FormatError("E: context mismatch")
+            return hdr[10:18], inner[:32], "E"
+        raise FormatError(f"unknown DEK kind {kind!r}")
+
+    def read_record(self, rid, data):
+        envs = parse_row(data)
+        if [e[0] for e in envs] != self.classes:
+            raise FormatError("row classes differ from schema")
+        out, dek_ids, kinds = {}, b"", []
+        for cls, dek, cells in envs:
+            names = [n for n, _ in cells]
+            if [n.encode() for n in names] != sorted(n.encode() for n in names) or len(set(names)) != len(names):
+                raise FormatError("cells not sorted/unique")
+            for n in names:
+                if self.fields.get(n, {}).get("class") != cls:
+                    raise FormatError(f"field {n} not in class {cls}")
+            dek_ids += dek[10:18]  # DEK id sits at the same offset in D, W and E headers
+            if not self.kr.of(1, cls):
+                kinds.append(dek[1:2].decode() + "(not held)")
+                self.unreadable.setdefault(cls, 0)
+                self.unreadable[cls] += 1
+                continue
+            dek_id, key, kind = self.open_dek(rid, cls, dek, names)
+            kinds.append(kind)
+            if kind == "W":
+                self.sealed_fields.setdefault(rid, set()).update(names)
+            for name, blob in cells:
+                check_header(blob, "F")
+                if blob[2:10] != dek_id:
+                    raise FormatError("field names another DEK")
+                aad = blob[:10] + self.vault_id + rid + lp8(name)
+                pt = aead_open(key, blob[10:22], blob[22:], aad)
+                out[name] = decode_value(self.fields[name]["type"], unpad(pt))
+        return out, dek_ids, kinds
+
+    def records(self):
+        for rid, data in self.db.execute("select id, data from dv_records order by rowid"):
+            yield bytes(rid), bytes(data)
+
+    # -- §13a record states
+    def state_token(self, rid, dek_ids):
+        k = hkdf(self.kr.meta["key"], "dvault/v1/record-state")
+        return hmac256(k, self.vault_id + rid + dek_ids)[:12].hex()
+
+    # -- §11 pseudonyms
+    CROCK = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+    @staticmethod
+    def gf_double(x):
+        x <<= 1
+        if x & 0x20:
+            x ^= 0b100101  # x^5 + x^2 + 1
+        return x
+
+    @classmethod
+    def damm_check(cls, digits):
+        interim = 0
+        for d in digits:
+            interim = cls.gf_double(interim) ^ d
+        return cls.gf_double(interim)
+
+    def pseudonym_value(self, purpose, rid, pk=None):
+        pk = pk or self.kr.current(3, purpose)["key"]
+        prf = hkdf(pk, "dvault/v1/pseudonym")
+        return struct.unpack(">Q", hmac256(prf, rid)[:8])[0] >> 14
+
+    @classmethod
+    def spell(cls, purpose, value):
+        digits = [(value >> (5 * (9 - i))) & 31 for i in range(10)]
+        check = cls.damm_check(digits)
+        s = "".join(cls.CROCK[d] for d in digits) + cls.CROCK[check]
+        return f"{purpose[:2].upper()}-{s[0:4]}-{s[4:8]}-{s[8:11]}"
+
+    def pseudonym(self, purpose, rid):
+        return self.spell(purpose, self.pseudonym_value(purpose, rid))
+
+    def pseudonym_row_ok(self, purpose, rid):
+        pk = self.kr.current(3, purpose)
+        value = self.pseudonym_value(purpose, rid)
+        tag = hmac256(hkdf(pk["key"], "dvault/v1/pseudonym-tag"), u64(value))[:16]
+        row = self.db.execute("select ref from dv_pseudonyms where purpose=? and tag=?", (purpose, tag)).fetchone()
+        if row is None:
+            return None
+        ref = bytes(row[0])
+        check_header(ref, "N")
+        k = self.kr.by_kid(3, ref[2:10])
+        ref_key = hkdf(k["key"], "dvault/v1/pseudonym-ref")
+        got = aead_open(ref_key, ref[10:22], ref[22:], ref[:10] + lp8(purpose) + tag)
+        return got == rid
+
+    # -- §10 blind index
+    def index_value(self, cls, field, kind, data, bits):
+        """§10 for one term; ``data`` is the HMAC input (normalised UTF-8 or a value encoding)."""
+        ver = json.loads(self.meta["index_plan"])["class_versions"][cls]
+        ck = [k for k in self.kr.of(1, cls) if k["version"] == ver][0]
+        ik = hkdf(ck["key"], b"dvault/v1/blind-index" + lp8(field) + lp8(kind))
+        if bits == 0:
+            return 0
+        return struct.unpack(">I", hmac256(ik, data)[:4])[0] >> (32 - bits)
+
+    def index_has(self, gen, name, value, rid):
+        for (ids,) in self.db.execute("select ids from dv_index where gen=? and name=? and value=?",
+                                      (gen, name, value)):
+            ids = bytes(ids)
+            if not ids or len(ids) % 16:
+                raise FormatError("malformed index row")
+            if rid in [ids[i:i + 16] for i in range(0, len(ids), 16)]:
+                return True
+        return False
+
+    # -- §13a audit
+    def verify_audit(self):
+        rec = recovery_actor(self.kr)
+        actors = {u["public"] for u in self.users.values()}
+        if rec["ed_pub"]:
+            actors.add(rec["x_pub"] + rec["ed_pub"])
+        prev_hash = b"\0" * 32
+        expect_seq = 1
+        n, problems, unsigned = 0, [], 0
+        live, dropped, state_entries = set(), set(), 0
+        targets = set()
+        self.reasons, self.reasons_sealed_elsewhere = [], 0
+        for seq, prev, at, actor, action, target, detail, reason, h, sig in self.db.execute(
+                "select seq, prev, at, actor, action, target, detail, reason, hash, sig from dv_audit order by seq"):
+            prev, actor, reason, h, sig = map(bytes, (prev, actor, reason, h, sig))
+            detail_b = detail.encode() if isinstance(detail, str) else bytes(detail)
+            if seq != expect_seq:
+                problems.append((seq, "seq gap/repeat"))
+            if prev != prev_hash:
+                problems.append((seq, "prev mismatch"))
+            calc = sha256(b"dvault/v1/audit" + u64(seq) + u64(at) + prev + actor + lp8(action) + lp8(target)
+                          + u32(len(detail_b)) + detail_b + u32(len(reason)) + reason)
+            if calc != h:
+                problems.append((seq, "hash mismatch"))
+            if sig == b"\0" * 64 and action == "unlock_failed":
+                unsigned += 1
+            else:
+                if actor not in actors:
+                    problems.append((seq, "unknown actor"))
+                elif not ed_verify(actor[32:], sig, h):
+                    problems.append((seq, "bad signature"))
+            d = json.loads(detail_b) if detail_b else {}
+            st = d.get("state") if isinstance(d, dict) else None
+            if st:
+                state_entries += 1
+                for t in st.get("drop", []):
+                    live.discard(t)
+                    dropped.add(t)
+                for t in st.get("put", []):
+                    live.add(t)
+            if target:
+                targets.add(target)
+            if reason:
+                try:
+                    txt = self.open_reason(reason)
+                    if txt is not None:
+                        self.reasons.append((seq, txt))
+                    else:
+                        self.reasons_sealed_elsewhere += 1
+                except Exception as e:  # noqa
+                    problems.append((seq, f"reason does not open: {e}"))
+            prev_hash = h
+            expect_seq = seq + 1
+            n += 1
+        self.report["audit"] = dict(count=n, head=prev_hash.hex(), problems=problems,
+                                    unsigned_unlock_failed=unsigned, state_entries=state_entries)
+        self.audit_live, self.audit_dropped, self.audit_targets = live, dropped, targets
+        return self.report["audit"]
+
+
+# ---------------------------------------------------------------- normalisation (§10, partial)
+def encode_value(ftype, v):
+    """§3's value encoding of a decoded value: a typed field's blind-index input (§10)."""
+    if ftype == "bool":
+        return b"\x01" if v else b"\x00"
+    if ftype == "integer":
+        return str(v).encode("ascii")
+    return v.encode("utf-8")  # text, enum, date (already YYYY-MM-DD text here)
+
+
+def index_terms(spec, value):
+    """(index name suffix, kind, HMAC input) of one field value, §10."""
+    if spec.get("type") != "text":
+        return [("", "exact", encode_value(spec["type"], value))]
+    out = [("", "exact", normalize_ref(spec.get("normalize", "text"), value).encode("utf-8"))]
+    if spec.get("tokens"):
+        out += [("#tokens", "token", t.encode("utf-8")) for t in tokens_ref(normalize_ref("name", value))]
+    return out
+
+
+# ---------------------------------------------------------------- the whole check
+def check(path, *, passphrase=None, identity=None, identity_passphrase=None, expected=None,
+          floor=KDF_FLOOR, show=None):
+    """Run every step; returns [(step, ok, info)]. ``expected`` = {"records": {id: values},
+    "badge": {id: pseudonym}, "shredded": id} as the library returned them."""
+    rd = Reader(path, floor)
+    steps = []
+
+    def step(name, cond, info=""):
+        steps.append((name, bool(cond), info))
+
+    # 1. unlock
+    if identity:
+        rd.unlock_identity(identity, identity_passphrase)
+    else:
+        rd.unlock_passphrase(passphrase)
+    step("unlock", True, f"({rd.opener}; {len(rd.kr.keys)} keyring entries, kinds "
+         f"{sorted({k['kind'] for k in rd.kr.keys})})")
+    # 2. meta
+    rd.load_schema()
+    for k, v in rd.check_meta().items():
+        step(f"meta:{k}", v)
+    # 3. records
+    got, n_bad, kinds_seen, tokens_by_rid = {}, 0, {}, {}
+    for rid, data in rd.records():
+        try:
+            vals, dek_ids, kinds = rd.read_record(rid, data)
+        except (FormatError, InvalidTag) as e:
+            n_bad += 1
+            step(f"record {rid.hex()}", False, f"{type(e).__name__} {e}")
+            continue
+        for k in kinds:
+            kinds_seen[k] = kinds_seen.get(k, 0) + 1
+        got[rid.hex()] = vals
+        tokens_by_rid[rid] = rd.state_token(rid, dek_ids)
+        if show is not None:
+            show(json.dumps({"id": rid.hex(), **vals}, ensure_ascii=False, sort_keys=True))
+    step("records decrypted", n_bad == 0, f"({len(got)} records, DEK kinds {kinds_seen}, "
+         f"classes not held: {rd.unreadable})")
+    if expected:
+        diff = sorted(r for r in set(got) | set(expected["records"]) if got.get(r) != expected["records"].get(r))
+        step("records == library get()", not diff, f"(differ: {diff[:3]})")
+        step("shredded record absent", expected["shredded"] not in got)
+    # 4. audit
+    au = rd.verify_audit()
+    step("audit chain + signatures", not au["problems"],
+         f"(count={au['count']} head={au['head']} problems={au['problems'][:5]})")
+    if getattr(rd, "canary_tags", None) is not None:
+        found = [r for r in got if rd.canary_tag(bytes.fromhex(r)) in rd.canary_tags]
+        step("canaries", len(found) == len(rd.canary_tags), f"(canary records: {found})")
+    row_tokens = set(tokens_by_rid.values())
+    step("record states: every row's token live", row_tokens <= rd.audit_live,
+         f"(rows={len(row_tokens)} live={len(rd.audit_live)} dropped={len(rd.audit_dropped)})")
+    step("record states: no live token without a row", rd.audit_live <= row_tokens)
+    # 5. pseudonyms
+    if expected:
+        mism = [r for r in expected["badge"] if rd.pseudonym("badge", bytes.fromhex(r)) != expected["badge"][r]]
+        step("badge pseudonyms == library pseudonym()", not mism, f"(mismatches {len(mism)})")
+    refs = [rd.pseudonym_row_ok("badge", bytes.fromhex(r)) for r in got]
+    step("dv_pseudonyms badge rows resolve (tag + ref)", all(x is True for x in refs if x is not None),
+         f"({sum(x is True for x in refs)} stored rows ok, {refs.count(None)} not issued)")
+    aud = {rd.pseudonym("audit", bytes.fromhex(r)) for r in got}
+    step("audit targets are audit pseudonyms of live records", len(aud & rd.audit_targets) == len(got),
+         f"({len(aud & rd.audit_targets)}/{len(got)} records appear as targets)")
+    # 6. blind index
+    plan = json.loads(rd.meta["index_plan"])
+    checked = missing = sealed_skipped = 0
+    for rhex, vals in got.items():
+        rid = bytes.fromhex(rhex)
+        for f, spec in rd.fields.items():
+            if spec.get("search") != "exact" or f not in vals:
+                continue
+            if f in rd.sealed_fields.get(rid, ()):
+                sealed_skipped += 1  # written by a write-only role (§5a, §10): it cannot index
+                continue
+            for suffix, kind, data in index_terms(spec, vals[f]):
+                v = rd.index_value(spec["class"], f, kind, data, plan["bits"])
+                checked += 1
+                if not rd.index_has(plan["gen"], f + suffix, v, rid):
+                    missing += 1
+    step("blind index terms present", missing == 0 and checked > 0,
+         f"({checked} terms checked, {missing} missing; {sealed_skipped} values in kind W envelopes skipped)")
+    rd.db.close()
+    return steps
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("vault")
+    ap.add_argument("--passphrase-file")
+    ap.add_argument("--identity")
+    ap.add_argument("--identity-passphrase-file")
+    ap.add_argument("--expected")
+    ap.add_argument("--quiet", action="store_true")
+    a = ap.parse_args()
+
+    def read(path):
+        return open(path, encoding="utf-8").read().rstrip("\n") if path else None
+    steps = check(a.vault, passphrase=read(a.passphrase_file), identity=a.identity,
+                  identity_passphrase=read(a.identity_passphrase_file),
+                  expected=json.load(open(a.expected)) if a.expected else None,
+                  show=None if a.quiet else print)
+    for name, ok, info in steps:
+        print(f"# [{'OK' if ok else 'FAIL'}] {name} {info}", file=sys.stderr)
+    ok = all(ok for _, ok, _ in steps)
+    print(f"# {'ALL OK' if ok else 'SOME CHECKS FAILED'}", file=sys.stderr)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
