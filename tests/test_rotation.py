@@ -170,3 +170,76 @@ def test_sigkill_stress(tmp_path: Path) -> None:
     trials = int(os.environ.get("DVAULT_STRESS_TRIALS", "100"))
     hits = sum(_kill_trial(tmp_path, t, "reencrypt" if t % 2 else "rewrap") for t in range(1000, 1000 + trials))
     assert hits >= trials // 3, f"only {hits}/{trials} kills landed mid-rotation; the test lost its teeth"
+
+
+# -- keys changed by another handle (found by a CLI hunt: two `dvault rotate` at once could
+# leave a vault no one could open) -------------------------------------------------------------
+def test_a_handle_with_stale_keys_refuses_to_write(url: str) -> None:
+    """A handle that loaded the keys before another's rotation must neither rotate again,
+    nor seal new records under the destroyed versions, nor call a rewrapped record tampered."""
+    with vault.create(url, PASSPHRASE) as v:
+        ids = v.add_many(_rows(12))
+        before = _snapshot(v)
+    a, b = vault.open(url, PASSPHRASE), vault.open(url, PASSPHRASE)
+    try:
+        a.rotate(reencrypt=True, batch=5)
+        for call in (lambda: b.rotate(), lambda: b.add(_rows(1)[0]), lambda: b.update(ids[0], {"dietary": "none"}),
+                     lambda: b.get(ids[0]), lambda: b.reindex(), lambda: b.change_passphrase("another passphrase")):
+            with pytest.raises(vault.KeysChanged):
+                call()
+        assert b.count() == 12  # what needs no class key still works
+    finally:
+        a.close()
+        b.close()
+    with vault.open(url, PASSPHRASE) as v:  # nothing half-done, every record reads
+        assert _snapshot(v) == before
+        v.add(_rows(1)[0])
+        v.rotate()
+
+
+def test_a_handle_that_joins_a_rotation_with_stale_keys_stops(url: str) -> None:
+    """B loaded its keys before A started rotating; resuming A's rotation with them would
+    move records back onto the old versions. B is refused before it writes anything."""
+    from vault import rotation
+    with vault.create(url, PASSPHRASE) as v:
+        v.add_many(_rows(10))
+        before = _snapshot(v)
+    a, b = vault.open(url, PASSPHRASE), vault.open(url, PASSPHRASE)
+    try:
+        rotation._start(a, list(a.schema.classes), False)  # A crashed right after step 1
+        with pytest.raises(vault.KeysChanged):
+            b.rotate()
+    finally:
+        a.close()
+        b.close()
+    with vault.open(url, PASSPHRASE) as v:
+        v.rotate()  # resumes and finishes A's rotation
+        assert _snapshot(v) == before
+
+
+def test_two_rotations_started_at_once(tmp_path: Path) -> None:
+    """The CLI race, with processes: both start together; afterwards the vault opens and
+    every record reads, whichever of them won (the other ends with KeysChanged, or waits)."""
+    path = tmp_path / "race.vault"
+    with vault.create(path, PASSPHRASE) as v:
+        v.add_many(_rows(40))
+        before = _snapshot(v)
+    code = ("import sys, vault\nfrom vault import _format as F\n"
+            "F.KDF_FLOOR = F.KDF_DEFAULT = F.KdfParams(t=1, m_kib=8, p=1)\n"
+            "v = vault.open(sys.argv[1], sys.argv[2])\nsys.stdin.readline()\n"
+            "try:\n    v.rotate(reencrypt=sys.argv[3] == 're', batch=4)\n    print('done')\n"
+            "except vault.KeysChanged:\n    print('keys changed')\n")
+    for trial in range(3):
+        procs = [subprocess.Popen([sys.executable, "-c", code, str(path), PASSPHRASE, mode], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                 for mode in ("re", "wrap")]
+        time.sleep(0.5)  # both opened, holding the same keys
+        for p in procs:
+            p.stdin.write("go\n")  # type: ignore[union-attr]
+            p.stdin.flush()  # type: ignore[union-attr]
+        outs = [p.communicate(timeout=120) for p in procs]
+        assert all(p.returncode == 0 for p in procs), [o[1][-500:] for o in outs]
+        assert "done" in [o[0].strip() for o in outs]
+        with vault.open(path, PASSPHRASE) as v:
+            assert _snapshot(v) == before, trial
+            assert not v.status().get("rotation_pending")

@@ -9,7 +9,7 @@ Public API::
 """
 
 from ._format import KDF_DEFAULT, KDF_FLOOR, KdfParams
-from .errors import (AccessDenied, IntegrityError, KdfTooWeak, NotFound, SchemaError,
+from .errors import (AccessDenied, IntegrityError, KdfTooWeak, KeysChanged, NotFound, SchemaError,
                      UnsupportedVersion, ValidationError, VaultClosed, VaultError, VaultExists,
                      WrongPassphrase)
 from .move import Moved, move
@@ -26,6 +26,6 @@ __all__ = [
     "create", "open", "move", "Moved", "Vault", "RecordCheck", "Record", "Schema", "Field", "load_schema", "KdfParams",
     "KDF_DEFAULT", "KDF_FLOOR",
     "VaultError", "WrongPassphrase", "IntegrityError", "KdfTooWeak", "SchemaError", "ValidationError",
-    "NotFound", "VaultExists", "AccessDenied", "VaultClosed", "UnsupportedVersion", "StoreError",
+    "NotFound", "VaultExists", "AccessDenied", "VaultClosed", "UnsupportedVersion", "StoreError", "KeysChanged",
     "__version__",
 ]

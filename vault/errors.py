@@ -67,5 +67,15 @@ class AccessDenied(VaultError):
     """The caller's keys do not open this field class."""
 
 
+class KeysChanged(VaultError):
+    """Another process changed this vault's keys (a rotation, revocation or passphrase
+    change) after this handle loaded them. Writing with the old keys could seal data under a
+    key version about to be destroyed, so the handle refuses; open the vault again."""
+
+    def __init__(self, message: str = "the vault's keys changed since this handle opened it (a rotation, "
+                                      "revocation or passphrase change elsewhere); open it again") -> None:
+        super().__init__(message)
+
+
 class VaultClosed(VaultError):
     """The vault was closed; its key references are gone."""

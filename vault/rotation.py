@@ -81,6 +81,7 @@ def rotate(v: "Vault", classes: Iterable[str] | None = None, *, reencrypt: bool 
             if not ids:
                 break
             with store.tx() as conn:
+                v._check_keys(conn)  # a stale keyring would "rewrap" onto the old versions
                 recs = store.get_records(conn, ids)
                 with_terms = fused and meta.get("index_cursor", b"") == cursor  # the index job is in step
                 updates, packed = [], []
@@ -104,6 +105,7 @@ def rotate(v: "Vault", classes: Iterable[str] | None = None, *, reencrypt: bool 
     stale = [rid for rid, data in store.iter_records() if _stale(data, rotating, current)]
     for i in range(0, len(stale), batch):
         with store.tx() as conn:
+            v._check_keys(conn)
             recs = store.get_records(conn, stale[i:i + batch])
             updates = [(new, rid) for rid, data in recs
                        if (new := _refreshed(v, rid, data, rotating, state["reencrypt"])) is not None]

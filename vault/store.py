@@ -341,6 +341,15 @@ class Store:
                             .order_by(slots.c.slot_id))
         return [(r.slot_id, r.kind, bytes(r.unlock), bytes(r.keyring)) for r in rows]
 
+    def slot_keyring(self, conn: Connection, slot_id: str, *, lock: bool = False) -> bytes | None:
+        """One slot's keyring blob; ``lock`` (PostgreSQL: FOR UPDATE) holds the row until the
+        transaction ends, so a concurrent re-seal of every slot waits for us or we see it."""
+        q = select(slots.c.keyring).where(slots.c.slot_id == slot_id)
+        if lock and not self.is_sqlite:  # SQLite's BEGIN IMMEDIATE already serialises writers
+            q = q.with_for_update()
+        row = conn.execute(q).first()
+        return None if row is None else bytes(row[0])
+
     @staticmethod
     def put_slot(conn: Connection, slot_id: str, kind: str, unlock: bytes, keyring: bytes) -> None:
         conn.execute(delete(slots).where(slots.c.slot_id == slot_id))

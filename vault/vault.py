@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import hmac
 import os
 import json
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
@@ -21,8 +22,8 @@ from . import users as U
 from .errors import AccessDenied
 from .identity import Identity, PublicIdentity
 from .normalize import normalize, tokens
-from .errors import (IntegrityError, NotFound, SchemaError, ValidationError, VaultClosed, VaultError,
-                     VaultExists, WrongPassphrase)
+from .errors import (IntegrityError, KeysChanged, NotFound, SchemaError, ValidationError, VaultClosed,
+                     VaultError, VaultExists, WrongPassphrase)
 from .audit import RecordCheck, has_states, state_key, state_of
 from .record import Record
 from .store import Bucket, Store, StoreError, group_terms, pack_terms
@@ -126,7 +127,7 @@ def create(url: str | os.PathLike[str], passphrase: str, *, schema: str | os.Pat
                 **_keys_meta(ring, vault_id, who, sign),
             })
             store.put_slot(conn, slot_kid.hex(), _PASSPHRASE, unlock, keyring)
-        v = Vault(store, vault_id, parsed, ring, slot_kid, slot_secret, plan, None)
+        v = Vault(store, vault_id, parsed, ring, slot_kid, slot_secret, plan, None, keys_blob=keyring)
         v._audit("create", "", {"schema": parsed.name, "population": population, "k": k})
         if lead is not None:
             v._identity = lead
@@ -244,7 +245,8 @@ def open(url: str | os.PathLike[str], passphrase: str | None = None, *,  # noqa:
     except BaseException:
         store.dispose()
         raise
-    v = Vault(store, vault_id, parsed, ring, slot_kid, slot_secret, plan, pending, user=me, identity=identity)
+    v = Vault(store, vault_id, parsed, ring, slot_kid, slot_secret, plan, pending, user=me, identity=identity,
+              keys_blob=bytes(keyring_blob))
     try:
         if stored_version < F.DB_SCHEMA_VERSION:
             v._upgrade(stored_version)
@@ -394,8 +396,11 @@ class Vault:
 
     def __init__(self, store: Store, vault_id: bytes, schema: S.Schema, ring: K.Keyring,
                  slot_kid: bytes, slot_secret: bytes, plan: I.Plan, pending: I.Plan | None,
-                 user: U.User | None = None, identity: Identity | None = None) -> None:
+                 user: U.User | None = None, identity: Identity | None = None, *, keys_blob: bytes = b"") -> None:
         self._store: Store | None = store
+        # our slot's keyring blob as we loaded (or last wrote) it: every re-seal rewrites it,
+        # so a change means another process rotated, revoked or re-sealed (_check_keys)
+        self._keys_seen = keys_blob
         self.user = user
         self.role: S.Role = (schema.roles[user.role] if user is not None
                              else next(r for r in schema.roles.values() if r.manage))
@@ -706,6 +711,8 @@ class Vault:
         except E.FieldEncoding as e:
             raise IntegrityError("field holds an invalid encoding", record_id=rid.hex(), field=e.name) from None
         except E.EnvelopeFailure as e:
+            if self._keys_changed():  # rewrapped by a rotation this handle has not seen: not tampering
+                raise KeysChanged() from None
             raise IntegrityError(f"class {e.cls!r} envelope failed authentication", record_id=rid.hex()) from None
         except E.Malformed:
             raise IntegrityError("record row is malformed", record_id=rid.hex()) from None
@@ -790,6 +797,7 @@ class Vault:
         put: list[str] = []
         buckets: dict[Bucket, list[bytes]] = {}
         with PAR.pool(seal, len(rows)) as pool, store.tx() as conn:
+            self._check_keys(conn)  # sealed with our class keys: they must still be current
             for batch, groups, states in pool.imap(PAR.ranges(len(rows), PAR.CHUNK)):
                 store.insert_records(conn, batch)
                 for key, ids in groups.items():
@@ -828,6 +836,7 @@ class Vault:
         touched = {c for c in self.schema.classes if changes[c]} | {fields[n].cls for n in removed}
         detail: dict[str, Any] = {"fields": sorted(map(str, values))}
         with store.tx() as conn:  # the row, its index terms and its entry (with the states) commit together
+            self._check_keys(conn)
             data = store.get_record(conn, rid)
             if data is None:
                 raise NotFound(f"no record {record_id}")
@@ -1086,6 +1095,7 @@ class Vault:
                 if not ids:
                     break
                 with store.tx() as conn:
+                    self._check_keys(conn)  # index keys derive from our class keys
                     rows = store.get_records(conn, ids)
                     packed: list[tuple[int, str, int, bytes, bytes]] = []
                     for part in pool.imap(PAR.split(rows, pool.size)):
@@ -1093,6 +1103,7 @@ class Vault:
                     done += self._index_batch(conn, rows, packed)
                     store.put_meta(conn, {"index_cursor": ids[-1]})
         with store.tx() as conn:
+            self._check_keys(conn)  # index keys derive from our class keys
             store.put_meta(conn, {**self._plan_meta("index_plan", pending),
                                   "index_next": b"", "index_next_mac": b"", "index_next_sig": b"",
                                   "index_cursor": b""})
@@ -1112,6 +1123,7 @@ class Vault:
         nxt = I.Plan(cur.gen + 1, I.plan_bits(population, k), population, k,
                      {c: ck.key.version for c, ck in self._current.items()})
         with store.tx() as conn:
+            self._check_keys(conn)  # index keys derive from our class keys
             store.put_meta(conn, {**self._plan_meta("index_next", nxt), "index_cursor": b""})
         self._plan_pending = nxt
         self._indexers = self._make_indexers()
@@ -1215,6 +1227,7 @@ class Vault:
         keyring = K.seal_keyring(secret, slot_kid, self._vid, U.role_keyring(self._ring, r, self._lead_vk))
         user = U.User(pub.user_id, name, r.name, pub, slot_kid.hex())
         with store.tx() as conn:
+            self._check_keys(conn)  # the new slot gets our keys: they must be the current ones
             current = self._verified_users(conn)
             if any(u.user_id == user.user_id for u in current):
                 raise ValidationError(f"user {user.user_id} is already enrolled (or was revoked: use a new identity)")
@@ -1230,6 +1243,7 @@ class Vault:
         lead = self._need_lead("removing users")
         store = self._s()
         with store.tx() as conn:
+            self._check_keys(conn)
             current = self._verified_users(conn)
             gone = next((u for u in current if u.user_id == user_id and u.role != U.REVOKED), None)
             if gone is None:
@@ -1273,10 +1287,38 @@ class Vault:
         from . import breakglass
         return breakglass.reveal(self, req_id)
 
-    def _reseal_slots(self, conn, ring: K.Keyring) -> None:  # type: ignore[no-untyped-def]
+    def _check_keys(self, conn, *, lock: bool = True) -> None:  # type: ignore[no-untyped-def]
+        """Refuse to write with keys another process has since replaced (KeysChanged).
+
+        Why: a handle that loaded the keyring before someone else's rotation would seal new
+        DEKs under a class key version that rotation destroys (those records would be lost),
+        and a stale re-seal would put destroyed versions back or drop new ones (the vault
+        would no longer open). Every re-seal rewrites this handle's own slot, so comparing
+        that one blob, in the writing transaction, is enough. ``lock``: on PostgreSQL the
+        row stays locked to our commit, so a concurrent re-seal either waits for us (and its
+        rotation's sweep sees our rows) or committed first (and we see its blob)."""
+        now = self._s().slot_keyring(conn, self._slot_kid.hex(), lock=lock)
+        if now is None:
+            raise AccessDenied("this handle's key slot is gone (revoked, or removed by another process)")
+        if not hmac.compare_digest(now, self._keys_seen):
+            raise KeysChanged()
+
+    def _keys_changed(self) -> bool:
+        """For error paths: has another process re-sealed the keys since we loaded them?"""
+        try:
+            with self._s().tx(write=False) as conn:
+                self._check_keys(conn, lock=False)
+        except (KeysChanged, AccessDenied):
+            return True
+        return False
+
+    def _reseal_slots(self, conn, ring: K.Keyring, *, checked: bool = False) -> None:  # type: ignore[no-untyped-def]
         """Write ``ring`` (or each user's role subset of it) into every slot: after a rotation
         step every holder must get the new key versions, and lose destroyed ones."""
         store = self._s()
+        if not checked:
+            self._check_keys(conn)
+        mine = self._slot_kid.hex()
         users = {u.slot_id: u for u in self._verified_users(conn) if u.role != U.REVOKED}
         secrets = {k.name: k.secret for k in ring.keys if k.kind == K.KIND_SLOT_SECRET}
         for slot_id, kind, unlock, _old in store.get_slots(conn):
@@ -1284,17 +1326,22 @@ class Vault:
                 secret = self._slot_secret if slot_id == self._slot_kid.hex() else secrets.get(slot_id)
                 if secret is None:
                     raise AccessDenied("cannot re-seal a passphrase slot whose secret this opener lacks")
-                store.put_slot(conn, slot_id, kind, unlock, K.seal_keyring(secret, bytes.fromhex(slot_id), self._vid, ring))
+                blob = K.seal_keyring(secret, bytes.fromhex(slot_id), self._vid, ring)
+                store.put_slot(conn, slot_id, kind, unlock, blob)
+                if slot_id == mine:
+                    self._keys_seen = blob
                 continue
             u = users.get(slot_id)
             if u is None or self._lead_vk is None:
                 raise IntegrityError("a public-key slot is not in the signed user table")
             secret = C.random_bytes(F.KEY_LEN)
             sub = U.role_keyring(ring, self.schema.role(u.role), self._lead_vk)
+            blob = K.seal_keyring(secret, bytes.fromhex(slot_id), self._vid, sub)
             store.put_slot(conn, slot_id, kind, U.seal_user_slot(u.public, secret, bytes.fromhex(slot_id), self._vid),
-                           K.seal_keyring(secret, bytes.fromhex(slot_id), self._vid, sub))
-            if slot_id == self._slot_kid.hex():
+                           blob)
+            if slot_id == mine:
                 self._slot_secret = secret
+                self._keys_seen = blob
         store.put_meta(conn, _keys_meta(ring, self._vid, *self._plan_signer()))  # the keys slots now hold
 
     # -- audited public API: every call is logged before data is returned ------------------
@@ -1778,9 +1825,11 @@ class Vault:
         with store.tx() as conn:
             if slot_id not in {r[0] for r in store.get_slots(conn)}:
                 raise VaultError("this vault's passphrase slot disappeared")
+            self._check_keys(conn)
             store.put_slot(conn, slot_id, _PASSPHRASE, unlock, K.seal_keyring(secret, self._slot_kid, self._vid, ring))
             self._slot_secret = secret
-            self._reseal_slots(conn, ring)  # the lead's keyring carries the recovery slot's secret
+            # the lead's keyring carries the recovery slot's secret
+            self._reseal_slots(conn, ring, checked=True)
         self._load_ring(ring)
 
     def status(self) -> dict[str, Any]:
