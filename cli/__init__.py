@@ -3,3 +3,15 @@
 A thin layer: every command parses options, calls one library function, and turns
 library errors into one line on stderr and a documented exit code. No crypto here.
 """
+
+
+def run() -> None:
+    """The ``dvault`` entry point: Ctrl-C while the modules are still loading ends with the
+    same one line as later (``interrupted``, exit 130), not a traceback."""
+    import sys
+    try:
+        from .main import main
+    except KeyboardInterrupt:
+        sys.stderr.write("dvault: error: interrupted\n")
+        sys.exit(130)
+    main()

@@ -79,6 +79,8 @@ def open_vault(url: str | None, identity: Path | None, passphrase_file: Path | N
     target = vault_url(url)
     ident_path = None if recovery else identity_path(identity)
     if ident_path is not None:
+        if not ident_path.is_file():  # say so before asking for its passphrase
+            raise vault.NotFound(f"no identity file at {ident_path}")
         pw = read_passphrase(passphrase_file, f"Passphrase for identity {ident_path.name}", env=IDENTITY_ENV)
         return vault.open(target, identity=Identity.load(ident_path, pw), pins=pins_path(ident_path))
     return vault.open(target, read_passphrase(passphrase_file, "Vault recovery passphrase", env=RECOVERY_ENV))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import sys
 from pathlib import Path
 from typing import Any
@@ -78,6 +80,8 @@ def export(fields: str, purpose: str | None, fmt: str, out: Path | None, recipie
     to = PublicIdentity.from_line(recipient) if recipient else None
     if out is not None and (out.exists() or out.is_symlink()):  # write_private refuses it too, but late:
         raise vault.VaultExists(f"refusing to overwrite {out}")  # after decrypting and auditing everything
+    if out is not None and not os.access(out.parent, os.W_OK | os.X_OK):
+        raise click.UsageError(f"cannot write to {out}: no such folder, or not writable")  # same: before the work
     with unlock(kw) as v:
         set_reason(v, kw["reason"])
         rows = with_progress("exporting", v.count(), lambda step: v.export(names, purpose=purpose, progress=step))

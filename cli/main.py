@@ -97,7 +97,7 @@ def audit() -> None:
 @click.option("--target", metavar="PSEUDONYM",
               help="Only entries about this participant: any pseudonym you hold (BA-..., AU-...). "
                    "Look one up first with: dvault find --email --pseudonyms-only")
-@click.option("--since-days", type=click.FloatRange(min=0, min_open=True), help="Only the last N days.")
+@click.option("--since-days", type=click.FloatRange(min=0, max=36500, min_open=True), help="Only the last N days.")
 @click.option("--since", "since_text", metavar="WHEN", help="Only from this UTC date or time (2026-11-20, 2026-11-20T14:30).")
 @click.option("--until", "until_text", metavar="WHEN", help="Only up to this UTC date (the whole day) or time.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
@@ -114,6 +114,8 @@ def audit_show(actor, action, target, since_days, since_text, until_text, as_jso
 
     if since_days and since_text:
         raise click.UsageError("give --since or --since-days, not both")
+    if since_days is not None and since_days != since_days:  # NaN passes FloatRange
+        raise click.UsageError("--since-days must be a number of days")
     since = int((_time.time() - since_days * 86400) * 1000) if since_days else _utc_ms("--since", since_text)
     until = _utc_ms("--until", until_text, end_of_day=True)
     if since is not None and until is not None and until < since:
@@ -277,6 +279,11 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("dvault: error: interrupted", err=True)
         sys.exit(130)
+    except UnicodeError:  # an argument or variable whose bytes were not UTF-8 (or echoed back)
+        if debug:
+            raise
+        click.echo("dvault: error: an argument, variable or file is not valid UTF-8 text", err=True)
+        sys.exit(1)
     except Exception as e:  # noqa: BLE001 - a bug or an unmapped library error: its text may hold data
         if debug:
             raise

@@ -32,8 +32,22 @@ def read_passphrase(file: Path | None, prompt: str, *, confirm: bool = False,
             raise click.UsageError("passphrase file is not UTF-8 text") from None
         value = text.rstrip("\r\n")
     else:
-        value = next((os.environ[name] for name in env if os.environ.get(name)), "") or \
-            click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True)
+        value = next((os.environ[name] for name in env if os.environ.get(name)), "") or _ask(prompt, confirm)
     if not value:
         raise click.UsageError("the passphrase is empty")
     return value
+
+
+def _ask(prompt: str, confirm: bool) -> str:
+    """A no-echo prompt on a terminal. Without one (a pipe, cron) getpass would print two
+    warnings naming the interpreter and read stdin anyway: read the line ourselves, with
+    no prompt to a screen that is not there, and make end of input one clear error."""
+    import sys
+    if sys.stdin is not None and sys.stdin.isatty():
+        return str(click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True))
+    first = sys.stdin.readline() if sys.stdin is not None else ""
+    if not first:
+        raise click.UsageError(f"no input for: {prompt} (use --passphrase-file or the variables named in --help)")
+    if confirm and sys.stdin.readline().rstrip("\r\n") != first.rstrip("\r\n"):
+        raise click.UsageError("the two entries differ")
+    return first.rstrip("\r\n")

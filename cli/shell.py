@@ -28,6 +28,8 @@ class VaultShell(cmd.Cmd):
             return super().onecmd(line)
         except vault.VaultError as e:
             click.echo(f"dvault: error: {e}", err=True)
+        except UnicodeError:
+            click.echo("dvault: error: that line is not valid UTF-8 text", err=True)
         except ValueError:  # shlex: unbalanced quotes
             click.echo("dvault: error: cannot parse that line (unbalanced quotes?)", err=True)
         except Exception as e:  # noqa: BLE001 - keep the session; say what kind of failure only
@@ -62,9 +64,17 @@ class VaultShell(cmd.Cmd):
         purpose = "badge" if "badge" in self.v.purposes else None
         emit(self.v.rows(names, purpose=purpose), (["pseudonym"] if purpose else []) + names, False)
 
+    def default(self, line: str) -> None:
+        """Never quote the line back: it may hold a name, and control characters would reach
+        the terminal as they are."""
+        click.echo("dvault: error: unknown command (find, show, list, reason, quit; help for more)", err=True)
+
     def do_reason(self, arg: str) -> None:
-        """reason TEXT   (recorded with every following access)"""
-        self.v.set_reason(arg.strip() or None)
+        """reason TEXT   (recorded with every following access; a session always has one)"""
+        if not arg.strip():
+            click.echo("usage: reason TEXT (the session keeps its current reason)", err=True)
+            return
+        self.v.set_reason(arg.strip())
 
     def do_quit(self, _arg: str) -> bool:
         """quit"""

@@ -364,7 +364,10 @@ def test_init_app_role_uses_the_vault_but_cannot_edit_its_log(url: str, tmp_path
         return
     role = "dvault_app_" + secrets.token_hex(4)
     for bad, message in ((role, f"no database role {role} (create it first, as the database owner)"),
-                         ("App-Role", "database role names are lower-case letters, digits and _")):
+                         ("App-Role", "database role names are lower-case letters, digits and _"),
+                         ("postgres", "database role postgres is a superuser or owns the vault's tables, so no "
+                                      "grant can stop it changing the audit log; give the application an "
+                                      "ordinary role")):
         code, _out, err = run(monkeypatch, capsys, *init, "--app-role", bad)
         assert (code, err.strip()) == (1, f"dvault: error: {message}")
         assert not os.path.exists(ident)

@@ -67,7 +67,13 @@ CSV_HEADER = "personal/full_name;personal/badge_name;personal/date_of_birth;cont
 
 @pytest.mark.parametrize("case", ["wrong_passphrase", "missing_vault", "unknown_field", "outside_role",
                                   "mistyped_pseudonym", "unknown_pseudonym", "passphrase_not_utf8",
-                                  "mapping_not_utf8", "not_a_database", "export_over_a_file", "unquoted_name"])
+                                  "mapping_not_utf8", "not_a_database", "export_over_a_file", "unquoted_name",
+                                  # from a CLI hunt (2026-11-27); each gave a traceback-free but wrong
+                                  # "internal error", a changed file or a wrong exit before its fix
+                                  "passphrase_env_not_utf8", "reason_not_utf8", "since_days_nan",
+                                  "checkpoint_at_zero", "port_not_a_number", "no_input_for_passphrase",
+                                  "identity_file_missing", "sqlite_file_not_a_vault", "empty_file",
+                                  "export_into_a_missing_folder"])
 def test_bad_inputs(setup, monkeypatch, capsys, case: str) -> None:  # type: ignore[no-untyped-def]
     tmp, url, badge = setup
     before = _count(url)
@@ -114,6 +120,61 @@ def test_bad_inputs(setup, monkeypatch, capsys, case: str) -> None:  # type: ign
         code, out, err = run(monkeypatch, capsys, "export", "--fields", "badge_name", "--out", "out.csv", *STAFF)
         want = 1
         assert (tmp / "out.csv").read_text() == "keep me\n" and _audited(url, "export") == exports
+    elif case == "export_into_a_missing_folder":  # refused before anything is decrypted or audited
+        exports = _audited(url, "export")
+        code, out, err = run(monkeypatch, capsys, "export", "--fields", "badge_name", "--out", "nope/out.csv", *STAFF)
+        want = 1
+        assert _audited(url, "export") == exports and "cannot write to" in err
+    elif case == "passphrase_env_not_utf8":  # bytes that were not UTF-8 arrive as lone surrogates
+        monkeypatch.setenv("DVAULT_PASSPHRASE", "staff \udcff")
+        code, out, err = run(monkeypatch, capsys, "list", "--fields", "badge_name", "--identity", "staff.dvid",
+                             "--reason", "x")
+        want = 1
+        assert "UTF-8" in err
+    elif case == "reason_not_utf8":
+        code, out, err = run(monkeypatch, capsys, "list", "--fields", "badge_name", *STAFF[:4], "--reason", "\udcff")
+        want = 1
+        assert "UTF-8" in err
+    elif case == "since_days_nan":
+        code, out, err = run(monkeypatch, capsys, "audit", "show", "--since-days", "nan", *LEAD[:4])
+        want = 1
+        assert "--since-days" in err
+    elif case == "checkpoint_at_zero":  # seq 0 "verified" any log before the fix
+        code, out, err = run(monkeypatch, capsys, "audit", "verify", "--against", "dvcp1:0:" + "a" * 32, *LEAD[:4])
+        want = 1
+        assert "not a checkpoint" in err
+    elif case == "port_not_a_number":
+        code, out, err = run(monkeypatch, capsys, "list", "--fields", "badge_name", "--vault",
+                             "postgresql+psycopg://postgres@127.0.0.1:notaport/x", *STAFF)
+        want = 1
+        assert "not a database URL" in err
+    elif case == "no_input_for_passphrase":  # no terminal, no file, no variable: one line, no getpass noise
+        import io
+        monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+        code, out, err = run(monkeypatch, capsys, "list", "--fields", "badge_name", "--identity", "staff.dvid",
+                             "--reason", "x")
+        want = 1
+        assert "no input for" in err
+    elif case == "identity_file_missing":  # said before its passphrase is asked for
+        code, out, err = run(monkeypatch, capsys, "list", "--fields", "badge_name", "--identity", "nope.dvid",
+                             "--reason", "x")
+        want = 2
+    elif case in ("sqlite_file_not_a_vault", "empty_file"):  # refused without changing a byte of it
+        import hashlib
+        import sqlite3
+        other = tmp / "other.db"
+        if case == "empty_file":
+            other.write_bytes(b"")
+        else:
+            con = sqlite3.connect(other)
+            con.execute("CREATE TABLE t (x)")
+            con.commit()
+            con.close()
+        digest = hashlib.sha256(other.read_bytes()).hexdigest()
+        code, out, err = run(monkeypatch, capsys, "list", "--fields", "badge_name", "--vault", str(other), *STAFF)
+        want = 2
+        assert hashlib.sha256(other.read_bytes()).hexdigest() == digest
+        assert sorted(p.name for p in tmp.iterdir() if p.name.startswith("other")) == ["other.db"]
     else:  # an unquoted value: click would repeat its second word
         code, out, err = run(monkeypatch, capsys, "find", "--name", "Amira", "Haddad", *STAFF)
         want = 1
@@ -211,6 +272,51 @@ def test_shell_survives_a_bad_line(setup, monkeypatch, capsys) -> None:  # type:
     assert code == 0, err
     assert err.count("dvault: error: cannot parse that line") == 1 and "Traceback" not in err
     assert "amira@example.org" in out  # the next line still ran, in the same session
+
+
+def test_shell_never_echoes_a_line_and_keeps_its_reason(setup, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    import io
+    monkeypatch.setattr(sys, "stdin", io.StringIO("fnd Amira \x1b[31mHaddad\nreason\nlist badge_name\nquit\n"))
+    code, out, err = run(monkeypatch, capsys, "shell", *STAFF)
+    assert code == 0, err
+    assert "Haddad" not in out + err and "\x1b" not in out + err and "unknown command" in err
+    assert "usage: reason TEXT" in err
+    tmp, url, _ = setup
+    with vault.open(url, identity=Identity.load(tmp / "lead.dvid", LEAD_PW)) as v:
+        last = v.audit_entries(action="read_all")[-1]
+    assert last["reason"] == "desk work"  # the bare "reason" line did not clear it
+
+
+def test_a_second_user_with_the_same_name_is_refused(setup, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    other = Identity.generate()
+    code, out, err = run(monkeypatch, capsys, "user", "add", other.public.to_line(), "--name", "SAM", "--role", "staff",
+                         "--yes", *LEAD[:4])
+    assert code == 1 and "another enrolled user has that name" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("edit", ["detail = '{'", "detail = 'null'", "detail = x'00'"])
+def test_an_edited_audit_row_is_an_integrity_error(setup, monkeypatch, capsys, edit: str) -> None:  # type: ignore[no-untyped-def]
+    import sqlite3
+    tmp, url, _ = setup
+    con = sqlite3.connect(url)
+    con.execute(f"UPDATE dv_audit SET {edit} WHERE seq = 3")
+    con.commit()
+    con.close()
+    for args in (("audit", "show"), ("audit", "verify")):
+        code, out, err = run(monkeypatch, capsys, *args, *LEAD[:4])
+        assert code == 5 and "entry 3" in err and err.count("\n") == 1, err
+
+
+def test_an_edited_record_row_is_an_integrity_error(setup, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    import sqlite3
+    tmp, url, _ = setup
+    con = sqlite3.connect(url)
+    con.execute("UPDATE dv_records SET data = 'text, not bytes'")
+    con.commit()
+    con.close()
+    for args in (("list", "--fields", "badge_name", *STAFF), ("audit", "verify", "--records", *LEAD[:4])):
+        code, out, err = run(monkeypatch, capsys, *args)
+        assert code == 5 and "malformed" in err and err.count("\n") == 1, err
 
 
 def test_database_urls_are_shown_without_password() -> None:
@@ -440,3 +546,22 @@ def test_pin_show_and_add_before_the_first_open(setup, monkeypatch, capsys) -> N
     code, out, err = run(monkeypatch, capsys, "user", "add", Identity.generate().public.to_line(), "--name", "kim",
                          "--role", "tool", "--yes", *LEAD[:4])
     assert code == 0 and f"dvault pin add {vid} {fp} {signers}" in err  # the lead is told to send the pin line
+
+
+def test_ctrl_c_while_the_modules_load_is_one_line(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """The entry point imports the CLI inside a handler: an interrupt there was a traceback."""
+    import importlib.abc
+
+    import vault_cli
+
+    class Interrupt(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):  # type: ignore[no-untyped-def]
+            if name == "vault_cli.main":
+                raise KeyboardInterrupt
+            return None
+
+    monkeypatch.delitem(sys.modules, "vault_cli.main")
+    monkeypatch.setattr(sys, "meta_path", [Interrupt(), *sys.meta_path])
+    with pytest.raises(SystemExit) as e:
+        vault_cli.run()
+    assert e.value.code == 130 and capsys.readouterr().err == "dvault: error: interrupted\n"

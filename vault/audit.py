@@ -247,7 +247,7 @@ def _walk(entries: list[Entry], known_actors: set[bytes],
     """The cheap checks, in order: (first structural failure as (index, verdict, whether it
     comes before the hash check), checkpoint seen, next expected seq)."""
     prev, expected = GENESIS, 1
-    cp_seen = checkpoint is None or checkpoint.seq == 0
+    cp_seen = checkpoint is None
     for i, e in enumerate(entries):
         if e.seq != expected:
             what = "an entry is missing (deleted)" if e.seq > expected else "entries are out of order or duplicated"
@@ -277,13 +277,16 @@ def _check_range(entries: list[Entry], known: set[bytes], lo: int, hi: int) -> t
     zero = bytes(64)
     for i in range(lo, hi):
         e = entries[i]
-        if bad_hash is None and entry_hash(e.seq, e.prev, e.at, e.actor, e.action, e.target, e.detail,
-                                           e.reason) != e.hash:
+        try:
+            if bad_hash is None and entry_hash(e.seq, e.prev, e.at, e.actor, e.action, e.target, e.detail,
+                                               e.reason) != e.hash:
+                bad_hash = i
+        except (TypeError, AttributeError, ValueError, struct.error):  # a value of the wrong SQL type
             bad_hash = i
         if bad_sig is None and e.actor in known and not (e.action in UNSIGNED_ACTIONS and e.sig == zero):
             try:
                 C.ed25519_verify(e.actor[32:], e.hash, e.sig)
-            except C.AuthFailure:
+            except (C.AuthFailure, TypeError, ValueError):
                 bad_sig = e.seq
         if bad_hash is not None and bad_sig is not None:
             break
@@ -328,8 +331,8 @@ class Checkpoint:
             if parts[0] != CHECKPOINT_PREFIX or len(parts) not in (3, 5):
                 raise ValueError
             cp = cls(int(parts[1]), _unb32(parts[2]), *(map(_unb32, parts[3:5]) if len(parts) == 5 else ()))
-            if len(cp.hash_prefix) < 16 or cp.seq < 0:
-                raise ValueError
+            if len(cp.hash_prefix) < 16 or cp.seq < 1 or not (parts[1].isascii() and parts[1].isdigit()):
+                raise ValueError  # the first entry is seq 1: a checkpoint "at 0" would prove nothing
         except (ValueError, IndexError):
             raise AuditError("not a checkpoint (expected dvcp1:SEQ:HASH[:SIGNER:SIG])") from None
         if cp.sig:
@@ -422,7 +425,7 @@ def compare_states(entries: list[Entry], known: set[bytes], rows: list[tuple[byt
     live: dict[str, int] = {}
     dropped: set[str] = set()
     for e in entries:
-        if '"state"' not in e.detail:
+        if not isinstance(e.detail, str) or '"state"' not in e.detail:
             continue
         try:
             state = json.loads(e.detail)["state"]

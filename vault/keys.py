@@ -153,7 +153,10 @@ def passphrase_bytes(passphrase: str) -> bytes:
     """NFC-normalised UTF-8, so the same passphrase typed on two keyboards unlocks."""
     if not isinstance(passphrase, str) or not passphrase:
         raise ValidationError("passphrase must be a non-empty string")
-    return unicodedata.normalize("NFC", passphrase).encode("utf-8")
+    try:
+        return unicodedata.normalize("NFC", passphrase).encode("utf-8")
+    except UnicodeEncodeError:  # e.g. a lone surrogate: bytes that were not UTF-8 in an env var
+        raise ValidationError("passphrase is not valid UTF-8 text") from None
 
 
 def check_kdf(params: F.KdfParams) -> None:

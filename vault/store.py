@@ -149,6 +149,44 @@ def _cause(e: SQLAlchemyError) -> str:
     return type(getattr(e, "orig", None) or e).__name__
 
 
+# What a failed connection means, recognised in the driver's message. Why not print the
+# message itself: drivers quote what they were given, and a message may reach a log.
+_CONNECT_CAUSES = (
+    ("password authentication failed", "authentication failed"),
+    ("authentication failed", "authentication failed"),
+    ('role "', "the database role does not exist"),
+    ("does not exist", "the database does not exist"),
+    ("connection refused", "connection refused (is the server running on that host and port?)"),
+    ("timeout", "the connection timed out"),
+    ("could not translate host name", "unknown host"),
+    ("name or service not known", "unknown host"),
+    ("ssl", "the server refused SSL, or SSL failed"),
+    ("readonly database", "the database is read-only"),
+    ("read-only file system", "the file system is read-only"),
+    ("unable to open database file", "cannot open the database file (missing folder, or no permission)"),
+    ("file is not a database", "not a SQLite database, or damaged"),
+    ("database disk image is malformed", "the database file is damaged"),
+)
+
+
+def _connect_cause(e: SQLAlchemyError) -> str:
+    text = str(getattr(e, "orig", None) or e).lower()
+    for needle, meaning in _CONNECT_CAUSES:
+        if needle in text:
+            return meaning
+    return _cause(e)
+
+
+def _blob(x: Any) -> bytes:
+    """A BLOB column's value as bytes. A row edited to hold text is tampering: it is turned
+    into bytes so that the check that follows (a MAC, a signature, a parser) names it."""
+    if isinstance(x, (bytes, bytearray, memoryview)):
+        return bytes(x)
+    if isinstance(x, str):
+        return x.encode("utf-8", "surrogatepass")
+    raise IntegrityError(f"a stored value has the wrong type ({type(x).__name__}): the database was edited")
+
+
 def _sqlite_path(url: str) -> str | None:
     u = make_url(url)
     if u.get_backend_name() != "sqlite":
@@ -186,6 +224,25 @@ def _install_sqlite_pragmas(engine: Engine) -> None:
         conn.connection.driver_connection.execute("BEGIN IMMEDIATE" if conn.info.get("dv_write") else "BEGIN")
 
 
+def _check_sqlite_vault(path: str) -> None:
+    """Refuse a file that is not a vault without changing a byte of it: opening it through
+    the engine would set journal_mode=WAL (rewriting its header) and grow an empty file."""
+    import sqlite3
+    from urllib.parse import quote
+    if os.path.getsize(path) == 0:
+        raise NotFound("no vault in this database (an empty file)")
+    try:
+        con = sqlite3.connect(f"file:{quote(os.path.abspath(path))}?mode=ro", uri=True)
+        try:
+            found = con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dv_meta'").fetchone()
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as e:
+        raise StoreError(f"cannot open database: {_connect_cause(e)}") from None  # type: ignore[arg-type]
+    if found is None:
+        raise NotFound("no vault in this database")
+
+
 class Store:
     """A handle on the vault's tables; every method takes/uses explicit transactions."""
 
@@ -195,7 +252,7 @@ class Store:
         self._depth = 0
         try:
             path = _sqlite_path(url)
-        except ArgumentError:
+        except (ArgumentError, ValueError):  # ValueError: e.g. a port that is not a number
             raise StoreError("not a database URL (expected sqlite:///PATH or postgresql+psycopg://...)") from None
         self.sqlite_path = path
         if path is not None:
@@ -203,6 +260,8 @@ class Store:
                 write_private(path, b"", error=StoreError)  # an empty 0600 file SQLite then fills
             elif not os.path.isfile(path):
                 raise NotFound(f"no vault at {path}")
+            else:
+                _check_sqlite_vault(path)  # before our pragmas turn someone else's file to WAL
         try:
             self.engine = create_engine(url, future=True)
         except (ArgumentError, ImportError, SQLAlchemyError) as e:
@@ -303,8 +362,8 @@ class Store:
     def has_vault(self) -> bool:
         try:
             return inspect(self.engine).has_table("dv_meta")
-        except SQLAlchemyError as e:  # e.g. "file is not a database"
-            raise StoreError(f"cannot open database: {_cause(e)}") from None
+        except SQLAlchemyError as e:  # e.g. "file is not a database", a refused connection
+            raise StoreError(f"cannot open database: {_connect_cause(e)}") from None
 
     def dispose(self) -> None:
         self._drop_conn()
@@ -325,7 +384,7 @@ class Store:
     # -- meta -----------------------------------------------------------------------------
     @staticmethod
     def get_meta(conn: Connection) -> dict[str, bytes]:
-        return {r.name: bytes(r.value) for r in conn.execute(select(meta.c.name, meta.c.value))}
+        return {r.name: _blob(r.value) for r in conn.execute(select(meta.c.name, meta.c.value))}
 
     @staticmethod
     def put_meta(conn: Connection, values: dict[str, bytes]) -> None:
@@ -339,7 +398,7 @@ class Store:
     def get_slots(conn: Connection) -> list[tuple[str, str, bytes, bytes]]:
         rows = conn.execute(select(slots.c.slot_id, slots.c.kind, slots.c.unlock, slots.c.keyring)
                             .order_by(slots.c.slot_id))
-        return [(r.slot_id, r.kind, bytes(r.unlock), bytes(r.keyring)) for r in rows]
+        return [(r.slot_id, r.kind, _blob(r.unlock), _blob(r.keyring)) for r in rows]
 
     def slot_keyring(self, conn: Connection, slot_id: str, *, lock: bool = False) -> bytes | None:
         """One slot's keyring blob; ``lock`` (PostgreSQL: FOR UPDATE) holds the row until the
@@ -348,7 +407,7 @@ class Store:
         if lock and not self.is_sqlite:  # SQLite's BEGIN IMMEDIATE already serialises writers
             q = q.with_for_update()
         row = conn.execute(q).first()
-        return None if row is None else bytes(row[0])
+        return None if row is None else _blob(row[0])
 
     @staticmethod
     def put_slot(conn: Connection, slot_id: str, kind: str, unlock: bytes, keyring: bytes) -> None:
@@ -364,7 +423,7 @@ class Store:
     def get_users(conn: Connection) -> list[tuple[str, str, str, bytes, str]]:
         rows = conn.execute(select(users.c.user_id, users.c.name, users.c.role, users.c.public,
                                    users.c.slot_id).order_by(users.c.user_id))
-        return [(r[0], r[1], r[2], bytes(r[3]), r[4]) for r in rows]
+        return [(r[0], r[1], r[2], _blob(r[3]), r[4]) for r in rows]
 
     @staticmethod
     def put_user(conn: Connection, user_id: str, name: str, role: str, public: bytes, slot_id: str) -> None:
@@ -385,7 +444,7 @@ class Store:
 
     def get_record(self, conn: Connection, rid: bytes) -> bytes | None:
         row = self.raw(conn, self._get_record_sql, (rid,)).fetchone()
-        return None if row is None else bytes(row[0])
+        return None if row is None else _blob(row[0])
 
     def get_records(self, conn: Connection, ids: list[bytes]) -> list[tuple[bytes, bytes]]:
         out: list[tuple[bytes, bytes]] = []
@@ -393,7 +452,7 @@ class Store:
             chunk = ids[i:i + 500]
             ph = ", ".join([self._ph] * len(chunk))
             rows = conn.exec_driver_sql(f"SELECT id, data FROM dv_records WHERE id IN ({ph})", tuple(chunk))
-            out += [(bytes(r[0]), bytes(r[1])) for r in rows]
+            out += [(_blob(r[0]), _blob(r[1])) for r in rows]
         return sorted(out)
 
     @staticmethod
@@ -401,7 +460,7 @@ class Store:
         """(record id, data) of every row, inside the caller's transaction (a one-off sweep;
         the caller writes only after the scan ends)."""
         for rid, data in conn.execute(select(records.c.id, records.c.data)):
-            yield bytes(rid), bytes(data)
+            yield _blob(rid), _blob(data)
 
     @staticmethod
     def put_record(conn: Connection, rid: bytes, data: bytes) -> None:
@@ -495,7 +554,7 @@ class Store:
     def get_pseudonym(self, conn: Connection, purpose: str, tag: bytes) -> bytes | None:
         row = self.raw(conn, f"SELECT ref FROM dv_pseudonyms WHERE purpose = {self._ph} AND tag = {self._ph}",
                        (purpose, tag)).fetchone()
-        return None if row is None else bytes(row[0])
+        return None if row is None else _blob(row[0])
 
     def put_pseudonym(self, conn: Connection, purpose: str, tag: bytes, ref: bytes) -> None:
         """Issue one. Two sessions may issue the same pseudonym at once (it is a function of
@@ -528,7 +587,7 @@ class Store:
                 return
             result = conn.execution_options(stream_results=True, yield_per=batch).execute(q)
             for rid, data in result:
-                yield bytes(rid), bytes(data)
+                yield _blob(rid), _blob(data)
 
     def ids(self) -> list[bytes]:
         with self.tx(write=False) as conn:
@@ -598,15 +657,21 @@ def check_app_roles(url: str, roles: Sequence[str]) -> None:
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            known = {r[0] for r in conn.exec_driver_sql(
-                "SELECT rolname FROM pg_roles WHERE rolname = ANY(%(r)s)", {"r": list(roles)})}
+            me = conn.exec_driver_sql("SELECT current_user").scalar_one()
+            known = {r[0]: bool(r[1]) for r in conn.exec_driver_sql(
+                "SELECT rolname, rolsuper FROM pg_roles WHERE rolname = ANY(%(r)s)", {"r": list(roles)})}
     except SQLAlchemyError as e:
-        raise StoreError(f"database error: {_cause(e)}") from None
+        raise StoreError(f"database error: {_connect_cause(e)}") from None
     finally:
         engine.dispose()
     missing = [r for r in roles if r not in known]
     if missing:
         raise VaultError(f"no database role {missing[0]} (create it first, as the database owner)")
+    # Privileges do not bind a superuser or the tables' owner: "append only" would be false.
+    mighty = [r for r in roles if known[r] or r == me]
+    if mighty:
+        raise VaultError(f"database role {mighty[0]} is a superuser or owns the vault's tables, so no grant can "
+                         "stop it changing the audit log; give the application an ordinary role")
 
 
 def restrict_audit_role(url: str, role: str) -> None:

@@ -14,6 +14,8 @@ authenticated keyring, so swapping it in the database is detected too.
 
 from __future__ import annotations
 
+import unicodedata
+
 from dataclasses import dataclass
 
 from . import _crypto as C
@@ -47,6 +49,12 @@ def check_name(name: object) -> str:
     """A user's name or handle as the user table keeps it (stripped, 1-200 characters)."""
     if not isinstance(name, str) or not name.strip() or len(name) > 200:
         raise ValidationError("a user needs a short name or handle (1-200 characters)")
+    try:
+        size = len(name.strip().encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValidationError("a user's name must be valid UTF-8 text") from None
+    if size > 255 or any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in name):
+        raise ValidationError("a user's name must be plain text of at most 255 UTF-8 bytes")
     return name.strip()
 
 

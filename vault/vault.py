@@ -273,6 +273,26 @@ def _keys_meta(ring: K.Keyring, vault_id: bytes, who: bytes, sign: Callable[[byt
     return {"keys_stmt": text.encode("ascii"), "keys_stmt_sig": K.sign_text("keys", vault_id, text, who, sign)}
 
 
+def _entry_detail(e: Any) -> dict[str, Any]:
+    """An entry's detail as a dict; a row edited into something else is named, not a crash."""
+    try:
+        detail = json.loads(e.detail)
+    except (TypeError, ValueError):
+        detail = None
+    if not isinstance(detail, dict):
+        raise IntegrityError(f"audit entry {e.seq} is malformed (its detail was edited); run dvault audit verify")
+    return detail
+
+
+def _utf8(text: str) -> bool:
+    """False for text with lone surrogates (bytes that were not UTF-8, passed through)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _check_batch(batch: Any) -> None:
     """A batch of 0 would switch in an empty index generation (reindex) or stop a rotation
     halfway; refuse it before anything is written."""
@@ -714,7 +734,7 @@ class Vault:
             if self._keys_changed():  # rewrapped by a rotation this handle has not seen: not tampering
                 raise KeysChanged() from None
             raise IntegrityError(f"class {e.cls!r} envelope failed authentication", record_id=rid.hex()) from None
-        except E.Malformed:
+        except (E.Malformed, TypeError):  # TypeError: a row edited to hold text, not bytes
             raise IntegrityError("record row is malformed", record_id=rid.hex()) from None
 
     def _plan(self, fields: Sequence[str] | None) -> dict[str, list[str] | None]:
@@ -1231,6 +1251,8 @@ class Vault:
             current = self._verified_users(conn)
             if any(u.user_id == user.user_id for u in current):
                 raise ValidationError(f"user {user.user_id} is already enrolled (or was revoked: use a new identity)")
+            if any(u.name.casefold() == name.casefold() and u.role != U.REVOKED for u in current):
+                raise ValidationError("another enrolled user has that name; choose one that tells them apart")
             store.put_slot(conn, user.slot_id, U.KIND_X25519, unlock, keyring)
             store.put_user(conn, user.user_id, user.name, user.role, pub.raw, user.slot_id)
             self._sign_roster(conn, current + [user])
@@ -1393,6 +1415,8 @@ class Vault:
         """The reason attached (sealed to the lead) to every following audit entry."""
         if reason is not None and (not isinstance(reason, str) or not reason.strip()):
             raise ValidationError("a reason must be non-empty text")
+        if reason is not None and not _utf8(reason):
+            raise ValidationError("a reason must be valid UTF-8 text")
         self._auditor.reason = reason
 
     def add_many(self, rows: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -1634,7 +1658,7 @@ class Vault:
                     or (since_ms is not None and e.at < since_ms) or (until_ms is not None and e.at > until_ms):
                 continue
             out.append({"seq": e.seq, "at": e.at, "actor": aid, "action": e.action, "target": e.target,
-                        "detail": json.loads(e.detail), "reason": self._open_reason(e.reason)})
+                        "detail": _entry_detail(e), "reason": self._open_reason(e.reason)})
         return out
 
     def _open_reason(self, sealed: bytes) -> str | None:
@@ -1790,7 +1814,7 @@ class Vault:
     def alarms(self) -> list[dict[str, Any]]:
         """Canary alarms in the log, for the lead's status screen (not itself logged)."""
         from . import audit as A
-        return [{"seq": e.seq, "at": e.at, "actor": A.actor_id(e.actor), "detail": json.loads(e.detail)}
+        return [{"seq": e.seq, "at": e.at, "actor": A.actor_id(e.actor), "detail": _entry_detail(e)}
                 for e in A.read_entries(self._s()) if e.action == "alarm"]
 
     def ids(self) -> list[str]:
