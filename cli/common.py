@@ -150,10 +150,20 @@ def reason_option(f: Callable) -> Callable:
 
 def set_reason(v: vault.Vault, reason: str | None) -> None:
     """Every access needs a reason: from --reason or a prompt, recorded in the audit log."""
-    text = reason if reason and reason.strip() else click.prompt("Reason for this access", err=True)
+    text = reason if reason and reason.strip() else _prompt_line("Reason for this access", "--reason")
     if not text.strip():
         raise click.UsageError("a reason is required")
     v.set_reason(text.strip())
+
+
+def _prompt_line(label: str, option: str) -> str:
+    """A visible prompt; end of input (no terminal, Ctrl-D) is one error line naming the
+    option that would have given the answer, not "Label: dvault: error: aborted"."""
+    try:
+        return str(click.prompt(label, err=True))
+    except click.exceptions.Abort:
+        click.echo(err=True)  # end the prompt's line
+        raise click.UsageError(f"no input for: {label} (give {option})") from None
 
 
 def fields_arg(text: str | None) -> list[str] | None:
