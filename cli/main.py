@@ -204,8 +204,8 @@ def _utc_ms(option: str, text: str | None, *, end_of_day: bool = False) -> int |
 def audit_verify(checkpoint, records, accept, **kw):  # type: ignore[no-untyped-def]
     """Verify the hash chain and signatures; name the first bad entry. Exit 5 if damaged.
 
-    With --records, also find rows put back to an older version, rows no entry wrote and
-    records deleted without an entry (exit 5 if any). With --accept as well, the rows as
+    With --records, also find rows put back to an older version, rows no entry wrote,
+    records deleted without an entry and rows that fail authentication (exit 5 if any). With --accept as well, the rows as
     they are now become the log's record states (one signed entry) and the exit is 0.
 
     Example: dvault audit verify --vault dd2026.vault --against dvcp1:120:abcd... --records
@@ -226,6 +226,8 @@ def audit_verify(checkpoint, records, accept, **kw):  # type: ignore[no-untyped-
         click.echo(f"never logged: record {rid} holds a state no entry wrote")
     for seq in check.missing:
         click.echo(f"missing:      the state entry {seq} wrote is in no row")
+    for rid in check.damaged:
+        click.echo(f"damaged:      record {rid} fails authentication (edited in place, or malformed)")
     if not check.ok and not accept:
         raise vault.IntegrityError(str(check))
     click.echo(str(check))

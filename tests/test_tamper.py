@@ -428,3 +428,23 @@ def test_a_lowered_schema_version_does_not_launder_a_restored_record(url: str) -
     with vault.open(url, PASSPHRASE) as v:
         assert not v.audit_entries(action="restate")
         assert v.check_records().rolled_back == (b,)
+
+
+def test_check_records_names_every_damaged_row(url: str) -> None:
+    """A ciphertext edited in place keeps its DEK ids (so its state): the check opens every
+    row too, and names all damaged ones at once; they cannot be accepted."""
+    with vault.create(url, PASSPHRASE) as v:
+        a, b, c = v.add_many([FULL, OTHER, FULL])
+        raw = RawDB(url)
+        for rid in (a, c):
+            row = bytearray(raw.row(rid))
+            row[-20] ^= 1  # inside the last field ciphertext of the last envelope
+            raw.set_row(rid, bytes(row))
+        raw.close()
+        got = v.check_records()
+        assert got.damaged == tuple(sorted((a, c))) and not got.ok and not got.rolled_back and not got.missing
+        assert "2 damaged" in str(got)
+        assert v.audit_entries(action="check_records")[-1]["detail"]["damaged"] == 2
+        with pytest.raises(vault.IntegrityError, match="cannot be accepted"):
+            v.check_records(accept=True)
+        assert v.audit_entries(action="restate") == []  # nothing was accepted

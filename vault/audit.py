@@ -398,25 +398,30 @@ class RecordCheck:
     rolled_back: tuple[str, ...]  # rows holding a state that a later entry replaced or shredded
     unlogged: tuple[str, ...]  # rows holding a state that no entry put
     missing: tuple[int, ...]  # entries whose state no row holds (one per state)
+    damaged: tuple[str, ...] = ()  # rows that fail authentication (edited in place, or malformed)
 
     @property
     def ok(self) -> bool:
-        return not (self.rolled_back or self.unlogged or self.missing)
+        return not (self.rolled_back or self.unlogged or self.missing or self.damaged)
 
     def counts(self) -> dict[str, int]:
         """What an audit entry records of a check: counts, never ids."""
-        return {"rows": self.rows, "rolled_back": len(self.rolled_back), "unlogged": len(self.unlogged),
-                "missing": len(self.missing)}
+        out = {"rows": self.rows, "rolled_back": len(self.rolled_back), "unlogged": len(self.unlogged),
+               "missing": len(self.missing)}
+        if self.damaged:  # absent when none, so entries written before the count existed read alike
+            out["damaged"] = len(self.damaged)
+        return out
 
     def __str__(self) -> str:
         if self.ok:
             return f"records match the audit log: {self.rows} rows"
         return (f"records differ from the audit log: {len(self.rolled_back)} rolled back, "
-                f"{len(self.unlogged)} never logged, {len(self.missing)} logged but missing (of {self.rows} rows)")
+                f"{len(self.unlogged)} never logged, {len(self.missing)} logged but missing"
+                + (f", {len(self.damaged)} damaged" if self.damaged else "") + f" (of {self.rows} rows)")
 
 
-def compare_states(entries: list[Entry], known: set[bytes], rows: list[tuple[bytes, str]]
-                   ) -> tuple[RecordCheck, list[str], list[str]]:
+def compare_states(entries: list[Entry], known: set[bytes], rows: list[tuple[bytes, str]],
+                   damaged: tuple[str, ...] = ()) -> tuple[RecordCheck, list[str], list[str]]:
     """Vault.check_records' comparison of rows (record id, state token) with the log: (what differs, the logged states no row holds, the
     states of the rows that differ). Raises IntegrityError for a log that fails verification."""
     verdict = verify(entries, known)
@@ -445,7 +450,8 @@ def compare_states(entries: list[Entry], known: set[bytes], rows: list[tuple[byt
             continue
         (rolled_back if token in dropped else unlogged).append(rid.hex())
         differing.append(token)
-    out = RecordCheck(len(rows), tuple(sorted(rolled_back)), tuple(sorted(unlogged)), tuple(sorted(live.values())))
+    out = RecordCheck(len(rows), tuple(sorted(rolled_back)), tuple(sorted(unlogged)), tuple(sorted(live.values())),
+                      tuple(sorted(damaged)))
     return out, list(live), differing
 
 

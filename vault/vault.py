@@ -1684,11 +1684,14 @@ class Vault:
         back to an older version of itself (a state an entry dropped), a row no entry put
         (inserted behind the vault's back, or resurrected after a shred) and a logged state
         no row has (a record deleted, or rolled back, without an entry). The log is verified
-        first: a log that fails verification proves nothing about the rows.
+        first: a log that fails verification proves nothing about the rows. Every row is
+        also opened in full, so a ciphertext edited in place is named (``damaged``) here
+        rather than at someone's next read.
 
         ``accept``: after a deliberate restore, take the rows as they are from here on: one
         ``restate`` entry, signed by whoever accepts, drops the states no row has and puts
-        those of the rows that differed. Returns what was found before accepting."""
+        those of the rows that differed. Damaged rows cannot be accepted (they open for no
+        one): restore or shred them first. Returns what was found before accepting."""
         from . import audit as A
         self._guard("check_records", lambda: self._need_manage("checking records against the log"))
         store = self._s()
@@ -1701,8 +1704,22 @@ class Vault:
                 elif not store.is_sqlite:  # one snapshot for the log and the rows
                     store.raw(conn, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 entries = A.read_entries(store)
-                rows = [(rid, self._state_token(rid, data)) for rid, data in store.scan_records(conn)]
-                return A.compare_states(entries, known, rows)
+                rows, damaged = [], []
+                everything: dict[str, list[str] | None] = {c: None for c in self._current}
+                for rid, data in store.scan_records(conn):
+                    try:
+                        self._open_row(rid, data, everything)
+                    except IntegrityError:
+                        damaged.append(rid.hex())
+                    try:
+                        rows.append((rid, self._state_token(rid, data)))
+                    except IntegrityError:  # malformed: no DEK ids to name its state (already damaged)
+                        pass
+                found = A.compare_states(entries, known, rows, tuple(damaged))
+                if accept and found[0].damaged:
+                    raise IntegrityError(f"{len(found[0].damaged)} record row(s) fail authentication and cannot be "
+                                         "accepted: restore them from a backup, or shred them, first")
+                return found
         try:
             if accept:
                 out, drop, put = self._audited("restate", compare, lambda r: ("", {
