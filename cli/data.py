@@ -14,7 +14,7 @@ import vault
 from vault import exporter as X
 from vault.identity import Identity, PublicIdentity
 
-from .common import note, reason_option, set_reason, unlock, vault_options, with_progress
+from .common import note, printable, reason_option, set_reason, unlock, vault_options, with_progress
 from .secrets_input import IDENTITY_ENV, read_passphrase
 
 
@@ -93,7 +93,7 @@ def export(fields: str, purpose: str | None, fmt: str, out: Path | None, recipie
         X.write_private(out, data)
         note(f"wrote {len(rows)} row(s) to {out}{' (sealed)' if to else ''}")
     else:
-        click.get_binary_stream("stdout").write(data)
+        _to_stdout(data, sealed=to is not None)
 
 
 @click.command(name="open-export")
@@ -113,7 +113,20 @@ def open_export(sealed_file: Path, identity: Path, out: Path | None, passphrase_
     if out is not None:
         X.write_private(out, data)
     else:
-        click.get_binary_stream("stdout").write(data)
+        _to_stdout(data, sealed=False)
+
+
+def _to_stdout(data: bytes, *, sealed: bool) -> None:
+    """Exported data on stdout. On a terminal, the characters a screen would act on
+    (escapes, C1, bidi overrides) are shown escaped, as list and show do: a pipe or a file
+    gets the exact bytes."""
+    import sys
+    if not sealed and sys.stdout.isatty():
+        text = data.decode("utf-8", "replace")
+        data = printable(text, lines=True).encode("utf-8")
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
 
 
 @click.command(name="sample-csv")

@@ -260,6 +260,9 @@ def test_canary_tripwire(logged) -> None:  # type: ignore[no-untyped-def]
     with vault.open(url, identity=staff) as v:
         with pytest.raises(vault.AccessDenied):
             v.plant_canary({"badge_name": "x"})
+        # their own alarm entries would name the decoy (target) to the one who tripped it
+        mine = v.audit_entries()
+        assert mine and not [e for e in mine if e["action"] == "alarm" or e["detail"].get("canary")]
 
 
 def test_only_the_lead_plants_canaries(url: str) -> None:

@@ -314,9 +314,10 @@ def test_an_edited_record_row_is_an_integrity_error(setup, monkeypatch, capsys) 
     con.execute("UPDATE dv_records SET data = 'text, not bytes'")
     con.commit()
     con.close()
-    for args in (("list", "--fields", "badge_name", *STAFF), ("audit", "verify", "--records", *LEAD[:4])):
+    for args, says in ((("list", "--fields", "badge_name", *STAFF), "malformed"),
+                       (("audit", "verify", "--records", *LEAD[:4]), "1 damaged (of 1 rows)")):
         code, out, err = run(monkeypatch, capsys, *args)
-        assert code == 5 and "malformed" in err and err.count("\n") == 1, err
+        assert code == 5 and says in err and err.count("\n") == 1, err
 
 
 def test_database_urls_are_shown_without_password() -> None:
@@ -565,3 +566,18 @@ def test_ctrl_c_while_the_modules_load_is_one_line(monkeypatch, capsys) -> None:
     with pytest.raises(SystemExit) as e:
         vault_cli.run()
     assert e.value.code == 130 and capsys.readouterr().err == "dvault: error: interrupted\n"
+
+
+def test_export_to_a_terminal_escapes_what_the_screen_would_act_on(setup, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """list and show escape controls; export to stdout did not. A pipe still gets exact bytes."""
+    tmp, url, _ = setup
+    with vault.open(url, RECOVERY) as v:
+        v.add({"badge_name": "X\x1b]0;PWNED\x07 A\u202eB\x9b2J"})
+    for fmt in ("csv", "json"):
+        monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+        code, out, err = run(monkeypatch, capsys, "export", "--fields", "badge_name", "--format", fmt, *STAFF)
+        assert code == 0, err
+        assert not any(c in out for c in "\x1b\x07\u202e\x9b") and "PWNED" in out, out
+        monkeypatch.setattr(sys.stdout, "isatty", lambda: False)
+        code, out, err = run(monkeypatch, capsys, "export", "--fields", "badge_name", "--format", fmt, *STAFF)
+        assert code == 0 and "\u202e" in out  # a pipe gets the data as it is

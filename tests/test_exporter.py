@@ -61,9 +61,24 @@ def test_private_files_and_sealing(tmp_path: Path) -> None:
 
 def test_csv_injection_defused() -> None:
     text = X.to_csv([{"a": "=HYPERLINK(\"x\")", "b": "-3", "c": "+44 20"}], ["a", "b", "c"])
-    assert "'=HYPERLINK" in text and ",-3," in text and "'+44 20" in text
+    assert "'=HYPERLINK" in text and ',"-3",' in text and "'+44 20" in text
     text = X.to_csv([{"a": "\t=1+2", "b": "\r=1+2"}], ["a", "b"])
-    assert text == "a,b\r\n'\t=1+2,\"'\r=1+2\"\r\n"
+    assert text == '"a","b"\r\n"\'\t=1+2","\'\r=1+2"\r\n'
+
+
+@pytest.mark.parametrize("sep", [";", ",", "\t"])
+def test_no_cell_starts_a_formula_whatever_the_spreadsheet_splits_on(sep: str) -> None:
+    """Excel and LibreOffice in many locales split CSV on ";": a value holding ";=" must not
+    open as a second cell that is a formula. Every cell is quoted, so a reader splitting the
+    same bytes on any of these separators never starts a cell inside a value."""
+    import csv
+    import io
+    value = "Ana;=cmd|' /C calc'!A0\t=1+1"
+    text = X.to_csv([{"a": value, "b": "x"}], ["a", "b"])
+    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=sep))
+    assert not any(cell.startswith(("=", "+", "-", "@")) for row in rows for cell in row), rows
+    if sep == ",":
+        assert rows[1] == [value, "x"]
 
 
 @pytest.mark.parametrize("value", ["line\rbreak", "line\nbreak", "a\r\nb", "x\r", 'quote " and, comma'])

@@ -400,9 +400,8 @@ def test_the_upgrade_takes_the_rows_present_as_its_baseline(url: str, monkeypatc
         with vault.create(url, PASSPHRASE) as v:
             a = v.add(FULL)
             v.update(a, {"dietary": "none"})
+            v.add(OTHER)
     raw = RawDB(url)
-    copy = "ab" * 16
-    _insert_row(url, copy, raw.row(a))  # stands for a row an older release wrote without a state
     raw.set_meta("db_schema_version", b"5")
     raw.close()
     with vault.open(url, PASSPHRASE) as v:

@@ -37,9 +37,10 @@ def _cell(v: Any) -> str:
 
 def to_csv(rows: Iterable[dict[str, Any]], columns: list[str]) -> str:
     buf = io.StringIO()
-    # CRLF (RFC 4180): the writer quotes any value holding a character of the line
-    # terminator, so a lone carriage return inside a value cannot start a new row.
-    w = csv.writer(buf, lineterminator="\r\n")
+    # CRLF (RFC 4180). Every cell is quoted: spreadsheets in much of Europe and Latin
+    # America split CSV on ";", so an unquoted "Ana;=cmd|..." would open as two cells, the
+    # second a formula that the leading-character guard below never saw.
+    w = csv.writer(buf, lineterminator="\r\n", quoting=csv.QUOTE_ALL)
     w.writerow(columns)
     for r in rows:
         # A leading =, +, -, @, tab or carriage return would make spreadsheets evaluate the

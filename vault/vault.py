@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import hmac
 import os
 import json
@@ -1652,8 +1653,9 @@ class Vault:
         me = A.actor_id(self._auditor.actor)
         for e in A.read_entries(self._s()):
             aid = A.actor_id(e.actor)
-            if not self.role.manage and aid != me:
-                continue  # staff and tools see their own entries; the lead sees everyone's
+            if not self.role.manage and (aid != me or e.action == "alarm"):
+                continue  # staff and tools see their own entries, but never an alarm: it would
+                # name the decoy they touched (its target); the lead sees everything
             if (actor and aid != actor) or (action and e.action != action) or (target and e.target != target) \
                     or (since_ms is not None and e.at < since_ms) or (until_ms is not None and e.at > until_ms):
                 continue
@@ -1706,7 +1708,9 @@ class Vault:
                 entries = A.read_entries(store)
                 rows, damaged = [], []
                 everything: dict[str, list[str] | None] = {c: None for c in self._current}
+                scanned = 0
                 for rid, data in store.scan_records(conn):
+                    scanned += 1
                     try:
                         self._open_row(rid, data, everything)
                     except IntegrityError:
@@ -1716,6 +1720,7 @@ class Vault:
                     except IntegrityError:  # malformed: no DEK ids to name its state (already damaged)
                         pass
                 found = A.compare_states(entries, known, rows, tuple(damaged))
+                found = (dataclasses.replace(found[0], rows=scanned), found[1], found[2])  # unparseable ones too
                 if accept and found[0].damaged:
                     raise IntegrityError(f"{len(found[0].damaged)} record row(s) fail authentication and cannot be "
                                          "accepted: restore them from a backup, or shred them, first")
