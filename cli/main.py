@@ -189,9 +189,20 @@ def _utc_ms(option: str, text: str | None, *, end_of_day: bool = False) -> int |
             when = _dt.datetime.fromisoformat(text.strip())
             if when.tzinfo is None:
                 when = when.replace(tzinfo=_dt.timezone.utc)
+            if end_of_day:  # --until 08:50:42 (as the table shows it) covers that whole second
+                return int(when.timestamp() * 1000) + _unit_ms(text.strip()) - 1
     except ValueError:
         raise click.UsageError(f"{option}: expected a UTC date or time like 2026-11-20 or 2026-11-20T14:30") from None
     return int(when.timestamp() * 1000)
+
+
+def _unit_ms(text: str) -> int:
+    """The length of the last unit a time was written to: hour, minute, second or finer."""
+    import re as _re
+    clock = _re.sub(r"(Z|[+-]\d\d(:?\d\d)?)$", "", text.partition("T")[2] or text.partition(" ")[2])
+    if "." in clock or "," in clock:
+        return 1
+    return {0: 3_600_000, 1: 60_000}.get(clock.count(":"), 1000)
 
 
 @audit.command("verify")

@@ -436,6 +436,10 @@ def test_audit_show_by_record_and_time_range(setup, monkeypatch, capsys) -> None
     entries = [json.loads(line) for line in out.splitlines()]
     assert [e["action"] for e in entries] == ["read"] and entries[0]["target"].startswith("AU-")
     assert entries[0]["reason"] == "lead work"
+    # the time as the table shows it (whole seconds) as --until keeps that entry
+    shown = dt.datetime.fromtimestamp(entries[0]["at"] / 1000, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    code, out, err = run(monkeypatch, capsys, "audit", "show", "--json", "--action", "read", "--until", shown, *lead)
+    assert code == 0 and [json.loads(x)["seq"] for x in out.splitlines()] == [entries[0]["seq"]], err
     today = dt.datetime.now(dt.timezone.utc).date()
     windows = {(str(today), str(today)): True, ("2000-01-01", "2000-01-02"): False,
                (f"{today}T00:00", None): True, (None, str(today - dt.timedelta(days=1))): False}

@@ -455,7 +455,7 @@ class _RowPlanner:
                 continue
             values[fname] = value
             identity.append((fname, "ok", value))
-        errors.extend(self._duplicates(line, tuple(identity), values))
+        errors.extend(self._duplicates(line, tuple(identity), values, claim=not errors))
         return values, errors
 
     def _convert(self, f: Field, text: str) -> Any:
@@ -501,13 +501,15 @@ class _RowPlanner:
             return matches[0]
         raise ValidationError(f"expects one of: {', '.join(f.values)}", field=f.name)
 
-    def _duplicates(self, line: int, identity: tuple, values: RowValues) -> list[RowError]:
-        """Compare with earlier rows (including rows with errors: a duplicate of a bad
-        row is still a duplicate, and saying so now saves a second dry run)."""
+    def _duplicates(self, line: int, identity: tuple, values: RowValues, *, claim: bool) -> list[RowError]:
+        """Compare with earlier rows. Only a row without errors (``claim``) claims its
+        e-mail, passport...: a form re-submitted to correct a bad first submission is the
+        one to import, and with --skip-bad a claim by the bad row would lose both."""
         first = self.seen_rows.get(identity)
         if first is not None:
             return [RowError(line, None, f"duplicate of line {first} (identical row)")]
-        self.seen_rows[identity] = line
+        if claim:
+            self.seen_rows[identity] = line
         hits: dict[int, list[tuple[str, str]]] = {}
         for (fields, kinds, what), seen in zip(self.rules, self.seen_keys):
             if not all(fn in values for fn in fields):
@@ -517,7 +519,8 @@ class _RowPlanner:
                 continue
             earlier = seen.get(key)
             if earlier is None:
-                seen[key] = line
+                if claim:
+                    seen[key] = line
             else:
                 hits.setdefault(earlier, []).append((self.column_of[fields[0]], what))
         out = []
