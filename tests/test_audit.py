@@ -529,8 +529,12 @@ def test_entries_about_a_record_by_any_of_its_pseudonyms(url: str) -> None:
         found = v.find(legal_name=SECRET_NAME)[0].id  # looking the record up first
         travel = v.pseudonym(found, "travel")
         by_audit = v.audit_entries(target=au)
-        assert [e["action"] for e in by_audit] == ["read", "update", "pseudonym", "pseudonym", "pseudonym"]
-        assert {e["target"] for e in by_audit} == {au}
+        # the search that returned the record names it too (detail.targets; since 2026-11-27)
+        assert [e["action"] for e in by_audit] == ["read", "update", "pseudonym", "pseudonym", "search", "pseudonym"]
+        assert {e["target"] for e in by_audit if e["action"] != "search"} == {au}
+        search = next(e for e in by_audit if e["action"] == "search")
+        assert search["target"] == "" and search["detail"]["targets"] == [au]
+        assert "legal_name" in search["detail"]["returned"]
         for spelled in (badge, badge.lower(), au.lower().replace("-", " "), travel):
             assert v.audit_entries(target=spelled) == by_audit
         v.delete(rid)

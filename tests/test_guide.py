@@ -53,7 +53,7 @@ def test_guide_runs_end_to_end(url: str, tmp_path: Path) -> None:
     assert "moved 149 participants into vault" in res.stdout  # 150 imported, one shredded
     assert "dietary question at lunch" in res.stdout  # the lead's audit show of "$P": reasons
     badges = (tmp_path / "badges.csv").read_text("utf-8").splitlines()
-    assert badges[0] == "pseudonym,badge_name,pronouns" and len(badges) == 151
+    assert badges[0] == '"pseudonym","badge_name","pronouns"' and len(badges) == 151  # every cell quoted
     assert (tmp_path / "badges.csv").stat().st_mode & 0o777 == 0o600
     assert not (tmp_path / "contacts.csv").exists()
     errors = (tmp_path / "errors.log").read_text("utf-8").splitlines()

@@ -503,7 +503,12 @@ def test_reveal_keeps_its_grant_when_the_audit_write_fails(team) -> None:  # typ
         thaw_audit(v._s().engine, url)
         assert v.reveal(req) == "Amira Haddad"
         entries = v.audit_entries(action="reveal")
-    assert [e["detail"] for e in entries] == [{"request": req, "shown": True}]
+    assert [e["detail"] for e in entries] == [{"request": req, "field": "legal_name", "shown": True}]
+    with vault.open(url, identity=lead) as v:  # both sides name the record; neither is booked as a plain read
+        au = v.pseudonym(rid, "audit")
+        about = [(e["action"], e["detail"].get("field")) for e in v.audit_entries(target=au)
+                 if e["action"] in ("reveal_request", "reveal_approve", "reveal", "read")]
+    assert about == [("reveal_request", "legal_name"), ("reveal_approve", "legal_name"), ("reveal", "legal_name")]
 
 
 def test_slot_confusion_is_refused_at_the_victims_own_open(team) -> None:  # type: ignore[no-untyped-def]

@@ -459,9 +459,12 @@ def summary(entries: list[dict[str, Any]], classes_of: dict[str, str]) -> dict[s
     """Who accessed which classes how often: actor -> class -> number of entries touching it."""
     out: dict[str, dict[str, int]] = {}
     for e in entries:
-        fields = e["detail"].get("fields") if isinstance(e["detail"], dict) else None
+        detail = e["detail"] if isinstance(e["detail"], dict) else {}
+        fields = detail.get("fields")
         if not isinstance(fields, list):
             continue
+        returned = detail.get("returned")  # what a search decrypted, beside what it searched on
+        fields = fields + (returned if isinstance(returned, list) else [])
         per = out.setdefault(e["actor"], {})
         for cls in sorted({classes_of[f] for f in fields if f in classes_of}):
             per[cls] = per.get(cls, 0) + 1

@@ -128,6 +128,15 @@ def _parse_grant(grant: bytes) -> tuple[bytes, int, bytes, bytes]:
     return head, struct.unpack(">Q", grant[:8])[0], grant[8:72], grant[72:]
 
 
+def subject(v: "Vault", req_id: str) -> tuple[str, str]:
+    """(record id hex, field) a request is about, for its audit entries; NotFound if none."""
+    with v._s().tx(write=False) as conn:
+        r = conn.execute(select(reveals.c.record_id, reveals.c.field).where(reveals.c.req_id == req_id)).first()
+    if r is None:
+        raise NotFound(f"no break-glass request {req_id}")
+    return bytes(r.record_id).hex(), str(r.field)
+
+
 def approve(v: "Vault", req_id: str, ttl_seconds: int = 24 * 3600) -> None:
     lead = v._need_lead("approving break-glass requests")
     store = v._s()
@@ -139,7 +148,9 @@ def approve(v: "Vault", req_id: str, ttl_seconds: int = 24 * 3600) -> None:
     if requester is None:
         raise NotFound("the requester is no longer enrolled")
     rid = bytes(r.record_id)
-    rec = v.get(rid.hex(), fields=[r.field])
+    # unaudited here: the caller's reveal_approve entry, already committed, names the
+    # record and field (an ordinary "read" would book the requester's access to the lead)
+    rec = v._get_impl(rid.hex(), [r.field])
     expires = int(time.time()) + int(ttl_seconds)
     payload = json.dumps({"value": _jsonable(rec.get(r.field))}).encode("utf-8")
     head = N.header(F.KIND_GRANT, bytes.fromhex(requester.user_id))
@@ -154,10 +165,10 @@ def _jsonable(value: Any) -> Any:
     return value.isoformat() if hasattr(value, "isoformat") else value
 
 
-def reveal(v: "Vault", req_id: str, now: float | None = None) -> tuple[Any, Exception | None]:
+def reveal(v: "Vault", req_id: str, now: float | None = None) -> tuple[Any, Exception | None, tuple[str, str]]:
     """Take the approved grant (its row is deleted, expired or not) and open it.
 
-    Returns ``(value, None)``, or ``(None, error)`` when the grant was taken but cannot be
+    Returns ``(value, None, about)``, or ``(None, error, about)`` when the grant was taken but cannot be
     shown (expired, forged, sealed to someone else): the caller commits the deletion with
     its audit entry and then raises the error. A missing or unapproved request raises
     here, before anything is deleted. Runs inside the caller's transaction, if any."""
@@ -171,10 +182,11 @@ def reveal(v: "Vault", req_id: str, now: float | None = None) -> tuple[Any, Exce
         if r.grant is None:
             raise AccessDenied("this request has not been approved (yet)")
         conn.execute(delete(reveals).where(reveals.c.req_id == req_id))
+    about = (bytes(r.record_id).hex(), str(r.field))  # (record id, field): what the entry names
     try:
-        return _open_grant(v, r, req_id, now), None
+        return _open_grant(v, r, req_id, now), None, about
     except (AccessDenied, IntegrityError) as e:
-        return None, e
+        return None, e, about
 
 
 def _open_grant(v: "Vault", r: Any, req_id: str, now: float | None) -> Any:

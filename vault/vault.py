@@ -1304,7 +1304,7 @@ class Vault:
         from . import breakglass
         breakglass.approve(self, req_id, ttl_seconds)
 
-    def _reveal_impl(self, req_id: str) -> tuple[Any, Exception | None]:
+    def _reveal_impl(self, req_id: str) -> tuple[Any, Exception | None, tuple[str, str]]:
         """Requester: the approved value, once (the grant is deleted as it is read); see
         breakglass.reveal for the (value, error) pair."""
         from . import breakglass
@@ -1478,11 +1478,20 @@ class Vault:
                 self._alarm(rec.id, "read_all")
             yield rec
 
+    def _search_detail(self, criteria: Mapping[str, Any], fields: list[str] | None,
+                       out: list[Record]) -> dict[str, Any]:
+        """A search entry: the fields searched on (never the terms), the fields it decrypted
+        and returned, and each match's audit pseudonym, so that "who looked at this person"
+        finds searches too (audit_entries(target=...), the summary)."""
+        returned = sorted(fields) if fields is not None else sorted(self.readable_fields)
+        return {"fields": sorted(criteria), "returned": returned, "results": len(out),
+                "targets": sorted(t for t in (self._target(r.id) for r in out) if t)}
+
     def find(self, /, fields: Sequence[str] | None = None, **criteria: Any) -> list[Record]:
         """Exact search over blind indexes (see :meth:`_find_impl`); the search term is never logged."""
         fields = _field_names(fields)
         def describe(out: list[Record]) -> tuple[str, dict]:
-            return "", {"fields": sorted(criteria), "results": len(out)}
+            return "", self._search_detail(criteria, fields, out)
         out = self._guard("search", lambda: self._audited("search", lambda: self._find_impl(fields, **criteria),
                                                           describe))
         self._alarm_if_canary([r.id for r in out], "search")
@@ -1492,7 +1501,7 @@ class Vault:
         """Token search (see :meth:`_find_tokens_impl`); the search term is never logged."""
         fields = _field_names(fields)
         def describe(out: list[Record]) -> tuple[str, dict]:
-            return "", {"fields": sorted(criteria), "results": len(out), "tokens": True}
+            return "", {**self._search_detail(criteria, fields, out), "tokens": True}
         out = self._guard("search", lambda: self._audited(
             "search", lambda: self._find_tokens_impl(fields, **criteria), describe))
         self._alarm_if_canary([r.id for r in out], "search")
@@ -1566,16 +1575,25 @@ class Vault:
         self._guard("reveal_approve", lambda: self._need_lead("approving break-glass requests"))
         if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int) or not 0 < ttl_seconds <= 30 * 86400:
             raise ValidationError("ttl_seconds must be a whole number of seconds, 1 to 30 days")
-        self._audit("reveal_approve", "", {"request": str(req_id), "ttl_seconds": ttl_seconds})
+        from . import breakglass
+        detail: dict[str, Any] = {"request": str(req_id), "ttl_seconds": ttl_seconds}
+        try:
+            rid, field = breakglass.subject(self, str(req_id))
+        except NotFound:  # an attempt is logged too
+            self._audit("reveal_approve", "", detail)
+            raise
+        # the lead's client decrypts the value to seal it: this entry is that access
+        self._audit("reveal_approve", self._target(rid), {**detail, "field": field})
         self._approve_reveal_impl(req_id, ttl_seconds)
 
     def reveal(self, req_id: str) -> Any:
         """The approved value, once (see :meth:`_reveal_impl`). The grant's deletion commits
         with the audit entry: if the entry cannot be written the grant stays, unshown; a
         grant taken but refused (expired, forged) is gone, its entry says so, then we raise."""
-        def describe(out: tuple[Any, Exception | None]) -> tuple[str, dict]:
-            return "", {"request": str(req_id), "shown": out[1] is None}
-        value, err = self._guard("reveal", lambda: self._audited("reveal", lambda: self._reveal_impl(req_id), describe))
+        def describe(out: tuple[Any, Exception | None, tuple[str, str]]) -> tuple[str, dict]:
+            return self._target(out[2][0]), {"request": str(req_id), "field": out[2][1], "shown": out[1] is None}
+        value, err, _ = self._guard("reveal", lambda: self._audited("reveal", lambda: self._reveal_impl(req_id),
+                                                                    describe))
         if err is not None:
             raise err
         return value
@@ -1656,9 +1674,12 @@ class Vault:
             if not self.role.manage and (aid != me or e.action == "alarm"):
                 continue  # staff and tools see their own entries, but never an alarm: it would
                 # name the decoy they touched (its target); the lead sees everything
-            if (actor and aid != actor) or (action and e.action != action) or (target and e.target != target) \
+            if (actor and aid != actor) or (action and e.action != action) \
                     or (since_ms is not None and e.at < since_ms) or (until_ms is not None and e.at > until_ms):
                 continue
+            if target and e.target != target and not (e.action == "search" and f'"{target}"' in e.detail
+                                                      and target in _entry_detail(e).get("targets", ())):
+                continue  # a search names its matches in detail.targets
             out.append({"seq": e.seq, "at": e.at, "actor": aid, "action": e.action, "target": e.target,
                         "detail": _entry_detail(e), "reason": self._open_reason(e.reason)})
         return out
