@@ -585,3 +585,19 @@ def test_export_to_a_terminal_escapes_what_the_screen_would_act_on(setup, monkey
         monkeypatch.setattr(sys.stdout, "isatty", lambda: False)
         code, out, err = run(monkeypatch, capsys, "export", "--fields", "badge_name", "--format", fmt, *STAFF)
         assert code == 0 and "\u202e" in out  # a pipe gets the data as it is
+
+
+def test_importing_the_same_file_twice_adds_no_one_twice(setup, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    tmp, url, _ = setup
+    (tmp / "map.toml").write_text('[columns]\n"personal/full_name" = "legal_name"\n'
+                                  '"personal/badge_name" = "badge_name"\n"contact/email" = "email"\n')
+    (tmp / "a.csv").write_text(CSV_HEADER + "Kofi Mensah;Kofi;1970-01-01;kofi@example.org\n")
+    code, out, err = run(monkeypatch, capsys, "import", "a.csv", "--mapping", "map.toml", *LEAD)
+    assert code == 0 and "imported 1" in out, err
+    (tmp / "b.csv").write_text(CSV_HEADER + "Kofi Mensah;Kofi;1970-01-01;KOFI@example.org\n"
+                                            "Lina Haddad;Lina;1980-01-01;lina@example.org\n")
+    before = _count(url)
+    code, out, err = run(monkeypatch, capsys, "import", "b.csv", "--mapping", "map.toml", *LEAD)
+    assert code == 1 and "line 2: already in the vault (same e-mail" in err and _count(url) == before
+    code, out, err = run(monkeypatch, capsys, "import", "b.csv", "--mapping", "map.toml", "--skip-bad", *LEAD)
+    assert code == 0 and "imported 1" in out and _count(url) == before + 1, err

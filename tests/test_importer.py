@@ -524,3 +524,35 @@ def test_row_error_str() -> None:
     assert str(RowError(7, "personal/date_of_birth", "expects a date (YYYY-MM-DD)")) == \
         "line 7, column 'personal/date_of_birth': expects a date (YYYY-MM-DD)"
     assert str(RowError(3, None, "row has 2 cells, header has 9")) == "line 3: row has 2 cells, header has 9"
+
+
+# -- against the vault ----------------------------------------------------------------------
+
+
+def test_rows_already_in_the_vault_are_refused(url: str) -> None:
+    """A fresh download of the whole form imported again adds only the new people: a row
+    with a stored record's e-mail, passport number, or name and birth date is an error
+    (until 2026-11-27 everyone got a second record)."""
+    from vault.identity import Identity
+    from vault.importer import check_against_vault
+    lead, staff = Identity.generate(), Identity.generate()
+    first = [row(), row(name="Kofi Mensah", email="kofi@example.org", passport="P2", dob="1970-01-01")]
+    again = [row(name="Amira H. Other", email="AMIRA@Example.org", passport="PX1", dob="1990-01-01"),  # e-mail
+             row(name="Lina Other", email="lina@example.org", passport="p-2", dob="1999-09-09"),  # passport
+             row(name="amira  haddad", email="new@example.org", passport="P9", dob="1984-03-02"),  # name + birth
+             row(name="New Person", email="new.person@example.org", passport="P10", dob="2000-01-01")]
+    with vault.create(url, "correct horse battery staple", lead=lead) as v:
+        v.add_user(staff.public, "sam", "staff")
+        v.import_rows([values for _, values in plan(first).rows])
+        checked, unchecked = check_against_vault(v, plan(again))
+        assert unchecked == []
+        assert [line for line, _ in checked.rows] == [5]
+        assert messages(checked) == ["line 2: already in the vault (same e-mail)",
+                                     "line 3: already in the vault (same passport number)",
+                                     "line 4: already in the vault (same legal name and date of birth)"]
+        assert v.audit_entries(action="read_all")[-1]["detail"]["fields"] == [
+            "date_of_birth", "email", "legal_name", "passport_number"]
+    with vault.open(url, identity=staff) as v:  # staff read contacts, not identity fields
+        checked, unchecked = check_against_vault(v, plan(again))
+        assert unchecked == ["same passport number", "same legal name and date of birth"]
+        assert [line for line, _ in checked.rows] == [3, 4, 5]

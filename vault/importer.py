@@ -81,7 +81,7 @@ from .normalize import normalize
 from .schema import Field, Schema, parse_date
 
 __all__ = ["MappingError", "RowError", "Mapping", "ImportPlan", "RowValues",
-           "load_mapping", "plan_import"]
+           "load_mapping", "plan_import", "check_against_vault"]
 
 #: Defaults for bool fields without a values table (compared case-insensitively).
 DEFAULT_TRUE_VALUES: tuple[str, ...] = ("yes", "true", "1")
@@ -412,6 +412,43 @@ def plan_import(data: bytes, mapping: Mapping, schema: Schema) -> ImportPlan:
         if values is not None and not row_errors:
             rows.append((line, values))
     return ImportPlan(rows, errors, total)
+
+
+def check_against_vault(v: Any, plan: ImportPlan) -> tuple[ImportPlan, list[str]]:
+    """The plan without the rows already in the vault (same e-mail, passport number, or
+    legal name and birth date as a stored record), each reported as an error; and the
+    rules that could not be checked because the caller's role cannot read their fields.
+
+    Why: re-importing a fresh download of the whole form is the usual workflow, and it
+    must not give everyone a second record (two pseudonyms, two badges). Reading the
+    stored values is an access like any other: one ``read_all`` entry names the fields."""
+    mapped = {f for _, values in plan.rows for f in values}
+    rules = [r for r in DUPLICATE_RULES if all(f in v.schema.fields for f in r[0]) and set(r[0]) <= mapped]
+    usable = [r for r in rules if all(f in v.readable_fields for f in r[0])]
+    unchecked = [r[2] for r in rules if r not in usable]
+    if not usable or not plan.rows:
+        return plan, unchecked
+    needed = sorted({f for fields, _, _ in usable for f in fields})
+    stored: list[set[tuple]] = [set() for _ in usable]
+    for rec in v.records(fields=needed):
+        for (fields, kinds, _), keys in zip(usable, stored):
+            if all(f in rec for f in fields):
+                key = tuple(_norm(kind, rec[f]) for f, kind in zip(fields, kinds))
+                if all(k != "" for k in key):
+                    keys.add(key)
+    rows, errors = [], list(plan.errors)
+    for line, values in plan.rows:
+        hits = []
+        for (fields, kinds, what), keys in zip(usable, stored):
+            if all(f in values for f in fields):
+                if tuple(_norm(kind, values[f]) for f, kind in zip(fields, kinds)) in keys:
+                    hits.append(what)
+        if hits:
+            errors.append(RowError(line, None, f"already in the vault ({'; '.join(hits)})"))
+        else:
+            rows.append((line, values))
+    errors.sort(key=lambda e: e.line)
+    return ImportPlan(rows, errors, plan.total), unchecked
 
 
 class _RowPlanner:
