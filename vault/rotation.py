@@ -49,6 +49,8 @@ def rotate(v: "Vault", classes: Iterable[str] | None = None, *, reencrypt: bool 
                 raise ValidationError(f"unknown class {c!r}")
         state = _start(v, chosen, reencrypt)
     rotating = list(state["classes"])
+    with store.tx(write=False) as conn:
+        v._sync_plan(conn)  # a re-index another process began or ended
     v._refresh_writers()  # forked workers check sealed envelopes' writers without the database
     stats = {"rewrapped": 0, "reencrypted": 0, "swept": 0}
     total, done = (v.count() if progress else 0), 0

@@ -386,6 +386,14 @@ class Store:
     def get_meta(conn: Connection) -> dict[str, bytes]:
         return {r.name: _blob(r.value) for r in conn.execute(select(meta.c.name, meta.c.value))}
 
+    def get_meta_values(self, conn: Connection, names: Sequence[str], *, lock: bool = False) -> dict[str, bytes]:
+        """Some dv_meta rows; ``lock`` (PostgreSQL: FOR SHARE) keeps them from changing until
+        our transaction ends, e.g. the index plan while we write terms of its generation."""
+        q = select(meta.c.name, meta.c.value).where(meta.c.name.in_(list(names)))
+        if lock and not self.is_sqlite:
+            q = q.with_for_update(read=True)
+        return {r.name: _blob(r.value) for r in conn.execute(q)}
+
     @staticmethod
     def put_meta(conn: Connection, values: dict[str, bytes]) -> None:
         for name, value in values.items():
@@ -442,8 +450,12 @@ class Store:
         if rows:
             conn.exec_driver_sql(self._insert_record_sql, rows)
 
-    def get_record(self, conn: Connection, rid: bytes) -> bytes | None:
-        row = self.raw(conn, self._get_record_sql, (rid,)).fetchone()
+    def get_record(self, conn: Connection, rid: bytes, *, lock: bool = False) -> bytes | None:
+        """One record row; ``lock`` (PostgreSQL: FOR UPDATE) for a read-modify-write, so two
+        clients updating different fields of one record cannot lose each other's change
+        (SQLite's BEGIN IMMEDIATE already serialises them)."""
+        sql = self._get_record_sql + (" FOR UPDATE" if lock and not self.is_sqlite else "")
+        row = self.raw(conn, sql, (rid,)).fetchone()
         return None if row is None else _blob(row[0])
 
     def get_records(self, conn: Connection, ids: list[bytes]) -> list[tuple[bytes, bytes]]:

@@ -817,8 +817,12 @@ class Vault:
         out: list[str] = []
         put: list[str] = []
         buckets: dict[Bucket, list[bytes]] = {}
+        with store.tx(write=False) as conn:
+            self._sync_plan(conn)  # before the workers fork: they compute the index terms
         with PAR.pool(seal, len(rows)) as pool, store.tx() as conn:
             self._check_keys(conn)  # sealed with our class keys: they must still be current
+            if self._sync_plan(conn, lock=True):  # a re-index began or ended just now
+                raise KeysChanged("the blind-index plan changed while adding (a re-index elsewhere); add again")
             for batch, groups, states in pool.imap(PAR.ranges(len(rows), PAR.CHUNK)):
                 store.insert_records(conn, batch)
                 for key, ids in groups.items():
@@ -858,7 +862,8 @@ class Vault:
         detail: dict[str, Any] = {"fields": sorted(map(str, values))}
         with store.tx() as conn:  # the row, its index terms and its entry (with the states) commit together
             self._check_keys(conn)
-            data = store.get_record(conn, rid)
+            self._sync_plan(conn, lock=True)
+            data = store.get_record(conn, rid, lock=True)
             if data is None:
                 raise NotFound(f"no record {record_id}")
             if not touched:
@@ -963,6 +968,8 @@ class Vault:
             raise ValidationError("find() needs at least one field=value")
         if fields is not None:
             self._plan(fields)  # validates names
+        with self._s().tx(write=False) as conn:
+            self._sync_plan(conn)  # a re-index elsewhere may have switched generations
         ix = self._indexers[0][1]
         terms, wanted = [], {}
         for name, value in criteria.items():
@@ -989,6 +996,8 @@ class Vault:
             raise ValidationError("find_tokens() needs at least one field=value")
         if fields is not None:
             self._plan(fields)
+        with self._s().tx(write=False) as conn:
+            self._sync_plan(conn)  # a re-index elsewhere may have switched generations
         ix = self._indexers[0][1]
         terms, wanted = [], {}
         for name, value in criteria.items():
@@ -1103,8 +1112,12 @@ class Vault:
         """
         store = self._s()
         self._need_all_classes("re-indexing")
+        with store.tx(write=False) as conn:
+            self._sync_plan(conn)  # resume (or see finished) a re-index another process ran
         if self._plan_pending is None:
             self._begin_reindex(population, k)
+        else:
+            self._join_pending(population, k)
         pending = self._plan_pending
         assert pending is not None
         done = 0
@@ -1145,9 +1158,22 @@ class Vault:
                      {c: ck.key.version for c, ck in self._current.items()})
         with store.tx() as conn:
             self._check_keys(conn)  # index keys derive from our class keys
+            if self._sync_plan(conn, lock=True) and self._plan_pending is not None:
+                self._join_pending(population, k)  # another process began one just now
+                return
             store.put_meta(conn, {**self._plan_meta("index_next", nxt), "index_cursor": b""})
         self._plan_pending = nxt
         self._indexers = self._make_indexers()
+
+    def _join_pending(self, population: int | None, k: int | None) -> None:
+        """A re-index is under way (begun here before a crash, or by another process): it is
+        resumed, not replaced, so two never write one generation with different plans. Asked
+        for another plan, say so instead of building one that was not asked for."""
+        pending = self._plan_pending
+        assert pending is not None
+        if (population is not None and population != pending.population) or (k is not None and k != pending.k):
+            raise ValidationError(f"a re-index for population {pending.population}, k {pending.k} is under way: "
+                                  "let it finish (reindex() with no arguments), then re-plan")
 
     def _plan_meta(self, name: str, plan: I.Plan) -> dict[str, bytes]:
         """A plan as stored: its canonical text, MAC (meta key) and signature (lead/recovery)."""
@@ -1325,6 +1351,29 @@ class Vault:
             raise AccessDenied("this handle's key slot is gone (revoked, or removed by another process)")
         if not hmac.compare_digest(now, self._keys_seen):
             raise KeysChanged()
+
+    _PLAN_ROWS = ("index_plan", "index_plan_mac", "index_plan_sig", "index_next", "index_next_mac", "index_next_sig")
+
+    def _sync_plan(self, conn, *, lock: bool = False) -> bool:  # type: ignore[no-untyped-def]
+        """Follow a re-index that another process began or finished since we loaded the plan
+        (verified as at open); True if ours changed. Why: writing terms of a generation that
+        was switched out leaves records no search finds, and looking one up finds nothing.
+        ``lock``: on PostgreSQL the plan rows cannot change until our transaction ends."""
+        stored = self._s().get_meta_values(conn, self._PLAN_ROWS, lock=lock)
+        try:
+            active = I.Plan.from_text(stored["index_plan"].decode("utf-8"))
+            pending = I.Plan.from_text(stored["index_next"].decode("utf-8")) if stored.get("index_next") else None
+        except (KeyError, ValueError, TypeError, UnicodeDecodeError):
+            raise IntegrityError("index plan is malformed") from None
+        if active == self._plan_active and pending == self._plan_pending:
+            return False
+        assert self._ring is not None
+        active_ok = _verified_plan(stored, "index_plan", self._ring, self._vid)
+        if active_ok is None:
+            raise IntegrityError("index plan is missing")
+        self._plan_active, self._plan_pending = active_ok, _verified_plan(stored, "index_next", self._ring, self._vid)
+        self._indexers = self._make_indexers()
+        return True
 
     def _keys_changed(self) -> bool:
         """For error paths: has another process re-sealed the keys since we loaded them?"""
