@@ -100,3 +100,19 @@ def test_two_clients_updating_one_record_lose_nothing(url: str, tmp_path: Path) 
         assert (rec["email"], rec["hotel"]) == (f"email{n}@example.org", f"hotel{n}")
         assert [r.id for r in v.find(email=f"email{n}@example.org")] == [rid]
         assert v.check_records().ok
+
+
+def test_a_rotation_replans_an_interrupted_reindex(url: str) -> None:
+    """A re-index interrupted (a crash, KeysChanged) left a plan with the old key versions;
+    the next rotation finished that plan, then destroyed its keys: the vault no longer
+    opened ("index plan refers to a destroyed key")."""
+    with vault.create(url, PASSPHRASE) as v:
+        ids = v.add_many(_rows(40))
+        v._begin_reindex(population=5000)  # ... and the process dies
+    with vault.open(url, PASSPHRASE) as v:
+        assert v.status()["index"]["reindex_pending"]
+        v.rotate(["contact"])
+    with vault.open(url, PASSPHRASE) as v:  # opens, and every record is found under the new plan
+        assert not v.status()["index"]["reindex_pending"] and v.status()["index"]["population"] == 5000
+        assert [r.id for r in v.find(email="p9@example.org")] == [ids[9]]
+        assert v.check_records().ok

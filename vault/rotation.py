@@ -56,7 +56,9 @@ def rotate(v: "Vault", classes: Iterable[str] | None = None, *, reencrypt: bool 
     total, done = (v.count() if progress else 0), 0
     # -- 2. rewrap in batches, building the next index generation in the same pass --------------
     want = {c: ck.key.version for c, ck in v._current.items()}
-    if v._plan_pending is None and v._plan_active.class_versions != want:
+    if v._plan_pending is not None and v._plan_pending.class_versions != want:
+        v._restart_reindex()  # an interrupted re-index with the old versions: plan it again
+    elif v._plan_pending is None and v._plan_active.class_versions != want:
         v._begin_reindex()
     fused = v._plan_pending is not None and v._plan_pending.class_versions == want
     reencrypt = bool(state["reencrypt"])

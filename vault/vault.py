@@ -1165,6 +1165,25 @@ class Vault:
         self._plan_pending = nxt
         self._indexers = self._make_indexers()
 
+    def _restart_reindex(self) -> None:
+        """A pending re-index planned with class key versions that a rotation is replacing
+        (it was interrupted, then a rotation began): finishing it would switch in a plan
+        whose keys the rotation then destroys, and the vault would no longer open. Its rows
+        are dropped and it is planned again, same population and k, with the current keys."""
+        stale = self._plan_pending
+        assert stale is not None
+        store = self._s()
+        with store.tx() as conn:
+            self._check_keys(conn)
+            self._sync_plan(conn, lock=True)
+            if self._plan_pending != stale:
+                raise KeysChanged("the blind-index plan changed meanwhile (a re-index elsewhere); rotate again")
+            store.delete_index_gen(conn, keep=self._plan_active.gen)
+            store.put_meta(conn, {"index_next": b"", "index_next_mac": b"", "index_next_sig": b"", "index_cursor": b""})
+        self._plan_pending = None
+        self._indexers = self._make_indexers()
+        self._begin_reindex(stale.population, stale.k)
+
     def _join_pending(self, population: int | None, k: int | None) -> None:
         """A re-index is under way (begun here before a crash, or by another process): it is
         resumed, not replaced, so two never write one generation with different plans. Asked
