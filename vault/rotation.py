@@ -86,7 +86,7 @@ def rotate(v: "Vault", classes: Iterable[str] | None = None, *, reencrypt: bool 
                 break
             with store.tx() as conn:
                 v._check_keys(conn)  # a stale keyring would "rewrap" onto the old versions
-                recs = store.get_records(conn, ids)
+                recs = store.get_records(conn, ids, lock=True)
                 with_terms = fused and meta.get("index_cursor", b"") == cursor  # the index job is in step
                 updates, packed = [], []
                 for upd, rows in pool.imap([(p, with_terms) for p in PAR.split(recs, pool.size)]):
@@ -110,7 +110,7 @@ def rotate(v: "Vault", classes: Iterable[str] | None = None, *, reencrypt: bool 
     for i in range(0, len(stale), batch):
         with store.tx() as conn:
             v._check_keys(conn)
-            recs = store.get_records(conn, stale[i:i + batch])
+            recs = store.get_records(conn, stale[i:i + batch], lock=True)
             updates = [(new, rid) for rid, data in recs
                        if (new := _refreshed(v, rid, data, rotating, state["reencrypt"])) is not None]
             store.put_records(conn, updates)

@@ -70,6 +70,11 @@ users = Table("dv_users", metadata,
               Column("slot_id", String(32), nullable=False))
 
 
+#: Advisory lock key guarding the blind-index plan on PostgreSQL ("dvault" + 2; the audit
+#: log's appends use + 1).
+PG_PLAN_LOCK = 0x6476_6175_6c74_0002
+
+
 class StoreError(VaultError):
     """The database could not be reached or used."""
 
@@ -386,13 +391,19 @@ class Store:
     def get_meta(conn: Connection) -> dict[str, bytes]:
         return {r.name: _blob(r.value) for r in conn.execute(select(meta.c.name, meta.c.value))}
 
-    def get_meta_values(self, conn: Connection, names: Sequence[str], *, lock: bool = False) -> dict[str, bytes]:
-        """Some dv_meta rows; ``lock`` (PostgreSQL: FOR SHARE) keeps them from changing until
-        our transaction ends, e.g. the index plan while we write terms of its generation."""
+    @staticmethod
+    def get_meta_values(conn: Connection, names: Sequence[str]) -> dict[str, bytes]:
         q = select(meta.c.name, meta.c.value).where(meta.c.name.in_(list(names)))
-        if lock and not self.is_sqlite:
-            q = q.with_for_update(read=True)
         return {r.name: _blob(r.value) for r in conn.execute(q)}
+
+    def lock_plan(self, conn: Connection, *, exclusive: bool) -> None:
+        """PostgreSQL: hold the index plan as it is until the transaction ends, shared by
+        writers of index terms, exclusive for whoever changes the plan. One advisory lock
+        rather than row locks on the plan's six rows, which two transactions could take in
+        different orders (a deadlock). SQLite's BEGIN IMMEDIATE serialises writers anyway."""
+        if not self.is_sqlite:
+            fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+            self.raw(conn, f"SELECT {fn}(%s)", (PG_PLAN_LOCK,))
 
     @staticmethod
     def put_meta(conn: Connection, values: dict[str, bytes]) -> None:
@@ -419,8 +430,12 @@ class Store:
 
     @staticmethod
     def put_slot(conn: Connection, slot_id: str, kind: str, unlock: bytes, keyring: bytes) -> None:
-        conn.execute(delete(slots).where(slots.c.slot_id == slot_id))
-        conn.execute(slots.insert().values(slot_id=slot_id, kind=kind, unlock=unlock, keyring=keyring))
+        # updated in place: a delete and insert would show a client locking its slot row
+        # (Vault._check_keys) no row at all for a moment, i.e. a revoked slot
+        res = conn.execute(update(slots).where(slots.c.slot_id == slot_id)
+                           .values(kind=kind, unlock=unlock, keyring=keyring))
+        if res.rowcount == 0:
+            conn.execute(slots.insert().values(slot_id=slot_id, kind=kind, unlock=unlock, keyring=keyring))
 
     @staticmethod
     def delete_slot(conn: Connection, slot_id: str) -> None:
@@ -458,12 +473,16 @@ class Store:
         row = self.raw(conn, sql, (rid,)).fetchone()
         return None if row is None else _blob(row[0])
 
-    def get_records(self, conn: Connection, ids: list[bytes]) -> list[tuple[bytes, bytes]]:
+    def get_records(self, conn: Connection, ids: list[bytes], *, lock: bool = False) -> list[tuple[bytes, bytes]]:
+        """Rows by id, sorted; ``lock`` (PostgreSQL: FOR UPDATE, in id order) when they are
+        rewritten from what was read, e.g. a rotation batch, so an update committed meanwhile
+        is not overwritten by the old row rewrapped."""
         out: list[tuple[bytes, bytes]] = []
+        tail = " ORDER BY id FOR UPDATE" if lock and not self.is_sqlite else ""
         for i in range(0, len(ids), 500):  # bounded parameter lists
             chunk = ids[i:i + 500]
             ph = ", ".join([self._ph] * len(chunk))
-            rows = conn.exec_driver_sql(f"SELECT id, data FROM dv_records WHERE id IN ({ph})", tuple(chunk))
+            rows = conn.exec_driver_sql(f"SELECT id, data FROM dv_records WHERE id IN ({ph}){tail}", tuple(chunk))
             out += [(_blob(r[0]), _blob(r[1])) for r in rows]
         return sorted(out)
 

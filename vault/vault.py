@@ -1138,6 +1138,7 @@ class Vault:
                     store.put_meta(conn, {"index_cursor": ids[-1]})
         with store.tx() as conn:
             self._check_keys(conn)  # index keys derive from our class keys
+            store.lock_plan(conn, exclusive=True)
             store.put_meta(conn, {**self._plan_meta("index_plan", pending),
                                   "index_next": b"", "index_next_mac": b"", "index_next_sig": b"",
                                   "index_cursor": b""})
@@ -1158,7 +1159,8 @@ class Vault:
                      {c: ck.key.version for c, ck in self._current.items()})
         with store.tx() as conn:
             self._check_keys(conn)  # index keys derive from our class keys
-            if self._sync_plan(conn, lock=True) and self._plan_pending is not None:
+            store.lock_plan(conn, exclusive=True)
+            if self._sync_plan(conn) and self._plan_pending is not None:
                 self._join_pending(population, k)  # another process began one just now
                 return
             store.put_meta(conn, {**self._plan_meta("index_next", nxt), "index_cursor": b""})
@@ -1175,7 +1177,8 @@ class Vault:
         store = self._s()
         with store.tx() as conn:
             self._check_keys(conn)
-            self._sync_plan(conn, lock=True)
+            store.lock_plan(conn, exclusive=True)
+            self._sync_plan(conn)
             if self._plan_pending != stale:
                 raise KeysChanged("the blind-index plan changed meanwhile (a re-index elsewhere); rotate again")
             store.delete_index_gen(conn, keep=self._plan_active.gen)
@@ -1377,8 +1380,10 @@ class Vault:
         """Follow a re-index that another process began or finished since we loaded the plan
         (verified as at open); True if ours changed. Why: writing terms of a generation that
         was switched out leaves records no search finds, and looking one up finds nothing.
-        ``lock``: on PostgreSQL the plan rows cannot change until our transaction ends."""
-        stored = self._s().get_meta_values(conn, self._PLAN_ROWS, lock=lock)
+        ``lock``: on PostgreSQL the plan cannot change until our transaction ends."""
+        if lock:
+            self._s().lock_plan(conn, exclusive=False)
+        stored = self._s().get_meta_values(conn, self._PLAN_ROWS)
         try:
             active = I.Plan.from_text(stored["index_plan"].decode("utf-8"))
             pending = I.Plan.from_text(stored["index_next"].decode("utf-8")) if stored.get("index_next") else None
