@@ -597,8 +597,11 @@ class Vault:
     def _make_indexers(self) -> list[tuple[int, I.Indexer]]:
         """Indexers for the live plan and, during a re-index, the pending one, each with the
         class key versions its plan was built with (rotation switches them via reindex)."""
+        return self._make_indexers_for(self._plan_active, self._plan_pending)
+
+    def _make_indexers_for(self, active: I.Plan, pending: I.Plan | None) -> list[tuple[int, I.Indexer]]:
         out = []
-        for plan in (self._plan_active, self._plan_pending):
+        for plan in (active, pending):
             if plan is None:
                 continue
             keys = {c: self._class_key(c, v) for c, v in plan.class_versions.items() if c in self._current}
@@ -1395,8 +1398,14 @@ class Vault:
         active_ok = _verified_plan(stored, "index_plan", self._ring, self._vid)
         if active_ok is None:
             raise IntegrityError("index plan is missing")
-        self._plan_active, self._plan_pending = active_ok, _verified_plan(stored, "index_next", self._ring, self._vid)
-        self._indexers = self._make_indexers()
+        pending_ok = _verified_plan(stored, "index_next", self._ring, self._vid)
+        try:
+            indexers = self._make_indexers_for(active_ok, pending_ok)
+        except IntegrityError:  # the plan names key versions we lack: a rotation we have not seen
+            if self._keys_changed():
+                raise KeysChanged() from None
+            raise
+        self._plan_active, self._plan_pending, self._indexers = active_ok, pending_ok, indexers
         return True
 
     def _keys_changed(self) -> bool:
