@@ -116,3 +116,91 @@ def test_a_rotation_replans_an_interrupted_reindex(url: str) -> None:
         assert not v.status()["index"]["reindex_pending"] and v.status()["index"]["population"] == 5000
         assert [r.id for r in v.find(email="p9@example.org")] == [ids[9]]
         assert v.check_records().ok
+
+
+_WRITER = """
+import sys, time, vault
+from vault import _format as F
+from vault.identity import Identity
+F.KDF_FLOOR = F.KDF_DEFAULT = F.KdfParams(t=1, m_kib=8, p=1)
+url, ident, pw = sys.argv[1], sys.argv[2], sys.argv[3]
+end = time.time() + 4
+with vault.open(url, identity=Identity.load(ident, pw)) as v:
+    print("ready", flush=True)
+    n = 0
+    while time.time() < end:
+        try:
+            ids = v.add_many([{"badge_name": f"s{n}-{i}", "legal_name": f"Sealed Person {n} {i}",
+                               "risk_level": "high"} for i in range(10)])
+        except (vault.AccessDenied, vault.KeysChanged):
+            break
+        print(*ids, flush=True)
+        n += 1
+"""
+
+
+def test_records_written_while_their_writer_is_revoked_stay_readable(url: str, tmp_path: Path) -> None:
+    """Staff seal identity/risk data keys under their own signature. Revoking them adopts
+    those into ordinary wraps; on PostgreSQL rows they committed during that scan were left
+    sealed under a signature that then stopped counting (3,129 of 5,400 unreadable in a
+    hunt). Now the scan waits for their last write, and later writes are refused."""
+    import time
+    from vault.identity import Identity
+    lead, staff = Identity.generate(), Identity.generate()
+    staff.save(tmp_path / "staff.dvid", PASSPHRASE)
+    with vault.create(url, PASSPHRASE, lead=lead) as v:
+        sam = v.add_user(staff.public, "sam", "staff")
+    p = subprocess.Popen([sys.executable, "-c", _WRITER, url, str(tmp_path / "staff.dvid"), PASSPHRASE],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+    time.sleep(1.0)
+    with vault.open(url, identity=lead) as v:
+        v.remove_user(sam.user_id, rotate=False)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err[-800:]
+    written = [rid for line in out.splitlines() for rid in line.split()]
+    assert written
+    with vault.open(url, identity=lead) as v:
+        assert all(v.get(rid)["risk_level"] == "high" for rid in written)
+        assert v.check_records().ok
+
+
+_ENROLLER = """
+import sys, time, vault
+from vault import _format as F
+from vault.identity import Identity
+F.KDF_FLOOR = F.KDF_DEFAULT = F.KdfParams(t=1, m_kib=8, p=1)
+url, ident, pw = sys.argv[1], sys.argv[2], sys.argv[3]
+end = time.time() + 3
+with vault.open(url, identity=Identity.load(ident, pw)) as v:
+    print("ready", flush=True)
+    n = 0
+    while time.time() < end:
+        u = v.add_user(Identity.generate().public, f"temp{n}", "tool")
+        v.remove_user(u.user_id, rotate=False)
+        n += 1
+print(n)
+"""
+
+
+def test_reading_the_user_table_while_the_lead_edits_it_is_no_tamper_alarm(url: str, tmp_path: Path) -> None:
+    """On PostgreSQL the user rows and the lead's signature over them were read by separate
+    statements: an enrolment committing in between read as 'user table failed the lead's
+    signature' (21 of 103 opens in a hunt). They are now read in one snapshot."""
+    from vault.identity import Identity
+    lead, staff = Identity.generate(), Identity.generate()
+    lead.save(tmp_path / "lead.dvid", PASSPHRASE)
+    with vault.create(url, PASSPHRASE, lead=lead) as v:
+        v.add_user(staff.public, "sam", "staff")
+    p = subprocess.Popen([sys.executable, "-c", _ENROLLER, url, str(tmp_path / "lead.dvid"), PASSPHRASE],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+    opens = 0
+    while p.poll() is None:
+        with vault.open(url, identity=staff) as v:
+            v.users()
+            assert v.audit_verify().ok
+        opens += 1
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0 and int(out.split()[-1]) > 0, err[-800:]
+    assert opens > 0

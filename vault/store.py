@@ -325,13 +325,17 @@ class Store:
         return self.sqlite_path is not None
 
     @contextmanager
-    def tx(self, *, write: bool = True) -> Iterator[Connection]:
+    def tx(self, *, write: bool = True, snapshot: bool = False) -> Iterator[Connection]:
         """One transaction on this handle's own connection (kept open: a pool checkout per
         transaction cost more than the audit entry it carried). A nested call joins the
         outer transaction. ``write`` (the default): it may write, so on SQLite it begins
         IMMEDIATE, taking the write lock up front; a deferred transaction that read and then
         wrote would fail at once (SQLITE_BUSY_SNAPSHOT) whenever another client committed in
-        between. Pass ``write=False`` only for a transaction that never writes."""
+        between. Pass ``write=False`` only for a transaction that never writes.
+        ``snapshot``: on PostgreSQL, REPEATABLE READ, so that several reads that are checked
+        against each other (user rows and their signature, the key statement and the slots)
+        come from one commit; under READ COMMITTED a change committing between them looked
+        like tampering. SQLite's transactions are snapshots already."""
         if self._depth:
             self._depth += 1
             try:
@@ -347,6 +351,8 @@ class Store:
             self._conn.info["dv_write"] = write
             try:
                 with self._conn.begin():
+                    if snapshot and not self.is_sqlite:
+                        self._conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                     yield self._conn
             finally:
                 self._depth = 0

@@ -178,7 +178,7 @@ def open(url: str | os.PathLike[str], passphrase: str | None = None, *,  # noqa:
     try:
         if not store.has_vault():
             raise NotFound("no vault in this database")
-        with store.tx(write=False) as conn:
+        with store.tx(write=False, snapshot=True) as conn:  # one commit's meta, slots and users
             meta = store.get_meta(conn)
             slot_rows = store.get_slots(conn)
             user_rows = store.get_users(conn)
@@ -491,7 +491,7 @@ class Vault:
             actor = C.x25519_public(rec[0]) + C.ed25519_public(rec[1])
             self._signer = C.Signer(rec[1])
         self._recovery_unseal = (lambda c: C.unseal(rec[0], c)) if rec else _cannot_unseal
-        with self._s().tx(write=False) as conn:
+        with self._s().tx(write=False, snapshot=True) as conn:
             users = self._verified_users(conn)
         self._writers = self._writer_table(users)
         lead = next((u for u in users if self._lead_vk is not None and u.public.ed25519 == self._lead_vk
@@ -547,7 +547,7 @@ class Vault:
         return entry[0] if entry is not None and cls in entry[1] else None
 
     def _refresh_writers(self) -> None:
-        with self._s().tx(write=False) as conn:
+        with self._s().tx(write=False, snapshot=True) as conn:
             self._writers = self._writer_table(self._verified_users(conn))
 
     def _sealing_writer(self) -> tuple[bytes, Callable[[bytes], bytes]] | None:
@@ -909,7 +909,8 @@ class Vault:
         store = self._s()
         rid = self._rid(record_id)
         with store.tx() as conn:  # the deletion and its entry (with the dropped state) commit together
-            data = store.get_record(conn, rid)
+            # the row's lock before the log's (as a rotation batch takes them): else a deadlock
+            data = store.get_record(conn, rid, lock=True)
             if data is None:
                 raise NotFound(f"no record {record_id}")
             self._audit("shred", self._target(record_id), self._states([self._state_token(rid, data)]))
@@ -1254,7 +1255,7 @@ class Vault:
     # -- users ----------------------------------------------------------------------------
     def users(self, include_revoked: bool = False) -> list[U.User]:
         """Enrolled users (ids, names, roles, public keys), checked against the lead's signature."""
-        with self._s().tx(write=False) as conn:
+        with self._s().tx(write=False, snapshot=True) as conn:
             return [u for u in self._verified_users(conn) if include_revoked or u.role != U.REVOKED]
 
     def _verified_users(self, conn) -> list[U.User]:  # type: ignore[no-untyped-def]
@@ -1324,6 +1325,11 @@ class Vault:
                 raise NotFound(f"no user {user_id}")
             if gone.user_id == lead.public.user_id:
                 raise ValidationError("the security lead cannot remove their own enrolment")
+            # Their slot row first (PostgreSQL: FOR UPDATE): each of their writes holds it to its
+            # commit (_check_keys), so the scan below starts after the last one and sees it, and
+            # any later write finds the slot gone. Else rows they commit during the scan would
+            # be left sealed under a signature that stops counting: unreadable.
+            store.slot_keyring(conn, gone.slot_id, lock=True)
             # What they sealed to write-only classes is adopted into ordinary wraps while their
             # signature still counts: from now on readers refuse any envelope they sign.
             from .rotation import adopt_sealed
@@ -1853,7 +1859,7 @@ class Vault:
         return str(A.make_checkpoint(seq, h, self._auditor.actor, self._signer))
 
     def _known_actors(self) -> set[bytes]:
-        with self._s().tx(write=False) as conn:
+        with self._s().tx(write=False, snapshot=True) as conn:
             users = self._verified_users(conn)  # an inserted row must not vouch for forged entries
         rec = self._recovery_public()
         return {u.public.raw for u in users} | ({rec} if len(rec) == 64 else set())
