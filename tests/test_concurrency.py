@@ -118,24 +118,28 @@ def test_a_rotation_replans_an_interrupted_reindex(url: str) -> None:
         assert v.check_records().ok
 
 
-_WRITER = """
+# A child process opening the vault with an identity file (argv: url, identity, passphrase).
+_AS_USER = """
 import sys, time, vault
 from vault import _format as F
 from vault.identity import Identity
 F.KDF_FLOOR = F.KDF_DEFAULT = F.KdfParams(t=1, m_kib=8, p=1)
-url, ident, pw = sys.argv[1], sys.argv[2], sys.argv[3]
-end = time.time() + 4
-with vault.open(url, identity=Identity.load(ident, pw)) as v:
-    print("ready", flush=True)
-    n = 0
-    while time.time() < end:
-        try:
-            ids = v.add_many([{"badge_name": f"s{n}-{i}", "legal_name": f"Sealed Person {n} {i}",
-                               "risk_level": "high"} for i in range(10)])
-        except (vault.AccessDenied, vault.KeysChanged):
-            break
-        print(*ids, flush=True)
-        n += 1
+url, ident, pw, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+v = vault.open(url, identity=Identity.load(ident, pw))
+print("ready", flush=True)
+n, end = 0, time.time() + seconds
+"""
+
+_WRITER = _AS_USER + """
+while time.time() < end:
+    try:
+        ids = v.add_many([{"badge_name": f"s{n}-{i}", "legal_name": f"Sealed Person {n} {i}",
+                           "risk_level": "high"} for i in range(10)])
+    except (vault.AccessDenied, vault.KeysChanged):
+        break
+    print(*ids, flush=True)
+    n += 1
+v.close()
 """
 
 
@@ -150,7 +154,7 @@ def test_records_written_while_their_writer_is_revoked_stay_readable(url: str, t
     staff.save(tmp_path / "staff.dvid", PASSPHRASE)
     with vault.create(url, PASSPHRASE, lead=lead) as v:
         sam = v.add_user(staff.public, "sam", "staff")
-    p = subprocess.Popen([sys.executable, "-c", _WRITER, url, str(tmp_path / "staff.dvid"), PASSPHRASE],
+    p = subprocess.Popen([sys.executable, "-c", _WRITER, url, str(tmp_path / "staff.dvid"), PASSPHRASE, "4"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     assert p.stdout is not None and p.stdout.readline().strip() == "ready"
     time.sleep(1.0)
@@ -165,20 +169,12 @@ def test_records_written_while_their_writer_is_revoked_stay_readable(url: str, t
         assert v.check_records().ok
 
 
-_ENROLLER = """
-import sys, time, vault
-from vault import _format as F
-from vault.identity import Identity
-F.KDF_FLOOR = F.KDF_DEFAULT = F.KdfParams(t=1, m_kib=8, p=1)
-url, ident, pw = sys.argv[1], sys.argv[2], sys.argv[3]
-end = time.time() + 3
-with vault.open(url, identity=Identity.load(ident, pw)) as v:
-    print("ready", flush=True)
-    n = 0
-    while time.time() < end:
-        u = v.add_user(Identity.generate().public, f"temp{n}", "tool")
-        v.remove_user(u.user_id, rotate=False)
-        n += 1
+_ENROLLER = _AS_USER + """
+while time.time() < end:
+    u = v.add_user(Identity.generate().public, f"temp{n}", "tool")
+    v.remove_user(u.user_id, rotate=False)
+    n += 1
+v.close()
 print(n)
 """
 
@@ -192,7 +188,7 @@ def test_reading_the_user_table_while_the_lead_edits_it_is_no_tamper_alarm(url: 
     lead.save(tmp_path / "lead.dvid", PASSPHRASE)
     with vault.create(url, PASSPHRASE, lead=lead) as v:
         v.add_user(staff.public, "sam", "staff")
-    p = subprocess.Popen([sys.executable, "-c", _ENROLLER, url, str(tmp_path / "lead.dvid"), PASSPHRASE],
+    p = subprocess.Popen([sys.executable, "-c", _ENROLLER, url, str(tmp_path / "lead.dvid"), PASSPHRASE, "3"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     assert p.stdout is not None and p.stdout.readline().strip() == "ready"
     opens = 0
