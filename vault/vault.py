@@ -931,6 +931,13 @@ class Vault:
             yield self._decode_row(rid, data, classes)
 
     # -- search ---------------------------------------------------------------------------
+    def _live_indexer(self) -> I.Indexer:
+        """The live generation's indexer, after following a re-index run elsewhere (a
+        search with a switched-out generation would find nothing)."""
+        with self._s().tx(write=False) as conn:
+            self._sync_plan(conn)
+        return self._indexers[0][1]
+
     def _search_field(self, name: str) -> S.Field:
         f = self.schema.field(name)
         self._need_class(f.cls, f"field {name!r}")
@@ -972,9 +979,7 @@ class Vault:
             raise ValidationError("find() needs at least one field=value")
         if fields is not None:
             self._plan(fields)  # validates names
-        with self._s().tx(write=False) as conn:
-            self._sync_plan(conn)  # a re-index elsewhere may have switched generations
-        ix = self._indexers[0][1]
+        ix = self._live_indexer()
         terms, wanted = [], {}
         for name, value in criteria.items():
             f = self._search_field(name)
@@ -1000,9 +1005,7 @@ class Vault:
             raise ValidationError("find_tokens() needs at least one field=value")
         if fields is not None:
             self._plan(fields)
-        with self._s().tx(write=False) as conn:
-            self._sync_plan(conn)  # a re-index elsewhere may have switched generations
-        ix = self._indexers[0][1]
+        ix = self._live_indexer()
         terms, wanted = [], {}
         for name, value in criteria.items():
             f = self._search_field(name)
