@@ -125,7 +125,6 @@ def _to_stdout(data: bytes, *, sealed: bool) -> None:
     """Exported data on stdout. On a terminal, the characters a screen would act on
     (escapes, C1, bidi overrides) are shown escaped, as list and show do: a pipe or a file
     gets the exact bytes."""
-    import sys
     if not sealed and sys.stdout.isatty():
         text = data.decode("utf-8", "replace")
         data = printable(text, lines=True).encode("utf-8")

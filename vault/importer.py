@@ -432,17 +432,12 @@ def check_against_vault(v: Any, plan: ImportPlan) -> tuple[ImportPlan, list[str]
     stored: list[set[tuple]] = [set() for _ in usable]
     for rec in v.records(fields=needed):
         for (fields, kinds, _), keys in zip(usable, stored):
-            if all(f in rec for f in fields):
-                key = tuple(_norm(kind, rec[f]) for f, kind in zip(fields, kinds))
-                if all(k != "" for k in key):
-                    keys.add(key)
+            if (key := _rule_key(fields, kinds, rec)) is not None:
+                keys.add(key)
     rows, errors = [], list(plan.errors)
     for line, values in plan.rows:
-        hits = []
-        for (fields, kinds, what), keys in zip(usable, stored):
-            if all(f in values for f in fields):
-                if tuple(_norm(kind, values[f]) for f, kind in zip(fields, kinds)) in keys:
-                    hits.append(what)
+        hits = [what for (fields, kinds, what), keys in zip(usable, stored)
+                if (key := _rule_key(fields, kinds, values)) is not None and key in keys]
         if hits:
             errors.append(RowError(line, None, f"already in the vault ({'; '.join(hits)})"))
         else:
@@ -549,10 +544,8 @@ class _RowPlanner:
             self.seen_rows[identity] = line
         hits: dict[int, list[tuple[str, str]]] = {}
         for (fields, kinds, what), seen in zip(self.rules, self.seen_keys):
-            if not all(fn in values for fn in fields):
-                continue
-            key = tuple(_norm(kind, values[fn]) for fn, kind in zip(fields, kinds))
-            if any(k == "" for k in key):
+            key = _rule_key(fields, kinds, values)
+            if key is None:
                 continue
             earlier = seen.get(key)
             if earlier is None:
@@ -566,6 +559,15 @@ class _RowPlanner:
             out.append(RowError(line, column,
                                 f"duplicate of line {earlier} ({'; '.join(r for _, r in reasons)})"))
         return out
+
+
+def _rule_key(fields: tuple[str, ...], kinds: tuple[str, ...], values: Any) -> tuple | None:
+    """What a duplicate rule compares for one row or record: its fields normalised, or None
+    when one is absent or normalises to nothing (no key: nothing to be a duplicate of)."""
+    if not all(f in values for f in fields):
+        return None
+    key = tuple(_norm(kind, values[f]) for f, kind in zip(fields, kinds))
+    return None if any(k == "" for k in key) else key
 
 
 def _norm(kind: str, value: object) -> object:
