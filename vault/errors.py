@@ -52,6 +52,16 @@ class ValidationError(VaultError, ValueError):
         super().__init__(message)
 
 
+def utf8(text: str, message: str, *, field: str | None = None) -> bytes:
+    """``text`` as UTF-8, or ValidationError(message). Why it can fail: Python passes bytes
+    that were not UTF-8 (an env var, a file name, argv) through as lone surrogates, which
+    would otherwise surface as a UnicodeEncodeError quoting the offending text."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(message, field=field) from None
+
+
 class NotFound(VaultError, KeyError):
     """No such record (or vault)."""
 

@@ -105,8 +105,9 @@ class Indexer:
         digest = self._prf[name](normalised)
         return int.from_bytes(digest[:4], "big") >> (32 - self.bits)
 
-    def exact_term(self, f: Field, value: Any) -> tuple[str, int]:
-        return f.name, self._value(f.name, normal_form(f, value))
+    def exact_term(self, f: Field, value: Any, *, normal: bytes | None = None) -> tuple[str, int]:
+        """``normal``: the value's normal_form, when the caller has it already."""
+        return f.name, self._value(f.name, normal_form(f, value) if normal is None else normal)
 
     def token_terms(self, f: Field, value: str, named: str | None = None) -> list[tuple[str, int]]:
         """Terms of the value's name tokens (``named``: the value already "name"-normalised)."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from . import _crypto as C
 from . import _format as F
 from .envelope import Malformed, _lp8
-from .errors import IntegrityError, KdfTooWeak, ValidationError, VaultError, WrongPassphrase
+from .errors import IntegrityError, KdfTooWeak, ValidationError, VaultError, WrongPassphrase, utf8
 
 _V = bytes([F.FORMAT_VERSION])
 KIND_CLASS_KEY = 1
@@ -153,10 +153,7 @@ def passphrase_bytes(passphrase: str) -> bytes:
     """NFC-normalised UTF-8, so the same passphrase typed on two keyboards unlocks."""
     if not isinstance(passphrase, str) or not passphrase:
         raise ValidationError("passphrase must be a non-empty string")
-    try:
-        return unicodedata.normalize("NFC", passphrase).encode("utf-8")
-    except UnicodeEncodeError:  # e.g. a lone surrogate: bytes that were not UTF-8 in an env var
-        raise ValidationError("passphrase is not valid UTF-8 text") from None
+    return utf8(unicodedata.normalize("NFC", passphrase), "passphrase is not valid UTF-8 text")
 
 
 def check_kdf(params: F.KdfParams) -> None:

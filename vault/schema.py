@@ -16,7 +16,7 @@ from importlib import resources
 from typing import Any, Mapping
 
 from . import _format as F
-from .errors import SchemaError, ValidationError
+from .errors import SchemaError, ValidationError, utf8
 from .pseudonym import purpose_prefix, valid_prefix
 
 TYPES = ("text", "date", "enum", "bool", "integer")
@@ -46,13 +46,8 @@ class Field:
         if t == "text":
             if not isinstance(value, str):
                 raise ValidationError(f"field {self.name!r} expects text", field=self.name)
-            try:
-                data = value.encode("utf-8")
-            except UnicodeEncodeError:
-                raise ValidationError(
-                    f"field {self.name!r} contains characters that are not valid Unicode text",
-                    field=self.name,
-                ) from None
+            data = utf8(value, f"field {self.name!r} contains characters that are not valid Unicode text",
+                        field=self.name)
         elif t == "date":
             if isinstance(value, _dt.datetime) or not isinstance(value, (_dt.date, str)):
                 raise ValidationError(f"field {self.name!r} expects a date (YYYY-MM-DD)", field=self.name)

@@ -22,7 +22,7 @@ from . import _crypto as C
 from . import _format as F
 from . import keys as K
 from .envelope import _lp8
-from .errors import AccessDenied, IntegrityError, ValidationError
+from .errors import AccessDenied, IntegrityError, ValidationError, utf8
 from .identity import Identity, PublicIdentity
 from .schema import Role
 
@@ -49,10 +49,7 @@ def check_name(name: object) -> str:
     """A user's name or handle as the user table keeps it (stripped, 1-200 characters)."""
     if not isinstance(name, str) or not name.strip() or len(name) > 200:
         raise ValidationError("a user needs a short name or handle (1-200 characters)")
-    try:
-        size = len(name.strip().encode("utf-8"))
-    except UnicodeEncodeError:
-        raise ValidationError("a user's name must be valid UTF-8 text") from None
+    size = len(utf8(name.strip(), "a user's name must be valid UTF-8 text"))
     if size > 255 or any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in name):
         raise ValidationError("a user's name must be plain text of at most 255 UTF-8 bytes")
     return name.strip()

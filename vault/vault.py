@@ -24,7 +24,7 @@ from .errors import AccessDenied
 from .identity import Identity, PublicIdentity
 from .normalize import normalize, tokens
 from .errors import (IntegrityError, KeysChanged, NotFound, SchemaError, ValidationError, VaultClosed,
-                     VaultError, VaultExists, WrongPassphrase)
+                     VaultError, VaultExists, WrongPassphrase, utf8)
 from .audit import RecordCheck, has_states, state_key, state_of
 from .record import Record
 from .store import Bucket, Store, StoreError, group_terms, pack_terms
@@ -283,15 +283,6 @@ def _entry_detail(e: Any) -> dict[str, Any]:
     if not isinstance(detail, dict):
         raise IntegrityError(f"audit entry {e.seq} is malformed (its detail was edited); run dvault audit verify")
     return detail
-
-
-def _utf8(text: str) -> bool:
-    """False for text with lone surrogates (bytes that were not UTF-8, passed through)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _check_batch(batch: Any) -> None:
@@ -987,11 +978,10 @@ class Vault:
                 value = f.parse_text(value)  # "41", "2026-11-27", "yes": as the CLI types them
             elif f.type == "text" and not isinstance(value, str):
                 raise ValidationError(f"search value for {name!r} must be text", field=name)
-            term = ix.exact_term(f, value)
             wanted[name] = I.normal_form(f, value)
             if not wanted[name]:  # e.g. "n/a" as a phone: it would match every value that is no number
                 raise ValidationError(f"search value for {name!r} is empty once normalised", field=name)
-            terms.append(term)
+            terms.append(ix.exact_term(f, value, normal=wanted[name]))
         def keep(rec: Record) -> bool:
             return all(n in rec and I.normal_form(self.schema.fields[n], rec[n]) == v for n, v in wanted.items())
         return self._matches(self._candidates(terms), list(criteria), fields, keep)
@@ -1507,8 +1497,8 @@ class Vault:
         """The reason attached (sealed to the lead) to every following audit entry."""
         if reason is not None and (not isinstance(reason, str) or not reason.strip()):
             raise ValidationError("a reason must be non-empty text")
-        if reason is not None and not _utf8(reason):
-            raise ValidationError("a reason must be valid UTF-8 text")
+        if reason is not None:
+            utf8(reason, "a reason must be valid UTF-8 text")
         self._auditor.reason = reason
 
     def add_many(self, rows: Iterable[Mapping[str, Any]]) -> list[str]:
