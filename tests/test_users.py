@@ -864,3 +864,42 @@ def test_the_upgrade_adopts_unsigned_sealed_envelopes_atomically(team) -> None: 
     with vault.open(url, identity=lead) as v:  # at v5 an unsigned one is a forgery
         with pytest.raises(vault.IntegrityError, match="'identity' envelope failed"):
             v.get(a)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and everything a logger or error reporter could walk from it."""
+    seen: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is not None and all(e is not s for s in seen):
+            seen.append(e)
+            todo += [e.__cause__, e.__context__]
+    return seen
+
+
+def test_errors_carry_no_plaintext_in_their_chain(team) -> None:  # type: ignore[no-untyped-def]
+    """A lone surrogate (bytes that were not UTF-8, from an env var or argv) or an impossible
+    date used to surface as an exception whose __context__ (kept by ``raise ... from None``)
+    or own args held the whole value, search term, reason or passphrase."""
+    url, lead, staff, tool, rid = team
+    secret = "Karim-the-colonel"
+    bad = secret + "\udce9"
+
+    def check(call) -> None:  # type: ignore[no-untyped-def]
+        with pytest.raises(vault.VaultError) as info:
+            call()
+        for e in _chain(info.value):
+            text = repr(e) + str(e) + repr(e.args) + repr(getattr(e, "object", ""))
+            assert secret not in text and "2026-02-30" not in text, repr(e)
+
+    with vault.open(url, identity=lead) as v:
+        check(lambda: v.find(email=bad))
+        check(lambda: v.find_tokens(legal_name=bad))
+        check(lambda: v.add({"risk_notes": bad}))
+        check(lambda: v.update(rid, {"legal_name": bad}))
+        check(lambda: v.add({"arrival": "2026-02-30"}))
+        check(lambda: v.set_reason(bad))
+    with vault.open(url, identity=staff) as v:
+        check(lambda: v.request_reveal(rid, "legal_name", bad))
+    check(lambda: vault.open(url, passphrase=bad))

@@ -215,6 +215,7 @@ def _open_grant(v: "Vault", r: Any, req_id: str, now: float | None) -> Any:
         if v.schema.fields[r.field].type == "date" and value is not None:
             import datetime as dt
             value = dt.date.fromisoformat(value)
+        return value
     except (ValueError, KeyError, TypeError):
-        raise IntegrityError("break-glass grant holds a malformed value") from None
-    return value
+        pass  # raised below, outside the handler: its error (the __context__) can quote the value
+    raise IntegrityError("break-glass grant holds a malformed value")

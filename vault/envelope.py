@@ -499,8 +499,10 @@ class Codec:
                         continue
                     try:
                         out[name] = decoders[name](stripped[:-1])
-                    except ValueError:  # UnicodeDecodeError included
-                        raise FieldEncoding(name) from None
+                        continue
+                    except ValueError:  # UnicodeDecodeError included; it holds the plaintext, so
+                        pass  # raise outside the handler, where it would become __context__
+                    raise FieldEncoding(name)
             if pos != len(data):
                 raise Malformed()
         except (IndexError, struct.error, UnicodeDecodeError):

@@ -59,7 +59,8 @@ def utf8(text: str, message: str, *, field: str | None = None) -> bytes:
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:
-        raise ValidationError(message, field=field) from None
+        pass  # raised below, outside the handler: inside it, __context__ would keep the text
+    raise ValidationError(message, field=field)
 
 
 class NotFound(VaultError, KeyError):

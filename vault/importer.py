@@ -510,7 +510,8 @@ class _RowPlanner:
             try:
                 return _dt.date.fromisoformat(m.group(1))
             except ValueError:
-                raise ValidationError("expects a date (YYYY-MM-DD)", field=f.name) from None
+                pass  # raised below, outside the handler, whose error quotes the cell
+            raise ValidationError("expects a date (YYYY-MM-DD)", field=f.name)
         if t == "bool":
             folded = text.casefold()
             if folded in self.true:

@@ -107,12 +107,12 @@ class Field:
 
 
 def parse_date(text: str, name: str) -> _dt.date:
-    try:
-        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-            raise ValueError
-        return _dt.date.fromisoformat(text)
-    except ValueError:
-        raise ValidationError(f"field {name!r} expects a date (YYYY-MM-DD)", field=name) from None
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        try:
+            return _dt.date.fromisoformat(text)
+        except ValueError:
+            pass  # raised below, outside the handler, whose error quotes the text
+    raise ValidationError(f"field {name!r} expects a date (YYYY-MM-DD)", field=name)
 
 
 @dataclass(frozen=True)

@@ -978,6 +978,8 @@ class Vault:
                 value = f.parse_text(value)  # "41", "2026-11-27", "yes": as the CLI types them
             elif f.type == "text" and not isinstance(value, str):
                 raise ValidationError(f"search value for {name!r} must be text", field=name)
+            elif f.type == "text":
+                utf8(value, f"search value for {name!r} must be valid UTF-8 text", field=name)
             wanted[name] = I.normal_form(f, value)
             if not wanted[name]:  # e.g. "n/a" as a phone: it would match every value that is no number
                 raise ValidationError(f"search value for {name!r} is empty once normalised", field=name)
@@ -1003,6 +1005,7 @@ class Vault:
                 raise ValidationError(f"field {name!r} has no token index (tokens = false)", field=name)
             if not isinstance(value, str):
                 raise ValidationError(f"search value for {name!r} must be text", field=name)
+            utf8(value, f"search value for {name!r} must be valid UTF-8 text", field=name)
             query = ix.token_terms(f, value)
             if not query:
                 raise ValidationError(f"search for {name!r} needs a token of two or more characters", field=name)
@@ -1641,6 +1644,8 @@ class Vault:
 
     def request_reveal(self, record_id: str, field: str, reason: str) -> str:
         """Break-glass request (see :meth:`_request_reveal_impl`); logged with its (sealed) reason."""
+        if isinstance(reason, str):  # before it reaches the log's encoder, whose error would quote it
+            utf8(reason, "a reason must be valid UTF-8 text")
         saved = self._auditor.reason
         self._auditor.reason = reason if isinstance(reason, str) and reason.strip() else saved
         def describe(req: str) -> tuple[str, dict]:
