@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
+import pytest
 import sqlalchemy as sa
 
 from vault import envelope as E
@@ -111,3 +115,27 @@ def freeze_audit(engine: sa.engine.Engine, url: str) -> None:
 def thaw_audit(engine: sa.engine.Engine, url: str) -> None:
     with engine.begin() as c:
         c.exec_driver_sql("DROP TRIGGER ro" if url.startswith("sqlite") else "DROP TRIGGER ro ON dv_audit")
+
+
+@contextlib.contextmanager
+def old_release(monkeypatch: pytest.MonkeyPatch, *, states: bool = False) -> Iterator[None]:
+    """Vaults made inside are what a release before database schema v6 wrote: entries
+    without record states and a key statement of the first kind (no db and users lines).
+    Set db_schema_version below 6 afterwards for a faithful older vault (``states``: v6,
+    whose entries name record states); lowering the version of a vault this release made
+    is tampering, and refused."""
+    import vault
+    from vault import _format as F
+    from vault import keys as K
+    real = K.key_statement
+
+    def first_kind(ring, vault_id, db_version, roster):  # type: ignore[no-untyped-def]
+        lines = real(ring, vault_id, db_version, roster).split("\n")
+        return "\n".join([F.KEYS_STATEMENT_HEADER_V1, lines[1]] + lines[4:])
+
+    with monkeypatch.context() as m:
+        m.setattr(K, "key_statement", first_kind)
+        m.setattr(F, "SIGNED_VERSION_FROM", 10 ** 6)
+        if not states:
+            m.setattr(vault.Vault, "_states", staticmethod(lambda drop=(), put=(): {}))
+        yield

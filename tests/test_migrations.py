@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 import vault
 from conftest import PASSPHRASE
-from rawdb import RawDB
+from rawdb import RawDB, old_release
 from vault import _format as F
 from vault import migrations
 
@@ -45,11 +45,11 @@ def test_migration_steps_are_contiguous() -> None:
     assert sorted(migrations.MIGRATIONS) == list(range(1, F.DB_SCHEMA_VERSION + 1))
 
 
-def test_v1_audit_table_becomes_a_rowid_table(url: str) -> None:
+def test_v1_audit_table_becomes_a_rowid_table(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Step 2: on SQLite dv_audit.seq turns INTEGER PRIMARY KEY (one B-tree per append); the
     rows move unchanged, so the chain verifies and a checkpoint taken before still holds.
     On PostgreSQL nothing changes."""
-    with vault.create(url, PASSPHRASE) as v:
+    with old_release(monkeypatch), vault.create(url, PASSPHRASE) as v:
         for i in range(5):
             v.add({"legal_name": f"Person {i}"})
         checkpoint = v.audit_checkpoint()
@@ -93,7 +93,7 @@ def _audit_rows(url: str) -> list:
     return [tuple(bytes(x) if isinstance(x, memoryview) else x for x in r) for r in rows]
 
 
-def test_v2_index_rows_become_bucket_rows(url: str) -> None:
+def test_v2_index_rows_become_bucket_rows(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Step 3: the one-row-per-term dv_index of schema v2 becomes bucket rows (format §10):
     every term survives, searches find the same records, new writes use the new rows, and
     on PostgreSQL a role's grants on the old table carry over to the new one."""
@@ -101,7 +101,7 @@ def test_v2_index_rows_become_bucket_rows(url: str) -> None:
 
     people = [{"legal_name": f"Amira Haddad {i}", "email": f"p{i}@example.org", "phone": f"+961 1 555 {i:03d}"}
               for i in range(40)]
-    with vault.create(url, PASSPHRASE) as v:
+    with old_release(monkeypatch), vault.create(url, PASSPHRASE) as v:
         ids = v.add_many(people)
     raw = RawDB(url)
     terms = sorted(raw.index_terms())

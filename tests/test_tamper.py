@@ -12,7 +12,7 @@ import pytest
 
 import vault
 from conftest import PASSPHRASE
-from rawdb import RawDB, flip
+from rawdb import RawDB, flip, old_release
 from vault import envelope as E
 from vault import keys as K
 
@@ -395,8 +395,7 @@ def test_the_upgrade_takes_the_rows_present_as_its_baseline(url: str, monkeypatc
     """Rows written before database schema v6 have no logged state; the upgrade logs one
     ``restate`` entry with the states of every row there (taken as they are)."""
     from vault import _format as F
-    with monkeypatch.context() as m:  # what a release before v6 wrote: entries without states
-        m.setattr(vault.Vault, "_states", staticmethod(lambda drop=(), put=(): {}))
+    with old_release(monkeypatch):  # what a release before v6 wrote: entries without states
         with vault.create(url, PASSPHRASE) as v:
             a = v.add(FULL)
             v.update(a, {"dietary": "none"})
@@ -412,16 +411,34 @@ def test_the_upgrade_takes_the_rows_present_as_its_baseline(url: str, monkeypatc
     assert RawDB(url).meta("db_schema_version") == str(F.DB_SCHEMA_VERSION).encode()
 
 
-def test_a_lowered_schema_version_does_not_launder_a_restored_record(url: str) -> None:
-    """db_schema_version is not authenticated: set back below 6, the next open would log a
-    new baseline, taking a shredded record put back from a backup as genuine. A log that
-    already holds record states gets no baseline."""
+def test_a_lowered_schema_version_is_refused(url: str) -> None:
+    """db_schema_version is stored in the clear; from v7 the key statement signs it. Set
+    back (to have an upgrade step redone: a new baseline, an adoption of unsigned
+    envelopes), every open refuses, the lead's and the recovery passphrase's included."""
     with vault.create(url, PASSPHRASE) as v:
+        v.add(FULL)
+    raw = RawDB(url)
+    for lowered in (b"6", b"5", b"4"):
+        raw.set_meta("db_schema_version", lowered)
+        with pytest.raises(vault.IntegrityError, match="database version was lowered"):
+            vault.open(url, PASSPHRASE)
+    raw.close()
+
+
+def test_a_lowered_schema_version_does_not_launder_a_restored_record(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A vault a release before v7 signed (its statement does not name the version): set back
+    below 6, the next open would log a new baseline, taking a shredded record put back from
+    a backup as genuine. A log that already holds record states gets no baseline; below 5
+    the open refuses (the v5 adoption would take planted unsigned envelopes as genuine)."""
+    with old_release(monkeypatch, states=True), vault.create(url, PASSPHRASE) as v:
         a, b = v.add_many([FULL, OTHER])
         raw = RawDB(url)
         row_b = raw.row(b)
         v.delete(b)
     _insert_row(url, b, row_b)
+    raw.set_meta("db_schema_version", b"4")
+    with pytest.raises(vault.IntegrityError, match="database version was lowered to v4"):
+        vault.open(url, PASSPHRASE)
     raw.set_meta("db_schema_version", b"5")
     raw.close()
     with vault.open(url, PASSPHRASE) as v:

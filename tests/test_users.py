@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 import vault
 from conftest import PASSPHRASE
-from rawdb import RawDB, freeze_audit, thaw_audit
+from rawdb import RawDB, freeze_audit, old_release, thaw_audit
 from vault import envelope as E
 from vault import keys as K
 from vault import users as U
@@ -26,6 +26,10 @@ PERSON = {"legal_name": "Amira Haddad", "passport_number": "P83526008", "risk_le
 
 @pytest.fixture
 def team(url: str):  # type: ignore[no-untyped-def]
+    return _make_team(url)
+
+
+def _make_team(url: str):  # type: ignore[no-untyped-def]
     lead, staff, tool = Identity.generate(), Identity.generate(), Identity.generate()
     with vault.create(url, PASSPHRASE, lead=lead) as v:
         v.add_user(staff.public.to_line(), "sam", "staff")
@@ -565,13 +569,13 @@ def test_an_insider_cannot_redirect_a_colleagues_write_only_classes(team, tmp_pa
         v.add({"badge_name": "Ok"})
 
 
-def test_a_removed_key_statement_stops_users_until_the_lead_signs_again(team) -> None:  # type: ignore[no-untyped-def]
-    """Older vaults (database schema v3) have no statement, and a database writer can
-    delete it: then no user but the lead (or a recovery opener) may open, and the lead's
-    open signs it again and moves the vault to v4 or later, which releases that do not know
-    the statement refuse to open."""
+def test_a_removed_key_statement_stops_users_until_the_lead_signs_again(url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Older vaults (database schema v3) have no statement: then no user but the lead (or a
+    recovery opener) may open, and the lead's open signs it and moves the vault to the
+    current version, which releases that do not know the statement refuse to open."""
     from vault import _format as F
-    url, lead, staff, tool, rid = team
+    with old_release(monkeypatch):
+        url, lead, staff, tool, rid = _make_team(url)
     raw = RawDB(url)
     with raw.engine.begin() as c:
         assert c.execute(sa.text("DELETE FROM dv_meta WHERE name IN ('keys_stmt', 'keys_stmt_sig')")).rowcount == 2
@@ -586,8 +590,67 @@ def test_a_removed_key_statement_stops_users_until_the_lead_signs_again(team) ->
     raw = RawDB(url)
     text = raw.meta("keys_stmt").decode()
     raw.close()
-    assert text.startswith("dvault keys v1\nmeta ") and text.count("\nclass ") == 5
-    assert F.DB_SCHEMA_VERSION >= 4 and raw_meta(url, "db_schema_version") == str(F.DB_SCHEMA_VERSION).encode()
+    assert text.startswith("dvault keys v2\nmeta ") and text.count("\nclass ") == 5
+    assert f"\ndb {F.DB_SCHEMA_VERSION}\nusers " in text
+    assert F.DB_SCHEMA_VERSION >= 7 and raw_meta(url, "db_schema_version") == str(F.DB_SCHEMA_VERSION).encode()
+
+
+def test_a_removed_key_statement_stops_everyone_from_v7(team) -> None:  # type: ignore[no-untyped-def]
+    """From v7 the statement names the version and the user table; deleted, the lead's open
+    would sign whatever table it finds (an older one put back, say), so it refuses too."""
+    url, lead, staff, tool, rid = team
+    raw = RawDB(url)
+    with raw.engine.begin() as c:
+        assert c.execute(sa.text("DELETE FROM dv_meta WHERE name IN ('keys_stmt', 'keys_stmt_sig')")).rowcount == 2
+    raw.close()
+    for opener in ({"identity": staff}, {"identity": lead}, {"passphrase": PASSPHRASE}):
+        with pytest.raises(vault.IntegrityError, match="keys are not signed"):
+            vault.open(url, **opener)  # type: ignore[arg-type]
+
+
+def test_revocation_cannot_be_undone_with_an_older_user_table(team) -> None:  # type: ignore[no-untyped-def]
+    """A database writer keeps a copy of the lead-signed user table, its signature and sam's
+    slot from before sam's revocation, and puts them back. The roster signature still
+    verifies; the key statement names the current table (and, put back too, the keys from
+    before the revocation's rotation), so every open refuses and no rotation re-seals the
+    current keys to sam's slot."""
+    url, lead, staff, tool, rid = team
+    raw = RawDB(url)
+    with raw.engine.begin() as c:
+        users = [tuple(r) for r in c.execute(sa.text("SELECT * FROM dv_users"))]
+        slots = [tuple(r) for r in c.execute(sa.text("SELECT * FROM dv_slots"))]
+    before = {n: raw.meta(n) for n in ("roster_sig", "keys_stmt", "keys_stmt_sig")}
+    with vault.open(url, identity=lead) as v:
+        v.remove_user(staff.public.user_id)
+        later = v.add({"email": "later@example.org", "badge_name": "Added after revocation"})
+    with pytest.raises(vault.AccessDenied):
+        vault.open(url, identity=staff)
+    with raw.engine.begin() as c:  # the user row as it was, and the slot
+        c.execute(sa.text("DELETE FROM dv_users"))
+        for row in users:
+            c.execute(sa.text("INSERT INTO dv_users VALUES (" + ", ".join(f":c{i}" for i in range(len(row))) + ")"),
+                      {f"c{i}": x for i, x in enumerate(row)})
+        have = {r[0] for r in c.execute(sa.text("SELECT slot_id FROM dv_slots"))}
+        for row in slots:
+            if row[0] not in have:
+                c.execute(sa.text("INSERT INTO dv_slots VALUES (" + ", ".join(f":c{i}" for i in range(len(row)))
+                                  + ")"), {f"c{i}": x for i, x in enumerate(row)})
+    raw.set_meta("roster_sig", before["roster_sig"])
+    for opener in ({"identity": lead}, {"passphrase": PASSPHRASE}, {"identity": staff}, {"identity": tool}):
+        with pytest.raises(vault.IntegrityError, match="user table is not the one the lead signed last"):
+            vault.open(url, **opener)  # type: ignore[arg-type]
+    raw.set_meta("keys_stmt", before["keys_stmt"])  # and the statement from before, too
+    raw.set_meta("keys_stmt_sig", before["keys_stmt_sig"])
+    for opener in ({"identity": lead}, {"passphrase": PASSPHRASE}, {"identity": tool}):
+        with pytest.raises(vault.IntegrityError, match="not the ones the lead signed"):
+            vault.open(url, **opener)  # type: ignore[arg-type]
+    raw.close()
+    try:  # sam's old slot matches the old statement: it holds only keys the rotation destroyed
+        v = vault.open(url, identity=staff)
+    except vault.VaultError:
+        return
+    with v, pytest.raises(vault.VaultError):
+        v.get(later)
 
 
 def raw_meta(url: str, name: str) -> bytes:
@@ -825,16 +888,18 @@ def test_a_writer_enrolled_after_a_handle_opened_is_recognised(team) -> None:  #
         assert dict(first.get(new)) == PERSON  # looked up again, against the lead's signature
 
 
-def test_the_upgrade_adopts_unsigned_sealed_envelopes_atomically(team) -> None:  # type: ignore[no-untyped-def]
+def test_the_upgrade_adopts_unsigned_sealed_envelopes_atomically(url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Releases before database schema v5 wrote unsigned sealed DEKs (kind E). Only an opener
     holding the class can adopt them; until then staff are refused. A vault the adoption
     cannot finish stays as it was."""
     from vault import _format as F
-    url, lead, staff, tool, rid = team
-    with vault.open(url, identity=staff) as v:
-        a, b = v.add(PERSON), v.add(PERSON)
-    _seal_as(url, a, "identity", {"legal_name": "Amira Haddad", "passport_number": "P83526008"})
-    _seal_as(url, b, "risk", {"risk_level": "high"})
+    with old_release(monkeypatch):
+        url, lead, staff, tool, rid = _make_team(url)
+        with vault.open(url, identity=staff) as v:
+            a, b = v.add(PERSON), v.add(PERSON)
+    for r in (a, b):  # every sealed envelope of the two as that release wrote it: unsigned
+        _seal_as(url, r, "identity", {"legal_name": "Amira Haddad", "passport_number": "P83526008"})
+        _seal_as(url, r, "risk", {"risk_level": "high"})
     raw = RawDB(url)
     raw.set_meta("db_schema_version", b"4")
     good_b = raw.envs(b)
@@ -852,8 +917,7 @@ def test_the_upgrade_adopts_unsigned_sealed_envelopes_atomically(team) -> None: 
     raw.close()
     with vault.open(url, identity=lead) as v:
         assert v.get(a)["legal_name"] == "Amira Haddad" and v.get(b)["risk_level"] == "high"
-        got = v.check_records()  # adoption keeps the DEK ids; _seal_as replaced both envelopes behind the
-        assert got.unlogged == tuple(sorted((a, b))) and len(got.missing) == 2  # log, and no baseline launders that
+        assert v.check_records().ok  # that release logged no states: the upgrade's baseline takes the rows
     raw = RawDB(url)
     assert raw.meta("db_schema_version") == str(F.DB_SCHEMA_VERSION).encode()
     assert raw.envs(a)["identity"][0][1:2] == b"D" and raw.envs(b)["risk"][0][1:2] == b"D"

@@ -332,37 +332,57 @@ def test_index_rows() -> None:
 
 
 def test_key_statement() -> None:
-    """format.md 9b: the library writes exactly the generator's text and signature, accepts
-    them for a full keyring and for a write-only one, and refuses any other key."""
+    """format.md 9b: the library writes exactly the generator's text and signature (v2),
+    accepts them for a full keyring and for a write-only one, and refuses any other key, a
+    lower database version, another user table, and a v1 statement from v7 on."""
     from vault.envelope import class_box_secret
-    v = load("key_statement_v1.json")
+    from vault.identity import PublicIdentity
+    from vault.users import User, roster_bytes, roster_digest
+    v = load("key_statement_v2.json")
     vid, zero = b(v["vault_id"]), bytes(8)
     lead = C.Signer(b(v["lead_ed25519_seed"]))
+    u = v["user"]
+    user = User(u["user_id"], u["name"], u["role"], PublicIdentity(b(u["x25519_public"]), b(v["lead_ed25519_public"])),
+                u["slot_id"])
+    assert roster_bytes(vid, [user]) == b(v["roster_bytes"])
+    roster = roster_digest(vid, [user])
     base = [K.Key(K.KIND_META_KEY, "", 1, zero, b(v["meta_key"])),
             K.Key(K.KIND_LEAD_VK, "lead", 1, zero, b(v["lead_ed25519_public"]))]
     classes = [K.Key(K.KIND_CLASS_KEY, c["name"], c["version"], b(c["kid"]), b(c["key"])) for c in v["classes"]]
     full = K.Keyring(base + classes)
-    assert K.key_statement(full, vid) == v["statement"]
-    assert K.sign_text("keys", vid, v["statement"], b"L", lead) == b(v["signature"])
-    K.check_key_statement(full, vid, v["statement"], b(v["signature"]))
+    stmt, sig, db = v["statement"], b(v["signature"]), v["db_version"]
+    assert K.key_statement(full, vid, db, roster) == stmt
+    assert K.sign_text("keys", vid, stmt, b"L", lead) == sig
+    assert K.check_key_statement(full, vid, stmt, sig, db_version=db, roster=roster) == db
+    assert K.check_key_statement(full, vid, stmt, sig, db_version=db + 1, roster=roster) == db  # a later release's
+    with pytest.raises(vault.IntegrityError, match="lowered"):
+        K.check_key_statement(full, vid, stmt, sig, db_version=db - 1, roster=roster)
+    with pytest.raises(vault.IntegrityError, match="user table"):
+        K.check_key_statement(full, vid, stmt, sig, db_version=db, roster=roster_digest(vid, []))
     writer = K.Keyring(base + [k if k.name != "identity" else
                                K.Key(K.KIND_CLASS_PUBLIC, k.name, k.version, k.kid, C.x25519_public(class_box_secret(k.secret)))
                                for k in classes])
-    K.check_key_statement(writer, vid, v["statement"], b(v["signature"]))  # a write-only class: its public key
+    K.check_key_statement(writer, vid, stmt, sig, db_version=db, roster=roster)  # a write-only class: its public key
     forged = K.Keyring(base + [k if k.name != "identity" else K.Key(K.KIND_CLASS_PUBLIC, k.name, k.version, k.kid,
                                                                       C.x25519_public(bytes(31) + b"\x01"))
                                for k in classes])
     with pytest.raises(vault.IntegrityError, match="class identity"):
-        K.check_key_statement(forged, vid, v["statement"], b(v["signature"]))
+        K.check_key_statement(forged, vid, stmt, sig, db_version=db, roster=roster)
     other_meta = K.Keyring([K.Key(K.KIND_META_KEY, "", 1, zero, bytes(32)), *base[1:], *classes])
     with pytest.raises(vault.IntegrityError, match="meta key"):
-        K.check_key_statement(other_meta, vid, v["statement"], b(v["signature"]))
-    edited = v["statement"].replace("class risk 3", "class risk 4")
+        K.check_key_statement(other_meta, vid, stmt, sig, db_version=db, roster=roster)
+    edited = stmt.replace("class risk 3", "class risk 4")
     with pytest.raises(vault.IntegrityError, match="signature"):
-        K.check_key_statement(full, vid, edited, b(v["signature"]))
-    for bad in ("dvault keys v1\n", v["statement"] + "class x\n", v["statement"].rstrip("\n")):
+        K.check_key_statement(full, vid, edited, sig, db_version=db, roster=roster)
+    for bad in ("dvault keys v2\n", stmt + "class x\n", stmt.rstrip("\n"), stmt.replace("db 7", "db 07"),
+                stmt.replace("\nusers ", "\nusers  "), stmt.replace("dvault keys v2", "dvault keys v3")):
         with pytest.raises(vault.IntegrityError):
-            K.check_key_statement(full, vid, bad, K.sign_text("keys", vid, bad, b"L", lead))
+            K.check_key_statement(full, vid, bad, K.sign_text("keys", vid, bad, b"L", lead), db_version=db, roster=roster)
+    # v1 (releases before database schema v7): no db and users lines; accepted below v7 only
+    v1 = load("key_statement_v1.json")
+    assert K.check_key_statement(full, vid, v1["statement"], b(v1["signature"]), db_version=6, roster=roster) == 0
+    with pytest.raises(vault.IntegrityError, match="older than this vault"):
+        K.check_key_statement(full, vid, v1["statement"], b(v1["signature"]), db_version=7, roster=roster)
 
 
 def test_normalize() -> None:

@@ -52,7 +52,8 @@ LABEL_PIN_SIGNERS = b"dvault/v1/pin-signers"  # the known-vaults file's hash of 
 LABEL_KEYS_SIG = b"dvault/v1/keys-sig"  # the lead's (or recovery actor's) signature over the key statement
 LABEL_RECORD_STATE = b"dvault/v1/record-state"  # HKDF info: the key of the record-state tokens in the audit log
 LABEL_SEALED_SIG = b"dvault/v1/sealed-dek-sig"  # a writer's signature over a sealed DEK (kind W)
-KEYS_STATEMENT_HEADER = "dvault keys v1"  # first line of the signed key statement (docs/format.md 9b)
+KEYS_STATEMENT_HEADER = "dvault keys v2"  # first line of the signed key statement (docs/format.md 9b)
+KEYS_STATEMENT_HEADER_V1 = "dvault keys v1"  # older releases' statement: no db and users lines
 LABEL_USER_ID = b"dvault-user-id"  # user id = SHA-256(label || x25519 pub || ed25519 pub)[0:8]
 
 # Blind indexes: truncated to b bits where 2^b * k <= expected population (CipherSweet's
@@ -84,4 +85,8 @@ KDF_FLOOR = KdfParams(t=3, m_kib=64 * 1024, p=4)
 KDF_CEILING = KdfParams(t=16, m_kib=1024 * 1024, p=16)
 
 # The relational schema version; see vault/migrations.py.
-DB_SCHEMA_VERSION = 6
+DB_SCHEMA_VERSION = 7
+# From this database schema version on, the signed key statement names the version and the
+# user table (KEYS_STATEMENT_HEADER), so only its signers (the lead, the recovery
+# passphrase) can take a vault there; other openers upgrade it up to the version before.
+SIGNED_VERSION_FROM = 7

@@ -13,6 +13,7 @@ and hold only their role's classes.
 
 from __future__ import annotations
 
+import re
 import struct
 import unicodedata
 from dataclasses import dataclass, field
@@ -318,15 +319,19 @@ def verify_text(what: str, ring: Keyring, vault_id: bytes, text: str, blob: byte
         raise IntegrityError(f"stored {what} failed the lead's signature (edited in the database?)") from None
 
 
-def key_statement(ring: Keyring, vault_id: bytes) -> str:
+def key_statement(ring: Keyring, vault_id: bytes, db_version: int, roster: bytes) -> str:
     """The text the lead (or recovery actor) signs about the vault's keys: the meta key's
-    fingerprint (the pin's, vault.pins) and, per class, the current version, key id and
-    X25519 public key (docs/format.md 9b). Why: a key slot is a sealed box anyone can
-    make, and every enrolled user holds the meta key, so nothing but a signature tells a
-    user that the class public keys they seal identity and risk data to are the lead's.
-    Only a holder of every class key can write it."""
+    fingerprint (the pin's, vault.pins), the database schema version, the user table's
+    digest (users.roster_digest) and, per class, the current version, key id and X25519
+    public key (docs/format.md 9b). Why: a key slot is a sealed box anyone can make, and
+    every enrolled user holds the meta key, so nothing but a signature tells a user that the
+    class public keys they seal identity and risk data to are the lead's; and the version
+    and the user table are stored in the clear, where a database writer could lower the one
+    or put back an older signed copy of the other. Only a holder of every class key can
+    write it."""
     from .pins import fingerprint
-    lines = [F.KEYS_STATEMENT_HEADER, f"meta {fingerprint(vault_id, ring.current(KIND_META_KEY).secret)}"]
+    lines = [F.KEYS_STATEMENT_HEADER, f"meta {fingerprint(vault_id, ring.current(KIND_META_KEY).secret)}",
+             f"db {db_version}", f"users {roster.hex()}"]
     lines += [f"class {name} {claim}" for name, claim in sorted(_class_claims(ring).items())]
     return "\n".join(lines) + "\n"
 
@@ -345,16 +350,40 @@ def _class_claims(ring: Keyring) -> dict[str, str]:
     return out
 
 
-def check_key_statement(ring: Keyring, vault_id: bytes, text: str, signature: bytes) -> None:
+def check_key_statement(ring: Keyring, vault_id: bytes, text: str, signature: bytes, *,
+                        db_version: int, roster: bytes) -> int:
     """Refuse a keyring whose meta key or whose current key (or public key) of any class
-    is not the one in the signed statement: a substituted key slot (threat model 9)."""
+    is not the one in the signed statement: a substituted key slot (threat model 9); a
+    stored database version lower than the signed one; a user table (``roster``: its
+    users.roster_digest) other than the signed one; and, from SIGNED_VERSION_FROM on, a
+    statement of the older kind, which names neither. Returns the signed version (0 for
+    the older kind), so that the lead's open knows when to sign again."""
     from .pins import fingerprint
     verify_text("keys", ring, vault_id, text, signature)
     lines = text.split("\n")
-    if len(lines) < 3 or lines[0] != F.KEYS_STATEMENT_HEADER or lines[-1] != "" or not lines[1].startswith("meta "):
+    if len(lines) < 3 or lines[-1] != "" or not lines[1].startswith("meta "):
+        raise IntegrityError("the signed key statement is malformed")
+    if lines[0] == F.KEYS_STATEMENT_HEADER_V1:
+        if db_version >= F.SIGNED_VERSION_FROM:
+            raise IntegrityError("the signed key statement is older than this vault (an old copy put back in the "
+                                 "database?); tell the lead")
+        signed_db, first_class = 0, 2
+    elif lines[0] == F.KEYS_STATEMENT_HEADER:
+        db_line, users_line = lines[2].split(" "), lines[3].split(" ") if len(lines) > 4 else []
+        if len(db_line) != 2 or db_line[0] != "db" or not re.fullmatch(r"[1-9][0-9]{0,8}", db_line[1]) \
+                or len(users_line) != 2 or users_line[0] != "users" or not re.fullmatch(r"[0-9a-f]{64}", users_line[1]):
+            raise IntegrityError("the signed key statement is malformed")
+        signed_db, first_class = int(db_line[1]), 4
+        if db_version < signed_db:
+            raise IntegrityError(f"this vault's database version was lowered (the lead signed v{signed_db}, the "
+                                 f"database says v{db_version}): the database was edited; tell the lead")
+        if not C.mac_equal(users_line[1].encode(), roster.hex().encode()):
+            raise IntegrityError("the user table is not the one the lead signed last (an older copy put back, or "
+                                 "rows edited); do not add records, tell the lead")
+    else:
         raise IntegrityError("the signed key statement is malformed")
     claims: dict[str, str] = {}
-    for line in lines[2:-1]:
+    for line in lines[first_class:-1]:
         parts = line.split(" ")
         if len(parts) != 5 or parts[0] != "class" or parts[1] in claims:
             raise IntegrityError("the signed key statement is malformed")
@@ -366,3 +395,4 @@ def check_key_statement(ring: Keyring, vault_id: bytes, text: str, signature: by
         if claims.get(name) != held:
             raise IntegrityError(f"your keys for class {name} are not the ones the lead signed: your key slot "
                                  "may have been replaced; do not add records, tell the lead")
+    return signed_db

@@ -99,13 +99,23 @@ def _v6(conn: Connection) -> None:
     in the same transaction."""
 
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6}
+def _v7(conn: Connection) -> None:
+    """No table changes. From version 7 on, the signed key statement (docs/format.md 9b, "dvault
+    keys v2") also names the database schema version and a hash of the user table, so a
+    database writer can neither lower the version (to have an upgrade step redone: the v5
+    adoption would take unsigned envelopes they planted as genuine) nor put back an older,
+    lead-signed user table (a revoked user's row and slot). vault.open re-signs the
+    statement in the same transaction, so only the lead's or a recovery opener's open takes
+    a vault to this version."""
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7}
 assert max(MIGRATIONS) == F.DB_SCHEMA_VERSION
 
 
-def upgrade(conn: Connection, current: int) -> int:
-    """Apply every step after ``current``; returns the new version (caller stores it)."""
+def upgrade(conn: Connection, current: int, target: int = F.DB_SCHEMA_VERSION) -> int:
+    """Apply every step after ``current`` up to ``target``; returns it (caller stores it)."""
     S.check_db_version(current)
-    for version in range(current + 1, F.DB_SCHEMA_VERSION + 1):
+    for version in range(current + 1, target + 1):
         MIGRATIONS[version](conn)
-    return F.DB_SCHEMA_VERSION
+    return max(current, target)

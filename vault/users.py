@@ -102,6 +102,12 @@ def roster_bytes(vault_id: bytes, users: list[User]) -> bytes:
     return b"".join(out)
 
 
+def roster_digest(vault_id: bytes, users: list[User]) -> bytes:
+    """What the signed key statement names of the user table (its ``users`` line): the
+    roster signature alone cannot tell the current table from an older one the lead signed."""
+    return C.sha256(roster_bytes(vault_id, users))
+
+
 def verify_roster(lead_vk: bytes, vault_id: bytes, users: list[User], signature: bytes) -> None:
     try:
         C.ed25519_verify(lead_vk, roster_bytes(vault_id, users), signature)

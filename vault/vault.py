@@ -125,7 +125,7 @@ def create(url: str | os.PathLike[str], passphrase: str, *, schema: str | os.Pat
                 "index_plan_sig": K.sign_text("plan", vault_id, plan_text, who, sign),
                 "index_plan": plan_text.encode(),
                 "index_plan_mac": K.mac_plan(ring.current(K.KIND_META_KEY), vault_id, plan_text),
-                **_keys_meta(ring, vault_id, who, sign),
+                **_keys_meta(ring, vault_id, who, sign, version, []),
             })
             store.put_slot(conn, slot_kid.hex(), _PASSPHRASE, unlock, keyring)
         v = Vault(store, vault_id, parsed, ring, slot_kid, slot_secret, plan, None, keys_blob=keyring)
@@ -232,13 +232,9 @@ def open(url: str | os.PathLike[str], passphrase: str | None = None, *,  # noqa:
             from .pins import check as check_pin
             check_pin(pins, vault_id, ring.current(K.KIND_META_KEY).secret, _pin_signers(ring), record=False)
         signer = identity is None or identity.public.ed25519 == K.signers(ring).get(b"L")
-        if meta.get("keys_stmt"):
-            try:
-                stmt = meta["keys_stmt"].decode("ascii")
-            except UnicodeDecodeError:
-                raise IntegrityError("the signed key statement is malformed") from None
-            K.check_key_statement(ring, vault_id, stmt, meta.get("keys_stmt_sig", b""))
-        elif not signer:  # made by an older release, or removed: only the lead's open (re)signs it
+        signed_db = _check_keys_meta(meta, ring, vault_id, stored_version, _users(user_rows))
+        if signed_db is None and (not signer or stored_version >= F.SIGNED_VERSION_FROM):
+            # made by an older release (only the lead's open signs it), or removed
             raise IntegrityError("this vault's keys are not signed: the lead must open it once with this "
                                  "release before anyone else can (if the lead did, the database was edited)")
         if pins is not None and identity is not None:  # record only keys that passed every check
@@ -249,11 +245,11 @@ def open(url: str | os.PathLike[str], passphrase: str | None = None, *,  # noqa:
     v = Vault(store, vault_id, parsed, ring, slot_kid, slot_secret, plan, pending, user=me, identity=identity,
               keys_blob=bytes(keyring_blob))
     try:
-        if stored_version < F.DB_SCHEMA_VERSION:
-            v._upgrade(stored_version)
-        if not meta.get("keys_stmt"):  # the lead or the recovery passphrase: sign the keys now
-            with store.tx() as conn:
-                store.put_meta(conn, _keys_meta(ring, vault_id, *v._plan_signer()))
+        # Only a signer can write the statement that versions from SIGNED_VERSION_FROM on need.
+        target = F.DB_SCHEMA_VERSION if signer or stored_version >= F.SIGNED_VERSION_FROM \
+            else min(F.DB_SCHEMA_VERSION, F.SIGNED_VERSION_FROM - 1)
+        if stored_version < target or (signer and (signed_db or 0) < max(stored_version, target)):
+            v._upgrade(stored_version, target, resign=signer)
         v._audit("open", "", {"as": "identity" if identity else "passphrase"})
     except BaseException:
         v.close()
@@ -268,10 +264,26 @@ def _pin_signers(ring: K.Keyring) -> str:
     return signers_hash(who.get(b"L", b""), who.get(b"R", b""))
 
 
-def _keys_meta(ring: K.Keyring, vault_id: bytes, who: bytes, sign: Callable[[bytes], bytes]) -> dict[str, bytes]:
+def _keys_meta(ring: K.Keyring, vault_id: bytes, who: bytes, sign: Callable[[bytes], bytes], db_version: int,
+               users: list[U.User]) -> dict[str, bytes]:
     """The signed key statement (docs/format.md 9b), as dv_meta stores it."""
-    text = K.key_statement(ring, vault_id)
+    text = K.key_statement(ring, vault_id, db_version, U.roster_digest(vault_id, users))
     return {"keys_stmt": text.encode("ascii"), "keys_stmt_sig": K.sign_text("keys", vault_id, text, who, sign)}
+
+
+def _check_keys_meta(meta: dict[str, bytes], ring: K.Keyring, vault_id: bytes, db_version: int,
+                     users: list[U.User]) -> int | None:
+    """Check the stored key statement against a keyring, the stored database version and
+    the user table (K.check_key_statement); the version it signs (0: an older release's
+    kind), or None if there is none."""
+    if not meta.get("keys_stmt"):
+        return None
+    try:
+        stmt = meta["keys_stmt"].decode("ascii")
+    except UnicodeDecodeError:
+        raise IntegrityError("the signed key statement is malformed") from None
+    return K.check_key_statement(ring, vault_id, stmt, meta.get("keys_stmt_sig", b""), db_version=db_version,
+                                 roster=U.roster_digest(vault_id, users))
 
 
 def _entry_detail(e: Any) -> dict[str, Any]:
@@ -493,25 +505,39 @@ class Vault:
                      else (rec_pub[:32], N.recipient_id(rec_pub)) if rec_pub else None)
         self._auditor = Auditor(actor, self._signer, reason_to)
 
-    def _upgrade(self, stored: int) -> None:
-        """Bring the database to this release's schema version in one transaction: the table
+    def _upgrade(self, stored: int, target: int, *, resign: bool) -> None:
+        """Bring the database to schema version ``target`` in one transaction: the table
         migrations; from before v5, the adoption of unsigned sealed DEKs (readers refuse them
         from v5 on; it needs the class keys); from before v6, a ``restate`` entry with the
         states of every row present, the baseline the record check starts from (what is
-        there at the upgrade is taken as it is). Not if the log already holds record states:
-        then the stored version was lowered by hand, and a baseline would launder whatever
-        rows were put back before (a shredded record restored, say)."""
+        there at the upgrade is taken as it is); and (``resign``: the lead or the recovery
+        passphrase) the key statement signed for the new version. Not if the log already
+        holds record states: then the stored version was lowered by hand, and a baseline
+        would launder whatever rows were put back before (a shredded record restored, say),
+        as the adoption would launder unsigned envelopes put there (refused)."""
         from .rotation import adopt_sealed
         store = self._s()
-        baseline = stored < 6 and not has_states(store)
+        lowered = stored < 6 and has_states(store)
+        if lowered and stored < 5:
+            raise IntegrityError(f"this vault's database version was lowered to v{stored} (its log holds entries "
+                                 "of v6 or later): the database was edited; tell the lead")
+        baseline = stored < 6 and not lowered
+
+        def legacy(h: E.DekHeader) -> bool:
+            if h.writer:  # kind W exists from v5 on: a vault below it cannot hold one
+                raise IntegrityError(f"this vault's database version was lowered to v{stored} (it holds envelopes "
+                                     "of v5 or later): the database was edited; tell the lead")
+            return True
 
         def work() -> list[str]:
             with store.tx() as conn:
-                new = migrations.upgrade(conn, stored)
-                if stored < 5:
-                    adopt_sealed(store, conn, self._vid, {kid: ck.key for kid, ck in self._by_kid.items()},
-                                 lambda h: not h.writer)
+                new = migrations.upgrade(conn, stored, target)
+                if stored < 5 <= target:
+                    adopt_sealed(store, conn, self._vid, {kid: ck.key for kid, ck in self._by_kid.items()}, legacy)
                 store.put_meta(conn, {"db_schema_version": str(new).encode()})
+                if resign:
+                    store.put_meta(conn, _keys_meta(self._ring, self._vid, *self._plan_signer(), new,
+                                                    self._verified_users(conn, statement=False)))
                 return [self._state_token(rid, data) for rid, data in store.scan_records(conn)] if baseline else []
         if not baseline:
             work()
@@ -1254,17 +1280,31 @@ class Vault:
         with self._s().tx(write=False, snapshot=True) as conn:
             return [u for u in self._verified_users(conn) if include_revoked or u.role != U.REVOKED]
 
-    def _verified_users(self, conn) -> list[U.User]:  # type: ignore[no-untyped-def]
+    def _verified_users(self, conn, *, statement: bool = True) -> list[U.User]:  # type: ignore[no-untyped-def]
         """The user table as the lead signed it, checked on every read and not only at open:
         whoever can write the database could have edited a row since, and a public key read
         from it decides who gets a keyring, a break-glass value or a sealed reason, whose
         audit entries count as genuine, and what the lead signs next."""
         store = self._s()
         users = _users(store.get_users(conn))
+        meta = store.get_meta(conn)
         if users:
             if self._lead_vk is None:
                 raise IntegrityError("the user table has rows but the keyring has no lead key")
-            U.verify_roster(self._lead_vk, self._vid, users, store.get_meta(conn).get("roster_sig", b""))
+            U.verify_roster(self._lead_vk, self._vid, users, meta.get("roster_sig", b""))
+        if statement:  # and it is the table the lead signed last, not an older signed copy
+            assert self._ring is not None
+            try:
+                version = int(meta.get("db_schema_version", b""))
+            except ValueError:
+                raise IntegrityError("vault metadata is missing or malformed") from None
+            try:
+                signed = _check_keys_meta(meta, self._ring, self._vid, version, users)
+            except IntegrityError:
+                self._check_keys(conn, lock=False)  # KeysChanged if it is only our keys that are old
+                raise
+            if signed is None and version >= F.SIGNED_VERSION_FROM:
+                raise IntegrityError("this vault's keys are not signed (the database was edited); tell the lead")
         return users
 
     def _need_lead(self, action: str) -> Identity:
@@ -1274,9 +1314,18 @@ class Vault:
         return self._identity
 
     def _sign_roster(self, conn, users: list[U.User]) -> None:  # type: ignore[no-untyped-def]
+        """Sign the user table and, in the same transaction, the key statement that names it."""
         lead = self._need_lead("changing users")
+        assert self._ring is not None
         self._s().put_meta(conn, {"roster_sig": lead.sign(U.roster_bytes(self._vid, users)),
-                                  "lead_vk": lead.public.ed25519})
+                                  "lead_vk": lead.public.ed25519,
+                                  **_keys_meta(self._ring, self._vid, b"L", lead.sign, self._db_version(conn), users)})
+
+    def _db_version(self, conn) -> int:  # type: ignore[no-untyped-def]
+        try:
+            return int(self._s().get_meta_values(conn, ["db_schema_version"]).get("db_schema_version", b""))
+        except ValueError:
+            raise IntegrityError("vault metadata is missing or malformed") from None
 
     def _add_user_impl(self, public: PublicIdentity | str, name: str, role: str) -> U.User:
         """Enrol a user: seal their role's keys to their public key and sign the user table.
@@ -1449,7 +1498,8 @@ class Vault:
             if slot_id == mine:
                 self._slot_secret = secret
                 self._keys_seen = blob
-        store.put_meta(conn, _keys_meta(ring, self._vid, *self._plan_signer()))  # the keys slots now hold
+        store.put_meta(conn, _keys_meta(ring, self._vid, *self._plan_signer(), self._db_version(conn),
+                                        self._verified_users(conn, statement=False)))  # the keys slots now hold
 
     # -- audited public API: every call is logged before data is returned ------------------
     def _audit(self, action: str, target: str = "", detail: dict | None = None) -> None:

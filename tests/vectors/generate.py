@@ -363,6 +363,25 @@ def build() -> dict[str, dict]:
         "lead_ed25519_seed": h(signer_seed), "lead_ed25519_public": h(signer_pk),
         "statement": statement, "signature": h(b"L" + crypto_sign(signed, signer_sk)[:64]),
     }
+    # v2 (database schema v7 on): the version and the user table's digest after the meta line
+    roster = b"dvault/v1/roster" + vid + (1).to_bytes(4, "big") + b"".join(
+        bytes([len(x)]) + x for x in (b"0123456789abcdef", "Amira Haddad".encode(), b"lead")) \
+        + det("statement-user-x25519", 32) + signer_pk + bytes([32]) + b"00112233445566778899aabbccddeeff"
+    lines2 = ["dvault keys v2", lines[1], "db 7", f"users {h(hashlib.sha256(roster).digest())}"] + lines[2:]
+    statement2 = "\n".join(lines2) + "\n"
+    signed2 = b"dvault/v1/keys-sig" + vid + hashlib.sha256(statement2.encode("ascii")).digest()
+    files["key_statement_v2.json"] = {
+        "expect": "success",
+        "description": "ASCII lines: header, meta pin, db VERSION, users hex(SHA-256(roster bytes, format.md 8a)), "
+                       "class lines as in v1; sig = who || Ed25519(label || vault_id || SHA-256(text))",
+        "vault_id": h(vid), "meta_key": h(meta_key),
+        "classes": [{"name": n, "version": v, "kid": h(k), "key": h(key)} for n, (key, k, v) in sorted(classes.items())],
+        "lead_ed25519_seed": h(signer_seed), "lead_ed25519_public": h(signer_pk),
+        "db_version": 7, "roster_bytes": h(roster),
+        "user": {"user_id": "0123456789abcdef", "name": "Amira Haddad", "role": "lead",
+                 "x25519_public": h(det("statement-user-x25519", 32)), "slot_id": "00112233445566778899aabbccddeeff"},
+        "statement": statement2, "signature": h(b"L" + crypto_sign(signed2, signer_sk)[:64]),
+    }
     # -- blind index -------------------------------------------------------------------------
     ckey = det("class-key-identity", 32)
     cases = []

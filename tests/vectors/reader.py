@@ -374,12 +374,12 @@ class Reader:
             res["recovery_seed_matches_kind7_9"] = (rec["ed_pub_derived"] == rec["ed_pub"]
                                                     and rec["x_pub_derived"] == rec["x_pub"])
         # §8a roster
+        rows = sorted(self.users.values(), key=lambda u: u["user_id"].encode())
+        roster = b"dvault/v1/roster" + vid + u32(len(rows)) + b"".join(
+            lp8(u["user_id"]) + lp8(u["name"]) + lp8(u["role"]) + u["public"] + lp8(u["slot_id"])
+            for u in rows)
         if lead:
             res["lead_vk_matches_keyring"] = self.meta.get("lead_vk") == lead["key"]
-            rows = sorted(self.users.values(), key=lambda u: u["user_id"].encode())
-            roster = b"dvault/v1/roster" + vid + u32(len(rows)) + b"".join(
-                lp8(u["user_id"]) + lp8(u["name"]) + lp8(u["role"]) + u["public"] + lp8(u["slot_id"])
-                for u in rows)
             res["roster_sig"] = ed_verify(lead["key"], self.meta.get("roster_sig", b""), roster)
             res["user_ids"] = all(user_id_of(u["public"][:32], u["public"][32:]).hex() == u["user_id"]
                                   for u in rows)
@@ -394,7 +394,14 @@ class Reader:
             lines = stmt.decode("ascii").split("\n")
             assert lines[-1] == ""
             lines = lines[:-1]
-            res["keys_stmt_header"] = lines[0] == "dvault keys v1"
+            stored = int(self.meta["db_schema_version"])
+            if lines[0] == "dvault keys v2":  # db VERSION (at most the stored one) and the roster's digest
+                res["keys_stmt_header"] = True
+                res["keys_stmt_db"] = lines[2].startswith("db ") and 1 <= int(lines[2][3:]) <= stored
+                res["keys_stmt_users"] = lines[3] == "users " + hashlib.sha256(roster).hexdigest()
+                lines = lines[:1] + lines[1:2] + lines[4:]
+            else:  # v1 only below database schema v7
+                res["keys_stmt_header"] = lines[0] == "dvault keys v1" and stored < 7
             res["keys_stmt_meta"] = lines[1] == want[0]
             got = {ln.split(" ")[1]: ln for ln in lines[2:]}
             res["keys_stmt_classes"] = all(got.get(ln.split(" ")[1]) == ln for ln in want[1:])
