@@ -145,6 +145,16 @@ def test_rewritten_log_differs_from_checkpoint(logged) -> None:  # type: ignore[
     assert not verdict.ok and verdict.first_bad == seq and "differs from the checkpoint" in verdict.problem
 
 
+@pytest.mark.parametrize("seq", [2**64, 2**64 + 5, 10**30])
+def test_checkpoint_beyond_a_u64_is_not_a_checkpoint(seq: int) -> None:
+    """SEQ is a u64 in the signed message: a larger one (signed form or short) is refused as
+    malformed, not a struct.error from packing it (a fuzz hunt, 2026-11-28)."""
+    z = A._b32
+    for text in (f"dvcp1:{seq}:{z(bytes(20))}:{z(bytes(64))}:{z(bytes(64))}", f"dvcp1:{seq}:{z(bytes(20))}"):
+        with pytest.raises(A.AuditError, match="not a checkpoint"):
+            A.Checkpoint.parse(text)
+
+
 def test_fail_closed_when_audit_cannot_be_written(url: str) -> None:
     with vault.create(url, PASSPHRASE) as v:
         rid = v.add({"legal_name": SECRET_NAME})

@@ -331,8 +331,9 @@ class Checkpoint:
             if parts[0] != CHECKPOINT_PREFIX or len(parts) not in (3, 5):
                 raise ValueError
             cp = cls(int(parts[1]), _unb32(parts[2]), *(map(_unb32, parts[3:5]) if len(parts) == 5 else ()))
-            if len(cp.hash_prefix) < 16 or cp.seq < 1 or not (parts[1].isascii() and parts[1].isdigit()):
-                raise ValueError  # the first entry is seq 1: a checkpoint "at 0" would prove nothing
+            if len(cp.hash_prefix) < 16 or not 1 <= cp.seq < 2**64 or not (parts[1].isascii() and parts[1].isdigit()):
+                raise ValueError  # the first entry is seq 1: a checkpoint "at 0" would prove nothing;
+                # seq is a u64 in the signed message (and in every entry's hash)
         except (ValueError, IndexError):
             raise AuditError("not a checkpoint (expected dvcp1:SEQ:HASH[:SIGNER:SIG])") from None
         if cp.sig:
