@@ -32,7 +32,7 @@ def config() -> dict[str, Any]:
         return {}
     try:
         data = tomllib.loads(p.read_text("utf-8"))
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError):  # nesting: tomllib recurses
         raise click.UsageError(f"cannot read config file {p}") from None
     return {k: v for k, v in data.items() if k in ("vault", "identity") and isinstance(v, str)}
 

@@ -601,3 +601,36 @@ def test_importing_the_same_file_twice_adds_no_one_twice(setup, monkeypatch, cap
     assert code == 1 and "line 2: already in the vault (same e-mail" in err and _count(url) == before
     code, out, err = run(monkeypatch, capsys, "import", "b.csv", "--mapping", "map.toml", "--skip-bad", *LEAD)
     assert code == 0 and "imported 1" in out and _count(url) == before + 1, err
+
+
+INT_SCHEMA = ('[schema]\nname = "t"\nversion = 1\nclasses = ["public"]\n[fields.name]\ntype = "text"\nclass = "public"\n'
+              '[fields.seats]\ntype = "integer"\nclass = "public"\n')
+
+
+@pytest.mark.parametrize("case", ["huge_integer", "deeply_nested_mapping"])
+def test_a_hostile_import_is_one_line_per_problem(tmp_path: Path, monkeypatch, capsys, case: str) -> None:  # type: ignore[no-untyped-def]
+    """From a fuzz hunt (2026-11-28): a cell of 4301 digits (int()'s ValueError) and a
+    mapping nested 600 deep (tomllib's RecursionError) each ended as "internal error"."""
+    url = str(tmp_path / "i.vault")
+    vault.create(url, RECOVERY, schema=INT_SCHEMA).close()
+    for k in [k for k in os.environ if k.startswith("DVAULT_")]:
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("DVAULT_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("DVAULT_RECOVERY_PASSPHRASE", RECOVERY)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in.csv").write_text("Name,Seats\nAmira," + "9" * 4301 + "\n")
+    mapping = '[columns]\n"Name" = "name"\n"Seats" = "seats"\n'
+    if case == "deeply_nested_mapping":
+        mapping += "[values.name]\nx = " + "{x=" * 600 + "1" + "}" * 600 + "\n"
+    (tmp_path / "map.toml").write_text(mapping)
+    for extra in (("--dry-run",), ()):
+        code, out, err = run(monkeypatch, capsys, "import", "in.csv", "--mapping", "map.toml", *extra,
+                             "--vault", url, "--recovery", "--reason", "fuzz check")
+        assert code == 1 and "Traceback" not in err and "internal error" not in err and "9999" not in err, err
+        lines = err.strip().splitlines()
+        if case == "huge_integer":
+            assert "line 2, column 'Seats': is out of the 64-bit range" in lines[0], err
+        else:
+            assert len(lines) == 1 and "nested" in err, err
+    with vault.open(url, RECOVERY) as v:
+        assert v.count() == 0

@@ -205,6 +205,20 @@ def test_schema_and_mapping_parsers() -> None:
     mappings()
 
 
+@pytest.mark.parametrize("nest", ["[" * 2000 + "]" * 2000, "{x=" * 2000 + "1" + "}" * 2000])
+def test_deeply_nested_toml_is_a_schema_or_mapping_error(tmp_path, nest: str) -> None:  # type: ignore[no-untyped-def]
+    """tomllib recurses once per nesting level: a schema or mapping nested deeper than the
+    interpreter's recursion limit raised RecursionError (a fuzz hunt, 2026-11-28)."""
+    from vault import importer as IM
+    with pytest.raises(vault.SchemaError, match="nested too deeply"):
+        vault.load_schema("[schema]\nname = " + nest + "\n")
+    with pytest.raises(vault.SchemaError, match="nested too deeply"):
+        vault.create(str(tmp_path / "v.vault"), PASSPHRASE, schema="[schema]\nname = " + nest + "\n")
+    assert not (tmp_path / "v.vault").exists()
+    with pytest.raises(IM.MappingError, match="nested too deeply"):
+        IM.load_mapping("[columns]\na = " + nest + "\n", vault.load_schema())
+
+
 def test_index_row_parser() -> None:
     """dv_index ``ids``: whole 16-byte ids come back as they are, anything else is an
     IntegrityError; the membership test used by deletes only matches aligned ids."""

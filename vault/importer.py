@@ -208,6 +208,8 @@ def load_mapping(text: str, schema: Schema) -> Mapping:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise MappingError(f"mapping is not valid TOML: {e}") from None
+    except RecursionError:  # tomllib recurses once per level of nested arrays or tables
+        raise MappingError("mapping is nested too deeply to be a mapping") from None
     unknown = set(doc) - _TOP_KEYS
     if unknown:
         raise MappingError(f"mapping: unknown key(s) {', '.join(sorted(unknown))} "
@@ -525,7 +527,10 @@ class _RowPlanner:
         if t == "integer":
             if not _INT_RE.fullmatch(text):
                 raise ValidationError("expects an integer", field=f.name)
-            return int(text)
+            sign, digits = text[0] if text[0] in "+-" else "", text.lstrip("+-").lstrip("0") or "0"
+            if len(digits) > 19:  # no 64-bit value has more; and int() of over 4300 digits raises ValueError
+                raise ValidationError("is out of the 64-bit range", field=f.name)
+            return int(sign + digits)
         # enum
         if text in f.values:
             return text

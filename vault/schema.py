@@ -183,6 +183,8 @@ def load(text: str | None = None) -> Schema:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise SchemaError(f"schema is not valid TOML: {e}") from None
+    except RecursionError:  # tomllib recurses once per level of nested arrays or tables
+        raise SchemaError("schema is nested too deeply to be a schema") from None
     head = doc.get("schema")
     if not isinstance(head, dict):
         raise SchemaError("schema needs a [schema] table")
