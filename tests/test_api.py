@@ -173,6 +173,31 @@ required = true
         assert v.schema.classes == ("open", "secret")
 
 
+@pytest.mark.parametrize("where", ["class", "field", "purpose", "role"])
+def test_a_name_ending_in_a_newline_is_refused(tmp_path: Path, where: str) -> None:
+    """"$" matches before a final newline: a class "public\\n" was accepted, the vault was
+    created and filled, and no later open got past its signed key statement (a fuzz hunt,
+    2026-11-28: data loss). Every kind of name is matched whole."""
+    cls, field, purpose, role = "public", "name", "badge", "lead"
+    if where == "class":
+        cls = "public\\n"
+    elif where == "field":
+        field = "name\\n"
+    elif where == "purpose":
+        purpose = "badge\\n"
+    else:
+        role = "lead\\n"
+    toml = (f'[schema]\nname = "t"\nversion = 1\nclasses = ["{cls}"]\npurposes = ["{purpose}"]\n'
+            f'[fields."{field}"]\ntype = "text"\nclass = "{cls}"\n'
+            f'[roles."{role}"]\nclasses = ["{cls}"]\npurposes = ["{purpose}"]\nmanage = true\n')
+    with pytest.raises(vault.SchemaError, match=f"bad {where}"):
+        vault.load_schema(toml)
+    with pytest.raises(vault.SchemaError):
+        vault.create(tmp_path / "n.vault", PASSPHRASE, schema=toml)
+    assert not (tmp_path / "n.vault").exists()
+    vault.load_schema(toml.replace("\\n", ""))  # the same schema without the newline is fine
+
+
 def test_status_has_no_secrets(v: vault.Vault) -> None:
     v.add({"legal_name": "Hidden Person"})
     st = v.status()

@@ -22,7 +22,9 @@ from .pseudonym import purpose_prefix, valid_prefix
 TYPES = ("text", "date", "enum", "bool", "integer")
 SEARCH_MODES = ("none", "exact")
 NORMALIZERS = ("none", "text", "name", "email", "phone", "compact")
-_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+# Class, purpose, field and role names; always with fullmatch: "$" also matches before a final
+# newline, and a name ending in one would break the signed key statement's lines (no reopen).
+_NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")
 _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 
 
@@ -205,7 +207,7 @@ def load(text: str | None = None) -> Schema:
         if not names:
             raise SchemaError(f"schema needs at least one {kind}")
         for n in names:
-            if not isinstance(n, str) or not _NAME_RE.match(n):
+            if not isinstance(n, str) or not _NAME_RE.fullmatch(n):
                 raise SchemaError(f"bad {kind} name {n!r}: use lower-case letters, digits and _")
         if len(set(names)) != len(names):
             raise SchemaError(f"duplicate {kind} name in schema")
@@ -245,7 +247,7 @@ def _roles(raw: Any, classes: tuple[str, ...], purposes: tuple[str, ...]) -> dic
         raise SchemaError("[roles] must define at least one role")
     out: dict[str, Role] = {}
     for rname, spec in raw.items():
-        if not _NAME_RE.match(rname) or not isinstance(spec, dict):
+        if not _NAME_RE.fullmatch(rname) or not isinstance(spec, dict):
             raise SchemaError(f"bad role {rname!r}")
         unknown = set(spec) - {"classes", "purposes", "manage", "write_only"}
         if unknown:
@@ -273,7 +275,7 @@ _FIELD_KEYS = {"type", "class", "search", "normalize", "values", "tokens", "low_
 
 
 def _field(name: str, spec: Any, classes: tuple[str, ...]) -> Field:
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.fullmatch(name):
         raise SchemaError(f"bad field name {name!r}: use lower-case letters, digits and _")
     if not isinstance(spec, dict):
         raise SchemaError(f"field {name!r} must be a table")
