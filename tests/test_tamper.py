@@ -9,12 +9,14 @@ from __future__ import annotations
 import random
 
 import pytest
+import sqlalchemy as sa
 
 import vault
 from conftest import PASSPHRASE
 from rawdb import RawDB, flip, old_release
 from vault import envelope as E
 from vault import keys as K
+from vault.identity import Identity
 
 FULL = {"legal_name": "Amira Haddad", "organisation": "Free Press Network", "nationality": "Syria",
         "email": "amira@example.org", "phone": "+961 1 234 567", "badge_name": "Amira",
@@ -464,3 +466,61 @@ def test_check_records_names_every_damaged_row(url: str) -> None:
         with pytest.raises(vault.IntegrityError, match="cannot be accepted"):
             v.check_records(accept=True)
         assert v.audit_entries(action="restate") == []  # nothing was accepted
+
+
+# -- rows of the other tables, edited by a database writer (a fuzz hunt, 2026-11-28) ------------
+
+
+@pytest.fixture
+def staffed(url: str):  # type: ignore[no-untyped-def]
+    """A lead, a staff member, one record and one approved break-glass request for it."""
+    lead, staff = Identity.generate(), Identity.generate()
+    with vault.create(url, PASSPHRASE, lead=lead) as v:
+        v.add_user(staff.public, "sam", "staff")
+        rid = v.add(FULL)
+    with vault.open(url, identity=staff) as s:
+        req = s.request_reveal(rid, "legal_name", "hospital needs the legal name")
+    with vault.open(url, identity=lead) as v:
+        v.approve_reveal(req)
+    return url, lead, staff, rid, req
+
+
+def _edit(url: str, sql: str, **params: object) -> None:
+    raw = RawDB(url)
+    with raw.engine.begin() as c:
+        c.execute(sa.text(sql), params)
+    raw.close()
+
+
+def _sqlite_only(url: str, case: str, cases: tuple[str, ...]) -> None:
+    if case in cases and not url.startswith("sqlite"):
+        pytest.skip("PostgreSQL's typed columns cannot hold this edit (SQLite keeps any type in any column)")
+
+
+@pytest.mark.parametrize("case", ["long_name", "slot_id_not_hex", "user_id_upper_case", "name_as_blob",
+                                  "user_id_as_blob", "role_too_long", "public_as_text"])
+def test_an_edited_user_row_is_an_integrity_error_for_every_opener(staffed, case: str) -> None:  # type: ignore[no-untyped-def]
+    """A row edited into something the signed roster cannot even be built from raised
+    ValueError, TypeError or AttributeError from vault.open, before the signature check."""
+    url, lead, staff, _rid, _req = staffed
+    _sqlite_only(url, case, ("name_as_blob", "user_id_as_blob", "role_too_long", "public_as_text"))
+    uid = staff.public.user_id
+    if case == "long_name":  # 100 characters (the column holds 200) but 300 UTF-8 bytes: over lp8
+        _edit(url, "UPDATE dv_users SET name = :n WHERE user_id = :u", n="\u20ac" * 100, u=uid)
+    elif case == "slot_id_not_hex":  # in both tables, so the rows still agree with each other
+        _edit(url, "UPDATE dv_slots SET slot_id = 'zzzzzzzzzzzzzzzz' WHERE slot_id = "
+                   "(SELECT slot_id FROM dv_users WHERE user_id = :u)", u=uid)
+        _edit(url, "UPDATE dv_users SET slot_id = 'zzzzzzzzzzzzzzzz' WHERE user_id = :u", u=uid)
+    elif case == "user_id_upper_case":
+        _edit(url, "UPDATE dv_users SET user_id = :n WHERE user_id = :u", n=uid.upper(), u=uid)
+    elif case == "name_as_blob":
+        _edit(url, "UPDATE dv_users SET name = CAST(name AS BLOB) WHERE user_id = :u", u=uid)
+    elif case == "user_id_as_blob":
+        _edit(url, "UPDATE dv_users SET user_id = CAST(user_id AS BLOB) WHERE user_id = :u", u=uid)
+    elif case == "role_too_long":
+        _edit(url, "UPDATE dv_users SET role = :r WHERE user_id = :u", r="r" * 300, u=uid)
+    else:
+        _edit(url, "UPDATE dv_users SET public = :p WHERE user_id = :u", p="x" * 64, u=uid)
+    for how in ({"passphrase": PASSPHRASE}, {"identity": lead}, {"identity": staff}):
+        with pytest.raises(vault.IntegrityError):
+            vault.open(url, **how).close()  # type: ignore[arg-type]

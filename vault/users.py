@@ -14,6 +14,7 @@ authenticated keyring, so swapping it in the database is detected too.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from dataclasses import dataclass
@@ -43,6 +44,33 @@ class User:
 
     def __repr__(self) -> str:
         return f"<User {self.user_id} {self.name!r} role={self.role}>"
+
+
+_HEX_ID = re.compile(r"[0-9a-f]{16}")  # user ids and slot ids: hex of 8 bytes
+
+
+def from_row(user_id: object, name: object, role: object, public: bytes, slot_id: object) -> User:
+    """One dv_users row as a User, or IntegrityError. Why before the roster signature is
+    checked: that check needs the rows in their canonical form (text of at most 255 UTF-8
+    bytes, hex ids), and a row a database writer edited may hold anything (SQLite keeps any
+    type in any column), which made the signed bytes themselves fail to build."""
+    if len(public) != 64:
+        raise IntegrityError("user table holds a malformed public key")
+    if not (_is_hex_id(user_id) and _is_hex_id(slot_id) and _is_lp8_text(name) and _is_lp8_text(role)):
+        raise IntegrityError("user table holds a malformed row (edited in the database)")
+    assert isinstance(user_id, str) and isinstance(name, str) and isinstance(role, str) and isinstance(slot_id, str)
+    return User(user_id, name, role, PublicIdentity(public[:32], public[32:]), slot_id)
+
+
+def _is_hex_id(x: object) -> bool:
+    return isinstance(x, str) and _HEX_ID.fullmatch(x) is not None
+
+
+def _is_lp8_text(x: object) -> bool:
+    try:
+        return isinstance(x, str) and 0 < len(x.encode("utf-8")) <= 255
+    except UnicodeEncodeError:
+        return False
 
 
 def check_name(name: object) -> str:

@@ -329,12 +329,7 @@ def _unlock_failed(store: Store, identity: Identity | None) -> None:
 
 
 def _users(rows: list[tuple[str, str, str, bytes, str]]) -> list[U.User]:
-    out = []
-    for uid, name, role, public, slot_id in rows:
-        if len(public) != 64:
-            raise IntegrityError("user table holds a malformed public key")
-        out.append(U.User(uid, name, role, PublicIdentity(public[:32], public[32:]), slot_id))
-    return out
+    return [U.from_row(*row) for row in rows]
 
 
 def _verify_users(schema: S.Schema, ring: K.Keyring, meta: dict[str, bytes], vault_id: bytes,
