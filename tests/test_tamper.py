@@ -448,6 +448,19 @@ def test_a_lowered_schema_version_does_not_launder_a_restored_record(url: str, m
         assert v.check_records().rolled_back == (b,)
 
 
+@pytest.mark.parametrize("stored", [b"0", b"-1", b"-5", b"99999", b"x"])
+def test_a_schema_version_out_of_range_is_refused(url: str, stored: bytes) -> None:
+    """Below 1 there is no migration step to start from: KeyError from the migrations (a
+    fuzz hunt, 2026-11-28). Too new is UnsupportedVersion, not a number IntegrityError."""
+    vault.create(url, PASSPHRASE).close()
+    raw = RawDB(url)
+    raw.set_meta("db_schema_version", stored)
+    raw.close()
+    with pytest.raises(vault.UnsupportedVersion if stored == b"99999" else vault.IntegrityError):
+        vault.open(url, PASSPHRASE).close()
+    assert RawDB(url).meta("db_schema_version") == stored  # nothing was migrated
+
+
 def test_check_records_names_every_damaged_row(url: str) -> None:
     """A ciphertext edited in place keeps its DEK ids (so its state): the check opens every
     row too, and names all damaged ones at once; they cannot be accepted."""

@@ -190,6 +190,8 @@ def open(url: str | os.PathLike[str], passphrase: str | None = None, *,  # noqa:
             mac = meta["schema_mac"]
         except (KeyError, ValueError):
             raise IntegrityError("vault metadata is missing or malformed") from None
+        if stored_version < 1:  # every vault starts at 1: there is no step to migrate from below it
+            raise IntegrityError("vault metadata is malformed (database schema version below 1)")
         if fmt != F.FORMAT_VERSION:
             raise IntegrityError(f"unknown vault format version {fmt}")
         if len(vault_id) != F.ID_LEN:
