@@ -145,6 +145,30 @@ def test_rewritten_log_differs_from_checkpoint(logged) -> None:  # type: ignore[
     assert not verdict.ok and verdict.first_bad == seq and "differs from the checkpoint" in verdict.problem
 
 
+@pytest.mark.parametrize("edit", ["detail_nested", "prev_short", "actor_short", "actor_as_text", "at_as_text",
+                                  "hash_as_text", "detail_as_blob", "sig_as_integer"])
+def test_a_malformed_row_is_named_by_read_and_located_by_verify(logged, edit: str) -> None:  # type: ignore[no-untyped-def]
+    """Columns edited into the wrong type or size (SQLite keeps any type in any column;
+    bytea has no length on PostgreSQL): reading the log named nothing and crashed
+    (RecursionError on a detail of 100000 "[", TypeError on a text actor); now it is an
+    IntegrityError naming the entry, and verify reports that entry as the first bad one
+    (a fuzz hunt, 2026-11-28)."""
+    url, lead, staff, ids = logged
+    if edit not in ("detail_nested", "prev_short", "actor_short") and not url.startswith("sqlite"):
+        pytest.skip("PostgreSQL's typed columns cannot hold this edit (SQLite keeps any type in any column)")
+    k = _n(url) // 2
+    column, value = {"detail_nested": ("detail", "[" * 100_000), "prev_short": ("prev", bytes(31)),
+                     "actor_short": ("actor", bytes(63)), "actor_as_text": ("actor", "x" * 64),
+                     "at_as_text": ("at", "noon"), "hash_as_text": ("hash", "h" * 32),
+                     "detail_as_blob": ("detail", b"{}"), "sig_as_integer": ("sig", 7)}[edit]
+    _exec(url, f"UPDATE dv_audit SET {column} = :v WHERE seq = :s", v=value, s=k)
+    with vault.open(url, identity=lead) as v:
+        with pytest.raises(vault.IntegrityError, match=f"entry {k} "):
+            v.audit_entries()
+        verdict = v.audit_verify()
+    assert not verdict.ok and verdict.first_bad == k, str(verdict)
+
+
 @pytest.mark.parametrize("seq", [2**64, 2**64 + 5, 10**30])
 def test_checkpoint_beyond_a_u64_is_not_a_checkpoint(seq: int) -> None:
     """SEQ is a u64 in the signed message: a larger one (signed form or short) is refused as

@@ -294,7 +294,10 @@ def test_a_second_user_with_the_same_name_is_refused(setup, monkeypatch, capsys)
     assert code == 1 and "another enrolled user has that name" in err and err.count("\n") == 1
 
 
-@pytest.mark.parametrize("edit", ["detail = '{'", "detail = 'null'", "detail = x'00'"])
+@pytest.mark.parametrize("edit", ["detail = '{'", "detail = 'null'", "detail = x'00'",
+                                  # a fuzz hunt (2026-11-28): RecursionError and TypeError before
+                                  "detail = '" + "[" * 100_000 + "'", "actor = '" + "x" * 64 + "'",
+                                  "at = 'noon'", "hash = x'00'"])
 def test_an_edited_audit_row_is_an_integrity_error(setup, monkeypatch, capsys, edit: str) -> None:  # type: ignore[no-untyped-def]
     import sqlite3
     tmp, url, _ = setup

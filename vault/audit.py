@@ -34,7 +34,7 @@ from . import _format as F
 from . import notes as N
 from .envelope import _lp8, dek_ids
 from .errors import IntegrityError, VaultError
-from .store import metadata
+from .store import _blob, metadata
 
 audit = Table("dv_audit", metadata,
               Column("seq", BigInteger, primary_key=True, autoincrement=False),
@@ -159,7 +159,7 @@ class Auditor:
                         self._head = None
                     if self._head is None:
                         row = store.raw(conn, "SELECT seq, hash FROM dv_audit ORDER BY seq DESC LIMIT 1").fetchone()
-                        self._head = (0, GENESIS) if row is None else (int(row[0]), bytes(row[1]))
+                        self._head = (0, GENESIS) if row is None else (int(row[0]), _blob(row[1]))
                     seq, prev = self._head[0] + 1, self._head[1]
                     at = int(time.time() * 1000)
                     h = entry_hash(seq, prev, at, self.actor, action, target, text, reason)
@@ -175,21 +175,55 @@ class Auditor:
         raise AuditError(f"audit log write failed ({last_error}); operation refused")
 
 
-def read_entries(store: Any, after: int = 0) -> list[Entry]:
+def read_entries(store: Any, after: int = 0, *, damaged: bool = False) -> list[Entry]:
+    """The entries after ``after``, in seq order. A row whose columns lack their types and
+    sizes (docs/format.md 13a; SQLite keeps any type in any column, so a database writer's
+    edit can put text in ``actor``) is an IntegrityError naming its seq; with ``damaged``
+    (verify) it is instead an entry that fails the hash check where it stands, so that
+    verify locates it as the first bad entry like any other edit."""
     ph = "?" if store.is_sqlite else "%s"
     with store.tx(write=False) as conn:
         rows = store.raw(conn, "SELECT seq, prev, at, actor, action, target, detail, reason, hash, sig "
                                f"FROM dv_audit WHERE seq > {ph} ORDER BY seq", (after,)).fetchall()
-    if store.is_sqlite:  # sqlite3 already returns int/bytes/str
-        return [Entry._make(r) for r in rows]
-    return [Entry(int(r[0]), bytes(r[1]), int(r[2]), bytes(r[3]), r[4], r[5], r[6], bytes(r[7]), bytes(r[8]),
-                  bytes(r[9])) for r in rows]
+    out = []
+    for r in rows:
+        e = _entry(r if store.is_sqlite else [bytes(x) if isinstance(x, memoryview) else x for x in r])
+        if e is None:
+            if not damaged:
+                which = f"audit entry {r[0]}" if type(r[0]) is int else "an audit entry"
+                raise IntegrityError(f"{which} is malformed (a column was edited); run dvault audit verify")
+            e = _damaged(r)
+        out.append(e)
+    return out
+
+
+_U64 = 2**64
+
+
+def _entry(r: Any) -> Entry | None:
+    """A row as an Entry if every column has its type (and the hashes, keys and signature
+    their sizes), else None. ``type() is``, not isinstance: a million rows per verify."""
+    seq, prev, at, actor, action, target, detail, reason, h, sig = r
+    if (type(seq) is int and 0 < seq < _U64 and type(at) is int and 0 <= at < _U64
+            and type(prev) is bytes and len(prev) == 32 and type(actor) is bytes and len(actor) == 64
+            and type(action) is str and type(target) is str and type(detail) is str and type(reason) is bytes
+            and type(h) is bytes and len(h) == 32 and type(sig) is bytes and len(sig) == 64):
+        return Entry(seq, prev, at, actor, action, target, detail, reason, h, sig)
+    return None
+
+
+def _damaged(r: Any) -> Entry:
+    """A malformed row as verify sees it: its seq and prev if those are sound (so the walk
+    reaches it), no actor, and an empty hash that no entry's content hashes to."""
+    seq = r[0] if type(r[0]) is int else -1
+    prev = bytes(r[1]) if isinstance(r[1], (bytes, memoryview)) and len(r[1]) == 32 else b""
+    return Entry(seq, prev, 0, b"", "", "", "", b"", b"", b"")
 
 
 def head(store: Any) -> tuple[int, bytes]:
     with store.tx(write=False) as conn:
         row = conn.execute(select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)).first()
-    return (0, GENESIS) if row is None else (int(row[0]), bytes(row[1]))
+    return (0, GENESIS) if row is None else (int(row[0]), _blob(row[1]))
 
 
 def count(store: Any) -> int:
@@ -438,7 +472,7 @@ def compare_states(entries: list[Entry], known: set[bytes], rows: list[tuple[byt
             drop, put = list(state.get("drop", [])), list(state.get("put", []))
             if not all(isinstance(t, str) for t in drop + put):
                 raise TypeError()
-        except (ValueError, KeyError, TypeError, AttributeError):  # signed by a known actor, yet malformed
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):  # signed by a known actor, yet malformed
             raise IntegrityError(f"audit entry {e.seq} holds a malformed record state") from None
         for t in drop:
             live.pop(t, None)
