@@ -537,3 +537,50 @@ def test_an_edited_user_row_is_an_integrity_error_for_every_opener(staffed, case
     for how in ({"passphrase": PASSPHRASE}, {"identity": lead}, {"identity": staff}):
         with pytest.raises(vault.IntegrityError):
             vault.open(url, **how).close()  # type: ignore[arg-type]
+
+
+_REVEAL_EDITS = {
+    "field_not_ascii": "UPDATE dv_reveals SET field = 'légal_name'",
+    "record_id_short": "UPDATE dv_reveals SET record_id = substr(record_id, 1, 15)",
+    "requester_not_hex": "UPDATE dv_reveals SET requester = 'not a user id'",
+    "req_id_not_hex": "UPDATE dv_reveals SET req_id = 'zz'",
+    "record_id_as_text": "UPDATE dv_reveals SET record_id = 'abc'",
+    "field_as_blob": "UPDATE dv_reveals SET field = CAST(field AS BLOB)",
+    "created_as_text": "UPDATE dv_reveals SET created = 'yesterday'",
+}
+
+
+@pytest.mark.parametrize("case", sorted(_REVEAL_EDITS))
+def test_an_edited_reveal_row_is_an_integrity_error_and_stays(staffed, case: str) -> None:  # type: ignore[no-untyped-def]
+    """Listing, approving or taking a break-glass request whose row was edited raised
+    ValueError, TypeError, AttributeError or UnicodeEncodeError (hex and ASCII parsing of
+    unchecked columns); now IntegrityError, and the refused row is not consumed."""
+    url, lead, staff, _rid, req = staffed
+    _sqlite_only(url, case, ("record_id_as_text", "field_as_blob", "created_as_text"))
+    _edit(url, _REVEAL_EDITS[case])
+    with vault.open(url, identity=lead) as v:
+        with pytest.raises(vault.IntegrityError, match="break-glass request row is malformed"):
+            v.reveal_requests()
+        if case != "req_id_not_hex":
+            with pytest.raises(vault.IntegrityError, match="break-glass request row is malformed"):
+                v.approve_reveal(req)
+    if case not in ("req_id_not_hex", "requester_not_hex"):  # (else it is not this staff member's request)
+        with vault.open(url, identity=staff) as s:
+            with pytest.raises(vault.IntegrityError, match="break-glass request row is malformed"):
+                s.reveal(req)
+    raw = RawDB(url)
+    with raw.engine.begin() as c:
+        assert c.execute(sa.text("SELECT count(*) FROM dv_reveals")).scalar_one() == 1
+    raw.close()
+
+
+def test_a_grant_stored_as_text_is_taken_and_refused(staffed) -> None:  # type: ignore[no-untyped-def]
+    """A BLOB column holding text is read as its bytes (store._blob): the grant's parser
+    refuses it like any other forged grant (TypeError before); it is used up and logged."""
+    url, lead, staff, _rid, req = staffed
+    _sqlite_only(url, "grant_as_text", ("grant_as_text",))
+    _edit(url, "UPDATE dv_reveals SET \"grant\" = 'text, not a grant'")
+    with vault.open(url, identity=staff) as s:
+        with pytest.raises(vault.IntegrityError, match="grant"):
+            s.reveal(req)
+        assert s.audit_entries(action="reveal")[-1]["detail"]["shown"] is False

@@ -14,10 +14,11 @@ client can keep the value it was shown. What it cannot do is reveal anything els
 from __future__ import annotations
 
 import json
+import re
 import struct
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import Column, Integer, LargeBinary, String, Table, delete, select, update
 
@@ -25,7 +26,7 @@ from . import _crypto as C
 from . import _format as F
 from . import notes as N
 from .errors import AccessDenied, IntegrityError, NotFound, ValidationError
-from .store import metadata
+from .store import _blob, metadata
 
 if TYPE_CHECKING:
     from .identity import PublicIdentity
@@ -41,6 +42,38 @@ reveals = Table("dv_reveals", metadata,
                 Column("created", Integer, nullable=False))
 
 LABEL = b"dvault/v1/break-glass"
+_HEX8 = re.compile(r"[0-9a-f]{16}")  # request ids and user ids: hex of 8 bytes
+_FIELD = re.compile(r"[a-z][a-z0-9_]{0,62}")  # a schema field name (ASCII: it is signed as such)
+
+
+class _Row(NamedTuple):
+    """A dv_reveals row whose columns have their types (see :func:`_row`)."""
+
+    req_id: str
+    requester: str
+    record_id: bytes
+    field: str
+    reason: bytes
+    grant: bytes | None
+    created: int
+
+
+def _row(r: Any) -> _Row:
+    """A dv_reveals row, checked, or IntegrityError. Why: a database writer can put any
+    value of any type in a column (SQLite keeps it), and the request id, requester and field
+    are parsed as hex and ASCII to build the signed grant message. BLOB columns go through
+    store._blob (text becomes bytes, and the grant's parser or signature names it)."""
+    try:
+        out = _Row(r.req_id, r.requester, _blob(r.record_id), r.field, _blob(r.reason),
+                   None if r.grant is None else _blob(r.grant), r.created)
+    except IntegrityError:
+        out = None
+    if out is None or not (isinstance(out.req_id, str) and _HEX8.fullmatch(out.req_id)
+                           and isinstance(out.requester, str) and _HEX8.fullmatch(out.requester)
+                           and len(out.record_id) == F.ID_LEN and isinstance(out.field, str)
+                           and _FIELD.fullmatch(out.field) and type(out.created) is int):
+        raise IntegrityError("a break-glass request row is malformed (edited in the database)")
+    return out
 
 
 @dataclass(frozen=True)
@@ -94,17 +127,16 @@ def pending(v: "Vault") -> list[RevealRequest]:
         rows = conn.execute(select(reveals).order_by(reveals.c.created, reveals.c.req_id)).all()
     lead = v._identity if (v.role.manage and v._identity is not None) else None
     out = []
-    for r in rows:
+    for r in map(_row, rows):
         reason = None
         if lead is not None:
             try:
-                plain = N.open_note(F.KIND_REASON, bytes(r.reason), lead.unseal)
+                plain = N.open_note(F.KIND_REASON, r.reason, lead.unseal)
                 if plain[:16] == v._vid and plain[16:24] == bytes.fromhex(r.req_id):
                     reason = plain[24:].decode("utf-8")
             except C.AuthFailure:
                 reason = None
-        out.append(RevealRequest(r.req_id, r.requester, bytes(r.record_id).hex(), r.field, reason,
-                                 r.grant is not None))
+        out.append(RevealRequest(r.req_id, r.requester, r.record_id.hex(), r.field, reason, r.grant is not None))
     return out
 
 
@@ -131,10 +163,11 @@ def _parse_grant(grant: bytes) -> tuple[bytes, int, bytes, bytes]:
 def subject(v: "Vault", req_id: str) -> tuple[str, str]:
     """(record id hex, field) a request is about, for its audit entries; NotFound if none."""
     with v._s().tx(write=False) as conn:
-        r = conn.execute(select(reveals.c.record_id, reveals.c.field).where(reveals.c.req_id == req_id)).first()
+        r = conn.execute(select(reveals).where(reveals.c.req_id == req_id)).first()
     if r is None:
         raise NotFound(f"no break-glass request {req_id}")
-    return bytes(r.record_id).hex(), str(r.field)
+    r = _row(r)
+    return r.record_id.hex(), r.field
 
 
 def approve(v: "Vault", req_id: str, ttl_seconds: int = 24 * 3600) -> None:
@@ -144,10 +177,11 @@ def approve(v: "Vault", req_id: str, ttl_seconds: int = 24 * 3600) -> None:
         r = conn.execute(select(reveals).where(reveals.c.req_id == req_id)).first()
     if r is None:
         raise NotFound(f"no break-glass request {req_id}")
+    r = _row(r)
     requester = next((u for u in v.users() if u.user_id == r.requester), None)
     if requester is None:
         raise NotFound("the requester is no longer enrolled")
-    rid = bytes(r.record_id)
+    rid = r.record_id
     # unaudited here: the caller's reveal_approve entry, already committed, names the
     # record and field (an ordinary "read" would book the requester's access to the lead)
     rec = v._get_impl(rid.hex(), [r.field])
@@ -176,24 +210,25 @@ def reveal(v: "Vault", req_id: str, now: float | None = None) -> tuple[Any, Exce
         raise AccessDenied("break-glass reveals need the requester's identity")
     store = v._s()
     with store.tx() as conn:
-        r = conn.execute(select(reveals).where(reveals.c.req_id == req_id)).first()
-        if r is None or r.requester != v.user.user_id:
+        found = conn.execute(select(reveals).where(reveals.c.req_id == req_id)).first()
+        if found is None or found.requester != v.user.user_id:
             raise NotFound(f"no break-glass request {req_id} of yours")
+        r = _row(found)  # before the delete: a malformed row is refused, not taken
         if r.grant is None:
             raise AccessDenied("this request has not been approved (yet)")
         conn.execute(delete(reveals).where(reveals.c.req_id == req_id))
-    about = (bytes(r.record_id).hex(), str(r.field))  # (record id, field): what the entry names
+    about = (r.record_id.hex(), r.field)  # (record id, field): what the entry names
     try:
         return _open_grant(v, r, req_id, now), None, about
     except (AccessDenied, IntegrityError) as e:
         return None, e, about
 
 
-def _open_grant(v: "Vault", r: Any, req_id: str, now: float | None) -> Any:
+def _open_grant(v: "Vault", r: _Row, req_id: str, now: float | None) -> Any:
     assert v.user is not None and v._identity is not None and v._lead_vk is not None
-    head, expires, sig, sealed = _parse_grant(bytes(r.grant))
+    head, expires, sig, sealed = _parse_grant(r.grant)
     try:
-        C.ed25519_verify(v._lead_vk, _grant_message(v._vid, req_id, r.requester, bytes(r.record_id), r.field,
+        C.ed25519_verify(v._lead_vk, _grant_message(v._vid, req_id, r.requester, r.record_id, r.field,
                                                     expires, sealed, head), sig)
     except C.AuthFailure:
         raise IntegrityError("break-glass grant is not signed by the security lead") from None
