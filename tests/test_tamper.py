@@ -584,3 +584,36 @@ def test_a_grant_stored_as_text_is_taken_and_refused(staffed) -> None:  # type: 
         with pytest.raises(vault.IntegrityError, match="grant"):
             s.reveal(req)
         assert s.audit_entries(action="reveal")[-1]["detail"]["shown"] is False
+
+
+@pytest.mark.parametrize("case", ["ids_as_text", "ids_as_integer", "ids_as_short_text", "record_id_as_text",
+                                  "record_id_as_integer", "record_id_short", "record_id_as_16_chars"])
+def test_a_record_or_index_row_of_the_wrong_type_is_an_integrity_error(two, case: str) -> None:  # type: ignore[no-untyped-def]
+    """TEXT or INTEGER in dv_index.ids or dv_records.id raised TypeError or AttributeError from
+    find() and records() (bytes() of a str; ``rid.hex()`` of an unchecked id). BLOB columns
+    are read through store._blob and record ids must be 16 bytes."""
+    v, raw, a, b = two
+    url = str(raw.engine.url)
+    _sqlite_only(url, case, ("ids_as_text", "ids_as_integer", "ids_as_short_text", "record_id_as_text",
+                             "record_id_as_integer", "record_id_as_16_chars"))
+    column, value = {"ids_as_text": ("dv_index SET ids", "x" * 32), "ids_as_integer": ("dv_index SET ids", 5),
+                     "ids_as_short_text": ("dv_index SET ids", "x" * 31),
+                     "record_id_as_text": ("dv_records SET id", "abc"),
+                     "record_id_as_integer": ("dv_records SET id", 5),
+                     "record_id_short": ("dv_records SET id", bytes(3)),
+                     "record_id_as_16_chars": ("dv_records SET id", "r" * 16)}[case]
+    with raw.engine.begin() as c:
+        where = "" if column.startswith("dv_index") else " WHERE id = :a"
+        c.execute(sa.text(f"UPDATE {column} = :v{where}"), {"v": value, "a": bytes.fromhex(a)})
+    if column.startswith("dv_index"):
+        if case == "ids_as_text":  # read as its bytes: two ids no record has, so no match
+            assert v.find(email=FULL["email"]) == []
+        else:
+            with pytest.raises(vault.IntegrityError):
+                v.find(email=FULL["email"])
+    else:
+        with pytest.raises(vault.IntegrityError):
+            list(v.records())  # sixteen characters read as sixteen bytes: the row no longer opens under them
+        if case != "record_id_as_16_chars":
+            with pytest.raises(vault.IntegrityError, match="malformed id|wrong type"):
+                v.ids()

@@ -192,6 +192,17 @@ def _blob(x: Any) -> bytes:
     raise IntegrityError(f"a stored value has the wrong type ({type(x).__name__}): the database was edited")
 
 
+def _rid(x: Any) -> bytes:
+    """A dv_records id read back: 16 bytes (a BLOB column, so through _blob), else the row
+    was edited, and every caller would have failed on it in its own way (``rid.hex()``)."""
+    if type(x) is bytes and len(x) == ID_BYTES:
+        return x
+    rid = _blob(x)
+    if len(rid) != ID_BYTES:
+        raise IntegrityError("a record row has a malformed id: the database was edited")
+    return rid
+
+
 def _sqlite_path(url: str) -> str | None:
     u = make_url(url)
     if u.get_backend_name() != "sqlite":
@@ -489,7 +500,7 @@ class Store:
             chunk = ids[i:i + 500]
             ph = ", ".join([self._ph] * len(chunk))
             rows = conn.exec_driver_sql(f"SELECT id, data FROM dv_records WHERE id IN ({ph}){tail}", tuple(chunk))
-            out += [(_blob(r[0]), _blob(r[1])) for r in rows]
+            out += [(_rid(r[0]), _blob(r[1])) for r in rows]
         return sorted(out)
 
     @staticmethod
@@ -497,7 +508,7 @@ class Store:
         """(record id, data) of every row, inside the caller's transaction (a one-off sweep;
         the caller writes only after the scan ends)."""
         for rid, data in conn.execute(select(records.c.id, records.c.data)):
-            yield _blob(rid), _blob(data)
+            yield _rid(rid), _blob(data)
 
     @staticmethod
     def put_record(conn: Connection, rid: bytes, data: bytes) -> None:
@@ -548,7 +559,7 @@ class Store:
         record's plaintext (a shredder may hold only write keys), and a bucket the terms
         missed would keep the shredded id."""
         rows = self.raw(conn, self._holding_sql, (rid,)).fetchall()
-        hits = {(int(g), str(n), int(v)) for g, n, v, ids in rows if _holds(bytes(ids), rid)}
+        hits = {(int(g), str(n), int(v)) for g, n, v, ids in rows if _holds(_blob(ids), rid)}
         for key in sorted(hits):
             self._remove_ids(conn, key, {rid})
 
@@ -558,7 +569,7 @@ class Store:
         for _ in range(100):
             missed = False
             for chunk, ids in self.raw(conn, self._bucket_sql, key).fetchall():
-                chunk, ids = bytes(chunk), bytes(ids)
+                chunk, ids = _blob(chunk), _blob(ids)
                 kept = [i for i in split_ids(ids) if i not in rids]
                 if len(kept) * ID_BYTES == len(ids):
                     continue
@@ -581,7 +592,7 @@ class Store:
         for name, value in terms:
             found: set[bytes] = set()
             for (blob,) in self.raw(conn, self._lookup_sql, (gen, name, value)).fetchall():
-                found.update(split_ids(bytes(blob)))
+                found.update(split_ids(_blob(blob)))
             ids = found if ids is None else ids & found
             if not ids:
                 return []
@@ -608,7 +619,7 @@ class Store:
         with self.tx(write=False) as conn:
             rows = conn.execute(select(records.c.id).where(records.c.id > after)
                                 .order_by(records.c.id).limit(limit))
-            return [bytes(r[0]) for r in rows]
+            return [_rid(r[0]) for r in rows]
 
     def iter_records(self, batch: int = 2000) -> Iterator[tuple[bytes, bytes]]:
         """(record id, data) in storage order (unspecified), streamed."""
@@ -620,15 +631,16 @@ class Store:
                 with conn.begin():
                     cur = self.raw(conn, "SELECT id, data FROM dv_records")
                     while rows := self._fetch(cur, batch):
-                        yield from rows
+                        for rid, data in rows:
+                            yield _rid(rid), _blob(data)
                 return
             result = conn.execution_options(stream_results=True, yield_per=batch).execute(q)
             for rid, data in result:
-                yield _blob(rid), _blob(data)
+                yield _rid(rid), _blob(data)
 
     def ids(self) -> list[bytes]:
         with self.tx(write=False) as conn:
-            return [bytes(r[0]) for r in conn.execute(select(records.c.id).order_by(records.c.id))]
+            return [_rid(r[0]) for r in conn.execute(select(records.c.id).order_by(records.c.id))]
 
     @staticmethod
     def count_records(conn: Connection) -> int:
