@@ -580,3 +580,37 @@ def test_entries_about_a_record_by_any_of_its_pseudonyms(url: str) -> None:
         with pytest.raises(vault.VaultError, match="check"):
             v.audit_entries(target=mistyped)
         assert A.count(v._s()) == before  # refused before anything was logged
+
+
+def test_forged_unsigned_entry_cannot_blame_a_colleague(logged) -> None:  # type: ignore[no-untyped-def]
+    """A database writer chains an unsigned "unlock_failed" in a colleague's name that names
+    fields and a record: verify locates it, and neither the summary nor the record filter
+    books it as a read. A failed unlock of the real shape still verifies."""
+    url, lead, staff, ids = logged
+    with pytest.raises(vault.AccessDenied):
+        vault.open(url, identity=Identity.generate())  # a real unsigned entry: not enrolled
+    with pytest.raises(vault.WrongPassphrase):
+        vault.open(url, "not the passphrase at all")
+    with vault.open(url, identity=lead) as v:
+        target = v.pseudonym(ids[0], "audit")
+        classes = {n: f.cls for n, f in v.schema.fields.items()}
+    assert _verify(url, lead).ok
+    last = _rows(url)[-1]
+    seq, prev = last[0] + 1, bytes(last[8])
+    detail = '{"fields":["legal_name","passport_number","risk_notes"]}'
+    h = A.entry_hash(seq, prev, 1, staff.public.raw, "unlock_failed", target, detail, b"")
+    _exec(url, "INSERT INTO dv_audit VALUES (:s,:p,1,:a,'unlock_failed',:t,:d,:r,:h,:g)", s=seq, p=prev,
+          a=staff.public.raw, t=target, d=detail, r=b"", h=h, g=bytes(64))
+    verdict = _verify(url, lead)
+    assert not verdict.ok and verdict.first_bad == seq and "unsigned" in verdict.problem, str(verdict)
+    with vault.open(url, identity=lead) as v:
+        entries = v.audit_entries()
+        assert "unlock_failed" not in [e["action"] for e in v.audit_entries(target=target)]
+    assert entries[seq - 1]["action"] == "unlock_failed"  # shown as it is, but counted as nothing
+    assert A.summary(entries, classes)[staff.public.user_id].get("identity", 0) == 0
+    for shape in ({"target": "AU-X"}, {"detail": '{"with":"passphrase"}'}, {"reason": b"x"}):
+        e = A.Entry(1, A.GENESIS, 1, staff.public.raw, "unlock_failed", "", '{"with":"identity"}', b"", b"",
+                    bytes(64))
+        assert A.unsigned_shape_ok(e) and not A.unsigned_shape_ok(e._replace(**shape))
+    zero = A.Entry(1, A.GENESIS, 1, bytes(64), "unlock_failed", "", '{"with":"passphrase"}', b"", b"", bytes(64))
+    assert A.unsigned_shape_ok(zero) and not A.unsigned_shape_ok(zero._replace(detail='{"with":"identity"}'))

@@ -53,6 +53,20 @@ CHECKPOINT_PREFIX = "dvcp1"
 GENESIS = bytes(32)
 PG_APPEND_LOCK = 0x6476_6175_6c74_0001  # "dvault" + 1: the advisory lock key serialising appends
 UNSIGNED_ACTIONS = frozenset({"unlock_failed"})  # no key to sign with: chained, not signed
+PASSPHRASE_ACTOR = bytes(64)  # the actor of a failed passphrase unlock: no one
+
+
+def unsigned_shape_ok(e: "Entry") -> bool:
+    """Whether an unsigned entry is exactly what ``vault._unlock_failed`` writes: no target,
+    no reason, ``{"with": "identity"}`` by a (non-zero) public identity or ``{"with":
+    "passphrase"}`` by the zero actor. Anyone who can write the table can chain an unsigned
+    entry, so verify accepts no other shape: a forged "unlock_failed" naming fields and a
+    record would otherwise book reads to a colleague who never made them."""
+    if e.target != "" or e.reason != b"" or not isinstance(e.actor, bytes) or len(e.actor) != 64:
+        return False
+    if e.detail == '{"with":"passphrase"}':
+        return e.actor == PASSPHRASE_ACTOR
+    return e.detail == '{"with":"identity"}' and e.actor != PASSPHRASE_ACTOR
 
 
 # Canonical JSON of an entry's detail (sorted keys, no spaces): one encoder for every entry.
@@ -289,7 +303,11 @@ def _walk(entries: list[Entry], known_actors: set[bytes],
         if e.prev != prev:
             return (i, Verdict(False, i + 1, e.seq, "chain broken: an earlier entry was changed, removed or "
                                                     "reordered"), True), cp_seen, expected
-        if not (e.action in UNSIGNED_ACTIONS and e.sig == bytes(64)) and e.actor not in known_actors:
+        unsigned = e.action in UNSIGNED_ACTIONS and e.sig == bytes(64)
+        if unsigned and not unsigned_shape_ok(e):
+            return (i, Verdict(False, i + 1, e.seq, "unsigned entry the vault never writes (inserted or edited)"),
+                    False), cp_seen, expected
+        if not unsigned and e.actor not in known_actors:
             return (i, Verdict(False, i + 1, e.seq, "entry written by an unknown actor (inserted)"), False), \
                 cp_seen, expected
         if checkpoint is not None and e.seq == checkpoint.seq:
@@ -491,9 +509,13 @@ def compare_states(entries: list[Entry], known: set[bytes], rows: list[tuple[byt
 
 
 def summary(entries: list[dict[str, Any]], classes_of: dict[str, str]) -> dict[str, dict[str, int]]:
-    """Who accessed which classes how often: actor -> class -> number of entries touching it."""
+    """Who accessed which classes how often: actor -> class -> number of entries touching it.
+    Unsigned entries (failed unlocks) are left out: anyone who can write the table can
+    chain one in a colleague's name, so they never count as an access."""
     out: dict[str, dict[str, int]] = {}
     for e in entries:
+        if e.get("action") in UNSIGNED_ACTIONS:
+            continue
         detail = e["detail"] if isinstance(e["detail"], dict) else {}
         fields = detail.get("fields")
         if not isinstance(fields, list):

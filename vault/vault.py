@@ -323,7 +323,8 @@ def _field_names(fields: Any) -> list[str] | None:
 
 
 def _unlock_failed(store: Store, identity: Identity | None) -> None:
-    """Failed unlocks are logged too; there is no key to sign with, so the entry is only chained."""
+    """Failed unlocks are logged too; there is no key to sign with, so the entry is only chained.
+    Its shape is fixed (audit.unsigned_shape_ok): verify refuses any other unsigned entry."""
     from .audit import Auditor
     actor = identity.public.raw if identity is not None else bytes(64)
     Auditor(actor, None, None).append(store, "unlock_failed", "", {"with": "identity" if identity else "passphrase"},
@@ -1810,8 +1811,10 @@ class Vault:
             if (actor and aid != actor) or (action and e.action != action) \
                     or (since_ms is not None and e.at < since_ms) or (until_ms is not None and e.at > until_ms):
                 continue
-            if target and e.target != target and not (e.action == "search" and f'"{target}"' in e.detail
-                                                      and target in _entry_detail(e).get("targets", ())):
+            if target and (e.action in A.UNSIGNED_ACTIONS  # anyone with table access can chain one
+                           or (e.target != target
+                               and not (e.action == "search" and f'"{target}"' in e.detail
+                                        and target in _entry_detail(e).get("targets", ())))):
                 continue  # a search names its matches in detail.targets
             out.append({"seq": e.seq, "at": e.at, "actor": aid, "action": e.action, "target": e.target,
                         "detail": _entry_detail(e), "reason": self._open_reason(e.reason)})

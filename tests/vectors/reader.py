@@ -641,6 +641,9 @@ class Reader:
                 problems.append((seq, "hash mismatch"))
             if sig == b"\0" * 64 and action == "unlock_failed":
                 unsigned += 1
+                zero = actor == b"\0" * 64
+                if target or reason or detail_b != (b'{"with":"passphrase"}' if zero else b'{"with":"identity"}'):
+                    problems.append((seq, "unsigned entry of another shape"))
             else:
                 if actor not in actors:
                     problems.append((seq, "unknown actor"))
