@@ -141,22 +141,24 @@ def audit_show(actor, action, target, since_days, since_text, until_text, as_jso
                 click.echo(json_line(e, sort_keys=True))
         else:
             _audit_table(entries)
-        alarms = v.alarms()
-        if alarms and v.role.manage:
+        alarms = v.alarms() if v.role.manage else []
+        if alarms:
             click.echo(f"dvault: warning: {len(alarms)} canary alarm(s) in the log", err=True)
 
 
 def _audit_table(entries: list[dict]) -> None:
-    """One line per entry; the reason column only for the lead, who alone can open reasons
-    (they are free text from every user: shown through printable(), as every value is)."""
+    """One line per entry; the seq and reason columns only for the lead, who alone sees entry
+    numbers and can open reasons (free text from every user: shown through printable(), as
+    every value is)."""
     import json as _json
     import time as _time
 
-    rows = [{"seq": e["seq"], "time (UTC)": _time.strftime("%Y-%m-%d %H:%M:%S", _time.gmtime(e["at"] / 1000)),
+    rows = [{"seq": e.get("seq"), "time (UTC)": _time.strftime("%Y-%m-%d %H:%M:%S", _time.gmtime(e["at"] / 1000)),
              "actor": e["actor"], "action": e["action"], "target": e["target"] or "-",
              "detail": _json.dumps(_brief(e["detail"]), sort_keys=True, separators=(",", ":")), "reason": e["reason"]}
             for e in entries]
-    columns = ["seq", "time (UTC)", "actor", "action", "target", "detail"]
+    numbered = ["seq"] if all("seq" in e for e in entries) else []
+    columns = numbered + ["time (UTC)", "actor", "action", "target", "detail"]
     if rows:
         click.echo(table(rows, columns + (["reason"] if any(e["reason"] for e in entries) else [])))
     else:

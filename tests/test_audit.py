@@ -614,3 +614,28 @@ def test_forged_unsigned_entry_cannot_blame_a_colleague(logged) -> None:  # type
         assert A.unsigned_shape_ok(e) and not A.unsigned_shape_ok(e._replace(**shape))
     zero = A.Entry(1, A.GENESIS, 1, bytes(64), "unlock_failed", "", '{"with":"passphrase"}', b"", b"", bytes(64))
     assert A.unsigned_shape_ok(zero) and not A.unsigned_shape_ok(zero._replace(detail='{"with":"identity"}'))
+
+
+def test_staff_cannot_count_alarms(logged, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    """alarms() is the lead's (a refusal is logged), and the entries another role sees carry no
+    seq: its gaps would mark each hidden alarm, so a decoy would show after one read."""
+    from vault_cli.main import _audit_table
+    url, lead, staff, ids = logged
+    with vault.open(url, identity=lead) as v:
+        canary = v.plant_canary({"legal_name": "Decoy Person", "badge_name": "D"})
+    with vault.open(url, identity=staff) as v:
+        v.get(canary)
+        with pytest.raises(vault.AccessDenied, match="security lead"):
+            v.alarms()
+        mine = v.audit_entries()
+    assert mine and not [e for e in mine if "seq" in e]
+    _audit_table(mine)
+    assert "seq" not in capsys.readouterr().out.splitlines()[0]
+    with vault.open(url, identity=lead) as v:
+        denied = v.audit_entries(action="denied")
+        assert [a["detail"]["op"] for a in v.alarms()] == ["read"]
+        everything = v.audit_entries()
+    assert denied[-1]["detail"]["op"] == "alarms" and denied[-1]["actor"] == staff.public.user_id
+    assert [e["seq"] for e in everything] == list(range(1, len(everything) + 1))
+    _audit_table(everything)
+    assert capsys.readouterr().out.splitlines()[0].split()[0] == "seq"

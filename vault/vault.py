@@ -1788,8 +1788,9 @@ class Vault:
     def audit_entries(self, *, actor: str | None = None, action: str | None = None,
                       since_ms: int | None = None, until_ms: int | None = None,
                       target: str | None = None) -> list[dict[str, Any]]:
-        """Read the log (filtered). The lead sees every entry and its reason; other roles see
-        only their own entries, without reasons. Reading is itself audited. ``target`` is
+        """Read the log (filtered). The lead sees every entry, its number (``seq``) and its
+        reason; other roles see only their own entries, without numbers or reasons. Reading
+        is itself audited. ``target`` is
         a pseudonym of any purpose the caller holds (badge, travel, ...): the entries about
         that record, whose target is its audit pseudonym, are kept."""
         from . import audit as A
@@ -1816,8 +1817,11 @@ class Vault:
                                and not (e.action == "search" and f'"{target}"' in e.detail
                                         and target in _entry_detail(e).get("targets", ())))):
                 continue  # a search names its matches in detail.targets
-            out.append({"seq": e.seq, "at": e.at, "actor": aid, "action": e.action, "target": e.target,
-                        "detail": _entry_detail(e), "reason": self._open_reason(e.reason)})
+            shown = {"at": e.at, "actor": aid, "action": e.action, "target": e.target,
+                     "detail": _entry_detail(e), "reason": self._open_reason(e.reason)}
+            # only the lead sees entry numbers: another role's own entries would skip the
+            # number of each hidden alarm, telling a decoy from a real record
+            out.append({"seq": e.seq, **shown} if self.role.manage else shown)
         return out
 
     def _open_reason(self, sealed: bytes) -> str | None:
@@ -1991,8 +1995,11 @@ class Vault:
         self._audit("alarm", self._target(record_id), {"op": op, "canary": True})
 
     def alarms(self) -> list[dict[str, Any]]:
-        """Canary alarms in the log, for the lead's status screen (not itself logged)."""
+        """Canary alarms in the log, for the lead's status screen (not itself logged). Lead
+        only: another role could count the alarms before and after a read and so tell a
+        decoy from a real record (a refusal is logged, as every denial is)."""
         from . import audit as A
+        self._guard("alarms", lambda: self._need_manage("listing canary alarms"))
         return [{"seq": e.seq, "at": e.at, "actor": A.actor_id(e.actor), "detail": _entry_detail(e)}
                 for e in A.read_entries(self._s()) if e.action == "alarm"]
 
