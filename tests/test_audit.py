@@ -639,3 +639,33 @@ def test_staff_cannot_count_alarms(logged, capsys: pytest.CaptureFixture[str]) -
     assert [e["seq"] for e in everything] == list(range(1, len(everything) + 1))
     _audit_table(everything)
     assert capsys.readouterr().out.splitlines()[0].split()[0] == "seq"
+
+
+def test_every_touch_of_a_canary_alarms(logged) -> None:  # type: ignore[no-untyped-def]
+    """Issuing a pseudonym for a decoy, updating it, break-glass on it (request, approval,
+    reveal) and shredding it each write an alarm naming it, after the operation's own entry;
+    the same calls on a real record write none."""
+    url, lead, staff, ids = logged
+    with vault.open(url, identity=lead) as v:
+        canary = v.plant_canary({"legal_name": "Decoy Person", "email": "decoy@example.org", "badge_name": "D"})
+        target = v._target(canary)
+    with vault.open(url, identity=staff) as v:
+        v.pseudonym(ids[1], "travel")
+        v.update(ids[1], {"dietary": "halal"})
+        v.pseudonym(canary, "travel")
+        v.update(canary, {"dietary": "halal"})
+        req = v.request_reveal(canary, "legal_name", "hospital visit, needs the legal name")
+        with vault.open(url, identity=lead) as lv:
+            lv.approve_reveal(req)
+        assert v.reveal(req) == "Decoy Person"
+        v.delete(canary)
+    with vault.open(url, identity=lead) as v:
+        alarms = v.audit_entries(action="alarm")
+        actions = [e["action"] for e in v.audit_entries(target=target)]
+    assert [a["detail"]["op"] for a in alarms] == ["pseudonym", "update", "reveal_request", "reveal_approve",
+                                                    "reveal", "shred"]
+    assert [a["actor"] for a in alarms] == [staff.public.user_id] * 3 + [lead.public.user_id] \
+        + [staff.public.user_id] * 2
+    assert {a["target"] for a in alarms} == {target}
+    pairs = [a for a in zip(actions, actions[1:]) if a[1] == "alarm"]
+    assert [p[0] for p in pairs] == ["pseudonym", "update", "reveal_request", "reveal_approve", "reveal", "shred"]

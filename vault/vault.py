@@ -929,6 +929,7 @@ class Vault:
             if data is None:
                 raise NotFound(f"no record {record_id}")
             self._audit("shred", self._target(record_id), self._states([self._state_token(rid, data)]))
+            self._alarm_if_canary([record_id], "shred")  # here: after the commit no pseudonym names it
             if not store.delete_record(conn, rid):
                 raise NotFound(f"no record {record_id}")
             store.delete_index(conn, rid)
@@ -1584,7 +1585,9 @@ class Vault:
         except (NotFound, ValidationError, IntegrityError):  # an attempt that changed nothing is logged too
             self._audit("update", self._target(record_id),
                         {"fields": sorted(map(str, values)) if isinstance(values, Mapping) else []})
+            self._alarm_if_canary([record_id], "update")
             raise
+        self._alarm_if_canary([record_id], "update")
 
     def delete(self, record_id: str) -> None:
         """Crypto-shred one record (see :meth:`_delete_impl`); needs write access to every class."""
@@ -1643,6 +1646,7 @@ class Vault:
         """The record's stable pseudonym for one purpose (see :meth:`_pseudonym_impl`)."""
         p = self._guard("pseudonym", lambda: self._pseudonym_impl(record_id, purpose))
         self._audit("pseudonym", self._target(record_id), {"purpose": purpose})
+        self._alarm_if_canary([record_id], "pseudonym")  # a badge or a travel list names the decoy too
         return p
 
     def resolve(self, pseudonym: str, fields: Sequence[str] | None = None) -> Record:
@@ -1699,10 +1703,12 @@ class Vault:
         def describe(req: str) -> tuple[str, dict]:
             return self._target(record_id), {"field": field, "request": req}
         try:  # the request row stands or falls with its entry
-            return self._audited("reveal_request", lambda: self._request_reveal_impl(record_id, field, reason),
-                                 describe)
+            req = self._audited("reveal_request", lambda: self._request_reveal_impl(record_id, field, reason),
+                                describe)
         finally:
             self._auditor.reason = saved
+        self._alarm_if_canary([record_id], "reveal_request")
+        return req
 
     def approve_reveal(self, req_id: str, ttl_seconds: int = 24 * 3600) -> None:
         """Break-glass approval by the lead (see :meth:`_approve_reveal_impl`)."""
@@ -1718,6 +1724,7 @@ class Vault:
             raise
         # the lead's client decrypts the value to seal it: this entry is that access
         self._audit("reveal_approve", self._target(rid), {**detail, "field": field})
+        self._alarm_if_canary([rid], "reveal_approve")
         self._approve_reveal_impl(req_id, ttl_seconds)
 
     def reveal(self, req_id: str) -> Any:
@@ -1726,8 +1733,9 @@ class Vault:
         grant taken but refused (expired, forged) is gone, its entry says so, then we raise."""
         def describe(out: tuple[Any, Exception | None, tuple[str, str]]) -> tuple[str, dict]:
             return self._target(out[2][0]), {"request": str(req_id), "field": out[2][1], "shown": out[1] is None}
-        value, err, _ = self._guard("reveal", lambda: self._audited("reveal", lambda: self._reveal_impl(req_id),
-                                                                    describe))
+        value, err, about = self._guard("reveal", lambda: self._audited("reveal", lambda: self._reveal_impl(req_id),
+                                                                        describe))
+        self._alarm_if_canary([about[0]], "reveal")  # break-glass would show a decoy's legal name
         if err is not None:
             raise err
         return value
@@ -1918,8 +1926,9 @@ class Vault:
 
     # -- tripwires ------------------------------------------------------------------------
     def plant_canary(self, values: Mapping[str, Any]) -> str:
-        """Lead: add a decoy participant. Any read, search hit or export touching it writes an
-        ``alarm`` entry; its row is indistinguishable from a real one on disk."""
+        """Lead: add a decoy participant. Any read, search hit, export, pseudonym, update,
+        shred or break-glass step touching it writes an ``alarm`` entry; its row is
+        indistinguishable from a real one on disk."""
         self._guard("plant_canary", lambda: (self._need_all_classes("planting canaries"),
                                              self._need_manage("planting canaries")))
         rid = self._add_many_impl([values])[0]
