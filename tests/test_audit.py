@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 
@@ -669,3 +670,34 @@ def test_every_touch_of_a_canary_alarms(logged) -> None:  # type: ignore[no-unty
     assert {a["target"] for a in alarms} == {target}
     pairs = [a for a in zip(actions, actions[1:]) if a[1] == "alarm"]
     assert [p[0] for p in pairs] == ["pseudonym", "update", "reveal_request", "reveal_approve", "reveal", "shred"]
+
+
+def test_every_refusal_is_logged_once(logged) -> None:  # type: ignore[no-untyped-def]
+    """Refusals raised past the up-front checks are logged as 'denied' too, each once: a
+    record filter through a pseudonym whose purpose the role lacks, a staff member changing
+    the recovery passphrase (before any change_passphrase entry), a break-glass request
+    by the recovery passphrase, and a write by a handle whose slot was revoked meanwhile."""
+    url, lead, staff, ids = logged
+    tool = Identity.generate()
+    with vault.open(url, identity=lead) as v:
+        v.add_user(tool.public, "badge-printer", "tool")
+        travel = v.pseudonym(ids[0], "travel")
+    attempts = [(tool, "audit_read", lambda v: v.audit_entries(target=travel)),
+                (staff, "change_passphrase", lambda v: v.change_passphrase("another long passphrase here")),
+                (None, "reveal_request", lambda v: v.request_reveal(ids[0], "legal_name", "hospital visit"))]
+    for who, op, call in attempts:
+        with (vault.open(url, identity=who) if who else vault.open(url, PASSPHRASE)) as v:
+            n = A.count(v._s())
+            with pytest.raises(vault.AccessDenied):
+                call(v)
+            added = A.read_entries(v._s(), after=n)
+        assert [(e.action, json.loads(e.detail)["op"]) for e in added] == [("denied", op)], op
+    with vault.open(url, identity=staff) as v:
+        with vault.open(url, identity=lead) as lv:
+            lv.remove_user(staff.public.user_id, rotate=False)
+        n = A.count(v._s())
+        with pytest.raises(vault.AccessDenied, match="slot is gone"):
+            v.update(ids[1], {"dietary": "halal"})
+        added = A.read_entries(v._s(), after=n)
+    assert [(e.action, json.loads(e.detail)["op"]) for e in added] == [("denied", "update")]
+    assert _verify(url, lead).ok

@@ -1519,11 +1519,14 @@ class Vault:
             return ""
 
     def _guard(self, op: str, call: Callable[[], Any]) -> Any:
-        """Run ``call``; an AccessDenied is itself audited ('denied') before it propagates."""
+        """Run ``call``; an AccessDenied is itself audited ('denied') before it propagates,
+        once: guarded calls nest (remove_user rotates, a rotation re-indexes)."""
         try:
             return call()
         except AccessDenied as e:
-            self._audit("denied", "", {"op": op, "why": str(e)})
+            if not getattr(e, "logged", False):
+                e.logged = True  # type: ignore[attr-defined]
+                self._audit("denied", "", {"op": op, "why": str(e)})
             raise
 
     def pin(self, path: str | os.PathLike[str]) -> None:
@@ -1562,7 +1565,7 @@ class Vault:
         except TypeError:
             raise ValidationError("add_many() takes a list of records") from None
         self._guard("add", lambda: self._need_writable("adding records"))
-        ids = self._add_many_impl(rows)  # its "add" entry commits with the rows
+        ids = self._guard("add", lambda: self._add_many_impl(rows))  # its "add" entry commits with the rows
         self._alarm_if_canary(ids, "add")
         return ids
 
@@ -1581,7 +1584,7 @@ class Vault:
             self._guard("update", lambda: [self._need_class(self.schema.field(n).cls, f"field {n!r}") for n in values])
         self._rid(record_id)  # a malformed id is refused before anything is logged
         try:
-            self._update_impl(record_id, values)  # its entry commits with the new row
+            self._guard("update", lambda: self._update_impl(record_id, values))  # its entry commits with the row
         except (NotFound, ValidationError, IntegrityError):  # an attempt that changed nothing is logged too
             self._audit("update", self._target(record_id),
                         {"fields": sorted(map(str, values)) if isinstance(values, Mapping) else []})
@@ -1595,7 +1598,7 @@ class Vault:
                                       self._need_all_purposes("shredding records")))
         self._rid(record_id)
         try:
-            self._delete_impl(record_id)  # its entry commits with the deletion
+            self._guard("shred", lambda: self._delete_impl(record_id))  # its entry commits with the deletion
         except (NotFound, IntegrityError):  # an attempt that changed nothing is logged too
             self._audit("shred", self._target(record_id))
             raise
@@ -1663,7 +1666,7 @@ class Vault:
         self._guard("reindex", lambda: self._need_all_classes("re-indexing"))
         _check_batch(batch)
         self._audit("reindex", "", {"population": population, "k": k})
-        return self._reindex_impl(population=population, k=k, batch=batch)
+        return self._guard("reindex", lambda: self._reindex_impl(population=population, k=k, batch=batch))
 
     def rotate(self, classes: Sequence[str] | None = None, *, reencrypt: bool = False,
                batch: int = 500, progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
@@ -1678,13 +1681,14 @@ class Vault:
                 raise ValidationError("rotate() needs at least one class (or none given: every class)")
         self._audit("rotate", "", {"classes": sorted(classes) if classes is not None else "all",
                                    "reencrypt": reencrypt})
-        return self._rotate_impl(classes, reencrypt=reencrypt, batch=batch, progress=progress)
+        return self._guard("rotate", lambda: self._rotate_impl(classes, reencrypt=reencrypt, batch=batch,
+                                                               progress=progress))
 
     def add_user(self, public: PublicIdentity | str, name: str, role: str) -> U.User:
         """Enrol a user (see :meth:`_add_user_impl`)."""
         self._guard("add_user", lambda: self._need_lead("enrolling users"))
         self._audit("add_user", "", {"role": role})
-        user = self._add_user_impl(public, name, role)
+        user = self._guard("add_user", lambda: self._add_user_impl(public, name, role))
         self._audit("user_added", "", {"user": user.user_id, "role": role})
         return user
 
@@ -1692,7 +1696,7 @@ class Vault:
         """Revoke a user and rotate their classes (see :meth:`_remove_user_impl`)."""
         self._guard("remove_user", lambda: self._need_lead("removing users"))
         self._audit("remove_user", "", {"user": str(user_id)})
-        self._remove_user_impl(user_id, rotate=rotate)
+        self._guard("remove_user", lambda: self._remove_user_impl(user_id, rotate=rotate))
 
     def request_reveal(self, record_id: str, field: str, reason: str) -> str:
         """Break-glass request (see :meth:`_request_reveal_impl`); logged with its (sealed) reason."""
@@ -1703,8 +1707,8 @@ class Vault:
         def describe(req: str) -> tuple[str, dict]:
             return self._target(record_id), {"field": field, "request": req}
         try:  # the request row stands or falls with its entry
-            req = self._audited("reveal_request", lambda: self._request_reveal_impl(record_id, field, reason),
-                                describe)
+            req = self._guard("reveal_request", lambda: self._audited(
+                "reveal_request", lambda: self._request_reveal_impl(record_id, field, reason), describe))
         finally:
             self._auditor.reason = saved
         self._alarm_if_canary([record_id], "reveal_request")
@@ -1725,7 +1729,7 @@ class Vault:
         # the lead's client decrypts the value to seal it: this entry is that access
         self._audit("reveal_approve", self._target(rid), {**detail, "field": field})
         self._alarm_if_canary([rid], "reveal_approve")
-        self._approve_reveal_impl(req_id, ttl_seconds)
+        self._guard("reveal_approve", lambda: self._approve_reveal_impl(req_id, ttl_seconds))
 
     def reveal(self, req_id: str) -> Any:
         """The approved value, once (see :meth:`_reveal_impl`). The grant's deletion commits
@@ -1742,8 +1746,9 @@ class Vault:
 
     def change_passphrase(self, new_passphrase: str, *, kdf: F.KdfParams | None = None) -> None:
         """Rewrap the recovery slot (see :meth:`_change_passphrase_impl`)."""
+        self._guard("change_passphrase", self._need_passphrase_opener)
         self._audit("change_passphrase", "", {})
-        self._change_passphrase_impl(new_passphrase, kdf=kdf)
+        self._guard("change_passphrase", lambda: self._change_passphrase_impl(new_passphrase, kdf=kdf))
 
     def export(self, fields: Sequence[str], purpose: str | None = None,
                progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
@@ -1790,7 +1795,7 @@ class Vault:
         ``progress(done, total)`` as rows are encrypted."""
         rows = list(rows)
         self._guard("import", lambda: self._need_writable("importing records"))
-        return self._add_many_impl(rows, progress, entry=("import", {}))
+        return self._guard("import", lambda: self._add_many_impl(rows, progress, entry=("import", {})))
 
     # -- audit log ------------------------------------------------------------------------
     def audit_entries(self, *, actor: str | None = None, action: str | None = None,
@@ -1805,8 +1810,8 @@ class Vault:
         for label, ms in (("since_ms", since_ms), ("until_ms", until_ms)):
             if ms is not None and (isinstance(ms, bool) or not isinstance(ms, int)):
                 raise ValidationError(f"{label} must be Unix time in milliseconds (an integer)")
-        if target is not None:
-            target = self._audit_target_of(target)  # before the entry: a bad one is one error
+        if target is not None:  # before the entry: a bad one is one error (a refusal: 'denied')
+            target = self._guard("audit_read", lambda: self._audit_target_of(target))
         self._audit("audit_read", "", {"filters": [x for x, v in (("actor", actor), ("action", action),
                                                                    ("since", since_ms), ("until", until_ms),
                                                                    ("target", target)) if v is not None]})
@@ -1931,7 +1936,7 @@ class Vault:
         indistinguishable from a real one on disk."""
         self._guard("plant_canary", lambda: (self._need_all_classes("planting canaries"),
                                              self._need_manage("planting canaries")))
-        rid = self._add_many_impl([values])[0]
+        rid = self._guard("plant_canary", lambda: self._add_many_impl([values]))[0]
         tags = sorted(self._canary_tags() | {self._canary_tag(rid)})
         self._store_canaries(tags)
         return rid
@@ -2024,6 +2029,10 @@ class Vault:
     def __len__(self) -> int:
         return self.count()
 
+    def _need_passphrase_opener(self) -> None:
+        if self.user is not None:
+            raise AccessDenied("opened with an identity: change the identity file's passphrase instead")
+
     def _change_passphrase_impl(self, new_passphrase: str, *, kdf: F.KdfParams | None = None) -> None:
         """A new recovery passphrase and/or stronger Argon2id cost, with a *new* slot secret.
 
@@ -2032,8 +2041,7 @@ class Vault:
         (it still opens old copies of the database, which hold their own old keyring).
         """
         store = self._s()
-        if self.user is not None:
-            raise AccessDenied("opened with an identity: change the identity file's passphrase instead")
+        self._need_passphrase_opener()
         params = kdf or F.KDF_DEFAULT
         assert self._ring is not None
         secret = C.random_bytes(F.KEY_LEN)
