@@ -44,6 +44,7 @@ def import_(csv_file: Path, mapping: Path, dry_run: bool, skip_bad: bool, **kw: 
         raise MappingError("mapping file is not UTF-8 text") from None
     with unlock(kw) as v:
         set_reason(v, kw["reason"])
+        v.require_writable("import")  # a refusal before any report on the file
         plan = plan_import(csv_file.read_bytes(), load_mapping(mapping_text, v.schema), v.schema)
         plan, unchecked = check_against_vault(v, plan)  # a fresh download again must not duplicate anyone
         for what in unchecked:

@@ -56,6 +56,7 @@ def add(**kw: Any) -> None:
     """
     with unlock(kw) as v:
         set_reason(v, kw["reason"])
+        v.require_writable("add")  # a refusal before the first question, not after the last
         writable = [v.schema.fields[n] for n in v.writable_fields]
         values = {}
         for f in writable:

@@ -701,3 +701,21 @@ def test_every_refusal_is_logged_once(logged) -> None:  # type: ignore[no-untype
         added = A.read_entries(v._s(), after=n)
     assert [(e.action, json.loads(e.detail)["op"]) for e in added] == [("denied", "update")]
     assert _verify(url, lead).ok
+
+
+def test_require_writable_refuses_up_front(url: str) -> None:
+    """What the CLI asks before its questions or its import report: a role that may not
+    write every class is refused (logged as 'denied'), one that may passes, nothing written."""
+    lead, tool = Identity.generate(), Identity.generate()
+    with vault.create(url, PASSPHRASE, lead=lead) as v:
+        v.add_user(tool.public, "badge-printer", "tool")
+        v.require_writable("import")
+    with vault.open(url, identity=tool) as v:
+        for op in ("add", "import"):
+            with pytest.raises(vault.AccessDenied, match="cannot write"):
+                v.require_writable(op)
+        with pytest.raises(vault.ValidationError):
+            v.require_writable("shred")
+    with vault.open(url, identity=lead) as v:
+        assert [e["detail"]["op"] for e in v.audit_entries(action="denied")] == ["add", "import"]
+        assert v.count() == 0

@@ -637,3 +637,24 @@ def test_a_hostile_import_is_one_line_per_problem(tmp_path: Path, monkeypatch, c
             assert len(lines) == 1 and "nested" in err, err
     with vault.open(url, RECOVERY) as v:
         assert v.count() == 0
+
+
+def test_a_role_that_may_not_add_is_refused_before_any_report_or_question(setup, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """`import` by a tool printed its plan ("2 good row(s)...") before the refusal, and `add`
+    asked for every field first: now one line, exit 3, each refusal logged once."""
+    tmp, url, _ = setup
+    tool = Identity.generate()
+    tool.save(tmp / "tool.dvid", "tool pass words")
+    (tmp / "tool.pass").write_text("tool pass words\n")
+    with vault.open(url, identity=Identity.load(tmp / "lead.dvid", LEAD_PW)) as v:
+        v.add_user(tool.public, "badge-printer", "tool")
+    (tmp / "map.toml").write_text('[columns]\n"personal/full_name" = "legal_name"\n'
+                                  '"personal/badge_name" = "badge_name"\n"contact/email" = "email"\n')
+    (tmp / "in.csv").write_text(CSV_HEADER + "Kofi Mensah;Kofi;1970-01-01;kofi@example.org\n")
+    as_tool = ("--identity", "tool.dvid", "--passphrase-file", "tool.pass", "--reason", "badges")
+    before, denied = _count(url), _audited(url, "denied")
+    for args in (("import", "in.csv", "--mapping", "map.toml"), ("add",)):
+        code, out, err = run(monkeypatch, capsys, *args, *as_tool)
+        assert code == 3 and not out, err
+        assert err.startswith("dvault: error: ") and err.count("\n") == 1 and "cannot write" in err, err
+    assert _count(url) == before and _audited(url, "denied") == denied + 2

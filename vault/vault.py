@@ -1789,6 +1789,16 @@ class Vault:
             out.append(row)
         return sorted(out, key=lambda r: r.get("pseudonym") or "")
 
+    def require_writable(self, op: str = "add") -> None:
+        """AccessDenied (logged as 'denied', as ``add``/``import_rows`` would log it) unless this
+        role may write every class, as adding and importing need. Front ends call it before
+        they prompt for a field or report on a file, so a refusal is one line, not the end
+        of a dialogue."""
+        what = {"add": "adding records", "import": "importing records"}.get(op)
+        if what is None:
+            raise ValidationError("op must be 'add' or 'import'")
+        self._guard(op, lambda: self._need_writable(what))
+
     def import_rows(self, rows: Iterable[Mapping[str, Any]],
                     progress: Callable[[int, int], None] | None = None) -> list[str]:
         """add_many for bulk imports (validated first, one transaction), logged as ``import``;
