@@ -69,6 +69,15 @@ class VaultShell(cmd.Cmd):
         the terminal as they are."""
         click.echo("dvault: error: unknown command (find, show, list, reason, quit; help for more)", err=True)
 
+    def do_help(self, arg: str) -> None:
+        """help [COMMAND]   (the commands, or how to use one)"""
+        name = arg.strip()
+        if name and not (name.isidentifier() and callable(getattr(self, f"do_{name}", None))):
+            # cmd.Cmd would print "*** No help on <the line>": the same echo default() refuses
+            click.echo("dvault: error: no such command (find, show, list, reason, quit)", err=True)
+            return
+        super().do_help(name)
+
     def do_reason(self, arg: str) -> None:
         """reason TEXT   (recorded with every following access; a session always has one)"""
         if not arg.strip():

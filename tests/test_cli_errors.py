@@ -658,3 +658,16 @@ def test_a_role_that_may_not_add_is_refused_before_any_report_or_question(setup,
         assert code == 3 and not out, err
         assert err.startswith("dvault: error: ") and err.count("\n") == 1 and "cannot write" in err, err
     assert _count(url) == before and _audited(url, "denied") == denied + 2
+
+
+def test_shell_help_never_echoes_its_argument(setup, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """`help <text>` answered "*** No help on <text>", control characters and all (cmd.Cmd);
+    a known command still gets its usage, an unknown one a fixed line."""
+    import io
+    lines = "help Amira Haddad \x1b]0;owned\x07\x1b[2J\n? Haddad\nhelp find\nhelp\nquit\n"
+    monkeypatch.setattr(sys, "stdin", io.StringIO(lines))
+    code, out, err = run(monkeypatch, capsys, "shell", *STAFF)
+    assert code == 0, err
+    assert "Haddad" not in out + err and "\x1b" not in out + err and "owned" not in out + err
+    assert err.count("dvault: error: no such command") == 2
+    assert "find email|name|phone|passport VALUE" in out and "Documented commands" in out
