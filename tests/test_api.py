@@ -177,7 +177,7 @@ required = true
 def test_a_name_ending_in_a_newline_is_refused(tmp_path: Path, where: str) -> None:
     """"$" matches before a final newline: a class "public\\n" was accepted, the vault was
     created and filled, and no later open got past its signed key statement (a fuzz hunt,
-    2026-11-28: data loss). Every kind of name is matched whole."""
+    2026-11-27: data loss). Every kind of name is matched whole."""
     cls, field, purpose, role = "public", "name", "badge", "lead"
     if where == "class":
         cls = "public\\n"

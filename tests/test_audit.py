@@ -153,7 +153,7 @@ def test_a_malformed_row_is_named_by_read_and_located_by_verify(logged, edit: st
     bytea has no length on PostgreSQL): reading the log named nothing and crashed
     (RecursionError on a detail of 100000 "[", TypeError on a text actor); now it is an
     IntegrityError naming the entry, and verify reports that entry as the first bad one
-    (a fuzz hunt, 2026-11-28)."""
+    (a fuzz hunt, 2026-11-27)."""
     url, lead, staff, ids = logged
     if edit not in ("detail_nested", "prev_short", "actor_short") and not url.startswith("sqlite"):
         pytest.skip("PostgreSQL's typed columns cannot hold this edit (SQLite keeps any type in any column)")
@@ -173,7 +173,7 @@ def test_a_malformed_row_is_named_by_read_and_located_by_verify(logged, edit: st
 @pytest.mark.parametrize("seq", [2**64, 2**64 + 5, 10**30])
 def test_checkpoint_beyond_a_u64_is_not_a_checkpoint(seq: int) -> None:
     """SEQ is a u64 in the signed message: a larger one (signed form or short) is refused as
-    malformed, not a struct.error from packing it (a fuzz hunt, 2026-11-28)."""
+    malformed, not a struct.error from packing it (a fuzz hunt, 2026-11-27)."""
     z = A._b32
     for text in (f"dvcp1:{seq}:{z(bytes(20))}:{z(bytes(64))}:{z(bytes(64))}", f"dvcp1:{seq}:{z(bytes(20))}"):
         with pytest.raises(A.AuditError, match="not a checkpoint"):

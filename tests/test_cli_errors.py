@@ -295,7 +295,7 @@ def test_a_second_user_with_the_same_name_is_refused(setup, monkeypatch, capsys)
 
 
 @pytest.mark.parametrize("edit", ["detail = '{'", "detail = 'null'", "detail = x'00'",
-                                  # a fuzz hunt (2026-11-28): RecursionError and TypeError before
+                                  # a fuzz hunt (2026-11-27): RecursionError and TypeError before
                                   "detail = '" + "[" * 100_000 + "'", "actor = '" + "x" * 64 + "'",
                                   "at = 'noon'", "hash = x'00'"])
 def test_an_edited_audit_row_is_an_integrity_error(setup, monkeypatch, capsys, edit: str) -> None:  # type: ignore[no-untyped-def]
@@ -612,7 +612,7 @@ INT_SCHEMA = ('[schema]\nname = "t"\nversion = 1\nclasses = ["public"]\n[fields.
 
 @pytest.mark.parametrize("case", ["huge_integer", "deeply_nested_mapping"])
 def test_a_hostile_import_is_one_line_per_problem(tmp_path: Path, monkeypatch, capsys, case: str) -> None:  # type: ignore[no-untyped-def]
-    """From a fuzz hunt (2026-11-28): a cell of 4301 digits (int()'s ValueError) and a
+    """From a fuzz hunt (2026-11-27): a cell of 4301 digits (int()'s ValueError) and a
     mapping nested 600 deep (tomllib's RecursionError) each ended as "internal error"."""
     url = str(tmp_path / "i.vault")
     vault.create(url, RECOVERY, schema=INT_SCHEMA).close()

@@ -366,7 +366,7 @@ def test_integer_and_required_fields() -> None:
 def test_an_integer_cell_of_thousands_of_digits_is_a_row_error() -> None:
     """Past 4300 digits int() raises ValueError (Python's limit), which ended the whole plan;
     every cell of more than 19 significant digits is out of the 64-bit range (a fuzz hunt,
-    2026-11-28). Leading zeros do not count, and do not reach int() either."""
+    2026-11-27). Leading zeros do not count, and do not reach int() either."""
     schema = S.load(INT_SCHEMA)
     mapping = load_mapping('[columns]\n"Name" = "name"\n"Seats" = "seats"\n', schema)
     cells = ["9" * 20, "9" * 4301, "-" + "1" * 10_000, "0" * 5000 + "7", "+" + "0" * 5000]

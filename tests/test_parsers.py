@@ -208,7 +208,7 @@ def test_schema_and_mapping_parsers() -> None:
 @pytest.mark.parametrize("nest", ["[" * 2000 + "]" * 2000, "{x=" * 2000 + "1" + "}" * 2000])
 def test_deeply_nested_toml_is_a_schema_or_mapping_error(tmp_path, nest: str) -> None:  # type: ignore[no-untyped-def]
     """tomllib recurses once per nesting level: a schema or mapping nested deeper than the
-    interpreter's recursion limit raised RecursionError (a fuzz hunt, 2026-11-28)."""
+    interpreter's recursion limit raised RecursionError (a fuzz hunt, 2026-11-27)."""
     from vault import importer as IM
     with pytest.raises(vault.SchemaError, match="nested too deeply"):
         vault.load_schema("[schema]\nname = " + nest + "\n")

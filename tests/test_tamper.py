@@ -451,7 +451,7 @@ def test_a_lowered_schema_version_does_not_launder_a_restored_record(url: str, m
 @pytest.mark.parametrize("stored", [b"0", b"-1", b"-5", b"99999", b"x"])
 def test_a_schema_version_out_of_range_is_refused(url: str, stored: bytes) -> None:
     """Below 1 there is no migration step to start from: KeyError from the migrations (a
-    fuzz hunt, 2026-11-28). Too new is UnsupportedVersion, not a number IntegrityError."""
+    fuzz hunt, 2026-11-27). Too new is UnsupportedVersion, not a number IntegrityError."""
     vault.create(url, PASSPHRASE).close()
     raw = RawDB(url)
     raw.set_meta("db_schema_version", stored)
@@ -481,7 +481,7 @@ def test_check_records_names_every_damaged_row(url: str) -> None:
         assert v.audit_entries(action="restate") == []  # nothing was accepted
 
 
-# -- rows of the other tables, edited by a database writer (a fuzz hunt, 2026-11-28) ------------
+# -- rows of the other tables, edited by a database writer (a fuzz hunt, 2026-11-27) ------------
 
 
 @pytest.fixture
