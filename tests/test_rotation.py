@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 import vault
 from conftest import PASSPHRASE
@@ -243,3 +245,54 @@ def test_two_rotations_started_at_once(tmp_path: Path) -> None:
         with vault.open(path, PASSPHRASE) as v:
             assert _snapshot(v) == before, trial
             assert not v.status().get("rotation_pending")
+
+
+@pytest.mark.parametrize("state", [b"{", b"[]", b'{"classes": {}, "reencrypt": false}',
+                                   b'{"classes": {"nope": 2}, "reencrypt": false}',
+                                   b'{"classes": {"identity": "2"}, "reencrypt": false}',
+                                   b'{"classes": {"identity": 2}, "reencrypt": 1}',
+                                   b'{"classes": {"identity": 99}, "reencrypt": false}',
+                                   b"[" * 100000])
+def test_an_edited_rotation_state_is_refused(url: str, state: bytes) -> None:
+    """dv_meta.rotation is not authenticated; edited, rotate() raised KeyError, TypeError or
+    RecursionError (a hunt, 2026-11-27). Now a VaultError, and nothing is rewritten."""
+    with vault.create(url, PASSPHRASE) as v:
+        v.add_many(_rows(3))
+        before = _snapshot(v)
+    raw = RawDB(url)
+    with raw.engine.begin() as c:  # a rotation that never started has no row yet
+        c.execute(sa.text("DELETE FROM dv_meta WHERE name = 'rotation'"))
+        c.execute(sa.text("INSERT INTO dv_meta (name, value) VALUES ('rotation', :v)"), {"v": state})
+    raw.close()
+    with vault.open(url, PASSPHRASE) as v:
+        with pytest.raises(vault.VaultError):
+            v.rotate()
+        assert _snapshot(v) == before
+
+
+def test_a_pending_rotation_does_not_swallow_the_one_asked_for(url: str) -> None:
+    """rotate() resumes an unfinished rotation first. It used to stop there, so a rotation
+    a revocation asked for (identity, say) made no new key while one of other classes was
+    pending; and a database writer could plant a "pending" rotation naming the current
+    versions, which the next rotate() finished without making any."""
+    from vault import keys as K
+    from vault import rotation
+    with vault.create(url, PASSPHRASE) as v:
+        v.add_many(_rows(5))
+        before = _snapshot(v)
+        rotation._start(v, ["contact"], False)  # crashed after step 1
+    with vault.open(url, PASSPHRASE) as v:
+        was = {c: v._ring.current(K.KIND_CLASS_KEY, c).version for c in v.schema.classes}
+        v.rotate(["identity"])
+        now = {c: v._ring.current(K.KIND_CLASS_KEY, c).version for c in v.schema.classes}
+        assert now["identity"] == was["identity"] + 1 and now["contact"] == was["contact"]
+        assert _snapshot(v) == before and not v.status()["rotation_pending"]
+        planted = json.dumps({"classes": {"identity": now["identity"]}, "reencrypt": False}).encode()
+    raw = RawDB(url)
+    with raw.engine.begin() as c:
+        c.execute(sa.text("DELETE FROM dv_meta WHERE name = 'rotation'"))
+        c.execute(sa.text("INSERT INTO dv_meta (name, value) VALUES ('rotation', :v)"), {"v": planted})
+    raw.close()
+    with vault.open(url, PASSPHRASE) as v:
+        with pytest.raises(vault.IntegrityError, match="rotation state"):
+            v.rotate(["identity"])

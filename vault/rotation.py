@@ -29,10 +29,34 @@ from . import _format as F
 from . import _parallel as PAR
 from . import envelope as E
 from . import keys as K
-from .errors import IntegrityError, ValidationError
+from .errors import IntegrityError, KeysChanged, ValidationError
 
 if TYPE_CHECKING:
     from .vault import Vault
+
+
+def _pending_state(v: "Vault", raw: bytes) -> dict[str, Any]:
+    """The stored state of an unfinished rotation (format.md §13). It is not authenticated,
+    so it must agree with the keyring, which step 1 wrote in the same transaction: each
+    class it names has that version as its current key and an older one not yet destroyed.
+    Else a database writer could plant a "pending" rotation naming the current versions,
+    and the rotation a revocation asks for would finish it and make no new key."""
+    assert v._ring is not None
+    try:
+        state = json.loads(raw)
+        classes, reencrypt = state["classes"], state["reencrypt"]
+        ok = (isinstance(classes, dict) and bool(classes) and isinstance(reencrypt, bool)
+              and all(c in v.schema.classes and type(n) is int and n >= 2
+                      and v._ring.current(K.KIND_CLASS_KEY, c).version == n
+                      and any(k.kind == K.KIND_CLASS_KEY and k.name == c and k.version < n for k in v._ring.keys)
+                      for c, n in classes.items()))
+    except (ValueError, TypeError, KeyError, RecursionError):
+        ok = False
+    if not ok and v._keys_changed():  # another process's rotation began after we loaded our keys
+        raise KeysChanged()
+    if not ok:
+        raise IntegrityError("the stored rotation state does not match the keys (edited in the database?)")
+    return state
 
 
 def rotate(v: "Vault", classes: Iterable[str] | None = None, *, reencrypt: bool = False,
@@ -41,7 +65,14 @@ def rotate(v: "Vault", classes: Iterable[str] | None = None, *, reencrypt: bool 
     with store.tx(write=False) as conn:
         state_raw = store.get_meta(conn).get("rotation", b"")
     if state_raw:
-        state = json.loads(state_raw)
+        state = _pending_state(v, state_raw)
+        asked = list(v.schema.classes if classes is None else classes)
+        if not set(asked) <= set(state["classes"]) or (reencrypt and not state["reencrypt"]):
+            # finish the pending one first, then the one asked for (a revocation's rotation
+            # must make new keys for the classes it names, whatever was pending)
+            done = rotate(v, list(state["classes"]), reencrypt=state["reencrypt"], batch=batch, progress=progress)
+            more = rotate(v, asked, reencrypt=reencrypt, batch=batch, progress=progress)
+            return {k: done[k] + more[k] for k in done}
     else:
         chosen = list(v.schema.classes) if classes is None else list(classes)
         for c in chosen:

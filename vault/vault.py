@@ -1266,7 +1266,8 @@ class Vault:
 
         Resumable and crash-safe: after an interruption (even SIGKILL) the vault opens
         and reads every record, and calling rotate() again finishes the pending rotation
-        (its original classes and mode win over the arguments). See vault/rotation.py.
+        with its original classes and mode, then, if those did not cover the ones asked
+        for, rotates those. See vault/rotation.py.
         """
         from . import rotation
 
