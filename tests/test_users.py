@@ -967,3 +967,26 @@ def test_errors_carry_no_plaintext_in_their_chain(team) -> None:  # type: ignore
     with vault.open(url, identity=staff) as v:
         check(lambda: v.request_reveal(rid, "legal_name", bad))
     check(lambda: vault.open(url, passphrase=bad))
+
+
+def test_an_unopenable_slot_is_a_logged_failed_unlock(team) -> None:  # type: ignore[no-untyped-def]
+    """sam's slot replaced (here by the badge printer's sealed unlock): refused, and logged as
+    a failed unlock like a revoked identity's (it was not logged at all before), in the
+    one shape verify accepts for an unsigned entry."""
+    url, lead, staff, tool, rid = team
+    raw = RawDB(url)
+    with raw.engine.begin() as c:
+        slots = {u: s for u, s in c.execute(sa.text("SELECT user_id, slot_id FROM dv_users"))}
+        theirs = c.execute(sa.text("SELECT unlock FROM dv_slots WHERE slot_id = :s"),
+                           {"s": slots[tool.public.user_id]}).scalar_one()
+        c.execute(sa.text("UPDATE dv_slots SET unlock = :u WHERE slot_id = :s"),
+                  {"u": theirs, "s": slots[staff.public.user_id]})
+        before = c.execute(sa.text("SELECT count(*) FROM dv_audit WHERE action = 'unlock_failed'")).scalar_one()
+    with pytest.raises(vault.AccessDenied, match="cannot open its key slot"):
+        vault.open(url, identity=staff)
+    with raw.engine.begin() as c:
+        after = c.execute(sa.text("SELECT count(*) FROM dv_audit WHERE action = 'unlock_failed'")).scalar_one()
+    raw.close()
+    assert after == before + 1
+    with vault.open(url, identity=lead) as v:
+        assert v.audit_verify().ok

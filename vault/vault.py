@@ -208,7 +208,11 @@ def open(url: str | os.PathLike[str], passphrase: str | None = None, *,  # noqa:
             if row is None:
                 raise IntegrityError("the user's key slot is missing")
             slot_kid = bytes.fromhex(row[0])
-            slot_secret = U.open_user_slot(row[2], identity, vault_id)
+            try:
+                slot_secret = U.open_user_slot(row[2], identity, vault_id)
+            except AccessDenied:  # a failed unlock like any other (their slot was replaced)
+                _unlock_failed(store, identity)
+                raise
             keyring_blob = row[3]
         else:
             assert passphrase is not None
