@@ -990,3 +990,55 @@ def test_an_unopenable_slot_is_a_logged_failed_unlock(team) -> None:  # type: ig
     assert after == before + 1
     with vault.open(url, identity=lead) as v:
         assert v.audit_verify().ok
+
+
+def _reveal_rows(url: str) -> list[tuple[str, str, bool]]:
+    """(requester, record id hex, approved) of every dv_reveals row, straight from the database."""
+    raw = RawDB(url)
+    with raw.engine.connect() as c:
+        rows = c.execute(sa.text('SELECT requester, record_id, "grant" FROM dv_reveals ORDER BY req_id')).all()
+    raw.close()
+    return [(r[0], bytes(r[1]).hex(), r[2] is not None) for r in rows]
+
+
+def test_a_shred_deletes_the_records_break_glass_requests_and_grants(team) -> None:  # type: ignore[no-untyped-def]
+    """A grant is the value sealed to the requester's identity key, which no rotation reaches:
+    it must go with the record (docs/threat-model.md 4.2), the request row (record id,
+    sealed reason) too."""
+    url, lead, staff, tool, rid = team
+    with vault.open(url, identity=lead) as v:
+        other = v.add({"badge_name": "Other", "legal_name": "Someone Else"})
+    with vault.open(url, identity=staff) as v:
+        approved = v.request_reveal(rid, "legal_name", "hospital admission")
+        v.request_reveal(rid, "passport_number", "visa letter for the embassy")
+        kept = v.request_reveal(other, "legal_name", "hospital admission")
+    with vault.open(url, identity=lead) as v:
+        v.approve_reveal(approved, ttl_seconds=3600)
+        v.delete(rid)
+        (entry,) = v.audit_entries(action="shred")
+    assert entry["detail"]["requests"] == 2
+    assert _reveal_rows(url) == [(staff.public.user_id, other, False)]
+    with vault.open(url, identity=staff) as v:
+        with pytest.raises(vault.NotFound):
+            v.reveal(approved)
+        assert [r.req_id for r in v.reveal_requests()] == [kept]
+
+
+def test_revocation_deletes_the_users_break_glass_requests_and_grants(team) -> None:  # type: ignore[no-untyped-def]
+    """A revoked identity opens nothing in the live vault, grants sealed to it included: a
+    copy of the database taken after the revocation holds none of them."""
+    url, lead, staff, tool, rid = team
+    with vault.open(url, identity=staff) as v:
+        mine = v.request_reveal(rid, "passport_number", "visa letter for the embassy")
+        v.request_reveal(rid, "risk_notes", "security briefing")
+    with vault.open(url, identity=tool) as v:
+        theirs = v.request_reveal(rid, "legal_name", "badge for the hospital visit")
+    with vault.open(url, identity=lead) as v:
+        v.approve_reveal(mine, ttl_seconds=3600)
+        v.approve_reveal(theirs, ttl_seconds=3600)
+        v.remove_user(staff.public.user_id)
+        (entry,) = v.audit_entries(action="user_removed")
+    assert entry["detail"] == {"user": staff.public.user_id, "requests": 2}
+    assert _reveal_rows(url) == [(tool.public.user_id, rid, True)]
+    with vault.open(url, identity=tool) as v:  # everyone else's grants stay
+        assert v.reveal(theirs) == "Amira Haddad"

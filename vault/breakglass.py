@@ -140,6 +140,17 @@ def pending(v: "Vault") -> list[RevealRequest]:
     return out
 
 
+def forget(conn: Any, *, record_id: bytes | None = None, requester: str | None = None) -> int:
+    """Delete every request (and its grant, if approved) about one record or by one user, in
+    the caller's transaction; returns how many. A shred and a revocation call it: a grant is
+    the value sealed to an identity key that never rotates, and a request row names the
+    record, so either left behind would outlive the shred or the revocation."""
+    if (record_id is None) == (requester is None):
+        raise ValueError("forget() takes a record id or a requester")
+    where = reveals.c.record_id == record_id if record_id is not None else reveals.c.requester == requester
+    return int(conn.execute(delete(reveals).where(where)).rowcount)
+
+
 def _grant_message(vault_id: bytes, req_id: str, requester: str, rid: bytes, field: str,
                    expires: int, sealed: bytes, head: bytes = b"") -> bytes:
     """What the lead signs. ``head`` is the grant's blob header (empty for a headerless grant

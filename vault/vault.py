@@ -921,10 +921,12 @@ class Vault:
                         {**detail, **self._states([self._state_token(rid, data)], [self._state_token(rid, row)])})
 
     def _delete_impl(self, record_id: str) -> None:
-        """Crypto-shred: the record's row, its blind-index entries and its issued pseudonyms
-        are deleted; on SQLite secure_delete zeroes the freed pages and the WAL is
-        checkpointed and truncated. Copies in older backups stay readable until the class
-        keys rotate (docs/threat-model.md)."""
+        """Crypto-shred: the record's row, its blind-index entries, its issued pseudonyms and
+        its break-glass requests and grants (a grant is a value sealed to an identity key,
+        which no rotation reaches) are deleted; on SQLite secure_delete zeroes the freed
+        pages and the WAL is checkpointed and truncated. Copies in older backups stay
+        readable until the class keys rotate (docs/threat-model.md)."""
+        from . import breakglass
         store = self._s()
         rid = self._rid(record_id)
         with store.tx() as conn:  # the deletion and its entry (with the dropped state) commit together
@@ -932,7 +934,9 @@ class Vault:
             data = store.get_record(conn, rid, lock=True)
             if data is None:
                 raise NotFound(f"no record {record_id}")
-            self._audit("shred", self._target(record_id), self._states([self._state_token(rid, data)]))
+            asked = breakglass.forget(conn, record_id=rid)  # before the log's lock, as a reveal takes them
+            self._audit("shred", self._target(record_id),
+                        {**({"requests": asked} if asked else {}), **self._states([self._state_token(rid, data)])})
             self._alarm_if_canary([record_id], "shred")  # here: after the commit no pseudonym names it
             if not store.delete_record(conn, rid):
                 raise NotFound(f"no record {record_id}")
@@ -1390,6 +1394,11 @@ class Vault:
             store.set_role(conn, gone.user_id, U.REVOKED)
             self._sign_roster(conn, [u if u.user_id != user_id else U.User(u.user_id, u.name, U.REVOKED, u.public,
                                                                            u.slot_id) for u in current])
+            # Their grants are values sealed to the identity being revoked (its keys never
+            # rotate): left here, that identity file would open them from any later copy.
+            from . import breakglass
+            asked = breakglass.forget(conn, requester=gone.user_id)
+            self._audit("user_removed", "", {"user": gone.user_id, "requests": asked})
         self._refresh_writers()
         if rotate and self.schema.role(gone.role).classes:  # a write-only role held no class key
             self.rotate(list(self.schema.role(gone.role).classes))
