@@ -177,3 +177,30 @@ def test_reasons_given_on_the_handle_create_returns_are_sealed_to_the_lead(url: 
         v.add({"badge_name": "A."})
     with vault.open(url, identity=lead) as v:
         assert [e["reason"] for e in v.audit_entries(action="add")] == ["first registrations"]
+
+
+def _storage_order(url: str) -> list[str]:
+    """Record ids as the database stores them (SQLite rowid order, PostgreSQL heap order):
+    what anyone holding a copy sees without keys."""
+    engine = sa.create_engine(url)
+    order = " ORDER BY rowid" if url.startswith("sqlite") else ""
+    try:
+        with engine.connect() as c:
+            return [bytes(r[0]).hex() for r in c.exec_driver_sql(f"SELECT id FROM dv_records{order}")]
+    finally:
+        engine.dispose()
+
+
+def test_a_move_does_not_keep_the_row_order(url: str, url2: str) -> None:
+    """Rows of one shape are linked by position alone if the new vault stores them in the
+    old order (threat model 6.6: no row of the new vault is linked to an old row)."""
+    people = [f"Person {i:03d}" for i in range(40)]
+    with vault.create(url, PASSPHRASE, lead=Identity.generate()) as v:
+        for p in people:  # registered one by one: the old storage order is this order
+            v.add({"badge_name": p, "legal_name": p + " X"})
+        moved = vault.move(v, url2, NEW_PASSPHRASE, lead=Identity.generate())
+        old_order = [v._get_impl(rid)["badge_name"] for rid in _storage_order(url)]
+    with moved.vault as dst:
+        new_order = [dst._get_impl(rid)["badge_name"] for rid in _storage_order(url2)]
+    assert old_order == people and sorted(new_order) == people
+    assert new_order != old_order  # a random order: 1 in 40! to fail by chance

@@ -4,8 +4,9 @@ Why a new vault rather than a new lead in place: whoever holds the old lead's id
 or the recovery passphrase, holds the meta and purpose keys, which never rotate (section
 8), and the old lead could go on signing the schema, index plan and user table. A fresh
 vault draws every key anew: class, meta and purpose keys, record ids, DEKs and the
-recovery passphrase's slot. Nothing in it is linkable to the old rows without reading
-both with their own keys; pseudonyms change.
+recovery passphrase's slot, and the rows go in in a random order. Nothing in it is
+linkable to the old rows without reading both with their own keys, except through a row's
+shape (its fields and their length buckets, which carry over); pseudonyms change.
 
 What is carried: every record's values (with every class opened, so the mover must hold
 every class key) and which records are canaries. What is not: users (the old user table
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import secrets
 from dataclasses import dataclass
 from typing import Callable
 
@@ -69,12 +71,16 @@ def move(src: Vault, url: str | os.PathLike[str], passphrase: str, *, lead: Iden
         src._audit("export", "", {"fields": sorted(src.readable_fields), "purpose": None,
                                   "count": src.count(), "op": "move"})
         canaries = src._canaries()
-        rows, marked = [], []
+        taken = []
         for rec in src._records_impl():
             if rec.id in canaries:
                 src._alarm(rec.id, "move")
-                marked.append(len(rows))
-            rows.append(dict(rec))
+            taken.append((dict(rec), rec.id in canaries))
+        # In a random order: kept in the old storage order, row k of the new vault would be
+        # row k of the old one to anyone holding copies of both (threat model 6.6).
+        secrets.SystemRandom().shuffle(taken)
+        rows = [values for values, _ in taken]
+        marked = [i for i, (_, canary) in enumerate(taken) if canary]
         dest.set_reason(src._auditor.reason)  # sealed, in the new log, to the new lead
         ids = dest._add_many_impl(rows, progress, entry=("import", {"op": "move", "from": src.id}))
         if marked:
