@@ -443,7 +443,7 @@ def _grant(url: str, req: str) -> bytes:
 
 
 def test_break_glass_blobs_carry_version_and_recipient(team) -> None:  # type: ignore[no-untyped-def]
-    """Grant (kind G) and reason (kind R) start with version, kind and the recipient's id;
+    """Grant (kind V) and reason (kind Q) start with version, kind and the recipient's id;
     an edited header does not open (docs/format.md, section 8b)."""
     url, lead, staff, tool, rid = team
     with vault.open(url, identity=staff) as v:
@@ -452,16 +452,16 @@ def test_break_glass_blobs_carry_version_and_recipient(team) -> None:  # type: i
     with raw.engine.connect() as c:
         reason = bytes(c.execute(sa.text("SELECT reason FROM dv_reveals WHERE req_id = :r"), {"r": reqs[0]}).scalar())
     raw.close()
-    assert reason[:10] == b"\x01R" + bytes.fromhex(lead.public.user_id)
+    assert reason[:10] == b"\x01Q" + bytes.fromhex(lead.public.user_id)
     with vault.open(url, identity=lead) as v:
         for req in reqs:
             v.approve_reveal(req, ttl_seconds=3600)
     grant = _grant(url, reqs[0])
-    assert grant[:10] == b"\x01G" + bytes.fromhex(staff.public.user_id)
+    assert grant[:10] == b"\x01V" + bytes.fromhex(staff.public.user_id)
     with vault.open(url, identity=staff) as v:
         assert v.reveal(reqs[0]) == "Amira Haddad"
     # another recipient id in the header, and an unknown kind byte: refused, and gone
-    for req, head in ((reqs[1], b"\x01G" + bytes.fromhex(tool.public.user_id)), (reqs[2], b"\x01Q" + grant[2:10])):
+    for req, head in ((reqs[1], b"\x01V" + bytes.fromhex(tool.public.user_id)), (reqs[2], b"\x01Q" + grant[2:10])):
         _sql(url, 'UPDATE dv_reveals SET "grant" = :g WHERE req_id = :r', g=head + _grant(url, req)[10:], r=req)
         with vault.open(url, identity=staff) as v:
             with pytest.raises(vault.IntegrityError):
@@ -1042,3 +1042,51 @@ def test_revocation_deletes_the_users_break_glass_requests_and_grants(team) -> N
     assert _reveal_rows(url) == [(tool.public.user_id, rid, True)]
     with vault.open(url, identity=tool) as v:  # everyone else's grants stay
         assert v.reveal(theirs) == "Amira Haddad"
+
+
+def test_break_glass_blobs_show_only_the_length_bucket(team) -> None:  # type: ignore[no-untyped-def]
+    """Reasons and granted values are padded as field cells are (docs/format.md 3, 8b): the
+    database shows a reason's or a value's 32-byte bucket, not its length."""
+    url, lead, staff, tool, rid = team
+    with vault.open(url, identity=lead) as v:
+        short = v.add({"badge_name": "Al", "legal_name": "Al B"})
+    with vault.open(url, identity=staff) as v:
+        reqs = [v.request_reveal(rid, "legal_name", "visa letter"),
+                v.request_reveal(short, "legal_name", "visa letter for the embassy")]
+    with vault.open(url, identity=lead) as v:
+        assert sorted(r.reason for r in v.reveal_requests()) == ["visa letter", "visa letter for the embassy"]
+        for req in reqs:
+            v.approve_reveal(req, ttl_seconds=3600)
+    raw = RawDB(url)
+    with raw.engine.connect() as c:
+        rows = c.execute(sa.text('SELECT reason, "grant" FROM dv_reveals ORDER BY created, req_id')).all()
+    raw.close()
+    assert len({len(bytes(r[0])) for r in rows}) == 1 and len({len(bytes(r[1])) for r in rows}) == 1
+    with vault.open(url, identity=staff) as v:
+        assert [v.reveal(req) for req in reqs] == ["Amira Haddad", "Al B"]
+
+
+def test_break_glass_unpadded_blobs_of_before_still_open(team) -> None:  # type: ignore[no-untyped-def]
+    """Kind R reasons and kind G grants (unpadded, before 2026-11-28) still open."""
+    import struct
+    from vault import _crypto as C
+    from vault import _format as F
+    from vault import breakglass as B
+    from vault import notes as N
+    url, lead, staff, tool, rid = team
+    with vault.open(url, identity=staff) as v:
+        req = v.request_reveal(rid, "legal_name", "need it for the visa letter")
+        vid = v._vid
+    reason = N.seal_note(F.KIND_REASON, lead.public.x25519, N.recipient_id(lead.public.raw),
+                         vid + bytes.fromhex(req) + b"written unpadded")
+    head = N.header(F.KIND_GRANT, bytes.fromhex(staff.public.user_id))
+    sealed = C.seal_to(staff.public.x25519, head + vid + bytes.fromhex(req) + b'{"value": "Amira Haddad"}')
+    expires = 2**40
+    sig = lead.sign(B._grant_message(vid, req, staff.public.user_id, bytes.fromhex(rid), "legal_name", expires,
+                                     sealed, head))
+    _sql(url, 'UPDATE dv_reveals SET "grant" = :g, reason = :s WHERE req_id = :r',
+         g=head + struct.pack(">Q", expires) + sig + sealed, s=reason, r=req)
+    with vault.open(url, identity=lead) as v:
+        assert [r.reason for r in v.reveal_requests()] == ["written unpadded"]
+    with vault.open(url, identity=staff) as v:
+        assert v.reveal(req) == "Amira Haddad"

@@ -265,6 +265,45 @@ def test_break_glass_grant() -> None:
         C.ed25519_verify(C.ed25519_public(b(v["lead_ed25519_seed"])), message.replace(head, b"\x01G" + bytes(8)), sig)
 
 
+def test_padded_reason_note() -> None:
+    """Kind Q (since 2026-11-28): a request's reason, padded as a field value is (format.md 3)."""
+    from vault import notes as N
+    v = load("reason_padded_v1.json")
+    x_sk, blob = b(v["recipient_x25519_secret"]), b(v["blob"])
+    unseal = lambda c: C.unseal(x_sk, c)  # noqa: E731
+    assert N.open_note_as((F.KIND_REASON_PADDED, F.KIND_REASON), blob, unseal) == (b"Q", b(v["body"]))
+    assert E.unpad(b(v["body"])[24:]) == v["reason"].encode()
+    x_pk = C.x25519_public(x_sk)
+    mine = N.seal_note(F.KIND_REASON_PADDED, x_pk, b(v["recipient_id"]), b(v["body"]))
+    assert mine[:10] == blob[:10] and len(mine) == len(blob)
+    with pytest.raises(C.AuthFailure):  # the kind is inside the box: Q cannot pass for R
+        N.open_note(F.KIND_REASON, b"\x01R" + blob[2:], unseal)
+
+
+def test_padded_break_glass_grant() -> None:
+    """Kind V (since 2026-11-28): a grant whose sealed JSON is padded; the library opens it."""
+    from types import SimpleNamespace
+
+    from vault import breakglass as B
+    v = load("grant_padded_v1.json")
+    head, expires, sig, sealed = B._parse_grant(b(v["blob"]))
+    assert head == b"\x01V" + b(v["requester_id"]) and expires == v["expires"]
+    message = B._grant_message(b(v["vault_id"]), v["req_id"], v["requester_id"], b(v["record_id"]), v["field"],
+                               expires, sealed, head)
+    assert message == b(v["signed_message"])
+    lead_vk = C.ed25519_public(b(v["lead_ed25519_seed"]))
+    C.ed25519_verify(lead_vk, message, sig)
+    x_sk = b(v["requester_x25519_secret"])
+    plain = C.unseal(x_sk, sealed)
+    assert plain == head + b(v["vault_id"]) + b(v["req_id"]) + E.pad(b'{"value": "' + v["value"].encode() + b'"}')
+    fake = SimpleNamespace(user=SimpleNamespace(user_id=v["requester_id"]), _lead_vk=lead_vk, _vid=b(v["vault_id"]),
+                           _identity=SimpleNamespace(unseal=lambda c: C.unseal(x_sk, c)),
+                           schema=SimpleNamespace(fields={v["field"]: SimpleNamespace(type="text")}))
+    row = SimpleNamespace(grant=b(v["blob"]), requester=v["requester_id"], record_id=b(v["record_id"]),
+                          field=v["field"])
+    assert B._open_grant(fake, row, v["req_id"], now=v["expires"] - 1) == v["value"]  # type: ignore[arg-type]
+
+
 def test_identity_file() -> None:
     """Kind U shares the passphrase box with kind P (keys.seal_passphrase_box), bound to nothing."""
     import base64

@@ -24,6 +24,7 @@ from sqlalchemy import Column, Integer, LargeBinary, String, Table, delete, sele
 
 from . import _crypto as C
 from . import _format as F
+from . import envelope as E
 from . import notes as N
 from .errors import AccessDenied, IntegrityError, NotFound, ValidationError
 from .store import _blob, metadata
@@ -109,8 +110,9 @@ def request(v: "Vault", record_id: str, field: str, reason: str) -> str:
     store = v._s()
     req_id = C.random_bytes(8).hex()
     lead = _lead(v)
-    sealed_reason = N.seal_note(F.KIND_REASON, lead.x25519, N.recipient_id(lead.raw),
-                                v._vid + bytes.fromhex(req_id) + reason.encode("utf-8"))
+    # padded (kind Q): the blob's length tells only the reason's 32-byte bucket
+    sealed_reason = N.seal_note(F.KIND_REASON_PADDED, lead.x25519, N.recipient_id(lead.raw),
+                                v._vid + bytes.fromhex(req_id) + E.pad(reason.encode("utf-8")))
     with store.tx() as conn:
         if not store.record_exists(conn, rid):
             raise NotFound(f"no record {record_id}")
@@ -131,10 +133,11 @@ def pending(v: "Vault") -> list[RevealRequest]:
         reason = None
         if lead is not None:
             try:
-                plain = N.open_note(F.KIND_REASON, r.reason, lead.unseal)
+                kind, plain = N.open_note_as((F.KIND_REASON_PADDED, F.KIND_REASON), r.reason, lead.unseal)
                 if plain[:16] == v._vid and plain[16:24] == bytes.fromhex(r.req_id):
-                    reason = plain[24:].decode("utf-8")
-            except C.AuthFailure:
+                    body = E.unpad(plain[24:]) if kind == F.KIND_REASON_PADDED else plain[24:]
+                    reason = body.decode("utf-8")
+            except (C.AuthFailure, E.Malformed, UnicodeDecodeError):
                 reason = None
         out.append(RevealRequest(r.req_id, r.requester, r.record_id.hex(), r.field, reason, r.grant is not None))
     return out
@@ -162,7 +165,7 @@ def _grant_message(vault_id: bytes, req_id: str, requester: str, rid: bytes, fie
 def _parse_grant(grant: bytes) -> tuple[bytes, int, bytes, bytes]:
     """(header, expires, signature, sealed box) of a grant; header b"" for the headerless form."""
     head = b""
-    if grant[:2] == bytes([F.FORMAT_VERSION]) + F.KIND_GRANT:
+    if grant[:1] == bytes([F.FORMAT_VERSION]) and grant[1:2] in (F.KIND_GRANT_PADDED, F.KIND_GRANT):
         head, grant = grant[:N.HEADER_LEN], grant[N.HEADER_LEN:]
     elif grant[:1] != b"\x00":  # headerless grants begin with a u64 expiry (high byte 0)
         raise IntegrityError("break-glass grant has an unknown format version")
@@ -197,8 +200,9 @@ def approve(v: "Vault", req_id: str, ttl_seconds: int = 24 * 3600) -> None:
     # record and field (an ordinary "read" would book the requester's access to the lead)
     rec = v._get_impl(rid.hex(), [r.field])
     expires = int(time.time()) + int(ttl_seconds)
-    payload = json.dumps({"value": _jsonable(rec.get(r.field))}).encode("utf-8")
-    head = N.header(F.KIND_GRANT, bytes.fromhex(requester.user_id))
+    # padded (kind V): the grant's length tells only the JSON's 32-byte bucket, as a cell's does
+    payload = E.pad(json.dumps({"value": _jsonable(rec.get(r.field))}).encode("utf-8"))
+    head = N.header(F.KIND_GRANT_PADDED, bytes.fromhex(requester.user_id))
     sealed = C.seal_to(requester.public.x25519, head + v._vid + bytes.fromhex(req_id) + payload)
     sig = lead.sign(_grant_message(v._vid, req_id, requester.user_id, rid, r.field, expires, sealed, head))
     grant = head + struct.pack(">Q", expires) + sig + sealed
@@ -257,11 +261,12 @@ def _open_grant(v: "Vault", r: _Row, req_id: str, now: float | None) -> Any:
     if plain[:16] != v._vid or plain[16:24] != bytes.fromhex(req_id):
         raise IntegrityError("break-glass grant belongs to another request")
     try:  # signed by the lead, but never let a parser quote the value in an error
-        value = json.loads(plain[24:])["value"]
+        body = E.unpad(plain[24:]) if head[1:2] == F.KIND_GRANT_PADDED else plain[24:]
+        value = json.loads(body)["value"]
         if v.schema.fields[r.field].type == "date" and value is not None:
             import datetime as dt
             value = dt.date.fromisoformat(value)
         return value
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, E.Malformed):
         pass  # raised below, outside the handler: its error (the __context__) can quote the value
     raise IntegrityError("break-glass grant holds a malformed value")

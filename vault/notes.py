@@ -14,7 +14,7 @@ trying both readings can never return the wrong text.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 from . import _crypto as C
 from . import _format as F
@@ -44,11 +44,18 @@ def open_note(kind: bytes, blob: bytes, unseal: Callable[[bytes], bytes]) -> byt
 
     ``unseal`` opens a sealed box with the reader's X25519 secret and raises
     C.AuthFailure when it cannot. Raises C.AuthFailure if neither reading opens."""
-    if len(blob) > HEADER_LEN and blob[0] == F.FORMAT_VERSION and blob[1:2] == kind:
+    return open_note_as((kind,), blob, unseal)[1]
+
+
+def open_note_as(kinds: Sequence[bytes], blob: bytes, unseal: Callable[[bytes], bytes]) -> tuple[bytes, bytes]:
+    """(kind, plaintext) of a note of one of ``kinds``; kind b"" for a headerless note. The
+    caller learns which form opened, so a kind whose body is padded is unpadded exactly when
+    its header opened (a headerless box may begin with any two bytes)."""
+    if len(blob) > HEADER_LEN and blob[0] == F.FORMAT_VERSION and blob[1:2] in kinds:
         try:
             plain = unseal(blob[HEADER_LEN:])
         except C.AuthFailure:
             plain = b""
         if plain[:HEADER_LEN] == blob[:HEADER_LEN] and len(plain) >= HEADER_LEN:
-            return plain[HEADER_LEN:]
-    return unseal(blob)  # the headerless form (or an AuthFailure)
+            return blob[1:2], plain[HEADER_LEN:]
+    return b"", unseal(blob)  # the headerless form (or an AuthFailure)

@@ -239,6 +239,32 @@ def build() -> dict[str, dict]:
         "blob": h(ghead + struct.pack(">Q", expires) + gsig + gsealed),
     }
 
+    # -- the padded forms (since 2026-11-28): reason kind Q, grant kind V, format.md 8b -------
+    qhead = bytes([VERSION]) + b"Q" + lead_id
+    qbody = vid + req_id + pad("Hospital admission for the participant".encode())
+    files["reason_padded_v1.json"] = {
+        "expect": "success",
+        "description": "kind Q: header || sealed_box(lead, header || vault_id || req_id || pad(UTF-8 reason)) "
+                       "(dv_reveals)",
+        "recipient_x25519_secret": h(lead_x), "recipient_ed25519_seed": h(lead_seed), "recipient_id": h(lead_id),
+        "reason": "Hospital admission for the participant", "body": h(qbody),
+        "blob": h(qhead + sealed_box(lead_pk, "ephemeral-reason-padded", qhead + qbody)),
+    }
+    vhead = bytes([VERSION]) + b"V" + req_id_user
+    vsealed = sealed_box(req_pk, "ephemeral-grant-padded", vhead + vid + req_id + pad(b'{"value": "Amira Haddad"}'))
+    vmessage = (b"dvault/v1/break-glass" + vhead + vid + req_id + req_id_user + rid + b"legal_name" + b"\x00"
+                + struct.pack(">Q", expires) + vsealed)
+    vsig = crypto_sign(vmessage, crypto_sign_seed_keypair(lead_seed)[1])[:64]
+    files["grant_padded_v1.json"] = {
+        "expect": "success",
+        "description": "kind V: as kind G, the sealed JSON padded: sealed_box(requester, header || vault_id || "
+                       "req_id || pad(JSON))",
+        "lead_ed25519_seed": h(lead_seed), "requester_x25519_secret": h(req_x), "requester_id": h(req_id_user),
+        "vault_id": h(vid), "req_id": h(req_id), "record_id": h(rid), "field": "legal_name", "expires": expires,
+        "value": "Amira Haddad", "signed_message": h(vmessage),
+        "blob": h(vhead + struct.pack(">Q", expires) + vsig + vsealed),
+    }
+
     # -- a sealed DEK signed by its writer (kind W, since database schema v5), format.md 5a ----
     w_x, w_pk, w_seed, w_id = person("writer")
     wheader = bytes([VERSION]) + b"W" + ckid + dek_id + w_id
