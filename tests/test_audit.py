@@ -719,3 +719,95 @@ def test_require_writable_refuses_up_front(url: str) -> None:
     with vault.open(url, identity=lead) as v:
         assert [e["detail"]["op"] for e in v.audit_entries(action="denied")] == ["add", "import"]
         assert v.count() == 0
+
+
+def _canary_list(url: str) -> bytes:
+    raw = RawDB(url)
+    try:
+        return raw.meta("canaries")
+    finally:
+        raw.close()
+
+
+def test_the_canary_list_does_not_count_the_canaries(url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The sealed list is padded to one size and written at creation: its length is the
+    same with no canary, one, or a hundred (docs/threat-model.md 10)."""
+    lead = Identity.generate()
+    sizes = []
+    with vault.create(url, PASSPHRASE, lead=lead) as v:
+        sizes.append(len(_canary_list(url)))  # a vault without canaries has the row too
+        v.add({"badge_name": "real"})
+        sizes.append(len(_canary_list(url)))
+        v.plant_canary({"badge_name": "decoy 0"})
+        sizes.append(len(_canary_list(url)))
+        for i in range(1, 100):
+            v.plant_canary({"badge_name": f"decoy {i}"})
+        sizes.append(len(_canary_list(url)))
+        assert len(v._canaries()) == 100
+    assert len(set(sizes)) == 1, sizes
+
+
+def test_a_canary_and_its_list_commit_together(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The decoy row and its tag are one transaction: a failure of the list leaves no decoy
+    behind, and on PostgreSQL the list's row carries the decoy's xmin, not a later one."""
+    with vault.create(url, PASSPHRASE, lead=Identity.generate()) as v:
+        v.add({"badge_name": "real"})
+
+        def fail(self: vault.Vault, tags: list[str]) -> None:
+            raise OSError("disk full")
+
+        with monkeypatch.context() as m:
+            m.setattr(vault.Vault, "_store_canaries", fail)
+            with pytest.raises(OSError):
+                v.plant_canary({"badge_name": "decoy"})
+        assert v.count() == 1
+        decoy = v.plant_canary({"badge_name": "decoy"})
+        assert v._canaries() == {decoy}
+    if url.startswith("postgresql"):
+        engine = sa.create_engine(url)
+        with engine.connect() as c:
+            meta = c.execute(sa.text("SELECT xmin::text FROM dv_meta WHERE name = 'canaries'")).scalar()
+            row = c.execute(sa.text("SELECT xmin::text FROM dv_records WHERE id = :i"),
+                            {"i": bytes.fromhex(decoy)}).scalar()
+        engine.dispose()
+        assert meta == row
+
+
+def test_every_add_reseals_the_canary_list(logged) -> None:  # type: ignore[no-untyped-def]
+    """A database watcher sees the list's row change with every add (staff's too: they hold
+    the meta key), so a canary's add looks like any other; the tags stay as they were."""
+    url, lead, staff, ids = logged
+    with vault.open(url, identity=lead) as v:
+        decoy = v.plant_canary({"badge_name": "decoy"})
+    before = _canary_list(url)
+    with vault.open(url, identity=staff) as v:
+        v.add({"badge_name": "walk-in"})
+        after = _canary_list(url)
+        assert after != before and len(after) == len(before)
+        v.add_many([{"badge_name": "a"}, {"badge_name": "b"}])
+        assert _canary_list(url) not in (before, after)
+    with vault.open(url, identity=lead) as v:
+        assert v._canaries() == {decoy}
+
+
+def test_an_unpadded_canary_list_of_before_is_still_read(url: str) -> None:
+    """Lists written before 2026-11-28 are unpadded JSON: still read, and padded at the next add."""
+    import json
+
+    from vault import _crypto as C
+    from vault import _format as F
+    from vault import keys as K
+    with vault.create(url, PASSPHRASE, lead=Identity.generate()) as v:
+        decoy = v._add_many_impl([{"badge_name": "decoy"}])[0]
+        key = C.Aead(C.hkdf_sha256(v._ring.current(K.KIND_META_KEY).secret, F.LABEL_CANARIES))
+        nonce = C.random_bytes(F.NONCE_LEN)
+        old = nonce + key.seal(nonce, json.dumps([v._canary_tag(decoy)]).encode(), v._vid)
+    raw = RawDB(url)
+    raw.set_meta("canaries", old)
+    raw.close()
+    with vault.open(url, PASSPHRASE) as v:
+        assert v._canaries() == {decoy}
+        v.add({"badge_name": "real"})
+    assert len(_canary_list(url)) == F.NONCE_LEN + F.CANARY_LIST_BLOCK + F.TAG_LEN
+    with vault.open(url, PASSPHRASE) as v:
+        assert v._canaries() == {decoy}

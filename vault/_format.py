@@ -41,6 +41,9 @@ ID_LEN = 16  # vault ids and record ids: random 128-bit, never derived from iden
 SALT_LEN = 16  # Argon2id salt
 SLOT_CHECKSUM_LEN = 8  # unkeyed SHA-256 prefix on passphrase slots (corruption vs wrong passphrase)
 PAD_BLOCK = 32  # ISO/IEC 7816-4 padding bucket: a value's length leaks only its 32-byte bucket
+# The canary list's plaintext is padded (as values are, ISO 7816-4) to a multiple of this,
+# room for 113 tags: its length shows whether a vault has more than 113 canaries, not how many.
+CANARY_LIST_BLOCK = 4096
 MAX_VALUE_BYTES = 1 << 20  # 1 MiB per field value, far above any registration form answer
 
 # Labels (HKDF info strings, MAC prefixes). Never reuse one for two purposes.
@@ -60,6 +63,8 @@ LABEL_RECORD_STATE = b"dvault/v1/record-state"  # HKDF info: the key of the reco
 LABEL_SEALED_SIG = b"dvault/v1/sealed-dek-sig"  # a writer's signature over a sealed DEK (kind W)
 KEYS_STATEMENT_HEADER = "dvault keys v2"  # first line of the signed key statement (docs/format.md 9b)
 KEYS_STATEMENT_HEADER_V1 = "dvault keys v1"  # older releases' statement: no db and users lines
+LABEL_CANARIES = b"dvault/v1/canaries"  # HKDF info: the AEAD key of the canary list (dv_meta.canaries)
+LABEL_CANARY_TAG = b"dvault/v1/canary-tag"  # HKDF info: the HMAC key of a canary's tag
 LABEL_USER_ID = b"dvault-user-id"  # user id = SHA-256(label || x25519 pub || ed25519 pub)[0:8]
 
 # Blind indexes: truncated to b bits where 2^b * k <= expected population (CipherSweet's

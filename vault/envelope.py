@@ -39,14 +39,14 @@ def _lp8(b: bytes) -> bytes:
 
 
 # -- padding (ISO/IEC 7816-4) -----------------------------------------------------------
-def pad(data: bytes) -> bytes:
-    """Append 0x80 then zeros up to a multiple of PAD_BLOCK (always at least one byte)."""
+def pad(data: bytes, block: int = F.PAD_BLOCK) -> bytes:
+    """Append 0x80 then zeros up to a multiple of ``block`` (always at least one byte)."""
     n = len(data) + 1
-    return data + b"\x80" + b"\x00" * (-n % F.PAD_BLOCK)
+    return data + b"\x80" + b"\x00" * (-n % block)
 
 
-def unpad(data: bytes) -> bytes:
-    if not data or len(data) % F.PAD_BLOCK:
+def unpad(data: bytes, block: int = F.PAD_BLOCK) -> bytes:
+    if not data or len(data) % block:
         raise Malformed()
     stripped = data.rstrip(b"\x00")
     if not stripped or stripped[-1] != 0x80:

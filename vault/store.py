@@ -298,6 +298,8 @@ class Store:
         contains = f"instr(ids, {ph}) > 0" if path is not None else f"position({ph}::bytea in ids) > 0"
         self._holding_sql = f"SELECT gen, name, value, ids FROM dv_index WHERE {contains}"
         self._get_record_sql = f"SELECT data FROM dv_records WHERE id = {ph}"
+        self._get_meta_sql = f"SELECT value FROM dv_meta WHERE name = {ph}"
+        self._set_meta_sql = f"UPDATE dv_meta SET value = {ph} WHERE name = {ph}"
         self._update_record_sql = f"UPDATE dv_records SET data = {ph} WHERE id = {ph}"
         self._insert_record_sql = f"INSERT INTO dv_records (id, data) VALUES ({ph}, {ph})"
         self._insert_index_sql = f"INSERT INTO dv_index (gen, name, value, chunk, ids) VALUES ({ph}, {ph}, {ph}, {ph}, {ph})"
@@ -428,6 +430,19 @@ class Store:
             res = conn.execute(update(meta).where(meta.c.name == name).values(value=value))
             if res.rowcount == 0:
                 conn.execute(meta.insert().values(name=name, value=value))
+
+    def meta_value(self, conn: Connection, name: str, *, lock: bool = False) -> bytes | None:
+        """One dv_meta value on the DB-API cursor (the canary list is read and rewritten by
+        every add: SQLAlchemy's statement overhead was most of that cost); ``lock``
+        (PostgreSQL: FOR UPDATE) holds the row for a read-modify-write."""
+        sql = self._get_meta_sql + (" FOR UPDATE" if lock and not self.is_sqlite else "")
+        row = self.raw(conn, sql, (name,)).fetchone()
+        return None if row is None else _blob(row[0])
+
+    def set_meta_value(self, conn: Connection, name: str, value: bytes) -> None:
+        """Write one dv_meta value (inserted if the row is missing), on the DB-API cursor."""
+        if self.raw(conn, self._set_meta_sql, (value, name)).rowcount == 0:
+            self.put_meta(conn, {name: value})
 
     # -- slots ----------------------------------------------------------------------------
     @staticmethod

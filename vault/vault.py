@@ -125,6 +125,9 @@ def create(url: str | os.PathLike[str], passphrase: str, *, schema: str | os.Pat
                 "index_plan_sig": K.sign_text("plan", vault_id, plan_text, who, sign),
                 "index_plan": plan_text.encode(),
                 "index_plan_mac": K.mac_plan(ring.current(K.KIND_META_KEY), vault_id, plan_text),
+                # an empty list, of the size any list up to 113 tags has: a vault with no
+                # canaries looks like one with some
+                "canaries": seal_canaries(ring.current(K.KIND_META_KEY).secret, vault_id, []),
                 **_keys_meta(ring, vault_id, who, sign, version, []),
             })
             store.put_slot(conn, slot_kid.hex(), _PASSPHRASE, unlock, keyring)
@@ -138,6 +141,28 @@ def create(url: str | os.PathLike[str], passphrase: str, *, schema: str | os.Pat
         _discard(store, made)  # no half-made vault left behind
         raise
     return v
+
+
+def seal_canaries(meta_secret: bytes, vault_id: bytes, tags: list[str]) -> bytes:
+    """``dv_meta.canaries``: the JSON list of tags padded to a multiple of CANARY_LIST_BLOCK
+    (so its length does not count the decoys), sealed under a fresh nonce."""
+    key = C.Aead(C.hkdf_sha256(meta_secret, F.LABEL_CANARIES))
+    nonce = C.random_bytes(F.NONCE_LEN)
+    return nonce + key.seal(nonce, E.pad(json.dumps(tags).encode(), F.CANARY_LIST_BLOCK), vault_id)
+
+
+def open_canaries(meta_secret: bytes, vault_id: bytes, blob: bytes) -> set[str]:
+    """The tags of a ``dv_meta.canaries`` value: padded, or unpadded JSON as written before
+    2026-11-28 (it ends with "]", which a padded plaintext never does)."""
+    key = C.Aead(C.hkdf_sha256(meta_secret, F.LABEL_CANARIES))
+    try:
+        plain = key.open(blob[:F.NONCE_LEN], blob[F.NONCE_LEN:], vault_id)
+        tags = json.loads(plain if plain.endswith(b"]") else E.unpad(plain, F.CANARY_LIST_BLOCK))
+    except (C.AuthFailure, ValueError, E.Malformed):
+        raise IntegrityError("canary list failed authentication") from None
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise IntegrityError("canary list failed authentication")
+    return set(tags)
 
 
 def _discard(store: Store, made: bool) -> None:
@@ -812,14 +837,16 @@ class Vault:
 
     def _add_many_impl(self, rows: Iterable[Mapping[str, Any]],
                        progress: Callable[[int, int], None] | None = None, *,
-                       entry: tuple[str, dict[str, Any]] = ("add", {})) -> list[str]:
+                       entry: tuple[str, dict[str, Any]] = ("add", {}), canaries: Sequence[int] = ()) -> list[str]:
         """Validate, seal and store every row in one transaction: all or nothing.
 
         Rows are validated, sealed and indexed in chunks, on every core for a big batch
         (vault._parallel: forked workers inherit the rows and keys; only ciphertext and
         index terms come back), while this process writes the finished chunks. A bad row
         rolls the whole transaction back; the error names the first bad row. ``entry``
-        (action, detail) is appended in the same transaction, with the new rows' states."""
+        (action, detail) is appended in the same transaction, with the new rows' states, and
+        the canary list is re-sealed there too, with the tags of the rows ``canaries`` (their
+        positions) added (see :meth:`_reseal_canaries`)."""
         store = self._s()
         self._need_writable("adding records")
         rows = list(rows)
@@ -856,7 +883,23 @@ class Vault:
             store.insert_index_groups(conn, buckets)  # all at once: each bucket is written once
             # in the same transaction: no row without its logged state, no state without its row
             self._audit(entry[0], "", {**entry[1], "count": len(out), **self._states(put=put)})
+            self._reseal_canaries(conn, [out[i] for i in canaries])  # after the log's lock, always
         return out
+
+    def _reseal_canaries(self, conn, new: list[str]) -> None:  # type: ignore[no-untyped-def]
+        """Re-seal the canary list, same tags plus those of ``new``, under a fresh nonce, in the
+        caller's (add's) transaction. Every add does it, so a database watcher sees the list's
+        row change with every add, a canary's as any other, and the decoy row and its tag
+        commit together (on PostgreSQL the same xmin). Read under FOR UPDATE (taken after the
+        log's lock, as every writer of the list takes them): a canary planted meanwhile by
+        someone else is kept. A vault without the row (made before 2026-11-28 with no canary
+        planted) gets one only when a canary is planted."""
+        blob = self._s().meta_value(conn, "canaries", lock=True)
+        if not blob and not new:
+            return
+        assert self._ring is not None
+        tags = open_canaries(self._ring.current(K.KIND_META_KEY).secret, self._vid, blob) if blob else set()
+        self._store_canaries(sorted(tags | {self._canary_tag(rid) for rid in new}))
 
     def _index_rows(self, rid: bytes, values: Mapping[str, Any]) -> list[tuple[int, str, int, bytes]]:
         return [(gen, name, value, rid) for gen, ix in self._indexers for name, value in ix.terms(values)]
@@ -1960,21 +2003,15 @@ class Vault:
         indistinguishable from a real one on disk."""
         self._guard("plant_canary", lambda: (self._need_all_classes("planting canaries"),
                                              self._need_manage("planting canaries")))
-        rid = self._guard("plant_canary", lambda: self._add_many_impl([values]))[0]
-        tags = sorted(self._canary_tags() | {self._canary_tag(rid)})
-        self._store_canaries(tags)
-        return rid
-
-    def _canary_key(self) -> C.Aead:
-        assert self._ring is not None
-        return C.Aead(C.hkdf_sha256(self._ring.current(K.KIND_META_KEY).secret, b"dvault/v1/canaries"))
+        # one transaction for the decoy row, its "add" entry and its tag in the list
+        return self._guard("plant_canary", lambda: self._add_many_impl([values], canaries=[0]))[0]
 
     def _canary_tag(self, record_id: str) -> str:
         """Derived once per meta key (every audited read of a vault with canaries asks)."""
         assert self._ring is not None
         secret = self._ring.current(K.KIND_META_KEY).secret
         if self._canary_tag_key is None or self._canary_tag_key[0] is not secret:
-            self._canary_tag_key = (secret, C.hkdf_sha256(secret, b"dvault/v1/canary-tag"))
+            self._canary_tag_key = (secret, C.hkdf_sha256(secret, F.LABEL_CANARY_TAG))
         return C.hmac_sha256(self._canary_tag_key[1], bytes.fromhex(record_id))[:16].hex()
 
     def _state_token(self, rid: bytes, data: bytes, ids: bytes | None = None) -> str:
@@ -2001,17 +2038,16 @@ class Vault:
         if not blob:
             self._canary_cache = set()
             return self._canary_cache
-        try:
-            self._canary_cache = set(json.loads(self._canary_key().open(blob[:12], blob[12:], self._vid)))
-        except (C.AuthFailure, ValueError):
-            raise IntegrityError("canary list failed authentication") from None
+        assert self._ring is not None
+        self._canary_cache = open_canaries(self._ring.current(K.KIND_META_KEY).secret, self._vid, blob)
         return self._canary_cache
 
     def _store_canaries(self, tags: list[str]) -> None:
-        nonce = C.random_bytes(F.NONCE_LEN)
-        blob = nonce + self._canary_key().seal(nonce, json.dumps(tags).encode(), self._vid)
+        """Write the list (joining the caller's transaction, if any)."""
+        assert self._ring is not None
+        blob = seal_canaries(self._ring.current(K.KIND_META_KEY).secret, self._vid, tags)
         with self._s().tx() as conn:
-            self._s().put_meta(conn, {"canaries": blob})
+            self._s().set_meta_value(conn, "canaries", blob)
         self._canary_cache = set(tags)
 
     def _canaries(self) -> set[str]:

@@ -414,7 +414,11 @@ class Reader:
         if self.meta.get("canaries"):
             c = self.meta["canaries"]
             key = hkdf(meta["key"], "dvault/v1/canaries")
-            tags = json.loads(aead_open(key, c[:12], c[12:], vid))
+            plain = aead_open(key, c[:12], c[12:], vid)
+            if not plain.endswith(b"]"):  # padded to a multiple of 4096 (format.md 13a)
+                assert len(plain) % 4096 == 0 and plain.rstrip(b"\x00").endswith(b"\x80")
+                plain = plain.rstrip(b"\x00")[:-1]
+            tags = json.loads(plain)
             self.canary_tags = set(tags)
             res["canaries_decrypt"] = isinstance(tags, list)
         self.report["meta_checks"] = res
