@@ -791,7 +791,7 @@ def test_every_add_reseals_the_canary_list(logged) -> None:  # type: ignore[no-u
 
 
 def test_an_unpadded_canary_list_of_before_is_still_read(url: str) -> None:
-    """Lists written before 2026-11-28 are unpadded JSON: still read, and padded at the next add."""
+    """Lists written before 2026-11-27 are unpadded JSON: still read, and padded at the next add."""
     import json
 
     from vault import _crypto as C

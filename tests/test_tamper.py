@@ -617,3 +617,33 @@ def test_a_record_or_index_row_of_the_wrong_type_is_an_integrity_error(two, case
         if case != "record_id_as_16_chars":
             with pytest.raises(vault.IntegrityError, match="malformed id|wrong type"):
                 v.ids()
+
+
+def test_a_deleted_canary_list_is_refused(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database writer who deleted dv_meta.canaries switched every canary off unnoticed (a
+    missing list read as "no canaries"). From v7 the list is always there: written empty at
+    creation, and by the upgrade to v7 for an older vault that had none."""
+    with vault.create(url, PASSPHRASE) as v:
+        rid = v.plant_canary(FULL)
+        other = v.add(OTHER)
+    raw = RawDB(url)
+    with raw.engine.begin() as c:
+        assert c.execute(sa.text("DELETE FROM dv_meta WHERE name = 'canaries'")).rowcount == 1
+    with vault.open(url, PASSPHRASE) as v:
+        for call in (lambda: v.get(rid), lambda: v.get(other), lambda: v.find(email=OTHER["email"])):
+            with pytest.raises(vault.IntegrityError, match="canary list is missing"):
+                call()
+    raw.close()
+    url2 = url.replace(".vault", "-old.vault") if url.startswith("sqlite") else None
+    if url2 is None:
+        return
+    with old_release(monkeypatch, states=True), vault.create(url2, PASSPHRASE) as v:
+        v.add(OTHER)
+    raw = RawDB(url2)
+    with raw.engine.begin() as c:  # what a release before v7 had: no list until a canary was planted
+        c.execute(sa.text("DELETE FROM dv_meta WHERE name = 'canaries'"))
+    raw.set_meta("db_schema_version", b"6")
+    with vault.open(url2, PASSPHRASE) as v:
+        assert len(list(v.records())) == 1
+    assert raw.meta("canaries") and raw.meta("db_schema_version") == b"7"
+    raw.close()

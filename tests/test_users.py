@@ -1067,7 +1067,7 @@ def test_break_glass_blobs_show_only_the_length_bucket(team) -> None:  # type: i
 
 
 def test_break_glass_unpadded_blobs_of_before_still_open(team) -> None:  # type: ignore[no-untyped-def]
-    """Kind R reasons and kind G grants (unpadded, before 2026-11-28) still open."""
+    """Kind R reasons and kind G grants (unpadded, before 2026-11-27) still open."""
     import struct
     from vault import _crypto as C
     from vault import _format as F

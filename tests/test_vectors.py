@@ -266,7 +266,7 @@ def test_break_glass_grant() -> None:
 
 
 def test_padded_reason_note() -> None:
-    """Kind Q (since 2026-11-28): a request's reason, padded as a field value is (format.md 3)."""
+    """Kind Q (since 2026-11-27): a request's reason, padded as a field value is (format.md 3)."""
     from vault import notes as N
     v = load("reason_padded_v1.json")
     x_sk, blob = b(v["recipient_x25519_secret"]), b(v["blob"])
@@ -281,7 +281,7 @@ def test_padded_reason_note() -> None:
 
 
 def test_padded_break_glass_grant() -> None:
-    """Kind V (since 2026-11-28): a grant whose sealed JSON is padded; the library opens it."""
+    """Kind V (since 2026-11-27): a grant whose sealed JSON is padded; the library opens it."""
     from types import SimpleNamespace
 
     from vault import breakglass as B

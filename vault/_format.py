@@ -25,8 +25,8 @@ KIND_PSEUDONYM_REF = b"N"  # record id encrypted under a purpose's lookup key
 KIND_PLAN_MAC = b"I"  # HMAC over the stored blind-index plan
 KIND_IDENTITY = b"U"  # an identity file's secret keys under Argon2id(passphrase) (layout of kind P)
 KIND_REASON = b"R"  # a reason text sealed to the security lead (or the recovery key)
-KIND_GRANT = b"G"  # a break-glass grant: one value sealed to its requester, signed by the lead (before 2026-11-28; still read)
-# Since 2026-11-28 the break-glass notes pad what they seal (ISO 7816-4, PAD_BLOCK), so a
+KIND_GRANT = b"G"  # a break-glass grant: one value sealed to its requester, signed by the lead (before 2026-11-27; still read)
+# Since 2026-11-27 the break-glass notes pad what they seal (ISO 7816-4, PAD_BLOCK), so a
 # database reader learns a value's or a reason's 32-byte bucket only, as for a field cell.
 # New kinds rather than a guess from the plaintext: the kind is inside the sealed header
 # (and a grant's signature), so a padded note cannot be passed off as an unpadded one.

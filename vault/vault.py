@@ -153,7 +153,7 @@ def seal_canaries(meta_secret: bytes, vault_id: bytes, tags: list[str]) -> bytes
 
 def open_canaries(meta_secret: bytes, vault_id: bytes, blob: bytes) -> set[str]:
     """The tags of a ``dv_meta.canaries`` value: padded, or unpadded JSON as written before
-    2026-11-28 (it ends with "]", which a padded plaintext never does)."""
+    2026-11-27 (it ends with "]", which a padded plaintext never does)."""
     key = C.Aead(C.hkdf_sha256(meta_secret, F.LABEL_CANARIES))
     try:
         plain = key.open(blob[:F.NONCE_LEN], blob[F.NONCE_LEN:], vault_id)
@@ -562,6 +562,10 @@ class Vault:
                 if stored < 5 <= target:
                     adopt_sealed(store, conn, self._vid, {kid: ck.key for kid, ck in self._by_kid.items()}, legacy)
                 store.put_meta(conn, {"db_schema_version": str(new).encode()})
+                if stored < 7 <= new and not store.get_meta_values(conn, ["canaries"]).get("canaries"):
+                    assert self._ring is not None  # an empty list, as create() writes (format.md 13a)
+                    store.put_meta(conn, {"canaries": seal_canaries(self._ring.current(K.KIND_META_KEY).secret,
+                                                                     self._vid, [])})
                 if resign:
                     store.put_meta(conn, _keys_meta(self._ring, self._vid, *self._plan_signer(), new,
                                                     self._verified_users(conn, statement=False)))
@@ -892,7 +896,7 @@ class Vault:
         row change with every add, a canary's as any other, and the decoy row and its tag
         commit together (on PostgreSQL the same xmin). Read under FOR UPDATE (taken after the
         log's lock, as every writer of the list takes them): a canary planted meanwhile by
-        someone else is kept. A vault without the row (made before 2026-11-28 with no canary
+        someone else is kept. A vault without the row (made before 2026-11-27 with no canary
         planted) gets one only when a canary is planted."""
         blob = self._s().meta_value(conn, "canaries", lock=True)
         if not blob and not new:
@@ -2034,8 +2038,12 @@ class Vault:
         if self._canary_cache is not None:
             return self._canary_cache
         with self._s().tx(write=False) as conn:
-            blob = self._s().get_meta(conn).get("canaries", b"")
+            meta = self._s().get_meta_values(conn, ["canaries", "db_schema_version"])
+        blob = meta.get("canaries", b"")
         if not blob:
+            if meta.get("db_schema_version", b"").isdigit() and int(meta["db_schema_version"]) >= 7:
+                # written at creation (and by the upgrade to v7): deleted, every canary would be off
+                raise IntegrityError("the canary list is missing (deleted in the database?); tell the lead")
             self._canary_cache = set()
             return self._canary_cache
         assert self._ring is not None

@@ -239,7 +239,7 @@ def build() -> dict[str, dict]:
         "blob": h(ghead + struct.pack(">Q", expires) + gsig + gsealed),
     }
 
-    # -- the padded forms (since 2026-11-28): reason kind Q, grant kind V, format.md 8b -------
+    # -- the padded forms (since 2026-11-27): reason kind Q, grant kind V, format.md 8b -------
     qhead = bytes([VERSION]) + b"Q" + lead_id
     qbody = vid + req_id + pad("Hospital admission for the participant".encode())
     files["reason_padded_v1.json"] = {

@@ -411,6 +411,8 @@ class Reader:
             # a full keyring should reproduce the statement exactly
             if self.opener == "passphrase":
                 res["keys_stmt_exact"] = lines[1:] == want
+        if int(self.meta["db_schema_version"]) >= 7:  # §13a: always there from version 7 on
+            res["canaries_present"] = bool(self.meta.get("canaries"))
         if self.meta.get("canaries"):
             c = self.meta["canaries"]
             key = hkdf(meta["key"], "dvault/v1/canaries")
