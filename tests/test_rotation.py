@@ -296,3 +296,23 @@ def test_a_pending_rotation_does_not_swallow_the_one_asked_for(url: str) -> None
     with vault.open(url, PASSPHRASE) as v:
         with pytest.raises(vault.IntegrityError, match="rotation state"):
             v.rotate(["identity"])
+
+
+def test_a_pending_state_that_leaves_a_class_out_is_refused(url: str) -> None:
+    """A rotation of identity and risk stopped after step 1; a database writer edits its
+    state to name identity only. Accepted, the resume rotated identity and then destroyed
+    every old class key version, risk's included, under which every risk envelope still
+    was: the lead's own rotate() made that data unreadable."""
+    from vault import rotation
+    with vault.create(url, PASSPHRASE) as v:
+        v.add_many(_rows(5))
+        before = _snapshot(v)
+        rotation._start(v, ["identity", "risk"], False)
+        versions = json.loads(RawDB(url).meta("rotation"))["classes"]
+    raw = RawDB(url)
+    raw.set_meta("rotation", json.dumps({"classes": {"identity": versions["identity"]}, "reencrypt": False}).encode())
+    raw.close()
+    with vault.open(url, PASSPHRASE) as v:
+        with pytest.raises(vault.IntegrityError, match="rotation state"):
+            v.rotate(["identity", "risk"])
+        assert _snapshot(v) == before

@@ -597,15 +597,19 @@ def test_a_removed_key_statement_stops_users_until_the_lead_signs_again(url: str
 
 def test_a_removed_key_statement_stops_everyone_from_v7(team) -> None:  # type: ignore[no-untyped-def]
     """From v7 the statement names the version and the user table; deleted, the lead's open
-    would sign whatever table it finds (an older one put back, say), so it refuses too."""
+    would sign whatever table it finds (an older one put back, say), so it refuses too; and
+    with the version set back to 6, 5 or 4 as well, since every vault from v4 on had one
+    (at 6 the lead's open used to upgrade the vault and sign a table put back)."""
     url, lead, staff, tool, rid = team
     raw = RawDB(url)
     with raw.engine.begin() as c:
         assert c.execute(sa.text("DELETE FROM dv_meta WHERE name IN ('keys_stmt', 'keys_stmt_sig')")).rowcount == 2
+    for version in (b"7", b"6", b"5", b"4"):
+        raw.set_meta("db_schema_version", version)
+        for opener in ({"identity": staff}, {"identity": lead}, {"passphrase": PASSPHRASE}):
+            with pytest.raises(vault.IntegrityError, match="signed key statement is missing"):
+                vault.open(url, **opener)  # type: ignore[arg-type]
     raw.close()
-    for opener in ({"identity": staff}, {"identity": lead}, {"passphrase": PASSPHRASE}):
-        with pytest.raises(vault.IntegrityError, match="keys are not signed"):
-            vault.open(url, **opener)  # type: ignore[arg-type]
 
 
 def test_revocation_cannot_be_undone_with_an_older_user_table(team) -> None:  # type: ignore[no-untyped-def]
@@ -1090,3 +1094,74 @@ def test_break_glass_unpadded_blobs_of_before_still_open(team) -> None:  # type:
         assert [r.reason for r in v.reveal_requests()] == ["written unpadded"]
     with vault.open(url, identity=staff) as v:
         assert v.reveal(req) == "Amira Haddad"
+
+
+EDGE = """[schema]
+name = "edge"
+version = 1
+classes = ["public", "secret"]
+purposes = ["badge", "audit"]
+[fields.p]
+type = "text"
+class = "public"
+[fields.s]
+type = "text"
+class = "secret"
+[roles.lead]
+classes = ["public", "secret"]
+purposes = ["badge", "audit"]
+manage = true
+[roles.intake]
+classes = []
+purposes = []
+write_only = ["public", "secret"]
+"""
+
+
+def _users_and_slots(url: str) -> dict:
+    raw = RawDB(url)
+    with raw.engine.begin() as c:
+        out = {t: [tuple(r) for r in c.execute(sa.text(f"SELECT * FROM {t}"))] for t in ("dv_users", "dv_slots")}
+    out["meta"] = {n: raw.meta(n) for n in ("roster_sig", "keys_stmt", "keys_stmt_sig")}
+    raw.close()
+    return out
+
+
+def _put_back(url: str, old: dict) -> None:
+    """A database writer's restore of the user table, its signature, the key statement and
+    the slots from an older copy (no keys needed)."""
+    raw = RawDB(url)
+    with raw.engine.begin() as c:
+        c.execute(sa.text("DELETE FROM dv_users"))
+        for row in old["dv_users"]:
+            c.execute(sa.text("INSERT INTO dv_users VALUES (" + ", ".join(f":c{i}" for i in range(len(row))) + ")"),
+                      {f"c{i}": x for i, x in enumerate(row)})
+        have = {r[0] for r in c.execute(sa.text("SELECT slot_id FROM dv_slots"))}
+        for row in old["dv_slots"]:
+            if row[0] not in have:
+                c.execute(sa.text("INSERT INTO dv_slots VALUES (" + ", ".join(f":c{i}" for i in range(len(row))) + ")"),
+                          {f"c{i}": x for i, x in enumerate(row)})
+    for name, value in old["meta"].items():
+        raw.set_meta(name, value)
+    raw.close()
+
+
+def test_a_write_only_users_revocation_cannot_be_put_back(url: str) -> None:
+    """A write-only role holds no class key, so revoking one rotated nothing: the older user
+    table, signature, key statement and slot, all put back, were consistent again, and the
+    revoked intake clerk's new registrations read as genuine. Their classes are rotated
+    now, so the old statement no longer matches the keys of anyone who reads: the lead's and
+    the recovery opens refuse. (The clerk's own old slot matches it, but what they seal goes
+    to public keys whose private halves the rotation destroyed.)"""
+    lead, intake = Identity.generate(), Identity.generate()
+    with vault.create(url, PASSPHRASE, schema=EDGE, lead=lead) as v:
+        v.add_user(intake.public, "ines", "intake")
+    with vault.open(url, identity=intake) as w:
+        w.add({"p": "before", "s": "genuine"})
+    old = _users_and_slots(url)
+    with vault.open(url, identity=lead) as v:
+        v.remove_user(intake.public.user_id)
+    _put_back(url, old)
+    for opener in ({"identity": lead}, {"passphrase": PASSPHRASE}):
+        with pytest.raises(vault.IntegrityError, match="not the ones the lead signed"):
+            vault.open(url, **opener)  # type: ignore[arg-type]

@@ -101,3 +101,4 @@ DB_SCHEMA_VERSION = 7
 # user table (KEYS_STATEMENT_HEADER), so only its signers (the lead, the recovery
 # passphrase) can take a vault there; other openers upgrade it up to the version before.
 SIGNED_VERSION_FROM = 7
+STATEMENT_SINCE = 4  # the database schema version since which every vault has a key statement

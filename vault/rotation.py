@@ -37,19 +37,21 @@ if TYPE_CHECKING:
 
 def _pending_state(v: "Vault", raw: bytes) -> dict[str, Any]:
     """The stored state of an unfinished rotation (format.md §13). It is not authenticated,
-    so it must agree with the keyring, which step 1 wrote in the same transaction: each
-    class it names has that version as its current key and an older one not yet destroyed.
-    Else a database writer could plant a "pending" rotation naming the current versions,
-    and the rotation a revocation asks for would finish it and make no new key."""
+    so it must agree with the keyring, which step 1 wrote in the same transaction: it names
+    exactly the classes that hold an older key version not yet destroyed, each at its
+    current version. Else a database writer could plant a "pending" rotation naming the
+    current versions, and the rotation a revocation asks for would finish it and make no
+    new key; or leave a class out of a pending one, which would then never be rewrapped
+    and (before _finish spared the classes not rotated) lose its old key with its data."""
     assert v._ring is not None
+    old = {k.name for k in v._ring.keys
+           if k.kind == K.KIND_CLASS_KEY and k.version < v._ring.current(K.KIND_CLASS_KEY, k.name).version}
     try:
         state = json.loads(raw)
         classes, reencrypt = state["classes"], state["reencrypt"]
-        ok = (isinstance(classes, dict) and bool(classes) and isinstance(reencrypt, bool)
-              and all(c in v.schema.classes and type(n) is int and n >= 2
-                      and v._ring.current(K.KIND_CLASS_KEY, c).version == n
-                      and any(k.kind == K.KIND_CLASS_KEY and k.name == c and k.version < n for k in v._ring.keys)
-                      for c, n in classes.items()))
+        ok = (isinstance(classes, dict) and set(classes) == old and bool(old) and isinstance(reencrypt, bool)
+              and all(c in v.schema.classes and type(n) is int
+                      and v._ring.current(K.KIND_CLASS_KEY, c).version == n for c, n in classes.items()))
     except (ValueError, TypeError, KeyError, RecursionError):
         ok = False
     if not ok and v._keys_changed():  # another process's rotation began after we loaded our keys
@@ -152,7 +154,7 @@ def rotate(v: "Vault", classes: Iterable[str] | None = None, *, reencrypt: bool 
     if v._plan_pending is not None or v._plan_active.class_versions != want:
         v.reindex(batch=batch)
     # -- 5. destroy old versions ----------------------------------------------------------------
-    _finish(v)
+    _finish(v, rotating)
     return stats
 
 
@@ -251,12 +253,12 @@ def _refreshed(v: "Vault", rid: bytes, data: bytes, classes: list[str], reencryp
     return E.pack_record([(c, envs[c][0], envs[c][1]) for c in v.schema.classes])
 
 
-def _finish(v: "Vault") -> None:
+def _finish(v: "Vault", rotating: list[str]) -> None:
     assert v._ring is not None
     keep = []
     for k in v._ring.keys:
-        if k.kind == K.KIND_CLASS_KEY and k.kid != v._current[k.name].key.kid:
-            continue  # an old class key version: nothing references it any more
+        if k.kind == K.KIND_CLASS_KEY and k.name in rotating and k.kid != v._current[k.name].key.kid:
+            continue  # an old version of a class rotated here: the sweep left nothing under it
         keep.append(k)
     _save_ring(v, K.Keyring(keep), {"rotation": b"", "rotation_cursor": b""})
 

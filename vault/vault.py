@@ -264,8 +264,12 @@ def open(url: str | os.PathLike[str], passphrase: str | None = None, *,  # noqa:
             check_pin(pins, vault_id, ring.current(K.KIND_META_KEY).secret, _pin_signers(ring), record=False)
         signer = identity is None or identity.public.ed25519 == K.signers(ring).get(b"L")
         signed_db = _check_keys_meta(meta, ring, vault_id, stored_version, _users(user_rows))
-        if signed_db is None and (not signer or stored_version >= F.SIGNED_VERSION_FROM):
-            # made by an older release (only the lead's open signs it), or removed
+        if signed_db is None and stored_version >= F.STATEMENT_SINCE:
+            # every release since wrote one, and only a signer could take a vault there: it was
+            # deleted, and the lead's open would sign whatever user table it found
+            raise IntegrityError("this vault's signed key statement is missing (deleted in the database?): "
+                                 "restore keys_stmt and keys_stmt_sig from a backup; tell the lead")
+        if signed_db is None and not signer:  # made by an older release: only the lead's open signs it
             raise IntegrityError("this vault's keys are not signed: the lead must open it once with this "
                                  "release before anyone else can (if the lead did, the database was edited)")
         if pins is not None and identity is not None:  # record only keys that passed every check
@@ -1413,8 +1417,12 @@ class Vault:
 
     def _remove_user_impl(self, user_id: str, *, rotate: bool = True) -> None:
         """Revoke a user: delete their slot and row, re-sign the user table, then rotate every
-        class they held, so their old identity plus any keys they copied open nothing
-        written or rewrapped afterwards (docs/threat-model.md says what they keep)."""
+        class they held (a write-only role: the classes it wrote), so their old identity plus
+        any keys they copied open nothing written or rewrapped afterwards
+        (docs/threat-model.md says what they keep). ``rotate=False`` leaves that to a later
+        rotate(); until then a database writer who puts back an older copy of the user
+        table, its signature, the key statement and the slot undoes the revocation, since
+        nothing the statement names has changed."""
         lead = self._need_lead("removing users")
         store = self._s()
         with store.tx() as conn:
@@ -1447,8 +1455,12 @@ class Vault:
             asked = breakglass.forget(conn, requester=gone.user_id)
             self._audit("user_removed", "", {"user": gone.user_id, "requests": asked})
         self._refresh_writers()
-        if rotate and self.schema.role(gone.role).classes:  # a write-only role held no class key
-            self.rotate(list(self.schema.role(gone.role).classes))
+        role = self.schema.role(gone.role)
+        # A write-only role held no class key; its classes are rotated all the same, so that
+        # the key statement names new keys: an older copy of it (with the user table that
+        # still lists them) no longer matches anyone's keyring.
+        if rotate and (role.classes or role.write_only):
+            self.rotate(list(role.classes or role.write_only))
 
     # -- break-glass ----------------------------------------------------------------------
     def _request_reveal_impl(self, record_id: str, field: str, reason: str) -> str:
