@@ -151,3 +151,45 @@ def test_v2_index_rows_become_bucket_rows(url: str, monkeypatch: pytest.MonkeyPa
                 c.exec_driver_sql(f"DROP OWNED BY {role}")
                 c.exec_driver_sql(f"DROP ROLE {role}")
             raw.close()
+
+
+def test_v3_carries_grants_to_public_and_grant_options(url: str) -> None:
+    """Step 3 on PostgreSQL: a grant to PUBLIC (a keyword, not a role) and a grant WITH GRANT
+    OPTION carry over as they were; quoting "PUBLIC" named a role that does not exist, and
+    the vault could never be upgraded."""
+    import secrets as _secrets
+
+    if url.startswith("sqlite"):
+        pytest.skip("grants exist on PostgreSQL only")
+    with vault.create(url, PASSPHRASE) as v:
+        rid = v.add({"legal_name": "Amira Haddad", "email": "amira@example.org"})
+    raw = RawDB(url)
+    terms = sorted(raw.index_terms())
+    role = "dvt_role_" + _secrets.token_hex(4)
+    with raw.engine.begin() as c:  # what version 2 of the schema made
+        c.exec_driver_sql("DROP TABLE dv_index")
+        c.exec_driver_sql("CREATE TABLE dv_index (gen INTEGER NOT NULL, name VARCHAR(80) NOT NULL, "
+                          "value BIGINT NOT NULL, record_id BYTEA NOT NULL, PRIMARY KEY (gen, name, value, record_id))")
+        c.exec_driver_sql("INSERT INTO dv_index VALUES (%s, %s, %s, %s)", terms)
+        c.exec_driver_sql(f"CREATE ROLE {role}")
+        c.exec_driver_sql("GRANT SELECT ON dv_index TO PUBLIC")
+        c.exec_driver_sql(f"GRANT INSERT ON dv_index TO {role} WITH GRANT OPTION")
+    raw.set_meta("db_schema_version", b"2")
+    raw.close()
+    try:
+        with vault.open(url, PASSPHRASE) as v:
+            assert [r.id for r in v.find(email="amira@example.org")] == [rid]
+        raw = RawDB(url)
+        assert raw.meta("db_schema_version") == str(F.DB_SCHEMA_VERSION).encode()
+        with raw.engine.begin() as c:
+            grants = set(c.exec_driver_sql(
+                "SELECT grantee, privilege_type, is_grantable FROM information_schema.role_table_grants "
+                "WHERE table_schema = current_schema() AND table_name = 'dv_index' AND grantee <> current_user"))
+        assert grants == {("PUBLIC", "SELECT", "NO"), (role, "INSERT", "YES")}
+        raw.close()
+    finally:
+        raw = RawDB(url)
+        with raw.engine.begin() as c:
+            c.exec_driver_sql(f"DROP OWNED BY {role}")
+            c.exec_driver_sql(f"DROP ROLE {role}")
+        raw.close()

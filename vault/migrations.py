@@ -59,10 +59,10 @@ def _v3(conn: Connection) -> None:
         return  # made by step 1 of this release, or already upgraded
     terms = [(int(g), str(n), int(v), bytes(r)) for g, n, v, r in
              conn.exec_driver_sql("SELECT gen, name, value, record_id FROM dv_index")]
-    grants: list[tuple[str, str]] = []
+    grants: list[tuple[str, str, bool]] = []
     if conn.dialect.name == "postgresql":
-        grants = [(str(who), str(what)) for who, what in conn.exec_driver_sql(
-            "SELECT grantee, privilege_type FROM information_schema.role_table_grants "
+        grants = [(str(who), str(what), grantable == "YES") for who, what, grantable in conn.exec_driver_sql(
+            "SELECT grantee, privilege_type, is_grantable FROM information_schema.role_table_grants "
             "WHERE table_schema = current_schema() AND table_name = 'dv_index' AND grantee <> current_user")]
     conn.exec_driver_sql("DROP TABLE dv_index")
     S.blind.create(conn)
@@ -70,9 +70,12 @@ def _v3(conn: Connection) -> None:
     if rows:
         conn.execute(S.blind.insert(), [dict(zip(("gen", "name", "value", "chunk", "ids"), r)) for r in rows])
     quote = conn.dialect.identifier_preparer.quote
-    for who, what in grants:
+    for who, what, grantable in grants:
         if what in _PRIVILEGES:
-            conn.exec_driver_sql(f"GRANT {what} ON dv_index TO {quote(who)}")
+            # PUBLIC is a keyword, not a role: quoted, it would name a role "PUBLIC" that does
+            # not exist, and the step (so every later open) would fail
+            to = "PUBLIC" if who == "PUBLIC" else quote(who)
+            conn.exec_driver_sql(f"GRANT {what} ON dv_index TO {to}{' WITH GRANT OPTION' if grantable else ''}")
 
 
 def _v4(conn: Connection) -> None:
