@@ -204,3 +204,36 @@ def test_a_move_does_not_keep_the_row_order(url: str, url2: str) -> None:
         new_order = [dst._get_impl(rid)["badge_name"] for rid in _storage_order(url2)]
     assert old_order == people and sorted(new_order) == people
     assert new_order != old_order  # a random order: 1 in 40! to fail by chance
+
+
+def test_create_refuses_a_place_holding_vault_tables_without_a_vault(url: str, url2: str) -> None:
+    """A vault that lost dv_meta (or a restore cut short) is not an empty place: create() and
+    move() refuse it, and leave every leftover table and row as it was (a failure after
+    creating used to drop every dv_* table, the leftover ones too)."""
+    with vault.create(url, PASSPHRASE) as v:
+        v.add_many([{"badge_name": f"Earlier {i}"} for i in range(3)])
+    if url.startswith("sqlite"):
+        path = url.removeprefix("sqlite:///")
+        with sa.create_engine(url).begin() as c:
+            c.exec_driver_sql("DROP TABLE dv_meta")
+        before = open(path, "rb").read()
+    else:
+        engine = sa.create_engine(url)
+        with engine.begin() as c:
+            c.exec_driver_sql("DROP TABLE dv_meta")
+        engine.dispose()
+    left = _tables(url)
+    with pytest.raises(vault.VaultExists):
+        vault.create(url, NEW_PASSPHRASE)
+    with vault.create(url2, PASSPHRASE) as src:
+        src.add({"badge_name": "moved"})
+        with pytest.raises(vault.VaultExists):
+            vault.move(src, url, NEW_PASSPHRASE, lead=Identity.generate())
+    assert _tables(url) == left
+    if url.startswith("sqlite"):
+        assert open(path, "rb").read() == before
+    else:
+        engine = sa.create_engine(url)
+        with engine.begin() as c:
+            assert c.exec_driver_sql("SELECT count(*) FROM dv_records").scalar_one() == 3
+        engine.dispose()

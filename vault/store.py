@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Collection, Iterable, Iterator, Mapping, Sequence
 
 from sqlalchemy import (BigInteger, Column, Integer, LargeBinary, MetaData, String, Table,
                         create_engine, delete, event, func, inspect, select, update)
@@ -393,13 +393,21 @@ class Store:
         self._drop_conn()
         self.engine.dispose()
 
-    def drop_tables(self) -> bool:
-        """Drop every vault table (reflected, so none is missed); only for removing a vault
-        this process has just made and failed to fill. False if that failed too."""
+    def vault_tables(self) -> set[str]:
+        """Names of the vault's tables (``dv_*``) present in this database or schema."""
+        try:
+            return {t for t in inspect(self.engine).get_table_names() if t.startswith("dv_")}
+        except SQLAlchemyError as e:
+            raise StoreError(f"cannot open database: {_connect_cause(e)}") from None
+
+    def drop_tables(self, names: Collection[str]) -> bool:
+        """Drop the named vault tables; only for removing a vault this process has just made
+        and failed to fill, and only the tables it made (any other ``dv_*`` table may hold
+        someone's data). False if that failed too."""
         self._drop_conn()
         try:
             found = MetaData()
-            found.reflect(self.engine, only=lambda name, _meta: name.startswith("dv_"))
+            found.reflect(self.engine, only=lambda name, _meta: name in names)
             found.drop_all(self.engine)
         except SQLAlchemyError:
             return False

@@ -85,11 +85,13 @@ def create(url: str | os.PathLike[str], passphrase: str, *, schema: str | os.Pat
         U.check_name(lead_name)  # before anything is written: a failure after it would leave a half vault
     url = _normalise_url(url)
     store = Store(url, create=True)
-    made = False
+    made: set[str] = set()
     try:
         if store.has_vault():
             raise VaultExists("a vault already exists in this database")
-        made = True
+        if store.vault_tables():  # a vault that lost dv_meta, a restore cut short: not ours to reuse
+            raise VaultExists("this database holds vault tables (dv_*) but no vault metadata: a damaged or "
+                              "partly restored vault? Refusing to create a vault over them")
         vault_id = C.random_bytes(F.ID_LEN)
         ring = K.Keyring.generate(parsed.classes, parsed.purposes)
         plan = I.Plan(1, I.plan_bits(population, k), population, k,
@@ -131,6 +133,7 @@ def create(url: str | os.PathLike[str], passphrase: str, *, schema: str | os.Pat
                 **_keys_meta(ring, vault_id, who, sign, version, []),
             })
             store.put_slot(conn, slot_kid.hex(), _PASSPHRASE, unlock, keyring)
+        made = store.vault_tables()  # committed, and none was there before: ours to drop on failure
         v = Vault(store, vault_id, parsed, ring, slot_kid, slot_secret, plan, None, keys_blob=keyring)
         v._audit("create", "", {"schema": parsed.name, "population": population, "k": k})
         if lead is not None:
@@ -165,12 +168,13 @@ def open_canaries(meta_secret: bytes, vault_id: bytes, blob: bytes) -> set[str]:
     return set(tags)
 
 
-def _discard(store: Store, made: bool) -> None:
+def _discard(store: Store, made: set[str]) -> None:
     """Remove a vault this process has just made: SQLite's files (``Store(create=True)``
-    refused an existing file, so they are ours even before ``made``), or on PostgreSQL
-    the vault's tables once ``made`` (before that they may be someone else's vault)."""
+    refused an existing file, so they are ours even before anything was committed), or on
+    PostgreSQL the tables ``made`` (a failure before their commit rolled them back; any
+    other ``dv_*`` table may be someone else's)."""
     if store.sqlite_path is None and made:
-        store.drop_tables()
+        store.drop_tables(made)
     store.dispose()
     if store.sqlite_path is not None:
         for suffix in ("", "-wal", "-shm", "-journal"):
@@ -181,10 +185,12 @@ def _discard(store: Store, made: bool) -> None:
 
 
 def discard_new(v: "Vault") -> None:
-    """Close and remove a vault made moments ago whose filling failed (vault.move)."""
+    """Close and remove a vault made moments ago whose filling failed (vault.move): every
+    ``dv_*`` table is its own, as create() refuses a place that holds any."""
     store = v._s()
+    made = store.vault_tables()
     v.close()
-    _discard(store, True)
+    _discard(store, made)
 
 
 def open(url: str | os.PathLike[str], passphrase: str | None = None, *,  # noqa: A001 - mirrors builtins
