@@ -74,6 +74,11 @@ class VaultExists(VaultError):
     """Refusing to create a vault over an existing one."""
 
 
+class UnfinishedMove(VaultError):
+    """The vault is the destination of a move (vault.move) that never finished: it may hold
+    only part of the records, so it is not opened; running the move again replaces it."""
+
+
 class AccessDenied(VaultError):
     """The caller's keys do not open this field class."""
 

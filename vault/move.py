@@ -27,7 +27,7 @@ from . import _format as F
 from . import keys as K
 from .errors import AccessDenied, ValidationError
 from .identity import Identity
-from .vault import Vault, create, discard_new
+from .vault import Vault, create, discard_new, discard_unfinished_move
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,10 @@ def move(src: Vault, url: str | os.PathLike[str], passphrase: str, *, lead: Iden
     passphrase or the lead's identity). The new vault gets the same schema text and index
     sizing. All or nothing: if anything fails after the new vault was created, it is
     removed again (the new vault is made first, so a refused destination costs no read
-    of the source). Audited on both sides: the source logs an ``export`` of every field
+    of the source). A process killed part way cannot remove it: the new vault carries a
+    ``moving`` mark from its first commit, cleared in the transaction that imports the
+    records, and open() refuses a vault with the mark; running the move again replaces
+    such a vault (never a finished one). Audited on both sides: the source logs an ``export`` of every field
     (and an ``alarm`` per canary, as any export does), the new vault an ``import``."""
     def check() -> None:
         src._need_all_classes("moving the vault")
@@ -64,9 +67,10 @@ def move(src: Vault, url: str | os.PathLike[str], passphrase: str, *, lead: Iden
     if hmac.compare_digest(old_lead, lead.public.ed25519):
         raise ValidationError("the new vault needs a new lead identity: this one leads the old vault")
     plan = src._plan_active
+    discard_unfinished_move(url)  # left by an earlier run of a move that was killed part way
     # made first: a refused destination (a vault already there) costs no read of the source
     dest = create(url, passphrase, schema=src.schema.source, kdf=kdf, population=plan.population,
-                  k=plan.k, lead=lead, lead_name=lead_name)
+                  k=plan.k, lead=lead, lead_name=lead_name, _moving_from=src.id)
     try:
         src._audit("export", "", {"fields": sorted(src.readable_fields), "purpose": None,
                                   "count": src.count(), "op": "move"})
@@ -82,9 +86,12 @@ def move(src: Vault, url: str | os.PathLike[str], passphrase: str, *, lead: Iden
         rows = [values for values, _ in taken]
         marked = [i for i, (_, canary) in enumerate(taken) if canary]
         dest.set_reason(src._auditor.reason)  # sealed, in the new log, to the new lead
-        ids = dest._add_many_impl(rows, progress, entry=("import", {"op": "move", "from": src.id}))
-        if marked:
-            dest._store_canaries(sorted(dest._canary_tag(ids[i]) for i in marked))
+
+        def finish(ids: list[str]) -> None:  # in the import's transaction: a finished vault has it all
+            with dest._s().tx() as conn:
+                dest._s().put_meta(conn, {"moving": b""})  # empty: as no row (docs/format.md 12)
+        ids = dest._add_many_impl(rows, progress, entry=("import", {"op": "move", "from": src.id}),
+                                  canaries=marked, then=finish)
     except BaseException:
         discard_new(dest)
         raise

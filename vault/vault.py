@@ -23,8 +23,8 @@ from . import users as U
 from .errors import AccessDenied
 from .identity import Identity, PublicIdentity
 from .normalize import normalize, tokens
-from .errors import (IntegrityError, KeysChanged, NotFound, SchemaError, ValidationError, VaultClosed,
-                     VaultError, VaultExists, WrongPassphrase, utf8)
+from .errors import (IntegrityError, KeysChanged, NotFound, SchemaError, UnfinishedMove, ValidationError,
+                     VaultClosed, VaultError, VaultExists, WrongPassphrase, utf8)
 from .audit import RecordCheck, has_states, state_key, state_of
 from .record import Record
 from .store import Bucket, Store, StoreError, group_terms, pack_terms
@@ -61,7 +61,7 @@ def _schema_text(schema: str | os.PathLike[str] | None) -> str:
 
 def create(url: str | os.PathLike[str], passphrase: str, *, schema: str | os.PathLike[str] | None = None,
            kdf: F.KdfParams | None = None, population: int | None = None, k: int | None = None,
-           lead: Identity | None = None, lead_name: str = "lead") -> "Vault":
+           lead: Identity | None = None, lead_name: str = "lead", _moving_from: str = "") -> "Vault":
     """Create a new vault (refusing to overwrite one) and return it open.
 
     ``schema`` is TOML text or a path (``pathlib.Path``) to a TOML file; the default is
@@ -71,6 +71,9 @@ def create(url: str | os.PathLike[str], passphrase: str, *, schema: str | os.Pat
     ``k_anonymity``. Re-plan later with :meth:`Vault.reindex`. ``lead`` enrols the
     security lead's identity (who signs the user table and can enrol others); the
     passphrase then serves as the recovery key.
+
+    ``_moving_from`` (vault.move only): the source vault's id, stored as the ``moving``
+    mark in the first commit; open() refuses the vault until the move's import clears it.
     """
     text = _schema_text(schema)
     parsed = S.load(text)
@@ -131,6 +134,7 @@ def create(url: str | os.PathLike[str], passphrase: str, *, schema: str | os.Pat
                 # canaries looks like one with some
                 "canaries": seal_canaries(ring.current(K.KIND_META_KEY).secret, vault_id, []),
                 **_keys_meta(ring, vault_id, who, sign, version, []),
+                **({"moving": _moving_from.encode("ascii")} if _moving_from else {}),
             })
             store.put_slot(conn, slot_kid.hex(), _PASSPHRASE, unlock, keyring)
         made = store.vault_tables()  # committed, and none was there before: ours to drop on failure
@@ -184,6 +188,29 @@ def _discard(store: Store, made: set[str]) -> None:
                 pass
 
 
+def discard_unfinished_move(url: str | os.PathLike[str]) -> None:
+    """Remove the vault at ``url`` if it is the destination of a move that never finished
+    (its ``moving`` mark is still set: a move killed part way); anything else is left alone
+    (a finished vault, or nothing at all). For vault.move's re-run."""
+    try:
+        store = Store(_normalise_url(url), create=False)
+    except NotFound:
+        return
+    try:
+        unfinished = False
+        if store.has_vault():
+            with store.tx(write=False) as conn:
+                unfinished = bool(store.get_meta_values(conn, ["moving"]).get("moving"))
+        made = store.vault_tables() if unfinished else set()  # create() refused any other dv_* table
+    except BaseException:
+        store.dispose()
+        raise
+    if unfinished:
+        _discard(store, made)
+    else:
+        store.dispose()
+
+
 def discard_new(v: "Vault") -> None:
     """Close and remove a vault made moments ago whose filling failed (vault.move): every
     ``dv_*`` table is its own, as create() refuses a place that holds any."""
@@ -225,6 +252,9 @@ def open(url: str | os.PathLike[str], passphrase: str | None = None, *,  # noqa:
             raise IntegrityError("vault metadata is malformed (database schema version below 1)")
         if fmt != F.FORMAT_VERSION:
             raise IntegrityError(f"unknown vault format version {fmt}")
+        if meta.get("moving"):
+            raise UnfinishedMove("this vault is the destination of a move that did not finish (it was "
+                                 "interrupted and may lack records): run the move again; it replaces this vault")
         if len(vault_id) != F.ID_LEN:
             raise IntegrityError("vault id is malformed")
         from .store import check_db_version
@@ -851,7 +881,8 @@ class Vault:
 
     def _add_many_impl(self, rows: Iterable[Mapping[str, Any]],
                        progress: Callable[[int, int], None] | None = None, *,
-                       entry: tuple[str, dict[str, Any]] = ("add", {}), canaries: Sequence[int] = ()) -> list[str]:
+                       entry: tuple[str, dict[str, Any]] = ("add", {}), canaries: Sequence[int] = (),
+                       then: Callable[[list[str]], None] | None = None) -> list[str]:
         """Validate, seal and store every row in one transaction: all or nothing.
 
         Rows are validated, sealed and indexed in chunks, on every core for a big batch
@@ -860,7 +891,8 @@ class Vault:
         rolls the whole transaction back; the error names the first bad row. ``entry``
         (action, detail) is appended in the same transaction, with the new rows' states, and
         the canary list is re-sealed there too, with the tags of the rows ``canaries`` (their
-        positions) added (see :meth:`_reseal_canaries`)."""
+        positions) added (see :meth:`_reseal_canaries`); ``then(ids)`` runs in it last
+        (vault.move: the end of the move)."""
         store = self._s()
         self._need_writable("adding records")
         rows = list(rows)
@@ -898,6 +930,8 @@ class Vault:
             # in the same transaction: no row without its logged state, no state without its row
             self._audit(entry[0], "", {**entry[1], "count": len(out), **self._states(put=put)})
             self._reseal_canaries(conn, [out[i] for i in canaries])  # after the log's lock, always
+            if then is not None:
+                then(out)
         return out
 
     def _reseal_canaries(self, conn, new: list[str]) -> None:  # type: ignore[no-untyped-def]
