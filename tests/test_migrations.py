@@ -10,6 +10,7 @@ from conftest import PASSPHRASE
 from rawdb import RawDB, old_release
 from vault import _format as F
 from vault import migrations
+from vault.identity import Identity
 
 
 def test_newer_vault_is_refused_cleanly(url: str) -> None:
@@ -153,7 +154,7 @@ def test_v2_index_rows_become_bucket_rows(url: str, monkeypatch: pytest.MonkeyPa
             raw.close()
 
 
-def test_v3_carries_grants_to_public_and_grant_options(url: str) -> None:
+def test_v3_carries_grants_to_public_and_grant_options(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Step 3 on PostgreSQL: a grant to PUBLIC (a keyword, not a role) and a grant WITH GRANT
     OPTION carry over as they were; quoting "PUBLIC" named a role that does not exist, and
     the vault could never be upgraded."""
@@ -161,7 +162,7 @@ def test_v3_carries_grants_to_public_and_grant_options(url: str) -> None:
 
     if url.startswith("sqlite"):
         pytest.skip("grants exist on PostgreSQL only")
-    with vault.create(url, PASSPHRASE) as v:
+    with old_release(monkeypatch), vault.create(url, PASSPHRASE) as v:
         rid = v.add({"legal_name": "Amira Haddad", "email": "amira@example.org"})
     raw = RawDB(url)
     terms = sorted(raw.index_terms())
@@ -193,3 +194,102 @@ def test_v3_carries_grants_to_public_and_grant_options(url: str) -> None:
             c.exec_driver_sql(f"DROP OWNED BY {role}")
             c.exec_driver_sql(f"DROP ROLE {role}")
         raw.close()
+
+
+def _old_vault(url: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Identity, list[str]]:
+    """A vault shaped by database schema v1 (per-term dv_index, SQLite's old dv_audit), with
+    no key statement and a log without record states, as releases of that time left it."""
+    lead = Identity.generate()
+    with old_release(monkeypatch), vault.create(url, PASSPHRASE, lead=lead) as v:
+        ids = v.add_many([{"legal_name": f"Amira Haddad {i}", "email": f"p{i}@example.org"} for i in range(20)])
+    raw = RawDB(url)
+    terms = raw.index_terms()
+    pg = not url.startswith("sqlite")
+    with raw.engine.begin() as c:
+        c.exec_driver_sql("DROP TABLE dv_index")
+        c.exec_driver_sql(f"CREATE TABLE dv_index (gen INTEGER NOT NULL, name VARCHAR(80) NOT NULL, "
+                          f"value BIGINT NOT NULL, record_id {'BYTEA' if pg else 'BLOB'} NOT NULL, "
+                          f"PRIMARY KEY (gen, name, value, record_id))")
+        ph = "%s" if pg else "?"
+        c.exec_driver_sql(f"INSERT INTO dv_index VALUES ({ph}, {ph}, {ph}, {ph})", terms)
+        if not pg:
+            c.exec_driver_sql("CREATE TABLE old_audit AS SELECT * FROM dv_audit")
+            c.exec_driver_sql("DROP TABLE dv_audit")
+            c.exec_driver_sql(
+                "CREATE TABLE dv_audit (seq BIGINT NOT NULL, prev BLOB NOT NULL, at BIGINT NOT NULL, "
+                "actor BLOB NOT NULL, action VARCHAR(40) NOT NULL, target VARCHAR(40) NOT NULL, detail TEXT NOT NULL, "
+                "reason BLOB NOT NULL, hash BLOB NOT NULL, sig BLOB NOT NULL, PRIMARY KEY (seq))")
+            c.exec_driver_sql("INSERT INTO dv_audit SELECT * FROM old_audit")
+            c.exec_driver_sql("DROP TABLE old_audit")
+        c.exec_driver_sql("DELETE FROM dv_meta WHERE name IN ('keys_stmt', 'keys_stmt_sig')")
+    raw.set_meta("db_schema_version", b"1")
+    raw.close()
+    return lead, ids
+
+
+def test_two_clients_opening_an_old_vault_at_once_upgrade_it_once(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both opens succeed and one baseline is logged: the second upgrader waits for the
+    first (an advisory lock on PostgreSQL, BEGIN IMMEDIATE on SQLite) and then finds the
+    vault upgraded. Before, PostgreSQL failed one open with a deadlock and SQLite logged a
+    second baseline."""
+    import threading
+
+    lead, ids = _old_vault(url, monkeypatch)
+    real = vault.Vault._upgrade
+    meet = threading.Barrier(2)
+
+    def together(self: vault.Vault, *a: object, **k: object) -> None:
+        meet.wait(timeout=30)
+        real(self, *a, **k)
+
+    monkeypatch.setattr(vault.Vault, "_upgrade", together)
+    out: dict[int, str] = {}
+
+    def opener(n: int) -> None:
+        try:
+            vault.open(url, identity=lead).close()
+            out[n] = "ok"
+        except Exception as e:  # noqa: BLE001 - reported below
+            out[n] = f"{type(e).__name__}: {e}"
+
+    threads = [threading.Thread(target=opener, args=(n,)) for n in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    monkeypatch.setattr(vault.Vault, "_upgrade", real)
+    assert out == {1: "ok", 2: "ok"}
+    with vault.open(url, identity=lead) as v:
+        assert len(v.audit_entries(action="restate")) == 1
+        assert [r.id for r in v.find(email="p3@example.org")] == [ids[3]]
+        assert v.check_records().ok and v.audit_verify().ok
+    raw = RawDB(url)
+    assert raw.meta("db_schema_version") == str(F.DB_SCHEMA_VERSION).encode()
+    raw.close()
+
+
+def test_an_upgrade_is_never_committed_without_the_key_statement(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The statement is written in the upgrade's transaction: if it cannot be made, the
+    vault stays at its old version (and the next open of the lead upgrades it), rather
+    than upgraded with no statement, which made every staff open fail with "the database
+    was edited"."""
+    from vault import vault as vault_module
+
+    lead, ids = _old_vault(url, monkeypatch)
+    real = vault_module._keys_meta
+
+    def fail(*_a: object) -> dict:
+        raise OSError("killed")
+
+    monkeypatch.setattr(vault_module, "_keys_meta", fail)
+    with pytest.raises(OSError):
+        vault.open(url, identity=lead)
+    raw = RawDB(url)
+    assert raw.meta("db_schema_version") == b"1"
+    raw.close()
+    monkeypatch.setattr(vault_module, "_keys_meta", real)
+    with vault.open(url, identity=lead) as v:
+        assert len(v) == 20
+    raw = RawDB(url)
+    assert raw.meta("db_schema_version") == str(F.DB_SCHEMA_VERSION).encode() and raw.meta("keys_stmt")
+    raw.close()

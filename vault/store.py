@@ -73,6 +73,8 @@ users = Table("dv_users", metadata,
 #: Advisory lock key guarding the blind-index plan on PostgreSQL ("dvault" + 2; the audit
 #: log's appends use + 1).
 PG_PLAN_LOCK = 0x6476_6175_6c74_0002
+#: ... and + 3 serialises database schema upgrades (Vault._upgrade).
+PG_UPGRADE_LOCK = 0x6476_6175_6c74_0003
 
 
 class StoreError(VaultError):
@@ -431,6 +433,13 @@ class Store:
         if not self.is_sqlite:
             fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
             self.raw(conn, f"SELECT {fn}(%s)", (PG_PLAN_LOCK,))
+
+    def lock_upgrade(self, conn: Connection) -> None:
+        """PostgreSQL: one upgrader at a time, until the transaction ends: two clients opening
+        an old vault at once would otherwise both run the steps (and take the meta row and the
+        log's lock in different orders: a deadlock). SQLite's BEGIN IMMEDIATE serialises them."""
+        if not self.is_sqlite:
+            self.raw(conn, "SELECT pg_advisory_xact_lock(%s)", (PG_UPGRADE_LOCK,))
 
     @staticmethod
     def put_meta(conn: Connection, values: dict[str, bytes]) -> None:

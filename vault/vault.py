@@ -581,23 +581,35 @@ class Vault:
         passphrase) the key statement signed for the new version. Not if the log already
         holds record states: then the stored version was lowered by hand, and a baseline
         would launder whatever rows were put back before (a shredded record restored, say),
-        as the adoption would launder unsigned envelopes put there (refused)."""
+        as the adoption would launder unsigned envelopes put there (refused). All of it under
+        an exclusive lock, with the version read again under it: of two clients opening an
+        old vault at once, the second finds it upgraded and leaves it (one baseline, and no
+        deadlock on PostgreSQL)."""
         from .rotation import adopt_sealed
+        from .store import check_db_version
         store = self._s()
-        lowered = stored < 6 and has_states(store)
-        if lowered and stored < 5:
-            raise IntegrityError(f"this vault's database version was lowered to v{stored} (its log holds entries "
-                                 "of v6 or later): the database was edited; tell the lead")
-        baseline = stored < 6 and not lowered
+        with store.tx() as conn:
+            store.lock_upgrade(conn)
+            try:
+                now = int(store.get_meta_values(conn, ["db_schema_version"])["db_schema_version"])
+            except (KeyError, ValueError):
+                raise IntegrityError("vault metadata is missing or malformed") from None
+            check_db_version(now)
+            if now != stored:  # another client upgraded it since we read it: its upgrade stands
+                return
+            lowered = stored < 6 and has_states(store)
+            if lowered and stored < 5:
+                raise IntegrityError(f"this vault's database version was lowered to v{stored} (its log holds entries "
+                                     "of v6 or later): the database was edited; tell the lead")
+            baseline = stored < 6 and not lowered
 
-        def legacy(h: E.DekHeader) -> bool:
-            if h.writer:  # kind W exists from v5 on: a vault below it cannot hold one
-                raise IntegrityError(f"this vault's database version was lowered to v{stored} (it holds envelopes "
-                                     "of v5 or later): the database was edited; tell the lead")
-            return True
+            def legacy(h: E.DekHeader) -> bool:
+                if h.writer:  # kind W exists from v5 on: a vault below it cannot hold one
+                    raise IntegrityError(f"this vault's database version was lowered to v{stored} (it holds envelopes "
+                                         "of v5 or later): the database was edited; tell the lead")
+                return True
 
-        def work() -> list[str]:
-            with store.tx() as conn:
+            def work() -> list[str]:
                 new = migrations.upgrade(conn, stored, target)
                 if stored < 5 <= target:
                     adopt_sealed(store, conn, self._vid, {kid: ck.key for kid, ck in self._by_kid.items()}, legacy)
@@ -610,10 +622,11 @@ class Vault:
                     store.put_meta(conn, _keys_meta(self._ring, self._vid, *self._plan_signer(), new,
                                                     self._verified_users(conn, statement=False)))
                 return [self._state_token(rid, data) for rid, data in store.scan_records(conn)] if baseline else []
-        if not baseline:
-            work()
-            return
-        self._audited("restate", work, lambda put: ("", {"baseline": True, "count": len(put), **self._states(put=put)}))
+            if not baseline:
+                work()
+                return
+            self._audited("restate", work,
+                          lambda put: ("", {"baseline": True, "count": len(put), **self._states(put=put)}))
 
     def _writer_table(self, users: list[U.User]) -> dict[bytes, tuple[bytes, frozenset[str]]]:
         """User id -> (Ed25519 verify key, classes their role may fill in unread), from the
