@@ -74,12 +74,14 @@ def init(vault_url: str, identity: Path | None, schema: Path | None, population:
         try:
             for role in app_roles:
                 restrict_audit_role(vault_url, role)
-            v.pin(pins_path(ident_path))
+            pinned = v.pin(pins_path(ident_path), created=True)
         except BaseException:  # all or nothing: no vault whose set-up was left half done
             discard_new(v)
             raise
         with v:
             click.echo(f"vault {v.id} created at {shown_url(vault_url)}")
+            if pinned:
+                note(f"its keys are pinned in {pins_path(ident_path)}")
     except BaseException:  # no vault: an identity made for it would only be a stray key file
         if new_identity:
             ident_path.unlink(missing_ok=True)

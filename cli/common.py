@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable
 import click
 
 import vault
+from vault.pins import known as known_vaults
 from vault.identity import Identity
 
 from .secrets_input import IDENTITY_ENV, RECOVERY_ENV, read_passphrase
@@ -82,7 +83,13 @@ def open_vault(url: str | None, identity: Path | None, passphrase_file: Path | N
         if not ident_path.is_file():  # say so before asking for its passphrase
             raise vault.NotFound(f"no identity file at {ident_path}")
         pw = read_passphrase(passphrase_file, f"Passphrase for identity {ident_path.name}", env=IDENTITY_ENV)
-        return vault.open(target, identity=Identity.load(ident_path, pw), pins=pins_path(ident_path))
+        pins_file = pins_path(ident_path)
+        before = known_vaults(pins_file)
+        v = vault.open(target, identity=Identity.load(ident_path, pw), pins=pins_file)
+        if v.id not in before:  # a first sight is trusted, not checked: say so
+            note(f"first open of vault {v.id} with this identity: its keys are now pinned in {pins_file}; "
+                 "compare them with the pin line the lead sent you (dvault pin show)")
+        return v
     return vault.open(target, read_passphrase(passphrase_file, "Vault recovery passphrase", env=RECOVERY_ENV))
 
 

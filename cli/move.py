@@ -66,7 +66,8 @@ def move(vault_url: str | None, to_url: str, identity: Path, name: str, passphra
         src_id = src.id
     with moved.vault as dest:
         click.echo(f"moved {moved.records} participants into vault {dest.id} at {shown_url(to_url)}")
-        dest.pin(pins_path(identity))
+        if dest.pin(pins_path(identity), created=True):
+            note(f"its keys are pinned in {pins_path(identity)}")
     if new_identity:
         note(f"created identity {identity}")
     note(f"the new lead's identity: {identity}  fingerprint {lead.public.fingerprint()}")

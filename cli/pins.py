@@ -35,7 +35,7 @@ def pin_show(**kw: Any) -> None:
 @pin.command("add")
 @click.argument("vault_id")
 @click.argument("fingerprint")
-@click.argument("signers", required=False, default="")
+@click.argument("signers")
 @click.option("--identity", type=click.Path(dir_okay=False, path_type=Path),
               help="Your identity file (or DVAULT_IDENTITY, or the config file, or the default place).")
 def pin_add(vault_id: str, fingerprint: str, signers: str, identity: Path | None) -> None:

@@ -191,7 +191,7 @@ def test_cli_pins_each_vault_beside_the_identity(tmp_path: Path, monkeypatch, ca
     with vault.open(url, "recovery pass") as v:
         vid = v.id
     lines = [ln for ln in pins.read_text().splitlines() if not ln.startswith("#")]
-    assert len(lines) == 1 and lines[0].startswith(vid + " ") and stat.S_IMODE(pins.stat().st_mode) == 0o600
+    assert len(lines) == 2 and lines[0].startswith(vid + " ") and lines[1].startswith("at ") and lines[1].endswith(vid) and stat.S_IMODE(pins.stat().st_mode) == 0o600
     status = ["status", "--vault", str(url), "--identity", str(ident)]
     assert CliRunner().invoke(cli, status).exit_code == 0
     pins.write_text(f"{vid} {'0' * 32}\n")  # as if the vault's keys were not those first seen

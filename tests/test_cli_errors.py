@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import vault
+from vault import pins as PN
 from vault.identity import Identity
 from vault_cli.main import main
 
@@ -31,6 +32,8 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-u
         rid = v.add({"legal_name": "Amira Haddad", "email": "amira@example.org", "passport_number": "P83526008",
                      "badge_name": "Amira"})
         badge = v._pseudonym_impl(rid, "badge")
+        v.pin(tmp_path / "lead.dvid.vaults")  # as init does, and `dvault pin add` for the staff member: the
+        PN.add(tmp_path / "staff.dvid.vaults", v.pin_line)  # commands below print no first-open note
     for k in [k for k in os.environ if k.startswith("DVAULT_")]:
         monkeypatch.delenv(k)
     monkeypatch.setenv("DVAULT_URL", url)
@@ -378,7 +381,7 @@ def test_passphrase_identity_rewraps_the_file(setup, monkeypatch, capsys) -> Non
     assert staff.public.to_line() == before
     with vault.open(url, identity=staff) as v:  # same keys: the vault needs no change
         assert v.count() == 1
-    assert sorted(p.name for p in tmp.iterdir() if p.name.startswith("staff")) == ["staff.dvid", "staff.pass"]
+    assert sorted(p.name for p in tmp.iterdir() if p.name.startswith("staff")) == ["staff.dvid", "staff.dvid.vaults", "staff.pass"]
 
 
 def test_move_into_a_new_vault_under_a_new_lead(setup, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -534,12 +537,14 @@ def test_audit_summary_names_users_and_actor_takes_a_name(setup, monkeypatch, ca
 
 def test_pin_show_and_add_before_the_first_open(setup, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     tmp, url, badge = setup
+    (tmp / "staff.dvid.vaults").unlink()  # never opened, never pinned
     code, line, err = run(monkeypatch, capsys, "pin", "show", "--identity", "lead.dvid", "--passphrase-file", "lead.pass")
     assert code == 0 and len(line.split()) == 3, err
     vid, fp, signers = line.split()
     wrong = ("0" if fp[0] != "0" else "1") + fp[1:]
     for args, want_code, message in (
-            ((vid, "nothex"), 1, "a pin is the vault id, its fingerprint and its signers: 32, 32 and 32 hex digits"),
+            ((vid, "nothex", signers), 1, "a pin is the vault id, its fingerprint and its signers: 32, 32 and 32 hex "
+                                          "digits"),
             ((vid, fp, signers), 0, None),
             ((vid, wrong, signers), 5, "this vault's keys differ from those you opened it with before: your key slot "
                                        "may have been replaced; do not add records, tell the lead")):
@@ -648,6 +653,7 @@ def test_a_role_that_may_not_add_is_refused_before_any_report_or_question(setup,
     (tmp / "tool.pass").write_text("tool pass words\n")
     with vault.open(url, identity=Identity.load(tmp / "lead.dvid", LEAD_PW)) as v:
         v.add_user(tool.public, "badge-printer", "tool")
+        PN.add(tmp / "tool.dvid.vaults", v.pin_line)  # no first-open note before the refusal
     (tmp / "map.toml").write_text('[columns]\n"personal/full_name" = "legal_name"\n'
                                   '"personal/badge_name" = "badge_name"\n"contact/email" = "email"\n')
     (tmp / "in.csv").write_text(CSV_HEADER + "Kofi Mensah;Kofi;1970-01-01;kofi@example.org\n")

@@ -702,12 +702,12 @@ def test_pinned_client_refuses_a_substituted_slot(team, tmp_path: Path) -> None:
     with vault.open(url, identity=staff, pins=pins) as v:
         assert v.get(rid)["email"] == PERSON["email"]
         vid = v._vid
-    line = [ln for ln in pins.read_text().splitlines() if not ln.startswith("#")]
+    line = [ln for ln in pins.read_text().splitlines() if not ln.startswith(("#", "at "))]
     with vault.open(url, identity=lead) as v:
         assert line == [v.pin_line] and stat.S_IMODE(pins.stat().st_mode) == 0o600
     with vault.open(url, identity=staff, pins=pins) as v:  # same keys: fine, file unchanged
         pass
-    assert len([ln for ln in pins.read_text().splitlines() if not ln.startswith("#")]) == 1
+    assert len([ln for ln in pins.read_text().splitlines() if not ln.startswith(("#", "at "))]) == 1
     with vault.open(url, identity=lead) as v:  # a rotation does not change the pinned key
         v.rotate()
     with vault.open(url, identity=staff, pins=pins):
@@ -767,10 +767,9 @@ def test_a_pin_sent_by_the_lead_checks_the_first_open_too(team, tmp_path: Path) 
     other = tmp_path / "other.vaults"
     PN.add(other, line)
     with pytest.raises(vault.IntegrityError, match="keys differ"):
-        PN.add(other, f"{vid} {'0' * 32}")  # a second, different pin for the same vault
-    with pytest.raises(vault.IntegrityError, match="keys differ"):
         PN.add(other, f"{vid} {fp} {'0' * 32}")  # the same keys, other signers
-    for bad in ("", vid, f"{vid} {fp} {signers} extra", f"{vid[:-1]}g {fp}", f"{vid} {fp[:-2]}", None):
+    for bad in ("", vid, f"{vid} {fp} {signers} extra", f"{vid[:-1]}g {fp} {signers}", f"{vid} {fp[:-2]} {signers}",
+                f"{vid} {fp}", f"{vid} {'0' * 32}", None):  # the signers too: else the first open takes them
         with pytest.raises(vault.VaultError, match="vault id, its fingerprint and its signers"):
             PN.add(tmp_path / "bad.vaults", bad)  # type: ignore[arg-type]
     assert not (tmp_path / "bad.vaults").exists()
@@ -789,7 +788,7 @@ def test_the_pin_also_holds_the_signers(team, tmp_path: Path) -> None:  # type: 
     old.write_text(f"# written by an earlier release\n{vid} {fp}\n")
     with vault.open(url, identity=staff, pins=old):
         pass
-    assert old.read_text().splitlines()[1:] == [f"{vid} {fp} {signers}"]
+    assert [ln for ln in old.read_text().splitlines()[1:] if not ln.startswith("at ")] == [f"{vid} {fp} {signers}"]
     other = PN.signers_hash(b"", bytes(32))
     assert other != signers
     forged = tmp_path / "forged.vaults"

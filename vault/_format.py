@@ -58,6 +58,7 @@ LABEL_RECOVERY_SIGN = b"dvault/v1/recovery-signing"  # Ed25519 seed of the recov
 LABEL_RECOVERY_BOX = b"dvault/v1/recovery-box"  # X25519 secret: reasons sealed when no lead exists
 LABEL_KEYRING_PIN = b"dvault/v1/keyring-pin"  # a client's fingerprint of a vault's meta key (pins.py)
 LABEL_PIN_SIGNERS = b"dvault/v1/pin-signers"  # the known-vaults file's hash of a vault's signer keys (pins.py)
+LABEL_PIN_LOCATION = b"dvault/v1/pin-location"  # the known-vaults file's hash of where a vault was opened (pins.py)
 LABEL_KEYS_SIG = b"dvault/v1/keys-sig"  # the lead's (or recovery actor's) signature over the key statement
 LABEL_RECORD_STATE = b"dvault/v1/record-state"  # HKDF info: the key of the record-state tokens in the audit log
 LABEL_SEALED_SIG = b"dvault/v1/sealed-dek-sig"  # a writer's signature over a sealed DEK (kind W)

@@ -15,6 +15,13 @@ Ed25519 keys, hashed): the key statement they sign (docs/format.md 9b) is then c
 with keys the database cannot swap. The file is text, one ``vault-id fingerprint
 signers`` line (hex) per vault, after ``#`` comment lines; lines written before the
 signers field have two fields and gain the third at the next open (docs/format.md 8c).
+
+Why also where: the pin is found by the vault id the database itself presents. Someone
+who can write the database could build a fresh vault there (a new id, keys of their own,
+the victim's public key enrolled): with no line for that id, its open was a silent first
+sight. So the file also records, per location (the vault URL without its password,
+hashed), which vault was opened there, and a different vault at a known location is
+refused like different keys.
 """
 
 from __future__ import annotations
@@ -22,12 +29,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
 from . import _crypto as C
 from . import _format as F
 from ._files import replace_private, write_private
 from .errors import IntegrityError, VaultError
 
-HEADER = "# defenders-vault known vaults: vault id, a fingerprint of its keys, its signers (no secret)\n"
+HEADER = ("# defenders-vault known vaults: vault id, a fingerprint of its keys, its signers; "
+          "'at', a hashed location, the vault id there (no secret)\n")
 
 
 def fingerprint(vault_id: bytes, meta_key: bytes) -> str:
@@ -40,34 +51,68 @@ def signers_hash(lead_vk: bytes, recovery_vk: bytes) -> str:
                     + bytes([len(recovery_vk)]) + recovery_vk)[:16].hex()
 
 
-def _read(path: Path) -> dict[str, list[str]]:
+def location_hash(url: str) -> str:
+    """The known-vaults file's name for where a vault lives (docs/format.md 8c): the
+    normalised vault URL (vault._normalise_url) without its password, with the driver cut
+    to the backend's name and the host in lower case, hashed (the file says nothing of
+    where the vault is, and a path holds no spaces to escape)."""
+    try:
+        u = make_url(url)
+        text = URL.create(u.get_backend_name(), username=u.username, host=u.host.lower() if u.host else u.host,
+                          port=u.port, database=u.database, query=u.query).render_as_string(hide_password=False)
+    except (ArgumentError, ValueError):
+        raise VaultError("not a database URL") from None
+    return C.sha256(F.LABEL_PIN_LOCATION + text.encode("utf-8"))[:16].hex()
+
+
+def _read(path: Path) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """(vault id -> [fingerprint, signers?], location hash -> vault id)."""
     try:
         text = path.read_text("ascii")
     except FileNotFoundError:
-        return {}
+        return {}, {}
     except (OSError, UnicodeDecodeError):
         raise VaultError(f"cannot read the known-vaults file {path}") from None
     pins: dict[str, list[str]] = {}
+    places: dict[str, str] = {}
     for line in text.splitlines():
         if not line.strip() or line.startswith("#"):
             continue
         parts = line.split()
-        if not _well_formed(parts):
+        if parts[0] == "at":
+            if len(parts) != 3 or not _is_hex(parts[1], 32) or not _is_hex(parts[2], 2 * F.ID_LEN):
+                raise VaultError(f"the known-vaults file {path} is malformed; restore or remove it")
+            if parts[1] in places:
+                raise VaultError(f"the known-vaults file {path} names one location twice; restore or remove it")
+            places[parts[1]] = parts[2]
+            continue
+        if not _well_formed(parts):  # lower-case hex only: a line that could never match is no pin
             raise VaultError(f"the known-vaults file {path} is malformed; restore or remove it")
+        if parts[0] in pins:  # which one counts? neither: the file was edited
+            raise VaultError(f"the known-vaults file {path} names vault {parts[0]} twice; restore or remove it")
         pins[parts[0]] = parts[1:]
-    return pins
+    return pins, places
 
 
 def _well_formed(parts: list[str]) -> bool:
     return len(parts) in (2, 3) and all(_is_hex(x, n) for x, n in zip(parts, (2 * F.ID_LEN, 32, 32)))
 
 
+def known(path: str | os.PathLike[str]) -> set[str]:
+    """Vault ids (hex) the file has a line for (the CLI says when an open adds one)."""
+    return set(_read(Path(path))[0])
+
+
 def check(path: str | os.PathLike[str], vault_id: bytes, meta_key: bytes, signers: str, *,
-          record: bool = True) -> None:
-    """Refuse the vault if its keys or signers differ from those recorded; record it on
-    first sight (and a two-field line's missing signers) unless ``record`` is false
-    (vault.open records only once every other check passed)."""
-    _record(Path(path), vault_id.hex(), [fingerprint(vault_id, meta_key), signers], write=record)
+          record: bool = True, location: str = "", created: bool = False) -> bool:
+    """Refuse the vault if its keys or signers differ from those recorded, or if another
+    vault was opened at ``location`` (a vault URL) before; record it on first sight (and a
+    two-field line's missing signers, and a new location) unless ``record`` is false
+    (vault.open records only once every other check passed). ``created``: the caller has
+    just made this vault at ``location``, which it then takes over from any vault recorded
+    there before. True if a vault line was added."""
+    return _record(Path(path), vault_id.hex(), [fingerprint(vault_id, meta_key), signers],
+                   location_hash(location) if location else "", write=record, created=created)
 
 
 def add(path: str | os.PathLike[str], line: str) -> None:
@@ -75,31 +120,39 @@ def add(path: str | os.PathLike[str], line: str) -> None:
     (``Vault.pin_line``: vault id, fingerprint, signers): that first open is then checked
     too, not trusted. Why: a substituted slot works on a client that has never seen the
     vault; a line that came by another channel than the database leaves it nothing to
-    match."""
-    parts = line.split() if isinstance(line, str) else []
-    if not _well_formed(parts):
+    match. All three fields: without the signers the first open would take them from
+    the database."""
+    parts = line.lower().split() if isinstance(line, str) else []
+    if len(parts) != 3 or not _well_formed(parts):
         raise VaultError("a pin is the vault id, its fingerprint and its signers: 32, 32 and 32 hex digits")
-    parts = [x.lower() for x in parts]
-    _record(Path(path), parts[0], parts[1:])
+    _record(Path(path), parts[0], parts[1:], "")
 
 
 def _is_hex(text: str, length: int) -> bool:
-    return len(text) == length and all(c in "0123456789abcdefABCDEF" for c in text)
+    return len(text) == length and all(c in "0123456789abcdef" for c in text)
 
 
-def _record(p: Path, vid: str, mine: list[str], *, write: bool = True) -> None:
-    pins = _read(p)
+def _record(p: Path, vid: str, mine: list[str], place: str, *, write: bool = True, created: bool = False) -> bool:
+    pins, places = _read(p)
+    there = places.get(place) if place else None
+    if created and there != vid:
+        there = None
+    if there is not None and there != vid:
+        raise IntegrityError(f"a different vault is at this location than the one you opened there before (vault "
+                             f"{there}, now {vid}): the database may have been replaced; do not add records, tell "
+                             f"the lead (if the lead did replace it, remove the line 'at {place} {there}' from {p})")
     known = pins.get(vid)
     if known is not None:
         if any(not C.mac_equal(a.encode(), b.encode()) for a, b in zip(known, mine)):
             raise IntegrityError("this vault's keys differ from those you opened it with before: "
                                  "your key slot may have been replaced; do not add records, tell the lead")
-        if len(known) >= len(mine) or not write:
-            return
-    elif not write:
-        return
-    pins[vid] = mine
-    data = (HEADER + "".join(f"{v} {' '.join(fp)}\n" for v, fp in sorted(pins.items()))).encode("ascii")
+    if not write or (known is not None and len(known) >= len(mine) and (not place or there is not None)):
+        return False
+    pins[vid] = mine if known is None or len(known) < len(mine) else known
+    if place:
+        places[place] = vid
+    data = (HEADER + "".join(f"{v} {' '.join(fp)}\n" for v, fp in sorted(pins.items()))
+            + "".join(f"at {h} {v}\n" for h, v in sorted(places.items()))).encode("ascii")
     if p.exists():
         replace_private(p, data)
     else:
@@ -108,3 +161,4 @@ def _record(p: Path, vid: str, mine: list[str], *, write: bool = True) -> None:
         except OSError as e:
             raise VaultError(f"cannot create the folder of the known-vaults file {p}: {e.strerror}") from None
         write_private(p, data)
+    return known is None

@@ -297,7 +297,8 @@ def open(url: str | os.PathLike[str], passphrase: str | None = None, *,  # noqa:
         pending = _verified_plan(meta, "index_next", ring, vault_id)
         if pins is not None and identity is not None:  # compare first (its message is the plainest)
             from .pins import check as check_pin
-            check_pin(pins, vault_id, ring.current(K.KIND_META_KEY).secret, _pin_signers(ring), record=False)
+            check_pin(pins, vault_id, ring.current(K.KIND_META_KEY).secret, _pin_signers(ring), record=False,
+                      location=store.url)
         signer = identity is None or identity.public.ed25519 == K.signers(ring).get(b"L")
         signed_db = _check_keys_meta(meta, ring, vault_id, stored_version, _users(user_rows))
         if signed_db is None and stored_version >= F.STATEMENT_SINCE:
@@ -309,7 +310,7 @@ def open(url: str | os.PathLike[str], passphrase: str | None = None, *,  # noqa:
             raise IntegrityError("this vault's keys are not signed: the lead must open it once with this "
                                  "release before anyone else can (if the lead did, the database was edited)")
         if pins is not None and identity is not None:  # record only keys that passed every check
-            check_pin(pins, vault_id, ring.current(K.KIND_META_KEY).secret, _pin_signers(ring))
+            check_pin(pins, vault_id, ring.current(K.KIND_META_KEY).secret, _pin_signers(ring), location=store.url)
     except BaseException:
         store.dispose()
         raise
@@ -1655,13 +1656,16 @@ class Vault:
                 self._audit("denied", "", {"op": op, "why": str(e)})
             raise
 
-    def pin(self, path: str | os.PathLike[str]) -> None:
-        """Record this vault's key fingerprint in a known-vaults file, or check it against
-        the one recorded (vault.pins); the CLI's ``init`` pins the vault it creates."""
+    def pin(self, path: str | os.PathLike[str], *, created: bool = False) -> bool:
+        """Record this vault's key fingerprint and location in a known-vaults file, or check
+        them against those recorded (vault.pins); the CLI's ``init`` pins the vault it
+        creates (``created``: this vault now holds its location, whatever vault was opened
+        there before). True if the file had no line for this vault before."""
         from .pins import check as check_pin
-        self._s()  # VaultClosed on a closed vault
+        store = self._s()  # VaultClosed on a closed vault
         assert self._ring is not None
-        check_pin(path, self._vid, self._ring.current(K.KIND_META_KEY).secret, _pin_signers(self._ring))
+        return check_pin(path, self._vid, self._ring.current(K.KIND_META_KEY).secret, _pin_signers(self._ring),
+                         location=store.url, created=created)
 
     @property
     def pin_line(self) -> str:
