@@ -1164,3 +1164,23 @@ def test_a_write_only_users_revocation_cannot_be_put_back(url: str) -> None:
     for opener in ({"identity": lead}, {"passphrase": PASSPHRASE}):
         with pytest.raises(vault.IntegrityError, match="not the ones the lead signed"):
             vault.open(url, **opener)  # type: ignore[arg-type]
+
+
+def test_a_rotation_never_seals_keys_to_a_user_the_log_says_was_revoked(team) -> None:  # type: ignore[no-untyped-def]
+    """Revoked with rotate=False, sam's older user row, table signature, key statement and
+    slot are put back: all consistent, since no key changed. The lead's next rotation used
+    to re-seal the new keys to sam's slot. Now the lead's (and the recovery passphrase's)
+    open finds the lead's signed user_removed entry and refuses, and so does a rotation by
+    a handle opened before the copy was put back."""
+    url, lead, staff, tool, rid = team
+    old = _users_and_slots(url)
+    early = vault.open(url, identity=lead)
+    with vault.open(url, identity=lead) as v:
+        v.remove_user(staff.public.user_id, rotate=False)
+    _put_back(url, old)
+    undone = f"lists user {staff.public.user_id} as enrolled, but the lead revoked them"
+    for opener in ({"identity": lead}, {"passphrase": PASSPHRASE}):
+        with pytest.raises(vault.IntegrityError, match=undone):
+            vault.open(url, **opener)  # type: ignore[arg-type]
+    with early, pytest.raises(vault.IntegrityError, match=undone):
+        early.rotate()

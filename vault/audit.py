@@ -211,6 +211,29 @@ def read_entries(store: Any, after: int = 0, *, damaged: bool = False) -> list[E
     return out
 
 
+def signed_by(store: Any, conn: Any, action: str, actor: bytes) -> list[Entry]:
+    """The entries of one action that ``actor`` wrote, each checked on its own (its hash, and
+    its signature under the actor's Ed25519 key): a full scan, for rare checks only. A row
+    that fails is skipped; verify reports it where it stands."""
+    ph = "?" if store.is_sqlite else "%s"
+    rows = store.raw(conn, "SELECT seq, prev, at, actor, action, target, detail, reason, hash, sig "
+                           f"FROM dv_audit WHERE action = {ph}", (action,)).fetchall()
+    out = []
+    for r in rows:
+        e = _entry(r if store.is_sqlite else [bytes(x) if isinstance(x, memoryview) else x for x in r])
+        if e is None or e.actor != actor:
+            continue
+        try:
+            if not C.mac_equal(entry_hash(e.seq, e.prev, e.at, e.actor, e.action, e.target, e.detail, e.reason),
+                               e.hash):
+                continue
+            C.ed25519_verify(actor[32:], e.hash, e.sig)
+        except (C.AuthFailure, UnicodeEncodeError):
+            continue
+        out.append(e)
+    return out
+
+
 _U64 = 2**64
 
 

@@ -322,6 +322,9 @@ def open(url: str | os.PathLike[str], passphrase: str | None = None, *,  # noqa:
             else min(F.DB_SCHEMA_VERSION, F.SIGNED_VERSION_FROM - 1)
         if stored_version < target or (signer and (signed_db or 0) < max(stored_version, target)):
             v._upgrade(stored_version, target, resign=signer)
+        if signer:  # whoever re-seals keys and signs user tables finds a revocation undone at once
+            with store.tx(write=False, snapshot=True) as conn:
+                v._check_not_revoked(conn, v._verified_users(conn))
         v._audit("open", "", {"as": "identity" if identity else "passphrase"})
     except BaseException:
         v.close()
@@ -1594,6 +1597,23 @@ class Vault:
             return True
         return False
 
+    def _check_not_revoked(self, conn, users: list[U.User]) -> None:  # type: ignore[no-untyped-def]
+        """Refuse to seal keys to a user the lead's signed log says was revoked. Why: after a
+        revocation without a rotation (``remove_user(rotate=False)``), an older copy of the
+        user table, its signature, the key statement and the slot is consistent again, and
+        this rotation would hand the revoked user its new keys. A full scan of the log's
+        ``user_removed`` entries: rotations are rare and read every record anyway."""
+        from . import audit as A
+        lead = next((u for u in users if self._lead_vk is not None and u.public.ed25519 == self._lead_vk), None)
+        if lead is None:
+            return
+        active = {u.user_id for u in users if u.role != U.REVOKED}
+        for e in A.signed_by(self._s(), conn, "user_removed", lead.public.raw):
+            detail = _entry_detail(e)
+            if detail.get("user") in active:
+                raise IntegrityError(f"the user table lists user {detail['user']} as enrolled, but the lead revoked "
+                                     f"them (audit entry {e.seq}): an older copy was put back; tell the lead")
+
     def _reseal_slots(self, conn, ring: K.Keyring, *, checked: bool = False) -> None:  # type: ignore[no-untyped-def]
         """Write ``ring`` (or each user's role subset of it) into every slot: after a rotation
         step every holder must get the new key versions, and lose destroyed ones."""
@@ -1601,7 +1621,9 @@ class Vault:
         if not checked:
             self._check_keys(conn)
         mine = self._slot_kid.hex()
-        users = {u.slot_id: u for u in self._verified_users(conn) if u.role != U.REVOKED}
+        everyone = self._verified_users(conn)
+        users = {u.slot_id: u for u in everyone if u.role != U.REVOKED}
+        self._check_not_revoked(conn, everyone)
         secrets = {k.name: k.secret for k in ring.keys if k.kind == K.KIND_SLOT_SECRET}
         for slot_id, kind, unlock, _old in store.get_slots(conn):
             if kind == _PASSPHRASE:
