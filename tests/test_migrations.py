@@ -46,6 +46,18 @@ def test_migration_steps_are_contiguous() -> None:
     assert sorted(migrations.MIGRATIONS) == list(range(1, F.DB_SCHEMA_VERSION + 1))
 
 
+def _v1_audit_table(c) -> None:  # type: ignore[no-untyped-def]
+    """SQLite: dv_audit as version 1 of the schema made it (seq a plain primary key, not the rowid)."""
+    c.exec_driver_sql("CREATE TABLE old_audit AS SELECT * FROM dv_audit")
+    c.exec_driver_sql("DROP TABLE dv_audit")
+    c.exec_driver_sql(
+        "CREATE TABLE dv_audit (seq BIGINT NOT NULL, prev BLOB NOT NULL, at BIGINT NOT NULL, "
+        "actor BLOB NOT NULL, action VARCHAR(40) NOT NULL, target VARCHAR(40) NOT NULL, detail TEXT NOT NULL, "
+        "reason BLOB NOT NULL, hash BLOB NOT NULL, sig BLOB NOT NULL, PRIMARY KEY (seq))")
+    c.exec_driver_sql("INSERT INTO dv_audit SELECT * FROM old_audit")
+    c.exec_driver_sql("DROP TABLE old_audit")
+
+
 def test_v1_audit_table_becomes_a_rowid_table(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Step 2: on SQLite dv_audit.seq turns INTEGER PRIMARY KEY (one B-tree per append); the
     rows move unchanged, so the chain verifies and a checkpoint taken before still holds.
@@ -58,14 +70,7 @@ def test_v1_audit_table_becomes_a_rowid_table(url: str, monkeypatch: pytest.Monk
     raw = RawDB(url)
     with raw.engine.begin() as c:  # what version 1 of the schema made on SQLite
         if url.startswith("sqlite"):
-            c.exec_driver_sql("CREATE TABLE old_audit AS SELECT * FROM dv_audit")
-            c.exec_driver_sql("DROP TABLE dv_audit")
-            c.exec_driver_sql(
-                "CREATE TABLE dv_audit (seq BIGINT NOT NULL, prev BLOB NOT NULL, at BIGINT NOT NULL, "
-                "actor BLOB NOT NULL, action VARCHAR(40) NOT NULL, target VARCHAR(40) NOT NULL, detail TEXT NOT NULL, "
-                "reason BLOB NOT NULL, hash BLOB NOT NULL, sig BLOB NOT NULL, PRIMARY KEY (seq))")
-            c.exec_driver_sql("INSERT INTO dv_audit SELECT * FROM old_audit")
-            c.exec_driver_sql("DROP TABLE old_audit")
+            _v1_audit_table(c)
     raw.set_meta("db_schema_version", b"1")
     raw.close()
     with vault.open(url, PASSPHRASE) as v:
@@ -213,14 +218,7 @@ def _old_vault(url: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Identity, lis
         ph = "%s" if pg else "?"
         c.exec_driver_sql(f"INSERT INTO dv_index VALUES ({ph}, {ph}, {ph}, {ph})", terms)
         if not pg:
-            c.exec_driver_sql("CREATE TABLE old_audit AS SELECT * FROM dv_audit")
-            c.exec_driver_sql("DROP TABLE dv_audit")
-            c.exec_driver_sql(
-                "CREATE TABLE dv_audit (seq BIGINT NOT NULL, prev BLOB NOT NULL, at BIGINT NOT NULL, "
-                "actor BLOB NOT NULL, action VARCHAR(40) NOT NULL, target VARCHAR(40) NOT NULL, detail TEXT NOT NULL, "
-                "reason BLOB NOT NULL, hash BLOB NOT NULL, sig BLOB NOT NULL, PRIMARY KEY (seq))")
-            c.exec_driver_sql("INSERT INTO dv_audit SELECT * FROM old_audit")
-            c.exec_driver_sql("DROP TABLE old_audit")
+            _v1_audit_table(c)
         c.exec_driver_sql("DELETE FROM dv_meta WHERE name IN ('keys_stmt', 'keys_stmt_sig')")
     raw.set_meta("db_schema_version", b"1")
     raw.close()
