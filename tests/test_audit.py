@@ -212,17 +212,30 @@ def test_no_names_or_reasons_in_audit_tables(logged) -> None:  # type: ignore[no
         assert {e["actor"] for e in mine} == {staff.public.user_id}  # only their own entries
 
 
-def test_reasons_are_kind_r_notes_to_the_lead(logged) -> None:  # type: ignore[no-untyped-def]
-    """A sealed reason starts with version, kind R and the lead's user id; the lead also
-    reads a headerless reason of before 2026-11-26 and refuses an edited header."""
+def test_reasons_are_padded_notes_to_the_lead(logged) -> None:  # type: ignore[no-untyped-def]
+    """A sealed reason starts with version, kind Q (padded: its length shows only a 32-byte
+    bucket; kind R of before 2026-11-27 showed the exact length) and the lead's user id;
+    the lead also reads kind R and a headerless reason of before 2026-11-26, and refuses
+    an edited header."""
     from vault import _crypto as C
+    from vault import notes as N
     url, lead, staff, ids = logged
     reasons = [bytes(r[7]) for r in _rows(url) if r[7]]
-    assert reasons and all(r[:10] == b"\x01R" + bytes.fromhex(lead.public.user_id) for r in reasons)
+    assert reasons and all(r[:10] == b"\x01Q" + bytes.fromhex(lead.public.user_id) for r in reasons)
     with vault.open(url, identity=lead) as v:
         assert v._open_reason(reasons[0]) == REASON
+        for short, longer in (("visa", "visa appointment, consulate"), ("a", "b" * 30)):
+            v.set_reason(short)
+            v.get(ids[0])  # its entry carries the reason
+            v.set_reason(longer)
+            v.get(ids[0])
+        v.set_reason(None)
+        sizes = [len(bytes(r[7])) for r in _rows(url)[-4:]]
+        assert sizes[0] == sizes[1] and sizes[2] == sizes[3], sizes  # 4 and 27 bytes; 1 and 30: one bucket
+        old = N.seal_note(b"R", lead.public.x25519, bytes.fromhex(lead.public.user_id), b"an R reason")
+        assert v._open_reason(old) == "an R reason"
         assert v._open_reason(C.seal_to(lead.public.x25519, b"an older reason")) == "an older reason"
-        assert v._open_reason(b"\x01R" + bytes(8) + reasons[0][10:]) is None  # header no longer matches
+        assert v._open_reason(b"\x01Q" + bytes(8) + reasons[0][10:]) is None  # header no longer matches
         assert v._open_reason(reasons[0][:-1]) is None
 
 

@@ -30,7 +30,7 @@ KIND_GRANT = b"G"  # a break-glass grant: one value sealed to its requester, sig
 # database reader learns a value's or a reason's 32-byte bucket only, as for a field cell.
 # New kinds rather than a guess from the plaintext: the kind is inside the sealed header
 # (and a grant's signature), so a padded note cannot be passed off as an unpadded one.
-KIND_REASON_PADDED = b"Q"  # a break-glass request's reason, as kind R with the reason padded
+KIND_REASON_PADDED = b"Q"  # a reason (break-glass request, audit entry), as kind R with the reason padded
 KIND_GRANT_PADDED = b"V"  # a break-glass grant, as kind G with the JSON value padded
 
 KEY_LEN = 32  # AES-256 keys, slot secrets, DEKs, class keys

@@ -32,7 +32,7 @@ from sqlalchemy import BigInteger, Column, LargeBinary, String, Table, Text, fun
 from . import _crypto as C
 from . import _format as F
 from . import notes as N
-from .envelope import _lp8, dek_ids
+from .envelope import _lp8, dek_ids, pad
 from .errors import IntegrityError, VaultError
 from .store import _blob, metadata
 
@@ -149,7 +149,9 @@ class Auditor:
                 return work()
         reason = b""
         if self.reason and self._reason_to is not None:
-            reason = N.seal_note(F.KIND_REASON, self._reason_to[0], self._reason_to[1], self.reason.encode("utf-8"))
+            # padded (kind Q), as cells are: the log would otherwise show the reason's exact length
+            reason = N.seal_note(F.KIND_REASON_PADDED, self._reason_to[0], self._reason_to[1],
+                                 pad(self.reason.encode("utf-8")))
         last_error = ""  # its type name only: the exception itself would tie a reference cycle
         insert = _INSERT_SQLITE if store.is_sqlite else _INSERT_PG
         result: Any = None

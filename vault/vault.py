@@ -2004,8 +2004,9 @@ class Vault:
             return None
         opener = self._identity.unseal if self._identity is not None else self._recovery_unseal
         try:
-            return N.open_note(F.KIND_REASON, sealed, opener).decode("utf-8")
-        except (C.AuthFailure, UnicodeDecodeError, TypeError):
+            kind, plain = N.open_note_as((F.KIND_REASON_PADDED, F.KIND_REASON), sealed, opener)
+            return (E.unpad(plain) if kind == F.KIND_REASON_PADDED else plain).decode("utf-8")
+        except (C.AuthFailure, E.Malformed, UnicodeDecodeError, TypeError):
             return None
 
     def audit_verify(self, against: str | None = None) -> Any:

@@ -442,13 +442,19 @@ class Reader:
         sec, uid = self.reason_secret()
         if not blob or sec is None:
             return None
-        if blob[:2] == bytes([VERSION]) + b"R":
+        if blob[:2] in (bytes([VERSION]) + b"R", bytes([VERSION]) + b"Q"):
             if blob[2:10] != uid:
                 return None  # sealed to someone else
             inner = seal_open(sec, blob[10:])
             if inner[:10] != blob[:10]:
                 raise FormatError("reason: inner header differs")
-            return inner[10:].decode()
+            body = inner[10:]
+            if blob[1:2] == b"Q":  # padded: body || 0x80 || 0x00*, to a multiple of 32
+                stripped = body.rstrip(b"\x00")
+                if len(body) % 32 or not stripped.endswith(b"\x80"):
+                    raise FormatError("reason: bad padding")
+                body = stripped[:-1]
+            return body.decode()
         return seal_open(sec, blob).decode()  # headerless legacy form
 
     def pin(self):
