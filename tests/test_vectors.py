@@ -280,6 +280,38 @@ def test_padded_reason_note() -> None:
         N.open_note(F.KIND_REASON, b"\x01R" + blob[2:], unseal)
 
 
+def test_audit_reason() -> None:
+    """An audit entry's reason (since 2026-11-27): kind Q, the body the padded reason alone;
+    the library reads it as the lead does in audit_entries, and writes the same shape."""
+    from vault import audit as A
+    from vault import notes as N
+    v = load("audit_reason_v1.json")
+    x_sk, blob = b(v["recipient_x25519_secret"]), b(v["blob"])
+    unseal = lambda c: C.unseal(x_sk, c)  # noqa: E731
+    kind, body = N.open_note_as((F.KIND_REASON_PADDED, F.KIND_REASON), blob, unseal)
+    assert kind == b"Q" and body == b(v["body"]) and E.unpad(body) == v["reason"].encode()
+    auditor = A.Auditor(bytes(64), None, (C.x25519_public(x_sk), b(v["recipient_id"])))
+    auditor.reason = v["reason"]
+    written: list = []
+
+    class Store:  # just enough of one for a single append
+        is_sqlite = True
+
+        def tx(self, write: bool = False):  # type: ignore[no-untyped-def]
+            import contextlib
+            return contextlib.nullcontext(None)
+
+        def raw(self, conn, sql, params=()):  # type: ignore[no-untyped-def]
+            written.append(params)
+            from types import SimpleNamespace
+            return SimpleNamespace(fetchone=lambda: None)
+
+    auditor.append(Store(), "read", "", {}, unsigned=True)
+    mine = written[-1][7]
+    assert mine[:10] == blob[:10] and len(mine) == len(blob)
+    assert N.open_note_as((F.KIND_REASON_PADDED,), mine, unseal) == (b"Q", b(v["body"]))
+
+
 def test_padded_break_glass_grant() -> None:
     """Kind V (since 2026-11-27): a grant whose sealed JSON is padded; the library opens it."""
     from types import SimpleNamespace

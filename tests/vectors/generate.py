@@ -250,6 +250,15 @@ def build() -> dict[str, dict]:
         "reason": "Hospital admission for the participant", "body": h(qbody),
         "blob": h(qhead + sealed_box(lead_pk, "ephemeral-reason-padded", qhead + qbody)),
     }
+    abody = pad("Visa letter for the embassy".encode())
+    files["audit_reason_v1.json"] = {
+        "expect": "success",
+        "description": "dv_audit.reason since 2026-11-27: kind Q, header || sealed_box(lead, header || "
+                       "pad(UTF-8 reason)) (no vault or request id in the body, unlike dv_reveals)",
+        "recipient_x25519_secret": h(lead_x), "recipient_id": h(lead_id),
+        "reason": "Visa letter for the embassy", "body": h(abody),
+        "blob": h(qhead + sealed_box(lead_pk, "ephemeral-audit-reason", qhead + abody)),
+    }
     vhead = bytes([VERSION]) + b"V" + req_id_user
     vsealed = sealed_box(req_pk, "ephemeral-grant-padded", vhead + vid + req_id + pad(b'{"value": "Amira Haddad"}'))
     vmessage = (b"dvault/v1/break-glass" + vhead + vid + req_id + req_id_user + rid + b"legal_name" + b"\x00"
