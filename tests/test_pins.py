@@ -46,6 +46,16 @@ def test_another_vault_at_a_pinned_location_is_refused(url: str, tmp_path: Path)
     assert genuine in pins.read_text() and len(PN.known(pins)) == 1  # nothing of the new vault recorded
 
 
+def test_the_location_vector() -> None:
+    """format.md 8c spells a location one way (not SQLAlchemy's rendering, which changes
+    between its releases: it percent-encoded non-ASCII but not spaces)."""
+    import json
+    cases = json.loads((Path(__file__).parent / "vectors" / "pin_location_v1.json").read_text())["cases"]
+    for case in cases:
+        assert PN.location_text(case["url"]) == case["text"]
+        assert PN.location_hash(case["url"]) == case["place"]
+
+
 def test_the_location_has_no_password_and_no_driver(tmp_path: Path) -> None:
     a = PN.location_hash("postgresql+psycopg://sam:secret@DB.example.org:5432/ev?options=-csearch_path%3Dx")
     assert a == PN.location_hash("postgresql://sam@db.example.org:5432/ev?options=-csearch_path%3Dx")

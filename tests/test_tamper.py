@@ -627,10 +627,13 @@ def test_a_deleted_canary_list_is_refused(url: str, monkeypatch: pytest.MonkeyPa
         rid = v.plant_canary(FULL)
         other = v.add(OTHER)
     raw = RawDB(url)
+    early = vault.open(url, PASSPHRASE)  # opened before the deletion, no read of the list yet
     with raw.engine.begin() as c:
         assert c.execute(sa.text("DELETE FROM dv_meta WHERE name = 'canaries'")).rowcount == 1
-    with vault.open(url, PASSPHRASE) as v:
-        for call in (lambda: v.get(rid), lambda: v.get(other), lambda: v.find(email=OTHER["email"])):
+    with pytest.raises(vault.IntegrityError, match="canary list is missing"):
+        vault.open(url, PASSPHRASE)
+    with early:
+        for call in (lambda: early.get(rid), lambda: early.get(other), lambda: early.find(email=OTHER["email"])):
             with pytest.raises(vault.IntegrityError, match="canary list is missing"):
                 call()
     raw.close()

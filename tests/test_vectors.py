@@ -413,8 +413,9 @@ def test_key_statement() -> None:
     vid, zero = b(v["vault_id"]), bytes(8)
     lead = C.Signer(b(v["lead_ed25519_seed"]))
     u = v["user"]
-    user = User(u["user_id"], u["name"], u["role"], PublicIdentity(b(u["x25519_public"]), b(v["lead_ed25519_public"])),
+    user = User(u["user_id"], u["name"], u["role"], PublicIdentity(b(u["x25519_public"]), b(u["ed25519_public"])),
                 u["slot_id"])
+    assert user.public.user_id == u["user_id"]  # derived as format.md 8a says
     assert roster_bytes(vid, [user]) == b(v["roster_bytes"])
     roster = roster_digest(vid, [user])
     base = [K.Key(K.KIND_META_KEY, "", 1, zero, b(v["meta_key"])),

@@ -385,8 +385,8 @@ def check_key_statement(ring: Keyring, vault_id: bytes, text: str, signature: by
     claims: dict[str, str] = {}
     for line in lines[first_class:-1]:
         parts = line.split(" ")
-        if len(parts) != 5 or parts[0] != "class" or parts[1] in claims:
-            raise IntegrityError("the signed key statement is malformed")
+        if len(parts) != 5 or parts[0] != "class" or (claims and parts[1] <= list(claims)[-1]):
+            raise IntegrityError("the signed key statement is malformed")  # sorted by name, each once
         claims[parts[1]] = " ".join(parts[2:])
     if not C.mac_equal(lines[1][5:].encode(), fingerprint(vault_id, ring.current(KIND_META_KEY).secret).encode()):
         raise IntegrityError("your meta key is not the one the lead signed: your key slot may have been "

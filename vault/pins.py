@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from . import _crypto as C
@@ -51,18 +51,29 @@ def signers_hash(lead_vk: bytes, recovery_vk: bytes) -> str:
                     + bytes([len(recovery_vk)]) + recovery_vk)[:16].hex()
 
 
-def location_hash(url: str) -> str:
-    """The known-vaults file's name for where a vault lives (docs/format.md 8c): the
-    normalised vault URL (vault._normalise_url) without its password, with the driver cut
-    to the backend's name and the host in lower case, hashed (the file says nothing of
-    where the vault is, and a path holds no spaces to escape)."""
+def location_text(url: str) -> str:
+    """Where a vault lives, spelled one way (docs/format.md 8c): ``sqlite:`` and the absolute
+    path, or ``BACKEND://USER@HOST:PORT/DATABASE?K=V&...`` with the driver cut to the
+    backend's name, the host in lower case, no password, the query sorted, nothing
+    percent-encoded. Our own spelling, not a library's rendering, so that an upgrade of
+    SQLAlchemy (or a second implementation) names the same place the same way."""
     try:
         u = make_url(url)
-        text = URL.create(u.get_backend_name(), username=u.username, host=u.host.lower() if u.host else u.host,
-                          port=u.port, database=u.database, query=u.query).render_as_string(hide_password=False)
+        backend = u.get_backend_name()
     except (ArgumentError, ValueError):
         raise VaultError("not a database URL") from None
-    return C.sha256(F.LABEL_PIN_LOCATION + text.encode("utf-8"))[:16].hex()
+    if backend == "sqlite":
+        return "sqlite:" + os.path.abspath(u.database or "")
+    query = "&".join(f"{k}={v}" for k in sorted(u.query)
+                     for v in (u.query[k] if isinstance(u.query[k], tuple) else (u.query[k],)))
+    return (f"{backend}://{u.username or ''}@{(u.host or '').lower()}:{'' if u.port is None else u.port}"
+            f"/{u.database or ''}?{query}")
+
+
+def location_hash(url: str) -> str:
+    """The known-vaults file's name for where a vault lives: location_text, hashed (the file
+    says nothing of where the vault is, and a path holds no spaces to escape)."""
+    return C.sha256(F.LABEL_PIN_LOCATION + location_text(url).encode("utf-8"))[:16].hex()
 
 
 def _read(path: Path) -> tuple[dict[str, list[str]], dict[str, str]]:

@@ -187,6 +187,7 @@ def _save_ring(v: "Vault", ring: K.Keyring, meta: dict[str, bytes]) -> None:
     in one transaction."""
     store = v._s()
     with store.tx() as conn:
+        store.lock_keys(conn)  # before any slot row (Store.lock_keys)
         v._reseal_slots(conn, ring)
         store.put_meta(conn, meta)
     v._load_ring(ring)

@@ -75,6 +75,8 @@ users = Table("dv_users", metadata,
 PG_PLAN_LOCK = 0x6476_6175_6c74_0002
 #: ... and + 3 serialises database schema upgrades (Vault._upgrade).
 PG_UPGRADE_LOCK = 0x6476_6175_6c74_0003
+#: ... and + 4 serialises whatever re-seals key slots or changes the user table.
+PG_KEYS_LOCK = 0x6476_6175_6c74_0004
 
 
 class StoreError(VaultError):
@@ -434,6 +436,16 @@ class Store:
             fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
             self.raw(conn, f"SELECT {fn}(%s)", (PG_PLAN_LOCK,))
 
+    def lock_keys(self, conn: Connection) -> None:
+        """PostgreSQL: one writer of key slots and the user table at a time (enrolment,
+        revocation, rotation steps, passphrase change), until the transaction ends, taken
+        before any slot row. Why: at READ COMMITTED a revocation committing while a rotation
+        re-sealed every slot left the revoked user looking enrolled (new keys sealed to them)
+        and their deleted slot written back; and two re-sealers locking slot rows in
+        different orders deadlocked. SQLite's BEGIN IMMEDIATE serialises them already."""
+        if not self.is_sqlite:
+            self.raw(conn, "SELECT pg_advisory_xact_lock(%s)", (PG_KEYS_LOCK,))
+
     def lock_upgrade(self, conn: Connection) -> None:
         """PostgreSQL: one upgrader at a time, until the transaction ends: two clients opening
         an old vault at once would otherwise both run the steps (and take the meta row and the
@@ -478,13 +490,19 @@ class Store:
         return None if row is None else _blob(row[0])
 
     @staticmethod
-    def put_slot(conn: Connection, slot_id: str, kind: str, unlock: bytes, keyring: bytes) -> None:
+    def put_slot(conn: Connection, slot_id: str, kind: str, unlock: bytes, keyring: bytes, *,
+                 new: bool = True) -> bool:
+        """Write a slot; False if it is gone and ``new`` is False (a re-seal must never bring
+        back a slot that a revocation deleted)."""
         # updated in place: a delete and insert would show a client locking its slot row
         # (Vault._check_keys) no row at all for a moment, i.e. a revoked slot
         res = conn.execute(update(slots).where(slots.c.slot_id == slot_id)
                            .values(kind=kind, unlock=unlock, keyring=keyring))
         if res.rowcount == 0:
+            if not new:
+                return False
             conn.execute(slots.insert().values(slot_id=slot_id, kind=kind, unlock=unlock, keyring=keyring))
+        return True
 
     @staticmethod
     def delete_slot(conn: Connection, slot_id: str) -> None:

@@ -257,6 +257,8 @@ def open(url: str | os.PathLike[str], passphrase: str | None = None, *,  # noqa:
                                  "interrupted and may lack records): run the move again; it replaces this vault")
         if len(vault_id) != F.ID_LEN:
             raise IntegrityError("vault id is malformed")
+        if stored_version >= 7 and not meta.get("canaries"):  # format.md 13a: always there from 7 on
+            raise IntegrityError("the canary list is missing (deleted in the database?); tell the lead")
         from .store import check_db_version
         check_db_version(stored_version)
         me: U.User | None = None
@@ -599,8 +601,10 @@ class Vault:
             except (KeyError, ValueError):
                 raise IntegrityError("vault metadata is missing or malformed") from None
             check_db_version(now)
-            if now != stored:  # another client upgraded it since we read it: its upgrade stands
+            if now >= target and not resign:  # another client upgraded it since we read it
                 return
+            stored = now  # or took it part of the way (staff stop at 6): go on from there (a
+            # signer at the target only signs the statement again: no step runs)
             lowered = stored < 6 and has_states(store)
             if lowered and stored < 5:
                 raise IntegrityError(f"this vault's database version was lowered to v{stored} (its log holds entries "
@@ -1461,6 +1465,7 @@ class Vault:
         keyring = K.seal_keyring(secret, slot_kid, self._vid, U.role_keyring(self._ring, r, self._lead_vk))
         user = U.User(pub.user_id, name, r.name, pub, slot_kid.hex())
         with store.tx() as conn:
+            store.lock_keys(conn)  # before any slot row: no re-seal or revocation meanwhile
             self._check_keys(conn)  # the new slot gets our keys: they must be the current ones
             current = self._verified_users(conn)
             if any(u.user_id == user.user_id for u in current):
@@ -1483,6 +1488,7 @@ class Vault:
         lead = self._need_lead("removing users")
         store = self._s()
         with store.tx() as conn:
+            store.lock_keys(conn)  # before any slot row: no re-seal or enrolment meanwhile
             self._check_keys(conn)
             current = self._verified_users(conn)
             gone = next((u for u in current if u.user_id == user_id and u.role != U.REVOKED), None)
@@ -1616,8 +1622,11 @@ class Vault:
 
     def _reseal_slots(self, conn, ring: K.Keyring, *, checked: bool = False) -> None:  # type: ignore[no-untyped-def]
         """Write ``ring`` (or each user's role subset of it) into every slot: after a rotation
-        step every holder must get the new key versions, and lose destroyed ones."""
+        step every holder must get the new key versions, and lose destroyed ones. The caller
+        took Store.lock_keys first (before any slot row), so no enrolment, revocation or other
+        re-seal commits while this one reads the users and writes their slots."""
         store = self._s()
+        store.lock_keys(conn)  # taken already by every caller; held again, it costs nothing
         if not checked:
             self._check_keys(conn)
         mine = self._slot_kid.hex()
@@ -1631,7 +1640,8 @@ class Vault:
                 if secret is None:
                     raise AccessDenied("cannot re-seal a passphrase slot whose secret this opener lacks")
                 blob = K.seal_keyring(secret, bytes.fromhex(slot_id), self._vid, ring)
-                store.put_slot(conn, slot_id, kind, unlock, blob)
+                if not store.put_slot(conn, slot_id, kind, unlock, blob, new=False):
+                    raise KeysChanged()
                 if slot_id == mine:
                     self._keys_seen = blob
                 continue
@@ -1641,8 +1651,9 @@ class Vault:
             secret = C.random_bytes(F.KEY_LEN)
             sub = U.role_keyring(ring, self.schema.role(u.role), self._lead_vk)
             blob = K.seal_keyring(secret, bytes.fromhex(slot_id), self._vid, sub)
-            store.put_slot(conn, slot_id, kind, U.seal_user_slot(u.public, secret, bytes.fromhex(slot_id), self._vid),
-                           blob)
+            if not store.put_slot(conn, slot_id, kind, U.seal_user_slot(u.public, secret, bytes.fromhex(slot_id),
+                                                                         self._vid), blob, new=False):
+                raise KeysChanged()  # revoked meanwhile: never write their slot back
             if slot_id == mine:
                 self._slot_secret = secret
                 self._keys_seen = blob
@@ -2210,6 +2221,7 @@ class Vault:
         ring = K.Keyring([k if not (k.kind == K.KIND_SLOT_SECRET and k.name == slot_id)
                           else K.Key(k.kind, k.name, k.version, k.kid, secret) for k in self._ring.keys])
         with store.tx() as conn:
+            store.lock_keys(conn)  # before any slot row (it re-seals every slot)
             if slot_id not in {r[0] for r in store.get_slots(conn)}:
                 raise VaultError("this vault's passphrase slot disappeared")
             self._check_keys(conn)

@@ -389,6 +389,18 @@ def build() -> dict[str, dict]:
         "recovery_ed25519_public": h(rec_vk), "line": f"{h(vid)} {h(pin)} {h(signers)}",
         "line_without_lead": f"{h(vid)} {h(pin)} {h(no_lead)}",
     }
+    places = [("sqlite:////srv/dv/wörk dir/dd 2026.vault", "sqlite:/srv/dv/wörk dir/dd 2026.vault"),
+              ("postgresql+psycopg://sam:secret@DB.Example.org:5432/ev?options=-csearch_path%3Dev&sslmode=require",
+               "postgresql://sam@db.example.org:5432/ev?options=-csearch_path=ev&sslmode=require"),
+              ("postgresql://db/ev", "postgresql://@db:/ev?")]
+    files["pin_location_v1.json"] = {
+        "expect": "success",
+        "description": "known-vaults location lines: location text (format.md 8c) and "
+                       "place = hex(SHA-256('dvault/v1/pin-location' || UTF-8(text))[0:16])",
+        "cases": [{"url": url, "text": text,
+                   "place": hashlib.sha256(b"dvault/v1/pin-location" + text.encode()).digest()[:16].hex()}
+                  for url, text in places],
+    }
     files["key_statement_v1.json"] = {
         "expect": "success",
         "description": "ASCII lines: header, meta pin, class NAME VERSION kid X25519(HKDF(class key, class-box)) "
@@ -399,9 +411,12 @@ def build() -> dict[str, dict]:
         "statement": statement, "signature": h(b"L" + crypto_sign(signed, signer_sk)[:64]),
     }
     # v2 (database schema v7 on): the version and the user table's digest after the meta line
+    user_x = crypto_scalarmult_base(det("statement-user-x25519-secret", 32))
+    user_id = hashlib.sha256(b"dvault-user-id" + user_x + signer_pk).digest()[:8].hex()
+    slot_id = det("statement-user-slot", 8).hex()
     roster = b"dvault/v1/roster" + vid + (1).to_bytes(4, "big") + b"".join(
-        bytes([len(x)]) + x for x in (b"0123456789abcdef", "Amira Haddad".encode(), b"lead")) \
-        + det("statement-user-x25519", 32) + signer_pk + bytes([32]) + b"00112233445566778899aabbccddeeff"
+        bytes([len(x)]) + x for x in (user_id.encode(), "Amira Haddad".encode(), b"lead")) \
+        + user_x + signer_pk + bytes([len(slot_id)]) + slot_id.encode()
     lines2 = ["dvault keys v2", lines[1], "db 7", f"users {h(hashlib.sha256(roster).digest())}"] + lines[2:]
     statement2 = "\n".join(lines2) + "\n"
     signed2 = b"dvault/v1/keys-sig" + vid + hashlib.sha256(statement2.encode("ascii")).digest()
@@ -413,8 +428,8 @@ def build() -> dict[str, dict]:
         "classes": [{"name": n, "version": v, "kid": h(k), "key": h(key)} for n, (key, k, v) in sorted(classes.items())],
         "lead_ed25519_seed": h(signer_seed), "lead_ed25519_public": h(signer_pk),
         "db_version": 7, "roster_bytes": h(roster),
-        "user": {"user_id": "0123456789abcdef", "name": "Amira Haddad", "role": "lead",
-                 "x25519_public": h(det("statement-user-x25519", 32)), "slot_id": "00112233445566778899aabbccddeeff"},
+        "user": {"user_id": user_id, "name": "Amira Haddad", "role": "lead", "x25519_public": h(user_x),
+                 "ed25519_public": h(signer_pk), "slot_id": slot_id},
         "statement": statement2, "signature": h(b"L" + crypto_sign(signed2, signer_sk)[:64]),
     }
     # -- blind index -------------------------------------------------------------------------
