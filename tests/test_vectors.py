@@ -446,7 +446,10 @@ def test_key_statement() -> None:
     edited = stmt.replace("class risk 3", "class risk 4")
     with pytest.raises(vault.IntegrityError, match="signature"):
         K.check_key_statement(full, vid, edited, sig, db_version=db, roster=roster)
-    for bad in ("dvault keys v2\n", stmt + "class x\n", stmt.rstrip("\n"), stmt.replace("db 7", "db 07"),
+    head, classes = stmt.split("\nclass ", 1)
+    unsorted = head + "\nclass " + "\nclass ".join(reversed(classes.rstrip("\n").split("\nclass "))) + "\n"
+    twice = stmt + stmt.rstrip("\n").rsplit("\n", 1)[1] + "\n"
+    for bad in (unsorted, twice, "dvault keys v2\n", stmt + "class x\n", stmt.rstrip("\n"), stmt.replace("db 7", "db 07"),
                 stmt.replace("\nusers ", "\nusers  "), stmt.replace("dvault keys v2", "dvault keys v3")):
         with pytest.raises(vault.IntegrityError):
             K.check_key_statement(full, vid, bad, K.sign_text("keys", vid, bad, b"L", lead), db_version=db, roster=roster)
