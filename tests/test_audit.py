@@ -824,3 +824,24 @@ def test_an_unpadded_canary_list_of_before_is_still_read(url: str) -> None:
     assert len(_canary_list(url)) == F.NONCE_LEN + F.CANARY_LIST_BLOCK + F.TAG_LEN
     with vault.open(url, PASSPHRASE) as v:
         assert v._canaries() == {decoy}
+
+
+def test_an_entry_rolled_back_with_its_transaction_leaves_the_chain_whole(url: str) -> None:
+    """An add's entry is written in the add's transaction, which can still fail after it (here:
+    a damaged canary list when the add re-seals it). The appender cached the rolled-back
+    entry as the head, and on SQLite the next entry skipped a number: the log stayed
+    broken for good."""
+    with vault.create(url, PASSPHRASE) as v:
+        v.add({"badge_name": "A"})
+        raw = RawDB(url)
+        blob = bytearray(raw.meta("canaries"))
+        blob[-1] ^= 1
+        raw.set_meta("canaries", bytes(blob))
+        v._canary_cache = None  # as a handle opened after the damage
+        with pytest.raises(vault.IntegrityError, match="canary list"):
+            v.add({"badge_name": "B"})
+        raw.set_meta("canaries", bytes(blob[:-1]) + bytes([blob[-1] ^ 1]))  # repaired
+        raw.close()
+        v._canary_cache = None
+        v.add({"badge_name": "C"})
+        assert v.audit_verify().ok

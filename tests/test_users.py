@@ -1184,3 +1184,51 @@ def test_a_rotation_never_seals_keys_to_a_user_the_log_says_was_revoked(team) ->
             vault.open(url, **opener)  # type: ignore[arg-type]
     with early, pytest.raises(vault.IntegrityError, match=undone):
         early.rotate()
+
+
+def test_an_upgrade_never_signs_a_user_table_put_back(url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A v6 vault (an older release's); sam revoked with rotate=False; the older user table,
+    signature, statement and slot put back. The lead's open refused it, but only after its
+    upgrade had committed a v7 statement the lead signed over that table. The check now
+    runs inside the upgrade, which rolls back."""
+    lead, staff = Identity.generate(), Identity.generate()
+    with old_release(monkeypatch, states=True), vault.create(url, PASSPHRASE, lead=lead) as v:
+        v.add_user(staff.public, "sam", "staff")
+        old = _users_and_slots(url)
+        v.remove_user(staff.public.user_id, rotate=False)  # by a release before v7
+    raw = RawDB(url)
+    raw.set_meta("db_schema_version", b"6")
+    raw.close()
+    _put_back(url, old)
+    with pytest.raises(vault.IntegrityError, match="as enrolled, but the lead revoked them"):
+        vault.open(url, identity=lead)
+    assert raw_meta(url, "db_schema_version") == b"6"
+    assert raw_meta(url, "keys_stmt").startswith(b"dvault keys v1\n")
+
+
+def test_a_signer_upgrading_after_a_rotation_elsewhere_reopens(url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The recovery opener read a v6 vault's keys; before its upgrade ran, the lead opened
+    (upgrading it) and rotated. The recovery opener's upgrade then signed the statement
+    with its old keys, and no one could open the vault any more. It now gets KeysChanged."""
+    with old_release(monkeypatch, states=True):
+        url, lead, staff, tool, rid = _make_team(url)
+    raw = RawDB(url)
+    raw.set_meta("db_schema_version", b"6")
+    raw.close()
+    real = vault.Vault._upgrade
+    first = [True]
+
+    def meanwhile(self, stored, target, *, resign):  # type: ignore[no-untyped-def]
+        if first[0]:
+            first[0] = False
+            with vault.open(url, identity=lead) as other:
+                other.rotate(["risk"])
+        return real(self, stored, target, resign=resign)
+
+    monkeypatch.setattr(vault.Vault, "_upgrade", meanwhile)
+    with pytest.raises(vault.KeysChanged):
+        vault.open(url, PASSPHRASE)
+    monkeypatch.setattr(vault.Vault, "_upgrade", real)
+    for opener in ({"identity": lead}, {"passphrase": PASSPHRASE}, {"identity": staff}):
+        with vault.open(url, **opener) as v:  # type: ignore[arg-type]
+            assert v.get(rid)["email"] == PERSON["email"]

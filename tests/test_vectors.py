@@ -296,6 +296,7 @@ def test_audit_reason() -> None:
 
     class Store:  # just enough of one for a single append
         is_sqlite = True
+        in_transaction = False
 
         def tx(self, write: bool = False):  # type: ignore[no-untyped-def]
             import contextlib

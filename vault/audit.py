@@ -181,7 +181,10 @@ class Auditor:
                     h = entry_hash(seq, prev, at, self.actor, action, target, text, reason)
                     sig = bytes(64) if (unsigned or self._sign is None) else self._sign(h)
                     store.raw(conn, insert, (seq, prev, at, self.actor, action, target, text, reason, h, sig))
-                self._head = (seq, h)
+                # Known only once committed: inside a caller's transaction, which can still roll
+                # back (a later step failing), a cached head would give the next entry a seq
+                # and prev that the log never held (SQLite keeps the cache between appends).
+                self._head = None if store.in_transaction else (seq, h)
                 return result
             except Exception as e:  # noqa: BLE001 - any failure means: not audited, so refuse
                 if in_work:
@@ -203,7 +206,7 @@ def read_entries(store: Any, after: int = 0, *, damaged: bool = False) -> list[E
                                f"FROM dv_audit WHERE seq > {ph} ORDER BY seq", (after,)).fetchall()
     out = []
     for r in rows:
-        e = _entry(r if store.is_sqlite else [bytes(x) if isinstance(x, memoryview) else x for x in r])
+        e = _row_entry(store, r)
         if e is None:
             if not damaged:
                 which = f"audit entry {r[0]}" if type(r[0]) is int else "an audit entry"
@@ -213,23 +216,23 @@ def read_entries(store: Any, after: int = 0, *, damaged: bool = False) -> list[E
     return out
 
 
-def signed_by(store: Any, conn: Any, action: str, actor: bytes) -> list[Entry]:
-    """The entries of one action that ``actor`` wrote, each checked on its own (its hash, and
-    its signature under the actor's Ed25519 key): a full scan, for rare checks only. A row
-    that fails is skipped; verify reports it where it stands."""
+def signed_by(store: Any, conn: Any, action: str, actors: set[bytes]) -> list[Entry]:
+    """The entries of one action that one of ``actors`` wrote, each checked on its own (its
+    hash, and its signature under the actor's Ed25519 key): a scan of the log, for rare
+    checks. A row that fails is skipped; verify reports it where it stands."""
     ph = "?" if store.is_sqlite else "%s"
     rows = store.raw(conn, "SELECT seq, prev, at, actor, action, target, detail, reason, hash, sig "
                            f"FROM dv_audit WHERE action = {ph}", (action,)).fetchall()
     out = []
     for r in rows:
-        e = _entry(r if store.is_sqlite else [bytes(x) if isinstance(x, memoryview) else x for x in r])
-        if e is None or e.actor != actor:
+        e = _row_entry(store, r)
+        if e is None or e.actor not in actors:
             continue
         try:
             if not C.mac_equal(entry_hash(e.seq, e.prev, e.at, e.actor, e.action, e.target, e.detail, e.reason),
                                e.hash):
                 continue
-            C.ed25519_verify(actor[32:], e.hash, e.sig)
+            C.ed25519_verify(e.actor[32:], e.hash, e.sig)
         except (C.AuthFailure, UnicodeEncodeError):
             continue
         out.append(e)
@@ -237,6 +240,11 @@ def signed_by(store: Any, conn: Any, action: str, actor: bytes) -> list[Entry]:
 
 
 _U64 = 2**64
+
+
+def _row_entry(store: Any, r: Any) -> Entry | None:
+    """A fetched row as an Entry (PostgreSQL's driver returns BYTEA as memoryview), or None."""
+    return _entry(r if store.is_sqlite else [bytes(x) if isinstance(x, memoryview) else x for x in r])
 
 
 def _entry(r: Any) -> Entry | None:

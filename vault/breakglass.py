@@ -28,6 +28,7 @@ from . import envelope as E
 from . import notes as N
 from .errors import AccessDenied, IntegrityError, NotFound, ValidationError
 from .store import _blob, metadata
+from .users import is_hex_id
 
 if TYPE_CHECKING:
     from .identity import PublicIdentity
@@ -43,7 +44,6 @@ reveals = Table("dv_reveals", metadata,
                 Column("created", Integer, nullable=False))
 
 LABEL = b"dvault/v1/break-glass"
-_HEX8 = re.compile(r"[0-9a-f]{16}")  # request ids and user ids: hex of 8 bytes
 _FIELD = re.compile(r"[a-z][a-z0-9_]{0,62}")  # a schema field name (ASCII: it is signed as such)
 
 
@@ -69,8 +69,7 @@ def _row(r: Any) -> _Row:
                    None if r.grant is None else _blob(r.grant), r.created)
     except IntegrityError:
         out = None
-    if out is None or not (isinstance(out.req_id, str) and _HEX8.fullmatch(out.req_id)
-                           and isinstance(out.requester, str) and _HEX8.fullmatch(out.requester)
+    if out is None or not (is_hex_id(out.req_id) and is_hex_id(out.requester)
                            and len(out.record_id) == F.ID_LEN and isinstance(out.field, str)
                            and _FIELD.fullmatch(out.field) and type(out.created) is int):
         raise IntegrityError("a break-glass request row is malformed (edited in the database)")

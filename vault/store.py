@@ -436,6 +436,11 @@ class Store:
             fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
             self.raw(conn, f"SELECT {fn}(%s)", (PG_PLAN_LOCK,))
 
+    @property
+    def in_transaction(self) -> bool:
+        """Whether a transaction is open on this store (so a nested one commits nothing)."""
+        return bool(self._depth)
+
     def lock_keys(self, conn: Connection) -> None:
         """PostgreSQL: one writer of key slots and the user table at a time (enrolment,
         revocation, rotation steps, passphrase change), until the transaction ends, taken

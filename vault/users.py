@@ -56,13 +56,14 @@ def from_row(user_id: object, name: object, role: object, public: bytes, slot_id
     type in any column), which made the signed bytes themselves fail to build."""
     if len(public) != 64:
         raise IntegrityError("user table holds a malformed public key")
-    if not (_is_hex_id(user_id) and _is_hex_id(slot_id) and _is_lp8_text(name) and _is_lp8_text(role)):
+    if not (is_hex_id(user_id) and is_hex_id(slot_id) and _is_lp8_text(name) and _is_lp8_text(role)):
         raise IntegrityError("user table holds a malformed row (edited in the database)")
     assert isinstance(user_id, str) and isinstance(name, str) and isinstance(role, str) and isinstance(slot_id, str)
     return User(user_id, name, role, PublicIdentity(public[:32], public[32:]), slot_id)
 
 
-def _is_hex_id(x: object) -> bool:
+def is_hex_id(x: object) -> bool:
+    """A user, slot or request id as stored: the lower-case hex of 8 bytes."""
     return isinstance(x, str) and _HEX_ID.fullmatch(x) is not None
 
 
