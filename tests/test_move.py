@@ -309,3 +309,26 @@ def test_a_move_that_crashes_after_creating_leaves_a_vault_that_is_refused(old, 
         moved.vault.close()
     with vault.open(url2, NEW_PASSPHRASE) as dst:
         assert len(dst) == 4
+
+
+def test_a_moving_mark_on_a_vault_with_records_is_tampering(url: str) -> None:
+    """The mark is not authenticated. Set on a live vault by a database writer, open() said
+    "run the move again; it replaces this vault", and a re-run of the move would have
+    dropped everything added since. A move's records and the mark's removal commit
+    together, so a marked vault with records is refused as edited, and never replaced."""
+    from vault.vault import discard_unfinished_move
+    with vault.create(url, PASSPHRASE) as v:
+        v.add({"badge_name": "Added after the move"})
+    raw = RawDB(url)
+    with raw.engine.begin() as c:
+        c.execute(sa.text("DELETE FROM dv_meta WHERE name = 'moving'"))
+        c.execute(sa.text("INSERT INTO dv_meta (name, value) VALUES ('moving', :v)"), {"v": b"ab" * 16})
+    raw.close()
+    with pytest.raises(vault.IntegrityError, match="marked as an unfinished move"):
+        vault.open(url, PASSPHRASE)
+    with pytest.raises(vault.IntegrityError, match="not replacing it"):
+        discard_unfinished_move(url)
+    raw = RawDB(url)
+    with raw.engine.begin() as c:
+        assert c.execute(sa.text("SELECT count(*) FROM dv_records")).scalar_one() == 1
+    raw.close()

@@ -1232,3 +1232,16 @@ def test_a_signer_upgrading_after_a_rotation_elsewhere_reopens(url: str, monkeyp
     for opener in ({"identity": lead}, {"passphrase": PASSPHRASE}, {"identity": staff}):
         with vault.open(url, **opener) as v:  # type: ignore[arg-type]
             assert v.get(rid)["email"] == PERSON["email"]
+
+
+def test_an_enrolment_never_signs_a_user_table_put_back(team) -> None:  # type: ignore[no-untyped-def]
+    """A lead handle opened before an older user table was put back (after sam's revocation
+    with rotate=False) enrolled someone, and so signed the old table, sam enrolled again."""
+    url, lead, staff, tool, rid = team
+    old = _users_and_slots(url)
+    early = vault.open(url, identity=lead)
+    with vault.open(url, identity=lead) as v:
+        v.remove_user(staff.public.user_id, rotate=False)
+    _put_back(url, old)
+    with early, pytest.raises(vault.IntegrityError, match="as enrolled, but the lead revoked them"):
+        early.add_user(Identity.generate().public, "newcomer", "tool")

@@ -201,6 +201,10 @@ def discard_unfinished_move(url: str | os.PathLike[str]) -> None:
         if store.has_vault():
             with store.tx(write=False) as conn:
                 unfinished = bool(store.get_meta_values(conn, ["moving"]).get("moving"))
+                if unfinished and store.count_records(conn):  # the move's records and the mark's
+                    # removal commit together: a marked vault with records was marked by hand
+                    raise IntegrityError("this vault holds records but is marked as an unfinished move "
+                                         "(edited in the database?): not replacing it")
         made = store.vault_tables() if unfinished else set()  # create() refused any other dv_* table
     except BaseException:
         store.dispose()
@@ -253,6 +257,10 @@ def open(url: str | os.PathLike[str], passphrase: str | None = None, *,  # noqa:
         if fmt != F.FORMAT_VERSION:
             raise IntegrityError(f"unknown vault format version {fmt}")
         if meta.get("moving"):
+            with store.tx(write=False) as conn:
+                if store.count_records(conn):  # records and the mark's removal commit together
+                    raise IntegrityError("this vault holds records but is marked as an unfinished move (edited "
+                                         "in the database?); do not re-run the move over it, tell the lead")
             raise UnfinishedMove("this vault is the destination of a move that did not finish (it was "
                                  "interrupted and may lack records): run the move again; it replaces this vault")
         if len(vault_id) != F.ID_LEN:
@@ -1476,6 +1484,7 @@ class Vault:
             store.lock_keys(conn)  # before any slot row: no re-seal or revocation meanwhile
             self._check_keys(conn)  # the new slot gets our keys: they must be the current ones
             current = self._verified_users(conn)
+            self._check_not_revoked(conn, current)  # it signs this table: never one put back
             if any(u.user_id == user.user_id for u in current):
                 raise ValidationError(f"user {user.user_id} is already enrolled (or was revoked: use a new identity)")
             if any(u.name.casefold() == name.casefold() and u.role != U.REVOKED for u in current):
