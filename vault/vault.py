@@ -356,6 +356,15 @@ def _keys_meta(ring: K.Keyring, vault_id: bytes, who: bytes, sign: Callable[[byt
     return {"keys_stmt": text.encode("ascii"), "keys_stmt_sig": K.sign_text("keys", vault_id, text, who, sign)}
 
 
+def _meta_version(meta: dict[str, bytes]) -> int:
+    """The stored ``db_schema_version`` (not authenticated by itself: the key statement
+    signs it from v7 on)."""
+    try:
+        return int(meta["db_schema_version"])
+    except (KeyError, ValueError):
+        raise IntegrityError("vault metadata is missing or malformed") from None
+
+
 def _check_keys_meta(meta: dict[str, bytes], ring: K.Keyring, vault_id: bytes, db_version: int,
                      users: list[U.User]) -> int | None:
     """Check the stored key statement against a keyring, the stored database version and
@@ -607,10 +616,7 @@ class Vault:
             if resign:  # it signs the keys it holds: they must be the current ones (as any re-seal)
                 store.lock_keys(conn)
                 self._check_keys(conn)  # KeysChanged if a rotation happened since we opened
-            try:
-                now = int(store.get_meta_values(conn, ["db_schema_version"])["db_schema_version"])
-            except (KeyError, ValueError):
-                raise IntegrityError("vault metadata is missing or malformed") from None
+            now = self._db_version(conn)
             check_db_version(now)
             if now >= target:  # another client upgraded it since we read it
                 if not resign:
@@ -1430,10 +1436,7 @@ class Vault:
             U.verify_roster(self._lead_vk, self._vid, users, meta.get("roster_sig", b""))
         if statement:  # and it is the table the lead signed last, not an older signed copy
             assert self._ring is not None
-            try:
-                version = int(meta.get("db_schema_version", b""))
-            except ValueError:
-                raise IntegrityError("vault metadata is missing or malformed") from None
+            version = _meta_version(meta)
             try:
                 signed = _check_keys_meta(meta, self._ring, self._vid, version, users)
             except IntegrityError:
@@ -1458,10 +1461,7 @@ class Vault:
                                   **_keys_meta(self._ring, self._vid, b"L", lead.sign, self._db_version(conn), users)})
 
     def _db_version(self, conn) -> int:  # type: ignore[no-untyped-def]
-        try:
-            return int(self._s().get_meta_values(conn, ["db_schema_version"]).get("db_schema_version", b""))
-        except ValueError:
-            raise IntegrityError("vault metadata is missing or malformed") from None
+        return _meta_version(self._s().get_meta_values(conn, ["db_schema_version"]))
 
     def _add_user_impl(self, public: PublicIdentity | str, name: str, role: str) -> U.User:
         """Enrol a user: seal their role's keys to their public key and sign the user table.
@@ -2164,7 +2164,7 @@ class Vault:
             meta = self._s().get_meta_values(conn, ["canaries", "db_schema_version"])
         blob = meta.get("canaries", b"")
         if not blob:
-            if meta.get("db_schema_version", b"").isdigit() and int(meta["db_schema_version"]) >= 7:
+            if _meta_version(meta) >= 7:
                 # written at creation (and by the upgrade to v7): deleted, every canary would be off
                 raise IntegrityError("the canary list is missing (deleted in the database?); tell the lead")
             self._canary_cache = set()
