@@ -58,6 +58,16 @@ def _v1_audit_table(c) -> None:  # type: ignore[no-untyped-def]
     c.exec_driver_sql("DROP TABLE old_audit")
 
 
+def _v2_index_table(c, pg: bool, terms: list) -> None:  # type: ignore[no-untyped-def]
+    """dv_index as versions 1 and 2 of the schema made it (one row per term), with ``terms``."""
+    c.exec_driver_sql("DROP TABLE dv_index")
+    c.exec_driver_sql(f"CREATE TABLE dv_index (gen INTEGER NOT NULL, name VARCHAR(80) NOT NULL, "
+                      f"value BIGINT NOT NULL, record_id {'BYTEA' if pg else 'BLOB'} NOT NULL, "
+                      f"PRIMARY KEY (gen, name, value, record_id)){'' if pg else ' WITHOUT ROWID'}")
+    ph = "%s" if pg else "?"
+    c.exec_driver_sql(f"INSERT INTO dv_index VALUES ({ph}, {ph}, {ph}, {ph})", terms)
+
+
 def test_v1_audit_table_becomes_a_rowid_table(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Step 2: on SQLite dv_audit.seq turns INTEGER PRIMARY KEY (one B-tree per append); the
     rows move unchanged, so the chain verifies and a checkpoint taken before still holds.
@@ -114,14 +124,8 @@ def test_v2_index_rows_become_bucket_rows(url: str, monkeypatch: pytest.MonkeyPa
     assert len(terms) >= 40 * 4
     pg = not url.startswith("sqlite")
     role = "dvt_role_" + _secrets.token_hex(4)
-    blob = "BYTEA" if pg else "BLOB"
     with raw.engine.begin() as c:  # what version 2 of the schema made, with the same terms
-        c.exec_driver_sql("DROP TABLE dv_index")
-        c.exec_driver_sql(f"CREATE TABLE dv_index (gen INTEGER NOT NULL, name VARCHAR(80) NOT NULL, "
-                          f"value BIGINT NOT NULL, record_id {blob} NOT NULL, "
-                          f"PRIMARY KEY (gen, name, value, record_id)){'' if pg else ' WITHOUT ROWID'}")
-        ph = "%s" if pg else "?"
-        c.exec_driver_sql(f"INSERT INTO dv_index VALUES ({ph}, {ph}, {ph}, {ph})", terms)
+        _v2_index_table(c, pg, terms)
         if pg:
             c.exec_driver_sql(f"CREATE ROLE {role}")
             c.exec_driver_sql(f"GRANT SELECT, INSERT ON dv_index TO {role}")
@@ -211,12 +215,7 @@ def _old_vault(url: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Identity, lis
     terms = raw.index_terms()
     pg = not url.startswith("sqlite")
     with raw.engine.begin() as c:
-        c.exec_driver_sql("DROP TABLE dv_index")
-        c.exec_driver_sql(f"CREATE TABLE dv_index (gen INTEGER NOT NULL, name VARCHAR(80) NOT NULL, "
-                          f"value BIGINT NOT NULL, record_id {'BYTEA' if pg else 'BLOB'} NOT NULL, "
-                          f"PRIMARY KEY (gen, name, value, record_id))")
-        ph = "%s" if pg else "?"
-        c.exec_driver_sql(f"INSERT INTO dv_index VALUES ({ph}, {ph}, {ph}, {ph})", terms)
+        _v2_index_table(c, pg, terms)
         if not pg:
             _v1_audit_table(c)
         c.exec_driver_sql("DELETE FROM dv_meta WHERE name IN ('keys_stmt', 'keys_stmt_sig')")

@@ -983,8 +983,9 @@ class Vault:
         row change with every add, a canary's as any other, and the decoy row and its tag
         commit together (on PostgreSQL the same xmin). Read under FOR UPDATE (taken after the
         log's lock, as every writer of the list takes them): a canary planted meanwhile by
-        someone else is kept. A vault without the row (made before 2026-11-27 with no canary
-        planted) gets one only when a canary is planted."""
+        someone else is kept. A vault without the row (below schema v7: an older release made it
+        and planted none) gets one only when a canary is planted; from v7 open() refuses one
+        without it."""
         blob = self._s().meta_value(conn, "canaries", lock=True)
         if not blob and not new:
             return
