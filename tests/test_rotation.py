@@ -168,6 +168,7 @@ def test_sigkill_during_rotation(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # many trials by design; CI bounds them (DVAULT_STRESS_TRIALS)
 def test_sigkill_stress(tmp_path: Path) -> None:
     trials = int(os.environ.get("DVAULT_STRESS_TRIALS", "100"))
     hits = sum(_kill_trial(tmp_path, t, "reencrypt" if t % 2 else "rewrap") for t in range(1000, 1000 + trials))
