@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable
 import click
 
 import vault
+from vault._files import check_private
 from vault.pins import known as known_vaults
 from vault.identity import Identity
 
@@ -31,6 +32,7 @@ def config() -> dict[str, Any]:
     p = config_path()
     if not p.is_file():
         return {}
+    check_private(p, "config file")  # it names the vault and the identity: another account must not
     try:
         data = tomllib.loads(p.read_text("utf-8"))
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError):  # nesting: tomllib recurses
@@ -77,6 +79,13 @@ def open_vault(url: str | None, identity: Path | None, passphrase_file: Path | N
                recovery: bool = False) -> vault.Vault:
     """Unlock with the user's identity (its passphrase is prompted), or with the recovery
     passphrase when no identity is configured or ``--recovery`` is given."""
+    return open_vault_as(url, identity, passphrase_file, recovery)[0]
+
+
+def open_vault_as(url: str | None, identity: Path | None, passphrase_file: Path | None,
+                  recovery: bool = False) -> tuple[vault.Vault, Identity | None]:
+    """open_vault, and the identity it was opened with (None: the recovery passphrase), for
+    a command that also signs as that person (a sealed export)."""
     target = vault_url(url)
     ident_path = None if recovery else identity_path(identity)
     if ident_path is not None:
@@ -85,12 +94,15 @@ def open_vault(url: str | None, identity: Path | None, passphrase_file: Path | N
         pw = read_passphrase(passphrase_file, f"Passphrase for identity {ident_path.name}", env=IDENTITY_ENV)
         pins_file = pins_path(ident_path)
         before = known_vaults(pins_file)
-        v = vault.open(target, identity=Identity.load(ident_path, pw), pins=pins_file)
-        if v.id not in before:  # a first sight is trusted, not checked: say so
-            note(f"first open of vault {v.id} with this identity: its keys are now pinned in {pins_file}; "
-                 "compare them with the pin line the lead sent you (dvault pin show)")
-        return v
-    return vault.open(target, read_passphrase(passphrase_file, "Vault recovery passphrase", env=RECOVERY_ENV))
+        ident = Identity.load(ident_path, pw)
+        v = vault.open(target, identity=ident, pins=pins_file)
+        if v.id not in before:  # a first sight is trusted, not checked: say so, even under --quiet
+            warn(f"dvault: warning: first open of vault {v.id} with this identity, at {shown_url(target)}: "
+                 f"nothing was pinned for it, so its keys were trusted as found and are now pinned in "
+                 f"{pins_file}; compare them with the pin line the lead sent you (dvault pin show), and "
+                 f"next time record that line first (dvault pin add)")
+        return v, ident
+    return vault.open(target, read_passphrase(passphrase_file, "Vault recovery passphrase", env=RECOVERY_ENV)), None
 
 
 _VAULT_OPTS = [
@@ -123,6 +135,13 @@ def note(message: str) -> None:
     """Progress and confirmations on stderr; silenced by ``dvault --quiet``."""
     if not quiet():
         click.echo(message, err=True)
+
+
+def warn(message: str) -> None:
+    """A trust decision the user must see (a vault or a sender taken on trust, a recipient
+    about to get data) on stderr, with or without ``--quiet``: a script that silences
+    progress must not silence what it would have to act on."""
+    click.echo(message, err=True)
 
 
 def progress(label: str, total: int):  # type: ignore[no-untyped-def]
