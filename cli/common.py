@@ -28,7 +28,8 @@ def config_path() -> Path:
 
 
 def config() -> dict[str, Any]:
-    """``vault = "..."`` and ``identity = "..."`` from the user's config file, if any."""
+    """``vault = "..."``, ``identity = "..."`` and ``shell_idle_lock = "5m"`` from the user's
+    config file, if any."""
     p = config_path()
     if not p.is_file():
         return {}
@@ -37,7 +38,7 @@ def config() -> dict[str, Any]:
         data = tomllib.loads(p.read_text("utf-8"))
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError):  # nesting: tomllib recurses
         raise click.UsageError(f"cannot read config file {p}") from None
-    return {k: v for k, v in data.items() if k in ("vault", "identity") and isinstance(v, str)}
+    return {k: v for k, v in data.items() if k in ("vault", "identity", "shell_idle_lock") and isinstance(v, str)}
 
 
 def vault_url(given: str | None) -> str:
@@ -174,12 +175,14 @@ def reason_option(f: Callable) -> Callable:
                                          "someone, since options stay in shell history.")(f)
 
 
-def set_reason(v: vault.Vault, reason: str | None) -> None:
-    """Every access needs a reason: from --reason or a prompt, recorded in the audit log."""
+def set_reason(v: vault.Vault, reason: str | None) -> str:
+    """Every access needs a reason: from --reason or a prompt, recorded in the audit log.
+    Returns it (the shell sets it again on the handle it opens after an idle lock)."""
     text = reason if reason and reason.strip() else _prompt_line("Reason for this access", "--reason")
     if not text.strip():
         raise click.UsageError("a reason is required")
     v.set_reason(text.strip())
+    return text.strip()
 
 
 def _prompt_line(label: str, option: str) -> str:

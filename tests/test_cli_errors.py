@@ -625,7 +625,6 @@ def test_a_hostile_import_is_one_line_per_problem(tmp_path: Path, monkeypatch, c
     for k in [k for k in os.environ if k.startswith("DVAULT_")]:
         monkeypatch.delenv(k)
     monkeypatch.setenv("DVAULT_CONFIG", str(tmp_path / "none.toml"))
-    monkeypatch.setenv("DVAULT_RECOVERY_PASSPHRASE", RECOVERY)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "in.csv").write_text("Name,Seats\nAmira," + "9" * 4301 + "\n")
     mapping = '[columns]\n"Name" = "name"\n"Seats" = "seats"\n'
@@ -633,6 +632,7 @@ def test_a_hostile_import_is_one_line_per_problem(tmp_path: Path, monkeypatch, c
         mapping += "[values.name]\nx = " + "{x=" * 600 + "1" + "}" * 600 + "\n"
     (tmp_path / "map.toml").write_text(mapping)
     for extra in (("--dry-run",), ()):
+        monkeypatch.setenv("DVAULT_RECOVERY_PASSPHRASE", RECOVERY)  # each command's: read, it is gone
         code, out, err = run(monkeypatch, capsys, "import", "in.csv", "--mapping", "map.toml", *extra,
                              "--vault", url, "--recovery", "--reason", "fuzz check")
         assert code == 1 and "Traceback" not in err and "internal error" not in err and "9999" not in err, err
