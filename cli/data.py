@@ -140,7 +140,8 @@ def _confirm_recipient(v: vault.Vault, to: PublicIdentity, yes: bool) -> None:
               help="Identity passphrase from this file (else DVAULT_IDENTITY_PASSPHRASE or "
                    "DVAULT_PASSPHRASE, else a prompt).")
 @click.option("--trust-sender", "trusted", multiple=True, metavar="FINGERPRINT",
-              help="Trust a sender with this fingerprint, as they read it to you (repeatable).")
+              help="Trust a sender with this fingerprint, as they read it to you, or this public line "
+                   "(dvault1..., checked with them; repeatable).")
 @click.option("--vault", "vault_url", metavar="URL",
               help="Trust a sender enrolled in this vault: it must be the export's vault, pinned for your "
                    "identity (dvault pin add), and you enrolled in it.")

@@ -168,6 +168,7 @@ def test_a_sealed_export_says_who_sent_what_from_where_and_when() -> None:
     assert "2026-11-20" not in repr(opened)
     assert X.check_sender(opened, fingerprints=[sam.public.fingerprint().replace(" ", "").upper()]).startswith(
         "its fingerprint was given")
+    assert X.check_sender(opened, fingerprints=[sam.public.to_line()])  # the public line is as good
     with pytest.raises(vault.IntegrityError, match=f"unknown sender: user {sam.public.user_id}"):
         X.check_sender(opened)
     with pytest.raises(vault.IntegrityError, match="unknown sender"):

@@ -35,7 +35,7 @@ from . import _crypto as C
 from . import _format as F
 from ._files import write_private
 from .errors import IntegrityError, ValidationError, VaultError
-from .identity import Identity, PublicIdentity
+from .identity import PUBLIC_PREFIX, Identity, PublicIdentity
 
 if TYPE_CHECKING:
     from .vault import Vault
@@ -297,8 +297,8 @@ def _guard_unknown(data: bytes) -> bytes:
 def check_sender(opened: Opened, *, fingerprints: Iterable[str] = (), vault: "Vault | None" = None) -> str:
     """Decide whether the sender of a signed export is trusted; returns how, or raises
     IntegrityError naming the sender. Trusted: a fingerprint in ``fingerprints`` (as
-    ``PublicIdentity.fingerprint`` shows it, spaces and case free) that the opener
-    confirmed with the sender; or an enrolled, unrevoked user of ``vault``, an open vault
+    ``PublicIdentity.fingerprint`` shows it, spaces and case free, or the sender's public
+    line) that the opener confirmed with the sender; or an enrolled, unrevoked user of ``vault``, an open vault
     that must be the one the export names (the CLI opens it with the opener's own
     identity, only if pinned). A valid signature from anyone else proves only that
     somebody holding some key made the export."""
@@ -319,7 +319,8 @@ def check_sender(opened: Opened, *, fingerprints: Iterable[str] = (), vault: "Va
 
 
 def fingerprint_given(opened: Opened, fingerprints: Iterable[str]) -> bool:
-    """The sender's fingerprint is among ``fingerprints`` (spaces and case do not matter)."""
+    """The sender's fingerprint is among ``fingerprints``: fingerprints (spaces and case do
+    not matter) or public lines (``dvault1...``, as the sender gave theirs to the lead)."""
     if opened.sender is None:
         return False
     mine = _fp(opened.sender.fingerprint())
@@ -327,4 +328,6 @@ def fingerprint_given(opened: Opened, fingerprints: Iterable[str]) -> bool:
 
 
 def _fp(text: str) -> str:
+    if text.strip().lower().startswith(PUBLIC_PREFIX):
+        text = PublicIdentity.from_line(text).fingerprint()  # a garbled line: IdentityError, one line
     return "".join(text.split()).lower()
