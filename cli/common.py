@@ -84,15 +84,17 @@ def open_vault(url: str | None, identity: Path | None, passphrase_file: Path | N
 
 
 def open_vault_as(url: str | None, identity: Path | None, passphrase_file: Path | None,
-                  recovery: bool = False) -> tuple[vault.Vault, Identity | None]:
+                  recovery: bool = False, *, ask: bool = False) -> tuple[vault.Vault, Identity | None]:
     """open_vault, and the identity it was opened with (None: the recovery passphrase), for
-    a command that also signs as that person (a sealed export)."""
+    a command that also signs as that person (a sealed export). ``ask``: the passphrase
+    from a prompt only, never a variable (the shell's unlock after its idle lock)."""
     target = vault_url(url)
     ident_path = None if recovery else identity_path(identity)
     if ident_path is not None:
         if not ident_path.is_file():  # say so before asking for its passphrase
             raise vault.NotFound(f"no identity file at {ident_path}")
-        pw = read_passphrase(passphrase_file, f"Passphrase for identity {ident_path.name}", env=IDENTITY_ENV)
+        pw = read_passphrase(passphrase_file, f"Passphrase for identity {ident_path.name}",
+                             env=() if ask else IDENTITY_ENV)
         pins_file = pins_path(ident_path)
         before = known_vaults(pins_file)
         ident = Identity.load(ident_path, pw)
@@ -103,7 +105,8 @@ def open_vault_as(url: str | None, identity: Path | None, passphrase_file: Path 
                  f"{pins_file}; compare them with the pin line the lead sent you (dvault pin show), and "
                  f"next time record that line first (dvault pin add)")
         return v, ident
-    return vault.open(target, read_passphrase(passphrase_file, "Vault recovery passphrase", env=RECOVERY_ENV)), None
+    pw = read_passphrase(passphrase_file, "Vault recovery passphrase", env=() if ask else RECOVERY_ENV)
+    return vault.open(target, pw), None
 
 
 _VAULT_OPTS = [

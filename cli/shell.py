@@ -22,7 +22,7 @@ import click
 
 import vault
 
-from .common import config, emit, open_vault, set_reason, vault_options, warn
+from .common import config, emit, open_vault, open_vault_as, set_reason, vault_options, warn
 
 #: The idle time before the shell locks, unless configured: long enough not to lock while
 #: the person at the desk spells a name, short enough that a desk left for a coffee is locked.
@@ -181,10 +181,11 @@ def shell(**kw: Any) -> None:
             sh.reason = set_reason(v, kw["reason"])
             if _serve(sh, sh.intro):
                 return
+        sh.intro = None  # cmd.Cmd shows self.intro again on every cmdloop()
         while True:  # locked: the handle above is closed
             _locked(idle)
-            try:  # never the passphrase file or variable given at the start: a prompt
-                v = open_vault(url, ident, None, recovery)
+            try:  # never the passphrase file or a variable (one given but not read stays): a prompt
+                v = open_vault_as(url, ident, None, recovery, ask=True)[0]
             except (click.exceptions.Abort, click.UsageError):  # Ctrl-D, or nothing typed
                 warn("dvault: the shell ended while locked")
                 return

@@ -14,9 +14,10 @@ pexpect = pytest.importorskip("pexpect", reason="pexpect is in the [test] extra"
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _spawn(args: list[str], cwd: Path) -> "pexpect.spawn":
+def _spawn(args: list[str], cwd: Path, **extra: str) -> "pexpect.spawn":
     env = {k: v for k, v in os.environ.items() if not k.startswith("DVAULT_")}
     env.update({"PYTHONPATH": str(ROOT), "DVAULT_CONFIG": str(cwd / "none.toml"), "HOME": str(cwd), "TERM": "dumb"})
+    env.update(extra)
     return pexpect.spawn(sys.executable, ["-m", "vault_cli.main", *args], cwd=str(cwd), env=env,
                          encoding="utf-8", timeout=60)
 
@@ -72,7 +73,8 @@ def test_init_and_add_prompts(tmp_path: Path) -> None:
 
 def test_the_shell_locks_when_idle(tmp_path: Path) -> None:
     """After the idle time the shell closes the vault, clears the screen and asks for the
-    passphrase again (not the file given at the start); Ctrl-D there ends it."""
+    passphrase again (not from the file given at the start, nor from a variable); Ctrl-D
+    there ends it."""
     import vault
     from vault.identity import Identity
     real = vault.KdfParams(3, 64 * 1024, 4)  # the child process runs with the real floor
@@ -83,14 +85,15 @@ def test_the_shell_locks_when_idle(tmp_path: Path) -> None:
         v.add({"badge_name": "Amira"})
         v.pin(tmp_path / "lead.dvid.vaults")
     child = _spawn(["shell", "--vault", "t.vault", "--identity", "lead.dvid", "--passphrase-file", "lead.pass",
-                    "--reason", "desk", "--idle-lock", "2s"], tmp_path)
+                    "--reason", "desk", "--idle-lock", "2s"], tmp_path,
+                   DVAULT_PASSPHRASE="lead secret words here")  # set, not read (the file was): not for the unlock
     child.expect("dvault> ")
     child.sendline("list badge_name")
     child.expect("Amira")
     child.expect("dvault> ")
     child.expect(r"\x1b\[2J", timeout=10)  # nothing typed for 2 s: locked, the screen cleared
     child.expect("locked after 2 s without input: the vault is closed")
-    child.expect("Passphrase for identity lead.dvid")
+    assert child.expect(["Passphrase for identity lead.dvid", "dvault> "]) == 0  # asked, not unlocked from $DVAULT_*
     child.sendline("lead secret words here")
     child.expect("dvault> ")
     child.sendline("list badge_name")  # the same session, reopened, with its reason
