@@ -13,6 +13,7 @@ import click
 import vault
 from vault import exporter as X
 from vault.identity import Identity, PublicIdentity
+from vault.users import REVOKED
 
 from .common import (known_vaults, note, open_vault_as, pins_path, printable, reason_option, set_reason, unlock,
                      vault_options, warn, with_progress)
@@ -123,9 +124,9 @@ def _confirm_recipient(v: vault.Vault, to: PublicIdentity, yes: bool) -> None:
     signed user table gives (or that it has none), before anything is decrypted; printed
     under --quiet too (a trust decision), asked unless --yes."""
     u = next((u for u in v.users(include_revoked=True) if u.public.raw == to.raw), None)
-    who = ("NOT enrolled in this vault" if u is None else
-           f"REVOKED user {printable(u.name)}" if u.role not in v.schema.roles else
-           f"{printable(u.name)} ({u.role}) in this vault")
+    if u is not None and u.role == REVOKED:  # a lost laptop's or a departed user's key: maybe in other hands
+        raise click.UsageError(f"refusing to seal to {printable(u.name)} ({to.user_id}): revoked in this vault")
+    who = "NOT enrolled in this vault" if u is None else f"{printable(u.name)} ({u.role}) in this vault"
     warn(f"sealing to user {to.user_id}, fingerprint {to.fingerprint()}: {who}")
     if not yes and not click.confirm("Is this the fingerprint the recipient read to you?", default=False,
                                      err=True):

@@ -305,6 +305,10 @@ def test_export_to_shows_the_recipient_and_asks(setup, monkeypatch, capsys) -> N
     code, out, err = run(monkeypatch, capsys, *args, "--out", "t.sealed", "--yes", *STAFF)
     assert code == 0 and "travel-agent (tool) in this vault" in err, err
     assert (tmp / "t.sealed").read_bytes().startswith(X.ARMOR.encode())
+    with vault.open(url, identity=Identity.load(tmp / "lead.dvid", "lead pass words")) as v:
+        v.remove_user(agent.public.user_id)
+    code, out, err = run(monkeypatch, capsys, *args, "--out", "u.sealed", "--yes", *STAFF)
+    assert code == 1 and "refusing to seal to travel-agent" in err and "revoked" in err and not (tmp / "u.sealed").exists()
 
 
 def test_open_export_verifies_and_shows_the_origin(setup, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
