@@ -380,3 +380,17 @@ def test_open_export_refuses_an_unsigned_export_unless_asked(setup, monkeypatch,
     assert code == 5 and "not signed" in err and out == ""
     code, out, err = run(monkeypatch, capsys, "-q", "open-export", "forged.sealed", *AGENT, "--allow-unsigned")
     assert code == 0 and "NOT signed" in err and "'=HYPERLINK" in out and '"=HYPERLINK' not in out
+
+
+def test_a_genuine_csv_comes_back_byte_for_byte() -> None:
+    """guard_csv of what to_csv wrote is the identity, whatever the values (open-export
+    re-guards every sealed CSV: a genuine one must not change)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.tuples(st.text(), st.text()), max_size=5))
+    def check(rows: list[tuple[str, str]]) -> None:
+        text = X.to_csv([{"a": a, "b": b} for a, b in rows], ["a", "b"]).encode()
+        assert X.guard_csv(text) == text
+    check()
