@@ -121,7 +121,8 @@ def user_add(public: str, name: str, role: str, yes: bool, **kw: Any) -> None:
     with unlock(kw) as v:
         u = v.add_user(pub, name, role)
         click.echo(f"enrolled {printable(u.name)} ({u.user_id}) as {u.role}")
-        note(f"Send them this too, for their first open: dvault pin add {v.pin_line}")
+        note(f"Send them this too, for their first open: dvault pin add {v.pin_line} --vault URL "
+             "(the vault's path or URL as they will open it)")
 
 
 @user.command("list")

@@ -546,7 +546,7 @@ def test_an_insider_cannot_redirect_a_colleagues_write_only_classes(team, tmp_pa
         v.add_user(colleague.public, "noor", "staff")
         line = v.pin_line
     from vault import pins as PN
-    PN.add(pins, line)
+    PN.add(pins, line, url)
     real = _keyring_of(url, staff)  # the insider's own keyring: staff, like the colleague's
     mine = {c: C.random_bytes(32) for c in ("identity", "risk")}  # secrets only the insider has
     forged = K.Keyring([k if k.kind != K.KIND_CLASS_PUBLIC else
@@ -752,9 +752,9 @@ def test_a_pin_sent_by_the_lead_checks_the_first_open_too(team, tmp_path: Path) 
     vid, fp, signers = line.split()
     assert vid == v.id and len(fp) == len(signers) == 32  # an HMAC of the meta key, a hash of public keys
     seeded = tmp_path / "seeded.vaults"
-    PN.add(seeded, line)
-    PN.add(seeded, line.upper())  # the same pin again, in capitals: nothing changes
-    assert [ln for ln in seeded.read_text().splitlines() if not ln.startswith("#")] == [line]
+    PN.add(seeded, line, url)
+    PN.add(seeded, line.upper(), url)  # the same pin again, in capitals: nothing changes
+    assert [ln for ln in seeded.read_text().splitlines() if not ln.startswith(("#", "at "))] == [line]
     with vault.open(url, identity=staff, pins=seeded) as v:  # the genuine vault matches it
         assert v.get(rid)["email"] == PERSON["email"]
     _substitute_staff_slot(url, staff)
@@ -765,13 +765,13 @@ def test_a_pin_sent_by_the_lead_checks_the_first_open_too(team, tmp_path: Path) 
         vault.open(url, identity=staff, pins=fresh)
     assert not fresh.exists()  # and the refused keys were not pinned
     other = tmp_path / "other.vaults"
-    PN.add(other, line)
+    PN.add(other, line, url)
     with pytest.raises(vault.IntegrityError, match="keys differ"):
-        PN.add(other, f"{vid} {fp} {'0' * 32}")  # the same keys, other signers
+        PN.add(other, f"{vid} {fp} {'0' * 32}", url)  # the same keys, other signers
     for bad in ("", vid, f"{vid} {fp} {signers} extra", f"{vid[:-1]}g {fp} {signers}", f"{vid} {fp[:-2]} {signers}",
                 f"{vid} {fp}", f"{vid} {'0' * 32}", None):  # the signers too: else the first open takes them
         with pytest.raises(vault.VaultError, match="vault id, its fingerprint and its signers"):
-            PN.add(tmp_path / "bad.vaults", bad)  # type: ignore[arg-type]
+            PN.add(tmp_path / "bad.vaults", bad, url)  # type: ignore[arg-type]
     assert not (tmp_path / "bad.vaults").exists()
 
 

@@ -498,3 +498,37 @@ def test_normalisers_agree_with_the_spec_only_implementation(x: str) -> None:
     for kind in ref.KINDS:
         assert normalize(kind, x) == ref.normalize_ref(kind, x), kind
     assert tokens(normalize("name", x)) == ref.tokens_ref(normalize("name", x))
+
+
+def test_signed_sealed_export() -> None:
+    """Kind O (format.md 8d): the library opens the vector's armour, reads its manifest and
+    payload, and its own seal of the same inputs signs exactly the vector's body."""
+    from vault import exporter as X
+    from vault.identity import Identity
+    v = load("export_signed_v1.json")
+    to = Identity(b(v["recipient_x25519_secret"]), b(v["recipient_ed25519_seed"]))
+    ex = Identity(b(v["exporter_x25519_secret"]), b(v["exporter_ed25519_seed"]))
+    assert to.public.raw.hex() == v["recipient_public"] and ex.public.raw.hex() == v["exporter_public"]
+    assert to.public.user_id == v["recipient_id"]
+    opened = X.open_sealed(v["armoured"].encode("ascii"), to)
+    assert opened.data == v["payload"].encode() and opened.sender == ex.public
+    assert (opened.vault_id, opened.created, opened.purpose, opened.fields, opened.format, opened.rows) == (
+        v["vault_id"], 1795000000, "travel", ("pseudonym", "arrival"), "csv", 2)
+    C.ed25519_verify(ex.public.ed25519, F.LABEL_EXPORT_SIG + b(v["body"]), b(v["signature"]))
+    mine = X.seal(v["payload"].encode(), to.public, ex, vault_id=v["vault_id"], purpose="travel",
+                  fields=["pseudonym", "arrival"], fmt="csv", rows=2, now=1795000000)
+    import base64
+    raw = base64.b64decode(mine.decode().split("\n\n", 1)[1].split(X.ARMOR_END)[0])
+    inner = to.unseal(raw[10:])  # sealing is randomised; what is sealed is not
+    assert raw[:10] == b(v["body"])[:10] and inner == b(v["body"]) + b(v["signature"])
+    assert mine.decode().split("\n\n")[0] == v["armoured"].split("\n\n")[0]
+
+
+def test_signed_sealed_export_by_another_key_is_refused() -> None:
+    from vault import exporter as X
+    from vault.identity import Identity
+    v = load("export_signed_v1_wrong_signer.json")
+    assert v["expect"] == "failure: signature"
+    to = Identity(b(v["recipient_x25519_secret"]), b(v["recipient_ed25519_seed"]))
+    with pytest.raises(vault.IntegrityError, match="signature does not verify"):
+        X.open_sealed(v["armoured"].encode("ascii"), to)

@@ -32,6 +32,7 @@ KIND_GRANT = b"G"  # a break-glass grant: one value sealed to its requester, sig
 # (and a grant's signature), so a padded note cannot be passed off as an unpadded one.
 KIND_REASON_PADDED = b"Q"  # a reason (break-glass request, audit entry), as kind R with the reason padded
 KIND_GRANT_PADDED = b"V"  # a break-glass grant, as kind G with the JSON value padded
+KIND_EXPORT = b"O"  # a sealed export: manifest and payload signed by the exporter, sealed to the recipient
 
 KEY_LEN = 32  # AES-256 keys, slot secrets, DEKs, class keys
 NONCE_LEN = 12  # AES-GCM 96-bit nonces, always fresh from the OS CSPRNG
@@ -45,6 +46,7 @@ PAD_BLOCK = 32  # ISO/IEC 7816-4 padding bucket: a value's length leaks only its
 # room for 113 tags: its length shows whether a vault has more than 113 canaries, not how many.
 CANARY_LIST_BLOCK = 4096
 MAX_VALUE_BYTES = 1 << 20  # 1 MiB per field value, far above any registration form answer
+EXPORT_MANIFEST_MAX = 1 << 16  # a sealed export's manifest (JSON): names and ids, never near 64 KiB
 
 # Labels (HKDF info strings, MAC prefixes). Never reuse one for two purposes.
 LABEL_SCHEMA_MAC = b"dvault/v1/schema-mac"
@@ -66,6 +68,7 @@ KEYS_STATEMENT_HEADER = "dvault keys v2"  # first line of the signed key stateme
 KEYS_STATEMENT_HEADER_V1 = "dvault keys v1"  # older releases' statement: no db and users lines
 LABEL_CANARIES = b"dvault/v1/canaries"  # HKDF info: the AEAD key of the canary list (dv_meta.canaries)
 LABEL_CANARY_TAG = b"dvault/v1/canary-tag"  # HKDF info: the HMAC key of a canary's tag
+LABEL_EXPORT_SIG = b"dvault/v1/export-sig"  # an exporter's signature over a sealed export (kind O)
 LABEL_USER_ID = b"dvault-user-id"  # user id = SHA-256(label || x25519 pub || ed25519 pub)[0:8]
 
 # Blind indexes: truncated to b bits where 2^b * k <= expected population (CipherSweet's

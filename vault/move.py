@@ -20,7 +20,7 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from . import _format as F
@@ -32,11 +32,22 @@ from .vault import Vault, create, discard_new, discard_unfinished_move
 
 @dataclass(frozen=True)
 class Moved:
-    """The new vault (open, as its lead) and what went into it."""
+    """The new vault (open, as its lead) and what went into it, with what its users need
+    before their first open of it: its pin line (``Vault.pin_line``) and its location (the
+    spelling the known-vaults file hashes, docs/format.md 8c). Each user records both
+    (``vault.pins.add``, ``dvault pin add``), so that a vault built in its place before
+    they open it is refused, not trusted as a first sight."""
 
     vault: Vault
     records: int
     canaries: int
+    pin_line: str = field(init=False)
+    location: str = field(init=False)
+
+    def __post_init__(self) -> None:  # taken now: the caller may close the vault, which then says nothing
+        from .pins import location_text
+        object.__setattr__(self, "pin_line", self.vault.pin_line)
+        object.__setattr__(self, "location", location_text(self.vault._s().url))
 
     def __repr__(self) -> str:
         return f"<Moved {self.records} records into vault {self.vault.id}>"

@@ -292,6 +292,43 @@ def build() -> dict[str, dict]:
         "signed_message": h(wmessage), "blob": h(wheader + wbox + wsig),
     }
 
+    # -- a signed sealed export (kind O), format.md 8d ---------------------------------------
+    import base64
+    ex_x, ex_pk, ex_seed, _ex_id = person("exporter")
+    to_x, to_pk, to_seed, to_id = person("travel-agent")
+    ex_raw = ex_pk + crypto_sign_seed_keypair(ex_seed)[0]
+    to_raw = to_pk + crypto_sign_seed_keypair(to_seed)[0]
+    payload = '"pseudonym","arrival"\r\n"TR-7KQ4-M2XP-9AW","2026-11-20"\r\n"TR-0C1D-22EF-3GH","\'=1+1"\r\n'.encode()
+    xmanifest = json.dumps({"created": 1795000000, "fields": ["pseudonym", "arrival"], "format": "csv",
+                            "purpose": "travel", "recipient": h(to_raw), "rows": 2, "sender": h(ex_raw),
+                            "vault": h(vid)}, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    xheader = bytes([VERSION]) + b"O" + to_id
+    xbody = xheader + struct.pack(">I", len(xmanifest)) + xmanifest + payload
+    xsig = crypto_sign(b"dvault/v1/export-sig" + xbody, crypto_sign_seed_keypair(ex_seed)[1])[:64]
+    xblob = xheader + sealed_box(to_pk, "ephemeral-export", xbody + xsig)
+    armoured = ("-----BEGIN DVAULT SEALED EXPORT-----\nrecipient: " + h(to_id) + "\n\n"
+                + base64.encodebytes(xblob).decode() + "-----END DVAULT SEALED EXPORT-----\n")
+    files["export_signed_v1.json"] = {
+        "expect": "success",
+        "description": "kind O: armour(header || sealed_box(recipient, body || Ed25519(exporter, label || body))), "
+                       "body = header || u32 len(manifest) || manifest (canonical JSON) || payload",
+        "exporter_ed25519_seed": h(ex_seed), "exporter_x25519_secret": h(ex_x), "exporter_public": h(ex_raw),
+        "recipient_x25519_secret": h(to_x), "recipient_ed25519_seed": h(to_seed), "recipient_public": h(to_raw),
+        "recipient_id": h(to_id), "vault_id": h(vid), "manifest": xmanifest.decode(), "payload": payload.decode(),
+        "body": h(xbody), "signature": h(xsig), "armoured": armoured,
+    }
+    other_seed = det("not-the-exporter-ed25519", 32)
+    fsig = crypto_sign(b"dvault/v1/export-sig" + xbody, crypto_sign_seed_keypair(other_seed)[1])[:64]
+    fblob = xheader + sealed_box(to_pk, "ephemeral-export-forged", xbody + fsig)
+    files["export_signed_v1_wrong_signer.json"] = {
+        "expect": "failure: signature",
+        "description": "kind O whose manifest names the exporter but whose signature is by another key (what a "
+                       "forger who knows only public lines can make): refused",
+        "recipient_x25519_secret": h(to_x), "recipient_ed25519_seed": h(to_seed),
+        "armoured": ("-----BEGIN DVAULT SEALED EXPORT-----\nrecipient: " + h(to_id) + "\n\n"
+                     + base64.encodebytes(fblob).decode() + "-----END DVAULT SEALED EXPORT-----\n"),
+    }
+
     # -- keyring and passphrase slot -------------------------------------------------------
     secret, skid, knonce = det("slot-secret", 32), det("slot-kid", 8), det("keyring-nonce", 12)
     ring = [(2, "", 1, det("meta-kid", 8), det("meta-key", 32))] + [
