@@ -147,3 +147,15 @@ def test_a_plan_far_from_the_record_count_is_flagged(tmp_path: Path) -> None:
             r = CliRunner(env={"DVAULT_PASSPHRASE": PASSPHRASE}).invoke(
                 cli, ["list", "--vault", str(path), "--recovery", "--reason", "check", "--fields", "badge_name"])
             assert r.exit_code == 0 and "planned for 1000" in r.output
+
+
+def test_a_move_keeps_the_plans_choice(tmp_path: Path) -> None:
+    """vault.move makes the new vault with the old one's population, k and mode."""
+    from vault.identity import Identity
+    lead = Identity.generate()
+    with vault.create(tmp_path / "a.vault", PASSPHRASE, lead=lead, population=400, precise=True) as v:
+        v.add({"email": "amira@example.org"})
+        new = vault.move(v, f"sqlite:///{tmp_path / 'b.vault'}", PASSPHRASE + " new", lead=Identity.generate()).vault
+    with new:
+        st = new.status()["index"]
+        assert (st["plan"], st["population"]) == ("precise", 400)
