@@ -169,7 +169,7 @@ def pending(v: "Vault") -> list[RevealRequest]:
         query = query.where(reveals.c.requester == v.user.user_id)
     with store.tx(write=False) as conn:
         rows = [_row(r) for r in conn.execute(query).all()]
-        sigs = _signatures(conn) if v.role.manage else {}
+        sigs = _signatures(conn) if v.role.manage and v._db_version(conn) >= SIGNED_FROM else {}
     if not v.role.manage:
         return [RevealRequest(r.req_id, r.requester, None, r.field, None, r.grant is not None,
                               record=_label(v, r.record_id)) for r in rows]
@@ -271,11 +271,13 @@ def _reason_flags(v: "Vault", rid: bytes, reason: str) -> tuple[str, ...]:
 def _load(v: "Vault", req_id: str) -> tuple[_Row, bytes | None]:
     """The request's row, checked, and its requester's signature; NotFound if none."""
     with v._s().tx(write=False) as conn:
-        r = conn.execute(select(*_COLUMNS, reveals.c.sig).where(reveals.c.req_id == req_id)).first()
+        signed = v._db_version(conn) >= SIGNED_FROM  # (a vault this opener could not take to 8 has no column)
+        r = conn.execute(select(*_COLUMNS, *([reveals.c.sig] if signed else []))
+                         .where(reveals.c.req_id == req_id)).first()
     if r is None:
         raise NotFound(f"no break-glass request {req_id}")
     try:
-        sig = None if r.sig is None else _blob(r.sig)
+        sig = None if not signed or r.sig is None else _blob(r.sig)
     except IntegrityError:
         sig = b""
     return _row(r), sig

@@ -209,7 +209,9 @@ def _capped(name: str, fn: Callable[[str], str], value: str) -> str:
     if len(value) > F.MAX_INDEXED_BYTES:
         raise _too_long(name)
     out = fn(value)
-    if len(out) > F.MAX_INDEXED_BYTES or len(out.encode("utf-8", "surrogatepass")) > F.MAX_INDEXED_BYTES:
+    # UTF-8 takes at most 4 bytes a code point: only a long normal form needs encoding to tell
+    if 4 * len(out) > F.MAX_INDEXED_BYTES and (len(out) > F.MAX_INDEXED_BYTES
+                                               or len(out.encode("utf-8", "surrogatepass")) > F.MAX_INDEXED_BYTES):
         raise _too_long(name)
     return out
 

@@ -22,7 +22,7 @@ from . import schema as S
 from . import users as U
 from .errors import AccessDenied
 from .identity import Identity, PublicIdentity
-from .normalize import normalize, tokens
+from .normalize import tokens
 from .errors import (IntegrityError, KeysChanged, NotFound, SchemaError, UnfinishedMove, ValidationError,
                      VaultClosed, VaultError, VaultExists, WrongPassphrase, utf8)
 from .audit import RecordCheck, has_states, state_key, state_of
