@@ -126,8 +126,16 @@ def vault_options(f: Callable) -> Callable:
     return f
 
 
-def unlock(kw: dict[str, Any]) -> vault.Vault:
-    return open_vault(kw.pop("vault_url"), kw.pop("identity"), kw.pop("passphrase_file"), kw.pop("recovery"))
+def unlock(kw: dict[str, Any], *, advice: bool = True) -> vault.Vault:
+    v = open_vault(kw.pop("vault_url"), kw.pop("identity"), kw.pop("passphrase_file"), kw.pop("recovery"))
+    if advice:  # the blind-index plan far from the live record count (threat model 7.2)
+        try:
+            for w in v.index_advice():
+                note(f"dvault: warning: {w}")
+        except BaseException:
+            v.close()
+            raise
+    return v
 
 
 def quiet() -> bool:

@@ -136,8 +136,8 @@ def test_rewritten_log_differs_from_checkpoint(logged) -> None:  # type: ignore[
             prev = bytes(row[8])
             continue
         at = at + 1 if s == seq else at  # the rewrite: the checkpointed entry's time changes
-        h = A.entry_hash(s, prev, at, actor, row[4], row[5], row[6], bytes(row[7]))
-        sig = by_actor[actor].sign(h) if row[9] != bytes(64) else bytes(row[9])  # unlock_failed: unsigned
+        h = A.entry_hash(s, prev, at, actor, row[4], row[5], row[6], bytes(row[7]), labelled=True)
+        sig = by_actor[actor].sign(A.signed_message(h, True)) if row[9] != bytes(64) else bytes(row[9])  # unlock_failed: unsigned
         _exec(url, "UPDATE dv_audit SET prev = :p, at = :t, hash = :h, sig = :g WHERE seq = :s",
               p=prev, t=at, h=h, g=sig, s=s)
         prev = h
@@ -670,7 +670,7 @@ def test_every_touch_of_a_canary_alarms(logged) -> None:  # type: ignore[no-unty
         v.update(canary, {"dietary": "halal"})
         req = v.request_reveal(canary, "legal_name", "hospital visit, needs the legal name")
         with vault.open(url, identity=lead) as lv:
-            lv.approve_reveal(req)
+            lv.approve_reveal(req, record=target, field="legal_name")
         assert v.reveal(req) == "Decoy Person"
         v.delete(canary)
     with vault.open(url, identity=lead) as v:

@@ -69,11 +69,27 @@ KEYS_STATEMENT_HEADER_V1 = "dvault keys v1"  # older releases' statement: no db 
 LABEL_CANARIES = b"dvault/v1/canaries"  # HKDF info: the AEAD key of the canary list (dv_meta.canaries)
 LABEL_CANARY_TAG = b"dvault/v1/canary-tag"  # HKDF info: the HMAC key of a canary's tag
 LABEL_EXPORT_SIG = b"dvault/v1/export-sig"  # an exporter's signature over a sealed export (kind O)
+LABEL_REVEAL_REQUEST = b"dvault/v1/reveal-request"  # a requester's signature over their break-glass request
+# Audit entries: the hash of an entry written from database schema version 8 on starts with
+# LABEL_AUDIT_ENTRY instead of "dvault/v1/audit" (the form marker, inside what is hashed and
+# signed; neither label is a prefix of the other, so no input hashes as both forms), and its
+# signature is over LABEL_AUDIT_SIG || hash rather than the bare hash.
+LABEL_AUDIT_ENTRY = b"dvault/v1/log-entry"
+LABEL_AUDIT_SIG = b"dvault/v1/audit-sig"
 LABEL_USER_ID = b"dvault-user-id"  # user id = SHA-256(label || x25519 pub || ed25519 pub)[0:8]
 
 # Blind indexes: truncated to b bits where 2^b * k <= expected population (CipherSweet's
 # planner), so every index value is expected to be shared by >= k records.
 INDEX_MAX_BITS = 32
+# Index plans of version 2 (docs/format.md §10) give each index its own bits, planned jointly
+# by default. A token index's bit costs this much of the joint budget: a name has two or
+# more tokens, each its own term, so one token bit tells more than one bit about a record.
+PLAN_VERSION = 2
+TOKEN_BIT_COST = 2
+# What is normalised and indexed (and searched for): at most this many code points in and
+# this many UTF-8 bytes out. NFKC expands a code point into at most 18 (U+FDFA), so the cap
+# on the input bounds the normaliser's work before it starts.
+MAX_INDEXED_BYTES = 4096
 # A blind-index row holds the ascending ids of up to this many records of one bucket, under
 # a random 8-byte chunk id (docs/format.md §10 "Stored rows"); one row per bucket per write, not per term.
 INDEX_CHUNK_IDS = 256
@@ -100,7 +116,10 @@ KDF_FLOOR = KdfParams(t=3, m_kib=64 * 1024, p=4)
 KDF_CEILING = KdfParams(t=16, m_kib=1024 * 1024, p=16)
 
 # The relational schema version; see vault/migrations.py.
-DB_SCHEMA_VERSION = 7
+DB_SCHEMA_VERSION = 8
+# From this database schema version on, new audit entries are written in the labelled form
+# (LABEL_AUDIT_ENTRY / LABEL_AUDIT_SIG); every entry after the first such one must be too.
+AUDIT_LABELLED_FROM = 8
 # From this database schema version on, the signed key statement names the version and the
 # user table (KEYS_STATEMENT_HEADER), so only its signers (the lead, the recovery
 # passphrase) can take a vault there; other openers upgrade it up to the version before.

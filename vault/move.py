@@ -81,7 +81,7 @@ def move(src: Vault, url: str | os.PathLike[str], passphrase: str, *, lead: Iden
     discard_unfinished_move(url)  # left by an earlier run of a move that was killed part way
     # made first: a refused destination (a vault already there) costs no read of the source
     dest = create(url, passphrase, schema=src.schema.source, kdf=kdf, population=plan.population,
-                  k=plan.k, lead=lead, lead_name=lead_name, _moving_from=src.id)
+                  k=plan.k, precise=plan.mode == "precise", lead=lead, lead_name=lead_name, _moving_from=src.id)
     try:
         src._audit("export", "", {"fields": sorted(src.readable_fields), "purpose": None,
                                   "count": src.count(), "op": "move"})
