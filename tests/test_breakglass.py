@@ -160,7 +160,9 @@ def test_non_leads_see_only_their_own_requests_and_no_record_ids(team) -> None: 
 
 def _cli(tmp_path: Path, url: str, ident: Path, *args: str, input: str | None = None):  # type: ignore[no-untyped-def]
     from vault_cli.main import cli  # type: ignore[import-not-found]
-    return CliRunner().invoke(cli, [*args, "--vault", url, "--identity", str(ident)], input=input)
+    # the variable per command: dvault removes a passphrase variable from its environment once read
+    return CliRunner().invoke(cli, [*args, "--vault", url, "--identity", str(ident)], input=input,
+                              env={"DVAULT_IDENTITY_PASSPHRASE": "identity pass"})
 
 
 def test_cli_requests_and_approve_show_who_and_ask(team, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
