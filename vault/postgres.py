@@ -70,13 +70,20 @@ class TransportError(VaultError):
 def _is_local(host: str) -> bool:
     if host.startswith(("/", "@")):  # a Unix socket directory, or a Linux abstract socket
         return True
-    name = host.strip("[]").rsplit("%", 1)[0]
+    name = host.rsplit("%", 1)[0]  # an IPv6 zone (fe80::1%eth0)
     if name.lower() == "localhost":
         return True
     try:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
+
+
+def _hostname(host: str) -> str:
+    """A host without the port the multi-host form may carry ("db:5432", "[::1]:5432")."""
+    if host.startswith("[") and "]" in host:
+        return host[1:host.index("]")]
+    return host.split(":")[0] if host.count(":") == 1 else host
 
 
 def _values(query: dict[str, Any], key: str) -> list[str]:
@@ -94,7 +101,7 @@ def _hosts(u: URL, query: dict[str, Any]) -> list[str] | None:
         if "service" in query or os.environ.get("PGSERVICE"):
             return None
         hosts = [h for h in os.environ.get("PGHOST", "").split(",") if h]
-    hosts = [h.rsplit(":", 1)[0] if h.count(":") == 1 else h for h in hosts]  # "db:5432" (multi-host form)
+    hosts = [_hostname(h) for h in hosts]
     addrs = _values(query, "hostaddr") or [a for a in os.environ.get("PGHOSTADDR", "").split(",") if a]
     return hosts + addrs
 
