@@ -278,7 +278,7 @@ def _hold(url: str, key: int) -> tuple[sa.Engine, sa.Connection]:
     """A staff session holding a session-level advisory lock for as long as it likes."""
     engine = sa.create_engine(url)
     c = engine.connect()
-    c.exec_driver_sql("SELECT pg_advisory_lock(%s)", (key,))
+    c.exec_driver_sql(f"SELECT pg_advisory_lock({L.advisory_key(key)})")  # this vault's key, as a client computes it
     c.commit()
     return engine, c
 
@@ -306,13 +306,12 @@ def test_a_staff_login_holding_a_lock_stalls_no_one_past_the_bound(team: Any, mo
     """Before, every lock was an advisory lock any login could take, and the clients waited
     for it without end: a staff login holding one stalled every client. Now every wait is
     bounded (lock_timeout) and ends in one clear VaultBusy line; released, all goes on."""
-    from vault.audit import PG_APPEND_LOCK
     monkeypatch.setattr(L, "LOCK_WAIT_MS", 1000)
     logins, lead, staff, rid = team
     bound = 15.0  # far above the 1 s bound, far below "for ever"
     with vault.open(logins.lead, identity=lead) as v:
         cases: list[tuple[int, Any]] = [
-            (PG_APPEND_LOCK, lambda: v.get(rid)),
+            (L.PG_APPEND_LOCK, lambda: v.get(rid)),
             (L.PG_PLAN_LOCK, lambda: v.add({"badge_name": "x"})),
             (L.PG_KEYS_LOCK, lambda: v.add_user(Identity.generate().public, "noor", "staff")),
             (L.PG_KEYS_LOCK, lambda: v.update(rid, {"dietary": "halal"})),

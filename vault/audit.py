@@ -51,7 +51,6 @@ audit = Table("dv_audit", metadata,
 LABEL = b"dvault/v1/audit"
 CHECKPOINT_PREFIX = "dvcp1"
 GENESIS = bytes(32)
-PG_APPEND_LOCK = 0x6476_6175_6c74_0001  # "dvault" + 1: the advisory lock key serialising appends
 UNSIGNED_ACTIONS = frozenset({"unlock_failed"})  # no key to sign with: chained, not signed
 PASSPHRASE_ACTOR = bytes(64)  # the actor of a failed passphrase unlock: no one
 

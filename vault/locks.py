@@ -16,20 +16,31 @@ are no-ops there. On PostgreSQL two kinds of lock serve two kinds of caller:
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
-#: PostgreSQL advisory lock keys ("dvault" + n). Any database login can take an advisory
-#: lock, so they serve only where staff clients must take part (and every wait for one is
-#: bounded, LOCK_WAIT_MS): + 1 serialises audit appends (audit.PG_APPEND_LOCK), + 2 is the
-#: blind-index plan (shared by writers of index terms, exclusive for whoever changes it),
-#: + 4 is taken shared by every write that uses class keys and exclusive by a re-seal of
-#: the key slots, so that a re-seal waits for the writes under way (Store.lock_keys).
-PG_PLAN_LOCK = 0x6476_6175_6c74_0002
-#: (+ 3 is unused: upgrades take a row lock, Store.lock_upgrade)
-PG_KEYS_LOCK = 0x6476_6175_6c74_0004
+#: PostgreSQL advisory locks, one set per vault: the 64-bit key is ``(0x6476_0000 + n) << 32``
+#: ("dv" + n) plus the OID of the vault's dv_meta table, so that two vaults in one database
+#: (schemas) never wait for each other. Any database login can take an advisory lock, so
+#: they serve only where staff clients must take part, and every wait is bounded
+#: (LOCK_WAIT_MS). n = 1 serialises audit appends; 2 is the blind-index plan (shared by
+#: writers of index terms, exclusive for whoever changes it); 4 is taken shared by every
+#: write that uses class keys and exclusive by a re-seal of the key slots, so that a
+#: re-seal waits for the writes under way (Locks.lock_keys). 3 is unused.
+PG_APPEND_LOCK = 0x6476_0001
+PG_PLAN_LOCK = 0x6476_0002
+PG_KEYS_LOCK = 0x6476_0004
+
+
+def advisory_key(kind: int) -> str:
+    """The SQL expression of the advisory lock key ``kind`` of the vault in the current
+    schema (its dv_meta table's OID, resolved through search_path as every client does)."""
+    return f"(({int(kind)}::bigint << 32) | 'dv_meta'::regclass::oid::bigint)"
+
+
 #: The dv_meta rows whose row locks (SELECT ... FOR UPDATE, which needs UPDATE privilege
 #: on dv_meta: a staff login has none) serialise the lead's key changes and upgrades.
 #: Rows that are never rewritten, so the lock meets no ordinary write.
@@ -60,6 +71,12 @@ class Locks:
     def raw(self, conn: Connection, sql: str, params: tuple = ()) -> Any:  # provided by Store
         raise NotImplementedError
 
+    def tx(self, *, write: bool = True, snapshot: bool = False) -> Any:  # provided by Store
+        raise NotImplementedError
+
+    def _drop_conn(self) -> None:  # provided by Store
+        raise NotImplementedError
+
     def lock_plan(self, conn: Connection, *, exclusive: bool) -> None:
         """PostgreSQL: hold the index plan as it is until the transaction ends, shared by
         writers of index terms, exclusive for whoever changes the plan. One advisory lock
@@ -70,7 +87,7 @@ class Locks:
         serialises writers anyway."""
         if not self.is_sqlite:
             fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
-            self.raw(conn, f"SELECT {fn}(%s)", (PG_PLAN_LOCK,))
+            self.raw(conn, f"SELECT {fn}({advisory_key(PG_PLAN_LOCK)})")
 
     def _lock_row(self, conn: Connection, name: str) -> None:
         """PostgreSQL: lock one dv_meta row until the transaction ends (FOR UPDATE: only a
@@ -91,7 +108,7 @@ class Locks:
         user's last write. SQLite's BEGIN IMMEDIATE serialises them already."""
         if not self.is_sqlite:
             self._lock_row(conn, LEAD_KEYS_ROW)
-            self.raw(conn, "SELECT pg_advisory_xact_lock(%s)", (PG_KEYS_LOCK,))
+            self.raw(conn, f"SELECT pg_advisory_xact_lock({advisory_key(PG_KEYS_LOCK)})")
 
     def lock_writes(self, conn: Connection) -> None:
         """PostgreSQL: a write that uses class keys (an add, an update, a rotation or
@@ -100,7 +117,7 @@ class Locks:
         it, or committed first and the write sees the new slot. An advisory lock because a
         staff login must take part and may not lock slot rows (no UPDATE on dv_slots)."""
         if not self.is_sqlite:
-            self.raw(conn, "SELECT pg_advisory_xact_lock_shared(%s)", (PG_KEYS_LOCK,))
+            self.raw(conn, f"SELECT pg_advisory_xact_lock_shared({advisory_key(PG_KEYS_LOCK)})")
 
     def lock_upgrade(self, conn: Connection) -> None:
         """PostgreSQL: one upgrader at a time, until the transaction ends: two clients opening
@@ -116,8 +133,7 @@ class Locks:
         transaction ends) and read the head under it. An advisory lock (every client
         appends, staff too), so the wait is bounded (LOCK_WAIT_MS, then VaultBusy)."""
         if not self.is_sqlite:
-            from .audit import PG_APPEND_LOCK
-            self.raw(conn, "SELECT pg_advisory_xact_lock(%s)", (PG_APPEND_LOCK,))
+            self.raw(conn, f"SELECT pg_advisory_xact_lock({advisory_key(PG_APPEND_LOCK)})")
 
     def hold_records(self, conn: Connection) -> None:
         """Keep every other writer of record rows out until the transaction ends: PostgreSQL
@@ -127,3 +143,24 @@ class Locks:
         all the records committed before it; a writer waits (bounded) and fails busy."""
         if not self.is_sqlite:
             self.raw(conn, "LOCK TABLE dv_records IN SHARE MODE")
+
+    @contextmanager
+    def writers_out(self) -> Iterator[None]:
+        """PostgreSQL: hold the keys lock exclusive across this store's transactions (a
+        session-level lock on its connection, taken with the bounded wait) until the block
+        ends: every write that uses class keys (:meth:`lock_writes`) waits. For vault.move,
+        whose copy and fill are two transactions with no gap for a writer between them. On
+        SQLite a no-op: the caller's write transactions serialise writers."""
+        if self.is_sqlite:
+            yield
+            return
+        with self.tx() as conn:
+            self.raw(conn, f"SELECT pg_advisory_lock({advisory_key(PG_KEYS_LOCK)})")
+        try:
+            yield
+        finally:
+            try:
+                with self.tx() as conn:
+                    self.raw(conn, f"SELECT pg_advisory_unlock({advisory_key(PG_KEYS_LOCK)})")
+            except Exception:  # noqa: BLE001 - the connection is gone, and the lock with it
+                self._drop_conn()

@@ -19,7 +19,7 @@ from . import _crypto as C
 from . import _format as F
 from ._files import write_private
 from .errors import IntegrityError, NotFound, UnsupportedVersion, VaultError
-from .locks import LOCK_WAIT_MS, PG_KEYS_LOCK, PG_PLAN_LOCK, Locks, install_lock_wait  # noqa: F401 - re-exported
+from .locks import Locks, install_lock_wait
 
 metadata = MetaData()
 

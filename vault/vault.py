@@ -1068,6 +1068,7 @@ class Vault:
         store = self._s()
         rid = self._rid(record_id)
         with store.tx() as conn:  # the deletion and its entry (with the dropped state) commit together
+            store.lock_writes(conn)  # a write like any other: a move's copy keeps it out (vault.move)
             # the row's lock before the log's (as a rotation batch takes them): else a deadlock
             data = store.get_record(conn, rid, lock=True)
             if data is None:
