@@ -361,3 +361,38 @@ def test_the_lead_row_locks_serialise_lead_clients(team: Any, monkeypatch: pytes
         assert _refused(staff, f"SELECT 1 FROM dv_meta WHERE name = '{L.LEAD_KEYS_ROW}' FOR UPDATE")
     finally:
         staff.dispose()
+
+
+def test_the_guide_postgresql_walkthrough_runs(pg: str, roles: tuple[str, str], tmp_path: Any) -> None:
+    """docs/guide.md "PostgreSQL on a shared server", its sh-postgres block as written (the
+    role names made unique: roles are cluster-wide), with real dvault processes."""
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from test_guide import GUIDE, ROOT
+    blocks = re.findall(r"```sh-postgres\n(.*?)```", GUIDE.read_text("utf-8"), re.S)
+    assert len(blocks) == 1
+    script = blocks[0].replace("dvault_staff", roles[0]).replace("dvault_lead", roles[1])
+    lines = ["set -euo pipefail", 'dvault() { "$DVAULT_PYTHON" -m vault_cli.main "$@" <<< "y"; }']
+    for line in script.splitlines():
+        m = re.match(r"^(.*?)\s+#\s*exit (\d+)\s*$", line)
+        if m:
+            lines.append(f"set +e; {m.group(1)} 2>>errors.log; rc=$?; set -e; [ $rc -eq {m.group(2)} ] || exit 99")
+        elif line.strip():
+            lines.append(line)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DVAULT_")}
+    env.update({"DVAULT_PYTHON": sys.executable, "PYTHONPATH": str(ROOT), "DVAULT_DOCS": str(ROOT / "docs"),
+                "DVAULT_CONFIG": str(tmp_path / "no-config.toml"), "HOME": str(tmp_path),
+                "OWNER_URL": pg, "LEAD_URL": as_role(pg, roles[1]), "STAFF_URL": as_role(pg, roles[0])})
+    res = subprocess.run(["bash", "-c", "\n".join(lines) + "\n"], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "imported 20 participant(s)" in res.stdout
+    assert "transport" in res.stdout and "local connection" in res.stdout
+    errors = Path(tmp_path / "errors.log").read_text("utf-8")
+    assert errors.endswith("dvault: error: the database refused this login the privilege (a staff login cannot "
+                           "change keys, users, the schema or the vault's state: that is the lead's client's work)\n")
+    assert "Traceback" not in res.stderr
