@@ -396,3 +396,41 @@ def test_the_guide_postgresql_walkthrough_runs(pg: str, roles: tuple[str, str], 
     assert errors.endswith("dvault: error: the database refused this login the privilege (a staff login cannot "
                            "change keys, users, the schema or the vault's state: that is the lead's client's work)\n")
     assert "Traceback" not in res.stderr
+
+
+def test_db_roles_takes_an_existing_vaults_app_role_down_to_the_staff_grants(pg: str, roles: tuple[str, str],
+                                                                             tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
+                                                                             capsys: pytest.CaptureFixture) -> None:
+    """A vault set up before (its app role could write every table but the log): the
+    owner's `dvault db-roles` revokes what the role had and grants the staff set."""
+    from test_cli_errors import run
+    lead, staff = Identity.generate(), Identity.generate()
+    with vault.create(pg, PASSPHRASE, lead=lead) as v:
+        v.add_user(staff.public, "sam", "staff")
+    admin = sa.create_engine(pg)
+    with admin.begin() as c:  # what `dvault init --app-role` granted before
+        schema = c.exec_driver_sql("SELECT current_schema()").scalar()
+        c.exec_driver_sql(f"GRANT USAGE ON SCHEMA {schema} TO {roles[0]}")
+        for t in ("dv_meta", "dv_slots", "dv_records", "dv_index", "dv_pseudonyms", "dv_users", "dv_reveals"):
+            c.exec_driver_sql(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {t} TO {roles[0]}")
+        c.exec_driver_sql(f"GRANT SELECT, INSERT ON dv_audit TO {roles[0]}")
+    admin.dispose()
+    staff_login = sa.create_engine(as_role(pg, roles[0]))
+    try:
+        assert not _refused(staff_login, "UPDATE dv_meta SET value = value WHERE name = 'db_schema_version'")
+        monkeypatch.setenv("DVAULT_CONFIG", str(tmp_path / "none.toml"))
+        code, out, err = run(monkeypatch, capsys, "db-roles", "--vault", pg, "--app-role", roles[0], "--lead-role",
+                             roles[1])
+        assert code == 0, err
+        assert out.startswith("database roles set on ") and f"database role {roles[0]} (staff)" in err
+        assert [sql for sql in _forbidden(roles[0]) if not _refused(staff_login, sql)] == []
+        code, _out, err = run(monkeypatch, capsys, "db-roles", "--vault", pg)
+        assert (code, err.strip()) == (1, "dvault: error: name at least one --app-role or --lead-role")
+        code, _out, err = run(monkeypatch, capsys, "db-roles", "--vault", as_role(pg, roles[1]), "--app-role",
+                              roles[0])
+        assert (code, err.strip()) == (1, "dvault: error: run this as the owner of the vault's tables (the login "
+                                          "that ran dvault init)")
+    finally:
+        staff_login.dispose()
+    with vault.open(as_role(pg, roles[0]), identity=staff) as s:
+        s.add({"badge_name": "after"})

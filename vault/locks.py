@@ -135,15 +135,6 @@ class Locks:
         if not self.is_sqlite:
             self.raw(conn, f"SELECT pg_advisory_xact_lock({advisory_key(PG_APPEND_LOCK)})")
 
-    def hold_records(self, conn: Connection) -> None:
-        """Keep every other writer of record rows out until the transaction ends: PostgreSQL
-        LOCK TABLE dv_records IN SHARE MODE (it conflicts with every INSERT, UPDATE and
-        DELETE, whoever runs them, and readers go on); on SQLite the caller's write
-        transaction (BEGIN IMMEDIATE) already does. For vault.move, so that the copy is
-        all the records committed before it; a writer waits (bounded) and fails busy."""
-        if not self.is_sqlite:
-            self.raw(conn, "LOCK TABLE dv_records IN SHARE MODE")
-
     @contextmanager
     def writers_out(self) -> Iterator[None]:
         """PostgreSQL: hold the keys lock exclusive across this store's transactions (a

@@ -982,11 +982,11 @@ class Vault:
         caller's (add's) transaction. Every add by the lead or a recovery opener does it, so a
         database watcher sees the list's row change with each of their adds, a canary's as
         any other, and the decoy row and its tag commit together (on PostgreSQL the same
-        xmin); a staff add leaves it alone, as a staff login may not write dv_meta. Read under FOR UPDATE (taken after the
-        log's lock, as every writer of the list takes them): a canary planted meanwhile by
-        someone else is kept. A vault without the row (below schema v7: an older release made it
-        and planted none) gets one only when a canary is planted; from v7 open() refuses one
-        without it."""
+        xmin); a staff add leaves it alone, as a staff login may not write dv_meta. Read
+        under FOR UPDATE (taken after the log's lock, as every writer of the list takes
+        them): a canary planted meanwhile by someone else is kept. A vault without the row
+        (below schema v7: an older release made it and planted none) gets one only when a
+        canary is planted; from v7 open() refuses one without it."""
         if not new and not self.role.manage:  # a staff login may not write dv_meta (vault.postgres)
             return
         blob = self._s().meta_value(conn, "canaries", lock=True)
