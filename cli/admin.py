@@ -121,7 +121,7 @@ def db_roles(vault_url: str | None, app_roles: tuple[str, ...], lead_roles: tupl
     vault made before these roles existed, a moved vault, or a role added later. It
     needs no keys and writes no audit entry (grants are the owner's, outside the vault).
 
-    Example: dvault db-roles --vault postgresql+psycopg://owner@db.example.org/ev?sslmode=verify-full --app-role dvault_staff --lead-role dvault_lead
+    Example: dvault db-roles --vault "$OWNER_URL" --app-role dvault_staff --lead-role dvault_lead
     """
     if not app_roles and not lead_roles:
         raise click.UsageError("name at least one --app-role or --lead-role")

@@ -398,9 +398,9 @@ def test_the_guide_postgresql_walkthrough_runs(pg: str, roles: tuple[str, str], 
     assert "Traceback" not in res.stderr
 
 
-def test_db_roles_takes_an_existing_vaults_app_role_down_to_the_staff_grants(pg: str, roles: tuple[str, str],
-                                                                             tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
-                                                                             capsys: pytest.CaptureFixture) -> None:
+def test_db_roles_takes_an_existing_vaults_app_role_down_to_the_staff_grants(
+        pg: str, roles: tuple[str, str], tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture) -> None:
     """A vault set up before (its app role could write every table but the log): the
     owner's `dvault db-roles` revokes what the role had and grants the staff set."""
     from test_cli_errors import run

@@ -95,7 +95,8 @@ def _unverified(url: str) -> str:
 
 
 @pytest.mark.skipif(not PG_URL, reason="PostgreSQL tests need DVAULT_TEST_PG_URL")
-def test_the_opt_out_connects_and_status_shows_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_the_opt_out_connects_and_status_shows_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture) -> None:
     from conftest import _pg_schema
     from test_cli_errors import run
 

@@ -36,6 +36,7 @@ from .errors import VaultError
 
 #: dvault's own URL query option accepting an unverified connection to a remote server.
 OPT_OUT = "insecure_transport"
+_YES, _NO = ("1", "yes", "true"), ("0", "no", "false")
 
 _WRITE = ("SELECT", "INSERT", "UPDATE", "DELETE")
 _APPEND = ("SELECT", "INSERT")
@@ -114,10 +115,9 @@ def check_transport(url: str | URL) -> tuple[URL, str]:
     query = dict(u.query)
     raw = query.pop(OPT_OUT, None)
     clean = u.set(query=query)
-    if isinstance(raw, (tuple, list)) or (raw is not None and raw.lower() not in ("1", "yes", "true", "0", "no",
-                                                                                  "false")):
+    if isinstance(raw, (tuple, list)) or (raw is not None and raw.lower() not in _YES + _NO):
         raise TransportError(f"{OPT_OUT} takes 1 (accept an unverified connection) or 0")
-    insecure = raw is not None and raw.lower() in ("1", "yes", "true")
+    insecure = raw is not None and raw.lower() in _YES
     sslmode = str(query.get("sslmode") or os.environ.get("PGSSLMODE") or "prefer")
     if sslmode == "verify-full":
         return clean, "TLS, server certificate and name verified (sslmode=verify-full)"
