@@ -9,7 +9,7 @@ import click
 
 import vault
 from vault.identity import Identity, PublicIdentity, default_path
-from vault.store import check_app_roles, restrict_audit_role
+from vault.postgres import check_roles, grant_roles
 from vault.vault import discard_new
 
 from .common import (emit, identity_path, note, pins_path, printable, shown_url, unlock, vault_options,
@@ -54,19 +54,23 @@ def lead_identity(path: Path, passphrase_file: Path | None, prompt: str) -> tupl
 @click.option("--identity-passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Identity passphrase from this file (else DVAULT_IDENTITY_PASSPHRASE, else a prompt).")
 @click.option("--app-role", "app_roles", multiple=True, metavar="ROLE",
-              help="PostgreSQL: a database role the staff clients log in as (repeatable; it must exist). "
-                   "It may use every table but only append to and read the audit log.")
+              help="PostgreSQL: a database role the staff and tool clients log in as (repeatable; it must "
+                   "exist). It may write records, index, pseudonyms and break-glass requests, append to the "
+                   "audit log, and only read keys, slots, users and the vault's state.")
+@click.option("--lead-role", "lead_roles", multiple=True, metavar="ROLE",
+              help="PostgreSQL: a database role the lead's clients (and recovery) log in as (repeatable; it "
+                   "must exist). It may write every table but only append to the audit log.")
 def init(vault_url: str, identity: Path | None, schema: Path | None, population: int | None, precise: bool,
          name: str, passphrase_file: Path | None, identity_passphrase_file: Path | None,
-         app_roles: tuple[str, ...]) -> None:
+         app_roles: tuple[str, ...], lead_roles: tuple[str, ...]) -> None:
     """Create a vault and enrol you as its security lead. On PostgreSQL, run it as the
-    database owner and name the role(s) staff clients use with --app-role: they get no
-    UPDATE, DELETE or TRUNCATE on the audit log.
+    database owner and name the role(s) staff clients use with --app-role and the lead's
+    with --lead-role (see dvault db-roles): no role can change the audit log.
 
     Example: dvault init --vault dd2026.vault --identity ~/lead.dvid --population 150
     """
-    if app_roles:
-        check_app_roles(vault_url, app_roles)  # before anything is asked or written
+    if app_roles or lead_roles:
+        check_roles(vault_url, [*app_roles, *lead_roles])  # before anything is asked or written
     ident_path = identity or default_path()
     lead, id_pw, new_identity = lead_identity(ident_path, identity_passphrase_file, "Passphrase for your identity")
     recovery = read_passphrase(passphrase_file, "Recovery passphrase for the new vault", confirm=True,
@@ -77,8 +81,8 @@ def init(vault_url: str, identity: Path | None, schema: Path | None, population:
         v = vault.create(vault_url, recovery, schema=schema, population=population, precise=precise, lead=lead,
                          lead_name=name)
         try:
-            for role in app_roles:
-                restrict_audit_role(vault_url, role)
+            if app_roles or lead_roles:
+                grant_roles(vault_url, staff=app_roles, lead=lead_roles)
             pinned = v.pin(pins_path(ident_path), created=True)
         except BaseException:  # all or nothing: no vault whose set-up was left half done
             discard_new(v)
@@ -91,12 +95,44 @@ def init(vault_url: str, identity: Path | None, schema: Path | None, population:
         if new_identity:
             ident_path.unlink(missing_ok=True)
         raise
-    for role in app_roles:
-        note(f"database role {role}: every table, but the audit log only SELECT and INSERT")
+    _note_roles(app_roles, lead_roles)
     if new_identity:
         note(f"created identity {ident_path}")
     click.echo(f"your identity: {ident_path}  fingerprint {lead.public.fingerprint()}")
     note(RECOVERY_ADVICE)
+
+
+def _note_roles(staff: tuple[str, ...], lead: tuple[str, ...]) -> None:
+    for role in staff:
+        note(f"database role {role} (staff): records, index, pseudonyms, break-glass requests; the audit log "
+             "only SELECT and INSERT; keys, slots, users and the vault's state read-only")
+    for role in lead:
+        note(f"database role {role} (lead): every table, but the audit log only SELECT and INSERT")
+
+
+@click.command("db-roles")
+@click.option("--vault", "vault_url", metavar="URL", help="The vault's PostgreSQL URL, as its tables' owner "
+              "(or DVAULT_URL).")
+@click.option("--app-role", "app_roles", multiple=True, metavar="ROLE",
+              help="A database role staff and tool clients log in as (repeatable).")
+@click.option("--lead-role", "lead_roles", multiple=True, metavar="ROLE",
+              help="A database role the lead's clients log in as (repeatable).")
+def db_roles(vault_url: str | None, app_roles: tuple[str, ...], lead_roles: tuple[str, ...]) -> None:
+    """PostgreSQL: give database roles what staff (--app-role) or lead (--lead-role)
+    clients need on an existing vault, and nothing more: whatever the role had on the
+    vault's tables is revoked first, and the grants are refused (nothing changes) if the
+    role would still hold more, e.g. through PUBLIC. Run it as the tables' owner, for a
+    vault made before these roles existed, a moved vault, or a role added later. It
+    needs no keys and writes no audit entry (grants are the owner's, outside the vault).
+
+    Example: dvault db-roles --vault "$OWNER_URL" --app-role dvault_staff --lead-role dvault_lead
+    """
+    if not app_roles and not lead_roles:
+        raise click.UsageError("name at least one --app-role or --lead-role")
+    url = resolve_vault_url(vault_url)
+    grant_roles(url, staff=app_roles, lead=lead_roles)
+    click.echo(f"database roles set on {shown_url(url)}")
+    _note_roles(app_roles, lead_roles)
 
 
 @click.group()
@@ -390,4 +426,4 @@ def passphrase_recovery(vault_url: str | None, passphrase_file: Path | None, new
          "as safe as the new one.")
 
 
-COMMANDS = [init, user, role, rotate, requests, approve, reindex, status, passphrase]
+COMMANDS = [init, db_roles, user, role, rotate, requests, approve, reindex, status, passphrase]

@@ -35,7 +35,7 @@ from . import _format as F
 from . import notes as N
 from .envelope import _lp8, dek_ids, pad
 from .errors import IntegrityError, VaultError
-from .store import _blob, metadata
+from .store import VaultBusy, _blob, metadata
 
 audit = Table("dv_audit", metadata,
               Column("seq", BigInteger, primary_key=True, autoincrement=False),
@@ -52,7 +52,6 @@ audit = Table("dv_audit", metadata,
 LABEL = b"dvault/v1/audit"
 CHECKPOINT_PREFIX = "dvcp1"
 GENESIS = bytes(32)
-PG_APPEND_LOCK = 0x6476_6175_6c74_0001  # "dvault" + 1: the advisory lock key serialising appends
 UNSIGNED_ACTIONS = frozenset({"unlock_failed"})  # no key to sign with: chained, not signed
 PASSPHRASE_ACTOR = bytes(64)  # the actor of a failed passphrase unlock: no one
 
@@ -207,8 +206,9 @@ class Auditor:
                     # dropped and the loop re-reads the head. The chain can never fork.
                     if not store.is_sqlite:
                         # PostgreSQL has no BEGIN IMMEDIATE: appenders queue on a transaction-scoped
-                        # advisory lock (no table privilege needed) and read the head under it.
-                        store.raw(conn, "SELECT pg_advisory_xact_lock(%s)", (PG_APPEND_LOCK,))
+                        # advisory lock (no table privilege needed, the wait bounded) and read
+                        # the head under it.
+                        store.lock_append(conn)
                         self._head = None
                     if self._head is None:
                         row = store.raw(conn, "SELECT seq, hash FROM dv_audit ORDER BY seq DESC LIMIT 1").fetchone()
@@ -228,6 +228,9 @@ class Auditor:
                 if in_work:
                     raise
                 self._head = None
+                if isinstance(e, VaultBusy) and not store.is_sqlite:
+                    raise  # PostgreSQL: it waited its whole bound (a lock held on purpose?): say so
+                # (SQLite's busy wait is short and comes before anything is done: tried again)
                 last_error = type(e).__name__
         raise AuditError(f"audit log write failed ({last_error}); operation refused")
 

@@ -987,13 +987,16 @@ class Vault:
 
     def _reseal_canaries(self, conn, new: list[str]) -> None:  # type: ignore[no-untyped-def]
         """Re-seal the canary list, same tags plus those of ``new``, under a fresh nonce, in the
-        caller's (add's) transaction. Every add does it, so a database watcher sees the list's
-        row change with every add, a canary's as any other, and the decoy row and its tag
-        commit together (on PostgreSQL the same xmin). Read under FOR UPDATE (taken after the
-        log's lock, as every writer of the list takes them): a canary planted meanwhile by
-        someone else is kept. A vault without the row (below schema v7: an older release made it
-        and planted none) gets one only when a canary is planted; from v7 open() refuses one
-        without it."""
+        caller's (add's) transaction. Every add by the lead or a recovery opener does it, so a
+        database watcher sees the list's row change with each of their adds, a canary's as
+        any other, and the decoy row and its tag commit together (on PostgreSQL the same
+        xmin); a staff add leaves it alone, as a staff login may not write dv_meta. Read
+        under FOR UPDATE (taken after the log's lock, as every writer of the list takes
+        them): a canary planted meanwhile by someone else is kept. A vault without the row
+        (below schema v7: an older release made it and planted none) gets one only when a
+        canary is planted; from v7 open() refuses one without it."""
+        if not new and not self.role.manage:  # a staff login may not write dv_meta (vault.postgres)
+            return
         blob = self._s().meta_value(conn, "canaries", lock=True)
         if not blob and not new:
             return
@@ -1076,6 +1079,7 @@ class Vault:
         store = self._s()
         rid = self._rid(record_id)
         with store.tx() as conn:  # the deletion and its entry (with the dropped state) commit together
+            store.lock_writes(conn)  # a write like any other: a move's copy keeps it out (vault.move)
             # the row's lock before the log's (as a rotation batch takes them): else a deadlock
             data = store.get_record(conn, rid, lock=True)
             if data is None:
@@ -1535,11 +1539,10 @@ class Vault:
                 raise NotFound(f"no user {user_id}")
             if gone.user_id == lead.public.user_id:
                 raise ValidationError("the security lead cannot remove their own enrolment")
-            # Their slot row first (PostgreSQL: FOR UPDATE): each of their writes holds it to its
-            # commit (_check_keys), so the scan below starts after the last one and sees it, and
-            # any later write finds the slot gone. Else rows they commit during the scan would
-            # be left sealed under a signature that stops counting: unreadable.
-            store.slot_keyring(conn, gone.slot_id, lock=True)
+            # lock_keys above waited for their last write (each holds the keys lock shared to its
+            # commit, _check_keys), so the scan below sees it, and any later write finds the slot
+            # gone. Else rows they commit during the scan would be left sealed under a signature
+            # that stops counting: unreadable.
             # What they sealed to write-only classes is adopted into ordinary wraps while their
             # signature still counts: from now on readers refuse any envelope they sign.
             from .rotation import adopt_sealed
@@ -1605,9 +1608,12 @@ class Vault:
         and a stale re-seal would put destroyed versions back or drop new ones (the vault
         would no longer open). Every re-seal rewrites this handle's own slot, so comparing
         that one blob, in the writing transaction, is enough. ``lock``: on PostgreSQL the
-        row stays locked to our commit, so a concurrent re-seal either waits for us (and its
-        rotation's sweep sees our rows) or committed first (and we see its blob)."""
-        now = self._s().slot_keyring(conn, self._slot_kid.hex(), lock=lock)
+        keys lock is held shared to our commit (Store.lock_writes), so a concurrent re-seal
+        either waits for us (and its rotation's sweep sees our rows) or committed first (and
+        we see its blob)."""
+        if lock:
+            self._s().lock_writes(conn)
+        now = self._s().slot_keyring(conn, self._slot_kid.hex())
         if now is None:
             raise AccessDenied("this handle's key slot is gone (revoked, or removed by another process)")
         if not hmac.compare_digest(now, self._keys_seen):
@@ -2112,7 +2118,7 @@ class Vault:
         def compare() -> tuple[RecordCheck, list[str], list[str]]:
             with store.tx(write=accept) as conn:
                 if not store.is_sqlite and accept:  # no append can land between our reads and our entry
-                    store.raw(conn, "SELECT pg_advisory_xact_lock(%s)", (A.PG_APPEND_LOCK,))
+                    store.lock_append(conn)
                 elif not store.is_sqlite:  # one snapshot for the log and the rows
                     store.raw(conn, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 entries = A.read_entries(store)
@@ -2319,7 +2325,9 @@ class Vault:
             "kdf": [f"argon2id t={p.t} m={p.m_kib}KiB p={p.p}" for p in kdf],
             "index": {**I.plan_status(self._plan_active, n), "reindex_pending": self._plan_pending is not None},
             "rotation_pending": bool(meta.get("rotation")),
-            "warnings": self.schema.warnings() + I.plan_warnings(self._plan_active, n),
+            "transport": store.transport,  # how the database connection is protected (vault.postgres)
+            "warnings": self.schema.warnings() + I.plan_warnings(self._plan_active, n)
+            + ([store.transport] if store.transport.startswith("NOT") else []),
         }
 
 
