@@ -185,7 +185,7 @@ def test_staff_operations_work_as_the_staff_login_and_lead_ones_as_the_lead_logi
                                                             "reveal_request"}
         assert s.status()["transport"].startswith("local")
     with vault.open(logins.lead, identity=lead) as v:
-        v.approve_reveal(req)
+        v.approve_reveal(req, record=rid, field="legal_name")
         v.plant_canary({"badge_name": "decoy"})
         other = Identity.generate()
         v.add_user(other.public, "noor", "staff")
