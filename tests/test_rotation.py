@@ -317,3 +317,27 @@ def test_a_pending_state_that_leaves_a_class_out_is_refused(url: str) -> None:
         with pytest.raises(vault.IntegrityError, match="rotation state"):
             v.rotate(["identity", "risk"])
         assert _snapshot(v) == before
+
+
+def test_open_starts_again_when_a_rotation_commits_during_it(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """open() reads the slots in one snapshot and the user table and key statement in later
+    ones: another client's rotation committing in between made open() raise KeysChanged
+    (seen as a flaky two-process rotation test). It starts again instead."""
+    with vault.create(url, PASSPHRASE) as v:
+        v.add_many(_rows(5))
+        before = _snapshot(v)
+    other = vault.open(url, PASSPHRASE)
+    real = vault.Vault._setup_auditor
+    raced: list[bool] = []
+
+    def racing(self: vault.Vault) -> None:
+        if not raced:
+            raced.append(True)
+            other.rotate()  # commits between open()'s reads
+        real(self)
+    monkeypatch.setattr(vault.Vault, "_setup_auditor", racing)
+    try:
+        with vault.open(url, PASSPHRASE) as v:
+            assert raced and _snapshot(v) == before
+    finally:
+        other.close()

@@ -229,8 +229,27 @@ def discard_new(v: "Vault") -> None:
     _discard(store, made)
 
 
+#: How often open() starts again when another client's rotation, revocation or re-seal
+#: committed between its reads (its keys changed under it: nothing was wrong with them).
+OPEN_ATTEMPTS = 5
+
+
 def open(url: str | os.PathLike[str], passphrase: str | None = None, *,  # noqa: A001 - mirrors builtins
          identity: Identity | None = None, pins: str | os.PathLike[str] | None = None) -> "Vault":
+    """Open an existing vault (see :func:`_open_once`). Why the retry: open reads the slots
+    in one snapshot and checks the user table and key statement in later ones; a rotation
+    committing in between is KeysChanged, which a fresh start resolves."""
+    for attempt in range(OPEN_ATTEMPTS):
+        try:
+            return _open_once(url, passphrase, identity=identity, pins=pins)
+        except KeysChanged:
+            if attempt == OPEN_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _open_once(url: str | os.PathLike[str], passphrase: str | None = None, *,
+               identity: Identity | None = None, pins: str | os.PathLike[str] | None = None) -> "Vault":
     """Open an existing vault with the passphrase (all keys) or a user's identity (their
     role's keys); raises WrongPassphrase, AccessDenied, NotFound, IntegrityError.
 
@@ -329,8 +348,12 @@ def open(url: str | os.PathLike[str], passphrase: str | None = None, *,  # noqa:
     except BaseException:
         store.dispose()
         raise
-    v = Vault(store, vault_id, parsed, ring, slot_kid, slot_secret, plan, pending, user=me, identity=identity,
-              keys_blob=bytes(keyring_blob))
+    try:  # its set-up reads the user table again: a failure there must not leak the connection
+        v = Vault(store, vault_id, parsed, ring, slot_kid, slot_secret, plan, pending, user=me, identity=identity,
+                  keys_blob=bytes(keyring_blob))
+    except BaseException:
+        store.dispose()
+        raise
     try:
         # Only a signer can write the statement that versions from SIGNED_VERSION_FROM on need.
         target = F.DB_SCHEMA_VERSION if signer or stored_version >= F.SIGNED_VERSION_FROM \
