@@ -161,7 +161,7 @@ def sample_csv(rows: int, out: Path) -> None:
         w.writerow([p["legal_name"], p["badge_name"], p["pronouns"], p["date_of_birth"].isoformat(),
                     p["nationality"], p["country_of_residence"], p["passport_number"], p["email"], p["phone"],
                     "no", "Next of kin, +41 00 000 0000", p["organisation"], p["field_of_work"],
-                    p["arrival"].isoformat(), p["departure"].isoformat(), "yes", p["dietary"], "",
+                    p["arrival"].isoformat(), p["departure"].isoformat(), "yes", " ".join(p["dietary"]), "",
                     "yes" if p["photo_consent"] else "no", str(410000000 + i)])
     X.write_private(out, ("\ufeff" + buf.getvalue()).encode("utf-8"))
     note(f"wrote {rows} synthetic registrations to {out}")
