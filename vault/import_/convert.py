@@ -45,6 +45,8 @@ def convert(f: Field, text: str, m: Mapping) -> Any:
         hit = _lookup(table, text)
         if hit is _MISS:
             raise ValidationError("not one of the values the mapping lists", field=f.name)
+        if isinstance(hit, list):  # choices for a text field (a schema from before list fields)
+            return ", ".join(hit) or None
         return hit
     t = f.type
     if t == "text":
