@@ -245,6 +245,8 @@ def cell(value: Any) -> str:
         return ""
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, list):  # a list field: its items, as typed back at a prompt
+        return ", ".join(value)
     return str(value)
 
 

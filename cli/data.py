@@ -21,50 +21,56 @@ from .secrets_input import IDENTITY_ENV, read_passphrase
 
 
 @click.command(name="import")
-@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--mapping", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="TOML mapping of CSV columns to schema fields.")
-@click.option("--dry-run", is_flag=True, help="Check every row and report; import nothing.")
+@click.argument("csv_file", metavar="FILE", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--mapping", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="TOML mapping of columns to schema fields (docs/mapping.md).")
+@click.option("--preset", type=click.Choice(["kobo", "kobo-labels", "civicrm"]),
+              help="A shipped mapping: KoboToolbox (any header setting) or CiviCRM.")
+@click.option("--encoding", help="Text encoding of a CSV (default UTF-8; e.g. cp1252 for Excel on Windows).")
+@click.option("--date-format", "date_formats", multiple=True, metavar="FMT",
+              help="Accept dates in this strptime format too, e.g. %d/%m/%Y (repeatable; replaces the mapping's).")
+@click.option("--dry-run", is_flag=True, help="Check every row and report; change nothing.")
 @click.option("--skip-bad", is_flag=True, help="Import the good rows even if some are bad.")
+@click.option("--update", "apply_updates", is_flag=True,
+              help="Also apply the changes of rows whose source id names a stored record.")
+@click.option("--include-unapproved", is_flag=True, help="Import rows the source marks as not approved too.")
+@click.option("--json", "as_json", is_flag=True, help="A JSON report on stdout: one entry per row, no values.")
 @vault_options
 @reason_option
-def import_(csv_file: Path, mapping: Path, dry_run: bool, skip_bad: bool, **kw: Any) -> None:
-    """Import a registration form export (KoboToolbox, CiviCRM...: UTF-8, ';' or ',').
+def import_(csv_file: Path, mapping: Path | None, preset: str | None, encoding: str | None,
+            date_formats: tuple[str, ...], dry_run: bool, skip_bad: bool, apply_updates: bool,
+            include_unapproved: bool, as_json: bool, **kw: Any) -> None:
+    """Import a registration export: CSV (any encoding, ';' or ',') or XLSX, with a mapping
+    or a shipped preset (KoboToolbox, CiviCRM).
 
-    Every bad row is reported with its line number; nothing is imported until all are
-    fixed or --skip-bad is given. Then all good rows go in one transaction. A row whose
-    person is already in the vault (same e-mail, passport number, or name and birth date)
-    is a bad row: re-importing a fresh download with --skip-bad adds only the new people.
+    Every bad row is reported with its line number, and every column nothing uses is
+    named; nothing is imported until all rows are fixed or --skip-bad is given. Then all
+    good rows go in one transaction. A row whose person is already in the vault (same
+    e-mail, passport number, or name and birth date) is refused; a row whose source id
+    (Kobo _uuid, CiviCRM contact id) names a stored record is compared with it: --dry-run
+    lists the fields that would change, --update applies them (audited as updates).
 
-    Example: dvault import kobo.csv --mapping kobo.toml --dry-run
+    Example: dvault import kobo.xlsx --preset kobo --dry-run
     """
-    from vault.importer import MappingError, check_against_vault, load_mapping, plan_import
+    from . import import_report as R
 
-    try:
-        mapping_text = mapping.read_text("utf-8")
-    except UnicodeDecodeError:
-        raise MappingError("mapping file is not UTF-8 text") from None
+    data = csv_file.read_bytes()
     with unlock(kw) as v:
         set_reason(v, kw["reason"])
         v.require_writable("import")  # a refusal before any report on the file
-        plan = plan_import(csv_file.read_bytes(), load_mapping(mapping_text, v.schema), v.schema)
-        plan, unchecked = check_against_vault(v, plan)  # a fresh download again must not duplicate anyone
-        for what in unchecked:
-            note(f"not checked against the vault ({what}): your role cannot read those fields")
-        for err in plan.errors:
-            click.echo(f"dvault: {csv_file.name}: {err}", err=True)
-        note(f"{len(plan.rows)} good row(s), {len(plan.errors)} problem(s)")
-        if dry_run:
-            if plan.errors:
-                sys.exit(1)
+        m, notes = R.choose_mapping(data, mapping, preset, encoding, date_formats, v.schema)
+        plan = R.plan(v, data, m, encoding, include_unapproved)
+        report = R.Report(csv_file.name, plan, dry_run=dry_run, apply_updates=apply_updates,
+                          skip_bad=skip_bad, notes=notes)
+        if dry_run or (plan.errors and not skip_bad) or report.nothing_to_do():
+            report.finish(as_json)
             return
-        if plan.errors and not skip_bad:
-            raise click.UsageError("nothing imported: fix the rows above or use --skip-bad")
-        if not plan.rows:
-            raise click.UsageError("no rows to import")
         ids = with_progress("importing", len(plan.rows),
-                        lambda step: v.import_rows([values for _line, values in plan.rows], progress=step))
-        click.echo(f"imported {len(ids)} participant(s)")
+                            lambda step: v.import_rows([values for _line, values in plan.rows], progress=step)
+                            ) if plan.rows else []
+        updated = R.apply_updates(v, plan) if apply_updates else []
+        report.done(ids, updated)
+        report.finish(as_json)
 
 
 @click.command()
@@ -230,7 +236,7 @@ def sample_csv(rows: int, out: Path) -> None:
         w.writerow([p["legal_name"], p["badge_name"], p["pronouns"], p["date_of_birth"].isoformat(),
                     p["nationality"], p["country_of_residence"], p["passport_number"], p["email"], p["phone"],
                     "no", "Next of kin, +41 00 000 0000", p["organisation"], p["field_of_work"],
-                    p["arrival"].isoformat(), p["departure"].isoformat(), "yes", p["dietary"], "",
+                    p["arrival"].isoformat(), p["departure"].isoformat(), "yes", " ".join(p["dietary"]), "",
                     "yes" if p["photo_consent"] else "no", str(410000000 + i)])
     X.write_private(out, ("\ufeff" + buf.getvalue()).encode("utf-8"))
     note(f"wrote {rows} synthetic registrations to {out}")

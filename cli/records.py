@@ -23,6 +23,8 @@ def _handle(v: vault.Vault, rid: str) -> str:
 def _hint(f: Field) -> str:
     if f.type == "enum":
         return "/".join(f.values)
+    if f.type == "list":
+        return "comma-separated" + (f": {'/'.join(f.values)}" if f.values else "")
     return {"date": "YYYY-MM-DD", "bool": "yes/no", "integer": "number"}.get(f.type, "")
 
 

@@ -18,7 +18,8 @@ COUNTRIES = ["Syria", "Ethiopia", "Nicaragua", "Iran", "Guatemala", "Germany", "
 ORGS = ["Free Press Network", "Families of the Disappeared", "Land Rights Watch", "Independent journalist",
         "Indigenous Water Council", "Lawyers for Justice", "Rainbow Defenders", "Forest Guardians"]
 WORK = ["journalism", "law", "environment", "indigenous_rights", "disappearances", "lgbti", "democracy"]
-DIET = ["none", "vegetarian", "vegan", "halal", "no pork", "gluten free"]
+# Kobo choice codes of a "tick all that apply" question (the schema's dietary is a list).
+DIET = [[], ["vegetarian"], ["vegan"], ["halal"], ["no_pork"], ["gluten_free", "nut_allergy"]]
 NOTES = ["Followed after returning from the last training.", "Phone seized at the border in 2025.",
          "Family received threats; do not share travel details.", "Ongoing criminal case for reporting.",
          "No known incidents.", "Organisation raided in March; colleagues detained."]
@@ -38,7 +39,7 @@ def participants(n: int, seed: int = 2026) -> list[dict[str, Any]]:
             "photo_consent": rng.random() < 0.6,
             "arrival": arrival,
             "departure": arrival + dt.timedelta(days=7),
-            "dietary": rng.choice(DIET),
+            "dietary": list(rng.choice(DIET)),
             "email": f"{rng.getrandbits(40):010x}@example.org",
             "phone": f"+{rng.randint(20, 99)} {rng.randint(100, 999)} {rng.randint(1000000, 9999999)}",
             # (name, birth date) pairs must not repeat, or the importer rightly flags duplicates:

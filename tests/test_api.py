@@ -40,7 +40,7 @@ def test_record_ids_are_random_128_bit(v: vault.Vault) -> None:
 
 def test_types_round_trip(v: vault.Vault) -> None:
     rid = v.add({"arrival": dt.date(2026, 11, 8), "departure": "2026-11-15", "photo_consent": False,
-                 "risk_level": "critical", "sessions": ""})
+                 "risk_level": "critical", "sessions": "", "badge_name": "B"})
     rec = v.get(rid)
     assert rec["arrival"] == dt.date(2026, 11, 8)
     assert rec["departure"] == dt.date(2026, 11, 15)

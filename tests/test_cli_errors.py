@@ -464,12 +464,20 @@ def test_audit_show_by_record_and_time_range(setup, monkeypatch, capsys) -> None
 HOSTILE = "Ali\x1b]52;c;ZWNobyBwd25lZA==\x07\x1b[2K\r\u202eecnaliavrus\x9b31m\x7f"
 
 
+def _as_an_older_release(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let control characters in, as a vault written by a release that did not refuse them
+    holds them: what is already stored must still reach the screen escaped."""
+    import re
+    monkeypatch.setattr("vault.values._CONTROL", re.compile("(?!)"))
+
+
 @pytest.mark.parametrize("command", ["list", "list-json", "show", "find-json", "audit-table", "audit-json", "shell"])
 def test_no_terminal_control_reaches_the_screen(setup, monkeypatch, capsys, command: str) -> None:  # type: ignore[no-untyped-def]
     """A registration form is filled in by anyone: a value (or a reason) must not move the
     cursor, rewrite a line, write the clipboard or reorder text on a staff member's screen."""
     tmp, url, _badge = setup
-    with vault.open(url, RECOVERY) as v:
+    with monkeypatch.context() as m, vault.open(url, RECOVERY) as v:
+        _as_an_older_release(m)
         rid = v.add({"legal_name": HOSTILE, "badge_name": HOSTILE, "email": "x@example.org"})
         badge = v._pseudonym_impl(rid, "badge")
     hostile_reason = ("--reason", "checking\x1b[1A\x1b[2K" + "\u2066")
@@ -584,7 +592,8 @@ def test_ctrl_c_while_the_modules_load_is_one_line(monkeypatch, capsys) -> None:
 def test_export_to_a_terminal_escapes_what_the_screen_would_act_on(setup, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     """list and show escape controls; export to stdout did not. A pipe still gets exact bytes."""
     tmp, url, _ = setup
-    with vault.open(url, RECOVERY) as v:
+    with monkeypatch.context() as m, vault.open(url, RECOVERY) as v:
+        _as_an_older_release(m)
         v.add({"badge_name": "X\x1b]0;PWNED\x07 A\u202eB\x9b2J"})
     for fmt in ("csv", "json"):
         monkeypatch.setattr(sys.stdout, "isatty", lambda: True)

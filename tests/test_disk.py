@@ -36,6 +36,7 @@ def _value(rng: random.Random) -> str:
 
 def _record(rng: random.Random) -> dict:
     rec = {f: _value(rng) for f in rng.sample(TEXT_FIELDS, rng.randint(3, len(TEXT_FIELDS)))}
+    rec.setdefault("badge_name", _value(rng))  # every record names someone (schema.required_any)
     rec["date_of_birth"] = dt.date(1950, 1, 1) + dt.timedelta(days=rng.randint(0, 20000))
     rec["risk_level"] = rng.choice(["low", "medium", "high", "critical"])
     return rec
@@ -129,11 +130,11 @@ def test_shred_truncates_the_wal_and_waits_only_briefly(tmp_path: Path) -> None:
     path = tmp_path / "w.vault"
     wal = Path(str(path) + "-wal")
     with vault.create(path, PASSPHRASE) as v:
-        ids = v.add_many([{"email": f"p{i}@example.org"} for i in range(20)])
+        ids = v.add_many([{"email": f"p{i}@example.org", "badge_name": "B"} for i in range(20)])
         v.delete(ids[0])
         assert wal.stat().st_size == 0
         reader = sqlite3.connect(path, isolation_level=None)
-        v.add({"email": "late@example.org"})
+        v.add({"email": "late@example.org", "badge_name": "B"})
         reader.execute("BEGIN")
         assert reader.execute("SELECT count(*) FROM dv_records").fetchone() == (20,)
         t0 = _time.perf_counter()

@@ -129,6 +129,7 @@ normalize = "email"
 type = "text"
 class = "beta"
 search = "exact"
+multiline = true
 [fields.raw]
 type = "text"
 class = "beta"

@@ -104,7 +104,7 @@ def test_downgrade_by_editing_slot_params_fails(tmp_path: Path) -> None:
 
 def test_change_passphrase_and_raise_cost_without_touching_records(url: str) -> None:
     with vault.create(url, PASSPHRASE) as v:
-        rid = v.add({"passport_number": "P83526008"})
+        rid = v.add({"passport_number": "P83526008", "badge_name": "B"})
         raw = RawDB(url)
         before = raw.row(rid)
         stronger = F.KdfParams(t=2, m_kib=16, p=2)

@@ -21,7 +21,7 @@ from vault.identity import Identity, IdentityError, PublicIdentity
 STAFF_FIELDS = {"badge_name", "pronouns", "email", "phone", "dietary"}
 PERSON = {"legal_name": "Amira Haddad", "passport_number": "P83526008", "risk_level": "high",
           "risk_notes": "followed", "badge_name": "Amira", "email": "amira@example.org",
-          "phone": "+961 1 234 567", "dietary": "vegan", "pronouns": "she/her"}
+          "phone": "+961 1 234 567", "dietary": ["vegan"], "pronouns": "she/her"}
 
 
 @pytest.fixture
@@ -98,7 +98,7 @@ def test_roles_see_only_their_classes(team) -> None:  # type: ignore[no-untyped-
         with pytest.raises(vault.AccessDenied):
             v.get(rid, fields=["email"])
     with vault.open(url, PASSPHRASE) as v:  # recovery passphrase: everything
-        assert v.get(rid)["dietary"] == "halal" and v.get(rid)["legal_name"] == "Amira Haddad"
+        assert v.get(rid)["dietary"] == ["halal"] and v.get(rid)["legal_name"] == "Amira Haddad"
 
 
 def _keyring_of(url: str, ident: Identity) -> K.Keyring:

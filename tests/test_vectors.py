@@ -40,6 +40,26 @@ def test_padding() -> None:
         assert E.unpad(b(case["padded"])) == b(case["plaintext"])
 
 
+def test_list_value_encoding() -> None:
+    """The library, the spec-only reader and the vector agree on §3's list encoding."""
+    from reader import FormatError as ReaderError  # type: ignore[import-not-found]
+    from reader import decode_list  # type: ignore[import-not-found]
+
+    from vault import values as VAL
+    from vault.schema import load as load_schema
+    v = load("value_list_v1.json")
+    dietary = load_schema().fields["dietary"]
+    for case in v["cases"]:
+        assert VAL.encode_list(case["items"]) == b(case["encoded"]) == dietary.encode(case["items"])
+        assert E.pad(b(case["encoded"])) == b(case["padded"])
+        assert VAL.decode_list(b(case["encoded"])) == case["items"] == decode_list(b(case["encoded"]))
+    for bad in v["invalid"]:
+        with pytest.raises(ValueError):
+            VAL.decode_list(b(bad))
+        with pytest.raises((ReaderError, UnicodeDecodeError)):
+            decode_list(b(bad))
+
+
 @pytest.mark.parametrize("name", ["field_v1.json", "field_v1_bad_tag.json", "field_v1_wrong_field.json"])
 def test_field(name: str) -> None:
     v = load(name)

@@ -67,6 +67,8 @@ def _cell(v: Any) -> str:
         return "yes" if v else "no"
     if isinstance(v, dt.date):
         return v.isoformat()
+    if isinstance(v, list):  # a list field: one item per line of the cell (items hold no line break)
+        return "\n".join(v)
     return str(v)
 
 

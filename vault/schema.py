@@ -16,10 +16,11 @@ from importlib import resources
 from typing import Any, Mapping
 
 from . import _format as F
+from . import values as VAL
 from .errors import SchemaError, ValidationError, utf8
 from .pseudonym import purpose_prefix, valid_prefix
 
-TYPES = ("text", "date", "enum", "bool", "integer")
+TYPES = ("text", "date", "enum", "bool", "integer", "list")
 SEARCH_MODES = ("none", "exact")
 NORMALIZERS = ("none", "text", "name", "email", "phone", "compact")
 # Class, purpose, field and role names; always with fullmatch: "$" also matches before a final
@@ -40,16 +41,54 @@ class Field:
     low_cardinality: bool = False
     allow_low_cardinality: bool = False
     required: bool = False
+    #: text: characters after NFC; list: characters of each item (vault.values has the defaults)
+    max_length: int = VAL.DEFAULT_MAX_LENGTH
+    multiline: bool = False  # text only: tab and line feed allowed (a notes field)
+    max_items: int = VAL.DEFAULT_MAX_ITEMS  # list only
 
     # -- value codec -------------------------------------------------------------
+    def canonical(self, value: Any) -> Any:
+        """The value as it will be stored and read back: text in NFC, a list's items checked
+        and (for a list of ``values``) in the schema's order. Raises ValidationError naming
+        only the field. Other types are returned as given (``encode`` checks them)."""
+        if self.type == "text":
+            if not isinstance(value, str):
+                raise ValidationError(f"field {self.name!r} expects text", field=self.name)
+            utf8(value, f"field {self.name!r} contains characters that are not valid Unicode text", field=self.name)
+            return VAL.clean_text(self.name, value, multiline=self.multiline, max_length=self.max_length)
+        if self.type == "list":
+            return self._canonical_list(value)
+        return value
+
+    def _canonical_list(self, value: Any) -> list[str]:
+        items = VAL.list_items(self.name, value)
+        if len(items) > self.max_items:
+            raise ValidationError(f"field {self.name!r} has more than {self.max_items} items (max_items)",
+                                  field=self.name)
+        out: list[str] = []
+        for i, item in enumerate(items, 1):
+            utf8(item, f"field {self.name!r} contains characters that are not valid Unicode text", field=self.name)
+            item = VAL.clean_text(self.name, item.strip(), multiline=False, max_length=self.max_length,
+                                  what=f"item {i} ")
+            if not item:
+                raise ValidationError(f"field {self.name!r} item {i} is empty", field=self.name)
+            if self.values and item not in self.values:
+                raise ValidationError(f"field {self.name!r} item {i} is not one of: {', '.join(self.values)}",
+                                      field=self.name)
+            if item in out:
+                raise ValidationError(f"field {self.name!r} item {i} repeats an earlier item", field=self.name)
+            out.append(item)
+        if self.values:  # a set of choices: one spelling, whatever order they were ticked in
+            out.sort(key=self.values.index)
+        return out
+
     def encode(self, value: Any) -> bytes:
         """Canonical bytes for a Python value; raises ValidationError naming only the field."""
         t = self.type
         if t == "text":
-            if not isinstance(value, str):
-                raise ValidationError(f"field {self.name!r} expects text", field=self.name)
-            data = utf8(value, f"field {self.name!r} contains characters that are not valid Unicode text",
-                        field=self.name)
+            data = self.canonical(value).encode("utf-8")
+        elif t == "list":
+            data = VAL.encode_list(self.canonical(value))
         elif t == "date":
             if isinstance(value, _dt.datetime) or not isinstance(value, (_dt.date, str)):
                 raise ValidationError(f"field {self.name!r} expects a date (YYYY-MM-DD)", field=self.name)
@@ -93,12 +132,19 @@ class Field:
             return int(t)
         if self.type == "date":
             return parse_date(t, self.name)
+        if self.type == "list":  # typed at a prompt or on a command line: "vegan, halal"
+            return [item.strip() for item in t.split(",") if item.strip()]
         return t
 
     def decode(self, data: bytes) -> Any:
         t = self.type
         if t in ("text", "enum"):
             return data.decode("utf-8")
+        if t == "list":
+            items = VAL.decode_list(data)
+            if self.values and any(i not in self.values for i in items):
+                raise ValueError("list item is not one of the field's values")
+            return items
         if t == "date":
             return _dt.date.fromisoformat(data.decode("ascii"))
         if t == "bool":
@@ -138,7 +184,27 @@ class Schema:
     expected_population: int = 150
     k_anonymity: int = 4
     roles: Mapping[str, Role] = field(default_factory=dict)
+    #: groups of fields of which every record must give at least one ("a name": legal or badge)
+    required_any: tuple[tuple[str, ...], ...] = ()
     source: str = field(default="", repr=False, compare=False)
+
+    def check_required(self, values: Mapping[str, Any], where: str = "", *, partial: bool = False) -> None:
+        """Refuse a record without a ``required`` field or without any field of a
+        ``required_any`` group. An update (``partial``) may leave fields out, not remove them:
+        it may not set a required field, or a group's field, to None (or blank) unless it
+        gives another field of that group in the same call."""
+        for f in self.fields.values():
+            if not f.required or (partial and f.name not in values):
+                continue
+            if _blank(values.get(f.name)):
+                raise ValidationError(f"{where}field {f.name!r} is required", field=f.name)
+        for group in self.required_any:
+            given = [n for n in group if not _blank(values.get(n))]
+            if given:
+                continue
+            if partial and not any(n in values for n in group):
+                continue
+            raise ValidationError(f"{where}a record needs at least one of: {', '.join(group)}", field=group[0])
 
     def role(self, name: str) -> Role:
         try:
@@ -171,6 +237,12 @@ class Schema:
             out.append("field 'fields' cannot be searched with find(), whose fields= names the fields "
                        "to return; rename it")
         return out
+
+
+def _blank(value: Any) -> bool:
+    """Not given: None, text of spaces only, or a list with no items."""
+    return value is None or (isinstance(value, str) and not value.strip()) or (
+        isinstance(value, (list, tuple)) and not value)
 
 
 def default_schema_text() -> str:
@@ -229,7 +301,20 @@ def load(text: str | None = None) -> Schema:
     return Schema(
         name=name, version=version, classes=classes, purposes=purposes, fields=fields,
         expected_population=population, k_anonymity=k, roles=roles, source=text,
+        required_any=_required_any(head.get("required_any", []), fields),
     )
+
+
+def _required_any(raw: Any, fields: dict[str, Field]) -> tuple[tuple[str, ...], ...]:
+    if not isinstance(raw, list) or not all(isinstance(g, list) and g for g in raw):
+        raise SchemaError("schema.required_any must be a list of non-empty lists of field names")
+    for group in raw:
+        for n in group:
+            if n not in fields:
+                raise SchemaError(f"schema.required_any names an unknown field {n!r}")
+        if len(set(group)) != len(group):
+            raise SchemaError("schema.required_any: a group names a field twice")
+    return tuple(tuple(g) for g in raw)
 
 
 def _roles(raw: Any, classes: tuple[str, ...], purposes: tuple[str, ...]) -> dict[str, Role]:
@@ -271,7 +356,7 @@ def _roles(raw: Any, classes: tuple[str, ...], purposes: tuple[str, ...]) -> dic
 
 
 _FIELD_KEYS = {"type", "class", "search", "normalize", "values", "tokens", "low_cardinality",
-               "allow_low_cardinality", "required"}
+               "allow_low_cardinality", "required", "max_length", "multiline", "max_items"}
 
 
 def _field(name: str, spec: Any, classes: tuple[str, ...]) -> Field:
@@ -291,19 +376,24 @@ def _field(name: str, spec: Any, classes: tuple[str, ...]) -> Field:
     search = spec.get("search", "none")
     if search not in SEARCH_MODES:
         raise SchemaError(f"field {name!r}: search must be 'none' or 'exact'")
+    if ftype == "list" and search != "none":
+        raise SchemaError(f"field {name!r}: a list field cannot have a blind index")
     normalize = spec.get("normalize", "text" if ftype == "text" else "none")
     if normalize not in NORMALIZERS:
         raise SchemaError(f"field {name!r}: normalize must be one of {', '.join(NORMALIZERS)}")
     values = spec.get("values", [])
     if not isinstance(values, list):
         raise SchemaError(f"field {name!r}: values must be a list of strings")
-    if ftype == "enum":
+    if ftype == "enum" or (ftype == "list" and values):
         if not values or not all(isinstance(v, str) for v in values) or len(set(values)) != len(values):
             raise SchemaError(f"field {name!r}: an enum needs a list of distinct string values")
+        if ftype == "list" and any(not v.strip() or v != v.strip() or "," in v or not v.isprintable()
+                                   for v in values):
+            raise SchemaError(f"field {name!r}: list values must be printable, without commas or outer spaces")
     elif values:
-        raise SchemaError(f"field {name!r}: only enum fields take values")
+        raise SchemaError(f"field {name!r}: only enum and list fields take values")
     flags = {}
-    for key in ("tokens", "low_cardinality", "allow_low_cardinality", "required"):
+    for key in ("tokens", "low_cardinality", "allow_low_cardinality", "required", "multiline"):
         v = spec.get(key, False)
         if not isinstance(v, bool):
             raise SchemaError(f"field {name!r}: {key} must be true or false")
@@ -318,11 +408,29 @@ def _field(name: str, spec: Any, classes: tuple[str, ...]) -> Field:
             f"field {name!r}: refusing a blind index on a low-cardinality field "
             "(set allow_low_cardinality = true to accept the risk)"
         )
+    if flags["multiline"] and ftype != "text":
+        raise SchemaError(f"field {name!r}: multiline is for text fields")
+    default_len = VAL.DEFAULT_ITEM_MAX_LENGTH if ftype == "list" else VAL.DEFAULT_MAX_LENGTH
+    max_length = _limit(name, spec, "max_length", default_len, ("text", "list"), ftype, F.MAX_VALUE_BYTES // 4)
+    max_items = _limit(name, spec, "max_items", VAL.DEFAULT_MAX_ITEMS, ("list",), ftype, 10_000)
     return Field(
         name=name, type=ftype, cls=cls, search=search, normalize=normalize, values=tuple(values),
         tokens=flags["tokens"], low_cardinality=low, allow_low_cardinality=flags["allow_low_cardinality"],
-        required=flags["required"],
+        required=flags["required"], max_length=max_length, multiline=flags["multiline"], max_items=max_items,
     )
+
+
+def _limit(name: str, spec: dict, key: str, default: int, types: tuple[str, ...], ftype: str, top: int) -> int:
+    """A positive size limit; ``top`` keeps a value (4 bytes per character at most in UTF-8)
+    under the 1 MiB cap of every value, so the field's own limit is the one that speaks."""
+    if key not in spec:
+        return default
+    v = spec[key]
+    if ftype not in types:
+        raise SchemaError(f"field {name!r}: {key} is for {' and '.join(types)} fields")
+    if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= top:
+        raise SchemaError(f"field {name!r}: {key} must be an integer from 1 to {top}")
+    return v
 
 
 def _get(table: dict, key: str, typ: type, where: str) -> Any:

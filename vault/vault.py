@@ -830,11 +830,13 @@ class Vault:
     def _encode(self, values: Mapping[str, Any], where: str = "", *,
                 partial: bool = False) -> dict[str, dict[str, bytes]]:
         """Validate a whole record (or, ``partial``, an update's changes) before any crypto or
-        database work; group by class. An update may leave a required field out, not remove it."""
+        database work (each value by its field, then the schema's required fields: see
+        Schema.check_required); group by class."""
         if not isinstance(values, Mapping):
             raise ValidationError(f"{where}a record must be a mapping of field -> value")
         by_class: dict[str, dict[str, bytes]] = {c: {} for c in self.schema.classes}
         fields = self.schema.fields
+        self.schema.check_required(values, where, partial=partial)  # a blank required value is "required" first
         for name, value in values.items():
             f = fields.get(name) if isinstance(name, str) else None
             if f is None:
@@ -845,12 +847,6 @@ class Vault:
                 by_class[f.cls][name] = f.encode(value)
             except ValidationError as e:
                 raise ValidationError(f"{where}{e}", field=name) from None
-        for f in fields.values():
-            if not f.required or (partial and f.name not in values):
-                continue
-            value = values.get(f.name)
-            if value is None or (isinstance(value, str) and not value.strip()):  # blank is not given
-                raise ValidationError(f"{where}field {f.name!r} is required", field=f.name)
         return by_class
 
     def _seal_record(self, rid: bytes, by_class: dict[str, dict[str, bytes]],

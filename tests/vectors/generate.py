@@ -126,6 +126,19 @@ def build() -> dict[str, dict]:
         "cases": [{"plaintext": h(b"a" * n), "padded": h(pad(b"a" * n))} for n in (0, 1, 30, 31, 32, 33, 64)],
     }
 
+    # -- a list value (§3): u16 count, then u16 length + UTF-8 per item ---------------------
+    def list_value(items: list[str]) -> bytes:
+        return len(items).to_bytes(2, "big") + b"".join(
+            len(i.encode()).to_bytes(2, "big") + i.encode() for i in items)
+    files["value_list_v1.json"] = {
+        "expect": "success",
+        "description": "list value encoding (§3), then padded as any value; the last case is a free-text item",
+        "cases": [{"items": items, "encoded": h(list_value(items)), "padded": h(pad(list_value(items)))}
+                  for items in ([], ["halal"], ["halal", "nut_allergy"], ["vegan", "Sin mariscos (alergia) — ñ"])],
+        "invalid": [h(b""), h(b"\x00"), h(b"\x00\x01\x00\x05hal"), h(list_value(["a"]) + b"x"),
+                    h(list_value(["a", "a"])), h(b"\x00\x01\x00\x01\xff")],
+    }
+
     # -- one field -------------------------------------------------------------------------
     dek, dek_id, nonce = det("dek", 32), det("dek-id", 8), det("field-nonce", 12)
     pt = "Amira Haddad — أميرة".encode()

@@ -254,7 +254,27 @@ def decode_value(ftype, raw):
         return raw == b"\x01"
     if ftype == "integer":
         return int(raw.decode("ascii"))
+    if ftype == "list":
+        return decode_list(raw)
     return raw.decode("utf-8")  # text, enum, date
+
+
+def decode_list(raw):
+    """§3: u16 count, then count x (u16 length, UTF-8 item); nothing after; no repeats."""
+    if len(raw) < 2:
+        raise FormatError("list too short")
+    count, pos, items = int.from_bytes(raw[:2], "big"), 2, []
+    for _ in range(count):
+        if pos + 2 > len(raw):
+            raise FormatError("list item length missing")
+        n = int.from_bytes(raw[pos:pos + 2], "big")
+        if pos + 2 + n > len(raw):
+            raise FormatError("list item past the end")
+        items.append(raw[pos + 2:pos + 2 + n].decode("utf-8"))
+        pos += 2 + n
+    if pos != len(raw) or len(set(items)) != len(items):
+        raise FormatError("bad list")
+    return items
 
 
 # ---------------------------------------------------------------- §4 §5 §5a §6
