@@ -36,6 +36,7 @@ def cli(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ign
     monkeypatch.chdir(tmp_path)
 
     def run(*args: str, capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
+        monkeypatch.setenv("DVAULT_RECOVERY_PASSPHRASE", RECOVERY)  # dvault removes it once read
         monkeypatch.setattr(sys, "argv", ["dvault", *args, "--vault", url, "--recovery",
                                           "--reason", "registration import"])
         code = 0
@@ -396,6 +397,7 @@ def test_a_vault_with_the_previous_default_schema_imports_with_preset_and_mappin
     root = Path(__file__).resolve().parent.parent
     errs = []
     for args in (("kobo.csv", "--preset", "kobo"), ("groups.csv", "--mapping", str(root / "docs" / "kobo-mapping.toml"))):
+        monkeypatch.setenv("DVAULT_RECOVERY_PASSPHRASE", RECOVERY)  # dvault removes it once read
         monkeypatch.setattr(sys, "argv", ["dvault", "import", *args, "--vault", url, "--recovery", "--reason", "r"])
         code = 0
         try:

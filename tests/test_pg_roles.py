@@ -177,7 +177,7 @@ def test_staff_operations_work_as_the_staff_login_and_lead_ones_as_the_lead_logi
         assert [r.id for r in s.find(email="kofi@example.org")] == [new]
         badge = s.pseudonym(new, "badge")
         assert s.resolve(badge).id == new
-        s.update(new, {"dietary": "vegan", "phone": "+233 1 555"})
+        s.update(new, {"dietary": ["vegan"], "phone": "+233 1 555"})
         s.delete(more[0])
         s.set_reason("hospital needs her legal name")
         req = s.request_reveal(rid, "legal_name", "hospital needs her legal name")
@@ -196,7 +196,7 @@ def test_staff_operations_work_as_the_staff_login_and_lead_ones_as_the_lead_logi
         v.audit_checkpoint()
     with vault.open(logins.staff, identity=staff) as s:
         assert s.reveal(req) == "Amira Haddad"
-        assert s.get(new)["dietary"] == "vegan"
+        assert s.get(new)["dietary"] == ["vegan"]
     with vault.open(logins.lead, PASSPHRASE) as v:  # the recovery passphrase, as the lead's login
         v.add({"badge_name": "recovery add"})
         v.change_passphrase(PASSPHRASE + " 2")

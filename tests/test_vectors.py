@@ -42,8 +42,12 @@ def test_padding() -> None:
 
 def test_list_value_encoding() -> None:
     """The library, the spec-only reader and the vector agree on §3's list encoding."""
-    from reader import FormatError as ReaderError  # type: ignore[import-not-found]
-    from reader import decode_list  # type: ignore[import-not-found]
+    sys.path.insert(0, str(VEC))  # tests/vectors/reader.py, whichever test imported it first
+    try:
+        from reader import FormatError as ReaderError  # type: ignore[import-not-found]
+        from reader import decode_list  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(VEC))
 
     from vault import values as VAL
     from vault.schema import load as load_schema

@@ -580,13 +580,14 @@ def build() -> dict[str, dict]:
                                                "index plan MAC blob, kind I")
     # a version 2 plan: the joint allocation of the participant schema's indexes for 150
     # people, k 4 (format.md §10: budget 5; round robin, exact indexes cost 1, token ones 2)
-    plan2 = ('{"bits":{"email":2,"legal_name":1,"legal_name#tokens":0,"passport_number":1,"phone":1},'
+    plan2 = ('{"bits":{"email":1,"legal_name":1,"legal_name#tokens":0,"passport_number":1,"phone":1,"source_id":1},'
              '"class_versions":{"contact":1,"identity":1},"gen":1,"k":4,"mode":"joint","population":150,"v":2}')
     files["index_plan_v2.json"] = {
         **meta_mac(b"I", b"dvault/v1/index-plan-mac", "plan", plan2, "index plan of version 2 (joint) and its MAC "
                    "blob, kind I; indexes: the exact indexes of the participant schema in schema order, then the "
                    "token index"),
-        "indexes": ["email", "phone", "legal_name", "passport_number", "legal_name#tokens"], "population": 150,
+        "indexes": ["email", "phone", "legal_name", "passport_number", "source_id", "legal_name#tokens"],
+        "population": 150,
         "k": 4}
     files["normalize_v1.json"] = normalize_vectors()
     return files
