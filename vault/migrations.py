@@ -112,7 +112,21 @@ def _v7(conn: Connection) -> None:
     a vault to this version."""
 
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7}
+def _v8_key_statement(conn: Connection) -> None:
+    """No table changes. From version 8 on, the signed key statement is of the third kind
+    (docs/format.md 9b, "dvault keys v3"): it also names every key slot that must exist and
+    commits to the canary list, which is sealed under a key only the lead and the recovery
+    passphrase hold (format.md 13a). vault.open converts the list and signs the statement in
+    the same transaction, so only the lead's or a recovery opener's open takes a vault to
+    this version; other openers work at version 7 until then."""
+
+
+def _v8(conn: Connection) -> None:
+    _v8_key_statement(conn)
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7,
+                                                       8: _v8}
 assert max(MIGRATIONS) == F.DB_SCHEMA_VERSION
 
 
