@@ -243,6 +243,10 @@ def status(as_json: bool, **kw: Any) -> None:
     with unlock(kw) as v:
         st = v.status()
         alarms = v.alarms() if v.role.manage else []
+        if v.role.manage:  # the lead alone can tell them: staff neither read nor count them
+            st["canaries"] = v.canary_count()
+        if v.warnings:
+            st["problems"] = list(v.warnings)
     st["alarms"] = len(alarms)
     if as_json:
         click.echo(_json.dumps(st, sort_keys=True, default=str))

@@ -73,6 +73,33 @@ def pins_path(ident_path: Path) -> Path:
     return ident_path.with_name(ident_path.name + ".vaults")
 
 
+def checkpoints_path(ident_path: Path) -> Path:
+    """The lead's checkpoints of each vault's audit log, beside their identity
+    (vault.canaries.witness): kept where no database writer reaches."""
+    return ident_path.with_name(ident_path.name + ".checkpoints")
+
+
+def after_open(v: vault.Vault, ident_path: Path | None) -> vault.Vault:
+    """What the lead must see at every open, --quiet or not: the vault's warnings (a key slot
+    gone), and, with a managing identity, the log checked against the checkpoint kept at
+    the last open, a new one kept, and the canary alarms written since."""
+    for w in v.warnings:
+        click.echo(f"dvault: warning: {w}", err=True)
+    if ident_path is None or not v.role.manage or v.user is None:
+        return v
+    from vault.canaries import witness
+    try:
+        seen = witness(v, checkpoints_path(ident_path))
+    except BaseException:
+        v.close()
+        raise
+    if seen["alarms"]:
+        click.echo(click.style(f"dvault: ALARM: {len(seen['alarms'])} canary access(es) since your last open (the "
+                               "log up to here is now checkpointed in " f"{checkpoints_path(ident_path)}); see dvault "
+                               "audit show --action alarm and dvault status", fg="red"), err=True)
+    return v
+
+
 def open_vault(url: str | None, identity: Path | None, passphrase_file: Path | None,
                recovery: bool = False) -> vault.Vault:
     """Unlock with the user's identity (its passphrase is prompted), or with the recovery
@@ -89,8 +116,9 @@ def open_vault(url: str | None, identity: Path | None, passphrase_file: Path | N
         if v.id not in before:  # a first sight is trusted, not checked: say so
             note(f"first open of vault {v.id} with this identity: its keys are now pinned in {pins_file}; "
                  "compare them with the pin line the lead sent you (dvault pin show)")
-        return v
-    return vault.open(target, read_passphrase(passphrase_file, "Vault recovery passphrase", env=RECOVERY_ENV))
+        return after_open(v, ident_path)
+    return after_open(vault.open(target, read_passphrase(passphrase_file, "Vault recovery passphrase",
+                                                         env=RECOVERY_ENV)), None)
 
 
 _VAULT_OPTS = [

@@ -132,12 +132,32 @@ def describe(v: "Vault", seq: int) -> dict[str, Any]:
     """The entry ``seq`` and what is wrong with it (None if nothing), for the lead's decision."""
     from .audit import actor_id, read_entries
     from .errors import NotFound
-    e = next((x for x in read_entries(v._s(), damaged=True) if x.seq == seq), None)
-    if e is None:
+    entries = read_entries(v._s(), damaged=True)
+    i = next((n for n, x in enumerate(entries) if x.seq == seq), None)
+    if i is None:
         raise NotFound(f"no audit entry {seq}")
-    why = problem(e, v._known_actors()) if len(e.hash) == 32 else "it is malformed (a column was edited)"
+    e, known = entries[i], v._known_actors()
+    why = problem(e, known) if len(e.hash) == 32 else "it is malformed (a column was edited)"
     return {"seq": e.seq, "at": e.at, "actor": actor_id(e.actor), "action": e.action, "target": e.target,
-            "problem": why, "hash": e.hash.hex()}
+            "problem": why or _clock(entries, i, known), "hash": e.hash.hex()}
+
+
+def _clock(entries: list[Entry], i: int, known: set[bytes]) -> str | None:
+    """Whether entry ``i`` is dated back beyond the tolerance behind an earlier signed
+    entry (as verify finds it), or forward beyond it ahead of the next one (the entry
+    whose clock made its successors look backdated)."""
+    def timed(e: Entry) -> bool:
+        return e.actor in known and not (e.action in UNSIGNED_ACTIONS and e.sig == bytes(64))
+    latest = max(((e.at, e.seq) for e in entries[:i] if timed(e)), default=(0, 0))
+    back = clock_problem(entries[i].at, *latest)
+    if back is not None:
+        return f"it is {back}"
+    nxt = next((e for e in entries[i + 1:] if timed(e)), None)
+    if nxt is not None and clock_problem(nxt.at, entries[i].at, entries[i].seq) is not None:
+        ahead = (entries[i].at - nxt.at) // 1000
+        return (f"it is dated {ahead} s after entry {nxt.seq}, which follows it, beyond the "
+                f"{F.AUDIT_CLOCK_TOLERANCE_MS // 60000}-minute tolerance (dated forward, or a clock running fast)")
+    return None
 
 
 def quarantine(v: "Vault", seq: int) -> str:

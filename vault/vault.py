@@ -1589,6 +1589,7 @@ class Vault:
         store.lock_keys(conn)  # taken already by every caller; held again, it costs nothing
         if not checked:
             self._check_keys(conn)
+        ST.signable_version(self, conn)  # it signs the statement last: refuse before any slot (or state) changes
         mine = self._slot_kid.hex()
         everyone = self._verified_users(conn)
         users = {u.slot_id: u for u in everyone if u.role != U.REVOKED}
