@@ -484,3 +484,26 @@ def test_cli_flags_forged_entries_quarantines_them_and_counts_canaries(tmp_path:
     assert (tmp_path / "lead.dvid.checkpoints").read_text().count(" dvcp1:") == 1
     again = run("lead", "status").output
     assert decoy and "since your last open" not in again and "ALARM: 2 canary record" in again  # news once
+
+
+def test_a_failed_move_keeps_a_new_vault_someone_wrote_to(url: str, url2: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed create or move removes only what its own creation wrote; a new vault that
+    holds anything more (here a record row written into it meanwhile) is set aside too."""
+    def fail(self: vault.Vault, *_a: object, **_k: object) -> None:
+        _sql(self._s().url, "INSERT INTO dv_records (id, data) VALUES (:i, :d)", i=bytes(16), d=b"x")
+        raise OSError("disk full")
+
+    with vault.create(url, PASSPHRASE, lead=Identity.generate()) as src:
+        src.add(PERSON)
+        monkeypatch.setattr(vault.Vault, "_add_many_impl", fail)
+        with pytest.raises(OSError):
+            vault.move(src, url2, NEW_PASSPHRASE, lead=Identity.generate())
+    if url2.startswith("sqlite"):
+        path = url2.removeprefix("sqlite:///")
+        assert not os.path.exists(path) and [p for p in os.listdir(os.path.dirname(path)) if ".unfinished-move-" in p]
+    else:
+        engine = sa.create_engine(url2)
+        with engine.connect() as c:
+            names = sa.inspect(c).get_table_names()
+        engine.dispose()
+        assert not [t for t in names if t.startswith("dv_")] and any(t.startswith("dvaside_") for t in names)

@@ -52,6 +52,17 @@ def _problem(store: Store, conn: Any) -> str | None:
     return None
 
 
+def written_since_creation(store: Store) -> bool:
+    """Whether a vault this process has just made holds anything but what its creation
+    wrote (someone wrote there meanwhile, or it cannot be told): then it is set aside, not
+    dropped, by the clean-up of a failed create() or move."""
+    try:
+        with store.tx(write=False) as conn:
+            return _problem(store, conn) is not None
+    except Exception:  # noqa: BLE001 - unreadable: keep it rather than drop what we cannot see
+        return True
+
+
 def check_open(store: Store) -> None:
     """open() of a marked vault: UnfinishedMove, or IntegrityError if the mark was set by hand."""
     with store.tx(write=False) as conn:
@@ -106,12 +117,12 @@ def discard_unfinished_move(url: str, source: "Vault | None" = None) -> str | No
             raise IntegrityError("this vault is marked as an unfinished move; only a re-run of the move, from the "
                                  "vault it moved, may set it aside")
         _check_signed(meta, source)
-        return _set_aside(store)
+        return set_aside(store)
     finally:
         store.dispose()
 
 
-def _set_aside(store: Store) -> str:
+def set_aside(store: Store) -> str:
     """Rename the vault's tables (SQLite: its files) out of the way and keep them."""
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + C.random_bytes(3).hex()
     if store.sqlite_path is not None:

@@ -26,7 +26,7 @@ from . import users as U
 from .errors import AccessDenied
 from .identity import Identity, PublicIdentity
 from .normalize import normalize, tokens
-from .errors import (IntegrityError, KeysChanged, NotFound, SchemaError, UnfinishedMove, ValidationError,
+from .errors import (IntegrityError, KeysChanged, NotFound, SchemaError, ValidationError,
                      VaultClosed, VaultError, VaultExists, WrongPassphrase, utf8)
 from .audit import RecordCheck, has_states, state_key, state_of
 from .record import Record
@@ -160,7 +160,14 @@ def _discard(store: Store, made: set[str]) -> None:
     """Remove a vault this process has just made: SQLite's files (``Store(create=True)``
     refused an existing file, so they are ours even before anything was committed), or on
     PostgreSQL the tables ``made`` (a failure before their commit rolled them back; any
-    other ``dv_*`` table may be someone else's)."""
+    other ``dv_*`` table may be someone else's). A vault that holds more than its creation
+    wrote is set aside instead (vault.moving): no clean-up drops an audit log of use."""
+    if made and moving.written_since_creation(store):
+        try:
+            moving.set_aside(store)
+        finally:
+            store.dispose()
+        return
     if store.sqlite_path is None and made:
         store.drop_tables(made)
     store.dispose()
