@@ -235,7 +235,8 @@ def approve(request_id: str, hours: float, **kw: Any) -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON.")
 @vault_options
 def status(as_json: bool, **kw: Any) -> None:
-    """Vault facts, accepted schema risks and canary alarms (for the lead).
+    """Vault facts, accepted schema risks, problems found at open, and the canary count
+    and alarms (for the lead).
 
     Example: dvault status
     """

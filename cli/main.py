@@ -127,6 +127,10 @@ def audit_show(actor, action, target, since_days, since_text, until_text, as_jso
             by_name = [i for i, n in names.items() if n == actor]
             actor = by_name[0] if len(by_name) == 1 else actor  # else an id outside the table (recovery)
         entries = v.audit_entries(actor=actor, action=action, target=target, since_ms=since, until_ms=until)
+        if action == "alarm" and v.role.manage and target is None:  # the touches found in staff entries too
+            entries = [{"action": "alarm", "reason": None, **a} for a in v.alarms()
+                       if (actor is None or a["actor"] == actor) and (since is None or a["at"] >= since)
+                       and (until is None or a["at"] <= until)]
         if summary:
             counts = A.summary(entries, {n: f.cls for n, f in v.schema.fields.items()})
             if as_json:

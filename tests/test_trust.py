@@ -482,6 +482,8 @@ def test_cli_flags_forged_entries_quarantines_them_and_counts_canaries(tmp_path:
     alarmed = run("lead", "status")  # the search hit, and the badge pseudonym find printed for it
     assert "ALARM: 2 canary access" in alarmed.output
     assert (tmp_path / "lead.dvid.checkpoints").read_text().count(" dvcp1:") == 1
+    listed = run("lead", "audit", "show", "--action", "alarm", "--json")
+    assert [json.loads(line)["detail"]["op"] for line in listed.stdout.splitlines()] == ["search", "pseudonym"]
     again = run("lead", "status").output
     assert decoy and "since your last open" not in again and "ALARM: 2 canary record" in again  # news once
 
