@@ -509,3 +509,44 @@ def test_a_failed_move_keeps_a_new_vault_someone_wrote_to(url: str, url2: str, m
             names = sa.inspect(c).get_table_names()
         engine.dispose()
         assert not [t for t in names if t.startswith("dv_")] and any(t.startswith("dvaside_") for t in names)
+
+
+def test_an_older_statement_put_back_cannot_have_an_older_canary_list_signed(team) -> None:  # type: ignore[no-untyped-def]
+    """The statement of database schema v7 did not name the canary list. Put back (with the
+    version set to 7) after the upgrade to v8 and a canary planted since, with the list from
+    before the canary, the lead's open would upgrade again and sign that older list: the
+    canary switched off. A list of the v8 kind in a vault that says it is older is refused."""
+    from rawdb import as_release_v7
+    url, lead, staff, _other, rid = team
+    with vault.open(url, identity=lead) as lv:
+        as_release_v7(lv)
+    old_stmt, old_sig = _meta(url, "keys_stmt"), _meta(url, "keys_stmt_sig")
+    with vault.open(url, identity=lead) as lv:  # the upgrade to v8
+        before = _meta(url, "canaries")
+        decoy = lv.plant_canary(DECOY)
+    raw = RawDB(url)
+    for name, value in (("db_schema_version", b"7"), ("keys_stmt", old_stmt), ("keys_stmt_sig", old_sig),
+                        ("canaries", before)):
+        raw.set_meta(name, value)
+    raw.close()
+    with pytest.raises(vault.IntegrityError, match="canary list is of database schema v8"):
+        vault.open(url, identity=lead)
+    with pytest.raises(vault.IntegrityError, match="canary list is of database schema v8"):
+        vault.open(url, PASSPHRASE)
+    assert decoy
+
+
+def test_a_handle_opened_before_the_leads_upgrade_is_told_to_reopen(team) -> None:  # type: ignore[no-untyped-def]
+    """A staff handle opened at v7 meets the statement the lead's upgrade to v8 signed:
+    "open it again", not "the database was edited"; reopened, it works at v8."""
+    from rawdb import as_release_v7
+    url, lead, staff, _other, rid = team
+    with vault.open(url, identity=lead) as lv:
+        as_release_v7(lv)
+    with vault.open(url, identity=staff) as v:
+        assert v._db_known == 7
+        vault.open(url, identity=lead).close()  # the upgrade
+        with pytest.raises(vault.KeysChanged, match="upgraded to database schema v8"):
+            v.users()
+    with vault.open(url, identity=staff) as v:
+        assert v._db_known == F.DB_SCHEMA_VERSION and v.get(rid, fields=["email"])["email"] == PERSON["email"]

@@ -110,11 +110,15 @@ def upgraded_list(v: "Vault", conn: Any) -> bytes:
     assert v._ring is not None and seed is not None  # only a signer upgrades to v8
     meta_secret = v._ring.current(K.KIND_META_KEY).secret
     blob = store.meta_value(conn, "canaries")
-    if blob and blob[:2] == _HEADER:  # sealed as from v8 already (a version lowered by hand, say)
+    if blob and blob[:2] == _HEADER:
         try:
-            return seal_list(seed, v._vid, open_list(seed, v._vid, blob))
+            open_list(seed, v._vid, blob)
         except IntegrityError:
             pass  # an old list whose random nonce begins like the header
+        else:  # only v8 writes this kind: the version was lowered and an older statement put back
+            raise IntegrityError("the canary list is of database schema v8, but the vault says it is older and its "
+                                 "key statement is of an older kind: the database was edited (an older statement put "
+                                 "back, to have an older canary list signed); tell the lead")
     tags = open_legacy(meta_secret, v._vid, blob) if blob else set()
     found = {rid: 0 for rid, _ in store.scan_records(conn) if tags and legacy_tag(meta_secret, rid) in tags}
     return seal_list(seed, v._vid, found)

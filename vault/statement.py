@@ -114,12 +114,25 @@ def signable_version(v: "Vault", conn: Any) -> int:
     at, and only if the database still says so. Why: the statement is what authenticates
     the version; signing whatever the row holds would launder a version a database writer
     raised (every later open refused as unsupported, and the true one refused as lowered)."""
-    row = meta_version(v._s().get_meta_values(conn, ["db_schema_version"]))
+    meta = v._s().get_meta_values(conn, ["db_schema_version", "keys_stmt"])
+    row = meta_version(meta)
+    upgraded_since(meta, v._db_known)
     if row != v._db_known:
         raise IntegrityError(f"the database schema version was changed to v{row} in the database (this client "
                              f"opened the vault at v{v._db_known}): refusing to sign it; the lead's next open "
                              "restores the signed version; tell the lead")
     return row
+
+
+def upgraded_since(meta: dict[str, bytes], known: int) -> None:
+    """KeysChanged if the vault was upgraded past ``known`` since a handle opened it (the
+    row and the statement both name the newer version; the statement's signature is
+    checked by the next open): reopen, rather than "edited in the database"."""
+    from .errors import KeysChanged
+    row = meta_version(meta)
+    if row > known and K.statement_version(meta.get("keys_stmt")) == row:
+        raise KeysChanged(f"the vault was upgraded to database schema v{row} since this handle opened it; "
+                          "open it again")
 
 
 def sign(v: "Vault", conn: Any, *, ring: K.Keyring | None = None, users: list[U.User] | None = None,

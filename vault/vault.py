@@ -1385,6 +1385,7 @@ class Vault:
         if statement:  # and it is the table the lead signed last, not an older signed copy
             assert self._ring is not None
             version = self._db_known  # the row's own value is checked where it matters: before signing
+            ST.upgraded_since(meta, version)
             try:
                 signed = _check_keys_meta(meta, self._ring, self._vid, version, users)
             except IntegrityError:
