@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"bench/audit_parts.py  n={args.n:,} reads={args.reads:,} rounds={args.rounds}  cpus {os.cpu_count()}")
     with tempfile.TemporaryDirectory(prefix="dvault-audit-parts-") as tmp:
         v = vault.create(os.path.join(tmp, "a.vault"), "benchmark only passphrase", population=args.n)
+        print(f"index plan: {v.status()['index']['plan']} (the default)")
         rng = random.Random(1)
         ids: list[str] = []
         while len(ids) < args.n:

@@ -235,6 +235,7 @@ def build(tmp: Path, n: int, batch: int, seed: int) -> tuple[str, list[dict[str,
     lead, staff = Identity.generate(), Identity.generate()
     with vault.create(str(path), RECOVERY_PW, lead=lead, population=n) as v:
         t_create = time.perf_counter() - t0
+        print(f"  index plan {v.status()['index']['plan']} (the default), population {n:,}", flush=True)
         v.add_user(staff.public, "sam", "staff")
         v.set_reason("bench build")
         t1 = time.perf_counter()

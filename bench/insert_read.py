@@ -160,6 +160,8 @@ def run_vault(rows: list[dict[str, Any]], url: str, res: Result, sample: int, se
     t0 = time.perf_counter()
     v = vault.create(url, PASSPHRASE, kdf=BENCH_KDF, schema=schema)
     create_s = time.perf_counter() - t0
+    print(f"  vault index plan: {v.status()['index']['plan']} (the default), population "
+          f"{v.status()['index']['population']}", flush=True)
     try:
         dt_ins, ids = _timed(lambda: v.add_many(rows))
 

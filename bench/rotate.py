@@ -186,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=500, help="rotate()/reindex() batch size (default 500)")
     ap.add_argument("--opens", type=int, default=5, help="timed staff opens; medians reported (default 5)")
     ap.add_argument("--sample", type=int, default=500, help="records verified after each step (default 500)")
+    ap.add_argument("--plan", choices=("joint", "precise"), default="joint",
+                    help="blind-index plan (default joint, the library's; precise: per field, docs/threat-model.md 7.2)")
     args = ap.parse_args(argv)
     if args.n < 1 or args.batch < 1 or args.opens < 1:
         ap.error("--n, --batch and --opens must be positive")
@@ -215,7 +217,10 @@ def main(argv: list[str] | None = None) -> int:
 
         # -- build -------------------------------------------------------------------------
         t0 = time.perf_counter()
-        v = vault.create(path, PASSPHRASE, kdf=BENCH_KDF, lead=lead, population=args.n)
+        v = vault.create(path, PASSPHRASE, kdf=BENCH_KDF, lead=lead, population=args.n,
+                         precise=args.plan == "precise")
+        print(f"  index plan {v.status()['index']['plan']}, bits per index {v.status()['index']['per_index']}",
+              flush=True)
         v.add_user(staff.public, "sam", "staff")
         create_s = time.perf_counter() - t0
         insert_s, ids = _timed(lambda: v.add_many(rows))

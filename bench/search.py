@@ -230,7 +230,9 @@ def audit_bench_run(v: Any, rids: list[str], args: argparse.Namespace) -> dict[s
 def run_size(n: int, args: argparse.Namespace, tmp: str, scan: bool, audit_bench: bool = False) -> SizeResult:
     res = SizeResult(n)
     path = os.path.join(tmp, f"search-{n}.vault")
-    v = vault.create(path, PASSPHRASE, kdf=BENCH_KDF, population=n)
+    v = vault.create(path, PASSPHRASE, kdf=BENCH_KDF, population=n, precise=args.plan == "precise")
+    st = v.status()["index"]
+    print(f"  N={n:,}: index plan {st['plan']}, bits per index {st['per_index']}", flush=True)
     try:
         # Which participants the queries ask for: chosen up front so the rows need not be kept.
         pick_rng = random.Random(args.seed + 7919)
@@ -481,6 +483,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--audit-entries", type=int, default=1_000_000,
                     help="entries the audit log holds when audit_verify is timed (default 1000000)")
     ap.add_argument("--tmpdir", default=None, help="where the temporary vaults go (default: system temp)")
+    ap.add_argument("--plan", choices=("precise", "joint"), default="precise",
+                    help="blind-index plan (default precise: the explicit large-vault choice the latency targets "
+                         "are about; it leaks joint buckets, docs/threat-model.md 7.2; joint is the library's "
+                         "default, whose searches at 1M decrypt N/16 candidates)"),
     args = ap.parse_args(argv)
     try:
         sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
@@ -505,6 +511,7 @@ def main(argv: list[str] | None = None) -> int:
           f"defenders-vault {vault.__version__}  cpus {os.cpu_count()}")
     print(f"NOTE: Argon2id lowered to t={BENCH_KDF.t} m={BENCH_KDF.m_kib}KiB p={BENCH_KDF.p} for this "
           "benchmark only (vault._format.KDF_FLOOR/KDF_DEFAULT patched in-process); it plays no part in search.")
+    print(f"index plan: {args.plan} (vault.create(..., precise={args.plan == 'precise'}))")
     print(f"sizes {', '.join(f'{s:,}' for s in sizes)}; {args.queries} present + {args.absent} absent "
           f"email queries per size; synthetic participants x {len(FIELDS)} fields, seed {args.seed}")
 

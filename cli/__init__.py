@@ -6,9 +6,12 @@ library errors into one line on stderr and a documented exit code. No crypto her
 
 
 def run() -> None:
-    """The ``dvault`` entry point: Ctrl-C while the modules are still loading ends with the
-    same one line as later (``interrupted``, exit 130), not a traceback."""
+    """The ``dvault`` entry point: the process is hardened first (cli.hardening); Ctrl-C
+    while the modules are still loading ends with the same one line as later
+    (``interrupted``, exit 130), not a traceback."""
     import sys
+    from .hardening import harden
+    harden()  # before any key or value is in memory: no core dump, no same-user ptrace
     try:
         from .main import main
     except KeyboardInterrupt:

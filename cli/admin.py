@@ -9,7 +9,7 @@ import click
 
 import vault
 from vault.identity import Identity, PublicIdentity, default_path
-from vault.store import check_app_roles, restrict_audit_role
+from vault.postgres import check_roles, grant_roles
 from vault.vault import discard_new
 
 from .common import (emit, identity_path, note, pins_path, printable, shown_url, unlock, vault_options,
@@ -44,6 +44,9 @@ def lead_identity(path: Path, passphrase_file: Path | None, prompt: str) -> tupl
 @click.option("--schema", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A custom schema TOML (default: the participant schema).")
 @click.option("--population", type=click.IntRange(1, 10_000_000), help="Expected number of records.")
+@click.option("--precise", is_flag=True,
+              help="Large vaults only: plan each blind index on its own (faster searches; the tuple of a "
+                   "record's buckets then singles it out, see docs/threat-model.md 7.2).")
 @click.option("--name", default="lead", show_default=True, help="Your name or handle in the user table.")
 @click.option("--passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Recovery passphrase from this file (else DVAULT_RECOVERY_PASSPHRASE or "
@@ -51,18 +54,23 @@ def lead_identity(path: Path, passphrase_file: Path | None, prompt: str) -> tupl
 @click.option("--identity-passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Identity passphrase from this file (else DVAULT_IDENTITY_PASSPHRASE, else a prompt).")
 @click.option("--app-role", "app_roles", multiple=True, metavar="ROLE",
-              help="PostgreSQL: a database role the staff clients log in as (repeatable; it must exist). "
-                   "It may use every table but only append to and read the audit log.")
-def init(vault_url: str, identity: Path | None, schema: Path | None, population: int | None, name: str,
-         passphrase_file: Path | None, identity_passphrase_file: Path | None, app_roles: tuple[str, ...]) -> None:
+              help="PostgreSQL: a database role the staff and tool clients log in as (repeatable; it must "
+                   "exist). It may write records, index, pseudonyms and break-glass requests, append to the "
+                   "audit log, and only read keys, slots, users and the vault's state.")
+@click.option("--lead-role", "lead_roles", multiple=True, metavar="ROLE",
+              help="PostgreSQL: a database role the lead's clients (and recovery) log in as (repeatable; it "
+                   "must exist). It may write every table but only append to the audit log.")
+def init(vault_url: str, identity: Path | None, schema: Path | None, population: int | None, precise: bool,
+         name: str, passphrase_file: Path | None, identity_passphrase_file: Path | None,
+         app_roles: tuple[str, ...], lead_roles: tuple[str, ...]) -> None:
     """Create a vault and enrol you as its security lead. On PostgreSQL, run it as the
-    database owner and name the role(s) staff clients use with --app-role: they get no
-    UPDATE, DELETE or TRUNCATE on the audit log.
+    database owner and name the role(s) staff clients use with --app-role and the lead's
+    with --lead-role (see dvault db-roles): no role can change the audit log.
 
     Example: dvault init --vault dd2026.vault --identity ~/lead.dvid --population 150
     """
-    if app_roles:
-        check_app_roles(vault_url, app_roles)  # before anything is asked or written
+    if app_roles or lead_roles:
+        check_roles(vault_url, [*app_roles, *lead_roles])  # before anything is asked or written
     ident_path = identity or default_path()
     lead, id_pw, new_identity = lead_identity(ident_path, identity_passphrase_file, "Passphrase for your identity")
     recovery = read_passphrase(passphrase_file, "Recovery passphrase for the new vault", confirm=True,
@@ -70,10 +78,11 @@ def init(vault_url: str, identity: Path | None, schema: Path | None, population:
     if new_identity:
         lead.save(ident_path, id_pw)
     try:
-        v = vault.create(vault_url, recovery, schema=schema, population=population, lead=lead, lead_name=name)
+        v = vault.create(vault_url, recovery, schema=schema, population=population, precise=precise, lead=lead,
+                         lead_name=name)
         try:
-            for role in app_roles:
-                restrict_audit_role(vault_url, role)
+            if app_roles or lead_roles:
+                grant_roles(vault_url, staff=app_roles, lead=lead_roles)
             pinned = v.pin(pins_path(ident_path), created=True)
         except BaseException:  # all or nothing: no vault whose set-up was left half done
             discard_new(v)
@@ -86,12 +95,44 @@ def init(vault_url: str, identity: Path | None, schema: Path | None, population:
         if new_identity:
             ident_path.unlink(missing_ok=True)
         raise
-    for role in app_roles:
-        note(f"database role {role}: every table, but the audit log only SELECT and INSERT")
+    _note_roles(app_roles, lead_roles)
     if new_identity:
         note(f"created identity {ident_path}")
     click.echo(f"your identity: {ident_path}  fingerprint {lead.public.fingerprint()}")
     note(RECOVERY_ADVICE)
+
+
+def _note_roles(staff: tuple[str, ...], lead: tuple[str, ...]) -> None:
+    for role in staff:
+        note(f"database role {role} (staff): records, index, pseudonyms, break-glass requests; the audit log "
+             "only SELECT and INSERT; keys, slots, users and the vault's state read-only")
+    for role in lead:
+        note(f"database role {role} (lead): every table, but the audit log only SELECT and INSERT")
+
+
+@click.command("db-roles")
+@click.option("--vault", "vault_url", metavar="URL", help="The vault's PostgreSQL URL, as its tables' owner "
+              "(or DVAULT_URL).")
+@click.option("--app-role", "app_roles", multiple=True, metavar="ROLE",
+              help="A database role staff and tool clients log in as (repeatable).")
+@click.option("--lead-role", "lead_roles", multiple=True, metavar="ROLE",
+              help="A database role the lead's clients log in as (repeatable).")
+def db_roles(vault_url: str | None, app_roles: tuple[str, ...], lead_roles: tuple[str, ...]) -> None:
+    """PostgreSQL: give database roles what staff (--app-role) or lead (--lead-role)
+    clients need on an existing vault, and nothing more: whatever the role had on the
+    vault's tables is revoked first, and the grants are refused (nothing changes) if the
+    role would still hold more, e.g. through PUBLIC. Run it as the tables' owner, for a
+    vault made before these roles existed, a moved vault, or a role added later. It
+    needs no keys and writes no audit entry (grants are the owner's, outside the vault).
+
+    Example: dvault db-roles --vault "$OWNER_URL" --app-role dvault_staff --lead-role dvault_lead
+    """
+    if not app_roles and not lead_roles:
+        raise click.UsageError("name at least one --app-role or --lead-role")
+    url = resolve_vault_url(vault_url)
+    grant_roles(url, staff=app_roles, lead=lead_roles)
+    click.echo(f"database roles set on {shown_url(url)}")
+    _note_roles(app_roles, lead_roles)
 
 
 @click.group()
@@ -121,7 +162,8 @@ def user_add(public: str, name: str, role: str, yes: bool, **kw: Any) -> None:
     with unlock(kw) as v:
         u = v.add_user(pub, name, role)
         click.echo(f"enrolled {printable(u.name)} ({u.user_id}) as {u.role}")
-        note(f"Send them this too, for their first open: dvault pin add {v.pin_line}")
+        note(f"Send them this too, for their first open: dvault pin add {v.pin_line} --vault URL "
+             "(the vault's path or URL as they will open it)")
 
 
 @user.command("list")
@@ -204,31 +246,93 @@ def rotate(classes: tuple[str, ...], reencrypt: bool, **kw: Any) -> None:
 
 
 @click.command()
+@click.option("--json", "as_json", is_flag=True, help="JSON lines.")
 @vault_options
-def requests(**kw: Any) -> None:
-    """List break-glass requests (the lead sees their reasons).
+def requests(as_json: bool, **kw: Any) -> None:
+    """List break-glass requests. The lead sees every request, who each record is (audit
+    pseudonym and badge name), the reason, and warnings (a reason naming someone else, a
+    request edited in the database); anyone else sees only their own.
 
     Example: dvault requests
     """
     with unlock(kw) as v:
-        rows = [{"request": r.req_id, "by": r.requester, "field": r.field, "approved": r.approved,
-                 "reason": r.reason or ""} for r in v.reveal_requests()]
-    emit(rows, ["request", "by", "field", "approved", "reason"], False)
+        reqs = v.reveal_requests()
+        lead = v.role.manage
+    if lead:
+        rows = [{"request": r.req_id, "by": printable(r.requester_name or r.requester), "record": r.record or "-",
+                 "badge name": printable(r.badge_name or "-"), "field": r.field, "approved": r.approved,
+                 "check": "WARNING" if (r.problem or r.flags) else "", "reason": printable(r.reason or "")}
+                for r in reqs]
+        emit(rows, ["request", "by", "record", "badge name", "field", "approved", "check", "reason"], as_json)
+        for r in reqs:
+            for w in _warnings(r):
+                click.echo(f"dvault: warning: request {r.req_id}: {w}", err=True)
+        return
+    rows = [{"request": r.req_id, "record": r.record or "-", "field": r.field, "approved": r.approved}
+            for r in reqs]
+    emit(rows, ["request", "record", "field", "approved"], as_json)
+
+
+def _warnings(r: Any) -> list[str]:
+    return ([r.problem] if r.problem else []) + list(r.flags)
 
 
 @click.command()
 @click.argument("request_id")
+@click.option("--record", "expect_record", metavar="PSEUDONYM",
+              help="The record you approve for (its audit pseudonym, as dvault requests shows it).")
+@click.option("--field", "expect_field", metavar="FIELD", help="The field you approve (as dvault requests shows it).")
 @click.option("--hours", type=click.FloatRange(0.01, 24 * 14), default=24, show_default=True,
               help="How long the grant stays valid.")
+@click.option("--yes", is_flag=True, help="Do not ask (scripts): then --record and --field are required.")
 @vault_options
-def approve(request_id: str, hours: float, **kw: Any) -> None:
-    """Approve a break-glass request: that one field, for that person, for a limited time.
+def approve(request_id: str, expect_record: str | None, expect_field: str | None, hours: float, yes: bool,
+            **kw: Any) -> None:
+    """Approve a break-glass request: that one field, of that person, for a limited time.
+    Shows who the record is (audit pseudonym, badge name), the field, the requester and
+    the reason, and asks; the approval is refused if the request is about another record
+    or field than the one confirmed, or was edited in the database.
 
     Example: dvault approve 3f2a9c1e00aa11bb --hours 2
     """
+    if yes and not (expect_record and expect_field):
+        raise click.UsageError("--yes needs --record and --field: the record and field you approve")
     with unlock(kw) as v:
-        v.approve_reveal(request_id, int(hours * 3600))
+        req = next((r for r in v.reveal_requests() if r.req_id == request_id), None)
+        if req is None:
+            raise vault.NotFound(f"no break-glass request {request_id}")
+        click.echo(f"request   {req.req_id} by {printable(req.requester_name or req.requester)} ({req.requester})",
+                   err=True)
+        click.echo(f"record    {req.record or '-'}  badge name: {printable(req.badge_name or '-')}", err=True)
+        click.echo(f"field     {req.field}", err=True)
+        click.echo(f"reason    {printable(req.reason or '(cannot be read)')}", err=True)
+        for w in _warnings(req):
+            click.echo(f"dvault: warning: {w}", err=True)
+        record, field = expect_record or req.record or "", expect_field or req.field
+        if not yes and not req.problem and not click.confirm(
+                f"Approve {field} of {record} for {hours:g} h?", default=False, err=True):
+            raise click.Abort()
+        v.approve_reveal(request_id, int(hours * 3600), record=record, field=field)
     note(f"approved {request_id} for {hours:g} h")
+
+
+@click.command()
+@click.option("--population", type=click.IntRange(1, 10_000_000), help="Expected number of records (default: "
+              "the current plan's).")
+@click.option("--precise/--joint", default=None,
+              help="Plan each blind index on its own (large vaults, faster searches; leaks more, see "
+                   "docs/threat-model.md 7.2) or all jointly (the default). Default: keep the current choice.")
+@vault_options
+def reindex(population: int | None, precise: bool | None, **kw: Any) -> None:
+    """Re-plan and rebuild the blind indexes (lead); resumable: if interrupted, run it again.
+
+    Example: dvault reindex --population 150
+    """
+    with unlock(kw) as v:
+        done = v.reindex(population=population, precise=precise)
+        st = v.status()["index"]
+    click.echo(f"re-indexed {done} records: {st['plan']} plan for population {st['population']}, k {st['k']}, "
+               f"bits {st['per_index']}")
 
 
 @click.command()
@@ -241,7 +345,7 @@ def status(as_json: bool, **kw: Any) -> None:
     Example: dvault status
     """
     import json as _json
-    with unlock(kw) as v:
+    with unlock(kw, advice=False) as v:  # status lists the advice among its warnings
         st = v.status()
         alarms = v.alarms() if v.role.manage else []
         if v.role.manage:  # the lead alone can tell them: staff neither read nor count them
@@ -327,4 +431,4 @@ def passphrase_recovery(vault_url: str | None, passphrase_file: Path | None, new
          "as safe as the new one.")
 
 
-COMMANDS = [init, user, role, rotate, requests, approve, status, passphrase]
+COMMANDS = [init, db_roles, user, role, rotate, requests, approve, reindex, status, passphrase]

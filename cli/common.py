@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable
 import click
 
 import vault
+from vault._files import check_private
 from vault.pins import known as known_vaults
 from vault.identity import Identity
 
@@ -27,15 +28,17 @@ def config_path() -> Path:
 
 
 def config() -> dict[str, Any]:
-    """``vault = "..."`` and ``identity = "..."`` from the user's config file, if any."""
+    """``vault = "..."``, ``identity = "..."`` and ``shell_idle_lock = "5m"`` from the user's
+    config file, if any."""
     p = config_path()
     if not p.is_file():
         return {}
+    check_private(p, "config file")  # it names the vault and the identity: another account must not
     try:
         data = tomllib.loads(p.read_text("utf-8"))
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError):  # nesting: tomllib recurses
         raise click.UsageError(f"cannot read config file {p}") from None
-    return {k: v for k, v in data.items() if k in ("vault", "identity") and isinstance(v, str)}
+    return {k: v for k, v in data.items() if k in ("vault", "identity", "shell_idle_lock") and isinstance(v, str)}
 
 
 def vault_url(given: str | None) -> str:
@@ -84,7 +87,7 @@ def after_open(v: vault.Vault, ident_path: Path | None) -> vault.Vault:
     gone), and, with a managing identity, the log checked against the checkpoint kept at
     the last open, a new one kept, and the canary alarms written since."""
     for w in v.warnings:
-        click.echo(f"dvault: warning: {w}", err=True)
+        warn(f"dvault: warning: {w}")
     if ident_path is None or not v.role.manage or v.user is None:
         return v
     from vault.canaries import witness
@@ -104,21 +107,33 @@ def open_vault(url: str | None, identity: Path | None, passphrase_file: Path | N
                recovery: bool = False) -> vault.Vault:
     """Unlock with the user's identity (its passphrase is prompted), or with the recovery
     passphrase when no identity is configured or ``--recovery`` is given."""
+    return open_vault_as(url, identity, passphrase_file, recovery)[0]
+
+
+def open_vault_as(url: str | None, identity: Path | None, passphrase_file: Path | None,
+                  recovery: bool = False, *, ask: bool = False) -> tuple[vault.Vault, Identity | None]:
+    """open_vault, and the identity it was opened with (None: the recovery passphrase), for
+    a command that also signs as that person (a sealed export). ``ask``: the passphrase
+    from a prompt only, never a variable (the shell's unlock after its idle lock)."""
     target = vault_url(url)
     ident_path = None if recovery else identity_path(identity)
     if ident_path is not None:
         if not ident_path.is_file():  # say so before asking for its passphrase
             raise vault.NotFound(f"no identity file at {ident_path}")
-        pw = read_passphrase(passphrase_file, f"Passphrase for identity {ident_path.name}", env=IDENTITY_ENV)
+        pw = read_passphrase(passphrase_file, f"Passphrase for identity {ident_path.name}",
+                             env=() if ask else IDENTITY_ENV)
         pins_file = pins_path(ident_path)
         before = known_vaults(pins_file)
-        v = vault.open(target, identity=Identity.load(ident_path, pw), pins=pins_file)
-        if v.id not in before:  # a first sight is trusted, not checked: say so
-            note(f"first open of vault {v.id} with this identity: its keys are now pinned in {pins_file}; "
-                 "compare them with the pin line the lead sent you (dvault pin show)")
-        return after_open(v, ident_path)
-    return after_open(vault.open(target, read_passphrase(passphrase_file, "Vault recovery passphrase",
-                                                         env=RECOVERY_ENV)), None)
+        ident = Identity.load(ident_path, pw)
+        v = vault.open(target, identity=ident, pins=pins_file)
+        if v.id not in before:  # a first sight is trusted, not checked: say so, even under --quiet
+            warn(f"dvault: warning: first open of vault {v.id} with this identity, at {shown_url(target)}: "
+                 f"nothing was pinned for it, so its keys were trusted as found and are now pinned in "
+                 f"{pins_file}; compare them with the pin line the lead sent you (dvault pin show), and "
+                 f"next time record that line first (dvault pin add)")
+        return after_open(v, ident_path), ident
+    pw = read_passphrase(passphrase_file, "Vault recovery passphrase", env=() if ask else RECOVERY_ENV)
+    return after_open(vault.open(target, pw), None), None
 
 
 _VAULT_OPTS = [
@@ -138,8 +153,16 @@ def vault_options(f: Callable) -> Callable:
     return f
 
 
-def unlock(kw: dict[str, Any]) -> vault.Vault:
-    return open_vault(kw.pop("vault_url"), kw.pop("identity"), kw.pop("passphrase_file"), kw.pop("recovery"))
+def unlock(kw: dict[str, Any], *, advice: bool = True) -> vault.Vault:
+    v = open_vault(kw.pop("vault_url"), kw.pop("identity"), kw.pop("passphrase_file"), kw.pop("recovery"))
+    if advice:  # the blind-index plan far from the live record count (threat model 7.2)
+        try:
+            for w in v.index_advice():
+                note(f"dvault: warning: {w}")
+        except BaseException:
+            v.close()
+            raise
+    return v
 
 
 def quiet() -> bool:
@@ -151,6 +174,13 @@ def note(message: str) -> None:
     """Progress and confirmations on stderr; silenced by ``dvault --quiet``."""
     if not quiet():
         click.echo(message, err=True)
+
+
+def warn(message: str) -> None:
+    """A trust decision the user must see (a vault or a sender taken on trust, a recipient
+    about to get data) on stderr, with or without ``--quiet``: a script that silences
+    progress must not silence what it would have to act on."""
+    click.echo(message, err=True)
 
 
 def progress(label: str, total: int):  # type: ignore[no-untyped-def]
@@ -183,12 +213,14 @@ def reason_option(f: Callable) -> Callable:
                                          "someone, since options stay in shell history.")(f)
 
 
-def set_reason(v: vault.Vault, reason: str | None) -> None:
-    """Every access needs a reason: from --reason or a prompt, recorded in the audit log."""
+def set_reason(v: vault.Vault, reason: str | None) -> str:
+    """Every access needs a reason: from --reason or a prompt, recorded in the audit log.
+    Returns it (the shell sets it again on the handle it opens after an idle lock)."""
     text = reason if reason and reason.strip() else _prompt_line("Reason for this access", "--reason")
     if not text.strip():
         raise click.UsageError("a reason is required")
     v.set_reason(text.strip())
+    return text.strip()
 
 
 def _prompt_line(label: str, option: str) -> str:

@@ -13,8 +13,10 @@ import click
 import vault
 from vault import exporter as X
 from vault.identity import Identity, PublicIdentity
+from vault.users import REVOKED
 
-from .common import note, printable, reason_option, set_reason, unlock, vault_options, with_progress
+from .common import (known_vaults, note, open_vault_as, pins_path, printable, reason_option, set_reason, unlock,
+                     vault_options, warn, with_progress)
 from .secrets_input import IDENTITY_ENV, read_passphrase
 
 
@@ -71,11 +73,18 @@ def import_(csv_file: Path, mapping: Path, dry_run: bool, skip_bad: bool, **kw: 
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write to this new file (mode 0600, never overwritten) instead of stdout.")
-@click.option("--to", "recipient", help="Seal the export to this public identity (dvault1...).")
+@click.option("--to", "recipient", help="Seal the export to this public identity (dvault1...), signed by yours.")
+@click.option("--yes", is_flag=True, help="With --to: do not ask whether the recipient's fingerprint is right "
+                                          "(only in scripts).")
 @vault_options
 @reason_option
-def export(fields: str, purpose: str | None, fmt: str, out: Path | None, recipient: str | None, **kw: Any) -> None:
+def export(fields: str, purpose: str | None, fmt: str, out: Path | None, recipient: str | None, yes: bool,
+           **kw: Any) -> None:
     """Export some fields of every participant, for a badge printer or a travel agent.
+
+    With --to the export is signed by your identity and sealed to the recipient, with the
+    vault, time, purpose, fields and recipient inside the seal; you are shown the
+    recipient's fingerprint (and enrolled name) and asked before anything is exported.
 
     Example: dvault export --fields badge_name,pronouns --purpose badge --out badges.csv
     """
@@ -88,18 +97,40 @@ def export(fields: str, purpose: str | None, fmt: str, out: Path | None, recipie
         raise vault.VaultExists(f"refusing to overwrite {out}")  # after decrypting and auditing everything
     if out is not None and not os.access(out.parent, os.W_OK | os.X_OK):
         raise click.UsageError(f"cannot write to {out}: no such folder, or not writable")  # same: before the work
-    with unlock(kw) as v:
+    v, me = open_vault_as(kw.pop("vault_url"), kw.pop("identity"), kw.pop("passphrase_file"), kw.pop("recovery"))
+    with v:
+        if to is not None:
+            if me is None:
+                raise click.UsageError("a sealed export is signed by its sender: open the vault with your identity "
+                                       "(--identity), not the recovery passphrase")
+            _confirm_recipient(v, to, yes)
         set_reason(v, kw["reason"])
         rows = with_progress("exporting", v.count(), lambda step: v.export(names, purpose=purpose, progress=step))
+        vault_id = v.id
     columns = (["pseudonym"] if purpose else []) + names
     data = (X.to_csv(rows, columns) if fmt == "csv" else X.to_json(rows)).encode("utf-8")
     if to is not None:
-        data = X.seal(data, to)
+        assert me is not None
+        data = X.seal(data, to, me, vault_id=vault_id, purpose=purpose, fields=columns, fmt=fmt, rows=len(rows))
     if out is not None:
         X.write_private(out, data)
-        note(f"wrote {len(rows)} row(s) to {out}{' (sealed)' if to else ''}")
+        note(f"wrote {len(rows)} row(s) to {out}{' (signed, sealed)' if to else ''}")
     else:
         _to_stdout(data, sealed=to is not None)
+
+
+def _confirm_recipient(v: vault.Vault, to: PublicIdentity, yes: bool) -> None:
+    """Who the export is about to be sealed to, by fingerprint and by the name the vault's
+    signed user table gives (or that it has none), before anything is decrypted; printed
+    under --quiet too (a trust decision), asked unless --yes."""
+    u = next((u for u in v.users(include_revoked=True) if u.public.raw == to.raw), None)
+    if u is not None and u.role == REVOKED:  # a lost laptop's or a departed user's key: maybe in other hands
+        raise click.UsageError(f"refusing to seal to {printable(u.name)} ({to.user_id}): revoked in this vault")
+    who = "NOT enrolled in this vault" if u is None else f"{printable(u.name)} ({u.role}) in this vault"
+    warn(f"sealing to user {to.user_id}, fingerprint {to.fingerprint()}: {who}")
+    if not yes and not click.confirm("Is this the fingerprint the recipient read to you?", default=False,
+                                     err=True):
+        raise click.Abort()
 
 
 @click.command(name="open-export")
@@ -109,17 +140,55 @@ def export(fields: str, purpose: str | None, fmt: str, out: Path | None, recipie
 @click.option("--passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Identity passphrase from this file (else DVAULT_IDENTITY_PASSPHRASE or "
                    "DVAULT_PASSPHRASE, else a prompt).")
-def open_export(sealed_file: Path, identity: Path, out: Path | None, passphrase_file: Path | None) -> None:
-    """Open an export that was sealed to your identity.
+@click.option("--trust-sender", "trusted", multiple=True, metavar="FINGERPRINT",
+              help="Trust a sender with this fingerprint, as they read it to you, or this public line "
+                   "(dvault1..., checked with them; repeatable).")
+@click.option("--vault", "vault_url", metavar="URL",
+              help="Trust a sender enrolled in this vault: it must be the export's vault, pinned for your "
+                   "identity (dvault pin add), and you enrolled in it.")
+@click.option("--allow-unsigned", is_flag=True,
+              help="Open an unsigned export (earlier releases): anyone who knows your public line can make one.")
+def open_export(sealed_file: Path, identity: Path, out: Path | None, passphrase_file: Path | None,
+                trusted: tuple[str, ...], vault_url: str | None, allow_unsigned: bool) -> None:
+    """Open an export sealed to your identity: check its signature, say who sent what, from
+    which vault and when, and refuse a sender nothing you trust vouches for.
 
-    Example: dvault open-export badges.sealed --identity ~/me.dvid --out badges.csv
+    A sender is trusted if you give their fingerprint (--trust-sender, after checking it
+    with them by voice) or if they are enrolled in the vault the export names and you give
+    that vault (--vault, pinned for your identity). CSV is formula-guarded again.
+
+    Example: dvault open-export travel.sealed --identity ~/me.dvid --trust-sender "1a2b 3c4d 5e6f 7a8b 9c0d"
     """
+    if out is not None and (out.exists() or out.is_symlink()):
+        raise vault.VaultExists(f"refusing to overwrite {out}")
     ident = Identity.load(identity, read_passphrase(passphrase_file, "Identity passphrase", env=IDENTITY_ENV))
-    data = X.open_sealed(sealed_file.read_bytes(), ident)
-    if out is not None:
-        X.write_private(out, data)
+    opened = X.open_sealed(sealed_file.read_bytes(), ident, allow_unsigned=allow_unsigned)
+    if opened.sender is None:
+        warn("dvault: warning: this export is NOT signed: anyone who knows your public line could have made it, "
+             "and nothing says who sent it, from which vault or when")
     else:
-        _to_stdout(data, sealed=False)
+        how = _trust(opened, trusted, vault_url, identity, ident)
+        warn(f"from user {opened.sender.user_id}, fingerprint {opened.sender.fingerprint()}: {how}")
+        warn(f"vault {opened.vault_id}, purpose {printable(opened.purpose or '(none)')}, {opened.rows} row(s) of "
+             f"{printable(','.join(opened.fields))} ({opened.format}), sealed {opened.created_text}")
+    if out is not None:
+        X.write_private(out, opened.data)
+    else:
+        _to_stdout(opened.data, sealed=False)
+
+
+def _trust(opened: X.Opened, trusted: tuple[str, ...], vault_url: str | None, ident_path: Path,
+           ident: Identity) -> str:
+    """How the sender is trusted (exporter.check_sender), opening --vault only if pinned."""
+    if vault_url is None or X.fingerprint_given(opened, trusted):  # no need to open a vault
+        return X.check_sender(opened, fingerprints=trusted)
+    pins_file = pins_path(ident_path)
+    if opened.vault_id not in known_vaults(pins_file):
+        raise vault.IntegrityError(f"vault {opened.vault_id}, which this export names, is not pinned for your "
+                                   "identity: record the lead's pin line first (dvault pin add), or check the "
+                                   "sender's fingerprint with them and give --trust-sender")
+    with vault.open(vault_url, identity=ident, pins=pins_file) as v:
+        return X.check_sender(opened, fingerprints=trusted, vault=v)
 
 
 def _to_stdout(data: bytes, *, sealed: bool) -> None:

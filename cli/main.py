@@ -311,6 +311,8 @@ _register()
 
 
 def main() -> None:
+    from .hardening import harden
+    harden()  # also when run as ``python -m vault_cli.main`` (run() did it already otherwise)
     debug = "--debug" in sys.argv[1:]
     try:
         cli.main(standalone_mode=False)

@@ -68,6 +68,12 @@ def move(vault_url: str | None, to_url: str, identity: Path, name: str, passphra
         click.echo(f"moved {moved.records} participants into vault {dest.id} at {shown_url(to_url)}")
         if dest.pin(pins_path(identity), created=True):
             note(f"its keys are pinned in {pins_path(identity)}")
+    # What each user records before their first open of the new vault (stdout: a script keeps it).
+    click.echo(f"pin line: {moved.pin_line}")
+    click.echo(f"location: {moved.location}")
+    note("Send every user the pin line by any channel but the database. Before their first open of the new "
+         f"vault each runs: dvault pin add {moved.pin_line} --vault URL (the new vault's path or URL as they "
+         "open it); a vault found there with another id is then refused, not trusted.")
     if new_identity:
         note(f"created identity {identity}")
     note(f"the new lead's identity: {identity}  fingerprint {lead.public.fingerprint()}")

@@ -136,8 +136,8 @@ def test_rewritten_log_differs_from_checkpoint(logged) -> None:  # type: ignore[
             prev = bytes(row[8])
             continue
         at = at + 1 if s == seq else at  # the rewrite: the checkpointed entry's time changes
-        h = A.entry_hash(s, prev, at, actor, row[4], row[5], row[6], bytes(row[7]))
-        sig = by_actor[actor].sign(h) if row[9] != bytes(64) else bytes(row[9])  # unlock_failed: unsigned
+        h = A.entry_hash(s, prev, at, actor, row[4], row[5], row[6], bytes(row[7]), labelled=True)
+        sig = by_actor[actor].sign(A.signed_message(h, True)) if row[9] != bytes(64) else bytes(row[9])  # unlock_failed: unsigned
         _exec(url, "UPDATE dv_audit SET prev = :p, at = :t, hash = :h, sig = :g WHERE seq = :s",
               p=prev, t=at, h=h, g=sig, s=s)
         prev = h
@@ -397,7 +397,8 @@ def test_postgres_app_role_cannot_edit_audit(url: str) -> None:
 
 
 def test_init_app_role_uses_the_vault_but_cannot_edit_its_log(url: str, tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
-    """Issue 5: `dvault init --app-role` sets up the role staff clients log in as."""
+    """Issue 5: `dvault init --app-role` sets up the role staff clients log in as (and
+    `--lead-role` the lead's)."""
     from test_cli_errors import run
 
     for k in [k for k in os.environ if k.startswith("DVAULT_")]:
@@ -424,35 +425,50 @@ def test_init_app_role_uses_the_vault_but_cannot_edit_its_log(url: str, tmp_path
         assert not os.path.exists(ident)
         with pytest.raises(vault.NotFound):
             vault.open(url, PASSPHRASE)
+    lead_role = "dvault_lead_" + secrets.token_hex(4)
     admin = sa.create_engine(url)
     with admin.begin() as c:
         c.exec_driver_sql(f"CREATE ROLE {role} LOGIN")
+        c.exec_driver_sql(f"CREATE ROLE {lead_role} LOGIN")
     try:
-        code, _out, err = run(monkeypatch, capsys, *init, "--app-role", role)
+        code, _out, err = run(monkeypatch, capsys, *init, "--app-role", role, "--lead-role", lead_role)
         assert code == 0, err
-        assert f"database role {role}: every table, but the audit log only SELECT and INSERT" in err
+        assert f"database role {role} (staff): records, index, pseudonyms, break-glass requests; the audit log " \
+               "only SELECT and INSERT; keys, slots, users and the vault's state read-only" in err
+        assert f"database role {lead_role} (lead): every table, but the audit log only SELECT and INSERT" in err
         as_app = sa.engine.make_url(url).set(username=role).render_as_string(hide_password=False)
-        with vault.open(as_app, PASSPHRASE) as v:  # everything a client does works as that role
+        as_lead = sa.engine.make_url(url).set(username=lead_role).render_as_string(hide_password=False)
+        staff = Identity.generate()
+        with vault.open(as_lead, identity=Identity.load(ident, "lead pass words")) as v:
+            v.add_user(staff.public, "sam", "staff")  # everything the lead's client does works as its role
             rid = v.add({"legal_name": "Amira Haddad", "badge_name": "Amira"})
             v.update(rid, {"badge_name": "A."})
             assert v.get(rid)["badge_name"] == "A." and v.find(legal_name="amira haddad")
             v.delete(rid)
             v.rotate()
             assert v.audit_verify().ok
-        app = sa.create_engine(as_app)
-        try:
-            with app.connect() as c:
-                assert c.exec_driver_sql("SELECT count(*) FROM dv_audit").scalar() >= 6
-                for sql in ("UPDATE dv_audit SET detail = '{}'", "DELETE FROM dv_audit", "TRUNCATE dv_audit"):
-                    with pytest.raises(sa.exc.ProgrammingError):
-                        c.exec_driver_sql(sql)
-                    c.rollback()
-        finally:
-            app.dispose()
+        with vault.open(as_app, identity=staff) as v:  # ... and what a staff client does, as the app role
+            rid = v.add({"legal_name": "Kofi Mensah", "badge_name": "Kofi", "email": "kofi@example.org"})
+            v.update(rid, {"badge_name": "K."})
+            assert v.get(rid)["badge_name"] == "K." and v.find(email="kofi@example.org")
+            v.delete(rid)
+            assert v.audit_verify().ok
+        for who in (as_app, as_lead):
+            app = sa.create_engine(who)
+            try:
+                with app.connect() as c:
+                    assert c.exec_driver_sql("SELECT count(*) FROM dv_audit").scalar() >= 6
+                    for sql in ("UPDATE dv_audit SET detail = '{}'", "DELETE FROM dv_audit", "TRUNCATE dv_audit"):
+                        with pytest.raises(sa.exc.ProgrammingError):
+                            c.exec_driver_sql(sql)
+                        c.rollback()
+            finally:
+                app.dispose()
     finally:
         with admin.begin() as c:
-            c.exec_driver_sql(f"DROP OWNED BY {role}")
-            c.exec_driver_sql(f"DROP ROLE {role}")
+            for r in (role, lead_role):
+                c.exec_driver_sql(f"DROP OWNED BY {r}")
+                c.exec_driver_sql(f"DROP ROLE {r}")
         admin.dispose()
 
 
@@ -671,7 +687,7 @@ def test_every_touch_of_a_canary_alarms(logged) -> None:  # type: ignore[no-unty
         v.update(canary, {"dietary": "halal"})
         req = v.request_reveal(canary, "legal_name", "hospital visit, needs the legal name")
         with vault.open(url, identity=lead) as lv:
-            lv.approve_reveal(req)
+            lv.approve_reveal(req, record=target, field="legal_name")
         assert v.reveal(req) == "Decoy Person"
         v.delete(canary)
     with vault.open(url, identity=lead) as v:
@@ -789,11 +805,12 @@ def test_a_canary_and_its_list_commit_together(url: str, monkeypatch: pytest.Mon
         assert meta == row
 
 
-def test_every_add_reseals_the_canary_list(logged) -> None:  # type: ignore[no-untyped-def]
+def test_every_lead_add_reseals_the_canary_list(logged) -> None:  # type: ignore[no-untyped-def]
     """A database watcher sees the list's row (and the key statement naming it) change with
-    every add by the lead, so a canary's add looks like any other of the lead's; the canaries
-    stay as they were. Staff cannot open the list (nor sign the statement): their adds leave
-    it alone, and a staff handle knows no canary."""
+    every add by the lead (or a recovery opener), so a canary's add looks like any other of
+    theirs; the canaries stay as they were. A staff add leaves the list alone: a staff
+    database login may not write dv_meta (vault.postgres), and a staff keyring cannot open
+    the list (nor sign the statement): a staff handle knows no canary."""
     url, lead, staff, ids = logged
     with vault.open(url, identity=lead) as v:
         decoy = v.plant_canary({"badge_name": "decoy"})
@@ -803,10 +820,10 @@ def test_every_add_reseals_the_canary_list(logged) -> None:  # type: ignore[no-u
         assert after != before and len(after) == len(before)
         v.add_many([{"badge_name": "a"}, {"badge_name": "b"}])
         assert _canary_list(url) not in (before, after)
-    now = _canary_list(url)
+    latest = _canary_list(url)
     with vault.open(url, identity=staff) as v:
-        v.add({"badge_name": "registered by staff"})
-        assert _canary_list(url) == now and v._canaries() == set()
+        v.add({"badge_name": "staff walk-in"})
+        assert _canary_list(url) == latest and v._canaries() == set()
     with vault.open(url, identity=lead) as v:
         assert v._canaries() == {decoy}
 

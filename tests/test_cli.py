@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from vault_cli.main import cli
@@ -81,17 +83,17 @@ def test_audit_commands(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no
     with vault.create(path, "recovery pass phrase") as v:
         rid = v.add({"legal_name": "Hidden Name", "email": "h@example.org"})
         v.get(rid)
-    monkeypatch.setenv("DVAULT_PASSPHRASE", "recovery pass phrase")
-    r = CliRunner().invoke(cli, ["audit", "show", "--vault", str(path)])
+    runner = CliRunner(env={"DVAULT_PASSPHRASE": "recovery pass phrase"})  # set for each command: read, it is gone
+    r = runner.invoke(cli, ["audit", "show", "--vault", str(path)])
     assert r.exit_code == 0 and "read" in r.output and "Hidden" not in r.output
-    r = CliRunner().invoke(cli, ["audit", "show", "--vault", str(path), "--json", "--action", "read"])
+    r = runner.invoke(cli, ["audit", "show", "--vault", str(path), "--json", "--action", "read"])
     assert r.exit_code == 0 and all(json.loads(line)["action"] == "read" for line in r.output.splitlines())
-    r = CliRunner().invoke(cli, ["audit", "show", "--vault", str(path), "--summary"])
+    r = runner.invoke(cli, ["audit", "show", "--vault", str(path), "--summary"])
     assert r.exit_code == 0 and "identity" in r.output
-    r = CliRunner().invoke(cli, ["audit", "checkpoint", "--vault", str(path)])
+    r = runner.invoke(cli, ["audit", "checkpoint", "--vault", str(path)])
     assert r.exit_code == 0
     cp = r.output.splitlines()[1].split()[-1]
-    r = CliRunner().invoke(cli, ["audit", "verify", "--vault", str(path), "--against", cp])
+    r = runner.invoke(cli, ["audit", "verify", "--vault", str(path), "--against", cp])
     assert r.exit_code == 0 and "verified" in r.output
 
 
@@ -168,17 +170,14 @@ def test_passphrase_variables_name_their_secret(tmp_path: Path, monkeypatch) -> 
     vault.open(url, "recovery pass").close()
     as_lead = ["status", "--vault", str(url), "--identity", str(ident)]
     as_recovery = ["status", "--vault", str(url), "--recovery"]
-    for args in (as_lead, as_recovery):
-        assert CliRunner().invoke(cli, args).exit_code == 0
-    monkeypatch.setenv("DVAULT_PASSPHRASE", "neither of them")  # the named variables win
-    for args in (as_lead, as_recovery):
-        assert CliRunner().invoke(cli, args).exit_code == 0
-    monkeypatch.delenv("DVAULT_IDENTITY_PASSPHRASE")
-    monkeypatch.delenv("DVAULT_RECOVERY_PASSPHRASE")
+    named = {"DVAULT_IDENTITY_PASSPHRASE": "identity pass", "DVAULT_RECOVERY_PASSPHRASE": "recovery pass"}
+    for args in (as_lead, as_recovery):  # each command's variables set for it: read, they are gone
+        assert CliRunner(env=named).invoke(cli, args).exit_code == 0
+    for args in (as_lead, as_recovery):  # the named variables win
+        assert CliRunner(env={**named, "DVAULT_PASSPHRASE": "neither of them"}).invoke(cli, args).exit_code == 0
     for secret, args in (("identity pass", as_lead), ("recovery pass", as_recovery)):
-        monkeypatch.setenv("DVAULT_PASSPHRASE", secret)  # the fallback, for what is asked
-        assert CliRunner().invoke(cli, args).exit_code == 0
-    assert CliRunner().invoke(cli, as_lead).exit_code != 0  # recovery pass is not the identity's
+        assert CliRunner(env={"DVAULT_PASSPHRASE": secret}).invoke(cli, args).exit_code == 0  # the fallback
+    assert CliRunner(env={"DVAULT_PASSPHRASE": "recovery pass"}).invoke(cli, as_lead).exit_code != 0
 
 
 def test_cli_pins_each_vault_beside_the_identity(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -193,9 +192,10 @@ def test_cli_pins_each_vault_beside_the_identity(tmp_path: Path, monkeypatch, ca
     lines = [ln for ln in pins.read_text().splitlines() if not ln.startswith("#")]
     assert len(lines) == 2 and lines[0].startswith(vid + " ") and lines[1].startswith("at ") and lines[1].endswith(vid) and stat.S_IMODE(pins.stat().st_mode) == 0o600
     status = ["status", "--vault", str(url), "--identity", str(ident)]
-    assert CliRunner().invoke(cli, status).exit_code == 0
+    assert CliRunner(env={"DVAULT_IDENTITY_PASSPHRASE": "identity pass"}).invoke(cli, status).exit_code == 0
     pins.write_text(f"{vid} {'0' * 32}\n")  # as if the vault's keys were not those first seen
     from test_cli_errors import run
+    monkeypatch.setenv("DVAULT_IDENTITY_PASSPHRASE", "identity pass")
     code, out, err = run(monkeypatch, capsys, *status)
     assert code == 5 and "keys differ" in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
@@ -241,3 +241,32 @@ def test_audit_verify_records(tmp_path: Path, monkeypatch, capsys) -> None:  # t
     with pytest.raises(SystemExit) as info:
         main()
     assert info.value.code == 1 and "--accept goes with --records" in capsys.readouterr().err
+
+
+def test_a_passphrase_variable_is_gone_once_read(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Read, the variable leaves os.environ (and the C environment): a later child process or
+    plugin does not inherit it. Another passphrase variable, not read, stays."""
+    ident, url = _init_with_named_variables(tmp_path, monkeypatch)
+    assert "DVAULT_IDENTITY_PASSPHRASE" not in os.environ and "DVAULT_RECOVERY_PASSPHRASE" not in os.environ
+    monkeypatch.setenv("DVAULT_IDENTITY_PASSPHRASE", "identity pass")
+    monkeypatch.setenv("DVAULT_PASSPHRASE", "some other secret")
+    assert CliRunner().invoke(cli, ["status", "--vault", str(url), "--identity", str(ident)]).exit_code == 0
+    assert "DVAULT_IDENTITY_PASSPHRASE" not in os.environ and os.environ["DVAULT_PASSPHRASE"] == "some other secret"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/environ is Linux's")
+def test_a_passphrase_variable_leaves_children_and_proc_environ(tmp_path: Path) -> None:
+    """In a real process: after the read, neither a child's environment nor /proc/self/environ
+    (the block the process started with, which unsetenv alone leaves as it was) holds it."""
+    import subprocess
+    script = ("import os, subprocess\n"
+              "from vault_cli.secrets_input import IDENTITY_ENV, read_passphrase\n"
+              "before = open('/proc/self/environ', 'rb').read().count(b'pass-in-env-7')\n"
+              "assert read_passphrase(None, 'x', env=IDENTITY_ENV) == 'pass-in-env-7'\n"
+              "after = open('/proc/self/environ', 'rb').read().count(b'pass-in-env-7')\n"
+              "child = subprocess.run(['env'], capture_output=True).stdout.count(b'pass-in-env-7')\n"
+              "print(before, after, child, 'DVAULT_IDENTITY_PASSPHRASE' in os.environ)\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DVAULT_")}
+    env.update({"DVAULT_IDENTITY_PASSPHRASE": "pass-in-env-7", "PYTHONPATH": str(Path(__file__).parent.parent)})
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["1", "0", "0", "False"], out.stderr

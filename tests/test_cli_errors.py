@@ -33,7 +33,7 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-u
                      "badge_name": "Amira"})
         badge = v._pseudonym_impl(rid, "badge")
         v.pin(tmp_path / "lead.dvid.vaults")  # as init does, and `dvault pin add` for the staff member: the
-        PN.add(tmp_path / "staff.dvid.vaults", v.pin_line)  # commands below print no first-open note
+        PN.add(tmp_path / "staff.dvid.vaults", v.pin_line, url)  # commands below print no first-open note
     for k in [k for k in os.environ if k.startswith("DVAULT_")]:
         monkeypatch.delenv(k)
     monkeypatch.setenv("DVAULT_URL", url)
@@ -553,7 +553,8 @@ def test_pin_show_and_add_before_the_first_open(setup, monkeypatch, capsys) -> N
             assert code == 0 and out.strip() == f"vault {vid} pinned in staff.dvid.vaults", err
         else:
             assert (code, err.strip()) == (want_code, f"dvault: error: {message}")
-    assert (tmp / "staff.dvid.vaults").read_text().splitlines()[1:] == [f"{vid} {fp} {signers}"]
+    assert (tmp / "staff.dvid.vaults").read_text().splitlines()[1:] == [f"{vid} {fp} {signers}",
+                                                                       f"at {PN.location_hash(url)} {vid}"]
     code, out, err = run(monkeypatch, capsys, "show", badge, *STAFF)  # the pinned vault opens as before
     assert code == 0, err
     code, out, err = run(monkeypatch, capsys, "user", "add", Identity.generate().public.to_line(), "--name", "kim",
@@ -624,7 +625,6 @@ def test_a_hostile_import_is_one_line_per_problem(tmp_path: Path, monkeypatch, c
     for k in [k for k in os.environ if k.startswith("DVAULT_")]:
         monkeypatch.delenv(k)
     monkeypatch.setenv("DVAULT_CONFIG", str(tmp_path / "none.toml"))
-    monkeypatch.setenv("DVAULT_RECOVERY_PASSPHRASE", RECOVERY)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "in.csv").write_text("Name,Seats\nAmira," + "9" * 4301 + "\n")
     mapping = '[columns]\n"Name" = "name"\n"Seats" = "seats"\n'
@@ -632,6 +632,7 @@ def test_a_hostile_import_is_one_line_per_problem(tmp_path: Path, monkeypatch, c
         mapping += "[values.name]\nx = " + "{x=" * 600 + "1" + "}" * 600 + "\n"
     (tmp_path / "map.toml").write_text(mapping)
     for extra in (("--dry-run",), ()):
+        monkeypatch.setenv("DVAULT_RECOVERY_PASSPHRASE", RECOVERY)  # each command's: read, it is gone
         code, out, err = run(monkeypatch, capsys, "import", "in.csv", "--mapping", "map.toml", *extra,
                              "--vault", url, "--recovery", "--reason", "fuzz check")
         assert code == 1 and "Traceback" not in err and "internal error" not in err and "9999" not in err, err
@@ -653,7 +654,7 @@ def test_a_role_that_may_not_add_is_refused_before_any_report_or_question(setup,
     (tmp / "tool.pass").write_text("tool pass words\n")
     with vault.open(url, identity=Identity.load(tmp / "lead.dvid", LEAD_PW)) as v:
         v.add_user(tool.public, "badge-printer", "tool")
-        PN.add(tmp / "tool.dvid.vaults", v.pin_line)  # no first-open note before the refusal
+        PN.add(tmp / "tool.dvid.vaults", v.pin_line, url)  # no first-open note before the refusal
     (tmp / "map.toml").write_text('[columns]\n"personal/full_name" = "legal_name"\n'
                                   '"personal/badge_name" = "badge_name"\n"contact/email" = "email"\n')
     (tmp / "in.csv").write_text(CSV_HEADER + "Kofi Mensah;Kofi;1970-01-01;kofi@example.org\n")

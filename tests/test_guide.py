@@ -35,7 +35,8 @@ def test_guide_has_every_step() -> None:
     for needle in ("dvault init", "dvault user add", "dvault import", "dvault find", "dvault export",
                    "dvault user remove", "dvault shred", "dvault audit verify", "keygen",
                    "dvault passphrase identity", "dvault passphrase recovery", "dvault move",
-                   "dvault audit show --target", "dvault pin add"):
+                   "dvault audit show --target", "dvault pin add", "dvault export --fields arrival --purpose travel --to",
+                   "dvault open-export", "--trust-sender"):
         assert needle in text, needle
 
 
@@ -56,6 +57,10 @@ def test_guide_runs_end_to_end(url: str, tmp_path: Path) -> None:
     assert badges[0] == '"pseudonym","badge_name","pronouns"' and len(badges) == 151  # every cell quoted
     assert (tmp_path / "badges.csv").stat().st_mode & 0o777 == 0o600
     assert not (tmp_path / "contacts.csv").exists()
+    travel = (tmp_path / "travel.csv").read_text("utf-8").splitlines()  # opened by the agent, Sam trusted
+    assert travel[0] == '"pseudonym","arrival"' and len(travel) == 151 and travel[1].startswith('"TR-')
+    assert (tmp_path / "travel.csv").stat().st_mode & 0o777 == 0o600
+    assert "purpose travel, 150 row(s) of pseudonym,arrival (csv)" in res.stderr
     errors = (tmp_path / "errors.log").read_text("utf-8").splitlines()
     assert errors and all(line.startswith("dvault: error:") for line in errors)
     assert "Traceback" not in res.stderr

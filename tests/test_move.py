@@ -332,3 +332,102 @@ def test_a_moving_mark_on_a_vault_with_records_is_tampering(url: str) -> None:
     with raw.engine.begin() as c:
         assert c.execute(sa.text("SELECT count(*) FROM dv_records")).scalar_one() == 1
     raw.close()
+
+
+def test_a_move_under_load_takes_every_record_added_before_it_or_refuses(url: str, url2: str,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 24, finding 5: 3,000 records moved while a staff client added in a loop; the
+    move said 3,026, the source then held 3,049, and nothing said that 23 never reached
+    the new vault. Now the writers are kept out from the copy until the new vault is
+    filled (they wait, or fail busy), the export entry counts what was copied, and the
+    move ends with every record the source had, or refuses."""
+    import threading
+    import time
+
+    from vault.store import StoreError
+    lead, staff, new_lead = Identity.generate(), Identity.generate(), Identity.generate()
+    with vault.create(url, PASSPHRASE, lead=lead) as v:
+        v.add_user(staff.public, "sam", "staff")
+        v.add_many([{"badge_name": f"seed {i}", "email": f"s{i}@example.org"} for i in range(2500)])
+    tried: list[tuple[str, float, float, bool]] = []  # (badge name, called, returned, added)
+    stop, failures = threading.Event(), []
+
+    def adder() -> None:
+        try:
+            with vault.open(url, identity=staff) as s:
+                i = 0
+                while not stop.is_set():
+                    name, i = f"walk-in {i}", i + 1
+                    t0 = time.monotonic()
+                    try:
+                        s.add({"badge_name": name})
+                    except StoreError as e:  # waited its bound while the move held the writers out
+                        assert str(e).startswith("the vault is busy"), str(e)
+                        tried.append((name, t0, time.monotonic(), False))
+                        continue
+                    tried.append((name, t0, time.monotonic(), True))
+        except BaseException as e:  # noqa: BLE001 - reported by the test
+            failures.append(e)
+
+    import sys
+    M = sys.modules["vault.move"]  # the module (vault.move is the function)
+    copying: list[float] = []  # when the copy began
+    filled: list[float] = []  # ... and when the move began filling the new vault (the copy was done)
+    copy = M._copy
+    monkeypatch.setattr(M, "_copy", lambda src: (copying.append(time.monotonic()), copy(src))[1])
+    thread = threading.Thread(target=adder, daemon=True)
+    thread.start()
+    while len(tried) < 3 and thread.is_alive():
+        time.sleep(0.01)
+    try:
+        with vault.open(url, identity=lead) as src:
+            try:
+                moved = vault.move(src, url2, NEW_PASSPHRASE, lead=new_lead,
+                                   progress=lambda done, total: filled.append(time.monotonic()))
+            except StoreError as e:  # a writer got in: refused, and nothing was made
+                assert "nothing was moved" in str(e)
+                assert _tables(url2) == set()
+                return
+            export = src.audit_entries(action="export")[-1]["detail"]
+    finally:
+        stop.set()
+        thread.join(60)
+    assert not failures, failures
+    # the adder had an add under way while the move copied (else this proves nothing)
+    assert any(t0 < filled[0] and t1 > copying[0] for _, t0, t1, _ in tried)
+    with moved.vault as dst:
+        names = {r["badge_name"] for r in dst.records(["badge_name"])}
+    walk_ins = {n for n in names if n.startswith("walk-in")}
+    added = [(n, t1) for n, _, t1, ok in tried if ok]
+    assert moved.records == export["count"] == 2500 + len(walk_ins)
+    assert walk_ins <= {n for n, _ in added}
+    # every add that returned before the copy was done committed before it, so it was copied
+    assert [n for n, returned in added if returned < filled[0] and n not in walk_ins] == []
+    # and none returned while the new vault was filled: the writers were held out till the end
+    assert [n for n, returned in added if filled[0] < returned < filled[-1]] == []
+
+
+def test_a_row_written_behind_the_move_refuses_it(old, url2: str, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """A database login that writes rows without the client honours no lock: the move
+    counts the rows again while it still holds the writers out and refuses, removing the
+    new vault, when they changed."""
+    import sys
+
+    from vault.store import StoreError
+    url, _lead, _staff, ids, _decoy = old
+    M = sys.modules["vault.move"]
+    copy = M._copy
+
+    def copy_then_write_behind(src: vault.Vault):  # type: ignore[no-untyped-def]
+        taken = copy(src)
+        raw = RawDB(url)  # its own connection, as a staff login's raw SQL
+        with raw.engine.begin() as c:
+            c.execute(sa.text("INSERT INTO dv_records (id, data) VALUES (:i, :d)"),
+                      {"i": os.urandom(16), "d": raw.row(ids[0])})
+        raw.close()
+        return taken
+    monkeypatch.setattr(M, "_copy", copy_then_write_behind)
+    with vault.open(url, PASSPHRASE) as src:
+        with pytest.raises(StoreError, match="the source vault's records changed while the move copied 4 of them"):
+            vault.move(src, url2, NEW_PASSPHRASE, lead=Identity.generate())
+    assert _tables(url2) == set()

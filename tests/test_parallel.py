@@ -166,3 +166,43 @@ def test_a_multithreaded_process_never_forks(forked: None) -> None:
         other.join()
     with PAR.pool(lambda x: x * 2, items=10**6) as p:  # alone again: forks
         assert isinstance(p, PAR.Forked) and list(p.imap([1, 2])) == [2, 4]
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_killed_mid_chunk_raises_instead_of_waiting_forever(forked: None) -> None:
+    """A worker that dies (SIGKILL, the OOM killer) while it holds a chunk: the pool must
+    raise, not wait for an answer that never comes (multiprocessing.Pool waited forever)."""
+    import os
+    import signal
+    parent = os.getpid()
+
+    def task(x: int) -> int:
+        if os.getpid() != parent and x == 5:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return x
+
+    with pytest.raises(PAR.WorkerDied):
+        with PAR.pool(task, items=10) as p:
+            assert isinstance(p, PAR.Forked)
+            list(p.imap(range(10)))
+    assert isinstance(PAR.WorkerDied("x"), vault.VaultError)
+
+
+@pytest.mark.timeout(120)
+def test_add_many_with_a_killed_worker_writes_nothing(url: str, forked: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import signal
+    parent = os.getpid()
+    with vault.create(url, PASSPHRASE) as v:
+        real = v._seal_record
+
+        def dies(rid, by_class, *a, **kw):  # type: ignore[no-untyped-def]
+            if os.getpid() != parent and by_class.get("public", {}).get("badge_name") == b"A23":
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real(rid, by_class, *a, **kw)
+        monkeypatch.setattr(v, "_seal_record", dies)
+        with pytest.raises(PAR.WorkerDied):
+            v.add_many(_rows(40))
+        monkeypatch.undo()
+        assert v.count() == 0 and v.find(email="amira1@example.org") == []
+        assert len(v.add_many(_rows(3))) == 3  # the handle still works

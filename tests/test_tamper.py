@@ -499,7 +499,7 @@ def staffed(url: str):  # type: ignore[no-untyped-def]
     with vault.open(url, identity=staff) as s:
         req = s.request_reveal(rid, "legal_name", "hospital needs the legal name")
     with vault.open(url, identity=lead) as v:
-        v.approve_reveal(req)
+        v.approve_reveal(req, record=rid, field="legal_name")
     return url, lead, staff, rid, req
 
 
@@ -568,7 +568,7 @@ def test_an_edited_reveal_row_is_an_integrity_error_and_stays(staffed, case: str
             v.reveal_requests()
         if case != "req_id_not_hex":
             with pytest.raises(vault.IntegrityError, match="break-glass request row is malformed"):
-                v.approve_reveal(req)
+                v.approve_reveal(req, record=_rid, field="legal_name")
     if case not in ("req_id_not_hex", "requester_not_hex"):  # (else it is not this staff member's request)
         with vault.open(url, identity=staff) as s:
             with pytest.raises(vault.IntegrityError, match="break-glass request row is malformed"):

@@ -264,7 +264,7 @@ def _forge_read(url: str, actor: Identity, target: str, detail: str, at: int | N
         seq, prev = c.execute(sa.text("SELECT seq, hash FROM dv_audit ORDER BY seq DESC LIMIT 1")).one()
     engine.dispose()
     seq, at = int(seq) + 1, int(time.time() * 1000) if at is None else at
-    h = A.entry_hash(seq, bytes(prev), at, actor.public.raw, "read", target, detail, b"")
+    h = A.entry_hash(seq, bytes(prev), at, actor.public.raw, "read", target, detail, b"", labelled=True)
     _sql(url, "INSERT INTO dv_audit (seq, prev, at, actor, action, target, detail, reason, hash, sig) VALUES "
               "(:s, :p, :at, :a, 'read', :t, :d, :r, :h, :g)", s=seq, p=bytes(prev), at=at, a=actor.public.raw,
          t=target, d=detail, r=b"", h=h, g=bytes(range(64)))

@@ -212,7 +212,7 @@ def test_user_rows_edited_after_open_are_refused(team, use: str) -> None:  # typ
         _sql(url, "UPDATE dv_users SET public = :p WHERE user_id = :u", p=eve.public.raw, u=staff.public.user_id)
         with pytest.raises(vault.IntegrityError, match="user table"):
             if use == "approve":
-                v.approve_reveal(req, ttl_seconds=3600)
+                v.approve_reveal(req, ttl_seconds=3600, record=rid, field="legal_name")
             elif use == "rotate":
                 v.rotate()
             elif use == "add_user":
@@ -277,11 +277,11 @@ def test_break_glass(team, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ig
     raw.close()
     with vault.open(url, identity=tool) as v:
         with pytest.raises(vault.AccessDenied):
-            v.approve_reveal(req)
+            v.approve_reveal(req, record=rid, field="legal_name")
     with vault.open(url, identity=lead) as v:
         (r,) = v.reveal_requests()
         assert r.reason == reason and r.field == "legal_name" and not r.approved
-        v.approve_reveal(req, ttl_seconds=3600)
+        v.approve_reveal(req, ttl_seconds=3600, record=rid, field="legal_name")
     with vault.open(url, identity=tool) as v:
         with pytest.raises(vault.NotFound):
             v.reveal(req)  # someone else's grant
@@ -293,8 +293,8 @@ def test_break_glass(team, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ig
     with vault.open(url, identity=lead) as v:
         for bad in (0, -1, 1.5, "3600", True, 31 * 86400):
             with pytest.raises(vault.ValidationError, match="ttl_seconds"):
-                v.approve_reveal(req2, ttl_seconds=bad)  # type: ignore[arg-type]
-        v.approve_reveal(req2, ttl_seconds=60)
+                v.approve_reveal(req2, ttl_seconds=bad, record=rid, field="risk_level")  # type: ignore[arg-type]
+        v.approve_reveal(req2, ttl_seconds=60, record=rid, field="risk_level")
     import time as _time
     from vault import breakglass
     later = _time.time() + 120
@@ -394,7 +394,8 @@ def test_staff_cannot_rewrite_the_index_plan(team) -> None:  # type: ignore[no-u
     ring = _keyring_of(url, staff)
     raw = RawDB(url)
     vid, plan = raw.meta("vault_id"), raw.meta("index_plan").decode()
-    wider = plan.replace('"bits":7', '"bits":20')
+    wider = plan.replace('"email":2', '"email":20')  # the joint plan of 150 people gives e-mail 2 bits
+    assert wider != plan
     raw.set_meta("index_plan", wider.encode())
     raw.set_meta("index_plan_mac", K.mac_plan(ring.current(K.KIND_META_KEY), vid, wider))
     raw.close()
@@ -455,7 +456,7 @@ def test_break_glass_blobs_carry_version_and_recipient(team) -> None:  # type: i
     assert reason[:10] == b"\x01Q" + bytes.fromhex(lead.public.user_id)
     with vault.open(url, identity=lead) as v:
         for req in reqs:
-            v.approve_reveal(req, ttl_seconds=3600)
+            v.approve_reveal(req, ttl_seconds=3600, record=rid, field="legal_name")
     grant = _grant(url, reqs[0])
     assert grant[:10] == b"\x01V" + bytes.fromhex(staff.public.user_id)
     with vault.open(url, identity=staff) as v:
@@ -498,7 +499,7 @@ def test_reveal_keeps_its_grant_when_the_audit_write_fails(team) -> None:  # typ
     with vault.open(url, identity=staff) as v:
         req = v.request_reveal(rid, "legal_name", "need it for the visa letter")
     with vault.open(url, identity=lead) as v:
-        v.approve_reveal(req, ttl_seconds=3600)
+        v.approve_reveal(req, ttl_seconds=3600, record=rid, field="legal_name")
     with vault.open(url, identity=staff) as v:
         freeze_audit(v._s().engine, url)
         from vault.audit import AuditError
@@ -546,7 +547,7 @@ def test_an_insider_cannot_redirect_a_colleagues_write_only_classes(team, tmp_pa
         v.add_user(colleague.public, "noor", "staff")
         line = v.pin_line
     from vault import pins as PN
-    PN.add(pins, line)
+    PN.add(pins, line, url)
     real = _keyring_of(url, staff)  # the insider's own keyring: staff, like the colleague's
     mine = {c: C.random_bytes(32) for c in ("identity", "risk")}  # secrets only the insider has
     forged = K.Keyring([k if k.kind != K.KIND_CLASS_PUBLIC else
@@ -752,9 +753,9 @@ def test_a_pin_sent_by_the_lead_checks_the_first_open_too(team, tmp_path: Path) 
     vid, fp, signers = line.split()
     assert vid == v.id and len(fp) == len(signers) == 32  # an HMAC of the meta key, a hash of public keys
     seeded = tmp_path / "seeded.vaults"
-    PN.add(seeded, line)
-    PN.add(seeded, line.upper())  # the same pin again, in capitals: nothing changes
-    assert [ln for ln in seeded.read_text().splitlines() if not ln.startswith("#")] == [line]
+    PN.add(seeded, line, url)
+    PN.add(seeded, line.upper(), url)  # the same pin again, in capitals: nothing changes
+    assert [ln for ln in seeded.read_text().splitlines() if not ln.startswith(("#", "at "))] == [line]
     with vault.open(url, identity=staff, pins=seeded) as v:  # the genuine vault matches it
         assert v.get(rid)["email"] == PERSON["email"]
     _substitute_staff_slot(url, staff)
@@ -765,13 +766,13 @@ def test_a_pin_sent_by_the_lead_checks_the_first_open_too(team, tmp_path: Path) 
         vault.open(url, identity=staff, pins=fresh)
     assert not fresh.exists()  # and the refused keys were not pinned
     other = tmp_path / "other.vaults"
-    PN.add(other, line)
+    PN.add(other, line, url)
     with pytest.raises(vault.IntegrityError, match="keys differ"):
-        PN.add(other, f"{vid} {fp} {'0' * 32}")  # the same keys, other signers
+        PN.add(other, f"{vid} {fp} {'0' * 32}", url)  # the same keys, other signers
     for bad in ("", vid, f"{vid} {fp} {signers} extra", f"{vid[:-1]}g {fp} {signers}", f"{vid} {fp[:-2]} {signers}",
                 f"{vid} {fp}", f"{vid} {'0' * 32}", None):  # the signers too: else the first open takes them
         with pytest.raises(vault.VaultError, match="vault id, its fingerprint and its signers"):
-            PN.add(tmp_path / "bad.vaults", bad)  # type: ignore[arg-type]
+            PN.add(tmp_path / "bad.vaults", bad, url)  # type: ignore[arg-type]
     assert not (tmp_path / "bad.vaults").exists()
 
 
@@ -1016,7 +1017,7 @@ def test_a_shred_deletes_the_records_break_glass_requests_and_grants(team) -> No
         v.request_reveal(rid, "passport_number", "visa letter for the embassy")
         kept = v.request_reveal(other, "legal_name", "hospital admission")
     with vault.open(url, identity=lead) as v:
-        v.approve_reveal(approved, ttl_seconds=3600)
+        v.approve_reveal(approved, ttl_seconds=3600, record=rid, field="legal_name")
         v.delete(rid)
         (entry,) = v.audit_entries(action="shred")
     assert entry["detail"]["requests"] == 2
@@ -1037,8 +1038,8 @@ def test_revocation_deletes_the_users_break_glass_requests_and_grants(team) -> N
     with vault.open(url, identity=tool) as v:
         theirs = v.request_reveal(rid, "legal_name", "badge for the hospital visit")
     with vault.open(url, identity=lead) as v:
-        v.approve_reveal(mine, ttl_seconds=3600)
-        v.approve_reveal(theirs, ttl_seconds=3600)
+        v.approve_reveal(mine, ttl_seconds=3600, record=rid, field="passport_number")
+        v.approve_reveal(theirs, ttl_seconds=3600, record=rid, field="legal_name")
         v.remove_user(staff.public.user_id)
         (entry,) = v.audit_entries(action="user_removed")
     assert entry["detail"] == {"user": staff.public.user_id, "requests": 2}
@@ -1058,8 +1059,8 @@ def test_break_glass_blobs_show_only_the_length_bucket(team) -> None:  # type: i
                 v.request_reveal(short, "legal_name", "visa letter for the embassy")]
     with vault.open(url, identity=lead) as v:
         assert sorted(r.reason for r in v.reveal_requests()) == ["visa letter", "visa letter for the embassy"]
-        for req in reqs:
-            v.approve_reveal(req, ttl_seconds=3600)
+        for req, who in zip(reqs, (rid, short)):
+            v.approve_reveal(req, ttl_seconds=3600, record=who, field="legal_name")
     raw = RawDB(url)
     with raw.engine.connect() as c:
         rows = c.execute(sa.text('SELECT reason, "grant" FROM dv_reveals ORDER BY created, req_id')).all()

@@ -222,6 +222,42 @@ def test_index_plan_mac() -> None:
     K.verify_plan(K.Keyring([meta]), b(v["vault_id"]), v["plan"], b(v["blob"]))
 
 
+def test_index_plan_v2() -> None:
+    """A version 2 plan: our joint allocation, text and MAC are the vector's; v1 still parses."""
+    from vault import index as I
+    v = load("index_plan_v2.json")
+    meta = K.Key(K.KIND_META_KEY, "", 1, b(v["meta_kid"]), b(v["meta_key"]))
+    assert K.mac_plan(meta, b(v["vault_id"]), v["plan"]) == b(v["blob"])
+    schema = vault.load_schema()
+    assert I.all_index_names(schema) == v["indexes"]
+    plan = I.make_plan(1, schema, v["population"], v["k"], {"contact": 1, "identity": 1})
+    assert plan.to_text() == v["plan"] and I.Plan.from_text(v["plan"]) == plan
+    old = I.Plan.from_text(load("index_plan_mac_v1.json")["plan"])
+    assert (old.mode, old.per_index, old.bits_for("email")) == ("uniform", None, 5)
+
+
+def test_reveal_request_signature() -> None:
+    from vault import breakglass as B
+    v = load("reveal_request_sig_v1.json")
+    msg = B.request_message(b(v["vault_id"]), v["req_id"], v["requester_id"], b(v["record_id"]), v["field"],
+                            b(v["reason_blob"]))
+    assert msg == b(v["signed_message"])
+    assert C.Signer(b(v["requester_ed25519_seed"]))(msg) == b(v["sig"])
+    C.ed25519_verify(b(v["requester_ed25519_public"]), msg, b(v["sig"]))
+
+
+def test_labelled_audit_entry() -> None:
+    from vault import audit as A
+    v = load("audit_entry_v2.json")
+    e = A.Entry(v["seq"], b(v["prev"]), v["at"], b(v["actor"]), v["action"], v["target"], v["detail"],
+                v["reason"].encode(), b(v["hash"]), b(v["sig"]))
+    assert A.entry_hash(*e[:8], labelled=True) == e.hash
+    assert A.entry_hash(*e[:8]) == b(v["older_form_hash"])
+    assert A.entry_form(e) is True and A.entry_form(e, first=False) is True and A.entry_signed(e, True)
+    assert not A.entry_signed(e, False)
+    assert C.Signer(b(v["actor_ed25519_seed"]))(A.signed_message(e.hash, True)) == e.sig
+
+
 def test_generator_reproduces_committed_vectors() -> None:
     """The independent spec implementation in generate.py still agrees with the files."""
     res = subprocess.run([sys.executable, str(VEC / "generate.py"), "--check"], capture_output=True, text=True)
@@ -553,3 +589,37 @@ def test_normalisers_agree_with_the_spec_only_implementation(x: str) -> None:
     for kind in ref.KINDS:
         assert normalize(kind, x) == ref.normalize_ref(kind, x), kind
     assert tokens(normalize("name", x)) == ref.tokens_ref(normalize("name", x))
+
+
+def test_signed_sealed_export() -> None:
+    """Kind O (format.md 8d): the library opens the vector's armour, reads its manifest and
+    payload, and its own seal of the same inputs signs exactly the vector's body."""
+    from vault import exporter as X
+    from vault.identity import Identity
+    v = load("export_signed_v1.json")
+    to = Identity(b(v["recipient_x25519_secret"]), b(v["recipient_ed25519_seed"]))
+    ex = Identity(b(v["exporter_x25519_secret"]), b(v["exporter_ed25519_seed"]))
+    assert to.public.raw.hex() == v["recipient_public"] and ex.public.raw.hex() == v["exporter_public"]
+    assert to.public.user_id == v["recipient_id"]
+    opened = X.open_sealed(v["armoured"].encode("ascii"), to)
+    assert opened.data == v["payload"].encode() and opened.sender == ex.public
+    assert (opened.vault_id, opened.created, opened.purpose, opened.fields, opened.format, opened.rows) == (
+        v["vault_id"], 1795000000, "travel", ("pseudonym", "arrival"), "csv", 2)
+    C.ed25519_verify(ex.public.ed25519, F.LABEL_EXPORT_SIG + b(v["body"]), b(v["signature"]))
+    mine = X.seal(v["payload"].encode(), to.public, ex, vault_id=v["vault_id"], purpose="travel",
+                  fields=["pseudonym", "arrival"], fmt="csv", rows=2, now=1795000000)
+    import base64
+    raw = base64.b64decode(mine.decode().split("\n\n", 1)[1].split(X.ARMOR_END)[0])
+    inner = to.unseal(raw[10:])  # sealing is randomised; what is sealed is not
+    assert raw[:10] == b(v["body"])[:10] and inner == b(v["body"]) + b(v["signature"])
+    assert mine.decode().split("\n\n")[0] == v["armoured"].split("\n\n")[0]
+
+
+def test_signed_sealed_export_by_another_key_is_refused() -> None:
+    from vault import exporter as X
+    from vault.identity import Identity
+    v = load("export_signed_v1_wrong_signer.json")
+    assert v["expect"] == "failure: signature"
+    to = Identity(b(v["recipient_x25519_secret"]), b(v["recipient_ed25519_seed"]))
+    with pytest.raises(vault.IntegrityError, match="signature does not verify"):
+        X.open_sealed(v["armoured"].encode("ascii"), to)

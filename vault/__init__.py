@@ -10,7 +10,7 @@ Public API::
 
 from ._format import KDF_DEFAULT, KDF_FLOOR, KdfParams
 from .errors import (AccessDenied, IntegrityError, KdfTooWeak, KeysChanged, NotFound, SchemaError,
-                     UnfinishedMove, UnsupportedVersion, ValidationError, VaultClosed, VaultError, VaultExists,
+                     UnfinishedMove, UnsafeFile, UnsupportedVersion, ValidationError, VaultClosed, VaultError, VaultExists,
                      WrongPassphrase)
 from .move import Moved, move
 from .record import Record
@@ -27,6 +27,6 @@ __all__ = [
     "KDF_DEFAULT", "KDF_FLOOR",
     "VaultError", "WrongPassphrase", "IntegrityError", "KdfTooWeak", "SchemaError", "ValidationError",
     "NotFound", "VaultExists", "AccessDenied", "VaultClosed", "UnsupportedVersion", "StoreError", "KeysChanged",
-    "UnfinishedMove",
+    "UnfinishedMove", "UnsafeFile",
     "__version__",
 ]

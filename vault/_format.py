@@ -33,6 +33,7 @@ KIND_GRANT = b"G"  # a break-glass grant: one value sealed to its requester, sig
 KIND_REASON_PADDED = b"Q"  # a reason (break-glass request, audit entry), as kind R with the reason padded
 KIND_GRANT_PADDED = b"V"  # a break-glass grant, as kind G with the JSON value padded
 KIND_CANARY_LIST = b"C"  # the canary list, sealed under a key only the lead and the recovery passphrase hold
+KIND_EXPORT = b"O"  # a sealed export: manifest and payload signed by the exporter, sealed to the recipient
 
 KEY_LEN = 32  # AES-256 keys, slot secrets, DEKs, class keys
 NONCE_LEN = 12  # AES-GCM 96-bit nonces, always fresh from the OS CSPRNG
@@ -47,6 +48,7 @@ PAD_BLOCK = 32  # ISO/IEC 7816-4 padding bucket: a value's length leaks only its
 # whether a vault has more than 170 canaries, not how many.
 CANARY_LIST_BLOCK = 4096
 MAX_VALUE_BYTES = 1 << 20  # 1 MiB per field value, far above any registration form answer
+EXPORT_MANIFEST_MAX = 1 << 16  # a sealed export's manifest (JSON): names and ids, never near 64 KiB
 
 # Labels (HKDF info strings, MAC prefixes). Never reuse one for two purposes.
 LABEL_SCHEMA_MAC = b"dvault/v1/schema-mac"
@@ -74,11 +76,28 @@ LABEL_MOVING_SIG = b"dvault/v1/moving-sig"  # a move's signature over the destin
 # Audit entries carry the writer's clock. Verify flags an entry dated more than this before an
 # earlier entry (clients' clocks differ by seconds, not minutes, where NTP runs).
 AUDIT_CLOCK_TOLERANCE_MS = 5 * 60 * 1000
+LABEL_EXPORT_SIG = b"dvault/v1/export-sig"  # an exporter's signature over a sealed export (kind O)
+LABEL_REVEAL_REQUEST = b"dvault/v1/reveal-request"  # a requester's signature over their break-glass request
+# Audit entries: the hash of an entry written from database schema version 8 on starts with
+# LABEL_AUDIT_ENTRY instead of "dvault/v1/audit" (the form marker, inside what is hashed and
+# signed; neither label is a prefix of the other, so no input hashes as both forms), and its
+# signature is over LABEL_AUDIT_SIG || hash rather than the bare hash.
+LABEL_AUDIT_ENTRY = b"dvault/v1/log-entry"
+LABEL_AUDIT_SIG = b"dvault/v1/audit-sig"
 LABEL_USER_ID = b"dvault-user-id"  # user id = SHA-256(label || x25519 pub || ed25519 pub)[0:8]
 
 # Blind indexes: truncated to b bits where 2^b * k <= expected population (CipherSweet's
 # planner), so every index value is expected to be shared by >= k records.
 INDEX_MAX_BITS = 32
+# Index plans of version 2 (docs/format.md §10) give each index its own bits, planned jointly
+# by default. A token index's bit costs this much of the joint budget: a name has two or
+# more tokens, each its own term, so one token bit tells more than one bit about a record.
+PLAN_VERSION = 2
+TOKEN_BIT_COST = 2
+# What is normalised and indexed (and searched for): at most this many code points in and
+# this many UTF-8 bytes out. NFKC expands a code point into at most 18 (U+FDFA), so the cap
+# on the input bounds the normaliser's work before it starts.
+MAX_INDEXED_BYTES = 4096
 # A blind-index row holds the ascending ids of up to this many records of one bucket, under
 # a random 8-byte chunk id (docs/format.md §10 "Stored rows"); one row per bucket per write, not per term.
 INDEX_CHUNK_IDS = 256
@@ -106,6 +125,9 @@ KDF_CEILING = KdfParams(t=16, m_kib=1024 * 1024, p=16)
 
 # The relational schema version; see vault/migrations.py.
 DB_SCHEMA_VERSION = 8
+# From this database schema version on, new audit entries are written in the labelled form
+# (LABEL_AUDIT_ENTRY / LABEL_AUDIT_SIG); every entry after the first such one must be too.
+AUDIT_LABELLED_FROM = 8
 # From this database schema version on, the signed key statement names the version and the
 # user table (KEYS_STATEMENT_HEADER), so only its signers (the lead, the recovery
 # passphrase) can take a vault there; other openers upgrade it up to the version before.

@@ -24,8 +24,12 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, TypeVar
+
+from .errors import VaultError
 
 T = TypeVar("T")
 
@@ -35,10 +39,23 @@ MIN_ITEMS = 4000
 #: Rows (or records) per work item handed to a worker.
 CHUNK = 1000
 
-# The task a worker runs; set only around the fork (under the lock, so two threads
-# opening pools at once cannot hand each other's task to their workers).
+# The task a worker runs: set in each worker by the executor's initializer, which a forked
+# child receives through its copied memory (nothing is pickled).
 _TASK: Callable[[Any], Any] | None = None
-_FORK_LOCK = threading.Lock()
+
+
+class WorkerDied(VaultError):
+    """A worker process died (killed, or out of memory) before it answered. The job is
+    abandoned and the caller's transaction rolls back: nothing half-written."""
+
+
+def _install(task: Callable[[Any], Any]) -> None:
+    global _TASK
+    _TASK = task
+
+
+def _ready() -> None:
+    """A no-op submitted at once so that every worker forks when the pool opens."""
 
 
 def _run(arg: Any) -> tuple[bool, Any]:
@@ -84,20 +101,42 @@ class InProcess:
 
 
 class Forked:
-    """The pool interface over forked workers; ``imap`` submits every arg at once."""
+    """The pool interface over forked workers; ``imap`` submits every arg at once.
 
-    def __init__(self, pool: Any, size: int, task: Callable[[Any], Any]) -> None:
-        self._pool = pool
+    Why ``concurrent.futures`` rather than ``multiprocessing.Pool``: a Pool whose worker
+    dies (SIGKILL, the OOM killer) replaces it and waits forever for the lost task's
+    result; the executor marks itself broken and every pending result raises."""
+
+    def __init__(self, executor: ProcessPoolExecutor, size: int, task: Callable[[Any], Any]) -> None:
+        self._executor = executor
         self._task = task
         self.size = size
 
     def imap(self, args: Any) -> Iterator[Any]:
         args = list(args)
-        return self._collect(args, self._pool.imap(_run, args))
+        try:
+            futures = [self._executor.submit(_run, arg) for arg in args]
+        except BrokenProcessPool:
+            raise WorkerDied("a worker process died (killed, or out of memory); nothing was written") from None
+        return self._collect(args, futures)
 
-    def _collect(self, args: list[Any], results: Iterator[tuple[bool, Any]]) -> Iterator[Any]:
-        for arg, (ok, result) in zip(args, results):
+    def _collect(self, args: list[Any], futures: list[Future[tuple[bool, Any]]]) -> Iterator[Any]:
+        for arg, future in zip(args, futures):
+            try:
+                ok, result = future.result()
+            except BrokenProcessPool:
+                raise WorkerDied("a worker process died (killed, or out of memory); nothing was written") from None
             yield result if ok else self._task(arg)  # failed over there: raise (or succeed) here
+
+
+def _stop(executor: ProcessPoolExecutor) -> None:
+    """Stop the workers now, whatever they are doing (unwinding an error)."""
+    procs = list(getattr(executor, "_processes", {}).values())  # no public way to kill them
+    executor.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        proc.join()
 
 
 @contextmanager
@@ -106,29 +145,23 @@ def pool(task: Callable[[Any], T], items: int, *, min_items: int | None = None) 
     ``items`` work items if it has at least ``min_items`` (default :data:`MIN_ITEMS`) and
     this machine has two cores, else this process.
 
-    ``task`` and everything it refers to are captured at the fork: later changes in the
-    parent (new keys, say) are not seen by the workers, so open the pool after them."""
-    global _TASK
+    ``task`` and everything it refers to are captured at the fork, which happens here:
+    later changes in the parent (new keys, say) are not seen by the workers, so open the
+    pool after them. A worker that dies makes ``imap`` raise :class:`WorkerDied`."""
     n = worker_count() if items >= (MIN_ITEMS if min_items is None else min_items) else 1
     if n < 2 or threading.active_count() > 1:
         yield InProcess(task)
         return
-    with _FORK_LOCK:
-        _TASK = task
-        try:
-            p = multiprocessing.get_context("fork").Pool(n)
-        except (OSError, ValueError):
-            p = None
-        finally:
-            _TASK = None
-    if p is None:
+    try:
+        executor = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork"),
+                                       initializer=_install, initargs=(task,))
+        executor.submit(_ready).result()  # the fork happens now, before the executor's thread starts
+    except (OSError, ValueError, BrokenProcessPool):
         yield InProcess(task)
         return
     try:
-        yield Forked(p, n, task)
+        yield Forked(executor, n, task)
     except BaseException:
-        p.terminate()  # unwinding an error: stop the workers, whatever they are doing
-        p.join()
+        _stop(executor)
         raise
-    p.close()  # every result is in: let the idle workers exit
-    p.join()
+    executor.shutdown(wait=True)  # every result is in: let the idle workers exit

@@ -4,8 +4,9 @@ Every entry is ``(seq, prev, at, actor, action, target, detail, reason, hash, si
 
 * ``hash = SHA-256(label || seq || prev || at || actor || action || target || detail || reason)``
   and ``prev`` is the previous entry's hash: a hash chain;
-* ``sig`` is the actor's Ed25519 signature over ``hash``: nobody can write an entry in
-  someone else's name, and changing any entry breaks every later signature;
+* ``sig`` is the actor's Ed25519 signature over ``"dvault/v1/audit-sig" || hash``: nobody
+  can write an entry in someone else's name, and changing any entry breaks every later
+  signature (entries of the older form, see :func:`entry_form`, signed the bare hash);
 * ``target`` is the record's *audit-purpose pseudonym*, never its id or a name; ``detail``
   holds field names and counts, never values or search terms; ``reason`` (which may
   name people) is sealed to the security lead.
@@ -35,7 +36,7 @@ from . import _format as F
 from . import notes as N
 from .envelope import _lp8, dek_ids, pad
 from .errors import IntegrityError, VaultError
-from .store import _blob, metadata
+from .store import VaultBusy, _blob, metadata
 
 audit = Table("dv_audit", metadata,
               Column("seq", BigInteger, primary_key=True, autoincrement=False),
@@ -52,7 +53,6 @@ audit = Table("dv_audit", metadata,
 LABEL = b"dvault/v1/audit"
 CHECKPOINT_PREFIX = "dvcp1"
 GENESIS = bytes(32)
-PG_APPEND_LOCK = 0x6476_6175_6c74_0001  # "dvault" + 1: the advisory lock key serialising appends
 UNSIGNED_ACTIONS = frozenset({"unlock_failed"})  # no key to sign with: chained, not signed
 PASSPHRASE_ACTOR = bytes(64)  # the actor of a failed passphrase unlock: no one
 
@@ -100,10 +100,43 @@ class Entry(NamedTuple):
 
 
 def entry_hash(seq: int, prev: bytes, at: int, actor: bytes, action: str, target: str, detail: str,
-               reason: bytes) -> bytes:
-    return C.sha256(LABEL + struct.pack(">QQ", seq, at) + prev + actor + _lp8(action.encode())
-                    + _lp8(target.encode()) + struct.pack(">I", len(detail.encode())) + detail.encode()
-                    + struct.pack(">I", len(reason)) + reason)
+               reason: bytes, *, labelled: bool = False) -> bytes:
+    """The entry's hash; ``labelled``: the form written from database schema version 8 on,
+    whose first bytes (the form marker) are LABEL_AUDIT_ENTRY instead of LABEL."""
+    return C.sha256((F.LABEL_AUDIT_ENTRY if labelled else LABEL) + struct.pack(">QQ", seq, at) + prev + actor
+                    + _lp8(action.encode()) + _lp8(target.encode()) + struct.pack(">I", len(detail.encode()))
+                    + detail.encode() + struct.pack(">I", len(reason)) + reason)
+
+
+def signed_message(h: bytes, labelled: bool) -> bytes:
+    """What an entry's actor signs: the hash under its own label (the bare hash in the
+    older form, which no other signed message of the vault could be mistaken for only
+    because it is a SHA-256 output; the label makes that hold by construction)."""
+    return F.LABEL_AUDIT_SIG + h if labelled else h
+
+
+def entry_form(e: "Entry", first: bool = True) -> bool | None:
+    """Which form the entry's hash has: True (labelled), False (older), None (neither:
+    the entry was edited). ``first``: the form to try first (the previous entry's).
+
+    Why the verifier can tell, and cannot be fooled: the form marker is inside what is
+    hashed, so the hash names the form; passing a labelled entry off as an older one
+    would need the actor's bare signature over another hash, and from the first labelled
+    entry on, verify refuses any entry of the older form (:func:`verify`)."""
+    for labelled in (first, not first):
+        if C.mac_equal(entry_hash(e.seq, e.prev, e.at, e.actor, e.action, e.target, e.detail, e.reason,
+                                  labelled=labelled), e.hash):
+            return labelled
+    return None
+
+
+def entry_signed(e: "Entry", labelled: bool) -> bool:
+    """Whether the entry's signature verifies under its actor's key, in its form."""
+    try:
+        C.ed25519_verify(e.actor[32:], signed_message(e.hash, labelled), e.sig)
+    except (C.AuthFailure, TypeError, ValueError):
+        return False
+    return True
 
 
 def actor_id(actor: bytes) -> str:
@@ -122,6 +155,9 @@ class Auditor:
         self._reason_to = reason_to
         self.reason: str | None = None
         self._head: tuple[int, bytes] | None = None  # (seq, hash) of the last entry we know of
+        # Whether new entries take the labelled form: once the vault is at database schema
+        # version AUDIT_LABELLED_FROM (read with the head; it only ever rises), for good.
+        self.labelled = False
         self.disabled_for_benchmark = False  # only bench/ flips this, to measure the cost
 
     def __repr__(self) -> str:
@@ -171,16 +207,18 @@ class Auditor:
                     # dropped and the loop re-reads the head. The chain can never fork.
                     if not store.is_sqlite:
                         # PostgreSQL has no BEGIN IMMEDIATE: appenders queue on a transaction-scoped
-                        # advisory lock (no table privilege needed) and read the head under it.
-                        store.raw(conn, "SELECT pg_advisory_xact_lock(%s)", (PG_APPEND_LOCK,))
+                        # advisory lock (no table privilege needed, the wait bounded) and read
+                        # the head under it.
+                        store.lock_append(conn)
                         self._head = None
                     if self._head is None:
                         row = store.raw(conn, "SELECT seq, hash FROM dv_audit ORDER BY seq DESC LIMIT 1").fetchone()
                         self._head = (0, GENESIS) if row is None else (int(row[0]), _blob(row[1]))
+                        self.labelled = self.labelled or _labelled_version(store, conn) or _head_labelled(store, conn)
                     seq, prev = self._head[0] + 1, self._head[1]
                     at = int(time.time() * 1000)
-                    h = entry_hash(seq, prev, at, self.actor, action, target, text, reason)
-                    sig = bytes(64) if (unsigned or self._sign is None) else self._sign(h)
+                    h = entry_hash(seq, prev, at, self.actor, action, target, text, reason, labelled=self.labelled)
+                    sig = bytes(64) if (unsigned or self._sign is None) else self._sign(signed_message(h, self.labelled))
                     store.raw(conn, insert, (seq, prev, at, self.actor, action, target, text, reason, h, sig))
                 # Known only once committed: inside a caller's transaction, which can still roll
                 # back (a later step failing), a cached head would give the next entry a seq
@@ -191,8 +229,35 @@ class Auditor:
                 if in_work:
                     raise
                 self._head = None
+                if isinstance(e, VaultBusy) and not store.is_sqlite:
+                    raise  # PostgreSQL: it waited its whole bound (a lock held on purpose?): say so
+                # (SQLite's busy wait is short and comes before anything is done: tried again)
                 last_error = type(e).__name__
         raise AuditError(f"audit log write failed ({last_error}); operation refused")
+
+
+def _labelled_version(store: Any, conn: Any) -> bool:
+    """Whether the vault's database schema version is one whose entries are labelled. Read
+    with the head, under the append lock (PostgreSQL) or after a write collision (SQLite), so
+    a handle opened before another client's upgrade switches at its next append."""
+    ph = "?" if store.is_sqlite else "%s"
+    row = store.raw(conn, f"SELECT value FROM dv_meta WHERE name = {ph}", ("db_schema_version",)).fetchone()
+    try:
+        return row is not None and int(bytes(row[0]).decode("ascii")) >= F.AUDIT_LABELLED_FROM
+    except (ValueError, TypeError, UnicodeDecodeError):
+        return False
+
+
+def _head_labelled(store: Any, conn: Any) -> bool:
+    """Whether the last entry has the labelled form: then every later one must have it too
+    (:func:`verify`), whatever the stored version says (a version lowered by hand)."""
+    row = store.raw(conn, "SELECT seq, prev, at, actor, action, target, detail, reason, hash, sig "
+                          "FROM dv_audit ORDER BY seq DESC LIMIT 1").fetchone()
+    e = None if row is None else _row_entry(store, row)
+    try:
+        return e is not None and entry_form(e, first=True) is True
+    except UnicodeEncodeError:
+        return False
 
 
 def read_entries(store: Any, after: int = 0, *, damaged: bool = False) -> list[Entry]:
@@ -230,13 +295,11 @@ def signed_by(store: Any, conn: Any, action: str, actors: set[bytes]) -> list[En
         if e is None or e.actor not in actors:
             continue
         try:
-            if not C.mac_equal(entry_hash(e.seq, e.prev, e.at, e.actor, e.action, e.target, e.detail, e.reason),
-                               e.hash):
-                continue
-            C.ed25519_verify(e.actor[32:], e.hash, e.sig)
-        except (C.AuthFailure, UnicodeEncodeError):
+            form = entry_form(e)
+        except UnicodeEncodeError:
             continue
-        out.append(e)
+        if form is not None and entry_signed(e, form):
+            out.append(e)
     return out
 
 
@@ -301,9 +364,12 @@ def verify(entries: Iterable[Entry], known_actors: set[bytes], checkpoint: "Chec
     """Walk the chain; report the first entry that is not what its predecessors promise.
 
     Per entry, in this order: sequence, link to the previous hash, its own hash, a known
-    actor, the checkpoint, its time (not further back than the clock tolerance behind an
-    earlier entry); then signatures. The per-entry work that costs (SHA-256 and Ed25519
-    verification, ~60 us an entry) runs on forked workers for large logs while this
+    actor, the checkpoint, its form (no older-form entry after a labelled one), its time (not
+    further back than the clock tolerance behind an earlier entry); then signatures. A
+    signed checkpoint must be signed by a known actor (an enrolled user, revoked ones
+    included, or the recovery actor): its signature alone only shows that someone held the
+    key it carries. The per-entry work that costs (SHA-256 and
+    Ed25519 verification, ~60 us an entry) runs on forked workers for large logs while this
     process walks the links (vault._parallel: the workers inherit the entries), and the
     earliest failure of any kind is reported. An entry that ``deciders`` (the lead, the
     recovery actor) quarantined (vault.audit_trust) is linked like any other but its own
@@ -316,12 +382,18 @@ def verify(entries: Iterable[Entry], known_actors: set[bytes], checkpoint: "Chec
                   min_items=PARALLEL_VERIFY_MIN) as pool:
         checks = pool.imap(PAR.ranges(len(entries), -(-len(entries) // (pool.size * 4))))
         structural, cp_seen, expected = _walk(entries, known_actors, checkpoint, skip)
-        bad_hash, bad_sig = _first_failures(list(checks))
+        bad_hash, bad_sig, downgrade = _first_failures(list(checks))
     held = tuple(sorted(skip))
+    if checkpoint is not None and checkpoint.sig and checkpoint.signer not in known_actors:
+        return Verdict(False, 0, checkpoint.seq, "checkpoint signed by a key that is neither an enrolled user's nor "
+                                                 "the recovery actor's (forged)", held)
     first: Verdict | None = structural[1] if structural else None
     if bad_hash is not None and (structural is None or bad_hash < structural[0]
                                  or (bad_hash == structural[0] and not structural[2])):
         first = Verdict(False, bad_hash + 1, entries[bad_hash].seq, "entry edited (its hash does not match its content)")
+    if downgrade is not None and (first is None or entries[downgrade].seq < (first.first_bad or 0)):
+        first = Verdict(False, downgrade + 1, entries[downgrade].seq,
+                        "entry of the older, unlabelled form after labelled ones (inserted, or downgraded)")
     if bad_sig is not None and (first is None or bad_sig <= (first.first_bad or 0)):
         n = first.entries if first is not None else len(entries)
         return Verdict(False, n, bad_sig, "forged or broken signature", held)
@@ -381,37 +453,55 @@ PARALLEL_VERIFY_MIN = 20_000
 
 
 def _check_range(entries: list[Entry], known: set[bytes], lo: int, hi: int,
-                 skip: frozenset[int] = frozenset()) -> tuple[int | None, int | None]:
-    """(first index whose hash is wrong, seq of the first bad signature) in entries[lo:hi],
-    leaving out the quarantined seqs ``skip``."""
-    bad_hash = bad_sig = None
+                 skip: frozenset[int] = frozenset()) -> tuple[int | None, int | None, int | None, int | None, int | None]:
+    """In entries[lo:hi], leaving out the quarantined seqs ``skip``: (first index whose hash
+    is wrong, seq of the first bad signature, first index of the labelled form, first index
+    of the older form, first index of the older form after one of the labelled form)."""
+    bad_hash = bad_sig = first_new = first_old = downgrade = None
     zero = bytes(64)
+    form: bool | None = True
     for i in range(lo, hi):
         e = entries[i]
         if e.seq in skip:
             continue
         try:
-            if bad_hash is None and entry_hash(e.seq, e.prev, e.at, e.actor, e.action, e.target, e.detail,
-                                               e.reason) != e.hash:
-                bad_hash = i
+            form = entry_form(e, first=form is not False)
         except (TypeError, AttributeError, ValueError, struct.error):  # a value of the wrong SQL type
-            bad_hash = i
+            form = None
+        if form is None:
+            bad_hash = i if bad_hash is None else bad_hash
+        elif form:
+            first_new = i if first_new is None else first_new
+        else:
+            first_old = i if first_old is None else first_old
+            if first_new is not None and downgrade is None:
+                downgrade = i
         if bad_sig is None and e.actor in known and not (e.action in UNSIGNED_ACTIONS and e.sig == zero):
-            try:
-                C.ed25519_verify(e.actor[32:], e.hash, e.sig)
-            except (C.AuthFailure, TypeError, ValueError):
+            if not any(entry_signed(e, labelled) for labelled in ((form,) if form is not None else (True, False))):
                 bad_sig = e.seq
-        if bad_hash is not None and bad_sig is not None:
+        if bad_hash is not None and bad_sig is not None:  # anything later is reported after these
             break
-    return bad_hash, bad_sig
+    return bad_hash, bad_sig, first_new, first_old, downgrade
 
 
-def _first_failures(parts: list[tuple[int | None, int | None]]) -> tuple[int | None, int | None]:
+def _first_failures(parts: list[tuple[int | None, ...]]) -> tuple[int | None, int | None, int | None]:
     """Chunks are in index order: the first chunk with a bad hash has the lowest index; a bad
-    signature is the lowest seq among each chunk's first failure."""
-    hashes = [h for h, _ in parts if h is not None]
-    sigs = [s for _, s in parts if s is not None]
-    return (hashes[0] if hashes else None), (min(sigs) if sigs else None)
+    signature is the lowest seq among each chunk's first failure; an entry of the older form
+    after one of the labelled form (the lowest index: a chunk's first older entry once an
+    earlier chunk had a labelled one)."""
+    hashes = [p[0] for p in parts if p[0] is not None]
+    sigs = [p[1] for p in parts if p[1] is not None]
+    downgrade = None
+    seen_new = False
+    for _, _, first_new, first_old, in_chunk in parts:
+        if seen_new and first_old is not None:
+            downgrade = first_old
+            break
+        if in_chunk is not None:
+            downgrade = in_chunk
+            break
+        seen_new = seen_new or first_new is not None
+    return (hashes[0] if hashes else None), (min(sigs) if sigs else None), downgrade
 
 
 # -- checkpoints --------------------------------------------------------------------------------

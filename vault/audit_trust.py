@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 from typing import TYPE_CHECKING, Any, Iterable
 
 from . import _crypto as C
 from . import _format as F
 from . import _parallel as PAR
-from .audit import UNSIGNED_ACTIONS, Entry, entry_hash, unsigned_shape_ok
+from .audit import UNSIGNED_ACTIONS, Entry, entry_form, entry_signed, unsigned_shape_ok
 
 if TYPE_CHECKING:
     from .vault import Vault
@@ -34,17 +35,16 @@ def problem(e: Entry, known: set[bytes]) -> str | None:
     """Why an entry is not to be believed on its own, or None: its hash, its actor, its
     signature (an unsigned failed unlock: its fixed shape)."""
     try:
-        if not C.mac_equal(entry_hash(e.seq, e.prev, e.at, e.actor, e.action, e.target, e.detail, e.reason), e.hash):
-            return "its hash does not match its content (edited)"
-    except (TypeError, AttributeError, ValueError, UnicodeEncodeError, OverflowError):
+        form = entry_form(e)
+    except (TypeError, AttributeError, ValueError, UnicodeEncodeError, OverflowError, struct.error):
         return "it is malformed (a column was edited)"
+    if form is None:
+        return "its hash does not match its content (edited)"
     if e.action in UNSIGNED_ACTIONS and e.sig == bytes(64):
         return None if unsigned_shape_ok(e) else "an unsigned entry the vault never writes (inserted or edited)"
     if e.actor not in known:
         return "written by an unknown actor (inserted)"
-    try:
-        C.ed25519_verify(e.actor[32:], e.hash, e.sig)
-    except (C.AuthFailure, TypeError, ValueError):
+    if not entry_signed(e, form):
         return "its signature does not verify (forged in its actor's name, or edited)"
     return None
 

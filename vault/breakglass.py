@@ -2,10 +2,14 @@
 
 A staff member asks, with a reason, to see one field of one record outside their role
 (say a participant's legal name for a hospital). The reason is sealed to the security
-lead, since reasons often name people. The lead approves by sealing *that field's value*
-(not the class key, not even the record's data key: least privilege) to the requester's
-X25519 key, with an expiry, and signs the grant. The requester's client checks the
-signature and the expiry, shows the value once and deletes the grant.
+lead, since reasons often name people. The requester signs what they ask for (the vault,
+the request, the record, the field and the sealed reason), so that a database writer
+cannot point the lead's approval at another person or field. The lead is shown who the
+record is (its badge name and audit pseudonym, decrypted on the lead's side), approves
+that explicit (request, record, field), and seals *that field's value* (not the class
+key, not even the record's data key: least privilege) to the requester's X25519 key,
+with an expiry, and signs the grant. The requester's client checks the signature and the
+expiry, shows the value once and deletes the grant.
 
 Honest limits: expiry and one-time use are enforced by an honest client; a modified
 client can keep the value it was shown. What it cannot do is reveal anything else.
@@ -17,7 +21,7 @@ import json
 import re
 import struct
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field as _field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import Column, Integer, LargeBinary, String, Table, delete, select, update
@@ -26,12 +30,15 @@ from . import _crypto as C
 from . import _format as F
 from . import envelope as E
 from . import notes as N
+from . import pseudonym as P
+from .envelope import _lp8
 from .errors import AccessDenied, IntegrityError, NotFound, ValidationError
 from .store import _blob, metadata
 from .users import is_hex_id
 
 if TYPE_CHECKING:
     from .identity import PublicIdentity
+    from .users import User
     from .vault import Vault
 
 reveals = Table("dv_reveals", metadata,
@@ -41,10 +48,16 @@ reveals = Table("dv_reveals", metadata,
                 Column("field", String(64), nullable=False),
                 Column("reason", LargeBinary, nullable=False),  # sealed to the lead
                 Column("grant", LargeBinary, nullable=True),  # sealed to the requester, signed
-                Column("created", Integer, nullable=False))
+                Column("created", Integer, nullable=False),
+                Column("sig", LargeBinary, nullable=True))  # the requester's signature (schema v8)
 
 LABEL = b"dvault/v1/break-glass"
 _FIELD = re.compile(r"[a-z][a-z0-9_]{0,62}")  # a schema field name (ASCII: it is signed as such)
+# The columns every reader takes; ``sig`` only exists from database schema version 8 on (a
+# staff member's open stops an older vault at 6), so it is read apart, by the lead.
+_COLUMNS = [reveals.c.req_id, reveals.c.requester, reveals.c.record_id, reveals.c.field, reveals.c.reason,
+            reveals.c.grant, reveals.c.created]
+SIGNED_FROM = 8  # the database schema version from which requests carry their requester's signature
 
 
 class _Row(NamedTuple):
@@ -62,7 +75,7 @@ class _Row(NamedTuple):
 def _row(r: Any) -> _Row:
     """A dv_reveals row, checked, or IntegrityError. Why: a database writer can put any
     value of any type in a column (SQLite keeps it), and the request id, requester and field
-    are parsed as hex and ASCII to build the signed grant message. BLOB columns go through
+    are parsed as hex and ASCII to build the signed messages. BLOB columns go through
     store._blob (text becomes bytes, and the grant's parser or signature names it)."""
     try:
         out = _Row(r.req_id, r.requester, _blob(r.record_id), r.field, _blob(r.reason),
@@ -78,12 +91,23 @@ def _row(r: Any) -> _Row:
 
 @dataclass(frozen=True)
 class RevealRequest:
+    """One request as its viewer may see it. The lead sees every request, its record id,
+    who it is (``record``: its audit pseudonym; ``badge_name``), the reason, ``problem``
+    (why an approval would be refused) and ``flags`` (reasons to look twice). Anyone else
+    sees only their own requests, the record as its audit pseudonym if they hold that
+    purpose's key (else None), and no record id."""
+
     req_id: str
     requester: str
-    record_id: str
+    record_id: str | None
     field: str
     reason: str | None  # plaintext only for the lead
     approved: bool
+    record: str | None = None
+    badge_name: str | None = None
+    requester_name: str | None = None
+    problem: str | None = None
+    flags: tuple[str, ...] = _field(default=())
 
     def __repr__(self) -> str:
         return f"<RevealRequest {self.req_id} by {self.requester} for field {self.field!r}>"
@@ -95,6 +119,14 @@ def _lead(v: "Vault") -> "PublicIdentity":
     if lead is None:
         raise AccessDenied("this vault has no enrolled security lead to approve requests")
     return lead.public
+
+
+def request_message(vault_id: bytes, req_id: str, requester: str, rid: bytes, field: str, reason: bytes) -> bytes:
+    """What a requester signs (docs/format.md 8b): the vault, the request, who asks, the
+    record, the field and the sealed reason's SHA-256, so that none of them can be edited
+    in the database after the fact."""
+    return (F.LABEL_REVEAL_REQUEST + vault_id + bytes.fromhex(req_id) + bytes.fromhex(requester) + rid
+            + _lp8(field.encode("ascii")) + C.sha256(reason))
 
 
 def request(v: "Vault", record_id: str, field: str, reason: str) -> str:
@@ -112,34 +144,192 @@ def request(v: "Vault", record_id: str, field: str, reason: str) -> str:
     # padded (kind Q): the blob's length tells only the reason's 32-byte bucket
     sealed_reason = N.seal_note(F.KIND_REASON_PADDED, lead.x25519, N.recipient_id(lead.raw),
                                 v._vid + bytes.fromhex(req_id) + E.pad(reason.encode("utf-8")))
+    sig = v._identity.sign(request_message(v._vid, req_id, v.user.user_id, rid, field, sealed_reason))
     with store.tx() as conn:
+        if v._db_version(conn) < SIGNED_FROM:
+            raise AccessDenied("this vault must be opened once by the security lead with this release before "
+                               "break-glass requests can be made")
         if not store.record_exists(conn, rid):
             raise NotFound(f"no record {record_id}")
         conn.execute(reveals.insert().values(req_id=req_id, requester=v.user.user_id, record_id=rid,
                                              field=field, reason=sealed_reason, grant=None,
-                                             created=int(time.time())))
+                                             created=int(time.time()), sig=sig))
     return req_id
 
 
 def pending(v: "Vault") -> list[RevealRequest]:
-    """All requests; reasons are decrypted for the lead only."""
+    """Requests as the caller may see them (see :class:`RevealRequest`): all of them, fully,
+    for the lead (and a recovery-passphrase opener, without the reasons, which are sealed
+    to the lead); only their own, without record ids, for anyone else."""
     store = v._s()
+    query = select(*_COLUMNS).order_by(reveals.c.created, reveals.c.req_id)
+    if not v.role.manage:
+        if v.user is None:
+            return []
+        query = query.where(reveals.c.requester == v.user.user_id)
     with store.tx(write=False) as conn:
-        rows = conn.execute(select(reveals).order_by(reveals.c.created, reveals.c.req_id)).all()
-    lead = v._identity if (v.role.manage and v._identity is not None) else None
-    out = []
-    for r in map(_row, rows):
-        reason = None
-        if lead is not None:
-            try:
-                kind, plain = N.open_note_as((F.KIND_REASON_PADDED, F.KIND_REASON), r.reason, lead.unseal)
-                if plain[:16] == v._vid and plain[16:24] == bytes.fromhex(r.req_id):
-                    body = E.unpad(plain[24:]) if kind == F.KIND_REASON_PADDED else plain[24:]
-                    reason = body.decode("utf-8")
-            except (C.AuthFailure, E.Malformed, UnicodeDecodeError):
-                reason = None
-        out.append(RevealRequest(r.req_id, r.requester, r.record_id.hex(), r.field, reason, r.grant is not None))
+        rows = [_row(r) for r in conn.execute(query).all()]
+        sigs = _signatures(conn) if v.role.manage and v._db_version(conn) >= SIGNED_FROM else {}
+    if not v.role.manage:
+        return [RevealRequest(r.req_id, r.requester, None, r.field, None, r.grant is not None,
+                              record=_label(v, r.record_id)) for r in rows]
+    users = {u.user_id: u for u in v.users()}
+    return [_lead_view(v, r, sigs.get(r.req_id), users.get(r.requester)) for r in rows]
+
+
+def _signatures(conn: Any) -> dict[str, bytes | None]:
+    """Request id -> the requester's signature (None: none; a non-bytes value as b"")."""
+    out: dict[str, bytes | None] = {}
+    for req_id, sig in conn.execute(select(reveals.c.req_id, reveals.c.sig)).all():
+        try:
+            out[str(req_id)] = None if sig is None else _blob(sig)
+        except IntegrityError:
+            out[str(req_id)] = b""
     return out
+
+
+def _lead_view(v: "Vault", r: _Row, sig: bytes | None, requester: "User | None") -> RevealRequest:
+    """The lead's view of one request: who the record is, the reason, and what is wrong."""
+    label = _label(v, r.record_id)
+    problem = _problem(v, r, sig, requester)
+    badge = None
+    if "badge_name" in v.schema.fields and v.schema.fields["badge_name"].cls in v._current:
+        try:
+            badge = v._get_impl(r.record_id.hex(), ["badge_name"]).get("badge_name")
+        except NotFound:
+            problem = problem or "no such record (shredded, or the row was edited)"
+    reason = _open_reason(v, r)
+    flags = _reason_flags(v, r.record_id, reason) if reason else ()
+    return RevealRequest(r.req_id, r.requester, r.record_id.hex(), r.field, reason, r.grant is not None,
+                         record=label, badge_name=badge, requester_name=None if requester is None else requester.name,
+                         problem=problem, flags=flags)
+
+
+def _problem(v: "Vault", r: _Row, sig: bytes | None, requester: "User | None") -> str | None:
+    try:
+        _check_signed(v, r, sig, requester)
+    except (AccessDenied, IntegrityError, NotFound) as e:
+        return str(e)
+    return None
+
+
+def _open_reason(v: "Vault", r: _Row) -> str | None:
+    if v._identity is None:
+        return None
+    try:
+        kind, plain = N.open_note_as((F.KIND_REASON_PADDED, F.KIND_REASON), r.reason, v._identity.unseal)
+        if plain[:16] == v._vid and plain[16:24] == bytes.fromhex(r.req_id):
+            body = E.unpad(plain[24:]) if kind == F.KIND_REASON_PADDED else plain[24:]
+            return body.decode("utf-8")
+    except (C.AuthFailure, E.Malformed, UnicodeDecodeError):
+        pass
+    return None
+
+
+def _label(v: "Vault", rid: bytes) -> str | None:
+    """The record as the viewer may name it: its audit pseudonym (a pure computation, nothing
+    is issued), else, for the lead, its pseudonym of the schema's first purpose."""
+    purpose = "audit" if "audit" in v._purposes else None
+    if purpose is None and v.role.manage:
+        purpose = next((p for p in v.schema.purposes if p in v._purposes), None)
+    if purpose is None:
+        return None
+    return P.format(v._purposes[purpose].value(rid), P.purpose_prefix(purpose))
+
+
+# A pseudonym as people write it: two letters, then 4 + 4 + 3 characters, each group after an
+# optional space or dash. Taken as one when a separator follows the letters or a digit is in
+# it: a 13-letter word ("authorisation") has the shape too.
+_SEP = r"[\s\-\u2010-\u2015\u2212]?"
+_PSEUDONYM_LIKE = re.compile(rf"(?<![0-9A-Za-z])([A-Za-z]{{2}})({_SEP})([0-9A-Za-z]{{4}}){_SEP}([0-9A-Za-z]{{4}})"
+                             rf"{_SEP}([0-9A-Za-z]{{3}})(?![0-9A-Za-z])")
+
+
+def _reason_flags(v: "Vault", rid: bytes, reason: str) -> tuple[str, ...]:
+    """Pseudonyms (of any purpose of this vault) that a reason names and that are not the
+    requested record's: "hospital admission for BA-..." on a request for someone else's
+    legal name is how a requester would get the lead to approve the wrong person."""
+    prefixes = {P.purpose_prefix(p): p for p in v.schema.purposes}
+    out = []
+    for m in _PSEUDONYM_LIKE.finditer(reason):
+        prefix = m.group(1).upper()
+        purpose = prefixes.get(prefix)
+        if purpose is None or not (m.group(2) or any(c.isdigit() for c in m.group(0))):
+            continue
+        try:
+            value = P.parse(m.group(0), prefix)
+        except P.PseudonymError:
+            out.append(f"the reason names a {purpose} pseudonym that does not read (mistyped?): check whom it means")
+            continue
+        keys = v._purposes.get(purpose)
+        if keys is None or keys.value(rid) != value:
+            out.append(f"the reason names {P.format(value, prefix)}, which is not the requested record's "
+                       f"{purpose} pseudonym")
+    return tuple(out)
+
+
+def _load(v: "Vault", req_id: str) -> tuple[_Row, bytes | None]:
+    """The request's row, checked, and its requester's signature; NotFound if none."""
+    with v._s().tx(write=False) as conn:
+        signed = v._db_version(conn) >= SIGNED_FROM  # (a vault this opener could not take to 8 has no column)
+        r = conn.execute(select(*_COLUMNS, *([reveals.c.sig] if signed else []))
+                         .where(reveals.c.req_id == req_id)).first()
+    if r is None:
+        raise NotFound(f"no break-glass request {req_id}")
+    try:
+        sig = None if not signed or r.sig is None else _blob(r.sig)
+    except IntegrityError:
+        sig = b""
+    return _row(r), sig
+
+
+def _check_signed(v: "Vault", r: _Row, sig: bytes | None, requester: "User | None") -> None:
+    """That the row is what its (enrolled) requester signed: NotFound without an enrolled
+    requester, AccessDenied without a signature (a request of an older release), and
+    IntegrityError for a signature that does not cover the row (edited in the database)."""
+    if requester is None:
+        raise NotFound("the requester is no longer enrolled")
+    if not sig:
+        raise AccessDenied(f"request {r.req_id} carries no signature of its requester (made by an older release, "
+                           "or the signature was removed): ask them to request again")
+    try:
+        C.ed25519_verify(requester.public.ed25519, request_message(v._vid, r.req_id, r.requester, r.record_id,
+                                                                   r.field, r.reason), sig)
+    except C.AuthFailure:
+        raise IntegrityError(f"request {r.req_id} is not what its requester signed (its record, field, reason or "
+                             "requester was edited in the database): nothing approved; ask the requester to "
+                             "request again") from None
+
+
+def checked(v: "Vault", req_id: str, record: str, field: str) -> tuple[_Row, "User"]:
+    """The request, after checking that it is what its requester signed and that it is
+    about the ``record`` (its id, or any pseudonym of it the caller holds, as the lead saw
+    it) and ``field`` the lead confirmed; ValidationError on a mismatch."""
+    r, sig = _load(v, req_id)
+    requester = next((u for u in v.users() if u.user_id == r.requester), None)
+    _check_signed(v, r, sig, requester)
+    assert requester is not None
+    if not isinstance(field, str) or field != r.field:
+        raise ValidationError(f"request {req_id} is for another field than the one you confirmed: nothing approved; "
+                              "list it again (dvault requests)")
+    if not _names(v, r.record_id, record):
+        raise ValidationError(f"request {req_id} is about another record than the one you confirmed: nothing "
+                              "approved; list it again (dvault requests)")
+    return r, requester
+
+
+def _names(v: "Vault", rid: bytes, record: Any) -> bool:
+    """Whether ``record`` (a record id in hex, or a pseudonym) names the record ``rid``."""
+    if not isinstance(record, str):
+        return False
+    if re.fullmatch(r"[0-9a-f]{32}", record):
+        return C.mac_equal(bytes.fromhex(record), rid)
+    try:
+        purpose, value = v._parse_pseudonym(record)
+    except P.PseudonymError:
+        return False
+    keys = v._purposes.get(purpose)
+    return keys is not None and keys.value(rid) == value
 
 
 def forget(conn: Any, *, record_id: bytes | None = None, requester: str | None = None) -> int:
@@ -173,27 +363,11 @@ def _parse_grant(grant: bytes) -> tuple[bytes, int, bytes, bytes]:
     return head, struct.unpack(">Q", grant[:8])[0], grant[8:72], grant[72:]
 
 
-def subject(v: "Vault", req_id: str) -> tuple[str, str]:
-    """(record id hex, field) a request is about, for its audit entries; NotFound if none."""
-    with v._s().tx(write=False) as conn:
-        r = conn.execute(select(reveals).where(reveals.c.req_id == req_id)).first()
-    if r is None:
-        raise NotFound(f"no break-glass request {req_id}")
-    r = _row(r)
-    return r.record_id.hex(), r.field
-
-
-def approve(v: "Vault", req_id: str, ttl_seconds: int = 24 * 3600) -> None:
+def approve(v: "Vault", req_id: str, ttl_seconds: int, record: str, field: str) -> None:
+    """Seal the request's value to its requester, once :func:`checked` (signed by the
+    requester, about the ``record`` and ``field`` the lead confirmed)."""
     lead = v._need_lead("approving break-glass requests")
-    store = v._s()
-    with store.tx(write=False) as conn:
-        r = conn.execute(select(reveals).where(reveals.c.req_id == req_id)).first()
-    if r is None:
-        raise NotFound(f"no break-glass request {req_id}")
-    r = _row(r)
-    requester = next((u for u in v.users() if u.user_id == r.requester), None)
-    if requester is None:
-        raise NotFound("the requester is no longer enrolled")
+    r, requester = checked(v, req_id, record, field)
     rid = r.record_id
     # unaudited here: the caller's reveal_approve entry, already committed, names the
     # record and field (an ordinary "read" would book the requester's access to the lead)
@@ -205,7 +379,7 @@ def approve(v: "Vault", req_id: str, ttl_seconds: int = 24 * 3600) -> None:
     sealed = C.seal_to(requester.public.x25519, head + v._vid + bytes.fromhex(req_id) + payload)
     sig = lead.sign(_grant_message(v._vid, req_id, requester.user_id, rid, r.field, expires, sealed, head))
     grant = head + struct.pack(">Q", expires) + sig + sealed
-    with store.tx() as conn:
+    with v._s().tx() as conn:
         conn.execute(update(reveals).where(reveals.c.req_id == req_id).values(grant=grant))
 
 
@@ -224,7 +398,7 @@ def reveal(v: "Vault", req_id: str, now: float | None = None) -> tuple[Any, Exce
         raise AccessDenied("break-glass reveals need the requester's identity")
     store = v._s()
     with store.tx() as conn:
-        found = conn.execute(select(reveals).where(reveals.c.req_id == req_id)).first()
+        found = conn.execute(select(*_COLUMNS).where(reveals.c.req_id == req_id)).first()
         if found is None or found.requester != v.user.user_id:
             raise NotFound(f"no break-glass request {req_id} of yours")
         r = _row(found)  # before the delete: a malformed row is refused, not taken

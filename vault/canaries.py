@@ -289,7 +289,7 @@ def witness(v: "Vault", path: str | os.PathLike[str]) -> dict[str, Any]:
     """At the lead's open: check that the log still holds the checkpoint kept in ``path`` for
     this vault (else IntegrityError: the log was cut back or rewritten since), list the canary
     alarms written since it, and keep the log's head there as the new checkpoint. Returns
-    {"alarms": [...], "checkpoint": str, "previous": str | None}. The file (format.md 8d) is
+    {"alarms": [...], "checkpoint": str, "previous": str | None}. The file (format.md 8e) is
     the lead's, beside their identity; a database writer cannot reach it."""
     from ._files import replace_private
     p = Path(path)

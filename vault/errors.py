@@ -32,6 +32,11 @@ class IntegrityError(VaultError):
         super().__init__(f"{what}" + (f" ({', '.join(where)})" if where else ""))
 
 
+class UnsafeFile(VaultError):
+    """A file the client trusts (identity, known vaults, config), or a folder above it,
+    belongs to another user or others can write it: refused, as ssh's StrictModes does."""
+
+
 class KdfTooWeak(IntegrityError):
     """A stored Argon2id cost is below the floor: a downgrade we refuse to follow."""
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import _crypto as C
 from . import _format as F
-from ._files import replace_private, write_private
+from ._files import check_private, make_private_dirs, replace_private, write_private
 from .errors import IntegrityError, VaultError
 from .keys import open_passphrase_box, seal_passphrase_box
 from .notes import recipient_id
@@ -124,7 +124,8 @@ class Identity:
         """Write the encrypted identity with mode 0600; refuses to overwrite anything."""
         p = Path(path)
         data = self.to_file_bytes(passphrase, kdf)
-        p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private_dirs(p.parent, f"the identity file {p}", error=IdentityError)
+        check_private(p, "identity file")
         return write_private(p, data)
 
     @classmethod
@@ -162,6 +163,7 @@ class Identity:
     @classmethod
     def load(cls, path: str | os.PathLike[str], passphrase: str) -> "Identity":
         p = Path(path)
+        check_private(p, "identity file")
         try:
             data = p.read_bytes()
         except FileNotFoundError:

@@ -121,7 +121,22 @@ def _v8_key_statement(conn: Connection) -> None:
     this version; other openers work at version 7 until then."""
 
 
+def _v8_reveal_sig(conn: Connection) -> None:
+    """``dv_reveals`` gains ``sig``: the requester's Ed25519 signature over what they asked
+    for (docs/format.md 8b), which the lead's approval checks against the row, so that a
+    database writer cannot point an approval at another record or field. Requests made
+    before it have none and are refused at approval (the requester asks again)."""
+    columns = {c["name"] for c in inspect(conn).get_columns("dv_reveals")}
+    if "sig" not in columns:  # made by step 1 of this release, or already upgraded
+        conn.exec_driver_sql("ALTER TABLE dv_reveals ADD COLUMN sig " + ("BLOB" if conn.dialect.name == "sqlite"
+                                                                         else "BYTEA"))
+
+
 def _v8(conn: Connection) -> None:
+    """From version 8 on: signed break-glass requests (:func:`_v8_reveal_sig`); new audit
+    entries take the labelled form (docs/format.md 13a), which needs no table change; the
+    third kind of key statement (:func:`_v8_key_statement`)."""
+    _v8_reveal_sig(conn)
     _v8_key_statement(conn)
 
 

@@ -20,23 +20,36 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
-from dataclasses import dataclass
-from typing import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
 
 from . import _format as F
 from . import keys as K
 from .errors import AccessDenied, ValidationError
 from .identity import Identity
+from .store import Store, StoreError
 from .vault import Vault, create, discard_new, discard_unfinished_move
 
 
 @dataclass(frozen=True)
 class Moved:
-    """The new vault (open, as its lead) and what went into it."""
+    """The new vault (open, as its lead) and what went into it, with what its users need
+    before their first open of it: its pin line (``Vault.pin_line``) and its location (the
+    spelling the known-vaults file hashes, docs/format.md 8c). Each user records both
+    (``vault.pins.add``, ``dvault pin add``), so that a vault built in its place before
+    they open it is refused, not trusted as a first sight."""
 
     vault: Vault
     records: int
     canaries: int
+    pin_line: str = field(init=False)
+    location: str = field(init=False)
+
+    def __post_init__(self) -> None:  # taken now: the caller may close the vault, which then says nothing
+        from .pins import location_text
+        object.__setattr__(self, "pin_line", self.vault.pin_line)
+        object.__setattr__(self, "location", location_text(self.vault._s().url))
 
     def __repr__(self) -> str:
         return f"<Moved {self.records} records into vault {self.vault.id}>"
@@ -73,33 +86,82 @@ def move(src: Vault, url: str | os.PathLike[str], passphrase: str, *, lead: Iden
     who, sign = src._plan_signer()  # the mark is ours: only a re-run of this move may set it aside
     # made first: a refused destination (a vault already there) costs no read of the source
     dest = create(url, passphrase, schema=src.schema.source, kdf=kdf, population=plan.population,
-                  k=plan.k, lead=lead, lead_name=lead_name, _moving_from=src.id,
+                  k=plan.k, precise=plan.mode == "precise", lead=lead, lead_name=lead_name, _moving_from=src.id,
                   _moving_sign=lambda m: who + sign(m))
     try:
-        src._audit("export", "", {"fields": sorted(src.readable_fields), "purpose": None,
-                                  "count": src.count(), "op": "move"})
-        canaries = src._canaries()
-        taken = []
-        for rec in src._records_impl():
-            if rec.id in canaries:
-                src._alarm(rec.id, "move")
-            taken.append((dict(rec), rec.id in canaries))
-        # In a random order: kept in the old storage order, row k of the new vault would be
-        # row k of the old one to anyone holding copies of both (threat model 6.6).
-        secrets.SystemRandom().shuffle(taken)
-        rows = [values for values, _ in taken]
-        marked = [i for i, (_, canary) in enumerate(taken) if canary]
-        dest.set_reason(src._auditor.reason)  # sealed, in the new log, to the new lead
+        with _writers_out(src) as taken:
+            # In a random order: kept in the old storage order, row k of the new vault would be
+            # row k of the old one to anyone holding copies of both (threat model 6.6).
+            secrets.SystemRandom().shuffle(taken)
+            rows = [values for values, _ in taken]
+            marked = [i for i, (_, canary) in enumerate(taken) if canary]
+            dest.set_reason(src._auditor.reason)  # sealed, in the new log, to the new lead
 
-        def finish(ids: list[str]) -> None:  # in the import's transaction: a finished vault has it all
-            with dest._s().tx() as conn:
-                dest._s().put_meta(conn, {"moving": b""})  # empty: as no row (docs/format.md 12)
-        ids = dest._add_many_impl(rows, progress, entry=("import", {"op": "move", "from": src.id}),
-                                  canaries=marked, then=finish)
+            def finish(ids: list[str]) -> None:  # in the import's transaction: a finished vault has it all
+                with dest._s().tx() as conn:
+                    dest._s().put_meta(conn, {"moving": b""})  # empty: as no row (docs/format.md 12)
+            ids = dest._add_many_impl(rows, progress, entry=("import", {"op": "move", "from": src.id}),
+                                      canaries=marked, then=finish)
     except BaseException:
         discard_new(dest)
         raise
     return Moved(dest, len(ids), len(marked))
+
+
+@contextmanager
+def _writers_out(src: Vault) -> Iterator[list[tuple[dict, bool]]]:
+    """Keep every other writer of records out of ``src`` from the copy until the new vault
+    is filled, and yield the copy: every record (its values, and whether it is a canary).
+    Why: records added while a move ran never reached the new vault, and the count in the
+    log was taken before the copy, so nothing said so. Now a client that writes meanwhile
+    waits (bounded; then it fails busy, writing nothing), and the move ends holding exactly
+    the records the source holds, or refuses.
+
+    The copy is one transaction that also commits the ``export`` entry (with the number
+    copied) and the canary alarms, before anything reaches the new vault (fail-closed). A
+    second transaction then holds the writers out while the new vault is filled: SQLite's
+    write lock (BEGIN IMMEDIATE); on PostgreSQL the lead's keys lock, which every add,
+    update, shred, rotation and re-index step takes shared, held across both (a session
+    lock, Store.writers_out) so no writer gets in between. The records are counted again at
+    the start and the end of the hold: a writer that got in between (SQLite) or a database
+    login that writes rows without the client (it honours no lock) refuses the move."""
+    store = src._s()
+    with store.writers_out():
+        taken = _copy(src)
+        with store.tx() as conn:
+            store.lock_keys(conn)
+            _same_count(store, conn, len(taken))
+            yield taken
+            _same_count(store, conn, len(taken))
+
+
+def _same_count(store: Store, conn: Any, copied: int) -> None:
+    if store.count_records(conn) != copied:
+        raise StoreError(f"the source vault's records changed while the move copied {copied} of them (a client "
+                         "that did not wait, or a database login writing rows directly): nothing was moved; "
+                         "stop it, then run the move again")
+
+
+def _copy(src: Vault) -> list[tuple[dict, bool]]:
+    """The records of ``src`` and the move's ``export`` entry and alarms, in one write
+    transaction that holds the lead's keys lock (see :func:`_writers_out`)."""
+    store = src._s()
+    classes = src._plan(None)
+    with store.tx() as conn:
+        store.lock_keys(conn)
+        canaries = src._canaries()
+        taken, decoys = [], []
+        for rid, data in store.scan_records(conn):
+            rec = src._decode_row(rid, data, classes)
+            taken.append((dict(rec), rec.id in canaries))
+            if rec.id in canaries:
+                decoys.append(rec.id)
+        src._audit("export", "", {"fields": sorted(src.readable_fields), "purpose": None,
+                                  "count": len(taken), "op": "move"})
+        _same_count(store, conn, len(taken))  # under the log's lock: no client's add lands now
+        for rid in decoys:
+            src._alarm(rid, "move")
+    return taken
 
 
 __all__ = ["move", "Moved"]

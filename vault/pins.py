@@ -21,7 +21,14 @@ who can write the database could build a fresh vault there (a new id, keys of th
 the victim's public key enrolled): with no line for that id, its open was a silent first
 sight. So the file also records, per location (the vault URL without its password,
 hashed), which vault was opened there, and a different vault at a known location is
-refused like different keys.
+refused like different keys. A pin recorded before the first open (``add``, from the
+lead's pin line) records the location it is for as well: the first open there meets a
+location line, so a vault rebuilt in its place before that open (a new id, the
+victim's public key enrolled) is refused with both ids named, not trusted as a first
+sight of an unknown vault.
+
+The file and its folders must be the user's own and writable by no one else
+(``check_private``): a pin another local account can rewrite protects nothing.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from sqlalchemy.exc import ArgumentError
 
 from . import _crypto as C
 from . import _format as F
-from ._files import replace_private, write_private
+from ._files import check_private, make_private_dirs, replace_private, write_private
 from .errors import IntegrityError, VaultError
 
 HEADER = ("# defenders-vault known vaults: vault id, a fingerprint of its keys, its signers; "
@@ -56,7 +63,10 @@ def location_text(url: str) -> str:
     path, or ``BACKEND://USER@HOST:PORT/DATABASE?K=V&...`` with the driver cut to the
     backend's name, the host in lower case, no password, the query sorted, nothing
     percent-encoded. Our own spelling, not a library's rendering, so that an upgrade of
-    SQLAlchemy (or a second implementation) names the same place the same way."""
+    SQLAlchemy (or a second implementation) names the same place the same way. A bare
+    path means SQLite, as for vault.open."""
+    if isinstance(url, str) and url and "://" not in url:
+        return "sqlite:" + os.path.abspath(url)
     try:
         u = make_url(url)
         backend = u.get_backend_name()
@@ -78,6 +88,7 @@ def location_hash(url: str) -> str:
 
 def _read(path: Path) -> tuple[dict[str, list[str]], dict[str, str]]:
     """(vault id -> [fingerprint, signers?], location hash -> vault id)."""
+    check_private(path, "known-vaults file")
     try:
         text = path.read_text("ascii")
     except FileNotFoundError:
@@ -116,60 +127,72 @@ def known(path: str | os.PathLike[str]) -> set[str]:
 
 def check(path: str | os.PathLike[str], vault_id: bytes, meta_key: bytes, signers: str, *,
           record: bool = True, location: str = "", created: bool = False) -> bool:
-    """Refuse the vault if its keys or signers differ from those recorded, or if another
-    vault was opened at ``location`` (a vault URL) before; record it on first sight (and a
-    two-field line's missing signers, and a new location) unless ``record`` is false
-    (vault.open records only once every other check passed). ``created``: the caller has
-    just made this vault at ``location``, which it then takes over from any vault recorded
-    there before. True if a vault line was added."""
+    """Refuse the vault if its keys or signers differ from those recorded, or if the file
+    names another vault for ``location`` (a vault URL: one pinned there with ``add``, or
+    opened there before); record it on first sight (and a two-field line's missing
+    signers, and a new location) unless ``record`` is false (vault.open records only once
+    every other check passed). ``created``: the caller has just made this vault at
+    ``location``, which it then takes over from any vault recorded there before. True if
+    a vault line was added."""
     return _record(Path(path), vault_id.hex(), [fingerprint(vault_id, meta_key), signers],
-                   location_hash(location) if location else "", write=record, created=created)
+                   location_hash(location) if location else "", write=record, claim=created)[0]
 
 
-def add(path: str | os.PathLike[str], line: str) -> None:
+def add(path: str | os.PathLike[str], line: str, location: str) -> str | None:
     """Record a vault before its first open, from the pin line its lead sent
-    (``Vault.pin_line``: vault id, fingerprint, signers): that first open is then checked
-    too, not trusted. Why: a substituted slot works on a client that has never seen the
-    vault; a line that came by another channel than the database leaves it nothing to
-    match. All three fields: without the signers the first open would take them from
-    the database."""
+    (``Vault.pin_line``: vault id, fingerprint, signers), for ``location``, the vault URL
+    this client will open it at: that first open is then checked too, not trusted. Why: a
+    substituted slot works on a client that has never seen the vault; a line that came by
+    another channel than the database leaves it nothing to match. All three fields:
+    without the signers the first open would take them from the database. The location:
+    without it, a vault rebuilt at that place before the first open presents an id the
+    file has never seen, and looks like any first sight. The location is the caller's
+    decision: it replaces whatever vault was recorded there (the lead moved the vault);
+    returns that vault's id (hex), if any."""
     parts = line.lower().split() if isinstance(line, str) else []
     if len(parts) != 3 or not _well_formed(parts):
         raise VaultError("a pin is the vault id, its fingerprint and its signers: 32, 32 and 32 hex digits")
-    _record(Path(path), parts[0], parts[1:], "")
+    if not isinstance(location, str) or not location.strip():
+        raise VaultError("a pin needs the location of the vault (its URL or path, as you will open it)")
+    return _record(Path(path), parts[0], parts[1:], location_hash(location), claim=True)[1]
 
 
 def _is_hex(text: str, length: int) -> bool:
     return len(text) == length and all(c in "0123456789abcdef" for c in text)
 
 
-def _record(p: Path, vid: str, mine: list[str], place: str, *, write: bool = True, created: bool = False) -> bool:
+def _record(p: Path, vid: str, mine: list[str], place: str, *, write: bool = True,
+            claim: bool = False) -> tuple[bool, str | None]:
+    """Check, then record, a vault line and a location line. ``claim``: the caller has the
+    right to say which vault is at ``place`` (it made the vault there, or the user pinned
+    it there), so another vault recorded there is replaced, not refused. Returns (a vault
+    line was added, the vault id the location line named before if it was replaced)."""
     pins, places = _read(p)
     there = places.get(place) if place else None
-    if created and there != vid:
-        there = None
-    if there is not None and there != vid:
-        raise IntegrityError(f"a different vault is at this location than the one you opened there before (vault "
-                             f"{there}, now {vid}): the database may have been replaced; do not add records, tell "
-                             f"the lead (if the lead did replace it, remove the line 'at {place} {there}' from {p})")
+    if there is not None and there != vid and not claim:
+        raise IntegrityError(f"a different vault is at this location than the one pinned or opened there before "
+                             f"(expected vault {there}, found vault {vid}): the database may have been replaced; "
+                             f"do not add records, tell the lead (if the lead did replace it, pin the new vault's "
+                             f"line for this location: dvault pin add)")
     known = pins.get(vid)
     if known is not None:
         if any(not C.mac_equal(a.encode(), b.encode()) for a, b in zip(known, mine)):
             raise IntegrityError("this vault's keys differ from those you opened it with before: "
                                  "your key slot may have been replaced; do not add records, tell the lead")
-    if not write or (known is not None and len(known) >= len(mine) and (not place or there is not None)):
-        return False
-    pins[vid] = mine if known is None or len(known) < len(mine) else known
-    if place:
+    new_pin = known is None or len(known) < len(mine)
+    new_place = bool(place) and there != vid
+    if not write or not (new_pin or new_place):
+        return False, None
+    if new_pin:
+        pins[vid] = mine
+    if new_place:
         places[place] = vid
     data = (HEADER + "".join(f"{v} {' '.join(fp)}\n" for v, fp in sorted(pins.items()))
             + "".join(f"at {h} {v}\n" for h, v in sorted(places.items()))).encode("ascii")
     if p.exists():
         replace_private(p, data)
     else:
-        try:
-            p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        except OSError as e:
-            raise VaultError(f"cannot create the folder of the known-vaults file {p}: {e.strerror}") from None
+        make_private_dirs(p.parent, f"the known-vaults file {p}")
+        check_private(p, "known-vaults file")
         write_private(p, data)
-    return known is None
+    return known is None, there if new_place else None

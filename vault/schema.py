@@ -135,7 +135,7 @@ class Schema:
     classes: tuple[str, ...]
     purposes: tuple[str, ...]
     fields: Mapping[str, Field]
-    expected_population: int = 1000
+    expected_population: int = 150
     k_anonymity: int = 4
     roles: Mapping[str, Role] = field(default_factory=dict)
     source: str = field(default="", repr=False, compare=False)
@@ -197,7 +197,7 @@ def load(text: str | None = None) -> Schema:
     if not isinstance(purposes, list):
         raise SchemaError("schema.purposes must be a list of names")
     purposes = tuple(purposes)
-    population = head.get("expected_population", 1000)
+    population = head.get("expected_population", 150)
     k = head.get("k_anonymity", 4)
     if not isinstance(population, int) or isinstance(population, bool) or population < 1:
         raise SchemaError("schema.expected_population must be a positive integer")

@@ -19,6 +19,7 @@ from . import _crypto as C
 from . import _format as F
 from ._files import write_private
 from .errors import IntegrityError, NotFound, UnsupportedVersion, VaultError
+from .locks import Locks, install_lock_wait
 
 metadata = MetaData()
 
@@ -70,17 +71,30 @@ users = Table("dv_users", metadata,
               Column("slot_id", String(32), nullable=False))
 
 
-#: Advisory lock key guarding the blind-index plan on PostgreSQL ("dvault" + 2; the audit
-#: log's appends use + 1).
-PG_PLAN_LOCK = 0x6476_6175_6c74_0002
-#: ... and + 3 serialises database schema upgrades (Vault._upgrade).
-PG_UPGRADE_LOCK = 0x6476_6175_6c74_0003
-#: ... and + 4 serialises whatever re-seals key slots or changes the user table.
-PG_KEYS_LOCK = 0x6476_6175_6c74_0004
-
-
 class StoreError(VaultError):
     """The database could not be reached or used."""
+
+
+class VaultBusy(StoreError):
+    """Another client held a lock this operation needs for longer than the bounded wait."""
+
+
+_BUSY = ("the vault is busy: another client holds a lock this needs; try again (if it persists, a database "
+         "login may be holding it on purpose: tell the lead)")
+_DENIED = ("the database refused this login the privilege (a staff login cannot change keys, users, the "
+           "schema or the vault's state: that is the lead's client's work)")
+
+
+def _store_error(e: BaseException) -> StoreError:
+    """A StoreError for a database failure, naming a lock wait that ran out or a missing
+    privilege plainly, else only the DB-API error's class (its text can carry parameters)."""
+    orig = getattr(e, "orig", None) or e
+    state = getattr(orig, "sqlstate", None)
+    if state == "55P03" or (type(orig).__name__ == "OperationalError" and "database is locked" in str(orig)):
+        return VaultBusy(_BUSY)
+    if state == "42501":
+        return StoreError(_DENIED)
+    return StoreError(f"database error: {type(orig).__name__}")
 
 
 ID_BYTES = F.ID_LEN
@@ -263,7 +277,7 @@ def _check_sqlite_vault(path: str) -> None:
         raise NotFound("no vault in this database")
 
 
-class Store:
+class Store(Locks):
     """A handle on the vault's tables; every method takes/uses explicit transactions."""
 
     def __init__(self, url: str, *, create: bool) -> None:
@@ -282,12 +296,20 @@ class Store:
                 raise NotFound(f"no vault at {path}")
             else:
                 _check_sqlite_vault(path)  # before our pragmas turn someone else's file to WAL
+        #: how the connection is protected (PostgreSQL: postgres.check_transport), for status
+        self.transport = "local file"
+        target: Any = url
+        if path is None:
+            from .postgres import check_transport
+            target, self.transport = check_transport(url)
         try:
-            self.engine = create_engine(url, future=True)
+            self.engine = create_engine(target, future=True)
         except (ArgumentError, ImportError, SQLAlchemyError) as e:
             raise StoreError(f"cannot use database URL: {type(e).__name__}") from None
         if path is not None:
             _install_sqlite_pragmas(self.engine)
+        else:
+            install_lock_wait(self.engine)
         self._dbapi = self.engine.dialect.loaded_dbapi
         ph = "?" if path is not None else "%s"  # sqlite3 is qmark, psycopg is format style
         self._ph = ph
@@ -325,17 +347,17 @@ class Store:
             cur.execute(sql, params)
             return cur
         except self._dbapi.Error as e:
-            name = type(e).__name__
+            err = _store_error(e)  # a fresh error: it holds no reference to the cursor
         _close_quietly(cur)
-        raise StoreError(f"database error: {name}")
+        raise err
 
     def _fetch(self, cur: Any, n: int) -> list:
         try:
             return cur.fetchmany(n)
         except self._dbapi.Error as e:
-            name = type(e).__name__
+            err = _store_error(e)
         _close_quietly(cur)  # as in raw()
-        raise StoreError(f"database error: {name}")
+        raise err
 
     @property
     def is_sqlite(self) -> bool:
@@ -377,7 +399,7 @@ class Store:
             # (a DB-API error comes straight from the BEGIN our begin hook issues, e.g. a lock
             # still held by another client when the busy timeout runs out)
             self._drop_conn()
-            raise StoreError(f"database error: {_cause(e)}") from None
+            raise _store_error(e) from None
 
     def _drop_conn(self) -> None:
         if self._conn is not None:
@@ -427,36 +449,10 @@ class Store:
         q = select(meta.c.name, meta.c.value).where(meta.c.name.in_(list(names)))
         return {r.name: _blob(r.value) for r in conn.execute(q)}
 
-    def lock_plan(self, conn: Connection, *, exclusive: bool) -> None:
-        """PostgreSQL: hold the index plan as it is until the transaction ends, shared by
-        writers of index terms, exclusive for whoever changes the plan. One advisory lock
-        rather than row locks on the plan's six rows, which two transactions could take in
-        different orders (a deadlock). SQLite's BEGIN IMMEDIATE serialises writers anyway."""
-        if not self.is_sqlite:
-            fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
-            self.raw(conn, f"SELECT {fn}(%s)", (PG_PLAN_LOCK,))
-
     @property
     def in_transaction(self) -> bool:
         """Whether a transaction is open on this store (so a nested one commits nothing)."""
         return bool(self._depth)
-
-    def lock_keys(self, conn: Connection) -> None:
-        """PostgreSQL: one writer of key slots and the user table at a time (enrolment,
-        revocation, rotation steps, passphrase change), until the transaction ends, taken
-        before any slot row. Why: at READ COMMITTED a revocation committing while a rotation
-        re-sealed every slot left the revoked user looking enrolled (new keys sealed to them)
-        and their deleted slot written back; and two re-sealers locking slot rows in
-        different orders deadlocked. SQLite's BEGIN IMMEDIATE serialises them already."""
-        if not self.is_sqlite:
-            self.raw(conn, "SELECT pg_advisory_xact_lock(%s)", (PG_KEYS_LOCK,))
-
-    def lock_upgrade(self, conn: Connection) -> None:
-        """PostgreSQL: one upgrader at a time, until the transaction ends: two clients opening
-        an old vault at once would otherwise both run the steps (and take the meta row and the
-        log's lock in different orders: a deadlock). SQLite's BEGIN IMMEDIATE serialises them."""
-        if not self.is_sqlite:
-            self.raw(conn, "SELECT pg_advisory_xact_lock(%s)", (PG_UPGRADE_LOCK,))
 
     @staticmethod
     def put_meta(conn: Connection, values: dict[str, bytes]) -> None:
@@ -485,13 +481,10 @@ class Store:
                             .order_by(slots.c.slot_id))
         return [(r.slot_id, r.kind, _blob(r.unlock), _blob(r.keyring)) for r in rows]
 
-    def slot_keyring(self, conn: Connection, slot_id: str, *, lock: bool = False) -> bytes | None:
-        """One slot's keyring blob; ``lock`` (PostgreSQL: FOR UPDATE) holds the row until the
-        transaction ends, so a concurrent re-seal of every slot waits for us or we see it."""
-        q = select(slots.c.keyring).where(slots.c.slot_id == slot_id)
-        if lock and not self.is_sqlite:  # SQLite's BEGIN IMMEDIATE already serialises writers
-            q = q.with_for_update()
-        row = conn.execute(q).first()
+    @staticmethod
+    def slot_keyring(conn: Connection, slot_id: str) -> bytes | None:
+        """One slot's keyring blob (read under Store.lock_writes by a write that checks it)."""
+        row = conn.execute(select(slots.c.keyring).where(slots.c.slot_id == slot_id)).first()
         return None if row is None else _blob(row[0])
 
     @staticmethod
@@ -737,63 +730,15 @@ def check_db_version(stored: int) -> None:
         )
 
 
-#: What an application role may do: everything a client does on every table, except that
-#: the audit log is append-only (no UPDATE, DELETE or TRUNCATE).
-APP_TABLES = ("dv_meta", "dv_slots", "dv_records", "dv_index", "dv_pseudonyms", "dv_users", "dv_reveals")
-
-
 def check_app_roles(url: str, roles: Sequence[str]) -> None:
-    """Refuse, before anything is written, role names that are not plain identifiers,
-    roles that do not exist, and a backend that has no roles (SQLite)."""
-    import re as _re
-
-    for role in roles:
-        if not _re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", role):
-            raise VaultError("database role names are lower-case letters, digits and _")
-    try:
-        backend = make_url(url).get_backend_name()
-    except ArgumentError:  # a plain path: SQLite
-        backend = "sqlite"
-    if backend != "postgresql":
-        raise VaultError("database roles apply to PostgreSQL; SQLite has none")
-    if not roles:
-        return
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            me = conn.exec_driver_sql("SELECT current_user").scalar_one()
-            known = {r[0]: bool(r[1]) for r in conn.exec_driver_sql(
-                "SELECT rolname, rolsuper FROM pg_roles WHERE rolname = ANY(%(r)s)", {"r": list(roles)})}
-    except SQLAlchemyError as e:
-        raise StoreError(f"database error: {_connect_cause(e)}") from None
-    finally:
-        engine.dispose()
-    missing = [r for r in roles if r not in known]
-    if missing:
-        raise VaultError(f"no database role {missing[0]} (create it first, as the database owner)")
-    # Privileges do not bind a superuser or the tables' owner: "append only" would be false.
-    mighty = [r for r in roles if known[r] or r == me]
-    if mighty:
-        raise VaultError(f"database role {mighty[0]} is a superuser or owns the vault's tables, so no grant can "
-                         "stop it changing the audit log; give the application an ordinary role")
+    """See :func:`vault.postgres.check_roles`."""
+    from .postgres import check_roles
+    check_roles(url, roles)
 
 
 def restrict_audit_role(url: str, role: str) -> None:
-    """PostgreSQL: let the application's database role use the vault (its schema and every
-    table) but only append to and read the audit log, never change or delete it
-    (``REVOKE UPDATE, DELETE, TRUNCATE``). Run as the owner; ``dvault init --app-role``
-    runs it for each role it is given."""
-    check_app_roles(url, [role])
-    engine = create_engine(url)
-    try:
-        with engine.begin() as conn:
-            schema = conn.exec_driver_sql("SELECT current_schema()").scalar_one()
-            conn.exec_driver_sql(f"GRANT USAGE ON SCHEMA {conn.dialect.identifier_preparer.quote(schema)} TO {role}")
-            conn.exec_driver_sql(f"REVOKE UPDATE, DELETE, TRUNCATE ON dv_audit FROM {role}")
-            conn.exec_driver_sql(f"GRANT SELECT, INSERT ON dv_audit TO {role}")
-            for table in APP_TABLES:
-                conn.exec_driver_sql(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {role}")
-    except SQLAlchemyError as e:
-        raise StoreError(f"database error: {_cause(e)}") from None
-    finally:
-        engine.dispose()
+    """PostgreSQL: give the staff clients' database role what it needs and no more
+    (:func:`vault.postgres.grant_roles`, :data:`vault.postgres.STAFF_GRANTS`): among it, only
+    SELECT and INSERT on the audit log. Run as the owner."""
+    from .postgres import grant_roles
+    grant_roles(url, staff=[role])

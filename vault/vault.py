@@ -25,7 +25,7 @@ from . import statement as ST
 from . import users as U
 from .errors import AccessDenied
 from .identity import Identity, PublicIdentity
-from .normalize import normalize, tokens
+from .normalize import tokens
 from .errors import (IntegrityError, KeysChanged, NotFound, SchemaError, ValidationError,
                      VaultClosed, VaultError, VaultExists, WrongPassphrase, utf8)
 from .audit import RecordCheck, has_states, state_key, state_of
@@ -64,15 +64,18 @@ def _schema_text(schema: str | os.PathLike[str] | None) -> str:
 
 def create(url: str | os.PathLike[str], passphrase: str, *, schema: str | os.PathLike[str] | None = None,
            kdf: F.KdfParams | None = None, population: int | None = None, k: int | None = None,
-           lead: Identity | None = None, lead_name: str = "lead", _moving_from: str = "",
-           _moving_sign: Callable[[bytes], bytes] | None = None) -> "Vault":
+           precise: bool = False, lead: Identity | None = None, lead_name: str = "lead",
+           _moving_from: str = "", _moving_sign: Callable[[bytes], bytes] | None = None) -> "Vault":
     """Create a new vault (refusing to overwrite one) and return it open.
 
     ``schema`` is TOML text or a path (``pathlib.Path``) to a TOML file; the default is
     the participant schema shipped in ``vault/schemas/participant.toml``. ``population``
     (expected number of records) and ``k`` (records expected to share each blind-index
     value) size the indexes; they default to the schema's ``expected_population`` and
-    ``k_anonymity``. Re-plan later with :meth:`Vault.reindex`. ``lead`` enrols the
+    ``k_anonymity``. The indexes are planned jointly (vault.index.joint_bits) unless
+    ``precise`` (large vaults, explicitly: each index gets the whole budget, which makes
+    searches faster and lets the tuple of a record's buckets single it out; threat model
+    7.2). Re-plan later with :meth:`Vault.reindex`. ``lead`` enrols the
     security lead's identity (who signs the user table and can enrol others); the
     passphrase then serves as the recovery key.
 
@@ -86,6 +89,8 @@ def create(url: str | os.PathLike[str], passphrase: str, *, schema: str | os.Pat
     k = parsed.k_anonymity if k is None else k
     if not isinstance(population, int) or population < 1 or not isinstance(k, int) or k < 1:
         raise ValidationError("population and k must be positive integers")
+    if not isinstance(precise, bool):
+        raise ValidationError("precise must be true or false")
     params = kdf or F.KDF_DEFAULT
     K.check_kdf(params)
     K.passphrase_bytes(passphrase)
@@ -102,8 +107,7 @@ def create(url: str | os.PathLike[str], passphrase: str, *, schema: str | os.Pat
                               "partly restored vault? Refusing to create a vault over them")
         vault_id = C.random_bytes(F.ID_LEN)
         ring = K.Keyring.generate(parsed.classes, parsed.purposes)
-        plan = I.Plan(1, I.plan_bits(population, k), population, k,
-                      {c: 1 for c in parsed.classes})
+        plan = I.make_plan(1, parsed, population, k, {c: 1 for c in parsed.classes}, precise)
         plan_text = plan.to_text()
         slot_secret = C.random_bytes(F.KEY_LEN)
         slot_kid = C.random_bytes(F.KID_LEN)
@@ -145,7 +149,7 @@ def create(url: str | os.PathLike[str], passphrase: str, *, schema: str | os.Pat
             store.put_slot(conn, slot_kid.hex(), _PASSPHRASE, unlock, keyring)
         made = store.vault_tables()  # committed, and none was there before: ours to drop on failure
         v = Vault(store, vault_id, parsed, ring, slot_kid, slot_secret, plan, None, keys_blob=keyring)
-        v._audit("create", "", {"schema": parsed.name, "population": population, "k": k})
+        v._audit("create", "", {"schema": parsed.name, "population": population, "k": k, "plan": plan.mode})
         if lead is not None:
             v._identity = lead
             v.add_user(lead.public, lead_name, next(r.name for r in parsed.roles.values() if r.manage))
@@ -698,7 +702,7 @@ class Vault:
             if plan is None:
                 continue
             keys = {c: self._class_key(c, v) for c, v in plan.class_versions.items() if c in self._current}
-            out.append((plan.gen, I.Indexer(self.schema, keys, plan.bits)))
+            out.append((plan.gen, I.Indexer(self.schema, keys, plan)))
         return out
 
     # -- what this opener may do (for front ends) -------------------------------------------
@@ -910,7 +914,10 @@ class Vault:
                 data = self._seal_record(rid, by_class, ids=ids)
                 batch.append((rid, data))
                 states.append(self._state_token(rid, data, b"".join(ids)))
-                terms.extend(self._index_rows(rid, rows[i]))
+                try:
+                    terms.extend(self._index_rows(rid, rows[i]))
+                except ValidationError as e:  # a value too long to index (vault.index.capped_normalize)
+                    raise ValidationError(f"row {i + 1}: {e}", field=e.field) from None
             return batch, group_terms(terms), states
 
         out: list[str] = []
@@ -940,8 +947,11 @@ class Vault:
                 then(out)
         return out
 
-    def _index_rows(self, rid: bytes, values: Mapping[str, Any]) -> list[tuple[int, str, int, bytes]]:
-        return [(gen, name, value, rid) for gen, ix in self._indexers for name, value in ix.terms(values)]
+    def _index_rows(self, rid: bytes, values: Mapping[str, Any],
+                    oversize: str = "raise") -> list[tuple[int, str, int, bytes]]:
+        """Every generation's terms (``oversize``: see Indexer.terms)."""
+        return [(gen, name, value, rid) for gen, ix in self._indexers
+                for name, value in ix.terms(values, oversize=oversize)]
 
     def _get_impl(self, record_id: str, fields: Sequence[str] | None = None) -> Record:
         """Decrypt one record, or only the named fields of it."""
@@ -996,7 +1006,7 @@ class Vault:
             if any(f.search == "exact" and f.cls in touched for f in fields.values()):
                 def searchable(src: Mapping[str, bytes]) -> dict[str, Any]:
                     return {n: fields[n].decode(pt) for n, pt in src.items() if fields[n].search == "exact"}
-                store.delete_index_terms(conn, self._index_rows(rid, searchable(plain)))
+                store.delete_index_terms(conn, self._index_rows(rid, searchable(plain), "index"))
                 new_values = searchable({n: pt for cls in touched for n, pt in by_class[cls].items()})
                 store.insert_index(conn, self._index_rows(rid, new_values))
             self._audit("update", self._target(record_id),
@@ -1012,6 +1022,7 @@ class Vault:
         store = self._s()
         rid = self._rid(record_id)
         with store.tx() as conn:  # the deletion and its entry (with the dropped state) commit together
+            store.lock_writes(conn)  # a write like any other: a move's copy keeps it out (vault.move)
             # the row's lock before the log's (as a rotation batch takes them): else a deadlock
             data = store.get_record(conn, rid, lock=True)
             if data is None:
@@ -1100,7 +1111,7 @@ class Vault:
                 raise ValidationError(f"search value for {name!r} is empty once normalised", field=name)
             terms.append(ix.exact_term(f, value, normal=wanted[name]))
         def keep(rec: Record) -> bool:
-            return all(n in rec and I.normal_form(self.schema.fields[n], rec[n]) == v for n, v in wanted.items())
+            return all(n in rec and I.stored_normal_form(self.schema.fields[n], rec[n]) == v for n, v in wanted.items())
         return self._matches(self._candidates(terms), list(criteria), fields, keep)
 
     def _find_tokens_impl(self, /, fields: Sequence[str] | None = None, **criteria: str) -> list[Record]:
@@ -1125,9 +1136,9 @@ class Vault:
             if not query:
                 raise ValidationError(f"search for {name!r} needs a token of two or more characters", field=name)
             terms.extend(query)
-            wanted[name] = set(tokens(normalize("name", value)))
+            wanted[name] = set(tokens(I.capped_normalize(name, "name", value)))
         def keep(rec: Record) -> bool:
-            return all(n in rec and v <= set(tokens(normalize("name", rec[n]))) for n, v in wanted.items())
+            return all(n in rec and v <= I.stored_tokens(self.schema.fields[n], rec[n]) for n, v in wanted.items())
         return self._matches(self._candidates(terms), list(criteria), fields, keep)
 
     # -- pseudonyms -----------------------------------------------------------------------
@@ -1217,22 +1228,25 @@ class Vault:
         return target
 
     # -- re-indexing ----------------------------------------------------------------------
-    def _reindex_impl(self, *, population: int | None = None, k: int | None = None, batch: int = 500) -> int:
+    def _reindex_impl(self, *, population: int | None = None, k: int | None = None, precise: bool | None = None,
+                      batch: int = 500) -> int:
         """Rebuild every blind index (new key derivation or new truncation) as a resumable
         batch job; returns the number of records indexed by this call.
 
         A new generation is built beside the live one (searches keep working), one batch
         per transaction with a cursor; after a crash, calling reindex() again resumes.
         When done, the new plan is switched in and the old generation deleted atomically.
+        ``precise``: plan each index on its own (True) or all jointly (False); by default the
+        live plan's choice, and joint for a plan of an older release.
         """
         store = self._s()
         self._need_all_classes("re-indexing")
         with store.tx(write=False) as conn:
             self._sync_plan(conn)  # resume (or see finished) a re-index another process ran
         if self._plan_pending is None:
-            self._begin_reindex(population, k)
+            self._begin_reindex(population, k, precise)
         else:
-            self._join_pending(population, k)
+            self._join_pending(population, k, precise)
         pending = self._plan_pending
         assert pending is not None
         done = 0
@@ -1262,21 +1276,25 @@ class Vault:
         self._indexers = self._make_indexers()
         return done
 
-    def _begin_reindex(self, population: int | None = None, k: int | None = None) -> None:
+    def _begin_reindex(self, population: int | None = None, k: int | None = None,
+                       precise: bool | None = None) -> None:
         """Record (signed) the next index plan, built with the current class key versions."""
         store = self._s()
         cur = self._plan_active
         population = cur.population if population is None else population
         k = cur.k if k is None else k
+        precise = cur.mode == "precise" if precise is None else precise
         if not isinstance(population, int) or population < 1 or not isinstance(k, int) or k < 1:
             raise ValidationError("population and k must be positive integers")
-        nxt = I.Plan(cur.gen + 1, I.plan_bits(population, k), population, k,
-                     {c: ck.key.version for c, ck in self._current.items()})
+        if not isinstance(precise, bool):
+            raise ValidationError("precise must be true or false")
+        nxt = I.make_plan(cur.gen + 1, self.schema, population, k,
+                          {c: ck.key.version for c, ck in self._current.items()}, precise)
         with store.tx() as conn:
             self._check_keys(conn)  # index keys derive from our class keys
             store.lock_plan(conn, exclusive=True)
             if self._sync_plan(conn) and self._plan_pending is not None:
-                self._join_pending(population, k)  # another process began one just now
+                self._join_pending(population, k, precise)  # another process began one just now
                 return
             store.put_meta(conn, {**self._plan_meta("index_next", nxt), "index_cursor": b""})
         self._plan_pending = nxt
@@ -1300,16 +1318,18 @@ class Vault:
             store.put_meta(conn, {"index_next": b"", "index_next_mac": b"", "index_next_sig": b"", "index_cursor": b""})
         self._plan_pending = None
         self._indexers = self._make_indexers()
-        self._begin_reindex(stale.population, stale.k)
+        self._begin_reindex(stale.population, stale.k, stale.mode == "precise")
 
-    def _join_pending(self, population: int | None, k: int | None) -> None:
+    def _join_pending(self, population: int | None, k: int | None, precise: bool | None = None) -> None:
         """A re-index is under way (begun here before a crash, or by another process): it is
         resumed, not replaced, so two never write one generation with different plans. Asked
         for another plan, say so instead of building one that was not asked for."""
         pending = self._plan_pending
         assert pending is not None
-        if (population is not None and population != pending.population) or (k is not None and k != pending.k):
-            raise ValidationError(f"a re-index for population {pending.population}, k {pending.k} is under way: "
+        if (population is not None and population != pending.population) or (k is not None and k != pending.k) \
+                or (precise is not None and precise != (pending.mode == "precise")):
+            raise ValidationError(f"a re-index for population {pending.population}, k {pending.k} ({pending.mode} "
+                                  "plan) is under way: "
                                   "let it finish (reindex() with no arguments), then re-plan")
 
     def _plan_meta(self, name: str, plan: I.Plan) -> dict[str, bytes]:
@@ -1330,7 +1350,8 @@ class Vault:
         terms = []
         for rid, data in rows:
             rec = self._decode_row(rid, data, classes)
-            terms += [(gen, name, value, rid) for name, value in ix.terms(dict(rec))]
+            # a stored value over the cap (an older release's) is not indexed: no capped query finds it
+            terms += [(gen, name, value, rid) for name, value in ix.terms(dict(rec), oversize="skip")]
         return terms
 
     def _index_rows_of(self, rows: list[tuple[bytes, bytes]]) -> list[tuple[int, str, int, bytes, bytes]]:
@@ -1461,11 +1482,10 @@ class Vault:
                 raise NotFound(f"no user {user_id}")
             if gone.user_id == lead.public.user_id:
                 raise ValidationError("the security lead cannot remove their own enrolment")
-            # Their slot row first (PostgreSQL: FOR UPDATE): each of their writes holds it to its
-            # commit (_check_keys), so the scan below starts after the last one and sees it, and
-            # any later write finds the slot gone. Else rows they commit during the scan would
-            # be left sealed under a signature that stops counting: unreadable.
-            store.slot_keyring(conn, gone.slot_id, lock=True)
+            # lock_keys above waited for their last write (each holds the keys lock shared to its
+            # commit, _check_keys), so the scan below sees it, and any later write finds the slot
+            # gone. Else rows they commit during the scan would be left sealed under a signature
+            # that stops counting: unreadable.
             # What they sealed to write-only classes is adopted into ordinary wraps while their
             # signature still counts: from now on readers refuse any envelope they sign.
             from .rotation import adopt_sealed
@@ -1497,14 +1517,25 @@ class Vault:
         return breakglass.request(self, record_id, field, reason)
 
     def reveal_requests(self) -> list:
-        """Pending and approved requests (the lead also sees the reasons)."""
+        """Pending and approved requests as the caller may see them (breakglass.RevealRequest):
+        every request for the lead, with who each record is (badge name, audit pseudonym), the
+        reason and what is wrong with it; only their own, without record ids, for anyone else.
+        Logged (``reveal_list``): the lead's listing decrypts badge names."""
         from . import breakglass
-        return breakglass.pending(self)
 
-    def _approve_reveal_impl(self, req_id: str, ttl_seconds: int = 24 * 3600) -> None:
+        def describe(out: list) -> tuple[str, dict]:
+            shown = sorted({r.record for r in out if r.badge_name is not None and r.record})
+            return "", {"requests": len(out), **({"fields": ["badge_name"], "targets": shown} if shown else {})}
+        out = self._guard("reveal_list", lambda: self._audited("reveal_list", lambda: breakglass.pending(self),
+                                                               describe))
+        if self.role.manage:
+            self._alarm_if_canary([r.record_id for r in out if r.badge_name is not None], "reveal_list")
+        return out
+
+    def _approve_reveal_impl(self, req_id: str, ttl_seconds: int, record: str, field: str) -> None:
         """Lead: seal that one field's value to the requester, signed, valid for ``ttl_seconds``."""
         from . import breakglass
-        breakglass.approve(self, req_id, ttl_seconds)
+        breakglass.approve(self, req_id, ttl_seconds, record, field)
 
     def _reveal_impl(self, req_id: str) -> tuple[Any, Exception | None, tuple[str, str]]:
         """Requester: the approved value, once (the grant is deleted as it is read); see
@@ -1520,9 +1551,12 @@ class Vault:
         and a stale re-seal would put destroyed versions back or drop new ones (the vault
         would no longer open). Every re-seal rewrites this handle's own slot, so comparing
         that one blob, in the writing transaction, is enough. ``lock``: on PostgreSQL the
-        row stays locked to our commit, so a concurrent re-seal either waits for us (and its
-        rotation's sweep sees our rows) or committed first (and we see its blob)."""
-        now = self._s().slot_keyring(conn, self._slot_kid.hex(), lock=lock)
+        keys lock is held shared to our commit (Store.lock_writes), so a concurrent re-seal
+        either waits for us (and its rotation's sweep sees our rows) or committed first (and
+        we see its blob)."""
+        if lock:
+            self._s().lock_writes(conn)
+        now = self._s().slot_keyring(conn, self._slot_kid.hex())
         if now is None:
             raise AccessDenied("this handle's key slot is gone (revoked, or removed by another process)")
         if not hmac.compare_digest(now, self._keys_seen):
@@ -1792,12 +1826,15 @@ class Vault:
         self._alarm_if_canary([rec.id], "read")
         return rec
 
-    def reindex(self, *, population: int | None = None, k: int | None = None, batch: int = 500) -> int:
+    def reindex(self, *, population: int | None = None, k: int | None = None, precise: bool | None = None,
+                batch: int = 500) -> int:
         """Rebuild blind indexes as a resumable batch (see :meth:`_reindex_impl`)."""
         self._guard("reindex", lambda: self._need_all_classes("re-indexing"))
         _check_batch(batch)
-        self._audit("reindex", "", {"population": population, "k": k})
-        return self._guard("reindex", lambda: self._reindex_impl(population=population, k=k, batch=batch))
+        self._audit("reindex", "", {"population": population, "k": k,
+                                    **({} if precise is None else {"precise": precise})})
+        return self._guard("reindex", lambda: self._reindex_impl(population=population, k=k, precise=precise,
+                                                                 batch=batch))
 
     def rotate(self, classes: Sequence[str] | None = None, *, reencrypt: bool = False,
                batch: int = 500, progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
@@ -1845,22 +1882,28 @@ class Vault:
         self._alarm_if_canary([record_id], "reveal_request")
         return req
 
-    def approve_reveal(self, req_id: str, ttl_seconds: int = 24 * 3600) -> None:
-        """Break-glass approval by the lead (see :meth:`_approve_reveal_impl`)."""
+    def approve_reveal(self, req_id: str, ttl_seconds: int = 24 * 3600, *, record: str, field: str) -> None:
+        """Break-glass approval by the lead of an explicit (request, record, field): ``record``
+        and ``field`` are what the lead was shown (reveal_requests: the record's audit
+        pseudonym, or any pseudonym or the id of it), and a request about anything else is
+        refused (ValidationError), as is one that is not what its requester signed
+        (IntegrityError: edited in the database) or that carries no signature (AccessDenied:
+        made by an older release). See :meth:`_approve_reveal_impl`."""
         self._guard("reveal_approve", lambda: self._need_lead("approving break-glass requests"))
         if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int) or not 0 < ttl_seconds <= 30 * 86400:
             raise ValidationError("ttl_seconds must be a whole number of seconds, 1 to 30 days")
         from . import breakglass
         detail: dict[str, Any] = {"request": str(req_id), "ttl_seconds": ttl_seconds}
         try:
-            rid, field = breakglass.subject(self, str(req_id))
-        except NotFound:  # an attempt is logged too
-            self._audit("reveal_approve", "", detail)
+            r, _ = breakglass.checked(self, str(req_id), record, field)
+        except (NotFound, ValidationError, IntegrityError, AccessDenied) as e:  # an attempt is logged too
+            self._audit("reveal_approve", "", {**detail, "refused": type(e).__name__})
             raise
+        rid = r.record_id.hex()
         # the lead's client decrypts the value to seal it: this entry is that access
-        self._audit("reveal_approve", self._target(rid), {**detail, "field": field})
+        self._audit("reveal_approve", self._target(rid), {**detail, "field": r.field})
         self._alarm_if_canary([rid], "reveal_approve")
-        self._guard("reveal_approve", lambda: self._approve_reveal_impl(req_id, ttl_seconds))
+        self._guard("reveal_approve", lambda: self._approve_reveal_impl(req_id, ttl_seconds, record, field))
 
     def reveal(self, req_id: str) -> Any:
         """The approved value, once (see :meth:`_reveal_impl`). The grant's deletion commits
@@ -1972,9 +2015,9 @@ class Vault:
                 continue
             if target and (e.action in A.UNSIGNED_ACTIONS  # anyone with table access can chain one
                            or (e.target != target
-                               and not (e.action == "search" and f'"{target}"' in e.detail
+                               and not (e.action in ("search", "reveal_list") and f'"{target}"' in e.detail
                                         and target in _entry_detail(e).get("targets", ())))):
-                continue  # a search names its matches in detail.targets
+                continue  # a search names its matches in detail.targets, a lead's request list those shown
             shown = {"at": e.at, "actor": aid, "action": e.action, "target": e.target,
                      "detail": _entry_detail(e), "reason": self._open_reason(e.reason)}
             # only the lead sees entry numbers: another role's own entries would skip the
@@ -2046,7 +2089,7 @@ class Vault:
         def compare() -> tuple[RecordCheck, list[str], list[str]]:
             with store.tx(write=accept) as conn:
                 if not store.is_sqlite and accept:  # no append can land between our reads and our entry
-                    store.raw(conn, "SELECT pg_advisory_xact_lock(%s)", (A.PG_APPEND_LOCK,))
+                    store.lock_append(conn)
                 elif not store.is_sqlite:  # one snapshot for the log and the rows
                     store.raw(conn, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 entries = A.read_entries(store)
@@ -2164,6 +2207,13 @@ class Vault:
     def __len__(self) -> int:
         return self.count()
 
+    def index_advice(self) -> list[str]:
+        """Re-plan advice when the record count is far from the index plan's population
+        (vault.index.drift_warnings), for the roles that can act on it (all classes)."""
+        if set(self.schema.classes) - set(self._current):
+            return []
+        return I.drift_warnings(self._plan_active, self.count())
+
     def _need_passphrase_opener(self) -> None:
         if self.user is not None:
             raise AccessDenied("opened with an identity: change the identity file's passphrase instead")
@@ -2212,13 +2262,11 @@ class Vault:
             "classes": list(self.schema.classes),
             "slots": len(slots),
             "kdf": [f"argon2id t={p.t} m={p.m_kib}KiB p={p.p}" for p in kdf],
-            "index": {"bits": self._plan_active.bits, "population": self._plan_active.population,
-                      "k": self._plan_active.k,
-                      "expected_false_positives": round(I.expected_false_positives(
-                          max(n, 1), self._plan_active.bits), 2),
-                      "reindex_pending": self._plan_pending is not None},
+            "index": {**I.plan_status(self._plan_active, n), "reindex_pending": self._plan_pending is not None},
             "rotation_pending": bool(meta.get("rotation")),
-            "warnings": self.schema.warnings(),
+            "transport": store.transport,  # how the database connection is protected (vault.postgres)
+            "warnings": self.schema.warnings() + I.plan_warnings(self._plan_active, n)
+            + ([store.transport] if store.transport.startswith("NOT") else []),
         }
 
 

@@ -274,6 +274,41 @@ def build() -> dict[str, dict]:
         "blob": h(vhead + struct.pack(">Q", expires) + vsig + vsealed),
     }
 
+    # -- a requester's signature over a break-glass request (database schema v8), format.md 8b --
+    req_seed = det("requester-ed25519", 32)
+    qreason = qhead + sealed_box(lead_pk, "ephemeral-reason-padded", qhead + qbody)
+    rmessage = (b"dvault/v1/reveal-request" + vid + req_id + req_id_user + rid + lp8(b"legal_name")
+                + hashlib.sha256(qreason).digest())
+    files["reveal_request_sig_v1.json"] = {
+        "expect": "success",
+        "description": "dv_reveals.sig: Ed25519(requester, label || vault_id || req_id || requester id || record_id "
+                       "|| lp8(field) || SHA-256(dv_reveals.reason))",
+        "requester_ed25519_seed": h(req_seed), "requester_ed25519_public": h(crypto_sign_seed_keypair(req_seed)[0]),
+        "vault_id": h(vid), "req_id": h(req_id), "requester_id": h(req_id_user), "record_id": h(rid),
+        "field": "legal_name", "reason_blob": h(qreason), "signed_message": h(rmessage),
+        "sig": h(crypto_sign(rmessage, crypto_sign_seed_keypair(req_seed)[1])[:64]),
+    }
+
+    # -- an audit entry of the labelled form (database schema v8), format.md 13a ---------------
+    a_seed = det("audit-actor-ed25519", 32)
+    a_actor = det("audit-actor-x25519-public", 32) + crypto_sign_seed_keypair(a_seed)[0]
+    a_prev, a_detail = det("audit-prev", 32), '{"fields":["email"]}'
+    a_body = (struct.pack(">QQ", 42, 1_795_000_000_000) + a_prev + a_actor + lp8(b"read") + lp8(b"AU-W018-S760-ZZE")
+              + struct.pack(">I", len(a_detail)) + a_detail.encode() + struct.pack(">I", 0))
+    a_hash = hashlib.sha256(b"dvault/v1/log-entry" + a_body).digest()
+    files["audit_entry_v2.json"] = {
+        "expect": "success",
+        "description": "dv_audit entry of the labelled form: hash = SHA-256(\"dvault/v1/log-entry\" || u64 seq || u64 at "
+                       "|| prev || actor || lp8(action) || lp8(target) || u32 len || detail || u32 len || reason), "
+                       "sig = Ed25519(actor, \"dvault/v1/audit-sig\" || hash); older_form_hash: the same entry hashed "
+                       "as releases before it did (label \"dvault/v1/audit\", signature over the bare hash)",
+        "seq": 42, "at": 1_795_000_000_000, "prev": h(a_prev), "actor": h(a_actor), "actor_ed25519_seed": h(a_seed),
+        "action": "read", "target": "AU-W018-S760-ZZE", "detail": a_detail, "reason": "",
+        "hash": h(a_hash), "sig": h(crypto_sign(b"dvault/v1/audit-sig" + a_hash,
+                                                crypto_sign_seed_keypair(a_seed)[1])[:64]),
+        "older_form_hash": h(hashlib.sha256(b"dvault/v1/audit" + a_body).digest()),
+    }
+
     # -- a sealed DEK signed by its writer (kind W, since database schema v5), format.md 5a ----
     w_x, w_pk, w_seed, w_id = person("writer")
     wheader = bytes([VERSION]) + b"W" + ckid + dek_id + w_id
@@ -290,6 +325,43 @@ def build() -> dict[str, dict]:
         "writer_id": h(w_id), "writer_ed25519_seed": h(w_seed),
         "writer_ed25519_public": h(crypto_sign_seed_keypair(w_seed)[0]), "context": h(wcontext),
         "signed_message": h(wmessage), "blob": h(wheader + wbox + wsig),
+    }
+
+    # -- a signed sealed export (kind O), format.md 8d ---------------------------------------
+    import base64
+    ex_x, ex_pk, ex_seed, _ex_id = person("exporter")
+    to_x, to_pk, to_seed, to_id = person("travel-agent")
+    ex_raw = ex_pk + crypto_sign_seed_keypair(ex_seed)[0]
+    to_raw = to_pk + crypto_sign_seed_keypair(to_seed)[0]
+    payload = '"pseudonym","arrival"\r\n"TR-7KQ4-M2XP-9AW","2026-11-20"\r\n"TR-0C1D-22EF-3GH","\'=1+1"\r\n'.encode()
+    xmanifest = json.dumps({"created": 1795000000, "fields": ["pseudonym", "arrival"], "format": "csv",
+                            "purpose": "travel", "recipient": h(to_raw), "rows": 2, "sender": h(ex_raw),
+                            "vault": h(vid)}, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    xheader = bytes([VERSION]) + b"O" + to_id
+    xbody = xheader + struct.pack(">I", len(xmanifest)) + xmanifest + payload
+    xsig = crypto_sign(b"dvault/v1/export-sig" + xbody, crypto_sign_seed_keypair(ex_seed)[1])[:64]
+    xblob = xheader + sealed_box(to_pk, "ephemeral-export", xbody + xsig)
+    armoured = ("-----BEGIN DVAULT SEALED EXPORT-----\nrecipient: " + h(to_id) + "\n\n"
+                + base64.encodebytes(xblob).decode() + "-----END DVAULT SEALED EXPORT-----\n")
+    files["export_signed_v1.json"] = {
+        "expect": "success",
+        "description": "kind O: armour(header || sealed_box(recipient, body || Ed25519(exporter, label || body))), "
+                       "body = header || u32 len(manifest) || manifest (canonical JSON) || payload",
+        "exporter_ed25519_seed": h(ex_seed), "exporter_x25519_secret": h(ex_x), "exporter_public": h(ex_raw),
+        "recipient_x25519_secret": h(to_x), "recipient_ed25519_seed": h(to_seed), "recipient_public": h(to_raw),
+        "recipient_id": h(to_id), "vault_id": h(vid), "manifest": xmanifest.decode(), "payload": payload.decode(),
+        "body": h(xbody), "signature": h(xsig), "armoured": armoured,
+    }
+    other_seed = det("not-the-exporter-ed25519", 32)
+    fsig = crypto_sign(b"dvault/v1/export-sig" + xbody, crypto_sign_seed_keypair(other_seed)[1])[:64]
+    fblob = xheader + sealed_box(to_pk, "ephemeral-export-forged", xbody + fsig)
+    files["export_signed_v1_wrong_signer.json"] = {
+        "expect": "failure: signature",
+        "description": "kind O whose manifest names the exporter but whose signature is by another key (what a "
+                       "forger who knows only public lines can make): refused",
+        "recipient_x25519_secret": h(to_x), "recipient_ed25519_seed": h(to_seed),
+        "armoured": ("-----BEGIN DVAULT SEALED EXPORT-----\nrecipient: " + h(to_id) + "\n\n"
+                     + base64.encodebytes(fblob).decode() + "-----END DVAULT SEALED EXPORT-----\n"),
     }
 
     # -- keyring and passphrase slot -------------------------------------------------------
@@ -540,6 +612,16 @@ def build() -> dict[str, dict]:
     plan = '{"bits":5,"class_versions":{"identity":1,"public":1},"gen":1,"k":4,"population":150}'
     files["index_plan_mac_v1.json"] = meta_mac(b"I", b"dvault/v1/index-plan-mac", "plan", plan,
                                                "index plan MAC blob, kind I")
+    # a version 2 plan: the joint allocation of the participant schema's indexes for 150
+    # people, k 4 (format.md §10: budget 5; round robin, exact indexes cost 1, token ones 2)
+    plan2 = ('{"bits":{"email":2,"legal_name":1,"legal_name#tokens":0,"passport_number":1,"phone":1},'
+             '"class_versions":{"contact":1,"identity":1},"gen":1,"k":4,"mode":"joint","population":150,"v":2}')
+    files["index_plan_v2.json"] = {
+        **meta_mac(b"I", b"dvault/v1/index-plan-mac", "plan", plan2, "index plan of version 2 (joint) and its MAC "
+                   "blob, kind I; indexes: the exact indexes of the participant schema in schema order, then the "
+                   "token index"),
+        "indexes": ["email", "phone", "legal_name", "passport_number", "legal_name#tokens"], "population": 150,
+        "k": 4}
     files["normalize_v1.json"] = normalize_vectors()
     return files
 

@@ -630,6 +630,16 @@ class Reader:
         return got == rid
 
     # -- §10 blind index
+    def index_bits(self, name):
+        """§10: a version 2 plan's bits for one index (0 if it does not name it); a version 1
+        plan's one number for every index."""
+        plan = json.loads(self.meta["index_plan"])
+        if plan.get("v") == 2:
+            return plan["bits"].get(name, 0)
+        if "v" in plan:
+            raise FormatError("unknown index plan version")
+        return plan["bits"]
+
     def index_value(self, cls, field, kind, data, bits):
         """§10 for one term; ``data`` is the HMAC input (normalised UTF-8 or a value encoding)."""
         ver = json.loads(self.meta["index_plan"])["class_versions"][cls]
@@ -660,6 +670,7 @@ class Reader:
         n, problems, unsigned = 0, [], 0
         live, dropped, state_entries = set(), set(), 0
         targets = set()
+        seen_labelled = False
         self.reasons, self.reasons_sealed_elsewhere = [], 0
         for seq, prev, at, actor, action, target, detail, reason, h, sig in self.db.execute(
                 "select seq, prev, at, actor, action, target, detail, reason, hash, sig from dv_audit order by seq"):
@@ -669,9 +680,19 @@ class Reader:
                 problems.append((seq, "seq gap/repeat"))
             if prev != prev_hash:
                 problems.append((seq, "prev mismatch"))
-            calc = sha256(b"dvault/v1/audit" + u64(seq) + u64(at) + prev + actor + lp8(action) + lp8(target)
-                          + u32(len(detail_b)) + detail_b + u32(len(reason)) + reason)
-            if calc != h:
+            body = (u64(seq) + u64(at) + prev + actor + lp8(action) + lp8(target)
+                    + u32(len(detail_b)) + detail_b + u32(len(reason)) + reason)
+            # §13a: the labelled form (hash label "dvault/v1/log-entry", signature over
+            # "dvault/v1/audit-sig" || hash) or the older one; none older after a labelled one
+            labelled = None
+            if sha256(b"dvault/v1/log-entry" + body) == h:
+                labelled = True
+                seen_labelled = True
+            elif sha256(b"dvault/v1/audit" + body) == h:
+                labelled = False
+                if seen_labelled:
+                    problems.append((seq, "older form after the labelled form"))
+            else:
                 problems.append((seq, "hash mismatch"))
             if sig == b"\0" * 64 and action == "unlock_failed":
                 unsigned += 1
@@ -681,7 +702,7 @@ class Reader:
             else:
                 if actor not in actors:
                     problems.append((seq, "unknown actor"))
-                elif not ed_verify(actor[32:], sig, h):
+                elif not ed_verify(actor[32:], sig, (b"dvault/v1/audit-sig" + h) if labelled else h):
                     problems.append((seq, "bad signature"))
             d = json.loads(detail_b) if detail_b else {}
             st = d.get("state") if isinstance(d, dict) else None
@@ -811,7 +832,7 @@ def check(path, *, passphrase=None, identity=None, identity_passphrase=None, exp
                 sealed_skipped += 1  # written by a write-only role (§5a, §10): it cannot index
                 continue
             for suffix, kind, data in index_terms(spec, vals[f]):
-                v = rd.index_value(spec["class"], f, kind, data, plan["bits"])
+                v = rd.index_value(spec["class"], f, kind, data, rd.index_bits(f + suffix))
                 checked += 1
                 if not rd.index_has(plan["gen"], f + suffix, v, rid):
                     missing += 1
