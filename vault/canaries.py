@@ -57,7 +57,8 @@ def seed_of(ring: K.Keyring | None) -> bytes | None:
 def seal_list(seed: bytes, vault_id: bytes, canaries: dict[bytes, int], nonce: bytes | None = None) -> bytes:
     """``dv_meta.canaries``: header, nonce, AEAD over the padded list (u32 count, then each
     record id and the seq of its planting entry, sorted by id), bound to the vault."""
-    plain = struct.pack(">I", len(canaries)) + b"".join(_ENTRY.pack(rid, since) for rid, since in sorted(canaries.items()))
+    plain = struct.pack(">I", len(canaries)) + b"".join(_ENTRY.pack(rid, since)
+                                                       for rid, since in sorted(canaries.items()))
     nonce = C.random_bytes(F.NONCE_LEN) if nonce is None else nonce
     key = C.Aead(C.hkdf_sha256(seed, F.LABEL_CANARY_LIST))
     return _HEADER + nonce + key.seal(nonce, E.pad(plain, F.CANARY_LIST_BLOCK), _HEADER + vault_id)
@@ -147,9 +148,9 @@ def load(v: "Vault") -> dict[str, int]:
         raise IntegrityError("the canary list is missing (deleted in the database?); tell the lead")
     assert v._ring is not None
     st = ST.stored(meta, v._ring, v._vid)
-    signed = st is not None and st.kind == 3
-    if (not signed and ST.meta_version(meta) >= F.STATEMENT_V3_FROM) \
-            or (signed and not C.mac_equal(st.canaries.encode(), C.sha256(blob).hex().encode())):  # type: ignore[union-attr]
+    named = st.canaries if st is not None and st.kind == 3 else None
+    if (named is None and ST.meta_version(meta) >= F.STATEMENT_V3_FROM) \
+            or (named is not None and not C.mac_equal(named.encode(), C.sha256(blob).hex().encode())):
         raise IntegrityError("the canary list is not the one the lead signed (replaced, emptied or put back from "
                              "an older copy in the database?); tell the lead")
     v._canary_cache = {rid.hex(): since for rid, since in open_list(seed, v._vid, blob).items()}

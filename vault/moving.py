@@ -140,5 +140,6 @@ def set_aside(store: Store) -> str:
                                                           "current_schema() AND tablename = %s", (table,)).fetchall()]
             store.raw(conn, f'ALTER TABLE "{table}" RENAME TO "{prefix}{table[3:]}"')
             for index in indexes:  # an index name is a relation name too: dv_meta_pkey would block the new vault
-                store.raw(conn, f'ALTER INDEX "{index}" RENAME TO "{prefix}{index[3:] if index.startswith("dv_") else index}"')
+                kept = index[3:] if index.startswith("dv_") else index
+                store.raw(conn, f'ALTER INDEX "{index}" RENAME TO "{prefix}{kept}"')
     return f"tables {prefix}* in the same schema"

@@ -148,7 +148,8 @@ def create(url: str | os.PathLike[str], passphrase: str, *, schema: str | os.Pat
             })
             store.put_slot(conn, slot_kid.hex(), _PASSPHRASE, unlock, keyring)
         made = store.vault_tables()  # committed, and none was there before: ours to drop on failure
-        v = Vault(store, vault_id, parsed, ring, slot_kid, slot_secret, plan, None, keys_blob=keyring, db_version=version)
+        v = Vault(store, vault_id, parsed, ring, slot_kid, slot_secret, plan, None, keys_blob=keyring,
+                  db_version=version)
         v._audit("create", "", {"schema": parsed.name, "population": population, "k": k, "plan": plan.mode})
         if lead is not None:
             v._identity = lead
