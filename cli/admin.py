@@ -339,7 +339,8 @@ def reindex(population: int | None, precise: bool | None, **kw: Any) -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON.")
 @vault_options
 def status(as_json: bool, **kw: Any) -> None:
-    """Vault facts, accepted schema risks and canary alarms (for the lead).
+    """Vault facts, accepted schema risks, problems found at open, and the canary count
+    and alarms (for the lead).
 
     Example: dvault status
     """
@@ -347,6 +348,10 @@ def status(as_json: bool, **kw: Any) -> None:
     with unlock(kw, advice=False) as v:  # status lists the advice among its warnings
         st = v.status()
         alarms = v.alarms() if v.role.manage else []
+        if v.role.manage:  # the lead alone can tell them: staff neither read nor count them
+            st["canaries"] = v.canary_count()
+        if v.warnings:
+            st["problems"] = list(v.warnings)
     st["alarms"] = len(alarms)
     if as_json:
         click.echo(_json.dumps(st, sort_keys=True, default=str))

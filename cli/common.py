@@ -76,6 +76,33 @@ def pins_path(ident_path: Path) -> Path:
     return ident_path.with_name(ident_path.name + ".vaults")
 
 
+def checkpoints_path(ident_path: Path) -> Path:
+    """The lead's checkpoints of each vault's audit log, beside their identity
+    (vault.canaries.witness): kept where no database writer reaches."""
+    return ident_path.with_name(ident_path.name + ".checkpoints")
+
+
+def after_open(v: vault.Vault, ident_path: Path | None) -> vault.Vault:
+    """What the lead must see at every open, --quiet or not: the vault's warnings (a key slot
+    gone), and, with a managing identity, the log checked against the checkpoint kept at
+    the last open, a new one kept, and the canary alarms written since."""
+    for w in v.warnings:
+        warn(f"dvault: warning: {w}")
+    if ident_path is None or not v.role.manage or v.user is None:
+        return v
+    from vault.canaries import witness
+    try:
+        seen = witness(v, checkpoints_path(ident_path))
+    except BaseException:
+        v.close()
+        raise
+    if seen["alarms"]:
+        click.echo(click.style(f"dvault: ALARM: {len(seen['alarms'])} canary access(es) since your last open (the "
+                               "log up to here is now checkpointed in " f"{checkpoints_path(ident_path)}); see dvault "
+                               "audit show --action alarm and dvault status", fg="red"), err=True)
+    return v
+
+
 def open_vault(url: str | None, identity: Path | None, passphrase_file: Path | None,
                recovery: bool = False) -> vault.Vault:
     """Unlock with the user's identity (its passphrase is prompted), or with the recovery
@@ -104,9 +131,9 @@ def open_vault_as(url: str | None, identity: Path | None, passphrase_file: Path 
                  f"nothing was pinned for it, so its keys were trusted as found and are now pinned in "
                  f"{pins_file}; compare them with the pin line the lead sent you (dvault pin show), and "
                  f"next time record that line first (dvault pin add)")
-        return v, ident
+        return after_open(v, ident_path), ident
     pw = read_passphrase(passphrase_file, "Vault recovery passphrase", env=() if ask else RECOVERY_ENV)
-    return vault.open(target, pw), None
+    return after_open(vault.open(target, pw), None), None
 
 
 _VAULT_OPTS = [

@@ -101,9 +101,10 @@ def audit() -> None:
 @click.option("--since", "since_text", metavar="WHEN", help="Only from this UTC date or time (2026-11-20, 2026-11-20T14:30).")
 @click.option("--until", "until_text", metavar="WHEN", help="Only up to this UTC date (the whole day) or time.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
-@click.option("--summary", is_flag=True, help="Who accessed which classes how often.")
+@click.option("--summary", is_flag=True, help="Who accessed which classes how often (verified entries only).")
 def audit_show(actor, action, target, since_days, since_text, until_text, as_json, summary, **kw):  # type: ignore[no-untyped-def]
-    """Show audit entries (reasons only for the lead).
+    """Show audit entries (reasons only for the lead). An entry whose signature does not
+    verify (forged in its actor's name, or edited) is marked and counted for no one.
 
     Example: dvault audit show --vault dd2026.vault --identity lead.dvid --since-days 7 --summary
     """
@@ -126,6 +127,10 @@ def audit_show(actor, action, target, since_days, since_text, until_text, as_jso
             by_name = [i for i, n in names.items() if n == actor]
             actor = by_name[0] if len(by_name) == 1 else actor  # else an id outside the table (recovery)
         entries = v.audit_entries(actor=actor, action=action, target=target, since_ms=since, until_ms=until)
+        if action == "alarm" and v.role.manage and target is None:  # the touches found in staff entries too
+            entries = [{"action": "alarm", "reason": None, **a} for a in v.alarms()
+                       if (actor is None or a["actor"] == actor) and (since is None or a["at"] >= since)
+                       and (until is None or a["at"] <= until)]
         if summary:
             counts = A.summary(entries, {n: f.cls for n, f in v.schema.fields.items()})
             if as_json:
@@ -141,6 +146,11 @@ def audit_show(actor, action, target, since_days, since_text, until_text, as_jso
                 click.echo(json_line(e, sort_keys=True))
         else:
             _audit_table(entries)
+        bad = [e for e in entries if not e.get("verified", True) and not e.get("quarantined")]
+        if bad:
+            click.echo(f"dvault: warning: {len(bad)} entr{'y fails' if len(bad) == 1 else 'ies fail'} their own check "
+                       "(forged in the actor's name, or edited): shown as FORGED?, counted for no one; see dvault "
+                       "audit verify", err=True)
         alarms = v.alarms() if v.role.manage else []
         if alarms:
             click.echo(f"dvault: warning: {len(alarms)} canary alarm(s) in the log", err=True)
@@ -155,10 +165,12 @@ def _audit_table(entries: list[dict]) -> None:
 
     rows = [{"seq": e.get("seq"), "time (UTC)": _time.strftime("%Y-%m-%d %H:%M:%S", _time.gmtime(e["at"] / 1000)),
              "actor": e["actor"], "action": e["action"], "target": e["target"] or "-",
-             "detail": _json.dumps(_brief(e["detail"]), sort_keys=True, separators=(",", ":")), "reason": e["reason"]}
+             "detail": _json.dumps(_brief(e["detail"]), sort_keys=True, separators=(",", ":")), "reason": e["reason"],
+             "check": "quarantined" if e.get("quarantined") else "FORGED?" if e.get("verified") is False else ""}
             for e in entries]
     numbered = ["seq"] if all("seq" in e for e in entries) else []
-    columns = numbered + ["time (UTC)", "actor", "action", "target", "detail"]
+    flagged = ["check"] if any(r["check"] for r in rows) else []
+    columns = numbered + flagged + ["time (UTC)", "actor", "action", "target", "detail"]
     if rows:
         click.echo(table(rows, columns + (["reason"] if any(e["reason"] for e in entries) else [])))
     else:
@@ -246,6 +258,33 @@ def audit_verify(checkpoint, records, accept, **kw):  # type: ignore[no-untyped-
     click.echo(str(check))
     if accept and not check.ok:
         click.echo("accepted: these rows are the log's record states from now on")
+
+
+@audit.command("quarantine")
+@click.argument("seq", type=click.IntRange(min=1))
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@vault_options
+def audit_quarantine(seq, yes, **kw):  # type: ignore[no-untyped-def]
+    """Lead: set aside one bad entry (forged, edited) that verify stops at, by a signed
+    decision in the log. Verify and the record check then step over it and name it as
+    quarantined; the entry itself stays. Look at it first (dvault audit verify,
+    dvault audit show).
+
+    Example: dvault audit quarantine 4182 --vault dd2026.vault --identity lead.dvid
+    """
+    import time as _time
+
+    with unlock(kw) as v:
+        found = v.audit_problem(seq)
+        if found["problem"] is None:
+            raise click.UsageError(f"entry {seq} verifies: there is nothing to quarantine")
+        when = _time.strftime("%Y-%m-%d %H:%M:%S", _time.gmtime(found["at"] / 1000))
+        click.echo(f"entry {seq}: {found['action']} by {found['actor']} at {when} UTC: {found['problem']}", err=True)
+        if not yes and not click.confirm("Quarantine it (verify and the record check will step over it)?",
+                                         default=False, err=True):
+            raise click.Abort()
+        v.quarantine(seq)
+    click.echo(f"entry {seq} quarantined")
 
 
 @audit.command("checkpoint")

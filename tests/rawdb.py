@@ -123,19 +123,68 @@ def old_release(monkeypatch: pytest.MonkeyPatch, *, states: bool = False) -> Ite
     without record states and a key statement of the first kind (no db and users lines).
     Set db_schema_version below 6 afterwards for a faithful older vault (``states``: v6,
     whose entries name record states); lowering the version of a vault this release made
-    is tampering, and refused."""
+    is tampering, and refused. On leaving, each vault made inside gets its canary list as
+    those releases sealed it (under the meta key: see as_release_v7)."""
     import vault
     from vault import _format as F
+    from vault import canaries as CA
     from vault import keys as K
-    real = K.key_statement
+    real, real_create = K.key_statement, vault.create
+    made = []
 
-    def first_kind(ring, vault_id, db_version, roster):  # type: ignore[no-untyped-def]
-        lines = real(ring, vault_id, db_version, roster).split("\n")
-        return "\n".join([F.KEYS_STATEMENT_HEADER_V1, lines[1]] + lines[4:])
+    def first_kind(ring, vault_id, db_version, roster, **kw):  # type: ignore[no-untyped-def]
+        lines = real(ring, vault_id, db_version, roster, **kw).split("\n")
+        return "\n".join([F.KEYS_STATEMENT_HEADER_V1, lines[1]] + [ln for ln in lines if ln.startswith("class ")]) + "\n"
+
+    def create(*a, **k):  # type: ignore[no-untyped-def]
+        v = real_create(*a, **k)
+        made.append((v._s().url, v._ring.current(K.KIND_META_KEY).secret, CA.seed_of(v._ring), v._vid))
+        return v
 
     with monkeypatch.context() as m:
         m.setattr(K, "key_statement", first_kind)
         m.setattr(F, "SIGNED_VERSION_FROM", 10 ** 6)
+        m.setattr(F, "STATEMENT_V3_FROM", 10 ** 6)
+        m.setattr(vault, "create", create)
         if not states:
             m.setattr(vault.Vault, "_states", staticmethod(lambda drop=(), put=(): {}))
         yield
+    for url, meta_secret, seed, vid in made:
+        raw = RawDB(url)
+        listed = CA.open_list(seed, vid, raw.meta("canaries"))
+        raw.set_meta("canaries", _legacy_list(meta_secret, vid, [r.hex() for r in listed]))
+        raw.close()
+
+
+def _legacy_list(meta_secret: bytes, vault_id: bytes, canaries: list[str], padded: bool = True) -> bytes:
+    """A canary list as database schema v7 and before sealed it (format.md 13a)."""
+    import json
+
+    from vault import _crypto as C
+    from vault import _format as F
+    from vault import canaries as CA
+    from vault import envelope as E
+    tags = json.dumps(sorted(CA.legacy_tag(meta_secret, bytes.fromhex(r)) for r in canaries)).encode()
+    nonce = C.random_bytes(F.NONCE_LEN)
+    key = C.Aead(C.hkdf_sha256(meta_secret, F.LABEL_CANARIES))
+    return nonce + key.seal(nonce, E.pad(tags, F.CANARY_LIST_BLOCK) if padded else tags, vault_id)
+
+
+def as_release_v7(v, canaries: list[str] = (), *, padded: bool = True) -> None:  # type: ignore[no-untyped-def]
+    """Rewrite the vault of the open handle ``v`` (the lead's or the recovery passphrase's)
+    as database schema v7 left it: db_schema_version 7, the canary list sealed under the meta
+    key (the tags of ``canaries``; padded JSON, or ``padded=False`` the unpadded JSON of
+    before 2026-11-27) and a key statement of the second kind, signed for v7."""
+    from vault import _format as F
+    from vault import keys as K
+    blob = _legacy_list(v._ring.current(K.KIND_META_KEY).secret, v._vid, list(canaries), padded)
+    raw = RawDB(v._s().url)
+    lines = raw.meta("keys_stmt").decode("ascii").split("\n")
+    text = "\n".join([F.KEYS_STATEMENT_HEADER_V2, lines[1], "db 7", lines[3]]
+                     + [ln for ln in lines if ln.startswith("class ")]) + "\n"
+    who, sign = v._plan_signer()
+    raw.set_meta("keys_stmt", text.encode("ascii"))
+    raw.set_meta("keys_stmt_sig", K.sign_text("keys", v._vid, text, who, sign))
+    raw.set_meta("canaries", blob)
+    raw.set_meta("db_schema_version", b"7")
+    raw.close()

@@ -673,8 +673,9 @@ def test_staff_cannot_count_alarms(logged, capsys: pytest.CaptureFixture[str]) -
 
 def test_every_touch_of_a_canary_alarms(logged) -> None:  # type: ignore[no-untyped-def]
     """Issuing a pseudonym for a decoy, updating it, break-glass on it (request, approval,
-    reveal) and shredding it each write an alarm naming it, after the operation's own entry;
-    the same calls on a real record write none."""
+    reveal) and shredding it each raise an alarm naming it; the same calls on a real record
+    raise none. Staff clients cannot tell a canary (vault.canaries): the lead finds their
+    touches in the log; the lead's own client writes an alarm entry after its own."""
     url, lead, staff, ids = logged
     with vault.open(url, identity=lead) as v:
         canary = v.plant_canary({"legal_name": "Decoy Person", "email": "decoy@example.org", "badge_name": "D"})
@@ -690,15 +691,17 @@ def test_every_touch_of_a_canary_alarms(logged) -> None:  # type: ignore[no-unty
         assert v.reveal(req) == "Decoy Person"
         v.delete(canary)
     with vault.open(url, identity=lead) as v:
-        alarms = v.audit_entries(action="alarm")
+        alarms = v.alarms()
+        written = v.audit_entries(action="alarm")
         actions = [e["action"] for e in v.audit_entries(target=target)]
     assert [a["detail"]["op"] for a in alarms] == ["pseudonym", "update", "reveal_request", "reveal_approve",
                                                     "reveal", "shred"]
     assert [a["actor"] for a in alarms] == [staff.public.user_id] * 3 + [lead.public.user_id] \
         + [staff.public.user_id] * 2
     assert {a["target"] for a in alarms} == {target}
+    assert [(e["actor"], e["detail"]["op"]) for e in written] == [(lead.public.user_id, "reveal_approve")]
     pairs = [a for a in zip(actions, actions[1:]) if a[1] == "alarm"]
-    assert [p[0] for p in pairs] == ["pseudonym", "update", "reveal_request", "reveal_approve", "reveal", "shred"]
+    assert [p[0] for p in pairs] == ["reveal_approve"]
 
 
 def test_every_refusal_is_logged_once(logged) -> None:  # type: ignore[no-untyped-def]
@@ -803,10 +806,11 @@ def test_a_canary_and_its_list_commit_together(url: str, monkeypatch: pytest.Mon
 
 
 def test_every_lead_add_reseals_the_canary_list(logged) -> None:  # type: ignore[no-untyped-def]
-    """A database watcher sees the list's row change with every add by the lead (or a
-    recovery opener), so a canary's add looks like any other of theirs; the tags stay as
-    they were. A staff add leaves the list alone: a staff database login may not write
-    dv_meta (vault.postgres)."""
+    """A database watcher sees the list's row (and the key statement naming it) change with
+    every add by the lead (or a recovery opener), so a canary's add looks like any other of
+    theirs; the canaries stay as they were. A staff add leaves the list alone: a staff
+    database login may not write dv_meta (vault.postgres), and a staff keyring cannot open
+    the list (nor sign the statement): a staff handle knows no canary."""
     url, lead, staff, ids = logged
     with vault.open(url, identity=lead) as v:
         decoy = v.plant_canary({"badge_name": "decoy"})
@@ -819,30 +823,27 @@ def test_every_lead_add_reseals_the_canary_list(logged) -> None:  # type: ignore
     latest = _canary_list(url)
     with vault.open(url, identity=staff) as v:
         v.add({"badge_name": "staff walk-in"})
-        assert _canary_list(url) == latest
+        assert _canary_list(url) == latest and v._canaries() == set()
     with vault.open(url, identity=lead) as v:
         assert v._canaries() == {decoy}
 
 
-def test_an_unpadded_canary_list_of_before_is_still_read(url: str) -> None:
-    """Lists written before 2026-11-27 are unpadded JSON: still read, and padded at the next add."""
-    import json
-
-    from vault import _crypto as C
+@pytest.mark.parametrize("padded", [True, False])
+def test_an_older_canary_list_is_still_read(url: str, padded: bool) -> None:
+    """Lists of database schema v7 (sealed under the meta key; unpadded JSON before
+    2026-11-27) are converted by the lead's upgrade to v8, canaries kept, and sealed for the
+    lead alone from then on."""
     from vault import _format as F
-    from vault import keys as K
+    from rawdb import as_release_v7
     with vault.create(url, PASSPHRASE, lead=Identity.generate()) as v:
         decoy = v._add_many_impl([{"badge_name": "decoy"}])[0]
-        key = C.Aead(C.hkdf_sha256(v._ring.current(K.KIND_META_KEY).secret, F.LABEL_CANARIES))
-        nonce = C.random_bytes(F.NONCE_LEN)
-        old = nonce + key.seal(nonce, json.dumps([v._canary_tag(decoy)]).encode(), v._vid)
-    raw = RawDB(url)
-    raw.set_meta("canaries", old)
-    raw.close()
+        v.add({"badge_name": "real"})
+        as_release_v7(v, [decoy], padded=padded)
     with vault.open(url, PASSPHRASE) as v:
         assert v._canaries() == {decoy}
-        v.add({"badge_name": "real"})
-    assert len(_canary_list(url)) == F.NONCE_LEN + F.CANARY_LIST_BLOCK + F.TAG_LEN
+        v.add({"badge_name": "real too"})
+    assert len(_canary_list(url)) == 2 + F.NONCE_LEN + F.CANARY_LIST_BLOCK + F.TAG_LEN
+    assert RawDB(url).meta("db_schema_version") == str(F.DB_SCHEMA_VERSION).encode()
     with vault.open(url, PASSPHRASE) as v:
         assert v._canaries() == {decoy}
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 import vault
 from conftest import PASSPHRASE
-from rawdb import RawDB
+from rawdb import RawDB, as_release_v7
 from vault import _format as F
 from vault import migrations
 from vault.identity import Identity
@@ -210,10 +210,13 @@ def test_requests_of_an_older_release_are_refused_after_the_upgrade(url: str, mo
         m.delitem(migrations.MIGRATIONS, 8)
         m.setattr(migrations.upgrade, "__defaults__", (7,))
         m.setattr(B, "SIGNED_FROM", 7)
-        with vault.create(url, PASSPHRASE, lead=lead) as v:
-            v.add_user(staff.public, "sam", "staff")
-            rid = v.add(AMIRA)
-            au = v.pseudonym(rid, "audit")
+        with monkeypatch.context() as m7:
+            m7.setattr(F, "STATEMENT_V3_FROM", 7)
+            with vault.create(url, PASSPHRASE, lead=lead) as v:
+                v.add_user(staff.public, "sam", "staff")
+                rid = v.add(AMIRA)
+                au = v.pseudonym(rid, "audit")
+                as_release_v7(v)  # and the key statement and canary list that release wrote
         with vault.open(url, identity=staff) as v:
             old = v.request_reveal(rid, "legal_name", "hospital admission for Amira")
     _sql(url, "ALTER TABLE dv_reveals DROP COLUMN sig")

@@ -13,13 +13,21 @@ from vault import migrations
 from vault.identity import Identity
 
 
-def test_newer_vault_is_refused_cleanly(url: str) -> None:
+def test_newer_vault_is_refused_cleanly(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A vault a later release upgraded is refused as unsupported. That release signed its
+    version in the key statement; a version raised in the database alone is tampering
+    instead (test_trust.py)."""
     vault.create(url, PASSPHRASE).close()
+    nxt = F.DB_SCHEMA_VERSION + 1
+    with monkeypatch.context() as m:  # the later release's open: its step, and the statement signed for it
+        m.setattr(F, "DB_SCHEMA_VERSION", nxt)
+        m.setitem(migrations.MIGRATIONS, nxt, lambda conn: None)
+        vault.open(url, PASSPHRASE).close()
     raw = RawDB(url)
-    raw.set_meta("db_schema_version", str(F.DB_SCHEMA_VERSION + 1).encode())
+    assert raw.meta("db_schema_version") == str(nxt).encode()
+    raw.close()
     with pytest.raises(vault.UnsupportedVersion, match="upgrade defenders-vault"):
         vault.open(url, PASSPHRASE)
-    raw.close()
 
 
 def test_older_vault_is_migrated_on_open(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -270,21 +278,21 @@ def test_an_upgrade_is_never_committed_without_the_key_statement(url: str, monke
     vault stays at its old version (and the next open of the lead upgrades it), rather
     than upgraded with no statement, which made every staff open fail with "the database
     was edited"."""
-    from vault import vault as vault_module
+    from vault import statement as vault_module
 
     lead, ids = _old_vault(url, monkeypatch)
-    real = vault_module._keys_meta
+    real = vault_module.keys_meta
 
     def fail(*_a: object) -> dict:
         raise OSError("killed")
 
-    monkeypatch.setattr(vault_module, "_keys_meta", fail)
+    monkeypatch.setattr(vault_module, "keys_meta", fail)
     with pytest.raises(OSError):
         vault.open(url, identity=lead)
     raw = RawDB(url)
     assert raw.meta("db_schema_version") == b"1"
     raw.close()
-    monkeypatch.setattr(vault_module, "_keys_meta", real)
+    monkeypatch.setattr(vault_module, "keys_meta", real)
     with vault.open(url, identity=lead) as v:
         assert len(v) == 20
     raw = RawDB(url)

@@ -451,13 +451,18 @@ def test_a_lowered_schema_version_does_not_launder_a_restored_record(url: str, m
 @pytest.mark.parametrize("stored", [b"0", b"-1", b"-5", b"99999", b"x"])
 def test_a_schema_version_out_of_range_is_refused(url: str, stored: bytes) -> None:
     """Below 1 there is no migration step to start from: KeyError from the migrations (a
-    fuzz hunt, 2026-11-27). Too new is UnsupportedVersion, not a number IntegrityError."""
-    vault.create(url, PASSPHRASE).close()
+    fuzz hunt, 2026-11-27). Too new, where the key statement names this release's version,
+    is tampering, not UnsupportedVersion (a raised row is restored by the lead's open,
+    test_trust.py; here a staff-like opener's view: refused, nothing migrated)."""
+    lead, staff = Identity.generate(), Identity.generate()
+    with vault.create(url, PASSPHRASE, lead=lead) as v:
+        v.add_user(staff.public, "sam", "staff")
     raw = RawDB(url)
     raw.set_meta("db_schema_version", stored)
     raw.close()
-    with pytest.raises(vault.UnsupportedVersion if stored == b"99999" else vault.IntegrityError):
-        vault.open(url, PASSPHRASE).close()
+    for opener in [{"identity": staff}] + ([] if stored == b"99999" else [{"passphrase": PASSPHRASE}]):
+        with pytest.raises(vault.IntegrityError):
+            vault.open(url, **opener).close()  # type: ignore[arg-type]
     assert RawDB(url).meta("db_schema_version") == stored  # nothing was migrated
 
 

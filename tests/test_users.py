@@ -591,7 +591,7 @@ def test_a_removed_key_statement_stops_users_until_the_lead_signs_again(url: str
     raw = RawDB(url)
     text = raw.meta("keys_stmt").decode()
     raw.close()
-    assert text.startswith("dvault keys v2\nmeta ") and text.count("\nclass ") == 5
+    assert text.startswith("dvault keys v3\nmeta ") and text.count("\nclass ") == 5
     assert f"\ndb {F.DB_SCHEMA_VERSION}\nusers " in text
     assert F.DB_SCHEMA_VERSION >= 7 and raw_meta(url, "db_schema_version") == str(F.DB_SCHEMA_VERSION).encode()
 

@@ -463,62 +463,117 @@ def test_index_rows() -> None:
     assert [ids.hex() for ids in sorted(ids for *_k, ids in rows)] == v["many"]["rows"]  # row order is the random chunk id's
 
 
+def _statement_keys(v: dict) -> tuple[list, list]:
+    zero = bytes(8)
+    base = [K.Key(K.KIND_META_KEY, "", 1, zero, b(v["meta_key"])),
+            K.Key(K.KIND_LEAD_VK, "lead", 1, zero, b(v["lead_ed25519_public"]))]
+    classes = [K.Key(K.KIND_CLASS_KEY, c["name"], c["version"], b(c["kid"]), b(c["key"])) for c in v["classes"]]
+    return base, classes
+
+
 def test_key_statement() -> None:
-    """format.md 9b: the library writes exactly the generator's text and signature (v2),
+    """format.md 9b: the library writes exactly the generator's text and signature (v3),
     accepts them for a full keyring and for a write-only one, and refuses any other key, a
-    lower database version, another user table, and a v1 statement from v7 on."""
+    lower or higher database version, another user table, another canary list, a v2
+    statement from v8 on and a v1 statement from v7 on."""
     from vault.envelope import class_box_secret
     from vault.identity import PublicIdentity
     from vault.users import User, roster_bytes, roster_digest
-    v = load("key_statement_v2.json")
-    vid, zero = b(v["vault_id"]), bytes(8)
+    v = load("key_statement_v3.json")
+    v2 = load("key_statement_v2.json")
+    vid = b(v["vault_id"])
     lead = C.Signer(b(v["lead_ed25519_seed"]))
-    u = v["user"]
+    u = v2["user"]
     user = User(u["user_id"], u["name"], u["role"], PublicIdentity(b(u["x25519_public"]), b(u["ed25519_public"])),
                 u["slot_id"])
     assert user.public.user_id == u["user_id"]  # derived as format.md 8a says
     assert roster_bytes(vid, [user]) == b(v["roster_bytes"])
     roster = roster_digest(vid, [user])
-    base = [K.Key(K.KIND_META_KEY, "", 1, zero, b(v["meta_key"])),
-            K.Key(K.KIND_LEAD_VK, "lead", 1, zero, b(v["lead_ed25519_public"]))]
-    classes = [K.Key(K.KIND_CLASS_KEY, c["name"], c["version"], b(c["kid"]), b(c["key"])) for c in v["classes"]]
+    base, classes = _statement_keys(v)
     full = K.Keyring(base + classes)
-    stmt, sig, db = v["statement"], b(v["signature"]), v["db_version"]
-    assert K.key_statement(full, vid, db, roster) == stmt
+    stmt, sig, db, listed = v["statement"], b(v["signature"]), v["db_version"], b(v["canary_list"])
+    slots = {s["slot_id"]: s["kind"] for s in v["slots"]}
+    assert K.key_statement(full, vid, db, roster, slots=slots, canaries=listed) == stmt
     assert K.sign_text("keys", vid, stmt, b"L", lead) == sig
-    assert K.check_key_statement(full, vid, stmt, sig, db_version=db, roster=roster) == db
-    assert K.check_key_statement(full, vid, stmt, sig, db_version=db + 1, roster=roster) == db  # a later release's
-    with pytest.raises(vault.IntegrityError, match="lowered"):
-        K.check_key_statement(full, vid, stmt, sig, db_version=db - 1, roster=roster)
+    assert K.check_key_statement(full, vid, stmt, sig, db_version=db, roster=roster, canaries=listed) == db
+    assert K.parse_statement(stmt).slots == tuple(sorted(slots.items()))
+    for other, what in ((db - 1, "lowered"), (db + 1, "raised")):
+        with pytest.raises(vault.IntegrityError, match=what):
+            K.check_key_statement(full, vid, stmt, sig, db_version=other, roster=roster, canaries=listed)
     with pytest.raises(vault.IntegrityError, match="user table"):
-        K.check_key_statement(full, vid, stmt, sig, db_version=db, roster=roster_digest(vid, []))
+        K.check_key_statement(full, vid, stmt, sig, db_version=db, roster=roster_digest(vid, []), canaries=listed)
+    with pytest.raises(vault.IntegrityError, match="canary list"):
+        K.check_key_statement(full, vid, stmt, sig, db_version=db, roster=roster, canaries=listed[:-1] + b"\x00")
     writer = K.Keyring(base + [k if k.name != "identity" else
                                K.Key(K.KIND_CLASS_PUBLIC, k.name, k.version, k.kid, C.x25519_public(class_box_secret(k.secret)))
                                for k in classes])
-    K.check_key_statement(writer, vid, stmt, sig, db_version=db, roster=roster)  # a write-only class: its public key
+    K.check_key_statement(writer, vid, stmt, sig, db_version=db, roster=roster, canaries=listed)  # write-only class
     forged = K.Keyring(base + [k if k.name != "identity" else K.Key(K.KIND_CLASS_PUBLIC, k.name, k.version, k.kid,
                                                                       C.x25519_public(bytes(31) + b"\x01"))
                                for k in classes])
     with pytest.raises(vault.IntegrityError, match="class identity"):
-        K.check_key_statement(forged, vid, stmt, sig, db_version=db, roster=roster)
-    other_meta = K.Keyring([K.Key(K.KIND_META_KEY, "", 1, zero, bytes(32)), *base[1:], *classes])
+        K.check_key_statement(forged, vid, stmt, sig, db_version=db, roster=roster, canaries=listed)
+    other_meta = K.Keyring([K.Key(K.KIND_META_KEY, "", 1, bytes(8), bytes(32)), *base[1:], *classes])
     with pytest.raises(vault.IntegrityError, match="meta key"):
-        K.check_key_statement(other_meta, vid, stmt, sig, db_version=db, roster=roster)
+        K.check_key_statement(other_meta, vid, stmt, sig, db_version=db, roster=roster, canaries=listed)
     edited = stmt.replace("class risk 3", "class risk 4")
     with pytest.raises(vault.IntegrityError, match="signature"):
-        K.check_key_statement(full, vid, edited, sig, db_version=db, roster=roster)
-    head, classes = stmt.split("\nclass ", 1)
-    unsorted = head + "\nclass " + "\nclass ".join(reversed(classes.rstrip("\n").split("\nclass "))) + "\n"
+        K.check_key_statement(full, vid, edited, sig, db_version=db, roster=roster, canaries=listed)
+    head, rest = stmt.split("\nclass ", 1)
+    unsorted = head + "\nclass " + "\nclass ".join(reversed(rest.rstrip("\n").split("\nclass "))) + "\n"
     twice = stmt + stmt.rstrip("\n").rsplit("\n", 1)[1] + "\n"
-    for bad in (unsorted, twice, "dvault keys v2\n", stmt + "class x\n", stmt.rstrip("\n"), stmt.replace("db 7", "db 07"),
-                stmt.replace("\nusers ", "\nusers  "), stmt.replace("dvault keys v2", "dvault keys v3")):
+    slot_lines = [ln for ln in stmt.split("\n") if ln.startswith("slot ")]
+    for bad in (unsorted, twice, "dvault keys v3\n", stmt + "class x\n", stmt.rstrip("\n"), stmt.replace("db 8", "db 08"),
+                stmt.replace("db 8", "db 7"), stmt.replace("\nusers ", "\nusers  "),
+                stmt.replace("dvault keys v3", "dvault keys v2"), stmt.replace("\ncanaries ", "\ncanary "),
+                stmt.replace(slot_lines[0] + "\n" + slot_lines[1], slot_lines[1] + "\n" + slot_lines[0]),  # unsorted
+                stmt.replace(slot_lines[0] + "\n", slot_lines[0] + "\n" + slot_lines[0] + "\n"),  # twice
+                stmt.replace(slot_lines[0], "slot " + slot_lines[0].split(" ")[1][:-1] + " " + slot_lines[0].split(" ")[2]),
+                stmt.replace(slot_lines[1], slot_lines[1].rsplit(" ", 1)[0] + " other")):
         with pytest.raises(vault.IntegrityError):
-            K.check_key_statement(full, vid, bad, K.sign_text("keys", vid, bad, b"L", lead), db_version=db, roster=roster)
+            K.check_key_statement(full, vid, bad, K.sign_text("keys", vid, bad, b"L", lead), db_version=db,
+                                  roster=roster, canaries=listed)
+    # v2 (database schema v7): no canaries and slot lines; accepted at v7 only
+    s2, sig2 = v2["statement"], b(v2["signature"])
+    assert K.check_key_statement(full, vid, s2, sig2, db_version=7, roster=roster) == 7
+    with pytest.raises(vault.IntegrityError, match="raised"):  # a version above the signed one
+        K.check_key_statement(full, vid, s2, sig2, db_version=8, roster=roster)
+    with pytest.raises(vault.IntegrityError, match="lowered"):
+        K.check_key_statement(full, vid, s2, sig2, db_version=6, roster=roster)
+    assert K.statement_version(s2.encode()) == 7 and K.statement_version(stmt.encode()) == 8
     # v1 (releases before database schema v7): no db and users lines; accepted below v7 only
     v1 = load("key_statement_v1.json")
     assert K.check_key_statement(full, vid, v1["statement"], b(v1["signature"]), db_version=6, roster=roster) == 0
     with pytest.raises(vault.IntegrityError, match="older than this vault"):
         K.check_key_statement(full, vid, v1["statement"], b(v1["signature"]), db_version=7, roster=roster)
+    assert K.statement_version(v1["statement"].encode()) is None
+
+
+def test_canary_list() -> None:
+    """format.md 13a: the library seals exactly the generator's list and reads it back;
+    another vault id, another seed (the meta key, say) or a flipped byte is refused."""
+    from vault import canaries as CA
+    v = load("canary_list_v1.json")
+    seed, vid, blob = b(v["recovery_seed"]), b(v["vault_id"]), b(v["blob"])
+    listed = {b(c["record_id"]): c["since"] for c in v["canaries"]}
+    assert CA.seal_list(seed, vid, listed, nonce=b(v["nonce"])) == blob
+    assert CA.open_list(seed, vid, blob) == listed
+    assert C.sha256(blob).hex() == v["sha256"]
+    for s_, vid_, blob_ in ((seed, bytes(16), blob), (bytes(32), vid, blob), (seed, vid, blob[:-1] + bytes([blob[-1] ^ 1])),
+                            (seed, vid, b"\x01D" + blob[2:])):
+        with pytest.raises(vault.IntegrityError, match="canary list"):
+            CA.open_list(s_, vid_, blob_)
+    assert len(blob) == 2 + F.NONCE_LEN + F.CANARY_LIST_BLOCK + F.TAG_LEN
+
+
+def test_moving_mark() -> None:
+    """format.md 12: the mark a move writes into its new vault, signed by the source's signer."""
+    from vault import moving
+    v = load("moving_mark_v1.json")
+    signer = C.Signer(b(v["signer_ed25519_seed"]))
+    dest = b(v["destination_vault_id"])
+    got = moving.mark(v["source_vault_id"], dest, lambda m: b"L" + signer(m))
+    assert got == {"moving": v["moving"].encode(), "moving_sig": b(v["moving_sig"])}
 
 
 def test_normalize() -> None:

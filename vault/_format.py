@@ -32,6 +32,7 @@ KIND_GRANT = b"G"  # a break-glass grant: one value sealed to its requester, sig
 # (and a grant's signature), so a padded note cannot be passed off as an unpadded one.
 KIND_REASON_PADDED = b"Q"  # a reason (break-glass request, audit entry), as kind R with the reason padded
 KIND_GRANT_PADDED = b"V"  # a break-glass grant, as kind G with the JSON value padded
+KIND_CANARY_LIST = b"C"  # the canary list, sealed under a key only the lead and the recovery passphrase hold
 KIND_EXPORT = b"O"  # a sealed export: manifest and payload signed by the exporter, sealed to the recipient
 
 KEY_LEN = 32  # AES-256 keys, slot secrets, DEKs, class keys
@@ -43,7 +44,8 @@ SALT_LEN = 16  # Argon2id salt
 SLOT_CHECKSUM_LEN = 8  # unkeyed SHA-256 prefix on passphrase slots (corruption vs wrong passphrase)
 PAD_BLOCK = 32  # ISO/IEC 7816-4 padding bucket: a value's length leaks only its 32-byte bucket
 # The canary list's plaintext is padded (as values are, ISO 7816-4) to a multiple of this,
-# room for 113 tags: its length shows whether a vault has more than 113 canaries, not how many.
+# room for 170 canaries (113 tags in the list before database schema v8): its length shows
+# whether a vault has more than 170 canaries, not how many.
 CANARY_LIST_BLOCK = 4096
 MAX_VALUE_BYTES = 1 << 20  # 1 MiB per field value, far above any registration form answer
 EXPORT_MANIFEST_MAX = 1 << 16  # a sealed export's manifest (JSON): names and ids, never near 64 KiB
@@ -64,10 +66,16 @@ LABEL_PIN_LOCATION = b"dvault/v1/pin-location"  # the known-vaults file's hash o
 LABEL_KEYS_SIG = b"dvault/v1/keys-sig"  # the lead's (or recovery actor's) signature over the key statement
 LABEL_RECORD_STATE = b"dvault/v1/record-state"  # HKDF info: the key of the record-state tokens in the audit log
 LABEL_SEALED_SIG = b"dvault/v1/sealed-dek-sig"  # a writer's signature over a sealed DEK (kind W)
-KEYS_STATEMENT_HEADER = "dvault keys v2"  # first line of the signed key statement (docs/format.md 9b)
-KEYS_STATEMENT_HEADER_V1 = "dvault keys v1"  # older releases' statement: no db and users lines
-LABEL_CANARIES = b"dvault/v1/canaries"  # HKDF info: the AEAD key of the canary list (dv_meta.canaries)
-LABEL_CANARY_TAG = b"dvault/v1/canary-tag"  # HKDF info: the HMAC key of a canary's tag
+KEYS_STATEMENT_HEADER = "dvault keys v3"  # first line of the signed key statement (docs/format.md 9b)
+KEYS_STATEMENT_HEADER_V2 = "dvault keys v2"  # database schema v7: no canaries and slot lines
+KEYS_STATEMENT_HEADER_V1 = "dvault keys v1"  # older releases' statement: no db and users lines either
+LABEL_CANARIES = b"dvault/v1/canaries"  # HKDF info (meta key): the canary list's key before schema v8 (read only)
+LABEL_CANARY_TAG = b"dvault/v1/canary-tag"  # HKDF info (meta key): a canary's tag before schema v8 (read only)
+LABEL_CANARY_LIST = b"dvault/v1/canary-list"  # HKDF info (recovery seed): the canary list's key from schema v8
+LABEL_MOVING_SIG = b"dvault/v1/moving-sig"  # a move's signature over the destination's "moving" mark
+# Audit entries carry the writer's clock. Verify flags an entry dated more than this before an
+# earlier entry (clients' clocks differ by seconds, not minutes, where NTP runs).
+AUDIT_CLOCK_TOLERANCE_MS = 5 * 60 * 1000
 LABEL_EXPORT_SIG = b"dvault/v1/export-sig"  # an exporter's signature over a sealed export (kind O)
 LABEL_REVEAL_REQUEST = b"dvault/v1/reveal-request"  # a requester's signature over their break-glass request
 # Audit entries: the hash of an entry written from database schema version 8 on starts with
@@ -125,3 +133,6 @@ AUDIT_LABELLED_FROM = 8
 # passphrase) can take a vault there; other openers upgrade it up to the version before.
 SIGNED_VERSION_FROM = 7
 STATEMENT_SINCE = 4  # the database schema version since which every vault has a key statement
+# From this database schema version on, the statement is of the third kind: it also commits to
+# the canary list and names every key slot that must exist (docs/format.md 9b).
+STATEMENT_V3_FROM = 8

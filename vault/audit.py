@@ -22,6 +22,7 @@ can be checked against the log (``Vault.check_records``).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import struct
 import time
@@ -348,34 +349,44 @@ class Verdict:
     entries: int
     first_bad: int | None = None
     problem: str = ""
+    quarantined: tuple[int, ...] = ()  # entries stepped over by the lead's signed decision (audit_trust)
 
     def __str__(self) -> str:
+        held = (f" ({len(self.quarantined)} quarantined by the lead: entr{'y' if len(self.quarantined) == 1 else 'ies'} "
+                f"{', '.join(map(str, self.quarantined))})" if self.quarantined else "")
         if self.ok:
-            return f"audit log verified: {self.entries} entries"
-        return f"audit log damaged at entry {self.first_bad}: {self.problem}"
+            return f"audit log verified: {self.entries} entries{held}"
+        return f"audit log damaged at entry {self.first_bad}: {self.problem}{held}"
 
 
-def verify(entries: Iterable[Entry], known_actors: set[bytes], checkpoint: "Checkpoint | None" = None) -> Verdict:
+def verify(entries: Iterable[Entry], known_actors: set[bytes], checkpoint: "Checkpoint | None" = None,
+           deciders: set[bytes] = frozenset()) -> Verdict:  # type: ignore[assignment]
     """Walk the chain; report the first entry that is not what its predecessors promise.
 
     Per entry, in this order: sequence, link to the previous hash, its own hash, a known
-    actor, the checkpoint, its form (no older-form entry after a labelled one); then
-    signatures. A signed checkpoint must be signed by a known actor (an enrolled user,
-    revoked ones included, or the recovery actor): its signature alone only shows that
-    someone held the key it carries. The per-entry work that costs (SHA-256 and
+    actor, the checkpoint, its form (no older-form entry after a labelled one), its time (not
+    further back than the clock tolerance behind an earlier entry); then signatures. A
+    signed checkpoint must be signed by a known actor (an enrolled user, revoked ones
+    included, or the recovery actor): its signature alone only shows that someone held the
+    key it carries. The per-entry work that costs (SHA-256 and
     Ed25519 verification, ~60 us an entry) runs on forked workers for large logs while this
     process walks the links (vault._parallel: the workers inherit the entries), and the
-    earliest failure of any kind is reported."""
+    earliest failure of any kind is reported. An entry that ``deciders`` (the lead, the
+    recovery actor) quarantined (vault.audit_trust) is linked like any other but its own
+    checks are skipped, and the verdict names it."""
     from . import _parallel as PAR
+    from .audit_trust import quarantined as _quarantined
     entries = list(entries)
-    with PAR.pool(lambda bounds: _check_range(entries, known_actors, *bounds), len(entries),
+    skip = _quarantined(entries, set(deciders)) if deciders else frozenset()
+    with PAR.pool(lambda bounds: _check_range(entries, known_actors, *bounds, skip=skip), len(entries),
                   min_items=PARALLEL_VERIFY_MIN) as pool:
         checks = pool.imap(PAR.ranges(len(entries), -(-len(entries) // (pool.size * 4))))
-        structural, cp_seen, expected = _walk(entries, known_actors, checkpoint)
+        structural, cp_seen, expected = _walk(entries, known_actors, checkpoint, skip)
         bad_hash, bad_sig, downgrade = _first_failures(list(checks))
+    held = tuple(sorted(skip))
     if checkpoint is not None and checkpoint.sig and checkpoint.signer not in known_actors:
         return Verdict(False, 0, checkpoint.seq, "checkpoint signed by a key that is neither an enrolled user's nor "
-                                                 "the recovery actor's (forged)")
+                                                 "the recovery actor's (forged)", held)
     first: Verdict | None = structural[1] if structural else None
     if bad_hash is not None and (structural is None or bad_hash < structural[0]
                                  or (bad_hash == structural[0] and not structural[2])):
@@ -385,22 +396,25 @@ def verify(entries: Iterable[Entry], known_actors: set[bytes], checkpoint: "Chec
                         "entry of the older, unlabelled form after labelled ones (inserted, or downgraded)")
     if bad_sig is not None and (first is None or bad_sig <= (first.first_bad or 0)):
         n = first.entries if first is not None else len(entries)
-        return Verdict(False, n, bad_sig, "forged or broken signature")
+        return Verdict(False, n, bad_sig, "forged or broken signature", held)
     if first is not None:
-        return first
+        return dataclasses.replace(first, quarantined=held)
     if not cp_seen:
         assert checkpoint is not None
         return Verdict(False, len(entries), expected, f"log truncated: checkpoint is at entry {checkpoint.seq} "
-                                                      f"but the log ends at {expected - 1}")
-    return Verdict(True, len(entries))
+                                                      f"but the log ends at {expected - 1}", held)
+    return Verdict(True, len(entries), quarantined=held)
 
 
-def _walk(entries: list[Entry], known_actors: set[bytes],
-          checkpoint: "Checkpoint | None") -> tuple[tuple[int, Verdict, bool] | None, bool, int]:
+def _walk(entries: list[Entry], known_actors: set[bytes], checkpoint: "Checkpoint | None",
+          skip: frozenset[int] = frozenset()) -> tuple[tuple[int, Verdict, bool] | None, bool, int]:
     """The cheap checks, in order: (first structural failure as (index, verdict, whether it
-    comes before the hash check), checkpoint seen, next expected seq)."""
+    comes before the hash check), checkpoint seen, next expected seq). Entries in ``skip``
+    (quarantined) are only linked."""
+    from .audit_trust import clock_problem
     prev, expected = GENESIS, 1
     cp_seen = checkpoint is None
+    latest = (0, 0)  # (time, seq) of the latest-dated entry so far
     for i, e in enumerate(entries):
         if e.seq != expected:
             what = "an entry is missing (deleted)" if e.seq > expected else "entries are out of order or duplicated"
@@ -408,6 +422,11 @@ def _walk(entries: list[Entry], known_actors: set[bytes],
         if e.prev != prev:
             return (i, Verdict(False, i + 1, e.seq, "chain broken: an earlier entry was changed, removed or "
                                                     "reordered"), True), cp_seen, expected
+        cp_bad = checkpoint is not None and e.seq == checkpoint.seq and not checkpoint.matches(e.hash)
+        if e.seq in skip and not cp_bad:
+            cp_seen = cp_seen or (checkpoint is not None and e.seq == checkpoint.seq)
+            prev, expected = e.hash, e.seq + 1
+            continue
         unsigned = e.action in UNSIGNED_ACTIONS and e.sig == bytes(64)
         if unsigned and not unsigned_shape_ok(e):
             return (i, Verdict(False, i + 1, e.seq, "unsigned entry the vault never writes (inserted or edited)"),
@@ -415,6 +434,11 @@ def _walk(entries: list[Entry], known_actors: set[bytes],
         if not unsigned and e.actor not in known_actors:
             return (i, Verdict(False, i + 1, e.seq, "entry written by an unknown actor (inserted)"), False), \
                 cp_seen, expected
+        late = clock_problem(e.at, *latest)
+        if late is not None:
+            return (i, Verdict(False, i + 1, e.seq, f"entry {late}"), False), cp_seen, expected
+        if not unsigned:  # anyone can chain an unsigned entry: its time must not set the bar
+            latest = max(latest, (e.at, e.seq))
         if checkpoint is not None and e.seq == checkpoint.seq:
             if not checkpoint.matches(e.hash):
                 return (i, Verdict(False, i + 1, e.seq, "log differs from the checkpoint (rewritten)"), False), \
@@ -428,16 +452,18 @@ def _walk(entries: list[Entry], known_actors: set[bytes],
 PARALLEL_VERIFY_MIN = 20_000
 
 
-def _check_range(entries: list[Entry], known: set[bytes], lo: int,
-                 hi: int) -> tuple[int | None, int | None, int | None, int | None, int | None]:
-    """In entries[lo:hi]: (first index whose hash is wrong, seq of the first bad signature,
-    first index of the labelled form, first index of the older form, first index of the
-    older form after one of the labelled form)."""
+def _check_range(entries: list[Entry], known: set[bytes], lo: int, hi: int,
+                 skip: frozenset[int] = frozenset()) -> tuple[int | None, int | None, int | None, int | None, int | None]:
+    """In entries[lo:hi], leaving out the quarantined seqs ``skip``: (first index whose hash
+    is wrong, seq of the first bad signature, first index of the labelled form, first index
+    of the older form, first index of the older form after one of the labelled form)."""
     bad_hash = bad_sig = first_new = first_old = downgrade = None
     zero = bytes(64)
     form: bool | None = True
     for i in range(lo, hi):
         e = entries[i]
+        if e.seq in skip:
+            continue
         try:
             form = entry_form(e, first=form is not False)
         except (TypeError, AttributeError, ValueError, struct.error):  # a value of the wrong SQL type
@@ -599,16 +625,20 @@ class RecordCheck:
 
 
 def compare_states(entries: list[Entry], known: set[bytes], rows: list[tuple[bytes, str]],
-                   damaged: tuple[str, ...] = ()) -> tuple[RecordCheck, list[str], list[str]]:
+                   damaged: tuple[str, ...] = (), deciders: set[bytes] = frozenset()  # type: ignore[assignment]
+                   ) -> tuple[RecordCheck, list[str], list[str]]:
     """Vault.check_records' comparison of rows (record id, state token) with the log: (what differs, the logged states no row holds, the
-    states of the rows that differ). Raises IntegrityError for a log that fails verification."""
-    verdict = verify(entries, known)
+    states of the rows that differ). Raises IntegrityError for a log that fails verification.
+    Quarantined entries (``deciders``' decisions) are left out of the replay: what a forged
+    entry says about rows is not taken."""
+    verdict = verify(entries, known, deciders=deciders)
     if not verdict.ok:
         raise IntegrityError(f"{verdict}; the rows cannot be checked against a damaged log")
     live: dict[str, int] = {}
     dropped: set[str] = set()
+    held = set(verdict.quarantined)
     for e in entries:
-        if not isinstance(e.detail, str) or '"state"' not in e.detail:
+        if e.seq in held or not isinstance(e.detail, str) or '"state"' not in e.detail:
             continue
         try:
             state = json.loads(e.detail)["state"]
@@ -636,10 +666,12 @@ def compare_states(entries: list[Entry], known: set[bytes], rows: list[tuple[byt
 def summary(entries: list[dict[str, Any]], classes_of: dict[str, str]) -> dict[str, dict[str, int]]:
     """Who accessed which classes how often: actor -> class -> number of entries touching it.
     Unsigned entries (failed unlocks) are left out: anyone who can write the table can
-    chain one in a colleague's name, so they never count as an access."""
+    chain one in a colleague's name, so they never count as an access; so are entries that
+    fail their own check (``verified`` false, Vault.audit_entries) or that the lead
+    quarantined: a junk signature in a colleague's name counts for no one."""
     out: dict[str, dict[str, int]] = {}
     for e in entries:
-        if e.get("action") in UNSIGNED_ACTIONS:
+        if e.get("action") in UNSIGNED_ACTIONS or e.get("verified") is False or e.get("quarantined"):
             continue
         detail = e["detail"] if isinstance(e["detail"], dict) else {}
         fields = detail.get("fields")

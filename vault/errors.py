@@ -81,7 +81,8 @@ class VaultExists(VaultError):
 
 class UnfinishedMove(VaultError):
     """The vault is the destination of a move (vault.move) that never finished: it may hold
-    only part of the records, so it is not opened; running the move again replaces it."""
+    only part of the records, so it is not opened; running the move again (from the same
+    source) sets it aside and makes a new one."""
 
 
 class AccessDenied(VaultError):

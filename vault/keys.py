@@ -319,19 +319,40 @@ def verify_text(what: str, ring: Keyring, vault_id: bytes, text: str, blob: byte
         raise IntegrityError(f"stored {what} failed the lead's signature (edited in the database?)") from None
 
 
-def key_statement(ring: Keyring, vault_id: bytes, db_version: int, roster: bytes) -> str:
+SLOT_KINDS = ("passphrase", "x25519")  # dv_slots.kind values a statement may name
+
+
+@dataclass(frozen=True)
+class Statement:
+    """A key statement's lines other than its keys, as written (parsed, not yet checked).
+    ``kind`` 1, 2 or 3 (its header); ``db`` the version it signs (0 for kind 1); ``slots``
+    slot id -> kind and ``canaries`` the hex SHA-256 of the canary list (kind 3 only)."""
+
+    kind: int
+    db: int
+    users: str = ""
+    canaries: str = ""
+    slots: tuple[tuple[str, str], ...] = ()
+    claims: tuple[tuple[str, str], ...] = ()
+
+
+def key_statement(ring: Keyring, vault_id: bytes, db_version: int, roster: bytes, *,
+                  slots: dict[str, str], canaries: bytes) -> str:
     """The text the lead (or recovery actor) signs about the vault's keys: the meta key's
     fingerprint (the pin's, vault.pins), the database schema version, the user table's
-    digest (users.roster_digest) and, per class, the current version, key id and X25519
-    public key (docs/format.md 9b). Why: a key slot is a sealed box anyone can make, and
-    every enrolled user holds the meta key, so nothing but a signature tells a user that the
-    class public keys they seal identity and risk data to are the lead's; and the version
-    and the user table are stored in the clear, where a database writer could lower the one
-    or put back an older signed copy of the other. Only a holder of every class key can
-    write it."""
+    digest (users.roster_digest), the SHA-256 of the sealed canary list, every key slot that
+    must exist (``slots``: id -> kind) and, per class, the current version, key id and
+    X25519 public key (docs/format.md 9b). Why: a key slot is a sealed box anyone can make,
+    and every enrolled user holds the meta key, so nothing but a signature tells a user that
+    the class public keys they seal identity and risk data to are the lead's; and the
+    version, the user table, the slots and the canary list are stored where a database
+    writer can raise or lower the one, put back an older signed copy of the next, delete
+    the recovery passphrase's slot or switch the canaries off. Only a holder of every class
+    key can write it."""
     from .pins import fingerprint
     lines = [F.KEYS_STATEMENT_HEADER, f"meta {fingerprint(vault_id, ring.current(KIND_META_KEY).secret)}",
-             f"db {db_version}", f"users {roster.hex()}"]
+             f"db {db_version}", f"users {roster.hex()}", f"canaries {C.sha256(canaries).hex()}"]
+    lines += [f"slot {sid} {kind}" for sid, kind in sorted(slots.items())]
     lines += [f"class {name} {claim}" for name, claim in sorted(_class_claims(ring).items())]
     return "\n".join(lines) + "\n"
 
@@ -350,49 +371,105 @@ def _class_claims(ring: Keyring) -> dict[str, str]:
     return out
 
 
-def check_key_statement(ring: Keyring, vault_id: bytes, text: str, signature: bytes, *,
-                        db_version: int, roster: bytes) -> int:
-    """Refuse a keyring whose meta key or whose current key (or public key) of any class
-    is not the one in the signed statement: a substituted key slot (threat model 9); a
-    stored database version lower than the signed one; a user table (``roster``: its
-    users.roster_digest) other than the signed one; and, from SIGNED_VERSION_FROM on, a
-    statement of the older kind, which names neither. Returns the signed version (0 for
-    the older kind), so that the lead's open knows when to sign again."""
-    from .pins import fingerprint
-    verify_text("keys", ring, vault_id, text, signature)
+_MALFORMED = "the signed key statement is malformed"
+_HEX16, _HEX64 = re.compile(r"[0-9a-f]{16}"), re.compile(r"[0-9a-f]{64}")
+
+
+def parse_statement(text: str) -> Statement:
+    """The lines of a key statement of any kind; IntegrityError if it is not well formed.
+    Not a check of anything it says (see check_key_statement)."""
     lines = text.split("\n")
     if len(lines) < 3 or lines[-1] != "" or not lines[1].startswith("meta "):
-        raise IntegrityError("the signed key statement is malformed")
-    if lines[0] == F.KEYS_STATEMENT_HEADER_V1:
-        if db_version >= F.SIGNED_VERSION_FROM:
-            raise IntegrityError("the signed key statement is older than this vault (an old copy put back in the "
-                                 "database?); tell the lead")
-        signed_db, first_class = 0, 2
-    elif lines[0] == F.KEYS_STATEMENT_HEADER:
-        db_line, users_line = lines[2].split(" "), lines[3].split(" ") if len(lines) > 4 else []
+        raise IntegrityError(_MALFORMED)
+    kind = {F.KEYS_STATEMENT_HEADER_V1: 1, F.KEYS_STATEMENT_HEADER_V2: 2, F.KEYS_STATEMENT_HEADER: 3}.get(lines[0])
+    if kind is None:
+        raise IntegrityError(_MALFORMED)
+    db, users, canaries, pos = 0, "", "", 2
+    if kind >= 2:
+        db_line, users_line = _words(lines, 2), _words(lines, 3)
         if len(db_line) != 2 or db_line[0] != "db" or not re.fullmatch(r"[1-9][0-9]{0,8}", db_line[1]) \
-                or len(users_line) != 2 or users_line[0] != "users" or not re.fullmatch(r"[0-9a-f]{64}", users_line[1]):
-            raise IntegrityError("the signed key statement is malformed")
-        signed_db, first_class = int(db_line[1]), 4
-        if db_version < signed_db:
-            raise IntegrityError(f"this vault's database version was lowered (the lead signed v{signed_db}, the "
+                or len(users_line) != 2 or users_line[0] != "users" or not _HEX64.fullmatch(users_line[1]):
+            raise IntegrityError(_MALFORMED)
+        db, users, pos = int(db_line[1]), users_line[1], 4
+    slots: list[tuple[str, str]] = []
+    if kind == 3:
+        can = _words(lines, 4)
+        if len(can) != 2 or can[0] != "canaries" or not _HEX64.fullmatch(can[1]) or db < F.STATEMENT_V3_FROM:
+            raise IntegrityError(_MALFORMED)
+        canaries, pos = can[1], 5
+        while pos < len(lines) - 1 and lines[pos].startswith("slot "):
+            parts = lines[pos].split(" ")
+            if len(parts) != 3 or not _HEX16.fullmatch(parts[1]) or parts[2] not in SLOT_KINDS \
+                    or (slots and parts[1] <= slots[-1][0]):
+                raise IntegrityError(_MALFORMED)  # sorted by id, each once
+            slots.append((parts[1], parts[2]))
+            pos += 1
+    claims: list[tuple[str, str]] = []
+    for line in lines[pos:-1]:
+        parts = line.split(" ")
+        if len(parts) != 5 or parts[0] != "class" or (claims and parts[1] <= claims[-1][0]):
+            raise IntegrityError(_MALFORMED)  # sorted by name, each once
+        claims.append((parts[1], " ".join(parts[2:])))
+    return Statement(kind, db, users, canaries, tuple(slots), tuple(claims))
+
+
+def _words(lines: list[str], i: int) -> list[str]:
+    return lines[i].split(" ") if i < len(lines) - 1 else []
+
+
+def statement_version(text: bytes | None) -> int | None:
+    """The database version a stored statement names, read without checking its signature
+    (None: no statement, or one that names none). open() uses it before unlocking to tell a
+    version raised in the database from a vault a later release made: the statement of a
+    later release names that release's version."""
+    try:
+        st = parse_statement(text.decode("ascii")) if text else None
+    except (UnicodeDecodeError, IntegrityError):
+        return None
+    return st.db if st is not None and st.kind >= 2 else None
+
+
+def check_key_statement(ring: Keyring, vault_id: bytes, text: str, signature: bytes, *,
+                        db_version: int, roster: bytes, canaries: bytes | None = None) -> int:
+    """Refuse a keyring whose meta key or whose current key (or public key) of any class
+    is not the one in the signed statement: a substituted key slot (threat model 9); a
+    stored database version other than the signed one (lowered, to have an upgrade step
+    redone, or raised, to lock everyone out or to have the next signature launder it); a
+    user table (``roster``: its users.roster_digest) other than the signed one; a canary
+    list (``canaries``: the stored blob) other than the signed one; and a statement of an
+    older kind than the version needs (kind 1 from SIGNED_VERSION_FROM, kind 2 from
+    STATEMENT_V3_FROM). Returns the signed version (0 for kind 1), so that the lead's open
+    knows when to sign again. The slots it names are the signers' to check (vault.statement)."""
+    from .pins import fingerprint
+    verify_text("keys", ring, vault_id, text, signature)
+    st = parse_statement(text)
+    older = IntegrityError("the signed key statement is older than this vault (an old copy put back in the "
+                           "database?); tell the lead")
+    if st.kind == 1 and db_version >= F.SIGNED_VERSION_FROM:
+        raise older
+    if st.kind >= 2:
+        if db_version < st.db:
+            raise IntegrityError(f"this vault's database version was lowered (the lead signed v{st.db}, the "
                                  f"database says v{db_version}): the database was edited; tell the lead")
-        if not C.mac_equal(users_line[1].encode(), roster.hex().encode()):
+        if db_version > st.db:
+            raise IntegrityError(f"this vault's database version was raised (the lead signed v{st.db}, the database "
+                                 f"says v{db_version}): the database was edited; the lead's next open restores it, "
+                                 "tell the lead")
+        if not C.mac_equal(st.users.encode(), roster.hex().encode()):
             raise IntegrityError("the user table is not the one the lead signed last (an older copy put back, or "
                                  "rows edited); do not add records, tell the lead")
-    else:
-        raise IntegrityError("the signed key statement is malformed")
-    claims: dict[str, str] = {}
-    for line in lines[first_class:-1]:
-        parts = line.split(" ")
-        if len(parts) != 5 or parts[0] != "class" or (claims and parts[1] <= list(claims)[-1]):
-            raise IntegrityError("the signed key statement is malformed")  # sorted by name, each once
-        claims[parts[1]] = " ".join(parts[2:])
-    if not C.mac_equal(lines[1][5:].encode(), fingerprint(vault_id, ring.current(KIND_META_KEY).secret).encode()):
+    if st.kind == 2 and st.db >= F.STATEMENT_V3_FROM:
+        raise older
+    if not C.mac_equal(text.split("\n")[1][5:].encode(),
+                       fingerprint(vault_id, ring.current(KIND_META_KEY).secret).encode()):
         raise IntegrityError("your meta key is not the one the lead signed: your key slot may have been "
                              "replaced; do not add records, tell the lead")
+    claims = dict(st.claims)
     for name, held in sorted(_class_claims(ring).items()):
         if claims.get(name) != held:
             raise IntegrityError(f"your keys for class {name} are not the ones the lead signed: your key slot "
                                  "may have been replaced; do not add records, tell the lead")
-    return signed_db
+    if st.kind == 3 and not C.mac_equal(st.canaries.encode(), C.sha256(canaries or b"").hex().encode()):
+        raise IntegrityError("the canary list is not the one the lead signed (replaced, emptied or put back from "
+                             "an older copy in the database?); tell the lead")
+    return st.db

@@ -112,6 +112,15 @@ def _v7(conn: Connection) -> None:
     a vault to this version."""
 
 
+def _v8_key_statement(conn: Connection) -> None:
+    """No table changes. From version 8 on, the signed key statement is of the third kind
+    (docs/format.md 9b, "dvault keys v3"): it also names every key slot that must exist and
+    commits to the canary list, which is sealed under a key only the lead and the recovery
+    passphrase hold (format.md 13a). vault.open converts the list and signs the statement in
+    the same transaction, so only the lead's or a recovery opener's open takes a vault to
+    this version; other openers work at version 7 until then."""
+
+
 def _v8_reveal_sig(conn: Connection) -> None:
     """``dv_reveals`` gains ``sig``: the requester's Ed25519 signature over what they asked
     for (docs/format.md 8b), which the lead's approval checks against the row, so that a
@@ -125,8 +134,10 @@ def _v8_reveal_sig(conn: Connection) -> None:
 
 def _v8(conn: Connection) -> None:
     """From version 8 on: signed break-glass requests (:func:`_v8_reveal_sig`); new audit
-    entries take the labelled form (docs/format.md 13a), which needs no table change."""
+    entries take the labelled form (docs/format.md 13a), which needs no table change; the
+    third kind of key statement (:func:`_v8_key_statement`)."""
     _v8_reveal_sig(conn)
+    _v8_key_statement(conn)
 
 
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7,

@@ -66,9 +66,10 @@ def move(src: Vault, url: str | os.PathLike[str], passphrase: str, *, lead: Iden
     sizing. All or nothing: if anything fails after the new vault was created, it is
     removed again (the new vault is made first, so a refused destination costs no read
     of the source). A process killed part way cannot remove it: the new vault carries a
-    ``moving`` mark from its first commit, cleared in the transaction that imports the
-    records, and open() refuses a vault with the mark; running the move again replaces
-    such a vault (never a finished one). Audited on both sides: the source logs an ``export`` of every field
+    ``moving`` mark from its first commit, signed by ``src``'s signer and cleared in the
+    transaction that imports the records, and open() refuses a vault with the mark;
+    running the move again sets such a vault aside (vault.moving: renamed and kept, never
+    a finished one, never one whose mark this source did not sign). Audited on both sides: the source logs an ``export`` of every field
     (and an ``alarm`` per canary, as any export does), the new vault an ``import``."""
     def check() -> None:
         src._need_all_classes("moving the vault")
@@ -80,10 +81,13 @@ def move(src: Vault, url: str | os.PathLike[str], passphrase: str, *, lead: Iden
     if hmac.compare_digest(old_lead, lead.public.ed25519):
         raise ValidationError("the new vault needs a new lead identity: this one leads the old vault")
     plan = src._plan_active
-    discard_unfinished_move(url)  # left by an earlier run of a move that was killed part way
+    # left by an earlier run of this move that was killed part way: set aside, never dropped
+    discard_unfinished_move(url, src)
+    who, sign = src._plan_signer()  # the mark is ours: only a re-run of this move may set it aside
     # made first: a refused destination (a vault already there) costs no read of the source
     dest = create(url, passphrase, schema=src.schema.source, kdf=kdf, population=plan.population,
-                  k=plan.k, precise=plan.mode == "precise", lead=lead, lead_name=lead_name, _moving_from=src.id)
+                  k=plan.k, precise=plan.mode == "precise", lead=lead, lead_name=lead_name, _moving_from=src.id,
+                  _moving_sign=lambda m: who + sign(m))
     try:
         with _writers_out(src) as taken:
             # In a random order: kept in the old storage order, row k of the new vault would be

@@ -18,12 +18,15 @@ from . import keys as K
 from . import migrations
 from . import notes as N
 from . import pseudonym as P
+from . import canaries as CA
+from . import moving
 from . import schema as S
+from . import statement as ST
 from . import users as U
 from .errors import AccessDenied
 from .identity import Identity, PublicIdentity
 from .normalize import tokens
-from .errors import (IntegrityError, KeysChanged, NotFound, SchemaError, UnfinishedMove, ValidationError,
+from .errors import (IntegrityError, KeysChanged, NotFound, SchemaError, ValidationError,
                      VaultClosed, VaultError, VaultExists, WrongPassphrase, utf8)
 from .audit import RecordCheck, has_states, state_key, state_of
 from .record import Record
@@ -62,7 +65,7 @@ def _schema_text(schema: str | os.PathLike[str] | None) -> str:
 def create(url: str | os.PathLike[str], passphrase: str, *, schema: str | os.PathLike[str] | None = None,
            kdf: F.KdfParams | None = None, population: int | None = None, k: int | None = None,
            precise: bool = False, lead: Identity | None = None, lead_name: str = "lead",
-           _moving_from: str = "") -> "Vault":
+           _moving_from: str = "", _moving_sign: Callable[[bytes], bytes] | None = None) -> "Vault":
     """Create a new vault (refusing to overwrite one) and return it open.
 
     ``schema`` is TOML text or a path (``pathlib.Path``) to a TOML file; the default is
@@ -77,7 +80,8 @@ def create(url: str | os.PathLike[str], passphrase: str, *, schema: str | os.Pat
     passphrase then serves as the recovery key.
 
     ``_moving_from`` (vault.move only): the source vault's id, stored as the ``moving``
-    mark in the first commit; open() refuses the vault until the move's import clears it.
+    mark in the first commit with the mover's signature (``_moving_sign`` returns who ||
+    signature; vault.moving); open() refuses the vault until the move's import clears it.
     """
     text = _schema_text(schema)
     parsed = S.load(text)
@@ -122,6 +126,7 @@ def create(url: str | os.PathLike[str], passphrase: str, *, schema: str | os.Pat
         unlock = K.seal_passphrase_slot(passphrase, slot_secret, slot_kid, vault_id, params)
         keyring = K.seal_keyring(slot_secret, slot_kid, vault_id, ring)
         mac = K.mac_schema(ring.current(K.KIND_META_KEY), vault_id, text)
+        canaries = CA.seal_list(seed, vault_id, {})
         with store.tx() as conn:
             version = migrations.upgrade(conn, 0)
             store.put_meta(conn, {
@@ -135,15 +140,16 @@ def create(url: str | os.PathLike[str], passphrase: str, *, schema: str | os.Pat
                 "index_plan_sig": K.sign_text("plan", vault_id, plan_text, who, sign),
                 "index_plan": plan_text.encode(),
                 "index_plan_mac": K.mac_plan(ring.current(K.KIND_META_KEY), vault_id, plan_text),
-                # an empty list, of the size any list up to 113 tags has: a vault with no
-                # canaries looks like one with some
-                "canaries": seal_canaries(ring.current(K.KIND_META_KEY).secret, vault_id, []),
-                **_keys_meta(ring, vault_id, who, sign, version, []),
-                **({"moving": _moving_from.encode("ascii")} if _moving_from else {}),
+                # an empty list, of the size any list up to 170 canaries has: a vault with
+                # no canaries looks like one with some
+                "canaries": canaries,
+                **ST.keys_meta(ring, vault_id, who, sign, version, [], {slot_kid.hex(): _PASSPHRASE}, canaries),
+                **(moving.mark(_moving_from, vault_id, _moving_sign) if _moving_from and _moving_sign else {}),
             })
             store.put_slot(conn, slot_kid.hex(), _PASSPHRASE, unlock, keyring)
         made = store.vault_tables()  # committed, and none was there before: ours to drop on failure
-        v = Vault(store, vault_id, parsed, ring, slot_kid, slot_secret, plan, None, keys_blob=keyring)
+        v = Vault(store, vault_id, parsed, ring, slot_kid, slot_secret, plan, None, keys_blob=keyring,
+                  db_version=version)
         v._audit("create", "", {"schema": parsed.name, "population": population, "k": k, "plan": plan.mode})
         if lead is not None:
             v._identity = lead
@@ -155,33 +161,18 @@ def create(url: str | os.PathLike[str], passphrase: str, *, schema: str | os.Pat
     return v
 
 
-def seal_canaries(meta_secret: bytes, vault_id: bytes, tags: list[str]) -> bytes:
-    """``dv_meta.canaries``: the JSON list of tags padded to a multiple of CANARY_LIST_BLOCK
-    (so its length does not count the decoys), sealed under a fresh nonce."""
-    key = C.Aead(C.hkdf_sha256(meta_secret, F.LABEL_CANARIES))
-    nonce = C.random_bytes(F.NONCE_LEN)
-    return nonce + key.seal(nonce, E.pad(json.dumps(tags).encode(), F.CANARY_LIST_BLOCK), vault_id)
-
-
-def open_canaries(meta_secret: bytes, vault_id: bytes, blob: bytes) -> set[str]:
-    """The tags of a ``dv_meta.canaries`` value: padded, or unpadded JSON as written before
-    2026-11-27 (it ends with "]", which a padded plaintext never does)."""
-    key = C.Aead(C.hkdf_sha256(meta_secret, F.LABEL_CANARIES))
-    try:
-        plain = key.open(blob[:F.NONCE_LEN], blob[F.NONCE_LEN:], vault_id)
-        tags = json.loads(plain if plain.endswith(b"]") else E.unpad(plain, F.CANARY_LIST_BLOCK))
-    except (C.AuthFailure, ValueError, E.Malformed):
-        raise IntegrityError("canary list failed authentication") from None
-    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        raise IntegrityError("canary list failed authentication")
-    return set(tags)
-
-
 def _discard(store: Store, made: set[str]) -> None:
     """Remove a vault this process has just made: SQLite's files (``Store(create=True)``
     refused an existing file, so they are ours even before anything was committed), or on
     PostgreSQL the tables ``made`` (a failure before their commit rolled them back; any
-    other ``dv_*`` table may be someone else's)."""
+    other ``dv_*`` table may be someone else's). A vault that holds more than its creation
+    wrote is set aside instead (vault.moving): no clean-up drops an audit log of use."""
+    if made and moving.written_since_creation(store):
+        try:
+            moving.set_aside(store)
+        finally:
+            store.dispose()
+        return
     if store.sqlite_path is None and made:
         store.drop_tables(made)
     store.dispose()
@@ -193,31 +184,9 @@ def _discard(store: Store, made: set[str]) -> None:
                 pass
 
 
-def discard_unfinished_move(url: str | os.PathLike[str]) -> None:
-    """Remove the vault at ``url`` if it is the destination of a move that never finished
-    (its ``moving`` mark is still set: a move killed part way); anything else is left alone
-    (a finished vault, or nothing at all). For vault.move's re-run."""
-    try:
-        store = Store(_normalise_url(url), create=False)
-    except NotFound:
-        return
-    try:
-        unfinished = False
-        if store.has_vault():
-            with store.tx(write=False) as conn:
-                unfinished = bool(store.get_meta_values(conn, ["moving"]).get("moving"))
-                if unfinished and store.count_records(conn):  # the move's records and the mark's
-                    # removal commit together: a marked vault with records was marked by hand
-                    raise IntegrityError("this vault holds records but is marked as an unfinished move "
-                                         "(edited in the database?): not replacing it")
-        made = store.vault_tables() if unfinished else set()  # create() refused any other dv_* table
-    except BaseException:
-        store.dispose()
-        raise
-    if unfinished:
-        _discard(store, made)
-    else:
-        store.dispose()
+def discard_unfinished_move(url: str | os.PathLike[str], source: "Vault | None" = None) -> str | None:
+    """See vault.moving.discard_unfinished_move (a re-run of vault.move)."""
+    return moving.discard_unfinished_move(os.fspath(url), source)
 
 
 def discard_new(v: "Vault") -> None:
@@ -281,14 +250,11 @@ def _open_once(url: str | os.PathLike[str], passphrase: str | None = None, *,
         if fmt != F.FORMAT_VERSION:
             raise IntegrityError(f"unknown vault format version {fmt}")
         if meta.get("moving"):
-            with store.tx(write=False) as conn:
-                if store.count_records(conn):  # records and the mark's removal commit together
-                    raise IntegrityError("this vault holds records but is marked as an unfinished move (edited "
-                                         "in the database?); do not re-run the move over it, tell the lead")
-            raise UnfinishedMove("this vault is the destination of a move that did not finish (it was "
-                                 "interrupted and may lack records): run the move again; it replaces this vault")
+            moving.check_open(store)
         if len(vault_id) != F.ID_LEN:
             raise IntegrityError("vault id is malformed")
+        # a row above the signed version was raised by hand: opened at the signed one (below)
+        stored_version, raised = ST.signed_version_hint(meta, stored_version)
         if stored_version >= 7 and not meta.get("canaries"):  # format.md 13a: always there from 7 on
             raise IntegrityError("the canary list is missing (deleted in the database?); tell the lead")
         from .store import check_db_version
@@ -350,19 +316,29 @@ def _open_once(url: str | os.PathLike[str], passphrase: str | None = None, *,
         raise
     try:  # its set-up reads the user table again: a failure there must not leak the connection
         v = Vault(store, vault_id, parsed, ring, slot_kid, slot_secret, plan, pending, user=me, identity=identity,
-                  keys_blob=bytes(keyring_blob))
+                  keys_blob=bytes(keyring_blob), db_version=stored_version)
     except BaseException:
         store.dispose()
         raise
     try:
-        # Only a signer can write the statement that versions from SIGNED_VERSION_FROM on need.
-        target = F.DB_SCHEMA_VERSION if signer or stored_version >= F.SIGNED_VERSION_FROM \
+        if raised is not None and not signer:
+            raise IntegrityError(f"this vault's database version was raised to v{raised} in the database (the lead "
+                                 f"signed v{stored_version}): the database was edited; the lead's next open restores "
+                                 "it; tell the lead")
+        # Only a signer can write the statement that versions from SIGNED_VERSION_FROM on need;
+        # others work at the version they find from there on.
+        target = F.DB_SCHEMA_VERSION if signer else stored_version if stored_version >= F.SIGNED_VERSION_FROM \
             else min(F.DB_SCHEMA_VERSION, F.SIGNED_VERSION_FROM - 1)
-        if stored_version < target or (signer and (signed_db or 0) < max(stored_version, target)):
-            v._upgrade(stored_version, target, resign=signer)
+        if stored_version < target or raised is not None \
+                or (signer and (signed_db or 0) < max(stored_version, target)):
+            v._upgrade(stored_version, target, resign=signer, **({"raised": raised} if raised is not None else {}))
+        v._db_known = max(stored_version, target)
         if signer:  # whoever re-seals keys and signs user tables finds a revocation undone at once
             with store.tx(write=False, snapshot=True) as conn:
-                v._check_not_revoked(conn, v._verified_users(conn))
+                users = v._verified_users(conn)
+                v._check_not_revoked(conn, users)  # ... and a key slot the statement names gone
+                ST.report(v, ST.slot_problems(ST.expected_slots(v, store.get_meta(conn), users, ring),
+                                              store.get_slots(conn)))
         v._audit("open", "", {"as": "identity" if identity else "passphrase"})
     except BaseException:
         v.close()
@@ -377,35 +353,8 @@ def _pin_signers(ring: K.Keyring) -> str:
     return signers_hash(who.get(b"L", b""), who.get(b"R", b""))
 
 
-def _keys_meta(ring: K.Keyring, vault_id: bytes, who: bytes, sign: Callable[[bytes], bytes], db_version: int,
-               users: list[U.User]) -> dict[str, bytes]:
-    """The signed key statement (docs/format.md 9b), as dv_meta stores it."""
-    text = K.key_statement(ring, vault_id, db_version, U.roster_digest(vault_id, users))
-    return {"keys_stmt": text.encode("ascii"), "keys_stmt_sig": K.sign_text("keys", vault_id, text, who, sign)}
-
-
-def _meta_version(meta: dict[str, bytes]) -> int:
-    """The stored ``db_schema_version`` (not authenticated by itself: the key statement
-    signs it from v7 on)."""
-    try:
-        return int(meta["db_schema_version"])
-    except (KeyError, ValueError):
-        raise IntegrityError("vault metadata is missing or malformed") from None
-
-
-def _check_keys_meta(meta: dict[str, bytes], ring: K.Keyring, vault_id: bytes, db_version: int,
-                     users: list[U.User]) -> int | None:
-    """Check the stored key statement against a keyring, the stored database version and
-    the user table (K.check_key_statement); the version it signs (0: an older release's
-    kind), or None if there is none."""
-    if not meta.get("keys_stmt"):
-        return None
-    try:
-        stmt = meta["keys_stmt"].decode("ascii")
-    except UnicodeDecodeError:
-        raise IntegrityError("the signed key statement is malformed") from None
-    return K.check_key_statement(ring, vault_id, stmt, meta.get("keys_stmt_sig", b""), db_version=db_version,
-                                 roster=U.roster_digest(vault_id, users))
+_meta_version = ST.meta_version
+_check_keys_meta = ST.check
 
 
 def _entry_detail(e: Any) -> dict[str, Any]:
@@ -538,7 +487,8 @@ class Vault:
 
     def __init__(self, store: Store, vault_id: bytes, schema: S.Schema, ring: K.Keyring,
                  slot_kid: bytes, slot_secret: bytes, plan: I.Plan, pending: I.Plan | None,
-                 user: U.User | None = None, identity: Identity | None = None, *, keys_blob: bytes = b"") -> None:
+                 user: U.User | None = None, identity: Identity | None = None, *, keys_blob: bytes = b"",
+                 db_version: int = F.DB_SCHEMA_VERSION) -> None:
         self._store: Store | None = store
         # our slot's keyring blob as we loaded (or last wrote) it: every re-seal rewrites it,
         # so a change means another process rotated, revoked or re-sealed (_check_keys)
@@ -560,8 +510,12 @@ class Vault:
         self._plan_active = plan
         self._plan_pending = pending
         self._issued: set[tuple[str, bytes]] = set()  # pseudonyms known to be stored
-        self._canary_cache: set[str] | None = None
-        self._canary_tag_key: tuple[bytes, bytes] | None = None  # (meta key secret, tag key)
+        self._canary_cache: dict[str, int] | None = None  # vault.canaries.load
+        # the database schema version this handle opened (or upgraded) the vault at: the only
+        # one it signs (vault.statement.signable_version), and the one the statement must name
+        self._db_known = db_version
+        #: what the lead should know (a key slot the statement names is missing): the CLI prints them
+        self.warnings: list[str] = []
         self._pid = os.getpid()
         self._writers: dict[bytes, tuple[bytes, frozenset[str]]] = {}
         self._load_ring(ring)
@@ -623,7 +577,7 @@ class Vault:
                      else (rec_pub[:32], N.recipient_id(rec_pub)) if rec_pub else None)
         self._auditor = Auditor(actor, self._signer, reason_to)
 
-    def _upgrade(self, stored: int, target: int, *, resign: bool) -> None:
+    def _upgrade(self, stored: int, target: int, *, resign: bool, raised: int | None = None) -> None:
         """Bring the database to schema version ``target`` in one transaction: the table
         migrations; from before v5, the adoption of unsigned sealed DEKs (readers refuse them
         from v5 on; it needs the class keys); from before v6, a ``restate`` entry with the
@@ -635,7 +589,9 @@ class Vault:
         as the adoption would launder unsigned envelopes put there (refused). All of it under
         an exclusive lock, with the version read again under it: of two clients opening an
         old vault at once, the second finds it upgraded and leaves it (one baseline, and no
-        deadlock on PostgreSQL)."""
+        deadlock on PostgreSQL). ``raised``: the row held this version, above the signed
+        ``stored`` (open() authenticated the latter); the signer's upgrade writes the signed
+        one back (and on), logging a ``repair`` entry, instead of signing the raised one."""
         from .rotation import adopt_sealed
         from .store import check_db_version
         store = self._s()
@@ -645,8 +601,12 @@ class Vault:
                 store.lock_keys(conn)
                 self._check_keys(conn)  # KeysChanged if a rotation happened since we opened
             now = self._db_version(conn)
+            if raised is not None and now == raised:
+                now = stored  # what the signed statement says; the row is written below
+            else:
+                raised = None
             check_db_version(now)
-            if now >= target:  # another client upgraded it since we read it
+            if now >= target and raised is None:  # another client upgraded it since we read it
                 if not resign:
                     return
                 signed = _check_keys_meta(store.get_meta(conn), self._ring, self._vid, now,  # type: ignore[arg-type]
@@ -671,14 +631,16 @@ class Vault:
                 if stored < 5 <= target:
                     adopt_sealed(store, conn, self._vid, {kid: ck.key for kid, ck in self._by_kid.items()}, legacy)
                 store.put_meta(conn, {"db_schema_version": str(new).encode()})
-                if stored < 7 <= new and not store.get_meta_values(conn, ["canaries"]).get("canaries"):
-                    assert self._ring is not None  # an empty list, as create() writes (format.md 13a)
-                    store.put_meta(conn, {"canaries": seal_canaries(self._ring.current(K.KIND_META_KEY).secret,
-                                                                     self._vid, [])})
+                if raised is not None:
+                    self._audit("repair", "", {"db_schema_version": {"found": raised, "signed": stored}})
+                listed = None
+                if resign and stored < F.STATEMENT_V3_FROM <= new:  # sealed for the lead alone from v8
+                    listed = CA.upgraded_list(self, conn)
+                    store.put_meta(conn, {"canaries": listed})
                 if resign:  # never sign a table that lists a user the lead revoked (put back)
                     users = self._verified_users(conn, statement=False)
                     self._check_not_revoked(conn, users)
-                    store.put_meta(conn, _keys_meta(self._ring, self._vid, *self._plan_signer(), new, users))
+                    ST.sign(self, conn, users=users, canaries=listed, version=new)
                 return [self._state_token(rid, data) for rid, data in store.scan_records(conn)] if baseline else []
             if not baseline:
                 work()
@@ -809,7 +771,6 @@ class Vault:
         self._keys = {}
         self._indexers = []
         self._purposes = {}
-        self._canary_tag_key = None
         self._state_key = b""
 
     def _s(self) -> Store:
@@ -957,9 +918,9 @@ class Vault:
         index terms come back), while this process writes the finished chunks. A bad row
         rolls the whole transaction back; the error names the first bad row. ``entry``
         (action, detail) is appended in the same transaction, with the new rows' states, and
-        the canary list is re-sealed there too, with the tags of the rows ``canaries`` (their
-        positions) added (see :meth:`_reseal_canaries`); ``then(ids)`` runs in it last
-        (vault.move: the end of the move)."""
+        a handle that holds the canary list's key re-seals it there too, with the rows
+        ``canaries`` (their positions) added (vault.canaries.reseal); ``then(ids)`` runs in it
+        last (vault.move: the end of the move)."""
         store = self._s()
         self._need_writable("adding records")
         rows = list(rows)
@@ -985,6 +946,8 @@ class Vault:
         with store.tx(write=False) as conn:
             self._sync_plan(conn)  # before the workers fork: they compute the index terms
         with PAR.pool(seal, len(rows)) as pool, store.tx() as conn:
+            if CA.holds_key(self):  # it signs the key statement again (the canary list): first, as every signer
+                store.lock_keys(conn)
             self._check_keys(conn)  # sealed with our class keys: they must still be current
             if self._sync_plan(conn, lock=True):  # a re-index began or ended just now
                 raise KeysChanged("the blind-index plan changed while adding (a re-index elsewhere); add again")
@@ -999,29 +962,10 @@ class Vault:
             store.insert_index_groups(conn, buckets)  # all at once: each bucket is written once
             # in the same transaction: no row without its logged state, no state without its row
             self._audit(entry[0], "", {**entry[1], "count": len(out), **self._states(put=put)})
-            self._reseal_canaries(conn, [out[i] for i in canaries])  # after the log's lock, always
+            CA.reseal(self, conn, [out[i] for i in canaries])  # the lead's adds: after the log's lock
             if then is not None:
                 then(out)
         return out
-
-    def _reseal_canaries(self, conn, new: list[str]) -> None:  # type: ignore[no-untyped-def]
-        """Re-seal the canary list, same tags plus those of ``new``, under a fresh nonce, in the
-        caller's (add's) transaction. Every add by the lead or a recovery opener does it, so a
-        database watcher sees the list's row change with each of their adds, a canary's as
-        any other, and the decoy row and its tag commit together (on PostgreSQL the same
-        xmin); a staff add leaves it alone, as a staff login may not write dv_meta. Read
-        under FOR UPDATE (taken after the log's lock, as every writer of the list takes
-        them): a canary planted meanwhile by someone else is kept. A vault without the row
-        (below schema v7: an older release made it and planted none) gets one only when a
-        canary is planted; from v7 open() refuses one without it."""
-        if not new and not self.role.manage:  # a staff login may not write dv_meta (vault.postgres)
-            return
-        blob = self._s().meta_value(conn, "canaries", lock=True)
-        if not blob and not new:
-            return
-        assert self._ring is not None
-        tags = open_canaries(self._ring.current(K.KIND_META_KEY).secret, self._vid, blob) if blob else set()
-        self._store_canaries(sorted(tags | {self._canary_tag(rid) for rid in new}))
 
     def _index_rows(self, rid: bytes, values: Mapping[str, Any],
                     oversize: str = "raise") -> list[tuple[int, str, int, bytes]]:
@@ -1481,7 +1425,8 @@ class Vault:
             U.verify_roster(self._lead_vk, self._vid, users, meta.get("roster_sig", b""))
         if statement:  # and it is the table the lead signed last, not an older signed copy
             assert self._ring is not None
-            version = _meta_version(meta)
+            version = self._db_known  # the row's own value is checked where it matters: before signing
+            ST.upgraded_since(meta, version)
             try:
                 signed = _check_keys_meta(meta, self._ring, self._vid, version, users)
             except IntegrityError:
@@ -1500,10 +1445,9 @@ class Vault:
     def _sign_roster(self, conn, users: list[U.User]) -> None:  # type: ignore[no-untyped-def]
         """Sign the user table and, in the same transaction, the key statement that names it."""
         lead = self._need_lead("changing users")
-        assert self._ring is not None
         self._s().put_meta(conn, {"roster_sig": lead.sign(U.roster_bytes(self._vid, users)),
-                                  "lead_vk": lead.public.ed25519,
-                                  **_keys_meta(self._ring, self._vid, b"L", lead.sign, self._db_version(conn), users)})
+                                  "lead_vk": lead.public.ed25519})
+        ST.sign(self, conn, users=users, signer=(b"L", lead.sign))
 
     def _db_version(self, conn) -> int:  # type: ignore[no-untyped-def]
         return _meta_version(self._s().get_meta_values(conn, ["db_schema_version"]))
@@ -1707,6 +1651,7 @@ class Vault:
         store.lock_keys(conn)  # taken already by every caller; held again, it costs nothing
         if not checked:
             self._check_keys(conn)
+        ST.signable_version(self, conn)  # it signs the statement last: refuse before any slot (or state) changes
         mine = self._slot_kid.hex()
         everyone = self._verified_users(conn)
         users = {u.slot_id: u for u in everyone if u.role != U.REVOKED}
@@ -1735,8 +1680,7 @@ class Vault:
             if slot_id == mine:
                 self._slot_secret = secret
                 self._keys_seen = blob
-        store.put_meta(conn, _keys_meta(ring, self._vid, *self._plan_signer(), self._db_version(conn),
-                                        self._verified_users(conn, statement=False)))  # the keys slots now hold
+        ST.sign(self, conn, ring=ring, users=self._verified_users(conn, statement=False))  # the keys slots now hold
 
     # -- audited public API: every call is logged before data is returned ------------------
     def _audit(self, action: str, target: str = "", detail: dict | None = None) -> None:
@@ -2065,8 +2009,12 @@ class Vault:
         reason; other roles see only their own entries, without numbers or reasons. Reading
         is itself audited. ``target`` is
         a pseudonym of any purpose the caller holds (badge, travel, ...): the entries about
-        that record, whose target is its audit pseudonym, are kept."""
+        that record, whose target is its audit pseudonym, are kept. Each entry says whether
+        it passes its own check (``verified``: its hash, a known actor, its signature) and
+        whether the lead ``quarantined`` it (vault.audit_trust); audit.summary counts only
+        verified ones."""
         from . import audit as A
+        from .audit_trust import mark
         for label, ms in (("since_ms", since_ms), ("until_ms", until_ms)):
             if ms is not None and (isinstance(ms, bool) or not isinstance(ms, int)):
                 raise ValidationError(f"{label} must be Unix time in milliseconds (an integer)")
@@ -2075,7 +2023,7 @@ class Vault:
         self._audit("audit_read", "", {"filters": [x for x, v in (("actor", actor), ("action", action),
                                                                    ("since", since_ms), ("until", until_ms),
                                                                    ("target", target)) if v is not None]})
-        out = []
+        out, kept = [], []
         me = A.actor_id(self._auditor.actor)
         for e in A.read_entries(self._s()):
             aid = A.actor_id(e.actor)
@@ -2095,7 +2043,8 @@ class Vault:
             # only the lead sees entry numbers: another role's own entries would skip the
             # number of each hidden alarm, telling a decoy from a real record
             out.append({"seq": e.seq, **shown} if self.role.manage else shown)
-        return out
+            kept.append(e)
+        return [{**shown, **flag} for shown, flag in zip(out, mark(self, kept))]
 
     def _open_reason(self, sealed: bytes) -> str | None:
         if not sealed or not self.role.manage:
@@ -2111,9 +2060,30 @@ class Vault:
         """Check the whole chain (and a checkpoint, if given); returns a Verdict naming the
         first bad entry."""
         from . import audit as A
+        from .audit_trust import deciders
         cp = A.Checkpoint.parse(against) if against else None
         self._audit("audit_verify", "", {"checkpoint": cp.seq if cp else None})
-        return A.verify(A.read_entries(self._s(), damaged=True), self._known_actors(), cp)
+        return A.verify(A.read_entries(self._s(), damaged=True), self._known_actors(), cp, deciders(self))
+
+    def audit_problem(self, seq: int) -> dict[str, Any]:
+        """Lead: audit entry ``seq`` and what is wrong with it (``problem``, None if it
+        verifies on its own), before deciding to quarantine it. Logged as a read of the log."""
+        from .audit_trust import describe
+        self._guard("audit_read", lambda: self._need_manage("examining an audit entry"))
+        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
+            raise ValidationError("an audit entry number is a positive integer")
+        self._audit("audit_read", "", {"filters": ["seq"]})
+        return describe(self, seq)
+
+    def quarantine(self, seq: int) -> str:
+        """Lead: write a signed decision that audit entry ``seq`` (a forged or edited entry
+        that verify stops at for good) is bad; verify and the record check then step over
+        it and report it as quarantined. Returns what is wrong with it."""
+        from .audit_trust import quarantine
+        self._guard("quarantine", lambda: self._need_manage("quarantining an audit entry"))
+        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
+            raise ValidationError("an audit entry number is a positive integer")
+        return self._guard("quarantine", lambda: quarantine(self, seq))
 
     def check_records(self, *, accept: bool = False) -> RecordCheck:
         """Lead: compare every record row with the state the audit log says it has, which
@@ -2130,9 +2100,11 @@ class Vault:
         those of the rows that differed. Damaged rows cannot be accepted (they open for no
         one): restore or shred them first. Returns what was found before accepting."""
         from . import audit as A
+        from .audit_trust import deciders
         self._guard("check_records", lambda: self._need_manage("checking records against the log"))
         store = self._s()
         known = self._known_actors()
+        decide = deciders(self)
 
         def compare() -> tuple[RecordCheck, list[str], list[str]]:
             with store.tx(write=accept) as conn:
@@ -2154,7 +2126,7 @@ class Vault:
                         rows.append((rid, self._state_token(rid, data)))
                     except IntegrityError:  # malformed: no DEK ids to name its state (already damaged)
                         pass
-                found = A.compare_states(entries, known, rows, tuple(damaged))
+                found = A.compare_states(entries, known, rows, tuple(damaged), decide)
                 found = (dataclasses.replace(found[0], rows=scanned), found[1], found[2])  # unparseable ones too
                 if accept and found[0].damaged:
                     raise IntegrityError(f"{len(found[0].damaged)} record row(s) fail authentication and cannot be "
@@ -2192,21 +2164,14 @@ class Vault:
 
     # -- tripwires ------------------------------------------------------------------------
     def plant_canary(self, values: Mapping[str, Any]) -> str:
-        """Lead: add a decoy participant. Any read, search hit, export, pseudonym, update,
-        shred or break-glass step touching it writes an ``alarm`` entry; its row is
-        indistinguishable from a real one on disk."""
+        """Lead: add a decoy participant (vault.canaries). Any read, search hit, listing,
+        export, pseudonym, update, shred or break-glass step touching it shows in
+        :meth:`alarms`; its row is indistinguishable from a real one on disk, and only the
+        lead's and the recovery passphrase's keys open the list that names it."""
         self._guard("plant_canary", lambda: (self._need_all_classes("planting canaries"),
                                              self._need_manage("planting canaries")))
-        # one transaction for the decoy row, its "add" entry and its tag in the list
+        # one transaction for the decoy row, its "add" entry and its place in the list
         return self._guard("plant_canary", lambda: self._add_many_impl([values], canaries=[0]))[0]
-
-    def _canary_tag(self, record_id: str) -> str:
-        """Derived once per meta key (every audited read of a vault with canaries asks)."""
-        assert self._ring is not None
-        secret = self._ring.current(K.KIND_META_KEY).secret
-        if self._canary_tag_key is None or self._canary_tag_key[0] is not secret:
-            self._canary_tag_key = (secret, C.hkdf_sha256(secret, F.LABEL_CANARY_TAG))
-        return C.hmac_sha256(self._canary_tag_key[1], bytes.fromhex(record_id))[:16].hex()
 
     def _state_token(self, rid: bytes, data: bytes, ids: bytes | None = None) -> str:
         """The row's state as the audit log names it (audit.record_state), or from the DEK ids
@@ -2222,58 +2187,33 @@ class Vault:
         out = {k: sorted(v) for k, v in (("drop", drop), ("put", put)) if v}
         return {"state": out} if out else {}
 
-    def _canary_tags(self) -> set[str]:
-        """Read once per session (a canary planted meanwhile by someone else is noticed at
-        the next open): one less database round trip on every audited read."""
-        if self._canary_cache is not None:
-            return self._canary_cache
-        with self._s().tx(write=False) as conn:
-            meta = self._s().get_meta_values(conn, ["canaries", "db_schema_version"])
-        blob = meta.get("canaries", b"")
-        if not blob:
-            if _meta_version(meta) >= 7:
-                # written at creation (and by the upgrade to v7): deleted, every canary would be off
-                raise IntegrityError("the canary list is missing (deleted in the database?); tell the lead")
-            self._canary_cache = set()
-            return self._canary_cache
-        assert self._ring is not None
-        self._canary_cache = open_canaries(self._ring.current(K.KIND_META_KEY).secret, self._vid, blob)
-        return self._canary_cache
-
-    def _store_canaries(self, tags: list[str]) -> None:
-        """Write the list (joining the caller's transaction, if any)."""
-        assert self._ring is not None
-        blob = seal_canaries(self._ring.current(K.KIND_META_KEY).secret, self._vid, tags)
+    def _store_canaries(self, blob: bytes) -> None:
+        """Write the sealed list (joining the caller's transaction, if any)."""
         with self._s().tx() as conn:
             self._s().set_meta_value(conn, "canaries", blob)
-        self._canary_cache = set(tags)
 
     def _canaries(self) -> set[str]:
-        """Record ids (hex) of canaries among all records (computed from tags; cached per call)."""
-        tags = self._canary_tags()
-        if not tags:
-            return set()
-        return {rid for rid in self.ids() if self._canary_tag(rid) in tags}
+        """Record ids (hex) of the canaries present; empty for a handle without the list's key."""
+        return CA.live(self)
 
     def _alarm_if_canary(self, record_ids: Iterable[str], op: str) -> None:
-        tags = self._canary_tags()
-        if not tags:
-            return
-        for rid in record_ids:
-            if self._canary_tag(rid) in tags:
-                self._alarm(rid, op)
+        CA.alarm_if_canary(self, record_ids, op)
 
     def _alarm(self, record_id: str, op: str) -> None:
         self._audit("alarm", self._target(record_id), {"op": op, "canary": True})
 
     def alarms(self) -> list[dict[str, Any]]:
-        """Canary alarms in the log, for the lead's status screen (not itself logged). Lead
-        only: another role could count the alarms before and after a read and so tell a
-        decoy from a real record (a refusal is logged, as every denial is)."""
-        from . import audit as A
+        """Every touch of a canary in the log (vault.canaries.alarms), for the lead's status
+        screen (not itself logged). Lead only: another role could count the alarms before
+        and after a read and so tell a decoy from a real record (a refusal is logged, as
+        every denial is)."""
         self._guard("alarms", lambda: self._need_manage("listing canary alarms"))
-        return [{"seq": e.seq, "at": e.at, "actor": A.actor_id(e.actor), "detail": _entry_detail(e)}
-                for e in A.read_entries(self._s()) if e.action == "alarm"]
+        return CA.alarms(self)
+
+    def canary_count(self) -> int:
+        """Lead: how many canaries are planted and present (the status screen)."""
+        self._guard("canaries", lambda: self._need_manage("counting canaries"))
+        return CA.count(self)
 
     def ids(self) -> list[str]:
         """All record ids (random; they reveal nothing but the count)."""

@@ -517,6 +517,53 @@ def build() -> dict[str, dict]:
                  "ed25519_public": h(signer_pk), "slot_id": slot_id},
         "statement": statement2, "signature": h(b"L" + crypto_sign(signed2, signer_sk)[:64]),
     }
+    # -- the canary list (format.md 13a, database schema v8 on) ---------------------------------
+    seed = det("canary-recovery-seed", 32)
+    canaries = sorted([(det("canary-record-b", 16), 41), (det("canary-record-a", 16), 7)])
+    plain = struct.pack(">I", len(canaries)) + b"".join(rid + struct.pack(">Q", since) for rid, since in canaries)
+    padded = plain + b"\x80" + b"\x00" * (-(len(plain) + 1) % 4096)
+    list_nonce = det("canary-list-nonce", 12)
+    list_header = bytes([VERSION]) + b"C"
+    list_blob = list_header + list_nonce + AESGCM(hkdf(seed, b"dvault/v1/canary-list")).encrypt(
+        list_nonce, padded, list_header + vid)
+    files["canary_list_v1.json"] = {
+        "expect": "success",
+        "description": "dv_meta.canaries: 0x01 'C' || nonce || AES-256-GCM(HKDF(recovery seed, canary-list), nonce, "
+                       "pad4096(u32 n || (record_id || u64 planting seq)* sorted by id), aad = header || vault_id)",
+        "recovery_seed": h(seed), "vault_id": h(vid), "nonce": h(list_nonce),
+        "canaries": [{"record_id": h(rid), "since": since} for rid, since in canaries],
+        "blob": h(list_blob), "sha256": hashlib.sha256(list_blob).hexdigest(),
+    }
+    # v3 (database schema v8 on): the canary list's SHA-256 and every slot that must exist
+    pass_slot = det("statement-passphrase-slot", 8).hex()
+    slot_lines = sorted([(slot_id, "x25519"), (pass_slot, "passphrase")])
+    lines3 = ["dvault keys v3", lines[1], "db 8", lines2[3], f"canaries {hashlib.sha256(list_blob).hexdigest()}"] \
+        + [f"slot {sid} {kind}" for sid, kind in slot_lines] + lines[2:]
+    statement3 = "\n".join(lines3) + "\n"
+    signed3 = b"dvault/v1/keys-sig" + vid + hashlib.sha256(statement3.encode("ascii")).digest()
+    files["key_statement_v3.json"] = {
+        "expect": "success",
+        "description": "ASCII lines: header, meta pin, db VERSION, users (as v2), canaries hex(SHA-256(dv_meta.canaries)), "
+                       "slot ID KIND sorted by id, class lines as in v1; sig = who || Ed25519(label || vault_id || "
+                       "SHA-256(text))",
+        "vault_id": h(vid), "meta_key": h(meta_key),
+        "classes": [{"name": n, "version": v, "kid": h(k), "key": h(key)} for n, (key, k, v) in sorted(classes.items())],
+        "lead_ed25519_seed": h(signer_seed), "lead_ed25519_public": h(signer_pk),
+        "db_version": 8, "roster_bytes": h(roster), "canary_list": h(list_blob),
+        "slots": [{"slot_id": sid, "kind": kind} for sid, kind in slot_lines],
+        "statement": statement3, "signature": h(b"L" + crypto_sign(signed3, signer_sk)[:64]),
+    }
+    # the moving mark of a move's new vault (format.md 12)
+    dest = det("moving-destination-vault", 16)
+    moved_msg = b"dvault/v1/moving-sig" + dest + vid
+    files["moving_mark_v1.json"] = {
+        "expect": "success",
+        "description": "dv_meta.moving = hex(source vault id); moving_sig = who || Ed25519(signer, 'dvault/v1/moving-sig' "
+                       "|| destination vault_id || source vault_id), signer: the source's lead (L) or recovery actor (R)",
+        "source_vault_id": h(vid), "destination_vault_id": h(dest), "signer_ed25519_seed": h(signer_seed),
+        "signer_ed25519_public": h(signer_pk), "moving": h(vid),
+        "moving_sig": h(b"L" + crypto_sign(moved_msg, signer_sk)[:64]),
+    }
     # -- blind index -------------------------------------------------------------------------
     ckey = det("class-key-identity", 32)
     cases = []

@@ -415,9 +415,21 @@ class Reader:
             assert lines[-1] == ""
             lines = lines[:-1]
             stored = int(self.meta["db_schema_version"])
-            if lines[0] == "dvault keys v2":  # db VERSION (at most the stored one) and the roster's digest
-                res["keys_stmt_header"] = True
-                res["keys_stmt_db"] = lines[2].startswith("db ") and 1 <= int(lines[2][3:]) <= stored
+            if lines[0] == "dvault keys v3":  # from v8: also the canary list's hash and every slot
+                res["keys_stmt_header"] = stored >= 8
+                res["keys_stmt_db"] = lines[2] == f"db {stored}"
+                res["keys_stmt_users"] = lines[3] == "users " + hashlib.sha256(roster).hexdigest()
+                res["keys_stmt_canaries"] = lines[4] == "canaries " + hashlib.sha256(
+                    self.meta.get("canaries", b"")).hexdigest()
+                slot_lines = [ln for ln in lines[5:] if ln.startswith("slot ")]
+                named = [tuple(ln.split(" ")[1:]) for ln in slot_lines]
+                present = sorted((str(a), str(b)) for a, b in self.db.execute("select slot_id, kind from dv_slots"))
+                res["keys_stmt_slots_sorted"] = [n[0] for n in named] == sorted({n[0] for n in named})
+                res["keys_stmt_slots_present"] = sorted(named) == present
+                lines = lines[:2] + lines[5 + len(slot_lines):]
+            elif lines[0] == "dvault keys v2":  # v7: db VERSION (the stored one) and the roster's digest
+                res["keys_stmt_header"] = stored == 7
+                res["keys_stmt_db"] = lines[2] == f"db {stored}"
                 res["keys_stmt_users"] = lines[3] == "users " + hashlib.sha256(roster).hexdigest()
                 lines = lines[:1] + lines[1:2] + lines[4:]
             else:  # v1 only below database schema v7
@@ -433,8 +445,18 @@ class Reader:
                 res["keys_stmt_exact"] = lines[1:] == want
         if int(self.meta["db_schema_version"]) >= 7:  # §13a: always there from version 7 on
             res["canaries_present"] = bool(self.meta.get("canaries"))
-        if self.meta.get("canaries"):
-            c = self.meta["canaries"]
+        c = self.meta.get("canaries")
+        seed = self.kr.one(8)
+        if c and int(self.meta["db_schema_version"]) >= 8:  # kind C, under the recovery seed: the lead's only
+            if seed:
+                check_header(c, "C")
+                plain = aead_open(hkdf(seed["key"], "dvault/v1/canary-list"), c[2:14], c[14:], c[:2] + vid)
+                assert len(plain) % 4096 == 0 and plain.rstrip(b"\x00").endswith(b"\x80")
+                plain = plain.rstrip(b"\x00")[:-1]
+                n = struct.unpack(">I", plain[:4])[0]
+                res["canaries_decrypt"] = len(plain) == 4 + 24 * n
+                self.canary_ids = {plain[4 + 24 * i:20 + 24 * i].hex() for i in range(n)}
+        elif c:  # before v8: under the meta key, tags
             key = hkdf(meta["key"], "dvault/v1/canaries")
             plain = aead_open(key, c[:12], c[12:], vid)
             if not plain.endswith(b"]"):  # padded to a multiple of 4096 (format.md 13a)
@@ -801,6 +823,9 @@ def check(path, *, passphrase=None, identity=None, identity_passphrase=None, exp
     if getattr(rd, "canary_tags", None) is not None:
         found = [r for r in got if rd.canary_tag(bytes.fromhex(r)) in rd.canary_tags]
         step("canaries", len(found) == len(rd.canary_tags), f"(canary records: {found})")
+    if getattr(rd, "canary_ids", None) is not None:
+        found = [r for r in got if r in rd.canary_ids]
+        step("canaries", set(found) <= rd.canary_ids, f"(canary records: {found})")
     row_tokens = set(tokens_by_rid.values())
     step("record states: every row's token live", row_tokens <= rd.audit_live,
          f"(rows={len(row_tokens)} live={len(rd.audit_live)} dropped={len(rd.audit_dropped)})")

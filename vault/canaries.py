@@ -1,0 +1,317 @@
+"""Canaries: decoy participants whose every touch the lead learns of (threat model 10).
+
+The list of canaries (docs/format.md 13a) is sealed under a key derived from the recovery
+seed, which only a managing role's keyring (the lead's) and the recovery passphrase's hold,
+and the signed key statement names its SHA-256 (format.md 9b), checked at every open and
+every read of the user table. So staff and tool clients can neither read the list (they
+cannot tell a canary from a participant, from their keyring or from the database) nor
+replace, empty or roll it back unnoticed. Their clients therefore write no alarm: the lead's
+client finds the touches in the log, by each canary's audit pseudonym (the target of a
+read, update, shred, pseudonym or break-glass entry, and a search's ``targets``) and by
+every listing or export written after the canary was planted; for its own accesses (and
+the recovery passphrase's) it writes an ``alarm`` entry as it goes. Only entries whose
+signature verifies count (vault.audit_trust).
+
+Every add by the lead re-seals the list under a fresh nonce and signs the statement again
+in the add's transaction, so a planted canary's add looks like any other add of the lead's.
+
+The lead's client keeps a checkpoint of the log outside the database at every open
+(:func:`witness`), and refuses a log that no longer holds the last one: entries (alarms
+among them) that a database writer deletes after the lead's open are found at the next.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+from . import _crypto as C
+from . import _format as F
+from . import audit as A
+from . import envelope as E
+from . import keys as K
+from . import pseudonym as P
+from . import statement as ST
+from .errors import IntegrityError, VaultError
+
+if TYPE_CHECKING:
+    from .vault import Vault
+
+_HEADER = bytes([F.FORMAT_VERSION]) + F.KIND_CANARY_LIST
+_ENTRY = struct.Struct(">16sQ")  # record id, seq of the entry that planted it
+#: Entries that touch every record (so every canary planted before them).
+EVERY_RECORD = frozenset({"read_all", "export"})
+
+
+# -- the sealed list (format.md 13a) ----------------------------------------------------------
+def seed_of(ring: K.Keyring | None) -> bytes | None:
+    """The recovery seed (keyring kind 8), held by managing roles and the recovery passphrase only."""
+    if ring is None:
+        return None
+    return next((k.secret for k in ring.keys if k.kind == K.KIND_RECOVERY_SEED), None)
+
+
+def seal_list(seed: bytes, vault_id: bytes, canaries: dict[bytes, int], nonce: bytes | None = None) -> bytes:
+    """``dv_meta.canaries``: header, nonce, AEAD over the padded list (u32 count, then each
+    record id and the seq of its planting entry, sorted by id), bound to the vault."""
+    plain = struct.pack(">I", len(canaries)) + b"".join(_ENTRY.pack(rid, since)
+                                                       for rid, since in sorted(canaries.items()))
+    nonce = C.random_bytes(F.NONCE_LEN) if nonce is None else nonce
+    key = C.Aead(C.hkdf_sha256(seed, F.LABEL_CANARY_LIST))
+    return _HEADER + nonce + key.seal(nonce, E.pad(plain, F.CANARY_LIST_BLOCK), _HEADER + vault_id)
+
+
+def open_list(seed: bytes, vault_id: bytes, blob: bytes) -> dict[bytes, int]:
+    """Record id -> seq of its planting entry; IntegrityError for anything else."""
+    bad = IntegrityError("canary list failed authentication")
+    if len(blob) < 2 + F.NONCE_LEN + F.TAG_LEN or blob[:2] != _HEADER:
+        raise bad
+    key = C.Aead(C.hkdf_sha256(seed, F.LABEL_CANARY_LIST))
+    try:
+        plain = E.unpad(key.open(blob[2:2 + F.NONCE_LEN], blob[2 + F.NONCE_LEN:], _HEADER + vault_id),
+                        F.CANARY_LIST_BLOCK)
+        (n,) = struct.unpack_from(">I", plain)
+    except (C.AuthFailure, E.Malformed, struct.error):
+        raise bad from None
+    if len(plain) != 4 + n * _ENTRY.size:
+        raise bad
+    out = dict(_ENTRY.iter_unpack(plain[4:]))
+    if len(out) != n or list(out) != sorted(out):
+        raise bad
+    return out
+
+
+def open_legacy(meta_secret: bytes, vault_id: bytes, blob: bytes) -> set[str]:
+    """The tags of a list as database schema v7 and before wrote it (under the meta key,
+    which every role holds): padded JSON, or unpadded JSON from before 2026-11-27 (it ends
+    with "]", which a padded plaintext never does). Read once, by the upgrade to v8."""
+    key = C.Aead(C.hkdf_sha256(meta_secret, F.LABEL_CANARIES))
+    try:
+        plain = key.open(blob[:F.NONCE_LEN], blob[F.NONCE_LEN:], vault_id)
+        tags = json.loads(plain if plain.endswith(b"]") else E.unpad(plain, F.CANARY_LIST_BLOCK))
+    except (C.AuthFailure, ValueError, E.Malformed):
+        raise IntegrityError("canary list failed authentication") from None
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise IntegrityError("canary list failed authentication")
+    return set(tags)
+
+
+def legacy_tag(meta_secret: bytes, record_id: bytes) -> str:
+    """A canary's tag in a list of schema v7 and before."""
+    return C.hmac_sha256(C.hkdf_sha256(meta_secret, F.LABEL_CANARY_TAG), record_id)[:16].hex()
+
+
+def upgraded_list(v: "Vault", conn: Any) -> bytes:
+    """The list of a vault below schema v8 sealed as from v8 on (the upgrade writes it): the
+    tags of the old list matched to the record ids present, each planted "since entry 0"."""
+    store, seed = v._s(), seed_of(v._ring)
+    assert v._ring is not None and seed is not None  # only a signer upgrades to v8
+    meta_secret = v._ring.current(K.KIND_META_KEY).secret
+    blob = store.meta_value(conn, "canaries")
+    if blob and blob[:2] == _HEADER:
+        try:
+            open_list(seed, v._vid, blob)
+        except IntegrityError:
+            pass  # an old list whose random nonce begins like the header
+        else:  # only v8 writes this kind: the version was lowered and an older statement put back
+            raise IntegrityError("the canary list is of database schema v8, but the vault says it is older and its "
+                                 "key statement is of an older kind: the database was edited (an older statement put "
+                                 "back, to have an older canary list signed); tell the lead")
+    tags = open_legacy(meta_secret, v._vid, blob) if blob else set()
+    found = {rid: 0 for rid, _ in store.scan_records(conn) if tags and legacy_tag(meta_secret, rid) in tags}
+    return seal_list(seed, v._vid, found)
+
+
+# -- a handle's view ----------------------------------------------------------------------------
+def holds_key(v: "Vault") -> bool:
+    return seed_of(v._ring) is not None
+
+
+def load(v: "Vault") -> dict[str, int]:
+    """Canary record id (hex) -> seq of its planting entry; empty for a handle without the
+    key. Read once per session (a canary planted meanwhile by another handle is noticed at
+    the next open), from one snapshot of the list and the statement that names it."""
+    if v._canary_cache is not None:
+        return v._canary_cache
+    seed = seed_of(v._ring)
+    if seed is None:
+        v._canary_cache = {}
+        return v._canary_cache
+    store = v._s()
+    with store.tx(write=False, snapshot=True) as conn:
+        meta = store.get_meta_values(conn, ["canaries", "keys_stmt", "keys_stmt_sig", "db_schema_version"])
+    blob = meta.get("canaries", b"")
+    if not blob:
+        raise IntegrityError("the canary list is missing (deleted in the database?); tell the lead")
+    assert v._ring is not None
+    st = ST.stored(meta, v._ring, v._vid)
+    named = st.canaries if st is not None and st.kind == 3 else None
+    if (named is None and ST.meta_version(meta) >= F.STATEMENT_V3_FROM) \
+            or (named is not None and not C.mac_equal(named.encode(), C.sha256(blob).hex().encode())):
+        raise IntegrityError("the canary list is not the one the lead signed (replaced, emptied or put back from "
+                             "an older copy in the database?); tell the lead")
+    v._canary_cache = {rid.hex(): since for rid, since in open_list(seed, v._vid, blob).items()}
+    return v._canary_cache
+
+
+def reseal(v: "Vault", conn: Any, new: list[str]) -> None:
+    """In an add's transaction (the lead's or the recovery passphrase's; it holds the keys
+    lock and has written its entry): the list with ``new`` added, under a fresh nonce, and
+    the statement signed again to name it. Every such add does it, a canary's like any other."""
+    seed = seed_of(v._ring)
+    if seed is None:
+        return
+    store = v._s()
+    users = v._verified_users(conn)  # the statement as stored names the stored list (and these users)
+    blob = store.meta_value(conn, "canaries", lock=True) or b""
+    listed = open_list(seed, v._vid, blob)
+    if new:
+        planted = A.head(store)[0]  # our add's entry, written in this transaction
+        listed.update({bytes.fromhex(rid): planted for rid in new})
+    fresh = seal_list(seed, v._vid, listed)
+    v._store_canaries(fresh)
+    ST.sign(v, conn, users=users, canaries=fresh)
+    v._canary_cache = {rid.hex(): since for rid, since in listed.items()}
+
+
+def live(v: "Vault") -> set[str]:
+    """Record ids (hex) of the canaries still present."""
+    listed = load(v)
+    return {rid for rid in v.ids() if rid in listed} if listed else set()
+
+
+def alarm_if_canary(v: "Vault", record_ids: Iterable[str], op: str) -> None:
+    """The lead's (and the recovery passphrase's) client: an ``alarm`` entry for each canary
+    among ``record_ids``, after the operation's own entry. Other clients cannot tell."""
+    listed = load(v)
+    if not listed:
+        return
+    for rid in record_ids:
+        if rid in listed:
+            v._alarm(rid, op)
+
+
+# -- what the lead sees ---------------------------------------------------------------------------
+def _audit_names(v: "Vault", listed: dict[str, int]) -> dict[str, str]:
+    """Audit pseudonym -> canary id, computed (never issued: no write)."""
+    keys = v._purposes.get("audit")
+    if keys is None:
+        return {}
+    prefix = P.purpose_prefix("audit")
+    return {P.format(keys.value(bytes.fromhex(rid)), prefix): rid for rid in listed}
+
+
+def _holders(v: "Vault") -> set[bytes]:
+    """Actors whose clients hold the list and write their own alarms: managing users and the
+    recovery actor."""
+    out = {u.public.raw for u in v.users(include_revoked=True)
+           if u.role in v.schema.roles and v.schema.roles[u.role].manage}
+    rec = v._recovery_public()
+    return out | ({rec} if len(rec) == 64 else set())
+
+
+def _touches(e: A.Entry, names: dict[str, str], listed: dict[str, int]) -> list[str]:
+    """The canaries an entry of another actor touched."""
+    if e.target and e.target in names:
+        return [names[e.target]]
+    if e.action == "search" and '"targets"' in e.detail and names:
+        try:
+            found = json.loads(e.detail).get("targets", [])
+        except (ValueError, AttributeError, RecursionError):
+            return []
+        return [names[t] for t in found if isinstance(t, str) and t in names] if isinstance(found, list) else []
+    if e.action in EVERY_RECORD:
+        return [rid for rid, since in sorted(listed.items()) if since < e.seq]
+    return []
+
+
+def alarms(v: "Vault", after: int = 0) -> list[dict[str, Any]]:
+    """Every touch of a canary in the log after entry ``after``, in order: the ``alarm``
+    entries that managing clients wrote, and the touches found in other actors' entries
+    (``derived``). Entries that fail their own check count for nothing."""
+    from .audit_trust import problem
+    listed = load(v)
+    names = _audit_names(v, listed)
+    holders = _holders(v) if listed else set()
+    known = v._known_actors()
+    out: list[dict[str, Any]] = []
+    for e in A.read_entries(v._s(), after=after):
+        if e.action == "alarm":
+            hits, derived = [None], False
+        elif not listed or e.actor in holders or e.action in A.UNSIGNED_ACTIONS:
+            continue
+        else:
+            hits, derived = _touches(e, names, listed), True  # type: ignore[assignment]
+        if not hits or problem(e, known) is not None:
+            continue
+        for rid in hits:
+            detail = _entry_detail(e) if not derived else {"op": e.action, "canary": True, "derived": True}
+            target = e.target if not derived or not rid else next((n for n, r in names.items() if r == rid), "")
+            out.append({"seq": e.seq, "at": e.at, "actor": A.actor_id(e.actor), "target": target, "detail": detail})
+    return out
+
+
+def _entry_detail(e: A.Entry) -> dict[str, Any]:
+    try:
+        detail = json.loads(e.detail)
+    except (TypeError, ValueError, RecursionError):
+        detail = None
+    if not isinstance(detail, dict):
+        raise IntegrityError(f"audit entry {e.seq} is malformed (its detail was edited); run dvault audit verify")
+    return detail
+
+
+def count(v: "Vault") -> int:
+    """How many canaries are planted and still present (for the lead's status)."""
+    return len(live(v))
+
+
+# -- the lead's checkpoint outside the database -------------------------------------------------
+def _read_witness(path: Path) -> dict[str, str]:
+    try:
+        text = path.read_text("ascii")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError):
+        raise VaultError(f"cannot read the checkpoints file {path}") from None
+    out = {}
+    for line in text.splitlines():
+        parts = line.split(" ")
+        if len(parts) != 2 or len(parts[0]) != 2 * F.ID_LEN or parts[0] in out:
+            raise VaultError(f"the checkpoints file {path} is malformed")
+        out[parts[0]] = parts[1]
+    return out
+
+
+def witness(v: "Vault", path: str | os.PathLike[str]) -> dict[str, Any]:
+    """At the lead's open: check that the log still holds the checkpoint kept in ``path`` for
+    this vault (else IntegrityError: the log was cut back or rewritten since), list the canary
+    alarms written since it, and keep the log's head there as the new checkpoint. Returns
+    {"alarms": [...], "checkpoint": str, "previous": str | None}. The file (format.md 8e) is
+    the lead's, beside their identity; a database writer cannot reach it."""
+    from ._files import replace_private
+    p = Path(path)
+    kept = _read_witness(p)
+    previous = kept.get(v.id)
+    after = 0
+    if previous is not None:
+        cp = A.Checkpoint.parse(previous)
+        store = v._s()
+        ph = "?" if store.is_sqlite else "%s"
+        with store.tx(write=False) as conn:
+            row = store.raw(conn, f"SELECT hash FROM dv_audit WHERE seq = {ph}", (cp.seq,)).fetchone()
+        if row is None or not cp.matches(bytes(row[0])):
+            raise IntegrityError(f"the audit log no longer holds entry {cp.seq} as your last open saw it (kept in "
+                                 f"{p}): entries were deleted or rewritten since; run dvault audit verify --against "
+                                 f"{cp.short}. If the vault was restored from a backup on purpose, remove this "
+                                 "vault's line from that file")
+        after = cp.seq
+    found = alarms(v, after=after)
+    seq, head = A.head(v._s())
+    now = str(A.make_checkpoint(seq, head, v._auditor.actor, v._signer))
+    kept[v.id] = now
+    replace_private(p, "".join(f"{vid} {cp_}\n" for vid, cp_ in sorted(kept.items())).encode("ascii"))
+    return {"alarms": found, "checkpoint": now, "previous": previous}

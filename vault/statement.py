@@ -1,0 +1,180 @@
+"""When the key statement (docs/format.md 9b) is signed, and what is checked before.
+
+The statement is the one signed value that ties the database's loose rows to the lead: the
+keys, the database schema version, the user table, the canary list and the key slots that
+must exist. Every signature of it goes through :func:`sign`, which never signs what it did
+not check: the version is the one this client opened the vault at (a version raised in the
+database is refused, not signed), the user table and canary list are the verified ones or
+the ones the caller is changing, and the slots are those the previous statement named (or,
+the first time, those the signer's own keyring vouches for), never those the database
+happens to hold. A slot the statement names but the database lacks (the recovery
+passphrase's, deleted) is reported to the signer at every open and signature, and stays
+named: no signature launders its loss.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+from . import _format as F
+from . import keys as K
+from . import users as U
+from .errors import IntegrityError
+
+if TYPE_CHECKING:
+    from .vault import Vault
+
+PASSPHRASE = "passphrase"
+
+
+def keys_meta(ring: K.Keyring, vault_id: bytes, who: bytes, sign: Callable[[bytes], bytes], db_version: int,
+              users: list[U.User], slots: dict[str, str], canaries: bytes) -> dict[str, bytes]:
+    """The signed key statement (docs/format.md 9b), as dv_meta stores it."""
+    text = K.key_statement(ring, vault_id, db_version, U.roster_digest(vault_id, users), slots=slots,
+                           canaries=canaries)
+    return {"keys_stmt": text.encode("ascii"), "keys_stmt_sig": K.sign_text("keys", vault_id, text, who, sign)}
+
+
+def meta_version(meta: dict[str, bytes]) -> int:
+    """The stored ``db_schema_version`` (not authenticated by itself: the key statement
+    signs it from v7 on)."""
+    try:
+        return int(meta["db_schema_version"])
+    except (KeyError, ValueError):
+        raise IntegrityError("vault metadata is missing or malformed") from None
+
+
+def check(meta: dict[str, bytes], ring: K.Keyring, vault_id: bytes, db_version: int,
+          users: list[U.User]) -> int | None:
+    """Check the stored key statement against a keyring, a database version, the user table
+    and the stored canary list (K.check_key_statement); the version it signs (0: the first
+    kind), or None if there is none."""
+    if not meta.get("keys_stmt"):
+        return None
+    return K.check_key_statement(ring, vault_id, _text(meta), meta.get("keys_stmt_sig", b""), db_version=db_version,
+                                 roster=U.roster_digest(vault_id, users), canaries=meta.get("canaries"))
+
+
+def stored(meta: dict[str, bytes], ring: K.Keyring, vault_id: bytes) -> K.Statement | None:
+    """The stored statement's lines, its signature checked (None if there is none)."""
+    if not meta.get("keys_stmt"):
+        return None
+    text = _text(meta)
+    K.verify_text("keys", ring, vault_id, text, meta.get("keys_stmt_sig", b""))
+    return K.parse_statement(text)
+
+
+def _text(meta: dict[str, bytes]) -> str:
+    try:
+        return meta["keys_stmt"].decode("ascii")
+    except UnicodeDecodeError:
+        raise IntegrityError("the signed key statement is malformed") from None
+
+
+def expected_slots(v: "Vault", meta: dict[str, bytes], users: list[U.User], ring: K.Keyring) -> dict[str, str]:
+    """Slot id -> kind of every key slot that must exist: the passphrase slots the stored
+    statement names (the first statement of the third kind: those whose secrets the signer's
+    keyring holds, the lead's copy of the recovery slot's, and a passphrase opener's own) and
+    the slot of each enrolled user of ``users``."""
+    st = stored(meta, ring, v._vid)
+    if st is not None and st.kind == 3:
+        out = {sid: kind for sid, kind in st.slots if kind == PASSPHRASE}
+    else:
+        out = {k.name: PASSPHRASE for k in ring.keys if k.kind == K.KIND_SLOT_SECRET}
+        if v.user is None:
+            out[v._slot_kid.hex()] = PASSPHRASE
+    out.update({u.slot_id: U.KIND_X25519 for u in users if u.role != U.REVOKED})
+    return out
+
+
+def slot_problems(expected: dict[str, str], slot_rows: list[tuple[Any, ...]]) -> list[str]:
+    """What differs between the slots a statement names and those the database holds."""
+    present = {str(r[0]): str(r[1]) for r in slot_rows}
+    out = []
+    for sid, kind in sorted(expected.items()):
+        if present.get(sid) != kind:
+            what = "the recovery passphrase's key slot" if kind == PASSPHRASE else "the key slot of an enrolled user,"
+            out.append(f"{what} {sid} is missing (deleted in the database?): restore its dv_slots row from a backup "
+                       "(the lead's next rotation re-seals its keys)" + (
+                           "; until then the recovery passphrase opens nothing" if kind == PASSPHRASE else ""))
+    for sid in sorted(present.keys() - expected.keys()):
+        out.append(f"key slot {sid} is not named in the lead's signed key statement (inserted in the database?)")
+    return out
+
+
+def report(v: "Vault", problems: list[str]) -> None:
+    """Tell the signer, once per handle: ``Vault.warnings``, which the CLI prints."""
+    for p in problems:
+        if p not in v.warnings:
+            v.warnings.append(p)
+
+
+def signable_version(v: "Vault", conn: Any) -> int:
+    """The version a signature names: the one this client opened (or upgraded) the vault
+    at, and only if the database still says so. Why: the statement is what authenticates
+    the version; signing whatever the row holds would launder a version a database writer
+    raised (every later open refused as unsupported, and the true one refused as lowered)."""
+    meta = v._s().get_meta_values(conn, ["db_schema_version", "keys_stmt"])
+    row = meta_version(meta)
+    upgraded_since(meta, v._db_known)
+    if row != v._db_known:
+        raise IntegrityError(f"the database schema version was changed to v{row} in the database (this client "
+                             f"opened the vault at v{v._db_known}): refusing to sign it; the lead's next open "
+                             "restores the signed version; tell the lead")
+    return row
+
+
+def upgraded_since(meta: dict[str, bytes], known: int) -> None:
+    """KeysChanged if the vault was upgraded past ``known`` since a handle opened it (the
+    row and the statement both name the newer version; the statement's signature is
+    checked by the next open): reopen, rather than "edited in the database"."""
+    from .errors import KeysChanged
+    row = meta_version(meta)
+    if row > known and K.statement_version(meta.get("keys_stmt")) == row:
+        raise KeysChanged(f"the vault was upgraded to database schema v{row} since this handle opened it; "
+                          "open it again")
+
+
+def sign(v: "Vault", conn: Any, *, ring: K.Keyring | None = None, users: list[U.User] | None = None,
+         canaries: bytes | None = None, version: int | None = None,
+         signer: tuple[bytes, Callable[[bytes], bytes]] | None = None) -> None:
+    """Sign the statement again, in the caller's transaction (which holds Store.lock_keys):
+    for ``ring`` (default: this handle's keys), ``users`` (default: the verified table),
+    ``canaries`` (default: the stored list, which the current statement must name) and
+    ``version`` (default: :func:`signable_version`; the upgrade passes the version it just
+    wrote). The slots are :func:`expected_slots`; any of them the database lacks is reported."""
+    store = v._s()
+    version = signable_version(v, conn) if version is None else version
+    if users is None:
+        users = v._verified_users(conn)
+    meta = store.get_meta(conn)
+    if canaries is None:
+        canaries = meta.get("canaries", b"")
+    assert v._ring is not None
+    expected = expected_slots(v, meta, users, v._ring)
+    report(v, slot_problems(expected, store.get_slots(conn)))
+    who, sign_ = signer or _signer(v)
+    store.put_meta(conn, keys_meta(ring or v._ring, v._vid, who, sign_, version, users, expected, canaries))
+
+
+def _signer(v: "Vault") -> tuple[bytes, Callable[[bytes], bytes]]:
+    """The lead, whenever the handle holds the lead's identity (create()'s handle too), else
+    the recovery actor: whoever holds a keyring with the lead's key alone then still checks
+    the statement (a slot rebuilt around the lead's public key fails on its keys, not on
+    an unknown signer)."""
+    ident = v._identity
+    if ident is not None and v._lead_vk is not None and ident.public.ed25519 == v._lead_vk:
+        return b"L", ident.sign
+    return v._plan_signer()
+
+
+def signed_version_hint(meta: dict[str, bytes], stored_version: int) -> tuple[int, int | None]:
+    """(the version to open the vault at, the raised row version or None), before unlocking.
+    A row above the version the stored statement names was raised in the database (a later
+    release signs its own version): the vault is opened at the signed one, which the key
+    statement's check then authenticates, and the lead's open restores the row. Anything
+    else is taken as stored (too new: UnsupportedVersion; lowered: refused by the check)."""
+    signed = K.statement_version(meta.get("keys_stmt"))
+    if signed is not None and F.SIGNED_VERSION_FROM <= signed < stored_version:
+        return signed, stored_version
+    return stored_version, None
