@@ -10,6 +10,7 @@ def run() -> None:
     while the modules are still loading ends with the same one line as later
     (``interrupted``, exit 130), not a traceback."""
     import sys
+
     from .hardening import harden
     harden()  # before any key or value is in memory: no core dump, no same-user ptrace
     try:
