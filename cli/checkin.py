@@ -115,7 +115,7 @@ def checkin(pseudonyms: tuple[str, ...], show_summary: bool, field: str, as_json
         for p in pseudonyms or _lines():
             try:
                 result = check_in(v, p, name)
-            except (vault.NotFound, vault.ValidationError) as e:  # a misread badge: say so, go on
+            except (vault.NotFound, ValueError) as e:  # a misread or unknown badge (PseudonymError): say so, go on
                 failed += 1
                 click.echo(f"dvault: error: {e}", err=True)
                 continue
