@@ -274,9 +274,17 @@ def measure_cli(r: Runner, tmp: Path, url: str, rows: list[dict[str, Any]], reps
     r.cli("show", pseudonyms[0], *ident)
     r.py("-c", PROBE, "find", "staff.dvid", "staff.pass", url, emails[0])
 
-    res: dict[str, list[float]] = {k: [] for k in ("a", "find", "show", "load", "open")}
+    r.py("-c", "pass")
+    r.cli("--version")
+    r.cli("--help")
+    res: dict[str, list[float]] = {k: [] for k in ("a", "find", "show", "load", "open", "pass", "version", "help")}
     probes: dict[str, list[dict[str, float]]] = {"find": [], "show": []}
     for i, (e, p) in enumerate(zip(emails, pseudonyms)):
+        for key, argv in (("pass", [sys.executable, "-c", "pass"]), ("version", r.dvault + ["--version"]),
+                          ("help", r.dvault + ["--help"])):
+            wall, out, _ = r.run(argv)
+            _check(key == "pass" or "dvault" in out, f"{key} prints its text")
+            res[key].append(wall)
         wall, _, _ = r.py("-c", "import vault_cli.main")
         res["a"].append(wall)
         wall, out, _ = r.cli("find", "--email", e, *ident)
@@ -295,9 +303,35 @@ def measure_cli(r: Runner, tmp: Path, url: str, rows: list[dict[str, Any]], reps
             d["wall"] = wall
             d["start+exit"] = wall - d["inside"]
             probes[mode].append(d)
-        print(f"  rep {i + 1}/{reps}: imports {_ms(res['a'][-1])}, find {_ms(res['find'][-1])}, "
+        print(f"  rep {i + 1}/{reps}: pass {_ms(res['pass'][-1])}, --version {_ms(res['version'][-1])}, "
+              f"--help {_ms(res['help'][-1])}, imports {_ms(res['a'][-1])}, find {_ms(res['find'][-1])}, "
               f"show {_ms(res['show'][-1])}, Identity.load {_ms(load)}, open {_ms(opn)}", flush=True)
-    return {"res": res, "probes": probes}
+    return {"res": res, "probes": probes, "shell": measure_shell(tmp, url, emails, pseudonyms)}
+
+
+def measure_shell(tmp: Path, url: str, emails: list[str], pseudonyms: list[str]) -> dict[str, list[float]]:
+    """In-shell latency: what a lookup costs once ``dvault shell`` has unlocked (the shell's
+    own command objects, in this process, output to a buffer): find, show, and a check-in
+    of a badge (resolve + audited update), each with its audit entry."""
+    import contextlib
+    import io
+
+    from vault_cli.shell import VaultShell
+
+    out: dict[str, list[float]] = {"find": [], "show": [], "checkin": []}
+    with vault.open(url, identity=Identity.load(tmp / "staff.dvid", STAFF_PW)) as v:
+        v.set_reason("bench")
+        sh = VaultShell(v)
+        for e, p in zip(emails, pseudonyms):
+            for key, line, want in (("find", f"find email {e}", p), ("show", f"show {p}", e),
+                                    ("checkin", f"checkin {p}", p)):
+                buf = io.StringIO()
+                with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(io.StringIO()):
+                    t0 = time.perf_counter()
+                    sh.onecmd(line)
+                    out[key].append(time.perf_counter() - t0)
+                _check(want in buf.getvalue(), f"shell {key} prints {want}")
+    return out
 
 
 def measure_import(r: Runner, tmp: Path, rows_n: int, reps: int, unlock_reps: int) -> dict[str, Any]:
@@ -375,6 +409,8 @@ def report(args: argparse.Namespace, cli: dict[str, Any], imp: dict[str, Any], e
         ds = probes[mode]
         print(f"{mode:<8}" + "".join(f"{_ms(_med([d[c] for d in ds])):>13}" for c in cols))
     print()
+    targets(res, cli["shell"])
+    print()
     n, t = imp["imported"], imp["import"]
     unlock = _med(imp["load"]) + _med(imp["open"])
     print(f"Import: dvault sample-csv --rows {args.import_rows:,}: {imp['sample']:.2f} s "
@@ -389,6 +425,27 @@ def report(args: argparse.Namespace, cli: dict[str, Any], imp: dict[str, Any], e
     print(f"{'  records/s (wall - unlock)':<{w}} {n / (_med(t) - unlock):>10,.0f} {n / (min(t) - unlock):>10,.0f}")
     rest = _med(a) + unlock
     print(f"{'  records/s (wall - (a) - unlock)':<{w}} {n / (_med(t) - rest):>10,.0f} {n / (min(t) - rest):>10,.0f}")
+
+
+VERSION_HELP_TARGET = 0.150  # s: dvault --version and --help, one-shot
+FIND_TARGET = 0.600  # s: dvault find, one-shot, unlock (Argon2id) included
+
+
+def targets(res: dict[str, list[float]], shell: dict[str, list[float]]) -> None:
+    """One-shot latencies beside `python -c pass` (the interpreter's own floor), in-shell
+    latencies, and whether each target is met (on the medians)."""
+    base = _med(res["pass"])
+    print(f"One-shot latency (median / min; python -c pass: {_ms(base)} / {_ms(min(res['pass']))}):")
+    for key, label, target in (("version", "dvault --version", VERSION_HELP_TARGET),
+                               ("help", "dvault --help", VERSION_HELP_TARGET),
+                               ("find", "dvault find --email E (unlock included)", FIND_TARGET)):
+        med = _med(res[key])
+        verdict = "met" if med < target else "NOT met"
+        print(f"  {label:<42} {_ms(med):>8} / {_ms(min(res[key])):>8}  (+{_ms(med - base)} over python -c pass)"
+              f"  target < {_ms(target)}: {verdict}")
+    print("In-shell latency (after the one unlock; median / max, including the audit entry):")
+    for key, label in (("find", "find email E"), ("show", "show P"), ("checkin", "checkin P (resolve + update)")):
+        print(f"  {label:<42} {_ms(_med(shell[key])):>8} / {_ms(max(shell[key])):>8}")
 
 
 def main() -> None:

@@ -155,6 +155,29 @@ def after_open(v: vault.Vault, ident_path: Path | None) -> vault.Vault:
     return v
 
 
+class _Preload:
+    """The library's heavy modules (SQLAlchemy, the vault itself), imported on a thread
+    while the passphrase is typed and the identity's Argon2id runs (which releases the
+    GIL): an unlock then waits for the slower of the two, not for their sum. Joined
+    before the vault is opened, so no thread is left when the library forks workers."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._thread = threading.Thread(target=self._run, name="dvault-preload", daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _run() -> None:
+        try:
+            import vault.vault  # noqa: F401 - imported for its side effect: the modules are loaded
+        except BaseException:  # noqa: S110 - the open that follows imports it again and reports the failure
+            pass
+
+    def join(self) -> None:
+        self._thread.join()
+
+
 def open_vault(url: str | None, identity: Path | None, passphrase_file: Path | None,
                recovery: bool = False) -> vault.Vault:
     """Unlock with the user's identity (its passphrase is prompted), or with the recovery
@@ -167,20 +190,23 @@ def open_vault_as(url: str | None, identity: Path | None, passphrase_file: Path 
     """open_vault, and the identity it was opened with (None: the recovery passphrase), for
     a command that also signs as that person (a sealed export). ``ask``: the passphrase
     from a prompt only, never a variable (the shell's unlock after its idle lock)."""
-    from vault.identity import Identity
-    from vault.pins import known as known_vaults
-
     target = vault_url(url)
     check_vault_there(target)
     ident_path = None if recovery else identity_path(identity)
     if ident_path is not None:
         if not ident_path.is_file():  # say so before asking for its passphrase
             raise vault.NotFound(f"no identity file at {ident_path}")
+        from vault.identity import Identity  # on this thread, before the preload starts: no import
+
+        preload = _Preload()  # of a vault module runs on two threads at once
         pw = read_passphrase(passphrase_file, f"Passphrase for identity {ident_path.name}",
                              env=() if ask else IDENTITY_ENV)
+        ident = Identity.load(ident_path, pw)
+        preload.join()
+        from vault.pins import known as known_vaults
+
         pins_file = pins_path(ident_path)
         before = known_vaults(pins_file)
-        ident = Identity.load(ident_path, pw)
         v = vault.open(target, identity=ident, pins=pins_file)
         if v.id not in before:  # a first sight is trusted, not checked: say so, even under --quiet
             warn(f"dvault: warning: first open of vault {v.id} with this identity, at {shown_url(target)}: "
@@ -188,7 +214,9 @@ def open_vault_as(url: str | None, identity: Path | None, passphrase_file: Path 
                  f"{pins_file}; compare them with the pin line the lead sent you (dvault pin show), and "
                  f"next time record that line first (dvault pin add)")
         return after_open(v, ident_path), ident
+    preload = _Preload()
     pw = read_passphrase(passphrase_file, "Vault recovery passphrase", env=() if ask else RECOVERY_ENV)
+    preload.join()
     return after_open(vault.open(target, pw), None), None
 
 

@@ -271,3 +271,12 @@ def test_the_cli_module_imports_no_database_or_crypto_library() -> None:
                              capture_output=True, text=True, cwd=ROOT, timeout=60)
         assert res.returncode == 0
         assert " sqlalchemy" not in res.stderr and " cryptography" not in res.stderr, args
+
+
+def test_a_mapping_with_a_mistyped_field_gets_a_suggestion(desk, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    tmp, _url = desk
+    (tmp / "m.toml").write_text('[columns]\n"Name" = "legal_nme"\n"Mail" = "email"\n')
+    (tmp / "in.csv").write_text("Name,Mail\nNadia Abdi,nadia@example.org\n")
+    code, _out, err = run(monkeypatch, capsys, "import", "in.csv", "--mapping", "m.toml", "--dry-run", *LEAD,
+                          "--reason", "desk")
+    assert code == 1 and "maps to unknown field 'legal_nme'; did you mean 'legal_name'?" in err, err
