@@ -10,6 +10,7 @@ import click
 import vault
 
 from .common import (
+    check_fields,
     check_vault_there,
     confirm,
     default_identity_path,
@@ -332,6 +333,8 @@ def approve(request_id: str, expect_record: str | None, expect_field: str | None
     if yes and not (expect_record and expect_field):
         raise click.UsageError("--yes needs --record and --field: the record and field you approve")
     with unlock(kw) as v:
+        if expect_field is not None:
+            check_fields(v.schema, [expect_field])
         req = next((r for r in v.reveal_requests() if r.req_id == request_id), None)
         if req is None:
             raise vault.NotFound(f"no break-glass request {request_id}")

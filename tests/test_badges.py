@@ -241,3 +241,19 @@ def test_checkin_in_the_shell_one_badge_and_scanning(desk, monkeypatch, capsys) 
     with vault.open(url, RECOVERY) as v:
         assert all(v.get(r, ["checked_in"]).get("checked_in") for r in rids[:2])
         assert v.get(rids[2], ["checked_in"]).get("checked_in") is None
+
+
+def test_a_badge_qr_code_reads_back_as_its_pseudonym(tmp_path: Path) -> None:
+    """Rendered and read by a real decoder (zbarimg), where the machine has one."""
+    import shutil
+    import subprocess
+
+    from vault.badges import Badge, to_svg
+    if not (shutil.which("rsvg-convert") and shutil.which("zbarimg")):
+        pytest.skip("needs rsvg-convert and zbarimg (apt: librsvg2-bin zbar-tools)")
+    (tmp_path / "b.svg").write_text(to_svg([Badge("Amira", "BA-7KQ4-M2XP-9AW", "she/her", False)]))
+    subprocess.run(["rsvg-convert", "-w", "1200", "-b", "white", str(tmp_path / "b.svg"), "-o",
+                    str(tmp_path / "b.png")], check=True, timeout=60)
+    res = subprocess.run(["zbarimg", "-q", "--raw", str(tmp_path / "b.png")], capture_output=True, text=True,
+                         timeout=60)
+    assert res.stdout.strip() == "BA-7KQ4-M2XP-9AW"

@@ -183,9 +183,11 @@ def test_user_add_without_a_terminal_names_yes(desk, monkeypatch, capsys) -> Non
                                   ("find", "--email", "a@b.c", "--fields", "emial"),
                                   ("export", "--fields", "badge_nme", "--purpose", "badge"),
                                   ("edit", "BA-X", "--field", "emial"),
-                                  ("reveal", "request", "BA-X", "legal_nme")])
+                                  ("reveal", "request", "BA-X", "legal_nme"),
+                                  ("approve", "3f2a9c1e00aa11bb", "--field", "legal_nme", "--record", "AU-X")])
 def test_an_unknown_field_gets_a_suggestion(desk, monkeypatch, capsys, args: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
-    code, _out, err = run(monkeypatch, capsys, *args, *STAFF, "--reason", "desk")
+    reason = () if args[0] == "approve" else ("--reason", "desk")
+    code, _out, err = run(monkeypatch, capsys, *args, *STAFF, *reason)
     assert code == 1 and err.count("\n") == 1, err
     assert "did you mean 'email'?" in err or "did you mean 'badge_name'?" in err or \
         "did you mean 'legal_name'?" in err

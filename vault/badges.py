@@ -61,22 +61,40 @@ def _qr_path(data: str, size: float) -> tuple[str, float]:
     return "".join(parts), unit
 
 
-def _name_size(name: str) -> float:
-    """Font size (mm) for the badge name: as large as fits the badge's width."""
-    width = BADGE_W - _QR_SIZE - 10
-    return max(4.0, min(11.0, width / max(1, len(name)) / 0.55))
+_NAME_W = BADGE_W - _QR_SIZE - 11  # mm left of the QR code for the name
+_EM = 0.62  # a bold sans-serif letter's width, in em, on average (a safe side estimate)
+
+
+def _name_lines(name: str) -> tuple[list[str], float]:
+    """The badge name in one line, or two when one would be too small to read across a
+    room, and its font size (mm)."""
+    size = min(11.0, _NAME_W / max(1, len(name)) / _EM)
+    words = name.split()
+    if size >= 6.5 or len(words) < 2:
+        return [name], max(4.0, size)
+    cut = min(range(1, len(words)), key=lambda i: abs(len(" ".join(words[:i])) - len(" ".join(words[i:]))))
+    lines = [" ".join(words[:cut]), " ".join(words[cut:])]
+    return lines, max(4.0, min(9.0, _NAME_W / max(len(s) for s in lines) / _EM))
+
+
+def _name(name: str) -> str:
+    """The name's text elements. A line too long even at the smallest size is cut with an
+    ellipsis rather than run under the QR code (which a scanner must read whole)."""
+    lines, size = _name_lines(name)
+    room = max(1, int(_NAME_W / (size * _EM)))
+    top = 18 - (size * 0.6 if len(lines) == 2 else 0)
+    return "".join(f'<text x="5" y="{top + i * size * 1.15:.2f}" font-family="sans-serif" font-weight="bold" '
+                   f'font-size="{size:.2f}">{_text(line if len(line) <= room else line[:room - 1] + "…")}</text>'
+                   for i, line in enumerate(lines))
 
 
 def _badge(b: Badge, x: float, y: float) -> str:
     qr, _unit = _qr_path(b.pseudonym, _QR_SIZE)
-    size = _name_size(b.name)
     out = [f'<g transform="translate({x:.2f},{y:.2f})">',
            f'<rect width="{BADGE_W}" height="{BADGE_H}" fill="none" stroke="#bbb" stroke-width="0.2"/>',
-           f'<text x="5" y="{16 + size / 2:.2f}" font-family="sans-serif" font-weight="bold" '
-           f'font-size="{size:.2f}">{_text(b.name)}</text>']
+           _name(b.name)]
     if b.pronouns:
-        out.append(f'<text x="5" y="{26 + size / 2:.2f}" font-family="sans-serif" font-size="4.5">'
-                   f'{_text(b.pronouns)}</text>')
+        out.append(f'<text x="5" y="33" font-family="sans-serif" font-size="4.5">{_text(b.pronouns)}</text>')
     qx, qy = BADGE_W - _QR_SIZE - 3, 6.0
     out.append(f'<g transform="translate({qx:.2f},{qy:.2f})"><rect width="{_QR_SIZE}" height="{_QR_SIZE}" '
                f'fill="#fff"/><path d="{qr}" fill="#000"/></g>')
