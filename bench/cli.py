@@ -45,6 +45,14 @@ Steps (SQLite, everything in a fresh temporary directory):
          closing the vault and exiting). In the table the query column is the median / min
          of the per-repetition remainders (each from the same repetition's four timings);
          the one-line breakdowns under it use the medians, so that the parts add up.
+ latency (same loop, first in each repetition) ``python -c pass``, ``dvault --version`` and
+         ``dvault --help``, each a separate process: the one-shot targets are --version
+         and --help under 150 ms and find (b), unlock included, under 0.6 s, on the
+         medians; the report prints each beside ``python -c pass`` and says whether it is
+         met. In-shell latency: after the loop, in this process, the shell's own command
+         objects (cli.shell.VaultShell on a vault opened with the staff identity) run
+         ``find email E``, ``show P`` and ``checkin P`` for each repetition's participant,
+         timed around ``onecmd`` (output to a buffer; each with its audit entry).
  probe   (diagnostic, same loop) a separate process that does what find / show do, with
          timers inside: imports, Identity.load, vault.open, the library call(s), close;
          "start+exit" is the parent's wall time minus the time measured inside. This shows

@@ -233,7 +233,12 @@ def shred(pseudonym: str, yes: bool, **kw: Any) -> None:
         set_reason(v, kw["reason"])
         rec = v.resolve(pseudonym, [])
         if not yes:
-            typed = click.prompt("Type the pseudonym again to shred this record", err=True)
+            try:
+                typed = str(click.prompt("Type the pseudonym again to shred this record", err=True))
+            except click.exceptions.Abort:
+                click.echo(err=True)
+                raise click.UsageError("no answer to: type the pseudonym again (no terminal? check first, then "
+                                       "give --yes)") from None
             if typed.replace(" ", "").upper() != pseudonym.replace(" ", "").upper():
                 raise click.UsageError("pseudonym did not match; nothing shredded")
         v.delete(rec.id)

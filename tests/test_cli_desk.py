@@ -177,6 +177,11 @@ def test_user_add_without_a_terminal_names_yes(desk, monkeypatch, capsys) -> Non
     code, _out, err = run(monkeypatch, capsys, "user", "add", other.public.to_line(), "--name", "noor",
                           "--role", "staff", *LEAD, stdin="n\n")
     assert code == 1 and "aborted" in err  # a "no" typed by a person is still just that
+    _code, badge, _err = run(monkeypatch, capsys, "find", "--email", "amira@example.org", "--pseudonyms-only", *LEAD,
+                             "--reason", "r")
+    for args in (("user", "remove", "sam", *LEAD), ("shred", badge.strip(), *LEAD, "--reason", "r")):
+        code, _out, err = run(monkeypatch, capsys, *args)
+        assert code == 1 and "aborted" not in err and "--yes" in err, (args, err)
 
 
 @pytest.mark.parametrize("args", [("show", "BA-X", "--fields", "emial"), ("list", "--fields", "badge_nme"),
