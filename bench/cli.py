@@ -87,8 +87,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -96,10 +97,10 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, ROOT)
 
 import _synth  # noqa: E402
-
-import vault  # noqa: E402
 import vault._format  # noqa: E402
 from vault.identity import Identity  # noqa: E402
+
+import vault  # noqa: E402
 
 RECOVERY_PW = "recovery: four random words on paper, benchmark only"
 LEAD_PW = "lead: correct horse battery staple, benchmark only"
@@ -287,7 +288,7 @@ def measure_cli(r: Runner, tmp: Path, url: str, rows: list[dict[str, Any]], reps
     r.cli("--help")
     res: dict[str, list[float]] = {k: [] for k in ("a", "find", "show", "load", "open", "pass", "version", "help")}
     probes: dict[str, list[dict[str, float]]] = {"find": [], "show": []}
-    for i, (e, p) in enumerate(zip(emails, pseudonyms)):
+    for i, (e, p) in enumerate(zip(emails, pseudonyms, strict=True)):
         for key, argv in (("pass", [sys.executable, "-c", "pass"]), ("version", r.dvault + ["--version"]),
                           ("help", r.dvault + ["--help"])):
             wall, out, _ = r.run(argv)
@@ -330,7 +331,7 @@ def measure_shell(tmp: Path, url: str, emails: list[str], pseudonyms: list[str])
     with vault.open(url, identity=Identity.load(tmp / "staff.dvid", STAFF_PW)) as v:
         v.set_reason("bench")
         sh = VaultShell(v)
-        for e, p in zip(emails, pseudonyms):
+        for e, p in zip(emails, pseudonyms, strict=True):
             for key, line, want in (("find", f"find email {e}", p), ("show", f"show {p}", e),
                                     ("checkin", f"checkin {p}", p)):
                 buf = io.StringIO()
@@ -387,7 +388,8 @@ def report(args: argparse.Namespace, cli: dict[str, Any], imp: dict[str, Any], e
         print(f"{k}: {v}")
     print()
     a, load, opn = res["a"], res["load"], res["open"]
-    hdr = f"{'command':<44} {'total':>17} {'start+imports':>17} {'Identity.load':>17} {'vault.open':>17} {'query (rest)':>17}"
+    hdr = (f"{'command':<44} {'total':>17} {'start+imports':>17} {'Identity.load':>17} {'vault.open':>17} "
+           f"{'query (rest)':>17}")
     print(hdr)
     print("-" * len(hdr))
 
