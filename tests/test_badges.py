@@ -13,11 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from vault.identity import Identity
+from vault_cli.main import main
 
 import vault
 from vault import pins as PN
-from vault.identity import Identity
-from vault_cli.main import main
 
 LEAD_PW, STAFF_PW, TOOL_PW, RECOVERY = "lead pass words", "staff pass words", "tool pass words", "recovery words"
 PEOPLE = [  # badge name, legal name, photo consent (None: never answered)
@@ -69,7 +69,6 @@ def who(name: str) -> tuple[str, ...]:
 @pytest.mark.parametrize("suffix", [".html", ".svg"])
 def test_the_badge_sheet_marks_people_without_photo_consent(desk, monkeypatch, capsys, suffix: str) -> None:  # type: ignore[no-untyped-def]
     import segno
-
     from vault.badges import _qr_path
     tmp, _url, _rids, badges = desk
     code, _out, err = run(monkeypatch, capsys, "export", "badges", "--out", f"sheet{suffix}", *who("tool"))
@@ -143,8 +142,9 @@ def _csv_text(text: str) -> list[dict[str, str]]:
 
 
 def test_the_consent_table_is_checked_and_old_schemas_stay_valid() -> None:
-    from vault import consent
     from vault.schema import default_schema_text, load
+
+    from vault import consent
 
     assert load().consent == {"badge": "photo_consent"}
     old = (Path(__file__).parent / "data" / "participant-schema-v1.toml").read_text("utf-8")
@@ -161,8 +161,9 @@ def test_the_consent_table_is_checked_and_old_schemas_stay_valid() -> None:
 
 
 def test_the_library_applies_consent_for_any_named_purpose(tmp_path: Path) -> None:
-    from vault import consent
     from vault.schema import default_schema_text
+
+    from vault import consent
     text = default_schema_text().replace('[consent]\nbadge = "photo_consent"\n', '[consent]\nsessions = '
                                          '"photo_consent"\n')
     (tmp_path / "s.toml").write_text(text)

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from vault.identity import Identity
+from vault_cli.main import cli, main
 
 import vault
 from vault import pins as PN
-from vault.identity import Identity
-from vault_cli.main import cli, main
 
 ROOT = Path(__file__).resolve().parent.parent
 LEAD_PW, STAFF_PW, RECOVERY = "lead pass words", "staff pass words", "recovery pass words"

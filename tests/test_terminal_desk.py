@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from vault.identity import Identity
 
 import vault
-from vault.identity import Identity
 
 pexpect = pytest.importorskip("pexpect", reason="pexpect is in the [test] extra")
 
