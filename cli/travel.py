@@ -139,6 +139,9 @@ def show_suspend_requests(rows: list[dict[str, Any]], as_json: bool) -> None:
 @click.option("--copy", "copy_places", multiple=True, metavar="PATH",
               help="A copy of a vault file on this laptop, held elsewhere (the lead's drive, a server): travel "
                    "checks it holds everything this one does (repeatable).")
+@click.option("--copy-to", "copy_to", type=click.Path(dir_okay=False, path_type=Path),
+              help="Make that copy now, at this new file (on a drive that stays with the lead), then check it "
+                   "like --copy. The copy stays even if you then answer no.")
 @click.option("--copy-held-by-lead", "held_by_lead", is_flag=True,
               help="The lead holds a copy of the vault file here, out of reach to check: you then type its id.")
 @click.option("--vault-id", "vault_ids", multiple=True, metavar="ID",
@@ -152,7 +155,8 @@ def show_suspend_requests(rows: list[dict[str, Any]], as_json: bool) -> None:
               help="With --request-suspend: your identity passphrase from this file.")
 @click.option("--dry-run", is_flag=True, help="Check and show what would be removed; remove nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask before removing (scripts).")
-def travel(vault_url: str | None, identity: Path | None, copy_places: tuple[str, ...], held_by_lead: bool,
+def travel(vault_url: str | None, identity: Path | None, copy_places: tuple[str, ...], copy_to: Path | None,
+           held_by_lead: bool,
            vault_ids: tuple[str, ...], request_suspend: bool, reason: str | None, passphrase_file: Path | None,
            dry_run: bool, yes: bool) -> None:
     """Before crossing a border: check that the vault is held elsewhere, then remove every
@@ -161,9 +165,10 @@ def travel(vault_url: str | None, identity: Path | None, copy_places: tuple[str,
 
     A vault on a server must be reachable and be the vault your identity pinned. A vault
     file on this laptop needs --copy PATH (a copy off this laptop, checked to hold
-    everything this one holds) or --copy-held-by-lead (you type its id back). Without
-    that, nothing is removed. On return: dvault keygen, and dvault pin add with the
-    lead's pin line; the lead enrols the new identity (dvault user add).
+    everything this one holds; --copy-to PATH makes one first) or --copy-held-by-lead (you
+    type its id back). Without that, nothing is removed. On return: dvault keygen, and
+    dvault pin add with the lead's pin line; the lead enrols the new identity (dvault
+    user add).
 
     Example: dvault travel --request-suspend --reason "Istanbul, back 12 May"
     """
@@ -174,6 +179,8 @@ def travel(vault_url: str | None, identity: Path | None, copy_places: tuple[str,
     if request_suspend and not inv.servers:
         raise Refused("--request-suspend needs the vault on a database server: a vault file on this laptop goes "
                       "with it (ask the lead yourself: dvault user remove YOUR-NAME)")
+    if copy_to is not None:
+        copy_places += (_copy_to(found, copy_to, dry_run),)
     for line in _evidence(inv, found, copy_places, held_by_lead, vault_ids):
         click.echo(line, err=True)
     _show(found)
@@ -297,6 +304,22 @@ def _held_elsewhere(path: Path, copy_places: tuple[str, ...], held: bool, typed:
     raise Refused(f"{path} is vault {mine.vault_id} ({mine.records} records, last written {_when(mine)}), and travel "
                   "would remove it: first make sure a copy is held elsewhere, then give --copy PATH (a copy off this "
                   "laptop, checked here) or --copy-held-by-lead (you then type the vault id)")
+
+
+def _copy_to(found: list[L.Found], dest: Path, dry_run: bool) -> str:
+    """--copy-to: the one vault file here, copied to ``dest`` (a dry run only names it)."""
+    files = [f.target.path for f in found if f.target.kind == L.VAULT and f.state == "present" and f.size > 0]
+    if len(files) != 1:
+        raise Refused(f"--copy-to copies the vault file on this laptop, and there are {len(files)}: give --copy for "
+                      "each instead")
+    if dry_run:
+        raise Refused(f"--copy-to with --dry-run: make the copy ({dest}) without --dry-run, or check one with --copy")
+    try:
+        CP.backup(str(files[0]), dest)
+    except vault.VaultError as e:
+        raise Refused(str(e)) from None
+    note(f"copied {files[0]} to {dest}")
+    return str(dest)
 
 
 def _not_removed_itself(place: str, removing: list[Path]) -> None:

@@ -220,6 +220,23 @@ def test_travel_checks_a_copy(laptop: Laptop) -> None:
     assert current.exists()  # the copy is not the laptop's to remove
 
 
+def test_copy_to_makes_the_copy_then_checks_it(laptop: Laptop) -> None:
+    url = laptop_vault(laptop)
+    set_up(laptop, url)
+    usb = laptop.office / "usb"
+    usb.mkdir()
+    (usb / "taken.vault").write_text("someone else's file\n")
+    before = snapshot(laptop)
+    assert "refusing to overwrite" in dv("travel", "--yes", "--copy-to", usb / "taken.vault", code=1)
+    assert (usb / "taken.vault").read_text() == "someone else's file\n" and snapshot(laptop) == before
+    out = dv("travel", "--yes", "--copy-to", usb / "desk.vault")
+    assert "is the same vault" in out
+    assert_clean(laptop)
+    assert (usb / "desk.vault").stat().st_mode & 0o777 == 0o600
+    with vault.open(f"sqlite:///{usb / 'desk.vault'}", RECOVERY_PW) as v:
+        assert [r["email"] for r in v.records(fields=["email"])] == [SECRET]
+
+
 def test_a_copy_ahead_of_the_laptop_is_enough(laptop: Laptop) -> None:
     url = laptop_vault(laptop)
     set_up(laptop, url)

@@ -22,9 +22,11 @@ import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import zip_longest
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from ._files import write_private
 from .errors import IntegrityError, NotFound, VaultError
 from .local import sqlite_path
 
@@ -146,6 +148,30 @@ def check_copy(local: str, copy: str) -> str:
             raise IntegrityError(f"the copy {_shown(copy)} has this vault's log but not its keys or records: "
                                  "it is not a copy of this file")
         return f"the copy {_shown(copy)} is the same vault {mine.vault_id}: same keys, log and {mine.records} records"
+
+
+def backup(local: str, dest: str | os.PathLike[str]) -> Path:
+    """Copy the SQLite vault at ``local`` to the new file ``dest`` (mode 0600, never over an
+    existing file), as SQLite's online backup does it: every page as of one moment, what
+    the ``-wal`` holds included, which a plain file copy can miss."""
+    src = sqlite_path(local)
+    if src is None or not src.is_file():
+        raise NotFound(f"no vault file at {local}")
+    out = write_private(dest, b"")
+    try:
+        a = sqlite3.connect(f"file:{quote(os.path.abspath(src))}?mode=ro", uri=True)
+        b = sqlite3.connect(out)
+        try:
+            a.backup(b)
+        finally:
+            b.close()
+            a.close()
+        with open(out, "rb+") as fh:
+            os.fsync(fh.fileno())
+    except (sqlite3.Error, OSError) as e:
+        out.unlink(missing_ok=True)
+        raise VaultError(f"cannot copy the vault to {out} ({type(e).__name__})") from None
+    return out
 
 
 def _same_rows(a: _Reader, b: _Reader) -> bool:
