@@ -218,6 +218,9 @@ def test_travel_checks_a_copy(laptop: Laptop) -> None:
     assert "is the same vault" in out and "on the same disk" in out
     assert_clean(laptop)
     assert current.exists()  # the copy is not the laptop's to remove
+    # only read: no -wal or -shm appeared beside a copy (on someone else's drive)
+    assert sorted(p.name for p in usb.iterdir()) == ["current.vault", "forged.vault", "forked.vault", "old.vault",
+                                                     "other.vault"]
 
 
 def test_copy_to_makes_the_copy_then_checks_it(laptop: Laptop) -> None:
