@@ -53,11 +53,12 @@ def build(home: Path, n: int, seed: int) -> dict[str, int]:
     for k, v in laptop_env(home).items():
         os.environ[k] = v
     (home / "tmp").mkdir(parents=True)
-    import vault
     from _synth import participants
+    from vault.identity import Identity
+
+    import vault
     from vault import exporter as X
     from vault import local as L
-    from vault.identity import Identity
 
     lead = Identity.generate()
     ident = L.data_dir() / "identity.dvid"
@@ -111,7 +112,7 @@ def main() -> None:
                             ("python -m vault_cli.main panic", ["-m", "vault_cli.main", "panic", "-v"])):
             walls, inners = [], []
             removed: list[str] = []
-            for rep in range(args.reps):
+            for _rep in range(args.reps):
                 shutil.copytree(stash, home, symlinks=True)
                 wall, inner, removed = run_once(home, code)
                 shutil.rmtree(home)

@@ -168,7 +168,7 @@ def shell(**kw: Any) -> None:
     """Unlock once, then look people up all day (find, show, list; 'quit' to lock).
 
     After the idle time the shell locks: the vault is closed, the screen cleared, and the
-    passphrase asked again (Ctrl-D there ends the shell).
+    passphrase asked again (Ctrl-D there ends the shell). dvault panic ends it (exit 143).
 
     Example: dvault shell --reason "registration desk, day 1" --idle-lock 5m
     """

@@ -90,6 +90,7 @@ def ends_on_panic(command: F) -> F:
             return command(*args, **kw)
         except Ended:
             import sys
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut this short
             if sys.stdout.isatty():
                 sys.stdout.write("\x1b[H\x1b[2J\x1b[3J")
                 sys.stdout.flush()

@@ -404,6 +404,18 @@ def test_removal_overwrites_before_unlinking(tmp_path: Path) -> None:
     assert len(left) == 3_000_036 and b"KKKK" not in left and b"defenders-vault" not in left
 
 
+def test_the_inventory_looks_where_the_cli_writes(laptop: Laptop, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vault.identity import default_path
+    from vault_cli.common import config_path
+    assert L.data_dir() / "identity.dvid" == default_path()
+    assert L.config_file() == config_path()
+    monkeypatch.setenv("DVAULT_CONFIG", str(laptop.home / "elsewhere.toml"))
+    assert L.config_file() == config_path() == laptop.home / "elsewhere.toml"
+    assert L.sqlite_path("sqlite:////a/b.vault?mode=rw") == Path("/a/b.vault")
+    assert L.sqlite_path("b.vault") == Path("b.vault") and L.sqlite_path("sqlite:///rel.vault") == Path("rel.vault")
+    assert L.sqlite_path("postgresql+psycopg://u@h/db") is None and L.sqlite_path("sqlite://") is None
+
+
 def test_written_list_round_trip(tmp_path: Path) -> None:
     odd = tmp_path / "sp ace\nnew\xe9line.csv"
     L.remember(odd, "export", folder=tmp_path / "data")

@@ -386,6 +386,8 @@ def _remove_one(f: Found, pad: bytes) -> Removed:
         return Removed(f, False, f"its folder cannot be opened ({e.strerror})")
     try:
         return Removed(f, *_wipe_in(dfd, path.name, f.target.kind, pad))
+    except FileNotFoundError:  # gone since it was looked at (a journal its last user removed)
+        return Removed(f, True, "already gone")
     except OSError as e:
         return Removed(f, False, f"not removed ({e.strerror})")
     finally:
