@@ -157,9 +157,8 @@ def show_suspend_requests(rows: list[dict[str, Any]], as_json: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Check and show what would be removed; remove nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask before removing (scripts).")
 def travel(vault_url: str | None, identity: Path | None, copy_places: tuple[str, ...], copy_to: Path | None,
-           held_by_lead: bool,
-           vault_ids: tuple[str, ...], request_suspend: bool, reason: str | None, passphrase_file: Path | None,
-           dry_run: bool, yes: bool) -> None:
+           held_by_lead: bool, vault_ids: tuple[str, ...], request_suspend: bool, reason: str | None,
+           passphrase_file: Path | None, dry_run: bool, yes: bool) -> None:
     """Before crossing a border: check that the vault is held elsewhere, then remove every
     local secret dvault knows of (identity files, pins, checkpoints, the config, a local
     vault file, exports it wrote), each overwritten first. Shown, then asked once.
