@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from vault.users import REVOKED
 
 import vault
 from vault import copies as CP
@@ -106,6 +105,7 @@ def ends_on_panic(command: F) -> F:
 def suspend_requests(v: vault.Vault) -> list[dict[str, Any]]:
     """The lead's view of the suspension requests in the log: who asked, when, why, and
     whether it is done (their enrolment revoked) or pending."""
+    from vault.users import REVOKED
     users = {u.user_id: u for u in v.users(include_revoked=True)}
     rows = []
     for e in v.audit_entries(action=SUSPEND_ACTION):
