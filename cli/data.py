@@ -25,6 +25,7 @@ from .common import (
     with_progress,
 )
 from .secrets_input import IDENTITY_ENV, read_passphrase
+from .travel import remember_written
 
 if TYPE_CHECKING:
     from vault.exporter import Opened
@@ -190,6 +191,7 @@ def _export_rows(fields: str, purpose: str | None, fmt: str, out: Path | None, r
         data = X.seal(data, to, me, vault_id=vault_id, purpose=purpose, fields=columns, fmt=fmt, rows=len(rows))
     if out is not None:
         X.write_private(out, data)
+        remember_written(out, "export")
         note(f"wrote {len(rows)} row(s) to {out}{' (signed, sealed)' if to else ''}")
     else:
         _to_stdout(data, sealed=to is not None)
@@ -241,6 +243,7 @@ def export_badges(out: Path, without_consent: str, **kw: Any) -> None:
              for r in got.rows]
     text = B.to_svg(sheet) if out.suffix.lower() == ".svg" else B.to_html(sheet)
     X.write_private(out, text.encode("utf-8"))
+    remember_written(out, "export")
     pages = -(-len(sheet) // B.PER_PAGE)
     note(f"wrote {len(sheet)} badge(s) on {pages} page(s) to {out}")
 
@@ -304,6 +307,7 @@ def open_export(sealed_file: Path, identity: Path, out: Path | None, passphrase_
              f"{printable(','.join(opened.fields))} ({opened.format}), sealed {opened.created_text}")
     if out is not None:
         X.write_private(out, opened.data)
+        remember_written(out, "export")
     else:
         _to_stdout(opened.data, sealed=False)
 

@@ -95,6 +95,7 @@ def keygen(out: Path | None, passphrase_file: Path | None) -> None:
 
     from .common import config_path, default_identity_path, identity_path
     from .secrets_input import IDENTITY_ENV, read_new_passphrase
+    from .travel import remember_written
 
     path = out or default_identity_path()
     if path.exists():
@@ -102,6 +103,7 @@ def keygen(out: Path | None, passphrase_file: Path | None) -> None:
     pw = read_new_passphrase(passphrase_file, "Passphrase for the new identity", env=IDENTITY_ENV)
     ident = Identity.generate()
     ident.save(path, pw)
+    remember_written(path, "identity")
     note(f"identity: {path}")
     _where_identity_is_found(path, out is None, identity_path(None), config_path())
     note(f"fingerprint (read it to the lead): {ident.public.fingerprint()}")
@@ -373,8 +375,8 @@ def audit_checkpoint(**kw: Any) -> None:
 
 
 def _register() -> None:
-    from . import admin, checkin, data, move, pins, records, samples, shell
-    for mod in (admin, records, data, checkin, shell, move, pins, samples):
+    from . import admin, checkin, data, move, pins, records, samples, shell, travel
+    for mod in (admin, records, data, checkin, shell, move, pins, samples, travel):
         for cmd in mod.COMMANDS:
             cli.add_command(cmd)
 

@@ -72,8 +72,11 @@ def sample_csv(rows: int, style: str, out: Path) -> None:
     """
     from vault._files import write_private
 
+    from .travel import remember_written
+
     text = _kobo(rows) if style == "kobo" else _civicrm(rows)
     write_private(out, text.encode("utf-8"))
+    remember_written(out, "export")  # plaintext of (invented) people: travel and panic remove it
     note(f"wrote {rows} synthetic {style} registrations to {out}")
 
 

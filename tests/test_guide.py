@@ -37,7 +37,7 @@ def test_guide_has_every_step() -> None:
                    "dvault audit show --target", "dvault pin add", "dvault export --fields arrival --purpose travel --to",
                    "dvault open-export", "--trust-sender", "--preset kobo", "--shred-source",
                    "--preset civicrm --date-format", "dvault export badges", "dvault checkin", "--summary",
-                   "--without-consent omit", "umask 077"):
+                   "--without-consent omit", "umask 077", "dvault travel", "--copy-to", "dvault panic"):
         assert needle in text, needle
     assert "cp " not in text  # every file the guide uses comes from dvault: it runs from any folder
 
@@ -63,12 +63,14 @@ def _files_holding(roots: list[Path], needles: list[bytes]) -> list[str]:
 
 
 def test_guide_runs_end_to_end(url: str, tmp_path: Path) -> None:
+    # HOME is the folder: the per-user data and config folders (the config file, the list
+    # of written files) are under it, as on a fresh laptop; section 11 moves HOME. TMPDIR is
+    # a folder of its own in it, scanned with the rest for plaintext left behind.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DVAULT_", "XDG_"))}
-    work, tmpdir = tmp_path / "work", tmp_path / "tmp"
-    work.mkdir()
+    work, tmpdir = tmp_path, tmp_path / "tmp"
     tmpdir.mkdir()
-    env.update({"DVAULT_PYTHON": sys.executable, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmpdir),
-                "DVAULT_CONFIG": str(tmp_path / "no-config.toml"), "HOME": str(tmp_path)})
+    env.update({"DVAULT_PYTHON": sys.executable, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path),
+                "TMPDIR": str(tmpdir)})
     if url.startswith("postgresql"):
         env["DVAULT_URL"] = url
     res = subprocess.run(["bash", "-c", guide_script()], cwd=work, env=env,
@@ -81,7 +83,7 @@ def test_guide_runs_end_to_end(url: str, tmp_path: Path) -> None:
     assert "can be read by" not in res.stderr  # umask 077: no passphrase file another account can read
     # no plaintext left behind: the imports shredded their files, and nothing else holds a person
     assert not (work / "registrations.csv").exists() and not (work / "civicrm.csv").exists()
-    assert _files_holding([tmp_path, tmpdir], _synthetic_secrets()) == []
+    assert _files_holding([tmp_path], _synthetic_secrets()) == []  # the work folder, HOME and TMPDIR
     # the badge sheet: every participant, QR codes, NO PHOTOS bands for those without consent
     sheet = (work / "badges.html").read_text("utf-8")
     assert sheet.count("<path d=") == 170 and (work / "badges.html").stat().st_mode & 0o777 == 0o600
@@ -100,6 +102,11 @@ def test_guide_runs_end_to_end(url: str, tmp_path: Path) -> None:
     assert travel[0] == '"pseudonym","arrival"' and len(travel) == 171 and travel[1].startswith('"TR-')
     assert (work / "travel.csv").stat().st_mode & 0o777 == 0o600
     assert "purpose travel, 170 row(s) of pseudonym,arrival (csv)" in res.stderr
+    assert "held elsewhere: the copy" in res.stderr and "is the same vault" in res.stderr  # section 11
+    assert not (tmp_path / "sam.dvid").exists() and not (tmp_path / "dd2026-new.vault").exists()
+    assert (tmp_path / "nadia-usb" / "dd2026.vault").exists() and (tmp_path / "nadia.dvid").exists()
+    assert "dvault panic: 3 file(s) removed, 0 left" in res.stdout  # section 12: identity, pins, written list
+    assert not [p for p in (tmp_path / "sam-laptop").rglob("*") if p.is_file()]
     errors = (work / "errors.log").read_text("utf-8").splitlines()
     rows = [line for line in errors if line.startswith("dvault: civicrm.csv: line ")]  # the dry run's report
     assert len(rows) == 20 and all("column 'Birth Date'" in line for line in rows)
