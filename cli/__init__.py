@@ -10,6 +10,7 @@ def run() -> None:
     while the modules are still loading ends with the same one line as later
     (``interrupted``, exit 130), not a traceback."""
     import sys
+
     from .hardening import harden
     harden()  # before any key or value is in memory: no core dump, no same-user ptrace
     if sys.argv[1:2] == ["panic"]:  # without loading the rest: a panic has no second to spare (cli/panic.py)

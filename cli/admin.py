@@ -3,20 +3,34 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 import vault
-from vault.identity import Identity, PublicIdentity, default_path
-from vault.postgres import check_roles, grant_roles
-from vault.vault import discard_new
 
-from .common import (emit, identity_path, note, pins_path, printable, shown_url, unlock, vault_options,
-                     with_progress)
+from .common import (
+    check_fields,
+    check_vault_there,
+    confirm,
+    default_identity_path,
+    emit,
+    identity_path,
+    note,
+    pins_path,
+    printable,
+    shown_url,
+    unlock,
+    vault_options,
+    with_progress,
+)
 from .common import vault_url as resolve_vault_url
-from .secrets_input import IDENTITY_ENV, NEW_ENV, RECOVERY_ENV, read_passphrase
+from .secrets_input import IDENTITY_ENV, NEW_ENV, RECOVERY_ENV, read_new_passphrase, read_passphrase
 from .travel import remember_made, show_suspend_requests, suspend_requests
+
+if TYPE_CHECKING:
+    from vault.breakglass import RevealRequest
+    from vault.identity import Identity
 
 RECOVERY_ADVICE = """\
 Recovery advice (read this once, carefully):
@@ -32,9 +46,14 @@ def lead_identity(path: Path, passphrase_file: Path | None, prompt: str) -> tupl
     """The lead's identity for a vault about to be made: loaded from ``path``, or, if
     there is no file there, a new one (its passphrase asked twice; the caller saves it
     once the vault is made). Returns (identity, its passphrase, whether it is new)."""
+    from vault.identity import Identity
+
     new = not path.exists()
-    passphrase = read_passphrase(passphrase_file, prompt, confirm=new, env=IDENTITY_ENV[:1])
-    return (Identity.generate() if new else Identity.load(path, passphrase)), passphrase, new
+    if new:
+        passphrase = read_new_passphrase(passphrase_file, prompt, env=IDENTITY_ENV[:1])
+        return Identity.generate(), passphrase, True
+    passphrase = read_passphrase(passphrase_file, prompt, env=IDENTITY_ENV[:1])
+    return Identity.load(path, passphrase), passphrase, False
 
 
 @click.command()
@@ -70,12 +89,14 @@ def init(vault_url: str, identity: Path | None, schema: Path | None, population:
 
     Example: dvault init --vault dd2026.vault --identity ~/lead.dvid --population 150
     """
+    from vault.postgres import check_roles, grant_roles
+    from vault.vault import discard_new
+
     if app_roles or lead_roles:
         check_roles(vault_url, [*app_roles, *lead_roles])  # before anything is asked or written
-    ident_path = identity or default_path()
+    ident_path = identity or default_identity_path()
     lead, id_pw, new_identity = lead_identity(ident_path, identity_passphrase_file, "Passphrase for your identity")
-    recovery = read_passphrase(passphrase_file, "Recovery passphrase for the new vault", confirm=True,
-                               env=RECOVERY_ENV)
+    recovery = read_new_passphrase(passphrase_file, "Recovery passphrase for the new vault", env=RECOVERY_ENV)
     if new_identity:
         lead.save(ident_path, id_pw)
     try:
@@ -129,6 +150,8 @@ def db_roles(vault_url: str | None, app_roles: tuple[str, ...], lead_roles: tupl
 
     Example: dvault db-roles --vault "$OWNER_URL" --app-role dvault_staff --lead-role dvault_lead
     """
+    from vault.postgres import grant_roles
+
     if not app_roles and not lead_roles:
         raise click.UsageError("name at least one --app-role or --lead-role")
     url = resolve_vault_url(vault_url)
@@ -156,11 +179,13 @@ def user_add(public: str, name: str, role: str, yes: bool, **kw: Any) -> None:
 
     Example: dvault user add dvault1abc... --name sam --role staff
     """
+    from vault.identity import PublicIdentity
+
     pub = PublicIdentity.from_line(public)
     if not yes:
+        check_vault_there(resolve_vault_url(kw["vault_url"]))  # a mistyped path before the question
         click.echo(f"fingerprint: {pub.fingerprint()}", err=True)
-        if not click.confirm(f"Did {name} read you exactly this fingerprint?", default=False, err=True):
-            raise click.Abort()
+        confirm(f"Did {printable(name)} read you exactly this fingerprint?")
     with unlock(kw) as v:
         u = v.add_user(pub, name, role)
         click.echo(f"enrolled {printable(u.name)} ({u.user_id}) as {u.role}")
@@ -198,9 +223,8 @@ def user_remove(user_id: str, yes: bool, **kw: Any) -> None:
         if len(matches) != 1:
             raise vault.NotFound(f"no single enrolled user with id or name {user_id!r}")
         u = matches[0]
-        if not yes and not click.confirm(f"Revoke {printable(u.name)} ({u.user_id}) and rotate their keys now?",
-                                         default=False, err=True):
-            raise click.Abort()
+        if not yes:
+            confirm(f"Revoke {printable(u.name)} ({u.user_id}) and rotate their keys now?")
         v.remove_user(u.user_id)
         note(f"revoked {printable(u.name)} ({u.user_id}); keys rotated")
 
@@ -235,16 +259,27 @@ def role_list(builtin: bool, as_json: bool, **kw: Any) -> None:
 @click.command()
 @click.option("--class", "classes", multiple=True, help="Rotate only this class (repeatable).")
 @click.option("--reencrypt", is_flag=True, help="Also re-encrypt every field under fresh data keys.")
+@click.option("--json", "as_json", is_flag=True, help="The counts as one JSON object.")
 @vault_options
-def rotate(classes: tuple[str, ...], reencrypt: bool, **kw: Any) -> None:
+def rotate(classes: tuple[str, ...], reencrypt: bool, as_json: bool, **kw: Any) -> None:
     """Rotate class keys; resumable: if interrupted, run it again.
 
     Example: dvault rotate --reencrypt
     """
+    import json as _json
+
     with unlock(kw) as v:
+        for c in classes:
+            if c not in v.schema.classes:
+                from .common import did_you_mean
+                raise click.UsageError(f"unknown class {printable(c)!r}{did_you_mean(c, v.schema.classes)}")
         stats = with_progress("rotating", v.count(),
-                              lambda step: v.rotate(list(classes) or None, reencrypt=reencrypt, progress=step))
-    click.echo(", ".join(f"{k} {n}" for k, n in stats.items()))
+                              lambda step: v.rotate(list(classes) or None, reencrypt=reencrypt, progress=step),
+                              show=not as_json)
+    if as_json:
+        click.echo(_json.dumps(stats, sort_keys=True))
+    else:
+        click.echo(", ".join(f"{k} {n}" for k, n in stats.items()))
 
 
 @click.command()
@@ -277,7 +312,7 @@ def requests(as_json: bool, **kw: Any) -> None:
     emit(rows, ["request", "record", "field", "approved"], as_json)
 
 
-def _warnings(r: Any) -> list[str]:
+def _warnings(r: RevealRequest) -> list[str]:
     return ([r.problem] if r.problem else []) + list(r.flags)
 
 
@@ -302,6 +337,8 @@ def approve(request_id: str, expect_record: str | None, expect_field: str | None
     if yes and not (expect_record and expect_field):
         raise click.UsageError("--yes needs --record and --field: the record and field you approve")
     with unlock(kw) as v:
+        if expect_field is not None:
+            check_fields(v.schema, [expect_field])
         req = next((r for r in v.reveal_requests() if r.req_id == request_id), None)
         if req is None:
             raise vault.NotFound(f"no break-glass request {request_id}")
@@ -313,9 +350,8 @@ def approve(request_id: str, expect_record: str | None, expect_field: str | None
         for w in _warnings(req):
             click.echo(f"dvault: warning: {w}", err=True)
         record, field = expect_record or req.record or "", expect_field or req.field
-        if not yes and not req.problem and not click.confirm(
-                f"Approve {field} of {record} for {hours:g} h?", default=False, err=True):
-            raise click.Abort()
+        if not yes and not req.problem:
+            confirm(f"Approve {field} of {record} for {hours:g} h?")
         v.approve_reveal(request_id, int(hours * 3600), record=record, field=field)
     note(f"approved {request_id} for {hours:g} h")
 
@@ -383,7 +419,7 @@ _NEW_PASSPHRASE_FILE = click.option(
 
 
 def _new_passphrase(file: Path | None, old: str, prompt: str) -> str:
-    new = read_passphrase(file, prompt, confirm=True, env=NEW_ENV)
+    new = read_new_passphrase(file, prompt, env=NEW_ENV)
     if new == old:
         raise click.UsageError("the new passphrase is the same as the current one")
     return new
@@ -402,7 +438,9 @@ def passphrase_identity(identity: Path | None, passphrase_file: Path | None, new
 
     Example: dvault passphrase identity --identity ~/sam.dvid
     """
-    path = identity_path(identity) or default_path()
+    from vault.identity import Identity
+
+    path = identity_path(identity) or default_identity_path()
     if not path.exists():
         raise vault.NotFound(f"no identity file at {path}")
     old = read_passphrase(passphrase_file, f"Current passphrase for identity {path.name}", env=IDENTITY_ENV)
@@ -426,6 +464,7 @@ def passphrase_recovery(vault_url: str | None, passphrase_file: Path | None, new
     Example: dvault passphrase recovery --vault dd2026.vault
     """
     url = resolve_vault_url(vault_url)
+    check_vault_there(url)
     old = read_passphrase(passphrase_file, "Current vault recovery passphrase", env=RECOVERY_ENV)
     with vault.open(url, old) as v:  # a wrong passphrase fails before the new one is asked for
         new = _new_passphrase(new_passphrase_file, old, "New recovery passphrase")

@@ -1,26 +1,45 @@
 """Shared plumbing for dvault commands: finding the vault and identity, unlocking,
-reasons, and output. No crypto and no record logic here: that is the library's."""
+reasons, and output. No crypto and no record logic here: that is the library's.
+
+Imports of the library's heavy parts (SQLAlchemy, the crypto libraries) happen inside the
+functions that need them, so that commands which never open a vault start fast."""
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import json
 import os
 import re
-import tomllib
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 import vault
-from vault._files import check_private
-from vault.pins import known as known_vaults
-from vault.identity import Identity
 
 from .secrets_input import IDENTITY_ENV, RECOVERY_ENV, read_passphrase
 
+if TYPE_CHECKING:
+    from vault.identity import Identity
+    from vault.schema import Schema
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+#: The keys the config file may set, and what each means (dvault --help and docs/guide.md).
+CONFIG_KEYS = {
+    "vault": "the vault to open when neither --vault nor DVAULT_URL names one",
+    "identity": "your identity file when neither --identity nor DVAULT_IDENTITY names one",
+    "shell_idle_lock": "how long dvault shell waits without input before it locks (90s, 5m, 1h)",
+}
+
 
 def config_path() -> Path:
+    """DVAULT_CONFIG, else config.toml in the per-user config folder (on Linux
+    ~/.config/defenders-vault/config.toml)."""
     if os.environ.get("DVAULT_CONFIG"):
         return Path(os.environ["DVAULT_CONFIG"])
     import platformdirs
@@ -30,6 +49,10 @@ def config_path() -> Path:
 def config() -> dict[str, Any]:
     """``vault = "..."``, ``identity = "..."`` and ``shell_idle_lock = "5m"`` from the user's
     config file, if any."""
+    import tomllib
+
+    from vault._files import check_private
+
     p = config_path()
     if not p.is_file():
         return {}
@@ -38,7 +61,7 @@ def config() -> dict[str, Any]:
         data = tomllib.loads(p.read_text("utf-8"))
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError):  # nesting: tomllib recurses
         raise click.UsageError(f"cannot read config file {p}") from None
-    return {k: v for k, v in data.items() if k in ("vault", "identity", "shell_idle_lock") and isinstance(v, str)}
+    return {k: v for k, v in data.items() if k in CONFIG_KEYS and isinstance(v, str)}
 
 
 def vault_url(given: str | None) -> str:
@@ -56,18 +79,47 @@ def shown_url(url: str) -> str:
     try:
         from sqlalchemy.engine import make_url
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - unparsable: show nothing of it rather than a secret
+    except Exception:  # unparsable: show nothing of it rather than a secret
         return "(database URL)"
 
 
 def identity_path(given: Path | None) -> Path | None:
+    """The identity to unlock with: --identity, DVAULT_IDENTITY, the config file's
+    ``identity``, else the file ``dvault keygen`` writes by default if it is there (None:
+    there is none, and the recovery passphrase is asked for)."""
     if given is not None:
         return given
     if os.environ.get("DVAULT_IDENTITY"):
         return Path(os.environ["DVAULT_IDENTITY"])
     if config().get("identity"):
         return Path(config()["identity"]).expanduser()
+    default = default_identity_path()
+    return default if default.is_file() else None
+
+
+def default_identity_path() -> Path:
+    """Where ``dvault keygen`` and ``dvault init`` put an identity when not told otherwise."""
+    from vault.identity import default_path
+
+    return default_path()
+
+
+def sqlite_file(url: str) -> str | None:
+    """The file a SQLite vault location names (a bare path, or sqlite:///PATH), else None."""
+    if "://" not in url:
+        return url
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///"):].split("?", 1)[0]
+        return path or None
     return None
+
+
+def check_vault_there(url: str) -> None:
+    """A SQLite vault file that is not there is said before any passphrase is asked for
+    (a mistyped path is not a wrong passphrase). Database URLs are checked on open."""
+    path = sqlite_file(url)
+    if path is not None and not os.path.isfile(path):
+        raise vault.NotFound(f"no vault at {path} (check --vault, DVAULT_URL or the config file {config_path()})")
 
 
 def pins_path(ident_path: Path) -> Path:
@@ -103,6 +155,29 @@ def after_open(v: vault.Vault, ident_path: Path | None) -> vault.Vault:
     return v
 
 
+class _Preload:
+    """The library's heavy modules (SQLAlchemy, the vault itself), imported on a thread
+    while the passphrase is typed and the identity's Argon2id runs (which releases the
+    GIL): an unlock then waits for the slower of the two, not for their sum. Joined
+    before the vault is opened, so no thread is left when the library forks workers."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._thread = threading.Thread(target=self._run, name="dvault-preload", daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _run() -> None:
+        try:
+            import vault.vault  # noqa: F401 - imported for its side effect: the modules are loaded
+        except BaseException:  # noqa: S110 - the open that follows imports it again and reports the failure
+            pass
+
+    def join(self) -> None:
+        self._thread.join()
+
+
 def open_vault(url: str | None, identity: Path | None, passphrase_file: Path | None,
                recovery: bool = False) -> vault.Vault:
     """Unlock with the user's identity (its passphrase is prompted), or with the recovery
@@ -116,15 +191,22 @@ def open_vault_as(url: str | None, identity: Path | None, passphrase_file: Path 
     a command that also signs as that person (a sealed export). ``ask``: the passphrase
     from a prompt only, never a variable (the shell's unlock after its idle lock)."""
     target = vault_url(url)
+    check_vault_there(target)
     ident_path = None if recovery else identity_path(identity)
     if ident_path is not None:
         if not ident_path.is_file():  # say so before asking for its passphrase
             raise vault.NotFound(f"no identity file at {ident_path}")
+        from vault.identity import Identity  # on this thread, before the preload starts: no import
+
+        preload = _Preload()  # of a vault module runs on two threads at once
         pw = read_passphrase(passphrase_file, f"Passphrase for identity {ident_path.name}",
                              env=() if ask else IDENTITY_ENV)
+        ident = Identity.load(ident_path, pw)
+        preload.join()
+        from vault.pins import known as known_vaults
+
         pins_file = pins_path(ident_path)
         before = known_vaults(pins_file)
-        ident = Identity.load(ident_path, pw)
         v = vault.open(target, identity=ident, pins=pins_file)
         if v.id not in before:  # a first sight is trusted, not checked: say so, even under --quiet
             warn(f"dvault: warning: first open of vault {v.id} with this identity, at {shown_url(target)}: "
@@ -132,14 +214,17 @@ def open_vault_as(url: str | None, identity: Path | None, passphrase_file: Path 
                  f"{pins_file}; compare them with the pin line the lead sent you (dvault pin show), and "
                  f"next time record that line first (dvault pin add)")
         return after_open(v, ident_path), ident
+    preload = _Preload()
     pw = read_passphrase(passphrase_file, "Vault recovery passphrase", env=() if ask else RECOVERY_ENV)
+    preload.join()
     return after_open(vault.open(target, pw), None), None
 
 
 _VAULT_OPTS = [
     click.option("--vault", "vault_url", metavar="URL", help="Vault: SQLite path or database URL (or DVAULT_URL)."),
     click.option("--identity", type=click.Path(dir_okay=False, path_type=Path),
-                 help="Your identity file (or DVAULT_IDENTITY, or the config file)."),
+                 help="Your identity file (or DVAULT_IDENTITY, or identity in the config file, or the file "
+                      "dvault keygen made by default)."),
     click.option("--recovery", is_flag=True, help="Unlock with the recovery passphrase instead of an identity."),
     click.option("--passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                  help="Read the passphrase from this file (else DVAULT_IDENTITY_PASSPHRASE, or with "
@@ -147,7 +232,7 @@ _VAULT_OPTS = [
 ]
 
 
-def vault_options(f: Callable) -> Callable:
+def vault_options(f: F) -> F:
     for opt in reversed(_VAULT_OPTS):
         f = opt(f)
     return f
@@ -183,31 +268,63 @@ def warn(message: str) -> None:
     click.echo(message, err=True)
 
 
-def progress(label: str, total: int):  # type: ignore[no-untyped-def]
-    """A progress bar on stderr for long jobs, only on a terminal and without --quiet."""
-    import sys
-
-    if quiet() or not sys.stderr.isatty() or total <= 0:
-        return None
-    return click.progressbar(length=total, label=label, file=sys.stderr)
+Step = Callable[[int, int], None]
 
 
-def with_progress(label: str, total: int, job: Callable[[Callable[[int, int], None] | None], Any]) -> Any:
-    """Run ``job(step)`` with a progress bar fed by ``step(done, total)`` (``None`` when no
-    bar is shown: see :func:`progress`); returns what the job returns."""
-    bar = progress(label, total)
-    if bar is None:
-        return job(None)
+@contextlib.contextmanager
+def progress_bar(label: str, total: int, *, show: bool = True) -> Iterator[Step | None]:
+    """A progress bar on stderr for long work, fed by the ``step(done, total)`` it yields;
+    ``None`` (no bar) unless stderr is a terminal, the count is known and nothing asked for
+    quiet: ``--quiet``, a machine-readable output (``show=False`` under ``--json``), or a
+    pipe. The one hook every long job uses (import, export, rotate, move, a backup)."""
+    if not show or quiet() or not sys.stderr.isatty() or total <= 0:
+        yield None
+        return
+    bar = click.progressbar(length=total, label=label, file=sys.stderr)
     seen = [0]
 
     def step(done: int, _total: int) -> None:
-        bar.update(done - seen[0])
-        seen[0] = done
+        bar.update(max(0, done - seen[0]))
+        seen[0] = max(seen[0], done)
     with bar:
+        yield step
+
+
+def with_progress(label: str, total: int, job: Callable[[Step | None], T], *, show: bool = True) -> T:
+    """Run ``job(step)`` inside :func:`progress_bar`; returns what the job returns."""
+    with progress_bar(label, total, show=show) as step:
         return job(step)
 
 
-def reason_option(f: Callable) -> Callable:
+def confirm(question: str, *, option: str = "--yes") -> None:
+    """Ask yes/no on stderr; no means Abort. With no answer to read (no terminal, end of
+    input) the error says which option answers it in a script, rather than "aborted"."""
+    try:
+        ok = click.confirm(question, default=False, err=True)
+    except click.exceptions.Abort:
+        click.echo(err=True)  # end the prompt's line
+        raise click.UsageError(f"no answer to: {question} (no terminal? check first, then give {option})") from None
+    if not ok:
+        raise click.Abort()
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``; did you mean 'x'?`` for the closest known name, or nothing."""
+    close = difflib.get_close_matches(name.strip().lower(), list(known), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def check_fields(schema: Schema, names: Sequence[str], what: str = "field") -> list[str]:
+    """``names`` if each is a field of the schema, else a usage error naming the first
+    unknown one and the closest known field."""
+    for n in names:
+        if n not in schema.fields:
+            hint = did_you_mean(n, schema.fields) or f" (the fields: {', '.join(schema.fields)})"
+            raise click.UsageError(f"unknown {what} {printable(n)!r}{hint}")
+    return list(names)
+
+
+def reason_option(f: F) -> F:
     return click.option("--reason", help="Why you need this access (recorded, sealed to the lead). "
                                          "Prompted if missing; use the prompt when the reason names "
                                          "someone, since options stay in shell history.")(f)
@@ -233,13 +350,14 @@ def _prompt_line(label: str, option: str) -> str:
         raise click.UsageError(f"no input for: {label} (give {option})") from None
 
 
-def fields_arg(text: str | None) -> list[str] | None:
+def fields_arg(text: str | None, schema: Schema | None = None) -> list[str] | None:
+    """The names of a ``--fields a,b`` option, each checked against ``schema`` if given."""
     if text is None:
         return None
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
         raise click.UsageError("--fields needs at least one field name")
-    return names
+    return check_fields(schema, names) if schema is not None else names
 
 
 #: What a terminal acts on instead of showing: C0 and C1 controls and DEL (escape
@@ -283,7 +401,8 @@ def table(rows: Iterable[dict[str, Any]], columns: list[str]) -> str:
     widths = [min(40, max(len(row[i]) for row in data)) for i in range(len(columns))]
     lines = []
     for n, row in enumerate(data):
-        line = "  ".join((c if len(c) <= w else c[: w - 1] + "…").ljust(w) for c, w in zip(row, widths)).rstrip()
+        cells = (c if len(c) <= w else c[: w - 1] + "…" for c, w in zip(row, widths, strict=True))
+        line = "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
         lines.append(click.style(line, bold=True) if n == 0 else line)
     return "\n".join(lines)
 

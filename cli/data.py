@@ -3,22 +3,33 @@
 from __future__ import annotations
 
 import os
-
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 import vault
-from vault import exporter as X
-from vault.identity import Identity, PublicIdentity
-from vault.users import REVOKED
 
-from .common import (known_vaults, note, open_vault_as, pins_path, printable, reason_option, set_reason, unlock,
-                     vault_options, warn, with_progress)
+from .common import (
+    confirm,
+    note,
+    open_vault_as,
+    pins_path,
+    printable,
+    reason_option,
+    set_reason,
+    unlock,
+    vault_options,
+    warn,
+    with_progress,
+)
 from .secrets_input import IDENTITY_ENV, read_passphrase
 from .travel import remember_written
+
+if TYPE_CHECKING:
+    from vault.exporter import Opened
+    from vault.identity import Identity, PublicIdentity
 
 
 @click.command(name="import")
@@ -36,11 +47,13 @@ from .travel import remember_written
               help="Also apply the changes of rows whose source id names a stored record.")
 @click.option("--include-unapproved", is_flag=True, help="Import rows the source marks as not approved too.")
 @click.option("--json", "as_json", is_flag=True, help="A JSON report on stdout: one entry per row, no values.")
+@click.option("--shred-source", is_flag=True,
+              help="Once every row is in (or already was), overwrite the file and delete it.")
 @vault_options
 @reason_option
 def import_(csv_file: Path, mapping: Path | None, preset: str | None, encoding: str | None,
             date_formats: tuple[str, ...], dry_run: bool, skip_bad: bool, apply_updates: bool,
-            include_unapproved: bool, as_json: bool, **kw: Any) -> None:
+            include_unapproved: bool, as_json: bool, shred_source: bool, **kw: Any) -> None:
     """Import a registration export: CSV (any encoding, ';' or ',') or XLSX, with a mapping
     or a shipped preset (KoboToolbox, CiviCRM).
 
@@ -51,31 +64,64 @@ def import_(csv_file: Path, mapping: Path | None, preset: str | None, encoding: 
     (Kobo _uuid, CiviCRM contact id) names a stored record is compared with it: --dry-run
     lists the fields that would change, --update applies them (audited as updates).
 
+    The export is plaintext: --shred-source overwrites and deletes it once the import
+    has taken every row (a refused row keeps it, to be fixed or downloaded again).
+
     Example: dvault import kobo.xlsx --preset kobo --dry-run
     """
     from . import import_report as R
 
+    if shred_source and dry_run:
+        raise click.UsageError("--shred-source deletes the file after an import: not with --dry-run")
     data = csv_file.read_bytes()
     with unlock(kw) as v:
         set_reason(v, kw["reason"])
         v.require_writable("import")  # a refusal before any report on the file
         m, notes = R.choose_mapping(data, mapping, preset, encoding, date_formats, v.schema)
-        plan = R.plan(v, data, m, encoding, include_unapproved)
+        plan, unchecked = R.plan(v, data, m, encoding, include_unapproved)
         report = R.Report(csv_file.name, plan, dry_run=dry_run, apply_updates=apply_updates,
-                          skip_bad=skip_bad, notes=notes)
-        if dry_run or (plan.errors and not skip_bad) or report.nothing_to_do():
-            report.finish(as_json)
-            return
-        ids = with_progress("importing", len(plan.rows),
-                            lambda step: v.import_rows([values for _line, values in plan.rows], progress=step)
-                            ) if plan.rows else []
-        updated = R.apply_updates(v, plan) if apply_updates else []
-        report.done(ids, updated)
+                          skip_bad=skip_bad, notes=notes, unchecked=unchecked)
+        if not (dry_run or (plan.errors and not skip_bad) or report.nothing_to_do()):
+            ids = with_progress("importing", len(plan.rows),
+                                lambda step: v.import_rows([values for _line, values in plan.rows], progress=step),
+                                show=not as_json) if plan.rows else []
+            report.done(ids, R.apply_updates(v, plan) if apply_updates else [])
         report.finish(as_json)
+    if shred_source:
+        _shred_source(csv_file, plan, apply_updates)
 
 
-@click.command()
-@click.option("--fields", required=True, help="Comma-separated fields (only classes your role holds).")
+def _shred_source(path: Path, plan: Any, applied: bool) -> None:
+    """Overwrite and delete the imported file, unless a row of it is not in the vault
+    (refused as bad, or a change not applied): that row's only copy may be this file."""
+    left = len([e for e in plan.errors if e.kind != "in_vault"]) + (0 if applied else len(plan.updates))
+    if left:
+        warn(f"dvault: note: kept {path}: {left} row(s) of it are not in the vault; fix them (or download "
+             "again, or give --update), then import with --shred-source, or delete it yourself")
+        return
+    from .shred import shred_file
+
+    shred_file(path)
+    note(f"shredded {path} (overwritten, then deleted; see docs/guide.md on what disks may keep)")
+
+
+_WITHOUT_CONSENT = click.option(
+    "--without-consent", type=click.Choice(["mark", "omit"]), default="mark", show_default=True,
+    help="People whose consent field for the purpose (the schema's [consent], e.g. photo_consent for badge) is "
+         "not yes: mark them (a consent column; on badges a NO PHOTOS band) or leave them out (a photo list).")
+
+
+def _check_out(out: Path | None) -> None:
+    """Refuse an output file that exists, or a folder that cannot take it, before the work
+    (write_private refuses it too, but late: after decrypting and auditing everything)."""
+    if out is not None and (out.exists() or out.is_symlink()):
+        raise vault.VaultExists(f"refusing to overwrite {out}")
+    if out is not None and not os.access(out.parent, os.W_OK | os.X_OK):
+        raise click.UsageError(f"cannot write to {out}: no such folder, or not writable")
+
+
+@click.group(invoke_without_command=True)
+@click.option("--fields", help="Comma-separated fields (only classes your role holds). Required.")
 @click.option("--purpose", help="Add this purpose's pseudonym to each row (badge, travel, ...).")
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
@@ -83,38 +129,62 @@ def import_(csv_file: Path, mapping: Path | None, preset: str | None, encoding: 
 @click.option("--to", "recipient", help="Seal the export to this public identity (dvault1...), signed by yours.")
 @click.option("--yes", is_flag=True, help="With --to: do not ask whether the recipient's fingerprint is right "
                                           "(only in scripts).")
+@_WITHOUT_CONSENT
 @vault_options
 @reason_option
-def export(fields: str, purpose: str | None, fmt: str, out: Path | None, recipient: str | None, yes: bool,
-           **kw: Any) -> None:
-    """Export some fields of every participant, for a badge printer or a travel agent.
+@click.pass_context
+def export(ctx: click.Context, /, fields: str | None, purpose: str | None, fmt: str, out: Path | None,
+           recipient: str | None, yes: bool, without_consent: str, **kw: Any) -> None:
+    """Export some fields of every participant, for a badge printer or a travel agent
+    (or a printable badge sheet: dvault export badges).
 
     With --to the export is signed by your identity and sealed to the recipient, with the
     vault, time, purpose, fields and recipient inside the seal; you are shown the
     recipient's fingerprint (and enrolled name) and asked before anything is exported.
+    Under a purpose whose consent field the schema names (badge: photo_consent), people
+    without consent are marked or left out (--without-consent).
 
     Example: dvault export --fields badge_name,pronouns --purpose badge --out badges.csv
     """
+    if ctx.invoked_subcommand is not None:
+        given = [o for o, val in (("--fields", fields), ("--purpose", purpose), ("--out", out), ("--to", recipient))
+                 if val is not None]
+        if given:
+            raise click.UsageError(f"{', '.join(given)} go after the subcommand: dvault export "
+                                   f"{ctx.invoked_subcommand} ...")
+        return
+    if fields is None:
+        raise click.UsageError("missing option --fields (or a subcommand: dvault export badges)")
+    _export_rows(fields, purpose, fmt, out, recipient, yes, without_consent, kw)
+
+
+def _export_rows(fields: str, purpose: str | None, fmt: str, out: Path | None, recipient: str | None, yes: bool,
+                 without_consent: str, kw: dict[str, Any]) -> None:
+    from vault.identity import PublicIdentity
+
+    from vault import consent
+    from vault import exporter as X
+
     from .common import fields_arg
 
     names = fields_arg(fields)
     assert names is not None
     to = PublicIdentity.from_line(recipient) if recipient else None
-    if out is not None and (out.exists() or out.is_symlink()):  # write_private refuses it too, but late:
-        raise vault.VaultExists(f"refusing to overwrite {out}")  # after decrypting and auditing everything
-    if out is not None and not os.access(out.parent, os.W_OK | os.X_OK):
-        raise click.UsageError(f"cannot write to {out}: no such folder, or not writable")  # same: before the work
+    _check_out(out)
     v, me = open_vault_as(kw.pop("vault_url"), kw.pop("identity"), kw.pop("passphrase_file"), kw.pop("recovery"))
     with v:
+        fields_arg(fields, v.schema)
         if to is not None:
             if me is None:
                 raise click.UsageError("a sealed export is signed by its sender: open the vault with your identity "
                                        "(--identity), not the recovery passphrase")
             _confirm_recipient(v, to, yes)
         set_reason(v, kw["reason"])
-        rows = with_progress("exporting", v.count(), lambda step: v.export(names, purpose=purpose, progress=step))
+        got = with_progress("exporting", v.count(), lambda step: consent.export(
+            v, names, purpose, without_consent=without_consent, progress=step))
         vault_id = v.id
-    columns = (["pseudonym"] if purpose else []) + names
+    _consent_note(got)
+    rows, columns = got.rows, got.columns
     data = (X.to_csv(rows, columns) if fmt == "csv" else X.to_json(rows)).encode("utf-8")
     if to is not None:
         assert me is not None
@@ -127,18 +197,70 @@ def export(fields: str, purpose: str | None, fmt: str, out: Path | None, recipie
         _to_stdout(data, sealed=to is not None)
 
 
+def _consent_note(got: Any) -> None:
+    """Say what consent did (counts only), even under --quiet: the sheet differs from the
+    list of every participant."""
+    if got.consent_field is None or not got.without:
+        return
+    how = "left out" if got.mode == "omit" else "marked"
+    warn(f"dvault: note: {got.without} participant(s) without {got.consent_field} {how}")
+
+
+@export.command("badges")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="New file (0600, never overwritten): .html (one A4 sheet per printed page) or .svg.")
+@_WITHOUT_CONSENT
+@vault_options
+@reason_option
+def export_badges(out: Path, without_consent: str, **kw: Any) -> None:
+    """Write a printable badge sheet: 8 badges per A4 page, each with the badge name,
+    pronouns, and a QR code of the badge pseudonym (what dvault checkin reads from a
+    desk scanner). People without photo consent get a NO PHOTOS band (--without-consent
+    mark, the default) or no badge on this sheet (omit). No other field is printed.
+
+    Example: dvault export badges --out badges.html --identity badges.dvid --reason "badge printing"
+    """
+    from vault import badges as B
+    from vault import consent
+    from vault import exporter as X
+
+    if out.suffix.lower() not in (".html", ".htm", ".svg"):
+        raise click.UsageError("--out must end in .html (printable, one sheet per page) or .svg")
+    _check_out(out)
+    with unlock(kw) as v:
+        if "badge" not in v.purposes or "badge_name" not in v.schema.fields:
+            raise click.UsageError("this vault's schema has no badge purpose or no badge_name field")
+        wanted = ["badge_name"] + [n for n in ("pronouns",) if n in v.readable_fields]
+        set_reason(v, kw["reason"])
+        got = with_progress("exporting", v.count(), lambda step: consent.export(
+            v, wanted, "badge", without_consent=without_consent, progress=step))
+    if got.consent_field is None:
+        warn("dvault: warning: this vault's schema names no consent field for badges ([consent] badge = ...): "
+             "no badge is marked")
+    _consent_note(got)
+    sheet = [B.Badge(name=r.get("badge_name") or "", pseudonym=r["pseudonym"], pronouns=r.get("pronouns") or "",
+                     photo_consent=r.get(got.consent_field, True) if got.consent_field else True)
+             for r in got.rows]
+    text = B.to_svg(sheet) if out.suffix.lower() == ".svg" else B.to_html(sheet)
+    X.write_private(out, text.encode("utf-8"))
+    remember_written(out, "export")
+    pages = -(-len(sheet) // B.PER_PAGE)
+    note(f"wrote {len(sheet)} badge(s) on {pages} page(s) to {out}")
+
+
 def _confirm_recipient(v: vault.Vault, to: PublicIdentity, yes: bool) -> None:
     """Who the export is about to be sealed to, by fingerprint and by the name the vault's
     signed user table gives (or that it has none), before anything is decrypted; printed
     under --quiet too (a trust decision), asked unless --yes."""
+    from vault.users import REVOKED
+
     u = next((u for u in v.users(include_revoked=True) if u.public.raw == to.raw), None)
     if u is not None and u.role == REVOKED:  # a lost laptop's or a departed user's key: maybe in other hands
         raise click.UsageError(f"refusing to seal to {printable(u.name)} ({to.user_id}): revoked in this vault")
     who = "NOT enrolled in this vault" if u is None else f"{printable(u.name)} ({u.role}) in this vault"
     warn(f"sealing to user {to.user_id}, fingerprint {to.fingerprint()}: {who}")
-    if not yes and not click.confirm("Is this the fingerprint the recipient read to you?", default=False,
-                                     err=True):
-        raise click.Abort()
+    if not yes:
+        confirm("Is this the fingerprint the recipient read to you?")
 
 
 @click.command(name="open-export")
@@ -169,6 +291,10 @@ def open_export(sealed_file: Path, identity: Path, out: Path | None, passphrase_
     """
     if out is not None and (out.exists() or out.is_symlink()):
         raise vault.VaultExists(f"refusing to overwrite {out}")
+    from vault.identity import Identity
+
+    from vault import exporter as X
+
     ident = Identity.load(identity, read_passphrase(passphrase_file, "Identity passphrase", env=IDENTITY_ENV))
     opened = X.open_sealed(sealed_file.read_bytes(), ident, allow_unsigned=allow_unsigned)
     if opened.sender is None:
@@ -186,9 +312,13 @@ def open_export(sealed_file: Path, identity: Path, out: Path | None, passphrase_
         _to_stdout(opened.data, sealed=False)
 
 
-def _trust(opened: X.Opened, trusted: tuple[str, ...], vault_url: str | None, ident_path: Path,
+def _trust(opened: Opened, trusted: tuple[str, ...], vault_url: str | None, ident_path: Path,
            ident: Identity) -> str:
     """How the sender is trusted (exporter.check_sender), opening --vault only if pinned."""
+    from vault.pins import known as known_vaults
+
+    from vault import exporter as X
+
     if vault_url is None or X.fingerprint_given(opened, trusted):  # no need to open a vault
         return X.check_sender(opened, fingerprints=trusted)
     pins_file = pins_path(ident_path)
@@ -212,37 +342,4 @@ def _to_stdout(data: bytes, *, sealed: bool) -> None:
     sys.stdout.buffer.flush()
 
 
-@click.command(name="sample-csv")
-@click.option("--rows", type=click.IntRange(1, 100_000), default=150, show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="New file (0600) for the synthetic Kobo-style export.")
-def sample_csv(rows: int, out: Path) -> None:
-    """Write a synthetic KoboToolbox-style registration export (invented people) for
-    trying import, e.g. with docs/kobo-mapping.toml.
-
-    Example: dvault sample-csv --rows 150 --out registrations.csv
-    """
-    import csv
-    import io
-
-    from .synth import participants
-
-    header = ["personal/full_name", "personal/badge_name", "personal/pronouns", "personal/date_of_birth",
-              "personal/nationality", "personal/residence", "personal/passport_no", "contact/email",
-              "contact/phone", "contact/signal", "contact/emergency_contact", "work/organisation", "work/field",
-              "travel/arrival", "travel/departure", "travel/hotel_needed", "needs/dietary", "needs/accessibility",
-              "consent/photo", "_id"]
-    buf = io.StringIO()
-    w = csv.writer(buf, delimiter=";", lineterminator="\r\n")
-    w.writerow(header)
-    for i, p in enumerate(participants(rows)):
-        w.writerow([p["legal_name"], p["badge_name"], p["pronouns"], p["date_of_birth"].isoformat(),
-                    p["nationality"], p["country_of_residence"], p["passport_number"], p["email"], p["phone"],
-                    "no", "Next of kin, +41 00 000 0000", p["organisation"], p["field_of_work"],
-                    p["arrival"].isoformat(), p["departure"].isoformat(), "yes", " ".join(p["dietary"]), "",
-                    "yes" if p["photo_consent"] else "no", str(410000000 + i)])
-    X.write_private(out, ("\ufeff" + buf.getvalue()).encode("utf-8"))
-    note(f"wrote {rows} synthetic registrations to {out}")
-
-
-COMMANDS = [import_, export, open_export, sample_csv]
+COMMANDS = [import_, export, open_export]

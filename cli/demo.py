@@ -6,6 +6,7 @@ import os
 import stat
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -15,7 +16,7 @@ import vault
 from .synth import participants
 
 
-def run_demo(n: int, echo=click.echo) -> None:  # type: ignore[no-untyped-def]
+def run_demo(n: int, echo: Callable[[str], object] = click.echo) -> None:
     rows = participants(n)
     with tempfile.TemporaryDirectory(prefix="dvault-demo-") as tmp:
         path = Path(tmp) / "demo.vault"
@@ -37,7 +38,7 @@ def run_demo(n: int, echo=click.echo) -> None:  # type: ignore[no-untyped-def]
             echo(f"   one full record, {rec!r}:")
             for name in sorted(rec):
                 echo(f"     {name:22} {rec[name]}")
-            ok = all(dict(v.get(i)) == row for i, row in zip(ids[:20], rows[:20]))
+            ok = all(dict(v.get(i)) == row for i, row in zip(ids[:20], rows[:20], strict=True))
             echo(f"   first 20 records decrypt to exactly what was stored: {ok}")
             import sqlite3
 

@@ -34,7 +34,7 @@ def choose_mapping(data: bytes, mapping: Path | None, preset: str | None, encodi
     else:
         header = _header(data, encoding)
         family = preset or detect(header)
-        if preset is None:
+        if preset is None or family is None:
             found = f"the header looks like a {'KoboToolbox' if family == 'kobo' else 'CiviCRM'} export: " \
                     f"add --preset {family}" if family else "no shipped preset recognises the header"
             raise click.UsageError(f"no --mapping or --preset given; {found} (or write a mapping: docs/mapping.md)")
@@ -57,12 +57,12 @@ def _header(data: bytes, encoding: str | None) -> list[str]:
         return []  # the plan reports the file's problem, with its hint
 
 
-def plan(v: vault.Vault, data: bytes, m: Any, encoding: str | None, include: bool) -> Any:
+def plan(v: vault.Vault, data: bytes, m: Any, encoding: str | None, include: bool) -> tuple[Any, list[str]]:
+    """The import plan, checked against the vault, and the checks the role could not make."""
     from vault.importer import check_against_vault, plan_import
     p = plan_import(data, m, v.schema, encoding=encoding, include_status=include)
     p, unchecked = check_against_vault(v, p)  # a fresh download again must not duplicate anyone
-    p.unchecked = unchecked
-    return p
+    return p, list(unchecked)
 
 
 def apply_updates(v: vault.Vault, p: Any) -> list[int]:
@@ -80,8 +80,9 @@ class Report:
     """What happened to each row, as stderr lines or one JSON document on stdout."""
 
     def __init__(self, name: str, p: Any, *, dry_run: bool, apply_updates: bool, skip_bad: bool,
-                 notes: list[str]) -> None:
+                 notes: list[str], unchecked: list[str] | None = None) -> None:
         self.name, self.p, self.dry_run = name, p, dry_run
+        self.unchecked = unchecked or []
         self.apply, self.skip_bad, self.notes = apply_updates, skip_bad, notes
         self.added: list[int] = []
         self.updated: list[int] = []
@@ -147,7 +148,7 @@ class Report:
             click.echo(printable(f"dvault: hint: {hint}"), err=True)
         for text in self.notes:
             note(f"dvault: note: {text}")
-        for what in getattr(p, "unchecked", []):
+        for what in self.unchecked:
             note(f"dvault: note: not checked against the vault ({what}): your role cannot read those fields")
         if p.unmapped:
             note(printable("dvault: note: column(s) not imported (no mapping rule uses them): "

@@ -1,16 +1,21 @@
 """Entry point for ``dvault``. Exit codes: 0 ok, 1 usage, 2 not found, 3 access denied,
-4 wrong passphrase, 5 integrity failure."""
+4 wrong passphrase, 5 integrity failure.
+
+Importing this module loads click and the command definitions only: the library's heavy
+parts (SQLAlchemy, the crypto libraries) load when a command first needs them, so that
+``dvault --version`` and ``dvault --help`` answer at once (tests/test_cli_lazy.py)."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 import vault
 
-from .common import json_line, note, table, unlock, vault_options
+from .common import confirm, json_line, note, table, unlock, vault_options
 
 EXIT = {vault.NotFound: 2, vault.AccessDenied: 3, vault.WrongPassphrase: 4, vault.IntegrityError: 5}
 
@@ -33,6 +38,22 @@ def cli(debug: bool, quiet: bool) -> None:
     4 wrong passphrase, 5 integrity failure. Shell completion for bash:
     eval "$(_DVAULT_COMPLETE=bash_source dvault)".
 
+    \b
+    Where dvault looks, first match wins:
+      vault     --vault, DVAULT_URL, vault in the config file
+      identity  --identity, DVAULT_IDENTITY, identity in the config file, the file
+                dvault keygen writes by default (Linux: ~/.local/share/defenders-vault/
+                identity.dvid; macOS: ~/Library/Application Support/defenders-vault/)
+    The config file is DVAULT_CONFIG, else config.toml in the per-user config folder
+    (Linux: ~/.config/defenders-vault/config.toml; macOS: ~/Library/Application
+    Support/defenders-vault/config.toml). It must be yours and writable by you only.
+    Its keys, all optional, each a string:
+
+    \b
+      vault = "/home/sam/dd2026.vault"      (or a database URL)
+      identity = "/home/sam/sam.dvid"
+      shell_idle_lock = "10m"               (dvault shell; default 5m)
+
     Example: dvault find --email --reason "is she registered?"
     """
 
@@ -53,35 +74,58 @@ def demo(participants: int) -> None:
 
 @cli.command()
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Identity file to create (default: the per-user data directory).")
+              help="Identity file to create (default: the per-user data folder, where every command looks).")
 @click.option("--passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Read the new passphrase from this file (else DVAULT_IDENTITY_PASSPHRASE or "
-                   "DVAULT_PASSPHRASE, else a prompt).")
+                   "DVAULT_PASSPHRASE, else a prompt). At least 12 characters.")
 def keygen(out: Path | None, passphrase_file: Path | None) -> None:
-    """Create your identity: keys to receive vault access, encrypted under a passphrase.
+    """Create your identity: keys to receive vault access, encrypted under a passphrase
+    of at least 12 characters.
 
     Prints the public line to send to the security lead (on stdout, so it can be
     captured) and the fingerprint to read to them by voice. The file is created 0600
-    and never overwritten.
+    and never overwritten. Without -o it goes to the per-user data folder (Linux:
+    ~/.local/share/defenders-vault/identity.dvid), where every command finds it; a file
+    made elsewhere is named with --identity, DVAULT_IDENTITY or identity = "..." in the
+    config file (see dvault --help).
 
-    Example: dvault keygen -o ~/.local/share/defenders-vault/identity.dvid
+    Example: dvault keygen
     """
-    from vault.identity import Identity, default_path
+    from vault.identity import Identity
 
-    from .secrets_input import IDENTITY_ENV, read_passphrase
+    from .common import config_path, default_identity_path, identity_path
+    from .secrets_input import IDENTITY_ENV, read_new_passphrase
     from .travel import remember_written
 
-    path = out or default_path()
+    path = out or default_identity_path()
     if path.exists():
         raise click.UsageError(f"{path} already exists; refusing to overwrite an identity")
-    pw = read_passphrase(passphrase_file, "Passphrase for the new identity", confirm=True, env=IDENTITY_ENV)
+    pw = read_new_passphrase(passphrase_file, "Passphrase for the new identity", env=IDENTITY_ENV)
     ident = Identity.generate()
     ident.save(path, pw)
     remember_written(path, "identity")
     note(f"identity: {path}")
+    _where_identity_is_found(path, out is None, identity_path(None), config_path())
     note(f"fingerprint (read it to the lead): {ident.public.fingerprint()}")
     note("public line to send to the lead:")
     click.echo(ident.public.to_line())
+
+
+def _where_identity_is_found(path: Path, default: bool, chosen: Path | None, config: Path) -> None:
+    """Tell the user whether later commands will find this identity by themselves."""
+    import shlex
+
+    if chosen is not None and chosen.resolve() == path.resolve():
+        if default:
+            note("dvault commands use it from now on; to use another file, give --identity or put "
+                 f"identity = \"...\" in {config}")
+        return
+    if chosen is not None:  # DVAULT_IDENTITY or the config file names another one
+        note(f"dvault: note: commands use {chosen} (DVAULT_IDENTITY or {config}), not this file: give "
+             f"--identity {shlex.quote(str(path))}, or change that setting")
+        return
+    note(f"to use it without --identity: put identity = \"{path.resolve()}\" in {config}, "
+         "or set DVAULT_IDENTITY")
 
 
 @cli.group()
@@ -100,11 +144,13 @@ def audit() -> None:
               help="Only entries about this participant: any pseudonym you hold (BA-..., AU-...). "
                    "Look one up first with: dvault find --email --pseudonyms-only")
 @click.option("--since-days", type=click.FloatRange(min=0, max=36500, min_open=True), help="Only the last N days.")
-@click.option("--since", "since_text", metavar="WHEN", help="Only from this UTC date or time (2026-11-20, 2026-11-20T14:30).")
+@click.option("--since", "since_text", metavar="WHEN",
+              help="Only from this UTC date or time (2026-11-20, 2026-11-20T14:30).")
 @click.option("--until", "until_text", metavar="WHEN", help="Only up to this UTC date (the whole day) or time.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
 @click.option("--summary", is_flag=True, help="Who accessed which classes how often (verified entries only).")
-def audit_show(actor, action, target, since_days, since_text, until_text, as_json, summary, **kw):  # type: ignore[no-untyped-def]
+def audit_show(actor: str | None, action: str | None, target: str | None, since_days: float | None,
+               since_text: str | None, until_text: str | None, as_json: bool, summary: bool, **kw: Any) -> None:
     """Show audit entries (reasons only for the lead). An entry whose signature does not
     verify (forged in its actor's name, or edited) is marked and counted for no one.
 
@@ -158,7 +204,7 @@ def audit_show(actor, action, target, since_days, since_text, until_text, as_jso
             click.echo(f"dvault: warning: {len(alarms)} canary alarm(s) in the log", err=True)
 
 
-def _audit_table(entries: list[dict]) -> None:
+def _audit_table(entries: list[dict[str, Any]]) -> None:
     """One line per entry; the seq and reason columns only for the lead, who alone sees entry
     numbers and can open reasons (free text from every user: shown through printable(), as
     every value is)."""
@@ -179,7 +225,7 @@ def _audit_table(entries: list[dict]) -> None:
         note("no entries")
 
 
-def _brief(detail: dict) -> dict:
+def _brief(detail: dict[str, Any]) -> dict[str, Any]:
     """A detail for one table line: record states (docs/format.md 13a) as counts, since an
     import's list holds one token per row; --json prints them whole."""
     state = detail.get("state")
@@ -198,13 +244,13 @@ def _utc_ms(option: str, text: str | None, *, end_of_day: bool = False) -> int |
     try:
         if len(text.strip()) == 10:
             day = _dt.date.fromisoformat(text.strip())
-            when = _dt.datetime(day.year, day.month, day.day, tzinfo=_dt.timezone.utc)
+            when = _dt.datetime(day.year, day.month, day.day, tzinfo=_dt.UTC)
             if end_of_day:
                 return int(when.timestamp() * 1000) + 86_400_000 - 1
         else:
             when = _dt.datetime.fromisoformat(text.strip())
             if when.tzinfo is None:
-                when = when.replace(tzinfo=_dt.timezone.utc)
+                when = when.replace(tzinfo=_dt.UTC)
             if end_of_day:  # --until 08:50:42 (as the table shows it) covers that whole second
                 return int(when.timestamp() * 1000) + _unit_ms(text.strip()) - 1
     except ValueError:
@@ -228,12 +274,14 @@ def _unit_ms(text: str) -> int:
               help="Lead: also check every record row against the state the log gives it (rollback, deletion).")
 @click.option("--accept", is_flag=True,
               help="With --records, after a deliberate restore: log the rows as they are now as their states.")
-def audit_verify(checkpoint, records, accept, **kw):  # type: ignore[no-untyped-def]
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout (the exit code is the same).")
+def audit_verify(checkpoint: str | None, records: bool, accept: bool, as_json: bool, **kw: Any) -> None:
     """Verify the hash chain and signatures; name the first bad entry. Exit 5 if damaged.
 
     With --records, also find rows put back to an older version, rows no entry wrote,
-    records deleted without an entry and rows that fail authentication (exit 5 if any). With --accept as well, the rows as
-    they are now become the log's record states (one signed entry) and the exit is 0.
+    records deleted without an entry and rows that fail authentication (exit 5 if any).
+    With --accept as well, the rows as they are now become the log's record states (one
+    signed entry) and the exit is 0. With --json, one document on stdout, same exit code.
 
     Example: dvault audit verify --vault dd2026.vault --against dvcp1:120:abcd... --records
     """
@@ -242,8 +290,17 @@ def audit_verify(checkpoint, records, accept, **kw):  # type: ignore[no-untyped-
     with unlock(kw) as v:
         verdict = v.audit_verify(checkpoint)
         check = v.check_records(accept=accept) if records and verdict.ok else None
-    if not verdict.ok:
+    if as_json:
+        _verify_json(verdict, check, accept)
+    elif not verdict.ok:
         raise vault.IntegrityError(str(verdict))
+    else:
+        _verify_lines(verdict, check, accept)
+    if check is not None and not check.ok and not accept:
+        raise vault.IntegrityError(str(check))
+
+
+def _verify_lines(verdict: Any, check: Any, accept: bool) -> None:
     click.echo(str(verdict))
     if check is None:
         return
@@ -255,18 +312,34 @@ def audit_verify(checkpoint, records, accept, **kw):  # type: ignore[no-untyped-
         click.echo(f"missing:      the state entry {seq} wrote is in no row")
     for rid in check.damaged:
         click.echo(f"damaged:      record {rid} fails authentication (edited in place, or malformed)")
-    if not check.ok and not accept:
-        raise vault.IntegrityError(str(check))
-    click.echo(str(check))
+    if check.ok or accept:
+        click.echo(str(check))
     if accept and not check.ok:
         click.echo("accepted: these rows are the log's record states from now on")
+
+
+def _verify_json(verdict: Any, check: Any, accept: bool) -> None:
+    """The verdict (and the record check) as one JSON document; a damaged log still exits 5."""
+    import json as _json
+
+    doc: dict[str, Any] = {"ok": verdict.ok, "entries": verdict.entries, "first_bad": verdict.first_bad,
+                           "problem": verdict.problem or None, "quarantined": list(verdict.quarantined),
+                           "message": str(verdict)}
+    if check is not None:
+        doc["records"] = {"ok": check.ok, "rows": check.rows, "rolled_back": list(check.rolled_back),
+                          "unlogged": list(check.unlogged), "missing": list(check.missing),
+                          "damaged": list(check.damaged), "accepted": accept and not check.ok,
+                          "message": str(check)}
+    click.echo(_json.dumps(doc, sort_keys=True))
+    if not verdict.ok:
+        raise vault.IntegrityError(str(verdict))
 
 
 @audit.command("quarantine")
 @click.argument("seq", type=click.IntRange(min=1))
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @vault_options
-def audit_quarantine(seq, yes, **kw):  # type: ignore[no-untyped-def]
+def audit_quarantine(seq: int, yes: bool, **kw: Any) -> None:
     """Lead: set aside one bad entry (forged, edited) that verify stops at, by a signed
     decision in the log. Verify and the record check then step over it and name it as
     quarantined; the entry itself stays. Look at it first (dvault audit verify,
@@ -282,16 +355,15 @@ def audit_quarantine(seq, yes, **kw):  # type: ignore[no-untyped-def]
             raise click.UsageError(f"entry {seq} verifies: there is nothing to quarantine")
         when = _time.strftime("%Y-%m-%d %H:%M:%S", _time.gmtime(found["at"] / 1000))
         click.echo(f"entry {seq}: {found['action']} by {found['actor']} at {when} UTC: {found['problem']}", err=True)
-        if not yes and not click.confirm("Quarantine it (verify and the record check will step over it)?",
-                                         default=False, err=True):
-            raise click.Abort()
+        if not yes:
+            confirm("Quarantine it (verify and the record check will step over it)?")
         v.quarantine(seq)
     click.echo(f"entry {seq} quarantined")
 
 
 @audit.command("checkpoint")
 @vault_options
-def audit_checkpoint(**kw):  # type: ignore[no-untyped-def]
+def audit_checkpoint(**kw: Any) -> None:
     """Print a signed head of the log; keep the short form on paper, send the long one away.
 
     Example: dvault audit checkpoint --vault dd2026.vault --identity lead.dvid
@@ -303,8 +375,8 @@ def audit_checkpoint(**kw):  # type: ignore[no-untyped-def]
 
 
 def _register() -> None:
-    from . import admin, data, move, pins, records, shell, travel
-    for mod in (admin, records, data, shell, move, pins, travel):
+    from . import admin, checkin, data, move, pins, records, samples, shell, travel
+    for mod in (admin, records, data, checkin, shell, move, pins, samples, travel):
         for cmd in mod.COMMANDS:
             cli.add_command(cmd)
 
@@ -342,7 +414,7 @@ def main() -> None:
             raise
         click.echo("dvault: error: an argument, variable or file is not valid UTF-8 text", err=True)
         sys.exit(1)
-    except Exception as e:  # noqa: BLE001 - a bug or an unmapped library error: its text may hold data
+    except Exception as e:  # a bug or an unmapped library error: its text may hold data
         if debug:
             raise
         click.echo(f"dvault: error: internal error ({type(e).__name__}); rerun with --debug for details",

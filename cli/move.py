@@ -10,9 +10,9 @@ import click
 import vault
 
 from .admin import RECOVERY_ADVICE, lead_identity
-from .common import note, pins_path, printable, set_reason, shown_url, with_progress
+from .common import check_vault_there, note, pins_path, printable, set_reason, shown_url, with_progress
 from .common import vault_url as resolve_vault_url
-from .secrets_input import NEW_ENV, RECOVERY_ENV, read_passphrase
+from .secrets_input import NEW_ENV, RECOVERY_ENV, read_new_passphrase, read_passphrase
 from .travel import remember_made
 
 
@@ -44,13 +44,13 @@ def move(vault_url: str | None, to_url: str, identity: Path, name: str, passphra
     Example: dvault move --vault dd2026.vault --to dd2026-new.vault --identity ~/nadia.dvid
     """
     url = resolve_vault_url(vault_url)
+    check_vault_there(url)
     old = read_passphrase(passphrase_file, "Recovery passphrase of the old vault", env=RECOVERY_ENV)
     with vault.open(url, old) as src:  # a wrong passphrase fails before anything else is asked
         set_reason(src, reason)
         lead, id_pw, new_identity = lead_identity(identity, identity_passphrase_file,
                                                   "Passphrase for the new lead's identity")
-        new = read_passphrase(new_passphrase_file, "Recovery passphrase for the new vault", confirm=True,
-                              env=NEW_ENV)
+        new = read_new_passphrase(new_passphrase_file, "Recovery passphrase for the new vault", env=NEW_ENV)
         if new == old:
             raise click.UsageError("the new vault needs a new recovery passphrase, not the old one")
         manage = {r.name for r in src.schema.roles.values() if r.manage}

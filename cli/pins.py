@@ -8,10 +8,17 @@ from typing import Any
 
 import click
 
-from vault import pins
-from vault.identity import default_path
-
-from .common import identity_path, note, pins_path, shown_url, unlock, vault_options, vault_url, warn
+from .common import (
+    default_identity_path,
+    identity_path,
+    note,
+    pins_path,
+    shown_url,
+    unlock,
+    vault_options,
+    vault_url,
+    warn,
+)
 
 
 @click.group()
@@ -53,8 +60,10 @@ def pin_add(vault_id: str, fingerprint: str, signers: str, url: str | None, iden
 
     Example: dvault pin add 3f2a...e1 9c0d...77 51be...0a --vault dd2026.vault --identity ~/sam.dvid
     """
+    from vault import pins
+
     target = vault_url(url)
-    path = pins_path(identity_path(identity) or default_path())
+    path = pins_path(identity_path(identity) or default_identity_path())
     replaced = pins.add(path, f"{vault_id} {fingerprint} {signers}", target)
     click.echo(f"vault {vault_id.lower()} pinned in {path}")
     note(f"pinned for {shown_url(target)}: another vault found there is refused")

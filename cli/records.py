@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 import vault
-from vault.schema import Field
 
-from .common import cell, emit, fields_arg, note, printable, reason_option, set_reason, unlock, vault_options
+from .common import (
+    cell,
+    check_fields,
+    emit,
+    fields_arg,
+    note,
+    printable,
+    reason_option,
+    set_reason,
+    unlock,
+    vault_options,
+)
+
+if TYPE_CHECKING:
+    from vault.schema import Field
 
 HANDLE = "badge"  # the pseudonym staff use to name a participant in the CLI
 
@@ -85,8 +98,9 @@ def show(pseudonym: str, fields: str | None, as_json: bool, **kw: Any) -> None:
     Example: dvault show BA-7KQ4-M2XP-9AW --fields badge_name,email --reason "badge reprint"
     """
     with unlock(kw) as v:
+        names = fields_arg(fields, v.schema)
         set_reason(v, kw["reason"])
-        rec = v.resolve(pseudonym, fields_arg(fields))
+        rec = v.resolve(pseudonym, names)
         rows = [{"field": n, "value": rec[n]} for n in v.schema.fields if n in rec]
         if as_json:
             emit([{**{n: rec[n] for n in rec}}], list(rec), True)
@@ -94,11 +108,29 @@ def show(pseudonym: str, fields: str | None, as_json: bool, **kw: Any) -> None:
             emit(rows, ["field", "value"], False)
 
 
-def _maybe_prompt(name: str, value: str | None) -> str | None:
-    """``--name`` with no value prompts, keeping the term out of shell history."""
-    if value == "?":
-        return click.prompt(f"{name}", err=True)
-    return value
+#: find's options, the fields they search, and what their prompt asks for
+_TERMS = (("legal_name", "Legal name"), ("email", "E-mail address"), ("phone", "Phone number"),
+          ("passport_number", "Passport number"))
+ASK = "?"  # the value click gives an option typed without one
+
+
+def _ask_terms(given: dict[str, str | None]) -> dict[str, str]:
+    """Each option typed without a value, asked for now: after the passphrase prompt, so
+    that whoever types the passphrase at the first prompt never shows it on screen. The
+    term is shown as typed (not hidden): the matches it finds are printed on the same
+    screen, so hiding it protects nothing, while a mistyped address typed blind costs a
+    wrong search in the audit log. What the prompt keeps out of is shell history."""
+    out: dict[str, str] = {}
+    for name, label in _TERMS:
+        value = given.get(name)
+        if value is None:
+            continue
+        if value == ASK:
+            value = str(click.prompt(label, err=True)).strip()
+            if not value:
+                raise click.UsageError(f"no {label.lower()} given")
+        out[name] = value
+    return out
 
 
 @click.command()
@@ -112,24 +144,25 @@ def _maybe_prompt(name: str, value: str | None) -> str | None:
 @click.option("--pseudonyms-only", is_flag=True, help="Print only the matches' pseudonyms, one per line.")
 @vault_options
 @reason_option
-def find(legal_name, email, phone, passport_number, tokens, fields, as_json, pseudonyms_only, **kw):  # type: ignore[no-untyped-def]
+def find(legal_name: str | None, email: str | None, phone: str | None, passport_number: str | None, tokens: bool,
+         fields: str | None, as_json: bool, pseudonyms_only: bool, **kw: Any) -> None:
     """Find participants by exact field values (AND). Give an option without a value to be
-    prompted for it, which keeps the term out of your shell history.
+    prompted for it (after the passphrase), which keeps the term out of your shell history.
 
     Example: dvault find --email --reason "is she registered?"
     """
-    criteria = {k: _maybe_prompt(k, v) for k, v in (("legal_name", legal_name), ("email", email), ("phone", phone),
-                                                      ("passport_number", passport_number)) if v is not None}
-    if not criteria:
+    given = {"legal_name": legal_name, "email": email, "phone": phone, "passport_number": passport_number}
+    if all(val is None for val in given.values()):
         raise click.UsageError("give at least one of --name, --email, --phone, --passport")
+    if tokens and {k for k, val in given.items() if val is not None} != {"legal_name"}:
+        raise click.UsageError("--tokens works with --name only")
     with unlock(kw) as v:
+        shown = fields_arg(fields, v.schema) or [n for n in ("badge_name", "legal_name", "email", "phone")
+                                                 if n in v.readable_fields]
+        criteria = _ask_terms(given)
         set_reason(v, kw["reason"])
-        shown = fields_arg(fields) or [n for n in ("badge_name", "legal_name", "email", "phone")
-                                       if n in v.readable_fields]
         if tokens:
-            if set(criteria) != {"legal_name"}:
-                raise click.UsageError("--tokens works with --name only")
-            recs = v.find_tokens(fields=shown, **criteria)
+            recs = v.find_tokens(fields=shown, legal_name=criteria["legal_name"])
         else:
             recs = v.find(fields=shown, **criteria)
         rows = [{"pseudonym": _handle(v, r.id), **dict(r)} for r in recs]
@@ -152,9 +185,9 @@ def list_(fields: str, as_json: bool, **kw: Any) -> None:
 
     Example: dvault list --fields badge_name,dietary --reason "catering numbers"
     """
-    names = fields_arg(fields)
-    assert names is not None
     with unlock(kw) as v:
+        names = fields_arg(fields, v.schema)
+        assert names is not None
         set_reason(v, kw["reason"])
         purpose = HANDLE if HANDLE in v.purposes else None
         emit(v.rows(names, purpose=purpose), (["pseudonym"] if purpose else []) + names, as_json)
@@ -171,8 +204,8 @@ def edit(pseudonym: str, only: tuple[str, ...], **kw: Any) -> None:
     Example: dvault edit BA-7KQ4-M2XP-9AW --field dietary --reason "dietary update by e-mail"
     """
     with unlock(kw) as v:
+        names = check_fields(v.schema, only) if only else v.readable_fields
         set_reason(v, kw["reason"])
-        names = list(only) or v.readable_fields
         rec = v.resolve(pseudonym, names)
         changes: dict[str, Any] = {}
         for n in names:
@@ -200,7 +233,12 @@ def shred(pseudonym: str, yes: bool, **kw: Any) -> None:
         set_reason(v, kw["reason"])
         rec = v.resolve(pseudonym, [])
         if not yes:
-            typed = click.prompt("Type the pseudonym again to shred this record", err=True)
+            try:
+                typed = str(click.prompt("Type the pseudonym again to shred this record", err=True))
+            except click.exceptions.Abort:
+                click.echo(err=True)
+                raise click.UsageError("no answer to: type the pseudonym again (no terminal? check first, then "
+                                       "give --yes)") from None
             if typed.replace(" ", "").upper() != pseudonym.replace(" ", "").upper():
                 raise click.UsageError("pseudonym did not match; nothing shredded")
         v.delete(rec.id)
@@ -226,6 +264,7 @@ def reveal_request(pseudonym: str, field: str, **kw: Any) -> None:
     Example: dvault reveal request BA-7KQ4-M2XP-9AW legal_name --reason "visa letter"
     """
     with unlock(kw) as v:
+        check_fields(v.schema, [field])
         reason = kw["reason"] or click.prompt("Reason (the lead will read it)", err=True)
         rec = v.resolve(pseudonym, [])
         click.echo(v.request_reveal(rec.id, field, reason))

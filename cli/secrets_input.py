@@ -17,15 +17,21 @@ read the environment before this point."""
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from pathlib import Path
 
 import click
 
-
 IDENTITY_ENV = ("DVAULT_IDENTITY_PASSPHRASE", "DVAULT_PASSPHRASE")
 RECOVERY_ENV = ("DVAULT_RECOVERY_PASSPHRASE", "DVAULT_PASSPHRASE")
 NEW_ENV = ("DVAULT_NEW_PASSPHRASE",)  # `dvault passphrase`: the one being set
+
+#: The shortest new passphrase dvault sets (identity or recovery), in characters. An
+#: identity file or a copied database is attacked offline, where only Argon2id's cost
+#: stands between the attacker and the keys; 12 characters (three or four words) keep a
+#: dictionary guess out of reach at that cost, a short word or PIN does not.
+MIN_PASSPHRASE = 12
 
 
 def read_passphrase(file: Path | None, prompt: str, *, confirm: bool = False,
@@ -33,6 +39,7 @@ def read_passphrase(file: Path | None, prompt: str, *, confirm: bool = False,
     """The passphrase from ``file``, else the first of the ``env`` variables that is set,
     else a prompt."""
     if file is not None:
+        _check_file_mode(file)
         try:
             text = file.read_text("utf-8")
         except OSError as e:
@@ -48,11 +55,51 @@ def read_passphrase(file: Path | None, prompt: str, *, confirm: bool = False,
     return value
 
 
+def read_new_passphrase(file: Path | None, prompt: str, *, env: tuple[str, ...]) -> str:
+    """A passphrase about to be set (asked twice at a prompt), refused if shorter than
+    MIN_PASSPHRASE characters, with one line saying what is wanted."""
+    value = read_passphrase(file, prompt, confirm=True, env=env)
+    if len(value) < MIN_PASSPHRASE:
+        raise click.UsageError(f"the new passphrase is too short: use at least {MIN_PASSPHRASE} characters "
+                               "(e.g. four random words)")
+    return value
+
+
+def _check_file_mode(file: Path) -> None:
+    """Warn, even under --quiet, when another account can read a passphrase file: its mode
+    lets the group or others read it, and every folder above it lets them through (a
+    0644 file in a 0700 folder is out of their reach). A warning, not a refusal: whoever
+    could read it may have done so already, so the user must both fix the mode and judge
+    whether to change the passphrase; a refusal would only hide the second half."""
+    who = readable_by_others(file)
+    if who is not None:
+        mode = stat.S_IMODE(file.stat().st_mode)
+        click.echo(f"dvault: warning: passphrase file {file} can be read by {who} (mode {mode:04o}): "
+                   f"chmod 600 {file}, and change the passphrase if anyone else may have read it", err=True)
+
+
+def readable_by_others(file: Path) -> str | None:
+    """"others" or "its group" if that class of accounts can reach and read ``file``
+    (POSIX modes: read on the file, search on every folder above), else None."""
+    if not hasattr(os, "getuid"):
+        return None
+    try:
+        path = Path(os.path.realpath(file))
+        mode = stat.S_IMODE(path.stat().st_mode)
+        folders = [stat.S_IMODE(q.stat().st_mode) for q in path.parents]
+    except OSError:
+        return None  # the read itself reports it
+    if mode & 0o004 and all(m & 0o001 for m in folders):
+        return "others"
+    if mode & 0o040 and all(m & 0o011 for m in folders):
+        return "its group"
+    return None
+
+
 def _ask(prompt: str, confirm: bool) -> str:
     """A no-echo prompt on a terminal. Without one (a pipe, cron) getpass would print two
     warnings naming the interpreter and read stdin anyway: read the line ourselves, with
     no prompt to a screen that is not there, and make end of input one clear error."""
-    import sys
     if sys.stdin is not None and sys.stdin.isatty():
         return str(click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True))
     first = sys.stdin.readline() if sys.stdin is not None else ""

@@ -22,7 +22,7 @@ import click
 
 import vault
 
-from .common import config, emit, open_vault, open_vault_as, set_reason, vault_options, warn
+from .common import check_fields, config, emit, open_vault, open_vault_as, set_reason, vault_options, warn
 from .travel import ends_on_panic
 
 #: The idle time before the shell locks, unless configured: long enough not to lock while
@@ -47,14 +47,17 @@ def idle_seconds(text: str) -> float:
 
 
 class VaultShell(cmd.Cmd):
-    intro = "dvault shell: find NAME|EMAIL|PHONE|PASSPORT VALUE, show PSEUDONYM, list FIELDS, reason TEXT, quit"
+    intro: str | None = ("dvault shell: find NAME|EMAIL|PHONE|PASSPORT VALUE, show PSEUDONYM, list FIELDS, "
+                         "checkin [PSEUDONYM], reason TEXT, quit")
     prompt = "dvault> "
+    CHECKIN_PROMPT = "checkin> "
 
     def __init__(self, v: vault.Vault, idle: float | None = None, reason: str = "") -> None:
         super().__init__()
         self.v = v
         self.idle = idle  # seconds; None: no timer (a platform without setitimer, or tests)
         self.reason = reason
+        self.scanning = False  # check-in mode: every line is a badge pseudonym (a scanner types them)
 
     # The idle timer runs only while the shell waits for a line: armed before each prompt,
     # disarmed as soon as a line is read, so it never fires inside a vault operation.
@@ -84,6 +87,8 @@ class VaultShell(cmd.Cmd):
         """Every line's errors end here, as one line, and the session (and its unlock) goes on.
         Only a VaultError's own message is shown: others may quote what was typed."""
         try:
+            if self.scanning:
+                return self._scan(line)
             return super().onecmd(line)
         except vault.VaultError as e:
             click.echo(f"dvault: error: {e}", err=True)
@@ -91,7 +96,7 @@ class VaultShell(cmd.Cmd):
             click.echo("dvault: error: that line is not valid UTF-8 text", err=True)
         except ValueError:  # shlex: unbalanced quotes
             click.echo("dvault: error: cannot parse that line (unbalanced quotes?)", err=True)
-        except Exception as e:  # noqa: BLE001 - keep the session; say what kind of failure only
+        except Exception as e:  # keep the session; say what kind of failure only
             click.echo(f"dvault: error: internal error ({type(e).__name__})", err=True)
         return False
 
@@ -103,7 +108,7 @@ class VaultShell(cmd.Cmd):
             click.echo("usage: find email|name|phone|passport VALUE", err=True)
             return
         field, value = keys[parts[0]], " ".join(parts[1:])
-        shown = [n for n in ("badge_name", "legal_name", "email", "phone") if n in self.v.readable_fields]
+        shown: list[str] = [n for n in ("badge_name", "legal_name", "email", "phone") if n in self.v.readable_fields]
         recs = self.v.find(fields=shown, **{field: value})
         purpose = "badge" if "badge" in self.v.purposes else None
         rows = [{"pseudonym": self.v.pseudonym(r.id, purpose) if purpose else "-", **dict(r)} for r in recs]
@@ -120,20 +125,52 @@ class VaultShell(cmd.Cmd):
         if not names:
             click.echo("usage: list FIELD[,FIELD...]", err=True)
             return
+        try:
+            check_fields(self.v.schema, names)
+        except click.UsageError as e:
+            click.echo(f"dvault: error: {e.format_message()}", err=True)
+            return
         purpose = "badge" if "badge" in self.v.purposes else None
         emit(self.v.rows(names, purpose=purpose), (["pseudonym"] if purpose else []) + names, False)
+
+    def do_checkin(self, arg: str) -> None:
+        """checkin [PSEUDONYM]   (record an arrival; alone: scan badges until an empty line)"""
+        from .checkin import DEFAULT_FIELD, check_in, checkin_field, shown
+
+        try:
+            field = checkin_field(self.v, DEFAULT_FIELD)
+        except click.UsageError as e:
+            click.echo(f"dvault: error: {e.format_message()}", err=True)
+            return
+        if arg.strip():
+            click.echo(shown(check_in(self.v, arg, field)))
+            return
+        self.scanning = True
+        self.prompt = self.CHECKIN_PROMPT
+        click.echo("check-in: scan or type badges, one per line; an empty line ends", err=True)
+
+    def _scan(self, line: str) -> bool:
+        """A line in check-in mode: a pseudonym, or an empty line (back to the shell)."""
+        from .checkin import DEFAULT_FIELD, check_in, shown
+
+        if not line.strip() or line.strip() in ("EOF", "quit", "exit", "done"):
+            self.scanning = False
+            self.prompt = type(self).prompt
+            return line.strip() in ("EOF", "quit", "exit")
+        click.echo(shown(check_in(self.v, line, DEFAULT_FIELD)))
+        return False
 
     def default(self, line: str) -> None:
         """Never quote the line back: it may hold a name, and control characters would reach
         the terminal as they are."""
-        click.echo("dvault: error: unknown command (find, show, list, reason, quit; help for more)", err=True)
+        click.echo("dvault: error: unknown command (find, show, list, checkin, reason, quit; help for more)", err=True)
 
     def do_help(self, arg: str) -> None:
         """help [COMMAND]   (the commands, or how to use one)"""
         name = arg.strip()
         if name and not (name.isidentifier() and callable(getattr(self, f"do_{name}", None))):
             # cmd.Cmd would print "*** No help on <the line>": the same echo default() refuses
-            click.echo("dvault: error: no such command (find, show, list, reason, quit)", err=True)
+            click.echo("dvault: error: no such command (find, show, list, checkin, reason, quit)", err=True)
             return
         super().do_help(name)
 

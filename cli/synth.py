@@ -27,7 +27,7 @@ NOTES = ["Followed after returning from the last training.", "Phone seized at th
 
 def participants(n: int, seed: int = 2026) -> list[dict[str, Any]]:
     """n deterministic synthetic registrations filling every class of the default schema."""
-    rng = random.Random(seed)  # not secret: synthetic demo data only
+    rng = random.Random(seed)  # noqa: S311 - not secret: reproducible synthetic demo data
     out = []
     for i in range(n):
         given, family = rng.choice(GIVEN), rng.choice(FAMILY)

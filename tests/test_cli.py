@@ -54,11 +54,11 @@ def test_usage_error_is_one_line_exit_1() -> None:
 
 def test_keygen_prompts_never_argv(tmp_path: Path) -> None:
     out = tmp_path / "me.dvid"
-    res = CliRunner().invoke(cli, ["keygen", "-o", str(out)], input="s3cret pass\ns3cret pass\n")
+    res = CliRunner().invoke(cli, ["keygen", "-o", str(out)], input="s3cret pass words\ns3cret pass words\n")
     assert res.exit_code == 0, res.output
     assert "dvault1" in res.output and "fingerprint" in res.output and "s3cret" not in res.output
     from vault.identity import Identity
-    ident = Identity.load(out, "s3cret pass")
+    ident = Identity.load(out, "s3cret pass words")
     assert ident.public.to_line() in res.output
     again = CliRunner().invoke(cli, ["keygen", "-o", str(out)], input="x\nx\n")
     assert again.exit_code != 0

@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 from . import _format as F
 from . import values as VAL
+from .consent import parse as consent_table
 from .errors import SchemaError, ValidationError, utf8
 from .pseudonym import purpose_prefix, valid_prefix
 
@@ -186,6 +187,8 @@ class Schema:
     roles: Mapping[str, Role] = field(default_factory=dict)
     #: groups of fields of which every record must give at least one ("a name": legal or badge)
     required_any: tuple[tuple[str, ...], ...] = ()
+    #: purpose -> the bool field saying whether a person agreed to it (vault.consent)
+    consent: Mapping[str, str] = field(default_factory=dict)
     source: str = field(default="", repr=False, compare=False)
 
     def check_required(self, values: Mapping[str, Any], where: str = "", *, partial: bool = False) -> None:
@@ -288,7 +291,7 @@ def load(text: str | None = None) -> Schema:
         raise SchemaError("purpose names must start with two letters (they prefix pseudonyms)")
     if len(set(prefixes)) != len(prefixes):
         raise SchemaError("purposes must differ in their first two letters (they prefix pseudonyms)")
-    unknown = set(doc) - {"schema", "fields", "roles"}
+    unknown = set(doc) - {"schema", "fields", "roles", "consent"}
     if unknown:
         raise SchemaError(f"unknown schema section(s): {', '.join(sorted(unknown))}")
     raw_fields = doc.get("fields")
@@ -302,6 +305,7 @@ def load(text: str | None = None) -> Schema:
         name=name, version=version, classes=classes, purposes=purposes, fields=fields,
         expected_population=population, k_anonymity=k, roles=roles, source=text,
         required_any=_required_any(head.get("required_any", []), fields),
+        consent=consent_table(doc.get("consent"), purposes, fields),
     )
 
 

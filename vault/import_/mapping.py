@@ -255,8 +255,16 @@ def _sources(doc: dict, schema: Schema, name: str, *, lenient: bool
 def _field(schema: Schema, target: str, where: str, name: str) -> Field:
     f = schema.fields.get(target)
     if f is None:
-        raise MappingError(f"{name}: {where} maps to unknown field {target!r}")
+        raise MappingError(f"{name}: {where} maps to unknown field {target!r}{_did_you_mean(target, schema)}")
     return f
+
+
+def _did_you_mean(target: str, schema: Schema) -> str:
+    """A mapping is typed by hand: name the closest field of the schema, if one is close."""
+    import difflib
+
+    close = difflib.get_close_matches(target.strip().lower(), list(schema.fields), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _values(raw: Any, schema: Schema, targets: set[str], name: str) -> dict[str, dict[str, object]]:
@@ -265,7 +273,7 @@ def _values(raw: Any, schema: Schema, targets: set[str], name: str) -> dict[str,
     out: dict[str, dict[str, object]] = {}
     for fname, table in raw.items():
         if fname not in schema.fields:
-            raise MappingError(f"{name}: [values.{fname}] names an unknown field")
+            raise MappingError(f"{name}: [values.{fname}] names an unknown field{_did_you_mean(fname, schema)}")
         if fname not in targets:
             raise MappingError(f"{name}: [values.{fname}] is for a field no column maps to")
         if not isinstance(table, dict) or not table:
