@@ -84,6 +84,10 @@ LABEL_REVEAL_REQUEST = b"dvault/v1/reveal-request"  # a requester's signature ov
 # signature is over LABEL_AUDIT_SIG || hash rather than the bare hash.
 LABEL_AUDIT_ENTRY = b"dvault/v1/log-entry"
 LABEL_AUDIT_SIG = b"dvault/v1/audit-sig"
+# The name of an audit row whose columns lack their types or sizes (docs/format.md 13a,
+# "Malformed rows"): SHA-256 of this label and the row's raw columns. A quarantine decision
+# names such a row by it, and the next entry links to it when the row has no 32-byte hash.
+LABEL_AUDIT_ROW = b"dvault/v1/audit-row"
 LABEL_USER_ID = b"dvault-user-id"  # user id = SHA-256(label || x25519 pub || ed25519 pub)[0:8]
 
 # Blind indexes: truncated to b bits where 2^b * k <= expected population (CipherSweet's

@@ -536,21 +536,23 @@ def build() -> dict[str, dict]:
     }
     # v3 (database schema v8 on): the canary list's SHA-256 and every slot that must exist
     pass_slot = det("statement-passphrase-slot", 8).hex()
+    unlocks = {slot_id: det("statement-user-slot-unlock", 106), pass_slot: det("statement-passphrase-unlock", 106)}
     slot_lines = sorted([(slot_id, "x25519"), (pass_slot, "passphrase")])
     lines3 = ["dvault keys v3", lines[1], "db 8", lines2[3], f"canaries {hashlib.sha256(list_blob).hexdigest()}"] \
-        + [f"slot {sid} {kind}" for sid, kind in slot_lines] + lines[2:]
+        + [f"slot {sid} {kind} {hashlib.sha256(unlocks[sid]).hexdigest()}" for sid, kind in slot_lines] + lines[2:]
     statement3 = "\n".join(lines3) + "\n"
     signed3 = b"dvault/v1/keys-sig" + vid + hashlib.sha256(statement3.encode("ascii")).digest()
     files["key_statement_v3.json"] = {
         "expect": "success",
         "description": "ASCII lines: header, meta pin, db VERSION, users (as v2), canaries hex(SHA-256(dv_meta.canaries)), "
-                       "slot ID KIND sorted by id, class lines as in v1; sig = who || Ed25519(label || vault_id || "
-                       "SHA-256(text))",
+                       "slot ID KIND hex(SHA-256(dv_slots.unlock)) sorted by id, class lines as in v1; "
+                       "sig = who || Ed25519(label || vault_id || SHA-256(text))",
         "vault_id": h(vid), "meta_key": h(meta_key),
         "classes": [{"name": n, "version": v, "kid": h(k), "key": h(key)} for n, (key, k, v) in sorted(classes.items())],
         "lead_ed25519_seed": h(signer_seed), "lead_ed25519_public": h(signer_pk),
         "db_version": 8, "roster_bytes": h(roster), "canary_list": h(list_blob),
-        "slots": [{"slot_id": sid, "kind": kind} for sid, kind in slot_lines],
+        "slots": [{"slot_id": sid, "kind": kind, "unlock": h(unlocks[sid]),
+                   "unlock_sha256": hashlib.sha256(unlocks[sid]).hexdigest()} for sid, kind in slot_lines],
         "statement": statement3, "signature": h(b"L" + crypto_sign(signed3, signer_sk)[:64]),
     }
     # the moving mark of a move's new vault (format.md 12)
