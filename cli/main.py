@@ -279,12 +279,13 @@ def audit_quarantine(seq, yes, **kw):  # type: ignore[no-untyped-def]
         if found["problem"] is None:
             raise click.UsageError(f"entry {seq} verifies: there is nothing to quarantine")
         when = _time.strftime("%Y-%m-%d %H:%M:%S", _time.gmtime(found["at"] / 1000))
-        click.echo(f"entry {seq}: {found['action']} by {found['actor']} at {when} UTC: {found['problem']}", err=True)
+        click.echo(f"entry {found['seq']}: {found['action'] or '(malformed row)'} by {found['actor']} at {when} UTC: "
+                   f"{found['problem']}", err=True)
         if not yes and not click.confirm("Quarantine it (verify and the record check will step over it)?",
                                          default=False, err=True):
             raise click.Abort()
         v.quarantine(seq)
-    click.echo(f"entry {seq} quarantined")
+    click.echo(f"entry {found['seq']} quarantined")
 
 
 @audit.command("checkpoint")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -11,7 +12,7 @@ import sqlalchemy as sa
 
 import vault
 from conftest import PASSPHRASE, PG_URL
-from rawdb import RawDB, freeze_audit
+from rawdb import RawDB, audit_unguarded, freeze_audit
 from vault import audit as A
 from vault.identity import Identity
 
@@ -44,9 +45,12 @@ def _rows(url: str) -> list[tuple]:
 
 
 def _exec(url: str, sql: str, **params: object) -> None:
+    """As the database owner; an insert into the log with PostgreSQL's insert guard off (the
+    owner can), as a SQLite file writer puts any row there."""
     raw = RawDB(url)
     with raw.engine.begin() as c:
-        c.execute(sa.text(sql), params)
+        with audit_unguarded(c, url) if sql.startswith("INSERT INTO dv_audit") else contextlib.nullcontext():
+            c.execute(sa.text(sql), params)
     raw.close()
 
 

@@ -78,6 +78,9 @@ LABEL_MOVING_SIG = b"dvault/v1/moving-sig"  # a move's signature over the destin
 AUDIT_CLOCK_TOLERANCE_MS = 5 * 60 * 1000
 LABEL_EXPORT_SIG = b"dvault/v1/export-sig"  # an exporter's signature over a sealed export (kind O)
 LABEL_REVEAL_REQUEST = b"dvault/v1/reveal-request"  # a requester's signature over their break-glass request
+# The lead's view of a break-glass request names every update of the record's shown fields made
+# by anyone in this many seconds before it is listed (by the requester: at any time).
+REVEAL_WATCH_S = 30 * 24 * 3600
 # Audit entries: the hash of an entry written from database schema version 8 on starts with
 # LABEL_AUDIT_ENTRY instead of "dvault/v1/audit" (the form marker, inside what is hashed and
 # signed; neither label is a prefix of the other, so no input hashes as both forms), and its

@@ -492,10 +492,12 @@ class Store(Locks):
     def put_slot(conn: Connection, slot_id: str, kind: str, unlock: bytes, keyring: bytes, *,
                  new: bool = True) -> bool:
         """Write a slot; False if it is gone and ``new`` is False (a re-seal must never bring
-        back a slot that a revocation deleted). The SHA-256 of ``unlock`` is kept with the
-        transaction (``written_slots``): the key statement signed in it names what this
-        client sealed, and for every other slot what the previous statement named, never
-        what the database happens to hold."""
+        back a slot that a revocation deleted). The SHA-256 of a new ``unlock`` (a new slot,
+        or another unlock blob than the row held) is kept with the transaction
+        (``written_slots``): the key statement signed in it names what this client sealed,
+        and for every other slot what the previous statement named, never what the database
+        happens to hold (a re-seal writes a passphrase slot's unlock back as it found it)."""
+        held = conn.execute(select(slots.c.unlock).where(slots.c.slot_id == slot_id)).first()
         # updated in place: a delete and insert would show a client locking its slot row
         # (Vault._check_keys) no row at all for a moment, i.e. a revoked slot
         res = conn.execute(update(slots).where(slots.c.slot_id == slot_id)
@@ -504,7 +506,8 @@ class Store(Locks):
             if not new:
                 return False
             conn.execute(slots.insert().values(slot_id=slot_id, kind=kind, unlock=unlock, keyring=keyring))
-        conn.info.setdefault("dv_slots_written", {})[slot_id] = C.sha256(unlock).hex()
+        if held is None or _blob(held[0]) != unlock:
+            conn.info.setdefault("dv_slots_written", {})[slot_id] = C.sha256(unlock).hex()
         return True
 
     @staticmethod
