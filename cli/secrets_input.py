@@ -33,6 +33,8 @@ def read_passphrase(file: Path | None, prompt: str, *, confirm: bool = False,
     """The passphrase from ``file``, else the first of the ``env`` variables that is set,
     else a prompt."""
     if file is not None:
+        from .passfile import check
+        check(file)  # refused if others can write it, a warning if they can read it
         try:
             text = file.read_text("utf-8")
         except OSError as e:

@@ -76,3 +76,24 @@ def test_a_leads_listing_writes_one_entry_whatever_the_canaries(url: str, via: s
         {"rows": lambda: v.rows(["badge_name"]), "records": lambda: list(v.records(["badge_name"])),
          "export": lambda: v.export(["badge_name"])}[via]()
         assert A.head(v._s())[0] == before + 1
+
+
+def test_canaries_carried_over_by_the_upgrade_raise_no_alarm_for_the_past(url: str) -> None:
+    """The upgrade to v8 planted each carried-over canary "since entry 0": the lead's first
+    look after it counted every earlier listing by staff as a touch of every canary."""
+    from rawdb import as_release_v7
+    lead, staff = Identity.generate(), Identity.generate()
+    with vault.create(url, PASSPHRASE, lead=lead) as v:
+        v.add_user(staff.public, "sam", "staff")
+        decoy = v._add_many_impl([{"badge_name": "decoy"}])[0]
+        v.add({"badge_name": "real"})
+        as_release_v7(v, [decoy])
+    with vault.open(url, identity=staff) as s:  # before the upgrade (staff work at v7)
+        s.rows(["badge_name"])
+    with vault.open(url, identity=lead) as v:  # the upgrade
+        assert v._canaries() == {decoy}
+        assert v.alarms() == []
+    with vault.open(url, identity=staff) as s:  # after it: a touch
+        s.rows(["badge_name"])
+    with vault.open(url, identity=lead) as v:
+        assert [a["detail"]["op"] for a in v.alarms()] == ["read_all"]

@@ -110,7 +110,10 @@ def legacy_tag(meta_secret: bytes, record_id: bytes) -> str:
 
 def upgraded_list(v: "Vault", conn: Any) -> bytes:
     """The list of a vault below schema v8 sealed as from v8 on (the upgrade writes it): the
-    tags of the old list matched to the record ids present, each planted "since entry 0"."""
+    tags of the old list matched to the record ids present, each planted "since" the last
+    entry before the upgrade. Why not 0: every listing or export before it would count as a
+    touch of each canary at the lead's first look (a false alarm per canary and listing);
+    touches before the upgrade are in the ``alarm`` entries the clients of then wrote."""
     store, seed = v._s(), seed_of(v._ring)
     assert v._ring is not None and seed is not None  # only a signer upgrades to v8
     meta_secret = v._ring.current(K.KIND_META_KEY).secret
@@ -125,7 +128,8 @@ def upgraded_list(v: "Vault", conn: Any) -> bytes:
                                  "key statement is of an older kind: the database was edited (an older statement put "
                                  "back, to have an older canary list signed); tell the lead")
     tags = open_legacy(meta_secret, v._vid, blob) if blob else set()
-    found = {rid: 0 for rid, _ in store.scan_records(conn) if tags and legacy_tag(meta_secret, rid) in tags}
+    before = A._head_row(store, conn)[0]
+    found = {rid: before for rid, _ in store.scan_records(conn) if tags and legacy_tag(meta_secret, rid) in tags}
     return seal_list(seed, v._vid, found)
 
 

@@ -474,10 +474,16 @@ def build() -> dict[str, dict]:
         "recovery_ed25519_public": h(rec_vk), "line": f"{h(vid)} {h(pin)} {h(signers)}",
         "line_without_lead": f"{h(vid)} {h(pin)} {h(no_lead)}",
     }
+    # (a SQLite path is the file's real path: these paths hold no symbolic link)
     places = [("sqlite:////srv/dv/wörk dir/dd 2026.vault", "sqlite:/srv/dv/wörk dir/dd 2026.vault"),
+              ("sqlite:////srv/dv/old/../dd 2026.vault", "sqlite:/srv/dv/dd 2026.vault"),
               ("postgresql+psycopg://sam:secret@DB.Example.org:5432/ev?options=-csearch_path%3Dev&sslmode=require",
-               "postgresql://sam@db.example.org:5432/ev?options=-csearch_path=ev&sslmode=require"),
-              ("postgresql://db/ev", "postgresql://@db:/ev?")]
+               "postgresql://@db.example.org:5432/ev?options=-csearch_path=ev"),
+              ("postgresql://owner@db.example.org/ev?options=-c%20search_path%3Dev&application_name=x",
+               "postgresql://@db.example.org:5432/ev?options=-csearch_path=ev"),
+              ("postgresql://sam@127.0.0.1/ev", "postgresql://sam@localhost:5432/ev?"),
+              ("postgresql://sam@/ev?host=/var/run/postgresql", "postgresql://sam@localhost:5432/ev?host=/var/run/postgresql"),
+              ("postgresql://db/ev", "postgresql://@db:5432/ev?")]
     files["pin_location_v1.json"] = {
         "expect": "success",
         "description": "known-vaults location lines: location text (format.md 8c) and "
