@@ -8,17 +8,18 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from vault.identity import Identity
+from vault.postgres import check_roles, grant_roles
 
 import vault
 from conftest import PASSPHRASE, PG_URL, _pg_schema
 from vault import audit as A
 from vault import audit_rows as RW
-from vault.identity import Identity
-from vault.postgres import check_roles, grant_roles
 
 pytestmark = pytest.mark.skipif(not PG_URL, reason="PostgreSQL tests need DVAULT_TEST_PG_URL")
 
@@ -170,8 +171,9 @@ def test_the_guard_links_over_a_malformed_row_from_before_it(staffed) -> None:  
 def test_the_upgrade_to_v8_makes_the_guard() -> None:
     """A vault of v7 has no guard; the lead's upgrade (through the owner's URL, as every
     upgrade that changes tables) makes it, in the upgrade's transaction."""
-    from rawdb import as_release_v7
     from vault.audit_guard import state
+
+    from rawdb import as_release_v7
     with _pg_schema() as url:
         lead = Identity.generate()
         with vault.create(url, PASSPHRASE, lead=lead) as v:

@@ -15,11 +15,13 @@ import contextlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from vault.identity import Identity
 
 import vault
 from conftest import PASSPHRASE
@@ -27,7 +29,6 @@ from rawdb import audit_unguarded
 from vault import audit as A
 from vault import audit_rows as RW
 from vault import canaries as CA
-from vault.identity import Identity
 
 PERSON = {"legal_name": "Amira Haddad", "email": "amira@example.org", "badge_name": "Amira"}
 OTHER = {"legal_name": "Bo Lee", "email": "bo@example.org", "badge_name": "Bo"}

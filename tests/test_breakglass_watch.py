@@ -9,11 +9,11 @@ import time
 
 import pytest
 import sqlalchemy as sa
+from vault.identity import Identity
 
 import vault
 from conftest import PASSPHRASE
 from vault import _format as F
-from vault.identity import Identity
 
 REASON = "Amira H. was admitted to hospital; the insurer needs her legal name"
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
+from vault.identity import Identity
 
 import vault
 from conftest import PASSPHRASE
 from vault import pseudonym as P
-from vault.identity import Identity
 
 
 def _targets(url: str) -> set[str]:

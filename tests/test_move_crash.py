@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from vault.identity import Identity
+from vault.store import StoreError
 
 import vault
 from conftest import PASSPHRASE
 from rawdb import RawDB
-from vault.identity import Identity
-from vault.store import StoreError
 
 NEW = "the new recovery passphrase for it"
 
@@ -96,8 +96,9 @@ def test_a_row_swapped_behind_the_move_refuses_it(url: str, url2: str, monkeypat
 def test_a_set_aside_keeps_no_wal_apart_from_its_database(tmp_path: Path) -> None:
     """The WAL is checkpointed into the database before the files are renamed one by one: a
     kill between two renames leaves no WAL holding pages its database lacks."""
-    from vault import moving
     from vault.store import Store
+
+    from vault import moving
     path = tmp_path / "v.vault"
     vault.create(str(path), PASSPHRASE).close()
     reader = sqlite3.connect(path)  # another client keeps it open: no checkpoint at the last close

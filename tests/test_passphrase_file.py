@@ -11,9 +11,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from vault_cli.main import main
 
 import vault
-from vault_cli.main import main
 
 PASS = "recovery pass phrase"
 

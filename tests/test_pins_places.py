@@ -9,11 +9,11 @@ import os
 from pathlib import Path
 
 import pytest
+from vault.identity import Identity
 
 import vault
 from conftest import PASSPHRASE
 from vault import pins as PN
-from vault.identity import Identity
 
 
 def test_an_unknown_vault_is_refused_while_a_pin_waits_for_its_first_open(tmp_path: Path) -> None:

@@ -10,11 +10,11 @@ import hashlib
 
 import pytest
 import sqlalchemy as sa
+from vault.identity import Identity
 
 import vault
 from conftest import PASSPHRASE
 from rawdb import RawDB
-from vault.identity import Identity
 
 
 @pytest.fixture

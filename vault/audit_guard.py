@@ -37,16 +37,6 @@ from . import _format as F
 
 TRIGGER = "dv_audit_guard"
 
-_BODY = """CREATE OR REPLACE FUNCTION {s}.dv_audit_body(seq bigint, at bigint, prev bytea, actor bytea,
-    action text, target text, detail text, reason bytea) RETURNS bytea
-LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $body$
-  SELECT int8send(seq) || int8send(at) || prev || actor
-    || set_byte('\\x00'::bytea, 0, octet_length(convert_to(action, 'UTF8'))) || convert_to(action, 'UTF8')
-    || set_byte('\\x00'::bytea, 0, octet_length(convert_to(target, 'UTF8'))) || convert_to(target, 'UTF8')
-    || int4send(octet_length(convert_to(detail, 'UTF8'))) || convert_to(detail, 'UTF8')
-    || int4send(octet_length(reason)) || reason
-$body$"""
-
 # (columns, not the table's row type: a function taking the row type would stop the table
 # from being dropped, which the clean-up of a failed create does)
 _NAME = """CREATE OR REPLACE FUNCTION {s}.dv_audit_row_name(seq bigint, prev bytea, at bigint, actor bytea,
@@ -63,10 +53,20 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $name$
     || 'b'::bytea || int4send(octet_length(sig)) || sig)
 $name$"""
 
+# The entry body (docs/format.md 13a), spelled inline so that plpgsql caches its plan: a call
+# of a SQL function with its own search_path is planned afresh every time.
+_BODY_OF = ("int8send({r}.seq) || int8send({r}.at) || {r}.prev || {r}.actor"
+            " || set_byte('\\x00'::bytea, 0, octet_length(convert_to({r}.action, 'UTF8')))"
+            " || convert_to({r}.action, 'UTF8')"
+            " || set_byte('\\x00'::bytea, 0, octet_length(convert_to({r}.target, 'UTF8')))"
+            " || convert_to({r}.target, 'UTF8')"
+            " || int4send(octet_length(convert_to({r}.detail, 'UTF8'))) || convert_to({r}.detail, 'UTF8')"
+            " || int4send(octet_length({r}.reason)) || {r}.reason")
+
 _GUARD = """CREATE OR REPLACE FUNCTION {s}.dv_audit_guard() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $guard$
 DECLARE
-  last {s}.dv_audit;
+  last record;
   link bytea := '\\x{genesis}'::bytea;
   older boolean := true;
   body bytea;
@@ -84,8 +84,7 @@ BEGIN
     END IF;
     IF octet_length(last.hash) = 32 THEN
       link := last.hash;
-      older := last.hash <> sha256('\\x{entry_label}'::bytea || {s}.dv_audit_body(last.seq, last.at, last.prev,
-          last.actor, last.action, last.target, last.detail, last.reason));
+      older := last.hash <> sha256('\\x{entry_label}'::bytea || {last_body});
     ELSE
       link := {s}.dv_audit_row_name(last.seq, last.prev, last.at, last.actor, last.action, last.target,
           last.detail, last.reason, last.hash, last.sig);
@@ -97,7 +96,7 @@ BEGIN
     RAISE EXCEPTION 'dv_audit: refused entry %: its prev is not the previous entry''s hash', NEW.seq
       USING ERRCODE = 'check_violation';
   END IF;
-  body := {s}.dv_audit_body(NEW.seq, NEW.at, NEW.prev, NEW.actor, NEW.action, NEW.target, NEW.detail, NEW.reason);
+  body := {new_body};
   IF NEW.hash = sha256('\\x{entry_label}'::bytea || body)
       OR (older AND NEW.hash = sha256('\\x{old_label}'::bytea || body)) THEN
     RETURN NEW;
@@ -110,9 +109,10 @@ $guard$"""
 
 def _sql(schema: str) -> list[str]:
     fill = {"s": schema, "row_label": F.LABEL_AUDIT_ROW.hex(), "genesis": bytes(32).hex(),
-            "entry_label": F.LABEL_AUDIT_ENTRY.hex(), "old_label": b"dvault/v1/audit".hex()}
+            "entry_label": F.LABEL_AUDIT_ENTRY.hex(), "old_label": b"dvault/v1/audit".hex(),
+            "last_body": _BODY_OF.format(r="last"), "new_body": _BODY_OF.format(r="NEW")}
     # '%' doubled: the driver reads the text as a query with (no) parameters
-    return [text.format(**fill).replace("%", "%%") for text in (_BODY, _NAME, _GUARD)]
+    return [text.format(**fill).replace("%", "%%") for text in (_NAME, _GUARD)]
 
 
 def install(conn: Any) -> None:

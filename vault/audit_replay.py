@@ -35,7 +35,7 @@ class Replay:
     refused: dict[int, str] = field(default_factory=dict)
 
 
-def _states(e: "Entry") -> tuple[list[str], list[str], bool] | str | None:
+def _states(e: Entry) -> tuple[list[str], list[str], bool] | str | None:
     """(drop, put, baseline) of an entry's ``state``; None without one; a text if malformed."""
     if not isinstance(e.detail, str) or '"state"' not in e.detail:
         return None
@@ -51,7 +51,7 @@ def _states(e: "Entry") -> tuple[list[str], list[str], bool] | str | None:
     return drop, put, detail.get("baseline") is True
 
 
-def _rule(e: "Entry", drop: list[str], put: list[str], baseline: bool, deciders: set[bytes],
+def _rule(e: Entry, drop: list[str], put: list[str], baseline: bool, deciders: set[bytes],
           first: bool) -> str | None:
     """Why the entry may not carry these states, or None (format.md 13a: what each writes)."""
     a = e.action
@@ -60,14 +60,15 @@ def _rule(e: "Entry", drop: list[str], put: list[str], baseline: bool, deciders:
     if a == "restate":
         if e.actor in deciders or (baseline and first and not drop):
             return None
-        return "a restate entry by someone other than the lead or the recovery passphrase (and not the upgrade's baseline)"
+        return ("a restate entry by someone other than the lead or the recovery passphrase (and not the upgrade's "
+                "baseline)")
     fits = {"add": bool(put) and not drop, "import": bool(put) and not drop,
             "update": len(drop) == 1 and len(put) == 1, "shred": len(drop) == 1 and not put,
             "reencrypt": bool(drop) and len(drop) == len(put)}[a]
     return None if fits else f"its record states do not fit a {a} entry"
 
 
-def replay(entries: list["Entry"], held: frozenset[int], deciders: set[bytes]) -> Replay:
+def replay(entries: list[Entry], held: frozenset[int], deciders: set[bytes]) -> Replay:
     """Replay the states of the entries, in order, leaving out the quarantined ``held``."""
     out = Replay()
     put_before: set[str] = set()

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import struct
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from . import _crypto as C
 from . import _format as F
@@ -61,18 +62,18 @@ def link_of(r: Sequence[Any]) -> bytes:
     return h if type(h) is bytes and len(h) == 32 else row_name(r)
 
 
-def is_damaged(e: "Entry") -> bool:
+def is_damaged(e: Entry) -> bool:
     """Whether ``e`` stands for a malformed row (audit.read_entries): no 64-byte actor."""
     return len(e.actor) != 64
 
 
-def name_of(e: "Entry") -> bytes:
+def name_of(e: Entry) -> bytes:
     """The hash a quarantine decision names ``e`` by: its stored hash, or for a malformed
     row its name (kept in the stand-in's ``sig``: see audit._damaged)."""
     return e.sig if is_damaged(e) else e.hash
 
 
-def detail_of(e: "Entry") -> dict[str, Any] | None:
+def detail_of(e: Entry) -> dict[str, Any] | None:
     """The entry's detail as a JSON object, or None if it is not one (malformed; a reader
     shows it as such and counts it for nothing, it never stops)."""
     text = e.detail

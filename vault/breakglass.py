@@ -22,7 +22,7 @@ import re
 import struct
 import time
 from dataclasses import dataclass, field as _field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
 from sqlalchemy import Column, Integer, LargeBinary, String, Table, delete, select, update
 
@@ -183,7 +183,7 @@ def pending(v: "Vault") -> list[RevealRequest]:
             for r in rows]
 
 
-def _rows(v: "Vault", found: list[Any]) -> list[_Row]:
+def _rows(v: "Vault", found: Sequence[Any]) -> list[_Row]:
     """The well-formed rows of ``found``; one warning for the lead if any is not."""
     out, bad = [], 0
     for r in found:

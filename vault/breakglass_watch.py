@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 SHOWN = ("badge_name",)
 
 
-def changes(v: "Vault", wanted: list[tuple[str, str, str, str]]) -> dict[str, list[str]]:
+def changes(v: Vault, wanted: list[tuple[str, str, str, str]]) -> dict[str, list[str]]:
     """For each (request id, record's audit pseudonym, requester id, requested field) of
     ``wanted``: the warnings about updates of the record's shown fields or its requested
     field (one scan of the log's update entries for those records). Empty without the audit
@@ -49,13 +49,14 @@ def changes(v: "Vault", wanted: list[tuple[str, str, str, str]]) -> dict[str, li
             for req_id, target, requester, field in wanted if target}
 
 
-def _about(entries: list[A.Entry], known: set[bytes], names: dict[bytes, "User"], requester: str, field: str,
+def _about(entries: list[A.Entry], known: set[bytes], names: dict[bytes, User], requester: str, field: str,
            since: int) -> list[str]:
     from .audit_trust import problem
     out = []
     for e in entries:
         fields = (RW.detail_of(e) or {}).get("fields")
-        touched = sorted({f for f in fields if isinstance(f, str)} & {*SHOWN, field}) if isinstance(fields, list) else []
+        named = {f for f in fields if isinstance(f, str)} if isinstance(fields, list) else set()
+        touched = sorted(named & {*SHOWN, field})
         if not touched or problem(e, known) is not None:
             continue
         who = names.get(e.actor)
