@@ -12,6 +12,13 @@ def run() -> None:
     import sys
     from .hardening import harden
     harden()  # before any key or value is in memory: no core dump, no same-user ptrace
+    if sys.argv[1:2] == ["panic"]:  # without loading the rest: a panic has no second to spare (cli/panic.py)
+        from .panic import fast
+        try:
+            sys.exit(fast(sys.argv[2:]))
+        except KeyboardInterrupt:
+            sys.stderr.write("dvault: error: interrupted\n")
+            sys.exit(130)
     try:
         from .main import main
     except KeyboardInterrupt:

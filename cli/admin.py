@@ -16,6 +16,7 @@ from .common import (emit, identity_path, note, pins_path, printable, shown_url,
                      with_progress)
 from .common import vault_url as resolve_vault_url
 from .secrets_input import IDENTITY_ENV, NEW_ENV, RECOVERY_ENV, read_passphrase
+from .travel import remember_made, show_suspend_requests, suspend_requests
 
 RECOVERY_ADVICE = """\
 Recovery advice (read this once, carefully):
@@ -95,6 +96,7 @@ def init(vault_url: str, identity: Path | None, schema: Path | None, population:
         if new_identity:
             ident_path.unlink(missing_ok=True)
         raise
+    remember_made(vault_url, ident_path if new_identity else None)
     _note_roles(app_roles, lead_roles)
     if new_identity:
         note(f"created identity {ident_path}")
@@ -258,6 +260,7 @@ def requests(as_json: bool, **kw: Any) -> None:
     with unlock(kw) as v:
         reqs = v.reveal_requests()
         lead = v.role.manage
+        suspends = suspend_requests(v) if lead else []
     if lead:
         rows = [{"request": r.req_id, "by": printable(r.requester_name or r.requester), "record": r.record or "-",
                  "badge name": printable(r.badge_name or "-"), "field": r.field, "approved": r.approved,
@@ -267,6 +270,7 @@ def requests(as_json: bool, **kw: Any) -> None:
         for r in reqs:
             for w in _warnings(r):
                 click.echo(f"dvault: warning: request {r.req_id}: {w}", err=True)
+        show_suspend_requests(suspends, as_json)
         return
     rows = [{"request": r.req_id, "record": r.record or "-", "field": r.field, "approved": r.approved}
             for r in reqs]

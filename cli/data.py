@@ -18,6 +18,7 @@ from vault.users import REVOKED
 from .common import (known_vaults, note, open_vault_as, pins_path, printable, reason_option, set_reason, unlock,
                      vault_options, warn, with_progress)
 from .secrets_input import IDENTITY_ENV, read_passphrase
+from .travel import remember_written
 
 
 @click.command(name="import")
@@ -120,6 +121,7 @@ def export(fields: str, purpose: str | None, fmt: str, out: Path | None, recipie
         data = X.seal(data, to, me, vault_id=vault_id, purpose=purpose, fields=columns, fmt=fmt, rows=len(rows))
     if out is not None:
         X.write_private(out, data)
+        remember_written(out, "export")
         note(f"wrote {len(rows)} row(s) to {out}{' (signed, sealed)' if to else ''}")
     else:
         _to_stdout(data, sealed=to is not None)
@@ -179,6 +181,7 @@ def open_export(sealed_file: Path, identity: Path, out: Path | None, passphrase_
              f"{printable(','.join(opened.fields))} ({opened.format}), sealed {opened.created_text}")
     if out is not None:
         X.write_private(out, opened.data)
+        remember_written(out, "export")
     else:
         _to_stdout(opened.data, sealed=False)
 

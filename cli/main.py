@@ -69,6 +69,7 @@ def keygen(out: Path | None, passphrase_file: Path | None) -> None:
     from vault.identity import Identity, default_path
 
     from .secrets_input import IDENTITY_ENV, read_passphrase
+    from .travel import remember_written
 
     path = out or default_path()
     if path.exists():
@@ -76,6 +77,7 @@ def keygen(out: Path | None, passphrase_file: Path | None) -> None:
     pw = read_passphrase(passphrase_file, "Passphrase for the new identity", confirm=True, env=IDENTITY_ENV)
     ident = Identity.generate()
     ident.save(path, pw)
+    remember_written(path, "identity")
     note(f"identity: {path}")
     note(f"fingerprint (read it to the lead): {ident.public.fingerprint()}")
     note("public line to send to the lead:")
@@ -302,8 +304,8 @@ def audit_checkpoint(**kw):  # type: ignore[no-untyped-def]
 
 
 def _register() -> None:
-    from . import admin, data, move, pins, records, shell
-    for mod in (admin, records, data, shell, move, pins):
+    from . import admin, data, move, pins, records, shell, travel
+    for mod in (admin, records, data, shell, move, pins, travel):
         for cmd in mod.COMMANDS:
             cli.add_command(cmd)
 

@@ -13,6 +13,7 @@ from .admin import RECOVERY_ADVICE, lead_identity
 from .common import note, pins_path, printable, set_reason, shown_url, with_progress
 from .common import vault_url as resolve_vault_url
 from .secrets_input import NEW_ENV, RECOVERY_ENV, read_passphrase
+from .travel import remember_made
 
 
 @click.command()
@@ -64,6 +65,7 @@ def move(vault_url: str | None, to_url: str, identity: Path, name: str, passphra
                 identity.unlink(missing_ok=True)
             raise
         src_id = src.id
+    remember_made(to_url, identity if new_identity else None)
     with moved.vault as dest:
         click.echo(f"moved {moved.records} participants into vault {dest.id} at {shown_url(to_url)}")
         if dest.pin(pins_path(identity), created=True):

@@ -23,6 +23,7 @@ import click
 import vault
 
 from .common import config, emit, open_vault, open_vault_as, set_reason, vault_options, warn
+from .travel import ends_on_panic
 
 #: The idle time before the shell locks, unless configured: long enough not to lock while
 #: the person at the desk spells a name, short enough that a desk left for a coffee is locked.
@@ -162,11 +163,12 @@ class VaultShell(cmd.Cmd):
               help=f"Lock after this long without input: 90s, 5m, 1h (default {DEFAULT_IDLE_LOCK}, or "
                    "shell_idle_lock in the config file). The lock closes the vault and asks for the "
                    "passphrase again.")
+@ends_on_panic
 def shell(**kw: Any) -> None:
     """Unlock once, then look people up all day (find, show, list; 'quit' to lock).
 
     After the idle time the shell locks: the vault is closed, the screen cleared, and the
-    passphrase asked again (Ctrl-D there ends the shell).
+    passphrase asked again (Ctrl-D there ends the shell). dvault panic ends it (exit 143).
 
     Example: dvault shell --reason "registration desk, day 1" --idle-lock 5m
     """

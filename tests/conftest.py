@@ -32,6 +32,17 @@ def fast_kdf(monkeypatch: pytest.MonkeyPatch) -> F.KdfParams:
     return FAST_KDF
 
 
+@pytest.fixture(autouse=True)
+def private_data_folder(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A per-user data folder of the test's own (XDG_DATA_HOME, inherited by the processes
+    it starts): the CLI records there what it writes (vault.local), and shells mark
+    themselves there; a test must not add to the real one's list, which the user's own
+    ``dvault panic`` acts on."""
+    folder = tmp_path_factory.mktemp("xdg-data")
+    monkeypatch.setenv("XDG_DATA_HOME", str(folder))
+    return folder
+
+
 def _pg_schema_url(schema: str) -> str:
     assert PG_URL is not None
     sep = "&" if "?" in PG_URL else "?"

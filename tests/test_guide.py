@@ -36,14 +36,16 @@ def test_guide_has_every_step() -> None:
                    "dvault user remove", "dvault shred", "dvault audit verify", "keygen",
                    "dvault passphrase identity", "dvault passphrase recovery", "dvault move",
                    "dvault audit show --target", "dvault pin add", "dvault export --fields arrival --purpose travel --to",
-                   "dvault open-export", "--trust-sender"):
+                   "dvault open-export", "--trust-sender", "dvault travel", "--copy-to", "dvault panic"):
         assert needle in text, needle
 
 
 def test_guide_runs_end_to_end(url: str, tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DVAULT_")}
+    # HOME is the folder: the per-user data and config folders (the config file, the list
+    # of written files) are under it, as on a fresh laptop; section 11 moves HOME.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DVAULT_", "XDG_"))}
     env.update({"DVAULT_PYTHON": sys.executable, "PYTHONPATH": str(ROOT), "DVAULT_DOCS": str(ROOT / "docs"),
-                "DVAULT_CONFIG": str(tmp_path / "no-config.toml"), "HOME": str(tmp_path)})
+                "HOME": str(tmp_path), "TMPDIR": str(tmp_path)})
     if url.startswith("postgresql"):
         env["DVAULT_URL"] = url
     res = subprocess.run(["bash", "-c", guide_script()], cwd=tmp_path, env=env,
@@ -61,6 +63,11 @@ def test_guide_runs_end_to_end(url: str, tmp_path: Path) -> None:
     assert travel[0] == '"pseudonym","arrival"' and len(travel) == 151 and travel[1].startswith('"TR-')
     assert (tmp_path / "travel.csv").stat().st_mode & 0o777 == 0o600
     assert "purpose travel, 150 row(s) of pseudonym,arrival (csv)" in res.stderr
+    assert "held elsewhere: the copy" in res.stderr and "is the same vault" in res.stderr  # section 11
+    assert not (tmp_path / "sam.dvid").exists() and not (tmp_path / "dd2026-new.vault").exists()
+    assert (tmp_path / "nadia-usb" / "dd2026.vault").exists() and (tmp_path / "nadia.dvid").exists()
+    assert "dvault panic: 3 file(s) removed, 0 left" in res.stdout  # section 12: identity, pins, written list
+    assert not [p for p in (tmp_path / "sam-laptop").rglob("*") if p.is_file()]
     errors = (tmp_path / "errors.log").read_text("utf-8").splitlines()
     assert errors and all(line.startswith("dvault: error:") for line in errors)
     assert "Traceback" not in res.stderr

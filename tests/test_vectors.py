@@ -649,3 +649,15 @@ def test_signed_sealed_export_by_another_key_is_refused() -> None:
     to = Identity(b(v["recipient_x25519_secret"]), b(v["recipient_ed25519_seed"]))
     with pytest.raises(vault.IntegrityError, match="signature does not verify"):
         X.open_sealed(v["armoured"].encode("ascii"), to)
+
+
+def test_written_files_list(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    from vault import local
+    vec = load("written_list_v1.json")
+    entries = [(e["kind"], os.fsdecode(bytes.fromhex(e["path_hex"]))) for e in vec["entries"]]
+    for kind, path in entries:
+        local.remember(path, kind, folder=tmp_path)
+    assert (tmp_path / local.WRITTEN).read_bytes() == vec["text"].encode("ascii")
+    assert [(k, str(p)) for k, p in local.written(tmp_path)] == entries

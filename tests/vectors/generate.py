@@ -492,6 +492,17 @@ def build() -> dict[str, dict]:
                    "place": hashlib.sha256(b"dvault/v1/pin-location" + text.encode()).digest()[:16].hex()}
                   for url, text in places],
     }
+    written = [("identity", b"/home/sam/.local/share/defenders-vault/identity.dvid"),
+               ("vault", b"/home/sam/desk.vault"), ("export", b"/home/sam/pick ups\nday 2.csv"),
+               ("export", b"/home/sam/caf\xe9.csv")]
+    files["written_list_v1.json"] = {
+        "expect": "success",
+        "description": "the written-files list (format.md 8f): its header line, then KIND SP hex(path bytes) LF, "
+                       "one line per file, in the order written",
+        "entries": [{"kind": k, "path_hex": p.hex()} for k, p in written],
+        "text": "# defenders-vault: files dvault wrote, for dvault travel and panic (paths only, hex)\n"
+                + "".join(f"{k} {p.hex()}\n" for k, p in written),
+    }
     files["key_statement_v1.json"] = {
         "expect": "success",
         "description": "ASCII lines: header, meta pin, class NAME VERSION kid X25519(HKDF(class key, class-box)) "
