@@ -209,3 +209,27 @@ def test_a_role_that_can_give_itself_more_is_refused(power: str) -> None:
         with admin.begin() as c:
             c.exec_driver_sql(f"DROP ROLE {role}")
         admin.dispose()
+
+
+def test_the_guard_follows_its_table_to_another_schema() -> None:
+    """The trigger goes with a table moved to another schema (ALTER TABLE ... SET SCHEMA);
+    it then checks that table's log, not whatever vault is made at the old place."""
+    lead = Identity.generate()
+    with _pg_schema() as url, _pg_schema() as away:
+        with vault.create(url, PASSPHRASE, lead=lead):
+            pass
+        engine = sa.create_engine(url)
+        old, new = (sa.engine.make_url(u).query["options"].split("=")[1] for u in (url, away))
+        with engine.begin() as c:
+            for n in [n for n in sa.inspect(c).get_table_names() if n.startswith("dv_")]:
+                c.exec_driver_sql(f'ALTER TABLE "{old}"."{n}" SET SCHEMA "{new}"')
+        engine.dispose()
+        with vault.create(url, PASSPHRASE, lead=Identity.generate()):
+            pass
+        for place in (away, url):
+            with vault.open(place, PASSPHRASE) as v:
+                v.add({"badge_name": "x"})
+                assert v.audit_verify().ok
+            seq, h = _head(place)
+            with pytest.raises(sa.exc.IntegrityError, match="dv_audit: refused entry"):
+                _insert(place, _entry(lead, seq + 7, h))

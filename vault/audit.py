@@ -213,7 +213,7 @@ class Auditor:
                         store.lock_append(conn)
                         self._head = None
                     if self._head is None:
-                        self._head = _head_row(store, conn)
+                        self._head = RW.head_row(store, conn)
                         self.labelled = self.labelled or _labelled_version(store, conn) or _head_labelled(store, conn)
                     if self._head[0] >= RW.MAX_SEQ:
                         raise IntegrityError(f"audit log tampered: its last entry is numbered {self._head[0]}, after "
@@ -340,25 +340,9 @@ def _damaged(r: Any) -> Entry:
     return Entry(seq, prev, at, b"", "", "", "", b"", RW.link_of(r), RW.row_name(r))
 
 
-def _head_row(store: Any, conn: Any) -> tuple[int, bytes]:
-    """(seq, link) of the last entry, (0, GENESIS) for an empty log; the link is what the
-    next entry's prev must be (audit_rows.link_of: the stored hash, or a malformed row's
-    name)."""
-    row = store.raw(conn, "SELECT seq, hash FROM dv_audit ORDER BY seq DESC LIMIT 1").fetchone()
-    if row is None:
-        return 0, GENESIS
-    h = bytes(row[1]) if isinstance(row[1], memoryview) else row[1]
-    if type(h) is bytes and len(h) == 32:
-        return int(row[0]), h
-    ph = "?" if store.is_sqlite else "%s"
-    full = store.raw(conn, "SELECT seq, prev, at, actor, action, target, detail, reason, hash, sig "
-                           f"FROM dv_audit WHERE seq = {ph}", (row[0],)).fetchone()
-    return int(row[0]), RW.link_of(full)
-
-
 def head(store: Any) -> tuple[int, bytes]:
     with store.tx(write=False) as conn:
-        return _head_row(store, conn)
+        return RW.head_row(store, conn)
 
 
 def count(store: Any) -> int:

@@ -70,14 +70,20 @@ DECLARE
   link bytea := '\\x{genesis}'::bytea;
   older boolean := true;
   body bytea;
+  n bigint;
 BEGIN
   IF octet_length(NEW.prev) <> 32 OR octet_length(NEW.hash) <> 32 OR octet_length(NEW.actor) <> 64
       OR octet_length(NEW.sig) <> 64 OR NEW.at < 0 THEN
     RAISE EXCEPTION 'dv_audit: refused entry %: a column has the wrong size, or its time is negative', NEW.seq
       USING ERRCODE = 'check_violation';
   END IF;
-  SELECT * INTO last FROM {s}.dv_audit ORDER BY seq DESC LIMIT 1;
-  IF FOUND THEN
+  IF TG_TABLE_SCHEMA = {literal} AND TG_TABLE_NAME = 'dv_audit' THEN
+    SELECT * INTO last FROM {s}.dv_audit ORDER BY seq DESC LIMIT 1;
+  ELSE  -- the table was moved to another schema or renamed (its trigger went with it)
+    EXECUTE format('SELECT * FROM %I.%I ORDER BY seq DESC LIMIT 1', TG_TABLE_SCHEMA, TG_TABLE_NAME) INTO last;
+  END IF;
+  GET DIAGNOSTICS n = ROW_COUNT;
+  IF n > 0 THEN
     IF NEW.seq IS DISTINCT FROM last.seq + 1 THEN
       RAISE EXCEPTION 'dv_audit: refused entry %: the next entry is %', NEW.seq, last.seq + 1
         USING ERRCODE = 'check_violation';
@@ -107,8 +113,8 @@ END
 $guard$"""
 
 
-def _sql(schema: str) -> list[str]:
-    fill = {"s": schema, "row_label": F.LABEL_AUDIT_ROW.hex(), "genesis": bytes(32).hex(),
+def _sql(schema: str, literal: str) -> list[str]:
+    fill = {"s": schema, "literal": literal, "row_label": F.LABEL_AUDIT_ROW.hex(), "genesis": bytes(32).hex(),
             "entry_label": F.LABEL_AUDIT_ENTRY.hex(), "old_label": b"dvault/v1/audit".hex(),
             "last_body": _BODY_OF.format(r="last"), "new_body": _BODY_OF.format(r="NEW")}
     # '%' doubled: the driver reads the text as a query with (no) parameters
@@ -122,7 +128,8 @@ def install(conn: Any) -> None:
         return
     schema = conn.exec_driver_sql("SELECT current_schema()").scalar_one()
     quoted = conn.dialect.identifier_preparer.quote(schema)
-    for statement in _sql(quoted):
+    literal = "'" + schema.replace("'", "''") + "'"
+    for statement in _sql(quoted, literal):
         conn.exec_driver_sql(statement)
     if state(conn) is None:
         conn.exec_driver_sql(f"CREATE TRIGGER {TRIGGER} BEFORE INSERT ON {quoted}.dv_audit "

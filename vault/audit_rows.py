@@ -84,3 +84,19 @@ def detail_of(e: Entry) -> dict[str, Any] | None:
     except (ValueError, RecursionError):  # RecursionError: "{"a":[[[[..." nested past the limit
         return None
     return out if isinstance(out, dict) else None
+
+
+def head_row(store: Any, conn: Any) -> tuple[int, bytes]:
+    """(seq, link) of the last entry, (0, 32 zero bytes) for an empty log; the link is what the
+    next entry's prev must be (audit_rows.link_of: the stored hash, or a malformed row's
+    name)."""
+    row = store.raw(conn, "SELECT seq, hash FROM dv_audit ORDER BY seq DESC LIMIT 1").fetchone()
+    if row is None:
+        return 0, bytes(32)
+    h = bytes(row[1]) if isinstance(row[1], memoryview) else row[1]
+    if type(h) is bytes and len(h) == 32:
+        return int(row[0]), h
+    ph = "?" if store.is_sqlite else "%s"
+    full = store.raw(conn, "SELECT seq, prev, at, actor, action, target, detail, reason, hash, sig "
+                           f"FROM dv_audit WHERE seq = {ph}", (row[0],)).fetchone()
+    return int(row[0]), link_of(full)

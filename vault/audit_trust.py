@@ -225,7 +225,8 @@ def _clock(entries: list[Entry], i: int, known: set[bytes], held: frozenset[int]
     if nxt is not None and clock_problem(nxt.at, entries[i].at, entries[i].seq) is not None:
         ahead = (entries[i].at - nxt.at) // 1000
         return (f"it is dated {ahead} s after entry {nxt.seq}, which follows it, beyond the "
-                f"{F.AUDIT_CLOCK_TOLERANCE_MS // 60000}-minute tolerance (dated forward, or a clock running fast)"), None
+                f"{F.AUDIT_CLOCK_TOLERANCE_MS // 60000}-minute tolerance (dated forward, or a clock running "
+                "fast)"), None
     return None, None
 
 

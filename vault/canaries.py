@@ -128,7 +128,7 @@ def upgraded_list(v: "Vault", conn: Any) -> bytes:
                                  "key statement is of an older kind: the database was edited (an older statement put "
                                  "back, to have an older canary list signed); tell the lead")
     tags = open_legacy(meta_secret, v._vid, blob) if blob else set()
-    before = A._head_row(store, conn)[0]
+    before = RW.head_row(store, conn)[0]
     found = {rid: before for rid, _ in store.scan_records(conn) if tags and legacy_tag(meta_secret, rid) in tags}
     return seal_list(seed, v._vid, found)
 

@@ -6,7 +6,6 @@ import builtins
 import dataclasses
 import hmac
 import os
-import json
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from . import _crypto as C
