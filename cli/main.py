@@ -354,11 +354,12 @@ def audit_quarantine(seq: int, yes: bool, **kw: Any) -> None:
         if found["problem"] is None:
             raise click.UsageError(f"entry {seq} verifies: there is nothing to quarantine")
         when = _time.strftime("%Y-%m-%d %H:%M:%S", _time.gmtime(found["at"] / 1000))
-        click.echo(f"entry {seq}: {found['action']} by {found['actor']} at {when} UTC: {found['problem']}", err=True)
+        click.echo(f"entry {found['seq']}: {found['action'] or '(malformed row)'} by {found['actor']} at {when} UTC: "
+                   f"{found['problem']}", err=True)
         if not yes:
             confirm("Quarantine it (verify and the record check will step over it)?")
         v.quarantine(seq)
-    click.echo(f"entry {seq} quarantined")
+    click.echo(f"entry {found['seq']} quarantined")
 
 
 @audit.command("checkpoint")

@@ -39,7 +39,9 @@ def read_passphrase(file: Path | None, prompt: str, *, confirm: bool = False,
     """The passphrase from ``file``, else the first of the ``env`` variables that is set,
     else a prompt."""
     if file is not None:
-        _check_file_mode(file)
+        from vault._files import check_private
+        check_private(file, "passphrase file")  # refused if another account can write it (StrictModes)
+        _check_file_mode(file)  # a warning if another account can read it
         try:
             text = file.read_text("utf-8")
         except OSError as e:

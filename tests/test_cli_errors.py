@@ -308,9 +308,13 @@ def test_an_edited_audit_row_is_an_integrity_error(setup, monkeypatch, capsys, e
     con.execute(f"UPDATE dv_audit SET {edit} WHERE seq = 3")
     con.commit()
     con.close()
-    for args in (("audit", "show"), ("audit", "verify")):
-        code, out, err = run(monkeypatch, capsys, *args, *LEAD[:4])
-        assert code == 5 and "entry 3" in err and err.count("\n") == 1, err
+    code, out, err = run(monkeypatch, capsys, "audit", "verify", *LEAD[:4])
+    assert code == 5 and "entry 3" in err and err.count("\n") == 1, err
+    # the listing shows the row where it stands, flagged, and goes on (it used to exit 5:
+    # one edited row blinded the lead to every other entry)
+    code, out, err = run(monkeypatch, capsys, "audit", "show", *LEAD[:4])
+    assert code == 0 and "1 entry fails their own check" in err, err
+    assert [ln.split()[:2] for ln in out.splitlines() if ln.split()[:1] == ["3"]] == [["3", "FORGED?"]], out
 
 
 def test_an_edited_record_row_is_an_integrity_error(setup, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -562,9 +566,11 @@ def test_pin_show_and_add_before_the_first_open(setup, monkeypatch, capsys) -> N
         else:
             assert (code, err.strip()) == (want_code, f"dvault: error: {message}")
     assert (tmp / "staff.dvid.vaults").read_text().splitlines()[1:] == [f"{vid} {fp} {signers}",
-                                                                       f"at {PN.location_hash(url)} {vid}"]
+                                                                       f"at {PN.location_hash(url)} {vid}",
+                                                                       f"new {vid}"]  # not opened yet
     code, out, err = run(monkeypatch, capsys, "show", badge, *STAFF)  # the pinned vault opens as before
     assert code == 0, err
+    assert f"new {vid}" not in (tmp / "staff.dvid.vaults").read_text()  # ... and is no longer pending
     code, out, err = run(monkeypatch, capsys, "user", "add", Identity.generate().public.to_line(), "--name", "kim",
                          "--role", "tool", "--yes", *LEAD[:4])
     assert code == 0 and f"dvault pin add {vid} {fp} {signers}" in err  # the lead is told to send the pin line

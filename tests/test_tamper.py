@@ -559,13 +559,14 @@ _REVEAL_EDITS = {
 def test_an_edited_reveal_row_is_an_integrity_error_and_stays(staffed, case: str) -> None:  # type: ignore[no-untyped-def]
     """Listing, approving or taking a break-glass request whose row was edited raised
     ValueError, TypeError, AttributeError or UnicodeEncodeError (hex and ASCII parsing of
-    unchecked columns); now IntegrityError, and the refused row is not consumed."""
+    unchecked columns); now IntegrityError, and the refused row is not consumed. The lead's
+    list leaves the row out with a warning (one such row hid every request from the lead)."""
     url, lead, staff, _rid, req = staffed
     _sqlite_only(url, case, ("record_id_as_text", "field_as_blob", "created_as_text"))
     _edit(url, _REVEAL_EDITS[case])
     with vault.open(url, identity=lead) as v:
-        with pytest.raises(vault.IntegrityError, match="break-glass request row is malformed"):
-            v.reveal_requests()
+        assert v.reveal_requests() == []
+        assert any("break-glass request row(s) are malformed" in w for w in v.warnings)
         if case != "req_id_not_hex":
             with pytest.raises(vault.IntegrityError, match="break-glass request row is malformed"):
                 v.approve_reveal(req, record=_rid, field="legal_name")

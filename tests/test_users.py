@@ -755,7 +755,8 @@ def test_a_pin_sent_by_the_lead_checks_the_first_open_too(team, tmp_path: Path) 
     seeded = tmp_path / "seeded.vaults"
     PN.add(seeded, line, url)
     PN.add(seeded, line.upper(), url)  # the same pin again, in capitals: nothing changes
-    assert [ln for ln in seeded.read_text().splitlines() if not ln.startswith(("#", "at "))] == [line]
+    assert [ln for ln in seeded.read_text().splitlines() if not ln.startswith(("#", "at ", "new "))] == [line]
+    assert PN.unopened(seeded) == {vid}  # pinned, not opened yet (docs/format.md 8c)
     with vault.open(url, identity=staff, pins=seeded) as v:  # the genuine vault matches it
         assert v.get(rid)["email"] == PERSON["email"]
     _substitute_staff_slot(url, staff)

@@ -3,6 +3,7 @@ reads them back; failure vectors fail the way their ``expect`` says."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -492,11 +493,12 @@ def test_key_statement() -> None:
     base, classes = _statement_keys(v)
     full = K.Keyring(base + classes)
     stmt, sig, db, listed = v["statement"], b(v["signature"]), v["db_version"], b(v["canary_list"])
-    slots = {s["slot_id"]: s["kind"] for s in v["slots"]}
+    slots = {s["slot_id"]: (s["kind"], hashlib.sha256(b(s["unlock"])).hexdigest()) for s in v["slots"]}
+    assert all(digest == s["unlock_sha256"] for (_, digest), s in zip(slots.values(), v["slots"]))
     assert K.key_statement(full, vid, db, roster, slots=slots, canaries=listed) == stmt
     assert K.sign_text("keys", vid, stmt, b"L", lead) == sig
     assert K.check_key_statement(full, vid, stmt, sig, db_version=db, roster=roster, canaries=listed) == db
-    assert K.parse_statement(stmt).slots == tuple(sorted(slots.items()))
+    assert K.parse_statement(stmt).slots == tuple((sid, kind, digest) for sid, (kind, digest) in sorted(slots.items()))
     for other, what in ((db - 1, "lowered"), (db + 1, "raised")):
         with pytest.raises(vault.IntegrityError, match=what):
             K.check_key_statement(full, vid, stmt, sig, db_version=other, roster=roster, canaries=listed)

@@ -78,12 +78,19 @@ LABEL_MOVING_SIG = b"dvault/v1/moving-sig"  # a move's signature over the destin
 AUDIT_CLOCK_TOLERANCE_MS = 5 * 60 * 1000
 LABEL_EXPORT_SIG = b"dvault/v1/export-sig"  # an exporter's signature over a sealed export (kind O)
 LABEL_REVEAL_REQUEST = b"dvault/v1/reveal-request"  # a requester's signature over their break-glass request
+# The lead's view of a break-glass request names every update of the record's shown fields made
+# by anyone in this many seconds before it is listed (by the requester: at any time).
+REVEAL_WATCH_S = 30 * 24 * 3600
 # Audit entries: the hash of an entry written from database schema version 8 on starts with
 # LABEL_AUDIT_ENTRY instead of "dvault/v1/audit" (the form marker, inside what is hashed and
 # signed; neither label is a prefix of the other, so no input hashes as both forms), and its
 # signature is over LABEL_AUDIT_SIG || hash rather than the bare hash.
 LABEL_AUDIT_ENTRY = b"dvault/v1/log-entry"
 LABEL_AUDIT_SIG = b"dvault/v1/audit-sig"
+# The name of an audit row whose columns lack their types or sizes (docs/format.md 13a,
+# "Malformed rows"): SHA-256 of this label and the row's raw columns. A quarantine decision
+# names such a row by it, and the next entry links to it when the row has no 32-byte hash.
+LABEL_AUDIT_ROW = b"dvault/v1/audit-row"
 LABEL_USER_ID = b"dvault-user-id"  # user id = SHA-256(label || x25519 pub || ed25519 pub)[0:8]
 
 # Blind indexes: truncated to b bits where 2^b * k <= expected population (CipherSweet's

@@ -33,10 +33,11 @@ from sqlalchemy import BigInteger, Column, LargeBinary, String, Table, Text, fun
 
 from . import _crypto as C
 from . import _format as F
+from . import audit_rows as RW
 from . import notes as N
 from .envelope import _lp8, dek_ids, pad
 from .errors import IntegrityError, VaultError
-from .store import VaultBusy, _blob, metadata
+from .store import VaultBusy, metadata
 
 audit = Table("dv_audit", metadata,
               Column("seq", BigInteger, primary_key=True, autoincrement=False),
@@ -212,9 +213,12 @@ class Auditor:
                         store.lock_append(conn)
                         self._head = None
                     if self._head is None:
-                        row = store.raw(conn, "SELECT seq, hash FROM dv_audit ORDER BY seq DESC LIMIT 1").fetchone()
-                        self._head = (0, GENESIS) if row is None else (int(row[0]), _blob(row[1]))
+                        self._head = RW.head_row(store, conn)
                         self.labelled = self.labelled or _labelled_version(store, conn) or _head_labelled(store, conn)
+                    if self._head[0] >= RW.MAX_SEQ:
+                        raise IntegrityError(f"audit log tampered: its last entry is numbered {self._head[0]}, after "
+                                             "which no entry can be numbered, so nothing can be logged (and nothing "
+                                             "done); tell the lead: the row must be removed by the database's owner")
                     seq, prev = self._head[0] + 1, self._head[1]
                     at = int(time.time() * 1000)
                     h = entry_hash(seq, prev, at, self.actor, action, target, text, reason, labelled=self.labelled)
@@ -226,7 +230,7 @@ class Auditor:
                 self._head = None if store.in_transaction else (seq, h)
                 return result
             except Exception as e:  # noqa: BLE001 - any failure means: not audited, so refuse
-                if in_work:
+                if in_work or isinstance(e, IntegrityError):  # (a head no entry can follow: no retry helps)
                     raise
                 self._head = None
                 if isinstance(e, VaultBusy) and not store.is_sqlite:
@@ -260,12 +264,13 @@ def _head_labelled(store: Any, conn: Any) -> bool:
         return False
 
 
-def read_entries(store: Any, after: int = 0, *, damaged: bool = False) -> list[Entry]:
+def read_entries(store: Any, after: int = 0, *, damaged: bool = True) -> list[Entry]:
     """The entries after ``after``, in seq order. A row whose columns lack their types and
     sizes (docs/format.md 13a; SQLite keeps any type in any column, so a database writer's
-    edit can put text in ``actor``) is an IntegrityError naming its seq; with ``damaged``
-    (verify) it is instead an entry that fails the hash check where it stands, so that
-    verify locates it as the first bad entry like any other edit."""
+    edit can put text in ``actor``) stands in the list as a stand-in (:func:`_damaged`) that
+    fails every check where it stands: readers flag it and go on, verify locates it as the
+    first bad entry like any other edit, and the lead can quarantine it by its name
+    (vault.audit_rows). ``damaged=False``: an IntegrityError naming its seq instead."""
     ph = "?" if store.is_sqlite else "%s"
     with store.tx(write=False) as conn:
         rows = store.raw(conn, "SELECT seq, prev, at, actor, action, target, detail, reason, hash, sig "
@@ -324,17 +329,20 @@ def _entry(r: Any) -> Entry | None:
 
 
 def _damaged(r: Any) -> Entry:
-    """A malformed row as verify sees it: its seq and prev if those are sound (so the walk
-    reaches it), no actor, and an empty hash that no entry's content hashes to."""
+    """A malformed row as readers see it: its seq (always an integer: the key), its prev and
+    time if those are sound, no actor (audit_rows.is_damaged), no action or detail; as its
+    ``hash`` the link the next entry takes (audit_rows.link_of) and as its ``sig`` its name,
+    the hash a quarantine decision names it by. No entry's content hashes to that."""
+    r = RW.plain(r)
     seq = r[0] if type(r[0]) is int else -1
-    prev = bytes(r[1]) if isinstance(r[1], (bytes, memoryview)) and len(r[1]) == 32 else b""
-    return Entry(seq, prev, 0, b"", "", "", "", b"", b"", b"")
+    prev = r[1] if type(r[1]) is bytes and len(r[1]) == 32 else b""
+    at = r[2] if type(r[2]) is int and 0 <= r[2] < _U64 else 0
+    return Entry(seq, prev, at, b"", "", "", "", b"", RW.link_of(r), RW.row_name(r))
 
 
 def head(store: Any) -> tuple[int, bytes]:
     with store.tx(write=False) as conn:
-        row = conn.execute(select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)).first()
-    return (0, GENESIS) if row is None else (int(row[0]), _blob(row[1]))
+        return RW.head_row(store, conn)
 
 
 def count(store: Any) -> int:
@@ -372,17 +380,19 @@ def verify(entries: Iterable[Entry], known_actors: set[bytes], checkpoint: "Chec
     Ed25519 verification, ~60 us an entry) runs on forked workers for large logs while this
     process walks the links (vault._parallel: the workers inherit the entries), and the
     earliest failure of any kind is reported. An entry that ``deciders`` (the lead, the
-    recovery actor) quarantined (vault.audit_trust) is linked like any other but its own
-    checks are skipped, and the verdict names it."""
+    recovery actor) quarantined (vault.audit_trust) keeps its place in the sequence, and the
+    next entry links to its stored hash, but its own checks and its link to the entry
+    before it are skipped (a decision may also acknowledge the entries missing before it),
+    and the verdict names it."""
     from . import _parallel as PAR
-    from .audit_trust import quarantined as _quarantined
+    from .audit_trust import standing
     entries = list(entries)
-    skip = _quarantined(entries, set(deciders)) if deciders else frozenset()
+    skip, gaps = standing(entries, set(deciders)) if deciders else (frozenset(), {})
     with PAR.pool(lambda bounds: _check_range(entries, known_actors, *bounds, skip=skip), len(entries),
                   min_items=PARALLEL_VERIFY_MIN) as pool:
         checks = pool.imap(PAR.ranges(len(entries), -(-len(entries) // (pool.size * 4))))
-        structural, cp_seen, expected = _walk(entries, known_actors, checkpoint, skip)
-        bad_hash, bad_sig, downgrade = _first_failures(list(checks))
+        structural, cp_seen, expected = _walk(entries, known_actors, checkpoint, skip, gaps)
+        bad_hash, bad_sig, downgrade, bad_detail = _first_failures(list(checks))
     held = tuple(sorted(skip))
     if checkpoint is not None and checkpoint.sig and checkpoint.signer not in known_actors:
         return Verdict(False, 0, checkpoint.seq, "checkpoint signed by a key that is neither an enrolled user's nor "
@@ -394,6 +404,9 @@ def verify(entries: Iterable[Entry], known_actors: set[bytes], checkpoint: "Chec
     if downgrade is not None and (first is None or entries[downgrade].seq < (first.first_bad or 0)):
         first = Verdict(False, downgrade + 1, entries[downgrade].seq,
                         "entry of the older, unlabelled form after labelled ones (inserted, or downgraded)")
+    if bad_detail is not None and (first is None or entries[bad_detail].seq < (first.first_bad or 0)):
+        first = Verdict(False, bad_detail + 1, entries[bad_detail].seq, "entry whose detail is not a JSON object "
+                                                                        "(written by a modified client)")
     if bad_sig is not None and (first is None or bad_sig <= (first.first_bad or 0)):
         n = first.entries if first is not None else len(entries)
         return Verdict(False, n, bad_sig, "forged or broken signature", held)
@@ -407,23 +420,26 @@ def verify(entries: Iterable[Entry], known_actors: set[bytes], checkpoint: "Chec
 
 
 def _walk(entries: list[Entry], known_actors: set[bytes], checkpoint: "Checkpoint | None",
-          skip: frozenset[int] = frozenset()) -> tuple[tuple[int, Verdict, bool] | None, bool, int]:
+          skip: frozenset[int] = frozenset(), gaps: dict[int, int] | None = None
+          ) -> tuple[tuple[int, Verdict, bool] | None, bool, int]:
     """The cheap checks, in order: (first structural failure as (index, verdict, whether it
     comes before the hash check), checkpoint seen, next expected seq). Entries in ``skip``
-    (quarantined) are only linked."""
+    (quarantined) are only numbered, and the next entry linked to them; ``gaps``: a
+    quarantined seq -> the seq its decision says precedes it (the entries between missing)."""
     from .audit_trust import clock_problem
     prev, expected = GENESIS, 1
     cp_seen = checkpoint is None
     latest = (0, 0)  # (time, seq) of the latest-dated entry so far
     for i, e in enumerate(entries):
-        if e.seq != expected:
+        held = e.seq in skip
+        if e.seq != expected and not (held and e.seq > expected and (gaps or {}).get(e.seq) == expected - 1):
             what = "an entry is missing (deleted)" if e.seq > expected else "entries are out of order or duplicated"
             return (i, Verdict(False, i + 1, expected, what), True), cp_seen, expected
-        if e.prev != prev:
+        if e.prev != prev and not held:
             return (i, Verdict(False, i + 1, e.seq, "chain broken: an earlier entry was changed, removed or "
                                                     "reordered"), True), cp_seen, expected
         cp_bad = checkpoint is not None and e.seq == checkpoint.seq and not checkpoint.matches(e.hash)
-        if e.seq in skip and not cp_bad:
+        if held and not cp_bad:
             cp_seen = cp_seen or (checkpoint is not None and e.seq == checkpoint.seq)
             prev, expected = e.hash, e.seq + 1
             continue
@@ -452,12 +468,13 @@ def _walk(entries: list[Entry], known_actors: set[bytes], checkpoint: "Checkpoin
 PARALLEL_VERIFY_MIN = 20_000
 
 
-def _check_range(entries: list[Entry], known: set[bytes], lo: int, hi: int,
-                 skip: frozenset[int] = frozenset()) -> tuple[int | None, int | None, int | None, int | None, int | None]:
+def _check_range(entries: list[Entry], known: set[bytes], lo: int, hi: int, skip: frozenset[int] = frozenset()
+                 ) -> tuple[int | None, int | None, int | None, int | None, int | None, int | None]:
     """In entries[lo:hi], leaving out the quarantined seqs ``skip``: (first index whose hash
     is wrong, seq of the first bad signature, first index of the labelled form, first index
-    of the older form, first index of the older form after one of the labelled form)."""
-    bad_hash = bad_sig = first_new = first_old = downgrade = None
+    of the older form, first index of the older form after one of the labelled form, first
+    index whose detail is not a JSON object)."""
+    bad_hash = bad_sig = first_new = first_old = downgrade = bad_detail = None
     zero = bytes(64)
     form: bool | None = True
     for i in range(lo, hi):
@@ -465,9 +482,11 @@ def _check_range(entries: list[Entry], known: set[bytes], lo: int, hi: int,
         if e.seq in skip:
             continue
         try:
-            form = entry_form(e, first=form is not False)
+            form = entry_form(e, first=form is not False) if not RW.is_damaged(e) else None
         except (TypeError, AttributeError, ValueError, struct.error):  # a value of the wrong SQL type
             form = None
+        if form is not None and bad_detail is None and RW.detail_of(e) is None:
+            bad_detail = i
         if form is None:
             bad_hash = i if bad_hash is None else bad_hash
         elif form:
@@ -481,19 +500,20 @@ def _check_range(entries: list[Entry], known: set[bytes], lo: int, hi: int,
                 bad_sig = e.seq
         if bad_hash is not None and bad_sig is not None:  # anything later is reported after these
             break
-    return bad_hash, bad_sig, first_new, first_old, downgrade
+    return bad_hash, bad_sig, first_new, first_old, downgrade, bad_detail
 
 
-def _first_failures(parts: list[tuple[int | None, ...]]) -> tuple[int | None, int | None, int | None]:
+def _first_failures(parts: list[tuple[int | None, ...]]) -> tuple[int | None, int | None, int | None, int | None]:
     """Chunks are in index order: the first chunk with a bad hash has the lowest index; a bad
     signature is the lowest seq among each chunk's first failure; an entry of the older form
     after one of the labelled form (the lowest index: a chunk's first older entry once an
-    earlier chunk had a labelled one)."""
+    earlier chunk had a labelled one); the first detail that is not an object."""
     hashes = [p[0] for p in parts if p[0] is not None]
     sigs = [p[1] for p in parts if p[1] is not None]
+    details = [p[5] for p in parts if p[5] is not None]
     downgrade = None
     seen_new = False
-    for _, _, first_new, first_old, in_chunk in parts:
+    for _, _, first_new, first_old, in_chunk, _ in parts:
         if seen_new and first_old is not None:
             downgrade = first_old
             break
@@ -501,7 +521,7 @@ def _first_failures(parts: list[tuple[int | None, ...]]) -> tuple[int | None, in
             downgrade = in_chunk
             break
         seen_new = seen_new or first_new is not None
-    return (hashes[0] if hashes else None), (min(sigs) if sigs else None), downgrade
+    return (hashes[0] if hashes else None), (min(sigs) if sigs else None), downgrade, (details[0] if details else None)
 
 
 # -- checkpoints --------------------------------------------------------------------------------
@@ -603,10 +623,11 @@ class RecordCheck:
     unlogged: tuple[str, ...]  # rows holding a state that no entry put
     missing: tuple[int, ...]  # entries whose state no row holds (one per state)
     damaged: tuple[str, ...] = ()  # rows that fail authentication (edited in place, or malformed)
+    refused: tuple[int, ...] = ()  # entries whose states were not replayed (vault.audit_replay)
 
     @property
     def ok(self) -> bool:
-        return not (self.rolled_back or self.unlogged or self.missing or self.damaged)
+        return not (self.rolled_back or self.unlogged or self.missing or self.damaged or self.refused)
 
     def counts(self) -> dict[str, int]:
         """What an audit entry records of a check: counts, never ids."""
@@ -614,6 +635,8 @@ class RecordCheck:
                "missing": len(self.missing)}
         if self.damaged:  # absent when none, so entries written before the count existed read alike
             out["damaged"] = len(self.damaged)
+        if self.refused:
+            out["refused"] = len(self.refused)
         return out
 
     def __str__(self) -> str:
@@ -621,7 +644,9 @@ class RecordCheck:
             return f"records match the audit log: {self.rows} rows"
         return (f"records differ from the audit log: {len(self.rolled_back)} rolled back, "
                 f"{len(self.unlogged)} never logged, {len(self.missing)} logged but missing"
-                + (f", {len(self.damaged)} damaged" if self.damaged else "") + f" (of {self.rows} rows)")
+                + (f", {len(self.damaged)} damaged" if self.damaged else "") + f" (of {self.rows} rows)"
+                + (f"; entries carrying record states they may not (not replayed): "
+                   f"{', '.join(map(str, self.refused))}" if self.refused else ""))
 
 
 def compare_states(entries: list[Entry], known: set[bytes], rows: list[tuple[bytes, str]],
@@ -630,28 +655,14 @@ def compare_states(entries: list[Entry], known: set[bytes], rows: list[tuple[byt
     """Vault.check_records' comparison of rows (record id, state token) with the log: (what differs, the logged states no row holds, the
     states of the rows that differ). Raises IntegrityError for a log that fails verification.
     Quarantined entries (``deciders``' decisions) are left out of the replay: what a forged
-    entry says about rows is not taken."""
+    entry says about rows is not taken; nor what an entry says that may not say it
+    (vault.audit_replay), which is reported instead."""
     verdict = verify(entries, known, deciders=deciders)
     if not verdict.ok:
         raise IntegrityError(f"{verdict}; the rows cannot be checked against a damaged log")
-    live: dict[str, int] = {}
-    dropped: set[str] = set()
-    held = set(verdict.quarantined)
-    for e in entries:
-        if e.seq in held or not isinstance(e.detail, str) or '"state"' not in e.detail:
-            continue
-        try:
-            state = json.loads(e.detail)["state"]
-            drop, put = list(state.get("drop", [])), list(state.get("put", []))
-            if not all(isinstance(t, str) for t in drop + put):
-                raise TypeError()
-        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):  # signed by a known actor, yet malformed
-            raise IntegrityError(f"audit entry {e.seq} holds a malformed record state") from None
-        for t in drop:
-            live.pop(t, None)
-            dropped.add(t)
-        for t in put:
-            live[t] = e.seq
+    from .audit_replay import replay
+    taken = replay(entries, frozenset(verdict.quarantined), set(deciders))
+    live, dropped = taken.live, taken.dropped
     rolled_back, unlogged, differing = [], [], []
     for rid, token in rows:
         if live.pop(token, None) is not None:
@@ -659,7 +670,7 @@ def compare_states(entries: list[Entry], known: set[bytes], rows: list[tuple[byt
         (rolled_back if token in dropped else unlogged).append(rid.hex())
         differing.append(token)
     out = RecordCheck(len(rows), tuple(sorted(rolled_back)), tuple(sorted(unlogged)), tuple(sorted(live.values())),
-                      tuple(sorted(damaged)))
+                      tuple(sorted(damaged)), tuple(sorted(taken.refused)))
     return out, list(live), differing
 
 

@@ -22,7 +22,7 @@ import re
 import struct
 import time
 from dataclasses import dataclass, field as _field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
 from sqlalchemy import Column, Integer, LargeBinary, String, Table, delete, select, update
 
@@ -160,7 +160,10 @@ def request(v: "Vault", record_id: str, field: str, reason: str) -> str:
 def pending(v: "Vault") -> list[RevealRequest]:
     """Requests as the caller may see them (see :class:`RevealRequest`): all of them, fully,
     for the lead (and a recovery-passphrase opener, without the reasons, which are sealed
-    to the lead); only their own, without record ids, for anyone else."""
+    to the lead); only their own, without record ids, for anyone else. A malformed row (a
+    database writer's) is left out, and the lead told (``Vault.warnings``): it must not hide
+    every other request."""
+    from .breakglass_watch import changes
     store = v._s()
     query = select(*_COLUMNS).order_by(reveals.c.created, reveals.c.req_id)
     if not v.role.manage:
@@ -168,13 +171,32 @@ def pending(v: "Vault") -> list[RevealRequest]:
             return []
         query = query.where(reveals.c.requester == v.user.user_id)
     with store.tx(write=False) as conn:
-        rows = [_row(r) for r in conn.execute(query).all()]
+        rows = _rows(v, conn.execute(query).all())
         sigs = _signatures(conn) if v.role.manage and v._db_version(conn) >= SIGNED_FROM else {}
     if not v.role.manage:
         return [RevealRequest(r.req_id, r.requester, None, r.field, None, r.grant is not None,
                               record=_label(v, r.record_id)) for r in rows]
     users = {u.user_id: u for u in v.users()}
-    return [_lead_view(v, r, sigs.get(r.req_id), users.get(r.requester)) for r in rows]
+    watched = changes(v, [(r.req_id, _label(v, r.record_id) or "" if "audit" in v._purposes else "", r.requester,
+                           r.field) for r in rows])
+    return [_lead_view(v, r, sigs.get(r.req_id), users.get(r.requester), watched.get(r.req_id, []))
+            for r in rows]
+
+
+def _rows(v: "Vault", found: Sequence[Any]) -> list[_Row]:
+    """The well-formed rows of ``found``; one warning for the lead if any is not."""
+    out, bad = [], 0
+    for r in found:
+        try:
+            out.append(_row(r))
+        except IntegrityError:
+            bad += 1
+    if bad and v.role.manage:
+        warning = (f"{bad} break-glass request row(s) are malformed (edited in the database): left out of the list; "
+                   "they can be deleted with the lead's database login")
+        if warning not in v.warnings:
+            v.warnings.append(warning)
+    return out
 
 
 def _signatures(conn: Any) -> dict[str, bytes | None]:
@@ -188,8 +210,10 @@ def _signatures(conn: Any) -> dict[str, bytes | None]:
     return out
 
 
-def _lead_view(v: "Vault", r: _Row, sig: bytes | None, requester: "User | None") -> RevealRequest:
-    """The lead's view of one request: who the record is, the reason, and what is wrong."""
+def _lead_view(v: "Vault", r: _Row, sig: bytes | None, requester: "User | None",
+               changed: list[str] | None = None) -> RevealRequest:
+    """The lead's view of one request: who the record is, the reason, what is wrong, and
+    (``changed``, vault.breakglass_watch) recent changes of what identifies the record."""
     label = _label(v, r.record_id)
     problem = _problem(v, r, sig, requester)
     badge = None
@@ -199,7 +223,7 @@ def _lead_view(v: "Vault", r: _Row, sig: bytes | None, requester: "User | None")
         except NotFound:
             problem = problem or "no such record (shredded, or the row was edited)"
     reason = _open_reason(v, r)
-    flags = _reason_flags(v, r.record_id, reason) if reason else ()
+    flags = (_reason_flags(v, r.record_id, reason) if reason else ()) + tuple(changed or ())
     return RevealRequest(r.req_id, r.requester, r.record_id.hex(), r.field, reason, r.grant is not None,
                          record=label, badge_name=badge, requester_name=None if requester is None else requester.name,
                          problem=problem, flags=flags)

@@ -5,12 +5,15 @@ seed, which only a managing role's keyring (the lead's) and the recovery passphr
 and the signed key statement names its SHA-256 (format.md 9b), checked at every open and
 every read of the user table. So staff and tool clients can neither read the list (they
 cannot tell a canary from a participant, from their keyring or from the database) nor
-replace, empty or roll it back unnoticed. Their clients therefore write no alarm: the lead's
-client finds the touches in the log, by each canary's audit pseudonym (the target of a
-read, update, shred, pseudonym or break-glass entry, and a search's ``targets``) and by
-every listing or export written after the canary was planted; for its own accesses (and
-the recovery passphrase's) it writes an ``alarm`` entry as it goes. Only entries whose
-signature verifies count (vault.audit_trust).
+replace, empty or roll it back unnoticed. No client writes an alarm: the lead's client
+finds the touches in the log, by each canary's audit pseudonym (the target of a read,
+update, shred, pseudonym or break-glass entry, and a search's ``targets``) and by every
+listing or export written after the canary was planted, in every actor's entries but a
+managing user's (who holds the list, and whose touches are no threat signal). Not even the
+lead's client writes one for its own accesses: an entry naming a canary, or written right
+after a read of one, is something staff can read, and would tell them which records are
+decoys. Only entries whose own check passes count (vault.audit_trust); a malformed one
+is passed over, never a reason to stop.
 
 Every add by the lead re-seals the list under a fresh nonce and signs the statement again
 in the add's transaction, so a planted canary's add looks like any other add of the lead's.
@@ -31,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 from . import _crypto as C
 from . import _format as F
 from . import audit as A
+from . import audit_rows as RW
 from . import envelope as E
 from . import keys as K
 from . import pseudonym as P
@@ -106,7 +110,10 @@ def legacy_tag(meta_secret: bytes, record_id: bytes) -> str:
 
 def upgraded_list(v: "Vault", conn: Any) -> bytes:
     """The list of a vault below schema v8 sealed as from v8 on (the upgrade writes it): the
-    tags of the old list matched to the record ids present, each planted "since entry 0"."""
+    tags of the old list matched to the record ids present, each planted "since" the last
+    entry before the upgrade. Why not 0: every listing or export before it would count as a
+    touch of each canary at the lead's first look (a false alarm per canary and listing);
+    touches before the upgrade are in the ``alarm`` entries the clients of then wrote."""
     store, seed = v._s(), seed_of(v._ring)
     assert v._ring is not None and seed is not None  # only a signer upgrades to v8
     meta_secret = v._ring.current(K.KIND_META_KEY).secret
@@ -121,7 +128,8 @@ def upgraded_list(v: "Vault", conn: Any) -> bytes:
                                  "key statement is of an older kind: the database was edited (an older statement put "
                                  "back, to have an older canary list signed); tell the lead")
     tags = open_legacy(meta_secret, v._vid, blob) if blob else set()
-    found = {rid: 0 for rid, _ in store.scan_records(conn) if tags and legacy_tag(meta_secret, rid) in tags}
+    before = RW.head_row(store, conn)[0]
+    found = {rid: before for rid, _ in store.scan_records(conn) if tags and legacy_tag(meta_secret, rid) in tags}
     return seal_list(seed, v._vid, found)
 
 
@@ -184,14 +192,17 @@ def live(v: "Vault") -> set[str]:
 
 
 def alarm_if_canary(v: "Vault", record_ids: Iterable[str], op: str) -> None:
-    """The lead's (and the recovery passphrase's) client: an ``alarm`` entry for each canary
-    among ``record_ids``, after the operation's own entry. Other clients cannot tell."""
-    listed = load(v)
-    if not listed:
-        return
-    for rid in record_ids:
-        if rid in listed:
-            v._alarm(rid, op)
+    """After an operation on ``record_ids``: nothing is written (a managing client's own touch
+    of a canary is no alarm, and an entry naming it would tell staff which record it is; the
+    recovery passphrase's touches are found in its entries). A holder of the list's key
+    loads it (once per handle), so that a list deleted or replaced since its open is refused
+    at its next touch, not only at its next open."""
+    load(v)
+
+
+def own_touch(v: "Vault", record_id: str, op: str) -> None:
+    """A holder's listing touched canary ``record_id``: as :func:`alarm_if_canary`."""
+    load(v)
 
 
 # -- what the lead sees ---------------------------------------------------------------------------
@@ -205,12 +216,10 @@ def _audit_names(v: "Vault", listed: dict[str, int]) -> dict[str, str]:
 
 
 def _holders(v: "Vault") -> set[bytes]:
-    """Actors whose clients hold the list and write their own alarms: managing users and the
-    recovery actor."""
-    out = {u.public.raw for u in v.users(include_revoked=True)
-           if u.role in v.schema.roles and v.schema.roles[u.role].manage}
-    rec = v._recovery_public()
-    return out | ({rec} if len(rec) == 64 else set())
+    """Actors whose touches are no alarm: managing users (they hold the list; the recovery
+    passphrase, which may be in other hands, is watched like anyone)."""
+    return {u.public.raw for u in v.users(include_revoked=True)
+            if u.role in v.schema.roles and v.schema.roles[u.role].manage}
 
 
 def _touches(e: A.Entry, names: dict[str, str], listed: dict[str, int]) -> list[str]:
@@ -229,9 +238,11 @@ def _touches(e: A.Entry, names: dict[str, str], listed: dict[str, int]) -> list[
 
 
 def alarms(v: "Vault", after: int = 0) -> list[dict[str, Any]]:
-    """Every touch of a canary in the log after entry ``after``, in order: the ``alarm``
-    entries that managing clients wrote, and the touches found in other actors' entries
-    (``derived``). Entries that fail their own check count for nothing."""
+    """Every touch of a canary in the log after entry ``after``, in order: the touches found
+    in the entries of every actor but a managing user (``derived``), and the ``alarm``
+    entries managing clients wrote in older releases. Entries that fail their own check
+    (a malformed row, a forged signature, a detail that is no JSON object) count for
+    nothing and never stop the listing."""
     from .audit_trust import problem
     listed = load(v)
     names = _audit_names(v, listed)
@@ -248,20 +259,10 @@ def alarms(v: "Vault", after: int = 0) -> list[dict[str, Any]]:
         if not hits or problem(e, known) is not None:
             continue
         for rid in hits:
-            detail = _entry_detail(e) if not derived else {"op": e.action, "canary": True, "derived": True}
+            detail = (RW.detail_of(e) or {}) if not derived else {"op": e.action, "canary": True, "derived": True}
             target = e.target if not derived or not rid else next((n for n, r in names.items() if r == rid), "")
             out.append({"seq": e.seq, "at": e.at, "actor": A.actor_id(e.actor), "target": target, "detail": detail})
     return out
-
-
-def _entry_detail(e: A.Entry) -> dict[str, Any]:
-    try:
-        detail = json.loads(e.detail)
-    except (TypeError, ValueError, RecursionError):
-        detail = None
-    if not isinstance(detail, dict):
-        raise IntegrityError(f"audit entry {e.seq} is malformed (its detail was edited); run dvault audit verify")
-    return detail
 
 
 def count(v: "Vault") -> int:
@@ -302,8 +303,9 @@ def witness(v: "Vault", path: str | os.PathLike[str]) -> dict[str, Any]:
         store = v._s()
         ph = "?" if store.is_sqlite else "%s"
         with store.tx(write=False) as conn:
-            row = store.raw(conn, f"SELECT hash FROM dv_audit WHERE seq = {ph}", (cp.seq,)).fetchone()
-        if row is None or not cp.matches(bytes(row[0])):
+            row = store.raw(conn, "SELECT seq, prev, at, actor, action, target, detail, reason, hash, sig "
+                                  f"FROM dv_audit WHERE seq = {ph}", (cp.seq,)).fetchone()
+        if row is None or not cp.matches(RW.link_of(row)):
             raise IntegrityError(f"the audit log no longer holds entry {cp.seq} as your last open saw it (kept in "
                                  f"{p}): entries were deleted or rewritten since; run dvault audit verify --against "
                                  f"{cp.short}. If the vault was restored from a backup on purpose, remove this "

@@ -326,22 +326,24 @@ SLOT_KINDS = ("passphrase", "x25519")  # dv_slots.kind values a statement may na
 class Statement:
     """A key statement's lines other than its keys, as written (parsed, not yet checked).
     ``kind`` 1, 2 or 3 (its header); ``db`` the version it signs (0 for kind 1); ``slots``
-    slot id -> kind and ``canaries`` the hex SHA-256 of the canary list (kind 3 only)."""
+    (slot id, kind, hex SHA-256 of its ``unlock`` blob) and ``canaries`` the hex SHA-256 of
+    the canary list (kind 3 only)."""
 
     kind: int
     db: int
     users: str = ""
     canaries: str = ""
-    slots: tuple[tuple[str, str], ...] = ()
+    slots: tuple[tuple[str, str, str], ...] = ()
     claims: tuple[tuple[str, str], ...] = ()
 
 
 def key_statement(ring: Keyring, vault_id: bytes, db_version: int, roster: bytes, *,
-                  slots: dict[str, str], canaries: bytes) -> str:
+                  slots: dict[str, tuple[str, str]], canaries: bytes) -> str:
     """The text the lead (or recovery actor) signs about the vault's keys: the meta key's
     fingerprint (the pin's, vault.pins), the database schema version, the user table's
     digest (users.roster_digest), the SHA-256 of the sealed canary list, every key slot that
-    must exist (``slots``: id -> kind) and, per class, the current version, key id and
+    must exist (``slots``: id -> (kind, hex SHA-256 of its unlock blob): a slot edited in
+    place, not only one deleted, is then told apart) and, per class, the current version, key id and
     X25519 public key (docs/format.md 9b). Why: a key slot is a sealed box anyone can make,
     and every enrolled user holds the meta key, so nothing but a signature tells a user that
     the class public keys they seal identity and risk data to are the lead's; and the
@@ -352,7 +354,7 @@ def key_statement(ring: Keyring, vault_id: bytes, db_version: int, roster: bytes
     from .pins import fingerprint
     lines = [F.KEYS_STATEMENT_HEADER, f"meta {fingerprint(vault_id, ring.current(KIND_META_KEY).secret)}",
              f"db {db_version}", f"users {roster.hex()}", f"canaries {C.sha256(canaries).hex()}"]
-    lines += [f"slot {sid} {kind}" for sid, kind in sorted(slots.items())]
+    lines += [f"slot {sid} {kind} {digest}" for sid, (kind, digest) in sorted(slots.items())]
     lines += [f"class {name} {claim}" for name, claim in sorted(_class_claims(ring).items())]
     return "\n".join(lines) + "\n"
 
@@ -391,7 +393,7 @@ def parse_statement(text: str) -> Statement:
                 or len(users_line) != 2 or users_line[0] != "users" or not _HEX64.fullmatch(users_line[1]):
             raise IntegrityError(_MALFORMED)
         db, users, pos = int(db_line[1]), users_line[1], 4
-    slots: list[tuple[str, str]] = []
+    slots: list[tuple[str, str, str]] = []
     if kind == 3:
         can = _words(lines, 4)
         if len(can) != 2 or can[0] != "canaries" or not _HEX64.fullmatch(can[1]) or db < F.STATEMENT_V3_FROM:
@@ -399,10 +401,10 @@ def parse_statement(text: str) -> Statement:
         canaries, pos = can[1], 5
         while pos < len(lines) - 1 and lines[pos].startswith("slot "):
             parts = lines[pos].split(" ")
-            if len(parts) != 3 or not _HEX16.fullmatch(parts[1]) or parts[2] not in SLOT_KINDS \
-                    or (slots and parts[1] <= slots[-1][0]):
+            if len(parts) != 4 or not _HEX16.fullmatch(parts[1]) or parts[2] not in SLOT_KINDS \
+                    or not _HEX64.fullmatch(parts[3]) or (slots and parts[1] <= slots[-1][0]):
                 raise IntegrityError(_MALFORMED)  # sorted by id, each once
-            slots.append((parts[1], parts[2]))
+            slots.append((parts[1], parts[2], parts[3]))
             pos += 1
     claims: list[tuple[str, str]] = []
     for line in lines[pos:-1]:

@@ -132,12 +132,26 @@ def _v8_reveal_sig(conn: Connection) -> None:
                                                                          else "BYTEA"))
 
 
+def _v8_audit_guard(conn: Connection) -> None:
+    """PostgreSQL: the insert guard on ``dv_audit`` (vault.audit_guard, docs/format.md 13a),
+    a trigger that refuses a row the chain cannot take (a wrong seq or link, wrong sizes, a
+    hash that is not its content's), so that the staff login, which may append, cannot
+    insert one that no application login could ever remove. Created by whoever runs the
+    upgrade, which on a shared server is the tables' owner (an upgrade that changes tables
+    needs it); ``dvault db-roles`` creates it too. SQLite: nothing (a file writer could
+    drop any trigger); readers there flag such rows instead (vault.audit_rows)."""
+    from .audit_guard import install
+    install(conn)
+
+
 def _v8(conn: Connection) -> None:
     """From version 8 on: signed break-glass requests (:func:`_v8_reveal_sig`); new audit
     entries take the labelled form (docs/format.md 13a), which needs no table change; the
-    third kind of key statement (:func:`_v8_key_statement`)."""
+    third kind of key statement (:func:`_v8_key_statement`); the audit log's insert guard
+    (:func:`_v8_audit_guard`)."""
     _v8_reveal_sig(conn)
     _v8_key_statement(conn)
+    _v8_audit_guard(conn)
 
 
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7,

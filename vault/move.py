@@ -22,8 +22,9 @@ import os
 import secrets
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
+from . import _crypto as C
 from . import _format as F
 from . import keys as K
 from .errors import AccessDenied, ValidationError
@@ -69,8 +70,8 @@ def move(src: Vault, url: str | os.PathLike[str], passphrase: str, *, lead: Iden
     ``moving`` mark from its first commit, signed by ``src``'s signer and cleared in the
     transaction that imports the records, and open() refuses a vault with the mark;
     running the move again sets such a vault aside (vault.moving: renamed and kept, never
-    a finished one, never one whose mark this source did not sign). Audited on both sides: the source logs an ``export`` of every field
-    (and an ``alarm`` per canary, as any export does), the new vault an ``import``."""
+    a finished one, never one whose mark this source did not sign). Audited on both sides: the source logs an ``export`` of every field,
+    the new vault an ``import``."""
     def check() -> None:
         src._need_all_classes("moving the vault")
         if not src.role.manage:
@@ -118,50 +119,58 @@ def _writers_out(src: Vault) -> Iterator[list[tuple[dict, bool]]]:
     the records the source holds, or refuses.
 
     The copy is one transaction that also commits the ``export`` entry (with the number
-    copied) and the canary alarms, before anything reaches the new vault (fail-closed). A
+    copied), before anything reaches the new vault (fail-closed). A
     second transaction then holds the writers out while the new vault is filled: SQLite's
     write lock (BEGIN IMMEDIATE); on PostgreSQL the lead's keys lock, which every add,
     update, shred, rotation and re-index step takes shared, held across both (a session
-    lock, Store.writers_out) so no writer gets in between. The records are counted again at
-    the start and the end of the hold: a writer that got in between (SQLite) or a database
-    login that writes rows without the client (it honours no lock) refuses the move."""
+    lock, Store.writers_out) so no writer gets in between. The rows are compared again with
+    those copied at the start and the end of the hold, by every row's id and bytes
+    (:func:`_rows_print`), not by their number: a writer that got in between (SQLite) or a
+    database login that writes rows without the client (it honours no lock) refuses the
+    move, also when it deleted one row and inserted another, or changed one in place."""
     store = src._s()
     with store.writers_out():
-        taken = _copy(src)
+        taken, copied = _copy(src)
         with store.tx() as conn:
             store.lock_keys(conn)
-            _same_count(store, conn, len(taken))
+            _same_rows(store, conn, copied, len(taken))
             yield taken
-            _same_count(store, conn, len(taken))
+            _same_rows(store, conn, copied, len(taken))
 
 
-def _same_count(store: Store, conn: Any, copied: int) -> None:
-    if store.count_records(conn) != copied:
-        raise StoreError(f"the source vault's records changed while the move copied {copied} of them (a client "
+def _rows_print(rows: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """SHA-256 over every record row's id and the SHA-256 of its bytes, in id order."""
+    return C.sha256(b"".join(rid + C.sha256(data) for rid, data in sorted(rows)))
+
+
+def _same_rows(store: Store, conn: Any, copied: bytes, n: int) -> None:
+    if not C.mac_equal(_rows_print(store.scan_records(conn)), copied):
+        raise StoreError(f"the source vault's records changed while the move copied {n} of them (a client "
                          "that did not wait, or a database login writing rows directly): nothing was moved; "
                          "stop it, then run the move again")
 
 
-def _copy(src: Vault) -> list[tuple[dict, bool]]:
-    """The records of ``src`` and the move's ``export`` entry and alarms, in one write
-    transaction that holds the lead's keys lock (see :func:`_writers_out`)."""
+def _copy(src: Vault) -> tuple[list[tuple[dict, bool]], bytes]:
+    """The records of ``src`` (and the :func:`_rows_print` of what was copied) and the move's
+    ``export`` entry, in one write transaction that holds the lead's keys lock (see
+    :func:`_writers_out`). No alarm is written for the
+    canaries among them: an entry staff can read would tell them which records are decoys
+    (vault.canaries)."""
     store = src._s()
     classes = src._plan(None)
     with store.tx() as conn:
         store.lock_keys(conn)
         canaries = src._canaries()
-        taken, decoys = [], []
+        taken, rows = [], []
         for rid, data in store.scan_records(conn):
             rec = src._decode_row(rid, data, classes)
             taken.append((dict(rec), rec.id in canaries))
-            if rec.id in canaries:
-                decoys.append(rec.id)
+            rows.append((rid, data))
+        copied = _rows_print(rows)
         src._audit("export", "", {"fields": sorted(src.readable_fields), "purpose": None,
                                   "count": len(taken), "op": "move"})
-        _same_count(store, conn, len(taken))  # under the log's lock: no client's add lands now
-        for rid in decoys:
-            src._alarm(rid, "move")
-    return taken
+        _same_rows(store, conn, copied, len(taken))  # under the log's lock: no client's add lands now
+    return taken, copied
 
 
 __all__ = ["move", "Moved"]

@@ -96,8 +96,16 @@ def discard_unfinished_move(url: str, source: "Vault | None" = None) -> str | No
     """Set aside the vault at ``url`` if it is what a killed move from ``source`` left (see
     the module's docstring); returns where it was kept, or None if there was nothing to do
     (no vault, or an empty place). A finished vault is refused (VaultExists, by create()
-    after this); a marked one that fails a check is refused as edited (IntegrityError)."""
+    after this); a marked one that fails a check is refused as edited (IntegrityError).
+    A SQLite database without a single table (a move killed inside create()'s first
+    transaction leaves one, with its -wal and -shm) holds nothing: it is removed, so that
+    the re-run can create the vault there."""
+    from .store import _sqlite_path
     from .vault import _normalise_url
+    path = _sqlite_path(_normalise_url(url))
+    if path is not None and _tableless(path):
+        _remove_sqlite(path)
+        return None
     try:
         store = Store(_normalise_url(url), create=False)
     except NotFound:
@@ -122,10 +130,51 @@ def discard_unfinished_move(url: str, source: "Vault | None" = None) -> str | No
         store.dispose()
 
 
+def _checkpoint(store: Store) -> None:
+    """Move every committed page of the WAL into the database file and empty the WAL, before
+    the files are renamed one by one: a kill between two renames then leaves no WAL holding
+    pages its database lacks (nor one that a new database at the old name would pick up)."""
+    from sqlalchemy.exc import SQLAlchemyError
+    try:
+        with store.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    except SQLAlchemyError:
+        pass  # nothing more to move (busy: dispose() checkpoints as the last connection closes)
+
+
+def _tableless(path: str) -> bool:
+    """Whether ``path`` is a SQLite database (or an empty file) holding no table at all,
+    read without changing a byte of it."""
+    import sqlite3
+    from urllib.parse import quote
+    if not os.path.isfile(path):
+        return False
+    wal = path + "-wal"
+    if os.path.getsize(path) == 0 and (not os.path.exists(wal) or os.path.getsize(wal) == 0):
+        return True
+    try:
+        con = sqlite3.connect(f"file:{quote(os.path.abspath(path))}?mode=ro", uri=True)
+        try:
+            return int(con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]) == 0
+        finally:
+            con.close()
+    except sqlite3.DatabaseError:  # not a database: someone's file, not ours to remove
+        return False
+
+
+def _remove_sqlite(path: str) -> None:
+    for suffix in ("-wal", "-shm", "-journal", ""):
+        try:
+            os.unlink(path + suffix)
+        except FileNotFoundError:
+            pass
+
+
 def set_aside(store: Store) -> str:
     """Rename the vault's tables (SQLite: its files) out of the way and keep them."""
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + C.random_bytes(3).hex()
     if store.sqlite_path is not None:
+        _checkpoint(store)
         store.dispose()
         kept = f"{store.sqlite_path}.unfinished-move-{stamp}"
         for suffix in ("", "-wal", "-shm", "-journal"):

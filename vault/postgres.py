@@ -153,8 +153,11 @@ def _engine(url: str) -> Any:
 
 def check_roles(url: str, roles: Sequence[str]) -> None:
     """Refuse, before anything is written, role names that are not plain identifiers,
-    roles that do not exist, a backend that has no roles (SQLite), and a role no grant
-    binds: a superuser, the tables' owner (the login running this), or a member of it."""
+    roles that do not exist, a backend that has no roles (SQLite), a role no grant binds
+    (a superuser, the tables' owner (the login running this), or a member of it), and a role
+    that can make itself more: CREATEROLE (it can create roles and, before PostgreSQL 16,
+    grant itself membership in any non-superuser role, the owner's included) or CREATEDB
+    (a database of its own, where no grant of ours reaches)."""
     from .store import StoreError, _connect_cause
 
     for role in roles:
@@ -170,13 +173,15 @@ def check_roles(url: str, roles: Sequence[str]) -> None:
     try:
         with engine.connect() as conn:
             me = conn.exec_driver_sql("SELECT current_user").scalar_one()
-            known = {r[0]: bool(r[1]) or bool(r[2]) for r in conn.exec_driver_sql(
-                "SELECT rolname, rolsuper, pg_has_role(rolname, current_user, 'MEMBER') FROM pg_roles "
-                "WHERE rolname = ANY(%(r)s)", {"r": list(roles)})}
+            found = conn.exec_driver_sql(
+                "SELECT rolname, rolsuper, pg_has_role(rolname, current_user, 'MEMBER'), rolcreaterole, rolcreatedb "
+                "FROM pg_roles WHERE rolname = ANY(%(r)s)", {"r": list(roles)}).fetchall()
     except SQLAlchemyError as e:
         raise StoreError(f"database error: {_connect_cause(e)}") from None
     finally:
         engine.dispose()
+    known = {r[0]: bool(r[1]) or bool(r[2]) for r in found}
+    grows = [r[0] for r in found if r[3] or r[4]]
     missing = [r for r in roles if r not in known]
     if missing:
         raise VaultError(f"no database role {missing[0]} (create it first, as the database owner)")
@@ -184,6 +189,9 @@ def check_roles(url: str, roles: Sequence[str]) -> None:
     if mighty:
         raise VaultError(f"database role {mighty[0]} is a superuser or owns the vault's tables, so no grant can "
                          "stop it changing the audit log; give the application an ordinary role")
+    if grows:
+        raise VaultError(f"database role {grows[0]} has CREATEROLE or CREATEDB, with which it can give itself more "
+                         f"than any grant here allows: ALTER ROLE {grows[0]} NOCREATEROLE NOCREATEDB first")
 
 
 def grant_roles(url: str, *, staff: Sequence[str] = (), lead: Sequence[str] = ()) -> None:
@@ -216,6 +224,7 @@ def _apply(conn: Any, staff: Sequence[str], lead: Sequence[str]) -> None:
     if not all(owners.values()):
         raise VaultError("run this as the owner of the vault's tables (the login that ran dvault init)")
     quoted = conn.dialect.identifier_preparer.quote(schema)
+    _guard(conn)
     for role, grants in [(r, STAFF_GRANTS) for r in staff] + [(r, LEAD_GRANTS) for r in lead]:
         conn.exec_driver_sql(f"GRANT USAGE ON SCHEMA {quoted} TO {role}")
         conn.exec_driver_sql(f"REVOKE CREATE ON SCHEMA {quoted} FROM {role}")
@@ -223,6 +232,17 @@ def _apply(conn: Any, staff: Sequence[str], lead: Sequence[str]) -> None:
             conn.exec_driver_sql(f"REVOKE ALL ON {table} FROM {role}")
             conn.exec_driver_sql(f"GRANT {', '.join(grants.get(table, ('SELECT',)))} ON {table} TO {role}")
         _check_effective(conn, role, schema, tables, grants)
+
+
+def _guard(conn: Any) -> None:
+    """Put the audit log's insert guard (vault.audit_guard) in place, enabled ALWAYS: a
+    vault made before it existed gets it here, and one whose guard the owner disabled or
+    dropped gets it back. Why here: the grants let the staff login append, and the guard is
+    what keeps an appended row one the chain can take."""
+    from .audit_guard import install, state
+    install(conn)
+    if state(conn) != "A":
+        raise VaultError("the audit log's insert guard could not be enabled; nothing was granted")
 
 
 def _check_effective(conn: Any, role: str, schema: str, tables: list[str], grants: dict[str, tuple[str, ...]]) -> None:

@@ -7,28 +7,44 @@ not check: the version is the one this client opened the vault at (a version rai
 database is refused, not signed), the user table and canary list are the verified ones or
 the ones the caller is changing, and the slots are those the previous statement named (or,
 the first time, those the signer's own keyring vouches for), never those the database
-happens to hold. A slot the statement names but the database lacks (the recovery
-passphrase's, deleted) is reported to the signer at every open and signature, and stays
-named: no signature launders its loss.
+happens to hold. Each slot is named with the SHA-256 of its ``unlock`` blob: the one this
+signer sealed in the signing transaction, else the one the previous statement named (the
+first time: the one the database holds). A slot the statement names but the database lacks
+or holds with other bytes (the recovery passphrase's, deleted or edited), and a passphrase
+slot whose keyring the signer's copy of its secret does not open, are reported to the
+signer at every open and signature, and stay named as they were: no signature launders
+their loss.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Collection, NamedTuple
 
+from . import _crypto as C
 from . import _format as F
 from . import keys as K
 from . import users as U
-from .errors import IntegrityError
+from .errors import IntegrityError, VaultError
 
 if TYPE_CHECKING:
     from .vault import Vault
 
 PASSPHRASE = "passphrase"
+#: The digest a statement names for a slot whose bytes its signer never saw (missing when
+#: the first statement of the third kind was signed); the next signature takes the stored one.
+UNSEEN = "0" * 64
+
+
+class Slot(NamedTuple):
+    """A key slot that must exist: its kind and the hex SHA-256 of its unlock blob (None:
+    not named yet, the stored one is taken)."""
+
+    kind: str
+    digest: str | None
 
 
 def keys_meta(ring: K.Keyring, vault_id: bytes, who: bytes, sign: Callable[[bytes], bytes], db_version: int,
-              users: list[U.User], slots: dict[str, str], canaries: bytes) -> dict[str, bytes]:
+              users: list[U.User], slots: dict[str, tuple[str, str]], canaries: bytes) -> dict[str, bytes]:
     """The signed key statement (docs/format.md 9b), as dv_meta stores it."""
     text = K.key_statement(ring, vault_id, db_version, U.roster_digest(vault_id, users), slots=slots,
                            canaries=canaries)
@@ -71,35 +87,83 @@ def _text(meta: dict[str, bytes]) -> str:
         raise IntegrityError("the signed key statement is malformed") from None
 
 
-def expected_slots(v: "Vault", meta: dict[str, bytes], users: list[U.User], ring: K.Keyring) -> dict[str, str]:
-    """Slot id -> kind of every key slot that must exist: the passphrase slots the stored
-    statement names (the first statement of the third kind: those whose secrets the signer's
-    keyring holds, the lead's copy of the recovery slot's, and a passphrase opener's own) and
-    the slot of each enrolled user of ``users``."""
+def expected_slots(v: "Vault", meta: dict[str, bytes], users: list[U.User], ring: K.Keyring) -> dict[str, Slot]:
+    """Every key slot that must exist: the passphrase slots the stored statement names (the
+    first statement of the third kind: those whose secrets the signer's keyring holds, the
+    lead's copy of the recovery slot's, and a passphrase opener's own) and the slot of each
+    enrolled user of ``users``; each with the digest the stored statement names for it."""
     st = stored(meta, ring, v._vid)
+    named = {sid: Slot(kind, None if digest == UNSEEN else digest)
+             for sid, kind, digest in (st.slots if st is not None and st.kind == 3 else ())}
     if st is not None and st.kind == 3:
-        out = {sid: kind for sid, kind in st.slots if kind == PASSPHRASE}
+        out = {sid: slot for sid, slot in named.items() if slot.kind == PASSPHRASE}
     else:
-        out = {k.name: PASSPHRASE for k in ring.keys if k.kind == K.KIND_SLOT_SECRET}
+        out = {k.name: Slot(PASSPHRASE, None) for k in ring.keys if k.kind == K.KIND_SLOT_SECRET}
         if v.user is None:
-            out[v._slot_kid.hex()] = PASSPHRASE
-    out.update({u.slot_id: U.KIND_X25519 for u in users if u.role != U.REVOKED})
+            out[v._slot_kid.hex()] = Slot(PASSPHRASE, None)
+    for u in users:
+        if u.role != U.REVOKED:
+            was = named.get(u.slot_id)
+            out[u.slot_id] = was if was is not None and was.kind == U.KIND_X25519 else Slot(U.KIND_X25519, None)
     return out
 
 
-def slot_problems(expected: dict[str, str], slot_rows: list[tuple[Any, ...]]) -> list[str]:
-    """What differs between the slots a statement names and those the database holds."""
-    present = {str(r[0]): str(r[1]) for r in slot_rows}
+def slot_problems(expected: dict[str, Slot], slot_rows: list[tuple[Any, ...]],
+                  fresh: Collection[str] = ()) -> list[str]:
+    """What differs between the slots a statement names and those the database holds
+    (``fresh``: slots the caller sealed just now, whose bytes are what it made)."""
+    present = {str(r[0]): (str(r[1]), C.sha256(bytes(r[2])).hex()) for r in slot_rows}
     out = []
-    for sid, kind in sorted(expected.items()):
-        if present.get(sid) != kind:
-            what = "the recovery passphrase's key slot" if kind == PASSPHRASE else "the key slot of an enrolled user,"
+    for sid, (kind, digest) in sorted(expected.items()):
+        what = "the recovery passphrase's key slot" if kind == PASSPHRASE else "the key slot of an enrolled user,"
+        found = present.get(sid)
+        if found is None or found[0] != kind:
             out.append(f"{what} {sid} is missing (deleted in the database?): restore its dv_slots row from a backup "
                        "(the lead's next rotation re-seals its keys)" + (
                            "; until then the recovery passphrase opens nothing" if kind == PASSPHRASE else ""))
+        elif digest is not None and sid not in fresh and not C.mac_equal(found[1].encode(), digest.encode()):
+            out.append(f"{what} {sid} is not the one the lead signed (edited in the database?): restore its dv_slots "
+                       "row from a backup" + ("; until then the recovery passphrase may open nothing"
+                                              if kind == PASSPHRASE else "; until then its user cannot open the vault"))
     for sid in sorted(present.keys() - expected.keys()):
         out.append(f"key slot {sid} is not named in the lead's signed key statement (inserted in the database?)")
     return out
+
+
+def keyring_problems(v: "Vault", ring: K.Keyring, slot_rows: list[tuple[Any, ...]]) -> list[str]:
+    """Passphrase slots whose keyring blob the signer's copy of their secret (keyring kind 5:
+    the lead's copy of the recovery slot's) does not open: the keyring was edited, and the
+    recovery passphrase would open nothing. A re-seal (rotation) writes it anew."""
+    secrets = {k.name: k.secret for k in ring.keys if k.kind == K.KIND_SLOT_SECRET}
+    out = []
+    for r in slot_rows:
+        secret = secrets.get(str(r[0]))
+        if secret is None or str(r[1]) != PASSPHRASE:
+            continue
+        try:
+            K.open_keyring(secret, v._vid, bytes(r[3]))
+        except VaultError:
+            out.append(f"the recovery passphrase's key slot {r[0]} holds a keyring its secret does not open (edited "
+                       "in the database?): the recovery passphrase would open nothing; a rotation (dvault rotate) "
+                       "seals it again")
+    return out
+
+
+def check_slots(v: "Vault", meta: dict[str, bytes], users: list[U.User], ring: K.Keyring,
+                slot_rows: list[tuple[Any, ...]]) -> None:
+    """A signer's open: report (Vault.warnings) every slot that differs from the statement,
+    and every passphrase slot whose keyring does not open with the secret the signer holds."""
+    report(v, slot_problems(expected_slots(v, meta, users, ring), slot_rows) + keyring_problems(v, ring, slot_rows))
+
+
+def _named(expected: dict[str, Slot], written: dict[str, str], slot_rows: list[tuple[Any, ...]]
+           ) -> dict[str, tuple[str, str]]:
+    """What a signature names for each slot: the digest of what this transaction sealed,
+    else the one the previous statement named, else the stored one (first sight), else
+    UNSEEN (missing, never seen)."""
+    stored_ = {str(r[0]): C.sha256(bytes(r[2])).hex() for r in slot_rows}
+    return {sid: (kind, written.get(sid) or digest or stored_.get(sid) or UNSEEN)
+            for sid, (kind, digest) in expected.items()}
 
 
 def report(v: "Vault", problems: list[str]) -> None:
@@ -152,9 +216,13 @@ def sign(v: "Vault", conn: Any, *, ring: K.Keyring | None = None, users: list[U.
         canaries = meta.get("canaries", b"")
     assert v._ring is not None
     expected = expected_slots(v, meta, users, v._ring)
-    report(v, slot_problems(expected, store.get_slots(conn)))
+    written = store.written_slots(conn)
+    rows = store.get_slots(conn)
+    # what this transaction sealed is as the signer made it; any other difference is reported
+    report(v, slot_problems(expected, rows, written) + keyring_problems(v, ring or v._ring, rows))
     who, sign_ = signer or _signer(v)
-    store.put_meta(conn, keys_meta(ring or v._ring, v._vid, who, sign_, version, users, expected, canaries))
+    store.put_meta(conn, keys_meta(ring or v._ring, v._vid, who, sign_, version, users,
+                                   _named(expected, written, rows), canaries))
 
 
 def _signer(v: "Vault") -> tuple[bytes, Callable[[bytes], bytes]]:

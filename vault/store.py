@@ -388,6 +388,7 @@ class Store(Locks):
                 self._conn = self.engine.connect()
             self._depth = 1
             self._conn.info["dv_write"] = write
+            self._conn.info["dv_slots_written"] = {}  # Store.put_slot: what this transaction sealed
             try:
                 with self._conn.begin():
                     if snapshot and not self.is_sqlite:
@@ -491,7 +492,12 @@ class Store(Locks):
     def put_slot(conn: Connection, slot_id: str, kind: str, unlock: bytes, keyring: bytes, *,
                  new: bool = True) -> bool:
         """Write a slot; False if it is gone and ``new`` is False (a re-seal must never bring
-        back a slot that a revocation deleted)."""
+        back a slot that a revocation deleted). The SHA-256 of a new ``unlock`` (a new slot,
+        or another unlock blob than the row held) is kept with the transaction
+        (``written_slots``): the key statement signed in it names what this client sealed,
+        and for every other slot what the previous statement named, never what the database
+        happens to hold (a re-seal writes a passphrase slot's unlock back as it found it)."""
+        held = conn.execute(select(slots.c.unlock).where(slots.c.slot_id == slot_id)).first()
         # updated in place: a delete and insert would show a client locking its slot row
         # (Vault._check_keys) no row at all for a moment, i.e. a revoked slot
         res = conn.execute(update(slots).where(slots.c.slot_id == slot_id)
@@ -500,7 +506,14 @@ class Store(Locks):
             if not new:
                 return False
             conn.execute(slots.insert().values(slot_id=slot_id, kind=kind, unlock=unlock, keyring=keyring))
+        if held is None or _blob(held[0]) != unlock:
+            conn.info.setdefault("dv_slots_written", {})[slot_id] = C.sha256(unlock).hex()
         return True
+
+    @staticmethod
+    def written_slots(conn: Connection) -> dict[str, str]:
+        """Slot id -> hex SHA-256 of the unlock blob, of each slot put in this transaction."""
+        return dict(conn.info.get("dv_slots_written", {}))
 
     @staticmethod
     def delete_slot(conn: Connection, slot_id: str) -> None:

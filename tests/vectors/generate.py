@@ -474,10 +474,16 @@ def build() -> dict[str, dict]:
         "recovery_ed25519_public": h(rec_vk), "line": f"{h(vid)} {h(pin)} {h(signers)}",
         "line_without_lead": f"{h(vid)} {h(pin)} {h(no_lead)}",
     }
+    # (a SQLite path is the file's real path: these paths hold no symbolic link)
     places = [("sqlite:////srv/dv/wörk dir/dd 2026.vault", "sqlite:/srv/dv/wörk dir/dd 2026.vault"),
+              ("sqlite:////srv/dv/old/../dd 2026.vault", "sqlite:/srv/dv/dd 2026.vault"),
               ("postgresql+psycopg://sam:secret@DB.Example.org:5432/ev?options=-csearch_path%3Dev&sslmode=require",
-               "postgresql://sam@db.example.org:5432/ev?options=-csearch_path=ev&sslmode=require"),
-              ("postgresql://db/ev", "postgresql://@db:/ev?")]
+               "postgresql://@db.example.org:5432/ev?options=-csearch_path=ev"),
+              ("postgresql://owner@db.example.org/ev?options=-c%20search_path%3Dev&application_name=x",
+               "postgresql://@db.example.org:5432/ev?options=-csearch_path=ev"),
+              ("postgresql://sam@127.0.0.1/ev", "postgresql://sam@localhost:5432/ev?"),
+              ("postgresql://sam@/ev?host=/var/run/postgresql", "postgresql://sam@localhost:5432/ev?host=/var/run/postgresql"),
+              ("postgresql://db/ev", "postgresql://@db:5432/ev?")]
     files["pin_location_v1.json"] = {
         "expect": "success",
         "description": "known-vaults location lines: location text (format.md 8c) and "
@@ -547,21 +553,23 @@ def build() -> dict[str, dict]:
     }
     # v3 (database schema v8 on): the canary list's SHA-256 and every slot that must exist
     pass_slot = det("statement-passphrase-slot", 8).hex()
+    unlocks = {slot_id: det("statement-user-slot-unlock", 106), pass_slot: det("statement-passphrase-unlock", 106)}
     slot_lines = sorted([(slot_id, "x25519"), (pass_slot, "passphrase")])
     lines3 = ["dvault keys v3", lines[1], "db 8", lines2[3], f"canaries {hashlib.sha256(list_blob).hexdigest()}"] \
-        + [f"slot {sid} {kind}" for sid, kind in slot_lines] + lines[2:]
+        + [f"slot {sid} {kind} {hashlib.sha256(unlocks[sid]).hexdigest()}" for sid, kind in slot_lines] + lines[2:]
     statement3 = "\n".join(lines3) + "\n"
     signed3 = b"dvault/v1/keys-sig" + vid + hashlib.sha256(statement3.encode("ascii")).digest()
     files["key_statement_v3.json"] = {
         "expect": "success",
         "description": "ASCII lines: header, meta pin, db VERSION, users (as v2), canaries hex(SHA-256(dv_meta.canaries)), "
-                       "slot ID KIND sorted by id, class lines as in v1; sig = who || Ed25519(label || vault_id || "
-                       "SHA-256(text))",
+                       "slot ID KIND hex(SHA-256(dv_slots.unlock)) sorted by id, class lines as in v1; "
+                       "sig = who || Ed25519(label || vault_id || SHA-256(text))",
         "vault_id": h(vid), "meta_key": h(meta_key),
         "classes": [{"name": n, "version": v, "kid": h(k), "key": h(key)} for n, (key, k, v) in sorted(classes.items())],
         "lead_ed25519_seed": h(signer_seed), "lead_ed25519_public": h(signer_pk),
         "db_version": 8, "roster_bytes": h(roster), "canary_list": h(list_blob),
-        "slots": [{"slot_id": sid, "kind": kind} for sid, kind in slot_lines],
+        "slots": [{"slot_id": sid, "kind": kind, "unlock": h(unlocks[sid]),
+                   "unlock_sha256": hashlib.sha256(unlocks[sid]).hexdigest()} for sid, kind in slot_lines],
         "statement": statement3, "signature": h(b"L" + crypto_sign(signed3, signer_sk)[:64]),
     }
     # the moving mark of a move's new vault (format.md 12)

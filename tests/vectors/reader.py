@@ -422,8 +422,9 @@ class Reader:
                 res["keys_stmt_canaries"] = lines[4] == "canaries " + hashlib.sha256(
                     self.meta.get("canaries", b"")).hexdigest()
                 slot_lines = [ln for ln in lines[5:] if ln.startswith("slot ")]
-                named = [tuple(ln.split(" ")[1:]) for ln in slot_lines]
-                present = sorted((str(a), str(b)) for a, b in self.db.execute("select slot_id, kind from dv_slots"))
+                named = [tuple(ln.split(" ")[1:]) for ln in slot_lines]  # id, kind, hex SHA-256(unlock)
+                present = sorted((str(a), str(b), hashlib.sha256(bytes(c)).hexdigest())
+                                 for a, b, c in self.db.execute("select slot_id, kind, unlock from dv_slots"))
                 res["keys_stmt_slots_sorted"] = [n[0] for n in named] == sorted({n[0] for n in named})
                 res["keys_stmt_slots_present"] = sorted(named) == present
                 lines = lines[:2] + lines[5 + len(slot_lines):]
