@@ -142,9 +142,8 @@ def after_open(v: vault.Vault, ident_path: Path | None) -> vault.Vault:
         warn(f"dvault: warning: {w}")
     if ident_path is None or not v.role.manage or v.user is None:
         return v
-    from vault.canaries import witness
     try:
-        seen = witness(v, checkpoints_path(ident_path))
+        seen = v.witness(checkpoints_path(ident_path))
     except BaseException:
         v.close()
         raise

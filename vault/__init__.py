@@ -37,7 +37,8 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .audit import RecordCheck
-    from .move import Moved, move
+    from .moving import Moved
+    from .vault import move
     from .record import Record
     from .schema import Field, Schema
     from .schema import load as load_schema
@@ -49,7 +50,7 @@ __version__ = "0.1.0"
 #: public name -> (module, attribute), imported on first access
 _LAZY = {
     "create": ("vault", "create"), "open": ("vault", "open"), "Vault": ("vault", "Vault"),
-    "move": ("move", "move"), "Moved": ("move", "Moved"), "RecordCheck": ("audit", "RecordCheck"),
+    "move": ("vault", "move"), "Moved": ("moving", "Moved"), "RecordCheck": ("audit", "RecordCheck"),
     "Record": ("record", "Record"), "Schema": ("schema", "Schema"), "Field": ("schema", "Field"),
     "load_schema": ("schema", "load"), "StoreError": ("store", "StoreError"),
 }

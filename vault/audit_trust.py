@@ -31,7 +31,8 @@ from . import audit_rows as RW
 from .audit import GENESIS, UNSIGNED_ACTIONS, Entry, entry_form, entry_signed, unsigned_shape_ok
 
 if TYPE_CHECKING:
-    from .vault import Vault
+    from .access import Access
+    from .journal import Journal
 
 QUARANTINE = "quarantine"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -128,26 +129,17 @@ def clock_problem(at: int, latest_at: int, latest_seq: int) -> str | None:
 
 
 # -- a handle's use of them ---------------------------------------------------------------------
-def deciders(v: "Vault") -> set[bytes]:
-    """Who may quarantine: the lead (the enrolled user whose key the keyring names as the
-    lead's) and the recovery actor, as the key statement's signers."""
-    users = v.users(include_revoked=True)
-    out = {u.public.raw for u in users if v._lead_vk is not None and u.public.ed25519 == v._lead_vk}
-    rec = v._recovery_public()
-    return out | ({rec} if len(rec) == 64 else set())
-
-
-def mark(v: "Vault", entries: list[Entry]) -> list[dict[str, Any]]:
+def mark(v: "Access", entries: list[Entry]) -> list[dict[str, Any]]:
     """``verified`` (and ``quarantined``) for each of ``entries`` as audit_entries shows them."""
     from .audit import read_entries
-    known = v._known_actors()
+    known = v.known_actors()
     ok = flags(entries, known)
-    held = quarantined(read_entries(v._s(), damaged=True), deciders(v)) if any(not x for x in ok) else frozenset()
+    held = quarantined(read_entries(v.ses.store(), damaged=True), v.deciders()) if any(not x for x in ok) else frozenset()
     return [{"verified": good} if e.seq not in held else {"verified": False, "quarantined": True}
             for e, good in zip(entries, ok)]
 
 
-def describe(v: "Vault", seq: int) -> dict[str, Any]:
+def describe(v: "Access", seq: int) -> dict[str, Any]:
     """The entry ``seq`` and what is wrong with it (``problem``, None if nothing), for the
     lead's decision: whatever verify or the record check stops at, in the order they
     check. A ``seq`` verify names as missing describes the next entry there is, with
@@ -156,8 +148,8 @@ def describe(v: "Vault", seq: int) -> dict[str, Any]:
     from .audit import actor_id, read_entries
     from .audit_replay import replay
     from .errors import NotFound
-    entries = read_entries(v._s())
-    known, decide = v._known_actors(), deciders(v)
+    entries = read_entries(v.ses.store())
+    known, decide = v.known_actors(), v.deciders()
     held, _ = standing(entries, decide)
     i = next((n for n, x in enumerate(entries) if x.seq >= seq), None)
     if i is None:
@@ -230,7 +222,7 @@ def _clock(entries: list[Entry], i: int, known: set[bytes], held: frozenset[int]
     return None, None
 
 
-def quarantine(v: "Vault", seq: int) -> str:
+def quarantine(v: "Access", journal: "Journal", seq: int) -> str:
     """Write the lead's signed decision that entry ``seq`` is bad (see the module's
     docstring; for a seq verify names as missing, the entry after the gap, the gap
     acknowledged); returns what is wrong with it. Refused for an entry that verifies, one
@@ -238,7 +230,7 @@ def quarantine(v: "Vault", seq: int) -> str:
     (that one is to be quarantined: its successors' times are sound)."""
     from .audit import read_entries
     from .errors import AccessDenied, ValidationError
-    if v._auditor.actor not in deciders(v):
+    if journal.auditor.actor not in v.deciders():
         raise AccessDenied("quarantining an audit entry needs the security lead's identity or the recovery passphrase")
     found = describe(v, seq)
     if found["problem"] is None:
@@ -246,11 +238,11 @@ def quarantine(v: "Vault", seq: int) -> str:
     if found["instead"] is not None:
         raise ValidationError(f"audit entry {seq} is out of time order only against entry {found['instead']}, which "
                               "is dated forward (ahead of the entries after it): quarantine that one instead")
-    held, gaps = standing(read_entries(v._s()), deciders(v))
+    held, gaps = standing(read_entries(v.ses.store()), v.deciders())
     if found["seq"] in held and (found["after"] is None or gaps.get(found["seq"]) == found["after"]):
         raise ValidationError(f"audit entry {found['seq']} is quarantined already")
     detail: dict[str, Any] = {"seq": found["seq"], "hash": found["hash"], "problem": found["problem"]}
     if found["after"] is not None:
         detail["after"] = found["after"]
-    v._audit(QUARANTINE, "", detail)
+    journal.record(QUARANTINE, "", detail)
     return str(found["problem"]) if found["seq"] == seq else f"entry {found['seq']}: {found['problem']}"

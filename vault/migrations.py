@@ -19,7 +19,7 @@ from . import store as S
 
 def _v1(conn: Connection) -> None:
     from .audit import audit
-    from .breakglass import reveals
+    from .breakglass_rows import reveals
 
     S.metadata.create_all(conn, tables=[S.meta, S.slots, S.records, S.blind, S.pseudonyms, S.users, reveals,
                                         audit])
