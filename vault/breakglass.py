@@ -32,9 +32,11 @@ from . import envelope as E
 from . import notes as N
 from . import pseudonym as P
 from .envelope import _lp8
-from .errors import AccessDenied, IntegrityError, NotFound, ValidationError
+from .errors import AccessDenied, IntegrityError, NotFound, ValidationError, utf8
+from .journal import Journal
 from .access import Access
 from .breakglass_rows import forget, reveals
+from .canaries import Canaries
 from .pseudonyms import Pseudonyms, record_id_bytes
 from .records import Records
 from .store import _blob
@@ -44,16 +46,20 @@ if TYPE_CHECKING:
     from .identity import PublicIdentity
     from .users import User
 
-__all__ = ["Desk", "RevealRequest", "forget", "reveals", "request", "pending", "checked", "approve", "reveal"]
+__all__ = ["Desk", "RevealRequest", "forget", "reveals", "request", "pending", "checked", "approve", "reveal",
+           "audited_request", "audited_pending", "audited_approve", "audited_reveal"]
 
 
 class Desk(NamedTuple):
     """What break-glass needs of an open vault: the keys and roster, the records (a badge
-    name for the lead's view) and the pseudonyms (a request named by one)."""
+    name for the lead's view), the pseudonyms (a request named by one), the log and the
+    canaries (a request, approval or reveal of a decoy is a touch of it)."""
 
     access: Access
     records: Records
     pseudonyms: Pseudonyms
+    journal: Journal
+    canaries: Canaries
 
 
 LABEL = b"dvault/v1/break-glass"
@@ -461,3 +467,73 @@ def _open_grant(v: Desk, r: _Row, req_id: str, now: float | None) -> Any:
     except (ValueError, KeyError, TypeError, E.Malformed):
         pass  # raised below, outside the handler: its error (the __context__) can quote the value
     raise IntegrityError("break-glass grant holds a malformed value")
+
+
+# -- the audited calls (vault.Vault's break-glass methods) ----------------------------------------
+def audited_request(d: Desk, record_id: str, field: str, reason: str) -> str:
+    """:func:`request`, its ``reveal_request`` entry (with the reason, sealed to the lead)
+    committed with the request row."""
+    if isinstance(reason, str):  # before it reaches the log's encoder, whose error would quote it
+        utf8(reason, "a reason must be valid UTF-8 text")
+    j = d.journal
+    saved = j.auditor.reason
+    j.auditor.reason = reason if isinstance(reason, str) and reason.strip() else saved
+
+    def describe(req: str) -> tuple[str, dict[str, Any]]:
+        return j.target(record_id), {"field": field, "request": req}
+    try:  # the request row stands or falls with its entry
+        req = j.guard("reveal_request", lambda: j.around(
+            "reveal_request", lambda: request(d, record_id, field, reason), describe))
+    finally:
+        j.auditor.reason = saved
+    d.canaries.alarm_if_canary([record_id], "reveal_request")
+    return req
+
+
+def audited_pending(d: Desk) -> list[RevealRequest]:
+    """:func:`pending`, logged as ``reveal_list`` (the lead's listing decrypts badge names:
+    the entry names the records shown)."""
+    j = d.journal
+
+    def describe(out: list[RevealRequest]) -> tuple[str, dict[str, Any]]:
+        shown = sorted({r.record for r in out if r.badge_name is not None and r.record})
+        return "", {"requests": len(out), **({"fields": ["badge_name"], "targets": shown} if shown else {})}
+    out = j.guard("reveal_list", lambda: j.around("reveal_list", lambda: pending(d), describe))
+    if d.access.ses.role.manage:
+        d.canaries.alarm_if_canary([r.record_id for r in out if r.badge_name is not None], "reveal_list")
+    return out
+
+
+def audited_approve(d: Desk, req_id: str, ttl_seconds: int, record: str, field: str) -> None:
+    """:func:`approve` after :func:`checked`; the ``reveal_approve`` entry names the record
+    (the lead's client decrypts the value to seal it: the entry is that access), and a
+    refused attempt is logged too."""
+    j = d.journal
+    j.guard("reveal_approve", lambda: d.access.need_lead("approving break-glass requests"))
+    if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int) or not 0 < ttl_seconds <= 30 * 86400:
+        raise ValidationError("ttl_seconds must be a whole number of seconds, 1 to 30 days")
+    detail: dict[str, Any] = {"request": str(req_id), "ttl_seconds": ttl_seconds}
+    try:
+        r, _ = checked(d, str(req_id), record, field)
+    except (NotFound, ValidationError, IntegrityError, AccessDenied) as e:  # an attempt is logged too
+        j.record("reveal_approve", "", {**detail, "refused": type(e).__name__})
+        raise
+    rid = r.record_id.hex()
+    j.record("reveal_approve", j.target(rid), {**detail, "field": r.field})
+    d.canaries.alarm_if_canary([rid], "reveal_approve")
+    j.guard("reveal_approve", lambda: approve(d, req_id, ttl_seconds, record, field))
+
+
+def audited_reveal(d: Desk, req_id: str) -> Any:
+    """:func:`reveal`, the grant's deletion committed with the ``reveal`` entry: if the entry
+    cannot be written the grant stays, unshown; a grant taken but refused (expired, forged)
+    is gone, its entry says so, then the error is raised."""
+    j = d.journal
+
+    def describe(out: tuple[Any, Exception | None, tuple[str, str]]) -> tuple[str, dict[str, Any]]:
+        return j.target(out[2][0]), {"request": str(req_id), "field": out[2][1], "shown": out[1] is None}
+    value, err, about = j.guard("reveal", lambda: j.around("reveal", lambda: reveal(d, req_id), describe))
+    d.canaries.alarm_if_canary([about[0]], "reveal")  # break-glass would show a decoy's legal name
+    if err is not None:
+        raise err
+    return value

@@ -318,3 +318,43 @@ class Records:
             store.delete_index(conn, rid)
             self.pseudonyms.forget(conn, rid)
         store.checkpoint()
+
+    # -- listings (logged) -------------------------------------------------------------------------
+    def iterate_logged(self, fields: list[str] | None) -> Iterator[Record]:
+        """:meth:`iterate`, its ``read_all`` entry written as the stream starts."""
+        classes = self.journal.guard("read_all", lambda: self.classes_for(fields))
+        shown = sorted(fields) if fields is not None else sorted(
+            n for n, f in self.ses.schema.fields.items() if f.cls in classes)
+        self.journal.record("read_all", "", {"fields": shown, "count": self.count()})
+        canaries = self.canaries.live()
+        for rec in self.iterate(fields):
+            if rec.id in canaries:
+                self.canaries.own_touch(rec.id, "read_all")
+            yield rec
+
+    def rows_logged(self, fields: list[str] | None, purpose: str | None, action: str,
+                    progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
+        """Rows of ``fields`` for every record, each with its ``purpose`` pseudonym if asked,
+        sorted by it; logged as ``action`` (``export`` or ``read_all``) with the count."""
+        if isinstance(fields, str) or not fields:
+            raise ValidationError(f"{action} needs a list of fields")
+        wanted = fields
+        j, names = self.journal, self.pseudonyms
+        j.guard(action, lambda: self.classes_for(wanted))
+        if purpose is not None:
+            j.guard(action, lambda: names.purpose_keys(purpose))
+        total = self.count()
+        j.record(action, "", {"fields": sorted(fields), "purpose": purpose, "count": total})
+        canaries = self.canaries.live()
+        out = []
+        for n, rec in enumerate(self.iterate(fields), 1):
+            if progress is not None and (n % 500 == 0 or n == total):
+                progress(n, total)
+            row: dict[str, Any] = {}
+            if purpose is not None:
+                row["pseudonym"] = names.issue(rec.id, purpose, known_live=True)
+            row.update({f: rec.get(f) for f in fields})
+            if rec.id in canaries:
+                self.canaries.own_touch(rec.id, action)
+            out.append(row)
+        return sorted(out, key=lambda r: r.get("pseudonym") or "")

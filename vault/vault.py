@@ -22,7 +22,7 @@ from .access import Access
 from .audit import RecordCheck
 from .auditing import AuditView
 from .canaries import Canaries
-from .errors import AccessDenied, IntegrityError, KeysChanged, NotFound, ValidationError, utf8
+from .errors import IntegrityError, KeysChanged, NotFound, ValidationError, utf8
 from .identity import Identity, PublicIdentity
 from .journal import Journal
 from .plans import Plans
@@ -31,6 +31,7 @@ from .record import Record
 from .records import Records
 from .search import Search, check_batch
 from .session import Session
+from .status import status_of
 from .store import Store, StoreError
 
 #: How often open() starts again when another client's rotation, revocation or re-seal
@@ -215,7 +216,7 @@ class Vault:
         search = self._search = Search(ses, access, plans, records, journal)
         self._log = AuditView(access, journal, records, names)
         self._rotor = rotation.Parts(access, records, plans, search, journal)
-        self._desk = breakglass.Desk(access, records, names)
+        self._desk = breakglass.Desk(access, records, names, journal, canaries)
         self._mover = M.Source(access, records, canaries, journal, plans)
         self._opening = O.Parts(access, records, canaries, journal)
 
@@ -401,17 +402,9 @@ class Vault:
             raise
 
     def records(self, fields: Sequence[str] | None = None) -> Iterator[Record]:
-        """Stream every record (or only some fields of each), decrypting as it goes."""
-        fields = _field_names(fields)
-        classes = self._journal.guard("read_all", lambda: self._records.classes_for(fields))
-        shown = sorted(fields) if fields is not None else sorted(
-            n for n, f in self.schema.fields.items() if f.cls in classes)
-        self._journal.record("read_all", "", {"fields": shown, "count": self.count()})
-        canaries = self._canaries.live()
-        for rec in self._records.iterate(fields):
-            if rec.id in canaries:
-                self._canaries.own_touch(rec.id, "read_all")
-            yield rec
+        """Stream every record (or only some fields of each), decrypting as it goes; logged
+        (``read_all``) as the stream starts."""
+        yield from self._records.iterate_logged(_field_names(fields))
 
     def export(self, fields: Sequence[str], purpose: str | None = None,
                progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
@@ -421,35 +414,11 @@ class Vault:
         and nothing else identifies it; without one, rows carry no identifier at all.
         Logged as an ``export`` with the fields and the row count.
         """
-        return self._rows(_field_names(fields), purpose, "export", progress)
+        return self._records.rows_logged(_field_names(fields), purpose, "export", progress)
 
     def rows(self, fields: Sequence[str], purpose: str | None = None) -> list[dict[str, Any]]:
         """Like :meth:`export`, for showing on screen (logged as ``read_all``)."""
-        return self._rows(_field_names(fields), purpose, "read_all")
-
-    def _rows(self, fields: Sequence[str] | None, purpose: str | None, action: str,
-              progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
-        if isinstance(fields, str) or not fields:
-            raise ValidationError(f"{action} needs a list of fields")
-        j, names = self._journal, self._pseudonyms
-        j.guard(action, lambda: self._records.classes_for(fields))
-        if purpose is not None:
-            j.guard(action, lambda: names.purpose_keys(purpose))
-        total = self.count()
-        j.record(action, "", {"fields": sorted(fields), "purpose": purpose, "count": total})
-        canaries = self._canaries.live()
-        out = []
-        for n, rec in enumerate(self._records.iterate(fields), 1):
-            if progress is not None and (n % 500 == 0 or n == total):
-                progress(n, total)
-            row: dict[str, Any] = {}
-            if purpose is not None:
-                row["pseudonym"] = names.issue(rec.id, purpose, known_live=True)
-            row.update({f: rec.get(f) for f in fields})
-            if rec.id in canaries:
-                self._canaries.own_touch(rec.id, action)
-            out.append(row)
-        return sorted(out, key=lambda r: r.get("pseudonym") or "")
+        return self._records.rows_logged(_field_names(fields), purpose, "read_all")
 
     def ids(self) -> list[str]:
         """All record ids (random; they reveal nothing but the count)."""
@@ -600,37 +569,14 @@ class Vault:
     def request_reveal(self, record_id: str, field: str, reason: str) -> str:
         """Ask the lead for a one-time look at one field outside your role; returns a request
         id. Logged with its (sealed) reason."""
-        if isinstance(reason, str):  # before it reaches the log's encoder, whose error would quote it
-            utf8(reason, "a reason must be valid UTF-8 text")
-        j = self._journal
-        saved = j.auditor.reason
-        j.auditor.reason = reason if isinstance(reason, str) and reason.strip() else saved
-
-        def describe(req: str) -> tuple[str, dict[str, Any]]:
-            return j.target(record_id), {"field": field, "request": req}
-        try:  # the request row stands or falls with its entry
-            req = j.guard("reveal_request", lambda: j.around(
-                "reveal_request", lambda: breakglass.request(self._desk, record_id, field, reason), describe))
-        finally:
-            j.auditor.reason = saved
-        self._canaries.alarm_if_canary([record_id], "reveal_request")
-        return req
+        return breakglass.audited_request(self._desk, record_id, field, reason)
 
     def reveal_requests(self) -> list[breakglass.RevealRequest]:
         """Pending and approved requests as the caller may see them (breakglass.RevealRequest):
         every request for the lead, with who each record is (badge name, audit pseudonym), the
         reason and what is wrong with it; only their own, without record ids, for anyone else.
         Logged (``reveal_list``): the lead's listing decrypts badge names."""
-        j = self._journal
-
-        def describe(out: list[breakglass.RevealRequest]) -> tuple[str, dict[str, Any]]:
-            shown = sorted({r.record for r in out if r.badge_name is not None and r.record})
-            return "", {"requests": len(out), **({"fields": ["badge_name"], "targets": shown} if shown else {})}
-        out = j.guard("reveal_list", lambda: j.around("reveal_list", lambda: breakglass.pending(self._desk),
-                                                      describe))
-        if self.role.manage:
-            self._canaries.alarm_if_canary([r.record_id for r in out if r.badge_name is not None], "reveal_list")
-        return out
+        return breakglass.audited_pending(self._desk)
 
     def approve_reveal(self, req_id: str, ttl_seconds: int = 24 * 3600, *, record: str, field: str) -> None:
         """Break-glass approval by the lead of an explicit (request, record, field): ``record``
@@ -640,36 +586,13 @@ class Vault:
         (IntegrityError: edited in the database) or that carries no signature (AccessDenied:
         made by an older release). Seals that one field's value to the requester, signed,
         valid for ``ttl_seconds``."""
-        j = self._journal
-        j.guard("reveal_approve", lambda: self._access.need_lead("approving break-glass requests"))
-        if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int) or not 0 < ttl_seconds <= 30 * 86400:
-            raise ValidationError("ttl_seconds must be a whole number of seconds, 1 to 30 days")
-        detail: dict[str, Any] = {"request": str(req_id), "ttl_seconds": ttl_seconds}
-        try:
-            r, _ = breakglass.checked(self._desk, str(req_id), record, field)
-        except (NotFound, ValidationError, IntegrityError, AccessDenied) as e:  # an attempt is logged too
-            j.record("reveal_approve", "", {**detail, "refused": type(e).__name__})
-            raise
-        rid = r.record_id.hex()
-        # the lead's client decrypts the value to seal it: this entry is that access
-        j.record("reveal_approve", j.target(rid), {**detail, "field": r.field})
-        self._canaries.alarm_if_canary([rid], "reveal_approve")
-        j.guard("reveal_approve", lambda: breakglass.approve(self._desk, req_id, ttl_seconds, record, field))
+        breakglass.audited_approve(self._desk, req_id, ttl_seconds, record, field)
 
     def reveal(self, req_id: str) -> Any:
         """The approved value, once (breakglass.reveal). The grant's deletion commits
         with the audit entry: if the entry cannot be written the grant stays, unshown; a
         grant taken but refused (expired, forged) is gone, its entry says so, then we raise."""
-        j = self._journal
-
-        def describe(out: tuple[Any, Exception | None, tuple[str, str]]) -> tuple[str, dict[str, Any]]:
-            return j.target(out[2][0]), {"request": str(req_id), "field": out[2][1], "shown": out[1] is None}
-        value, err, about = j.guard("reveal", lambda: j.around("reveal", lambda: breakglass.reveal(self._desk, req_id),
-                                                               describe))
-        self._canaries.alarm_if_canary([about[0]], "reveal")  # break-glass would show a decoy's legal name
-        if err is not None:
-            raise err
-        return value
+        return breakglass.audited_reveal(self._desk, req_id)
 
     # -- the audit log ----------------------------------------------------------------------------
     def audit_entries(self, *, actor: str | None = None, action: str | None = None,
@@ -750,28 +673,7 @@ class Vault:
 
     def status(self) -> dict[str, Any]:
         """Non-secret facts for operators: ids, sizes, KDF cost, accepted schema risks."""
-        store = self._ses.store()
-        with store.tx(write=False) as conn:
-            n = store.count_records(conn)
-            slots = store.get_slots(conn)
-            meta = store.get_meta(conn)
-        kdf = [K.passphrase_slot_params(s[2]) for s in slots if s[1] == O.PASSPHRASE]
-        plans = self._plans
-        return {
-            "vault_id": self.id,
-            "opened_as": (f"user {self.user.user_id} ({self.user.name})" if self.user else "passphrase"),
-            "role": self.role.name,
-            "schema": f"{self.schema.name} v{self.schema.version}",
-            "records": n,
-            "classes": list(self.schema.classes),
-            "slots": len(slots),
-            "kdf": [f"argon2id t={p.t} m={p.m_kib}KiB p={p.p}" for p in kdf],
-            "index": {**I.plan_status(plans.active, n), "reindex_pending": plans.pending is not None},
-            "rotation_pending": bool(meta.get("rotation")),
-            "transport": store.transport,  # how the database connection is protected (vault.postgres)
-            "warnings": self.schema.warnings() + I.plan_warnings(plans.active, n)
-            + ([store.transport] if store.transport.startswith("NOT") else []),
-        }
+        return status_of(self._ses, self._plans)
 
 
 __all__ = ["create", "open", "move", "Vault", "Record", "StoreError"]
