@@ -115,8 +115,8 @@ def test_a_malformed_row_never_stops_the_leads_readers_and_can_be_quarantined(te
         shown = v.audit_entries()
         assert [e["seq"] for e in shown if not e["verified"]] == [seq + 1]
         assert v.alarms() == []
-        CA.witness(v, tmp_path / "checkpoints")
-        CA.witness(v, tmp_path / "checkpoints")  # the head it kept is read back
+        v.witness(tmp_path / "checkpoints")
+        v.witness(tmp_path / "checkpoints")  # the head it kept is read back
         assert v.audit_verify().first_bad == seq + 1
         with pytest.raises(vault.IntegrityError, match="damaged"):
             v.check_records()
@@ -233,7 +233,7 @@ def test_a_signed_entry_whose_detail_is_no_object_is_flagged_and_quarantinable(t
     with vault.open(url, identity=lead) as v:
         entries = v.audit_entries()
         assert [e["seq"] for e in entries if not e["verified"]] == [seq - 1, seq]
-        assert CA.witness(v, tmp_path / "cp")["alarms"] == [] and v.alarms() == []
+        assert v.witness(tmp_path / "cp")["alarms"] == [] and v.alarms() == []
         verdict = v.audit_verify()
         assert verdict.first_bad == seq - 1 and "not a JSON object" in verdict.problem
         assert "not a JSON object" in v.quarantine(seq - 1)

@@ -27,7 +27,7 @@ import json
 import struct
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Any, Callable, Iterable
 
 from sqlalchemy import BigInteger, Column, LargeBinary, String, Table, Text, func, select
 
@@ -35,7 +35,21 @@ from . import _crypto as C
 from . import _format as F
 from . import audit_rows as RW
 from . import notes as N
-from .envelope import _lp8, dek_ids, pad
+from .envelope import dek_ids, pad
+from .audit_entry import (
+    LABEL as LABEL,
+    GENESIS as GENESIS,
+    UNSIGNED_ACTIONS as UNSIGNED_ACTIONS,
+    PASSPHRASE_ACTOR as PASSPHRASE_ACTOR,
+    PARALLEL_VERIFY_MIN as PARALLEL_VERIFY_MIN,
+    Entry as Entry,
+    actor_id as actor_id,
+    entry_form as entry_form,
+    entry_hash as entry_hash,
+    entry_signed as entry_signed,
+    signed_message as signed_message,
+    unsigned_shape_ok as unsigned_shape_ok,
+)
 from .errors import IntegrityError, VaultError
 from .store import VaultBusy, metadata
 
@@ -51,24 +65,7 @@ audit = Table("dv_audit", metadata,
               Column("hash", LargeBinary(32), nullable=False),
               Column("sig", LargeBinary(64), nullable=False))
 
-LABEL = b"dvault/v1/audit"
 CHECKPOINT_PREFIX = "dvcp1"
-GENESIS = bytes(32)
-UNSIGNED_ACTIONS = frozenset({"unlock_failed"})  # no key to sign with: chained, not signed
-PASSPHRASE_ACTOR = bytes(64)  # the actor of a failed passphrase unlock: no one
-
-
-def unsigned_shape_ok(e: "Entry") -> bool:
-    """Whether an unsigned entry is exactly what ``vault._unlock_failed`` writes: no target,
-    no reason, ``{"with": "identity"}`` by a (non-zero) public identity or ``{"with":
-    "passphrase"}`` by the zero actor. Anyone who can write the table can chain an unsigned
-    entry, so verify accepts no other shape: a forged "unlock_failed" naming fields and a
-    record would otherwise book reads to a colleague who never made them."""
-    if e.target != "" or e.reason != b"" or not isinstance(e.actor, bytes) or len(e.actor) != 64:
-        return False
-    if e.detail == '{"with":"passphrase"}':
-        return e.actor == PASSPHRASE_ACTOR
-    return e.detail == '{"with":"identity"}' and e.actor != PASSPHRASE_ACTOR
 
 
 # Canonical JSON of an entry's detail (sorted keys, no spaces): one encoder for every entry.
@@ -80,69 +77,6 @@ _INSERT_PG = _INSERT.format(", ".join(["%s"] * 10))
 
 class AuditError(VaultError):
     """The audit entry could not be written, so the operation did not happen."""
-
-
-class Entry(NamedTuple):
-    """One log row (a tuple: a million of them are built by every verify)."""
-
-    seq: int
-    prev: bytes
-    at: int
-    actor: bytes
-    action: str
-    target: str
-    detail: str
-    reason: bytes
-    hash: bytes
-    sig: bytes
-
-    def __repr__(self) -> str:
-        return f"<Entry {self.seq} {self.action} {self.target}>"
-
-
-def entry_hash(seq: int, prev: bytes, at: int, actor: bytes, action: str, target: str, detail: str,
-               reason: bytes, *, labelled: bool = False) -> bytes:
-    """The entry's hash; ``labelled``: the form written from database schema version 8 on,
-    whose first bytes (the form marker) are LABEL_AUDIT_ENTRY instead of LABEL."""
-    return C.sha256((F.LABEL_AUDIT_ENTRY if labelled else LABEL) + struct.pack(">QQ", seq, at) + prev + actor
-                    + _lp8(action.encode()) + _lp8(target.encode()) + struct.pack(">I", len(detail.encode()))
-                    + detail.encode() + struct.pack(">I", len(reason)) + reason)
-
-
-def signed_message(h: bytes, labelled: bool) -> bytes:
-    """What an entry's actor signs: the hash under its own label (the bare hash in the
-    older form, which no other signed message of the vault could be mistaken for only
-    because it is a SHA-256 output; the label makes that hold by construction)."""
-    return F.LABEL_AUDIT_SIG + h if labelled else h
-
-
-def entry_form(e: "Entry", first: bool = True) -> bool | None:
-    """Which form the entry's hash has: True (labelled), False (older), None (neither:
-    the entry was edited). ``first``: the form to try first (the previous entry's).
-
-    Why the verifier can tell, and cannot be fooled: the form marker is inside what is
-    hashed, so the hash names the form; passing a labelled entry off as an older one
-    would need the actor's bare signature over another hash, and from the first labelled
-    entry on, verify refuses any entry of the older form (:func:`verify`)."""
-    for labelled in (first, not first):
-        if C.mac_equal(entry_hash(e.seq, e.prev, e.at, e.actor, e.action, e.target, e.detail, e.reason,
-                                  labelled=labelled), e.hash):
-            return labelled
-    return None
-
-
-def entry_signed(e: "Entry", labelled: bool) -> bool:
-    """Whether the entry's signature verifies under its actor's key, in its form."""
-    try:
-        C.ed25519_verify(e.actor[32:], signed_message(e.hash, labelled), e.sig)
-    except (C.AuthFailure, TypeError, ValueError):
-        return False
-    return True
-
-
-def actor_id(actor: bytes) -> str:
-    from .identity import PublicIdentity
-    return PublicIdentity(actor[:32], actor[32:]).user_id if len(actor) == 64 else "unknown"
 
 
 class Auditor:
@@ -465,7 +399,6 @@ def _walk(entries: list[Entry], known_actors: set[bytes], checkpoint: "Checkpoin
 
 
 #: Logs at least this long are checked by forked workers (tests lower it).
-PARALLEL_VERIFY_MIN = 20_000
 
 
 def _check_range(entries: list[Entry], known: set[bytes], lo: int, hi: int, skip: frozenset[int] = frozenset()

@@ -20,7 +20,7 @@ from . import _crypto as C
 from . import _format as F
 
 if TYPE_CHECKING:
-    from .audit import Entry
+    from .audit_entry import Entry
 
 #: The largest seq a row can hold (BIGINT, SQLite's INTEGER): no entry can follow it.
 MAX_SEQ = 2**63 - 1

@@ -18,7 +18,7 @@ from . import notes as N
 from . import audit_trust as T
 from .access import Access
 from .audit_rows import detail_of
-from .errors import IntegrityError, ValidationError
+from .errors import AccessDenied, IntegrityError, ValidationError
 from .journal import Journal
 from .pseudonyms import Pseudonyms
 from .records import Records
@@ -73,7 +73,10 @@ class AuditView:
             # number of each hidden alarm, telling a decoy from a real record
             out.append({"seq": e.seq, **shown} if manage else shown)
             kept.append(e)
-        return [{**shown, **flag} for shown, flag in zip(out, T.mark(self.access, kept), strict=True)]
+        store = self.ses.store()
+        flags = T.mark(kept, self.access.known_actors(), lambda: A.read_entries(store, damaged=True),
+                       self.access.deciders)
+        return [{**shown, **flag} for shown, flag in zip(out, flags, strict=True)]
 
     def open_reason(self, sealed: bytes) -> str | None:
         if not sealed or not self.ses.role.manage:
@@ -96,12 +99,22 @@ class AuditView:
         self.journal.guard("audit_read", lambda: self.access.need_manage("examining an audit entry"))
         _check_seq(seq)
         self.journal.record("audit_read", "", {"filters": ["seq"]})
-        return T.describe(self.access, seq)
+        return T.describe(A.read_entries(self.ses.store()), self.access.known_actors(), self.access.deciders(), seq)
 
     def quarantine(self, seq: int) -> str:
         self.journal.guard("quarantine", lambda: self.access.need_manage("quarantining an audit entry"))
         _check_seq(seq)
-        return self.journal.guard("quarantine", lambda: T.quarantine(self.access, self.journal, seq))
+        return self.journal.guard("quarantine", lambda: self._quarantine(seq))
+
+    def _quarantine(self, seq: int) -> str:
+        decide = self.access.deciders()
+        if self.journal.auditor.actor not in decide:
+            raise AccessDenied("quarantining an audit entry needs the security lead's identity or the recovery "
+                               "passphrase")
+        entries = A.read_entries(self.ses.store())
+        detail, why = T.quarantine_detail(entries, self.access.known_actors(), decide, seq)
+        self.journal.record(T.QUARANTINE, "", detail)
+        return why
 
     def checkpoint(self) -> str:
         self.journal.record("audit_checkpoint", "", {})

@@ -144,7 +144,7 @@ def _backend(url: str) -> str:
 
 
 def _engine(url: str) -> Any:
-    from .store import StoreError
+    from .store_errors import StoreError
     try:
         return create_engine(check_transport(url)[0])
     except (ArgumentError, ImportError, SQLAlchemyError) as e:
@@ -158,7 +158,7 @@ def check_roles(url: str, roles: Sequence[str]) -> None:
     that can make itself more: CREATEROLE (it can create roles and, before PostgreSQL 16,
     grant itself membership in any non-superuser role, the owner's included) or CREATEDB
     (a database of its own, where no grant of ours reaches)."""
-    from .store import StoreError, _connect_cause
+    from .store_errors import StoreError, _connect_cause
 
     for role in roles:
         if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", role):
@@ -200,7 +200,7 @@ def grant_roles(url: str, *, staff: Sequence[str] = (), lead: Sequence[str] = ()
     check the privileges they end up with (through PUBLIC or a role they belong to too) and
     refuse, changing nothing, if any is more than that. Run as the tables' owner; ``dvault
     init`` runs it for a new vault and ``dvault db-roles`` for an existing one."""
-    from .store import StoreError, _cause
+    from .store_errors import StoreError, _cause
 
     check_roles(url, [*staff, *lead])
     engine = _engine(url)

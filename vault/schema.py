@@ -13,11 +13,10 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from . import _format as F
 from . import values as VAL
-from .consent import parse as consent_table
 from .errors import SchemaError, ValidationError, utf8
 from .pseudonym import purpose_prefix, valid_prefix
 
@@ -250,6 +249,24 @@ def _blank(value: Any) -> bool:
 
 def default_schema_text() -> str:
     return resources.files("vault.schemas").joinpath("participant.toml").read_text("utf-8")
+
+
+def consent_table(raw: Any, purposes: Sequence[str], fields: Mapping[str, Field]) -> dict[str, str]:
+    """The ``[consent]`` table (vault.consent): each key a declared purpose, each value a bool field."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise SchemaError("[consent] must be a table of purpose = \"bool field\"")
+    out: dict[str, str] = {}
+    for purpose, name in raw.items():
+        if purpose not in purposes:
+            raise SchemaError(f"[consent] names an undeclared purpose {purpose!r}")
+        if not isinstance(name, str) or name not in fields:
+            raise SchemaError(f"[consent] {purpose}: {name!r} is not a field of this schema")
+        if fields[name].type != "bool":
+            raise SchemaError(f"[consent] {purpose}: field {name!r} must be a bool field (yes/no)")
+        out[purpose] = name
+    return out
 
 
 def load(text: str | None = None) -> Schema:

@@ -18,8 +18,11 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from . import _crypto as C
 from . import _format as F
 from ._files import write_private
-from .errors import IntegrityError, NotFound, UnsupportedVersion, VaultError
+from .errors import IntegrityError, NotFound, UnsupportedVersion
 from .locks import Locks, install_lock_wait
+from .store_errors import StoreError as StoreError
+from .store_errors import VaultBusy as VaultBusy
+from .store_errors import _connect_cause
 
 metadata = MetaData()
 
@@ -69,14 +72,6 @@ users = Table("dv_users", metadata,
               Column("role", String(64), nullable=False),
               Column("public", LargeBinary(64), nullable=False),
               Column("slot_id", String(32), nullable=False))
-
-
-class StoreError(VaultError):
-    """The database could not be reached or used."""
-
-
-class VaultBusy(StoreError):
-    """Another client held a lock this operation needs for longer than the bounded wait."""
 
 
 _BUSY = ("the vault is busy: another client holds a lock this needs; try again (if it persists, a database "
@@ -165,39 +160,6 @@ def _holds(blob: bytes, rid: bytes) -> bool:
             return True
         at = blob.find(rid, at + 1)
     return False
-
-
-def _cause(e: SQLAlchemyError) -> str:
-    """The DB-API error's class name (SQLAlchemy's own class if there is none)."""
-    return type(getattr(e, "orig", None) or e).__name__
-
-
-# What a failed connection means, recognised in the driver's message. Why not print the
-# message itself: drivers quote what they were given, and a message may reach a log.
-_CONNECT_CAUSES = (
-    ("password authentication failed", "authentication failed"),
-    ("authentication failed", "authentication failed"),
-    ('role "', "the database role does not exist"),
-    ("does not exist", "the database does not exist"),
-    ("connection refused", "connection refused (is the server running on that host and port?)"),
-    ("timeout", "the connection timed out"),
-    ("could not translate host name", "unknown host"),
-    ("name or service not known", "unknown host"),
-    ("ssl", "the server refused SSL, or SSL failed"),
-    ("readonly database", "the database is read-only"),
-    ("read-only file system", "the file system is read-only"),
-    ("unable to open database file", "cannot open the database file (missing folder, or no permission)"),
-    ("file is not a database", "not a SQLite database, or damaged"),
-    ("database disk image is malformed", "the database file is damaged"),
-)
-
-
-def _connect_cause(e: SQLAlchemyError) -> str:
-    text = str(getattr(e, "orig", None) or e).lower()
-    for needle, meaning in _CONNECT_CAUSES:
-        if needle in text:
-            return meaning
-    return _cause(e)
 
 
 def _blob(x: Any) -> bytes:
