@@ -390,9 +390,10 @@ def test_padded_break_glass_grant() -> None:
     x_sk = b(v["requester_x25519_secret"])
     plain = C.unseal(x_sk, sealed)
     assert plain == head + b(v["vault_id"]) + b(v["req_id"]) + E.pad(b'{"value": "' + v["value"].encode() + b'"}')
-    fake = SimpleNamespace(user=SimpleNamespace(user_id=v["requester_id"]), _lead_vk=lead_vk, _vid=b(v["vault_id"]),
-                           _identity=SimpleNamespace(unseal=lambda c: C.unseal(x_sk, c)),
-                           schema=SimpleNamespace(fields={v["field"]: SimpleNamespace(type="text")}))
+    fake = SimpleNamespace(access=SimpleNamespace(lead_vk=lead_vk, ses=SimpleNamespace(
+                           user=SimpleNamespace(user_id=v["requester_id"]), vid=b(v["vault_id"]),
+                           identity=SimpleNamespace(unseal=lambda c: C.unseal(x_sk, c)),
+                           schema=SimpleNamespace(fields={v["field"]: SimpleNamespace(type="text")}))))
     row = SimpleNamespace(grant=b(v["blob"]), requester=v["requester_id"], record_id=b(v["record_id"]),
                           field=v["field"])
     assert B._open_grant(fake, row, v["req_id"], now=v["expires"] - 1) == v["value"]  # type: ignore[arg-type]

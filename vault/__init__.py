@@ -38,12 +38,11 @@ from .errors import (
 if TYPE_CHECKING:
     from .audit import RecordCheck
     from .moving import Moved
-    from .vault import move
     from .record import Record
     from .schema import Field, Schema
     from .schema import load as load_schema
     from .store import StoreError
-    from .vault import Vault, create, open
+    from .vault import Vault, create, move, open
 
 __version__ = "0.1.0"
 

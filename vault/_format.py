@@ -17,7 +17,8 @@ FORMAT_VERSION = 1
 KIND_FIELD = b"F"  # one field value, encrypted under a record's class DEK
 KIND_DEK = b"D"  # a record's class DEK, wrapped under a class key
 KIND_DEK_SEALED = b"E"  # a class DEK sealed to the class's public key, unsigned (before schema v5; adopted on upgrade)
-KIND_DEK_SIGNED = b"W"  # a class DEK sealed to the class's public key and signed by its writer (a user without the class)
+# a class DEK sealed to the class's public key and signed by its writer (a user without the class)
+KIND_DEK_SIGNED = b"W"
 KIND_KEYRING = b"K"  # the set of class keys a slot opens, encrypted under the slot secret
 KIND_PASSPHRASE_SLOT = b"P"  # slot secret wrapped under an Argon2id-derived key
 KIND_SCHEMA_MAC = b"S"  # HMAC over the stored schema
@@ -25,8 +26,8 @@ KIND_PSEUDONYM_REF = b"N"  # record id encrypted under a purpose's lookup key
 KIND_PLAN_MAC = b"I"  # HMAC over the stored blind-index plan
 KIND_IDENTITY = b"U"  # an identity file's secret keys under Argon2id(passphrase) (layout of kind P)
 KIND_REASON = b"R"  # a reason text sealed to the security lead (or the recovery key)
-KIND_GRANT = b"G"  # a break-glass grant: one value sealed to its requester, signed by the lead (before 2026-11-27; still read)
-# Since 2026-11-27 the break-glass notes pad what they seal (ISO 7816-4, PAD_BLOCK), so a
+KIND_GRANT = b"G"  # a break-glass grant: one value sealed to its requester, signed by the lead (unpadded; still read)
+# The break-glass notes written now pad what they seal (ISO 7816-4, PAD_BLOCK), so a
 # database reader learns a value's or a reason's 32-byte bucket only, as for a field cell.
 # New kinds rather than a guess from the plaintext: the kind is inside the sealed header
 # (and a grant's signature), so a padded note cannot be passed off as an unpadded one.

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import hmac
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import _crypto as C
 from . import _format as F

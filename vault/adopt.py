@@ -3,7 +3,8 @@ schema v5 (unsigned kind-E DEKs) and the revocation of a writer (their kind-W DE
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import _crypto as C
 from . import envelope as E

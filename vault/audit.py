@@ -26,8 +26,9 @@ import dataclasses
 import json
 import struct
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from sqlalchemy import BigInteger, Column, LargeBinary, String, Table, Text, func, select
 
@@ -35,21 +36,43 @@ from . import _crypto as C
 from . import _format as F
 from . import audit_rows as RW
 from . import notes as N
-from .envelope import dek_ids, pad
+from .audit_entry import (
+    GENESIS as GENESIS,
+)
 from .audit_entry import (
     LABEL as LABEL,
-    GENESIS as GENESIS,
-    UNSIGNED_ACTIONS as UNSIGNED_ACTIONS,
-    PASSPHRASE_ACTOR as PASSPHRASE_ACTOR,
+)
+from .audit_entry import (
     PARALLEL_VERIFY_MIN as PARALLEL_VERIFY_MIN,
+)
+from .audit_entry import (
+    PASSPHRASE_ACTOR as PASSPHRASE_ACTOR,
+)
+from .audit_entry import (
+    UNSIGNED_ACTIONS as UNSIGNED_ACTIONS,
+)
+from .audit_entry import (
     Entry as Entry,
+)
+from .audit_entry import (
     actor_id as actor_id,
+)
+from .audit_entry import (
     entry_form as entry_form,
+)
+from .audit_entry import (
     entry_hash as entry_hash,
+)
+from .audit_entry import (
     entry_signed as entry_signed,
+)
+from .audit_entry import (
     signed_message as signed_message,
+)
+from .audit_entry import (
     unsigned_shape_ok as unsigned_shape_ok,
 )
+from .envelope import dek_ids, pad
 from .errors import IntegrityError, VaultError
 from .store import VaultBusy, metadata
 
@@ -98,13 +121,13 @@ class Auditor:
     def __repr__(self) -> str:
         return f"<Auditor actor={actor_id(self.actor)}>"
 
-    def append(self, store: Any, action: str, target: str = "", detail: dict | None = None,
+    def append(self, store: Any, action: str, target: str = "", detail: dict[str, Any] | None = None,
                *, unsigned: bool = False) -> None:
         """Write one entry in its own transaction; AuditError if it cannot be written."""
         self.append_after(store, action, None, lambda _: (target, detail), unsigned=unsigned)
 
-    def append_after(self, store: Any, action: str, work: "Callable[[], Any] | None",
-                     describe: "Callable[[Any], tuple[str, dict | None]]", *, unsigned: bool = False) -> Any:
+    def append_after(self, store: Any, action: str, work: Callable[[], Any] | None,
+                     describe: Callable[[Any], tuple[str, dict[str, Any] | None]], *, unsigned: bool = False) -> Any:
         """Run ``work`` and write its entry in one write transaction, and return its result.
 
         ``describe(result)`` gives the entry's ``(target, detail)``. Why one transaction: an
@@ -156,14 +179,15 @@ class Auditor:
                     seq, prev = self._head[0] + 1, self._head[1]
                     at = int(time.time() * 1000)
                     h = entry_hash(seq, prev, at, self.actor, action, target, text, reason, labelled=self.labelled)
-                    sig = bytes(64) if (unsigned or self._sign is None) else self._sign(signed_message(h, self.labelled))
+                    sig = bytes(64) if (unsigned or self._sign is None) \
+                        else self._sign(signed_message(h, self.labelled))
                     store.raw(conn, insert, (seq, prev, at, self.actor, action, target, text, reason, h, sig))
                 # Known only once committed: inside a caller's transaction, which can still roll
                 # back (a later step failing), a cached head would give the next entry a seq
                 # and prev that the log never held (SQLite keeps the cache between appends).
                 self._head = None if store.in_transaction else (seq, h)
                 return result
-            except Exception as e:  # noqa: BLE001 - any failure means: not audited, so refuse
+            except Exception as e:
                 if in_work or isinstance(e, IntegrityError):  # (a head no entry can follow: no retry helps)
                     raise
                 self._head = None
@@ -179,7 +203,7 @@ def _labelled_version(store: Any, conn: Any) -> bool:
     with the head, under the append lock (PostgreSQL) or after a write collision (SQLite), so
     a handle opened before another client's upgrade switches at its next append."""
     ph = "?" if store.is_sqlite else "%s"
-    row = store.raw(conn, f"SELECT value FROM dv_meta WHERE name = {ph}", ("db_schema_version",)).fetchone()
+    row = store.raw(conn, f"SELECT value FROM dv_meta WHERE name = {ph}", ("db_schema_version",)).fetchone()  # noqa: S608 - only the placeholder style is formatted in
     try:
         return row is not None and int(bytes(row[0]).decode("ascii")) >= F.AUDIT_LABELLED_FROM
     except (ValueError, TypeError, UnicodeDecodeError):
@@ -207,7 +231,7 @@ def read_entries(store: Any, after: int = 0, *, damaged: bool = True) -> list[En
     (vault.audit_rows). ``damaged=False``: an IntegrityError naming its seq instead."""
     ph = "?" if store.is_sqlite else "%s"
     with store.tx(write=False) as conn:
-        rows = store.raw(conn, "SELECT seq, prev, at, actor, action, target, detail, reason, hash, sig "
+        rows = store.raw(conn, "SELECT seq, prev, at, actor, action, target, detail, reason, hash, sig "  # noqa: S608 - only the placeholder style is formatted in
                                f"FROM dv_audit WHERE seq > {ph} ORDER BY seq", (after,)).fetchall()
     out = []
     for r in rows:
@@ -226,7 +250,7 @@ def signed_by(store: Any, conn: Any, action: str, actors: set[bytes]) -> list[En
     hash, and its signature under the actor's Ed25519 key): a scan of the log, for rare
     checks. A row that fails is skipped; verify reports it where it stands."""
     ph = "?" if store.is_sqlite else "%s"
-    rows = store.raw(conn, "SELECT seq, prev, at, actor, action, target, detail, reason, hash, sig "
+    rows = store.raw(conn, "SELECT seq, prev, at, actor, action, target, detail, reason, hash, sig "  # noqa: S608 - only the placeholder style is formatted in
                            f"FROM dv_audit WHERE action = {ph}", (action,)).fetchall()
     out = []
     for r in rows:
@@ -294,14 +318,15 @@ class Verdict:
     quarantined: tuple[int, ...] = ()  # entries stepped over by the lead's signed decision (audit_trust)
 
     def __str__(self) -> str:
-        held = (f" ({len(self.quarantined)} quarantined by the lead: entr{'y' if len(self.quarantined) == 1 else 'ies'} "
+        entries = "entry" if len(self.quarantined) == 1 else "entries"
+        held = (f" ({len(self.quarantined)} quarantined by the lead: {entries} "
                 f"{', '.join(map(str, self.quarantined))})" if self.quarantined else "")
         if self.ok:
             return f"audit log verified: {self.entries} entries{held}"
         return f"audit log damaged at entry {self.first_bad}: {self.problem}{held}"
 
 
-def verify(entries: Iterable[Entry], known_actors: set[bytes], checkpoint: "Checkpoint | None" = None,
+def verify(entries: Iterable[Entry], known_actors: set[bytes], checkpoint: Checkpoint | None = None,
            deciders: set[bytes] = frozenset()) -> Verdict:  # type: ignore[assignment]
     """Walk the chain; report the first entry that is not what its predecessors promise.
 
@@ -322,7 +347,7 @@ def verify(entries: Iterable[Entry], known_actors: set[bytes], checkpoint: "Chec
     from .audit_trust import standing
     entries = list(entries)
     skip, gaps = standing(entries, set(deciders)) if deciders else (frozenset(), {})
-    with PAR.pool(lambda bounds: _check_range(entries, known_actors, *bounds, skip=skip), len(entries),
+    with PAR.pool(lambda b: _check_range(entries, known_actors, b[0], b[1], skip=skip), len(entries),
                   min_items=PARALLEL_VERIFY_MIN) as pool:
         checks = pool.imap(PAR.ranges(len(entries), -(-len(entries) // (pool.size * 4))))
         structural, cp_seen, expected = _walk(entries, known_actors, checkpoint, skip, gaps)
@@ -334,7 +359,8 @@ def verify(entries: Iterable[Entry], known_actors: set[bytes], checkpoint: "Chec
     first: Verdict | None = structural[1] if structural else None
     if bad_hash is not None and (structural is None or bad_hash < structural[0]
                                  or (bad_hash == structural[0] and not structural[2])):
-        first = Verdict(False, bad_hash + 1, entries[bad_hash].seq, "entry edited (its hash does not match its content)")
+        first = Verdict(False, bad_hash + 1, entries[bad_hash].seq,
+                        "entry edited (its hash does not match its content)")
     if downgrade is not None and (first is None or entries[downgrade].seq < (first.first_bad or 0)):
         first = Verdict(False, downgrade + 1, entries[downgrade].seq,
                         "entry of the older, unlabelled form after labelled ones (inserted, or downgraded)")
@@ -353,7 +379,7 @@ def verify(entries: Iterable[Entry], known_actors: set[bytes], checkpoint: "Chec
     return Verdict(True, len(entries), quarantined=held)
 
 
-def _walk(entries: list[Entry], known_actors: set[bytes], checkpoint: "Checkpoint | None",
+def _walk(entries: list[Entry], known_actors: set[bytes], checkpoint: Checkpoint | None,
           skip: frozenset[int] = frozenset(), gaps: dict[int, int] | None = None
           ) -> tuple[tuple[int, Verdict, bool] | None, bool, int]:
     """The cheap checks, in order: (first structural failure as (index, verdict, whether it
@@ -481,7 +507,7 @@ class Checkpoint:
         return f"{self.short}:{_b32(self.signer)}:{_b32(self.sig)}"
 
     @classmethod
-    def parse(cls, text: str) -> "Checkpoint":
+    def parse(cls, text: str) -> Checkpoint:
         parts = text.strip().split(":")
         try:
             if parts[0] != CHECKPOINT_PREFIX or len(parts) not in (3, 5):
@@ -543,7 +569,7 @@ def has_states(store: Any) -> bool:
     """Whether any entry carries record states (a vault at database schema v6 or later)."""
     ph = "?" if store.is_sqlite else "%s"
     with store.tx(write=False) as conn:
-        return store.raw(conn, f"SELECT 1 FROM dv_audit WHERE detail LIKE {ph} LIMIT 1",
+        return store.raw(conn, f"SELECT 1 FROM dv_audit WHERE detail LIKE {ph} LIMIT 1",  # noqa: S608 - only the placeholder style is formatted in
                          ('%"state":%',)).fetchone() is not None
 
 
@@ -585,8 +611,9 @@ class RecordCheck:
 def compare_states(entries: list[Entry], known: set[bytes], rows: list[tuple[bytes, str]],
                    damaged: tuple[str, ...] = (), deciders: set[bytes] = frozenset()  # type: ignore[assignment]
                    ) -> tuple[RecordCheck, list[str], list[str]]:
-    """Vault.check_records' comparison of rows (record id, state token) with the log: (what differs, the logged states no row holds, the
-    states of the rows that differ). Raises IntegrityError for a log that fails verification.
+    """Vault.check_records' comparison of rows (record id, state token) with the log: (what
+    differs, the logged states no row holds, the states of the rows that differ). Raises
+    IntegrityError for a log that fails verification.
     Quarantined entries (``deciders``' decisions) are left out of the replay: what a forged
     entry says about rows is not taken; nor what an entry says that may not say it
     (vault.audit_replay), which is reported instead."""
@@ -596,7 +623,9 @@ def compare_states(entries: list[Entry], known: set[bytes], rows: list[tuple[byt
     from .audit_replay import replay
     taken = replay(entries, frozenset(verdict.quarantined), set(deciders))
     live, dropped = taken.live, taken.dropped
-    rolled_back, unlogged, differing = [], [], []
+    rolled_back: list[str] = []
+    unlogged: list[str] = []
+    differing: list[str] = []
     for rid, token in rows:
         if live.pop(token, None) is not None:
             continue

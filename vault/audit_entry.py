@@ -17,7 +17,7 @@ UNSIGNED_ACTIONS = frozenset({"unlock_failed"})  # no key to sign with: chained,
 PASSPHRASE_ACTOR = bytes(64)  # the actor of a failed passphrase unlock: no one
 
 
-def unsigned_shape_ok(e: "Entry") -> bool:
+def unsigned_shape_ok(e: Entry) -> bool:
     """Whether an unsigned entry is exactly what ``vault.opening.unlock_failed`` writes: no target,
     no reason, ``{"with": "identity"}`` by a (non-zero) public identity or ``{"with":
     "passphrase"}`` by the zero actor. Anyone who can write the table can chain an unsigned
@@ -67,7 +67,7 @@ def signed_message(h: bytes, labelled: bool) -> bytes:
     return F.LABEL_AUDIT_SIG + h if labelled else h
 
 
-def entry_form(e: "Entry", first: bool = True) -> bool | None:
+def entry_form(e: Entry, first: bool = True) -> bool | None:
     """Which form the entry's hash has: True (labelled), False (older), None (neither:
     the entry was edited). ``first``: the form to try first (the previous entry's).
 
@@ -82,7 +82,7 @@ def entry_form(e: "Entry", first: bool = True) -> bool | None:
     return None
 
 
-def entry_signed(e: "Entry", labelled: bool) -> bool:
+def entry_signed(e: Entry, labelled: bool) -> bool:
     """Whether the entry's signature verifies under its actor's key, in its form."""
     try:
         C.ed25519_verify(e.actor[32:], signed_message(e.hash, labelled), e.sig)

@@ -22,14 +22,23 @@ from __future__ import annotations
 
 import re
 import struct
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from . import _crypto as C
 from . import _format as F
 from . import _parallel as PAR
 from . import audit_rows as RW
-from .audit_entry import (GENESIS, PARALLEL_VERIFY_MIN, UNSIGNED_ACTIONS, Entry, actor_id, entry_form, entry_signed,
-                          unsigned_shape_ok)
+from .audit_entry import (
+    GENESIS,
+    PARALLEL_VERIFY_MIN,
+    UNSIGNED_ACTIONS,
+    Entry,
+    actor_id,
+    entry_form,
+    entry_signed,
+    unsigned_shape_ok,
+)
 from .audit_replay import replay
 from .errors import NotFound, ValidationError
 
@@ -200,7 +209,8 @@ def _clock(entries: list[Entry], i: int, known: set[bytes], held: frozenset[int]
     def timed(e: Entry) -> bool:
         return e.actor in known and not (e.action in UNSIGNED_ACTIONS and e.sig == bytes(64)) and e.seq not in held
     ts = [n for n, x in enumerate(entries) if timed(x)]
-    forward = {a for a, b in zip(ts, ts[1:]) if clock_problem(entries[b].at, entries[a].at, entries[a].seq)}
+    forward = {a for a, b in zip(ts, ts[1:], strict=False)
+               if clock_problem(entries[b].at, entries[a].at, entries[a].seq)}
     latest = max(((entries[n].at, entries[n].seq) for n in ts if n < i), default=(0, 0))
     back = clock_problem(entries[i].at, *latest)
     if back is not None:

@@ -13,9 +13,9 @@ from typing import Any
 from . import _crypto as C
 from . import _format as F
 from . import audit as A
+from . import audit_trust as T
 from . import envelope as E
 from . import notes as N
-from . import audit_trust as T
 from .access import Access
 from .audit_rows import detail_of
 from .errors import AccessDenied, IntegrityError, ValidationError

@@ -21,8 +21,10 @@ import json
 import re
 import struct
 import time
-from dataclasses import dataclass, field as _field
-from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field as _field
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import delete, select, update
 
@@ -31,12 +33,12 @@ from . import _format as F
 from . import envelope as E
 from . import notes as N
 from . import pseudonym as P
-from .envelope import _lp8
-from .errors import AccessDenied, IntegrityError, NotFound, ValidationError, utf8
-from .journal import Journal
 from .access import Access
 from .breakglass_rows import forget, reveals
 from .canaries import Canaries
+from .envelope import _lp8
+from .errors import AccessDenied, IntegrityError, NotFound, ValidationError, utf8
+from .journal import Journal
 from .pseudonyms import Pseudonyms, record_id_bytes
 from .records import Records
 from .store import _blob
@@ -124,7 +126,7 @@ class RevealRequest:
         return f"<RevealRequest {self.req_id} by {self.requester} for field {self.field!r}>"
 
 
-def _lead(v: Desk) -> "PublicIdentity":
+def _lead(v: Desk) -> PublicIdentity:
     lead = next((u for u in v.access.users() if v.access.ses.schema.roles[u.role].manage
                  and u.public.ed25519 == v.access.lead_vk), None)
     if lead is None:
@@ -141,7 +143,8 @@ def request_message(vault_id: bytes, req_id: str, requester: str, rid: bytes, fi
 
 
 def request(v: Desk, record_id: str, field: str, reason: str) -> str:
-    if v.access.ses.user is None or v.access.ses.identity is None:
+    user, ident = v.access.ses.user, v.access.ses.identity
+    if user is None or ident is None:
         raise AccessDenied("break-glass requests are made with a user identity")
     f = v.access.ses.schema.field(field)
     if f.cls in v.access.current:
@@ -155,14 +158,14 @@ def request(v: Desk, record_id: str, field: str, reason: str) -> str:
     # padded (kind Q): the blob's length tells only the reason's 32-byte bucket
     sealed_reason = N.seal_note(F.KIND_REASON_PADDED, lead.x25519, N.recipient_id(lead.raw),
                                 v.access.ses.vid + bytes.fromhex(req_id) + E.pad(reason.encode("utf-8")))
-    sig = v.access.ses.identity.sign(request_message(v.access.ses.vid, req_id, v.access.ses.user.user_id, rid, field, sealed_reason))
+    sig = ident.sign(request_message(v.access.ses.vid, req_id, user.user_id, rid, field, sealed_reason))
     with store.tx() as conn:
         if v.access.db_version(conn) < SIGNED_FROM:
             raise AccessDenied("this vault must be opened once by the security lead with this release before "
                                "break-glass requests can be made")
         if not store.record_exists(conn, rid):
             raise NotFound(f"no record {record_id}")
-        conn.execute(reveals.insert().values(req_id=req_id, requester=v.access.ses.user.user_id, record_id=rid,
+        conn.execute(reveals.insert().values(req_id=req_id, requester=user.user_id, record_id=rid,
                                              field=field, reason=sealed_reason, grant=None,
                                              created=int(time.time()), sig=sig))
     return req_id
@@ -188,8 +191,9 @@ def pending(v: Desk) -> list[RevealRequest]:
         return [RevealRequest(r.req_id, r.requester, None, r.field, None, r.grant is not None,
                               record=_label(v, r.record_id)) for r in rows]
     users = {u.user_id: u for u in v.access.users()}
-    watched = changes(v.access, [(r.req_id, _label(v, r.record_id) or "" if "audit" in v.access.purposes else "", r.requester,
-                           r.field) for r in rows])
+    audit_names = "audit" in v.access.purposes
+    watched = changes(v.access, [(r.req_id, _label(v, r.record_id) or "" if audit_names else "", r.requester, r.field)
+                                 for r in rows])
     return [_lead_view(v, r, sigs.get(r.req_id), users.get(r.requester), watched.get(r.req_id, []))
             for r in rows]
 
@@ -221,7 +225,7 @@ def _signatures(conn: Any) -> dict[str, bytes | None]:
     return out
 
 
-def _lead_view(v: Desk, r: _Row, sig: bytes | None, requester: "User | None",
+def _lead_view(v: Desk, r: _Row, sig: bytes | None, requester: User | None,
                changed: list[str] | None = None) -> RevealRequest:
     """The lead's view of one request: who the record is, the reason, what is wrong, and
     (``changed``, vault.breakglass_watch) recent changes of what identifies the record."""
@@ -240,7 +244,7 @@ def _lead_view(v: Desk, r: _Row, sig: bytes | None, requester: "User | None",
                          problem=problem, flags=flags)
 
 
-def _problem(v: Desk, r: _Row, sig: bytes | None, requester: "User | None") -> str | None:
+def _problem(v: Desk, r: _Row, sig: bytes | None, requester: User | None) -> str | None:
     try:
         _check_signed(v, r, sig, requester)
     except (AccessDenied, IntegrityError, NotFound) as e:
@@ -318,7 +322,7 @@ def _load(v: Desk, req_id: str) -> tuple[_Row, bytes | None]:
     return _row(r), sig
 
 
-def _check_signed(v: Desk, r: _Row, sig: bytes | None, requester: "User | None") -> None:
+def _check_signed(v: Desk, r: _Row, sig: bytes | None, requester: User | None) -> None:
     """That the row is what its (enrolled) requester signed: NotFound without an enrolled
     requester, AccessDenied without a signature (a request of an older release), and
     IntegrityError for a signature that does not cover the row (edited in the database)."""
@@ -336,7 +340,7 @@ def _check_signed(v: Desk, r: _Row, sig: bytes | None, requester: "User | None")
                              "request again") from None
 
 
-def checked(v: Desk, req_id: str, record: str, field: str) -> tuple[_Row, "User"]:
+def checked(v: Desk, req_id: str, record: str, field: str) -> tuple[_Row, User]:
     """The request, after checking that it is what its requester signed and that it is
     about the ``record`` (its id, or any pseudonym of it the caller holds, as the lead saw
     it) and ``field`` the lead confirmed; ValidationError on a mismatch."""
@@ -369,8 +373,8 @@ def _names(v: Desk, rid: bytes, record: Any) -> bool:
 
 def _grant_message(vault_id: bytes, req_id: str, requester: str, rid: bytes, field: str,
                    expires: int, sealed: bytes, head: bytes = b"") -> bytes:
-    """What the lead signs. ``head`` is the grant's blob header (empty for a headerless grant
-    of before 2026-11-26)."""
+    """What the lead signs. ``head`` is the grant's blob header (empty for a headerless grant,
+    docs/format.md 8b, which is still read)."""
     return (LABEL + head + vault_id + bytes.fromhex(req_id) + bytes.fromhex(requester) + rid
             + field.encode("ascii") + b"\x00" + struct.pack(">Q", expires) + sealed)
 
@@ -438,6 +442,7 @@ def reveal(v: Desk, req_id: str, now: float | None = None) -> tuple[Any, Excepti
 
 def _open_grant(v: Desk, r: _Row, req_id: str, now: float | None) -> Any:
     assert v.access.ses.user is not None and v.access.ses.identity is not None and v.access.lead_vk is not None
+    assert r.grant is not None  # reveal() takes only approved requests
     head, expires, sig, sealed = _parse_grant(r.grant)
     try:
         C.ed25519_verify(v.access.lead_vk, _grant_message(v.access.ses.vid, req_id, r.requester, r.record_id, r.field,
@@ -500,7 +505,8 @@ def audited_pending(d: Desk) -> list[RevealRequest]:
         return "", {"requests": len(out), **({"fields": ["badge_name"], "targets": shown} if shown else {})}
     out = j.guard("reveal_list", lambda: j.around("reveal_list", lambda: pending(d), describe))
     if d.access.ses.role.manage:
-        d.canaries.alarm_if_canary([r.record_id for r in out if r.badge_name is not None], "reveal_list")
+        shown = [r.record_id for r in out if r.badge_name is not None and r.record_id]
+        d.canaries.alarm_if_canary(shown, "reveal_list")
     return out
 
 

@@ -20,8 +20,8 @@ from . import audit as A
 from . import audit_rows as RW
 
 if TYPE_CHECKING:
-    from .users import User
     from .access import Access
+    from .users import User
 
 #: The fields the lead's view shows of a record (besides pseudonyms nobody can change).
 SHOWN = ("badge_name",)
@@ -38,7 +38,7 @@ def changes(v: Access, wanted: list[tuple[str, str, str, str]]) -> dict[str, lis
     store = v.ses.store()
     ph = "?" if store.is_sqlite else "%s"
     with store.tx(write=False) as conn:
-        rows = store.raw(conn, "SELECT seq, prev, at, actor, action, target, detail, reason, hash, sig FROM dv_audit "
+        rows = store.raw(conn, "SELECT seq, prev, at, actor, action, target, detail, reason, hash, sig FROM dv_audit "  # noqa: S608 - only the placeholder style is formatted in
                                f"WHERE action = {ph} AND target IN ({', '.join([ph] * len(targets))}) ORDER BY seq",
                          ("update", *targets)).fetchall()
     entries = [e for e in (A._row_entry(store, r) for r in rows) if e is not None]

@@ -28,8 +28,9 @@ from __future__ import annotations
 import json
 import os
 import struct
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from . import _crypto as C
 from . import _format as F
@@ -90,7 +91,7 @@ def open_list(seed: bytes, vault_id: bytes, blob: bytes) -> dict[bytes, int]:
 
 def open_legacy(meta_secret: bytes, vault_id: bytes, blob: bytes) -> set[str]:
     """The tags of a list as database schema v7 and before wrote it (under the meta key,
-    which every role holds): padded JSON, or unpadded JSON from before 2026-11-27 (it ends
+    which every role holds): padded JSON, or unpadded JSON (the older form: it ends
     with "]", which a padded plaintext never does). Read once, by the upgrade to v8."""
     key = C.Aead(C.hkdf_sha256(meta_secret, F.LABEL_CANARIES))
     try:
@@ -171,9 +172,9 @@ class Canaries:
             except IntegrityError:
                 pass  # an old list whose random nonce begins like the header
             else:  # only v8 writes this kind: the version was lowered and an older statement put back
-                raise IntegrityError("the canary list is of database schema v8, but the vault says it is older and its "
-                                     "key statement is of an older kind: the database was edited (an older statement put "
-                                     "back, to have an older canary list signed); tell the lead")
+                raise IntegrityError("the canary list is of database schema v8, but the vault says it is older and "
+                                     "its key statement is of an older kind: the database was edited (an older "
+                                     "statement put back, to have an older canary list signed); tell the lead")
         tags = open_legacy(meta_secret, self.ses.vid, blob) if blob else set()
         before = RW.head_row(store, conn)[0]
         found = {rid: before for rid, _ in store.scan_records(conn) if tags and legacy_tag(meta_secret, rid) in tags}
@@ -316,13 +317,13 @@ class Canaries:
             store = self.ses.store()
             ph = "?" if store.is_sqlite else "%s"
             with store.tx(write=False) as conn:
-                row = store.raw(conn, "SELECT seq, prev, at, actor, action, target, detail, reason, hash, sig "
+                row = store.raw(conn, "SELECT seq, prev, at, actor, action, target, detail, reason, hash, sig "  # noqa: S608 - only the placeholder style is formatted in
                                       f"FROM dv_audit WHERE seq = {ph}", (cp.seq,)).fetchone()
             if row is None or not cp.matches(RW.link_of(row)):
-                raise IntegrityError(f"the audit log no longer holds entry {cp.seq} as your last open saw it (kept in "
-                                     f"{p}): entries were deleted or rewritten since; run dvault audit verify --against "
-                                     f"{cp.short}. If the vault was restored from a backup on purpose, remove this "
-                                     "vault's line from that file")
+                raise IntegrityError(f"the audit log no longer holds entry {cp.seq} as your last open saw it (kept "
+                                     f"in {p}): entries were deleted or rewritten since; run dvault audit verify "
+                                     f"--against {cp.short}. If the vault was restored from a backup on purpose, "
+                                     "remove this vault's line from that file")
             after = cp.seq
         found = self.alarms(after=after)
         seq, head = A.head(self.ses.store())

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import ValidationError
-
 from .schema import Schema
 from .schema import consent_table as parse  # noqa: F401 - the table's parser, where the schema reads it
 

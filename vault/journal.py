@@ -7,7 +7,8 @@ log itself (``dv_audit``: chain, signatures, verification) is vault.audit's.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from .audit import Auditor
 from .errors import AccessDenied

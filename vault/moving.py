@@ -32,9 +32,10 @@ import datetime as _dt
 import hmac
 import os
 import secrets
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 from . import _crypto as C
 from . import _format as F
@@ -82,7 +83,7 @@ def written_since_creation(store: Store) -> bool:
     try:
         with store.tx(write=False) as conn:
             return _problem(store, conn) is not None
-    except Exception:  # noqa: BLE001 - unreadable: keep it rather than drop what we cannot see
+    except Exception:
         return True
 
 
@@ -97,7 +98,7 @@ def check_open(store: Store) -> None:
                          "lack records): run the move again; it sets this vault aside and makes a new one")
 
 
-def _check_signed(meta: dict[str, bytes], source: "Access") -> None:
+def _check_signed(meta: dict[str, bytes], source: Access) -> None:
     """The mark names ``source`` and carries its lead's or recovery actor's signature."""
     refused = IntegrityError("this vault's moving mark is not one a move from this vault signed (set in the "
                              "database?): not replacing it; tell the lead")
@@ -107,7 +108,8 @@ def _check_signed(meta: dict[str, bytes], source: "Access") -> None:
         raise refused from None
     sig, vault_id = meta.get("moving_sig", b""), meta.get("vault_id", b"")
     allowed = K.signers(source.ring) if source.ring is not None else {}
-    if src_id != source.ses.vid.hex() or len(sig) != 1 + C.ED25519_SIG_LEN or sig[:1] not in allowed or len(vault_id) != F.ID_LEN:
+    if src_id != source.ses.vid.hex() or len(sig) != 1 + C.ED25519_SIG_LEN or sig[:1] not in allowed \
+            or len(vault_id) != F.ID_LEN:
         raise refused
     try:
         C.ed25519_verify(allowed[sig[:1]], message(vault_id, bytes.fromhex(src_id)), sig[1:])
@@ -115,7 +117,7 @@ def _check_signed(meta: dict[str, bytes], source: "Access") -> None:
         raise refused from None
 
 
-def discard_unfinished_move(url: str, source: "Access | None" = None) -> str | None:
+def discard_unfinished_move(url: str, source: Access | None = None) -> str | None:
     """Set aside the vault at ``url`` if it is what a killed move from ``source`` left (see
     the module's docstring); returns where it was kept, or None if there was nothing to do
     (no vault, or an empty place). A finished vault is refused (VaultExists, by create()
@@ -194,7 +196,7 @@ def _remove_sqlite(path: str) -> None:
 
 def set_aside(store: Store) -> str:
     """Rename the vault's tables (SQLite: its files) out of the way and keep them."""
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + C.random_bytes(3).hex()
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + C.random_bytes(3).hex()
     if store.sqlite_path is not None:
         _checkpoint(store)
         store.dispose()

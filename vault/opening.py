@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import builtins
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 from . import _crypto as C
 from . import _format as F
@@ -28,13 +29,12 @@ from .access import PASSPHRASE, Access, users_of
 from .adopt import adopt_sealed
 from .audit import Auditor, has_states
 from .envelope import DekHeader
-from .errors import (AccessDenied, IntegrityError, NotFound, SchemaError, ValidationError, VaultExists,
-                     WrongPassphrase)
+from .errors import AccessDenied, IntegrityError, NotFound, SchemaError, ValidationError, VaultExists, WrongPassphrase
 from .identity import Identity
 from .journal import Journal
+from .locations import normalise_url
 from .plans import verified_plan
 from .records import Records
-from .locations import normalise_url
 from .store import Store, check_db_version
 
 

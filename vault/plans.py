@@ -9,7 +9,8 @@ rows themselves are written by vault.records and vault.search.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from . import index as I
 from . import keys as K
@@ -109,7 +110,8 @@ class Plans:
             self.sync(conn)
         return self.indexers[0][1]
 
-    def terms(self, rid: bytes, values: Mapping[str, Any], oversize: str = "raise") -> list[tuple[int, str, int, bytes]]:
+    def terms(self, rid: bytes, values: Mapping[str, Any],
+              oversize: str = "raise") -> list[tuple[int, str, int, bytes]]:
         """Every generation's index terms of one record (``oversize``: see Indexer.terms)."""
         return [(gen, name, value, rid) for gen, ix in self.indexers
                 for name, value in ix.terms(values, oversize=oversize)]

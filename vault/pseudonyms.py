@@ -8,6 +8,8 @@ The audit pseudonym (:meth:`Pseudonyms.audit_name`) is what the log names a reco
 
 from __future__ import annotations
 
+from typing import Any
+
 from . import _crypto as C
 from . import _format as F
 from . import index as I
@@ -71,7 +73,7 @@ class Pseudonyms:
         except NotFound:
             return ""
 
-    def forget(self, conn: object, rid: bytes) -> None:
+    def forget(self, conn: Any, rid: bytes) -> None:
         """In a shred's transaction: delete every pseudonym of the record (all purposes)."""
         store = self.ses.store()
         for keys in self.access.purposes.values():

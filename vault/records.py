@@ -8,7 +8,8 @@ names the record states it drops and puts (docs/format.md 13a).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, cast
 
 from . import _crypto as C
 from . import _format as F
@@ -16,6 +17,7 @@ from . import _parallel as PAR
 from . import envelope as E
 from .access import Access
 from .audit import state_of
+from .buckets import Bucket, group_terms
 from .canaries import Canaries
 from .errors import AccessDenied, IntegrityError, KeysChanged, NotFound, ValidationError
 from .journal import Journal
@@ -23,7 +25,6 @@ from .plans import Plans
 from .pseudonyms import Pseudonyms, record_id_bytes
 from .record import Record
 from .session import Session
-from .store import Bucket, group_terms
 
 Classes = dict[str, list[str] | None]
 
@@ -41,8 +42,10 @@ class Records:
         self.canaries = canaries
         schema = ses.schema
         self.field_class = {f.name: f.cls for f in schema.fields.values()}
-        self.decoders = {f.name: (bytes.decode if f.type in ("text", "enum") else f.decode)
-                         for f in schema.fields.values()}
+        # bytes.decode (UTF-8, strict) for text: the read hot path calls it once per cell
+        self.decoders = cast(dict[str, Callable[[bytes], Any]],
+                             {f.name: (bytes.decode if f.type in ("text", "enum") else f.decode)
+                              for f in schema.fields.values()})
 
     # -- the codec -------------------------------------------------------------------------------
     def encode(self, values: Mapping[str, Any], where: str = "", *,
@@ -277,8 +280,8 @@ class Records:
                 store.delete_index_terms(conn, self.plans.terms(rid, searchable(plain), "index"))
                 new_values = searchable({n: pt for cls in touched for n, pt in by_class[cls].items()})
                 store.insert_index(conn, self.plans.terms(rid, new_values))
-            self.journal.record("update", self.journal.target(record_id),
-                                {**detail, **self.journal.states([self.state_token(rid, data)], [self.state_token(rid, row)])})
+            moved = self.journal.states([self.state_token(rid, data)], [self.state_token(rid, row)])
+            self.journal.record("update", self.journal.target(record_id), {**detail, **moved})
 
     def _merged(self, rid: bytes, data: bytes, by_class: dict[str, dict[str, bytes]], touched: set[str],
                 record_id: str) -> bytes:
@@ -310,8 +313,9 @@ class Records:
             if data is None:
                 raise NotFound(f"no record {record_id}")
             asked = forget(conn, record_id=rid)  # before the log's lock, as a reveal takes them
+            dropped = self.journal.states([self.state_token(rid, data)])
             self.journal.record("shred", self.journal.target(record_id),
-                                {**({"requests": asked} if asked else {}), **self.journal.states([self.state_token(rid, data)])})
+                                {**({"requests": asked} if asked else {}), **dropped})
             self.canaries.alarm_if_canary([record_id], "shred")  # here: after the commit no pseudonym names it
             if not store.delete_record(conn, rid):
                 raise NotFound(f"no record {record_id}")

@@ -22,7 +22,8 @@ versions are in the keyring until step 5 commits); running rotate() again finish
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Iterable, NamedTuple
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
 
 from . import _crypto as C
 from . import _format as F
@@ -36,7 +37,6 @@ from .journal import Journal
 from .plans import Plans
 from .records import Records
 from .search import Search
-
 
 __all__ = ["Parts", "rotate", "adopt_sealed"]
 
@@ -59,7 +59,7 @@ def _pending_state(v: Parts, raw: bytes) -> dict[str, Any]:
     current version. Else a database writer could plant a "pending" rotation naming the
     current versions, and the rotation a revocation asks for would finish it and make no
     new key; or leave a class out of a pending one, which would then never be rewrapped
-    and (before _finish spared the classes not rotated) lose its old key with its data."""
+    and, were _finish not to spare the classes not rotated, lose its old key with its data."""
     assert v.access.ring is not None
     old = {k.name for k in v.access.ring.keys
            if k.kind == K.KIND_CLASS_KEY and k.version < v.access.ring.current(K.KIND_CLASS_KEY, k.name).version}
@@ -75,11 +75,11 @@ def _pending_state(v: Parts, raw: bytes) -> dict[str, Any]:
         raise KeysChanged()
     if not ok:
         raise IntegrityError("the stored rotation state does not match the keys (edited in the database?)")
-    return state
+    return dict(state)
 
 
 def rotate(v: Parts, classes: Iterable[str] | None = None, *, reencrypt: bool = False,
-           batch: int = 500, progress: "Callable[[int, int], None] | None" = None) -> dict[str, int]:
+           batch: int = 500, progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
     store = v.access.ses.store()
     with store.tx(write=False) as conn:
         state_raw = store.get_meta(conn).get("rotation", b"")
@@ -133,7 +133,7 @@ def rotate(v: Parts, classes: Iterable[str] | None = None, *, reencrypt: bool = 
 
 
 def _rewrap(v: Parts, rotating: list[str], reencrypt: bool, fused: bool, batch: int, stats: dict[str, int],
-            progress: "Callable[[int, int], None] | None") -> None:
+            progress: Callable[[int, int], None] | None) -> None:
     """Step 2: rewrap (or re-encrypt) every record in id order, one batch per transaction
     with a cursor; ``fused``: the pending index generation's rows are written in the same
     pass while the index job is in step with it."""
@@ -190,11 +190,12 @@ def _log_states(v: Parts, recs: list[tuple[bytes, bytes]], updates: list[tuple[b
     if not updates:
         return
     old = dict(recs)
-    v.journal.record("reencrypt", "", {"count": len(updates), **v.journal.states(
-        [v.records.state_token(rid, old[rid]) for _, rid in updates], [v.records.state_token(rid, new) for new, rid in updates])})
+    token = v.records.state_token
+    moved = v.journal.states([token(rid, old[rid]) for _, rid in updates], [token(rid, new) for new, rid in updates])
+    v.journal.record("reencrypt", "", {"count": len(updates), **moved})
 
 
-def _start(v: Parts, classes: list[str], reencrypt: bool) -> dict:
+def _start(v: Parts, classes: list[str], reencrypt: bool) -> dict[str, Any]:
     assert v.access.ring is not None
     ring = K.Keyring(list(v.access.ring.keys))
     versions = {}
@@ -269,8 +270,8 @@ def _refreshed(v: Parts, rid: bytes, data: bytes, classes: list[str], reencrypt:
                 if hdr.sealed:  # written by a role without the class: adopt it into a normal wrap
                     dek = E.unseal_dek(E.class_box_secret(old.key.secret), old.key.version, v.access.ses.vid, rid, c,
                                        names, dek_blob, v.access.writer_key)
-                    wrapped = E.wrap_dek(new.aead, new.key.kid, new.key.version, hdr.dek_id, dek, v.access.ses.vid, rid, c,
-                                         names)
+                    wrapped = E.wrap_dek(new.aead, new.key.kid, new.key.version, hdr.dek_id, dek, v.access.ses.vid,
+                                         rid, c, names)
                 else:
                     wrapped = v.access.codec.rewrap(old.aead, old.key.version, new.aead, new.key.kid, new.key.version,
                                               rid, c, names, dek_blob)

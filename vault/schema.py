@@ -11,9 +11,10 @@ from __future__ import annotations
 import datetime as _dt
 import re
 import tomllib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from . import _format as F
 from . import values as VAL
@@ -113,7 +114,7 @@ class Field:
             data = str(value).encode("ascii")
         if len(data) > F.MAX_VALUE_BYTES:
             raise ValidationError(f"field {self.name!r} is longer than 1 MiB", field=self.name)
-        return data
+        return bytes(data)
 
     def parse_text(self, text: str) -> Any:
         """The field's value from typed text (a CLI argument, a search term): why here and not
@@ -441,7 +442,8 @@ def _field(name: str, spec: Any, classes: tuple[str, ...]) -> Field:
     )
 
 
-def _limit(name: str, spec: dict, key: str, default: int, types: tuple[str, ...], ftype: str, top: int) -> int:
+def _limit(name: str, spec: dict[str, Any], key: str, default: int, types: tuple[str, ...], ftype: str,
+           top: int) -> int:
     """A positive size limit; ``top`` keeps a value (4 bytes per character at most in UTF-8)
     under the 1 MiB cap of every value, so the field's own limit is the one that speaks."""
     if key not in spec:
@@ -454,7 +456,7 @@ def _limit(name: str, spec: dict, key: str, default: int, types: tuple[str, ...]
     return v
 
 
-def _get(table: dict, key: str, typ: type, where: str) -> Any:
+def _get(table: dict[str, Any], key: str, typ: type, where: str) -> Any:
     v = table.get(key)
     if not isinstance(v, typ) or isinstance(v, bool):
         raise SchemaError(f"{where}.{key} is missing or not a {typ.__name__}")

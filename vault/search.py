@@ -9,12 +9,14 @@ cursor, then switches the plans (signed) and deletes the old generation.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from . import _parallel as PAR
 from . import index as I
 from . import schema as S
 from .access import Access
+from .buckets import pack_terms
 from .errors import KeysChanged, ValidationError, utf8
 from .journal import Journal
 from .normalize import tokens
@@ -22,7 +24,6 @@ from .plans import Plans
 from .record import Record
 from .records import Records
 from .session import Session
-from .store import pack_terms
 
 Term = tuple[int, str, int, bytes]
 IndexRow = tuple[int, str, int, bytes, bytes]
@@ -99,7 +100,7 @@ class Search:
         for name, value in criteria.items():
             f = self.field(name)
             if f.type != "text" and isinstance(value, str):
-                value = f.parse_text(value)  # "41", "2026-11-27", "yes": as the CLI types them
+                value = f.parse_text(value)  # "41", a YYYY-MM-DD date, "yes": as the CLI types them
             elif f.type == "text" and not isinstance(value, str):
                 raise ValidationError(f"search value for {name!r} must be text", field=name)
             elif f.type == "text":

@@ -18,7 +18,8 @@ their loss.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Collection, NamedTuple, Protocol
+from collections.abc import Callable, Collection
+from typing import Any, NamedTuple, Protocol
 
 from . import _crypto as C
 from . import _format as F
@@ -27,7 +28,7 @@ from . import users as U
 from .errors import IntegrityError, VaultError
 from .session import Session
 
-PASSPHRASE = "passphrase"
+PASSPHRASE = "passphrase"  # noqa: S105 - a slot kind, not a secret
 #: The digest a statement names for a slot whose bytes its signer never saw (missing when
 #: the first statement of the third kind was signed); the next signature takes the stored one.
 UNSEEN = "0" * 64

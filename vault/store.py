@@ -6,18 +6,55 @@ keys, busy timeout); PostgreSQL (``postgresql+psycopg://``) is the shared backen
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Collection, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
-from sqlalchemy import (BigInteger, Column, Integer, LargeBinary, MetaData, String, Table,
-                        create_engine, delete, event, func, inspect, select, update)
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    delete,
+    event,
+    func,
+    inspect,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from . import _crypto as C
 from . import _format as F
 from ._files import write_private
+from .buckets import (
+    ID_BYTES as ID_BYTES,
+)
+from .buckets import (
+    Bucket as Bucket,
+)
+from .buckets import (
+    _holds,
+)
+from .buckets import (
+    group_terms as group_terms,
+)
+from .buckets import (
+    pack_index as pack_index,
+)
+from .buckets import (
+    pack_terms as pack_terms,
+)
+from .buckets import (
+    split_ids as split_ids,
+)
 from .errors import IntegrityError, NotFound, UnsupportedVersion
 from .locks import Locks, install_lock_wait
 from .store_errors import StoreError as StoreError
@@ -92,74 +129,10 @@ def _store_error(e: BaseException) -> StoreError:
     return StoreError(f"database error: {type(orig).__name__}")
 
 
-ID_BYTES = F.ID_LEN
-
-
-Bucket = tuple[int, str, int]  # (gen, index name, value)
-
-
-def group_terms(terms: Iterable[tuple[int, str, int, bytes]]) -> dict[Bucket, bytes]:
-    """Index terms (gen, name, value, record id) as bucket -> concatenated ids: the compact
-    form a worker sends back (a few hundred buckets instead of thousands of tuples)."""
-    buckets: dict[Bucket, list[bytes]] = {}
-    for gen, name, value, rid in terms:
-        got = buckets.get((gen, name, value))
-        if got is None:
-            buckets[(gen, name, value)] = [rid]
-        else:
-            got.append(rid)
-    return {key: b"".join(ids) for key, ids in buckets.items()}
-
-
-def pack_index(groups: Mapping[Bucket, Iterable[bytes]]) -> list[tuple[int, str, int, bytes, bytes]]:
-    """dv_index rows (gen, name, value, chunk, ids) for bucket -> concatenated-id parts:
-    per bucket the distinct ids in ascending order, F.INDEX_CHUNK_IDS to a row, each row
-    under a fresh random chunk id; rows in key order (B-tree appends)."""
-    rows = []
-    cap, n = F.INDEX_CHUNK_IDS, ID_BYTES
-    for (gen, name, value), parts in groups.items():
-        blob = b"".join(parts)
-        if len(blob) == n:  # one id (a single add, or a sparse bucket of a batch)
-            rows.append((gen, name, value, blob))
-            continue
-        ids = sorted({blob[i:i + n] for i in range(0, len(blob), n)})
-        for i in range(0, len(ids), cap):
-            rows.append((gen, name, value, b"".join(ids[i:i + cap])))
-    k = F.INDEX_CHUNK_ID_LEN
-    chunks = C.random_bytes(k * len(rows))  # one CSPRNG call for every row's chunk id
-    out = [(gen, name, value, chunks[j * k:j * k + k], ids) for j, (gen, name, value, ids) in enumerate(rows)]
-    out.sort()
-    return out
-
-
-def pack_terms(terms: Iterable[tuple[int, str, int, bytes]]) -> list[tuple[int, str, int, bytes, bytes]]:
-    """Index terms (gen, name, value, record id) as dv_index rows: :func:`pack_index` of
-    :func:`group_terms`."""
-    return pack_index({key: (ids,) for key, ids in group_terms(terms).items()})
-
-
-def split_ids(blob: bytes) -> list[bytes]:
-    """The record ids of one dv_index row; a row that is not whole ids has been tampered with."""
-    if not blob or len(blob) % ID_BYTES:
-        raise IntegrityError("the blind index holds a malformed row (tampering?): rebuild it with reindex()")
-    return [blob[i:i + ID_BYTES] for i in range(0, len(blob), ID_BYTES)]
-
-
 def _close_quietly(cur: Any) -> None:
-    try:
+    """Close a cursor on an error path: the error being raised is the one to report."""
+    with contextlib.suppress(Exception):
         cur.close()
-    except Exception:  # noqa: BLE001 - already failing; the first error is the one reported
-        pass
-
-
-def _holds(blob: bytes, rid: bytes) -> bool:
-    """Is ``rid`` one of the (aligned) ids in ``blob``? bytes.find, then an alignment check."""
-    at = blob.find(rid)
-    while at >= 0:
-        if at % ID_BYTES == 0:
-            return True
-        at = blob.find(rid, at + 1)
-    return False
 
 
 def _blob(x: Any) -> bytes:
@@ -290,9 +263,10 @@ class Store(Locks):
         self._set_meta_sql = f"UPDATE dv_meta SET value = {ph} WHERE name = {ph}"
         self._update_record_sql = f"UPDATE dv_records SET data = {ph} WHERE id = {ph}"
         self._insert_record_sql = f"INSERT INTO dv_records (id, data) VALUES ({ph}, {ph})"
-        self._insert_index_sql = f"INSERT INTO dv_index (gen, name, value, chunk, ids) VALUES ({ph}, {ph}, {ph}, {ph}, {ph})"
+        self._insert_index_sql = ("INSERT INTO dv_index (gen, name, value, chunk, ids) "
+                                  f"VALUES ({ph}, {ph}, {ph}, {ph}, {ph})")
 
-    def raw(self, conn: Connection, sql: str, params: tuple = ()) -> Any:
+    def raw(self, conn: Connection, sql: str, params: tuple[Any, ...] = ()) -> Any:
         """Run one statement on the DB-API cursor of ``conn`` (inside its transaction).
 
         Why: on a small statement SQLAlchemy's execution context and events cost several
@@ -313,16 +287,16 @@ class Store(Locks):
         _close_quietly(cur)
         raise err
 
-    def _fetch(self, cur: Any, n: int) -> list:
+    def _fetch(self, cur: Any, n: int) -> list[Any]:
         try:
-            return cur.fetchmany(n)
+            return list(cur.fetchmany(n))
         except self._dbapi.Error as e:
             err = _store_error(e)
         _close_quietly(cur)  # as in raw()
         raise err
 
     @property
-    def is_sqlite(self) -> bool:
+    def is_sqlite(self) -> bool:  # type: ignore[override]  # Locks declares it an attribute; here it is derived
         return self.sqlite_path is not None
 
     @contextmanager
@@ -688,6 +662,7 @@ class Store(Locks):
             # on the DB-API connection, outside any transaction: SQLAlchemy would open one
             # first (autobegin), and a checkpoint run inside a transaction cannot finish
             raw = self._conn.connection.driver_connection
+            assert raw is not None
             raw.execute(f"PRAGMA busy_timeout={CHECKPOINT_WAIT_MS}")
             try:
                 busy = raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
@@ -701,7 +676,8 @@ class Store(Locks):
 def check_db_version(stored: int) -> None:
     if stored > F.DB_SCHEMA_VERSION:
         raise UnsupportedVersion(
-            f"this vault uses database schema v{stored}; this release reads up to v{F.DB_SCHEMA_VERSION}: upgrade defenders-vault"
+            f"this vault uses database schema v{stored}; this release reads up to v{F.DB_SCHEMA_VERSION}: "
+            "upgrade defenders-vault"
         )
 
 

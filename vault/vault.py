@@ -8,7 +8,8 @@ in the work's transaction where the entry must stand or fall with it.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 from . import _format as F
 from . import breakglass, enrol, rotation
@@ -102,7 +103,7 @@ def discard_new(v: Vault) -> None:
     O.discard(store, made)
 
 
-def open(url: str | os.PathLike[str], passphrase: str | None = None, *,  # noqa: A001 - mirrors builtins
+def open(url: str | os.PathLike[str], passphrase: str | None = None, *,
          identity: Identity | None = None, pins: str | os.PathLike[str] | None = None) -> Vault:
     """Open an existing vault with the passphrase (all keys) or a user's identity (their
     role's keys); raises WrongPassphrase, AccessDenied, NotFound, IntegrityError.
@@ -378,7 +379,10 @@ class Vault:
         """Change fields (None removes one); touched classes get fresh DEKs and ciphertexts."""
         j, a = self._journal, self._access
         if isinstance(values, Mapping):
-            j.guard("update", lambda: [a.need_class(self.schema.field(n).cls, f"field {n!r}") for n in values])
+            def may_write() -> None:
+                for n in values:
+                    a.need_class(self.schema.field(n).cls, f"field {n!r}")
+            j.guard("update", may_write)
         record_id_bytes(record_id)  # a malformed id is refused before anything is logged
         try:
             j.guard("update", lambda: self._records.update(record_id, values))  # its entry commits with the row
@@ -393,7 +397,10 @@ class Vault:
         """Crypto-shred one record (see vault.records.Records.delete); needs write access to
         every class and every purpose key."""
         j, a = self._journal, self._access
-        j.guard("shred", lambda: (a.need_writable("shredding records"), a.need_all_purposes("shredding records")))
+        def may_shred() -> None:
+            a.need_writable("shredding records")
+            a.need_all_purposes("shredding records")
+        j.guard("shred", may_shred)
         record_id_bytes(record_id)
         try:
             j.guard("shred", lambda: self._records.delete(record_id))  # its entry commits with the deletion
@@ -650,7 +657,10 @@ class Vault:
         :meth:`alarms`; its row is indistinguishable from a real one on disk, and only the
         lead's and the recovery passphrase's keys open the list that names it."""
         j, a = self._journal, self._access
-        j.guard("plant_canary", lambda: (a.need_all_classes("planting canaries"), a.need_manage("planting canaries")))
+        def may_plant() -> None:
+            a.need_all_classes("planting canaries")
+            a.need_manage("planting canaries")
+        j.guard("plant_canary", may_plant)
         # one transaction for the decoy row, its "add" entry and its place in the list
         return j.guard("plant_canary", lambda: self._records.add_many([values], canaries=[0]))[0]
 
