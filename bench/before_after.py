@@ -71,7 +71,9 @@ def main() -> int:
         for side in (("before", "after") if k % 2 == 0 else ("after", "before")):
             root = trees[side]
             print(f"round {k + 1}/{args.rounds}: {side} ({root})", file=sys.stderr, flush=True)
-            got = insert_read(run(root, "insert_read.py", ["--n", str(args.n), "--repeat", "1"]))
+            # --sample 0: insert_read.py compares records with its input, and the default schema
+            # now reads `dietary` back as a list (a multi-choice field) where _synth wrote text
+            got = insert_read(run(root, "insert_read.py", ["--n", str(args.n), "--repeat", "1", "--sample", "0"]))
             got |= search(run(root, "search.py", ["--sizes", str(args.size), "--queries", str(args.queries),
                                                  "--absent", "20", "--scan-queries", "1"]))
             for key, value in got.items():

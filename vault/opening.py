@@ -29,11 +29,11 @@ from .access import PASSPHRASE, Access, users_of
 from .adopt import adopt_sealed
 from .audit import Auditor, has_states
 from .envelope import DekHeader
-from .errors import AccessDenied, IntegrityError, NotFound, SchemaError, ValidationError, VaultExists, WrongPassphrase
+from .errors import AccessDenied, IntegrityError, NotFound, SchemaError, VaultExists, WrongPassphrase
 from .identity import Identity
 from .journal import Journal
 from .locations import normalise_url
-from .plans import verified_plan
+from .plans import check_plan_args, verified_plan
 from .records import Records
 from .store import Store, check_db_version
 
@@ -96,10 +96,8 @@ def pin_signers(ring: K.Keyring) -> str:
 def plan_args(parsed: S.Schema, population: int | None, k: int | None, precise: Any) -> tuple[int, int]:
     population = parsed.expected_population if population is None else population
     k = parsed.k_anonymity if k is None else k
-    if not isinstance(population, int) or population < 1 or not isinstance(k, int) or k < 1:
-        raise ValidationError("population and k must be positive integers")
-    if not isinstance(precise, bool):
-        raise ValidationError("precise must be true or false")
+    check_plan_args(population, k, precise)
+    assert population is not None and k is not None
     return population, k
 
 

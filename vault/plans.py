@@ -15,7 +15,7 @@ from typing import Any
 from . import index as I
 from . import keys as K
 from .access import Access
-from .errors import IntegrityError, KeysChanged
+from .errors import IntegrityError, KeysChanged, ValidationError
 from .session import Session
 
 PLAN_ROWS = ("index_plan", "index_plan_mac", "index_plan_sig", "index_next", "index_next_mac", "index_next_sig")
@@ -36,6 +36,14 @@ def verified_plan(meta: Mapping[str, bytes], name: str, ring: K.Keyring, vault_i
         return I.Plan.from_text(text)
     except (ValueError, KeyError, TypeError):
         raise IntegrityError("index plan is authenticated but unparsable") from None
+
+
+def check_plan_args(population: Any, k: Any, precise: Any) -> None:
+    """An index plan's sizing as a caller gives it (create, reindex), refused before any work."""
+    if not isinstance(population, int) or population < 1 or not isinstance(k, int) or k < 1:
+        raise ValidationError("population and k must be positive integers")
+    if not isinstance(precise, bool):
+        raise ValidationError("precise must be true or false")
 
 
 class Plans:

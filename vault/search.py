@@ -20,7 +20,7 @@ from .buckets import pack_terms
 from .errors import KeysChanged, ValidationError, utf8
 from .journal import Journal
 from .normalize import tokens
-from .plans import Plans
+from .plans import Plans, check_plan_args
 from .record import Record
 from .records import Records
 from .session import Session
@@ -35,13 +35,6 @@ def check_batch(batch: Any) -> None:
     halfway; refuse it before anything is written."""
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ValidationError("batch must be a positive integer")
-
-
-def _check_plan_args(population: Any, k: Any, precise: Any) -> None:
-    if not isinstance(population, int) or population < 1 or not isinstance(k, int) or k < 1:
-        raise ValidationError("population and k must be positive integers")
-    if not isinstance(precise, bool):
-        raise ValidationError("precise must be true or false")
 
 
 class Search:
@@ -209,7 +202,7 @@ class Search:
         population = cur.population if population is None else population
         k = cur.k if k is None else k
         precise = cur.mode == "precise" if precise is None else precise
-        _check_plan_args(population, k, precise)
+        check_plan_args(population, k, precise)
         nxt = I.make_plan(cur.gen + 1, self.ses.schema, population, k,
                           {c: ck.key.version for c, ck in self.access.current.items()}, precise)
         with store.tx() as conn:
