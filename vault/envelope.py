@@ -408,15 +408,13 @@ class Codec:
                     decoders: dict[str, Callable[[bytes], Any]] | None = None,
                     writers: WriterKeys | None = None) -> dict[str, Any]:
         """Parse a record row and decrypt the wanted cells in one pass (the read hot path).
-
-        ``keys``: class key id -> :meth:`key_entry`. ``classes``: class -> wanted field
-        names (None = all) for the classes to open. ``field_class``: schema field -> class.
-        ``decoders``: field -> bytes-to-value function applied to each plaintext (None: return the
-        encoded bytes). ``writers``: whose signature a sealed (kind W) DEK may carry. Every class
-        envelope's framing is checked, only wanted classes are decrypted.
-        Raises Malformed, EnvelopeFailure(cls), FieldFailure(name) or FieldEncoding(name).
-        """
+        ``keys``: class key id -> :meth:`key_entry`; ``classes``: class -> wanted fields (None =
+        all); ``field_class``: field -> class; ``decoders``: field -> bytes-to-value (None: the
+        encoded bytes); ``writers``: whose signature a sealed (kind W) DEK may carry. Every
+        envelope's framing is checked, only wanted classes are decrypted. Raises Malformed,
+        EnvelopeFailure(cls), FieldFailure(name) or FieldEncoding(name)."""
         known = self._cell_table(field_class)
+        manifests = self._manifests
         class_names = self._class_names
         tail = self.vid + record_id
         unpack = _unpack_u32
@@ -465,7 +463,20 @@ class Codec:
                 entry = keys.get(dek_blob[2:10])
                 if entry is None or entry[0] != cls:
                     raise EnvelopeFailure(cls)
-                dek = self._open_dek(entry, dek_blob, tail, tuple(present), record_id, cls, writers)
+                names = tuple(present)
+                if dek_blob[:2] == _DEK_PREFIX and dl == DEK_BLOB_LEN:
+                    aad = dek_blob[:18] + tail + entry[4] + (manifests.get(names) or self._manifest(names))
+                    try:
+                        dek = entry[2].decrypt(dek_blob[18:30], dek_blob[30:], aad)
+                    except C.AEAD_FAILURES:
+                        raise EnvelopeFailure(cls) from None
+                elif dek_blob[:2] == _SIGNED_PREFIX and dl == SIGNED_DEK_LEN:
+                    try:
+                        dek = unseal_dek(entry[3], entry[1], self.vid, record_id, cls, names, dek_blob, writers)
+                    except (C.AuthFailure, Malformed):
+                        raise EnvelopeFailure(cls) from None
+                else:
+                    raise EnvelopeFailure(cls)
                 _open_cells(decryptor(dek), _FIELD_PREFIX + dek_blob[10:18], tail, cells, classes[cls], decoders, out)
             if pos != len(data):
                 raise Malformed()
@@ -475,24 +486,6 @@ class Codec:
             odd = sorted(self.classes.symmetric_difference(seen))
             raise EnvelopeFailure(odd[0])
         return out
-
-    def _open_dek(self, entry: tuple[Any, ...], dek_blob: bytes, tail: bytes, names: tuple[str, ...],
-                  record_id: bytes, cls: str, writers: WriterKeys | None) -> bytes:
-        """A class envelope's DEK: unwrapped under the class key (kind D) or unsealed and its
-        writer's signature checked (kind W). EnvelopeFailure(cls) if neither opens."""
-        dl = len(dek_blob)
-        if dek_blob[:2] == _DEK_PREFIX and dl == DEK_BLOB_LEN:
-            aad = dek_blob[:18] + tail + entry[4] + (self._manifests.get(names) or self._manifest(names))
-            try:
-                return bytes(entry[2].decrypt(dek_blob[18:30], dek_blob[30:], aad))
-            except C.AEAD_FAILURES:
-                raise EnvelopeFailure(cls) from None
-        if dek_blob[:2] == _SIGNED_PREFIX and dl == SIGNED_DEK_LEN:
-            try:
-                return unseal_dek(entry[3], entry[1], self.vid, record_id, cls, names, dek_blob, writers)
-            except (C.AuthFailure, Malformed):
-                raise EnvelopeFailure(cls) from None
-        raise EnvelopeFailure(cls)
 
 
 def _open_cells(dec: Callable[[bytes, bytes, bytes], bytes], fhead: bytes, tail: bytes,

@@ -29,6 +29,22 @@ from .session import Session
 Classes = dict[str, list[str] | None]
 
 
+def field_names(fields: Any) -> list[str] | None:
+    """A ``fields`` argument as a list, read once: validation and the work both walk it,
+    and a generator would be spent by the first."""
+    if fields is None:
+        return None
+    if isinstance(fields, (str, bytes)):
+        raise ValidationError("fields must be a list of field names, not a string")
+    try:
+        out = list(fields)
+    except TypeError:
+        raise ValidationError("fields must be a list of field names") from None
+    if not all(isinstance(n, str) for n in out):
+        raise ValidationError("fields must be a list of field names")
+    return out
+
+
 class Records:
     """Seal and open record rows with the opener's class keys; every write is logged."""
 
@@ -324,8 +340,10 @@ class Records:
         store.checkpoint()
 
     # -- listings (logged) -------------------------------------------------------------------------
-    def iterate_logged(self, fields: list[str] | None) -> Iterator[Record]:
-        """:meth:`iterate`, its ``read_all`` entry written as the stream starts."""
+    def iterate_logged(self, fields: Sequence[str] | None) -> Iterator[Record]:
+        """:meth:`iterate`, its ``read_all`` entry written as the stream starts (the fields
+        are checked then too: a caller may pass a generator)."""
+        fields = field_names(fields)
         classes = self.journal.guard("read_all", lambda: self.classes_for(fields))
         shown = sorted(fields) if fields is not None else sorted(
             n for n, f in self.ses.schema.fields.items() if f.cls in classes)

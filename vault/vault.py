@@ -29,7 +29,7 @@ from .journal import Journal
 from .plans import Plans
 from .pseudonyms import Pseudonyms, record_id_bytes
 from .record import Record
-from .records import Records
+from .records import Records, field_names
 from .search import Search, check_batch
 from .session import Session
 from .status import status_of
@@ -179,22 +179,6 @@ def move(src: Vault, url: str | os.PathLike[str], passphrase: str, *, lead: Iden
         discard_new(dest)
         raise
     return M.Moved(dest, n, marked, dest._ses.store().url)
-
-
-def _field_names(fields: Any) -> list[str] | None:
-    """A ``fields`` argument as a list, read once: validation and the work both walk it,
-    and a generator would be spent by the first."""
-    if fields is None:
-        return None
-    if isinstance(fields, (str, bytes)):
-        raise ValidationError("fields must be a list of field names, not a string")
-    try:
-        out = list(fields)
-    except TypeError:
-        raise ValidationError("fields must be a list of field names") from None
-    if not all(isinstance(n, str) for n in out):
-        raise ValidationError("fields must be a list of field names")
-    return out
 
 
 class Vault:
@@ -366,7 +350,7 @@ class Vault:
 
     def get(self, record_id: str, fields: Sequence[str] | None = None) -> Record:
         """Decrypt one record, or only the named fields of it."""
-        fields = _field_names(fields)
+        fields = field_names(fields)
         j = self._journal
 
         def describe(rec: Record) -> tuple[str, dict[str, Any]]:
@@ -411,7 +395,7 @@ class Vault:
     def records(self, fields: Sequence[str] | None = None) -> Iterator[Record]:
         """Stream every record (or only some fields of each), decrypting as it goes; logged
         (``read_all``) as the stream starts."""
-        yield from self._records.iterate_logged(_field_names(fields))
+        return self._records.iterate_logged(fields)  # a generator: nothing runs, nothing is logged, until read
 
     def export(self, fields: Sequence[str], purpose: str | None = None,
                progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
@@ -421,11 +405,11 @@ class Vault:
         and nothing else identifies it; without one, rows carry no identifier at all.
         Logged as an ``export`` with the fields and the row count.
         """
-        return self._records.rows_logged(_field_names(fields), purpose, "export", progress)
+        return self._records.rows_logged(field_names(fields), purpose, "export", progress)
 
     def rows(self, fields: Sequence[str], purpose: str | None = None) -> list[dict[str, Any]]:
         """Like :meth:`export`, for showing on screen (logged as ``read_all``)."""
-        return self._records.rows_logged(_field_names(fields), purpose, "read_all")
+        return self._records.rows_logged(field_names(fields), purpose, "read_all")
 
     def ids(self) -> list[str]:
         """All record ids (random; they reveal nothing but the count)."""
@@ -449,7 +433,7 @@ class Vault:
 
     def find(self, /, fields: Sequence[str] | None = None, **criteria: Any) -> list[Record]:
         """Exact search over blind indexes (see vault.search.Search.find); the search term is never logged."""
-        fields = _field_names(fields)
+        fields = field_names(fields)
         j = self._journal
 
         def describe(out: list[Record]) -> tuple[str, dict[str, Any]]:
@@ -460,7 +444,7 @@ class Vault:
 
     def find_tokens(self, /, fields: Sequence[str] | None = None, **criteria: str) -> list[Record]:
         """Token search (see vault.search.Search.find_tokens); the search term is never logged."""
-        fields = _field_names(fields)
+        fields = field_names(fields)
         j = self._journal
 
         def describe(out: list[Record]) -> tuple[str, dict[str, Any]]:
@@ -494,7 +478,7 @@ class Vault:
     def resolve(self, pseudonym: str, fields: Sequence[str] | None = None) -> Record:
         """The record a pseudonym of any purpose names. A mistyped pseudonym is refused by
         its check character (PseudonymError); an unknown one raises NotFound."""
-        fields = _field_names(fields)
+        fields = field_names(fields)
         j = self._journal
 
         def work() -> Record:
