@@ -74,8 +74,9 @@ class Records:
             raise ValidationError(f"{where}a record must be a mapping of field -> value")
         by_class: dict[str, dict[str, bytes]] = {c: {} for c in schema.classes}
         schema.check_required(values, where, partial=partial)  # a blank required value is "required" first
+        fields = schema.fields
         for name, value in values.items():
-            f = schema.fields.get(name) if isinstance(name, str) else None
+            f = fields.get(name) if isinstance(name, str) else None
             if f is None:
                 raise ValidationError(f"{where}unknown field {name!r}", field=str(name))
             if value is None:
@@ -92,17 +93,18 @@ class Records:
         and every class has a DEK to rewrap. This hides nothing about content: the field
         names present and their 32-byte length buckets are visible (docs/threat-model.md)."""
         a = self.access
+        current, class_pub = a.current, a.class_pub
         envs: list[tuple[str, bytes, int, Any, list[tuple[str, bytes]]]] = []
         need = 0
         classes = self.ses.schema.classes
         chosen = classes if only is None else [c for c in classes if c in set(only)]
         for cls in chosen:
             items = sorted(by_class[cls].items()) if cls in by_class else []
-            ck = a.current.get(cls)
+            ck = current.get(cls)
             if ck is not None:
                 envs.append((cls, ck.key.kid, ck.key.version, ck.aead, items))
             else:  # write-only class: the DEK is sealed to the class's public key
-                pub = a.class_pub.get(cls)
+                pub = class_pub.get(cls)
                 if pub is None:
                     raise AccessDenied(f"role {self.ses.role.name!r} can neither read nor write class {cls!r}")
                 envs.append((cls, pub.kid, pub.version, pub.secret, items))
