@@ -2284,5 +2284,31 @@ class Vault:
             + ([store.transport] if store.transport.startswith("NOT") else []),
         }
 
+    # ---- recovery shares: delegates to vault/shares.py ----
+    def split_recovery(self, k: int, n: int, *, slip39_passphrase: str = "",
+                       kdf: F.KdfParams | None = None) -> list[str]:
+        """Split a recovery slot into n SLIP-39 shares, any k of which open every key
+        (vault.shares.split); a re-split kills the earlier shares. Returned once, stored nowhere."""
+        from . import shares as SH
+        return self._guard("recovery_split", lambda: SH.split(self._shares_host(), k, n, slip39_passphrase, kdf))
+
+    def recovery_shares(self) -> dict[str, Any] | None:
+        """k, n and when the recovery shares were made (None: no split), signature checked."""
+        from . import shares as SH
+        return SH.describe(self._shares_host())
+
+    def note_share_recovery(self) -> None:
+        """Audit an open with the recovery shares (vault.shares.open_with_shares calls it)."""
+        from . import shares as SH
+        SH.opened(self._shares_host())
+
+    def _shares_host(self) -> Any:
+        from . import shares as SH
+        assert self._ring is not None
+        return SH.VaultHost(self._s(), self._vid, self._ring, self._slot_kid, self.role.manage,
+                            not set(self.schema.classes) - set(self._current), self._plan_signer,
+                            self._check_keys, lambda c, r: self._reseal_slots(c, r, checked=True), self._load_ring,
+                            self._audit)
+
 
 __all__ = ["create", "open", "Vault", "Record", "StoreError"]
