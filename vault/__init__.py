@@ -42,8 +42,8 @@ if TYPE_CHECKING:
     from .record import Record
     from .schema import Field, Schema
     from .schema import load as load_schema
-    from .store import StoreError
     from .shares import open_with_shares
+    from .store import StoreError
     from .vault import Vault, create, open
 
 __version__ = "0.1.0"

@@ -73,7 +73,7 @@ KEYS_STATEMENT_HEADER_V1 = "dvault keys v1"  # older releases' statement: no db 
 LABEL_CANARIES = b"dvault/v1/canaries"  # HKDF info (meta key): the canary list's key before schema v8 (read only)
 LABEL_CANARY_TAG = b"dvault/v1/canary-tag"  # HKDF info (meta key): a canary's tag before schema v8 (read only)
 LABEL_CANARY_LIST = b"dvault/v1/canary-list"  # HKDF info (recovery seed): the canary list's key from schema v8
-LABEL_MOVING_SIG = b"dvault/v1/moving-sig"
+LABEL_MOVING_SIG = b"dvault/v1/moving-sig"  # a move's signature over the destination's "moving" mark
 # Recovery shares (docs/format.md 9c): the SLIP-39 master secret is the input of HKDF with this
 # label; the hex of its output, after SHARES_UNLOCK_PREFIX, is the passphrase of the shares'
 # key slot (an ordinary kind P slot). The shares' description is signed under LABEL_SHARES_SIG.
@@ -83,7 +83,7 @@ SHARES_UNLOCK_PREFIX = "dvault-shares:"
 SHARES_SECRET_LEN = 32  # the SLIP-39 master secret: 256 bits, 33 words a share
 SHARES_MAX = 16  # SLIP-39's limit on shares in a group
 SHARES_ITERATION_EXPONENT = 1  # SLIP-39's PBKDF2 cost for the optional passphrase: 20,000 iterations
-SHARES_RETIRED_MAX = 32  # set ids of earlier splits the description remembers (to name old shares)  # a move's signature over the destination's "moving" mark
+SHARES_RETIRED_MAX = 32  # set ids of earlier splits the description remembers (to name old shares)
 # Audit entries carry the writer's clock. Verify flags an entry dated more than this before an
 # earlier entry (clients' clocks differ by seconds, not minutes, where NTP runs).
 AUDIT_CLOCK_TOLERANCE_MS = 5 * 60 * 1000

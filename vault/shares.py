@@ -29,8 +29,9 @@ from __future__ import annotations
 import os
 import struct
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol
 
 from . import _crypto as C
 from . import _format as F
@@ -64,7 +65,8 @@ class Info:
         return (bytes([F.FORMAT_VERSION]) + F.KIND_SHARES_INFO + bytes.fromhex(self.slot_id)
                 + struct.pack(">HBBBBQ", self.identifier, self.k, self.n, self.iteration_exponent, flags,
                               self.created_ms)
-                + self.unlock_digest + bytes([len(self.retired)]) + b"".join(struct.pack(">H", r) for r in self.retired))
+                + self.unlock_digest + bytes([len(self.retired)])
+                + b"".join(struct.pack(">H", r) for r in self.retired))
 
     def signed(self, vault_id: bytes, who: bytes, sign: Callable[[bytes], bytes]) -> bytes:
         body = self.body()
@@ -175,7 +177,7 @@ def check_share(text: str, number: int, info: Info | None, earlier: Sequence[Any
 def _share_words() -> int:
     from shamir_mnemonic.constants import METADATA_LENGTH_WORDS
     from shamir_mnemonic.utils import bits_to_words
-    return METADATA_LENGTH_WORDS + bits_to_words(F.SHARES_SECRET_LEN * 8)
+    return int(METADATA_LENGTH_WORDS + bits_to_words(F.SHARES_SECRET_LEN * 8))
 
 
 def _locate(number: int, indices: list[int]) -> BadShare:
@@ -282,7 +284,8 @@ def open_with_shares(url: str | os.PathLike[str], mnemonics: Sequence[str], slip
         checked.append(check_share(text, i, info, checked))
     master = combine(checked, slip39_passphrase)
     if opener is None:
-        from . import open as opener  # the package's public open, imported when first needed
+        from . import open as open_vault  # the package's public open, imported when first needed
+        opener = open_vault
     try:
         v = opener(url, unlock_text(master))
     except WrongPassphrase:

@@ -98,7 +98,8 @@ def expected_slots(v: "Vault", meta: dict[str, bytes], users: list[U.User], ring
     if st is not None and st.kind == 3:
         out = {sid: slot for sid, slot in named.items() if slot.kind == PASSPHRASE}
         # and a passphrase slot the signer's keyring holds the secret of (recovery shares, just made)
-        out.update({k.name: Slot(PASSPHRASE, None) for k in ring.keys if k.kind == K.KIND_SLOT_SECRET and k.name not in out})
+        out.update({k.name: Slot(PASSPHRASE, None) for k in ring.keys
+                    if k.kind == K.KIND_SLOT_SECRET and k.name not in out})
     else:
         out = {k.name: Slot(PASSPHRASE, None) for k in ring.keys if k.kind == K.KIND_SLOT_SECRET}
         if v.user is None:

@@ -2290,7 +2290,9 @@ class Vault:
         """Split a recovery slot into n SLIP-39 shares, any k of which open every key
         (vault.shares.split); a re-split kills the earlier shares. Returned once, stored nowhere."""
         from . import shares as SH
-        return self._guard("recovery_split", lambda: SH.split(self._shares_host(), k, n, slip39_passphrase, kdf))
+        shares: list[str] = self._guard("recovery_split",
+                                        lambda: SH.split(self._shares_host(), k, n, slip39_passphrase, kdf))
+        return shares
 
     def recovery_shares(self) -> dict[str, Any] | None:
         """k, n and when the recovery shares were made (None: no split), signature checked."""
