@@ -402,6 +402,7 @@ def status(as_json: bool, **kw: Any) -> None:
         alarms = v.alarms() if v.role.manage else []
         if v.role.manage:  # the lead alone can tell them: staff neither read nor count them
             st["canaries"] = v.canary_count()
+            st["recovery_shares"] = _shares_line(v)
         if v.warnings:
             st["problems"] = list(v.warnings)
     st["alarms"] = len(alarms)
@@ -415,6 +416,17 @@ def status(as_json: bool, **kw: Any) -> None:
     if alarms:
         click.echo(click.style(f"dvault: ALARM: {len(alarms)} canary record access(es); see dvault audit show "
                                "--action alarm", fg="red"), err=True)
+
+
+def _shares_line(v: vault.Vault) -> str:
+    """k-of-n and when the recovery shares were made (dvault recovery show)."""
+    try:
+        info = v.recovery_shares()
+    except vault.IntegrityError as e:
+        return f"UNVERIFIED: {e}"
+    if info is None:
+        return "none"
+    return f"{info['k']}-of-{info['n']}, made {info['made']}" + "".join(f"; {p}" for p in info.get("problems", []))
 
 
 @click.group()

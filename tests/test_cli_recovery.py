@@ -128,6 +128,8 @@ def test_resplit_and_refusals_through_the_cli(desk: Path, url: str, monkeypatch,
     assert len(new) == 5
     code, out, err = run(monkeypatch, capsys, "recovery", "show", *lead_opts)
     assert out.startswith("recovery shares   3-of-5, made ")
+    code, out, err = run(monkeypatch, capsys, "status", *lead_opts)
+    assert code == 0 and "recovery_shares    3-of-5, made 20" in out, out
     (desk / "old.txt").write_text("\n".join(old[:2]) + "\n")
     base = ("recover", "--vault", url, "--to", str(desk / "new.vault"), "--identity", "omar.dvid",
             "--new-passphrase-file", "recovery2.pass", "--identity-passphrase-file", "omar.pass", "--reason", "r")
