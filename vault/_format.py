@@ -74,7 +74,7 @@ LABEL_CANARIES = b"dvault/v1/canaries"  # HKDF info (meta key): the canary list'
 LABEL_CANARY_TAG = b"dvault/v1/canary-tag"  # HKDF info (meta key): a canary's tag before schema v8 (read only)
 LABEL_CANARY_LIST = b"dvault/v1/canary-list"  # HKDF info (recovery seed): the canary list's key from schema v8
 LABEL_MOVING_SIG = b"dvault/v1/moving-sig"  # a move's signature over the destination's "moving" mark
-# Recovery shares (docs/format.md 9c): the SLIP-39 master secret is the input of HKDF with this
+# Recovery shares (docs/format.md 8g): the SLIP-39 master secret is the input of HKDF with this
 # label; the hex of its output, after SHARES_UNLOCK_PREFIX, is the passphrase of the shares'
 # key slot (an ordinary kind P slot). The shares' description is signed under LABEL_SHARES_SIG.
 LABEL_SHARES_UNLOCK = b"dvault/v1/recovery-shares-unlock"

@@ -8,7 +8,7 @@ fewer than k tell nothing about it. The master secret opens one more key slot of
 vault, which holds every key, as the recovery passphrase's does.
 
 That slot is an ordinary passphrase slot (kind P, dv_slots kind ``passphrase``) whose
-passphrase is derived from the master secret (docs/format.md 9c). So it is what the
+passphrase is derived from the master secret (docs/format.md 8g). So it is what the
 rest of the vault already knows how to keep: named by digest in the lead's signed key
 statement, its secret in the lead's keyring, re-sealed at every rotation, opened by
 ``vault.open`` like the recovery passphrase's; an opener with the shares is the recovery
@@ -48,7 +48,7 @@ _FLAG_PASSPHRASE = 1
 # -- what the shares are ----------------------------------------------------------------------
 @dataclass(frozen=True)
 class Info:
-    """The description of a split (docs/format.md 9c). Public: no secret in it."""
+    """The description of a split (docs/format.md 8g). Public: no secret in it."""
 
     slot_id: str  # hex key id of the shares' key slot
     identifier: int  # SLIP-39 set id (15 bits), in every share of the split
