@@ -144,3 +144,49 @@ def test_resplit_and_refusals_through_the_cli(desk: Path, url: str, monkeypatch,
     code, out, err = run(monkeypatch, capsys, "recovery", "split", "--shares", "2-of-3", "--vault", url,
                          "--recovery", "--passphrase-file", "recovery.pass", "--yes")
     assert code == 0 and len(_shares(out)) == 3, err
+
+
+def test_shares_are_typed_one_by_one_at_a_terminal(tmp_path: Path) -> None:
+    """A real terminal: no echo, each share checked as it is entered, a wrong one asked again
+    with its share and word number named."""
+    pexpect = pytest.importorskip("pexpect", reason="pexpect is in the [test] extra")
+    from vault import _format as F
+    real = F.KdfParams(3, 65536, 4)  # the subprocess has the real floor
+    lead = Identity.generate()
+    with vault.create(tmp_path / "t.vault", RECOVERY, lead=lead, kdf=real) as v:
+        v.add({"legal_name": "Amira Haddad", "email": SECRET})
+        shares = v.split_recovery(2, 3, kdf=real)
+    for name, pw in (("omar", OMAR_PW), ("recovery2", RECOVERY2)):
+        (tmp_path / f"{name}.pass").write_text(pw + "\n")
+        (tmp_path / f"{name}.pass").chmod(0o600)
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DVAULT_")}
+    env.update({"PYTHONPATH": str(root), "DVAULT_CONFIG": str(tmp_path / "none.toml"), "HOME": str(tmp_path),
+                "TERM": "dumb"})
+    child = pexpect.spawn(sys.executable, ["-m", "vault_cli.main", "recover", "--vault", "t.vault", "--to", "n.vault",
+                                           "--identity", "omar.dvid", "--new-passphrase-file", "recovery2.pass",
+                                           "--identity-passphrase-file", "omar.pass", "--reason", "lead detained"],
+                          cwd=str(tmp_path), env=env, encoding="utf-8", timeout=120)
+    import io
+    seen = io.StringIO()
+    child.logfile_read = seen  # everything the terminal showed
+    child.expect("needs 2 of its 3 shares")
+    child.expect("Share 1 of 2")
+    words = shares[1].split()
+    words[20] = "acid" if words[20] != "acid" else "academic"
+    child.sendline(" ".join(words))
+    child.expect(r"share 1, word 21 is wrong .*; type share 1 again")
+    child.expect("Share 1 of 2")
+    child.sendline(shares[1])
+    child.expect("Share 2 of 2")
+    child.sendline(shares[1])  # the same trustee twice
+    child.expect("share 2 is the same trustee's share as share 1")
+    child.expect("Share 2 of 2")
+    child.sendline(shares[2])
+    child.expect("moved 1 participants into vault")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    shown = seen.getvalue()
+    assert "Share 2 of 2" in shown
+    assert not any(" ".join(s.split()[i:i + 3]) in shown for s in shares for i in range(3, 30))  # no echo
