@@ -37,7 +37,8 @@ def test_guide_has_every_step() -> None:
                    "dvault audit show --target", "dvault pin add", "dvault export --fields arrival --purpose travel --to",
                    "dvault open-export", "--trust-sender", "--preset kobo", "--shred-source",
                    "--preset civicrm --date-format", "dvault export badges", "dvault checkin", "--summary",
-                   "--without-consent omit", "umask 077", "dvault travel", "--copy-to", "dvault panic"):
+                   "--without-consent omit", "umask 077", "dvault travel", "--copy-to", "dvault panic",
+                   "dvault recovery split --shares", "dvault recovery show", "dvault recover --vault"):
         assert needle in text, needle
     assert "cp " not in text  # every file the guide uses comes from dvault: it runs from any folder
 
@@ -114,3 +115,7 @@ def test_guide_runs_end_to_end(url: str, tmp_path: Path) -> None:
                      re.fullmatch(r"\d+ good row\(s\), \d+ problem\(s\)", line)]
     assert errors and all(line.startswith("dvault: error:") for line in errors if line not in report)
     assert "Traceback" not in res.stderr
+    # section 13: a mistyped word named by share and word number; two of three shares recover
+    assert "dvault: error: share 1, word 5 is wrong" in "\n".join(errors)
+    assert res.stdout.count("moved 169 participants into vault") == 2 and "recovery_shares" in res.stdout
+    assert (tmp_path / "dd2026-omar.vault").exists() and (tmp_path / "omar.dvid").exists()

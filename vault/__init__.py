@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ._format import KDF_DEFAULT, KDF_FLOOR, KdfParams
 from .errors import (
     AccessDenied,
+    BadShare,
     IntegrityError,
     KdfTooWeak,
     KeysChanged,
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
     from .schema import Field, Schema
     from .schema import load as load_schema
     from .store import StoreError
-    from .vault import Vault, create, move, open
+    from .vault import Vault, create, move, open, open_with_shares
 
 __version__ = "0.1.0"
 
@@ -52,6 +53,7 @@ _LAZY = {
     "move": ("vault", "move"), "Moved": ("moving", "Moved"), "RecordCheck": ("audit", "RecordCheck"),
     "Record": ("record", "Record"), "Schema": ("schema", "Schema"), "Field": ("schema", "Field"),
     "load_schema": ("schema", "load"), "StoreError": ("store", "StoreError"),
+    "open_with_shares": ("vault", "open_with_shares"),
 }
 
 
@@ -74,6 +76,6 @@ __all__ = [
     "KDF_DEFAULT", "KDF_FLOOR",
     "VaultError", "WrongPassphrase", "IntegrityError", "KdfTooWeak", "SchemaError", "ValidationError",
     "NotFound", "VaultExists", "AccessDenied", "VaultClosed", "UnsupportedVersion", "StoreError", "KeysChanged",
-    "UnfinishedMove", "UnsafeFile",
+    "UnfinishedMove", "UnsafeFile", "BadShare", "open_with_shares",
     "__version__",
 ]

@@ -35,6 +35,7 @@ KIND_REASON_PADDED = b"Q"  # a reason (break-glass request, audit entry), as kin
 KIND_GRANT_PADDED = b"V"  # a break-glass grant, as kind G with the JSON value padded
 KIND_CANARY_LIST = b"C"  # the canary list, sealed under a key only the lead and the recovery passphrase hold
 KIND_EXPORT = b"O"  # a sealed export: manifest and payload signed by the exporter, sealed to the recipient
+KIND_SHARES_INFO = b"H"  # what the recovery shares are (set id, k of n, when), signed by the lead or recovery actor
 
 KEY_LEN = 32  # AES-256 keys, slot secrets, DEKs, class keys
 NONCE_LEN = 12  # AES-GCM 96-bit nonces, always fresh from the OS CSPRNG
@@ -74,6 +75,16 @@ LABEL_CANARIES = b"dvault/v1/canaries"  # HKDF info (meta key): the canary list'
 LABEL_CANARY_TAG = b"dvault/v1/canary-tag"  # HKDF info (meta key): a canary's tag before schema v8 (read only)
 LABEL_CANARY_LIST = b"dvault/v1/canary-list"  # HKDF info (recovery seed): the canary list's key from schema v8
 LABEL_MOVING_SIG = b"dvault/v1/moving-sig"  # a move's signature over the destination's "moving" mark
+# Recovery shares (docs/format.md 8g): the SLIP-39 master secret is the input of HKDF with this
+# label; the hex of its output, after SHARES_UNLOCK_PREFIX, is the passphrase of the shares'
+# key slot (an ordinary kind P slot). The shares' description is signed under LABEL_SHARES_SIG.
+LABEL_SHARES_UNLOCK = b"dvault/v1/recovery-shares-unlock"
+LABEL_SHARES_SIG = b"dvault/v1/recovery-shares-sig"
+SHARES_UNLOCK_PREFIX = "dvault-shares:"
+SHARES_SECRET_LEN = 32  # the SLIP-39 master secret: 256 bits, 33 words a share
+SHARES_MAX = 16  # SLIP-39's limit on shares in a group
+SHARES_ITERATION_EXPONENT = 1  # SLIP-39's PBKDF2 cost for the optional passphrase: 20,000 iterations
+SHARES_RETIRED_MAX = 32  # set ids of earlier splits the description remembers (to name old shares)
 # Audit entries carry the writer's clock. Verify flags an entry dated more than this before an
 # earlier entry (clients' clocks differ by seconds, not minutes, where NTP runs).
 AUDIT_CLOCK_TOLERANCE_MS = 5 * 60 * 1000

@@ -109,6 +109,9 @@ def expected_slots(v: KeyHolder, meta: dict[str, bytes], users: list[U.User], ri
              for sid, kind, digest in (st.slots if st is not None and st.kind == 3 else ())}
     if st is not None and st.kind == 3:
         out = {sid: slot for sid, slot in named.items() if slot.kind == PASSPHRASE}
+        # and a passphrase slot the signer's keyring holds the secret of (recovery shares, just made)
+        out.update({k.name: Slot(PASSPHRASE, None) for k in ring.keys
+                    if k.kind == K.KIND_SLOT_SECRET and k.name not in out})
     else:
         out = {k.name: Slot(PASSPHRASE, None) for k in ring.keys if k.kind == K.KIND_SLOT_SECRET}
         if v.ses.user is None:
@@ -227,7 +230,7 @@ def sign(v: KeyHolder, conn: Any, *, ring: K.Keyring | None = None, users: list[
     if canaries is None:
         canaries = meta.get("canaries", b"")
     assert v.ring is not None
-    expected = expected_slots(v, meta, users, v.ring)
+    expected = expected_slots(v, meta, users, ring or v.ring)
     written = store.written_slots(conn)
     rows = store.get_slots(conn)
     # what this transaction sealed is as the signer made it; any other difference is reported

@@ -669,5 +669,41 @@ class Vault:
         """Non-secret facts for operators: ids, sizes, KDF cost, accepted schema risks."""
         return status_of(self._ses, self._plans)
 
+    # -- recovery shares (vault.shares) ------------------------------------------------------
+    def split_recovery(self, k: int, n: int, *, slip39_passphrase: str = "",
+                       kdf: F.KdfParams | None = None) -> list[str]:
+        """Split a recovery slot into n SLIP-39 shares, any k of which open every key
+        (vault.shares.split); a re-split kills the earlier shares. Returned once, stored nowhere."""
+        from . import shares as SH
+        return self._journal.guard("recovery_split",
+                                   lambda: SH.split(self._shares_host(), k, n, slip39_passphrase, kdf))
 
-__all__ = ["create", "open", "move", "Vault", "Record", "StoreError"]
+    def recovery_shares(self) -> dict[str, Any] | None:
+        """k, n and when the recovery shares were made (None: no split), signature checked."""
+        from . import shares as SH
+        return SH.describe(self._shares_host())
+
+    def note_share_recovery(self) -> None:
+        """Audit an open with the recovery shares (vault.shares.open_with_shares calls it)."""
+        from . import shares as SH
+        SH.opened(self._shares_host())
+
+    def _shares_host(self) -> Any:
+        from . import shares as SH
+        a = self._access
+        assert a.ring is not None
+        return SH.VaultHost(self._ses.store(), self._ses.vid, a.ring, a.slot_kid, self.role.manage,
+                            not set(self.schema.classes) - set(a.current), a.plan_signer,
+                            a.check_keys, lambda c, r: a.reseal_slots(c, r, checked=True), a.load_ring,
+                            self._journal.record)
+
+
+def open_with_shares(url: str | os.PathLike[str], mnemonics: Sequence[str], slip39_passphrase: str = "") -> Vault:
+    """Open the vault at ``url`` with k recovery shares (vault.shares.open_with_shares):
+    every key, as the recovery actor; audited."""
+    from . import shares as SH
+    v: Vault = SH.open_with_shares(url, mnemonics, slip39_passphrase, opener=open)
+    return v
+
+
+__all__ = ["create", "open", "move", "open_with_shares", "Vault", "Record", "StoreError"]

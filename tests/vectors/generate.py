@@ -583,6 +583,8 @@ def build() -> dict[str, dict]:
         "signer_ed25519_public": h(signer_pk), "moving": h(vid),
         "moving_sig": h(b"L" + crypto_sign(moved_msg, signer_sk)[:64]),
     }
+    # -- recovery shares (format.md 8g): SLIP-39 shares, their key slot and its description --
+    files["recovery_shares_v1.json"] = recovery_shares_vector(vid, secret, signer_seed, signer_sk)
     # -- blind index -------------------------------------------------------------------------
     ckey = det("class-key-identity", 32)
     cases = []
@@ -708,6 +710,46 @@ NORMALIZE_INPUTS = [  # hard cases for the normalisers (§10), from a spec-only 
  # controls / unassigned / PUA / surrogate-free odd
  "a\u0000b", "\u0378", "\ue000\u0301", "\ufffe", "\U0001F600\u0301", "\U0001D400", "𝐀𝐁", "Ａ\u0301",
 ]
+
+
+def recovery_shares_vector(vid: bytes, slot_secret: bytes, signer_seed: bytes, signer_sk: bytes) -> dict:
+    """§8g. The shares come from SLIP-39's reference implementation (the spec of the
+    shares is SLIP-0039 itself), its randomness replaced by det() for a fixed output."""
+    from nacl.bindings import crypto_sign
+    import shamir_mnemonic.shamir as slip39
+    master, identifier, k, n = det("shares-master-secret", 32), 0x1234, 2, 3
+    calls = iter(range(10_000))
+    saved = slip39.RANDOM_BYTES
+    slip39.RANDOM_BYTES = lambda size: det(f"shares-random-{next(calls)}", size)
+    try:
+        ems = slip39.EncryptedMasterSecret.from_master_secret(master, b"", identifier, False, 1)
+        mnemonics = [s.mnemonic() for s in slip39.split_ems(1, [(k, n)], ems)[0]]
+    finally:
+        slip39.RANDOM_BYTES = saved
+    unlock_text = "dvault-shares:" + hkdf(master, b"dvault/v1/recovery-shares-unlock").hex()
+    kid, salt, nonce = det("shares-slot-kid", 8), det("shares-slot-salt", 16), det("shares-slot-nonce", 12)
+    t, m, p = 3, 65536, 4
+    kek = hash_secret_raw(unlock_text.encode(), salt, t, m, p, 32, Type.ID, 19)
+    header = bytes([VERSION]) + b"P" + kid + struct.pack(">III", t, m, p) + salt
+    body = header + nonce + AESGCM(kek).encrypt(nonce, slot_secret, header + vid)
+    unlock = body + hashlib.sha256(body + vid).digest()[:8]
+    created, retired = 1796083200000, [0x0BCD]
+    desc = (bytes([VERSION]) + b"H" + kid + struct.pack(">HBBBBQ", identifier, k, n, 1, 0, created)
+            + hashlib.sha256(unlock).digest() + bytes([len(retired)]) + b"".join(struct.pack(">H", r) for r in retired))
+    sig = crypto_sign(b"dvault/v1/recovery-shares-sig" + vid + desc, signer_sk)[:64]
+    return {
+        "expect": "success",
+        "description": "SLIP-39 2-of-3 shares of a 32-byte master secret (set id 0x1234, not extendable, iteration "
+                       "exponent 1, no passphrase); unlock text = 'dvault-shares:' || hex(HKDF-SHA256(master, "
+                       "'dvault/v1/recovery-shares-unlock')); the key slot is a kind P slot with that text as its "
+                       "passphrase; dv_meta.recovery_shares = description || who || Ed25519(signer, "
+                       "'dvault/v1/recovery-shares-sig' || vault_id || description)",
+        "vault_id": h(vid), "mnemonics": mnemonics, "slip39_passphrase": "", "master_secret": h(master),
+        "identifier": identifier, "k": k, "n": n, "unlock_text": unlock_text, "slot_kid": h(kid), "salt": h(salt),
+        "t": t, "m_kib": m, "p": p, "nonce": h(nonce), "slot_secret": h(slot_secret), "unlock": h(unlock),
+        "created_ms": created, "retired": retired, "signer_ed25519_seed": h(signer_seed),
+        "recovery_shares": h(desc + b"L" + sig),
+    }
 
 
 def normalize_vectors() -> dict:
