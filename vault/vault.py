@@ -2284,5 +2284,45 @@ class Vault:
             + ([store.transport] if store.transport.startswith("NOT") else []),
         }
 
+    # ---- lifecycle: delegates to vault/retention.py and vault/subject.py ----
+    def _retention_keys(self) -> Any:
+        from . import retention as RT
+        assert self._ring is not None
+        return RT.Keys(self._s(), self._vid, K.signers(self._ring), self._plan_signer,
+                       lambda a, t, d: self._audit(a, t, d), self._target)
+
+    def set_retention(self, record_id: str, until: Any) -> None:
+        """Keep one record until ``until`` (a date) whatever the rule says; None removes it (lead)."""
+        from . import retention as RT
+        self._guard("retain", lambda: RT.set_override(self, self._retention_keys(), record_id, until))
+
+    def purge_expired(self, *, dry_run: bool = True, today: Any = None) -> Any:
+        """Crypto-shred every record past retention (a dry run by default); a PurgeReport."""
+        from . import retention as RT
+        return self._guard("purge", lambda: RT.purge(self, self._retention_keys(), dry_run=dry_run, today=today))
+
+    def retention_warnings(self, today: Any = None) -> list[str]:
+        """Retention not set, records past it, tampered overrides (counts only), for status."""
+        from . import retention as RT
+        return list(RT.warnings(self, self._retention_keys(), today))
+
+    def _subject_wiring(self) -> Any:
+        from . import retention as RT
+        from . import subject as SJ
+        rk = self._retention_keys()
+        return SJ.Wiring(lambda rid: SJ.issued_pseudonyms(self._s(), self._purposes, rid),
+                         lambda rid, rec: RT.facts(self, rk, rid, rec), lambda rid: RT.drop_for(rk, self, rid),
+                         lambda a, t, d: self._audit(a, t, d))
+
+    def subject_export(self, pseudonym: str) -> Any:
+        """Everything held about one person (lead only): a vault.subject.SubjectData."""
+        from . import subject as SJ
+        return self._guard("subject_export", lambda: SJ.export(self, self._subject_wiring(), pseudonym))
+
+    def subject_erase(self, pseudonym: str) -> None:
+        """Shred one person's record through delete, audited as their erasure (lead only)."""
+        from . import subject as SJ
+        self._guard("subject_erase", lambda: SJ.erase(self, self._subject_wiring(), pseudonym))
+
 
 __all__ = ["create", "open", "Vault", "Record", "StoreError"]
