@@ -42,7 +42,7 @@ class Host(Protocol):
     def recovery_actor_id(self) -> str: ...
     def resolve(self, pseudonym: str, fields: Sequence[str] | None = None) -> Any: ...
     def pseudonym(self, record_id: str, purpose: str) -> str: ...
-    def audit_entries(self, *, target: str | None = None) -> list[dict[str, Any]]: ...
+    def audit_entries(self, *, action: str | None = None, target: str | None = None) -> list[dict[str, Any]]: ...
     def users(self, include_revoked: bool = False) -> list[Any]: ...
     def delete(self, record_id: str) -> None: ...
 
@@ -107,6 +107,20 @@ def _access(e: Mapping[str, Any], roles: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
+#: actions that read every record at once (their entries name no record, yet covered this one)
+BULK = ("read_all", "export")
+
+
+def _with_bulk(v: Host, roles: Mapping[str, str], own: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The record's own entries plus every bulk read since its first entry (a bulk read
+    before the record existed did not see it), marked ``"scope": "all records"``, by time."""
+    first = min((a["at"] for a in own), default=None)
+    bulk = [{**_access(e, roles), "scope": "all records"} for action in BULK
+            for e in v.audit_entries(action=action) if not e.get("target")]
+    bulk = [a for a in bulk if first is None or a["at"] >= first]
+    return sorted(own + bulk, key=lambda a: a["at"])
+
+
 def export(v: Host, wiring: Wiring, pseudonym: str, *, now: _dt.datetime | None = None) -> SubjectData:
     """Everything held about the person ``pseudonym`` names (lead only); one
     ``subject_export`` entry, whose target is the record's audit pseudonym."""
@@ -116,6 +130,7 @@ def export(v: Host, wiring: Wiring, pseudonym: str, *, now: _dt.datetime | None 
     target = issued.get("audit") or (v.pseudonym(rec.id, "audit") if "audit" in v.schema.purposes else "")
     roles = _roles(v)
     accesses = [_access(e, roles) for e in v.audit_entries(target=target or pseudonym)]
+    accesses = _with_bulk(v, roles, accesses)
     made = (now or _dt.datetime.now(_dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     data = {
         "format": FORMAT, "vault": v.id, "created": made,
@@ -175,6 +190,7 @@ def _lines(data: Mapping[str, Any]) -> Iterator[str]:
     yield f"Who accessed your record ({len(data['accesses'])} time(s); by role, never by name)"
     for a in data["accesses"]:
         extra = f" fields: {', '.join(a['fields'])}" if a.get("fields") else ""
+        extra += " (every record at once)" if a.get("scope") else ""
         yield f"  {a['at']}  {a['action']:<14} {a['role']}{extra}"
 
 
