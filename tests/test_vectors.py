@@ -661,3 +661,19 @@ def test_written_files_list(tmp_path) -> None:  # type: ignore[no-untyped-def]
         local.remember(path, kind, folder=tmp_path)
     assert (tmp_path / local.WRITTEN).read_bytes() == vec["text"].encode("ascii")
     assert [(k, str(p)) for k, p in local.written(tmp_path)] == entries
+
+
+def test_retention_override() -> None:
+    import datetime as dt
+
+    from vault import retention as RT
+    v = load("retention_override_v1.json")
+    vid, rid = b(v["vault_id"]), b(v["record_id"])
+    assert v["meta_name"] == F.RETENTION_META_PREFIX + rid.hex()
+    keys = {b"L": b(v["signer_ed25519_public"])}
+    got = RT.decode(vid, rid, b(v["value"]), keys)
+    assert got.until == dt.date.fromisoformat(v["until"]) and got.override_id == v["override_id"]
+    made = RT.encode(vid, rid, b(v["override_id"]), got.until, b"L", C.Signer(b(v["signer_ed25519_seed"])))
+    assert made == b(v["value"])
+    with pytest.raises(vault.IntegrityError):
+        RT.decode(vid, b(v["vault_id"]), b(v["value"]), keys)  # another record's id: refused
