@@ -11,12 +11,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from vault.identity import Identity
+from vault_cli.main import main
 
 import vault
 from vault import local as L
 from vault import pins as PN
-from vault.identity import Identity
-from vault_cli.main import main
 
 LEAD_PW, STAFF_PW, RECOVERY = "lead pass words", "staff pass words", "recovery pass words"
 NAMES = ("Olga Expired", "olga@example.org", "Rita Recent", "rita@example.org")

@@ -9,14 +9,13 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
-
-import vault
-from vault import _format as F
 from vault.identity import Identity
 from vault.schema import default_schema_text
 from vault.store import split_ids
 
+import vault
 from conftest import PASSPHRASE
+from vault import _format as F
 
 TODAY = dt.date(2027, 1, 10)
 RULE = '\n[retention]\nafter = "departure"\nevent_end = 2026-06-30\ndays = 30\n'

@@ -10,13 +10,13 @@ import stat
 from pathlib import Path
 
 import pytest
-from conftest import PASSPHRASE
+from vault.identity import Identity
 
 import vault
+from conftest import PASSPHRASE
 from vault import exporter as X
 from vault import pseudonym as P
 from vault import subject as SJ
-from vault.identity import Identity
 
 AMIRA = {"legal_name": "Amira Haddad", "badge_name": "Amira", "email": "amira@example.org",
          "phone": "+961 1 234 567", "passport_number": "RL-0099-AMIRA", "nationality": "Lebanon",

@@ -39,9 +39,11 @@ if TYPE_CHECKING:
     from .audit import RecordCheck
     from .move import Moved, move
     from .record import Record
+    from .retention import PurgeReport
     from .schema import Field, Schema
     from .schema import load as load_schema
     from .store import StoreError
+    from .subject import SubjectData
     from .vault import Vault, create, open
 
 __version__ = "0.1.0"
@@ -52,6 +54,7 @@ _LAZY = {
     "move": ("move", "move"), "Moved": ("move", "Moved"), "RecordCheck": ("audit", "RecordCheck"),
     "Record": ("record", "Record"), "Schema": ("schema", "Schema"), "Field": ("schema", "Field"),
     "load_schema": ("schema", "load"), "StoreError": ("store", "StoreError"),
+    "PurgeReport": ("retention", "PurgeReport"), "SubjectData": ("subject", "SubjectData"),
 }
 
 
@@ -71,6 +74,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "create", "open", "move", "Moved", "Vault", "RecordCheck", "Record", "Schema", "Field", "load_schema", "KdfParams",
+    "PurgeReport", "SubjectData",
     "KDF_DEFAULT", "KDF_FLOOR",
     "VaultError", "WrongPassphrase", "IntegrityError", "KdfTooWeak", "SchemaError", "ValidationError",
     "NotFound", "VaultExists", "AccessDenied", "VaultClosed", "UnsupportedVersion", "StoreError", "KeysChanged",
