@@ -281,3 +281,13 @@ def test_purge_removes_overrides_of_purged_and_hand_shredded_records(rv: vault.V
     assert _rows(url, "SELECT name FROM dv_meta WHERE name LIKE 'retain:%'") == []
     assert rv.purge_expired(today=TODAY).count == 0  # and the log agrees: nothing is missing
     assert rv.retention_warnings(today=TODAY) == []
+
+
+def test_a_rule_of_the_event_end_only(url: str) -> None:
+    """Without a date field every record counts from the event's end: all expire together."""
+    with vault.create(url, PASSPHRASE, schema=_schema("\n[retention]\nevent_end = 2026-06-30\ndays = 0\n")) as v:
+        ids = _people(v)
+        assert v.purge_expired(today=dt.date(2026, 6, 30)).count == 0  # the last day is still kept
+        v.set_retention(ids["kept"], dt.date(2026, 7, 5))
+        report = v.purge_expired(dry_run=False, today=dt.date(2026, 7, 1))
+        assert report.count == 3 and report.by == {"event_end": 3} and v.ids() == [ids["kept"]]
