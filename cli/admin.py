@@ -399,6 +399,7 @@ def status(as_json: bool, **kw: Any) -> None:
     import json as _json
     with unlock(kw, advice=False) as v:  # status lists the advice among its warnings
         st = v.status()
+        st["warnings"] = st["warnings"] + v.retention_warnings()  # counts only (vault.retention)
         alarms = v.alarms() if v.role.manage else []
         if v.role.manage:  # the lead alone can tell them: staff neither read nor count them
             st["canaries"] = v.canary_count()

@@ -690,3 +690,19 @@ def test_recovery_shares(real_floor: None) -> None:
         SH.verify_info(b(v["recovery_shares"]), ring, bytes(16))  # bound to its vault
     shares = [SH.check_share(m, i, info) for i, m in enumerate(v["mnemonics"][:2], 1)]
     assert [s.identifier for s in shares] == [v["identifier"]] * 2
+
+
+def test_retention_override() -> None:
+    import datetime as dt
+
+    from vault import retention as RT
+    v = load("retention_override_v1.json")
+    vid, rid = b(v["vault_id"]), b(v["record_id"])
+    assert v["meta_name"] == F.RETENTION_META_PREFIX + rid.hex()
+    keys = {b"L": b(v["signer_ed25519_public"])}
+    got = RT.decode(vid, rid, b(v["value"]), keys)
+    assert got.until == dt.date.fromisoformat(v["until"]) and got.override_id == v["override_id"]
+    made = RT.encode(vid, rid, b(v["override_id"]), got.until, b"L", C.Signer(b(v["signer_ed25519_seed"])))
+    assert made == b(v["value"])
+    with pytest.raises(vault.IntegrityError):
+        RT.decode(vid, b(v["vault_id"]), b(v["value"]), keys)  # another record's id: refused

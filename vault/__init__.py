@@ -40,9 +40,11 @@ if TYPE_CHECKING:
     from .audit import RecordCheck
     from .moving import Moved
     from .record import Record
+    from .retention import PurgeReport
     from .schema import Field, Schema
     from .schema import load as load_schema
     from .store import StoreError
+    from .subject import SubjectData
     from .vault import Vault, create, move, open, open_with_shares
 
 __version__ = "0.1.0"
@@ -54,6 +56,7 @@ _LAZY = {
     "Record": ("record", "Record"), "Schema": ("schema", "Schema"), "Field": ("schema", "Field"),
     "load_schema": ("schema", "load"), "StoreError": ("store", "StoreError"),
     "open_with_shares": ("vault", "open_with_shares"),
+    "PurgeReport": ("retention", "PurgeReport"), "SubjectData": ("subject", "SubjectData"),
 }
 
 
@@ -73,6 +76,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "create", "open", "move", "Moved", "Vault", "RecordCheck", "Record", "Schema", "Field", "load_schema", "KdfParams",
+    "PurgeReport", "SubjectData",
     "KDF_DEFAULT", "KDF_FLOOR",
     "VaultError", "WrongPassphrase", "IntegrityError", "KdfTooWeak", "SchemaError", "ValidationError",
     "NotFound", "VaultExists", "AccessDenied", "VaultClosed", "UnsupportedVersion", "StoreError", "KeysChanged",

@@ -36,6 +36,7 @@ KIND_GRANT_PADDED = b"V"  # a break-glass grant, as kind G with the JSON value p
 KIND_CANARY_LIST = b"C"  # the canary list, sealed under a key only the lead and the recovery passphrase hold
 KIND_EXPORT = b"O"  # a sealed export: manifest and payload signed by the exporter, sealed to the recipient
 KIND_SHARES_INFO = b"H"  # what the recovery shares are (set id, k of n, when), signed by the lead or recovery actor
+KIND_RETENTION = b"T"  # a record's retention override (keep until a date), signed by the lead (dv_meta "retain:ID")
 
 KEY_LEN = 32  # AES-256 keys, slot secrets, DEKs, class keys
 NONCE_LEN = 12  # AES-GCM 96-bit nonces, always fresh from the OS CSPRNG
@@ -50,6 +51,7 @@ PAD_BLOCK = 32  # ISO/IEC 7816-4 padding bucket: a value's length leaks only its
 # whether a vault has more than 170 canaries, not how many.
 CANARY_LIST_BLOCK = 4096
 MAX_VALUE_BYTES = 1 << 20  # 1 MiB per field value, far above any registration form answer
+RETENTION_META_PREFIX = "retain:"  # dv_meta name of a record's retention override: prefix || hex(record id)
 EXPORT_MANIFEST_MAX = 1 << 16  # a sealed export's manifest (JSON): names and ids, never near 64 KiB
 
 # Labels (HKDF info strings, MAC prefixes). Never reuse one for two purposes.
@@ -88,6 +90,7 @@ SHARES_RETIRED_MAX = 32  # set ids of earlier splits the description remembers (
 # Audit entries carry the writer's clock. Verify flags an entry dated more than this before an
 # earlier entry (clients' clocks differ by seconds, not minutes, where NTP runs).
 AUDIT_CLOCK_TOLERANCE_MS = 5 * 60 * 1000
+LABEL_RETENTION_SIG = b"dvault/v1/retention-sig"  # the lead's signature over a retention override (kind T)
 LABEL_EXPORT_SIG = b"dvault/v1/export-sig"  # an exporter's signature over a sealed export (kind O)
 LABEL_REVEAL_REQUEST = b"dvault/v1/reveal-request"  # a requester's signature over their break-glass request
 # The lead's view of a break-glass request names every update of the record's shown fields made

@@ -20,6 +20,8 @@ from . import _format as F
 from . import values as VAL
 from .errors import SchemaError, ValidationError, utf8
 from .pseudonym import purpose_prefix, valid_prefix
+from .retention_rule import Rule
+from .retention_rule import parse as retention_table
 
 TYPES = ("text", "date", "enum", "bool", "integer", "list")
 SEARCH_MODES = ("none", "exact")
@@ -189,6 +191,8 @@ class Schema:
     required_any: tuple[tuple[str, ...], ...] = ()
     #: purpose -> the bool field saying whether a person agreed to it (vault.consent)
     consent: Mapping[str, str] = field(default_factory=dict)
+    #: how long a record is kept (vault.retention_rule); None: not set, kept until shredded by hand
+    retention: Rule | None = None
     source: str = field(default="", repr=False, compare=False)
 
     def check_required(self, values: Mapping[str, Any], where: str = "", *, partial: bool = False) -> None:
@@ -309,7 +313,7 @@ def load(text: str | None = None) -> Schema:
         raise SchemaError("purpose names must start with two letters (they prefix pseudonyms)")
     if len(set(prefixes)) != len(prefixes):
         raise SchemaError("purposes must differ in their first two letters (they prefix pseudonyms)")
-    unknown = set(doc) - {"schema", "fields", "roles", "consent"}
+    unknown = set(doc) - {"schema", "fields", "roles", "consent", "retention"}
     if unknown:
         raise SchemaError(f"unknown schema section(s): {', '.join(sorted(unknown))}")
     raw_fields = doc.get("fields")
@@ -324,6 +328,7 @@ def load(text: str | None = None) -> Schema:
         expected_population=population, k_anonymity=k, roles=roles, source=text,
         required_any=_required_any(head.get("required_any", []), fields),
         consent=consent_table(doc.get("consent"), purposes, fields),
+        retention=retention_table(doc.get("retention"), fields),
     )
 
 

@@ -398,6 +398,17 @@ class Store(Locks):
             if res.rowcount == 0:
                 conn.execute(meta.insert().values(name=name, value=value))
 
+    @staticmethod
+    def delete_meta(conn: Connection, name: str) -> bool:
+        """Remove one dv_meta row; whether there was one."""
+        return bool(conn.execute(meta.delete().where(meta.c.name == name)).rowcount)
+
+    @staticmethod
+    def meta_with_prefix(conn: Connection, prefix: str) -> dict[str, bytes]:
+        """The dv_meta rows whose name starts with ``prefix`` (a family of per-record rows)."""
+        q = select(meta.c.name, meta.c.value).where(meta.c.name.startswith(prefix, autoescape=True))
+        return {r.name: _blob(r.value) for r in conn.execute(q)}
+
     def meta_value(self, conn: Connection, name: str, *, lock: bool = False) -> bytes | None:
         """One dv_meta value on the DB-API cursor (the canary list is read and rewritten by
         every add: SQLAlchemy's statement overhead was most of that cost); ``lock``

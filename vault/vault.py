@@ -697,6 +697,47 @@ class Vault:
                             a.check_keys, lambda c, r: a.reseal_slots(c, r, checked=True), a.load_ring,
                             self._journal.record)
 
+    # -- retention, purge and a person's own data (vault.retention, vault.subject) --------------
+    def _retention_keys(self) -> Any:
+        from . import retention as RT
+        ring = self._access.ring
+        assert ring is not None
+        return RT.Keys(self._ses.store(), self._ses.vid, K.signers(ring), self._access.plan_signer,
+                       self._journal.record, self._journal.target)
+
+    def set_retention(self, record_id: str, until: Any) -> None:
+        """Keep one record until ``until`` (a date) whatever the rule says; None removes it (lead)."""
+        from . import retention as RT
+        self._journal.guard("retain", lambda: RT.set_override(self, self._retention_keys(), record_id, until))
+
+    def purge_expired(self, *, dry_run: bool = True, today: Any = None) -> Any:
+        """Crypto-shred every record past retention (a dry run by default); a PurgeReport."""
+        from . import retention as RT
+        return self._journal.guard("purge", lambda: RT.purge(self, self._retention_keys(), dry_run=dry_run, today=today))
+
+    def retention_warnings(self, today: Any = None) -> list[str]:
+        """Retention not set, records past it, tampered overrides (counts only), for status."""
+        from . import retention as RT
+        return list(RT.warnings(self, self._retention_keys(), today))
+
+    def _subject_wiring(self) -> Any:
+        from . import retention as RT
+        from . import subject as SJ
+        rk = self._retention_keys()
+        return SJ.Wiring(lambda rid: SJ.issued_pseudonyms(self._ses.store(), self._access.purposes, rid),
+                         lambda rid, rec: RT.facts(self, rk, rid, rec), lambda rid: RT.drop_for(rk, self, rid),
+                         self._journal.record)
+
+    def subject_export(self, pseudonym: str) -> Any:
+        """Everything held about one person (lead only): a vault.subject.SubjectData."""
+        from . import subject as SJ
+        return self._journal.guard("subject_export", lambda: SJ.export(self, self._subject_wiring(), pseudonym))
+
+    def subject_erase(self, pseudonym: str) -> None:
+        """Shred one person's record through delete, audited as their erasure (lead only)."""
+        from . import subject as SJ
+        self._journal.guard("subject_erase", lambda: SJ.erase(self, self._subject_wiring(), pseudonym))
+
 
 def open_with_shares(url: str | os.PathLike[str], mnemonics: Sequence[str], slip39_passphrase: str = "") -> Vault:
     """Open the vault at ``url`` with k recovery shares (vault.shares.open_with_shares):

@@ -585,6 +585,20 @@ def build() -> dict[str, dict]:
     }
     # -- recovery shares (format.md 8g): SLIP-39 shares, their key slot and its description --
     files["recovery_shares_v1.json"] = recovery_shares_vector(vid, secret, signer_seed, signer_sk)
+    # a record's retention override (format.md 9d): dv_meta "retain:" || hex(record id)
+    t_rid, t_oid = det("retention-record-id", 16), det("retention-override-id", 16)
+    t_body = b"\x01T" + t_oid + b"2028-06-30"
+    t_msg = b"dvault/v1/retention-sig" + vid + t_rid + t_body
+    files["retention_override_v1.json"] = {
+        "expect": "success",
+        "description": "dv_meta retain:<hex record id> = 0x01 || 'T' || override id (16) || 'YYYY-MM-DD' || who "
+                       "|| Ed25519(signer, 'dvault/v1/retention-sig' || vault_id || record_id || the first 28 bytes), "
+                       "signer: the lead (L) or the recovery actor (R)",
+        "vault_id": h(vid), "record_id": h(t_rid), "override_id": h(t_oid), "until": "2028-06-30",
+        "signer_ed25519_seed": h(signer_seed), "signer_ed25519_public": h(signer_pk),
+        "meta_name": "retain:" + t_rid.hex(), "signed_message": h(t_msg),
+        "value": h(t_body + b"L" + crypto_sign(t_msg, signer_sk)[:64]),
+    }
     # -- blind index -------------------------------------------------------------------------
     ckey = det("class-key-identity", 32)
     cases = []
