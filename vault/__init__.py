@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ._format import KDF_DEFAULT, KDF_FLOOR, KdfParams
 from .errors import (
     AccessDenied,
+    BadBackup,
     IntegrityError,
     KdfTooWeak,
     KeysChanged,
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
     from .audit import RecordCheck
     from .move import Moved, move
     from .record import Record
+    from .restore import Restored
+    from .restore import run as restore
     from .schema import Field, Schema
     from .schema import load as load_schema
     from .store import StoreError
@@ -52,6 +55,7 @@ _LAZY = {
     "move": ("move", "move"), "Moved": ("move", "Moved"), "RecordCheck": ("audit", "RecordCheck"),
     "Record": ("record", "Record"), "Schema": ("schema", "Schema"), "Field": ("schema", "Field"),
     "load_schema": ("schema", "load"), "StoreError": ("store", "StoreError"),
+    "restore": ("restore", "run"), "Restored": ("restore", "Restored"),
 }
 
 
@@ -74,6 +78,6 @@ __all__ = [
     "KDF_DEFAULT", "KDF_FLOOR",
     "VaultError", "WrongPassphrase", "IntegrityError", "KdfTooWeak", "SchemaError", "ValidationError",
     "NotFound", "VaultExists", "AccessDenied", "VaultClosed", "UnsupportedVersion", "StoreError", "KeysChanged",
-    "UnfinishedMove", "UnsafeFile",
+    "UnfinishedMove", "UnsafeFile", "BadBackup", "restore", "Restored",
     "__version__",
 ]

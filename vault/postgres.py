@@ -55,6 +55,7 @@ STAFF_GRANTS: dict[str, tuple[str, ...]] = {
     # requests; approving (UPDATE of the grant) is the lead's
     "dv_reveals": ("SELECT", "INSERT", "DELETE"),
     "dv_audit": _APPEND,
+    "dv_shreds": _APPEND,  # the shred ledger: a shred appends its entry (vault.ledger)
 }
 
 #: What the lead's login may do: write every table, but only append to the audit log.
@@ -215,6 +216,9 @@ def grant_roles(url: str, *, staff: Sequence[str] = (), lead: Sequence[str] = ()
 
 def _apply(conn: Any, staff: Sequence[str], lead: Sequence[str]) -> None:
     schema = conn.exec_driver_sql("SELECT current_schema()").scalar_one()
+    if conn.exec_driver_sql("SELECT to_regclass('dv_meta')").scalar_one() is not None:
+        from .ledger import ensure
+        ensure(conn)  # the ledger table, so that its grants are given too
     owners = dict(conn.exec_driver_sql(
         "SELECT tablename, tableowner = current_user FROM pg_tables WHERE schemaname = current_schema() "
         "AND left(tablename, 3) = 'dv_'").fetchall())

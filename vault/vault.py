@@ -1034,6 +1034,7 @@ class Vault:
         pages and the WAL is checkpointed and truncated. Copies in older backups stay
         readable until the class keys rotate (docs/threat-model.md)."""
         from . import breakglass
+        from . import ledger as LG
         store = self._s()
         rid = self._rid(record_id)
         with store.tx() as conn:  # the deletion and its entry (with the dropped state) commit together
@@ -1048,6 +1049,7 @@ class Vault:
             self._alarm_if_canary([record_id], "shred")  # here: after the commit no pseudonym names it
             if not store.delete_record(conn, rid):
                 raise NotFound(f"no record {record_id}")
+            LG.record(conn, self._vid, rid, self._auditor.actor, self._signer)  # no restore brings it back
             store.delete_index(conn, rid)
             for keys in self._purposes.values():
                 tag = keys.tag(keys.value(rid))
@@ -2283,6 +2285,26 @@ class Vault:
             "warnings": self.schema.warnings() + I.plan_warnings(self._plan_active, n)
             + ([store.transport] if store.transport.startswith("NOT") else []),
         }
+
+    # ---- backup: delegates to vault/backup.py ----
+    def backup(self, path: str | os.PathLike[str], *, ledger: str | os.PathLike[str] | None = None) -> dict[str, int]:
+        """Lead: write a backup of the whole vault to ``path`` (and the shred ledger to the
+        file ``ledger``); see vault.backup. Audited before the snapshot, which holds the entry."""
+        from . import backup as BK
+        self._guard("backup", lambda: self._need_manage("taking a backup"))
+        self._audit("backup", "", {"ledger_file": ledger is not None})
+        return BK.take(self._s(), os.fspath(path), self._vid, self._auditor.actor, self._signer,
+                       ledger=None if ledger is None else os.fspath(ledger))
+
+    def signing_actors(self) -> set[bytes]:
+        """Public identities whose signatures this vault accepts (users, revoked ones too, and
+        the recovery actor): what a backup's or a ledger entry's signer must be."""
+        return self._known_actors()
+
+    def note_restore(self, detail: Mapping[str, Any]) -> None:
+        """Lead: the ``restore`` entry a restore writes into the vault it restored (vault.restore)."""
+        self._guard("restore", lambda: self._need_manage("restoring a backup"))
+        self._audit("restore", "", dict(detail))
 
 
 __all__ = ["create", "open", "Vault", "Record", "StoreError"]

@@ -1,0 +1,375 @@
+"""Restoring a backup (vault.backup) over a vault, or into an empty place, all or nothing.
+
+The order is the point: parse and checksum the file; load it into a staging place; open it
+there as a vault (keys, schema, user table, key statement), verify its audit log and every
+record row against it, check the backup's signature; merge the shred ledger (the live
+vault's, the backup's, a ledger file's) and shred again every record it names; only then
+replace the live tables in one transaction. Any failure before that transaction leaves
+the live vault as it was (docs/threat-model.md "Backups and the shred ledger").
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from sqlalchemy.engine import make_url
+
+from . import _crypto as C
+from . import _format as F
+from . import backup as BK
+from . import ledger as LG
+from .errors import AccessDenied, BadBackup, IntegrityError, NotFound, VaultError
+from .store import Store, StoreError, _sqlite_path
+
+_STAGE_PREFIX = "dvrestore_"
+
+
+class Restorable(Protocol):
+    """What restore needs of an opened vault (vault.Vault has it)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def role(self) -> Any: ...
+    def signing_actors(self) -> set[bytes]: ...
+    def check_records(self) -> Any: ...
+    def ids(self) -> list[str]: ...
+    def delete(self, record_id: str) -> None: ...
+    def note_restore(self, detail: dict[str, Any]) -> None: ...
+    def close(self) -> None: ...
+
+
+Opener = Callable[[str], Restorable]
+
+
+@dataclass
+class Restored:
+    """What a restore did: counts, and what the lead should read (``warnings``)."""
+
+    records: int
+    audit_entries: int
+    replayed: int
+    backup_seq: int
+    warnings: list[str] = field(default_factory=list)
+
+
+def _normalise(url: str | os.PathLike[str]) -> str:
+    text = os.fspath(url)
+    if not isinstance(text, str) or not text:
+        raise VaultError("a vault location is a URL or a file path")
+    return text if "://" in text else "sqlite:///" + os.path.abspath(text)
+
+
+def _live_state(url: str) -> tuple[str, bytes | None, list[bytes]]:
+    """("live" | "empty", the live vault's id, its ledger entries) without changing a byte."""
+    path = _sqlite_path(url)
+    if path is not None and (not os.path.exists(path) or os.path.getsize(path) == 0):
+        return "empty", None, []
+    try:
+        store = Store(url, create=False)
+    except NotFound:
+        return "empty", None, []
+    try:
+        tables = store.vault_tables()
+        if "dv_meta" not in tables:
+            if tables:
+                raise StoreError("this database holds vault tables (dv_*) but no vault metadata: not restoring over "
+                                 "them (move them away first)")
+            return "empty", None, []
+        with store.tx(write=False) as conn:
+            vid = store.meta_value(conn, "vault_id")
+            blobs = LG.read(conn)
+        return "live", vid, blobs
+    finally:
+        store.dispose()
+
+
+# -- staging ---------------------------------------------------------------------------------------
+def _stage_url(url: str) -> tuple[str, str]:
+    """(URL of a fresh staging place, its name: a file path or a schema)."""
+    path = _sqlite_path(url)
+    tag = C.random_bytes(6).hex()
+    if path is not None:
+        folder, name = os.path.split(os.path.abspath(path))
+        staged = os.path.join(folder, f".{name}.restoring-{tag}")
+        return "sqlite:///" + staged, staged
+    schema = _STAGE_PREFIX + tag
+    u = make_url(url)
+    query = dict(u.query)
+    query["options"] = f"-csearch_path={schema}"
+    return u.set(query=query).render_as_string(hide_password=False), schema
+
+
+def _clear_stale(url: str) -> None:
+    """Remove what a restore killed part way left: staging files or schemas (never the vault)."""
+    path = _sqlite_path(url)
+    if path is not None:
+        folder, name = os.path.split(os.path.abspath(path))
+        for left in glob.glob(os.path.join(folder, f".{glob.escape(name)}.restoring-*")):
+            os.unlink(left)
+        return
+    store = Store(url, create=False)
+    try:
+        with store.tx() as conn:
+            for (schema,) in store.raw(conn, "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s",
+                                       (_STAGE_PREFIX + "%",)).fetchall():
+                store.raw(conn, f'DROP SCHEMA "{schema}" CASCADE')
+    finally:
+        store.dispose()
+
+
+def _ph(store: Store) -> str:
+    return "?" if store.is_sqlite else "%s"
+
+
+def _load(url: str, name: str, b: BK.Backup, extra_ledger: list[bytes]) -> None:
+    """Create the staging vault's tables and fill them from the backup (and the ledger)."""
+    from . import migrations
+    if _sqlite_path(url) is None:
+        base = Store(url, create=False)
+        try:
+            with base.tx() as conn:
+                base.raw(conn, f'CREATE SCHEMA "{name}"')
+        finally:
+            base.dispose()
+    store = Store(url, create=True)
+    try:
+        with store.tx() as conn:
+            migrations.upgrade(conn, 0)
+            LG.ensure(conn)
+            from sqlalchemy import inspect
+            insp = inspect(conn)
+            have = {t: {c["name"] for c in insp.get_columns(t)} for t in insp.get_table_names() if t.startswith("dv_")}
+            for t in b.tables.values():
+                if t.name not in have or not set(t.columns) <= have[t.name]:
+                    raise BadBackup(f"the backup holds a table this release does not know ({t.name}): made by a "
+                                    "newer release? Nothing was restored")
+                if t.rows:
+                    ph = ", ".join([_ph(store)] * len(t.columns))
+                    conn.exec_driver_sql(f"INSERT INTO {t.name} ({BK.quoted(t.columns)}) VALUES ({ph})", t.rows)
+            held = {r for (r,) in store.raw(conn, "SELECT rid FROM dv_shreds").fetchall()}
+            fresh = {}
+            for blob in extra_ledger:
+                e = LG.parse(blob)
+                if e.rid not in held:
+                    fresh[e.rid] = blob
+            if fresh:
+                conn.exec_driver_sql(f"INSERT INTO dv_shreds (rid, entry) VALUES ({_ph(store)}, {_ph(store)})",
+                                     sorted(fresh.items()))
+    finally:
+        store.dispose()
+
+
+def _drop_stage(url: str, staged_url: str, name: str) -> None:
+    if _sqlite_path(url) is not None:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            try:
+                os.unlink(name + suffix)
+            except FileNotFoundError:
+                pass
+        return
+    store = Store(url, create=False)
+    try:
+        with store.tx() as conn:
+            store.raw(conn, f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+    finally:
+        store.dispose()
+
+
+# -- verification in the staging place -------------------------------------------------------------
+def _verify_and_replay(v: Restorable, b: BK.Backup, blobs: list[bytes], more_signers: Callable[[], set[bytes]],
+                       restored_from: str) -> int:
+    """Every check of a staged backup, then the ledger replay; returns how many were shredded."""
+    if not v.role.manage:
+        raise AccessDenied("restoring a backup is for the security lead (or the recovery passphrase)")
+    if v.id != b.vault_id.hex():
+        raise BadBackup("the backup file's header names another vault than its tables: nothing was restored")
+    signers = v.signing_actors()
+    BK.check_signature(b, signers)
+    try:
+        found = v.check_records()
+    except IntegrityError as e:
+        raise BadBackup(f"the backup's audit log does not verify ({e}): nothing was restored") from None
+    if not found.ok:
+        raise BadBackup(f"the backup's records do not match its audit log ({found}): nothing was restored")
+    if any(len(x) == LG.ENTRY_LEN and LG.parse(x).actor not in signers for x in blobs):
+        signers = signers | more_signers()  # a user enrolled after the backup, known to the live vault
+    entries = LG.verify(blobs, b.vault_id, signers)
+    present = set(v.ids())
+    replay = sorted(rid.hex() for rid in entries if rid.hex() in present)
+    for rid in replay:
+        v.delete(rid)
+    v.note_restore({"backup_seq": b.audit_seq, "replayed": len(replay), "from": restored_from})
+    return len(replay)
+
+
+def _checkpoint_warning(b: BK.Backup, checkpoints: str | os.PathLike[str] | None) -> list[str]:
+    """What to tell the lead when their newest checkpoint (canaries.witness's file) is past
+    the backup's log, or is not in it."""
+    if checkpoints is None or not os.path.exists(checkpoints):
+        return []
+    from . import audit as A
+    from .audit_rows import link_of
+    vid = b.vault_id.hex()
+    try:
+        with open(checkpoints, encoding="ascii") as f:
+            line = next((x.split(" ", 1)[1] for x in f.read().splitlines() if x.startswith(vid + " ")), None)
+    except (OSError, UnicodeDecodeError, IndexError):
+        return [f"cannot read the checkpoints file {checkpoints}"]
+    if line is None:
+        return []
+    cp = A.Checkpoint.parse(line)
+    if cp.seq > b.audit_seq:
+        return [f"this backup is older than your newest checkpoint: it ends at audit entry {b.audit_seq}, your "
+                f"checkpoint is at entry {cp.seq}. Everything written after the backup (records, users, log "
+                "entries) is gone, except the shreds the ledger re-applied. Your next open will refuse the log "
+                f"until you remove this vault's line from {checkpoints}"]
+    audit = b.tables.get("dv_audit")
+    row = next((r for r in (audit.rows if audit else []) if r[0] == cp.seq), None)
+    if row is None or not cp.matches(link_of(row)):
+        return [f"this backup's audit log does not hold your checkpoint at entry {cp.seq}: it is not a copy of the "
+                "log you last saw (a rewritten log?)"]
+    return []
+
+
+# -- the swap ---------------------------------------------------------------------------------------
+def _swap_sqlite(path: str, staged: str, live_ledger: set[bytes]) -> None:
+    """Replace the live file's vault tables by the staged ones in one transaction."""
+    from ._files import write_private
+    if not os.path.exists(path):
+        write_private(path, b"", error=StoreError)
+    con = sqlite3.connect(path, isolation_level=None)
+    try:
+        for pragma in ("journal_mode=WAL", "secure_delete=ON", "busy_timeout=5000"):
+            con.execute(f"PRAGMA {pragma}")
+        con.execute("ATTACH DATABASE ? AS stg", (staged,))
+        con.execute("BEGIN IMMEDIATE")
+        _refuse_new_shreds(con.execute, "main.", live_ledger)
+        tables = con.execute("SELECT name, sql FROM stg.sqlite_master WHERE type = 'table' AND name LIKE 'dv\\_%' "
+                             "ESCAPE '\\' ORDER BY name").fetchall()
+        indexes = con.execute("SELECT tbl_name, sql FROM stg.sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
+                              "AND tbl_name LIKE 'dv\\_%' ESCAPE '\\'").fetchall()
+        for name, sql in tables:
+            con.execute(f'DROP TABLE IF EXISTS main."{name}"')
+            con.execute(sql)
+            con.execute(f'INSERT INTO main."{name}" SELECT * FROM stg."{name}"')
+        for _table, sql in indexes:
+            con.execute(sql)
+        con.execute("COMMIT")
+        con.execute("DETACH DATABASE stg")
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.Error as e:
+        raise StoreError(f"the restore could not replace the vault's tables ({type(e).__name__}); the vault is "
+                         "unchanged") from None
+    finally:
+        con.close()
+
+
+def _refuse_new_shreds(run: Callable[..., Any], prefix: str, seen: set[bytes]) -> None:
+    """A shred committed after the ledger was read would be undone by the swap: refuse."""
+    try:
+        now = {bytes(r[0]) for r in run(f"SELECT rid FROM {prefix}dv_shreds").fetchall()}
+    except (sqlite3.Error, VaultError):
+        return  # no ledger table there yet
+    if now - seen:
+        raise StoreError("a record was shredded while the restore ran: nothing was replaced; run the restore again")
+
+
+def _swap_pg(url: str, schema: str, live_ledger: set[bytes]) -> None:
+    """Replace the live schema's vault tables' rows by the staged ones in one transaction
+    (the tables stay, with their grants and the audit log's insert guard)."""
+    from . import migrations
+    store = Store(url, create=False)
+    try:
+        with store.tx() as conn:
+            live = store.vault_tables()
+            if "dv_meta" not in live:
+                migrations.upgrade(conn, 0)
+            LG.ensure(conn)
+            store.raw(conn, "LOCK TABLE dv_shreds IN EXCLUSIVE MODE")
+            _refuse_new_shreds(lambda sql: store.raw(conn, sql), "", live_ledger)
+            names = [str(r[0]) for r in store.raw(conn, "SELECT table_name FROM information_schema.tables WHERE "
+                                                        "table_schema = %s AND left(table_name, 3) = 'dv_' ORDER BY 1",
+                                                  (schema,)).fetchall()]
+            for name in names:
+                cols = [str(r[0]) for r in store.raw(conn, "SELECT column_name FROM information_schema.columns WHERE "
+                                                           "table_schema = %s AND table_name = %s ORDER BY ordinal_position",
+                                                     (schema, name)).fetchall()]
+                listed = ", ".join(f'"{c}"' for c in cols)
+                store.raw(conn, f'DELETE FROM "{name}"')
+                order = " ORDER BY seq" if name == "dv_audit" else ""
+                store.raw(conn, f'INSERT INTO "{name}" ({listed}) SELECT {listed} FROM "{schema}"."{name}"{order}')
+    finally:
+        store.dispose()
+
+
+def restore(url: str | os.PathLike[str], path: str | os.PathLike[str], opener: Callable[[str], Restorable], *,
+            ledger: str | os.PathLike[str] | None = None, checkpoints: str | os.PathLike[str] | None = None) -> Restored:
+    """Restore the backup file ``path`` at ``url`` (a live vault of the same id, or an empty
+    place); ``opener(url)`` opens a vault there with the restorer's credentials (the lead's
+    identity or the recovery passphrase). ``ledger``: a ledger file (Vault.backup's
+    ``ledger=``) whose entries are re-applied too, for when the live vault is lost."""
+    target = _normalise(url)
+    b = BK.read_file(os.fspath(path))  # every byte checked before anything else
+    file_ledger: list[bytes] = []
+    if ledger is not None:
+        try:
+            with open(ledger, "rb") as f:
+                lid, file_ledger = LG.decode_file(f.read())
+        except OSError as e:
+            raise BadBackup(f"cannot read the ledger file ({e.strerror or type(e).__name__})") from None
+        if lid != b.vault_id:
+            raise BadBackup("the ledger file is of another vault than the backup")
+    kind, live_id, live_blobs = _live_state(target)
+    if kind == "live" and live_id != b.vault_id:
+        raise BadBackup("this backup is of another vault than the one at that place: nothing was restored")
+    _clear_stale(target)
+    staged_url, name = _stage_url(target)
+    backup_ledger = [r[1] for r in b.tables["dv_shreds"].rows] if "dv_shreds" in b.tables else []
+    blobs = list({*backup_ledger, *live_blobs, *file_ledger})
+
+    def live_signers() -> set[bytes]:
+        if kind != "live":
+            return set()
+        try:
+            lv = opener(target)
+        except VaultError:
+            return set()
+        try:
+            return lv.signing_actors()
+        finally:
+            lv.close()
+    try:
+        _load(staged_url, name, b, [*live_blobs, *file_ledger])
+        v = opener(staged_url)
+        try:
+            replayed = _verify_and_replay(v, b, blobs, live_signers, "file" if ledger else "vault")
+        finally:
+            v.close()
+        seen = {LG.parse(x).rid for x in live_blobs}
+        if _sqlite_path(target) is not None:
+            _swap_sqlite(_sqlite_path(target) or "", name, seen)
+        else:
+            _swap_pg(target, name, seen)
+    finally:
+        _drop_stage(target, staged_url, name)
+    warnings = _checkpoint_warning(b, checkpoints)
+    return Restored(b.count("dv_records") - replayed, b.count("dv_audit"), replayed, b.audit_seq, warnings)
+
+
+def run(url: str | os.PathLike[str], path: str | os.PathLike[str], *, passphrase: str | None = None,
+        identity: Any = None, ledger: str | os.PathLike[str] | None = None,
+        checkpoints: str | os.PathLike[str] | None = None) -> Restored:
+    """``vault.restore``: :func:`restore` with the recovery passphrase or the lead's identity."""
+    import vault as pkg
+
+    def opener(where: str) -> Restorable:
+        return pkg.open(where, passphrase, identity=identity)  # type: ignore[no-any-return]
+    return restore(url, path, opener, ledger=ledger, checkpoints=checkpoints)
+
+
+__all__ = ["restore", "run", "Restored", "Restorable"]
