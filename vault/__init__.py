@@ -40,8 +40,8 @@ if TYPE_CHECKING:
     from .audit import RecordCheck
     from .move import Moved, move
     from .record import Record
-    from .restore import Restored
-    from .restore import run as restore
+    from .restoring import Restored
+    from .restoring import run as restore
     from .schema import Field, Schema
     from .schema import load as load_schema
     from .store import StoreError
@@ -55,7 +55,7 @@ _LAZY = {
     "move": ("move", "move"), "Moved": ("move", "Moved"), "RecordCheck": ("audit", "RecordCheck"),
     "Record": ("record", "Record"), "Schema": ("schema", "Schema"), "Field": ("schema", "Field"),
     "load_schema": ("schema", "load"), "StoreError": ("store", "StoreError"),
-    "restore": ("restore", "run"), "Restored": ("restore", "Restored"),
+    "restore": ("restoring", "run"), "Restored": ("restoring", "Restored"),
 }
 
 

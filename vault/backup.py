@@ -7,7 +7,7 @@ passphrase or identity (what it does show is in docs/threat-model.md). It ends w
 maker's signature and a SHA-256 over the whole file, so a flipped byte or a cut is found
 before anything is read into a database.
 
-A restore (vault.restore) never writes the live vault until the backup has passed every
+A restore (vault.restoring) never writes the live vault until the backup has passed every
 check: it is loaded into a staging place of its own (a SQLite file beside the vault, a
 PostgreSQL schema beside the vault's), opened there like any vault (schema MAC and
 signature, signed key statement, user table), its audit log verified and every record row

@@ -289,6 +289,9 @@ def _swap_pg(url: str, schema: str, live_ledger: set[bytes]) -> None:
             live = store.vault_tables()
             if "dv_meta" not in live:
                 migrations.upgrade(conn, 0)
+            else:  # as a rotation and an append take them: every writer and appender waits or went first
+                store.lock_keys(conn)
+                store.lock_append(conn)
             LG.ensure(conn)
             store.raw(conn, "LOCK TABLE dv_shreds IN EXCLUSIVE MODE")
             _refuse_new_shreds(lambda sql: store.raw(conn, sql), "", live_ledger)
