@@ -21,7 +21,8 @@ ROWS = [
     {"legal_name": "Chen Wei", "email": "chen@example.org", "hotel": "China"},
     {"legal_name": "Dara Nouri", "email": "dara@example.org", "hotel": "Iran"},
 ]
-_COLUMNS: dict[str, tuple[str, ...]] = {}
+#: what a restore writes into the log it restores: the staged vault's open, its verification, the restore
+RESTORE_ACTIONS = ["open", "audit_verify", "restore"]
 
 
 def _tables(url: str) -> dict[str, list[tuple[Any, ...]]]:
@@ -58,7 +59,7 @@ def _same_content(before: dict[str, list], after: dict[str, list], before_log: l
             continue
         assert after.get(name) == before[name], name
     assert after_log[:len(before_log)] == before_log
-    assert [e[4] for e in after_log[len(before_log):]] == ["open", "check_records", "restore"]
+    assert [e[4] for e in after_log[len(before_log):]] == RESTORE_ACTIONS
 
 
 def _filled(url: str) -> tuple[list[str], str]:
@@ -314,3 +315,40 @@ def test_checkpoint_newer_than_backup_is_said(url: str, tmp_path: Path) -> None:
         v.add({"legal_name": "Later Person"})
         v.backup(tmp_path / "d.dvbak")
     assert vault.restore(url, tmp_path / "d.dvbak", passphrase=PASSPHRASE, checkpoints=cps).warnings == []
+
+
+def test_deep_restore_finds_a_row_rolled_back_before_the_backup(url: str, tmp_path: Path) -> None:
+    """A row put back to an older version in the database before the backup was taken is
+    genuine ciphertext, signed into the backup by the lead; only the deep check (every row
+    opened and compared with the log) names it, and then nothing is restored."""
+    ids, _ = _filled(url)
+    eng = raw_engine(url)
+    with eng.connect() as conn:
+        old = conn.execute(sa.text("SELECT data FROM dv_records WHERE id = :i"), {"i": bytes.fromhex(ids[0])}).scalar_one()
+    with vault.open(url, PASSPHRASE) as v:
+        v.update(ids[0], {"email": "new@example.org"})
+    with eng.begin() as conn:
+        conn.execute(sa.text("UPDATE dv_records SET data = :d WHERE id = :i"), {"d": old, "i": bytes.fromhex(ids[0])})
+    eng.dispose()
+    with vault.open(url, PASSPHRASE) as v:
+        v.backup(tmp_path / "b.dvbak")
+    live = _tables(url)
+    with pytest.raises(vault.BadBackup, match="do not match its audit log"):
+        vault.restore(url, tmp_path / "b.dvbak", passphrase=PASSPHRASE, deep=True)
+    assert _tables(url) == live
+    out = vault.restore(url, tmp_path / "b.dvbak", passphrase=PASSPHRASE)  # the default: signature and log
+    assert out.records == len(ROWS)
+
+
+def test_restore_refused_while_another_client_has_the_sqlite_vault_open(tmp_path: Path) -> None:
+    path = tmp_path / "a.vault"
+    ids, _ = _filled(str(path))
+    with vault.open(path, PASSPHRASE) as v:
+        v.backup(tmp_path / "b.dvbak")
+        v.get(ids[0])  # holds a connection
+        before = _tables(f"sqlite:///{path}")
+        with pytest.raises(vault.StoreError, match="another client"):
+            vault.restore(path, tmp_path / "b.dvbak", passphrase=PASSPHRASE)
+    assert _tables(f"sqlite:///{path}") == before
+    vault.restore(path, tmp_path / "b.dvbak", passphrase=PASSPHRASE)
+    assert not (tmp_path / "a.vault-wal").exists() or (tmp_path / "a.vault-wal").stat().st_size == 0

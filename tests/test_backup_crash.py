@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PASSPHRASE
-from test_backup import _audit, _tables
+from test_backup import RESTORE_ACTIONS, _audit, _tables
 
 import vault
 
@@ -34,7 +34,7 @@ def _state(url: str, old: dict, old_log: list, new: dict, new_log: list) -> str:
     def rows(t: dict) -> dict:  # the ledger's table appears (empty) with the first restore
         return {k: x for k, x in t.items() if k != "dv_audit" and x}
     assert rows(now) == rows(new)
-    assert log[:len(new_log)] == new_log and [e[4] for e in log[len(new_log):]] == ["open", "check_records", "restore"]
+    assert log[:len(new_log)] == new_log and [e[4] for e in log[len(new_log):]] == RESTORE_ACTIONS
     return "new"
 
 

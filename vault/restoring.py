@@ -14,6 +14,7 @@ import glob
 import os
 import sqlite3
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from sqlalchemy.engine import make_url
@@ -26,6 +27,7 @@ from .errors import AccessDenied, BadBackup, IntegrityError, NotFound, VaultErro
 from .store import Store, StoreError, _sqlite_path
 
 _STAGE_PREFIX = "dvrestore_"
+_IN_USE = "another client has the vault open: stop every client, then restore again; the vault is unchanged"
 
 
 class Restorable(Protocol):
@@ -35,7 +37,8 @@ class Restorable(Protocol):
     def id(self) -> str: ...
     @property
     def role(self) -> Any: ...
-    def signing_actors(self) -> set[bytes]: ...
+    def signing_actors(self, *, managers: bool = False) -> set[bytes]: ...
+    def audit_verify(self) -> Any: ...
     def check_records(self) -> Any: ...
     def ids(self) -> list[str]: ...
     def delete(self, record_id: str) -> None: ...
@@ -126,6 +129,20 @@ def _ph(store: Store) -> str:
     return "?" if store.is_sqlite else "%s"
 
 
+def _insert(store: Store, conn: Any, t: BK.Table) -> None:
+    """One table's rows into the staging place: PostgreSQL's COPY, SQLite's executemany."""
+    if not t.rows:
+        return
+    if store.is_sqlite:
+        ph = ", ".join(["?"] * len(t.columns))
+        conn.exec_driver_sql(f"INSERT INTO {t.name} ({BK.quoted(t.columns)}) VALUES ({ph})", t.rows)
+        return
+    cur = conn.connection.driver_connection.cursor()
+    with cur.copy(f"COPY {t.name} ({BK.quoted(t.columns)}) FROM STDIN") as copy:
+        for row in t.rows:
+            copy.write_row(row)
+
+
 def _load(url: str, name: str, b: BK.Backup, extra_ledger: list[bytes]) -> None:
     """Create the staging vault's tables and fill them from the backup (and the ledger)."""
     from . import migrations
@@ -148,9 +165,7 @@ def _load(url: str, name: str, b: BK.Backup, extra_ledger: list[bytes]) -> None:
                 if t.name not in have or not set(t.columns) <= have[t.name]:
                     raise BadBackup(f"the backup holds a table this release does not know ({t.name}): made by a "
                                     "newer release? Nothing was restored")
-                if t.rows:
-                    ph = ", ".join([_ph(store)] * len(t.columns))
-                    conn.exec_driver_sql(f"INSERT INTO {t.name} ({BK.quoted(t.columns)}) VALUES ({ph})", t.rows)
+                _insert(store, conn, t)
             held = {r for (r,) in store.raw(conn, "SELECT rid FROM dv_shreds").fetchall()}
             fresh = {}
             for blob in extra_ledger:
@@ -182,20 +197,29 @@ def _drop_stage(url: str, staged_url: str, name: str) -> None:
 
 # -- verification in the staging place -------------------------------------------------------------
 def _verify_and_replay(v: Restorable, b: BK.Backup, blobs: list[bytes], more_signers: Callable[[], set[bytes]],
-                       restored_from: str) -> int:
-    """Every check of a staged backup, then the ledger replay; returns how many were shredded."""
+                       restored_from: str, deep: bool) -> int:
+    """Every check of a staged backup, then the ledger replay; returns how many were shredded.
+    The maker's signature (the lead's or the recovery actor's, over the SHA-256 of the whole
+    file) covers every blob as the vault held it; ``deep`` also opens every record row and
+    compares it with the log (Vault.check_records), which finds rows that were already
+    damaged or rolled back in the vault the backup was taken from."""
     if not v.role.manage:
         raise AccessDenied("restoring a backup is for the security lead (or the recovery passphrase)")
     if v.id != b.vault_id.hex():
         raise BadBackup("the backup file's header names another vault than its tables: nothing was restored")
+    BK.check_signature(b, v.signing_actors(managers=True))
     signers = v.signing_actors()
-    BK.check_signature(b, signers)
-    try:
-        found = v.check_records()
-    except IntegrityError as e:
-        raise BadBackup(f"the backup's audit log does not verify ({e}): nothing was restored") from None
-    if not found.ok:
-        raise BadBackup(f"the backup's records do not match its audit log ({found}): nothing was restored")
+    if deep:
+        try:
+            found = v.check_records()
+        except IntegrityError as e:
+            raise BadBackup(f"the backup's audit log does not verify ({e}): nothing was restored") from None
+        if not found.ok:
+            raise BadBackup(f"the backup's records do not match its audit log ({found}): nothing was restored")
+    else:
+        verdict = v.audit_verify()
+        if not verdict.ok:
+            raise BadBackup(f"the backup's audit log does not verify ({verdict}): nothing was restored")
     if any(len(x) == LG.ENTRY_LEN and LG.parse(x).actor not in signers for x in blobs):
         signers = signers | more_signers()  # a user enrolled after the backup, known to the live vault
     entries = LG.verify(blobs, b.vault_id, signers)
@@ -238,33 +262,46 @@ def _checkpoint_warning(b: BK.Backup, checkpoints: str | os.PathLike[str] | None
 
 # -- the swap ---------------------------------------------------------------------------------------
 def _swap_sqlite(path: str, staged: str, live_ledger: set[bytes]) -> None:
-    """Replace the live file's vault tables by the staged ones in one transaction."""
-    from ._files import write_private
-    if not os.path.exists(path):
-        write_private(path, b"", error=StoreError)
+    """Put the staged file in the live file's place with one rename (atomic on POSIX): a
+    kill before it leaves the old vault, after it the restored one. Both are made single
+    files first (WAL folded in, rollback-journal mode; the next open turns WAL on again),
+    so that no -wal file of one is ever read with the other. Taking the live vault out of
+    WAL mode needs it to itself: another client still connected refuses the restore."""
+    from ._files import _fsync_dir
+    _single_file(staged)
+    if os.path.exists(path) and os.path.getsize(path) > 0:
+        con = sqlite3.connect(path, isolation_level=None)
+        try:
+            con.execute("PRAGMA busy_timeout=5000")
+            _refuse_new_shreds(con.execute, "", live_ledger)
+            busy = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            mode = con.execute("PRAGMA journal_mode=DELETE").fetchone()
+            if (busy is not None and busy[0]) or mode is None or str(mode[0]).lower() != "delete":
+                raise StoreError(_IN_USE)
+            con.execute("BEGIN EXCLUSIVE")  # held across the rename: no client writes the old file meanwhile
+            _refuse_new_shreds(con.execute, "", live_ledger)
+            os.replace(staged, path)
+            con.execute("ROLLBACK")
+        except sqlite3.OperationalError:  # locked: a client holds it
+            raise StoreError(_IN_USE) from None
+        except sqlite3.Error as e:
+            raise StoreError(f"the restore could not take the vault's place ({type(e).__name__}); the vault is "
+                             "unchanged") from None
+        finally:
+            con.close()
+    else:
+        os.replace(staged, path)
+    _fsync_dir(Path(path).parent)
+
+
+def _single_file(path: str) -> None:
+    """Fold the WAL into ``path`` and leave WAL mode, so the file alone is the database."""
     con = sqlite3.connect(path, isolation_level=None)
     try:
-        for pragma in ("journal_mode=WAL", "secure_delete=ON", "busy_timeout=5000"):
-            con.execute(f"PRAGMA {pragma}")
-        con.execute("ATTACH DATABASE ? AS stg", (staged,))
-        con.execute("BEGIN IMMEDIATE")
-        _refuse_new_shreds(con.execute, "main.", live_ledger)
-        tables = con.execute("SELECT name, sql FROM stg.sqlite_master WHERE type = 'table' AND name LIKE 'dv\\_%' "
-                             "ESCAPE '\\' ORDER BY name").fetchall()
-        indexes = con.execute("SELECT tbl_name, sql FROM stg.sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
-                              "AND tbl_name LIKE 'dv\\_%' ESCAPE '\\'").fetchall()
-        for name, sql in tables:
-            con.execute(f'DROP TABLE IF EXISTS main."{name}"')
-            con.execute(sql)
-            con.execute(f'INSERT INTO main."{name}" SELECT * FROM stg."{name}"')
-        for _table, sql in indexes:
-            con.execute(sql)
-        con.execute("COMMIT")
-        con.execute("DETACH DATABASE stg")
         con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    except sqlite3.Error as e:
-        raise StoreError(f"the restore could not replace the vault's tables ({type(e).__name__}); the vault is "
-                         "unchanged") from None
+        mode = con.execute("PRAGMA journal_mode=DELETE").fetchone()
+        if mode is None or str(mode[0]).lower() != "delete":
+            raise StoreError("the staged restore is still in use; nothing was replaced")
     finally:
         con.close()
 
@@ -311,7 +348,8 @@ def _swap_pg(url: str, schema: str, live_ledger: set[bytes]) -> None:
 
 
 def restore(url: str | os.PathLike[str], path: str | os.PathLike[str], opener: Callable[[str], Restorable], *,
-            ledger: str | os.PathLike[str] | None = None, checkpoints: str | os.PathLike[str] | None = None) -> Restored:
+            ledger: str | os.PathLike[str] | None = None, checkpoints: str | os.PathLike[str] | None = None,
+            deep: bool = False) -> Restored:
     """Restore the backup file ``path`` at ``url`` (a live vault of the same id, or an empty
     place); ``opener(url)`` opens a vault there with the restorer's credentials (the lead's
     identity or the recovery passphrase). ``ledger``: a ledger file (Vault.backup's
@@ -350,7 +388,7 @@ def restore(url: str | os.PathLike[str], path: str | os.PathLike[str], opener: C
         _load(staged_url, name, b, [*live_blobs, *file_ledger])
         v = opener(staged_url)
         try:
-            replayed = _verify_and_replay(v, b, blobs, live_signers, "file" if ledger else "vault")
+            replayed = _verify_and_replay(v, b, blobs, live_signers, "file" if ledger else "vault", deep)
         finally:
             v.close()
         seen = {LG.parse(x).rid for x in live_blobs}
@@ -366,13 +404,13 @@ def restore(url: str | os.PathLike[str], path: str | os.PathLike[str], opener: C
 
 def run(url: str | os.PathLike[str], path: str | os.PathLike[str], *, passphrase: str | None = None,
         identity: Any = None, ledger: str | os.PathLike[str] | None = None,
-        checkpoints: str | os.PathLike[str] | None = None) -> Restored:
+        checkpoints: str | os.PathLike[str] | None = None, deep: bool = False) -> Restored:
     """``vault.restore``: :func:`restore` with the recovery passphrase or the lead's identity."""
     import vault as pkg
 
     def opener(where: str) -> Restorable:
         return pkg.open(where, passphrase, identity=identity)  # type: ignore[no-any-return]
-    return restore(url, path, opener, ledger=ledger, checkpoints=checkpoints)
+    return restore(url, path, opener, ledger=ledger, checkpoints=checkpoints, deep=deep)
 
 
 __all__ = ["restore", "run", "Restored", "Restorable"]

@@ -2296,10 +2296,15 @@ class Vault:
         return BK.take(self._s(), os.fspath(path), self._vid, self._auditor.actor, self._signer,
                        ledger=None if ledger is None else os.fspath(ledger))
 
-    def signing_actors(self) -> set[bytes]:
+    def signing_actors(self, *, managers: bool = False) -> set[bytes]:
         """Public identities whose signatures this vault accepts (users, revoked ones too, and
-        the recovery actor): what a backup's or a ledger entry's signer must be."""
-        return self._known_actors()
+        the recovery actor): what a ledger entry's signer must be. ``managers``: only those
+        who may take a backup (users of a managing role, the recovery actor)."""
+        if not managers:
+            return self._known_actors()
+        rec = self._recovery_public()
+        manage = {r.name for r in self.schema.roles.values() if r.manage}
+        return {u.public.raw for u in self.users() if u.role in manage} | ({rec} if len(rec) == 64 else set())
 
     def note_restore(self, detail: Mapping[str, Any]) -> None:
         """Lead: the ``restore`` entry a restore writes into the vault it restored (vault.restore)."""
