@@ -74,19 +74,28 @@ def signed_message(digest: bytes) -> bytes:
 
 
 # -- encoding ---------------------------------------------------------------------------------------
-def _value(x: Any, out: list[bytes]) -> None:
-    if x is None:
-        out.append(b"\x00")
-    elif isinstance(x, bool) or not isinstance(x, (int, str, bytes, bytearray, memoryview)):
-        raise BadBackup(f"a stored value has a type a backup cannot hold ({type(x).__name__})")
-    elif isinstance(x, int):
-        out.append(b"\x01" + _I64.pack(x))
-    elif isinstance(x, str):
-        b = x.encode("utf-8", "surrogatepass")
-        out.append(b"\x02" + _U32.pack(len(b)) + b)
-    else:
-        b = bytes(x)
-        out.append(b"\x03" + _U32.pack(len(b)) + b)
+def _values(rows: list[tuple[Any, ...]], out: list[bytes]) -> None:
+    """Append every value of ``rows`` to ``out`` (a tag, then a length or the integer, then
+    the bytes as a part of their own: the file is joined once, not copied per value)."""
+    pack_q, pack_i, add = _I64.pack, _U32.pack, out.append
+    for row in rows:
+        for x in row:
+            if type(x) is bytes:
+                add(b"\x03" + pack_i(len(x)))
+                add(x)
+            elif x is None:
+                add(b"\x00")
+            elif type(x) is int:
+                add(b"\x01" + pack_q(x))
+            elif type(x) is str:
+                b = x.encode("utf-8", "surrogatepass")
+                add(b"\x02" + pack_i(len(b)))
+                add(b)
+            elif isinstance(x, (bytearray, memoryview)):
+                add(b"\x03" + pack_i(len(x)))
+                add(bytes(x))
+            else:
+                raise BadBackup(f"a stored value has a type a backup cannot hold ({type(x).__name__})")
 
 
 def _lp8(s: str) -> bytes:
@@ -104,16 +113,15 @@ def encode(vault_id: bytes, made_at: int, audit_seq: int, audit_head: bytes, tab
     for t in ordered:
         out.append(_lp8(t.name) + bytes([len(t.columns)]) + b"".join(_lp8(c) for c in t.columns)
                    + _U64.pack(len(t.rows)))
-        for row in t.rows:
-            for x in row:
-                _value(x, out)
+        _values(t.rows, out)
     body = b"".join(out)
-    digest = C.sha256(body)
-    sig = sign(signed_message(digest))
+    h = C.sha256_stream()
+    h.update(body)
+    sig = sign(signed_message(h.copy().digest()))
     if len(actor) != 64 or len(sig) != C.ED25519_SIG_LEN:
         raise BadBackup("the backup's signer is malformed")
-    signed = body + actor + sig
-    return signed + C.sha256(signed)
+    h.update(actor + sig)
+    return b"".join((body, actor, sig, h.digest()))
 
 
 class _Reader:
@@ -138,27 +146,40 @@ class _Reader:
         except UnicodeDecodeError:
             raise BadBackup("the backup file is malformed (a name is not ASCII)") from None
 
-    def value(self) -> Any:
-        data, at = self.data, self.at
-        if at >= len(data):
-            raise BadBackup("the backup file is malformed (a row runs past its end)")
-        tag = data[at]
-        if tag == NULL:
-            self.at = at + 1
-            return None
-        if tag == INT:
-            self.at = at + 1
-            return _I64.unpack(self.take(8))[0]
-        if tag in (TEXT, BLOB):
-            self.at = at + 1
-            raw = self.take(_U32.unpack(self.take(4))[0])
-            if tag == BLOB:
-                return raw
-            try:
-                return raw.decode("utf-8", "surrogatepass")
-            except UnicodeDecodeError:
-                raise BadBackup("the backup file is malformed (text that is not UTF-8)") from None
-        raise BadBackup(f"the backup file is malformed (unknown value tag {tag})")
+
+def _rows(data: bytes, at: int, n: int, width: int) -> tuple[list[tuple[Any, ...]], int]:
+    """``n`` rows of ``width`` values from ``data`` at ``at``; (rows, where they end)."""
+    unpack_q, unpack_i, end = _I64.unpack_from, _U32.unpack_from, len(data)
+    rows: list[tuple[Any, ...]] = []
+    add = rows.append
+    try:
+        for _ in range(n):
+            row: list[Any] = []
+            for _c in range(width):
+                tag = data[at]
+                if tag == BLOB or tag == TEXT:
+                    start = at + 5
+                    at = start + unpack_i(data, at + 1)[0]
+                    if at > end:
+                        raise BadBackup("the backup file is malformed (a length runs past its end)")
+                    x: Any = data[start:at]
+                    if tag == TEXT:
+                        x = x.decode("utf-8", "surrogatepass")
+                elif tag == INT:
+                    x = unpack_q(data, at + 1)[0]
+                    at += 9
+                elif tag == NULL:
+                    x = None
+                    at += 1
+                else:
+                    raise BadBackup(f"the backup file is malformed (unknown value tag {tag})")
+                row.append(x)
+            add(tuple(row))
+    except (IndexError, struct.error):
+        raise BadBackup("the backup file is malformed (a row runs past its end)") from None
+    except UnicodeDecodeError:
+        raise BadBackup("the backup file is malformed (text that is not UTF-8)") from None
+    return rows, at
 
 
 def decode(data: bytes) -> Backup:
@@ -169,10 +190,15 @@ def decode(data: bytes) -> Backup:
     if data[len(F.BACKUP_MAGIC)] != F.BACKUP_VERSION:
         raise BadBackup(f"backup format v{data[len(F.BACKUP_MAGIC)]} is not one this release reads "
                         f"(v{F.BACKUP_VERSION}): upgrade defenders-vault")
-    if not C.mac_equal(C.sha256(data[:-32]), data[-32:]):
+    body_end = len(data) - _TRAILER
+    view = memoryview(data)
+    h = C.sha256_stream()
+    h.update(view[:body_end])
+    digest = h.copy().digest()  # what the maker signed
+    h.update(view[body_end:-32])
+    if not C.mac_equal(h.digest(), data[-32:]):
         raise BadBackup("the backup file is corrupt or truncated (its checksum does not match): nothing was "
                         "restored, the vault is unchanged")
-    body_end = len(data) - _TRAILER
     body = data[:body_end]
     _m, _v, vault_id, made_at, seq, head, ntables = _HEAD.unpack(body[:_HEAD.size])
     r = _Reader(body)
@@ -184,15 +210,13 @@ def decode(data: bytes) -> Backup:
         (n,) = _U64.unpack(r.take(8))
         if not name.startswith("dv_") or name in tables or not cols or len(set(cols)) != len(cols):
             raise BadBackup("the backup file is malformed (a table is named twice, or not a vault table)")
-        width = len(cols)
-        value = r.value
-        rows = [tuple(value() for _x in range(width)) for _row in range(n)]
+        rows, r.at = _rows(body, r.at, n, len(cols))
         tables[name] = Table(name, cols, rows)
     if r.at != body_end:
         raise BadBackup("the backup file is malformed (bytes after its last table)")
     actor = data[body_end:body_end + 64]
     sig = data[body_end + 64:body_end + 64 + C.ED25519_SIG_LEN]
-    return Backup(vault_id, made_at, seq, head, tables, actor, sig, C.sha256(body))
+    return Backup(vault_id, made_at, seq, head, tables, actor, sig, digest)
 
 
 def check_signature(b: Backup, signers: set[bytes]) -> None:

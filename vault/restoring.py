@@ -130,17 +130,34 @@ def _ph(store: Store) -> str:
 
 
 def _insert(store: Store, conn: Any, t: BK.Table) -> None:
-    """One table's rows into the staging place: PostgreSQL's COPY, SQLite's executemany."""
-    if not t.rows:
-        return
-    if store.is_sqlite:
-        ph = ", ".join(["?"] * len(t.columns))
-        conn.exec_driver_sql(f"INSERT INTO {t.name} ({BK.quoted(t.columns)}) VALUES ({ph})", t.rows)
+    """One table's rows into the staging place: PostgreSQL's COPY (SQLite: _insert_sqlite)."""
+    if not t.rows or store.is_sqlite:
         return
     cur = conn.connection.driver_connection.cursor()
     with cur.copy(f"COPY {t.name} ({BK.quoted(t.columns)}) FROM STDIN") as copy:
         for row in t.rows:
             copy.write_row(row)
+
+
+def _insert_sqlite(path: str, b: BK.Backup) -> None:
+    """The rows into the staging file in one transaction, with neither journal nor fsync: the
+    file is a scratch copy until verified (a crash leaves a leftover the next restore
+    removes), and _single_file makes it whole before it takes the vault's place."""
+    con = sqlite3.connect(path, isolation_level=None)
+    try:
+        con.execute("PRAGMA journal_mode=OFF")
+        con.execute("PRAGMA synchronous=OFF")
+        con.execute("BEGIN")
+        for t in b.tables.values():
+            if t.rows:
+                ph = ", ".join(["?"] * len(t.columns))
+                con.executemany(f"INSERT INTO {t.name} ({BK.quoted(t.columns)}) VALUES ({ph})", t.rows)
+        con.execute("COMMIT")
+        con.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.Error as e:
+        raise BadBackup(f"the backup's rows do not fit its tables ({type(e).__name__}): nothing was restored") from None
+    finally:
+        con.close()
 
 
 def _load(url: str, name: str, b: BK.Backup, extra_ledger: list[bytes]) -> None:
@@ -166,7 +183,8 @@ def _load(url: str, name: str, b: BK.Backup, extra_ledger: list[bytes]) -> None:
                     raise BadBackup(f"the backup holds a table this release does not know ({t.name}): made by a "
                                     "newer release? Nothing was restored")
                 _insert(store, conn, t)
-            held = {r for (r,) in store.raw(conn, "SELECT rid FROM dv_shreds").fetchall()}
+            kept = b.tables.get("dv_shreds")
+            held = {bytes(r[kept.columns.index("rid")]) for r in kept.rows} if kept else set()
             fresh = {}
             for blob in extra_ledger:
                 e = LG.parse(blob)
@@ -177,6 +195,9 @@ def _load(url: str, name: str, b: BK.Backup, extra_ledger: list[bytes]) -> None:
                                      sorted(fresh.items()))
     finally:
         store.dispose()
+    path = _sqlite_path(url)
+    if path is not None:
+        _insert_sqlite(path, b)
 
 
 def _drop_stage(url: str, staged_url: str, name: str) -> None:
