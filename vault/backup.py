@@ -108,20 +108,27 @@ def _lp8(s: str) -> bytes:
 def encode(vault_id: bytes, made_at: int, audit_seq: int, audit_head: bytes, tables: Iterable[Table],
            actor: bytes, sign: Callable[[bytes], bytes]) -> bytes:
     """The backup file's bytes (docs/format.md 14): header, tables in name order, trailer."""
+    return b"".join(encode_parts(vault_id, made_at, audit_seq, audit_head, tables, actor, sign))
+
+
+def encode_parts(vault_id: bytes, made_at: int, audit_seq: int, audit_head: bytes, tables: Iterable[Table],
+                 actor: bytes, sign: Callable[[bytes], bytes]) -> list[bytes]:
+    """:func:`encode` as the list of its parts, in order (written without joining them)."""
     ordered = sorted(tables, key=lambda t: t.name)
     out = [_HEAD.pack(F.BACKUP_MAGIC, F.BACKUP_VERSION, vault_id, made_at, audit_seq, audit_head, len(ordered))]
     for t in ordered:
         out.append(_lp8(t.name) + bytes([len(t.columns)]) + b"".join(_lp8(c) for c in t.columns)
                    + _U64.pack(len(t.rows)))
         _values(t.rows, out)
-    body = b"".join(out)
     h = C.sha256_stream()
-    h.update(body)
+    for part in out:
+        h.update(part)
     sig = sign(signed_message(h.copy().digest()))
     if len(actor) != 64 or len(sig) != C.ED25519_SIG_LEN:
         raise BadBackup("the backup's signer is malformed")
     h.update(actor + sig)
-    return b"".join((body, actor, sig, h.digest()))
+    out += [actor, sig, h.digest()]
+    return out
 
 
 class _Reader:
@@ -261,7 +268,7 @@ def take(store: Any, path: str, vault_id: bytes, actor: bytes, sign: Callable[[b
     from ._files import write_private
     from .ledger import encode_file
     tables, seq, head = snapshot(store)
-    data = encode(vault_id, int(time.time()), seq, head, tables, actor, sign)
+    data = encode_parts(vault_id, int(time.time()), seq, head, tables, actor, sign)
     by_name = {t.name: len(t.rows) for t in tables}
     ledger_data = None
     if ledger is not None:
@@ -275,7 +282,7 @@ def take(store: Any, path: str, vault_id: bytes, actor: bytes, sign: Callable[[b
             os.unlink(path)  # all or nothing: a backup without the ledger file asked for is not one
             raise
     return {"records": by_name.get("dv_records", 0), "audit_entries": by_name.get("dv_audit", 0),
-            "ledger": by_name.get("dv_shreds", 0), "bytes": len(data), "audit_seq": seq}
+            "ledger": by_name.get("dv_shreds", 0), "bytes": sum(map(len, data)), "audit_seq": seq}
 
 
 def read_file(path: str) -> Backup:

@@ -244,7 +244,7 @@ def _verify_and_replay(v: Restorable, b: BK.Backup, blobs: list[bytes], more_sig
     if any(len(x) == LG.ENTRY_LEN and LG.parse(x).actor not in signers for x in blobs):
         signers = signers | more_signers()  # a user enrolled after the backup, known to the live vault
     entries = LG.verify(blobs, b.vault_id, signers)
-    present = set(v.ids())
+    present = set(v.ids()) if entries else set()
     replay = sorted(rid.hex() for rid in entries if rid.hex() in present)
     for rid in replay:
         v.delete(rid)
