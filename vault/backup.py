@@ -1,4 +1,4 @@
-"""Backups: one file holding every table of a vault (docs/format.md 14), and the way back.
+"""Backups: one file holding every table of a vault (docs/format.md 16), and the way back.
 
 A backup is taken in one read transaction (SQLite: one snapshot; PostgreSQL: REPEATABLE
 READ), so it is consistent while other clients go on working. It holds the tables as they
@@ -107,7 +107,7 @@ def _lp8(s: str) -> bytes:
 
 def encode(vault_id: bytes, made_at: int, audit_seq: int, audit_head: bytes, tables: Iterable[Table],
            actor: bytes, sign: Callable[[bytes], bytes]) -> bytes:
-    """The backup file's bytes (docs/format.md 14): header, tables in name order, trailer."""
+    """The backup file's bytes (docs/format.md 16): header, tables in name order, trailer."""
     return b"".join(encode_parts(vault_id, made_at, audit_seq, audit_head, tables, actor, sign))
 
 

@@ -1,5 +1,5 @@
 """The shred ledger: which record ids were crypto-shredded, so that no restore brings one
-back (docs/format.md 14b, docs/threat-model.md "Backups and the shred ledger").
+back (docs/format.md 16a, docs/threat-model.md "Backups and the shred ledger").
 
 One row per shredded record id in ``dv_shreds``, written in the transaction that deletes
 the record, signed by whoever shredded it. An entry holds the vault id, the record's
@@ -62,7 +62,7 @@ class Entry:
 
 
 def message(body: bytes) -> bytes:
-    """What the shredder signs: the label and the entry's body (docs/format.md 14b)."""
+    """What the shredder signs: the label and the entry's body (docs/format.md 16a)."""
     return F.LABEL_LEDGER_SIG + body
 
 
@@ -132,7 +132,7 @@ def verify(blobs: Iterable[bytes], vault_id: bytes, signers: set[bytes]) -> dict
     return out
 
 
-# -- ledger files (docs/format.md 14b) ------------------------------------------------------------
+# -- ledger files (docs/format.md 16a) ------------------------------------------------------------
 def encode_file(vault_id: bytes, blobs: Iterable[bytes]) -> bytes:
     """A ledger file: magic, version, vault id, count, the entries in rid order, SHA-256."""
     entries = sorted({parse(b).rid: b for b in blobs}.items())
