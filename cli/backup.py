@@ -71,6 +71,8 @@ def restore(file: Path, vault_url: str | None, identity: Path | None, recovery: 
         out = vault.restore(url, file, passphrase=pw, ledger=ledger)
     click.echo(f"restored {out.records} records and {out.audit_entries} audit entries (up to entry "
                f"{out.backup_seq}) at {shown_url(url)}")
+    click.echo(f"checkpoint of the restored log (write it down): {out.checkpoint.split(':', 3)[0]}:"
+               f"{out.checkpoint.split(':')[1]}:{out.checkpoint.split(':')[2]}")
     if out.replayed:
         note(f"shredded again {out.replayed} record(s) the shred ledger names (shredded after the backup)")
     for w in out.warnings:

@@ -22,7 +22,7 @@ ROWS = [
     {"legal_name": "Dara Nouri", "email": "dara@example.org", "hotel": "Iran"},
 ]
 #: what a restore writes into the log it restores: the staged vault's open, its verification, the restore
-RESTORE_ACTIONS = ["open", "audit_verify", "restore"]
+RESTORE_ACTIONS = ["open", "audit_verify", "restore", "audit_checkpoint"]
 
 
 def _tables(url: str) -> dict[str, list[tuple[Any, ...]]]:
@@ -53,7 +53,7 @@ def _audit(url: str) -> list[tuple[Any, ...]]:
 
 def _same_content(before: dict[str, list], after: dict[str, list], before_log: list, after_log: list) -> None:
     """Every table equal, except the audit log, which is the backup's followed by the
-    restore's own entries (the staged open, the record check, the restore entry)."""
+    restore's own entries (the staged open, its verification, the restore, a checkpoint)."""
     for name in before:
         if name == "dv_audit":
             continue
@@ -309,6 +309,9 @@ def test_checkpoint_newer_than_backup_is_said(url: str, tmp_path: Path) -> None:
         cps.write_text(f"{v.id} {v.audit_checkpoint()}\n")
     out = vault.restore(url, tmp_path / "b.dvbak", passphrase=PASSPHRASE, checkpoints=cps)
     assert any("older than your newest checkpoint" in w for w in out.warnings)
+    with vault.open(url, PASSPHRASE) as v:  # the file now names the restored head, which the log holds
+        assert cps.read_text() == f"{v.id} {out.checkpoint}\n"
+        assert v.audit_verify(against=out.checkpoint).ok
     with vault.open(url, PASSPHRASE) as v:
         v.backup(tmp_path / "c.dvbak")
         cps.write_text(f"{v.id} {v.audit_checkpoint()}\n")

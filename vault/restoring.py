@@ -43,6 +43,7 @@ class Restorable(Protocol):
     def ids(self) -> list[str]: ...
     def delete(self, record_id: str) -> None: ...
     def note_restore(self, detail: dict[str, Any]) -> None: ...
+    def audit_checkpoint(self) -> str: ...
     def close(self) -> None: ...
 
 
@@ -57,6 +58,7 @@ class Restored:
     audit_entries: int
     replayed: int
     backup_seq: int
+    checkpoint: str  # of the restored log's head: write it down, as after audit checkpoint
     warnings: list[str] = field(default_factory=list)
 
 
@@ -218,8 +220,9 @@ def _drop_stage(url: str, staged_url: str, name: str) -> None:
 
 # -- verification in the staging place -------------------------------------------------------------
 def _verify_and_replay(v: Restorable, b: BK.Backup, blobs: list[bytes], more_signers: Callable[[], set[bytes]],
-                       restored_from: str, deep: bool) -> int:
-    """Every check of a staged backup, then the ledger replay; returns how many were shredded.
+                       restored_from: str, deep: bool) -> tuple[int, str]:
+    """Every check of a staged backup, then the ledger replay; returns how many were shredded
+    and a checkpoint of the restored log's head (its last entry).
     The maker's signature (the lead's or the recovery actor's, over the SHA-256 of the whole
     file) covers every blob as the vault held it; ``deep`` also opens every record row and
     compares it with the log (Vault.check_records), which finds rows that were already
@@ -249,7 +252,7 @@ def _verify_and_replay(v: Restorable, b: BK.Backup, blobs: list[bytes], more_sig
     for rid in replay:
         v.delete(rid)
     v.note_restore({"backup_seq": b.audit_seq, "replayed": len(replay), "from": restored_from})
-    return len(replay)
+    return len(replay), v.audit_checkpoint()
 
 
 def _checkpoint_warning(b: BK.Backup, checkpoints: str | os.PathLike[str] | None) -> list[str]:
@@ -279,6 +282,22 @@ def _checkpoint_warning(b: BK.Backup, checkpoints: str | os.PathLike[str] | None
         return [f"this backup's audit log does not hold your checkpoint at entry {cp.seq}: it is not a copy of the "
                 "log you last saw (a rewritten log?)"]
     return []
+
+
+def _keep_checkpoint(path: str | os.PathLike[str], vault_id: str, checkpoint: str) -> None:
+    """The restorer's checkpoints file (canaries.witness, format.md 8e) names the restored
+    log's head for this vault: a restore is the lead's deliberate rollback, after which the
+    next open must compare the log with what was restored, not with what was replaced."""
+    from ._files import replace_private
+    kept: dict[str, str] = {}
+    if os.path.exists(path):
+        with open(path, encoding="ascii") as f:
+            for line in f.read().splitlines():
+                parts = line.split(" ")
+                if len(parts) == 2:
+                    kept[parts[0]] = parts[1]
+    kept[vault_id] = checkpoint
+    replace_private(path, "".join(f"{vid} {cp}\n" for vid, cp in sorted(kept.items())).encode("ascii"))
 
 
 # -- the swap ---------------------------------------------------------------------------------------
@@ -409,7 +428,8 @@ def restore(url: str | os.PathLike[str], path: str | os.PathLike[str], opener: C
         _load(staged_url, name, b, [*live_blobs, *file_ledger])
         v = opener(staged_url)
         try:
-            replayed = _verify_and_replay(v, b, blobs, live_signers, "file" if ledger else "vault", deep)
+            replayed, checkpoint = _verify_and_replay(v, b, blobs, live_signers, "file" if ledger else "vault",
+                                                      deep)
         finally:
             v.close()
         seen = {LG.parse(x).rid for x in live_blobs}
@@ -420,7 +440,10 @@ def restore(url: str | os.PathLike[str], path: str | os.PathLike[str], opener: C
     finally:
         _drop_stage(target, staged_url, name)
     warnings = _checkpoint_warning(b, checkpoints)
-    return Restored(b.count("dv_records") - replayed, b.count("dv_audit"), replayed, b.audit_seq, warnings)
+    if checkpoints is not None:
+        _keep_checkpoint(checkpoints, b.vault_id.hex(), checkpoint)
+    return Restored(b.count("dv_records") - replayed, b.count("dv_audit"), replayed, b.audit_seq, checkpoint,
+                    warnings)
 
 
 def run(url: str | os.PathLike[str], path: str | os.PathLike[str], *, passphrase: str | None = None,
