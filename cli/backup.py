@@ -45,9 +45,11 @@ def backup(file: Path, ledger: Path | None, **kw: Any) -> None:
 @click.option("--ledger", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A shred ledger file written by dvault backup --ledger, re-applied too (when the live "
                    "vault, which holds the ledger, is lost or damaged).")
+@click.option("--deep", is_flag=True, help="Also open every record row of the backup and compare it with its "
+              "audit log (slower; finds rows already rolled back in the vault the backup was taken from).")
 @click.option("--yes", is_flag=True, help="Replace the vault there without asking.")
 def restore(file: Path, vault_url: str | None, identity: Path | None, recovery: bool,
-            passphrase_file: Path | None, ledger: Path | None, yes: bool) -> None:
+            passphrase_file: Path | None, ledger: Path | None, deep: bool, yes: bool) -> None:
     """Replace the vault with a backup, after checking every byte of the file, the key
     statement, the users, the audit log and every record; every record shredded since
     the backup (the shred ledger) is shredded again. If any check fails, nothing is
@@ -65,10 +67,11 @@ def restore(file: Path, vault_url: str | None, identity: Path | None, recovery: 
             raise vault.NotFound(f"no identity file at {ident_path}")
         ident = Identity.load(ident_path, read_passphrase(passphrase_file, f"Passphrase for identity "
                                                           f"{ident_path.name}", env=IDENTITY_ENV))
-        out = vault.restore(url, file, identity=ident, ledger=ledger, checkpoints=checkpoints_path(ident_path))
+        out = vault.restore(url, file, identity=ident, ledger=ledger, checkpoints=checkpoints_path(ident_path),
+                            deep=deep)
     else:
         pw = read_passphrase(passphrase_file, "Vault recovery passphrase", env=RECOVERY_ENV)
-        out = vault.restore(url, file, passphrase=pw, ledger=ledger)
+        out = vault.restore(url, file, passphrase=pw, ledger=ledger, deep=deep)
     click.echo(f"restored {out.records} records and {out.audit_entries} audit entries (up to entry "
                f"{out.backup_seq}) at {shown_url(url)}")
     click.echo(f"checkpoint of the restored log (write it down): {out.checkpoint.split(':', 3)[0]}:"

@@ -37,7 +37,8 @@ def test_guide_has_every_step() -> None:
                    "dvault audit show --target", "dvault pin add", "dvault export --fields arrival --purpose travel --to",
                    "dvault open-export", "--trust-sender", "--preset kobo", "--shred-source",
                    "--preset civicrm --date-format", "dvault export badges", "dvault checkin", "--summary",
-                   "--without-consent omit", "umask 077", "dvault travel", "--copy-to", "dvault panic"):
+                   "--without-consent omit", "umask 077", "dvault travel", "--copy-to", "dvault panic", "dvault backup",
+                   "dvault restore", "--ledger"):
         assert needle in text, needle
     assert "cp " not in text  # every file the guide uses comes from dvault: it runs from any folder
 
