@@ -154,7 +154,7 @@ def sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-def sha256_stream() -> "hashlib._Hash":
+def sha256_stream() -> hashlib._Hash:
     """An incremental SHA-256 (a backup file is hashed as it is written and read)."""
     return hashlib.sha256()
 
