@@ -355,3 +355,21 @@ def test_restore_refused_while_another_client_has_the_sqlite_vault_open(tmp_path
     assert _tables(f"sqlite:///{path}") == before
     vault.restore(path, tmp_path / "b.dvbak", passphrase=PASSPHRASE)
     assert not (tmp_path / "a.vault-wal").exists() or (tmp_path / "a.vault-wal").stat().st_size == 0
+
+
+def test_restore_never_replaces_a_database_that_is_not_a_vault(tmp_path: Path) -> None:
+    import sqlite3
+    path = tmp_path / "a.vault"
+    _filled(str(path))
+    with vault.open(path, PASSPHRASE) as v:
+        v.backup(tmp_path / "b.dvbak")
+    other = tmp_path / "notes.db"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE notes (x TEXT)")
+    con.execute("INSERT INTO notes VALUES ('mine')")
+    con.commit()
+    con.close()
+    before = other.read_bytes()
+    with pytest.raises(vault.StoreError, match="not a vault"):
+        vault.restore(other, tmp_path / "b.dvbak", passphrase=PASSPHRASE)
+    assert other.read_bytes() == before

@@ -58,8 +58,9 @@ STAFF_GRANTS: dict[str, tuple[str, ...]] = {
     "dv_shreds": _APPEND,  # the shred ledger: a shred appends its entry (vault.ledger)
 }
 
-#: What the lead's login may do: write every table, but only append to the audit log.
-LEAD_GRANTS: dict[str, tuple[str, ...]] = {**{t: _WRITE for t in STAFF_GRANTS}, "dv_audit": _APPEND}
+#: What the lead's login may do: write every table, but only append to the audit log and the ledger.
+LEAD_GRANTS: dict[str, tuple[str, ...]] = {**{t: _WRITE for t in STAFF_GRANTS}, "dv_audit": _APPEND,
+                                           "dv_shreds": _APPEND}  # a deleted entry un-shreds at a restore
 
 #: Every table privilege PostgreSQL knows (checked to be absent unless granted above).
 _PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")

@@ -75,8 +75,9 @@ def _live_state(url: str) -> tuple[str, bytes | None, list[bytes]]:
         return "empty", None, []
     try:
         store = Store(url, create=False)
-    except NotFound:
-        return "empty", None, []
+    except NotFound:  # a SQLite database that holds no vault: someone's file, never replaced
+        raise StoreError("the file there is a database but not a vault: not restoring over it (give a new "
+                         "path, or move that file away)") from None
     try:
         tables = store.vault_tables()
         if "dv_meta" not in tables:
@@ -381,7 +382,9 @@ def _swap_pg(url: str, schema: str, live_ledger: set[bytes]) -> None:
             for name in names:
                 cols = [str(r[0]) for r in store.raw(conn, _COLUMNS_SQL, (schema, name)).fetchall()]
                 listed = ", ".join(f'"{c}"' for c in cols)
-                store.raw(conn, f'DELETE FROM "{name}"')  # noqa: S608 - names from the catalog
+                # TRUNCATE, not DELETE: the replaced rows leave no dead tuples behind, and
+                # readers wait for the commit (its lock) instead of seeing empty tables
+                store.raw(conn, f'TRUNCATE "{name}"')
                 order = " ORDER BY seq" if name == "dv_audit" else ""
                 sql = f'INSERT INTO "{name}" ({listed}) SELECT {listed} FROM "{schema}"."{name}"{order}'  # noqa: S608
                 store.raw(conn, sql)

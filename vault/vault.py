@@ -128,6 +128,8 @@ def create(url: str | os.PathLike[str], passphrase: str, *, schema: str | os.Pat
         canaries = CA.seal_list(seed, vault_id, {})
         with store.tx() as conn:
             version = migrations.upgrade(conn, 0)
+            from .ledger import ensure
+            ensure(conn)  # the shred ledger's table (vault.ledger), from the first commit on
             store.put_meta(conn, {
                 "vault_id": vault_id,
                 "format_version": str(F.FORMAT_VERSION).encode(),
