@@ -415,7 +415,8 @@ def restore(url: str | os.PathLike[str], path: str | os.PathLike[str], opener: C
         raise BadBackup("this backup is of another vault than the one at that place: nothing was restored")
     _clear_stale(target)
     staged_url, name = _stage_url(target)
-    backup_ledger = [r[1] for r in b.tables["dv_shreds"].rows] if "dv_shreds" in b.tables else []
+    kept = b.tables.get("dv_shreds")
+    backup_ledger = [r[kept.columns.index("entry")] for r in kept.rows] if kept and "entry" in kept.columns else []
     blobs = list({*backup_ledger, *live_blobs, *file_ledger})
 
     def live_signers() -> set[bytes]:
