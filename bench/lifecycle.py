@@ -3,7 +3,7 @@
 A benchmark, not a test: it prints figures and ratios measured in one run and asserts
 nothing about time. It does check that each restored vault opens and holds every record.
 
-    .venv/bin/python bench/lifecycle.py [--n 10000] [--full] [--seed 1] [--pg URL]
+    .venv/bin/python bench/lifecycle.py [--n 10000] [--full] [--seed 1] [--pg URL] [--deep]
 
 --full is --n 100000. --pg (default: DVAULT_TEST_PG_URL, if set) adds the PostgreSQL rows;
 each run there works in a fresh schema of that database, dropped at the end.
@@ -17,6 +17,7 @@ Steps:
               staged vault opened (key statement, schema, users), its audit log verified,
               every record row opened and compared with the log, the backup's signature,
               the ledger merged, then the swap. Target: at least 20,000 records/s.
+ --deep       restore(deep=True): also every record row opened and compared with the log.
  restore new  the same into an empty place (no live vault).
  PostgreSQL   the SQLite backup restored into a fresh schema (the laptop-to-server move),
               a backup taken there, pg_dump -Fc of that schema, pg_restore of it into an
@@ -58,7 +59,7 @@ def line(what: str, secs: float, n: int, extra: str = "") -> None:
     print(f"  {what:<34} {secs:8.3f} s  {n / secs:>10,.0f} records/s  {extra}")
 
 
-def sqlite_part(tmp: str, n: int, seed: int) -> tuple[str, str, dict[str, float]]:
+def sqlite_part(tmp: str, n: int, seed: int, deep: bool) -> tuple[str, str, dict[str, float]]:
     path = os.path.join(tmp, "v.vault")
     rows = participants(n, seed)
     t, _ = timed(lambda: _build(path, rows))
@@ -81,6 +82,10 @@ def sqlite_part(tmp: str, n: int, seed: int) -> tuple[str, str, dict[str, float]
     out["restore"], r = timed(lambda: vault.restore(path, os.path.join(tmp, "v.dvbak"), passphrase=PW))
     assert r.records == n
     line("restore over the vault (verified)", out["restore"], n)
+    if deep:
+        out["restore_deep"], r = timed(lambda: vault.restore(path, os.path.join(tmp, "v.dvbak"), passphrase=PW,
+                                                             deep=True))
+        line("restore --deep (every row opened)", out["restore_deep"], n)
     fresh = os.path.join(tmp, "fresh.vault")
     out["restore_new"], r = timed(lambda: vault.restore(fresh, os.path.join(tmp, "v.dvbak"), passphrase=PW))
     line("restore into an empty place", out["restore_new"], n)
@@ -137,12 +142,13 @@ def main() -> None:
     ap.add_argument("--full", action="store_true", help="100,000 records")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--pg", default=os.environ.get("DVAULT_TEST_PG_URL"))
+    ap.add_argument("--deep", action="store_true", help="also time restore(deep=True)")
     args = ap.parse_args()
     n = 100_000 if args.full else args.n
     F.KDF_FLOOR = F.KDF_DEFAULT = F.KdfParams(t=1, m_kib=8, p=1)
     with tempfile.TemporaryDirectory() as tmp:
         print(f"{n} records; SQLite")
-        _path, bak, s = sqlite_part(tmp, n, args.seed)
+        _path, bak, s = sqlite_part(tmp, n, args.seed, args.deep)
         p = pg_part(args.pg, tmp, bak, n) if args.pg else {}
     print("ratios (lower is better for times):")
     print(f"  backup / sqlite3 .backup           {s['backup'] / s['.backup']:6.2f}x   (target <= 3x)")
