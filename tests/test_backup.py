@@ -171,7 +171,8 @@ def test_forged_backup_with_recomputed_checksum_refused(url: str, tmp_path: Path
         v.backup(tmp_path / "b.dvbak")
     b = BK.read_file(str(tmp_path / "b.dvbak"))
     recs = b.tables["dv_records"]
-    rows = [(rid, data[:-1] + bytes([data[-1] ^ 1])) if i == 0 else (rid, data) for i, (rid, data) in enumerate(recs.rows)]
+    rows = [(rid, data[:-1] + bytes([data[-1] ^ 1])) if i == 0 else (rid, data)
+            for i, (rid, data) in enumerate(recs.rows)]
     tables = [*(t for t in b.tables.values() if t.name != "dv_records"), BK.Table("dv_records", recs.columns, rows)]
     from vault import _crypto as C
     forger = C.Signer(bytes(32))
@@ -327,7 +328,8 @@ def test_deep_restore_finds_a_row_rolled_back_before_the_backup(url: str, tmp_pa
     ids, _ = _filled(url)
     eng = raw_engine(url)
     with eng.connect() as conn:
-        old = conn.execute(sa.text("SELECT data FROM dv_records WHERE id = :i"), {"i": bytes.fromhex(ids[0])}).scalar_one()
+        old = conn.execute(sa.text("SELECT data FROM dv_records WHERE id = :i"),
+                           {"i": bytes.fromhex(ids[0])}).scalar_one()
     with vault.open(url, PASSPHRASE) as v:
         v.update(ids[0], {"email": "new@example.org"})
     with eng.begin() as conn:
