@@ -376,8 +376,8 @@ def audit_checkpoint(**kw: Any) -> None:
 
 
 def _register() -> None:
-    from . import admin, checkin, data, lifecycle, move, pins, records, recovery, samples, shell, travel
-    for mod in (admin, records, data, checkin, shell, move, pins, samples, travel, recovery, lifecycle):
+    from . import admin, backup, checkin, data, lifecycle, move, pins, records, recovery, samples, shell, travel
+    for mod in (admin, records, data, checkin, shell, move, pins, samples, travel, recovery, lifecycle, backup):
         for cmd in mod.COMMANDS:
             cli.add_command(cmd)
 

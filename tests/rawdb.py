@@ -87,7 +87,8 @@ class RawDB:
             c.execute(sa.text("UPDATE dv_slots SET unlock = :u, keyring = :k WHERE slot_id = :s"),
                       {"u": unlock, "k": keyring, "s": slot_id})
 
-    TABLES = ("dv_meta", "dv_slots", "dv_records", "dv_index", "dv_pseudonyms", "dv_users", "dv_reveals", "dv_audit")
+    TABLES = ("dv_meta", "dv_slots", "dv_records", "dv_index", "dv_pseudonyms", "dv_users", "dv_reveals", "dv_audit",
+              "dv_shreds")
 
     def dump(self, exclude: tuple[str, ...] = ()) -> bytes:
         """Every byte of every vault table as a database administrator would see it."""

@@ -39,7 +39,8 @@ def test_guide_has_every_step() -> None:
                    "--preset civicrm --date-format", "dvault export badges", "dvault checkin", "--summary",
                    "--without-consent omit", "umask 077", "dvault travel", "--copy-to", "dvault panic", "dvault purge --expired",
                    "dvault recovery split --shares", "dvault recovery show", "dvault recover --vault",
-                   "dvault retain", "dvault subject export", "dvault subject erase"):
+                   "dvault retain", "dvault subject export", "dvault subject erase",
+                   "dvault backup", "dvault restore", "--ledger"):
         assert needle in text, needle
     assert "cp " not in text  # every file the guide uses comes from dvault: it runs from any folder
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ._format import KDF_DEFAULT, KDF_FLOOR, KdfParams
 from .errors import (
     AccessDenied,
+    BadBackup,
     BadShare,
     IntegrityError,
     KdfTooWeak,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from .audit import RecordCheck
     from .moving import Moved
     from .record import Record
+    from .restoring import Restored
     from .retention import PurgeReport
     from .schema import Field, Schema
     from .schema import load as load_schema
@@ -57,6 +59,7 @@ _LAZY = {
     "load_schema": ("schema", "load"), "StoreError": ("store", "StoreError"),
     "open_with_shares": ("vault", "open_with_shares"),
     "PurgeReport": ("retention", "PurgeReport"), "SubjectData": ("subject", "SubjectData"),
+    "restore": ("vault", "restore"), "Restored": ("restoring", "Restored"),
 }
 
 
@@ -80,6 +83,6 @@ __all__ = [
     "KDF_DEFAULT", "KDF_FLOOR",
     "VaultError", "WrongPassphrase", "IntegrityError", "KdfTooWeak", "SchemaError", "ValidationError",
     "NotFound", "VaultExists", "AccessDenied", "VaultClosed", "UnsupportedVersion", "StoreError", "KeysChanged",
-    "UnfinishedMove", "UnsafeFile", "BadShare", "open_with_shares",
+    "UnfinishedMove", "UnsafeFile", "BadShare", "open_with_shares", "BadBackup", "restore", "Restored",
     "__version__",
 ]

@@ -154,6 +154,11 @@ def sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
+def sha256_stream() -> hashlib._Hash:
+    """An incremental SHA-256 (a backup file is hashed as it is written and read)."""
+    return hashlib.sha256()
+
+
 # -- public-key primitives (PyNaCl / libsodium) ---------------------------------------------
 # X25519 sealed boxes carry keys to a user's identity; Ed25519 signs what the lead decides
 # (who is enrolled, with which role and slot). Both are libsodium's, through PyNaCl.

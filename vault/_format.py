@@ -158,3 +158,14 @@ STATEMENT_SINCE = 4  # the database schema version since which every vault has a
 # From this database schema version on, the statement is of the third kind: it also commits to
 # the canary list and names every key slot that must exist (docs/format.md 9b).
 STATEMENT_V3_FROM = 8
+
+# Backups (docs/format.md 16): one file, "DVBACKUP" + version, the vault's tables, the
+# maker's signature and a SHA-256 over everything before it.
+BACKUP_MAGIC = b"DVBACKUP"
+BACKUP_VERSION = 1
+LABEL_BACKUP_SIG = b"dvault/v1/backup-sig"
+# The shred ledger (docs/format.md 16a): one signed entry per shredded record id, kept by
+# every restore; exported to a ledger file ("DVLEDGER" + version) with a backup.
+LEDGER_MAGIC = b"DVLEDGER"
+LEDGER_VERSION = 1
+LABEL_LEDGER_SIG = b"dvault/v1/shred-ledger"

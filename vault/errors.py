@@ -113,3 +113,7 @@ class KeysChanged(VaultError):
 
 class VaultClosed(VaultError):
     """The vault was closed; its key references are gone."""
+
+
+class BadBackup(IntegrityError):
+    """A backup or ledger file that is corrupt, truncated, of another vault, or forged."""

@@ -21,7 +21,7 @@ from . import _format as F
 from . import canaries as CA
 from . import index as I
 from . import keys as K
-from . import migrations, moving
+from . import ledger, migrations, moving
 from . import schema as S
 from . import statement as ST
 from . import users as U
@@ -138,6 +138,7 @@ def make(store: Store, text: str, parsed: S.Schema, passphrase: str, params: F.K
     moving_from, moving_sign = moving_mark
     with store.tx() as conn:
         version = migrations.upgrade(conn, 0)
+        ledger.ensure(conn)  # the shred ledger's table (vault.ledger), from the first commit on
         store.put_meta(conn, {
             "vault_id": vault_id,
             "format_version": str(F.FORMAT_VERSION).encode(),

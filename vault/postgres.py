@@ -56,10 +56,12 @@ STAFF_GRANTS: dict[str, tuple[str, ...]] = {
     # requests; approving (UPDATE of the grant) is the lead's
     "dv_reveals": ("SELECT", "INSERT", "DELETE"),
     "dv_audit": _APPEND,
+    "dv_shreds": _APPEND,  # the shred ledger: a shred appends its entry (vault.ledger)
 }
 
-#: What the lead's login may do: write every table, but only append to the audit log.
-LEAD_GRANTS: dict[str, tuple[str, ...]] = {**{t: _WRITE for t in STAFF_GRANTS}, "dv_audit": _APPEND}
+#: What the lead's login may do: write every table, but only append to the audit log and the ledger.
+LEAD_GRANTS: dict[str, tuple[str, ...]] = {**{t: _WRITE for t in STAFF_GRANTS}, "dv_audit": _APPEND,
+                                           "dv_shreds": _APPEND}  # a deleted entry un-shreds at a restore
 
 #: Every table privilege PostgreSQL knows (checked to be absent unless granted above).
 _PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
@@ -216,6 +218,9 @@ def grant_roles(url: str, *, staff: Sequence[str] = (), lead: Sequence[str] = ()
 
 def _apply(conn: Any, staff: Sequence[str], lead: Sequence[str]) -> None:
     schema = conn.exec_driver_sql("SELECT current_schema()").scalar_one()
+    if conn.exec_driver_sql("SELECT to_regclass('dv_meta')").scalar_one() is not None:
+        from .ledger import ensure
+        ensure(conn)  # the ledger table, so that its grants are given too
     owners = dict(conn.exec_driver_sql(
         "SELECT tablename, tableowner = current_user FROM pg_tables WHERE schemaname = current_schema() "
         "AND left(tablename, 3) = 'dv_'").fetchall())

@@ -321,6 +321,7 @@ class Records:
         which no rotation reaches) are deleted; on SQLite secure_delete zeroes the freed
         pages and the WAL is checkpointed and truncated. Copies in older backups stay
         readable until the class keys rotate (docs/threat-model.md)."""
+        from . import ledger
         from .breakglass_rows import forget
         store = self.ses.store()
         rid = record_id_bytes(record_id)
@@ -337,7 +338,9 @@ class Records:
             self.canaries.alarm_if_canary([record_id], "shred")  # here: after the commit no pseudonym names it
             if not store.delete_record(conn, rid):
                 raise NotFound(f"no record {record_id}")
-            store.delete_index(conn, rid)
+            assert self.journal.auditor is not None and self.access.signer is not None
+            ledger.record(conn, self.ses.vid, rid, self.journal.auditor.actor, self.access.signer)  # no restore
+            store.delete_index(conn, rid)  # brings it back (vault.ledger)
             self.pseudonyms.forget(conn, rid)
         store.checkpoint()
 

@@ -26,6 +26,7 @@ from .canaries import Canaries
 from .errors import IntegrityError, KeysChanged, NotFound, ValidationError, utf8
 from .identity import Identity, PublicIdentity
 from .journal import Journal
+from .lifecycle import LifecycleCalls
 from .plans import Plans
 from .pseudonyms import Pseudonyms, record_id_bytes
 from .record import Record
@@ -181,7 +182,7 @@ def move(src: Vault, url: str | os.PathLike[str], passphrase: str, *, lead: Iden
     return M.Moved(dest, n, marked, dest._ses.store().url)
 
 
-class Vault:
+class Vault(LifecycleCalls):
     """An open vault. Use as a context manager; ``close()`` drops key references.
 
     Python cannot wipe memory: closing removes our references to key material so
@@ -669,75 +670,6 @@ class Vault:
         """Non-secret facts for operators: ids, sizes, KDF cost, accepted schema risks."""
         return status_of(self._ses, self._plans)
 
-    # -- recovery shares (vault.shares) ------------------------------------------------------
-    def split_recovery(self, k: int, n: int, *, slip39_passphrase: str = "",
-                       kdf: F.KdfParams | None = None) -> list[str]:
-        """Split a recovery slot into n SLIP-39 shares, any k of which open every key
-        (vault.shares.split); a re-split kills the earlier shares. Returned once, stored nowhere."""
-        from . import shares as SH
-        return self._journal.guard("recovery_split",
-                                   lambda: SH.split(self._shares_host(), k, n, slip39_passphrase, kdf))
-
-    def recovery_shares(self) -> dict[str, Any] | None:
-        """k, n and when the recovery shares were made (None: no split), signature checked."""
-        from . import shares as SH
-        return SH.describe(self._shares_host())
-
-    def note_share_recovery(self) -> None:
-        """Audit an open with the recovery shares (vault.shares.open_with_shares calls it)."""
-        from . import shares as SH
-        SH.opened(self._shares_host())
-
-    def _shares_host(self) -> Any:
-        from . import shares as SH
-        a = self._access
-        assert a.ring is not None
-        return SH.VaultHost(self._ses.store(), self._ses.vid, a.ring, a.slot_kid, self.role.manage,
-                            not set(self.schema.classes) - set(a.current), a.plan_signer,
-                            a.check_keys, lambda c, r: a.reseal_slots(c, r, checked=True), a.load_ring,
-                            self._journal.record)
-
-    # -- retention, purge and a person's own data (vault.retention, vault.subject) --------------
-    def _retention_keys(self) -> Any:
-        from . import retention as RT
-        ring = self._access.ring
-        assert ring is not None
-        return RT.Keys(self._ses.store(), self._ses.vid, K.signers(ring), self._access.plan_signer,
-                       self._journal.record, self._journal.target)
-
-    def set_retention(self, record_id: str, until: Any) -> None:
-        """Keep one record until ``until`` (a date) whatever the rule says; None removes it (lead)."""
-        from . import retention as RT
-        self._journal.guard("retain", lambda: RT.set_override(self, self._retention_keys(), record_id, until))
-
-    def purge_expired(self, *, dry_run: bool = True, today: Any = None) -> Any:
-        """Crypto-shred every record past retention (a dry run by default); a PurgeReport."""
-        from . import retention as RT
-        return self._journal.guard("purge", lambda: RT.purge(self, self._retention_keys(), dry_run=dry_run, today=today))
-
-    def retention_warnings(self, today: Any = None) -> list[str]:
-        """Retention not set, records past it, tampered overrides (counts only), for status."""
-        from . import retention as RT
-        return list(RT.warnings(self, self._retention_keys(), today))
-
-    def _subject_wiring(self) -> Any:
-        from . import retention as RT
-        from . import subject as SJ
-        rk = self._retention_keys()
-        return SJ.Wiring(lambda rid: SJ.issued_pseudonyms(self._ses.store(), self._access.purposes, rid),
-                         lambda rid, rec: RT.facts(self, rk, rid, rec), lambda rid: RT.drop_for(rk, self, rid),
-                         self._journal.record)
-
-    def subject_export(self, pseudonym: str) -> Any:
-        """Everything held about one person (lead only): a vault.subject.SubjectData."""
-        from . import subject as SJ
-        return self._journal.guard("subject_export", lambda: SJ.export(self, self._subject_wiring(), pseudonym))
-
-    def subject_erase(self, pseudonym: str) -> None:
-        """Shred one person's record through delete, audited as their erasure (lead only)."""
-        from . import subject as SJ
-        self._journal.guard("subject_erase", lambda: SJ.erase(self, self._subject_wiring(), pseudonym))
-
 
 def open_with_shares(url: str | os.PathLike[str], mnemonics: Sequence[str], slip39_passphrase: str = "") -> Vault:
     """Open the vault at ``url`` with k recovery shares (vault.shares.open_with_shares):
@@ -747,4 +679,16 @@ def open_with_shares(url: str | os.PathLike[str], mnemonics: Sequence[str], slip
     return v
 
 
-__all__ = ["create", "open", "move", "open_with_shares", "Vault", "Record", "StoreError"]
+def restore(url: str | os.PathLike[str], path: str | os.PathLike[str], *, passphrase: str | None = None,
+            identity: Identity | None = None, ledger: str | os.PathLike[str] | None = None,
+            checkpoints: str | os.PathLike[str] | None = None, deep: bool = False) -> Any:
+    """Put the backup at ``path`` back at ``url`` (vault.restoring.restore) with the recovery
+    passphrase or the lead's identity; a vault.restoring.Restored."""
+    from . import restoring as RS
+
+    def opener(where: str) -> Vault:
+        return open(where, passphrase, identity=identity)
+    return RS.restore(url, path, opener, ledger=ledger, checkpoints=checkpoints, deep=deep)
+
+
+__all__ = ["create", "open", "move", "open_with_shares", "restore", "Vault", "Record", "StoreError"]

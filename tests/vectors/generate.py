@@ -672,6 +672,7 @@ def build() -> dict[str, dict]:
         "population": 150,
         "k": 4}
     files["normalize_v1.json"] = normalize_vectors()
+    files.update(backup_vectors(vid))
     return files
 
 
@@ -763,6 +764,72 @@ def recovery_shares_vector(vid: bytes, slot_secret: bytes, signer_seed: bytes, s
         "t": t, "m_kib": m, "p": p, "nonce": h(nonce), "slot_secret": h(slot_secret), "unlock": h(unlock),
         "created_ms": created, "retired": retired, "signer_ed25519_seed": h(signer_seed),
         "recovery_shares": h(desc + b"L" + sig),
+    }
+
+
+def _backup_value(x: object) -> bytes:
+    """format.md 16: one value of a backup row (tag, then the integer or a u32 length)."""
+    if x is None:
+        return b"\x00"
+    if isinstance(x, int):
+        return b"\x01" + struct.pack(">q", x)
+    if isinstance(x, str):
+        e = x.encode("utf-8")
+        return b"\x02" + struct.pack(">I", len(e)) + e
+    assert isinstance(x, bytes)
+    return b"\x03" + struct.pack(">I", len(x)) + x
+
+
+def backup_vectors(vid: bytes) -> dict[str, dict]:
+    """format.md 16 (backup file) and 16a (shred ledger entry and ledger file)."""
+    from nacl.bindings import crypto_scalarmult_base, crypto_sign, crypto_sign_seed_keypair
+    seed, x_sk = det("backup-lead-ed25519", 32), det("backup-lead-x25519", 32)
+    pk, sk = crypto_sign_seed_keypair(seed)
+    actor = crypto_scalarmult_base(x_sk) + pk
+    # -- a ledger entry and a ledger file (16a) --
+    shredded = [det("shredded-record-b", 16), det("shredded-record-a", 16)]
+    at = 1_780_000_000
+    entries = []
+    for r in shredded:
+        body = bytes([1]) + vid + r + struct.pack(">Q", at) + actor
+        entries.append(body + crypto_sign(b"dvault/v1/shred-ledger" + body, sk)[:64])
+    ledger_body = (b"DVLEDGER" + bytes([1]) + vid + struct.pack(">I", len(entries))
+                   + b"".join(e for _r, e in sorted(zip(shredded, entries))))
+    ledger_file = ledger_body + hashlib.sha256(ledger_body).digest()
+    # -- a backup file (16) with every value tag --
+    tables = [
+        ("dv_meta", ["name", "value"], [["vault_id", vid], ["format_version", b"1"]]),
+        ("dv_audit", ["seq", "at", "detail", "reason"], [[1, -5, "{\"é\":1}", b""], [2, 2**40, "", None]]),
+        ("dv_shreds", ["rid", "entry"], [[r, e] for r, e in sorted(zip(shredded, entries))]),
+    ]
+    head = det("backup-audit-head", 32)
+    out = b"DVBACKUP" + bytes([1]) + vid + struct.pack(">QQ", 1_780_000_100, 2) + head + struct.pack(">H", len(tables))
+    for name, cols, rows in sorted(tables):
+        out += lp8(name.encode()) + bytes([len(cols)]) + b"".join(lp8(c.encode()) for c in cols)
+        out += struct.pack(">Q", len(rows)) + b"".join(_backup_value(x) for row in rows for x in row)
+    sig = crypto_sign(b"dvault/v1/backup-sig" + hashlib.sha256(out).digest(), sk)[:64]
+    signed = out + actor + sig
+    backup_file = signed + hashlib.sha256(signed).digest()
+    return {
+        "shred_ledger_v1.json": {
+            "expect": "success",
+            "description": "format.md 16a: entry = 0x01 || vault_id || record_id || u64 at || actor (x25519 || ed25519) "
+                           "|| Ed25519(signer, 'dvault/v1/shred-ledger' || everything before the signature); ledger "
+                           "file = 'DVLEDGER' || 0x01 || vault_id || u32 count || entries by record id || SHA-256",
+            "vault_id": h(vid), "signer_ed25519_seed": h(seed), "actor": h(actor), "at": at,
+            "record_ids": [h(r) for r in shredded], "entries": [h(e) for e in entries], "ledger_file": h(ledger_file)},
+        "backup_v1.json": {
+            "expect": "success",
+            "description": "format.md 16: 'DVBACKUP' || 0x01 || vault_id || u64 made_at || u64 audit_seq || audit_head "
+                           "|| u16 tables, tables by name, actor || Ed25519 over 'dvault/v1/backup-sig' || SHA-256(body), "
+                           "SHA-256 of all before it",
+            "vault_id": h(vid), "made_at": 1_780_000_100, "audit_seq": 2, "audit_head": h(head),
+            "signer_ed25519_seed": h(seed), "actor": h(actor),
+            "tables": [{"name": n, "columns": c, "rows": [[{"int": x} if isinstance(x, int) else {"text": x}
+                                                           if isinstance(x, str) else None if x is None else
+                                                           {"blob": h(x)} for x in row] for row in rows]}
+                       for n, c, rows in tables],
+            "file": h(backup_file)},
     }
 
 
