@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from .schema import load as load_schema
     from .store import StoreError
     from .vault import Vault, create, open
+    from .verify import Report as VerifyReport
 
 __version__ = "0.1.0"
 
@@ -52,6 +53,7 @@ _LAZY = {
     "move": ("move", "move"), "Moved": ("move", "Moved"), "RecordCheck": ("audit", "RecordCheck"),
     "Record": ("record", "Record"), "Schema": ("schema", "Schema"), "Field": ("schema", "Field"),
     "load_schema": ("schema", "load"), "StoreError": ("store", "StoreError"),
+    "VerifyReport": ("verify", "Report"),
 }
 
 
@@ -74,6 +76,6 @@ __all__ = [
     "KDF_DEFAULT", "KDF_FLOOR",
     "VaultError", "WrongPassphrase", "IntegrityError", "KdfTooWeak", "SchemaError", "ValidationError",
     "NotFound", "VaultExists", "AccessDenied", "VaultClosed", "UnsupportedVersion", "StoreError", "KeysChanged",
-    "UnfinishedMove", "UnsafeFile",
+    "UnfinishedMove", "UnsafeFile", "VerifyReport",
     "__version__",
 ]

@@ -2284,5 +2284,31 @@ class Vault:
             + ([store.transport] if store.transport.startswith("NOT") else []),
         }
 
+    # ---- verify: delegates to vault/verify.py ----
+    def verify(self, progress: Callable[[int, int], None] | None = None, repair_index: bool = False) -> Any:
+        """Check everything this opener's keys allow (vault.verify.run); a Report, audited."""
+        from . import verify as VR
+        return self._guard("verify", lambda: VR.run(self._verify_parts(), progress=progress, repair_index=repair_index))
+
+    def _verify_parts(self) -> Any:
+        from . import verify as VR
+        lead, everything = self.role.manage, {c: None for c in self._current}
+        return VR.Parts(self._s(), self.schema, frozenset(self._current), lead,
+                        lambda rid, data: self._open_row(rid, data, dict(everything), self._decoders),
+                        lambda conn: (self._sync_plan(conn), (self._plan_active.gen, list(self._indexers)))[1],
+                        dict(self._purposes), self._verified_users, self._verify_slots if lead else None,
+                        self.audit_verify, self.check_records if lead else None,
+                        self._verify_canaries if lead and CA.holds_key(self) else None, self._audit)
+
+    def _verify_slots(self, conn: Any) -> list[str]:
+        assert self._ring is not None
+        meta, rows, users = self._s().get_meta(conn), self._s().get_slots(conn), _users(self._s().get_users(conn))
+        return ST.slot_problems(ST.expected_slots(self, meta, users, self._ring), rows) \
+            + ST.keyring_problems(self, self._ring, rows)
+
+    def _verify_canaries(self) -> dict[str, int]:
+        self._canary_cache = None  # the list as stored now, not as this handle first read it
+        return CA.load(self)
+
 
 __all__ = ["create", "open", "Vault", "Record", "StoreError"]
