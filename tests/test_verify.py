@@ -56,7 +56,7 @@ def _kinds(report: vault.VerifyReport, check: str) -> list[str]:
 @pytest.fixture
 def filled(url: str) -> tuple[str, list[str], str]:
     with vault.create(url, PASSPHRASE) as v:
-        ids = v.add_many(_people(6))
+        ids = [v.add(p) for p in _people(6)]  # one bucket row per record and index
         v.pseudonym(ids[0], "badge")
         v.get(ids[1])
         canary = v.plant_canary({**PERSON, "email": "decoy@example.org"})
@@ -288,3 +288,80 @@ def test_staff_get_the_subset_and_are_told(url: str) -> None:
             v.verify(repair_index=True)
     with vault.open(url, identity=lead) as v:
         assert [e for e in v.audit_entries(action="verify")]
+
+
+# -- the command ------------------------------------------------------------------------------
+LEAD_PW, STAFF_PW = "lead pass words", "staff pass words"
+
+
+@pytest.fixture
+def cli_vault(url: str, tmp_path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    import os
+
+    from vault import pins as PN
+    lead, staff = Identity.generate(), Identity.generate()
+    lead.save(tmp_path / "lead.dvid", LEAD_PW)
+    staff.save(tmp_path / "staff.dvid", STAFF_PW)
+    (tmp_path / "lead.pass").write_text(LEAD_PW + "\n")
+    (tmp_path / "staff.pass").write_text(STAFF_PW + "\n")
+    with vault.create(url, PASSPHRASE, lead=lead) as v:
+        v.add_user(staff.public, "sam", "staff")
+        ids = [v.add(p) for p in _people(4)]
+        v.pin(tmp_path / "lead.dvid.vaults")
+        PN.add(tmp_path / "staff.dvid.vaults", v.pin_line, url)
+    for k in [k for k in os.environ if k.startswith("DVAULT_") and k != "DVAULT_TEST_PG_URL"]:
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("DVAULT_URL", url)
+    monkeypatch.setenv("DVAULT_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.chdir(tmp_path)
+    return url, ids
+
+
+def dvault(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
+    import sys
+
+    from vault_cli.main import main
+    monkeypatch.setattr(sys, "argv", ["dvault", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+LEAD = ("--identity", "lead.dvid", "--passphrase-file", "lead.pass")
+STAFF = ("--identity", "staff.dvid", "--passphrase-file", "staff.pass")
+
+
+def test_cli_verify_clean_and_damaged(cli_vault, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    url, ids = cli_vault
+    code, out, err = dvault(monkeypatch, capsys, "verify", *LEAD)
+    assert code == 0, err
+    assert out.startswith("vault verified:") and "4 records" in out
+    gen, name, value, chunk, rid = _term(url)
+    _sql(url, ("DELETE FROM dv_index WHERE gen = :g AND name = :n AND value = :v AND chunk = :c",
+               {"g": gen, "n": name, "v": value, "c": chunk}))
+    code, out, err = dvault(monkeypatch, capsys, "verify", *LEAD)
+    assert code == 5
+    assert "index: entry missing (record AU-" in out and "field 'email'" in out
+    assert err.strip().splitlines() == ["dvault: error: verify found 1 problem(s)"]
+    code, out, err = dvault(monkeypatch, capsys, "verify", "--json", *LEAD)
+    doc = json.loads(out)
+    assert code == 5 and doc["ok"] is False and doc["problems"][0]["field"] == "email"
+    for value in VALUES:
+        assert value not in out + err
+    code, out, err = dvault(monkeypatch, capsys, "verify", "--repair-index", *LEAD)
+    assert code == 0, out + err
+    assert "repaired:" in out and "1 index terms added" in out
+    code, out, _ = dvault(monkeypatch, capsys, "verify", "--json", *LEAD)
+    assert code == 0 and json.loads(out)["ok"] is True
+
+
+def test_cli_verify_staff_told_what_is_skipped(cli_vault, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    code, out, err = dvault(monkeypatch, capsys, "verify", *STAFF)
+    assert code == 0, err
+    assert "skipped slots:" in out and "skipped canaries:" in out and "check(s) skipped" in err
+    code, out, err = dvault(monkeypatch, capsys, "verify", "--repair-index", *STAFF)
+    assert code == 3 and err.startswith("dvault: error: repairing the index needs every class key")

@@ -25,6 +25,7 @@ from .errors import (
     KeysChanged,
     NotFound,
     SchemaError,
+    Unavailable,
     UnfinishedMove,
     UnsafeFile,
     UnsupportedVersion,
@@ -76,6 +77,6 @@ __all__ = [
     "KDF_DEFAULT", "KDF_FLOOR",
     "VaultError", "WrongPassphrase", "IntegrityError", "KdfTooWeak", "SchemaError", "ValidationError",
     "NotFound", "VaultExists", "AccessDenied", "VaultClosed", "UnsupportedVersion", "StoreError", "KeysChanged",
-    "UnfinishedMove", "UnsafeFile", "VerifyReport",
+    "UnfinishedMove", "UnsafeFile", "Unavailable", "VerifyReport",
     "__version__",
 ]

@@ -2294,7 +2294,7 @@ class Vault:
         from . import verify as VR
         lead, everything = self.role.manage, {c: None for c in self._current}
         return VR.Parts(self._s(), self.schema, frozenset(self._current), lead,
-                        lambda rid, data: self._open_row(rid, data, dict(everything), self._decoders),
+                        lambda rid, data: dict(self._decode_row(rid, data, dict(everything))),
                         lambda conn: (self._sync_plan(conn), (self._plan_active.gen, list(self._indexers)))[1],
                         dict(self._purposes), self._verified_users, self._verify_slots if lead else None,
                         self.audit_verify, self.check_records if lead else None,

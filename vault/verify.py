@@ -69,7 +69,8 @@ class Problem:
     def __str__(self) -> str:
         where = ", ".join(x for x in (f"record {self.record}" if self.record else "",
                                       f"field {self.field!r}" if self.field else "") if x)
-        return f"{self.check}: {self.kind}" + (f" ({where})" if where else "") + (f": {self.detail}" if self.detail else "")
+        return (f"{self.check}: {self.kind}" + (f" ({where})" if where else "")
+                + (f": {self.detail}" if self.detail else ""))
 
 
 @dataclasses.dataclass
@@ -182,7 +183,8 @@ def _check_records_and_index(parts: Parts, report: Report, namer: Callable[[byte
         report.skipped["index (re-index)"] = ("a re-index is under way: missing terms of its new generation are not "
                                               "counted (dvault reindex finishes it)")
     for gen, name, _value, _chunk, n in malformed:
-        report.problems.append(Problem("index", "malformed bucket row", field=name, detail=f"generation {gen}, {n} bytes"))
+        report.problems.append(Problem("index", "malformed bucket row", field=name,
+                                       detail=f"generation {gen}, {n} bytes"))
     gens = {g for g, _ in indexers}
     missing = {t for t in seen.expected - stored if t[0] == live_gen}
     extra = {t for t in stored - seen.expected - seen.tolerated
@@ -293,11 +295,12 @@ def _check_pseudonyms(parts: Parts, report: Report, namer: Callable[[bytes], str
             continue
         problem = _pseudonym_row(keys, tag, ref, live)
         if problem:
-            report.problems.append(Problem("pseudonyms", problem[0], problem[1] and namer(problem[1]), purpose))
+            report.problems.append(Problem("pseudonyms", problem[0], namer(problem[1]) if problem[1] else "", purpose))
         else:
             have.add((purpose, tag))
     if "audit" not in parts.purposes:
-        report.skipped["pseudonyms (missing rows)"] = "finding rows the log says were issued needs the audit purpose key"
+        report.skipped["pseudonyms (missing rows)"] = ("finding rows the log says were issued needs the audit "
+                                                       "purpose key")
         return
     for rid, purpose in _expected_pseudonyms(parts, namer, live):
         keys = parts.purposes[purpose]
