@@ -1179,7 +1179,8 @@ class Vault:
                 raise NotFound(f"no record {record_id}")
             if store.get_pseudonym(conn, purpose, tag) is None:
                 store.put_pseudonym(conn, purpose, tag, keys.seal_ref(tag, rid))
-        self._issued.add((purpose, tag))
+        if not store.in_transaction:  # inside a caller's transaction it is stored only if that one commits
+            self._issued.add((purpose, tag))
         return text
 
     def _purpose_keys(self, purpose: str) -> I.PurposeKeys:
