@@ -20,6 +20,7 @@ from . import _format as F
 from ._files import write_private
 from .errors import IntegrityError, NotFound, Unavailable, UnsupportedVersion, VaultError
 from .locks import Locks, install_lock_wait
+from .unavailable import unavailable
 
 metadata = MetaData()
 
@@ -90,37 +91,6 @@ _DENIED = ("the database refused this login the privilege (a staff login cannot 
            "schema or the vault's state: that is the lead's client's work)")
 
 
-# What makes the database unusable until someone acts, recognised by SQLSTATE (PostgreSQL)
-# or in the driver's message; the message itself is never shown (it can quote parameters).
-_UNAVAILABLE_STATES = {"53100": "the database server's disk is full", "25006": "the database is read-only",
-                       "57P01": "the database connection was lost (the server stopped or ended it)",
-                       "57P02": "the database connection was lost (the server stopped or ended it)",
-                       "57P03": "the database server is not accepting connections (starting or stopping)"}
-_UNAVAILABLE = (
-    ("database or disk is full", "the disk is full (or the database reached its size limit)"),
-    ("no space left", "the disk is full"),
-    ("readonly database", "the database file or its folder is read-only"),
-    ("read-only file system", "the file system is read-only"),
-    ("disk i/o error", "disk I/O error (the disk failed, or the vault's folder or file went away)"),
-    ("unable to open database file", "cannot open the database file (its folder went away, or no permission)"),
-    ("server closed the connection", "the database connection was lost (the server stopped or ended it)"),
-    ("terminating connection", "the database connection was lost (the server stopped or ended it)"),
-    ("connection is closed", "the database connection was lost"),
-    ("consuming input failed", "the database connection was lost"),
-    ("connection refused", "the database server cannot be reached (connection refused)"),
-)
-
-
-def _unavailable(orig: BaseException) -> str | None:
-    state = getattr(orig, "sqlstate", None)
-    if state in _UNAVAILABLE_STATES:
-        return _UNAVAILABLE_STATES[state]
-    if isinstance(state, str) and state.startswith("08"):  # connection exception
-        return "the database connection was lost"
-    text = str(orig).lower()
-    return next((meaning for needle, meaning in _UNAVAILABLE if needle in text), None)
-
-
 def _store_error(e: BaseException) -> StoreError:
     """A StoreError for a database failure, naming a lock wait that ran out, a missing
     privilege or a database that cannot be used (full, read-only, gone) plainly, else only
@@ -131,7 +101,7 @@ def _store_error(e: BaseException) -> StoreError:
         return VaultBusy(_BUSY)
     if state == "42501":
         return StoreError(_DENIED)
-    why = _unavailable(orig)
+    why = unavailable(orig)
     if why is not None:
         return StoreUnavailable(f"{why}; nothing of this operation was written")
     return StoreError(f"database error: {type(orig).__name__}")
@@ -312,7 +282,7 @@ def _check_sqlite_vault(path: str) -> None:
         finally:
             con.close()
     except sqlite3.DatabaseError as e:
-        why = _unavailable(e)
+        why = unavailable(e)
         if why is None:
             raise StoreError(f"cannot open database: {_connect_cause(e)}") from None  # type: ignore[arg-type]
         folder = os.path.dirname(os.path.abspath(path))
