@@ -15,17 +15,17 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from vault.store import Store
+from vault_cli.main import main
 
 import vault
 from conftest import PASSPHRASE
-from vault.store import Store
-from vault_cli.main import main
 
 PERSON = {"legal_name": "Amira Haddad", "passport_number": "P83526008", "risk_level": "high",
           "risk_notes": "followed to the hotel " * 8, "badge_name": "Amira", "email": "amira@example.org",

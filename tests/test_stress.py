@@ -18,10 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from vault.identity import Identity
 
 import vault
 from conftest import PASSPHRASE, PG_URL, _pg_schema
-from vault.identity import Identity
 
 ROOT = Path(__file__).resolve().parent.parent
 CHILD = Path(__file__).resolve().parent / "helpers" / "stress_child.py"

@@ -7,10 +7,10 @@ import secrets
 
 import pytest
 import sqlalchemy as sa
+from vault.identity import Identity
 
 import vault
 from conftest import PASSPHRASE
-from vault.identity import Identity
 
 PERSON = {"legal_name": "Amira Haddad", "passport_number": "P83526008", "risk_level": "high",
           "risk_notes": "followed", "badge_name": "Amira", "email": "amira@example.org",
@@ -177,8 +177,9 @@ def test_swapped_pseudonym_row_found(filled: tuple[str, list[str], str]) -> None
     with vault.open(url, PASSPHRASE) as v:
         v.pseudonym(ids[2], "badge")
     refs = _rows(url, "SELECT tag, ref FROM dv_pseudonyms WHERE purpose = 'badge' ORDER BY tag")
-    (t1, r1), (t2, r2) = refs
-    _sql(url, ("UPDATE dv_pseudonyms SET ref = :r WHERE purpose = 'badge' AND tag = :t", {"r": bytes(r2), "t": bytes(t1)}))
+    (t1, _r1), (_t2, r2) = refs
+    _sql(url, ("UPDATE dv_pseudonyms SET ref = :r WHERE purpose = 'badge' AND tag = :t",
+               {"r": bytes(r2), "t": bytes(t1)}))
     with vault.open(url, PASSPHRASE) as v:
         assert "row fails authentication" in _kinds(v.verify(), "pseudonyms")
 

@@ -6,7 +6,6 @@ StoreUnavailable with the plain words below)."""
 
 from __future__ import annotations
 
-
 _UNAVAILABLE_STATES = {"53100": "the database server's disk is full", "25006": "the database is read-only",
                        "57P01": "the database connection was lost (the server stopped or ended it)",
                        "57P02": "the database connection was lost (the server stopped or ended it)",

@@ -15,10 +15,11 @@ import sys
 import time
 from pathlib import Path
 
-import vault
-from vault import _format as F
 from vault.identity import Identity
 from vault.store import VaultBusy
+
+import vault
+from vault import _format as F
 
 F.KDF_FLOOR = F.KDF_DEFAULT = F.KdfParams(t=1, m_kib=8, p=1)
 ID_PASS = "identity pass words"
