@@ -74,6 +74,9 @@ class Problem:
                 + (f": {self.detail}" if self.detail else ""))
 
 
+_REPAIRABLE = frozenset({"index", "pseudonyms"})
+
+
 @dataclasses.dataclass
 class Report:
     """What verify found: counts per check, the problems, the checks skipped (and why) and,
@@ -83,6 +86,7 @@ class Report:
     problems: list[Problem] = dataclasses.field(default_factory=list)
     skipped: dict[str, str] = dataclasses.field(default_factory=dict)
     repaired: dict[str, int] = dataclasses.field(default_factory=dict)
+    after_repair: list[Problem] = dataclasses.field(default_factory=list)  # index and pseudonym checks run again
 
     @property
     def ok(self) -> bool:
@@ -92,8 +96,7 @@ class Report:
     def remaining(self) -> list[Problem]:
         if not self.repaired:
             return list(self.problems)
-        fixed = {"index", "pseudonyms"}
-        return [p for p in self.problems if p.check not in fixed]
+        return [p for p in self.problems if p.check not in _REPAIRABLE] + self.after_repair
 
     def summary(self) -> dict[str, Any]:
         """Counts only (what the audit entry records)."""
@@ -106,13 +109,15 @@ class Report:
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "counts": dict(self.counts),
                 "problems": [dataclasses.asdict(p) for p in self.problems],
-                "skipped": dict(self.skipped), "repaired": dict(self.repaired)}
+                "skipped": dict(self.skipped), "repaired": dict(self.repaired),
+                "after_repair": [dataclasses.asdict(p) for p in self.after_repair]}
 
     def __str__(self) -> str:
         lines = [f"{p}" for p in self.problems]
         lines += [f"skipped {name}: {why}" for name, why in sorted(self.skipped.items())]
         if self.repaired:
             lines.append("repaired: " + ", ".join(f"{n} {k}" for k, n in sorted(self.repaired.items())))
+            lines += [f"still after the repair: {p}" for p in self.after_repair]
         head = ("vault verified: " if self.ok else f"vault damaged: {len(self.remaining())} problem(s); ") + \
             ", ".join(f"{n} {k}" for k, n in self.counts.items())
         return "\n".join([head, *lines])
@@ -133,6 +138,9 @@ def run(parts: Parts, *, progress: Step | None = None, repair_index: bool = Fals
     _check_canaries(parts, report, namer, live)
     if repair_index:
         report.repaired = repair(parts, namer)
+        again = Report()
+        _check_pseudonyms(parts, again, namer, _check_records_and_index(parts, again, namer, None))
+        report.after_repair = [p for p in again.problems if p.check in _REPAIRABLE]
     parts.audit("verify", "", report.summary())
     return report
 
