@@ -598,8 +598,14 @@ class Store(Locks):
             conn.exec_driver_sql(self._update_record_sql, rows)
 
     @staticmethod
-    def record_exists(conn: Connection, rid: bytes) -> bool:
-        return conn.execute(select(records.c.id).where(records.c.id == rid)).first() is not None
+    def record_exists(conn: Connection, rid: bytes, *, hold: bool = False) -> bool:
+        """``hold`` (PostgreSQL: FOR SHARE): the row stays until the transaction ends, for a
+        write that must not outlive it (a pseudonym row written while a shred commits would
+        be left behind, naming a record that is gone; SQLite serialises writers already)."""
+        q = select(records.c.id).where(records.c.id == rid)
+        if hold and conn.dialect.name != "sqlite":
+            q = q.with_for_update(read=True)
+        return conn.execute(q).first() is not None
 
     @staticmethod
     def delete_record(conn: Connection, rid: bytes) -> bool:

@@ -1175,7 +1175,7 @@ class Vault:
                         raise NotFound(f"no record {record_id}")
             return text
         with store.tx() as conn:
-            if not store.record_exists(conn, rid):
+            if not store.record_exists(conn, rid, hold=True):  # a shred committing meanwhile waits for us
                 raise NotFound(f"no record {record_id}")
             if store.get_pseudonym(conn, purpose, tag) is None:
                 store.put_pseudonym(conn, purpose, tag, keys.seal_ref(tag, rid))
