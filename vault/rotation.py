@@ -203,7 +203,7 @@ def _stale(data: bytes, classes: list[str], current: set[bytes]) -> bool:
         return True  # let _refresh raise the precise IntegrityError
 
 
-def _adopted_terms(v: "Vault", recs: list[tuple[bytes, bytes]],
+def _adopted_terms(v: Vault, recs: list[tuple[bytes, bytes]],
                    updates: list[tuple[bytes, bytes]]) -> list[tuple[int, str, int, bytes]]:
     """Index terms of the classes the sweep just adopted from a write-only writer's sealed
     wrap. That writer could not compute them, and the fused pass did not see the record (it
