@@ -27,6 +27,7 @@ from .errors import (
     KeysChanged,
     NotFound,
     SchemaError,
+    Unavailable,
     UnfinishedMove,
     UnsafeFile,
     UnsupportedVersion,
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from .store import StoreError
     from .subject import SubjectData
     from .vault import Vault, create, move, open, open_with_shares
+    from .verify import Report as VerifyReport
 
 __version__ = "0.1.0"
 
@@ -60,6 +62,7 @@ _LAZY = {
     "open_with_shares": ("vault", "open_with_shares"),
     "PurgeReport": ("retention", "PurgeReport"), "SubjectData": ("subject", "SubjectData"),
     "restore": ("vault", "restore"), "Restored": ("restoring", "Restored"),
+    "VerifyReport": ("verify", "Report"),
 }
 
 
@@ -84,5 +87,6 @@ __all__ = [
     "VaultError", "WrongPassphrase", "IntegrityError", "KdfTooWeak", "SchemaError", "ValidationError",
     "NotFound", "VaultExists", "AccessDenied", "VaultClosed", "UnsupportedVersion", "StoreError", "KeysChanged",
     "UnfinishedMove", "UnsafeFile", "BadShare", "open_with_shares", "BadBackup", "restore", "Restored",
+    "Unavailable", "VerifyReport",
     "__version__",
 ]

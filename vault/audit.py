@@ -73,7 +73,7 @@ from .audit_entry import (
     unsigned_shape_ok as unsigned_shape_ok,
 )
 from .envelope import dek_ids, pad
-from .errors import IntegrityError, VaultError
+from .errors import IntegrityError, Unavailable, VaultError
 from .store import VaultBusy, metadata
 
 audit = Table("dv_audit", metadata,
@@ -100,6 +100,11 @@ _INSERT_PG = _INSERT.format(", ".join(["%s"] * 10))
 
 class AuditError(VaultError):
     """The audit entry could not be written, so the operation did not happen."""
+
+
+class AuditUnavailable(AuditError, Unavailable):
+    """The audit entry could not be written because the database cannot be used (full,
+    read-only, gone, connection lost)."""
 
 
 class Auditor:
@@ -147,6 +152,7 @@ class Auditor:
             # padded (kind Q), as cells are: the log would otherwise show the reason's exact length
             reason = N.seal_note(F.KIND_REASON_PADDED, self._reason_to[0], self._reason_to[1],
                                  pad(self.reason.encode("utf-8")))
+        unavailable = False
         last_error = ""  # its type name only: the exception itself would tie a reference cycle
         insert = _INSERT_SQLITE if store.is_sqlite else _INSERT_PG
         result: Any = None
@@ -194,7 +200,10 @@ class Auditor:
                 if isinstance(e, VaultBusy) and not store.is_sqlite:
                     raise  # PostgreSQL: it waited its whole bound (a lock held on purpose?): say so
                 # (SQLite's busy wait is short and comes before anything is done: tried again)
-                last_error = type(e).__name__
+                last_error = str(e) if isinstance(e, Unavailable) else type(e).__name__
+                unavailable = isinstance(e, Unavailable)
+        if unavailable:  # the disk, the file or the connection: say which, and exit as such (CLI)
+            raise AuditUnavailable(f"audit log write failed: {last_error}; operation refused")
         raise AuditError(f"audit log write failed ({last_error}); operation refused")
 
 

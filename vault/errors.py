@@ -111,6 +111,13 @@ class KeysChanged(VaultError):
         super().__init__(message)
 
 
+class Unavailable(VaultError):
+    """A file or the database the vault lives on cannot be used at this moment: the disk is
+    full, the file system or the database is read-only, a file cannot be read, the vault's
+    folder went away, or the database connection was lost. The operation's transaction was
+    rolled back whole; nothing was half-written. Fix the cause and run it again."""
+
+
 class VaultClosed(VaultError):
     """The vault was closed; its key references are gone."""
 

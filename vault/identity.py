@@ -17,7 +17,7 @@ from pathlib import Path
 from . import _crypto as C
 from . import _format as F
 from ._files import check_private, make_private_dirs, replace_private, write_private
-from .errors import IntegrityError, VaultError
+from .errors import IntegrityError, Unavailable, VaultError
 from .keys import open_passphrase_box, seal_passphrase_box
 from .notes import recipient_id
 
@@ -27,6 +27,10 @@ FILE_HEADER = "# defenders-vault identity: PRIVATE, keep it on this machine"
 
 class IdentityError(VaultError, ValueError):
     """A public identity line or identity file cannot be read."""
+
+
+class IdentityUnreadable(IdentityError, Unavailable):
+    """The identity file is there but the operating system will not let us read it."""
 
 
 def default_path() -> Path:
@@ -170,5 +174,5 @@ class Identity:
             from .errors import NotFound
             raise NotFound(f"no identity file at {p}") from None
         except OSError as e:
-            raise IdentityError(f"cannot read identity file {p}: {e.strerror}") from None
+            raise IdentityUnreadable(f"cannot read identity file {p}: {e.strerror}") from None
         return cls.from_file_bytes(data, passphrase)

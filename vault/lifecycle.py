@@ -1,18 +1,25 @@
 """The facade's calls for a vault's whole life: recovery shares, retention and purge, a
-person's own data, backup and restore. A mixin of :class:`vault.vault.Vault` (kept apart so
-that the core facade stays readable); each method delegates to the module named in its
-section and writes its audit entry through the handle's Journal."""
+person's own data, backup and restore, and the whole-vault check (verify).
+
+A mixin of :class:`vault.vault.Vault`, kept apart so that the core facade stays readable;
+each method delegates to the module named in its section and writes its audit entry
+through the handle's Journal."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import _format as F
 from . import keys as K
+from . import statement as ST
+from . import users as U
 from .access import Access
+from .canaries import Canaries
 from .journal import Journal
+from .plans import Plans
+from .records import Records
 from .session import Session
 
 
@@ -20,6 +27,9 @@ class LifecycleCalls:
     _ses: Session
     _access: Access
     _journal: Journal
+    _records: Records
+    _plans: Plans
+    _canaries: Canaries
 
     def _host(self) -> Any:
         """This handle as the public face vault.retention and vault.subject use (their Host)."""
@@ -123,3 +133,34 @@ class LifecycleCalls:
         self._journal.guard("restore", lambda: self._access.need_manage("restoring a backup"))
         self._journal.record("restore", "", dict(detail))
 
+    # -- the whole-vault check (vault.verify) -----------------------------------------------------
+    def verify(self, progress: Callable[[int, int], None] | None = None, repair_index: bool = False) -> Any:
+        """Check everything this opener's keys allow (vault.verify.run); a Report, audited."""
+        from . import verify as VR
+        return self._journal.guard(
+            "verify", lambda: VR.run(self._verify_parts(), progress=progress, repair_index=repair_index))
+
+    def _verify_parts(self) -> Any:
+        from . import verify as VR
+        a, host, plans = self._access, self._host(), self._plans
+        lead, everything = self._ses.role.manage, {c: None for c in a.current}
+
+        def indexers(conn: Any) -> tuple[int, list[Any]]:
+            plans.sync(conn)
+            return plans.active.gen, list(plans.indexers)
+        return VR.Parts(self._ses.store(), self._ses.schema, frozenset(a.current), lead,
+                        lambda rid, data: dict(self._records.decode_row(rid, data, dict(everything))),
+                        indexers, dict(a.purposes), a.verified_users, self._verify_slots if lead else None,
+                        host.audit_verify, host.check_records if lead else None,
+                        self._verify_canaries if lead and self._canaries.holds_key() else None, self._journal.record)
+
+    def _verify_slots(self, conn: Any) -> list[str]:
+        a, store = self._access, self._ses.store()
+        assert a.ring is not None
+        users = [U.from_row(*row) for row in store.get_users(conn)]
+        meta, rows = store.get_meta(conn), store.get_slots(conn)
+        return ST.slot_problems(ST.expected_slots(a, meta, users, a.ring), rows) + ST.keyring_problems(a, a.ring, rows)
+
+    def _verify_canaries(self) -> dict[str, int]:
+        self._canaries.cache = None  # the list as stored now, not as this handle first read it
+        return self._canaries.load()

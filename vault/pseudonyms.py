@@ -56,11 +56,12 @@ class Pseudonyms:
                         raise NotFound(f"no record {record_id}")
             return text
         with store.tx() as conn:
-            if not store.record_exists(conn, rid):
+            if not store.record_exists(conn, rid, hold=True):  # a shred committing meanwhile waits for us
                 raise NotFound(f"no record {record_id}")
             if store.get_pseudonym(conn, purpose, tag) is None:
                 store.put_pseudonym(conn, purpose, tag, keys.seal_ref(tag, rid))
-        self.issued.add((purpose, tag))
+        if not store.in_transaction:  # inside a caller's transaction it is stored only if that one commits
+            self.issued.add((purpose, tag))
         return text
 
     def audit_name(self, record_id: str) -> str:

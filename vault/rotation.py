@@ -121,6 +121,7 @@ def rotate(v: Parts, classes: Iterable[str] | None = None, *, reencrypt: bool = 
             updates = [(new, rid) for rid, data in recs
                        if (new := _refreshed(v, rid, data, rotating, state["reencrypt"])) is not None]
             store.put_records(conn, updates)
+            store.insert_index(conn, _adopted_terms(v, recs, updates))
             if state["reencrypt"]:
                 _log_states(v, recs, updates)
             stats["swept"] += len(updates)
@@ -227,6 +228,23 @@ def _stale(data: bytes, classes: list[str], current: set[bytes]) -> bool:
                    for c in classes if c in envs)
     except (E.Malformed, KeyError):
         return True  # let _refresh raise the precise IntegrityError
+
+
+def _adopted_terms(v: Parts, recs: list[tuple[bytes, bytes]],
+                   updates: list[tuple[bytes, bytes]]) -> list[tuple[int, str, int, bytes]]:
+    """Index terms of the classes the sweep just adopted from a write-only writer's sealed
+    wrap. That writer could not compute them, and the fused pass did not see the record (it
+    was added behind the cursor): without them a search misses it until the next re-index."""
+    before = dict(recs)
+    fields = v.access.ses.schema.fields
+    terms: list[tuple[int, str, int, bytes]] = []
+    for new, rid in updates:
+        sealed = {c for c, (dek, _) in E.unpack_record(before[rid]).items() if E.parse_dek_header(dek).sealed}
+        names = [n for n, f in fields.items() if f.search == "exact" and f.cls in sealed]
+        if names:
+            values = dict(v.records.decode_row(rid, new, v.records.classes_for(names)))
+            terms += [t for t in v.plans.terms(rid, values, "skip") if fields[t[1].split("#")[0]].cls in sealed]
+    return terms
 
 
 def _refreshed(v: Parts, rid: bytes, data: bytes, classes: list[str], reencrypt: bool) -> bytes | None:

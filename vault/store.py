@@ -58,8 +58,10 @@ from .buckets import (
 from .errors import IntegrityError, NotFound, UnsupportedVersion
 from .locks import Locks, install_lock_wait
 from .store_errors import StoreError as StoreError
+from .store_errors import StoreUnavailable as StoreUnavailable
 from .store_errors import VaultBusy as VaultBusy
 from .store_errors import _connect_cause
+from .unavailable import unavailable
 
 metadata = MetaData()
 
@@ -118,14 +120,18 @@ _DENIED = ("the database refused this login the privilege (a staff login cannot 
 
 
 def _store_error(e: BaseException) -> StoreError:
-    """A StoreError for a database failure, naming a lock wait that ran out or a missing
-    privilege plainly, else only the DB-API error's class (its text can carry parameters)."""
+    """A StoreError for a database failure, naming a lock wait that ran out, a missing
+    privilege or a database that cannot be used (full, read-only, gone) plainly, else only
+    the DB-API error's class (its text can carry parameters)."""
     orig = getattr(e, "orig", None) or e
     state = getattr(orig, "sqlstate", None)
     if state == "55P03" or (type(orig).__name__ == "OperationalError" and "database is locked" in str(orig)):
         return VaultBusy(_BUSY)
     if state == "42501":
         return StoreError(_DENIED)
+    why = unavailable(orig)
+    if why is not None:
+        return StoreUnavailable(f"{why}; nothing of this operation was written")
     return StoreError(f"database error: {type(orig).__name__}")
 
 
@@ -207,7 +213,13 @@ def _check_sqlite_vault(path: str) -> None:
         finally:
             con.close()
     except sqlite3.DatabaseError as e:
-        raise StoreError(f"cannot open database: {_connect_cause(e)}") from None  # type: ignore[arg-type]
+        why = unavailable(e)
+        if why is None:
+            raise StoreError(f"cannot open database: {_connect_cause(e)}") from None  # type: ignore[arg-type]
+        folder = os.path.dirname(os.path.abspath(path))
+        if not (os.access(path, os.W_OK) and os.access(folder, os.W_OK)):  # EROFS too, even for root
+            why = "the database file or its folder is read-only"
+        raise StoreUnavailable(f"cannot open database: {why}") from None
     if found is None:
         raise NotFound("no vault in this database")
 
@@ -529,8 +541,14 @@ class Store(Locks):
             conn.exec_driver_sql(self._update_record_sql, rows)
 
     @staticmethod
-    def record_exists(conn: Connection, rid: bytes) -> bool:
-        return conn.execute(select(records.c.id).where(records.c.id == rid)).first() is not None
+    def record_exists(conn: Connection, rid: bytes, *, hold: bool = False) -> bool:
+        """``hold`` (PostgreSQL: FOR SHARE): the row stays until the transaction ends, for a
+        write that must not outlive it (a pseudonym row written while a shred commits would
+        be left behind, naming a record that is gone; SQLite serialises writers already)."""
+        q = select(records.c.id).where(records.c.id == rid)
+        if hold and conn.dialect.name != "sqlite":
+            q = q.with_for_update(read=True)
+        return conn.execute(q).first() is not None
 
     @staticmethod
     def delete_record(conn: Connection, rid: bytes) -> bool:

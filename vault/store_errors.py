@@ -5,11 +5,16 @@ from __future__ import annotations
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from .errors import VaultError
+from .errors import Unavailable, VaultError
 
 
 class StoreError(VaultError):
     """The database could not be reached or used."""
+
+
+class StoreUnavailable(StoreError, Unavailable):
+    """The database cannot be written or reached at all: disk full, read-only, gone, or the
+    connection lost (what each is, in the message; see vault.unavailable)."""
 
 
 class VaultBusy(StoreError):
