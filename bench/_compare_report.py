@@ -36,7 +36,8 @@ SECURITY_ROWS: list[tuple[str, str, str, str, str]] = [
      "fail-closed"),
     ("roles", "database / file permissions only", "whoever holds the key reads everything",
      "whoever holds the key reads everything", "lead / staff / tool keys by class; staff write identity "
-     "and risk fields they cannot read back"),
+     "and risk fields they cannot read back; on PostgreSQL, login roles that cannot change the audit log "
+     "(`dvault db-roles`)"),
     ("pseudonyms", "no", "no", "no", "yes: per-purpose pseudonyms, resolved with the key"),
 ]
 SIDE_NAMES = ("plain SQLite", "SQLCipher", "sqlalchemy-utils AES-GCM (peer)", "vault")

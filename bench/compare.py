@@ -527,7 +527,7 @@ def targets(sides: list[Side], n: int, small: list[float]) -> list[str]:
 
 
 def write_doc(args: argparse.Namespace, sides: list[Side], sizes: list[int], info: dict[str, str],
-              started: str, finished: str, load: tuple[str, str], extra: dict[str, Any]) -> str:
+              started: str, finished: str, extra: dict[str, Any]) -> str:
     import _compare_report as R
 
     os.makedirs(args.out, exist_ok=True)
@@ -540,16 +540,20 @@ def write_doc(args: argparse.Namespace, sides: list[Side], sizes: list[int], inf
            "The figures come from a shared machine and move by 10-20% from run to run: read the "
            "ratios, which were measured side by side, rather than the absolute figures.", "",
            "```sh", extra["command"], "```", "",
-           f"Run: {started} to {finished}. Load average (1 min) {load[0]} at the start, {load[1]} at the end.", "",
+           f"Run: {started} to {finished}, {extra['done']} of {args.repeat} repeats"
+           + (" (**a partial run: the medians are of the repeats done**)" if extra["done"] < args.repeat else "")
+           + f". Load average (1 min) from {min(extra['loads']):.1f} to {max(extra['loads']):.1f} over the run "
+           f"(sampled before each side; {os.cpu_count()} cores, shared with other work).", "",
            "## Machine", "", "| | |", "|---|---|"]
     doc += [f"| {k} | {v} |" for k, v in info.items()]
     doc += ["", "## Workload", "",
             f"- Synthetic participants from `bench/_synth.py` (seed {args.seed}): 12 fields across the five "
             f"classes of the default schema, {extra['plaintext']:.0f} bytes of plaintext per record on "
             "average (UTF-8 of the 12 values, dates as ISO text). The same rows go into every side.",
-            f"- Sizes: {', '.join(f'{n:,}' for n in sizes)}; {args.repeat} repeats per size. In each repeat every "
-            "side builds a fresh store, in an order rotated by one per repeat; a figure is the median of "
-            "the repeats, and a latency figure is, within a repeat, the median of its operations.",
+            f"- Sizes: {', '.join(f'{n:,}' for n in sizes)}; {args.repeat} repeats; each repeat runs every "
+            "size, and at each size every side builds a fresh store, in an order rotated by one per "
+            "repeat; a figure is the median of the repeats, and a latency figure is, within a repeat, "
+            "the median of its operations.",
             f"- bulk insert: all N rows in one call (`executemany` in one transaction; the vault's "
             f"`add_many`, which forks one worker per core above 4,000 rows: the `1 process` column turns "
             f"that off). full read: every record, every field, decrypted. get: {args.gets} random ids. "
@@ -591,8 +595,8 @@ def write_doc(args: argparse.Namespace, sides: list[Side], sizes: list[int], inf
             f"## The targets for compact records and fast writes, at N = {sizes[-1]:,}", "",
             "Judged on this run; never asserted. The 1 ms find target is stated for 1M records: run with "
             "`--million` for that size. The 150-person figure comes from a separate vault of the first 150 "
-            "participants, created with the schema's own plan (population 150, k 4), built once per repeat "
-            f"at the first size: {len(extra['small'])} samples, each the median of its finds.", ""]
+            "participants, created with the schema's own plan (population 150, k 4), built once per repeat: "
+            f"{len(extra['small'])} samples, each the median of its finds.", ""]
     doc += targets(sides, sizes[-1], extra["small"])
     doc += ["", "## What each side protects", "",
             "Not measured: the designs, from docs/format.md and docs/threat-model.md for the vault and from "
@@ -638,36 +642,40 @@ def main(argv: list[str] | None = None) -> int:
         if s.skip:
             print(f"SKIPPED {s.label}: {s.skip}", flush=True)
 
-    started, load0 = R.now_utc(), f"{os.getloadavg()[0]:.2f}"
+    started, load0 = R.now_utc(), os.getloadavg()[0]
     rows = participants(max(sizes) + args.adds, args.seed)
     extra_rows, rows = rows[max(sizes):], rows[:max(sizes)]
     plain_bytes = plaintext_bytes(rows[:10_000])
     print(f"bench/compare.py {started}: sizes {sizes}, {args.repeat} repeats, {plain_bytes:.0f} plaintext "
           f"bytes/record, python {platform.python_version()}, {os.cpu_count()} cores", flush=True)
     run = [s for s in sides if not s.skip]
+    shown = [a for a in (argv if argv is not None else sys.argv[1:])]
+    extra: dict[str, Any] = {"command": ("nice -n 10 .venv/bin/python bench/compare.py " + " ".join(shown)).rstrip(),
+                             "plaintext": plain_bytes, "done": 0, "loads": [float(load0)]}
+    info = R.machine(version)
     tmp = tempfile.mkdtemp(prefix="dvault-compare-", dir=args.tmpdir)
     try:
         w = Work(rows, extra_rows, args.gets, args.finds, args.resolves, args.scans, args.postgres, tmp)
-        for n in sizes:
-            for rep in range(args.repeat):
-                order = run[rep % len(run):] + run[:rep % len(run)]
-                if n == sizes[0]:
-                    w.small.append(small_default_plan(w, rep))
+        extra["small"] = w.small
+        for rep in range(args.repeat):  # every size in each repeat: a run cut short still has them all
+            order = run[rep % len(run):] + run[:rep % len(run)]
+            w.small.append(small_default_plan(w, rep))
+            for n in sizes:
                 for s in order:
+                    extra["loads"].append(os.getloadavg()[0])
                     t0 = time.perf_counter()
                     run_side(s, n, rep, w)
-                    print(f"  N={n:,} repeat {rep + 1}/{args.repeat} {s.label:<34} {time.perf_counter() - t0:7.1f} s",
+                    print(f"  repeat {rep + 1}/{args.repeat} N={n:,} {s.label:<34} {time.perf_counter() - t0:7.1f} s",
                           flush=True)
+            extra["done"] = rep + 1  # the document after every repeat: what is there if the run is stopped
+            extra["loads"].append(os.getloadavg()[0])
+            path = write_doc(args, sides, sizes, info, started, R.now_utc(), extra)
+            print(f"  wrote {path} after repeat {rep + 1}", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    finished, load1 = R.now_utc(), f"{os.getloadavg()[0]:.2f}"
     print_tables(sides, sizes)
     print("\ntargets")
     print("\n".join(targets(sides, sizes[-1], w.small)))
-    shown = [a for a in (argv if argv is not None else sys.argv[1:])]
-    command = "nice -n 10 .venv/bin/python bench/compare.py " + " ".join(shown)
-    path = write_doc(args, sides, sizes, R.machine(version), started, finished, (load0, load1),
-                     {"command": command.rstrip(), "plaintext": plain_bytes, "small": w.small})
     print(f"\nwrote {path} and {os.path.join(args.out, 'benchmarks.png')}")
     return 0
 

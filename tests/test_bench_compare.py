@@ -72,8 +72,8 @@ def test_a_missing_side_is_skipped_and_said(tmp_path: Path, monkeypatch: pytest.
         if not s.skip:
             s.add_sample(10, "insert", 1000.0)
             s.add_sample(10, "bytes", 500.0)
-    path = compare.write_doc(args, sides, [10], {"CPU": "test"}, "start", "end", ("0", "0"),
-                             {"command": "x", "plaintext": 300.0, "small": []})
+    path = compare.write_doc(args, sides, [10], {"CPU": "test"}, "start", "end",
+                             {"command": "x", "plaintext": 300.0, "small": [], "done": 1, "loads": [0.5]})
     doc = Path(path).read_text(encoding="utf-8")
     assert "Not run:" in doc and "- SQLCipher: sqlcipher3 cannot be imported here" in doc
     table = doc.split("## Results at N = 10", 1)[1].split("\n\n", 2)[1]
