@@ -617,7 +617,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3, help="repeats per size, median reported (default 3)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--gets", type=int, default=300)
-    ap.add_argument("--finds", type=int, default=50)
+    ap.add_argument("--finds", type=int, default=20)
     ap.add_argument("--scans", type=int, default=1, help="peer finds per repeat (each a full scan)")
     ap.add_argument("--resolves", type=int, default=100)
     ap.add_argument("--adds", type=int, default=200)
