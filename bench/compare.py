@@ -520,7 +520,7 @@ def targets(sides: list[Side], n: int, small: list[float]) -> list[str]:
         if s is not None:
             f = s.value(n, "find")
             line(f"exact find < 1 ms median, audited ({s.label}; N = {n:,} here, the target is for 1M)",
-                 f * 1e3 if f is not None else None, lambda x: x < 1, "{:.2f} ms")
+                 f * 1e3 if f is not None else None, lambda x: x < 1, "{:,.2f} ms")
     line("exact find < 5 ms median, audited, 150 people with the default plan",
          statistics.median(small) * 1e3 if small else None, lambda x: x < 5, "{:.2f} ms")
     return out
@@ -596,7 +596,7 @@ def write_doc(args: argparse.Namespace, sides: list[Side], sizes: list[int], inf
             "Judged on this run; never asserted. The 1 ms find target is stated for 1M records: run with "
             "`--million` for that size. The 150-person figure comes from a separate vault of the first 150 "
             "participants, created with the schema's own plan (population 150, k 4), built once per repeat: "
-            f"{len(extra['small'])} samples, each the median of its finds.", ""]
+            f"{len(extra['small'])} sample(s), each the median of its finds.", ""]
     doc += targets(sides, sizes[-1], extra["small"])
     doc += ["", "## What each side protects", "",
             "Not measured: the designs, from docs/format.md and docs/threat-model.md for the vault and from "
