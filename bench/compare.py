@@ -343,17 +343,18 @@ def run_side(side: Side, n: int, rep: int, w: Work) -> None:
     rng = random.Random(1000 * n + rep)
     path = os.path.join(w.tmp, f"{side.key}-{n}-{rep}.db")
     pg = PgScratch(w.postgres) if side.key == "vault-pg" and w.postgres else None
-    store: Any
-    if side.key in ("plain", "sqlcipher", "peer"):
-        store = CoreStore(side.key, path)
-    elif pg is not None:
-        store = VaultStore(pg.url, n, w.tmp, pg.size)
-    else:
-        store = VaultStore(path, n, w.tmp, sqlite_vault_size(path), precise=side.key == "vault-precise")
+    store: Any = None
     try:
+        if side.key in ("plain", "sqlcipher", "peer"):
+            store = CoreStore(side.key, path)
+        elif pg is not None:
+            store = VaultStore(pg.url, n, w.tmp, pg.size)
+        else:
+            store = VaultStore(path, n, w.tmp, sqlite_vault_size(path), precise=side.key == "vault-precise")
         measure_store(side, store, n, rows, rng, w)
     finally:
-        store.close()
+        if store is not None:
+            store.close()
         if pg is not None:
             pg.drop()
         for suffix in ("", "-wal", "-shm", "-journal"):
