@@ -393,8 +393,8 @@ def test_a_pseudonym_issued_in_a_rolled_back_transaction_is_written_again(url: s
     the four-process stress run: entries naming an audit pseudonym whose row was missing."""
     with vault.create(url, PASSPHRASE) as v:
         rid = v.add(PERSON)
-        with pytest.raises(RuntimeError), v._s().tx():
-            v._target(rid)  # issued, then rolled back with its transaction
+        with pytest.raises(RuntimeError), v._ses.store().tx():
+            v._journal.target(rid)  # issued, then rolled back with its transaction
             raise RuntimeError("the entry's transaction fails")
         v.get(rid)
         v.pseudonym(rid, "badge")
@@ -446,20 +446,20 @@ def test_a_pseudonym_issued_while_its_record_is_shredded_is_not_left_behind(url:
         rid = v.add(PERSON)
     reader, shredder = vault.open(url, PASSPHRASE), vault.open(url, PASSPHRASE)
     try:
-        with reader._s().tx(write=False) as c:
+        with reader._ses.store().tx(write=False) as c:
             pid = c.exec_driver_sql("SELECT pg_backend_pid()").scalar()
         errors: list[BaseException] = []
 
         def read() -> None:
             try:
-                reader._pseudonym_impl(rid, "audit", known_live=True)
+                reader._pseudonyms.issue(rid, "audit", known_live=True)
             except vault.NotFound:
                 pass  # the record is gone by the time the reader may write: nothing written
             except BaseException as e:  # noqa: BLE001 - reported by the test
                 errors.append(e)
         worker = threading.Thread(target=read)
-        with shredder._s().tx():
-            shredder._delete_impl(rid)  # row, index and pseudonyms deleted; not yet committed
+        with shredder._ses.store().tx():
+            shredder._records.delete(rid)  # row, index and pseudonyms deleted; not yet committed
             worker.start()
             for _ in range(400):  # until the reader waits for a lock the shred holds (it must)
                 if _rows(url, "SELECT 1 FROM pg_stat_activity WHERE pid = :p AND wait_event_type = 'Lock'",
