@@ -122,5 +122,5 @@ def test_guide_runs_end_to_end(url: str, tmp_path: Path) -> None:
     assert "Traceback" not in res.stderr
     # section 13: a mistyped word named by share and word number; two of three shares recover
     assert "dvault: error: share 1, word 5 is wrong" in "\n".join(errors)
-    assert res.stdout.count("moved 169 participants into vault") == 2 and "recovery_shares" in res.stdout
+    assert res.stdout.count("moved 168 participants into vault") == 2 and "recovery_shares" in res.stdout
     assert (tmp_path / "dd2026-omar.vault").exists() and (tmp_path / "omar.dvid").exists()
