@@ -47,13 +47,14 @@ def _child(url: str, tmp: Path) -> subprocess.Popen[str]:
     return child
 
 
-def _trial(url: str, tmp: Path, rng: random.Random, window: float) -> str:
-    """Kill one restore at a random moment; returns the state the vault was left in."""
+def _trial(url: str, tmp: Path, rng: random.Random, window: tuple[float, float]) -> str:
+    """Kill one restore at a random moment of ``window`` (seconds after it started); returns
+    the state the vault was left in."""
     with vault.open(url, PASSPHRASE) as v:
         v.add_many(_rows(3, f"later{rng.random()}"))  # the live vault differs from the backup
     old, old_log = _tables(url), _audit(url)
     child = _child(url, tmp)
-    time.sleep(rng.uniform(0, window))
+    time.sleep(rng.uniform(*window))
     child.send_signal(signal.SIGKILL)
     child.wait()
     got = _state(url, old, old_log, _NEW[url][0], _NEW[url][1])
@@ -70,11 +71,14 @@ def _run_trials(url: str, tmp: Path, trials: int) -> None:
         v.add_many(_rows(200, "first"))
         v.backup(tmp / "b.dvbak")
     _NEW[url] = (_tables(url), _audit(url))
+    child = _child(url, tmp)  # it has started (imports done) when _child returns
     start = time.monotonic()
-    assert _child(url, tmp).wait() == 0  # how long one takes in a child, unkilled
+    assert child.wait() == 0  # how long one restore takes in a child, unkilled
     window = (time.monotonic() - start) * 1.2
     rng = random.Random(1906)
-    seen = [_trial(url, tmp, rng, window) for _ in range(trials)]
+    # stratified: trial i kills somewhere in the i-th slice of the run, so that even a few
+    # trials cover its start (before the swap) and its end (after it)
+    seen = [_trial(url, tmp, rng, (window * i / trials, window * (i + 1) / trials)) for i in range(trials)]
     assert "old" in seen and "new" in seen, seen  # kills landed before the swap and after it
     vault.restore(url, tmp / "b.dvbak", passphrase=PASSPHRASE)  # clears any leftover, completes
     if url.startswith("sqlite"):
