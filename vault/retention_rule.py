@@ -4,7 +4,7 @@
 
     [retention]
     after = "departure"        # a date field: a record expires `days` after its value
-    event_end = 2026-06-30     # the date counted from when a record has no `after` value
+    event_end = <a TOML date>  # the date counted from when a record has no `after` value
     days = 90
 
 At least one of ``after`` and ``event_end`` is given. Why in the schema: the schema text
@@ -77,7 +77,7 @@ def parse(raw: Any, fields: Mapping[str, Any]) -> Rule | None:
 
 
 def _date(value: Any) -> _dt.date:
-    """A TOML date (``2026-06-30``) or the same as a string."""
+    """A TOML date (``YYYY-MM-DD``) or the same as a string."""
     if isinstance(value, _dt.date) and not isinstance(value, _dt.datetime):
         return value
     if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):

@@ -60,8 +60,7 @@ from .locks import Locks, install_lock_wait
 from .store_errors import StoreError as StoreError
 from .store_errors import StoreUnavailable as StoreUnavailable
 from .store_errors import VaultBusy as VaultBusy
-from .store_errors import _connect_cause
-from .unavailable import unavailable
+from .store_errors import _check_sqlite_vault, _connect_cause, _store_error
 
 metadata = MetaData()
 
@@ -111,28 +110,6 @@ users = Table("dv_users", metadata,
               Column("role", String(64), nullable=False),
               Column("public", LargeBinary(64), nullable=False),
               Column("slot_id", String(32), nullable=False))
-
-
-_BUSY = ("the vault is busy: another client holds a lock this needs; try again (if it persists, a database "
-         "login may be holding it on purpose: tell the lead)")
-_DENIED = ("the database refused this login the privilege (a staff login cannot change keys, users, the "
-           "schema or the vault's state: that is the lead's client's work)")
-
-
-def _store_error(e: BaseException) -> StoreError:
-    """A StoreError for a database failure, naming a lock wait that ran out, a missing
-    privilege or a database that cannot be used (full, read-only, gone) plainly, else only
-    the DB-API error's class (its text can carry parameters)."""
-    orig = getattr(e, "orig", None) or e
-    state = getattr(orig, "sqlstate", None)
-    if state == "55P03" or (type(orig).__name__ == "OperationalError" and "database is locked" in str(orig)):
-        return VaultBusy(_BUSY)
-    if state == "42501":
-        return StoreError(_DENIED)
-    why = unavailable(orig)
-    if why is not None:
-        return StoreUnavailable(f"{why}; nothing of this operation was written")
-    return StoreError(f"database error: {type(orig).__name__}")
 
 
 def _close_quietly(cur: Any) -> None:
@@ -197,31 +174,6 @@ def _install_sqlite_pragmas(engine: Engine) -> None:
         # transaction that reads and then writes (an audited read): a deferred one would fail
         # with SQLITE_BUSY_SNAPSHOT if another writer committed between its read and its write.
         conn.connection.driver_connection.execute("BEGIN IMMEDIATE" if conn.info.get("dv_write") else "BEGIN")
-
-
-def _check_sqlite_vault(path: str) -> None:
-    """Refuse a file that is not a vault without changing a byte of it: opening it through
-    the engine would set journal_mode=WAL (rewriting its header) and grow an empty file."""
-    import sqlite3
-    from urllib.parse import quote
-    if os.path.getsize(path) == 0:
-        raise NotFound("no vault in this database (an empty file)")
-    try:
-        con = sqlite3.connect(f"file:{quote(os.path.abspath(path))}?mode=ro", uri=True)
-        try:
-            found = con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dv_meta'").fetchone()
-        finally:
-            con.close()
-    except sqlite3.DatabaseError as e:
-        why = unavailable(e)
-        if why is None:
-            raise StoreError(f"cannot open database: {_connect_cause(e)}") from None  # type: ignore[arg-type]
-        folder = os.path.dirname(os.path.abspath(path))
-        if not (os.access(path, os.W_OK) and os.access(folder, os.W_OK)):  # EROFS too, even for root
-            why = "the database file or its folder is read-only"
-        raise StoreUnavailable(f"cannot open database: {why}") from None
-    if found is None:
-        raise NotFound("no vault in this database")
 
 
 class Store(Locks):
