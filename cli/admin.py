@@ -381,7 +381,8 @@ def reindex(population: int | None, precise: bool | None, **kw: Any) -> None:
     Example: dvault reindex --population 150
     """
     with unlock(kw) as v:
-        done = v.reindex(population=population, precise=precise)
+        done = with_progress("re-indexing", v.count(),
+                             lambda step: v.reindex(population=population, precise=precise, progress=step))
         st = v.status()["index"]
     click.echo(f"re-indexed {done} records: {st['plan']} plan for population {st['population']}, k {st['k']}, "
                f"bits {st['per_index']}")

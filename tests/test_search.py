@@ -276,6 +276,15 @@ def test_database_cannot_link_purposes(url: str) -> None:
     assert 0.45 < agree / (50 * len(ids)) < 0.55
 
 
+def test_reindex_reports_progress_batch_by_batch(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """What the CLI's progress bar is fed: (done, total) after each batch, up to the total."""
+    with vault.create(tmp_path / "p.vault", PASSPHRASE, population=100) as v:
+        v.add_many([{"email": f"p{i}@example.org", "legal_name": f"Person Number{i}"} for i in range(60)])
+        seen: list[tuple[int, int]] = []
+        assert v.reindex(population=200, batch=25, progress=lambda done, total: seen.append((done, total))) == 60
+    assert seen == [(25, 60), (50, 60), (60, 60)]
+
+
 def test_reindex_is_resumable(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "r.vault"
     with vault.create(path, PASSPHRASE, population=100) as v:

@@ -139,7 +139,7 @@ class Search:
 
     # -- re-indexing ------------------------------------------------------------------------------
     def reindex_logged(self, *, population: int | None = None, k: int | None = None, precise: bool | None = None,
-                       batch: int = 500) -> int:
+                       batch: int = 500, progress: Callable[[int, int], None] | None = None) -> int:
         """:meth:`reindex` with its checks and its ``reindex`` entry (what Vault.reindex and a
         rotation's last step run)."""
         j = self.journal
@@ -147,10 +147,11 @@ class Search:
         check_batch(batch)
         j.record("reindex", "", {"population": population, "k": k,
                                  **({} if precise is None else {"precise": precise})})
-        return j.guard("reindex", lambda: self.reindex(population=population, k=k, precise=precise, batch=batch))
+        return j.guard("reindex", lambda: self.reindex(population=population, k=k, precise=precise, batch=batch,
+                                                       progress=progress))
 
     def reindex(self, *, population: int | None = None, k: int | None = None, precise: bool | None = None,
-                batch: int = 500) -> int:
+                batch: int = 500, progress: Callable[[int, int], None] | None = None) -> int:
         """Rebuild every blind index (new key derivation or new truncation) as a resumable
         batch job; returns the number of records indexed by this call.
 
@@ -158,7 +159,8 @@ class Search:
         per transaction with a cursor; after a crash, calling reindex() again resumes.
         When done, the new plan is switched in and the old generation deleted atomically.
         ``precise``: plan each index on its own (True) or all jointly (False); by default the
-        live plan's choice, and joint for a plan of an older release.
+        live plan's choice, and joint for a plan of an older release. ``progress(done, total)``
+        is called after each batch (a front end's progress bar).
         """
         store = self.ses.store()
         self.access.need_all_classes("re-indexing")
@@ -170,8 +172,8 @@ class Search:
             self._join_pending(population, k, precise)
         pending = self.plans.pending
         assert pending is not None
-        done = 0
-        with PAR.pool(self.index_rows_of, self.records.count()) as pool:
+        done, total = 0, self.records.count()
+        with PAR.pool(self.index_rows_of, total) as pool:
             while True:
                 with store.tx(write=False) as conn:
                     cursor = store.get_meta(conn).get("index_cursor", b"")
@@ -186,6 +188,8 @@ class Search:
                         packed += part
                     done += self.index_batch(conn, rows, packed)
                     store.put_meta(conn, {"index_cursor": ids[-1]})
+                if progress is not None:
+                    progress(min(done, total), total)
         with store.tx() as conn:
             self.access.check_keys(conn)  # index keys derive from our class keys
             store.lock_plan(conn, exclusive=True)

@@ -463,9 +463,11 @@ class Vault(LifecycleCalls):
         return I.drift_warnings(self._plans.active, self.count())
 
     def reindex(self, *, population: int | None = None, k: int | None = None, precise: bool | None = None,
-                batch: int = 500) -> int:
-        """Rebuild blind indexes as a resumable batch (see vault.search.Search.reindex)."""
-        return self._search.reindex_logged(population=population, k=k, precise=precise, batch=batch)
+                batch: int = 500, progress: Callable[[int, int], None] | None = None) -> int:
+        """Rebuild blind indexes as a resumable batch (see vault.search.Search.reindex);
+        ``progress(done, total)`` after each batch."""
+        return self._search.reindex_logged(population=population, k=k, precise=precise, batch=batch,
+                                           progress=progress)
 
     def pseudonym(self, record_id: str, purpose: str) -> str:
         """The record's stable pseudonym for one purpose (badge, travel, ...), e.g.
