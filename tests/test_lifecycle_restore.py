@@ -8,12 +8,12 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from test_backup import _tables
-from test_retention import TODAY, _people, _rows, _schema
 from vault.store import split_ids
 
 import vault
 from conftest import PASSPHRASE
+from test_backup import _tables
+from test_retention import TODAY, _people, _rows, _schema
 
 
 def _gone(url: str, ids: dict[str, str], expired: list[str], badges: dict[str, str]) -> None:
