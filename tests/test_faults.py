@@ -324,3 +324,47 @@ def test_identity_file_without_read_permission(tmp_path: Path) -> None:
     assert cli.stderr.strip().splitlines() == [f"dvault: error: cannot read identity file {path}: Permission denied"]
     os.chmod(path, 0o600)
     assert Identity.load(path, "identity pass words")  # the file itself was never touched
+
+
+# -- a backup written to a full disk --------------------------------------------------------------
+def _no_backup_left(where: Path) -> None:
+    """Nothing of a backup is left in ``where`` (the filler only): no file at the name, no temporary."""
+    names = sorted(p.name for p in where.iterdir())
+    assert [n for n in names if not n.startswith("filler")] == [], names
+
+
+def test_disk_full_during_backup(url: str, tmp_path: Path, cli_env: Path, monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """The vault lives elsewhere (SQLite in tmp_path, or PostgreSQL); its backup goes to a
+    small file system that fills up part-way: one Unavailable (CLI: one line, exit 6), no
+    file left at the backup's name or beside it, and the vault verifies unchanged."""
+    with vault.create(url, PASSPHRASE) as v:
+        v.add_many(people(150))
+    before = snapshot(url)
+    with small_fs(2048) as where:
+        with vault.open(url, PASSPHRASE) as v:
+            size = v.backup(tmp_path / "probe.dvbak")["bytes"]
+        filler = fill(where, max(16, size // 1024 // 3))  # room for a third of the backup
+        with vault.open(url, PASSPHRASE) as v:
+            with pytest.raises(vault.Unavailable, match="disk is full") as e:
+                v.backup(where / "b.dvbak")
+            assert "amira" not in str(e.value).lower()
+            _no_backup_left(where)
+            with open(where / "filler2", "wb") as f, contextlib.suppress(OSError):  # not a byte left
+                f.write(b"\0" * (4 << 20))
+            with pytest.raises(vault.Unavailable, match="disk is full"):  # the ledger file, on the full disk
+                v.backup(tmp_path / "b2.dvbak", ledger=where / "b2.dvledger")
+            assert not (tmp_path / "b2.dvbak").exists()  # all or nothing: no backup without its ledger
+            _no_backup_left(where)
+        code, out, err = dvault(monkeypatch, capsys, "backup", str(where / "c.dvbak"), "--vault", url,
+                                "--recovery")
+        assert code == 6, err
+        assert "disk is full" in one_error_line(err) and "Amira" not in out + err
+        _no_backup_left(where)
+        filler.unlink()
+        (where / "filler2").unlink()
+        intact(url, before)
+        with vault.open(url, PASSPHRASE) as v:  # with room again the same backup is written, and restores
+            v.backup(where / "b.dvbak")
+        assert vault.restore(url, where / "b.dvbak", passphrase=PASSPHRASE).records == 150
+        intact(url, before)

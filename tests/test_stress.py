@@ -1,5 +1,6 @@
 """Crash and concurrency stress, on SQLite and PostgreSQL, each ending with ``verify``:
-SIGKILL at random moments of ``rotate --reencrypt`` and of a re-index; and four processes
+SIGKILL at random moments of ``rotate --reencrypt``, of a re-index and of a purge of expired
+records; and four processes
 writing, reading, rotating and revoking at once. Behind the slow marker; the number of
 trials (DVAULT_STRESS_TRIALS) and the seconds of the mixed run (DVAULT_STRESS_SECONDS) are
 bounded in CI."""
@@ -7,6 +8,7 @@ bounded in CI."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import random
@@ -18,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from vault.identity import Identity
 
 import vault
@@ -162,3 +165,96 @@ def test_four_processes_write_read_rotate_and_revoke(backend: str, tmp_path: Pat
             assert "reader" not in [u.name for u in v.users()]
         with pytest.raises((vault.AccessDenied, vault.WrongPassphrase, vault.IntegrityError)):
             vault.open(url, identity=people["reader"]).close()
+
+
+# -- SIGKILL during a purge of expired records ----------------------------------------------------
+PURGE_RULE = '\n[retention]\nafter = "departure"\ndays = 30\n'
+EXPIRED, LIVE = 100, 50
+
+
+def _purge_vault(url: str) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, object]]]:
+    """A vault whose rule expires EXPIRED records (departed in 2020) and keeps LIVE (departing
+    in 2099); (expired id -> badge pseudonym, live id -> badge pseudonym, every record's content)."""
+    from test_retention import _schema
+    with vault.create(url, PASSPHRASE, schema=_schema(PURGE_RULE)) as v:
+        old = v.add_many([{**r, "departure": dt.date(2020, 1, 1)} for r in rows(EXPIRED)])
+        new = v.add_many([{**r, "email": f"live{i}@example.org", "departure": dt.date(2099, 1, 1)}
+                          for i, r in enumerate(rows(LIVE))])
+        badges = {rid: v.pseudonym(rid, "badge") for rid in old + new}
+        return ({rid: badges[rid] for rid in old}, {rid: badges[rid] for rid in new}, snapshot(v))
+
+
+def _raw_ids(url: str) -> tuple[set[bytes], set[bytes], set[bytes]]:
+    """(record row ids, ids any index row names, ids the shred ledger names), read raw."""
+    from vault.store import split_ids
+
+    from conftest import raw_engine
+    eng = raw_engine(url)
+    try:
+        with eng.connect() as c:
+            recs = {bytes(r[0]) for r in c.exec_driver_sql("SELECT id FROM dv_records")}
+            indexed = {i for (blob,) in c.exec_driver_sql("SELECT ids FROM dv_index") for i in split_ids(bytes(blob))}
+            has_ledger = sa.inspect(c).has_table("dv_shreds")
+            ledger = {bytes(r[0]) for r in c.exec_driver_sql("SELECT rid FROM dv_shreds")} if has_ledger else set()
+        return recs, indexed, ledger
+    finally:
+        eng.dispose()
+
+
+def _all_or_nothing(url: str, expired: dict[str, str], live: dict[str, str],
+                    before: dict[str, dict[str, object]]) -> int:
+    """Every record fully there (content, index, pseudonym) or fully shredded (no row, no index
+    entry, no pseudonym, named by the ledger); the live ones all there. Returns how many
+    expired records are shredded."""
+    recs, indexed, ledger = _raw_ids(url)
+    with vault.open(url, PASSPHRASE) as v:
+        verified(v)
+        now = snapshot(v)
+        shredded = 0
+        for rid, badge in {**expired, **live}.items():
+            raw = bytes.fromhex(rid)
+            if rid in now:
+                assert now[rid] == before[rid] and raw in recs and raw not in ledger
+                assert v.resolve(badge).id == rid
+                assert [r.id for r in v.find(email=str(before[rid]["email"]))] == [rid]
+                continue
+            assert rid in expired, "a record the rule keeps was shredded"
+            shredded += 1
+            assert raw not in recs and raw not in indexed and raw in ledger
+            with pytest.raises(vault.NotFound):
+                v.get(rid)
+            with pytest.raises(vault.NotFound):
+                v.resolve(badge)
+            assert v.find(email=str(before[rid]["email"])) == []
+        assert set(now) <= set(before)
+        assert not ledger & recs  # the ledger names no record still present
+    return shredded
+
+
+def _purge_trial(backend: str, tmp: Path, seed: int, window: float) -> bool:
+    """One purge killed at a random moment; True if it was killed mid-way (some shredded, not all)."""
+    rng = random.Random(seed)
+    with place(backend, tmp, f"purge{seed}") as url:
+        expired, live, before = _purge_vault(url)
+        child = subprocess.Popen([sys.executable, str(CHILD), url, PASSPHRASE, "purge"], env=ENV,
+                                 stdout=subprocess.PIPE, text=True)
+        assert child.stdout is not None and json.loads(child.stdout.readline()) == {"started": True}
+        time.sleep(rng.uniform(0, window))  # some land after the end: those are checked too
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        shredded = _all_or_nothing(url, expired, live, before)
+        with vault.open(url, PASSPHRASE) as v:  # a second purge finishes the job
+            assert v.purge_expired(dry_run=False).count == EXPIRED - shredded
+            assert v.purge_expired().count == 0
+        assert _all_or_nothing(url, expired, live, before) == EXPIRED
+        return 0 < shredded < EXPIRED
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_sigkill_during_purge(backend: str, tmp_path: Path) -> None:
+    with place(backend, tmp_path, "calibrate-purge") as url:
+        _purge_vault(url)
+        window = _timed(url, "purge")
+    hits = sum(_purge_trial(backend, tmp_path, seed, window) for seed in range(TRIALS))
+    assert hits >= TRIALS // 3, f"only {hits}/{TRIALS} kills landed mid-way; the test lost its teeth"

@@ -20,6 +20,8 @@ restore clears.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import struct
 import time
@@ -31,7 +33,7 @@ from sqlalchemy import inspect
 
 from . import _crypto as C
 from . import _format as F
-from .errors import BadBackup
+from .errors import BadBackup, Unavailable, VaultExists
 
 _HEAD = struct.Struct(f">{len(F.BACKUP_MAGIC)}sB{F.ID_LEN}sQQ32sH")
 _TRAILER = 64 + C.ED25519_SIG_LEN + 32  # actor, signature, SHA-256
@@ -261,12 +263,63 @@ def snapshot(store: Any) -> tuple[list[Table], int, bytes]:
     return out, seq, head
 
 
+#: what a failed write means when no retry mends it (vault.Unavailable, exit 6), in plain words
+_UNUSABLE = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk is full (quota)",
+             errno.EROFS: "the file system is read-only", errno.EIO: "disk I/O error",
+             errno.EACCES: "permission denied"}
+
+
+def _failed(e: OSError, path: str) -> Exception:
+    meaning = _UNUSABLE.get(e.errno or 0)
+    if meaning is not None:
+        return Unavailable(f"cannot write {path}: {meaning}")
+    return BadBackup(f"cannot write {path}: {e.strerror or type(e).__name__}")
+
+
+def write_new(path: str, parts: list[bytes]) -> None:
+    """Write ``parts`` to the new file ``path`` (0600, never over an existing file) through a
+    temporary file beside it, fsynced, then linked to its name: a full disk, or a process
+    killed part-way, leaves no file at ``path`` that looks like a backup and is cut short.
+    A file system without hard links (FAT on a USB stick) gets a rename after checking that
+    nothing is at ``path``."""
+    folder, name = os.path.split(os.path.abspath(path))
+    if os.path.lexists(path):
+        raise VaultExists(f"refusing to overwrite {path}")
+    tmp = os.path.join(folder, f".{name}.tmp-{C.random_bytes(4).hex()}")
+    try:
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.writelines(parts)
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise VaultExists(f"refusing to overwrite {path}") from None
+            except OSError as e:
+                if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.EXDEV):
+                    raise
+                if os.path.lexists(path):
+                    raise VaultExists(f"refusing to overwrite {path}") from None
+                os.rename(tmp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError as e:
+        raise _failed(e, path) from None
+
+
 def take(store: Any, path: str, vault_id: bytes, actor: bytes, sign: Callable[[bytes], bytes], *,
          ledger: str | None = None) -> dict[str, int]:
     """Write a backup of the vault behind ``store`` to ``path`` (created 0600, never over an
     existing file) and, if asked, the shred ledger of the same snapshot to the file
     ``ledger`` (vault.ledger). Returns counts: records, audit entries, ledger entries, bytes."""
-    from ._files import write_private
     from .ledger import encode_file
     tables, seq, head = snapshot(store)
     data = encode_parts(vault_id, int(time.time()), seq, head, tables, actor, sign)
@@ -275,10 +328,10 @@ def take(store: Any, path: str, vault_id: bytes, actor: bytes, sign: Callable[[b
     if ledger is not None:
         shreds = next((t for t in tables if t.name == "dv_shreds"), None)
         ledger_data = encode_file(vault_id, [r[1] for r in shreds.rows] if shreds else [])
-    write_private(path, data, error=BadBackup)
+    write_new(path, data)
     if ledger is not None and ledger_data is not None:
         try:
-            write_private(ledger, ledger_data, error=BadBackup)
+            write_new(ledger, [ledger_data])
         except BaseException:
             os.unlink(path)  # all or nothing: a backup without the ledger file asked for is not one
             raise

@@ -2,6 +2,7 @@
 test fixture, then plays one part until killed or until its time is up.
 
     stress_child.py URL PASSPHRASE rotate|reindex       one long job in tiny batches
+    stress_child.py URL PASSPHRASE purge                purge_expired(dry_run=False), as of today
     stress_child.py URL PASSPHRASE ROLE SECONDS DIR     one of the four concurrent parts
 
 ROLE is writer (staff identity: adds, updates, shreds), reader (staff identity, revoked
@@ -39,6 +40,8 @@ def job(url: str, passphrase: str, what: str) -> None:
         say(started=True)
         if what == "rotate":
             v.rotate(reencrypt=True, batch=3)
+        elif what == "purge":
+            v.purge_expired(dry_run=False)
         else:
             v.reindex(population=5000, batch=3)
     say(finished=True)
