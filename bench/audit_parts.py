@@ -78,9 +78,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run(v: Any, rids: list[str], rounds: int) -> None:
-    auditor, store = v._auditor, v._s()
+    auditor, store = v._journal.auditor, v._ses.store()
     acc: dict[str, float] = {}
-    real = {"get_impl": v._get_impl, "target": v._target, "json": A._DETAIL_JSON, "hash": A.entry_hash,
+    real = {"get_impl": v._records.get, "target": v._journal.target, "json": A._DETAIL_JSON, "hash": A.entry_hash,
             "sign": auditor._sign, "raw": store.raw}
 
     def raw(conn: Any, sql: str, params: tuple = ()) -> Any:
@@ -90,15 +90,15 @@ def run(v: Any, rids: list[str], rounds: int) -> None:
 
     def instrument(on: bool) -> None:
         if on:
-            v._get_impl = timed(acc, "read (_get_impl)", real["get_impl"])
-            v._target = timed(acc, "target (_target)", real["target"])
+            v._records.get = timed(acc, "read (_get_impl)", real["get_impl"])
+            v._journal.target = timed(acc, "target (_target)", real["target"])
             A._DETAIL_JSON = timed(acc, "detail JSON", real["json"])
             A.entry_hash = timed(acc, "entry hash", real["hash"])
             auditor._sign = timed(acc, "Ed25519 sign", real["sign"])
             store.raw = raw
         else:
-            for name in ("_get_impl", "_target"):
-                v.__dict__.pop(name, None)
+            for obj, name in ((v._records, "get"), (v._journal, "target")):
+                obj.__dict__.pop(name, None)
             A._DETAIL_JSON, A.entry_hash, auditor._sign = real["json"], real["hash"], real["sign"]
             store.__dict__.pop("raw", None)
 
@@ -111,7 +111,7 @@ def run(v: Any, rids: list[str], rounds: int) -> None:
             for stub in ((True, False) if k % 2 == 0 else (False, True)):
                 auditor.disabled_for_benchmark = stub
                 if stub:  # the stubbed read's own _get_impl, for the "read" row
-                    v._get_impl = timed(acc, "stub read", real["get_impl"])
+                    v._records.get = timed(acc, "stub read", real["get_impl"])
                 else:
                     instrument(True)
                 t0 = time.perf_counter()
@@ -146,17 +146,17 @@ def run(v: Any, rids: list[str], rounds: int) -> None:
 
 def measure_alone(v: Any, rids: list[str], loops: int = 3) -> dict[str, float]:
     """Each part on its own, in a loop over the same inputs (best of ``loops``)."""
-    auditor, store = v._auditor, v._s()
+    auditor, store = v._journal.auditor, v._ses.store()
     recs = {}
     with store.tx(write=False):
         for rid in rids:
-            recs[rid] = v._get_impl(rid)
+            recs[rid] = v._records.get(rid)
     details = {rid: {"fields": sorted(rec)} for rid, rec in recs.items()}
     texts = {rid: A._DETAIL_JSON(d) for rid, d in details.items()}
     h = bytes(32)
-    targets = {rid: v._target(rid) for rid in rids}
+    targets = {rid: v._journal.target(rid) for rid in rids}
     cases: dict[str, Callable[[str], Any]] = {
-        "target (_target)": lambda rid: v._target(rid),
+        "target (_target)": lambda rid: v._journal.target(rid),
         "detail JSON": lambda rid: A._DETAIL_JSON(details[rid]),
         "entry hash": lambda rid: A.entry_hash(1, h, 1, auditor.actor, "read", targets[rid], texts[rid], b""),
         "Ed25519 sign": lambda rid: auditor._sign(h),
@@ -180,7 +180,7 @@ def measure_alone(v: Any, rids: list[str], loops: int = 3) -> dict[str, float]:
             for rid in rids:
                 with store.tx(write=False):
                     t0 = time.perf_counter()
-                    v._get_impl(rid)
+                    v._records.get(rid)
                     t_read += time.perf_counter() - t0
             best = min(best, t_read)
         out["read (_get_impl)"] = best / len(rids) * 1e6

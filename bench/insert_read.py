@@ -56,6 +56,7 @@ from _synth import DATE_FIELDS, FIELDS  # noqa: E402
 
 import vault  # noqa: E402
 import vault._format  # noqa: E402
+import vault.schema  # noqa: E402 - the package loads its submodules lazily
 
 # Targets (docs, issue 2): on SQLite, vault insert >= 10k rec/s, full-decrypt read >= 12k
 # rec/s, and both at least 2.5x the Python peer. Printed for both vault sides.

@@ -21,7 +21,7 @@ For each size N (SQLite, a fresh file in a temporary directory):
     as ``find()`` without ``fields=`` returns whole records). The first few queries
     (``--warmup``, default 5) are run untimed. Median and p99 are printed per kind.
  4. Internal figures (through private attributes, for diagnosis only): the number of
-    candidates the index returns per query (``v._candidates``), i.e. how many records
+    candidates the index returns per query (``v._search.candidates``), i.e. how many records
     each query decrypts, and the time of the index lookup alone.
 
 At the smallest size (100,000 in the default run) the baseline a user without blind
@@ -36,7 +36,7 @@ at 1,000,000 records, and >= 1,000x faster than the decrypt-all scan at 100,000.
 Audit log: every ``find()`` and ``get()`` appends a signed audit entry (fail-closed). Each
 query is timed twice in the same run, back-to-back with the order alternating: once as
 shipped (audit on, the real configuration: the targets are judged on it) and once with
-``v._auditor.disabled_for_benchmark = True`` (audit stubbed out, benchmark only: its
+``v._journal.auditor.disabled_for_benchmark = True`` (audit stubbed out, benchmark only: its
 figures are informational and show what the audit costs). The stub skips the whole
 entry (describing it: the target pseudonym and detail; hashing, signing, writing); the
 read itself runs in a read-only transaction.
@@ -45,7 +45,7 @@ read itself runs in a read-only transaction.
 ``v.get(rid)`` over ``--audit-reads`` (2,000) random records, audit on vs stubbed,
 interleaved (after one untimed pass that issues the records' audit pseudonyms); target:
 the audit costs < 30% of read throughput. Then audit entries are generated with
-``v._auditor.append(...)`` until the log holds ``--audit-entries`` (1,000,000) and ``v.audit_verify()`` is
+``v._journal.auditor.append(...)`` until the log holds ``--audit-entries`` (1,000,000) and ``v.audit_verify()`` is
 timed over the whole log; target >= 20,000 entries/s.
 
 Argon2id cost: the benchmark lowers vault._format.KDF_FLOOR and KDF_DEFAULT to
@@ -135,7 +135,7 @@ def audit_floor(v: Any, n: int = 2000) -> dict[str, float]:
     WAL the audit log commits to; a TEMP table would skip the WAL), never into the log,
     and the table is dropped afterwards."""
     from vault import audit as A
-    store, auditor = v._s(), v._auditor
+    store, auditor = v._ses.store(), v._journal.auditor
     h = bytes(32)
     t0 = time.perf_counter()
     for _ in range(n):
@@ -167,7 +167,7 @@ def audit_floor(v: Any, n: int = 2000) -> dict[str, float]:
 def audit_bench_run(v: Any, rids: list[str], args: argparse.Namespace) -> dict[str, Any]:
     """Issue 5: get() throughput with the audit on vs stubbed, and audit_verify() speed."""
     out: dict[str, Any] = {"reads": len(rids)}
-    auditor = v._auditor
+    auditor = v._journal.auditor
     print(f"    audit bench: {len(rids):,} v.get(rid), first pass (issues audit pseudonyms) ...", flush=True)
     t0 = time.perf_counter()
     for rid in rids:  # untimed for the comparison: first read issues the record's audit pseudonym
@@ -200,11 +200,11 @@ def audit_bench_run(v: Any, rids: list[str], args: argparse.Namespace) -> dict[s
     out["floor"] = audit_floor(v)
 
     from vault import audit as A
-    start = A.count(v._s())
+    start = A.count(v._ses.store())
     want = max(0, args.audit_entries - start)
     print(f"    audit bench: appending {want:,} audit entries so that the log holds {args.audit_entries:,} "
           f"(log has {start:,}) ...", flush=True)
-    store = v._s()
+    store = v._ses.store()
     t0 = time.perf_counter()
     made = 0
     while made < want:
@@ -273,7 +273,7 @@ def run_size(n: int, args: argparse.Namespace, tmp: str, scan: bool, audit_bench
         plan = [("present", i) for i in present] + [("absent", a) for a in absent]
         pick_rng.shuffle(plan)
 
-        auditor = v._auditor
+        auditor = v._journal.auditor
         for i in warm:  # untimed: first-touch costs (statement compilation, page cache), both ways
             for stub in (False, True):
                 auditor.disabled_for_benchmark = stub
@@ -306,13 +306,13 @@ def run_size(n: int, args: argparse.Namespace, tmp: str, scan: bool, audit_bench
             gc.enable()
 
         # Internal (private attributes): candidates decrypted per query, and the lookup alone.
-        ix = v._indexers[0][1]
+        ix = v._plans.indexers[0][1]
         email_f = v.schema.fields["email"]
         for kind, item in plan:
             value = picked[item][0] if kind == "present" else item
             term = ix.exact_term(email_f, value)
             t0 = time.perf_counter()
-            cands = v._candidates([term])
+            cands = v._search.candidates([term])
             (res.present_lookup_ms if kind == "present" else res.absent_lookup_ms).append(
                 (time.perf_counter() - t0) * 1000)
             (res.present_cand if kind == "present" else res.absent_cand).append(len(cands))
@@ -330,7 +330,7 @@ def run_size(n: int, args: argparse.Namespace, tmp: str, scan: bool, audit_bench
         if audit_bench:
             res.audit = audit_bench_run(v, get_ids, args)
     finally:
-        v._auditor.disabled_for_benchmark = False
+        v._journal.auditor.disabled_for_benchmark = False
         v.close()
     res.size_bytes = _file_size(path)
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -378,8 +378,8 @@ def report(results: list[SizeResult], args: argparse.Namespace) -> None:
             print(f"    N={r.n:,}: median {statistics.median(r.present_ms) / statistics.median(r.present_ms_stub):.2f}x "
                   f"(+{statistics.median(r.present_ms) - statistics.median(r.present_ms_stub):.3f} ms), "
                   f"p99 {pct(r.present_ms, 99) / pct(r.present_ms_stub, 99):.2f}x")
-    print("  * internal (private attributes, diagnosis only): cand. = len(v._candidates([exact_term(email, value)])),")
-    print("    the records each query decrypts; lookup = v._candidates() alone (ms, median).")
+    print("  * internal (private attributes, diagnosis only): cand. = len(v._search.candidates([exact_term(email, value)])),")
+    print("    the records each query decrypts; lookup = v._search.candidates() alone (ms, median).")
     print(f"  p99 is nearest-rank over {args.queries} present / {args.absent} absent queries; "
           f"{args.warmup} untimed warm-up queries first; GC disabled while timing.")
     for r in results:
@@ -424,7 +424,7 @@ def report(results: list[SizeResult], args: argparse.Namespace) -> None:
         print(f"    the floor alone would cost {need / (stub_us + need) * 100:.1f}% of read throughput "
               f"(no other work per entry at all)")
         print(f"  audit entries: {a['gen_made']:,} appended in {a['gen_s']:.1f} s "
-              f"({a['gen_made'] / max(a['gen_s'], 1e-9):,.0f} appends/s via v._auditor.append)")
+              f"({a['gen_made'] / max(a['gen_s'], 1e-9):,.0f} appends/s via v._journal.auditor.append)")
         print(f"  v.audit_verify(): {a['verify_entries']:,} entries in {a['verify_s']:.2f} s = "
               f"{a['verify_rate']:,.0f} entries/s  (of which read_entries alone ~{a['read_entries_s']:.2f} s)")
 

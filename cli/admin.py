@@ -80,9 +80,15 @@ def lead_identity(path: Path, passphrase_file: Path | None, prompt: str) -> tupl
 @click.option("--lead-role", "lead_roles", multiple=True, metavar="ROLE",
               help="PostgreSQL: a database role the lead's clients (and recovery) log in as (repeatable; it "
                    "must exist). It may write every table but only append to the audit log.")
+@click.option("--shares", "k_of_n", metavar="K-of-N",
+              help="Also split a recovery key into N SLIP-39 shares for trustees, any K of which open the vault "
+                   "(e.g. 3-of-5; printed once). Later: dvault recovery split.")
+@click.option("--slip39-passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="With --shares: protect them with this SLIP-39 passphrase too (or DVAULT_SLIP39_PASSPHRASE).")
 def init(vault_url: str, identity: Path | None, schema: Path | None, population: int | None, precise: bool,
          name: str, passphrase_file: Path | None, identity_passphrase_file: Path | None,
-         app_roles: tuple[str, ...], lead_roles: tuple[str, ...]) -> None:
+         app_roles: tuple[str, ...], lead_roles: tuple[str, ...], k_of_n: str | None,
+         slip39_passphrase_file: Path | None) -> None:
     """Create a vault and enrol you as its security lead. On PostgreSQL, run it as the
     database owner and name the role(s) staff clients use with --app-role and the lead's
     with --lead-role (see dvault db-roles): no role can change the audit log.
@@ -90,13 +96,17 @@ def init(vault_url: str, identity: Path | None, schema: Path | None, population:
     Example: dvault init --vault dd2026.vault --identity ~/lead.dvid --population 150
     """
     from vault.postgres import check_roles, grant_roles
+    from vault.shares import parse_k_of_n
     from vault.vault import discard_new
 
+    from .recovery import slip39_passphrase, split_now
+    split = parse_k_of_n(k_of_n) if k_of_n is not None else None  # before anything is asked or written
     if app_roles or lead_roles:
         check_roles(vault_url, [*app_roles, *lead_roles])  # before anything is asked or written
     ident_path = identity or default_identity_path()
     lead, id_pw, new_identity = lead_identity(ident_path, identity_passphrase_file, "Passphrase for your identity")
     recovery = read_new_passphrase(passphrase_file, "Recovery passphrase for the new vault", env=RECOVERY_ENV)
+    secret = slip39_passphrase(slip39_passphrase_file, False, confirm_it=True) if split else ""
     if new_identity:
         lead.save(ident_path, id_pw)
     try:
@@ -106,6 +116,8 @@ def init(vault_url: str, identity: Path | None, schema: Path | None, population:
             if app_roles or lead_roles:
                 grant_roles(vault_url, staff=app_roles, lead=lead_roles)
             pinned = v.pin(pins_path(ident_path), created=True)
+            if split is not None:
+                split_now(v, *split, secret)
         except BaseException:  # all or nothing: no vault whose set-up was left half done
             discard_new(v)
             raise
@@ -369,7 +381,8 @@ def reindex(population: int | None, precise: bool | None, **kw: Any) -> None:
     Example: dvault reindex --population 150
     """
     with unlock(kw) as v:
-        done = v.reindex(population=population, precise=precise)
+        done = with_progress("re-indexing", v.count(),
+                             lambda step: v.reindex(population=population, precise=precise, progress=step))
         st = v.status()["index"]
     click.echo(f"re-indexed {done} records: {st['plan']} plan for population {st['population']}, k {st['k']}, "
                f"bits {st['per_index']}")
@@ -387,9 +400,11 @@ def status(as_json: bool, **kw: Any) -> None:
     import json as _json
     with unlock(kw, advice=False) as v:  # status lists the advice among its warnings
         st = v.status()
+        st["warnings"] = st["warnings"] + v.retention_warnings()  # counts only (vault.retention)
         alarms = v.alarms() if v.role.manage else []
         if v.role.manage:  # the lead alone can tell them: staff neither read nor count them
             st["canaries"] = v.canary_count()
+            st["recovery_shares"] = _shares_line(v)
         if v.warnings:
             st["problems"] = list(v.warnings)
     st["alarms"] = len(alarms)
@@ -403,6 +418,17 @@ def status(as_json: bool, **kw: Any) -> None:
     if alarms:
         click.echo(click.style(f"dvault: ALARM: {len(alarms)} canary record access(es); see dvault audit show "
                                "--action alarm", fg="red"), err=True)
+
+
+def _shares_line(v: vault.Vault) -> str:
+    """k-of-n and when the recovery shares were made (dvault recovery show)."""
+    try:
+        info = v.recovery_shares()
+    except vault.IntegrityError as e:
+        return f"UNVERIFIED: {e}"
+    if info is None:
+        return "none"
+    return f"{info['k']}-of-{info['n']}, made {info['made']}" + "".join(f"; {p}" for p in info.get("problems", []))
 
 
 @click.group()

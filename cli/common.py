@@ -142,9 +142,8 @@ def after_open(v: vault.Vault, ident_path: Path | None) -> vault.Vault:
         warn(f"dvault: warning: {w}")
     if ident_path is None or not v.role.manage or v.user is None:
         return v
-    from vault.canaries import witness
     try:
-        seen = witness(v, checkpoints_path(ident_path))
+        seen = v.witness(checkpoints_path(ident_path))
     except BaseException:
         v.close()
         raise
@@ -222,7 +221,7 @@ def open_vault_as(url: str | None, identity: Path | None, passphrase_file: Path 
 
 _VAULT_OPTS = [
     click.option("--vault", "vault_url", metavar="URL", help="Vault: SQLite path or database URL (or DVAULT_URL)."),
-    click.option("--identity", type=click.Path(dir_okay=False, path_type=Path),
+    click.option("--identity", type=click.Path(dir_okay=False, readable=False, path_type=Path),
                  help="Your identity file (or DVAULT_IDENTITY, or identity in the config file, or the file "
                       "dvault keygen made by default)."),
     click.option("--recovery", is_flag=True, help="Unlock with the recovery passphrase instead of an identity."),

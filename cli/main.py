@@ -1,5 +1,5 @@
 """Entry point for ``dvault``. Exit codes: 0 ok, 1 usage, 2 not found, 3 access denied,
-4 wrong passphrase, 5 integrity failure.
+4 wrong passphrase, 5 integrity failure, 6 the disk, a file or the database cannot be used.
 
 Importing this module loads click and the command definitions only: the library's heavy
 parts (SQLAlchemy, the crypto libraries) load when a command first needs them, so that
@@ -7,6 +7,7 @@ parts (SQLAlchemy, the crypto libraries) load when a command first needs them, s
 
 from __future__ import annotations
 
+import errno
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,10 @@ import vault
 
 from .common import confirm, json_line, note, table, unlock, vault_options
 
-EXIT = {vault.NotFound: 2, vault.AccessDenied: 3, vault.WrongPassphrase: 4, vault.IntegrityError: 5}
+EXIT = {vault.NotFound: 2, vault.AccessDenied: 3, vault.WrongPassphrase: 4, vault.IntegrityError: 5,
+        vault.Unavailable: 6}
+#: OSError numbers that mean the storage is unusable (exit 6), not a wrong argument
+_UNAVAILABLE_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM, errno.EDQUOT})
 
 
 def _exit_code(err: vault.VaultError) -> int:
@@ -35,7 +39,9 @@ def cli(debug: bool, quiet: bool) -> None:
     """defenders-vault: an encrypted, audited store for participant records.
 
     Exit codes: 0 ok, 1 usage or invalid input, 2 not found, 3 access denied,
-    4 wrong passphrase, 5 integrity failure. Shell completion for bash:
+    4 wrong passphrase, 5 integrity failure (or dvault verify found a problem),
+    6 the disk is full, the database or a file is read-only or unreadable, or the
+    database connection was lost (nothing half-written). Shell completion for bash:
     eval "$(_DVAULT_COMPLETE=bash_source dvault)".
 
     \b
@@ -376,8 +382,8 @@ def audit_checkpoint(**kw: Any) -> None:
 
 
 def _register() -> None:
-    from . import admin, checkin, data, move, pins, records, samples, shell, travel
-    for mod in (admin, records, data, checkin, shell, move, pins, samples, travel):
+    from . import admin, backup, checkin, data, lifecycle, move, pins, records, recovery, samples, shell, travel, verify
+    for mod in (admin, records, data, checkin, shell, move, pins, samples, travel, recovery, lifecycle, backup, verify):
         for cmd in mod.COMMANDS:
             cli.add_command(cmd)
 
@@ -405,8 +411,9 @@ def main() -> None:
     except OSError as e:
         if debug:
             raise
-        click.echo(f"dvault: error: {e.strerror or e.__class__.__name__}", err=True)
-        sys.exit(1)
+        where = f" ({e.filename})" if isinstance(e.filename, str) else ""
+        click.echo(f"dvault: error: {e.strerror or e.__class__.__name__}{where}", err=True)
+        sys.exit(6 if e.errno in _UNAVAILABLE_ERRNOS else 1)
     except KeyboardInterrupt:
         click.echo("dvault: error: interrupted", err=True)
         sys.exit(130)

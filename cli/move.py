@@ -48,23 +48,30 @@ def move(vault_url: str | None, to_url: str, identity: Path, name: str, passphra
     old = read_passphrase(passphrase_file, "Recovery passphrase of the old vault", env=RECOVERY_ENV)
     with vault.open(url, old) as src:  # a wrong passphrase fails before anything else is asked
         set_reason(src, reason)
-        lead, id_pw, new_identity = lead_identity(identity, identity_passphrase_file,
-                                                  "Passphrase for the new lead's identity")
-        new = read_new_passphrase(new_passphrase_file, "Recovery passphrase for the new vault", env=NEW_ENV)
-        if new == old:
-            raise click.UsageError("the new vault needs a new recovery passphrase, not the old one")
-        manage = {r.name for r in src.schema.roles.values() if r.manage}
-        users = [u for u in src.users() if u.role not in manage]
+        move_into(src, url, to_url, identity, name, new_passphrase_file, identity_passphrase_file, old)
+
+
+def move_into(src: vault.Vault, url: str, to_url: str, identity: Path, name: str, new_passphrase_file: Path | None,
+              identity_passphrase_file: Path | None, old: str | None) -> None:
+    """The move itself, from ``src`` opened with every key (the recovery passphrase
+    ``old``, or the recovery shares: ``old`` None), and what every user must be told."""
+    lead, id_pw, new_identity = lead_identity(identity, identity_passphrase_file,
+                                              "Passphrase for the new lead's identity")
+    new = read_new_passphrase(new_passphrase_file, "Recovery passphrase for the new vault", env=NEW_ENV)
+    if new == old:
+        raise click.UsageError("the new vault needs a new recovery passphrase, not the old one")
+    manage = {r.name for r in src.schema.roles.values() if r.manage}
+    users = [u for u in src.users() if u.role not in manage]
+    if new_identity:
+        lead.save(identity, id_pw)
+    try:
+        moved = with_progress("moving", src.count(), lambda step: vault.move(
+            src, to_url, new, lead=lead, lead_name=name, progress=step))
+    except BaseException:  # no vault: an identity made for it would only be a stray key file
         if new_identity:
-            lead.save(identity, id_pw)
-        try:
-            moved = with_progress("moving", src.count(), lambda step: vault.move(
-                src, to_url, new, lead=lead, lead_name=name, progress=step))
-        except BaseException:  # no vault: an identity made for it would only be a stray key file
-            if new_identity:
-                identity.unlink(missing_ok=True)
-            raise
-        src_id = src.id
+            identity.unlink(missing_ok=True)
+        raise
+    src_id = src.id
     remember_made(to_url, identity if new_identity else None)
     with moved.vault as dest:
         click.echo(f"moved {moved.records} participants into vault {dest.id} at {shown_url(to_url)}")

@@ -87,7 +87,8 @@ class RawDB:
             c.execute(sa.text("UPDATE dv_slots SET unlock = :u, keyring = :k WHERE slot_id = :s"),
                       {"u": unlock, "k": keyring, "s": slot_id})
 
-    TABLES = ("dv_meta", "dv_slots", "dv_records", "dv_index", "dv_pseudonyms", "dv_users", "dv_reveals", "dv_audit")
+    TABLES = ("dv_meta", "dv_slots", "dv_records", "dv_index", "dv_pseudonyms", "dv_users", "dv_reveals", "dv_audit",
+              "dv_shreds")
 
     def dump(self, exclude: tuple[str, ...] = ()) -> bytes:
         """Every byte of every vault table as a database administrator would see it."""
@@ -151,7 +152,7 @@ def old_release(monkeypatch: pytest.MonkeyPatch, *, states: bool = False) -> Ite
 
     def create(*a, **k):  # type: ignore[no-untyped-def]
         v = real_create(*a, **k)
-        made.append((v._s().url, v._ring.current(K.KIND_META_KEY).secret, CA.seed_of(v._ring), v._vid))
+        made.append((v._ses.store().url, v._access.ring.current(K.KIND_META_KEY).secret, CA.seed_of(v._access.ring), v._ses.vid))
         return v
 
     with monkeypatch.context() as m:
@@ -160,7 +161,7 @@ def old_release(monkeypatch: pytest.MonkeyPatch, *, states: bool = False) -> Ite
         m.setattr(F, "STATEMENT_V3_FROM", 10 ** 6)
         m.setattr(vault, "create", create)
         if not states:
-            m.setattr(vault.Vault, "_states", staticmethod(lambda drop=(), put=(): {}))
+            m.setattr("vault.journal.Journal.states", staticmethod(lambda drop=(), put=(): {}))
         yield
     for url, meta_secret, seed, vid in made:
         raw = RawDB(url)
@@ -190,14 +191,14 @@ def as_release_v7(v, canaries: list[str] = (), *, padded: bool = True) -> None: 
     before 2026-11-27) and a key statement of the second kind, signed for v7."""
     from vault import _format as F
     from vault import keys as K
-    blob = _legacy_list(v._ring.current(K.KIND_META_KEY).secret, v._vid, list(canaries), padded)
-    raw = RawDB(v._s().url)
+    blob = _legacy_list(v._access.ring.current(K.KIND_META_KEY).secret, v._ses.vid, list(canaries), padded)
+    raw = RawDB(v._ses.store().url)
     lines = raw.meta("keys_stmt").decode("ascii").split("\n")
     text = "\n".join([F.KEYS_STATEMENT_HEADER_V2, lines[1], "db 7", lines[3]]
                      + [ln for ln in lines if ln.startswith("class ")]) + "\n"
-    who, sign = v._plan_signer()
+    who, sign = v._access.plan_signer()
     raw.set_meta("keys_stmt", text.encode("ascii"))
-    raw.set_meta("keys_stmt_sig", K.sign_text("keys", v._vid, text, who, sign))
+    raw.set_meta("keys_stmt_sig", K.sign_text("keys", v._ses.vid, text, who, sign))
     raw.set_meta("canaries", blob)
     raw.set_meta("db_schema_version", b"7")
     raw.close()

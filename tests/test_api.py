@@ -112,7 +112,7 @@ def test_close_drops_keys(url: str) -> None:
     v.close()
     with pytest.raises(vault.VaultClosed):
         v.add({})
-    assert v._ring is None and v._slot_secret is None and not v._keys
+    assert v._access.ring is None and v._access.slot_secret is None and not v._access.keys
 
 
 def test_create_refuses_existing(url: str) -> None:
@@ -133,7 +133,7 @@ def test_sqlite_file_mode_and_pragmas(tmp_path: Path) -> None:
     path = tmp_path / "m.vault"
     with vault.create(path, PASSPHRASE) as v:
         v.add({"legal_name": "A B"})
-        with v._store.engine.connect() as conn:
+        with v._ses.store().engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA secure_delete").scalar() == 1
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
@@ -258,7 +258,7 @@ def test_garbage_collection_never_waits_on_another_handles_lock(tmp_path: Path) 
         b.get(rid)  # b caches the log's head ...
         a.get(rid)  # ... which a moves on
         b.get(rid)  # b's append collides on the seq and is retried
-        with a._s().tx():  # a holds the write lock ...
+        with a._ses.store().tx():  # a holds the write lock ...
             t = threading.Thread(target=read_in_b)  # ... that b now waits for
             t.start()
             _time.sleep(0.3)
@@ -336,7 +336,7 @@ def test_shred_needs_every_purpose_and_resolve_hides_the_id(tmp_path: Path) -> N
     with vault.open(url, identity=lead) as v:
         assert v.count() == 1 and v.resolve(travel).id == rid
         # a leftover entry (as an older release's partial shred left them) resolves to nothing
-        store = v._s()
+        store = v._ses.store()
         with store.tx() as conn:
             store.delete_record(conn, bytes.fromhex(rid))
         with pytest.raises(vault.NotFound) as e:

@@ -189,9 +189,9 @@ def test_checkpoint_beyond_a_u64_is_not_a_checkpoint(seq: int) -> None:
 def test_fail_closed_when_audit_cannot_be_written(url: str) -> None:
     with vault.create(url, PASSPHRASE) as v:
         rid = v.add({"legal_name": SECRET_NAME})
-        freeze_audit(v._s().engine, url)  # the audit table turns read-only under the open vault
+        freeze_audit(v._ses.store().engine, url)  # the audit table turns read-only under the open vault
         for call in (lambda: v.get(rid), lambda: v.find(legal_name=SECRET_NAME), lambda: list(v.records()),
-                     lambda: v.resolve(v._pseudonym_impl(rid, "badge")), lambda: v.add({"badge_name": "x"})):
+                     lambda: v.resolve(v._pseudonyms.issue(rid, "badge")), lambda: v.add({"badge_name": "x"})):
             with pytest.raises(A.AuditError) as info:
                 call()
             assert SECRET_NAME not in str(info.value)
@@ -229,7 +229,7 @@ def test_reasons_are_padded_notes_to_the_lead(logged) -> None:  # type: ignore[n
     reasons = [bytes(r[7]) for r in _rows(url) if r[7]]
     assert reasons and all(r[:10] == b"\x01Q" + bytes.fromhex(lead.public.user_id) for r in reasons)
     with vault.open(url, identity=lead) as v:
-        assert v._open_reason(reasons[0]) == REASON
+        assert v._log.open_reason(reasons[0]) == REASON
         for short, longer in (("visa", "visa appointment, consulate"), ("a", "b" * 30)):
             v.set_reason(short)
             v.get(ids[0])  # its entry carries the reason
@@ -239,10 +239,10 @@ def test_reasons_are_padded_notes_to_the_lead(logged) -> None:  # type: ignore[n
         sizes = [len(bytes(r[7])) for r in _rows(url)[-4:]]
         assert sizes[0] == sizes[1] and sizes[2] == sizes[3], sizes  # 4 and 27 bytes; 1 and 30: one bucket
         old = N.seal_note(b"R", lead.public.x25519, bytes.fromhex(lead.public.user_id), b"an R reason")
-        assert v._open_reason(old) == "an R reason"
-        assert v._open_reason(C.seal_to(lead.public.x25519, b"an older reason")) == "an older reason"
-        assert v._open_reason(b"\x01Q" + bytes(8) + reasons[0][10:]) is None  # header no longer matches
-        assert v._open_reason(reasons[0][:-1]) is None
+        assert v._log.open_reason(old) == "an R reason"
+        assert v._log.open_reason(C.seal_to(lead.public.x25519, b"an older reason")) == "an older reason"
+        assert v._log.open_reason(b"\x01Q" + bytes(8) + reasons[0][10:]) is None  # header no longer matches
+        assert v._log.open_reason(reasons[0][:-1]) is None
 
 
 def test_exact_sequence_for_fifty_operations(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -361,15 +361,15 @@ def test_benchmark_stub_skips_the_whole_entry(url: str, monkeypatch: pytest.Monk
         rid = v.add({"legal_name": SECRET_NAME, "email": "z@example.org"})
         def no_target(record_id: str) -> str:
             raise RuntimeError("describe ran")
-        monkeypatch.setattr(v, "_target", no_target)
-        entries = A.count(v._s())
-        v._auditor.disabled_for_benchmark = True
+        monkeypatch.setattr(v._journal, "target", no_target)
+        entries = A.count(v._ses.store())
+        v._journal.auditor.disabled_for_benchmark = True
         assert v.get(rid)["legal_name"] == SECRET_NAME
-        v._auditor.disabled_for_benchmark = False
-        assert A.count(v._s()) == entries
+        v._journal.auditor.disabled_for_benchmark = False
+        assert A.count(v._ses.store()) == entries
         with pytest.raises(RuntimeError, match="describe ran"):  # audited: described, so refused
             v.get(rid)
-        assert A.count(v._s()) == entries
+        assert A.count(v._ses.store()) == entries
 
 
 @pytest.mark.skipif(not PG_URL, reason="PostgreSQL tests need DVAULT_TEST_PG_URL")
@@ -571,18 +571,18 @@ def test_update_and_shred_targets(url: str) -> None:
     (then NotFound), and a malformed id is refused before anything is logged."""
     with vault.create(url, PASSPHRASE) as v:
         rid = v.add({"legal_name": SECRET_NAME})
-        target = v._target(rid)
+        target = v._journal.target(rid)
         v.update(rid, {"dietary": "vegan"})
         v.delete(rid)
         for call in (lambda: v.update(rid, {"dietary": "none"}), lambda: v.delete("ab" * 16)):
             with pytest.raises(vault.NotFound):
                 call()
-        before = A.count(v._s())
+        before = A.count(v._ses.store())
         for call in (lambda: v.update("not-an-id", {"dietary": "x"}), lambda: v.delete("zz" * 16)):
             with pytest.raises(vault.ValidationError):
                 call()
-        assert A.count(v._s()) == before
-        got = [(e.action, e.target) for e in A.read_entries(v._s()) if e.action in ("update", "shred")]
+        assert A.count(v._ses.store()) == before
+        got = [(e.action, e.target) for e in A.read_entries(v._ses.store()) if e.action in ("update", "shred")]
     assert got[:2] == [("update", target), ("shred", target)] and target.startswith("AU-")
     assert got[2][0] == "update" and got[3] == ("shred", "")
 
@@ -611,11 +611,11 @@ def test_entries_about_a_record_by_any_of_its_pseudonyms(url: str) -> None:
         assert [e["action"] for e in v.audit_entries(target=au)][-1] == "shred"
         with pytest.raises(vault.NotFound):
             v.audit_entries(target=badge)  # its badge pseudonym went with it
-        before = A.count(v._s())
+        before = A.count(v._ses.store())
         mistyped = badge[:-1] + ("A" if badge[-1] != "A" else "B")
         with pytest.raises(vault.VaultError, match="check"):
             v.audit_entries(target=mistyped)
-        assert A.count(v._s()) == before  # refused before anything was logged
+        assert A.count(v._ses.store()) == before  # refused before anything was logged
 
 
 def test_forged_unsigned_entry_cannot_blame_a_colleague(logged) -> None:  # type: ignore[no-untyped-def]
@@ -686,7 +686,7 @@ def test_every_touch_of_a_canary_alarms(logged) -> None:  # type: ignore[no-unty
     url, lead, staff, ids = logged
     with vault.open(url, identity=lead) as v:
         canary = v.plant_canary({"legal_name": "Decoy Person", "email": "decoy@example.org", "badge_name": "D"})
-        target = v._target(canary)
+        target = v._journal.target(canary)
     with vault.open(url, identity=staff) as v:
         v.pseudonym(ids[1], "travel")
         v.update(ids[1], {"dietary": "halal"})
@@ -722,18 +722,18 @@ def test_every_refusal_is_logged_once(logged) -> None:  # type: ignore[no-untype
                 (None, "reveal_request", lambda v: v.request_reveal(ids[0], "legal_name", "hospital visit"))]
     for who, op, call in attempts:
         with (vault.open(url, identity=who) if who else vault.open(url, PASSPHRASE)) as v:
-            n = A.count(v._s())
+            n = A.count(v._ses.store())
             with pytest.raises(vault.AccessDenied):
                 call(v)
-            added = A.read_entries(v._s(), after=n)
+            added = A.read_entries(v._ses.store(), after=n)
         assert [(e.action, json.loads(e.detail)["op"]) for e in added] == [("denied", op)], op
     with vault.open(url, identity=staff) as v:
         with vault.open(url, identity=lead) as lv:
             lv.remove_user(staff.public.user_id, rotate=False)
-        n = A.count(v._s())
+        n = A.count(v._ses.store())
         with pytest.raises(vault.AccessDenied, match="slot is gone"):
             v.update(ids[1], {"dietary": "halal"})
-        added = A.read_entries(v._s(), after=n)
+        added = A.read_entries(v._ses.store(), after=n)
     assert [(e.action, json.loads(e.detail)["op"]) for e in added] == [("denied", "update")]
     assert _verify(url, lead).ok
 
@@ -778,7 +778,7 @@ def test_the_canary_list_does_not_count_the_canaries(url: str, tmp_path) -> None
         for i in range(1, 100):
             v.plant_canary({"badge_name": f"decoy {i}"})
         sizes.append(len(_canary_list(url)))
-        assert len(v._canaries()) == 100
+        assert len(v._canaries.live()) == 100
     assert len(set(sizes)) == 1, sizes
 
 
@@ -792,12 +792,12 @@ def test_a_canary_and_its_list_commit_together(url: str, monkeypatch: pytest.Mon
             raise OSError("disk full")
 
         with monkeypatch.context() as m:
-            m.setattr(vault.Vault, "_store_canaries", fail)
+            m.setattr("vault.canaries.Canaries._store_list", fail)
             with pytest.raises(OSError):
                 v.plant_canary({"badge_name": "decoy"})
         assert v.count() == 1
         decoy = v.plant_canary({"badge_name": "decoy"})
-        assert v._canaries() == {decoy}
+        assert v._canaries.live() == {decoy}
     if url.startswith("postgresql"):
         engine = sa.create_engine(url)
         with engine.connect() as c:
@@ -826,9 +826,9 @@ def test_every_lead_add_reseals_the_canary_list(logged) -> None:  # type: ignore
     latest = _canary_list(url)
     with vault.open(url, identity=staff) as v:
         v.add({"badge_name": "staff walk-in"})
-        assert _canary_list(url) == latest and v._canaries() == set()
+        assert _canary_list(url) == latest and v._canaries.live() == set()
     with vault.open(url, identity=lead) as v:
-        assert v._canaries() == {decoy}
+        assert v._canaries.live() == {decoy}
 
 
 @pytest.mark.parametrize("padded", [True, False])
@@ -839,16 +839,16 @@ def test_an_older_canary_list_is_still_read(url: str, padded: bool) -> None:
     from vault import _format as F
     from rawdb import as_release_v7
     with vault.create(url, PASSPHRASE, lead=Identity.generate()) as v:
-        decoy = v._add_many_impl([{"badge_name": "decoy"}])[0]
+        decoy = v._records.add_many([{"badge_name": "decoy"}])[0]
         v.add({"badge_name": "real"})
         as_release_v7(v, [decoy], padded=padded)
     with vault.open(url, PASSPHRASE) as v:
-        assert v._canaries() == {decoy}
+        assert v._canaries.live() == {decoy}
         v.add({"badge_name": "real too"})
     assert len(_canary_list(url)) == 2 + F.NONCE_LEN + F.CANARY_LIST_BLOCK + F.TAG_LEN
     assert RawDB(url).meta("db_schema_version") == str(F.DB_SCHEMA_VERSION).encode()
     with vault.open(url, PASSPHRASE) as v:
-        assert v._canaries() == {decoy}
+        assert v._canaries.live() == {decoy}
 
 
 def test_an_entry_rolled_back_with_its_transaction_leaves_the_chain_whole(url: str) -> None:
@@ -862,11 +862,11 @@ def test_an_entry_rolled_back_with_its_transaction_leaves_the_chain_whole(url: s
         blob = bytearray(raw.meta("canaries"))
         blob[-1] ^= 1
         raw.set_meta("canaries", bytes(blob))
-        v._canary_cache = None  # as a handle opened after the damage
+        v._canaries.cache = None  # as a handle opened after the damage
         with pytest.raises(vault.IntegrityError, match="canary list"):
             v.add({"badge_name": "B"})
         raw.set_meta("canaries", bytes(blob[:-1]) + bytes([blob[-1] ^ 1]))  # repaired
         raw.close()
-        v._canary_cache = None
+        v._canaries.cache = None
         v.add({"badge_name": "C"})
         assert v.audit_verify().ok

@@ -185,7 +185,7 @@ def test_the_upgrade_to_v8_makes_the_guard() -> None:
                 c.exec_driver_sql("DROP FUNCTION dv_audit_guard()")
                 assert state(c) is None
             with vault.open(url, identity=lead) as v:
-                assert v._db_known == 8 and v.audit_verify().ok
+                assert v._ses.db_known == 8 and v.audit_verify().ok
             with engine.connect() as c:
                 assert state(c) == "A"
         finally:

@@ -115,8 +115,8 @@ def test_a_malformed_row_never_stops_the_leads_readers_and_can_be_quarantined(te
         shown = v.audit_entries()
         assert [e["seq"] for e in shown if not e["verified"]] == [seq + 1]
         assert v.alarms() == []
-        CA.witness(v, tmp_path / "checkpoints")
-        CA.witness(v, tmp_path / "checkpoints")  # the head it kept is read back
+        v.witness(tmp_path / "checkpoints")
+        v.witness(tmp_path / "checkpoints")  # the head it kept is read back
         assert v.audit_verify().first_bad == seq + 1
         with pytest.raises(vault.IntegrityError, match="damaged"):
             v.check_records()
@@ -188,7 +188,7 @@ def test_a_gap_is_acknowledged_by_the_leads_decision(team) -> None:  # type: ign
         assert verdict.first_bad == seq + 1 and "missing" in verdict.problem
         said = v.quarantine(seq + 1)
         assert said.startswith(f"entry {seq + 1000}: entries {seq + 1} to {seq + 999} are missing")
-        decision = json.loads(A.read_entries(v._s())[-1].detail)
+        decision = json.loads(A.read_entries(v._ses.store())[-1].detail)
         assert decision["seq"] == seq + 1000 and decision["after"] == seq
         with pytest.raises(vault.ValidationError, match="quarantined already"):
             v.quarantine(seq + 1)
@@ -229,11 +229,11 @@ def test_a_signed_entry_whose_detail_is_no_object_is_flagged_and_quarantinable(t
     with vault.open(url, identity=staff) as s:
         s._audit("alarm", "", [1])  # type: ignore[arg-type]
         s._audit("read", "", "x")  # type: ignore[arg-type]
-        seq = A.head(s._s())[0]
+        seq = A.head(s._ses.store())[0]
     with vault.open(url, identity=lead) as v:
         entries = v.audit_entries()
         assert [e["seq"] for e in entries if not e["verified"]] == [seq - 1, seq]
-        assert CA.witness(v, tmp_path / "cp")["alarms"] == [] and v.alarms() == []
+        assert v.witness(tmp_path / "cp")["alarms"] == [] and v.alarms() == []
         verdict = v.audit_verify()
         assert verdict.first_bad == seq - 1 and "not a JSON object" in verdict.problem
         assert "not a JSON object" in v.quarantine(seq - 1)
@@ -250,7 +250,7 @@ def _token(url: str, v: vault.Vault, rid: str) -> str:
                                    {"i": bytes.fromhex(rid)}).scalar_one())
     finally:
         engine.dispose()
-    return v._state_token(bytes.fromhex(rid), data)
+    return v._records.state_token(bytes.fromhex(rid), data)
 
 
 @pytest.mark.parametrize("action, state", [

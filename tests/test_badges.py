@@ -36,7 +36,7 @@ def desk(tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch):  # type: ig
         v.add_user(ids["tool"].public, "printer", "tool")
         rids = [v.add({"badge_name": b, "legal_name": n, **({} if c is None else {"photo_consent": c}),
                        "pronouns": "they/them"}) for b, n, c in PEOPLE]
-        badges = [v._pseudonym_impl(r, "badge") for r in rids]
+        badges = [v._pseudonyms.issue(r, "badge") for r in rids]
         v.pin(tmp_path / "lead.dvid.vaults")
         for name in ("staff", "tool"):
             PN.add(tmp_path / f"{name}.dvid.vaults", v.pin_line, url)

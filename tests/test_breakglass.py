@@ -147,7 +147,7 @@ def test_non_leads_see_only_their_own_requests_and_no_record_ids(team) -> None: 
     with vault.open(url, identity=staff) as v:
         (seen,) = v.reveal_requests()
         assert (seen.req_id, seen.record_id, seen.record) == (mine, None, names[a]["audit"])
-        v._purposes.pop("audit")  # a role without the audit purpose key: the record is not named at all
+        v._access.purposes.pop("audit")  # a role without the audit purpose key: the record is not named at all
         assert [(r.req_id, r.record, r.record_id) for r in v.reveal_requests()] == [(mine, None, None)]
         entries = v.audit_entries(action="reveal_list")
     assert [e["detail"] for e in entries] == [{"requests": 1}, {"requests": 1}]

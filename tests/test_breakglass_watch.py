@@ -69,9 +69,9 @@ def test_a_forged_update_entry_raises_no_flag(team) -> None:  # type: ignore[no-
     url, lead, sam, noor, target = team
     with vault.open(url, identity=sam) as s:
         req = s.request_reveal(target, "legal_name", REASON)
-        audit = s._target(target)
+        audit = s._journal.target(target)
         from vault import audit as A
-        seq, h = A.head(s._s())
+        seq, h = A.head(s._ses.store())
     row = list(_signed(noor, seq + 1, h, "update", '{"fields":["badge_name"]}'))
     row[5] = audit
     row[9] = bytes(64)  # not noor's signature

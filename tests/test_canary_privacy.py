@@ -41,13 +41,13 @@ def test_the_leads_own_touches_name_no_canary(url: str, url2: str) -> None:
         v.get(canary)
         vault.move(v, url2, "a new recovery passphrase here", lead=Identity.generate()).vault.close()
     with vault.open(url, identity=staff) as s:  # what staff can compute from their keyring
-        key = s._purposes["audit"]
+        key = s._access.purposes["audit"]
         names = {P.format(key.value(bytes.fromhex(r)), P.purpose_prefix("audit")): r for r in s.ids()}
     assert canary in names.values() and set(people) <= set(names.values())
     with vault.open(url, identity=lead) as v:
         assert v.audit_entries(action="alarm") == []
         touched = [(a["actor"], a["detail"]["op"]) for a in v.alarms()]
-        target = v._target(canary)
+        target = v._journal.target(canary)
     # ... found in its entries by the lead's client (written in clear, as any read, by the opener)
     assert touched and {op for _, op in touched} <= {"read", "export"} and lead.public.user_id not in dict(touched)
     # the only canary-named targets are the lead's own read and update and the recovery read,
@@ -72,10 +72,10 @@ def test_a_leads_listing_writes_one_entry_whatever_the_canaries(url: str, via: s
         v.plant_canary({"badge_name": "Decoy"})
         v.plant_canary({"badge_name": "Decoy 2"})
         from vault import audit as A
-        before = A.head(v._s())[0]
+        before = A.head(v._ses.store())[0]
         {"rows": lambda: v.rows(["badge_name"]), "records": lambda: list(v.records(["badge_name"])),
          "export": lambda: v.export(["badge_name"])}[via]()
-        assert A.head(v._s())[0] == before + 1
+        assert A.head(v._ses.store())[0] == before + 1
 
 
 def test_canaries_carried_over_by_the_upgrade_raise_no_alarm_for_the_past(url: str) -> None:
@@ -85,13 +85,13 @@ def test_canaries_carried_over_by_the_upgrade_raise_no_alarm_for_the_past(url: s
     lead, staff = Identity.generate(), Identity.generate()
     with vault.create(url, PASSPHRASE, lead=lead) as v:
         v.add_user(staff.public, "sam", "staff")
-        decoy = v._add_many_impl([{"badge_name": "decoy"}])[0]
+        decoy = v._records.add_many([{"badge_name": "decoy"}])[0]
         v.add({"badge_name": "real"})
         as_release_v7(v, [decoy])
     with vault.open(url, identity=staff) as s:  # before the upgrade (staff work at v7)
         s.rows(["badge_name"])
     with vault.open(url, identity=lead) as v:  # the upgrade
-        assert v._canaries() == {decoy}
+        assert v._canaries.live() == {decoy}
         assert v.alarms() == []
     with vault.open(url, identity=staff) as s:  # after it: a touch
         s.rows(["badge_name"])

@@ -97,6 +97,20 @@ def test_audit_commands(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no
     assert r.exit_code == 0 and "verified" in r.output
 
 
+def test_reindex_command(tmp_path: Path) -> None:
+    """dvault reindex re-plans for a new head count (its progress bar is the library's
+    progress callback, shown only on a terminal) and searches still find everyone."""
+    import vault
+    path = tmp_path / "r.vault"
+    with vault.create(path, "recovery pass phrase", population=100) as v:
+        v.add_many([{"email": f"p{i}@example.org", "legal_name": f"Person {i}"} for i in range(30)])
+    runner = CliRunner(env={"DVAULT_PASSPHRASE": "recovery pass phrase"})
+    r = runner.invoke(cli, ["reindex", "--population", "400", "--vault", str(path)])
+    assert r.exit_code == 0 and "re-indexed 30 records" in r.output and "population 400" in r.output
+    with vault.open(path, "recovery pass phrase") as v:
+        assert len(v.find(email="p7@example.org")) == 1 and v.status()["index"]["population"] == 400
+
+
 def test_audit_verify_exit_code_on_damage(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     import sqlite3
 

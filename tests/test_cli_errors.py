@@ -31,7 +31,7 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-u
         v.add_user(staff.public, "sam", "staff")
         rid = v.add({"legal_name": "Amira Haddad", "email": "amira@example.org", "passport_number": "P83526008",
                      "badge_name": "Amira"})
-        badge = v._pseudonym_impl(rid, "badge")
+        badge = v._pseudonyms.issue(rid, "badge")
         v.pin(tmp_path / "lead.dvid.vaults")  # as init does, and `dvault pin add` for the staff member: the
         PN.add(tmp_path / "staff.dvid.vaults", v.pin_line, url)  # commands below print no first-open note
     for k in [k for k in os.environ if k.startswith("DVAULT_")]:
@@ -483,7 +483,7 @@ def test_no_terminal_control_reaches_the_screen(setup, monkeypatch, capsys, comm
     with monkeypatch.context() as m, vault.open(url, RECOVERY) as v:
         _as_an_older_release(m)
         rid = v.add({"legal_name": HOSTILE, "badge_name": HOSTILE, "email": "x@example.org"})
-        badge = v._pseudonym_impl(rid, "badge")
+        badge = v._pseudonyms.issue(rid, "badge")
     hostile_reason = ("--reason", "checking\x1b[1A\x1b[2K" + "\u2066")
     args = {"list": ("list", "--fields", "badge_name", *LEAD),
             "list-json": ("list", "--fields", "badge_name", "--json", *LEAD),

@@ -49,7 +49,7 @@ def test_a_second_reindex_joins_the_first_or_says_why_not(url: str) -> None:
         ids = v.add_many(_rows(30))
     a, b = vault.open(url, PASSPHRASE), vault.open(url, PASSPHRASE)
     try:
-        a._begin_reindex(population=5000)  # A has begun (and, say, stalled)
+        a._search.begin_reindex(population=5000)  # A has begun (and, say, stalled)
         with pytest.raises(vault.ValidationError, match="under way"):
             b.reindex(population=200000)
         b.reindex()  # joins A's plan and finishes it
@@ -108,7 +108,7 @@ def test_a_rotation_replans_an_interrupted_reindex(url: str) -> None:
     opened ("index plan refers to a destroyed key")."""
     with vault.create(url, PASSPHRASE) as v:
         ids = v.add_many(_rows(40))
-        v._begin_reindex(population=5000)  # ... and the process dies
+        v._search.begin_reindex(population=5000)  # ... and the process dies
     with vault.open(url, PASSPHRASE) as v:
         assert v.status()["index"]["reindex_pending"]
         v.rotate(["contact"])

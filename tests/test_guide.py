@@ -37,7 +37,10 @@ def test_guide_has_every_step() -> None:
                    "dvault audit show --target", "dvault pin add", "dvault export --fields arrival --purpose travel --to",
                    "dvault open-export", "--trust-sender", "--preset kobo", "--shred-source",
                    "--preset civicrm --date-format", "dvault export badges", "dvault checkin", "--summary",
-                   "--without-consent omit", "umask 077", "dvault travel", "--copy-to", "dvault panic"):
+                   "--without-consent omit", "umask 077", "dvault travel", "--copy-to", "dvault panic", "dvault purge --expired",
+                   "dvault recovery split --shares", "dvault recovery show", "dvault recover --vault",
+                   "dvault retain", "dvault subject export", "dvault subject erase",
+                   "dvault backup", "dvault restore", "--ledger"):
         assert needle in text, needle
     assert "cp " not in text  # every file the guide uses comes from dvault: it runs from any folder
 
@@ -79,7 +82,10 @@ def test_guide_runs_end_to_end(url: str, tmp_path: Path) -> None:
     assert "imported 150 participant(s)" in res.stdout
     assert "imported 20 participant(s)" in res.stdout  # CiviCRM: names joined, day-first dates read
     assert "audit log verified" in res.stdout
-    assert "moved 169 participants into vault" in res.stdout  # 150 + 20 imported, one shredded
+    assert "moved 168 participants into vault" in res.stdout  # 150 + 20 imported, one shredded, one erased
+    assert "record(s) past retention on" in res.stdout and "dry run" in res.stdout  # section 9: counts only
+    assert "by the rule's date field" in res.stdout  # as of 2027-03-01: 90 days after departure
+    assert (work / "her-data.sealed").exists() and not (work / "her-data.json").exists()
     assert "can be read by" not in res.stderr  # umask 077: no passphrase file another account can read
     # no plaintext left behind: the imports shredded their files, and nothing else holds a person
     assert not (work / "registrations.csv").exists() and not (work / "civicrm.csv").exists()
@@ -114,3 +120,7 @@ def test_guide_runs_end_to_end(url: str, tmp_path: Path) -> None:
                      re.fullmatch(r"\d+ good row\(s\), \d+ problem\(s\)", line)]
     assert errors and all(line.startswith("dvault: error:") for line in errors if line not in report)
     assert "Traceback" not in res.stderr
+    # section 13: a mistyped word named by share and word number; two of three shares recover
+    assert "dvault: error: share 1, word 5 is wrong" in "\n".join(errors)
+    assert res.stdout.count("moved 168 participants into vault") == 2 and "recovery_shares" in res.stdout
+    assert (tmp_path / "dd2026-omar.vault").exists() and (tmp_path / "omar.dvid").exists()

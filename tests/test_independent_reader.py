@@ -79,6 +79,38 @@ def test_reader_opens_a_team_vault(tmp_path: Path) -> None:
     assert "identity" in dict((n, i) for n, _, i in staff_steps)["records decrypted"]  # what staff cannot read
 
 
+def test_reader_opens_a_vault_with_recovery_shares(tmp_path: Path) -> None:
+    """§8g: the reader rebuilds the master secret from k shares (SLIP-39's reference
+    implementation), opens the shares' kind P slot with the derived text, and checks the
+    description's signature and the slot digest it names; a forged description fails."""
+    lead = Identity.generate()
+    lead.save(tmp_path / "lead.dvid", ID_PW)
+    path = tmp_path / "shares.vault"
+    with vault.create(path, PASSPHRASE, lead=lead) as v:
+        ids = v.add_many([{"legal_name": f"Amira Haddad {i}", "email": f"a{i}@example.org"} for i in range(5)])
+        v.split_recovery(2, 3)
+        shares = v.split_recovery(3, 5)  # a re-split: the description remembers the first set id
+        v.rotate()
+        v.delete(ids[0])
+        expected = _expected(v, ids[1:], ids[0])
+    steps = reader.check(str(path), shares=shares[1:4], expected=expected, floor=FLOOR)
+    _assert_all_ok(steps)
+    names = {name for name, _, _ in steps}
+    assert {"meta:recovery_shares_sig", "meta:recovery_shares_slot", "meta:keys_stmt_exact"} <= names
+    assert "(shares;" in dict((n, i) for n, _, i in steps)["unlock"]
+    _assert_all_ok(reader.check(str(path), passphrase=PASSPHRASE, expected=expected, floor=FLOOR))
+    _assert_all_ok(reader.check(str(path), identity=str(tmp_path / "lead.dvid"), identity_passphrase=ID_PW,
+                                expected=expected, floor=FLOOR))
+    import sqlite3
+    db = sqlite3.connect(path)
+    blob = bytearray(db.execute("select value from dv_meta where name = 'recovery_shares'").fetchone()[0])
+    blob[12] = 4  # k = 4 (of 5): well framed, not what the lead signed
+    db.execute("update dv_meta set value = ? where name = 'recovery_shares'", (bytes(blob),))
+    db.commit()
+    db.close()
+    bad = dict((n, ok) for n, ok, _ in reader.check(str(path), passphrase=PASSPHRASE, floor=FLOOR))
+    assert bad["meta:recovery_shares_sig"] is False and bad["meta:recovery_shares_slot"] is True
+
 TYPED = """[schema]
 name = "typed"
 version = 1

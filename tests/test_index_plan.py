@@ -51,7 +51,7 @@ def test_joint_buckets_single_out_few_records(url: str, n: int) -> None:
     from cli.synth import participants  # type: ignore[import-not-found]
 
     with vault.create(url, PASSPHRASE, population=None if n == 150 else n) as v:  # 150: the default plan
-        plan = v._plan_active
+        plan = v._plans.active
         assert (plan.mode, plan.population) == ("joint", n)
         cost = sum(b * (F.TOKEN_BIT_COST if name.endswith("#tokens") else 1) for name, b in plan.per_index.items())
         assert cost <= math.log2(n / plan.k)
@@ -82,9 +82,9 @@ def test_a_precise_plan_singles_records_out_and_says_so(tmp_path: Path) -> None:
     assert r.exit_code == 0 and "'plan': 'precise'" in r.output and "blind-index plan is precise" in r.output
     with vault.open(path, PASSPHRASE) as v:
         v.reindex()  # keeps the choice
-        assert v._plan_active.mode == "precise"
+        assert v._plans.active.mode == "precise"
         v.reindex(precise=False)
-        assert v._plan_active.mode == "joint" and v.status()["index"]["per_index"]["email"] == 1
+        assert v._plans.active.mode == "joint" and v.status()["index"]["per_index"]["email"] == 1
     assert _unique_share(f"sqlite:///{path}")[0] < UNIQUE_BOUND
 
 
@@ -123,9 +123,9 @@ def test_a_plan_of_an_older_release_reads_and_replans_jointly(url: str, monkeypa
         assert any("dvault reindex --joint" in w for w in st["warnings"])
         assert [r.id for r in v.find(email="amira@example.org")] == [rid]
         v.reindex()
-        assert v._plan_active.mode == "joint" and [r.id for r in v.find_tokens(legal_name="haddad")] == [rid]
+        assert v._plans.active.mode == "joint" and [r.id for r in v.find_tokens(legal_name="haddad")] == [rid]
     with vault.open(url, PASSPHRASE) as v:
-        assert v._plan_active.per_index == I.joint_bits(v.schema, 1000, 4)
+        assert v._plans.active.per_index == I.joint_bits(v.schema, 1000, 4)
 
 
 def test_a_plan_far_from_the_record_count_is_flagged(tmp_path: Path) -> None:

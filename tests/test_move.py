@@ -128,15 +128,16 @@ def test_move_into_a_non_empty_place_leaves_that_vault_alone(old, url2: str) -> 
 
 
 def test_a_move_that_fails_half_way_leaves_no_vault(old, url2: str, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import importlib
     url, *_ = old
-    real = vault.Vault._store_canaries
+    real = importlib.import_module("vault.canaries").Canaries._store_list
 
     def fail(self: vault.Vault, tags: list[str]) -> None:
-        if self.id != src.id:
+        if self.ses.vid.hex() != src.id:
             raise OSError("disk full")
         real(self, tags)
 
-    monkeypatch.setattr(vault.Vault, "_store_canaries", fail)
+    monkeypatch.setattr("vault.canaries.Canaries._store_list", fail)
     with vault.open(url, PASSPHRASE) as src:
         with pytest.raises(OSError):  # after the records went in: they must go again
             vault.move(src, url2, NEW_PASSPHRASE, lead=Identity.generate())
@@ -201,9 +202,9 @@ def test_a_move_does_not_keep_the_row_order(url: str, url2: str) -> None:
         for p in people:  # registered one by one: the old storage order is this order
             v.add({"badge_name": p, "legal_name": p + " X"})
         moved = vault.move(v, url2, NEW_PASSPHRASE, lead=Identity.generate())
-        old_order = [v._get_impl(rid)["badge_name"] for rid in _storage_order(url)]
+        old_order = [v._records.get(rid)["badge_name"] for rid in _storage_order(url)]
     with moved.vault as dst:
-        new_order = [dst._get_impl(rid)["badge_name"] for rid in _storage_order(url2)]
+        new_order = [dst._records.get(rid)["badge_name"] for rid in _storage_order(url2)]
     assert old_order == people and sorted(new_order) == people
     assert new_order != old_order  # a random order: 1 in 40! to fail by chance
 
@@ -293,19 +294,19 @@ def test_a_move_that_crashes_after_creating_leaves_a_vault_that_is_refused(old, 
     import importlib
 
     url, *_ = old
-    real = vault.Vault._add_many_impl
-    monkeypatch.setattr(importlib.import_module("vault.move"), "discard_new", lambda v: v.close())  # as if the process died
+    real = importlib.import_module("vault.records").Records.add_many
+    monkeypatch.setattr(importlib.import_module("vault.vault"), "discard_new", lambda v: v.close())  # as if the process died
 
     def fail(*_a: object, **_k: object) -> None:
         raise OSError("killed")
 
-    monkeypatch.setattr(vault.Vault, "_add_many_impl", fail)
+    monkeypatch.setattr("vault.records.Records.add_many", fail)
     with vault.open(url, PASSPHRASE) as src, pytest.raises(OSError):
         vault.move(src, url2, NEW_PASSPHRASE, lead=Identity.generate())
     assert _tables(url2)  # left behind, as after a SIGKILL
     with pytest.raises(vault.UnfinishedMove):
         vault.open(url2, NEW_PASSPHRASE)
-    monkeypatch.setattr(vault.Vault, "_add_many_impl", real)  # not undo(): that would raise the KDF floor again
+    monkeypatch.setattr("vault.records.Records.add_many", real)  # not undo(): that would raise the KDF floor again
     with vault.open(url, PASSPHRASE) as src:
         moved = vault.move(src, url2, NEW_PASSPHRASE, lead=Identity.generate())
         moved.vault.close()
@@ -372,7 +373,7 @@ def test_a_move_under_load_takes_every_record_added_before_it_or_refuses(url: st
             failures.append(e)
 
     import sys
-    M = sys.modules["vault.move"]  # the module (vault.move is the function)
+    M = sys.modules["vault.moving"]  # the module (vault.move is the function)
     copying: list[float] = []  # when the copy began
     filled: list[float] = []  # ... and when the move began filling the new vault (the copy was done)
     copy = M._copy
@@ -417,7 +418,7 @@ def test_a_row_written_behind_the_move_refuses_it(old, url2: str, monkeypatch: p
 
     from vault.store import StoreError
     url, _lead, _staff, ids, _decoy = old
-    M = sys.modules["vault.move"]
+    M = sys.modules["vault.moving"]
     copy = M._copy
 
     def copy_then_write_behind(src: vault.Vault):  # type: ignore[no-untyped-def]

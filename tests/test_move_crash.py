@@ -68,7 +68,7 @@ def test_an_empty_database_at_the_destination_is_taken(tmp_path: Path) -> None:
 def test_a_row_swapped_behind_the_move_refuses_it(url: str, url2: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """One row deleted and another inserted while the move copies: the number stays, the
     rows do not; the move refuses and removes the new vault."""
-    M = sys.modules["vault.move"]
+    M = sys.modules["vault.moving"]
     with vault.create(url, PASSPHRASE, lead=Identity.generate()) as v:
         ids = [v.add({"badge_name": f"Person {i}"}) for i in range(3)]
     copy = M._copy

@@ -28,7 +28,7 @@ def test_forked_add_many_matches_in_process(url: str, forked: None, monkeypatch:
     rows = _rows(40)
     seen: list[tuple[int, int]] = []
     with vault.create(url, PASSPHRASE) as v:
-        ids = v._add_many_impl(rows, lambda done, total: seen.append((done, total)))
+        ids = v._records.add_many(rows, lambda done, total: seen.append((done, total)))
         assert len(set(ids)) == 40
         assert seen[-1] == (40, 40) and [d for d, _ in seen] == sorted(d for d, _ in seen)
         for rid, row in zip(ids, rows):  # ids come back in row order, each record is its row
@@ -57,14 +57,14 @@ def test_workers_really_fork(url: str, forked: None, monkeypatch: pytest.MonkeyP
     import os
     pids: set[int] = set()
     with vault.create(url, PASSPHRASE) as v:
-        real = v._seal_record
+        real = v._records.seal
 
         def spy(rid, by_class, *a, **kw):  # type: ignore[no-untyped-def]
             if os.getpid() == parent:
                 pids.add(os.getpid())
             return real(rid, by_class, *a, **kw)
         parent = os.getpid()
-        monkeypatch.setattr(v, "_seal_record", spy)
+        monkeypatch.setattr(v._records, "seal", spy)
         v.add_many(_rows(21))
         assert pids == set()  # no row was sealed in this process
         assert v.count() == 21
@@ -94,7 +94,7 @@ def test_forked_rotation_and_reindex(url: str, forked: None, reencrypt: bool,
     with vault.create(url, PASSPHRASE) as v:
         ids = v.add_many(rows)
         monkeypatch.setattr(rotation, "_refreshed", here(rotation._refreshed))
-        monkeypatch.setattr(v, "_index_terms", here(v._index_terms))
+        monkeypatch.setattr(v._search, "index_terms", here(v._search.index_terms))
         stats = v.rotate(reencrypt=reencrypt, batch=11)  # batches split over two workers
         assert stats["reencrypted" if reencrypt else "rewrapped"] == 30
         for rid, row in zip(ids, rows):
@@ -194,13 +194,13 @@ def test_add_many_with_a_killed_worker_writes_nothing(url: str, forked: None, mo
     import signal
     parent = os.getpid()
     with vault.create(url, PASSPHRASE) as v:
-        real = v._seal_record
+        real = v._records.seal
 
         def dies(rid, by_class, *a, **kw):  # type: ignore[no-untyped-def]
             if os.getpid() != parent and by_class.get("public", {}).get("badge_name") == b"A23":
                 os.kill(os.getpid(), signal.SIGKILL)
             return real(rid, by_class, *a, **kw)
-        monkeypatch.setattr(v, "_seal_record", dies)
+        monkeypatch.setattr(v._records, "seal", dies)
         with pytest.raises(PAR.WorkerDied):
             v.add_many(_rows(40))
         monkeypatch.undo()

@@ -47,8 +47,8 @@ def opened(tmp_path_factory):  # type: ignore[no-untyped-def]
     v = vault.create(path, PASSPHRASE)
     rid = v.add({"legal_name": "Amira Haddad", "email": "amira@example.org", "arrival": "2026-11-08",
                  "photo_consent": True, "risk_level": "high", "risk_notes": "n" * 300})
-    with v._s().tx() as conn:
-        row = v._s().get_record(conn, bytes.fromhex(rid))
+    with v._ses.store().tx() as conn:
+        row = v._ses.store().get_record(conn, bytes.fromhex(rid))
     yield v, bytes.fromhex(rid), row
     v.close()
     mp.undo()
@@ -56,14 +56,14 @@ def opened(tmp_path_factory):  # type: ignore[no-untyped-def]
 
 def test_record_row_parser(opened) -> None:  # type: ignore[no-untyped-def]
     v, rid, row = opened
-    every_class = v._plan(None)
-    assert v._decode_row(rid, row, every_class)["legal_name"] == "Amira Haddad"
+    every_class = v._records.classes_for(None)
+    assert v._records.decode_row(rid, row, every_class)["legal_name"] == "Amira Haddad"
 
     @FUZZ
     @given(data=mutated(row))
     def check(data: bytes) -> None:
         try:
-            v._decode_row(rid, data, every_class)
+            v._records.decode_row(rid, data, every_class)
         except vault.IntegrityError as e:
             assert "Amira" not in str(e)
     check()

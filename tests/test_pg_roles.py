@@ -232,7 +232,7 @@ def test_a_staff_add_leaves_the_canary_list_alone_and_a_lead_add_reseals_it(team
         assert canaries() == before
         with vault.open(logins.lead, identity=lead) as v:
             v.add({"badge_name": "late"})
-            assert canaries() != before and v._canaries() == {decoy}
+            assert canaries() != before and v._canaries.live() == {decoy}
     finally:
         raw.dispose()
 

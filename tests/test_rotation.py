@@ -76,7 +76,7 @@ def test_rotation_round_trip(url: str, reencrypt: bool) -> None:
         for rid in ids:
             same = {c: cells for c, (_, cells) in raw.envs(rid).items()} == cells_before[rid]
             assert same != reencrypt  # rewrap leaves field ciphertexts alone; re-encrypt replaces them
-        assert {k.version for k in v._ring.keys if k.kind == K.KIND_CLASS_KEY} == {2}
+        assert {k.version for k in v._access.ring.keys if k.kind == K.KIND_CLASS_KEY} == {2}
         assert v.find(email="p7@example.org")[0].id == ids[7]
         assert len(v.find_tokens(legal_name="person example")) == 40
         # An old copy of the keyring (e.g. a revoked laptop's) opens no rewrapped DEK: not by
@@ -89,7 +89,7 @@ def test_rotation_round_trip(url: str, reencrypt: bool) -> None:
         assert _snapshot(v) == before
         v.rotate(["identity"])
         assert _snapshot(v) == before
-        versions = {k.name: k.version for k in v._ring.keys if k.kind == K.KIND_CLASS_KEY}
+        versions = {k.name: k.version for k in v._access.ring.keys if k.kind == K.KIND_CLASS_KEY}
         assert versions["identity"] == 3 and versions["public"] == 2
 
 
@@ -150,12 +150,12 @@ def _kill_trial(tmp: Path, seed: int, mode: str) -> bool:
     child.wait()
     with vault.open(path, PASSPHRASE) as v:  # opens and reads every record, whatever the moment
         assert _snapshot(v) == before
-        versions = {k.version for k in v._ring.keys if k.kind == K.KIND_CLASS_KEY}
+        versions = {k.version for k in v._access.ring.keys if k.kind == K.KIND_CLASS_KEY}
         interrupted = v.status()["rotation_pending"]
         if interrupted or versions == {1}:  # killed mid-way, or before the rotation began
             v.rotate()  # re-running completes
         assert _snapshot(v) == before
-        assert {k.version for k in v._ring.keys if k.kind == K.KIND_CLASS_KEY} == {2}
+        assert {k.version for k in v._access.ring.keys if k.kind == K.KIND_CLASS_KEY} == {2}
         assert not v.status()["rotation_pending"]
         assert v.find(email="p5@example.org")
     return interrupted
@@ -209,7 +209,7 @@ def test_a_handle_that_joins_a_rotation_with_stale_keys_stops(url: str) -> None:
         before = _snapshot(v)
     a, b = vault.open(url, PASSPHRASE), vault.open(url, PASSPHRASE)
     try:
-        rotation._start(a, list(a.schema.classes), False)  # A crashed right after step 1
+        rotation._start(a._rotor, list(a.schema.classes), False)  # A crashed right after step 1
         with pytest.raises(vault.KeysChanged):
             b.rotate()
     finally:
@@ -281,11 +281,11 @@ def test_a_pending_rotation_does_not_swallow_the_one_asked_for(url: str) -> None
     with vault.create(url, PASSPHRASE) as v:
         v.add_many(_rows(5))
         before = _snapshot(v)
-        rotation._start(v, ["contact"], False)  # crashed after step 1
+        rotation._start(v._rotor, ["contact"], False)  # crashed after step 1
     with vault.open(url, PASSPHRASE) as v:
-        was = {c: v._ring.current(K.KIND_CLASS_KEY, c).version for c in v.schema.classes}
+        was = {c: v._access.ring.current(K.KIND_CLASS_KEY, c).version for c in v.schema.classes}
         v.rotate(["identity"])
-        now = {c: v._ring.current(K.KIND_CLASS_KEY, c).version for c in v.schema.classes}
+        now = {c: v._access.ring.current(K.KIND_CLASS_KEY, c).version for c in v.schema.classes}
         assert now["identity"] == was["identity"] + 1 and now["contact"] == was["contact"]
         assert _snapshot(v) == before and not v.status()["rotation_pending"]
         planted = json.dumps({"classes": {"identity": now["identity"]}, "reencrypt": False}).encode()
@@ -308,7 +308,7 @@ def test_a_pending_state_that_leaves_a_class_out_is_refused(url: str) -> None:
     with vault.create(url, PASSPHRASE) as v:
         v.add_many(_rows(5))
         before = _snapshot(v)
-        rotation._start(v, ["identity", "risk"], False)
+        rotation._start(v._rotor, ["identity", "risk"], False)
         versions = json.loads(RawDB(url).meta("rotation"))["classes"]
     raw = RawDB(url)
     raw.set_meta("rotation", json.dumps({"classes": {"identity": versions["identity"]}, "reencrypt": False}).encode())

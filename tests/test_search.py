@@ -194,9 +194,9 @@ def test_small_vault_search_decrypts_a_few_dozen(tmp_path) -> None:  # type: ign
     with vault.create(tmp_path / "s.vault", PASSPHRASE, population=150) as v:
         rows = participants(150)
         v.add_many(rows)
-        assert v._plan_active.mode == "joint" and v._plan_active.bits_for("email") == 1
-        ix = v._indexers[0][1]
-        sizes = [len(v._candidates([ix.exact_term(v.schema.fields["email"], r["email"])])) for r in rows]
+        assert v._plans.active.mode == "joint" and v._plans.active.bits_for("email") == 1
+        ix = v._plans.indexers[0][1]
+        sizes = [len(v._search.candidates([ix.exact_term(v.schema.fields["email"], r["email"])])) for r in rows]
         assert max(sizes) <= 100 and 60 <= sum(sizes) / len(sizes) <= 90
         assert all(len(v.find(email=r["email"])) == 1 for r in rows[:30])
 
@@ -276,13 +276,22 @@ def test_database_cannot_link_purposes(url: str) -> None:
     assert 0.45 < agree / (50 * len(ids)) < 0.55
 
 
+def test_reindex_reports_progress_batch_by_batch(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """What the CLI's progress bar is fed: (done, total) after each batch, up to the total."""
+    with vault.create(tmp_path / "p.vault", PASSPHRASE, population=100) as v:
+        v.add_many([{"email": f"p{i}@example.org", "legal_name": f"Person Number{i}"} for i in range(60)])
+        seen: list[tuple[int, int]] = []
+        assert v.reindex(population=200, batch=25, progress=lambda done, total: seen.append((done, total))) == 60
+    assert seen == [(25, 60), (50, 60), (60, 60)]
+
+
 def test_reindex_is_resumable(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "r.vault"
     with vault.create(path, PASSPHRASE, population=100) as v:
         rows = [{"email": f"p{i}@example.org", "legal_name": f"Person Number{i}"} for i in range(120)]
         ids = v.add_many(rows)
         calls = {"n": 0}
-        real = v._s().ids_after
+        real = v._ses.store().ids_after
 
         def crash_after_two_batches(after: bytes, limit: int) -> list[bytes]:
             calls["n"] += 1
@@ -290,7 +299,7 @@ def test_reindex_is_resumable(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None
                 raise KeyboardInterrupt("simulated crash")
             return real(after, limit)
 
-        monkeypatch.setattr(v._s(), "ids_after", crash_after_two_batches)
+        monkeypatch.setattr(v._ses.store(), "ids_after", crash_after_two_batches)
         with pytest.raises(KeyboardInterrupt):
             v.reindex(population=100_000, batch=25)
         assert v.status()["index"]["reindex_pending"]
@@ -305,7 +314,7 @@ def test_reindex_is_resumable(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None
             assert _ids(v.find(email=f"p{i}@example.org")) == {ids[i]}
             assert ids[i] in _ids(v.find_tokens(legal_name=f"number{i}"))
         assert _ids(v.find(email="late@example.org")) == {late}
-        with v._s().tx() as c:
+        with v._ses.store().tx() as c:
             gens = {g for (g,) in c.exec_driver_sql("SELECT DISTINCT gen FROM dv_index")}
         assert gens == {2}
 
@@ -352,7 +361,7 @@ def test_a_changed_index_row_is_read_again_before_rewriting(url: str, monkeypatc
     the write misses, the row is read again and nothing the other writer did is undone."""
     ids = _one_bucket_vault(url, 6)
     with vault.open(url, PASSPHRASE) as v:
-        store = v._s()
+        store = v._ses.store()
         real_raw = store.raw
         injected = []
 

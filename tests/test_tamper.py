@@ -149,10 +149,10 @@ def test_every_bit_of_a_record_row(two) -> None:  # type: ignore[no-untyped-def]
     v, raw, a, _ = two
     row = raw.row(a)
     rid = bytes.fromhex(a)
-    every_class = v._plan(None)
+    every_class = v._records.classes_for(None)
     for bit in range(len(row) * 8):
         with pytest.raises(vault.IntegrityError):
-            v._decode_row(rid, flip(row, bit), every_class)
+            v._records.decode_row(rid, flip(row, bit), every_class)
     rng = random.Random(7)
     n = len(row) * 8
     for bit in sorted({0, 1, 8, n - 1, n - 8} | set(rng.sample(range(n), 40))):

@@ -36,7 +36,7 @@ def desk(tmp_path: Path) -> tuple[Path, list[str]]:
     (tmp_path / "lead.pass").chmod(0o600)
     with vault.create(tmp_path / "t.vault", RECOVERY, lead=lead, kdf=REAL) as v:
         rids = [v.add({"badge_name": b, "email": f"{b.lower()}@example.org"}) for b in ("Amira", "Kofi")]
-        badges = [v._pseudonym_impl(r, "badge") for r in rids]
+        badges = [v._pseudonyms.issue(r, "badge") for r in rids]
         v.pin(tmp_path / "lead.dvid.vaults")
     return tmp_path, badges
 

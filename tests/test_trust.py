@@ -155,10 +155,10 @@ def test_a_mark_the_source_did_not_sign_is_not_replaced(url: str, url2: str, mon
     other_src = url2.replace("second.vault", "third.vault") if url2.startswith("sqlite") else None
     with vault.create(url, PASSPHRASE, lead=Identity.generate()) as src:
         src.add(PERSON)
-        mv = importlib.import_module("vault.move")
+        mv = importlib.import_module("vault.vault")
         with monkeypatch.context() as m:  # a move that died after its first commit
             m.setattr(mv, "discard_new", lambda v: v.close())
-            m.setattr(vault.Vault, "_add_many_impl", lambda *_a, **_k: (_ for _ in ()).throw(OSError("killed")))
+            m.setattr("vault.records.Records.add_many", lambda *_a, **_k: (_ for _ in ()).throw(OSError("killed")))
             with pytest.raises(OSError):
                 vault.move(src, url2, NEW_PASSPHRASE, lead=Identity.generate())
         sig = _meta(url2, "moving_sig")
@@ -186,10 +186,10 @@ def test_a_rerun_sets_the_unfinished_vault_aside_and_keeps_its_log(url: str, url
     import importlib
     with vault.create(url, PASSPHRASE, lead=Identity.generate()) as src:
         src.add(PERSON)
-        mv = importlib.import_module("vault.move")
+        mv = importlib.import_module("vault.vault")
         with monkeypatch.context() as m:
             m.setattr(mv, "discard_new", lambda v: v.close())
-            m.setattr(vault.Vault, "_add_many_impl", lambda *_a, **_k: (_ for _ in ()).throw(OSError("killed")))
+            m.setattr("vault.records.Records.add_many", lambda *_a, **_k: (_ for _ in ()).throw(OSError("killed")))
             with pytest.raises(OSError):
                 vault.move(src, url2, NEW_PASSPHRASE, lead=Identity.generate())
         entries = _audit_count(url2)
@@ -312,7 +312,7 @@ def test_a_quarantine_by_anyone_but_the_lead_does_not_count(team) -> None:  # ty
     url, lead, staff, other, rid = team
     forged = _forge_read(url, other, "", '{"fields":["email"]}')
     with vault.open(url, identity=staff) as v:  # staff's own client signing a "decision"
-        v._audit("quarantine", "", {"seq": forged, "hash": A.read_entries(v._s())[forged - 1].hash.hex()})
+        v._audit("quarantine", "", {"seq": forged, "hash": A.read_entries(v._ses.store())[forged - 1].hash.hex()})
     with vault.open(url, identity=lead) as lv:
         verdict = lv.audit_verify()
     assert not verdict.ok and verdict.first_bad == forged and not verdict.quarantined
@@ -374,12 +374,12 @@ def test_staff_can_neither_read_nor_switch_off_the_canary_list(team) -> None:  #
         decoy = lv.plant_canary(DECOY)
     blob = _meta(url, "canaries")
     with vault.open(url, identity=staff) as v:
-        assert CA.seed_of(v._ring) is None and v._canaries() == set()
-        meta = v._ring.current(K.KIND_META_KEY).secret
+        assert CA.seed_of(v._access.ring) is None and v._canaries.live() == set()
+        meta = v._access.ring.current(K.KIND_META_KEY).secret
         with pytest.raises(vault.IntegrityError):  # what staff hold opens nothing of it
-            CA.open_list(C.hkdf_sha256(meta, F.LABEL_CANARY_LIST), v._vid, blob)
+            CA.open_list(C.hkdf_sha256(meta, F.LABEL_CANARY_LIST), v._ses.vid, blob)
         with pytest.raises(vault.IntegrityError):
-            CA.open_legacy(meta, v._vid, blob)
+            CA.open_legacy(meta, v._ses.vid, blob)
     for replaced in (before, b""):  # put back from before the canary, or emptied
         raw = RawDB(url)
         raw.set_meta("canaries", replaced)
@@ -391,7 +391,7 @@ def test_staff_can_neither_read_nor_switch_off_the_canary_list(team) -> None:  #
     raw.set_meta("canaries", blob)
     raw.close()
     with vault.open(url, identity=lead) as lv:
-        assert lv._canaries() == {decoy} and lv.canary_count() == 1
+        assert lv._canaries.live() == {decoy} and lv.canary_count() == 1
 
 
 def test_the_lead_finds_staff_touches_of_a_canary_in_the_log(team) -> None:  # type: ignore[no-untyped-def]
@@ -402,7 +402,7 @@ def test_the_lead_finds_staff_touches_of_a_canary_in_the_log(team) -> None:  # t
         v.get(decoy, fields=["email"])
         v.find(email=DECOY["email"])
         v.export(["badge_name"])
-        assert not A.read_entries(v._s())[-1].action == "alarm"
+        assert not A.read_entries(v._ses.store())[-1].action == "alarm"
     with vault.open(url, identity=lead) as lv:
         alarms = lv.alarms()
         assert [a["detail"]["op"] for a in alarms] == ["read", "search", "export"]
@@ -414,23 +414,22 @@ def test_an_alarm_is_kept_outside_the_database(team, tmp_path: Path) -> None:  #
     """A staff member who tripped an alarm could delete the last log rows (SQLite), and
     with no checkpoint since, alarms() was 0 and verify passed. The lead's open now keeps a
     checkpoint beside the lead's identity and refuses a log that no longer holds it."""
-    from vault.canaries import witness
     url, lead, staff, _other, rid = team
     kept = tmp_path / "lead.dvid.checkpoints"
     with vault.open(url, identity=lead) as lv:
         decoy = lv.plant_canary(DECOY)
-        assert witness(lv, kept)["alarms"] == []
+        assert lv.witness(kept)["alarms"] == []
     with vault.open(url, identity=staff) as v:
         v.get(decoy)
     with vault.open(url, identity=lead) as lv:
-        seen = witness(lv, kept)
+        seen = lv.witness(kept)
     assert [a["detail"]["op"] for a in seen["alarms"]] == ["read"]
     cp = A.Checkpoint.parse(seen["checkpoint"])
     _sql(url, "DELETE FROM dv_audit WHERE seq >= :s", s=cp.seq - 1)  # the read, the alarm's open, ...
     with vault.open(url, identity=lead) as lv:
         assert lv.audit_verify().ok  # the log alone cannot tell
         with pytest.raises(vault.IntegrityError, match="no longer holds entry"):
-            witness(lv, kept)
+            lv.witness(kept)
     assert kept.read_text().startswith(f"{lv.id} dvcp1:") and oct(kept.stat().st_mode & 0o777) == "0o600"
 
 
@@ -493,12 +492,12 @@ def test_a_failed_move_keeps_a_new_vault_someone_wrote_to(url: str, url2: str, m
     """A failed create or move removes only what its own creation wrote; a new vault that
     holds anything more (here a record row written into it meanwhile) is set aside too."""
     def fail(self: vault.Vault, *_a: object, **_k: object) -> None:
-        _sql(self._s().url, "INSERT INTO dv_records (id, data) VALUES (:i, :d)", i=bytes(16), d=b"x")
+        _sql(self.ses.store().url, "INSERT INTO dv_records (id, data) VALUES (:i, :d)", i=bytes(16), d=b"x")
         raise OSError("disk full")
 
     with vault.create(url, PASSPHRASE, lead=Identity.generate()) as src:
         src.add(PERSON)
-        monkeypatch.setattr(vault.Vault, "_add_many_impl", fail)
+        monkeypatch.setattr("vault.records.Records.add_many", fail)
         with pytest.raises(OSError):
             vault.move(src, url2, NEW_PASSPHRASE, lead=Identity.generate())
     if url2.startswith("sqlite"):
@@ -545,9 +544,9 @@ def test_a_handle_opened_before_the_leads_upgrade_is_told_to_reopen(team) -> Non
     with vault.open(url, identity=lead) as lv:
         as_release_v7(lv)
     with vault.open(url, identity=staff) as v:
-        assert v._db_known == 7
+        assert v._ses.db_known == 7
         vault.open(url, identity=lead).close()  # the upgrade
         with pytest.raises(vault.KeysChanged, match="upgraded to database schema v8"):
             v.users()
     with vault.open(url, identity=staff) as v:
-        assert v._db_known == F.DB_SCHEMA_VERSION and v.get(rid, fields=["email"])["email"] == PERSON["email"]
+        assert v._ses.db_known == F.DB_SCHEMA_VERSION and v.get(rid, fields=["email"])["email"] == PERSON["email"]

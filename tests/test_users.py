@@ -234,7 +234,7 @@ def test_rotation_keeps_every_role_working(team) -> None:  # type: ignore[no-unt
         v.rotate(reencrypt=True)
     with vault.open(url, identity=staff) as v:
         assert v.get(rid)["email"] == "amira@example.org"
-        assert {k.version for k in v._ring.keys if k.kind == K.KIND_CLASS_KEY} == {2}
+        assert {k.version for k in v._access.ring.keys if k.kind == K.KIND_CLASS_KEY} == {2}
     with vault.open(url, PASSPHRASE) as v:
         assert v.get(rid)["risk_notes"] == "followed"
 
@@ -479,7 +479,7 @@ def test_break_glass_headerless_blobs_of_before_still_open(team) -> None:  # typ
     url, lead, staff, tool, rid = team
     with vault.open(url, identity=staff) as v:
         req = v.request_reveal(rid, "legal_name", "need it for the visa letter")
-        vid = v._vid
+        vid = v._ses.vid
     old_reason = C.seal_to(lead.public.x25519, vid + bytes.fromhex(req) + b"written before the header")
     expires = 2**40
     sealed = C.seal_to(staff.public.x25519, vid + bytes.fromhex(req) + b'{"value": "Amira Haddad"}')
@@ -501,11 +501,11 @@ def test_reveal_keeps_its_grant_when_the_audit_write_fails(team) -> None:  # typ
     with vault.open(url, identity=lead) as v:
         v.approve_reveal(req, ttl_seconds=3600, record=rid, field="legal_name")
     with vault.open(url, identity=staff) as v:
-        freeze_audit(v._s().engine, url)
+        freeze_audit(v._ses.store().engine, url)
         from vault.audit import AuditError
         with pytest.raises(AuditError):
             v.reveal(req)
-        thaw_audit(v._s().engine, url)
+        thaw_audit(v._ses.store().engine, url)
         assert v.reveal(req) == "Amira Haddad"
         entries = v.audit_entries(action="reveal")
     assert [e["detail"] for e in entries] == [{"request": req, "field": "legal_name", "shown": True}]
@@ -689,7 +689,7 @@ def _substitute_staff_slot(url: str, staff: Identity) -> K.Keyring:
 
 
 def _users_of(c: sa.Connection) -> list:
-    from vault.vault import _users
+    from vault.access import users_of as _users
     return _users(c.exec_driver_sql("SELECT user_id, name, role, public, slot_id FROM dv_users").all())
 
 
@@ -702,7 +702,7 @@ def test_pinned_client_refuses_a_substituted_slot(team, tmp_path: Path) -> None:
     pins = tmp_path / "staff.dvid.vaults"
     with vault.open(url, identity=staff, pins=pins) as v:
         assert v.get(rid)["email"] == PERSON["email"]
-        vid = v._vid
+        vid = v._ses.vid
     line = [ln for ln in pins.read_text().splitlines() if not ln.startswith(("#", "at "))]
     with vault.open(url, identity=lead) as v:
         assert line == [v.pin_line] and stat.S_IMODE(pins.stat().st_mode) == 0o600
@@ -1081,7 +1081,7 @@ def test_break_glass_unpadded_blobs_of_before_still_open(team) -> None:  # type:
     url, lead, staff, tool, rid = team
     with vault.open(url, identity=staff) as v:
         req = v.request_reveal(rid, "legal_name", "need it for the visa letter")
-        vid = v._vid
+        vid = v._ses.vid
     reason = N.seal_note(F.KIND_REASON, lead.public.x25519, N.recipient_id(lead.public.raw),
                          vid + bytes.fromhex(req) + b"written unpadded")
     head = N.header(F.KIND_GRANT, bytes.fromhex(staff.public.user_id))

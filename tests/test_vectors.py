@@ -390,9 +390,10 @@ def test_padded_break_glass_grant() -> None:
     x_sk = b(v["requester_x25519_secret"])
     plain = C.unseal(x_sk, sealed)
     assert plain == head + b(v["vault_id"]) + b(v["req_id"]) + E.pad(b'{"value": "' + v["value"].encode() + b'"}')
-    fake = SimpleNamespace(user=SimpleNamespace(user_id=v["requester_id"]), _lead_vk=lead_vk, _vid=b(v["vault_id"]),
-                           _identity=SimpleNamespace(unseal=lambda c: C.unseal(x_sk, c)),
-                           schema=SimpleNamespace(fields={v["field"]: SimpleNamespace(type="text")}))
+    fake = SimpleNamespace(access=SimpleNamespace(lead_vk=lead_vk, ses=SimpleNamespace(
+                           user=SimpleNamespace(user_id=v["requester_id"]), vid=b(v["vault_id"]),
+                           identity=SimpleNamespace(unseal=lambda c: C.unseal(x_sk, c)),
+                           schema=SimpleNamespace(fields={v["field"]: SimpleNamespace(type="text")}))))
     row = SimpleNamespace(grant=b(v["blob"]), requester=v["requester_id"], record_id=b(v["record_id"]),
                           field=v["field"])
     assert B._open_grant(fake, row, v["req_id"], now=v["expires"] - 1) == v["value"]  # type: ignore[arg-type]
@@ -661,3 +662,47 @@ def test_written_files_list(tmp_path) -> None:  # type: ignore[no-untyped-def]
         local.remember(path, kind, folder=tmp_path)
     assert (tmp_path / local.WRITTEN).read_bytes() == vec["text"].encode("ascii")
     assert [(k, str(p)) for k, p in local.written(tmp_path)] == entries
+
+
+def test_recovery_shares(real_floor: None) -> None:
+    """§8g: the library combines the vector's shares to its master secret, derives the same
+    unlock text, opens the kind P slot with it, and signs and verifies the same description."""
+    from vault import shares as SH
+    v = load("recovery_shares_v1.json")
+    vid = b(v["vault_id"])
+    for pair in ((0, 1), (1, 2), (0, 2)):
+        got = [SH.check_share(v["mnemonics"][i], n, None) for n, i in enumerate(pair, 1)]
+        assert SH.combine(got, v["slip39_passphrase"]) == b(v["master_secret"])
+    with pytest.raises(vault.BadShare):
+        SH.combine([SH.check_share(v["mnemonics"][0], 1, None)])
+    assert SH.unlock_text(b(v["master_secret"])) == v["unlock_text"]
+    blob = K.seal_passphrase_slot(v["unlock_text"], b(v["slot_secret"]), b(v["slot_kid"]), vid,
+                                  F.KdfParams(v["t"], v["m_kib"], v["p"]), salt=b(v["salt"]), nonce=b(v["nonce"]))
+    assert blob == b(v["unlock"])
+    assert K.open_passphrase_slot(b(v["unlock"]), v["unlock_text"], vid) == b(v["slot_secret"])
+    signer = C.Signer(b(v["signer_ed25519_seed"]))
+    info = SH.Info(v["slot_kid"], v["identifier"], v["k"], v["n"], 1, False, v["created_ms"],
+                   C.sha256(b(v["unlock"])), tuple(v["retired"]))
+    assert info.signed(vid, b"L", signer) == b(v["recovery_shares"])
+    ring = K.Keyring([K.Key(K.KIND_LEAD_VK, "lead", 1, bytes(8), C.ed25519_public(b(v["signer_ed25519_seed"])))])
+    assert SH.verify_info(b(v["recovery_shares"]), ring, vid) == info
+    with pytest.raises(vault.IntegrityError):
+        SH.verify_info(b(v["recovery_shares"]), ring, bytes(16))  # bound to its vault
+    shares = [SH.check_share(m, i, info) for i, m in enumerate(v["mnemonics"][:2], 1)]
+    assert [s.identifier for s in shares] == [v["identifier"]] * 2
+
+
+def test_retention_override() -> None:
+    import datetime as dt
+
+    from vault import retention as RT
+    v = load("retention_override_v1.json")
+    vid, rid = b(v["vault_id"]), b(v["record_id"])
+    assert v["meta_name"] == F.RETENTION_META_PREFIX + rid.hex()
+    keys = {b"L": b(v["signer_ed25519_public"])}
+    got = RT.decode(vid, rid, b(v["value"]), keys)
+    assert got.until == dt.date.fromisoformat(v["until"]) and got.override_id == v["override_id"]
+    made = RT.encode(vid, rid, b(v["override_id"]), got.until, b"L", C.Signer(b(v["signer_ed25519_seed"])))
+    assert made == b(v["value"])
+    with pytest.raises(vault.IntegrityError):
+        RT.decode(vid, b(v["vault_id"]), b(v["value"]), keys)  # another record's id: refused

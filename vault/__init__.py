@@ -20,11 +20,14 @@ from typing import TYPE_CHECKING, Any
 from ._format import KDF_DEFAULT, KDF_FLOOR, KdfParams
 from .errors import (
     AccessDenied,
+    BadBackup,
+    BadShare,
     IntegrityError,
     KdfTooWeak,
     KeysChanged,
     NotFound,
     SchemaError,
+    Unavailable,
     UnfinishedMove,
     UnsafeFile,
     UnsupportedVersion,
@@ -37,21 +40,29 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .audit import RecordCheck
-    from .move import Moved, move
+    from .moving import Moved
     from .record import Record
+    from .restoring import Restored
+    from .retention import PurgeReport
     from .schema import Field, Schema
     from .schema import load as load_schema
     from .store import StoreError
-    from .vault import Vault, create, open
+    from .subject import SubjectData
+    from .vault import Vault, create, move, open, open_with_shares
+    from .verify import Report as VerifyReport
 
 __version__ = "0.1.0"
 
 #: public name -> (module, attribute), imported on first access
 _LAZY = {
     "create": ("vault", "create"), "open": ("vault", "open"), "Vault": ("vault", "Vault"),
-    "move": ("move", "move"), "Moved": ("move", "Moved"), "RecordCheck": ("audit", "RecordCheck"),
+    "move": ("vault", "move"), "Moved": ("moving", "Moved"), "RecordCheck": ("audit", "RecordCheck"),
     "Record": ("record", "Record"), "Schema": ("schema", "Schema"), "Field": ("schema", "Field"),
     "load_schema": ("schema", "load"), "StoreError": ("store", "StoreError"),
+    "open_with_shares": ("vault", "open_with_shares"),
+    "PurgeReport": ("retention", "PurgeReport"), "SubjectData": ("subject", "SubjectData"),
+    "restore": ("vault", "restore"), "Restored": ("restoring", "Restored"),
+    "VerifyReport": ("verify", "Report"),
 }
 
 
@@ -71,9 +82,11 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "create", "open", "move", "Moved", "Vault", "RecordCheck", "Record", "Schema", "Field", "load_schema", "KdfParams",
+    "PurgeReport", "SubjectData",
     "KDF_DEFAULT", "KDF_FLOOR",
     "VaultError", "WrongPassphrase", "IntegrityError", "KdfTooWeak", "SchemaError", "ValidationError",
     "NotFound", "VaultExists", "AccessDenied", "VaultClosed", "UnsupportedVersion", "StoreError", "KeysChanged",
-    "UnfinishedMove", "UnsafeFile",
+    "UnfinishedMove", "UnsafeFile", "BadShare", "open_with_shares", "BadBackup", "restore", "Restored",
+    "Unavailable", "VerifyReport",
     "__version__",
 ]

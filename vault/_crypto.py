@@ -12,13 +12,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from typing import Callable
+from collections.abc import Callable
 
 from argon2.low_level import Type, hash_secret_raw
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.hmac import HMAC as _HMAC
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hmac import HMAC as _HMAC
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from . import _format as F
@@ -154,17 +154,22 @@ def sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
+def sha256_stream() -> hashlib._Hash:
+    """An incremental SHA-256 (a backup file is hashed as it is written and read)."""
+    return hashlib.sha256()
+
+
 # -- public-key primitives (PyNaCl / libsodium) ---------------------------------------------
 # X25519 sealed boxes carry keys to a user's identity; Ed25519 signs what the lead decides
 # (who is enrolled, with which role and slot). Both are libsodium's, through PyNaCl.
+from nacl.bindings import crypto_sign as _crypto_sign  # noqa: E402
+from nacl.bindings import crypto_sign_open as _sign_open  # noqa: E402
+from nacl.bindings import crypto_sign_seed_keypair as _sign_seed_keypair  # noqa: E402
 from nacl.exceptions import BadSignatureError, CryptoError  # noqa: E402
 from nacl.public import PrivateKey as _X25519Private  # noqa: E402
 from nacl.public import PublicKey as _X25519Public  # noqa: E402
 from nacl.public import SealedBox as _SealedBox  # noqa: E402
 from nacl.signing import SigningKey as _SigningKey  # noqa: E402
-from nacl.bindings import crypto_sign as _crypto_sign  # noqa: E402
-from nacl.bindings import crypto_sign_seed_keypair as _sign_seed_keypair  # noqa: E402
-from nacl.bindings import crypto_sign_open as _sign_open  # noqa: E402
 
 X25519_LEN = 32
 ED25519_SEED_LEN = 32

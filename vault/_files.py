@@ -10,10 +10,12 @@ from pathlib import Path
 from .errors import UnsafeFile, VaultError, VaultExists
 
 
-def write_private(path: str | os.PathLike[str], data: bytes, *, error: type[VaultError] = VaultError) -> Path:
-    """Create ``path`` with mode 0600 and write ``data``; refuse to overwrite anything, and
-    leave no half-written file behind if the write fails. ``error``: the class raised when
-    the file cannot be created (e.g. the store's own StoreError)."""
+def write_private(path: str | os.PathLike[str], data: bytes | list[bytes], *,
+                  error: type[VaultError] = VaultError) -> Path:
+    """Create ``path`` with mode 0600 and write ``data`` (bytes, or a list of parts written one
+    after another: a large file need not be joined in memory first); refuse to overwrite
+    anything, and leave no half-written file behind if the write fails. ``error``: the class
+    raised when the file cannot be created (e.g. the store's own StoreError)."""
     p = Path(path)
     try:
         fd = os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
@@ -23,7 +25,10 @@ def write_private(path: str | os.PathLike[str], data: bytes, *, error: type[Vaul
         raise error(f"cannot create {p}: {e.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            if isinstance(data, list):
+                fh.writelines(data)
+            else:
+                fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())  # an export or identity file that a power cut leaves empty is lost
     except BaseException as e:

@@ -17,7 +17,8 @@ FORMAT_VERSION = 1
 KIND_FIELD = b"F"  # one field value, encrypted under a record's class DEK
 KIND_DEK = b"D"  # a record's class DEK, wrapped under a class key
 KIND_DEK_SEALED = b"E"  # a class DEK sealed to the class's public key, unsigned (before schema v5; adopted on upgrade)
-KIND_DEK_SIGNED = b"W"  # a class DEK sealed to the class's public key and signed by its writer (a user without the class)
+# a class DEK sealed to the class's public key and signed by its writer (a user without the class)
+KIND_DEK_SIGNED = b"W"
 KIND_KEYRING = b"K"  # the set of class keys a slot opens, encrypted under the slot secret
 KIND_PASSPHRASE_SLOT = b"P"  # slot secret wrapped under an Argon2id-derived key
 KIND_SCHEMA_MAC = b"S"  # HMAC over the stored schema
@@ -25,8 +26,8 @@ KIND_PSEUDONYM_REF = b"N"  # record id encrypted under a purpose's lookup key
 KIND_PLAN_MAC = b"I"  # HMAC over the stored blind-index plan
 KIND_IDENTITY = b"U"  # an identity file's secret keys under Argon2id(passphrase) (layout of kind P)
 KIND_REASON = b"R"  # a reason text sealed to the security lead (or the recovery key)
-KIND_GRANT = b"G"  # a break-glass grant: one value sealed to its requester, signed by the lead (before 2026-11-27; still read)
-# Since 2026-11-27 the break-glass notes pad what they seal (ISO 7816-4, PAD_BLOCK), so a
+KIND_GRANT = b"G"  # a break-glass grant: one value sealed to its requester, signed by the lead (unpadded; still read)
+# The break-glass notes written now pad what they seal (ISO 7816-4, PAD_BLOCK), so a
 # database reader learns a value's or a reason's 32-byte bucket only, as for a field cell.
 # New kinds rather than a guess from the plaintext: the kind is inside the sealed header
 # (and a grant's signature), so a padded note cannot be passed off as an unpadded one.
@@ -34,6 +35,8 @@ KIND_REASON_PADDED = b"Q"  # a reason (break-glass request, audit entry), as kin
 KIND_GRANT_PADDED = b"V"  # a break-glass grant, as kind G with the JSON value padded
 KIND_CANARY_LIST = b"C"  # the canary list, sealed under a key only the lead and the recovery passphrase hold
 KIND_EXPORT = b"O"  # a sealed export: manifest and payload signed by the exporter, sealed to the recipient
+KIND_SHARES_INFO = b"H"  # what the recovery shares are (set id, k of n, when), signed by the lead or recovery actor
+KIND_RETENTION = b"T"  # a record's retention override (keep until a date), signed by the lead (dv_meta "retain:ID")
 
 KEY_LEN = 32  # AES-256 keys, slot secrets, DEKs, class keys
 NONCE_LEN = 12  # AES-GCM 96-bit nonces, always fresh from the OS CSPRNG
@@ -48,6 +51,7 @@ PAD_BLOCK = 32  # ISO/IEC 7816-4 padding bucket: a value's length leaks only its
 # whether a vault has more than 170 canaries, not how many.
 CANARY_LIST_BLOCK = 4096
 MAX_VALUE_BYTES = 1 << 20  # 1 MiB per field value, far above any registration form answer
+RETENTION_META_PREFIX = "retain:"  # dv_meta name of a record's retention override: prefix || hex(record id)
 EXPORT_MANIFEST_MAX = 1 << 16  # a sealed export's manifest (JSON): names and ids, never near 64 KiB
 
 # Labels (HKDF info strings, MAC prefixes). Never reuse one for two purposes.
@@ -73,9 +77,20 @@ LABEL_CANARIES = b"dvault/v1/canaries"  # HKDF info (meta key): the canary list'
 LABEL_CANARY_TAG = b"dvault/v1/canary-tag"  # HKDF info (meta key): a canary's tag before schema v8 (read only)
 LABEL_CANARY_LIST = b"dvault/v1/canary-list"  # HKDF info (recovery seed): the canary list's key from schema v8
 LABEL_MOVING_SIG = b"dvault/v1/moving-sig"  # a move's signature over the destination's "moving" mark
+# Recovery shares (docs/format.md 8g): the SLIP-39 master secret is the input of HKDF with this
+# label; the hex of its output, after SHARES_UNLOCK_PREFIX, is the passphrase of the shares'
+# key slot (an ordinary kind P slot). The shares' description is signed under LABEL_SHARES_SIG.
+LABEL_SHARES_UNLOCK = b"dvault/v1/recovery-shares-unlock"
+LABEL_SHARES_SIG = b"dvault/v1/recovery-shares-sig"
+SHARES_UNLOCK_PREFIX = "dvault-shares:"
+SHARES_SECRET_LEN = 32  # the SLIP-39 master secret: 256 bits, 33 words a share
+SHARES_MAX = 16  # SLIP-39's limit on shares in a group
+SHARES_ITERATION_EXPONENT = 1  # SLIP-39's PBKDF2 cost for the optional passphrase: 20,000 iterations
+SHARES_RETIRED_MAX = 32  # set ids of earlier splits the description remembers (to name old shares)
 # Audit entries carry the writer's clock. Verify flags an entry dated more than this before an
 # earlier entry (clients' clocks differ by seconds, not minutes, where NTP runs).
 AUDIT_CLOCK_TOLERANCE_MS = 5 * 60 * 1000
+LABEL_RETENTION_SIG = b"dvault/v1/retention-sig"  # the lead's signature over a retention override (kind T)
 LABEL_EXPORT_SIG = b"dvault/v1/export-sig"  # an exporter's signature over a sealed export (kind O)
 LABEL_REVEAL_REQUEST = b"dvault/v1/reveal-request"  # a requester's signature over their break-glass request
 # The lead's view of a break-glass request names every update of the record's shown fields made
@@ -143,3 +158,14 @@ STATEMENT_SINCE = 4  # the database schema version since which every vault has a
 # From this database schema version on, the statement is of the third kind: it also commits to
 # the canary list and names every key slot that must exist (docs/format.md 9b).
 STATEMENT_V3_FROM = 8
+
+# Backups (docs/format.md 16): one file, "DVBACKUP" + version, the vault's tables, the
+# maker's signature and a SHA-256 over everything before it.
+BACKUP_MAGIC = b"DVBACKUP"
+BACKUP_VERSION = 1
+LABEL_BACKUP_SIG = b"dvault/v1/backup-sig"
+# The shred ledger (docs/format.md 16a): one signed entry per shredded record id, kept by
+# every restore; exported to a ledger file ("DVLEDGER" + version) with a backup.
+LEDGER_MAGIC = b"DVLEDGER"
+LEDGER_VERSION = 1
+LABEL_LEDGER_SIG = b"dvault/v1/shred-ledger"

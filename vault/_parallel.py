@@ -24,10 +24,11 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 from .errors import VaultError
 
@@ -62,7 +63,7 @@ def _run(arg: Any) -> tuple[bool, Any]:
     assert _TASK is not None
     try:
         return True, _TASK(arg)
-    except Exception:  # noqa: BLE001 - the parent re-runs this arg and raises the real error
+    except Exception:
         return False, None
 
 
@@ -121,7 +122,7 @@ class Forked:
         return self._collect(args, futures)
 
     def _collect(self, args: list[Any], futures: list[Future[tuple[bool, Any]]]) -> Iterator[Any]:
-        for arg, future in zip(args, futures):
+        for arg, future in zip(args, futures, strict=False):
             try:
                 ok, result = future.result()
             except BrokenProcessPool:

@@ -26,8 +26,9 @@ import dataclasses
 import json
 import struct
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Any
 
 from sqlalchemy import BigInteger, Column, LargeBinary, String, Table, Text, func, select
 
@@ -35,8 +36,44 @@ from . import _crypto as C
 from . import _format as F
 from . import audit_rows as RW
 from . import notes as N
-from .envelope import _lp8, dek_ids, pad
-from .errors import IntegrityError, VaultError
+from .audit_entry import (
+    GENESIS as GENESIS,
+)
+from .audit_entry import (
+    LABEL as LABEL,
+)
+from .audit_entry import (
+    PARALLEL_VERIFY_MIN as PARALLEL_VERIFY_MIN,
+)
+from .audit_entry import (
+    PASSPHRASE_ACTOR as PASSPHRASE_ACTOR,
+)
+from .audit_entry import (
+    UNSIGNED_ACTIONS as UNSIGNED_ACTIONS,
+)
+from .audit_entry import (
+    Entry as Entry,
+)
+from .audit_entry import (
+    actor_id as actor_id,
+)
+from .audit_entry import (
+    entry_form as entry_form,
+)
+from .audit_entry import (
+    entry_hash as entry_hash,
+)
+from .audit_entry import (
+    entry_signed as entry_signed,
+)
+from .audit_entry import (
+    signed_message as signed_message,
+)
+from .audit_entry import (
+    unsigned_shape_ok as unsigned_shape_ok,
+)
+from .envelope import dek_ids, pad
+from .errors import IntegrityError, Unavailable, VaultError
 from .store import VaultBusy, metadata
 
 audit = Table("dv_audit", metadata,
@@ -51,24 +88,7 @@ audit = Table("dv_audit", metadata,
               Column("hash", LargeBinary(32), nullable=False),
               Column("sig", LargeBinary(64), nullable=False))
 
-LABEL = b"dvault/v1/audit"
 CHECKPOINT_PREFIX = "dvcp1"
-GENESIS = bytes(32)
-UNSIGNED_ACTIONS = frozenset({"unlock_failed"})  # no key to sign with: chained, not signed
-PASSPHRASE_ACTOR = bytes(64)  # the actor of a failed passphrase unlock: no one
-
-
-def unsigned_shape_ok(e: "Entry") -> bool:
-    """Whether an unsigned entry is exactly what ``vault._unlock_failed`` writes: no target,
-    no reason, ``{"with": "identity"}`` by a (non-zero) public identity or ``{"with":
-    "passphrase"}`` by the zero actor. Anyone who can write the table can chain an unsigned
-    entry, so verify accepts no other shape: a forged "unlock_failed" naming fields and a
-    record would otherwise book reads to a colleague who never made them."""
-    if e.target != "" or e.reason != b"" or not isinstance(e.actor, bytes) or len(e.actor) != 64:
-        return False
-    if e.detail == '{"with":"passphrase"}':
-        return e.actor == PASSPHRASE_ACTOR
-    return e.detail == '{"with":"identity"}' and e.actor != PASSPHRASE_ACTOR
 
 
 # Canonical JSON of an entry's detail (sorted keys, no spaces): one encoder for every entry.
@@ -82,67 +102,9 @@ class AuditError(VaultError):
     """The audit entry could not be written, so the operation did not happen."""
 
 
-class Entry(NamedTuple):
-    """One log row (a tuple: a million of them are built by every verify)."""
-
-    seq: int
-    prev: bytes
-    at: int
-    actor: bytes
-    action: str
-    target: str
-    detail: str
-    reason: bytes
-    hash: bytes
-    sig: bytes
-
-    def __repr__(self) -> str:
-        return f"<Entry {self.seq} {self.action} {self.target}>"
-
-
-def entry_hash(seq: int, prev: bytes, at: int, actor: bytes, action: str, target: str, detail: str,
-               reason: bytes, *, labelled: bool = False) -> bytes:
-    """The entry's hash; ``labelled``: the form written from database schema version 8 on,
-    whose first bytes (the form marker) are LABEL_AUDIT_ENTRY instead of LABEL."""
-    return C.sha256((F.LABEL_AUDIT_ENTRY if labelled else LABEL) + struct.pack(">QQ", seq, at) + prev + actor
-                    + _lp8(action.encode()) + _lp8(target.encode()) + struct.pack(">I", len(detail.encode()))
-                    + detail.encode() + struct.pack(">I", len(reason)) + reason)
-
-
-def signed_message(h: bytes, labelled: bool) -> bytes:
-    """What an entry's actor signs: the hash under its own label (the bare hash in the
-    older form, which no other signed message of the vault could be mistaken for only
-    because it is a SHA-256 output; the label makes that hold by construction)."""
-    return F.LABEL_AUDIT_SIG + h if labelled else h
-
-
-def entry_form(e: "Entry", first: bool = True) -> bool | None:
-    """Which form the entry's hash has: True (labelled), False (older), None (neither:
-    the entry was edited). ``first``: the form to try first (the previous entry's).
-
-    Why the verifier can tell, and cannot be fooled: the form marker is inside what is
-    hashed, so the hash names the form; passing a labelled entry off as an older one
-    would need the actor's bare signature over another hash, and from the first labelled
-    entry on, verify refuses any entry of the older form (:func:`verify`)."""
-    for labelled in (first, not first):
-        if C.mac_equal(entry_hash(e.seq, e.prev, e.at, e.actor, e.action, e.target, e.detail, e.reason,
-                                  labelled=labelled), e.hash):
-            return labelled
-    return None
-
-
-def entry_signed(e: "Entry", labelled: bool) -> bool:
-    """Whether the entry's signature verifies under its actor's key, in its form."""
-    try:
-        C.ed25519_verify(e.actor[32:], signed_message(e.hash, labelled), e.sig)
-    except (C.AuthFailure, TypeError, ValueError):
-        return False
-    return True
-
-
-def actor_id(actor: bytes) -> str:
-    from .identity import PublicIdentity
-    return PublicIdentity(actor[:32], actor[32:]).user_id if len(actor) == 64 else "unknown"
+class AuditUnavailable(AuditError, Unavailable):
+    """The audit entry could not be written because the database cannot be used (full,
+    read-only, gone, connection lost)."""
 
 
 class Auditor:
@@ -164,13 +126,13 @@ class Auditor:
     def __repr__(self) -> str:
         return f"<Auditor actor={actor_id(self.actor)}>"
 
-    def append(self, store: Any, action: str, target: str = "", detail: dict | None = None,
+    def append(self, store: Any, action: str, target: str = "", detail: dict[str, Any] | None = None,
                *, unsigned: bool = False) -> None:
         """Write one entry in its own transaction; AuditError if it cannot be written."""
         self.append_after(store, action, None, lambda _: (target, detail), unsigned=unsigned)
 
-    def append_after(self, store: Any, action: str, work: "Callable[[], Any] | None",
-                     describe: "Callable[[Any], tuple[str, dict | None]]", *, unsigned: bool = False) -> Any:
+    def append_after(self, store: Any, action: str, work: Callable[[], Any] | None,
+                     describe: Callable[[Any], tuple[str, dict[str, Any] | None]], *, unsigned: bool = False) -> Any:
         """Run ``work`` and write its entry in one write transaction, and return its result.
 
         ``describe(result)`` gives the entry's ``(target, detail)``. Why one transaction: an
@@ -190,6 +152,7 @@ class Auditor:
             # padded (kind Q), as cells are: the log would otherwise show the reason's exact length
             reason = N.seal_note(F.KIND_REASON_PADDED, self._reason_to[0], self._reason_to[1],
                                  pad(self.reason.encode("utf-8")))
+        unavailable = False
         last_error = ""  # its type name only: the exception itself would tie a reference cycle
         insert = _INSERT_SQLITE if store.is_sqlite else _INSERT_PG
         result: Any = None
@@ -222,21 +185,25 @@ class Auditor:
                     seq, prev = self._head[0] + 1, self._head[1]
                     at = int(time.time() * 1000)
                     h = entry_hash(seq, prev, at, self.actor, action, target, text, reason, labelled=self.labelled)
-                    sig = bytes(64) if (unsigned or self._sign is None) else self._sign(signed_message(h, self.labelled))
+                    sig = bytes(64) if (unsigned or self._sign is None) \
+                        else self._sign(signed_message(h, self.labelled))
                     store.raw(conn, insert, (seq, prev, at, self.actor, action, target, text, reason, h, sig))
                 # Known only once committed: inside a caller's transaction, which can still roll
                 # back (a later step failing), a cached head would give the next entry a seq
                 # and prev that the log never held (SQLite keeps the cache between appends).
                 self._head = None if store.in_transaction else (seq, h)
                 return result
-            except Exception as e:  # noqa: BLE001 - any failure means: not audited, so refuse
+            except Exception as e:
                 if in_work or isinstance(e, IntegrityError):  # (a head no entry can follow: no retry helps)
                     raise
                 self._head = None
                 if isinstance(e, VaultBusy) and not store.is_sqlite:
                     raise  # PostgreSQL: it waited its whole bound (a lock held on purpose?): say so
                 # (SQLite's busy wait is short and comes before anything is done: tried again)
-                last_error = type(e).__name__
+                last_error = str(e) if isinstance(e, Unavailable) else type(e).__name__
+                unavailable = isinstance(e, Unavailable)
+        if unavailable:  # the disk, the file or the connection: say which, and exit as such (CLI)
+            raise AuditUnavailable(f"audit log write failed: {last_error}; operation refused")
         raise AuditError(f"audit log write failed ({last_error}); operation refused")
 
 
@@ -245,7 +212,7 @@ def _labelled_version(store: Any, conn: Any) -> bool:
     with the head, under the append lock (PostgreSQL) or after a write collision (SQLite), so
     a handle opened before another client's upgrade switches at its next append."""
     ph = "?" if store.is_sqlite else "%s"
-    row = store.raw(conn, f"SELECT value FROM dv_meta WHERE name = {ph}", ("db_schema_version",)).fetchone()
+    row = store.raw(conn, f"SELECT value FROM dv_meta WHERE name = {ph}", ("db_schema_version",)).fetchone()  # noqa: S608 - only the placeholder style is formatted in
     try:
         return row is not None and int(bytes(row[0]).decode("ascii")) >= F.AUDIT_LABELLED_FROM
     except (ValueError, TypeError, UnicodeDecodeError):
@@ -273,7 +240,7 @@ def read_entries(store: Any, after: int = 0, *, damaged: bool = True) -> list[En
     (vault.audit_rows). ``damaged=False``: an IntegrityError naming its seq instead."""
     ph = "?" if store.is_sqlite else "%s"
     with store.tx(write=False) as conn:
-        rows = store.raw(conn, "SELECT seq, prev, at, actor, action, target, detail, reason, hash, sig "
+        rows = store.raw(conn, "SELECT seq, prev, at, actor, action, target, detail, reason, hash, sig "  # noqa: S608 - only the placeholder style is formatted in
                                f"FROM dv_audit WHERE seq > {ph} ORDER BY seq", (after,)).fetchall()
     out = []
     for r in rows:
@@ -292,7 +259,7 @@ def signed_by(store: Any, conn: Any, action: str, actors: set[bytes]) -> list[En
     hash, and its signature under the actor's Ed25519 key): a scan of the log, for rare
     checks. A row that fails is skipped; verify reports it where it stands."""
     ph = "?" if store.is_sqlite else "%s"
-    rows = store.raw(conn, "SELECT seq, prev, at, actor, action, target, detail, reason, hash, sig "
+    rows = store.raw(conn, "SELECT seq, prev, at, actor, action, target, detail, reason, hash, sig "  # noqa: S608 - only the placeholder style is formatted in
                            f"FROM dv_audit WHERE action = {ph}", (action,)).fetchall()
     out = []
     for r in rows:
@@ -360,14 +327,15 @@ class Verdict:
     quarantined: tuple[int, ...] = ()  # entries stepped over by the lead's signed decision (audit_trust)
 
     def __str__(self) -> str:
-        held = (f" ({len(self.quarantined)} quarantined by the lead: entr{'y' if len(self.quarantined) == 1 else 'ies'} "
+        entries = "entry" if len(self.quarantined) == 1 else "entries"
+        held = (f" ({len(self.quarantined)} quarantined by the lead: {entries} "
                 f"{', '.join(map(str, self.quarantined))})" if self.quarantined else "")
         if self.ok:
             return f"audit log verified: {self.entries} entries{held}"
         return f"audit log damaged at entry {self.first_bad}: {self.problem}{held}"
 
 
-def verify(entries: Iterable[Entry], known_actors: set[bytes], checkpoint: "Checkpoint | None" = None,
+def verify(entries: Iterable[Entry], known_actors: set[bytes], checkpoint: Checkpoint | None = None,
            deciders: set[bytes] = frozenset()) -> Verdict:  # type: ignore[assignment]
     """Walk the chain; report the first entry that is not what its predecessors promise.
 
@@ -388,7 +356,7 @@ def verify(entries: Iterable[Entry], known_actors: set[bytes], checkpoint: "Chec
     from .audit_trust import standing
     entries = list(entries)
     skip, gaps = standing(entries, set(deciders)) if deciders else (frozenset(), {})
-    with PAR.pool(lambda bounds: _check_range(entries, known_actors, *bounds, skip=skip), len(entries),
+    with PAR.pool(lambda b: _check_range(entries, known_actors, b[0], b[1], skip=skip), len(entries),
                   min_items=PARALLEL_VERIFY_MIN) as pool:
         checks = pool.imap(PAR.ranges(len(entries), -(-len(entries) // (pool.size * 4))))
         structural, cp_seen, expected = _walk(entries, known_actors, checkpoint, skip, gaps)
@@ -400,7 +368,8 @@ def verify(entries: Iterable[Entry], known_actors: set[bytes], checkpoint: "Chec
     first: Verdict | None = structural[1] if structural else None
     if bad_hash is not None and (structural is None or bad_hash < structural[0]
                                  or (bad_hash == structural[0] and not structural[2])):
-        first = Verdict(False, bad_hash + 1, entries[bad_hash].seq, "entry edited (its hash does not match its content)")
+        first = Verdict(False, bad_hash + 1, entries[bad_hash].seq,
+                        "entry edited (its hash does not match its content)")
     if downgrade is not None and (first is None or entries[downgrade].seq < (first.first_bad or 0)):
         first = Verdict(False, downgrade + 1, entries[downgrade].seq,
                         "entry of the older, unlabelled form after labelled ones (inserted, or downgraded)")
@@ -419,7 +388,7 @@ def verify(entries: Iterable[Entry], known_actors: set[bytes], checkpoint: "Chec
     return Verdict(True, len(entries), quarantined=held)
 
 
-def _walk(entries: list[Entry], known_actors: set[bytes], checkpoint: "Checkpoint | None",
+def _walk(entries: list[Entry], known_actors: set[bytes], checkpoint: Checkpoint | None,
           skip: frozenset[int] = frozenset(), gaps: dict[int, int] | None = None
           ) -> tuple[tuple[int, Verdict, bool] | None, bool, int]:
     """The cheap checks, in order: (first structural failure as (index, verdict, whether it
@@ -465,7 +434,6 @@ def _walk(entries: list[Entry], known_actors: set[bytes], checkpoint: "Checkpoin
 
 
 #: Logs at least this long are checked by forked workers (tests lower it).
-PARALLEL_VERIFY_MIN = 20_000
 
 
 def _check_range(entries: list[Entry], known: set[bytes], lo: int, hi: int, skip: frozenset[int] = frozenset()
@@ -548,7 +516,7 @@ class Checkpoint:
         return f"{self.short}:{_b32(self.signer)}:{_b32(self.sig)}"
 
     @classmethod
-    def parse(cls, text: str) -> "Checkpoint":
+    def parse(cls, text: str) -> Checkpoint:
         parts = text.strip().split(":")
         try:
             if parts[0] != CHECKPOINT_PREFIX or len(parts) not in (3, 5):
@@ -610,7 +578,7 @@ def has_states(store: Any) -> bool:
     """Whether any entry carries record states (a vault at database schema v6 or later)."""
     ph = "?" if store.is_sqlite else "%s"
     with store.tx(write=False) as conn:
-        return store.raw(conn, f"SELECT 1 FROM dv_audit WHERE detail LIKE {ph} LIMIT 1",
+        return store.raw(conn, f"SELECT 1 FROM dv_audit WHERE detail LIKE {ph} LIMIT 1",  # noqa: S608 - only the placeholder style is formatted in
                          ('%"state":%',)).fetchone() is not None
 
 
@@ -652,8 +620,9 @@ class RecordCheck:
 def compare_states(entries: list[Entry], known: set[bytes], rows: list[tuple[bytes, str]],
                    damaged: tuple[str, ...] = (), deciders: set[bytes] = frozenset()  # type: ignore[assignment]
                    ) -> tuple[RecordCheck, list[str], list[str]]:
-    """Vault.check_records' comparison of rows (record id, state token) with the log: (what differs, the logged states no row holds, the
-    states of the rows that differ). Raises IntegrityError for a log that fails verification.
+    """Vault.check_records' comparison of rows (record id, state token) with the log: (what
+    differs, the logged states no row holds, the states of the rows that differ). Raises
+    IntegrityError for a log that fails verification.
     Quarantined entries (``deciders``' decisions) are left out of the replay: what a forged
     entry says about rows is not taken; nor what an entry says that may not say it
     (vault.audit_replay), which is reported instead."""
@@ -663,7 +632,9 @@ def compare_states(entries: list[Entry], known: set[bytes], rows: list[tuple[byt
     from .audit_replay import replay
     taken = replay(entries, frozenset(verdict.quarantined), set(deciders))
     live, dropped = taken.live, taken.dropped
-    rolled_back, unlogged, differing = [], [], []
+    rolled_back: list[str] = []
+    unlogged: list[str] = []
+    differing: list[str] = []
     for rid, token in rows:
         if live.pop(token, None) is not None:
             continue

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from . import audit_rows as RW
 
 if TYPE_CHECKING:
-    from .audit import Entry
+    from .audit_entry import Entry
 
 #: Actions whose entries write record rows, and so may carry states.
 WRITERS = frozenset({"add", "import", "update", "shred", "reencrypt", "restate"})

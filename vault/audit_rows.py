@@ -20,7 +20,7 @@ from . import _crypto as C
 from . import _format as F
 
 if TYPE_CHECKING:
-    from .audit import Entry
+    from .audit_entry import Entry
 
 #: The largest seq a row can hold (BIGINT, SQLite's INTEGER): no entry can follow it.
 MAX_SEQ = 2**63 - 1
@@ -97,6 +97,6 @@ def head_row(store: Any, conn: Any) -> tuple[int, bytes]:
     if type(h) is bytes and len(h) == 32:
         return int(row[0]), h
     ph = "?" if store.is_sqlite else "%s"
-    full = store.raw(conn, "SELECT seq, prev, at, actor, action, target, detail, reason, hash, sig "
+    full = store.raw(conn, "SELECT seq, prev, at, actor, action, target, detail, reason, hash, sig "  # noqa: S608 - only the placeholder style is formatted in
                            f"FROM dv_audit WHERE seq = {ph}", (row[0],)).fetchone()
     return int(row[0]), link_of(full)

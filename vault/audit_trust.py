@@ -22,16 +22,25 @@ from __future__ import annotations
 
 import re
 import struct
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from . import _crypto as C
 from . import _format as F
 from . import _parallel as PAR
 from . import audit_rows as RW
-from .audit import GENESIS, UNSIGNED_ACTIONS, Entry, entry_form, entry_signed, unsigned_shape_ok
-
-if TYPE_CHECKING:
-    from .vault import Vault
+from .audit_entry import (
+    GENESIS,
+    PARALLEL_VERIFY_MIN,
+    UNSIGNED_ACTIONS,
+    Entry,
+    actor_id,
+    entry_form,
+    entry_signed,
+    unsigned_shape_ok,
+)
+from .audit_replay import replay
+from .errors import NotFound, ValidationError
 
 QUARANTINE = "quarantine"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -67,7 +76,6 @@ def _flag_range(entries: list[Entry], known: set[bytes], lo: int, hi: int) -> li
 def flags(entries: list[Entry], known: set[bytes]) -> list[bool]:
     """Whether each entry passes :func:`problem` (forked workers for long lists: an Ed25519
     verification each)."""
-    from .audit import PARALLEL_VERIFY_MIN
     with PAR.pool(lambda b: _flag_range(entries, known, *b), len(entries), min_items=PARALLEL_VERIFY_MIN) as pool:
         parts = pool.imap(PAR.ranges(len(entries), max(1, -(-len(entries) // (pool.size * 4)))))
         return [ok for part in parts for ok in part]
@@ -127,37 +135,23 @@ def clock_problem(at: int, latest_at: int, latest_seq: int) -> str | None:
             "tolerance for clock skew (backdated, or one of the two clocks is wrong)")
 
 
-# -- a handle's use of them ---------------------------------------------------------------------
-def deciders(v: "Vault") -> set[bytes]:
-    """Who may quarantine: the lead (the enrolled user whose key the keyring names as the
-    lead's) and the recovery actor, as the key statement's signers."""
-    users = v.users(include_revoked=True)
-    out = {u.public.raw for u in users if v._lead_vk is not None and u.public.ed25519 == v._lead_vk}
-    rec = v._recovery_public()
-    return out | ({rec} if len(rec) == 64 else set())
-
-
-def mark(v: "Vault", entries: list[Entry]) -> list[dict[str, Any]]:
-    """``verified`` (and ``quarantined``) for each of ``entries`` as audit_entries shows them."""
-    from .audit import read_entries
-    known = v._known_actors()
+# -- what the lead is shown and decides ---------------------------------------------------------------------
+def mark(entries: list[Entry], known: set[bytes], whole_log: Callable[[], list[Entry]],
+         decide: Callable[[], set[bytes]]) -> list[dict[str, Any]]:
+    """``verified`` (and ``quarantined``) for each of ``entries`` as audit_entries shows them;
+    the whole log and the deciders are read only if an entry fails its own check."""
     ok = flags(entries, known)
-    held = quarantined(read_entries(v._s(), damaged=True), deciders(v)) if any(not x for x in ok) else frozenset()
+    held = quarantined(whole_log(), decide()) if any(not x for x in ok) else frozenset()
     return [{"verified": good} if e.seq not in held else {"verified": False, "quarantined": True}
-            for e, good in zip(entries, ok)]
+            for e, good in zip(entries, ok, strict=True)]
 
 
-def describe(v: "Vault", seq: int) -> dict[str, Any]:
+def describe(entries: list[Entry], known: set[bytes], decide: set[bytes], seq: int) -> dict[str, Any]:
     """The entry ``seq`` and what is wrong with it (``problem``, None if nothing), for the
     lead's decision: whatever verify or the record check stops at, in the order they
     check. A ``seq`` verify names as missing describes the next entry there is, with
     ``after``, the seq before the gap. ``hash``: what a decision names (audit_rows.name_of);
     ``instead``: for an entry out of time order only against a forward-dated one, that one."""
-    from .audit import actor_id, read_entries
-    from .audit_replay import replay
-    from .errors import NotFound
-    entries = read_entries(v._s())
-    known, decide = v._known_actors(), deciders(v)
     held, _ = standing(entries, decide)
     i = next((n for n, x in enumerate(entries) if x.seq >= seq), None)
     if i is None:
@@ -215,7 +209,8 @@ def _clock(entries: list[Entry], i: int, known: set[bytes], held: frozenset[int]
     def timed(e: Entry) -> bool:
         return e.actor in known and not (e.action in UNSIGNED_ACTIONS and e.sig == bytes(64)) and e.seq not in held
     ts = [n for n, x in enumerate(entries) if timed(x)]
-    forward = {a for a, b in zip(ts, ts[1:]) if clock_problem(entries[b].at, entries[a].at, entries[a].seq)}
+    forward = {a for a, b in zip(ts, ts[1:], strict=False)
+               if clock_problem(entries[b].at, entries[a].at, entries[a].seq)}
     latest = max(((entries[n].at, entries[n].seq) for n in ts if n < i), default=(0, 0))
     back = clock_problem(entries[i].at, *latest)
     if back is not None:
@@ -230,27 +225,23 @@ def _clock(entries: list[Entry], i: int, known: set[bytes], held: frozenset[int]
     return None, None
 
 
-def quarantine(v: "Vault", seq: int) -> str:
-    """Write the lead's signed decision that entry ``seq`` is bad (see the module's
+def quarantine_detail(entries: list[Entry], known: set[bytes], decide: set[bytes], seq: int
+                      ) -> tuple[dict[str, Any], str]:
+    """The detail of the lead's signed decision that entry ``seq`` is bad (see the module's
     docstring; for a seq verify names as missing, the entry after the gap, the gap
-    acknowledged); returns what is wrong with it. Refused for an entry that verifies, one
+    acknowledged) and what is wrong with it. Refused for an entry that verifies, one
     already quarantined, and one out of time order only against a forward-dated entry
     (that one is to be quarantined: its successors' times are sound)."""
-    from .audit import read_entries
-    from .errors import AccessDenied, ValidationError
-    if v._auditor.actor not in deciders(v):
-        raise AccessDenied("quarantining an audit entry needs the security lead's identity or the recovery passphrase")
-    found = describe(v, seq)
+    found = describe(entries, known, decide, seq)
     if found["problem"] is None:
         raise ValidationError(f"audit entry {seq} verifies: there is nothing to quarantine")
     if found["instead"] is not None:
         raise ValidationError(f"audit entry {seq} is out of time order only against entry {found['instead']}, which "
                               "is dated forward (ahead of the entries after it): quarantine that one instead")
-    held, gaps = standing(read_entries(v._s()), deciders(v))
+    held, gaps = standing(entries, decide)
     if found["seq"] in held and (found["after"] is None or gaps.get(found["seq"]) == found["after"]):
         raise ValidationError(f"audit entry {found['seq']} is quarantined already")
     detail: dict[str, Any] = {"seq": found["seq"], "hash": found["hash"], "problem": found["problem"]}
     if found["after"] is not None:
         detail["after"] = found["after"]
-    v._audit(QUARANTINE, "", detail)
-    return str(found["problem"]) if found["seq"] == seq else f"entry {found['seq']}: {found['problem']}"
+    return detail, str(found["problem"]) if found["seq"] == seq else f"entry {found['seq']}: {found['problem']}"

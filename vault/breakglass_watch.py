@@ -20,14 +20,14 @@ from . import audit as A
 from . import audit_rows as RW
 
 if TYPE_CHECKING:
+    from .access import Access
     from .users import User
-    from .vault import Vault
 
 #: The fields the lead's view shows of a record (besides pseudonyms nobody can change).
 SHOWN = ("badge_name",)
 
 
-def changes(v: Vault, wanted: list[tuple[str, str, str, str]]) -> dict[str, list[str]]:
+def changes(v: Access, wanted: list[tuple[str, str, str, str]]) -> dict[str, list[str]]:
     """For each (request id, record's audit pseudonym, requester id, requested field) of
     ``wanted``: the warnings about updates of the record's shown fields or its requested
     field (one scan of the log's update entries for those records). Empty without the audit
@@ -35,14 +35,14 @@ def changes(v: Vault, wanted: list[tuple[str, str, str, str]]) -> dict[str, list
     targets = sorted({w[1] for w in wanted if w[1]})
     if not targets:
         return {}
-    store = v._s()
+    store = v.ses.store()
     ph = "?" if store.is_sqlite else "%s"
     with store.tx(write=False) as conn:
-        rows = store.raw(conn, "SELECT seq, prev, at, actor, action, target, detail, reason, hash, sig FROM dv_audit "
+        rows = store.raw(conn, "SELECT seq, prev, at, actor, action, target, detail, reason, hash, sig FROM dv_audit "  # noqa: S608 - only the placeholder style is formatted in
                                f"WHERE action = {ph} AND target IN ({', '.join([ph] * len(targets))}) ORDER BY seq",
                          ("update", *targets)).fetchall()
     entries = [e for e in (A._row_entry(store, r) for r in rows) if e is not None]
-    known = v._known_actors()
+    known = v.known_actors()
     names = {u.public.raw: u for u in v.users(include_revoked=True)}
     since = int((time.time() - F.REVEAL_WATCH_S) * 1000)
     return {req_id: _about([e for e in entries if e.target == target], known, names, requester, field, since)

@@ -18,36 +18,19 @@ own (one audited ``export`` entry, which names the consent field among the field
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import SchemaError, ValidationError
+from .errors import ValidationError
+from .schema import Schema
+from .schema import consent_table as parse  # noqa: F401 - the table's parser, where the schema reads it
 
 if TYPE_CHECKING:
-    from .schema import Field, Schema
     from .vault import Vault
 
 #: What an export does with a person whose consent field is not true.
 WITHOUT_CONSENT = ("omit", "mark")
-
-
-def parse(raw: Any, purposes: Sequence[str], fields: Mapping[str, Field]) -> dict[str, str]:
-    """The ``[consent]`` table: each key a declared purpose, each value a bool field."""
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise SchemaError("[consent] must be a table of purpose = \"bool field\"")
-    out: dict[str, str] = {}
-    for purpose, name in raw.items():
-        if purpose not in purposes:
-            raise SchemaError(f"[consent] names an undeclared purpose {purpose!r}")
-        if not isinstance(name, str) or name not in fields:
-            raise SchemaError(f"[consent] {purpose}: {name!r} is not a field of this schema")
-        if fields[name].type != "bool":
-            raise SchemaError(f"[consent] {purpose}: field {name!r} must be a bool field (yes/no)")
-        out[purpose] = name
-    return out
 
 
 def field_for(schema: Schema, purpose: str | None) -> str | None:

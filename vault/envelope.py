@@ -16,8 +16,9 @@ row's DEK ids, :func:`dek_ids`) let the lead's record check find it (docs/threat
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from . import _crypto as C
 from . import _format as F
@@ -171,7 +172,8 @@ def unseal_dek(box_secret: bytes, class_version: int, vault_id: bytes, record_id
     if not hdr.sealed:
         raise Malformed()
     if hdr.writer:
-        header, box, sig = blob[:SIGNED_HEADER_LEN], blob[SIGNED_HEADER_LEN:-C.ED25519_SIG_LEN], blob[-C.ED25519_SIG_LEN:]
+        cut = -C.ED25519_SIG_LEN
+        header, box, sig = blob[:SIGNED_HEADER_LEN], blob[SIGNED_HEADER_LEN:cut], blob[cut:]
     elif legacy:
         header, box, sig = blob[:DEK_HEADER_LEN], blob[DEK_HEADER_LEN:], b""
     else:
@@ -388,7 +390,7 @@ class Codec:
         nonce = C.random_bytes(F.NONCE_LEN)
         return head + nonce + new.encrypt(nonce, dek, head + tail + clp + _pack_u32(new_version) + m)
 
-    def key_entry(self, cls: str, version: int, aead: Any, box_secret: bytes = b"") -> tuple:
+    def key_entry(self, cls: str, version: int, aead: Any, box_secret: bytes = b"") -> tuple[Any, ...]:
         """What :meth:`open_record`'s ``keys`` maps a class key id to: (class, version, Aead,
         box secret, the DEK AAD's class-and-version bytes, computed once here)."""
         return (cls, version, aead, box_secret, self._name(cls) + _pack_u32(version))
@@ -401,19 +403,16 @@ class Codec:
             self._cells_for = field_class
         return self._cells
 
-    def open_record(self, data: bytes, record_id: bytes, keys: dict[bytes, tuple],
+    def open_record(self, data: bytes, record_id: bytes, keys: dict[bytes, tuple[Any, ...]],
                     classes: dict[str, list[str] | None], field_class: dict[str, str],
                     decoders: dict[str, Callable[[bytes], Any]] | None = None,
                     writers: WriterKeys | None = None) -> dict[str, Any]:
         """Parse a record row and decrypt the wanted cells in one pass (the read hot path).
-
-        ``keys``: class key id -> :meth:`key_entry`. ``classes``: class -> wanted field
-        names (None = all) for the classes to open. ``field_class``: schema field -> class.
-        ``decoders``: field -> bytes-to-value function applied to each plaintext (None: return the
-        encoded bytes). ``writers``: whose signature a sealed (kind W) DEK may carry. Every class
-        envelope's framing is checked, only wanted classes are decrypted.
-        Raises Malformed, EnvelopeFailure(cls), FieldFailure(name) or FieldEncoding(name).
-        """
+        ``keys``: class key id -> :meth:`key_entry`; ``classes``: class -> wanted fields (None =
+        all); ``field_class``: field -> class; ``decoders``: field -> bytes-to-value (None: the
+        encoded bytes); ``writers``: whose signature a sealed (kind W) DEK may carry. Every
+        envelope's framing is checked, only wanted classes are decrypted. Raises Malformed,
+        EnvelopeFailure(cls), FieldFailure(name) or FieldEncoding(name)."""
         known = self._cell_table(field_class)
         manifests = self._manifests
         class_names = self._class_names
@@ -478,31 +477,7 @@ class Codec:
                         raise EnvelopeFailure(cls) from None
                 else:
                     raise EnvelopeFailure(cls)
-                dec = decryptor(dek)
-                fhead = _FIELD_PREFIX + dek_blob[10:18]
-                prefix = fhead + tail
-                want = classes[cls]
-                for (name, _, lp), blob in cells:
-                    if want is not None and name not in want:
-                        continue
-                    try:
-                        if blob[:10] != fhead or len(blob) < 70:
-                            raise Malformed()
-                        pt = dec(blob[10:22], blob[22:], prefix + lp)
-                        stripped = pt.rstrip(b"\x00")
-                        if not stripped or stripped[-1] != 0x80 or len(pt) % 32:
-                            raise Malformed()
-                    except (Malformed,) + C.AEAD_FAILURES:
-                        raise FieldFailure(name) from None
-                    if decoders is None:
-                        out[name] = stripped[:-1]
-                        continue
-                    try:
-                        out[name] = decoders[name](stripped[:-1])
-                        continue
-                    except ValueError:  # UnicodeDecodeError included; it holds the plaintext, so
-                        pass  # raise outside the handler, where it would become __context__
-                    raise FieldEncoding(name)
+                _open_cells(decryptor(dek), _FIELD_PREFIX + dek_blob[10:18], tail, cells, classes[cls], decoders, out)
             if pos != len(data):
                 raise Malformed()
         except (IndexError, struct.error, UnicodeDecodeError):
@@ -511,6 +486,34 @@ class Codec:
             odd = sorted(self.classes.symmetric_difference(seen))
             raise EnvelopeFailure(odd[0])
         return out
+
+
+def _open_cells(dec: Callable[[bytes, bytes, bytes], bytes], fhead: bytes, tail: bytes,
+                cells: list[tuple[tuple[str, str, bytes], bytes]], want: list[str] | None,
+                decoders: dict[str, Callable[[bytes], Any]] | None, out: dict[str, Any]) -> None:
+    """Decrypt the wanted cells of one class envelope into ``out`` (open_record's inner loop)."""
+    prefix = fhead + tail
+    for (name, _, lp), blob in cells:
+        if want is not None and name not in want:
+            continue
+        try:
+            if blob[:10] != fhead or len(blob) < 70:
+                raise Malformed()
+            pt = dec(blob[10:22], blob[22:], prefix + lp)
+            stripped = pt.rstrip(b"\x00")
+            if not stripped or stripped[-1] != 0x80 or len(pt) % 32:
+                raise Malformed()
+        except (Malformed,) + C.AEAD_FAILURES:
+            raise FieldFailure(name) from None
+        if decoders is None:
+            out[name] = stripped[:-1]
+            continue
+        try:
+            out[name] = decoders[name](stripped[:-1])
+            continue
+        except ValueError:  # UnicodeDecodeError included; it holds the plaintext, so
+            pass  # raise outside the handler, where it would become __context__
+        raise FieldEncoding(name)
 
 
 class FieldEncoding(Exception):

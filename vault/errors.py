@@ -57,6 +57,18 @@ class ValidationError(VaultError, ValueError):
         super().__init__(message)
 
 
+class BadShare(ValidationError):
+    """A recovery share that cannot be used: a word not in the SLIP-39 list, a failed
+    checksum, a share of another vault or of an older split. ``share`` is its number in the
+    order given (1-based), ``word`` the word's position in it (1-based) when one is named.
+    The message names positions, never a word of the share."""
+
+    def __init__(self, message: str, *, share: int | None = None, word: int | None = None) -> None:
+        self.share = share
+        self.word = word
+        super().__init__(message)
+
+
 def utf8(text: str, message: str, *, field: str | None = None) -> bytes:
     """``text`` as UTF-8, or ValidationError(message). Why it can fail: Python passes bytes
     that were not UTF-8 (an env var, a file name, argv) through as lone surrogates, which
@@ -99,5 +111,16 @@ class KeysChanged(VaultError):
         super().__init__(message)
 
 
+class Unavailable(VaultError):
+    """A file or the database the vault lives on cannot be used at this moment: the disk is
+    full, the file system or the database is read-only, a file cannot be read, the vault's
+    folder went away, or the database connection was lost. The operation's transaction was
+    rolled back whole; nothing was half-written. Fix the cause and run it again."""
+
+
 class VaultClosed(VaultError):
     """The vault was closed; its key references are gone."""
+
+
+class BadBackup(IntegrityError):
+    """A backup or ledger file that is corrupt, truncated, of another vault, or forged."""

@@ -28,8 +28,9 @@ import io
 import json
 import re
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from . import _crypto as C
 from . import _format as F
@@ -160,7 +161,7 @@ class Opened:
     def created_text(self) -> str:
         if self.created is None:
             return "unknown"
-        return dt.datetime.fromtimestamp(self.created, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return dt.datetime.fromtimestamp(self.created, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def seal(data: bytes, recipient: PublicIdentity, sender: Identity, *, vault_id: str, purpose: str | None,
@@ -280,7 +281,7 @@ def _manifest(text: bytes) -> dict[str, Any]:
                   (("recipient", 128), ("sender", 128), ("vault", 2 * F.ID_LEN))))
     if not ok:
         raise IntegrityError("this export's manifest is malformed")
-    return m
+    return dict(m)
 
 
 def _is_hex(text: str, length: int) -> bool:
@@ -296,7 +297,7 @@ def _guard_unknown(data: bytes) -> bytes:
         return guard_csv(data)
 
 
-def check_sender(opened: Opened, *, fingerprints: Iterable[str] = (), vault: "Vault | None" = None) -> str:
+def check_sender(opened: Opened, *, fingerprints: Iterable[str] = (), vault: Vault | None = None) -> str:
     """Decide whether the sender of a signed export is trusted; returns how, or raises
     IntegrityError naming the sender. Trusted: a fingerprint in ``fingerprints`` (as
     ``PublicIdentity.fingerprint`` shows it, spaces and case free, or the sender's public

@@ -17,7 +17,7 @@ from pathlib import Path
 from . import _crypto as C
 from . import _format as F
 from ._files import check_private, make_private_dirs, replace_private, write_private
-from .errors import IntegrityError, VaultError
+from .errors import IntegrityError, Unavailable, VaultError
 from .keys import open_passphrase_box, seal_passphrase_box
 from .notes import recipient_id
 
@@ -27,6 +27,10 @@ FILE_HEADER = "# defenders-vault identity: PRIVATE, keep it on this machine"
 
 class IdentityError(VaultError, ValueError):
     """A public identity line or identity file cannot be read."""
+
+
+class IdentityUnreadable(IdentityError, Unavailable):
+    """The identity file is there but the operating system will not let us read it."""
 
 
 def default_path() -> Path:
@@ -60,7 +64,7 @@ class PublicIdentity:
         return PUBLIC_PREFIX + base64.b32encode(self.raw + check).decode().rstrip("=").lower()
 
     @classmethod
-    def from_line(cls, line: str) -> "PublicIdentity":
+    def from_line(cls, line: str) -> PublicIdentity:
         text = line.strip()
         if not text.lower().startswith(PUBLIC_PREFIX):
             raise IdentityError(f"not a public identity (expected a line starting with {PUBLIC_PREFIX})")
@@ -97,7 +101,7 @@ class Identity:
         raise TypeError("identities hold private keys and are not picklable")
 
     @classmethod
-    def generate(cls) -> "Identity":
+    def generate(cls) -> Identity:
         x, _ = C.x25519_generate()
         seed, _ = C.ed25519_generate()
         return cls(x, seed)
@@ -114,8 +118,8 @@ class Identity:
                       salt: bytes | None = None, nonce: bytes | None = None) -> bytes:
         """The identity file: a kind U passphrase box (the layout of a passphrase slot, bound
         to nothing) holding both secret keys, base64 under a comment header."""
-        blob = seal_passphrase_box(F.KIND_IDENTITY, bytes.fromhex(self.public.user_id), passphrase, self._x + self._ed, b"",
-                                   kdf or F.KDF_DEFAULT, salt=salt, nonce=nonce)
+        blob = seal_passphrase_box(F.KIND_IDENTITY, bytes.fromhex(self.public.user_id), passphrase,
+                                   self._x + self._ed, b"", kdf or F.KDF_DEFAULT, salt=salt, nonce=nonce)
         text = (f"{FILE_HEADER}\n# public: {self.public.to_line()}\n"
                 f"{base64.b64encode(blob).decode()}\n")
         return text.encode()
@@ -130,7 +134,7 @@ class Identity:
 
     @classmethod
     def change_passphrase(cls, path: str | os.PathLike[str], old: str, new: str,
-                          kdf: F.KdfParams | None = None) -> "Identity":
+                          kdf: F.KdfParams | None = None) -> Identity:
         """Re-encrypt an identity file under a new passphrase and/or stronger Argon2id cost.
 
         The keys do not change, so nothing in any vault changes. Written to a temporary
@@ -147,7 +151,7 @@ class Identity:
         replace_private(Path(path), self.to_file_bytes(passphrase, kdf), error=IdentityError)
 
     @classmethod
-    def from_file_bytes(cls, data: bytes, passphrase: str) -> "Identity":
+    def from_file_bytes(cls, data: bytes, passphrase: str) -> Identity:
         try:
             lines = [ln for ln in data.decode("ascii").splitlines() if ln and not ln.startswith("#")]
             blob = base64.b64decode(lines[-1], validate=True)
@@ -161,7 +165,7 @@ class Identity:
         return ident
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], passphrase: str) -> "Identity":
+    def load(cls, path: str | os.PathLike[str], passphrase: str) -> Identity:
         p = Path(path)
         check_private(p, "identity file")
         try:
@@ -170,5 +174,5 @@ class Identity:
             from .errors import NotFound
             raise NotFound(f"no identity file at {p}") from None
         except OSError as e:
-            raise IdentityError(f"cannot read identity file {p}: {e.strerror}") from None
+            raise IdentityUnreadable(f"cannot read identity file {p}: {e.strerror}") from None
         return cls.from_file_bytes(data, passphrase)

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from . import _crypto as C
 from . import _format as F
@@ -49,7 +50,7 @@ def plan_bits(population: int, k: int) -> int:
 
 def expected_false_positives(population: int, bits: int) -> float:
     """Other records expected to share a unique value's index bucket: (N - 1) / 2^b."""
-    return (population - 1) / (2**bits)
+    return float((population - 1) / (2**bits))
 
 
 def index_names(f: Field) -> list[str]:
@@ -120,7 +121,7 @@ class Plan:
         return json.dumps(d, sort_keys=True, separators=(",", ":"))
 
     @classmethod
-    def from_text(cls, text: str) -> "Plan":
+    def from_text(cls, text: str) -> Plan:
         """Raises ValueError, KeyError or TypeError on a text that is no plan."""
         d = json.loads(text)
         pop, k = int(d["population"]), int(d["k"])
@@ -250,7 +251,7 @@ class Indexer:
 
     ``bits``: the plan (each index's bits), or one number for every index."""
 
-    def __init__(self, schema: Schema, class_keys: dict[str, bytes], bits: "int | Plan") -> None:
+    def __init__(self, schema: Schema, class_keys: dict[str, bytes], bits: int | Plan) -> None:
         self.plan_bits = {n: (bits if isinstance(bits, int) else bits.bits_for(n)) for n in all_index_names(schema)}
         self.fields = [f for f in schema.fields.values() if f.search == "exact"]
         self._prf: dict[str, C.Prf] = {}
@@ -329,6 +330,7 @@ class Indexer:
             out.append((name, 0 if shift is None else int.from_bytes(prf(norm.encode("utf-8"))[:4], "big") >> shift))
             if tok_prf is not None:
                 for t in tokens(tok):  # tokens() drops repeats
+                    assert tok_name is not None
                     out.append((tok_name, 0 if tok_shift is None
                                 else int.from_bytes(tok_prf(t.encode("utf-8"))[:4], "big") >> tok_shift))
         return out
@@ -367,7 +369,8 @@ class PurposeKeys:
     def open_ref(self, tag: bytes, blob: bytes) -> bytes:
         """Raises C.AuthFailure on any mismatch (wrong purpose, tag, key or edited row)."""
         hl = 2 + F.KID_LEN
-        if len(blob) != hl + F.NONCE_LEN + F.ID_LEN + F.TAG_LEN or blob[:2] != bytes([F.FORMAT_VERSION]) + F.KIND_PSEUDONYM_REF:
+        head = bytes([F.FORMAT_VERSION]) + F.KIND_PSEUDONYM_REF
+        if len(blob) != hl + F.NONCE_LEN + F.ID_LEN + F.TAG_LEN or blob[:2] != head:
             raise C.AuthFailure()
         aad = blob[:hl] + _lp8(self.purpose.encode("ascii")) + tag
         return self._ref.open(blob[hl:hl + F.NONCE_LEN], blob[hl + F.NONCE_LEN:], aad)

@@ -65,7 +65,7 @@ class Keyring:
 
     @classmethod
     def generate(cls, classes: tuple[str, ...] | list[str],
-                 purposes: tuple[str, ...] | list[str] = ()) -> "Keyring":
+                 purposes: tuple[str, ...] | list[str] = ()) -> Keyring:
         ring = cls()
         ring.keys.append(_new_key(KIND_META_KEY, "", 1))
         for name in classes:
@@ -101,7 +101,7 @@ class Keyring:
         return b"".join(out)
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "Keyring":
+    def from_bytes(cls, data: bytes) -> Keyring:
         try:
             (count,) = struct.unpack_from(">H", data, 0)
             pos, keys = 2, []
@@ -306,7 +306,7 @@ def signers(ring: Keyring) -> dict[bytes, bytes]:
 
 
 def sign_text(what: str, vault_id: bytes, text: str, who: bytes, sign) -> bytes:  # type: ignore[no-untyped-def]
-    return who + sign(SIG_LABELS[what] + vault_id + C.sha256(text.encode("utf-8")))
+    return who + bytes(sign(SIG_LABELS[what] + vault_id + C.sha256(text.encode("utf-8"))))
 
 
 def verify_text(what: str, ring: Keyring, vault_id: bytes, text: str, blob: bytes) -> None:

@@ -16,8 +16,9 @@ are no-ops there. On PostgreSQL two kinds of lock serve two kinds of caller:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
@@ -68,7 +69,7 @@ class Locks:
 
     is_sqlite: bool
 
-    def raw(self, conn: Connection, sql: str, params: tuple = ()) -> Any:  # provided by Store
+    def raw(self, conn: Connection, sql: str, params: tuple[Any, ...] = ()) -> Any:  # provided by Store
         raise NotImplementedError
 
     def tx(self, *, write: bool = True, snapshot: bool = False) -> Any:  # provided by Store
@@ -153,5 +154,5 @@ class Locks:
             try:
                 with self.tx() as conn:
                     self.raw(conn, f"SELECT pg_advisory_unlock({advisory_key(PG_KEYS_LOCK)})")
-            except Exception:  # noqa: BLE001 - the connection is gone, and the lock with it
+            except Exception:
                 self._drop_conn()

@@ -8,7 +8,7 @@ Never edit a published step; add a new one and bump ``DB_SCHEMA_VERSION``.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
@@ -19,7 +19,7 @@ from . import store as S
 
 def _v1(conn: Connection) -> None:
     from .audit import audit
-    from .breakglass import reveals
+    from .breakglass_rows import reveals
 
     S.metadata.create_all(conn, tables=[S.meta, S.slots, S.records, S.blind, S.pseudonyms, S.users, reveals,
                                         audit])
@@ -68,7 +68,8 @@ def _v3(conn: Connection) -> None:
     S.blind.create(conn)
     rows = S.pack_terms(terms)
     if rows:
-        conn.execute(S.blind.insert(), [dict(zip(("gen", "name", "value", "chunk", "ids"), r)) for r in rows])
+        names = ("gen", "name", "value", "chunk", "ids")
+        conn.execute(S.blind.insert(), [dict(zip(names, r, strict=True)) for r in rows])
     quote = conn.dialect.identifier_preparer.quote
     for who, what, grantable in grants:
         if what in _PRIVILEGES:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Callable
+from collections.abc import Callable
 
 __all__ = ["KINDS", "normalize", "normalizer", "tokens"]
 
@@ -125,8 +125,9 @@ def _name(value: str, _fast: bool = True) -> str:
 # decomposition (o-slash, l-stroke, ...), and U+0300-U+036F except U+034F (COMBINING
 # GRAPHEME JOINER, combining class 0). Every letter in it is LATIN, so a mark after one goes.
 _MARKS = "\u0300-\u034e\u0350-\u036f"
-_LATIN_BEYOND_ASCII = "".join(chr(c) for c in range(0xC0, 0x250)
-                              if unicodedata.name(chr(c), "").startswith("LATIN ") and not unicodedata.combining(chr(c)))
+_LATIN_BEYOND_ASCII = "".join(
+    chr(c) for c in range(0xC0, 0x250)
+    if unicodedata.name(chr(c), "").startswith("LATIN ") and not unicodedata.combining(chr(c)))
 _LATIN = "A-Za-z" + _LATIN_BEYOND_ASCII
 _FAST_NAME = re.compile(f"[\\x00-\\x7f{_LATIN_BEYOND_ASCII}{_MARKS}]*")
 _LATIN_MARKS = re.compile(f"(?<=[{_LATIN}])[{_MARKS}]+")

@@ -7,14 +7,14 @@ recovery key changes, an old note says which key it needs instead of failing bli
 A sealed box has no associated data, so the header is repeated inside the plaintext
 and checked on opening: a header edited on disk does not open.
 
-Notes written before 2026-11-26 are bare sealed boxes (no header). They are still
-read: :func:`open_note` falls back to them, and since a sealed box is authenticated,
-trying both readings can never return the wrong text.
+Headerless notes (bare sealed boxes, docs/format.md 8b) are still read: :func:`open_note`
+falls back to them, and since a sealed box is authenticated, trying both readings can
+never return the wrong text.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from . import _crypto as C
 from . import _format as F
@@ -40,7 +40,7 @@ def seal_note(kind: bytes, x25519_public: bytes, rid: bytes, plaintext: bytes) -
 
 
 def open_note(kind: bytes, blob: bytes, unseal: Callable[[bytes], bytes]) -> bytes:
-    """The plaintext of a note of this kind (or of a headerless note of before 2026-11-26).
+    """The plaintext of a note of this kind (or of a headerless note).
 
     ``unseal`` opens a sealed box with the reader's X25519 secret and raises
     C.AuthFailure when it cannot. Raises C.AuthFailure if neither reading opens."""

@@ -145,7 +145,7 @@ def _read(path: Path) -> tuple[dict[str, list[str]], dict[str, str], set[str]]:
 
 
 def _well_formed(parts: list[str]) -> bool:
-    return len(parts) in (2, 3) and all(_is_hex(x, n) for x, n in zip(parts, (2 * F.ID_LEN, 32, 32)))
+    return len(parts) in (2, 3) and all(_is_hex(x, n) for x, n in zip(parts, (2 * F.ID_LEN, 32, 32), strict=False))
 
 
 def known(path: str | os.PathLike[str]) -> set[str]:
@@ -217,7 +217,7 @@ def _record(p: Path, vid: str, mine: list[str], place: str, *, write: bool = Tru
                              "lead (to open a new vault anyway, pin its line first: dvault pin add)")
     known = pins.get(vid)
     if known is not None:
-        if any(not C.mac_equal(a.encode(), b.encode()) for a, b in zip(known, mine)):
+        if any(not C.mac_equal(a.encode(), b.encode()) for a, b in zip(known, mine, strict=False)):
             raise IntegrityError("this vault's keys differ from those you opened it with before: "
                                  "your key slot may have been replaced; do not add records, tell the lead")
     new_pin = known is None or len(known) < len(mine)

@@ -26,7 +26,8 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import create_engine
 from sqlalchemy.engine import URL, make_url
@@ -55,10 +56,12 @@ STAFF_GRANTS: dict[str, tuple[str, ...]] = {
     # requests; approving (UPDATE of the grant) is the lead's
     "dv_reveals": ("SELECT", "INSERT", "DELETE"),
     "dv_audit": _APPEND,
+    "dv_shreds": _APPEND,  # the shred ledger: a shred appends its entry (vault.ledger)
 }
 
-#: What the lead's login may do: write every table, but only append to the audit log.
-LEAD_GRANTS: dict[str, tuple[str, ...]] = {**{t: _WRITE for t in STAFF_GRANTS}, "dv_audit": _APPEND}
+#: What the lead's login may do: write every table, but only append to the audit log and the ledger.
+LEAD_GRANTS: dict[str, tuple[str, ...]] = {**{t: _WRITE for t in STAFF_GRANTS}, "dv_audit": _APPEND,
+                                           "dv_shreds": _APPEND}  # a deleted entry un-shreds at a restore
 
 #: Every table privilege PostgreSQL knows (checked to be absent unless granted above).
 _PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
@@ -144,7 +147,7 @@ def _backend(url: str) -> str:
 
 
 def _engine(url: str) -> Any:
-    from .store import StoreError
+    from .store_errors import StoreError
     try:
         return create_engine(check_transport(url)[0])
     except (ArgumentError, ImportError, SQLAlchemyError) as e:
@@ -158,7 +161,7 @@ def check_roles(url: str, roles: Sequence[str]) -> None:
     that can make itself more: CREATEROLE (it can create roles and, before PostgreSQL 16,
     grant itself membership in any non-superuser role, the owner's included) or CREATEDB
     (a database of its own, where no grant of ours reaches)."""
-    from .store import StoreError, _connect_cause
+    from .store_errors import StoreError, _connect_cause
 
     for role in roles:
         if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", role):
@@ -200,7 +203,7 @@ def grant_roles(url: str, *, staff: Sequence[str] = (), lead: Sequence[str] = ()
     check the privileges they end up with (through PUBLIC or a role they belong to too) and
     refuse, changing nothing, if any is more than that. Run as the tables' owner; ``dvault
     init`` runs it for a new vault and ``dvault db-roles`` for an existing one."""
-    from .store import StoreError, _cause
+    from .store_errors import StoreError, _cause
 
     check_roles(url, [*staff, *lead])
     engine = _engine(url)
@@ -215,6 +218,9 @@ def grant_roles(url: str, *, staff: Sequence[str] = (), lead: Sequence[str] = ()
 
 def _apply(conn: Any, staff: Sequence[str], lead: Sequence[str]) -> None:
     schema = conn.exec_driver_sql("SELECT current_schema()").scalar_one()
+    if conn.exec_driver_sql("SELECT to_regclass('dv_meta')").scalar_one() is not None:
+        from .ledger import ensure
+        ensure(conn)  # the ledger table, so that its grants are given too
     owners = dict(conn.exec_driver_sql(
         "SELECT tablename, tableowner = current_user FROM pg_tables WHERE schemaname = current_schema() "
         "AND left(tablename, 3) = 'dv_'").fetchall())

@@ -106,7 +106,7 @@ def valid_prefix(prefix: str) -> bool:
     return isinstance(prefix, str) and _PREFIX.fullmatch(prefix) is not None
 
 
-def format(value: int, prefix: str) -> str:  # noqa: A001 - the module's verb, as in str.format
+def format(value: int, prefix: str) -> str:
     """Spell a 50-bit ``value`` as ``PP-DDDD-DDDD-DDC`` (see the module docstring)."""
     _check_prefix(prefix)
     if not isinstance(value, int) or isinstance(value, bool):

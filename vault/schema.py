@@ -11,15 +11,17 @@ from __future__ import annotations
 import datetime as _dt
 import re
 import tomllib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Mapping
+from typing import Any
 
 from . import _format as F
 from . import values as VAL
-from .consent import parse as consent_table
 from .errors import SchemaError, ValidationError, utf8
 from .pseudonym import purpose_prefix, valid_prefix
+from .retention_rule import Rule
+from .retention_rule import parse as retention_table
 
 TYPES = ("text", "date", "enum", "bool", "integer", "list")
 SEARCH_MODES = ("none", "exact")
@@ -114,7 +116,7 @@ class Field:
             data = str(value).encode("ascii")
         if len(data) > F.MAX_VALUE_BYTES:
             raise ValidationError(f"field {self.name!r} is longer than 1 MiB", field=self.name)
-        return data
+        return bytes(data)
 
     def parse_text(self, text: str) -> Any:
         """The field's value from typed text (a CLI argument, a search term): why here and not
@@ -189,6 +191,8 @@ class Schema:
     required_any: tuple[tuple[str, ...], ...] = ()
     #: purpose -> the bool field saying whether a person agreed to it (vault.consent)
     consent: Mapping[str, str] = field(default_factory=dict)
+    #: how long a record is kept (vault.retention_rule); None: not set, kept until shredded by hand
+    retention: Rule | None = None
     source: str = field(default="", repr=False, compare=False)
 
     def check_required(self, values: Mapping[str, Any], where: str = "", *, partial: bool = False) -> None:
@@ -252,6 +256,24 @@ def default_schema_text() -> str:
     return resources.files("vault.schemas").joinpath("participant.toml").read_text("utf-8")
 
 
+def consent_table(raw: Any, purposes: Sequence[str], fields: Mapping[str, Field]) -> dict[str, str]:
+    """The ``[consent]`` table (vault.consent): each key a declared purpose, each value a bool field."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise SchemaError("[consent] must be a table of purpose = \"bool field\"")
+    out: dict[str, str] = {}
+    for purpose, name in raw.items():
+        if purpose not in purposes:
+            raise SchemaError(f"[consent] names an undeclared purpose {purpose!r}")
+        if not isinstance(name, str) or name not in fields:
+            raise SchemaError(f"[consent] {purpose}: {name!r} is not a field of this schema")
+        if fields[name].type != "bool":
+            raise SchemaError(f"[consent] {purpose}: field {name!r} must be a bool field (yes/no)")
+        out[purpose] = name
+    return out
+
+
 def load(text: str | None = None) -> Schema:
     """Parse and check a schema TOML; ``None`` gives the default participant schema."""
     if text is None:
@@ -291,7 +313,7 @@ def load(text: str | None = None) -> Schema:
         raise SchemaError("purpose names must start with two letters (they prefix pseudonyms)")
     if len(set(prefixes)) != len(prefixes):
         raise SchemaError("purposes must differ in their first two letters (they prefix pseudonyms)")
-    unknown = set(doc) - {"schema", "fields", "roles", "consent"}
+    unknown = set(doc) - {"schema", "fields", "roles", "consent", "retention"}
     if unknown:
         raise SchemaError(f"unknown schema section(s): {', '.join(sorted(unknown))}")
     raw_fields = doc.get("fields")
@@ -306,6 +328,7 @@ def load(text: str | None = None) -> Schema:
         expected_population=population, k_anonymity=k, roles=roles, source=text,
         required_any=_required_any(head.get("required_any", []), fields),
         consent=consent_table(doc.get("consent"), purposes, fields),
+        retention=retention_table(doc.get("retention"), fields),
     )
 
 
@@ -424,7 +447,8 @@ def _field(name: str, spec: Any, classes: tuple[str, ...]) -> Field:
     )
 
 
-def _limit(name: str, spec: dict, key: str, default: int, types: tuple[str, ...], ftype: str, top: int) -> int:
+def _limit(name: str, spec: dict[str, Any], key: str, default: int, types: tuple[str, ...], ftype: str,
+           top: int) -> int:
     """A positive size limit; ``top`` keeps a value (4 bytes per character at most in UTF-8)
     under the 1 MiB cap of every value, so the field's own limit is the one that speaks."""
     if key not in spec:
@@ -437,7 +461,7 @@ def _limit(name: str, spec: dict, key: str, default: int, types: tuple[str, ...]
     return v
 
 
-def _get(table: dict, key: str, typ: type, where: str) -> Any:
+def _get(table: dict[str, Any], key: str, typ: type, where: str) -> Any:
     v = table.get(key)
     if not isinstance(v, typ) or isinstance(v, bool):
         raise SchemaError(f"{where}.{key} is missing or not a {typ.__name__}")

@@ -18,21 +18,33 @@ their loss.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Collection, NamedTuple
+from collections.abc import Callable, Collection
+from typing import Any, NamedTuple, Protocol
 
 from . import _crypto as C
 from . import _format as F
 from . import keys as K
 from . import users as U
 from .errors import IntegrityError, VaultError
+from .session import Session
 
-if TYPE_CHECKING:
-    from .vault import Vault
-
-PASSPHRASE = "passphrase"
+PASSPHRASE = "passphrase"  # noqa: S105 - a slot kind, not a secret
 #: The digest a statement names for a slot whose bytes its signer never saw (missing when
 #: the first statement of the third kind was signed); the next signature takes the stored one.
 UNSEEN = "0" * 64
+
+
+class KeyHolder(Protocol):
+    """What a signature needs of the handle that signs (vault.access.Access is one)."""
+
+    ses: Session
+    ring: K.Keyring | None
+    slot_kid: bytes
+    lead_vk: bytes | None
+
+    def verified_users(self, conn: Any, *, statement: bool = True) -> list[U.User]: ...
+
+    def plan_signer(self) -> tuple[bytes, Callable[[bytes], bytes]]: ...
 
 
 class Slot(NamedTuple):
@@ -87,20 +99,23 @@ def _text(meta: dict[str, bytes]) -> str:
         raise IntegrityError("the signed key statement is malformed") from None
 
 
-def expected_slots(v: "Vault", meta: dict[str, bytes], users: list[U.User], ring: K.Keyring) -> dict[str, Slot]:
+def expected_slots(v: KeyHolder, meta: dict[str, bytes], users: list[U.User], ring: K.Keyring) -> dict[str, Slot]:
     """Every key slot that must exist: the passphrase slots the stored statement names (the
     first statement of the third kind: those whose secrets the signer's keyring holds, the
     lead's copy of the recovery slot's, and a passphrase opener's own) and the slot of each
     enrolled user of ``users``; each with the digest the stored statement names for it."""
-    st = stored(meta, ring, v._vid)
+    st = stored(meta, ring, v.ses.vid)
     named = {sid: Slot(kind, None if digest == UNSEEN else digest)
              for sid, kind, digest in (st.slots if st is not None and st.kind == 3 else ())}
     if st is not None and st.kind == 3:
         out = {sid: slot for sid, slot in named.items() if slot.kind == PASSPHRASE}
+        # and a passphrase slot the signer's keyring holds the secret of (recovery shares, just made)
+        out.update({k.name: Slot(PASSPHRASE, None) for k in ring.keys
+                    if k.kind == K.KIND_SLOT_SECRET and k.name not in out})
     else:
         out = {k.name: Slot(PASSPHRASE, None) for k in ring.keys if k.kind == K.KIND_SLOT_SECRET}
-        if v.user is None:
-            out[v._slot_kid.hex()] = Slot(PASSPHRASE, None)
+        if v.ses.user is None:
+            out[v.slot_kid.hex()] = Slot(PASSPHRASE, None)
     for u in users:
         if u.role != U.REVOKED:
             was = named.get(u.slot_id)
@@ -130,7 +145,7 @@ def slot_problems(expected: dict[str, Slot], slot_rows: list[tuple[Any, ...]],
     return out
 
 
-def keyring_problems(v: "Vault", ring: K.Keyring, slot_rows: list[tuple[Any, ...]]) -> list[str]:
+def keyring_problems(v: KeyHolder, ring: K.Keyring, slot_rows: list[tuple[Any, ...]]) -> list[str]:
     """Passphrase slots whose keyring blob the signer's copy of their secret (keyring kind 5:
     the lead's copy of the recovery slot's) does not open: the keyring was edited, and the
     recovery passphrase would open nothing. A re-seal (rotation) writes it anew."""
@@ -141,7 +156,7 @@ def keyring_problems(v: "Vault", ring: K.Keyring, slot_rows: list[tuple[Any, ...
         if secret is None or str(r[1]) != PASSPHRASE:
             continue
         try:
-            K.open_keyring(secret, v._vid, bytes(r[3]))
+            K.open_keyring(secret, v.ses.vid, bytes(r[3]))
         except VaultError:
             out.append(f"the recovery passphrase's key slot {r[0]} holds a keyring its secret does not open (edited "
                        "in the database?): the recovery passphrase would open nothing; a rotation (dvault rotate) "
@@ -149,9 +164,9 @@ def keyring_problems(v: "Vault", ring: K.Keyring, slot_rows: list[tuple[Any, ...
     return out
 
 
-def check_slots(v: "Vault", meta: dict[str, bytes], users: list[U.User], ring: K.Keyring,
+def check_slots(v: KeyHolder, meta: dict[str, bytes], users: list[U.User], ring: K.Keyring,
                 slot_rows: list[tuple[Any, ...]]) -> None:
-    """A signer's open: report (Vault.warnings) every slot that differs from the statement,
+    """A signer's open: report (Session.warnings) every slot that differs from the statement,
     and every passphrase slot whose keyring does not open with the secret the signer holds."""
     report(v, slot_problems(expected_slots(v, meta, users, ring), slot_rows) + keyring_problems(v, ring, slot_rows))
 
@@ -166,24 +181,24 @@ def _named(expected: dict[str, Slot], written: dict[str, str], slot_rows: list[t
             for sid, (kind, digest) in expected.items()}
 
 
-def report(v: "Vault", problems: list[str]) -> None:
-    """Tell the signer, once per handle: ``Vault.warnings``, which the CLI prints."""
+def report(v: KeyHolder, problems: list[str]) -> None:
+    """Tell the signer, once per handle: ``Session.warnings``, which the CLI prints."""
     for p in problems:
-        if p not in v.warnings:
-            v.warnings.append(p)
+        if p not in v.ses.warnings:
+            v.ses.warnings.append(p)
 
 
-def signable_version(v: "Vault", conn: Any) -> int:
+def signable_version(v: KeyHolder, conn: Any) -> int:
     """The version a signature names: the one this client opened (or upgraded) the vault
     at, and only if the database still says so. Why: the statement is what authenticates
     the version; signing whatever the row holds would launder a version a database writer
     raised (every later open refused as unsupported, and the true one refused as lowered)."""
-    meta = v._s().get_meta_values(conn, ["db_schema_version", "keys_stmt"])
+    meta = v.ses.store().get_meta_values(conn, ["db_schema_version", "keys_stmt"])
     row = meta_version(meta)
-    upgraded_since(meta, v._db_known)
-    if row != v._db_known:
+    upgraded_since(meta, v.ses.db_known)
+    if row != v.ses.db_known:
         raise IntegrityError(f"the database schema version was changed to v{row} in the database (this client "
-                             f"opened the vault at v{v._db_known}): refusing to sign it; the lead's next open "
+                             f"opened the vault at v{v.ses.db_known}): refusing to sign it; the lead's next open "
                              "restores the signed version; tell the lead")
     return row
 
@@ -199,7 +214,7 @@ def upgraded_since(meta: dict[str, bytes], known: int) -> None:
                           "open it again")
 
 
-def sign(v: "Vault", conn: Any, *, ring: K.Keyring | None = None, users: list[U.User] | None = None,
+def sign(v: KeyHolder, conn: Any, *, ring: K.Keyring | None = None, users: list[U.User] | None = None,
          canaries: bytes | None = None, version: int | None = None,
          signer: tuple[bytes, Callable[[bytes], bytes]] | None = None) -> None:
     """Sign the statement again, in the caller's transaction (which holds Store.lock_keys):
@@ -207,33 +222,33 @@ def sign(v: "Vault", conn: Any, *, ring: K.Keyring | None = None, users: list[U.
     ``canaries`` (default: the stored list, which the current statement must name) and
     ``version`` (default: :func:`signable_version`; the upgrade passes the version it just
     wrote). The slots are :func:`expected_slots`; any of them the database lacks is reported."""
-    store = v._s()
+    store = v.ses.store()
     version = signable_version(v, conn) if version is None else version
     if users is None:
-        users = v._verified_users(conn)
+        users = v.verified_users(conn)
     meta = store.get_meta(conn)
     if canaries is None:
         canaries = meta.get("canaries", b"")
-    assert v._ring is not None
-    expected = expected_slots(v, meta, users, v._ring)
+    assert v.ring is not None
+    expected = expected_slots(v, meta, users, ring or v.ring)
     written = store.written_slots(conn)
     rows = store.get_slots(conn)
     # what this transaction sealed is as the signer made it; any other difference is reported
-    report(v, slot_problems(expected, rows, written) + keyring_problems(v, ring or v._ring, rows))
+    report(v, slot_problems(expected, rows, written) + keyring_problems(v, ring or v.ring, rows))
     who, sign_ = signer or _signer(v)
-    store.put_meta(conn, keys_meta(ring or v._ring, v._vid, who, sign_, version, users,
+    store.put_meta(conn, keys_meta(ring or v.ring, v.ses.vid, who, sign_, version, users,
                                    _named(expected, written, rows), canaries))
 
 
-def _signer(v: "Vault") -> tuple[bytes, Callable[[bytes], bytes]]:
+def _signer(v: KeyHolder) -> tuple[bytes, Callable[[bytes], bytes]]:
     """The lead, whenever the handle holds the lead's identity (create()'s handle too), else
     the recovery actor: whoever holds a keyring with the lead's key alone then still checks
     the statement (a slot rebuilt around the lead's public key fails on its keys, not on
     an unknown signer)."""
-    ident = v._identity
-    if ident is not None and v._lead_vk is not None and ident.public.ed25519 == v._lead_vk:
+    ident = v.ses.identity
+    if ident is not None and v.lead_vk is not None and ident.public.ed25519 == v.lead_vk:
         return b"L", ident.sign
-    return v._plan_signer()
+    return v.plan_signer()
 
 
 def signed_version_hint(meta: dict[str, bytes], stored_version: int) -> tuple[int, int | None]:

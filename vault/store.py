@@ -6,20 +6,61 @@ keys, busy timeout); PostgreSQL (``postgresql+psycopg://``) is the shared backen
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Collection, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
-from sqlalchemy import (BigInteger, Column, Integer, LargeBinary, MetaData, String, Table,
-                        create_engine, delete, event, func, inspect, select, update)
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    delete,
+    event,
+    func,
+    inspect,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from . import _crypto as C
 from . import _format as F
 from ._files import write_private
-from .errors import IntegrityError, NotFound, UnsupportedVersion, VaultError
+from .buckets import (
+    ID_BYTES as ID_BYTES,
+)
+from .buckets import (
+    Bucket as Bucket,
+)
+from .buckets import (
+    _holds,
+)
+from .buckets import (
+    group_terms as group_terms,
+)
+from .buckets import (
+    pack_index as pack_index,
+)
+from .buckets import (
+    pack_terms as pack_terms,
+)
+from .buckets import (
+    split_ids as split_ids,
+)
+from .errors import IntegrityError, NotFound, UnsupportedVersion
 from .locks import Locks, install_lock_wait
+from .store_errors import StoreError as StoreError
+from .store_errors import StoreUnavailable as StoreUnavailable
+from .store_errors import VaultBusy as VaultBusy
+from .store_errors import _check_sqlite_vault, _connect_cause, _store_error
 
 metadata = MetaData()
 
@@ -71,133 +112,10 @@ users = Table("dv_users", metadata,
               Column("slot_id", String(32), nullable=False))
 
 
-class StoreError(VaultError):
-    """The database could not be reached or used."""
-
-
-class VaultBusy(StoreError):
-    """Another client held a lock this operation needs for longer than the bounded wait."""
-
-
-_BUSY = ("the vault is busy: another client holds a lock this needs; try again (if it persists, a database "
-         "login may be holding it on purpose: tell the lead)")
-_DENIED = ("the database refused this login the privilege (a staff login cannot change keys, users, the "
-           "schema or the vault's state: that is the lead's client's work)")
-
-
-def _store_error(e: BaseException) -> StoreError:
-    """A StoreError for a database failure, naming a lock wait that ran out or a missing
-    privilege plainly, else only the DB-API error's class (its text can carry parameters)."""
-    orig = getattr(e, "orig", None) or e
-    state = getattr(orig, "sqlstate", None)
-    if state == "55P03" or (type(orig).__name__ == "OperationalError" and "database is locked" in str(orig)):
-        return VaultBusy(_BUSY)
-    if state == "42501":
-        return StoreError(_DENIED)
-    return StoreError(f"database error: {type(orig).__name__}")
-
-
-ID_BYTES = F.ID_LEN
-
-
-Bucket = tuple[int, str, int]  # (gen, index name, value)
-
-
-def group_terms(terms: Iterable[tuple[int, str, int, bytes]]) -> dict[Bucket, bytes]:
-    """Index terms (gen, name, value, record id) as bucket -> concatenated ids: the compact
-    form a worker sends back (a few hundred buckets instead of thousands of tuples)."""
-    buckets: dict[Bucket, list[bytes]] = {}
-    for gen, name, value, rid in terms:
-        got = buckets.get((gen, name, value))
-        if got is None:
-            buckets[(gen, name, value)] = [rid]
-        else:
-            got.append(rid)
-    return {key: b"".join(ids) for key, ids in buckets.items()}
-
-
-def pack_index(groups: Mapping[Bucket, Iterable[bytes]]) -> list[tuple[int, str, int, bytes, bytes]]:
-    """dv_index rows (gen, name, value, chunk, ids) for bucket -> concatenated-id parts:
-    per bucket the distinct ids in ascending order, F.INDEX_CHUNK_IDS to a row, each row
-    under a fresh random chunk id; rows in key order (B-tree appends)."""
-    rows = []
-    cap, n = F.INDEX_CHUNK_IDS, ID_BYTES
-    for (gen, name, value), parts in groups.items():
-        blob = b"".join(parts)
-        if len(blob) == n:  # one id (a single add, or a sparse bucket of a batch)
-            rows.append((gen, name, value, blob))
-            continue
-        ids = sorted({blob[i:i + n] for i in range(0, len(blob), n)})
-        for i in range(0, len(ids), cap):
-            rows.append((gen, name, value, b"".join(ids[i:i + cap])))
-    k = F.INDEX_CHUNK_ID_LEN
-    chunks = C.random_bytes(k * len(rows))  # one CSPRNG call for every row's chunk id
-    out = [(gen, name, value, chunks[j * k:j * k + k], ids) for j, (gen, name, value, ids) in enumerate(rows)]
-    out.sort()
-    return out
-
-
-def pack_terms(terms: Iterable[tuple[int, str, int, bytes]]) -> list[tuple[int, str, int, bytes, bytes]]:
-    """Index terms (gen, name, value, record id) as dv_index rows: :func:`pack_index` of
-    :func:`group_terms`."""
-    return pack_index({key: (ids,) for key, ids in group_terms(terms).items()})
-
-
-def split_ids(blob: bytes) -> list[bytes]:
-    """The record ids of one dv_index row; a row that is not whole ids has been tampered with."""
-    if not blob or len(blob) % ID_BYTES:
-        raise IntegrityError("the blind index holds a malformed row (tampering?): rebuild it with reindex()")
-    return [blob[i:i + ID_BYTES] for i in range(0, len(blob), ID_BYTES)]
-
-
 def _close_quietly(cur: Any) -> None:
-    try:
+    """Close a cursor on an error path: the error being raised is the one to report."""
+    with contextlib.suppress(Exception):
         cur.close()
-    except Exception:  # noqa: BLE001 - already failing; the first error is the one reported
-        pass
-
-
-def _holds(blob: bytes, rid: bytes) -> bool:
-    """Is ``rid`` one of the (aligned) ids in ``blob``? bytes.find, then an alignment check."""
-    at = blob.find(rid)
-    while at >= 0:
-        if at % ID_BYTES == 0:
-            return True
-        at = blob.find(rid, at + 1)
-    return False
-
-
-def _cause(e: SQLAlchemyError) -> str:
-    """The DB-API error's class name (SQLAlchemy's own class if there is none)."""
-    return type(getattr(e, "orig", None) or e).__name__
-
-
-# What a failed connection means, recognised in the driver's message. Why not print the
-# message itself: drivers quote what they were given, and a message may reach a log.
-_CONNECT_CAUSES = (
-    ("password authentication failed", "authentication failed"),
-    ("authentication failed", "authentication failed"),
-    ('role "', "the database role does not exist"),
-    ("does not exist", "the database does not exist"),
-    ("connection refused", "connection refused (is the server running on that host and port?)"),
-    ("timeout", "the connection timed out"),
-    ("could not translate host name", "unknown host"),
-    ("name or service not known", "unknown host"),
-    ("ssl", "the server refused SSL, or SSL failed"),
-    ("readonly database", "the database is read-only"),
-    ("read-only file system", "the file system is read-only"),
-    ("unable to open database file", "cannot open the database file (missing folder, or no permission)"),
-    ("file is not a database", "not a SQLite database, or damaged"),
-    ("database disk image is malformed", "the database file is damaged"),
-)
-
-
-def _connect_cause(e: SQLAlchemyError) -> str:
-    text = str(getattr(e, "orig", None) or e).lower()
-    for needle, meaning in _CONNECT_CAUSES:
-        if needle in text:
-            return meaning
-    return _cause(e)
 
 
 def _blob(x: Any) -> bytes:
@@ -258,25 +176,6 @@ def _install_sqlite_pragmas(engine: Engine) -> None:
         conn.connection.driver_connection.execute("BEGIN IMMEDIATE" if conn.info.get("dv_write") else "BEGIN")
 
 
-def _check_sqlite_vault(path: str) -> None:
-    """Refuse a file that is not a vault without changing a byte of it: opening it through
-    the engine would set journal_mode=WAL (rewriting its header) and grow an empty file."""
-    import sqlite3
-    from urllib.parse import quote
-    if os.path.getsize(path) == 0:
-        raise NotFound("no vault in this database (an empty file)")
-    try:
-        con = sqlite3.connect(f"file:{quote(os.path.abspath(path))}?mode=ro", uri=True)
-        try:
-            found = con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dv_meta'").fetchone()
-        finally:
-            con.close()
-    except sqlite3.DatabaseError as e:
-        raise StoreError(f"cannot open database: {_connect_cause(e)}") from None  # type: ignore[arg-type]
-    if found is None:
-        raise NotFound("no vault in this database")
-
-
 class Store(Locks):
     """A handle on the vault's tables; every method takes/uses explicit transactions."""
 
@@ -328,9 +227,10 @@ class Store(Locks):
         self._set_meta_sql = f"UPDATE dv_meta SET value = {ph} WHERE name = {ph}"
         self._update_record_sql = f"UPDATE dv_records SET data = {ph} WHERE id = {ph}"
         self._insert_record_sql = f"INSERT INTO dv_records (id, data) VALUES ({ph}, {ph})"
-        self._insert_index_sql = f"INSERT INTO dv_index (gen, name, value, chunk, ids) VALUES ({ph}, {ph}, {ph}, {ph}, {ph})"
+        self._insert_index_sql = ("INSERT INTO dv_index (gen, name, value, chunk, ids) "
+                                  f"VALUES ({ph}, {ph}, {ph}, {ph}, {ph})")
 
-    def raw(self, conn: Connection, sql: str, params: tuple = ()) -> Any:
+    def raw(self, conn: Connection, sql: str, params: tuple[Any, ...] = ()) -> Any:
         """Run one statement on the DB-API cursor of ``conn`` (inside its transaction).
 
         Why: on a small statement SQLAlchemy's execution context and events cost several
@@ -351,16 +251,16 @@ class Store(Locks):
         _close_quietly(cur)
         raise err
 
-    def _fetch(self, cur: Any, n: int) -> list:
+    def _fetch(self, cur: Any, n: int) -> list[Any]:
         try:
-            return cur.fetchmany(n)
+            return list(cur.fetchmany(n))
         except self._dbapi.Error as e:
             err = _store_error(e)
         _close_quietly(cur)  # as in raw()
         raise err
 
     @property
-    def is_sqlite(self) -> bool:
+    def is_sqlite(self) -> bool:  # type: ignore[override]  # Locks declares it an attribute; here it is derived
         return self.sqlite_path is not None
 
     @contextmanager
@@ -461,6 +361,17 @@ class Store(Locks):
             res = conn.execute(update(meta).where(meta.c.name == name).values(value=value))
             if res.rowcount == 0:
                 conn.execute(meta.insert().values(name=name, value=value))
+
+    @staticmethod
+    def delete_meta(conn: Connection, name: str) -> bool:
+        """Remove one dv_meta row; whether there was one."""
+        return bool(conn.execute(meta.delete().where(meta.c.name == name)).rowcount)
+
+    @staticmethod
+    def meta_with_prefix(conn: Connection, prefix: str) -> dict[str, bytes]:
+        """The dv_meta rows whose name starts with ``prefix`` (a family of per-record rows)."""
+        q = select(meta.c.name, meta.c.value).where(meta.c.name.startswith(prefix, autoescape=True))
+        return {r.name: _blob(r.value) for r in conn.execute(q)}
 
     def meta_value(self, conn: Connection, name: str, *, lock: bool = False) -> bytes | None:
         """One dv_meta value on the DB-API cursor (the canary list is read and rewritten by
@@ -582,8 +493,14 @@ class Store(Locks):
             conn.exec_driver_sql(self._update_record_sql, rows)
 
     @staticmethod
-    def record_exists(conn: Connection, rid: bytes) -> bool:
-        return conn.execute(select(records.c.id).where(records.c.id == rid)).first() is not None
+    def record_exists(conn: Connection, rid: bytes, *, hold: bool = False) -> bool:
+        """``hold`` (PostgreSQL: FOR SHARE): the row stays until the transaction ends, for a
+        write that must not outlive it (a pseudonym row written while a shred commits would
+        be left behind, naming a record that is gone; SQLite serialises writers already)."""
+        q = select(records.c.id).where(records.c.id == rid)
+        if hold and conn.dialect.name != "sqlite":
+            q = q.with_for_update(read=True)
+        return conn.execute(q).first() is not None
 
     @staticmethod
     def delete_record(conn: Connection, rid: bytes) -> bool:
@@ -726,6 +643,7 @@ class Store(Locks):
             # on the DB-API connection, outside any transaction: SQLAlchemy would open one
             # first (autobegin), and a checkpoint run inside a transaction cannot finish
             raw = self._conn.connection.driver_connection
+            assert raw is not None
             raw.execute(f"PRAGMA busy_timeout={CHECKPOINT_WAIT_MS}")
             try:
                 busy = raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
@@ -739,7 +657,8 @@ class Store(Locks):
 def check_db_version(stored: int) -> None:
     if stored > F.DB_SCHEMA_VERSION:
         raise UnsupportedVersion(
-            f"this vault uses database schema v{stored}; this release reads up to v{F.DB_SCHEMA_VERSION}: upgrade defenders-vault"
+            f"this vault uses database schema v{stored}; this release reads up to v{F.DB_SCHEMA_VERSION}: "
+            "upgrade defenders-vault"
         )
 
 

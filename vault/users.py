@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-
 from dataclasses import dataclass
 
 from . import _crypto as C

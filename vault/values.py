@@ -21,7 +21,8 @@ from __future__ import annotations
 import re
 import struct
 import unicodedata
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .errors import ValidationError
 

@@ -583,6 +583,22 @@ def build() -> dict[str, dict]:
         "signer_ed25519_public": h(signer_pk), "moving": h(vid),
         "moving_sig": h(b"L" + crypto_sign(moved_msg, signer_sk)[:64]),
     }
+    # -- recovery shares (format.md 8g): SLIP-39 shares, their key slot and its description --
+    files["recovery_shares_v1.json"] = recovery_shares_vector(vid, secret, signer_seed, signer_sk)
+    # a record's retention override (format.md 9d): dv_meta "retain:" || hex(record id)
+    t_rid, t_oid = det("retention-record-id", 16), det("retention-override-id", 16)
+    t_body = b"\x01T" + t_oid + b"2028-06-30"
+    t_msg = b"dvault/v1/retention-sig" + vid + t_rid + t_body
+    files["retention_override_v1.json"] = {
+        "expect": "success",
+        "description": "dv_meta retain:<hex record id> = 0x01 || 'T' || override id (16) || 'YYYY-MM-DD' || who "
+                       "|| Ed25519(signer, 'dvault/v1/retention-sig' || vault_id || record_id || the first 28 bytes), "
+                       "signer: the lead (L) or the recovery actor (R)",
+        "vault_id": h(vid), "record_id": h(t_rid), "override_id": h(t_oid), "until": "2028-06-30",
+        "signer_ed25519_seed": h(signer_seed), "signer_ed25519_public": h(signer_pk),
+        "meta_name": "retain:" + t_rid.hex(), "signed_message": h(t_msg),
+        "value": h(t_body + b"L" + crypto_sign(t_msg, signer_sk)[:64]),
+    }
     # -- blind index -------------------------------------------------------------------------
     ckey = det("class-key-identity", 32)
     cases = []
@@ -656,6 +672,7 @@ def build() -> dict[str, dict]:
         "population": 150,
         "k": 4}
     files["normalize_v1.json"] = normalize_vectors()
+    files.update(backup_vectors(vid))
     return files
 
 
@@ -708,6 +725,112 @@ NORMALIZE_INPUTS = [  # hard cases for the normalisers (§10), from a spec-only 
  # controls / unassigned / PUA / surrogate-free odd
  "a\u0000b", "\u0378", "\ue000\u0301", "\ufffe", "\U0001F600\u0301", "\U0001D400", "𝐀𝐁", "Ａ\u0301",
 ]
+
+
+def recovery_shares_vector(vid: bytes, slot_secret: bytes, signer_seed: bytes, signer_sk: bytes) -> dict:
+    """§8g. The shares come from SLIP-39's reference implementation (the spec of the
+    shares is SLIP-0039 itself), its randomness replaced by det() for a fixed output."""
+    from nacl.bindings import crypto_sign
+    import shamir_mnemonic.shamir as slip39
+    master, identifier, k, n = det("shares-master-secret", 32), 0x1234, 2, 3
+    calls = iter(range(10_000))
+    saved = slip39.RANDOM_BYTES
+    slip39.RANDOM_BYTES = lambda size: det(f"shares-random-{next(calls)}", size)
+    try:
+        ems = slip39.EncryptedMasterSecret.from_master_secret(master, b"", identifier, False, 1)
+        mnemonics = [s.mnemonic() for s in slip39.split_ems(1, [(k, n)], ems)[0]]
+    finally:
+        slip39.RANDOM_BYTES = saved
+    unlock_text = "dvault-shares:" + hkdf(master, b"dvault/v1/recovery-shares-unlock").hex()
+    kid, salt, nonce = det("shares-slot-kid", 8), det("shares-slot-salt", 16), det("shares-slot-nonce", 12)
+    t, m, p = 3, 65536, 4
+    kek = hash_secret_raw(unlock_text.encode(), salt, t, m, p, 32, Type.ID, 19)
+    header = bytes([VERSION]) + b"P" + kid + struct.pack(">III", t, m, p) + salt
+    body = header + nonce + AESGCM(kek).encrypt(nonce, slot_secret, header + vid)
+    unlock = body + hashlib.sha256(body + vid).digest()[:8]
+    created, retired = 1796083200000, [0x0BCD]
+    desc = (bytes([VERSION]) + b"H" + kid + struct.pack(">HBBBBQ", identifier, k, n, 1, 0, created)
+            + hashlib.sha256(unlock).digest() + bytes([len(retired)]) + b"".join(struct.pack(">H", r) for r in retired))
+    sig = crypto_sign(b"dvault/v1/recovery-shares-sig" + vid + desc, signer_sk)[:64]
+    return {
+        "expect": "success",
+        "description": "SLIP-39 2-of-3 shares of a 32-byte master secret (set id 0x1234, not extendable, iteration "
+                       "exponent 1, no passphrase); unlock text = 'dvault-shares:' || hex(HKDF-SHA256(master, "
+                       "'dvault/v1/recovery-shares-unlock')); the key slot is a kind P slot with that text as its "
+                       "passphrase; dv_meta.recovery_shares = description || who || Ed25519(signer, "
+                       "'dvault/v1/recovery-shares-sig' || vault_id || description)",
+        "vault_id": h(vid), "mnemonics": mnemonics, "slip39_passphrase": "", "master_secret": h(master),
+        "identifier": identifier, "k": k, "n": n, "unlock_text": unlock_text, "slot_kid": h(kid), "salt": h(salt),
+        "t": t, "m_kib": m, "p": p, "nonce": h(nonce), "slot_secret": h(slot_secret), "unlock": h(unlock),
+        "created_ms": created, "retired": retired, "signer_ed25519_seed": h(signer_seed),
+        "recovery_shares": h(desc + b"L" + sig),
+    }
+
+
+def _backup_value(x: object) -> bytes:
+    """format.md 16: one value of a backup row (tag, then the integer or a u32 length)."""
+    if x is None:
+        return b"\x00"
+    if isinstance(x, int):
+        return b"\x01" + struct.pack(">q", x)
+    if isinstance(x, str):
+        e = x.encode("utf-8")
+        return b"\x02" + struct.pack(">I", len(e)) + e
+    assert isinstance(x, bytes)
+    return b"\x03" + struct.pack(">I", len(x)) + x
+
+
+def backup_vectors(vid: bytes) -> dict[str, dict]:
+    """format.md 16 (backup file) and 16a (shred ledger entry and ledger file)."""
+    from nacl.bindings import crypto_scalarmult_base, crypto_sign, crypto_sign_seed_keypair
+    seed, x_sk = det("backup-lead-ed25519", 32), det("backup-lead-x25519", 32)
+    pk, sk = crypto_sign_seed_keypair(seed)
+    actor = crypto_scalarmult_base(x_sk) + pk
+    # -- a ledger entry and a ledger file (16a) --
+    shredded = [det("shredded-record-b", 16), det("shredded-record-a", 16)]
+    at = 1_780_000_000
+    entries = []
+    for r in shredded:
+        body = bytes([1]) + vid + r + struct.pack(">Q", at) + actor
+        entries.append(body + crypto_sign(b"dvault/v1/shred-ledger" + body, sk)[:64])
+    ledger_body = (b"DVLEDGER" + bytes([1]) + vid + struct.pack(">I", len(entries))
+                   + b"".join(e for _r, e in sorted(zip(shredded, entries))))
+    ledger_file = ledger_body + hashlib.sha256(ledger_body).digest()
+    # -- a backup file (16) with every value tag --
+    tables = [
+        ("dv_meta", ["name", "value"], [["vault_id", vid], ["format_version", b"1"]]),
+        ("dv_audit", ["seq", "at", "detail", "reason"], [[1, -5, "{\"é\":1}", b""], [2, 2**40, "", None]]),
+        ("dv_shreds", ["rid", "entry"], [[r, e] for r, e in sorted(zip(shredded, entries))]),
+    ]
+    head = det("backup-audit-head", 32)
+    out = b"DVBACKUP" + bytes([1]) + vid + struct.pack(">QQ", 1_780_000_100, 2) + head + struct.pack(">H", len(tables))
+    for name, cols, rows in sorted(tables):
+        out += lp8(name.encode()) + bytes([len(cols)]) + b"".join(lp8(c.encode()) for c in cols)
+        out += struct.pack(">Q", len(rows)) + b"".join(_backup_value(x) for row in rows for x in row)
+    sig = crypto_sign(b"dvault/v1/backup-sig" + hashlib.sha256(out).digest(), sk)[:64]
+    signed = out + actor + sig
+    backup_file = signed + hashlib.sha256(signed).digest()
+    return {
+        "shred_ledger_v1.json": {
+            "expect": "success",
+            "description": "format.md 16a: entry = 0x01 || vault_id || record_id || u64 at || actor (x25519 || ed25519) "
+                           "|| Ed25519(signer, 'dvault/v1/shred-ledger' || everything before the signature); ledger "
+                           "file = 'DVLEDGER' || 0x01 || vault_id || u32 count || entries by record id || SHA-256",
+            "vault_id": h(vid), "signer_ed25519_seed": h(seed), "actor": h(actor), "at": at,
+            "record_ids": [h(r) for r in shredded], "entries": [h(e) for e in entries], "ledger_file": h(ledger_file)},
+        "backup_v1.json": {
+            "expect": "success",
+            "description": "format.md 16: 'DVBACKUP' || 0x01 || vault_id || u64 made_at || u64 audit_seq || audit_head "
+                           "|| u16 tables, tables by name, actor || Ed25519 over 'dvault/v1/backup-sig' || SHA-256(body), "
+                           "SHA-256 of all before it",
+            "vault_id": h(vid), "made_at": 1_780_000_100, "audit_seq": 2, "audit_head": h(head),
+            "signer_ed25519_seed": h(seed), "actor": h(actor),
+            "tables": [{"name": n, "columns": c, "rows": [[{"int": x} if isinstance(x, int) else {"text": x}
+                                                           if isinstance(x, str) else None if x is None else
+                                                           {"blob": h(x)} for x in row] for row in rows]}
+                       for n, c, rows in tables],
+            "file": h(backup_file)},
+    }
 
 
 def normalize_vectors() -> dict:

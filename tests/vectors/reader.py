@@ -341,6 +341,34 @@ class Reader:
                 errs.append(str(e))
         raise FormatError("no passphrase slot opens: " + "; ".join(errs))
 
+    def unlock_shares(self, mnemonics, slip39_passphrase=""):
+        """§8g: SLIP-39 (its reference implementation) gives the master secret; the unlock
+        text derived from it is the passphrase of one of the kind P slots."""
+        from shamir_mnemonic import combine_mnemonics
+        master = combine_mnemonics(mnemonics, slip39_passphrase.encode("ascii"))
+        self.unlock_passphrase("dvault-shares:" + hkdf(master, "dvault/v1/recovery-shares-unlock").hex())
+        self.opener = "shares"
+
+    def check_recovery_shares(self, res, signers):
+        """§8g: the description's framing, signature, and the slot it names with its digest."""
+        blob = self.meta.get("recovery_shares")
+        if not blob:
+            return
+        check_header(blob, "H")
+        r = R(blob[2:])
+        kid = r.take(8)
+        _ident, k, n, _exp, flags = r.u16(), r.u8(), r.u8(), r.u8(), r.u8()
+        r.take(8)
+        digest = r.take(32)
+        r.take(2 * r.u8())
+        body_len = r.i + 2
+        who, sig = blob[body_len:body_len + 1], blob[body_len + 1:]
+        res["recovery_shares_framing"] = len(sig) == 64 and 2 <= k <= n <= 16 and flags in (0, 1)
+        res["recovery_shares_sig"] = signers.get(who) is not None and ed_verify(
+            signers[who], sig, b"dvault/v1/recovery-shares-sig" + self.vault_id + blob[:body_len])
+        row = self.db.execute("select kind, unlock from dv_slots where slot_id = ?", (kid.hex(),)).fetchone()
+        res["recovery_shares_slot"] = row is not None and row[0] == "passphrase" and sha256(bytes(row[1])) == digest
+
     def unlock_identity(self, path, passphrase):
         ident = load_identity_file(path, passphrase, self.floor)
         uid = ident["user_id"].hex()
@@ -406,6 +434,7 @@ class Reader:
             slot_ids = {u["slot_id"] for u in rows}
             res["x25519_slots_signed"] = all(
                 s in slot_ids for (s,) in self.db.execute("select slot_id from dv_slots where kind='x25519'"))
+        self.check_recovery_shares(res, signers)
         # §9b key statement
         stmt = self.meta.get("keys_stmt")
         if stmt:
@@ -442,7 +471,7 @@ class Reader:
                 k6 = max(self.kr.of(6, n), key=lambda k: k["version"])
                 res[f"keys_stmt_write_only_{n}"] = got.get(n) == f"class {n} {k6['version']} {k6['kid'].hex()} {k6['key'].hex()}"
             # a full keyring should reproduce the statement exactly
-            if self.opener == "passphrase":
+            if self.opener in ("passphrase", "shares"):
                 res["keys_stmt_exact"] = lines[1:] == want
         if int(self.meta["db_schema_version"]) >= 7:  # §13a: always there from version 7 on
             res["canaries_present"] = bool(self.meta.get("canaries"))
@@ -776,7 +805,7 @@ def index_terms(spec, value):
 
 # ---------------------------------------------------------------- the whole check
 def check(path, *, passphrase=None, identity=None, identity_passphrase=None, expected=None,
-          floor=KDF_FLOOR, show=None):
+          floor=KDF_FLOOR, show=None, shares=None):
     """Run every step; returns [(step, ok, info)]. ``expected`` = {"records": {id: values},
     "badge": {id: pseudonym}, "shredded": id} as the library returned them."""
     rd = Reader(path, floor)
@@ -788,6 +817,8 @@ def check(path, *, passphrase=None, identity=None, identity_passphrase=None, exp
     # 1. unlock
     if identity:
         rd.unlock_identity(identity, identity_passphrase)
+    elif shares:
+        rd.unlock_shares(shares)
     else:
         rd.unlock_passphrase(passphrase)
     step("unlock", True, f"({rd.opener}; {len(rd.kr.keys)} keyring entries, kinds "

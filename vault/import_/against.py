@@ -39,10 +39,10 @@ def check_against_vault(v: Any, plan: ImportPlan) -> tuple[ImportPlan, list[str]
         return plan, unchecked
     compare = sorted(f for f in mapped if f in v.readable_fields) if by_source else []
     needed = sorted({f for fields, _, _ in usable for f in fields} | set(compare) | ({_SOURCE} if by_source else set()))
-    stored: list[set[tuple]] = [set() for _ in usable]
+    stored: list[set[tuple[Any, ...]]] = [set() for _ in usable]
     sources: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     for rec in v.records(fields=needed):
-        for (fields, kinds, _), keys in zip(usable, stored):
+        for (fields, kinds, _), keys in zip(usable, stored, strict=False):
             if (key := rule_key(fields, kinds, rec)) is not None:
                 keys.add(key)
         if by_source and isinstance(sid := rec.get(_SOURCE), str) and (k := normalize("compact", sid)):
@@ -58,7 +58,7 @@ def check_against_vault(v: Any, plan: ImportPlan) -> tuple[ImportPlan, list[str]
             out.errors.append(RowError(line, None, f"its source id names {len(matches)} stored records"))
         elif matches:
             _compare(out, line, values, *matches[0], compare)
-        elif hits := [what for (fields, kinds, what), keys in zip(usable, stored)
+        elif hits := [what for (fields, kinds, what), keys in zip(usable, stored, strict=False)
                       if (key := rule_key(fields, kinds, values)) is not None and key in keys]:
             out.errors.append(RowError(line, None, f"already in the vault ({'; '.join(hits)})", kind="in_vault"))
         else:

@@ -90,7 +90,7 @@ class Mapping:
         """Every field some column may feed."""
         return set(self.columns.values()) | set(self.join) | set(self.select_many)
 
-    def with_date_formats(self, formats: tuple[str, ...]) -> "Mapping":
+    def with_date_formats(self, formats: tuple[str, ...]) -> Mapping:
         """This mapping with ``formats`` instead of its own (``--date-format``)."""
         for f in formats:
             _check_date_format(f)
@@ -189,7 +189,7 @@ def _check_date_format(fmt: str, name: str = "--date-format") -> None:
         raise MappingError(f"{name}: a date format needs a day, a month and a four-digit year (%d, %m or %b, %Y)")
 
 
-def _word_list(options: dict, key: str, default: tuple[str, ...], name: str) -> tuple[str, ...]:
+def _word_list(options: dict[str, Any], key: str, default: tuple[str, ...], name: str) -> tuple[str, ...]:
     v = options.get(key)
     if v is None:
         return default
@@ -206,7 +206,7 @@ def _header(h: Any, name: str, where: str) -> str:
     return h
 
 
-def _sources(doc: dict, schema: Schema, name: str, *, lenient: bool
+def _sources(doc: dict[str, Any], schema: Schema, name: str, *, lenient: bool
              ) -> tuple[dict[str, str], dict[str, tuple[str, ...]], dict[str, SelectMany]]:
     """[columns], [join] and [select_many]; a field fed twice is refused, except that a
     lenient mapping (missing_columns = "ignore") may name several candidate columns for
@@ -282,7 +282,7 @@ def _values(raw: Any, schema: Schema, targets: set[str], name: str) -> dict[str,
     return out
 
 
-def _value_table(f: Field, table: dict, name: str) -> dict[str, object]:
+def _value_table(f: Field, table: dict[str, Any], name: str) -> dict[str, object]:
     """Check one [values.FIELD] table: each value must be one the field accepts (for a
     list field: an item, or a list of items, [] for "none")."""
     out: dict[str, object] = {}

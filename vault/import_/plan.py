@@ -53,7 +53,7 @@ class RowError:
         return f"{where}: {self.message}"
 
 
-class RowValues(dict):
+class RowValues(dict[str, Any]):
     """The values of one planned row (a plain dict for ``Vault.add_many``).
 
     Only the ``repr`` differs: it shows field names, not values, so a row printed by
@@ -304,13 +304,13 @@ class _RowPlanner:
     def __init__(self, m: Mapping, schema: Schema, layout: _Layout) -> None:
         self.m, self.schema, self.layout = m, schema, layout
         self.rules = [r for r in DUPLICATE_RULES if all(f in layout.feeds for f in r[0])]
-        self.seen_rows: dict[tuple, int] = {}
-        self.seen_keys: list[dict[tuple, int]] = [{} for _ in self.rules]
+        self.seen_rows: dict[tuple[Any, ...], int] = {}
+        self.seen_keys: list[dict[tuple[Any, ...], int]] = [{} for _ in self.rules]
 
     def plan(self, line: int, cells: list[Cell]) -> tuple[RowValues, list[RowError]]:
         errors: list[RowError] = []
         values = RowValues()
-        identity: list[tuple] = []
+        identity: list[tuple[Any, ...]] = []
         for fname, feed in self.layout.feeds.items():
             f = self.schema.fields[fname]
             try:
@@ -366,7 +366,7 @@ class _RowPlanner:
             return date_of(f, text, self.m)
         return convert(f, text, self.m)
 
-    def _duplicates(self, line: int, identity: tuple, values: RowValues, *, claim: bool) -> list[RowError]:
+    def _duplicates(self, line: int, identity: tuple[Any, ...], values: RowValues, *, claim: bool) -> list[RowError]:
         """Compare with earlier rows. Only a row without errors (``claim``) claims its
         e-mail, passport...: a form re-submitted to correct a bad first submission is the
         one to import, and with --skip-bad a claim by the bad row would lose both."""
@@ -376,7 +376,7 @@ class _RowPlanner:
         if claim:
             self.seen_rows[identity] = line
         hits: dict[int, list[tuple[str, str]]] = {}
-        for (fields, kinds, what), seen in zip(self.rules, self.seen_keys):
+        for (fields, kinds, what), seen in zip(self.rules, self.seen_keys, strict=False):
             key = rule_key(fields, kinds, values)
             if key is None:
                 continue
@@ -393,10 +393,11 @@ class _RowPlanner:
         return out
 
 
-def rule_key(fields: tuple[str, ...], kinds: tuple[str, ...], values: Any) -> tuple | None:
+def rule_key(fields: tuple[str, ...], kinds: tuple[str, ...], values: Any) -> tuple[Any, ...] | None:
     """What a duplicate rule compares for one row or record: its fields normalised, or None
     when one is absent or normalises to nothing (no key: nothing to be a duplicate of)."""
     if not all(f in values for f in fields):
         return None
-    key = tuple(normalize(kind, v) if isinstance(v := values[f], str) else v for f, kind in zip(fields, kinds))
+    key = tuple(normalize(kind, v) if isinstance(v := values[f], str) else v
+                for f, kind in zip(fields, kinds, strict=False))
     return None if any(k == "" for k in key) else key

@@ -12,13 +12,13 @@ import codecs
 import csv
 import datetime as _dt
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator, Union
 
 __all__ = ["Cell", "Table", "SourceError", "read_table", "XLSX_MAGIC"]
 
 #: What a cell holds: text (CSV, and XLSX text), or a date an XLSX cell stored as a date.
-Cell = Union[str, _dt.date]
+Cell = str | _dt.date
 
 #: An XLSX workbook is a ZIP archive.
 XLSX_MAGIC = b"PK\x03\x04"
@@ -171,14 +171,14 @@ def _read_xlsx(data: bytes) -> Table:
     import zipfile
 
     try:
-        import openpyxl
+        import openpyxl  # type: ignore[import-untyped]  # no stubs are published for it
     except ImportError:  # a dependency; only a broken install lacks it
         raise SourceError(1, "reading XLSX needs the openpyxl package") from None
     try:
         book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except (zipfile.BadZipFile, KeyError, ValueError, OSError, TypeError):
         raise SourceError(1, "not a readable XLSX workbook") from None
-    except Exception:  # noqa: BLE001 - openpyxl raises many kinds for a damaged file; none may leak cells
+    except Exception:
         raise SourceError(1, "not a readable XLSX workbook") from None
     try:
         if not book.worksheets:
@@ -190,7 +190,7 @@ def _read_xlsx(data: bytes) -> Table:
                 rows.append((n, cells))
     except SourceError:
         raise
-    except Exception:  # noqa: BLE001 - as above
+    except Exception:
         raise SourceError(1, "not a readable XLSX workbook") from None
     finally:
         book.close()

@@ -1,0 +1,227 @@
+"""A person's own data: everything the vault holds about one participant, and erasure.
+
+``export`` gathers, for one record named by any pseudonym: every stored field, the
+pseudonyms issued for it (one per purpose that was used), its retention (the rule's date
+and any override), and the audit history of accesses to it: when, which action, by which
+*role*. Never a user's name or id (staff are other people), never a reason (a reason the
+lead typed may name someone else), never another record's pseudonym (a search entry
+lists every match). The lead only: it reads every class.
+
+``write`` puts it on disk: as JSON and as a readable text file, each created 0600 and never
+over an existing file, or signed and sealed to one identity (a kind O export, docs/format.md
+8d, whose payload is one JSON line holding both). ``erase`` shreds the record through the
+vault's own ``delete``, after removing its retention override; both are audited.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from . import pseudonym as P
+from ._files import write_private
+from .errors import AccessDenied, VaultExists
+
+FORMAT = "dvault-subject-export-1"  # the JSON's "format" member
+
+
+class Host(Protocol):
+    """The public face of a Vault this module uses."""
+
+    @property
+    def schema(self) -> Any: ...
+    @property
+    def role(self) -> Any: ...
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def recovery_actor_id(self) -> str: ...
+    def resolve(self, pseudonym: str, fields: Sequence[str] | None = None) -> Any: ...
+    def pseudonym(self, record_id: str, purpose: str) -> str: ...
+    def audit_entries(self, *, action: str | None = None, target: str | None = None) -> list[dict[str, Any]]: ...
+    def users(self, include_revoked: bool = False) -> list[Any]: ...
+    def delete(self, record_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """What a Vault hands this module: the pseudonyms already issued for a record id
+    (purpose -> pseudonym, issuing none), the retention facts of a record (a dict), a way
+    to remove its retention override before a shred, and the audit append."""
+
+    issued: Callable[[str], dict[str, str]]
+    retention: Callable[[str, Mapping[str, Any]], dict[str, Any]]
+    drop_override: Callable[[str], None]
+    audit: Callable[[str, str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class SubjectData:
+    """One person's data as exported; ``repr`` names no value."""
+
+    data: dict[str, Any] = field(repr=False)
+
+    def __repr__(self) -> str:
+        n, a = len(self.data.get("fields", {})), len(self.data.get("accesses", []))
+        return f"<SubjectData {n} field(s), {a} access(es)>"
+
+    def to_json(self) -> str:
+        return json.dumps(self.data, ensure_ascii=False, sort_keys=True, indent=2) + "\n"
+
+    def to_text(self) -> str:
+        return render_text(self.data)
+
+
+def _need_lead(v: Host, what: str) -> None:
+    if not v.role.manage:
+        raise AccessDenied(f"{what} is for the security lead (it reads every class)")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, _dt.date):
+        return value.isoformat()
+    return value
+
+
+def _roles(v: Host) -> dict[str, str]:
+    out = {u.user_id: str(u.role) for u in v.users(include_revoked=True)}
+    out[v.recovery_actor_id] = "recovery passphrase"
+    return out
+
+
+def _access(e: Mapping[str, Any], roles: Mapping[str, str]) -> dict[str, Any]:
+    """One entry as the person may see it: time, action, role, and which fields (names only)."""
+    when = _dt.datetime.fromtimestamp(int(e["at"]) / 1000, _dt.UTC)
+    out: dict[str, Any] = {"at": when.strftime("%Y-%m-%dT%H:%M:%SZ"), "action": str(e["action"]),
+                           "role": roles.get(str(e.get("actor")), "unknown")}
+    detail = e.get("detail") or {}
+    fields = detail.get("fields") if isinstance(detail, dict) else None
+    if isinstance(fields, list) and all(isinstance(f, str) for f in fields):
+        out["fields"] = sorted(fields)
+    if e.get("verified") is False:
+        out["verified"] = False
+    return out
+
+
+#: actions that read every record at once (their entries name no record, yet covered this one)
+BULK = ("read_all", "export")
+
+
+def _with_bulk(v: Host, roles: Mapping[str, str], own: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The record's own entries plus every bulk read since its first entry (a bulk read
+    before the record existed did not see it), marked ``"scope": "all records"``, by time."""
+    first = min((a["at"] for a in own), default=None)
+    bulk = [{**_access(e, roles), "scope": "all records"} for action in BULK
+            for e in v.audit_entries(action=action) if not e.get("target")]
+    bulk = [a for a in bulk if first is None or a["at"] >= first]
+    return sorted(own + bulk, key=lambda a: a["at"])
+
+
+def export(v: Host, wiring: Wiring, pseudonym: str, *, now: _dt.datetime | None = None) -> SubjectData:
+    """Everything held about the person ``pseudonym`` names (lead only); one
+    ``subject_export`` entry, whose target is the record's audit pseudonym."""
+    _need_lead(v, "exporting a person's data")
+    rec = v.resolve(pseudonym)
+    issued = wiring.issued(rec.id)
+    target = issued.get("audit") or (v.pseudonym(rec.id, "audit") if "audit" in v.schema.purposes else "")
+    roles = _roles(v)
+    accesses = [_access(e, roles) for e in v.audit_entries(target=target or pseudonym)]
+    accesses = _with_bulk(v, roles, accesses)
+    made = (now or _dt.datetime.now(_dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    data = {
+        "format": FORMAT, "vault": v.id, "created": made,
+        "fields": {name: _plain(rec[name]) for name in v.schema.fields if name in rec},
+        "pseudonyms": dict(sorted(issued.items())),
+        "retention": wiring.retention(rec.id, rec),
+        "accesses": accesses,
+    }
+    wiring.audit("subject_export", target, {"fields": sorted(data["fields"]), "accesses": len(accesses)})
+    return SubjectData(data)
+
+
+def erase(v: Host, wiring: Wiring, pseudonym: str) -> None:
+    """Shred the person's record (its override first), with a ``subject_erase`` entry
+    before the vault's own ``shred`` entry."""
+    _need_lead(v, "erasing a person's data")
+    rec = v.resolve(pseudonym, [])
+    target = wiring.issued(rec.id).get("audit", "")
+    wiring.drop_override(rec.id)
+    wiring.audit("subject_erase", target, {})
+    v.delete(rec.id)
+
+
+def issued_pseudonyms(store: Any, purposes: Mapping[str, Any], record_id: str) -> dict[str, str]:
+    """purpose -> pseudonym, for the purposes whose pseudonym of this record was issued
+    (its lookup row exists); ``purposes``: name -> vault.index.PurposeKeys."""
+    rid = bytes.fromhex(record_id)
+    out = {}
+    with store.tx(write=False) as conn:
+        for name, keys in purposes.items():
+            value = keys.value(rid)
+            if store.get_pseudonym(conn, name, keys.tag(value)) is not None:
+                out[name] = P.format(value, P.purpose_prefix(name))
+    return out
+
+
+# -- the readable text ------------------------------------------------------------------------
+def _lines(data: Mapping[str, Any]) -> Iterator[str]:
+    yield "What this vault holds about you"
+    yield "=" * 31
+    yield f"vault {data['vault']}, written {data['created']}"
+    yield ""
+    yield "Your details"
+    for name, value in data["fields"].items():
+        shown = ", ".join(map(str, value)) if isinstance(value, list) else (
+            ("yes" if value else "no") if isinstance(value, bool) else str(value))
+        yield f"  {name}: " + shown.replace("\n", "\n    ")
+    yield ""
+    yield "Names the vault uses for you instead of your name (pseudonyms)"
+    for purpose, pn in data["pseudonyms"].items():
+        yield f"  {purpose}: {pn}"
+    ret = data.get("retention") or {}
+    yield ""
+    yield "How long it is kept"
+    yield f"  {ret.get('summary', 'not set')}"
+    yield ""
+    yield f"Who accessed your record ({len(data['accesses'])} time(s); by role, never by name)"
+    for a in data["accesses"]:
+        extra = f" fields: {', '.join(a['fields'])}" if a.get("fields") else ""
+        extra += " (every record at once)" if a.get("scope") else ""
+        yield f"  {a['at']}  {a['action']:<14} {a['role']}{extra}"
+
+
+def render_text(data: Mapping[str, Any]) -> str:
+    return "\n".join(_lines(data)) + "\n"
+
+
+# -- writing it out ---------------------------------------------------------------------------
+def write(sd: SubjectData, out: str | os.PathLike[str], *, seal_with: Callable[[bytes, list[str]], bytes] | None = None
+          ) -> list[Path]:
+    """Write the export. Plain: ``OUT.json`` and ``OUT.txt`` (0600, neither over an existing
+    file; both or none). Sealed (``seal_with(payload, fields)`` gives the armoured kind O
+    blob): ``OUT`` itself, one JSON line with the data and its text. Returns the paths."""
+    base = Path(out)
+    if seal_with is not None:
+        line = json.dumps({**sd.data, "text": sd.to_text()}, ensure_ascii=False, sort_keys=True) + "\n"
+        blob = seal_with(line.encode("utf-8"), sorted(sd.data["fields"]))
+        return [write_private(base, blob)]
+    paths = [base.with_name(base.name + ".json"), base.with_name(base.name + ".txt")]
+    for p in paths:
+        if p.exists() or p.is_symlink():
+            raise VaultExists(f"refusing to overwrite {p}")
+    write_private(paths[0], sd.to_json().encode("utf-8"))
+    try:
+        write_private(paths[1], sd.to_text().encode("utf-8"))
+    except BaseException:
+        paths[0].unlink(missing_ok=True)
+        raise
+    return paths
+
+
+__all__ = ["FORMAT", "SubjectData", "Wiring", "erase", "export", "issued_pseudonyms", "render_text", "write"]
