@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -16,22 +18,31 @@ from .secrets_input import NEW_ENV, RECOVERY_ENV, read_new_passphrase, read_pass
 from .travel import remember_made
 
 
+def new_vault_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of a command that makes a new vault under a new lead (move, recover)."""
+    for option in reversed([
+        click.option("--to", "to_url", required=True, metavar="URL", help="Where to create the new vault."),
+        click.option("--identity", type=click.Path(dir_okay=False, path_type=Path), required=True,
+                     help="The new lead's identity file; created if it does not exist. Not the old lead's."),
+        click.option("--name", default="lead", show_default=True, help="The new lead's name or handle."),
+        click.option("--new-passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="The new vault's recovery passphrase from this file (else DVAULT_NEW_PASSPHRASE, "
+                          "else a prompt, asked twice)."),
+        click.option("--identity-passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="The new identity's passphrase from this file (else DVAULT_IDENTITY_PASSPHRASE, "
+                          "else a prompt)."),
+        click.option("--reason", help="Why (recorded in both logs, sealed to each vault's lead)."),
+    ]):
+        f = option(f)
+    return f
+
+
 @click.command()
 @click.option("--vault", "vault_url", metavar="URL", help="The old vault: SQLite path or URL (or DVAULT_URL).")
-@click.option("--to", "to_url", required=True, metavar="URL", help="Where to create the new vault.")
-@click.option("--identity", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="The new lead's identity file; created if it does not exist. Not the old lead's.")
-@click.option("--name", default="lead", show_default=True, help="The new lead's name or handle.")
 @click.option("--passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="The old vault's recovery passphrase from this file (else DVAULT_RECOVERY_PASSPHRASE "
                    "or DVAULT_PASSPHRASE, else a prompt).")
-@click.option("--new-passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="The new vault's recovery passphrase from this file (else DVAULT_NEW_PASSPHRASE, "
-                   "else a prompt, asked twice).")
-@click.option("--identity-passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="The new identity's passphrase from this file (else DVAULT_IDENTITY_PASSPHRASE, "
-                   "else a prompt).")
-@click.option("--reason", help="Why (recorded in both logs, sealed to each vault's lead).")
+@new_vault_options
 def move(vault_url: str | None, to_url: str, identity: Path, name: str, passphrase_file: Path | None,
          new_passphrase_file: Path | None, identity_passphrase_file: Path | None, reason: str | None) -> None:
     """Copy every participant into a new vault with new keys, a new lead and a new

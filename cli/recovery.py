@@ -20,6 +20,7 @@ import vault
 
 from .common import check_vault_there, confirm, note, set_reason, unlock, vault_options
 from .common import vault_url as resolve_vault_url
+from .move import new_vault_options
 from .secrets_input import _take_env, read_passphrase
 
 SHARES_ENV = "DVAULT_RECOVERY_SHARES"
@@ -153,20 +154,10 @@ def _prompt(prompt: str, tty: bool) -> str:
 
 @click.command()
 @click.option("--vault", "vault_url", metavar="URL", help="The vault to recover: SQLite path or URL (or DVAULT_URL).")
-@click.option("--to", "to_url", required=True, metavar="URL", help="Where to create the new vault.")
-@click.option("--identity", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="The new lead's identity file; created if it does not exist. Not the old lead's.")
-@click.option("--name", default="lead", show_default=True, help="The new lead's name or handle.")
 @click.option("--shares-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help=f"The shares from this file, one a line (else {SHARES_ENV}, else typed one by one).")
 @_SLIP39_FILE
-@click.option("--new-passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="The new vault's recovery passphrase from this file (else DVAULT_NEW_PASSPHRASE, "
-                   "else a prompt, asked twice).")
-@click.option("--identity-passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="The new identity's passphrase from this file (else DVAULT_IDENTITY_PASSPHRASE, "
-                   "else a prompt).")
-@click.option("--reason", help="Why (recorded in both logs, sealed to each vault's lead).")
+@new_vault_options
 def recover(vault_url: str | None, to_url: str, identity: Path, name: str, shares_file: Path | None,
             slip39_passphrase_file: Path | None, new_passphrase_file: Path | None,
             identity_passphrase_file: Path | None, reason: str | None) -> None:
