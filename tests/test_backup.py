@@ -375,3 +375,52 @@ def test_restore_never_replaces_a_database_that_is_not_a_vault(tmp_path: Path) -
     with pytest.raises(vault.StoreError, match="not a vault"):
         vault.restore(other, tmp_path / "b.dvbak", passphrase=PASSPHRASE)
     assert other.read_bytes() == before
+
+
+def test_a_copied_entry_under_a_live_record_key_is_caught(url: str, tmp_path: Path) -> None:
+    """A database writer copies a genuine entry (record A's) under a live record B's key: B's
+    later shred must not pass unrecorded (a restore from a ledger file would bring B back).
+    The shred is refused and nothing changes, verify names the row, and a restore reading
+    that ledger refuses too."""
+    ids, _ = _filled(url)
+    with vault.open(url, PASSPHRASE) as v:
+        v.backup(tmp_path / "b.dvbak")
+        v.delete(ids[3])  # a genuine entry, for record 3
+    eng = raw_engine(url)
+    with eng.begin() as conn:
+        genuine = conn.execute(sa.select(LG.shreds.c.entry)).scalar_one()
+        conn.execute(LG.shreds.insert().values(rid=bytes.fromhex(ids[0]), entry=bytes(genuine)))
+    eng.dispose()
+    with vault.open(url, PASSPHRASE) as v:
+        report = v.verify()
+        assert not report.ok
+        assert [(p.check, p.kind) for p in report.problems] == [
+            ("ledger", "row key names another record than its entry (planted)")]
+        with pytest.raises(vault.IntegrityError, match="shred refused"):
+            v.delete(ids[0])
+        assert ids[0] in v.ids() and v.get(ids[0])
+    with pytest.raises(vault.BadBackup, match="names another record"):
+        vault.restore(url, tmp_path / "b.dvbak", passphrase=PASSPHRASE)
+    with vault.open(url, PASSPHRASE) as v:
+        assert ids[0] in v.ids()
+
+
+def test_verify_checks_the_ledger(url: str) -> None:
+    """verify reads every ledger row: clean after real shreds; a garbage row, an entry
+    signed by a stranger and an entry naming a live record are each named."""
+    ids, _ = _filled(url)
+    with vault.open(url, PASSPHRASE) as v:
+        v.delete(ids[3])
+        assert v.verify().ok
+        vid = bytes.fromhex(v.id)
+    from vault import _crypto as C
+    seed = C.random_bytes(32)
+    stranger = LG.make(vid, bytes.fromhex(ids[2]), bytes(32) + C.ed25519_public(seed), C.Signer(seed)).encode()
+    eng = raw_engine(url)
+    with eng.begin() as conn:
+        conn.execute(LG.shreds.insert().values(rid=bytes(16), entry=b"junk"))
+        conn.execute(LG.shreds.insert().values(rid=bytes.fromhex(ids[2]), entry=stranger))
+    eng.dispose()
+    with vault.open(url, PASSPHRASE) as v:
+        found = sorted(p.kind for p in v.verify().problems if p.check == "ledger")
+    assert found == ["entry signed by no one this vault knows", "malformed entry"]

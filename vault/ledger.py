@@ -29,7 +29,7 @@ from sqlalchemy import Column, LargeBinary, MetaData, Table
 
 from . import _crypto as C
 from . import _format as F
-from .errors import BadBackup
+from .errors import BadBackup, IntegrityError
 
 _metadata = MetaData()
 #: rid -> the signed entry. Made on first use (and by vault.postgres.grant_roles): no
@@ -93,16 +93,59 @@ def record(conn: Any, vault_id: bytes, rid: bytes, actor: bytes, sign: Callable[
     if sign is None:
         raise BadBackup("this client has no signing key, so it cannot record a shred in the ledger")
     ensure(conn)
-    if conn.execute(shreds.select().where(shreds.c.rid == rid)).first() is None:
+    row = conn.execute(shreds.select().where(shreds.c.rid == rid)).first()
+    if row is None:
         conn.execute(shreds.insert().values(rid=rid, entry=make(vault_id, rid, actor, sign).encode()))
+        return
+    # A row already keyed by this record (a shred rolled back after writing it cannot leave
+    # one, so it was put there by a database writer): kept only if it is this record's own
+    # signed entry. A copy of another record's entry under this key would let the shred
+    # pass unrecorded, and a restore from a ledger file bring the person back.
+    problem = row_problem(rid, bytes(row[1]), vault_id)
+    if problem is not None:
+        raise IntegrityError(f"the shred ledger already holds a row for this record that is not its entry "
+                             f"({problem}): shred refused, nothing changed; the lead should run dvault verify")
 
 
-def read(conn: Any) -> list[bytes]:
-    """Every stored entry's bytes (none if the table does not exist yet)."""
+def row_problem(key: bytes, blob: bytes, vault_id: bytes, signers: set[bytes] | None = None) -> str | None:
+    """What is wrong with the ledger row ``key`` -> ``blob`` (None: nothing): its form, the
+    record it names against its key, the vault, the signer (when ``signers`` is given) and
+    the signature by the public key it names."""
+    try:
+        e = parse(blob)
+    except BadBackup:
+        return "malformed entry"
+    if e.rid != key:
+        return "row key names another record than its entry (planted)"
+    if e.vault_id != vault_id:
+        return "entry of another vault"
+    if signers is not None and e.actor not in signers:
+        return "entry signed by no one this vault knows"
+    try:
+        C.ed25519_verify(e.actor[32:], message(e.body()), e.sig)
+    except C.AuthFailure:
+        return "entry signature does not verify (edited)"
+    return None
+
+
+def rows(conn: Any) -> list[tuple[bytes, bytes]]:
+    """Every stored (key, entry) pair (none if the table does not exist yet)."""
     from sqlalchemy import inspect
     if not inspect(conn).has_table("dv_shreds"):
         return []
-    return [bytes(r[0]) for r in conn.execute(shreds.select().with_only_columns(shreds.c.entry))]
+    return [(bytes(r[0]), bytes(r[1])) for r in conn.execute(shreds.select())]
+
+
+def read(conn: Any) -> list[bytes]:
+    """Every stored entry's bytes (none if the table does not exist yet). A row whose key is
+    not the record its entry names is refused (BadBackup): it is a planted row."""
+    out = []
+    for key, blob in rows(conn):
+        if len(blob) == ENTRY_LEN and parse(blob).rid != key:
+            raise BadBackup("a shred ledger row's key names another record than its entry (planted in the "
+                            "database): nothing was restored; run dvault verify on the live vault")
+        out.append(blob)
+    return out
 
 
 def verify(blobs: Iterable[bytes], vault_id: bytes, signers: set[bytes]) -> dict[bytes, Entry]:
@@ -158,4 +201,5 @@ def decode_file(data: bytes) -> tuple[bytes, list[bytes]]:
     return vault_id, [data[head + i * ENTRY_LEN:head + (i + 1) * ENTRY_LEN] for i in range(n)]
 
 
-__all__ = ["Entry", "make", "parse", "record", "read", "verify", "encode_file", "decode_file", "ensure"]
+__all__ = ["Entry", "make", "parse", "record", "read", "rows", "row_problem", "verify", "encode_file", "decode_file",
+           "ensure"]

@@ -152,7 +152,8 @@ class LifecycleCalls:
                         lambda rid, data: dict(self._records.decode_row(rid, data, dict(everything))),
                         indexers, dict(a.purposes), a.verified_users, self._verify_slots if lead else None,
                         host.audit_verify, host.check_records if lead else None,
-                        self._verify_canaries if lead and self._canaries.holds_key() else None, self._journal.record)
+                        self._verify_canaries if lead and self._canaries.holds_key() else None, self._journal.record,
+                        a.known_actors)
 
     def _verify_slots(self, conn: Any) -> list[str]:
         a, store = self._access, self._ses.store()

@@ -54,6 +54,7 @@ class Parts:
     check_records: Callable[[], A.RecordCheck] | None
     canaries: Callable[[], dict[str, int]] | None  # listed canary id (hex) -> planting entry
     audit: Callable[[str, str, dict[str, Any]], None]
+    signers: Callable[[], set[bytes]] | None = None  # public identities whose ledger entries count
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,6 +137,7 @@ def run(parts: Parts, *, progress: Step | None = None, repair_index: bool = Fals
     _check_pseudonyms(parts, report, namer, live)
     _check_audit(parts, report)
     _check_canaries(parts, report, namer, live)
+    _check_ledger(parts, report, namer, live)
     if repair_index:
         report.repaired = repair(parts, namer)
         again = Report()
@@ -399,6 +401,29 @@ def _check_canaries(parts: Parts, report: Report, namer: Callable[[bytes], str],
         rid = bytes.fromhex(hexid)
         if rid not in live and namer(rid) not in shredded:
             report.problems.append(Problem("canaries", "canary missing (deleted without a shred entry)", namer(rid)))
+
+
+def _check_ledger(parts: Parts, report: Report, namer: Callable[[bytes], str], live: set[bytes]) -> None:
+    """Every shred ledger row is its key's own entry, for this vault, signed by someone the
+    vault knows, and names no live record (a restore would shred it). Not found here: a
+    deleted row (the ledger file written by dvault backup is the copy that shows it)."""
+    from . import ledger
+    with parts.store.tx(write=False) as conn:
+        found = ledger.rows(conn)
+        vault_id = parts.store.get_meta_values(conn, ["vault_id"]).get("vault_id", b"")
+    try:
+        signers = parts.signers() if parts.signers is not None else None
+    except IntegrityError:  # the roster fails (reported under keys): the signers cannot be established
+        signers = None
+        report.skipped["ledger signers"] = "the user table does not verify, so who may sign is unknown"
+    report.counts["ledger entries"] = len(found)
+    for key, blob in found:
+        problem = ledger.row_problem(key, blob, vault_id, signers)
+        if problem is not None:
+            report.problems.append(Problem("ledger", problem, namer(key) if len(key) == 16 else ""))
+        elif key in live:
+            report.problems.append(Problem("ledger", "entry names a live record (a restore would shred it)",
+                                           namer(key)))
 
 
 def repair(parts: Parts, namer: Callable[[bytes], str]) -> dict[str, int]:
