@@ -424,3 +424,21 @@ def test_verify_checks_the_ledger(url: str) -> None:
     with vault.open(url, PASSPHRASE) as v:
         found = sorted(p.kind for p in v.verify().problems if p.check == "ledger")
     assert found == ["entry signed by no one this vault knows", "malformed entry"]
+
+
+def test_a_restore_names_users_revoked_since_the_backup(url: str, tmp_path: Path) -> None:
+    """A restore does not replay revocations: restoring a backup taken before a user was
+    removed gives their slot back, and the restore says so (by name), so that the lead
+    removes them again. A restore with no such user warns of nothing."""
+    from vault.identity import Identity
+    lead, staff = Identity.generate(), Identity.generate()
+    with vault.create(url, PASSPHRASE, lead=lead) as v:
+        v.add_many(ROWS)
+        v.add_user(staff.public, "staffer", "staff")
+        v.backup(tmp_path / "before.dvbak")
+        v.remove_user(next(u.user_id for u in v.users() if u.name == "staffer"))
+        v.backup(tmp_path / "after.dvbak")
+    out = vault.restore(url, tmp_path / "after.dvbak", identity=lead)
+    assert not [w for w in out.warnings if "revoked" in w]
+    out = vault.restore(url, tmp_path / "before.dvbak", identity=lead)
+    assert [w for w in out.warnings if "revoked" in w and "staffer" in w]

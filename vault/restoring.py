@@ -25,6 +25,7 @@ from . import backup as BK
 from . import ledger as LG
 from .errors import AccessDenied, BadBackup, IntegrityError, NotFound, VaultError
 from .store import Store, StoreError, _sqlite_path
+from .users import REVOKED
 
 _STAGE_PREFIX = "dvrestore_"
 _IN_USE = "another client has the vault open: stop every client, then restore again; the vault is unchanged"
@@ -41,6 +42,7 @@ class Restorable(Protocol):
     def audit_verify(self) -> Any: ...
     def check_records(self) -> Any: ...
     def ids(self) -> list[str]: ...
+    def users(self, include_revoked: bool = False) -> list[Any]: ...
     def delete(self, record_id: str) -> None: ...
     def note_restore(self, detail: dict[str, Any]) -> None: ...
     def audit_checkpoint(self) -> str: ...
@@ -69,11 +71,13 @@ def _normalise(url: str | os.PathLike[str]) -> str:
     return text if "://" in text else "sqlite:///" + os.path.abspath(text)
 
 
-def _live_state(url: str) -> tuple[str, bytes | None, list[bytes]]:
-    """("live" | "empty", the live vault's id, its ledger entries) without changing a byte."""
+def _live_state(url: str) -> tuple[str, bytes | None, list[bytes], dict[str, str]]:
+    """("live" | "empty", the live vault's id, its ledger entries, its revoked users' ids and
+    names) without changing a byte. The user rows are read unverified: they only decide a
+    warning (a restore does not replay revocations)."""
     path = _sqlite_path(url)
     if path is not None and (not os.path.exists(path) or os.path.getsize(path) == 0):
-        return "empty", None, []
+        return "empty", None, [], {}
     try:
         store = Store(url, create=False)
     except NotFound:  # a SQLite database that holds no vault: someone's file, never replaced
@@ -85,11 +89,12 @@ def _live_state(url: str) -> tuple[str, bytes | None, list[bytes]]:
             if tables:
                 raise StoreError("this database holds vault tables (dv_*) but no vault metadata: not restoring over "
                                  "them (move them away first)")
-            return "empty", None, []
+            return "empty", None, [], {}
         with store.tx(write=False) as conn:
             vid = store.meta_value(conn, "vault_id")
             blobs = LG.read(conn)
-        return "live", vid, blobs
+            revoked = {row[0]: row[1] for row in store.get_users(conn) if row[2] == REVOKED}
+        return "live", vid, blobs, revoked
     finally:
         store.dispose()
 
@@ -411,7 +416,7 @@ def restore(url: str | os.PathLike[str], path: str | os.PathLike[str], opener: C
             raise BadBackup(f"cannot read the ledger file ({e.strerror or type(e).__name__})") from None
         if lid != b.vault_id:
             raise BadBackup("the ledger file is of another vault than the backup")
-    kind, live_id, live_blobs = _live_state(target)
+    kind, live_id, live_blobs, live_revoked = _live_state(target)
     if kind == "live" and live_id != b.vault_id:
         raise BadBackup("this backup is of another vault than the one at that place: nothing was restored")
     _clear_stale(target)
@@ -437,6 +442,7 @@ def restore(url: str | os.PathLike[str], path: str | os.PathLike[str], opener: C
         try:
             replayed, checkpoint = _verify_and_replay(v, b, blobs, live_signers, "file" if ledger else "vault",
                                                       deep)
+            enrolled = {u.user_id: u.name for u in v.users() if u.user_id in live_revoked}
         finally:
             v.close()
         seen = {LG.parse(x).rid for x in live_blobs}
@@ -447,6 +453,10 @@ def restore(url: str | os.PathLike[str], path: str | os.PathLike[str], opener: C
     finally:
         _drop_stage(target, staged_url, name)
     warnings = _checkpoint_warning(b, checkpoints)
+    if enrolled:  # a restore does not replay revocations (threat model 12.3)
+        warnings.append(f"{len(enrolled)} user(s) revoked in the vault this restore replaced are enrolled in the "
+                        f"backup: remove them again before anyone else opens the vault (dvault user remove "
+                        f"{' / '.join(sorted(enrolled.values()))})")
     if checkpoints is not None:
         _keep_checkpoint(checkpoints, b.vault_id.hex(), checkpoint)
     return Restored(b.count("dv_records") - replayed, b.count("dv_audit"), replayed, b.audit_seq, checkpoint,
