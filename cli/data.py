@@ -175,10 +175,7 @@ def _export_rows(fields: str, purpose: str | None, fmt: str, out: Path | None, r
     with v:
         fields_arg(fields, v.schema)
         if to is not None:
-            if me is None:
-                raise click.UsageError("a sealed export is signed by its sender: open the vault with your identity "
-                                       "(--identity), not the recovery passphrase")
-            _confirm_recipient(v, to, yes)
+            confirm_recipient(v, me, to, yes)
         set_reason(v, kw["reason"])
         got = with_progress("exporting", v.count(), lambda step: consent.export(
             v, names, purpose, without_consent=without_consent, progress=step))
@@ -248,11 +245,16 @@ def export_badges(out: Path, without_consent: str, **kw: Any) -> None:
     note(f"wrote {len(sheet)} badge(s) on {pages} page(s) to {out}")
 
 
-def _confirm_recipient(v: vault.Vault, to: PublicIdentity, yes: bool) -> None:
+def confirm_recipient(v: vault.Vault, me: Identity | None, to: PublicIdentity, yes: bool) -> None:
     """Who the export is about to be sealed to, by fingerprint and by the name the vault's
     signed user table gives (or that it has none), before anything is decrypted; printed
-    under --quiet too (a trust decision), asked unless --yes."""
+    under --quiet too (a trust decision), asked unless --yes. A sealed export is signed by
+    its sender, so ``me`` (the opener's identity) must be there."""
     from vault.users import REVOKED
+
+    if me is None:
+        raise click.UsageError("a sealed export is signed by its sender: open the vault with your identity "
+                               "(--identity), not the recovery passphrase")
 
     u = next((u for u in v.users(include_revoked=True) if u.public.raw == to.raw), None)
     if u is not None and u.role == REVOKED:  # a lost laptop's or a departed user's key: maybe in other hands

@@ -119,7 +119,7 @@ def subject_export(pseudonym: str, out: Path, recipient: str | None, yes: bool, 
     from vault import exporter as X
     from vault import subject as SJ
 
-    from .data import _confirm_recipient
+    from .data import confirm_recipient
     from .travel import remember_written
 
     to = PublicIdentity.from_line(recipient) if recipient else None
@@ -130,10 +130,7 @@ def subject_export(pseudonym: str, out: Path, recipient: str | None, yes: bool, 
     v, me = open_vault_as(kw.pop("vault_url"), kw.pop("identity"), kw.pop("passphrase_file"), kw.pop("recovery"))
     with v:
         if to is not None:
-            if me is None:
-                raise click.UsageError("a sealed export is signed by its sender: open the vault with your identity "
-                                       "(--identity), not the recovery passphrase")
-            _confirm_recipient(v, to, yes)
+            confirm_recipient(v, me, to, yes)
         set_reason(v, kw["reason"])
         got = v.subject_export(pseudonym)
         vault_id = v.id

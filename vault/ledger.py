@@ -108,24 +108,30 @@ def record(conn: Any, vault_id: bytes, rid: bytes, actor: bytes, sign: Callable[
 
 
 def row_problem(key: bytes, blob: bytes, vault_id: bytes, signers: set[bytes] | None = None) -> str | None:
-    """What is wrong with the ledger row ``key`` -> ``blob`` (None: nothing): its form, the
-    record it names against its key, the vault, the signer (when ``signers`` is given) and
-    the signature by the public key it names."""
+    """What is wrong with the ledger row ``key`` -> ``blob`` (None: nothing): the record its
+    entry names against its key, then the entry's own checks (:func:`_entry_problem`)."""
+    e, problem = _entry_problem(blob, vault_id, signers)
+    if e is not None and e.rid != key:
+        return "row key names another record than its entry (planted)"
+    return problem
+
+
+def _entry_problem(blob: bytes, vault_id: bytes, signers: set[bytes] | None) -> tuple[Entry | None, str | None]:
+    """(the entry, what is wrong with it or None): its form, this vault's id, a signer in
+    ``signers`` (when given) and the signature by the public key it names."""
     try:
         e = parse(blob)
     except BadBackup:
-        return "malformed entry"
-    if e.rid != key:
-        return "row key names another record than its entry (planted)"
+        return None, "malformed entry"
     if e.vault_id != vault_id:
-        return "entry of another vault"
+        return e, "entry of another vault"
     if signers is not None and e.actor not in signers:
-        return "entry signed by no one this vault knows"
+        return e, "entry signed by no one this vault knows"
     try:
         C.ed25519_verify(e.actor[32:], message(e.body()), e.sig)
     except C.AuthFailure:
-        return "entry signature does not verify (edited)"
-    return None
+        return e, "entry signature does not verify (edited)"
+    return e, None
 
 
 def rows(conn: Any) -> list[tuple[bytes, bytes]]:
@@ -141,7 +147,7 @@ def read(conn: Any) -> list[bytes]:
     not the record its entry names is refused (BadBackup): it is a planted row."""
     out = []
     for key, blob in rows(conn):
-        if len(blob) == ENTRY_LEN and parse(blob).rid != key:
+        if len(blob) == ENTRY_LEN and blob[0] == F.LEDGER_VERSION and parse(blob).rid != key:
             raise BadBackup("a shred ledger row's key names another record than its entry (planted in the "
                             "database): nothing was restored; run dvault verify on the live vault")
         out.append(blob)
@@ -156,17 +162,8 @@ def verify(blobs: Iterable[bytes], vault_id: bytes, signers: set[bytes]) -> dict
     out: dict[bytes, Entry] = {}
     bad = 0
     for blob in blobs:
-        try:
-            e = parse(blob)
-        except BadBackup:
-            bad += 1
-            continue
-        if e.vault_id != vault_id or e.actor not in signers:
-            bad += 1
-            continue
-        try:
-            C.ed25519_verify(e.actor[32:], message(e.body()), e.sig)
-        except C.AuthFailure:
+        e, problem = _entry_problem(blob, vault_id, signers)
+        if e is None or problem is not None:
             bad += 1
             continue
         out[e.rid] = e

@@ -58,7 +58,7 @@ class LifecycleCalls:
         from . import shares as SH
         a = self._access
         assert a.ring is not None
-        return SH.VaultHost(self._ses.store(), self._ses.vid, a.ring, a.slot_kid, self._ses.role.manage,
+        return SH.Host(self._ses.store(), self._ses.vid, a.ring, a.slot_kid, self._ses.role.manage,
                             not set(self._ses.schema.classes) - set(a.current), a.plan_signer,
                             a.check_keys, lambda c, r: a.reseal_slots(c, r, checked=True), a.load_ring,
                             self._journal.record)

@@ -172,12 +172,7 @@ def _load(url: str, name: str, b: BK.Backup, extra_ledger: list[bytes]) -> None:
     """Create the staging vault's tables and fill them from the backup (and the ledger)."""
     from . import migrations
     if _sqlite_path(url) is None:
-        base = Store(url, create=False)
-        try:
-            with base.tx() as conn:
-                base.raw(conn, f'CREATE SCHEMA "{name}"')
-        finally:
-            base.dispose()
+        _pg_run(url, f'CREATE SCHEMA "{name}"')
     store = Store(url, create=True)
     try:
         with store.tx() as conn:
@@ -216,10 +211,15 @@ def _drop_stage(url: str, staged_url: str, name: str) -> None:
             except FileNotFoundError:
                 pass
         return
+    _pg_run(url, f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+def _pg_run(url: str, sql: str) -> None:
+    """One statement of the staging's own (a staging schema's name only, never a value)."""
     store = Store(url, create=False)
     try:
         with store.tx() as conn:
-            store.raw(conn, f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+            store.raw(conn, sql)
     finally:
         store.dispose()
 

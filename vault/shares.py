@@ -31,7 +31,7 @@ import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from . import _crypto as C
 from . import _format as F
@@ -298,26 +298,10 @@ def open_with_shares(url: str | os.PathLike[str], mnemonics: Sequence[str], slip
 
 
 # -- the split, on an open vault ---------------------------------------------------------------
-class Host(Protocol):
-    """What a split needs of an open vault (the Vault's delegates build it)."""
-
-    store: Store
-    vault_id: bytes
-    ring: K.Keyring
-    slot_kid: bytes
-    manage: bool
-    all_classes: bool
-
-    def signer(self) -> tuple[bytes, Callable[[bytes], bytes]]: ...
-    def check_keys(self, conn: Any) -> None: ...
-    def reseal(self, conn: Any, ring: K.Keyring) -> None: ...
-    def load_ring(self, ring: K.Keyring) -> None: ...
-    def audit(self, action: str, target: str, detail: dict[str, Any]) -> None: ...
-
-
 @dataclass
-class VaultHost:
-    """A Host from explicit collaborators."""
+class Host:
+    """What a split needs of an open vault, from the facade's collaborators (vault.lifecycle
+    builds it)."""
 
     store: Store
     vault_id: bytes
