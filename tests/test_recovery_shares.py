@@ -249,3 +249,20 @@ def test_repr_and_errors_name_no_share(tmp_path: Path) -> None:
     with pytest.raises(vault.BadShare) as e:
         SH.check_share(words, 3, None)
     assert "academic" not in str(e.value) and e.value.share == 3
+
+
+def test_the_shares_opener_cannot_turn_the_split_into_a_passphrase(led) -> None:  # type: ignore[no-untyped-def]
+    """A passphrase change on a handle the shares opened would re-seal the shares' slot under
+    a typed passphrase: the split would be dead while its signed description still promised it."""
+    url, lead, rid = led
+    shares = _split(url, lead, 2, 3)
+    with vault.open_with_shares(url, shares[:2]) as v:
+        with pytest.raises(vault.AccessDenied, match="opened with the recovery shares"):
+            v.change_passphrase("a new long passphrase for the slot")
+    with vault.open_with_shares(url, shares[1:]) as v:  # the split still opens
+        assert _reads(v, rid)
+        assert "problems" not in (v.recovery_shares() or {})
+    with vault.open(url, PASSPHRASE) as v:  # the recovery passphrase's opener still may
+        v.change_passphrase("the recovery passphrase, changed now")
+    with vault.open_with_shares(url, shares[:2]) as v:
+        assert _reads(v, rid)

@@ -17,6 +17,7 @@ from . import statement as ST
 from . import users as U
 from .access import Access
 from .canaries import Canaries
+from .errors import AccessDenied
 from .journal import Journal
 from .plans import Plans
 from .records import Records
@@ -53,6 +54,16 @@ class LifecycleCalls:
         """Audit an open with the recovery shares (vault.shares.open_with_shares calls it)."""
         from . import shares as SH
         SH.opened(self._shares_host())
+
+    def _need_own_passphrase(self) -> None:
+        """A passphrase change needs the recovery passphrase's opener, not the shares': the
+        shares' slot sealed under a typed passphrase would leave the split dead while its
+        description still promised it (re-split instead)."""
+        self._access.need_passphrase_opener()
+        info = self.recovery_shares()
+        if info is not None and info["slot"] == self._access.slot_kid.hex():
+            raise AccessDenied("opened with the recovery shares: they have no passphrase to change "
+                               "(split_recovery makes new shares)")
 
     def _shares_host(self) -> Any:
         from . import shares as SH

@@ -555,7 +555,7 @@ class Vault(LifecycleCalls):
     def change_passphrase(self, new_passphrase: str, *, kdf: F.KdfParams | None = None) -> None:
         """A new recovery passphrase and/or stronger Argon2id cost (see vault.enrol.change_passphrase)."""
         j = self._journal
-        j.guard("change_passphrase", self._access.need_passphrase_opener)
+        j.guard("change_passphrase", self._need_own_passphrase)
         j.record("change_passphrase", "", {})
         j.guard("change_passphrase", lambda: enrol.change_passphrase(self._access, new_passphrase, kdf=kdf))
 
