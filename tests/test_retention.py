@@ -251,6 +251,20 @@ def test_a_tampered_override_stops_the_purge(rv: vault.Vault, url: str, tamper: 
     assert len(rv) == 4
     (w,) = rv.retention_warnings(today=TODAY)
     assert "retention override" in w and "Karim" not in w
+    report = rv.verify()  # the whole-vault check names it too, by kind only
+    assert not report.ok and {p.check for p in report.problems} == {"retention"}
+    assert "retention override" in str(report) and "Karim" not in str(report)
+
+
+def test_verify_passes_overrides_as_the_lead_set_them(rv: vault.Vault) -> None:
+    ids = _people(rv)
+    rv.set_retention(ids["kept"], dt.date(2026, 8, 1))
+    rv.set_retention(ids["kept"], dt.date(2030, 1, 1))
+    rv.set_retention(ids["old"], dt.date(2030, 1, 1))
+    rv.set_retention(ids["old"], None)
+    report = rv.verify()
+    assert report.ok, str(report)
+    assert "retention" not in report.skipped
 
 
 def test_a_staff_retain_entry_does_not_count(url: str) -> None:

@@ -164,7 +164,11 @@ class LifecycleCalls:
                         indexers, dict(a.purposes), a.verified_users, self._verify_slots if lead else None,
                         host.audit_verify, host.check_records if lead else None,
                         self._verify_canaries if lead and self._canaries.holds_key() else None, self._journal.record,
-                        a.known_actors)
+                        a.known_actors, self._retention_problems if lead else None)
+
+    def _retention_problems(self) -> list[str]:
+        from . import retention as RT
+        return RT.overrides(self._host(), self._retention_keys())[1]
 
     def _verify_slots(self, conn: Any) -> list[str]:
         a, store = self._access, self._ses.store()

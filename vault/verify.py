@@ -55,6 +55,7 @@ class Parts:
     canaries: Callable[[], dict[str, int]] | None  # listed canary id (hex) -> planting entry
     audit: Callable[[str, str, dict[str, Any]], None]
     signers: Callable[[], set[bytes]] | None = None  # public identities whose ledger entries count
+    retention: Callable[[], list[str]] | None = None  # retention override problems (counts, no record)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,6 +139,7 @@ def run(parts: Parts, *, progress: Step | None = None, repair_index: bool = Fals
     _check_audit(parts, report)
     _check_canaries(parts, report, namer, live)
     _check_ledger(parts, report, namer, live)
+    _check_retention(parts, report)
     if repair_index:
         report.repaired = repair(parts, namer)
         again = Report()
@@ -401,6 +403,20 @@ def _check_canaries(parts: Parts, report: Report, namer: Callable[[bytes], str],
         rid = bytes.fromhex(hexid)
         if rid not in live and namer(rid) not in shredded:
             report.problems.append(Problem("canaries", "canary missing (deleted without a shred entry)", namer(rid)))
+
+
+def _check_retention(parts: Parts, report: Report) -> None:
+    """Retention overrides as the lead signed them and the log names them: an edited,
+    planted, put-back or deleted one would shred someone early or keep them too long."""
+    if parts.retention is None:
+        report.skipped["retention"] = "only the security lead (or the recovery passphrase) checks retention overrides"
+        return
+    try:
+        found = parts.retention()
+    except IntegrityError as e:  # the log's signers cannot be established: the keys check says why
+        report.problems.append(Problem("retention", "overrides not checked", detail=str(e)))
+        return
+    report.problems += [Problem("retention", text) for text in found]
 
 
 def _check_ledger(parts: Parts, report: Report, namer: Callable[[bytes], str], live: set[bytes]) -> None:
