@@ -287,3 +287,37 @@ def test_a_mapping_with_a_mistyped_field_gets_a_suggestion(desk, monkeypatch, ca
     code, _out, err = run(monkeypatch, capsys, "import", "in.csv", "--mapping", "m.toml", "--dry-run", *LEAD,
                           "--reason", "desk")
     assert code == 1 and "maps to unknown field 'legal_nme'; did you mean 'legal_name'?" in err, err
+
+
+# -- 4. the formula guard leaves phone numbers alone, through dvault export ---------------------
+def test_export_keeps_phone_numbers_and_guards_formulas(desk, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A CSV export from dvault: '+93 70 123 4567' is written as typed (mail merge, travel
+    lists), while a cell a spreadsheet would run still gets its apostrophe."""
+    tmp, url = desk
+    with vault.open(url, RECOVERY) as v:
+        v.add({"legal_name": "Farid Ahmadi", "badge_name": "Farid", "phone": "+93 70 123 4567"})
+        v.add({"legal_name": "Eve Formula", "badge_name": '=HYPERLINK("http://x","y")', "phone": "+1 (555) 123-4567"})
+    code, _out, err = run(monkeypatch, capsys, "export", "--fields", "badge_name,phone", "--out", "desk.csv", *LEAD,
+                          "--reason", "travel list")
+    assert code == 0, err
+    text = (tmp / "desk.csv").read_text("utf-8")
+    assert '"Farid","+93 70 123 4567"' in text and '"+1 (555) 123-4567"' in text
+    assert "'+93" not in text and "'+1" not in text
+    assert '"\'=HYPERLINK(""http://x"",""y"")"' in text
+
+
+# -- 10. the guide on PostgreSQL: the logins, the move's target, the re-pin ----------------------
+def test_the_guide_says_where_a_move_goes_and_repins_after_it() -> None:
+    """The guide runs on PostgreSQL too (tests/test_guide.py), where its move still makes a
+    SQLite file: it says so and how to move on a server; the staff login (--app-role) is
+    set up in the PostgreSQL section; each re-enrolled user pins the new vault first."""
+    guide = (ROOT / "docs" / "guide.md").read_text("utf-8")
+    section = guide[guide.index("## 10. "):guide.index("## 11. ")]
+    assert "SQLite file" in section and "whatever\nthe old vault is" in section
+    assert "`--to` the owner's URL" in section and "dvault db-roles" in section
+    move_at = section.index("dvault move --to dd2026-new.vault")
+    pin_at = section.index("dvault pin add", move_at)
+    assert "--vault dd2026-new.vault --identity sam.dvid" in section[pin_at:section.index("\n", pin_at)]
+    assert move_at < pin_at < section.index("dvault list --fields badge_name --vault dd2026-new.vault --identity sam")
+    pg = guide[guide.index("## PostgreSQL on a shared server"):]
+    assert "--app-role dvault_staff" in pg and "dvault db-roles" in pg
