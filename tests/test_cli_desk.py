@@ -321,3 +321,38 @@ def test_the_guide_says_where_a_move_goes_and_repins_after_it() -> None:
     assert move_at < pin_at < section.index("dvault list --fields badge_name --vault dd2026-new.vault --identity sam")
     pg = guide[guide.index("## PostgreSQL on a shared server"):]
     assert "--app-role dvault_staff" in pg and "dvault db-roles" in pg
+
+
+# -- 10. one-shot latency: what the entry point does, proved by state, never by a timing ------------
+def test_a_one_shot_command_freezes_the_collector_before_it_ends(tmp_path: Path) -> None:
+    """The console script's last act is gc.freeze(): the interpreter's final collection then
+    skips every object the imports made (about 0.1 s of each command's wall time)."""
+    probe = ("import atexit, gc, sys\n"
+             "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 0, flush=True))\n"
+             "sys.argv = ['dvault', *sys.argv[1:]]\n"
+             "import vault_cli\n"
+             "vault_cli.run()\n")
+    for args in (["--version"], ["find", "--email", "x@example.org", "--vault", str(tmp_path / "none.vault")]):
+        res = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, cwd=ROOT,
+                             timeout=60, env={**os.environ, "DVAULT_CONFIG": str(tmp_path / "none.toml")})
+        assert "frozen True" in res.stdout, (args, res.stdout, res.stderr)
+
+
+def test_the_unlock_preload_is_joined_and_the_collector_back_on_after_a_wrong_passphrase(  # type: ignore[no-untyped-def]
+        desk, monkeypatch, capsys) -> None:
+    """The library's modules load on a thread beside Argon2id with cycle collection off; a
+    failed unlock (wrong passphrase) must leave no such thread and the collector on."""
+    import gc
+    import threading
+
+    tmp, _url = desk
+    (tmp / "wrong.pass").write_text("not the passphrase\n")
+    (tmp / "wrong.pass").chmod(0o600)
+    assert gc.isenabled()
+    code, _out, err = run(monkeypatch, capsys, "find", "--email", "amira@example.org", "--identity", "staff.dvid",
+                          "--passphrase-file", "wrong.pass", "--reason", "desk")
+    assert code == 4 and "wrong passphrase" in err, err
+    assert gc.isenabled()
+    assert not [t for t in threading.enumerate() if t.name == "dvault-preload"]
+    code, out, err = run(monkeypatch, capsys, "find", "--email", "amira@example.org", *STAFF, "--reason", "desk")
+    assert code == 0 and "amira@example.org" in out and gc.isenabled(), err
