@@ -25,4 +25,20 @@ def run() -> None:
     except KeyboardInterrupt:
         sys.stderr.write("dvault: error: interrupted\n")
         sys.exit(130)
-    main()
+    try:
+        main()
+    finally:
+        leave_fast()
+
+
+def leave_fast() -> None:
+    """Move every object to the collector's permanent generation just before the process
+    ends. Why: the interpreter's last collection walks every object the imports made
+    (SQLAlchemy alone is tens of thousands), which cost a one-shot command ~0.1 s of its
+    wall time after its output was written. Nothing is lost: no class of the library or
+    the CLI has a finaliser, the vault is closed by its ``with`` before this point, and
+    the process's memory goes with it. Only for a process that is about to end (the
+    entry points), never in a library call."""
+    import gc
+
+    gc.freeze()

@@ -9,7 +9,17 @@ import click
 
 import vault
 
-from .common import checkpoints_path, confirm, identity_path, note, shown_url, unlock, vault_options, warn
+from .common import (
+    checkpoints_path,
+    confirm,
+    identity_path,
+    note,
+    shown_url,
+    unlock,
+    vault_options,
+    warn,
+    with_progress,
+)
 from .common import vault_url as resolve_vault_url
 from .secrets_input import IDENTITY_ENV, RECOVERY_ENV, read_passphrase
 
@@ -28,7 +38,9 @@ def backup(file: Path, ledger: Path | None, **kw: Any) -> None:
     Example: dvault backup dd2026-monday.dvbak --ledger dd2026.dvledger
     """
     with unlock(kw, advice=False) as v:
-        out = v.backup(file, ledger=ledger)
+        # the bar's length is the record count until the backup counts its rows (read, then written)
+        out = with_progress("backing up", max(1, v.count()), lambda step: v.backup(file, ledger=ledger,
+                                                                                  progress=step))
     click.echo(f"backed up {out['records']} records and {out['audit_entries']} audit entries to {file} "
                f"({out['bytes']} bytes)")
     if ledger is not None:

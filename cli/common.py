@@ -157,12 +157,18 @@ def after_open(v: vault.Vault, ident_path: Path | None) -> vault.Vault:
 class _Preload:
     """The library's heavy modules (SQLAlchemy, the vault itself), imported on a thread
     while the passphrase is typed and the identity's Argon2id runs (which releases the
-    GIL): an unlock then waits for the slower of the two, not for their sum. Joined
-    before the vault is opened, so no thread is left when the library forks workers."""
+    GIL): an unlock then waits for the slower of the two, not for their sum. A context
+    manager, joined before the vault is opened, so no thread is left when the library
+    forks workers."""
 
     def __init__(self) -> None:
+        import gc
         import threading
 
+        # No cycle collection while the modules load: they make no garbage, and each full
+        # collection would walk every object loaded so far. On again when the with ends.
+        self._collecting = gc.isenabled()
+        gc.disable()
         self._thread = threading.Thread(target=self._run, name="dvault-preload", daemon=True)
         self._thread.start()
 
@@ -173,8 +179,17 @@ class _Preload:
         except BaseException:  # noqa: S110 - the open that follows imports it again and reports the failure
             pass
 
-    def join(self) -> None:
+    def __enter__(self) -> _Preload:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Joined whatever happens (a wrong passphrase too): no import is left running on
+        another thread, and the collector is on again, before the caller goes on."""
+        import gc
+
         self._thread.join()
+        if self._collecting:
+            gc.enable()
 
 
 def open_vault(url: str | None, identity: Path | None, passphrase_file: Path | None,
@@ -197,11 +212,10 @@ def open_vault_as(url: str | None, identity: Path | None, passphrase_file: Path 
             raise vault.NotFound(f"no identity file at {ident_path}")
         from vault.identity import Identity  # on this thread, before the preload starts: no import
 
-        preload = _Preload()  # of a vault module runs on two threads at once
-        pw = read_passphrase(passphrase_file, f"Passphrase for identity {ident_path.name}",
-                             env=() if ask else IDENTITY_ENV)
-        ident = Identity.load(ident_path, pw)
-        preload.join()
+        with _Preload():  # of a vault module runs on two threads at once
+            pw = read_passphrase(passphrase_file, f"Passphrase for identity {ident_path.name}",
+                                 env=() if ask else IDENTITY_ENV)
+            ident = Identity.load(ident_path, pw)
         from vault.pins import known as known_vaults
 
         pins_file = pins_path(ident_path)
@@ -213,9 +227,8 @@ def open_vault_as(url: str | None, identity: Path | None, passphrase_file: Path 
                  f"{pins_file}; compare them with the pin line the lead sent you (dvault pin show), and "
                  f"next time record that line first (dvault pin add)")
         return after_open(v, ident_path), ident
-    preload = _Preload()
-    pw = read_passphrase(passphrase_file, "Vault recovery passphrase", env=() if ask else RECOVERY_ENV)
-    preload.join()
+    with _Preload():
+        pw = read_passphrase(passphrase_file, "Vault recovery passphrase", env=() if ask else RECOVERY_ENV)
     return after_open(vault.open(target, pw), None), None
 
 
@@ -282,7 +295,9 @@ def progress_bar(label: str, total: int, *, show: bool = True) -> Iterator[Step 
     bar = click.progressbar(length=total, label=label, file=sys.stderr)
     seen = [0]
 
-    def step(done: int, _total: int) -> None:
+    def step(done: int, of: int) -> None:
+        if of > 0 and of != bar.length:  # the job counts its own units (a backup: rows read and written)
+            bar.length = of
         bar.update(max(0, done - seen[0]))
         seen[0] = max(seen[0], done)
     with bar:

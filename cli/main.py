@@ -3,7 +3,7 @@
 
 Importing this module loads click and the command definitions only: the library's heavy
 parts (SQLAlchemy, the crypto libraries) load when a command first needs them, so that
-``dvault --version`` and ``dvault --help`` answer at once (tests/test_cli_lazy.py)."""
+``dvault --version`` and ``dvault --help`` answer at once (tests/test_cli_desk.py)."""
 
 from __future__ import annotations
 
@@ -440,4 +440,9 @@ def _usage_message(e: click.ClickException) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    from . import leave_fast
+
+    try:
+        main()
+    finally:
+        leave_fast()

@@ -442,3 +442,20 @@ def test_a_restore_names_users_revoked_since_the_backup(url: str, tmp_path: Path
     assert not [w for w in out.warnings if "revoked" in w]
     out = vault.restore(url, tmp_path / "before.dvbak", identity=lead)
     assert [w for w in out.warnings if "revoked" in w and "staffer" in w]
+
+
+
+def test_backup_reports_progress_in_rows_up_to_its_total(url: str, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """What dvault backup's progress bar is fed: (done, total) as rows are read and then
+    encoded, each row counted twice, rising to the total (the rows the file holds)."""
+    monkeypatch.setattr(BK, "_PROGRESS_ROWS", 7)  # several reports per table
+    seen: list[tuple[int, int]] = []
+    with vault.create(url, PASSPHRASE) as v:
+        v.add_many([{"badge_name": f"P{i}"} for i in range(30)])
+        out = v.backup(tmp_path / "a.dvbak", progress=lambda d, t: seen.append((d, t)))
+    rows = sum(len(t.rows) for t in BK.read_file(str(tmp_path / "a.dvbak")).tables.values())
+    assert out["records"] == 30 and len(seen) > 8
+    assert {t for _, t in seen} == {2 * rows}
+    dones = [d for d, _ in seen]
+    assert dones == sorted(dones) and dones[-1] == 2 * rows

@@ -101,3 +101,53 @@ def test_export_and_rotate_progress_on_a_terminal(desk, args: list[str], label: 
                    + (["--reason", "desk"] if args[0] == "export" else []), tmp)
     transcript = _finish(child)
     assert child.exitstatus == 0 and label in transcript, transcript
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_backup_progress_on_a_terminal_and_quiet_under_q(desk, quiet: bool) -> None:  # type: ignore[no-untyped-def]
+    """dvault backup shows a bar to a person at a terminal (as reindex, verify and import
+    do), and none under -q; the backup is written either way."""
+    tmp, _badges = desk
+    child = _spawn([*(["-q"] if quiet else []), "backup", "b.dvbak", "--identity", "lead.dvid",
+                    "--passphrase-file", "lead.pass"], tmp)
+    transcript = _finish(child)
+    assert child.exitstatus == 0, transcript
+    assert ("backing up" in transcript) is not quiet, transcript
+    assert "backed up 2 records" in transcript and (tmp / "b.dvbak").is_file()
+
+
+@pytest.mark.parametrize("args,label", [(["reindex"], "re-indexing"), (["verify"], "Verifying")])
+def test_reindex_and_verify_progress_on_a_terminal(desk, args: list[str], label: str) -> None:  # type: ignore[no-untyped-def]
+    tmp, _badges = desk
+    child = _spawn([*args, "--identity", "lead.dvid", "--passphrase-file", "lead.pass"], tmp)
+    transcript = _finish(child)
+    assert child.exitstatus == 0 and label in transcript, transcript
+
+
+def test_move_progress_on_a_terminal(desk) -> None:  # type: ignore[no-untyped-def]
+    tmp, _badges = desk
+    (tmp / "recovery.pass").write_text(RECOVERY + "\n")
+    (tmp / "new.pass").write_text("new recovery secret words\n")
+    (tmp / "new-lead.pass").write_text("new lead secret words here\n")
+    for name in ("recovery.pass", "new.pass", "new-lead.pass"):
+        (tmp / name).chmod(0o600)
+    child = _spawn(["move", "--passphrase-file", "recovery.pass", "--to", str(tmp / "new.vault"), "--identity",
+                    "new-lead.dvid", "--new-passphrase-file", "new.pass", "--identity-passphrase-file",
+                    "new-lead.pass", "--reason", "lead's laptop seized"], tmp)
+    transcript = _finish(child)
+    assert child.exitstatus == 0 and "moving" in transcript, transcript
+
+
+def test_backup_through_a_pipe_has_no_bar(desk) -> None:  # type: ignore[no-untyped-def]
+    """A script (stderr to a pipe) gets the result line and no bar."""
+    import subprocess
+
+    tmp, _badges = desk
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DVAULT_")}
+    env.update({"PYTHONPATH": str(ROOT), "DVAULT_CONFIG": str(tmp / "none.toml"), "HOME": str(tmp),
+                "DVAULT_URL": str(tmp / "t.vault")})
+    res = subprocess.run([sys.executable, "-m", "vault_cli.main", "backup", "b.dvbak", "--identity", "lead.dvid",
+                          "--passphrase-file", "lead.pass"], cwd=tmp, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "backed up 2 records" in res.stdout and "backing up" not in res.stderr + res.stdout

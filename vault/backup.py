@@ -115,14 +115,21 @@ def encode(vault_id: bytes, made_at: int, audit_seq: int, audit_head: bytes, tab
 
 
 def encode_parts(vault_id: bytes, made_at: int, audit_seq: int, audit_head: bytes, tables: Iterable[Table],
-                 actor: bytes, sign: Callable[[bytes], bytes]) -> list[bytes]:
-    """:func:`encode` as the list of its parts, in order (written without joining them)."""
+                 actor: bytes, sign: Callable[[bytes], bytes], tally: _Tally | None = None) -> list[bytes]:
+    """:func:`encode` as the list of its parts, in order (written without joining them);
+    the rows are reported to ``tally`` as they are encoded."""
     ordered = sorted(tables, key=lambda t: t.name)
     out = [_HEAD.pack(F.BACKUP_MAGIC, F.BACKUP_VERSION, vault_id, made_at, audit_seq, audit_head, len(ordered))]
     for t in ordered:
         out.append(_lp8(t.name) + bytes([len(t.columns)]) + b"".join(_lp8(c) for c in t.columns)
                    + _U64.pack(len(t.rows)))
-        _values(t.rows, out)
+        if tally is None:
+            _values(t.rows, out)
+            continue
+        for at in range(0, len(t.rows), _PROGRESS_ROWS):
+            chunk = t.rows[at:at + _PROGRESS_ROWS]
+            _values(chunk, out)
+            tally.add(len(chunk))
     h = C.sha256_stream()
     for part in out:
         h.update(part)
@@ -245,20 +252,48 @@ def quoted(names: Iterable[str]) -> str:
     return ", ".join(f'"{n}"' for n in names)
 
 
-def snapshot(store: Any) -> tuple[list[Table], int, bytes]:
+#: Rows read or encoded between two progress reports.
+_PROGRESS_ROWS = 5000
+
+Progress = Callable[[int, int], None]
+
+
+class _Tally:
+    """``progress(done, total)`` in rows: each row counts once when it is read and once when
+    it is encoded (the two slow halves of a backup), so ``total`` is twice the rows."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress, self.done, self.total = progress, 0, 0
+
+    def add(self, rows: int) -> None:
+        if self.progress is not None and rows:
+            self.done = min(self.total, self.done + rows)
+            self.progress(self.done, self.total)
+
+
+def snapshot(store: Any, tally: _Tally | None = None) -> tuple[list[Table], int, bytes]:
     """Every ``dv_*`` table (rows in primary-key order) and the audit log's head, read in one
-    snapshot transaction."""
+    snapshot transaction. With a ``tally`` the rows are counted first (in the same
+    snapshot) and reported as they are read."""
     from .audit_rows import head_row
     out = []
     with store.tx(write=False, snapshot=True) as conn:
         insp = inspect(conn)
         names = sorted(t for t in insp.get_table_names() if t.startswith("dv_"))
+        if tally is not None and tally.progress is not None:
+            tally.total = 2 * sum(store.raw(conn, f"SELECT COUNT(*) FROM {n}").fetchone()[0]  # noqa: S608 - catalog
+                                  for n in names)
         for name in names:
             cols = tuple(c["name"] for c in insp.get_columns(name))
             keys = insp.get_pk_constraint(name).get("constrained_columns") or list(cols)
             sql = f"SELECT {quoted(cols)} FROM {name} ORDER BY {quoted(keys)}"  # noqa: S608 - names from the catalog
             cur = store.raw(conn, sql)
-            out.append(Table(name, cols, [tuple(r) for r in cur.fetchall()]))
+            rows: list[tuple[Any, ...]] = []
+            while chunk := cur.fetchmany(_PROGRESS_ROWS):
+                rows += [tuple(r) for r in chunk]
+                if tally is not None:
+                    tally.add(len(chunk))
+            out.append(Table(name, cols, rows))
         seq, head = head_row(store, conn)
     return out, seq, head
 
@@ -316,13 +351,16 @@ def write_new(path: str, parts: list[bytes]) -> None:
 
 
 def take(store: Any, path: str, vault_id: bytes, actor: bytes, sign: Callable[[bytes], bytes], *,
-         ledger: str | None = None) -> dict[str, int]:
+         ledger: str | None = None, progress: Progress | None = None) -> dict[str, int]:
     """Write a backup of the vault behind ``store`` to ``path`` (created 0600, never over an
     existing file) and, if asked, the shred ledger of the same snapshot to the file
-    ``ledger`` (vault.ledger). Returns counts: records, audit entries, ledger entries, bytes."""
+    ``ledger`` (vault.ledger). Returns counts: records, audit entries, ledger entries, bytes.
+    ``progress(done, total)``: rows read and encoded so far, of twice the rows (a front
+    end's progress bar; it is called on this thread and sees no value)."""
     from .ledger import encode_file
-    tables, seq, head = snapshot(store)
-    data = encode_parts(vault_id, int(time.time()), seq, head, tables, actor, sign)
+    tally = _Tally(progress)
+    tables, seq, head = snapshot(store, tally)
+    data = encode_parts(vault_id, int(time.time()), seq, head, tables, actor, sign, tally)
     by_name = {t.name: len(t.rows) for t in tables}
     ledger_data = None
     if ledger is not None:

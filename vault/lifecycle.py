@@ -118,16 +118,18 @@ class LifecycleCalls:
         self._journal.guard("subject_erase", lambda: SJ.erase(self._host(), self._subject_wiring(), pseudonym))
 
     # -- backup and the shred ledger (vault.backup, vault.ledger, vault.restoring) ----------------
-    def backup(self, path: str | os.PathLike[str], *, ledger: str | os.PathLike[str] | None = None) -> dict[str, int]:
+    def backup(self, path: str | os.PathLike[str], *, ledger: str | os.PathLike[str] | None = None,
+               progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
         """Lead: write a backup of the whole vault to ``path`` (and the shred ledger to the
-        file ``ledger``); see vault.backup. Audited before the snapshot, which holds the entry."""
+        file ``ledger``); see vault.backup. Audited before the snapshot, which holds the entry.
+        ``progress(done, total)`` as vault.backup.take reports it (rows read and encoded)."""
         from . import backup as BK
         j, a = self._journal, self._access
         j.guard("backup", lambda: a.need_manage("taking a backup"))
         j.record("backup", "", {"ledger_file": ledger is not None})
         assert j.auditor is not None and a.signer is not None
         return BK.take(self._ses.store(), os.fspath(path), self._ses.vid, j.auditor.actor, a.signer,
-                       ledger=None if ledger is None else os.fspath(ledger))
+                       ledger=None if ledger is None else os.fspath(ledger), progress=progress)
 
     def signing_actors(self, *, managers: bool = False) -> set[bytes]:
         """Public identities whose signatures this vault accepts (users, revoked ones too, and
