@@ -315,7 +315,8 @@ def verify_text(what: str, ring: Keyring, vault_id: bytes, text: str, blob: byte
     if len(blob) != 1 + C.ED25519_SIG_LEN or blob[:1] not in allowed:
         raise IntegrityError(f"stored {what} carries no valid signature of the lead or the recovery key")
     try:
-        C.ed25519_verify(allowed[blob[:1]], SIG_LABELS[what] + vault_id + C.sha256(text.encode("utf-8")), blob[1:])
+        message = SIG_LABELS[what] + vault_id + C.sha256(text.encode("utf-8"))
+        C.ed25519_verify_again(allowed[blob[:1]], message, blob[1:])
     except C.AuthFailure:
         raise IntegrityError(f"stored {what} failed the lead's signature (edited in the database?)") from None
 
