@@ -470,7 +470,7 @@ class Store(Locks):
         for i in range(0, len(ids), 500):  # bounded parameter lists
             chunk = ids[i:i + 500]
             ph = ", ".join([self._ph] * len(chunk))
-            rows = conn.exec_driver_sql(f"SELECT id, data FROM dv_records WHERE id IN ({ph}){tail}", tuple(chunk))
+            rows = self.raw(conn, f"SELECT id, data FROM dv_records WHERE id IN ({ph}){tail}", tuple(chunk)).fetchall()
             out += [(_rid(r[0]), _blob(r[1])) for r in rows]
         return sorted(out)
 
@@ -491,15 +491,14 @@ class Store(Locks):
         if rows:
             conn.exec_driver_sql(self._update_record_sql, rows)
 
-    @staticmethod
-    def record_exists(conn: Connection, rid: bytes, *, hold: bool = False) -> bool:
+    def record_exists(self, conn: Connection, rid: bytes, *, hold: bool = False) -> bool:
         """``hold`` (PostgreSQL: FOR SHARE): the row stays until the transaction ends, for a
         write that must not outlive it (a pseudonym row written while a shred commits would
-        be left behind, naming a record that is gone; SQLite serialises writers already)."""
-        q = select(records.c.id).where(records.c.id == rid)
-        if hold and conn.dialect.name != "sqlite":
-            q = q.with_for_update(read=True)
-        return conn.execute(q).first() is not None
+        be left behind, naming a record that is gone; SQLite serialises writers already).
+        On the DB-API cursor: every audited read of a record names it by pseudonym, so this
+        runs once per find and get."""
+        sql = f"SELECT 1 FROM dv_records WHERE id = {self._ph}" + (" FOR SHARE" if hold and not self.is_sqlite else "")
+        return self.raw(conn, sql, (rid,)).fetchone() is not None
 
     @staticmethod
     def delete_record(conn: Connection, rid: bytes) -> bool:
