@@ -115,3 +115,28 @@ def test_forked_add_many_with_a_small_window_writes_every_row(url: str, monkeypa
         assert len(set(ids)) == 31 and v.count() == 31
         assert [r.id for r in v.find(email="p29@example.org")] == [ids[29]]
         assert v.get(ids[30])["badge_name"] == "p30"
+
+
+@pytest.mark.parametrize("multiline", [False, True])
+@pytest.mark.parametrize("max_length", [4, 1000])
+def test_the_ascii_fast_path_of_a_text_value_is_clean_text(multiline: bool, max_length: int) -> None:
+    """Field.canonical's shortcut for printable ASCII gives clean_text's answer (the value,
+    or the same error) for every ASCII string, control characters, tab and line feed too."""
+    import random
+
+    from vault.schema import Field
+
+    from vault import values as VAL
+    rng = random.Random(max_length + multiline)
+    f = Field(name="x", cls="public", type="text", max_length=max_length, multiline=multiline)
+
+    def outcome(fn, s: str):  # type: ignore[no-untyped-def]
+        try:
+            return fn(s)
+        except vault.ValidationError as e:
+            return ("refused", str(e))
+    samples = [chr(i) for i in range(128)] + ["Amira Haddad", "a\tb", "a\nb", "x" * 5, "x" * 1001]
+    samples += ["".join(chr(rng.randrange(128)) for _ in range(rng.randrange(9))) for _ in range(3000)]
+    for s in samples:
+        want = outcome(lambda t: VAL.clean_text("x", t, multiline=multiline, max_length=max_length), s)
+        assert outcome(f.canonical, s) == want, repr(s)
