@@ -226,6 +226,28 @@ class Signer:
         return _crypto_sign(message, self._sk)[:ED25519_SIG_LEN]
 
 
+#: (public key, message, signature) triples that verified, exact bytes as the key (no
+#: digest: equal keys are the same bytes). Every write of the lead's checks the same two
+#: signatures again (the user table's and the key statement's) and signs the statement
+#: anew: the statement and the table are read and checked on every write, only the Ed25519
+#: arithmetic for bytes already found good is not redone. Verification is a function of
+#: these bytes alone, and only successes are kept. Bounded: cleared when full.
+_VERIFIED: dict[tuple[bytes, bytes, bytes], None] = {}
+_VERIFIED_MAX = 64
+
+
+def ed25519_verify_again(public: bytes, message: bytes, signature: bytes) -> None:
+    """:func:`ed25519_verify` for a signature a client checks over and over (see _VERIFIED);
+    not for the audit log, whose entries are each checked once."""
+    key = (bytes(public), bytes(message), bytes(signature))
+    if key in _VERIFIED:
+        return
+    ed25519_verify(public, message, signature)
+    if len(_VERIFIED) >= _VERIFIED_MAX:
+        _VERIFIED.clear()
+    _VERIFIED[key] = None
+
+
 def ed25519_verify(public: bytes, message: bytes, signature: bytes) -> None:
     """libsodium's crypto_sign_open on signature || message (what VerifyKey.verify does,
     minus the object construction, which matters when checking a million log entries)."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -39,6 +40,9 @@ MIN_ITEMS = 4000
 
 #: Rows (or records) per work item handed to a worker.
 CHUNK = 1000
+
+#: Work items per worker submitted ahead of the caller (Forked.imap).
+AHEAD = 2
 
 # The task a worker runs: set in each worker by the executor's initializer, which a forked
 # child receives through its copied memory (nothing is pickled).
@@ -102,7 +106,7 @@ class InProcess:
 
 
 class Forked:
-    """The pool interface over forked workers; ``imap`` submits every arg at once.
+    """The pool interface over forked workers; ``imap`` keeps a few args per worker submitted ahead.
 
     Why ``concurrent.futures`` rather than ``multiprocessing.Pool``: a Pool whose worker
     dies (SIGKILL, the OOM killer) replaces it and waits forever for the lost task's
@@ -114,19 +118,34 @@ class Forked:
         self.size = size
 
     def imap(self, args: Any) -> Iterator[Any]:
+        """``task(arg)`` for each arg, in order, with at most :data:`AHEAD` items per worker
+        submitted and not yet taken. Why a window: a caller slower than the workers (the
+        parent writing each finished chunk of an add_many) would otherwise hold every
+        chunk's result at once (hundreds of MB for 100,000 rows) before writing them."""
         args = list(args)
-        try:
-            futures = [self._executor.submit(_run, arg) for arg in args]
-        except BrokenProcessPool:
-            raise WorkerDied("a worker process died (killed, or out of memory); nothing was written") from None
+        futures: deque[tuple[Any, Future[tuple[bool, Any]]]] = deque()
+        self._top_up(args, futures, 0)  # the workers start now, not at the first next()
         return self._collect(args, futures)
 
-    def _collect(self, args: list[Any], futures: list[Future[tuple[bool, Any]]]) -> Iterator[Any]:
-        for arg, future in zip(args, futures, strict=False):
+    def _top_up(self, args: list[Any], futures: deque[tuple[Any, Future[tuple[bool, Any]]]], nxt: int) -> int:
+        """Submit args from ``nxt`` on until the window is full; the next arg to submit."""
+        while nxt < len(args) and len(futures) < self.size * AHEAD:
+            try:
+                futures.append((args[nxt], self._executor.submit(_run, args[nxt])))
+            except BrokenProcessPool:
+                raise WorkerDied("a worker process died (killed, or out of memory); nothing was written") from None
+            nxt += 1
+        return nxt
+
+    def _collect(self, args: list[Any], futures: deque[tuple[Any, Future[tuple[bool, Any]]]]) -> Iterator[Any]:
+        nxt = len(futures)
+        while futures:
+            arg, future = futures.popleft()
             try:
                 ok, result = future.result()
             except BrokenProcessPool:
                 raise WorkerDied("a worker process died (killed, or out of memory); nothing was written") from None
+            nxt = self._top_up(args, futures, nxt)  # before the caller works on this result
             yield result if ok else self._task(arg)  # failed over there: raise (or succeed) here
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import struct
 import unicodedata
+import weakref
 from dataclasses import dataclass, field
 
 from . import _crypto as C
@@ -314,7 +315,8 @@ def verify_text(what: str, ring: Keyring, vault_id: bytes, text: str, blob: byte
     if len(blob) != 1 + C.ED25519_SIG_LEN or blob[:1] not in allowed:
         raise IntegrityError(f"stored {what} carries no valid signature of the lead or the recovery key")
     try:
-        C.ed25519_verify(allowed[blob[:1]], SIG_LABELS[what] + vault_id + C.sha256(text.encode("utf-8")), blob[1:])
+        message = SIG_LABELS[what] + vault_id + C.sha256(text.encode("utf-8"))
+        C.ed25519_verify_again(allowed[blob[:1]], message, blob[1:])
     except C.AuthFailure:
         raise IntegrityError(f"stored {what} failed the lead's signature (edited in the database?)") from None
 
@@ -359,14 +361,27 @@ def key_statement(ring: Keyring, vault_id: bytes, db_version: int, roster: bytes
     return "\n".join(lines) + "\n"
 
 
+#: A class key -> its box public key (hex). Every add of the lead's signs the statement
+#: again, which names each class's public key: a derivation and a scalar multiplication per
+#: class and signature. Weakly keyed: an entry goes with its key (nothing secret is held).
+_BOX_PUBLIC: weakref.WeakKeyDictionary[Key, str] = weakref.WeakKeyDictionary()
+
+
+def _box_public(k: Key) -> str:
+    from .envelope import class_box_secret
+    got = _BOX_PUBLIC.get(k)
+    if got is None:
+        got = _BOX_PUBLIC[k] = C.x25519_public(class_box_secret(k.secret)).hex()
+    return got
+
+
 def _class_claims(ring: Keyring) -> dict[str, str]:
     """Class -> "version kid public-key" of the current key of each class held, else of
     its newest public key (a write-only class), as the key statement lists them."""
-    from .envelope import class_box_secret
     out = {}
     for name in ring.classes():
         k = ring.current(KIND_CLASS_KEY, name)
-        out[name] = f"{k.version} {k.kid.hex()} {C.x25519_public(class_box_secret(k.secret)).hex()}"
+        out[name] = f"{k.version} {k.kid.hex()} {_box_public(k)}"
     for name in {k.name for k in ring.keys if k.kind == KIND_CLASS_PUBLIC} - out.keys():
         k = ring.current(KIND_CLASS_PUBLIC, name)
         out[name] = f"{k.version} {k.kid.hex()} {k.secret.hex()}"

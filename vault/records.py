@@ -216,13 +216,16 @@ class Records:
         out: list[str] = []
         put: list[str] = []
         buckets: dict[Bucket, list[bytes]] = {}
-        with store.tx(write=False) as conn:
-            self.plans.sync(conn)  # before the workers fork: they compute the index terms
+        if len(rows) >= PAR.MIN_ITEMS:  # a batch that may fork (a small one skips this transaction)
+            with store.tx(write=False) as conn:
+                self.plans.sync(conn)  # before the workers fork: they compute the index terms
         with PAR.pool(seal, len(rows)) as pool, store.tx() as conn:
             if self.canaries.holds_key():  # it signs the key statement again (the canary list): first, as every signer
                 store.lock_keys(conn)
             self.access.check_keys(conn)  # sealed with our class keys: they must still be current
-            if self.plans.sync(conn, lock=True):  # a re-index began or ended just now
+            # a re-index began or ended just now: forked workers hold the old plan; in this
+            # process nothing is sealed yet (imap is lazy), so the rows take the new one
+            if self.plans.sync(conn, lock=True) and isinstance(pool, PAR.Forked):
                 raise KeysChanged("the blind-index plan changed while adding (a re-index elsewhere); add again")
             for batch, groups, made in pool.imap(PAR.ranges(len(rows), PAR.CHUNK)):
                 store.insert_records(conn, batch)

@@ -57,6 +57,10 @@ class Field:
         if self.type == "text":
             if not isinstance(value, str):
                 raise ValidationError(f"field {self.name!r} expects text", field=self.name)
+            if value.isascii() and value.isprintable() and len(value) <= self.max_length:
+                # the common value, checked as clean_text would: printable ASCII is NFC already, valid
+                # UTF-8, and holds no control character, tab or line feed (the write hot path)
+                return value
             utf8(value, f"field {self.name!r} contains characters that are not valid Unicode text", field=self.name)
             return VAL.clean_text(self.name, value, multiline=self.multiline, max_length=self.max_length)
         if self.type == "list":

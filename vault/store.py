@@ -341,26 +341,31 @@ class Store(Locks):
         return True
 
     # -- meta -----------------------------------------------------------------------------
-    @staticmethod
-    def get_meta(conn: Connection) -> dict[str, bytes]:
-        return {r.name: _blob(r.value) for r in conn.execute(select(meta.c.name, meta.c.value))}
+    # The reads and writes every add makes (the meta rows, the slots, the user table) go
+    # through the DB-API cursor (raw): SQLAlchemy's per-statement work (cache key, compiled
+    # context, an expanding IN) cost more than SQLite's, several times per add.
+    def get_meta(self, conn: Connection) -> dict[str, bytes]:
+        return {r[0]: _blob(r[1]) for r in self.raw(conn, "SELECT name, value FROM dv_meta").fetchall()}
 
-    @staticmethod
-    def get_meta_values(conn: Connection, names: Sequence[str]) -> dict[str, bytes]:
-        q = select(meta.c.name, meta.c.value).where(meta.c.name.in_(list(names)))
-        return {r.name: _blob(r.value) for r in conn.execute(q)}
+    def get_meta_values(self, conn: Connection, names: Sequence[str]) -> dict[str, bytes]:
+        names = list(names)
+        if not names:
+            return {}
+        marks = ", ".join([self._ph] * len(names))
+        rows = self.raw(conn, f"SELECT name, value FROM dv_meta WHERE name IN ({marks})",
+                        tuple(names)).fetchall()
+        return {r[0]: _blob(r[1]) for r in rows}
 
     @property
     def in_transaction(self) -> bool:
         """Whether a transaction is open on this store (so a nested one commits nothing)."""
         return bool(self._depth)
 
-    @staticmethod
-    def put_meta(conn: Connection, values: dict[str, bytes]) -> None:
+    def put_meta(self, conn: Connection, values: dict[str, bytes]) -> None:
+        insert = f"INSERT INTO dv_meta (name, value) VALUES ({self._ph}, {self._ph})"
         for name, value in values.items():
-            res = conn.execute(update(meta).where(meta.c.name == name).values(value=value))
-            if res.rowcount == 0:
-                conn.execute(meta.insert().values(name=name, value=value))
+            if self.raw(conn, self._set_meta_sql, (value, name)).rowcount == 0:
+                self.raw(conn, insert, (name, value))
 
     @staticmethod
     def delete_meta(conn: Connection, name: str) -> bool:
@@ -383,20 +388,16 @@ class Store(Locks):
 
     def set_meta_value(self, conn: Connection, name: str, value: bytes) -> None:
         """Write one dv_meta value (inserted if the row is missing), on the DB-API cursor."""
-        if self.raw(conn, self._set_meta_sql, (value, name)).rowcount == 0:
-            self.put_meta(conn, {name: value})
+        self.put_meta(conn, {name: value})
 
     # -- slots ----------------------------------------------------------------------------
-    @staticmethod
-    def get_slots(conn: Connection) -> list[tuple[str, str, bytes, bytes]]:
-        rows = conn.execute(select(slots.c.slot_id, slots.c.kind, slots.c.unlock, slots.c.keyring)
-                            .order_by(slots.c.slot_id))
-        return [(r.slot_id, r.kind, _blob(r.unlock), _blob(r.keyring)) for r in rows]
+    def get_slots(self, conn: Connection) -> list[tuple[str, str, bytes, bytes]]:
+        rows = self.raw(conn, "SELECT slot_id, kind, unlock, keyring FROM dv_slots ORDER BY slot_id").fetchall()
+        return [(r[0], r[1], _blob(r[2]), _blob(r[3])) for r in rows]
 
-    @staticmethod
-    def slot_keyring(conn: Connection, slot_id: str) -> bytes | None:
+    def slot_keyring(self, conn: Connection, slot_id: str) -> bytes | None:
         """One slot's keyring blob (read under Store.lock_writes by a write that checks it)."""
-        row = conn.execute(select(slots.c.keyring).where(slots.c.slot_id == slot_id)).first()
+        row = self.raw(conn, f"SELECT keyring FROM dv_slots WHERE slot_id = {self._ph}", (slot_id,)).fetchone()
         return None if row is None else _blob(row[0])
 
     @staticmethod
@@ -431,10 +432,8 @@ class Store(Locks):
         conn.execute(delete(slots).where(slots.c.slot_id == slot_id))
 
     # -- users ----------------------------------------------------------------------------
-    @staticmethod
-    def get_users(conn: Connection) -> list[tuple[str, str, str, bytes, str]]:
-        rows = conn.execute(select(users.c.user_id, users.c.name, users.c.role, users.c.public,
-                                   users.c.slot_id).order_by(users.c.user_id))
+    def get_users(self, conn: Connection) -> list[tuple[str, str, str, bytes, str]]:
+        rows = self.raw(conn, "SELECT user_id, name, role, public, slot_id FROM dv_users ORDER BY user_id").fetchall()
         return [(r[0], r[1], r[2], _blob(r[3]), r[4]) for r in rows]
 
     @staticmethod
@@ -471,7 +470,7 @@ class Store(Locks):
         for i in range(0, len(ids), 500):  # bounded parameter lists
             chunk = ids[i:i + 500]
             ph = ", ".join([self._ph] * len(chunk))
-            rows = conn.exec_driver_sql(f"SELECT id, data FROM dv_records WHERE id IN ({ph}){tail}", tuple(chunk))
+            rows = self.raw(conn, f"SELECT id, data FROM dv_records WHERE id IN ({ph}){tail}", tuple(chunk)).fetchall()
             out += [(_rid(r[0]), _blob(r[1])) for r in rows]
         return sorted(out)
 
@@ -492,15 +491,14 @@ class Store(Locks):
         if rows:
             conn.exec_driver_sql(self._update_record_sql, rows)
 
-    @staticmethod
-    def record_exists(conn: Connection, rid: bytes, *, hold: bool = False) -> bool:
+    def record_exists(self, conn: Connection, rid: bytes, *, hold: bool = False) -> bool:
         """``hold`` (PostgreSQL: FOR SHARE): the row stays until the transaction ends, for a
         write that must not outlive it (a pseudonym row written while a shred commits would
-        be left behind, naming a record that is gone; SQLite serialises writers already)."""
-        q = select(records.c.id).where(records.c.id == rid)
-        if hold and conn.dialect.name != "sqlite":
-            q = q.with_for_update(read=True)
-        return conn.execute(q).first() is not None
+        be left behind, naming a record that is gone; SQLite serialises writers already).
+        On the DB-API cursor: every audited read of a record names it by pseudonym, so this
+        runs once per find and get."""
+        sql = f"SELECT 1 FROM dv_records WHERE id = {self._ph}" + (" FOR SHARE" if hold and not self.is_sqlite else "")
+        return self.raw(conn, sql, (rid,)).fetchone() is not None
 
     @staticmethod
     def delete_record(conn: Connection, rid: bytes) -> bool:

@@ -138,6 +138,6 @@ def roster_digest(vault_id: bytes, users: list[User]) -> bytes:
 
 def verify_roster(lead_vk: bytes, vault_id: bytes, users: list[User], signature: bytes) -> None:
     try:
-        C.ed25519_verify(lead_vk, roster_bytes(vault_id, users), signature)
+        C.ed25519_verify_again(lead_vk, roster_bytes(vault_id, users), signature)
     except C.AuthFailure:
         raise IntegrityError("user table failed the lead's signature (users, roles or slots edited)") from None
