@@ -459,3 +459,32 @@ def test_backup_reports_progress_in_rows_up_to_its_total(url: str, tmp_path: Pat
     assert {t for _, t in seen} == {2 * rows}
     dones = [d for d, _ in seen]
     assert dones == sorted(dones) and dones[-1] == 2 * rows
+
+
+def test_a_restore_clears_only_its_own_targets_staging(url: str, url2: str, tmp_path: Path) -> None:
+    """On PostgreSQL a restore removes the staging schema a killed restore of the same vault
+    left, and nothing of another vault's restore in the same database (which it would break)."""
+    if url.startswith("sqlite"):
+        pytest.skip("SQLite staging files sit beside their own vault file")
+    from vault import restoring as RS
+    _filled(url)
+    with vault.open(url, PASSPHRASE) as v:
+        v.backup(tmp_path / "b.dvbak")
+    mine, other = RS._clear_stale(url), RS._clear_stale(url2)
+    assert mine != other and mine.startswith("dvrestore_") and other.startswith("dvrestore_")
+    engine = raw_engine(url)
+    try:
+        with engine.begin() as c:
+            for schema in (mine + "0123456789ab", other + "0123456789ab"):
+                c.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+                c.execute(sa.text(f'CREATE TABLE "{schema}".dv_meta (name text)'))
+        vault.restore(url, tmp_path / "b.dvbak", passphrase=PASSPHRASE)
+        with engine.begin() as c:
+            sql = "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'dvrestore_%'"
+            left = {r[0] for r in c.execute(sa.text(sql))}
+        assert other + "0123456789ab" in left and mine + "0123456789ab" not in left
+        assert not any(s.startswith(mine) for s in left)  # the restore's own staging is gone too
+    finally:
+        with engine.begin() as c:
+            c.execute(sa.text(f'DROP SCHEMA IF EXISTS "{other}0123456789ab" CASCADE'))
+        engine.dispose()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -100,37 +101,44 @@ def _live_state(url: str) -> tuple[str, bytes | None, list[bytes], dict[str, str
 
 
 # -- staging ---------------------------------------------------------------------------------------
-def _stage_url(url: str) -> tuple[str, str]:
-    """(URL of a fresh staging place, its name: a file path or a schema)."""
+def _stage_url(url: str, prefix: str) -> tuple[str, str]:
+    """(URL of a fresh staging place, its name: a file path or a schema). ``prefix``: the
+    staging schemas' prefix of this target (_clear_stale), PostgreSQL only."""
     path = _sqlite_path(url)
     tag = C.random_bytes(6).hex()
     if path is not None:
         folder, name = os.path.split(os.path.abspath(path))
         staged = os.path.join(folder, f".{name}.restoring-{tag}")
         return "sqlite:///" + staged, staged
-    schema = _STAGE_PREFIX + tag
+    schema = prefix + tag
     u = make_url(url)
     query = dict(u.query)
     query["options"] = f"-csearch_path={schema}"
     return u.set(query=query).render_as_string(hide_password=False), schema
 
 
-def _clear_stale(url: str) -> None:
-    """Remove what a restore killed part way left: staging files or schemas (never the vault)."""
+def _clear_stale(url: str) -> str:
+    """Remove what a restore of this target killed part way left: staging files or schemas
+    (never the vault, never another vault's restore in the same database: the staging
+    schemas carry a digest of the target's schema). Returns that prefix ("" on SQLite)."""
     path = _sqlite_path(url)
     if path is not None:
         folder, name = os.path.split(os.path.abspath(path))
         for left in glob.glob(os.path.join(folder, f".{glob.escape(name)}.restoring-*")):
             os.unlink(left)
-        return
+        return ""
     store = Store(url, create=False)
     try:
         with store.tx() as conn:
-            for (schema,) in store.raw(conn, "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s",
-                                       (_STAGE_PREFIX + "%",)).fetchall():
-                store.raw(conn, f'DROP SCHEMA "{schema}" CASCADE')
+            target = str(store.raw(conn, "SELECT current_schema()").fetchone()[0])
+            prefix = f"{_STAGE_PREFIX}{C.sha256(target.encode('utf-8'))[:4].hex()}_"
+            for (schema,) in store.raw(conn, "SELECT nspname FROM pg_namespace WHERE left(nspname, %s) = %s",
+                                       (len(prefix), prefix)).fetchall():
+                if re.fullmatch(re.escape(prefix) + "[0-9a-f]{12}", schema):  # a name we make; never quoted blind
+                    store.raw(conn, f'DROP SCHEMA "{schema}" CASCADE')
     finally:
         store.dispose()
+    return prefix
 
 
 def _ph(store: Store) -> str:
@@ -419,8 +427,7 @@ def restore(url: str | os.PathLike[str], path: str | os.PathLike[str], opener: C
     kind, live_id, live_blobs, live_revoked = _live_state(target)
     if kind == "live" and live_id != b.vault_id:
         raise BadBackup("this backup is of another vault than the one at that place: nothing was restored")
-    _clear_stale(target)
-    staged_url, name = _stage_url(target)
+    staged_url, name = _stage_url(target, _clear_stale(target))
     kept = b.tables.get("dv_shreds")
     backup_ledger = [r[kept.columns.index("entry")] for r in kept.rows] if kept and "entry" in kept.columns else []
     blobs = list({*backup_ledger, *live_blobs, *file_ledger})
