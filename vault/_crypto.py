@@ -152,12 +152,12 @@ def hkdf_expand32(prk: bytes) -> Callable[[bytes], bytes]:
     tests/test_compact.py checks it against ``cryptography``'s HKDFExpand."""
     if len(prk) != F.KEY_LEN:
         raise ValueError("HKDF-Expand PRK must be 32 bytes")
-    base = hmac.new(prk, digestmod=hashlib.sha256)
+    base = _HMAC(prk, hashes.SHA256())
 
     def expand(info: bytes) -> bytes:
         h = base.copy()
         h.update(info + b"\x01")
-        return h.digest()
+        return h.finalize()
 
     return expand
 

@@ -37,10 +37,15 @@ _V2 = bytes([F.RECORD_FORMAT])
 _REF = _V2 + F.KIND_DEK_DERIVED
 _FIELD = _V2 + F.KIND_FIELD_V2
 _CHECK = _V2 + F.KIND_EMPTY_CHECK
+_V1_DEK, _V1_SIGNED, _V1_SEALED = b"\x01" + F.KIND_DEK, b"\x01" + F.KIND_DEK_SIGNED, b"\x01" + F.KIND_DEK_SEALED
 CHECK_NONCE = b"\xff" * F.NONCE_LEN  # never a cell's nonce (those are 0x00 * 11 || u8 field number)
 _NONCES = [bytes(11) + bytes([i]) for i in range(256)]
 _PAD = [b"\x80" + b"\x00" * i for i in range(32)]
 _pack_u32 = struct.Struct(">I").pack
+_unpack_u32 = struct.Struct(">I").unpack_from
+_BYTE = [bytes([i]) for i in range(256)]
+_SIZE = [[bytes([f, b]) for b in range(256)] for f in range(256)]  # a cell's u8 number || u8 blocks
+_KEY_LENS = {_REF: 18, _V1_DEK: 78, _V1_SIGNED: 202, _V1_SEALED: 130}
 # The randomness one class envelope takes, in order: DEK(32, used only when sealed to a
 # class's public key, kind W) || DEK id(8).
 CLASS_RANDOMNESS = F.KEY_LEN + F.KID_LEN
@@ -80,6 +85,10 @@ class Codec(E.Codec):
         super().__init__(vault_id, classes)
         self.numbers = {n: i + 1 for i, n in enumerate(fields)} if len(fields) <= F.FIELD_NUMBER_MAX else {}
         self.names = {i: n for n, i in self.numbers.items()}
+        # per field, computed once: (number, name, the cell AAD's tail u8(number) || lp8(name))
+        self._cell_enc = {n: (i, n, bytes([i]) + E._lp8(n.encode("ascii"))) for n, i in self.numbers.items()}
+        self._cell_dec: dict[int, tuple[str, str, bytes]] = {}
+        self._dec_for: dict[str, str] | None = None
         self.order = tuple(classes)
         self._prf: dict[bytes, Callable[[bytes], bytes]] = {}  # class key id -> HKDF-Expand under it
         self.legacy = not self.numbers  # write format 1 (tests and the byte benchmark set it)
@@ -113,34 +122,36 @@ class Codec(E.Codec):
         of ``rnd`` per class; ``envs`` as for format 1 (fields sorted by name or not)."""
         if version == 1:
             return super().seal_record(record_id, envs, rnd, writer)
-        numbers = self.numbers
+        cell_of = self._cell_enc
         vid = self.vid
         tail = vid + record_id
+        label_tail = F.LABEL_RECORD_DEK
         encryptor = C.aead_encryptor
         out = [F.ROW_V2_PREFIX]
         pos = 0
         for cls, class_kid, class_version, class_key, items in envs:
             dek_id = rnd[pos + 32:pos + 40]
-            cells = sorted((numbers[name], name, pt) for name, pt in items)
-            names = [name for _, name, _ in cells]
+            cells = sorted([cell_of[name] + (pt,) for name, pt in items])
             if isinstance(class_key, bytes):  # the writer lacks this class: seal to its public key
                 if writer is None:
                     raise ValueError("sealing to a class's public key needs the writer's signing key")
                 dek = rnd[pos:pos + 32]
                 key = E.seal_dek_to_class(class_key, class_kid, class_version, dek_id, dek, vid, record_id,
-                                          cls, names, *writer)
+                                          cls, [c[1] for c in cells], *writer)
             else:
                 key = _REF + class_kid + dek_id
-                dek = self._prf[class_kid](dek_info(key, vid, record_id, cls, class_version, names))
+                names = tuple(sorted(c[1] for c in cells))
+                m = self._manifests.get(names) or self._manifest(names)
+                clp = self._lp.get(cls) or self._name(cls)
+                dek = self._prf[class_kid](label_tail + key + tail + clp + _pack_u32(class_version) + m)
             pos += CLASS_RANDOMNESS
             enc = encryptor(dek)
-            out += (key, bytes([len(cells)]))
+            out += (key, _BYTE[len(cells)])
             prefix = _FIELD + dek_id + tail
-            for fno, name, pt in cells:
-                lp = self._lp.get(name) or self._name(name)
-                ct = enc(_NONCES[fno], pt + _PAD[(-len(pt) - 1) % 32], prefix + bytes([fno]) + lp)
+            for fno, _name, suffix, pt in cells:
+                ct = enc(_NONCES[fno], pt + _PAD[(-len(pt) - 1) % 32], prefix + suffix)
                 b = (len(ct) - 16) >> 5
-                out += (bytes([fno, b]) if b < 256 else bytes([fno, 0]) + _pack_u32(b), ct)
+                out += (_SIZE[fno][b] if b < 256 else bytes([fno, 0]) + _pack_u32(b), ct)
             if not cells:  # nothing else would show that this DEK (and so "no cells") is authentic
                 out.append(enc(CHECK_NONCE, b"", _CHECK + dek_id + tail))
         if pos != len(rnd):
@@ -201,44 +212,84 @@ class Codec(E.Codec):
                     classes: dict[str, list[str] | None], field_class: dict[str, str],
                     decoders: dict[str, Callable[[bytes], Any]] | None = None,
                     writers: E.WriterKeys | None = None) -> dict[str, Any]:
-        """As :meth:`vault.envelope.Codec.open_record`, for rows of either format."""
+        """As :meth:`vault.envelope.Codec.open_record`, for rows of either format. One pass
+        over a format-2 row: every envelope's framing is checked, wanted classes decrypted."""
         if data[:2] != F.ROW_V2_PREFIX:
             return super().open_record(data, record_id, keys, classes, field_class, decoders, writers)
-        try:
-            envs = E.split_v2(data)
-        except TypeError:
-            raise E.Malformed() from None
-        if len(envs) != len(self.order):
-            odd = self.order[min(len(envs), len(self.order) - 1)]
-            raise E.EnvelopeFailure(odd)
         out: dict[str, Any] = {}
-        for cls, (key, cells) in zip(self.order, envs, strict=True):
-            if cls in classes:
-                self._open_class(cls, key, cells, record_id, keys, classes[cls], field_class, decoders,
-                                 writers, out)
+        if self._dec_for is not field_class:  # field number -> (name, class, AAD tail), per schema view
+            self._cell_dec = {self.numbers[n]: (n, c, self._cell_enc[n][2])
+                              for n, c in field_class.items() if n in self.numbers}
+            self._dec_for = field_class
+        cell_dec = self._cell_dec
+        pos = 2
+        try:
+            for cls in self.order:
+                kind = data[pos:pos + 2]
+                kl = _KEY_LENS.get(kind)
+                if kl is None:
+                    raise E.Malformed()
+                key = data[pos:pos + kl]
+                pos += kl
+                n = data[pos]
+                pos += 1
+                cells = []
+                prev = 0
+                for _ in range(n):
+                    fno, b = data[pos], data[pos + 1]
+                    pos += 2
+                    if b == 0:
+                        (b,) = _unpack_u32(data, pos)
+                        pos += 4
+                        if b < 256:
+                            raise E.Malformed()
+                    if fno <= prev:
+                        raise E.Malformed()
+                    prev = fno
+                    end = pos + 32 * b + 16
+                    cells.append((fno, data[pos:end]))
+                    pos = end
+                check = b""
+                if not n:
+                    check = data[pos:pos + E.CHECK_LEN]
+                    pos += E.CHECK_LEN
+                if pos > len(data):
+                    raise E.Malformed()
+                if cls in classes:
+                    self._open_class(cls, key, cells, check, record_id, keys, classes[cls], cell_dec,
+                                     decoders, writers, out)
+        except (IndexError, struct.error):
+            raise E.Malformed() from None
+        if pos != len(data):
+            raise E.Malformed()
         return out
 
-    def _open_class(self, cls: str, key: bytes, cells: bytes, record_id: bytes,
-                    keys: dict[bytes, tuple[Any, ...]], want: list[str] | None, field_class: dict[str, str],
+    def _open_class(self, cls: str, key: bytes, cells: list[tuple[int, bytes]], check: bytes, record_id: bytes,
+                    keys: dict[bytes, tuple[Any, ...]], want: list[str] | None,
+                    cell_dec: dict[int, tuple[str, str, bytes]],
                     decoders: dict[str, Callable[[bytes], Any]] | None, writers: E.WriterKeys | None,
                     out: dict[str, Any]) -> None:
-        parsed, check = E.unpack_cells_v2(cells)
-        names_of = self.names
+        """Open one envelope of a format-2 row (open_record's inner part)."""
         present = []
-        for fno, _ in parsed:
-            name = names_of.get(fno)
-            if name is None or field_class.get(name) != cls:
+        for fno, _ in cells:
+            cell = cell_dec.get(fno)
+            if cell is None or cell[1] != cls:
                 raise E.EnvelopeFailure(cls)
-            present.append(name)
-        names = tuple(present)
+            present.append(cell)
         entry = keys.get(key[2:10])
         if entry is None or entry[0] != cls:
             raise E.EnvelopeFailure(cls)
+        names = tuple(sorted(c[0] for c in present))
+        tail = self.vid + record_id
         dek_id = key[10:18]
         derived = len(key) == E.DEK_REF_LEN
         try:
             if derived:
-                dek = self.derived_dek(entry, key, record_id, cls, names)
+                prf = self._prf.get(key[2:10])
+                if prf is None:
+                    raise E.Malformed()
+                dek = prf(F.LABEL_RECORD_DEK + key + tail + entry[4]
+                          + (self._manifests.get(names) or self._manifest(names)))
             elif len(key) == E.DEK_BLOB_LEN:
                 dek = E.unwrap_dek(entry[2], entry[1], self.vid, record_id, cls, names, key)
             else:
@@ -246,26 +297,27 @@ class Codec(E.Codec):
         except (C.AuthFailure, E.Malformed):
             raise E.EnvelopeFailure(cls) from None
         dec = C.aead_decryptor(dek)
-        prefix = _FIELD + dek_id + self.vid + record_id
-        if not parsed:
+        if not cells:
             try:
-                dec(CHECK_NONCE, check, _CHECK + dek_id + self.vid + record_id)
+                dec(CHECK_NONCE, check, _CHECK + dek_id + tail)
             except C.AEAD_FAILURES:
                 raise E.EnvelopeFailure(cls) from None
             return
-        for i, (fno, ct) in enumerate(parsed):
-            name = present[i]
-            # the first cell authenticates a derived DEK (the set of cells present): always opened
-            if want is not None and name not in want and not (i == 0 and derived):
+        prefix = _FIELD + dek_id + tail
+        first = derived  # the first cell authenticates a derived DEK (the set of cells): always opened
+        for (fno, ct), (name, _, suffix) in zip(cells, present, strict=True):
+            wanted = want is None or name in want
+            if not (wanted or first):
                 continue
+            first = False
             try:
-                pt = dec(_NONCES[fno], ct, prefix + bytes([fno]) + (self._lp.get(name) or self._name(name)))
+                pt = dec(_NONCES[fno], ct, prefix + suffix)
                 stripped = pt.rstrip(b"\x00")
                 if not stripped or stripped[-1] != 0x80:
                     raise E.Malformed()
             except (E.Malformed,) + C.AEAD_FAILURES:
                 raise E.FieldFailure(name) from None
-            if want is not None and name not in want:
+            if not wanted:
                 continue
             if decoders is None:
                 out[name] = stripped[:-1]
