@@ -61,16 +61,23 @@ def row_parts(path: str) -> dict[str, float]:
 
     for data in datas:
         add("row total", len(data))
+        if data[:2] == F.ROW_V2_PREFIX:
+            for key, cells in E.split_v2(data):
+                add("class keys (DEK references or wraps)", len(key))
+                parsed, check = E.unpack_cells_v2(cells)
+                add("check tags of empty envelopes", len(check))
+                for _fno, ct in parsed:
+                    add("field tags", F.TAG_LEN)
+                    add("field padded plaintext", len(ct) - F.TAG_LEN)
+            continue
         for _cls, (dek, cells) in E.unpack_record(data).items():
-            add("wrapped DEKs", len(dek))
+            add("class keys (DEK references or wraps)", len(dek))
             for _name, blob in E.unpack_cells(cells).items():
-                ct = len(blob) - (E.FIELD_HEADER_LEN + F.NONCE_LEN if blob[:1] == b"\x01" else 0)
                 add("field tags", F.TAG_LEN)
-                add("field padded plaintext", ct - F.TAG_LEN)
-                if blob[:1] == b"\x01":
-                    add("field headers + nonces", E.FIELD_HEADER_LEN + F.NONCE_LEN)
+                add("field padded plaintext", len(blob) - E.FIELD_HEADER_LEN - F.NONCE_LEN - F.TAG_LEN)
+                add("field headers + nonces", E.FIELD_HEADER_LEN + F.NONCE_LEN)
     fixed = sum(v for k, v in parts.items() if k != "row total")
-    parts["framing (class and cell names, lengths)"] = parts["row total"] - fixed
+    parts["framing (names or numbers, lengths, counts)"] = parts["row total"] - fixed
     return {k: v / len(datas) for k, v in parts.items()}
 
 

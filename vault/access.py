@@ -123,6 +123,7 @@ class Access:
         self.by_kid = {}
         self.current = {}
         self.keys = {}
+        self.codec.clear_keys()  # the derived-DEK states of the class keys (record format 2)
         self.purposes = {}
         self.state_key = b""
 
