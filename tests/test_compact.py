@@ -8,13 +8,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from vault.identity import Identity
 
 import vault
 from conftest import PASSPHRASE
 from rawdb import RawDB
 from vault import _format as F
 from vault import envelope as E
-from vault.identity import Identity
 
 ROWS = [{"legal_name": f"Amira Haddad {i}", "organisation": "Free Press Network", "email": f"a{i}@example.org",
          "phone": f"+961 1 234 {i:03d}", "badge_name": f"Amira{i}", "risk_level": "high",
