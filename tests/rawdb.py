@@ -8,7 +8,10 @@ from typing import Iterator
 import pytest
 import sqlalchemy as sa
 
+from vault import _format as F
+from vault import compact
 from vault import envelope as E
+from vault import schema as S
 
 
 @contextlib.contextmanager
@@ -42,18 +45,66 @@ class RawDB:
                           {"d": data, "i": bytes.fromhex(rid)}).rowcount
             assert n == 1
 
+    def codec(self) -> compact.Codec:
+        """The stored schema's framing (record format 2 names classes and fields by position)."""
+        sch = S.load(self.meta("schema").decode("utf-8"))
+        return compact.Codec(self.meta("vault_id"), sch.classes, tuple(sch.fields))
+
+    def envs_of(self, data: bytes) -> dict[str, tuple[bytes, bytes]]:
+        """Class -> (DEK blob or reference, cells) of a row of either record format."""
+        return self.codec().unpack(data)
+
     def envs(self, rid: str) -> dict[str, tuple[bytes, bytes]]:
-        return E.unpack_record(self.row(rid))
+        return self.envs_of(self.row(rid))
 
     def set_envs(self, rid: str, envs: dict[str, tuple[bytes, bytes]]) -> None:
-        self.set_row(rid, E.pack_record([(c, d, cells) for c, (d, cells) in envs.items()]))
+        """Put ``envs`` back in the row's own format (format 1 keeps the dict's order)."""
+        if self.row(rid)[:2] == F.ROW_V2_PREFIX:  # schema order; a class left out is left out
+            order = self.codec().order
+            self.set_row(rid, E.pack_v2([envs[c] for c in order if c in envs]
+                                        + [e for c, e in envs.items() if c not in order]))
+        else:
+            self.set_row(rid, E.pack_record([(c, d, cells) for c, (d, cells) in envs.items()]))
 
     def cells(self, rid: str, cls: str) -> dict[str, bytes]:
-        return E.unpack_cells(self.envs(rid)[cls][1])
+        """Field name -> cell: a format-1 field blob, or a format-2 ciphertext (field number
+        and size are framing, rebuilt from the name by set_cells)."""
+        data = self.row(rid)
+        cells = self.envs_of(data)[cls][1]
+        if data[:2] != F.ROW_V2_PREFIX:
+            return E.unpack_cells(cells)
+        codec = self.codec()
+        return {codec.names[fno]: ct for fno, ct in E.unpack_cells_v2(cells)[0]}
+
+    def derived_opens(self, rid: str, cls: str, secret: bytes, version: int) -> bool:
+        """Whether class key ``secret`` (at ``version``) derives the DEK of a format-2 kind H
+        envelope: its first cell (or check tag) opens under it."""
+        from vault import _crypto as C
+        dek, cells_blob = self.envs(rid)[cls]
+        cells = self.cells(rid, cls)
+        names, vid, r = list(cells), self.meta("vault_id"), bytes.fromhex(rid)
+        key = C.Aead(compact.derive_dek(secret, compact.dek_info(dek, vid, r, cls, version, names)))
+        try:
+            if not names:
+                key.open(compact.CHECK_NONCE, E.unpack_cells_v2(cells_blob)[1], compact.check_aad(dek[10:18], vid, r))
+            else:
+                fno = self.codec().numbers[names[0]]
+                key.open(compact.field_nonce(fno), cells[names[0]],
+                         compact.field_aad(dek[10:18], vid, r, fno, names[0]))
+        except C.AuthFailure:
+            return False
+        return True
 
     def set_cells(self, rid: str, cls: str, cells: dict[str, bytes]) -> None:
         envs = self.envs(rid)
-        envs[cls] = (envs[cls][0], E.pack_cells(cells))
+        if self.row(rid)[:2] != F.ROW_V2_PREFIX:
+            envs[cls] = (envs[cls][0], E.pack_cells(cells))
+        else:
+            known = self.codec().numbers
+            # a name the schema lacks gets a number the schema lacks (what an attacker can write)
+            numbers = {n: known.get(n, 200 + i) for i, n in enumerate(sorted(cells))}
+            check = E.unpack_cells_v2(envs[cls][1])[1] if not cells else b""
+            envs[cls] = (envs[cls][0], E.pack_cells_v2(sorted((numbers[n], ct) for n, ct in cells.items()), check))
         self.set_envs(rid, envs)
 
     def index_terms(self) -> list[tuple[int, str, int, bytes]]:

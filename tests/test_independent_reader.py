@@ -196,6 +196,27 @@ def test_reader_opens_a_typed_vault_with_every_normaliser(tmp_path: Path) -> Non
     _assert_all_ok(reader.check(str(path), passphrase=PASSPHRASE, expected=expected, floor=FLOOR))
 
 
+def test_reader_opens_rows_of_both_record_formats(tmp_path: Path) -> None:
+    """Format-1 rows (the previous release's writer) beside format-2 rows (§6b), some of
+    whose derived DEKs a rotation then wrapped (kind D inside format 2), one emptied class."""
+    path = tmp_path / "mixed.vault"
+    rows = [{"legal_name": f"Amira Haddad {i}", "email": f"a{i}@example.org", "badge_name": f"A{i}",
+             "passport_number": f"P{i:08d}", "risk_level": "low"} for i in range(6)]
+    with vault.create(path, PASSPHRASE) as v:
+        v._access.codec.legacy = True
+        ids = v.add_many(rows[:2])
+        v._access.codec.legacy = False
+        ids += v.add_many(rows[2:4])
+        v.rotate(["identity"])  # format 2: identity's derived DEKs wrapped (kind D)
+        ids += v.add_many(rows[4:])
+        v.update(ids[5], {"risk_level": None})  # an envelope without cells: its check tag
+        expected = _expected(v, ids, "0" * 32)
+    steps = reader.check(str(path), passphrase=PASSPHRASE, expected=expected, floor=FLOOR)
+    _assert_all_ok(steps)
+    info = dict((n, i) for n, _, i in steps)["records decrypted"]
+    assert "'H'" in info and "'D'" in info
+
+
 def test_the_reader_can_fail(tmp_path: Path) -> None:
     """A reader that said yes to everything would prove nothing: a swapped cell is refused."""
     import sqlite3

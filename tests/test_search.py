@@ -141,7 +141,7 @@ def test_equal_values_share_nothing_but_the_truncated_index(url: str) -> None:
     ea, eb = raw.envs(a), raw.envs(b)
     for cls in ea:
         assert ea[cls][0][2:] != eb[cls][0][2:]  # wrapped DEKs: ids, nonces, ciphertexts differ
-        ca, cb = E.unpack_cells(ea[cls][1]), E.unpack_cells(eb[cls][1])
+        ca, cb = raw.cells(a, cls), raw.cells(b, cls)
         assert ca.keys() == cb.keys()
         for name in ca:
             x, y = ca[name][2:], cb[name][2:]

@@ -302,8 +302,8 @@ def test_check_records_finds_rollback_deletion_and_resurrection(url: str) -> Non
         got = v.check_records()
         assert got.rolled_back == (a,) and not got.unlogged and len(got.missing) == 1 and not got.ok
 
-        envs = E.unpack_record(old_a)  # only the risk envelope put back: a mix no entry wrote
-        mixed = E.unpack_record(new_a)
+        envs = raw.envs_of(old_a)  # only the risk envelope put back: a mix no entry wrote
+        mixed = raw.envs_of(new_a)
         mixed["risk"] = envs["risk"]
         raw.set_envs(a, mixed)
         assert v.get(a)["risk_level"] == "high"

@@ -12,6 +12,8 @@ import sqlalchemy as sa
 import vault
 from conftest import PASSPHRASE
 from rawdb import RawDB, freeze_audit, old_release, thaw_audit
+from vault import _format as F
+from vault import compact
 from vault import envelope as E
 from vault import keys as K
 from vault import users as U
@@ -120,13 +122,21 @@ def _try_all_keys(url: str, rid: str, cls: str, ring: K.Keyring) -> bool:
     from vault import _crypto as C
     raw = RawDB(url)
     vid = raw.meta("vault_id")
-    dek, cells = raw.envs(rid)[cls]
-    raw.close()
-    names = list(E.unpack_cells(cells))
+    dek, _ = raw.envs(rid)[cls]
+    names = list(raw.cells(rid, cls))
+    try:
+        for k in ring.keys:
+            if k.kind == K.KIND_CLASS_KEY and E.parse_dek_header(dek).derived:  # record format 2
+                if raw.derived_opens(rid, cls, k.secret, k.version):
+                    return True
+    finally:
+        raw.close()
     for k in ring.keys:
         if k.kind != K.KIND_CLASS_KEY:
             continue
         try:
+            if E.parse_dek_header(dek).derived:
+                continue
             if E.parse_dek_header(dek).sealed:
                 E.unseal_dek(E.class_box_secret(k.secret), k.version, vid, bytes.fromhex(rid), cls, names, dek)
             else:
@@ -812,7 +822,14 @@ def _seal_as(url: str, rid: str, cls: str, values: dict[str, str], writer: Ident
     line = next(x for x in raw.meta("keys_stmt").decode().splitlines() if x.startswith(f"class {cls} "))
     _, _, version, kid, pub = line.split()
     dek, dek_id = os.urandom(32), os.urandom(8)
-    cells = {n: E.seal_field(C.Aead(dek), dek_id, vid, r, n, v.encode()) for n, v in values.items()}
+    if raw.row(rid)[:2] == F.ROW_V2_PREFIX:  # record format 2: cells by field number, derived nonces
+        numbers = raw.codec().numbers
+        packed = E.pack_cells_v2(sorted(
+            (numbers[n], C.Aead(dek).seal(compact.field_nonce(numbers[n]), E.pad(v.encode()),
+                                          compact.field_aad(dek_id, vid, r, numbers[n], n)))
+            for n, v in values.items()))
+    else:
+        packed = E.pack_cells({n: E.seal_field(C.Aead(dek), dek_id, vid, r, n, v.encode()) for n, v in values.items()})
     if writer is None:
         header = b"\x01E" + bytes.fromhex(kid) + dek_id
         context = C.sha256(E.dek_aad(header, vid, r, cls, int(version), list(values)))
@@ -822,7 +839,7 @@ def _seal_as(url: str, rid: str, cls: str, values: dict[str, str], writer: Ident
         blob = E.seal_dek_to_class(bytes.fromhex(pub), bytes.fromhex(kid), int(version), dek_id, dek, vid, r, cls,
                                    list(values), who, writer.sign)
     envs = raw.envs(rid)
-    envs[cls] = (blob, E.pack_cells(cells))
+    envs[cls] = (blob, packed)
     raw.set_envs(rid, envs)
     raw.close()
 
@@ -875,7 +892,9 @@ def test_revoking_a_writer_adopts_what_they_sealed(team) -> None:  # type: ignor
         assert dict(v.get(new)) == PERSON
         assert v.check_records().ok  # adoption keeps every DEK id, so every logged record state
     raw = RawDB(url)
-    assert {c: d[1:2] for c, (d, _) in raw.envs(new).items()} == {c: b"D" for c in raw.envs(new)}
+    # the sealed classes adopted into wraps (kind D); the others stay derived (record format 2, kind H)
+    assert {c: d[1:2] for c, (d, _) in raw.envs(new).items()} == {
+        c: b"D" if c in ("identity", "risk") else b"H" for c in raw.envs(new)}
     raw.close()
     _seal_as(url, new, "risk", {"risk_level": "low"}, staff)
     with vault.open(url, identity=lead) as v:

@@ -142,6 +142,26 @@ def hkdf_sha256(key: bytes, info: bytes, length: int = F.KEY_LEN, salt: bytes | 
     return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(key)
 
 
+def hkdf_expand32(prk: bytes) -> Callable[[bytes], bytes]:
+    """RFC 5869 HKDF-Expand(PRK = ``prk``, info, L = 32) with SHA-256, as a function of info.
+
+    For L = 32 the output is the single block T(1) = HMAC-SHA256(PRK, info || 0x01); the
+    HMAC key schedule is computed once here, so each call costs two SHA-256 passes and no
+    object set-up (the derived record DEKs of docs/format.md 6b, one per class per record).
+    ``prk`` must already be a uniformly random 32-byte key (a class key): no Extract step.
+    tests/test_compact.py checks it against ``cryptography``'s HKDFExpand."""
+    if len(prk) != F.KEY_LEN:
+        raise ValueError("HKDF-Expand PRK must be 32 bytes")
+    base = _HMAC(prk, hashes.SHA256())
+
+    def expand(info: bytes) -> bytes:
+        h = base.copy()
+        h.update(info + b"\x01")
+        return h.finalize()
+
+    return expand
+
+
 def argon2id(secret: bytes, salt: bytes, t: int, m_kib: int, p: int) -> bytes:
     """Argon2id (RFC 9106) through argon2-cffi's low-level API, 32-byte output."""
     return hash_secret_raw(

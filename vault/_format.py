@@ -19,6 +19,15 @@ KIND_DEK = b"D"  # a record's class DEK, wrapped under a class key
 KIND_DEK_SEALED = b"E"  # a class DEK sealed to the class's public key, unsigned (before schema v5; adopted on upgrade)
 # a class DEK sealed to the class's public key and signed by its writer (a user without the class)
 KIND_DEK_SIGNED = b"W"
+# Record rows of format 2 (docs/format.md 6b), written from this release on; rows of format 1
+# (§6) stay readable and are rewritten in format 2 by a re-encryption or a move.
+RECORD_FORMAT = 2
+ROW_V2_PREFIX = b"\x00\x02"  # a format-1 row starts with its class count (>= 1), never 0x00
+KIND_DEK_DERIVED = b"H"  # format 2: a class DEK derived from the class key (0x02 "H" kid dek id)
+KIND_FIELD_V2 = b"F"  # format 2: a cell's associated data starts 0x02 "F" (no header stored)
+KIND_EMPTY_CHECK = b"C"  # format 2: the tag that authenticates a derived envelope with no cells
+LABEL_RECORD_DEK = b"dvault/v2/record-dek"  # HKDF-Expand info prefix of a derived class DEK
+FIELD_NUMBER_MAX = 255  # format 2 numbers fields 1..255 in schema order; larger schemas write format 1
 KIND_KEYRING = b"K"  # the set of class keys a slot opens, encrypted under the slot secret
 KIND_PASSPHRASE_SLOT = b"P"  # slot secret wrapped under an Argon2id-derived key
 KIND_SCHEMA_MAC = b"S"  # HMAC over the stored schema

@@ -20,6 +20,7 @@ from typing import Any
 from . import _crypto as C
 from . import _format as F
 from . import audit as A
+from . import compact
 from . import envelope as E
 from . import index as I
 from . import keys as K
@@ -57,7 +58,7 @@ class Access:
     def __init__(self, ses: Session, ring: K.Keyring, slot_kid: bytes, slot_secret: bytes,
                  keys_blob: bytes = b"") -> None:
         self.ses = ses
-        self.codec = E.Codec(ses.vid, ses.schema.classes)
+        self.codec = compact.Codec(ses.vid, ses.schema.classes, tuple(ses.schema.fields))
         self.slot_kid = slot_kid
         self.slot_secret: bytes | None = slot_secret
         # our slot's keyring blob as we loaded (or last wrote) it: every re-seal rewrites it,
@@ -77,8 +78,9 @@ class Access:
         self.ring: K.Keyring | None = ring
         self.by_kid: dict[bytes, ClassKey] = {
             k.kid: ClassKey(k) for k in ring.keys if k.kind == K.KIND_CLASS_KEY}
+        self.codec.clear_keys()
         self.keys = {kid: self.codec.key_entry(ck.key.name, ck.key.version, ck.aead,
-                                               E.class_box_secret(ck.key.secret))
+                                               E.class_box_secret(ck.key.secret), ck.key.secret, kid)
                      for kid, ck in self.by_kid.items()}
         self.class_pub: dict[str, K.Key] = {}
         for k in ring.keys:
@@ -121,6 +123,7 @@ class Access:
         self.by_kid = {}
         self.current = {}
         self.keys = {}
+        self.codec.clear_keys()  # the derived-DEK states of the class keys (record format 2)
         self.purposes = {}
         self.state_key = b""
 

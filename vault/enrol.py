@@ -80,7 +80,7 @@ def remove_user(a: Access, journal: Journal, user_id: str) -> S.Role:
         # What they sealed to write-only classes is adopted into ordinary wraps while their
         # signature still counts: from now on readers refuse any envelope they sign.
         adopt_sealed(store, conn, a.ses.vid, {kid: ck.key for kid, ck in a.by_kid.items()},
-                     lambda h: h.writer == bytes.fromhex(gone.user_id), a.writer_key)
+                     lambda h: h.writer == bytes.fromhex(gone.user_id), a.writer_key, a.codec)
         store.delete_slot(conn, gone.slot_id)
         # The row stays, marked revoked: its public key still verifies the user's past
         # audit entries, and the id can never be enrolled again.

@@ -113,6 +113,7 @@ class DekHeader:
     dek_id: bytes
     sealed: bool = False  # kind E or W: sealed to the class's public key by a writer without the class key
     writer: bytes = b""  # kind W: the 8-byte user id whose Ed25519 key signed it (b"" for D and E)
+    derived: bool = False  # format 2 kind H: no wrap, the DEK is derived from the class key (§6b)
 
 
 SEALED_DEK_LEN = DEK_HEADER_LEN + C.SEALED_OVERHEAD + F.KEY_LEN + 32  # kind E (unsigned, legacy)
@@ -126,6 +127,8 @@ WriterKeys = Callable[[bytes, str], "bytes | None"]
 
 
 def parse_dek_header(blob: bytes) -> DekHeader:
+    if len(blob) == DEK_REF_LEN and blob[:2] == _REF_PREFIX:
+        return DekHeader(blob[2:2 + F.KID_LEN], blob[2 + F.KID_LEN:DEK_REF_LEN], derived=True)
     if len(blob) == DEK_BLOB_LEN and blob[:2] == _DEK_PREFIX:
         return DekHeader(blob[2:2 + F.KID_LEN], blob[2 + F.KID_LEN:DEK_HEADER_LEN])
     if len(blob) == SIGNED_DEK_LEN and blob[:2] == _SIGNED_PREFIX:
@@ -281,8 +284,123 @@ def unpack_record(data: bytes) -> dict[str, tuple[bytes, bytes]]:
 def dek_ids(data: bytes) -> bytes:
     """The DEK ids of a row's envelopes, in row order: what a record's logged state names.
     A rewrap keeps them (same DEK); an update or re-encryption draws new ones. Framing only,
-    nothing is decrypted. Raises Malformed."""
+    nothing is decrypted; rows of both formats (§6, §6b). Raises Malformed."""
+    if data[:2] == F.ROW_V2_PREFIX:
+        return b"".join(parse_dek_header(dek).dek_id for dek, _ in split_v2(data))
     return b"".join(parse_dek_header(dek).dek_id for dek, _ in unpack_record(data).values())
+
+
+# -- record rows of format 2 (docs/format.md 6b): framing only ---------------------------
+DEK_REF_LEN = 2 + 2 * F.KID_LEN  # 0x02 "H" class key id, DEK id
+CHECK_LEN = F.TAG_LEN
+
+
+def _key_len(data: bytes, pos: int) -> int:
+    kind = data[pos:pos + 2]
+    if kind == _REF_PREFIX:
+        return DEK_REF_LEN
+    if kind == _DEK_PREFIX:
+        return DEK_BLOB_LEN
+    if kind == _SIGNED_PREFIX:
+        return SIGNED_DEK_LEN
+    if kind == _SEALED_PREFIX:  # never written in format 2; framed so that a reader refuses the envelope
+        return SEALED_DEK_LEN
+    raise Malformed()
+
+
+def cells_end(data: bytes, pos: int) -> int:
+    """Where the cells of a format-2 envelope starting at ``pos`` end (their count byte
+    first; the check tag of an envelope without cells included). Raises Malformed/IndexError."""
+    n = data[pos]
+    pos += 1
+    prev = 0
+    for _ in range(n):
+        fno, b = data[pos], data[pos + 1]
+        pos += 2
+        if b == 0:
+            (b,) = _unpack_u32(data, pos)
+            pos += 4
+            if b < 256:
+                raise Malformed()
+        if fno <= prev:
+            raise Malformed()
+        prev = fno
+        pos += F.PAD_BLOCK * b + F.TAG_LEN
+    if n == 0:
+        pos += CHECK_LEN
+    if pos > len(data):
+        raise Malformed()
+    return pos
+
+
+def split_v2(data: bytes) -> list[tuple[bytes, bytes]]:
+    """A format-2 row's envelopes in row order: (DEK blob or reference, cells bytes). The
+    count of envelopes is the schema's (checked by the readers, which know it). Raises Malformed."""
+    if data[:2] != F.ROW_V2_PREFIX:
+        raise Malformed()
+    out = []
+    pos = 2
+    try:
+        while pos < len(data):
+            kl = _key_len(data, pos)
+            key = data[pos:pos + kl]
+            pos += kl
+            end = cells_end(data, pos)
+            out.append((key, data[pos:end]))
+            pos = end
+    except (IndexError, struct.error):
+        raise Malformed() from None
+    return out
+
+
+def row_envelopes(data: bytes, classes: tuple[str, ...] | list[str]) -> dict[str, tuple[bytes, bytes]]:
+    """Class -> (DEK blob or reference, cells) of a row of either format (framing only);
+    ``classes``: the schema's, in order (a format-2 row names none). Raises Malformed."""
+    if data[:2] != F.ROW_V2_PREFIX:
+        return unpack_record(data)
+    envs = split_v2(data)
+    if len(envs) != len(classes):
+        raise Malformed()
+    return dict(zip(classes, envs, strict=True))
+
+
+def unpack_cells_v2(cells: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
+    """(field number, ciphertext) pairs and the check tag (b"" if none) of format-2 cells."""
+    try:
+        n = cells[0]
+        pos = 1
+        out = []
+        for _ in range(n):
+            fno, b = cells[pos], cells[pos + 1]
+            pos += 2
+            if b == 0:
+                (b,) = _unpack_u32(cells, pos)
+                pos += 4
+            size = F.PAD_BLOCK * b + F.TAG_LEN
+            ct = cells[pos:pos + size]
+            if len(ct) != size:
+                raise Malformed()
+            out.append((fno, ct))
+            pos += size
+    except (IndexError, struct.error):
+        raise Malformed() from None
+    return out, cells[pos:]
+
+
+def pack_cells_v2(cells: list[tuple[int, bytes]], check: bytes = b"") -> bytes:
+    """Format-2 cells: u8 count, then per cell u8 field number, its size in 32-byte blocks
+    (u8, or 0x00 then u32 from 256 blocks on) and the ciphertext; then the check tag, if any."""
+    out = [bytes([len(cells)])]
+    for fno, ct in cells:
+        b = (len(ct) - F.TAG_LEN) // F.PAD_BLOCK
+        out.append(bytes([fno, b]) if b < 256 else bytes([fno, 0]) + _pack_u32(b))
+        out.append(ct)
+    out.append(check)
+    return b"".join(out)
+
+
+def pack_v2(envs: list[tuple[bytes, bytes]]) -> bytes:
+    return F.ROW_V2_PREFIX + b"".join(k + c for k, c in envs)
 
 
 def class_randomness(n_fields: int) -> int:
@@ -541,6 +659,7 @@ _unpack_u16 = struct.Struct(">H").unpack_from
 _U16 = [struct.pack(">H", i) for i in range(256)]
 _SEALED_PREFIX = _V + F.KIND_DEK_SEALED
 _SIGNED_PREFIX = _V + F.KIND_DEK_SIGNED
+_REF_PREFIX = bytes([F.RECORD_FORMAT]) + F.KIND_DEK_DERIVED
 assert F.PAD_BLOCK == 32 and F.NONCE_LEN == 12 and F.KID_LEN == 8 and FIELD_HEADER_LEN == 10
 
 

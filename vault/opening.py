@@ -439,7 +439,8 @@ def _upgrade_work(p: Parts, conn: Any, stored: int, target: int, resign: bool, r
     def work() -> list[str]:
         new = migrations.upgrade(conn, stored, target)
         if stored < 5 <= target:
-            adopt_sealed(store, conn, a.ses.vid, {kid: ck.key for kid, ck in a.by_kid.items()}, legacy)
+            adopt_sealed(store, conn, a.ses.vid, {kid: ck.key for kid, ck in a.by_kid.items()}, legacy,
+                         codec=a.codec)
         store.put_meta(conn, {"db_schema_version": str(new).encode()})
         if raised is not None:
             p.journal.record("repair", "", {"db_schema_version": {"found": raised, "signed": stored}})

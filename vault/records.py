@@ -19,6 +19,7 @@ from .access import Access
 from .audit import state_of
 from .buckets import Bucket, group_terms
 from .canaries import Canaries
+from .compact import class_randomness
 from .errors import AccessDenied, IntegrityError, KeysChanged, NotFound, ValidationError
 from .journal import Journal
 from .plans import Plans
@@ -88,11 +89,13 @@ class Records:
         return by_class
 
     def seal(self, rid: bytes, by_class: dict[str, dict[str, bytes]], rnd: bytes | None = None,
-             only: Iterable[str] | None = None, ids: list[bytes] | None = None) -> bytes:
+             only: Iterable[str] | None = None, ids: list[bytes] | None = None, fmt: int | None = None) -> bytes:
         """Every class gets an envelope, even an empty one, so every row has the schema's shape
         and every class has a DEK to rewrap. This hides nothing about content: the field
-        names present and their 32-byte length buckets are visible (docs/threat-model.md)."""
+        names present and their 32-byte length buckets are visible (docs/threat-model.md).
+        ``fmt``: the record format (default: what the codec writes, docs/format.md 6b)."""
         a = self.access
+        fmt = a.codec.writes() if fmt is None else fmt
         current, class_pub = a.current, a.class_pub
         envs: list[tuple[str, bytes, int, Any, list[tuple[str, bytes]]]] = []
         need = 0
@@ -108,15 +111,15 @@ class Records:
                 if pub is None:
                     raise AccessDenied(f"role {self.ses.role.name!r} can neither read nor write class {cls!r}")
                 envs.append((cls, pub.kid, pub.version, pub.secret, items))
-            need += E.class_randomness(len(items))
+            need += class_randomness(len(items), fmt)
         if rnd is None:  # one CSPRNG call per record: cheaper than one per nonce, same source
             rnd = C.random_bytes(need)
         if ids is not None:  # each class's DEK id, in row order, from where seal_record takes it
             pos = 0
             for env in envs:
                 ids.append(rnd[pos + F.KEY_LEN:pos + F.KEY_LEN + F.KID_LEN])
-                pos += E.class_randomness(len(env[4]))
-        return a.codec.seal_record(rid, envs, rnd, a.sealing_writer())
+                pos += class_randomness(len(env[4]), fmt)
+        return a.codec.seal_record(rid, envs, rnd, a.sealing_writer(), fmt)
 
     def open_row(self, rid: bytes, data: bytes, classes: Classes,
                  decoders: dict[str, Callable[[bytes], Any]] | None = None) -> dict[str, Any]:
@@ -308,15 +311,17 @@ class Records:
                 record_id: str) -> bytes:
         """The row with the ``touched`` classes sealed afresh and the others as they were
         (framing already verified by open_row)."""
-        envs = E.unpack_record(data)
-        fresh = E.unpack_record(self.seal(rid, by_class, only=touched))
-        merged = []
+        codec = self.access.codec
+        fmt = codec.writes(data)  # a row keeps its format: its untouched envelopes stay as they are
+        envs = codec.unpack(data)
+        fresh = codec.unpack_some(self.seal(rid, by_class, only=touched, fmt=fmt), touched)
+        merged = {}
         for cls in self.ses.schema.classes:
             env = fresh[cls] if cls in touched else envs.get(cls)
             if env is None:
                 raise IntegrityError(f"class {cls!r} envelope is missing", record_id=record_id)
-            merged.append((cls, env[0], env[1]))
-        return E.pack_record(merged)
+            merged[cls] = env
+        return codec.pack(fmt, merged)
 
     def delete(self, record_id: str) -> None:
         """Crypto-shred: the record's row, its blind-index entries, its issued pseudonyms and

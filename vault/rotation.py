@@ -113,7 +113,7 @@ def rotate(v: Parts, classes: Iterable[str] | None = None, *, reencrypt: bool = 
     _rewrap(v, rotating, bool(state["reencrypt"]), fused, batch, stats, progress)
     # -- 3. sweep --------------------------------------------------------------------------------
     current = {v.access.current[c].key.kid for c in rotating}
-    stale = [rid for rid, data in store.iter_records() if _stale(data, rotating, current)]
+    stale = [rid for rid, data in store.iter_records() if _stale(v, data, rotating, current, state["reencrypt"])]
     for i in range(0, len(stale), batch):
         with store.tx() as conn:
             v.access.check_keys(conn)
@@ -221,9 +221,11 @@ def _save_ring(v: Parts, ring: K.Keyring, meta: dict[str, bytes]) -> None:
     v.access.load_ring(ring)
 
 
-def _stale(data: bytes, classes: list[str], current: set[bytes]) -> bool:
+def _stale(v: Parts, data: bytes, classes: list[str], current: set[bytes], reencrypt: bool) -> bool:
     try:
-        envs = E.unpack_record(data)
+        if reencrypt and _upgrades(v, data):
+            return True
+        envs = v.access.codec.unpack(data)
         return any((h := E.parse_dek_header(envs[c][0])).sealed or h.class_kid not in current
                    for c in classes if c in envs)
     except (E.Malformed, KeyError):
@@ -239,7 +241,7 @@ def _adopted_terms(v: Parts, recs: list[tuple[bytes, bytes]],
     fields = v.access.ses.schema.fields
     terms: list[tuple[int, str, int, bytes]] = []
     for new, rid in updates:
-        sealed = {c for c, (dek, _) in E.unpack_record(before[rid]).items() if E.parse_dek_header(dek).sealed}
+        sealed = {c for c, (dek, _) in v.access.codec.unpack(before[rid]).items() if E.parse_dek_header(dek).sealed}
         names = [n for n, f in fields.items() if f.search == "exact" and f.cls in sealed]
         if names:
             values = dict(v.records.decode_row(rid, new, v.records.classes_for(names)))
@@ -250,10 +252,18 @@ def _adopted_terms(v: Parts, recs: list[tuple[bytes, bytes]],
 def _refreshed(v: Parts, rid: bytes, data: bytes, classes: list[str], reencrypt: bool) -> bytes | None:
     """The record row with its envelopes of ``classes`` moved to the current key versions,
     or None if nothing needed moving."""
+    codec = v.access.codec
     try:
-        envs = E.unpack_record(data)
+        envs = codec.unpack(data)
     except E.Malformed:
         raise IntegrityError("record row is malformed", record_id=rid.hex()) from None
+    if reencrypt and _upgrades(v, data):  # a format-1 row: re-encrypted whole, in format 2 (§6b)
+        plain = v.records.open_row(rid, data, {c: None for c in v.access.ses.schema.classes})
+        whole: dict[str, dict[str, bytes]] = {}
+        for name, pt in plain.items():
+            whole.setdefault(v.access.ses.schema.fields[name].cls, {})[name] = pt
+        return v.records.seal(rid, whole)
+    fmt = codec.writes(data)
     todo = []
     for c in classes:
         if c in envs:
@@ -270,7 +280,7 @@ def _refreshed(v: Parts, rid: bytes, data: bytes, classes: list[str], reencrypt:
         by_class: dict[str, dict[str, bytes]] = {c: {} for c in todo}
         for name, pt in plain.items():
             by_class[v.access.ses.schema.fields[name].cls][name] = pt
-        fresh = E.unpack_record(v.records.seal(rid, by_class, only=todo))
+        fresh = codec.unpack_some(v.records.seal(rid, by_class, only=todo, fmt=fmt), set(todo))
         for c in todo:
             envs[c] = fresh[c]
     else:
@@ -283,9 +293,14 @@ def _refreshed(v: Parts, rid: bytes, data: bytes, classes: list[str], reencrypt:
             try:
                 if old is None or old.key.name != c:
                     raise E.Malformed()
-                names = tuple(E.unpack_cells(cells_blob))
+                names = codec.cell_names(data, cells_blob)
                 new = v.access.current[c]
-                if hdr.sealed:  # written by a role without the class: adopt it into a normal wrap
+                if hdr.derived:  # format 2: authenticate the derived DEK, then wrap it (kind D)
+                    dek = codec.derived_dek(v.access.keys[hdr.class_kid], dek_blob, rid, c, names)
+                    codec.authenticate_derived(dek, dek_blob, rid, cells_blob)
+                    wrapped = E.wrap_dek(new.aead, new.key.kid, new.key.version, hdr.dek_id, dek, v.access.ses.vid,
+                                         rid, c, names)
+                elif hdr.sealed:  # written by a role without the class: adopt it into a normal wrap
                     dek = E.unseal_dek(E.class_box_secret(old.key.secret), old.key.version, v.access.ses.vid, rid, c,
                                        names, dek_blob, v.access.writer_key)
                     wrapped = E.wrap_dek(new.aead, new.key.kid, new.key.version, hdr.dek_id, dek, v.access.ses.vid,
@@ -293,10 +308,18 @@ def _refreshed(v: Parts, rid: bytes, data: bytes, classes: list[str], reencrypt:
                 else:
                     wrapped = v.access.codec.rewrap(old.aead, old.key.version, new.aead, new.key.kid, new.key.version,
                                               rid, c, names, dek_blob)
-            except (C.AuthFailure, E.Malformed):
+            except (C.AuthFailure, E.Malformed, E.EnvelopeFailure, KeyError):
                 raise IntegrityError(f"class {c!r} data key failed authentication", record_id=rid.hex()) from None
             envs[c] = (wrapped, cells_blob)
-    return E.pack_record([(c, envs[c][0], envs[c][1]) for c in v.access.ses.schema.classes])
+    return codec.pack(fmt, envs)
+
+
+def _upgrades(v: Parts, data: bytes) -> bool:
+    """Whether a re-encryption rewrites this row in record format 2: a format-1 row, when
+    this opener holds every class (each envelope is sealed afresh; a row cannot mix formats)."""
+    codec = v.access.codec
+    return (codec.writes(data) == 1 and codec.writes() == 2
+            and all(c in v.access.current for c in v.access.ses.schema.classes))
 
 
 def _finish(v: Parts, rotating: list[str]) -> None:

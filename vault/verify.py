@@ -237,12 +237,12 @@ class _Seen:
     later: set[Term] = dataclasses.field(default_factory=set)  # of classes a write-only writer sealed
 
 
-def _sealed_classes(data: bytes) -> set[str]:
+def _sealed_classes(data: bytes, classes: tuple[str, ...]) -> set[str]:
     """The classes of a row whose data key a writer without the class key sealed (a
     write-only role): that writer could not compute their index terms, so there are none
     until a re-index or rotation by someone holding the class writes them."""
     try:
-        return {c for c, (dek, _) in E.unpack_record(data).items() if E.parse_dek_header(dek).sealed}
+        return {c for c, (dek, _) in E.row_envelopes(data, classes).items() if E.parse_dek_header(dek).sealed}
     except E.Malformed:
         return set()
 
@@ -263,7 +263,7 @@ def _expected_terms(parts: Parts, report: Report, namer: Callable[[bytes], str],
             values = None
         if values is not None:
             seen.readable.add(rid)
-            sealed = _sealed_classes(data)
+            sealed = _sealed_classes(data, parts.schema.classes)
             for gen, ix in indexers:
                 got = {(gen, n, val, rid) for n, val in ix.terms(values, oversize="skip")}
                 later = {t for t in got if parts.schema.fields[t[1].split("#")[0]].cls in sealed}

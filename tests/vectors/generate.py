@@ -78,6 +78,69 @@ def record_row(envs: list[tuple[str, bytes, bytes]]) -> bytes:
     return out
 
 
+def record_v2(vid: bytes, rid: bytes, pt: bytes) -> dict:
+    """Record format 2 (docs/format.md 6b): derived DEKs (kind H), numbered cells, derived
+    nonces, the check tag of an empty envelope; the same record after a rotation without
+    re-encryption (identity's DEK wrapped, kind D); and tampered rows a reader must refuse."""
+    fields = ["badge_name", "legal_name", "organisation", "risk_notes"]  # schema order: numbers 1..4
+    number = {n: i + 1 for i, n in enumerate(fields)}
+    classes = [("public", {"badge_name": "Amira".encode()}),
+               ("identity", {"legal_name": pt, "organisation": b"Free Press"}), ("risk", {})]
+    keys, rnd_log, envs, deks = [], [], [], {}
+    for cls, values in classes:
+        k, kid = det(f"class-key-{cls}", 32), det(f"class-kid-{cls}", 8)
+        keys.append({"class": cls, "version": 1, "kid": h(kid), "key": h(k)})
+        unused, did = det(f"v2-dek-{cls}", 32), det(f"v2-dek-id-{cls}", 8)
+        rnd_log.append(h(unused + did))
+        key = bytes([2]) + b"H" + kid + did
+        info = (b"dvault/v2/record-dek" + key + vid + rid + lp8(cls.encode()) + struct.pack(">I", 1)
+                + manifest(list(values)))
+        dek = hmac256(k, info + b"\x01")  # HKDF-Expand, one block
+        deks[cls] = (dek, did, k, kid)
+        body = bytes([len(values)])
+        for name in sorted(values, key=number.__getitem__):
+            fno = number[name]
+            ct = AESGCM(dek).encrypt(bytes(11) + bytes([fno]), pad(values[name]),
+                                     b"\x02F" + did + vid + rid + bytes([fno]) + lp8(name.encode()))
+            body += bytes([fno, (len(ct) - 16) // 32]) + ct
+        if not values:
+            body += AESGCM(dek).encrypt(b"\xff" * 12, b"", b"\x02C" + did + vid + rid)
+        envs.append((key, body))
+    row = b"\x00\x02" + b"".join(k + c for k, c in envs)
+    # the same record after a rotation without re-encryption: identity's DEK wrapped (kind D)
+    dek, did, _, _ = deks["identity"]
+    k2, kid2 = det("class-key-identity-v2", 32), det("class-kid-identity-v2", 8)
+    wrapped = dek_blob(k2, kid2, 2, did, dek, vid, rid, "identity", ["legal_name", "organisation"],
+                       det("v2-rewrap-nonce", 12))
+    rotated = b"\x00\x02" + envs[0][0] + envs[0][1] + wrapped + envs[1][1] + envs[2][0] + envs[2][1]
+    pub, ident, risk = envs
+    first = ident[1][1:]  # cells of identity: legal_name (2), then organisation (3)
+    size1 = 2 + (first[1] * 32 + 16)
+    c1, c2 = first[:size1], first[size1:]
+    swapped = bytes([c2[0]]) + c1[1:], bytes([c1[0]]) + c2[1:]  # field numbers exchanged
+    tampered = {
+        "field numbers of two cells exchanged": ident[1][:1] + swapped[1] + swapped[0],
+        "a cell dropped (count lowered)": bytes([1]) + c1,
+        "the first cell dropped": bytes([1]) + c2,
+    }
+    bad = [{"why": why, "row": h(b"\x00\x02" + pub[0] + pub[1] + ident[0] + body + risk[0] + risk[1])}
+           for why, body in tampered.items()]
+    bad.append({"why": "truncated frame (last byte cut)", "row": h(row[:-1])})
+    bad.append({"why": "envelopes of two classes exchanged", "row": h(b"\x00\x02" + ident[0] + ident[1] + pub[0]
+                                                                     + pub[1] + risk[0] + risk[1])})
+    bad.append({"why": "empty envelope's check tag flipped", "row": h(row[:-1] + bytes([row[-1] ^ 1]))})
+    return {
+        "expect": "success",
+        "description": "record format 2 (format.md 6b): randomness per class = DEK(32, unused by kind H)||DEK id(8); "
+                       "row_rotated: identity's DEK wrapped under class key version 2 (kind D); "
+                       "tampered: rows a reader must refuse",
+        "vault_id": h(vid), "record_id": h(rid), "fields": fields, "class_keys": keys,
+        "rotated_key": {"class": "identity", "version": 2, "kid": h(kid2), "key": h(k2)},
+        "values": {cls: {n: h(v) for n, v in vals.items()} for cls, vals in classes},
+        "randomness": rnd_log, "row": h(row), "row_rotated": h(rotated), "tampered": bad,
+    }
+
+
 def keyring_plain(keys: list[tuple[int, str, int, bytes, bytes]]) -> bytes:
     out = struct.pack(">H", len(keys))
     for kind, name, version, kid, key in keys:
@@ -190,6 +253,7 @@ def build() -> dict[str, dict]:
         "randomness": rnd_log, "row": h(record_row(envs)),
     }
     record_envs = list(envs)
+    files["record_v2.json"] = record_v2(vid, rid, pt)
 
     # -- a DEK sealed to a class's public key (kind E), by a writer without the class key ------
     # crypto_box_seal made deterministic by fixing the ephemeral key: nonce = BLAKE2b-192(epk || pk).

@@ -593,7 +593,67 @@ class Reader:
             return hdr[10:18], inner[:32], "E"
         raise FormatError(f"unknown DEK kind {kind!r}")
 
+    # -- §6b record rows of format 2
+    def read_record_v2(self, rid, data):
+        numbers = list(self.fields)  # field number = 1-based position in the schema's [fields]
+        r = R(data)
+        if r.take(2) != b"\x00\x02":
+            raise FormatError("not a format-2 row")
+        out, dek_ids, kinds = {}, b"", []
+        for cls in self.classes:
+            kind = r.b[r.i:r.i + 2]
+            klen = {b"\x02H": 18, b"\x01D": 78, b"\x01W": 202}.get(kind)
+            if klen is None:
+                raise FormatError(f"format 2: unknown key kind {kind!r}")
+            key = r.take(klen)
+            cells, prev = [], 0
+            for _ in range(r.u8()):
+                fno, b = r.u8(), r.u8()
+                if b == 0:
+                    b = r.u32()
+                    if b < 256:
+                        raise FormatError("long size form below 256 blocks")
+                if fno <= prev or fno > len(numbers):
+                    raise FormatError("field numbers not ascending or unknown")
+                prev = fno
+                name = numbers[fno - 1]
+                if self.fields[name].get("class") != cls:
+                    raise FormatError(f"field {name} not in class {cls}")
+                cells.append((fno, name, r.take(32 * b + 16)))
+            check = r.take(16) if not cells else b""
+            names = [n for _, n, _ in cells]
+            dek_id = key[10:18]
+            dek_ids += dek_id
+            if not self.kr.of(1, cls):
+                kinds.append(kind[1:2].decode() + "(not held)")
+                self.unreadable[cls] = self.unreadable.get(cls, 0) + 1
+                continue
+            if kind == b"\x02H":
+                ck = self.kr.by_kid(1, key[2:10])
+                if ck is None or ck["name"] != cls:
+                    raise FormatError("H: class key unknown or of another class")
+                info = (b"dvault/v2/record-dek" + key + self.vault_id + rid + lp8(cls) + u32(ck["version"])
+                        + manifest(names))
+                dek = hmac256(ck["key"], info + b"\x01")
+                kinds.append("H")
+            else:
+                _, dek, k = self.open_dek(rid, cls, key, names)
+                kinds.append(k)
+                if k == "W":
+                    self.sealed_fields.setdefault(rid, set()).update(names)
+            if not cells:
+                aead_open(dek, b"\xff" * 12, check, b"\x02C" + dek_id + self.vault_id + rid)
+            for fno, name, ct in cells:
+                aad = b"\x02F" + dek_id + self.vault_id + rid + u8(fno) + lp8(name)
+                pt = aead_open(dek, bytes(11) + u8(fno), ct, aad)
+                out[name] = decode_value(self.fields[name]["type"], unpad(pt))
+        if not r.done():
+            raise FormatError("row trailing bytes")
+        return out, dek_ids, kinds
+
     def read_record(self, rid, data):
+        if data[:1] == b"\x00":
+            return self.read_record_v2(rid, data)
         envs = parse_row(data)
         if [e[0] for e in envs] != self.classes:
             raise FormatError("row classes differ from schema")
