@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -204,7 +204,8 @@ def test_record_v2() -> None:
                 only = {"risk": None}
             with pytest.raises((E.Malformed, E.EnvelopeFailure, E.FieldFailure)):
                 codec.open_record(b(bad["row"]), rid, entries, only, field_class)
-    assert compact.derive_dek(b"\x07" * 32, b"info") == HKDFExpand(hashes.SHA256(), 32, b"info").derive(b"\x07" * 32)
+    prk = HKDF(hashes.SHA256(), 32, None, b"dvault/v2/record-dek-key").derive(b"\x07" * 32)
+    assert compact.derive_dek(b"\x07" * 32, b"info") == HKDFExpand(hashes.SHA256(), 32, b"info").derive(prk)
 
 
 def test_keyring() -> None:

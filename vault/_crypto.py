@@ -148,7 +148,8 @@ def hkdf_expand32(prk: bytes) -> Callable[[bytes], bytes]:
     For L = 32 the output is the single block T(1) = HMAC-SHA256(PRK, info || 0x01); the
     HMAC key schedule is computed once here, so each call costs two SHA-256 passes and no
     object set-up (the derived record DEKs of docs/format.md 6b, one per class per record).
-    ``prk`` must already be a uniformly random 32-byte key (a class key): no Extract step.
+    ``prk`` must already be a uniformly random 32-byte key (vault.compact.record_prk's
+    output): no Extract step.
     tests/test_compact.py checks it against ``cryptography``'s HKDFExpand."""
     if len(prk) != F.KEY_LEN:
         raise ValueError("HKDF-Expand PRK must be 32 bytes")

@@ -27,6 +27,7 @@ KIND_DEK_DERIVED = b"H"  # format 2: a class DEK derived from the class key (0x0
 KIND_FIELD_V2 = b"F"  # format 2: a cell's associated data starts 0x02 "F" (no header stored)
 KIND_EMPTY_CHECK = b"C"  # format 2: the tag that authenticates a derived envelope with no cells
 LABEL_RECORD_DEK = b"dvault/v2/record-dek"  # HKDF-Expand info prefix of a derived class DEK
+LABEL_RECORD_PRK = b"dvault/v2/record-dek-key"  # HKDF info of the key that derives a class's DEKs
 FIELD_NUMBER_MAX = 255  # format 2 numbers fields 1..255 in schema order; larger schemas write format 1
 KIND_KEYRING = b"K"  # the set of class keys a slot opens, encrypted under the slot secret
 KIND_PASSPHRASE_SLOT = b"P"  # slot secret wrapped under an Argon2id-derived key

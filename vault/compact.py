@@ -71,8 +71,14 @@ def dek_info(ref: bytes, vault_id: bytes, record_id: bytes, cls: str, class_vers
             + _pack_u32(class_version) + E.manifest(names))
 
 
+def record_prk(class_key: bytes) -> bytes:
+    """The key that derives a class's record DEKs, HKDF'd from the class key: the class key
+    itself stays an AES-GCM key only (format 1's wraps), never also an HMAC key."""
+    return C.hkdf_sha256(class_key, F.LABEL_RECORD_PRK)
+
+
 def derive_dek(class_key: bytes, info: bytes) -> bytes:
-    return C.hkdf_expand32(class_key)(info)
+    return C.hkdf_expand32(record_prk(class_key))(info)
 
 
 class Codec(E.Codec):
@@ -98,7 +104,7 @@ class Codec(E.Codec):
         """As :meth:`vault.envelope.Codec.key_entry`; ``secret`` and ``kid`` also register the
         class key for deriving format-2 DEKs (writers and readers)."""
         if secret and kid:
-            self._prf[kid] = C.hkdf_expand32(secret)
+            self._prf[kid] = C.hkdf_expand32(record_prk(secret))
         return super().key_entry(cls, version, aead, box_secret)
 
     def clear_keys(self) -> None:

@@ -95,7 +95,7 @@ def record_v2(vid: bytes, rid: bytes, pt: bytes) -> dict:
         key = bytes([2]) + b"H" + kid + did
         info = (b"dvault/v2/record-dek" + key + vid + rid + lp8(cls.encode()) + struct.pack(">I", 1)
                 + manifest(list(values)))
-        dek = hmac256(k, info + b"\x01")  # HKDF-Expand, one block
+        dek = hmac256(hkdf(k, b"dvault/v2/record-dek-key"), info + b"\x01")  # Expand: one block
         deks[cls] = (dek, did, k, kid)
         body = bytes([len(values)])
         for name in sorted(values, key=number.__getitem__):

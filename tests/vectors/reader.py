@@ -634,7 +634,7 @@ class Reader:
                     raise FormatError("H: class key unknown or of another class")
                 info = (b"dvault/v2/record-dek" + key + self.vault_id + rid + lp8(cls) + u32(ck["version"])
                         + manifest(names))
-                dek = hmac256(ck["key"], info + b"\x01")
+                dek = hmac256(hkdf(ck["key"], "dvault/v2/record-dek-key"), info + b"\x01")
                 kinds.append("H")
             else:
                 _, dek, k = self.open_dek(rid, cls, key, names)
