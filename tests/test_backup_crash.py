@@ -38,23 +38,46 @@ def _state(url: str, old: dict, old_log: list, new: dict, new_log: list) -> str:
     return "new"
 
 
-def _child(url: str, tmp: Path) -> subprocess.Popen[str]:
+def _child(url: str, tmp: Path, gate: bool = False) -> subprocess.Popen[str]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    child = subprocess.Popen([sys.executable, str(CHILD), url, str(tmp / "b.dvbak"), PASSPHRASE], env=env,
-                             stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen([sys.executable, str(CHILD), url, str(tmp / "b.dvbak"), PASSPHRASE]
+                             + (["gate"] if gate else []), env=env, stdout=subprocess.PIPE,
+                             stdin=subprocess.PIPE if gate else None, text=True)
     assert child.stdout is not None
     assert child.stdout.readline().strip() == "started"
     return child
 
 
-def _trial(url: str, tmp: Path, rng: random.Random, window: tuple[float, float]) -> str:
-    """Kill one restore at a random moment of ``window`` (seconds after it started); returns
-    the state the vault was left in."""
+def _until(child: subprocess.Popen[str], line: str) -> None:
+    assert child.stdout is not None
+    while (got := child.stdout.readline().strip()) != line:
+        assert got, f"the restore ended before saying {line!r}"
+
+
+# Where a trial aims its kill: at a random moment before the swap (the child waits at the
+# swap until told to go on, so a late kill still lands before it), at a random moment
+# inside the swap, or after it (while the staging place is being removed). Aimed by the
+# child's own marks, not by timing alone: on a loaded machine a timed kill can miss a phase.
+_AIMS = ("before", "inside", "after")
+_EXPECT = {"before": {"old"}, "inside": {"old", "new"}, "after": {"new"}}
+
+
+def _trial(url: str, tmp: Path, rng: random.Random, aim: str, took: tuple[float, float]) -> str:
+    """Kill one restore where ``aim`` says; returns the state the vault was left in."""
     with vault.open(url, PASSPHRASE) as v:
         v.add_many(_rows(3, f"later{rng.random()}"))  # the live vault differs from the backup
     old, old_log = _tables(url), _audit(url)
-    child = _child(url, tmp)
-    time.sleep(rng.uniform(*window))
+    child = _child(url, tmp, gate=aim != "after")
+    if aim == "before":
+        time.sleep(rng.uniform(0, took[0] * 1.2))
+    elif aim == "inside":
+        _until(child, "swap")
+        assert child.stdin is not None
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        time.sleep(rng.uniform(0, took[1] * 1.2))
+    else:
+        _until(child, "swapped")
     child.send_signal(signal.SIGKILL)
     child.wait()
     got = _state(url, old, old_log, _NEW[url][0], _NEW[url][1])
@@ -73,13 +96,19 @@ def _run_trials(url: str, tmp: Path, trials: int) -> None:
     _NEW[url] = (_tables(url), _audit(url))
     child = _child(url, tmp)  # it has started (imports done) when _child returns
     start = time.monotonic()
-    assert child.wait() == 0  # how long one restore takes in a child, unkilled
-    window = (time.monotonic() - start) * 1.2
+    _until(child, "swap")
+    before = time.monotonic()
+    _until(child, "swapped")
+    took = (before - start, time.monotonic() - before)  # how long one restore's phases take, unkilled
+    assert child.wait() == 0
     rng = random.Random(1906)
-    # stratified: trial i kills somewhere in the i-th slice of the run, so that even a few
-    # trials cover its start (before the swap) and its end (after it)
-    seen = [_trial(url, tmp, rng, (window * i / trials, window * (i + 1) / trials)) for i in range(trials)]
-    assert "old" in seen and "new" in seen, seen  # kills landed before the swap and after it
+    seen = []
+    for i in range(max(trials, len(_AIMS))):
+        aim = _AIMS[i % len(_AIMS)]
+        got = _trial(url, tmp, rng, aim, took)
+        assert got in _EXPECT[aim], (aim, got)
+        seen.append(got)
+    assert "old" in seen and "new" in seen, seen
     vault.restore(url, tmp / "b.dvbak", passphrase=PASSPHRASE)  # clears any leftover, completes
     if url.startswith("sqlite"):
         assert not list(tmp.glob(".*restoring*"))
