@@ -1259,3 +1259,23 @@ def test_a_signer_upgrading_after_a_rotation_elsewhere_reopens(url: str, monkeyp
     for opener in ({"identity": lead}, {"passphrase": PASSPHRASE}, {"identity": staff}):
         with vault.open(url, **opener) as v:  # type: ignore[arg-type]
             assert v.get(rid)["email"] == PERSON["email"]
+
+
+def test_a_revocation_that_committed_is_not_reported_as_failed(team, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A rotation elsewhere right after the revocation commits makes any fresh read of the
+    user table by this handle raise KeysChanged: the revocation must still report success
+    (it committed), and this handle must stop counting the revoked writer's signature."""
+    from vault.access import Access
+    url, lead, staff, _, _ = team
+    with vault.open(url, identity=lead) as v:
+        staff_id = next(u.user_id for u in v.users() if u.name == "sam")
+        assert bytes.fromhex(staff_id) in v._access.writers
+
+        def rotated_meanwhile(self: Access) -> None:
+            raise vault.KeysChanged("the keys changed (a rotation elsewhere)")
+        monkeypatch.setattr(Access, "refresh_writers", rotated_meanwhile)
+        v.remove_user(staff_id, rotate=False)
+        assert bytes.fromhex(staff_id) not in v._access.writers
+    monkeypatch.undo()
+    with vault.open(url, identity=lead) as v:
+        assert [u.role for u in v.users(include_revoked=True) if u.name == "sam"] == ["revoked"]

@@ -201,6 +201,10 @@ class Access:
             entry = self.writers.get(writer)
         return entry[0] if entry is not None and cls in entry[1] else None
 
+    def writers_from(self, users: list[U.User]) -> None:
+        """The writer table from a user table this handle has just verified or signed."""
+        self.writers = self._writer_table(users)
+
     def refresh_writers(self) -> None:
         with self.ses.store().tx(write=False, snapshot=True) as conn:
             self.writers = self._writer_table(self.verified_users(conn))

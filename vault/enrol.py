@@ -85,13 +85,16 @@ def remove_user(a: Access, journal: Journal, user_id: str) -> S.Role:
         # The row stays, marked revoked: its public key still verifies the user's past
         # audit entries, and the id can never be enrolled again.
         store.set_role(conn, gone.user_id, U.REVOKED)
-        a.sign_roster(conn, [u if u.user_id != user_id else U.User(u.user_id, u.name, U.REVOKED, u.public,
-                                                                   u.slot_id) for u in current])
+        after = [u if u.user_id != user_id else U.User(u.user_id, u.name, U.REVOKED, u.public, u.slot_id)
+                 for u in current]
+        a.sign_roster(conn, after)
         # Their grants are values sealed to the identity being revoked (its keys never
         # rotate): left here, that identity file would open them from any later copy.
         asked = forget(conn, requester=gone.user_id)
         journal.record("user_removed", "", {"user": gone.user_id, "requests": asked})
-    a.refresh_writers()
+    # the table just signed, not a fresh read: a rotation elsewhere since the commit would make
+    # that read raise KeysChanged, reporting a revocation that committed as failed
+    a.writers_from(after)
     return a.ses.schema.role(gone.role)
 
 
