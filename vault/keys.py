@@ -307,7 +307,10 @@ def signers(ring: Keyring) -> dict[bytes, bytes]:
 
 
 def sign_text(what: str, vault_id: bytes, text: str, who: bytes, sign) -> bytes:  # type: ignore[no-untyped-def]
-    return who + bytes(sign(SIG_LABELS[what] + vault_id + C.sha256(text.encode("utf-8"))))
+    """``who`` and the signature; a C.Signer's is remembered as verified (C.Signer.sign_known):
+    the signer reads it back and checks it at its next write."""
+    message = SIG_LABELS[what] + vault_id + C.sha256(text.encode("utf-8"))
+    return who + (sign.sign_known(message) if isinstance(sign, C.Signer) else bytes(sign(message)))
 
 
 def verify_text(what: str, ring: Keyring, vault_id: bytes, text: str, blob: bytes) -> None:
@@ -392,9 +395,26 @@ _MALFORMED = "the signed key statement is malformed"
 _HEX16, _HEX64 = re.compile(r"[0-9a-f]{16}"), re.compile(r"[0-9a-f]{64}")
 
 
+#: statement text -> its parsed lines: a managing handle's add parses the statement it read
+#: twice (the check, the slots it names). Keyed by the whole text (a pure function of it;
+#: nothing secret); only well formed texts are kept; bounded.
+_PARSED: dict[str, Statement] = {}
+_PARSED_MAX = 16
+
+
 def parse_statement(text: str) -> Statement:
     """The lines of a key statement of any kind; IntegrityError if it is not well formed.
     Not a check of anything it says (see check_key_statement)."""
+    got = _PARSED.get(text)
+    if got is None:
+        got = _parse_statement(text)
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[text] = got
+    return got
+
+
+def _parse_statement(text: str) -> Statement:
     lines = text.split("\n")
     if len(lines) < 3 or lines[-1] != "" or not lines[1].startswith("meta "):
         raise IntegrityError(_MALFORMED)
