@@ -299,6 +299,11 @@ class Access:
         whoever can write the database could have edited a row since, and a public key read
         from it decides who gets a keyring, a break-glass value or a sealed reason, whose
         audit entries count as genuine, and what the lead signs next."""
+        return self.verified_users_meta(conn, statement=statement)[0]
+
+    def verified_users_meta(self, conn: Any, *, statement: bool = True) -> tuple[list[U.User], dict[str, bytes]]:
+        """:meth:`verified_users`, and the dv_meta rows they were checked against (a signer
+        signs from those, not from a second read: vault.canaries.reseal)."""
         store = self.ses.store()
         users = users_of(store.get_users(conn))
         meta = store.get_meta(conn)
@@ -317,7 +322,7 @@ class Access:
                 raise
             if signed is None and version >= F.SIGNED_VERSION_FROM:
                 raise IntegrityError("this vault's keys are not signed (the database was edited); tell the lead")
-        return users
+        return users, meta
 
     def users(self, include_revoked: bool = False) -> list[U.User]:
         with self.ses.store().tx(write=False, snapshot=True) as conn:

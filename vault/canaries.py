@@ -233,7 +233,7 @@ class Canaries:
         if seed is None:
             return
         store = self.ses.store()
-        users = self.access.verified_users(conn)  # the statement as stored names the stored list (and these users)
+        users, meta = self.access.verified_users_meta(conn)  # the stored statement names the stored list and users
         blob = store.meta_value(conn, "canaries", lock=True) or b""
         if self._key is None or self._key[0] != seed:
             self._key = (seed, list_key(seed))
@@ -248,7 +248,7 @@ class Canaries:
             listed.update({bytes.fromhex(rid): planted for rid in new})
         fresh = seal_list(seed, self.ses.vid, listed, key=key)
         self._store_list(fresh)
-        ST.sign(self.access, conn, users=users, canaries=fresh)
+        ST.sign(self.access, conn, users=users, canaries=fresh, meta=meta)
         self._sealed = (fresh, dict(listed))
         self.cache = {rid.hex(): since for rid, since in listed.items()}
 

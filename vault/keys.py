@@ -60,6 +60,9 @@ class Keyring:
     """The keys one slot opens. Holds secrets: never log, pickle or print it."""
 
     keys: list[Key] = field(default_factory=list)
+    #: the keys _class_claims last saw and what it made of them (every signature of the
+    #: statement and every check of it lists the claims: twice per add of a managing handle)
+    claims_seen: tuple[tuple[Key, ...], dict[str, str]] | None = field(default=None, init=False, compare=False)
 
     def __repr__(self) -> str:
         return f"<Keyring {len(self.keys)} keys>"
@@ -380,7 +383,19 @@ def _box_public(k: Key) -> str:
 
 def _class_claims(ring: Keyring) -> dict[str, str]:
     """Class -> "version kid public-key" of the current key of each class held, else of
-    its newest public key (a write-only class), as the key statement lists them."""
+    its newest public key (a write-only class), as the key statement lists them. A function
+    of the ring's keys alone: kept on the ring with the keys it was made from, and made
+    afresh whenever they differ (a rotation, a key destroyed)."""
+    keys = tuple(ring.keys)
+    seen = ring.claims_seen
+    if seen is not None and seen[0] == keys:
+        return dict(seen[1])
+    out = _claims_of(ring)
+    ring.claims_seen = (keys, dict(out))
+    return out
+
+
+def _claims_of(ring: Keyring) -> dict[str, str]:
     out = {}
     for name in ring.classes():
         k = ring.current(KIND_CLASS_KEY, name)

@@ -227,17 +227,20 @@ def upgraded_since(meta: dict[str, bytes], known: int) -> None:
 
 def sign(v: KeyHolder, conn: Any, *, ring: K.Keyring | None = None, users: list[U.User] | None = None,
          canaries: bytes | None = None, version: int | None = None,
-         signer: tuple[bytes, Callable[[bytes], bytes]] | None = None) -> None:
+         signer: tuple[bytes, Callable[[bytes], bytes]] | None = None, meta: dict[str, bytes] | None = None) -> None:
     """Sign the statement again, in the caller's transaction (which holds Store.lock_keys):
     for ``ring`` (default: this handle's keys), ``users`` (default: the verified table),
     ``canaries`` (default: the stored list, which the current statement must name) and
     ``version`` (default: :func:`signable_version`; the upgrade passes the version it just
-    wrote). The slots are :func:`expected_slots`; any of them the database lacks is reported."""
+    wrote). The slots are :func:`expected_slots`; any of them the database lacks is reported.
+    ``meta``: the dv_meta rows ``users`` were checked against in this transaction (its keys
+    lock held since: the statement in them is the stored one), else they are read here."""
     store = v.ses.store()
     version = signable_version(v, conn) if version is None else version
     if users is None:
         users = v.verified_users(conn)
-    meta = store.get_meta(conn)
+    if meta is None:
+        meta = store.get_meta(conn)
     if canaries is None:
         canaries = meta.get("canaries", b"")
     assert v.ring is not None

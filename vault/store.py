@@ -112,6 +112,11 @@ users = Table("dv_users", metadata,
               Column("slot_id", String(32), nullable=False))
 
 
+#: Up to this many rows of one insert go through the DB-API cursor (Store.raw_many): a
+#: single add's; a bulk add's thousands keep SQLAlchemy's executemany.
+_FEW_ROWS = 32
+
+
 def _close_quietly(cur: Any) -> None:
     """Close a cursor on an error path: the error being raised is the one to report."""
     with contextlib.suppress(Exception):
@@ -249,6 +254,19 @@ class Store(Locks):
         except self._dbapi.Error as e:
             err = _store_error(e)  # a fresh error: it holds no reference to the cursor
         _close_quietly(cur)
+        raise err
+
+    def raw_many(self, conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        """:meth:`raw` for a few rows of one statement (DB-API executemany): a single add's
+        index rows, where SQLAlchemy's context would cost more than the inserts."""
+        cur = conn.connection.cursor()
+        try:
+            cur.executemany(sql, rows)
+            cur.close()
+            return
+        except self._dbapi.Error as e:
+            err = _store_error(e)
+        _close_quietly(cur)  # as in raw()
         raise err
 
     def _fetch(self, cur: Any, n: int) -> list[Any]:
@@ -450,7 +468,10 @@ class Store(Locks):
 
     # -- records --------------------------------------------------------------------------
     def insert_records(self, conn: Connection, rows: list[tuple[bytes, bytes]]) -> None:
-        if rows:
+        """Insert sealed rows (one: on the DB-API cursor, as a single add writes it)."""
+        if len(rows) == 1:  # a single add: the DB-API cursor (see raw), not SQLAlchemy's context
+            self.raw(conn, self._insert_record_sql, rows[0])
+        elif rows:
             conn.exec_driver_sql(self._insert_record_sql, rows)
 
     def get_record(self, conn: Connection, rid: bytes, *, lock: bool = False) -> bytes | None:
@@ -518,7 +539,9 @@ class Store(Locks):
 
     def insert_index_rows(self, conn: Connection, rows: list[tuple[int, str, int, bytes, bytes]]) -> None:
         """Store dv_index rows already built by :func:`pack_index` (e.g. by workers)."""
-        if rows:
+        if 0 < len(rows) <= _FEW_ROWS:  # a single add's: as insert_records
+            self.raw_many(conn, self._insert_index_sql, rows)
+        elif rows:
             conn.exec_driver_sql(self._insert_index_sql, rows)
 
     def delete_index_terms(self, conn: Connection, rows: list[tuple[int, str, int, bytes]]) -> None:
