@@ -161,7 +161,7 @@ class Canaries:
         #: the list this handle sealed last, and what it holds: the same bytes read back
         #: hold the same list (an AEAD opening is a function of key and bytes), so the next
         #: re-seal need not open them; other bytes are opened (and checked) as ever
-        self._sealed: tuple[bytes, dict[bytes, int]] | None = None
+        self._sealed: tuple[bytes, bytes, dict[bytes, int]] | None = None  # (seed, blob, list)
 
     def _store_list(self, blob: bytes) -> None:
         """Write the sealed list (joining the caller's transaction, if any)."""
@@ -239,8 +239,8 @@ class Canaries:
             self._key = (seed, list_key(seed))
         key = self._key[1]
         sealed = self._sealed
-        if sealed is not None and sealed[0] == blob:
-            listed = dict(sealed[1])
+        if sealed is not None and sealed[0] == seed and sealed[1] == blob:
+            listed = dict(sealed[2])
         else:
             listed = open_list(seed, self.ses.vid, blob, key)
         if new:
@@ -249,7 +249,7 @@ class Canaries:
         fresh = seal_list(seed, self.ses.vid, listed, key=key)
         self._store_list(fresh)
         ST.sign(self.access, conn, users=users, canaries=fresh, meta=meta)
-        self._sealed = (fresh, dict(listed))
+        self._sealed = (seed, fresh, dict(listed))
         self.cache = {rid.hex(): since for rid, since in listed.items()}
 
 

@@ -112,9 +112,7 @@ users = Table("dv_users", metadata,
               Column("slot_id", String(32), nullable=False))
 
 
-#: Up to this many rows of one insert go through the DB-API cursor (Store.raw_many): a
-#: single add's; a bulk add's thousands keep SQLAlchemy's executemany.
-_FEW_ROWS = 32
+_FEW_ROWS = 32  # up to this many rows of an insert (a single add's) go through Store.raw_many
 
 
 def _close_quietly(cur: Any) -> None:
@@ -253,21 +251,29 @@ class Store(Locks):
             return cur
         except self._dbapi.Error as e:
             err = _store_error(e)  # a fresh error: it holds no reference to the cursor
+        raise self._failed(conn, cur, err)
+
+    def _failed(self, conn: Connection, cur: Any, err: StoreError) -> StoreError:
+        """After a failed statement on the DB-API cursor: the cursor closed (see raw) and, on
+        PostgreSQL, a connection that cannot go on invalidated, as SQLAlchemy does for its
+        own statements: else the transaction's rollback fails on the dead connection and
+        its error hides this one (the caller must see Unavailable, "nothing was written")."""
         _close_quietly(cur)
-        raise err
+        if isinstance(err, StoreUnavailable) and not self.is_sqlite:
+            conn.invalidate()
+        return err
 
     def raw_many(self, conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
-        """:meth:`raw` for a few rows of one statement (DB-API executemany): a single add's
-        index rows, where SQLAlchemy's context would cost more than the inserts."""
+        """:meth:`raw` for a few rows of one statement (a single add's index rows)."""
         cur = conn.connection.cursor()
         try:
-            cur.executemany(sql, rows)
+            for row in rows:
+                cur.execute(sql, row)
             cur.close()
             return
         except self._dbapi.Error as e:
             err = _store_error(e)
-        _close_quietly(cur)  # as in raw()
-        raise err
+        raise self._failed(conn, cur, err)
 
     def _fetch(self, cur: Any, n: int) -> list[Any]:
         try:
@@ -468,8 +474,8 @@ class Store(Locks):
 
     # -- records --------------------------------------------------------------------------
     def insert_records(self, conn: Connection, rows: list[tuple[bytes, bytes]]) -> None:
-        """Insert sealed rows (one: on the DB-API cursor, as a single add writes it)."""
-        if len(rows) == 1:  # a single add: the DB-API cursor (see raw), not SQLAlchemy's context
+        """Insert sealed rows (a single add's on the DB-API cursor: see raw)."""
+        if len(rows) == 1:
             self.raw(conn, self._insert_record_sql, rows[0])
         elif rows:
             conn.exec_driver_sql(self._insert_record_sql, rows)
