@@ -261,6 +261,21 @@ def test_pg_connection_killed_during_add_many(url: str) -> None:
     intact(url, before)
 
 
+@pytest.mark.parametrize("method", ["insert_records", "insert_index_groups", "put_meta"])
+def test_pg_connection_killed_during_a_single_add(url: str, method: str) -> None:
+    """A single add writes its rows on the DB-API cursor (Store.raw): a connection lost
+    there is Unavailable too, not a rollback's error on the dead connection."""
+    _pg_only(url)
+    with vault.create(url, PASSPHRASE) as v:
+        v.add_many(people(3))
+    before = snapshot(url)
+    with vault.open(url, PASSPHRASE) as v:
+        with kill_at(url, method), pytest.raises(vault.Unavailable, match="connection was lost"):
+            v.add(people(1, "q")[0])
+        assert v.count() == 3  # the handle reconnects for its next transaction
+    intact(url, before)
+
+
 def test_pg_connection_killed_during_import_cli(url: str, tmp_path: Path, cli_env: Path,
                                                monkeypatch: pytest.MonkeyPatch,
                                                capsys: pytest.CaptureFixture[str]) -> None:

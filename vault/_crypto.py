@@ -246,6 +246,17 @@ class Signer:
     def __call__(self, message: bytes) -> bytes:
         return _crypto_sign(message, self._sk)[:ED25519_SIG_LEN]
 
+    def sign_known(self, message: bytes) -> bytes:
+        """Sign, and remember the signature as verified (see _VERIFIED). Why that is sound:
+        an Ed25519 signature made with this key verifies under its public key, the one
+        libsodium derived from the seed (the second half of ``_sk``), and the entry is keyed
+        by that key and the exact bytes: a check against any other key, message or signature
+        still verifies. For what a client signs and then reads back and checks at its next
+        write (the lead's key statement, signed again by every add)."""
+        sig = self(message)
+        _remember(bytes(self._sk[32:]), bytes(message), sig)
+        return sig
+
 
 #: (public key, message, signature) triples that verified, exact bytes as the key (no
 #: digest: equal keys are the same bytes). Every write of the lead's checks the same two
@@ -264,9 +275,13 @@ def ed25519_verify_again(public: bytes, message: bytes, signature: bytes) -> Non
     if key in _VERIFIED:
         return
     ed25519_verify(public, message, signature)
+    _remember(*key)
+
+
+def _remember(public: bytes, message: bytes, signature: bytes) -> None:
     if len(_VERIFIED) >= _VERIFIED_MAX:
         _VERIFIED.clear()
-    _VERIFIED[key] = None
+    _VERIFIED[(public, message, signature)] = None
 
 
 def ed25519_verify(public: bytes, message: bytes, signature: bytes) -> None:

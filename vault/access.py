@@ -66,6 +66,8 @@ class Access:
         self.keys_seen = keys_blob
         self.writers: dict[bytes, tuple[bytes, frozenset[str]]] = {}
         self.signer: Callable[[bytes], bytes] | None = None
+        self._recovery_signer: C.Signer | None = None
+        self.opened_slots: dict[str, tuple[bytes, bytes]] = {}  # see statement.keyring_problems
         self.recovery_unseal: Callable[[bytes], bytes] = _cannot_unseal
         #: called after every new key ring (vault.plans rebuilds its indexers)
         self.on_new_ring: list[Callable[[], None]] = []
@@ -76,6 +78,7 @@ class Access:
         """(Re)build every key lookup from a keyring: after open, rotation or key destruction."""
         schema = self.ses.schema
         self.ring: K.Keyring | None = ring
+        self._recovery_signer = None  # a new ring may hold another recovery seed
         self.by_kid: dict[bytes, ClassKey] = {
             k.kid: ClassKey(k) for k in ring.keys if k.kind == K.KIND_CLASS_KEY}
         self.codec.clear_keys()
@@ -149,11 +152,13 @@ class Access:
         """Who signs schema/plan changes: the lead (by identity) or the recovery actor."""
         ident = self.ses.identity
         if self.ses.user is None:
-            rec = self.recovery_keys()
-            assert rec is not None
-            return b"R", C.Signer(rec[1])
+            if self._recovery_signer is None:  # expanded once per handle: every add of ours signs
+                rec = self.recovery_keys()
+                assert rec is not None
+                self._recovery_signer = C.Signer(rec[1])
+            return b"R", self._recovery_signer
         if ident is not None and self.lead_vk is not None and ident.public.ed25519 == self.lead_vk:
-            return b"L", ident.sign
+            return b"L", ident.signer
         raise AccessDenied("only the security lead or the recovery passphrase can change the index plan")
 
     def make_auditor(self) -> A.Auditor:
@@ -298,6 +303,11 @@ class Access:
         whoever can write the database could have edited a row since, and a public key read
         from it decides who gets a keyring, a break-glass value or a sealed reason, whose
         audit entries count as genuine, and what the lead signs next."""
+        return self.verified_users_meta(conn, statement=statement)[0]
+
+    def verified_users_meta(self, conn: Any, *, statement: bool = True) -> tuple[list[U.User], dict[str, bytes]]:
+        """:meth:`verified_users`, and the dv_meta rows they were checked against (a signer
+        signs from those, not from a second read: vault.canaries.reseal)."""
         store = self.ses.store()
         users = users_of(store.get_users(conn))
         meta = store.get_meta(conn)
@@ -316,7 +326,7 @@ class Access:
                 raise
             if signed is None and version >= F.SIGNED_VERSION_FROM:
                 raise IntegrityError("this vault's keys are not signed (the database was edited); tell the lead")
-        return users
+        return users, meta
 
     def users(self, include_revoked: bool = False) -> list[U.User]:
         with self.ses.store().tx(write=False, snapshot=True) as conn:
@@ -340,7 +350,7 @@ class Access:
         lead = self.need_lead("changing users")
         self.ses.store().put_meta(conn, {"roster_sig": lead.sign(U.roster_bytes(self.ses.vid, users)),
                                          "lead_vk": lead.public.ed25519})
-        ST.sign(self, conn, users=users, signer=(b"L", lead.sign))
+        ST.sign(self, conn, users=users, signer=(b"L", lead.signer))
 
     def check_not_revoked(self, conn: Any, users: list[U.User]) -> None:
         """Refuse to seal keys to a user the lead's signed log says was revoked. Why: after a

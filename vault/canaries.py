@@ -59,22 +59,29 @@ def seed_of(ring: K.Keyring | None) -> bytes | None:
     return next((k.secret for k in ring.keys if k.kind == K.KIND_RECOVERY_SEED), None)
 
 
-def seal_list(seed: bytes, vault_id: bytes, canaries: dict[bytes, int], nonce: bytes | None = None) -> bytes:
+def list_key(seed: bytes) -> C.Aead:
+    """The list's AEAD key, derived from the recovery seed."""
+    return C.Aead(C.hkdf_sha256(seed, F.LABEL_CANARY_LIST))
+
+
+def seal_list(seed: bytes, vault_id: bytes, canaries: dict[bytes, int], nonce: bytes | None = None,
+              key: C.Aead | None = None) -> bytes:
     """``dv_meta.canaries``: header, nonce, AEAD over the padded list (u32 count, then each
-    record id and the seq of its planting entry, sorted by id), bound to the vault."""
+    record id and the seq of its planting entry, sorted by id), bound to the vault.
+    ``key``: :func:`list_key` of ``seed``, if the caller keeps it."""
     plain = struct.pack(">I", len(canaries)) + b"".join(_ENTRY.pack(rid, since)
                                                        for rid, since in sorted(canaries.items()))
     nonce = C.random_bytes(F.NONCE_LEN) if nonce is None else nonce
-    key = C.Aead(C.hkdf_sha256(seed, F.LABEL_CANARY_LIST))
+    key = list_key(seed) if key is None else key
     return _HEADER + nonce + key.seal(nonce, E.pad(plain, F.CANARY_LIST_BLOCK), _HEADER + vault_id)
 
 
-def open_list(seed: bytes, vault_id: bytes, blob: bytes) -> dict[bytes, int]:
+def open_list(seed: bytes, vault_id: bytes, blob: bytes, key: C.Aead | None = None) -> dict[bytes, int]:
     """Record id -> seq of its planting entry; IntegrityError for anything else."""
     bad = IntegrityError("canary list failed authentication")
     if len(blob) < 2 + F.NONCE_LEN + F.TAG_LEN or blob[:2] != _HEADER:
         raise bad
-    key = C.Aead(C.hkdf_sha256(seed, F.LABEL_CANARY_LIST))
+    key = list_key(seed) if key is None else key
     try:
         plain = E.unpad(key.open(blob[2:2 + F.NONCE_LEN], blob[2 + F.NONCE_LEN:], _HEADER + vault_id),
                         F.CANARY_LIST_BLOCK)
@@ -149,6 +156,12 @@ class Canaries:
         self.access = access
         self.journal = journal
         self.cache: dict[str, int] | None = None
+        #: (seed, its list key), derived once per handle (every add of ours re-seals)
+        self._key: tuple[bytes, C.Aead] | None = None
+        #: the list this handle sealed last, and what it holds: the same bytes read back
+        #: hold the same list (an AEAD opening is a function of key and bytes), so the next
+        #: re-seal need not open them; other bytes are opened (and checked) as ever
+        self._sealed: tuple[bytes, bytes, dict[bytes, int]] | None = None  # (seed, blob, list)
 
     def _store_list(self, blob: bytes) -> None:
         """Write the sealed list (joining the caller's transaction, if any)."""
@@ -220,15 +233,23 @@ class Canaries:
         if seed is None:
             return
         store = self.ses.store()
-        users = self.access.verified_users(conn)  # the statement as stored names the stored list (and these users)
+        users, meta = self.access.verified_users_meta(conn)  # the stored statement names the stored list and users
         blob = store.meta_value(conn, "canaries", lock=True) or b""
-        listed = open_list(seed, self.ses.vid, blob)
+        if self._key is None or self._key[0] != seed:
+            self._key = (seed, list_key(seed))
+        key = self._key[1]
+        sealed = self._sealed
+        if sealed is not None and sealed[0] == seed and sealed[1] == blob:
+            listed = dict(sealed[2])
+        else:
+            listed = open_list(seed, self.ses.vid, blob, key)
         if new:
             planted = A.head(store)[0]  # our add's entry, written in this transaction
             listed.update({bytes.fromhex(rid): planted for rid in new})
-        fresh = seal_list(seed, self.ses.vid, listed)
+        fresh = seal_list(seed, self.ses.vid, listed, key=key)
         self._store_list(fresh)
-        ST.sign(self.access, conn, users=users, canaries=fresh)
+        ST.sign(self.access, conn, users=users, canaries=fresh, meta=meta)
+        self._sealed = (seed, fresh, dict(listed))
         self.cache = {rid.hex(): since for rid, since in listed.items()}
 
 

@@ -113,6 +113,12 @@ class Identity:
     def sign(self, message: bytes) -> bytes:
         return self._signer(message)
 
+    @property
+    def signer(self) -> C.Signer:
+        """The expanded signing key (same signatures as :meth:`sign`), for a signature the
+        client will check again (keys.sign_text remembers it as verified)."""
+        return self._signer
+
     # -- file -----------------------------------------------------------------------------
     def to_file_bytes(self, passphrase: str, kdf: F.KdfParams | None = None, *,
                       salt: bytes | None = None, nonce: bytes | None = None) -> bytes:

@@ -60,6 +60,9 @@ class Keyring:
     """The keys one slot opens. Holds secrets: never log, pickle or print it."""
 
     keys: list[Key] = field(default_factory=list)
+    #: the keys _class_claims last saw and what it made of them (every signature of the
+    #: statement and every check of it lists the claims: twice per add of a managing handle)
+    claims_seen: tuple[tuple[Key, ...], dict[str, str]] | None = field(default=None, init=False, compare=False)
 
     def __repr__(self) -> str:
         return f"<Keyring {len(self.keys)} keys>"
@@ -307,7 +310,10 @@ def signers(ring: Keyring) -> dict[bytes, bytes]:
 
 
 def sign_text(what: str, vault_id: bytes, text: str, who: bytes, sign) -> bytes:  # type: ignore[no-untyped-def]
-    return who + bytes(sign(SIG_LABELS[what] + vault_id + C.sha256(text.encode("utf-8"))))
+    """``who`` and the signature; a C.Signer's is remembered as verified (C.Signer.sign_known):
+    the signer reads it back and checks it at its next write."""
+    message = SIG_LABELS[what] + vault_id + C.sha256(text.encode("utf-8"))
+    return who + (sign.sign_known(message) if isinstance(sign, C.Signer) else bytes(sign(message)))
 
 
 def verify_text(what: str, ring: Keyring, vault_id: bytes, text: str, blob: bytes) -> None:
@@ -377,7 +383,19 @@ def _box_public(k: Key) -> str:
 
 def _class_claims(ring: Keyring) -> dict[str, str]:
     """Class -> "version kid public-key" of the current key of each class held, else of
-    its newest public key (a write-only class), as the key statement lists them."""
+    its newest public key (a write-only class), as the key statement lists them. A function
+    of the ring's keys alone: kept on the ring with the keys it was made from, and made
+    afresh whenever they differ (a rotation, a key destroyed)."""
+    keys = tuple(ring.keys)
+    seen = ring.claims_seen
+    if seen is not None and seen[0] == keys:
+        return dict(seen[1])
+    out = _claims_of(ring)
+    ring.claims_seen = (keys, dict(out))
+    return out
+
+
+def _claims_of(ring: Keyring) -> dict[str, str]:
     out = {}
     for name in ring.classes():
         k = ring.current(KIND_CLASS_KEY, name)
@@ -392,9 +410,26 @@ _MALFORMED = "the signed key statement is malformed"
 _HEX16, _HEX64 = re.compile(r"[0-9a-f]{16}"), re.compile(r"[0-9a-f]{64}")
 
 
+#: statement text -> its parsed lines: a managing handle's add parses the statement it read
+#: twice (the check, the slots it names). Keyed by the whole text (a pure function of it;
+#: nothing secret); only well formed texts are kept; bounded.
+_PARSED: dict[str, Statement] = {}
+_PARSED_MAX = 16
+
+
 def parse_statement(text: str) -> Statement:
     """The lines of a key statement of any kind; IntegrityError if it is not well formed.
     Not a check of anything it says (see check_key_statement)."""
+    got = _PARSED.get(text)
+    if got is None:
+        got = _parse_statement(text)
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[text] = got
+    return got
+
+
+def _parse_statement(text: str) -> Statement:
     lines = text.split("\n")
     if len(lines) < 3 or lines[-1] != "" or not lines[1].startswith("meta "):
         raise IntegrityError(_MALFORMED)

@@ -41,6 +41,8 @@ class KeyHolder(Protocol):
     ring: K.Keyring | None
     slot_kid: bytes
     lead_vk: bytes | None
+    #: passphrase slot id -> (secret, keyring blob) that opened (:func:`keyring_problems`)
+    opened_slots: dict[str, tuple[bytes, bytes]]
 
     def verified_users(self, conn: Any, *, statement: bool = True) -> list[U.User]: ...
 
@@ -152,15 +154,24 @@ def keyring_problems(v: KeyHolder, ring: K.Keyring, slot_rows: list[tuple[Any, .
     secrets = {k.name: k.secret for k in ring.keys if k.kind == K.KIND_SLOT_SECRET}
     out = []
     for r in slot_rows:
-        secret = secrets.get(str(r[0]))
+        sid, secret = str(r[0]), secrets.get(str(r[0]))
         if secret is None or str(r[1]) != PASSPHRASE:
             continue
+        blob = bytes(r[3])
+        # whether a blob opens is a function of the secret and its bytes alone: the same
+        # bytes this handle opened with the same secret open again (every add of a managing
+        # handle signs, so checks this); any other bytes are opened afresh
+        if v.opened_slots.get(sid) == (secret, blob):
+            continue
         try:
-            K.open_keyring(secret, v.ses.vid, bytes(r[3]))
+            K.open_keyring(secret, v.ses.vid, blob)
         except VaultError:
+            v.opened_slots.pop(sid, None)
             out.append(f"the recovery passphrase's key slot {r[0]} holds a keyring its secret does not open (edited "
                        "in the database?): the recovery passphrase would open nothing; a rotation (dvault rotate) "
                        "seals it again")
+        else:
+            v.opened_slots[sid] = (secret, blob)
     return out
 
 
@@ -216,17 +227,20 @@ def upgraded_since(meta: dict[str, bytes], known: int) -> None:
 
 def sign(v: KeyHolder, conn: Any, *, ring: K.Keyring | None = None, users: list[U.User] | None = None,
          canaries: bytes | None = None, version: int | None = None,
-         signer: tuple[bytes, Callable[[bytes], bytes]] | None = None) -> None:
+         signer: tuple[bytes, Callable[[bytes], bytes]] | None = None, meta: dict[str, bytes] | None = None) -> None:
     """Sign the statement again, in the caller's transaction (which holds Store.lock_keys):
     for ``ring`` (default: this handle's keys), ``users`` (default: the verified table),
     ``canaries`` (default: the stored list, which the current statement must name) and
     ``version`` (default: :func:`signable_version`; the upgrade passes the version it just
-    wrote). The slots are :func:`expected_slots`; any of them the database lacks is reported."""
+    wrote). The slots are :func:`expected_slots`; any of them the database lacks is reported.
+    ``meta``: the dv_meta rows ``users`` were checked against in this transaction (its keys
+    lock held since: the statement in them is the stored one), else they are read here."""
     store = v.ses.store()
     version = signable_version(v, conn) if version is None else version
     if users is None:
         users = v.verified_users(conn)
-    meta = store.get_meta(conn)
+    if meta is None:
+        meta = store.get_meta(conn)
     if canaries is None:
         canaries = meta.get("canaries", b"")
     assert v.ring is not None
@@ -247,7 +261,7 @@ def _signer(v: KeyHolder) -> tuple[bytes, Callable[[bytes], bytes]]:
     an unknown signer)."""
     ident = v.ses.identity
     if ident is not None and v.lead_vk is not None and ident.public.ed25519 == v.lead_vk:
-        return b"L", ident.sign
+        return b"L", ident.signer
     return v.plan_signer()
 
 

@@ -112,6 +112,9 @@ users = Table("dv_users", metadata,
               Column("slot_id", String(32), nullable=False))
 
 
+_FEW_ROWS = 32  # up to this many rows of an insert (a single add's) go through Store.raw_many
+
+
 def _close_quietly(cur: Any) -> None:
     """Close a cursor on an error path: the error being raised is the one to report."""
     with contextlib.suppress(Exception):
@@ -248,8 +251,29 @@ class Store(Locks):
             return cur
         except self._dbapi.Error as e:
             err = _store_error(e)  # a fresh error: it holds no reference to the cursor
+        raise self._failed(conn, cur, err)
+
+    def _failed(self, conn: Connection, cur: Any, err: StoreError) -> StoreError:
+        """After a failed statement on the DB-API cursor: the cursor closed (see raw) and, on
+        PostgreSQL, a connection that cannot go on invalidated, as SQLAlchemy does for its
+        own statements: else the transaction's rollback fails on the dead connection and
+        its error hides this one (the caller must see Unavailable, "nothing was written")."""
         _close_quietly(cur)
-        raise err
+        if isinstance(err, StoreUnavailable) and not self.is_sqlite:
+            conn.invalidate()
+        return err
+
+    def raw_many(self, conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        """:meth:`raw` for a few rows of one statement (a single add's index rows)."""
+        cur = conn.connection.cursor()
+        try:
+            for row in rows:
+                cur.execute(sql, row)
+            cur.close()
+            return
+        except self._dbapi.Error as e:
+            err = _store_error(e)
+        raise self._failed(conn, cur, err)
 
     def _fetch(self, cur: Any, n: int) -> list[Any]:
         try:
@@ -450,7 +474,10 @@ class Store(Locks):
 
     # -- records --------------------------------------------------------------------------
     def insert_records(self, conn: Connection, rows: list[tuple[bytes, bytes]]) -> None:
-        if rows:
+        """Insert sealed rows (a single add's on the DB-API cursor: see raw)."""
+        if len(rows) == 1:
+            self.raw(conn, self._insert_record_sql, rows[0])
+        elif rows:
             conn.exec_driver_sql(self._insert_record_sql, rows)
 
     def get_record(self, conn: Connection, rid: bytes, *, lock: bool = False) -> bytes | None:
@@ -518,7 +545,9 @@ class Store(Locks):
 
     def insert_index_rows(self, conn: Connection, rows: list[tuple[int, str, int, bytes, bytes]]) -> None:
         """Store dv_index rows already built by :func:`pack_index` (e.g. by workers)."""
-        if rows:
+        if 0 < len(rows) <= _FEW_ROWS:  # a single add's: as insert_records
+            self.raw_many(conn, self._insert_index_sql, rows)
+        elif rows:
             conn.exec_driver_sql(self._insert_index_sql, rows)
 
     def delete_index_terms(self, conn: Connection, rows: list[tuple[int, str, int, bytes]]) -> None:
