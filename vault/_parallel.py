@@ -21,6 +21,7 @@ messages never leave the process that made them.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import threading
@@ -172,6 +173,7 @@ def pool(task: Callable[[Any], T], items: int, *, min_items: int | None = None) 
     if n < 2 or threading.active_count() > 1:
         yield InProcess(task)
         return
+    gc.freeze()  # see _forked_gc
     try:
         executor = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork"),
                                        initializer=_install, initargs=(task,))
@@ -179,6 +181,8 @@ def pool(task: Callable[[Any], T], items: int, *, min_items: int | None = None) 
     except (OSError, ValueError, BrokenProcessPool):
         yield InProcess(task)
         return
+    finally:
+        gc.unfreeze()
     try:
         yield Forked(executor, n, task)
     except BaseException:
