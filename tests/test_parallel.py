@@ -57,14 +57,18 @@ def test_workers_really_fork(url: str, forked: None, monkeypatch: pytest.MonkeyP
     import os
     pids: set[int] = set()
     with vault.create(url, PASSPHRASE) as v:
-        real = v._records.seal
+        real = v._records.row_sealer
 
-        def spy(rid, by_class, *a, **kw):  # type: ignore[no-untyped-def]
-            if os.getpid() == parent:
-                pids.add(os.getpid())
-            return real(rid, by_class, *a, **kw)
+        def spying(*a, **kw):  # type: ignore[no-untyped-def]
+            one = real(*a, **kw)
+
+            def spy(values, where):  # type: ignore[no-untyped-def]
+                if os.getpid() == parent:
+                    pids.add(os.getpid())
+                return one(values, where)
+            return spy
         parent = os.getpid()
-        monkeypatch.setattr(v._records, "seal", spy)
+        monkeypatch.setattr(v._records, "row_sealer", spying)
         v.add_many(_rows(21))
         assert pids == set()  # no row was sealed in this process
         assert v.count() == 21
@@ -194,13 +198,17 @@ def test_add_many_with_a_killed_worker_writes_nothing(url: str, forked: None, mo
     import signal
     parent = os.getpid()
     with vault.create(url, PASSPHRASE) as v:
-        real = v._records.seal
+        real = v._records.row_sealer
 
-        def dies(rid, by_class, *a, **kw):  # type: ignore[no-untyped-def]
-            if os.getpid() != parent and by_class.get("public", {}).get("badge_name") == b"A23":
-                os.kill(os.getpid(), signal.SIGKILL)
-            return real(rid, by_class, *a, **kw)
-        monkeypatch.setattr(v._records, "seal", dies)
+        def dying(*a, **kw):  # type: ignore[no-untyped-def]
+            one = real(*a, **kw)
+
+            def dies(values, where):  # type: ignore[no-untyped-def]
+                if os.getpid() != parent and values.get("badge_name") == "A23":
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return one(values, where)
+            return dies
+        monkeypatch.setattr(v._records, "row_sealer", dying)
         with pytest.raises(PAR.WorkerDied):
             v.add_many(_rows(40))
         monkeypatch.undo()

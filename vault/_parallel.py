@@ -21,6 +21,7 @@ messages never leave the process that made them.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import threading
@@ -172,11 +173,21 @@ def pool(task: Callable[[Any], T], items: int, *, min_items: int | None = None) 
     if n < 2 or threading.active_count() > 1:
         yield InProcess(task)
         return
+    # Objects that exist at the fork go to the collector's permanent generation while it
+    # happens: a worker's collections then never walk the inherited heap (the batch's rows),
+    # which would copy every page of it into the worker (copy-on-write). The parent's
+    # collector gets them back at once.
+    gc.freeze()
     try:
-        executor = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork"),
-                                       initializer=_install, initargs=(task,))
+        executor: ProcessPoolExecutor | None = ProcessPoolExecutor(
+            n, mp_context=multiprocessing.get_context("fork"), initializer=_install, initargs=(task,))
+        assert executor is not None
         executor.submit(_ready).result()  # the fork happens now, before the executor's thread starts
     except (OSError, ValueError, BrokenProcessPool):
+        executor = None
+    finally:
+        gc.unfreeze()
+    if executor is None:
         yield InProcess(task)
         return
     try:

@@ -49,6 +49,9 @@ _KEY_LENS = {_REF: 18, _V1_DEK: 78, _V1_SIGNED: 202, _V1_SEALED: 130}
 # The randomness one class envelope takes, in order: DEK(32, used only when sealed to a
 # class's public key, kind W) || DEK id(8).
 CLASS_RANDOMNESS = F.KEY_LEN + F.KID_LEN
+# Codec.batch_sealer's per set of cells present in a class: DEK-info tail (class, version,
+# manifest), the cell count byte, and per cell (number, name, AAD tail, size prefixes).
+_Shape = tuple[bytes, bytes, list[tuple[int, str, bytes, list[bytes]]]]
 
 
 def field_nonce(fno: int) -> bytes:
@@ -163,6 +166,61 @@ class Codec(E.Codec):
         if pos != len(rnd):
             raise ValueError("randomness length does not match the envelopes")
         return b"".join(out)
+
+    def batch_sealer(self, envs: list[tuple[str, bytes, int, Any]]
+                     ) -> Callable[[bytes, dict[str, dict[str, bytes]], bytes], bytes] | None:
+        """:meth:`seal_record` (format 2) for many records under the same class keys
+        ``envs`` (class, key id, key version, key object; every class, in schema order):
+        ``seal(record id, class -> field -> plaintext, rnd)``, the same bytes for the same
+        ``rnd`` (tests/test_bulk_seal.py compares them).
+
+        Why: a bulk insert seals every record with the same keys, so what does not depend
+        on the record (each cell's AAD tail and size prefixes, the DEK-info tail of each set
+        of cells present) is computed once per set of cells, not once per record (the
+        per-record work left is the crypto itself). None when this codec does not write
+        format 2 or a class is sealed to its public key (the caller seals one by one)."""
+        if self.legacy or any(isinstance(key, bytes) or kid not in self._prf for _, kid, _, key in envs):
+            return None
+        label, vid, cell_of = F.LABEL_RECORD_DEK, self.vid, self._cell_enc
+        plans: list[tuple[str, bytes, bytes, Callable[[bytes], bytes], dict[tuple[str, ...], _Shape]]] = [
+            (cls, _REF + kid, (self._lp.get(cls) or self._name(cls)) + _pack_u32(version), self._prf[kid], {})
+            for cls, kid, version, _key in envs]
+        need = CLASS_RANDOMNESS * len(plans)
+        encryptor = C.aead_encryptor
+
+        def shape(cache: dict[tuple[str, ...], _Shape], names: tuple[str, ...], class_tail: bytes) -> _Shape:
+            cells = sorted(cell_of[n] for n in names)  # by field number, as seal_record orders them
+            got = (class_tail + self._manifest(names), _BYTE[len(cells)],
+                   [(fno, name, suffix, _SIZE[fno]) for fno, name, suffix in cells])
+            if len(cache) < 256:  # one entry per set of fields present (in the order given)
+                cache[names] = got
+            return got
+
+        def seal(record_id: bytes, by_class: dict[str, dict[str, bytes]], rnd: bytes) -> bytes:
+            if len(rnd) != need:
+                raise ValueError("randomness length does not match the envelopes")
+            tail = vid + record_id
+            out = [F.ROW_V2_PREFIX]
+            pos = 32
+            for cls, ref, class_tail, prf, cache in plans:
+                values = by_class.get(cls) or {}
+                names = tuple(values)
+                info_tail, count, cells = cache.get(names) or shape(cache, names, class_tail)
+                dek_id = rnd[pos:pos + 8]
+                pos += CLASS_RANDOMNESS
+                key = ref + dek_id
+                enc = encryptor(prf(label + key + tail + info_tail))
+                out += (key, count)
+                prefix = _FIELD + dek_id + tail
+                for fno, name, suffix, sizes in cells:
+                    pt = values[name]
+                    ct = enc(_NONCES[fno], pt + _PAD[(-len(pt) - 1) % 32], prefix + suffix)
+                    b = (len(ct) - 16) >> 5
+                    out += (sizes[b] if b < 256 else bytes([fno, 0]) + _pack_u32(b), ct)
+                if not cells:
+                    out.append(enc(CHECK_NONCE, b"", _CHECK + dek_id + tail))
+            return b"".join(out)
+        return seal
 
     def unpack(self, data: bytes) -> dict[str, tuple[bytes, bytes]]:
         """Class -> (DEK blob or reference, cells bytes) of a row of either format, framing
