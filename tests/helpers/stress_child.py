@@ -38,12 +38,14 @@ def person(i: int, tag: str) -> dict[str, object]:
 def job(url: str, passphrase: str, what: str) -> None:
     with vault.open(url, passphrase) as v:
         say(started=True)
+        def batch(done: int, total: int) -> None:  # the parent aims some kills from the first batch on
+            say(batch=done)
         if what == "rotate":
-            v.rotate(reencrypt=True, batch=3)
+            v.rotate(reencrypt=True, batch=3, progress=batch)
         elif what == "purge":
             v.purge_expired(dry_run=False)
         else:
-            v.reindex(population=5000, batch=3)
+            v.reindex(population=5000, batch=3, progress=batch)
     say(finished=True)
 
 
@@ -66,10 +68,14 @@ def part(url: str, passphrase: str, role: str, seconds: float, home: Path) -> No
         try:
             if role == "writer":
                 _write(v, rng, i, mine)
+                time.sleep(0.002)  # a busy desk, not a bulk import: the others get the lock too
             elif role == "reader":
                 _read(v, rng)
             elif role == "rotator":
-                v.rotate(reencrypt=bool(i % 2), batch=4)
+                # a plain rotation first, then re-encrypting ones in turn: a re-encryption of
+                # every row the writer has added by then may not finish before the revoker's
+                # rotation cuts it short, and the run must see rotations complete
+                v.rotate(reencrypt=not i % 2, batch=4)
                 say(rotated=i)
             elif role == "revoker":
                 if time.monotonic() > end - seconds / 2:
@@ -83,7 +89,8 @@ def part(url: str, passphrase: str, role: str, seconds: float, home: Path) -> No
                     break
                 time.sleep(0.2)
             continue
-        except (vault.KeysChanged, VaultBusy):
+        except (vault.KeysChanged, VaultBusy) as e:
+            say(retry=type(e).__name__, why=str(e)[:120])
             v.close()
         except vault.AccessDenied:
             if role != "reader":
