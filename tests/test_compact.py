@@ -250,3 +250,20 @@ def test_an_unknown_field_number_fails(two) -> None:  # type: ignore[no-untyped-
         envs["identity"] = (key, E.pack_cells_v2([(fno, cells[0][1])] + cells[1:]))
         raw.set_envs(a, envs)
         _refused(v, a)
+
+
+def test_every_reader_of_cells_applies_the_same_rules() -> None:
+    """One parser of format-2 cells serves the row reader, the framing split and the cell
+    unpacker: numbers strictly ascending, the long size form only from 256 blocks on,
+    nothing past the end."""
+    ct = bytes(48)  # one 32-byte block and a tag
+    good = E.pack_cells_v2([(1, ct), (3, ct)])
+    assert E.unpack_cells_v2(good) == ([(1, ct), (3, ct)], b"")
+    assert E.cells_end(good + b"tail", 0) == len(good)
+    for bad in (bytes([2, 3, 1]) + ct + bytes([1, 1]) + ct,  # descending
+                bytes([2, 1, 1]) + ct + bytes([1, 1]) + ct,  # repeated
+                bytes([1, 1, 0, 0, 0, 0, 1]) + ct,  # long form for one block
+                good + b"x",  # trailing bytes
+                good[:-1]):  # cut
+        with pytest.raises(E.Malformed):
+            E.unpack_cells_v2(bad)

@@ -295,30 +295,7 @@ class Codec(E.Codec):
                     raise E.Malformed()
                 key = data[pos:pos + kl]
                 pos += kl
-                n = data[pos]
-                pos += 1
-                cells = []
-                prev = 0
-                for _ in range(n):
-                    fno, b = data[pos], data[pos + 1]
-                    pos += 2
-                    if b == 0:
-                        (b,) = _unpack_u32(data, pos)
-                        pos += 4
-                        if b < 256:
-                            raise E.Malformed()
-                    if fno <= prev:
-                        raise E.Malformed()
-                    prev = fno
-                    end = pos + 32 * b + 16
-                    cells.append((fno, data[pos:end]))
-                    pos = end
-                check = b""
-                if not n:
-                    check = data[pos:pos + E.CHECK_LEN]
-                    pos += E.CHECK_LEN
-                if pos > len(data):
-                    raise E.Malformed()
+                cells, check, pos = E.parse_cells_v2(data, pos)
                 if cls in classes:
                     self._open_class(cls, key, cells, check, record_id, keys, classes[cls], cell_dec,
                                      decoders, writers, out)

@@ -308,11 +308,14 @@ def _key_len(data: bytes, pos: int) -> int:
     raise Malformed()
 
 
-def cells_end(data: bytes, pos: int) -> int:
-    """Where the cells of a format-2 envelope starting at ``pos`` end (their count byte
-    first; the check tag of an envelope without cells included). Raises Malformed/IndexError."""
+def parse_cells_v2(data: bytes, pos: int) -> tuple[list[tuple[int, bytes]], bytes, int]:
+    """The cells of a format-2 envelope starting at ``pos`` (their count byte first): the
+    (field number, ciphertext) pairs, the check tag (b"" unless there are no cells) and where
+    they end. The one parser of cells every reader uses: numbers strictly ascending, the long
+    size form only from 256 blocks on, nothing past the end. Raises Malformed/IndexError/struct.error."""
     n = data[pos]
     pos += 1
+    cells = []
     prev = 0
     for _ in range(n):
         fno, b = data[pos], data[pos + 1]
@@ -325,12 +328,21 @@ def cells_end(data: bytes, pos: int) -> int:
         if fno <= prev:
             raise Malformed()
         prev = fno
-        pos += F.PAD_BLOCK * b + F.TAG_LEN
-    if n == 0:
+        end = pos + F.PAD_BLOCK * b + F.TAG_LEN
+        cells.append((fno, data[pos:end]))
+        pos = end
+    check = b""
+    if not n:
+        check = data[pos:pos + CHECK_LEN]
         pos += CHECK_LEN
     if pos > len(data):
         raise Malformed()
-    return pos
+    return cells, check, pos
+
+
+def cells_end(data: bytes, pos: int) -> int:
+    """Where the cells of a format-2 envelope starting at ``pos`` end (parse_cells_v2)."""
+    return parse_cells_v2(data, pos)[2]
 
 
 def split_v2(data: bytes) -> list[tuple[bytes, bytes]]:
@@ -365,26 +377,15 @@ def row_envelopes(data: bytes, classes: tuple[str, ...] | list[str]) -> dict[str
 
 
 def unpack_cells_v2(cells: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
-    """(field number, ciphertext) pairs and the check tag (b"" if none) of format-2 cells."""
+    """(field number, ciphertext) pairs and the check tag (b"" if none) of format-2 cells
+    (one envelope's, nothing after them). Raises Malformed."""
     try:
-        n = cells[0]
-        pos = 1
-        out = []
-        for _ in range(n):
-            fno, b = cells[pos], cells[pos + 1]
-            pos += 2
-            if b == 0:
-                (b,) = _unpack_u32(cells, pos)
-                pos += 4
-            size = F.PAD_BLOCK * b + F.TAG_LEN
-            ct = cells[pos:pos + size]
-            if len(ct) != size:
-                raise Malformed()
-            out.append((fno, ct))
-            pos += size
+        parsed, check, end = parse_cells_v2(cells, 0)
     except (IndexError, struct.error):
         raise Malformed() from None
-    return out, cells[pos:]
+    if end != len(cells):
+        raise Malformed()
+    return parsed, check
 
 
 def pack_cells_v2(cells: list[tuple[int, bytes]], check: bytes = b"") -> bytes:
