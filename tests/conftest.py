@@ -94,6 +94,26 @@ def v(url: str) -> Iterator[vault.Vault]:
         yield opened
 
 
+def run_dvault(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str,
+               stdin: str | None = None) -> tuple[int, str, str]:
+    """``dvault ARGS`` in this process, as the console script runs it (main's error mapping):
+    (exit code, stdout, stderr). ``stdin``: what it reads, if given."""
+    import io
+    import sys
+
+    from vault_cli.main import main
+    monkeypatch.setattr(sys, "argv", ["dvault", *args])
+    if stdin is not None:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    code = 0
+    try:
+        main()
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
 def raw_engine(url: str):  # type: ignore[no-untyped-def]
     """A plain SQLAlchemy engine on the vault's database: what an attacker with DB access has."""
     import sqlalchemy as sa

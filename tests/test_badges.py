@@ -9,14 +9,13 @@ import csv
 import io
 import os
 import re
-import sys
 from pathlib import Path
 
 import pytest
 from vault.identity import Identity
-from vault_cli.main import main
 
 import vault
+from conftest import run_dvault
 from vault import pins as PN
 
 LEAD_PW, STAFF_PW, TOOL_PW, RECOVERY = "lead pass words", "staff pass words", "tool pass words", "recovery words"
@@ -50,15 +49,7 @@ def desk(tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch):  # type: ig
 
 def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str,
         stdin: str = "") -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["dvault", *args])
-    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-    code = 0
-    try:
-        main()
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_dvault(monkeypatch, capsys, *args, stdin=stdin)
 
 
 def who(name: str) -> tuple[str, ...]:

@@ -18,6 +18,7 @@ from vault.identity import Identity
 from vault_cli.main import cli, main
 
 import vault
+from conftest import run_dvault
 from vault import pins as PN
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,16 +61,7 @@ def desk(clean_env: Path, url: str, monkeypatch: pytest.MonkeyPatch):  # type: i
 def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str,
         stdin: str = "") -> tuple[int, str, str]:
     """``dvault ARGS`` in this process, as the console script runs it (main's error mapping)."""
-    import io
-    monkeypatch.setattr(sys, "argv", ["dvault", *args])
-    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-    code = 0
-    try:
-        main()
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_dvault(monkeypatch, capsys, *args, stdin=stdin)
 
 
 STAFF = ("--identity", "staff.dvid", "--passphrase-file", "staff.pass")

@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from vault.identity import Identity
 
 import vault
+from conftest import run_dvault
 from vault import pins as PN
-from vault.identity import Identity
-from vault_cli.main import main
 
 LEAD_PW, STAFF_PW, RECOVERY = "lead pass words", "staff pass words", "recovery pass words"
 SECRET_VALUES = ("Amira Haddad", "amira@example.org", "P83526008", "Hospital visit for Amira")
@@ -43,14 +43,7 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-u
 
 
 def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["dvault", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_dvault(monkeypatch, capsys, *args)
 
 
 def _count(url: str) -> int:

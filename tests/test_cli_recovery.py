@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from vault.identity import Identity
 
 import vault
-from vault.identity import Identity
-from vault_cli.main import main
+from conftest import run_dvault
 
 LEAD_PW, STAFF_PW, OMAR_PW = "lead pass words here", "staff pass words here", "omar pass words here"
 RECOVERY, RECOVERY2 = "recovery pass words", "another recovery phrase"
@@ -21,17 +21,7 @@ SECRET = "amira.cli@example.org"
 
 def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str,
         stdin: str | None = None) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["dvault", *args])
-    if stdin is not None:
-        import io
-        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-    code = 0
-    try:
-        main()
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_dvault(monkeypatch, capsys, *args, stdin=stdin)
 
 
 @pytest.fixture

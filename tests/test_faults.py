@@ -22,10 +22,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from vault.store import Store
-from vault_cli.main import main
 
 import vault
-from conftest import PASSPHRASE
+from conftest import PASSPHRASE, run_dvault
 
 PERSON = {"legal_name": "Amira Haddad", "passport_number": "P83526008", "risk_level": "high",
           "risk_notes": "followed to the hotel " * 8, "badge_name": "Amira", "email": "amira@example.org",
@@ -51,14 +50,7 @@ def intact(url: str, before: dict[str, dict[str, Any]]) -> None:
 
 def dvault(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     monkeypatch.setenv("DVAULT_RECOVERY_PASSPHRASE", PASSPHRASE)  # consumed at each read
-    monkeypatch.setattr(sys, "argv", ["dvault", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_dvault(monkeypatch, capsys, *args)
 
 
 @pytest.fixture

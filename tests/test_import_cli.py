@@ -10,14 +10,13 @@ import datetime as dt
 import io
 import json
 import os
-import sys
 import unicodedata
 from pathlib import Path
 
 import pytest
 
 import vault
-from vault_cli.main import main
+from conftest import run_dvault
 
 DATA = Path(__file__).resolve().parent / "data"
 KOBO_DEFAULT = DATA / "kobo-export-default-small.csv"  # rows of a genuine Kobo export (synthetic people)
@@ -37,15 +36,7 @@ def cli(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ign
 
     def run(*args: str, capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
         monkeypatch.setenv("DVAULT_RECOVERY_PASSPHRASE", RECOVERY)  # dvault removes it once read
-        monkeypatch.setattr(sys, "argv", ["dvault", *args, "--vault", url, "--recovery",
-                                          "--reason", "registration import"])
-        code = 0
-        try:
-            main()
-        except SystemExit as e:
-            code = int(e.code or 0)
-        out = capsys.readouterr()
-        return code, out.out, out.err
+        return run_dvault(monkeypatch, capsys, *args, "--vault", url, "--recovery", "--reason", "registration import")
 
     return url, tmp_path, run
 
@@ -398,13 +389,8 @@ def test_a_vault_with_the_previous_default_schema_imports_with_preset_and_mappin
     errs = []
     for args in (("kobo.csv", "--preset", "kobo"), ("groups.csv", "--mapping", str(root / "docs" / "kobo-mapping.toml"))):
         monkeypatch.setenv("DVAULT_RECOVERY_PASSPHRASE", RECOVERY)  # dvault removes it once read
-        monkeypatch.setattr(sys, "argv", ["dvault", "import", *args, "--vault", url, "--recovery", "--reason", "r"])
-        code = 0
-        try:
-            main()
-        except SystemExit as e:
-            code = int(e.code or 0)
-        errs.append(capsys.readouterr().err)
+        code, _, err = run_dvault(monkeypatch, capsys, "import", *args, "--vault", url, "--recovery", "--reason", "r")
+        errs.append(err)
         assert code == 0, errs[-1]
     assert "this vault's schema has no field source_id: preset kobo leaves it out" in errs[0]
     with vault.open(url, RECOVERY) as v:

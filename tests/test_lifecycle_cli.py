@@ -7,14 +7,13 @@ import datetime as dt
 import json
 import os
 import stat
-import sys
 from pathlib import Path
 
 import pytest
 from vault.identity import Identity
-from vault_cli.main import main
 
 import vault
+from conftest import run_dvault
 from vault import local as L
 from vault import pins as PN
 
@@ -45,14 +44,7 @@ def setup(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: i
 
 
 def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["dvault", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_dvault(monkeypatch, capsys, *args)
 
 
 LEAD = ("--identity", "lead.dvid", "--passphrase-file", "lead.pass", "--reason", "lead work")

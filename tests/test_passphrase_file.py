@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
-from vault_cli.main import main
 
 import vault
+from conftest import run_dvault
 
 PASS = "recovery pass phrase"
 
@@ -23,13 +22,8 @@ def _verify(tmp_path: Path, pw: Path, monkeypatch: pytest.MonkeyPatch, capsys: p
     path = tmp_path / "v.vault"
     if not path.exists():
         vault.create(path, PASS).close()
-    monkeypatch.setattr(sys, "argv", ["dvault", "audit", "verify", "--vault", str(path), "--passphrase-file", str(pw)])
-    try:
-        main()
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    return code, capsys.readouterr().err
+    code, _, err = run_dvault(monkeypatch, capsys, "audit", "verify", "--vault", str(path), "--passphrase-file", str(pw))
+    return code, err
 
 
 @pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX modes")

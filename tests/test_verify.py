@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from vault.identity import Identity
 
 import vault
-from conftest import PASSPHRASE
+from conftest import PASSPHRASE, run_dvault
 
 PERSON = {"legal_name": "Amira Haddad", "passport_number": "P83526008", "risk_level": "high",
           "risk_notes": "followed", "badge_name": "Amira", "email": "amira@example.org",
@@ -319,17 +319,7 @@ def cli_vault(url: str, tmp_path, monkeypatch: pytest.MonkeyPatch):  # type: ign
 
 
 def dvault(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    import sys
-
-    from vault_cli.main import main
-    monkeypatch.setattr(sys, "argv", ["dvault", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_dvault(monkeypatch, capsys, *args)
 
 
 LEAD = ("--identity", "lead.dvid", "--passphrase-file", "lead.pass")
