@@ -844,6 +844,30 @@ def _seal_as(url: str, rid: str, cls: str, values: dict[str, str], writer: Ident
     raw.close()
 
 
+def test_a_format_1_registration_by_staff_reads_and_its_seal_is_checked(team) -> None:  # type: ignore[no-untyped-def]
+    """Rows of record format 1 written by a write-only role (the previous release's writer)
+    carry kind W DEKs: the lead reads them, and a changed byte of the sealed DEK fails the
+    envelope instead of yielding another key."""
+    url, lead, staff, _tool, _rid = team
+    with vault.open(url, identity=staff) as v:
+        v._access.codec.legacy = True  # the previous release's row layout
+        old = v.add(PERSON)
+    raw = RawDB(url)
+    assert raw.row(old)[:2] != F.ROW_V2_PREFIX
+    envs = raw.envs(old)
+    assert envs["identity"][0][1:2] == b"W"
+    with vault.open(url, identity=lead) as v:
+        assert v.get(old)["passport_number"] == PERSON["passport_number"]
+    blob, cells = envs["identity"]
+    envs["identity"] = (blob[:-1] + bytes([blob[-1] ^ 1]), cells)
+    raw.set_envs(old, envs)
+    raw.close()
+    with vault.open(url, identity=lead) as v:
+        with pytest.raises(vault.IntegrityError, match="'identity' envelope failed"):
+            v.get(old)
+        assert v.get(old, fields=["email"])["email"] == PERSON["email"]
+
+
 def test_a_database_writer_cannot_forge_a_sealed_registration(team) -> None:  # type: ignore[no-untyped-def]
     """The key statement lists every class's X25519 public key in clear, so anyone who could
     write the database could seal an identity or risk envelope of their own making, and the

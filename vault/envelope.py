@@ -533,7 +533,6 @@ class Codec:
         envelope's framing is checked, only wanted classes are decrypted. Raises Malformed,
         EnvelopeFailure(cls), FieldFailure(name) or FieldEncoding(name)."""
         known = self._cell_table(field_class)
-        manifests = self._manifests
         class_names = self._class_names
         tail = self.vid + record_id
         unpack = _unpack_u32
@@ -579,23 +578,7 @@ class Codec:
                     prev = raw
                 if pos != end:
                     raise Malformed()
-                entry = keys.get(dek_blob[2:10])
-                if entry is None or entry[0] != cls:
-                    raise EnvelopeFailure(cls)
-                names = tuple(present)
-                if dek_blob[:2] == _DEK_PREFIX and dl == DEK_BLOB_LEN:
-                    aad = dek_blob[:18] + tail + entry[4] + (manifests.get(names) or self._manifest(names))
-                    try:
-                        dek = entry[2].decrypt(dek_blob[18:30], dek_blob[30:], aad)
-                    except C.AEAD_FAILURES:
-                        raise EnvelopeFailure(cls) from None
-                elif dek_blob[:2] == _SIGNED_PREFIX and dl == SIGNED_DEK_LEN:
-                    try:
-                        dek = unseal_dek(entry[3], entry[1], self.vid, record_id, cls, names, dek_blob, writers)
-                    except (C.AuthFailure, Malformed):
-                        raise EnvelopeFailure(cls) from None
-                else:
-                    raise EnvelopeFailure(cls)
+                dek = self._open_dek_v1(cls, dek_blob, keys, record_id, tuple(present), writers)
                 _open_cells(decryptor(dek), _FIELD_PREFIX + dek_blob[10:18], tail, cells, classes[cls], decoders, out)
             if pos != len(data):
                 raise Malformed()
@@ -605,6 +588,28 @@ class Codec:
             odd = sorted(self.classes.symmetric_difference(seen))
             raise EnvelopeFailure(odd[0])
         return out
+
+
+    def _open_dek_v1(self, cls: str, dek_blob: bytes, keys: dict[bytes, tuple[Any, ...]], record_id: bytes,
+                     names: tuple[str, ...], writers: WriterKeys | None) -> bytes:
+        """The DEK of one format-1 envelope: a wrapped one (kind D) under the class key its
+        key id names, or a sealed one (kind W) from a write-only writer. Raises EnvelopeFailure."""
+        entry = keys.get(dek_blob[2:10])
+        if entry is None or entry[0] != cls:
+            raise EnvelopeFailure(cls)
+        if dek_blob[:2] == _DEK_PREFIX and len(dek_blob) == DEK_BLOB_LEN:
+            manifest = self._manifests.get(names) or self._manifest(names)
+            aad = dek_blob[:18] + self.vid + record_id + entry[4] + manifest
+            try:
+                return bytes(entry[2].decrypt(dek_blob[18:30], dek_blob[30:], aad))
+            except C.AEAD_FAILURES:
+                raise EnvelopeFailure(cls) from None
+        if dek_blob[:2] == _SIGNED_PREFIX and len(dek_blob) == SIGNED_DEK_LEN:
+            try:
+                return unseal_dek(entry[3], entry[1], self.vid, record_id, cls, names, dek_blob, writers)
+            except (C.AuthFailure, Malformed):
+                raise EnvelopeFailure(cls) from None
+        raise EnvelopeFailure(cls)
 
 
 def _open_cells(dec: Callable[[bytes, bytes, bytes], bytes], fhead: bytes, tail: bytes,
