@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import contextlib
 from typing import Iterator
 
@@ -107,17 +109,35 @@ class RawDB:
             envs[cls] = (envs[cls][0], E.pack_cells_v2(sorted((numbers[n], ct) for n, ct in cells.items()), check))
         self.set_envs(rid, envs)
 
-    def index_terms(self) -> list[tuple[int, str, int, bytes]]:
+    def index_widths(self) -> dict[int, int]:
+        """Generation -> bytes of each record id its rows store, read from the plans as
+        docs/format.md §10 says: a version 3 plan's id_bytes, else the whole 16-byte id."""
+        out = {}
+        with self.engine.begin() as c:
+            for (text,) in c.exec_driver_sql("SELECT value FROM dv_meta WHERE name IN ('index_plan', 'index_next')"):
+                if bytes(text):
+                    plan = json.loads(bytes(text))
+                    out[int(plan["gen"])] = plan["id_bytes"] if plan.get("v") == 3 else 16
+        return out
+
+    def index_terms(self, resolve: bool = True) -> list[tuple[int, str, int, bytes]]:
         """Every blind-index term (gen, name, value, record id) spelled out of the bucket rows,
-        with duplicates (a record in two chunks of one bucket) kept."""
+        with duplicates (a record in two chunks of one bucket) kept. Each stored prefix is
+        resolved (``resolve``) to the id of every record that starts with it, as a search
+        does; a prefix no record has is kept as it is stored (so it shows in comparisons)."""
+        widths = self.index_widths()
         with self.engine.begin() as c:
             rows = c.exec_driver_sql("SELECT gen, name, value, ids FROM dv_index").all()
+            live = sorted(bytes(r[0]) for r in c.exec_driver_sql("SELECT id FROM dv_records"))
         out = []
         for gen, name, value, ids in rows:
-            ids = bytes(ids)
-            assert ids and len(ids) % 16 == 0
-            assert [ids[i:i + 16] for i in range(0, len(ids), 16)] == sorted({ids[i:i + 16] for i in range(0, len(ids), 16)})
-            out += [(int(gen), str(name), int(value), ids[i:i + 16]) for i in range(0, len(ids), 16)]
+            ids, w = bytes(ids), widths[int(gen)]
+            assert ids and len(ids) % w == 0
+            parts = [ids[i:i + w] for i in range(0, len(ids), w)]
+            assert parts == sorted(set(parts))
+            for p in parts:
+                owners = [r for r in live if r.startswith(p)] if resolve else []
+                out += [(int(gen), str(name), int(value), r) for r in owners or [p]]
         return out
 
     def meta(self, name: str) -> bytes:
@@ -189,12 +209,16 @@ def old_release(monkeypatch: pytest.MonkeyPatch, *, states: bool = False) -> Ite
     Set db_schema_version below 6 afterwards for a faithful older vault (``states``: v6,
     whose entries name record states); lowering the version of a vault this release made
     is tampering, and refused. On leaving, each vault made inside gets its canary list as
-    those releases sealed it (under the meta key: see as_release_v7)."""
+    those releases sealed it (under the meta key: see as_release_v7). Their index plans were
+    of version 2 at most: whole 16-byte ids in dv_index rows."""
+    import dataclasses
+
     import vault
     from vault import _format as F
     from vault import canaries as CA
+    from vault import index as I
     from vault import keys as K
-    real, real_create = K.key_statement, vault.create
+    real, real_create, real_plan = K.key_statement, vault.create, I.make_plan
     made = []
 
     def first_kind(ring, vault_id, db_version, roster, **kw):  # type: ignore[no-untyped-def]
@@ -211,6 +235,7 @@ def old_release(monkeypatch: pytest.MonkeyPatch, *, states: bool = False) -> Ite
         m.setattr(F, "SIGNED_VERSION_FROM", 10 ** 6)
         m.setattr(F, "STATEMENT_V3_FROM", 10 ** 6)
         m.setattr(vault, "create", create)
+        m.setattr(I, "make_plan", lambda *a, **k: dataclasses.replace(real_plan(*a, **k), id_bytes=16))
         if not states:
             m.setattr("vault.journal.Journal.states", staticmethod(lambda drop=(), put=(): {}))
         yield

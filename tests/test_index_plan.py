@@ -76,7 +76,7 @@ def test_a_precise_plan_singles_records_out_and_says_so(tmp_path: Path) -> None:
     raw = RawDB(f"sqlite:///{path}")
     stored = json.loads(raw.meta("index_plan"))
     raw.close()
-    assert stored["v"] == 2 and stored["mode"] == "precise" and stored["bits"]["email"] == 5
+    assert stored["v"] == 3 and stored["mode"] == "precise" and stored["bits"]["email"] == 5
     from vault_cli.main import cli  # type: ignore[import-not-found]
     r = CliRunner(env={"DVAULT_PASSPHRASE": PASSPHRASE}).invoke(cli, ["status", "--vault", str(path), "--recovery"])
     assert r.exit_code == 0 and "'plan': 'precise'" in r.output and "blind-index plan is precise" in r.output

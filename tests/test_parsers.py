@@ -219,20 +219,22 @@ def test_deeply_nested_toml_is_a_schema_or_mapping_error(tmp_path, nest: str) ->
         IM.load_mapping("[columns]\na = " + nest + "\n", vault.load_schema())
 
 
-def test_index_row_parser() -> None:
-    """dv_index ``ids``: whole 16-byte ids come back as they are, anything else is an
-    IntegrityError; the membership test used by deletes only matches aligned ids."""
-    from vault import store as S
+@pytest.mark.parametrize("width", [16, 8])
+def test_index_row_parser(width: int) -> None:
+    """dv_index ``ids``: whole ids of the generation's width (16 bytes before plan version 3,
+    8 from it) come back as they are, anything else is an IntegrityError; the membership
+    test used by deletes only matches aligned ids."""
+    from vault import buckets as S
 
     @FUZZ
-    @given(blob=st.binary(max_size=80), rid=st.binary(min_size=16, max_size=16))
+    @given(blob=st.binary(max_size=80), rid=st.binary(min_size=width, max_size=width))
     def parse(blob: bytes, rid: bytes) -> None:
         try:
-            ids = S.split_ids(blob)
+            ids = S.split_ids(blob, width)
         except vault.IntegrityError:
-            assert len(blob) % 16 or not blob
+            assert len(blob) % width or not blob
             return
-        assert b"".join(ids) == blob and all(len(i) == 16 for i in ids)
-        assert S._holds(blob, rid) == (rid in ids)
+        assert b"".join(ids) == blob and all(len(i) == width for i in ids)
+        assert S._holds(blob, rid, width) == (rid in ids)
     parse()
-    assert not S._holds(b"\x00" + b"a" * 16 + b"\x00" * 15, b"a" * 16)  # unaligned match
+    assert not S._holds(b"\x00" + b"a" * width + b"\x00" * (width - 1), b"a" * width, width)  # unaligned match

@@ -340,19 +340,20 @@ def _one_bucket_vault(url: str, n: int) -> list[str]:
 
 
 def test_index_rows_are_buckets_of_sorted_ids(url: str) -> None:
-    """One add_many writes each bucket once: ascending ids, at most INDEX_CHUNK_IDS per row,
-    each row under its own random chunk id (format §10 "Stored rows")."""
+    """One add_many writes each bucket once: ascending 8-byte id prefixes (a new vault's plan
+    is version 3), at most INDEX_CHUNK_BYTES (512 prefixes) per row, each row under its own
+    random chunk id (format §10 "Stored rows")."""
     from vault import _format as F
-    ids = _one_bucket_vault(url, F.INDEX_CHUNK_IDS + 10)
+    ids = _one_bucket_vault(url, F.INDEX_CHUNK_BYTES // 8 + 10)
     raw = RawDB(url)
     with raw.engine.begin() as c:
         rows = c.exec_driver_sql("SELECT gen, name, value, chunk, ids FROM dv_index").all()
     raw.close()
     assert {(g, n, v) for g, n, v, _c, _i in rows} == {(1, "email", 0)}
-    assert sorted(len(bytes(i)) // 16 for *_k, i in rows) == [10, F.INDEX_CHUNK_IDS]
+    assert sorted(len(bytes(i)) // 8 for *_k, i in rows) == [10, F.INDEX_CHUNK_BYTES // 8]
     assert len({bytes(c) for *_k, c, _i in rows}) == 2 and all(len(bytes(c)) == 8 for *_k, c, _i in rows)
     stored = b"".join(bytes(i) for *_k, i in sorted(rows, key=lambda r: bytes(r[4])))
-    assert stored == b"".join(sorted(bytes.fromhex(x) for x in ids))
+    assert stored == b"".join(sorted(bytes.fromhex(x)[:8] for x in ids))
 
 
 def test_a_changed_index_row_is_read_again_before_rewriting(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -368,7 +369,7 @@ def test_a_changed_index_row_is_read_again_before_rewriting(url: str, monkeypatc
         def raw(conn, sql, params=()):  # type: ignore[no-untyped-def]
             if sql == store._set_chunk_sql and not injected:  # first compare-and-set: someone else got there first
                 new_ids, *key, chunk, old = params
-                other = bytes.fromhex(ids[5])
+                other = bytes.fromhex(ids[5])[:8]  # the row's prefix of it
                 injected.append(real_raw(conn, store._set_chunk_sql,
                                          (old.replace(other, b""), *key, chunk, old)).rowcount)
             return real_raw(conn, sql, params)
@@ -420,32 +421,35 @@ def test_concurrent_deleters_of_one_bucket_lose_nothing(url: str) -> None:
 
 
 def test_shred_finds_the_id_in_any_row_and_only_where_aligned(url: str) -> None:
-    """A shred searches the whole index for the record's id (in the database), so it also
-    leaves rows its current terms would not name (here: another generation's), and it
-    touches no row where those 16 bytes only occur across two other ids."""
+    """A shred searches the whole index for the record's id prefix (in the database), so it
+    also leaves rows its current terms would not name (here: buckets 7 and 8, where its
+    e-mail, in a 0-bit index, is in bucket 0), and it touches no row where those 8 bytes only
+    occur across two other prefixes. (Until plan version 3 the example rows were of another
+    generation; a generation no plan names now has no known width, and verify reports it.)"""
     ids = _one_bucket_vault(url, 3)
-    rid = bytes.fromhex(ids[0])
-    other = bytes.fromhex(ids[1])
-    straddle = bytes(8) + rid[:8] + rid[8:] + b"\xff" * 8  # rid spans two (fake, ascending) ids
+    rid = bytes.fromhex(ids[0])[:8]
+    other = bytes.fromhex(ids[1])[:8]
+    straddle = bytes(4) + rid[:4] + rid[4:] + b"\xff" * 4  # rid spans two (fake, ascending) prefixes
     ph = "?" if url.startswith("sqlite") else "%s"
     raw = RawDB(url)
     with raw.engine.begin() as c:
         c.exec_driver_sql(f"INSERT INTO dv_index (gen, name, value, chunk, ids) VALUES ({ph}, {ph}, {ph}, {ph}, {ph})",
-                          [(99, "email", 7, b"\x01" * 8, min(rid, other) + max(rid, other)),
-                           (99, "email", 8, b"\x02" * 8, straddle)])
+                          [(1, "email", 7, b"\x01" * 8, min(rid, other) + max(rid, other)),
+                           (1, "email", 8, b"\x02" * 8, straddle)])
     with vault.open(url, PASSPHRASE) as v:
         v.delete(ids[0])
     with raw.engine.begin() as c:
         rows = {(int(g), int(val)): bytes(i) for g, val, i in
-                c.exec_driver_sql("SELECT gen, value, ids FROM dv_index WHERE gen = 99").all()}
-    left = {t[3] for t in raw.index_terms() if t[0] == 1}
+                c.exec_driver_sql("SELECT gen, value, ids FROM dv_index WHERE value <> 0").all()}
+    left = {t[3] for t in raw.index_terms() if t[2] == 0}
     raw.close()
-    assert rows == {(99, 7): other, (99, 8): straddle}
+    assert rows == {(1, 7): other, (1, 8): straddle}
     assert left == {bytes.fromhex(ids[1]), bytes.fromhex(ids[2])}
 
 
 def test_malformed_index_row_is_refused(url: str) -> None:
-    """An index row whose ids are not whole 16-byte ids (a database writer's doing) makes a
+    """An index row whose ids are not whole ids of its generation's width (8 bytes: 15 is not;
+    a database writer's doing) makes a
     search fail with IntegrityError naming the fix, never return a wrong record."""
     ids = _one_bucket_vault(url, 3)
     raw = RawDB(url)

@@ -285,17 +285,39 @@ def test_index_plan_mac() -> None:
 
 
 def test_index_plan_v2() -> None:
-    """A version 2 plan: our joint allocation, text and MAC are the vector's; v1 still parses."""
+    """A version 2 plan (still read, no longer written): it is our joint allocation with
+    whole 16-byte ids, its text and MAC are the vector's; v1 still parses."""
+    import dataclasses
+
     from vault import index as I
     v = load("index_plan_v2.json")
     meta = K.Key(K.KIND_META_KEY, "", 1, b(v["meta_kid"]), b(v["meta_key"]))
     assert K.mac_plan(meta, b(v["vault_id"]), v["plan"]) == b(v["blob"])
     schema = vault.load_schema()
     assert I.all_index_names(schema) == v["indexes"]
-    plan = I.make_plan(1, schema, v["population"], v["k"], {"contact": 1, "identity": 1})
+    plan = dataclasses.replace(I.make_plan(1, schema, v["population"], v["k"], {"contact": 1, "identity": 1}),
+                               id_bytes=16)
     assert plan.to_text() == v["plan"] and I.Plan.from_text(v["plan"]) == plan
+    assert I.Plan.from_text(v["plan"]).id_bytes == 16
     old = I.Plan.from_text(load("index_plan_mac_v1.json")["plan"])
-    assert (old.mode, old.per_index, old.bits_for("email")) == ("uniform", None, 5)
+    assert (old.mode, old.per_index, old.bits_for("email"), old.id_bytes) == ("uniform", None, 5, 16)
+
+
+def test_index_plan_v3() -> None:
+    """A version 3 plan (what this release writes): version 2 and id_bytes 8; its text and MAC
+    are the vector's; a v3 plan with another width, or without one, and a v2 plan naming one
+    are refused."""
+    from vault import index as I
+    v = load("index_plan_v3.json")
+    meta = K.Key(K.KIND_META_KEY, "", 1, b(v["meta_kid"]), b(v["meta_key"]))
+    assert K.mac_plan(meta, b(v["vault_id"]), v["plan"]) == b(v["blob"])
+    schema = vault.load_schema()
+    assert I.all_index_names(schema) == v["indexes"]
+    plan = I.make_plan(1, schema, v["population"], v["k"], {"contact": 1, "identity": 1})
+    assert plan.to_text() == v["plan"] and I.Plan.from_text(v["plan"]) == plan and plan.id_bytes == 8
+    for text in v["refused"]:
+        with pytest.raises((ValueError, KeyError, TypeError)):
+            I.Plan.from_text(text)
 
 
 def test_reveal_request_signature() -> None:
@@ -478,28 +500,34 @@ def test_keyring_pin_with_signers(tmp_path) -> None:  # type: ignore[no-untyped-
         PN.check(path, vid, key, PN.signers_hash(b"", rec))
 
 
-def test_index_rows() -> None:
+@pytest.mark.parametrize("name, width", [("index_rows_v1.json", 16), ("index_rows_v2.json", 8)])
+def test_index_rows(name: str, width: int) -> None:
     """format.md 10 "Stored rows": the library's terms for these records, packed as one
-    write, are exactly these bucket rows; each row's ids read back as the records."""
+    write of a generation whose ids are ``width`` bytes (v1: a version 1 or 2 plan's whole
+    ids; v2: a version 3 plan's 8-byte prefixes), are exactly these bucket rows; each row's
+    ids read back as the records' (prefixes)."""
     from vault import index as I
     from vault import store as S
 
-    v = load("index_rows_v1.json")
+    v = load(name)
+    assert v.get("id_bytes", 16) == width
     schema = vault.load_schema('[schema]\nname="x"\nversion=1\nclasses=["contact"]\n'
                                '[fields.email]\ntype="text"\nclass="contact"\nsearch="exact"\nnormalize="email"\n')
     ix = I.Indexer(schema, {"contact": b(v["class_key"])}, v["bits"])
     terms = [(v["gen"], name, value, b(r["record_id"])) for r in v["records"]
              for name, value in ix.terms({"email": r["email"]})]
-    rows = S.pack_index({k: (ids,) for k, ids in S.group_terms(terms).items()})
+    rows = S.pack_index({k: (ids,) for k, ids in S.group_terms(terms).items()}, {v["gen"]: width})
     assert [(g, n, val, ids.hex()) for g, n, val, _chunk, ids in rows] == \
         [(v["gen"], r["name"], r["value"], r["ids"]) for r in v["rows"]]
     assert all(len(chunk) == 8 for *_k, chunk, _ids in rows)
     for r in v["rows"]:
-        assert {i.hex() for i in S.split_ids(b(r["ids"]))} == \
-            {x["record_id"] for x in v["records"] if ix.terms({"email": x["email"]})[0][1] == r["value"]}
+        assert {i.hex() for i in S.split_ids(b(r["ids"]), width)} == \
+            {x["record_id"][:2 * width] for x in v["records"] if ix.terms({"email": x["email"]})[0][1] == r["value"]}
     many = [b(x) for x in v["many"]["ids_in_write_order"]]
-    rows = S.pack_index({k: (ids,) for k, ids in S.group_terms((1, "email", 0, rid) for rid in many).items()})
+    rows = S.pack_index({k: (ids,) for k, ids in S.group_terms((1, "email", 0, rid) for rid in many).items()},
+                        {1: width})
     assert [ids.hex() for ids in sorted(ids for *_k, ids in rows)] == v["many"]["rows"]  # row order is the random chunk id's
+    assert [len(b(x)) // width for x in v["many"]["rows"]] == [4096 // width, 44]
 
 
 def _statement_keys(v: dict) -> tuple[list, list]:

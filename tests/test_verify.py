@@ -78,17 +78,20 @@ def test_clean_vault_is_clean(filled: tuple[str, list[str], str]) -> None:
 
 
 def _term(url: str) -> tuple[int, str, int, bytes, bytes]:
-    """A bucket row of the email index holding exactly one record."""
+    """A bucket row of the email index holding exactly one record (one 8-byte id prefix: a
+    new vault's plan is version 3), with that record's whole id."""
     rows = _rows(url, "SELECT gen, name, value, chunk, ids FROM dv_index WHERE name = 'email'")
+    live = [bytes(r[0]) for r in _rows(url, "SELECT id FROM dv_records")]
     for gen, name, value, chunk, ids in rows:
-        if len(bytes(ids)) == 16:
-            return int(gen), str(name), int(value), bytes(chunk), bytes(ids)
+        if len(bytes(ids)) == 8:
+            (rid,) = [r for r in live if r[:8] == bytes(ids)]
+            return int(gen), str(name), int(value), bytes(chunk), rid
     raise AssertionError("no single-record bucket")
 
 
 def _free_value(url: str, name: str, rid: bytes) -> int:
     taken = {int(v) for v, ids in _rows(url, "SELECT value, ids FROM dv_index WHERE name = :n", {"n": name})
-             if rid in bytes(ids)}
+             if rid[:8] in bytes(ids)}
     return next(x for x in range(1, 1 << 20) if x not in taken)
 
 
@@ -118,9 +121,9 @@ def test_planted_index_row_found(filled: tuple[str, list[str], str]) -> None:
     gen, name, _value, _chunk, _rid = _term(url)
     victim = bytes.fromhex(ids[3])
     planted = _free_value(url, name, victim)
-    stranger = secrets.token_bytes(16)
+    stranger = secrets.token_bytes(8)
     _sql(url, ("INSERT INTO dv_index (gen, name, value, chunk, ids) VALUES (:g, :n, :v, :c, :i)",
-               {"g": gen, "n": name, "v": planted, "c": secrets.token_bytes(16), "i": victim}),
+               {"g": gen, "n": name, "v": planted, "c": secrets.token_bytes(16), "i": victim[:8]}),
          ("INSERT INTO dv_index (gen, name, value, chunk, ids) VALUES (:g, :n, :v, :c, :i)",
           {"g": gen, "n": "legal_name", "v": 3, "c": secrets.token_bytes(16), "i": stranger}))
     with vault.open(url, PASSPHRASE) as v:
@@ -153,7 +156,7 @@ def test_malformed_index_row_found(filled: tuple[str, list[str], str]) -> None:
     url, _ids, _ = filled
     gen, name, value, chunk, rid = _term(url)
     _sql(url, ("UPDATE dv_index SET ids = :i WHERE gen = :g AND name = :n AND value = :v AND chunk = :c",
-               {"i": rid + b"x", "g": gen, "n": name, "v": value, "c": chunk}))
+               {"i": rid[:8] + b"x", "g": gen, "n": name, "v": value, "c": chunk}))
     with vault.open(url, PASSPHRASE) as v:
         assert sorted(_kinds(v.verify(), "index")) == ["entry missing", "malformed bucket row"]
         v.verify(repair_index=True)

@@ -124,15 +124,23 @@ INDEX_MAX_BITS = 32
 # Index plans of version 2 (docs/format.md §10) give each index its own bits, planned jointly
 # by default. A token index's bit costs this much of the joint budget: a name has two or
 # more tokens, each its own term, so one token bit tells more than one bit about a record.
-PLAN_VERSION = 2
+PLAN_VERSION = 3
+# Bytes of each record id a dv_index row stores (docs/format.md §10 "Stored rows"): plans of
+# version 3 declare INDEX_ID_BYTES ("id_bytes"), plans of versions 1 and 2 mean the whole id.
+# A prefix only adds candidates, which a search decrypts and drops like any bucket-mate.
+INDEX_ID_BYTES = 8
 TOKEN_BIT_COST = 2
 # What is normalised and indexed (and searched for): at most this many code points in and
 # this many UTF-8 bytes out. NFKC expands a code point into at most 18 (U+FDFA), so the cap
 # on the input bounds the normaliser's work before it starts.
 MAX_INDEXED_BYTES = 4096
-# A blind-index row holds the ascending ids of up to this many records of one bucket, under
-# a random 8-byte chunk id (docs/format.md §10 "Stored rows"); one row per bucket per write, not per term.
-INDEX_CHUNK_IDS = 256
+# A blind-index row holds the ascending id prefixes of records of one bucket, at most this
+# many bytes of them (256 whole ids, 512 prefixes of 8 bytes), under a random 8-byte chunk id
+# (docs/format.md §10 "Stored rows"); one row per bucket per write, not per term. A bound in
+# bytes, not in ids: with 8-byte prefixes and 256 to a row, a full row (2 KiB) overflows a
+# 4 KiB SQLite page into an overflow page it fills by less than half, and the index took as
+# many bytes on disk as with whole ids (bench/bytes.py); at 4 KiB its overflow page is full.
+INDEX_CHUNK_BYTES = 4096
 INDEX_CHUNK_ID_LEN = 8
 PSEUDONYM_BITS = 50  # 10 Crockford base32 characters
 PSEUDONYM_TAG_LEN = 16

@@ -99,7 +99,9 @@ class Plan:
 
     ``bits`` is the plan's budget, ``plan_bits(population, k)``: shared by all indexes
     (``joint``) or given to each (``precise``, and ``uniform``: a plan of an older
-    release, version 1). ``per_index`` (version 2 plans) holds each index's bits."""
+    release, version 1). ``per_index`` (version 2 and 3 plans) holds each index's bits.
+    ``id_bytes``: how many leading bytes of a record id this generation's dv_index rows
+    store (version 3: F.INDEX_ID_BYTES; versions 1 and 2: the whole id)."""
 
     gen: int
     bits: int
@@ -108,6 +110,7 @@ class Plan:
     class_versions: dict[str, int]
     mode: str = "uniform"
     per_index: dict[str, int] | None = None
+    id_bytes: int = F.ID_LEN
 
     def bits_for(self, name: str) -> int:
         """An index's bits (0, one bucket, for an index the plan does not name)."""
@@ -117,7 +120,10 @@ class Plan:
         d: dict[str, Any] = {"gen": self.gen, "bits": self.bits, "population": self.population, "k": self.k,
                              "class_versions": self.class_versions}
         if self.per_index is not None:
-            d.update(v=F.PLAN_VERSION, bits=self.per_index, mode=self.mode)
+            d.update(v=2, bits=self.per_index, mode=self.mode)
+        if self.id_bytes != F.ID_LEN:  # version 3 (a version 1 or 2 plan is only ever read back)
+            assert self.per_index is not None and self.id_bytes == F.INDEX_ID_BYTES
+            d.update(v=F.PLAN_VERSION, id_bytes=self.id_bytes)
         return json.dumps(d, sort_keys=True, separators=(",", ":"))
 
     @classmethod
@@ -130,12 +136,20 @@ class Plan:
             bits = int(d["bits"])
             _check_bits(bits)
             return cls(int(d["gen"]), bits, pop, k, versions)
-        if d["v"] != F.PLAN_VERSION or d["mode"] not in MODES or not isinstance(d["bits"], dict):
+        if d["v"] not in (2, F.PLAN_VERSION) or type(d["v"]) is not int or d["mode"] not in MODES \
+                or not isinstance(d["bits"], dict):
             raise ValueError("unknown plan version or mode")
+        id_bytes = F.ID_LEN
+        if d["v"] == F.PLAN_VERSION:  # the only width a version 3 plan may declare
+            id_bytes = d["id_bytes"]
+            if type(id_bytes) is not int or id_bytes != F.INDEX_ID_BYTES:
+                raise ValueError("unsupported index id width")
+        elif "id_bytes" in d:
+            raise ValueError("a version 2 plan declares no id width")
         per = {str(n): int(b) for n, b in d["bits"].items()}
         for b in per.values():
             _check_bits(b)
-        return cls(int(d["gen"]), plan_bits(pop, k), pop, k, versions, str(d["mode"]), per)
+        return cls(int(d["gen"]), plan_bits(pop, k), pop, k, versions, str(d["mode"]), per, id_bytes)
 
 
 def _check_bits(b: int) -> None:
@@ -145,10 +159,12 @@ def _check_bits(b: int) -> None:
 
 def make_plan(gen: int, schema: Schema, population: int, k: int, class_versions: dict[str, int],
               precise: bool = False) -> Plan:
-    """A version 2 plan: ``joint`` unless ``precise`` (each index gets the whole budget)."""
+    """A version 3 plan (``id_bytes`` F.INDEX_ID_BYTES): ``joint`` unless ``precise`` (each
+    index gets the whole budget)."""
     budget = plan_bits(population, k)
     per = {n: budget for n in all_index_names(schema)} if precise else joint_bits(schema, population, k)
-    return Plan(gen, budget, population, k, class_versions, "precise" if precise else "joint", per)
+    return Plan(gen, budget, population, k, class_versions, "precise" if precise else "joint", per,
+                F.INDEX_ID_BYTES)
 
 
 def plan_status(plan: Plan, records: int) -> dict[str, Any]:
@@ -252,6 +268,8 @@ class Indexer:
     ``bits``: the plan (each index's bits), or one number for every index."""
 
     def __init__(self, schema: Schema, class_keys: dict[str, bytes], bits: int | Plan) -> None:
+        #: bytes of each record id the generation's dv_index rows store (the plan's id_bytes)
+        self.id_bytes = bits.id_bytes if isinstance(bits, Plan) else F.ID_LEN
         self.plan_bits = {n: (bits if isinstance(bits, int) else bits.bits_for(n)) for n in all_index_names(schema)}
         self.fields = [f for f in schema.fields.values() if f.search == "exact"]
         self._prf: dict[str, C.Prf] = {}

@@ -66,7 +66,7 @@ def _v3(conn: Connection) -> None:
             "WHERE table_schema = current_schema() AND table_name = 'dv_index' AND grantee <> current_user")]
     conn.exec_driver_sql("DROP TABLE dv_index")
     S.blind.create(conn)
-    rows = S.pack_terms(terms)
+    rows = S.pack_terms(terms, {g: S.ID_BYTES for g, *_r in terms})  # plans of then: whole ids
     if rows:
         names = ("gen", "name", "value", "chunk", "ids")
         conn.execute(S.blind.insert(), [dict(zip(names, r, strict=True)) for r in rows])

@@ -118,6 +118,11 @@ class Plans:
             self.sync(conn)
         return self.indexers[0][1]
 
+    def widths(self) -> dict[int, int]:
+        """Generation -> bytes of each record id its dv_index rows store (vault.index_rows):
+        the live plan's and, during a re-index, the pending plan's."""
+        return {gen: ix.id_bytes for gen, ix in self.indexers}
+
     def terms(self, rid: bytes, values: Mapping[str, Any],
               oversize: str = "raise") -> list[tuple[int, str, int, bytes]]:
         """Every generation's index terms of one record (``oversize``: see Indexer.terms)."""

@@ -238,7 +238,7 @@ class Records:
                 put += made
                 if progress is not None:
                     progress(len(out), len(rows))
-            store.insert_index_groups(conn, buckets)  # all at once: each bucket is written once
+            store.insert_index_groups(conn, buckets, self.plans.widths())  # all at once: each bucket is written once
             # in the same transaction: no row without its logged state, no state without its row
             self.journal.record(entry[0], "", {**entry[1], "count": len(out), **self.journal.states(put=put)})
             self.canaries.reseal(conn, [out[i] for i in canaries])  # the lead's adds: after the log's lock
@@ -374,9 +374,11 @@ class Records:
             if any(f.search == "exact" and f.cls in touched for f in fields.values()):
                 def searchable(src: Mapping[str, bytes]) -> dict[str, Any]:
                     return {n: fields[n].decode(pt) for n, pt in src.items() if fields[n].search == "exact"}
-                store.delete_index_terms(conn, self.plans.terms(rid, searchable(plain), "index"))
+                # (the record's prefix stays in a bucket where another record shares it)
+                widths = self.plans.widths()
+                store.delete_index_terms(conn, self.plans.terms(rid, searchable(plain), "index"), widths)
                 new_values = searchable({n: pt for cls in touched for n, pt in by_class[cls].items()})
-                store.insert_index(conn, self.plans.terms(rid, new_values))
+                store.insert_index(conn, self.plans.terms(rid, new_values), widths)
             moved = self.journal.states([self.state_token(rid, data)], [self.state_token(rid, row)])
             self.journal.record("update", self.journal.target(record_id), {**detail, **moved})
 
@@ -408,6 +410,8 @@ class Records:
         rid = record_id_bytes(record_id)
         with store.tx() as conn:  # the deletion and its entry (with the dropped state) commit together
             store.lock_writes(conn)  # a write like any other: a move's copy keeps it out (vault.move)
+            # every generation's width: a re-index begun elsewhere has rows we must clear too
+            self.plans.sync(conn, lock=True)
             # the row's lock before the log's (as a rotation batch takes them): else a deadlock
             data = store.get_record(conn, rid, lock=True)
             if data is None:
@@ -421,7 +425,9 @@ class Records:
                 raise NotFound(f"no record {record_id}")
             assert self.journal.auditor is not None and self.access.signer is not None
             ledger.record(conn, self.ses.vid, rid, self.journal.auditor.actor, self.access.signer)  # no restore
-            store.delete_index(conn, rid)  # brings it back (vault.ledger)
+            # after the row is gone: its prefix leaves each bucket unless a record still
+            # present shares it
+            store.delete_index(conn, rid, self.plans.widths())  # brings it back (vault.ledger)
             self.pseudonyms.forget(conn, rid)
         store.checkpoint()
 

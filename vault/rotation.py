@@ -121,7 +121,7 @@ def rotate(v: Parts, classes: Iterable[str] | None = None, *, reencrypt: bool = 
             updates = [(new, rid) for rid, data in recs
                        if (new := _refreshed(v, rid, data, rotating, state["reencrypt"])) is not None]
             store.put_records(conn, updates)
-            store.insert_index(conn, _adopted_terms(v, recs, updates))
+            store.insert_index(conn, _adopted_terms(v, recs, updates), v.plans.widths())
             if state["reencrypt"]:
                 _log_states(v, recs, updates)
             stats["swept"] += len(updates)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from . import _format as F
 from . import _parallel as PAR
 from . import index as I
 from . import schema as S
@@ -55,20 +56,26 @@ class Search:
             raise ValidationError(f"field {name!r} has no blind index (search = 'none')", field=name)
         return f
 
-    def candidates(self, terms: list[tuple[str, int]]) -> list[bytes]:
+    def candidates(self, terms: list[tuple[str, int]]) -> list[tuple[bytes, bytes]]:
+        """The rows (id, data) of every record the index names for ``terms`` (with a plan of
+        version 3 it stores 8-byte id prefixes: each stands for the records whose id starts
+        with it, all of them candidates, as bucket-mates are)."""
         store = self.ses.store()
+        active = self.plans.active
         with store.tx(write=False) as conn:
-            return store.lookup_index(conn, self.plans.active.gen, terms)
+            found = store.lookup_index(conn, active.gen, terms, active.id_bytes)
+            if not found:
+                return []
+            if active.id_bytes == F.ID_LEN:
+                return store.get_records(conn, found)
+            return store.records_by_prefix(conn, found)
 
-    def matches(self, ids: list[bytes], need: list[str], fields: Sequence[str] | None,
+    def matches(self, rows: list[tuple[bytes, bytes]], need: list[str], fields: Sequence[str] | None,
                 keep: Callable[[Record], bool]) -> list[Record]:
-        """One query for all candidates; decrypt only the searched fields to drop the false
+        """Decrypt only the searched fields of the candidate rows to drop the false
         positives, then the requested fields of the true matches only."""
-        if not ids:
+        if not rows:
             return []
-        store = self.ses.store()
-        with store.tx(write=False) as conn:
-            rows = store.get_records(conn, ids)
         probe = self.records.classes_for(need)
         full = self.records.classes_for(self.access.readable_fields() if fields is None else list(fields))
         out = []
@@ -265,7 +272,7 @@ class Search:
     def index_rows_of(self, rows: list[tuple[bytes, bytes]]) -> list[IndexRow]:
         """The pending generation's dv_index rows for these (id, row) pairs, ready to write:
         a worker's share of a batch (two shares may each hold a row of one bucket)."""
-        return pack_terms(self.index_terms(rows))
+        return pack_terms(self.index_terms(rows), self.plans.widths())
 
     def index_batch(self, conn: Any, rows: list[tuple[bytes, bytes]], packed: list[IndexRow] | None = None) -> int:
         """Write the pending generation's index rows for these (id, row) pairs (``packed``:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -34,28 +34,15 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from . import _crypto as C
 from . import _format as F
 from ._files import write_private
-from .buckets import (
-    ID_BYTES as ID_BYTES,
-)
-from .buckets import (
-    Bucket as Bucket,
-)
-from .buckets import (
-    _holds,
-)
-from .buckets import (
-    group_terms as group_terms,
-)
-from .buckets import (
-    pack_index as pack_index,
-)
-from .buckets import (
-    pack_terms as pack_terms,
-)
-from .buckets import (
-    split_ids as split_ids,
-)
-from .errors import IntegrityError, NotFound, UnsupportedVersion
+from .buckets import ID_BYTES as ID_BYTES
+from .buckets import Bucket as Bucket
+from .buckets import group_terms as group_terms
+from .buckets import pack_index as pack_index
+from .buckets import pack_terms as pack_terms
+from .buckets import split_ids as split_ids
+from .errors import NotFound, UnsupportedVersion
+from .index_rows import IndexRows, _rid
+from .index_rows import _blob as _blob
 from .locks import Locks, install_lock_wait
 from .store_errors import StoreError as StoreError
 from .store_errors import StoreUnavailable as StoreUnavailable
@@ -82,11 +69,12 @@ records = Table("dv_records", metadata,
 
 
 # Blind indexes: one row per (generation, index name, bucket value) and write, holding the
-# ascending 16-byte ids of that write's records in the bucket (at most F.INDEX_CHUNK_IDS)
+# ascending id prefixes (the generation plan's width: 8 bytes, or 16 for a plan before
+# version 3) of that write's records in the bucket (at most F.INDEX_CHUNK_BYTES of them)
 # under a random chunk id. WITHOUT ROWID, so the physical order is the key order and says
 # nothing about when a row was written. A bulk import writes each bucket once instead of
-# one B-tree row per term (docs/format.md §10 "Stored rows"). A record id may sit in more than one row of
-# a bucket (a record added while a re-index runs): readers take the union.
+# one B-tree row per term (docs/format.md §10 "Stored rows"). A prefix may sit in more than one row of
+# a bucket (a record added while a re-index runs): readers take the union (vault.index_rows).
 blind = Table("dv_index", metadata,
               Column("gen", Integer, primary_key=True, autoincrement=False),
               Column("name", String(80), primary_key=True),
@@ -112,34 +100,10 @@ users = Table("dv_users", metadata,
               Column("slot_id", String(32), nullable=False))
 
 
-_FEW_ROWS = 32  # up to this many rows of an insert (a single add's) go through Store.raw_many
-
-
 def _close_quietly(cur: Any) -> None:
     """Close a cursor on an error path: the error being raised is the one to report."""
     with contextlib.suppress(Exception):
         cur.close()
-
-
-def _blob(x: Any) -> bytes:
-    """A BLOB column's value as bytes. A row edited to hold text is tampering: it is turned
-    into bytes so that the check that follows (a MAC, a signature, a parser) names it."""
-    if isinstance(x, (bytes, bytearray, memoryview)):
-        return bytes(x)
-    if isinstance(x, str):
-        return x.encode("utf-8", "surrogatepass")
-    raise IntegrityError(f"a stored value has the wrong type ({type(x).__name__}): the database was edited")
-
-
-def _rid(x: Any) -> bytes:
-    """A dv_records id read back: 16 bytes (a BLOB column, so through _blob), else the row
-    was edited, and every caller would have failed on it in its own way (``rid.hex()``)."""
-    if type(x) is bytes and len(x) == ID_BYTES:
-        return x
-    rid = _blob(x)
-    if len(rid) != ID_BYTES:
-        raise IntegrityError("a record row has a malformed id: the database was edited")
-    return rid
 
 
 def _sqlite_path(url: str) -> str | None:
@@ -179,7 +143,7 @@ def _install_sqlite_pragmas(engine: Engine) -> None:
         conn.connection.driver_connection.execute("BEGIN IMMEDIATE" if conn.info.get("dv_write") else "BEGIN")
 
 
-class Store(Locks):
+class Store(IndexRows, Locks):
     """A handle on the vault's tables; every method takes/uses explicit transactions."""
 
     def __init__(self, url: str, *, create: bool) -> None:
@@ -215,23 +179,12 @@ class Store(Locks):
         self._dbapi = self.engine.dialect.loaded_dbapi
         ph = "?" if path is not None else "%s"  # sqlite3 is qmark, psycopg is format style
         self._ph = ph
-        bucket = f"gen = {ph} AND name = {ph} AND value = {ph}"
-        self._lookup_sql = f"SELECT ids FROM dv_index WHERE {bucket}"
-        self._bucket_sql = f"SELECT chunk, ids FROM dv_index WHERE {bucket}"
-        # compare-and-set on the chunk's ids: a concurrent writer (PostgreSQL) makes it miss
-        self._set_chunk_sql = f"UPDATE dv_index SET ids = {ph} WHERE {bucket} AND chunk = {ph} AND ids = {ph}"
-        self._drop_chunk_sql = f"DELETE FROM dv_index WHERE {bucket} AND chunk = {ph} AND ids = {ph}"
-        # rows whose ids may hold a record: a byte search in the database, not a row-by-row
-        # scan in Python (unaligned hits are weeded out by _holds)
-        contains = f"instr(ids, {ph}) > 0" if path is not None else f"position({ph}::bytea in ids) > 0"
-        self._holding_sql = f"SELECT gen, name, value, ids FROM dv_index WHERE {contains}"
+        self._index_sql(ph)
         self._get_record_sql = f"SELECT data FROM dv_records WHERE id = {ph}"
         self._get_meta_sql = f"SELECT value FROM dv_meta WHERE name = {ph}"
         self._set_meta_sql = f"UPDATE dv_meta SET value = {ph} WHERE name = {ph}"
         self._update_record_sql = f"UPDATE dv_records SET data = {ph} WHERE id = {ph}"
         self._insert_record_sql = f"INSERT INTO dv_records (id, data) VALUES ({ph}, {ph})"
-        self._insert_index_sql = ("INSERT INTO dv_index (gen, name, value, chunk, ids) "
-                                  f"VALUES ({ph}, {ph}, {ph}, {ph}, {ph})")
 
     def raw(self, conn: Connection, sql: str, params: tuple[Any, ...] = ()) -> Any:
         """Run one statement on the DB-API cursor of ``conn`` (inside its transaction).
@@ -532,76 +485,6 @@ class Store(Locks):
         # SQLite's secure_delete zeroes the freed cells. PostgreSQL keeps the dead tuple
         # (ciphertext included) until VACUUM reuses the space; see docs/threat-model.md.
         return conn.execute(delete(records).where(records.c.id == rid)).rowcount == 1
-
-    # -- blind indexes ----------------------------------------------------------------------
-    def insert_index(self, conn: Connection, rows: list[tuple[int, str, int, bytes]]) -> None:
-        """Store index terms (gen, name, value, record id): one row per bucket touched."""
-        self.insert_index_rows(conn, pack_terms(rows))
-
-    def insert_index_groups(self, conn: Connection, groups: Mapping[Bucket, Iterable[bytes]]) -> None:
-        """Store bucket -> concatenated-id parts (see group_terms), each bucket as few rows
-        as it takes; a caller writing many records passes them all at once (add_many does)."""
-        self.insert_index_rows(conn, pack_index(groups))
-
-    def insert_index_rows(self, conn: Connection, rows: list[tuple[int, str, int, bytes, bytes]]) -> None:
-        """Store dv_index rows already built by :func:`pack_index` (e.g. by workers)."""
-        if 0 < len(rows) <= _FEW_ROWS:  # a single add's: as insert_records
-            self.raw_many(conn, self._insert_index_sql, rows)
-        elif rows:
-            conn.exec_driver_sql(self._insert_index_sql, rows)
-
-    def delete_index_terms(self, conn: Connection, rows: list[tuple[int, str, int, bytes]]) -> None:
-        """Remove these (gen, name, value, record id) terms: only their buckets are read."""
-        gone: dict[Bucket, set[bytes]] = {}
-        for gen, name, value, rid in rows:
-            gone.setdefault((gen, name, value), set()).add(rid)
-        for key, rids in gone.items():
-            self._remove_ids(conn, key, rids)
-
-    def delete_index(self, conn: Connection, rid: bytes) -> None:
-        """Remove one record from every bucket of every generation, wherever it is. The whole
-        index is searched for its id, not only the buckets of its terms: those need the
-        record's plaintext (a shredder may hold only write keys), and a bucket the terms
-        missed would keep the shredded id."""
-        rows = self.raw(conn, self._holding_sql, (rid,)).fetchall()
-        hits = {(int(g), str(n), int(v)) for g, n, v, ids in rows if _holds(_blob(ids), rid)}
-        for key in sorted(hits):
-            self._remove_ids(conn, key, {rid})
-
-    def _remove_ids(self, conn: Connection, key: Bucket, rids: set[bytes]) -> None:
-        """Rewrite (or drop) each chunk of one bucket that holds any of ``rids``; a chunk that
-        changed under us (another writer, PostgreSQL) is re-read and tried again."""
-        for _ in range(100):
-            missed = False
-            for chunk, ids in self.raw(conn, self._bucket_sql, key).fetchall():
-                chunk, ids = _blob(chunk), _blob(ids)
-                kept = [i for i in split_ids(ids) if i not in rids]
-                if len(kept) * ID_BYTES == len(ids):
-                    continue
-                if kept:
-                    n = self.raw(conn, self._set_chunk_sql, (b"".join(kept), *key, chunk, ids)).rowcount
-                else:
-                    n = self.raw(conn, self._drop_chunk_sql, (*key, chunk, ids)).rowcount
-                missed |= n != 1
-            if not missed:
-                return
-        raise StoreError("the blind index keeps changing under this write; try again")
-
-    @staticmethod
-    def delete_index_gen(conn: Connection, keep: int) -> None:
-        conn.execute(delete(blind).where(blind.c.gen != keep))
-
-    def lookup_index(self, conn: Connection, gen: int, terms: list[tuple[str, int]]) -> list[bytes]:
-        """Record ids matching every (index name, value) term: an AND of blind indexes."""
-        ids: set[bytes] | None = None
-        for name, value in terms:
-            found: set[bytes] = set()
-            for (blob,) in self.raw(conn, self._lookup_sql, (gen, name, value)).fetchall():
-                found.update(split_ids(_blob(blob)))
-            ids = found if ids is None else ids & found
-            if not ids:
-                return []
-        return sorted(ids or ())
 
     # -- pseudonyms -------------------------------------------------------------------------
     def get_pseudonym(self, conn: Connection, purpose: str, tag: bytes) -> bytes | None:

@@ -30,9 +30,9 @@ from .audit_rows import detail_of
 from .errors import AccessDenied, IntegrityError, ValidationError, VaultError
 from .index import Indexer, PurposeKeys
 from .schema import Schema
-from .store import ID_BYTES, Store, blind, pseudonyms, split_ids
+from .store import Store, blind, pseudonyms, split_ids
 
-Term = tuple[int, str, int, bytes]  # (generation, index name, bucket value, record id)
+Term = tuple[int, str, int, bytes]  # (generation, index name, bucket value, record id or its prefix)
 Step = Callable[[int, int], None]
 
 
@@ -185,11 +185,12 @@ def _check_records_and_index(parts: Parts, report: Report, namer: Callable[[byte
     with store.tx(write=False, snapshot=True) as conn:
         total = store.count_records(conn)
         live_gen, indexers = parts.indexers(conn)
+        widths = {g: ix.id_bytes for g, ix in indexers}
         seen = _expected_terms(parts, report, namer, conn, indexers, total, progress)
-        stored, malformed = _stored_terms(conn)
+        stored, malformed, foreign = _stored_terms(conn, widths)
     report.counts["records"] = len(seen.live)
     report.counts["index terms"] = len(stored)
-    unwritten = len(seen.later - stored)
+    unwritten = len(_prefixed(seen.later, widths) - stored)
     if unwritten:  # not a problem: what a write-only writer's add does; a re-index writes them
         report.counts["index terms a re-index will add"] = unwritten
     names = {n for _, ix in indexers for n in ix.plan_bits if ix.can_search(n)}
@@ -201,28 +202,40 @@ def _check_records_and_index(parts: Parts, report: Report, namer: Callable[[byte
     for gen, name, _value, _chunk, n in malformed:
         report.problems.append(Problem("index", "malformed bucket row", field=name,
                                        detail=f"generation {gen}, {n} bytes"))
-    gens = {g for g, _ in indexers}
-    missing = {t for t in seen.expected - stored if t[0] == live_gen}
-    extra = {t for t in stored - seen.expected - seen.tolerated
-             if t[0] not in gens or (t[1] in names and (t[3] not in seen.live or t[3] in seen.readable))}
-    report.problems += _index_problems(missing, extra, seen.live, gens, namer)
+    report.problems += [Problem("index", "entry of no live index generation", field=n, detail=f"generation {g}")
+                        for g, n in sorted(set(foreign))]
+    missing = {t for t in seen.expected if t[0] == live_gen and t[:3] + (t[3][:widths[t[0]]],) not in stored}
+    owners = _owners(seen.live, set(widths.values()))
+    extra = {t for t in stored - _prefixed(seen.expected | seen.tolerated, widths)
+             if t[1] in names and all(r in seen.readable for r in owners.get(t[3], ()))}
+    report.problems += _index_problems(missing, extra, owners, widths, namer)
     return seen.live
 
 
-def _index_problems(missing: set[Term], extra: set[Term], live: set[bytes], gens: set[int],
-                    namer: Callable[[bytes], str]) -> list[Problem]:
-    """A record's term both missing and extra in one index is one edited entry."""
-    miss_keys = {(g, n, r) for g, n, _, r in missing}
+def _owners(live: set[bytes], widths: set[int]) -> dict[bytes, list[bytes]]:
+    """Each id prefix (of the widths in use) -> the records present whose id starts with it."""
+    out: dict[bytes, list[bytes]] = {}
+    for rid in sorted(live):
+        for w in widths:
+            out.setdefault(rid[:w], []).append(rid)
+    return out
+
+
+def _index_problems(missing: set[Term], extra: set[Term], owners: Mapping[bytes, list[bytes]],
+                    widths: Mapping[int, int], namer: Callable[[bytes], str]) -> list[Problem]:
+    """A record's term both missing and extra in one index is one edited entry. ``missing``
+    holds whole record ids, ``extra`` stored prefixes; an extra prefix is named by the
+    record present that has it (the first, in the rare case that two share it)."""
+    miss_keys = {(g, n, r[:widths[g]]): r for g, n, _, r in missing}
     wrong = {(g, n, r) for g, n, _, r in extra if (g, n, r) in miss_keys}
-    out = [Problem("index", "entry missing", namer(r), n) for g, n, _, r in sorted(missing) if (g, n, r) not in wrong]
-    out += [Problem("index", "entry in the wrong bucket (edited)", namer(r), n) for g, n, r in sorted(wrong)]
+    out = [Problem("index", "entry missing", namer(r), n) for g, n, _, r in sorted(missing)
+           if (g, n, r[:widths[g]]) not in wrong]
+    out += [Problem("index", "entry in the wrong bucket (edited)", namer(miss_keys[k]), k[1]) for k in sorted(wrong)]
     for g, n, _, r in sorted(extra):
         if (g, n, r) in wrong:
             continue
-        if g not in gens:
-            out.append(Problem("index", "entry of no live index generation", field=n, detail=f"generation {g}"))
-        elif r in live:
-            out.append(Problem("index", "entry the record's values do not give (planted)", namer(r), n))
+        if r in owners:
+            out.append(Problem("index", "entry the record's values do not give (planted)", namer(owners[r][0]), n))
         else:
             out.append(Problem("index", "entry for an id that is no record (planted, or left by a shred)", field=n))
     return out
@@ -275,18 +288,30 @@ def _expected_terms(parts: Parts, report: Report, namer: Callable[[bytes], str],
     return seen
 
 
-def _stored_terms(conn: Any) -> tuple[set[Term], list[tuple[int, str, int, bytes, int]]]:
-    """Every stored term, and the bucket rows whose id list is malformed (their keys)."""
+def _stored_terms(conn: Any, widths: Mapping[int, int]) -> tuple[set[Term], list[tuple[int, str, int, bytes, int]],
+                                                               list[tuple[int, str]]]:
+    """Every stored entry (gen, name, value, id prefix of the generation's width), the
+    bucket rows whose id list is malformed (their keys and length) and the (gen, name) of
+    each row of a generation no plan names (its width is unknown: it is not parsed)."""
     out: set[Term] = set()
     bad = []
+    foreign = []
     for gen, name, value, chunk, ids in conn.execute(
             select(blind.c.gen, blind.c.name, blind.c.value, blind.c.chunk, blind.c.ids)):
-        ids = bytes(ids)
-        if len(ids) % ID_BYTES:
+        ids, w = bytes(ids), widths.get(int(gen))
+        if w is None:
+            foreign.append((int(gen), str(name)))
+            continue
+        if not ids or len(ids) % w:
             bad.append((int(gen), str(name), int(value), bytes(chunk), len(ids)))
             continue
-        out.update((int(gen), str(name), int(value), rid) for rid in split_ids(ids))
-    return out, bad
+        out.update((int(gen), str(name), int(value), p) for p in split_ids(ids, w))
+    return out, bad, foreign
+
+
+def _prefixed(terms: Iterable[Term], widths: Mapping[int, int]) -> set[Term]:
+    """Terms (whole record ids) as their generation stores them (id prefixes)."""
+    return {(g, n, v, r[:widths[g]]) for g, n, v, r in terms}
 
 
 def _issued(entries: Iterable[A.Entry]) -> tuple[set[str], set[tuple[str, str]]]:
@@ -458,15 +483,16 @@ def repair(parts: Parts, namer: Callable[[bytes], str]) -> dict[str, int]:
         if scratch.problems:
             raise IntegrityError("records fail authentication: restore or shred them before repairing the index")
         live = seen.live
-        stored, malformed = _stored_terms(conn)
-        drop = sorted(stored - seen.expected - seen.tolerated)
-        add = sorted(seen.expected - stored)
+        widths = {g: ix.id_bytes for g, ix in indexers}
+        stored, malformed, _foreign = _stored_terms(conn, widths)  # the foreign go with the other generations
+        drop = sorted(stored - _prefixed(seen.expected | seen.tolerated, widths))
+        add = sorted(t for t in seen.expected if t[:3] + (t[3][:widths[t[0]]],) not in stored)
         for gen, name, value, chunk, _n in malformed:
             conn.execute(blind.delete().where(blind.c.gen == gen, blind.c.name == name, blind.c.value == value,
                                               blind.c.chunk == chunk))
-        store.delete_index_terms(conn, drop)
+        store.drop_index_entries(conn, drop, widths)
         store.delete_index_gen(conn, live_gen)
-        store.insert_index(conn, add)
+        store.insert_index(conn, add, widths)
         fixed = _repair_pseudonyms(parts, conn, namer, live)
         out = {"index terms removed": len(drop), "index terms added": len(add), "pseudonym rows": fixed}
         parts.audit("repair_index", "", out)

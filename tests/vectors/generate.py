@@ -735,6 +735,18 @@ def build() -> dict[str, dict]:
         "indexes": ["email", "phone", "legal_name", "passport_number", "source_id", "legal_name#tokens"],
         "population": 150,
         "k": 4}
+    # version 3: version 2 and the width of the record-id prefixes its generation's rows store
+    plan3 = plan2.replace('"gen":1,', '"gen":1,"id_bytes":8,').replace('"v":2}', '"v":3}')
+    files["index_plan_v3.json"] = {
+        **meta_mac(b"I", b"dvault/v1/index-plan-mac", "plan", plan3, "index plan of version 3 (version 2 and "
+                   "id_bytes 8: its generation's dv_index rows store 8-byte record-id prefixes) and its MAC blob, "
+                   "kind I"),
+        "indexes": ["email", "phone", "legal_name", "passport_number", "source_id", "legal_name#tokens"],
+        "population": 150,
+        "k": 4,
+        "refused": [plan3.replace('"id_bytes":8', '"id_bytes":16'), plan3.replace('"id_bytes":8', '"id_bytes":4'),
+                    plan3.replace('"id_bytes":8,', ''), plan2.replace('"gen":1,', '"gen":1,"id_bytes":8,')]}
+    files["index_rows_v2.json"] = index_rows_v2()
     files["normalize_v1.json"] = normalize_vectors()
     files.update(backup_vectors(vid))
     return files
@@ -789,6 +801,31 @@ NORMALIZE_INPUTS = [  # hard cases for the normalisers (§10), from a spec-only 
  # controls / unassigned / PUA / surrogate-free odd
  "a\u0000b", "\u0378", "\ue000\u0301", "\ufffe", "\U0001F600\u0301", "\U0001D400", "𝐀𝐁", "Ａ\u0301",
 ]
+
+
+def index_rows_v2() -> dict:
+    """dv_index rows of one write under a version 3 plan (format.md §10 "Stored rows"): the
+    records and buckets of index_rows_v1.json, each id stored as its first 8 bytes."""
+    rkey = det("index-rows-class-key", 32)
+    ekey = hkdf(rkey, b"dvault/v1/blind-index" + lp8(b"email") + lp8(b"exact"))
+    people = [(det(f"index-rows-record-{i}", 16), f"p{i % 3}@example.org") for i in range(7)]
+    buckets: dict[int, set[bytes]] = {}
+    for rid_i, email in people:
+        buckets.setdefault(int.from_bytes(hmac256(ekey, email.encode())[:4], "big") >> (32 - 2), set()).add(rid_i[:8])
+    many = [det(f"index-rows-many-{i}", 16) for i in range(556)]
+    ordered = sorted(x[:8] for x in many)
+    return {
+        "expect": "success",
+        "description": "dv_index rows of one write, plan version 3 (id_bytes 8): per (gen, name, value) bucket the "
+                       "distinct 8-byte prefixes of the record ids, ascending, concatenated, at most 4096 bytes "
+                       "(512 prefixes) to a row (the 8-byte chunk id is random and not pinned)",
+        "class_key": h(rkey), "gen": 1, "bits": 2, "id_bytes": 8,
+        "records": [{"record_id": h(r), "email": e} for r, e in people],
+        "rows": [{"name": "email", "value": v, "ids": h(b"".join(sorted(ids)))} for v, ids in sorted(buckets.items())],
+        "many": {"description": "556 ids written at once into one bucket (bits 0, value 0)",
+                 "ids_in_write_order": [h(x) for x in many],
+                 "rows": [h(b"".join(ordered[:512])), h(b"".join(ordered[512:]))]},
+    }
 
 
 def recovery_shares_vector(vid: bytes, slot_secret: bytes, signer_seed: bytes, signer_sk: bytes) -> dict:

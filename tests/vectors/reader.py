@@ -741,10 +741,10 @@ class Reader:
 
     # -- §10 blind index
     def index_bits(self, name):
-        """§10: a version 2 plan's bits for one index (0 if it does not name it); a version 1
-        plan's one number for every index."""
+        """§10: a version 2 or 3 plan's bits for one index (0 if it does not name it); a
+        version 1 plan's one number for every index."""
         plan = json.loads(self.meta["index_plan"])
-        if plan.get("v") == 2:
+        if plan.get("v") in (2, 3):
             return plan["bits"].get(name, 0)
         if "v" in plan:
             raise FormatError("unknown index plan version")
@@ -759,13 +759,15 @@ class Reader:
             return 0
         return struct.unpack(">I", hmac256(ik, data)[:4])[0] >> (32 - bits)
 
-    def index_has(self, gen, name, value, rid):
+    def index_has(self, gen, name, value, rid, width=16):
+        """§10 "Stored rows": the bucket's rows hold record-id prefixes of the generation's
+        width (the plan's id_bytes: 8 for a version 3 plan, 16 before)."""
         for (ids,) in self.db.execute("select ids from dv_index where gen=? and name=? and value=?",
                                       (gen, name, value)):
             ids = bytes(ids)
-            if not ids or len(ids) % 16:
+            if not ids or len(ids) % width:
                 raise FormatError("malformed index row")
-            if rid in [ids[i:i + 16] for i in range(0, len(ids), 16)]:
+            if rid[:width] in [ids[i:i + width] for i in range(0, len(ids), width)]:
                 return True
         return False
 
@@ -934,6 +936,9 @@ def check(path, *, passphrase=None, identity=None, identity_passphrase=None, exp
          f"({len(aud & rd.audit_targets)}/{len(got)} records appear as targets)")
     # 6. blind index
     plan = json.loads(rd.meta["index_plan"])
+    if plan.get("v") == 3 and (type(plan.get("id_bytes")) is not int or plan["id_bytes"] != 8):
+        raise FormatError("index plan of version 3 with another width than 8")
+    width = plan["id_bytes"] if plan.get("v") == 3 else 16
     checked = missing = sealed_skipped = 0
     for rhex, vals in got.items():
         rid = bytes.fromhex(rhex)
@@ -946,7 +951,7 @@ def check(path, *, passphrase=None, identity=None, identity_passphrase=None, exp
             for suffix, kind, data in index_terms(spec, vals[f]):
                 v = rd.index_value(spec["class"], f, kind, data, rd.index_bits(f + suffix))
                 checked += 1
-                if not rd.index_has(plan["gen"], f + suffix, v, rid):
+                if not rd.index_has(plan["gen"], f + suffix, v, rid, width):
                     missing += 1
     step("blind index terms present", missing == 0 and checked > 0,
          f"({checked} terms checked, {missing} missing; {sealed_skipped} values in kind W envelopes skipped)")
