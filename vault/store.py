@@ -119,6 +119,13 @@ def _sqlite_path(url: str) -> str | None:
 BUSY_TIMEOUT_MS = 5000
 #: How long the checkpoint after a delete waits for other clients (see Store.checkpoint).
 CHECKPOINT_WAIT_MS = 200
+#: Page size of a new SQLite vault (an existing file keeps its own: SQLite ignores the
+#: pragma once the file has pages). A record row is ~900 bytes: a 4 KiB page holds four
+#: and leaves ~12% unused, a 16 KiB page holds eighteen (~1% unused), and a 2 KiB blind-index
+#: row (256 eight-byte ids) still fits in the page itself. 32 KiB saves a little more but
+#: each commit then writes 32 KiB frames to the WAL: single adds got slower, with longer
+#: checkpoint stalls (bench/bytes.py; docs/benchmarks.md).
+SQLITE_PAGE_SIZE = 16384
 
 
 def _install_sqlite_pragmas(engine: Engine) -> None:
@@ -129,6 +136,7 @@ def _install_sqlite_pragmas(engine: Engine) -> None:
         # (the SIGKILL tests); a power cut may lose the last commits, never corrupt the file.
         # FULL would fsync on every commit, i.e. on every audited read (docs/threat-model.md).
         cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA page_size={SQLITE_PAGE_SIZE}")  # before WAL: a new file only
         for pragma in ("journal_mode=WAL", "secure_delete=ON", "foreign_keys=ON",
                        f"busy_timeout={BUSY_TIMEOUT_MS}", "temp_store=MEMORY", "synchronous=NORMAL",
                        "cache_size=-65536"):  # 64 MiB page cache: index inserts stay in memory
