@@ -341,16 +341,17 @@ def _one_bucket_vault(url: str, n: int) -> list[str]:
 
 def test_index_rows_are_buckets_of_sorted_ids(url: str) -> None:
     """One add_many writes each bucket once: ascending 8-byte id prefixes (a new vault's plan
-    is version 3), at most INDEX_CHUNK_BYTES (512 prefixes) per row, each row under its own
+    is version 3), at most INDEX_CHUNK_IDS[8] (496) per row, each row under its own
     random chunk id (format §10 "Stored rows")."""
     from vault import _format as F
-    ids = _one_bucket_vault(url, F.INDEX_CHUNK_BYTES // 8 + 10)
+    assert F.INDEX_CHUNK_IDS == {16: 256, 8: 496}
+    ids = _one_bucket_vault(url, F.INDEX_CHUNK_IDS[8] + 10)
     raw = RawDB(url)
     with raw.engine.begin() as c:
         rows = c.exec_driver_sql("SELECT gen, name, value, chunk, ids FROM dv_index").all()
     raw.close()
     assert {(g, n, v) for g, n, v, _c, _i in rows} == {(1, "email", 0)}
-    assert sorted(len(bytes(i)) // 8 for *_k, i in rows) == [10, F.INDEX_CHUNK_BYTES // 8]
+    assert sorted(len(bytes(i)) // 8 for *_k, i in rows) == [10, F.INDEX_CHUNK_IDS[8]]
     assert len({bytes(c) for *_k, c, _i in rows}) == 2 and all(len(bytes(c)) == 8 for *_k, c, _i in rows)
     stored = b"".join(bytes(i) for *_k, i in sorted(rows, key=lambda r: bytes(r[4])))
     assert stored == b"".join(sorted(bytes.fromhex(x)[:8] for x in ids))

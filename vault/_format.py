@@ -135,12 +135,13 @@ TOKEN_BIT_COST = 2
 # on the input bounds the normaliser's work before it starts.
 MAX_INDEXED_BYTES = 4096
 # A blind-index row holds the ascending id prefixes of records of one bucket, at most this
-# many bytes of them (256 whole ids, 512 prefixes of 8 bytes), under a random 8-byte chunk id
-# (docs/format.md §10 "Stored rows"); one row per bucket per write, not per term. A bound in
-# bytes, not in ids: with 8-byte prefixes and 256 to a row, a full row (2 KiB) overflows a
-# 4 KiB SQLite page into an overflow page it fills by less than half, and the index took as
-# many bytes on disk as with whole ids (bench/bytes.py); at 4 KiB its overflow page is full.
-INDEX_CHUNK_BYTES = 4096
+# many of them by width (docs/format.md §10 "Stored rows"), under a random 8-byte chunk id;
+# one row per bucket per write, not per term. Whole ids (older generations): 256 to a row,
+# as ever. Prefixes: 496 (3,968 bytes), so that a full row, key included (an index name
+# of up to 80 bytes), stays within the 4,086 bytes SQLite keeps in the page itself at 16 KiB
+# pages (store.SQLITE_PAGE_SIZE): a row just over it drags an overflow page it leaves
+# nearly empty. At 4 KiB pages every full row overflows, and fills its overflow page.
+INDEX_CHUNK_IDS = {16: 256, 8: 496}
 INDEX_CHUNK_ID_LEN = 8
 PSEUDONYM_BITS = 50  # 10 Crockford base32 characters
 PSEUDONYM_TAG_LEN = 16

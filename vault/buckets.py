@@ -1,6 +1,6 @@
 """Blind-index buckets as ``dv_index`` stores them (docs/format.md 10): the record-id
 prefixes of one (generation, index, value) bucket, concatenated, at most
-F.INDEX_CHUNK_BYTES of them to a row. A generation's prefix width is its plan's ``id_bytes`` (8 from
+F.INDEX_CHUNK_IDS[width] of them to a row. A generation's prefix width is its plan's ``id_bytes`` (8 from
 plan version 3, the whole 16-byte id before): the caller passes gen -> width."""
 
 from __future__ import annotations
@@ -34,13 +34,13 @@ def group_terms(terms: Iterable[tuple[int, str, int, bytes]]) -> dict[Bucket, by
 def pack_index(groups: Mapping[Bucket, Iterable[bytes]], widths: Widths) -> list[tuple[int, str, int, bytes, bytes]]:
     """dv_index rows (gen, name, value, chunk, ids) for bucket -> concatenated-whole-id parts:
     per bucket the distinct prefixes (``widths[gen]`` bytes of each id) in ascending order,
-    F.INDEX_CHUNK_BYTES of them to a row, each row under a fresh random chunk id; rows in key
+    F.INDEX_CHUNK_IDS[width] of them to a row, each row under a fresh random chunk id; rows in key
     order (B-tree appends)."""
     rows = []
     n = ID_BYTES
     for (gen, name, value), parts in groups.items():
         w = widths[gen]
-        cap = F.INDEX_CHUNK_BYTES // w
+        cap = F.INDEX_CHUNK_IDS[w]
         blob = b"".join(parts)
         if len(blob) == n:  # one id (a single add, or a sparse bucket of a batch)
             rows.append((gen, name, value, blob[:w]))

@@ -70,7 +70,7 @@ records = Table("dv_records", metadata,
 
 # Blind indexes: one row per (generation, index name, bucket value) and write, holding the
 # ascending id prefixes (the generation plan's width: 8 bytes, or 16 for a plan before
-# version 3) of that write's records in the bucket (at most F.INDEX_CHUNK_BYTES of them)
+# version 3) of that write's records in the bucket (at most F.INDEX_CHUNK_IDS of them)
 # under a random chunk id. WITHOUT ROWID, so the physical order is the key order and says
 # nothing about when a row was written. A bulk import writes each bucket once instead of
 # one B-tree row per term (docs/format.md §10 "Stored rows"). A prefix may sit in more than one row of

@@ -817,14 +817,14 @@ def index_rows_v2() -> dict:
     return {
         "expect": "success",
         "description": "dv_index rows of one write, plan version 3 (id_bytes 8): per (gen, name, value) bucket the "
-                       "distinct 8-byte prefixes of the record ids, ascending, concatenated, at most 4096 bytes "
-                       "(512 prefixes) to a row (the 8-byte chunk id is random and not pinned)",
+                       "distinct 8-byte prefixes of the record ids, ascending, concatenated, at most 496 "
+                       "prefixes to a row (the 8-byte chunk id is random and not pinned)",
         "class_key": h(rkey), "gen": 1, "bits": 2, "id_bytes": 8,
         "records": [{"record_id": h(r), "email": e} for r, e in people],
         "rows": [{"name": "email", "value": v, "ids": h(b"".join(sorted(ids)))} for v, ids in sorted(buckets.items())],
         "many": {"description": "556 ids written at once into one bucket (bits 0, value 0)",
                  "ids_in_write_order": [h(x) for x in many],
-                 "rows": [h(b"".join(ordered[:512])), h(b"".join(ordered[512:]))]},
+                 "rows": [h(b"".join(ordered[:496])), h(b"".join(ordered[496:]))]},
     }
 
 
