@@ -72,3 +72,22 @@ def test_bulk_index_rows_stay_in_their_pages(tmp_path: Path) -> None:
         con.close()
     assert longest >= 2048  # full rows were written, so the check below means something
     assert kinds.get("overflow", 0) == 0, kinds
+
+
+def test_a_move_gives_an_older_vault_the_new_pages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vault.identity import Identity
+    old, new = tmp_path / "old.db", tmp_path / "new.db"
+    with monkeypatch.context() as m:
+        m.setattr(S, "SQLITE_PAGE_SIZE", 4096)
+        v = vault.create(str(old), PASSPHRASE)
+        ids = v.add_many(_rows(30))
+        v.close()
+    v = vault.open(str(old), PASSPHRASE)
+    try:
+        moved = vault.move(v, str(new), PASSPHRASE + " moved", lead=Identity.generate())
+        with moved.vault as dst:
+            found = dst.find(email="n7@example.org")  # a move gives records new ids
+            assert len(ids) == 30 and [r["legal_name"] for r in found] == ["Nadia Karimova 7"]
+    finally:
+        v.close()
+    assert (_page_size(old), _page_size(new)) == (4096, S.SQLITE_PAGE_SIZE)
