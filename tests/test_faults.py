@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from vault.store import Store
+from vault.store import SQLITE_PAGE_SIZE, Store
 
 import vault
 from conftest import PASSPHRASE, run_dvault
@@ -150,7 +150,9 @@ def test_disk_full_during_add_many_and_rotate(tmp_path: Path) -> None:
         with vault.create(url, PASSPHRASE) as v:
             v.add_many(people(60))
         before = snapshot(url)
-        filler = fill(where, 48)
+        # room for twelve pages: an open's audit entry fits (each commit writes whole pages
+        # to the WAL), 500 new people do not
+        filler = fill(where, 12 * SQLITE_PAGE_SIZE // 1024)
         with vault.open(url, PASSPHRASE) as v:
             with pytest.raises(vault.Unavailable, match="disk is full"):
                 v.add_many(people(500, "q"))
