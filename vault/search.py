@@ -189,7 +189,11 @@ class Search:
                     break
                 with store.tx() as conn:
                     self.access.check_keys(conn)  # index keys derive from our class keys
-                    rows = store.get_records(conn, ids)
+                    # locked (PostgreSQL: FOR UPDATE) to our commit: a shred or update of one
+                    # of them waits for the rows we write and then clears them, or committed
+                    # first and the row is gone or new; read unlocked, a shred committing
+                    # meanwhile left its record's terms in the new generation
+                    rows = store.get_records(conn, ids, lock=True)
                     packed: list[IndexRow] = []
                     for part in pool.imap(PAR.split(rows, pool.size)):
                         packed += part

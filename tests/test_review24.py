@@ -1,0 +1,78 @@
+"""Review 24: removals and the blind index's record-id prefixes under concurrency and
+hostile rows (docs/format.md §10 "Stored rows")."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import sqlalchemy as sa
+
+import vault
+from conftest import PASSPHRASE
+
+
+def _rows(url: str, sql: str, params: tuple = ()) -> list:
+    eng = sa.create_engine(url)
+    try:
+        with eng.begin() as c:
+            res = c.exec_driver_sql(sql, params)
+            return list(res) if res.returns_rows else []
+    finally:
+        eng.dispose()
+
+
+def _prefixes(url: str, width: int = 8) -> set[bytes]:
+    out = set()
+    for (ids,) in _rows(url, "SELECT ids FROM dv_index"):
+        ids = bytes(ids)
+        out |= {ids[i:i + width] for i in range(0, len(ids), width)}
+    return out
+
+
+def _person(i: int) -> dict:
+    return {"legal_name": f"Person Number{i}", "email": f"p{i}@example.org", "badge_name": "B"}
+
+
+@pytest.mark.parametrize("action", ["shred", "update"])
+def test_a_write_while_a_reindex_batch_reads_the_record_leaves_no_stale_entry(url: str, action: str) -> None:
+    """PostgreSQL, READ COMMITTED: a re-index batch reads its records, a shred (or an
+    update) of one of them commits before the batch writes its rows; the batch must not
+    write the shredded record's prefix (or its old value's terms) into the new generation,
+    which becomes the live one. The batch's rows are locked to its commit: the write waits."""
+    with vault.create(url, PASSPHRASE) as a:
+        ids = a.add_many([_person(i) for i in range(6)])
+    gone = bytes.fromhex(ids[2])
+    with vault.open(url, PASSPHRASE) as a, vault.open(url, PASSPHRASE) as b:
+        store = a._search.ses.store()
+        real = store.get_records
+        done: list[BaseException | None] = []
+
+        def shred() -> None:
+            try:
+                if action == "shred":
+                    b.delete(ids[2])
+                else:
+                    b.update(ids[2], {"email": "moved@example.org", "legal_name": "Moved Elsewhere"})
+                done.append(None)
+            except BaseException as e:  # noqa: BLE001 - reported below
+                done.append(e)
+
+        worker = threading.Thread(target=shred)
+
+        def reading(conn, wanted, **kw):  # type: ignore[no-untyped-def]
+            got = real(conn, wanted, **kw)
+            if gone in wanted and not worker.is_alive() and not done:
+                worker.start()
+                worker.join(timeout=3)  # a shred that waits for this batch keeps waiting
+            return got
+        store.get_records = reading
+        a.reindex(batch=100)
+        worker.join(timeout=60)
+        assert done == [None]
+        if action == "shred":
+            assert gone[:8] not in _prefixes(url)
+        else:
+            assert [r.id for r in a.find(email="moved@example.org")] == [ids[2]]
+        assert a.find(email="p2@example.org") == []
+        assert a.verify().ok, a.verify().problems
