@@ -55,7 +55,7 @@ def test_a_write_while_a_reindex_batch_reads_the_record_leaves_no_stale_entry(ur
                 else:
                     b.update(ids[2], {"email": "moved@example.org", "legal_name": "Moved Elsewhere"})
                 done.append(None)
-            except BaseException as e:  # noqa: BLE001 - reported below
+            except BaseException as e:  # reported below
                 done.append(e)
 
         worker = threading.Thread(target=shred)
@@ -76,3 +76,24 @@ def test_a_write_while_a_reindex_batch_reads_the_record_leaves_no_stale_entry(ur
             assert [r.id for r in a.find(email="moved@example.org")] == [ids[2]]
         assert a.find(email="p2@example.org") == []
         assert a.verify().ok, a.verify().problems
+
+
+def _ph(url: str) -> str:
+    return "?" if url.startswith("sqlite") else "%s"
+
+
+@pytest.mark.parametrize("tail", [b"\x01", b"\x00" * 9, b"\x01" * 12])
+def test_a_malformed_record_id_in_a_prefix_range_neither_blocks_a_shred_nor_keeps_the_prefix(
+        url: str, tail: bytes) -> None:
+    """A hostile database adds a dv_records row whose id (not 16 bytes) starts with a
+    record's 8-byte prefix, so that it falls in that prefix's range on the primary key. It is
+    no record: the shred of the real one goes through and removes its prefix."""
+    with vault.create(url, PASSPHRASE) as v:
+        ids = v.add_many([_person(i) for i in range(4)])
+        target = bytes.fromhex(ids[1])
+        _rows(url, f"INSERT INTO dv_records (id, data) VALUES ({_ph(url)}, {_ph(url)})",
+              (target[:8] + tail, b"junk"))
+        assert [r.id for r in v.find(email="p1@example.org")] == [ids[1]]
+        v.delete(ids[1])
+        assert target[:8] not in _prefixes(url)
+        assert v.find(email="p1@example.org") == []
