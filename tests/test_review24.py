@@ -97,3 +97,19 @@ def test_a_malformed_record_id_in_a_prefix_range_neither_blocks_a_shred_nor_keep
         v.delete(ids[1])
         assert target[:8] not in _prefixes(url)
         assert v.find(email="p1@example.org") == []
+
+
+def test_rows_planted_under_the_next_generation_do_not_join_the_re_index(url: str) -> None:
+    """A database writer plants rows under the generation number the next re-index will
+    use. The re-index must not adopt them: it starts its generation empty."""
+    import json
+    with vault.create(url, PASSPHRASE, population=1) as v:
+        v.add_many([_person(i) for i in range(5)])
+        gen = json.loads(bytes(_rows(url, "SELECT value FROM dv_meta WHERE name = 'index_plan'")[0][0]))["gen"]
+        ph = _ph(url)
+        _rows(url, f"INSERT INTO dv_index (gen, name, value, chunk, ids) VALUES ({ph}, {ph}, {ph}, {ph}, {ph})",
+              (gen + 1, "email", 0, b"\x07" * 8, b"\xee" * 8))
+        assert [p.kind for p in v.verify().problems] == ["entry of no live index generation"]
+        v.reindex()
+        assert b"\xee" * 8 not in _prefixes(url)
+        assert v.verify().ok

@@ -227,6 +227,9 @@ class Search:
                 self._join_pending(population, k, precise)  # another process began one just now
                 return
             store.put_meta(conn, {**self.plans.meta("index_next", nxt), "index_cursor": b""})
+            # the new generation starts empty: rows already under its number were written by
+            # no plan (a database edit), and would otherwise be switched in with it
+            store.delete_index_gen(conn, keep=self.plans.active.gen)
         self.plans.switch(self.plans.active, nxt)
 
     def restart_reindex(self) -> None:
