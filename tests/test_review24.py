@@ -113,3 +113,19 @@ def test_rows_planted_under_the_next_generation_do_not_join_the_re_index(url: st
         v.reindex()
         assert b"\xee" * 8 not in _prefixes(url)
         assert v.verify().ok
+
+
+@pytest.mark.parametrize("ranges", [None, 7])
+def test_more_prefixes_than_one_statement_takes_are_all_found(url: str, monkeypatch: pytest.MonkeyPatch,
+                                                              ranges: int | None) -> None:
+    """Population 1: one bucket holds all 250 prefixes, so a search resolves 250 prefix
+    ranges, in statements of index_rows._RANGES (100: three statements; 7: 36); an AND and a
+    token search through the same path."""
+    from vault import index_rows
+    if ranges is not None:
+        monkeypatch.setattr(index_rows, "_RANGES", ranges)
+    with vault.create(url, PASSPHRASE, population=1) as v:
+        ids = v.add_many([{**_person(i), "email": "same@example.org"} for i in range(250)])
+        assert sorted(r.id for r in v.find(email="same@example.org")) == sorted(ids)
+        assert [r.id for r in v.find(email="same@example.org", legal_name="Person Number77")] == [ids[77]]
+        assert [r.id for r in v.find_tokens(legal_name="number199 person")] == [ids[199]]
