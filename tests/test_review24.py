@@ -129,3 +129,42 @@ def test_more_prefixes_than_one_statement_takes_are_all_found(url: str, monkeypa
         assert sorted(r.id for r in v.find(email="same@example.org")) == sorted(ids)
         assert [r.id for r in v.find(email="same@example.org", legal_name="Person Number77")] == [ids[77]]
         assert [r.id for r in v.find_tokens(legal_name="number199 person")] == [ids[199]]
+
+
+def test_verify_during_a_re_index_from_whole_ids_to_prefixes(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A version 2 vault (16-byte rows), its re-index to version 3 interrupted: verify reads
+    each generation at its width and is clean, through adds, updates and shreds; a repair
+    is refused until the re-index ends; afterwards verify is clean and no shredded prefix is left."""
+    import dataclasses
+
+    from vault import index as I
+    real = I.make_plan
+    with monkeypatch.context() as mp:
+        mp.setattr(I, "make_plan", lambda *a, **k: dataclasses.replace(real(*a, **k), id_bytes=16))
+        with vault.create(url, PASSPHRASE) as v:
+            ids = v.add_many([_person(i) for i in range(10)])
+
+    def stop(done: int, total: int) -> None:
+        raise KeyboardInterrupt
+    with vault.open(url, PASSPHRASE) as v:
+        with pytest.raises(KeyboardInterrupt):
+            v.reindex(batch=3, progress=stop)
+        assert v.verify().ok
+        new = v.add(_person(10))
+        v.update(ids[5], {"email": "five@example.org"})
+        v.update(ids[1], {"email": "one@example.org"})  # behind the cursor or not: both generations
+        v.delete(ids[0])
+        v.delete(ids[7])
+        report = v.verify()
+        assert report.ok, report.problems
+        with pytest.raises(vault.ValidationError, match="re-index is under way"):
+            v.verify(repair_index=True)
+        v.reindex()
+        report = v.verify()
+        assert report.ok, report.problems
+        assert [r.id for r in v.find(email="five@example.org")] == [ids[5]]
+        assert [r.id for r in v.find(email="one@example.org")] == [ids[1]]
+        assert v.find(email="p1@example.org") == [] and v.find(email="p0@example.org") == []
+        assert [r.id for r in v.find(email="p10@example.org")] == [new]
+        left = _prefixes(url)
+        assert bytes.fromhex(ids[0])[:8] not in left and bytes.fromhex(ids[7])[:8] not in left
