@@ -78,8 +78,14 @@ class IndexRows:
         self._holding_sql = f"SELECT gen, name, value, ids FROM dv_index WHERE {contains}"
         self._insert_index_sql = ("INSERT INTO dv_index (gen, name, value, chunk, ids) "
                                   f"VALUES ({ph}, {ph}, {ph}, {ph}, {ph})")
-        self._range_sql = f"SELECT id, data FROM dv_records WHERE id >= {ph} AND id <= {ph}"
-        self._range_ids_sql = f"SELECT id FROM dv_records WHERE id >= {ph} AND id <= {ph}"
+        self._range_sql = (f"SELECT id, data FROM dv_records WHERE id >= {ph} AND id <= {ph} "
+                           f"AND length(id) = {ID_BYTES}")
+        # whole ids only: a row of another length (a hostile edit) sorts inside a prefix's
+        # range too. It is no record: not a search's candidate (a lookup by whole ids never
+        # reached it), and it neither shares a prefix nor, by filling the LIMIT of
+        # shared_prefixes, hides a record that does (nor does a shred stop on it)
+        self._range_ids_sql = (f"SELECT id FROM dv_records WHERE id >= {ph} AND id <= {ph} "
+                               f"AND length(id) = {ID_BYTES}")
 
     # -- writing ------------------------------------------------------------------------------
     def insert_index(self, conn: Connection, rows: list[tuple[int, str, int, bytes]], widths: Widths) -> None:

@@ -189,7 +189,11 @@ class Search:
                     break
                 with store.tx() as conn:
                     self.access.check_keys(conn)  # index keys derive from our class keys
-                    rows = store.get_records(conn, ids)
+                    # locked (PostgreSQL: FOR UPDATE) to our commit: a shred or update of one
+                    # of them waits for the rows we write and then clears them, or committed
+                    # first and the row is gone or new; read unlocked, a shred committing
+                    # meanwhile left its record's terms in the new generation
+                    rows = store.get_records(conn, ids, lock=True)
                     packed: list[IndexRow] = []
                     for part in pool.imap(PAR.split(rows, pool.size)):
                         packed += part
@@ -223,6 +227,9 @@ class Search:
                 self._join_pending(population, k, precise)  # another process began one just now
                 return
             store.put_meta(conn, {**self.plans.meta("index_next", nxt), "index_cursor": b""})
+            # the new generation starts empty: rows already under its number were written by
+            # no plan (a database edit), and would otherwise be switched in with it
+            store.delete_index_gen(conn, keep=self.plans.active.gen)
         self.plans.switch(self.plans.active, nxt)
 
     def restart_reindex(self) -> None:

@@ -121,8 +121,8 @@ BUSY_TIMEOUT_MS = 5000
 CHECKPOINT_WAIT_MS = 200
 #: Page size of a new SQLite vault (an existing file keeps its own: SQLite ignores the
 #: pragma once the file has pages). A record row is ~900 bytes: a 4 KiB page holds four
-#: and leaves ~12% unused, a 16 KiB page holds eighteen (~1% unused), and a 2 KiB blind-index
-#: row (256 eight-byte ids) still fits in the page itself. 32 KiB saves a little more but
+#: and leaves ~12% unused, a 16 KiB page holds eighteen (~1% unused), and a full blind-index
+#: row (F.INDEX_CHUNK_IDS: 496 eight-byte prefixes) still fits in the page itself. 32 KiB saves a little more but
 #: each commit then writes 32 KiB frames to the WAL: single adds got slower, with longer
 #: checkpoint stalls (bench/bytes.py; docs/benchmarks.md).
 SQLITE_PAGE_SIZE = 16384

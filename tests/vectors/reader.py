@@ -938,6 +938,8 @@ def check(path, *, passphrase=None, identity=None, identity_passphrase=None, exp
     plan = json.loads(rd.meta["index_plan"])
     if plan.get("v") == 3 and (type(plan.get("id_bytes")) is not int or plan["id_bytes"] != 8):
         raise FormatError("index plan of version 3 with another width than 8")
+    if plan.get("v") != 3 and "id_bytes" in plan:
+        raise FormatError("index plan names a width but is not of version 3")
     width = plan["id_bytes"] if plan.get("v") == 3 else 16
     checked = missing = sealed_skipped = 0
     for rhex, vals in got.items():
