@@ -1,5 +1,6 @@
-"""Review 24: removals and the blind index's record-id prefixes under concurrency and
-hostile rows (docs/format.md §10 "Stored rows")."""
+"""The blind index's record-id prefixes under concurrency and hostile rows: removals racing
+a re-index batch, malformed record ids inside a prefix range, rows planted under the next
+generation, verify across an interrupted re-index (docs/format.md §10 "Stored rows")."""
 
 from __future__ import annotations
 
