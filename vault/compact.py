@@ -47,6 +47,7 @@ _PAD = [b"\x80" + b"\x00" * i for i in range(32)]
 _pack_u32 = struct.Struct(">I").pack
 _unpack_u32 = struct.Struct(">I").unpack_from
 _BYTE = [bytes([i]) for i in range(256)]
+_U32 = [struct.pack(">I", i) for i in range(256)]  # a cell's block count in the format-3 AAD
 _SIZE = [[bytes([f, b]) for b in range(256)] for f in range(256)]  # a cell's u8 number || u8 blocks
 _KEY_LENS = {_REF: 18, _V1_DEK: 78, _V1_SIGNED: 202, _V1_SEALED: 130}
 # The randomness one class envelope takes, in order: DEK(32, used only when sealed to a
@@ -93,7 +94,8 @@ def _joint_cells(enc: Callable[[bytes, bytes, bytes], bytes], head: bytes,
     lp8(name), plaintext), by number. One AEAD call seals every cell of the class."""
     padded = [pt + _PAD[(-len(pt) - 1) % 32] for _, _, _, pt in cells]
     blocks = [len(p) >> 5 for p in padded]
-    aad = head + _BYTE[len(cells)] + b"".join(c[2] + _pack_u32(b) for c, b in zip(cells, blocks, strict=True))
+    aad = head + _BYTE[len(cells)] + b"".join([c[2] + (_U32[b] if b < 256 else _pack_u32(b))
+                                              for c, b in zip(cells, blocks, strict=True)])
     ct = enc(JOINT_NONCE, b"".join(padded), aad)
     out.append(_BYTE[len(cells)])
     off = 0
@@ -436,16 +438,23 @@ class Codec(E.Codec):
                     out: dict[str, Any]) -> None:
         """Open one envelope of a format-3 row: its one ciphertext, whole (its tag covers every
         cell and the framing), then the wanted cells cut out of the plaintext."""
-        present = self._present(cls, cells, cell_dec)
+        aad = [_JOINT, key[10:18], self.vid, record_id, _BYTE[len(cells)]]
+        cts, present = [], []
+        for fno, ct in cells:  # _present's checks, and the associated data, in one pass
+            cell = cell_dec.get(fno)
+            if cell is None or cell[1] != cls:
+                raise E.EnvelopeFailure(cls)
+            present.append(cell)
+            aad += (cell[2], _U32[len(ct) >> 5] if len(ct) < 8192 else _pack_u32(len(ct) >> 5))
+            cts.append(ct)
+        cts.append(tag)
         dek = self._class_dek(cls, key, present, record_id, keys, writers, 3)
-        aad = (_JOINT + key[10:18] + self.vid + record_id + _BYTE[len(cells)]
-               + b"".join(p[2] + _pack_u32(len(ct) >> 5) for p, (_, ct) in zip(present, cells, strict=True)))
         try:
-            pt = C.aead_decryptor(dek)(JOINT_NONCE, b"".join(ct for _, ct in cells) + tag, aad)
+            pt = C.aead_decryptor(dek)(JOINT_NONCE, b"".join(cts), b"".join(aad))
         except C.AEAD_FAILURES:
             raise E.EnvelopeFailure(cls) from None
         off = 0
-        for (name, _, _), (_, ct) in zip(present, cells, strict=True):
+        for (name, _, _), ct in zip(present, cts, strict=False):
             end = off + len(ct)
             if want is not None and name not in want:
                 off = end
