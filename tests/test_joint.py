@@ -277,3 +277,26 @@ def test_format_3_waits_for_a_vault_only_this_release_opens(url: str, monkeypatc
         assert {_fmt(raw, r) for r in every} == {3}
         assert [r.id for r in v.find(email="p4@example.org")] == [many[0]] and v.verify().ok
     raw.close()
+
+
+def test_a_value_of_256_blocks_or_more_takes_the_long_size_form(url: str) -> None:
+    """risk_notes may hold 10,000 characters: 313 blocks, beyond a u8 size (format.md §6b's
+    long form), sealed one by one and in bulk, read whole and alone."""
+    long = "Followed after the trial; " * 350  # 9,100 bytes
+    with vault.create(url, PASSPHRASE) as v:
+        one = v.add({"legal_name": "A", "risk_notes": long, "risk_level": "high"})
+        many = v.add_many([{"legal_name": "B", "risk_notes": long}, {"legal_name": "C", "risk_notes": long[:8500]}])
+        raw = RawDB(url)
+        notes = raw.codec().numbers["risk_notes"]
+        for rid in (one, *many):
+            assert _fmt(raw, rid) == 3
+            stored = raw.envs(rid)["risk"][1]
+            cells, _ = E.unpack_cells_v2(stored, joint=True)
+            blocks = len(dict(cells)[notes]) // 32
+            assert blocks >= 256
+            assert bytes([notes, 0]) + blocks.to_bytes(4, "big") in stored  # the long form
+        raw.close()
+        assert v.get(one)["risk_notes"] == long and v.get(one, fields=["risk_level"]) == {"risk_level": "high"}
+        assert v.get(many[0], fields=["risk_notes"])["risk_notes"] == long
+        assert v.get(many[1])["risk_notes"] == long[:8500]
+        assert v.verify().ok

@@ -92,16 +92,25 @@ def _joint_cells(enc: Callable[[bytes, bytes, bytes], bytes], head: bytes,
     """Append one format-3 envelope's cells (after its key) to ``out``: ``head`` is the AAD's
     start (0x03 "J", DEK id, vault, record); ``cells``: (number, name, AAD tail u8(number) ||
     lp8(name), plaintext), by number. One AEAD call seals every cell of the class."""
-    padded = [pt + _PAD[(-len(pt) - 1) % 32] for _, _, _, pt in cells]
-    blocks = [len(p) >> 5 for p in padded]
-    aad = head + _BYTE[len(cells)] + b"".join([c[2] + (_U32[b] if b < 256 else _pack_u32(b))
-                                              for c, b in zip(cells, blocks, strict=True)])
-    ct = enc(JOINT_NONCE, b"".join(padded), aad)
+    padded, frame = [], []
+    aad = [head, _BYTE[len(cells)]]
+    for fno, _, suffix, pt in cells:
+        p = pt + _PAD[(-len(pt) - 1) % 32]
+        b = len(p) >> 5
+        padded.append(p)
+        if b < 256:
+            aad += (suffix, _U32[b])
+            frame.append(_SIZE[fno][b])
+        else:
+            aad += (suffix, _pack_u32(b))
+            frame.append(bytes([fno, 0]) + _pack_u32(b))
+    ct = enc(JOINT_NONCE, b"".join(padded), b"".join(aad))
     out.append(_BYTE[len(cells)])
     off = 0
-    for (fno, _, _, _), b in zip(cells, blocks, strict=True):
-        out += (_SIZE[fno][b] if b < 256 else bytes([fno, 0]) + _pack_u32(b), ct[off:off + 32 * b])
-        off += 32 * b
+    for size, p in zip(frame, padded, strict=True):
+        end = off + len(p)
+        out += (size, ct[off:end])
+        off = end
     out.append(ct[off:])
 
 
