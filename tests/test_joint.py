@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from vault_cli.main import cli
 
 import vault
 from conftest import PASSPHRASE
 from rawdb import RawDB
 from vault import _format as F
 from vault import envelope as E
-from vault_cli.main import cli
 
 ROWS = [{"legal_name": f"Amira Haddad {i}", "organisation": "Free Press Network of the Levant and North Africa",
          "email": f"a{i}@example.org", "phone": f"+961 1 234 {i:03d}", "badge_name": f"Amira{i}",
