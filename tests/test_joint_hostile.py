@@ -1,5 +1,5 @@
-"""Review of record format 3 (docs/format.md 6c): attacks a keyless database writer can
-try on format-3 rows beyond tests/test_joint.py and tests/test_tamper.py, and the rules
+"""Record format 3 (docs/format.md 6c) against a keyless database writer: attacks on
+format-3 rows beyond tests/test_joint.py and tests/test_tamper.py, and the rules
 format 3 must keep (no DEK encrypts two plaintexts, older rows untouched).
 
 Each attack must end in IntegrityError (never in wrong plaintext, never in a rotation or an
