@@ -6,10 +6,11 @@ per record on disk (SQLite's ``dbstat``: pages, payload, unused space), then the
 an average record row (framing, wrapped keys, cell framing, nonces, tags, padding).
 
     .venv/bin/python bench/bytes.py --n 20000
+    .venv/bin/python bench/bytes.py --n 20000 --format 2    # rows in record format 2
     .venv/bin/python bench/bytes.py --n 20000 --legacy      # rows in record format 1
 
-``--legacy`` writes the records in the format of version 1 (docs/format.md §6) instead of
-the compact one (§6b): both measured side by side, run it twice.
+``--legacy`` writes the records in format 1 (docs/format.md §6), ``--format 2`` in format 2
+(§6b), instead of format 3 (§6c): to compare them, run it once for each.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def table_bytes(path: str) -> list[tuple[str, int, int, int, int]]:
 
 
 def row_parts(path: str) -> dict[str, float]:
-    """Average bytes per record row by part (v1 and v2 rows both understood)."""
+    """Average bytes per record row by part (rows of every record format understood)."""
     con = sqlite3.connect(path)
     try:
         datas = [bytes(r[0]) for r in con.execute("SELECT data FROM dv_records")]
@@ -61,14 +62,16 @@ def row_parts(path: str) -> dict[str, float]:
 
     for data in datas:
         add("row total", len(data))
-        if data[:2] == F.ROW_V2_PREFIX:
+        if data[:2] in E.ROW_V23:
+            joint = data[:2] == F.ROW_V3_PREFIX
             for key, cells in E.split_v2(data):
                 add("class keys (DEK references or wraps)", len(key))
-                parsed, check = E.unpack_cells_v2(cells)
-                add("check tags of empty envelopes", len(check))
+                parsed, check = E.unpack_cells_v2(cells, joint)
+                add("class tags (format 3)" if joint else "check tags of empty envelopes", len(check))
                 for _fno, ct in parsed:
-                    add("field tags", F.TAG_LEN)
-                    add("field padded plaintext", len(ct) - F.TAG_LEN)
+                    if not joint:
+                        add("field tags", F.TAG_LEN)
+                    add("field padded plaintext", len(ct) - (0 if joint else F.TAG_LEN))
             continue
         for _cls, (dek, cells) in E.unpack_record(data).items():
             add("class keys (DEK references or wraps)", len(dek))
@@ -85,6 +88,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=20000)
     ap.add_argument("--legacy", action="store_true", help="write record format 1 rows")
+    ap.add_argument("--format", type=int, choices=(2, 3), default=3,
+                    help="the record format of the rows (unless --legacy): 3 now, 2 as the previous release")
     ap.add_argument("--tmpdir", default=None)
     args = ap.parse_args()
     rows = participants(args.n, seed=1)
@@ -94,13 +99,14 @@ def main() -> None:
         v = vault.create(path, PASSPHRASE, population=args.n)
         if args.legacy:
             v._access.codec.legacy = True  # type: ignore[attr-defined]
+        v._access.codec.newest = args.format  # type: ignore[attr-defined]
         t0 = time.perf_counter()
         v.add_many(rows)
         took = time.perf_counter() - t0
         v.close()
         total = os.path.getsize(path)
         print(f"N={args.n:,} records, {plain:.0f} plaintext bytes/record, add_many {took:.1f} s, "
-              f"record format {'1' if args.legacy else '2'}")
+              f"record format {'1' if args.legacy else args.format}")
         print(f"file: {total / args.n:,.0f} bytes/record ({total:,} bytes)")
         print(f"\n{'table or index':<36}{'B/record':>10}{'payload':>10}{'unused':>10}")
         for name, _pages, size, payload, unused in table_bytes(path):

@@ -61,33 +61,39 @@ class RawDB:
 
     def set_envs(self, rid: str, envs: dict[str, tuple[bytes, bytes]]) -> None:
         """Put ``envs`` back in the row's own format (format 1 keeps the dict's order)."""
-        if self.row(rid)[:2] == F.ROW_V2_PREFIX:  # schema order; a class left out is left out
+        head = self.row(rid)[:2]
+        if head in E.ROW_V23:  # schema order; a class left out is left out
             order = self.codec().order
             self.set_row(rid, E.pack_v2([envs[c] for c in order if c in envs]
-                                        + [e for c, e in envs.items() if c not in order]))
+                                        + [e for c, e in envs.items() if c not in order], head[1]))
         else:
             self.set_row(rid, E.pack_record([(c, d, cells) for c, (d, cells) in envs.items()]))
 
     def cells(self, rid: str, cls: str) -> dict[str, bytes]:
-        """Field name -> cell: a format-1 field blob, or a format-2 ciphertext (field number
-        and size are framing, rebuilt from the name by set_cells)."""
+        """Field name -> cell: a format-1 field blob, a format-2 ciphertext, or a format-3
+        piece of the envelope's one ciphertext (field number and size are framing, rebuilt from
+        the name by set_cells; a format-3 envelope's tag stays where it is)."""
         data = self.row(rid)
         cells = self.envs_of(data)[cls][1]
-        if data[:2] != F.ROW_V2_PREFIX:
+        if data[:2] not in E.ROW_V23:
             return E.unpack_cells(cells)
         codec = self.codec()
-        return {codec.names[fno]: ct for fno, ct in E.unpack_cells_v2(cells)[0]}
+        return {codec.names[fno]: ct for fno, ct in E.unpack_cells_v2(cells, data[:2] == F.ROW_V3_PREFIX)[0]}
 
     def derived_opens(self, rid: str, cls: str, secret: bytes, version: int) -> bool:
-        """Whether class key ``secret`` (at ``version``) derives the DEK of a format-2 kind H
-        envelope: its first cell (or check tag) opens under it."""
+        """Whether class key ``secret`` (at ``version``) derives the DEK of a format-2 or 3
+        kind H envelope: its first cell (or check tag; format 3: its ciphertext) opens under it."""
         from vault import _crypto as C
         dek, cells_blob = self.envs(rid)[cls]
         cells = self.cells(rid, cls)
         names, vid, r = list(cells), self.meta("vault_id"), bytes.fromhex(rid)
-        key = C.Aead(compact.derive_dek(secret, compact.dek_info(dek, vid, r, cls, version, names)))
+        fmt = self.row(rid)[1]
+        raw = compact.derive_dek(secret, compact.dek_info(dek, vid, r, cls, version, names, fmt))
+        key = C.Aead(raw)
         try:
-            if not names:
+            if fmt == 3:
+                self.codec().authenticate_derived(raw, dek, r, cells_blob, 3)
+            elif not names:
                 key.open(compact.CHECK_NONCE, E.unpack_cells_v2(cells_blob)[1], compact.check_aad(dek[10:18], vid, r))
             else:
                 fno = self.codec().numbers[names[0]]
@@ -99,14 +105,17 @@ class RawDB:
 
     def set_cells(self, rid: str, cls: str, cells: dict[str, bytes]) -> None:
         envs = self.envs(rid)
-        if self.row(rid)[:2] != F.ROW_V2_PREFIX:
+        head = self.row(rid)[:2]
+        if head not in E.ROW_V23:
             envs[cls] = (envs[cls][0], E.pack_cells(cells))
         else:
+            joint = head == F.ROW_V3_PREFIX
             known = self.codec().numbers
             # a name the schema lacks gets a number the schema lacks (what an attacker can write)
             numbers = {n: known.get(n, 200 + i) for i, n in enumerate(sorted(cells))}
-            check = E.unpack_cells_v2(envs[cls][1])[1] if not cells else b""
-            envs[cls] = (envs[cls][0], E.pack_cells_v2(sorted((numbers[n], ct) for n, ct in cells.items()), check))
+            check = E.unpack_cells_v2(envs[cls][1], joint)[1] if joint or not cells else b""
+            envs[cls] = (envs[cls][0], E.pack_cells_v2(sorted((numbers[n], ct) for n, ct in cells.items()), check,
+                                                       joint))
         self.set_envs(rid, envs)
 
     def index_widths(self) -> dict[int, int]:

@@ -1,5 +1,6 @@
-"""Record format 2 (docs/format.md 6b): old and new rows side by side, their migration by a
-re-encrypting rotation and a move, and attacks specific to the compact layout."""
+"""Record format 2 (docs/format.md 6b): rows of formats 1 and 2 side by side (written as the
+releases before format 3 did), their migration by a re-encrypting rotation and a move, and
+attacks specific to format 2's layout (format 3: tests/test_joint.py)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ ROWS = [{"legal_name": f"Amira Haddad {i}", "organisation": "Free Press Network"
 
 
 def _fmt(raw: RawDB, rid: str) -> int:
-    return 2 if raw.row(rid)[:2] == F.ROW_V2_PREFIX else 1
+    row = raw.row(rid)
+    return row[1] if row[:2] in (F.ROW_V2_PREFIX, F.ROW_V3_PREFIX) else 1
 
 
 def _values(v: vault.Vault, ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -33,12 +35,14 @@ def _values(v: vault.Vault, ids: list[str]) -> dict[str, dict[str, Any]]:
 @pytest.fixture
 def mixed(url: str) -> Iterator[tuple[vault.Vault, RawDB, list[str], list[str]]]:
     """A vault holding four rows of record format 1 (written as the previous release did)
-    and four of format 2."""
+    and four of format 2 (written as the releases before format 3 did)."""
     v = vault.create(url, PASSPHRASE)
-    v._access.codec.legacy = True  # the previous release's writer
+    v._access.codec.legacy = True  # the writer of the releases before format 2
     old = v.add_many(ROWS[:4])
     v._access.codec.legacy = False
+    v._access.codec.newest = 2
     new = v.add_many(ROWS[4:])
+    v._access.codec.newest = 3  # this release's writer from here on
     raw = RawDB(url)
     yield v, raw, old, new
     raw.close()
@@ -66,7 +70,7 @@ def test_reencrypt_rewrites_old_rows_in_the_new_format(mixed) -> None:  # type: 
     v, raw, old, new = mixed
     before = _values(v, old + new)
     v.rotate(reencrypt=True, batch=3)
-    assert [_fmt(raw, r) for r in old + new] == [2] * 8
+    assert [_fmt(raw, r) for r in old + new] == [3] * 8  # what this codec writes new rows in
     assert all(E.parse_dek_header(k).derived for r in old + new for k, _ in raw.envs(r).values())
     assert _values(v, old + new) == before
     assert v.check_records().ok  # the new DEK ids are logged (reencrypt entries)
@@ -98,7 +102,7 @@ def test_move_writes_every_row_in_the_new_format(mixed, url2: str) -> None:  # t
     with moved.vault as dst:
         raw2 = RawDB(url2)
         ids = dst.ids()
-        assert len(ids) == 8 and all(_fmt(raw2, r) == 2 for r in ids)
+        assert len(ids) == 8 and all(_fmt(raw2, r) == 3 for r in ids)
         assert sorted(_values(dst, ids).values(), key=lambda x: x["legal_name"]) == before
         raw2.close()
 
@@ -125,7 +129,9 @@ def test_a_compact_row_is_smaller() -> None:
 @pytest.fixture
 def two(url: str) -> Iterator[tuple[vault.Vault, RawDB, str, str]]:
     v = vault.create(url, PASSPHRASE)
+    v._access.codec.newest = 2
     a, b = v.add_many(ROWS[:2])
+    v._access.codec.newest = 3
     raw = RawDB(url)
     assert _fmt(raw, a) == _fmt(raw, b) == 2
     yield v, raw, a, b

@@ -196,21 +196,33 @@ def test_reader_opens_a_typed_vault_with_every_normaliser(tmp_path: Path) -> Non
     _assert_all_ok(reader.check(str(path), passphrase=PASSPHRASE, expected=expected, floor=FLOOR))
 
 
-def test_reader_opens_rows_of_both_record_formats(tmp_path: Path) -> None:
-    """Format-1 rows (the previous release's writer) beside format-2 rows (§6b), some of
-    whose derived DEKs a rotation then wrapped (kind D inside format 2), one emptied class."""
+def test_reader_opens_rows_of_every_record_format(tmp_path: Path) -> None:
+    """Format-1 rows (the writer of two releases ago) beside format-2 rows (§6b, the previous
+    release) and format-3 rows (§6c, this one), in each of the later two some derived DEKs
+    that a rotation then wrapped (kind D) and an emptied class."""
+    import sqlite3
     path = tmp_path / "mixed.vault"
     rows = [{"legal_name": f"Amira Haddad {i}", "email": f"a{i}@example.org", "badge_name": f"A{i}",
-             "passport_number": f"P{i:08d}", "risk_level": "low"} for i in range(6)]
+             "passport_number": f"P{i:08d}", "risk_level": "low"} for i in range(8)]
     with vault.create(path, PASSPHRASE) as v:
         v._access.codec.legacy = True
         ids = v.add_many(rows[:2])
         v._access.codec.legacy = False
+        v._access.codec.newest = 2
         ids += v.add_many(rows[2:4])
         v.rotate(["identity"])  # format 2: identity's derived DEKs wrapped (kind D)
-        ids += v.add_many(rows[4:])
-        v.update(ids[5], {"risk_level": None})  # an envelope without cells: its check tag
+        ids += v.add_many(rows[4:5])
+        v._access.codec.newest = 3
+        ids += v.add_many(rows[5:7])
+        v.rotate(["identity"])  # and format 3's
+        ids += v.add_many(rows[7:])
+        v.update(ids[4], {"risk_level": None})  # envelopes without cells: format 2's check tag,
+        v.update(ids[7], {"risk_level": None})  # format 3's tag over nothing
         expected = _expected(v, ids, "0" * 32)
+    db = sqlite3.connect(path)
+    heads = {bytes(r[0][:2]) for r in db.execute("SELECT data FROM dv_records")}
+    db.close()
+    assert heads >= {b"\x00\x02", b"\x00\x03"} and any(h[0] != 0 for h in heads)
     steps = reader.check(str(path), passphrase=PASSPHRASE, expected=expected, floor=FLOOR)
     _assert_all_ok(steps)
     info = dict((n, i) for n, _, i in steps)["records decrypted"]

@@ -48,7 +48,11 @@ def _any_dek_opens(raw: RawDB, rid: str, secrets: list[bytes]) -> bool:
         for secret in secrets:
             for version in (1, 2, 3):
                 try:
-                    if E.parse_dek_header(dek).derived:  # record format 2: the DEK is derived, a cell checks it
+                    if E.parse_dek_header(dek).derived and raw.row(rid)[1] == 3:  # format 3: its ciphertext
+                        key = compact.derive_dek(secret, compact.dek_info(dek, vid, bytes.fromhex(rid), cls,
+                                                                          version, names, 3))
+                        raw.codec().authenticate_derived(key, dek, bytes.fromhex(rid), raw.envs(rid)[cls][1], 3)
+                    elif E.parse_dek_header(dek).derived:  # record format 2: the DEK is derived, a cell checks it
                         fno, ct = raw.codec().numbers[names[0]], cells[names[0]]
                         key = compact.derive_dek(secret, compact.dek_info(dek, vid, bytes.fromhex(rid), cls,
                                                                           version, names))

@@ -822,7 +822,18 @@ def _seal_as(url: str, rid: str, cls: str, values: dict[str, str], writer: Ident
     line = next(x for x in raw.meta("keys_stmt").decode().splitlines() if x.startswith(f"class {cls} "))
     _, _, version, kid, pub = line.split()
     dek, dek_id = os.urandom(32), os.urandom(8)
-    if raw.row(rid)[:2] == F.ROW_V2_PREFIX:  # record format 2: cells by field number, derived nonces
+    if raw.row(rid)[:2] == F.ROW_V3_PREFIX:  # record format 3: one ciphertext over every cell
+        numbers = raw.codec().numbers
+        order = sorted(values, key=numbers.__getitem__)
+        padded = [E.pad(values[n].encode()) for n in order]
+        aad = compact.joint_aad(dek_id, vid, r, [(numbers[n], n, len(p) // 32) for n, p in zip(order, padded)])
+        ct = C.Aead(dek).seal(compact.JOINT_NONCE, b"".join(padded), aad)
+        pieces, off = [], 0
+        for n, p in zip(order, padded):
+            pieces.append((numbers[n], ct[off:off + len(p)]))
+            off += len(p)
+        packed = E.pack_cells_v2(pieces, ct[off:], joint=True)
+    elif raw.row(rid)[:2] == F.ROW_V2_PREFIX:  # record format 2: cells by field number, derived nonces
         numbers = raw.codec().numbers
         packed = E.pack_cells_v2(sorted(
             (numbers[n], C.Aead(dek).seal(compact.field_nonce(numbers[n]), E.pad(v.encode()),

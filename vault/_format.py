@@ -28,6 +28,11 @@ KIND_FIELD_V2 = b"F"  # format 2: a cell's associated data starts 0x02 "F" (no h
 KIND_EMPTY_CHECK = b"C"  # format 2: the tag that authenticates a derived envelope with no cells
 LABEL_RECORD_DEK = b"dvault/v2/record-dek"  # HKDF-Expand info prefix of a derived class DEK
 LABEL_RECORD_PRK = b"dvault/v2/record-dek-key"  # HKDF info of the key that derives a class's DEKs
+# Record rows of format 3 (§6c), what new rows are written in: format 2's framing and keys,
+# but one AEAD per class envelope over all its cells (one tag per class, not per cell).
+ROW_V3_PREFIX = b"\x00\x03"
+KIND_JOINT = b"J"  # format 3: an envelope's associated data starts 0x03 "J"
+LABEL_RECORD_DEK_V3 = b"dvault/v3/record-dek"  # HKDF-Expand info prefix of a format-3 derived DEK
 FIELD_NUMBER_MAX = 255  # format 2 numbers fields 1..255 in schema order; larger schemas write format 1
 KIND_KEYRING = b"K"  # the set of class keys a slot opens, encrypted under the slot secret
 KIND_PASSPHRASE_SLOT = b"P"  # slot secret wrapped under an Argon2id-derived key

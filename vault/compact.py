@@ -37,6 +37,9 @@ _V2 = bytes([F.RECORD_FORMAT])
 _REF = _V2 + F.KIND_DEK_DERIVED
 _FIELD = _V2 + F.KIND_FIELD_V2
 _CHECK = _V2 + F.KIND_EMPTY_CHECK
+_JOINT = bytes([3]) + F.KIND_JOINT
+JOINT_NONCE = bytes(F.NONCE_LEN)  # format 3: a DEK encrypts one plaintext, its envelope's cells
+_LABELS = {2: F.LABEL_RECORD_DEK, 3: F.LABEL_RECORD_DEK_V3}
 _V1_DEK, _V1_SIGNED, _V1_SEALED = b"\x01" + F.KIND_DEK, b"\x01" + F.KIND_DEK_SIGNED, b"\x01" + F.KIND_DEK_SEALED
 CHECK_NONCE = b"\xff" * F.NONCE_LEN  # never a cell's nonce (those are 0x00 * 11 || u8 field number)
 _NONCES = [bytes(11) + bytes([i]) for i in range(256)]
@@ -44,14 +47,15 @@ _PAD = [b"\x80" + b"\x00" * i for i in range(32)]
 _pack_u32 = struct.Struct(">I").pack
 _unpack_u32 = struct.Struct(">I").unpack_from
 _BYTE = [bytes([i]) for i in range(256)]
+_U32 = [struct.pack(">I", i) for i in range(256)]  # a cell's block count in the format-3 AAD
 _SIZE = [[bytes([f, b]) for b in range(256)] for f in range(256)]  # a cell's u8 number || u8 blocks
 _KEY_LENS = {_REF: 18, _V1_DEK: 78, _V1_SIGNED: 202, _V1_SEALED: 130}
 # The randomness one class envelope takes, in order: DEK(32, used only when sealed to a
 # class's public key, kind W) || DEK id(8).
 CLASS_RANDOMNESS = F.KEY_LEN + F.KID_LEN
 # Codec.batch_sealer's per set of cells present in a class: DEK-info tail (class, version,
-# manifest), the cell count byte, and per cell (number, name, AAD tail, size prefixes).
-_Shape = tuple[bytes, bytes, list[tuple[int, str, bytes, list[bytes]]]]
+# manifest) and per cell (number, name, AAD tail).
+_Shape = tuple[bytes, list[tuple[int, str, bytes]]]
 
 
 def field_nonce(fno: int) -> bytes:
@@ -67,11 +71,47 @@ def check_aad(dek_id: bytes, vault_id: bytes, record_id: bytes) -> bytes:
 
 
 def dek_info(ref: bytes, vault_id: bytes, record_id: bytes, cls: str, class_version: int,
-             names: list[str] | tuple[str, ...]) -> bytes:
-    """HKDF-Expand info of a derived DEK: the label, the stored reference (class key id and
-    DEK id), vault, record, class, key version and the manifest of the cells present (§5)."""
-    return (F.LABEL_RECORD_DEK + ref + vault_id + record_id + E._lp8(cls.encode("ascii"))
+             names: list[str] | tuple[str, ...], fmt: int = 2) -> bytes:
+    """HKDF-Expand info of a derived DEK: the label (one per record format), the stored
+    reference (class key id and DEK id), vault, record, class, key version and the manifest
+    of the cells present (§5)."""
+    return (_LABELS[fmt] + ref + vault_id + record_id + E._lp8(cls.encode("ascii"))
             + _pack_u32(class_version) + E.manifest(names))
+
+
+def joint_aad(dek_id: bytes, vault_id: bytes, record_id: bytes, cells: list[tuple[int, str, int]]) -> bytes:
+    """Associated data of a format-3 envelope's one ciphertext (§6c): the DEK id, vault and
+    record, then the framing it is cut by, each cell's field number, name and size in blocks,
+    so that no cell can be moved, renamed, resized or dropped without the tag failing."""
+    return (_JOINT + dek_id + vault_id + record_id + _BYTE[len(cells)]
+            + b"".join(bytes([fno]) + E._lp8(name.encode("ascii")) + _pack_u32(b) for fno, name, b in cells))
+
+
+def _joint_cells(enc: Callable[[bytes, bytes, bytes], bytes], head: bytes,
+                 cells: list[tuple[int, str, bytes, bytes]], out: list[bytes]) -> None:
+    """Append one format-3 envelope's cells (after its key) to ``out``: ``head`` is the AAD's
+    start (0x03 "J", DEK id, vault, record); ``cells``: (number, name, AAD tail u8(number) ||
+    lp8(name), plaintext), by number. One AEAD call seals every cell of the class."""
+    padded, frame = [], []
+    aad = [head, _BYTE[len(cells)]]
+    for fno, _, suffix, pt in cells:
+        p = pt + _PAD[(-len(pt) - 1) % 32]
+        b = len(p) >> 5
+        padded.append(p)
+        if b < 256:
+            aad += (suffix, _U32[b])
+            frame.append(_SIZE[fno][b])
+        else:
+            aad += (suffix, _pack_u32(b))
+            frame.append(bytes([fno, 0]) + _pack_u32(b))
+    ct = enc(JOINT_NONCE, b"".join(padded), b"".join(aad))
+    out.append(_BYTE[len(cells)])
+    off = 0
+    for size, p in zip(frame, padded, strict=True):
+        end = off + len(p)
+        out += (size, ct[off:end])
+        off = end
+    out.append(ct[off:])
 
 
 def record_prk(class_key: bytes) -> bytes:
@@ -101,6 +141,7 @@ class Codec(E.Codec):
         self.order = tuple(classes)
         self._prf: dict[bytes, Callable[[bytes], bytes]] = {}  # class key id -> HKDF-Expand under it
         self.legacy = not self.numbers  # write format 1 (tests and the byte benchmark set it)
+        self.newest = 3  # the format new rows are written in (tests and the byte benchmark set 2)
 
     def key_entry(self, cls: str, version: int, aead: Any, box_secret: bytes = b"",
                   secret: bytes = b"", kid: bytes = b"") -> tuple[Any, ...]:
@@ -116,27 +157,33 @@ class Codec(E.Codec):
         self._prf.clear()
 
     def writes(self, data: bytes | None = None) -> int:
-        """The format a seal writes: 2, unless the codec is legacy or ``data`` (the row being
-        updated) is of format 1, which keeps its format (its other envelopes stay as they are)."""
-        if self.legacy or (data is not None and data[:2] != F.ROW_V2_PREFIX):
+        """The format a seal writes: 3 (§6c), unless the codec is legacy (1) or ``data`` (the
+        row being updated) is of format 1 or 2, which keeps its format (its other envelopes
+        stay as they are: a role without their classes could not re-seal them)."""
+        if self.legacy:
             return 1
-        return 2
+        if data is None:
+            return self.newest
+        if data[:2] == F.ROW_V3_PREFIX:
+            return 3
+        return 2 if data[:2] == F.ROW_V2_PREFIX else 1
 
     def seal_record(self, record_id: bytes,
                     envs: list[tuple[str, bytes, int, Any, list[tuple[str, bytes]]]],
                     rnd: bytes, writer: tuple[bytes, Callable[[bytes], bytes]] | None = None,
                     version: int = 2) -> bytes:
-        """Seal every class envelope of one record in format ``version`` (2: §6b; 1: §6, with
-        class_randomness(n) bytes of ``rnd`` per class). Format 2 takes CLASS_RANDOMNESS bytes
-        of ``rnd`` per class; ``envs`` as for format 1 (fields sorted by name or not)."""
+        """Seal every class envelope of one record in format ``version`` (3: §6c; 2: §6b; 1: §6,
+        with class_randomness(n) bytes of ``rnd`` per class). Formats 2 and 3 take
+        CLASS_RANDOMNESS bytes of ``rnd`` per class; ``envs`` as for format 1 (fields sorted by
+        name or not)."""
         if version == 1:
             return super().seal_record(record_id, envs, rnd, writer)
         cell_of = self._cell_enc
         vid = self.vid
         tail = vid + record_id
-        label_tail = F.LABEL_RECORD_DEK
+        label_tail = _LABELS[version]
         encryptor = C.aead_encryptor
-        out = [F.ROW_V2_PREFIX]
+        out = [F.ROW_V3_PREFIX if version == 3 else F.ROW_V2_PREFIX]
         pos = 0
         for cls, class_kid, class_version, class_key, items in envs:
             dek_id = rnd[pos + 32:pos + 40]
@@ -155,6 +202,10 @@ class Codec(E.Codec):
                 dek = self._prf[class_kid](label_tail + key + tail + clp + _pack_u32(class_version) + m)
             pos += CLASS_RANDOMNESS
             enc = encryptor(dek)
+            if version == 3:
+                out.append(key)
+                _joint_cells(enc, _JOINT + dek_id + tail, cells, out)
+                continue
             out += (key, _BYTE[len(cells)])
             prefix = _FIELD + dek_id + tail
             for fno, _name, suffix, pt in cells:
@@ -169,19 +220,20 @@ class Codec(E.Codec):
 
     def batch_sealer(self, envs: list[tuple[str, bytes, int, Any]]
                      ) -> Callable[[bytes, dict[str, dict[str, bytes]], bytes], bytes] | None:
-        """:meth:`seal_record` (format 2) for many records under the same class keys
+        """:meth:`seal_record` (format 3) for many records under the same class keys
         ``envs`` (class, key id, key version, key object; every class, in schema order):
         ``seal(record id, class -> field -> plaintext, rnd)``, the same bytes for the same
         ``rnd`` (tests/test_bulk_seal.py compares them).
 
         Why: a bulk insert seals every record with the same keys, so what does not depend
-        on the record (each cell's AAD tail and size prefixes, the DEK-info tail of each set
-        of cells present) is computed once per set of cells, not once per record (the
-        per-record work left is the crypto itself). None when this codec does not write
-        format 2 or a class is sealed to its public key (the caller seals one by one)."""
-        if self.legacy or any(isinstance(key, bytes) or kid not in self._prf for _, kid, _, key in envs):
+        on the record (each cell's AAD tail, the DEK-info tail of each set of cells present)
+        is computed once per set of cells, not once per record (the per-record work left is
+        the crypto itself). None when this codec does not write format 3 or a class is sealed
+        to its public key (the caller seals one by one)."""
+        if self.legacy or self.newest != 3 or any(isinstance(key, bytes) or kid not in self._prf
+                                                  for _, kid, _, key in envs):
             return None
-        label, vid, cell_of = F.LABEL_RECORD_DEK, self.vid, self._cell_enc
+        label, vid, cell_of = F.LABEL_RECORD_DEK_V3, self.vid, self._cell_enc
         plans: list[tuple[str, bytes, bytes, Callable[[bytes], bytes], dict[tuple[str, ...], _Shape]]] = [
             (cls, _REF + kid, (self._lp.get(cls) or self._name(cls)) + _pack_u32(version), self._prf[kid], {})
             for cls, kid, version, _key in envs]
@@ -189,9 +241,7 @@ class Codec(E.Codec):
         encryptor = C.aead_encryptor
 
         def shape(cache: dict[tuple[str, ...], _Shape], names: tuple[str, ...], class_tail: bytes) -> _Shape:
-            cells = sorted(cell_of[n] for n in names)  # by field number, as seal_record orders them
-            got = (class_tail + self._manifest(names), _BYTE[len(cells)],
-                   [(fno, name, suffix, _SIZE[fno]) for fno, name, suffix in cells])
+            got = (class_tail + self._manifest(names), sorted(cell_of[n] for n in names))  # by field number
             if len(cache) < 256:  # one entry per set of fields present (in the order given)
                 cache[names] = got
             return got
@@ -200,25 +250,18 @@ class Codec(E.Codec):
             if len(rnd) != need:
                 raise ValueError("randomness length does not match the envelopes")
             tail = vid + record_id
-            out = [F.ROW_V2_PREFIX]
+            out = [F.ROW_V3_PREFIX]
             pos = 32
             for cls, ref, class_tail, prf, cache in plans:
                 values = by_class.get(cls) or {}
                 names = tuple(values)
-                info_tail, count, cells = cache.get(names) or shape(cache, names, class_tail)
+                info_tail, cells = cache.get(names) or shape(cache, names, class_tail)
                 dek_id = rnd[pos:pos + 8]
                 pos += CLASS_RANDOMNESS
                 key = ref + dek_id
-                enc = encryptor(prf(label + key + tail + info_tail))
-                out += (key, count)
-                prefix = _FIELD + dek_id + tail
-                for fno, name, suffix, sizes in cells:
-                    pt = values[name]
-                    ct = enc(_NONCES[fno], pt + _PAD[(-len(pt) - 1) % 32], prefix + suffix)
-                    b = (len(ct) - 16) >> 5
-                    out += (sizes[b] if b < 256 else bytes([fno, 0]) + _pack_u32(b), ct)
-                if not cells:
-                    out.append(enc(CHECK_NONCE, b"", _CHECK + dek_id + tail))
+                out.append(key)
+                _joint_cells(encryptor(prf(label + key + tail + info_tail)), _JOINT + dek_id + tail,
+                             [(fno, name, suffix, values[name]) for fno, name, suffix in cells], out)
             return b"".join(out)
         return seal
 
@@ -229,7 +272,7 @@ class Codec(E.Codec):
 
     def unpack_some(self, data: bytes, only: set[str] | frozenset[str]) -> dict[str, tuple[bytes, bytes]]:
         """As :meth:`unpack`, for a row sealed with only the classes ``only`` (in schema order)."""
-        if data[:2] != F.ROW_V2_PREFIX:
+        if data[:2] not in E.ROW_V23:
             return E.unpack_record(data)
         return dict(zip([c for c in self.order if c in only], E.split_v2(data), strict=True))
 
@@ -237,32 +280,41 @@ class Codec(E.Codec):
         """The row of format ``fmt`` holding ``envs`` (every schema class) in schema order."""
         if fmt == 1:
             return E.pack_record([(c, envs[c][0], envs[c][1]) for c in self.order])
-        return E.pack_v2([envs[c] for c in self.order])
+        return E.pack_v2([envs[c] for c in self.order], fmt)
 
     def cell_names(self, data: bytes, cells: bytes) -> tuple[str, ...]:
         """The field names of one envelope's cells (``data``: the row, for its format)."""
-        if data[:2] != F.ROW_V2_PREFIX:
+        if data[:2] not in E.ROW_V23:
             return tuple(E.unpack_cells(cells))
         try:
-            return tuple(self.names[fno] for fno, _ in E.unpack_cells_v2(cells)[0])
+            return tuple(self.names[fno] for fno, _ in E.unpack_cells_v2(cells, data[:2] == F.ROW_V3_PREFIX)[0])
         except KeyError:
             raise E.Malformed() from None
 
     def derived_dek(self, entry: tuple[Any, ...], ref: bytes, record_id: bytes, cls: str,
-                    names: tuple[str, ...]) -> bytes:
-        """The DEK a kind-H reference names, from ``entry`` (key_entry) of its class key."""
+                    names: tuple[str, ...], fmt: int = 2) -> bytes:
+        """The DEK a kind-H reference names in a row of format ``fmt``, from ``entry``
+        (key_entry) of its class key."""
         prf = self._prf.get(ref[2:10])
         if prf is None:
             raise E.EnvelopeFailure(cls)
-        return prf(dek_info(ref, self.vid, record_id, cls, entry[1], names))
+        return prf(dek_info(ref, self.vid, record_id, cls, entry[1], names, fmt))
 
-    def authenticate_derived(self, dek: bytes, ref: bytes, record_id: bytes, cells: bytes) -> None:
+    def authenticate_derived(self, dek: bytes, ref: bytes, record_id: bytes, cells: bytes, fmt: int = 2) -> None:
         """Check that a derived DEK is the one the envelope was sealed with: open its first cell
-        (or its check tag). Raises C.AuthFailure / Malformed. Rotation calls this before it
-        wraps such a DEK under a new key version, so a tampered envelope is not laundered."""
-        parsed, check = E.unpack_cells_v2(cells)
+        (or its check tag; format 3: its one ciphertext). Raises C.AuthFailure / Malformed.
+        Rotation calls this before it wraps such a DEK under a new key version, so a tampered
+        envelope is not laundered."""
+        parsed, check = E.unpack_cells_v2(cells, fmt == 3)
         dek_id, tail = ref[10:18], self.vid + record_id
         aead = C.Aead(dek)
+        if fmt == 3:
+            named = [(fno, self.names.get(fno), len(ct) >> 5) for fno, ct in parsed]
+            if any(n is None for _, n, _ in named):
+                raise E.Malformed()
+            aead.open(JOINT_NONCE, b"".join(ct for _, ct in parsed) + check,
+                      joint_aad(dek_id, self.vid, record_id, named))  # type: ignore[arg-type]
+            return
         if not parsed:
             aead.open(CHECK_NONCE, check, _CHECK + dek_id + tail)
             return
@@ -276,9 +328,10 @@ class Codec(E.Codec):
                     classes: dict[str, list[str] | None], field_class: dict[str, str],
                     decoders: dict[str, Callable[[bytes], Any]] | None = None,
                     writers: E.WriterKeys | None = None) -> dict[str, Any]:
-        """As :meth:`vault.envelope.Codec.open_record`, for rows of either format. One pass
-        over a format-2 row: every envelope's framing is checked, wanted classes decrypted."""
-        if data[:2] != F.ROW_V2_PREFIX:
+        """As :meth:`vault.envelope.Codec.open_record`, for rows of any format. One pass over a
+        format-2 or 3 row: every envelope's framing is checked, wanted classes decrypted."""
+        joint = data[:2] == F.ROW_V3_PREFIX
+        if not joint and data[:2] != F.ROW_V2_PREFIX:
             return super().open_record(data, record_id, keys, classes, field_class, decoders, writers)
         out: dict[str, Any] = {}
         if self._dec_for is not field_class:  # field number -> (name, class, AAD tail), per schema view
@@ -295,8 +348,13 @@ class Codec(E.Codec):
                     raise E.Malformed()
                 key = data[pos:pos + kl]
                 pos += kl
-                cells, check, pos = E.parse_cells_v2(data, pos)
-                if cls in classes:
+                cells, check, pos = E.parse_cells_v2(data, pos, joint)
+                if cls not in classes:
+                    continue
+                if joint:
+                    self._open_joint(cls, key, cells, check, record_id, keys, classes[cls], cell_dec,
+                                     decoders, writers, out)
+                else:
                     self._open_class(cls, key, cells, check, record_id, keys, classes[cls], cell_dec,
                                      decoders, writers, out)
         except (IndexError, struct.error):
@@ -311,33 +369,11 @@ class Codec(E.Codec):
                     decoders: dict[str, Callable[[bytes], Any]] | None, writers: E.WriterKeys | None,
                     out: dict[str, Any]) -> None:
         """Open one envelope of a format-2 row (open_record's inner part)."""
-        present = []
-        for fno, _ in cells:
-            cell = cell_dec.get(fno)
-            if cell is None or cell[1] != cls:
-                raise E.EnvelopeFailure(cls)
-            present.append(cell)
-        entry = keys.get(key[2:10])
-        if entry is None or entry[0] != cls:
-            raise E.EnvelopeFailure(cls)
-        names = tuple(sorted(c[0] for c in present))
+        present = self._present(cls, cells, cell_dec)
         tail = self.vid + record_id
         dek_id = key[10:18]
         derived = len(key) == E.DEK_REF_LEN
-        try:
-            if derived:
-                prf = self._prf.get(key[2:10])
-                if prf is None:
-                    raise E.Malformed()
-                dek = prf(F.LABEL_RECORD_DEK + key + tail + entry[4]
-                          + (self._manifests.get(names) or self._manifest(names)))
-            elif len(key) == E.DEK_BLOB_LEN:
-                dek = E.unwrap_dek(entry[2], entry[1], self.vid, record_id, cls, names, key)
-            else:
-                dek = E.unseal_dek(entry[3], entry[1], self.vid, record_id, cls, names, key, writers)
-        except (C.AuthFailure, E.Malformed):
-            raise E.EnvelopeFailure(cls) from None
-        dec = C.aead_decryptor(dek)
+        dec = C.aead_decryptor(self._class_dek(cls, key, present, record_id, keys, writers, 2))
         if not cells:
             try:
                 dec(CHECK_NONCE, check, _CHECK + dek_id + tail)
@@ -370,7 +406,83 @@ class Codec(E.Codec):
                 pass
             raise E.FieldEncoding(name)
 
+    @staticmethod
+    def _present(cls: str, cells: list[tuple[int, bytes]],
+                 cell_dec: dict[int, tuple[str, str, bytes]]) -> list[tuple[str, str, bytes]]:
+        """(name, class, AAD tail) of each cell of one envelope; a field the schema does not
+        number, or of another class, fails the envelope."""
+        present = []
+        for fno, _ in cells:
+            cell = cell_dec.get(fno)
+            if cell is None or cell[1] != cls:
+                raise E.EnvelopeFailure(cls)
+            present.append(cell)
+        return present
+
+    def _class_dek(self, cls: str, key: bytes, present: list[tuple[str, str, bytes]], record_id: bytes,
+                   keys: dict[bytes, tuple[Any, ...]], writers: E.WriterKeys | None, fmt: int) -> bytes:
+        """The DEK of one envelope of a format-2 or 3 row: derived (kind H, under the label of
+        ``fmt``), unwrapped (D) or unsealed from its writer (W). Raises EnvelopeFailure."""
+        entry = keys.get(key[2:10])
+        if entry is None or entry[0] != cls:
+            raise E.EnvelopeFailure(cls)
+        names = tuple(sorted(c[0] for c in present))
+        try:
+            if len(key) == E.DEK_REF_LEN:
+                prf = self._prf.get(key[2:10])
+                if prf is None:
+                    raise E.Malformed()
+                return prf(_LABELS[fmt] + key + self.vid + record_id + entry[4]
+                           + (self._manifests.get(names) or self._manifest(names)))
+            if len(key) == E.DEK_BLOB_LEN:
+                return E.unwrap_dek(entry[2], entry[1], self.vid, record_id, cls, names, key)
+            return E.unseal_dek(entry[3], entry[1], self.vid, record_id, cls, names, key, writers)
+        except (C.AuthFailure, E.Malformed):
+            raise E.EnvelopeFailure(cls) from None
+
+    def _open_joint(self, cls: str, key: bytes, cells: list[tuple[int, bytes]], tag: bytes, record_id: bytes,
+                    keys: dict[bytes, tuple[Any, ...]], want: list[str] | None,
+                    cell_dec: dict[int, tuple[str, str, bytes]],
+                    decoders: dict[str, Callable[[bytes], Any]] | None, writers: E.WriterKeys | None,
+                    out: dict[str, Any]) -> None:
+        """Open one envelope of a format-3 row: its one ciphertext, whole (its tag covers every
+        cell and the framing), then the wanted cells cut out of the plaintext."""
+        aad = [_JOINT, key[10:18], self.vid, record_id, _BYTE[len(cells)]]
+        cts, present = [], []
+        for fno, ct in cells:  # _present's checks, and the associated data, in one pass
+            cell = cell_dec.get(fno)
+            if cell is None or cell[1] != cls:
+                raise E.EnvelopeFailure(cls)
+            present.append(cell)
+            aad += (cell[2], _U32[len(ct) >> 5] if len(ct) < 8192 else _pack_u32(len(ct) >> 5))
+            cts.append(ct)
+        cts.append(tag)
+        dek = self._class_dek(cls, key, present, record_id, keys, writers, 3)
+        try:
+            pt = C.aead_decryptor(dek)(JOINT_NONCE, b"".join(cts), b"".join(aad))
+        except C.AEAD_FAILURES:
+            raise E.EnvelopeFailure(cls) from None
+        off = 0
+        for (name, _, _), ct in zip(present, cts, strict=False):
+            end = off + len(ct)
+            if want is not None and name not in want:
+                off = end
+                continue
+            stripped = pt[off:end].rstrip(b"\x00")
+            off = end
+            if not stripped or stripped[-1] != 0x80:
+                raise E.FieldFailure(name)
+            if decoders is None:
+                out[name] = stripped[:-1]
+                continue
+            try:
+                out[name] = decoders[name](stripped[:-1])
+                continue
+            except ValueError:  # holds the plaintext: raise outside the handler
+                pass
+            raise E.FieldEncoding(name)
+
 
 def class_randomness(n_fields: int, fmt: int) -> int:
     """CSPRNG bytes one class envelope of ``n_fields`` cells takes in format ``fmt``."""
-    return CLASS_RANDOMNESS if fmt == 2 else E.class_randomness(n_fields)
+    return CLASS_RANDOMNESS if fmt != 1 else E.class_randomness(n_fields)

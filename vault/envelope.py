@@ -285,7 +285,7 @@ def dek_ids(data: bytes) -> bytes:
     """The DEK ids of a row's envelopes, in row order: what a record's logged state names.
     A rewrap keeps them (same DEK); an update or re-encryption draws new ones. Framing only,
     nothing is decrypted; rows of both formats (§6, §6b). Raises Malformed."""
-    if data[:2] == F.ROW_V2_PREFIX:
+    if data[:2] in ROW_V23:
         return b"".join(parse_dek_header(dek).dek_id for dek, _ in split_v2(data))
     return b"".join(parse_dek_header(dek).dek_id for dek, _ in unpack_record(data).values())
 
@@ -293,6 +293,7 @@ def dek_ids(data: bytes) -> bytes:
 # -- record rows of format 2 (docs/format.md 6b): framing only ---------------------------
 DEK_REF_LEN = 2 + 2 * F.KID_LEN  # 0x02 "H" class key id, DEK id
 CHECK_LEN = F.TAG_LEN
+ROW_V23 = (F.ROW_V2_PREFIX, F.ROW_V3_PREFIX)
 
 
 def _key_len(data: bytes, pos: int) -> int:
@@ -308,12 +309,15 @@ def _key_len(data: bytes, pos: int) -> int:
     raise Malformed()
 
 
-def parse_cells_v2(data: bytes, pos: int) -> tuple[list[tuple[int, bytes]], bytes, int]:
+def parse_cells_v2(data: bytes, pos: int, joint: bool = False) -> tuple[list[tuple[int, bytes]], bytes, int]:
     """The cells of a format-2 envelope starting at ``pos`` (their count byte first): the
     (field number, ciphertext) pairs, the check tag (b"" unless there are no cells) and where
     they end. The one parser of cells every reader uses: numbers strictly ascending, the long
-    size form only from 256 blocks on, nothing past the end. Raises Malformed/IndexError/struct.error."""
+    size form only from 256 blocks on, nothing past the end. ``joint`` (format 3, §6c): a
+    cell holds its 32·b ciphertext bytes only, and the envelope's one tag follows the cells,
+    returned as the check. Raises Malformed/IndexError/struct.error."""
     n = data[pos]
+    tag = 0 if joint else F.TAG_LEN
     pos += 1
     cells = []
     prev = 0
@@ -328,11 +332,11 @@ def parse_cells_v2(data: bytes, pos: int) -> tuple[list[tuple[int, bytes]], byte
         if fno <= prev:
             raise Malformed()
         prev = fno
-        end = pos + F.PAD_BLOCK * b + F.TAG_LEN
+        end = pos + F.PAD_BLOCK * b + tag
         cells.append((fno, data[pos:end]))
         pos = end
     check = b""
-    if not n:
+    if joint or not n:
         check = data[pos:pos + CHECK_LEN]
         pos += CHECK_LEN
     if pos > len(data):
@@ -340,16 +344,18 @@ def parse_cells_v2(data: bytes, pos: int) -> tuple[list[tuple[int, bytes]], byte
     return cells, check, pos
 
 
-def cells_end(data: bytes, pos: int) -> int:
-    """Where the cells of a format-2 envelope starting at ``pos`` end (parse_cells_v2)."""
-    return parse_cells_v2(data, pos)[2]
+def cells_end(data: bytes, pos: int, joint: bool = False) -> int:
+    """Where the cells of a format-2 (or, ``joint``, 3) envelope starting at ``pos`` end (parse_cells_v2)."""
+    return parse_cells_v2(data, pos, joint)[2]
 
 
 def split_v2(data: bytes) -> list[tuple[bytes, bytes]]:
-    """A format-2 row's envelopes in row order: (DEK blob or reference, cells bytes). The
-    count of envelopes is the schema's (checked by the readers, which know it). Raises Malformed."""
-    if data[:2] != F.ROW_V2_PREFIX:
+    """A format-2 or format-3 row's envelopes in row order: (DEK blob or reference, cells
+    bytes). The count of envelopes is the schema's (checked by the readers, which know it).
+    Raises Malformed."""
+    if data[:2] not in ROW_V23:
         raise Malformed()
+    joint = data[:2] == F.ROW_V3_PREFIX
     out = []
     pos = 2
     try:
@@ -357,7 +363,7 @@ def split_v2(data: bytes) -> list[tuple[bytes, bytes]]:
             kl = _key_len(data, pos)
             key = data[pos:pos + kl]
             pos += kl
-            end = cells_end(data, pos)
+            end = cells_end(data, pos, joint)
             out.append((key, data[pos:end]))
             pos = end
     except (IndexError, struct.error):
@@ -367,8 +373,8 @@ def split_v2(data: bytes) -> list[tuple[bytes, bytes]]:
 
 def row_envelopes(data: bytes, classes: tuple[str, ...] | list[str]) -> dict[str, tuple[bytes, bytes]]:
     """Class -> (DEK blob or reference, cells) of a row of either format (framing only);
-    ``classes``: the schema's, in order (a format-2 row names none). Raises Malformed."""
-    if data[:2] != F.ROW_V2_PREFIX:
+    ``classes``: the schema's, in order (a format-2 or 3 row names none). Raises Malformed."""
+    if data[:2] not in ROW_V23:
         return unpack_record(data)
     envs = split_v2(data)
     if len(envs) != len(classes):
@@ -376,11 +382,11 @@ def row_envelopes(data: bytes, classes: tuple[str, ...] | list[str]) -> dict[str
     return dict(zip(classes, envs, strict=True))
 
 
-def unpack_cells_v2(cells: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
+def unpack_cells_v2(cells: bytes, joint: bool = False) -> tuple[list[tuple[int, bytes]], bytes]:
     """(field number, ciphertext) pairs and the check tag (b"" if none) of format-2 cells
-    (one envelope's, nothing after them). Raises Malformed."""
+    (one envelope's, nothing after them); ``joint``: of format 3, the tag. Raises Malformed."""
     try:
-        parsed, check, end = parse_cells_v2(cells, 0)
+        parsed, check, end = parse_cells_v2(cells, 0, joint)
     except (IndexError, struct.error):
         raise Malformed() from None
     if end != len(cells):
@@ -388,20 +394,21 @@ def unpack_cells_v2(cells: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
     return parsed, check
 
 
-def pack_cells_v2(cells: list[tuple[int, bytes]], check: bytes = b"") -> bytes:
+def pack_cells_v2(cells: list[tuple[int, bytes]], check: bytes = b"", joint: bool = False) -> bytes:
     """Format-2 cells: u8 count, then per cell u8 field number, its size in 32-byte blocks
-    (u8, or 0x00 then u32 from 256 blocks on) and the ciphertext; then the check tag, if any."""
+    (u8, or 0x00 then u32 from 256 blocks on) and the ciphertext; then the check tag, if any.
+    ``joint`` (format 3): the cells hold no tags; ``check`` is the envelope's tag."""
     out = [bytes([len(cells)])]
     for fno, ct in cells:
-        b = (len(ct) - F.TAG_LEN) // F.PAD_BLOCK
+        b = (len(ct) - (0 if joint else F.TAG_LEN)) // F.PAD_BLOCK
         out.append(bytes([fno, b]) if b < 256 else bytes([fno, 0]) + _pack_u32(b))
         out.append(ct)
     out.append(check)
     return b"".join(out)
 
 
-def pack_v2(envs: list[tuple[bytes, bytes]]) -> bytes:
-    return F.ROW_V2_PREFIX + b"".join(k + c for k, c in envs)
+def pack_v2(envs: list[tuple[bytes, bytes]], fmt: int = 2) -> bytes:
+    return (F.ROW_V3_PREFIX if fmt == 3 else F.ROW_V2_PREFIX) + b"".join(k + c for k, c in envs)
 
 
 def class_randomness(n_fields: int) -> int:

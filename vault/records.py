@@ -88,6 +88,16 @@ class Records:
                 raise ValidationError(f"{where}{e}", field=name) from None
         return by_class
 
+    def new_format(self) -> int:
+        """The record format of a new row: 3 (docs/format.md 6c) once every index plan of the
+        vault is of version 3, which releases before format 3 refuse to open, so that none of
+        them meets a row it cannot read; 2 until then (the vault's next re-index or rotation
+        moves it on). Plans only ever move to version 3, so a stale view errs towards 2."""
+        fmt = self.access.codec.writes()
+        if fmt == 3 and any(w != F.INDEX_ID_BYTES for w in self.plans.widths().values()):
+            return 2
+        return fmt
+
     def seal(self, rid: bytes, by_class: dict[str, dict[str, bytes]], rnd: bytes | None = None,
              only: Iterable[str] | None = None, ids: list[bytes] | None = None, fmt: int | None = None) -> bytes:
         """Every class gets an envelope, even an empty one, so every row has the schema's shape
@@ -95,7 +105,7 @@ class Records:
         names present and their 32-byte length buckets are visible (docs/threat-model.md).
         ``fmt``: the record format (default: what the codec writes, docs/format.md 6b)."""
         a = self.access
-        fmt = a.codec.writes() if fmt is None else fmt
+        fmt = self.new_format() if fmt is None else fmt
         current, class_pub = a.current, a.class_pub
         envs: list[tuple[str, bytes, int, Any, list[tuple[str, bytes]]]] = []
         need = 0
@@ -277,12 +287,12 @@ class Records:
         record of a batch (each field's class and checks, the keys, each class's DEK-info
         and AAD tails: Codec.batch_sealer). The result is what encode + seal give for the same
         randomness (tests/test_bulk_seal.py); a handle that seals a class to its public key
-        (a write-only role) or writes format 1 takes encode + seal themselves, as does
+        (a write-only role) or writes format 1 or 2 takes encode + seal themselves, as does
         ``batch=False``."""
         classes = self.ses.schema.classes
         current = self.access.current
         fast = None
-        if batch and all(c in current for c in classes):
+        if batch and self.new_format() == 3 and all(c in current for c in classes):
             fast = self.access.codec.batch_sealer([(c, current[c].key.kid, current[c].key.version, current[c].aead)
                                                    for c in classes])
         if fast is None:

@@ -257,7 +257,7 @@ def _refreshed(v: Parts, rid: bytes, data: bytes, classes: list[str], reencrypt:
         envs = codec.unpack(data)
     except E.Malformed:
         raise IntegrityError("record row is malformed", record_id=rid.hex()) from None
-    if reencrypt and _upgrades(v, data):  # a format-1 row: re-encrypted whole, in format 2 (§6b)
+    if reencrypt and _upgrades(v, data):  # a row of format 1 or 2: re-encrypted whole, in format 3 (§6c)
         plain = v.records.open_row(rid, data, {c: None for c in v.access.ses.schema.classes})
         whole: dict[str, dict[str, bytes]] = {}
         for name, pt in plain.items():
@@ -295,9 +295,9 @@ def _refreshed(v: Parts, rid: bytes, data: bytes, classes: list[str], reencrypt:
                     raise E.Malformed()
                 names = codec.cell_names(data, cells_blob)
                 new = v.access.current[c]
-                if hdr.derived:  # format 2: authenticate the derived DEK, then wrap it (kind D)
-                    dek = codec.derived_dek(v.access.keys[hdr.class_kid], dek_blob, rid, c, names)
-                    codec.authenticate_derived(dek, dek_blob, rid, cells_blob)
+                if hdr.derived:  # formats 2 and 3: authenticate the derived DEK, then wrap it (kind D)
+                    dek = codec.derived_dek(v.access.keys[hdr.class_kid], dek_blob, rid, c, names, fmt)
+                    codec.authenticate_derived(dek, dek_blob, rid, cells_blob, fmt)
                     wrapped = E.wrap_dek(new.aead, new.key.kid, new.key.version, hdr.dek_id, dek, v.access.ses.vid,
                                          rid, c, names)
                 elif hdr.sealed:  # written by a role without the class: adopt it into a normal wrap
@@ -315,10 +315,11 @@ def _refreshed(v: Parts, rid: bytes, data: bytes, classes: list[str], reencrypt:
 
 
 def _upgrades(v: Parts, data: bytes) -> bool:
-    """Whether a re-encryption rewrites this row in record format 2: a format-1 row, when
-    this opener holds every class (each envelope is sealed afresh; a row cannot mix formats)."""
+    """Whether a re-encryption rewrites this row in the record format new rows are written in
+    (3): a row of an older format, when this opener holds every class (each envelope is sealed
+    afresh; a row cannot mix formats)."""
     codec = v.access.codec
-    return (codec.writes(data) == 1 and codec.writes() == 2
+    return (codec.writes(data) < v.records.new_format()
             and all(c in v.access.current for c in v.access.ses.schema.classes))
 
 

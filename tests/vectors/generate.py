@@ -141,6 +141,74 @@ def record_v2(vid: bytes, rid: bytes, pt: bytes) -> dict:
     }
 
 
+def record_v3(vid: bytes, rid: bytes, pt: bytes) -> dict:
+    """Record format 3 (docs/format.md 6c): format 2's frame and derived DEKs (under the v3
+    label), one AES-GCM ciphertext per class over its padded cells, nonce zero, the framing in
+    its associated data; the same record after a rotation without re-encryption (identity's
+    DEK wrapped, kind D); and tampered rows a reader must refuse."""
+    fields = ["badge_name", "legal_name", "organisation", "risk_notes"]  # schema order: numbers 1..4
+    number = {n: i + 1 for i, n in enumerate(fields)}
+    org = b"Free Press Network of the Levant and North Africa"  # two blocks: one can be moved
+    classes = [("public", {"badge_name": "Amira".encode()}),
+               ("identity", {"legal_name": pt, "organisation": org}), ("risk", {})]
+    keys, rnd_log, envs, deks = [], [], [], {}
+    for cls, values in classes:
+        k, kid = det(f"class-key-{cls}", 32), det(f"class-kid-{cls}", 8)
+        keys.append({"class": cls, "version": 1, "kid": h(kid), "key": h(k)})
+        unused, did = det(f"v3-dek-{cls}", 32), det(f"v3-dek-id-{cls}", 8)
+        rnd_log.append(h(unused + did))
+        key = bytes([2]) + b"H" + kid + did
+        info = (b"dvault/v3/record-dek" + key + vid + rid + lp8(cls.encode()) + struct.pack(">I", 1)
+                + manifest(list(values)))
+        dek = hmac256(hkdf(k, b"dvault/v2/record-dek-key"), info + b"\x01")  # Expand: one block
+        deks[cls] = dek
+        order = sorted(values, key=number.__getitem__)
+        padded = [pad(values[n]) for n in order]
+        aad = b"\x03J" + did + vid + rid + bytes([len(order)]) + b"".join(
+            bytes([number[n]]) + lp8(n.encode()) + struct.pack(">I", len(p) // 32) for n, p in zip(order, padded))
+        ct = AESGCM(dek).encrypt(bytes(12), b"".join(padded), aad)
+        body, off = bytes([len(order)]), 0
+        for n, p in zip(order, padded):
+            body += bytes([number[n], len(p) // 32]) + ct[off:off + len(p)]
+            off += len(p)
+        envs.append((key, body + ct[off:]))
+    row = b"\x00\x03" + b"".join(k + c for k, c in envs)
+    did = envs[1][0][10:18]
+    k2, kid2 = det("class-key-identity-v2", 32), det("class-kid-identity-v2", 8)
+    wrapped = dek_blob(k2, kid2, 2, did, deks["identity"], vid, rid, "identity", ["legal_name", "organisation"],
+                       det("v3-rewrap-nonce", 12))
+    rotated = b"\x00\x03" + envs[0][0] + envs[0][1] + wrapped + envs[1][1] + envs[2][0] + envs[2][1]
+    pub, ident, risk = envs
+    body = ident[1]
+    b1 = body[2]  # legal_name's blocks; organisation's are two
+    c1, c2 = body[1:3 + 32 * b1], body[3 + 32 * b1:-16]
+    moved = bytes([2, c1[0], b1 + 1]) + c1[2:] + c2[2:34] + bytes([c2[0], 1]) + c2[34:] + body[-16:]
+    assert c2[1] == 2 and len(moved) == len(body)
+    tampered = {
+        "field numbers of two cells exchanged": bytes([2, c2[0]]) + c1[1:] + bytes([c1[0]]) + c2[1:] + body[-16:],
+        "a block moved from one cell to the other (sizes edited, bytes kept)": moved,
+        "a cell dropped (count lowered)": bytes([1]) + c1 + body[-16:],
+        "the tag flipped": body[:-1] + bytes([body[-1] ^ 1]),
+    }
+    bad = [{"why": why, "row": h(b"\x00\x03" + pub[0] + pub[1] + ident[0] + b + risk[0] + risk[1])}
+           for why, b in tampered.items()]
+    bad.append({"why": "truncated frame (last byte cut)", "row": h(row[:-1])})
+    bad.append({"why": "envelopes of two classes exchanged", "row": h(b"\x00\x03" + ident[0] + ident[1] + pub[0]
+                                                                     + pub[1] + risk[0] + risk[1])})
+    bad.append({"why": "empty envelope's tag flipped", "row": h(row[:-1] + bytes([row[-1] ^ 1]))})
+    bad.append({"why": "the row relabelled as format 2", "row": h(b"\x00\x02" + row[2:])})
+    return {
+        "expect": "success",
+        "description": "record format 3 (format.md 6c): randomness per class = DEK(32, unused by kind H)||DEK id(8); "
+                       "row_rotated: identity's DEK wrapped under class key version 2 (kind D); "
+                       "tampered: rows a reader must refuse",
+        "vault_id": h(vid), "record_id": h(rid), "fields": fields, "class_keys": keys,
+        "rotated_key": {"class": "identity", "version": 2, "kid": h(kid2), "key": h(k2)},
+        "values": {cls: {n: h(v) for n, v in vals.items()} for cls, vals in classes},
+        "randomness": rnd_log, "row": h(row), "row_rotated": h(rotated), "tampered": bad,
+    }
+
+
 def keyring_plain(keys: list[tuple[int, str, int, bytes, bytes]]) -> bytes:
     out = struct.pack(">H", len(keys))
     for kind, name, version, kid, key in keys:
@@ -254,6 +322,7 @@ def build() -> dict[str, dict]:
     }
     record_envs = list(envs)
     files["record_v2.json"] = record_v2(vid, rid, pt)
+    files["record_v3.json"] = record_v3(vid, rid, pt)
 
     # -- a DEK sealed to a class's public key (kind E), by a writer without the class key ------
     # crypto_box_seal made deterministic by fixing the ephemeral key: nonce = BLAKE2b-192(epk || pk).

@@ -593,12 +593,14 @@ class Reader:
             return hdr[10:18], inner[:32], "E"
         raise FormatError(f"unknown DEK kind {kind!r}")
 
-    # -- §6b record rows of format 2
+    # -- §6b record rows of format 2 and §6c of format 3
     def read_record_v2(self, rid, data):
         numbers = list(self.fields)  # field number = 1-based position in the schema's [fields]
         r = R(data)
-        if r.take(2) != b"\x00\x02":
-            raise FormatError("not a format-2 row")
+        head = r.take(2)
+        if head not in (b"\x00\x02", b"\x00\x03"):
+            raise FormatError("not a format-2 or 3 row")
+        joint = head == b"\x00\x03"
         out, dek_ids, kinds = {}, b"", []
         for cls in self.classes:
             kind = r.b[r.i:r.i + 2]
@@ -619,8 +621,8 @@ class Reader:
                 name = numbers[fno - 1]
                 if self.fields[name].get("class") != cls:
                     raise FormatError(f"field {name} not in class {cls}")
-                cells.append((fno, name, r.take(32 * b + 16)))
-            check = r.take(16) if not cells else b""
+                cells.append((fno, name, r.take(32 * b + (0 if joint else 16))))
+            check = r.take(16) if joint or not cells else b""
             names = [n for _, n, _ in cells]
             dek_id = key[10:18]
             dek_ids += dek_id
@@ -632,7 +634,8 @@ class Reader:
                 ck = self.kr.by_kid(1, key[2:10])
                 if ck is None or ck["name"] != cls:
                     raise FormatError("H: class key unknown or of another class")
-                info = (b"dvault/v2/record-dek" + key + self.vault_id + rid + lp8(cls) + u32(ck["version"])
+                label = b"dvault/v3/record-dek" if joint else b"dvault/v2/record-dek"
+                info = (label + key + self.vault_id + rid + lp8(cls) + u32(ck["version"])
                         + manifest(names))
                 dek = hmac256(hkdf(ck["key"], "dvault/v2/record-dek-key"), info + b"\x01")
                 kinds.append("H")
@@ -641,6 +644,15 @@ class Reader:
                 kinds.append(k)
                 if k == "W":
                     self.sealed_fields.setdefault(rid, set()).update(names)
+            if joint:  # one ciphertext: the cells' bytes in order, then the tag
+                aad = b"\x03J" + dek_id + self.vault_id + rid + u8(len(cells))
+                aad += b"".join(u8(fno) + lp8(name) + u32(len(ct) // 32) for fno, name, ct in cells)
+                pt = aead_open(dek, bytes(12), b"".join(ct for _, _, ct in cells) + check, aad)
+                off = 0
+                for _, name, ct in cells:
+                    out[name] = decode_value(self.fields[name]["type"], unpad(pt[off:off + len(ct)]))
+                    off += len(ct)
+                continue
             if not cells:
                 aead_open(dek, b"\xff" * 12, check, b"\x02C" + dek_id + self.vault_id + rid)
             for fno, name, ct in cells:
