@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -173,11 +174,10 @@ def test_record_row_hot_path() -> None:
     assert plain == {n: b(x) for vals in v["values"].values() for n, x in vals.items()}
 
 
-def test_record_v2() -> None:
-    """Record format 2 (docs/format.md 6b): the library writes exactly the vector's row, reads
-    it and its rotated form (identity's DEK wrapped, kind D), and refuses every tampered row."""
+def _record_vector(v: dict[str, Any]) -> tuple[bytes, tuple[str, ...], Any, dict[bytes, Any], list[Any]]:
+    """What a record vector of format 2 or 3 needs: its record id, classes, a codec with every
+    class key registered (the rotated one too), and seal_record's envelopes."""
     from vault import compact
-    v = load("record_v2.json")
     vid, rid = b(v["vault_id"]), b(v["record_id"])
     keys = {k["class"]: k for k in v["class_keys"]}
     classes = tuple(keys)
@@ -188,6 +188,14 @@ def test_record_v2() -> None:
                                                b(k["kid"]))
     envs = [(cls, b(keys[cls]["kid"]), 1, C.Aead(b(keys[cls]["key"])),
              sorted((n, b(x)) for n, x in v["values"][cls].items())) for cls in classes]
+    return rid, classes, codec, entries, envs
+
+
+def test_record_v2() -> None:
+    """Record format 2 (docs/format.md 6b): the library writes exactly the vector's row, reads
+    it and its rotated form (identity's DEK wrapped, kind D), and refuses every tampered row."""
+    v = load("record_v2.json")
+    rid, classes, codec, entries, envs = _record_vector(v)
     assert codec.seal_record(rid, envs, b"".join(b(r) for r in v["randomness"])) == b(v["row"])
     field_class = {n: cls for cls, vals in v["values"].items() for n in vals}
     field_class["risk_notes"] = "risk"
@@ -205,6 +213,7 @@ def test_record_v2() -> None:
             with pytest.raises((E.Malformed, E.EnvelopeFailure, E.FieldFailure)):
                 codec.open_record(b(bad["row"]), rid, entries, only, field_class)
     prk = HKDF(hashes.SHA256(), 32, None, b"dvault/v2/record-dek-key").derive(b"\x07" * 32)
+    from vault import compact
     assert compact.derive_dek(b"\x07" * 32, b"info") == HKDFExpand(hashes.SHA256(), 32, b"info").derive(prk)
 
 
@@ -212,18 +221,8 @@ def test_record_v3() -> None:
     """Record format 3 (docs/format.md 6c): the library writes exactly the vector's row (one
     record at a time and in bulk), reads it and its rotated form (identity's DEK wrapped, kind
     D), one field or all, and refuses every tampered row, whichever field is asked for."""
-    from vault import compact
     v = load("record_v3.json")
-    vid, rid = b(v["vault_id"]), b(v["record_id"])
-    keys = {k["class"]: k for k in v["class_keys"]}
-    classes = tuple(keys)
-    codec = compact.Codec(vid, classes, tuple(v["fields"]))
-    entries = {}
-    for k in v["class_keys"] + [v["rotated_key"]]:
-        entries[b(k["kid"])] = codec.key_entry(k["class"], k["version"], C.Aead(b(k["key"])), b"", b(k["key"]),
-                                               b(k["kid"]))
-    envs = [(cls, b(keys[cls]["kid"]), 1, C.Aead(b(keys[cls]["key"])),
-             sorted((n, b(x)) for n, x in v["values"][cls].items())) for cls in classes]
+    rid, classes, codec, entries, envs = _record_vector(v)
     rnd = b"".join(b(r) for r in v["randomness"])
     assert codec.seal_record(rid, envs, rnd, version=3) == b(v["row"])
     seal = codec.batch_sealer([(c, kid, ver, key) for c, kid, ver, key, _ in envs])

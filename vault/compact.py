@@ -394,17 +394,8 @@ class Codec(E.Codec):
                     raise E.Malformed()
             except (E.Malformed,) + C.AEAD_FAILURES:
                 raise E.FieldFailure(name) from None
-            if not wanted:
-                continue
-            if decoders is None:
-                out[name] = stripped[:-1]
-                continue
-            try:
-                out[name] = decoders[name](stripped[:-1])
-                continue
-            except ValueError:  # holds the plaintext: raise outside the handler
-                pass
-            raise E.FieldEncoding(name)
+            if wanted:
+                out[name] = E.decode_value(name, stripped[:-1], decoders)
 
     @staticmethod
     def _present(cls: str, cells: list[tuple[int, bytes]],
@@ -472,15 +463,7 @@ class Codec(E.Codec):
             off = end
             if not stripped or stripped[-1] != 0x80:
                 raise E.FieldFailure(name)
-            if decoders is None:
-                out[name] = stripped[:-1]
-                continue
-            try:
-                out[name] = decoders[name](stripped[:-1])
-                continue
-            except ValueError:  # holds the plaintext: raise outside the handler
-                pass
-            raise E.FieldEncoding(name)
+            out[name] = E.decode_value(name, stripped[:-1], decoders)
 
 
 def class_randomness(n_fields: int, fmt: int) -> int:

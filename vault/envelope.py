@@ -636,15 +636,21 @@ def _open_cells(dec: Callable[[bytes, bytes, bytes], bytes], fhead: bytes, tail:
                 raise Malformed()
         except (Malformed,) + C.AEAD_FAILURES:
             raise FieldFailure(name) from None
-        if decoders is None:
-            out[name] = stripped[:-1]
-            continue
-        try:
-            out[name] = decoders[name](stripped[:-1])
-            continue
-        except ValueError:  # UnicodeDecodeError included; it holds the plaintext, so
-            pass  # raise outside the handler, where it would become __context__
-        raise FieldEncoding(name)
+        out[name] = decode_value(name, stripped[:-1], decoders)
+
+
+def decode_value(name: str, raw: bytes, decoders: dict[str, Callable[[bytes], Any]] | None) -> Any:
+    """A cell's authentic plaintext as its field's value (``decoders`` None: the bytes), or
+    FieldEncoding naming the field. The decoder's own error (UnicodeDecodeError included)
+    holds the plaintext, so FieldEncoding is raised outside the handler, where that error
+    would become its __context__."""
+    if decoders is None:
+        return raw
+    try:
+        return decoders[name](raw)
+    except ValueError:
+        pass
+    raise FieldEncoding(name)
 
 
 class FieldEncoding(Exception):
