@@ -78,6 +78,22 @@ def record_row(envs: list[tuple[str, bytes, bytes]]) -> bytes:
     return out
 
 
+def derived_class(fmt: int, cls: str, names: list[str], vid: bytes, rid: bytes, keys: list, rnd_log: list
+                  ) -> tuple[bytes, bytes, bytes, bytes, bytes]:
+    """One class of a record of format ``fmt`` (2 or 3) with a kind H key: its class key and
+    id (appended to ``keys``), the randomness it takes (to ``rnd_log``), its DEK id, the 18-byte
+    key and the DEK derived under the format's label (formats 2 and 3 share the prk)."""
+    k, kid = det(f"class-key-{cls}", 32), det(f"class-kid-{cls}", 8)
+    keys.append({"class": cls, "version": 1, "kid": h(kid), "key": h(k)})
+    unused, did = det(f"v{fmt}-dek-{cls}", 32), det(f"v{fmt}-dek-id-{cls}", 8)
+    rnd_log.append(h(unused + did))
+    key = bytes([2]) + b"H" + kid + did
+    info = (f"dvault/v{fmt}/record-dek".encode() + key + vid + rid + lp8(cls.encode()) + struct.pack(">I", 1)
+            + manifest(names))
+    dek = hmac256(hkdf(k, b"dvault/v2/record-dek-key"), info + b"\x01")  # Expand: one block
+    return k, kid, did, key, dek
+
+
 def record_v2(vid: bytes, rid: bytes, pt: bytes) -> dict:
     """Record format 2 (docs/format.md 6b): derived DEKs (kind H), numbered cells, derived
     nonces, the check tag of an empty envelope; the same record after a rotation without
@@ -88,14 +104,7 @@ def record_v2(vid: bytes, rid: bytes, pt: bytes) -> dict:
                ("identity", {"legal_name": pt, "organisation": b"Free Press"}), ("risk", {})]
     keys, rnd_log, envs, deks = [], [], [], {}
     for cls, values in classes:
-        k, kid = det(f"class-key-{cls}", 32), det(f"class-kid-{cls}", 8)
-        keys.append({"class": cls, "version": 1, "kid": h(kid), "key": h(k)})
-        unused, did = det(f"v2-dek-{cls}", 32), det(f"v2-dek-id-{cls}", 8)
-        rnd_log.append(h(unused + did))
-        key = bytes([2]) + b"H" + kid + did
-        info = (b"dvault/v2/record-dek" + key + vid + rid + lp8(cls.encode()) + struct.pack(">I", 1)
-                + manifest(list(values)))
-        dek = hmac256(hkdf(k, b"dvault/v2/record-dek-key"), info + b"\x01")  # Expand: one block
+        k, kid, did, key, dek = derived_class(2, cls, list(values), vid, rid, keys, rnd_log)
         deks[cls] = (dek, did, k, kid)
         body = bytes([len(values)])
         for name in sorted(values, key=number.__getitem__):
@@ -153,14 +162,7 @@ def record_v3(vid: bytes, rid: bytes, pt: bytes) -> dict:
                ("identity", {"legal_name": pt, "organisation": org}), ("risk", {})]
     keys, rnd_log, envs, deks = [], [], [], {}
     for cls, values in classes:
-        k, kid = det(f"class-key-{cls}", 32), det(f"class-kid-{cls}", 8)
-        keys.append({"class": cls, "version": 1, "kid": h(kid), "key": h(k)})
-        unused, did = det(f"v3-dek-{cls}", 32), det(f"v3-dek-id-{cls}", 8)
-        rnd_log.append(h(unused + did))
-        key = bytes([2]) + b"H" + kid + did
-        info = (b"dvault/v3/record-dek" + key + vid + rid + lp8(cls.encode()) + struct.pack(">I", 1)
-                + manifest(list(values)))
-        dek = hmac256(hkdf(k, b"dvault/v2/record-dek-key"), info + b"\x01")  # Expand: one block
+        _k, _kid, did, key, dek = derived_class(3, cls, list(values), vid, rid, keys, rnd_log)
         deks[cls] = dek
         order = sorted(values, key=number.__getitem__)
         padded = [pad(values[n]) for n in order]
