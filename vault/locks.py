@@ -59,8 +59,14 @@ def install_lock_wait(engine: Engine) -> None:
     def _on_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
         # every lock wait of this client's sessions bounded (LOCK_WAIT_MS), read at connect
         # time so that a test can lower it
+        # and no JIT: the server compiles a statement whose estimated cost passes jit_above_cost,
+        # and a search's union of 100 prefix ranges on dv_records (vault.index_rows) is estimated
+        # high (bytea ranges have no useful statistics) though each arm reads one row by the
+        # primary key: compiling took 1.2 s of a 1 ms statement. Nothing this client runs is a
+        # long analytic query that JIT would speed up.
         with dbapi_conn.cursor() as cur:
             cur.execute(f"SET lock_timeout = {int(LOCK_WAIT_MS)}")
+            cur.execute("SET jit = off")
         dbapi_conn.commit()
 
 
