@@ -937,6 +937,34 @@ def test_revoking_a_writer_adopts_what_they_sealed(team) -> None:  # type: ignor
             v.get(new)
 
 
+def test_a_writer_cannot_stop_their_own_revocation_by_tampering_with_what_they_sealed(team) -> None:  # type: ignore[no-untyped-def]
+    """Staff can write the database. One about to be revoked edits one of their sealed
+    envelopes (its DEK box) and plants a row that does not parse: the revocation still
+    completes, adopts what verifies, leaves the rest as unreadable as it was, and its audit
+    entry counts the rows left (naming none)."""
+    url, lead, staff, tool, rid = team
+    with vault.open(url, identity=staff) as v:
+        good, bad = v.add(PERSON), v.add(dict(PERSON, legal_name="Someone Else"))
+    raw = RawDB(url)
+    envs = raw.envs(bad)
+    blob, cells = envs["identity"]
+    envs["identity"] = (blob[:40] + bytes([blob[40] ^ 1]) + blob[41:], cells)
+    raw.set_envs(bad, envs)
+    raw.set_row(rid, b"\x00\x03" + raw.row(rid)[2:30])  # the lead's own record, cut short
+    with vault.open(url, identity=lead) as v:
+        v.remove_user(staff.public.user_id, rotate=False)
+        assert "sam" not in {u.name for u in v.users()}
+        assert dict(v.get(good)) == PERSON
+        with pytest.raises(vault.IntegrityError, match="'identity' envelope failed"):
+            v.get(bad)
+        entry = [e for e in v.audit_entries(action="user_removed")][-1]
+        assert entry["detail"]["unreadable_rows"] == 2 and bad not in str(entry) and rid not in str(entry)
+    assert raw.envs(good)["identity"][0][1:2] == b"D" and raw.envs(bad)["identity"][0][1:2] == b"W"
+    raw.close()
+    with pytest.raises(vault.VaultError):
+        vault.open(url, identity=staff).close()
+
+
 def test_a_writer_enrolled_after_a_handle_opened_is_recognised(team) -> None:  # type: ignore[no-untyped-def]
     url, lead, staff, tool, rid = team
     late = Identity.generate()

@@ -78,9 +78,12 @@ def remove_user(a: Access, journal: Journal, user_id: str) -> S.Role:
         # gone. Else rows they commit during the scan would be left sealed under a signature
         # that stops counting: unreadable.
         # What they sealed to write-only classes is adopted into ordinary wraps while their
-        # signature still counts: from now on readers refuse any envelope they sign.
+        # signature still counts: from now on readers refuse any envelope they sign. One that
+        # does not verify (tampered or planted) stays as it is, as unreadable as it was, and is
+        # counted: a database writer, the user being revoked included, cannot stop this.
+        unadopted: list[bytes] = []
         adopt_sealed(store, conn, a.ses.vid, {kid: ck.key for kid, ck in a.by_kid.items()},
-                     lambda h: h.writer == bytes.fromhex(gone.user_id), a.writer_key, a.codec)
+                     lambda h: h.writer == bytes.fromhex(gone.user_id), a.writer_key, a.codec, unadopted)
         store.delete_slot(conn, gone.slot_id)
         # The row stays, marked revoked: its public key still verifies the user's past
         # audit entries, and the id can never be enrolled again.
@@ -91,7 +94,10 @@ def remove_user(a: Access, journal: Journal, user_id: str) -> S.Role:
         # Their grants are values sealed to the identity being revoked (its keys never
         # rotate): left here, that identity file would open them from any later copy.
         asked = forget(conn, requester=gone.user_id)
-        journal.record("user_removed", "", {"user": gone.user_id, "requests": asked})
+        detail: dict[str, object] = {"user": gone.user_id, "requests": asked}
+        if unadopted:
+            detail["unreadable_rows"] = len(set(unadopted))  # a count: the log names no record
+        journal.record("user_removed", "", detail)
     # the table just signed, not a fresh read: a rotation elsewhere since the commit would make
     # that read raise KeysChanged, reporting a revocation that committed as failed
     a.writers_from(after)
