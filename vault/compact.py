@@ -82,7 +82,10 @@ def dek_info(ref: bytes, vault_id: bytes, record_id: bytes, cls: str, class_vers
 def joint_aad(dek_id: bytes, vault_id: bytes, record_id: bytes, cells: list[tuple[int, str, int]]) -> bytes:
     """Associated data of a format-3 envelope's one ciphertext (§6c): the DEK id, vault and
     record, then the framing it is cut by, each cell's field number, name and size in blocks,
-    so that no cell can be moved, renamed, resized or dropped without the tag failing."""
+    so that no cell can be moved, renamed, resized or dropped without the tag failing.
+    The read and write hot paths (Codec._open_joint, _joint_cells) build the same bytes inline,
+    from each field's precomputed AAD tail, in the pass they make over the cells anyway (a
+    shared builder measured 13% slower on a full read); record_v3.json pins all three."""
     return (_JOINT + dek_id + vault_id + record_id + _BYTE[len(cells)]
             + b"".join(bytes([fno]) + E._lp8(name.encode("ascii")) + _pack_u32(b) for fno, name, b in cells))
 
