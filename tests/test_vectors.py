@@ -229,6 +229,12 @@ def test_record_v3() -> None:
     assert seal is not None
     by_class = {c: {n: b(x) for n, x in vals.items()} for c, vals in v["values"].items()}
     assert seal(rid, by_class, rnd) == b(v["row"])
+    for cls, (key, cells) in codec.unpack(b(v["row"])).items():  # joint_aad, what a rotation checks with
+        names = codec.cell_names(b(v["row"]), cells)
+        dek = codec.derived_dek(entries[key[2:10]], key, rid, cls, names, 3)
+        codec.authenticate_derived(dek, key, rid, cells, 3)
+        with pytest.raises(C.AuthFailure):
+            codec.authenticate_derived(dek, key, rid, cells[:-1] + bytes([cells[-1] ^ 1]), 3)
     field_class = {n: cls for cls, vals in v["values"].items() for n in vals}
     field_class["risk_notes"] = "risk"
     want = {n: b(x) for vals in v["values"].values() for n, x in vals.items()}
