@@ -235,8 +235,7 @@ def test_record_v3() -> None:
         codec.authenticate_derived(dek, key, rid, cells, 3)
         with pytest.raises(C.AuthFailure):
             codec.authenticate_derived(dek, key, rid, cells[:-1] + bytes([cells[-1] ^ 1]), 3)
-    field_class = {n: cls for cls, vals in v["values"].items() for n in vals}
-    field_class["risk_notes"] = "risk"
+    field_class = v["field_classes"]
     want = {n: b(x) for vals in v["values"].values() for n, x in vals.items()}
     for row in (v["row"], v["row_rotated"]):
         assert codec.open_record(b(row), rid, entries, {c: None for c in classes}, field_class) == want
@@ -244,13 +243,33 @@ def test_record_v3() -> None:
             only = {field_class[name]: [name]}
             assert codec.open_record(b(row), rid, entries, only, field_class) == {name: want[name]}
     assert E.dek_ids(b(v["row"])) == E.dek_ids(b(v["row_rotated"]))  # a rewrap keeps the record state
-    assert len(v["tampered"]) == 8
+    assert len(v["tampered"]) == 9
     for bad in v["tampered"]:
+        row = b(bad["row"])
+        # "tag": the frame is valid, so only the envelope's tag can refuse it (never Malformed);
+        # "frame": the parse of format.md 6b refuses it (a reader may meet a key or tag first)
+        assert frame_ok(row, classes, v["fields"], field_class) == (bad["fails_on"] == "tag"), bad["why"]
         for only in ({c: None for c in classes}, {"identity": ["organisation"]}, {"identity": ["legal_name"]}):
             if "empty envelope" in bad["why"]:
                 only = {"risk": None}
-            with pytest.raises((E.Malformed, E.EnvelopeFailure, E.FieldFailure)):
-                codec.open_record(b(bad["row"]), rid, entries, only, field_class)
+            failure = (E.EnvelopeFailure, E.FieldFailure) if bad["fails_on"] == "tag" else \
+                (E.Malformed, E.EnvelopeFailure, E.FieldFailure)
+            with pytest.raises(failure):
+                codec.open_record(row, rid, entries, only, field_class)
+
+
+def frame_ok(row: bytes, classes: tuple[str, ...], fields: list[str], field_class: dict[str, str]) -> bool:
+    """Whether a format-2 or 3 row passes format.md 6b's parse alone, no key used: the
+    envelopes framed, one per class, each cell's field number ascending and of its class."""
+    try:
+        envs = E.row_envelopes(row, classes)
+        for cls, (_key, cells) in envs.items():
+            parsed, _check = E.unpack_cells_v2(cells, row[:2] == b"\x00\x03")
+            if any(not 1 <= fno <= len(fields) or field_class[fields[fno - 1]] != cls for fno, _ in parsed):
+                return False
+    except E.Malformed:
+        return False
+    return True
 
 
 def test_keyring() -> None:

@@ -154,8 +154,13 @@ def record_v3(vid: bytes, rid: bytes, pt: bytes) -> dict:
     """Record format 3 (docs/format.md 6c): format 2's frame and derived DEKs (under the v3
     label), one AES-GCM ciphertext per class over its padded cells, nonce zero, the framing in
     its associated data; the same record after a rotation without re-encryption (identity's
-    DEK wrapped, kind D); and tampered rows a reader must refuse."""
-    fields = ["badge_name", "legal_name", "organisation", "risk_notes"]  # schema order: numbers 1..4
+    DEK wrapped, kind D); and tampered rows a reader must refuse, each with what refuses it:
+    the frame (§6b's parse) or the tag (an edit the frame allows, which only the AAD binds)."""
+    # schema order gives the numbers 1..5; nationality (identity) is absent from the record,
+    # so a cell can be renumbered to it and keep the frame valid
+    field_classes = {"badge_name": "public", "legal_name": "identity", "organisation": "identity",
+                     "risk_notes": "risk", "nationality": "identity"}
+    fields = list(field_classes)
     number = {n: i + 1 for i, n in enumerate(fields)}
     org = b"Free Press Network of the Levant and North Africa"  # two blocks: one can be moved
     classes = [("public", {"badge_name": "Amira".encode()}),
@@ -186,25 +191,31 @@ def record_v3(vid: bytes, rid: bytes, pt: bytes) -> dict:
     c1, c2 = body[1:3 + 32 * b1], body[3 + 32 * b1:-16]
     moved = bytes([2, c1[0], b1 + 1]) + c1[2:] + c2[2:34] + bytes([c2[0], 1]) + c2[34:] + body[-16:]
     assert c2[1] == 2 and len(moved) == len(body)
-    tampered = {
-        "field numbers of two cells exchanged": bytes([2, c2[0]]) + c1[1:] + bytes([c1[0]]) + c2[1:] + body[-16:],
-        "a block moved from one cell to the other (sizes edited, bytes kept)": moved,
-        "a cell dropped (count lowered)": bytes([1]) + c1 + body[-16:],
-        "the tag flipped": body[:-1] + bytes([body[-1] ^ 1]),
+    assert c2[0] == number["organisation"] < number["nationality"]
+    tampered = {  # why -> (the identity envelope's cells and tag, what refuses it)
+        "field numbers of two cells exchanged (no longer ascending)":
+            (bytes([2, c2[0]]) + c1[1:] + bytes([c1[0]]) + c2[1:] + body[-16:], "frame"),
+        "a cell renumbered to an absent field of its class (organisation 3 -> nationality 5)":
+            (bytes([2]) + c1 + bytes([number["nationality"]]) + c2[1:] + body[-16:], "tag"),
+        "a block moved from one cell to the other (sizes edited, bytes kept)": (moved, "tag"),
+        "a cell dropped (count lowered)": (bytes([1]) + c1 + body[-16:], "tag"),
+        "the tag flipped": (body[:-1] + bytes([body[-1] ^ 1]), "tag"),
     }
-    bad = [{"why": why, "row": h(b"\x00\x03" + pub[0] + pub[1] + ident[0] + b + risk[0] + risk[1])}
-           for why, b in tampered.items()]
-    bad.append({"why": "truncated frame (last byte cut)", "row": h(row[:-1])})
-    bad.append({"why": "envelopes of two classes exchanged", "row": h(b"\x00\x03" + ident[0] + ident[1] + pub[0]
-                                                                     + pub[1] + risk[0] + risk[1])})
-    bad.append({"why": "empty envelope's tag flipped", "row": h(row[:-1] + bytes([row[-1] ^ 1]))})
-    bad.append({"why": "the row relabelled as format 2", "row": h(b"\x00\x02" + row[2:])})
+    bad = [{"why": why, "fails_on": on, "row": h(b"\x00\x03" + pub[0] + pub[1] + ident[0] + b + risk[0] + risk[1])}
+           for why, (b, on) in tampered.items()]
+    bad.append({"why": "truncated frame (last byte cut)", "fails_on": "frame", "row": h(row[:-1])})
+    bad.append({"why": "envelopes of two classes exchanged", "fails_on": "frame",
+                "row": h(b"\x00\x03" + ident[0] + ident[1] + pub[0] + pub[1] + risk[0] + risk[1])})
+    bad.append({"why": "empty envelope's tag flipped", "fails_on": "tag", "row": h(row[:-1] + bytes([row[-1] ^ 1]))})
+    bad.append({"why": "the row relabelled as format 2", "fails_on": "frame", "row": h(b"\x00\x02" + row[2:])})
     return {
         "expect": "success",
         "description": "record format 3 (format.md 6c): randomness per class = DEK(32, unused by kind H)||DEK id(8); "
                        "row_rotated: identity's DEK wrapped under class key version 2 (kind D); "
-                       "tampered: rows a reader must refuse",
-        "vault_id": h(vid), "record_id": h(rid), "fields": fields, "class_keys": keys,
+                       "tampered: rows a reader must refuse, fails_on: what refuses each (frame: the parse of 6b, "
+                       "before any key is used; tag: the envelope's AEAD tag)",
+        "vault_id": h(vid), "record_id": h(rid), "fields": fields, "field_classes": field_classes,
+        "class_keys": keys,
         "rotated_key": {"class": "identity", "version": 2, "kid": h(kid2), "key": h(k2)},
         "values": {cls: {n: h(v) for n, v in vals.items()} for cls, vals in classes},
         "randomness": rnd_log, "row": h(row), "row_rotated": h(rotated), "tampered": bad,
