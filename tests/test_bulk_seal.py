@@ -132,3 +132,11 @@ def test_add_many_batch_rows_read_back(v: vault.Vault) -> None:
         got = dict(v.get(rid))
         assert {k: (x.isoformat() if isinstance(x, dt.date) else x) for k, x in got.items()} == row
     assert [r.id for r in v.find(email="a7@example.org")] == [ids[7]]
+
+
+@given(key=st.binary(min_size=32, max_size=32), vid=st.binary(min_size=16, max_size=16),
+       rid=st.binary(min_size=16, max_size=16), ids=st.binary(max_size=80))
+def test_batch_states_are_state_of(key: bytes, vid: bytes, rid: bytes, ids: bytes) -> None:
+    """add_many's per-batch state function (HMAC keyed once) names rows as state_of does."""
+    from vault.audit import state_of, states
+    assert states(key, vid)(rid, ids) == state_of(key, vid, rid, ids)

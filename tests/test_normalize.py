@@ -3,6 +3,7 @@ different scripts must never be merged or mangled, and every kind is idempotent.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Callable
 
@@ -249,6 +250,15 @@ def test_tokens_shape(value: str) -> None:
     assert len(parts) == len(set(parts))
     for part in parts:
         assert part and " " not in part and "-" not in part and len(part.rstrip(".")) > 1
+
+
+@given(value=st.one_of(ANY_TEXT, st.text(alphabet=" -.ab\t\u00a0\u2010")))
+@example(value="a - b--cd .. e.f -- ef")
+def test_tokens_are_the_parts_between_runs_of_spaces_and_hyphens(value: str) -> None:
+    """tokens() splits with string operations: the same parts, in the same order, as the
+    regular expression that defines them (any text, normalised or not)."""
+    want = list(dict.fromkeys(p for p in re.split(r"[ \-]+", value) if len(p.rstrip(".")) > 1))
+    assert tokens(value) == want
 
 
 _FAST_KINDS = {"text": "_text", "name": "_name", "email": "_email", "phone": "_phone", "compact": "_compact"}

@@ -26,7 +26,7 @@ re-encryption or a move rewrites it in format 2.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import _crypto as C
@@ -91,13 +91,15 @@ def joint_aad(dek_id: bytes, vault_id: bytes, record_id: bytes, cells: list[tupl
 
 
 def _joint_cells(enc: Callable[[bytes, bytes, bytes], bytes], head: bytes,
-                 cells: list[tuple[int, str, bytes, bytes]], out: list[bytes]) -> None:
+                 cells: list[tuple[int, str, bytes]], values: Mapping[str, bytes], out: list[bytes]) -> None:
     """Append one format-3 envelope's cells (after its key) to ``out``: ``head`` is the AAD's
     start (0x03 "J", DEK id, vault, record); ``cells``: (number, name, AAD tail u8(number) ||
-    lp8(name), plaintext), by number. One AEAD call seals every cell of the class."""
+    lp8(name)), by number; ``values``: name -> plaintext. One AEAD call seals every cell of
+    the class."""
     padded, frame = [], []
     aad = [head, _BYTE[len(cells)]]
-    for fno, _, suffix, pt in cells:
+    for fno, name, suffix in cells:
+        pt = values[name]
         p = pt + _PAD[(-len(pt) - 1) % 32]
         b = len(p) >> 5
         padded.append(p)
@@ -207,7 +209,7 @@ class Codec(E.Codec):
             enc = encryptor(dek)
             if version == 3:
                 out.append(key)
-                _joint_cells(enc, _JOINT + dek_id + tail, cells, out)
+                _joint_cells(enc, _JOINT + dek_id + tail, [c[:3] for c in cells], dict(items), out)
                 continue
             out += (key, _BYTE[len(cells)])
             prefix = _FIELD + dek_id + tail
@@ -263,8 +265,7 @@ class Codec(E.Codec):
                 pos += CLASS_RANDOMNESS
                 key = ref + dek_id
                 out.append(key)
-                _joint_cells(encryptor(prf(label + key + tail + info_tail)), _JOINT + dek_id + tail,
-                             [(fno, name, suffix, values[name]) for fno, name, suffix in cells], out)
+                _joint_cells(encryptor(prf(label + key + tail + info_tail)), _JOINT + dek_id + tail, cells, values, out)
             return b"".join(out)
         return seal
 

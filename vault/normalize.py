@@ -69,7 +69,10 @@ def tokens(value: str) -> list[str]:
     part is not counted twice.
     """
     seen: dict[str, None] = {}
-    for part in re.split(r"[ \-]+", value):
+    # the parts between runs of spaces and hyphens: splitting at every single one gives the
+    # same non-empty parts as re.split(r"[ \-]+"), plus empty ones, dropped below with the
+    # one-character parts; string methods take half the regex's time (every record's name)
+    for part in value.replace("-", " ").split(" "):
         if len(part.rstrip(".")) > 1:
             seen.setdefault(part, None)
     return list(seen)

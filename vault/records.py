@@ -16,8 +16,8 @@ from . import _format as F
 from . import _parallel as PAR
 from . import envelope as E
 from .access import Access
-from .audit import state_of
-from .buckets import Bucket, group_terms
+from .audit import state_of, states
+from .buckets import Bucket
 from .canaries import Canaries
 from .compact import class_randomness
 from .errors import AccessDenied, IntegrityError, KeysChanged, NotFound, ValidationError
@@ -266,17 +266,25 @@ class Records:
         def seal(bounds: tuple[int, int]) -> tuple[list[tuple[bytes, bytes]], dict[Bucket, bytes], list[str]]:
             if not built:  # a single add keeps the general path (its tests patch Field.encode)
                 built.append(self.row_sealer(batch=len(rows) > 1))
-            one, terms_of, state_key, vid = built[0], self.plans.terms, self.access.state_key, self.ses.vid
-            batch, terms, made = [], [], []
+            one, gens, state = built[0], self.plans.indexers, states(self.access.state_key, self.ses.vid)
+            batch, made = [], []
+            buckets: dict[Bucket, list[bytes]] = {}  # group_terms of Plans.terms, built as they come
             for i in range(*bounds):
-                rid, data, ids = one(rows[i], f"row {i + 1}: ")
+                values = rows[i]
+                rid, data, ids = one(values, f"row {i + 1}: ")
                 batch.append((rid, data))
-                made.append(state_of(state_key, vid, rid, ids))
+                made.append(state(rid, ids))
                 try:
-                    terms += terms_of(rid, rows[i])
+                    for gen, ix in gens:
+                        for name, value in ix.terms(values):
+                            got = buckets.get((gen, name, value))
+                            if got is None:
+                                buckets[(gen, name, value)] = [rid]
+                            else:
+                                got.append(rid)
                 except ValidationError as e:  # a value too long to index (vault.index.capped_normalize)
                     raise ValidationError(f"row {i + 1}: {e}", field=e.field) from None
-            return batch, group_terms(terms), made
+            return batch, {key: b"".join(got) for key, got in buckets.items()}, made
         return seal
 
     def row_sealer(self, batch: bool = True) -> Callable[[Mapping[str, Any], str], tuple[bytes, bytes, bytes]]:
