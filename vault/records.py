@@ -25,6 +25,7 @@ from .journal import Journal
 from .plans import Plans
 from .pseudonyms import Pseudonyms, record_id_bytes
 from .record import Record
+from .row_encoding import row_encoder
 from .session import Session
 
 Classes = dict[str, list[str] | None]
@@ -323,39 +324,9 @@ class Records:
         return one
 
     def row_encoder(self) -> Callable[[Mapping[str, Any], str], dict[str, dict[str, bytes]]]:
-        """:meth:`encode` of a whole new record, with each field's class and checks looked up
-        once: printable ASCII text within the field's length (the common value, which
-        Field.canonical takes as it is) is encoded here; anything else goes through
-        Field.encode, and a row that is not a plain dict, or names an unknown field, through
-        :meth:`encode` itself (which raises its error). Same output and the same errors as
-        :meth:`encode` (tests/test_bulk_seal.py)."""
-        schema = self.ses.schema
-        classes = schema.classes
-        specs = {f.name: (f.cls, min(f.max_length, F.MAX_VALUE_BYTES) if f.type == "text" else -1, f.encode)
-                 for f in schema.fields.values()}
-        check_required = schema.check_required
-
-        def encode(values: Mapping[str, Any], where: str) -> dict[str, dict[str, bytes]]:
-            if type(values) is not dict:
-                return self.encode(values, where)
-            check_required(values, where)
-            by_class: dict[str, dict[str, bytes]] = {c: {} for c in classes}
-            for name, value in values.items():
-                spec = specs.get(name)
-                if spec is None:
-                    return self.encode(values, where)  # an unknown field: encode names it
-                if value is None:
-                    continue
-                cls, limit, field_encode = spec
-                if type(value) is str and len(value) <= limit and value.isascii() and value.isprintable():
-                    by_class[cls][name] = value.encode("ascii")
-                    continue
-                try:
-                    by_class[cls][name] = field_encode(value)
-                except ValidationError as e:
-                    raise ValidationError(f"{where}{e}", field=name) from None
-            return by_class
-        return encode
+        """:meth:`encode` of a whole new record, each field's checks resolved once
+        (vault.row_encoding): same output and the same errors (tests/test_bulk_seal.py)."""
+        return row_encoder(self.ses.schema, self.encode)
 
     def update(self, record_id: str, values: Mapping[str, Any]) -> None:
         """Change fields (None removes one). Each touched class gets a fresh DEK and fresh

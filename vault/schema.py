@@ -79,6 +79,9 @@ class Field:
                                   what=f"item {i} ")
             if not item:
                 raise ValidationError(f"field {self.name!r} item {i} is empty", field=self.name)
+            if len(item) > 0x3FFF and len(item.encode("utf-8")) > 0xFFFF:  # the u16 length of §3's list framing
+                raise ValidationError(f"field {self.name!r} item {i} is longer than 65,535 bytes of UTF-8",
+                                      field=self.name)
             if self.values and item not in self.values:
                 raise ValidationError(f"field {self.name!r} item {i} is not one of: {', '.join(self.values)}",
                                       field=self.name)
