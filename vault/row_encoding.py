@@ -53,11 +53,22 @@ def row_encoder(schema: Schema, general: Callable[[Mapping[str, Any], str], Enco
     classes = schema.classes
     specs = {f.name: _spec(f) for f in schema.fields.values()}
     check_required = schema.check_required
+    # Schema.check_required passes a record in which every required field, and some field
+    # of each required_any group, is a non-empty string with a non-space character (the
+    # common case, checked here); anything else it checks itself (and names what is missing)
+    needed = [(f.name,) for f in schema.fields.values() if f.required] + list(schema.required_any)
 
     def encode(values: Mapping[str, Any], where: str) -> Encoded:
         if type(values) is not dict:
             return general(values, where)
-        check_required(values, where)
+        for group in needed:
+            for n in group:
+                v = values.get(n)
+                if type(v) is str and not v.isspace() and v:
+                    break
+            else:
+                check_required(values, where)
+                break
         by_class: Encoded = {c: {} for c in classes}
         for name, value in values.items():
             spec = specs.get(name)
@@ -66,6 +77,10 @@ def row_encoder(schema: Schema, general: Callable[[Mapping[str, Any], str], Enco
             if value is None:
                 continue
             cls, kind, limit, allowed, field_encode = spec
+            if kind == _TEXT and type(value) is str and len(value) <= limit and value.isascii() \
+                    and value.isprintable():  # the commonest value: _shortcut's first case, without the call
+                by_class[cls][name] = value.encode("ascii")
+                continue
             data = _shortcut(kind, limit, allowed, value)
             if data is None:
                 try:
