@@ -383,20 +383,25 @@ def build() -> dict[str, dict]:
         "body": h(body), "blob": h(reason_blob),
     }
     expires = 1_795_000_000
-    ghead = bytes([VERSION]) + b"G" + req_id_user
-    gsealed = sealed_box(req_pk, "ephemeral-grant", ghead + vid + req_id + b'{"value": "Amira Haddad"}')
-    message = (b"dvault/v1/break-glass" + ghead + vid + req_id + req_id_user + rid + b"legal_name" + b"\x00"
-               + struct.pack(">Q", expires) + gsealed)
-    gsig = crypto_sign(message, crypto_sign_seed_keypair(lead_seed)[1])[:64]
-    files["grant_v1.json"] = {
-        "expect": "success",
-        "description": "kind G: header || u64 expires || Ed25519(lead, label || header || vault_id || req_id || "
-                       "requester id || record_id || field || 0x00 || u64 expires || sealed) || sealed",
-        "lead_ed25519_seed": h(lead_seed), "requester_x25519_secret": h(req_x), "requester_id": h(req_id_user),
-        "vault_id": h(vid), "req_id": h(req_id), "record_id": h(rid), "field": "legal_name", "expires": expires,
-        "value": "Amira Haddad", "signed_message": h(message),
-        "blob": h(ghead + struct.pack(">Q", expires) + gsig + gsealed),
-    }
+    def grant(kind: bytes, ephemeral: str, payload: bytes, description: str) -> dict:
+        """A break-glass grant of ``kind`` (G, or V with the JSON padded), as format.md 8b."""
+        head = bytes([VERSION]) + kind + req_id_user
+        sealed = sealed_box(req_pk, ephemeral, head + vid + req_id + payload)
+        message = (b"dvault/v1/break-glass" + head + vid + req_id + req_id_user + rid + b"legal_name" + b"\x00"
+                   + struct.pack(">Q", expires) + sealed)
+        sig = crypto_sign(message, crypto_sign_seed_keypair(lead_seed)[1])[:64]
+        return {
+            "expect": "success", "description": description,
+            "lead_ed25519_seed": h(lead_seed), "requester_x25519_secret": h(req_x), "requester_id": h(req_id_user),
+            "vault_id": h(vid), "req_id": h(req_id), "record_id": h(rid), "field": "legal_name", "expires": expires,
+            "value": "Amira Haddad", "signed_message": h(message),
+            "blob": h(head + struct.pack(">Q", expires) + sig + sealed),
+        }
+
+    files["grant_v1.json"] = grant(
+        b"G", "ephemeral-grant", b'{"value": "Amira Haddad"}',
+        "kind G: header || u64 expires || Ed25519(lead, label || header || vault_id || req_id || "
+        "requester id || record_id || field || 0x00 || u64 expires || sealed) || sealed")
 
     # -- the padded forms (since 2026-11-27): reason kind Q, grant kind V, format.md 8b -------
     qhead = bytes([VERSION]) + b"Q" + lead_id
@@ -418,20 +423,9 @@ def build() -> dict[str, dict]:
         "reason": "Visa letter for the embassy", "body": h(abody),
         "blob": h(qhead + sealed_box(lead_pk, "ephemeral-audit-reason", qhead + abody)),
     }
-    vhead = bytes([VERSION]) + b"V" + req_id_user
-    vsealed = sealed_box(req_pk, "ephemeral-grant-padded", vhead + vid + req_id + pad(b'{"value": "Amira Haddad"}'))
-    vmessage = (b"dvault/v1/break-glass" + vhead + vid + req_id + req_id_user + rid + b"legal_name" + b"\x00"
-                + struct.pack(">Q", expires) + vsealed)
-    vsig = crypto_sign(vmessage, crypto_sign_seed_keypair(lead_seed)[1])[:64]
-    files["grant_padded_v1.json"] = {
-        "expect": "success",
-        "description": "kind V: as kind G, the sealed JSON padded: sealed_box(requester, header || vault_id || "
-                       "req_id || pad(JSON))",
-        "lead_ed25519_seed": h(lead_seed), "requester_x25519_secret": h(req_x), "requester_id": h(req_id_user),
-        "vault_id": h(vid), "req_id": h(req_id), "record_id": h(rid), "field": "legal_name", "expires": expires,
-        "value": "Amira Haddad", "signed_message": h(vmessage),
-        "blob": h(vhead + struct.pack(">Q", expires) + vsig + vsealed),
-    }
+    files["grant_padded_v1.json"] = grant(
+        b"V", "ephemeral-grant-padded", pad(b'{"value": "Amira Haddad"}'),
+        "kind V: as kind G, the sealed JSON padded: sealed_box(requester, header || vault_id || req_id || pad(JSON))")
 
     # -- a requester's signature over a break-glass request (database schema v8), format.md 8b --
     req_seed = det("requester-ed25519", 32)
