@@ -58,8 +58,9 @@ class Pseudonyms:
         with store.tx() as conn:
             if not store.record_exists(conn, rid, hold=True):  # a shred committing meanwhile waits for us
                 raise NotFound(f"no record {record_id}")
-            if store.get_pseudonym(conn, purpose, tag) is None:
-                store.put_pseudonym(conn, purpose, tag, keys.seal_ref(tag, rid))
+            # stored already (this session's earlier transaction rolled back, another handle's
+            # issue): the insert does nothing (ON CONFLICT), one statement instead of a read first
+            store.put_pseudonym(conn, purpose, tag, keys.seal_ref(tag, rid))
         if not store.in_transaction:  # inside a caller's transaction it is stored only if that one commits
             self.issued.add((purpose, tag))
         return text
