@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 import vault
 from conftest import PASSPHRASE
 from vault import _crypto as C
+from vault import _format as F
 
 ValidationError = vault.ValidationError
 
@@ -149,13 +150,56 @@ def test_batch_states_are_state_of(key: bytes, vid: bytes, rid: bytes, ids: byte
 TRICKY = [None, "", " ", "abc", "é", "e\u0301", "a\tb", "a\nb", "a\rb", "\x00", "\x85", "a\u00a0b", "\u2028", "\ud800",
           "x" * 1001, "é" * 1001, "low", "high", "2026-02-30", "2026-01-02", dt.date(2026, 1, 2),
           dt.datetime(2026, 1, 2, 3, 4), 7, True, 2.5, b"bytes", ["vegan"], [" vegan "], ["vegan", "vegan"], [],
-          ("a",), " vegan ", "vegan, no nuts", "  ", "x" * 70_000]
+          ("a",), " vegan ", "vegan, no nuts", "  ", "x" * 70_000, "ab", "abcd", " ab ", "a\nb\tc", "é\n",
+          ["é"], ["halal", "vegan"], ["vegan", "halal"], ["a", "b"], ["abcd"]]
 
 
-def test_row_encoder_matches_encode_for_every_field_and_shape(v: vault.Vault) -> None:
+EXTRA_FIELDS = """
+[fields.choices]
+type = "list"
+class = "public"
+values = ["vegan", "halal", "é"]
+
+[fields.one_item]
+type = "list"
+class = "public"
+max_items = 1
+
+[fields.short_items]
+type = "list"
+class = "public"
+max_length = 3
+
+[fields.short_text]
+type = "text"
+class = "public"
+max_length = 3
+
+[fields.short_notes]
+type = "text"
+class = "public"
+multiline = true
+max_length = 3
+
+[fields.level]
+type = "enum"
+class = "public"
+values = ["low", "é", "vegan"]
+"""
+
+
+@pytest.mark.parametrize("extra", [False, True], ids=["default schema", "with list, text and enum variants"])
+def test_row_encoder_matches_encode_for_every_field_and_shape(tmp_path: Path, extra: bool) -> None:
     """Every field of the schema with each value of a plain or awkward shape (NFD text,
     controls, lone surrogates, datetimes, over-long text, list spellings): the bulk
     encoder's result or error is encode's."""
+    from vault.schema import default_schema_text
+    text = default_schema_text() + (EXTRA_FIELDS if extra else "")
+    with vault.create(f"sqlite:///{tmp_path / 'x.db'}", PASSPHRASE, schema=text) as v:
+        _same_for_every_field(v)
+
+
+def _same_for_every_field(v: vault.Vault) -> None:
     recs = v._records
     encode = recs.row_encoder()
     for f in recs.ses.schema.fields.values():
@@ -179,3 +223,37 @@ def test_a_list_item_too_long_for_its_framing_is_a_validation_error(tmp_path: Pa
                 with pytest.raises(ValidationError, match="longer than 65,535 bytes"):
                     encode({"legal_name": "A", "dietary": [item]}, "")
         h.add({"legal_name": "A", "dietary": ["a" * 65_535]})  # the longest item that fits
+
+
+def test_an_enum_value_over_the_value_limit_is_refused_by_both_encoders(tmp_path: Path) -> None:
+    """A schema may list an enum value longer than a stored value may be (1 MiB): a bulk
+    insert refuses it as a single add does, instead of storing it."""
+    from vault.schema import default_schema_text
+    big = "x" * (F.MAX_VALUE_BYTES + 1)
+    text = default_schema_text() + f'\n[fields.size]\ntype = "enum"\nclass = "public"\nvalues = ["{big}", "s"]\n'
+    with vault.create(f"sqlite:///{tmp_path / 'e.db'}", PASSPHRASE, schema=text) as h:
+        for encode in (h._records.encode, h._records.row_encoder()):
+            with pytest.raises(ValidationError, match="longer than 1 MiB"):
+                encode({"legal_name": "A", "size": big}, "")
+        with pytest.raises(ValidationError):
+            h.add_many([{"legal_name": "A", "size": big}, {"legal_name": "B"}])
+        assert h.count() == 0
+
+
+class _LooksLikeAName:
+    """A key that hashes and compares equal to a field's name, but is no string."""
+
+    def __hash__(self) -> int:
+        return hash("badge_name")
+
+    def __eq__(self, other: object) -> bool:
+        return other == "badge_name"
+
+
+def test_a_key_that_only_equals_a_field_name_is_an_unknown_field(v: vault.Vault) -> None:
+    row = {"legal_name": "A", _LooksLikeAName(): "B"}
+    for encode in (v._records.encode, v._records.row_encoder()):
+        with pytest.raises(ValidationError, match="unknown field"):
+            encode(row, "")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="unknown field"):
+        v.add_many([row, {"legal_name": "C"}])  # type: ignore[list-item]

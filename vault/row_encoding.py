@@ -72,7 +72,7 @@ def row_encoder(schema: Schema, general: Callable[[Mapping[str, Any], str], Enco
                 break
         by_class: Encoded = {c: {} for c in classes}
         for name, value in values.items():
-            spec = specs.get(name)
+            spec = specs.get(name) if type(name) is str else None  # (a key that only equals a name is none)
             if spec is None:
                 return general(values, where)  # an unknown field: encode names it
             if value is None:
@@ -112,7 +112,10 @@ def _shortcut(kind: int, limit: int, allowed: frozenset[str], value: Any) -> byt
                 return data if len(data) <= F.MAX_VALUE_BYTES else None
             return None
         if kind == _ENUM:
-            return value.encode("utf-8") if value in allowed else None
+            if value in allowed:
+                data = value.encode("utf-8")  # a schema may list a value over the 1 MiB a value may hold
+                return data if len(data) <= F.MAX_VALUE_BYTES else None
+            return None
         if kind == _LIST:
             # a lone string is one item, stripped; printable ASCII is clean, one item is
             # neither a repeat nor (a list without values) out of order
