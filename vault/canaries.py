@@ -233,8 +233,10 @@ class Canaries:
         if seed is None:
             return
         store = self.ses.store()
-        users, meta = self.access.verified_users_meta(conn)  # the stored statement names the stored list and users
-        blob = store.meta_value(conn, "canaries", lock=True) or b""
+        # the stored statement names the stored list and users; the list re-sealed is the one
+        # that check read (the keys lock, held since, keeps every other signer out)
+        users, meta = self.access.verified_users_meta(conn)
+        blob = meta.get("canaries", b"")
         if self._key is None or self._key[0] != seed:
             self._key = (seed, list_key(seed))
         key = self._key[1]

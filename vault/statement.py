@@ -199,12 +199,15 @@ def report(v: KeyHolder, problems: list[str]) -> None:
             v.ses.warnings.append(p)
 
 
-def signable_version(v: KeyHolder, conn: Any) -> int:
+def signable_version(v: KeyHolder, conn: Any, meta: dict[str, bytes] | None = None) -> int:
     """The version a signature names: the one this client opened (or upgraded) the vault
     at, and only if the database still says so. Why: the statement is what authenticates
     the version; signing whatever the row holds would launder a version a database writer
-    raised (every later open refused as unsupported, and the true one refused as lowered)."""
-    meta = v.ses.store().get_meta_values(conn, ["db_schema_version", "keys_stmt"])
+    raised (every later open refused as unsupported, and the true one refused as lowered).
+    ``meta``: the dv_meta rows the caller read in this transaction, holding the keys lock
+    (the rows it checked and now signs from), else they are read here."""
+    if meta is None:
+        meta = v.ses.store().get_meta_values(conn, ["db_schema_version", "keys_stmt"])
     row = meta_version(meta)
     upgraded_since(meta, v.ses.db_known)
     if row != v.ses.db_known:
@@ -236,7 +239,7 @@ def sign(v: KeyHolder, conn: Any, *, ring: K.Keyring | None = None, users: list[
     ``meta``: the dv_meta rows ``users`` were checked against in this transaction (its keys
     lock held since: the statement in them is the stored one), else they are read here."""
     store = v.ses.store()
-    version = signable_version(v, conn) if version is None else version
+    version = signable_version(v, conn, meta) if version is None else version
     if users is None:
         users = v.verified_users(conn)
     if meta is None:
