@@ -405,6 +405,72 @@ def test_a_copied_entry_under_a_live_record_key_is_caught(url: str, tmp_path: Pa
         assert ids[0] in v.ids()
 
 
+def test_a_stranger_signed_entry_under_a_live_record_key_is_refused(url: str, tmp_path: Path) -> None:
+    """A database writer (on PostgreSQL the staff login may INSERT into dv_shreds) plants,
+    under a live record's key, that record's entry signed by a key of its own making. The
+    lead's later shred must not keep it as the shred's record: every restore would refuse
+    that row, and once the lead removed it a restore would bring the person back. The shred
+    is refused, nothing changes, and verify names the row."""
+    from vault import _crypto as C
+    from vault.identity import Identity
+    lead = Identity.generate()
+    with vault.create(url, PASSPHRASE, lead=lead) as v:
+        ids = v.add_many(ROWS)
+        v.backup(tmp_path / "b.dvbak")
+        v.delete(ids[2])  # the ledger table exists, with a genuine entry
+        vid = bytes.fromhex(v.id)
+    seed = C.random_bytes(32)
+    planted = LG.make(vid, bytes.fromhex(ids[0]), bytes(32) + C.ed25519_public(seed), C.Signer(seed)).encode()
+    eng = raw_engine(url)
+    with eng.begin() as conn:
+        conn.execute(LG.shreds.insert().values(rid=bytes.fromhex(ids[0]), entry=planted))
+    eng.dispose()
+    with vault.open(url, identity=lead) as v:
+        with pytest.raises(vault.IntegrityError, match=r"signed by no one this vault knows\): shred refused"):
+            v.delete(ids[0])
+        assert ids[0] in v.ids() and v.get(ids[0])["legal_name"] == "Amira Haddad"
+        assert [(p.check, p.kind) for p in v.verify().problems] == [
+            ("ledger", "entry signed by no one this vault knows")]
+        v.delete(ids[1])  # a shred of a record without a planted row is recorded as ever
+    eng = raw_engine(url)  # the lead removes the row verify named, and shreds again
+    with eng.begin() as conn:
+        conn.execute(LG.shreds.delete().where(LG.shreds.c.rid == bytes.fromhex(ids[0])))
+    eng.dispose()
+    with vault.open(url, identity=lead) as v:
+        v.delete(ids[0])
+        assert v.verify().ok
+    vault.restore(url, tmp_path / "b.dvbak", identity=lead)
+    with vault.open(url, identity=lead) as v:
+        assert not {ids[0], ids[1], ids[2]} & set(v.ids())
+
+
+def test_shreds_of_a_user_enrolled_after_the_backup_stay_restorable(url: str, tmp_path: Path) -> None:
+    """A staff member enrolled after the backup shreds a record. The restore accepts their
+    entry (the live vault knows them) and re-signs it as the restorer's: the restored vault
+    does not know them, and would otherwise refuse their entry at its next restore (and
+    name it in verify). A later restore of the same backup still keeps the shred."""
+    from vault.identity import Identity
+    lead, staff = Identity.generate(), Identity.generate()
+    with vault.create(url, PASSPHRASE, lead=lead) as v:
+        ids = v.add_many(ROWS)
+        v.backup(tmp_path / "b.dvbak")
+        v.add_user(staff.public, "staffer", "staff")
+    with vault.open(url, identity=staff) as s:
+        s.delete(ids[1])
+    out = vault.restore(url, tmp_path / "b.dvbak", identity=lead)
+    assert out.replayed == 1
+    with vault.open(url, identity=lead) as v:
+        assert ids[1] not in v.ids()
+        assert v.verify().ok
+        assert v.audit_entries(action="restore")[-1]["detail"]["adopted"] == 1
+        v.delete(ids[0])  # a shred in the restored vault is recorded beside the adopted entry
+    out = vault.restore(url, tmp_path / "b.dvbak", identity=lead)
+    assert out.replayed == 2
+    with vault.open(url, identity=lead) as v:
+        assert not {ids[0], ids[1]} & set(v.ids())
+        assert v.verify().ok
+
+
 def test_verify_checks_the_ledger(url: str) -> None:
     """verify reads every ledger row: clean after real shreds; a garbage row, an entry
     signed by a stranger and an entry naming a live record are each named."""

@@ -86,10 +86,12 @@ def ensure(conn: Any) -> None:
     _metadata.create_all(conn, tables=[shreds], checkfirst=True)
 
 
-def record(conn: Any, vault_id: bytes, rid: bytes, actor: bytes, sign: Callable[[bytes], bytes] | None) -> None:
+def record(conn: Any, vault_id: bytes, rid: bytes, actor: bytes, sign: Callable[[bytes], bytes] | None,
+           signers: Callable[[], set[bytes]]) -> None:
     """The shred hook: add the signed entry for ``rid`` in the shredding transaction. A client
     that cannot sign (no key) shreds nothing: fail-closed, a shred outside the ledger would
-    come back with the next restore."""
+    come back with the next restore. ``signers``: the public identities whose entries a
+    restore of this vault accepts (asked only when a row is there already)."""
     if sign is None:
         raise BadBackup("this client has no signing key, so it cannot record a shred in the ledger")
     ensure(conn)
@@ -98,13 +100,25 @@ def record(conn: Any, vault_id: bytes, rid: bytes, actor: bytes, sign: Callable[
         conn.execute(shreds.insert().values(rid=rid, entry=make(vault_id, rid, actor, sign).encode()))
         return
     # A row already keyed by this record (a shred rolled back after writing it cannot leave
-    # one, so it was put there by a database writer): kept only if it is this record's own
-    # signed entry. A copy of another record's entry under this key would let the shred
-    # pass unrecorded, and a restore from a ledger file bring the person back.
-    problem = row_problem(rid, bytes(row[1]), vault_id)
+    # one, so it was put there by a database writer, or by a restore): kept only if it is
+    # this record's own entry, signed by someone a restore accepts. A copy of another
+    # record's entry under this key, or an entry signed by a key of the writer's own making,
+    # would let the shred pass unrecorded: every restore then refuses that row, and once it
+    # is removed a restore brings the person back.
+    problem = row_problem(rid, bytes(row[1]), vault_id, signers())
     if problem is not None:
         raise IntegrityError(f"the shred ledger already holds a row for this record that is not its entry "
                              f"({problem}): shred refused, nothing changed; the lead should run dvault verify")
+
+
+def adopt(conn: Any, vault_id: bytes, entries: dict[bytes, int], actor: bytes, sign: Callable[[bytes], bytes]) -> None:
+    """Re-sign, as ``actor``'s own, the rows of ``entries`` (rid -> the shred's time), keeping
+    each shred's time. A restore's staged vault only (vault.restoring): the entries it
+    verified against the live vault's users but whose signers the restored vault does not
+    know (enrolled after the backup) would otherwise be refused by its own shreds and by
+    every later restore."""
+    for rid, at in sorted(entries.items()):
+        conn.execute(shreds.update().where(shreds.c.rid == rid).values(entry=make(vault_id, rid, actor, sign, at).encode()))
 
 
 def row_problem(key: bytes, blob: bytes, vault_id: bytes, signers: set[bytes] | None = None) -> str | None:
@@ -198,5 +212,5 @@ def decode_file(data: bytes) -> tuple[bytes, list[bytes]]:
     return vault_id, [data[head + i * ENTRY_LEN:head + (i + 1) * ENTRY_LEN] for i in range(n)]
 
 
-__all__ = ["Entry", "make", "parse", "record", "read", "rows", "row_problem", "verify", "encode_file", "decode_file",
+__all__ = ["Entry", "make", "parse", "record", "adopt", "read", "rows", "row_problem", "verify", "encode_file", "decode_file",
            "ensure"]

@@ -141,6 +141,18 @@ class LifecycleCalls:
         manage = {r.name for r in self._ses.schema.roles.values() if r.manage}
         return {u.public.raw for u in self._access.users() if u.role in manage} | ({rec} if len(rec) == 64 else set())
 
+    def adopt_shreds(self, entries: Mapping[bytes, int]) -> None:
+        """Lead, in a restore's staged vault only: re-sign as this handle's own the ledger
+        entries ``entries`` (rid -> time) that the restore verified against the live vault's
+        users but whose signers this vault does not know (vault.ledger.adopt). Counted in
+        the restore's entry."""
+        from . import ledger as LG
+        self._access.need_manage("restoring a backup")
+        j, a = self._journal, self._access
+        assert j.auditor is not None and a.signer is not None
+        with self._ses.store().tx() as conn:
+            LG.adopt(conn, self._ses.vid, dict(entries), j.auditor.actor, a.signer)
+
     def note_restore(self, detail: Mapping[str, Any]) -> None:
         """Lead: the ``restore`` entry a restore writes into the vault it restored (vault.restoring)."""
         self._journal.guard("restore", lambda: self._access.need_manage("restoring a backup"))

@@ -413,10 +413,12 @@ class Records:
             if not store.delete_record(conn, rid):
                 raise NotFound(f"no record {record_id}")
             assert self.journal.auditor is not None and self.access.signer is not None
-            ledger.record(conn, self.ses.vid, rid, self.journal.auditor.actor, self.access.signer)  # no restore
+            # in the ledger, so that no restore brings it back (vault.ledger)
+            ledger.record(conn, self.ses.vid, rid, self.journal.auditor.actor, self.access.signer,
+                          self.access.known_actors)
             # after the row is gone: its prefix leaves each bucket unless a record still
             # present shares it
-            store.delete_index(conn, rid, self.plans.widths())  # brings it back (vault.ledger)
+            store.delete_index(conn, rid, self.plans.widths())
             self.pseudonyms.forget(conn, rid)
         store.checkpoint()
 

@@ -45,6 +45,7 @@ class Restorable(Protocol):
     def ids(self) -> list[str]: ...
     def users(self, include_revoked: bool = False) -> list[Any]: ...
     def delete(self, record_id: str) -> None: ...
+    def adopt_shreds(self, entries: dict[bytes, int]) -> None: ...
     def note_restore(self, detail: dict[str, Any]) -> None: ...
     def audit_checkpoint(self) -> str: ...
     def close(self) -> None: ...
@@ -258,14 +259,21 @@ def _verify_and_replay(v: Restorable, b: BK.Backup, blobs: list[bytes], more_sig
         verdict = v.audit_verify()
         if not verdict.ok:
             raise BadBackup(f"the backup's audit log does not verify ({verdict}): nothing was restored")
+    own = signers
     if any(len(x) == LG.ENTRY_LEN and LG.parse(x).actor not in signers for x in blobs):
         signers = signers | more_signers()  # a user enrolled after the backup, known to the live vault
     entries = LG.verify(blobs, b.vault_id, signers)
+    # entries of users the restored vault does not know: re-signed by the restorer, else its
+    # own shreds and every later restore would refuse them (vault.ledger.record, verify)
+    strangers = {rid: e.at for rid, e in entries.items() if e.actor not in own}
+    if strangers:
+        v.adopt_shreds(strangers)
     present = set(v.ids()) if entries else set()
     replay = sorted(rid.hex() for rid in entries if rid.hex() in present)
     for rid in replay:
         v.delete(rid)
-    v.note_restore({"backup_seq": b.audit_seq, "replayed": len(replay), "from": restored_from})
+    v.note_restore({"backup_seq": b.audit_seq, "replayed": len(replay), "from": restored_from,
+                    **({"adopted": len(strangers)} if strangers else {})})
     return len(replay), v.audit_checkpoint()
 
 
