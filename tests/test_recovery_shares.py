@@ -266,3 +266,91 @@ def test_the_shares_opener_cannot_turn_the_split_into_a_passphrase(led) -> None:
         v.change_passphrase("the recovery passphrase, changed now")
     with vault.open_with_shares(url, shares[:2]) as v:
         assert _reads(v, rid)
+
+
+def _drop_description(url: str) -> None:
+    eng = raw_engine(url)
+    with eng.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM dv_meta WHERE name = 'recovery_shares'")
+    eng.dispose()
+
+
+def _opens(url: str, shares: list[str], rid: str) -> bool:
+    master = SH.combine([SH.check_share(s, i, None) for i, s in enumerate(shares, 1)])
+    try:
+        v = vault.open(url, SH.unlock_text(master))
+    except vault.WrongPassphrase:
+        return False
+    with v:
+        return _reads(v, rid)
+
+
+@pytest.mark.parametrize("opener", ["lead", "passphrase"])
+def test_a_resplit_kills_the_old_shares_when_their_description_was_deleted(led, opener: str) -> None:  # type: ignore[no-untyped-def]
+    """A database writer deletes the shares' description before the lead re-splits (the
+    old shares were compromised). The split must still retire the old slot (its secret is
+    marked as the shares' in the lead's keyring), not make a second one beside it: the old
+    shares open nothing afterwards, through the shares path or as a passphrase, after a
+    rotation too; the recovery passphrase and the new shares still open every key; the
+    signed statement names the slots the database holds, and the split's entry says a slot
+    no description named was retired."""
+    url, lead, rid = led
+    old = _split(url, lead, 2, 3)
+    assert _opens(url, old[:2], rid)
+    _drop_description(url)
+    kw = {"identity": lead} if opener == "lead" else {"passphrase": PASSPHRASE}
+    with vault.open(url, **kw) as v:  # type: ignore[arg-type]
+        assert v.recovery_shares() is None
+        new = v.split_recovery(2, 3)
+        v.rotate()
+        assert v.warnings == []
+    assert not _opens(url, old[:2], rid)
+    assert _opens(url, new[:2], rid)
+    with vault.open_with_shares(url, new[1:]) as v:
+        assert _reads(v, rid) and v.warnings == []
+    for kw in ({"passphrase": PASSPHRASE}, {"identity": lead}):
+        with vault.open(url, **kw) as v:  # type: ignore[arg-type]
+            assert _reads(v, rid) and v.warnings == [] and v.verify().ok
+    with vault.open(url, identity=lead) as v:
+        detail = v.audit_entries(action="recovery_split")[-1]["detail"]
+    assert detail["replaced"] is False and detail["undescribed_slots"] == 1
+
+
+def test_the_shares_opener_cannot_split_when_the_description_was_deleted(led) -> None:  # type: ignore[no-untyped-def]
+    """Opened with the shares' unlock text as a passphrase (no description to say so), a
+    split would retire the recovery passphrase's slot as "the other one": refused."""
+    url, lead, rid = led
+    old = _split(url, lead, 2, 3)
+    _drop_description(url)
+    master = SH.combine([SH.check_share(s, i, None) for i, s in enumerate(old[:2], 1)])
+    with vault.open(url, SH.unlock_text(master)) as v, pytest.raises(vault.AccessDenied, match="recovery shares"):
+        v.split_recovery(2, 3)
+    with vault.open(url, PASSPHRASE) as v:
+        assert _reads(v, rid)
+
+
+def test_an_unmarked_shares_slot_without_its_description_is_refused(led) -> None:  # type: ignore[no-untyped-def]
+    """A split by an earlier release left the shares' secret unmarked in the keyring. With
+    its description deleted nothing tells its slot from the recovery passphrase's: the
+    split refuses (naming what to put back) rather than leave the old shares working or
+    retire the wrong slot."""
+    from vault import _format as F
+    from vault import keys as K
+    url, lead, rid = led
+    _split(url, lead, 2, 3)
+    with vault.open(url, identity=lead) as v:  # as an earlier release sealed it: version 1
+        a = v._access
+        assert a.ring is not None
+        ring = K.Keyring([K.Key(k.kind, k.name, 1, k.kid, k.secret)
+                          if k.kind == K.KIND_SLOT_SECRET and k.version == F.SHARES_SLOT_SECRET_VERSION else k
+                          for k in a.ring.keys])
+        store = v._ses.store()
+        with store.tx() as conn:
+            store.lock_keys(conn)
+            a.reseal_slots(conn, ring)
+        a.load_ring(ring)
+    _drop_description(url)
+    for kw in ({"identity": lead}, {"passphrase": PASSPHRASE}):
+        with vault.open(url, **kw) as v:  # type: ignore[arg-type]
+            with pytest.raises(vault.IntegrityError, match="put the dv_meta row 'recovery_shares' back"):
+                v.split_recovery(2, 3)

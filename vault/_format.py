@@ -101,6 +101,10 @@ SHARES_UNLOCK_PREFIX = "dvault-shares:"
 SHARES_SECRET_LEN = 32  # the SLIP-39 master secret: 256 bits, 33 words a share
 SHARES_MAX = 16  # SLIP-39's limit on shares in a group
 SHARES_ITERATION_EXPONENT = 1  # SLIP-39's PBKDF2 cost for the optional passphrase: 20,000 iterations
+#: The version of the full keyring's kind-5 key (a passphrase slot's secret) that marks the
+#: recovery shares' slot; the recovery passphrase's slot's is 1. A re-split retires every
+#: slot so marked, whatever dv_meta still describes (a database writer can delete that).
+SHARES_SLOT_SECRET_VERSION = 2
 SHARES_RETIRED_MAX = 32  # set ids of earlier splits the description remembers (to name old shares)
 # Audit entries carry the writer's clock. Verify flags an entry dated more than this before an
 # earlier entry (clients' clocks differ by seconds, not minutes, where NTP runs).

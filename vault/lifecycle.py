@@ -72,7 +72,7 @@ class LifecycleCalls:
         return SH.Host(self._ses.store(), self._ses.vid, a.ring, a.slot_kid, self._ses.role.manage,
                             not set(self._ses.schema.classes) - set(a.current), a.plan_signer,
                             a.check_keys, lambda c, r: a.reseal_slots(c, r, checked=True), a.load_ring,
-                            self._journal.record)
+                            self._journal.record, self._ses.user is None)
 
     # -- retention, purge and a person's own data (vault.retention, vault.subject) --------------
     def _retention_keys(self) -> Any:

@@ -314,6 +314,7 @@ class Host:
     reseal: Callable[[Any, K.Keyring], None]
     load_ring: Callable[[K.Keyring], None]
     audit: Callable[[str, str, dict[str, Any]], None]
+    passphrase_opener: bool  # opened with a passphrase slot (the recovery passphrase's, or the shares')
 
 
 def _current(host: Host) -> Info | None:
@@ -322,10 +323,42 @@ def _current(host: Host) -> Info | None:
     return verify_info(blob, host.ring, host.vault_id) if blob else None
 
 
+def _shares_opener() -> AccessDenied:
+    return AccessDenied("opened with the recovery shares: open with the lead's identity or the recovery "
+                        "passphrase to split them anew")
+
+
+def shares_slots(host: Host, old: Info | None) -> set[str]:
+    """The ids of every shares slot the keys know of: those whose secret the full keyring
+    marks as the shares' (F.SHARES_SLOT_SECRET_VERSION), and the one the signed description
+    names. Why the keyring: only a holder of every key writes it, while a database writer
+    can delete the description; a split that trusted the description alone made a second
+    slot beside the first, and the earlier shares kept opening every key.
+    IntegrityError when the description is missing and the keyring holds a secret of
+    another passphrase slot than the opener's own that no mark tells apart from the
+    recovery passphrase's (a split by an older release): which slot to retire is unknown.
+    AccessDenied when the opener's own slot is one of them (opened with the shares)."""
+    marked = {k.name for k in host.ring.keys
+              if k.kind == K.KIND_SLOT_SECRET and k.version == F.SHARES_SLOT_SECRET_VERSION}
+    if host.slot_kid.hex() in marked | ({old.slot_id} if old is not None else set()):
+        raise _shares_opener()
+    if old is not None:
+        return marked | {old.slot_id}
+    unmarked = {k.name for k in host.ring.keys
+                if k.kind == K.KIND_SLOT_SECRET and k.version != F.SHARES_SLOT_SECRET_VERSION}
+    if (host.passphrase_opener and unmarked - {host.slot_kid.hex()}) or (not host.passphrase_opener
+                                                                          and len(unmarked) > 1):
+        raise IntegrityError("the signed description of the recovery shares is missing (deleted in the database?) "
+                             "and the keys do not tell their slot from the recovery passphrase's: put the "
+                             "dv_meta row 'recovery_shares' back from a backup, then split again")
+    return marked
+
+
 def split(host: Host, k: int, n: int, slip39_passphrase: str = "", kdf: F.KdfParams | None = None) -> list[str]:
     """A new split: n SLIP-39 mnemonics, any k of which open the vault; returned once,
-    stored nowhere. A re-split keeps the slot id with a new secret and a new passphrase:
-    the shares of every earlier split open nothing afterwards. Audited (``recovery_split``)."""
+    stored nowhere. A re-split keeps the slot id with a new secret and a new passphrase
+    and removes any other shares slot (:func:`shares_slots`): the shares of every earlier
+    split open nothing afterwards. Audited (``recovery_split``)."""
     from shamir_mnemonic.shamir import EncryptedMasterSecret, split_ems
     check_k_of_n(k, n)
     secret_pass = _slip39_passphrase(slip39_passphrase)
@@ -335,6 +368,7 @@ def split(host: Host, k: int, n: int, slip39_passphrase: str = "", kdf: F.KdfPar
     params = kdf or F.KDF_DEFAULT
     K.check_kdf(params)
     old = _current(host)
+    earlier = shares_slots(host, old)
     used = {old.identifier, *old.retired} if old is not None else set()
     identifier = next(i for i in iter(lambda: int.from_bytes(C.random_bytes(2), "big") & 0x7FFF, -1)
                       if i not in used)
@@ -342,12 +376,12 @@ def split(host: Host, k: int, n: int, slip39_passphrase: str = "", kdf: F.KdfPar
     ems = EncryptedMasterSecret.from_master_secret(master, secret_pass, identifier, False, F.SHARES_ITERATION_EXPONENT)
     mnemonics = [s.mnemonic() for s in split_ems(1, [(k, n)], ems)[0]]
     slot_kid = bytes.fromhex(old.slot_id) if old is not None else C.random_bytes(F.KID_LEN)
-    if slot_kid == host.slot_kid:
-        raise AccessDenied("opened with the recovery shares: open with the lead's identity or the recovery "
-                           "passphrase to split them anew")
+    if host.slot_kid == slot_kid:
+        raise _shares_opener()
     slot_id, secret = slot_kid.hex(), C.random_bytes(F.KEY_LEN)
-    ring = K.Keyring([k_ for k_ in host.ring.keys if not (k_.kind == K.KIND_SLOT_SECRET and k_.name == slot_id)]
-                     + [K.Key(K.KIND_SLOT_SECRET, slot_id, 1, bytes(F.KID_LEN), secret)])
+    gone = earlier | {slot_id}
+    ring = K.Keyring([k_ for k_ in host.ring.keys if not (k_.kind == K.KIND_SLOT_SECRET and k_.name in gone)]
+                     + [K.Key(K.KIND_SLOT_SECRET, slot_id, F.SHARES_SLOT_SECRET_VERSION, bytes(F.KID_LEN), secret)])
     unlock = K.seal_passphrase_slot(unlock_text(master), secret, slot_kid, host.vault_id, params)
     retired = ((old.identifier, *old.retired) if old is not None else ())[:F.SHARES_RETIRED_MAX]
     info = Info(slot_id, identifier, k, n, F.SHARES_ITERATION_EXPONENT, bool(secret_pass), int(time.time() * 1000),
@@ -359,13 +393,17 @@ def split(host: Host, k: int, n: int, slip39_passphrase: str = "", kdf: F.KdfPar
         current = store.get_meta_values(conn, [META_NAME]).get(META_NAME)
         if (current and parse_info(current)[0].slot_id) != (old.slot_id if old is not None else None):
             raise VaultError("the recovery shares changed while this split was made; run it again")
+        for sid in sorted(earlier - {slot_id}):  # a slot beside the described one (its description deleted)
+            store.delete_slot(conn, sid)
         store.put_slot(conn, slot_id, SLOT_KIND, unlock, K.seal_keyring(secret, slot_kid, host.vault_id, ring),
                        new=old is None)
         store.put_meta(conn, {META_NAME: info.signed(host.vault_id, who, sign)})
         host.reseal(conn, ring)  # every slot gets the keyring with the new slot's secret; the statement names it
     host.load_ring(ring)
     host.audit("recovery_split", "", {"k": k, "n": n, "replaced": old is not None,
-                                      "slip39_passphrase": bool(secret_pass)})
+                                      "slip39_passphrase": bool(secret_pass),
+                                      **({"undescribed_slots": len(earlier - {slot_id})}
+                                         if earlier - {slot_id} else {})})
     return mnemonics
 
 

@@ -248,6 +248,8 @@ def sign(v: KeyHolder, conn: Any, *, ring: K.Keyring | None = None, users: list[
         canaries = meta.get("canaries", b"")
     assert v.ring is not None
     expected = expected_slots(v, meta, users, ring or v.ring)
+    for sid in store.deleted_slots(conn):  # removed by this signer in this transaction (a re-split)
+        expected.pop(sid, None)
     written = store.written_slots(conn)
     rows = store.get_slots(conn)
     # what this transaction sealed is as the signer made it; any other difference is reported

@@ -275,6 +275,7 @@ class Store(IndexRows, Locks):
             self._depth = 1
             self._conn.info["dv_write"] = write
             self._conn.info["dv_slots_written"] = {}  # Store.put_slot: what this transaction sealed
+            self._conn.info["dv_slots_deleted"] = set()  # Store.delete_slot: what it removed
             try:
                 with self._conn.begin():
                     if snapshot and not self.is_sqlite:
@@ -415,7 +416,15 @@ class Store(IndexRows, Locks):
 
     @staticmethod
     def delete_slot(conn: Connection, slot_id: str) -> None:
+        """Remove a slot; kept with the transaction (``deleted_slots``): a passphrase slot the
+        signer removed in it is no longer one the key statement it signs there names."""
         conn.execute(delete(slots).where(slots.c.slot_id == slot_id))
+        conn.info.setdefault("dv_slots_deleted", set()).add(slot_id)
+
+    @staticmethod
+    def deleted_slots(conn: Connection) -> set[str]:
+        """Slot ids removed in this transaction (:meth:`delete_slot`)."""
+        return set(conn.info.get("dv_slots_deleted", ()))
 
     # -- users ----------------------------------------------------------------------------
     def get_users(self, conn: Connection) -> list[tuple[str, str, str, bytes, str]]:
