@@ -22,6 +22,7 @@ from .common import (
     shown_url,
     unlock,
     vault_options,
+    warn,
     with_progress,
 )
 from .common import vault_url as resolve_vault_url
@@ -292,6 +293,9 @@ def rotate(classes: tuple[str, ...], reencrypt: bool, as_json: bool, **kw: Any) 
         click.echo(_json.dumps(stats, sort_keys=True))
     else:
         click.echo(", ".join(f"{k} {n}" for k, n in stats.items()))
+    if stats.get("unreadable"):
+        warn(f"{stats['unreadable']} record row(s) do not authenticate and were left as they were (tampered or "
+             "planted in the database?): dvault verify names them")
 
 
 @click.command()

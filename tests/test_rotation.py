@@ -114,17 +114,60 @@ def test_rotation_refuses_unknown_class(v: vault.Vault) -> None:
 
 
 def test_rotation_rewrap_authenticates_first(url: str) -> None:
-    """A tampered envelope is not laundered into a valid one by the rewrap."""
+    """A tampered envelope is not laundered into a valid one by the rewrap: it is left as it
+    is (still refused), the rest of its row moves to the new keys, and the rotation says
+    how many rows it left."""
     with vault.create(url, PASSPHRASE) as v:
         a, b = v.add_many(_rows(2))
         raw = RawDB(url)
         envs_a, envs_b = raw.envs(a), raw.envs(b)
         envs_b["identity"] = envs_a["identity"]
         raw.set_envs(b, envs_b)
-        with pytest.raises(vault.IntegrityError, match="data key failed authentication"):
-            v.rotate()
-        assert raw.envs(b) == envs_b  # not laundered into a fresh wrap
+        assert v.rotate()["unreadable"] == 1
+        after = raw.envs(b)
+        assert after["identity"] == envs_b["identity"]  # not laundered into a fresh wrap
+        assert all(after[c][0] != envs_b[c][0] for c in after if c != "identity")  # the rest rewrapped
+        with pytest.raises(vault.IntegrityError, match="envelope failed authentication"):
+            v.get(b, fields=["legal_name"])
+        assert v.get(b, fields=["email"])["email"] and v.get(a)["legal_name"]
         raw.close()
+
+
+def test_a_planted_row_does_not_stop_a_revocations_rotation(url: str) -> None:
+    """A staff member about to be revoked inserts a record row that does not parse (the
+    staff login may insert rows). The revocation's rotation still finishes: the old key
+    versions, which they hold, are destroyed, nothing stays pending, the row is left as
+    it was and counted (rotate_unreadable), and later rotations and re-indexes run too."""
+    from vault import _crypto as C
+    from vault.identity import Identity
+
+    from conftest import raw_engine
+    lead, staff = Identity.generate(), Identity.generate()
+    with vault.create(url, PASSPHRASE, lead=lead) as v:
+        v.add_user(staff.public, "sam", "staff")
+        ids = v.add_many(_rows(3))
+    junk = C.random_bytes(16)
+    eng = raw_engine(url)
+    with eng.begin() as conn:
+        conn.execute(sa.text("INSERT INTO dv_records (id, data) VALUES (:i, :d)"), {"i": junk, "d": b"\x00\x03junk"})
+    eng.dispose()
+    with vault.open(url, identity=lead) as v:
+        held = {(k.name, k.version) for k in v._access.ring.keys if k.kind == K.KIND_CLASS_KEY}
+        v.remove_user(staff.public.user_id)
+        now = {(k.name, k.version) for k in v._access.ring.keys if k.kind == K.KIND_CLASS_KEY}
+        rotated = set(v.schema.roles["staff"].classes)  # the classes they held
+        assert {n for n, ver in held - now} == rotated  # the versions staff held are gone
+        assert [e["detail"]["unreadable_rows"] for e in v.audit_entries(action="rotate_unreadable")] == [1]
+        assert v.rotate()["unreadable"] == 1
+        v.reindex()
+        assert all(v.get(i)["legal_name"] for i in ids)
+        assert v.find(email=_rows(3)[1]["email"])
+    eng = raw_engine(url)
+    with eng.connect() as conn:
+        pending = conn.execute(sa.text("SELECT value FROM dv_meta WHERE name = 'rotation'")).scalar_one_or_none()
+        left = conn.execute(sa.text("SELECT data FROM dv_records WHERE id = :i"), {"i": junk}).scalar_one()
+    eng.dispose()
+    assert not pending and bytes(left) == b"\x00\x03junk"
 
 
 _ROTATION_SECONDS: dict[str, float] = {}

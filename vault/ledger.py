@@ -118,7 +118,8 @@ def adopt(conn: Any, vault_id: bytes, entries: dict[bytes, int], actor: bytes, s
     know (enrolled after the backup) would otherwise be refused by its own shreds and by
     every later restore."""
     for rid, at in sorted(entries.items()):
-        conn.execute(shreds.update().where(shreds.c.rid == rid).values(entry=make(vault_id, rid, actor, sign, at).encode()))
+        entry = make(vault_id, rid, actor, sign, at).encode()
+        conn.execute(shreds.update().where(shreds.c.rid == rid).values(entry=entry))
 
 
 def row_problem(key: bytes, blob: bytes, vault_id: bytes, signers: set[bytes] | None = None) -> str | None:
@@ -212,5 +213,5 @@ def decode_file(data: bytes) -> tuple[bytes, list[bytes]]:
     return vault_id, [data[head + i * ENTRY_LEN:head + (i + 1) * ENTRY_LEN] for i in range(n)]
 
 
-__all__ = ["Entry", "make", "parse", "record", "adopt", "read", "rows", "row_problem", "verify", "encode_file", "decode_file",
-           "ensure"]
+__all__ = ["Entry", "make", "parse", "record", "adopt", "read", "rows", "row_problem", "verify", "encode_file",
+           "decode_file", "ensure"]

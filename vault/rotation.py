@@ -102,7 +102,8 @@ def rotate(v: Parts, classes: Iterable[str] | None = None, *, reencrypt: bool = 
     with store.tx(write=False) as conn:
         v.plans.sync(conn)  # a re-index another process began or ended
     v.access.refresh_writers()  # forked workers check sealed envelopes' writers without the database
-    stats = {"rewrapped": 0, "reencrypted": 0, "swept": 0}
+    stats = {"rewrapped": 0, "reencrypted": 0, "swept": 0, "unreadable": 0}
+    left: set[bytes] = set()  # rows that do not authenticate, left as they are (_moved)
     # -- 2. rewrap in batches, building the next index generation in the same pass --------------
     want = {c: ck.key.version for c, ck in v.access.current.items()}
     if v.plans.pending is not None and v.plans.pending.class_versions != want:
@@ -110,7 +111,7 @@ def rotate(v: Parts, classes: Iterable[str] | None = None, *, reencrypt: bool = 
     elif v.plans.pending is None and v.plans.active.class_versions != want:
         v.search.begin_reindex()
     fused = v.plans.pending is not None and v.plans.pending.class_versions == want
-    _rewrap(v, rotating, bool(state["reencrypt"]), fused, batch, stats, progress)
+    _rewrap(v, rotating, bool(state["reencrypt"]), fused, batch, stats, progress, left)
     # -- 3. sweep --------------------------------------------------------------------------------
     current = {v.access.current[c].key.kid for c in rotating}
     stale = [rid for rid, data in store.iter_records() if _stale(v, data, rotating, current, state["reencrypt"])]
@@ -119,7 +120,7 @@ def rotate(v: Parts, classes: Iterable[str] | None = None, *, reencrypt: bool = 
             v.access.check_keys(conn)
             recs = store.get_records(conn, stale[i:i + batch], lock=True)
             updates = [(new, rid) for rid, data in recs
-                       if (new := _refreshed(v, rid, data, rotating, state["reencrypt"])) is not None]
+                       if (new := _moved(v, rid, data, rotating, state["reencrypt"], left)) is not None]
             store.put_records(conn, updates)
             store.insert_index(conn, _adopted_terms(v, recs, updates), v.plans.widths())
             if state["reencrypt"]:
@@ -129,28 +130,33 @@ def rotate(v: Parts, classes: Iterable[str] | None = None, *, reencrypt: bool = 
     if v.plans.pending is not None or v.plans.active.class_versions != want:
         v.search.reindex_logged(batch=batch)
     # -- 5. destroy old versions ----------------------------------------------------------------
-    _finish(v, rotating)
+    stats["unreadable"] = len(left)
+    _finish(v, rotating, len(left))
     return stats
 
 
 def _rewrap(v: Parts, rotating: list[str], reencrypt: bool, fused: bool, batch: int, stats: dict[str, int],
-            progress: Callable[[int, int], None] | None) -> None:
+            progress: Callable[[int, int], None] | None, left: set[bytes]) -> None:
     """Step 2: rewrap (or re-encrypt) every record in id order, one batch per transaction
     with a cursor; ``fused``: the pending index generation's rows are written in the same
     pass while the index job is in step with it."""
     store = v.access.ses.store()
     total, done = (v.records.count() if progress else 0), 0
 
-    def part(job: tuple[list[tuple[bytes, bytes]], bool]) -> tuple[list[tuple[bytes, bytes]], list[Any]]:
-        """A share of a batch: (rewritten rows, dv_index rows of its records, ready to write)."""
+    def part(job: tuple[list[tuple[bytes, bytes]], bool]
+             ) -> tuple[list[tuple[bytes, bytes]], list[Any], set[bytes]]:
+        """A share of a batch: (rewritten rows, dv_index rows of its records, ready to write,
+        the ids of rows left as they were: :func:`_moved`)."""
         recs, with_terms = job
-        updates, rows = [], []
+        updates: list[tuple[bytes, bytes]] = []
+        rows: list[tuple[bytes, bytes]] = []
+        left_here: set[bytes] = set()
         for rid, data in recs:
-            new = _refreshed(v, rid, data, rotating, reencrypt)
+            new = _moved(v, rid, data, rotating, reencrypt, left_here)
             if new is not None:
                 updates.append((new, rid))
             rows.append((rid, new if new is not None else data))
-        return updates, (v.search.index_rows_of(rows) if with_terms else [])
+        return updates, (v.search.index_rows_of(rows) if with_terms else []), left_here
 
     # The rewrap and index work of a batch is spread over forked workers (vault._parallel);
     # each batch still reads, rewrites and moves its cursor in one transaction.
@@ -168,9 +174,10 @@ def _rewrap(v: Parts, rotating: list[str], reencrypt: bool, fused: bool, batch: 
                 with_terms = fused and meta.get("index_cursor", b"") == cursor  # the index job is in step
                 updates: list[tuple[bytes, bytes]] = []
                 packed: list[Any] = []
-                for upd, rows in pool.imap([(p, with_terms) for p in PAR.split(recs, pool.size)]):
+                for upd, rows, left_here in pool.imap([(p, with_terms) for p in PAR.split(recs, pool.size)]):
                     updates += upd
                     packed += rows
+                    left |= left_here
                 stats["reencrypted" if reencrypt else "rewrapped"] += len(updates)
                 store.put_records(conn, updates)
                 if reencrypt:
@@ -284,34 +291,69 @@ def _refreshed(v: Parts, rid: bytes, data: bytes, classes: list[str], reencrypt:
         for c in todo:
             envs[c] = fresh[c]
     else:
-        # Unwrapping authenticates the DEK together with the envelope's set of fields, so a
-        # tampered envelope fails here instead of being laundered into a fresh wrap.
         for c in todo:
-            dek_blob, cells_blob = envs[c]
-            hdr = E.parse_dek_header(dek_blob)
-            old = v.access.by_kid.get(hdr.class_kid)
-            try:
-                if old is None or old.key.name != c:
-                    raise E.Malformed()
-                names = codec.cell_names(data, cells_blob)
-                new = v.access.current[c]
-                if hdr.derived:  # formats 2 and 3: authenticate the derived DEK, then wrap it (kind D)
-                    dek = codec.derived_dek(v.access.keys[hdr.class_kid], dek_blob, rid, c, names, fmt)
-                    codec.authenticate_derived(dek, dek_blob, rid, cells_blob, fmt)
-                    wrapped = E.wrap_dek(new.aead, new.key.kid, new.key.version, hdr.dek_id, dek, v.access.ses.vid,
-                                         rid, c, names)
-                elif hdr.sealed:  # written by a role without the class: adopt it into a normal wrap
-                    dek = E.unseal_dek(E.class_box_secret(old.key.secret), old.key.version, v.access.ses.vid, rid, c,
-                                       names, dek_blob, v.access.writer_key)
-                    wrapped = E.wrap_dek(new.aead, new.key.kid, new.key.version, hdr.dek_id, dek, v.access.ses.vid,
-                                         rid, c, names)
-                else:
-                    wrapped = v.access.codec.rewrap(old.aead, old.key.version, new.aead, new.key.kid, new.key.version,
-                                              rid, c, names, dek_blob)
-            except (C.AuthFailure, E.Malformed, E.EnvelopeFailure, KeyError):
-                raise IntegrityError(f"class {c!r} data key failed authentication", record_id=rid.hex()) from None
-            envs[c] = (wrapped, cells_blob)
+            envs[c] = (_rewrapped(v, rid, data, envs[c], c, fmt), envs[c][1])
     return codec.pack(fmt, envs)
+
+
+def _rewrapped(v: Parts, rid: bytes, data: bytes, env: tuple[bytes, bytes], c: str, fmt: int) -> bytes:
+    """One envelope's DEK wrapped under the current key of class ``c``. Unwrapping
+    authenticates the DEK together with the envelope's set of fields, so a tampered
+    envelope fails here (IntegrityError) instead of being laundered into a fresh wrap."""
+    codec = v.access.codec
+    dek_blob, cells_blob = env
+    try:
+        hdr = E.parse_dek_header(dek_blob)
+        old = v.access.by_kid.get(hdr.class_kid)
+        if old is None or old.key.name != c:
+            raise E.Malformed()
+        names = codec.cell_names(data, cells_blob)
+        new = v.access.current[c]
+        if hdr.derived:  # formats 2 and 3: authenticate the derived DEK, then wrap it (kind D)
+            dek = codec.derived_dek(v.access.keys[hdr.class_kid], dek_blob, rid, c, names, fmt)
+            codec.authenticate_derived(dek, dek_blob, rid, cells_blob, fmt)
+            return E.wrap_dek(new.aead, new.key.kid, new.key.version, hdr.dek_id, dek, v.access.ses.vid, rid, c, names)
+        if hdr.sealed:  # written by a role without the class: adopt it into a normal wrap
+            dek = E.unseal_dek(E.class_box_secret(old.key.secret), old.key.version, v.access.ses.vid, rid, c,
+                               names, dek_blob, v.access.writer_key)
+            return E.wrap_dek(new.aead, new.key.kid, new.key.version, hdr.dek_id, dek, v.access.ses.vid, rid, c, names)
+        return codec.rewrap(old.aead, old.key.version, new.aead, new.key.kid, new.key.version, rid, c, names, dek_blob)
+    except (C.AuthFailure, E.Malformed, E.EnvelopeFailure, KeyError):
+        raise IntegrityError(f"class {c!r} data key failed authentication", record_id=rid.hex()) from None
+
+
+def _moved(v: Parts, rid: bytes, data: bytes, classes: list[str], reencrypt: bool, left: set[bytes]) -> bytes | None:
+    """:func:`_refreshed`, for a row that may not authenticate: every envelope that does is
+    moved to the current key version (rewrapped, when its row cannot be re-encrypted); one
+    that does not, or a row that does not parse, is left as it is (as unreadable as it was,
+    never laundered into a fresh wrap) and its record id added to ``left``.
+
+    Why not stop the rotation there: a database writer (the staff login may insert rows)
+    could then keep any rotation from finishing, a revocation's included, and the old key
+    versions, which the revoked user holds, from ever being destroyed. The count of rows
+    left goes to the caller (rotate's result, its audit entry); dvault verify names them."""
+    try:
+        return _refreshed(v, rid, data, classes, reencrypt)
+    except IntegrityError:
+        left.add(rid)
+    codec = v.access.codec
+    try:
+        envs = codec.unpack(data)
+        fmt = codec.writes(data)
+    except E.Malformed:
+        return None
+    current = {c: v.access.current[c].key.kid for c in classes}
+    moved = False
+    for c in classes:
+        env = envs.get(c)
+        try:
+            if env is None or E.parse_dek_header(env[0]).class_kid == current[c]:
+                continue
+            envs[c] = (_rewrapped(v, rid, data, env, c, fmt), env[1])
+            moved = True
+        except (IntegrityError, E.Malformed):
+            continue
+    return codec.pack(fmt, envs) if moved else None
 
 
 def _upgrades(v: Parts, data: bytes) -> bool:
@@ -323,7 +365,10 @@ def _upgrades(v: Parts, data: bytes) -> bool:
             and all(c in v.access.current for c in v.access.ses.schema.classes))
 
 
-def _finish(v: Parts, rotating: list[str]) -> None:
+def _finish(v: Parts, rotating: list[str], left: int = 0) -> None:
+    """Destroy the old versions of the classes rotated (the sweep left nothing readable
+    under them); ``left``: rows that did not authenticate, kept as they were, counted in
+    a ``rotate_unreadable`` entry (a count: the log names no record)."""
     assert v.access.ring is not None
     keep = []
     for k in v.access.ring.keys:
@@ -331,3 +376,5 @@ def _finish(v: Parts, rotating: list[str]) -> None:
             continue  # an old version of a class rotated here: the sweep left nothing under it
         keep.append(k)
     _save_ring(v, K.Keyring(keep), {"rotation": b"", "rotation_cursor": b""})
+    if left:
+        v.journal.record("rotate_unreadable", "", {"classes": sorted(rotating), "unreadable_rows": left})
