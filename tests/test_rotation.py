@@ -168,6 +168,11 @@ def test_a_planted_row_does_not_stop_a_revocations_rotation(url: str) -> None:
         left = conn.execute(sa.text("SELECT data FROM dv_records WHERE id = :i"), {"i": junk}).scalar_one()
     eng.dispose()
     assert not pending and bytes(left) == b"\x00\x03junk"
+    with vault.open(url, identity=lead) as v:  # and the lead can shred it, as verify advises
+        assert [p.kind for p in v.verify().problems] == ["fails authentication"]
+        v.delete(junk.hex())
+        assert junk.hex() not in v.ids() and v.verify().ok
+        assert v.audit_entries(action="shred")[-1]["detail"]["unreadable"] is True
 
 
 _ROTATION_SECONDS: dict[str, float] = {}

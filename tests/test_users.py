@@ -885,7 +885,8 @@ def test_a_database_writer_cannot_forge_a_sealed_registration(team) -> None:  # 
     lead read it as what staff registered. A sealed DEK now carries its writer's signature,
     checked against the signed user table: unsigned, unknown signer, a signer whose role may
     not fill in the class, or a colleague's id under another key: all refused, by a read and
-    by the rotation that would otherwise adopt (launder) it into an ordinary wrap."""
+    by the rotation that would otherwise adopt (launder) it into an ordinary wrap (it is left
+    as it is, counted, and still refused after the rotation)."""
     url, lead, staff, tool, rid = team
     with vault.open(url, identity=staff) as v:
         new = v.add(PERSON)
@@ -901,10 +902,14 @@ def test_a_database_writer_cannot_forge_a_sealed_registration(team) -> None:  # 
             with pytest.raises(vault.IntegrityError, match="'identity' envelope failed"):
                 v.get(new)
             assert v.get(new, fields=["email"])["email"] == PERSON["email"]  # other classes still read
-            with pytest.raises(vault.IntegrityError):
-                v.rotate(["identity"])
+            raw = RawDB(url)
+            before = raw.envs(new)["identity"]
+            assert v.rotate(["identity"])["unreadable"] == 1
+            assert raw.envs(new)["identity"] == before  # not adopted into an ordinary wrap
+            raw.close()
+            with pytest.raises(vault.IntegrityError, match="'identity' envelope failed"):
+                v.get(new)
         raw = RawDB(url)
-        raw.set_meta("rotation", b"")
         raw.set_envs(new, genuine)
         raw.close()
     _seal_as(url, new, "identity", forged, staff)  # the writer themselves: accepted, and names them

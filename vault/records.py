@@ -406,7 +406,10 @@ class Records:
             if data is None:
                 raise NotFound(f"no record {record_id}")
             asked = forget(conn, record_id=rid)  # before the log's lock, as a reveal takes them
-            dropped = self.journal.states([self.state_token(rid, data)])
+            try:
+                dropped = self.journal.states([self.state_token(rid, data)])
+            except IntegrityError:  # a row that does not parse (planted or damaged) has no state to
+                dropped = {"unreadable": True}  # drop; shredding it must still be possible
             self.journal.record("shred", self.journal.target(record_id),
                                 {**({"requests": asked} if asked else {}), **dropped})
             self.canaries.alarm_if_canary([record_id], "shred")  # here: after the commit no pseudonym names it
