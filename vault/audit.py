@@ -628,19 +628,21 @@ class RecordCheck:
 
 
 def compare_states(entries: list[Entry], known: set[bytes], rows: list[tuple[bytes, str]],
-                   damaged: tuple[str, ...] = (), deciders: set[bytes] = frozenset()  # type: ignore[assignment]
+                   damaged: tuple[str, ...] = (), deciders: set[bytes] = frozenset(),  # type: ignore[assignment]
+                   may: Callable[[bytes, str, int], bool] | None = None
                    ) -> tuple[RecordCheck, list[str], list[str]]:
     """Vault.check_records' comparison of rows (record id, state token) with the log: (what
     differs, the logged states no row holds, the states of the rows that differ). Raises
     IntegrityError for a log that fails verification.
     Quarantined entries (``deciders``' decisions) are left out of the replay: what a forged
     entry says about rows is not taken; nor what an entry says that may not say it
-    (vault.audit_replay), which is reported instead."""
+    (vault.audit_replay), which is reported instead; ``may``: whose role lets them write
+    which states (vault.audit_replay.rights)."""
     verdict = verify(entries, known, deciders=deciders)
     if not verdict.ok:
         raise IntegrityError(f"{verdict}; the rows cannot be checked against a damaged log")
     from .audit_replay import replay
-    taken = replay(entries, frozenset(verdict.quarantined), set(deciders))
+    taken = replay(entries, frozenset(verdict.quarantined), set(deciders), may)
     live, dropped = taken.live, taken.dropped
     rolled_back: list[str] = []
     unlogged: list[str] = []

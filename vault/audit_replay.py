@@ -13,8 +13,9 @@ an older copy, or for someone else's row. Every other state-carrying entry is re
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import audit_rows as RW
 
@@ -23,6 +24,52 @@ if TYPE_CHECKING:
 
 #: Actions whose entries write record rows, and so may carry states.
 WRITERS = frozenset({"add", "import", "update", "shred", "reencrypt", "restate"})
+
+#: ``may(actor, action, seq)``: whether the actor could write rows that way at that entry.
+Rights = Callable[[bytes, str, int], bool]
+
+
+def rights(users: Iterable[Any], roles: Mapping[str, Any], classes: Iterable[str], purposes: Iterable[str],
+           entries: list[Entry], deciders: set[bytes], revoked_role: str) -> Rights:
+    """What each user's role lets them write, as the client refuses it (vault.Vault.add,
+    update, delete, rotate): an add or import needs every class (its key or its public key),
+    an update a class key, a shred every class and every purpose, a re-encryption every class
+    key. A revoked user counts for entries before the lead's (or the recovery actor's)
+    ``user_removed`` entry naming them, and for none after it (their role then is gone: what
+    they wrote before is taken as before). Why: any client can sign an entry, and the state
+    key derives from the meta key every role holds; without this, a tool identity, or a
+    revoked user who kept their identity, signs a ``shred`` and so excuses a row it deleted
+    with a database login (docs/threat-model.md 10)."""
+    classes, purposes = set(classes), set(purposes)
+    revoked_at: dict[str, int] = {}
+    for e in entries:
+        if e.action == "user_removed" and e.actor in deciders:
+            detail = RW.detail_of(e)
+            user = detail.get("user") if detail is not None else None
+            if isinstance(user, str):
+                revoked_at.setdefault(user, e.seq)
+    may_do: dict[bytes, tuple[frozenset[str], int | None]] = {}
+    for u in users:
+        if u.role == revoked_role:
+            may_do[u.public.raw] = (frozenset(WRITERS), revoked_at.get(u.user_id))
+            continue
+        r = roles.get(u.role)
+        held = set(r.classes) if r is not None else set()
+        writes = held | set(r.write_only) if r is not None else set()
+        allowed = {a for a, ok in (("add", writes >= classes), ("import", writes >= classes), ("update", bool(held)),
+                                   ("shred", writes >= classes and set(r.purposes if r else ()) >= purposes),
+                                   ("reencrypt", held >= classes)) if ok}
+        may_do[u.public.raw] = (frozenset(allowed), None)
+
+    def may(actor: bytes, action: str, seq: int) -> bool:
+        if actor in deciders:
+            return True
+        got = may_do.get(actor)
+        if got is None:
+            return False
+        allowed, until = got
+        return action in allowed and (until is None or seq < until)
+    return may
 
 
 @dataclass
@@ -52,11 +99,13 @@ def _states(e: Entry) -> tuple[list[str], list[str], bool] | str | None:
 
 
 def _rule(e: Entry, drop: list[str], put: list[str], baseline: bool, deciders: set[bytes],
-          first: bool) -> str | None:
+          first: bool, may: Rights | None = None) -> str | None:
     """Why the entry may not carry these states, or None (format.md 13a: what each writes)."""
     a = e.action
     if a not in WRITERS:
         return f"a {a!r} entry writes no record rows, yet it carries record states"
+    if a != "restate" and may is not None and not may(e.actor, a, e.seq):
+        return f"its actor's role may not write a {a} (or they were revoked before it)"
     if a == "restate":
         if e.actor in deciders or (baseline and first and not drop):
             return None
@@ -68,8 +117,9 @@ def _rule(e: Entry, drop: list[str], put: list[str], baseline: bool, deciders: s
     return None if fits else f"its record states do not fit a {a} entry"
 
 
-def replay(entries: list[Entry], held: frozenset[int], deciders: set[bytes]) -> Replay:
-    """Replay the states of the entries, in order, leaving out the quarantined ``held``."""
+def replay(entries: list[Entry], held: frozenset[int], deciders: set[bytes], may: Rights | None = None) -> Replay:
+    """Replay the states of the entries, in order, leaving out the quarantined ``held``;
+    ``may`` (:func:`rights`): whose entries may carry which states."""
     out = Replay()
     put_before: set[str] = set()
     first = True
@@ -83,7 +133,7 @@ def replay(entries: list[Entry], held: frozenset[int], deciders: set[bytes]) -> 
             out.refused[e.seq] = got
             continue
         drop, put, baseline = got
-        why = _rule(e, drop, put, baseline, deciders, first)
+        why = _rule(e, drop, put, baseline, deciders, first, may)
         if why is None and not (e.action == "restate" and e.actor in deciders) \
                 and (len(set(put)) != len(put) or not put_before.isdisjoint(put)):
             why = "it puts a record state an earlier entry put already (a row put back, or an entry replayed)"

@@ -16,7 +16,9 @@ from . import audit as A
 from . import audit_trust as T
 from . import envelope as E
 from . import notes as N
+from . import users as U
 from .access import Access
+from .audit_replay import rights
 from .audit_rows import detail_of
 from .errors import AccessDenied, IntegrityError, ValidationError
 from .journal import Journal
@@ -163,7 +165,10 @@ class AuditView:
                     rows.append((rid, self.records.state_token(rid, data)))
                 except IntegrityError:  # malformed: no DEK ids to name its state (already damaged)
                     pass
-            found = A.compare_states(entries, known, rows, tuple(damaged), decide)
+            schema = self.ses.schema
+            may = rights(self.access.verified_users(conn, statement=False), schema.roles, schema.classes,
+                         schema.purposes, entries, decide, U.REVOKED)
+            found = A.compare_states(entries, known, rows, tuple(damaged), decide, may)
             found = (dataclasses.replace(found[0], rows=scanned), found[1], found[2])  # unparseable ones too
             if accept and found[0].damaged:
                 raise IntegrityError(f"{len(found[0].damaged)} record row(s) fail authentication and cannot be "
