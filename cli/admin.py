@@ -100,14 +100,18 @@ def init(vault_url: str, identity: Path | None, schema: Path | None, population:
     from vault.shares import parse_k_of_n
     from vault.vault import discard_new
 
+    from .common import need_stdout
     from .recovery import slip39_passphrase, split_now
     split = parse_k_of_n(k_of_n) if k_of_n is not None else None  # before anything is asked or written
+    if split is not None:
+        need_stdout("the recovery shares")  # their only copy: refused before anything is asked or written
     if app_roles or lead_roles:
         check_roles(vault_url, [*app_roles, *lead_roles])  # before anything is asked or written
     ident_path = identity or default_identity_path()
     lead, id_pw, new_identity = lead_identity(ident_path, identity_passphrase_file, "Passphrase for your identity")
     recovery = read_new_passphrase(passphrase_file, "Recovery passphrase for the new vault", env=RECOVERY_ENV)
     secret = slip39_passphrase(slip39_passphrase_file, False, confirm_it=True) if split else ""
+    pins_before = _file_bytes(pins_path(ident_path))
     if new_identity:
         lead.save(ident_path, id_pw)
     try:
@@ -121,6 +125,7 @@ def init(vault_url: str, identity: Path | None, schema: Path | None, population:
                 split_now(v, *split, secret)
         except BaseException:  # all or nothing: no vault whose set-up was left half done
             discard_new(v)
+            _put_back(pins_path(ident_path), pins_before)  # nor a pin of a vault that is not there
             raise
         with v:
             click.echo(f"vault {v.id} created at {shown_url(vault_url)}")
@@ -136,6 +141,29 @@ def init(vault_url: str, identity: Path | None, schema: Path | None, population:
         note(f"created identity {ident_path}")
     click.echo(f"your identity: {ident_path}  fingerprint {lead.public.fingerprint()}")
     note(RECOVERY_ADVICE)
+
+
+def _file_bytes(path: Path) -> bytes | None:
+    """A file's content, None if there is none (one that cannot be read stops the init here,
+    before anything is made, as its pin would fail)."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _put_back(path: Path, before: bytes | None) -> None:
+    """The known-vaults file as it was before a failed init pinned its vault in it:
+    removed if the init made it, else its earlier content put back (other vaults' pins)."""
+    from vault._files import replace_private
+
+    try:
+        if before is None:
+            path.unlink(missing_ok=True)
+        elif _file_bytes(path) != before:
+            replace_private(path, before)
+    except (OSError, vault.VaultError):  # the failure being reported matters more; the file is named
+        warn(f"dvault: warning: could not undo the pin of the discarded vault in {path}")
 
 
 def _note_roles(staff: tuple[str, ...], lead: tuple[str, ...]) -> None:

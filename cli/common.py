@@ -322,6 +322,32 @@ def confirm(question: str, *, option: str = "--yes") -> None:
         raise click.Abort()
 
 
+def need_stdout(what: str) -> None:
+    """Refuse, before anything is read, written or audited, a command whose results would
+    go to a closed standard output (``dvault list >&-``): click.echo then writes nothing
+    and the command would exit 0, its results (or a split's only copy of the shares) gone."""
+    out = sys.stdout
+    if out is None or out.closed:
+        raise click.UsageError(f"standard output is closed: nowhere to write {what} (redirect it to a file "
+                               "or a pipe)")
+
+
+def write_stdout(lines: Iterable[str], what: str, consequence: str = "") -> None:
+    """``lines`` on stdout, flushed: a full disk or a closed pipe is an error naming what
+    could not be written (exit 6), and ``consequence`` (``; ...``), raised here rather than
+    at exit, where it would pass unnoticed once the command reported success."""
+    need_stdout(what)
+    out = sys.stdout
+    assert out is not None
+    try:
+        for line in lines:
+            out.write(line + "\n")
+        out.flush()
+    except OSError as e:
+        raise vault.Unavailable(f"cannot write {what} to standard output: "
+                                f"{e.strerror or type(e).__name__}{consequence}") from None
+
+
 def did_you_mean(name: str, known: Iterable[str]) -> str:
     """``; did you mean 'x'?`` for the closest known name, or nothing."""
     close = difflib.get_close_matches(name.strip().lower(), list(known), n=1, cutoff=0.6)

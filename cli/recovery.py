@@ -18,7 +18,7 @@ import click
 
 import vault
 
-from .common import check_vault_there, confirm, note, set_reason, unlock, vault_options
+from .common import check_vault_there, confirm, need_stdout, note, set_reason, unlock, vault_options, write_stdout
 from .common import vault_url as resolve_vault_url
 from .move import new_vault_options
 from .secrets_input import _take_env, read_passphrase
@@ -40,17 +40,19 @@ def slip39_passphrase(file: Path | None, ask: bool, *, confirm_it: bool) -> str:
 
 
 def print_shares(shares: list[str], k: int) -> None:
-    """The shares on stdout, one a line (what a script keeps); the advice on stderr."""
+    """The shares on stdout, one a line (what a script keeps), flushed; the advice on stderr."""
     note(f"{len(shares)} recovery shares follow, one a line; any {k} of them open every key of this vault. They are "
          "shown this once and stored nowhere: write each on paper for one trustee (number, and all "
          f"{len(shares[0].split())} words in order), then clear this screen.")
-    for s in shares:
-        click.echo(s)
+    write_stdout(shares, "the recovery shares", "; nothing was changed (earlier shares, if any, still open the vault)")
 
 
 def split_now(v: vault.Vault, k: int, n: int, passphrase: str) -> None:
-    shares = v.split_recovery(k, n, slip39_passphrase=passphrase)
-    print_shares(shares, k)
+    """Split, the shares written and flushed inside the split's transaction: a stdout that
+    is closed, full or a broken pipe rolls the split back, so the earlier shares are not
+    killed for new ones no one received."""
+    need_stdout("the recovery shares")
+    v.split_recovery(k, n, slip39_passphrase=passphrase, deliver=lambda shares: print_shares(shares, k))
 
 
 @click.group()
@@ -78,6 +80,7 @@ def split(k_of_n: str, ask: bool, slip39_passphrase_file: Path | None, yes: bool
     """
     from vault.shares import parse_k_of_n
     k, n = parse_k_of_n(k_of_n)
+    need_stdout("the recovery shares")  # before the passphrase is asked or the unlock audited
     with unlock(kw, advice=False) as v:
         current = v.recovery_shares()
         if current is not None and not yes:

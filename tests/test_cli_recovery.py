@@ -4,6 +4,8 @@ a new vault and re-enrols staff, the old lead's identity opens nothing there."""
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 import sys
 from pathlib import Path
@@ -180,3 +182,90 @@ def test_shares_are_typed_one_by_one_at_a_terminal(tmp_path: Path) -> None:
     shown = seen.getvalue()
     assert "Share 2 of 2" in shown
     assert not any(" ".join(s.split()[i:i + 3]) in shown for s in shares for i in range(3, 30))  # no echo
+
+
+class _FullStdout(io.StringIO):
+    """A stdout whose writes fail as on a full disk (`> /dev/full`)."""
+
+    def write(self, s: str) -> int:  # type: ignore[override]
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def _one_clear_line(err: str) -> None:
+    lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("dvault: warning")]
+    assert lines and lines[-1].startswith("dvault: error: "), err
+    assert "Traceback" not in err and "internal error" not in err, err
+
+
+@pytest.mark.parametrize("how", ["closed", "full"])
+def test_a_split_that_cannot_write_its_shares_keeps_the_old_ones(desk: Path, url: str, monkeypatch, capsys,
+                                                                 how: str) -> None:  # type: ignore[no-untyped-def]
+    """`dvault recovery split ... >&-` or `> /dev/full`: the split committed first, so the
+    earlier shares opened nothing and the new ones were lost (exit 0 when closed)."""
+    lead = Identity.generate()
+    lead.save(desk / "lead.dvid", LEAD_PW)
+    vault.create(url, RECOVERY, lead=lead).close()
+    lead_opts = ("--vault", url, "--identity", "lead.dvid", "--passphrase-file", "lead.pass")
+    code, out, err = run(monkeypatch, capsys, "recovery", "split", "--shares", "2-of-3", *lead_opts)
+    assert code == 0, err
+    old = _shares(out)
+    monkeypatch.setattr(sys, "stdout", None if how == "closed" else _FullStdout())
+    code, _, err = run(monkeypatch, capsys, "recovery", "split", "--shares", "2-of-3", "--yes", *lead_opts)
+    monkeypatch.setattr(sys, "stdout", sys.__stdout__)
+    assert code == (1 if how == "closed" else 6), err
+    _one_clear_line(err)
+    with vault.open_with_shares(url, old[:2]) as v:
+        assert v.recovery_shares()["made"] is not None  # type: ignore[index]
+        assert [e["detail"]["n"] for e in v.audit_entries(action="recovery_split")] == [3]
+
+
+def test_a_split_whose_delivery_fails_is_rolled_back_and_the_handle_stays_usable(url: str) -> None:
+    """Vault.split_recovery(deliver=...): the delivery runs before the commit; when it
+    raises, the earlier shares still open the vault and the handle's keys in memory are
+    the database's (a later write and a later split work)."""
+    lead = Identity.generate()
+    with vault.create(url, RECOVERY, lead=lead) as v:
+        old = v.split_recovery(2, 3)
+
+        def lost(_: list[str]) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        with pytest.raises(OSError):
+            v.split_recovery(2, 3, deliver=lost)
+        rid = v.add({"legal_name": "Amira Haddad", "email": SECRET})
+        got: list[str] = []
+        v.split_recovery(3, 4, deliver=got.extend)
+    with vault.open_with_shares(url, got[:3]) as v:
+        assert v.get(rid, fields=["email"])["email"] == SECRET
+    with pytest.raises(vault.BadShare):
+        vault.open_with_shares(url, old[:2])
+
+
+@pytest.mark.parametrize("how", ["closed", "full"])
+def test_init_with_shares_that_cannot_be_written_leaves_nothing(desk: Path, monkeypatch, capsys,
+                                                                how: str) -> None:  # type: ignore[no-untyped-def]
+    """`dvault init --shares 2-of-3 >&-` / `> /dev/full` left a set-aside vault, a pins file
+    and the new identity behind."""
+    before = sorted(p.name for p in desk.iterdir())
+    monkeypatch.setattr(sys, "stdout", None if how == "closed" else _FullStdout())
+    code, _, err = run(monkeypatch, capsys, "init", "--vault", "n.vault", "--identity", "lead.dvid",
+                       "--identity-passphrase-file", "lead.pass", "--passphrase-file", "recovery.pass",
+                       "--shares", "2-of-3")
+    monkeypatch.setattr(sys, "stdout", sys.__stdout__)
+    assert code == (1 if how == "closed" else 6), err
+    _one_clear_line(err)
+    assert sorted(p.name for p in desk.iterdir()) == before
+
+
+def test_a_failed_init_puts_back_the_pins_file_it_added_to(desk: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """The known-vaults file held another vault's pin: a failed init leaves it as it was."""
+    code, out, err = run(monkeypatch, capsys, "init", "--vault", "a.vault", "--identity", "lead.dvid",
+                         "--identity-passphrase-file", "lead.pass", "--passphrase-file", "recovery.pass")
+    assert code == 0, err
+    pins = (desk / "lead.dvid.vaults").read_bytes()
+    monkeypatch.setattr(sys, "stdout", _FullStdout())
+    code, _, err = run(monkeypatch, capsys, "init", "--vault", "b.vault", "--identity", "lead.dvid",
+                       "--identity-passphrase-file", "lead.pass", "--passphrase-file", "recovery.pass",
+                       "--shares", "2-of-3")
+    monkeypatch.setattr(sys, "stdout", sys.__stdout__)
+    assert code == 6, err
+    assert (desk / "lead.dvid.vaults").read_bytes() == pins and not (desk / "b.vault").exists()

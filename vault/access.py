@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import hmac
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from . import _crypto as C
@@ -108,6 +109,21 @@ class Access:
             self.purposes[name] = I.PurposeKeys(name, cur.kid, cur.secret)
         for call in self.on_new_ring:
             call()
+
+    @contextmanager
+    def restored_on_failure(self) -> Iterator[None]:
+        """Inside a caller's transaction, a re-seal can still roll back after it returned (a
+        later step of that transaction fails): the keys in memory must then be the ones the
+        database still holds, or this handle's next re-seal would write back a key ring,
+        and a slot secret, that no slot has."""
+        ring, seen, secret = self.ring, self.keys_seen, self.slot_secret
+        try:
+            yield
+        except BaseException:
+            self.keys_seen, self.slot_secret = seen, secret
+            if ring is not None and ring is not self.ring:
+                self.load_ring(ring)
+            raise
 
     def class_key(self, cls: str, version: int) -> bytes:
         assert self.ring is not None

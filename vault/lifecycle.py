@@ -38,12 +38,25 @@ class LifecycleCalls:
 
     # -- recovery shares (vault.shares) ------------------------------------------------------
     def split_recovery(self, k: int, n: int, *, slip39_passphrase: str = "",
-                       kdf: F.KdfParams | None = None) -> list[str]:
+                       kdf: F.KdfParams | None = None,
+                       deliver: Callable[[list[str]], None] | None = None) -> list[str]:
         """Split a recovery slot into n SLIP-39 shares, any k of which open every key
-        (vault.shares.split); a re-split kills the earlier shares. Returned once, stored nowhere."""
+        (vault.shares.split); a re-split kills the earlier shares. Returned once, stored nowhere.
+
+        ``deliver(shares)`` runs inside the split's transaction, before it commits: if it
+        raises, the split is rolled back and the earlier shares still open the vault. Why:
+        a caller whose only copy of the shares is what it writes (the CLI's stdout, which
+        may be closed or full) must not kill the earlier shares for new ones it lost."""
         from . import shares as SH
-        return self._journal.guard("recovery_split",
-                                   lambda: SH.split(self._shares_host(), k, n, slip39_passphrase, kdf))
+
+        def split() -> list[str]:
+            if deliver is None:
+                return SH.split(self._shares_host(), k, n, slip39_passphrase, kdf)
+            with self._access.restored_on_failure(), self._ses.store().tx():
+                shares = SH.split(self._shares_host(), k, n, slip39_passphrase, kdf)
+                deliver(shares)
+            return shares
+        return self._journal.guard("recovery_split", split)
 
     def recovery_shares(self) -> dict[str, Any] | None:
         """k, n and when the recovery shares were made (None: no split), signature checked."""
