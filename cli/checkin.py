@@ -103,6 +103,8 @@ def checkin(pseudonyms: tuple[str, ...], show_summary: bool, field: str, as_json
     """
     if show_summary and pseudonyms:
         raise click.UsageError("--summary takes no pseudonyms")
+    if not show_summary and not pseudonyms and (sys.stdin is None or sys.stdin.closed):  # `dvault checkin <&-`
+        raise click.UsageError("no input for: badge pseudonyms; standard input is closed (give them as arguments)")
     with unlock(kw) as v:
         name = checkin_field(v, field)
         set_reason(v, kw["reason"])

@@ -310,14 +310,30 @@ def with_progress(label: str, total: int, job: Callable[[Step | None], T], *, sh
         return job(step)
 
 
-def confirm(question: str, *, option: str = "--yes") -> None:
-    """Ask yes/no on stderr; no means Abort. With no answer to read (no terminal, end of
-    input) the error says which option answers it in a script, rather than "aborted"."""
+@contextlib.contextmanager
+def answered(error: str) -> Iterator[None]:
+    """Around one click prompt: no answer to read is the usage error ``error`` (one line,
+    exit 1), not "aborted" or an internal error. That is end of input (Ctrl-D, an empty
+    pipe: click's Abort), and no standard input at all (``dvault ... <&-``: Python sets
+    sys.stdin to None, and click's prompt then fails with RuntimeError "lost sys.stdin")."""
+    if sys.stdin is None or sys.stdin.closed:
+        raise click.UsageError(f"{error}; standard input is closed")
     try:
-        ok = click.confirm(question, default=False, err=True)
+        yield
     except click.exceptions.Abort:
         click.echo(err=True)  # end the prompt's line
-        raise click.UsageError(f"no answer to: {question} (no terminal? check first, then give {option})") from None
+        raise click.UsageError(error) from None
+    except RuntimeError as e:
+        if "lost sys.stdin" not in str(e):
+            raise
+        raise click.UsageError(f"{error}; standard input is closed") from None
+
+
+def confirm(question: str, *, option: str = "--yes", default: bool = False) -> None:
+    """Ask yes/no on stderr; no means Abort. With no answer to read (no terminal, end of
+    input) the error says which option answers it in a script, rather than "aborted"."""
+    with answered(f"no answer to: {question} (no terminal? check first, then give {option})"):
+        ok = click.confirm(question, default=default, err=True)
     if not ok:
         raise click.Abort()
 
@@ -373,21 +389,20 @@ def reason_option(f: F) -> F:
 def set_reason(v: vault.Vault, reason: str | None) -> str:
     """Every access needs a reason: from --reason or a prompt, recorded in the audit log.
     Returns it (the shell sets it again on the handle it opens after an idle lock)."""
-    text = reason if reason and reason.strip() else _prompt_line("Reason for this access", "--reason")
+    text = reason if reason and reason.strip() else prompt_line("Reason for this access", "--reason")
     if not text.strip():
         raise click.UsageError("a reason is required")
     v.set_reason(text.strip())
     return text.strip()
 
 
-def _prompt_line(label: str, option: str) -> str:
-    """A visible prompt; end of input (no terminal, Ctrl-D) is one error line naming the
-    option that would have given the answer, not "Label: dvault: error: aborted"."""
-    try:
-        return str(click.prompt(label, err=True))
-    except click.exceptions.Abort:
-        click.echo(err=True)  # end the prompt's line
-        raise click.UsageError(f"no input for: {label} (give {option})") from None
+def prompt_line(label: str, option: str, **kw: Any) -> str:
+    """A visible prompt (``kw``: click.prompt's); end of input (no terminal, Ctrl-D) or a
+    closed stdin is one error line naming the option that would have given the answer,
+    not "Label: dvault: error: aborted" or an internal error."""
+    with answered(f"no input for: {label} (give {option})"):
+        text = str(click.prompt(label, err=True, **kw))
+    return text
 
 
 def fields_arg(text: str | None, schema: Schema | None = None) -> list[str] | None:

@@ -10,12 +10,15 @@ import click
 import vault
 
 from .common import (
+    answered,
     cell,
     check_fields,
+    confirm,
     emit,
     fields_arg,
     note,
     printable,
+    prompt_line,
     reason_option,
     set_reason,
     unlock,
@@ -47,7 +50,7 @@ def _ask(f: Field, current: Any = None, editing: bool = False) -> Any:
     if editing and current is not None:
         label += f" (now: {printable(cell(current))})"
     while True:
-        text = click.prompt(label, default="", show_default=False, err=True)
+        text = prompt_line(label, "an answer for each field on standard input", default="", show_default=False)
         if not text.strip():
             return ... if editing else None
         if editing and text.strip() == "-":
@@ -80,8 +83,7 @@ def add(**kw: Any) -> None:
                 values[f.name] = value
         if not values:
             raise click.UsageError("nothing entered; no record added")
-        if not click.confirm(f"Add this participant ({len(values)} fields)?", default=True, err=True):
-            raise click.Abort()
+        confirm(f"Add this participant ({len(values)} fields)?", option="y on standard input", default=True)
         rid = v.add(values)
         click.echo(_handle(v, rid))
 
@@ -126,7 +128,8 @@ def _ask_terms(given: dict[str, str | None]) -> dict[str, str]:
         if value is None:
             continue
         if value == ASK:
-            value = str(click.prompt(label, err=True)).strip()
+            option = {"legal_name": "--name", "passport_number": "--passport"}.get(name, f"--{name}")
+            value = prompt_line(label, f"{option} VALUE").strip()
             if not value:
                 raise click.UsageError(f"no {label.lower()} given")
         out[name] = value
@@ -233,12 +236,8 @@ def shred(pseudonym: str, yes: bool, **kw: Any) -> None:
         set_reason(v, kw["reason"])
         rec = v.resolve(pseudonym, [])
         if not yes:
-            try:
+            with answered("no answer to: type the pseudonym again (no terminal? check first, then give --yes)"):
                 typed = str(click.prompt("Type the pseudonym again to shred this record", err=True))
-            except click.exceptions.Abort:
-                click.echo(err=True)
-                raise click.UsageError("no answer to: type the pseudonym again (no terminal? check first, then "
-                                       "give --yes)") from None
             if typed.replace(" ", "").upper() != pseudonym.replace(" ", "").upper():
                 raise click.UsageError("pseudonym did not match; nothing shredded")
         v.delete(rec.id)
@@ -265,7 +264,7 @@ def reveal_request(pseudonym: str, field: str, **kw: Any) -> None:
     """
     with unlock(kw) as v:
         check_fields(v.schema, [field])
-        reason = kw["reason"] or click.prompt("Reason (the lead will read it)", err=True)
+        reason = kw["reason"] or prompt_line("Reason (the lead will read it)", "--reason")
         rec = v.resolve(pseudonym, [])
         click.echo(v.request_reveal(rec.id, field, reason))
 

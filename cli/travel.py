@@ -27,7 +27,19 @@ import vault
 from vault import copies as CP
 from vault import local as L
 
-from .common import emit, identity_path, note, open_vault, pins_path, printable, set_reason, shown_url, warn
+from .common import (
+    confirm,
+    emit,
+    identity_path,
+    note,
+    open_vault,
+    pins_path,
+    printable,
+    prompt_line,
+    set_reason,
+    shown_url,
+    warn,
+)
 
 #: The audit action of a request to be suspended while travelling (docs/format.md 13a).
 SUSPEND_ACTION = "suspend_request"
@@ -190,9 +202,8 @@ def travel(vault_url: str | None, identity: Path | None, copy_places: tuple[str,
     if not any(f.removable for f in found):
         note("nothing to remove")
         return
-    if not yes and not click.confirm(f"Remove these {sum(f.removable for f in found)} file(s) now?", default=False,
-                                     err=True):
-        raise click.Abort()
+    if not yes:
+        confirm(f"Remove these {sum(f.removable for f in found)} file(s) now?")
     if request_suspend:
         _request_suspend(inv.servers[0], identity, passphrase_file, reason)
     _remove(inv)
@@ -295,8 +306,8 @@ def _held_elsewhere(path: Path, copy_places: tuple[str, ...], held: bool, typed:
     if copy_places:
         raise Refused(f"no copy given is of vault {mine.vault_id}, the vault file {path}")
     if held:
-        given = typed or {_id_text(click.prompt(f"Vault file {path} is vault {mine.vault_id}. Type its id to confirm "
-                                                "that the lead holds a copy of it", err=True))}
+        given = typed or {_id_text(prompt_line(f"Vault file {path} is vault {mine.vault_id}. Type its id to confirm "
+                                               "that the lead holds a copy of it", "--vault-id ID"))}
         if mine.vault_id not in given:
             raise Refused(f"the id typed is not that of vault {mine.vault_id} ({path})")
         return (f"held by the lead (you confirmed): vault {mine.vault_id}, {mine.records} records; this file's log "

@@ -686,3 +686,33 @@ def test_shell_help_never_echoes_its_argument(setup, monkeypatch, capsys) -> Non
     assert "Haddad" not in out + err and "\x1b" not in out + err and "owned" not in out + err
     assert err.count("dvault: error: no such command") == 2
     assert "find email|name|phone|passport VALUE" in out and "Documented commands" in out
+
+
+# -- from a second CLI hunt: standard input or output closed (`dvault ... <&-`, `>&-`) ----------------
+LEAD_NO_REASON = ("--identity", "lead.dvid", "--passphrase-file", "lead.pass")
+STAFF_NO_REASON = ("--identity", "staff.dvid", "--passphrase-file", "staff.pass")
+
+
+def _one_clear_line(err: str) -> None:
+    lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("dvault: warning")]
+    assert lines and lines[-1].startswith("dvault: error: "), err
+    assert "Traceback" not in err and "internal error" not in err, err
+
+
+@pytest.mark.parametrize("command", ["reason", "find_term", "shred_confirm", "add", "checkin", "reveal_reason"])
+def test_a_prompt_on_closed_stdin_is_one_clear_line(setup, monkeypatch, capsys, command: str) -> None:  # type: ignore[no-untyped-def]
+    """With fd 0 closed Python's sys.stdin is None: click's prompt failed with "internal error
+    (RuntimeError)", checkin with AttributeError. Now as end of input: one line, exit 1."""
+    tmp, url, badge = setup
+    args = {"reason": ("list", "--fields", "badge_name", *LEAD_NO_REASON),
+            "find_term": ("find", "--email", *LEAD_NO_REASON, "--reason", "x"),
+            "shred_confirm": ("shred", badge, *LEAD_NO_REASON, "--reason", "x"),
+            "add": ("add", *LEAD_NO_REASON, "--reason", "x"),
+            "checkin": ("checkin", *STAFF_NO_REASON, "--reason", "x"),
+            "reveal_reason": ("reveal", "request", badge, "legal_name", *STAFF_NO_REASON)}[command]
+    monkeypatch.setattr(sys, "stdin", None)
+    code, out, err = run(monkeypatch, capsys, *args)
+    assert code == 1, err
+    _one_clear_line(err)
+    assert "standard input is closed" in err, err
+    assert _count(url) == 1
