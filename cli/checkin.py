@@ -18,7 +18,7 @@ import click
 
 import vault
 
-from .common import check_fields, json_line, printable, reason_option, set_reason, unlock, vault_options
+from .common import check_fields, json_line, need_stdout, printable, reason_option, set_reason, unlock, vault_options
 
 DEFAULT_FIELD = "checked_in"
 
@@ -103,6 +103,7 @@ def checkin(pseudonyms: tuple[str, ...], show_summary: bool, field: str, as_json
     """
     if show_summary and pseudonyms:
         raise click.UsageError("--summary takes no pseudonyms")
+    need_stdout("the check-in results")
     if not show_summary and not pseudonyms and (sys.stdin is None or sys.stdin.closed):  # `dvault checkin <&-`
         raise click.UsageError("no input for: badge pseudonyms; standard input is closed (give them as arguments)")
     with unlock(kw) as v:

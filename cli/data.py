@@ -13,6 +13,7 @@ import vault
 
 from .common import (
     confirm,
+    need_stdout,
     note,
     open_vault_as,
     pins_path,
@@ -171,6 +172,8 @@ def _export_rows(fields: str, purpose: str | None, fmt: str, out: Path | None, r
     assert names is not None
     to = PublicIdentity.from_line(recipient) if recipient else None
     _check_out(out)
+    if out is None:
+        need_stdout("the export (or give --out FILE)")
     v, me = open_vault_as(kw.pop("vault_url"), kw.pop("identity"), kw.pop("passphrase_file"), kw.pop("recovery"))
     with v:
         fields_arg(fields, v.schema)
@@ -293,6 +296,8 @@ def open_export(sealed_file: Path, identity: Path, out: Path | None, passphrase_
     """
     if out is not None and (out.exists() or out.is_symlink()):
         raise vault.VaultExists(f"refusing to overwrite {out}")
+    if out is None:
+        need_stdout("the opened export (or give --out FILE)")
     from vault.identity import Identity
 
     from vault import exporter as X

@@ -16,7 +16,7 @@ import click
 
 import vault
 
-from .common import confirm, json_line, note, table, unlock, vault_options
+from .common import confirm, json_line, need_stdout, note, table, unlock, vault_options
 
 EXIT = {vault.NotFound: 2, vault.AccessDenied: 3, vault.WrongPassphrase: 4, vault.IntegrityError: 5,
         vault.Unavailable: 6}
@@ -169,6 +169,7 @@ def audit_show(actor: str | None, action: str | None, target: str | None, since_
 
     if since_days and since_text:
         raise click.UsageError("give --since or --since-days, not both")
+    need_stdout("the audit entries")
     if since_days is not None and since_days != since_days:  # NaN passes FloatRange
         raise click.UsageError("--since-days must be a number of days")
     since = int((_time.time() - since_days * 86400) * 1000) if since_days else _utc_ms("--since", since_text)

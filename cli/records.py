@@ -16,6 +16,7 @@ from .common import (
     confirm,
     emit,
     fields_arg,
+    need_stdout,
     note,
     printable,
     prompt_line,
@@ -99,6 +100,7 @@ def show(pseudonym: str, fields: str | None, as_json: bool, **kw: Any) -> None:
 
     Example: dvault show BA-7KQ4-M2XP-9AW --fields badge_name,email --reason "badge reprint"
     """
+    need_stdout("the record")
     with unlock(kw) as v:
         names = fields_arg(fields, v.schema)
         set_reason(v, kw["reason"])
@@ -157,6 +159,7 @@ def find(legal_name: str | None, email: str | None, phone: str | None, passport_
     given = {"legal_name": legal_name, "email": email, "phone": phone, "passport_number": passport_number}
     if all(val is None for val in given.values()):
         raise click.UsageError("give at least one of --name, --email, --phone, --passport")
+    need_stdout("the matches")
     if tokens and {k for k, val in given.items() if val is not None} != {"legal_name"}:
         raise click.UsageError("--tokens works with --name only")
     with unlock(kw) as v:
@@ -188,6 +191,7 @@ def list_(fields: str, as_json: bool, **kw: Any) -> None:
 
     Example: dvault list --fields badge_name,dietary --reason "catering numbers"
     """
+    need_stdout("the list")
     with unlock(kw) as v:
         names = fields_arg(fields, v.schema)
         assert names is not None
@@ -277,6 +281,7 @@ def reveal_show(request_id: str, **kw: Any) -> None:
 
     Example: dvault reveal show 3f2a9c1e00aa11bb
     """
+    need_stdout("the field (its grant is destroyed as it is read)")
     with unlock(kw) as v:
         value = v.reveal(request_id)
         click.echo(value.isoformat() if isinstance(value, dt.date) else printable(str(value), lines=True))

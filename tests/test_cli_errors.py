@@ -716,3 +716,31 @@ def test_a_prompt_on_closed_stdin_is_one_clear_line(setup, monkeypatch, capsys, 
     _one_clear_line(err)
     assert "standard input is closed" in err, err
     assert _count(url) == 1
+
+
+def _log_rows(url: str) -> int:
+    import sqlite3
+    with sqlite3.connect(url) as db:
+        return int(db.execute("SELECT count(*) FROM dv_audit").fetchone()[0])
+
+
+@pytest.mark.parametrize("command", ["list", "find", "export", "show", "audit_show", "checkin"])
+def test_results_to_a_closed_stdout_are_refused_before_anything_is_read(setup, monkeypatch, capsys,
+                                                                         command: str) -> None:  # type: ignore[no-untyped-def]
+    """`dvault list >&-` and `find --pseudonyms-only >&-` exited 0 having written nothing (the
+    reads audited all the same); `export >&-` was "internal error (AttributeError)"."""
+    tmp, url, badge = setup
+    args = {"list": ("list", "--fields", "badge_name", *LEAD),
+            "find": ("find", "--email", "amira@example.org", "--pseudonyms-only", *LEAD),
+            "export": ("export", "--fields", "badge_name", *LEAD),
+            "show": ("show", badge, "--fields", "badge_name", *LEAD),
+            "audit_show": ("audit", "show", *LEAD_NO_REASON),
+            "checkin": ("checkin", badge, *STAFF)}[command]
+    before = _log_rows(url)
+    monkeypatch.setattr(sys, "stdout", None)
+    code, out, err = run(monkeypatch, capsys, *args)
+    monkeypatch.setattr(sys, "stdout", sys.__stdout__)
+    assert code == 1, err
+    _one_clear_line(err)
+    assert "standard output is closed" in err, err
+    assert _log_rows(url) == before  # refused before the unlock: nothing read, nothing audited
