@@ -253,6 +253,35 @@ def test_unused_columns_named_in_dry_run_and_real_run_and_missing_ones_list_the_
         assert code == 0 and "column(s) not imported (no mapping rule uses them): 'Secret column'" in err, err
 
 
+def test_an_export_saved_without_its_header_line_does_not_print_the_first_row(cli, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Its first line is a person's data: the hint quoted it as "the file's header has: ...
+    'Ольга Ñúñez', ... 'P83526008', ..." and the unused-columns note again (from a CLI hunt)."""
+    url, tmp, run = cli
+    rows = KOBO_GROUPS.read_text("utf-8-sig").splitlines()[1:4]
+    (tmp / "noheader.csv").write_text("\n".join(rows) + "\n", "utf-8")
+    first = rows[0].split(";")
+    secrets = [first[3], first[9], first[10], first[11], first[13]]  # name, passport, e-mail, phone, contact
+    for extra in (("--dry-run",), ("--dry-run", "--json"), ()):
+        code, out, err = run("import", "noheader.csv", "--preset", "kobo", *extra, capsys=capsys)
+        assert code == 1, err
+        assert not [s for s in secrets if s in out + err], err
+        if "--json" not in extra:
+            assert f"first line does not look like a header: none of its {len(first)} cell(s)" in err, err
+    assert records(url) == []
+
+
+def test_a_header_cell_that_looks_like_a_value_is_named_by_position(cli, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A genuine header keeps its helpful hint, but a cell that reads as data (an address,
+    a number) is named by its position."""
+    url, tmp, run = cli
+    (tmp / "map.toml").write_text(PLAIN_MAPPING)
+    write_csv(tmp / "in.csv", [["Name", "Badge", "amira@example.org", "P83526008", "Born"],
+                               ["Amira Haddad", "Amira", "x", "y", ""]])
+    code, out, err = run("import", "in.csv", "--mapping", "map.toml", "--dry-run", capsys=capsys)
+    assert code == 1 and "the file's header has: 'Name', 'Badge', '(column 3)', '(column 4)', 'Born'" in err, err
+    assert "amira@example.org" not in err and "P83526008" not in err
+
+
 # -- 8. value rules -------------------------------------------------------------------------
 
 

@@ -87,7 +87,8 @@ class ImportPlan:
     error is in neither ``rows`` nor ``updates``); ``total`` the data rows read;
     ``skipped`` (line, why) rows left out by the source-status filter; ``updates`` and
     ``unchanged`` rows matched to stored records by source id (see against.py);
-    ``unmapped`` the header names no rule used; ``hints`` advice on file-level errors;
+    ``unmapped`` the header names no rule used (by position where a name could be a
+    person's data, _Layout._shown); ``hints`` advice on file-level errors;
     ``not_compared`` fields an update could not compare (the role cannot read them).
     The repr shows counts only."""
 
@@ -286,13 +287,35 @@ class _Layout:
             return f"source status ({self.header[self.status]}) says not approved"
         return None
 
+    def _shown(self, i: int) -> str:
+        """Header cell ``i`` as a report may name it: by position when the first line is no
+        header (no cell is a column the mapping names: an export saved without its header
+        line, whose first line is a person's data) or when the cell looks like a value (an
+        address, a number, a date). Why: the report goes to a screen and a terminal's
+        scrollback, and must not carry the names, passport numbers or e-mails of a row."""
+        h = self.header[i]
+        if not h:
+            return f"(unnamed column {i + 1})"
+        return f"(column {i + 1})" if not self.used or _looks_like_value(h) else h
+
     def unmapped(self) -> list[str]:
-        return [h or f"(unnamed column {i + 1})" for i, h in enumerate(self.header) if i not in self.used]
+        return [self._shown(i) for i in range(len(self.header)) if i not in self.used]
 
     def hints(self) -> list[str]:
         if not self._missing:
             return []
-        return ["the file's header has: " + ", ".join(repr(h) for h in self.header)]
+        if not self.used:
+            return [f"the file's first line does not look like a header: none of its {len(self.header)} cell(s) is a "
+                    "column the mapping names (was the export saved without its header line? Its cells are not "
+                    "shown: they may be a person's data)"]
+        return ["the file's header has: " + ", ".join(repr(self._shown(i)) for i in range(len(self.header)))]
+
+
+def _looks_like_value(text: str) -> bool:
+    """A header cell that reads as data rather than a column name: an e-mail address, or
+    four digits or more (a passport or phone number, a date). Column names rarely carry
+    either; one that does is named by its position, which loses little."""
+    return "@" in text or sum(c.isdigit() for c in text) >= 4
 
 
 # -- one row ---------------------------------------------------------------------------------
