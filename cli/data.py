@@ -74,7 +74,10 @@ def import_(csv_file: Path, mapping: Path | None, preset: str | None, encoding: 
 
     if shred_source and dry_run:
         raise click.UsageError("--shred-source deletes the file after an import: not with --dry-run")
-    data = csv_file.read_bytes()
+    from .shred import shreddable
+
+    source = shreddable(csv_file) if shred_source else csv_file  # checked before anything is written
+    data = source.read_bytes()
     with unlock(kw) as v:
         set_reason(v, kw["reason"])
         v.require_writable("import")  # a refusal before any report on the file
@@ -89,12 +92,15 @@ def import_(csv_file: Path, mapping: Path | None, preset: str | None, encoding: 
             report.done(ids, R.apply_updates(v, plan) if apply_updates else [])
         report.finish(as_json)
     if shred_source:
-        _shred_source(csv_file, plan, apply_updates)
+        _shred_source(csv_file, source, plan, apply_updates)
 
 
-def _shred_source(path: Path, plan: Any, applied: bool) -> None:
-    """Overwrite and delete the imported file, unless a row of it is not in the vault
-    (refused as bad, or a change not applied): that row's only copy may be this file."""
+def _shred_source(path: Path, real: Path, plan: Any, applied: bool) -> None:
+    """Overwrite and delete the imported file (``real``: the file ``path`` names, a link
+    resolved; the link goes too), unless a row of it is not in the vault (refused as bad,
+    or a change not applied): that row's only copy may be this file. The rows are
+    committed by now: a shred that fails is a warning and exit 0, not an error, whose
+    exit code would say that nothing was written."""
     left = len([e for e in plan.errors if e.kind != "in_vault"]) + (0 if applied else len(plan.updates))
     if left:
         warn(f"dvault: note: kept {path}: {left} row(s) of it are not in the vault; fix them (or download "
@@ -102,8 +108,17 @@ def _shred_source(path: Path, plan: Any, applied: bool) -> None:
         return
     from .shred import shred_file
 
-    shred_file(path)
-    note(f"shredded {path} (overwritten, then deleted; see docs/guide.md on what disks may keep)")
+    link = path.is_symlink()
+    try:
+        shred_file(real)
+        if link:
+            path.unlink()
+    except OSError as e:
+        warn(f"dvault: warning: the import is done, but {path} could not be shredded: "
+             f"{e.strerror or type(e).__name__}; delete it yourself (it is plaintext)")
+        return
+    what = f"{real}, the file {path} linked to (the link removed too)" if link else str(path)
+    note(f"shredded {what} (overwritten, then deleted; see docs/guide.md on what disks may keep)")
 
 
 _WITHOUT_CONSENT = click.option(

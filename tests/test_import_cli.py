@@ -282,6 +282,62 @@ def test_a_header_cell_that_looks_like_a_value_is_named_by_position(cli, capsys)
     assert "amira@example.org" not in err and "P83526008" not in err
 
 
+# -- --shred-source (from a CLI hunt) -------------------------------------------------------
+
+
+def _passport(line: int) -> str:
+    return KOBO_GROUPS.read_text("utf-8-sig").splitlines()[line].split(";")[9]
+
+
+def test_shred_source_through_a_symlink_shreds_the_file_read(cli, capsys) -> None:  # type: ignore[no-untyped-def]
+    """today.csv -> downloads/kobo.csv: "shredded today.csv" removed only the link, and the
+    file read kept every row in plaintext."""
+    url, tmp, run = cli
+    (tmp / "downloads").mkdir()
+    real = tmp / "downloads" / "kobo.csv"
+    real.write_bytes(KOBO_GROUPS.read_bytes())
+    (tmp / "today.csv").symlink_to(real)
+    code, out, err = run("import", "today.csv", "--preset", "kobo", "--shred-source", capsys=capsys)
+    assert code == 0 and "imported 5" in out, err
+    assert not real.exists() and not (tmp / "today.csv").is_symlink(), err
+    assert f"shredded {real}, the file today.csv linked to (the link removed too)" in err, err
+
+
+@pytest.mark.parametrize("what", ["file", "folder"])
+def test_a_source_that_cannot_be_shredded_is_refused_before_the_import(cli, capsys, monkeypatch,
+                                                                       what: str) -> None:  # type: ignore[no-untyped-def]
+    """A read-only export (or folder): the rows were committed, then "Permission denied",
+    exit 6, which says nothing was written. Now refused first. (The tests run as root, for
+    whom os.access allows everything: a non-root user's answer is faked.)"""
+    url, tmp, run = cli
+    (tmp / "kobo.csv").write_bytes(KOBO_GROUPS.read_bytes())
+    target = (tmp / "kobo.csv").resolve() if what == "file" else tmp.resolve()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == target else real_access(p, mode))
+    code, out, err = run("import", "kobo.csv", "--preset", "kobo", "--shred-source", capsys=capsys)
+    assert code == 1 and err.strip().startswith("dvault: error: cannot shred kobo.csv: "), err
+    assert len(err.strip().splitlines()) == 1 and _passport(1) not in err
+    assert records(url) == [] and (tmp / "kobo.csv").exists()
+
+
+def test_a_shred_that_fails_after_the_import_is_a_warning_not_a_failed_import(cli, capsys,
+                                                                               monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    url, tmp, run = cli
+    (tmp / "kobo.csv").write_bytes(KOBO_GROUPS.read_bytes())
+    import errno
+
+    import vault_cli.shred
+
+    def read_only(path: Path) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+    monkeypatch.setattr(vault_cli.shred, "shred_file", read_only)
+    code, out, err = run("import", "kobo.csv", "--preset", "kobo", "--shred-source", capsys=capsys)
+    assert code == 0 and "imported 5" in out, err
+    assert "dvault: warning: the import is done, but kobo.csv could not be shredded: Permission denied; " \
+           "delete it yourself" in err, err
+    assert len(records(url)) == 5
+
+
 # -- 8. value rules -------------------------------------------------------------------------
 
 
