@@ -37,6 +37,9 @@ def backup(file: Path, ledger: Path | None, **kw: Any) -> None:
 
     Example: dvault backup dd2026-monday.dvbak --ledger dd2026.dvledger
     """
+    for path in (file, ledger):
+        if path is not None:
+            _check_new(path)
     with unlock(kw, advice=False) as v:
         # the bar's length is the record count until the backup counts its rows (read, then written)
         out = with_progress("backing up", max(1, v.count()), lambda step: v.backup(file, ledger=ledger,
@@ -45,6 +48,16 @@ def backup(file: Path, ledger: Path | None, **kw: Any) -> None:
                f"({out['bytes']} bytes)")
     if ledger is not None:
         note(f"shred ledger ({out['ledger']} entries) written to {ledger}")
+
+
+def _check_new(path: Path) -> None:
+    """A file the backup would refuse (there already) or fail to make (its folder missing),
+    said before the passphrase and the whole read, as export's --out is (exit 1). A folder
+    that cannot be written is left to the write, which tells a read-only disk (exit 6)."""
+    if path.exists() or path.is_symlink():
+        raise vault.VaultExists(f"refusing to overwrite {path}")
+    if not path.absolute().parent.is_dir():
+        raise click.UsageError(f"cannot write to {path}: no such folder")
 
 
 @click.command()

@@ -53,3 +53,41 @@ def test_restore_of_damaged_file_is_one_line(tmp_path: Path) -> None:
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("dvault: error: the backup file is corrupt or truncated")
     assert "Traceback" not in res.stderr and path.read_bytes() == before
+
+
+
+def test_a_backup_into_a_missing_folder_is_bad_input_not_an_integrity_failure(tmp_path: Path, monkeypatch,
+                                                                                capsys) -> None:  # type: ignore[no-untyped-def]
+    """`dvault backup missing/x.dvbak` and `--ledger missing/l` exited 5 ("integrity
+    failure"): a write error the backup did not map was a BadBackup (from a CLI hunt)."""
+    import sqlite3
+
+    from conftest import run_dvault
+    path = tmp_path / "a.vault"
+    with vault.create(path, PW) as v:
+        v.add({"legal_name": "Hidden Name"})
+
+    def log_rows() -> int:
+        with sqlite3.connect(path) as db:
+            return int(db.execute("SELECT count(*) FROM dv_audit").fetchone()[0])
+    entries = log_rows()
+    monkeypatch.chdir(tmp_path)
+    for args in (("missing/x.dvbak",), ("x.dvbak", "--ledger", "missing/l.dvledger")):
+        monkeypatch.setenv("DVAULT_PASSPHRASE", PW)
+        code, out, err = run_dvault(monkeypatch, capsys, "backup", *args, "--vault", str(path), "--recovery")
+        assert code == 1, err
+        assert err.strip() == f"dvault: error: cannot write to {args[-1]}: no such folder", err
+        assert not (tmp_path / "missing").exists() and not (tmp_path / "x.dvbak").exists()
+    assert log_rows() == entries  # refused before the unlock: nothing read, nothing audited
+    # the library, given such a path, says so as a plain error (exit 1), not BadBackup (exit 5)
+    with vault.open(path, PW) as v:
+        for target, ledger in ((tmp_path / "missing" / "x.dvbak", None),
+                               (tmp_path / "y.dvbak", tmp_path / "missing" / "l.dvledger"),
+                               (tmp_path / "a.vault" / "z.dvbak", None)):
+            try:
+                v.backup(target, ledger=ledger)
+            except vault.VaultError as e:
+                assert type(e) is vault.VaultError and "cannot write" in str(e), repr(e)
+            else:
+                raise AssertionError("no error")
+        assert not (tmp_path / "y.dvbak").exists()

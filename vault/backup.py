@@ -33,7 +33,7 @@ from sqlalchemy import inspect
 
 from . import _crypto as C
 from . import _format as F
-from .errors import BadBackup, Unavailable, VaultExists
+from .errors import BadBackup, Unavailable, VaultError, VaultExists
 
 _HEAD = struct.Struct(f">{len(F.BACKUP_MAGIC)}sB{F.ID_LEN}sQQ32sH")
 _TRAILER = 64 + C.ED25519_SIG_LEN + 32  # actor, signature, SHA-256
@@ -304,11 +304,20 @@ _UNUSABLE = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk is full (
              errno.EACCES: "permission denied"}
 
 
+#: a path that names no place a file can be made (a mistyped folder): bad input, exit 1
+_NO_PLACE = {errno.ENOENT: "no such folder", errno.ENOTDIR: "a part of the path is not a folder",
+             errno.EISDIR: "it is a folder", errno.ENAMETOOLONG: "the name is too long",
+             errno.ELOOP: "too many symbolic links in the path"}
+
+
 def _failed(e: OSError, path: str) -> Exception:
+    """The error for a backup or ledger file that could not be written: the storage
+    (Unavailable, exit 6), else a plain VaultError (exit 1). Never BadBackup, an
+    IntegrityError (exit 5): that says a backup file is damaged, and nothing was read."""
     meaning = _UNUSABLE.get(e.errno or 0)
     if meaning is not None:
         return Unavailable(f"cannot write {path}: {meaning}")
-    return BadBackup(f"cannot write {path}: {e.strerror or type(e).__name__}")
+    return VaultError(f"cannot write {path}: {_NO_PLACE.get(e.errno or 0) or e.strerror or type(e).__name__}")
 
 
 def write_new(path: str, parts: list[bytes]) -> None:
