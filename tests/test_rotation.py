@@ -263,6 +263,31 @@ def test_a_handle_with_stale_keys_refuses_to_write(url: str) -> None:
         v.rotate()
 
 
+def test_a_write_refused_for_stale_keys_is_logged(url: str) -> None:
+    """An update or a shred refused because another handle rotated meanwhile (KeysChanged)
+    changed nothing, and is logged as an attempt (no state), as one refused for any other
+    reason is: the log shows who tried to change which record."""
+    with vault.create(url, PASSPHRASE) as v:
+        ids = v.add_many(_rows(3))
+    a, b = vault.open(url, PASSPHRASE), vault.open(url, PASSPHRASE)
+    try:
+        badge = b.pseudonym(ids[1], "audit")
+        a.rotate()
+        with pytest.raises(vault.KeysChanged):
+            b.update(ids[0], {"dietary": "none"})
+        with pytest.raises(vault.KeysChanged):
+            b.delete(ids[1])
+    finally:
+        a.close()
+        b.close()
+    with vault.open(url, PASSPHRASE) as v:
+        assert ids[1] in v.ids() and v.check_records().ok
+        shreds = v.audit_entries(action="shred")
+        updates = v.audit_entries(action="update")
+    assert [e["target"] for e in shreds] == [badge] and "state" not in shreds[0]["detail"]
+    assert len(updates) == 1 and updates[0]["detail"] == {"fields": ["dietary"]}
+
+
 def test_a_handle_that_joins_a_rotation_with_stale_keys_stops(url: str) -> None:
     """B loaded its keys before A started rotating; resuming A's rotation with them would
     move records back onto the old versions. B is refused before it writes anything."""

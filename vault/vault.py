@@ -371,7 +371,7 @@ class Vault(LifecycleCalls):
         record_id_bytes(record_id)  # a malformed id is refused before anything is logged
         try:
             j.guard("update", lambda: self._records.update(record_id, values))  # its entry commits with the row
-        except (NotFound, ValidationError, IntegrityError):  # an attempt that changed nothing is logged too
+        except (NotFound, ValidationError, IntegrityError, KeysChanged):  # an attempt that changed nothing: logged too
             j.record("update", j.target(record_id),
                      {"fields": sorted(map(str, values)) if isinstance(values, Mapping) else []})
             self._canaries.alarm_if_canary([record_id], "update")
@@ -389,7 +389,7 @@ class Vault(LifecycleCalls):
         record_id_bytes(record_id)
         try:
             j.guard("shred", lambda: self._records.delete(record_id))  # its entry commits with the deletion
-        except (NotFound, IntegrityError):  # an attempt that changed nothing is logged too
+        except (NotFound, IntegrityError, KeysChanged):  # an attempt that changed nothing is logged too
             j.record("shred", j.target(record_id))
             raise
 
