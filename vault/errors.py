@@ -8,7 +8,24 @@ from __future__ import annotations
 
 
 class VaultError(Exception):
-    """Base of every error the vault raises on purpose."""
+    """Base of every error the vault raises on purpose.
+
+    It never shows the exception it was raised while handling (``__context__`` reads None,
+    and setting it does nothing). Why: ``raise VaultError(...) from None`` only hides that
+    exception from the traceback printer, and a decoder's or parser's error holds the very
+    input it failed on (a UnicodeDecodeError's ``object``, a JSONDecodeError's ``doc``, an
+    int() ValueError's message): a crash reporter or a logger walking ``__context__`` would
+    find the plaintext. Code that raises inside a handler still raises outside it where it
+    can; this is the net under it. (The interpreter keeps the reference internally until
+    the error is dropped: memory is not protected, docs/threat-model.md 4.2.)"""
+
+    @property
+    def __context__(self) -> BaseException | None:
+        return None
+
+    @__context__.setter
+    def __context__(self, value: BaseException | None) -> None:
+        pass
 
 
 class WrongPassphrase(VaultError):

@@ -109,25 +109,29 @@ def guard_csv(data: bytes) -> bytes:
     """Someone else's CSV (a sealed export, whoever made it) as ``to_csv`` would have written
     it: every cell quoted and guarded, the header too. A CSV that ``to_csv`` wrote comes back
     unchanged."""
+    rows = None
     try:
-        text = data.decode("utf-8")
-        rows = list(csv.reader(io.StringIO(text, newline=""), strict=True))
+        rows = list(csv.reader(io.StringIO(data.decode("utf-8"), newline=""), strict=True))
     except (UnicodeDecodeError, csv.Error):
-        raise IntegrityError("the export's CSV is malformed") from None
+        pass  # raised below, outside the handler: the decoder's error holds the decrypted payload
+    if rows is None:
+        raise IntegrityError("the export's CSV is malformed")
     return _write_csv(rows).encode("utf-8")
 
 
 def _check_json_lines(data: bytes) -> bytes:
     """JSON lines as ``to_json`` writes them, one object per line, or IntegrityError: a
     payload that says it is JSON must not be a CSV in disguise, which the guard never saw."""
+    ok = False
     try:
         lines = data.decode("utf-8").split("\n")
         if lines[-1] == "":
             lines.pop()
-        if not all(isinstance(json.loads(line), dict) for line in lines):
-            raise ValueError
+        ok = all(isinstance(json.loads(line), dict) for line in lines)
     except (UnicodeDecodeError, ValueError, RecursionError):
-        raise IntegrityError("the export's JSON lines are malformed") from None
+        pass  # raised below, outside the handler: the parser's error holds the decrypted line
+    if not ok:
+        raise IntegrityError("the export's JSON lines are malformed")
     return data
 
 

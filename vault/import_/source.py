@@ -77,8 +77,8 @@ def _decode(data: bytes, encoding: str | None) -> str:
         try:
             return data.decode("utf-8")  # strict: latin-1, UTF-16 and lone surrogates fail
         except UnicodeDecodeError as e:
-            line = data[: e.start].count(b"\n") + 1
-            raise SourceError(line, "file is not UTF-8 text (bad encoding)", _guess(data)) from None
+            line = data[: e.start].count(b"\n") + 1  # raised below: the decoder's error holds the file
+        raise SourceError(line, "file is not UTF-8 text (bad encoding)", _guess(data))
     try:
         info = codecs.lookup(encoding)
     except LookupError:
@@ -90,8 +90,8 @@ def _decode(data: bytes, encoding: str | None) -> str:
     try:
         return data.decode(info.name)
     except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise SourceError(line, f"file is not {info.name} text (bad encoding)", _guess(data)) from None
+        line = data[: e.start].count(b"\n") + 1  # raised below: the decoder's error holds the file
+    raise SourceError(line, f"file is not {info.name} text (bad encoding)", _guess(data))
 
 
 def _guess(data: bytes) -> str | None:
