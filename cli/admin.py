@@ -503,8 +503,10 @@ def passphrase_identity(identity: Path | None, passphrase_file: Path | None, new
         raise vault.NotFound(f"no identity file at {path}")
     old = read_passphrase(passphrase_file, f"Current passphrase for identity {path.name}", env=IDENTITY_ENV)
     ident = Identity.load(path, old)  # a wrong passphrase fails before the new one is asked for
-    ident.replace_file(path, _new_passphrase(new_passphrase_file, old, "New passphrase for the identity"))
-    click.echo(f"identity {path}: passphrase changed")
+    written = ident.replace_file(path, _new_passphrase(new_passphrase_file, old, "New passphrase for the identity"))
+    # through a link, say which file now holds the new passphrase (the link is kept)
+    shown = f"{path} (the file {written})" if path.is_symlink() else str(path)
+    click.echo(f"identity {shown}: passphrase changed")
 
 
 @passphrase.command("recovery")

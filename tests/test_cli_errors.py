@@ -381,6 +381,28 @@ def test_passphrase_identity_rewraps_the_file(setup, monkeypatch, capsys) -> Non
     assert sorted(p.name for p in tmp.iterdir() if p.name.startswith("staff")) == ["staff.dvid", "staff.dvid.vaults", "staff.pass"]
 
 
+def test_passphrase_identity_through_a_link_changes_the_linked_file(setup, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """From a CLI hunt: through a symbolic link (the identity kept on a stick), the link was
+    replaced by a new file beside it and the real identity kept its old passphrase, while
+    the command said "passphrase changed"."""
+    tmp, url, _badge = setup
+    (tmp / "stick").mkdir(mode=0o700)
+    real = tmp / "stick" / "sam.dvid"
+    os.replace(tmp / "staff.dvid", real)
+    (tmp / "staff.dvid").symlink_to(real)
+    (tmp / "new.pass").write_text("staff has a new phrase\n")
+    code, out, err = run(monkeypatch, capsys, "passphrase", "identity", "--identity", "staff.dvid",
+                         "--passphrase-file", "staff.pass", "--new-passphrase-file", "new.pass")
+    assert code == 0 and "passphrase changed" in out and str(real) in out, err
+    assert (tmp / "staff.dvid").is_symlink() and os.path.realpath(tmp / "staff.dvid") == str(real)
+    with pytest.raises(vault.WrongPassphrase):
+        Identity.load(real, STAFF_PW)
+    Identity.load(real, "staff has a new phrase")
+    assert oct(real.stat().st_mode & 0o777) == "0o600"
+    assert sorted(p.name for p in real.parent.iterdir()) == ["sam.dvid"]  # no temporary file left
+    assert sorted(p.name for p in tmp.iterdir() if p.name.startswith("staff")) == ["staff.dvid", "staff.dvid.vaults", "staff.pass"]
+
+
 def test_move_into_a_new_vault_under_a_new_lead(setup, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     tmp, url, badge = setup
     (tmp / "recovery.pass").write_text(RECOVERY + "\n")

@@ -43,8 +43,14 @@ def write_private(path: str | os.PathLike[str], data: bytes | list[bytes], *,
 def replace_private(path: str | os.PathLike[str], data: bytes, *, error: type[VaultError] = VaultError) -> Path:
     """Replace ``path`` with ``data`` atomically: a 0600 temporary file beside it, fsynced,
     renamed over it, and the directory fsynced, so a crash or power cut leaves either the
-    old file or the new one, never half of each and never neither."""
-    p = Path(path)
+    old file or the new one, never half of each and never neither.
+
+    A symbolic link is followed: the file it names is what the caller read and means to
+    change (an identity kept on a stick and linked from the default place), so the
+    temporary file goes in the target's folder and is renamed over the target, keeping the
+    link. Renaming over the link itself would leave the real file unchanged (on its old
+    passphrase, say) while reporting success. Returns the path actually replaced."""
+    p = Path(os.path.realpath(path))
     tmp = p.with_name(f"{p.name}.tmp-{os.urandom(4).hex()}")
     write_private(tmp, data, error=error)
     try:

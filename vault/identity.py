@@ -151,10 +151,11 @@ class Identity:
         ident.replace_file(path, new, kdf)
         return ident
 
-    def replace_file(self, path: str | os.PathLike[str], passphrase: str, kdf: F.KdfParams | None = None) -> None:
+    def replace_file(self, path: str | os.PathLike[str], passphrase: str, kdf: F.KdfParams | None = None) -> Path:
         """Write this identity over its existing file, atomically (see change_passphrase),
-        for a caller that has already loaded it: one Argon2id derivation fewer."""
-        replace_private(Path(path), self.to_file_bytes(passphrase, kdf), error=IdentityError)
+        for a caller that has already loaded it: one Argon2id derivation fewer. Returns the
+        file written: the target when ``path`` is a symbolic link (the link stays)."""
+        return replace_private(Path(path), self.to_file_bytes(passphrase, kdf), error=IdentityError)
 
     @classmethod
     def from_file_bytes(cls, data: bytes, passphrase: str) -> Identity:
