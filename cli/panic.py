@@ -21,7 +21,9 @@ USAGE = "usage: dvault panic [-v|--verbose]"
 def run_panic(verbose: bool = False, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """End running shells, then overwrite and remove every file of the inventory
     (vault.local); print what was removed (each file with ``verbose``), what was left and
-    why, and the time taken. 0 if nothing is left, 1 otherwise."""
+    why, and the time taken. 0 if nothing is left, 1 otherwise: a file a removed link named
+    (links are never followed) and a config or written-files list that was not followed
+    count as left, since what they name may still be there."""
     from vault import local
 
     out, err = out or sys.stdout, err or sys.stderr
@@ -29,7 +31,7 @@ def run_panic(verbose: bool = False, out: TextIO | None = None, err: TextIO | No
     shells = local.end_shells()
     inv = local.inventory()
     found = local.survey(inv.targets + local.marks())
-    done = local.remove(found)
+    done = local.remove(found, inv)
     local.tidy(local.own_folders())
     elapsed = time.monotonic() - start
     if out.isatty():  # the last lookups, and what this printed before, off the screen and scrollback
@@ -42,14 +44,16 @@ def run_panic(verbose: bool = False, out: TextIO | None = None, err: TextIO | No
             out.write(f"removed  {r.found.target.kind:<18} {r.found.target.path}\n")
     left = [(f.target, f.detail) for f in found if f.state == "left"]
     left += [(r.found.target, r.detail) for r in done if not r.ok]
+    left += local.links_left(found)
     for t, why in left:
         err.write(f"dvault: warning: left {t.kind} {t.path}: {why}\n")
     for note in inv.notes:
         err.write(f"dvault: warning: {note}\n")
-    out.write(f"dvault panic: {len(removed)} file(s) removed, {len(left)} left, {len(shells)} shell(s) ended, "
-              f"in {elapsed:.3f} s\n")
+    unread = f", {len(inv.notes)} not followed" if inv.notes else ""
+    out.write(f"dvault panic: {len(removed)} file(s) removed, {len(left)} left{unread}, {len(shells)} shell(s) "
+              f"ended, in {elapsed:.3f} s\n")
     out.flush()
-    return 0 if not left else 1
+    return 0 if not left and not inv.notes else 1
 
 
 def fast(args: list[str]) -> int:

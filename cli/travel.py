@@ -210,20 +210,27 @@ def travel(vault_url: str | None, identity: Path | None, copy_places: tuple[str,
 
 
 def _remove(inv: L.Inventory) -> None:
+    """Remove what the survey found; exit 1, as panic does, if anything is left: a file
+    refused at the survey (another account's, say), one whose removal failed, a file a
+    removed link named, or what a list that was not followed names."""
     for line in L.end_shells():
         note(f"ended {line}")
     found = L.survey(inv.targets + L.marks())  # again: a shell that closed changed its journal files
-    done = L.remove(found)
+    done = L.remove(found, inv)
     L.tidy(L.own_folders())
-    failed = [r for r in done if not r.ok]
-    for r in done:
-        if r.ok:
-            click.echo(f"removed  {r.found.target.kind:<18} {r.found.target.path}")
-    for r in failed:
-        warn(f"dvault: warning: left {r.found.target.kind} {r.found.target.path}: {r.detail}")
-    note(f"{len(done) - len(failed)} file(s) removed" + (f", {len(failed)} could not be" if failed else ""))
-    if failed:
-        raise click.ClickException("some files could not be removed (above): remove them yourself")
+    removed = [r for r in done if r.ok]
+    for r in removed:
+        click.echo(f"removed  {r.found.target.kind:<18} {r.found.target.path}")
+    left = [(f.target, f.detail) for f in found if f.state == "left"]
+    left += [(r.found.target, r.detail) for r in done if not r.ok]
+    left += L.links_left(found)
+    for t, why in left:
+        warn(f"dvault: warning: left {t.kind} {t.path}: {why}")
+    note(f"{len(removed)} file(s) removed" + (f", {len(left)} left" if left else ""))
+    if left:
+        raise click.ClickException("some files were left (above): remove them yourself")
+    if inv.notes:
+        raise click.ClickException("a list dvault keeps was not followed (above): what it names may still be here")
 
 
 def _show(found: list[L.Found]) -> None:

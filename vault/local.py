@@ -169,6 +169,11 @@ class Inventory:
     vault_files: list[Path] = field(default_factory=list)
     identities: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: The written-files list's entries and their companions: while any of them is still on
+    #: disk the list is kept (:func:`remove`), as it is the only record of where they are.
+    listed: list[Path] = field(default_factory=list)
+    #: The written-files list could not be followed: it is then kept, not removed.
+    list_unread: bool = False
 
 
 def inventory(identities: Iterable[Path] = (), urls: Iterable[str] = (), *, folder: Path | None = None) -> Inventory:
@@ -192,6 +197,7 @@ def inventory(identities: Iterable[Path] = (), urls: Iterable[str] = (), *, fold
         places.append((conf["vault"], "config file"))
     idents.append((base / "identity.dvid", "default place"))
     listed = _listed(inv, base)
+    inv.listed = [_abs(q) for k, p in listed for q in (p, *_companions(k, p))]
     idents += [(p, "written-files list") for k, p in listed if k == IDENTITY]
     places += [(str(p), "written-files list") for k, p in listed if k == VAULT]
     add = _adder(inv)
@@ -209,7 +215,9 @@ def inventory(identities: Iterable[Path] = (), urls: Iterable[str] = (), *, fold
         if t.kind in (IDENTITY, PINS, CHECKPOINTS, CONFIG):
             for tmp in _temporaries(t.path):
                 add(tmp, TEMP, f"left by an interrupted write of {t.path.name}")
-    add(base / WRITTEN, WRITTEN_LIST, "data folder")
+    if not inv.list_unread:
+        # a list whose entries were not followed is kept: it is the only record of them
+        add(base / WRITTEN, WRITTEN_LIST, "data folder")
     inv.targets.sort(key=lambda t: ORDER.index(t.kind))
     return inv
 
@@ -264,11 +272,22 @@ def _config(inv: Inventory) -> dict[str, str]:
 
 
 def _listed(inv: Inventory, base: Path) -> list[tuple[str, Path]]:
+    """The list's entries; none, a note, and ``list_unread`` if it cannot be followed."""
     try:
         return written(base)
     except VaultError as e:
-        inv.notes.append(f"{e}; its entries were not followed")
+        inv.notes.append(f"{e}; its entries were not followed, and the list is kept (fix it, then run again)")
+        inv.list_unread = True
         return []
+
+
+def _companions(kind: str, path: Path) -> tuple[Path, ...]:
+    """The files found beside a listed entry (inventory adds them from the entry's path)."""
+    if kind == IDENTITY:
+        return tuple(path.with_name(path.name + s) for s in (".vaults", ".checkpoints"))
+    if kind == VAULT:
+        return tuple(path.with_name(path.name + s) for s in ("-wal", "-shm", "-journal"))
+    return ()
 
 
 def _temporaries(path: Path) -> list[Path]:
@@ -311,6 +330,8 @@ class Found:
     state: str
     size: int = 0
     detail: str = ""
+    #: For a link: the file it names, if that looks like a dvault file of the target's kind.
+    points_to: Path | None = None
 
     @property
     def removable(self) -> bool:
@@ -330,7 +351,8 @@ def _look(t: Target) -> Found:
     except OSError as e:
         return Found(t, "left", detail=f"cannot be examined ({e.strerror})")
     if stat.S_ISLNK(st.st_mode):
-        return Found(t, "link", detail=f"a symbolic link to {os.readlink(t.path)}: the link is removed, not its target")
+        return Found(t, "link", detail=f"a symbolic link to {os.readlink(t.path)}: the link is removed, not its target",
+                     points_to=_ours_behind(t))
     why = _refusal(st)
     if why:
         return Found(t, "left", st.st_size, why)
@@ -345,6 +367,25 @@ def _look(t: Target) -> Found:
     if not recognised(t.kind, head, st.st_size):
         return Found(t, "left", st.st_size, f"does not look like a dvault {t.kind} file")
     return Found(t, "present", st.st_size)
+
+
+def _ours_behind(t: Target) -> Path | None:
+    """The file the link at ``t`` names, if it is a non-empty regular file that fits the
+    kind (a kind with no mark of its own, an export, fits whatever it holds)."""
+    real = Path(os.path.realpath(t.path))
+    try:
+        fd = os.open(real, os.O_RDONLY | _NONBLOCK)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
+            return None
+        return real if recognised(t.kind, os.pread(fd, 64, 0), st.st_size) else None
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _refusal(st: os.stat_result) -> str:
@@ -363,15 +404,38 @@ class Removed:
     detail: str
 
 
-def remove(found: Iterable[Found]) -> list[Removed]:
+def remove(found: Iterable[Found], inv: Inventory | None = None) -> list[Removed]:
     """Overwrite and unlink every removable file (a link: unlink only), in the order given;
     a failure is reported and the rest go on. The folders dvault made for these files are
-    removed too if that leaves them empty."""
+    removed too if that leaves them empty.
+
+    With ``inv``, the written-files list (last in the order) is kept, as a failure, while
+    any of its entries is still on disk: removing it would leave an export nobody can
+    find again, and a later panic nothing to go by."""
     pad = os.urandom(_CHUNK)  # not secret: it only has to be other bytes than the file's
     out = []
     for f in found:
-        if f.removable:
-            out.append(_remove_one(f, pad))
+        if not f.removable:
+            continue
+        still = [p for p in inv.listed if os.path.lexists(p)] if inv and f.target.kind == WRITTEN_LIST else []
+        if still:
+            out.append(Removed(f, False, f"kept: it names {len(still)} file(s) still here, for the next travel "
+                                         "or panic"))
+            continue
+        out.append(_remove_one(f, pad))
+    return out
+
+
+def links_left(found: Iterable[Found]) -> list[tuple[Target, str]]:
+    """The files that removed symbolic links named and that look like dvault's, still on
+    disk: a link is never followed (it could name anything), so what it named is left, and
+    must be said to be (an identity kept on a stick and linked from the default place)."""
+    out = []
+    for f in found:
+        if f.points_to is not None and os.path.lexists(f.points_to) and not os.path.lexists(f.target.path):
+            out.append((Target(f.points_to, f.target.kind, f"named by the link {f.target.path}"),
+                        f"the file the symbolic link {f.target.path} named; a link is never followed: "
+                        "remove it yourself"))
     return out
 
 
