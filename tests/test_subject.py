@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,32 @@ def test_export_holds_every_field_and_nothing_of_anyone_else(team) -> None:  # t
         assert data["retention"]["keep_until"] == "2027-02-12" and data["retention"]["by"] == "after"
         (entry,) = v.audit_entries(action="subject_export")
         assert entry["target"] == data["pseudonyms"]["audit"] and entry["detail"]["fields"] == sorted(AMIRA)
+
+
+def test_export_lists_bulk_reads_from_the_records_add_on(url: str) -> None:
+    """From a CLI hunt: a staff read of every record's e-mail made after she was added but
+    before her record's first entry with a target was left out (add and import entries
+    name no target; times were compared to the second). The start is now her add entry,
+    found through her row's state (followed back through an update): a bulk read before
+    it is still left out, one after it is listed."""
+    lead, staff = Identity.generate(), Identity.generate()
+    with vault.create(url, PASSPHRASE, lead=lead) as v:
+        v.add_user(staff.public, "Sami Staffer", "staff")
+        v.add(OTHERS[1])
+    with vault.open(url, identity=staff) as v:
+        v.export(["badge_name"])  # before she was added: it did not cover her
+    time.sleep(0.01)
+    with vault.open(url, identity=lead) as v:
+        amira = v.add(AMIRA)
+    with vault.open(url, identity=staff) as v:
+        v.rows(["email"])  # read_all, no target: it covered her
+    time.sleep(1.1)  # her first entry with a target comes a second later
+    with vault.open(url, identity=lead) as v:
+        v.update(amira, {"hotel": "Hotel Elsewhere"})  # her row's state changes: followed back to the add
+        data = v.subject_export(v.pseudonym(amira, "badge")).data
+    bulk = [a for a in data["accesses"] if a.get("scope") == "all records"]
+    assert [(a["action"], a["role"]) for a in bulk] == [("read_all", "staff")], data["accesses"]
+    assert [a["action"] for a in data["accesses"]][:2] == ["read_all", "update"]
 
 
 def test_files_are_private_never_overwritten_and_both_or_none(team, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

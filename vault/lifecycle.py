@@ -118,7 +118,22 @@ class LifecycleCalls:
         return SJ.Wiring(lambda rid: SJ.issued_pseudonyms(self._ses.store(), self._access.purposes, rid),
                          lambda rid, rec: RT.facts(self._host(), rk, rid, rec),
                          lambda rid: RT.drop_for(rk, self._host(), rid),
-                         self._journal.record)
+                         self._journal.record, self._record_state)
+
+    def _record_state(self, record_id: str) -> str | None:
+        """The record row's state token (vault.records.state_token), for subject export to
+        find the entry that added it; None if the row is gone or does not parse."""
+        from .errors import IntegrityError
+        rid = bytes.fromhex(record_id)
+        store = self._ses.store()
+        with store.tx(write=False) as conn:
+            data = store.get_record(conn, rid)
+        if data is None:
+            return None
+        try:
+            return self._records.state_token(rid, data)
+        except IntegrityError:
+            return None
 
     def subject_export(self, pseudonym: str) -> Any:
         """Everything held about one person (lead only): a vault.subject.SubjectData."""

@@ -53,12 +53,14 @@ class Host(Protocol):
 class Wiring:
     """What a Vault hands this module: the pseudonyms already issued for a record id
     (purpose -> pseudonym, issuing none), the retention facts of a record (a dict), a way
-    to remove its retention override before a shred, and the audit append."""
+    to remove its retention override before a shred, the audit append, and the record row's
+    current state token as the log names it (vault.audit.record_state; None if unknown)."""
 
     issued: Callable[[str], dict[str, str]]
     retention: Callable[[str, Mapping[str, Any]], dict[str, Any]]
     drop_override: Callable[[str], None]
     audit: Callable[[str, str, dict[str, Any]], None]
+    state: Callable[[str], str | None]
 
 
 @dataclass(frozen=True)
@@ -113,14 +115,46 @@ def _access(e: Mapping[str, Any], roles: Mapping[str, str]) -> dict[str, Any]:
 BULK = ("read_all", "export")
 
 
-def _with_bulk(v: Host, roles: Mapping[str, str], own: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The record's own entries plus every bulk read since its first entry (a bulk read
-    before the record existed did not see it), marked ``"scope": "all records"``, by time."""
-    first = min((a["at"] for a in own), default=None)
-    bulk = [{**_access(e, roles), "scope": "all records"} for action in BULK
-            for e in v.audit_entries(action=action) if not e.get("target")]
-    bulk = [a for a in bulk if first is None or a["at"] >= first]
-    return sorted(own + bulk, key=lambda a: a["at"])
+def _with_bulk(v: Host, roles: Mapping[str, str], own: list[dict[str, Any]], token: str | None) -> list[dict[str, Any]]:
+    """The record's own entries (``own``: raw entries) plus every bulk read since it was
+    added (a bulk read before the record existed did not see it), marked ``"scope": "all
+    records"``, by time.
+
+    The start is the record's add or import entry, found through its state token
+    (:func:`_added_at`), not its first entry with a target: add and import entries name
+    no target, so a bulk read between the add and the first lookup was left out. Times
+    are compared in milliseconds, as the log holds them (the shown ones are to the
+    second). When the log does not say when the record came (no states, a forged or
+    quarantined entry on the way), every bulk read is kept: a read listed that may not
+    have covered the person is better than one that did and is not listed."""
+    entries = v.audit_entries()
+    start = _added_at(entries, token)
+    bulk = [e for e in entries if e["action"] in BULK and not e.get("target") and (start is None or e["at"] >= start)]
+    shown = [(int(e["at"]), _access(e, roles)) for e in own]
+    shown += [(int(e["at"]), {**_access(e, roles), "scope": "all records"}) for e in bulk]
+    return [a for _, a in sorted(shown, key=lambda x: x[0])]
+
+
+def _added_at(entries: Sequence[Mapping[str, Any]], token: str | None) -> int | None:
+    """The time (ms) of the add or import entry that put the record's row, following its
+    state back through the updates and re-encryptions that dropped one state for another
+    (docs/format.md 13a); None if the log does not lead there."""
+    if not token:
+        return None
+    tokens = {token}
+    for e in reversed(entries):
+        state = (e.get("detail") or {}).get("state") if isinstance(e.get("detail"), dict) else None
+        if not isinstance(state, dict) or e.get("verified") is False or e.get("quarantined"):
+            continue
+        put, drop = state.get("put") or [], state.get("drop") or []
+        if not isinstance(put, list) or not isinstance(drop, list) or tokens.isdisjoint(put):
+            continue
+        if e["action"] in ("add", "import"):
+            return int(e["at"])
+        if not drop:  # a restate baseline: the record is older than the log's states
+            return None
+        tokens |= {t for t in drop if isinstance(t, str)}  # a re-encryption drops many: earlier, never later
+    return None
 
 
 def export(v: Host, wiring: Wiring, pseudonym: str, *, now: _dt.datetime | None = None) -> SubjectData:
@@ -131,8 +165,8 @@ def export(v: Host, wiring: Wiring, pseudonym: str, *, now: _dt.datetime | None 
     issued = wiring.issued(rec.id)
     target = issued.get("audit") or (v.pseudonym(rec.id, "audit") if "audit" in v.schema.purposes else "")
     roles = _roles(v)
-    accesses = [_access(e, roles) for e in v.audit_entries(target=target or pseudonym)]
-    accesses = _with_bulk(v, roles, accesses)
+    own = v.audit_entries(target=target or pseudonym)
+    accesses = _with_bulk(v, roles, own, wiring.state(rec.id))
     made = (now or _dt.datetime.now(_dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     data = {
         "format": FORMAT, "vault": v.id, "created": made,
