@@ -403,6 +403,33 @@ def test_passphrase_identity_through_a_link_changes_the_linked_file(setup, monke
     assert sorted(p.name for p in tmp.iterdir() if p.name.startswith("staff")) == ["staff.dvid", "staff.dvid.vaults", "staff.pass"]
 
 
+def test_a_damaged_vault_file_is_an_integrity_failure(setup, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """From a CLI hunt: a page of the vault file damaged on disk (dv_meta's b-tree page):
+    verify, status and audit verify said "database error: DatabaseError", exit 1 (a usage
+    error), not the integrity failure the exit codes promise."""
+    import sqlite3
+    tmp, url, _ = setup
+    con = sqlite3.connect(url)
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.execute("PRAGMA journal_mode=DELETE")
+    page_size = con.execute("PRAGMA page_size").fetchone()[0]
+    root = con.execute("SELECT rootpage FROM sqlite_master WHERE name = 'dv_meta'").fetchone()[0]
+    con.close()
+    data = bytearray(Path(url).read_bytes())
+    start = (root - 1) * page_size
+    n = int.from_bytes(data[start + 3:start + 5], "big")  # cell count; the cell pointers follow the header
+    header = 12 if data[start] in (2, 5) else 8
+    for i in range(n):  # every cell pointer off the end of the page
+        at = start + header + 2 * i
+        data[at:at + 2] = (page_size - 3 - i).to_bytes(2, "big")
+    Path(url).write_bytes(bytes(data))
+    for args in (("verify", *LEAD[:4]), ("status", *LEAD[:4]), ("audit", "verify", *LEAD[:4])):
+        code, out, err = run(monkeypatch, capsys, *args)
+        assert code == 5, (args, code, err)
+        assert err.startswith("dvault: error: the database file is damaged (a page of it does not parse)"), err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
 def test_move_into_a_new_vault_under_a_new_lead(setup, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     tmp, url, badge = setup
     (tmp / "recovery.pass").write_text(RECOVERY + "\n")

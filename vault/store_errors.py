@@ -7,7 +7,7 @@ import os
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from .errors import NotFound, Unavailable, VaultError
+from .errors import IntegrityError, NotFound, Unavailable, VaultError
 from .unavailable import unavailable
 
 
@@ -18,6 +18,32 @@ class StoreError(VaultError):
 class StoreUnavailable(StoreError, Unavailable):
     """The database cannot be written or reached at all: disk full, read-only, gone, or the
     connection lost (what each is, in the message; see vault.unavailable)."""
+
+
+class StoreDamaged(StoreError, IntegrityError):
+    """The database's own pages do not parse (SQLite: "database disk image is malformed";
+    PostgreSQL: data or index corrupted): an integrity failure (exit 5, what verify
+    promises for a problem it finds), not a usage error."""
+
+
+#: SQLite's messages and PostgreSQL's SQLSTATEs that mean damaged storage, and what to say.
+_DAMAGED = (("database disk image is malformed", "the database file is damaged (a page of it does not parse)"),
+            ("file is not a database", "the database file is damaged (its header does not parse)"))
+_DAMAGED_STATES = {"XX001": "the database is damaged (the server reports corrupted data)",
+                   "XX002": "the database is damaged (the server reports a corrupted index)"}
+
+
+def _damaged(orig: BaseException) -> StoreDamaged | None:
+    """A StoreDamaged if the driver says its storage is damaged. Only fixed texts are
+    matched and said: the driver's message itself may carry parameters."""
+    why = _DAMAGED_STATES.get(str(getattr(orig, "sqlstate", None) or ""))
+    if why is None and type(orig).__module__ == "sqlite3":
+        text = str(orig).lower()
+        why = next((meaning for needle, meaning in _DAMAGED if needle in text), None)
+    if why is None:
+        return None
+    return StoreDamaged(f"{why}: nothing of this operation was written; restore the vault from a backup "
+                        "(dvault restore)")
 
 
 class VaultBusy(StoreError):
@@ -76,7 +102,7 @@ def _store_error(e: BaseException) -> StoreError:
     why = unavailable(orig)
     if why is not None:
         return StoreUnavailable(f"{why}; nothing of this operation was written")
-    return StoreError(f"database error: {type(orig).__name__}")
+    return _damaged(orig) or StoreError(f"database error: {type(orig).__name__}")
 
 
 def _check_sqlite_vault(path: str) -> None:
