@@ -378,8 +378,10 @@ def approve(request_id: str, expect_record: str | None, expect_field: str | None
 
     Example: dvault approve 3f2a9c1e00aa11bb --hours 2
     """
+    from vault.breakglass import known_form
     if yes and not (expect_record and expect_field):
         raise click.UsageError("--yes needs --record and --field: the record and field you approve")
+    known_form(request_id)  # before the passphrase is asked for; and never echoed as typed
     with unlock(kw) as v:
         if expect_field is not None:
             check_fields(v.schema, [expect_field])

@@ -16,7 +16,7 @@ import click
 
 import vault
 
-from .common import confirm, json_line, need_stdout, note, table, unlock, vault_options
+from .common import confirm, json_line, need_stdout, note, printable, table, unlock, vault_options
 
 EXIT = {vault.NotFound: 2, vault.AccessDenied: 3, vault.WrongPassphrase: 4, vault.IntegrityError: 5,
         vault.Unavailable: 6}
@@ -402,18 +402,20 @@ def main() -> None:
         click.echo("dvault: error: aborted", err=True)
         sys.exit(1)
     except click.ClickException as e:
-        click.echo(f"dvault: error: {_usage_message(e)}", err=True)
+        click.echo(f"dvault: error: {printable(_usage_message(e))}", err=True)
         sys.exit(1)  # usage errors are 1 here (click uses 2, which we reserve for not found)
     except vault.VaultError as e:
         if debug:
             raise
-        click.echo(f"dvault: error: {e}", err=True)
+        # printable: a message may quote what was typed (an id, a pseudonym, a file name);
+        # a newline or terminal escape in it must not forge a second line or hide this one
+        click.echo(f"dvault: error: {printable(str(e))}", err=True)
         sys.exit(_exit_code(e))
     except OSError as e:
         if debug:
             raise
         where = f" ({e.filename})" if isinstance(e.filename, str) else ""
-        click.echo(f"dvault: error: {e.strerror or e.__class__.__name__}{where}", err=True)
+        click.echo(f"dvault: error: {e.strerror or e.__class__.__name__}{printable(where)}", err=True)
         sys.exit(6 if e.errno in _UNAVAILABLE_ERRNOS else 1)
     except KeyboardInterrupt:
         click.echo("dvault: error: interrupted", err=True)

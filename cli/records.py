@@ -281,6 +281,8 @@ def reveal_show(request_id: str, **kw: Any) -> None:
 
     Example: dvault reveal show 3f2a9c1e00aa11bb
     """
+    from vault.breakglass import known_form
+    known_form(request_id)  # before the passphrase is asked for; and never echoed as typed
     need_stdout("the field (its grant is destroyed as it is read)")
     with unlock(kw) as v:
         value = v.reveal(request_id)

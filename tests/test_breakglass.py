@@ -135,6 +135,21 @@ def test_an_unsigned_request_is_refused_with_advice(team) -> None:  # type: igno
     assert _grants(url) == [None]
 
 
+@pytest.mark.parametrize("req_id", ["abc\ndvault: ok: approved", "ABCDEF0123456789", "\x1b[2J0123456789abcdef", ""])
+def test_a_malformed_request_id_is_not_found_and_not_echoed(team, req_id: str) -> None:  # type: ignore[no-untyped-def]
+    """From a CLI hunt: a request id was looked up and echoed as typed ("no break-glass
+    request abc<newline>dvault: ok: approved"), forging a second line on the terminal."""
+    url, lead, staff, _tool, a, _b, names = team
+    with vault.open(url, identity=lead) as v:
+        with pytest.raises(vault.NotFound, match="a request id is 16 hex digits") as e:
+            v.approve_reveal(req_id, 3600, record=names[a]["audit"], field="email")
+        assert not req_id or req_id not in str(e.value)
+    with vault.open(url, identity=staff) as v:
+        with pytest.raises(vault.NotFound, match="a request id is 16 hex digits") as e:
+            v.reveal(req_id)
+        assert not req_id or req_id not in str(e.value)
+
+
 def test_non_leads_see_only_their_own_requests_and_no_record_ids(team) -> None:  # type: ignore[no-untyped-def]
     url, lead, staff, tool, a, b, names = team
     with vault.open(url, identity=staff) as v:

@@ -430,6 +430,27 @@ def test_a_damaged_vault_file_is_an_integrity_failure(setup, monkeypatch, capsys
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
+@pytest.mark.parametrize("command", ["reveal show", "approve"])
+def test_a_request_id_with_a_newline_gives_one_line(setup, monkeypatch, capsys, command: str) -> None:  # type: ignore[no-untyped-def]
+    """From a CLI hunt: the id was echoed raw, and a newline in it printed a second line
+    ("dvault: ok: approved") after the error. It is refused by its form, before the
+    passphrase is asked for, without being repeated."""
+    who = STAFF[:4] if command == "reveal show" else LEAD[:4]
+    code, out, err = run(monkeypatch, capsys, *command.split(), "abc\ndvault: ok: approved", *who)
+    assert code == 2 and out == ""
+    assert err == ("dvault: error: no break-glass request with that id (a request id is 16 hex digits, as dvault "
+                   "reveal request printed it)\n")
+
+
+def test_an_error_quoting_what_was_typed_stays_one_line(setup, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Whatever a message quotes (here a file name typed with a newline and a terminal
+    escape), the error is one line with those characters escaped."""
+    code, out, err = run(monkeypatch, capsys, "status", "--identity", "x\ndvault: ok\x1b[2J.dvid",
+                         "--passphrase-file", "lead.pass")
+    assert code == 2 and len(err.splitlines()) == 1 and "\x1b" not in err, err
+    assert "x\\x0advault: ok\\x1b[2J.dvid" in err
+
+
 def test_move_into_a_new_vault_under_a_new_lead(setup, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     tmp, url, badge = setup
     (tmp / "recovery.pass").write_text(RECOVERY + "\n")

@@ -307,8 +307,20 @@ def _reason_flags(v: Desk, rid: bytes, reason: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+def known_form(req_id: object) -> str:
+    """``req_id`` if it has the form request ids have (16 lower-case hex digits, as
+    :func:`request` makes them); else NotFound, without repeating what was typed: an id
+    is echoed in errors, and a typed one may hold a newline or a terminal escape that
+    would forge a second line ("dvault: ok: approved")."""
+    if not is_hex_id(req_id):
+        raise NotFound("no break-glass request with that id (a request id is 16 hex digits, as dvault reveal "
+                       "request printed it)")
+    return str(req_id)
+
+
 def _load(v: Desk, req_id: str) -> tuple[_Row, bytes | None]:
     """The request's row, checked, and its requester's signature; NotFound if none."""
+    known_form(req_id)
     with v.access.ses.store().tx(write=False) as conn:
         signed = v.access.db_version(conn) >= SIGNED_FROM  # (a vault this opener could not take to 8 has no column)
         r = conn.execute(select(*_COLUMNS, *([reveals.c.sig] if signed else []))
@@ -424,6 +436,7 @@ def reveal(v: Desk, req_id: str, now: float | None = None) -> tuple[Any, Excepti
     here, before anything is deleted. Runs inside the caller's transaction, if any."""
     if v.access.ses.user is None or v.access.ses.identity is None or v.access.lead_vk is None:
         raise AccessDenied("break-glass reveals need the requester's identity")
+    known_form(req_id)
     store = v.access.ses.store()
     with store.tx() as conn:
         found = conn.execute(select(*_COLUMNS).where(reveals.c.req_id == req_id)).first()
