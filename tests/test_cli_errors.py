@@ -400,7 +400,8 @@ def test_passphrase_identity_through_a_link_changes_the_linked_file(setup, monke
     Identity.load(real, "staff has a new phrase")
     assert oct(real.stat().st_mode & 0o777) == "0o600"
     assert sorted(p.name for p in real.parent.iterdir()) == ["sam.dvid"]  # no temporary file left
-    assert sorted(p.name for p in tmp.iterdir() if p.name.startswith("staff")) == ["staff.dvid", "staff.dvid.vaults", "staff.pass"]
+    beside = sorted(p.name for p in tmp.iterdir() if p.name.startswith("staff"))
+    assert beside == ["staff.dvid", "staff.dvid.vaults", "staff.pass"]
 
 
 def test_a_damaged_vault_file_is_an_integrity_failure(setup, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
