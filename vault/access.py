@@ -159,6 +159,7 @@ class Access:
 
     def recovery_public(self) -> bytes:
         """The recovery actor's public identity (X25519 || Ed25519), from this keyring."""
+        self.ses.store()  # VaultClosed on a closed handle, whose keyring is gone
         assert self.ring is not None
         box = next((k.secret for k in self.ring.keys if k.kind == K.KIND_RECOVERY_BOX), b"")
         vk = next((k.secret for k in self.ring.keys if k.kind == K.KIND_RECOVERY_VK), b"")

@@ -320,7 +320,9 @@ class Canaries:
 
 
     def count(self) -> int:
-        """How many canaries are planted and still present (for the lead's status)."""
+        """How many canaries are planted and still present (for the lead's status). A closed
+        handle raises VaultClosed: its cached list would otherwise answer a count of nothing."""
+        self.ses.store()
         return len(self.live())
 
 

@@ -80,9 +80,10 @@ class LifecycleCalls:
 
     def _shares_host(self) -> Any:
         from . import shares as SH
+        store = self._ses.store()  # VaultClosed on a closed handle, before its dropped keyring is looked at
         a = self._access
         assert a.ring is not None
-        return SH.Host(self._ses.store(), self._ses.vid, a.ring, a.slot_kid, self._ses.role.manage,
+        return SH.Host(store, self._ses.vid, a.ring, a.slot_kid, self._ses.role.manage,
                             not set(self._ses.schema.classes) - set(a.current), a.plan_signer,
                             a.check_keys, lambda c, r: a.reseal_slots(c, r, checked=True), a.load_ring,
                             self._journal.record, self._ses.user is None)
@@ -90,9 +91,10 @@ class LifecycleCalls:
     # -- retention, purge and a person's own data (vault.retention, vault.subject) --------------
     def _retention_keys(self) -> Any:
         from . import retention as RT
+        store = self._ses.store()  # VaultClosed on a closed handle, before its dropped keyring is looked at
         ring = self._access.ring
         assert ring is not None
-        return RT.Keys(self._ses.store(), self._ses.vid, K.signers(ring), self._access.plan_signer,
+        return RT.Keys(store, self._ses.vid, K.signers(ring), self._access.plan_signer,
                        self._journal.record, self._journal.target)
 
     def set_retention(self, record_id: str, until: Any) -> None:

@@ -1,0 +1,66 @@
+"""The public API's argument checks: a wrong type, size or a closed handle is a VaultError
+subclass naming the argument, raised before anything is written (never a TypeError,
+AttributeError or AssertionError from deep inside, and never after part of the work committed)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+import vault
+from conftest import PASSPHRASE
+from vault.identity import Identity
+
+
+def _tables(url: str) -> dict[str, list[str]]:
+    """Every dv_* table but the audit log, as rows: what a refused call must leave unchanged."""
+    eng = sa.create_engine(url)
+    try:
+        with eng.connect() as c:
+            names = [t for t in sa.inspect(c).get_table_names() if t.startswith("dv_") and t != "dv_audit"]
+            return {t: sorted(map(repr, c.exec_driver_sql(f"SELECT * FROM {t}").fetchall())) for t in names}
+    finally:
+        eng.dispose()
+
+
+@pytest.fixture
+def lv(url: str) -> Iterator[vault.Vault]:
+    """A vault created with a lead identity, opened by the lead, holding one record (``lv.rid``)."""
+    lead = Identity.generate()
+    with vault.create(url, PASSPHRASE, lead=lead) as v:
+        v.rid = v.add({"legal_name": "Amira Haddad", "email": "a@example.org",  # type: ignore[attr-defined]
+                       "departure": "2026-01-01"})
+        yield v
+
+
+# -- a closed handle ---------------------------------------------------------------------------------
+def test_closed_handle_lifecycle_calls_raise_vault_closed(url: str) -> None:
+    v = vault.create(url, PASSPHRASE)
+    rid = v.add({"legal_name": "Amira Haddad"})
+    ps = v.pseudonym(rid, "badge")
+    v.close()
+    calls = {
+        "change_passphrase": lambda: v.change_passphrase("another long passphrase"),
+        "split_recovery": lambda: v.split_recovery(2, 3),
+        "recovery_shares": lambda: v.recovery_shares(),
+        "set_retention": lambda: v.set_retention(rid, dt.date(2030, 1, 1)),
+        "purge_expired": lambda: v.purge_expired(),
+        "retention_warnings": lambda: v.retention_warnings(),
+        "subject_export": lambda: v.subject_export(ps),
+        "subject_erase": lambda: v.subject_erase(ps),
+        "recovery_actor_id": lambda: v.recovery_actor_id,
+        "canary_count": lambda: v.canary_count(),
+    }
+    wrong = {}
+    for name, call in calls.items():
+        try:
+            call()
+            wrong[name] = "no error"
+        except vault.VaultClosed:
+            pass
+        except Exception as e:  # noqa: BLE001
+            wrong[name] = type(e).__name__
+    assert wrong == {}
