@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -64,3 +65,32 @@ def test_closed_handle_lifecycle_calls_raise_vault_closed(url: str) -> None:
         except Exception as e:  # noqa: BLE001
             wrong[name] = type(e).__name__
     assert wrong == {}
+
+
+# -- progress callbacks --------------------------------------------------------------------------------
+@pytest.mark.parametrize("call", ["rotate", "reindex"])
+def test_non_callable_progress_refused_before_anything_is_written(url: str, call: str) -> None:
+    with vault.create(url, PASSPHRASE) as v:
+        v.add({"legal_name": "Amira Haddad", "email": "a@example.org"})
+        before = _tables(url)
+        with pytest.raises(vault.ValidationError, match="progress"):
+            getattr(v, call)(progress=5)
+        assert _tables(url) == before
+        assert v.status()["index"]["reindex_pending"] is False
+
+
+def test_non_callable_progress_refused_by_every_call_that_takes_one(v: vault.Vault, tmp_path: Path,
+                                                                     url2: str) -> None:
+    v.add({"legal_name": "Amira Haddad"})
+    calls = {
+        "export": lambda: v.export(["badge_name"], progress=5),
+        "import_rows": lambda: v.import_rows([{"legal_name": "X"}], progress=5),
+        "backup": lambda: v.backup(tmp_path / "b.dvb", progress=5),
+        "verify": lambda: v.verify(progress=5),
+        "move": lambda: vault.move(v, url2, PASSPHRASE, lead=Identity.generate(), progress=5),
+    }
+    for name, call in calls.items():
+        with pytest.raises(vault.ValidationError, match="progress"):
+            call()
+    assert v.count() == 1
+    assert not (tmp_path / "b.dvb").exists()

@@ -16,6 +16,7 @@ from . import keys as K
 from . import statement as ST
 from . import users as U
 from .access import Access
+from .args import check_progress
 from .canaries import Canaries
 from .errors import AccessDenied
 from .journal import Journal
@@ -154,6 +155,7 @@ class LifecycleCalls:
         file ``ledger``); see vault.backup. Audited before the snapshot, which holds the entry.
         ``progress(done, total)`` as vault.backup.take reports it (rows read and encoded)."""
         from . import backup as BK
+        check_progress(progress)
         j, a = self._journal, self._access
         j.guard("backup", lambda: a.need_manage("taking a backup"))
         j.record("backup", "", {"ledger_file": ledger is not None})
@@ -192,6 +194,7 @@ class LifecycleCalls:
     def verify(self, progress: Callable[[int, int], None] | None = None, repair_index: bool = False) -> Any:
         """Check everything this opener's keys allow (vault.verify.run); a Report, audited."""
         from . import verify as VR
+        check_progress(progress)
         return self._journal.guard(
             "verify", lambda: VR.run(self._verify_parts(), progress=progress, repair_index=repair_index))
 

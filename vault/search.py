@@ -16,6 +16,7 @@ from . import _format as F
 from . import _parallel as PAR
 from . import index as I
 from . import schema as S
+from .args import check_batch, check_progress
 from .access import Access
 from .buckets import pack_terms
 from .errors import IntegrityError, KeysChanged, ValidationError, utf8
@@ -29,13 +30,6 @@ from .session import Session
 Term = tuple[int, str, int, bytes]
 IndexRow = tuple[int, str, int, bytes, bytes]
 _NO_NEXT = {"index_next": b"", "index_next_mac": b"", "index_next_sig": b"", "index_cursor": b""}
-
-
-def check_batch(batch: Any) -> None:
-    """A batch of 0 would switch in an empty index generation (reindex) or stop a rotation
-    halfway; refuse it before anything is written."""
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ValidationError("batch must be a positive integer")
 
 
 class Search:
@@ -152,6 +146,7 @@ class Search:
         j = self.journal
         j.guard("reindex", lambda: self.access.need_all_classes("re-indexing"))
         check_batch(batch)
+        check_progress(progress)
         j.record("reindex", "", {"population": population, "k": k,
                                  **({} if precise is None else {"precise": precise})})
         return j.guard("reindex", lambda: self.reindex(population=population, k=k, precise=precise, batch=batch,

@@ -20,6 +20,7 @@ from . import opening as O
 from . import schema as S
 from . import users as U
 from .access import Access
+from .args import check_batch, check_progress
 from .audit import RecordCheck
 from .auditing import AuditView
 from .canaries import Canaries
@@ -31,7 +32,7 @@ from .plans import Plans
 from .pseudonyms import Pseudonyms, record_id_bytes
 from .record import Record
 from .records import Records, field_names
-from .search import Search, check_batch
+from .search import Search
 from .session import Session
 from .status import status_of
 from .store import Store, StoreError
@@ -169,6 +170,7 @@ def move(src: Vault, url: str | os.PathLike[str], passphrase: str, *, lead: Iden
     running the move again sets such a vault aside (vault.moving: renamed and kept, never
     a finished one, never one whose mark this source did not sign). Audited on both sides:
     the source logs an ``export`` of every field, the new vault an ``import``."""
+    check_progress(progress)
     plan, sign = M.prepare(src._mover, url, lead)
     # made first: a refused destination (a vault already there) costs no read of the source
     dest = create(url, passphrase, schema=src.schema.source, kdf=kdf, population=plan.population,
@@ -334,6 +336,7 @@ class Vault(LifecycleCalls):
                     progress: Callable[[int, int], None] | None = None) -> list[str]:
         """add_many for bulk imports (validated first, one transaction), logged as ``import``;
         ``progress(done, total)`` as rows are encrypted."""
+        check_progress(progress)
         rows = list(rows)
         j = self._journal
         j.guard("import", lambda: self._access.need_writable("importing records"))
@@ -406,6 +409,7 @@ class Vault(LifecycleCalls):
         and nothing else identifies it; without one, rows carry no identifier at all.
         Logged as an ``export`` with the fields and the row count.
         """
+        check_progress(progress)
         return self._records.rows_logged(field_names(fields), purpose, "export", progress)
 
     def rows(self, fields: Sequence[str], purpose: str | None = None) -> list[dict[str, Any]]:
@@ -508,6 +512,7 @@ class Vault(LifecycleCalls):
         j, a = self._journal, self._access
         j.guard("rotate", lambda: a.need_all_classes("key rotation"))
         check_batch(batch)
+        check_progress(progress)
         if classes is not None:
             if isinstance(classes, str):
                 raise ValidationError("classes must be a list of class names, not a string")
