@@ -94,3 +94,21 @@ def test_non_callable_progress_refused_by_every_call_that_takes_one(v: vault.Vau
             call()
     assert v.count() == 1
     assert not (tmp_path / "b.dvb").exists()
+
+
+# -- batch sizes ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("call", ["rotate", "reindex"])
+@pytest.mark.parametrize("batch", [2**63, 1_000_001, 0, True, 2.0])
+def test_batch_out_of_range_refused_before_anything_is_written(url: str, call: str, batch: object) -> None:
+    with vault.create(url, PASSPHRASE) as v:
+        v.add({"legal_name": "Amira Haddad", "email": "a@example.org"})
+        before = _tables(url)
+        with pytest.raises(vault.ValidationError, match="batch"):
+            getattr(v, call)(batch=batch)
+        assert _tables(url) == before
+        assert v.status()["index"]["reindex_pending"] is False
+
+
+def test_largest_batch_is_accepted(v: vault.Vault) -> None:
+    v.add({"legal_name": "Amira Haddad"})
+    assert v.reindex(batch=1_000_000) == 1

@@ -13,6 +13,10 @@ from typing import Any
 
 from .errors import ValidationError
 
+#: The largest batch a rotation or re-index takes: one transaction holds a batch's rows in
+#: memory, and a larger number only overflows a database integer once the run has started.
+MAX_BATCH = 1_000_000
+
 def check_progress(progress: Any, name: str = "progress") -> None:
     """``progress`` is None or a callable: one that is not would fail at its first call, after
     the first batch committed, leaving a run half done."""
@@ -22,6 +26,7 @@ def check_progress(progress: Any, name: str = "progress") -> None:
 
 def check_batch(batch: Any) -> None:
     """A batch of 0 would switch in an empty index generation (reindex) or stop a rotation
-    halfway; refuse it before anything is written."""
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ValidationError("batch must be a positive integer")
+    halfway, and a huge one overflows a database integer after the run's state was written;
+    refuse both before anything is written."""
+    if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= MAX_BATCH:
+        raise ValidationError(f"batch must be an integer from 1 to {MAX_BATCH:,}")
