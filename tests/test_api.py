@@ -250,6 +250,7 @@ def test_garbage_collection_never_waits_on_another_handles_lock(tmp_path: Path) 
 
     def read_in_b() -> None:
         try:
+            b._ses.adopt()  # handed to this thread: a handle belongs to one thread at a time
             b.get(rid)
         except BaseException as e:  # noqa: BLE001 - reported by the test
             errors.append(e)

@@ -265,3 +265,46 @@ def test_a_revocation_during_rotations_stays_revoked(url: str) -> None:
     for who in gone:
         with pytest.raises(vault.AccessDenied):
             vault.open(url, identity=who)
+
+
+def test_one_handle_used_from_several_threads_is_refused_clearly(url: str) -> None:
+    """A handle shared between threads (the README says not to) gave false tamper alarms ("the
+    canary list is not the one the lead signed", "stored keys failed the lead's signature") and
+    an AssertionError in vault.store: the threads read each other's half-made state. Another
+    thread is now refused (WrongThread) before it touches the handle's connection, and the
+    owner's handle is unharmed."""
+    import threading
+
+    with vault.create(url, PASSPHRASE) as v:
+        errors: list[BaseException] = []
+
+        def work(i: int) -> None:
+            try:
+                for j in range(20):
+                    v.add({"legal_name": f"T{i} {j}"})
+            except BaseException as e:  # noqa: BLE001
+                errors.append(e)
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(errors) == 4 and all(isinstance(e, vault.WrongThread) for e in errors), \
+            [f"{type(e).__name__}: {e}" for e in errors]
+        assert "open one handle per thread" in str(errors[0])
+        assert v.count() == 0
+        v.add({"legal_name": "Amira Haddad"})
+        assert v.verify().ok
+
+
+def test_a_handle_may_be_closed_from_another_thread(url: str) -> None:
+    """close() only drops references: a watchdog thread may lock a vault away."""
+    import threading
+
+    v = vault.create(url, PASSPHRASE)
+    v.add({"legal_name": "Amira Haddad"})
+    t = threading.Thread(target=v.close)
+    t.start()
+    t.join()
+    with pytest.raises(vault.VaultClosed):
+        v.count()

@@ -51,6 +51,7 @@ def test_a_write_while_a_reindex_batch_reads_the_record_leaves_no_stale_entry(ur
 
         def shred() -> None:
             try:
+                b._ses.adopt()  # handed to this thread: a handle belongs to one thread at a time
                 if action == "shred":
                     b.delete(ids[2])
                 else:

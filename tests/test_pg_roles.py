@@ -283,13 +283,15 @@ def _hold(url: str, key: int) -> tuple[sa.Engine, sa.Connection]:
     return engine, c
 
 
-def _within(seconds: float, fn: Any) -> tuple[BaseException | None, float]:
+def _within(seconds: float, fn: Any, handle: Any) -> tuple[BaseException | None, float]:
     """Run ``fn`` in a thread; (what it raised, how long it took), or fail if it is still
-    waiting after ``seconds`` (a stall)."""
+    waiting after ``seconds`` (a stall). ``handle``, the vault ``fn`` uses, is handed to the
+    thread and back (a handle belongs to one thread at a time)."""
     out: list[BaseException | None] = [None]
 
     def run() -> None:
         try:
+            handle._ses.adopt()
             fn()
         except BaseException as e:  # noqa: BLE001 - handed to the test
             out[0] = e
@@ -299,6 +301,7 @@ def _within(seconds: float, fn: Any) -> tuple[BaseException | None, float]:
     t.join(seconds)
     took = time.monotonic() - t0
     assert not t.is_alive(), f"still waiting after {seconds} s: a staff login stalls the vault"
+    handle._ses.adopt()
     return out[0], took
 
 
@@ -319,7 +322,7 @@ def test_a_staff_login_holding_a_lock_stalls_no_one_past_the_bound(team: Any, mo
         for key, op in cases:
             engine, held = _hold(logins.staff, key)
             try:
-                err, took = _within(bound, op)
+                err, took = _within(bound, op, v)
             finally:
                 held.close()
                 engine.dispose()
@@ -332,7 +335,7 @@ def test_a_staff_login_holding_a_lock_stalls_no_one_past_the_bound(team: Any, mo
         c = engine.connect()
         c.exec_driver_sql("LOCK TABLE dv_records IN ACCESS EXCLUSIVE MODE")
         try:
-            err, _took = _within(bound, lambda: s.get(rid))
+            err, _took = _within(bound, lambda: s.get(rid), s)
         finally:
             c.close()
             engine.dispose()
@@ -350,7 +353,7 @@ def test_the_lead_row_locks_serialise_lead_clients(team: Any, monkeypatch: pytes
     c.exec_driver_sql(f"SELECT 1 FROM dv_meta WHERE name = '{L.LEAD_KEYS_ROW}' FOR UPDATE")
     try:
         with vault.open(logins.lead, identity=lead) as v:
-            err, _took = _within(15.0, lambda: v.add_user(Identity.generate().public, "noor", "staff"))
+            err, _took = _within(15.0, lambda: v.add_user(Identity.generate().public, "noor", "staff"), v)
             assert isinstance(err, VaultBusy)
     finally:
         c.rollback()

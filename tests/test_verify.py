@@ -445,6 +445,7 @@ def test_a_pseudonym_issued_while_its_record_is_shredded_is_not_left_behind(url:
 
         def read() -> None:
             try:
+                reader._ses.adopt()  # handed to this thread: a handle belongs to one thread at a time
                 reader._pseudonyms.issue(rid, "audit", known_live=True)
             except vault.NotFound:
                 pass  # the record is gone by the time the reader may write: nothing written

@@ -36,6 +36,7 @@ from .errors import (
     VaultError,
     VaultExists,
     WrongPassphrase,
+    WrongThread,
 )
 
 if TYPE_CHECKING:
@@ -87,6 +88,6 @@ __all__ = [
     "VaultError", "WrongPassphrase", "IntegrityError", "KdfTooWeak", "SchemaError", "ValidationError",
     "NotFound", "VaultExists", "AccessDenied", "VaultClosed", "UnsupportedVersion", "StoreError", "KeysChanged",
     "UnfinishedMove", "UnsafeFile", "BadShare", "open_with_shares", "BadBackup", "restore", "Restored",
-    "Unavailable", "VerifyReport",
+    "Unavailable", "VerifyReport", "WrongThread",
     "__version__",
 ]

@@ -139,5 +139,15 @@ class VaultClosed(VaultError):
     """The vault was closed; its key references are gone."""
 
 
+class WrongThread(VaultError):
+    """A vault handle used from a thread other than the one that opened it. A handle's
+    connection, key caches and transaction state are not for sharing: two threads at once
+    read each other's half-made state as tampering. Open one handle per thread."""
+
+    def __init__(self, message: str = "this vault handle is used by another thread: open one handle "
+                                      "per thread") -> None:
+        super().__init__(message)
+
+
 class BadBackup(IntegrityError):
     """A backup or ledger file that is corrupt, truncated, of another vault, or forged."""
