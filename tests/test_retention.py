@@ -305,3 +305,19 @@ def test_a_rule_of_the_event_end_only(url: str) -> None:
         v.set_retention(ids["kept"], dt.date(2026, 7, 5))
         report = v.purge_expired(dry_run=False, today=dt.date(2026, 7, 1))
         assert report.count == 3 and report.by == {"event_end": 3} and v.ids() == [ids["kept"]]
+
+
+def test_a_departure_near_the_end_of_the_calendar_is_kept_for_ever(rv: vault.Vault) -> None:
+    """add() accepts a departure of 9999-12-31, and the purge then overflowed counting 30 days
+    past it (OverflowError): a date past the calendar's end is now the calendar's end, which
+    no day is after (kept for ever), in the purge, the status warnings and a subject export."""
+    _people(rv)
+    before = rv.purge_expired(today=TODAY).count
+    far = rv.add({"legal_name": "Far Future", "departure": dt.date(9999, 12, 31)})
+    report = rv.purge_expired(today=TODAY)
+    assert report.count == before and report.total == 5
+    assert rv.retention_warnings(TODAY) == rv.retention_warnings(TODAY)
+    assert rv.purge_expired(today=dt.date.max).count == 4  # every other record, not the far one
+    data = rv.subject_export(rv.pseudonym(far, "badge"))
+    assert data.data["retention"]["keep_until"] == "9999-12-31"
+    assert "calendar" in data.data["retention"]["summary"]

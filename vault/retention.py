@@ -352,6 +352,9 @@ def facts(v: Host, keys: Keys, record_id: str, record: Mapping[str, Any]) -> dic
         return {"keep_until": None, "by": None, "summary": "no date to count the retention period from"}
     by = "after" if rule.after and isinstance(record.get(rule.after), _dt.date) else "event_end"
     since = rule.after if by == "after" else "the end of the event"
+    if last == _dt.date.max:  # the count ran past the calendar's end (vault.retention_rule)
+        return {"keep_until": last.isoformat(), "by": by,
+                "summary": f"kept for ever ({since} is too near the end of the calendar to count from)"}
     return {"keep_until": last.isoformat(), "by": by,
             "summary": f"kept until {last.isoformat()} ({rule.days} days after {since}), then deleted"}
 

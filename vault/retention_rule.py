@@ -45,9 +45,16 @@ class Rule:
         return self.event_end
 
     def expires(self, value: Any) -> _dt.date | None:
-        """The last day the record is kept (None: no date to count from)."""
+        """The last day the record is kept (None: no date to count from). A count that runs
+        past the calendar's end (a date field accepts 9999-12-31) stops at its last day,
+        which no day is after: the record is kept for ever, as its date asks."""
         base = self.base(value)
-        return None if base is None else base + _dt.timedelta(days=self.days)
+        if base is None:
+            return None
+        try:
+            return base + _dt.timedelta(days=self.days)
+        except OverflowError:
+            return _dt.date.max
 
 
 def parse(raw: Any, fields: Mapping[str, Any]) -> Rule | None:
