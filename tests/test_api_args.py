@@ -112,3 +112,51 @@ def test_batch_out_of_range_refused_before_anything_is_written(url: str, call: s
 def test_largest_batch_is_accepted(v: vault.Vault) -> None:
     v.add({"legal_name": "Amira Haddad"})
     assert v.reindex(batch=1_000_000) == 1
+
+
+# -- path arguments ---------------------------------------------------------------------------------------
+def test_path_arguments_are_checked(url: str, tmp_path: Path) -> None:
+    """None, a NUL and a lone surrogate in a path escaped as TypeError, ValueError and
+    UnicodeEncodeError (the last quoting the path); each is a ValidationError naming the argument."""
+    lead = Identity.generate()
+    nul, surrogate = str(tmp_path / "a\x00b"), str(tmp_path / "a\ud800b")
+    with vault.create(url, PASSPHRASE, lead=lead) as v:
+        v.add({"legal_name": "Amira Haddad"})
+        before = _tables(url)
+        calls = {
+            "backup(None)": (lambda: v.backup(None), "path"),  # type: ignore[arg-type]
+            "backup(NUL)": (lambda: v.backup(nul), "path"),
+            "backup(surrogate)": (lambda: v.backup(surrogate), "path"),
+            "backup(ledger=5)": (lambda: v.backup(tmp_path / "b.dvb", ledger=5), "ledger"),  # type: ignore[arg-type]
+            "pin(None)": (lambda: v.pin(None), "path"),  # type: ignore[arg-type]
+            "witness(None)": (lambda: v.witness(None), "path"),  # type: ignore[arg-type]
+            "witness(NUL)": (lambda: v.witness(nul), "path"),
+            "restore(path=None)": (lambda: vault.restore(f"sqlite:///{tmp_path / 'r.vault'}", None,  # type: ignore
+                                                         passphrase=PASSPHRASE), "path"),
+            "restore(url=None)": (lambda: vault.restore(None, tmp_path / "x.dvb",  # type: ignore[arg-type]
+                                                        passphrase=PASSPHRASE), "location"),
+            "restore(ledger=NUL)": (lambda: vault.restore(url, tmp_path / "x.dvb", passphrase=PASSPHRASE,
+                                                          ledger=nul), "ledger"),
+            "open(pins=5)": (lambda: vault.open(url, identity=lead, pins=5), "pins"),  # type: ignore[arg-type]
+            "open(pins=NUL)": (lambda: vault.open(url, identity=lead, pins=nul), "pins"),
+            "create(NUL path)": (lambda: vault.create(nul + ".vault", PASSPHRASE), "location"),
+            "create(surrogate path)": (lambda: vault.create(surrogate + ".vault", PASSPHRASE), "location"),
+            "open(surrogate URL)": (lambda: vault.open("sqlite:///" + surrogate, PASSPHRASE), "location"),
+            "Identity.load(None)": (lambda: Identity.load(None, "pw"), "path"),  # type: ignore[arg-type]
+            "Identity.load(surrogate)": (lambda: Identity.load(surrogate, "pw"), "path"),
+            "Identity.save(None)": (lambda: Identity.generate().save(None, "pw pw pw"), "path"),  # type: ignore
+            "Identity.save(NUL)": (lambda: Identity.generate().save(nul, "pw pw pw"), "path"),
+        }
+        wrong = {}
+        for name, (call, arg) in calls.items():
+            try:
+                call()
+                wrong[name] = "no error"
+            except vault.ValidationError as e:
+                if arg not in str(e) or "\ud800" in str(e):
+                    wrong[name] = str(e)
+            except Exception as e:  # noqa: BLE001
+                wrong[name] = type(e).__name__
+        assert wrong == {}
+        assert _tables(url) == before
+        assert not (tmp_path / "b.dvb").exists()

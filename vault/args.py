@@ -9,6 +9,7 @@ anything is written and raises a ValidationError that names the argument, never 
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from .errors import ValidationError
@@ -30,3 +31,29 @@ def check_batch(batch: Any) -> None:
     refuse both before anything is written."""
     if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= MAX_BATCH:
         raise ValidationError(f"batch must be an integer from 1 to {MAX_BATCH:,}")
+
+
+def check_path(path: Any, name: str = "path") -> str:
+    """``path`` (a str or os.PathLike naming a file) as a str. Why here and not at the open():
+    None, bytes or an int reach the file system as a TypeError, an embedded NUL as a
+    ValueError and a lone surrogate (text that was never a file name) as a
+    UnicodeEncodeError quoting the path; a surrogate escape of an undecodable byte, which
+    the file system gave us, is a real name and passes."""
+    text = os.fspath(path) if isinstance(path, (str, os.PathLike)) else None
+    if not isinstance(text, str) or not text:
+        raise ValidationError(f"{name} must be a file path (a str or os.PathLike)")
+    check_location_text(text, name)
+    return text
+
+
+def check_location_text(text: str, name: str) -> None:
+    """A path's or a URL's text: no NUL (which no file name or URL holds, and which the OS
+    refuses with a ValueError) and nothing the file system cannot encode."""
+    if "\x00" in text:
+        raise ValidationError(f"{name} contains a NUL character")
+    try:
+        os.fsencode(text)
+        return
+    except UnicodeEncodeError:
+        pass  # raised below, outside the handler: inside it, __context__ would keep the text
+    raise ValidationError(f"{name} is not valid text (a lone surrogate)")

@@ -41,6 +41,7 @@ from . import keys as K
 from . import pseudonym as P
 from . import statement as ST
 from .access import Access
+from .args import check_path
 from .errors import IntegrityError, VaultError
 from .journal import Journal
 from .session import Session
@@ -333,7 +334,7 @@ class Canaries:
         {"alarms": [...], "checkpoint": str, "previous": str | None}. The file (format.md 8e) is
         the lead's, beside their identity; a database writer cannot reach it."""
         from ._files import replace_private
-        p = Path(path)
+        p = Path(check_path(path))
         kept = _read_witness(p)
         previous = kept.get(self.ses.vid.hex())
         after = 0

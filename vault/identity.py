@@ -17,6 +17,7 @@ from pathlib import Path
 from . import _crypto as C
 from . import _format as F
 from ._files import check_private, make_private_dirs, replace_private, write_private
+from .args import check_path
 from .errors import IntegrityError, Unavailable, VaultError
 from .keys import open_passphrase_box, seal_passphrase_box
 from .notes import recipient_id
@@ -132,7 +133,7 @@ class Identity:
 
     def save(self, path: str | os.PathLike[str], passphrase: str, kdf: F.KdfParams | None = None) -> Path:
         """Write the encrypted identity with mode 0600; refuses to overwrite anything."""
-        p = Path(path)
+        p = Path(check_path(path))
         data = self.to_file_bytes(passphrase, kdf)
         make_private_dirs(p.parent, f"the identity file {p}", error=IdentityError)
         check_private(p, "identity file")
@@ -147,7 +148,7 @@ class Identity:
         file (0600) in the same directory and renamed over the old one: a crash leaves
         either the old file or the new one, never half of each.
         """
-        ident = cls.load(path, old)
+        ident = cls.load(path, old)  # checks the path
         ident.replace_file(path, new, kdf)
         return ident
 
@@ -155,7 +156,7 @@ class Identity:
         """Write this identity over its existing file, atomically (see change_passphrase),
         for a caller that has already loaded it: one Argon2id derivation fewer. Returns the
         file written: the target when ``path`` is a symbolic link (the link stays)."""
-        return replace_private(Path(path), self.to_file_bytes(passphrase, kdf), error=IdentityError)
+        return replace_private(Path(check_path(path)), self.to_file_bytes(passphrase, kdf), error=IdentityError)
 
     @classmethod
     def from_file_bytes(cls, data: bytes, passphrase: str) -> Identity:
@@ -173,7 +174,7 @@ class Identity:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], passphrase: str) -> Identity:
-        p = Path(path)
+        p = Path(check_path(path))
         check_private(p, "identity file")
         try:
             data = p.read_bytes()

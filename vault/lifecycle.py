@@ -16,7 +16,7 @@ from . import keys as K
 from . import statement as ST
 from . import users as U
 from .access import Access
-from .args import check_progress
+from .args import check_path, check_progress
 from .canaries import Canaries
 from .errors import AccessDenied
 from .journal import Journal
@@ -156,12 +156,13 @@ class LifecycleCalls:
         ``progress(done, total)`` as vault.backup.take reports it (rows read and encoded)."""
         from . import backup as BK
         check_progress(progress)
+        path, ledger = check_path(path), None if ledger is None else check_path(ledger, "ledger")
         j, a = self._journal, self._access
         j.guard("backup", lambda: a.need_manage("taking a backup"))
         j.record("backup", "", {"ledger_file": ledger is not None})
         assert j.auditor is not None and a.signer is not None
-        return BK.take(self._ses.store(), os.fspath(path), self._ses.vid, j.auditor.actor, a.signer,
-                       ledger=None if ledger is None else os.fspath(ledger), progress=progress)
+        return BK.take(self._ses.store(), path, self._ses.vid, j.auditor.actor, a.signer, ledger=ledger,
+                       progress=progress)
 
     def signing_actors(self, *, managers: bool = False) -> set[bytes]:
         """Public identities whose signatures this vault accepts (users, revoked ones too, and

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from .args import check_location_text
 from .errors import ValidationError
 
 
@@ -15,6 +16,7 @@ def normalise_url(url: str | os.PathLike[str]) -> str:
         raise ValidationError("a vault location is a URL or a file path") from None
     if isinstance(text, bytes) or not text:
         raise ValidationError("a vault location is a URL or a file path")
+    check_location_text(text, "the vault location")
     if "://" in text:
         return text
     return "sqlite:///" + os.path.abspath(text)

@@ -24,7 +24,9 @@ from sqlalchemy.engine import make_url
 from . import _crypto as C
 from . import backup as BK
 from . import ledger as LG
+from .args import check_path
 from .errors import AccessDenied, BadBackup, IntegrityError, NotFound, VaultError
+from .locations import normalise_url
 from .store import Store, StoreError, _sqlite_path
 from .users import REVOKED
 
@@ -64,13 +66,6 @@ class Restored:
     backup_seq: int
     checkpoint: str  # of the restored log's head: write it down, as after audit checkpoint
     warnings: list[str] = field(default_factory=list)
-
-
-def _normalise(url: str | os.PathLike[str]) -> str:
-    text = os.fspath(url)
-    if not isinstance(text, str) or not text:
-        raise VaultError("a vault location is a URL or a file path")
-    return text if "://" in text else "sqlite:///" + os.path.abspath(text)
 
 
 def _live_state(url: str) -> tuple[str, bytes | None, list[bytes], dict[str, str]]:
@@ -421,8 +416,10 @@ def restore(url: str | os.PathLike[str], path: str | os.PathLike[str], opener: C
     place); ``opener(url)`` opens a vault there with the restorer's credentials (the lead's
     identity or the recovery passphrase). ``ledger``: a ledger file (Vault.backup's
     ``ledger=``) whose entries are re-applied too, for when the live vault is lost."""
-    target = _normalise(url)
-    b = BK.read_file(os.fspath(path))  # every byte checked before anything else
+    target = normalise_url(url)
+    path, ledger = check_path(path, "path"), None if ledger is None else check_path(ledger, "ledger")
+    checkpoints = None if checkpoints is None else check_path(checkpoints, "checkpoints")
+    b = BK.read_file(path)  # every byte checked before anything else
     file_ledger: list[bytes] = []
     if ledger is not None:
         try:

@@ -16,8 +16,8 @@ from . import _format as F
 from . import _parallel as PAR
 from . import index as I
 from . import schema as S
-from .args import check_batch, check_progress
 from .access import Access
+from .args import check_batch, check_progress
 from .buckets import pack_terms
 from .errors import IntegrityError, KeysChanged, ValidationError, utf8
 from .journal import Journal

@@ -20,7 +20,7 @@ from . import opening as O
 from . import schema as S
 from . import users as U
 from .access import Access
-from .args import check_batch, check_progress
+from .args import check_batch, check_path, check_progress
 from .audit import RecordCheck
 from .auditing import AuditView
 from .canaries import Canaries
@@ -132,6 +132,7 @@ def _open_once(url: str | os.PathLike[str], passphrase: str | None, *, identity:
         raise ValidationError("open a vault with either a passphrase or an identity")
     if passphrase is not None:
         K.passphrase_bytes(passphrase)
+    pins = None if pins is None else check_path(pins, "pins")
     store = Store(O.normalise_url(url), create=False)
     try:
         opened = O.unlock(store, passphrase, identity, pins)
@@ -291,7 +292,7 @@ class Vault(LifecycleCalls):
         store = self._ses.store()  # VaultClosed on a closed vault
         ring = self._access.ring
         assert ring is not None
-        return check_pin(path, self._ses.vid, self._access.meta_secret(), O.pin_signers(ring),
+        return check_pin(check_path(path), self._ses.vid, self._access.meta_secret(), O.pin_signers(ring),
                          location=store.url, created=created)
 
     @property
