@@ -160,3 +160,40 @@ def test_path_arguments_are_checked(url: str, tmp_path: Path) -> None:
         assert wrong == {}
         assert _tables(url) == before
         assert not (tmp_path / "b.dvb").exists()
+
+
+# -- identity and schema objects --------------------------------------------------------------------------
+def test_identity_arguments_of_the_wrong_type(url: str, url2: str) -> None:
+    """A name where an Identity belongs failed with AttributeError deep inside (after create
+    had begun); a missing source vault likewise."""
+    with pytest.raises(vault.ValidationError, match="lead"):
+        vault.create(url, PASSPHRASE, lead="lead")  # type: ignore[arg-type]
+    with pytest.raises(vault.ValidationError, match="lead"):
+        vault.create(url, PASSPHRASE, lead=Identity.generate().public)  # type: ignore[arg-type]
+    vault.create(url, PASSPHRASE).close()  # nothing was left behind by the refusals
+    with pytest.raises(vault.ValidationError, match="identity"):
+        vault.open(url, identity="lead")  # type: ignore[arg-type]
+    with vault.open(url, PASSPHRASE) as v:
+        with pytest.raises(vault.ValidationError, match="lead"):
+            vault.move(v, url2, PASSPHRASE, lead="lead")  # type: ignore[arg-type]
+    with pytest.raises(vault.ValidationError, match="src"):
+        vault.move(None, url2, PASSPHRASE, lead=Identity.generate())  # type: ignore[arg-type]
+    with pytest.raises(vault.NotFound):
+        vault.open(url2, PASSPHRASE)  # no vault was made at the destination
+
+
+def test_public_identity_identity_and_schema_text_of_the_wrong_type() -> None:
+    from vault.identity import IdentityError, PublicIdentity
+
+    with pytest.raises(IdentityError):
+        PublicIdentity.from_line(None)  # type: ignore[arg-type]
+    with pytest.raises(IdentityError):
+        PublicIdentity.from_line(b"dvault1abc")  # type: ignore[arg-type]
+    with pytest.raises(IdentityError):
+        Identity(b"short", b"short")
+    with pytest.raises(IdentityError):
+        Identity("x" * 32, "y" * 32)  # type: ignore[arg-type]
+    with pytest.raises(vault.SchemaError):
+        vault.load_schema(5)  # type: ignore[arg-type]
+    with pytest.raises(vault.SchemaError):
+        vault.load_schema(b"[schema]")  # type: ignore[arg-type]

@@ -18,7 +18,7 @@ from . import _crypto as C
 from . import _format as F
 from ._files import check_private, make_private_dirs, replace_private, write_private
 from .args import check_path
-from .errors import IntegrityError, Unavailable, VaultError
+from .errors import IntegrityError, Unavailable, ValidationError, VaultError
 from .keys import open_passphrase_box, seal_passphrase_box
 from .notes import recipient_id
 
@@ -32,6 +32,13 @@ class IdentityError(VaultError, ValueError):
 
 class IdentityUnreadable(IdentityError, Unavailable):
     """The identity file is there but the operating system will not let us read it."""
+
+
+def check_identity(value: object, name: str) -> None:
+    """``value`` is an Identity (or None): a name, a path or a public identity given where
+    the private keys are needed would otherwise fail deep inside, after the call began."""
+    if value is not None and not isinstance(value, Identity):
+        raise ValidationError(f"{name} must be an Identity (vault.identity.Identity), or None")
 
 
 def default_path() -> Path:
@@ -66,6 +73,8 @@ class PublicIdentity:
 
     @classmethod
     def from_line(cls, line: str) -> PublicIdentity:
+        if not isinstance(line, str):
+            raise IdentityError(f"not a public identity (expected a line starting with {PUBLIC_PREFIX})")
         text = line.strip()
         if not text.lower().startswith(PUBLIC_PREFIX):
             raise IdentityError(f"not a public identity (expected a line starting with {PUBLIC_PREFIX})")
@@ -90,6 +99,9 @@ class Identity:
     __slots__ = ("_x", "_ed", "public", "_signer")
 
     def __init__(self, x25519_private: bytes, ed25519_seed: bytes) -> None:
+        for key in (x25519_private, ed25519_seed):  # the crypto library's own error names no argument
+            if not isinstance(key, bytes) or len(key) != 32:
+                raise IdentityError("an identity's keys are two secrets of 32 bytes each")
         self._x = x25519_private
         self._ed = ed25519_seed
         self.public = PublicIdentity(C.x25519_public(x25519_private), C.ed25519_public(ed25519_seed))

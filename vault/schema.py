@@ -285,6 +285,8 @@ def load(text: str | None = None) -> Schema:
     """Parse and check a schema TOML; ``None`` gives the default participant schema."""
     if text is None:
         text = default_schema_text()
+    if not isinstance(text, str):
+        raise SchemaError("a schema is TOML text (str)")
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:

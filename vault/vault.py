@@ -25,7 +25,7 @@ from .audit import RecordCheck
 from .auditing import AuditView
 from .canaries import Canaries
 from .errors import IntegrityError, KeysChanged, NotFound, ValidationError, utf8
-from .identity import Identity, PublicIdentity
+from .identity import Identity, PublicIdentity, check_identity
 from .journal import Journal
 from .lifecycle import LifecycleCalls
 from .plans import Plans
@@ -69,6 +69,7 @@ def create(url: str | os.PathLike[str], passphrase: str, *, schema: str | os.Pat
     params = kdf or F.KDF_DEFAULT
     K.check_kdf(params)
     K.passphrase_bytes(passphrase)
+    check_identity(lead, "lead")
     if lead is not None:
         U.check_name(lead_name)  # before anything is written: a failure after it would leave a half vault
     store = Store(O.normalise_url(url), create=True)
@@ -130,6 +131,7 @@ def _open_once(url: str | os.PathLike[str], passphrase: str | None, *, identity:
                pins: str | os.PathLike[str] | None) -> Vault:
     if (passphrase is None) == (identity is None):
         raise ValidationError("open a vault with either a passphrase or an identity")
+    check_identity(identity, "identity")
     if passphrase is not None:
         K.passphrase_bytes(passphrase)
     pins = None if pins is None else check_path(pins, "pins")
@@ -171,6 +173,8 @@ def move(src: Vault, url: str | os.PathLike[str], passphrase: str, *, lead: Iden
     running the move again sets such a vault aside (vault.moving: renamed and kept, never
     a finished one, never one whose mark this source did not sign). Audited on both sides:
     the source logs an ``export`` of every field, the new vault an ``import``."""
+    if not isinstance(src, Vault) or not isinstance(lead, Identity):
+        raise ValidationError("move() takes an open Vault (src) and the new lead's Identity (lead)")
     check_progress(progress)
     plan, sign = M.prepare(src._mover, url, lead)
     # made first: a refused destination (a vault already there) costs no read of the source
