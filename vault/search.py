@@ -9,7 +9,7 @@ cursor, then switches the plans (signed) and deletes the old generation.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from . import _format as F
@@ -77,6 +77,14 @@ class Search:
             if keep(self.records.decode_row(rid, data, probe)):
                 out.append(self.records.decode_row(rid, data, full))
         return out
+
+    def detail(self, criteria: Mapping[str, Any], fields: list[str] | None, out: list[Record]) -> dict[str, Any]:
+        """A search entry: the fields searched on (never the terms), the fields it decrypted
+        and returned, and each match's audit pseudonym, so that "who looked at this person"
+        finds searches too (audit_entries(target=...), the summary)."""
+        returned = sorted(fields) if fields is not None else sorted(self.access.readable_fields())
+        return {"fields": sorted(criteria), "returned": returned, "results": len(out),
+                "targets": sorted(t for t in (self.journal.target(r.id) for r in out) if t)}
 
     def find(self, /, fields: Sequence[str] | None = None, **criteria: Any) -> list[Record]:
         """Records whose fields equal all the given values (after normalisation).

@@ -432,22 +432,13 @@ class Vault(LifecycleCalls):
         return self.count()
 
     # -- search and pseudonyms --------------------------------------------------------------------
-    def _search_detail(self, criteria: Mapping[str, Any], fields: list[str] | None,
-                       out: list[Record]) -> dict[str, Any]:
-        """A search entry: the fields searched on (never the terms), the fields it decrypted
-        and returned, and each match's audit pseudonym, so that "who looked at this person"
-        finds searches too (audit_entries(target=...), the summary)."""
-        returned = sorted(fields) if fields is not None else sorted(self.readable_fields)
-        return {"fields": sorted(criteria), "returned": returned, "results": len(out),
-                "targets": sorted(t for t in (self._journal.target(r.id) for r in out) if t)}
-
     def find(self, /, fields: Sequence[str] | None = None, **criteria: Any) -> list[Record]:
         """Exact search over blind indexes (see vault.search.Search.find); the search term is never logged."""
         fields = field_names(fields)
         j = self._journal
 
         def describe(out: list[Record]) -> tuple[str, dict[str, Any]]:
-            return "", self._search_detail(criteria, fields, out)
+            return "", self._search.detail(criteria, fields, out)
         out = j.guard("search", lambda: j.around("search", lambda: self._search.find(fields, **criteria), describe))
         self._canaries.alarm_if_canary([r.id for r in out], "search")
         return out
@@ -458,7 +449,7 @@ class Vault(LifecycleCalls):
         j = self._journal
 
         def describe(out: list[Record]) -> tuple[str, dict[str, Any]]:
-            return "", {**self._search_detail(criteria, fields, out), "tokens": True}
+            return "", {**self._search.detail(criteria, fields, out), "tokens": True}
         out = j.guard("search", lambda: j.around("search", lambda: self._search.find_tokens(fields, **criteria),
                                                  describe))
         self._canaries.alarm_if_canary([r.id for r in out], "search")
