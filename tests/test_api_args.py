@@ -197,3 +197,32 @@ def test_public_identity_identity_and_schema_text_of_the_wrong_type() -> None:
         vault.load_schema(5)  # type: ignore[arg-type]
     with pytest.raises(vault.SchemaError):
         vault.load_schema(b"[schema]")  # type: ignore[arg-type]
+
+
+# -- collections and names ----------------------------------------------------------------------------------
+def test_collection_and_name_arguments_of_the_wrong_type(lv: vault.Vault, url: str) -> None:
+    before, users = _tables(url), len(lv.users())
+    calls = {
+        "import_rows(None)": lambda: lv.import_rows(None),  # type: ignore[arg-type]
+        "import_rows(a record)": lambda: lv.import_rows({"legal_name": "X"}),  # type: ignore[arg-type]
+        "add_many(5)": lambda: lv.add_many(5),  # type: ignore[arg-type]
+        "require_writable([add])": lambda: lv.require_writable(["add"]),  # type: ignore[arg-type]
+        "rotate(5)": lambda: lv.rotate(5),  # type: ignore[arg-type]
+        "rotate([5])": lambda: lv.rotate([5]),  # type: ignore[list-item]
+        "rotate(str)": lambda: lv.rotate("identity"),
+        "add_user(None)": lambda: lv.add_user(None, "noor", "staff"),  # type: ignore[arg-type]
+        "add_user(Identity)": lambda: lv.add_user(Identity.generate(), "noor", "staff"),  # type: ignore
+        "add_user(role=[staff])": lambda: lv.add_user(Identity.generate().public, "noor", ["staff"]),  # type: ignore
+        "add_user(name=5)": lambda: lv.add_user(Identity.generate().public, 5, "staff"),  # type: ignore[arg-type]
+    }
+    wrong = {}
+    for name, call in calls.items():
+        try:
+            call()
+            wrong[name] = "no error"
+        except vault.ValidationError:
+            pass
+        except Exception as e:  # noqa: BLE001
+            wrong[name] = type(e).__name__
+    assert wrong == {}
+    assert _tables(url) == before and len(lv.users()) == users

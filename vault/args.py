@@ -10,6 +10,7 @@ anything is written and raises a ValidationError that names the argument, never 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from .errors import ValidationError
@@ -57,3 +58,38 @@ def check_location_text(text: str, name: str) -> None:
     except UnicodeEncodeError:
         pass  # raised below, outside the handler: inside it, __context__ would keep the text
     raise ValidationError(f"{name} is not valid text (a lone surrogate)")
+
+
+def check_rows(rows: Any, call: str) -> list[Any]:
+    """``rows`` (an iterable of records) as a list, read once: a single record, a string or
+    None would otherwise fail as a TypeError, or be taken apart key by key."""
+    if isinstance(rows, (str, bytes, Mapping)):
+        raise ValidationError(f"{call}() takes a list of records (use add() for one)")
+    try:
+        return list(rows)
+    except TypeError:
+        pass  # raised below, outside the handler
+    raise ValidationError(f"{call}() takes a list of records")
+
+
+def check_names(names: Any, name: str) -> list[str]:
+    """A list of names (classes, fields), as a list: a bare string would be read letter by
+    letter, and a number or None fails as a TypeError."""
+    if isinstance(names, (str, bytes)):
+        raise ValidationError(f"{name} must be a list of names, not a string")
+    if isinstance(names, Mapping):
+        raise ValidationError(f"{name} must be a list of names, not a mapping")
+    try:
+        out = list(names)
+    except TypeError:
+        out = None
+    if out is None or not all(isinstance(n, str) for n in out):
+        raise ValidationError(f"{name} must be a list of names (str)")
+    return out
+
+
+def check_text(value: Any, name: str) -> str:
+    """``value`` is a str: a list or a dict given as a name fails as "unhashable" deep inside."""
+    if not isinstance(value, str):
+        raise ValidationError(f"{name} must be text (str)")
+    return value

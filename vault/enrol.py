@@ -15,10 +15,20 @@ from . import schema as S
 from . import users as U
 from .access import PASSPHRASE, Access
 from .adopt import adopt_sealed
+from .args import check_text
 from .breakglass_rows import forget
 from .errors import NotFound, ValidationError, VaultError
 from .identity import PublicIdentity
 from .journal import Journal
+
+
+def check_user_args(public: object, name: object, role: object) -> None:
+    """The types of add_user's arguments, before anything is logged or written: None or a
+    private Identity as ``public``, or a list as ``role``, failed deep inside."""
+    if not isinstance(public, (PublicIdentity, str)):
+        raise ValidationError("public must be a PublicIdentity or its dvault1... line")
+    check_text(name, "name")
+    check_text(role, "role")
 
 
 def add_user(a: Access, public: PublicIdentity | str, name: str, role: str) -> U.User:
@@ -28,6 +38,7 @@ def add_user(a: Access, public: PublicIdentity | str, name: str, role: str) -> U
     before enrolling a public key that arrived over e-mail or chat."""
     a.need_lead("enrolling users")
     a.need_all_classes("enrolling users")
+    check_user_args(public, name, role)
     pub = PublicIdentity.from_line(public) if isinstance(public, str) else public
     r = a.ses.schema.role(role)
     name = U.check_name(name)

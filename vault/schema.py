@@ -221,6 +221,8 @@ class Schema:
             raise ValidationError(f"{where}a record needs at least one of: {', '.join(group)}", field=group[0])
 
     def role(self, name: str) -> Role:
+        if not isinstance(name, str):  # a list would fail as "unhashable"
+            raise ValidationError(f"a role is named by text (known: {', '.join(self.roles)})")
         try:
             return self.roles[name]
         except KeyError:

@@ -20,7 +20,7 @@ from . import opening as O
 from . import schema as S
 from . import users as U
 from .access import Access
-from .args import check_batch, check_path, check_progress
+from .args import check_batch, check_names, check_path, check_progress, check_rows, check_text
 from .audit import RecordCheck
 from .auditing import AuditView
 from .canaries import Canaries
@@ -325,12 +325,7 @@ class Vault(LifecycleCalls):
 
     def add_many(self, rows: Iterable[Mapping[str, Any]]) -> list[str]:
         """Validate every row first, then store them all in one transaction (all or nothing)."""
-        if isinstance(rows, (str, bytes, Mapping)):
-            raise ValidationError("add_many() takes a list of records (use add() for one)")
-        try:
-            rows = list(rows)
-        except TypeError:
-            raise ValidationError("add_many() takes a list of records") from None
+        rows = check_rows(rows, "add_many")
         j = self._journal
         j.guard("add", lambda: self._access.need_writable("adding records"))
         ids = j.guard("add", lambda: self._records.add_many(rows))  # its "add" entry commits with the rows
@@ -342,7 +337,7 @@ class Vault(LifecycleCalls):
         """add_many for bulk imports (validated first, one transaction), logged as ``import``;
         ``progress(done, total)`` as rows are encrypted."""
         check_progress(progress)
-        rows = list(rows)
+        rows = check_rows(rows, "import_rows")
         j = self._journal
         j.guard("import", lambda: self._access.need_writable("importing records"))
         return j.guard("import", lambda: self._records.add_many(rows, progress, entry=("import", {})))
@@ -352,7 +347,7 @@ class Vault(LifecycleCalls):
         role may write every class, as adding and importing need. Front ends call it before
         they prompt for a field or report on a file, so a refusal is one line, not the end
         of a dialogue."""
-        what = {"add": "adding records", "import": "importing records"}.get(op)
+        what = {"add": "adding records", "import": "importing records"}.get(check_text(op, "op"))
         if what is None:
             raise ValidationError("op must be 'add' or 'import'")
         self._journal.guard(op, lambda: self._access.need_writable(what))
@@ -510,9 +505,7 @@ class Vault(LifecycleCalls):
         check_batch(batch)
         check_progress(progress)
         if classes is not None:
-            if isinstance(classes, str):
-                raise ValidationError("classes must be a list of class names, not a string")
-            classes = list(classes)
+            classes = check_names(classes, "classes")
             if not classes:
                 raise ValidationError("rotate() needs at least one class (or none given: every class)")
         j.record("rotate", "", {"classes": sorted(classes) if classes is not None else "all", "reencrypt": reencrypt})
@@ -531,6 +524,7 @@ class Vault(LifecycleCalls):
         (see vault.enrol.add_user: confirm the fingerprint first)."""
         j = self._journal
         j.guard("add_user", lambda: self._access.need_lead("enrolling users"))
+        enrol.check_user_args(public, name, role)  # before the attempt's entry, which names the role
         j.record("add_user", "", {"role": role})
         user = j.guard("add_user", lambda: enrol.add_user(self._access, public, name, role))
         j.record("user_added", "", {"user": user.user_id, "role": role})
