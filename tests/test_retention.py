@@ -321,3 +321,15 @@ def test_a_departure_near_the_end_of_the_calendar_is_kept_for_ever(rv: vault.Vau
     data = rv.subject_export(rv.pseudonym(far, "badge"))
     assert data.data["retention"]["keep_until"] == "9999-12-31"
     assert "calendar" in data.data["retention"]["summary"]
+
+
+@pytest.mark.parametrize("today", [dt.datetime(2030, 1, 1), "2030-01-01", 5, False])
+def test_today_must_be_a_date(rv: vault.Vault, today: object) -> None:
+    """A datetime, a string or a number as ``today`` failed with TypeError when compared
+    with a record's date; it is refused up front."""
+    _people(rv)
+    with pytest.raises(vault.ValidationError, match="today"):
+        rv.purge_expired(today=today, dry_run=False)
+    with pytest.raises(vault.ValidationError, match="today"):
+        rv.retention_warnings(today)
+    assert rv.count() == 4

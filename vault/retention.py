@@ -252,9 +252,17 @@ def overrides(v: Host, keys: Keys) -> tuple[dict[str, Override], list[str]]:
 
 
 # -- what has expired ---------------------------------------------------------------------------
+def check_today(today: object) -> None:
+    """``today`` is None or a date that is not a datetime: a datetime or a string fails as a
+    TypeError when compared with a record's date, part way through the records."""
+    if today is not None and (not isinstance(today, _dt.date) or isinstance(today, _dt.datetime)):
+        raise ValidationError("today must be a datetime.date (not a datetime), or None")
+
+
 def plan(v: Host, keys: Keys, today: _dt.date | None = None) -> Plan:
     """Which records are past retention on ``today`` (UTC today by default). Lead only;
     IntegrityError if an override was tampered with (nothing is decided on a forged state)."""
+    check_today(today)
     _need_lead(v, "purging records")
     rule: Rule | None = v.schema.retention
     if rule is None:
@@ -363,6 +371,7 @@ def facts(v: Host, keys: Keys, record_id: str, record: Mapping[str, Any]) -> dic
 def warnings(v: Host, keys: Keys, today: _dt.date | None = None) -> list[str]:
     """Retention warnings for ``status``: not set; and, for the lead, records past retention,
     records without a date to count from, and tampered overrides. Counts only."""
+    check_today(today)
     rule: Rule | None = v.schema.retention
     if rule is None:
         return ["retention is not set: the schema has no [retention] table, so records are kept "
