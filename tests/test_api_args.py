@@ -226,3 +226,13 @@ def test_collection_and_name_arguments_of_the_wrong_type(lv: vault.Vault, url: s
             wrong[name] = type(e).__name__
     assert wrong == {}
     assert _tables(url) == before and len(lv.users()) == users
+
+
+# -- scalar arguments ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("against", [5, b"dvcp1:1:abc", 0, ["dvcp1"]])
+def test_audit_verify_refuses_a_checkpoint_that_is_not_text(v: vault.Vault, against: object) -> None:
+    from vault.audit import AuditError
+
+    with pytest.raises(AuditError, match="not a checkpoint"):
+        v.audit_verify(against)  # type: ignore[arg-type]
+    assert v.audit_verify().ok and v.audit_verify("").ok  # none given

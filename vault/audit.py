@@ -517,6 +517,8 @@ class Checkpoint:
 
     @classmethod
     def parse(cls, text: str) -> Checkpoint:
+        if not isinstance(text, str):  # refused as any other malformed checkpoint, not as an AttributeError
+            raise AuditError("not a checkpoint (expected dvcp1:SEQ:HASH[:SIGNER:SIG])")
         parts = text.strip().split(":")
         try:
             if parts[0] != CHECKPOINT_PREFIX or len(parts) not in (3, 5):

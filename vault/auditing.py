@@ -92,7 +92,8 @@ class AuditView:
             return None
 
     def verify(self, against: str | None = None) -> Any:
-        cp = A.Checkpoint.parse(against) if against else None
+        # ``is not None``: a falsy non-checkpoint (0, b"", []) is refused, not taken for "none given"
+        cp = A.Checkpoint.parse(against) if against is not None and against != "" else None
         self.journal.record("audit_verify", "", {"checkpoint": cp.seq if cp else None})
         return A.verify(A.read_entries(self.ses.store(), damaged=True), self.access.known_actors(), cp,
                         self.access.deciders())
