@@ -252,3 +252,15 @@ def test_requests_of_an_older_release_are_refused_after_the_upgrade(url: str, mo
         assert v.audit_verify().ok
     with vault.open(url, identity=staff) as v:
         assert v.reveal(new) == "Amira Haddad"
+
+
+@pytest.mark.parametrize("req_id", ["a\ud800", 5, None])
+def test_approve_refuses_a_malformed_request_id_before_the_database_or_the_log(team, req_id: object) -> None:  # type: ignore[no-untyped-def]
+    """A lone surrogate reached the database driver (UnicodeEncodeError) and a refused
+    attempt's entry kept the typed text; the id's form is now checked first, as reveal() does."""
+    url, lead, _staff, _tool, a, _b, names = team
+    with vault.open(url, identity=lead) as v:
+        before = len(v.audit_entries(action="reveal_approve"))
+        with pytest.raises(vault.NotFound, match="a request id is 16 hex digits"):
+            v.approve_reveal(req_id, 3600, record=names[a]["audit"], field="email")  # type: ignore[arg-type]
+        assert len(v.audit_entries(action="reveal_approve")) == before

@@ -531,9 +531,12 @@ def audited_approve(d: Desk, req_id: str, ttl_seconds: int, record: str, field: 
     j.guard("reveal_approve", lambda: d.access.need_lead("approving break-glass requests"))
     if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int) or not 0 < ttl_seconds <= 30 * 86400:
         raise ValidationError("ttl_seconds must be a whole number of seconds, 1 to 30 days")
-    detail: dict[str, Any] = {"request": str(req_id), "ttl_seconds": ttl_seconds}
+    # as reveal() does: a malformed id (a lone surrogate, a newline, not a str) is refused
+    # before its text reaches the database driver or the attempt's audit entry
+    req_id = known_form(req_id)
+    detail: dict[str, Any] = {"request": req_id, "ttl_seconds": ttl_seconds}
     try:
-        r, _ = checked(d, str(req_id), record, field)
+        r, _ = checked(d, req_id, record, field)
     except (NotFound, ValidationError, IntegrityError, AccessDenied) as e:  # an attempt is logged too
         j.record("reveal_approve", "", {**detail, "refused": type(e).__name__})
         raise
