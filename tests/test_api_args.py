@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from vault.identity import Identity
 
 import vault
 from conftest import PASSPHRASE
-from vault.identity import Identity
 
 
 def _tables(url: str) -> dict[str, list[str]]:
@@ -62,7 +62,7 @@ def test_closed_handle_lifecycle_calls_raise_vault_closed(url: str) -> None:
             wrong[name] = "no error"
         except vault.VaultClosed:
             pass
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             wrong[name] = type(e).__name__
     assert wrong == {}
 
@@ -155,7 +155,7 @@ def test_path_arguments_are_checked(url: str, tmp_path: Path) -> None:
             except vault.ValidationError as e:
                 if arg not in str(e) or "\ud800" in str(e):
                     wrong[name] = str(e)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 wrong[name] = type(e).__name__
         assert wrong == {}
         assert _tables(url) == before
@@ -222,7 +222,7 @@ def test_collection_and_name_arguments_of_the_wrong_type(lv: vault.Vault, url: s
             wrong[name] = "no error"
         except vault.ValidationError:
             pass
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             wrong[name] = type(e).__name__
     assert wrong == {}
     assert _tables(url) == before and len(lv.users()) == users
@@ -236,3 +236,22 @@ def test_audit_verify_refuses_a_checkpoint_that_is_not_text(v: vault.Vault, agai
     with pytest.raises(AuditError, match="not a checkpoint"):
         v.audit_verify(against)  # type: ignore[arg-type]
     assert v.audit_verify().ok and v.audit_verify("").ok  # none given
+
+
+@pytest.mark.parametrize("kdf", [5, "t=3", (3, 65536, 4), 0])
+def test_kdf_of_the_wrong_type(url: str, kdf: object, tmp_path: Path) -> None:
+    """kdf=5 failed with AttributeError in the floor check (and a falsy one was taken for the default)."""
+    with pytest.raises(vault.ValidationError, match="kdf"):
+        vault.create(url, PASSPHRASE, kdf=kdf)  # type: ignore[arg-type]
+    with vault.create(url, PASSPHRASE) as v:
+        with pytest.raises(vault.ValidationError, match="kdf"):
+            v.change_passphrase("another long passphrase", kdf=kdf)  # type: ignore[arg-type]
+        with pytest.raises(vault.ValidationError, match="kdf"):
+            v.split_recovery(2, 3, kdf=kdf)  # type: ignore[arg-type]
+        assert v.recovery_shares() is None
+    with pytest.raises(vault.ValidationError, match="kdf"):
+        Identity.generate().save(tmp_path / "id.dvid", "pw pw pw pw", kdf=kdf)  # type: ignore[arg-type]
+    with pytest.raises(vault.ValidationError, match="kdf"):
+        vault.create(url, PASSPHRASE, kdf=vault.KdfParams(t=True, m_kib=65536, p=4))  # checked before the place
+    with vault.open(url, PASSPHRASE) as v:  # the passphrase is unchanged
+        assert v.count() == 0

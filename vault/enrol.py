@@ -124,7 +124,7 @@ def change_passphrase(a: Access, new_passphrase: str, *, kdf: F.KdfParams | None
     """
     store = a.ses.store()
     a.need_passphrase_opener()
-    params = kdf or F.KDF_DEFAULT
+    params = F.KDF_DEFAULT if kdf is None else kdf
     assert a.ring is not None
     vid = a.ses.vid
     secret = C.random_bytes(F.KEY_LEN)

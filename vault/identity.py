@@ -137,8 +137,9 @@ class Identity:
                       salt: bytes | None = None, nonce: bytes | None = None) -> bytes:
         """The identity file: a kind U passphrase box (the layout of a passphrase slot, bound
         to nothing) holding both secret keys, base64 under a comment header."""
+        params = F.KDF_DEFAULT if kdf is None else kdf
         blob = seal_passphrase_box(F.KIND_IDENTITY, bytes.fromhex(self.public.user_id), passphrase,
-                                   self._x + self._ed, b"", kdf or F.KDF_DEFAULT, salt=salt, nonce=nonce)
+                                   self._x + self._ed, b"", params, salt=salt, nonce=nonce)
         text = (f"{FILE_HEADER}\n# public: {self.public.to_line()}\n"
                 f"{base64.b64encode(blob).decode()}\n")
         return text.encode()

@@ -162,6 +162,12 @@ def passphrase_bytes(passphrase: str) -> bytes:
 
 
 def check_kdf(params: F.KdfParams) -> None:
+    """Between the floor (a downgrade refused) and the ceiling (a hostile slot's cost that
+    would exhaust the machine). A caller's ``kdf=`` is checked here too: anything but a
+    KdfParams of whole numbers failed as an AttributeError or a TypeError part way."""
+    if not isinstance(params, F.KdfParams) or not all(
+            isinstance(x, int) and not isinstance(x, bool) for x in (params.t, params.m_kib, params.p)):
+        raise ValidationError("kdf must be a vault.KdfParams(t, m_kib, p) of whole numbers")
     floor, ceil = F.KDF_FLOOR, F.KDF_CEILING
     if params.t < floor.t or params.m_kib < floor.m_kib or params.p < floor.p:
         raise KdfTooWeak(

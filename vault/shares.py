@@ -365,7 +365,7 @@ def split(host: Host, k: int, n: int, slip39_passphrase: str = "", kdf: F.KdfPar
     if not host.manage or not host.all_classes:
         raise AccessDenied("a recovery split is for the security lead (or the recovery passphrase)")
     who, sign = host.signer()
-    params = kdf or F.KDF_DEFAULT
+    params = F.KDF_DEFAULT if kdf is None else kdf
     K.check_kdf(params)
     old = _current(host)
     earlier = shares_slots(host, old)

@@ -66,7 +66,7 @@ def create(url: str | os.PathLike[str], passphrase: str, *, schema: str | os.Pat
     text = O.schema_text(schema)
     parsed = S.load(text)
     population, k = O.plan_args(parsed, population, k, precise)
-    params = kdf or F.KDF_DEFAULT
+    params = F.KDF_DEFAULT if kdf is None else kdf
     K.check_kdf(params)
     K.passphrase_bytes(passphrase)
     check_identity(lead, "lead")
