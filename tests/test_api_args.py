@@ -255,3 +255,17 @@ def test_kdf_of_the_wrong_type(url: str, kdf: object, tmp_path: Path) -> None:
         vault.create(url, PASSPHRASE, kdf=vault.KdfParams(t=True, m_kib=65536, p=4))  # checked before the place
     with vault.open(url, PASSPHRASE) as v:  # the passphrase is unchanged
         assert v.count() == 0
+
+
+def test_plan_sizes_refuse_bool(url: str) -> None:
+    """True was taken as a population (or k) of 1."""
+    for sizes in ({"population": True}, {"k": True}, {"population": False}):
+        with pytest.raises(vault.ValidationError, match="population and k"):
+            vault.create(url, PASSPHRASE, **sizes)  # type: ignore[arg-type]
+    with vault.create(url, PASSPHRASE) as v:
+        v.add({"legal_name": "Amira Haddad"})
+        before = _tables(url)
+        for sizes in ({"population": True}, {"k": True}):
+            with pytest.raises(vault.ValidationError, match="population and k"):
+                v.reindex(**sizes)  # type: ignore[arg-type]
+        assert _tables(url) == before

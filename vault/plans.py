@@ -39,8 +39,9 @@ def verified_plan(meta: Mapping[str, bytes], name: str, ring: K.Keyring, vault_i
 
 
 def check_plan_args(population: Any, k: Any, precise: Any) -> None:
-    """An index plan's sizing as a caller gives it (create, reindex), refused before any work."""
-    if not isinstance(population, int) or population < 1 or not isinstance(k, int) or k < 1:
+    """An index plan's sizing as a caller gives it (create, reindex), refused before any work.
+    A bool is an int to Python, but True as a population is a mistake, not a plan of one."""
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in (population, k)):
         raise ValidationError("population and k must be positive integers")
     if not isinstance(precise, bool):
         raise ValidationError("precise must be true or false")
