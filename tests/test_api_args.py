@@ -269,3 +269,21 @@ def test_plan_sizes_refuse_bool(url: str) -> None:
             with pytest.raises(vault.ValidationError, match="population and k"):
                 v.reindex(**sizes)  # type: ignore[arg-type]
         assert _tables(url) == before
+
+
+# -- messages ------------------------------------------------------------------------------------------------
+def test_an_unknown_purpose_is_named_only_when_it_is_short_text(v: vault.Vault) -> None:
+    """The message echoed the argument as given: a record's values passed by mistake, or all
+    of a 100 KB string."""
+    rid = v.add({"legal_name": "Amira Haddad"})
+    with pytest.raises(vault.ValidationError) as info:
+        v.pseudonym(rid, {"legal_name": "Amira Haddad"})  # type: ignore[arg-type]
+    assert "Amira" not in str(info.value) and "known: badge" in str(info.value)
+    with pytest.raises(vault.ValidationError) as info:
+        v.export(["badge_name"], purpose="x" * 100_000)
+    assert len(str(info.value)) < 500
+    with pytest.raises(vault.ValidationError) as info:
+        v.pseudonym(rid, "line\nforged")
+    assert "\n" not in str(info.value)
+    with pytest.raises(vault.ValidationError, match="unknown purpose 'bdage'"):
+        v.pseudonym(rid, "bdage")

@@ -84,8 +84,12 @@ class Pseudonyms:
             self.issued.discard((keys.purpose, tag))
 
     def purpose_keys(self, purpose: str) -> I.PurposeKeys:
-        if purpose not in self.ses.schema.purposes:
-            raise ValidationError(f"unknown purpose {purpose!r} (known: {', '.join(self.ses.schema.purposes)})")
+        known = self.ses.schema.purposes
+        if not isinstance(purpose, str) or purpose not in known:
+            # named only when it is short printable text: a caller's mistake may be a record's
+            # value (a dict of fields) or megabytes, neither of which belongs in a message
+            named = f" {purpose!r}" if isinstance(purpose, str) and len(purpose) <= 40 and purpose.isprintable() else ""
+            raise ValidationError(f"unknown purpose{named} (known: {', '.join(known)})")
         keys = self.access.purposes.get(purpose)
         if keys is None:
             raise AccessDenied(f"no key for purpose {purpose!r}")
