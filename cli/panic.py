@@ -42,9 +42,7 @@ def run_panic(verbose: bool = False, out: TextIO | None = None, err: TextIO | No
     if verbose:
         for r in removed:
             out.write(f"removed  {r.found.target.kind:<18} {r.found.target.path}\n")
-    left = [(f.target, f.detail) for f in found if f.state == "left"]
-    left += [(r.found.target, r.detail) for r in done if not r.ok]
-    left += local.links_left(found)
+    left = local.left(found, done)
     for t, why in left:
         err.write(f"dvault: warning: left {t.kind} {t.path}: {why}\n")
     for note in inv.notes:

@@ -221,9 +221,7 @@ def _remove(inv: L.Inventory) -> None:
     removed = [r for r in done if r.ok]
     for r in removed:
         click.echo(f"removed  {r.found.target.kind:<18} {r.found.target.path}")
-    left = [(f.target, f.detail) for f in found if f.state == "left"]
-    left += [(r.found.target, r.detail) for r in done if not r.ok]
-    left += L.links_left(found)
+    left = L.left(found, done)
     for t, why in left:
         warn(f"dvault: warning: left {t.kind} {t.path}: {why}")
     note(f"{len(removed)} file(s) removed" + (f", {len(left)} left" if left else ""))

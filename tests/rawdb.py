@@ -187,6 +187,17 @@ def flip(data: bytes, bit: int) -> bytes:
     return bytes(b)
 
 
+def audit_head(url: str) -> tuple[int, bytes]:
+    """The last audit entry's (seq, hash), read as the database owner."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as c:
+            seq, h = c.exec_driver_sql("SELECT seq, hash FROM dv_audit ORDER BY seq DESC LIMIT 1").one()
+        return int(seq), bytes(h)
+    finally:
+        engine.dispose()
+
+
 def audit_actions(url: str) -> list[str]:
     raw = RawDB(url)
     with raw.engine.begin() as c:

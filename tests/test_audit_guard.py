@@ -18,6 +18,7 @@ from vault.postgres import check_roles, grant_roles
 
 import vault
 from conftest import PASSPHRASE, PG_URL, _pg_schema
+from rawdb import audit_head
 from vault import audit as A
 from vault import audit_rows as RW
 
@@ -64,16 +65,6 @@ def _insert(url: str, row: tuple[Any, ...]) -> None:
         engine.dispose()
 
 
-def _head(url: str) -> tuple[int, bytes]:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as c:
-            seq, h = c.exec_driver_sql("SELECT seq, hash FROM dv_audit ORDER BY seq DESC LIMIT 1").one()
-        return int(seq), bytes(h)
-    finally:
-        engine.dispose()
-
-
 def _entry(who: Identity, seq: int, prev: bytes, *, labelled: bool = True, **edit: Any) -> tuple[Any, ...]:
     at = int(time.time() * 1000)
     h = A.entry_hash(seq, prev, at, who.public.raw, "read", "", "{}", b"", labelled=labelled)
@@ -85,7 +76,7 @@ def _entry(who: Identity, seq: int, prev: bytes, *, labelled: bool = True, **edi
 
 def test_the_staff_login_cannot_append_a_row_the_chain_cannot_take(staffed) -> None:  # type: ignore[no-untyped-def]
     url, staff_url, lead, staff = staffed
-    seq, h = _head(url)
+    seq, h = audit_head(url)
     refused = {
         "a one-byte hash (R01)": _entry(staff, seq + 1, h, hash=b"x"),
         "a short actor": _entry(staff, seq + 1, h, actor=bytes(63)),
@@ -102,7 +93,7 @@ def test_the_staff_login_cannot_append_a_row_the_chain_cannot_take(staffed) -> N
     for what, row in refused.items():
         with pytest.raises(sa.exc.IntegrityError, match="dv_audit: refused entry"):
             _insert(staff_url, row)
-        assert _head(url)[0] == seq, what
+        assert audit_head(url)[0] == seq, what
     _insert(staff_url, _entry(staff, seq + 1, h))  # an entry the chain takes: the staff login may append it
     with vault.open(staff_url, identity=staff) as s:  # and the library's own appends pass
         s.get(s.ids()[0], ["badge_name"])
@@ -137,7 +128,7 @@ def test_grant_roles_puts_the_guard_back(staffed) -> None:  # type: ignore[no-un
     engine = sa.create_engine(url)
     with engine.begin() as c:
         c.exec_driver_sql("DROP TRIGGER dv_audit_guard ON dv_audit")
-    seq, h = _head(url)
+    seq, h = audit_head(url)
     _insert(staff_url, _entry(staff, seq + 5, h))  # unguarded: a gap goes in
     with engine.begin() as c:
         c.exec_driver_sql("DELETE FROM dv_audit WHERE seq = %s", (seq + 5,))
@@ -153,7 +144,7 @@ def test_the_guard_links_over_a_malformed_row_from_before_it(staffed) -> None:  
     """A malformed row inserted before the guard existed: the next entry links to its name,
     as every reader computes it, and the guard computes the same."""
     url, staff_url, lead, staff = staffed
-    seq, h = _head(url)
+    seq, h = audit_head(url)
     engine = sa.create_engine(url)
     with engine.begin() as c:
         c.exec_driver_sql("ALTER TABLE dv_audit DISABLE TRIGGER dv_audit_guard")
@@ -230,6 +221,6 @@ def test_the_guard_follows_its_table_to_another_schema() -> None:
             with vault.open(place, PASSPHRASE) as v:
                 v.add({"badge_name": "x"})
                 assert v.audit_verify().ok
-            seq, h = _head(place)
+            seq, h = audit_head(place)
             with pytest.raises(sa.exc.IntegrityError, match="dv_audit: refused entry"):
                 _insert(place, _entry(lead, seq + 7, h))

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 import vault
 from conftest import PASSPHRASE, PG_URL
-from rawdb import RawDB
+from rawdb import RawDB, audit_head
 from vault import audit as A
 from vault import audit_replay as AR
 from vault.identity import Identity
@@ -77,19 +77,9 @@ def _exec(url: str, sql: str, **params: Any) -> int:
         engine.dispose()
 
 
-def _head(url: str) -> tuple[int, bytes]:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as c:
-            seq, h = c.exec_driver_sql("SELECT seq, hash FROM dv_audit ORDER BY seq DESC LIMIT 1").one()
-        return int(seq), bytes(h)
-    finally:
-        engine.dispose()
-
-
 def _append_signed(url: str, who: Identity, action: str, target: str, detail: str) -> int:
     """Chain one labelled entry signed by ``who`` (a modified client's append)."""
-    seq, prev = _head(url)
+    seq, prev = audit_head(url)
     at = int(time.time() * 1000)
     h = A.entry_hash(seq + 1, prev, at, who.public.raw, action, target, detail, b"", labelled=True)
     sig = who.sign(A.signed_message(h, True))
@@ -221,7 +211,7 @@ def test_staff_edit_a_contact_envelope_under_its_own_dek_id_without_any_entry(ur
     with vault.create(url, PASSPHRASE, lead=lead) as v:
         v.add_user(staff.public, "sam", "staff")
         rid = v.add(FULL)
-    before = _head(url)[0]
+    before = audit_head(url)[0]
     from vault import envelope as E
     with _staff_login(url) as surl:
         with vault.open(surl, identity=staff) as s:

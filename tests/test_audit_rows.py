@@ -25,7 +25,7 @@ from vault.identity import Identity
 
 import vault
 from conftest import PASSPHRASE
-from rawdb import audit_unguarded
+from rawdb import audit_head, audit_unguarded
 from vault import audit as A
 from vault import audit_rows as RW
 from vault import canaries as CA
@@ -52,16 +52,6 @@ def _unguarded(url: str) -> Iterator[Any]:
     try:
         with engine.begin() as c, audit_unguarded(c, url):
             yield c
-    finally:
-        engine.dispose()
-
-
-def _head(url: str) -> tuple[int, bytes]:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as c:
-            seq, h = c.exec_driver_sql("SELECT seq, hash FROM dv_audit ORDER BY seq DESC LIMIT 1").one()
-        return int(seq), bytes(h)
     finally:
         engine.dispose()
 
@@ -105,7 +95,7 @@ def test_a_malformed_row_never_stops_the_leads_readers_and_can_be_quarantined(te
     link over it (to its name), and the lead quarantines it by its name; then verify passes
     and the record check reports a record deleted behind the log's back."""
     url, lead, staff, rid, other = team
-    seq, h = _head(url)
+    seq, h = audit_head(url)
     _insert(url, seq + 1, h, 1, bytes(64), "read", "", "{}", b"", b"x", bytes(64))
     with vault.open(url, identity=staff) as s:  # staff keep working, their entries link over it
         s.set_reason("checking an email")
@@ -152,7 +142,7 @@ def test_a_mis_chained_row_can_be_quarantined_and_verify_goes_on(team) -> None: 
     could quarantine it, but verify still required the chain through it, so verify and the
     record check stayed off for good and a record deleted afterwards went unreported."""
     url, lead, staff, rid, other = team
-    seq, _ = _head(url)
+    seq, _ = audit_head(url)
     _insert(url, seq + 1, os.urandom(32), 1, lead.public.raw, "read", "", "{}", b"", os.urandom(32), os.urandom(64))
     _delete_record(url, other)
     with vault.open(url, identity=lead) as v:
@@ -165,7 +155,7 @@ def test_a_mis_chained_row_signed_by_its_writer_is_named_by_its_link(team) -> No
     """Signed by the staff member who wrote it, the entry verifies on its own: quarantine
     used to say "nothing to quarantine" while verify stopped at it."""
     url, lead, staff, rid, other = team
-    seq, _ = _head(url)
+    seq, _ = audit_head(url)
     _insert(url, *_signed(staff, seq + 1, os.urandom(32), "read", "{}"))
     _delete_record(url, other)
     with vault.open(url, identity=lead) as v:
@@ -178,7 +168,7 @@ def test_a_gap_is_acknowledged_by_the_leads_decision(team) -> None:  # type: ign
     and there was no row there to restore. The lead quarantines that seq: the decision
     names the row after the gap and the seq before it, and verify walks on."""
     url, lead, staff, rid, other = team
-    seq, h = _head(url)
+    seq, h = audit_head(url)
     _insert(url, *_signed(staff, seq + 1000, h, "read", "{}"))
     with vault.open(url, identity=staff) as s:  # later entries chain on from it
         s.get(rid, ["email"])
@@ -198,7 +188,7 @@ def test_a_gap_is_acknowledged_by_the_leads_decision(team) -> None:  # type: ign
 def test_a_decision_by_someone_else_bridges_nothing(team) -> None:  # type: ignore[no-untyped-def]
     """Only the lead's (or the recovery passphrase's) decision steps over an entry."""
     url, lead, staff, rid, other = team
-    seq, _ = _head(url)
+    seq, _ = audit_head(url)
     row = _signed(staff, seq + 1, os.urandom(32), "read", "{}")
     _insert(url, *row)
     with vault.open(url, identity=staff) as s:
@@ -210,7 +200,7 @@ def test_a_decision_by_someone_else_bridges_nothing(team) -> None:  # type: igno
 # -- R07: the older form after labelled ones --------------------------------------------------
 def test_an_older_form_entry_after_labelled_ones_can_be_quarantined(team) -> None:  # type: ignore[no-untyped-def]
     url, lead, staff, rid, other = team
-    seq, h = _head(url)
+    seq, h = audit_head(url)
     _insert(url, *_signed(staff, seq + 1, h, "audit_read", "{}", labelled=False))
     _delete_record(url, other)
     with vault.open(url, identity=lead) as v:
@@ -269,7 +259,7 @@ def test_a_state_the_entry_may_not_carry_is_reported_not_replayed(team, action: 
     with vault.open(url, identity=staff) as s:
         victim, kept = _token(url, s, rid), _token(url, s, other)
         s._audit(action, "", {"fields": ["email"], "state": state(victim, kept)})
-    seq = _head(url)[0]
+    seq = audit_head(url)[0]
     _delete_record(url, rid)
     with vault.open(url, identity=lead) as v:
         assert v.audit_verify().ok
@@ -304,7 +294,7 @@ def test_a_time_only_quarantine_points_at_the_forward_dated_entry(team, monkeypa
         monkeypatch.setattr(time, "time", lambda: real() + 3600)
         s.get(rid, ["email"])
         monkeypatch.setattr(time, "time", real)
-    ahead = _head(url)[0]
+    ahead = audit_head(url)[0]
     with vault.open(url, identity=staff) as s:
         s.update(rid, {"email": "new@example.org"})
     with vault.open(url, identity=lead) as v:

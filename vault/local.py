@@ -426,6 +426,14 @@ def remove(found: Iterable[Found], inv: Inventory | None = None) -> list[Removed
     return out
 
 
+def left(found: list[Found], done: list[Removed]) -> list[tuple[Target, str]]:
+    """Everything travel and panic leave, each with why: refused when checked, failed when
+    removed, or named by a removed link (:func:`links_left`)."""
+    out = [(f.target, f.detail) for f in found if f.state == "left"]
+    out += [(r.found.target, r.detail) for r in done if not r.ok]
+    return out + links_left(found)
+
+
 def links_left(found: Iterable[Found]) -> list[tuple[Target, str]]:
     """The files that removed symbolic links named and that look like dvault's, still on
     disk: a link is never followed (it could name anything), so what it named is left, and
