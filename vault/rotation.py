@@ -278,7 +278,7 @@ def _refreshed(v: Parts, rid: bytes, data: bytes, classes: list[str], reencrypt:
                 h = E.parse_dek_header(envs[c][0])
             except E.Malformed:
                 raise IntegrityError(f"class {c!r} envelope is malformed", record_id=rid.hex()) from None
-            if h.sealed or h.class_kid != v.access.current[c].key.kid:
+            if _to_move(v, h, c):
                 todo.append(c)
     if not todo:
         return None
@@ -322,6 +322,13 @@ def _rewrapped(v: Parts, rid: bytes, data: bytes, env: tuple[bytes, bytes], c: s
         raise IntegrityError(f"class {c!r} data key failed authentication", record_id=rid.hex()) from None
 
 
+def _to_move(v: Parts, h: E.DekHeader, c: str) -> bool:
+    """Whether an envelope of class ``c`` (its DEK header ``h``) moves in this rotation: it
+    is under an older key version, or sealed by a writer without the class (adopted into
+    an ordinary wrap). :func:`_stale` asks the same of a whole row."""
+    return h.sealed or h.class_kid != v.access.current[c].key.kid
+
+
 def _moved(v: Parts, rid: bytes, data: bytes, classes: list[str], reencrypt: bool, left: set[bytes]) -> bytes | None:
     """:func:`_refreshed`, for a row that may not authenticate: every envelope that does is
     moved to the current key version (rewrapped, when its row cannot be re-encrypted); one
@@ -342,12 +349,11 @@ def _moved(v: Parts, rid: bytes, data: bytes, classes: list[str], reencrypt: boo
         fmt = codec.writes(data)
     except E.Malformed:
         return None
-    current = {c: v.access.current[c].key.kid for c in classes}
     moved = False
     for c in classes:
         env = envs.get(c)
         try:
-            if env is None or E.parse_dek_header(env[0]).class_kid == current[c]:
+            if env is None or not _to_move(v, E.parse_dek_header(env[0]), c):
                 continue
             envs[c] = (_rewrapped(v, rid, data, env, c, fmt), env[1])
             moved = True
