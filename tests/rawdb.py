@@ -254,6 +254,7 @@ def old_release(monkeypatch: pytest.MonkeyPatch, *, states: bool = False) -> Ite
         m.setattr(K, "key_statement", first_kind)
         m.setattr(F, "SIGNED_VERSION_FROM", 10 ** 6)
         m.setattr(F, "STATEMENT_V3_FROM", 10 ** 6)
+        m.setattr(F, "RECORD_STATES_V2_FROM", 10 ** 6)
         m.setattr(vault, "create", create)
         m.setattr(I, "make_plan", lambda *a, **k: dataclasses.replace(real_plan(*a, **k), id_bytes=16))
         if not states:

@@ -2,9 +2,9 @@
 actor could write rows that way (vault.audit_replay.rights): a tool identity, or a revoked
 user who kept their identity and the staff database login, cannot excuse a row they
 deleted by signing a ``shred``. On PostgreSQL the attacker's writes go through the staff
-database login set up by grant_roles. Two limits of record states as they are (over DEK
-ids only, not per class or content) are pinned as expected failures (docs/threat-model.md
-10, "What the record check cannot tell")."""
+database login set up by grant_roles. Record states of the second kind (per class, over
+each envelope's bytes) also refuse an update entry that vouches for a class its actor may
+not update, and name content sealed again under a DEK id the row already held."""
 
 from __future__ import annotations
 
@@ -90,15 +90,14 @@ def _append_signed(url: str, who: Identity, action: str, target: str, detail: st
 
 
 # -- 1. the record check takes record states from any signer, whatever their role ---------------
-@pytest.mark.xfail(strict=True, reason="record states name DEK ids, not classes: a role that may update some "
-                   "class can excuse a rollback of another (docs/threat-model.md 10)")
 def test_staff_roll_back_a_risk_envelope_and_their_own_update_entry_excuses_it(url: str) -> None:
     """Staff cannot write the risk class (write-only: no update of it). A staff member with the
     staff database login puts back an older risk envelope (risk_level "low") beside the
     record's current envelopes, and appends an ``update`` entry of their own, signed, dropping
     the current state and putting the mix's (the state key derives from the meta key, which
-    every role holds). The lead's record check must not take that as an explanation: staff
-    can change no risk envelope."""
+    every role holds), with every part as it is (risk changed) or with the risk part lied
+    about (then the parts do not give the state dropped). The lead's record check must take
+    neither as an explanation: staff can change no risk envelope."""
     lead, staff = Identity.generate(), Identity.generate()
     with vault.create(url, PASSPHRASE, lead=lead) as v:
         v.add_user(staff.public, "sam", "staff")
@@ -107,10 +106,11 @@ def test_staff_roll_back_a_risk_envelope_and_their_own_update_entry_excuses_it(u
     with vault.open(url, identity=lead) as v:
         v.update(rid, {"risk_level": "high", "risk_notes": "Followed after the 2025 trial.", "dietary": "none"})
         assert v.check_records().ok
+    current = _row(url, rid)
     with _staff_login(url) as surl:
         raw = RawDB(surl)
         try:  # the current row (new risk, new logistics) with the older risk envelope: a mix
-            mixed = raw.envs_of(_row(surl, rid))
+            mixed = raw.envs_of(current)
             mixed["risk"] = raw.envs_of(old)["risk"]
             raw.set_envs(rid, mixed)  # (an UPDATE of dv_records: the staff login may)
         finally:
@@ -118,16 +118,30 @@ def test_staff_roll_back_a_risk_envelope_and_their_own_update_entry_excuses_it(u
         with vault.open(url, identity=lead) as v:  # without the staff entry: found
             check = v.check_records()
             assert not check.ok and check.unlogged == (rid,)
+        b = bytes.fromhex(rid)
         with vault.open(surl, identity=staff) as s:
-            mix_token = s._records.state_token(bytes.fromhex(rid), _row(surl, rid))
+            states = s._access.states_v2
+            assert states is not None
+            mixed_row = _row(surl, rid)
             upd = _last_entry(surl, "update")
             dropped = json.loads(upd[1])["state"]["put"][0]  # the lead's update's put state
-            s._audit("update", upd[0], {"fields": ["email"], "state": {"drop": [dropped], "put": [mix_token]}})
+            assert dropped == states.token(b, current)
+            was, now = states.named_parts(b, current), states.named_parts(b, mixed_row)
+            assert [c for c in was if was[c] != now[c]] == ["risk"]
+            honest = {"drop": [dropped], "put": [states.token(b, mixed_row)], "was": was, "now": now}
+            lying = {**honest, "was": {**was, "risk": now["risk"]}}  # "only contact changed"
+            s._audit("update", upd[0], {"fields": ["email"], "state": honest})
+            with vault.open(url, identity=lead) as v:
+                check = v.check_records()
+                assert not check.ok and check.refused, "staff excused their own rollback of a risk envelope"
+                assert "risk" in v.audit_problem(check.refused[-1])["problem"]
+            s._audit("update", upd[0], {"fields": ["email"], "state": lying})
     with vault.open(url, identity=lead) as v:
         assert v.audit_verify().ok
         assert v.get(rid)["risk_level"] == "low"  # the lead reads the rolled-back value
         check = v.check_records()
-        assert not check.ok, "staff excused their own rollback of a risk envelope: " + str(check)
+        assert not check.ok and len(check.refused) == 2, "staff excused their own rollback: " + str(check)
+        assert check.unlogged == (rid,)
 
 
 def _last_entry(url: str, action: str) -> tuple[str, str]:
@@ -177,15 +191,14 @@ def test_a_revoked_user_cannot_excuse_a_deletion_after_the_revocation(url: str) 
         v.add(OTHER)
     with _staff_login(url) as surl:
         with vault.open(surl, identity=staff) as s:
-            state_key = s._access.state_key  # kept from before the revocation
-            vid = s._ses.vid
+            states = s._access.states_v2  # the meta key's, kept from before the revocation
+            assert states is not None
         with vault.open(url, identity=lead) as v:
             v.remove_user(sam.user_id)
             assert v.check_records().ok
         with pytest.raises(vault.AccessDenied):
             vault.open(surl, identity=staff)
-        from vault import envelope as E
-        token = A.state_of(state_key, vid, bytes.fromhex(rid), E.dek_ids(_row(surl, rid)))
+        token = states.token(bytes.fromhex(rid), _row(surl, rid))
         assert _exec(surl, "DELETE FROM dv_records WHERE id = :i", i=bytes.fromhex(rid)) == 1
         with vault.open(url, identity=lead) as v:  # without the revoked user's entry: found
             assert len(v.check_records().missing) == 1
@@ -197,16 +210,13 @@ def test_a_revoked_user_cannot_excuse_a_deletion_after_the_revocation(url: str) 
         assert not check.ok, "a revoked user's shred, signed after the revocation, excused a deletion: " + str(check)
 
 
-@pytest.mark.xfail(strict=True, reason="record states name DEK ids, not content: a class key holder re-seals under "
-                   "the row's DEK id unnoticed (docs/threat-model.md 10)")
 def test_staff_edit_a_contact_envelope_under_its_own_dek_id_without_any_entry(url: str) -> None:
-    """The record state is an HMAC over the row's DEK ids only (vault.audit.record_state:
-    "any change of content ... does not keep it"). In record formats 2 and 3 the DEK and the
-    nonces derive from the class key and the DEK id, so a holder of a class key (staff, for
-    public/logistics/contact) seals new content under the DEK id already in the row: same
-    state token. A staff member with the staff database login changes a participant's e-mail
-    and phone (what the desk calls) with no audit entry at all, and the lead's record check
-    says the rows match the log."""
+    """In record formats 2 and 3 the DEK and the nonces derive from the class key and the DEK
+    id, so a holder of a class key (staff, for public/logistics/contact) seals new content
+    under the DEK id already in the row. A staff member with the staff database login so
+    changes a participant's emergency contact (what the desk calls) with no audit entry at
+    all. A state of the first kind (over DEK ids only) stays the same; the second kind's,
+    over the envelope's bytes, does not, and the lead's record check names the row."""
     lead, staff = Identity.generate(), Identity.generate()
     with vault.create(url, PASSPHRASE, lead=lead) as v:
         v.add_user(staff.public, "sam", "staff")
@@ -230,16 +240,18 @@ def test_staff_edit_a_contact_envelope_under_its_own_dek_id_without_any_entry(ur
                                       {"contact"})
             envs["contact"] = fresh["contact"]
             new = codec.pack(codec.writes(data), envs)
-            assert recs.state_token(b, new) == recs.state_token(b, data)
+            assert recs.state_token(b, new, second=False) == recs.state_token(b, data, second=False)
+            assert recs.state_token(b, new) != recs.state_token(b, data)
             assert _exec(surl, "UPDATE dv_records SET data = :d WHERE id = :i", d=new, i=b) == 1
     with vault.open(url, identity=lead) as v:
         assert v.get(rid)["emergency_contact"] == "Call +44 20 7946 0000 (ask for Mo)"
-        assert v.verify().ok  # (a field with no blind index: nothing else to keep in step)
+        assert not v.verify().ok  # verify compares the rows' states with the log too
         actions = [e["action"] for e in v.audit_entries() if e["seq"] > before]
         assert "update" not in actions  # nobody logged a change
         assert v.audit_verify().ok
         check = v.check_records()
         assert not check.ok, "a changed record with no entry passed the record check: " + str(check)
+        assert check.unlogged == (rid,) and not check.damaged
 
 
 def test_every_role_that_may_write_still_vouches_for_its_rows(url: str) -> None:

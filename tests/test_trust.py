@@ -546,7 +546,7 @@ def test_a_handle_opened_before_the_leads_upgrade_is_told_to_reopen(team) -> Non
     with vault.open(url, identity=staff) as v:
         assert v._ses.db_known == 7
         vault.open(url, identity=lead).close()  # the upgrade
-        with pytest.raises(vault.KeysChanged, match="upgraded to database schema v8"):
+        with pytest.raises(vault.KeysChanged, match=f"upgraded to database schema v{F.DB_SCHEMA_VERSION}"):
             v.users()
     with vault.open(url, identity=staff) as v:
         assert v._ses.db_known == F.DB_SCHEMA_VERSION and v.get(rid, fields=["email"])["email"] == PERSON["email"]

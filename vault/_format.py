@@ -84,6 +84,8 @@ LABEL_PIN_SIGNERS = b"dvault/v1/pin-signers"  # the known-vaults file's hash of 
 LABEL_PIN_LOCATION = b"dvault/v1/pin-location"  # the known-vaults file's hash of where a vault was opened (pins.py)
 LABEL_KEYS_SIG = b"dvault/v1/keys-sig"  # the lead's (or recovery actor's) signature over the key statement
 LABEL_RECORD_STATE = b"dvault/v1/record-state"  # HKDF info: the key of the record-state tokens in the audit log
+LABEL_RECORD_STATE_V2 = b"dvault/v2/record-state"  # HKDF info: the key of the second kind's parts and tokens
+STATE_PART_LEN = 16  # bytes of one class's part of a record state (second kind)
 LABEL_SEALED_SIG = b"dvault/v1/sealed-dek-sig"  # a writer's signature over a sealed DEK (kind W)
 KEYS_STATEMENT_HEADER = "dvault keys v3"  # first line of the signed key statement (docs/format.md 9b)
 KEYS_STATEMENT_HEADER_V2 = "dvault keys v2"  # database schema v7: no canaries and slot lines
@@ -174,7 +176,7 @@ KDF_FLOOR = KdfParams(t=3, m_kib=64 * 1024, p=4)
 KDF_CEILING = KdfParams(t=16, m_kib=1024 * 1024, p=16)
 
 # The relational schema version; see vault/migrations.py.
-DB_SCHEMA_VERSION = 8
+DB_SCHEMA_VERSION = 9
 # From this database schema version on, new audit entries are written in the labelled form
 # (LABEL_AUDIT_ENTRY / LABEL_AUDIT_SIG); every entry after the first such one must be too.
 AUDIT_LABELLED_FROM = 8
@@ -186,6 +188,11 @@ STATEMENT_SINCE = 4  # the database schema version since which every vault has a
 # From this database schema version on, the statement is of the third kind: it also commits to
 # the canary list and names every key slot that must exist (docs/format.md 9b).
 STATEMENT_V3_FROM = 8
+# From this database schema version on, record states are of the second kind (docs/format.md
+# 13a): per class, over each envelope's DEK id and bytes, so that the check sees which class
+# an update changed and any content sealed under a DEK id the row already held. Only the
+# statement's signers take a vault there (the upgrade's restate is theirs to vouch for).
+RECORD_STATES_V2_FROM = 9
 
 # Backups (docs/format.md 16): one file, "DVBACKUP" + version, the vault's tables, the
 # maker's signature and a SHA-256 over everything before it.

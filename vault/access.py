@@ -26,6 +26,7 @@ from . import envelope as E
 from . import index as I
 from . import keys as K
 from . import notes as N
+from . import record_states as RS
 from . import statement as ST
 from . import users as U
 from .errors import AccessDenied, IntegrityError, KeysChanged
@@ -99,7 +100,9 @@ class Access:
                 if self.ses.user is None or cls in self.ses.role.classes:
                     raise IntegrityError(f"keyring lacks a key for class {cls!r}") from None
         self.lead_vk = K.signers(ring).get(b"L")
-        self.state_key = A.state_key(ring.current(K.KIND_META_KEY).secret)  # record states (format.md 13a)
+        meta_key = ring.current(K.KIND_META_KEY).secret
+        self.state_key = A.state_key(meta_key)  # record states of the first kind (format.md 13a)
+        self.states_v2: RS.States | None = RS.States(RS.state_key_v2(meta_key), self.ses.vid, schema.classes)
         self.purposes: dict[str, I.PurposeKeys] = {}
         for name in schema.purposes:
             try:
@@ -145,6 +148,7 @@ class Access:
         self.codec.clear_keys()  # the derived-DEK states of the class keys (record format 2)
         self.purposes = {}
         self.state_key = b""
+        self.states_v2 = None
 
     # -- the recovery actor and who signs -------------------------------------------------------
     def recovery_keys(self) -> tuple[bytes, bytes] | None:
@@ -282,7 +286,7 @@ class Access:
             raise AccessDenied("opened with an identity: change the identity file's passphrase instead")
 
     # -- are these keys still the current ones? ----------------------------------------------------
-    def check_keys(self, conn: Any, *, lock: bool = True) -> None:
+    def check_keys(self, conn: Any, *, lock: bool = True, version: bool = True) -> None:
         """Refuse to write with keys another process has since replaced (KeysChanged).
 
         Why: a handle that loaded the keyring before someone else's rotation would seal new
@@ -292,14 +296,21 @@ class Access:
         that one blob, in the writing transaction, is enough. ``lock``: on PostgreSQL the
         keys lock is held shared to our commit (Store.lock_writes), so a concurrent re-seal
         either waits for us (and its rotation's sweep sees our rows) or committed first (and
-        we see its blob)."""
+        we see its blob). ``version``: also refuse if the stored database schema version is
+        not the one this handle works at (an upgrade elsewhere; the upgrade itself reads it)."""
         store = self.ses.store()
         if lock:
             store.lock_writes(conn)
         now = store.slot_keyring(conn, self.slot_kid.hex())
         if now is None:
             raise AccessDenied("this handle's key slot is gone (revoked, or removed by another process)")
-        if not hmac.compare_digest(now, self.keys_seen):
+        if not hmac.compare_digest(now[0], self.keys_seen):
+            raise KeysChanged()
+        if version and now[1] != str(self.ses.db_known).encode():
+            # upgraded since we opened (the lead's open: KeysChanged), or changed in the
+            # database (IntegrityError): what we would write (record states of the kind of
+            # then, say) may not be what the vault's log takes
+            ST.signable_version(self, conn)
             raise KeysChanged()
 
     def keys_changed(self) -> bool:

@@ -28,7 +28,7 @@ import struct
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import BigInteger, Column, LargeBinary, String, Table, Text, func, select
 
@@ -75,6 +75,10 @@ from .audit_entry import (
 from .envelope import dek_ids, pad
 from .errors import IntegrityError, Unavailable, VaultError
 from .store import VaultBusy, metadata
+
+if TYPE_CHECKING:
+    from .audit_replay import Rights
+    from .record_states import States
 
 audit = Table("dv_audit", metadata,
               Column("seq", BigInteger, primary_key=True, autoincrement=False),
@@ -631,7 +635,7 @@ class RecordCheck:
 
 def compare_states(entries: list[Entry], known: set[bytes], rows: list[tuple[bytes, str]],
                    damaged: tuple[str, ...] = (), deciders: set[bytes] = frozenset(),  # type: ignore[assignment]
-                   may: Callable[[bytes, str, int], bool] | None = None
+                   may: Rights | None = None, second: bool = False, states: States | None = None
                    ) -> tuple[RecordCheck, list[str], list[str]]:
     """Vault.check_records' comparison of rows (record id, state token) with the log: (what
     differs, the logged states no row holds, the states of the rows that differ). Raises
@@ -639,12 +643,14 @@ def compare_states(entries: list[Entry], known: set[bytes], rows: list[tuple[byt
     Quarantined entries (``deciders``' decisions) are left out of the replay: what a forged
     entry says about rows is not taken; nor what an entry says that may not say it
     (vault.audit_replay), which is reported instead; ``may``: whose role lets them write
-    which states (vault.audit_replay.rights)."""
+    which states (vault.audit_replay.rights); ``second``: the rows' tokens are of the second
+    kind (the vault is at it); ``states``: its parts and tokens, to check updates' parts."""
     verdict = verify(entries, known, deciders=deciders)
     if not verdict.ok:
         raise IntegrityError(f"{verdict}; the rows cannot be checked against a damaged log")
-    from .audit_replay import replay
-    taken = replay(entries, frozenset(verdict.quarantined), set(deciders), may)
+    from .audit_replay import kinds_of, replay
+    held = frozenset(verdict.quarantined)
+    taken = replay(entries, held, set(deciders), may, kinds_of(entries, held, set(deciders), second, states))
     live, dropped = taken.live, taken.dropped
     rolled_back: list[str] = []
     unlogged: list[str] = []

@@ -13,11 +13,14 @@ an older copy, or for someone else's row. Every other state-carrying entry is re
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import _crypto as C
+from . import _format as F
 from . import audit_rows as RW
+from . import record_states as RS
 
 if TYPE_CHECKING:
     from .audit_entry import Entry
@@ -25,21 +28,42 @@ if TYPE_CHECKING:
 #: Actions whose entries write record rows, and so may carry states.
 WRITERS = frozenset({"add", "import", "update", "shred", "reencrypt", "restate"})
 
-#: ``may(actor, action, seq)``: whether the actor could write rows that way at that entry.
-Rights = Callable[[bytes, str, int], bool]
+class Rights:
+    """``may(actor, action, seq)``: whether the actor could write rows that way at that
+    entry; ``updatable(actor)``: the classes an update of theirs may change (None: any, a
+    decider's)."""
+
+    def __init__(self, may_do: Mapping[bytes, tuple[frozenset[str], int | None, frozenset[str]]],
+                 deciders: set[bytes]) -> None:
+        self._may_do, self._deciders = may_do, deciders
+
+    def __call__(self, actor: bytes, action: str, seq: int) -> bool:
+        if actor in self._deciders:
+            return True
+        got = self._may_do.get(actor)
+        if got is None:
+            return False
+        allowed, until, _ = got
+        return action in allowed and (until is None or seq < until)
+
+    def updatable(self, actor: bytes) -> frozenset[str] | None:
+        if actor in self._deciders:
+            return None
+        got = self._may_do.get(actor)
+        return frozenset() if got is None else got[2]
 
 
 def rights(users: Iterable[Any], roles: Mapping[str, Any], classes: Iterable[str], purposes: Iterable[str],
            entries: list[Entry], deciders: set[bytes], revoked_role: str) -> Rights:
     """What each user's role lets them write, as the client refuses it (vault.Vault.add,
     update, delete, rotate): an add or import needs every class (its key or its public key),
-    an update a class key, a shred every class and every purpose, a re-encryption every class
-    key. A revoked user counts for entries before the lead's (or the recovery actor's)
-    ``user_removed`` entry naming them, and for none after it (their role then is gone: what
-    they wrote before is taken as before). Why: any client can sign an entry, and the state
-    key derives from the meta key every role holds; without this, a tool identity, or a
-    revoked user who kept their identity, signs a ``shred`` and so excuses a row it deleted
-    with a database login (docs/threat-model.md 10)."""
+    an update a class key (and changes only classes whose key it holds), a shred every class
+    and every purpose, a re-encryption every class key. A revoked user counts for entries
+    before the lead's (or the recovery actor's) ``user_removed`` entry naming them, and for
+    none after it (their role then is gone: what they wrote before is taken as before). Why:
+    any client can sign an entry, and the state key derives from the meta key every role
+    holds; without this, a tool identity, or a revoked user who kept their identity, signs a
+    ``shred`` and so excuses a row it deleted with a database login (docs/threat-model.md 10)."""
     classes, purposes = set(classes), set(purposes)
     revoked_at: dict[str, int] = {}
     for e in entries:
@@ -48,10 +72,10 @@ def rights(users: Iterable[Any], roles: Mapping[str, Any], classes: Iterable[str
             user = detail.get("user") if detail is not None else None
             if isinstance(user, str):
                 revoked_at.setdefault(user, e.seq)
-    may_do: dict[bytes, tuple[frozenset[str], int | None]] = {}
+    may_do: dict[bytes, tuple[frozenset[str], int | None, frozenset[str]]] = {}
     for u in users:
-        if u.role == revoked_role:
-            may_do[u.public.raw] = (frozenset(WRITERS), revoked_at.get(u.user_id))
+        if u.role == revoked_role:  # what they held is not recorded: any class, until removed
+            may_do[u.public.raw] = (frozenset(WRITERS), revoked_at.get(u.user_id), frozenset(classes))
             continue
         r = roles.get(u.role)
         held = set(r.classes) if r is not None else set()
@@ -59,17 +83,8 @@ def rights(users: Iterable[Any], roles: Mapping[str, Any], classes: Iterable[str
         allowed = {a for a, ok in (("add", writes >= classes), ("import", writes >= classes), ("update", bool(held)),
                                    ("shred", writes >= classes and set(r.purposes if r else ()) >= purposes),
                                    ("reencrypt", held >= classes)) if ok}
-        may_do[u.public.raw] = (frozenset(allowed), None)
-
-    def may(actor: bytes, action: str, seq: int) -> bool:
-        if actor in deciders:
-            return True
-        got = may_do.get(actor)
-        if got is None:
-            return False
-        allowed, until = got
-        return action in allowed and (until is None or seq < until)
-    return may
+        may_do[u.public.raw] = (frozenset(allowed), None, frozenset(held))
+    return Rights(may_do, set(deciders))
 
 
 @dataclass
@@ -82,30 +97,86 @@ class Replay:
     refused: dict[int, str] = field(default_factory=dict)
 
 
-def _states(e: Entry) -> tuple[list[str], list[str], bool] | str | None:
-    """(drop, put, baseline) of an entry's ``state``; None without one; a text if malformed."""
+@dataclass(frozen=True)
+class Kinds:
+    """Which kind of record state each entry names (vault.record_states): the first kind
+    before ``since`` (the seq of the upgrade's ``restate``, or 0: from the start, or None:
+    never), the second from then on. ``states`` recomputes an update's tokens from its parts
+    (None: the parts are not checked, for a reader without the meta key)."""
+
+    since: int | None
+    states: RS.States | None = None
+
+    def second(self, seq: int) -> bool:
+        return self.since is not None and seq > self.since
+
+
+def _states(e: Entry) -> tuple[list[str], list[str], dict[str, Any]] | str | None:
+    """(drop, put, detail) of an entry's ``state``; None without one; a text if malformed."""
     if not isinstance(e.detail, str) or '"state"' not in e.detail:
         return None
     detail = RW.detail_of(e)
     if detail is None or "state" not in detail:
         return None
     state = detail["state"]
-    if not isinstance(state, dict) or set(state) - {"drop", "put"}:
+    if not isinstance(state, dict) or set(state) - {"drop", "put", "was", "now"}:
         return "its record state is malformed"
     drop, put = state.get("drop", []), state.get("put", [])
     if not (isinstance(drop, list) and isinstance(put, list) and all(isinstance(t, str) for t in drop + put)):
         return "its record state is malformed"
-    return drop, put, detail.get("baseline") is True
+    return drop, put, detail
 
 
-def _rule(e: Entry, drop: list[str], put: list[str], baseline: bool, deciders: set[bytes],
-          first: bool, may: Rights | None = None) -> str | None:
+def _upgrade(e: Entry, detail: dict[str, Any], deciders: set[bytes]) -> bool:
+    """Whether this is the upgrade's pairing ``restate`` (docs/format.md 13a), a decider's."""
+    return e.action == "restate" and e.actor in deciders and detail.get("upgrade") == F.RECORD_STATES_V2_FROM
+
+
+def _kind_ok(e: Entry, drop: list[str], put: list[str], detail: dict[str, Any], kinds: Kinds,
+             deciders: set[bytes]) -> bool:
+    """Whether the tokens are of the kind the entry's place in the log takes: the upgrade
+    drops the first and puts the second; a decider's restate may drop either (a state of
+    the first kind the upgrade found no row for)."""
+    if _upgrade(e, detail, deciders):
+        return len(drop) == len(put) and all(RS.TOKEN_V1.fullmatch(t) for t in drop) \
+            and all(RS.TOKEN_V2.fullmatch(t) for t in put)
+    want = RS.TOKEN_V2 if kinds.second(e.seq) else RS.TOKEN_V1
+    dropped_any = e.action == "restate" and e.actor in deciders
+    return all(want.fullmatch(t) for t in put) and all(
+        want.fullmatch(t) or (dropped_any and (RS.TOKEN_V1.fullmatch(t) or RS.TOKEN_V2.fullmatch(t))) for t in drop)
+
+
+def _parts_rule(e: Entry, drop: list[str], put: list[str], state: dict[str, Any], kinds: Kinds,
+                may: Rights | None) -> str | None:
+    """An update of the second kind: its parts must give the tokens it drops and puts, and
+    change only classes its actor may update; other entries carry no parts."""
+    has = "was" in state or "now" in state
+    if e.action != "update" or not kinds.second(e.seq):
+        return "its record state is malformed" if has else None
+    if kinds.states is None:
+        return None
+    was, now = kinds.states.token_of_named(state.get("was")), kinds.states.token_of_named(state.get("now"))
+    if was is None or now is None or not (C.mac_equal(was.encode(), drop[0].encode())
+                                          and C.mac_equal(now.encode(), put[0].encode())):
+        return "its record state's parts do not give the states it names"
+    changed = {c for c in state["was"] if state["was"][c] != state["now"][c]}
+    allowed = None if may is None else may.updatable(e.actor)
+    if allowed is not None and not changed <= allowed:
+        return f"it changes class(es) its actor may not update: {', '.join(sorted(changed - allowed))}"
+    return None
+
+
+def _rule(e: Entry, drop: list[str], put: list[str], detail: dict[str, Any], deciders: set[bytes],
+          first: bool, kinds: Kinds, may: Rights | None = None) -> str | None:
     """Why the entry may not carry these states, or None (format.md 13a: what each writes)."""
     a = e.action
     if a not in WRITERS:
         return f"a {a!r} entry writes no record rows, yet it carries record states"
     if a != "restate" and may is not None and not may(e.actor, a, e.seq):
         return f"its actor's role may not write a {a} (or they were revoked before it)"
+    if not _kind_ok(e, drop, put, detail, kinds, deciders):
+        return "its record states are not of the kind the log takes there"
+    baseline = detail.get("baseline") is True
     if a == "restate":
         if e.actor in deciders or (baseline and first and not drop):
             return None
@@ -114,12 +185,30 @@ def _rule(e: Entry, drop: list[str], put: list[str], baseline: bool, deciders: s
     fits = {"add": bool(put) and not drop, "import": bool(put) and not drop,
             "update": len(drop) == 1 and len(put) == 1, "shred": len(drop) == 1 and not put,
             "reencrypt": bool(drop) and len(drop) == len(put)}[a]
-    return None if fits else f"its record states do not fit a {a} entry"
+    if not fits:
+        return f"its record states do not fit a {a} entry"
+    return _parts_rule(e, drop, put, detail["state"], kinds, may)
 
 
-def replay(entries: list[Entry], held: frozenset[int], deciders: set[bytes], may: Rights | None = None) -> Replay:
+def kinds_of(entries: list[Entry], held: frozenset[int], deciders: set[bytes], second_now: bool,
+             states: RS.States | None = None) -> Kinds:
+    """Where the log's second kind starts: after the first upgrade ``restate`` by a decider
+    (not quarantined); without one, from the start if the vault is at the second kind now
+    (made at it, or its baseline was of it), else never."""
+    for e in entries:
+        if e.action == "restate" and e.actor in deciders and e.seq not in held and '"upgrade"' in str(e.detail):
+            detail = RW.detail_of(e)
+            if detail is not None and _upgrade(e, detail, deciders):
+                return Kinds(e.seq, states)
+    return Kinds(0 if second_now else None, states)
+
+
+def replay(entries: list[Entry], held: frozenset[int], deciders: set[bytes], may: Rights | None = None,
+           kinds: Kinds | None = None) -> Replay:
     """Replay the states of the entries, in order, leaving out the quarantined ``held``;
-    ``may`` (:func:`rights`): whose entries may carry which states."""
+    ``may`` (:func:`rights`): whose entries may carry which states; ``kinds``
+    (:func:`kinds_of`): which kind of state each entry names."""
+    kinds = kinds if kinds is not None else kinds_of(entries, held, deciders, False)
     out = Replay()
     put_before: set[str] = set()
     first = True
@@ -132,8 +221,8 @@ def replay(entries: list[Entry], held: frozenset[int], deciders: set[bytes], may
         if isinstance(got, str):
             out.refused[e.seq] = got
             continue
-        drop, put, baseline = got
-        why = _rule(e, drop, put, baseline, deciders, first, may)
+        drop, put, detail = got
+        why = _rule(e, drop, put, detail, deciders, first, kinds, may)
         if why is None and not (e.action == "restate" and e.actor in deciders) \
                 and (len(set(put)) != len(put) or not put_before.isdisjoint(put)):
             why = "it puts a record state an earlier entry put already (a row put back, or an entry replayed)"
@@ -141,10 +230,26 @@ def replay(entries: list[Entry], held: frozenset[int], deciders: set[bytes], may
             out.refused[e.seq] = why
             continue
         first = False
-        for t in drop:
-            out.live.pop(t, None)
-            out.dropped.add(t)
-        for t in put:
-            out.live[t] = e.seq
+        if _upgrade(e, detail, deciders):
+            _pair(out, e.seq, drop, put)
+        else:
+            for t in drop:
+                out.live.pop(t, None)
+                out.dropped.add(t)
+            for t in put:
+                out.live[t] = e.seq
         put_before.update(put)
     return out
+
+
+def _pair(out: Replay, seq: int, drop: list[str], put: list[str]) -> None:
+    """The upgrade's pairs: a row's state moves to the second kind only where its first was
+    live (the log vouched for the row); one rolled back before stays rolled back; one the
+    log never named stays unnamed; and a live state of the first kind no pair drops stays
+    live, so the check reports its row missing."""
+    for old, new in zip(drop, put, strict=True):
+        if out.live.pop(old, None) is not None:
+            out.dropped.add(old)
+            out.live[new] = seq
+        elif old in out.dropped:
+            out.dropped.add(new)

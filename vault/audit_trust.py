@@ -29,6 +29,7 @@ from . import _crypto as C
 from . import _format as F
 from . import _parallel as PAR
 from . import audit_rows as RW
+from . import record_states as RS
 from .audit_entry import (
     GENESIS,
     PARALLEL_VERIFY_MIN,
@@ -39,7 +40,7 @@ from .audit_entry import (
     entry_signed,
     unsigned_shape_ok,
 )
-from .audit_replay import replay
+from .audit_replay import Rights, kinds_of, replay
 from .errors import NotFound, ValidationError
 
 QUARANTINE = "quarantine"
@@ -146,10 +147,12 @@ def mark(entries: list[Entry], known: set[bytes], whole_log: Callable[[], list[E
             for e, good in zip(entries, ok, strict=True)]
 
 
-def describe(entries: list[Entry], known: set[bytes], decide: set[bytes], seq: int) -> dict[str, Any]:
+def describe(entries: list[Entry], known: set[bytes], decide: set[bytes], seq: int, second: bool = False,
+             states: RS.States | None = None, may: Rights | None = None) -> dict[str, Any]:
     """The entry ``seq`` and what is wrong with it (``problem``, None if nothing), for the
     lead's decision: whatever verify or the record check stops at, in the order they
-    check. A ``seq`` verify names as missing describes the next entry there is, with
+    check (``second``, ``states``, ``may``: as audit.compare_states). A
+    ``seq`` verify names as missing describes the next entry there is, with
     ``after``, the seq before the gap. ``hash``: what a decision names (audit_rows.name_of);
     ``instead``: for an entry out of time order only against a forward-dated one, that one."""
     held, _ = standing(entries, decide)
@@ -162,7 +165,7 @@ def describe(entries: list[Entry], known: set[bytes], decide: set[bytes], seq: i
         raise NotFound(f"no audit entry {seq}")
     own = problem(e, known)
     why = "; ".join(p for p in (own, link) if p) or _downgrade(entries, i, held) \
-        or replay(entries, held, decide).refused.get(e.seq)
+        or replay(entries, held, decide, may, kinds_of(entries, held, decide, second, states)).refused.get(e.seq)
     clock, instead = _clock(entries, i, known, held) if why is None else (None, None)
     return {"seq": e.seq, "at": e.at, "actor": actor_id(e.actor), "action": e.action, "target": e.target,
             "problem": why or clock, "hash": RW.name_of(e).hex(), "after": after, "instead": instead}
@@ -225,14 +228,14 @@ def _clock(entries: list[Entry], i: int, known: set[bytes], held: frozenset[int]
     return None, None
 
 
-def quarantine_detail(entries: list[Entry], known: set[bytes], decide: set[bytes], seq: int
-                      ) -> tuple[dict[str, Any], str]:
+def quarantine_detail(entries: list[Entry], known: set[bytes], decide: set[bytes], seq: int, second: bool = False,
+                      states: RS.States | None = None, may: Rights | None = None) -> tuple[dict[str, Any], str]:
     """The detail of the lead's signed decision that entry ``seq`` is bad (see the module's
     docstring; for a seq verify names as missing, the entry after the gap, the gap
     acknowledged) and what is wrong with it. Refused for an entry that verifies, one
     already quarantined, and one out of time order only against a forward-dated entry
     (that one is to be quarantined: its successors' times are sound)."""
-    found = describe(entries, known, decide, seq)
+    found = describe(entries, known, decide, seq, second, states, may)
     if found["problem"] is None:
         raise ValidationError(f"audit entry {seq} verifies: there is nothing to quarantine")
     if found["instead"] is not None:

@@ -13,12 +13,12 @@ from typing import Any
 from . import _crypto as C
 from . import _format as F
 from . import audit as A
+from . import audit_replay as AR
 from . import audit_trust as T
 from . import envelope as E
 from . import notes as N
 from . import users as U
 from .access import Access
-from .audit_replay import rights
 from .audit_rows import detail_of
 from .errors import AccessDenied, IntegrityError, ValidationError
 from .journal import Journal
@@ -102,7 +102,9 @@ class AuditView:
         self.journal.guard("audit_read", lambda: self.access.need_manage("examining an audit entry"))
         _check_seq(seq)
         self.journal.record("audit_read", "", {"filters": ["seq"]})
-        return T.describe(A.read_entries(self.ses.store()), self.access.known_actors(), self.access.deciders(), seq)
+        entries = A.read_entries(self.ses.store())
+        decide = self.access.deciders()
+        return T.describe(entries, self.access.known_actors(), decide, seq, *self._kinds(entries, decide))
 
     def quarantine(self, seq: int) -> str:
         self.journal.guard("quarantine", lambda: self.access.need_manage("quarantining an audit entry"))
@@ -115,9 +117,19 @@ class AuditView:
             raise AccessDenied("quarantining an audit entry needs the security lead's identity or the recovery "
                                "passphrase")
         entries = A.read_entries(self.ses.store())
-        detail, why = T.quarantine_detail(entries, self.access.known_actors(), decide, seq)
+        detail, why = T.quarantine_detail(entries, self.access.known_actors(), decide, seq,
+                                          *self._kinds(entries, decide))
         self.journal.record(T.QUARANTINE, "", detail)
         return why
+
+    def _kinds(self, entries: list[Any], decide: set[bytes]) -> tuple[bool, Any, AR.Rights]:
+        """What the record check judges entries' states by (their kind, the parts' key, whose
+        role may write what), for describing an entry as the check would refuse it."""
+        store, schema = self.ses.store(), self.ses.schema
+        with store.tx(write=False) as conn:
+            users = self.access.verified_users(conn, statement=False)
+        may = AR.rights(users, schema.roles, schema.classes, schema.purposes, entries, decide, U.REVOKED)
+        return self.records.second_kind(), self.access.states_v2, may
 
     def checkpoint(self) -> str:
         self.journal.record("audit_checkpoint", "", {})
@@ -167,9 +179,10 @@ class AuditView:
                 except IntegrityError:  # malformed: no DEK ids to name its state (already damaged)
                     pass
             schema = self.ses.schema
-            may = rights(self.access.verified_users(conn, statement=False), schema.roles, schema.classes,
-                         schema.purposes, entries, decide, U.REVOKED)
-            found = A.compare_states(entries, known, rows, tuple(damaged), decide, may)
+            may = AR.rights(self.access.verified_users(conn, statement=False), schema.roles, schema.classes,
+                            schema.purposes, entries, decide, U.REVOKED)
+            found = A.compare_states(entries, known, rows, tuple(damaged), decide, may, self.records.second_kind(),
+                                     self.access.states_v2)
             found = (dataclasses.replace(found[0], rows=scanned), found[1], found[2])  # unparseable ones too
             if accept and found[0].damaged:
                 raise IntegrityError(f"{len(found[0].damaged)} record row(s) fail authentication and cannot be "

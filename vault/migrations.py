@@ -155,8 +155,19 @@ def _v8(conn: Connection) -> None:
     _v8_audit_guard(conn)
 
 
+def _v9(conn: Connection) -> None:
+    """No table changes. From version 9 on, entries name record states of the second kind
+    (docs/format.md 13a, vault.record_states): per class, over each envelope's bytes, so
+    that the record check sees content sealed again under a DEK id the row held and which
+    classes an update changed. vault.open writes, in the same transaction, one ``restate``
+    entry pairing each row's state of the first kind with its second, and signs the
+    statement for the new version: only the lead's or a recovery opener's open takes a
+    vault there (the pairs are theirs to vouch for), and other handles, at 8, are refused
+    their next write (Access.check_keys) and open again."""
+
+
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7,
-                                                       8: _v8}
+                                                       8: _v8, 9: _v9}
 assert max(MIGRATIONS) == F.DB_SCHEMA_VERSION
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import builtins
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -396,7 +396,7 @@ def upgrade(p: Parts, stored: int, target: int, *, resign: bool, raised: int | N
         store.lock_upgrade(conn)
         if resign:  # it signs the keys it holds: they must be the current ones (as any re-seal)
             store.lock_keys(conn)
-            a.check_keys(conn)  # KeysChanged if a rotation happened since we opened
+            a.check_keys(conn, version=False)  # KeysChanged if a rotation happened since we opened
         now = a.db_version(conn)
         if raised is not None and now == raised:
             now = stored  # what the signed statement says; the row is written below
@@ -415,18 +415,47 @@ def upgrade(p: Parts, stored: int, target: int, *, resign: bool, raised: int | N
         if lowered and stored < 5:
             raise IntegrityError(f"this vault's database version was lowered to v{stored} (its log holds entries "
                                  "of v6 or later): the database was edited; tell the lead")
-        work = _upgrade_work(p, conn, stored, target, resign, raised, baseline=stored < 6 and not lowered)
-        if not (stored < 6 and not lowered):
+        baseline = stored < 6 and not lowered
+        pairs = not baseline and stored < F.RECORD_STATES_V2_FROM <= target
+        second = target >= F.RECORD_STATES_V2_FROM  # the kind the vault's entries take from now on
+        kinds = (second,) if baseline else (False, True) if pairs else ()
+        work = _upgrade_work(p, conn, stored, target, resign, raised, kinds)
+        if baseline:
+            p.journal.around("restate", work, lambda got: ("", {
+                "baseline": True, "count": len(got), **p.journal.states(put=[t for (t,) in got])}))
+        elif pairs:
+            p.journal.around("restate", work, lambda got: ("", _paired(got)))
+        else:
             work()
-            return
-        p.journal.around("restate", work,
-                         lambda put: ("", {"baseline": True, "count": len(put), **p.journal.states(put=put)}))
+
+
+def _tokens(p: Parts, rows: Iterable[tuple[bytes, bytes]], kinds: tuple[bool, ...]) -> list[tuple[str, ...]]:
+    """Each row's state tokens of the given kinds (False: first, True: second), or none for a
+    row that does not parse: it has no state to name (the record check reports it damaged),
+    and one planted row must not stop the lead's open."""
+    out = []
+    for rid, data in rows:
+        try:
+            out.append(tuple(p.records.state_token(rid, data, second=k) for k in kinds))
+        except IntegrityError:
+            continue
+    return out
+
+
+def _paired(pairs: list[tuple[str, ...]]) -> dict[str, Any]:
+    """The upgrade to the second kind of record states (docs/format.md 13a): for every row
+    present, its first-kind token dropped and its second-kind token put, the two lists in
+    the same order (sorted by the dropped one), so that the check moves each row's state
+    only where the first was live, and a person's subject export can follow it back."""
+    pairs = sorted(pairs)
+    state = {k: [t[i] for t in pairs] for i, k in enumerate(("drop", "put"))} if pairs else {}
+    return {"upgrade": F.RECORD_STATES_V2_FROM, "count": len(pairs), **({"state": state} if state else {})}
 
 
 def _upgrade_work(p: Parts, conn: Any, stored: int, target: int, resign: bool, raised: int | None,
-                  baseline: bool) -> Callable[[], list[str]]:
-    """The upgrade's writes, in the caller's transaction; the states of every row present
-    when ``baseline``."""
+                  kinds: tuple[bool, ...]) -> Callable[[], list[tuple[str, ...]]]:
+    """The upgrade's writes, in the caller's transaction; then, with ``kinds``, every row's
+    state tokens of those kinds (:func:`_tokens`), for the entry that names them."""
     a = p.access
     store = a.ses.store()
 
@@ -436,7 +465,7 @@ def _upgrade_work(p: Parts, conn: Any, stored: int, target: int, resign: bool, r
                                  "of v5 or later): the database was edited; tell the lead")
         return True
 
-    def work() -> list[str]:
+    def work() -> list[tuple[str, ...]]:
         new = migrations.upgrade(conn, stored, target)
         if stored < 5 <= target:
             adopt_sealed(store, conn, a.ses.vid, {kid: ck.key for kid, ck in a.by_kid.items()}, legacy,
@@ -452,5 +481,5 @@ def _upgrade_work(p: Parts, conn: Any, stored: int, target: int, resign: bool, r
             users = a.verified_users(conn, statement=False)
             a.check_not_revoked(conn, users)
             ST.sign(a, conn, users=users, canaries=listed, version=new)
-        return [p.records.state_token(rid, data) for rid, data in store.scan_records(conn)] if baseline else []
+        return _tokens(p, store.scan_records(conn), kinds) if kinds else []
     return work

@@ -174,13 +174,33 @@ class Records:
     def decode_row(self, rid: bytes, data: bytes, classes: Classes) -> Record:
         return Record(rid.hex(), self.open_row(rid, data, classes, self.decoders))
 
-    def state_token(self, rid: bytes, data: bytes, ids: bytes | None = None) -> str:
-        """The row's state as the audit log names it (audit.record_state), or from the DEK ids
-        a writer just drew (``ids``: no parsing on the bulk insert path)."""
+    def second_kind(self) -> bool:
+        """Whether this handle's entries name states of the second kind (vault.record_states):
+        from the database version it works at, which check_keys keeps current."""
+        return self.ses.db_known >= F.RECORD_STATES_V2_FROM
+
+    def state_token(self, rid: bytes, data: bytes, ids: bytes | None = None, *, second: bool | None = None) -> str:
+        """The row's state as the audit log names it: of the kind this handle writes, or
+        (``second``) of the one asked for. The first kind from the DEK ids a writer just drew
+        (``ids``: no parsing)."""
         try:
+            if self.second_kind() if second is None else second:
+                assert self.access.states_v2 is not None
+                return self.access.states_v2.token(rid, data)
             return state_of(self.access.state_key, self.ses.vid, rid, E.dek_ids(data) if ids is None else ids)
         except E.Malformed:
             raise IntegrityError("record row is malformed", record_id=rid.hex()) from None
+
+    def moved_states(self, rid: bytes, old: bytes, new: bytes) -> dict[str, Any]:
+        """An update's ``state``: the token dropped and the one put, and, for the second kind,
+        both rows' parts (``was``, ``now``), from which the record check recomputes the two
+        tokens and sees which classes changed (only those the writer may update may)."""
+        out = self.journal.states([self.state_token(rid, old)], [self.state_token(rid, new)])
+        if self.second_kind():
+            assert self.access.states_v2 is not None
+            out["state"].update(was=self.access.states_v2.named_parts(rid, old),
+                                now=self.access.states_v2.named_parts(rid, new))
+        return out
 
     # -- reads -----------------------------------------------------------------------------------
     def get(self, record_id: str, fields: Sequence[str] | None = None) -> Record:
@@ -267,14 +287,16 @@ class Records:
         def seal(bounds: tuple[int, int]) -> tuple[list[tuple[bytes, bytes]], dict[Bucket, bytes], list[str]]:
             if not built:  # a single add keeps the general path (its tests patch Field.encode)
                 built.append(self.row_sealer(batch=len(rows) > 1))
-            one, gens, state = built[0], self.plans.indexers, states(self.access.state_key, self.ses.vid)
+            one, gens = built[0], self.plans.indexers
+            first = states(self.access.state_key, self.ses.vid)
+            second = self.access.states_v2.token if self.second_kind() and self.access.states_v2 else None
             batch, made = [], []
             buckets: dict[Bucket, list[bytes]] = {}  # group_terms of Plans.terms, built as they come
             for i in range(*bounds):
                 values = rows[i]
                 rid, data, ids = one(values, f"row {i + 1}: ")
                 batch.append((rid, data))
-                made.append(state(rid, ids))
+                made.append(first(rid, ids) if second is None else second(rid, data))
                 try:
                     for gen, ix in gens:
                         for name, value in ix.terms(values):
@@ -368,7 +390,7 @@ class Records:
                 store.delete_index_terms(conn, self.plans.terms(rid, searchable(plain), "index"), widths)
                 new_values = searchable({n: pt for cls in touched for n, pt in by_class[cls].items()})
                 store.insert_index(conn, self.plans.terms(rid, new_values), widths)
-            moved = self.journal.states([self.state_token(rid, data)], [self.state_token(rid, row)])
+            moved = self.moved_states(rid, data, row)
             self.journal.record("update", self.journal.target(record_id), {**detail, **moved})
 
     def _merged(self, rid: bytes, data: bytes, by_class: dict[str, dict[str, bytes]], touched: set[str],

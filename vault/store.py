@@ -382,10 +382,12 @@ class Store(IndexRows, Locks):
         rows = self.raw(conn, "SELECT slot_id, kind, unlock, keyring FROM dv_slots ORDER BY slot_id").fetchall()
         return [(r[0], r[1], _blob(r[2]), _blob(r[3])) for r in rows]
 
-    def slot_keyring(self, conn: Connection, slot_id: str) -> bytes | None:
-        """One slot's keyring blob (read under Store.lock_writes by a write that checks it)."""
-        row = self.raw(conn, f"SELECT keyring FROM dv_slots WHERE slot_id = {self._ph}", (slot_id,)).fetchone()
-        return None if row is None else _blob(row[0])
+    def slot_keyring(self, conn: Connection, slot_id: str) -> tuple[bytes, bytes | None] | None:
+        """One slot's keyring blob and the stored database schema version (unparsed), in one
+        statement (read under Store.lock_writes by a write that checks them)."""
+        row = self.raw(conn, "SELECT keyring, (SELECT value FROM dv_meta WHERE name = 'db_schema_version') "
+                       f"FROM dv_slots WHERE slot_id = {self._ph}", (slot_id,)).fetchone()
+        return None if row is None else (_blob(row[0]), None if row[1] is None else _blob(row[1]))
 
     @staticmethod
     def put_slot(conn: Connection, slot_id: str, kind: str, unlock: bytes, keyring: bytes, *,

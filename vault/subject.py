@@ -153,6 +153,9 @@ def _added_at(entries: Sequence[Mapping[str, Any]], token: str | None) -> int | 
             return int(e["at"])
         if not drop:  # a restate baseline: the record is older than the log's states
             return None
+        if (e.get("detail") or {}).get("upgrade") and len(drop) == len(put):  # pairs: follow the record's own
+            tokens |= {d for d, p in zip(drop, put, strict=True) if p in tokens and isinstance(d, str)}
+            continue
         tokens |= {t for t in drop if isinstance(t, str)}  # a re-encryption drops many: earlier, never later
     return None
 

@@ -1,0 +1,87 @@
+"""Record states of the second kind (docs/format.md 13a, "Record states"): what an audit
+entry names of the rows it writes, so that the lead's record check can compare rows with
+the log.
+
+Why per class and over the envelope's bytes: a state over the row's DEK ids alone (the
+first kind) stays the same when content is sealed again under a DEK id the row already
+holds (formats 2 and 3 derive the DEK from the class key and that id, so any holder of the
+class key can), and it does not say which class an update changed, so a colleague who may
+update one class could vouch for a rolled-back envelope of another. A *part* names one
+class's envelope (its DEK id and every byte after its key: cells and tags, which a rewrap
+keeps); the *token* names the row (its parts, in schema order). An update's entry carries
+the parts before and after, so the check can recompute both tokens and see which classes
+changed; everything else carries tokens only (a batch of a hundred thousand rows stays
+small). The key derives from the meta key: the log cannot be matched to rows without it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+from . import _crypto as C
+from . import _format as F
+from . import envelope as E
+
+#: A token of the second kind: 64 lower-case hex characters (the first kind's are 24).
+TOKEN_V2 = re.compile(r"[0-9a-f]{64}")
+TOKEN_V1 = re.compile(r"[0-9a-f]{24}")
+_PART = re.compile(f"[0-9a-f]{{{2 * F.STATE_PART_LEN}}}")
+
+
+def state_key_v2(meta_key: bytes) -> bytes:
+    """The key of the second kind's parts and tokens."""
+    return C.hkdf_sha256(meta_key, F.LABEL_RECORD_STATE_V2)
+
+
+def envelope_bodies(data: bytes, classes: Sequence[str]) -> list[tuple[str, bytes, bytes]]:
+    """(class, DEK id, body) of each envelope, in schema order; the body is every byte of
+    the envelope after its key (format 1: the cells container), so a rewrap, which only
+    replaces the key, keeps it. Framing only. Raises envelope.Malformed."""
+    envs = E.row_envelopes(data, tuple(classes))
+    if set(envs) != set(classes):
+        raise E.Malformed()
+    return [(c, E.parse_dek_header(envs[c][0]).dek_id, envs[c][1]) for c in classes]
+
+
+class States:
+    """The second kind's parts and tokens under one key, for one vault; keyed once."""
+
+    __slots__ = ("_prf", "_vid", "_classes")
+
+    def __init__(self, key: bytes, vault_id: bytes, classes: Sequence[str]) -> None:
+        self._prf = C.Prf(key)
+        self._vid = vault_id
+        self._classes = tuple(classes)
+
+    def __repr__(self) -> str:
+        return "<States>"
+
+    def parts(self, record_id: bytes, data: bytes) -> list[bytes]:
+        """One part per class, in schema order. Raises envelope.Malformed."""
+        head = b"part" + self._vid + record_id
+        return [self._prf(head + bytes([len(c)]) + c.encode("ascii") + dek_id + body)[:F.STATE_PART_LEN]
+                for c, dek_id, body in envelope_bodies(data, self._classes)]
+
+    def token_of(self, parts: Sequence[bytes]) -> str:
+        """The row's token from its parts (schema order): no record id needed, each part
+        binds it already, so a checker can recompute an update's tokens from its entry."""
+        return self._prf(b"row" + self._vid + b"".join(parts)).hex()
+
+    def token(self, record_id: bytes, data: bytes) -> str:
+        """The row's token. Raises envelope.Malformed."""
+        return self.token_of(self.parts(record_id, data))
+
+    def named_parts(self, record_id: bytes, data: bytes) -> dict[str, str]:
+        """Class -> part (hex), as an update's entry carries them."""
+        return {c: p.hex() for c, p in zip(self._classes, self.parts(record_id, data), strict=True)}
+
+    def token_of_named(self, named: object) -> str | None:
+        """The token of an entry's ``was`` or ``now`` (class -> part, hex), or None if it is
+        not exactly one well-formed part per class."""
+        if not isinstance(named, Mapping) or set(named) != set(self._classes):
+            return None
+        parts = [named[c] for c in self._classes]
+        if not all(isinstance(p, str) and _PART.fullmatch(p) for p in parts):
+            return None
+        return self.token_of([bytes.fromhex(p) for p in parts])
