@@ -47,6 +47,14 @@ class RawDB:
                           {"d": data, "i": bytes.fromhex(rid)}).rowcount
             assert n == 1
 
+    def insert_row(self, rid: str, data: bytes) -> None:
+        with self.engine.begin() as c:
+            c.execute(sa.text("INSERT INTO dv_records (id, data) VALUES (:i, :d)"), {"d": data, "i": bytes.fromhex(rid)})
+
+    def delete_row(self, rid: str) -> None:
+        with self.engine.begin() as c:
+            assert c.execute(sa.text("DELETE FROM dv_records WHERE id = :i"), {"i": bytes.fromhex(rid)}).rowcount == 1
+
     def codec(self) -> compact.Codec:
         """The stored schema's framing (record format 2 names classes and fields by position)."""
         sch = S.load(self.meta("schema").decode("utf-8"))
@@ -298,4 +306,21 @@ def as_release_v7(v, canaries: list[str] = (), *, padded: bool = True) -> None: 
     raw.set_meta("keys_stmt_sig", K.sign_text("keys", v._ses.vid, text, who, sign))
     raw.set_meta("canaries", blob)
     raw.set_meta("db_schema_version", b"7")
+    raw.close()
+
+
+def as_release_v8(v) -> None:  # type: ignore[no-untyped-def]
+    """Rewrite the vault of the open handle ``v`` (the lead's or the recovery passphrase's)
+    as database schema v8 left it: db_schema_version 8 and the key statement signed for v8.
+    Its entries must name record states of the first kind: write them with
+    ``vault._format.RECORD_STATES_V2_FROM`` raised out of reach (as releases of v8 wrote)."""
+    from vault import keys as K
+    raw = RawDB(v._ses.store().url)
+    lines = raw.meta("keys_stmt").decode("ascii").split("\n")
+    assert lines[2].startswith("db ")
+    text = "\n".join(lines[:2] + ["db 8"] + lines[3:])
+    who, sign = v._access.plan_signer()
+    raw.set_meta("keys_stmt", text.encode("ascii"))
+    raw.set_meta("keys_stmt_sig", K.sign_text("keys", v._ses.vid, text, who, sign))
+    raw.set_meta("db_schema_version", b"8")
     raw.close()
