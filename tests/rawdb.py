@@ -49,7 +49,8 @@ class RawDB:
 
     def insert_row(self, rid: str, data: bytes) -> None:
         with self.engine.begin() as c:
-            c.execute(sa.text("INSERT INTO dv_records (id, data) VALUES (:i, :d)"), {"d": data, "i": bytes.fromhex(rid)})
+            c.execute(sa.text("INSERT INTO dv_records (id, data) VALUES (:i, :d)"),
+                      {"d": data, "i": bytes.fromhex(rid)})
 
     def delete_row(self, rid: str) -> None:
         with self.engine.begin() as c:
