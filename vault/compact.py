@@ -224,11 +224,13 @@ class Codec(E.Codec):
         return b"".join(out)
 
     def batch_sealer(self, envs: list[tuple[str, bytes, int, Any]]
-                     ) -> Callable[[bytes, dict[str, dict[str, bytes]], bytes], bytes] | None:
+                     ) -> Callable[[bytes, dict[str, dict[str, bytes]], bytes, list[bytes] | None], bytes] | None:
         """:meth:`seal_record` (format 3) for many records under the same class keys
         ``envs`` (class, key id, key version, key object; every class, in schema order):
-        ``seal(record id, class -> field -> plaintext, rnd)``, the same bytes for the same
-        ``rnd`` (tests/test_bulk_seal.py compares them).
+        ``seal(record id, class -> field -> plaintext, rnd, bodies)``, the same bytes for the
+        same ``rnd`` (tests/test_bulk_seal.py compares them); a list ``bodies`` gets each
+        envelope's DEK id and the bytes after its key (what its record state hashes,
+        vault.record_states), so the writer need not parse the row again.
 
         Why: a bulk insert seals every record with the same keys, so what does not depend
         on the record (each cell's AAD tail, the DEK-info tail of each set of cells present)
@@ -251,7 +253,8 @@ class Codec(E.Codec):
                 cache[names] = got
             return got
 
-        def seal(record_id: bytes, by_class: dict[str, dict[str, bytes]], rnd: bytes) -> bytes:
+        def seal(record_id: bytes, by_class: dict[str, dict[str, bytes]], rnd: bytes,
+                 bodies: list[bytes] | None = None) -> bytes:
             if len(rnd) != need:
                 raise ValueError("randomness length does not match the envelopes")
             tail = vid + record_id
@@ -265,7 +268,10 @@ class Codec(E.Codec):
                 pos += CLASS_RANDOMNESS
                 key = ref + dek_id
                 out.append(key)
+                mark = len(out)
                 _joint_cells(encryptor(prf(label + key + tail + info_tail)), _JOINT + dek_id + tail, cells, values, out)
+                if bodies is not None:
+                    bodies.append(b"".join([dek_id, *out[mark:]]))
             return b"".join(out)
         return seal
 

@@ -47,21 +47,29 @@ def envelope_bodies(data: bytes, classes: Sequence[str]) -> list[tuple[str, byte
 class States:
     """The second kind's parts and tokens under one key, for one vault; keyed once."""
 
-    __slots__ = ("_prf", "_vid", "_classes")
+    __slots__ = ("_prf", "_vid", "_classes", "_names")
 
     def __init__(self, key: bytes, vault_id: bytes, classes: Sequence[str]) -> None:
         self._prf = C.Prf(key)
         self._vid = vault_id
         self._classes = tuple(classes)
+        self._names = [bytes([len(c)]) + c.encode("ascii") for c in self._classes]  # lp8(class)
 
     def __repr__(self) -> str:
         return "<States>"
 
     def parts(self, record_id: bytes, data: bytes) -> list[bytes]:
         """One part per class, in schema order. Raises envelope.Malformed."""
-        head = b"part" + self._vid + record_id
-        return [self._prf(head + bytes([len(c)]) + c.encode("ascii") + dek_id + body)[:F.STATE_PART_LEN]
-                for c, dek_id, body in envelope_bodies(data, self._classes)]
+        return self._parts(record_id, [dek_id + body for _, dek_id, body in envelope_bodies(data, self._classes)])
+
+    def _parts(self, record_id: bytes, bodies: Sequence[bytes]) -> list[bytes]:
+        head, prf = b"part" + self._vid + record_id, self._prf
+        return [prf(head + name + b)[:F.STATE_PART_LEN] for name, b in zip(self._names, bodies, strict=True)]
+
+    def token_of_bodies(self, record_id: bytes, bodies: Sequence[bytes]) -> str:
+        """The token of a row a writer just sealed, from each class's ``dek_id || body`` in
+        schema order (compact.Codec.batch_sealer hands them over: no parsing)."""
+        return self.token_of(self._parts(record_id, bodies))
 
     def token_of(self, parts: Sequence[bytes]) -> str:
         """The row's token from its parts (schema order): no record id needed, each part

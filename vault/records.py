@@ -282,21 +282,19 @@ class Records:
         """What a worker runs on its chunk ``bounds`` of ``rows``: sealed rows, their index
         terms grouped by bucket, and their states. The per-row encoder and sealer are built
         at a process's first chunk (in a forked worker: from the keys it inherited)."""
-        built: list[Callable[[Mapping[str, Any], str], tuple[bytes, bytes, bytes]]] = []
+        built: list[Callable[[Mapping[str, Any], str], tuple[bytes, bytes, str]]] = []
 
         def seal(bounds: tuple[int, int]) -> tuple[list[tuple[bytes, bytes]], dict[Bucket, bytes], list[str]]:
             if not built:  # a single add keeps the general path (its tests patch Field.encode)
                 built.append(self.row_sealer(batch=len(rows) > 1))
             one, gens = built[0], self.plans.indexers
-            first = states(self.access.state_key, self.ses.vid)
-            second = self.access.states_v2.token if self.second_kind() and self.access.states_v2 else None
             batch, made = [], []
             buckets: dict[Bucket, list[bytes]] = {}  # group_terms of Plans.terms, built as they come
             for i in range(*bounds):
                 values = rows[i]
-                rid, data, ids = one(values, f"row {i + 1}: ")
+                rid, data, state = one(values, f"row {i + 1}: ")
                 batch.append((rid, data))
-                made.append(first(rid, ids) if second is None else second(rid, data))
+                made.append(state)
                 try:
                     for gen, ix in gens:
                         for name, value in ix.terms(values):
@@ -310,39 +308,46 @@ class Records:
             return batch, {key: b"".join(got) for key, got in buckets.items()}, made
         return seal
 
-    def row_sealer(self, batch: bool = True) -> Callable[[Mapping[str, Any], str], tuple[bytes, bytes, bytes]]:
+    def row_sealer(self, batch: bool = True) -> Callable[[Mapping[str, Any], str], tuple[bytes, bytes, str]]:
         """``one(values, where)``: a new record validated and sealed, as (record id, row,
-        its DEK ids), for many records under this handle's current keys.
+        its state token), for many records under this handle's current keys.
 
         Why a batch path: encode and seal look up per record what is the same for every
         record of a batch (each field's class and checks, the keys, each class's DEK-info
-        and AAD tails: Codec.batch_sealer). The result is what encode + seal give for the same
-        randomness (tests/test_bulk_seal.py); a handle that seals a class to its public key
-        (a write-only role) or writes format 1 or 2 takes encode + seal themselves, as does
-        ``batch=False``."""
+        and AAD tails: Codec.batch_sealer), and it hands over what the row's state hashes
+        instead of having the row parsed again. The result is what encode + seal give for
+        the same randomness (tests/test_bulk_seal.py); a handle that seals a class to its
+        public key (a write-only role) or writes format 1 or 2 takes encode + seal
+        themselves, as does ``batch=False``."""
         classes = self.ses.schema.classes
         current = self.access.current
+        first = states(self.access.state_key, self.ses.vid)
+        second = self.access.states_v2 if self.second_kind() else None
         fast = None
         if batch and self.new_format() == 3 and all(c in current for c in classes):
             fast = self.access.codec.batch_sealer([(c, current[c].key.kid, current[c].key.version, current[c].aead)
                                                    for c in classes])
         if fast is None:
-            def slow(values: Mapping[str, Any], where: str) -> tuple[bytes, bytes, bytes]:
+            def slow(values: Mapping[str, Any], where: str) -> tuple[bytes, bytes, str]:
                 by_class = self.encode(values, where)
                 rid = C.random_bytes(F.ID_LEN)
                 ids: list[bytes] = []
                 data = self.seal(rid, by_class, ids=ids)
-                return rid, data, b"".join(ids)
+                return rid, data, first(rid, b"".join(ids)) if second is None else self.state_token(rid, data)
             return slow
         encode = self.row_encoder()
         need = class_randomness(0, 2) * len(classes)
         id_slices = [slice(k + F.KEY_LEN, k + F.KEY_LEN + F.KID_LEN) for k in range(0, need, need // len(classes))]
 
-        def one(values: Mapping[str, Any], where: str) -> tuple[bytes, bytes, bytes]:
+        def one(values: Mapping[str, Any], where: str) -> tuple[bytes, bytes, str]:
             by_class = encode(values, where)
             rid = C.random_bytes(F.ID_LEN)
             rnd = C.random_bytes(need)  # one CSPRNG call per record, as seal draws it
-            return rid, fast(rid, by_class, rnd), b"".join([rnd[s] for s in id_slices])
+            if second is None:
+                return rid, fast(rid, by_class, rnd, None), first(rid, b"".join([rnd[s] for s in id_slices]))
+            bodies: list[bytes] = []
+            data = fast(rid, by_class, rnd, bodies)
+            return rid, data, second.token_of_bodies(rid, bodies)
         return one
 
     def row_encoder(self) -> Callable[[Mapping[str, Any], str], dict[str, dict[str, bytes]]]:
