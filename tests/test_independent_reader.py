@@ -244,3 +244,138 @@ def test_the_reader_can_fail(tmp_path: Path) -> None:
     db.close()
     steps = reader.check(str(path), passphrase=PASSPHRASE, expected=expected, floor=FLOOR)
     assert [n for n, ok, _ in steps if not ok][:1] == [f"record {a}"]
+
+
+def test_reader_replays_the_upgrade_to_the_second_kind_of_record_states(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A vault of database schema v8 (its entries name record states of the first kind, §13a),
+    opened by the lead: the upgrade to v9 writes one ``restate`` pairing each row's first-kind
+    token with its second-kind one, and later entries name the second kind (an update with
+    its rows' parts, ``was`` and ``now``). The reader computes the rows' tokens of the second
+    kind and replays both kinds and the pairs: a record shredded before the upgrade and put
+    back under it stays rolled back (its new token counts as dropped), and an update whose
+    parts do not give its tokens is reported."""
+    import json
+    import sqlite3
+
+    from rawdb import RawDB
+    from vault import _format as F
+    from vault import keys as K
+    lead, staff = Identity.generate(), Identity.generate()
+    lead.save(tmp_path / "lead.dvid", ID_PW)
+    staff.save(tmp_path / "staff.dvid", ID_PW)
+    path = tmp_path / "v8.vault"
+    rows = [{"legal_name": f"Amira Haddad {i}", "email": f"a{i}@example.org", "badge_name": f"A{i}",
+             "phone": f"+44 20 7946 {i:04d}"} for i in range(6)]
+    with monkeypatch.context() as m:  # what v8 wrote: states of the first kind
+        m.setattr(F, "RECORD_STATES_V2_FROM", 10 ** 6)
+        with vault.create(path, PASSPHRASE, lead=lead) as v:
+            v.add_user(staff.public, "sam", "staff")
+            ids = v.add_many(rows)
+            v.update(ids[0], {"email": "new@example.org"})
+            v.rotate(reencrypt=True)
+            raw = RawDB(v._ses.store().url)
+            old_row = raw.row(ids[1])
+            v.delete(ids[1])
+            lines = raw.meta("keys_stmt").decode("ascii").split("\n")
+            assert lines[2] == "db 9"
+            text = "\n".join(lines[:2] + ["db 8"] + lines[3:])
+            who, sign = v._access.plan_signer()
+            raw.set_meta("keys_stmt", text.encode("ascii"))
+            raw.set_meta("keys_stmt_sig", K.sign_text("keys", v._ses.vid, text, who, sign))
+            raw.set_meta("db_schema_version", b"8")
+    with raw.engine.begin() as c:  # the shredded record put back from a backup, before the upgrade
+        c.exec_driver_sql("INSERT INTO dv_records (id, data) VALUES (?, ?)", (bytes.fromhex(ids[1]), old_row))
+    raw.close()
+    with vault.open(path, identity=staff) as v:  # a write of the first kind at v8: staff do not upgrade to 9
+        ids.append(v.add({"legal_name": "Kofi Mensah", "badge_name": "Kofi"}))
+    with vault.open(path, identity=lead) as v:  # the upgrade, then entries of the second kind
+        assert [e["detail"].get("upgrade") for e in v.audit_entries(action="restate")] == [9]
+        assert v.check_records().rolled_back == (ids[1],)
+        v.update(ids[2], {"phone": None})
+        ids.append(v.add({"legal_name": "Added after the upgrade", "badge_name": "N"}))
+        v.delete(ids[3])
+        v.rotate(["identity"])
+    with vault.open(path, identity=staff) as v:
+        v.update(ids[4], {"badge_name": "changed by staff"})
+    db = sqlite3.connect(path)
+    details = [json.loads(d) for (d,) in db.execute("SELECT detail FROM dv_audit ORDER BY seq") if d]
+    db.close()
+    upgrade = [d for d in details if d.get("upgrade") == 9][0]["state"]
+    assert len(upgrade["drop"]) == len(upgrade["put"]) == 7 and upgrade["drop"] == sorted(upgrade["drop"])
+    assert sum("was" in d.get("state", {}) for d in details) == 2  # the two updates after it
+    kinds = {len(t) for d in details for t in d.get("state", {}).get("put", [])}
+    assert kinds == {24, 64}
+
+    def run(**opener: Any) -> list[tuple[str, bool, str]]:
+        return reader.check(str(path), floor=FLOOR, **opener)
+    openers = [{"passphrase": PASSPHRASE},
+               {"identity": str(tmp_path / "lead.dvid"), "identity_passphrase": ID_PW},
+               {"identity": str(tmp_path / "staff.dvid"), "identity_passphrase": ID_PW}]
+    for opener in openers:  # the put-back row is reported; (no entry names most rows yet: _expected reads them)
+        steps = run(**opener)
+        assert [n for n, ok, _ in steps if not ok] == ["record states: every row's token live",
+                                                       "audit targets are audit pseudonyms of live records"], steps
+        assert "second kind since seq" in dict((n, i) for n, _, i in steps)[
+            "record states: of the kind the log takes there; updates' parts give their tokens"]
+    rd = reader.Reader(str(path), FLOOR)
+    rd.unlock_passphrase(PASSPHRASE)
+    rd.load_schema()
+    rd.verify_audit()
+    rid = bytes.fromhex(ids[1])
+    db = sqlite3.connect(path)
+    put_back = bytes(db.execute("SELECT data FROM dv_records WHERE id = ?", (rid,)).fetchone()[0])
+    db.close()
+    assert rd.row_token(rid, put_back, b"") in rd.audit_dropped  # its pair: dropped, not live
+    with sqlite3.connect(path) as db:  # the put-back row removed again: the vault is as the log says
+        db.execute("DELETE FROM dv_records WHERE id = ?", (rid,))
+    db.close()
+    with vault.open(path, identity=lead) as v:
+        assert v.check_records().ok
+        expected = _expected(v, [r for r in ids if r not in (ids[1], ids[3])], ids[3])
+    for opener in openers[:2]:
+        _assert_all_ok(run(expected=expected, **opener))
+    _assert_all_ok(run(**openers[2]))
+    # an update's parts that do not give the tokens it names: reported, not replayed
+    with sqlite3.connect(path) as db:
+        seq, detail = [(s, json.loads(d)) for s, d in db.execute("SELECT seq, detail FROM dv_audit ORDER BY seq")
+                       if d and "was" in json.loads(d).get("state", {})][-1]
+    db.close()
+    rd = reader.Reader(str(path), FLOOR)
+    rd.unlock_passphrase(PASSPHRASE)
+    rd.load_schema()
+    st = detail["state"]
+    forged = [(seq, b"", "update", detail, {**st, "now": st["was"]})]
+    live, _, problems, _ = rd.replay_states(forged)
+    assert problems == [(seq, "update: its parts do not give the states it names")] and not live
+    assert rd.replay_states([(seq, b"", "update", detail, st)])[2] == []
+    first_kind = {"drop": ["0" * 24], "put": ["1" * 24]}
+    assert rd.replay_states([(seq, b"", "update", detail, first_kind)])[2] == [
+        (seq, "states not of the second kind")]
+
+
+def test_reader_gives_the_record_state_v2_vector() -> None:
+    """The reader's second kind of record states (§13a) on record_state_v2.json: each case's
+    parts and token, and the first kind's token of record_state_v1.json's row, from the same
+    meta key."""
+    import json
+    here = Path(__file__).resolve().parent / "vectors"
+    vec = json.loads((here / "record_state_v2.json").read_text())
+    v1 = json.loads((here / "record_state_v1.json").read_text())
+    h = bytes.fromhex
+    r = reader.Reader.__new__(reader.Reader)
+    r.vault_id = h(vec["vault_id"])
+    r.kr = reader.Keyring([dict(kind=2, name="meta", version=1, kid=bytes(8), key=h(vec["meta_key"]))])
+    r.classes = vec["classes"]
+    rid = h(vec["record_id"])
+    for case in vec["cases"]:
+        parts = r.state_parts(rid, h(case["row"]))
+        assert list(parts) == r.classes and {c: p.hex() for c, p in parts.items()} == case["parts"]
+        assert r.token_of_parts(list(parts.values())) == case["token"] == r.token_of_named(case["parts"])
+        r.meta = {"db_schema_version": b"9"}
+        assert r.row_token(rid, h(case["row"]), b"") == case["token"]
+        with pytest.raises(reader.FormatError):
+            r.state_parts(rid, h(case["row"])[:-1])
+    assert v1["row"] == vec["cases"][0]["row"] and v1["meta_key"] == vec["meta_key"]
+    r.meta = {"db_schema_version": b"8"}
+    assert r.row_token(rid, h(v1["row"]), h(v1["dek_ids"])) == v1["token"]

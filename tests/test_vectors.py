@@ -154,6 +154,85 @@ def test_record_state() -> None:
         E.dek_ids(row[:-1])
 
 
+def _spec_envelopes(row: bytes, classes: list[str]) -> list[tuple[str, bytes, bytes]]:
+    """(class, DEK id, body) per envelope in schema order, by format.md 6, 6b and 6c alone
+    (no vault code): format 1's body is its cells container, formats 2 and 3's every byte
+    after the key, through the check tag or the envelope's tag."""
+    import struct
+    got: dict[str, tuple[bytes, bytes]] = {}
+    if row[:2] in (b"\x00\x02", b"\x00\x03"):
+        joint, pos = row[1] == 3, 2
+        for cls in classes:
+            klen = {b"\x02H": 18, b"\x01D": 78, b"\x01W": 202}[row[pos:pos + 2]]
+            did, pos = row[pos + 10:pos + 18], pos + klen
+            start, count = pos, row[pos]
+            pos += 1
+            for _ in range(count):
+                blocks, pos = row[pos + 1], pos + 2
+                if blocks == 0:
+                    blocks, pos = struct.unpack(">I", row[pos:pos + 4])[0], pos + 4
+                pos += 32 * blocks + (0 if joint else 16)
+            pos += 16 if joint or count == 0 else 0
+            got[cls] = (did, row[start:pos])
+    else:
+        pos = 1
+        for _ in range(row[0]):
+            n = row[pos]
+            cls, pos = row[pos + 1:pos + 1 + n].decode("ascii"), pos + 1 + n
+            dl = struct.unpack(">H", row[pos:pos + 2])[0]
+            did, pos = row[pos + 12:pos + 20], pos + 2 + dl
+            cl = struct.unpack(">I", row[pos:pos + 4])[0]
+            got[cls], pos = (did, row[pos + 4:pos + 4 + cl]), pos + 4 + cl
+    assert pos == len(row) and sorted(got) == sorted(classes)
+    return [(c, *got[c]) for c in classes]
+
+
+def test_record_state_v2_from_the_spec() -> None:
+    """The second kind of record states (format.md 13a, database schema v9), recomputed
+    from the spec with hashlib, hmac and cryptography's HKDF alone: per class a part over
+    the envelope's DEK id and bytes, the token over the parts in schema order; a rewrap
+    (row_rotated) keeps both."""
+    import hmac
+    v = load("record_state_v2.json")
+    vid, rid, classes = b(v["vault_id"]), b(v["record_id"]), v["classes"]
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"dvault/v2/record-state").derive(b(v["meta_key"]))
+    assert key.hex() == v["state_key"]
+    assert len(v["cases"]) == 5
+    assert [c["row"] for c in v["cases"]] == [load("record_v1.json")["row"]] + [
+        load(f"record_v{n}.json")[k] for n in (2, 3) for k in ("row", "row_rotated")]
+    for case in v["cases"]:
+        envs = _spec_envelopes(b(case["row"]), classes)
+        assert {c: d.hex() for c, d, _ in envs} == case["dek_ids"]
+        parts = [hmac.new(key, b"part" + vid + rid + bytes([len(c)]) + c.encode("ascii") + did + body,
+                          hashlib.sha256).digest()[:16] for c, did, body in envs]
+        assert {c: p.hex() for (c, _, _), p in zip(envs, parts, strict=True)} == case["parts"]
+        token = hmac.new(key, b"row" + vid + b"".join(parts), hashlib.sha256).hexdigest()
+        assert token == case["token"] and len(token) == 64
+    by = {c["source"]: c for c in v["cases"]}
+    for n in (2, 3):  # a rewrap replaces the key only
+        assert by[f"record_v{n}.json row"]["parts"] == by[f"record_v{n}.json row_rotated"]["parts"]
+    assert len({c["token"] for c in v["cases"]}) == 3
+
+
+def test_record_state_v2_library() -> None:
+    """vault.record_states gives the vector's parts and token of every case, from the parts
+    alone too (as the check recomputes an update's), and refuses a truncated row."""
+    from vault import record_states as RS
+    v = load("record_state_v2.json")
+    rid = b(v["record_id"])
+    assert RS.state_key_v2(b(v["meta_key"])) == b(v["state_key"])
+    states = RS.States(RS.state_key_v2(b(v["meta_key"])), b(v["vault_id"]), v["classes"])
+    for case in v["cases"]:
+        row = b(case["row"])
+        assert [p.hex() for p in states.parts(rid, row)] == [case["parts"][c] for c in v["classes"]]
+        assert states.named_parts(rid, row) == case["parts"]
+        assert states.token(rid, row) == case["token"] and RS.TOKEN_V2.fullmatch(case["token"])
+        assert states.token_of_named(case["parts"]) == case["token"]
+        assert states.token_of_named({**case["parts"], "extra": "00" * 16}) is None
+        with pytest.raises(E.Malformed):
+            states.parts(rid, row[:-1])
+
+
 def test_record_row_hot_path() -> None:
     """The Codec used by add()/get()/records() produces and reads the exact row bytes."""
     v = load("record_v1.json")

@@ -222,6 +222,70 @@ def record_v3(vid: bytes, rid: bytes, pt: bytes) -> dict:
     }
 
 
+def envelope_bodies(row: bytes, classes: list[str]) -> list[tuple[str, bytes, bytes]]:
+    """(class, DEK id, body) of each envelope of a row, in schema order (format.md 13a, the
+    second kind of record states): the DEK id is bytes 10..18 of the envelope's key (format 1:
+    of its DEK blob); the body every byte of the envelope after its key (formats 2 and 3: the
+    count byte through the last cell and the tag; format 1: its cells container, without the
+    container's u32 length). Framing only, by §6, §6b and §6c."""
+    out: dict[str, tuple[bytes, bytes]] = {}
+    if row[:2] in (b"\x00\x02", b"\x00\x03"):
+        joint, pos = row[1] == 3, 2
+        for cls in classes:
+            klen = {b"\x02H": 18, b"\x01D": 78, b"\x01W": 202}[row[pos:pos + 2]]
+            key, pos = row[pos:pos + klen], pos + klen
+            start, count = pos, row[pos]
+            pos += 1
+            for _ in range(count):
+                blocks = row[pos + 1]
+                pos += 2
+                if blocks == 0:
+                    (blocks,) = struct.unpack(">I", row[pos:pos + 4])
+                    pos += 4
+                pos += 32 * blocks + (0 if joint else 16)
+            pos += 16 if joint or count == 0 else 0
+            out[cls] = (key[10:18], row[start:pos])
+    else:
+        pos = 1
+        for _ in range(row[0]):
+            cls = row[pos + 1:pos + 1 + row[pos]].decode("ascii")
+            pos += 1 + row[pos]
+            (dl,) = struct.unpack(">H", row[pos:pos + 2])
+            dek = row[pos + 2:pos + 2 + dl]
+            pos += 2 + dl
+            (cl,) = struct.unpack(">I", row[pos:pos + 4])
+            out[cls] = (dek[10:18], row[pos + 4:pos + 4 + cl])
+            pos += 4 + cl
+    assert pos == len(row) and list(out) == classes
+    return [(c, *out[c]) for c in classes]
+
+
+def record_state_v2(meta_key: bytes, vid: bytes, rid: bytes, classes: list[str],
+                    rows: list[tuple[str, bytes]]) -> dict:
+    """Record states of the second kind (format.md 13a, database schema version 9 on): one
+    part per class over the envelope's DEK id and bytes, the token over the parts."""
+    key = hkdf(meta_key, b"dvault/v2/record-state")
+    cases = []
+    for source, row in rows:
+        envs = envelope_bodies(row, classes)
+        parts = [hmac256(key, b"part" + vid + rid + lp8(c.encode("ascii")) + did + body)[:16]
+                 for c, did, body in envs]
+        cases.append({"source": source, "row": h(row), "dek_ids": {c: h(did) for c, did, _ in envs},
+                      "parts": {c: h(p) for (c, _, _), p in zip(envs, parts)},
+                      "token": hmac256(key, b"row" + vid + b"".join(parts)).hex()})
+    return {
+        "expect": "success",
+        "description": "record states of the second kind: state_key = HKDF-SHA256(meta key, "
+                       "\"dvault/v2/record-state\"); part(c) = HMAC-SHA256(state_key, \"part\" || vault_id || "
+                       "record_id || u8 len(c) || c || dek_id || body)[0:16], body = every byte of the envelope "
+                       "after its key (format 1: the cells container without its u32 length); token = "
+                       "HEX(HMAC-SHA256(state_key, \"row\" || vault_id || parts in schema order)). A rewrap keeps "
+                       "the DEK id and the body, so row_rotated has the same parts and token as row",
+        "meta_key": h(meta_key), "vault_id": h(vid), "record_id": h(rid), "classes": classes,
+        "state_key": h(key), "cases": cases,
+    }
+
+
 def keyring_plain(keys: list[tuple[int, str, int, bytes, bytes]]) -> bytes:
     out = struct.pack(">H", len(keys))
     for kind, name, version, kid, key in keys:
@@ -591,6 +655,11 @@ def build() -> dict[str, dict]:
         "meta_key": h(meta_key), "vault_id": h(vid), "record_id": h(rid), "row": h(record_row(record_envs)),
         "dek_ids": h(row_dek_ids), "token": hmac256(state_key, vid + rid + row_dek_ids)[:12].hex(),
     }
+    # -- the same rows' states of the second kind (format.md 13a, database schema v9 on) -------
+    files["record_state_v2.json"] = record_state_v2(meta_key, vid, rid, ["public", "identity", "risk"], [
+        ("record_v1.json row", record_row(record_envs)),
+        *[(f"record_v{n}.json {k}", bytes.fromhex(files[f"record_v{n}.json"][k]))
+          for n in (2, 3) for k in ("row", "row_rotated")]])
     # -- the signed key statement (format.md 9b) ----------------------------------------------
     classes = {name: (det(f"statement-{name}-key", 32), det(f"statement-{name}-kid", 8), ver)
                for name, ver in (("risk", 3), ("contact", 1), ("identity", 2))}

@@ -701,9 +701,79 @@ class Reader:
             yield bytes(rid), bytes(data)
 
     # -- §13a record states
+    STATES_V2_FROM = 9  # the database version from which rows' states are of the second kind
+
     def state_token(self, rid, dek_ids):
+        """The first kind: over the row's DEK ids, in row order (24 hex characters)."""
         k = hkdf(self.kr.meta["key"], "dvault/v1/record-state")
         return hmac256(k, self.vault_id + rid + dek_ids)[:12].hex()
+
+    def second_kind(self):
+        """Whether the vault's rows are named by states of the second kind (db v9 on)."""
+        return int(self.meta.get("db_schema_version", b"0")) >= self.STATES_V2_FROM
+
+    def envelope_bodies(self, data):
+        """(class, DEK id, body) of each envelope, in schema order, by framing alone: the DEK
+        id is bytes 10..18 of the envelope's key (format 1: of its DEK blob), the body every
+        byte after the key (formats 2 and 3: the count byte through the last cell and the
+        check tag or tag; format 1: the cells container, without its u32 length)."""
+        r = R(data)
+        got = {}
+        if data[:2] in (b"\x00\x02", b"\x00\x03"):
+            joint = data[1] == 3
+            r.take(2)
+            for cls in self.classes:
+                klen = {b"\x02H": 18, b"\x01D": 78, b"\x01W": 202}.get(r.b[r.i:r.i + 2])
+                if klen is None:
+                    raise FormatError("record state: unknown key kind")
+                did = r.take(klen)[10:18]
+                start, count = r.i, r.u8()
+                for _ in range(count):
+                    r.u8()
+                    b = r.u8()
+                    r.take(32 * (r.u32() if b == 0 else b) + (0 if joint else 16))
+                if joint or not count:
+                    r.take(16)
+                got[cls] = (did, r.b[start:r.i])
+        else:
+            for _ in range(r.u8()):
+                cls = r.lp8().decode("ascii")
+                did = r.take(r.u16())[10:18]
+                if cls in got:
+                    raise FormatError("record state: a class twice")
+                got[cls] = (did, r.take(r.u32()))
+        if not r.done() or set(got) != set(self.classes):
+            raise FormatError("record state: row framing")
+        return [(c, *got[c]) for c in self.classes]
+
+    def state_key_v2(self):
+        return hkdf(self.kr.meta["key"], "dvault/v2/record-state")
+
+    def state_parts(self, rid, data):
+        """The second kind: class -> part (16 bytes), in schema order."""
+        k = self.state_key_v2()
+        return {c: hmac256(k, b"part" + self.vault_id + rid + lp8(c.encode("ascii")) + did + body)[:16]
+                for c, did, body in self.envelope_bodies(data)}
+
+    def token_of_parts(self, parts):
+        """The second kind's token (64 hex characters) from the parts, in schema order."""
+        return hmac256(self.state_key_v2(), b"row" + self.vault_id + b"".join(parts)).hex()
+
+    def token_of_named(self, named):
+        """The token of an update's ``was`` or ``now`` (class -> hex part), or None unless it
+        names exactly the schema's classes, each with 32 lower-case hex characters."""
+        if not isinstance(named, dict) or set(named) != set(self.classes):
+            return None
+        parts = [named[c] for c in self.classes]
+        if not all(isinstance(x, str) and len(x) == 32 and set(x) <= set("0123456789abcdef") for x in parts):
+            return None
+        return self.token_of_parts([bytes.fromhex(x) for x in parts])
+
+    def row_token(self, rid, data, dek_ids):
+        """The row's token of the kind the vault is at."""
+        if self.second_kind():
+            return self.token_of_parts(list(self.state_parts(rid, data).values()))
+        return self.state_token(rid, dek_ids)
 
     # -- §11 pseudonyms
     CROCK = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -792,7 +862,7 @@ class Reader:
         prev_hash = b"\0" * 32
         expect_seq = 1
         n, problems, unsigned = 0, [], 0
-        live, dropped, state_entries = set(), set(), 0
+        state_entries, with_states = 0, []
         targets = set()
         seen_labelled = False
         self.reasons, self.reasons_sealed_elsewhere = [], 0
@@ -832,11 +902,7 @@ class Reader:
             st = d.get("state") if isinstance(d, dict) else None
             if st:
                 state_entries += 1
-                for t in st.get("drop", []):
-                    live.discard(t)
-                    dropped.add(t)
-                for t in st.get("put", []):
-                    live.add(t)
+                with_states.append((seq, actor, action, d, st))
             if target:
                 targets.add(target)
             if reason:
@@ -851,10 +917,81 @@ class Reader:
             prev_hash = h
             expect_seq = seq + 1
             n += 1
+        live, dropped, state_problems, since = self.replay_states(with_states)
         self.report["audit"] = dict(count=n, head=prev_hash.hex(), problems=problems,
-                                    unsigned_unlock_failed=unsigned, state_entries=state_entries)
+                                    unsigned_unlock_failed=unsigned, state_entries=state_entries,
+                                    state_problems=state_problems, second_kind_since=since)
         self.audit_live, self.audit_dropped, self.audit_targets = live, dropped, targets
         return self.report["audit"]
+
+
+    def deciders(self):
+        """The lead (its Ed25519 key, keyring kind 4 or dv_meta.lead_vk) and the recovery actor."""
+        lead = self.kr.one(4)
+        lead_vk = lead["key"] if lead else self.meta.get("lead_vk") or None
+        out = {u["public"] for u in self.users.values() if lead_vk and u["public"][32:] == lead_vk}
+        rec = recovery_actor(self.kr)
+        if rec["x_pub"] and rec["ed_pub"]:
+            out.add(rec["x_pub"] + rec["ed_pub"])
+        elif len(self.meta.get("recovery_pub", b"")) == 64:
+            out.add(self.meta["recovery_pub"])
+        return out
+
+    def replay_states(self, entries):
+        """§13a "Record states" of both kinds, over (seq, actor, action, detail, state) in seq
+        order. The first kind (24 hex) names rows before the upgrade's ``restate`` (a decider's,
+        ``upgrade: 9``), the second (64 hex) after it, or throughout if there is none and the
+        vault is at version 9 or later. The upgrade's pairs move a row's state only where the
+        dropped token is live (one dropped before: the new one counts as dropped too). An
+        update of the second kind carries ``was`` and ``now``, whose tokens must be the ones
+        it drops and puts. An entry whose states break these rules is reported and not
+        replayed. (Whose role may write what is not checked here.)"""
+        v1 = lambda t: isinstance(t, str) and len(t) == 24 and set(t) <= set("0123456789abcdef")  # noqa: E731
+        v2 = lambda t: isinstance(t, str) and len(t) == 64 and set(t) <= set("0123456789abcdef")  # noqa: E731
+        deciders = self.deciders()
+
+        def upgrade(actor, action, d):
+            return action == "restate" and actor in deciders and d.get("upgrade") == self.STATES_V2_FROM
+        since = next((seq for seq, actor, action, d, _ in entries if upgrade(actor, action, d)),
+                     0 if self.second_kind() else None)
+        live, dropped, problems = set(), set(), []
+        for seq, actor, action, d, st in entries:
+            drop, put = st.get("drop", []), st.get("put", [])
+            if not (isinstance(drop, list) and isinstance(put, list)) or set(st) - {"drop", "put", "was", "now"}:
+                problems.append((seq, "malformed state"))
+                continue
+            if upgrade(actor, action, d):
+                if not (len(drop) == len(put) and all(map(v1, drop)) and all(map(v2, put))):
+                    problems.append((seq, "upgrade: not first-kind drops paired with second-kind puts"))
+                    continue
+                for old, new in zip(drop, put):
+                    if old in live:
+                        live.discard(old)
+                        dropped.add(old)
+                        live.add(new)
+                    elif old in dropped:
+                        dropped.add(new)
+                continue
+            second = since is not None and seq > since
+            want = v2 if second else v1
+            any_drop = action == "restate" and actor in deciders
+            if not (all(map(want, put)) and all(want(t) or (any_drop and (v1(t) or v2(t))) for t in drop)):
+                problems.append((seq, f"states not of the {'second' if second else 'first'} kind"))
+                continue
+            has_parts = "was" in st or "now" in st
+            if action == "update" and second:
+                if len(drop) != 1 or len(put) != 1 or self.token_of_named(st.get("was")) != drop[0] \
+                        or self.token_of_named(st.get("now")) != put[0]:
+                    problems.append((seq, "update: its parts do not give the states it names"))
+                    continue
+            elif has_parts:
+                problems.append((seq, "parts on an entry that takes none"))
+                continue
+            for t in drop:
+                live.discard(t)
+                dropped.add(t)
+            live.update(put)
+        return live, dropped, problems, since
 
 
 # ---------------------------------------------------------------- normalisation (§10, partial)
@@ -913,7 +1050,7 @@ def check(path, *, passphrase=None, identity=None, identity_passphrase=None, exp
         for k in kinds:
             kinds_seen[k] = kinds_seen.get(k, 0) + 1
         got[rid.hex()] = vals
-        tokens_by_rid[rid] = rd.state_token(rid, dek_ids)
+        tokens_by_rid[rid] = rd.row_token(rid, data, dek_ids)
         if show is not None:
             show(json.dumps({"id": rid.hex(), **vals}, ensure_ascii=False, sort_keys=True))
     step("records decrypted", n_bad == 0, f"({len(got)} records, DEK kinds {kinds_seen}, "
@@ -932,6 +1069,9 @@ def check(path, *, passphrase=None, identity=None, identity_passphrase=None, exp
     if getattr(rd, "canary_ids", None) is not None:
         found = [r for r in got if r in rd.canary_ids]
         step("canaries", set(found) <= rd.canary_ids, f"(canary records: {found})")
+    step("record states: of the kind the log takes there; updates' parts give their tokens",
+         not au["state_problems"], f"(second kind since seq {au['second_kind_since']}; "
+         f"problems={au['state_problems'][:5]})")
     row_tokens = set(tokens_by_rid.values())
     step("record states: every row's token live", row_tokens <= rd.audit_live,
          f"(rows={len(row_tokens)} live={len(rd.audit_live)} dropped={len(rd.audit_dropped)})")
