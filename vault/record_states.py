@@ -82,7 +82,11 @@ class States:
 
     def named_parts(self, record_id: bytes, data: bytes) -> dict[str, str]:
         """Class -> part (hex), as an update's entry carries them."""
-        return {c: p.hex() for c, p in zip(self._classes, self.parts(record_id, data), strict=True)}
+        return self.named(self.parts(record_id, data))
+
+    def named(self, parts: Sequence[bytes]) -> dict[str, str]:
+        """:meth:`named_parts` from parts already computed."""
+        return {c: p.hex() for c, p in zip(self._classes, parts, strict=True)}
 
     def token_of_named(self, named: object) -> str | None:
         """The token of an entry's ``was`` or ``now`` (class -> part, hex), or None if it is

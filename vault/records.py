@@ -195,11 +195,15 @@ class Records:
         """An update's ``state``: the token dropped and the one put, and, for the second kind,
         both rows' parts (``was``, ``now``), from which the record check recomputes the two
         tokens and sees which classes changed (only those the writer may update may)."""
-        out = self.journal.states([self.state_token(rid, old)], [self.state_token(rid, new)])
-        if self.second_kind():
-            assert self.access.states_v2 is not None
-            out["state"].update(was=self.access.states_v2.named_parts(rid, old),
-                                now=self.access.states_v2.named_parts(rid, new))
+        st = self.access.states_v2
+        if not self.second_kind() or st is None:
+            return self.journal.states([self.state_token(rid, old)], [self.state_token(rid, new)])
+        try:
+            was, now = st.parts(rid, old), st.parts(rid, new)
+        except E.Malformed:
+            raise IntegrityError("record row is malformed", record_id=rid.hex()) from None
+        out = self.journal.states([st.token_of(was)], [st.token_of(now)])
+        out["state"].update(was=st.named(was), now=st.named(now))
         return out
 
     # -- reads -----------------------------------------------------------------------------------
