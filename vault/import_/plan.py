@@ -143,7 +143,7 @@ def plan_import(data: bytes, mapping: Mapping, schema: Schema, *, encoding: str 
     if layout.errors:
         return ImportPlan([], layout.errors, total, unmapped=layout.unmapped(), hints=layout.hints())
     planner = _RowPlanner(mapping, schema, layout)
-    out = ImportPlan([], [], total, unmapped=layout.unmapped())
+    out = ImportPlan([], [], total, unmapped=layout.unmapped(), hints=layout.hints())
     for line, cells in table.rows:
         if len(cells) != len(table.header):
             # Cells are shifted: checking them against their columns would only
@@ -185,6 +185,9 @@ class _Layout:
         self.used: set[int] = set()
         self.feeds: dict[str, _Feed] = {}
         self._missing = False
+        # A header line wider than every row is probably a header that swallowed the first
+        # row (its line break lost): its cells may be a person's, so none is named.
+        self.swallowed = bool(table.rows) and all(len(c) < len(self.header) for _, c in table.rows)
         self._columns()
         self._joins()
         self._selects()
@@ -296,12 +299,15 @@ class _Layout:
         h = self.header[i]
         if not h:
             return f"(unnamed column {i + 1})"
-        return f"(column {i + 1})" if not self.used or _looks_like_value(h) else h
+        return f"(column {i + 1})" if not self.used or self.swallowed or _looks_like_value(h) else h
 
     def unmapped(self) -> list[str]:
         return [self._shown(i) for i in range(len(self.header)) if i not in self.used]
 
     def hints(self) -> list[str]:
+        if self.swallowed:
+            return [f"the header line has more cells than any row ({len(self.header)}): is the line break after "
+                    "the header missing? (Its cells are not shown: they may be a person's data)"]
         if not self._missing:
             return []
         if not self.used:

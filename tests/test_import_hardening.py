@@ -1,0 +1,46 @@
+"""`dvault import` hardening (from a review of the import path): files and mappings a
+careful user hits in practice, each refused or read with one clear line, and no cell
+value in any message, hint or note."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import run_dvault  # noqa: F401 - used through the cli fixture's module
+from test_import_cli import cli, records  # noqa: F401 - the fixture, and a reader of the vault
+from vault import schema as S
+from vault.importer import load_mapping, plan_import
+
+SCHEMA = S.load()
+MAPPING = '[columns]\n"Name" = "legal_name"\n"Born" = "date_of_birth"\n"Email" = "email"\n'
+
+
+def plan(data: bytes, mapping: str = MAPPING, **kw):  # type: ignore[no-untyped-def]
+    return plan_import(data, load_mapping(mapping, SCHEMA), SCHEMA, **kw)
+
+
+# -- a header line that swallowed the first row --------------------------------------------
+
+
+def test_a_header_joined_to_its_first_row_does_not_name_that_rows_cells(cli, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A header file saved without a final line break, then concatenated with an export's
+    rows (``cat header.csv rows.csv``): the header line holds the first person's cells.
+    The unused-columns note (stderr and --json) quoted them: a name, a risk note."""
+    url, tmp, run = cli
+    (tmp / "map.toml").write_text(MAPPING)
+    (tmp / "in.csv").write_bytes(b"Name,Born,Email,Note" + b"Amira Haddad,1990-01-02,amira@x.org,Fled Syria\r\n"
+                                 b"Omar Farouk,1991-01-02,omar@x.org,none\r\n")
+    for extra in (("--dry-run",), ("--dry-run", "--json"), ()):
+        code, out, err = run("import", "in.csv", "--mapping", "map.toml", *extra, capsys=capsys)
+        assert code == 1, err
+        assert "Amira" not in out + err and "Fled Syria" not in out + err, out + err
+        if "--json" not in extra:
+            assert "more cells than any row" in err, err
+    assert records(url) == []
+
+
+def test_a_header_as_wide_as_its_rows_is_still_named() -> None:
+    p = plan(b"Name,Born,Email,Note\nAmira Haddad,1990-01-02,amira@x.org,x\n")
+    assert p.ok and p.unmapped == ["Note"] and p.hints == []
