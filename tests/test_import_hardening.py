@@ -44,3 +44,25 @@ def test_a_header_joined_to_its_first_row_does_not_name_that_rows_cells(cli, cap
 def test_a_header_as_wide_as_its_rows_is_still_named() -> None:
     p = plan(b"Name,Born,Email,Note\nAmira Haddad,1990-01-02,amira@x.org,x\n")
     assert p.ok and p.unmapped == ["Note"] and p.hints == []
+
+
+# -- encodings ------------------------------------------------------------------------------
+
+ROWS = "Name,Born,Email\r\nAmira Haddad,1990-01-02,amira@x.org\r\n"
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_utf16_without_a_byte_order_mark_gets_the_utf16_hint(encoding: str) -> None:
+    """UTF-16 of ASCII text without a BOM is valid UTF-8 (a NUL after every letter): it
+    was read as such, and refused with "missing column" and a hint that the file has no
+    header line, instead of the hint naming --encoding."""
+    p = plan(ROWS.encode(encoding))
+    assert [str(e) for e in p.errors] == ["line 1: file is not UTF-8 text (it looks like UTF-16)"]
+    assert p.hints == [f"it looks like UTF-16 without a byte-order mark: try --encoding {encoding}"]
+    assert plan(ROWS.encode(encoding), encoding=encoding).ok
+
+
+def test_utf32_is_not_hinted_as_utf16() -> None:
+    p = plan(ROWS.encode("utf-32"))
+    assert p.hints == ["it looks like UTF-32: try --encoding utf-32"], p.hints
+    assert plan(ROWS.encode("utf-32"), encoding="utf-32").ok

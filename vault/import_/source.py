@@ -71,13 +71,23 @@ def read_table(data: bytes, *, encoding: str | None = None, delimiter: str | Non
 
 
 def _decode(data: bytes, encoding: str | None) -> str:
+    """The file's text; a SourceError (line, no bytes) with a hint when it is not in
+    ``encoding`` (default UTF-8): a wrong guess must fail here, once, not as one
+    "missing column" per mapped column."""
     if encoding is None:
         if data.startswith(codecs.BOM_UTF8):
             data = data[3:]
         try:
-            return data.decode("utf-8")  # strict: latin-1, UTF-16 and lone surrogates fail
+            text = data.decode("utf-8")  # strict: latin-1, UTF-16 with a BOM and lone surrogates fail
         except UnicodeDecodeError as e:
             line = data[: e.start].count(b"\n") + 1  # raised below: the decoder's error holds the file
+        else:
+            # UTF-16 or UTF-32 of ASCII text without a BOM is valid UTF-8 (NULs are): read
+            # as such, its header matched nothing and the hint said it had no header line.
+            wide = _wide_order(data) if "\x00" in text else None
+            if wide is None:
+                return text
+            raise SourceError(1, f"file is not UTF-8 text (it looks like {wide[0]})", _guess(data))
         raise SourceError(line, "file is not UTF-8 text (bad encoding)", _guess(data))
     try:
         info = codecs.lookup(encoding)
@@ -102,7 +112,13 @@ def _guess(data: bytes) -> str | None:
     non-ASCII bytes mostly letters is what Excel on Windows writes for Western European
     languages (the Latin-1 superset); a file in another code page also decodes, so the
     hint says "probably"."""
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or data[1:200:2].count(0) > 40:
+    if data.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):  # before UTF-16: FF FE 00 00 starts with FF FE
+        return "it looks like UTF-32: try --encoding utf-32"
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "it looks like UTF-16: try --encoding utf-16"
+    if (wide := _wide_order(data)) is not None:  # no BOM: "utf-16" would guess the byte order
+        return f"it looks like {wide[0]} without a byte-order mark: try --encoding {wide[1]}"
+    if data[1:200:2].count(0) > 40:
         return "it looks like UTF-16: try --encoding utf-16"
     try:
         text = data.decode("cp1252")
@@ -111,6 +127,25 @@ def _guess(data: bytes) -> str | None:
     high = [c for c in text if ord(c) > 127]
     if high and sum(c.isalpha() for c in high) >= 0.6 * len(high):
         return "it is probably Windows-1252 (a CSV saved by Excel on Windows): try --encoding cp1252"
+    return None
+
+
+def _wide_order(data: bytes) -> tuple[str, str] | None:
+    """("UTF-16", codec) or ("UTF-32", codec) when the first bytes read as that encoding of
+    mostly ASCII text with no BOM, i.e. NUL in the high byte(s) of nearly every character;
+    else None. Why: no CSV export is text with a NUL in every other byte, so this is
+    never a UTF-8 file."""
+    head = data[:400]
+    if len(head) < 8:
+        return None
+
+    def nul(offsets: tuple[int, ...], step: int) -> bool:  # NUL in the high bytes, text in the low one
+        return all((head[o::step].count(0) >= 0.9 * len(head[o::step])) == (o in offsets) for o in range(step))
+
+    for name, codec, offsets, step in (("UTF-32", "utf-32-le", (1, 2, 3), 4), ("UTF-32", "utf-32-be", (0, 1, 2), 4),
+                                       ("UTF-16", "utf-16-le", (1,), 2), ("UTF-16", "utf-16-be", (0,), 2)):
+        if nul(offsets, step):
+            return name, codec
     return None
 
 
