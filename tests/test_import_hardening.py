@@ -66,3 +66,18 @@ def test_utf32_is_not_hinted_as_utf16() -> None:
     p = plan(ROWS.encode("utf-32"))
     assert p.hints == ["it looks like UTF-32: try --encoding utf-32"], p.hints
     assert plan(ROWS.encode("utf-32"), encoding="utf-32").ok
+
+
+@pytest.mark.parametrize(("data", "encoding"), [
+    (b"\xef\xbb\xbf" + ("\ufeff" + ROWS).encode("utf-8"), None),  # a BOM added to a file that had one
+    (("\ufeff" + ROWS).encode("utf-16-le"), "utf-16-le"),  # the -le/-be codecs keep the mark as text
+    (("\ufeff" + ROWS).encode("utf-16-be"), "utf-16-be"),
+    (("\ufeff" + ROWS).encode("utf-32-le"), "utf-32-le"),
+    (("\ufeff" + ROWS).encode("utf-8"), "utf-8-sig"),
+])
+def test_a_byte_order_mark_is_never_part_of_the_first_column_name(data: bytes, encoding: str | None) -> None:
+    """A mark left in the text made the first header '\\ufeffName': "missing column
+    'Name'" next to a header that reads 'Name'."""
+    p = plan(data, encoding=encoding)
+    assert p.ok and [v["legal_name"] for _, v in p.rows] == ["Amira Haddad"], [str(e) for e in p.errors]
+

@@ -53,7 +53,10 @@ def read_table(data: bytes, *, encoding: str | None = None, delimiter: str | Non
     when ``delimiter`` is None. Raises SourceError."""
     if data.startswith(XLSX_MAGIC):
         return _read_xlsx(data)
-    text = _decode(data, encoding)
+    # A byte-order mark is never data: one left by a codec that keeps it (utf-16-le, -be,
+    # utf-32-le...) or a second one (a file with a BOM saved again) would begin the
+    # first column's name, which then matched nothing while reading as that name.
+    text = _decode(data, encoding).lstrip("\ufeff")
     d = delimiter or _sniff(text, wanted)
     records = _records(text, d)
     try:
