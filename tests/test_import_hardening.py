@@ -81,3 +81,16 @@ def test_a_byte_order_mark_is_never_part_of_the_first_column_name(data: bytes, e
     p = plan(data, encoding=encoding)
     assert p.ok and [v["legal_name"] for _, v in p.rows] == ["Amira Haddad"], [str(e) for e in p.errors]
 
+
+# -- mapping files --------------------------------------------------------------------------
+
+
+def test_a_mapping_saved_with_a_byte_order_mark_loads(cli, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Notepad on Windows (before 2019) saved UTF-8 with a BOM: the mapping was refused as
+    "not valid TOML: Invalid statement (at line 1, column 1)", which points nowhere."""
+    url, tmp, run = cli
+    (tmp / "map.toml").write_bytes(b"\xef\xbb\xbf" + MAPPING.replace("\n", "\r\n").encode("utf-8"))
+    (tmp / "in.csv").write_text(ROWS, "utf-8")
+    code, out, err = run("import", "in.csv", "--mapping", "map.toml", capsys=capsys)
+    assert code == 0 and "imported 1" in out, err
+    assert [r["legal_name"] for r in records(url)] == ["Amira Haddad"]

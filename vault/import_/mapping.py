@@ -114,8 +114,11 @@ def load_mapping(text: str, schema: Schema, *, name: str = "mapping") -> Mapping
 
 
 def parse_toml(text: str, name: str) -> dict[str, Any]:
+    """The TOML document of a mapping. A leading byte-order mark is dropped: Notepad on
+    Windows saved UTF-8 with one, and tomllib refuses it as an invalid statement at
+    line 1, column 1, which points at nothing the operator can see."""
     try:
-        return tomllib.loads(text)
+        return tomllib.loads(text.removeprefix("\ufeff"))
     except tomllib.TOMLDecodeError as e:
         raise MappingError(f"{name} is not valid TOML: {e}") from None
     except RecursionError:  # tomllib recurses once per level of nested arrays or tables
