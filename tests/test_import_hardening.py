@@ -94,3 +94,14 @@ def test_a_mapping_saved_with_a_byte_order_mark_loads(cli, capsys) -> None:  # t
     code, out, err = run("import", "in.csv", "--mapping", "map.toml", capsys=capsys)
     assert code == 0 and "imported 1" in out, err
     assert [r["legal_name"] for r in records(url)] == ["Amira Haddad"]
+
+
+def test_a_column_named_twice_in_one_join_is_refused() -> None:
+    """["First", "First"] joined the cell with itself: "Amira Amira" stored, silently."""
+    from vault.importer import MappingError
+
+    with pytest.raises(MappingError, match=r"\[join\] legal_name names column 'First' twice"):
+        load_mapping('[join]\nlegal_name = ["First", "Last", "First"]\n', SCHEMA)
+
+    with pytest.raises(MappingError, match=r"\[select_many.dietary\] names column 'Diet' twice"):
+        load_mapping('[columns]\n"Name" = "legal_name"\n[select_many.dietary]\ncolumn = "Diet"\nother = "Diet"\n', SCHEMA)

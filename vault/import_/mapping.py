@@ -242,7 +242,7 @@ def _sources(doc: dict[str, Any], schema: Schema, name: str, *, lenient: bool
             raise MappingError(f"{name}: [join] {target}: only text fields can be joined")
         if not isinstance(parts, list) or len(parts) < 2:
             raise MappingError(f"{name}: [join] {target} must list two or more columns")
-        join[target] = tuple(_header(p, name, f"[join] {target}") for p in parts)
+        join[target] = _distinct(tuple(_header(p, name, f"[join] {target}") for p in parts), name, f"[join] {target}")
         claim(target, "[join]")
     select: dict[str, SelectMany] = {}
     for target, spec in select_raw.items():
@@ -250,9 +250,22 @@ def _sources(doc: dict[str, Any], schema: Schema, name: str, *, lenient: bool
         if f.type not in ("list", "text") or not isinstance(spec, dict) or not spec or set(spec) - _SELECT_KEYS:
             raise MappingError(f"{name}: [select_many.{target}] needs a list field and column, options or other")
         parts = {k: _header(v, name, f"[select_many.{target}]") for k, v in spec.items()}
+        _distinct(tuple(v for k, v in parts.items() if k != "options"), name, f"[select_many.{target}]")
         select[target] = SelectMany(**parts)
         claim(target, f"[select_many.{target}]")
     return dict(columns), join, select
+
+
+def _distinct(headers: tuple[str, ...], name: str, where: str) -> tuple[str, ...]:
+    """``headers`` if no column is named twice in one rule: a join of a column with itself
+    stored its text twice ("Amira Amira"), and a select-many answer read as its own
+    "other" text one more item, silently."""
+    seen: set[str] = set()
+    for h in headers:
+        if h in seen:
+            raise MappingError(f"{name}: {where} names column {h!r} twice")
+        seen.add(h)
+    return headers
 
 
 def _field(schema: Schema, target: str, where: str, name: str) -> Field:
