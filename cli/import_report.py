@@ -92,6 +92,10 @@ class Report:
     def _verdict(self) -> str:
         p = self.p
         real_errors = [e for e in p.errors if e.kind != "in_vault"]
+        if p.unreadable:  # --skip-bad cannot help: say so, not "use --skip-bad"
+            self.failure = ("nothing imported: the file itself must be fixed (--skip-bad skips bad rows, "
+                            "not a file that cannot be read)")
+            return "refused"
         if p.errors and not self.skip_bad:
             self.failure = "nothing imported: fix the rows above or use --skip-bad"
             return "refused"

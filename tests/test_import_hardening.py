@@ -105,3 +105,38 @@ def test_a_column_named_twice_in_one_join_is_refused() -> None:
 
     with pytest.raises(MappingError, match=r"\[select_many.dietary\] names column 'Diet' twice"):
         load_mapping('[columns]\n"Name" = "legal_name"\n[select_many.dietary]\ncolumn = "Diet"\nother = "Diet"\n', SCHEMA)
+
+
+# -- what the last line says ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("data", "why"), [
+    (b"", "file is empty"),
+    (b"Name,Born,Email\r\nAm\xe9lie Dubois,1990-01-02,a@x.org\r\n", "not UTF-8"),
+    (b"Name,Born\r\nAmira Haddad,1990-01-02\r\n", "missing column"),
+    (b'Name,Born,Email\r\n"Amira Haddad,1990-01-02,a@x.org\r\n', "malformed CSV"),
+])
+def test_a_problem_with_the_whole_file_does_not_suggest_skip_bad(cli, capsys, data: bytes, why: str) -> None:  # type: ignore[no-untyped-def]
+    """--skip-bad skips bad rows; a file that cannot be read has none to skip, and with
+    --skip-bad the last line said only "no rows to import"."""
+    url, tmp, run = cli
+    (tmp / "map.toml").write_text(MAPPING)
+    (tmp / "in.csv").write_bytes(data)
+    for extra in ((), ("--skip-bad",), ("--json",)):
+        code, out, err = run("import", "in.csv", "--mapping", "map.toml", *extra, capsys=capsys)
+        last = err.strip().splitlines()[-1]
+        assert code == 1 and why in out + err, err
+        assert last == "dvault: error: nothing imported: the file itself must be fixed (--skip-bad skips bad " \
+                       "rows, not a file that cannot be read)", err
+        if "--json" in extra:
+            assert json.loads(out)["rows"][0]["status"] == "refused"
+    assert records(url) == []
+
+
+def test_bad_rows_still_suggest_skip_bad(cli, capsys) -> None:  # type: ignore[no-untyped-def]
+    url, tmp, run = cli
+    (tmp / "map.toml").write_text(MAPPING)
+    (tmp / "in.csv").write_text(ROWS + "Omar Farouk,1991-02-30,o@x.org\r\n", "utf-8")
+    code, out, err = run("import", "in.csv", "--mapping", "map.toml", capsys=capsys)
+    assert code == 1 and err.strip().endswith("nothing imported: fix the rows above or use --skip-bad"), err
+

@@ -48,7 +48,7 @@ def check_against_vault(v: Any, plan: ImportPlan) -> tuple[ImportPlan, list[str]
         if by_source and isinstance(sid := rec.get(_SOURCE), str) and (k := normalize("compact", sid)):
             sources.setdefault(k, []).append((rec.id, {f: rec[f] for f in compare if f in rec}))
     out = ImportPlan([], list(plan.errors), plan.total, skipped=plan.skipped, unmapped=plan.unmapped,
-                     hints=plan.hints)
+                     hints=plan.hints, unreadable=plan.unreadable)
     if by_source:
         out.not_compared = sorted(f for f in mapped if f not in v.readable_fields)
     for line, values in plan.rows:

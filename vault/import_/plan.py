@@ -89,8 +89,9 @@ class ImportPlan:
     ``unchanged`` rows matched to stored records by source id (see against.py);
     ``unmapped`` the header names no rule used (by position where a name could be a
     person's data, _Layout._shown); ``hints`` advice on file-level errors;
-    ``not_compared`` fields an update could not compare (the role cannot read them).
-    The repr shows counts only."""
+    ``not_compared`` fields an update could not compare (the role cannot read them);
+    ``unreadable`` True when the errors are the whole file's (encoding, quoting, header),
+    which no row can be skipped past. The repr shows counts only."""
 
     rows: list[tuple[int, dict[str, object]]]
     errors: list[RowError]
@@ -101,6 +102,7 @@ class ImportPlan:
     unmapped: list[str] = field(default_factory=list)
     hints: list[str] = field(default_factory=list)
     not_compared: list[str] = field(default_factory=list)
+    unreadable: bool = False
 
     @property
     def ok(self) -> bool:
@@ -137,11 +139,13 @@ def plan_import(data: bytes, mapping: Mapping, schema: Schema, *, encoding: str 
     try:
         table = read_table(data, encoding=encoding, delimiter=mapping.delimiter, wanted=wanted)
     except SourceError as e:
-        return ImportPlan([], [RowError(e.line, None, e.message)], 0, hints=[e.hint] if e.hint else [])
+        return ImportPlan([], [RowError(e.line, None, e.message)], 0, hints=[e.hint] if e.hint else [],
+                          unreadable=True)
     total = len(table.rows)
     layout = _Layout(table, mapping, schema)
     if layout.errors:
-        return ImportPlan([], layout.errors, total, unmapped=layout.unmapped(), hints=layout.hints())
+        return ImportPlan([], layout.errors, total, unmapped=layout.unmapped(), hints=layout.hints(),
+                          unreadable=True)  # the header's errors: every row would fail
     planner = _RowPlanner(mapping, schema, layout)
     out = ImportPlan([], [], total, unmapped=layout.unmapped(), hints=layout.hints())
     for line, cells in table.rows:
