@@ -140,3 +140,24 @@ def test_bad_rows_still_suggest_skip_bad(cli, capsys) -> None:  # type: ignore[n
     code, out, err = run("import", "in.csv", "--mapping", "map.toml", capsys=capsys)
     assert code == 1 and err.strip().endswith("nothing imported: fix the rows above or use --skip-bad"), err
 
+
+
+# -- codecs that fail in their own way ------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ["punycode", "idna"])
+def test_a_codec_that_raises_unicode_error_is_a_file_error(encoding: str) -> None:
+    """punycode and idna raise UnicodeError, not UnicodeDecodeError: it escaped the
+    reader, and the CLI said "an argument, variable or file is not valid UTF-8 text"."""
+    data = b"Name,Born,Email\r\nAmira Haddad,1990-01-02,a@x.xn--zz\r\n"  # idna: a label "xn--" starts is punycode
+    p = plan(data, encoding=encoding)
+    assert [str(e) for e in p.errors] == [f"line 1: file is not {encoding} text (bad encoding)"], p.errors
+
+
+def test_the_undefined_codec_is_a_file_error_too(cli, capsys) -> None:  # type: ignore[no-untyped-def]
+    url, tmp, run = cli
+    (tmp / "map.toml").write_text(MAPPING)
+    (tmp / "in.csv").write_text(ROWS, "utf-8")
+    code, out, err = run("import", "in.csv", "--mapping", "map.toml", "--encoding", "undefined", capsys=capsys)
+    assert code == 1 and "line 1: file is not undefined text (bad encoding)" in err, err
+    assert "not valid UTF-8" not in err and "Amira" not in err

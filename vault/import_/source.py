@@ -102,8 +102,9 @@ def _decode(data: bytes, encoding: str | None) -> str:
         data = data[3:]
     try:
         return data.decode(info.name)
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1  # raised below: the decoder's error holds the file
+    except UnicodeError as e:  # punycode, idna and "undefined" raise UnicodeError itself (no position),
+        # whose message can quote the file: raised below, outside this handler
+        line = data[: e.start].count(b"\n") + 1 if isinstance(e, UnicodeDecodeError) else 1
     raise SourceError(line, f"file is not {info.name} text (bad encoding)", _guess(data))
 
 
