@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from vault import _format as F
 from vault.identity import Identity
 from vault.postgres import check_roles, grant_roles
 
@@ -176,7 +177,7 @@ def test_the_upgrade_to_v8_makes_the_guard() -> None:
                 c.exec_driver_sql("DROP FUNCTION dv_audit_guard()")
                 assert state(c) is None
             with vault.open(url, identity=lead) as v:
-                assert v._ses.db_known == 8 and v.audit_verify().ok
+                assert v._ses.db_known == F.DB_SCHEMA_VERSION and v.audit_verify().ok
             with engine.connect() as c:
                 assert state(c) == "A"
         finally:
