@@ -6,18 +6,16 @@ the behaviour the documents promise; a failing one is a finding."""
 
 from __future__ import annotations
 
-import json
 import time
-from typing import Any
 
 import pytest
+from vault.identity import Identity
 
 import vault
 from conftest import PASSPHRASE
 from rawdb import RawDB, as_release_v8
-from test_audit_rights import _last_entry, _row, _staff_login
+from test_audit_rights import _row, _staff_login
 from vault import _format as F
-from vault.identity import Identity
 
 FULL = {"legal_name": "Amira Haddad", "organisation": "Free Press Network", "nationality": "Syria",
         "email": "amira@example.org", "phone": "+961 1 234 567", "badge_name": "Amira",
@@ -188,7 +186,8 @@ def test_a_refused_add_entry_by_staff_hides_their_bulk_export_from_the_persons_s
         assert v.audit_verify().ok
         data = v.subject_export(v.pseudonym(amira, "badge")).data
     bulk = [(a["action"], a["role"]) for a in data["accesses"] if a.get("scope") == "all records"]
-    assert ("export", "staff") in bulk, "staff's bulk export is missing from the subject export: " + str(data["accesses"])
+    assert ("export", "staff") in bulk, "staff's bulk export is missing from the subject export: " + str(
+        data["accesses"])
 
 
 # -- 4. revocation re-judges what a staff member signed before it ------------------------------------
