@@ -95,8 +95,10 @@ class LifecycleCalls:
         store = self._ses.store()  # VaultClosed on a closed handle, before its dropped keyring is looked at
         ring = self._access.ring
         assert ring is not None
+        records = self._records
         return RT.Keys(store, self._ses.vid, K.signers(ring), self._access.plan_signer,
-                       self._journal.record, self._journal.target)
+                       self._journal.record, self._journal.target,
+                       lambda rid, data, fields: records.decode_row(rid, data, records.classes_for(fields)))
 
     def set_retention(self, record_id: str, until: Any) -> None:
         """Keep one record until ``until`` (a date) whatever the rule says; None removes it (lead)."""

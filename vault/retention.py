@@ -73,6 +73,9 @@ class Keys:
     signer: Callable[[], tuple[bytes, Callable[[bytes], bytes]]]
     audit: Callable[[str, str, dict[str, Any]], None]
     target: Callable[[str], str]
+    #: (record id, its row) -> the row's decrypted fields, unaudited (the purge's check of a
+    #: record it is about to shred, under the row's lock: vault.lifecycle passes Records')
+    decode: Callable[[bytes, bytes, list[str]], Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -170,7 +173,9 @@ def set_override(v: Host, keys: Keys, record_id: str, until: _dt.date | None) ->
     store = keys.store
     name = F.RETENTION_META_PREFIX + rid.hex()
     with store.tx() as conn:
-        if not store.record_exists(conn, rid):
+        # held (PostgreSQL: FOR SHARE) to our commit: a purge locks the row before it reads
+        # the override, so it either sees this one or shredded the record first (NotFound here)
+        if not store.record_exists(conn, rid, hold=True):
             raise NotFound(f"no record {record_id}")
         old = store.get_meta_values(conn, [name]).get(name)
         replaces = decode(keys.vault_id, rid, old, keys.verify_keys).override_id if old is not None else None
@@ -276,20 +281,21 @@ def plan(v: Host, keys: Keys, today: _dt.date | None = None) -> Plan:
     undated = total = 0
     for rec in v.records(fields=[rule.after] if rule.after else []):
         total += 1
-        o = kept.get(rec.id)
-        last: _dt.date | None
-        if o is not None:
-            last, cause = o.until, "override"
-        else:
-            value = rec.get(rule.after) if rule.after else None
-            last = rule.expires(value)
-            cause = "after" if rule.after and isinstance(value, _dt.date) else "event_end"
+        last, cause = _last_day(rule, kept.get(rec.id), rec)
         if last is None:
             undated += 1
         elif day > last:
             expired.append(rec.id)
             by[cause] += 1
     return Plan(day, expired, {c: by[c] for c in CAUSES if by[c]}, undated, total)
+
+
+def _last_day(rule: Rule, o: Override | None, rec: Mapping[str, Any]) -> tuple[_dt.date | None, str]:
+    """(the last day a record is kept, why): its override, else the rule on its fields."""
+    if o is not None:
+        return o.until, "override"
+    value = rec.get(rule.after) if rule.after else None
+    return rule.expires(value), ("after" if rule.after and isinstance(value, _dt.date) else "event_end")
 
 
 def purge(v: Host, keys: Keys, *, dry_run: bool = True, today: _dt.date | None = None) -> PurgeReport:
@@ -305,17 +311,48 @@ def purge(v: Host, keys: Keys, *, dry_run: bool = True, today: _dt.date | None =
     try:
         for record_id in p.expired:
             o = kept.pop(record_id, None)
-            if o is not None:
-                _drop_override(keys, record_id, o.override_id, live=True)
-            try:
-                v.delete(record_id)
-            except NotFound:  # shredded meanwhile by someone else: gone is what was asked
-                continue
-            done += 1
+            if _shred_if_expired(v, keys, record_id, o, p.today):
+                done += 1
         _drop_orphans(keys, kept, set(p.expired))
     finally:
         keys.audit("purge", "", {"dry_run": False, "count": done, "by": p.by, "undated": p.undated})
     return PurgeReport(False, done, p.by, p.undated, p.total, p.today)
+
+
+def _shred_if_expired(v: Host, keys: Keys, record_id: str, o: Override | None, day: _dt.date) -> bool:
+    """Shred one record the plan found expired, if it still is: checked again in the shred's
+    transaction, under the record's row lock (PostgreSQL: FOR UPDATE, taken after the keys
+    and plan locks, as a shred takes them). Why: another client may have updated the
+    record's date, or the lead set an override, since the plan read them; shredding from
+    that read would destroy a record the rule keeps. A record changed so is left for the
+    next purge to judge; one shredded meanwhile by someone else is gone, as was asked."""
+    store = keys.store
+    rid = _rid(record_id)
+    name = F.RETENTION_META_PREFIX + record_id
+    rule = v.schema.retention
+    assert rule is not None  # plan() refused a schema without one
+    with store.tx() as conn:
+        store.lock_writes(conn)
+        store.lock_plan(conn, exclusive=False)
+        data = store.get_record(conn, rid, lock=True)
+        if data is None:
+            return False
+        blob = store.get_meta_values(conn, [name]).get(name)
+        try:
+            now = decode(keys.vault_id, rid, blob, keys.verify_keys) if blob is not None else None
+        except (IntegrityError, ValidationError):
+            return False  # set meanwhile and not readable: not this purge's to judge
+        if (now is None) != (o is None) or (now is not None and o is not None and now.override_id != o.override_id):
+            return False  # an override set, changed or removed since the plan
+        fields = keys.decode(rid, data, [rule.after]) if o is None and rule.after else {}
+        last, _ = _last_day(rule, o, fields)
+        if last is None or day <= last:
+            return False  # kept by its date or override as they are now
+        if o is not None:
+            _drop_override(keys, record_id, o.override_id, live=True)
+        v.delete(record_id)  # joins this transaction (its entry and ledger row commit with it)
+    store.checkpoint()  # what the shred's own checkpoint could not do inside our transaction
+    return True
 
 
 def _drop_orphans(keys: Keys, kept: dict[str, Override], purged: set[str]) -> None:
