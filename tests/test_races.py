@@ -52,3 +52,52 @@ def test_a_purge_spares_a_record_kept_meanwhile(url: str, monkeypatch: pytest.Mo
         with pytest.raises(vault.NotFound):
             v.get(goes)
         assert v.audit_verify().ok and v.check_records().ok
+
+
+def _rows(n: int) -> list[dict[str, str]]:
+    return [{"badge_name": f"p{i}", "email": f"p{i}@example.org", "legal_name": f"Person {i}"} for i in range(n)]
+
+
+def test_a_reindex_overtaken_elsewhere_does_not_switch_its_old_plan_back_in(url: str) -> None:
+    """A re-indexes; B joins and finishes that re-index, then re-plans (population 200000)
+    and finishes that too. A, still in its batches, then switched its own plan back in
+    (and deleted B's generation): the lead's new plan was silently undone. A now sees
+    that its plan is no longer the pending one and stops with a clear KeysChanged."""
+    with vault.create(url, PASSPHRASE) as v:
+        ids = v.add_many(_rows(60))
+    a, b = vault.open(url, PASSPHRASE), vault.open(url, PASSPHRASE)
+    try:
+        def overtaken(done: int, total: int) -> None:
+            if done == 10:
+                b.reindex()
+                b.reindex(population=200000)
+        with pytest.raises(vault.KeysChanged, match="re-index elsewhere"):
+            a.reindex(population=5000, batch=10, progress=overtaken)
+        assert a.status()["index"]["population"] == 200000
+    finally:
+        a.close()
+        b.close()
+    with vault.open(url, PASSPHRASE) as v:
+        assert v.status()["index"]["population"] == 200000 and not v.status()["index"]["reindex_pending"]
+        assert all([r.id for r in v.find(email=f"p{i}@example.org")] == [ids[i]] for i in range(60))
+        assert v.verify().ok and v.audit_verify().ok
+
+
+def test_a_reindex_finished_elsewhere_ends_quietly(url: str) -> None:
+    """A's re-index finished by B while A was between batches: A's call ends, nothing undone."""
+    with vault.create(url, PASSPHRASE) as v:
+        ids = v.add_many(_rows(40))
+    a, b = vault.open(url, PASSPHRASE), vault.open(url, PASSPHRASE)
+    try:
+        def finished(done: int, total: int) -> None:
+            if done == 10:
+                b.reindex()
+        a.reindex(population=5000, batch=10, progress=finished)
+        assert a.status()["index"]["population"] == 5000
+    finally:
+        a.close()
+        b.close()
+    with vault.open(url, PASSPHRASE) as v:
+        assert not v.status()["index"]["reindex_pending"]
+        assert all([r.id for r in v.find(email=f"p{i}@example.org")] == [ids[i]] for i in range(40))
+        assert v.verify().ok

@@ -192,6 +192,8 @@ class Search:
                     break
                 with store.tx() as conn:
                     self.access.check_keys(conn)  # index keys derive from our class keys
+                    if not self._still_pending(conn, pending):
+                        break  # finished or replaced elsewhere: the cursor is not our job's
                     # locked (PostgreSQL: FOR UPDATE) to our commit: a shred or update of one
                     # of them waits for the rows we write and then clears them, or committed
                     # first and the row is gone or new; read unlocked, a shred committing
@@ -207,10 +209,24 @@ class Search:
         with store.tx() as conn:
             self.access.check_keys(conn)  # index keys derive from our class keys
             store.lock_plan(conn, exclusive=True)
+            if not self._still_pending(conn, pending):
+                if self.plans.active == pending:
+                    return done  # another process finished this re-index: nothing to switch
+                raise KeysChanged("the blind-index plan changed meanwhile (a re-index elsewhere replaced this "
+                                  "one); see status, and re-index again if its plan is not the one wanted")
             store.put_meta(conn, {**self.plans.meta("index_plan", pending), **_NO_NEXT})
             store.delete_index_gen(conn, keep=pending.gen)
         self.plans.switch(pending, None)
         return done
+
+    def _still_pending(self, conn: Any, pending: I.Plan) -> bool:
+        """Whether ``pending`` is still the vault's pending plan (read under the plan lock,
+        shared unless the caller holds it exclusive). Why: another process may have finished
+        this re-index, and begun or finished another, since we read the plan; our batches
+        would then follow that job's cursor, and our switch put our plan back in over its
+        plan (deleting its generation)."""
+        self.plans.sync(conn, lock=True)
+        return self.plans.pending == pending
 
     def begin_reindex(self, population: int | None = None, k: int | None = None,
                       precise: bool | None = None) -> None:
