@@ -101,3 +101,24 @@ def test_a_reindex_finished_elsewhere_ends_quietly(url: str) -> None:
         assert not v.status()["index"]["reindex_pending"]
         assert all([r.id for r in v.find(email=f"p{i}@example.org")] == [ids[i]] for i in range(40))
         assert v.verify().ok
+
+
+def test_a_revoked_users_open_handle_can_neither_shred_nor_request(url: str) -> None:
+    """Staff whose handle stayed open while the lead revoked them (rotate=False) could still
+    shred a record, and the lead's record check then flagged that shred as a deletion behind
+    the vault's back; a break-glass request went in too. Both now find the slot gone."""
+    from vault.identity import Identity
+    lead, staff = Identity.generate(), Identity.generate()
+    with vault.create(url, PASSPHRASE, lead=lead) as v:
+        ids = v.add_many(_rows(3))
+        sam = v.add_user(staff.public, "sam", "staff")
+    with vault.open(url, identity=staff) as s:
+        with vault.open(url, identity=lead) as v:
+            v.remove_user(sam.user_id, rotate=False)
+        with pytest.raises(vault.AccessDenied, match="slot is gone"):
+            s.delete(ids[0])
+        with pytest.raises(vault.AccessDenied, match="slot is gone"):
+            s.request_reveal(ids[1], "passport_number", "checking in at the desk")
+    with vault.open(url, identity=lead) as v:
+        assert v.count() == 3 and v.reveal_requests() == []
+        assert v.audit_verify().ok and v.check_records().ok

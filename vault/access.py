@@ -313,6 +313,18 @@ class Access:
             ST.signable_version(self, conn)
             raise KeysChanged()
 
+    def check_enrolled(self, conn: Any) -> None:
+        """For a write that uses no class key (a shred, a break-glass request): refuse it once
+        this handle's slot is gone (AccessDenied), as :meth:`check_keys` refuses the others.
+        Why: a revoked user's handle left open could still shred records (which the lead's
+        record check then names as deleted behind the vault's back) and file requests. The
+        keys lock is held shared to our commit, so a revocation either waits for this write
+        (its entry then comes first) or committed first (and the slot is gone here)."""
+        store = self.ses.store()
+        store.lock_writes(conn)
+        if store.slot_keyring(conn, self.slot_kid.hex()) is None:
+            raise AccessDenied("this handle's key slot is gone (revoked, or removed by another process)")
+
     def keys_changed(self) -> bool:
         """For error paths: has another process re-sealed the keys since we loaded them?"""
         try:

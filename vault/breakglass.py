@@ -160,6 +160,7 @@ def request(v: Desk, record_id: str, field: str, reason: str) -> str:
                                 v.access.ses.vid + bytes.fromhex(req_id) + E.pad(reason.encode("utf-8")))
     sig = ident.sign(request_message(v.access.ses.vid, req_id, user.user_id, rid, field, sealed_reason))
     with store.tx() as conn:
+        v.access.check_enrolled(conn)  # a revoked requester's handle left open asks nothing
         if v.access.db_version(conn) < SIGNED_FROM:
             raise AccessDenied("this vault must be opened once by the security lead with this release before "
                                "break-glass requests can be made")
