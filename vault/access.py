@@ -286,7 +286,7 @@ class Access:
             raise AccessDenied("opened with an identity: change the identity file's passphrase instead")
 
     # -- are these keys still the current ones? ----------------------------------------------------
-    def check_keys(self, conn: Any, *, lock: bool = True, version: bool = True) -> None:
+    def check_keys(self, conn: Any, *, lock: bool = True, version: bool = True, keys: bool = True) -> None:
         """Refuse to write with keys another process has since replaced (KeysChanged).
 
         Why: a handle that loaded the keyring before someone else's rotation would seal new
@@ -297,14 +297,15 @@ class Access:
         keys lock is held shared to our commit (Store.lock_writes), so a concurrent re-seal
         either waits for us (and its rotation's sweep sees our rows) or committed first (and
         we see its blob). ``version``: also refuse if the stored database schema version is
-        not the one this handle works at (an upgrade elsewhere; the upgrade itself reads it)."""
+        not the one this handle works at (an upgrade elsewhere; the upgrade itself reads it).
+        ``keys``: compare the blob (else only that the slot is there: check_enrolled)."""
         store = self.ses.store()
         if lock:
             store.lock_writes(conn)
         now = store.slot_keyring(conn, self.slot_kid.hex())
         if now is None:
             raise AccessDenied("this handle's key slot is gone (revoked, or removed by another process)")
-        if not hmac.compare_digest(now[0], self.keys_seen):
+        if keys and not hmac.compare_digest(now[0], self.keys_seen):
             raise KeysChanged()
         if version and now[1] != str(self.ses.db_known).encode():
             # upgraded since we opened (the lead's open: KeysChanged), or changed in the
@@ -315,15 +316,14 @@ class Access:
 
     def check_enrolled(self, conn: Any) -> None:
         """For a write that uses no class key (a shred, a break-glass request): refuse it once
-        this handle's slot is gone (AccessDenied), as :meth:`check_keys` refuses the others.
+        this handle's slot is gone (AccessDenied), as :meth:`check_keys` refuses the others,
+        or once the vault was upgraded since this handle opened it (KeysChanged: a shred
+        would name its state of the kind of then).
         Why: a revoked user's handle left open could still shred records (which the lead's
         record check then names as deleted behind the vault's back) and file requests. The
         keys lock is held shared to our commit, so a revocation either waits for this write
         (its entry then comes first) or committed first (and the slot is gone here)."""
-        store = self.ses.store()
-        store.lock_writes(conn)
-        if store.slot_keyring(conn, self.slot_kid.hex()) is None:
-            raise AccessDenied("this handle's key slot is gone (revoked, or removed by another process)")
+        self.check_keys(conn, keys=False)
 
     def keys_changed(self) -> bool:
         """For error paths: has another process re-sealed the keys since we loaded them?"""

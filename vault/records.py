@@ -429,7 +429,9 @@ class Records:
         store = self.ses.store()
         rid = record_id_bytes(record_id)
         with store.tx() as conn:  # the deletion and its entry (with the dropped state) commit together
-            store.lock_writes(conn)  # a write like any other: a move's copy keeps it out (vault.move)
+            # a write like any other: a move's copy keeps it out (vault.move); refused to a
+            # handle whose slot is gone (a revoked user's left open) or opened before an upgrade
+            self.access.check_enrolled(conn)
             # every generation's width: a re-index begun elsewhere has rows we must clear too
             self.plans.sync(conn, lock=True)
             # the row's lock before the log's (as a rotation batch takes them): else a deadlock

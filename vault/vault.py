@@ -390,15 +390,8 @@ class Vault(LifecycleCalls):
             a.need_all_purposes("shredding records")
         j.guard("shred", may_shred)
         record_id_bytes(record_id)
-        store = self._ses.store()
-
-        def shred() -> None:
-            with store.tx() as conn:  # the deletion and its entry commit together
-                a.check_enrolled(conn)  # a revoked user's handle left open shreds nothing
-                self._records.delete(record_id)
-            store.checkpoint()  # the shred's own could not run inside this transaction
         try:
-            j.guard("shred", shred)
+            j.guard("shred", lambda: self._records.delete(record_id))  # its entry commits with the deletion
         except (NotFound, IntegrityError, KeysChanged):  # an attempt that changed nothing is logged too
             j.record("shred", j.target(record_id))
             raise
