@@ -44,7 +44,7 @@ class Rights:
         if got is None:
             return False
         allowed, until, _ = got
-        return action in allowed and (until is None or seq < until)
+        return action in allowed and (until is None or seq < until or until == -1)
 
     def updatable(self, actor: bytes) -> frozenset[str] | None:
         if actor in self._deciders:
@@ -58,43 +58,51 @@ def rights(users: Iterable[Any], roles: Mapping[str, Any], classes: Iterable[str
     """What each user's role lets them write, as the client refuses it (vault.Vault.add,
     update, delete, rotate): an add or import needs every class (its key or its public key),
     an update a class key (and changes only classes whose key it holds), a shred every class
-    and every purpose, a re-encryption every class key. A revoked user counts for entries
-    before the lead's (or the recovery actor's) ``user_removed`` entry naming them, and for
-    none after it (their role then is gone: what they wrote before is taken as before). Why:
+    and every purpose, a re-encryption every class key. A revoked user counts, with the role
+    the lead's ``user_added`` entry gave them, for entries before the lead's (or the recovery
+    actor's) ``user_removed`` entry naming them, and for none after it: a revocation never
+    turns an entry the check refused into one it takes. Why:
     any client can sign an entry, and the state key derives from the meta key every role
     holds; without this, a tool identity, or a revoked user who kept their identity, signs a
     ``shred`` and so excuses a row it deleted with a database login (docs/threat-model.md 10)."""
     classes, purposes = set(classes), set(purposes)
     revoked_at: dict[str, int] = {}
+    added_as: dict[str, str] = {}
     for e in entries:
-        if e.action == "user_removed" and e.actor in deciders:
+        if e.action in ("user_removed", "user_added") and e.actor in deciders:
             detail = RW.detail_of(e)
             user = detail.get("user") if detail is not None else None
-            if isinstance(user, str):
+            if isinstance(user, str) and e.action == "user_removed":
                 revoked_at.setdefault(user, e.seq)
+            elif isinstance(user, str) and detail is not None and isinstance(detail.get("role"), str):
+                added_as.setdefault(user, detail["role"])
     may_do: dict[bytes, tuple[frozenset[str], int | None, frozenset[str]]] = {}
     for u in users:
-        if u.role == revoked_role:  # what they held is not recorded: any class, until removed
-            may_do[u.public.raw] = (frozenset(WRITERS), revoked_at.get(u.user_id), frozenset(classes))
-            continue
-        r = roles.get(u.role)
+        revoked = u.role == revoked_role
+        # a revoked user's row no longer says what they held: the lead's user_added entry
+        # does (none found: they may have written nothing, and vouch for nothing)
+        r = roles.get(added_as.get(u.user_id, "") if revoked else u.role)
         held = set(r.classes) if r is not None else set()
         writes = held | set(r.write_only) if r is not None else set()
         allowed = {a for a, ok in (("add", writes >= classes), ("import", writes >= classes), ("update", bool(held)),
                                    ("shred", writes >= classes and set(r.purposes if r else ()) >= purposes),
                                    ("reencrypt", held >= classes)) if ok}
-        may_do[u.public.raw] = (frozenset(allowed), None, frozenset(held))
+        until = revoked_at.get(u.user_id, -1) if revoked else None  # -1: revoked, no entry says when
+        may_do[u.public.raw] = (frozenset(allowed), until, frozenset(held))
     return Rights(may_do, set(deciders))
 
 
 @dataclass
 class Replay:
-    """The live states (token -> seq of the entry that put it), every token dropped, and
-    the entries whose states were refused (seq -> why)."""
+    """The live states (token -> seq of the entry that put it), every token dropped, the
+    entries whose states were refused (seq -> why), and, for states of the second kind, the
+    tags of the records added and of those shredded since."""
 
     live: dict[str, int] = field(default_factory=dict)
     dropped: set[str] = field(default_factory=set)
     refused: dict[int, str] = field(default_factory=dict)
+    added: set[str] = field(default_factory=set)
+    gone: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -155,9 +163,10 @@ def _parts_rule(e: Entry, drop: list[str], put: list[str], state: dict[str, Any]
         return "its record state is malformed" if has else None
     if kinds.states is None:
         return None
-    was, now = kinds.states.token_of_named(state.get("was")), kinds.states.token_of_named(state.get("now"))
-    if was is None or now is None or not (C.mac_equal(was.encode(), drop[0].encode())
-                                          and C.mac_equal(now.encode(), put[0].encode())):
+    was, now = kinds.states.mac_of_named(state.get("was")), kinds.states.mac_of_named(state.get("now"))
+    tag = RS.TAG_HEX
+    if was is None or now is None or drop[0][:tag] != put[0][:tag] or not (
+            C.mac_equal(was.encode(), drop[0][tag:].encode()) and C.mac_equal(now.encode(), put[0][tag:].encode())):
         return "its record state's parts do not give the states it names"
     changed = {c for c in state["was"] if state["was"][c] != state["now"][c]}
     allowed = None if may is None else may.updatable(e.actor)
@@ -229,6 +238,11 @@ def replay(entries: list[Entry], held: frozenset[int], deciders: set[bytes], may
         if why is not None:
             out.refused[e.seq] = why
             continue
+        second = kinds.second(e.seq)
+        why = _records_rule(out, e, drop, put, detail, deciders) if second else None
+        if why is not None:
+            out.refused[e.seq] = why
+            continue
         first = False
         if _upgrade(e, detail, deciders):
             _pair(out, e.seq, drop, put)
@@ -238,8 +252,47 @@ def replay(entries: list[Entry], held: frozenset[int], deciders: set[bytes], may
                 out.dropped.add(t)
             for t in put:
                 out.live[t] = e.seq
+            if second:
+                _track(out, e, drop, put, deciders)
         put_before.update(put)
     return out
+
+
+def _records_rule(out: Replay, e: Entry, drop: list[str], put: list[str], detail: dict[str, Any],
+                  deciders: set[bytes]) -> str | None:
+    """Second kind: whether the records the states name fit the action. An add or import
+    names records no entry added before; an update or re-encryption records added and not
+    shredded, each once on both sides; a shred one not shredded (a planted row's record,
+    which no entry added, may be shredded: its row is gone either way). Why: without it a colleague's ``shred``
+    that deletes nothing and ``add`` of a mixed row of the same record vouch for that mix."""
+    of = RS.record_of
+    a = e.action
+    if a in ("add", "import") or (a == "restate" and detail.get("baseline") is True):
+        names = [of(t) for t in put]
+        if len(set(names)) != len(names) or not out.added.isdisjoint(names):
+            return "it adds a record an earlier entry added already (a record is added once)"
+    elif a in ("update", "shred", "reencrypt"):
+        before, after = sorted(of(t) for t in drop), sorted(of(t) for t in put)
+        if (a != "shred" and before != after) or len(set(before)) != len(before):
+            return "its record states name other records before and after"
+        if any(r in out.gone or (r not in out.added and a != "shred") for r in before):
+            return f"its {a} names a record no entry added, or one shredded before"
+    return None
+
+
+def _track(out: Replay, e: Entry, drop: list[str], put: list[str], deciders: set[bytes]) -> None:
+    """Which records the entry added or shredded (second kind). A decider's accepting
+    ``restate`` takes the rows as they are: a record it puts a state for is there, one
+    whose state it only drops is gone."""
+    of = RS.record_of
+    if e.action == "shred":
+        out.gone.update(of(t) for t in drop)
+        return
+    named = {of(t) for t in put}
+    out.added |= named
+    if e.action == "restate" and e.actor in deciders:
+        out.gone -= named
+        out.gone |= {of(t) for t in drop if RS.TOKEN_V2.fullmatch(t)} - named
 
 
 def _pair(out: Replay, seq: int, drop: list[str], put: list[str]) -> None:
@@ -251,5 +304,7 @@ def _pair(out: Replay, seq: int, drop: list[str], put: list[str]) -> None:
         if out.live.pop(old, None) is not None:
             out.dropped.add(old)
             out.live[new] = seq
+            out.added.add(RS.record_of(new))
         elif old in out.dropped:
             out.dropped.add(new)
+            out.added.add(RS.record_of(new))  # rolled back or shredded: never added again

@@ -122,6 +122,20 @@ class AuditView:
         self.journal.record(T.QUARANTINE, "", detail)
         return why
 
+    def refused_states(self) -> set[int] | None:
+        """The entries whose record states the check would not take (refused, or quarantined),
+        or None if the log does not verify: for subject export, which follows a record's
+        states back to its add and must not be led by a colleague's forged entry."""
+        entries = A.read_entries(self.ses.store())
+        decide = self.access.deciders()
+        verdict = A.verify(entries, self.access.known_actors(), deciders=decide)
+        if not verdict.ok:
+            return None
+        held = frozenset(verdict.quarantined)
+        second, states, may = self._kinds(entries, decide)
+        taken = AR.replay(entries, held, decide, may, AR.kinds_of(entries, held, decide, second, states))
+        return set(taken.refused) | set(held)
+
     def _kinds(self, entries: list[Any], decide: set[bytes]) -> tuple[bool, Any, AR.Rights]:
         """What the record check judges entries' states by (their kind, the parts' key, whose
         role may write what), for describing an entry as the check would refuse it."""

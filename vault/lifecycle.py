@@ -17,6 +17,7 @@ from . import statement as ST
 from . import users as U
 from .access import Access
 from .args import check_path, check_progress
+from .auditing import AuditView
 from .canaries import Canaries
 from .errors import AccessDenied
 from .journal import Journal
@@ -32,6 +33,7 @@ class LifecycleCalls:
     _records: Records
     _plans: Plans
     _canaries: Canaries
+    _log: AuditView
 
     def _host(self) -> Any:
         """This handle as the public face vault.retention and vault.subject use (their Host)."""
@@ -123,7 +125,7 @@ class LifecycleCalls:
         return SJ.Wiring(lambda rid: SJ.issued_pseudonyms(self._ses.store(), self._access.purposes, rid),
                          lambda rid, rec: RT.facts(self._host(), rk, rid, rec),
                          lambda rid: RT.drop_for(rk, self._host(), rid),
-                         self._journal.record, self._record_state)
+                         self._journal.record, self._record_state, self._log.refused_states)
 
     def _record_state(self, record_id: str) -> str | None:
         """The record row's state token (vault.records.state_token), for subject export to

@@ -8,9 +8,11 @@ holds (formats 2 and 3 derive the DEK from the class key and that id, so any hol
 class key can), and it does not say which class an update changed, so a colleague who may
 update one class could vouch for a rolled-back envelope of another. A *part* names one
 class's envelope (its DEK id and every byte after its key: cells and tags, which a rewrap
-keeps); the *token* names the row (its parts, in schema order). An update's entry carries
-the parts before and after, so the check can recompute both tokens and see which classes
-changed; everything else carries tokens only (a batch of a hundred thousand rows stays
+keeps); the *token* names the row: its record's tag, then a MAC of its parts in schema
+order (the tag ties every state to one record: a colleague's "shred" that deletes nothing
+and "add" of a mixed row under the same record do not add up to a logged row). An update's
+entry carries the parts before and after, so the check can recompute both MACs and see
+which classes changed; everything else carries tokens only (a batch of a hundred thousand rows stays
 small). The key derives from the meta key: the log cannot be matched to rows without it.
 """
 
@@ -23,9 +25,16 @@ from . import _crypto as C
 from . import _format as F
 from . import envelope as E
 
-#: A token of the second kind: 64 lower-case hex characters (the first kind's are 24).
-TOKEN_V2 = re.compile(r"[0-9a-f]{64}")
+#: A token of the second kind: 88 lower-case hex characters, the record's tag (24) then the
+#: row's MAC (64); the first kind's are 24.
+TOKEN_V2 = re.compile(r"[0-9a-f]{88}")
 TOKEN_V1 = re.compile(r"[0-9a-f]{24}")
+TAG_HEX = 2 * F.STATE_TAG_LEN
+
+
+def record_of(token: str) -> str:
+    """The record tag a token of the second kind starts with."""
+    return token[:TAG_HEX]
 _PART = re.compile(f"[0-9a-f]{{{2 * F.STATE_PART_LEN}}}")
 
 
@@ -69,16 +78,25 @@ class States:
     def token_of_bodies(self, record_id: bytes, bodies: Sequence[bytes]) -> str:
         """The token of a row a writer just sealed, from each class's ``dek_id || body`` in
         schema order (compact.Codec.batch_sealer hands them over: no parsing)."""
-        return self.token_of(self._parts(record_id, bodies))
+        return self.token_of(record_id, self._parts(record_id, bodies))
 
-    def token_of(self, parts: Sequence[bytes]) -> str:
-        """The row's token from its parts (schema order): no record id needed, each part
-        binds it already, so a checker can recompute an update's tokens from its entry."""
+    def mac_of(self, parts: Sequence[bytes]) -> str:
+        """The row's MAC from its parts (schema order), hex: no record id needed, each part
+        binds it already, so a checker can recompute an update's MACs from its entry."""
         return self._prf(b"row" + self._vid + b"".join(parts)).hex()
+
+    def tag(self, record_id: bytes) -> str:
+        """The record's tag, hex: what ties a state to its record in the log (an add must
+        name a new record, an update or a shred one added before and not shredded)."""
+        return self._prf(b"rec" + self._vid + record_id)[:F.STATE_TAG_LEN].hex()
+
+    def token_of(self, record_id: bytes, parts: Sequence[bytes]) -> str:
+        """The row's token: the record's tag, then the MAC of its parts."""
+        return self.tag(record_id) + self.mac_of(parts)
 
     def token(self, record_id: bytes, data: bytes) -> str:
         """The row's token. Raises envelope.Malformed."""
-        return self.token_of(self.parts(record_id, data))
+        return self.token_of(record_id, self.parts(record_id, data))
 
     def named_parts(self, record_id: bytes, data: bytes) -> dict[str, str]:
         """Class -> part (hex), as an update's entry carries them."""
@@ -88,12 +106,12 @@ class States:
         """:meth:`named_parts` from parts already computed."""
         return {c: p.hex() for c, p in zip(self._classes, parts, strict=True)}
 
-    def token_of_named(self, named: object) -> str | None:
-        """The token of an entry's ``was`` or ``now`` (class -> part, hex), or None if it is
+    def mac_of_named(self, named: object) -> str | None:
+        """The MAC of an entry's ``was`` or ``now`` (class -> part, hex), or None if it is
         not exactly one well-formed part per class."""
         if not isinstance(named, Mapping) or set(named) != set(self._classes):
             return None
         parts = [named[c] for c in self._classes]
         if not all(isinstance(p, str) and _PART.fullmatch(p) for p in parts):
             return None
-        return self.token_of([bytes.fromhex(p) for p in parts])
+        return self.mac_of([bytes.fromhex(p) for p in parts])

@@ -202,7 +202,7 @@ class Records:
             was, now = st.parts(rid, old), st.parts(rid, new)
         except E.Malformed:
             raise IntegrityError("record row is malformed", record_id=rid.hex()) from None
-        out = self.journal.states([st.token_of(was)], [st.token_of(now)])
+        out = self.journal.states([st.token_of(rid, was)], [st.token_of(rid, now)])
         out["state"].update(was=st.named(was), now=st.named(now))
         return out
 

@@ -53,14 +53,17 @@ class Host(Protocol):
 class Wiring:
     """What a Vault hands this module: the pseudonyms already issued for a record id
     (purpose -> pseudonym, issuing none), the retention facts of a record (a dict), a way
-    to remove its retention override before a shred, the audit append, and the record row's
-    current state token as the log names it (vault.audit.record_state; None if unknown)."""
+    to remove its retention override before a shred, the audit append, the record row's
+    current state token as the log names it (vault.audit.record_state; None if unknown), and
+    the entries whose states the record check would not take (None: the log does not
+    verify), which no export follows."""
 
     issued: Callable[[str], dict[str, str]]
     retention: Callable[[str, Mapping[str, Any]], dict[str, Any]]
     drop_override: Callable[[str], None]
     audit: Callable[[str, str, dict[str, Any]], None]
     state: Callable[[str], str | None]
+    refused: Callable[[], set[int] | None] = lambda: None
 
 
 @dataclass(frozen=True)
@@ -115,7 +118,8 @@ def _access(e: Mapping[str, Any], roles: Mapping[str, str]) -> dict[str, Any]:
 BULK = ("read_all", "export")
 
 
-def _with_bulk(v: Host, roles: Mapping[str, str], own: list[dict[str, Any]], token: str | None) -> list[dict[str, Any]]:
+def _with_bulk(v: Host, roles: Mapping[str, str], own: list[dict[str, Any]], token: str | None,
+               refused: Callable[[], set[int] | None]) -> list[dict[str, Any]]:
     """The record's own entries (``own``: raw entries) plus every bulk read since it was
     added (a bulk read before the record existed did not see it), marked ``"scope": "all
     records"``, by time.
@@ -124,18 +128,22 @@ def _with_bulk(v: Host, roles: Mapping[str, str], own: list[dict[str, Any]], tok
     (:func:`_added_at`), not its first entry with a target: add and import entries name
     no target, so a bulk read between the add and the first lookup was left out. Times
     are compared in milliseconds, as the log holds them (the shown ones are to the
-    second). When the log does not say when the record came (no states, a forged or
-    quarantined entry on the way), every bulk read is kept: a read listed that may not
+    second). Only entries whose states the record check takes are followed (``refused``:
+    the others; a colleague's forged ``add`` would move the start past their own bulk
+    read). When the log does not say when the record came (no states, a log that does not
+    verify), every bulk read is kept: a read listed that may not
     have covered the person is better than one that did and is not listed."""
     entries = v.audit_entries()
-    start = _added_at(entries, token)
+    skip = refused()
+    start = None if skip is None else _added_at(entries, token, skip)
     bulk = [e for e in entries if e["action"] in BULK and not e.get("target") and (start is None or e["at"] >= start)]
     shown = [(int(e["at"]), _access(e, roles)) for e in own]
     shown += [(int(e["at"]), {**_access(e, roles), "scope": "all records"}) for e in bulk]
     return [a for _, a in sorted(shown, key=lambda x: x[0])]
 
 
-def _added_at(entries: Sequence[Mapping[str, Any]], token: str | None) -> int | None:
+def _added_at(entries: Sequence[Mapping[str, Any]], token: str | None, skip: set[int] = frozenset()  # type: ignore[assignment]
+              ) -> int | None:
     """The time (ms) of the add or import entry that put the record's row, following its
     state back through the updates and re-encryptions that dropped one state for another
     (docs/format.md 13a); None if the log does not lead there."""
@@ -144,7 +152,7 @@ def _added_at(entries: Sequence[Mapping[str, Any]], token: str | None) -> int | 
     tokens = {token}
     for e in reversed(entries):
         state = (e.get("detail") or {}).get("state") if isinstance(e.get("detail"), dict) else None
-        if not isinstance(state, dict) or e.get("verified") is False or e.get("quarantined"):
+        if not isinstance(state, dict) or e.get("verified") is False or e.get("quarantined") or e.get("seq") in skip:
             continue
         put, drop = state.get("put") or [], state.get("drop") or []
         if not isinstance(put, list) or not isinstance(drop, list) or tokens.isdisjoint(put):
@@ -169,7 +177,7 @@ def export(v: Host, wiring: Wiring, pseudonym: str, *, now: _dt.datetime | None 
     target = issued.get("audit") or (v.pseudonym(rec.id, "audit") if "audit" in v.schema.purposes else "")
     roles = _roles(v)
     own = v.audit_entries(target=target or pseudonym)
-    accesses = _with_bulk(v, roles, own, wiring.state(rec.id))
+    accesses = _with_bulk(v, roles, own, wiring.state(rec.id), wiring.refused)
     made = (now or _dt.datetime.now(_dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     data = {
         "format": FORMAT, "vault": v.id, "created": made,
