@@ -305,7 +305,7 @@ def test_reader_replays_the_upgrade_to_the_second_kind_of_record_states(tmp_path
     assert len(upgrade["drop"]) == len(upgrade["put"]) == 7 and upgrade["drop"] == sorted(upgrade["drop"])
     assert sum("was" in d.get("state", {}) for d in details) == 2  # the two updates after it
     kinds = {len(t) for d in details for t in d.get("state", {}).get("put", [])}
-    assert kinds == {24, 64}
+    assert kinds == {24, 88}
 
     def run(**opener: Any) -> list[tuple[str, bool, str]]:
         return reader.check(str(path), floor=FLOOR, **opener)
@@ -348,7 +348,10 @@ def test_reader_replays_the_upgrade_to_the_second_kind_of_record_states(tmp_path
     forged = [(seq, b"", "update", detail, {**st, "now": st["was"]})]
     live, _, problems, _ = rd.replay_states(forged)
     assert problems == [(seq, "update: its parts do not give the states it names")] and not live
-    assert rd.replay_states([(seq, b"", "update", detail, st)])[2] == []
+    added = (seq - 1, b"", "add", {}, {"put": st["drop"]})  # (an update names a record added before)
+    assert rd.replay_states([(seq, b"", "update", detail, st)])[2] == [
+        (seq, "names a record never added, or one shredded")]
+    assert rd.replay_states([added, (seq, b"", "update", detail, st)])[2] == []
     first_kind = {"drop": ["0" * 24], "put": ["1" * 24]}
     assert rd.replay_states([(seq, b"", "update", detail, first_kind)])[2] == [
         (seq, "states not of the second kind")]
@@ -371,7 +374,9 @@ def test_reader_gives_the_record_state_v2_vector() -> None:
     for case in vec["cases"]:
         parts = r.state_parts(rid, h(case["row"]))
         assert list(parts) == r.classes and {c: p.hex() for c, p in parts.items()} == case["parts"]
-        assert r.token_of_parts(list(parts.values())) == case["token"] == r.token_of_named(case["parts"])
+        assert r.token_of_parts(rid, list(parts.values())) == case["token"] == r.record_tag(rid) + str(
+            r.mac_of_named(case["parts"]))
+        assert r.record_tag(rid) == vec["record_tag"]
         r.meta = {"db_schema_version": b"9"}
         assert r.row_token(rid, h(case["row"]), b"") == case["token"]
         with pytest.raises(reader.FormatError):

@@ -190,8 +190,8 @@ def _spec_envelopes(row: bytes, classes: list[str]) -> list[tuple[str, bytes, by
 def test_record_state_v2_from_the_spec() -> None:
     """The second kind of record states (format.md 13a, database schema v9), recomputed
     from the spec with hashlib, hmac and cryptography's HKDF alone: per class a part over
-    the envelope's DEK id and bytes, the token over the parts in schema order; a rewrap
-    (row_rotated) keeps both."""
+    the envelope's DEK id and bytes, the token the record's tag and a MAC over the parts
+    in schema order; a rewrap (row_rotated) keeps both."""
     import hmac
     v = load("record_state_v2.json")
     vid, rid, classes = b(v["vault_id"]), b(v["record_id"]), v["classes"]
@@ -206,8 +206,9 @@ def test_record_state_v2_from_the_spec() -> None:
         parts = [hmac.new(key, b"part" + vid + rid + bytes([len(c)]) + c.encode("ascii") + did + body,
                           hashlib.sha256).digest()[:16] for c, did, body in envs]
         assert {c: p.hex() for (c, _, _), p in zip(envs, parts, strict=True)} == case["parts"]
-        token = hmac.new(key, b"row" + vid + b"".join(parts), hashlib.sha256).hexdigest()
-        assert token == case["token"] and len(token) == 64
+        tag = hmac.new(key, b"rec" + vid + rid, hashlib.sha256).digest()[:12].hex()
+        token = tag + hmac.new(key, b"row" + vid + b"".join(parts), hashlib.sha256).hexdigest()
+        assert token == case["token"] and len(token) == 88 and tag == v["record_tag"]
     by = {c["source"]: c for c in v["cases"]}
     for n in (2, 3):  # a rewrap replaces the key only
         assert by[f"record_v{n}.json row"]["parts"] == by[f"record_v{n}.json row_rotated"]["parts"]
@@ -227,8 +228,10 @@ def test_record_state_v2_library() -> None:
         assert [p.hex() for p in states.parts(rid, row)] == [case["parts"][c] for c in v["classes"]]
         assert states.named_parts(rid, row) == case["parts"]
         assert states.token(rid, row) == case["token"] and RS.TOKEN_V2.fullmatch(case["token"])
-        assert states.token_of_named(case["parts"]) == case["token"]
-        assert states.token_of_named({**case["parts"], "extra": "00" * 16}) is None
+        assert states.tag(rid) + str(states.mac_of_named(case["parts"])) == case["token"]
+        assert RS.record_of(case["token"]) == v["record_tag"]
+        assert states.mac_of_named({**case["parts"], "extra": "00" * 16}) is None
+        assert states.mac_of_named({**case["parts"], v["classes"][0]: case["parts"][v["classes"][0]].upper()}) is None
         with pytest.raises(E.Malformed):
             states.parts(rid, row[:-1])
 

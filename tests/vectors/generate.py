@@ -265,6 +265,7 @@ def record_state_v2(meta_key: bytes, vid: bytes, rid: bytes, classes: list[str],
     """Record states of the second kind (format.md 13a, database schema version 9 on): one
     part per class over the envelope's DEK id and bytes, the token over the parts."""
     key = hkdf(meta_key, b"dvault/v2/record-state")
+    tag = hmac256(key, b"rec" + vid + rid)[:12].hex()
     cases = []
     for source, row in rows:
         envs = envelope_bodies(row, classes)
@@ -272,17 +273,18 @@ def record_state_v2(meta_key: bytes, vid: bytes, rid: bytes, classes: list[str],
                  for c, did, body in envs]
         cases.append({"source": source, "row": h(row), "dek_ids": {c: h(did) for c, did, _ in envs},
                       "parts": {c: h(p) for (c, _, _), p in zip(envs, parts)},
-                      "token": hmac256(key, b"row" + vid + b"".join(parts)).hex()})
+                      "token": tag + hmac256(key, b"row" + vid + b"".join(parts)).hex()})
     return {
         "expect": "success",
         "description": "record states of the second kind: state_key = HKDF-SHA256(meta key, "
                        "\"dvault/v2/record-state\"); part(c) = HMAC-SHA256(state_key, \"part\" || vault_id || "
                        "record_id || u8 len(c) || c || dek_id || body)[0:16], body = every byte of the envelope "
                        "after its key (format 1: the cells container without its u32 length); token = "
-                       "HEX(HMAC-SHA256(state_key, \"row\" || vault_id || parts in schema order)). A rewrap keeps "
+                       "HEX(record tag || HMAC-SHA256(state_key, \"row\" || vault_id || parts in schema order)), "
+                       "record tag = HMAC-SHA256(state_key, \"rec\" || vault_id || record_id)[0:12]. A rewrap keeps "
                        "the DEK id and the body, so row_rotated has the same parts and token as row",
         "meta_key": h(meta_key), "vault_id": h(vid), "record_id": h(rid), "classes": classes,
-        "state_key": h(key), "cases": cases,
+        "state_key": h(key), "record_tag": tag, "cases": cases,
     }
 
 

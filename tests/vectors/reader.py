@@ -755,24 +755,32 @@ class Reader:
         return {c: hmac256(k, b"part" + self.vault_id + rid + lp8(c.encode("ascii")) + did + body)[:16]
                 for c, did, body in self.envelope_bodies(data)}
 
-    def token_of_parts(self, parts):
-        """The second kind's token (64 hex characters) from the parts, in schema order."""
+    def mac_of_parts(self, parts):
+        """The second kind's row MAC (64 hex characters) from the parts, in schema order."""
         return hmac256(self.state_key_v2(), b"row" + self.vault_id + b"".join(parts)).hex()
 
-    def token_of_named(self, named):
-        """The token of an update's ``was`` or ``now`` (class -> hex part), or None unless it
+    def record_tag(self, rid):
+        """The second kind's record tag (24 hex characters), which opens each token."""
+        return hmac256(self.state_key_v2(), b"rec" + self.vault_id + rid)[:12].hex()
+
+    def token_of_parts(self, rid, parts):
+        """The second kind's token (88 hex characters): the record's tag, then the MAC."""
+        return self.record_tag(rid) + self.mac_of_parts(parts)
+
+    def mac_of_named(self, named):
+        """The MAC of an update's ``was`` or ``now`` (class -> hex part), or None unless it
         names exactly the schema's classes, each with 32 lower-case hex characters."""
         if not isinstance(named, dict) or set(named) != set(self.classes):
             return None
         parts = [named[c] for c in self.classes]
         if not all(isinstance(x, str) and len(x) == 32 and set(x) <= set("0123456789abcdef") for x in parts):
             return None
-        return self.token_of_parts([bytes.fromhex(x) for x in parts])
+        return self.mac_of_parts([bytes.fromhex(x) for x in parts])
 
     def row_token(self, rid, data, dek_ids):
         """The row's token of the kind the vault is at."""
         if self.second_kind():
-            return self.token_of_parts(list(self.state_parts(rid, data).values()))
+            return self.token_of_parts(rid, list(self.state_parts(rid, data).values()))
         return self.state_token(rid, dek_ids)
 
     # -- §11 pseudonyms
@@ -940,14 +948,15 @@ class Reader:
     def replay_states(self, entries):
         """§13a "Record states" of both kinds, over (seq, actor, action, detail, state) in seq
         order. The first kind (24 hex) names rows before the upgrade's ``restate`` (a decider's,
-        ``upgrade: 9``), the second (64 hex) after it, or throughout if there is none and the
+        ``upgrade: 9``), the second (88 hex: the record's tag, then the row's MAC) after it, or
+        throughout if there is none and the
         vault is at version 9 or later. The upgrade's pairs move a row's state only where the
         dropped token is live (one dropped before: the new one counts as dropped too). An
         update of the second kind carries ``was`` and ``now``, whose tokens must be the ones
         it drops and puts. An entry whose states break these rules is reported and not
         replayed. (Whose role may write what is not checked here.)"""
         v1 = lambda t: isinstance(t, str) and len(t) == 24 and set(t) <= set("0123456789abcdef")  # noqa: E731
-        v2 = lambda t: isinstance(t, str) and len(t) == 64 and set(t) <= set("0123456789abcdef")  # noqa: E731
+        v2 = lambda t: isinstance(t, str) and len(t) == 88 and set(t) <= set("0123456789abcdef")  # noqa: E731
         deciders = self.deciders()
 
         def upgrade(actor, action, d):
@@ -955,6 +964,7 @@ class Reader:
         since = next((seq for seq, actor, action, d, _ in entries if upgrade(actor, action, d)),
                      0 if self.second_kind() else None)
         live, dropped, problems = set(), set(), []
+        added, gone = set(), set()  # second kind: the tags of records added, and of those shredded
         for seq, actor, action, d, st in entries:
             drop, put = st.get("drop", []), st.get("put", [])
             if not (isinstance(drop, list) and isinstance(put, list)) or set(st) - {"drop", "put", "was", "now"}:
@@ -969,8 +979,10 @@ class Reader:
                         live.discard(old)
                         dropped.add(old)
                         live.add(new)
+                        added.add(new[:24])
                     elif old in dropped:
                         dropped.add(new)
+                        added.add(new[:24])
                 continue
             second = since is not None and seq > since
             want = v2 if second else v1
@@ -980,18 +992,48 @@ class Reader:
                 continue
             has_parts = "was" in st or "now" in st
             if action == "update" and second:
-                if len(drop) != 1 or len(put) != 1 or self.token_of_named(st.get("was")) != drop[0] \
-                        or self.token_of_named(st.get("now")) != put[0]:
+                if len(drop) != 1 or len(put) != 1 or drop[0][:24] != put[0][:24] \
+                        or self.mac_of_named(st.get("was")) != drop[0][24:] \
+                        or self.mac_of_named(st.get("now")) != put[0][24:]:
                     problems.append((seq, "update: its parts do not give the states it names"))
                     continue
             elif has_parts:
                 problems.append((seq, "parts on an entry that takes none"))
                 continue
+            if second:
+                why = self.records_rule(action, any_drop, d, drop, put, added, gone)
+                if why:
+                    problems.append((seq, why))
+                    continue
             for t in drop:
                 live.discard(t)
                 dropped.add(t)
             live.update(put)
+            if second and action == "shred":
+                gone.update(t[:24] for t in drop)
+            elif second:
+                named = {t[:24] for t in put}
+                added |= named
+                if any_drop:  # a decider's restate takes the rows as they are
+                    gone -= named
+                    gone |= {t[:24] for t in drop if v2(t)} - named
         return live, dropped, problems, since
+
+    @staticmethod
+    def records_rule(action, decider_restate, d, drop, put, added, gone):
+        """§13a, second kind: an add, an import or a baseline names records never added; an
+        update or a re-encryption records added and not shredded, the same ones before and
+        after, each once; a shred a record not shredded. None if the entry fits."""
+        before, after = sorted(t[:24] for t in drop), sorted(t[:24] for t in put)
+        if action in ("add", "import") or (action == "restate" and d.get("baseline") is True):
+            if len(set(after)) != len(after) or not added.isdisjoint(after):
+                return "adds a record added before"
+        elif action in ("update", "shred", "reencrypt"):
+            if (action != "shred" and before != after) or len(set(before)) != len(before):
+                return "names other records before and after"
+            if any(r in gone or (r not in added and action != "shred") for r in before):
+                return "names a record never added, or one shredded"
+        return None
 
 
 # ---------------------------------------------------------------- normalisation (§10, partial)
