@@ -305,7 +305,7 @@ def test_reader_replays_the_upgrade_to_the_second_kind_of_record_states(tmp_path
     assert len(upgrade["drop"]) == len(upgrade["put"]) == 7 and upgrade["drop"] == sorted(upgrade["drop"])
     assert sum("was" in d.get("state", {}) for d in details) == 2  # the two updates after it
     kinds = {len(t) for d in details for t in d.get("state", {}).get("put", [])}
-    assert kinds == {24, 88}
+    assert kinds == {24, 48}
 
     def run(**opener: Any) -> list[tuple[str, bool, str]]:
         return reader.check(str(path), floor=FLOOR, **opener)

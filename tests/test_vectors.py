@@ -3,6 +3,7 @@ reads them back; failure vectors fail the way their ``expect`` says."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import subprocess
@@ -206,9 +207,11 @@ def test_record_state_v2_from_the_spec() -> None:
         parts = [hmac.new(key, b"part" + vid + rid + bytes([len(c)]) + c.encode("ascii") + did + body,
                           hashlib.sha256).digest()[:16] for c, did, body in envs]
         assert {c: p.hex() for (c, _, _), p in zip(envs, parts, strict=True)} == case["parts"]
-        tag = hmac.new(key, b"rec" + vid + rid, hashlib.sha256).digest()[:12].hex()
-        token = tag + hmac.new(key, b"row" + vid + b"".join(parts), hashlib.sha256).hexdigest()
-        assert token == case["token"] and len(token) == 88 and tag == v["record_tag"]
+        def b64url(raw: bytes) -> str:
+            return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+        tag = b64url(hmac.new(key, b"rec" + vid + rid, hashlib.sha256).digest()[:12])
+        token = tag + b64url(hmac.new(key, b"row" + vid + b"".join(parts), hashlib.sha256).digest()[:24])
+        assert token == case["token"] and len(token) == 48 and tag == v["record_tag"]
     by = {c["source"]: c for c in v["cases"]}
     for n in (2, 3):  # a rewrap replaces the key only
         assert by[f"record_v{n}.json row"]["parts"] == by[f"record_v{n}.json row_rotated"]["parts"]

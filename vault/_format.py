@@ -87,6 +87,7 @@ LABEL_RECORD_STATE = b"dvault/v1/record-state"  # HKDF info: the key of the reco
 LABEL_RECORD_STATE_V2 = b"dvault/v2/record-state"  # HKDF info: the key of the second kind's parts and tokens
 STATE_PART_LEN = 16  # bytes of one class's part of a record state (second kind)
 STATE_TAG_LEN = 12  # bytes of a record's tag, the start of its states' tokens (second kind)
+STATE_MAC_LEN = 24  # bytes of a row's MAC over its parts, the rest of a token (second kind)
 LABEL_SEALED_SIG = b"dvault/v1/sealed-dek-sig"  # a writer's signature over a sealed DEK (kind W)
 KEYS_STATEMENT_HEADER = "dvault keys v3"  # first line of the signed key statement (docs/format.md 9b)
 KEYS_STATEMENT_HEADER_V2 = "dvault keys v2"  # database schema v7: no canaries and slot lines

@@ -74,7 +74,7 @@ from .audit_entry import (
 )
 from .envelope import dek_ids, pad
 from .errors import IntegrityError, Unavailable, VaultError
-from .record_states import TAG_HEX
+from .record_states import record_of
 from .store import VaultBusy, metadata
 
 if TYPE_CHECKING:
@@ -660,7 +660,7 @@ def compare_states(entries: list[Entry], known: set[bytes], rows: list[tuple[byt
         if live.pop(token, None) is not None:
             continue
         # (second kind) a row of a record a shred removed is one put back, whatever it holds
-        back = token in dropped or (second and token[:TAG_HEX] in taken.gone)
+        back = token in dropped or (second and record_of(token) in taken.gone)
         (rolled_back if back else unlogged).append(rid.hex())
         differing.append(token)
     out = RecordCheck(len(rows), tuple(sorted(rolled_back)), tuple(sorted(unlogged)), tuple(sorted(live.values())),

@@ -164,7 +164,7 @@ def _parts_rule(e: Entry, drop: list[str], put: list[str], state: dict[str, Any]
     if kinds.states is None:
         return None
     was, now = kinds.states.mac_of_named(state.get("was")), kinds.states.mac_of_named(state.get("now"))
-    tag = RS.TAG_HEX
+    tag = RS.TAG_CHARS
     if was is None or now is None or drop[0][:tag] != put[0][:tag] or not (
             C.mac_equal(was.encode(), drop[0][tag:].encode()) and C.mac_equal(now.encode(), put[0][tag:].encode())):
         return "its record state's parts do not give the states it names"

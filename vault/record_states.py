@@ -18,6 +18,7 @@ small). The key derives from the meta key: the log cannot be matched to rows wit
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Mapping, Sequence
 
@@ -25,17 +26,24 @@ from . import _crypto as C
 from . import _format as F
 from . import envelope as E
 
-#: A token of the second kind: 88 lower-case hex characters, the record's tag (24) then the
-#: row's MAC (64); the first kind's are 24.
-TOKEN_V2 = re.compile(r"[0-9a-f]{88}")
+#: A token of the second kind: the record's tag (12 bytes) and the row's MAC (24 bytes),
+#: base64url without padding: 48 characters, the tag the first 16 (the first kind's are 24
+#: lower-case hex characters). Base64 and not hex: an import names every new row's token,
+#: and that entry is a twelfth of the vault's bytes.
+TOKEN_V2 = re.compile(r"[A-Za-z0-9_-]{48}")
 TOKEN_V1 = re.compile(r"[0-9a-f]{24}")
-TAG_HEX = 2 * F.STATE_TAG_LEN
+_PART = re.compile(f"[0-9a-f]{{{2 * F.STATE_PART_LEN}}}")  # a part in an update's entry: hex
+TAG_CHARS = 4 * F.STATE_TAG_LEN // 3
+
+
+def b64(raw: bytes) -> str:
+    """base64url, no padding (the lengths here are multiples of 3: none is needed)."""
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
 def record_of(token: str) -> str:
     """The record tag a token of the second kind starts with."""
-    return token[:TAG_HEX]
-_PART = re.compile(f"[0-9a-f]{{{2 * F.STATE_PART_LEN}}}")
+    return token[:TAG_CHARS]
 
 
 def state_key_v2(meta_key: bytes) -> bytes:
@@ -81,14 +89,15 @@ class States:
         return self.token_of(record_id, self._parts(record_id, bodies))
 
     def mac_of(self, parts: Sequence[bytes]) -> str:
-        """The row's MAC from its parts (schema order), hex: no record id needed, each part
-        binds it already, so a checker can recompute an update's MACs from its entry."""
-        return self._prf(b"row" + self._vid + b"".join(parts)).hex()
+        """The row's MAC from its parts (schema order), as a token ends: no record id
+        needed, each part binds it already, so a checker can recompute an update's MACs
+        from its entry."""
+        return b64(self._prf(b"row" + self._vid + b"".join(parts))[:F.STATE_MAC_LEN])
 
     def tag(self, record_id: bytes) -> str:
-        """The record's tag, hex: what ties a state to its record in the log (an add must
-        name a new record, an update or a shred one added before and not shredded)."""
-        return self._prf(b"rec" + self._vid + record_id)[:F.STATE_TAG_LEN].hex()
+        """The record's tag, as a token starts: what ties a state to its record in the log
+        (an add must name a new record, an update or a shred one added and not shredded)."""
+        return b64(self._prf(b"rec" + self._vid + record_id)[:F.STATE_TAG_LEN])
 
     def token_of(self, record_id: bytes, parts: Sequence[bytes]) -> str:
         """The row's token: the record's tag, then the MAC of its parts."""

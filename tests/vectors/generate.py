@@ -13,6 +13,7 @@ committed files. All "random" inputs are SHA-256 of a fixed label, so runs are i
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -260,12 +261,17 @@ def envelope_bodies(row: bytes, classes: list[str]) -> list[tuple[str, bytes, by
     return [(c, *out[c]) for c in classes]
 
 
+def b64url(raw: bytes) -> str:
+    """base64url without padding (format.md 13a: a token of the second kind)."""
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
 def record_state_v2(meta_key: bytes, vid: bytes, rid: bytes, classes: list[str],
                     rows: list[tuple[str, bytes]]) -> dict:
     """Record states of the second kind (format.md 13a, database schema version 9 on): one
     part per class over the envelope's DEK id and bytes, the token over the parts."""
     key = hkdf(meta_key, b"dvault/v2/record-state")
-    tag = hmac256(key, b"rec" + vid + rid)[:12].hex()
+    tag = b64url(hmac256(key, b"rec" + vid + rid)[:12])
     cases = []
     for source, row in rows:
         envs = envelope_bodies(row, classes)
@@ -273,14 +279,14 @@ def record_state_v2(meta_key: bytes, vid: bytes, rid: bytes, classes: list[str],
                  for c, did, body in envs]
         cases.append({"source": source, "row": h(row), "dek_ids": {c: h(did) for c, did, _ in envs},
                       "parts": {c: h(p) for (c, _, _), p in zip(envs, parts)},
-                      "token": tag + hmac256(key, b"row" + vid + b"".join(parts)).hex()})
+                      "token": tag + b64url(hmac256(key, b"row" + vid + b"".join(parts))[:24])})
     return {
         "expect": "success",
         "description": "record states of the second kind: state_key = HKDF-SHA256(meta key, "
                        "\"dvault/v2/record-state\"); part(c) = HMAC-SHA256(state_key, \"part\" || vault_id || "
                        "record_id || u8 len(c) || c || dek_id || body)[0:16], body = every byte of the envelope "
                        "after its key (format 1: the cells container without its u32 length); token = "
-                       "HEX(record tag || HMAC-SHA256(state_key, \"row\" || vault_id || parts in schema order)), "
+                       "BASE64URL(record tag || HMAC-SHA256(state_key, \"row\" || vault_id || parts in schema order)[0:24]), "
                        "record tag = HMAC-SHA256(state_key, \"rec\" || vault_id || record_id)[0:12]. A rewrap keeps "
                        "the DEK id and the body, so row_rotated has the same parts and token as row",
         "meta_key": h(meta_key), "vault_id": h(vid), "record_id": h(rid), "classes": classes,

@@ -38,6 +38,14 @@ from normref import normalize_ref, tokens_ref  # noqa: E402  (the spec-only norm
 VERSION = 1
 
 
+
+B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def b64url(raw):
+    """base64url without padding (§13a: tokens of the second kind)."""
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
 class FormatError(Exception):
     pass
 
@@ -756,15 +764,17 @@ class Reader:
                 for c, did, body in self.envelope_bodies(data)}
 
     def mac_of_parts(self, parts):
-        """The second kind's row MAC (64 hex characters) from the parts, in schema order."""
-        return hmac256(self.state_key_v2(), b"row" + self.vault_id + b"".join(parts)).hex()
+        """The second kind's row MAC (24 bytes, 32 base64url characters) from the parts, in
+        schema order."""
+        return b64url(hmac256(self.state_key_v2(), b"row" + self.vault_id + b"".join(parts))[:24])
 
     def record_tag(self, rid):
-        """The second kind's record tag (24 hex characters), which opens each token."""
-        return hmac256(self.state_key_v2(), b"rec" + self.vault_id + rid)[:12].hex()
+        """The second kind's record tag (12 bytes, 16 base64url characters), which opens each
+        token."""
+        return b64url(hmac256(self.state_key_v2(), b"rec" + self.vault_id + rid)[:12])
 
     def token_of_parts(self, rid, parts):
-        """The second kind's token (88 hex characters): the record's tag, then the MAC."""
+        """The second kind's token (48 base64url characters): the record's tag, then the MAC."""
         return self.record_tag(rid) + self.mac_of_parts(parts)
 
     def mac_of_named(self, named):
@@ -948,7 +958,7 @@ class Reader:
     def replay_states(self, entries):
         """§13a "Record states" of both kinds, over (seq, actor, action, detail, state) in seq
         order. The first kind (24 hex) names rows before the upgrade's ``restate`` (a decider's,
-        ``upgrade: 9``), the second (88 hex: the record's tag, then the row's MAC) after it, or
+        ``upgrade: 9``), the second (48 base64url: the record's tag, then the row's MAC) after it, or
         throughout if there is none and the
         vault is at version 9 or later. The upgrade's pairs move a row's state only where the
         dropped token is live (one dropped before: the new one counts as dropped too). An
@@ -956,7 +966,7 @@ class Reader:
         it drops and puts. An entry whose states break these rules is reported and not
         replayed. (Whose role may write what is not checked here.)"""
         v1 = lambda t: isinstance(t, str) and len(t) == 24 and set(t) <= set("0123456789abcdef")  # noqa: E731
-        v2 = lambda t: isinstance(t, str) and len(t) == 88 and set(t) <= set("0123456789abcdef")  # noqa: E731
+        v2 = lambda t: isinstance(t, str) and len(t) == 48 and set(t) <= set(B64URL)  # noqa: E731
         deciders = self.deciders()
 
         def upgrade(actor, action, d):
@@ -979,10 +989,10 @@ class Reader:
                         live.discard(old)
                         dropped.add(old)
                         live.add(new)
-                        added.add(new[:24])
+                        added.add(new[:16])
                     elif old in dropped:
                         dropped.add(new)
-                        added.add(new[:24])
+                        added.add(new[:16])
                 continue
             second = since is not None and seq > since
             want = v2 if second else v1
@@ -992,9 +1002,9 @@ class Reader:
                 continue
             has_parts = "was" in st or "now" in st
             if action == "update" and second:
-                if len(drop) != 1 or len(put) != 1 or drop[0][:24] != put[0][:24] \
-                        or self.mac_of_named(st.get("was")) != drop[0][24:] \
-                        or self.mac_of_named(st.get("now")) != put[0][24:]:
+                if len(drop) != 1 or len(put) != 1 or drop[0][:16] != put[0][:16] \
+                        or self.mac_of_named(st.get("was")) != drop[0][16:] \
+                        or self.mac_of_named(st.get("now")) != put[0][16:]:
                     problems.append((seq, "update: its parts do not give the states it names"))
                     continue
             elif has_parts:
@@ -1010,13 +1020,13 @@ class Reader:
                 dropped.add(t)
             live.update(put)
             if second and action == "shred":
-                gone.update(t[:24] for t in drop)
+                gone.update(t[:16] for t in drop)
             elif second:
-                named = {t[:24] for t in put}
+                named = {t[:16] for t in put}
                 added |= named
                 if any_drop:  # a decider's restate takes the rows as they are
                     gone -= named
-                    gone |= {t[:24] for t in drop if v2(t)} - named
+                    gone |= {t[:16] for t in drop if v2(t)} - named
         return live, dropped, problems, since
 
     @staticmethod
@@ -1024,7 +1034,7 @@ class Reader:
         """§13a, second kind: an add, an import or a baseline names records never added; an
         update or a re-encryption records added and not shredded, the same ones before and
         after, each once; a shred a record not shredded. None if the entry fits."""
-        before, after = sorted(t[:24] for t in drop), sorted(t[:24] for t in put)
+        before, after = sorted(t[:16] for t in drop), sorted(t[:16] for t in put)
         if action in ("add", "import") or (action == "restate" and d.get("baseline") is True):
             if len(set(after)) != len(after) or not added.isdisjoint(after):
                 return "adds a record added before"
