@@ -264,3 +264,22 @@ def test_approve_refuses_a_malformed_request_id_before_the_database_or_the_log(t
         with pytest.raises(vault.NotFound, match="a request id is 16 hex digits"):
             v.approve_reveal(req_id, 3600, record=names[a]["audit"], field="email")  # type: ignore[arg-type]
         assert len(v.audit_entries(action="reveal_approve")) == before
+
+
+def test_an_approval_whose_request_went_meanwhile_says_so(team, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The record is shredded (its requests go with it) between the approval's checks and
+    its write: the call says nothing was granted, instead of reporting success."""
+    url, lead, staff, tool, a, b, names = team
+    with vault.open(url, identity=staff) as v:
+        req = v.request_reveal(a, "legal_name", "hospital admission for Amira")
+    with vault.open(url, identity=lead) as v:
+        real = v._records.get
+
+        def read_then_withdrawn(*args, **kw):  # type: ignore[no-untyped-def]
+            out = real(*args, **kw)
+            _sql(url, "DELETE FROM dv_reveals WHERE req_id = :r", r=req)  # what a concurrent shred does
+            return out
+        monkeypatch.setattr(v._records, "get", read_then_withdrawn)
+        with pytest.raises(vault.NotFound, match="nothing granted"):
+            v.approve_reveal(req, ttl_seconds=3600, record=names[a]["badge"], field="legal_name")
+    assert _grants(url) == []

@@ -421,7 +421,10 @@ def approve(v: Desk, req_id: str, ttl_seconds: int, record: str, field: str) -> 
     sig = lead.sign(_grant_message(v.access.ses.vid, req_id, requester.user_id, rid, r.field, expires, sealed, head))
     grant = head + struct.pack(">Q", expires) + sig + sealed
     with v.access.ses.store().tx() as conn:
-        conn.execute(update(reveals).where(reveals.c.req_id == req_id).values(grant=grant))
+        done = conn.execute(update(reveals).where(reveals.c.req_id == req_id).values(grant=grant)).rowcount
+    if done != 1:  # a shred of the record, or the requester's revocation, took the request meanwhile
+        raise NotFound("the request was withdrawn meanwhile (its record shredded or its requester revoked): "
+                       "nothing granted")
 
 
 def _jsonable(value: Any) -> Any:
