@@ -86,10 +86,12 @@ def import_(csv_file: Path, mapping: Path | None, preset: str | None, encoding: 
         report = R.Report(csv_file.name, plan, dry_run=dry_run, apply_updates=apply_updates,
                           skip_bad=skip_bad, notes=notes, unchecked=unchecked)
         if not (dry_run or (plan.errors and not skip_bad) or report.nothing_to_do()):
-            ids = with_progress("importing", len(plan.rows),
-                                lambda step: v.import_rows([values for _line, values in plan.rows], progress=step),
-                                show=not as_json) if plan.rows else []
-            report.done(ids, R.apply_updates(v, plan) if apply_updates else [])
+            rows = [values for _line, values in plan.rows]
+            updates = [(u.record_id, dict(u.values)) for u in plan.updates] if apply_updates else []
+            ids = with_progress("importing", len(rows),
+                                lambda step: v.import_rows(rows, progress=step, updates=updates),
+                                show=not as_json) if rows else v.import_rows([], updates=updates)
+            report.done(ids, [u.line for u in plan.updates] if apply_updates else [])
         report.finish(as_json)
     if shred_source:
         _shred_source(csv_file, source, plan, apply_updates)

@@ -13,7 +13,7 @@ import vault
 
 from .common import note, printable
 
-__all__ = ["choose_mapping", "plan", "apply_updates", "Report"]
+__all__ = ["choose_mapping", "plan", "Report"]
 
 
 def choose_mapping(data: bytes, mapping: Path | None, preset: str | None, encoding: str | None,
@@ -63,17 +63,6 @@ def plan(v: vault.Vault, data: bytes, m: Any, encoding: str | None, include: boo
     p = plan_import(data, m, v.schema, encoding=encoding, include_status=include)
     p, unchecked = check_against_vault(v, p)  # a fresh download again must not duplicate anyone
     return p, list(unchecked)
-
-
-def apply_updates(v: vault.Vault, p: Any) -> list[int]:
-    """Each update is the library's own (one audited entry per record, its own transaction).
-    A failure part-way leaves the earlier ones applied; importing the file again applies the
-    rest, since an applied update now compares as unchanged."""
-    done = []
-    for u in p.updates:
-        v.update(u.record_id, dict(u.values))
-        done.append(u.line)
-    return done
 
 
 class Report:

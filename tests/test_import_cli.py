@@ -482,3 +482,26 @@ def test_a_vault_with_the_previous_default_schema_imports_with_preset_and_mappin
         recs = {r.get("passport_number"): dict(r) for r in v.records()}
     assert len(recs) == 14 and recs["N11223344"]["dietary"] == "halal, gluten_free"
     assert all("source_id" not in r for r in recs.values())
+
+
+def test_an_import_and_its_updates_are_all_or_nothing(url: str) -> None:
+    """import_rows(updates=...): the new rows and the changes to stored records commit
+    together, so an update that fails (a record shredded meanwhile) leaves none of it, as a
+    bad row would; with no new rows the updates alone are one transaction too."""
+    with vault.create(url, RECOVERY) as v:
+        kept = v.add({"legal_name": "Amira Haddad", "email": "amira@example.org"})
+        gone = v.add({"legal_name": "Kofi Mensah", "email": "kofi@example.org"})
+        v.delete(gone)
+        new = {"legal_name": "Lina Saleh", "email": "lina@example.org"}
+        for rows in ([new], []):
+            with pytest.raises(vault.NotFound):
+                v.import_rows(rows, updates=[(kept, {"email": "amira.h@example.org"}), (gone, {"email": "k@example.org"})])
+            assert v.count() == 1 and v.get(kept)["email"] == "amira@example.org"
+        ids = v.import_rows([new], updates=[(kept, {"email": "amira.h@example.org"})])
+        assert v.count() == 2 and v.get(kept)["email"] == "amira.h@example.org" and v.get(ids[0])["legal_name"] == "Lina Saleh"
+        assert v.import_rows([], updates=[(kept, {"email": "a@example.org"})]) == []
+        assert v.get(kept)["email"] == "a@example.org" and v.check_records().ok
+        with pytest.raises(vault.ValidationError):
+            v.import_rows([], updates={"x": 1})  # type: ignore[arg-type]
+        with pytest.raises(vault.ValidationError, match="pairs"):
+            v.import_rows([], updates=[kept])  # type: ignore[list-item]

@@ -332,15 +332,28 @@ class Vault(LifecycleCalls):
         self._canaries.alarm_if_canary(ids, "add")
         return ids
 
-    def import_rows(self, rows: Iterable[Mapping[str, Any]],
-                    progress: Callable[[int, int], None] | None = None) -> list[str]:
+    def import_rows(self, rows: Iterable[Mapping[str, Any]], progress: Callable[[int, int], None] | None = None,
+                    *, updates: Iterable[tuple[str, Mapping[str, Any]]] = ()) -> list[str]:
         """add_many for bulk imports (validated first, one transaction), logged as ``import``;
-        ``progress(done, total)`` as rows are encrypted."""
+        ``progress(done, total)`` as rows are encrypted. ``updates`` (record id, values):
+        changes to stored records the same file carries, each an audited update, in the same
+        transaction: a failure of any leaves nothing of the import written."""
         check_progress(progress)
         rows = check_rows(rows, "import_rows")
+        changes = check_rows(updates, "import_rows")
+        if not all(isinstance(c, tuple) and len(c) == 2 for c in changes):
+            raise ValidationError("import_rows() takes updates as (record id, values) pairs")
         j = self._journal
         j.guard("import", lambda: self._access.need_writable("importing records"))
-        return j.guard("import", lambda: self._records.add_many(rows, progress, entry=("import", {})))
+
+        def then(_ids: list[str]) -> None:
+            for record_id, values in changes:
+                self.update(record_id, values)
+        if not rows:
+            with self._ses.store().tx():
+                then([])
+            return []
+        return j.guard("import", lambda: self._records.add_many(rows, progress, entry=("import", {}), then=then))
 
     def require_writable(self, op: str = "add") -> None:
         """AccessDenied (logged as 'denied', as ``add``/``import_rows`` would log it) unless this
