@@ -96,13 +96,14 @@ def rights(users: Iterable[Any], roles: Mapping[str, Any], classes: Iterable[str
 class Replay:
     """The live states (token -> seq of the entry that put it), every token dropped, the
     entries whose states were refused (seq -> why), and, for states of the second kind, the
-    tags of the records added and of those shredded since."""
+    tags of the records added, of those shredded since, and each record's state now."""
 
     live: dict[str, int] = field(default_factory=dict)
     dropped: set[str] = field(default_factory=set)
     refused: dict[int, str] = field(default_factory=dict)
     added: set[str] = field(default_factory=set)
     gone: set[str] = field(default_factory=set)
+    current: dict[str, str] = field(default_factory=dict)  # record tag -> its state now
 
 
 @dataclass(frozen=True)
@@ -262,9 +263,11 @@ def _records_rule(out: Replay, e: Entry, drop: list[str], put: list[str], detail
                   deciders: set[bytes]) -> str | None:
     """Second kind: whether the records the states name fit the action. An add or import
     names records no entry added before; an update or re-encryption records added and not
-    shredded, each once on both sides; a shred one not shredded (a planted row's record,
-    which no entry added, may be shredded: its row is gone either way). Why: without it a colleague's ``shred``
-    that deletes nothing and ``add`` of a mixed row of the same record vouch for that mix."""
+    shredded, each once on both sides, each from the state the log holds for it now; a
+    shred a record not shredded (a planted row's record, which no entry added, may be
+    shredded: its row goes either way). Why: without it a colleague's ``shred`` that
+    deletes nothing and ``add`` of a mixed row of the same record, or an ``update`` from a
+    state the record left long ago (a rolled-back row), vouch for a row the log never had."""
     of = RS.record_of
     a = e.action
     if a in ("add", "import") or (a == "restate" and detail.get("baseline") is True):
@@ -277,22 +280,31 @@ def _records_rule(out: Replay, e: Entry, drop: list[str], put: list[str], detail
             return "its record states name other records before and after"
         if any(r in out.gone or (r not in out.added and a != "shred") for r in before):
             return f"its {a} names a record no entry added, or one shredded before"
+        if a != "shred" and any(out.current.get(of(t)) != t for t in drop):
+            return f"its {a} does not start from the record's logged state (a stale or rolled-back row)"
     return None
 
 
 def _track(out: Replay, e: Entry, drop: list[str], put: list[str], deciders: set[bytes]) -> None:
-    """Which records the entry added or shredded (second kind). A decider's accepting
-    ``restate`` takes the rows as they are: a record it puts a state for is there, one
-    whose state it only drops is gone."""
+    """Which records the entry added or shredded, and each record's state now (second
+    kind). A decider's accepting ``restate`` takes the rows as they are: a record it puts a
+    state for is there; one whose state now it drops, and puts none for, is gone."""
     of = RS.record_of
     if e.action == "shred":
-        out.gone.update(of(t) for t in drop)
+        for t in drop:
+            out.gone.add(of(t))
+            out.current.pop(of(t), None)
         return
     named = {of(t) for t in put}
     out.added |= named
     if e.action == "restate" and e.actor in deciders:
         out.gone -= named
-        out.gone |= {of(t) for t in drop if RS.TOKEN_V2.fullmatch(t)} - named
+        for t in drop:
+            r = of(t)
+            if RS.TOKEN_V2.fullmatch(t) and r not in named and out.current.get(r) == t:
+                out.current.pop(r)
+                out.gone.add(r)
+    out.current.update((of(t), t) for t in put)
 
 
 def _pair(out: Replay, seq: int, drop: list[str], put: list[str]) -> None:
@@ -305,6 +317,7 @@ def _pair(out: Replay, seq: int, drop: list[str], put: list[str]) -> None:
             out.dropped.add(old)
             out.live[new] = seq
             out.added.add(RS.record_of(new))
+            out.current[RS.record_of(new)] = new
         elif old in out.dropped:
             out.dropped.add(new)
             out.added.add(RS.record_of(new))  # rolled back or shredded: never added again

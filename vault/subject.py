@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from . import pseudonym as P
+from . import record_states as RS
 from ._files import write_private
 from .errors import AccessDenied, VaultExists
 
@@ -146,7 +147,9 @@ def _added_at(entries: Sequence[Mapping[str, Any]], token: str | None, skip: set
               ) -> int | None:
     """The time (ms) of the add or import entry that put the record's row, following its
     state back through the updates and re-encryptions that dropped one state for another
-    (docs/format.md 13a); None if the log does not lead there."""
+    (docs/format.md 13a): in the second kind only through states of the record's own tag,
+    and past the upgrade's pairs through its own pair; None if the log does not lead there
+    (a baseline, or an accept that does not name the record's earlier state)."""
     if not token:
         return None
     tokens = {token}
@@ -155,7 +158,10 @@ def _added_at(entries: Sequence[Mapping[str, Any]], token: str | None, skip: set
         if not isinstance(state, dict) or e.get("verified") is False or e.get("quarantined") or e.get("seq") in skip:
             continue
         put, drop = state.get("put") or [], state.get("drop") or []
-        if not isinstance(put, list) or not isinstance(drop, list) or tokens.isdisjoint(put):
+        if not isinstance(put, list) or not isinstance(drop, list):
+            continue
+        put = [t for t in put if isinstance(t, str)]  # (the log is hostile input: no unhashable items)
+        if tokens.isdisjoint(put):
             continue
         if e["action"] in ("add", "import"):
             return int(e["at"])
@@ -164,7 +170,16 @@ def _added_at(entries: Sequence[Mapping[str, Any]], token: str | None, skip: set
         if (e.get("detail") or {}).get("upgrade") and len(drop) == len(put):  # pairs: follow the record's own
             tokens |= {d for d, p in zip(drop, put, strict=True) if p in tokens and isinstance(d, str)}
             continue
-        tokens |= {t for t in drop if isinstance(t, str)}  # a re-encryption drops many: earlier, never later
+        tag = next((RS.record_of(t) for t in tokens & set(put) if RS.TOKEN_V2.fullmatch(t)), None)
+        if tag is not None:  # second kind: the record's own earlier state, by its tag
+            earlier = {t for t in drop if isinstance(t, str) and RS.record_of(t) == tag}
+            if not earlier:  # an accept that found the row unlogged: the log does not say since when
+                return None
+            tokens |= earlier
+        elif e["action"] == "restate":  # first kind, an accept: whose states it drops it does not say
+            return None
+        else:
+            tokens |= {t for t in drop if isinstance(t, str)}  # a re-encryption drops many: earlier, never later
     return None
 
 

@@ -974,7 +974,7 @@ class Reader:
         since = next((seq for seq, actor, action, d, _ in entries if upgrade(actor, action, d)),
                      0 if self.second_kind() else None)
         live, dropped, problems = set(), set(), []
-        added, gone = set(), set()  # second kind: the tags of records added, and of those shredded
+        added, gone, now = set(), set(), {}  # second kind: records added, shredded, each one's state now
         for seq, actor, action, d, st in entries:
             drop, put = st.get("drop", []), st.get("put", [])
             if not (isinstance(drop, list) and isinstance(put, list)) or set(st) - {"drop", "put", "was", "now"}:
@@ -990,6 +990,7 @@ class Reader:
                         dropped.add(old)
                         live.add(new)
                         added.add(new[:16])
+                        now[new[:16]] = new
                     elif old in dropped:
                         dropped.add(new)
                         added.add(new[:16])
@@ -1011,7 +1012,7 @@ class Reader:
                 problems.append((seq, "parts on an entry that takes none"))
                 continue
             if second:
-                why = self.records_rule(action, any_drop, d, drop, put, added, gone)
+                why = self.records_rule(action, any_drop, d, drop, put, added, gone, now)
                 if why:
                     problems.append((seq, why))
                     continue
@@ -1021,19 +1022,26 @@ class Reader:
             live.update(put)
             if second and action == "shred":
                 gone.update(t[:16] for t in drop)
+                for t in drop:
+                    now.pop(t[:16], None)
             elif second:
                 named = {t[:16] for t in put}
                 added |= named
                 if any_drop:  # a decider's restate takes the rows as they are
                     gone -= named
-                    gone |= {t[:16] for t in drop if v2(t)} - named
+                    for t in drop:
+                        if v2(t) and t[:16] not in named and now.get(t[:16]) == t:
+                            del now[t[:16]]
+                            gone.add(t[:16])
+                now.update((t[:16], t) for t in put)
         return live, dropped, problems, since
 
     @staticmethod
-    def records_rule(action, decider_restate, d, drop, put, added, gone):
+    def records_rule(action, decider_restate, d, drop, put, added, gone, now):
         """§13a, second kind: an add, an import or a baseline names records never added; an
         update or a re-encryption records added and not shredded, the same ones before and
-        after, each once; a shred a record not shredded. None if the entry fits."""
+        after, each once, each from its state now; a shred a record not shredded. None if
+        the entry fits."""
         before, after = sorted(t[:16] for t in drop), sorted(t[:16] for t in put)
         if action in ("add", "import") or (action == "restate" and d.get("baseline") is True):
             if len(set(after)) != len(after) or not added.isdisjoint(after):
@@ -1043,6 +1051,8 @@ class Reader:
                 return "names other records before and after"
             if any(r in gone or (r not in added and action != "shred") for r in before):
                 return "names a record never added, or one shredded"
+            if action != "shred" and any(now.get(t[:16]) != t for t in drop):
+                return "does not start from the record's state now"
         return None
 
 
