@@ -186,3 +186,21 @@ def test_a_subject_export_follows_the_upgrade_pair_back_to_the_add(
         assert _added_at(entries, token) == int(adds[-2]["at"])
         up = next(e for e in entries if e["detail"].get("upgrade"))
         assert json.dumps(up["detail"]).count(token) == 1
+
+
+def test_a_reencryption_over_a_rolled_back_row_keeps_it_reported_and_only_it(url: str) -> None:
+    """A re-encrypting rotation cannot tell a rolled-back row from any other: its batch's
+    entry is taken record by record, so the put-back row stays reported as rolled back
+    (not laundered by the lead's re-encryption), and the rest of the batch stays logged."""
+    with vault.create(url, PASSPHRASE) as v:
+        a, b, c = v.add_many([FULL, OTHER, {**OTHER, "email": "z@example.org"}])
+        raw = RawDB(url)
+        old = raw.row(a)
+        v.update(a, {"risk_level": "high"})
+        raw.set_row(a, old)  # a database writer puts the older row back
+        raw.close()
+        assert v.check_records().rolled_back == (a,)
+        v.rotate(reencrypt=True)
+        check = v.check_records()
+        assert check.rolled_back == (a,) and not check.unlogged and not check.refused and len(check.missing) == 1
+        assert v.get(a)["risk_level"] == "low"  # what the check keeps naming

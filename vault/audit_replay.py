@@ -247,6 +247,8 @@ def replay(entries: list[Entry], held: frozenset[int], deciders: set[bytes], may
         first = False
         if _upgrade(e, detail, deciders):
             _pair(out, e.seq, drop, put)
+        elif second and e.action == "reencrypt":
+            _reencrypt(out, e.seq, drop, put)
         else:
             for t in drop:
                 out.live.pop(t, None)
@@ -263,9 +265,10 @@ def _records_rule(out: Replay, e: Entry, drop: list[str], put: list[str], detail
                   deciders: set[bytes]) -> str | None:
     """Second kind: whether the records the states name fit the action. An add or import
     names records no entry added before; an update or re-encryption records added and not
-    shredded, each once on both sides, each from the state the log holds for it now; a
-    shred a record not shredded (a planted row's record, which no entry added, may be
-    shredded: its row goes either way). Why: without it a colleague's ``shred`` that
+    shredded, each once on both sides (an update from the state the log holds for it now;
+    a re-encryption is taken record by record, :func:`_reencrypt`); a shred a record not
+    shredded (a planted row's record, which no entry added, may be shredded: its row goes
+    either way). Why: without it a colleague's ``shred`` that
     deletes nothing and ``add`` of a mixed row of the same record, or an ``update`` from a
     state the record left long ago (a rolled-back row), vouch for a row the log never had."""
     of = RS.record_of
@@ -280,7 +283,7 @@ def _records_rule(out: Replay, e: Entry, drop: list[str], put: list[str], detail
             return "its record states name other records before and after"
         if any(r in out.gone or (r not in out.added and a != "shred") for r in before):
             return f"its {a} names a record no entry added, or one shredded before"
-        if a != "shred" and any(out.current.get(of(t)) != t for t in drop):
+        if a == "update" and any(out.current.get(of(t)) != t for t in drop):
             return f"its {a} does not start from the record's logged state (a stale or rolled-back row)"
     return None
 
@@ -305,6 +308,23 @@ def _track(out: Replay, e: Entry, drop: list[str], put: list[str], deciders: set
                 out.current.pop(r)
                 out.gone.add(r)
     out.current.update((of(t), t) for t in put)
+
+
+def _reencrypt(out: Replay, seq: int, drop: list[str], put: list[str]) -> None:
+    """A re-encrypting rotation's batch (second kind), record by record: a record whose
+    state now it drops moves to the state it puts; a row it re-encrypted from a state the
+    record had left (rolled back) stays rolled back, one no entry wrote stays unnamed. Why
+    not refuse the entry as an update's: one rolled-back row would make its whole batch
+    look unlogged (the rotation cannot tell it), and taking it as it is would launder it."""
+    new = {RS.record_of(t): t for t in put}
+    for old in drop:
+        r = RS.record_of(old)
+        if out.current.get(r) == old and out.live.pop(old, None) is not None:
+            out.dropped.add(old)
+            out.live[new[r]] = seq
+            out.current[r] = new[r]
+        elif old in out.dropped or r in out.current:
+            out.dropped.add(new[r])
 
 
 def _pair(out: Replay, seq: int, drop: list[str], put: list[str]) -> None:

@@ -1016,6 +1016,18 @@ class Reader:
                 if why:
                     problems.append((seq, why))
                     continue
+            if second and action == "reencrypt":  # record by record: one from a state left stays dropped
+                new = {t[:16]: t for t in put}
+                for t in drop:
+                    r = t[:16]
+                    if now.get(r) == t and t in live:
+                        live.discard(t)
+                        dropped.add(t)
+                        live.add(new[r])
+                        now[r] = new[r]
+                    elif t in dropped or r in now:
+                        dropped.add(new[r])
+                continue
             for t in drop:
                 live.discard(t)
                 dropped.add(t)
@@ -1040,8 +1052,8 @@ class Reader:
     def records_rule(action, decider_restate, d, drop, put, added, gone, now):
         """§13a, second kind: an add, an import or a baseline names records never added; an
         update or a re-encryption records added and not shredded, the same ones before and
-        after, each once, each from its state now; a shred a record not shredded. None if
-        the entry fits."""
+        after, each once (an update from the record's state now; a re-encryption is taken
+        record by record); a shred a record not shredded. None if the entry fits."""
         before, after = sorted(t[:16] for t in drop), sorted(t[:16] for t in put)
         if action in ("add", "import") or (action == "restate" and d.get("baseline") is True):
             if len(set(after)) != len(after) or not added.isdisjoint(after):
@@ -1051,7 +1063,7 @@ class Reader:
                 return "names other records before and after"
             if any(r in gone or (r not in added and action != "shred") for r in before):
                 return "names a record never added, or one shredded"
-            if action != "shred" and any(now.get(t[:16]) != t for t in drop):
+            if action == "update" and any(now.get(t[:16]) != t for t in drop):
                 return "does not start from the record's state now"
         return None
 
