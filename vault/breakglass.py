@@ -164,7 +164,7 @@ def request(v: Desk, record_id: str, field: str, reason: str) -> str:
         if v.access.db_version(conn) < SIGNED_FROM:
             raise AccessDenied("this vault must be opened once by the security lead with this release before "
                                "break-glass requests can be made")
-        if not store.record_exists(conn, rid):
+        if not store.record_exists(conn, rid, hold=True):  # a shred under way waits for us, then takes it too
             raise NotFound(f"no record {record_id}")
         conn.execute(reveals.insert().values(req_id=req_id, requester=user.user_id, record_id=rid,
                                              field=field, reason=sealed_reason, grant=None,

@@ -236,7 +236,8 @@ class Records:
     # -- writes ----------------------------------------------------------------------------------
     def add_many(self, rows: Iterable[Mapping[str, Any]], progress: Callable[[int, int], None] | None = None, *,
                  entry: tuple[str, dict[str, Any]] = ("add", {}), canaries: Sequence[int] = (),
-                 then: Callable[[list[str]], None] | None = None) -> list[str]:
+                 then: Callable[[list[str]], None] | None = None,
+                 before_entry: Callable[[], None] | None = None) -> list[str]:
         """Validate, seal and store every row in one transaction: all or nothing.
 
         Rows are validated, sealed and indexed in chunks, on every core for a big batch
@@ -245,8 +246,9 @@ class Records:
         rolls the whole transaction back; the error names the first bad row. ``entry``
         (action, detail) is appended in the same transaction, with the new rows' states, and
         a handle that holds the canary list's key re-seals it there too, with the rows
-        ``canaries`` (their positions) added (vault.canaries.reseal); ``then(ids)`` runs in it
-        last (vault.move: the end of the move)."""
+        ``canaries`` (their positions) added (vault.canaries.reseal); ``before_entry()`` runs in
+        it before the entry (vault.Vault.import_rows: updates of stored records, whose row
+        locks must come before the log's), ``then(ids)`` last (vault.move: the end of the move)."""
         store = self.ses.store()
         self.access.need_writable("adding records")
         rows = list(rows)
@@ -274,6 +276,8 @@ class Records:
                 if progress is not None:
                     progress(len(out), len(rows))
             store.insert_index_groups(conn, buckets, self.plans.widths())  # all at once: each bucket is written once
+            if before_entry is not None:  # writes that lock other rows: before the log's lock, as every writer
+                before_entry()
             # in the same transaction: no row without its logged state, no state without its row
             self.journal.record(entry[0], "", {**entry[1], "count": len(out), **self.journal.states(put=put)})
             self.canaries.reseal(conn, [out[i] for i in canaries])  # the lead's adds: after the log's lock

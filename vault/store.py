@@ -491,6 +491,14 @@ class Store(IndexRows, Locks):
         if rows:
             conn.exec_driver_sql(self._update_record_sql, rows)
 
+    def lock_records(self, conn: Connection, rids: list[bytes]) -> None:
+        """Lock every row of ``rids`` (PostgreSQL: FOR UPDATE), in one order, for a transaction
+        that updates several records: each update takes its row's lock, then the log's, held
+        to the commit; a second row locked after that would wait on a colleague who holds it
+        and waits for the log (a deadlock). A row that is not there is left to the update."""
+        for rid in sorted(set(rids)):
+            self.get_record(conn, rid, lock=True)
+
     def record_exists(self, conn: Connection, rid: bytes, *, hold: bool = False) -> bool:
         """``hold`` (PostgreSQL: FOR SHARE): the row stays until the transaction ends, for a
         write that must not outlive it (a pseudonym row written while a shred commits would

@@ -346,14 +346,20 @@ class Vault(LifecycleCalls):
         j = self._journal
         j.guard("import", lambda: self._access.need_writable("importing records"))
 
-        def then(_ids: list[str]) -> None:
-            for record_id, values in changes:
-                self.update(record_id, values)
+        store = self._ses.store()
+
+        def update() -> None:
+            with store.tx() as conn:  # every row first, then the log's lock (Store.lock_records)
+                store.lock_records(conn, [record_id_bytes(record_id) for record_id, _ in changes])
+                for record_id, values in changes:
+                    self.update(record_id, values)
         if not rows:
-            with self._ses.store().tx():
-                then([])
+            with store.tx() as conn:
+                self._access.check_keys(conn)  # the keys' lock before the rows', as every writer
+                update()
             return []
-        return j.guard("import", lambda: self._records.add_many(rows, progress, entry=("import", {}), then=then))
+        return j.guard("import", lambda: self._records.add_many(rows, progress, entry=("import", {}),
+                                                                before_entry=update))
 
     def require_writable(self, op: str = "add") -> None:
         """AccessDenied (logged as 'denied', as ``add``/``import_rows`` would log it) unless this
