@@ -134,11 +134,15 @@ def run(parts: Parts, *, progress: Step | None = None, repair_index: bool = Fals
     report = Report()
     namer = _namer(parts.purposes.get("audit"))
     _check_keys(parts, report)
-    live = _check_records_and_index(parts, report, namer, progress)
-    _check_pseudonyms(parts, report, namer, live)
+    # one snapshot for the rows and what names them: a shred or an add committing between
+    # two reads would look like a ledger entry naming a live record, or a pseudonym row
+    # naming none (the audit's check takes its own snapshot, and writes its entry)
+    with parts.store.tx(write=False, snapshot=True):
+        live = _check_records_and_index(parts, report, namer, progress)
+        _check_pseudonyms(parts, report, namer, live)
+        _check_canaries(parts, report, namer, live)
+        _check_ledger(parts, report, namer, live)
     _check_audit(parts, report)
-    _check_canaries(parts, report, namer, live)
-    _check_ledger(parts, report, namer, live)
     _check_retention(parts, report)
     if repair_index:
         report.repaired = repair(parts, namer)
