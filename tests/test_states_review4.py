@@ -11,16 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from vault.identity import Identity
 
 import vault
 from conftest import FAST_KDF, PASSPHRASE
 from rawdb import RawDB, as_release_v8
 from vault import _format as F
 from vault import journal as J
-from vault.identity import Identity
 
 sys.path.insert(0, str(Path(__file__).parent / "vectors"))
-import reader  # noqa: E402  (tests/vectors/reader.py)
+import reader
 
 FLOOR = (FAST_KDF.t, FAST_KDF.m_kib, FAST_KDF.p)
 FULL = {"legal_name": "Amira Haddad", "email": "amira@example.org", "badge_name": "Amira", "risk_level": "low"}
