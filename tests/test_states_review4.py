@@ -170,3 +170,19 @@ def test_the_reader_reports_an_entry_whose_detail_is_not_json_and_goes_on(tmp_pa
         assert not v.audit_verify().ok
     steps = reader.check(str(path), passphrase=PASSPHRASE, floor=FLOOR)
     assert "audit chain + signatures" in _failed(steps)
+
+
+# -- 3. spec vs code: the kind a decider's restate may drop ---------------------------------------
+def test_before_the_upgrade_a_deciders_restate_dropping_a_second_kind_token_is_refused(
+        url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """13a: "Entries before the upgrade entry carry first-kind tokens only, entries after it
+    second-kind ones only (a decider's restate may also drop first-kind ones) ... Any entry
+    whose tokens are not of the kind its place takes is refused." The exception is for
+    first-kind drops after the upgrade; audit_replay._kind_ok (and the reader) also let a
+    decider's restate drop a 48-character second-kind token in a log of the first kind."""
+    with monkeypatch.context() as m:
+        m.setattr(F, "RECORD_STATES_V2_FROM", 10 ** 6)  # a v8 vault: first kind throughout
+        with vault.create(url, PASSPHRASE) as v:
+            v.add_many(_rows(2))
+            v._audit("restate", "", {"state": {"drop": ["A" * 48]}})
+            assert len(v.check_records().refused) == 1
