@@ -144,15 +144,16 @@ def _upgrade(e: Entry, detail: dict[str, Any], deciders: set[bytes]) -> bool:
 def _kind_ok(e: Entry, drop: list[str], put: list[str], detail: dict[str, Any], kinds: Kinds,
              deciders: set[bytes]) -> bool:
     """Whether the tokens are of the kind the entry's place in the log takes: the upgrade
-    drops the first and puts the second; a decider's restate may drop either (a state of
-    the first kind the upgrade found no row for)."""
+    drops the first and puts the second; after it, a decider's restate may also drop one of
+    the first (a state the upgrade found no row for)."""
     if _upgrade(e, detail, deciders):
         return len(drop) == len(put) and all(RS.TOKEN_V1.fullmatch(t) for t in drop) \
             and all(RS.TOKEN_V2.fullmatch(t) for t in put)
-    want = RS.TOKEN_V2 if kinds.second(e.seq) else RS.TOKEN_V1
-    dropped_any = e.action == "restate" and e.actor in deciders
+    second = kinds.second(e.seq)
+    want = RS.TOKEN_V2 if second else RS.TOKEN_V1
+    old_too = second and e.action == "restate" and e.actor in deciders  # a first-kind state left over
     return all(want.fullmatch(t) for t in put) and all(
-        want.fullmatch(t) or (dropped_any and (RS.TOKEN_V1.fullmatch(t) or RS.TOKEN_V2.fullmatch(t))) for t in drop)
+        want.fullmatch(t) or (old_too and RS.TOKEN_V1.fullmatch(t)) for t in drop)
 
 
 def _parts_rule(e: Entry, drop: list[str], put: list[str], state: dict[str, Any], kinds: Kinds,
@@ -265,10 +266,11 @@ def _records_rule(out: Replay, e: Entry, drop: list[str], put: list[str], detail
                   deciders: set[bytes]) -> str | None:
     """Second kind: whether the records the states name fit the action. An add or import
     names records no entry added before; an update or re-encryption records added and not
-    shredded, each once on both sides (an update from the state the log holds for it now;
-    a re-encryption is taken record by record, :func:`_reencrypt`); a shred a record not
-    shredded (a planted row's record, which no entry added, may be shredded: its row goes
-    either way). Why: without it a colleague's ``shred`` that
+    shredded, each once on both sides, from the state the log holds for it now; a
+    re-encryption the same records on both sides, each once, and is taken record by record
+    (:func:`_reencrypt`: a rotation cannot tell a row put back from any other); a shred a
+    record not shredded (a planted row's record, which no entry added, may be shredded:
+    its row goes either way). Why: without it a colleague's ``shred`` that
     deletes nothing and ``add`` of a mixed row of the same record, or an ``update`` from a
     state the record left long ago (a rolled-back row), vouch for a row the log never had."""
     of = RS.record_of
@@ -281,7 +283,7 @@ def _records_rule(out: Replay, e: Entry, drop: list[str], put: list[str], detail
         before, after = sorted(of(t) for t in drop), sorted(of(t) for t in put)
         if (a != "shred" and before != after) or len(set(before)) != len(before):
             return "its record states name other records before and after"
-        if any(r in out.gone or (r not in out.added and a != "shred") for r in before):
+        if a != "reencrypt" and any(r in out.gone or (r not in out.added and a != "shred") for r in before):
             return f"its {a} names a record no entry added, or one shredded before"
         if a == "update" and any(out.current.get(of(t)) != t for t in drop):
             return f"its {a} does not start from the record's logged state (a stale or rolled-back row)"

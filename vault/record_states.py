@@ -29,7 +29,7 @@ from . import envelope as E
 #: A token of the second kind: the record's tag (12 bytes) and the row's MAC (24 bytes),
 #: base64url without padding: 48 characters, the tag the first 16 (the first kind's are 24
 #: lower-case hex characters). Base64 and not hex: an import names every new row's token,
-#: and that entry is a twelfth of the vault's bytes.
+#: and that entry is about a twentieth of the vault's bytes.
 TOKEN_V2 = re.compile(r"[A-Za-z0-9_-]{48}")
 TOKEN_V1 = re.compile(r"[0-9a-f]{24}")
 _PART = re.compile(f"[0-9a-f]{{{2 * F.STATE_PART_LEN}}}")  # a part in an update's entry: hex

@@ -881,6 +881,7 @@ class Reader:
         expect_seq = 1
         n, problems, unsigned = 0, [], 0
         state_entries, with_states = 0, []
+        decisions, hashes = [], {}  # the lead's quarantine decisions (actor, seq, hash); each entry's hash
         targets = set()
         seen_labelled = False
         self.reasons, self.reasons_sealed_elsewhere = [], 0
@@ -916,11 +917,18 @@ class Reader:
                     problems.append((seq, "unknown actor"))
                 elif not ed_verify(actor[32:], sig, (b"dvault/v1/audit-sig" + h) if labelled else h):
                     problems.append((seq, "bad signature"))
-            d = json.loads(detail_b) if detail_b else {}
+            try:  # §13a "Malformed rows": no reader stops at an entry
+                d = json.loads(detail_b) if detail_b else {}
+            except ValueError:
+                problems.append((seq, "detail is not JSON"))
+                d = {}
             st = d.get("state") if isinstance(d, dict) else None
-            if st:
-                state_entries += 1
-                with_states.append((seq, actor, action, d, st))
+            if action == "quarantine" and isinstance(d, dict) and isinstance(d.get("seq"), int):
+                decisions.append((actor, d.get("seq"), d.get("hash")))
+            hashes[seq] = h
+            if st or (isinstance(d, dict) and "upgrade" in d):  # (an upgrade with no rows has no state)
+                state_entries += 1 if st else 0
+                with_states.append((seq, actor, action, d, st if isinstance(st, dict) else {}))
             if target:
                 targets.add(target)
             if reason:
@@ -935,7 +943,10 @@ class Reader:
             prev_hash = h
             expect_seq = seq + 1
             n += 1
-        live, dropped, state_problems, since = self.replay_states(with_states)
+        deciders = self.deciders()  # §13a "Quarantine": a decider's decision naming an entry by seq and hash
+        held = {q for a, q, hx in decisions if a in deciders and isinstance(hx, str) and q in hashes
+                and hashes[q].hex() == hx}
+        live, dropped, state_problems, since = self.replay_states([x for x in with_states if x[0] not in held])
         self.report["audit"] = dict(count=n, head=prev_hash.hex(), problems=problems,
                                     unsigned_unlock_failed=unsigned, state_entries=state_entries,
                                     state_problems=state_problems, second_kind_since=since)
@@ -963,8 +974,9 @@ class Reader:
         vault is at version 9 or later. The upgrade's pairs move a row's state only where the
         dropped token is live (one dropped before: the new one counts as dropped too). An
         update of the second kind carries ``was`` and ``now``, whose tokens must be the ones
-        it drops and puts. An entry whose states break these rules is reported and not
-        replayed. (Whose role may write what is not checked here.)"""
+        it drops and puts. An entry whose states break these rules (or the shapes and the
+        records each action may name) is reported and not replayed; a quarantined entry is
+        left out. (Whose role may write what is not checked here.)"""
         v1 = lambda t: isinstance(t, str) and len(t) == 24 and set(t) <= set("0123456789abcdef")  # noqa: E731
         v2 = lambda t: isinstance(t, str) and len(t) == 48 and set(t) <= set(B64URL)  # noqa: E731
         deciders = self.deciders()
@@ -973,7 +985,7 @@ class Reader:
             return action == "restate" and actor in deciders and d.get("upgrade") == self.STATES_V2_FROM
         since = next((seq for seq, actor, action, d, _ in entries if upgrade(actor, action, d)),
                      0 if self.second_kind() else None)
-        live, dropped, problems = set(), set(), []
+        live, dropped, problems, put_before, first = set(), set(), [], set(), True
         added, gone, now = set(), set(), {}  # second kind: records added, shredded, each one's state now
         for seq, actor, action, d, st in entries:
             drop, put = st.get("drop", []), st.get("put", [])
@@ -994,11 +1006,19 @@ class Reader:
                     elif old in dropped:
                         dropped.add(new)
                         added.add(new[:16])
+                first = False
+                put_before.update(put)
                 continue
             second = since is not None and seq > since
             want = v2 if second else v1
             any_drop = action == "restate" and actor in deciders
-            if not (all(map(want, put)) and all(want(t) or (any_drop and (v1(t) or v2(t))) for t in drop)):
+            shape = self.shape_rule(action, any_drop, d, drop, put, first)
+            if shape is None and not any_drop and (len(set(put)) != len(put) or not put_before.isdisjoint(put)):
+                shape = "puts a state an earlier entry put already"
+            if shape:
+                problems.append((seq, shape))
+                continue
+            if not (all(map(want, put)) and all(want(t) or (any_drop and second and v1(t)) for t in drop)):
                 problems.append((seq, f"states not of the {'second' if second else 'first'} kind"))
                 continue
             has_parts = "was" in st or "now" in st
@@ -1027,6 +1047,8 @@ class Reader:
                         now[r] = new[r]
                     elif t in dropped or r in now:
                         dropped.add(new[r])
+                first = False
+                put_before.update(put)
                 continue
             for t in drop:
                 live.discard(t)
@@ -1046,7 +1068,26 @@ class Reader:
                             del now[t[:16]]
                             gone.add(t[:16])
                 now.update((t[:16], t) for t in put)
+            first = False
+            put_before.update(put)
         return live, dropped, problems, since
+
+    WRITERS = ("add", "import", "update", "shred", "reencrypt", "restate")
+
+    @classmethod
+    def shape_rule(cls, action, decider_restate, d, drop, put, first):
+        """§13a: only entries that write rows carry states, in their action's shape; a
+        restate only the lead's or the recovery actor's, or the log's first state-carrying
+        entry as a baseline with no drop. None if the entry fits."""
+        if action not in cls.WRITERS:
+            return "an entry that writes no rows carries states"
+        if action == "restate":
+            ok = decider_restate or (d.get("baseline") is True and first and not drop)
+        else:
+            ok = {"add": bool(put) and not drop, "import": bool(put) and not drop,
+                  "update": len(drop) == 1 and len(put) == 1, "shred": len(drop) == 1 and not put,
+                  "reencrypt": bool(drop) and len(drop) == len(put)}[action]
+        return None if ok else f"states that do not fit a {action} entry"
 
     @staticmethod
     def records_rule(action, decider_restate, d, drop, put, added, gone, now):
@@ -1061,7 +1102,7 @@ class Reader:
         elif action in ("update", "shred", "reencrypt"):
             if (action != "shred" and before != after) or len(set(before)) != len(before):
                 return "names other records before and after"
-            if any(r in gone or (r not in added and action != "shred") for r in before):
+            if action != "reencrypt" and any(r in gone or (r not in added and action != "shred") for r in before):
                 return "names a record never added, or one shredded"
             if action == "update" and any(now.get(t[:16]) != t for t in drop):
                 return "does not start from the record's state now"
