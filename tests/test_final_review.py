@@ -15,13 +15,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from vault.identity import Identity
 
 import vault
 from conftest import FAST_KDF, PASSPHRASE
-from vault.identity import Identity
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "vectors"))
-import reader  # noqa: E402  (tests/vectors/reader.py)
+import reader
 
 FLOOR = (FAST_KDF.t, FAST_KDF.m_kib, FAST_KDF.p)
 FULL = {"legal_name": "Amira Haddad", "email": "amira@example.org", "badge_name": "Amira"}
