@@ -285,11 +285,12 @@ def test_rights_follow_the_roles() -> None:
     def user(uid: str, role: str) -> types.SimpleNamespace:
         return types.SimpleNamespace(user_id=uid, role=role, public=types.SimpleNamespace(raw=uid.encode()))
     users = [user("s", "staff"), user("t", "tool"), user("w", "writer"), user("r", "revoked"),
-             user("q", "revoked")]
+             user("q", "revoked"), user("x", "revoked")]
     added = types.SimpleNamespace(seq=2, action="user_added", actor=b"L", detail='{"role":"staff","user":"r"}')
+    added_x = types.SimpleNamespace(seq=4, action="user_added", actor=b"L", detail='{"role":"staff","user":"x"}')
     forged = types.SimpleNamespace(seq=3, action="user_added", actor=b"s", detail='{"role":"lead","user":"q"}')
     removed = types.SimpleNamespace(seq=10, action="user_removed", actor=b"L", detail='{"user":"r"}')
-    may = AR.rights(users, roles, ("a", "b"), ("p",), [added, forged, removed], {b"L"},  # type: ignore[list-item]
+    may = AR.rights(users, roles, ("a", "b"), ("p",), [added, forged, added_x, removed], {b"L"},  # type: ignore[list-item]
                     "revoked")
     assert all(may(b"L", a, 99) for a in ("add", "update", "shred", "reencrypt"))
     assert [a for a in ("add", "import", "update", "shred", "reencrypt") if may(b"s", a, 5)] == [
@@ -300,4 +301,8 @@ def test_rights_follow_the_roles() -> None:
     assert not may(b"r", "reencrypt", 9) and may.updatable(b"r") == {"a"}  # as the staff role they were added with
     assert not any(may(b"q", a, 5) for a in ("add", "update", "shred"))  # no user_added by the lead: no role
     assert may.updatable(b"L") is None and may.updatable(b"stranger") == frozenset()
+    assert not may(b"x", "update", 5)  # revoked, and no taken user_removed says when: nothing
+    held = AR.rights(users, roles, ("a", "b"), ("p",), [added, removed], {b"L"}, "revoked",  # type: ignore[list-item]
+                     frozenset({2}))
+    assert not held(b"r", "shred", 9)  # its user_added quarantined: no role
     assert not may(b"stranger", "add", 1)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import vault
+from vault.identity import Identity
 from conftest import run_dvault
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -505,3 +506,28 @@ def test_an_import_and_its_updates_are_all_or_nothing(url: str) -> None:
             v.import_rows([], updates={"x": 1})  # type: ignore[arg-type]
         with pytest.raises(vault.ValidationError, match="pairs"):
             v.import_rows([], updates=[kept])  # type: ignore[list-item]
+
+
+def test_an_import_update_refused_or_failed_is_logged_after_the_rollback(url: str) -> None:
+    """The import's updates run in its transaction; an update refused for the role (denied)
+    or failing (an attempt that changed nothing) is logged as update() logs it, not rolled
+    back with the import."""
+    staff, lead = Identity.generate(), Identity.generate()
+    with vault.create(url, RECOVERY, lead=lead) as v:
+        v.add_user(staff.public, "sam", "staff")
+        kept = v.add({"legal_name": "Amira Haddad", "email": "amira@example.org"})
+        gone = v.add({"legal_name": "Kofi Mensah", "email": "kofi@example.org"})
+        v.delete(gone)
+    with vault.open(url, identity=staff) as s:
+        with pytest.raises(vault.AccessDenied):
+            s.import_rows([{"legal_name": "Lina Saleh"}], updates=[(kept, {"risk_notes": "x"})])
+        with pytest.raises(vault.NotFound):
+            s.import_rows([{"legal_name": "Lina Saleh"}], updates=[(kept, {"email": "a@example.org"}),
+                                                                   (gone, {"email": "k@example.org"})])
+        assert s.count() == 1
+    with vault.open(url, identity=lead) as v:
+        entries = v.audit_entries()
+        assert any(e["action"] == "denied" and e["detail"].get("op") == "update" for e in entries)
+        attempts = [e for e in entries if e["action"] == "update" and "state" not in e["detail"]]
+        assert [e["detail"]["fields"] for e in attempts] == [["email"]]
+        assert v.get(kept)["email"] == "amira@example.org" and v.check_records().ok

@@ -44,7 +44,7 @@ class Rights:
         if got is None:
             return False
         allowed, until, _ = got
-        return action in allowed and (until is None or seq < until or until == -1)
+        return action in allowed and (until is None or seq < until)
 
     def updatable(self, actor: bytes) -> frozenset[str] | None:
         if actor in self._deciders:
@@ -54,22 +54,24 @@ class Rights:
 
 
 def rights(users: Iterable[Any], roles: Mapping[str, Any], classes: Iterable[str], purposes: Iterable[str],
-           entries: list[Entry], deciders: set[bytes], revoked_role: str) -> Rights:
+           entries: list[Entry], deciders: set[bytes], revoked_role: str, held: frozenset[int] = frozenset()
+           ) -> Rights:
     """What each user's role lets them write, as the client refuses it (vault.Vault.add,
     update, delete, rotate): an add or import needs every class (its key or its public key),
     an update a class key (and changes only classes whose key it holds), a shred every class
     and every purpose, a re-encryption every class key. A revoked user counts, with the role
     the lead's ``user_added`` entry gave them, for entries before the lead's (or the recovery
-    actor's) ``user_removed`` entry naming them, and for none after it: a revocation never
-    turns an entry the check refused into one it takes. Why:
+    actor's) ``user_removed`` entry naming them, and for none after it (nor at all if no
+    such entry is taken): a revocation never turns an entry the check refused into one it
+    takes. Quarantined entries (``held``) say nothing here: an edited one would decide. Why:
     any client can sign an entry, and the state key derives from the meta key every role
     holds; without this, a tool identity, or a revoked user who kept their identity, signs a
     ``shred`` and so excuses a row it deleted with a database login (docs/threat-model.md 10)."""
     classes, purposes = set(classes), set(purposes)
     revoked_at: dict[str, int] = {}
     added_as: dict[str, str] = {}
-    for e in entries:
-        if e.action in ("user_removed", "user_added") and e.actor in deciders:
+    for e in entries:  # not a quarantined one: an edited entry's role would decide
+        if e.action in ("user_removed", "user_added") and e.actor in deciders and e.seq not in held:
             detail = RW.detail_of(e)
             user = detail.get("user") if detail is not None else None
             if isinstance(user, str) and e.action == "user_removed":
@@ -87,7 +89,7 @@ def rights(users: Iterable[Any], roles: Mapping[str, Any], classes: Iterable[str
         allowed = {a for a, ok in (("add", writes >= classes), ("import", writes >= classes), ("update", bool(held)),
                                    ("shred", writes >= classes and set(r.purposes if r else ()) >= purposes),
                                    ("reencrypt", held >= classes)) if ok}
-        until = revoked_at.get(u.user_id, -1) if revoked else None  # -1: revoked, no entry says when
+        until = revoked_at.get(u.user_id, 0) if revoked else None  # 0: revoked, no entry says when: nothing
         may_do[u.public.raw] = (frozenset(allowed), until, frozenset(held))
     return Rights(may_do, set(deciders))
 

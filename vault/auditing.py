@@ -142,7 +142,8 @@ class AuditView:
         store, schema = self.ses.store(), self.ses.schema
         with store.tx(write=False) as conn:
             users = self.access.verified_users(conn, statement=False)
-        may = AR.rights(users, schema.roles, schema.classes, schema.purposes, entries, decide, U.REVOKED)
+        held = T.standing(entries, decide)[0]
+        may = AR.rights(users, schema.roles, schema.classes, schema.purposes, entries, decide, U.REVOKED, held)
         return self.records.second_kind(), self.access.states_v2, may
 
     def checkpoint(self) -> str:
@@ -194,7 +195,7 @@ class AuditView:
                     pass
             schema = self.ses.schema
             may = AR.rights(self.access.verified_users(conn, statement=False), schema.roles, schema.classes,
-                            schema.purposes, entries, decide, U.REVOKED)
+                            schema.purposes, entries, decide, U.REVOKED, T.standing(entries, decide)[0])
             found = A.compare_states(entries, known, rows, tuple(damaged), decide, may, self.records.second_kind(),
                                      self.access.states_v2)
             found = (dataclasses.replace(found[0], rows=scanned), found[1], found[2])  # unparseable ones too

@@ -36,6 +36,7 @@ from .search import Search
 from .session import Session
 from .status import status_of
 from .store import Store, StoreError
+from .writes import WriteCalls
 
 #: How often open() starts again when another client's rotation, revocation or re-seal
 #: committed between its reads (its keys changed under it: nothing was wrong with them).
@@ -189,7 +190,7 @@ def move(src: Vault, url: str | os.PathLike[str], passphrase: str, *, lead: Iden
     return M.Moved(dest, n, marked, dest._ses.store().url)
 
 
-class Vault(LifecycleCalls):
+class Vault(WriteCalls, LifecycleCalls):
     """An open vault. Use as a context manager; ``close()`` drops key references.
 
     Python cannot wipe memory: closing removes our references to key material so
@@ -332,35 +333,6 @@ class Vault(LifecycleCalls):
         self._canaries.alarm_if_canary(ids, "add")
         return ids
 
-    def import_rows(self, rows: Iterable[Mapping[str, Any]], progress: Callable[[int, int], None] | None = None,
-                    *, updates: Iterable[tuple[str, Mapping[str, Any]]] = ()) -> list[str]:
-        """add_many for bulk imports (validated first, one transaction), logged as ``import``;
-        ``progress(done, total)`` as rows are encrypted. ``updates`` (record id, values):
-        changes to stored records the same file carries, each an audited update, in the same
-        transaction: a failure of any leaves nothing of the import written."""
-        check_progress(progress)
-        rows = check_rows(rows, "import_rows")
-        changes = check_rows(updates, "import_rows")
-        if not all(isinstance(c, tuple) and len(c) == 2 for c in changes):
-            raise ValidationError("import_rows() takes updates as (record id, values) pairs")
-        j = self._journal
-        j.guard("import", lambda: self._access.need_writable("importing records"))
-
-        store = self._ses.store()
-
-        def update() -> None:
-            with store.tx() as conn:  # every row first, then the log's lock (Store.lock_records)
-                store.lock_records(conn, [record_id_bytes(record_id) for record_id, _ in changes])
-                for record_id, values in changes:
-                    self.update(record_id, values)
-        if not rows:
-            with store.tx() as conn:
-                self._access.check_keys(conn)  # the keys' lock before the rows', as every writer
-                update()
-            return []
-        return j.guard("import", lambda: self._records.add_many(rows, progress, entry=("import", {}),
-                                                                before_entry=update))
-
     def require_writable(self, op: str = "add") -> None:
         """AccessDenied (logged as 'denied', as ``add``/``import_rows`` would log it) unless this
         role may write every class, as adding and importing need. Front ends call it before
@@ -381,24 +353,6 @@ class Vault(LifecycleCalls):
         rec = j.guard("read", lambda: j.around("read", lambda: self._records.get(record_id, fields), describe))
         self._canaries.alarm_if_canary([record_id], "read")
         return rec
-
-    def update(self, record_id: str, values: Mapping[str, Any]) -> None:
-        """Change fields (None removes one); touched classes get fresh DEKs and ciphertexts."""
-        j, a = self._journal, self._access
-        if isinstance(values, Mapping):
-            def may_write() -> None:
-                for n in values:
-                    a.need_class(self.schema.field(n).cls, f"field {n!r}")
-            j.guard("update", may_write)
-        record_id_bytes(record_id)  # a malformed id is refused before anything is logged
-        try:
-            j.guard("update", lambda: self._records.update(record_id, values))  # its entry commits with the row
-        except (NotFound, ValidationError, IntegrityError, KeysChanged):  # an attempt that changed nothing: logged too
-            j.record("update", j.target(record_id),
-                     {"fields": sorted(map(str, values)) if isinstance(values, Mapping) else []})
-            self._canaries.alarm_if_canary([record_id], "update")
-            raise
-        self._canaries.alarm_if_canary([record_id], "update")
 
     def delete(self, record_id: str) -> None:
         """Crypto-shred one record (see vault.records.Records.delete); needs write access to

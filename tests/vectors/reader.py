@@ -590,7 +590,7 @@ class Reader:
                 raise FormatError("W: context mismatch")
             return hdr[10:18], inner[:32], "W"
         if kind == b"E":
-            if int(self.meta.get("db_schema_version", b"0")) >= 5:
+            if self.db_version() >= 5:
                 raise FormatError("kind E refused from schema v5")
             hdr, box = dek[:18], dek[18:]
             ck = self.kr.by_kid(1, hdr[2:10])
@@ -718,7 +718,14 @@ class Reader:
 
     def second_kind(self):
         """Whether the vault's rows are named by states of the second kind (db v9 on)."""
-        return int(self.meta.get("db_schema_version", b"0")) >= self.STATES_V2_FROM
+        return self.db_version() >= self.STATES_V2_FROM
+
+    def db_version(self):
+        """dv_meta.db_schema_version (hostile input: not a number reads as 0, and fails §9b)."""
+        try:
+            return int(self.meta.get("db_schema_version", b"0"))
+        except ValueError:
+            return 0
 
     def envelope_bodies(self, data):
         """(class, DEK id, body) of each envelope, in schema order, by framing alone: the DEK
@@ -919,7 +926,7 @@ class Reader:
                     problems.append((seq, "bad signature"))
             try:  # §13a "Malformed rows": no reader stops at an entry
                 d = json.loads(detail_b) if detail_b else {}
-            except ValueError:
+            except (ValueError, RecursionError):
                 problems.append((seq, "detail is not JSON"))
                 d = {}
             st = d.get("state") if isinstance(d, dict) else None
@@ -989,7 +996,8 @@ class Reader:
         added, gone, now = set(), set(), {}  # second kind: records added, shredded, each one's state now
         for seq, actor, action, d, st in entries:
             drop, put = st.get("drop", []), st.get("put", [])
-            if not (isinstance(drop, list) and isinstance(put, list)) or set(st) - {"drop", "put", "was", "now"}:
+            if not (isinstance(drop, list) and isinstance(put, list)) or set(st) - {"drop", "put", "was", "now"} \
+                    or not all(isinstance(t, str) for t in drop + put):
                 problems.append((seq, "malformed state"))
                 continue
             if upgrade(actor, action, d):
