@@ -54,8 +54,8 @@ class Rights:
 
 
 def rights(users: Iterable[Any], roles: Mapping[str, Any], classes: Iterable[str], purposes: Iterable[str],
-           entries: list[Entry], deciders: set[bytes], revoked_role: str, held: frozenset[int] = frozenset()
-           ) -> Rights:
+           entries: list[Entry], deciders: set[bytes], revoked_role: str,
+           quarantined: frozenset[int] = frozenset()) -> Rights:
     """What each user's role lets them write, as the client refuses it (vault.Vault.add,
     update, delete, rotate): an add or import needs every class (its key or its public key),
     an update a class key (and changes only classes whose key it holds), a shred every class
@@ -63,7 +63,7 @@ def rights(users: Iterable[Any], roles: Mapping[str, Any], classes: Iterable[str
     the lead's ``user_added`` entry gave them, for entries before the lead's (or the recovery
     actor's) ``user_removed`` entry naming them, and for none after it (nor at all if no
     such entry is taken): a revocation never turns an entry the check refused into one it
-    takes. Quarantined entries (``held``) say nothing here: an edited one would decide. Why:
+    takes. Quarantined entries (``quarantined``) say nothing here: an edited one would decide. Why:
     any client can sign an entry, and the state key derives from the meta key every role
     holds; without this, a tool identity, or a revoked user who kept their identity, signs a
     ``shred`` and so excuses a row it deleted with a database login (docs/threat-model.md 10)."""
@@ -71,7 +71,7 @@ def rights(users: Iterable[Any], roles: Mapping[str, Any], classes: Iterable[str
     revoked_at: dict[str, int] = {}
     added_as: dict[str, str] = {}
     for e in entries:  # not a quarantined one: an edited entry's role would decide
-        if e.action in ("user_removed", "user_added") and e.actor in deciders and e.seq not in held:
+        if e.action in ("user_removed", "user_added") and e.actor in deciders and e.seq not in quarantined:
             detail = RW.detail_of(e)
             user = detail.get("user") if detail is not None else None
             if isinstance(user, str) and e.action == "user_removed":
