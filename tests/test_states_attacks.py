@@ -6,7 +6,10 @@ the behaviour the documents promise; a failing one is a finding."""
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from vault.identity import Identity
@@ -50,6 +53,21 @@ def _put_back_old_risk(surl: str, rid: str, old: bytes) -> None:
 
 
 # -- 1. a staff "shred" that shreds nothing plus a staff "add" that adds nothing ----------------------
+@contextlib.contextmanager
+def _staff_after_rollback(url: str) -> Iterator[tuple[Identity, str, bytes, bytes, str, vault.Vault, Any]]:
+    """The lead raised a record's risk; a staff member with the staff database login has put
+    the older risk envelope back: (lead, record id, its bytes, the lead's row, the staff
+    URL, the staff handle, its second-kind states) while the staff handle is open."""
+    lead, staff = Identity.generate(), Identity.generate()
+    rid, old, current = _lead_raised_risk(url, lead, staff)
+    with _staff_login(url) as surl:
+        _put_back_old_risk(surl, rid, old)
+        with vault.open(surl, identity=staff) as s:
+            st = s._access.states_v2
+            assert st is not None
+            yield lead, rid, bytes.fromhex(rid), current, surl, s, st
+
+
 def test_staff_shred_and_add_entries_vouch_for_a_rolled_back_risk_envelope(url: str) -> None:
     """Staff may not update the risk class, and an ``update`` entry of theirs that changes
     its part is refused (test_audit_rights). But staff *may* shred (every class writable,
@@ -63,16 +81,9 @@ def test_staff_shred_and_add_entries_vouch_for_a_rolled_back_risk_envelope(url: 
 
     Expected: the check is not ok (the shred's record is still there, the add's row is no
     new record, or the row's risk part changed with no entry by a risk holder)."""
-    lead, staff = Identity.generate(), Identity.generate()
-    rid, old, current = _lead_raised_risk(url, lead, staff)
-    b = bytes.fromhex(rid)
-    with _staff_login(url) as surl:
-        _put_back_old_risk(surl, rid, old)
-        with vault.open(surl, identity=staff) as s:
-            st = s._access.states_v2
-            assert st is not None
-            s._audit("shred", s.pseudonym(rid, "audit"), {"state": {"drop": [st.token(b, current)]}})
-            s._audit("add", "", {"count": 1, "state": {"put": [st.token(b, _row(surl, rid))]}})
+    with _staff_after_rollback(url) as (lead, rid, b, current, surl, s, st):
+        s._audit("shred", s.pseudonym(rid, "audit"), {"state": {"drop": [st.token(b, current)]}})
+        s._audit("add", "", {"count": 1, "state": {"put": [st.token(b, _row(surl, rid))]}})
     with vault.open(url, identity=lead) as v:
         assert v.audit_verify().ok
         assert v.get(rid)["risk_level"] == "low"  # the rolled-back value the lead now reads
@@ -203,19 +214,12 @@ def test_revoking_a_staff_member_launders_their_refused_update_of_a_risk_envelop
 
     Expected: a revocation takes nothing back that the check reported; the revoked user's
     earlier entries are judged by the role they had (or at least no wider)."""
-    lead, staff = Identity.generate(), Identity.generate()
-    rid, old, current = _lead_raised_risk(url, lead, staff)
-    b = bytes.fromhex(rid)
-    with _staff_login(url) as surl:
-        _put_back_old_risk(surl, rid, old)
-        with vault.open(surl, identity=staff) as s:
-            st = s._access.states_v2
-            assert st is not None
-            mixed = _row(surl, rid)
-            was, now = st.named_parts(b, current), st.named_parts(b, mixed)
-            assert [c for c in was if was[c] != now[c]] == ["risk"]
-            s._audit("update", s.pseudonym(rid, "audit"), {"fields": ["email"], "state": {
-                "drop": [st.token(b, current)], "put": [st.token(b, mixed)], "was": was, "now": now}})
+    with _staff_after_rollback(url) as (lead, rid, b, current, surl, s, st):
+        mixed = _row(surl, rid)
+        was, now = st.named_parts(b, current), st.named_parts(b, mixed)
+        assert [c for c in was if was[c] != now[c]] == ["risk"]
+        s._audit("update", s.pseudonym(rid, "audit"), {"fields": ["email"], "state": {
+            "drop": [st.token(b, current)], "put": [st.token(b, mixed)], "was": was, "now": now}})
     with vault.open(url, identity=lead) as v:
         before = v.check_records()
         assert not before.ok and before.refused and before.unlogged == (rid,)

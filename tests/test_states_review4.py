@@ -109,12 +109,9 @@ def test_the_reader_finds_the_upgrade_of_a_v8_vault_whose_records_were_all_shred
     assert all(_state_steps(path).values()), (up["detail"], _state_steps(path))
 
 
-def test_the_reader_leaves_a_quarantined_entry_out_of_the_replay_as_the_library_does(tmp_path: Path) -> None:
-    """13a, Quarantine: "the record check leaves its state out of the replay". A staff
-    member signs a ``read`` entry carrying ``drop`` of a colleague's row state; the library
-    refuses it, the lead quarantines it, and the check is ok. The reader ignores the
-    quarantine (and takes states from an entry whose action writes no rows), so it drops the
-    row's state and calls the live row unlogged."""
+def _forged_read(tmp_path: Path) -> tuple[Path, str, Identity]:
+    """A vault of one record whose staff member signed a ``read`` entry dropping the
+    record's state (a forgery: reads write no rows); its path, URL and the lead."""
     path = tmp_path / "v.vault"
     url = f"sqlite:///{path}"
     lead, staff = Identity.generate(), Identity.generate()
@@ -124,6 +121,16 @@ def test_the_reader_leaves_a_quarantined_entry_out_of_the_replay_as_the_library_
     with vault.open(url, identity=staff) as s:
         token = s._records.state_token(bytes.fromhex(rid), RawDB(url).row(rid))
         s._audit("read", "", {"state": {"drop": [token]}})
+    return path, url, lead
+
+
+def test_the_reader_leaves_a_quarantined_entry_out_of_the_replay_as_the_library_does(tmp_path: Path) -> None:
+    """13a, Quarantine: "the record check leaves its state out of the replay". A staff
+    member signs a ``read`` entry carrying ``drop`` of a colleague's row state; the library
+    refuses it, the lead quarantines it, and the check is ok. The reader ignores the
+    quarantine (and takes states from an entry whose action writes no rows), so it drops the
+    row's state and calls the live row unlogged."""
+    path, url, lead = _forged_read(tmp_path)
     with vault.open(url, identity=lead) as v:
         (seq,) = v.check_records().refused
         v.quarantine(seq)
@@ -136,15 +143,7 @@ def test_the_reader_refuses_states_on_an_entry_that_writes_no_rows(tmp_path: Pat
     refused: not replayed, and reported". The same forged ``read`` entry, not quarantined:
     the library reports it refused; the reader replays it without a word about the entry
     (its only complaint is the row, which it now calls unlogged)."""
-    path = tmp_path / "v.vault"
-    url = f"sqlite:///{path}"
-    lead, staff = Identity.generate(), Identity.generate()
-    with vault.create(url, PASSPHRASE, lead=lead) as v:
-        v.add_user(staff.public, "sam", "staff")
-        rid = v.add(FULL)
-    with vault.open(url, identity=staff) as s:
-        token = s._records.state_token(bytes.fromhex(rid), RawDB(url).row(rid))
-        s._audit("read", "", {"state": {"drop": [token]}})
+    path, url, lead = _forged_read(tmp_path)
     with vault.open(url, identity=lead) as v:
         check = v.check_records()
         assert len(check.refused) == 1 and not check.unlogged and not check.missing
