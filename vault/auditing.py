@@ -138,7 +138,7 @@ class AuditView:
 
     def _kinds(self, entries: list[Any], decide: set[bytes]) -> tuple[bool, Any, AR.Rights]:
         """What the record check judges entries' states by (their kind, the parts' key, whose
-        role may write what), for describing an entry as the check would refuse it."""
+        role may write what): for the check, and for describing an entry as it would."""
         store, schema = self.ses.store(), self.ses.schema
         with store.tx(write=False) as conn:
             users = self.access.verified_users(conn, statement=False)
@@ -193,11 +193,8 @@ class AuditView:
                     rows.append((rid, self.records.state_token(rid, data)))
                 except IntegrityError:  # malformed: no DEK ids to name its state (already damaged)
                     pass
-            schema = self.ses.schema
-            may = AR.rights(self.access.verified_users(conn, statement=False), schema.roles, schema.classes,
-                            schema.purposes, entries, decide, U.REVOKED, T.standing(entries, decide)[0])
-            found = A.compare_states(entries, known, rows, tuple(damaged), decide, may, self.records.second_kind(),
-                                     self.access.states_v2)
+            second, states, may = self._kinds(entries, decide)  # (its read joins this transaction)
+            found = A.compare_states(entries, known, rows, tuple(damaged), decide, may, second, states)
             found = (dataclasses.replace(found[0], rows=scanned), found[1], found[2])  # unparseable ones too
             if accept and found[0].damaged:
                 raise IntegrityError(f"{len(found[0].damaged)} record row(s) fail authentication and cannot be "
